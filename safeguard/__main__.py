@@ -1,0 +1,5 @@
+import sys
+
+from safeguard.cli import main
+
+sys.exit(main())

@@ -1,0 +1,343 @@
+"""Configuration: the policy a guarded exchange enforces.
+
+Every section is a frozen pydantic model that forbids unknown keys, so a typo such as
+``max_levrage`` is an error that names the key instead of a limit silently not applied.
+A :class:`Policy` loads from a TOML file and from ``SAFEGUARD_*`` environment variables
+(nested with ``__``, e.g. ``SAFEGUARD_RISK__MAX_LEVERAGE=5``); the environment wins.
+
+Numbers reject NaN and infinity; limits reject negatives. ``Policy.version`` is a short hash
+of the effective policy, written into every log record so a journal can be replayed against
+the exact rules it ran under.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from safeguard.errors import ConfigError
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Positive = Annotated[float, Field(gt=0.0)]
+Seconds = Annotated[float, Field(ge=0.0)]
+
+
+class Section(BaseModel):
+    """Base for every configuration section: immutable, strict about keys and numbers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class RiskLimits(Section):
+    """Pre-trade limits. ``None`` switches a limit off."""
+
+    max_leverage: Positive | None = 20.0
+    """Highest leverage an order may use (the tier's own cap always applies too)."""
+    max_notional_per_order: Positive | None = None
+    max_notional_per_position: Positive | None = None
+    max_notional_per_account: Positive | None = None
+    max_open_orders: Annotated[int, Field(ge=1)] | None = 50
+    max_concentration: Fraction | None = None
+    """Largest share of equity one symbol's notional may take."""
+    require_stop: bool = True
+    """Orders that open or add exposure must carry a stop (``stopLossPrice``)."""
+    min_liquidation_buffer_pct: NonNegative = 1.0
+    """How far (in % of the liquidation price) the stop's fill must sit inside liquidation."""
+    price_band_pct: Positive | None = 5.0
+    """Limit prices further than this from the mark are denied (fat-finger guard)."""
+    max_market_data_age_s: Positive = 5.0
+    """A mark or book older than this denies new exposure (fails closed)."""
+    max_rules_age_s: Positive = 3600.0
+    """Tier tables, tick/step sizes and fees older than this deny new exposure."""
+    funding_horizon_s: Seconds = 8 * 3600.0
+    """Holding horizon over which expected funding payments reduce the wallet."""
+    liquidation_safety_buffer_pct: NonNegative = 0.0
+    """Extra maintenance margin (in % of notional) assumed on top of the venue's tiers."""
+    include_closing_fee: bool = True
+    """Count the taker fee of the liquidation close in the maintenance requirement."""
+    stop_slippage_bps: NonNegative = 10.0
+    """Assumed slippage of a stop-market fill beyond its trigger, before any book walk."""
+    volatility_window_s: Positive = 3600.0
+    """Window for the recent volatility the verdict reports distances in."""
+    require_stress_survival: bool = False
+    """Deny orders after which the account would not survive the stress grid."""
+
+
+class FillModelConfig(Section):
+    """How fills are priced. The degraded face is used when the venue is slow or throttling."""
+
+    maker_fee: Annotated[float, Field(ge=-0.01, le=0.01)] = 0.0002
+    taker_fee: Annotated[float, Field(ge=0.0, le=0.01)] = 0.0005
+    degraded_taker_for_maker: bool = True
+    """Degraded: assume a maker order ends up taking (it was repriced or chased)."""
+    degraded_slippage_multiplier: Annotated[float, Field(ge=1.0)] = 2.0
+    degraded_depth_haircut: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    """Degraded: the share of visible depth assumed gone by the time the order arrives."""
+    degraded_latency_s: NonNegative = 1.0
+    """Degraded: latency used for the price drift of volatility x sqrt(latency)."""
+    drift_sigmas: NonNegative = 2.0
+    """How many standard deviations of drift over the latency the degraded fill pays."""
+
+
+class RetryConfig(Section):
+    """The one retry loop (ccxt's own is forced off)."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 6
+    base_delay_s: Positive = 0.2
+    max_delay_s: Positive = 10.0
+    total_budget_s: Positive = 30.0
+    """No call retries past this much time since its first attempt."""
+    default_retry_after_s: Positive = 5.0
+    """Wait after a 429 that came without a ``Retry-After`` header."""
+    resolve_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    """Look-ups of an ambiguous order before raising ``OutcomeUnknown``."""
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> RetryConfig:
+        if self.base_delay_s > self.max_delay_s:
+            raise ValueError("base_delay_s must not exceed max_delay_s")
+        return self
+
+
+class ThrottleConfig(Section):
+    """Pacing against the venue's published rate limits."""
+
+    soft_threshold: Fraction = 0.7
+    """Above this share of a limit, requests are spaced out."""
+    hard_threshold: Fraction = 0.9
+    """Above this share, non-essential reads wait for the window to roll."""
+    reserve_fraction: Fraction = 0.05
+    """Budget kept for cancels and reduce-only orders only."""
+    weight_limit_per_minute: Annotated[int, Field(ge=1)] | None = None
+    """Override the venue's ``exchangeInfo.rateLimits`` request weight per minute."""
+    orders_per_10s: Annotated[int, Field(ge=1)] | None = None
+    orders_per_minute: Annotated[int, Field(ge=1)] | None = None
+    default_ban_s: Positive = 120.0
+    """Ban length assumed for a 418 that did not say how long."""
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> ThrottleConfig:
+        if not self.soft_threshold <= self.hard_threshold:
+            raise ValueError("soft_threshold must not exceed hard_threshold")
+        return self
+
+
+class DegradationConfig(Section):
+    """When the venue counts as DEGRADED or SEVERE, and how sticky those states are."""
+
+    window_s: Positive = 60.0
+    degraded_latency_p95_s: Positive = 1.0
+    severe_latency_p95_s: Positive = 3.0
+    degraded_error_rate: Fraction = 0.1
+    severe_error_rate: Fraction = 0.3
+    degraded_throttle_rate: Fraction = 0.05
+    severe_throttle_rate: Fraction = 0.2
+    degraded_data_age_s: Positive = 2.0
+    severe_data_age_s: Positive = 10.0
+    recovery_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
+    """Hysteresis: a metric must fall below ratio x threshold to count as recovered."""
+    cooling_period_s: Seconds = 30.0
+    """Minimum time in a worse state before stepping back to a better one."""
+    severe_reduce_only: bool = True
+
+
+class TriggerConfig(Section):
+    """Automatic kill-switch triggers. ``None`` switches one off."""
+
+    max_daily_loss: Positive | None = None
+    """Loss in quote currency since the UTC day began (mark-to-market, fees and funding)."""
+    max_drawdown_pct: Annotated[float, Field(gt=0.0, lt=100.0)] | None = None
+    """Drawdown from the persisted equity peak."""
+    max_orders_per_window: Annotated[int, Field(ge=1)] | None = 200
+    max_cancels_per_window: Annotated[int, Field(ge=1)] | None = 400
+    max_rejections_per_window: Annotated[int, Field(ge=1)] | None = 20
+    max_leverage_changes_per_window: Annotated[int, Field(ge=1)] | None = 10
+    rate_window_s: Positive = 60.0
+    max_consecutive_errors: Annotated[int, Field(ge=1)] | None = 10
+    max_data_age_s: Positive | None = 60.0
+    on_ban: bool = True
+    on_liquidation_distance: bool = True
+    action: Literal["HALTED", "REDUCING"] = "HALTED"
+
+
+class KillSwitchConfig(Section):
+    """The latch and the ladder of actions it runs on engage."""
+
+    state_dir: Path = Path(".safeguard")
+    cooling_period_s: Seconds = 300.0
+    """``resume`` is refused for this long after an engage."""
+    cancel_all_on_engage: bool = True
+    flatten_on_engage: bool = False
+    flatten_max_attempts: Annotated[int, Field(ge=1, le=50)] = 5
+    flatten_slippage_cap_pct: Positive = 2.0
+    venue_countdown_s: Seconds | None = None
+    """Arm the venue's cancel-all countdown timer where the venue offers one."""
+    poll_interval_s: Positive = 0.05
+    """How often a running bot looks for an engage made by another process."""
+    webhook_url: str | None = None
+    webhook_timeout_s: Positive = 5.0
+    install_signal_handler: bool = False
+    signal: Literal["SIGUSR1", "SIGUSR2", "SIGTERM"] = "SIGUSR1"
+    triggers: TriggerConfig = TriggerConfig()
+
+
+class LoggingConfig(Section):
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    json_path: Path | None = None
+
+
+class Credentials(Section):
+    """API credentials. Never printed: ``repr`` shows ``**********``."""
+
+    api_key: SecretStr | None = None
+    secret: SecretStr | None = None
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Feeds an already-parsed TOML document to pydantic-settings as the lowest priority."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Policy(BaseSettings):
+    """Everything a guarded exchange enforces. Build it in code, or ``Policy.load(path)``."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="SAFEGUARD_",
+        env_nested_delimiter="__",
+        allow_inf_nan=False,
+    )
+
+    risk: RiskLimits = RiskLimits()
+    fills: FillModelConfig = FillModelConfig()
+    retry: RetryConfig = RetryConfig()
+    throttle: ThrottleConfig = ThrottleConfig()
+    degradation: DegradationConfig = DegradationConfig()
+    kill_switch: KillSwitchConfig = KillSwitchConfig()
+    logging: LoggingConfig = LoggingConfig()
+    credentials: Credentials = Credentials()
+    client_order_id_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{0,16}$")] = "sg-"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _TomlSource(settings_cls, _PENDING_TOML.get())
+        return (init_settings, env_settings, toml)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Policy:
+        """Load from a TOML file (optional) and ``SAFEGUARD_*`` environment variables.
+
+        Raises :class:`ConfigError` naming the offending key for a typo, a wrong type, a
+        negative limit, NaN, or a file that is not valid TOML.
+        """
+        data: dict[str, Any] = {}
+        if path is not None:
+            file = Path(path)
+            try:
+                data = tomllib.loads(file.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise ConfigError(f"policy file not found: {file}", key=None) from None
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"policy file {file} is not valid TOML: {exc}") from exc
+        _check_env_keys(cls)
+        token = _PENDING_TOML.set(data)
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise config_error_from(exc, source=str(path) if path else "environment") from None
+        finally:
+            _PENDING_TOML.reset(token)
+
+    @classmethod
+    def build(cls, **sections: Any) -> Policy:
+        """Build from keyword sections, ignoring the environment. Errors name the key."""
+        try:
+            return cls.model_validate(sections)
+        except ValidationError as exc:
+            raise config_error_from(exc, source="arguments") from None
+
+    @property
+    def version(self) -> str:
+        """A short, stable hash of the effective policy (secrets excluded)."""
+        payload = self.model_dump(mode="json", exclude={"credentials"})
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+# pydantic-settings builds its sources inside ``__init__``; the parsed TOML is handed over for
+# the duration of one ``Policy.load`` call (a context variable, so concurrent loads don't mix).
+_PENDING_TOML: ContextVar[dict[str, Any]] = ContextVar("_PENDING_TOML", default={})  # noqa: B039
+
+
+def _check_env_keys(cls: type[BaseSettings]) -> None:
+    """Refuse ``SAFEGUARD_*`` variables that name no setting (pydantic-settings ignores them)."""
+    prefix = "SAFEGUARD_"
+    top_level = {name.upper() for name in cls.model_fields}
+    for name in os.environ:
+        if not name.upper().startswith(prefix):
+            continue
+        head = name[len(prefix) :].upper().split("__", 1)[0]
+        if head not in top_level:
+            raise ConfigError(
+                f"environment variable {name} names no policy setting "
+                f"(known sections: {', '.join(sorted(top_level)).lower()})",
+                key=name,
+            )
+
+
+def config_error_from(exc: ValidationError, *, source: str) -> ConfigError:
+    """Turn a pydantic error into one sentence per problem, each naming its dotted key."""
+    problems = []
+    first_key: str | None = None
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "<root>"
+        first_key = first_key or key
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key (typo?)")
+        elif key.startswith("credentials"):
+            problems.append(f"{key}: {error['msg']}")  # never echo what may be a secret
+        else:
+            problems.append(f"{key}: {error['msg']} (got {error.get('input')!r})")
+    return ConfigError(f"invalid policy from {source}: " + "; ".join(problems), key=first_key)
+
+
+__all__ = [
+    "Credentials",
+    "DegradationConfig",
+    "FillModelConfig",
+    "KillSwitchConfig",
+    "LoggingConfig",
+    "Policy",
+    "RetryConfig",
+    "RiskLimits",
+    "Section",
+    "ThrottleConfig",
+    "TriggerConfig",
+    "config_error_from",
+]

@@ -1,0 +1,1 @@
+"""pytest fixtures shipped with safeguard (loaded through the ``pytest11`` entry point)."""
