@@ -67,6 +67,8 @@ class Code(StrEnum):
     TRADING_HALTED = "TRADING_HALTED"
     TRADING_REDUCING = "TRADING_REDUCING"
     STRESS_GRID_BREACH = "STRESS_GRID_BREACH"
+    COOLING_PERIOD = "COOLING_PERIOD"
+    """A resume (re-arm) was refused: the kill switch engaged too recently."""
 
     # --- kill-switch triggers (the reason an automatic engage names) ------------------------
     DAILY_LOSS = "DAILY_LOSS"

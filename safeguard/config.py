@@ -188,6 +188,15 @@ class KillSwitchConfig(Section):
     install_signal_handler: bool = False
     signal: Literal["SIGUSR1", "SIGUSR2", "SIGTERM"] = "SIGUSR1"
     triggers: TriggerConfig = TriggerConfig()
+    drain_timeout_s: Positive = 2.0
+    """``engage`` waits at most this long for sends already past the check to finish."""
+    watch_state_file: bool = True
+    """Run a background thread that notices an engage made by another process (and runs the
+    listeners, e.g. the ladder) even while the bot sends nothing."""
+    webhook_max_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    """Deliveries of one notification tried before it is dropped (logged)."""
+    webhook_retry_delay_s: Positive = 0.5
+    """First pause between webhook attempts; it doubles on each retry (capped at 30 s)."""
 
 
 class LoggingConfig(Section):
