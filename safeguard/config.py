@@ -37,6 +37,25 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+class StressConfig(Section):
+    """The portfolio stress grid a new order may be required to survive."""
+
+    shocks_pct: tuple[Annotated[float, Field(gt=-100.0, lt=100.0)], ...] = (
+        -50.0, -40.0, -30.0, -20.0, -15.0, -10.0, -7.5, -5.0, -3.0, -2.0, -1.0,
+        1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
+    )  # fmt: skip
+    """Market moves in % of the mark; each regime turns one into a move per symbol."""
+    regimes: tuple[Literal["together", "independent", "hedges_fail"], ...] = (
+        "together",
+        "independent",
+        "hedges_fail",
+    )
+    """together: every symbol moves by the shock; independent: one symbol at a time, scaled by
+    its beta; hedges_fail: every position moves against itself (longs and shorts both lose)."""
+    betas: dict[str, Positive] = {}
+    """Per-symbol scale of the shock in the independent regime (1.0 when absent)."""
+
+
 class RiskLimits(Section):
     """Pre-trade limits. ``None`` switches a limit off."""
 
@@ -70,6 +89,8 @@ class RiskLimits(Section):
     """Window for the recent volatility the verdict reports distances in."""
     require_stress_survival: bool = False
     """Deny orders after which the account would not survive the stress grid."""
+    stress: StressConfig = StressConfig()
+    """The grid ``require_stress_survival`` checks against."""
 
 
 class FillModelConfig(Section):
@@ -167,6 +188,25 @@ class TriggerConfig(Section):
     on_ban: bool = True
     on_liquidation_distance: bool = True
     action: Literal["HALTED", "REDUCING"] = "HALTED"
+    actions: dict[
+        Literal[
+            "DAILY_LOSS",
+            "DRAWDOWN",
+            "LIQUIDATION_DISTANCE",
+            "ORDER_RATE",
+            "CANCEL_RATE",
+            "REJECTION_BURST",
+            "LEVERAGE_CHANGES",
+            "CONSECUTIVE_ERRORS",
+            "VENUE_BANNED",
+            "STALE_MARKET_DATA",
+        ],
+        Literal["HALTED", "REDUCING"],
+    ] = {}
+    """Per-trigger override of ``action`` (e.g. ``LIQUIDATION_DISTANCE = "REDUCING"``)."""
+    cooling_period_s: Seconds = 300.0
+    """A trigger that tripped stays quiet this long, so a metric hovering at its limit engages
+    the switch once, not on every observation. A recovered metric never releases the switch."""
 
 
 class KillSwitchConfig(Section):
@@ -346,6 +386,7 @@ __all__ = [
     "RetryConfig",
     "RiskLimits",
     "Section",
+    "StressConfig",
     "ThrottleConfig",
     "TriggerConfig",
     "config_error_from",
