@@ -1,0 +1,1 @@
+"""The guarded exchange: a ccxt exchange wrapped in retries, throttling and pre-trade checks."""

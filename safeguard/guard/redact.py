@@ -1,0 +1,186 @@
+"""Redaction: API keys, secrets, signatures and listen keys never leave the process in text.
+
+Two nets, because either alone leaks. By *name*: any mapping key that names a credential
+(``apiKey``, ``secret``, ``signature``, ``X-MBX-APIKEY``, ``listenKey``, ``password``, ...)
+has its value replaced, and the same names are scrubbed inside free text (``signature=...&``
+in a URL, ``"apiKey": "..."`` in a JSON body, ``X-MBX-APIKEY: ...`` in a header dump). By
+*value*: every secret registered with :func:`register_secret` is replaced wherever it appears,
+because ccxt exception messages embed the request URL and body verbatim and a key can show up
+under a name nobody thought of.
+
+Everything here is pure apart from the process-wide registry of secret values.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+REDACTED = "[REDACTED]"
+
+# Normalised (lower case, no ``-``/``_``) names whose values are credentials.
+_SENSITIVE_NAMES = frozenset(
+    {
+        "apikey",
+        "xmbxapikey",
+        "secret",
+        "apisecret",
+        "secretkey",
+        "signature",
+        "listenkey",
+        "password",
+        "passphrase",
+        "privatekey",
+        "token",
+        "accesstoken",
+        "authorization",
+        "cookie",
+    }
+)
+_SENSITIVE_SUFFIXES = ("secret", "apikey", "password", "signature", "privatekey", "listenkey")
+
+# The same names as they appear spelled inside text. ``[-_]?`` covers api_key / api-key.
+_NAME = (
+    r"(?:x[-_]?mbx[-_]?apikey|api[-_]?key|api[-_]?secret|secret[-_]?key|secret|signature"
+    r"|listen[-_]?key|password|passphrase|private[-_]?key|access[-_]?token|token)"
+)
+_TEXT_PATTERNS = (
+    # query strings and form bodies: signature=abc&...  (stop at &, whitespace, quotes)
+    re.compile(rf"(?i)(\b{_NAME}=)[^&\s\"'<>]+"),
+    # JSON and Python reprs: "apiKey": "abc"  /  'secret': 'abc'
+    re.compile(rf"(?i)([\"']{_NAME}[\"']\s*:\s*)([\"'])(?:\\.|(?!\2).)*\2"),
+    # header dumps: X-MBX-APIKEY: abc
+    re.compile(rf"(?i)(\b{_NAME}\s*:\s*)(?![\"'{{\[])[^\s,;}}\]]+"),
+)
+
+# Registered values shorter than this would redact ordinary words; real keys are far longer.
+MIN_SECRET_LENGTH = 6
+
+
+class _Registry:
+    """The process-wide set of secret values and the one pattern that matches them all."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.values: set[str] = set()
+        self.pattern: re.Pattern[str] | None = None
+
+
+_registry = _Registry()
+
+
+def is_sensitive_name(name: str) -> bool:
+    """True when ``name`` (a dict key or header name) names a credential."""
+    normal = name.lower().replace("-", "").replace("_", "")
+    return normal in _SENSITIVE_NAMES or normal.endswith(_SENSITIVE_SUFFIXES)
+
+
+def register_secret(value: str) -> None:
+    """Redact ``value`` (and its URL-encoded forms) wherever it appears from now on.
+
+    Raises ValueError for a non-string or a value shorter than :data:`MIN_SECRET_LENGTH`,
+    which could only ever be a mistake (it would redact ordinary text, or nothing useful).
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"secret must be a str, got {type(value).__name__}")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"secret must be at least {MIN_SECRET_LENGTH} characters long")
+    with _registry.lock:
+        _registry.values.update({value, quote(value, safe=""), quote_plus(value)})
+        _registry.pattern = _compile(_registry.values)
+
+
+def register_secrets(values: Iterable[object]) -> None:
+    """Register every non-empty string in ``values``; ``None`` and empty strings are skipped."""
+    for value in values:
+        if isinstance(value, str) and value:
+            register_secret(value)
+
+
+def secrets_of(exchange: object) -> list[str]:
+    """The credential values a ccxt exchange instance carries (``apiKey``, ``secret``, ...)."""
+    found = []
+    for attribute in ("apiKey", "secret", "password", "privateKey", "token"):
+        value = getattr(exchange, attribute, None)
+        if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
+            found.append(value)
+    return found
+
+
+def forget_secrets() -> None:
+    """Drop every registered value (tests; a process that rotated its keys)."""
+    with _registry.lock:
+        _registry.values.clear()
+        _registry.pattern = None
+
+
+def _compile(values: set[str]) -> re.Pattern[str]:
+    # Longest first, so a secret that contains another is replaced whole.
+    ordered = sorted(values, key=len, reverse=True)
+    return re.compile("|".join(re.escape(value) for value in ordered))
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with every credential removed: registered values, then named fields."""
+    pattern = _registry.pattern
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    for named in _TEXT_PATTERNS:
+        text = named.sub(_replace_named, text)
+    return text
+
+
+def _replace_named(match: re.Match[str]) -> str:
+    if match.lastindex is not None and match.lastindex >= 2:
+        quote_char = match.group(2)
+        return f"{match.group(1)}{quote_char}{REDACTED}{quote_char}"
+    return f"{match.group(1)}{REDACTED}"
+
+
+_MAX_DEPTH = 32
+
+
+def redact(obj: Any, *, _depth: int = 0) -> Any:
+    """A copy of ``obj`` safe to log: credential-named values replaced, text scrubbed.
+
+    Mappings become dicts, lists and tuples keep their type, strings and bytes are scrubbed,
+    exceptions become their scrubbed text, and other values are returned as they are. Nesting
+    deeper than a sane request ever is comes back as a placeholder rather than recursing.
+    """
+    if _depth > _MAX_DEPTH:
+        return "[TOO DEEP]"
+    if isinstance(obj, str):
+        return scrub_text(obj)
+    if isinstance(obj, bytes | bytearray):
+        return scrub_text(bytes(obj).decode("utf-8", errors="replace"))
+    if isinstance(obj, Mapping):
+        out: dict[Any, Any] = {}
+        for key, value in obj.items():
+            if isinstance(key, str) and is_sensitive_name(key):
+                out[key] = REDACTED
+            else:
+                out[redact(key, _depth=_depth + 1)] = redact(value, _depth=_depth + 1)
+        return out
+    if isinstance(obj, list):
+        return [redact(item, _depth=_depth + 1) for item in obj]
+    if isinstance(obj, tuple):
+        return tuple(redact(item, _depth=_depth + 1) for item in obj)
+    if isinstance(obj, BaseException):
+        return scrub_text(f"{type(obj).__name__}: {obj}")
+    return obj
+
+
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "REDACTED",
+    "forget_secrets",
+    "is_sensitive_name",
+    "redact",
+    "register_secret",
+    "register_secrets",
+    "scrub_text",
+    "secrets_of",
+]
