@@ -1,0 +1,98 @@
+"""The order journal: durable before the send, readable after a crash, compacted atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from safeguard.errors import ConfigError
+from safeguard.guard.journal import OrderJournal, Status
+
+
+def _intent() -> dict[str, object]:
+    return {"type": "limit", "side": "buy", "amount": 0.01, "price": 60000.0}
+
+
+def test_pending_is_on_disk_before_pending_returns(tmp_path: Path) -> None:
+    path = tmp_path / "orders.jsonl"
+    journal = OrderJournal(path)
+    journal.pending("sg-1", symbol="BTC/USDT:USDT", intent=_intent(), now=10.0)
+    # Another reader (the process after a crash) sees it without any close or flush by us.
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[-1])["id"] == "sg-1"
+    assert json.loads(lines[-1])["status"] == "pending"
+    journal.close()
+
+
+def test_restart_sees_unresolved_orders_only(tmp_path: Path) -> None:
+    path = tmp_path / "orders.jsonl"
+    journal = OrderJournal(path)
+    journal.pending("sg-a", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    journal.pending("sg-b", symbol="ETH/USDT:USDT", intent=_intent(), now=2.0)
+    journal.pending("sg-c", symbol="BTC/USDT:USDT", intent=_intent(), now=3.0)
+    journal.settle("sg-a", Status.ACKED, now=4.0, order_id="77")
+    journal.settle("sg-c", Status.UNKNOWN, now=5.0)
+    journal.close()
+
+    reopened = OrderJournal(path)
+    assert [e.client_order_id for e in reopened.unresolved()] == ["sg-b", "sg-c"]
+    assert reopened.get("sg-c") is not None
+    assert reopened.get("sg-c").status is Status.UNKNOWN  # type: ignore[union-attr]
+    assert reopened.get("sg-b").intent["price"] == 60000.0  # type: ignore[union-attr]
+    # Opening compacts: resolved orders are gone from the file.
+    assert "sg-a" not in path.read_text()
+    reopened.close()
+
+
+def test_reusing_a_client_order_id_is_refused(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path / "j.jsonl")
+    journal.pending("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    with pytest.raises(ValueError, match="sg-x"):
+        journal.pending("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=2.0)
+    journal.close()
+
+
+def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = OrderJournal(path)
+    journal.pending("sg-1", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    journal.close()
+    with path.open("a") as f:
+        f.write('{"id":"sg-2","status":"pen')  # the process died mid-write
+    reopened = OrderJournal(path)
+    assert [e.client_order_id for e in reopened.unresolved()] == ["sg-1"]
+    reopened.close()
+
+
+def test_a_corrupt_middle_line_is_a_config_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"id":"a","status":"pending","t":1,"symbol":"X","intent":{}}\nnot json\n')
+    with pytest.raises(ConfigError, match="line 2"):
+        OrderJournal(path)
+
+
+def test_settling_an_unknown_id_is_an_error(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path / "j.jsonl")
+    with pytest.raises(KeyError, match="sg-nope"):
+        journal.settle("sg-nope", Status.ACKED, now=1.0)
+    journal.close()
+
+
+def test_compaction_is_atomic_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = OrderJournal(path)
+    for i in range(50):
+        journal.pending(f"sg-{i}", symbol="BTC/USDT:USDT", intent=_intent(), now=float(i))
+        if i % 2:
+            journal.settle(f"sg-{i}", Status.REJECTED, now=float(i))
+    journal.compact()
+    journal.pending("sg-after", symbol="BTC/USDT:USDT", intent=_intent(), now=99.0)
+    journal.close()
+    assert sorted(os.listdir(tmp_path)) == ["j.jsonl"]
+    reopened = OrderJournal(path)
+    ids = [e.client_order_id for e in reopened.unresolved()]
+    assert ids == [f"sg-{i}" for i in range(0, 50, 2)] + ["sg-after"]
+    reopened.close()
