@@ -1,0 +1,281 @@
+"""Retry policy: full-jitter bounds, cap, Retry-After floor, total budget, tenacity faces."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import ccxt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from safeguard import errors
+from safeguard.config import RetryConfig
+from safeguard.guard.classify import ErrorClass, RetryClass, classify
+from safeguard.guard.retry import (
+    AttemptInfo,
+    GiveUp,
+    Retry,
+    RetryNotice,
+    RetryPolicy,
+    build_async_retrying,
+    build_retrying,
+)
+
+CONFIG = RetryConfig(
+    max_attempts=8,
+    base_delay_s=0.2,
+    max_delay_s=3.0,
+    total_budget_s=20.0,
+    default_retry_after_s=4.0,
+)
+POLICY = RetryPolicy(CONFIG)
+SAFE = ErrorClass(RetryClass.SAFE, "refused")
+AMBIGUOUS = ErrorClass(RetryClass.AMBIGUOUS, "may-have-reached-venue")
+THROTTLED = ErrorClass(RetryClass.SAFE, "throttled", throttled=True)
+
+
+def test_ceiling_doubles_then_caps() -> None:
+    assert [POLICY.ceiling(n) for n in range(1, 7)] == [0.2, 0.4, 0.8, 1.6, 3.0, 3.0]
+    assert POLICY.ceiling(10_000) == 3.0  # no overflow for absurd attempt numbers
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    attempt=st.integers(min_value=1, max_value=7),
+    elapsed=st.floats(min_value=0.0, max_value=25.0),
+    retry_after=st.one_of(st.none(), st.floats(min_value=0.0, max_value=30.0)),
+    seed=st.integers(min_value=0, max_value=2**32),
+    ec=st.sampled_from([SAFE, AMBIGUOUS, THROTTLED]),
+)
+def test_waits_stay_inside_full_jitter_floor_and_budget(
+    attempt: int, elapsed: float, retry_after: float | None, seed: int, ec: ErrorClass
+) -> None:
+    decision = POLICY.decide(attempt, elapsed, ec, retry_after, random.Random(seed))
+    remaining = CONFIG.total_budget_s - elapsed
+    floor = retry_after if retry_after is not None else 0.0
+    if ec.throttled and retry_after is None:
+        floor = CONFIG.default_retry_after_s
+    if floor > remaining:
+        assert decision == GiveUp("budget")
+        return
+    assert isinstance(decision, Retry)
+    assert decision.delay <= remaining  # never past the total budget
+    assert decision.delay >= min(floor, remaining)  # Retry-After is a floor
+    assert decision.delay <= max(floor, POLICY.ceiling(attempt))  # the cap holds over jitter
+    assert decision.delay <= max(floor, CONFIG.max_delay_s)
+    assert decision.resolve_first is False  # reads never resolve
+
+
+def test_same_seed_same_waits_and_the_jitter_really_spreads() -> None:
+    def draws(seed: int) -> list[float]:
+        rng = random.Random(seed)
+        out = []
+        for _ in range(200):
+            decision = POLICY.decide(5, 0.0, SAFE, None, rng)
+            assert isinstance(decision, Retry)
+            out.append(decision.delay)
+        return out
+
+    assert draws(7) == draws(7)
+    spread = draws(7)
+    # Full jitter: uniform on [0, 3.0]. Both halves of the window are used, the mean is central.
+    assert min(spread) < 0.5
+    assert max(spread) > 2.5
+    assert 1.2 < sum(spread) / len(spread) < 1.8
+
+
+def test_retry_after_floor_beats_a_small_jitter_and_is_not_capped() -> None:
+    decision = POLICY.decide(1, 0.0, SAFE, 7.5, random.Random(1))
+    assert decision == Retry(7.5)  # above max_delay_s: the venue's word wins over our cap
+
+
+def test_throttled_without_retry_after_waits_the_safe_default() -> None:
+    decision = POLICY.decide(1, 0.0, THROTTLED, None, random.Random(1))
+    assert decision == Retry(CONFIG.default_retry_after_s)
+
+
+def test_retry_after_from_the_error_class_is_used() -> None:
+    ec = ErrorClass(RetryClass.SAFE, "throttled", throttled=True, retry_after=2.0)
+    assert POLICY.decide(1, 0.0, ec, None, random.Random(1)) == Retry(2.0)
+
+
+def test_budget_trims_the_last_wait_and_then_gives_up() -> None:
+    decision = POLICY.decide(6, 19.5, SAFE, None, random.Random(3))
+    assert isinstance(decision, Retry)
+    assert decision.delay <= 0.5
+    assert POLICY.decide(2, 20.5, SAFE, None, random.Random(3)) == GiveUp("budget")
+    assert POLICY.decide(1, 18.0, SAFE, 5.0, random.Random(3)) == GiveUp("budget")
+
+
+def test_give_up_reasons() -> None:
+    rng = random.Random(0)
+    never = ErrorClass(RetryClass.NEVER, "rejected")
+    banned = ErrorClass(RetryClass.SAFE, "banned", throttled=True, banned=True)
+    assert POLICY.decide(1, 0.0, never, None, rng) == GiveUp("never")
+    assert POLICY.decide(1, 0.0, banned, None, rng) == GiveUp("banned")
+    assert POLICY.decide(CONFIG.max_attempts, 0.0, SAFE, None, rng) == GiveUp("attempts")
+
+
+def test_ambiguous_order_resolves_before_resending() -> None:
+    decision = POLICY.decide(1, 0.0, AMBIGUOUS, None, random.Random(0), mutating=True)
+    assert isinstance(decision, Retry)
+    assert decision.resolve_first
+    safe = POLICY.decide(1, 0.0, SAFE, None, random.Random(0), mutating=True)
+    assert isinstance(safe, Retry)
+    assert not safe.resolve_first  # nothing reached the venue: nothing to resolve
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"attempt": 0}, "attempt"),
+        ({"attempt": True}, "attempt"),
+        ({"attempt": 1.0}, "attempt"),
+        ({"elapsed": float("nan")}, "elapsed"),
+        ({"elapsed": -1.0}, "elapsed"),
+        ({"elapsed": float("inf")}, "elapsed"),
+        ({"retry_after": float("nan")}, "retry_after"),
+        ({"retry_after": -2.0}, "retry_after"),
+    ],
+)
+def test_bad_inputs_name_the_field(kwargs: dict[str, Any], field: str) -> None:
+    call: dict[str, Any] = {"attempt": 1, "elapsed": 0.0, "retry_after": None, **kwargs}
+    with pytest.raises(ValueError, match=field):
+        POLICY.decide(call["attempt"], call["elapsed"], SAFE, call["retry_after"], random.Random())
+
+
+def test_delay_adapter_matches_decide() -> None:
+    assert POLICY.delay(1, 0.0, ErrorClass(RetryClass.NEVER, "x"), random.Random(0)) is None
+    assert (
+        POLICY.delay(1, 0.0, SAFE, random.Random(5))
+        == POLICY.decide(1, 0.0, SAFE, None, random.Random(5)).delay
+    )  # type: ignore[union-attr]
+
+
+# --- tenacity faces ------------------------------------------------------------------------
+
+
+class Flaky:
+    """Fails with the given exceptions in turn, then returns ``"ok"``."""
+
+    def __init__(self, *failures: BaseException) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return "ok"
+
+
+def test_sync_retrying_retries_transient_errors_and_sleeps_the_policy_waits() -> None:
+    slept: list[float] = []
+    notices: list[RetryNotice] = []
+    retrying = build_retrying(
+        CONFIG, sleep=slept.append, rng=random.Random(11), on_retry=notices.append
+    )
+    fn = Flaky(ccxt.RequestTimeout("t"), ccxt.DDoSProtection("binanceusdm 429 Too Many"))
+    assert retrying(fn) == "ok"
+    assert fn.calls == 3
+    assert len(slept) == 2
+    assert 0.0 <= slept[0] <= POLICY.ceiling(1)
+    assert slept[1] == CONFIG.default_retry_after_s  # 429 without Retry-After
+    assert [n.attempt for n in notices] == [1, 2]
+    assert notices[1].error_class.throttled
+
+
+def test_sync_retrying_never_retries_a_rejection_and_maps_it() -> None:
+    slept: list[float] = []
+    fn = Flaky(ccxt.InsufficientFunds('binanceusdm {"code":-2019,"msg":"Margin is insufficient"}'))
+    with pytest.raises(errors.InsufficientFunds) as info:
+        build_retrying(CONFIG, sleep=slept.append)(fn)
+    assert fn.calls == 1
+    assert slept == []
+    assert isinstance(info.value.__cause__, ccxt.InsufficientFunds)
+    assert info.value.venue_code == "-2019"
+
+
+def test_ambiguous_order_exhausts_into_outcome_unknown_and_asks_to_resolve() -> None:
+    infos: list[AttemptInfo] = []
+    config = RetryConfig(max_attempts=3, base_delay_s=0.1, max_delay_s=1.0, total_budget_s=10.0)
+    retrying = build_retrying(
+        config, sleep=lambda _: None, client_order_id="sg-1", before_attempt=infos.append
+    )
+    fn = Flaky(*(ccxt.RequestTimeout("t") for _ in range(5)))
+    with pytest.raises(errors.OutcomeUnknown) as info:
+        retrying(fn)
+    assert fn.calls == 3
+    assert info.value.client_order_id == "sg-1"
+    assert [(i.attempt, i.resolve_first) for i in infos] == [(1, False), (2, True), (3, True)]
+
+
+def test_read_exhausts_into_retries_exhausted_with_counts() -> None:
+    config = RetryConfig(max_attempts=2, base_delay_s=0.1, max_delay_s=1.0, total_budget_s=10.0)
+    with pytest.raises(errors.RetriesExhausted) as info:
+        build_retrying(config, sleep=lambda _: None)(Flaky(*[ccxt.NetworkError("n")] * 3))
+    assert info.value.attempts == 2
+
+
+def test_ban_fails_fast_as_venue_banned() -> None:
+    fn = Flaky(ccxt.DDoSProtection("binanceusdm 418 I'm a teapot {}"))
+    with pytest.raises(errors.VenueBanned) as info:
+        build_retrying(CONFIG, sleep=lambda _: None, wall_time=lambda: 1000.0)(fn)
+    assert fn.calls == 1
+    assert info.value.until == 1000.0 + 120.0
+
+
+def test_before_attempt_may_stop_the_loop_with_its_own_error() -> None:
+    def halt(info: AttemptInfo) -> None:
+        if info.attempt == 2:
+            raise errors.TradingHalted("halted", state="HALTED", reason="manual")
+
+    fn = Flaky(ccxt.RequestTimeout("t"), ccxt.RequestTimeout("t"))
+    with pytest.raises(errors.TradingHalted):
+        build_retrying(CONFIG, sleep=lambda _: None, before_attempt=halt)(fn)
+    assert fn.calls == 1
+
+
+def test_custom_classifier_sees_driver_headers() -> None:
+    slept: list[float] = []
+    retrying = build_retrying(
+        CONFIG,
+        sleep=slept.append,
+        classify_error=lambda e: classify(e, headers={"Retry-After": "6"}),
+    )
+    assert retrying(Flaky(ccxt.DDoSProtection("binanceusdm 429 Too Many"))) == "ok"
+    assert slept == [6.0]
+
+
+def test_interrupts_pass_through_untouched() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        build_retrying(CONFIG, sleep=lambda _: None)(Flaky(KeyboardInterrupt()))
+
+
+async def test_async_retrying_shares_the_strategy() -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    calls = 0
+
+    async def fn() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ccxt.ExchangeNotAvailable("binanceusdm GET http://x 503 Service Unavailable")
+        return "ok"
+
+    retrying = build_async_retrying(CONFIG, sleep=sleep, rng=random.Random(2))
+    assert await retrying(fn) == "ok"
+    assert len(slept) == 2
+    assert all(0.0 <= s <= CONFIG.max_delay_s for s in slept)
+
+    async def rejected() -> str:
+        raise ccxt.AuthenticationError('binanceusdm {"code":-2015,"msg":"Invalid API-key"}')
+
+    with pytest.raises(errors.AuthenticationFailed):
+        await build_async_retrying(CONFIG, sleep=sleep)(rejected)
