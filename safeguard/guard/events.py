@@ -1,0 +1,196 @@
+"""Events a user can subscribe to: request, retry, throttle, state change, verdict, kill.
+
+Every event is a frozen record (stamina's instrumentation model): it carries what happened and
+when (``at``, epoch seconds from the guard's clock), never live objects, and never credentials.
+:class:`Hooks` delivers them synchronously, in subscription order, on the thread that emitted
+them. A hook that raises is logged and skipped: observing a trade must never break it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from loguru import logger
+
+
+class EventKind(StrEnum):
+    REQUEST = "request"
+    RETRY = "retry"
+    THROTTLE = "throttle"
+    STATE_CHANGE = "state_change"
+    VERDICT = "verdict"
+    KILL = "kill"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every event. ``at`` is epoch seconds."""
+
+    kind: ClassVar[EventKind]
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestEvent(Event):
+    """One attempt at one venue request finished (answered, failed or was refused)."""
+
+    kind: ClassVar[EventKind] = EventKind.REQUEST
+    method: str
+    """The unified ccxt method (``create_order``) or HTTP verb and path."""
+    endpoint: str
+    attempt: int
+    outcome: str
+    """``ok``, ``error`` or ``throttled``."""
+    latency_s: float | None = None
+    status: int | None = None
+    client_order_id: str | None = None
+    error_type: str | None = None
+    weights: Mapping[str, str] = field(default_factory=dict)
+    """The answer's rate-limit headers (``X-MBX-USED-WEIGHT-1M``, ...)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryEvent(Event):
+    """A failed attempt will be retried after ``delay_s``."""
+
+    kind: ClassVar[EventKind] = EventKind.RETRY
+    method: str
+    attempt: int
+    delay_s: float
+    reason: str
+    """The error classification's reason (``throttled``, ``may-have-reached-venue``, ...)."""
+    error_type: str
+    resolve_first: bool = False
+    client_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThrottleEvent(Event):
+    """The rate budget slowed, held or refused a request, or the venue throttled or banned us."""
+
+    kind: ClassVar[EventKind] = EventKind.THROTTLE
+    action: str
+    """``wait``, ``hold``, ``banned`` (refused locally), ``429`` or ``418`` (from the venue)."""
+    seconds: float
+    """How long the request waits, or the ban lasts."""
+    request_kind: str | None = None
+    limit: str | None = None
+    """Which limit drove it (``REQUEST_WEIGHT/1m``, ``ORDERS/10s``)."""
+    usage: float | None = None
+    """The share of that limit in use, 0..1+."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateChangeEvent(Event):
+    """Venue health moved between NORMAL, DEGRADED and SEVERE."""
+
+    kind: ClassVar[EventKind] = EventKind.STATE_CHANGE
+    previous: str
+    current: str
+    metric: str
+    """What caused it (``latency_p95``, ``error_rate``, ``throttle_rate``, ``data_age``)."""
+    value: float
+    threshold: float
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerdictEvent(Event):
+    """A pre-trade check passed or denied an order."""
+
+    kind: ClassVar[EventKind] = EventKind.VERDICT
+    allowed: bool
+    code: str | None
+    symbol: str | None = None
+    client_order_id: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KillEvent(Event):
+    """The kill switch engaged or resumed."""
+
+    kind: ClassVar[EventKind] = EventKind.KILL
+    state: str
+    reason: str
+    by: str | None = None
+    code: str | None = None
+
+
+Hook = Callable[[Any], object]
+
+
+class Hooks:
+    """Subscribers per event kind. Thread-safe; delivery never raises into the emitter.
+
+    ``subscribe(EventKind.RETRY, fn)`` returns a function that unsubscribes ``fn``;
+    ``subscribe(None, fn)`` receives every kind. Hooks run synchronously on the emitting thread
+    (inside the event loop for the async client), so they must be quick; an ``async def`` hook
+    is refused at subscription because nothing would ever await it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: dict[EventKind | None, tuple[Hook, ...]] = {}
+
+    def subscribe(self, kind: EventKind | str | None, callback: Hook) -> Callable[[], None]:
+        key = None if kind is None else EventKind(kind)
+        if not callable(callback):
+            raise ValueError(f"callback must be callable, got {type(callback).__name__}")
+        if inspect.iscoroutinefunction(callback):
+            raise ValueError("callback must be a plain function: hooks are called, not awaited")
+        with self._lock:
+            self._subscribers[key] = (*self._subscribers.get(key, ()), callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                current = list(self._subscribers.get(key, ()))
+                if callback in current:
+                    current.remove(callback)
+                    self._subscribers[key] = tuple(current)
+
+        return unsubscribe
+
+    def emit(self, event: Event) -> None:
+        """Deliver ``event`` to its kind's subscribers, then to catch-all subscribers."""
+        with self._lock:
+            targets = self._subscribers.get(event.kind, ()) + self._subscribers.get(None, ())
+        for callback in targets:
+            try:
+                result = callback(event)
+            except Exception:
+                logger.opt(exception=True).warning(
+                    "event hook {hook} failed on a {kind} event; the hook is skipped",
+                    hook=getattr(callback, "__qualname__", repr(callback)),
+                    kind=str(event.kind),
+                )
+                continue
+            if inspect.isawaitable(result):
+                # A sync callable returning a coroutine: close it rather than leak a warning.
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+                logger.warning("event hook returned an awaitable; hooks are not awaited")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(callbacks) for callbacks in self._subscribers.values())
+
+
+__all__ = [
+    "Event",
+    "EventKind",
+    "Hook",
+    "Hooks",
+    "KillEvent",
+    "RequestEvent",
+    "RetryEvent",
+    "StateChangeEvent",
+    "ThrottleEvent",
+    "VerdictEvent",
+]
