@@ -1,0 +1,515 @@
+"""The guard's decisions, written once: a sans-IO protocol the sync and async faces drive.
+
+Every guarded call is a generator. It yields an *effect* and is resumed with what happened:
+
+    Send(method, args, kwargs, permit)  ->  Answer(value | error, headers, started, now)
+    Sleep(seconds)                      ->  Woke(now, early)
+
+The faces (:mod:`safeguard.guard.sync`, :mod:`safeguard.guard.aio`) only perform effects:
+call the ccxt method inside ``kill_switch.permit(...)``, or sleep on the kill switch so that an
+engage cuts a backoff short. Everything that decides lives here and takes ``now`` from the
+replies: throttle pacing, retries, ambiguity resolution by client order id, the journal's
+transitions, the pre-trade verdict, degradation. The pattern is tenacity's ``iter()`` and
+httpcore's, applied to a whole call rather than one attempt.
+
+The rule that keeps orders single: a send whose fate is unknown (timeout, 5xx, a dropped answer,
+a duplicate-id rejection) is followed only by look-ups of its client order id, never by another
+send, until the order is found (returned) or known absent (sent again, same id). Known absent
+means "not found" *and* the venue's ``recvWindow`` has passed since the last send, because a
+request still in flight inside the venue could otherwise land after the look-up.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import ccxt
+
+from safeguard import errors
+from safeguard.config import Policy
+from safeguard.guard.classify import ErrorClass, RetryClass, classify, to_safeguard_error
+from safeguard.guard.journal import OrderJournal, Status
+from safeguard.guard.orders import (
+    CallKind,
+    OrderIntent,
+    lookup_params,
+    order_client_id,
+    send_params,
+)
+
+T = TypeVar("T")
+
+
+# --- the protocol --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """What the kill switch must allow for this send."""
+
+    reduces_only: bool
+    is_cancel: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Call ``method(*args, **kwargs)`` on the wrapped ccxt exchange (inside ``permit``)."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    permit: Permit | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait ``seconds``; wake early if the kill switch engages."""
+
+    seconds: float
+
+
+Effect = Send | Sleep
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a :class:`Send` produced. ``error`` is set instead of ``value`` on failure."""
+
+    value: Any
+    error: Exception | None
+    headers: Mapping[str, str] | None
+    started: float
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Woke:
+    now: float
+    early: bool = False
+
+
+Reply = Answer | Woke | None
+Steps = Generator[Effect, Reply, T]
+
+
+def answered(reply: Reply) -> Answer:
+    if not isinstance(reply, Answer):
+        raise TypeError(f"a Send must be answered with an Answer, got {reply!r}")
+    return reply
+
+
+def woke(reply: Reply) -> Woke:
+    if not isinstance(reply, Woke):
+        raise TypeError(f"a Sleep must be answered with Woke, got {reply!r}")
+    return reply
+
+
+# --- the components the core consults (guard-components' values satisfy these) -------------
+
+
+class Pacer(Protocol):
+    """The rate budget, reduced to what the core asks of it."""
+
+    def before(self, kind: CallKind, method: str, reduces: bool, now: float) -> float:
+        """Seconds to wait before sending (0: go). Raises ``VenueBanned``/``ThrottleHold``."""
+        ...
+
+    def after(
+        self, method: str, headers: Mapping[str, str] | None, ec: ErrorClass | None, now: float
+    ) -> None: ...
+
+
+class Backoff(Protocol):
+    def delay(
+        self, attempt: int, elapsed: float, ec: ErrorClass, rng: random.Random
+    ) -> float | None:
+        """Seconds before the next attempt, or ``None`` to give up."""
+        ...
+
+
+class Gate(Protocol):
+    """The pre-trade verdict and the market data it needs."""
+
+    def refresh(self, symbol: str, now: float) -> list[Send]:
+        """Reads needed before ``symbol`` can be judged (stale or missing data)."""
+        ...
+
+    def absorb(self, send: Send, value: Any, now: float) -> None:
+        """Learn from a successful read (any read, the user's too)."""
+        ...
+
+    def assess(self, intent: OrderIntent, now: float) -> Assessment:
+        """Judge ``intent`` on the data at hand. Pure; never raises for a denial."""
+        ...
+
+    def placed(self, intent: OrderIntent, order: Any, now: float) -> None:
+        """An order now exists: account data is stale until re-read."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """The gate's answer: the verdict, and either the intent to send or the denial."""
+
+    intent: OrderIntent
+    verdict: Any
+    denial: errors.OrderDenied | None = None
+
+
+class Observer(Protocol):
+    def request(
+        self, send: Send, answer: Answer, ec: ErrorClass | None, attempt: int, kind: CallKind
+    ) -> None: ...
+
+    def retry(self, send: Send, ec: ErrorClass, attempt: int, delay: float, now: float) -> None: ...
+
+
+# --- the core ------------------------------------------------------------------------------
+
+
+@dataclass
+class GuardCore:
+    """Every decision of a guarded exchange. Holds state; performs no I/O."""
+
+    exchange_id: str
+    policy: Policy
+    journal: OrderJournal
+    pacer: Pacer
+    backoff: Backoff
+    gate: Gate
+    observer: Observer
+    settle_window_s: float = 10.0
+    """How long after a send a venue may still act on it (Binance ``recvWindow``)."""
+    rng: random.Random = field(default_factory=random.Random)
+
+    # --- reads, cancels, settings, other writes -------------------------------------------
+
+    def call(
+        self,
+        kind: CallKind,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        now: float,
+    ) -> Steps[Any]:
+        """Any call that is not an order. Reads retry on every transient failure; cancels and
+        settings too (repeating them cannot add exposure); other writes only when the request
+        surely never reached the venue."""
+        permit = Permit(reduces_only=True, is_cancel=True) if kind is CallKind.CANCEL else None
+        send = Send(method, args, kwargs, permit)
+        retry_ambiguous = kind in (CallKind.READ, CallKind.CANCEL, CallKind.SETTING)
+        value = yield from self._attempts(send, kind, now, retry_ambiguous=retry_ambiguous)
+        if kind is CallKind.READ:
+            self.gate.absorb(send, value, self._last_now)
+        return value
+
+    def _attempts(
+        self, send: Send, kind: CallKind, started: float, *, retry_ambiguous: bool
+    ) -> Steps[Any]:
+        attempt = 0
+        now = started
+        while True:
+            attempt += 1
+            now = yield from self._pace(kind, send, now)
+            answer = answered((yield send))
+            now = self._last_now = answer.now
+            ec = self._observe(send, answer, attempt, kind)
+            if ec is None:
+                return answer.value
+            assert answer.error is not None
+            retryable = ec.retry is RetryClass.SAFE or (
+                ec.retry is RetryClass.AMBIGUOUS and retry_ambiguous
+            )
+            delay = self.backoff.delay(attempt, now - started, ec, self.rng) if retryable else None
+            if delay is None:
+                raise self._error(answer.error, ec, now, attempt, now - started)
+            self.observer.retry(send, ec, attempt, delay, now)
+            now = woke((yield Sleep(delay))).now
+
+    def _pace(self, kind: CallKind, send: Send, now: float) -> Steps[float]:
+        """Wait out the throttle (each wait re-asked: the budget may have moved)."""
+        reduces = send.permit is not None and send.permit.reduces_only
+        while True:
+            wait = self.pacer.before(kind, send.method, reduces, now)
+            if wait <= 0.0:
+                return now
+            now = woke((yield Sleep(wait))).now
+
+    def _observe(
+        self, send: Send, answer: Answer, attempt: int, kind: CallKind
+    ) -> ErrorClass | None:
+        error = answer.error
+        if isinstance(error, errors.SafeguardError):
+            # The permit refused (or a gate decision): it never reached the wire.
+            raise error
+        ec = None if error is None else classify(error, headers=answer.headers)
+        self.pacer.after(send.method, answer.headers, ec, answer.now)
+        self.observer.request(send, answer, ec, attempt, kind)
+        return ec
+
+    def _error(
+        self,
+        exc: Exception,
+        ec: ErrorClass,
+        now: float,
+        attempts: int,
+        elapsed: float,
+        intent: OrderIntent | None = None,
+    ) -> errors.SafeguardError:
+        return to_safeguard_error(
+            exc,
+            ec,
+            now=now,
+            client_order_id=intent.client_order_id if intent else None,
+            symbol=intent.symbol if intent else None,
+            attempts=attempts,
+            elapsed=elapsed,
+            default_ban_s=self.policy.throttle.default_ban_s,
+        )
+
+    _last_now: float = 0.0
+
+    # --- orders ---------------------------------------------------------------------------
+
+    def preview(self, intent: OrderIntent, now: float) -> Steps[Any]:
+        """Refresh what the verdict needs, then judge without sending: the verdict."""
+        self._last_now = now
+        yield from self._refresh(intent.symbol, now)
+        return self.gate.assess(intent, self._last_now).verdict
+
+    def place(self, intent: OrderIntent, now: float) -> Steps[Any]:
+        """Create (or edit) one order: verdict, journal, then the never-double send."""
+        self._last_now = now
+        yield from self._refresh(intent.symbol, now)
+        return (yield from self._send_one(self._approved(intent)))
+
+    def place_all(self, intents: list[OrderIntent], now: float) -> Steps[list[Any]]:
+        """Several orders, each through the full guard; all are judged before any is sent.
+
+        A failure part-way raises with ``placed`` (the orders already created) on the error.
+        """
+        self._last_now = now
+        for symbol in dict.fromkeys(i.symbol for i in intents):
+            yield from self._refresh(symbol, self._last_now)
+        approved = [self._approved(intent) for intent in intents]
+        placed: list[Any] = []
+        for intent in approved:
+            try:
+                placed.append((yield from self._send_one(intent)))
+            except errors.SafeguardError as exc:
+                exc.placed = placed  # type: ignore[attr-defined]
+                raise
+        return placed
+
+    def _approved(self, intent: OrderIntent) -> OrderIntent:
+        assessment = self.gate.assess(intent, self._last_now)
+        if assessment.denial is not None:
+            raise assessment.denial
+        return assessment.intent
+
+    def _send_one(self, intent: OrderIntent) -> Steps[Any]:
+        now = self._last_now
+        if intent.edit_of is not None:
+            order = yield from self._edit(intent, now)
+        else:
+            self.journal.pending(
+                intent.client_order_id, symbol=intent.symbol, intent=intent.describe(), now=now
+            )
+            order = yield from self._create(intent, now)
+        self.gate.placed(intent, order, self._last_now)
+        return order
+
+    def _refresh(self, symbol: str, now: float) -> Steps[None]:
+        for send in self.gate.refresh(symbol, now):
+            yield from self.call(
+                CallKind.READ, send.method, send.args, send.kwargs, self._last_now or now
+            )
+
+    def _create(self, intent: OrderIntent, started: float) -> Steps[Any]:
+        send = Send(
+            "create_order",
+            (intent.symbol, intent.type, intent.side, intent.amount, intent.price),
+            {"params": send_params(intent)},
+            Permit(reduces_only=intent.reduce_only),
+        )
+        cid = intent.client_order_id
+        attempt = 0
+        now = started
+        while True:
+            attempt += 1
+            try:
+                now = yield from self._pace(CallKind.ORDER, send, now)
+                answer = answered((yield send))
+                now = self._last_now = answer.now
+                ec = self._observe(send, answer, attempt, CallKind.ORDER)
+            except errors.SafeguardError:
+                # Blocked before the wire (kill switch, ban, reserve): earlier attempts were
+                # all resolved absent, so the order does not exist.
+                self.journal.settle(cid, Status.ABSENT, now=now)
+                raise
+            if ec is None:
+                self.journal.settle(cid, Status.ACKED, now=now, order_id=_order_id(answer.value))
+                return answer.value
+            assert answer.error is not None
+            if ec.retry is RetryClass.NEVER and not ec.duplicate_client_order_id:
+                self.journal.settle(cid, Status.REJECTED, now=now)
+                raise self._error(answer.error, ec, now, attempt, now - started, intent)
+            if ec.retry is RetryClass.AMBIGUOUS:
+                found = yield from self._resolve(intent, sent_at=answer.started)
+                if found is not None:
+                    self.journal.settle(
+                        cid, Status.ACKED, now=self._last_now, order_id=_order_id(found)
+                    )
+                    return found
+                now = self._last_now
+            delay = self.backoff.delay(attempt, now - started, ec, self.rng)
+            if delay is None:
+                self.journal.settle(cid, Status.ABSENT, now=now)
+                # Every send so far is known absent: giving up is a plain "retries exhausted".
+                raise self._error(answer.error, ec, now, attempt, now - started)
+            self.observer.retry(send, ec, attempt, delay, now)
+            now = woke((yield Sleep(delay))).now
+
+    def _resolve(self, intent: OrderIntent, *, sent_at: float) -> Steps[Any]:
+        """Find the order by client id: the order, ``None`` (known absent), or OutcomeUnknown."""
+        cid = intent.client_order_id
+        params = lookup_params(self.exchange_id, cid, conditional=intent.conditional)
+        attempts = self.policy.retry.resolve_attempts
+        now = self._last_now
+        last_error: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            found, absent, error = yield from self._lookup(intent, params, attempt)
+            now = self._last_now
+            if found is not None:
+                return found
+            if absent:
+                wait = sent_at + self.settle_window_s - now
+                if wait <= 0.0:
+                    return None
+                # Not there yet, but the venue may still act on the send: look again later.
+                now = woke((yield Sleep(wait))).now
+                continue
+            last_error = error
+            if attempt < attempts:
+                ec = classify(error) if error is not None else None
+                delay = (
+                    self.backoff.delay(attempt, 0.0, ec, self.rng) if ec is not None else None
+                ) or self.policy.retry.base_delay_s
+                now = woke((yield Sleep(delay))).now
+        self.journal.settle(cid, Status.UNKNOWN, now=now)
+        unknown = errors.OutcomeUnknown(
+            f"order {cid} on {intent.symbol} may or may not exist: {attempts} look-up(s) by "
+            "client order id did not settle it; reconcile before sending it again",
+            client_order_id=cid,
+            symbol=intent.symbol,
+        )
+        unknown.__cause__ = last_error
+        raise unknown
+
+    def _lookup(
+        self, intent: OrderIntent, params: Mapping[str, Any], attempt: int
+    ) -> Steps[tuple[Any, bool, Exception | None]]:
+        """One look-up: (order, False, None) / (None, True, None) absent / (None, False, err)."""
+        cid = intent.client_order_id
+        by_id = Send("fetch_order", (cid, intent.symbol), {"params": dict(params)})
+        now = yield from self._pace(CallKind.READ, by_id, self._last_now)
+        answer = answered((yield by_id))
+        self._last_now = answer.now
+        ec = self._observe(by_id, answer, attempt, CallKind.READ)
+        if ec is None and order_client_id(answer.value) in (cid, None):
+            return answer.value, False, None
+        if ec is not None and not _not_found(answer.error):
+            return None, False, answer.error
+        # fetch_order said "no such order": confirm against the open orders, which some venues
+        # index separately (and which a stale fetch_order cache can miss).
+        params_open = (
+            {"trigger": True}
+            if intent.conditional and self.exchange_id.startswith("binance")
+            else {}
+        )
+        open_send = Send("fetch_open_orders", (intent.symbol,), {"params": params_open})
+        now = yield from self._pace(CallKind.READ, open_send, answer.now)
+        listed = answered((yield open_send))
+        self._last_now = listed.now
+        ec = self._observe(open_send, listed, attempt, CallKind.READ)
+        if ec is not None:
+            return None, False, listed.error
+        for order in listed.value or ():
+            if order_client_id(order) == cid:
+                return order, False, None
+        del now
+        return None, True, None
+
+    def _edit(self, intent: OrderIntent, started: float) -> Steps[Any]:
+        # An edit names an existing order and sets absolute values: sending it twice leaves the
+        # same order in the same state, so it retries like a setting.
+        send = Send(
+            "edit_order",
+            (intent.edit_of, intent.symbol, intent.type, intent.side, intent.amount, intent.price),
+            {"params": dict(intent.params)},
+            Permit(reduces_only=intent.reduce_only),
+        )
+        return (yield from self._attempts(send, CallKind.ORDER, started, retry_ambiguous=True))
+
+    # --- restart ----------------------------------------------------------------------------
+
+    def reconcile(self, now: float) -> Steps[list[tuple[str, Any]]]:
+        """Settle every unresolved journal entry by look-up; returns (client id, order|None)."""
+        self._last_now = now
+        settled: list[tuple[str, Any]] = []
+        for entry in self.journal.unresolved():
+            conditional = bool(entry.intent.get("conditional", False))
+            intent = OrderIntent(
+                symbol=entry.symbol,
+                type=str(entry.intent.get("type", "")),
+                side=str(entry.intent.get("side", "buy")),
+                amount=None,
+                price=None,
+                params={"triggerPrice": 1.0} if conditional else {},
+                client_order_id=entry.client_order_id,
+            )
+            # Absent is final here: the send is at least a restart old.
+            found = yield from self._resolve(intent, sent_at=entry.updated - self.settle_window_s)
+            now = self._last_now
+            if found is None:
+                self.journal.settle(entry.client_order_id, Status.ABSENT, now=now)
+            else:
+                self.journal.settle(
+                    entry.client_order_id, Status.ACKED, now=now, order_id=_order_id(found)
+                )
+            settled.append((entry.client_order_id, found))
+        self.journal.compact()
+        return settled
+
+
+def _order_id(order: Any) -> str | None:
+    if isinstance(order, Mapping) and order.get("id") is not None:
+        return str(order["id"])
+    return None
+
+
+def _not_found(error: Exception | None) -> bool:
+    return isinstance(error, ccxt.OrderNotFound)
+
+
+__all__ = [
+    "Answer",
+    "Assessment",
+    "Backoff",
+    "Effect",
+    "Gate",
+    "GuardCore",
+    "Observer",
+    "Pacer",
+    "Permit",
+    "Reply",
+    "Send",
+    "Sleep",
+    "Steps",
+    "Woke",
+    "answered",
+    "woke",
+]
