@@ -38,11 +38,11 @@ initial margin rate ``1 / maxLeverage`` (else a position opened at the cap is bo
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 from safeguard.errors import ConfigError
 
@@ -85,6 +85,9 @@ class Tier:
         _check_real(number, "maintenanceMarginRate", self.maintenance_margin_rate, finite=True)
         _check_real(number, "maxLeverage", self.max_leverage, finite=True)
         _check_real(number, "cum", self.cum, finite=True)
+        for name in ("min_notional", "max_notional", "maintenance_margin_rate", "max_leverage"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "cum", float(self.cum))
         if self.min_notional < 0:
             raise _tier_error(number, "minNotional", f"is negative ({self.min_notional!r})")
         if not self.max_notional > self.min_notional:
@@ -124,10 +127,20 @@ class TierTable:
     currency: str | None = None
     """The currency ccxt reports for the ladder (informational: Binance COIN-M reports the quote
     although its notional is in coin)."""
+    keyed_by: Literal["notional", "quantity"] = "notional"
+    """What the ladder's bounds measure. ``"notional"`` (Binance, Bybit, Gate, Bitget): the
+    position's value at the price, so the tier moves with the price. ``"quantity"`` (OKX, whose
+    tiers are in contracts): the position's size, so the tier does not move with the price.
+    Bring the size into the leg's units first (:meth:`scaled` by the contract value)."""
     check_cum: InitVar[bool] = True
     _floors: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self, check_cum: bool) -> None:
+        if self.keyed_by not in ("notional", "quantity"):
+            raise TierTableError(
+                f"keyed_by must be 'notional' or 'quantity', got {self.keyed_by!r}",
+                key="keyed_by",
+            )
         tiers = self.tiers
         if not isinstance(tiers, tuple) or not all(isinstance(t, Tier) for t in tiers):
             raise TierTableError("tiers must be a tuple of Tier", key="tiers")
@@ -192,7 +205,13 @@ class TierTable:
     # --- construction ---------------------------------------------------------------------
 
     @classmethod
-    def from_ccxt(cls, rows: Sequence[Mapping[str, Any]], *, check_cum: bool = True) -> TierTable:
+    def from_ccxt(
+        cls,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        check_cum: bool = True,
+        keyed_by: Literal["notional", "quantity"] = "notional",
+    ) -> TierTable:
         """Load one market's list from ccxt's ``fetch_leverage_tiers()``.
 
         ``cum`` comes from ``info["cum"]`` (Binance) or ``info["mmDeduction"]`` (Bybit) when the
@@ -251,7 +270,7 @@ class TierTable:
             raise _tier_error(missing, "cum", "is published for some tiers but not this one")
         if not all(published):
             parsed = _with_derived_cum(parsed)
-        return cls(tuple(parsed), currency, check_cum)
+        return cls(tuple(parsed), currency, keyed_by, check_cum)
 
     @classmethod
     def from_rows(
@@ -259,6 +278,7 @@ class TierTable:
         rows: Sequence[tuple[float, float, float, float]],
         *,
         currency: str | None = None,
+        keyed_by: Literal["notional", "quantity"] = "notional",
     ) -> TierTable:
         """Build from ``(min_notional, max_notional, mmr, max_leverage)`` rows; cum is derived."""
         tiers: list[Tier] = []
@@ -270,7 +290,7 @@ class TierTable:
                 )
             low, high, rate, leverage = row
             tiers.append(Tier(index + 1, low, high, rate, leverage, 0.0))
-        return cls(tuple(_with_derived_cum(tiers)), currency)
+        return cls(tuple(_with_derived_cum(tiers)), currency, keyed_by)
 
     def to_ccxt(self, *, symbol: str | None = None) -> list[dict[str, Any]]:
         """The table in ccxt's ``fetch_leverage_tiers()`` row shape (``cum`` in ``info``)."""
@@ -288,7 +308,43 @@ class TierTable:
             for t in self.tiers
         ]
 
+    def scaled(self, factor: float) -> TierTable:
+        """The same ladder with bounds (and cum) multiplied by ``factor``.
+
+        Converts units: an OKX ladder in contracts times the contract value is a ladder in base
+        units. Maintenance margin scales with the bounds, so ``cum`` scales with them too.
+        """
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+            raise ValueError(f"factor must be a number, got {factor!r}")
+        if not (factor > 0.0 and math.isfinite(factor)):
+            raise ValueError(f"factor must be a finite number > 0, got {factor!r}")
+        tiers = tuple(
+            Tier(
+                t.tier,
+                t.min_notional * factor,
+                t.max_notional * factor,
+                t.maintenance_margin_rate,
+                t.max_leverage,
+                t.cum * factor,
+            )
+            for t in self.tiers
+        )
+        return TierTable(tiers, self.currency, self.keyed_by, False)
+
     # --- look-ups -------------------------------------------------------------------------
+
+    def locate(self, size: float, *, lower_at_boundary: bool = False) -> int:
+        """Index of the tier for ``size``, unvalidated, for solvers on their hot path.
+
+        ``lower_at_boundary`` reads the tiers as ``(min, max]``: a size exactly on a boundary
+        gets the lower tier, the one it belongs to when it arrives there growing. Past the last
+        tier's cap the last tier applies (a solver walking a price far out needs a rate, and the
+        top one is the least wrong); a size at 0 gets the first tier either way.
+        """
+        if lower_at_boundary:
+            index = bisect_left(self._floors, size) - 1
+            return index if index > 0 else 0
+        return bisect_right(self._floors, size) - 1
 
     def index_for_notional(self, notional: float) -> int:
         """Index into :attr:`tiers` of the tier containing ``notional`` (validated)."""
