@@ -1,0 +1,214 @@
+"""``safeguard kill``, ``safeguard status`` and ``safeguard resume``: the switch from a shell.
+
+All three act on the state directory a running bot watches (``--state-dir``, else the
+policy's ``kill_switch.state_dir``, else ``.safeguard``), so::
+
+    safeguard kill --reason "funding spike, flattening by hand"
+    safeguard status --history 5
+    safeguard resume --by alice
+
+stop, inspect and re-arm every bot on that directory. A bot notices within its
+``poll_interval_s``. ``resume`` is refused (exit 1) during the cooling period. Exit codes:
+0 done; 1 refused; 2 bad input, policy or state (the message names it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import socket
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from safeguard.codes import Code
+from safeguard.config import KillSwitchConfig, Policy
+from safeguard.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    kill = subparsers.add_parser(
+        "kill",
+        help="engage the kill switch (every bot on the state directory stops sending orders)",
+        description="Engage the kill switch in the state directory; running bots obey it.",
+    )
+    kill.add_argument("--reason", required=True, help="why (recorded, logged, notified)")
+    kill.add_argument(
+        "--state",
+        choices=("HALTED", "REDUCING"),
+        default="HALTED",
+        help="HALTED: nothing but cancels (default); REDUCING: only orders that reduce",
+    )
+    _common(kill)
+    kill.set_defaults(handler=_plain_errors(_kill))
+
+    status = subparsers.add_parser("status", help="show the kill switch state")
+    status.add_argument("--history", type=int, default=0, metavar="N", help="last N changes")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    _common(status, by=False)
+    status.set_defaults(handler=_plain_errors(_status))
+
+    resume = subparsers.add_parser(
+        "resume",
+        help="re-arm the kill switch (refused during the cooling period)",
+        description="Re-arm the kill switch explicitly; refused during the cooling period.",
+    )
+    resume.add_argument(
+        "--to",
+        choices=("ACTIVE", "REDUCING"),
+        default="ACTIVE",
+        help="ACTIVE (default), or REDUCING to allow only orders that reduce",
+    )
+    resume.add_argument("--reason", default="resumed by operator")
+    _common(resume)
+    resume.set_defaults(handler=_plain_errors(_resume))
+
+
+def _plain_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """A bad path or value is a one-line message and exit 2, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (ValueError, OSError) as exc:
+            if isinstance(exc, ConfigError):
+                raise  # the CLI's own handler prints it
+            print(f"safeguard {args.command}: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _common(parser: argparse.ArgumentParser, *, by: bool = True) -> None:
+    parser.add_argument("--policy", metavar="FILE", help="policy TOML (default: environment)")
+    parser.add_argument("--state-dir", metavar="DIR", help="state directory (overrides policy)")
+    if by:
+        parser.add_argument("--by", help="who (default: cli:USER@HOST)")
+
+
+def _config(args: argparse.Namespace) -> KillSwitchConfig:
+    config = Policy.load(args.policy).kill_switch
+    if args.state_dir is not None:
+        if not args.state_dir.strip():
+            raise ValueError("--state-dir must not be empty")
+        config = config.model_copy(update={"state_dir": Path(args.state_dir)})
+    return config
+
+
+def _switch(args: argparse.Namespace) -> Any:
+    from safeguard.killswitch.switch import KillSwitch
+
+    # One-shot: no watcher thread, no signal handler; the webhook is flushed on close.
+    config = _config(args).model_copy(update={"install_signal_handler": False})
+    return KillSwitch(config, watch=False)
+
+
+def _by(args: argparse.Namespace) -> str:
+    if args.by:
+        return str(args.by)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def _kill(args: argparse.Namespace) -> int:
+    from safeguard.killswitch.switch import TradingState
+
+    if not args.reason.strip():
+        print("safeguard kill: --reason must not be empty", file=sys.stderr)
+        return 2
+    switch = _switch(args)
+    try:
+        before = switch.state
+        after = switch.engage(
+            args.reason, by=_by(args), state=TradingState(args.state), code=Code.MANUAL
+        )
+    finally:
+        switch.close()
+    if after == before:
+        print(f"already {_line(after)}")
+    else:
+        print(f"engaged: {_line(after)}")
+    print(f"state: {switch.store}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from safeguard.killswitch.store import FileStateStore
+    from safeguard.killswitch.switch import SwitchState, TradingState
+
+    if args.history < 0:
+        print("safeguard status: --history must not be negative", file=sys.stderr)
+        return 2
+    # Read-only on purpose: looking must never change the state (a bot fails closed itself).
+    store = FileStateStore(_config(args).state_dir)
+    problem = None
+    try:
+        state = store.load() or SwitchState(TradingState.ACTIVE, "", "", "", 0.0)
+    except ConfigError as exc:
+        problem = str(exc)
+        state = SwitchState(TradingState.HALTED, problem, Code.STATE_STORE_UNAVAILABLE, "", 0.0)
+    history = store.history(args.history) if args.history else []
+    if args.json:
+        document = {
+            "state": state.state.value,
+            "reason": state.reason,
+            "code": state.code,
+            "by": state.by,
+            "since": state.since,
+            "store": str(store),
+            "history": history,
+        }
+        print(json.dumps(document, indent=2, sort_keys=True))
+    else:
+        print(_line(state) if problem is None else f"HALTED (fail closed): {problem}")
+        print(f"state: {store}")
+        for event in history:
+            print(
+                f"  {_iso(event.get('since'))}  {event.get('event', '?'):<7} "
+                f"{event.get('state', '?'):<8} by {event.get('by', '?')}: {event.get('reason', '')}"
+            )
+    return 2 if problem is not None else 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from safeguard.killswitch.switch import ResumeRefused, TradingState
+
+    switch = _switch(args)
+    try:
+        state = switch.resume(by=_by(args), to=TradingState(args.to), reason=args.reason)
+    except ResumeRefused as exc:
+        print(f"safeguard resume: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        switch.close()
+    print(f"now {_line(state)}")
+    return 0
+
+
+def _line(state: Any) -> str:
+    if not state.since:
+        return f"{state.state} (never engaged)"
+    text = f"{state.state} since {_iso(state.since)}"
+    if state.by:
+        text += f" by {state.by}"
+    if state.reason:
+        text += f" ({state.code}: {state.reason})" if state.code else f" ({state.reason})"
+    return text
+
+
+def _iso(epoch: object) -> str:
+    if isinstance(epoch, bool) or not isinstance(epoch, int | float):
+        return "?"
+    try:
+        return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
+
+__all__ = ["register"]

@@ -1,0 +1,35 @@
+"""The kill switch: a persisted latch every order path obeys, and what it does on engage.
+
+- :mod:`~safeguard.killswitch.switch`: the states, the pure transitions, :class:`KillSwitch`.
+- :mod:`~safeguard.killswitch.store`: where the state lives (a state directory by default).
+- :mod:`~safeguard.killswitch.ladder`: cancel all, flatten, arm the venue's cancel-all timer.
+- :mod:`~safeguard.killswitch.notify`: the webhook, delivered in the background.
+"""
+
+from __future__ import annotations
+
+from safeguard.killswitch.ladder import LadderReport, attach_ladder, run_ladder, run_ladder_async
+from safeguard.killswitch.notify import WebhookNotifier
+from safeguard.killswitch.store import FileStateStore, StateStore
+from safeguard.killswitch.switch import (
+    KillSwitch,
+    ResumeRefused,
+    SwitchState,
+    TradingState,
+    transition,
+)
+
+__all__ = [
+    "FileStateStore",
+    "KillSwitch",
+    "LadderReport",
+    "ResumeRefused",
+    "StateStore",
+    "SwitchState",
+    "TradingState",
+    "WebhookNotifier",
+    "attach_ladder",
+    "run_ladder",
+    "run_ladder_async",
+    "transition",
+]

@@ -1,0 +1,212 @@
+"""Telling people the kill switch moved: a webhook delivered in the background.
+
+``engage`` never waits for the network: :meth:`WebhookNotifier.notify` puts the payload on a
+queue and returns; one daemon thread posts it with ``httpx`` (``webhook_timeout_s`` per
+attempt), retrying connection errors, timeouts, HTTP 429 and 5xx up to
+``webhook_max_attempts`` times with a doubling pause from ``webhook_retry_delay_s`` (capped at
+30 s). Any other answer (a 4xx) is final. A notification that cannot be delivered is logged at
+ERROR and dropped; it never blocks or fails the switch. The log record of every engage and
+resume is written by the switch itself (loguru, ``safeguard.killswitch.switch``).
+
+The payload is one JSON object, ``Content-Type: application/json``::
+
+    {
+      "event": "engage",            // "engage" or "resume"
+      "state": "HALTED",            // the state now: ACTIVE, REDUCING or HALTED
+      "previous": "ACTIVE",         // the state before this change
+      "reason": "daily loss 5.2% > 5%",
+      "code": "DAILY_LOSS",         // a stable safeguard.Code ("" once ACTIVE)
+      "by": "cli:alice@desk-1",     // who: "manual", "cli:user@host", "signal:pid", a trigger
+      "since": 1763716000.25,       // when the state was set, epoch seconds
+      "since_iso": "2025-11-21T09:06:40+00:00",
+      "persisted": true,            // false: engaged in memory only (state store failed)
+      "store": ".safeguard/state.json",
+      "host": "desk-1",
+      "pid": 4242,
+      "sent_at": 1763716000.31      // when this attempt was made
+    }
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from loguru import logger
+
+from safeguard.config import KillSwitchConfig
+from safeguard.killswitch.switch import SwitchState
+
+MAX_RETRY_DELAY_S = 30.0
+
+
+def build_payload(
+    event: str, state: SwitchState, previous: SwitchState, *, store: str, persisted: bool
+) -> dict[str, Any]:
+    """The JSON document described in the module docstring (without ``sent_at``)."""
+    if event not in ("engage", "resume"):
+        raise ValueError(f"event must be 'engage' or 'resume', got {event!r}")
+    return {
+        "event": event,
+        "state": state.state.value,
+        "previous": previous.state.value,
+        "reason": state.reason,
+        "code": state.code,
+        "by": state.by,
+        "since": state.since,
+        "since_iso": datetime.fromtimestamp(state.since, UTC).isoformat(timespec="seconds"),
+        "persisted": persisted,
+        "store": store,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+
+
+def retry_delay(attempt: int, *, base_s: float) -> float:
+    """Pause after failed attempt number ``attempt`` (1-based): base, 2 x base, ... <= 30 s."""
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise ValueError(f"attempt must be a positive integer, got {attempt!r}")
+    return float(min(MAX_RETRY_DELAY_S, base_s * 2.0 ** min(attempt - 1, 30)))
+
+
+def should_retry(status_code: int | None) -> bool:
+    """``None`` is a transport failure (no answer): worth another try, like 429 and 5xx."""
+    return status_code is None or status_code == 429 or status_code >= 500
+
+
+def validate_url(url: object) -> str:
+    if not isinstance(url, str):
+        raise ValueError(f"webhook_url must be a string, got {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"webhook_url must be an http(s) URL with a host, got {url!r}")
+    return url
+
+
+_STOP = object()
+
+
+class WebhookNotifier:
+    """Posts payloads to one URL from a background thread (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        max_attempts: int = 5,
+        retry_delay_s: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = validate_url(url)
+        parts = urlsplit(self.url)
+        # Webhook URLs often carry their secret in the path: logs name the host only.
+        self._shown = f"{parts.scheme}://{parts.hostname}"
+        for name, value in (
+            ("webhook_timeout_s", timeout_s),
+            ("webhook_retry_delay_s", retry_delay_s),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(
+                f"webhook_max_attempts must be a positive integer, got {max_attempts!r}"
+            )
+        self.timeout_s = float(timeout_s)
+        self.max_attempts = max_attempts
+        self.retry_delay_s = float(retry_delay_s)
+        self._transport = transport
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.delivered = 0
+        self.dropped = 0
+
+    @classmethod
+    def from_config(cls, config: KillSwitchConfig) -> WebhookNotifier:
+        if config.webhook_url is None:
+            raise ValueError("webhook_url is not set")
+        return cls(
+            config.webhook_url,
+            timeout_s=config.webhook_timeout_s,
+            max_attempts=config.webhook_max_attempts,
+            retry_delay_s=config.webhook_retry_delay_s,
+        )
+
+    def notify(self, payload: Mapping[str, Any]) -> None:
+        """Queue ``payload`` for delivery and return at once."""
+        if self._stopping.is_set():
+            logger.error("kill switch webhook closed; notification dropped: {}", dict(payload))
+            self.dropped += 1
+            return
+        self._ensure_started()
+        self._queue.put(dict(payload))
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Deliver what is queued (waiting at most ``timeout`` s), then stop. True if flushed."""
+        self._stopping.set()
+        thread = self._thread
+        if thread is None:
+            return True
+        self._queue.put(_STOP)
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _ensure_started(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="safeguard-killswitch-webhook", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self.timeout_s, transport=self._transport) as client:
+            while (item := self._queue.get()) is not _STOP:
+                assert isinstance(item, dict)
+                self._deliver(client, item)
+
+    def _deliver(self, client: httpx.Client, payload: dict[str, Any]) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            status: int | None = None
+            try:
+                response = client.post(self.url, json={**payload, "sent_at": time.time()})
+                status = response.status_code
+                problem = f"HTTP {status}"
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if status is not None and status < 300:
+                self.delivered += 1
+                logger.debug("kill switch webhook delivered ({} attempt(s))", attempt)
+                return
+            if not should_retry(status) or attempt == self.max_attempts:
+                break
+            logger.warning("kill switch webhook attempt {} failed: {}; retrying", attempt, problem)
+            time.sleep(retry_delay(attempt, base_s=self.retry_delay_s))
+        self.dropped += 1
+        logger.error(
+            "kill switch webhook to {} not delivered after {} attempt(s): {}; payload {}",
+            self._shown,
+            attempt,
+            problem,
+            payload,
+        )
+
+
+__all__ = [
+    "MAX_RETRY_DELAY_S",
+    "WebhookNotifier",
+    "build_payload",
+    "retry_delay",
+    "should_retry",
+    "validate_url",
+]

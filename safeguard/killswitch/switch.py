@@ -1,0 +1,806 @@
+"""The kill switch: a latch that every order path obeys.
+
+Three states, from least to most severe:
+
+- ``ACTIVE``: everything is allowed.
+- ``REDUCING``: only orders that reduce a position, and cancels.
+- ``HALTED``: nothing but cancels.
+
+The transitions are one pure function, :func:`transition` (current state, event, now, cooling
+period) -> new state or :class:`Refusal`. Engaging only ever tightens: engaging an engaged
+switch at the same or a lower severity changes nothing, ``REDUCING`` -> ``HALTED`` escalates,
+and ``HALTED`` -> ``REDUCING`` happens only through an explicit ``resume(to=REDUCING)``.
+Loosening (resume) is refused until ``cooling_period_s`` has passed since the last engage, so
+a switch cannot flap.
+
+:class:`KillSwitch` is the thin holder of that state for one process:
+
+- ``permit(...)`` is the gate on the order path. It refuses with
+  :class:`~safeguard.errors.TradingHalted` before any I/O and otherwise counts the send as in
+  flight until the ``with`` block exits.
+- ``engage(...)`` closes the in-memory latch first, wakes every ``wait``/``wait_async`` sleeper
+  (retry backoffs, so orders waiting in a retry are abandoned), waits (bounded by
+  ``drain_timeout_s``) for the sends already past the gate, then persists the state through the
+  :class:`~safeguard.killswitch.store.StateStore`, logs, posts the webhook (in the background)
+  and calls the listeners. When it returns, no order path can send any more.
+- Another process engages through the same state store (``safeguard kill``). The switch
+  notices a change with one cheap ``version()`` (a ``stat``) at most every ``poll_interval_s``,
+  on the order path and in a background watcher thread, and adopts the stored state.
+- An unreadable or corrupt state store means ``HALTED`` (code ``STATE_STORE_UNAVAILABLE``),
+  never ``ACTIVE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+from loguru import logger
+
+from safeguard.clock import Clock, SystemClock
+from safeguard.codes import Code
+from safeguard.config import KillSwitchConfig
+from safeguard.errors import ConfigError, SafeguardError, TradingHalted
+
+if TYPE_CHECKING:
+    from safeguard.killswitch.notify import WebhookNotifier
+    from safeguard.killswitch.store import StateStore
+
+
+class TradingState(StrEnum):
+    """What the kill switch allows."""
+
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY: Final = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
+@dataclass(frozen=True)
+class SwitchState:
+    """The latch's state: what it allows, why, who set it and when (epoch seconds)."""
+
+    state: TradingState
+    reason: str
+    code: str
+    by: str
+    since: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.state, TradingState):
+            raise ValueError(f"state must be a TradingState, got {self.state!r}")
+        for name in ("reason", "code", "by"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if isinstance(self.since, bool) or not isinstance(self.since, int | float):
+            raise ValueError(f"since must be a number of epoch seconds, got {self.since!r}")
+        if not 0.0 <= self.since < float("inf"):
+            raise ValueError(f"since must be finite and non-negative, got {self.since!r}")
+        if self.state is not TradingState.ACTIVE and not (self.reason and self.code):
+            raise ValueError(f"a {self.state} state needs a non-empty reason and code")
+
+
+@dataclass(frozen=True)
+class Engage:
+    """Tighten the switch to ``state`` (never loosens it)."""
+
+    state: TradingState
+    reason: str
+    code: str
+    by: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Loosen the switch to ``to`` (``ACTIVE``, or ``REDUCING`` from ``HALTED``)."""
+
+    by: str
+    to: TradingState = TradingState.ACTIVE
+    reason: str = "resumed"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A transition that was not made, and from when (epoch seconds) it could be, if ever."""
+
+    message: str
+    code: str
+    retry_at: float | None = None
+
+
+def transition(
+    current: SwitchState, event: Engage | Resume, *, now: float, cooling_period_s: float
+) -> SwitchState | Refusal:
+    """The whole state machine. Returns ``current`` itself when the event changes nothing."""
+    if isinstance(event, Engage):
+        if event.state.severity <= current.state.severity:
+            return current
+        return SwitchState(event.state, event.reason, event.code, event.by, now)
+    if event.to.severity > current.state.severity:
+        return Refusal(
+            f"resume cannot tighten {current.state} to {event.to}; engage instead",
+            Code.INVALID_INPUT,
+        )
+    if event.to is current.state:
+        return current
+    ready_at = current.since + cooling_period_s
+    if now < ready_at:
+        return Refusal(
+            f"resume refused: {current.state} since {_iso(current.since)} ({current.reason}); "
+            f"the cooling period ends in {ready_at - now:.0f} s at {_iso(ready_at)}",
+            Code.COOLING_PERIOD,
+            ready_at,
+        )
+    code = "" if event.to is TradingState.ACTIVE else current.code
+    return SwitchState(event.to, event.reason, code, event.by, now)
+
+
+def refusal_code(state: TradingState, *, reduces_only: bool, is_cancel: bool) -> Code | None:
+    """Why ``state`` refuses this send, or ``None`` when it may go."""
+    if state is TradingState.ACTIVE or is_cancel:
+        return None
+    if state is TradingState.REDUCING:
+        return None if reduces_only else Code.TRADING_REDUCING
+    return Code.TRADING_HALTED
+
+
+class ResumeRefused(SafeguardError):
+    """``resume`` was refused (cooling period, or it would tighten). ``retry_at`` is epoch s."""
+
+    def __init__(self, message: str, *, code: str, retry_at: float | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_at = retry_at
+
+
+# Sends in flight are counted per kind, so that an engage waits only for the kinds the new
+# state forbids: cancels keep flowing while HALTED and must not hold an engage up.
+_OPENING, _REDUCING, _CANCEL = 0, 1, 2
+_BLOCKED_KINDS: Final = {
+    TradingState.ACTIVE: (),
+    TradingState.REDUCING: (_OPENING,),
+    TradingState.HALTED: (_OPENING, _REDUCING),
+}
+
+
+def _kind(reduces_only: bool, is_cancel: bool) -> int:
+    if type(reduces_only) is not bool:
+        raise ValueError(f"reduces_only must be a bool, got {reduces_only!r}")
+    if type(is_cancel) is not bool:
+        raise ValueError(f"is_cancel must be a bool, got {is_cancel!r}")
+    return _CANCEL if is_cancel else _REDUCING if reduces_only else _OPENING
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"timeout must be a number of seconds, got {value!r}")
+    if not 0.0 <= value < float("inf"):
+        raise ValueError(f"timeout must be finite and non-negative, got {value!r}")
+    return float(value)
+
+
+Listener = Callable[[SwitchState], None]
+
+
+Held = tuple[int, int, int]
+
+
+class _Permit:
+    """One send through the gate. Checked on entry, counted until exit."""
+
+    __slots__ = ("_kind", "_switch", "_token")
+
+    def __init__(self, switch: KillSwitch, kind: int) -> None:
+        self._switch = switch
+        self._kind = kind
+        self._token: Token[Held] | None = None
+
+    def __enter__(self) -> None:
+        self._token = self._switch._enter(self._kind)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._switch._exit(self._kind, self._token)
+
+
+class KillSwitch:
+    """The process's view of the latch. Thread-safe; usable from asyncio code.
+
+    ``store`` defaults to a :class:`~safeguard.killswitch.store.FileStateStore` on
+    ``config.state_dir``. ``watch`` (default ``config.watch_state_file``) starts a daemon thread
+    that polls the store every ``poll_interval_s``; close the switch (or use it as a context
+    manager) to stop it and flush notifications.
+    """
+
+    def __init__(
+        self,
+        config: KillSwitchConfig,
+        *,
+        clock: Clock | None = None,
+        store: StateStore | None = None,
+        notifier: WebhookNotifier | None = None,
+        watch: bool | None = None,
+    ) -> None:
+        if not isinstance(config, KillSwitchConfig):
+            raise ValueError(f"config must be a KillSwitchConfig, got {type(config).__name__}")
+        self._config = config
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        if store is None:
+            from safeguard.killswitch.store import FileStateStore
+
+            store = FileStateStore(config.state_dir)
+        self._store: StateStore = store
+        if notifier is None and config.webhook_url is not None:
+            from safeguard.killswitch.notify import WebhookNotifier
+
+            notifier = WebhookNotifier.from_config(config)
+        self._notifier = notifier
+
+        lock = threading.Lock()
+        self._changed = threading.Condition(lock)  # generation moved: wakes wait()
+        self._drained = threading.Condition(lock)  # a send exited while an engage drains
+        self._inflight = [0, 0, 0]
+        self._draining = 0
+        self._generation = 0
+        # Permits held by the current thread or asyncio task (a context), so an engage made
+        # from inside a permit block does not wait for itself.
+        self._held: ContextVar[Held] = ContextVar(f"safeguard_killswitch_{id(self)}")
+        self._async_wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._listeners: list[Listener] = []
+        self._refresh_lock = threading.Lock()
+        self._next_poll = 0.0
+        self._seen_version: object = None
+        self._closed = threading.Event()
+        self._previous_signal: Any = None
+        self._store_error: str | None = None
+
+        self._state = self._load_initial()
+        if self._state.state is not TradingState.ACTIVE:
+            logger.warning(
+                "kill switch starts {}: {} (code {}, by {}, since {})",
+                self._state.state,
+                self._state.reason,
+                self._state.code,
+                self._state.by,
+                _iso(self._state.since),
+            )
+        self._watcher: threading.Thread | None = None
+        if config.watch_state_file if watch is None else watch:
+            self._watcher = threading.Thread(
+                target=self._watch, name="safeguard-killswitch-watch", daemon=True
+            )
+            self._watcher.start()
+        if config.install_signal_handler:
+            self._install_signal_handler()
+
+    # --- reading -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> SwitchState:
+        """The current state. Cheap: one attribute read (plus a rate-limited ``stat``)."""
+        self._refresh()
+        return self._state
+
+    @property
+    def config(self) -> KillSwitchConfig:
+        return self._config
+
+    @property
+    def store(self) -> StateStore:
+        return self._store
+
+    # --- the gate ------------------------------------------------------------------------
+
+    def permit(self, *, reduces_only: bool, is_cancel: bool = False) -> _Permit:
+        """Gate one send: ``with switch.permit(reduces_only=...): send()``.
+
+        Entering raises :class:`TradingHalted` (code ``TRADING_HALTED`` or
+        ``TRADING_REDUCING``) when the state forbids the send; nothing has been sent then.
+        Otherwise the send counts as in flight until the block exits, and an ``engage`` waits
+        for it.
+        """
+        return _Permit(self, _kind(reduces_only, is_cancel))
+
+    def _enter(self, kind: int) -> Token[Held]:
+        self._refresh()
+        with self._changed:
+            current = self._state
+            code = refusal_code(
+                current.state, reduces_only=kind != _OPENING, is_cancel=kind == _CANCEL
+            )
+            if code is not None:
+                raise TradingHalted(
+                    f"{code}: kill switch is {current.state} since {_iso(current.since)} "
+                    f"({current.code}: {current.reason}; by {current.by})",
+                    state=current.state.value,
+                    reason=current.reason,
+                    code=code,
+                )
+            self._inflight[kind] += 1
+        held = list(self._held.get((0, 0, 0)))
+        held[kind] += 1
+        return self._held.set((held[0], held[1], held[2]))
+
+    def _exit(self, kind: int, token: Token[Held] | None) -> None:
+        if token is not None:
+            try:
+                self._held.reset(token)
+            except ValueError:  # exited in another context than it entered: count by hand
+                held = list(self._held.get((0, 0, 0)))
+                held[kind] = max(0, held[kind] - 1)
+                self._held.set((held[0], held[1], held[2]))
+        with self._changed:
+            self._inflight[kind] -= 1
+            if self._draining:
+                self._drained.notify_all()
+
+    # --- sleeping ------------------------------------------------------------------------
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` s (real time); return ``True`` early if the switch engages.
+
+        Use it for every backoff on the order path, so a retry in progress is abandoned the
+        moment the switch engages (the next ``permit`` then refuses).
+        """
+        seen, deadline = self._generation, time.monotonic() + _timeout(timeout)
+        while (pause := self._pause(seen, deadline)) > 0:
+            with self._changed:
+                self._changed.wait_for(lambda: self._generation != seen, pause)
+        return self._generation != seen
+
+    async def wait_async(self, timeout: float) -> bool:
+        """``wait`` for asyncio code: never blocks the event loop."""
+        seen, deadline = self._generation, time.monotonic() + _timeout(timeout)
+        loop = asyncio.get_running_loop()
+        waker: asyncio.Future[None] = loop.create_future()
+        entry = (loop, waker)
+        with self._changed:
+            self._async_wakers.add(entry)
+        try:
+            while (pause := self._pause(seen, deadline)) > 0:
+                await asyncio.wait((waker,), timeout=pause)
+        finally:
+            with self._changed:
+                self._async_wakers.discard(entry)
+        return self._generation != seen
+
+    def _pause(self, seen: int, deadline: float) -> float:
+        """How long a sleeper blocks before looking again; 0 when it should stop."""
+        self._refresh()
+        if self._generation != seen:
+            return 0.0
+        return max(0.0, min(deadline - time.monotonic(), self._config.poll_interval_s))
+
+    # --- transitions ---------------------------------------------------------------------
+
+    def engage(
+        self,
+        reason: str,
+        *,
+        by: str = "manual",
+        state: TradingState = TradingState.HALTED,
+        code: str = Code.MANUAL,
+    ) -> SwitchState:
+        """Tighten to ``state``. Returns once no order path can send what it forbids.
+
+        Idempotent: engaging at the same or a lower severity returns the current state and
+        does nothing else. Called from inside a ``permit`` block of this thread, it does not
+        wait for that block (it cannot finish while we wait); from an event loop thread, use
+        :meth:`engage_async` so sends held by other tasks can finish.
+        """
+        change = self._close_latch(reason, by=by, state=state, code=code)
+        if change is None:
+            # Already engaged, maybe by a thread still draining: the promise holds for us too.
+            self._drain_blocking(self._state.state)
+            return self._state
+        previous, new = change
+        left = self._drain_blocking(new.state)
+        self._finish_engage(previous, new, left)
+        return self._state
+
+    async def engage_async(
+        self,
+        reason: str,
+        *,
+        by: str = "manual",
+        state: TradingState = TradingState.HALTED,
+        code: str = Code.MANUAL,
+    ) -> SwitchState:
+        """``engage`` for asyncio code: the drain and the persisting never block the loop."""
+        change = self._close_latch(reason, by=by, state=state, code=code)
+        target = self._state.state if change is None else change[1].state
+        deadline = time.monotonic() + self._config.drain_timeout_s
+        while (left := self._blocking_others(target)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.0005)  # other tasks of this loop finish their sends meanwhile
+        if change is not None:
+            await asyncio.to_thread(self._finish_engage, change[0], change[1], left)
+        return self._state
+
+    def resume(
+        self, *, by: str, to: TradingState = TradingState.ACTIVE, reason: str = "resumed"
+    ) -> SwitchState:
+        """Re-arm explicitly. Raises :class:`ResumeRefused` during the cooling period.
+
+        The decision is made against the stored state under the store's lock, so a resume
+        can never overwrite an engage another process made a moment earlier.
+        """
+        event = Resume(_text("by", by), _target(to), _text("reason", reason))
+        now = self._clock.time()
+        with self._store.lock():
+            try:
+                stored = self._store.load()
+            except (ConfigError, OSError) as exc:
+                # A resume is the operator's way out of a corrupt store; the cooling period
+                # still counts from the engage this process knows of.
+                logger.error("kill switch state store {} unreadable: {}", self._store, exc)
+                stored = None
+            current = stored if stored is not None else self._state
+            outcome = transition(
+                current, event, now=now, cooling_period_s=self._config.cooling_period_s
+            )
+            if isinstance(outcome, Refusal):
+                logger.warning("kill switch {} (asked by {})", outcome.message, by)
+                raise ResumeRefused(outcome.message, code=outcome.code, retry_at=outcome.retry_at)
+            if outcome is current:
+                self._adopt(current)
+                return current
+            self._store.save(outcome)
+            self._seen_version = self._store.version()
+            self._store.append_history(_event("resume", outcome, current))
+        with self._changed:
+            previous, self._state = self._state, outcome
+        logger.warning(
+            "kill switch resumed to {} by {} (was {}: {})",
+            outcome.state,
+            outcome.by,
+            current.state,
+            current.reason,
+        )
+        self._announce("resume", outcome, previous, persisted=True)
+        return outcome
+
+    def _close_latch(
+        self, reason: str, *, by: str, state: TradingState, code: str
+    ) -> tuple[SwitchState, SwitchState] | None:
+        target = _target(state)
+        if target is TradingState.ACTIVE:
+            raise ValueError("state: engage needs REDUCING or HALTED; use resume() to loosen")
+        event = Engage(target, _text("reason", reason), _text("code", code), _text("by", by))
+        now = self._clock.time()
+        with self._changed:
+            previous = self._state
+            outcome = transition(
+                previous, event, now=now, cooling_period_s=self._config.cooling_period_s
+            )
+            if outcome is previous or isinstance(outcome, Refusal):
+                return None
+            self._state = outcome
+            self._generation += 1
+            self._changed.notify_all()
+        self._wake_async()
+        return previous, outcome
+
+    def _blocking_others(self, state: TradingState) -> int:
+        held = self._held.get((0, 0, 0))
+        return sum(self._inflight[k] - held[k] for k in _BLOCKED_KINDS[state])
+
+    def _drain_blocking(self, state: TradingState) -> int:
+        with self._drained:
+            self._draining += 1
+            try:
+                self._drained.wait_for(
+                    lambda: self._blocking_others(state) == 0, self._config.drain_timeout_s
+                )
+                return self._blocking_others(state)
+            finally:
+                self._draining -= 1
+
+    def _finish_engage(self, previous: SwitchState, new: SwitchState, left: int) -> None:
+        if left:
+            logger.error(
+                "kill switch engaged but {} send(s) already past the gate did not finish "
+                "within {} s; they may still reach the venue",
+                left,
+                self._config.drain_timeout_s,
+            )
+        persisted = self._persist_engage(new)
+        logger.critical(
+            "kill switch {}: {} (code {}, by {}; was {})",
+            new.state,
+            new.reason,
+            new.code,
+            new.by,
+            previous.state,
+        )
+        self._announce("engage", self._state, previous, persisted=persisted)
+
+    def _persist_engage(self, new: SwitchState) -> bool:
+        try:
+            with self._store.lock():
+                try:
+                    stored = self._store.load()
+                except (ConfigError, OSError):
+                    stored = None  # overwritten below by a state at least as tight
+                if stored is not None and stored.state.severity > new.state.severity:
+                    # Another process tightened further meanwhile: keep theirs, never loosen.
+                    self._adopt(stored)
+                    return True
+                self._store.save(new)
+                self._seen_version = self._store.version()
+                self._store.append_history(_event("engage", new, stored))
+        except OSError as exc:
+            logger.critical(
+                "kill switch engaged in memory only: could not persist to {}: {}",
+                self._store,
+                exc,
+            )
+            return False
+        return True
+
+    # --- noticing other processes ----------------------------------------------------------
+
+    def refresh(self) -> SwitchState:
+        """Look at the store now (ignoring ``poll_interval_s``) and return the state."""
+        self._refresh(force=True)
+        return self._state
+
+    def _refresh(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if (not force and now < self._next_poll) or not self._refresh_lock.acquire(False):
+            return
+        try:
+            self._next_poll = now + self._config.poll_interval_s
+            try:
+                version = self._store.version()
+                if version == self._seen_version and version is not None:
+                    return
+                stored = self._store.load()
+            except (ConfigError, OSError) as exc:
+                self._fail_closed(exc)
+                return
+            self._store_error = None
+            self._seen_version = version
+            if stored is None:
+                if self._state.state is not TradingState.ACTIVE:
+                    # The state file vanished under us: put the engage back, never loosen.
+                    self._persist_engage(self._state)
+                return
+            self._adopt(stored)
+        finally:
+            self._refresh_lock.release()
+
+    def _adopt(self, stored: SwitchState) -> None:
+        with self._changed:
+            previous = self._state
+            if stored == previous:
+                return
+            self._state = stored
+            tightened = stored.state.severity > previous.state.severity or (
+                stored.state is not TradingState.ACTIVE and stored.since != previous.since
+            )
+            if tightened:
+                self._generation += 1
+                self._changed.notify_all()
+        if tightened:
+            self._wake_async()
+        logger.warning(
+            "kill switch is now {} (set by {} elsewhere: {}; code {})",
+            stored.state,
+            stored.by,
+            stored.reason,
+            stored.code,
+        )
+        self._call_listeners(stored)
+
+    def _load_initial(self) -> SwitchState:
+        try:
+            self._seen_version = self._store.version()
+            stored = self._store.load()
+        except (ConfigError, OSError) as exc:
+            self._store_error = str(exc)
+            logger.error("kill switch HALTED: state store {} is unreadable: {}", self._store, exc)
+            halted = self._halted(exc)
+            self._persist_engage(halted)
+            return halted
+        if stored is None:
+            return SwitchState(TradingState.ACTIVE, "", "", "", self._clock.time())
+        return stored
+
+    def _fail_closed(self, exc: Exception) -> None:
+        if str(exc) == self._store_error:
+            return  # already HALTED for this very problem; don't rewrite it every poll
+        self._store_error = str(exc)
+        logger.error("kill switch HALTED: state store {} is unreadable: {}", self._store, exc)
+        with self._changed:
+            previous = self._state
+            # An existing HALTED keeps its reason (and cooling period); anything looser halts.
+            halted = previous if previous.state is TradingState.HALTED else self._halted(exc)
+            if halted is not previous:
+                self._state = halted
+                self._generation += 1
+                self._changed.notify_all()
+        # Persisting replaces the unreadable file, so every process agrees on the HALTED.
+        self._persist_engage(halted)
+        if halted is not previous:
+            self._wake_async()
+            self._call_listeners(halted)
+
+    def _halted(self, exc: Exception) -> SwitchState:
+        return SwitchState(
+            TradingState.HALTED,
+            f"kill switch state unreadable, failing closed: {exc}",
+            Code.STATE_STORE_UNAVAILABLE,
+            f"safeguard:{socket.gethostname()}:{os.getpid()}",
+            self._clock.time(),
+        )
+
+    def _watch(self) -> None:
+        while not self._closed.wait(self._config.poll_interval_s):
+            try:
+                self._refresh()
+            except Exception:  # a watcher that dies silently would stop the kill from landing
+                logger.exception("kill switch watcher: refresh failed")
+
+    # --- telling the world -----------------------------------------------------------------
+
+    def add_listener(self, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(state)`` after every change (here or seen from another process).
+
+        Returns a function that removes it. Listeners run in the thread that made or noticed
+        the change; an exception in one is logged and never stops the switch.
+        """
+        if not callable(callback):
+            raise ValueError(f"listener must be callable, got {callback!r}")
+        with self._changed:
+            self._listeners.append(callback)
+
+        def remove() -> None:
+            with self._changed, contextlib.suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return remove
+
+    def _announce(
+        self, event: str, state: SwitchState, previous: SwitchState, *, persisted: bool
+    ) -> None:
+        if self._notifier is not None:
+            from safeguard.killswitch.notify import build_payload
+
+            self._notifier.notify(
+                build_payload(event, state, previous, store=str(self._store), persisted=persisted)
+            )
+        self._call_listeners(state)
+
+    def _call_listeners(self, state: SwitchState) -> None:
+        with self._changed:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(state)
+            except Exception:
+                logger.exception("kill switch listener {!r} failed", listener)
+
+    def _wake_async(self) -> None:
+        with self._changed:
+            wakers = list(self._async_wakers)
+        for loop, future in wakers:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(_resolve, future)
+
+    # --- the signal and the end ------------------------------------------------------------
+
+    def _install_signal_handler(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise ValueError("install_signal_handler: signal handlers need the main thread")
+        signum = signal.Signals[self._config.signal]
+
+        def handler(received: int, frame: object) -> None:
+            # The handler runs between bytecodes of the main thread, which may hold the lock;
+            # engaging from a fresh thread cannot deadlock on it.
+            threading.Thread(
+                target=self.engage,
+                args=(f"signal {signal.Signals(received).name} received",),
+                kwargs={"by": f"signal:{os.getpid()}"},
+                name="safeguard-killswitch-signal",
+                daemon=True,
+            ).start()
+
+        self._previous_signal = signal.signal(signum, handler)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the watcher, restore the signal handler, flush pending notifications."""
+        self._closed.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout)
+        if self._previous_signal is not None:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.Signals[self._config.signal], self._previous_signal)
+            self._previous_signal = None
+        if self._notifier is not None:
+            self._notifier.close(timeout)
+
+    def __enter__(self) -> KillSwitch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"KillSwitch({self._state.state}, store={self._store})"
+
+
+def _target(state: object) -> TradingState:
+    if not isinstance(state, TradingState):
+        try:
+            return TradingState(str(state))
+        except ValueError:
+            raise ValueError(
+                f"state must be one of ACTIVE, REDUCING, HALTED; got {state!r}"
+            ) from None
+    return state
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _event(kind: str, state: SwitchState, previous: SwitchState | None) -> dict[str, Any]:
+    return {
+        "event": kind,
+        "state": state.state.value,
+        "reason": state.reason,
+        "code": state.code,
+        "by": state.by,
+        "since": state.since,
+        "previous": previous.state.value if previous is not None else None,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "recorded_at": time.time(),
+    }
+
+
+__all__ = [
+    "Engage",
+    "KillSwitch",
+    "Listener",
+    "Refusal",
+    "Resume",
+    "ResumeRefused",
+    "SwitchState",
+    "TradingState",
+    "refusal_code",
+    "transition",
+]

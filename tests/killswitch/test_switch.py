@@ -1,0 +1,415 @@
+"""The latch: pure transitions, the gate, waking sleepers, listeners, cooling."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loguru import logger
+
+from safeguard.clock import ManualClock
+from safeguard.codes import Code
+from safeguard.config import KillSwitchConfig
+from safeguard.errors import TradingHalted
+from safeguard.killswitch.switch import (
+    Engage,
+    KillSwitch,
+    Refusal,
+    Resume,
+    ResumeRefused,
+    SwitchState,
+    TradingState,
+    refusal_code,
+    transition,
+)
+
+ACTIVE, REDUCING, HALTED = TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED
+
+
+def make(tmp_path: Path, clock: ManualClock | None = None, **overrides: Any) -> KillSwitch:
+    settings: dict[str, Any] = {"state_dir": tmp_path / "state", "poll_interval_s": 0.01}
+    settings.update(overrides)
+    return KillSwitch(KillSwitchConfig(**settings), clock=clock, watch=False)
+
+
+@pytest.fixture
+def errors() -> Any:
+    records: list[str] = []
+    logger.enable("safeguard")
+    sink = logger.add(
+        lambda m: records.append(str(m)),
+        filter=lambda r: r["level"].name == "ERROR",
+        format="{message}",
+    )
+    yield records
+    logger.remove(sink)
+    logger.disable("safeguard")
+
+
+# --- the pure state machine ------------------------------------------------------------------
+
+active = SwitchState(ACTIVE, "", "", "", 100.0)
+
+
+def test_engage_from_active_sets_state_reason_and_time() -> None:
+    new = transition(
+        active, Engage(HALTED, "loss", "DAILY_LOSS", "trigger"), now=200.0, cooling_period_s=60
+    )
+    assert new == SwitchState(HALTED, "loss", "DAILY_LOSS", "trigger", 200.0)
+
+
+def test_engage_is_idempotent_and_never_loosens() -> None:
+    halted = SwitchState(HALTED, "loss", "DAILY_LOSS", "trigger", 200.0)
+    assert (
+        transition(halted, Engage(HALTED, "again", "MANUAL", "x"), now=300.0, cooling_period_s=60)
+        is halted
+    )
+    assert (
+        transition(
+            halted, Engage(REDUCING, "softer", "MANUAL", "x"), now=300.0, cooling_period_s=60
+        )
+        is halted
+    )
+
+
+def test_reducing_escalates_to_halted() -> None:
+    reducing = SwitchState(REDUCING, "rate", "ORDER_RATE", "trigger", 200.0)
+    new = transition(
+        reducing, Engage(HALTED, "worse", "DRAWDOWN", "trigger"), now=250.0, cooling_period_s=60
+    )
+    assert isinstance(new, SwitchState)
+    assert (new.state, new.code, new.since) == (HALTED, "DRAWDOWN", 250.0)
+
+
+def test_resume_refused_during_cooling_then_allowed() -> None:
+    halted = SwitchState(HALTED, "loss", "DAILY_LOSS", "trigger", 200.0)
+    early = transition(halted, Resume("alice"), now=259.0, cooling_period_s=60)
+    assert isinstance(early, Refusal)
+    assert (early.code, early.retry_at) == (Code.COOLING_PERIOD, 260.0)
+    later = transition(halted, Resume("alice"), now=260.0, cooling_period_s=60)
+    assert later == SwitchState(ACTIVE, "resumed", "", "alice", 260.0)
+
+
+def test_halted_to_reducing_only_by_explicit_resume_and_keeps_code() -> None:
+    halted = SwitchState(HALTED, "loss", "DAILY_LOSS", "trigger", 200.0)
+    new = transition(halted, Resume("alice", to=REDUCING), now=900.0, cooling_period_s=60)
+    assert new == SwitchState(REDUCING, "resumed", "DAILY_LOSS", "alice", 900.0)
+
+
+def test_resume_cannot_tighten_and_resuming_active_changes_nothing() -> None:
+    refused = transition(active, Resume("alice", to=REDUCING), now=900.0, cooling_period_s=0)
+    assert isinstance(refused, Refusal)
+    assert refused.code == Code.INVALID_INPUT
+    assert transition(active, Resume("alice"), now=900.0, cooling_period_s=0) is active
+
+
+@pytest.mark.parametrize(
+    ("state", "reduces_only", "is_cancel", "expected"),
+    [
+        (ACTIVE, False, False, None),
+        (REDUCING, False, False, Code.TRADING_REDUCING),
+        (REDUCING, True, False, None),
+        (REDUCING, False, True, None),
+        (HALTED, False, False, Code.TRADING_HALTED),
+        (HALTED, True, False, Code.TRADING_HALTED),
+        (HALTED, False, True, None),
+    ],
+)
+def test_what_each_state_refuses(
+    state: TradingState, reduces_only: bool, is_cancel: bool, expected: Code | None
+) -> None:
+    assert refusal_code(state, reduces_only=reduces_only, is_cancel=is_cancel) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"state": "PAUSED"}, "state"),
+        ({"reason": 3}, "reason"),
+        ({"since": float("nan")}, "since"),
+        ({"since": -1.0}, "since"),
+        ({"since": True}, "since"),
+        ({"state": HALTED, "reason": ""}, "reason"),
+    ],
+)
+def test_switch_state_refuses_malformed_values(kwargs: dict[str, Any], field: str) -> None:
+    values: dict[str, Any] = {"state": ACTIVE, "reason": "", "code": "", "by": "", "since": 1.0}
+    values.update(kwargs)
+    with pytest.raises(ValueError, match=field):
+        SwitchState(**values)
+
+
+# --- the gate -------------------------------------------------------------------------------
+
+
+def test_fresh_switch_is_active_and_permits(tmp_path: Path) -> None:
+    switch = make(tmp_path)
+    assert switch.state.state is ACTIVE
+    with switch.permit(reduces_only=False):
+        pass
+
+
+def test_halted_refuses_everything_but_cancels_before_the_body_runs(tmp_path: Path) -> None:
+    switch = make(tmp_path)
+    switch.engage("test", by="pytest")
+    ran: list[str] = []
+    for reduces_only in (False, True):
+        with pytest.raises(TradingHalted) as caught, switch.permit(reduces_only=reduces_only):
+            ran.append("sent")
+        assert caught.value.code == Code.TRADING_HALTED
+        assert caught.value.state == "HALTED"
+        assert caught.value.reason == "test"
+    with switch.permit(reduces_only=False, is_cancel=True):
+        ran.append("cancel")
+    assert ran == ["cancel"]
+
+
+def test_reducing_lets_only_reducing_orders_and_cancels_through(tmp_path: Path) -> None:
+    switch = make(tmp_path)
+    switch.engage("rate", state=REDUCING, code=Code.ORDER_RATE, by="trigger")
+    with pytest.raises(TradingHalted) as caught, switch.permit(reduces_only=False):
+        pass
+    assert caught.value.code == Code.TRADING_REDUCING
+    with switch.permit(reduces_only=True), switch.permit(reduces_only=False, is_cancel=True):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"reduces_only": 1}, "reduces_only"),
+        ({"reduces_only": None}, "reduces_only"),
+        ({"reduces_only": False, "is_cancel": "yes"}, "is_cancel"),
+    ],
+)
+def test_permit_refuses_wrong_types(tmp_path: Path, kwargs: dict[str, Any], field: str) -> None:
+    switch = make(tmp_path)
+    with pytest.raises(ValueError, match=field):
+        switch.permit(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"reason": ""}, "reason"),
+        ({"reason": "x", "by": "  "}, "by"),
+        ({"reason": "x", "state": ACTIVE}, "state"),
+        ({"reason": "x", "state": "STOPPED"}, "state"),
+        ({"reason": "x", "code": ""}, "code"),
+    ],
+)
+def test_engage_refuses_bad_arguments_and_stays_active(
+    tmp_path: Path, kwargs: dict[str, Any], field: str
+) -> None:
+    switch = make(tmp_path)
+    with pytest.raises(ValueError, match=field):
+        switch.engage(**kwargs)
+    assert switch.state.state is ACTIVE
+
+
+def test_engage_accepts_state_names_and_persists_who_and_why(tmp_path: Path) -> None:
+    clock = ManualClock(1_700_000_000.0)
+    switch = make(tmp_path, clock)
+    state = switch.engage(
+        "drawdown 12%",
+        by="trigger:drawdown",
+        state="REDUCING",  # type: ignore[arg-type]
+        code=Code.DRAWDOWN,
+    )
+    assert state == SwitchState(
+        REDUCING, "drawdown 12%", "DRAWDOWN", "trigger:drawdown", 1_700_000_000.0
+    )
+    assert make(tmp_path).state == state  # a second process reads the same
+
+
+def test_engage_twice_returns_the_first_engagement(tmp_path: Path) -> None:
+    clock = ManualClock()
+    switch = make(tmp_path, clock)
+    first = switch.engage("one", by="a")
+    clock.advance(10)
+    assert switch.engage("two", by="b") == first
+    assert [e["reason"] for e in switch.store.history()] == ["one"]  # type: ignore[attr-defined]
+
+
+# --- the drain ------------------------------------------------------------------------------
+
+
+def test_engage_returns_only_after_the_send_in_flight_finished(tmp_path: Path) -> None:
+    switch = make(tmp_path, drain_timeout_s=30.0)
+    inside, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def sender() -> None:
+        with switch.permit(reduces_only=False):
+            inside.set()
+            release.wait(10)
+            order.append("send finished")
+
+    def engager() -> None:
+        switch.engage("stop", by="pytest")
+        order.append("engage returned")
+
+    threads = [threading.Thread(target=sender)]
+    threads[0].start()
+    assert inside.wait(10)
+    threads.append(threading.Thread(target=engager))
+    threads[1].start()
+    # The latch is closed at once, while the send in flight still runs.
+    for _ in range(1000):
+        if switch.state.state is HALTED:
+            break
+        threading.Event().wait(0.001)
+    assert switch.state.state is HALTED
+    assert order == []
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["send finished", "engage returned"]
+
+
+def test_cancel_in_flight_does_not_hold_up_a_halt(tmp_path: Path, errors: list[str]) -> None:
+    switch = make(tmp_path, drain_timeout_s=30.0)
+    inside, release = threading.Event(), threading.Event()
+
+    def canceller() -> None:
+        with switch.permit(reduces_only=False, is_cancel=True):
+            inside.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=canceller)
+    thread.start()
+    assert inside.wait(10)
+    try:
+        assert switch.engage("stop", by="pytest").state is HALTED
+        assert thread.is_alive()  # the cancel is still in flight: the engage did not wait
+    finally:
+        release.set()
+        thread.join(10)
+    assert errors == []
+
+
+def test_drain_is_bounded_and_says_so(tmp_path: Path, errors: list[str]) -> None:
+    switch = make(tmp_path, drain_timeout_s=0.05)
+    inside, release = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        with switch.permit(reduces_only=False):
+            inside.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=stuck)
+    thread.start()
+    assert inside.wait(10)
+    try:
+        assert switch.engage("stop", by="pytest").state is HALTED
+        assert thread.is_alive()
+    finally:
+        release.set()
+        thread.join(10)
+    assert any("1 send(s) already past the gate did not finish" in e for e in errors)
+
+
+def test_engage_from_inside_a_permit_does_not_wait_for_itself(
+    tmp_path: Path, errors: list[str]
+) -> None:
+    switch = make(tmp_path, drain_timeout_s=0.5)
+    with switch.permit(reduces_only=False):
+        state = switch.engage("fill breached the loss limit", by="trigger", code=Code.DAILY_LOSS)
+    assert state.state is HALTED
+    assert errors == []  # no "did not finish" complaint: it did not wait on its own send
+
+
+# --- sleepers ------------------------------------------------------------------------------
+
+
+def test_wait_times_out_false_and_wakes_true_on_engage(tmp_path: Path) -> None:
+    switch = make(tmp_path)
+    assert switch.wait(0.02) is False
+    results: list[bool] = []
+    started = threading.Event()
+
+    def retrying() -> None:
+        started.set()
+        results.append(switch.wait(60))
+
+    thread = threading.Thread(target=retrying)
+    thread.start()
+    assert started.wait(10)
+    switch.engage("stop", by="pytest")
+    thread.join(10)
+    assert not thread.is_alive()
+    assert results == [True]
+
+
+def test_wait_on_an_already_engaged_switch_sleeps_instead_of_spinning(tmp_path: Path) -> None:
+    switch = make(tmp_path)
+    switch.engage("stop", state=REDUCING, by="pytest")
+    assert switch.wait(0.02) is False  # a reduce-only retry backs off normally
+
+
+async def test_wait_async_wakes_on_engage_from_another_thread(tmp_path: Path) -> None:
+    switch = make(tmp_path)
+    assert await switch.wait_async(0.01) is False
+    waiter = asyncio.create_task(switch.wait_async(60))
+    await asyncio.sleep(0.01)
+    await asyncio.to_thread(switch.engage, "stop", by="pytest")
+    assert await asyncio.wait_for(waiter, 10) is True
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1.0, "1", True])
+def test_wait_refuses_nonsense_timeouts(tmp_path: Path, timeout: Any) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        make(tmp_path).wait(timeout)
+
+
+# --- listeners and resume ------------------------------------------------------------------
+
+
+def test_listeners_hear_engage_and_resume_and_can_be_removed(tmp_path: Path) -> None:
+    clock = ManualClock()
+    switch = make(tmp_path, clock, cooling_period_s=60)
+    heard: list[TradingState] = []
+    remove = switch.add_listener(lambda s: heard.append(s.state))
+    switch.add_listener(lambda s: 1 / 0)  # a broken listener must not break the switch
+    switch.engage("stop", by="pytest")
+    clock.advance(60)
+    switch.resume(by="alice")
+    remove()
+    switch.engage("again", by="pytest")
+    assert heard == [HALTED, ACTIVE]
+
+
+def test_resume_refused_during_cooling_then_allowed_and_logged(tmp_path: Path) -> None:
+    clock = ManualClock(1_700_000_000.0)
+    switch = make(tmp_path, clock, cooling_period_s=300)
+    switch.engage("loss", by="trigger", code=Code.DAILY_LOSS)
+    clock.advance(299)
+    with pytest.raises(ResumeRefused) as caught:
+        switch.resume(by="alice")
+    assert caught.value.code == Code.COOLING_PERIOD
+    assert caught.value.retry_at == 1_700_000_300.0
+    assert switch.state.state is HALTED
+    clock.advance(1)
+    assert switch.resume(by="alice").state is ACTIVE
+    with switch.permit(reduces_only=False):
+        pass
+    events = switch.store.history()  # type: ignore[attr-defined]
+    assert [(e["event"], e["state"], e["by"]) for e in events] == [
+        ("engage", "HALTED", "trigger"),
+        ("resume", "ACTIVE", "alice"),
+    ]
+
+
+def test_resume_decides_on_the_stored_state(tmp_path: Path) -> None:
+    clock = ManualClock()
+    bot = make(tmp_path, clock, cooling_period_s=60)
+    bot.engage("first", by="bot", state=REDUCING)
+    clock.advance(100)
+    other = make(tmp_path, clock, cooling_period_s=60)
+    other.engage("escalated elsewhere", by="other")  # bot has not polled yet
+    with pytest.raises(ResumeRefused):
+        bot.resume(by="alice")
+    assert bot.refresh().reason == "escalated elsewhere"
