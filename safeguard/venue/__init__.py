@@ -1,0 +1,45 @@
+"""A mock Binance USD-M perpetuals venue, for testing bots and safeguard itself.
+
+The **engine** (:class:`Venue`) is a pure simulation: seeded prices (an index with volatility
+regimes, jumps and scripted spikes, or a CSV replay), a contract price with its own book, a mark
+price that smooths the basis, accounts with cross and isolated margin, orders of every common
+type, funding and liquidation against the real tiered maintenance ladder. It speaks Binance's
+semantics and error codes directly and never does I/O; time comes from a clock the caller
+drives. The transports (HTTP server, in-process ccxt routing, faults, rate limits) sit on top.
+"""
+
+from __future__ import annotations
+
+from safeguard.venue.config import BookConfig, Regime, Spike, VenueConfig
+from safeguard.venue.engine import FeedFreeze, Venue
+from safeguard.venue.errors import VenueReject
+from safeguard.venue.events import (
+    Event,
+    Fill,
+    FundingPayment,
+    Liquidation,
+    OrderExpired,
+    OrderTriggered,
+)
+from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
+from safeguard.venue.prices import ReplaySeries
+
+__all__ = [
+    "DEFAULT_MARKETS",
+    "MONEY_SCALE",
+    "BookConfig",
+    "Event",
+    "FeedFreeze",
+    "Fill",
+    "FundingPayment",
+    "Liquidation",
+    "MarketSpec",
+    "OrderExpired",
+    "OrderTriggered",
+    "Regime",
+    "ReplaySeries",
+    "Spike",
+    "Venue",
+    "VenueConfig",
+    "VenueReject",
+]

@@ -1,0 +1,197 @@
+"""Accounts and positions, with exact money.
+
+Balances and cash flows are integers of 1e-8 quote. A position keeps its size in integer steps
+and its *cost* (the exact notional of the open size at the prices it was opened at) in money
+units, so realised PnL is ``exit notional - cost share`` in integers: the one rounding is the
+pro-rata share of cost when a position is partly closed, at most one unit, and it stays in the
+position's cost rather than vanishing. Fees round half-to-even to the unit once per fill.
+
+The margin figures (maintenance, initial, available balance) are floats: they decide whether
+to act, never how much money moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from safeguard.venue.markets import MONEY_SCALE, MarketSpec
+
+ISOLATED = "ISOLATED"
+CROSSED = "CROSSED"
+
+
+@dataclass(slots=True)
+class Position:
+    """One leg: ``qty`` steps (> 0 long, < 0 short) whose opening notional was ``cost`` units."""
+
+    symbol: str
+    position_side: str
+    qty: int = 0
+    cost: int = 0
+    isolated_margin: int = 0
+    """Collateral set aside for an isolated position (units); 0 under cross margin."""
+    update_ms: int = 0
+
+    def entry_price(self, market: MarketSpec) -> float:
+        if not self.qty:
+            return 0.0
+        return self.cost / (abs(self.qty) * market.notional_unit) * market.tick_size
+
+    def notional(self, market: MarketSpec, mark: float) -> float:
+        return abs(self.qty) * market.step_size * mark
+
+    def unrealized(self, market: MarketSpec, mark: float) -> float:
+        """Unrealised PnL in quote at ``mark``."""
+        value = abs(self.qty) * market.step_size * mark
+        cost = self.cost / MONEY_SCALE
+        return value - cost if self.qty > 0 else cost - value
+
+
+@dataclass(slots=True)
+class Account:
+    api_key: str
+    secret: str
+    asset: str
+    wallet: int
+    """Wallet balance in units: deposits plus every realised PnL, fee and funding payment."""
+    deposit: int
+    dual_side: bool = False
+    leverage: dict[str, int] = field(default_factory=dict)
+    margin_type: dict[str, str] = field(default_factory=dict)
+    positions: dict[tuple[str, str], Position] = field(default_factory=dict)
+    order_margin: float = 0.0
+    """Initial margin held by open, opening limit orders (quote)."""
+    update_ms: int = 0
+
+    def isolated_total(self) -> int:
+        return sum(p.isolated_margin for p in self.positions.values())
+
+    def cross_wallet(self) -> int:
+        return self.wallet - self.isolated_total()
+
+
+@dataclass(frozen=True, slots=True)
+class FillResult:
+    realized_pnl: int
+    fee: int
+
+
+def apply_fill(
+    account: Account,
+    position: Position,
+    market: MarketSpec,
+    *,
+    signed_qty: int,
+    price_ticks: int,
+    fee_rate: float,
+    leverage: int,
+    isolated: bool,
+    now_ms: int,
+) -> FillResult:
+    """Move ``position`` by ``signed_qty`` steps at ``price_ticks`` and settle the cash."""
+    unit = market.notional_unit
+    size = abs(signed_qty)
+    realized = 0
+    held = position.qty
+    if held and (held > 0) != (signed_qty > 0):
+        closing = min(size, abs(held))
+        cost_share = _share(position.cost, closing, abs(held))
+        margin_share = _share(position.isolated_margin, closing, abs(held))
+        exit_value = price_ticks * closing * unit
+        realized = exit_value - cost_share if held > 0 else cost_share - exit_value
+        position.cost -= cost_share
+        position.isolated_margin -= margin_share
+        position.qty += closing if held < 0 else -closing
+        if not position.qty:
+            # Rounding dust of the pro-rata shares belongs to the closed position's PnL.
+            realized -= position.cost if held > 0 else -position.cost
+            position.cost = 0
+            position.isolated_margin = 0
+        size -= closing
+    if size:
+        opened = price_ticks * size * unit
+        position.cost += opened
+        position.qty += size if signed_qty > 0 else -size
+        if isolated:
+            position.isolated_margin += -(-opened // leverage)  # ceil: never under-margined
+    fee = round(price_ticks * abs(signed_qty) * unit * fee_rate)
+    account.wallet += realized - fee
+    if isolated and position.qty and realized:
+        # A partly closed isolated leg keeps its realised PnL as collateral (fees: cross wallet).
+        position.isolated_margin = max(position.isolated_margin + realized, 0)
+    position.update_ms = now_ms
+    account.update_ms = now_ms
+    return FillResult(realized, fee)
+
+
+def _share(total: int, part: int, whole: int) -> int:
+    """``total * part / whole`` rounded half to even, in integers."""
+    numerator = total * part
+    quotient, remainder = divmod(numerator, whole)
+    twice = 2 * remainder
+    if twice > whole or (twice == whole and quotient % 2):
+        quotient += 1
+    return quotient
+
+
+def maintenance_margin(market: MarketSpec, notional: float) -> float:
+    """Maintenance requirement of a position of ``notional`` quote under the market's ladder."""
+    tiers = market.tiers
+    last = tiers.tiers[-1]
+    if notional > last.max_notional:
+        return last.maintenance_margin(notional)
+    return tiers.maintenance_margin(notional)
+
+
+def max_notional_at(market: MarketSpec, leverage: int) -> float:
+    """Largest position notional the ladder allows at ``leverage`` (Binance's maxNotionalValue)."""
+    allowed = 0.0
+    for tier in market.tiers:
+        if tier.max_leverage >= leverage:
+            allowed = tier.max_notional
+    return allowed
+
+
+def liquidation_price(
+    position: Position,
+    market: MarketSpec,
+    *,
+    wallet: float,
+    other_upnl: float = 0.0,
+    other_mm: float = 0.0,
+) -> float:
+    """Binance's one-way liquidation price for ``position``; 0.0 when it cannot be liquidated.
+
+    ``wallet`` is the isolated margin (isolated) or the cross wallet (cross, with the other
+    cross positions' unrealised PnL and maintenance margin). Solved per tier; the tier whose
+    notional range contains ``qty * LP`` is the consistent one.
+    """
+    if not position.qty:
+        return 0.0
+    q = abs(position.qty) * market.step_size
+    s = 1.0 if position.qty > 0 else -1.0
+    entry = position.cost / MONEY_SCALE / q
+    for tier in market.tiers:
+        denominator = q * tier.maintenance_margin_rate - s * q
+        if denominator == 0:
+            continue
+        price = (wallet - other_mm + other_upnl + tier.cum - s * q * entry) / denominator
+        if price <= 0:
+            continue
+        notional = q * price
+        if tier.min_notional <= notional < tier.max_notional:
+            return price
+    return 0.0
+
+
+__all__ = [
+    "CROSSED",
+    "ISOLATED",
+    "Account",
+    "FillResult",
+    "Position",
+    "apply_fill",
+    "liquidation_price",
+    "maintenance_margin",
+    "max_notional_at",
+]

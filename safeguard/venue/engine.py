@@ -1,0 +1,1570 @@
+"""The simulated exchange: one object holding markets, books, accounts and orders.
+
+:class:`Venue` is the engine behind the mock Binance USD-M venue. It never sleeps and never does
+I/O: time comes from a :class:`~safeguard.clock.Clock`. With a
+:class:`~safeguard.clock.ManualClock` the caller drives time (``advance(3600)`` runs an hour of
+market in fixed ``step_s`` steps); with a wall clock, transports call :meth:`Venue.sync` before
+each request and the market catches up lazily. Steps sit on a fixed grid from the start time, so
+the same seed and the same total time give the same market however ``advance`` was chunked.
+
+Each step moves every symbol's prices, re-centres and refills its book, fills resting orders
+the market traded through, fires stops (on the mark or the last price, per ``workingType``),
+pays funding at the interval boundaries and liquidates accounts whose equity at the mark fell to
+their tiered maintenance requirement.
+
+Accounts trade against the simulated market makers, not against each other: a resting order
+fills when the market's book crosses its price, never against another account's order.
+
+Every method that takes outside input checks all of it before changing anything and answers a
+bad argument with :class:`~safeguard.venue.errors.VenueReject` carrying Binance's code; a reject
+leaves the venue exactly as it was. The logic is single-threaded; ``lock`` (re-entrant) is
+taken by every public method and by transports around each request.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Literal
+
+from safeguard.clock import Clock, ManualClock
+from safeguard.risk.tiers import TierTable
+from safeguard.venue.accounts import (
+    CROSSED,
+    ISOLATED,
+    Account,
+    Position,
+    apply_fill,
+    liquidation_price,
+    maintenance_margin,
+    max_notional_at,
+)
+from safeguard.venue.book import BUY, SELL, SimBook
+from safeguard.venue.config import VenueConfig
+from safeguard.venue.errors import VenueReject, illegal
+from safeguard.venue.events import (
+    Event,
+    Fill,
+    FundingPayment,
+    Liquidation,
+    OrderExpired,
+    OrderTriggered,
+)
+from safeguard.venue.funding import (
+    INTEREST_PER_INTERVAL,
+    PremiumAverage,
+    funding_rate,
+    next_funding_time,
+)
+from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
+from safeguard.venue.orders import (
+    CANCELED,
+    EXPIRED,
+    FILLED,
+    PARTIALLY_FILLED,
+    Order,
+    OrderRequest,
+    parse_order,
+)
+from safeguard.venue.prices import IndexProcess, PriceFeed, RegimeSpec, ReplaySeries
+
+FeedFreeze = Literal["prices", "timestamps", "stale_prices"]
+_FREEZE_MODES = ("prices", "timestamps", "stale_prices")
+_FIRST_ORDER_ID = 1_000_000_001
+_DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+
+
+class _Market:
+    """One symbol's live state."""
+
+    __slots__ = (
+        "asks",
+        "bids",
+        "book",
+        "candles",
+        "feed",
+        "freeze",
+        "freeze_ms",
+        "funding_rate",
+        "last",
+        "last_qty",
+        "next_funding",
+        "premium",
+        "snapshot",
+        "spec",
+        "stops",
+        "trade_id",
+        "trades",
+        "update_id",
+    )
+
+    def __init__(self, spec: MarketSpec, feed: PriceFeed, book: SimBook, trade_history: int):
+        self.spec = spec
+        self.feed = feed
+        self.book = book
+        self.last = round(feed.contract / spec.tick_size)
+        self.last_qty = 0
+        # Resting orders, best first: bids keyed (-price, seq), asks (price, seq).
+        self.bids: list[tuple[int, int, Order]] = []
+        self.asks: list[tuple[int, int, Order]] = []
+        self.stops: list[Order] = []
+        self.trades: deque[tuple[int, int, int, int, bool]] = deque(maxlen=trade_history)
+        self.trade_id = 0
+        self.update_id = 1
+        # Minute candles for the 24 h ticker: [minute, open, high, low, close, volume, quote].
+        self.candles: deque[list[float]] = deque(maxlen=24 * 60 + 1)
+        self.premium = PremiumAverage()
+        self.next_funding = 0.0
+        self.funding_rate = 0.0
+        self.freeze: str | None = None
+        self.freeze_ms = 0
+        self.snapshot: dict[str, Any] = {}
+
+
+class Venue:
+    """A simulated linear-perpetuals exchange speaking Binance USD-M semantics."""
+
+    def __init__(
+        self,
+        config: VenueConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        markets: Mapping[str, MarketSpec] | None = None,
+    ) -> None:
+        self.config = config if config is not None else VenueConfig()
+        self.clock: Clock = clock if clock is not None else ManualClock()
+        self.lock = threading.RLock()
+        catalogue = markets if markets is not None else DEFAULT_MARKETS
+        cfg = self.config
+        unknown = [s for s in cfg.symbols if s not in catalogue]
+        if unknown:
+            raise ValueError(f"symbols: no market spec for {', '.join(unknown)}")
+        self._specs: dict[str, MarketSpec] = {}
+        self.markets: Mapping[str, MarketSpec] = MappingProxyType(self._specs)
+        self._start = self.clock.time()
+        self._now = self._start
+        self._m: dict[str, _Market] = {}
+        regimes = tuple(RegimeSpec(r.name, r.annual_vol, r.mean_duration_s) for r in cfg.regimes)
+        for symbol in cfg.symbols:
+            spec = catalogue[symbol]
+            if cfg.funding_interval_s is not None:
+                spec = _replace(spec, funding_interval_s=cfg.funding_interval_s)
+            if cfg.funding_cap is not None:
+                spec = _replace(spec, funding_cap=cfg.funding_cap)
+            self._specs[symbol] = spec
+            self._m[symbol] = self._new_market(spec, regimes)
+        for spike in cfg.spikes:
+            self._m[spike.symbol].feed.schedule_spike(
+                self._start + spike.at_s, spike.pct, spike.duration_s
+            )
+        self._accounts: dict[str, Account] = {}
+        self._orders: dict[int, Order] = {}
+        self._by_client: dict[tuple[str, str], Order] = {}
+        self._open_by_client: dict[tuple[str, str], Order] = {}
+        self._closed: deque[int] = deque()
+        self._next_order_id = _FIRST_ORDER_ID
+        self._seq = 0
+        self._insurance = round(cfg.insurance_fund * MONEY_SCALE)
+        self.events: list[Event] = []
+
+    def _new_market(self, spec: MarketSpec, regimes: tuple[RegimeSpec, ...]) -> _Market:
+        cfg = self.config
+        seed = cfg.seed
+        symbol = spec.symbol
+        replay_path = cfg.replay.get(symbol)
+        replay = ReplaySeries.from_csv(replay_path) if replay_path is not None else None
+        process = (
+            None
+            if replay is not None
+            else IndexProcess(
+                spec.initial_price,
+                random.Random(f"{seed}:{symbol}:index"),
+                regimes,
+                jumps_per_day=cfg.jumps_per_day,
+                jump_sigma=cfg.jump_sigma,
+            )
+        )
+        feed = PriceFeed(
+            index=process,
+            replay=replay,
+            rng=random.Random(f"{seed}:{symbol}:premium"),
+            mark_window_s=cfg.mark_window_s,
+            premium_mean=cfg.premium_mean,
+            premium_sd=cfg.premium_sd,
+            premium_reversion_s=cfg.premium_reversion_s,
+        )
+        price = feed.contract
+        book_cfg = cfg.book
+        book = SimBook(
+            mid_ticks=price / spec.tick_size,
+            levels=book_cfg.levels,
+            gap_ticks=max(1, round(price * book_cfg.gap_bps / 10_000 / spec.tick_size)),
+            spread_ticks=book_cfg.spread_ticks,
+            touch_qty_steps=book_cfg.touch_notional * book_cfg.thinness / price / spec.step_size,
+            growth=book_cfg.growth,
+            half_life_s=book_cfg.half_life_s,
+            rng=random.Random(f"{seed}:{symbol}:book"),
+            now=self._start,
+        )
+        market = _Market(spec, feed, book, cfg.trade_history)
+        market.next_funding = next_funding_time(self._start, spec.funding_interval_s)
+        return market
+
+    # --- time -------------------------------------------------------------------------------
+
+    def advance(self, seconds: float) -> None:
+        """Move a :class:`ManualClock` forward by ``seconds`` and simulate up to it."""
+        advance = getattr(self.clock, "advance", None)
+        if not callable(advance):
+            raise TypeError("advance() needs a ManualClock; with wall time call sync()")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValueError(f"seconds must be a number, got {seconds!r}")
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
+        with self.lock:
+            advance(seconds)
+            self.sync()
+
+    def sync(self) -> None:
+        """Simulate every step up to ``clock.time()``."""
+        with self.lock:
+            now = self.clock.time()
+            step = self.config.step_s
+            if now - self._now > self.config.max_catch_up_s:
+                # Too long a gap to replay step by step: skip it whole (a wall-clock venue
+                # that slept). Prices resume from where they were.
+                skipped = math.floor((now - self._now - step) / step)
+                self._now += skipped * step
+            start = self._start
+            count = math.floor((now - self._now) / step + 1e-9)
+            base = round((self._now - start) / step)
+            for k in range(1, count + 1):
+                self._step(start + (base + k) * step, step)
+
+    def _step(self, t: float, dt: float) -> None:
+        self._now = t
+        for m in self._m.values():
+            spec = m.spec
+            feed = m.feed
+            if m.freeze != "prices":
+                feed.step(t, t - self._start, dt)
+            index = feed.index
+            m.premium.add((feed.mark - index) / index, dt)
+            book = m.book
+            book.replenish(t)
+            book.recenter(feed.contract / spec.tick_size)
+            m.last = round(feed.contract / spec.tick_size) or 1
+            m.update_id += 1
+            self._candle(m, t, m.last, 0)
+            if m.bids or m.asks:
+                self._fill_resting(m, t)
+            if m.stops:
+                self._trigger_stops(m, t)
+            if t >= m.next_funding:
+                self._pay_funding(m, t)
+        if self._accounts:
+            self._liquidate(t)
+
+    def _ms(self) -> int:
+        return int(self._now_time() * 1000)
+
+    def _now_time(self) -> float:
+        return max(self.clock.time(), self._now)
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    def create_account(
+        self, api_key: str, secret: str, *, wallet: float = 10_000.0, asset: str = "USDT"
+    ) -> None:
+        """Open an account with ``wallet`` of ``asset`` (USDT, the only margin asset)."""
+        for name, value in (("api_key", api_key), ("secret", secret)):
+            if not isinstance(value, str) or not value or not value.isprintable():
+                raise ValueError(f"{name} must be a non-empty printable string")
+        if isinstance(wallet, bool) or not isinstance(wallet, int | float):
+            raise ValueError(f"wallet must be a number, got {wallet!r}")
+        if not (math.isfinite(wallet) and wallet >= 0):
+            raise ValueError(f"wallet must be a finite number >= 0, got {wallet!r}")
+        if asset != "USDT":
+            raise ValueError(f"asset must be USDT (the venue's margin asset), got {asset!r}")
+        with self.lock:
+            if api_key in self._accounts:
+                raise ValueError(f"api_key {api_key!r} already has an account")
+            units = round(wallet * MONEY_SCALE)
+            self._accounts[api_key] = Account(
+                api_key=api_key,
+                secret=secret,
+                asset=asset,
+                wallet=units,
+                deposit=units,
+                update_ms=self._ms(),
+            )
+
+    def secret_for(self, api_key: str) -> str | None:
+        with self.lock:
+            account = self._accounts.get(api_key) if isinstance(api_key, str) else None
+            return account.secret if account is not None else None
+
+    def _account(self, api_key: Any) -> Account:
+        account = self._accounts.get(api_key) if isinstance(api_key, str) else None
+        if account is None:
+            raise VenueReject(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        return account
+
+    def _market(self, symbol: Any) -> _Market:
+        market = self._m.get(symbol) if isinstance(symbol, str) else None
+        if market is None:
+            raise VenueReject(-1121, "Invalid symbol.")
+        return market
+
+    def _leverage(self, account: Account, symbol: str) -> int:
+        return account.leverage.get(symbol, self.config.default_leverage)
+
+    def _isolated(self, account: Account, symbol: str) -> bool:
+        return account.margin_type.get(symbol, self.config.default_margin_type) == ISOLATED
+
+    # --- market data ------------------------------------------------------------------------
+
+    def server_time(self) -> int:
+        return int(self.clock.time() * 1000)
+
+    def _view_ms(self, m: _Market) -> int:
+        if m.freeze == "timestamps":
+            return m.freeze_ms
+        return self._ms()
+
+    def _prices(self, m: _Market) -> tuple[float, float, int]:
+        """(mark, index, last ticks) as the feed shows them (frozen views included)."""
+        if m.freeze == "stale_prices":
+            snap = m.snapshot
+            return snap["mark"], snap["index"], snap["last"]
+        return m.feed.mark, m.feed.index, m.last
+
+    def _depth(self, m: _Market, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        if m.freeze == "stale_prices":
+            bids, asks = m.snapshot["depth"]
+            return bids[:limit], asks[:limit]
+        return m.book.depth(BUY, limit), m.book.depth(SELL, limit)
+
+    def ticker_24h(self, symbol: str) -> dict[str, Any]:
+        with self.lock:
+            m = self._market(symbol)
+            spec = m.spec
+            _mark, _index, last = self._prices(m)
+            now_ms = self._view_ms(m)
+            candles = list(m.candles)
+            if candles:
+                open_ticks = candles[0][1]
+                high = max(c[2] for c in candles)
+                low = min(c[3] for c in candles)
+                volume = sum(c[5] for c in candles)
+                quote = sum(c[6] for c in candles)
+                open_ms = int(candles[0][0] * 60_000)
+            else:
+                open_ticks = high = low = last
+                volume = quote = 0.0
+                open_ms = now_ms
+            change = (last - open_ticks) * spec.tick_size
+            average = quote / volume if volume else last * spec.tick_size
+            first_id = m.trades[0][0] if m.trades else -1
+            last_id = m.trades[-1][0] if m.trades else -1
+            return {
+                "symbol": spec.symbol,
+                "priceChange": f"{change:.{spec.price_precision}f}",
+                "priceChangePercent": f"{(last / open_ticks - 1) * 100:.3f}",
+                "weightedAvgPrice": f"{average:.{spec.price_precision}f}",
+                "lastPrice": spec.fmt_price(last),
+                "lastQty": spec.fmt_qty(m.last_qty),
+                "openPrice": spec.fmt_price(int(open_ticks)),
+                "highPrice": spec.fmt_price(int(high)),
+                "lowPrice": spec.fmt_price(int(low)),
+                "volume": f"{volume:.{spec.quantity_precision}f}",
+                "quoteVolume": f"{quote:.2f}",
+                "openTime": open_ms,
+                "closeTime": now_ms,
+                "firstId": first_id,
+                "lastId": last_id,
+                "count": max(0, last_id - first_id + 1) if m.trades else 0,
+            }
+
+    def book_ticker(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
+            out = []
+            for m in markets:
+                bids, asks = self._depth(m, 1)
+                spec = m.spec
+                out.append(
+                    {
+                        "symbol": spec.symbol,
+                        "bidPrice": spec.fmt_price(bids[0][0]) if bids else "0",
+                        "bidQty": spec.fmt_qty(bids[0][1]) if bids else "0",
+                        "askPrice": spec.fmt_price(asks[0][0]) if asks else "0",
+                        "askQty": spec.fmt_qty(asks[0][1]) if asks else "0",
+                        "time": self._view_ms(m),
+                        "lastUpdateId": m.update_id,
+                    }
+                )
+            return out
+
+    def depth(self, symbol: str, limit: int = 500) -> dict[str, Any]:
+        with self.lock:
+            m = self._market(symbol)
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit not in _DEPTH_LIMITS:
+                raise illegal("limit")
+            bids, asks = self._depth(m, limit)
+            spec = m.spec
+            when = self._view_ms(m)
+            return {
+                "lastUpdateId": m.update_id,
+                "E": when,
+                "T": when,
+                "bids": [[spec.fmt_price(p), spec.fmt_qty(q)] for p, q in bids],
+                "asks": [[spec.fmt_price(p), spec.fmt_qty(q)] for p, q in asks],
+            }
+
+    def agg_trades(self, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
+        with self.lock:
+            m = self._market(symbol)
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+                raise illegal("limit")
+            spec = m.spec
+            trades = list(m.trades)[-limit:]
+            return [
+                {
+                    "a": trade_id,
+                    "p": spec.fmt_price(price),
+                    "q": spec.fmt_qty(qty),
+                    "f": trade_id,
+                    "l": trade_id,
+                    "T": when,
+                    "m": buyer_maker,
+                }
+                for trade_id, price, qty, when, buyer_maker in trades
+            ]
+
+    def premium_index(self, symbol: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
+        with self.lock:
+            if symbol is not None:
+                return self._premium(self._market(symbol))
+            return [self._premium(m) for m in self._m.values()]
+
+    def _premium(self, m: _Market) -> dict[str, Any]:
+        spec = m.spec
+        mark, index, _last = self._prices(m)
+        estimate = funding_rate(m.premium.value(), cap=spec.funding_cap)
+        digits = spec.price_precision + 6
+        return {
+            "symbol": spec.symbol,
+            "markPrice": f"{mark:.{digits}f}",
+            "indexPrice": f"{index:.{digits}f}",
+            "estimatedSettlePrice": f"{index:.{digits}f}",
+            "lastFundingRate": f"{estimate:.8f}",
+            "interestRate": f"{INTEREST_PER_INTERVAL:.8f}",
+            "nextFundingTime": int(m.next_funding * 1000),
+            "time": self._view_ms(m),
+        }
+
+    def exchange_info(self) -> dict[str, Any]:
+        with self.lock:
+            now_ms = self.server_time()
+            return {
+                "timezone": "UTC",
+                "serverTime": now_ms,
+                "futuresType": "U_MARGINED",
+                "rateLimits": [
+                    {
+                        "rateLimitType": "REQUEST_WEIGHT",
+                        "interval": "MINUTE",
+                        "intervalNum": 1,
+                        "limit": 2400,
+                    },
+                    {
+                        "rateLimitType": "ORDERS",
+                        "interval": "MINUTE",
+                        "intervalNum": 1,
+                        "limit": 1200,
+                    },
+                    {
+                        "rateLimitType": "ORDERS",
+                        "interval": "SECOND",
+                        "intervalNum": 10,
+                        "limit": 300,
+                    },
+                ],
+                "exchangeFilters": [],
+                "assets": [
+                    {"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}
+                ],
+                "symbols": [self._symbol_info(spec) for spec in self._specs.values()],
+            }
+
+    def _symbol_info(self, spec: MarketSpec) -> dict[str, Any]:
+        return {
+            "symbol": spec.symbol,
+            "pair": spec.symbol,
+            "contractType": "PERPETUAL",
+            "deliveryDate": 4133404800000,
+            "onboardDate": 1569398400000,
+            "status": "TRADING",
+            "maintMarginPercent": "2.5000",
+            "requiredMarginPercent": "5.0000",
+            "baseAsset": spec.base,
+            "quoteAsset": spec.quote,
+            "marginAsset": spec.quote,
+            "pricePrecision": spec.price_precision,
+            "quantityPrecision": spec.quantity_precision,
+            "baseAssetPrecision": 8,
+            "quotePrecision": 8,
+            "underlyingType": "COIN",
+            "underlyingSubType": [],
+            "triggerProtect": "0.0500",
+            "liquidationFee": f"{self.config.liquidation_fee_rate:.6f}",
+            "marketTakeBound": "0.05",
+            "maxMoveOrderLimit": 10000,
+            "filters": spec.filters(),
+            "orderTypes": ["LIMIT", "MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET"],
+            "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+        }
+
+    # --- trading ----------------------------------------------------------------------------
+
+    def place_order(
+        self,
+        api_key: str,
+        *,
+        symbol: str,
+        side: str | None,
+        type: str | None,
+        quantity: float | str | None,
+        price: float | str | None = None,
+        time_in_force: str | None = None,
+        reduce_only: bool = False,
+        stop_price: float | str | None = None,
+        working_type: str | None = "CONTRACT_PRICE",
+        client_order_id: str | None = None,
+        position_side: str | None = "BOTH",
+    ) -> dict[str, Any]:
+        """Place an order; answers Binance's order dict or raises :class:`VenueReject`."""
+        with self.lock:
+            account = self._account(api_key)
+            m = self._market(symbol)
+            spec = m.spec
+            request = parse_order(
+                spec,
+                side=side,
+                type=type,
+                quantity=quantity,
+                price=price,
+                time_in_force=time_in_force,
+                reduce_only=reduce_only,
+                stop_price=stop_price,
+                working_type=working_type,
+                client_order_id=client_order_id,
+                position_side=position_side,
+            )
+            opening = self._check_order(account, m, request)
+            order_id = self._next_order_id
+            cid = request.client_order_id or f"sim-{order_id}"
+            self._next_order_id = order_id + 1
+            now_ms = self._ms()
+            order = Order(order_id, api_key, cid, request, now_ms)
+            self._orders[order_id] = order
+            self._by_client[(api_key, cid)] = order
+            if request.type in ("MARKET", "LIMIT"):
+                self._execute_new(account, m, order, opening)
+            else:
+                m.stops.append(order)
+                self._open_by_client[(api_key, cid)] = order
+            return order.to_binance(spec)
+
+    def _position(self, account: Account, symbol: str, position_side: str) -> Position:
+        key = (symbol, position_side)
+        position = account.positions.get(key)
+        if position is None:
+            position = Position(symbol, position_side)
+            account.positions[key] = position
+        return position
+
+    def _held(self, account: Account, symbol: str, position_side: str) -> int:
+        position = account.positions.get((symbol, position_side))
+        return position.qty if position is not None else 0
+
+    def _closable(self, account: Account, order: Order | OrderRequest) -> int:
+        """Steps of the order that would reduce its position (the rest opens or flips)."""
+        held = self._held(account, order.symbol, order.position_side)
+        if order.position_side == "BOTH":
+            if held > 0 and order.side == SELL:
+                return held
+            if held < 0 and order.side == BUY:
+                return -held
+            return 0
+        closing = (order.position_side == "LONG") == (order.side == SELL)
+        return abs(held) if closing else 0
+
+    def _is_closing_leg(self, order: Order | OrderRequest) -> bool:
+        """Hedge mode: SELL on LONG and BUY on SHORT only ever reduce."""
+        if order.position_side == "BOTH":
+            return False
+        return (order.position_side == "LONG") == (order.side == SELL)
+
+    def _check_order(self, account: Account, m: _Market, request: OrderRequest) -> int:
+        """Account-dependent checks. Returns the steps the order would open (margin-bearing)."""
+        spec = m.spec
+        api_key = account.api_key
+        if account.dual_side:
+            if request.position_side == "BOTH":
+                raise VenueReject(-4061, "Order's position side does not match user's setting.")
+            if request.reduce_only:
+                raise VenueReject(-1106, "Parameter 'reduceOnly' sent when not required.")
+        elif request.position_side != "BOTH":
+            raise VenueReject(-4061, "Order's position side does not match user's setting.")
+        cid = request.client_order_id
+        if cid is not None and (api_key, cid) in self._open_by_client:
+            raise VenueReject(-4116, "ClientOrderId is duplicated.")
+        open_count = sum(1 for o in self._iter_open(account, spec.symbol))
+        if open_count >= self.config.max_open_orders:
+            raise VenueReject(-2025, "Reach max open order limit.")
+
+        closable = self._closable(account, request)
+        reducing = request.reduce_only or self._is_closing_leg(request)
+        if reducing and (closable == 0 or request.qty > closable):
+            raise VenueReject(-2022, "ReduceOnly Order is rejected.")
+        opening = 0 if reducing else max(request.qty - closable, 0)
+
+        if request.stop:
+            trigger = self._trigger_price(m, request.working_type)
+            if _triggered(request.type, request.side, request.stop * spec.tick_size, trigger):
+                raise VenueReject(-2021, "Order would immediately trigger.")
+            return opening
+
+        book = m.book
+        if request.type == "LIMIT":
+            crosses_at = book.best(request.side)
+            crosses = crosses_at is not None and (
+                crosses_at <= request.price if request.side == BUY else crosses_at >= request.price
+            )
+            if request.time_in_force == "GTX" and crosses:
+                raise VenueReject(
+                    -5022,
+                    "Due to the order could not be executed as maker, the Post Only order "
+                    "will be rejected. The order will not be recorded in the order history",
+                )
+            if request.time_in_force == "FOK":
+                fills = book.take(request.side, request.qty, request.price, dry_run=True)
+                if sum(fills[1::2]) < request.qty:
+                    raise VenueReject(
+                        -5021,
+                        "Due to the order could not be filled immediately, the FOK order has "
+                        "been rejected. The order will not be recorded in the order history",
+                    )
+        if opening:
+            if request.type == "LIMIT":
+                price = request.price * spec.tick_size
+            else:
+                fills = book.take(request.side, request.qty, None, dry_run=True)
+                worst = fills[-2] if fills else m.last
+                price = worst * spec.tick_size
+            self._check_margin(account, m, request, opening, price)
+        return opening
+
+    def _check_margin(
+        self, account: Account, m: _Market, request: OrderRequest, opening: int, price: float
+    ) -> None:
+        spec = m.spec
+        leverage = self._leverage(account, spec.symbol)
+        held = self._held(account, spec.symbol, request.position_side)
+        signed = request.qty if request.side == BUY else -request.qty
+        after = abs(held + signed) if request.position_side == "BOTH" else abs(held) + opening
+        if after * spec.step_size * price > max_notional_at(spec, leverage):
+            raise VenueReject(-2027, "Exceeded the maximum allowable position at current leverage.")
+        notional = opening * spec.step_size * price
+        needed = notional / leverage + notional * spec.taker_fee
+        if needed > self._available(account):
+            raise VenueReject(-2019, "Margin is insufficient.")
+
+    def _available(self, account: Account) -> float:
+        """Quote free for new margin: cross wallet + cross uPnL - cross IM - open-order IM."""
+        free = account.cross_wallet() / MONEY_SCALE - account.order_margin
+        for (symbol, _side), position in account.positions.items():
+            if not position.qty or self._isolated(account, symbol):
+                continue
+            spec = self._specs[symbol]
+            mark = self._m[symbol].feed.mark
+            free += position.unrealized(spec, mark)
+            free -= position.notional(spec, mark) / self._leverage(account, symbol)
+        return free
+
+    def _iter_open(self, account: Account, symbol: str | None) -> Iterator[Order]:
+        api_key = account.api_key
+        for order in self._open_by_client.values():
+            if order.api_key == api_key and (symbol is None or order.symbol == symbol):
+                yield order
+
+    def _execute_new(self, account: Account, m: _Market, order: Order, opening: int) -> None:
+        """Take what crosses now; rest or expire the remainder per the time in force."""
+        limit = order.price if order.type == "LIMIT" else None
+        fills = m.book.take(order.side, order.qty, limit)
+        if fills:
+            self._settle(account, m, order, fills, maker=False)
+        if not order.remaining:
+            return
+        if order.type == "MARKET" or order.time_in_force in ("IOC", "FOK"):
+            self._close_order(order, EXPIRED)
+            return
+        leverage = self._leverage(account, order.symbol)
+        share = min(opening, order.remaining)
+        order.reserved = share * m.spec.step_size * order.price * m.spec.tick_size / leverage
+        account.order_margin += order.reserved
+        self._seq += 1
+        if order.side == BUY:
+            bisect.insort(m.bids, (-order.price, self._seq, order))
+        else:
+            bisect.insort(m.asks, (order.price, self._seq, order))
+        self._open_by_client[(order.api_key, order.client_order_id)] = order
+
+    def _settle(
+        self, account: Account, m: _Market, order: Order, fills: list[int], *, maker: bool
+    ) -> None:
+        """Book ``fills`` (flat [price, qty, ...]) to ``order`` and its account."""
+        spec = m.spec
+        symbol = spec.symbol
+        position = self._position(account, symbol, order.position_side)
+        isolated = self._isolated(account, symbol)
+        leverage = self._leverage(account, symbol)
+        fee_rate = spec.maker_fee if maker else spec.taker_fee
+        now = self._now_time()
+        now_ms = int(now * 1000)
+        unit = spec.notional_unit
+        side = order.side
+        buy = side == BUY
+        for i in range(0, len(fills), 2):
+            price = fills[i]
+            qty = fills[i + 1]
+            result = apply_fill(
+                account,
+                position,
+                spec,
+                signed_qty=qty if buy else -qty,
+                price_ticks=price,
+                fee_rate=fee_rate,
+                leverage=leverage,
+                isolated=isolated,
+                now_ms=now_ms,
+            )
+            order.executed += qty
+            order.cum_quote += price * qty * unit
+            m.trade_id += 1
+            m.trades.append((m.trade_id, price, qty, now_ms, buy == maker))
+            m.last = price
+            m.last_qty = qty
+            self._candle(m, now, price, qty)
+            self.events.append(
+                Fill(
+                    now,
+                    account.api_key,
+                    symbol,
+                    order.order_id,
+                    order.client_order_id,
+                    m.trade_id,
+                    side,
+                    order.position_side,
+                    spec.price_of(price),
+                    spec.qty_of(qty),
+                    maker,
+                    result.realized_pnl,
+                    result.fee,
+                )
+            )
+        order.update_ms = now_ms
+        if order.remaining:
+            order.status = PARTIALLY_FILLED
+        else:
+            self._close_order(order, FILLED)
+        if order.reserved:
+            released = order.reserved * (1.0 - order.remaining / max(order.qty, 1))
+            released = min(released, order.reserved)
+            order.reserved -= released
+            account.order_margin = max(account.order_margin - released, 0.0)
+
+    def _close_order(self, order: Order, status: str) -> None:
+        order.status = status
+        order.update_ms = self._ms()
+        self._open_by_client.pop((order.api_key, order.client_order_id), None)
+        if order.reserved:
+            account = self._accounts[order.api_key]
+            account.order_margin = max(account.order_margin - order.reserved, 0.0)
+            order.reserved = 0.0
+        self._closed.append(order.order_id)
+        if len(self._closed) > self.config.order_history:
+            old = self._orders.pop(self._closed.popleft(), None)
+            if old is not None and self._by_client.get((old.api_key, old.client_order_id)) is old:
+                del self._by_client[(old.api_key, old.client_order_id)]
+
+    def _unrest(self, m: _Market, order: Order) -> None:
+        if order.type != "LIMIT":
+            m.stops.remove(order)
+            return
+        queue = m.bids if order.side == BUY else m.asks
+        key = -order.price if order.side == BUY else order.price
+        for i in range(bisect.bisect_left(queue, (key,)), len(queue)):
+            if queue[i][2] is order:
+                del queue[i]
+                return
+
+    def _find(self, api_key: str, symbol: str, order_id: Any, client_order_id: Any) -> Order:
+        if order_id is None and client_order_id is None:
+            raise VenueReject(
+                -1102,
+                "Param 'orderId' or 'origClientOrderId' must be sent, but both were empty/null!",
+            )
+        if order_id is not None and (isinstance(order_id, bool) or not isinstance(order_id, int)):
+            raise illegal("orderId")
+        if client_order_id is not None and not isinstance(client_order_id, str):
+            raise illegal("origClientOrderId")
+        order = (
+            self._orders.get(order_id)
+            if order_id is not None
+            else self._by_client.get((api_key, client_order_id))  # type: ignore[arg-type]
+        )
+        if order is None or order.api_key != api_key or order.symbol != symbol:
+            raise VenueReject(-2013, "Order does not exist.")
+        if client_order_id is not None and order.client_order_id != client_order_id:
+            raise VenueReject(-2013, "Order does not exist.")
+        return order
+
+    def get_order(
+        self,
+        api_key: str,
+        *,
+        symbol: str,
+        order_id: int | None = None,
+        client_order_id: str | None = None,
+    ) -> dict[str, Any]:
+        with self.lock:
+            self._account(api_key)
+            m = self._market(symbol)
+            return self._find(api_key, symbol, order_id, client_order_id).to_binance(m.spec)
+
+    def cancel_order(
+        self,
+        api_key: str,
+        *,
+        symbol: str,
+        order_id: int | None = None,
+        client_order_id: str | None = None,
+    ) -> dict[str, Any]:
+        with self.lock:
+            self._account(api_key)
+            m = self._market(symbol)
+            try:
+                order = self._find(api_key, symbol, order_id, client_order_id)
+            except VenueReject as exc:
+                if exc.code == -2013:
+                    raise VenueReject(-2011, "Unknown order sent.") from None
+                raise
+            if not order.is_open:
+                raise VenueReject(-2011, "Unknown order sent.")
+            self._unrest(m, order)
+            self._close_order(order, CANCELED)
+            return order.to_binance(m.spec)
+
+    def cancel_all(self, api_key: str, *, symbol: str) -> None:
+        with self.lock:
+            account = self._account(api_key)
+            m = self._market(symbol)
+            for order in list(self._iter_open(account, symbol)):
+                self._unrest(m, order)
+                self._close_order(order, CANCELED)
+
+    def open_orders(self, api_key: str, *, symbol: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            account = self._account(api_key)
+            if symbol is not None:
+                self._market(symbol)
+            return [
+                o.to_binance(self._specs[o.symbol])
+                for o in sorted(self._iter_open(account, symbol), key=lambda o: o.order_id)
+            ]
+
+    def all_orders(self, api_key: str, *, symbol: str) -> list[dict[str, Any]]:
+        with self.lock:
+            self._account(api_key)
+            m = self._market(symbol)
+            return [
+                o.to_binance(m.spec)
+                for o in self._orders.values()
+                if o.api_key == api_key and o.symbol == symbol
+            ]
+
+    def user_trades(self, api_key: str, *, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
+        with self.lock:
+            self._account(api_key)
+            m = self._market(symbol)
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+                raise illegal("limit")
+            spec = m.spec
+            fills = [
+                e
+                for e in self.events
+                if isinstance(e, Fill) and e.api_key == api_key and e.symbol == symbol
+            ][-limit:]
+            return [
+                {
+                    "buyer": f.side == BUY,
+                    "commission": _money(f.fee_units),
+                    "commissionAsset": spec.quote,
+                    "id": f.trade_id,
+                    "maker": f.maker,
+                    "orderId": f.order_id,
+                    "price": f"{f.price:.{spec.price_precision}f}",
+                    "qty": f"{f.qty:.{spec.quantity_precision}f}",
+                    "quoteQty": f"{f.price * f.qty:.8f}",
+                    "realizedPnl": _money(f.realized_pnl_units),
+                    "side": f.side,
+                    "positionSide": f.position_side,
+                    "symbol": symbol,
+                    "time": int(f.time * 1000),
+                }
+                for f in fills
+            ]
+
+    # --- account settings -------------------------------------------------------------------
+
+    def set_leverage(self, api_key: str, *, symbol: str, leverage: int) -> dict[str, Any]:
+        with self.lock:
+            account = self._account(api_key)
+            m = self._market(symbol)
+            spec = m.spec
+            if isinstance(leverage, bool) or not isinstance(leverage, int):
+                raise illegal("leverage")
+            if not 1 <= leverage <= int(spec.tiers.tiers[0].max_leverage):
+                raise VenueReject(-4028, f"Leverage {leverage} is not valid")
+            cap = max_notional_at(spec, leverage)
+            mark = m.feed.mark
+            for side in ("BOTH", "LONG", "SHORT"):
+                position = account.positions.get((symbol, side))
+                if position is not None and position.notional(spec, mark) > cap:
+                    raise VenueReject(
+                        -2027, "Exceeded the maximum allowable position at current leverage."
+                    )
+            account.leverage[symbol] = leverage
+            return {
+                "leverage": leverage,
+                "maxNotionalValue": f"{cap:.0f}" if math.isfinite(cap) else "INF",
+                "symbol": symbol,
+            }
+
+    def set_margin_type(self, api_key: str, *, symbol: str, margin_type: str | None) -> None:
+        with self.lock:
+            account = self._account(api_key)
+            self._market(symbol)
+            if margin_type not in (ISOLATED, CROSSED):
+                raise illegal("marginType")
+            current = account.margin_type.get(symbol, self.config.default_margin_type)
+            if margin_type == current:
+                raise VenueReject(-4046, "No need to change margin type.")
+            if any(p.qty for (s, _side), p in account.positions.items() if s == symbol):
+                raise VenueReject(-4048, "Margin type cannot be changed if there exists position.")
+            if any(True for _ in self._iter_open(account, symbol)):
+                raise VenueReject(
+                    -4047, "Margin type cannot be changed if there exists open orders."
+                )
+            account.margin_type[symbol] = margin_type
+
+    def set_position_mode(self, api_key: str, *, dual_side: bool) -> None:
+        """Hedge mode (``dual_side=True``: LONG and SHORT legs) or one-way (``BOTH``)."""
+        with self.lock:
+            account = self._account(api_key)
+            if not isinstance(dual_side, bool):
+                raise illegal("dualSidePosition")
+            if dual_side == account.dual_side:
+                raise VenueReject(-4059, "No need to change position side.")
+            if any(p.qty for p in account.positions.values()):
+                raise VenueReject(
+                    -4068, "Position side cannot be changed if there exists position."
+                )
+            if any(True for _ in self._iter_open(account, None)):
+                raise VenueReject(
+                    -4067, "Position side cannot be changed if there exists open orders."
+                )
+            account.dual_side = dual_side
+            account.positions = {k: p for k, p in account.positions.items() if p.qty}
+
+    def position_mode(self, api_key: str) -> dict[str, Any]:
+        with self.lock:
+            return {"dualSidePosition": self._account(api_key).dual_side}
+
+    # --- account views ----------------------------------------------------------------------
+
+    def _open_positions(self, account: Account) -> list[tuple[MarketSpec, _Market, Position]]:
+        return [
+            (self._specs[symbol], self._m[symbol], p)
+            for (symbol, _side), p in account.positions.items()
+            if p.qty
+        ]
+
+    def equity(self, api_key: str) -> float:
+        """Wallet plus unrealised PnL at the mark, in quote."""
+        with self.lock:
+            account = self._account(api_key)
+            total = account.wallet / MONEY_SCALE
+            for spec, m, p in self._open_positions(account):
+                total += p.unrealized(spec, m.feed.mark)
+            return total
+
+    def wallet(self, api_key: str) -> float:
+        with self.lock:
+            return self._account(api_key).wallet / MONEY_SCALE
+
+    def wallet_units(self, api_key: str) -> int:
+        """The exact wallet in 1e-8 quote (what reconciliation compares)."""
+        with self.lock:
+            return self._account(api_key).wallet
+
+    def deposit_units(self, api_key: str) -> int:
+        with self.lock:
+            return self._account(api_key).deposit
+
+    @property
+    def insurance_fund(self) -> float:
+        with self.lock:
+            return self._insurance / MONEY_SCALE
+
+    def mark_price(self, symbol: str) -> float:
+        with self.lock:
+            return self._market(symbol).feed.mark
+
+    def index_price(self, symbol: str) -> float:
+        with self.lock:
+            return self._market(symbol).feed.index
+
+    def last_price(self, symbol: str) -> float:
+        with self.lock:
+            m = self._market(symbol)
+            return m.spec.price_of(m.last)
+
+    def liquidations(self) -> list[Liquidation]:
+        with self.lock:
+            return [e for e in self.events if isinstance(e, Liquidation)]
+
+    def account_v3(self, api_key: str) -> dict[str, Any]:
+        with self.lock:
+            account = self._account(api_key)
+            update_ms = max(account.update_ms, 1)
+            wallet = account.wallet / MONEY_SCALE
+            cross_wallet = account.cross_wallet() / MONEY_SCALE
+            upnl = cross_upnl = im = mm = 0.0
+            positions = []
+            for spec, m, p in self._open_positions(account):
+                mark = m.feed.mark
+                notional = p.notional(spec, mark)
+                pnl = p.unrealized(spec, mark)
+                isolated = self._isolated(account, spec.symbol)
+                p_im = notional / self._leverage(account, spec.symbol)
+                p_mm = maintenance_margin(spec, notional)
+                upnl += pnl
+                im += p_im
+                mm += p_mm
+                if not isolated:
+                    cross_upnl += pnl
+                positions.append(
+                    {
+                        "symbol": spec.symbol,
+                        "positionSide": p.position_side,
+                        "positionAmt": spec.fmt_qty(p.qty),
+                        "unrealizedProfit": f"{pnl:.8f}",
+                        "isolatedMargin": f"{p.isolated_margin / MONEY_SCALE + pnl:.8f}"
+                        if isolated
+                        else "0",
+                        "notional": f"{notional if p.qty > 0 else -notional:.8f}",
+                        "isolatedWallet": _money(p.isolated_margin),
+                        "initialMargin": f"{p_im:.8f}",
+                        "maintMargin": f"{p_mm:.8f}",
+                        "updateTime": p.update_ms,
+                    }
+                )
+            available = max(self._available(account), 0.0)
+            order_im = account.order_margin
+            asset = {
+                "asset": account.asset,
+                "walletBalance": f"{wallet:.8f}",
+                "unrealizedProfit": f"{upnl:.8f}",
+                "marginBalance": f"{wallet + upnl:.8f}",
+                "maintMargin": f"{mm:.8f}",
+                "initialMargin": f"{im + order_im:.8f}",
+                "positionInitialMargin": f"{im:.8f}",
+                "openOrderInitialMargin": f"{order_im:.8f}",
+                "crossWalletBalance": f"{cross_wallet:.8f}",
+                "crossUnPnl": f"{cross_upnl:.8f}",
+                "availableBalance": f"{available:.8f}",
+                "maxWithdrawAmount": f"{min(available, wallet):.8f}",
+                "updateTime": update_ms,
+            }
+            return {
+                "totalInitialMargin": asset["initialMargin"],
+                "totalMaintMargin": asset["maintMargin"],
+                "totalWalletBalance": asset["walletBalance"],
+                "totalUnrealizedProfit": asset["unrealizedProfit"],
+                "totalMarginBalance": asset["marginBalance"],
+                "totalPositionInitialMargin": asset["positionInitialMargin"],
+                "totalOpenOrderInitialMargin": asset["openOrderInitialMargin"],
+                "totalCrossWalletBalance": asset["crossWalletBalance"],
+                "totalCrossUnPnl": asset["crossUnPnl"],
+                "availableBalance": asset["availableBalance"],
+                "maxWithdrawAmount": asset["maxWithdrawAmount"],
+                "assets": [asset],
+                "positions": positions,
+            }
+
+    def position_risk(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Open positions in ``/fapi/v3/positionRisk`` shape (with v2's leverage/marginType)."""
+        with self.lock:
+            account = self._account(api_key)
+            if symbol is not None:
+                self._market(symbol)
+            out = []
+            for spec, m, p in self._open_positions(account):
+                if symbol is not None and spec.symbol != symbol:
+                    continue
+                mark = m.feed.mark
+                notional = p.notional(spec, mark)
+                pnl = p.unrealized(spec, mark)
+                isolated = self._isolated(account, spec.symbol)
+                leverage = self._leverage(account, spec.symbol)
+                entry = p.entry_price(spec)
+                out.append(
+                    {
+                        "symbol": spec.symbol,
+                        "positionSide": p.position_side,
+                        "positionAmt": spec.fmt_qty(p.qty),
+                        "entryPrice": f"{entry:.8f}",
+                        "breakEvenPrice": f"{entry:.8f}",
+                        "markPrice": f"{mark:.8f}",
+                        "unRealizedProfit": f"{pnl:.8f}",
+                        "liquidationPrice": f"{self._liquidation_price(account, p):.8f}",
+                        "isolatedMargin": f"{p.isolated_margin / MONEY_SCALE + pnl:.8f}"
+                        if isolated
+                        else "0",
+                        "notional": f"{notional if p.qty > 0 else -notional:.8f}",
+                        "marginAsset": spec.quote,
+                        "isolatedWallet": _money(p.isolated_margin),
+                        "initialMargin": f"{notional / leverage:.8f}",
+                        "maintMargin": f"{maintenance_margin(spec, notional):.8f}",
+                        "positionInitialMargin": f"{notional / leverage:.8f}",
+                        "openOrderInitialMargin": "0",
+                        "adl": 0,
+                        "bidNotional": "0",
+                        "askNotional": "0",
+                        "leverage": str(leverage),
+                        "marginType": "isolated" if isolated else "cross",
+                        "isolated": isolated,
+                        "maxNotionalValue": f"{max_notional_at(spec, leverage):.0f}",
+                        "updateTime": p.update_ms,
+                    }
+                )
+            return out
+
+    def _liquidation_price(self, account: Account, position: Position) -> float:
+        spec = self._specs[position.symbol]
+        if self._isolated(account, position.symbol):
+            return liquidation_price(position, spec, wallet=position.isolated_margin / MONEY_SCALE)
+        other_upnl = other_mm = 0.0
+        for other_spec, m, p in self._open_positions(account):
+            if p is position or self._isolated(account, other_spec.symbol):
+                continue
+            notional = p.notional(other_spec, m.feed.mark)
+            other_upnl += p.unrealized(other_spec, m.feed.mark)
+            other_mm += maintenance_margin(other_spec, notional)
+        return liquidation_price(
+            position,
+            spec,
+            wallet=account.cross_wallet() / MONEY_SCALE,
+            other_upnl=other_upnl,
+            other_mm=other_mm,
+        )
+
+    def leverage_brackets(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            self._account(api_key)
+            specs = [self._market(symbol).spec] if symbol is not None else self._specs.values()
+            return [
+                {
+                    "symbol": spec.symbol,
+                    "notionalCoef": 1.0,
+                    "brackets": [
+                        {
+                            "bracket": t.tier,
+                            "initialLeverage": int(t.max_leverage),
+                            "notionalCap": _finite_or(t.max_notional, 9e18),
+                            "notionalFloor": t.min_notional,
+                            "maintMarginRatio": t.maintenance_margin_rate,
+                            "cum": t.cum,
+                        }
+                        for t in spec.tiers
+                    ],
+                }
+                for spec in specs
+            ]
+
+    # --- market faults ----------------------------------------------------------------------
+
+    def freeze_feed(self, symbol: str, mode: FeedFreeze | str | None) -> None:
+        """Stage a data fault on ``symbol`` (``None`` lifts it).
+
+        ``"prices"``: the market stops moving (timestamps stay fresh); ``"timestamps"``: prices
+        move but every market-data time stays at the moment of the freeze; ``"stale_prices"``:
+        market data keeps showing the prices of the moment of the freeze with fresh timestamps
+        while trading continues at the real ones (the dangerous kind).
+        """
+        with self.lock:
+            m = self._market(symbol)
+            if mode is not None and mode not in _FREEZE_MODES:
+                raise ValueError(f"mode must be one of {', '.join(_FREEZE_MODES)} or None")
+            m.freeze = None
+            if mode is not None:
+                m.snapshot = {
+                    "mark": m.feed.mark,
+                    "index": m.feed.index,
+                    "last": m.last,
+                    "depth": (m.book.depth(BUY, 1000), m.book.depth(SELL, 1000)),
+                }
+                m.freeze_ms = self._ms()
+            m.freeze = mode
+
+    def spike(self, symbol: str, pct: float, duration_s: float) -> None:
+        """Move ``symbol``'s contract price by ``pct`` % for ``duration_s`` from now.
+
+        The index does not move, so the mark follows only through its smoothed basis.
+        """
+        with self.lock:
+            m = self._market(symbol)
+            for name, value in (("pct", pct), ("duration_s", duration_s)):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError(f"{name} must be a number, got {value!r}")
+                if not math.isfinite(value):
+                    raise ValueError(f"{name} must be finite, got {value!r}")
+            if not -99.0 < pct <= 1000.0:
+                raise ValueError(f"pct must lie in (-99, 1000], got {pct!r}")
+            if duration_s <= 0:
+                raise ValueError(f"duration_s must be > 0, got {duration_s!r}")
+            m.feed.schedule_spike(self._now_time(), pct, duration_s)
+
+    def set_tiers(self, symbol: str, tiers: TierTable | Sequence[Mapping[str, Any]]) -> None:
+        """Replace ``symbol``'s maintenance ladder (a venue changing its brackets).
+
+        ``tiers`` is a :class:`TierTable` or Binance ``leverageBracket`` rows (``bracket``,
+        ``initialLeverage``, ``notionalFloor``, ``notionalCap``, ``maintMarginRatio``,
+        ``cum``); a malformed ladder is a ``ValueError`` and the old one stays.
+        """
+        with self.lock:
+            m = self._market(symbol)
+            table = tiers if isinstance(tiers, TierTable) else _tiers_from_brackets(tiers)
+            spec = m.spec.with_tiers(table)
+            m.spec = spec
+            self._specs[symbol] = spec
+
+    # --- the simulation step's parts --------------------------------------------------------
+
+    def _candle(self, m: _Market, t: float, price: int, qty: int) -> None:
+        minute = int(t // 60)
+        candles = m.candles
+        if candles and candles[-1][0] == minute:
+            c = candles[-1]
+            c[2] = max(c[2], price)
+            c[3] = min(c[3], price)
+            c[4] = price
+        else:
+            candles.append([minute, price, price, price, price, 0.0, 0.0])
+            c = candles[-1]
+        if qty:
+            spec = m.spec
+            c[5] += qty * spec.step_size
+            c[6] += qty * spec.step_size * price * spec.tick_size
+
+    def _fill_resting(self, m: _Market, t: float) -> None:
+        """Fill resting orders the market's book now crosses, at their own price (maker)."""
+        book = m.book
+        for queue, side in ((m.bids, BUY), (m.asks, SELL)):
+            while queue:
+                order = queue[0][2]
+                best = book.best(side)
+                if best is None or (best > order.price if side == BUY else best < order.price):
+                    break
+                account = self._accounts[order.api_key]
+                want = order.remaining
+                if order.reduce_only:
+                    want = min(want, self._closable(account, order))
+                    if not want:
+                        del queue[0]
+                        self._expire(order, "reduce-only order would no longer reduce")
+                        continue
+                # The market makers' orders that crossed trade against ours at our price.
+                crossed = book.take(side, want, order.price)
+                got = sum(crossed[1::2])
+                if not got:
+                    break
+                self._settle(account, m, order, [order.price, got], maker=True)
+                if order.is_open and order.reduce_only and not self._closable(account, order):
+                    del queue[0]
+                    self._expire(order, "reduce-only order would no longer reduce")
+                    continue
+                if order.is_open:
+                    break
+                del queue[0]
+
+    def _expire(self, order: Order, reason: str) -> None:
+        self._close_order(order, EXPIRED)
+        self.events.append(
+            OrderExpired(self._now_time(), order.api_key, order.symbol, order.order_id, reason)
+        )
+
+    def _trigger_price(self, m: _Market, working_type: str) -> float:
+        if working_type == "MARK_PRICE":
+            return m.feed.mark
+        return m.last * m.spec.tick_size
+
+    def _trigger_stops(self, m: _Market, t: float) -> None:
+        spec = m.spec
+        fired = [
+            order
+            for order in m.stops
+            if _triggered(
+                order.type,
+                order.side,
+                order.stop * spec.tick_size,
+                self._trigger_price(m, order.working_type),
+            )
+        ]
+        for order in fired:
+            m.stops.remove(order)
+            self.events.append(
+                OrderTriggered(
+                    t,
+                    order.api_key,
+                    spec.symbol,
+                    order.order_id,
+                    order.working_type,
+                    self._trigger_price(m, order.working_type),
+                    spec.price_of(order.stop),
+                )
+            )
+            account = self._accounts[order.api_key]
+            want = order.qty
+            if order.reduce_only or self._is_closing_leg(order):
+                want = min(want, self._closable(account, order))
+                if not want:
+                    self._expire(order, "reduce-only stop had no position left to reduce")
+                    continue
+            else:
+                closable = self._closable(account, order)
+                opening = max(want - closable, 0)
+                if opening:
+                    fills = m.book.take(order.side, want, None, dry_run=True)
+                    worst = fills[-2] if fills else m.last
+                    request = _as_request(order)
+                    try:
+                        self._check_margin(account, m, request, opening, worst * spec.tick_size)
+                    except VenueReject as exc:
+                        self._expire(order, f"triggered but rejected: {exc}")
+                        continue
+            fills = m.book.take(order.side, want, None)
+            if fills:
+                self._settle(account, m, order, fills, maker=False)
+            if order.is_open:
+                self._expire(order, "book too thin to fill the triggered order in full")
+
+    def _pay_funding(self, m: _Market, t: float) -> None:
+        spec = m.spec
+        rate = funding_rate(m.premium.value(), cap=spec.funding_cap)
+        m.funding_rate = rate
+        m.premium.reset()
+        m.next_funding = next_funding_time(t, spec.funding_interval_s)
+        mark = m.feed.mark
+        for account in self._accounts.values():
+            for side in ("BOTH", "LONG", "SHORT"):
+                position = account.positions.get((spec.symbol, side))
+                if position is None or not position.qty:
+                    continue
+                size = position.qty * spec.step_size
+                amount = round(-rate * size * mark * MONEY_SCALE)
+                account.wallet += amount
+                if self._isolated(account, spec.symbol):
+                    position.isolated_margin += amount
+                account.update_ms = int(t * 1000)
+                self.events.append(
+                    FundingPayment(
+                        t,
+                        account.api_key,
+                        spec.symbol,
+                        side,
+                        rate,
+                        mark,
+                        spec.qty_of(position.qty),
+                        amount,
+                    )
+                )
+
+    def _liquidate(self, t: float) -> None:
+        for account in self._accounts.values():
+            open_positions = self._open_positions(account)
+            if not open_positions:
+                continue
+            cross: list[tuple[MarketSpec, _Market, Position, float]] = []
+            cross_equity = account.cross_wallet() / MONEY_SCALE
+            cross_mm = 0.0
+            for spec, m, p in open_positions:
+                mark = m.feed.mark
+                mm = maintenance_margin(spec, p.notional(spec, mark))
+                pnl = p.unrealized(spec, mark)
+                if self._isolated(account, spec.symbol):
+                    equity = p.isolated_margin / MONEY_SCALE + pnl
+                    if equity <= mm:
+                        self._take_over(account, m, p, t, ISOLATED, mm, equity)
+                else:
+                    cross.append((spec, m, p, mm))
+                    cross_equity += pnl
+                    cross_mm += mm
+            if cross and cross_equity <= cross_mm:
+                for _spec, m, p, mm in cross:
+                    self._take_over(account, m, p, t, CROSSED, mm, cross_equity)
+
+    def _take_over(
+        self,
+        account: Account,
+        m: _Market,
+        position: Position,
+        t: float,
+        margin_type: str,
+        mm: float,
+        equity: float,
+    ) -> None:
+        """Liquidate ``position`` at the mark, charge the fee, and close it into the book."""
+        spec = m.spec
+        mark = m.feed.mark
+        mark_ticks = max(round(mark / spec.tick_size), 1)
+        qty = abs(position.qty)
+        long = position.qty > 0
+        unit = spec.notional_unit
+        entry = position.entry_price(spec)
+        value = mark_ticks * qty * unit
+        realized = value - position.cost if long else position.cost - value
+        collateral = position.isolated_margin if margin_type == ISOLATED else account.cross_wallet()
+        left = collateral + realized
+        fee_due = round(value * self.config.liquidation_fee_rate)
+        if left < 0:
+            fee, shortfall = 0, -left
+        else:
+            fee, shortfall = min(fee_due, left), 0
+        account.wallet += realized - fee + shortfall
+        signed_qty = position.qty
+        position.qty = 0
+        position.cost = 0
+        position.isolated_margin = 0
+        position.update_ms = int(t * 1000)
+        account.update_ms = position.update_ms
+        for order in list(self._iter_open(account, spec.symbol)):
+            self._unrest(m, order)
+            self._close_order(order, CANCELED)
+        # The venue now owns the position and closes it into its own book.
+        close_side = SELL if long else BUY
+        fills = m.book.take(close_side, qty, None)
+        closed = sum(fills[1::2])
+        close_value = sum(fills[i] * fills[i + 1] for i in range(0, len(fills), 2)) * unit
+        at_mark = mark_ticks * closed * unit
+        slippage = close_value - at_mark if long else at_mark - close_value
+        now_ms = int(t * 1000)
+        for i in range(0, len(fills), 2):
+            m.trade_id += 1
+            m.trades.append((m.trade_id, fills[i], fills[i + 1], now_ms, long))
+            m.last = fills[i]
+            m.last_qty = fills[i + 1]
+            self._candle(m, t, fills[i], fills[i + 1])
+        delta = fee - shortfall + slippage
+        self._insurance += delta
+        self.events.append(
+            Liquidation(
+                time=t,
+                api_key=account.api_key,
+                symbol=spec.symbol,
+                position_side=position.position_side,
+                margin_type=margin_type,
+                qty=spec.qty_of(signed_qty),
+                entry_price=entry,
+                mark_price=mark,
+                maintenance_margin=mm,
+                equity_before=equity,
+                realized_pnl_units=realized,
+                fee_units=fee,
+                shortfall_units=shortfall,
+                close_avg_price=(close_value / (closed * unit) * spec.tick_size) if closed else 0.0,
+                close_qty=spec.qty_of(closed),
+                insurance_delta_units=delta,
+                insurance_fund_after_units=self._insurance,
+            )
+        )
+
+
+def _triggered(kind: str, side: str, stop: float, price: float) -> bool:
+    """Whether a stop (``STOP_MARKET``) or take-profit watching ``price`` fires."""
+    rising = (kind == "STOP_MARKET") == (side == BUY)
+    return price >= stop if rising else price <= stop
+
+
+def _as_request(order: Order) -> OrderRequest:
+    return OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        type="MARKET",
+        qty=order.qty,
+        price=0,
+        time_in_force="",
+        reduce_only=order.reduce_only,
+        stop=0,
+        working_type=order.working_type,
+        client_order_id=order.client_order_id,
+        position_side=order.position_side,
+    )
+
+
+def _tiers_from_brackets(rows: Any) -> TierTable:
+    if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Sequence):
+        raise ValueError("tiers must be a TierTable or a list of Binance bracket dicts")
+    converted = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise ValueError(f"tiers[{index}] must be a dict of Binance bracket fields")
+        converted.append(
+            {
+                "tier": row.get("bracket", index + 1),
+                "minNotional": row.get("notionalFloor"),
+                "maxNotional": row.get("notionalCap"),
+                "maintenanceMarginRate": row.get("maintMarginRatio"),
+                "maxLeverage": row.get("initialLeverage"),
+                "info": {"cum": row["cum"]} if "cum" in row else {},
+            }
+        )
+    return TierTable.from_ccxt(converted, check_cum=True)
+
+
+def _finite_or(value: float, fallback: float) -> float:
+    return value if math.isfinite(value) else fallback
+
+
+def _money(units: int) -> str:
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), MONEY_SCALE)
+    return f"{sign}{whole}.{frac:08d}"
+
+
+def _replace(spec: MarketSpec, **changes: Any) -> MarketSpec:
+    from dataclasses import replace
+
+    return replace(spec, **changes)
+
+
+__all__ = ["FeedFreeze", "Venue", "VenueConfig"]

@@ -1,0 +1,138 @@
+"""What happened on the venue, recorded as frozen values in the order it happened.
+
+Money fields ending in ``_units`` are exact integers of 1e-8 quote
+(:data:`~safeguard.venue.markets.MONEY_SCALE`); the float properties are for reading. An
+account's wallet always equals its starting deposit plus the sum of the ``wallet_delta_units``
+of its events, to the unit: tests and paper reports reconcile on that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from safeguard.venue.markets import MONEY_SCALE
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution of an account's order against the venue's liquidity."""
+
+    time: float
+    api_key: str
+    symbol: str
+    order_id: int
+    client_order_id: str
+    trade_id: int
+    side: str
+    position_side: str
+    price: float
+    qty: float
+    maker: bool
+    realized_pnl_units: int
+    fee_units: int
+
+    @property
+    def wallet_delta_units(self) -> int:
+        return self.realized_pnl_units - self.fee_units
+
+    @property
+    def fee(self) -> float:
+        return self.fee_units / MONEY_SCALE
+
+    @property
+    def realized_pnl(self) -> float:
+        return self.realized_pnl_units / MONEY_SCALE
+
+
+@dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """Funding exchanged at ``time``: ``amount_units`` > 0 is received, < 0 is paid."""
+
+    time: float
+    api_key: str
+    symbol: str
+    position_side: str
+    rate: float
+    mark_price: float
+    position_qty: float
+    amount_units: int
+
+    @property
+    def wallet_delta_units(self) -> int:
+        return self.amount_units
+
+    @property
+    def amount(self) -> float:
+        return self.amount_units / MONEY_SCALE
+
+
+@dataclass(frozen=True, slots=True)
+class Liquidation:
+    """A position taken over by the venue at the mark price.
+
+    The trader realises ``realized_pnl_units`` at ``mark_price`` and pays the liquidation fee,
+    both bounded by the collateral left (``fee_units`` is what was actually charged, at most
+    ``fee_rate * notional``). A loss beyond the collateral is ``shortfall_units``, paid by the
+    insurance fund. The venue then closes the position into its book at ``close_avg_price``;
+    the fund gains the fee and what the close did better than the mark, and loses the
+    shortfall and what it did worse: ``insurance_delta_units`` in all.
+    """
+
+    time: float
+    api_key: str
+    symbol: str
+    position_side: str
+    margin_type: str
+    qty: float
+    entry_price: float
+    mark_price: float
+    maintenance_margin: float
+    equity_before: float
+    realized_pnl_units: int
+    fee_units: int
+    shortfall_units: int
+    close_avg_price: float
+    close_qty: float
+    insurance_delta_units: int
+    insurance_fund_after_units: int
+
+    @property
+    def wallet_delta_units(self) -> int:
+        return self.realized_pnl_units - self.fee_units + self.shortfall_units
+
+    @property
+    def fee(self) -> float:
+        return self.fee_units / MONEY_SCALE
+
+    @property
+    def insurance_fund_after(self) -> float:
+        return self.insurance_fund_after_units / MONEY_SCALE
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTriggered:
+    """A stop-market or take-profit-market order's trigger was reached."""
+
+    time: float
+    api_key: str
+    symbol: str
+    order_id: int
+    working_type: str
+    trigger_price: float
+    stop_price: float
+
+
+@dataclass(frozen=True, slots=True)
+class OrderExpired:
+    """An order left the book without filling in full, and why (``reason``)."""
+
+    time: float
+    api_key: str
+    symbol: str
+    order_id: int
+    reason: str
+
+
+Event = Fill | FundingPayment | Liquidation | OrderTriggered | OrderExpired
+
+__all__ = ["Event", "Fill", "FundingPayment", "Liquidation", "OrderExpired", "OrderTriggered"]

@@ -1,0 +1,266 @@
+"""The venue's listed contracts: linear USDT perpetuals with Binance-style filters.
+
+A :class:`MarketSpec` is everything the engine needs to accept or refuse an order for one
+symbol: tick and step (prices and quantities live as integer counts of them inside the engine,
+so equality never depends on float noise), quantity limits, minimum notional, the maintenance
+ladder, fees and the funding schedule. Specs validate themselves on construction and refuse
+anything a venue could not list (a NaN tick, a min above a max, fees outside (-1 %, 1 %)).
+
+Money is kept in integer units of 1e-8 quote (:data:`MONEY_SCALE`). A fill's notional is
+``price_ticks * qty_steps * notional_unit`` units, exact, because ``tick * step`` must be a
+whole number of 1e-8 (checked here).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+from safeguard.risk.tiers import (
+    BINANCE_BTCUSDT_TIERS,
+    BINANCE_ETHUSDT_TIERS,
+    BINANCE_SOLUSDT_TIERS,
+    TierTable,
+)
+from safeguard.venue.errors import VenueReject
+
+MONEY_SCALE = 100_000_000
+"""Money units per 1 quote currency (USDT): balances and every cash flow are integers of 1e-8."""
+
+# How far a price/tick ratio may sit from a whole number and still count as on the tick: float
+# parsing of a decimal string ("90000.1") leaves ~1e-11 of noise; a real misfit is >= 1e-4.
+_GRID_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSpec:
+    """One linear perpetual contract, with Binance USD-M's filters and rules."""
+
+    symbol: str
+    base: str
+    quote: str
+    tick_size: float
+    step_size: float
+    min_qty: float
+    max_qty: float
+    market_max_qty: float
+    min_notional: float
+    price_precision: int
+    quantity_precision: int
+    tiers: TierTable
+    maker_fee: float = 0.0002
+    taker_fee: float = 0.0005
+    funding_interval_s: float = 8 * 3600.0
+    funding_cap: float = 0.003
+    """Largest absolute funding rate per interval (Binance caps and floors it per symbol)."""
+    initial_price: float = 100.0
+    notional_unit: int = field(init=False, repr=False, compare=False)
+    """Money units (1e-8 quote) in one tick times one step."""
+
+    def __post_init__(self) -> None:
+        for name in ("symbol", "base", "quote"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.isalnum() or not value.isupper():
+                raise ValueError(f"{name} must be an upper-case alphanumeric string, got {value!r}")
+        if self.symbol != self.base + self.quote:
+            raise ValueError(f"symbol {self.symbol!r} must be base + quote")
+        for name in (
+            "tick_size",
+            "step_size",
+            "min_qty",
+            "max_qty",
+            "market_max_qty",
+            "min_notional",
+            "initial_price",
+            "funding_interval_s",
+            "funding_cap",
+        ):
+            _positive(name, getattr(self, name))
+        for name in ("maker_fee", "taker_fee"):
+            value = getattr(self, name)
+            _finite(name, value)
+            if not -0.01 < value < 0.01:
+                raise ValueError(f"{name} must lie in (-0.01, 0.01), got {value!r}")
+        if self.taker_fee < 0:
+            raise ValueError(f"taker_fee must be >= 0, got {self.taker_fee!r}")
+        for name in ("price_precision", "quantity_precision"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 12:
+                raise ValueError(f"{name} must be an int in [0, 12], got {value!r}")
+        if not isinstance(self.tiers, TierTable):
+            raise ValueError(f"tiers must be a TierTable, got {type(self.tiers).__name__}")
+        if self.min_qty > self.max_qty or self.min_qty > self.market_max_qty:
+            raise ValueError("min_qty must not exceed max_qty or market_max_qty")
+        if self.funding_cap >= 0.1:
+            raise ValueError(f"funding_cap must be below 0.1, got {self.funding_cap!r}")
+        for name, size, limit in (
+            ("min_qty", self.step_size, self.min_qty),
+            ("max_qty", self.step_size, self.max_qty),
+            ("market_max_qty", self.step_size, self.market_max_qty),
+            ("initial_price", self.tick_size, self.initial_price),
+        ):
+            if _off_grid(limit / size):
+                raise ValueError(f"{name} ({limit!r}) must be a whole multiple of {size!r}")
+        if _off_grid(self.tick_size * 10**self.price_precision):
+            raise ValueError("tick_size has more decimals than price_precision")
+        if _off_grid(self.step_size * 10**self.quantity_precision):
+            raise ValueError("step_size has more decimals than quantity_precision")
+        unit = Decimal(repr(self.tick_size)) * Decimal(repr(self.step_size)) * MONEY_SCALE
+        if unit != unit.to_integral_value() or unit < 1:
+            raise ValueError(
+                f"tick_size * step_size ({self.tick_size!r} * {self.step_size!r}) must be a "
+                "whole multiple of 1e-8 so notionals are exact"
+            )
+        object.__setattr__(self, "notional_unit", int(unit))
+
+    # --- the grid ---------------------------------------------------------------------------
+
+    def price_ticks(self, price: float, param: str = "price") -> int:
+        """``price`` as a count of ticks; -1111 (too many decimals), -4014 (off the tick)."""
+        if _off_grid(price * 10**self.price_precision):
+            raise VenueReject(-1111, "Precision is over the maximum defined for this asset.")
+        ticks = price / self.tick_size
+        whole = round(ticks)
+        if abs(ticks - whole) > _GRID_TOLERANCE:
+            raise VenueReject(-4014, f"Price not increased by tick size. ({param})")
+        return whole
+
+    def qty_steps(self, quantity: float) -> int:
+        """``quantity`` as a count of steps; -1111 (too many decimals), -1013 (off the step)."""
+        if _off_grid(quantity * 10**self.quantity_precision):
+            raise VenueReject(-1111, "Precision is over the maximum defined for this asset.")
+        steps = quantity / self.step_size
+        whole = round(steps)
+        if abs(steps - whole) > _GRID_TOLERANCE:
+            raise VenueReject(-1013, "Filter failure: LOT_SIZE")
+        return whole
+
+    def price_of(self, ticks: int) -> float:
+        """The float price of ``ticks`` ticks, rounded to the precision (no 0.30000000000000004)."""
+        return round(ticks * self.tick_size, self.price_precision)
+
+    def qty_of(self, steps: int) -> float:
+        return round(steps * self.step_size, self.quantity_precision)
+
+    def fmt_price(self, ticks: int) -> str:
+        return f"{ticks * self.tick_size:.{self.price_precision}f}"
+
+    def fmt_qty(self, steps: int) -> str:
+        return f"{steps * self.step_size:.{self.quantity_precision}f}"
+
+    def with_tiers(self, tiers: TierTable) -> MarketSpec:
+        return replace(self, tiers=tiers)
+
+    def filters(self) -> list[dict[str, Any]]:
+        """Binance ``exchangeInfo`` filters for this symbol."""
+        p = self.price_precision
+        q = self.quantity_precision
+        return [
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": f"{self.tick_size:.{p}f}",
+                "maxPrice": f"{self.initial_price * 100:.{p}f}",
+                "tickSize": f"{self.tick_size:.{p}f}",
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": f"{self.min_qty:.{q}f}",
+                "maxQty": f"{self.max_qty:.{q}f}",
+                "stepSize": f"{self.step_size:.{q}f}",
+            },
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": f"{self.min_qty:.{q}f}",
+                "maxQty": f"{self.market_max_qty:.{q}f}",
+                "stepSize": f"{self.step_size:.{q}f}",
+            },
+            {"filterType": "MAX_NUM_ORDERS", "limit": 200},
+            {"filterType": "MIN_NOTIONAL", "notional": f"{self.min_notional:g}"},
+            {
+                "filterType": "PERCENT_PRICE",
+                "multiplierUp": "1.0500",
+                "multiplierDown": "0.9500",
+                "multiplierDecimal": "4",
+            },
+        ]
+
+
+def _finite(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def _positive(name: str, value: Any) -> None:
+    _finite(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def _off_grid(ratio: float) -> bool:
+    return abs(ratio - round(ratio)) > _GRID_TOLERANCE
+
+
+def _spec(**fields: Any) -> MarketSpec:
+    return MarketSpec(**fields)
+
+
+DEFAULT_MARKETS: Mapping[str, MarketSpec] = MappingProxyType(
+    {
+        "BTCUSDT": _spec(
+            symbol="BTCUSDT",
+            base="BTC",
+            quote="USDT",
+            tick_size=0.1,
+            step_size=0.001,
+            min_qty=0.001,
+            max_qty=1000.0,
+            market_max_qty=120.0,
+            min_notional=100.0,
+            price_precision=2,
+            quantity_precision=3,
+            tiers=BINANCE_BTCUSDT_TIERS,
+            funding_cap=0.003,
+            initial_price=90_000.0,
+        ),
+        "ETHUSDT": _spec(
+            symbol="ETHUSDT",
+            base="ETH",
+            quote="USDT",
+            tick_size=0.01,
+            step_size=0.001,
+            min_qty=0.001,
+            max_qty=10_000.0,
+            market_max_qty=2_000.0,
+            min_notional=20.0,
+            price_precision=2,
+            quantity_precision=3,
+            tiers=BINANCE_ETHUSDT_TIERS,
+            funding_cap=0.003,
+            initial_price=3_000.0,
+        ),
+        "SOLUSDT": _spec(
+            symbol="SOLUSDT",
+            base="SOL",
+            quote="USDT",
+            tick_size=0.01,
+            step_size=1.0,
+            min_qty=1.0,
+            max_qty=1_000_000.0,
+            market_max_qty=5_000.0,
+            min_notional=5.0,
+            price_precision=4,
+            quantity_precision=0,
+            tiers=BINANCE_SOLUSDT_TIERS,
+            funding_cap=0.0075,
+            initial_price=150.0,
+        ),
+    }
+)
+"""The venue's default listings. BTCUSDT carries the real Binance ladder (first five brackets);
+ETH and SOL carry plausible ones. Filters follow Binance's published values."""
+
+__all__ = ["DEFAULT_MARKETS", "MONEY_SCALE", "MarketSpec"]
