@@ -1,1 +1,134 @@
-"""The guarded exchange: a ccxt exchange wrapped in retries, throttling and pre-trade checks."""
+"""The guarded exchange: a ccxt exchange wrapped in retries, throttling and pre-trade checks.
+
+    import ccxt, safeguard
+    ex = safeguard.guard(ccxt.binanceusdm({...}), safeguard.Policy.load("safeguard.toml"))
+    ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.01, 60000, params={"stopLossPrice": 58000})
+
+:func:`guard` returns a :class:`~safeguard.guard.sync.GuardedExchange` for a ccxt exchange and
+an :class:`~safeguard.guard.aio.AsyncGuardedExchange` for a ``ccxt.async_support`` one. Both
+drive the one :class:`~safeguard.guard.core.GuardCore`.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import ccxt
+
+from safeguard.clock import Clock, SystemClock
+from safeguard.config import Policy
+from safeguard.guard.aio import AsyncGuardedExchange
+from safeguard.guard.core import GuardCore
+from safeguard.guard.events import Hooks
+from safeguard.guard.face import Runtime, SwitchLike
+from safeguard.guard.gate import PreTradeGate
+from safeguard.guard.journal import OrderJournal
+from safeguard.guard.market import MarketCache
+from safeguard.guard.observe import AlwaysNormal, Health, RequestObserver
+from safeguard.guard.pacing import BudgetPacer
+from safeguard.guard.retry import RetryPolicy
+from safeguard.guard.sync import GuardedExchange
+from safeguard.guard.throttle import BudgetRegistry, RateBudget, account_fingerprint
+
+_BUDGETS = BudgetRegistry()
+"""The process's shared budgets: guarded exchanges on one IP or one API key share limits."""
+
+
+def guard(
+    exchange: Any,
+    policy: Policy | None = None,
+    *,
+    kill_switch: SwitchLike | None = None,
+    clock: Clock | None = None,
+    hooks: Hooks | None = None,
+    journal_path: str | Path | None = None,
+    durable_journal: bool = True,
+    budget: RateBudget | None = None,
+    health: Health | None = None,
+    shrink_when_degraded: bool = False,
+    sleep: Any = None,
+    rng: random.Random | None = None,
+) -> Any:
+    """Wrap ``exchange`` (a ccxt or ccxt.async_support instance) in the guard.
+
+    ``policy`` defaults to :meth:`Policy.load` (environment only). ``kill_switch`` defaults to
+    a :class:`~safeguard.killswitch.switch.KillSwitch` on ``policy.kill_switch``. The order
+    journal lives in ``journal_path`` or ``kill_switch.state_dir/orders-<exchange>-<key>.jsonl``.
+    ``budget`` defaults to the process-wide budget for this venue host and API key. ``health``
+    (a :class:`~safeguard.guard.degradation.HealthMonitor`) prices orders on the degraded fill
+    model when the venue is slow; without one the venue counts as NORMAL. ``sleep`` replaces
+    the sync backoff sleep (tests on a :class:`~safeguard.clock.ManualClock`).
+
+    ccxt's own retry (``maxRetriesOnFailure``) is forced to 0 and its throttler off: the guard
+    owns both, and ccxt's would double the waits and retry orders blindly.
+    """
+    if not isinstance(exchange, ccxt.Exchange) and not _is_async_exchange(exchange):
+        raise ValueError(
+            f"exchange must be a ccxt exchange instance, got {type(exchange).__name__}"
+        )
+    if policy is None:
+        policy = Policy.load()
+    if not isinstance(policy, Policy):
+        raise ValueError(f"policy must be a safeguard.Policy, got {type(policy).__name__}")
+    clock = clock or SystemClock()
+    hooks = hooks or Hooks()
+    if kill_switch is None:
+        from safeguard.killswitch.switch import KillSwitch
+
+        kill_switch = KillSwitch(policy.kill_switch, clock=clock)
+
+    exchange.options["maxRetriesOnFailure"] = 0
+    exchange.enableRateLimit = False
+    exchange.enableLastResponseHeaders = True
+
+    key = account_fingerprint(getattr(exchange, "apiKey", None) or None)
+    path = Path(journal_path or policy.kill_switch.state_dir / f"orders-{exchange.id}-{key}.jsonl")
+    if budget is None:
+        budget = _BUDGETS.get(f"{exchange.id}@{_api_host(exchange)}", key)
+    monitor: Health = health if health is not None else AlwaysNormal()
+    cache = MarketCache(policy.risk)
+    core = GuardCore(
+        exchange_id=str(exchange.id),
+        policy=policy,
+        journal=OrderJournal(path, durable=durable_journal),
+        pacer=BudgetPacer(budget, default_ban_s=policy.throttle.default_ban_s),
+        backoff=RetryPolicy(policy.retry),
+        gate=PreTradeGate(policy, cache, monitor, hooks, shrink_when_degraded=shrink_when_degraded),
+        observer=RequestObserver(str(exchange.id), policy.version, hooks, monitor),
+        settle_window_s=_recv_window_s(exchange),
+        rng=rng or random.Random(),
+    )
+    runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep)
+    face = AsyncGuardedExchange if _is_async_exchange(exchange) else GuardedExchange
+    return face(exchange, runtime)
+
+
+def _is_async_exchange(exchange: Any) -> bool:
+    import ccxt.async_support
+
+    return isinstance(exchange, ccxt.async_support.Exchange)
+
+
+def _api_host(exchange: Any) -> str:
+    api = exchange.urls.get("api") if isinstance(exchange.urls, dict) else None
+    urls = list(api.values()) if isinstance(api, dict) else [api]
+    for url in urls:
+        if isinstance(url, str) and urlsplit(url).hostname:
+            return str(urlsplit(url).hostname)
+    return "default"
+
+
+def _recv_window_s(exchange: Any) -> float:
+    # After recvWindow the venue refuses a request it has not yet processed, so a look-up that
+    # finds nothing then is final.
+    window = exchange.options.get("recvWindow", 10_000)
+    try:
+        return max(float(window) / 1000.0, 0.0)
+    except (TypeError, ValueError):
+        return 10.0
+
+
+__all__ = ["AsyncGuardedExchange", "GuardedExchange", "guard"]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import ccxt
+from loguru import logger
 
 from safeguard import errors
 from safeguard.config import Policy
@@ -62,6 +63,8 @@ class Send:
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     permit: Permit | None = None
+    essential: bool = False
+    """A read safety depends on (a look-up, data for a verdict): it may use reserved budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +116,14 @@ def woke(reply: Reply) -> Woke:
 class Pacer(Protocol):
     """The rate budget, reduced to what the core asks of it."""
 
-    def before(self, kind: CallKind, method: str, reduces: bool, now: float) -> float:
-        """Seconds to wait before sending (0: go). Raises ``VenueBanned``/``ThrottleHold``."""
+    def before(self, kind: CallKind, send: Send, now: float) -> float:
+        """Seconds to wait before sending (0: go, and charged). Raises ``VenueBanned`` or
+        ``ThrottleHold`` when waiting is not the answer."""
         ...
 
-    def after(
-        self, method: str, headers: Mapping[str, str] | None, ec: ErrorClass | None, now: float
-    ) -> None: ...
+    def after(self, send: Send, answer: Answer, ec: ErrorClass | None) -> None:
+        """Learn from the answer's headers; a 429 or 418 stops the budget."""
+        ...
 
 
 class Backoff(Protocol):
@@ -184,6 +188,8 @@ class GuardCore:
     settle_window_s: float = 10.0
     """How long after a send a venue may still act on it (Binance ``recvWindow``)."""
     rng: random.Random = field(default_factory=random.Random)
+    reconciled: bool = False
+    """Whether a previous run's unresolved orders were settled; orders wait for it."""
 
     # --- reads, cancels, settings, other writes -------------------------------------------
 
@@ -200,10 +206,17 @@ class GuardCore:
         surely never reached the venue."""
         permit = Permit(reduces_only=True, is_cancel=True) if kind is CallKind.CANCEL else None
         send = Send(method, args, kwargs, permit)
-        retry_ambiguous = kind in (CallKind.READ, CallKind.CANCEL, CallKind.SETTING)
-        value = yield from self._attempts(send, kind, now, retry_ambiguous=retry_ambiguous)
         if kind is CallKind.READ:
-            self.gate.absorb(send, value, self._last_now)
+            return (yield from self._read(send, now))
+        retry_ambiguous = kind in (CallKind.CANCEL, CallKind.SETTING)
+        value = yield from self._attempts(send, kind, now, retry_ambiguous=retry_ambiguous)
+        if kind is CallKind.SETTING:
+            self.gate.absorb(send, value, self._last_now)  # leverage, margin mode: the verdict's
+        return value
+
+    def _read(self, send: Send, now: float) -> Steps[Any]:
+        value = yield from self._attempts(send, CallKind.READ, now, retry_ambiguous=True)
+        self.gate.absorb(send, value, self._last_now)
         return value
 
     def _attempts(
@@ -231,9 +244,8 @@ class GuardCore:
 
     def _pace(self, kind: CallKind, send: Send, now: float) -> Steps[float]:
         """Wait out the throttle (each wait re-asked: the budget may have moved)."""
-        reduces = send.permit is not None and send.permit.reduces_only
         while True:
-            wait = self.pacer.before(kind, send.method, reduces, now)
+            wait = self.pacer.before(kind, send, now)
             if wait <= 0.0:
                 return now
             now = woke((yield Sleep(wait))).now
@@ -246,7 +258,7 @@ class GuardCore:
             # The permit refused (or a gate decision): it never reached the wire.
             raise error
         ec = None if error is None else classify(error, headers=answer.headers)
-        self.pacer.after(send.method, answer.headers, ec, answer.now)
+        self.pacer.after(send, answer, ec)
         self.observer.request(send, answer, ec, attempt, kind)
         return ec
 
@@ -283,7 +295,9 @@ class GuardCore:
     def place(self, intent: OrderIntent, now: float) -> Steps[Any]:
         """Create (or edit) one order: verdict, journal, then the never-double send."""
         self._last_now = now
-        yield from self._refresh(intent.symbol, now)
+        if not self.reconciled:
+            yield from self.reconcile(now)
+        yield from self._refresh(intent.symbol, self._last_now)
         return (yield from self._send_one(self._approved(intent)))
 
     def place_all(self, intents: list[OrderIntent], now: float) -> Steps[list[Any]]:
@@ -292,6 +306,8 @@ class GuardCore:
         A failure part-way raises with ``placed`` (the orders already created) on the error.
         """
         self._last_now = now
+        if not self.reconciled:
+            yield from self.reconcile(now)
         for symbol in dict.fromkeys(i.symbol for i in intents):
             yield from self._refresh(symbol, self._last_now)
         approved = [self._approved(intent) for intent in intents]
@@ -323,10 +339,25 @@ class GuardCore:
         return order
 
     def _refresh(self, symbol: str, now: float) -> Steps[None]:
-        for send in self.gate.refresh(symbol, now):
-            yield from self.call(
-                CallKind.READ, send.method, send.args, send.kwargs, self._last_now or now
-            )
+        """Read what the verdict lacks, one read at a time (each answer can change the list:
+        after ``load_markets`` an unknown symbol needs nothing more). A read that fails leaves
+        its piece missing and the verdict denies for it; a ban or a hold ends the order here."""
+        tried: set[tuple[str, tuple[Any, ...]]] = set()
+        while True:
+            due = [
+                s
+                for s in self.gate.refresh(symbol, self._last_now)
+                if (s.method, s.args) not in tried
+            ]
+            if not due:
+                return
+            send = due[0]
+            tried.add((send.method, send.args))
+            essential = Send(send.method, send.args, send.kwargs, essential=True)
+            try:
+                yield from self._read(essential, self._last_now)
+            except (errors.RetriesExhausted, errors.VenueRejected) as exc:
+                logger.warning("{} failed before a verdict: {}", send.method, exc)
 
     def _create(self, intent: OrderIntent, started: float) -> Steps[Any]:
         send = Send(
@@ -414,7 +445,7 @@ class GuardCore:
     ) -> Steps[tuple[Any, bool, Exception | None]]:
         """One look-up: (order, False, None) / (None, True, None) absent / (None, False, err)."""
         cid = intent.client_order_id
-        by_id = Send("fetch_order", (cid, intent.symbol), {"params": dict(params)})
+        by_id = Send("fetch_order", (cid, intent.symbol), {"params": dict(params)}, essential=True)
         now = yield from self._pace(CallKind.READ, by_id, self._last_now)
         answer = answered((yield by_id))
         self._last_now = answer.now
@@ -430,7 +461,9 @@ class GuardCore:
             if intent.conditional and self.exchange_id.startswith("binance")
             else {}
         )
-        open_send = Send("fetch_open_orders", (intent.symbol,), {"params": params_open})
+        open_send = Send(
+            "fetch_open_orders", (intent.symbol,), {"params": params_open}, essential=True
+        )
         now = yield from self._pace(CallKind.READ, open_send, answer.now)
         listed = answered((yield open_send))
         self._last_now = listed.now
@@ -471,8 +504,7 @@ class GuardCore:
                 params={"triggerPrice": 1.0} if conditional else {},
                 client_order_id=entry.client_order_id,
             )
-            # Absent is final here: the send is at least a restart old.
-            found = yield from self._resolve(intent, sent_at=entry.updated - self.settle_window_s)
+            found = yield from self._resolve(intent, sent_at=entry.updated)
             now = self._last_now
             if found is None:
                 self.journal.settle(entry.client_order_id, Status.ABSENT, now=now)
@@ -482,6 +514,7 @@ class GuardCore:
                 )
             settled.append((entry.client_order_id, found))
         self.journal.compact()
+        self.reconciled = True
         return settled
 
 

@@ -7,7 +7,7 @@ classifier, the real retry policy and a real journal file; only the venue is a s
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,10 @@ SYMBOL = "BTC/USDT:USDT"
 
 
 class _Go:
-    def before(self, kind: CallKind, method: str, reduces: bool, now: float) -> float:
+    def before(self, kind: CallKind, send: Send, now: float) -> float:
         return 0.0
 
-    def after(
-        self, method: str, headers: Mapping[str, str] | None, ec: ErrorClass | None, now: float
-    ) -> None:
+    def after(self, send: Send, answer: Answer, ec: ErrorClass | None) -> None:
         return None
 
 

@@ -1,0 +1,204 @@
+"""What the sync and async guarded exchanges share: forwarding, classification, intents.
+
+A guarded exchange looks like the ccxt exchange it wraps. Attribute reads and writes go
+through to it; every method that talks to the venue is routed by
+:func:`~safeguard.guard.orders.call_kind` into the core. ccxt's order helpers
+(``create_limit_order``, ``create_stop_loss_order``, ...) run ccxt's own code with the guarded
+exchange as ``self``, so the ``self.create_order(...)`` inside them is the guarded one; a helper
+an exchange class overrides with its own request path is refused, not trusted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import ccxt
+
+from safeguard import errors
+from safeguard.clock import Clock
+from safeguard.guard.core import GuardCore, Permit
+from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+class SwitchLike(Protocol):
+    """The kill switch as the guard uses it (``safeguard.killswitch.KillSwitch``)."""
+
+    def permit(
+        self, *, reduces_only: bool, is_cancel: bool = False
+    ) -> AbstractContextManager[None]: ...
+
+    def wait(self, timeout: float) -> bool: ...
+
+    async def wait_async(self, timeout: float) -> bool: ...
+
+
+@dataclass
+class Runtime:
+    """Everything one guarded exchange holds besides the ccxt instance."""
+
+    core: GuardCore
+    switch: SwitchLike
+    clock: Clock
+    prefix: str
+    sleep: Callable[[float], bool] | None = None
+    """Sync sleep override (tests with a ManualClock); default: ``switch.wait``."""
+
+
+def permit(switch: SwitchLike, spec: Permit | None) -> AbstractContextManager[None]:
+    """The kill switch's permit for one send (none for reads: they add no exposure)."""
+    if spec is None:
+        return nullcontext()
+    return switch.permit(reduces_only=spec.reduces_only, is_cancel=spec.is_cancel)
+
+
+def response_headers(raw: Any) -> Mapping[str, str] | None:
+    headers = getattr(raw, "last_response_headers", None)
+    return headers if isinstance(headers, Mapping) else None
+
+
+def _ccxt_default(name: str) -> Any:
+    return getattr(ccxt.Exchange, name, None)
+
+
+class Face:
+    """Base of :class:`~safeguard.guard.sync.GuardedExchange` and its async twin."""
+
+    _OWN = frozenset({"_raw", "_rt", "_cache"})
+    _raw: Any
+    _rt: Runtime
+    _cache: dict[str, Any]
+
+    def __init__(self, raw: Any, runtime: Runtime) -> None:
+        object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "_rt", runtime)
+        object.__setattr__(self, "_cache", {})
+
+    # --- forwarding ------------------------------------------------------------------------
+
+    @property
+    def exchange(self) -> Any:
+        """The wrapped ccxt exchange. Calling it directly bypasses every check."""
+        return self._raw
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._rt
+
+    def __getattr__(self, name: str) -> Any:
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        attr = getattr(self._raw, name)
+        if not callable(attr):
+            return attr
+        snake = _CAMEL.sub(r"_\1", name).lower()
+        if snake != name and hasattr(type(self), snake):
+            # ccxt's camelCase aliases (``createOrder``) must hit the guarded method too.
+            bound: Any = getattr(self, snake)
+        else:
+            bound = self._route(call_kind(snake), snake, attr)
+        self._cache[name] = bound
+        return bound
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._raw, name, value)
+            self._cache.pop(name, None)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {getattr(self._raw, 'id', '?')}>"
+
+    def _route(self, kind: CallKind, name: str, attr: Any) -> Any:
+        if kind is CallKind.PURE:
+            return attr
+        if kind is CallKind.BLOCKED:
+            return _blocked(name)
+        if kind is CallKind.HELPER:
+            return self._helper(name)
+        return self._guarded(kind, name)
+
+    def _helper(self, name: str) -> Any:
+        function = getattr(type(self._raw), name)
+        base = _ccxt_default(name)
+        if base is not None and function is not base and not _routes_through_create(function):
+            return _blocked(name)
+        return function.__get__(self)
+
+    def _guarded(self, kind: CallKind, name: str) -> Any:
+        raise NotImplementedError
+
+    # --- shared helpers for the faces ------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._rt.clock.time()
+
+    def _intent(
+        self,
+        symbol: Any,
+        type: Any,
+        side: Any,
+        amount: Any,
+        price: Any = None,
+        params: Any = None,
+        edit_of: Any = None,
+    ) -> OrderIntent:
+        return parse_intent(
+            symbol, type, side, amount, price, params, prefix=self._rt.prefix, edit_of=edit_of
+        )
+
+    def _batch(self, orders: Any, params: Any, *, edits: bool) -> list[OrderIntent]:
+        """Parse a ``create_orders`` / ``edit_orders`` list up front: one bad entry refuses
+        the whole batch before anything is sent."""
+        if not isinstance(orders, list) or not orders:
+            raise ValueError("orders must be a non-empty list")
+        shared = dict(params or {})
+        intents = []
+        for index, order in enumerate(orders):
+            if not isinstance(order, Mapping):
+                raise ValueError(f"orders[{index}] must be a dict, got {order!r}")
+            try:
+                intents.append(
+                    self._intent(
+                        order.get("symbol"),
+                        order.get("type"),
+                        order.get("side"),
+                        order.get("amount"),
+                        order.get("price"),
+                        {**shared, **dict(order.get("params") or {})},
+                        edit_of=order.get("id") if edits else None,
+                    )
+                )
+            except ValueError as exc:
+                raise ValueError(f"orders[{index}]: {exc}") from None
+        return intents
+
+
+def _routes_through_create(function: Any) -> bool:
+    # An exchange's own helper is trusted only if it builds the order via create_order/edit_order.
+    code = getattr(function, "__code__", None)
+    names = set(code.co_names) if code is not None else set()
+    return bool(names & {"create_order", "edit_order", "editOrder", "createOrder"}) and not any(
+        n.endswith(("PostOrder", "PutOrder", "post_order", "put_order")) for n in names
+    )
+
+
+def _blocked(name: str) -> Callable[..., Any]:
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise errors.RequestBlocked(
+            f"{name} would place or change orders without the pre-trade verdict and the kill "
+            "switch; use create_order / edit_order on the guarded exchange "
+            "(or .exchange to bypass the guard knowingly)"
+        )
+
+    return refuse
+
+
+__all__ = ["Face", "Runtime", "SwitchLike", "permit", "response_headers"]

@@ -1,0 +1,418 @@
+"""The pre-trade gate: from what the guard has read to a verdict, and from a verdict to a send.
+
+It turns the :class:`~safeguard.guard.market.MarketCache` (raw ccxt structures) into the risk
+core's inputs (:class:`~safeguard.risk.models.MarketSnapshot`, ``Account``, ``OrderIntent``),
+asks :func:`safeguard.risk.verdict.evaluate`, and applies what only the guard knows: the
+venue's health. DEGRADED and SEVERE price the order on the degraded fill model; SEVERE with
+``degradation.severe_reduce_only`` refuses anything that adds exposure. A denial that only the
+degraded face produced may be shrunk to ``max_safe_amount`` when the caller opted in.
+
+Inputs that cannot be built (a crossed book, a broken tier ladder, an unknown symbol) never
+pass silently: the verdict gets ``None`` for that piece and denies with MISSING_MARKET_DATA,
+or the gate denies with the code that names the problem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from loguru import logger
+
+from safeguard.codes import Code
+from safeguard.config import Policy
+from safeguard.errors import OrderDenied
+from safeguard.guard.core import Assessment, Send
+from safeguard.guard.events import Hooks, StateChangeEvent, VerdictEvent
+from safeguard.guard.market import MarketCache, RuleChange
+from safeguard.guard.observe import Health
+from safeguard.guard.orders import OrderIntent
+from safeguard.risk import verdict as risk_verdict
+from safeguard.risk.book import OrderBook
+from safeguard.risk.fills import FillModel
+from safeguard.risk.liquidation import PositionLeg
+from safeguard.risk.models import Account, MarketRules, MarketSnapshot
+from safeguard.risk.models import OrderIntent as RiskIntent
+from safeguard.risk.outcome import Verdict
+from safeguard.risk.tiers import TierTable
+
+_SECONDS_PER_DAY = 86_400.0
+_MIN_VOLATILITY = 1e-6
+"""A flat 24 h range would give zero; the verdict needs a positive number and zero is a lie."""
+
+
+@dataclass(frozen=True, slots=True)
+class GateDenial:
+    """A denial decided before the risk core ran (venue health, unknown symbol)."""
+
+    code: Code
+    reason: str
+    symbol: str
+
+    @property
+    def allowed(self) -> bool:
+        return False
+
+
+@dataclass
+class PreTradeGate:
+    """The guard's :class:`~safeguard.guard.core.Gate`."""
+
+    policy: Policy
+    cache: MarketCache
+    health: Health
+    """The venue-health monitor: its state prices the order; data ages feed it."""
+    hooks: Hooks
+    shrink_when_degraded: bool = False
+    """Send ``max_safe_amount`` instead of denying an order only the degraded face refuses."""
+    fills: FillModel = field(init=False)
+    leverage: dict[str, float] = field(default_factory=dict)
+    margin_mode: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.fills = FillModel.from_config(self.policy.fills)
+
+    # --- core.Gate ---------------------------------------------------------------------------
+
+    def refresh(self, symbol: str, now: float) -> list[Send]:
+        return self.cache.refresh(symbol, now)
+
+    def absorb(self, send: Send, value: Any, now: float) -> None:
+        if send.method == "set_leverage" and len(send.args) >= 2:
+            self.leverage[str(send.args[1])] = float(send.args[0])
+            return
+        if send.method == "set_margin_mode" and len(send.args) >= 2:
+            self.margin_mode[str(send.args[1])] = str(send.args[0]).lower()
+            return
+        changes = self.cache.absorb(send, value, now)
+        if send.method in ("fetch_funding_rate", "fetch_order_book") and send.args:
+            seen = self.cache.funding if send.method == "fetch_funding_rate" else self.cache.books
+            piece = seen.get(str(send.args[0]))
+            if piece is not None and piece.venue_time is not None:
+                self.health.record_data_age(piece.age(now), now)
+        if changes:
+            self._rules_changed(changes, now)
+
+    def placed(self, intent: OrderIntent, order: Any, now: float) -> None:
+        self.cache.placed()
+
+    def assess(self, intent: OrderIntent, now: float) -> Assessment:
+        health = str(getattr(self.health.state(now), "value", self.health.state(now)))
+        severe_gate = self.policy.degradation.severe_reduce_only
+        if health == "SEVERE" and severe_gate and not intent.reduce_only:
+            return self._deny(
+                intent,
+                GateDenial(
+                    Code.SEVERE_REDUCE_ONLY,
+                    "the venue is SEVERE and the policy allows only orders that reduce",
+                    intent.symbol,
+                ),
+                now,
+            )
+        if self.cache.markets and intent.symbol not in self.cache.markets:
+            return self._deny(
+                intent,
+                GateDenial(Code.UNKNOWN_SYMBOL, f"{intent.symbol} is not a market", intent.symbol),
+                now,
+            )
+        try:
+            risk_intent = self.risk_intent(intent)
+        except ValueError as exc:
+            return self._deny(intent, GateDenial(Code.INVALID_INPUT, str(exc), intent.symbol), now)
+        verdict = risk_verdict.evaluate(
+            risk_intent,
+            self.snapshot(intent.symbol, now),
+            self.account(now),
+            self.policy.risk,
+            self.fills,
+            now=now,
+            degraded=health != "NORMAL",
+        )
+        if verdict.allowed:
+            self._emit(intent, verdict, now)
+            return Assessment(intent, verdict)
+        smaller = self._shrunk(intent, verdict)
+        if smaller is not None:
+            self._emit(intent, verdict, now, detail=f"shrunk to {smaller.amount}")
+            return Assessment(smaller, verdict)
+        return self._deny(intent, verdict, now)
+
+    # --- building the risk core's inputs -----------------------------------------------------
+
+    def risk_intent(self, intent: OrderIntent) -> RiskIntent:
+        params = intent.params
+        base = intent.type.lower()
+        kind = base if base in ("market", "limit") else ("limit" if intent.price else "market")
+        stop = params.get("stopLossPrice")
+        attached = params.get("stopLoss")
+        if stop is None and isinstance(attached, Mapping):
+            stop = attached.get("triggerPrice")
+        post_only = params.get("postOnly") is True or params.get("timeInForce") == "GTX"
+        if intent.amount is None:
+            raise ValueError("amount is required for the verdict")
+        return RiskIntent(
+            symbol=intent.symbol,
+            side=intent.side,  # type: ignore[arg-type]
+            amount=intent.amount,
+            type=kind,  # type: ignore[arg-type]
+            price=intent.price if kind == "limit" else None,
+            leverage=self._leverage(intent.symbol),
+            margin_mode=self._margin_mode(intent.symbol),  # type: ignore[arg-type]
+            reduce_only=intent.reduce_only,
+            post_only=post_only and kind == "limit",
+            stop_price=None if stop is None else float(stop),
+            stop_trigger="last" if params.get("workingType") == "CONTRACT_PRICE" else "mark",
+        )
+
+    def snapshot(self, symbol: str, now: float) -> MarketSnapshot:
+        cache = self.cache
+        funding = cache.funding.get(symbol)
+        ticker = cache.tickers.get(symbol)
+        book_seen = cache.books.get(symbol)
+        f = funding.value if funding is not None else {}
+        t = ticker.value if ticker is not None else {}
+        interval_s = _interval_seconds(f.get("interval"))
+        next_funding = f.get("fundingTimestamp") or f.get("nextFundingTimestamp")
+        return MarketSnapshot(
+            symbol=symbol,
+            mark=_positive(f.get("markPrice")),
+            mark_time=None if funding is None else (funding.venue_time or funding.fetched),
+            book=_book(book_seen.value) if book_seen is not None else None,
+            rules=self._rules(symbol),
+            volatility=_volatility(t, self.policy.risk.volatility_window_s),
+            funding_rate=_finite(f.get("fundingRate")),
+            next_funding_time=None if next_funding is None else float(next_funding) / 1000.0,
+            funding_interval_s=interval_s,
+            index=_positive(f.get("indexPrice")),
+            last=_positive(t.get("last")),
+        )
+
+    def account(self, now: float) -> Account | None:
+        cache = self.cache
+        if cache.balance is None or cache.positions is None:
+            return None
+        balance = cache.balance.value
+        settle = "USDT"
+        wallet = _wallet_balance(balance, settle)
+        free = _finite((balance.get("free") or {}).get(settle))
+        legs = []
+        try:
+            for position in cache.positions.value:
+                leg = self._leg(position)
+                if leg is not None:
+                    legs.append(leg)
+        except (KeyError, TypeError, ValueError) as exc:
+            logger.warning("positions unusable for the verdict: {}", exc)
+            return None
+        open_orders = sum(len(seen.value) for seen in cache.open_orders.values())
+        if wallet is None:
+            return None  # the verdict denies with MISSING_ACCOUNT
+        try:
+            return Account(
+                wallet_balance=wallet,
+                positions=tuple(legs),
+                open_orders=open_orders,
+                available_balance=None if free is None else max(0.0, free),
+            )
+        except ValueError as exc:
+            logger.warning("account data unusable for the verdict: {}", exc)
+            return None
+
+    def _leg(self, position: Mapping[str, Any]) -> PositionLeg | None:
+        symbol = position.get("symbol")
+        contracts = _finite(position.get("contracts"))
+        if not isinstance(symbol, str) or not contracts:
+            return None
+        tiers = self._tiers(symbol)
+        if tiers is None:
+            raise ValueError(f"no tier table for {symbol}, where a position is open")
+        info = position.get("info") or {}
+        isolated = position.get("marginMode") == "isolated"
+        size = abs(contracts) * float(position.get("contractSize") or 1.0)
+        side = position.get("side")
+        return PositionLeg(
+            symbol=symbol,
+            side=1 if side == "long" or (side is None and contracts > 0) else -1,
+            quantity=size,
+            entry_price=float(position["entryPrice"]),
+            mark_price=float(position.get("markPrice") or position["entryPrice"]),
+            tiers=tiers,
+            position_side=str(info.get("positionSide") or "BOTH"),  # type: ignore[arg-type]
+            isolated_wallet=_finite(info.get("isolatedWallet")) if isolated else None,
+        )
+
+    def _rules(self, symbol: str) -> MarketRules | None:
+        market = self.cache.markets.get(symbol)
+        updated = self.cache.rules_time(symbol)
+        tiers = self._tiers(symbol)
+        if market is None or updated is None or tiers is None:
+            return None
+        precision = market.get("precision") or {}
+        limits = market.get("limits") or {}
+        amount = limits.get("amount") or {}
+        cost = limits.get("cost") or {}
+        try:
+            return MarketRules(
+                tiers=tiers,
+                tick_size=float(precision["price"]),
+                step_size=float(precision["amount"]),
+                updated_at=updated,
+                min_qty=float(amount.get("min") or 0.0),
+                max_qty=None if amount.get("max") is None else float(amount["max"]),
+                min_notional=float(cost.get("min") or 0.0),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            logger.warning("market rules for {} unusable: {}", symbol, exc)
+            return None
+
+    def _tiers(self, symbol: str) -> TierTable | None:
+        seen = self.cache.tiers.get(symbol)
+        if seen is None:
+            return None
+        try:
+            return TierTable.from_ccxt(seen.value)
+        except ValueError as exc:
+            logger.warning("tier table for {} unusable: {}", symbol, exc)
+            return None
+
+    def _leverage(self, symbol: str) -> float:
+        if symbol in self.leverage:
+            return self.leverage[symbol]
+        positions = self.cache.positions.value if self.cache.positions else []
+        for position in positions:
+            if position.get("symbol") == symbol and _positive(position.get("leverage")):
+                return float(position["leverage"])
+        return 1.0
+
+    def _margin_mode(self, symbol: str) -> str:
+        if symbol in self.margin_mode:
+            return self.margin_mode[symbol]
+        positions = self.cache.positions.value if self.cache.positions else []
+        for position in positions:
+            if position.get("symbol") == symbol and position.get("marginMode") in (
+                "cross",
+                "isolated",
+            ):
+                return str(position["marginMode"])
+        return "cross"
+
+    # --- outcomes ----------------------------------------------------------------------------
+
+    def _shrunk(self, intent: OrderIntent, verdict: Verdict) -> OrderIntent | None:
+        if not self.shrink_when_degraded or intent.amount is None:
+            return None
+        codes = {finding.code for finding in verdict.denials}
+        safe = verdict.max_safe_amount
+        if codes != {Code.DEGRADED_RISK} or not safe or safe >= intent.amount:
+            return None
+        return replace(intent, amount=safe)
+
+    def _deny(self, intent: OrderIntent, verdict: Verdict | GateDenial, now: float) -> Assessment:
+        if isinstance(verdict, GateDenial):
+            code, reason = str(verdict.code), verdict.reason
+        else:
+            first = verdict.denials[0]
+            code, reason = str(first.code), first.message
+        self._emit(intent, verdict, now, code=code, detail=reason)
+        return Assessment(intent, verdict, OrderDenied(code, reason, verdict=verdict))
+
+    def _emit(
+        self,
+        intent: OrderIntent,
+        verdict: Verdict | GateDenial,
+        now: float,
+        *,
+        code: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.hooks.emit(
+            VerdictEvent(
+                at=now,
+                allowed=verdict.allowed,
+                code=code,
+                symbol=intent.symbol,
+                client_order_id=intent.client_order_id or None,
+                detail=detail,
+            )
+        )
+
+    def _rules_changed(self, changes: list[RuleChange], now: float) -> None:
+        for change in changes:
+            logger.warning(
+                "market rules changed: {} {} {!r} -> {!r}",
+                change.symbol,
+                change.field,
+                change.old,
+                change.new,
+            )
+            self.hooks.emit(
+                StateChangeEvent(
+                    at=now,
+                    previous=repr(change.old),
+                    current=repr(change.new),
+                    metric=f"rules:{change.field}",
+                    value=float("nan"),
+                    threshold=float("nan"),
+                    endpoint=change.symbol,
+                )
+            )
+        self.recheck_positions(now)
+
+    def recheck_positions(self, now: float) -> list[Verdict]:
+        """Re-price each open position's protective stop under the current rules and health;
+        warn (VerdictEvent, not allowed) when a stop no longer clears liquidation."""
+        del now
+        return []
+
+
+def _book(raw: Any) -> OrderBook | None:
+    try:
+        return OrderBook.from_ccxt(raw)
+    except (ValueError, TypeError, IndexError) as exc:
+        logger.warning("order book unusable for the verdict: {}", exc)
+        return None
+
+
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _positive(value: Any) -> float | None:
+    number = _finite(value)
+    return number if number is not None and number > 0 else None
+
+
+def _interval_seconds(interval: Any) -> float:
+    if isinstance(interval, str) and interval.endswith("h"):
+        hours = _positive(interval[:-1])
+        if hours is not None:
+            return hours * 3600.0
+    return 8 * 3600.0
+
+
+def _volatility(ticker: Mapping[str, Any], window_s: float) -> float | None:
+    """Parkinson's range estimator on the 24 h high/low, scaled to the policy's window."""
+    high, low = _positive(ticker.get("high")), _positive(ticker.get("low"))
+    if high is None or low is None or high < low:
+        return None
+    daily = math.log(high / low) / (2.0 * math.sqrt(math.log(2.0)))
+    return max(_MIN_VOLATILITY, daily * math.sqrt(window_s / _SECONDS_PER_DAY))
+
+
+def _wallet_balance(balance: Mapping[str, Any], settle: str) -> float | None:
+    info = balance.get("info") or {}
+    for asset in info.get("assets") or ():
+        if isinstance(asset, Mapping) and asset.get("asset") == settle:
+            return _finite(asset.get("walletBalance"))
+    return _finite((balance.get("total") or {}).get(settle))
+
+
+__all__ = ["GateDenial", "PreTradeGate"]

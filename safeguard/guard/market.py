@@ -1,0 +1,223 @@
+"""What the guard knows about the market and the account, and how old each piece is.
+
+Every successful read through the guard (the user's own ``fetch_ticker`` included) lands here,
+stamped with when it was fetched and, where the venue says, when the venue produced it. Before
+an order, :meth:`MarketCache.refresh` names the reads that are missing or due: market rules and
+tier tables on a schedule (half of ``max_rules_age_s``, so a verdict never rests on rules older
+than the policy allows), mark/funding and the book when older than half of
+``max_market_data_age_s``, the account after every order the guard placed.
+
+Staleness is judged on the *venue's* timestamps: a feed that freezes keeps answering, with old
+data, and the guard must notice that rather than the freshness of its own request.
+
+Rule drift (tick, step, limits, fees, funding interval, tier ladder) is reported as a list of
+:class:`RuleChange` so the caller can emit an event and re-check open positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from safeguard.config import RiskLimits
+from safeguard.guard.core import Send
+
+_RULE_KEYS = (
+    ("precision", "price"),
+    ("precision", "amount"),
+    ("limits", "amount", "min"),
+    ("limits", "amount", "max"),
+    ("limits", "cost", "min"),
+    ("limits", "price", "min"),
+    ("limits", "price", "max"),
+    ("maker",),
+    ("taker",),
+    ("active",),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One piece of data, when we fetched it, and when the venue says it was true."""
+
+    value: Any
+    fetched: float
+    venue_time: float | None
+
+    def age(self, now: float) -> float:
+        """Age by the venue's clock when it said, else by our fetch (never negative)."""
+        stamp = self.venue_time if self.venue_time is not None else self.fetched
+        return max(0.0, now - stamp)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleChange:
+    symbol: str
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass
+class MarketCache:
+    """The latest reads, per symbol and for the account. Plain state; no I/O, no clock."""
+
+    limits: RiskLimits
+    book_depth: int = 100
+    markets: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    rules_at: float | None = None
+    tiers: dict[str, Seen] = field(default_factory=dict)
+    funding: dict[str, Seen] = field(default_factory=dict)
+    books: dict[str, Seen] = field(default_factory=dict)
+    tickers: dict[str, Seen] = field(default_factory=dict)
+    balance: Seen | None = None
+    positions: Seen | None = None
+    open_orders: dict[str, Seen] = field(default_factory=dict)
+
+    # --- what to read before judging an order ----------------------------------------------
+
+    def refresh(self, symbol: str, now: float) -> list[Send]:
+        rules_due = self.limits.max_rules_age_s / 2.0
+        data_due = self.limits.max_market_data_age_s / 2.0
+        sends: list[Send] = []
+        if self.rules_at is None or now - self.rules_at >= rules_due:
+            sends.append(Send("load_markets", (True,)))
+        if self.markets and symbol not in self.markets:
+            return sends  # unknown symbol: nothing more to read; the verdict denies it
+        tiers = self.tiers.get(symbol)
+        if tiers is None or now - tiers.fetched >= rules_due:
+            # Every symbol's ladder: positions elsewhere share the cross wallet.
+            sends.append(Send("fetch_leverage_tiers", ()))
+        funding = self.funding.get(symbol)
+        if funding is None or now - funding.fetched >= data_due:
+            sends.append(Send("fetch_funding_rate", (symbol,)))
+        ticker = self.tickers.get(symbol)
+        if ticker is None or now - ticker.fetched >= data_due:
+            sends.append(Send("fetch_ticker", (symbol,)))  # last price and the 24 h range
+        book = self.books.get(symbol)
+        if book is None or now - book.fetched >= data_due:
+            sends.append(Send("fetch_order_book", (symbol, self.book_depth)))
+        if _due(self.balance, now, data_due):
+            sends.append(Send("fetch_balance", ()))
+        if _due(self.positions, now, data_due):
+            sends.append(Send("fetch_positions", ()))
+        if _due(self.open_orders.get(symbol), now, data_due):
+            sends.append(Send("fetch_open_orders", (symbol,)))
+        return sends
+
+    # --- learning from reads ---------------------------------------------------------------
+
+    def absorb(self, send: Send, value: Any, now: float) -> list[RuleChange]:
+        """Record a successful read. Returns rule changes (empty for anything but rules)."""
+        method, args = send.method, send.args
+        symbol = _symbol_arg(args, send.kwargs)
+        if method == "load_markets" and isinstance(value, Mapping):
+            return self._absorb_markets(value, now)
+        if method == "fetch_leverage_tiers" and isinstance(value, Mapping):
+            changes = []
+            for sym, ladder in value.items():
+                old = self.tiers.get(sym)
+                if old is not None and _ladder(old.value) != _ladder(ladder):
+                    changes.append(RuleChange(sym, "tiers", _ladder(old.value), _ladder(ladder)))
+                self.tiers[sym] = Seen(ladder, now, None)
+            return changes
+        if method == "fetch_funding_rate" and isinstance(value, Mapping) and symbol:
+            old = self.funding.get(symbol)
+            self.funding[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
+            if old is not None and old.value.get("interval") != value.get("interval"):
+                return [
+                    RuleChange(
+                        symbol, "funding interval", old.value.get("interval"), value.get("interval")
+                    )
+                ]
+            return []
+        if method == "fetch_order_book" and isinstance(value, Mapping) and symbol:
+            self.books[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
+        elif method == "fetch_ticker" and isinstance(value, Mapping) and symbol:
+            self.tickers[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
+        elif method == "fetch_balance" and isinstance(value, Mapping):
+            self.balance = Seen(value, now, None)
+        elif method == "fetch_positions" and isinstance(value, list) and not args:
+            # Only the all-symbols answer replaces the account view; a filtered one is partial.
+            self.positions = Seen(value, now, None)
+        elif (
+            method == "fetch_open_orders"
+            and isinstance(value, list)
+            and symbol
+            and not send.kwargs.get("params")  # filtered (trigger orders only): partial
+        ):
+            self.open_orders[symbol] = Seen(value, now, None)
+        return []
+
+    def placed(self) -> None:
+        """Our own order changed the account: re-read it before judging the next one."""
+        self.balance = None
+        self.positions = None
+        self.open_orders.clear()
+
+    def _absorb_markets(self, markets: Mapping[str, Any], now: float) -> list[RuleChange]:
+        changes = []
+        for symbol, market in markets.items():
+            if not isinstance(market, Mapping):
+                continue
+            old = self.markets.get(symbol)
+            if old is not None:
+                for path in _RULE_KEYS:
+                    before, after = _dig(old, path), _dig(market, path)
+                    if before != after:
+                        changes.append(RuleChange(symbol, ".".join(path), before, after))
+            self.markets[symbol] = market
+        self.rules_at = now
+        return changes
+
+    # --- what the verdict reads ------------------------------------------------------------
+
+    def rules_time(self, symbol: str) -> float | None:
+        """When the older of the filters and the tier ladder was fetched."""
+        tiers = self.tiers.get(symbol)
+        if self.rules_at is None or tiers is None:
+            return None
+        return min(self.rules_at, tiers.fetched)
+
+
+def _due(seen: Seen | None, now: float, after: float) -> bool:
+    return seen is None or now - seen.fetched >= after
+
+
+def _symbol_arg(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
+    symbol = args[0] if args else kwargs.get("symbol")
+    return symbol if isinstance(symbol, str) else None
+
+
+def _seconds(milliseconds: Any) -> float | None:
+    if isinstance(milliseconds, int | float) and not isinstance(milliseconds, bool):
+        return float(milliseconds) / 1000.0
+    return None
+
+
+def _dig(mapping: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    current: Any = mapping
+    for key in path:
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(key)
+    return current
+
+
+def _ladder(tiers: Any) -> list[tuple[Any, ...]]:
+    if not isinstance(tiers, list):
+        return []
+    return [
+        (
+            t.get("minNotional"),
+            t.get("maxNotional"),
+            t.get("maintenanceMarginRate"),
+            t.get("maxLeverage"),
+        )
+        for t in tiers
+        if isinstance(t, Mapping)
+    ]
+
+
+__all__ = ["MarketCache", "RuleChange", "Seen"]
