@@ -1,0 +1,600 @@
+"""The rate budget: pace requests before the venue throttles, and never get banned.
+
+Binance counts request weight per IP and orders per account in fixed windows aligned to the
+clock (the minute, the 10 seconds), reports the running totals in every answer
+(``X-MBX-USED-WEIGHT-1M``, ``X-MBX-ORDER-COUNT-10S``, ``X-MBX-ORDER-COUNT-1M``), answers 429
+beyond a limit and bans the IP with 418 when the 429s are ignored. The budget models exactly
+that, and *predicts* rather than only reacts: a request that is allowed is charged at once, so
+several requests in flight cannot each see the same stale header and overshoot together.
+
+Per limit, with ``L`` the limit and ``u`` the weight used in the current window:
+
+* below ``soft_threshold * L`` everything goes at once;
+* above it, requests that can wait (reads, orders) are spaced so the capacity left is spread
+  evenly over the rest of the window: the budget is used to the end, not burnt in a burst;
+* reads that are not essential stop at ``hard_threshold * L``: :class:`Hold` until the window
+  rolls (the client raises :class:`~safeguard.errors.ThrottleHold` or waits);
+* orders and essential reads stop at ``L - reserve``, where ``reserve = reserve_fraction * L``
+  is kept for cancels and reduce-only orders, which alone may spend it, up to ``L``;
+* a 429 stops everything for its ``Retry-After`` (or until the offending window rolls), and a
+  418 bans everything until the ban ends, persisted by :class:`~safeguard.guard.bans.BanStore`
+  so a restarted process fails fast too.
+
+Everything here is pure: time is an argument. :class:`RateBudget` is thread-safe because
+several guarded exchanges sharing an IP or an API key share one budget
+(:class:`BudgetRegistry`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from safeguard.config import ThrottleConfig
+from safeguard.guard.bans import BanStore
+from safeguard.guard.classify import header
+
+
+class RequestKind(StrEnum):
+    """What a request is for, which decides how much of the budget it may use."""
+
+    READ = "READ"
+    """Market data and account reads that can wait or be skipped."""
+    ESSENTIAL_READ = "ESSENTIAL_READ"
+    """Reads safety depends on (resolving an ambiguous order, positions before a flatten)."""
+    ORDER = "ORDER"
+    CANCEL = "CANCEL"
+    REDUCE_ONLY = "REDUCE_ONLY"
+
+
+class LimitType(StrEnum):
+    REQUEST_WEIGHT = "REQUEST_WEIGHT"
+    """Weight per IP; every request."""
+    RAW_REQUESTS = "RAW_REQUESTS"
+    """Request count per IP; every request counts 1."""
+    ORDERS = "ORDERS"
+    """Order placements per account; cancels do not count."""
+
+
+_PER_IP = (LimitType.REQUEST_WEIGHT, LimitType.RAW_REQUESTS)
+_INTERVAL_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
+_LETTER_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_WEIGHT_HEADER = re.compile(r"(?i)^x-mbx-used-weight-(\d+)([smhd])$")
+_ORDER_HEADER = re.compile(r"(?i)^x-mbx-order-count-(\d+)([smhd])$")
+_PLACES_ORDERS = (RequestKind.ORDER, RequestKind.REDUCE_ONLY)
+_USES_RESERVE = (RequestKind.CANCEL, RequestKind.REDUCE_ONLY)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One published limit: at most ``limit`` units per fixed window of ``interval_s``."""
+
+    type: LimitType
+    interval_s: int
+    limit: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.interval_s, int) or self.interval_s <= 0:
+            raise ValueError(
+                f"rate limit interval_s must be a positive int, got {self.interval_s!r}"
+            )
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit <= 0:
+            raise ValueError(f"rate limit limit must be a positive int, got {self.limit!r}")
+
+    @property
+    def label(self) -> str:
+        """``REQUEST_WEIGHT/1m``, ``ORDERS/10s``: the form the answer headers use."""
+        for letter, seconds in (("d", 86400), ("h", 3600), ("m", 60)):
+            if self.interval_s % seconds == 0:
+                return f"{self.type}/{self.interval_s // seconds}{letter}"
+        return f"{self.type}/{self.interval_s}s"
+
+
+# Binance USD-M futures' published limits, used when neither the venue nor the policy says.
+USDM_DEFAULT_LIMITS = (
+    RateLimit(LimitType.REQUEST_WEIGHT, 60, 2400),
+    RateLimit(LimitType.ORDERS, 10, 300),
+    RateLimit(LimitType.ORDERS, 60, 1200),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """The limits a budget enforces."""
+
+    limits: tuple[RateLimit, ...] = USDM_DEFAULT_LIMITS
+
+    @classmethod
+    def from_exchange_info(
+        cls, rate_limits: Sequence[Mapping[str, Any]] | None, config: ThrottleConfig | None = None
+    ) -> RateLimits:
+        """Parse ``exchangeInfo.rateLimits``; the policy's overrides win; USD-M defaults fill in.
+
+        Raises ValueError naming the entry for an unknown interval, a non-positive limit or a
+        malformed row: a limit silently ignored is a ban waiting to happen. Unknown
+        ``rateLimitType`` values are skipped (they limit something this budget never sends).
+        """
+        parsed: list[RateLimit] = []
+        for index, row in enumerate(rate_limits or ()):
+            where = f"rateLimits[{index}]"
+            if not isinstance(row, Mapping):
+                raise ValueError(f"{where} must be an object, got {type(row).__name__}")
+            kind = str(row.get("rateLimitType"))
+            if kind not in LimitType.__members__:
+                continue
+            interval = _INTERVAL_SECONDS.get(str(row.get("interval")))
+            if interval is None:
+                raise ValueError(
+                    f"{where}.interval is not a known interval: {row.get('interval')!r}"
+                )
+            number, limit = row.get("intervalNum", 1), row.get("limit")
+            if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+                raise ValueError(f"{where}.intervalNum must be a positive int, got {number!r}")
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+                raise ValueError(f"{where}.limit must be a positive int, got {limit!r}")
+            parsed.append(RateLimit(LimitType(kind), interval * number, limit))
+        if not parsed:
+            parsed = list(USDM_DEFAULT_LIMITS)
+        return cls(tuple(parsed)).with_overrides(config)
+
+    @classmethod
+    def from_config(cls, config: ThrottleConfig | None = None) -> RateLimits:
+        """USD-M defaults with the policy's overrides."""
+        return cls().with_overrides(config)
+
+    def with_overrides(self, config: ThrottleConfig | None) -> RateLimits:
+        if config is None:
+            return self
+        overrides = {
+            (LimitType.REQUEST_WEIGHT, 60): config.weight_limit_per_minute,
+            (LimitType.ORDERS, 10): config.orders_per_10s,
+            (LimitType.ORDERS, 60): config.orders_per_minute,
+        }
+        limits = {(lim.type, lim.interval_s): lim for lim in self.limits}
+        for (kind, interval), value in overrides.items():
+            if value is not None:
+                limits[(kind, interval)] = RateLimit(kind, interval, value)
+        return RateLimits(tuple(limits.values()))
+
+
+# --- decisions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    """Send now. The request has been charged to the budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Ask again after ``seconds`` (pacing, or the window is full for this kind)."""
+
+    seconds: float
+    limit: str
+    usage: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A non-essential read refused: the rest of the window is reserved. Retry after."""
+
+    retry_after: float
+    limit: str
+    usage: float
+
+
+@dataclass(frozen=True, slots=True)
+class Banned:
+    """The venue banned this IP until ``until`` (epoch seconds). Send nothing."""
+
+    until: float
+
+
+Decision = Go | Wait | Hold | Banned
+GO = Go()
+
+
+# --- state --------------------------------------------------------------------------------
+
+
+class _Window:
+    """Usage of one limit in one scope (an IP or an account); mutated under the budget lock."""
+
+    def __init__(self, limit: RateLimit) -> None:
+        self.limit = limit
+        self.window = -1
+        self.used = 0.0
+        self.next_at = 0.0
+
+    def roll(self, now: float, skew: float) -> None:
+        # A window is taken to have rolled only ``skew`` after our clock says so, in case the
+        # venue's clock is behind ours: it is the venue's window that counts.
+        window = math.floor((now - skew) / self.limit.interval_s)
+        if window > self.window:
+            self.window, self.used, self.next_at = window, 0.0, 0.0
+
+    def ends_at(self, skew: float) -> float:
+        return (self.window + 1) * self.limit.interval_s + skew
+
+    def usage(self) -> float:
+        return self.used / self.limit.limit
+
+
+class _Scope:
+    """What a ban or a 429 blocks: one per IP."""
+
+    def __init__(self) -> None:
+        self.banned_until = 0.0
+        self.hold_until = 0.0
+
+
+def _cost(limit: RateLimit, kind: RequestKind, weight: float, orders: int) -> float:
+    if limit.type is LimitType.REQUEST_WEIGHT:
+        return weight
+    if limit.type is LimitType.RAW_REQUESTS:
+        return 1.0
+    return float(orders) if kind in _PLACES_ORDERS else 0.0
+
+
+class RateBudget:
+    """The budget one guarded exchange draws on; its windows may be shared with others.
+
+    Drive it from the client like this (all methods take ``now``, epoch seconds)::
+
+        decision = budget.decide(RequestKind.READ, weight=5, now=now)
+        # Go: send (already charged). Wait: sleep decision.seconds and ask again.
+        # Hold: raise ThrottleHold(retry_after=decision.retry_after) (or wait it out).
+        # Banned: raise VenueBanned(until=decision.until).
+        budget.observe(answer_headers, now, sent_at=sent)   # after every answer, errors too
+        budget.record_throttle(429, retry_after, now)      # on a 429
+        budget.record_ban(until, now)                      # on a 418 (persisted)
+    """
+
+    def __init__(
+        self,
+        config: ThrottleConfig,
+        ip_windows: Sequence[_Window],
+        account_windows: Sequence[_Window],
+        scope: _Scope,
+        lock: threading.RLock,
+        on_ban: Callable[[float], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._windows = (*ip_windows, *account_windows)
+        self._scope = scope
+        self._lock = lock
+        self._on_ban = on_ban
+
+    @classmethod
+    def standalone(
+        cls, config: ThrottleConfig | None = None, limits: RateLimits | None = None
+    ) -> RateBudget:
+        """A budget shared with nobody (tests, one bot on its own IP)."""
+        config = config or ThrottleConfig()
+        limits = limits or RateLimits.from_config(config)
+        windows = [_Window(lim) for lim in limits.limits]
+        return cls(config, windows, [], _Scope(), threading.RLock())
+
+    @property
+    def limits(self) -> tuple[RateLimit, ...]:
+        return tuple(w.limit for w in self._windows)
+
+    def decide(self, kind: RequestKind, weight: float, now: float, *, orders: int = 1) -> Decision:
+        """May a request of ``kind`` and ``weight`` go now? A ``Go`` charges it.
+
+        ``orders`` is how many orders the request places (a batch), counted against the order
+        limits for ORDER and REDUCE_ONLY. Raises ValueError naming the field for a weight that
+        is negative, NaN or infinite, an unknown kind, or a bad ``now``.
+        """
+        kind = RequestKind(kind)
+        _check_number("weight", weight, allow_zero=True)
+        _check_number("now", now, allow_zero=True)
+        if isinstance(orders, bool) or not isinstance(orders, int) or orders < 1:
+            raise ValueError(f"orders must be an int >= 1, got {orders!r}")
+        skew = self.config.window_skew_s
+        with self._lock:
+            if self._scope.banned_until > now:
+                return Banned(self._scope.banned_until)
+            if self._scope.hold_until > now:
+                return Wait(self._scope.hold_until - now, "429", 1.0)
+            worst: Wait | Hold | None = None
+            for window in self._windows:
+                window.roll(now, skew)
+                cost = _cost(window.limit, kind, weight, orders)
+                if cost <= 0:
+                    continue
+                verdict = self._check(window, kind, cost, now, skew)
+                if isinstance(verdict, Hold):
+                    worst = verdict if not isinstance(worst, Hold) else _later(worst, verdict)
+                elif verdict is not None and not isinstance(worst, Hold):
+                    worst = verdict if worst is None else _later(worst, verdict)
+            if worst is not None:
+                return worst
+            for window in self._windows:
+                cost = _cost(window.limit, kind, weight, orders)
+                if cost > 0:
+                    self._charge(window, kind, cost, now, skew)
+            return GO
+
+    def _cap(self, limit: int, kind: RequestKind) -> float:
+        reserve = self.config.reserve_fraction * limit
+        if kind in _USES_RESERVE:
+            return float(limit)
+        if kind is RequestKind.READ:
+            return min(self.config.hard_threshold * limit, limit - reserve)
+        return limit - reserve
+
+    def _check(
+        self, window: _Window, kind: RequestKind, cost: float, now: float, skew: float
+    ) -> Wait | Hold | None:
+        limit = window.limit.limit
+        label = window.limit.label
+        cap = self._cap(limit, kind)
+        rolls_in = max(window.ends_at(skew) - now, 0.0)
+        if window.used + cost > cap:
+            if kind is RequestKind.READ and cost <= cap:
+                return Hold(rolls_in, label, window.usage())
+            # Orders, essential reads and cancels wait for the window rather than fail: the
+            # client's retry budget decides how long it is prepared to wait.
+            return Wait(rolls_in, label, window.usage())
+        if kind not in _USES_RESERVE and now < window.next_at:
+            return Wait(window.next_at - now, label, window.usage())
+        return None
+
+    def _charge(
+        self, window: _Window, kind: RequestKind, cost: float, now: float, skew: float
+    ) -> None:
+        limit = window.limit.limit
+        window.used += cost
+        if kind in _USES_RESERVE or window.used <= self.config.soft_threshold * limit:
+            return
+        # Past the soft threshold: space requests so the capacity left lasts the window.
+        left = self._cap(limit, kind) - window.used
+        rolls_in = window.ends_at(skew) - now
+        spacing = rolls_in * cost / max(left + cost, cost)
+        window.next_at = max(window.next_at, now) + spacing
+
+    def refund(self, kind: RequestKind, weight: float, now: float, *, orders: int = 1) -> None:
+        """Give back a ``Go`` that was never sent (the kill switch refused in between)."""
+        kind = RequestKind(kind)
+        _check_number("weight", weight, allow_zero=True)
+        with self._lock:
+            for window in self._windows:
+                window.roll(now, self.config.window_skew_s)
+                cost = _cost(window.limit, kind, weight, orders)
+                window.used = max(0.0, window.used - cost)
+
+    def observe(
+        self, headers: Mapping[str, str] | None, now: float, *, sent_at: float | None = None
+    ) -> None:
+        """Learn the venue's counts from an answer's headers (any answer, errors included).
+
+        A header only ever raises our estimate: requests still in flight are in our count but
+        not yet in the venue's, and other processes on the same IP are in the venue's count
+        but not in ours, so the larger of the two is the truth to plan with. ``sent_at`` (when
+        the request left) discards a header that describes a window that has since rolled.
+        """
+        if not headers:
+            return
+        reported = _reported_usage(headers)
+        if not reported:
+            return
+        skew = self.config.window_skew_s
+        with self._lock:
+            for window in self._windows:
+                value = reported.get((_header_family(window.limit.type), window.limit.interval_s))
+                if value is None:
+                    continue
+                window.roll(now, skew)
+                if sent_at is not None:
+                    sent_window = math.floor((sent_at - skew) / window.limit.interval_s)
+                    if sent_window != window.window:
+                        continue
+                window.used = max(window.used, value)
+
+    def record_throttle(self, status: int, retry_after: float | None, now: float) -> float:
+        """A 429 (or -1003/-1015): stop sending. Returns how long everything now waits.
+
+        With ``Retry-After``, that long. Without it, every window at or beyond the hard
+        threshold is marked full (so it reopens when it rolls), and if none is, everything
+        waits for the shortest window to roll: a 429 we did not predict means someone else
+        is using our budget, and another immediate request is how bans begin.
+        """
+        if status != 429:
+            raise ValueError(f"status must be 429 for a throttle, got {status!r}")
+        _check_number("now", now, allow_zero=True)
+        if retry_after is not None:
+            _check_number("retry_after", retry_after, allow_zero=True)
+        skew = self.config.window_skew_s
+        with self._lock:
+            hold = retry_after
+            if hold is None:
+                for window in self._windows:
+                    window.roll(now, skew)
+                full = [w for w in self._windows if w.usage() >= self.config.hard_threshold]
+                for window in full:
+                    window.used = max(window.used, float(window.limit.limit))
+                shortest = min(self._windows, key=lambda w: w.limit.interval_s, default=None)
+                unexplained = not full and shortest is not None
+                hold = max(shortest.ends_at(skew) - now, 0.0) if unexplained and shortest else 0.0
+            self._scope.hold_until = max(self._scope.hold_until, now + hold)
+            return max(self._scope.hold_until - now, self._full_for(now, skew))
+
+    def _full_for(self, now: float, skew: float) -> float:
+        full = [w for w in self._windows if w.used >= w.limit.limit]
+        return max((w.ends_at(skew) - now for w in full), default=0.0)
+
+    def record_ban(self, until: float, now: float) -> None:
+        """A 418: nothing is sent until ``until`` (epoch seconds). Persisted via the registry."""
+        _check_number("until", until, allow_zero=True)
+        _check_number("now", now, allow_zero=True)
+        with self._lock:
+            self._scope.banned_until = max(self._scope.banned_until, until)
+            effective = self._scope.banned_until
+        if self._on_ban is not None:
+            self._on_ban(effective)
+
+    def banned_until(self, now: float) -> float | None:
+        """The end of a ban in force at ``now``, or None."""
+        with self._lock:
+            until = self._scope.banned_until
+        return until if until > now else None
+
+    def usage(self, now: float) -> dict[str, float]:
+        """Share of each limit used in its current window, by label (for logs and metrics)."""
+        with self._lock:
+            out = {}
+            for window in self._windows:
+                window.roll(now, self.config.window_skew_s)
+                out[window.limit.label] = window.usage()
+            return out
+
+
+def _later(a: Wait | Hold, b: Wait | Hold) -> Wait | Hold:
+    left = a.seconds if isinstance(a, Wait) else a.retry_after
+    right = b.seconds if isinstance(b, Wait) else b.retry_after
+    return a if left >= right else b
+
+
+def _check_number(name: str, value: float, *, allow_zero: bool) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _header_family(limit_type: LimitType) -> str:
+    return "orders" if limit_type is LimitType.ORDERS else "weight"
+
+
+def _reported_usage(headers: Mapping[str, str]) -> dict[tuple[str, int], float]:
+    reported: dict[tuple[str, int], float] = {}
+    for name, raw in headers.items():
+        for family, pattern in (("weight", _WEIGHT_HEADER), ("orders", _ORDER_HEADER)):
+            match = pattern.match(str(name))
+            if not match:
+                continue
+            try:
+                value = float(str(raw).strip())
+            except ValueError:
+                continue  # a garbled header teaches nothing; our own count still stands
+            if math.isfinite(value) and value >= 0:
+                seconds = int(match.group(1)) * _LETTER_SECONDS[match.group(2).lower()]
+                reported[(family, seconds)] = value
+    return reported
+
+
+def rate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The rate-limit headers of an answer, by their canonical names (for request logs)."""
+    if not headers:
+        return {}
+    return {
+        str(name).upper(): str(value)
+        for name, value in headers.items()
+        if _WEIGHT_HEADER.match(str(name)) or _ORDER_HEADER.match(str(name))
+    } | ({"RETRY-AFTER": v} if (v := header(headers, "Retry-After")) is not None else {})
+
+
+# --- sharing -----------------------------------------------------------------------------
+
+
+def account_fingerprint(api_key: str | None) -> str:
+    """A stable, non-reversible key for an API key (never keep the key itself as a dict key)."""
+    if not api_key:
+        return "anonymous"
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+class BudgetRegistry:
+    """Budgets shared per IP (weight, bans) and per account (order counts) in one process.
+
+    ``get(ip_key, account_key)`` returns the same :class:`RateBudget` for the same pair, and
+    budgets for different accounts on one IP share that IP's weight windows and ban. With a
+    :class:`~safeguard.guard.bans.BanStore`, bans are written through to disk and a new
+    registry (a restarted process) starts out banned.
+    """
+
+    def __init__(self, config: ThrottleConfig | None = None, store: BanStore | None = None) -> None:
+        self.config = config or ThrottleConfig()
+        self.store = store
+        self._lock = threading.RLock()
+        self._ip_windows: dict[tuple[str, RateLimit], _Window] = {}
+        self._account_windows: dict[tuple[str, RateLimit], _Window] = {}
+        self._scopes: dict[str, _Scope] = {}
+        self._budgets: dict[tuple[str, str, RateLimits], RateBudget] = {}
+
+    def get(self, ip_key: str, account_key: str, limits: RateLimits | None = None) -> RateBudget:
+        """The budget for ``ip_key`` (e.g. ``"binanceusdm@203.0.113.7"``) and ``account_key``
+        (e.g. :func:`account_fingerprint` of the API key). Thread-safe."""
+        for name, value in (("ip_key", ip_key), ("account_key", account_key)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+        limits = limits or RateLimits.from_config(self.config)
+        with self._lock:
+            existing = self._budgets.get((ip_key, account_key, limits))
+            if existing is not None:
+                return existing
+            scope = self._scope(ip_key)
+            ip_windows = self._windows(self._ip_windows, ip_key, _only(limits, per_ip=True))
+            account_windows = self._windows(
+                self._account_windows, account_key, _only(limits, per_ip=False)
+            )
+            budget = RateBudget(
+                self.config,
+                ip_windows,
+                account_windows,
+                scope,
+                self._lock,
+                on_ban=self._persister(ip_key),
+            )
+            self._budgets[(ip_key, account_key, limits)] = budget
+            return budget
+
+    def _scope(self, ip_key: str) -> _Scope:
+        scope = self._scopes.get(ip_key)
+        if scope is None:
+            scope = _Scope()
+            if self.store is not None:
+                scope.banned_until = self.store.load().get(ip_key, 0.0)
+            self._scopes[ip_key] = scope
+        return scope
+
+    @staticmethod
+    def _windows(
+        table: dict[tuple[str, RateLimit], _Window], key: str, limits: Iterable[RateLimit]
+    ) -> list[_Window]:
+        return [table.setdefault((key, lim), _Window(lim)) for lim in limits]
+
+    def _persister(self, ip_key: str) -> Callable[[float], None] | None:
+        store = self.store
+        if store is None:
+            return None
+        return lambda until: store.record(ip_key, until)
+
+
+def _only(limits: RateLimits, *, per_ip: bool) -> list[RateLimit]:
+    return [lim for lim in limits.limits if (lim.type in _PER_IP) == per_ip]
+
+
+__all__ = [
+    "GO",
+    "USDM_DEFAULT_LIMITS",
+    "Banned",
+    "BudgetRegistry",
+    "Decision",
+    "Go",
+    "Hold",
+    "LimitType",
+    "RateBudget",
+    "RateLimit",
+    "RateLimits",
+    "RequestKind",
+    "Wait",
+    "account_fingerprint",
+    "rate_headers",
+]

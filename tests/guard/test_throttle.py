@@ -1,0 +1,336 @@
+"""The rate budget: limits, pacing, reserve, 429/418, sharing, persisted bans, and a simulated
+run of greedy traffic against a venue that counts exactly as Binance does."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from safeguard.config import ThrottleConfig
+from safeguard.errors import ConfigError
+from safeguard.guard.bans import FILENAME, BanStore
+from safeguard.guard.ratesim import simulate
+from safeguard.guard.throttle import (
+    GO,
+    Banned,
+    BudgetRegistry,
+    Go,
+    Hold,
+    LimitType,
+    RateBudget,
+    RateLimit,
+    RateLimits,
+    RequestKind,
+    Wait,
+    account_fingerprint,
+    rate_headers,
+)
+
+EXCHANGE_INFO_LIMITS = [
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
+    {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+]
+T0 = 1_700_000_040.0  # a minute boundary: 1_700_000_040 = 28_333_334 * 60
+
+
+def small_budget(**overrides: float) -> RateBudget:
+    config = ThrottleConfig(
+        soft_threshold=0.7, hard_threshold=0.9, reserve_fraction=0.05, window_skew_s=0.0,
+        **overrides,  # type: ignore[arg-type]
+    )  # fmt: skip
+    limits = RateLimits((RateLimit(LimitType.REQUEST_WEIGHT, 60, 100),))
+    return RateBudget.standalone(config, limits)
+
+
+# --- limits -----------------------------------------------------------------------------------
+
+
+def test_limits_from_exchange_info_and_overrides() -> None:
+    limits = RateLimits.from_exchange_info(EXCHANGE_INFO_LIMITS)
+    assert {(lim.label, lim.limit) for lim in limits.limits} == {
+        ("REQUEST_WEIGHT/1m", 2400),
+        ("ORDERS/10s", 300),
+        ("ORDERS/1m", 1200),
+    }
+    overridden = RateLimits.from_exchange_info(
+        EXCHANGE_INFO_LIMITS, ThrottleConfig(weight_limit_per_minute=1000, orders_per_10s=50)
+    )
+    assert {(lim.label, lim.limit) for lim in overridden.limits} == {
+        ("REQUEST_WEIGHT/1m", 1000),
+        ("ORDERS/10s", 50),
+        ("ORDERS/1m", 1200),
+    }
+    assert RateLimits.from_exchange_info(None).limits == RateLimits().limits  # USD-M defaults
+
+
+def _row(interval: object, number: object, limit: object) -> dict[str, object]:
+    return {"rateLimitType": "ORDERS", "interval": interval, "intervalNum": number, "limit": limit}
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        (_row("FORTNIGHT", 1, 5), "interval"),
+        (_row("SECOND", 0, 5), "intervalNum"),
+        (_row("SECOND", 1, -1), "limit"),
+        (_row("SECOND", 1, 1.5), "limit"),
+        (_row("SECOND", 1, True), "limit"),
+    ],
+)
+def test_malformed_rate_limits_are_refused_by_name(row: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=rf"rateLimits\[0\]\.{field}"):
+        RateLimits.from_exchange_info([row])
+
+
+# --- pacing, holds and the reserve --------------------------------------------------------------
+
+
+def test_below_soft_everything_goes_at_once() -> None:
+    budget = small_budget()
+    assert all(budget.decide(RequestKind.READ, 10, T0 + 1) == GO for _ in range(7))
+    assert budget.usage(T0 + 1) == {"REQUEST_WEIGHT/1m": 0.7}
+
+
+def test_past_soft_reads_are_spaced_over_the_rest_of_the_window() -> None:
+    budget = small_budget()
+    for _ in range(7):
+        budget.decide(RequestKind.READ, 10, T0 + 1)
+    assert budget.decide(RequestKind.READ, 10, T0 + 1) == GO  # crosses the soft line: 80
+    decision = budget.decide(RequestKind.READ, 5, T0 + 1)
+    assert isinstance(decision, Wait)
+    # 10 left under the hard line (90), 59 s left: the next read is spaced, not refused.
+    assert 0 < decision.seconds < 59
+
+
+def test_reads_hold_at_the_hard_threshold_while_orders_and_cancels_still_go() -> None:
+    budget = small_budget()
+    now = T0 + 50
+    budget.observe({"X-MBX-USED-WEIGHT-1M": "90"}, now)
+    held = budget.decide(RequestKind.READ, 1, now)
+    assert isinstance(held, Hold)
+    assert held.retry_after == pytest.approx(10.0)  # until the minute rolls
+    assert held.limit == "REQUEST_WEIGHT/1m"
+    assert budget.decide(RequestKind.ORDER, 5, now) == GO  # 95 = L - reserve
+    assert isinstance(budget.decide(RequestKind.ORDER, 1, now), Wait)  # the reserve is not theirs
+    assert isinstance(budget.decide(RequestKind.ESSENTIAL_READ, 1, now), Wait)
+    assert budget.decide(RequestKind.CANCEL, 3, now) == GO  # the reserve is for this
+    assert budget.decide(RequestKind.REDUCE_ONLY, 2, now) == GO  # and this: now exactly 100
+    assert isinstance(budget.decide(RequestKind.CANCEL, 1, now), Wait)  # never beyond L
+    assert budget.decide(RequestKind.READ, 10, T0 + 60) == GO  # the window rolled
+
+
+def test_cancels_are_never_paced() -> None:
+    budget = small_budget()
+    budget.observe({"x-mbx-used-weight-1m": "80"}, T0 + 1)
+    assert budget.decide(RequestKind.READ, 1, T0 + 1) == GO
+    assert isinstance(budget.decide(RequestKind.READ, 1, T0 + 1), Wait)  # paced
+    assert budget.decide(RequestKind.CANCEL, 1, T0 + 1) == GO
+
+
+def test_orders_count_against_order_limits_and_cancels_do_not() -> None:
+    limits = RateLimits((RateLimit(LimitType.ORDERS, 10, 20),))
+    budget = RateBudget.standalone(ThrottleConfig(window_skew_s=0.0), limits)
+    assert budget.decide(RequestKind.READ, 50, T0) == GO  # reads cost nothing here
+    for _ in range(10):
+        assert budget.decide(RequestKind.CANCEL, 1, T0) == GO
+    assert budget.usage(T0) == {"ORDERS/10s": 0.0}
+    assert budget.decide(RequestKind.ORDER, 0, T0, orders=5) == GO
+    assert budget.usage(T0) == {"ORDERS/10s": 0.25}
+
+
+def test_observed_headers_only_raise_the_estimate_and_stale_windows_are_ignored() -> None:
+    budget = small_budget()
+    for _ in range(3):
+        budget.decide(RequestKind.READ, 10, T0 + 1)
+    budget.observe({"X-MBX-USED-WEIGHT-1M": "12"}, T0 + 1)  # two requests still in flight
+    assert budget.usage(T0 + 1)["REQUEST_WEIGHT/1m"] == 0.3
+    budget.observe({"X-MBX-USED-WEIGHT-1M": "55"}, T0 + 1)  # another process on our IP
+    assert budget.usage(T0 + 1)["REQUEST_WEIGHT/1m"] == 0.55
+    # An answer to a request sent in the previous minute describes that minute.
+    budget.observe({"X-MBX-USED-WEIGHT-1M": "99"}, T0 + 60.2, sent_at=T0 + 59.9)
+    assert budget.usage(T0 + 60.2)["REQUEST_WEIGHT/1m"] == 0.0
+    budget.observe({"X-MBX-USED-WEIGHT-1M": "garbage", "Other": "1"}, T0 + 61)
+    assert budget.usage(T0 + 61)["REQUEST_WEIGHT/1m"] == 0.0
+
+
+def test_refund_gives_back_an_unsent_request() -> None:
+    budget = small_budget()
+    budget.decide(RequestKind.READ, 30, T0)
+    budget.refund(RequestKind.READ, 30, T0)
+    assert budget.usage(T0)["REQUEST_WEIGHT/1m"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("weight", "kind", "field"),
+    [
+        (float("nan"), RequestKind.READ, "weight"),
+        (float("inf"), RequestKind.READ, "weight"),
+        (-1, RequestKind.READ, "weight"),
+        (1, "SOMETHING", "SOMETHING"),
+    ],
+)
+def test_bad_requests_are_refused_by_name(weight: float, kind: str, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        small_budget().decide(kind, weight, T0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="now"):
+        small_budget().decide(RequestKind.READ, 1, float("nan"))
+    with pytest.raises(ValueError, match="orders"):
+        small_budget().decide(RequestKind.ORDER, 1, T0, orders=0)
+
+
+# --- 429 and 418 -----------------------------------------------------------------------------
+
+
+def test_429_with_retry_after_stops_everything_for_that_long() -> None:
+    budget = small_budget()
+    assert budget.record_throttle(429, 7.0, T0) == 7.0
+    for kind in RequestKind:
+        decision = budget.decide(kind, 1, T0 + 2)
+        assert isinstance(decision, Wait)
+        assert decision.seconds == pytest.approx(5.0)
+    assert budget.decide(RequestKind.READ, 1, T0 + 7) == GO
+
+
+def test_429_without_retry_after_marks_the_hot_window_full() -> None:
+    budget = small_budget()
+    budget.observe({"X-MBX-USED-WEIGHT-1M": "93"}, T0 + 30)
+    assert budget.record_throttle(429, None, T0 + 30) == pytest.approx(30.0)
+    assert isinstance(budget.decide(RequestKind.CANCEL, 1, T0 + 31), Wait)
+    assert budget.decide(RequestKind.CANCEL, 1, T0 + 60) == GO
+
+
+def test_unexplained_429_without_retry_after_waits_for_the_shortest_window() -> None:
+    limits = RateLimits.from_exchange_info(EXCHANGE_INFO_LIMITS)
+    budget = RateBudget.standalone(ThrottleConfig(window_skew_s=0.0), limits)
+    assert budget.record_throttle(429, None, T0 + 3) == pytest.approx(7.0)  # the 10 s window
+    with pytest.raises(ValueError, match="status"):
+        budget.record_throttle(418, None, T0)
+
+
+def test_418_bans_everything_and_survives_a_restart(tmp_path: Path) -> None:
+    registry = BudgetRegistry(ThrottleConfig(), BanStore(tmp_path))
+    budget = registry.get("binanceusdm@127.0.0.1", account_fingerprint("key-a"))
+    budget.record_ban(T0 + 300, T0)
+    for kind in RequestKind:
+        assert budget.decide(kind, 1, T0 + 1) == Banned(T0 + 300)
+
+    on_disk = json.loads((tmp_path / FILENAME).read_text())
+    assert on_disk["bans"] == {"binanceusdm@127.0.0.1": T0 + 300}
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+    # A new process: a new store and registry over the same directory.
+    reborn = BudgetRegistry(ThrottleConfig(), BanStore(tmp_path)).get(
+        "binanceusdm@127.0.0.1", account_fingerprint("key-b")
+    )
+    assert reborn.decide(RequestKind.CANCEL, 1, T0 + 299) == Banned(T0 + 300)
+    assert reborn.banned_until(T0 + 299) == T0 + 300
+    assert reborn.decide(RequestKind.CANCEL, 1, T0 + 300) == GO
+    other_ip = BudgetRegistry(ThrottleConfig(), BanStore(tmp_path)).get("other@10.0.0.1", "a")
+    assert other_ip.decide(RequestKind.READ, 1, T0 + 1) == GO
+
+
+def test_a_ban_is_never_shortened(tmp_path: Path) -> None:
+    store = BanStore(tmp_path)
+    store.record("ip", T0 + 500)
+    store.record("ip", T0 + 100)
+    assert store.banned_until("ip", T0) == T0 + 500
+    store.clear("ip")
+    assert store.banned_until("ip", T0) is None
+
+
+@pytest.mark.parametrize(
+    "content", ["{not json", '{"bans": [1, 2]}', '{"bans": {"ip": "soon"}}', "[]"]
+)
+def test_a_corrupt_ban_file_fails_closed(tmp_path: Path, content: str) -> None:
+    (tmp_path / FILENAME).write_text(content)
+    with pytest.raises(ConfigError, match="ban file"):
+        BudgetRegistry(ThrottleConfig(), BanStore(tmp_path)).get("ip", "acct")
+
+
+def test_ban_store_refuses_bad_values(tmp_path: Path) -> None:
+    store = BanStore(tmp_path)
+    with pytest.raises(ValueError, match="until"):
+        store.record("ip", float("nan"))
+    with pytest.raises(ValueError, match="ip_key"):
+        store.record("", T0)
+
+
+# --- sharing ---------------------------------------------------------------------------------
+
+
+def test_registry_shares_weight_per_ip_and_orders_per_account() -> None:
+    registry = BudgetRegistry(ThrottleConfig(window_skew_s=0.0))
+    a = registry.get("ip-1", "acct-a")
+    assert registry.get("ip-1", "acct-a") is a
+    b = registry.get("ip-1", "acct-b")
+    c = registry.get("ip-2", "acct-a")
+    a.decide(RequestKind.ORDER, 10, T0)
+    assert b.usage(T0)["REQUEST_WEIGHT/1m"] == a.usage(T0)["REQUEST_WEIGHT/1m"] > 0
+    assert b.usage(T0)["ORDERS/10s"] == 0.0  # another account's order count
+    assert c.usage(T0)["ORDERS/10s"] == a.usage(T0)["ORDERS/10s"] > 0  # same account, other IP
+    assert c.usage(T0)["REQUEST_WEIGHT/1m"] == 0.0
+    a.record_ban(T0 + 60, T0)
+    assert isinstance(b.decide(RequestKind.READ, 1, T0), Banned)  # a ban is per IP
+    assert c.decide(RequestKind.READ, 1, T0) == GO
+    with pytest.raises(ValueError, match="ip_key"):
+        registry.get("", "acct")
+    assert account_fingerprint("secret-key") != "secret-key"
+
+
+def test_concurrent_exchanges_on_one_ip_never_overspend() -> None:
+    registry = BudgetRegistry(ThrottleConfig(window_skew_s=0.0))
+    budgets = [registry.get("ip", f"acct-{i}") for i in range(4)]
+    granted = [0] * 4
+
+    def hammer(index: int) -> None:
+        for _ in range(400):
+            if isinstance(budgets[index].decide(RequestKind.READ, 3, T0 + 1), Go):
+                granted[index] += 3
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(granted) <= 0.9 * 2400  # one shared hard line, however the threads interleave
+    assert sum(granted) >= 0.7 * 2400
+
+
+def test_rate_headers_for_logs() -> None:
+    headers = {"x-mbx-used-weight-1m": "12", "X-MBX-ORDER-COUNT-10S": "3", "Date": "x"}
+    assert rate_headers(headers) == {"X-MBX-USED-WEIGHT-1M": "12", "X-MBX-ORDER-COUNT-10S": "3"}
+    assert rate_headers({"Retry-After": "5"}) == {"RETRY-AFTER": "5"}
+
+
+# --- a simulated run -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("clock_offset", "seed"), [(0.0, 1), (-0.3, 2), (0.3, 3)])
+def test_simulated_greedy_run_paces_before_every_limit_and_uses_the_budget(
+    clock_offset: float, seed: int
+) -> None:
+    limits = RateLimits.from_exchange_info(EXCHANGE_INFO_LIMITS)
+    budget = BudgetRegistry(ThrottleConfig()).get("ip", "acct", limits)
+    report = simulate(
+        limits.limits, budget=budget, start=T0, seconds=180.0, clock_offset=clock_offset, seed=seed
+    )
+    assert report.throttled == 0  # not one request over any limit: no 429, so no 418
+    assert report.banned_at is None
+    for label in ("REQUEST_WEIGHT/1m", "ORDERS/1m"):
+        assert len(report.full_windows[label]) >= 2
+        assert report.peak(label) <= 1.0
+        assert report.utilisation(label) >= 0.8, (label, report.full_windows)  # tight, not timid
+    assert report.peak("ORDERS/10s") <= 1.0
+    assert report.cancels["Go"] >= 20
+    assert set(report.cancels) == {"Go"}  # the reserve was there every time a cancel came
+
+
+def test_the_same_traffic_gets_a_plain_client_banned() -> None:
+    limits = RateLimits.from_exchange_info(EXCHANGE_INFO_LIMITS)
+    report = simulate(limits.limits, budget=None, start=T0, seconds=180.0, seed=1)
+    assert report.throttled > 0
+    assert report.banned_at is not None
