@@ -144,6 +144,9 @@ class ThrottleConfig(Section):
     orders_per_minute: Annotated[int, Field(ge=1)] | None = None
     default_ban_s: Positive = 120.0
     """Ban length assumed for a 418 that did not say how long."""
+    window_skew_s: Annotated[float, Field(ge=0.0, le=10.0)] = 0.5
+    """A rate window counts as rolled only this long after our clock says so, in case the
+    venue's clock (whose windows count) is behind ours."""
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> ThrottleConfig:
