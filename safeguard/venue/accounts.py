@@ -136,11 +136,13 @@ def _share(total: int, part: int, whole: int) -> int:
 
 def maintenance_margin(market: MarketSpec, notional: float) -> float:
     """Maintenance requirement of a position of ``notional`` quote under the market's ladder."""
-    tiers = market.tiers
-    last = tiers.tiers[-1]
-    if notional > last.max_notional:
-        return last.maintenance_margin(notional)
-    return tiers.maintenance_margin(notional)
+    for tier in market.tiers.tiers:
+        if notional < tier.max_notional:
+            return notional * tier.maintenance_margin_rate - tier.cum
+    # Beyond the ladder's end the venue would not have let the position grow; the last rate
+    # still prices it rather than failing the liquidation check.
+    last = market.tiers.tiers[-1]
+    return notional * last.maintenance_margin_rate - last.cum
 
 
 def max_notional_at(market: MarketSpec, leverage: int) -> float:

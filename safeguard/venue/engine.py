@@ -235,40 +235,47 @@ class Venue:
         with self.lock:
             now = self.clock.time()
             step = self.config.step_s
-            if now - self._now > self.config.max_catch_up_s:
-                # Too long a gap to replay step by step: skip it whole (a wall-clock venue
-                # that slept). Prices resume from where they were.
-                skipped = math.floor((now - self._now - step) / step)
-                self._now += skipped * step
             start = self._start
-            count = math.floor((now - self._now) / step + 1e-9)
-            base = round((self._now - start) / step)
-            for k in range(1, count + 1):
-                self._step(start + (base + k) * step, step)
+            done = round((self._now - start) / step)
+            due = math.floor((now - start) / step + 1e-9)
+            # A wall-clock venue that sat idle longer than max_catch_up_s skips the excess
+            # rather than stalling one request for minutes; prices resume where they were.
+            done = max(done, due - math.floor(self.config.max_catch_up_s / step))
+            for k in range(done + 1, due + 1):
+                self._step(start + k * step, step)
 
     def _step(self, t: float, dt: float) -> None:
         self._now = t
+        offset = t - self._start
         for m in self._m.values():
-            spec = m.spec
             feed = m.feed
             if m.freeze != "prices":
-                feed.step(t, t - self._start, dt)
+                feed.step(t, offset, dt)
             index = feed.index
             m.premium.add((feed.mark - index) / index, dt)
             book = m.book
             book.replenish(t)
-            book.recenter(feed.contract / spec.tick_size)
-            m.last = round(feed.contract / spec.tick_size) or 1
+            centre = feed.contract / m.spec.tick_size
+            book.recenter(centre)
+            last = round(centre) or 1
+            m.last = last
             m.update_id += 1
-            self._candle(m, t, m.last, 0)
+            candle = m.candles[-1] if m.candles else None
+            if candle is not None and candle[0] == int(t // 60):
+                candle[2] = max(candle[2], last)
+                candle[3] = min(candle[3], last)
+                candle[4] = last
+            else:
+                self._candle(m, t, last, 0)
             if m.bids or m.asks:
                 self._fill_resting(m, t)
             if m.stops:
                 self._trigger_stops(m, t)
             if t >= m.next_funding:
                 self._pay_funding(m, t)
-        if self._accounts:
-            self._liquidate(t)
+        for account in self._accounts.values():
+            if account.positions:
+                self._liquidate(account, t)
 
     def _ms(self) -> int:
         return int(self._now_time() * 1000)
@@ -556,6 +563,7 @@ class Venue:
             spec = m.spec
             request = parse_order(
                 spec,
+                reference_ticks=m.last,
                 side=side,
                 type=type,
                 quantity=quantity,
@@ -742,6 +750,7 @@ class Venue:
         unit = spec.notional_unit
         side = order.side
         buy = side == BUY
+        filled = 0
         for i in range(0, len(fills), 2):
             price = fills[i]
             qty = fills[i + 1]
@@ -757,6 +766,7 @@ class Venue:
                 now_ms=now_ms,
             )
             order.executed += qty
+            filled += qty
             order.cum_quote += price * qty * unit
             m.trade_id += 1
             m.trades.append((m.trade_id, price, qty, now_ms, buy == maker))
@@ -781,15 +791,15 @@ class Venue:
                 )
             )
         order.update_ms = now_ms
+        if order.reserved:
+            # Margin held for the resting remainder shrinks with what just filled.
+            released = order.reserved * min(filled / (order.remaining + filled), 1.0)
+            order.reserved -= released
+            account.order_margin = max(account.order_margin - released, 0.0)
         if order.remaining:
             order.status = PARTIALLY_FILLED
         else:
             self._close_order(order, FILLED)
-        if order.reserved:
-            released = order.reserved * (1.0 - order.remaining / max(order.qty, 1))
-            released = min(released, order.reserved)
-            order.reserved -= released
-            account.order_margin = max(account.order_margin - released, 0.0)
 
     def _close_order(self, order: Order, status: str) -> None:
         order.status = status
@@ -1409,29 +1419,33 @@ class Venue:
                     )
                 )
 
-    def _liquidate(self, t: float) -> None:
-        for account in self._accounts.values():
-            open_positions = self._open_positions(account)
-            if not open_positions:
+    def _liquidate(self, account: Account, t: float) -> None:
+        """Take over what the account's equity at the mark no longer covers."""
+        cross: list[tuple[_Market, Position, float]] = []
+        cross_equity = 0.0
+        cross_mm = 0.0
+        for (symbol, _side), p in account.positions.items():
+            if not p.qty:
                 continue
-            cross: list[tuple[MarketSpec, _Market, Position, float]] = []
-            cross_equity = account.cross_wallet() / MONEY_SCALE
-            cross_mm = 0.0
-            for spec, m, p in open_positions:
-                mark = m.feed.mark
-                mm = maintenance_margin(spec, p.notional(spec, mark))
-                pnl = p.unrealized(spec, mark)
-                if self._isolated(account, spec.symbol):
-                    equity = p.isolated_margin / MONEY_SCALE + pnl
-                    if equity <= mm:
-                        self._take_over(account, m, p, t, ISOLATED, mm, equity)
-                else:
-                    cross.append((spec, m, p, mm))
-                    cross_equity += pnl
-                    cross_mm += mm
-            if cross and cross_equity <= cross_mm:
-                for _spec, m, p, mm in cross:
-                    self._take_over(account, m, p, t, CROSSED, mm, cross_equity)
+            m = self._m[symbol]
+            spec = m.spec
+            mark = m.feed.mark
+            mm = maintenance_margin(spec, p.notional(spec, mark))
+            pnl = p.unrealized(spec, mark)
+            if self._isolated(account, symbol):
+                equity = p.isolated_margin / MONEY_SCALE + pnl
+                if equity <= mm:
+                    self._take_over(account, m, p, t, ISOLATED, mm, equity)
+            else:
+                cross.append((m, p, mm))
+                cross_equity += pnl
+                cross_mm += mm
+        if not cross:
+            return
+        equity = account.cross_wallet() / MONEY_SCALE + cross_equity
+        if equity <= cross_mm:
+            for m, p, mm in cross:
+                self._take_over(account, m, p, t, CROSSED, mm, equity)
 
     def _take_over(
         self,

@@ -75,6 +75,7 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...], code: int, msg: str
 def parse_order(
     market: MarketSpec,
     *,
+    reference_ticks: int,
     side: Any,
     type: Any,
     quantity: Any,
@@ -86,7 +87,10 @@ def parse_order(
     client_order_id: Any = None,
     position_side: Any = "BOTH",
 ) -> OrderRequest:
-    """Check a request's shape, precision and filters; raise the Binance reject if any fails."""
+    """Check a request's shape, precision and filters; raise the Binance reject if any fails.
+
+    ``reference_ticks`` (the last price) values a market order for the min-notional filter.
+    """
     side = _choice("side", side, SIDES, -1117, "Invalid side.")
     kind = _choice("type", type, TYPES, -1116, "Invalid orderType.")
     if not isinstance(reduce_only, bool):
@@ -157,8 +161,8 @@ def parse_order(
         raise VenueReject(-4004, "Quantity less than min quantity.")
     if steps > round(max_qty / market.step_size):
         raise VenueReject(-4005, "Quantity greater than max quantity.")
-    reference = ticks or stop
-    if reference and not reduce_only:
+    reference = ticks or stop or reference_ticks
+    if not reduce_only:
         notional = reference * steps * market.notional_unit / MONEY_SCALE
         if notional < market.min_notional:
             raise VenueReject(

@@ -58,20 +58,33 @@ class IndexProcess:
         self._regimes = regimes
         self._jump_rate = jumps_per_day / 86_400.0
         self._jump_sigma = jump_sigma
+        self._dt = -1.0
+        self._per_step: list[tuple[float, float, float]] = []
 
     @property
     def regime_name(self) -> str:
         return self._regimes[self.regime].name
 
     def step(self, dt: float) -> float:
+        if dt != self._dt:
+            # Per-regime (switch probability, sigma, drift) for this step length; the engine's
+            # step is fixed, so this runs once.
+            self._dt = dt
+            self._per_step = [
+                (
+                    1.0 - math.exp(-dt / r.mean_duration_s),
+                    r.annual_vol * math.sqrt(dt / _SECONDS_PER_YEAR),
+                    -0.5 * r.annual_vol**2 * dt / _SECONDS_PER_YEAR,
+                )
+                for r in self._regimes
+            ]
         rng = self._rng
-        spec = self._regimes[self.regime]
-        if len(self._regimes) > 1 and rng.random() < 1.0 - math.exp(-dt / spec.mean_duration_s):
+        switch, sigma, drift = self._per_step[self.regime]
+        if len(self._regimes) > 1 and rng.random() < switch:
             others = [i for i in range(len(self._regimes)) if i != self.regime]
             self.regime = rng.choice(others)
-            spec = self._regimes[self.regime]
-        sigma = spec.annual_vol * math.sqrt(dt / _SECONDS_PER_YEAR)
-        log_return = -0.5 * sigma * sigma + sigma * rng.gauss(0.0, 1.0)
+            switch, sigma, drift = self._per_step[self.regime]
+        log_return = drift + sigma * rng.gauss(0.0, 1.0)
         if self._jump_rate > 0 and rng.random() < self._jump_rate * dt:
             log_return += rng.gauss(0.0, self._jump_sigma)
         self.price *= math.exp(log_return)
@@ -170,6 +183,10 @@ class PriceFeed:
         self.basis = start * premium_mean
         self.mark = self.index + self.basis
         self._spikes: list[tuple[float, float, float]] = []  # (start, end, factor)
+        self._dt = -1.0
+        self._theta = 0.0
+        self._shock = 0.0
+        self._alpha = 1.0
 
     @property
     def contract(self) -> float:
@@ -190,9 +207,14 @@ class PriceFeed:
             self.index = self._replay.price_at(offset_s)
         else:
             self.index = self._process.step(dt)  # type: ignore[union-attr]
-        theta = dt / self._premium_reversion_s
-        self.premium += theta * (self._premium_mean - self.premium) + self._premium_vol * (
-            math.sqrt(dt) * self._rng.gauss(0.0, 1.0)
+        if dt != self._dt:
+            self._dt = dt
+            self._theta = dt / self._premium_reversion_s
+            self._shock = self._premium_vol * math.sqrt(dt)
+            window = self.mark_window_s
+            self._alpha = 1.0 if window <= 0 else 1.0 - math.exp(-dt / window)
+        self.premium += self._theta * (self._premium_mean - self.premium) + self._shock * (
+            self._rng.gauss(0.0, 1.0)
         )
         factor = 1.0
         if self._spikes:
@@ -201,11 +223,10 @@ class PriceFeed:
                 if start <= now:
                     factor *= spike
         self.spike_factor = factor
-        target = self.contract - self.index
-        window = self.mark_window_s
-        alpha = 1.0 if window <= 0 else 1.0 - math.exp(-dt / window)
-        self.basis += alpha * (target - self.basis)
-        self.mark = self.index + self.basis
+        index = self.index
+        target = index * (1.0 + self.premium) * factor - index
+        self.basis += self._alpha * (target - self.basis)
+        self.mark = index + self.basis
 
 
 __all__ = ["IndexProcess", "PriceFeed", "RegimeSpec", "ReplaySeries"]
