@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from safeguard.killswitch.ladder import LadderReport, attach_ladder, run_ladder, run_ladder_async
 from safeguard.killswitch.notify import WebhookNotifier
-from safeguard.killswitch.store import FileStateStore, StateStore
+from safeguard.killswitch.store import FileStateStore, MemoryStateStore, StateStore
 from safeguard.killswitch.switch import (
     KillSwitch,
     ResumeRefused,
@@ -23,6 +23,7 @@ __all__ = [
     "FileStateStore",
     "KillSwitch",
     "LadderReport",
+    "MemoryStateStore",
     "ResumeRefused",
     "StateStore",
     "SwitchState",

@@ -36,6 +36,7 @@ import math
 import os
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -178,6 +179,42 @@ class FileStateStore:
             os.close(fd)  # closing releases the flock
 
 
+class MemoryStateStore:
+    """A store that lives and dies with this process: for tests and for one-process tools
+    that accept losing the state on exit. Thread-safe."""
+
+    def __init__(self, state: SwitchState | None = None) -> None:
+        self._state = state
+        self._history: list[dict[str, Any]] = []
+        self._version = 0
+        self._lock = threading.RLock()
+
+    def __str__(self) -> str:
+        return "memory"
+
+    def load(self) -> SwitchState | None:
+        return self._state
+
+    def save(self, state: SwitchState) -> None:
+        with self._lock:
+            self._state = state
+            self._version += 1
+
+    def append_history(self, event: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._history.append(dict(event))
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._history if limit is None else self._history[-limit:] if limit else [])
+
+    def version(self) -> object:
+        return self._version if self._state is not None else None
+
+    def lock(self) -> AbstractContextManager[None]:
+        return self._lock
+
+
 def encode_state(state: SwitchState) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -228,4 +265,11 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["FORMAT", "FileStateStore", "StateStore", "decode_state", "encode_state"]
+__all__ = [
+    "FORMAT",
+    "FileStateStore",
+    "MemoryStateStore",
+    "StateStore",
+    "decode_state",
+    "encode_state",
+]
