@@ -89,13 +89,13 @@ class PositionLeg:
         side = self.side
         if isinstance(side, bool) or side not in (1, -1) or not isinstance(side, int):
             raise ValueError(f"{self.symbol}: side must be +1 (long) or -1 (short), got {side!r}")
-        set_field = object.__setattr__
-        set_field(self, "quantity", _inputs.positive(f"{self.symbol}: quantity", self.quantity))
-        set_field(
-            self, "entry_price", _inputs.positive(f"{self.symbol}: entry_price", self.entry_price)
+        # Stored as floats so an int price cannot leak integer arithmetic into the math.
+        object.__setattr__(self, "quantity", _positive(self.symbol, "quantity", self.quantity))
+        object.__setattr__(
+            self, "entry_price", _positive(self.symbol, "entry_price", self.entry_price)
         )
-        set_field(
-            self, "mark_price", _inputs.positive(f"{self.symbol}: mark_price", self.mark_price)
+        object.__setattr__(
+            self, "mark_price", _positive(self.symbol, "mark_price", self.mark_price)
         )
         if not isinstance(self.tiers, TierTable):
             raise ValueError(
@@ -444,12 +444,9 @@ class BybitModel:
         entry = target.entry_price
         value = target.notional(entry)
         table = target.tiers
+        # Past the cap (the mark was inside it, the entry is not) the top tier is extrapolated,
+        # as everywhere else.
         size = target.quantity if table.keyed_by == "quantity" else value
-        if size > table.tiers[-1].max_notional:
-            raise ValueError(
-                f"{target.symbol}: tiers do not fit the position: its entry value {size!r} is "
-                f"past the last tier's cap {table.tiers[-1].max_notional!r}"
-            )
         tier = table.tiers[table.locate(size)]
         rate = tier.maintenance_margin_rate + options.closing_fee_rate
         rate += options.safety_buffer_rate
