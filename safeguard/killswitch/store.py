@@ -211,8 +211,10 @@ class MemoryStateStore:
     def version(self) -> object:
         return self._version if self._state is not None else None
 
-    def lock(self) -> AbstractContextManager[None]:
-        return self._lock
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        with self._lock:
+            yield
 
 
 def encode_state(state: SwitchState) -> dict[str, Any]:
