@@ -1,0 +1,361 @@
+"""``safeguard stress``: the portfolio stress grid for an account, as a table or a heat map.
+
+::
+
+    safeguard stress --example                 # a built-in cross account
+    safeguard stress book.toml --png grid.png  # your positions, plus a heat-map image
+    safeguard stress book.json --policy policy.toml --regime together
+
+The positions file (TOML, or JSON by its ``.json`` suffix)::
+
+    wallet = 25000.0                 # cross wallet balance, quote currency
+    taker_fee = 0.0005               # optional (default: the policy's fills.taker_fee)
+    shocks_pct = [-30, -20, -10, 10] # optional (default: the policy's risk.stress.shocks_pct)
+
+    [[positions]]
+    symbol = "BTC/USDT:USDT"
+    side = "long"                    # or "short"
+    quantity = 1.0
+    entry_price = 60000.0
+    mark_price = 61000.0
+    tiers = "BINANCE_BTCUSDT"        # a built-in ladder, or rows [[min, max, mmr, max_lev], ...]
+    # isolated_wallet = 5000.0       # present: an isolated position with this margin
+
+    [depth."BTC/USDT:USDT"]
+    levels = [[0.0005, 2.0], [0.001, 5.0], [0.003, 20.0]]  # (offset from mark, base qty)
+
+Exit codes: 0 the account survives every cell; 1 some cell liquidates; 2 bad input (the message
+names the field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from pydantic import ValidationError
+
+from safeguard.config import Policy, StressConfig, config_error_from
+from safeguard.errors import ConfigError
+from safeguard.risk.liquidation import PositionLeg
+from safeguard.risk.models import Account
+from safeguard.risk.stress import (
+    REGIMES,
+    DepthProfile,
+    Regime,
+    StressGrid,
+    StressReport,
+    stress_test,
+)
+from safeguard.risk.tiers import (
+    BINANCE_BTCUSDT_TIERS,
+    BINANCE_ETHUSDT_TIERS,
+    BINANCE_SOLUSDT_TIERS,
+    TierTable,
+)
+
+LADDERS: Mapping[str, TierTable] = {
+    "BINANCE_BTCUSDT": BINANCE_BTCUSDT_TIERS,
+    "BINANCE_ETHUSDT": BINANCE_ETHUSDT_TIERS,
+    "BINANCE_SOLUSDT": BINANCE_SOLUSDT_TIERS,
+}
+
+EXAMPLE: Mapping[str, Any] = {
+    "wallet": 25_000.0,
+    "positions": [
+        {
+            "symbol": "BTC/USDT:USDT",
+            "side": "long",
+            "quantity": 2.0,
+            "entry_price": 60_000.0,
+            "mark_price": 61_000.0,
+            "tiers": "BINANCE_BTCUSDT",
+        },
+        {
+            "symbol": "ETH/USDT:USDT",
+            "side": "long",
+            "quantity": 20.0,
+            "entry_price": 3_000.0,
+            "mark_price": 2_950.0,
+            "tiers": "BINANCE_ETHUSDT",
+        },
+        {
+            "symbol": "SOL/USDT:USDT",
+            "side": "short",
+            "quantity": 300.0,
+            "entry_price": 150.0,
+            "mark_price": 148.0,
+            "tiers": "BINANCE_SOLUSDT",
+            "isolated_wallet": 6_000.0,
+        },
+    ],
+    "depth": {
+        "BTC/USDT:USDT": {"levels": [[0.0002, 1.0], [0.001, 4.0], [0.003, 15.0]]},
+        "ETH/USDT:USDT": {"levels": [[0.0003, 10.0], [0.0015, 40.0], [0.004, 150.0]]},
+        "SOL/USDT:USDT": {"levels": [[0.0005, 100.0], [0.002, 400.0], [0.006, 1500.0]]},
+    },
+}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "stress",
+        help="run the portfolio stress grid on an account (table, optional heat map)",
+        description="Shock every price under several correlation regimes and report equity, "
+        "margin ratio and liquidations per cell, and the smallest shock that liquidates.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("positions", nargs="?", type=Path, help="TOML or JSON positions file")
+    source.add_argument("--example", action="store_true", help="use a built-in example account")
+    parser.add_argument("--policy", type=Path, help="policy TOML (shocks, regimes, betas, fees)")
+    parser.add_argument(
+        "--regime", action="append", choices=REGIMES, help="only this regime (repeatable)"
+    )
+    parser.add_argument("--png", type=Path, metavar="PATH", help="also write a heat-map PNG")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    policy = Policy.load(args.policy) if args.policy else Policy.build()
+    if args.example:
+        data: Mapping[str, Any] = EXAMPLE
+        origin = "built-in example"
+    else:
+        data = read_scenario(args.positions)
+        origin = str(args.positions)
+    account, grid = scenario(data, policy=policy, source=origin)
+    if args.regime:
+        grid = StressGrid(grid.shocks, grid.depth, tuple(args.regime), grid.betas, grid.taker_fee)
+    report = stress_test(account, grid)
+    if args.json:
+        print(json.dumps(report_json(report), indent=2))
+    else:
+        render_table(report, origin)
+    if args.png:
+        write_heatmap(report, args.png)
+        if not args.json:
+            print(f"heat map written to {args.png}")
+    return 0 if report.survives else 1
+
+
+def read_scenario(path: Path) -> dict[str, Any]:
+    """Parse a positions file: JSON if it ends in ``.json``, TOML otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read positions file {path}: {exc}", key=str(path)) from exc
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"positions file {path} does not parse: {exc}", key=str(path)) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"positions file {path} must hold an object", key=str(path))
+    return data
+
+
+def scenario(
+    data: Mapping[str, Any], *, policy: Policy, source: str = "scenario"
+) -> tuple[Account, StressGrid]:
+    """The account and grid a parsed positions file describes. Errors name the field."""
+    known = {"wallet", "positions", "depth", "taker_fee", "shocks_pct", "regimes", "betas"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r} (typo?)", key=unknown[0])
+    try:
+        positions = data.get("positions")
+        if not isinstance(positions, list) or not positions:
+            raise ValueError("positions must be a non-empty list of tables")
+        legs = tuple(_leg(index, raw) for index, raw in enumerate(positions))
+        if "wallet" not in data:
+            raise ValueError("wallet (the cross wallet balance) is missing")
+        try:
+            account = Account(wallet_balance=data["wallet"], positions=legs)
+        except ValueError as exc:
+            raise ValueError(f"wallet: {exc}") from exc
+        depth_raw = data.get("depth")
+        if not isinstance(depth_raw, dict):
+            raise ValueError("depth must be a table of symbol -> {levels = [[offset, qty], ...]}")
+        depth = {str(symbol): _depth(str(symbol), raw) for symbol, raw in depth_raw.items()}
+        missing = sorted({leg.symbol for leg in legs} - set(depth))
+        if missing:
+            raise ValueError(f"depth has no levels for {', '.join(missing)}")
+        overrides = {k: data[k] for k in ("shocks_pct", "regimes", "betas") if k in data}
+        try:
+            stress = StressConfig.model_validate({**policy.risk.stress.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise config_error_from(exc, source=source) from None
+        taker_fee = data.get("taker_fee", policy.fills.taker_fee)
+        grid = StressGrid.from_config(stress, depth=depth, taker_fee=taker_fee)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{source}: {exc}") from exc
+    return account, grid
+
+
+def _leg(index: int, raw: object) -> PositionLeg:
+    where = f"positions[{index}]"
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} must be a table")
+    fields = {"symbol", "side", "quantity", "entry_price", "mark_price", "tiers"}
+    missing = sorted(fields - set(raw))
+    if missing:
+        raise ValueError(f"{where}.{missing[0]} is missing")
+    unknown = sorted(set(raw) - fields - {"isolated_wallet"})
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: unknown key (typo?)")
+    side = {"long": 1, "short": -1}.get(raw["side"]) if isinstance(raw["side"], str) else None
+    if side is None:
+        raise ValueError(f"{where}.side must be 'long' or 'short', got {raw['side']!r}")
+    try:
+        return PositionLeg(
+            symbol=raw["symbol"],
+            side=side,
+            quantity=raw["quantity"],
+            entry_price=raw["entry_price"],
+            mark_price=raw["mark_price"],
+            tiers=_tiers(f"{where}.tiers", raw["tiers"]),
+            isolated_wallet=raw.get("isolated_wallet"),
+        )
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
+def _tiers(where: str, raw: object) -> TierTable:
+    if isinstance(raw, str):
+        table = LADDERS.get(raw)
+        if table is None:
+            raise ValueError(f"{where}: unknown ladder {raw!r}; known: {', '.join(LADDERS)}")
+        return table
+    if not isinstance(raw, list) or not all(isinstance(row, list) for row in raw):
+        raise ValueError(f"{where} must name a ladder or list [min, max, mmr, max_lev] rows")
+    return TierTable.from_rows([cast(tuple[float, float, float, float], tuple(r)) for r in raw])
+
+
+def _depth(symbol: str, raw: object) -> DepthProfile:
+    where = f"depth[{symbol!r}]"
+    if not isinstance(raw, dict) or "levels" not in raw:
+        raise ValueError(f"{where} must be a table with levels = [[offset, qty], ...]")
+    unknown = sorted(set(raw) - {"levels", "overflow_offset"})
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: unknown key (typo?)")
+    levels = raw["levels"]
+    if not isinstance(levels, list):
+        raise ValueError(f"{where}.levels must be a list of [offset, qty] pairs")
+    try:
+        return DepthProfile(
+            tuple(tuple(level) if isinstance(level, list) else level for level in levels),
+            raw.get("overflow_offset"),
+        )
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def report_json(report: StressReport) -> dict[str, Any]:
+    def finite(value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
+    return {
+        "account_equity": report.account_equity,
+        "survives": report.survives,
+        "cells": [
+            {
+                "regime": c.regime,
+                "shock": c.shock,
+                "equity": c.equity,
+                "margin_ratio": finite(c.margin_ratio),
+                "liquidated": list(c.liquidated),
+                "close_cost": c.close_cost,
+            }
+            for c in report.cells
+        ],
+        "smallest_liquidating_shock": {
+            regime: None if bp is None else {"grid": bp.grid_shock, "boundary": bp.boundary}
+            for regime, bp in report.breakpoints.items()
+        },
+    }
+
+
+def render_table(report: StressReport, origin: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    regimes = _regimes(report)
+    table = Table(
+        title=f"Stress grid: {origin} (equity now {report.account_equity:,.0f})",
+        caption="equity left / worst margin ratio; red: something is liquidated",
+    )
+    table.add_column("shock", justify="right")
+    for regime in regimes:
+        table.add_column(regime, justify="right")
+    for shock in _shocks(report):
+        row = [f"{shock * 100:+.1f}%"]
+        for regime in regimes:
+            cell = report.cell(regime, shock)
+            ratio = "∞" if math.isinf(cell.margin_ratio) else f"{cell.margin_ratio:.0%}"
+            text = f"{cell.equity:,.0f} / {ratio}"
+            if cell.liquidated:
+                text = f"[bold red]{text} ✗ {', '.join(s.split('/')[0] for s in cell.liquidated)}"
+            row.append(text)
+        table.add_row(*row)
+    console = Console(file=sys.stdout, width=max(100, 28 * (len(regimes) + 1)))
+    console.print(table)
+    for regime, bp in report.breakpoints.items():
+        if bp is None:
+            console.print(f"{regime}: no shock in the grid liquidates anything")
+        else:
+            console.print(
+                f"{regime}: smallest liquidating shock {bp.boundary * 100:+.2f}% "
+                f"(grid cell {bp.grid_shock * 100:+.1f}%)"
+            )
+
+
+def write_heatmap(report: StressReport, path: Path) -> None:
+    """Equity left as % of today's equity, one row per shock, one column per regime."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: a CLI on a server must not need one
+    from matplotlib import pyplot as plt
+
+    regimes = _regimes(report)
+    shocks = _shocks(report)
+    base = report.account_equity if report.account_equity > 0 else 1.0
+    values = [[report.cell(r, s).equity / base * 100.0 for r in regimes] for s in shocks]
+    figure, axes = plt.subplots(figsize=(2.2 + 1.8 * len(regimes), 0.9 + 0.32 * len(shocks)))
+    try:
+        image = axes.imshow(values, cmap="RdYlGn", vmin=0.0, vmax=150.0, aspect="auto")
+        axes.set_xticks(range(len(regimes)), labels=list(regimes))
+        axes.set_yticks(range(len(shocks)), labels=[f"{s * 100:+.1f}%" for s in shocks])
+        for row, shock in enumerate(shocks):
+            for column, regime in enumerate(regimes):
+                cell = report.cell(regime, shock)
+                label = f"{values[row][column]:.0f}%" + (" ✗" if cell.liquidated else "")
+                axes.text(column, row, label, ha="center", va="center", fontsize=7)
+        axes.set_title("Equity left (% of now); ✗ = liquidation")
+        figure.colorbar(image, ax=axes, label="% of current equity")
+        figure.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format="png", dpi=110)
+    finally:
+        plt.close(figure)
+
+
+def _regimes(report: StressReport) -> Sequence[Regime]:
+    return tuple(dict.fromkeys(cell.regime for cell in report.cells))
+
+
+def _shocks(report: StressReport) -> Sequence[float]:
+    return tuple(dict.fromkeys(cell.shock for cell in report.cells))
+
+
+__all__ = ["EXAMPLE", "LADDERS", "read_scenario", "register", "report_json", "scenario"]
