@@ -1,0 +1,264 @@
+"""The state directory: atomic state, append-only history, failing closed on anything odd."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loguru import logger
+
+from safeguard.clock import ManualClock
+from safeguard.codes import Code
+from safeguard.config import KillSwitchConfig
+from safeguard.errors import ConfigError, TradingHalted
+from safeguard.killswitch.store import FileStateStore, MemoryStateStore, StateStore
+from safeguard.killswitch.switch import KillSwitch, SwitchState, TradingState
+
+HALTED = SwitchState(TradingState.HALTED, "loss", "DAILY_LOSS", "trigger", 1_700_000_000.5)
+
+
+def make(directory: Path, **overrides: Any) -> KillSwitch:
+    settings: dict[str, Any] = {"state_dir": directory, "poll_interval_s": 0.01}
+    settings.update(overrides)
+    return KillSwitch(KillSwitchConfig(**settings), watch=False)
+
+
+@pytest.fixture
+def errors() -> Any:
+    records: list[str] = []
+    logger.enable("safeguard")
+    sink = logger.add(
+        lambda m: records.append(str(m)),
+        filter=lambda r: r["level"].name == "ERROR",
+        format="{message}",
+    )
+    yield records
+    logger.remove(sink)
+    logger.disable("safeguard")
+
+
+def test_both_stores_implement_the_protocol(tmp_path: Path) -> None:
+    assert isinstance(FileStateStore(tmp_path), StateStore)
+    assert isinstance(MemoryStateStore(), StateStore)
+
+
+def test_save_then_load_round_trips_and_leaves_no_temporary_files(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path / "new" / "dir")
+    assert store.load() is None
+    assert store.version() is None
+    store.save(HALTED)
+    assert store.load() == HALTED
+    assert sorted(p.name for p in store.directory.iterdir()) == ["state.json"]
+    document = json.loads(store.state_path.read_text())
+    assert document["state"] == "HALTED"
+    assert document["format"] == 1
+
+
+def test_version_changes_on_every_save(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path)
+    seen = set()
+    for i in range(20):
+        store.save(SwitchState(TradingState.HALTED, f"r{i}", "MANUAL", "x", 1.0))
+        seen.add(store.version())
+    assert len(seen) == 20
+
+
+def test_history_is_appended_and_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path)
+    store.append_history({"event": "engage", "n": 1})
+    store.append_history({"event": "resume", "n": 2})
+    with open(store.history_path, "a") as file:
+        file.write('{"event": "eng')  # a crash mid-append
+    assert [e["n"] for e in store.history()] == [1, 2]
+    assert [e["n"] for e in store.history(1)] == [2]
+    assert store.history(0) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "not JSON"),
+        (b'{"state": "HAL', "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[]", "expected a JSON object"),
+        (b'{"format": 2}', "unknown format"),
+        (b'{"format": 1, "state": "HALTED"}', "missing"),
+        (
+            b'{"format": 1, "state": "PAUSED", "reason": "r", "code": "c", "by": "b",'
+            b' "since": 1, "host": "h", "pid": 1}',
+            "PAUSED",
+        ),
+        (
+            b'{"format": 1, "state": "HALTED", "reason": "r", "code": "c", "by": "b",'
+            b' "since": NaN, "host": "h", "pid": 1}',
+            "since",
+        ),
+        (
+            b'{"format": 1, "state": "HALTED", "reason": "r", "code": "c", "by": "b",'
+            b' "since": "yesterday", "host": "h", "pid": 1}',
+            "since",
+        ),
+        (
+            b'{"format": 1, "state": "HALTED", "reason": 7, "code": "c", "by": "b",'
+            b' "since": 1, "host": "h", "pid": 1}',
+            "reason",
+        ),
+    ],
+)
+def test_anything_but_what_save_writes_is_an_error_naming_the_file(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    store = FileStateStore(tmp_path)
+    store.state_path.write_bytes(content)
+    with pytest.raises(ConfigError, match=problem) as caught:
+        store.load()
+    assert str(store.state_path) in str(caught.value)
+    assert caught.value.key == str(store.state_path)
+
+
+def test_a_deleted_state_file_with_history_is_not_a_fresh_start(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path)
+    store.save(HALTED)
+    store.append_history({"event": "engage"})
+    store.state_path.unlink()
+    with pytest.raises(ConfigError, match="missing"):
+        store.load()
+
+
+# --- the switch over a bad store --------------------------------------------------------------
+
+
+def test_corrupt_state_file_means_halted_with_a_logged_error_naming_it(
+    tmp_path: Path, errors: list[str]
+) -> None:
+    store = FileStateStore(tmp_path)
+    store.state_path.write_text('{"state": "ACTIVE"')  # truncated: not ACTIVE, never
+    switch = make(tmp_path)
+    state = switch.state
+    assert state.state is TradingState.HALTED
+    assert state.code == Code.STATE_STORE_UNAVAILABLE
+    assert str(store.state_path) in state.reason
+    with pytest.raises(TradingHalted), switch.permit(reduces_only=True):
+        pass
+    assert any(str(store.state_path) in e for e in errors)
+    # The HALTED verdict is persisted so every other process agrees.
+    stored = store.load()
+    assert stored is not None
+    assert (stored.state, stored.code) == (TradingState.HALTED, Code.STATE_STORE_UNAVAILABLE)
+
+
+def test_corrupt_state_can_be_resumed_after_cooling(tmp_path: Path) -> None:
+    FileStateStore(tmp_path).state_path.write_text("garbage")
+    clock = ManualClock(1_700_000_000.0)
+    switch = KillSwitch(
+        KillSwitchConfig(state_dir=tmp_path, cooling_period_s=60), clock=clock, watch=False
+    )
+    assert switch.state.state is TradingState.HALTED
+    clock.advance(60)
+    assert switch.resume(by="alice").state is TradingState.ACTIVE
+
+
+def test_state_file_corrupted_while_running_halts_the_bot(tmp_path: Path) -> None:
+    switch = make(tmp_path)
+    switch.engage("x", by="a", state=TradingState.REDUCING)
+    store = FileStateStore(tmp_path)
+    store.state_path.write_text("{")
+    assert switch.refresh().state is TradingState.HALTED
+    assert switch.state.code == Code.STATE_STORE_UNAVAILABLE
+
+
+def test_halted_state_keeps_its_reason_when_its_file_is_corrupted(tmp_path: Path) -> None:
+    switch = make(tmp_path)
+    engaged = switch.engage("operator says stop", by="alice")
+    store = FileStateStore(tmp_path)
+    store.state_path.write_text("{")
+    assert switch.refresh() == engaged
+    assert store.load() == engaged  # rewritten over the corrupt file
+
+
+def test_deleted_state_file_is_put_back_rather_than_resuming(tmp_path: Path) -> None:
+    switch = make(tmp_path)
+    engaged = switch.engage("stop", by="alice")
+    store = FileStateStore(tmp_path)
+    store.state_path.unlink()
+    store.history_path.unlink()  # even with no history to show it was used
+    assert switch.refresh() == engaged
+    assert store.load() == engaged
+
+
+def test_unwritable_state_dir_still_halts_in_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state directory should be")
+    switch = make(blocker)
+    state = switch.engage("stop", by="alice")
+    assert state.state is TradingState.HALTED
+    with pytest.raises(TradingHalted), switch.permit(reduces_only=False):
+        pass
+
+
+# --- two switches on one directory (the same as two processes) ----------------------------
+
+
+def test_engage_in_one_switch_is_obeyed_by_another_and_its_listeners_hear(tmp_path: Path) -> None:
+    bot, operator = make(tmp_path), make(tmp_path)
+    heard: list[SwitchState] = []
+    bot.add_listener(heard.append)
+    with bot.permit(reduces_only=False):
+        pass
+    engaged = operator.engage("manual stop", by="alice")
+    assert bot.refresh() == engaged
+    with pytest.raises(TradingHalted), bot.permit(reduces_only=False):
+        pass
+    assert heard == [engaged]
+
+
+def test_resume_elsewhere_re_arms_a_running_bot(tmp_path: Path) -> None:
+    bot = make(tmp_path, cooling_period_s=0)
+    bot.engage("stop", by="alice")
+    make(tmp_path, cooling_period_s=0).resume(by="alice")
+    assert bot.refresh().state is TradingState.ACTIVE
+    with bot.permit(reduces_only=False):
+        pass
+
+
+def test_watcher_thread_notices_an_engage_without_any_order_traffic(tmp_path: Path) -> None:
+    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=0.01)
+    with KillSwitch(config) as bot:
+        heard = threading.Event()
+        bot.add_listener(lambda state: heard.set())
+        woke: list[bool] = []
+        about_to_wait = threading.Event()
+
+        def retrying() -> None:
+            about_to_wait.set()
+            woke.append(bot.wait(30))
+
+        sleeper = threading.Thread(target=retrying)
+        sleeper.start()
+        assert about_to_wait.wait(10)
+        make(tmp_path).engage("manual stop", by="alice")
+        assert heard.wait(10)  # the listener ran with nobody touching the bot
+        sleeper.join(10)
+        assert woke == [True]  # and the sleeping retry was woken, not timed out
+
+
+def test_engage_never_overwrites_a_tighter_state_stored_by_another_process(
+    tmp_path: Path,
+) -> None:
+    bot, operator = make(tmp_path), make(tmp_path)
+    operator.engage("halt everything", by="alice")
+    # The bot has not polled: its own trigger asks only for REDUCING.
+    state = bot.engage("order rate", by="trigger", state=TradingState.REDUCING)
+    assert state.state is TradingState.HALTED
+    stored = FileStateStore(tmp_path).load()
+    assert stored is not None
+    assert stored.reason == "halt everything"
+
+
+def test_files_are_readable_by_operators(tmp_path: Path) -> None:
+    make(tmp_path).engage("stop", by="alice")
+    assert os.stat(tmp_path / "state.json").st_mode & 0o044 == 0o044
