@@ -172,6 +172,9 @@ class DegradationConfig(Section):
     cooling_period_s: Seconds = 30.0
     """Minimum time in a worse state before stepping back to a better one."""
     severe_reduce_only: bool = True
+    min_samples: Annotated[int, Field(ge=1)] = 10
+    """Rates and latency percentiles count only over at least this many requests in the
+    window, so one slow or failed request on a quiet client does not change the state."""
 
 
 class TriggerConfig(Section):

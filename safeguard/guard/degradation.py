@@ -1,0 +1,305 @@
+"""Venue health as a state: NORMAL, DEGRADED or SEVERE, with hysteresis and a cooling period.
+
+Four signals, each compared with a DEGRADED and a SEVERE threshold from
+:class:`~safeguard.config.DegradationConfig`: the worst endpoint's 95th-percentile latency, the
+error rate and the throttle rate over ``window_s``, and the age of the market data (which keeps
+growing while no fresh data arrives, so a frozen feed degrades the state on its own).
+
+Getting worse is immediate: the state jumps to the worst level any signal reaches. Getting
+better is deliberate, so the state does not flap on a noisy signal: every signal must have
+fallen below ``recovery_ratio`` x the threshold it crossed, the state must have held for
+``cooling_period_s``, and it steps down one level at a time (SEVERE -> DEGRADED -> NORMAL),
+each step with its own cooling period.
+
+Pure: time is an argument; a state change is reported as a
+:class:`~safeguard.guard.events.StateChangeEvent` naming the signal that caused it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from safeguard.config import DegradationConfig
+from safeguard.guard.events import Hooks, StateChangeEvent
+
+
+class VenueHealth(StrEnum):
+    NORMAL = "NORMAL"
+    DEGRADED = "DEGRADED"
+    SEVERE = "SEVERE"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {VenueHealth.NORMAL: 0, VenueHealth.DEGRADED: 1, VenueHealth.SEVERE: 2}
+_BY_RANK = {rank: health for health, rank in _RANK.items()}
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    THROTTLED = "throttled"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointLatency:
+    samples: int
+    median_s: float
+    p95_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class HealthMetrics:
+    """The signals at one moment. A value is None while there are too few samples."""
+
+    latency: dict[str, EndpointLatency]
+    latency_p95_s: float | None
+    """The worst p95 among endpoints with enough samples."""
+    error_rate: float | None
+    throttle_rate: float | None
+    data_age_s: float | None
+    samples: int
+
+
+_MAX_SAMPLES_PER_ENDPOINT = 10_000
+
+
+class _Series:
+    """One endpoint's samples in arrival order, plus their latencies kept sorted, so a
+    percentile is an index rather than a sort on every request."""
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, float, Outcome]] = deque()
+        self.sorted: list[float] = []
+        self.errors = 0
+        self.throttled = 0
+
+    def add(self, now: float, latency: float, outcome: Outcome) -> None:
+        if len(self.samples) >= _MAX_SAMPLES_PER_ENDPOINT:
+            self._drop()
+        self.samples.append((now, latency, outcome))
+        bisect.insort(self.sorted, latency)
+        self.errors += outcome is Outcome.ERROR
+        self.throttled += outcome is Outcome.THROTTLED
+
+    def expire(self, horizon: float) -> None:
+        while self.samples and self.samples[0][0] < horizon:
+            self._drop()
+
+    def _drop(self) -> None:
+        _, latency, outcome = self.samples.popleft()
+        del self.sorted[bisect.bisect_left(self.sorted, latency)]
+        self.errors -= outcome is Outcome.ERROR
+        self.throttled -= outcome is Outcome.THROTTLED
+
+
+class HealthMonitor:
+    """Watches one venue's health. Thread-safe; every method takes ``now`` (epoch seconds).
+
+    The client calls :meth:`record` after every answer (and every failure), and
+    :meth:`record_data_age` whenever it learns how old its market data is; :meth:`state`
+    says which fill model and which orders apply. State changes go to ``hooks`` (and
+    ``on_change``) as they happen.
+    """
+
+    def __init__(
+        self,
+        config: DegradationConfig | None = None,
+        *,
+        hooks: Hooks | None = None,
+        on_change: Callable[[StateChangeEvent], None] | None = None,
+    ) -> None:
+        self.config = config or DegradationConfig()
+        self._hooks = hooks
+        # A private Hooks gives ``on_change`` the same isolation: a broken observer is logged.
+        self._own_hooks = Hooks()
+        if on_change is not None:
+            self._own_hooks.subscribe(None, on_change)
+        self._lock = threading.Lock()
+        self._series: dict[str, _Series] = {}
+        self._data_age: tuple[float, float] | None = None  # (age at report, when reported)
+        self._state = VenueHealth.NORMAL
+        self._since: float | None = None
+
+    def record(self, endpoint: str, latency_s: float, outcome: Outcome | str, now: float) -> None:
+        """One request's latency and outcome (``ok``, ``error`` or ``throttled``)."""
+        if not isinstance(endpoint, str) or not endpoint:
+            raise ValueError(f"endpoint must be a non-empty str, got {endpoint!r}")
+        _check("latency_s", latency_s)
+        _check("now", now)
+        try:
+            result = Outcome(outcome)
+        except ValueError:
+            raise ValueError(
+                f"outcome must be one of ok, error, throttled; got {outcome!r}"
+            ) from None
+        with self._lock:
+            self._series.setdefault(endpoint, _Series()).add(now, float(latency_s), result)
+            event = self._evaluate(now)
+        self._emit(event)
+
+    def record_data_age(self, age_s: float, now: float) -> None:
+        """The market data in use was ``age_s`` old at ``now``; it ages on from there."""
+        _check("age_s", age_s)
+        _check("now", now)
+        with self._lock:
+            self._data_age = (float(age_s), now)
+            event = self._evaluate(now)
+        self._emit(event)
+
+    def state(self, now: float) -> VenueHealth:
+        """The state at ``now``, after any transition the signals call for."""
+        _check("now", now)
+        with self._lock:
+            event = self._evaluate(now)
+            current = self._state
+        self._emit(event)
+        return current
+
+    def metrics(self, now: float) -> HealthMetrics:
+        """The signals at ``now`` (for logs, dashboards and the tests)."""
+        _check("now", now)
+        with self._lock:
+            return self._metrics(now)
+
+    # --- internals (called with the lock held) -------------------------------------------
+
+    def _metrics(self, now: float) -> HealthMetrics:
+        horizon = now - self.config.window_s
+        enough = self.config.min_samples
+        latency: dict[str, EndpointLatency] = {}
+        total = errors = throttled = 0
+        for endpoint, series in self._series.items():
+            series.expire(horizon)
+            count = len(series.sorted)
+            if not count:
+                continue
+            latency[endpoint] = EndpointLatency(
+                count, _percentile(series.sorted, 0.5), _percentile(series.sorted, 0.95)
+            )
+            total += count
+            errors += series.errors
+            throttled += series.throttled
+        ripe = [stats.p95_s for stats in latency.values() if stats.samples >= enough]
+        age = None
+        if self._data_age is not None:
+            reported, at = self._data_age
+            age = reported + max(0.0, now - at)
+        return HealthMetrics(
+            latency=latency,
+            latency_p95_s=max(ripe) if ripe else None,
+            error_rate=errors / total if total >= enough else None,
+            throttle_rate=throttled / total if total >= enough else None,
+            data_age_s=age,
+            samples=total,
+        )
+
+    def _signals(self, metrics: HealthMetrics) -> list[tuple[str, float | None, float, float]]:
+        c = self.config
+        m = metrics
+        return [
+            ("latency_p95", m.latency_p95_s, c.degraded_latency_p95_s, c.severe_latency_p95_s),
+            ("error_rate", m.error_rate, c.degraded_error_rate, c.severe_error_rate),
+            ("throttle_rate", m.throttle_rate, c.degraded_throttle_rate, c.severe_throttle_rate),
+            ("data_age", m.data_age_s, c.degraded_data_age_s, c.severe_data_age_s),
+        ]
+
+    def _evaluate(self, now: float) -> StateChangeEvent | None:
+        if self._since is None:
+            self._since = now
+        metrics = self._metrics(now)
+        ratio = self.config.recovery_ratio
+        worst: tuple[int, str, float, float] = (0, "", 0.0, 0.0)
+        holding: tuple[int, str, float, float] = (0, "", 0.0, 0.0)
+        for name, value, degraded, severe in self._signals(metrics):
+            if value is None:
+                continue
+            level = _level(value, degraded, severe, 1.0)
+            if level > worst[0]:
+                worst = (level, name, value, severe if level == 2 else degraded)
+            # A signal still above ratio x threshold keeps the state from improving.
+            kept = _level(value, degraded, severe, ratio)
+            if kept > holding[0]:
+                holding = (kept, name, value, (severe if kept == 2 else degraded) * ratio)
+        current = self._state.rank
+        if worst[0] > current:
+            return self._move(worst[0], worst[1], worst[2], worst[3], now)
+        cooled = now - self._since >= self.config.cooling_period_s
+        if current > 0 and holding[0] < current and cooled:
+            # One step at a time; name the strongest remaining signal (or the one that cleared).
+            name, value, threshold = holding[1:] if holding[0] else self._closest(metrics)
+            return self._move(current - 1, name, value, threshold, now)
+        return None
+
+    def _move(
+        self, rank: int, metric: str, value: float, threshold: float, now: float
+    ) -> StateChangeEvent:
+        previous = self._state
+        self._state = _BY_RANK[rank]
+        self._since = now
+        return StateChangeEvent(
+            at=now,
+            previous=str(previous),
+            current=str(self._state),
+            metric=metric,
+            value=value,
+            threshold=threshold,
+        )
+
+    def _emit(self, event: StateChangeEvent | None) -> None:
+        if event is None:
+            return
+        if self._hooks is not None:
+            self._hooks.emit(event)
+        self._own_hooks.emit(event)
+
+    def _closest(self, metrics: HealthMetrics) -> tuple[str, float, float]:
+        """For a step down with every signal recovered: the signal nearest its recovery line
+        (the one that held the state longest), with that line."""
+        ratio = self.config.recovery_ratio
+        best = ("none", 0.0, 0.0)
+        best_share = -1.0
+        for name, value, degraded, _ in self._signals(metrics):
+            if value is None:
+                continue
+            share = value / (degraded * ratio)
+            if share > best_share:
+                best, best_share = (name, value, degraded * ratio), share
+        return best
+
+
+def _level(value: float, degraded: float, severe: float, scale: float) -> int:
+    if value >= severe * scale:
+        return 2
+    if value >= degraded * scale:
+        return 1
+    return 0
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    # Nearest rank: an observed latency, never an interpolation between two.
+    index = max(0, math.ceil(q * len(ordered)) - 1)
+    return ordered[index]
+
+
+def _check(name: str, value: float) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+__all__ = [
+    "EndpointLatency",
+    "HealthMetrics",
+    "HealthMonitor",
+    "Outcome",
+    "VenueHealth",
+]
