@@ -39,7 +39,7 @@ from safeguard.codes import Code
 from safeguard.config import Policy, RiskLimits, TriggerConfig
 from safeguard.killswitch.equity import EquityMarks, EquityStore
 from safeguard.risk import _inputs
-from safeguard.risk.liquidation import get_model
+from safeguard.risk.liquidation import LiquidationOptions, get_model
 from safeguard.risk.models import Account
 from safeguard.risk.stress import account_equity, pool_equity
 
@@ -183,20 +183,29 @@ def liquidation_distance_trip(
     *,
     buffer_pct: float,
     model: str = "binanceusdm",
+    options: LiquidationOptions | None = None,
     action: Action = "REDUCING",
 ) -> Trip | None:
     """A position whose protection no longer clears its liquidation price.
 
     For a position with a stop (``stops[symbol]``), the stop must sit inside the liquidation
     price by ``buffer_pct`` percent of it (a long's stop above ``LP * (1 + buffer)``); without a
-    stop, the mark itself must. Liquidation prices come from the named model, with the cross
-    wallet and the other cross positions coupled in.
+    stop, the mark itself must. Liquidation prices come from the named model with ``options``
+    (closing fee, safety buffer), the cross wallet and the other cross positions coupled in.
+    Stops are keyed by symbol, so a symbol held in both hedge-mode legs cannot take one.
     """
     _inputs.non_negative("buffer_pct", buffer_pct)
-    symbols = {leg.symbol for leg in account.positions}
+    held: dict[str, int] = {}
+    for leg in account.positions:
+        held[leg.symbol] = held.get(leg.symbol, 0) + 1
     for symbol, stop in stops.items():
-        if symbol not in symbols:
+        if symbol not in held:
             raise ValueError(f"stops[{symbol!r}]: no open position in {symbol}")
+        if held[symbol] > 1:
+            raise ValueError(
+                f"stops[{symbol!r}]: {symbol} has a long and a short leg (hedge mode); a stop "
+                "keyed by symbol cannot say which it protects"
+            )
         _inputs.positive(f"stops[{symbol!r}]", stop)
     calculator = get_model(model)
     breaches: list[str] = []
@@ -208,7 +217,10 @@ def liquidation_distance_trip(
             if j != index and other.isolated_wallet is None and leg.isolated_wallet is None
         )
         result = calculator.liquidation_price(
-            leg, wallet_balance=account.wallet_balance, others=others
+            leg,
+            wallet_balance=account.wallet_balance,
+            others=others,
+            options=options or LiquidationOptions(),
         )
         if result.price is None:
             continue
@@ -486,11 +498,14 @@ class RiskMonitor:
         limits: RiskLimits | None = None,
         store: EquityStore | None = None,
         liquidation_model: str = "binanceusdm",
+        liquidation_options: LiquidationOptions | None = None,
     ) -> None:
         self.config = config or TriggerConfig()
         self.limits = limits or RiskLimits()
         self._store = store
+        get_model(liquidation_model)  # an unknown name fails here, not on the first update
         self._model = liquidation_model
+        self._options = liquidation_options or LiquidationOptions()
         self._marks = store.load() if store is not None else None
         self._lock = threading.Lock()
         self._last_trip: dict[Code, float] = {}
@@ -517,13 +532,23 @@ class RiskMonitor:
         state_dir: str | os.PathLike[str] | None = None,
         liquidation_model: str = "binanceusdm",
     ) -> RiskMonitor:
-        """A monitor for ``policy``, its equity marks kept in the kill switch's state dir."""
+        """A monitor for ``policy``, its equity marks kept in the kill switch's state dir.
+
+        Liquidation prices count the closing taker fee and the safety buffer the policy's risk
+        limits ask for, as the pre-trade verdict does.
+        """
         directory = policy.kill_switch.state_dir if state_dir is None else state_dir
+        risk = policy.risk
+        options = LiquidationOptions(
+            closing_fee_rate=policy.fills.taker_fee if risk.include_closing_fee else 0.0,
+            safety_buffer_rate=risk.liquidation_safety_buffer_pct / 100.0,
+        )
         return cls(
             policy.kill_switch.triggers,
-            limits=policy.risk,
+            limits=risk,
             store=EquityStore(directory),
             liquidation_model=liquidation_model,
+            liquidation_options=options,
         )
 
     @property
@@ -550,6 +575,14 @@ class RiskMonitor:
                     )
                 )
             return self._cool([t for t in trips if t is not None], now)
+
+    def set_limits(self, limits: RiskLimits) -> None:
+        """Limits reloaded at run time. They apply from the next observation: an account update
+        finding positions already beyond a tightened limit returns a ``REDUCING`` trip."""
+        if not isinstance(limits, RiskLimits):
+            raise ValueError(f"limits must be RiskLimits, got {type(limits).__name__}")
+        with self._lock:
+            self.limits = limits
 
     def forget_feed(self, symbol: str) -> None:
         """Stop watching ``symbol``'s data age (the bot unsubscribed on purpose)."""
@@ -587,6 +620,7 @@ class RiskMonitor:
                             stops,
                             buffer_pct=self.limits.min_liquidation_buffer_pct,
                             model=self._model,
+                            options=self._options,
                             action=self._action(Code.LIQUIDATION_DISTANCE),
                         )
                     )

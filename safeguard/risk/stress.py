@@ -118,6 +118,7 @@ def account_equity(account: Account, prices: Mapping[str, float] | None = None) 
     Positions are marked at ``prices[symbol]`` when given, else at their own mark. The account's
     ``wallet_balance`` is the cross wallet (isolated margins are on their legs).
     """
+    _linear_only(account)
     total = account.wallet_balance
     for leg in account.positions:
         price = leg.mark_price if prices is None else prices[leg.symbol]
@@ -128,6 +129,7 @@ def account_equity(account: Account, prices: Mapping[str, float] | None = None) 
 def pool_equity(account: Account, leg: PositionLeg) -> float:
     """The equity backing ``leg`` at the marks: the whole cross pool (wallet plus every cross
     position's PnL), or the leg's own isolated margin plus its PnL."""
+    _linear_only(account)
     if leg.isolated_wallet is not None:
         return leg.isolated_wallet + leg.unrealized_pnl(leg.mark_price)
     return account.wallet_balance + sum(
@@ -135,6 +137,16 @@ def pool_equity(account: Account, leg: PositionLeg) -> float:
         for other in account.positions
         if other.isolated_wallet is None
     )
+
+
+def _linear_only(account: Account) -> None:
+    # Inverse PnL is in coin and linear PnL in quote: summing them would be a silent unit error.
+    inverse = [leg.symbol for leg in account.positions if leg.inverse]
+    if inverse:
+        raise ValueError(
+            f"account equity and the stress grid cover linear contracts only; "
+            f"inverse: {', '.join(inverse)}"
+        )
 
 
 def _symbols(account: Account) -> tuple[str, ...]:
@@ -307,11 +319,7 @@ class _Book:
                 f"the stress grid has no depth profile for {', '.join(missing)}; a forced close "
                 "cannot be priced without one"
             )
-        inverse = [leg.symbol for leg in account.positions if leg.inverse]
-        if inverse:
-            raise ValueError(
-                f"the stress grid prices linear contracts only; inverse: {', '.join(inverse)}"
-            )
+        _linear_only(account)
         closes = tuple(
             grid.depth[leg.symbol].unit_close(leg.quantity, leg.side) for leg in account.positions
         )

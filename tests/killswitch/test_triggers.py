@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safeguard.codes import Code
-from safeguard.config import RiskLimits, TriggerConfig
+from safeguard.config import Policy, RiskLimits, TriggerConfig
 from safeguard.killswitch.equity import EquityMarks
 from safeguard.killswitch.triggers import (
     AccountUpdate,
@@ -32,7 +35,7 @@ from safeguard.killswitch.triggers import (
     rate_trip,
     stale_data_trip,
 )
-from safeguard.risk.liquidation import PositionLeg, get_model
+from safeguard.risk.liquidation import LiquidationOptions, PositionLeg, get_model
 from safeguard.risk.models import Account
 from safeguard.risk.tiers import BINANCE_BTCUSDT_TIERS, BINANCE_ETHUSDT_TIERS
 
@@ -391,3 +394,67 @@ def test_the_monitor_reports_positions_beyond_tightened_limits_on_account_update
     monitor = RiskMonitor(quiet(), limits=RiskLimits(max_leverage=2.0))
     (trip,) = monitor.observe(AccountUpdate(T0, cross_account(60_000.0, wallet=20_000.0)))
     assert (trip.code, trip.action) == (Code.LEVERAGE_ABOVE_POLICY, "REDUCING")
+
+
+def test_limits_tightened_at_run_time_apply_from_the_next_update() -> None:
+    monitor = RiskMonitor(quiet(), limits=RiskLimits(max_leverage=10.0))
+    account = cross_account(60_000.0, wallet=20_000.0)  # 3x
+    assert monitor.observe(AccountUpdate(T0, account)) == ()
+    monitor.set_limits(RiskLimits(max_leverage=2.0))
+    (trip,) = monitor.observe(AccountUpdate(T0 + 1, account))
+    assert trip.action == "REDUCING"
+    assert trip.numbers["limit"] == 2.0
+
+
+def test_the_policy_monitor_counts_the_closing_fee_like_the_verdict(tmp_path: Path) -> None:
+    model = get_model("binanceusdm")
+    position = btc_long(60_000.0)
+    bare = model.liquidation_price(position, wallet_balance=6_000.0).price
+    with_fee = model.liquidation_price(
+        position,
+        wallet_balance=6_000.0,
+        options=LiquidationOptions(closing_fee_rate=0.0005),
+    ).price
+    assert bare is not None
+    assert with_fee is not None
+    assert with_fee > bare  # the fee brings liquidation closer to a long's mark
+    stop = (bare * 1.01 + with_fee * 1.01) / 2  # clears 1 % without the fee, not with it
+    account = cross_account(60_000.0)
+
+    def trips(include_closing_fee: bool) -> tuple[Trip, ...]:
+        policy = Policy.build(
+            risk={"max_leverage": None, "include_closing_fee": include_closing_fee},
+            fills={"taker_fee": 0.0005},
+            kill_switch={"state_dir": str(tmp_path / str(include_closing_fee))},
+        )
+        monitor = RiskMonitor.from_policy(policy)
+        return monitor.observe(AccountUpdate(T0, account, stops={BTC: stop}))
+
+    assert trips(include_closing_fee=False) == ()
+    assert codes(trips(include_closing_fee=True)) == [Code.LIQUIDATION_DISTANCE]
+
+
+def test_a_stop_keyed_by_a_symbol_held_in_both_hedge_legs_is_refused() -> None:
+    long_leg = PositionLeg(BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG")
+    short_leg = PositionLeg(BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT")
+    account = Account(wallet_balance=10_000.0, positions=(long_leg, short_leg))
+    with pytest.raises(ValueError, match="hedge"):
+        liquidation_distance_trip(account, {BTC: 55_000.0}, buffer_pct=1.0)
+    assert liquidation_distance_trip(account, {}, buffer_pct=1.0) is None
+
+
+def test_an_unknown_liquidation_model_fails_at_construction() -> None:
+    with pytest.raises(ValueError, match="liquidation model"):
+        RiskMonitor(quiet(), liquidation_model="binance-ish")
+
+
+@given(limit=st.integers(1, 40), window=st.floats(1.0, 600.0), spread=st.floats(0.0, 0.99))
+@settings(max_examples=40, deadline=None)
+def test_any_limit_allows_exactly_its_count_per_window(
+    limit: int, window: float, spread: float
+) -> None:
+    monitor = RiskMonitor(quiet(max_orders_per_window=limit, rate_window_s=window))
+    step = window * spread / limit  # limit + 1 orders all inside one window
+    trips = [monitor.observe(OrderSubmitted(T0 + i * step)) for i in range(limit + 1)]
+    assert all(t == () for t in trips[:-1])
+    assert codes(trips[-1]) == [Code.ORDER_RATE]
