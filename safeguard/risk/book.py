@@ -154,11 +154,31 @@ class OrderBook:
         """
         _inputs.choice("side", side, SIDES)
         _inputs.positive("amount", amount)
-        keep = 1.0 - _inputs.fraction_below_one("depth_haircut", depth_haircut)
+        _inputs.fraction_below_one("depth_haircut", depth_haircut)
         if limit_price is not None:
             _inputs.positive("limit_price", limit_price)
+        filled, notional, worst, used = self.sweep(side, amount, limit_price, depth_haircut)
+        return BookWalk(
+            side=side,
+            requested=amount,
+            filled=filled,
+            notional=notional,
+            average_price=notional / filled if filled > 0.0 else None,
+            worst_price=worst,
+            best_price=self.touch(side),
+            mid=self.mid,
+            levels_used=used,
+        )
+
+    def sweep(
+        self, side: Side, amount: float, limit_price: float | None, depth_haircut: float
+    ) -> tuple[float, float, float | None, int]:
+        """The arithmetic of :meth:`walk` without its checks or its result object:
+        ``(filled, notional, worst_price, levels_used)``. For callers that validated the
+        arguments already; the verdict's hot path sweeps two or three times per order."""
         buying = side == "buy"
         levels = self.asks if buying else self.bids
+        keep = 1.0 - depth_haircut
         remaining = amount
         cost = 0.0
         worst: float | None = None
@@ -173,18 +193,7 @@ class OrderBook:
             used += 1
             if remaining <= 0.0:
                 break
-        filled = amount - remaining if remaining > 0.0 else amount
-        return BookWalk(
-            side=side,
-            requested=amount,
-            filled=filled,
-            notional=cost,
-            average_price=cost / filled if filled > 0.0 else None,
-            worst_price=worst,
-            best_price=levels[0][0],
-            mid=(self.bids[0][0] + self.asks[0][0]) / 2.0,
-            levels_used=used,
-        )
+        return (amount - remaining if remaining > 0.0 else amount), cost, worst, used
 
     def depth(self, side: Side) -> float:
         """Total visible size a taker on ``side`` could take (the asks for a buy)."""

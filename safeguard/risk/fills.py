@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from safeguard.config import FillModelConfig
 from safeguard.risk import _inputs
-from safeguard.risk.book import BookWalk, OrderBook, Side
+from safeguard.risk.book import SIDES, OrderBook, Side
 
 
 class FillFace(StrEnum):
@@ -31,6 +32,22 @@ class FillFace(StrEnum):
 
     EXPECTED = "expected"
     DEGRADED = "degraded"
+
+
+class Quote(NamedTuple):
+    """A priced fill without its context: what :class:`FillTerms` computes on the hot path."""
+
+    price: float
+    """Average price of the whole amount (taken part and resting part), before fees."""
+    fee_rate: float
+    """Blended fee rate of the whole amount (taker on what takes, maker on what rests)."""
+    taken: float
+    """Base amount that takes liquidity; the rest rests at the limit."""
+    unfilled: float
+    """Part of the taken amount the visible book (after the haircut) could not absorb."""
+    slippage_bps: float
+    """Versus the reference (touch for entries, trigger for stops), after the multiplier."""
+    drift_bps: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +58,11 @@ class Fill:
     side: Side
     amount: float
     price: float
-    """Average price of the whole amount (taken part and resting part), before fees."""
     fee_rate: float
     taken: float
-    """Base amount that takes liquidity (pays taker) ; the rest rests at the limit."""
     unfilled: float
-    """Part of the taken amount the visible book (after haircut) could not absorb."""
     slippage_bps: float
-    """Versus the reference (touch for entries, trigger for stops), after the multiplier."""
     drift_bps: float
-    walk: BookWalk | None
 
     @property
     def notional(self) -> float:
@@ -64,9 +76,12 @@ class Fill:
     @property
     def effective_price(self) -> float:
         """The price after the fee: what a buy really pays or a sell really receives per unit."""
-        if self.side == "buy":
-            return self.price * (1.0 + self.fee_rate)
-        return self.price * (1.0 - self.fee_rate)
+        return effective_price(self.side, self.price, self.fee_rate)
+
+
+def effective_price(side: Side, price: float, fee_rate: float) -> float:
+    """``price`` after a fee: a buy pays more per unit, a sell receives less."""
+    return price * (1.0 + fee_rate) if side == "buy" else price * (1.0 - fee_rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,49 +134,11 @@ class FillTerms:
         limit. Post-only orders should be priced with a non-marketable limit (the verdict
         denies post-only orders that would take).
         """
-        direction = 1.0 if side == "buy" else -1.0
-        touch = book.touch(side)
-        marketable = limit_price is None or direction * (limit_price - touch) >= 0.0
-        if not marketable:
-            assert limit_price is not None
-            return Fill(
-                self.face, side, amount, limit_price, self.resting_fee, 0.0, 0.0, 0.0, 0.0, None
-            )
-        walk = book.walk(side, amount, limit_price=limit_price, depth_haircut=self.depth_haircut)
-        drift = self.drift_fraction(volatility, window_s)
-        slip_bps = walk.slippage_bps * self.slippage_multiplier
-        taken_price = touch * (1.0 + direction * slip_bps / 1e4) * (1.0 + direction * drift)
-        if limit_price is None:
-            return Fill(
-                self.face,
-                side,
-                amount,
-                taken_price,
-                self.taker_fee,
-                amount,
-                walk.unfilled,
-                slip_bps,
-                drift * 1e4,
-                walk,
-            )
-        if direction * (taken_price - limit_price) > 0.0:
-            taken_price = limit_price  # a limit order never fills beyond its limit
-        taken = walk.filled
-        resting = amount - taken
-        notional = taken * taken_price + resting * limit_price
-        fee = taken * taken_price * self.taker_fee + resting * limit_price * self.resting_fee
-        return Fill(
-            self.face,
-            side,
-            amount,
-            notional / amount,
-            fee / notional,
-            taken,
-            0.0,
-            slip_bps,
-            drift * 1e4,
-            walk,
-        )
+        _check_pricing_args(side, amount, volatility, window_s)
+        if limit_price is not None:
+            _inputs.positive("limit_price", limit_price)
+        quote = self.quote_entry(book, side, amount, limit_price, volatility, window_s)
+        return Fill(self.face, side, amount, *quote)
 
     def stop_exit(
         self,
@@ -180,23 +157,74 @@ class FillTerms:
         the closing size costs (today's book standing in for the book at trigger time), both
         scaled by the multiplier, then the drift; always at the taker fee.
         """
-        direction = 1.0 if side == "buy" else -1.0
-        walk = book.walk(side, amount, depth_haircut=self.depth_haircut)
-        slip_bps = (stop_slippage_bps + walk.slippage_bps) * self.slippage_multiplier
+        _check_pricing_args(side, amount, volatility, window_s)
+        _inputs.positive("trigger_price", trigger_price)
+        _inputs.non_negative("stop_slippage_bps", stop_slippage_bps)
+        quote = self.quote_stop(
+            book, side, amount, trigger_price, stop_slippage_bps, volatility, window_s
+        )
+        return Fill(self.face, side, amount, *quote)
+
+    # The two ``quote_*`` methods are the arithmetic of ``entry`` and ``stop_exit`` without
+    # argument checks or result objects: the verdict prices every order on one or two faces
+    # from inputs its value types validated already, and it is on a bot's order path.
+
+    def quote_entry(
+        self,
+        book: OrderBook,
+        side: Side,
+        amount: float,
+        limit_price: float | None,
+        volatility: float,
+        window_s: float,
+    ) -> Quote:
+        buying = side == "buy"
+        touch = book.asks[0][0] if buying else book.bids[0][0]
+        direction = 1.0 if buying else -1.0
+        if limit_price is not None and direction * (limit_price - touch) < 0.0:
+            return Quote(limit_price, self.resting_fee, 0.0, 0.0, 0.0, 0.0)
+        filled, notional, _, _ = book.sweep(side, amount, limit_price, self.depth_haircut)
+        drift = self.drift_fraction(volatility, window_s)
+        walked = direction * (notional / filled - touch) / touch * 1e4 if filled > 0.0 else 0.0
+        slip_bps = walked * self.slippage_multiplier
+        taken_price = touch * (1.0 + direction * slip_bps / 1e4) * (1.0 + direction * drift)
+        if limit_price is None:
+            return Quote(
+                taken_price, self.taker_fee, amount, amount - filled, slip_bps, drift * 1e4
+            )
+        if direction * (taken_price - limit_price) > 0.0:
+            taken_price = limit_price  # a limit order never fills beyond its limit
+        resting = amount - filled
+        total = filled * taken_price + resting * limit_price
+        fee = filled * taken_price * self.taker_fee + resting * limit_price * self.resting_fee
+        return Quote(total / amount, fee / total, filled, 0.0, slip_bps, drift * 1e4)
+
+    def quote_stop(
+        self,
+        book: OrderBook,
+        side: Side,
+        amount: float,
+        trigger_price: float,
+        stop_slippage_bps: float,
+        volatility: float,
+        window_s: float,
+    ) -> Quote:
+        buying = side == "buy"
+        touch = book.asks[0][0] if buying else book.bids[0][0]
+        direction = 1.0 if buying else -1.0
+        filled, notional, _, _ = book.sweep(side, amount, None, self.depth_haircut)
+        walked = direction * (notional / filled - touch) / touch * 1e4
+        slip_bps = (stop_slippage_bps + walked) * self.slippage_multiplier
         drift = self.drift_fraction(volatility, window_s)
         price = trigger_price * (1.0 + direction * slip_bps / 1e4) * (1.0 + direction * drift)
-        return Fill(
-            self.face,
-            side,
-            amount,
-            price,
-            self.taker_fee,
-            amount,
-            walk.unfilled,
-            slip_bps,
-            drift * 1e4,
-            walk,
-        )
+        return Quote(price, self.taker_fee, amount, amount - filled, slip_bps, drift * 1e4)
+
+
+def _check_pricing_args(side: str, amount: float, volatility: float, window_s: float) -> None:
+    _inputs.choice("side", side, SIDES)
+    _inputs.positive("amount", amount)
+    _inputs.positive("volatility", volatility)
+    _inputs.positive("window_s", window_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,4 +263,4 @@ class FillModel:
         return self.degraded if face is FillFace.DEGRADED else self.expected
 
 
-__all__ = ["Fill", "FillFace", "FillModel", "FillTerms"]
+__all__ = ["Fill", "FillFace", "FillModel", "FillTerms", "Quote", "effective_price"]

@@ -1,0 +1,388 @@
+"""Pricing an order for the verdict: the position it leaves, its liquidation price, its stop.
+
+:class:`Exposure` says what an order does to the position (open, add, reduce, close, flip).
+:class:`Order` gathers, once per verdict, everything the checks need that does not depend on
+the fill model. :func:`price_order` prices it on one face of the fill model and returns a
+:class:`~safeguard.risk.outcome.Costing`: expected entry, fees, margins, the post-trade
+position's liquidation price from the venue model the rules name, the stop's fill and how far
+it sits from liquidation, and the funding expected over the policy's horizon.
+
+Liquidation is computed for the position **after** the order:
+
+- isolated: the leg's wallet is the initial margin the order posts (its added notional over the
+  leverage) plus the margin already in the leg (scaled down when the order reduces it);
+- cross: the cross wallet less the entry fee (plus any PnL the order realises), with every
+  other cross leg as the venue sees it.
+
+The closing fee (the taker fee, when ``RiskLimits.include_closing_fee``), the safety buffer
+(``liquidation_safety_buffer_pct`` as extra MMR) and the funding payments the position expects
+to make over ``funding_horizon_s`` all move the liquidation price toward the mark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from safeguard.config import RiskLimits
+from safeguard.risk.book import OrderBook, Side
+from safeguard.risk.fills import FillTerms, effective_price
+from safeguard.risk.funding import FundingEstimate
+from safeguard.risk.liquidation import LiquidationOptions, PositionLeg, get_model
+from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
+from safeguard.risk.outcome import Costing
+
+Effect = Literal["open", "add", "reduce", "close", "flip"]
+
+_DUST = 1e-12
+"""Relative size below which a remaining position counts as closed (float noise)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """What an order of ``amount`` does to the one-way position in its symbol."""
+
+    held: float
+    """Signed quantity before the order."""
+    after: float
+    effect: Effect
+    reduce_only: bool = False
+
+    @property
+    def increases(self) -> bool:
+        """Opens, adds to or flips a position: exposure the policy must approve.
+
+        Never for a reduce-only order: the venue will not let it add exposure, and one that
+        tries is denied for that (REDUCE_ONLY_*) rather than for lacking a stop.
+        """
+        return not self.reduce_only and self.effect in ("open", "add", "flip")
+
+    @classmethod
+    def of(cls, intent: OrderIntent, account: Account, amount: float) -> Exposure:
+        leg = account.leg(intent.symbol)
+        held = 0.0 if leg is None else leg.side * leg.quantity
+        direction = 1 if intent.side == "buy" else -1
+        after = held + direction * amount
+        effect: Effect
+        if held == 0.0:
+            effect = "open"
+        elif held * direction > 0:
+            effect = "add"
+        elif abs(after) <= _DUST * abs(held):
+            effect, after = "close", 0.0
+        elif after * held > 0:
+            effect = "reduce"
+        else:
+            effect = "flip"
+        return cls(held, after, effect, intent.reduce_only)
+
+
+@dataclass(frozen=True, slots=True)
+class PricedOrder:
+    costing: Costing
+    entry_unfilled: float
+    stop_unfilled: float
+
+
+@dataclass(slots=True)
+class Order:
+    """The facts of one verdict that no fill model changes. Build with :meth:`build`.
+
+    Internal to one verdict and never handed out, so it is not frozen (a frozen dataclass
+    pays for every field it sets, and this one is built on a bot's order path).
+    """
+
+    intent: OrderIntent
+    market: MarketSnapshot
+    account: Account
+    limits: RiskLimits
+    now: float
+    rules: MarketRules
+    book: OrderBook
+    mark: float
+    volatility: float
+    amount: float
+    exposure: Exposure
+    leg: PositionLeg | None
+    other_cross: tuple[PositionLeg, ...]
+    other_notional: float
+    equity: float
+    """Wallet plus the unrealised PnL of every leg, at their marks."""
+    available: float
+    reference_price: float
+    """The limit price, or the mark for a market order."""
+    new_resting: int
+    """Orders this adds to the open-order count: a limit order and a stop each rest."""
+    funding: FundingEstimate | None
+    options: LiquidationOptions
+    basis: float
+    """What the stop's trigger price is above the mark when it watches the last price."""
+
+    @classmethod
+    def build(
+        cls,
+        intent: OrderIntent,
+        market: MarketSnapshot,
+        account: Account,
+        limits: RiskLimits,
+        now: float,
+        exposure: Exposure,
+        closing_fee_rate: float,
+    ) -> Order:
+        """Gather the facts; the caller has checked that mark, book, rules and volatility exist."""
+        assert market.mark is not None
+        assert market.book is not None
+        assert market.rules is not None
+        assert market.volatility is not None
+        leg = account.leg(intent.symbol)
+        others = tuple(p for p in account.positions if p is not leg)
+        upnl = sum(p.side * p.quantity * (p.mark_price - p.entry_price) for p in account.positions)
+        available = account.available_balance
+        if available is None:
+            # Only an empty account may leave it out (the verdict checks that); then free
+            # margin is the wallet itself.
+            available = account.wallet_balance
+        funding = None
+        if limits.funding_horizon_s > 0 and market.funding_rate is not None:
+            assert market.next_funding_time is not None
+            funding = FundingEstimate(
+                rate=market.funding_rate,
+                interval_s=market.funding_interval_s,
+                horizon_s=limits.funding_horizon_s,
+                next_funding_time=market.next_funding_time,
+                now=now,
+            )
+        options = LiquidationOptions(
+            closing_fee_rate=closing_fee_rate if limits.include_closing_fee else 0.0,
+            safety_buffer_rate=limits.liquidation_safety_buffer_pct / 100.0,
+            funding=funding,
+        )
+        basis = 0.0
+        if intent.stop_trigger == "last" and market.last is not None:
+            basis = market.last - market.mark
+        return cls(
+            intent=intent,
+            market=market,
+            account=account,
+            limits=limits,
+            now=now,
+            rules=market.rules,
+            book=market.book,
+            mark=market.mark,
+            volatility=market.volatility,
+            amount=intent.amount,
+            exposure=exposure,
+            leg=leg,
+            other_cross=tuple(p for p in others if p.isolated_wallet is None),
+            other_notional=sum(p.quantity * p.mark_price for p in others),
+            equity=account.wallet_balance + upnl,
+            available=available,
+            reference_price=intent.price if intent.price is not None else market.mark,
+            new_resting=(intent.type == "limit") + (intent.stop_price is not None),
+            funding=funding,
+            options=options,
+            basis=basis,
+        )
+
+    @property
+    def increases(self) -> bool:
+        return self.exposure.increases
+
+    @property
+    def leg_mode(self) -> str | None:
+        if self.leg is None:
+            return None
+        return "cross" if self.leg.isolated_wallet is None else "isolated"
+
+    def resized(self, amount: float) -> Order:
+        """The same order for another amount (what the size search probes)."""
+        return replace(self, amount=amount, exposure=Exposure.of(self.intent, self.account, amount))
+
+    def reduce_only_flips(self, amount: float) -> bool:
+        held = self.exposure.held
+        return self.intent.reduce_only and amount > abs(held) * (1 + 1e-12)
+
+    @property
+    def min_amount(self) -> float:
+        """The smallest amount the market's filters accept."""
+        smallest = max(self.rules.min_qty, self.rules.step_size)
+        if not self.intent.reduce_only:
+            smallest = max(smallest, self.rules.min_notional / self.reference_price)
+        return smallest
+
+    def max_amount_to_try(self) -> float:
+        """An upper bound on any amount that could pass (loose is fine: the search bisects)."""
+        intent, limits, rules = self.intent, self.limits, self.rules
+        held = abs(self.exposure.held)
+        bounds = [held + rules.max_position_notional / self.mark]
+        if rules.max_qty is not None:
+            bounds.append(rules.max_qty)
+        if intent.reduce_only:
+            bounds.append(held)
+        # No fill is cheaper than half the lowest price on the book or the limit.
+        levels = self.book.asks if intent.side == "buy" else self.book.bids
+        floor_price = 0.5 * min(self.reference_price, levels[0][0], levels[-1][0])
+        bounds.append(held + self.available * intent.leverage / floor_price)
+        if limits.max_notional_per_order is not None:
+            bounds.append(limits.max_notional_per_order / floor_price)
+        if limits.max_notional_per_position is not None:
+            bounds.append(held + limits.max_notional_per_position / self.mark)
+        if intent.type == "market":
+            bounds.append(self.book.depth(intent.side))
+        return min(bounds)
+
+
+def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
+    """Price ``order`` for ``amount`` on one face of the fill model."""
+    intent, limits, rules = order.intent, order.limits, order.rules
+    window = limits.volatility_window_s
+    entry = terms.quote_entry(
+        order.book, intent.side, amount, intent.price, order.volatility, window
+    )
+    exposure = order.exposure
+    held, after, effect = exposure.held, exposure.after, exposure.effect
+    quantity = abs(after)
+    entry_fee = amount * entry.price * entry.fee_rate
+    leverage = intent.leverage
+    added = amount if effect in ("open", "add") else (quantity if effect == "flip" else 0.0)
+    initial_margin = added * entry.price / leverage
+
+    wallet = order.account.wallet_balance - entry_fee
+    leg = order.leg
+    if leg is not None and effect in ("reduce", "close", "flip"):
+        closed = min(amount, abs(held))
+        wallet += leg.side * closed * (entry.price - leg.entry_price)
+
+    # A wallet the fee empties is an INSUFFICIENT_MARGIN finding, not a negative balance.
+    wallet = max(wallet, 0.0)
+    model_name = rules.liquidation_model
+    face, fee_rate, slippage = terms.face, entry.fee_rate, entry.slippage_bps
+    if quantity == 0.0:
+        return PricedOrder(
+            Costing(
+                face=face,
+                amount=amount,
+                expected_entry=entry.price,
+                entry_fee_rate=fee_rate,
+                entry_fee=entry_fee,
+                order_notional=amount * entry.price,
+                slippage_bps=slippage,
+                initial_margin=initial_margin,
+                liquidation_model=model_name,
+                liquidation_reason="the order closes the position",
+            ),
+            entry.unfilled,
+            0.0,
+        )
+
+    side = 1 if after > 0 else -1
+    if effect == "add":
+        assert leg is not None
+        position_entry = (leg.quantity * leg.entry_price + amount * entry.price) / quantity
+    elif effect == "reduce":
+        assert leg is not None
+        position_entry = leg.entry_price
+    else:
+        position_entry = entry.price
+    isolated_wallet: float | None = None
+    if intent.margin_mode == "isolated":
+        kept = 0.0
+        if leg is not None and leg.isolated_wallet is not None and effect in ("add", "reduce"):
+            kept = leg.isolated_wallet * (1.0 if effect == "add" else quantity / abs(held))
+        isolated_wallet = kept + initial_margin
+    notional = quantity * order.mark
+    funding_cost = 0.0
+    if order.funding is not None:
+        funding_cost = order.funding.payments * side * order.funding.rate * notional
+    if notional > rules.max_position_notional:
+        return PricedOrder(
+            Costing(
+                face=face,
+                amount=amount,
+                expected_entry=entry.price,
+                entry_fee_rate=fee_rate,
+                entry_fee=entry_fee,
+                order_notional=amount * entry.price,
+                slippage_bps=slippage,
+                initial_margin=initial_margin,
+                liquidation_model=model_name,
+                liquidation_reason="beyond the last tier: no venue model applies",
+                position_after=after,
+                position_entry=position_entry,
+                position_notional=notional,
+                position_initial_margin=notional / leverage,
+                expected_funding=funding_cost,
+            ),
+            entry.unfilled,
+            0.0,
+        )
+    tiers = rules.tiers
+    tier = tiers.tier_for_notional(notional)
+    target = PositionLeg(
+        symbol=intent.symbol,
+        side=side,
+        quantity=quantity,
+        entry_price=position_entry,
+        mark_price=order.mark,
+        tiers=tiers,
+        isolated_wallet=isolated_wallet,
+    )
+    liquidation = get_model(model_name).liquidation_price(
+        target, wallet_balance=wallet, others=order.other_cross, options=order.options
+    )
+    liq = liquidation.price
+
+    stop_fill_price = stop_effective = stop_fee = distance = distance_vol = None
+    stop_unfilled = 0.0
+    if intent.stop_price is not None:
+        close_side: Side = "sell" if side > 0 else "buy"
+        stop = terms.quote_stop(
+            order.book,
+            close_side,
+            quantity,
+            intent.stop_price,
+            limits.stop_slippage_bps,
+            order.volatility,
+            window,
+        )
+        stop_fill_price = stop.price
+        stop_fee = quantity * stop.price * stop.fee_rate
+        stop_unfilled = stop.unfilled
+        # Liquidation watches the mark; a stop on the last price closes at a last-price level.
+        stop_effective = effective_price(close_side, stop.price, stop.fee_rate) - order.basis
+        if liq is not None:
+            distance = side * (stop_effective - liq) / liq * 100.0
+            distance_vol = distance / 100.0 / order.volatility
+    return PricedOrder(
+        Costing(
+            face=face,
+            amount=amount,
+            expected_entry=entry.price,
+            entry_fee_rate=fee_rate,
+            entry_fee=entry_fee,
+            order_notional=amount * entry.price,
+            slippage_bps=slippage,
+            initial_margin=initial_margin,
+            liquidation_model=model_name,
+            liquidation_reason=liquidation.reason,
+            position_after=after,
+            position_entry=position_entry,
+            position_notional=notional,
+            position_initial_margin=notional / leverage,
+            maintenance_margin=tier.maintenance_margin(notional),
+            tier=tier.tier,
+            tier_max_leverage=tier.max_leverage,
+            liquidation_price=liq,
+            stop_fill_price=stop_fill_price,
+            stop_effective_price=stop_effective,
+            stop_fee=stop_fee,
+            stop_distance_pct=distance,
+            stop_distance_vol=distance_vol,
+            expected_funding=funding_cost,
+        ),
+        entry.unfilled,
+        stop_unfilled,
+    )
+
+
+__all__ = ["Effect", "Exposure", "Order", "PricedOrder", "price_order"]
