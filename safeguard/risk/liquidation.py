@@ -84,46 +84,46 @@ class PositionLeg:
     inverse: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.symbol, str) or not self.symbol:
-            raise ValueError(f"symbol must be a non-empty string, got {self.symbol!r}")
+        # Verdicts build a leg for every order, so the common case (floats, valid) runs a few
+        # comparisons and the messages are only formatted for a value that fails.
+        symbol = self.symbol
+        if not isinstance(symbol, str) or not symbol:
+            raise ValueError(f"symbol must be a non-empty string, got {symbol!r}")
         side = self.side
-        if isinstance(side, bool) or side not in (1, -1) or not isinstance(side, int):
-            raise ValueError(f"{self.symbol}: side must be +1 (long) or -1 (short), got {side!r}")
+        if type(side) is not int or side not in (1, -1):
+            raise ValueError(f"{symbol}: side must be +1 (long) or -1 (short), got {side!r}")
         # Stored as floats so an int price cannot leak integer arithmetic into the math.
-        object.__setattr__(self, "quantity", _positive(self.symbol, "quantity", self.quantity))
-        object.__setattr__(
-            self, "entry_price", _positive(self.symbol, "entry_price", self.entry_price)
-        )
-        object.__setattr__(
-            self, "mark_price", _positive(self.symbol, "mark_price", self.mark_price)
-        )
-        if not isinstance(self.tiers, TierTable):
-            raise ValueError(
-                f"{self.symbol}: tiers must be a TierTable, got {type(self.tiers).__name__}"
-            )
-        if self.position_side not in _POSITION_SIDES or not isinstance(self.position_side, str):
-            _inputs.choice(f"{self.symbol}: position_side", self.position_side, _POSITION_SIDES)
-        if (self.position_side == "LONG" and side != 1) or (
-            self.position_side == "SHORT" and side != -1
-        ):
-            raise ValueError(
-                f"{self.symbol}: position_side {self.position_side} contradicts side {side:+d}"
-            )
-        if self.isolated_wallet is not None:
-            object.__setattr__(
-                self,
-                "isolated_wallet",
-                _inputs.non_negative(f"{self.symbol}: isolated_wallet", self.isolated_wallet),
-            )
-        if self.inverse is not True and self.inverse is not False:
-            _inputs.flag(f"{self.symbol}: inverse", self.inverse)
+        for name in ("quantity", "entry_price", "mark_price"):
+            value = getattr(self, name)
+            if type(value) is not float or not 0.0 < value < math.inf:
+                object.__setattr__(self, name, _inputs.positive(f"{symbol}: {name}", value))
+        wallet = self.isolated_wallet
+        if wallet is not None and (type(wallet) is not float or not 0.0 <= wallet < math.inf):
+            wallet = _inputs.non_negative(f"{symbol}: isolated_wallet", wallet)
+            object.__setattr__(self, "isolated_wallet", wallet)
         table = self.tiers
-        size = self.quantity if table.keyed_by == "quantity" else self.notional(self.mark_price)
-        if size > table.tiers[-1].max_notional:
+        if not isinstance(table, TierTable):
+            raise ValueError(f"{symbol}: tiers must be a TierTable, got {type(table).__name__}")
+        position_side = self.position_side
+        if position_side != "BOTH":
+            _inputs.choice(f"{symbol}: position_side", position_side, _POSITION_SIDES)
+            if (position_side == "LONG") != (side == 1):
+                raise ValueError(
+                    f"{symbol}: position_side {position_side} contradicts side {side:+d}"
+                )
+        inverse = self.inverse
+        if inverse is not True and inverse is not False:
+            _inputs.flag(f"{symbol}: inverse", inverse)
+        if table.keyed_by == "quantity":
+            size = self.quantity
+        else:
+            size = self.quantity / self.mark_price if inverse else self.quantity * self.mark_price
+        cap = table.tiers[-1].max_notional
+        if size > cap:
             raise ValueError(
-                f"{self.symbol}: tiers do not fit the position: its size {size!r} at the mark is "
-                f"past the last tier's cap {table.tiers[-1].max_notional!r} (wrong table, wrong "
-                "units, or a position the venue would not hold)"
+                f"{symbol}: tiers do not fit the position: its size {size!r} at the mark is past "
+                f"the last tier's cap {cap!r} (wrong table, wrong units, or a position the venue "
+                "would not hold)"
             )
 
     @property
@@ -139,13 +139,6 @@ class PositionLeg:
         if self.inverse:
             return self.side * self.quantity * (1.0 / self.entry_price - 1.0 / price)
         return self.side * self.quantity * (price - self.entry_price)
-
-
-def _positive(symbol: str, name: str, value: object) -> float:
-    # Verdicts build legs on every order: plain positive floats skip building the message.
-    if type(value) is float and 0.0 < value < math.inf:
-        return value
-    return _inputs.positive(f"{symbol}: {name}", value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +218,12 @@ def _account(
     use_cum: bool,
 ) -> tuple[tuple[PositionLeg, ...], float]:
     """The legs that move with the target's price, and everything else as one constant."""
-    wallet = _inputs.non_negative("wallet_balance", wallet_balance)
-    if isinstance(others, (str, bytes)) or not isinstance(others, Sequence):
+    wallet = wallet_balance
+    if type(wallet) is not float or not 0.0 <= wallet < math.inf:
+        wallet = _inputs.non_negative("wallet_balance", wallet_balance)
+    if type(others) not in (tuple, list) and (
+        isinstance(others, (str, bytes)) or not isinstance(others, Sequence)
+    ):
         raise ValueError(f"others must be a sequence of PositionLeg, got {others!r}")
     if target.isolated_wallet is not None:
         moving: tuple[PositionLeg, ...] = (target,)
@@ -251,49 +248,68 @@ def _cross(
         return (target,), wallet
     moving = [target]
     constant = wallet
-    seen = {(target.symbol, target.position_side)}
-    settle = _settle(target.symbol)
+    symbol = target.symbol
+    seen = {(symbol, target.position_side)}
+    inverse = target.inverse
+    settle = _settle(symbol) if inverse else ""
     for index, other in enumerate(others):
-        name = f"others[{index}]"
         if not isinstance(other, PositionLeg):
-            raise ValueError(f"{name} must be a PositionLeg, got {type(other).__name__}")
+            raise _other_error(index, other, "must be a PositionLeg")
         if other.isolated_wallet is not None:
-            raise ValueError(f"{name} ({other.symbol}) is isolated; pass only cross positions")
-        if other.inverse != target.inverse:
-            raise ValueError(
-                f"{name} ({other.symbol}): inverse={other.inverse} but the target's is "
-                f"{target.inverse}; linear and inverse positions do not share a cross wallet"
+            raise _other_error(index, other, "is isolated; pass only cross positions")
+        if other.inverse != inverse:
+            raise _other_error(
+                index,
+                other,
+                f"has inverse={other.inverse} but the target {inverse}; linear and inverse "
+                "positions do not share a cross wallet",
             )
-        if target.inverse and settle and _settle(other.symbol) not in (settle, ""):
-            raise ValueError(
-                f"{name} ({other.symbol}) settles in another coin than {target.symbol}; "
-                "coin-margined cross wallets are per coin"
+        if settle and _settle(other.symbol) not in (settle, ""):
+            raise _other_error(
+                index,
+                other,
+                f"settles in another coin than {symbol}; coin-margined cross wallets are per coin",
             )
         key = (other.symbol, other.position_side)
-        if key in seen or (
-            other.symbol == target.symbol and "BOTH" in (other.position_side, target.position_side)
-        ):
-            raise ValueError(
-                f"{name} ({other.symbol} {other.position_side}) duplicates a leg already given "
-                "(one-way mode has one BOTH leg per symbol; hedge mode one LONG and one SHORT)"
+        same = other.symbol == symbol
+        if key in seen or (same and "BOTH" in (other.position_side, target.position_side)):
+            raise _other_error(
+                index,
+                other,
+                "duplicates a leg already given (one-way mode has one BOTH leg per symbol; "
+                "hedge mode one LONG and one SHORT)",
             )
         seen.add(key)
-        if other.symbol == target.symbol:
-            if other.mark_price != target.mark_price:
-                raise ValueError(
-                    f"{name} ({other.symbol}): mark_price {other.mark_price!r} differs from the "
-                    f"target's {target.mark_price!r}; legs of one symbol share one mark"
+        mark = other.mark_price
+        if same:
+            if mark != target.mark_price:
+                raise _other_error(
+                    index,
+                    other,
+                    f"has mark_price {mark!r}, the target {target.mark_price!r}; legs of one "
+                    "symbol share one mark",
                 )
             moving.append(other)
             continue
-        mark = other.mark_price
-        value = other.notional(mark)
         table = other.tiers
-        tier = table.tiers[table.locate(other.quantity if table.keyed_by == "quantity" else value)]
-        constant += other.unrealized_pnl(mark) - value * (tier.maintenance_margin_rate + extra)
+        quantity = other.quantity
+        if inverse:
+            value = quantity / mark
+            pnl = other.side * quantity * (1.0 / other.entry_price - 1.0 / mark)
+        else:
+            value = quantity * mark
+            pnl = other.side * quantity * (mark - other.entry_price)
+        tier = table.tiers[table.locate(quantity if table.keyed_by == "quantity" else value)]
+        constant += pnl - value * (tier.maintenance_margin_rate + extra)
         if use_cum:
             constant += tier.cum
     return tuple(moving), constant
+
+
+def _other_error(index: int, other: object, problem: str) -> ValueError:
+    if isinstance(other, PositionLeg):
+        return ValueError(f"others[{index}] ({other.symbol} {other.position_side}) {problem}")
+    return ValueError(f"others[{index}] {problem}, got {type(other).__name__}")
 
 
 def _settle(symbol: str) -> str:
