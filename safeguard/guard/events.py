@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from loguru import logger
+from safeguard.guard.logging import log
 
 
 class EventKind(StrEnum):
@@ -164,7 +164,7 @@ class Hooks:
             try:
                 result = callback(event)
             except Exception:
-                logger.opt(exception=True).warning(
+                log.opt(exception=True).warning(
                     "event hook {hook} failed on a {kind} event; the hook is skipped",
                     hook=getattr(callback, "__qualname__", repr(callback)),
                     kind=str(event.kind),
@@ -175,7 +175,7 @@ class Hooks:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
-                logger.warning("event hook returned an awaitable; hooks are not awaited")
+                log.warning("event hook returned an awaitable; hooks are not awaited")
 
     def __len__(self) -> int:
         with self._lock:
