@@ -48,6 +48,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from safeguard.config import Fraction, NonNegative, Positive, Section, config_error_from
 from safeguard.errors import ConfigError
+from safeguard.risk.tiers import TierTable
 from safeguard.venue.ratelimit import RateLimits
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -160,9 +161,14 @@ class _Event(Section):
 
 
 class FreezeFeedRule(_Event):
+    """Freeze ``symbol``'s market data (the engine's ``freeze_feed``); ``"off"`` lifts it.
+
+    ``prices``: the market stops moving; ``timestamps``: data times stop advancing;
+    ``stale_prices``: data shows the frozen prices while trading continues at real ones.
+    """
+
     kind: Literal["freeze_feed"] = "freeze_feed"
-    mode: str = "freeze"
-    """Passed to the engine's ``freeze_feed(symbol, mode)``."""
+    mode: Literal["prices", "timestamps", "stale_prices", "off"] = "stale_prices"
 
 
 class SpikeRule(_Event):
@@ -178,10 +184,19 @@ class SpikeRule(_Event):
 
 
 class SetTiersRule(_Event):
-    """Replace a symbol's leverage tier table (Binance ``brackets`` shape)."""
+    """Replace ``symbol``'s maintenance ladder, as rows of
+    ``[min_notional, max_notional, maintenance_margin_rate, max_leverage]``."""
 
     kind: Literal["set_tiers"] = "set_tiers"
-    tiers: list[dict[str, float]] = Field(min_length=1)
+    tiers: list[tuple[NonNegative, Positive, Fraction, Positive]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _valid_ladder(self) -> SetTiersRule:
+        self.table()  # a broken ladder is a configuration error now, not a surprise later
+        return self
+
+    def table(self) -> TierTable:
+        return TierTable.from_rows(list(self.tiers), currency="USDT")
 
 
 class ThrottleRule(Section):

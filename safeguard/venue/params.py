@@ -19,7 +19,6 @@ from safeguard.venue.errors import VenueReject, illegal, missing
 # The patterns Binance publishes in its -1100 messages.
 _DECIMAL = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 _INTEGER = re.compile(r"^-?[0-9]{1,19}$")
-_CLIENT_ORDER_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 _SYMBOL = re.compile(r"^[A-Z0-9-_.]{1,20}$")
 
 
@@ -122,12 +121,6 @@ class Params:
             return None
         if value not in allowed:
             raise reject if reject is not None else invalid(name)
-        return value
-
-    def client_order_id(self, name: str) -> str | None:
-        value = self.text(name)
-        if value is not None and not _CLIENT_ORDER_ID.match(value):
-            raise VenueReject(-4015, "Client order id is not valid.")
         return value
 
     def symbol(self, known: Collection[str], *, required: bool = True) -> str | None:

@@ -1,0 +1,732 @@
+"""The mock venue's one voice: Binance USD-M REST, request in, answer out.
+
+:meth:`Dialect.handle` takes a transport-neutral :class:`Request` (method, path, raw query and
+body, headers, peer address) and returns a :class:`Response` (status, headers, JSON text, and
+how to deliver it). Both transports, loopback HTTP and in-process ccxt, call only this, so they
+cannot disagree about an answer.
+
+For every request, in the venue's order: the IP's ban and request weight, the account's order
+counts (429 / 418 with ``Retry-After``), the fault plan, the API key, ``timestamp`` within
+``recvWindow`` and the HMAC signature, then strict parameter decoding and finally one call
+into the engine. A refusal at any step leaves the venue untouched. An unknown path is a 404
+with a JSON body and a loud log line, never something that looks like a network fault.
+``handle`` never raises: a bug becomes a logged HTTP 500 ``{-1000}``, which the fuzz tests
+prove never happens.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from safeguard.clock import Clock, SystemClock
+from safeguard.errors import ConfigError
+from safeguard.venue.errors import VenueReject
+from safeguard.venue.faults import (
+    BanRule,
+    DropRule,
+    ErrorRule,
+    FaultInjector,
+    FaultPlan,
+    FreezeFeedRule,
+    Injection,
+    SpikeRule,
+    TimeoutRule,
+)
+from safeguard.venue.params import Params, invalid, parse_pairs
+from safeguard.venue.ratelimit import RateLimiter, RateLimits, Refusal, Usage, ban_refusal
+from safeguard.venue.signing import check_freshness, check_signature, split_signature
+
+if TYPE_CHECKING:
+    from safeguard.venue.engine import Venue
+
+JSON_TYPE = "application/json;charset=UTF-8"
+
+
+class Delivery(StrEnum):
+    """How the transport hands the answer over."""
+
+    ANSWER = "answer"
+    DROP = "drop"
+    """Close the connection without answering."""
+    HANG = "hang"
+    """Never answer: hold the connection until the client gives up (``Response.hold_s``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request as the venue sees it. ``headers`` keys are matched case-insensitively."""
+
+    method: str
+    path: str
+    query: str = ""
+    body: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    client_ip: str = "127.0.0.1"
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The venue's answer and how to deliver it (after ``latency_s`` of extra delay)."""
+
+    status: int
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+    delivery: Delivery = Delivery.ANSWER
+    latency_s: float = 0.0
+    hold_s: float = 0.0
+
+    @property
+    def reason(self) -> str:
+        try:
+            return HTTPStatus(self.status).phrase
+        except ValueError:
+            return "Unknown"
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a route handler gets: the venue, the decoded parameters and the caller."""
+
+    venue: Venue
+    params: Params
+    api_key: str
+    now: float
+    dialect: Dialect
+
+
+Handler = Callable[[Call], Any]
+Weight = int | Callable[[Params], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    handler: Handler
+    weight: Weight = 1
+    signed: bool = False
+    orders: int = 0
+    """How many units of the account's order-count limits one call uses."""
+
+    def weight_of(self, params: Params) -> int:
+        return self.weight if isinstance(self.weight, int) else self.weight(params)
+
+
+_DEFAULT_MESSAGES = {
+    -1000: "An unknown error occured while processing the request.",
+    -1001: "Internal error; unable to process your request. Please try again.",
+    -1003: "Too many requests queued.",
+    -1008: "Server is currently overloaded with other requests. Please try again in a few minutes.",
+    -1015: "Too many new orders.",
+}
+
+
+class Dialect:
+    """Binance USD-M request handling over a :class:`~safeguard.venue.engine.Venue`.
+
+    ``auth_clock`` judges ``timestamp``/``recvWindow`` (wall time by default: ccxt signs with
+    wall time even when the venue runs on simulated time). Rate limits, the fault plan and
+    countdowns run on the venue's own clock. ``limits`` defaults to what the venue publishes
+    in ``exchangeInfo.rateLimits``.
+    """
+
+    def __init__(
+        self,
+        venue: Venue,
+        *,
+        auth_clock: Clock | None = None,
+        limits: RateLimits | None = None,
+        limiter: RateLimiter | None = None,
+        faults: FaultPlan | None = None,
+    ) -> None:
+        self.venue = venue
+        self.auth_clock: Clock = auth_clock if auth_clock is not None else SystemClock()
+        with venue.lock:
+            published = venue.exchange_info().get("rateLimits", [])
+            self.limits = limits if limits is not None else RateLimits.from_exchange_info(published)
+            now = venue.clock.time()
+        self.limiter = limiter if limiter is not None else RateLimiter()
+        self._faults = FaultInjector(faults or FaultPlan(), installed_at=now)
+        self._countdowns: dict[tuple[str, str], float] = {}
+
+    # --- the fault plan, changeable at run time -----------------------------------------------
+
+    def set_fault_plan(self, plan: FaultPlan | None) -> None:
+        """Replace the fault plan (``None``: no faults); its times count from now."""
+        with self.venue.lock:
+            self._faults = FaultInjector(plan or FaultPlan(), installed_at=self.venue.clock.time())
+
+    def fault_state(self) -> dict[str, Any]:
+        """The running plan and how often each of its rules has fired."""
+        with self.venue.lock:
+            return self._faults.describe()
+
+    def limits_at(self, now: float) -> RateLimits:
+        """The limits in force at ``now``: the published ones, tightened by throttle faults."""
+        with self.venue.lock:
+            return self._faults.limits(self.limits, now)
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Fire what is due without a request: countdown cancels and scheduled market events.
+
+        Transports on wall time call this periodically; every request calls it too.
+        """
+        with self.venue.lock:
+            self.venue.sync()
+            self._fire_due(self.venue.clock.time())
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request. Never raises."""
+        try:
+            with self.venue.lock:
+                return self._handle(request)
+        except Exception:
+            logger.exception("venue: unhandled error answering {} {}", request.method, request.path)
+            return _json_response(500, {"code": -1000, "msg": _DEFAULT_MESSAGES[-1000]})
+
+    def _handle(self, request: Request) -> Response:
+        venue = self.venue
+        venue.sync()
+        now = venue.clock.time()
+        self._fire_due(now)
+        method = request.method.upper()
+        if request.path.startswith("/admin/"):
+            return self._admin(method, request)
+
+        route = ROUTES.get((method, request.path))
+        api_key = request.header("X-MBX-APIKEY")
+        account = api_key if api_key and venue.secret_for(api_key) is not None else None
+        early: VenueReject | None = None
+        try:
+            params = Params(parse_pairs(request.query, request.body))
+        except VenueReject as reject:
+            params, early = Params(()), reject
+        except ValueError:
+            params = Params(())
+            early = VenueReject(-1100, "Illegal characters found in a parameter.")
+
+        limits = self.limits_at(now)
+        weight = 1 if route is None else _safe_weight(route, params)
+        admission = self.limiter.admit(
+            ip=request.client_ip,
+            account=account if route is not None and route.orders else None,
+            weight=weight,
+            orders=0 if route is None else route.orders,
+            limits=limits,
+            now=now,
+        )
+        usage = admission.usage
+        if admission.refusal is not None:
+            return _refused(admission.refusal, usage)
+        if route is None:
+            logger.warning("venue: no route for {} {}", method, request.path)
+            return _json_response(
+                404,
+                {"code": -5000, "msg": f"Path {request.path}, Method {method} is invalid"},
+                usage,
+            )
+
+        injection = self._faults.on_request(f"{method} {request.path}", now)
+        fault = injection.answer
+        if isinstance(fault, BanRule):
+            until = self.limiter.ban(request.client_ip, now)
+            return _refused(ban_refusal(until, now), usage, injection)
+        if isinstance(fault, ErrorRule) and not fault.processed:
+            return _fault_error(fault, usage, injection)
+        if isinstance(fault, DropRule) and not fault.processed:
+            return Response(0, "", delivery=Delivery.DROP, latency_s=injection.latency_s)
+
+        try:
+            if early is not None:
+                raise early
+            caller = self._authenticate(route, request, params, api_key) if route.signed else ""
+            result = route.handler(Call(venue, params, caller, now, self))
+            params.finish(request.path)
+        except VenueReject as reject:
+            answer = _json_response(reject.http_status, reject.body(), usage)
+        else:
+            answer = _json_response(200, result, usage)
+        return _deliver(answer, fault, usage, injection)
+
+    def _authenticate(
+        self, route: Route, request: Request, params: Params, api_key: str | None
+    ) -> str:
+        if not api_key:
+            raise VenueReject(-2014, "API-key format invalid.", http_status=401)
+        secret = self.venue.secret_for(api_key)
+        if secret is None:
+            raise VenueReject(
+                -2015, "Invalid API-key, IP, or permissions for action.", http_status=401
+            )
+        check_freshness(
+            params.raw("timestamp"),
+            params.raw("recvWindow"),
+            now_ms=int(self.auth_clock.time() * 1000),
+        )
+        params.raw("signature")
+        check_signature(split_signature(request.query, request.body), secret)
+        return api_key
+
+    def _fire_due(self, now: float) -> None:
+        for rule in self._faults.due_events(now):
+            logger.info("venue: fault event {} on {}", rule.kind, rule.symbol)
+            try:
+                if isinstance(rule, FreezeFeedRule):
+                    self.venue.freeze_feed(rule.symbol, None if rule.mode == "off" else rule.mode)
+                elif isinstance(rule, SpikeRule):
+                    self.venue.spike(rule.symbol, rule.pct, rule.duration_s)
+                else:
+                    self.venue.set_tiers(rule.symbol, rule.table())
+            except (VenueReject, ValueError) as exc:
+                logger.warning("venue: fault event {} refused by the engine: {}", rule.kind, exc)
+        due = [key for key, deadline in self._countdowns.items() if deadline <= now]
+        for api_key, symbol in due:
+            del self._countdowns[(api_key, symbol)]
+            logger.info("venue: countdown expired, cancelling {} orders of {}", symbol, api_key)
+            self.venue.cancel_all(api_key, symbol=symbol)
+
+    def arm_countdown(self, api_key: str, symbol: str, countdown_ms: int, now: float) -> None:
+        """Cancel ``symbol``'s open orders at ``now + countdown_ms`` unless re-armed (0: off)."""
+        if countdown_ms == 0:
+            self._countdowns.pop((api_key, symbol), None)
+        else:
+            self._countdowns[(api_key, symbol)] = now + countdown_ms / 1000.0
+
+    # --- admin (unsigned, loopback only) ------------------------------------------------------
+
+    def _admin(self, method: str, request: Request) -> Response:
+        if not _is_loopback(request.client_ip):
+            logger.warning("venue: admin request from non-loopback {}", request.client_ip)
+            return _json_response(
+                403, {"code": -1002, "msg": "You are not authorized to execute this request."}
+            )
+        if request.path != "/admin/faults" or method not in ("GET", "POST", "DELETE"):
+            logger.warning("venue: no admin route for {} {}", method, request.path)
+            return _json_response(
+                404, {"code": -5000, "msg": f"Path {request.path}, Method {method} is invalid"}
+            )
+        if method == "POST":
+            try:
+                plan = FaultPlan.parse(
+                    json.loads(request.body or "{}"), source="POST /admin/faults"
+                )
+            except (ValueError, ConfigError) as exc:
+                return _json_response(400, {"code": -1130, "msg": str(exc)})
+            self.set_fault_plan(plan)
+        elif method == "DELETE":
+            self.set_fault_plan(None)
+        return _json_response(200, self._faults.describe())
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+def _json_response(status: int, payload: Any, usage: Usage | None = None) -> Response:
+    headers = {"Content-Type": JSON_TYPE}
+    if usage is not None:
+        headers.update(usage.headers())
+    return Response(status, json.dumps(payload, separators=(",", ":")), headers)
+
+
+def _refused(refusal: Refusal, usage: Usage, injection: Injection | None = None) -> Response:
+    answer = _json_response(refusal.status, {"code": refusal.code, "msg": refusal.msg}, usage)
+    if refusal.retry_after_s is not None:
+        answer.headers["Retry-After"] = str(refusal.retry_after_s)
+    if injection is not None and injection.latency_s:
+        return _with_latency(answer, injection.latency_s)
+    return answer
+
+
+_HTML_PAGE = (
+    "<html><head><title>{0} {1}</title></head><body><center><h1>{0} {1}</h1></center></body></html>"
+)
+
+
+def _fault_error(rule: ErrorRule, usage: Usage, injection: Injection) -> Response:
+    headers = dict(usage.headers())
+    if rule.retry_after_s is not None:
+        headers["Retry-After"] = str(rule.retry_after_s)
+    if rule.body == "json":
+        code = (
+            rule.code if rule.code is not None else (-1003 if rule.status in (418, 429) else -1001)
+        )
+        msg = rule.msg if rule.msg is not None else _DEFAULT_MESSAGES.get(code, "Fault injected.")
+        headers["Content-Type"] = JSON_TYPE
+        body = json.dumps({"code": code, "msg": msg}, separators=(",", ":"))
+    elif rule.body == "html":
+        headers["Content-Type"] = "text/html"
+        phrase = Response(rule.status, "").reason
+        body = _HTML_PAGE.format(rule.status, phrase)
+    else:
+        body = ""
+    return Response(rule.status, body, headers, latency_s=injection.latency_s)
+
+
+def _deliver(answer: Response, fault: Any, usage: Usage, injection: Injection) -> Response:
+    """Apply a fault that acts after the request was carried out."""
+    if isinstance(fault, ErrorRule):
+        return _fault_error(fault, usage, injection)
+    if isinstance(fault, DropRule):
+        return Response(0, "", delivery=Delivery.DROP, latency_s=injection.latency_s)
+    if isinstance(fault, TimeoutRule):
+        return Response(0, "", delivery=Delivery.HANG, hold_s=fault.hold_s)
+    return _with_latency(answer, injection.latency_s) if injection.latency_s else answer
+
+
+def _with_latency(answer: Response, latency_s: float) -> Response:
+    return Response(answer.status, answer.body, answer.headers, answer.delivery, latency_s)
+
+
+def _safe_weight(route: Route, params: Params) -> int:
+    # Weight depends on parameters ("limit", "symbol"); a malformed one still costs the base
+    # weight, and the decoding error is reported when the handler reads it.
+    try:
+        return route.weight_of(params)
+    except VenueReject:
+        return 1
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+
+def _symbol(call: Call, *, required: bool = True) -> str | None:
+    return call.params.symbol(call.venue.markets, required=required)
+
+
+def _required_symbol(call: Call) -> str:
+    symbol = _symbol(call)
+    assert symbol is not None  # required=True raised otherwise
+    return symbol
+
+
+def _ping(call: Call) -> Any:
+    return {}
+
+
+def _time(call: Call) -> Any:
+    return {"serverTime": call.venue.server_time()}
+
+
+def _exchange_info(call: Call) -> Any:
+    info = dict(call.venue.exchange_info())
+    # A throttle fault tightens the limits; the venue publishes what it enforces.
+    info["rateLimits"] = call.dialect.limits_at(call.now).as_exchange_info()
+    return info
+
+
+def _ticker_24h(call: Call) -> Any:
+    symbol = _symbol(call, required=False)
+    if symbol is not None:
+        return call.venue.ticker_24h(symbol)
+    return [call.venue.ticker_24h(s) for s in call.venue.markets]
+
+
+def _book_ticker(call: Call) -> Any:
+    symbol = _symbol(call, required=False)
+    tickers = call.venue.book_ticker(symbol)
+    return tickers[0] if symbol is not None and tickers else tickers
+
+
+_DEPTH_LIMITS = {5: 2, 10: 2, 20: 2, 50: 2, 100: 5, 500: 10, 1000: 20}
+
+
+def _depth_limit(params: Params) -> int:
+    limit = params.integer("limit")
+    if limit is None:
+        return 500
+    if limit not in _DEPTH_LIMITS:
+        raise invalid("limit")
+    return limit
+
+
+def _depth(call: Call) -> Any:
+    symbol = _required_symbol(call)
+    return call.venue.depth(symbol, _depth_limit(call.params))
+
+
+def _agg_trades(call: Call) -> Any:
+    params = call.params
+    symbol = _required_symbol(call)
+    limit = params.integer("limit", low=1, high=1000) or 500
+    from_id = params.integer("fromId", low=0)
+    start = params.integer("startTime", low=0)
+    end = params.integer("endTime", low=0)
+    filtered = from_id is not None or start is not None or end is not None
+    trades = call.venue.agg_trades(symbol, 1000 if filtered else limit)
+    kept = [
+        t
+        for t in trades
+        if (from_id is None or t["a"] >= from_id)
+        and (start is None or t["T"] >= start)
+        and (end is None or t["T"] <= end)
+    ]
+    return kept[:limit] if from_id is not None or start is not None else kept[-limit:]
+
+
+def _premium_index(call: Call) -> Any:
+    return call.venue.premium_index(_symbol(call, required=False))
+
+
+def _account(call: Call) -> Any:
+    return call.venue.account_v3(call.api_key)
+
+
+def _position_risk(call: Call) -> Any:
+    return call.venue.position_risk(call.api_key, _symbol(call, required=False))
+
+
+def _leverage_bracket(call: Call) -> Any:
+    return call.venue.leverage_brackets(call.api_key, _symbol(call, required=False))
+
+
+def _set_leverage(call: Call) -> Any:
+    symbol = _required_symbol(call)
+    leverage = call.params.integer("leverage", required=True)
+    assert leverage is not None
+    call.params.finish("leverage")
+    return call.venue.set_leverage(call.api_key, symbol=symbol, leverage=leverage)
+
+
+def _set_margin_type(call: Call) -> Any:
+    symbol = _required_symbol(call)
+    margin_type = call.params.choice("marginType", ("ISOLATED", "CROSSED"), required=True)
+    call.params.finish("marginType")
+    call.venue.set_margin_type(call.api_key, symbol=symbol, margin_type=margin_type)
+    return {"code": 200, "msg": "success"}
+
+
+def _new_order(call: Call) -> Any:
+    return _place(call, stop_param="stopPrice", client_param="newClientOrderId")
+
+
+def _place(call: Call, *, stop_param: str, client_param: str) -> dict[str, Any]:
+    # Only the wire format is decoded here (decimals, booleans, presence, unread parameters).
+    # Which sides, types and combinations are allowed is the engine's rule (parse_order), so
+    # enumerations pass through as sent and the engine answers with the venue's code.
+    p = call.params
+    symbol = _required_symbol(call)
+    side = p.text("side", required=True)
+    kind = p.text("type", required=True)
+    quantity = p.decimal("quantity")
+    price = p.decimal("price")
+    stop_price = p.decimal(stop_param)
+    reduce_only = p.boolean("reduceOnly")
+    time_in_force = p.text("timeInForce")
+    working_type = p.text("workingType") or "CONTRACT_PRICE"
+    position_side = p.text("positionSide") or "BOTH"
+    client_order_id = p.text(client_param)
+    p.choice("newOrderRespType", ("ACK", "RESULT"))
+    p.finish("order")  # nothing unread may reach the engine
+    return call.venue.place_order(
+        call.api_key,
+        symbol=symbol,
+        side=side,
+        type=kind,
+        quantity=quantity,
+        price=price,
+        time_in_force=time_in_force,
+        reduce_only=bool(reduce_only),
+        stop_price=stop_price,
+        working_type=working_type,
+        client_order_id=client_order_id,
+        position_side=position_side,
+    )
+
+
+def _order_ref(
+    call: Call, id_param: str = "orderId", client_param: str = "origClientOrderId"
+) -> tuple[str, int | None, str | None]:
+    symbol = _required_symbol(call)
+    order_id = call.params.integer(id_param, low=0)
+    client_id = call.params.text(client_param)
+    if order_id is None and client_id is None:
+        raise VenueReject(
+            -1102, f"Param '{client_param}' or '{id_param}' must be sent, but both were empty/null!"
+        )
+    call.params.finish("order")
+    return symbol, order_id, client_id
+
+
+def _get_order(call: Call) -> Any:
+    symbol, order_id, client_id = _order_ref(call)
+    return call.venue.get_order(
+        call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
+    )
+
+
+def _cancel_order(call: Call) -> Any:
+    symbol, order_id, client_id = _order_ref(call)
+    return call.venue.cancel_order(
+        call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
+    )
+
+
+# Conditional orders: ccxt 4.5 sends stop and take-profit orders to Binance's algo-order API
+# (``/fapi/v1/algoOrder``: ``triggerPrice``, ``clientAlgoId``, answers keyed ``algoId``). They
+# are the engine's stop orders seen through that API's field names; ids are shared.
+_CONDITIONAL_TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET")
+_ALGO_STATUS = {"FILLED": "FINISHED", "PARTIALLY_FILLED": "TRIGGERED"}
+
+
+def _as_algo(order: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "algoId": order["orderId"],
+        "clientAlgoId": order["clientOrderId"],
+        "algoType": "CONDITIONAL",
+        "orderType": order["type"],
+        "symbol": order["symbol"],
+        "side": order["side"],
+        "positionSide": order["positionSide"],
+        "timeInForce": order["timeInForce"],
+        "quantity": order["origQty"],
+        "algoStatus": _ALGO_STATUS.get(order["status"], order["status"]),
+        "triggerPrice": order["stopPrice"],
+        "price": order["price"],
+        "workingType": order["workingType"],
+        "priceMatch": "NONE",
+        "closePosition": False,
+        "priceProtect": False,
+        "reduceOnly": order["reduceOnly"],
+        "createTime": order.get("time", order["updateTime"]),
+        "updateTime": order["updateTime"],
+        "triggerTime": 0,
+        "goodTillDate": 0,
+    }
+
+
+def _new_algo_order(call: Call) -> Any:
+    call.params.choice("algoType", ("CONDITIONAL",), required=True)
+    kind = call.params.raw("type")
+    if kind not in _CONDITIONAL_TYPES:
+        raise VenueReject(-1116, "Invalid orderType.")
+    return _as_algo(_place(call, stop_param="triggerPrice", client_param="clientAlgoId"))
+
+
+def _get_algo_order(call: Call) -> Any:
+    symbol, order_id, client_id = _order_ref(call, "algoId", "clientAlgoId")
+    order = call.venue.get_order(
+        call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
+    )
+    if order["type"] not in _CONDITIONAL_TYPES:
+        raise VenueReject(-2013, "Order does not exist.")
+    return _as_algo(order)
+
+
+def _cancel_algo_order(call: Call) -> Any:
+    symbol, order_id, client_id = _order_ref(call, "algoId", "clientAlgoId")
+    try:
+        found = call.venue.get_order(
+            call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
+        )
+    except VenueReject:
+        raise VenueReject(-2011, "Unknown order sent.") from None
+    if found["type"] not in _CONDITIONAL_TYPES:
+        raise VenueReject(-2011, "Unknown order sent.")
+    order = call.venue.cancel_order(
+        call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
+    )
+    return {
+        "algoId": order["orderId"],
+        "clientAlgoId": order["clientOrderId"],
+        "code": "200",
+        "msg": "success",
+    }
+
+
+def _open_algo_orders(call: Call) -> Any:
+    orders = call.venue.open_orders(call.api_key, symbol=_symbol(call, required=False))
+    return [_as_algo(o) for o in orders if o["type"] in _CONDITIONAL_TYPES]
+
+
+def _open_orders(call: Call) -> Any:
+    return call.venue.open_orders(call.api_key, symbol=_symbol(call, required=False))
+
+
+def _open_orders_weight(params: Params) -> int:
+    return 1 if "symbol" in params else 40
+
+
+def _cancel_all(call: Call) -> Any:
+    symbol = _required_symbol(call)
+    call.params.finish("allOpenOrders")
+    call.venue.cancel_all(call.api_key, symbol=symbol)
+    return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+
+def _all_orders(call: Call) -> Any:
+    symbol = _required_symbol(call)
+    limit = call.params.integer("limit", low=1, high=1000) or 500
+    return call.venue.all_orders(call.api_key, symbol=symbol)[-limit:]
+
+
+def _user_trades(call: Call) -> Any:
+    symbol = _required_symbol(call)
+    limit = call.params.integer("limit", low=1, high=1000) or 500
+    return call.venue.user_trades(call.api_key, symbol=symbol, limit=limit)
+
+
+def _countdown(call: Call) -> Any:
+    symbol = _required_symbol(call)
+    countdown = call.params.integer("countdownTime", required=True, low=0)
+    assert countdown is not None
+    call.params.finish("countdownCancelAll")
+    call.dialect.arm_countdown(call.api_key, symbol, countdown, call.now)
+    return {"symbol": symbol, "countdownTime": str(countdown)}
+
+
+ROUTES: Mapping[tuple[str, str], Route] = {
+    ("GET", "/fapi/v1/ping"): Route(_ping),
+    ("GET", "/fapi/v1/time"): Route(_time),
+    ("GET", "/fapi/v1/exchangeInfo"): Route(_exchange_info),
+    ("GET", "/fapi/v1/ticker/24hr"): Route(_ticker_24h, lambda p: 1 if "symbol" in p else 40),
+    ("GET", "/fapi/v1/ticker/bookTicker"): Route(_book_ticker, lambda p: 2 if "symbol" in p else 5),
+    ("GET", "/fapi/v1/depth"): Route(_depth, lambda p: _DEPTH_LIMITS[_depth_limit(p)]),
+    ("GET", "/fapi/v1/aggTrades"): Route(_agg_trades, 20),
+    ("GET", "/fapi/v1/premiumIndex"): Route(_premium_index, lambda p: 1 if "symbol" in p else 10),
+    ("GET", "/fapi/v3/account"): Route(_account, 5, signed=True),
+    ("GET", "/fapi/v3/positionRisk"): Route(_position_risk, 5, signed=True),
+    ("GET", "/fapi/v1/leverageBracket"): Route(_leverage_bracket, 1, signed=True),
+    ("POST", "/fapi/v1/leverage"): Route(_set_leverage, 1, signed=True),
+    ("POST", "/fapi/v1/marginType"): Route(_set_margin_type, 1, signed=True),
+    ("POST", "/fapi/v1/order"): Route(_new_order, 0, signed=True, orders=1),
+    ("GET", "/fapi/v1/order"): Route(_get_order, 1, signed=True),
+    ("DELETE", "/fapi/v1/order"): Route(_cancel_order, 1, signed=True),
+    ("GET", "/fapi/v1/openOrders"): Route(_open_orders, _open_orders_weight, signed=True),
+    ("POST", "/fapi/v1/algoOrder"): Route(_new_algo_order, 0, signed=True, orders=1),
+    ("GET", "/fapi/v1/algoOrder"): Route(_get_algo_order, 1, signed=True),
+    ("DELETE", "/fapi/v1/algoOrder"): Route(_cancel_algo_order, 1, signed=True),
+    ("GET", "/fapi/v1/openAlgoOrders"): Route(_open_algo_orders, _open_orders_weight, signed=True),
+    ("DELETE", "/fapi/v1/allOpenOrders"): Route(_cancel_all, 1, signed=True),
+    ("GET", "/fapi/v1/allOrders"): Route(_all_orders, 5, signed=True),
+    ("GET", "/fapi/v1/userTrades"): Route(_user_trades, 5, signed=True),
+    ("POST", "/fapi/v1/countdownCancelAll"): Route(_countdown, 10, signed=True),
+}
+"""Every endpoint the venue implements, keyed by (method, path)."""
+
+
+__all__ = ["JSON_TYPE", "ROUTES", "Call", "Delivery", "Dialect", "Request", "Response", "Route"]

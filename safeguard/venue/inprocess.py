@@ -1,0 +1,145 @@
+"""The mock venue without sockets: a real ccxt ``binanceusdm`` whose HTTP fetch is the dialect.
+
+ccxt still builds, signs and parses every request; only the bytes never touch a socket. The
+overridden ``fetch`` hands the request to :meth:`Dialect.handle` and then treats the answer
+exactly as ccxt's own ``fetch`` treats an HTTP answer: ``on_rest_response``, ``parse_json``,
+``last_response_headers`` (case-insensitive for sync, a plain dict for async, as ccxt gives),
+``handle_errors`` and ``handle_http_status_code`` in ccxt's order. So both transports raise
+the same exception class for the same venue answer.
+
+What a socket would do, in-process does at once: latency is not slept (it only matters when it
+exceeds the client's timeout, which raises ``RequestTimeout``); a timeout after the order was
+accepted raises ``RequestTimeout`` after the engine accepted it; a dropped answer raises what
+the real HTTP stack raises for a closed connection (sync ``requests``: ``NetworkError``; async
+``aiohttp``: ``ExchangeNotAvailable``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import ccxt
+import ccxt.async_support
+from requests.structures import CaseInsensitiveDict
+
+from safeguard.venue.client import configure
+from safeguard.venue.dialect import Delivery, Dialect, Request
+
+if TYPE_CHECKING:
+    from safeguard.venue.engine import Venue
+
+# A reserved top-level domain: should anything ever bypass the overridden fetch, it fails to
+# resolve instead of reaching a real exchange.
+INPROCESS_URL = "http://venue.invalid"
+
+
+class _Transport:
+    """The dialect behind one ccxt instance, and the peer address it reports."""
+
+    def __init__(self, dialect: Dialect, client_ip: str, asynchronous: bool) -> None:
+        self.dialect = dialect
+        self.client_ip = client_ip
+        self.asynchronous = asynchronous
+
+    def exchange(self, ex: Any, url: str, method: str, headers: Any, body: Any) -> Any:
+        """Everything ccxt's ``fetch`` does after the socket, on the dialect's answer."""
+        request_headers = ex.prepare_request_headers(headers)
+        parts = urlsplit(url)
+        request = Request(
+            method=method,
+            path=parts.path,
+            query=parts.query,
+            body=body or "",
+            headers=dict(request_headers),
+            client_ip=self.client_ip,
+        )
+        details = " ".join([ex.id, method, url])
+        answer = self.dialect.handle(request)
+        if answer.delivery is Delivery.HANG or answer.latency_s * 1000 >= ex.timeout:
+            raise ccxt.RequestTimeout(details)
+        if answer.delivery is Delivery.DROP:
+            dropped = ccxt.ExchangeNotAvailable if self.asynchronous else ccxt.NetworkError
+            raise dropped(details)
+
+        response_headers: Any = (
+            dict(answer.headers) if self.asynchronous else CaseInsensitiveDict(answer.headers)
+        )
+        status, reason = answer.status, answer.reason
+        http_response = ex.on_rest_response(
+            status, reason, url, method, response_headers, answer.body, request_headers, body
+        )
+        json_response = ex.parse_json(http_response)
+        if ex.enableLastHttpResponse:
+            ex.last_http_response = http_response
+        if ex.enableLastJsonResponse:
+            ex.last_json_response = json_response
+        if ex.enableLastResponseHeaders:
+            ex.last_response_headers = response_headers
+        if json_response and not isinstance(json_response, list) and ex.returnResponseHeaders:
+            json_response["responseHeaders"] = response_headers
+
+        args = (status, reason, url, method, response_headers, http_response, json_response)
+        if self.asynchronous:
+            # aiohttp never raises for a status: ccxt's async fetch runs both handlers always.
+            ex.handle_errors(*args, request_headers, body)
+            ex.handle_http_status_code(status, reason, url, method, http_response)
+        elif status >= 400:
+            # requests' raise_for_status path in ccxt's sync fetch.
+            if not ex.handle_errors(*args, request_headers, body):
+                ex.handle_http_status_code(status, reason, url, method, http_response)
+            raise ccxt.ExchangeError(details)
+        else:
+            ex.handle_errors(*args, request_headers, body)
+        if json_response is not None:
+            return json_response
+        return http_response
+
+
+class InProcessBinanceUSDM(ccxt.binanceusdm):  # type: ignore[misc]
+    """``ccxt.binanceusdm`` answered by a :class:`Dialect` in this process."""
+
+    _sg_transport: _Transport
+
+    def fetch(self, url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+        return self._sg_transport.exchange(self, url, method, headers, body)
+
+
+class AsyncInProcessBinanceUSDM(ccxt.async_support.binanceusdm):  # type: ignore[misc]
+    """``ccxt.async_support.binanceusdm`` answered by a :class:`Dialect` in this process."""
+
+    _sg_transport: _Transport
+
+    async def fetch(
+        self, url: str, method: str = "GET", headers: Any = None, body: Any = None
+    ) -> Any:
+        return self._sg_transport.exchange(self, url, method, headers, body)
+
+
+def inprocess_client(
+    venue: Venue | Dialect,
+    api_key: str,
+    secret: str,
+    *,
+    asyncio: bool = False,
+    client_ip: str = "127.0.0.1",
+    timeout_ms: int = 10_000,
+) -> Any:
+    """A ccxt ``binanceusdm`` (async with ``asyncio=True``) trading on ``venue`` in process.
+
+    Pass a :class:`Dialect` instead of a venue to share one fault plan and rate-limit state
+    between several clients (or with an HTTP server). ``client_ip`` is the peer address the
+    venue's per-IP limits and bans see.
+    """
+    if not api_key or not secret:
+        raise ValueError("api_key and secret must be non-empty strings")
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
+        raise ValueError(f"timeout_ms must be a positive integer, got {timeout_ms!r}")
+    dialect = venue if isinstance(venue, Dialect) else Dialect(venue)
+    cls = AsyncInProcessBinanceUSDM if asyncio else InProcessBinanceUSDM
+    exchange = cls({"apiKey": api_key, "secret": secret, "timeout": timeout_ms})
+    exchange._sg_transport = _Transport(dialect, client_ip, asynchronous=asyncio)
+    return configure(exchange, INPROCESS_URL)
+
+
+__all__ = ["INPROCESS_URL", "AsyncInProcessBinanceUSDM", "InProcessBinanceUSDM", "inprocess_client"]

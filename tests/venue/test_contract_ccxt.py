@@ -1,0 +1,505 @@
+"""Unmodified ccxt (sync and async) trades on the mock venue through every unified call.
+
+One scenario suite runs over four clients: loopback HTTP and in-process, each sync and async.
+The same assertions passing on all four is what proves the transports cannot disagree. Each
+test opens its own account (a fresh API key), so tests do not see each other's orders.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import ccxt
+import pytest
+import pytest_asyncio
+
+from safeguard.clock import ManualClock
+from safeguard.venue.client import ccxt_client
+from safeguard.venue.dialect import Dialect
+from safeguard.venue.engine import Venue
+from safeguard.venue.http import VenueServer
+from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue.ratelimit import RateLimits
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+BTC = "BTC/USDT:USDT"
+ETH = "ETH/USDT:USDT"
+TRANSPORTS = ["http-sync", "http-async", "inprocess-sync", "inprocess-async"]
+_keys = itertools.count(1)
+
+
+async def call(result: Any) -> Any:
+    """Await an async ccxt call; pass a sync one's result through."""
+    return await result if inspect.isawaitable(result) else result
+
+
+@pytest.fixture(scope="module")
+def venue() -> Venue:
+    # Simulated time that starts at wall time: ccxt signs with wall time.
+    return Venue(clock=ManualClock(time.time()))
+
+
+@pytest.fixture(scope="module")
+def dialect(venue: Venue) -> Dialect:
+    # This suite is about answers, not throttling: limits high enough never to bite.
+    return Dialect(venue, limits=RateLimits(10**9, 10**9, 10**9))
+
+
+@pytest.fixture(scope="module")
+def server(venue: Venue, dialect: Dialect) -> Iterator[VenueServer]:
+    with VenueServer(venue, dialect=dialect) as running:
+        yield running
+
+
+class Client:
+    """A ccxt instance on one transport, logged into a fresh account per test."""
+
+    def __init__(self, venue: Venue, exchange: Any, transport: str) -> None:
+        self.venue = venue
+        self.ex = exchange
+        self.transport = transport
+        self.api_key = ""
+
+    @property
+    def asynchronous(self) -> bool:
+        return self.transport.endswith("async")
+
+    def open_account(self, *, wallet: float = 10_000.0) -> str:
+        key = f"key-{next(_keys)}"
+        self.venue.create_account(key, "secret-" + key, wallet=wallet)
+        self.login(key, "secret-" + key)
+        return key
+
+    def login(self, api_key: str, secret: str) -> None:
+        self.ex.apiKey, self.ex.secret, self.api_key = api_key, secret, api_key
+
+    async def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await call(getattr(self.ex, method)(*args, **kwargs))
+
+    async def close(self) -> None:
+        if self.asynchronous:
+            await self.ex.close()
+
+
+def _new_client(transport: str, request: pytest.FixtureRequest, venue: Venue) -> Client:
+    asynchronous = transport.endswith("async")
+    dialect = request.getfixturevalue("dialect")
+    if transport.startswith("http"):
+        url = request.getfixturevalue("server").url
+        exchange = ccxt_client(url, "placeholder", "placeholder", asyncio=asynchronous)
+    else:
+        exchange = inprocess_client(dialect, "placeholder", "placeholder", asyncio=asynchronous)
+    return Client(venue, exchange, transport)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=TRANSPORTS)
+async def session(request: pytest.FixtureRequest, venue: Venue) -> AsyncIterator[Client]:
+    # One ccxt instance per transport for the whole module (markets loaded once); each test
+    # logs it into a new account, which is all the isolation the tests need.
+    made = _new_client(str(request.param), request, venue)
+    made.open_account()
+    await made("load_markets")
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+def client(session: Client) -> Client:
+    session.open_account()
+    return session
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def fresh(
+    request: pytest.FixtureRequest, venue: Venue, session: Client
+) -> AsyncIterator[Client]:
+    """A new ccxt instance that has never authenticated (ccxt turns a -2015 after a
+    successful login into DDoSProtection, so "unknown key" needs a virgin instance)."""
+    made = _new_client(session.transport, request, venue)
+    made.ex.set_markets(session.ex.markets.values())
+    yield made
+    await made.close()
+
+
+# --- market data --------------------------------------------------------------------------
+
+
+async def test_load_markets_matches_the_engine_specs(client: Client) -> None:
+    markets = client.ex.markets
+    assert {BTC, ETH} <= set(markets)
+    for symbol, market in markets.items():
+        spec = client.venue.markets[market["id"]]
+        assert market["swap"] is True
+        assert market["linear"] is True
+        assert market["settle"] == "USDT"
+        assert market["precision"]["price"] == pytest.approx(spec.tick_size)
+        assert market["precision"]["amount"] == pytest.approx(spec.step_size)
+        assert market["limits"]["amount"]["min"] == pytest.approx(spec.min_qty)
+        assert market["limits"]["cost"]["min"] == pytest.approx(spec.min_notional)
+        assert symbol == f"{spec.base}/{spec.quote}:{spec.quote}"
+
+
+async def test_fetch_time_is_the_venue_clock(client: Client) -> None:
+    assert await client("fetch_time") == client.venue.server_time()
+
+
+async def test_fetch_ticker(client: Client) -> None:
+    ticker = await client("fetch_ticker", BTC)
+    assert ticker["symbol"] == BTC
+    assert ticker["last"] == pytest.approx(client.venue.last_price("BTCUSDT"))
+    assert ticker["timestamp"] == client.venue.server_time()
+
+
+async def test_fetch_bids_asks(client: Client) -> None:
+    quotes = await client("fetch_bids_asks", [BTC, ETH])
+    for symbol in (BTC, ETH):
+        raw = client.venue.book_ticker(client.ex.market(symbol)["id"])[0]
+        assert quotes[symbol]["bid"] == float(raw["bidPrice"])
+        assert quotes[symbol]["ask"] == float(raw["askPrice"])
+        assert quotes[symbol]["bid"] < quotes[symbol]["ask"]
+
+
+async def test_fetch_order_book(client: Client) -> None:
+    book = await client("fetch_order_book", BTC, 5)
+    assert len(book["bids"]) == len(book["asks"]) == 5
+    bids = [price for price, _ in book["bids"]]
+    asks = [price for price, _ in book["asks"]]
+    assert bids == sorted(bids, reverse=True)
+    assert asks == sorted(asks)
+    assert bids[0] < asks[0]
+    raw = client.venue.depth("BTCUSDT", 5)
+    assert book["bids"][0] == [float(raw["bids"][0][0]), float(raw["bids"][0][1])]
+    assert book["nonce"] == raw["lastUpdateId"]
+
+
+async def test_fetch_trades_sees_a_fill(client: Client) -> None:
+    order = await client("create_order", ETH, "market", "buy", 0.01)
+    trades = await client("fetch_trades", ETH)
+    assert trades, "a market order must leave a public trade"
+    last = trades[-1]
+    assert last["symbol"] == ETH
+    assert last["price"] == pytest.approx(order["average"])
+    assert last["side"] == "buy"
+
+
+async def test_fetch_funding_rate(client: Client) -> None:
+    rate = await client("fetch_funding_rate", BTC)
+    raw = client.venue.premium_index("BTCUSDT")
+    assert isinstance(raw, dict)
+    assert rate["fundingRate"] == float(raw["lastFundingRate"])
+    assert rate["markPrice"] == pytest.approx(float(raw["markPrice"]))
+    assert rate["fundingTimestamp"] == raw["nextFundingTime"]
+
+
+# --- account ------------------------------------------------------------------------------
+
+
+async def test_fetch_balance(client: Client) -> None:
+    balance = await client("fetch_balance")
+    assert balance["USDT"]["total"] == pytest.approx(10_000.0)
+    assert balance["USDT"]["free"] == pytest.approx(10_000.0)
+    await client("create_order", BTC, "limit", "buy", 0.01, _passive_bid(client, BTC))
+    after = await client("fetch_balance")
+    assert after["USDT"]["used"] > 0
+    assert after["USDT"]["free"] < 10_000.0
+
+
+async def test_fetch_positions_after_a_fill(client: Client) -> None:
+    assert await client("fetch_positions") == []
+    order = await client("create_order", BTC, "market", "buy", 0.01)
+    positions = await client("fetch_positions")
+    assert len(positions) == 1
+    position = positions[0]
+    assert position["symbol"] == BTC
+    assert position["side"] == "long"
+    assert position["contracts"] == pytest.approx(0.01)
+    assert position["entryPrice"] == pytest.approx(order["average"])
+    assert position["marginMode"] == "cross"
+    assert position["notional"] == pytest.approx(0.01 * client.venue.mark_price("BTCUSDT"))
+
+
+async def test_fetch_leverage_tiers(client: Client) -> None:
+    tiers = (await client("fetch_leverage_tiers", [BTC]))[BTC]
+    table = client.venue.markets["BTCUSDT"].tiers
+    assert len(tiers) == len(table)
+    for row, tier in zip(tiers, table, strict=True):
+        assert row["maxLeverage"] == tier.max_leverage
+        assert row["maintenanceMarginRate"] == pytest.approx(tier.maintenance_margin_rate)
+        assert row["minNotional"] == pytest.approx(tier.min_notional)
+
+
+async def test_set_leverage(client: Client) -> None:
+    answer = await client("set_leverage", 7, BTC)
+    assert answer["leverage"] == 7
+    assert answer["symbol"] == "BTCUSDT"
+    await client("create_order", BTC, "market", "buy", 0.01)
+    (position,) = await client("fetch_positions")
+    assert position["leverage"] == 7
+    with pytest.raises(ccxt.BadRequest):
+        await client("set_leverage", 500, BTC)
+
+
+async def test_set_margin_mode(client: Client) -> None:
+    answer = await client("set_margin_mode", "isolated", ETH)
+    assert answer == {"code": 200, "msg": "success"}
+    with pytest.raises(ccxt.MarginModeAlreadySet):
+        await client("set_margin_mode", "isolated", ETH)
+
+
+# --- orders -------------------------------------------------------------------------------
+
+
+def _passive_bid(client: Client, symbol: str, offset: float = 0.9) -> float:
+    market_id = client.ex.market(symbol)["id"]
+    bid = float(client.venue.book_ticker(market_id)[0]["bidPrice"])
+    return float(client.ex.price_to_precision(symbol, bid * offset))
+
+
+def _crossing_ask(client: Client, symbol: str) -> float:
+    market_id = client.ex.market(symbol)["id"]
+    ask = float(client.venue.book_ticker(market_id)[0]["askPrice"])
+    return float(client.ex.price_to_precision(symbol, ask * 1.01))
+
+
+async def test_limit_gtc_rests_and_is_found_by_id_and_client_id(client: Client) -> None:
+    price = _passive_bid(client, BTC)
+    order = await client(
+        "create_order", BTC, "limit", "buy", 0.01, price, {"clientOrderId": "gtc-1"}
+    )
+    assert order["status"] == "open"
+    assert order["price"] == price
+    assert order["amount"] == 0.01
+    assert order["clientOrderId"] == "gtc-1"
+    assert order["timeInForce"] == "GTC"
+    by_id = await client("fetch_order", order["id"], BTC)
+    assert by_id["clientOrderId"] == "gtc-1"
+    by_client = await client("fetch_order", None, BTC, {"clientOrderId": "gtc-1"})
+    assert by_client["id"] == order["id"]
+    assert [o["id"] for o in await client("fetch_open_orders", BTC)] == [order["id"]]
+
+
+async def test_limit_ioc_that_cannot_fill_expires_without_resting(client: Client) -> None:
+    order = await client(
+        "create_order", BTC, "limit", "buy", 0.01, _passive_bid(client, BTC), {"timeInForce": "IOC"}
+    )
+    assert order["timeInForce"] == "IOC"
+    assert order["status"] == "expired"
+    assert order["filled"] == 0
+    assert await client("fetch_open_orders", BTC) == []
+
+
+async def test_limit_fok_that_cannot_fill_is_refused(client: Client) -> None:
+    with pytest.raises(ccxt.OrderNotFillable):  # -5021
+        await client(
+            "create_order",
+            BTC,
+            "limit",
+            "buy",
+            0.01,
+            _passive_bid(client, BTC),
+            {"timeInForce": "FOK"},
+        )
+    assert await client("fetch_open_orders", BTC) == []
+
+
+async def test_limit_fok_that_can_fill_fills_completely(client: Client) -> None:
+    order = await client(
+        "create_order",
+        BTC,
+        "limit",
+        "buy",
+        0.01,
+        _crossing_ask(client, BTC),
+        {"timeInForce": "FOK"},
+    )
+    assert order["status"] == "closed"
+    assert order["filled"] == pytest.approx(0.01)
+
+
+async def test_limit_ioc_that_crosses_fills(client: Client) -> None:
+    price = _crossing_ask(client, BTC)
+    order = await client("create_order", BTC, "limit", "buy", 0.01, price, {"timeInForce": "IOC"})
+    assert order["status"] == "closed"
+    assert order["filled"] == pytest.approx(0.01)
+    assert order["average"] <= price
+
+
+async def test_post_only_gtx_rests_when_passive_and_is_refused_when_it_would_take(
+    client: Client,
+) -> None:
+    resting = await client(
+        "create_order", BTC, "limit", "buy", 0.01, _passive_bid(client, BTC), {"postOnly": True}
+    )
+    assert resting["status"] == "open"
+    assert resting["postOnly"] is True
+    with pytest.raises(ccxt.OrderNotFillable):
+        await client(
+            "create_order",
+            BTC,
+            "limit",
+            "buy",
+            0.01,
+            _crossing_ask(client, BTC),
+            {"postOnly": True},
+        )
+    assert len(await client("fetch_open_orders", BTC)) == 1
+
+
+async def test_market_order_fills_and_reduce_only_closes(client: Client) -> None:
+    opened = await client("create_order", BTC, "market", "buy", 0.02)
+    assert opened["status"] == "closed"
+    assert opened["filled"] == pytest.approx(0.02)
+    assert opened["side"] == "buy"
+    assert opened["average"] > 0
+    closed = await client("create_order", BTC, "market", "sell", 0.02, None, {"reduceOnly": True})
+    assert closed["reduceOnly"] is True
+    assert closed["filled"] == pytest.approx(0.02)
+    assert await client("fetch_positions") == []
+    with pytest.raises(ccxt.InvalidOrder):  # -2022: nothing left to reduce
+        await client("create_order", BTC, "market", "sell", 0.01, None, {"reduceOnly": True})
+
+
+@pytest.mark.parametrize(("kind", "offset"), [("STOP_MARKET", 0.9), ("TAKE_PROFIT_MARKET", 1.1)])
+async def test_stop_orders_with_client_order_id(client: Client, kind: str, offset: float) -> None:
+    await client("create_order", BTC, "market", "buy", 0.01)
+    mark = client.venue.mark_price("BTCUSDT")
+    trigger = float(client.ex.price_to_precision(BTC, mark * offset))
+    order = await client(
+        "create_order",
+        BTC,
+        kind,
+        "sell",
+        0.01,
+        None,
+        {
+            "stopPrice": trigger,
+            "reduceOnly": True,
+            "workingType": "MARK_PRICE",
+            "clientOrderId": f"stop-{kind}",
+        },
+    )
+    assert order["status"] == "open"
+    assert order["triggerPrice"] == trigger
+    assert order["clientOrderId"] == f"stop-{kind}"
+    assert order["reduceOnly"] is True
+    assert order["info"]["orderType"] == kind
+    assert order["info"]["workingType"] == "MARK_PRICE"
+    by_client = {"clientOrderId": f"stop-{kind}", "trigger": True}
+    found = await client("fetch_order", None, BTC, by_client)
+    assert found["id"] == order["id"]
+    assert found["status"] == "open"
+    listed = await client("fetch_open_orders", BTC, None, None, {"trigger": True})
+    assert [o["id"] for o in listed] == [order["id"]]
+    canceled = await client("cancel_order", order["id"], BTC, {"trigger": True})
+    assert canceled["id"] == order["id"]
+    after = await client("fetch_order", order["id"], BTC, {"trigger": True})
+    assert after["status"] == "canceled"
+
+
+async def test_cancel_order_and_cancel_all(client: Client) -> None:
+    price = _passive_bid(client, BTC)
+    first = await client("create_order", BTC, "limit", "buy", 0.01, price)
+    second = await client("create_order", BTC, "limit", "buy", 0.01, price)
+    canceled = await client("cancel_order", first["id"], BTC)
+    assert canceled["status"] == "canceled"
+    assert canceled["id"] == first["id"]
+    assert [o["id"] for o in await client("fetch_open_orders", BTC)] == [second["id"]]
+    with pytest.raises(ccxt.OrderNotFound):  # -2011
+        await client("cancel_order", first["id"], BTC)
+    answer = await client("cancel_all_orders", BTC)
+    assert answer[0]["info"]["code"] == 200
+    assert await client("fetch_open_orders", BTC) == []
+    assert (await client("fetch_order", second["id"], BTC))["status"] == "canceled"
+
+
+# --- the error table ----------------------------------------------------------------------
+
+
+async def test_unknown_order_is_order_not_found(client: Client) -> None:
+    with pytest.raises(ccxt.OrderNotFound):  # -2013
+        await client("fetch_order", "999999", BTC)
+
+
+async def test_insufficient_margin(client: Client) -> None:
+    client.open_account(wallet=10.0)
+    with pytest.raises(ccxt.InsufficientFunds):  # -2019
+        await client("create_order", BTC, "market", "buy", 1.0)
+    assert await client("fetch_positions") == []
+
+
+async def test_notional_too_small_is_invalid_order(client: Client) -> None:
+    with pytest.raises(ccxt.InvalidOrder, match="-4164"):
+        await client("create_order", BTC, "limit", "buy", 0.001, 1000.0)
+    assert await client("fetch_open_orders", BTC) == []
+
+
+async def test_duplicate_client_order_id_is_invalid_order(client: Client) -> None:
+    price = _passive_bid(client, BTC)
+    await client("create_order", BTC, "limit", "buy", 0.01, price, {"clientOrderId": "dup-1"})
+    with pytest.raises(ccxt.InvalidOrder, match="-4116"):
+        await client("create_order", BTC, "limit", "buy", 0.01, price, {"clientOrderId": "dup-1"})
+    assert len(await client("fetch_open_orders", BTC)) == 1
+
+
+async def test_precision_and_filter_failures_are_bad_requests(client: Client) -> None:
+    # ccxt rounds amounts itself, so the raw endpoint is used to send what a buggy bot might.
+    price = client.ex.price_to_precision(BTC, _passive_bid(client, BTC))
+    base = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC"}
+    with pytest.raises(ccxt.BadRequest, match="-1111"):
+        await client("fapiPrivatePostOrder", base | {"quantity": "0.0100001", "price": price})
+    with pytest.raises(ccxt.BadRequest, match=r"-4014|-1111"):
+        await client("fapiPrivatePostOrder", base | {"quantity": "0.01", "price": price + "3"})
+    with pytest.raises(ccxt.BadRequest, match="-1100"):
+        await client("fapiPrivatePostOrder", base | {"quantity": "-1", "price": price})
+    with pytest.raises(ccxt.BadRequest, match="-1100"):
+        await client("fapiPrivatePostOrder", base | {"quantity": "1e-2", "price": price})
+    with pytest.raises(ccxt.BadRequest, match="-4003"):
+        await client("fapiPrivatePostOrder", base | {"quantity": "0", "price": price})
+    with pytest.raises(ccxt.BadRequest, match="-1104"):
+        await client(
+            "fapiPrivatePostOrder",
+            base | {"quantity": "0.01", "price": price, "closePosition": "x"},
+        )
+    with pytest.raises(ccxt.BadSymbol):  # -1121
+        await client("fapiPrivatePostOrder", base | {"symbol": "DOGEUSDT", "quantity": "1"})
+    assert await client("fetch_open_orders", BTC) == []
+
+
+async def test_stale_timestamp_is_invalid_nonce(client: Client) -> None:
+    stale = int(time.time() * 1000) - 60_000
+    with pytest.raises(ccxt.InvalidNonce):  # -1021
+        await client("fetch_balance", {"timestamp": stale})
+
+
+async def test_wrong_secret_is_authentication_error(client: Client) -> None:
+    client.login(client.api_key, "wrong-secret")
+    with pytest.raises(ccxt.AuthenticationError, match="-1022"):
+        await client("fetch_balance")
+
+
+async def test_unknown_key_is_authentication_error(fresh: Client) -> None:
+    fresh.login("nobody", "whatever")
+    with pytest.raises(ccxt.AuthenticationError, match="-2015"):
+        await fresh("fetch_balance")
+
+
+async def test_unknown_path_is_a_404_exchange_error_not_a_network_error(client: Client) -> None:
+    with pytest.raises(ccxt.ExchangeError) as exc:
+        await client("fapiPublicGetFundingInfo")
+    assert not isinstance(exc.value, ccxt.NetworkError)
+    assert "-5000" in str(exc.value)
+
+
+async def test_answers_carry_the_weight_header(client: Client) -> None:
+    await client("fetch_ticker", BTC)
+    headers = client.ex.last_response_headers
+    assert int(headers["X-MBX-USED-WEIGHT-1M"]) >= 1
+    await client("create_order", BTC, "market", "buy", 0.01)
+    headers = client.ex.last_response_headers
+    assert int(headers["X-MBX-ORDER-COUNT-10S"]) >= 1
+    assert int(headers["X-MBX-ORDER-COUNT-1M"]) >= 1
