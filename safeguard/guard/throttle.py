@@ -31,7 +31,7 @@ import hashlib
 import math
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -259,14 +259,13 @@ class RateBudget:
     def __init__(
         self,
         config: ThrottleConfig,
-        ip_windows: Sequence[_Window],
-        account_windows: Sequence[_Window],
+        windows: Sequence[_Window],
         scope: _Scope,
         lock: threading.RLock,
         on_ban: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
-        self._windows = (*ip_windows, *account_windows)
+        self._windows = tuple(windows)
         self._scope = scope
         self._lock = lock
         self._on_ban = on_ban
@@ -279,7 +278,11 @@ class RateBudget:
         config = config or ThrottleConfig()
         limits = limits or RateLimits.from_config(config)
         windows = [_Window(lim) for lim in limits.limits]
-        return cls(config, windows, [], _Scope(), threading.RLock())
+        return cls(config, windows, _Scope(), threading.RLock())
+
+    def _rebind(self, windows: Sequence[_Window]) -> None:
+        with self._lock:
+            self._windows = tuple(windows)
 
     @property
     def limits(self) -> tuple[RateLimit, ...]:
@@ -309,6 +312,13 @@ class RateBudget:
                 cost = _cost(window.limit, kind, weight, orders)
                 if cost <= 0:
                     continue
+                cap = self._cap(window.limit.limit, kind)
+                if cost > cap:
+                    # It would wait for every window forever: refuse it by name instead.
+                    raise ValueError(
+                        f"weight {weight} of a {kind} request can never fit "
+                        f"{window.limit.label} ({cap:g} of {window.limit.limit} usable)"
+                    )
                 verdict = self._check(window, kind, cost, now, skew)
                 if isinstance(verdict, Hold):
                     worst = verdict if not isinstance(worst, Hold) else _later(worst, verdict)
@@ -338,7 +348,7 @@ class RateBudget:
         cap = self._cap(limit, kind)
         rolls_in = max(window.ends_at(skew) - now, 0.0)
         if window.used + cost > cap:
-            if kind is RequestKind.READ and cost <= cap:
+            if kind is RequestKind.READ:
                 return Hold(rolls_in, label, window.usage())
             # Orders, essential reads and cancels wait for the window rather than fail: the
             # client's retry budget decides how long it is prepared to wait.
@@ -523,37 +533,49 @@ class BudgetRegistry:
         self.config = config or ThrottleConfig()
         self.store = store
         self._lock = threading.RLock()
-        self._ip_windows: dict[tuple[str, RateLimit], _Window] = {}
-        self._account_windows: dict[tuple[str, RateLimit], _Window] = {}
+        self._windows: dict[tuple[str, LimitType, int], _Window] = {}
         self._scopes: dict[str, _Scope] = {}
-        self._budgets: dict[tuple[str, str, RateLimits], RateBudget] = {}
+        self._budgets: dict[tuple[str, str], RateBudget] = {}
 
     def get(self, ip_key: str, account_key: str, limits: RateLimits | None = None) -> RateBudget:
         """The budget for ``ip_key`` (e.g. ``"binanceusdm@203.0.113.7"``) and ``account_key``
-        (e.g. :func:`account_fingerprint` of the API key). Thread-safe."""
+        (e.g. :func:`account_fingerprint` of the API key). Thread-safe.
+
+        Windows are shared by what they limit (an IP's weight per minute, an account's orders
+        per 10 s), not by the number: when ``limits`` differ from an earlier call's (the venue's
+        ``exchangeInfo`` arrived), the shared windows take the newer numbers and keep counting.
+        """
         for name, value in (("ip_key", ip_key), ("account_key", account_key)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty str, got {value!r}")
         limits = limits or RateLimits.from_config(self.config)
         with self._lock:
-            existing = self._budgets.get((ip_key, account_key, limits))
-            if existing is not None:
-                return existing
-            scope = self._scope(ip_key)
-            ip_windows = self._windows(self._ip_windows, ip_key, _only(limits, per_ip=True))
-            account_windows = self._windows(
-                self._account_windows, account_key, _only(limits, per_ip=False)
-            )
-            budget = RateBudget(
-                self.config,
-                ip_windows,
-                account_windows,
-                scope,
-                self._lock,
-                on_ban=self._persister(ip_key),
-            )
-            self._budgets[(ip_key, account_key, limits)] = budget
+            windows = [
+                self._window(ip_key if lim.type in _PER_IP else f"account:{account_key}", lim)
+                for lim in limits.limits
+            ]
+            budget = self._budgets.get((ip_key, account_key))
+            if budget is None:
+                budget = RateBudget(
+                    self.config,
+                    windows,
+                    self._scope(ip_key),
+                    self._lock,
+                    on_ban=self._persister(ip_key),
+                )
+                self._budgets[(ip_key, account_key)] = budget
+            else:
+                budget._rebind(windows)
             return budget
+
+    def _window(self, scope: str, limit: RateLimit) -> _Window:
+        key = (scope, limit.type, limit.interval_s)
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window(limit)
+        else:
+            window.limit = limit
+        return window
 
     def _scope(self, ip_key: str) -> _Scope:
         scope = self._scopes.get(ip_key)
@@ -564,21 +586,11 @@ class BudgetRegistry:
             self._scopes[ip_key] = scope
         return scope
 
-    @staticmethod
-    def _windows(
-        table: dict[tuple[str, RateLimit], _Window], key: str, limits: Iterable[RateLimit]
-    ) -> list[_Window]:
-        return [table.setdefault((key, lim), _Window(lim)) for lim in limits]
-
     def _persister(self, ip_key: str) -> Callable[[float], None] | None:
         store = self.store
         if store is None:
             return None
         return lambda until: store.record(ip_key, until)
-
-
-def _only(limits: RateLimits, *, per_ip: bool) -> list[RateLimit]:
-    return [lim for lim in limits.limits if (lim.type in _PER_IP) == per_ip]
 
 
 __all__ = [

@@ -281,6 +281,27 @@ def test_registry_shares_weight_per_ip_and_orders_per_account() -> None:
     assert account_fingerprint("secret-key") != "secret-key"
 
 
+def test_new_limits_update_the_shared_windows_without_losing_the_count() -> None:
+    registry = BudgetRegistry(ThrottleConfig(window_skew_s=0.0))
+    early = registry.get("ip", "acct")  # before exchangeInfo: the defaults
+    early.decide(RequestKind.READ, 600, T0)
+    vip = RateLimits.from_exchange_info(
+        [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}]
+    )
+    later = registry.get("ip", "acct", vip)
+    assert later is early
+    assert later.usage(T0)["REQUEST_WEIGHT/1m"] == 0.1  # 600 of 6000: the count carried over
+    # Another exchange on the IP with the defaults: one shared window, now limited at 2400.
+    other = registry.get("ip", "acct-2")
+    assert other.usage(T0)["REQUEST_WEIGHT/1m"] == 0.25
+
+
+def test_a_request_that_can_never_fit_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"weight 95 .* REQUEST_WEIGHT/1m"):
+        small_budget().decide(RequestKind.READ, 95, T0)  # reads stop at 90 of 100
+    assert small_budget().decide(RequestKind.CANCEL, 95, T0) == GO
+
+
 def test_concurrent_exchanges_on_one_ip_never_overspend() -> None:
     registry = BudgetRegistry(ThrottleConfig(window_skew_s=0.0))
     budgets = [registry.get("ip", f"acct-{i}") for i in range(4)]
