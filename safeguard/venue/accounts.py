@@ -13,8 +13,12 @@ to act, never how much money moves.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from safeguard.venue.markets import MONEY_SCALE, MarketSpec
+
+if TYPE_CHECKING:
+    from safeguard.venue.orders import Order
 
 ISOLATED = "ISOLATED"
 CROSSED = "CROSSED"
@@ -61,6 +65,10 @@ class Account:
     positions: dict[tuple[str, str], Position] = field(default_factory=dict)
     order_margin: float = 0.0
     """Initial margin held by open, opening limit orders (quote)."""
+    open_orders: dict[str, Order] = field(default_factory=dict)
+    """Open orders (resting limits and untriggered stops) by client order id."""
+    open_count: dict[str, int] = field(default_factory=dict)
+    """Open orders per symbol (Binance caps them per account and symbol)."""
     update_ms: int = 0
 
     def isolated_total(self) -> int:

@@ -165,7 +165,6 @@ class Venue:
         self._accounts: dict[str, Account] = {}
         self._orders: dict[int, Order] = {}
         self._by_client: dict[tuple[str, str], Order] = {}
-        self._open_by_client: dict[tuple[str, str], Order] = {}
         self._closed: deque[int] = deque()
         self._next_order_id = _FIRST_ORDER_ID
         self._seq = 0
@@ -278,10 +277,11 @@ class Venue:
                 self._liquidate(account, t)
 
     def _ms(self) -> int:
-        return int(self._now_time() * 1000)
+        return int(self.clock.time() * 1000)
 
     def _now_time(self) -> float:
-        return max(self.clock.time(), self._now)
+        # Steps never run ahead of the clock, so the clock is the latest time there is.
+        return self.clock.time()
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -587,7 +587,7 @@ class Venue:
                 self._execute_new(account, m, order, opening)
             else:
                 m.stops.append(order)
-                self._open_by_client[(api_key, cid)] = order
+                self._register_open(account, order)
             return order.to_binance(spec)
 
     def _position(self, account: Account, symbol: str, position_side: str) -> Position:
@@ -623,7 +623,6 @@ class Venue:
     def _check_order(self, account: Account, m: _Market, request: OrderRequest) -> int:
         """Account-dependent checks. Returns the steps the order would open (margin-bearing)."""
         spec = m.spec
-        api_key = account.api_key
         if account.dual_side:
             if request.position_side == "BOTH":
                 raise VenueReject(-4061, "Order's position side does not match user's setting.")
@@ -632,10 +631,9 @@ class Venue:
         elif request.position_side != "BOTH":
             raise VenueReject(-4061, "Order's position side does not match user's setting.")
         cid = request.client_order_id
-        if cid is not None and (api_key, cid) in self._open_by_client:
+        if cid is not None and cid in account.open_orders:
             raise VenueReject(-4116, "ClientOrderId is duplicated.")
-        open_count = sum(1 for o in self._iter_open(account, spec.symbol))
-        if open_count >= self.config.max_open_orders:
+        if account.open_count.get(spec.symbol, 0) >= self.config.max_open_orders:
             raise VenueReject(-2025, "Reach max open order limit.")
 
         closable = self._closable(account, request)
@@ -708,10 +706,13 @@ class Venue:
         return free
 
     def _iter_open(self, account: Account, symbol: str | None) -> Iterator[Order]:
-        api_key = account.api_key
-        for order in self._open_by_client.values():
-            if order.api_key == api_key and (symbol is None or order.symbol == symbol):
+        for order in account.open_orders.values():
+            if symbol is None or order.symbol == symbol:
                 yield order
+
+    def _register_open(self, account: Account, order: Order) -> None:
+        account.open_orders[order.client_order_id] = order
+        account.open_count[order.symbol] = account.open_count.get(order.symbol, 0) + 1
 
     def _execute_new(self, account: Account, m: _Market, order: Order, opening: int) -> None:
         """Take what crosses now; rest or expire the remainder per the time in force."""
@@ -733,7 +734,7 @@ class Venue:
             bisect.insort(m.bids, (-order.price, self._seq, order))
         else:
             bisect.insort(m.asks, (order.price, self._seq, order))
-        self._open_by_client[(order.api_key, order.client_order_id)] = order
+        self._register_open(account, order)
 
     def _settle(
         self, account: Account, m: _Market, order: Order, fills: list[int], *, maker: bool
@@ -804,9 +805,11 @@ class Venue:
     def _close_order(self, order: Order, status: str) -> None:
         order.status = status
         order.update_ms = self._ms()
-        self._open_by_client.pop((order.api_key, order.client_order_id), None)
+        account = self._accounts[order.api_key]
+        if account.open_orders.get(order.client_order_id) is order:
+            del account.open_orders[order.client_order_id]
+            account.open_count[order.symbol] -= 1
         if order.reserved:
-            account = self._accounts[order.api_key]
             account.order_margin = max(account.order_margin - order.reserved, 0.0)
             order.reserved = 0.0
         self._closed.append(order.order_id)

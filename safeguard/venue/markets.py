@@ -60,6 +60,15 @@ class MarketSpec:
     initial_price: float = 100.0
     notional_unit: int = field(init=False, repr=False, compare=False)
     """Money units (1e-8 quote) in one tick times one step."""
+    min_steps: int = field(init=False, repr=False, compare=False)
+    max_steps: int = field(init=False, repr=False, compare=False)
+    market_max_steps: int = field(init=False, repr=False, compare=False)
+    _price_scale: float = field(init=False, repr=False, compare=False)
+    _qty_scale: float = field(init=False, repr=False, compare=False)
+    price_format: str = field(init=False, repr=False, compare=False)
+    qty_format: str = field(init=False, repr=False, compare=False)
+    avg_price_format: str = field(init=False, repr=False, compare=False)
+    """``format()`` specs: prices, quantities, and average prices (three more digits)."""
 
     def __post_init__(self) -> None:
         for name in ("symbol", "base", "quote"):
@@ -115,13 +124,26 @@ class MarketSpec:
                 f"tick_size * step_size ({self.tick_size!r} * {self.step_size!r}) must be a "
                 "whole multiple of 1e-8 so notionals are exact"
             )
-        object.__setattr__(self, "notional_unit", int(unit))
+        derived = {
+            "notional_unit": int(unit),
+            "min_steps": round(self.min_qty / self.step_size),
+            "max_steps": round(self.max_qty / self.step_size),
+            "market_max_steps": round(self.market_max_qty / self.step_size),
+            "_price_scale": float(10**self.price_precision),
+            "_qty_scale": float(10**self.quantity_precision),
+            "price_format": f".{self.price_precision}f",
+            "qty_format": f".{self.quantity_precision}f",
+            "avg_price_format": f".{self.price_precision + 3}f",
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     # --- the grid ---------------------------------------------------------------------------
 
     def price_ticks(self, price: float, param: str = "price") -> int:
         """``price`` as a count of ticks; -1111 (too many decimals), -4014 (off the tick)."""
-        if _off_grid(price * 10**self.price_precision):
+        scaled = price * self._price_scale
+        if abs(scaled - round(scaled)) > _GRID_TOLERANCE:
             raise VenueReject(-1111, "Precision is over the maximum defined for this asset.")
         ticks = price / self.tick_size
         whole = round(ticks)
@@ -131,7 +153,8 @@ class MarketSpec:
 
     def qty_steps(self, quantity: float) -> int:
         """``quantity`` as a count of steps; -1111 (too many decimals), -1013 (off the step)."""
-        if _off_grid(quantity * 10**self.quantity_precision):
+        scaled = quantity * self._qty_scale
+        if abs(scaled - round(scaled)) > _GRID_TOLERANCE:
             raise VenueReject(-1111, "Precision is over the maximum defined for this asset.")
         steps = quantity / self.step_size
         whole = round(steps)
@@ -147,10 +170,10 @@ class MarketSpec:
         return round(steps * self.step_size, self.quantity_precision)
 
     def fmt_price(self, ticks: int) -> str:
-        return f"{ticks * self.tick_size:.{self.price_precision}f}"
+        return format(ticks * self.tick_size, self.price_format)
 
     def fmt_qty(self, steps: int) -> str:
-        return f"{steps * self.step_size:.{self.quantity_precision}f}"
+        return format(steps * self.step_size, self.qty_format)
 
     def with_tiers(self, tiers: TierTable) -> MarketSpec:
         return replace(self, tiers=tiers)

@@ -8,10 +8,8 @@ state. Account-dependent checks (margin, reduce-only, duplicates) happen in the 
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from safeguard.venue.errors import VenueReject, illegal, missing, not_required
 from safeguard.venue.markets import MONEY_SCALE, MarketSpec
@@ -31,9 +29,11 @@ EXPIRED = "EXPIRED"
 OPEN_STATUSES = frozenset((NEW, PARTIALLY_FILLED))
 
 
-@dataclass(frozen=True, slots=True)
-class OrderRequest:
-    """A new-order request that passed every account-independent check."""
+class OrderRequest(NamedTuple):
+    """A new-order request that passed every account-independent check.
+
+    A named tuple rather than a dataclass: it is built once per order on the matching hot path.
+    """
 
     symbol: str
     side: str
@@ -50,26 +50,33 @@ class OrderRequest:
     position_side: str
 
 
+_SIDES = frozenset(SIDES)
+_TYPES = frozenset(TYPES)
+_TIME_IN_FORCE = frozenset(TIME_IN_FORCE)
+_WORKING_TYPES = frozenset(WORKING_TYPES)
+_POSITION_SIDES = frozenset(POSITION_SIDES)
+
+
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise illegal(name)
-    if isinstance(value, str):
+    cls = value.__class__
+    if cls is float:
+        result: float = value
+    elif cls is int:
+        result = float(value)
+    elif cls is str:
         try:
-            value = float(value)
+            result = float(value)
         except ValueError:
             raise illegal(name) from None
-    if not isinstance(value, int | float):
-        raise illegal(name)
-    result = float(value)
-    if not math.isfinite(result):
+    else:
+        raise illegal(name)  # bool, Decimal-like or anything else: never guessed
+    if result - result != 0.0:  # NaN or infinity
         raise illegal(name)
     return result
 
 
-def _choice(name: str, value: Any, allowed: tuple[str, ...], code: int, msg: str) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise VenueReject(code, msg)
-    return value
+def _is_one_of(value: Any, allowed: frozenset[str]) -> bool:
+    return value.__class__ is str and value in allowed
 
 
 def parse_order(
@@ -91,26 +98,19 @@ def parse_order(
 
     ``reference_ticks`` (the last price) values a market order for the min-notional filter.
     """
-    side = _choice("side", side, SIDES, -1117, "Invalid side.")
-    kind = _choice("type", type, TYPES, -1116, "Invalid orderType.")
-    if not isinstance(reduce_only, bool):
+    if not _is_one_of(side, _SIDES):
+        raise VenueReject(-1117, "Invalid side.")
+    kind = type
+    if not _is_one_of(kind, _TYPES):
+        raise VenueReject(-1116, "Invalid orderType.")
+    if reduce_only is not True and reduce_only is not False:
         raise illegal("reduceOnly")
-    working = _choice(
-        "workingType",
-        working_type,
-        WORKING_TYPES,
-        -1100,
-        "Illegal characters found in parameter 'workingType'.",
-    )
-    pside = _choice(
-        "positionSide",
-        position_side,
-        POSITION_SIDES,
-        -1100,
-        "Illegal characters found in parameter 'positionSide'.",
-    )
+    if not _is_one_of(working_type, _WORKING_TYPES):
+        raise illegal("workingType")
+    if not _is_one_of(position_side, _POSITION_SIDES):
+        raise illegal("positionSide")
     if client_order_id is not None and (
-        not isinstance(client_order_id, str) or not _CLIENT_ID.match(client_order_id)
+        client_order_id.__class__ is not str or not _CLIENT_ID.match(client_order_id)
     ):
         raise illegal("newClientOrderId")
 
@@ -128,7 +128,9 @@ def parse_order(
             raise missing("price")
         if time_in_force is None or time_in_force == "":
             raise missing("timeInForce")
-        tif = _choice("timeInForce", time_in_force, TIME_IN_FORCE, -1115, "Invalid timeInForce.")
+        if not _is_one_of(time_in_force, _TIME_IN_FORCE):
+            raise VenueReject(-1115, "Invalid timeInForce.")
+        tif = time_in_force
         if stop_price is not None:
             raise not_required("stopPrice")
         raw_price = _number("price", price)
@@ -138,11 +140,14 @@ def parse_order(
     else:
         if price is not None:
             raise not_required("price")
-        if time_in_force is not None and kind == "MARKET":
-            raise not_required("timeInForce")
-        if kind != "MARKET":
+        if kind == "MARKET":
             if time_in_force is not None:
-                tif = _choice("timeInForce", time_in_force, ("GTC",), -1115, "Invalid timeInForce.")
+                raise not_required("timeInForce")
+            if stop_price is not None:
+                raise not_required("stopPrice")
+        else:
+            if time_in_force is not None and time_in_force != "GTC":
+                raise VenueReject(-1115, "Invalid timeInForce.")
             tif = "GTC"
             if stop_price is None or stop_price == "":
                 raise missing("stopPrice")
@@ -150,38 +155,34 @@ def parse_order(
             if raw_stop <= 0:
                 raise VenueReject(-4013, "Price less than min price.")
             stop = market.price_ticks(raw_stop, "stopPrice")
-        elif stop_price is not None:
-            raise not_required("stopPrice")
 
     steps = market.qty_steps(raw_qty)
     if steps <= 0:
         raise VenueReject(-4003, "Quantity less than or equal to zero.")
-    max_qty = market.max_qty if kind == "LIMIT" else market.market_max_qty
-    if steps < round(market.min_qty / market.step_size):
+    if steps < market.min_steps:
         raise VenueReject(-4004, "Quantity less than min quantity.")
-    if steps > round(max_qty / market.step_size):
+    if steps > (market.max_steps if kind == "LIMIT" else market.market_max_steps):
         raise VenueReject(-4005, "Quantity greater than max quantity.")
-    reference = ticks or stop or reference_ticks
     if not reduce_only:
-        notional = reference * steps * market.notional_unit / MONEY_SCALE
-        if notional < market.min_notional:
+        reference = ticks or stop or reference_ticks
+        if reference * steps * market.notional_unit < market.min_notional * MONEY_SCALE:
             raise VenueReject(
                 -4164,
                 f"Order's notional must be no smaller than {market.min_notional:g} "
                 "(unless you choose reduce only).",
             )
     return OrderRequest(
-        symbol=market.symbol,
-        side=side,
-        type=kind,
-        qty=steps,
-        price=ticks,
-        time_in_force=tif,
-        reduce_only=reduce_only,
-        stop=stop,
-        working_type=working,
-        client_order_id=client_order_id,
-        position_side=pside,
+        market.symbol,
+        side,
+        kind,
+        steps,
+        ticks,
+        tif,
+        reduce_only,
+        stop,
+        working_type,
+        client_order_id,
+        position_side,
     )
 
 
@@ -189,6 +190,7 @@ class Order:
     """An order the venue accepted. Mutable: it fills, triggers, cancels."""
 
     __slots__ = (
+        "_fixed",
         "api_key",
         "client_order_id",
         "cum_quote",
@@ -234,6 +236,7 @@ class Order:
         self.status = NEW
         self.time_ms = now_ms
         self.update_ms = now_ms
+        self._fixed: dict[str, Any] | None = None
 
     @property
     def remaining(self) -> int:
@@ -244,41 +247,54 @@ class Order:
         return self.status in OPEN_STATUSES
 
     def to_binance(self, market: MarketSpec) -> dict[str, Any]:
-        """The order in Binance's ``/fapi/v1/order`` answer shape."""
+        """The order in Binance's ``/fapi/v1/order`` answer shape (a fresh dict each call)."""
+        fixed = self._fixed
+        if fixed is None:
+            # What never changes is formatted once; answers are built on the hot path.
+            fixed = self._fixed = {
+                "orderId": self.order_id,
+                "symbol": self.symbol,
+                "status": NEW,
+                "clientOrderId": self.client_order_id,
+                "price": market.fmt_price(self.price),
+                "avgPrice": "0",
+                "origQty": market.fmt_qty(self.qty),
+                "executedQty": "0",
+                "cumQty": "0",
+                "cumQuote": "0",
+                "timeInForce": self.time_in_force or "GTC",
+                "type": self.type,
+                "origType": self.type,
+                "reduceOnly": self.reduce_only,
+                "closePosition": False,
+                "side": self.side,
+                "positionSide": self.position_side,
+                "stopPrice": market.fmt_price(self.stop),
+                "workingType": self.working_type,
+                "priceProtect": False,
+                "priceMatch": "NONE",
+                "selfTradePreventionMode": "NONE",
+                "goodTillDate": 0,
+                "time": self.time_ms,
+                "updateTime": self.update_ms,
+            }
+        answer = fixed.copy()
+        answer["status"] = self.status
+        answer["updateTime"] = self.update_ms
         executed = self.executed
         if executed:
-            avg = self.cum_quote / (executed * market.notional_unit) * market.tick_size
-            avg_price = f"{avg:.{market.price_precision + 3}f}".rstrip("0").rstrip(".")
-        else:
-            avg_price = "0"
-        cum_quote = self.cum_quote / MONEY_SCALE
-        return {
-            "orderId": self.order_id,
-            "symbol": self.symbol,
-            "status": self.status,
-            "clientOrderId": self.client_order_id,
-            "price": market.fmt_price(self.price),
-            "avgPrice": avg_price,
-            "origQty": market.fmt_qty(self.qty),
-            "executedQty": market.fmt_qty(executed),
-            "cumQty": market.fmt_qty(executed),
-            "cumQuote": f"{cum_quote:.8f}".rstrip("0").rstrip(".") if cum_quote else "0",
-            "timeInForce": self.time_in_force or "GTC",
-            "type": self.type,
-            "origType": self.type,
-            "reduceOnly": self.reduce_only,
-            "closePosition": False,
-            "side": self.side,
-            "positionSide": self.position_side,
-            "stopPrice": market.fmt_price(self.stop),
-            "workingType": self.working_type,
-            "priceProtect": False,
-            "priceMatch": "NONE",
-            "selfTradePreventionMode": "NONE",
-            "goodTillDate": 0,
-            "time": self.time_ms,
-            "updateTime": self.update_ms,
-        }
+            cum = self.cum_quote
+            avg = cum / (executed * market.notional_unit) * market.tick_size
+            answer["avgPrice"] = _trim(format(avg, market.avg_price_format))
+            answer["executedQty"] = answer["cumQty"] = market.fmt_qty(executed)
+            whole, fraction = divmod(cum, MONEY_SCALE)
+            answer["cumQuote"] = _trim(f"{whole}.{fraction:08d}")
+        return answer
+
+
+def _trim(number: str) -> str:
+    """``"90000.100"`` -> ``"90000.1"``; ``"5.000"`` -> ``"5"`` (Binance prints no padding)."""
+    return number.rstrip("0").rstrip(".") if "." in number else number
 
 
 __all__ = [

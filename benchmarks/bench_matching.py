@@ -1,0 +1,76 @@
+"""Matching-engine throughput of the simulated venue, in process (no transport, no sockets).
+
+Each round places a resting GTC limit order away from the touch, sends a market order that
+fills against the book (alternating sides, so the position stays small), and cancels the
+resting order: three order events (place, place-and-fill, cancel). Every 1,000 rounds the
+simulated clock moves one step so the books refill, prices move and stops are checked; that
+time is included. The venue keeps its default three symbols and full event recording.
+
+Run: .venv/bin/python benchmarks/bench_matching.py [--rounds N] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from safeguard.clock import ManualClock
+from safeguard.venue import Fill, Venue, VenueConfig
+
+
+def run(rounds: int) -> tuple[float, float, int, int]:
+    venue = Venue(VenueConfig(seed=1), clock=ManualClock())
+    venue.create_account("bench", "secret", wallet=10_000_000.0)
+    place = venue.place_order
+    cancel = venue.cancel_order
+    events = 0
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    for i in range(rounds):
+        mark = venue.mark_price("BTCUSDT")
+        side = "BUY" if i % 2 == 0 else "SELL"
+        away = round(mark * (0.99 if side == "BUY" else 1.01), 1)
+        resting = place(
+            "bench",
+            symbol="BTCUSDT",
+            side=side,
+            type="LIMIT",
+            quantity=0.01,
+            price=away,
+            time_in_force="GTC",
+        )
+        place("bench", symbol="BTCUSDT", side=side, type="MARKET", quantity=0.002)
+        cancel("bench", symbol="BTCUSDT", order_id=resting["orderId"])
+        events += 3
+        if i % 1000 == 999:
+            venue.advance(venue.config.step_s)
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    fills = sum(1 for e in venue.events if isinstance(e, Fill))
+    return elapsed, cpu, events, fills
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    rates = []
+    cpu_rates = []
+    fills_rates = []
+    for _ in range(args.repeat):
+        elapsed, cpu, events, fills = run(args.rounds)
+        rates.append(events / elapsed)
+        cpu_rates.append(events / cpu)
+        fills_rates.append(fills / elapsed)
+    print(f"rounds per run             {args.rounds:,} (x{args.repeat})")
+    median, best = statistics.median(rates), max(rates)
+    print(f"order events/s (wall)      median {median:,.0f}  best {best:,.0f}")
+    print(f"order events/s (CPU time)  median {statistics.median(cpu_rates):,.0f}")
+    print(f"fills/s (wall)             median {statistics.median(fills_rates):,.0f}")
+    print(f"mean per order event       {1e6 / statistics.median(rates):.2f} us wall")
+
+
+if __name__ == "__main__":
+    main()
