@@ -34,7 +34,7 @@ import inspect
 import math
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Literal
@@ -502,7 +502,11 @@ def run_ladder(
 
 
 async def run_ladder_async(
-    exchange: Any, config: KillSwitchConfig, state: SwitchState | TradingState
+    exchange: Any,
+    config: KillSwitchConfig,
+    state: SwitchState | TradingState,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> LadderReport:
     """Run the ladder against an ``async_support`` ccxt exchange (sync methods work too)."""
     steps = ladder_steps(config, state)
@@ -510,7 +514,7 @@ async def run_ladder_async(
     while not isinstance(step, LadderReport):
         reply, error = None, None
         if isinstance(step, Sleep):
-            await asyncio.sleep(step.seconds)
+            await sleep(step.seconds)
         else:
             try:
                 reply = _perform(exchange, step)
@@ -541,12 +545,13 @@ def attach_ladder(
     config: KillSwitchConfig | None = None,
     *,
     loop: asyncio.AbstractEventLoop | None = None,
+    on_report: Callable[[LadderReport], None] | None = None,
 ) -> Callable[[], None]:
     """Run the ladder whenever ``switch`` engages (here or from another process).
 
     Sync exchanges run it on a fresh thread; for an ``async_support`` exchange pass the
-    ``loop`` it lives on. Each engagement (state and ``since``) runs the ladder once. Returns
-    a function that detaches it.
+    ``loop`` it lives on. Each engagement (state and ``since``) runs the ladder once;
+    ``on_report`` receives each report (alerting, tests). Returns a function that detaches it.
     """
     config = config if config is not None else switch.config
     done: set[tuple[TradingState, float]] = set()
@@ -559,14 +564,24 @@ def attach_ladder(
                 return
             done.add(key)
         if loop is not None:
-            asyncio.run_coroutine_threadsafe(run_ladder_async(exchange, config, state), loop)
+            asyncio.run_coroutine_threadsafe(run_async(state), loop)
         else:
             threading.Thread(
-                target=run_ladder,
-                args=(exchange, config, state),
-                name="safeguard-kill-ladder",
-                daemon=True,
+                target=run, args=(state,), name="safeguard-kill-ladder", daemon=True
             ).start()
+
+    def run(state: SwitchState) -> None:
+        report(run_ladder(exchange, config, state))
+
+    async def run_async(state: SwitchState) -> None:
+        report(await run_ladder_async(exchange, config, state))
+
+    def report(result: LadderReport) -> None:
+        if on_report is not None:
+            try:
+                on_report(result)
+            except Exception:
+                logger.exception("kill ladder on_report callback failed")
 
     remove: Callable[[], None] = switch.add_listener(on_change)
     return remove
