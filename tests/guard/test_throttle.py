@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safeguard.config import ThrottleConfig
 from safeguard.errors import ConfigError
@@ -180,6 +182,37 @@ def test_bad_requests_are_refused_by_name(weight: float, kind: str, field: str) 
         small_budget().decide(RequestKind.READ, 1, float("nan"))
     with pytest.raises(ValueError, match="orders"):
         small_budget().decide(RequestKind.ORDER, 1, T0, orders=0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=3.0),
+            st.sampled_from(list(RequestKind)),
+            st.integers(min_value=0, max_value=9),
+        ),
+        max_size=300,
+    ),
+    header=st.one_of(st.none(), st.integers(min_value=0, max_value=120)),
+)
+def test_no_sequence_of_requests_ever_overspends(
+    steps: list[tuple[float, RequestKind, int]], header: int | None
+) -> None:
+    """Whatever arrives, in any order and at any pace, each kind stays under its own line."""
+    budget = small_budget()
+    if header is not None:
+        budget.observe({"X-MBX-USED-WEIGHT-1M": str(header)}, T0)
+    now = T0
+    charged: dict[int, float] = {}
+    for dt, kind, weight in steps:
+        now += dt
+        window = int(now // 60)
+        base = charged.get(window, float(header or 0) if window == int(T0 // 60) else 0.0)
+        if isinstance(budget.decide(kind, weight, now), Go) and weight:  # weight 0 costs nothing
+            charged[window] = base + weight
+            line = {RequestKind.READ: 90, RequestKind.CANCEL: 100, RequestKind.REDUCE_ONLY: 100}
+            assert charged[window] <= line.get(kind, 95), (kind, charged[window])
 
 
 # --- 429 and 418 -----------------------------------------------------------------------------
