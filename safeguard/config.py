@@ -34,7 +34,11 @@ Seconds = Annotated[float, Field(ge=0.0)]
 class Section(BaseModel):
     """Base for every configuration section: immutable, strict about keys and numbers."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    # Attribute docstrings become field descriptions: ``safeguard policy`` prints them, and the
+    # README's policy reference is generated from them.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
 
 class StressConfig(Section):
@@ -62,9 +66,13 @@ class RiskLimits(Section):
     max_leverage: Positive | None = 20.0
     """Highest leverage an order may use (the tier's own cap always applies too)."""
     max_notional_per_order: Positive | None = None
+    """Largest notional (quote currency) one order may carry: a fat-finger size guard."""
     max_notional_per_position: Positive | None = None
+    """Largest notional one symbol's position may reach after the order fills."""
     max_notional_per_account: Positive | None = None
+    """Largest total notional across every position after the order fills."""
     max_open_orders: Annotated[int, Field(ge=1)] | None = 50
+    """Most open orders the account may hold: a runaway loop stacking orders is stopped."""
     max_concentration: Fraction | None = None
     """Largest share of equity one symbol's notional may take."""
     require_stop: bool = True
@@ -97,10 +105,13 @@ class FillModelConfig(Section):
     """How fills are priced. The degraded face is used when the venue is slow or throttling."""
 
     maker_fee: Annotated[float, Field(ge=-0.01, le=0.01)] = 0.0002
+    """Maker fee rate assumed when the venue's own rate is not known (negative: a rebate)."""
     taker_fee: Annotated[float, Field(ge=0.0, le=0.01)] = 0.0005
+    """Taker fee rate assumed when the venue's own rate is not known; also the closing fee."""
     degraded_taker_for_maker: bool = True
     """Degraded: assume a maker order ends up taking (it was repriced or chased)."""
     degraded_slippage_multiplier: Annotated[float, Field(ge=1.0)] = 2.0
+    """Degraded: book-walk slippage is multiplied by this (fills are worse on a sick venue)."""
     degraded_depth_haircut: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
     """Degraded: the share of visible depth assumed gone by the time the order arrives."""
     degraded_latency_s: NonNegative = 1.0
@@ -113,8 +124,11 @@ class RetryConfig(Section):
     """The one retry loop (ccxt's own is forced off)."""
 
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 6
+    """Most attempts of one call, the first included."""
     base_delay_s: Positive = 0.2
+    """First backoff ceiling; each retry doubles it (full jitter draws below the ceiling)."""
     max_delay_s: Positive = 10.0
+    """Cap on any one backoff wait (a venue's Retry-After may still ask for longer)."""
     total_budget_s: Positive = 30.0
     """No call retries past this much time since its first attempt."""
     default_retry_after_s: Positive = 5.0
@@ -141,7 +155,9 @@ class ThrottleConfig(Section):
     weight_limit_per_minute: Annotated[int, Field(ge=1)] | None = None
     """Override the venue's ``exchangeInfo.rateLimits`` request weight per minute."""
     orders_per_10s: Annotated[int, Field(ge=1)] | None = None
+    """Override the venue's published order count per 10 seconds (per account)."""
     orders_per_minute: Annotated[int, Field(ge=1)] | None = None
+    """Override the venue's published order count per minute (per account)."""
     default_ban_s: Positive = 120.0
     """Ban length assumed for a 418 that did not say how long."""
     window_skew_s: Annotated[float, Field(ge=0.0, le=10.0)] = 0.5
@@ -159,19 +175,29 @@ class DegradationConfig(Section):
     """When the venue counts as DEGRADED or SEVERE, and how sticky those states are."""
 
     window_s: Positive = 60.0
+    """Window over which latency, error and throttle rates are measured."""
     degraded_latency_p95_s: Positive = 1.0
+    """p95 latency of any endpoint above this makes the venue DEGRADED."""
     severe_latency_p95_s: Positive = 3.0
+    """p95 latency above this makes the venue SEVERE."""
     degraded_error_rate: Fraction = 0.1
+    """Share of requests failing above this makes the venue DEGRADED."""
     severe_error_rate: Fraction = 0.3
+    """Share of requests failing above this makes the venue SEVERE."""
     degraded_throttle_rate: Fraction = 0.05
+    """Share of requests throttled (429) above this makes the venue DEGRADED."""
     severe_throttle_rate: Fraction = 0.2
+    """Share of requests throttled above this makes the venue SEVERE."""
     degraded_data_age_s: Positive = 2.0
+    """Market data older than this makes the venue DEGRADED."""
     severe_data_age_s: Positive = 10.0
+    """Market data older than this makes the venue SEVERE."""
     recovery_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
     """Hysteresis: a metric must fall below ratio x threshold to count as recovered."""
     cooling_period_s: Seconds = 30.0
     """Minimum time in a worse state before stepping back to a better one."""
     severe_reduce_only: bool = True
+    """In SEVERE, allow only orders that reduce a position."""
     min_samples: Annotated[int, Field(ge=1)] = 10
     """Rates and latency percentiles count only over at least this many requests in the
     window, so one slow or failed request on a quiet client does not change the state."""
@@ -185,15 +211,25 @@ class TriggerConfig(Section):
     max_drawdown_pct: Annotated[float, Field(gt=0.0, lt=100.0)] | None = None
     """Drawdown from the persisted equity peak."""
     max_orders_per_window: Annotated[int, Field(ge=1)] | None = 200
+    """Orders per ``rate_window_s`` above this trip ORDER_RATE (a runaway loop)."""
     max_cancels_per_window: Annotated[int, Field(ge=1)] | None = 400
+    """Cancels per ``rate_window_s`` above this trip CANCEL_RATE."""
     max_rejections_per_window: Annotated[int, Field(ge=1)] | None = 20
+    """Venue rejections per window above this trip REJECTION_BURST."""
     max_leverage_changes_per_window: Annotated[int, Field(ge=1)] | None = 10
+    """Leverage changes per window above this trip LEVERAGE_CHANGES."""
     rate_window_s: Positive = 60.0
+    """Window of the runaway-bot counters."""
     max_consecutive_errors: Annotated[int, Field(ge=1)] | None = 10
+    """Consecutive venue errors above this trip CONSECUTIVE_ERRORS."""
     max_data_age_s: Positive | None = 60.0
+    """Market data older than this trips STALE_MARKET_DATA (a frozen feed)."""
     on_ban: bool = True
+    """A venue ban (418) engages the switch."""
     on_liquidation_distance: bool = True
+    """An open position whose stop no longer clears liquidation engages the switch."""
     action: Literal["HALTED", "REDUCING"] = "HALTED"
+    """State a trigger moves the switch to."""
     actions: dict[
         Literal[
             "DAILY_LOSS",
@@ -219,21 +255,31 @@ class KillSwitchConfig(Section):
     """The latch and the ladder of actions it runs on engage."""
 
     state_dir: Path = Path(".safeguard")
+    """Directory of persisted state: the kill-switch latch, equity peak, bans, order journal."""
     cooling_period_s: Seconds = 300.0
     """``resume`` is refused for this long after an engage."""
     cancel_all_on_engage: bool = True
+    """Ladder step: cancel every open order when the switch engages."""
     flatten_on_engage: bool = False
+    """Ladder step: close every position with reduce-only orders when the switch engages."""
     flatten_max_attempts: Annotated[int, Field(ge=1, le=50)] = 5
+    """Attempts per position when flattening before giving up loudly."""
     flatten_slippage_cap_pct: Positive = 2.0
+    """Flattening orders are limit orders at most this far through the mark."""
     venue_countdown_s: Seconds | None = None
     """Arm the venue's cancel-all countdown timer where the venue offers one."""
     poll_interval_s: Positive = 0.05
     """How often a running bot looks for an engage made by another process."""
     webhook_url: str | None = None
+    """URL notified (JSON POST) on engage and resume; delivery never delays the engage."""
     webhook_timeout_s: Positive = 5.0
+    """Timeout of one webhook delivery attempt."""
     install_signal_handler: bool = False
+    """Engage the switch when the process receives ``signal``."""
     signal: Literal["SIGUSR1", "SIGUSR2", "SIGTERM"] = "SIGUSR1"
+    """The POSIX signal that engages the switch when the handler is installed."""
     triggers: TriggerConfig = TriggerConfig()
+    """Automatic triggers: conditions that engage the switch by themselves."""
     drain_timeout_s: Positive = 2.0
     """``engage`` waits at most this long for sends already past the check to finish."""
     watch_state_file: bool = True
@@ -247,14 +293,18 @@ class KillSwitchConfig(Section):
 
 class LoggingConfig(Section):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Lowest level the sinks record."""
     json_path: Path | None = None
+    """JSON-lines file sink for machine-readable records (off: human sink only)."""
 
 
 class Credentials(Section):
     """API credentials. Never printed: ``repr`` shows ``**********``."""
 
     api_key: SecretStr | None = None
+    """Venue API key."""
     secret: SecretStr | None = None
+    """Venue API secret."""
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -280,17 +330,27 @@ class Policy(BaseSettings):
         env_prefix="SAFEGUARD_",
         env_nested_delimiter="__",
         allow_inf_nan=False,
+        use_attribute_docstrings=True,
     )
 
     risk: RiskLimits = RiskLimits()
+    """Pre-trade limits: what an order may do to the account."""
     fills: FillModelConfig = FillModelConfig()
+    """How fills are priced, calmly and when the venue is degraded."""
     retry: RetryConfig = RetryConfig()
+    """The one retry loop."""
     throttle: ThrottleConfig = ThrottleConfig()
+    """Pacing against the venue's rate limits."""
     degradation: DegradationConfig = DegradationConfig()
+    """When the venue counts as DEGRADED or SEVERE."""
     kill_switch: KillSwitchConfig = KillSwitchConfig()
+    """The latch, its ladder of actions and its automatic triggers."""
     logging: LoggingConfig = LoggingConfig()
+    """Sinks turned on by ``safeguard.configure_logging``."""
     credentials: Credentials = Credentials()
+    """API credentials (never printed)."""
     client_order_id_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{0,16}$")] = "sg-"
+    """Prefix of the client order ids safeguard generates (so you can tell its orders apart)."""
 
     @classmethod
     def settings_customise_sources(
