@@ -145,8 +145,9 @@ class Gate(Protocol):
         """Learn from a successful read (any read, the user's too)."""
         ...
 
-    def assess(self, intent: OrderIntent, now: float) -> Assessment:
-        """Judge ``intent`` on the data at hand. Pure; never raises for a denial."""
+    def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
+        """Judge ``intent`` on the data at hand. Pure; never raises for a denial.
+        ``explain`` asks for everything a preview shows (the largest safe amount too)."""
         ...
 
     def placed(self, intent: OrderIntent, order: Any, now: float) -> None:
@@ -290,7 +291,7 @@ class GuardCore:
         """Refresh what the verdict needs, then judge without sending: the verdict."""
         self._last_now = now
         yield from self._refresh(intent.symbol, now)
-        return self.gate.assess(intent, self._last_now).verdict
+        return self.gate.assess(intent, self._last_now, explain=True).verdict
 
     def place(self, intent: OrderIntent, now: float) -> Steps[Any]:
         """Create (or edit) one order: verdict, journal, then the never-double send."""

@@ -70,6 +70,9 @@ class PreTradeGate:
     fills: FillModel = field(init=False)
     leverage: dict[str, float] = field(default_factory=dict)
     margin_mode: dict[str, str] = field(default_factory=dict)
+    _parsed: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    """Books and tier tables parsed from a cached read, keyed by which read they came from:
+    parsing a 100-level book or a ladder on every order would dominate the guard's cost."""
 
     def __post_init__(self) -> None:
         self.fills = FillModel.from_config(self.policy.fills)
@@ -96,9 +99,9 @@ class PreTradeGate:
             self._rules_changed(changes, now)
 
     def placed(self, intent: OrderIntent, order: Any, now: float) -> None:
-        self.cache.placed()
+        self.cache.placed(intent.symbol, order, now)
 
-    def assess(self, intent: OrderIntent, now: float) -> Assessment:
+    def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
         health = str(getattr(self.health.state(now), "value", self.health.state(now)))
         severe_gate = self.policy.degradation.severe_reduce_only
         if health == "SEVERE" and severe_gate and not intent.reduce_only:
@@ -129,6 +132,8 @@ class PreTradeGate:
             self.fills,
             now=now,
             degraded=health != "NORMAL",
+            # The size search costs dozens of re-pricings: only when its answer is used.
+            size_search=self.shrink_when_degraded or explain,
         )
         if verdict.allowed:
             self._emit(intent, verdict, now)
@@ -179,7 +184,7 @@ class PreTradeGate:
             symbol=symbol,
             mark=_positive(f.get("markPrice")),
             mark_time=None if funding is None else (funding.venue_time or funding.fetched),
-            book=_book(book_seen.value) if book_seen is not None else None,
+            book=self._memo("book", symbol, book_seen, _book),
             rules=self._rules(symbol),
             volatility=_volatility(t, self.policy.risk.volatility_window_s),
             funding_rate=_finite(f.get("fundingRate")),
@@ -268,14 +273,19 @@ class PreTradeGate:
             return None
 
     def _tiers(self, symbol: str) -> TierTable | None:
-        seen = self.cache.tiers.get(symbol)
+        return self._memo("tiers", symbol, self.cache.tiers.get(symbol), _tier_table)  # type: ignore[no-any-return]
+
+    def _memo(self, kind: str, symbol: str, seen: Any, parse: Any) -> Any:
         if seen is None:
             return None
-        try:
-            return TierTable.from_ccxt(seen.value)
-        except ValueError as exc:
-            logger.warning("tier table for {} unusable: {}", symbol, exc)
-            return None
+        key = (kind, symbol)
+        hit = self._parsed.get(key)
+        if hit is not None and hit[0] == id(seen):
+            return hit[1]
+        value = parse(seen.value)
+        # ``seen`` is kept alive by the cache while it is current, so its id cannot be reused.
+        self._parsed[key] = (id(seen), value)
+        return value
 
     def _leverage(self, symbol: str) -> float:
         if symbol in self.leverage:
@@ -365,6 +375,14 @@ class PreTradeGate:
         warn (VerdictEvent, not allowed) when a stop no longer clears liquidation."""
         del now
         return []
+
+
+def _tier_table(raw: Any) -> TierTable | None:
+    try:
+        return TierTable.from_ccxt(raw)
+    except ValueError as exc:
+        logger.warning("tier table unusable for the verdict: {}", exc)
+        return None
 
 
 def _book(raw: Any) -> OrderBook | None:

@@ -150,11 +150,22 @@ class MarketCache:
             self.open_orders[symbol] = Seen(value, now, None)
         return []
 
-    def placed(self) -> None:
-        """Our own order changed the account: re-read it before judging the next one."""
+    def placed(self, symbol: str, order: Any, now: float) -> None:
+        """Our own order changed the account: re-read it before judging the next one.
+
+        The open orders need no re-read: we know exactly how our order changed them (a
+        resting order joins the list; one that filled or died at once leaves it as it was).
+        """
         self.balance = None
         self.positions = None
-        self.open_orders.clear()
+        seen = self.open_orders.get(symbol)
+        if seen is None or not isinstance(order, Mapping):
+            self.open_orders.pop(symbol, None)
+            return
+        resting = [o for o in seen.value if o.get("id") != order.get("id")]
+        if order.get("status") == "open":
+            resting.append(order)
+        self.open_orders[symbol] = Seen(resting, seen.fetched, seen.venue_time)
 
     def _absorb_markets(self, markets: Mapping[str, Any], now: float) -> list[RuleChange]:
         changes = []

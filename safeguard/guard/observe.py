@@ -17,7 +17,6 @@ from safeguard.guard.classify import ErrorClass
 from safeguard.guard.core import Answer, Send
 from safeguard.guard.events import Hooks, RequestEvent, RetryEvent, StateChangeEvent
 from safeguard.guard.orders import CallKind
-from safeguard.guard.redact import redact
 from safeguard.guard.throttle import rate_headers
 
 
@@ -74,6 +73,8 @@ class RequestObserver:
                 weights=rate_headers(answer.headers),
             )
         )
+        # Plain fields only (method names, ids, fixed error labels): nothing here can carry a
+        # credential, so the record needs no redaction pass on the hot path.
         record = {
             "exchange": self.exchange_id,
             "policy_version": self.policy_version,
@@ -87,7 +88,7 @@ class RequestObserver:
             "status": None if ec is None else ec.status,
         }
         level = "DEBUG" if ec is None else "WARNING"
-        logger.bind(**redact(record)).log(level, "{method} {outcome}", **record)
+        logger.log(level, "{method} {outcome}", **record)
         self.health_changed(now)
 
     def retry(self, send: Send, ec: ErrorClass, attempt: int, delay: float, now: float) -> None:

@@ -48,7 +48,7 @@ class _Allow:
     def absorb(self, send: Send, value: Any, now: float) -> None:
         return None
 
-    def assess(self, intent: OrderIntent, now: float) -> Assessment:
+    def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
         return Assessment(intent, verdict="ALLOW")
 
     def placed(self, intent: OrderIntent, order: Any, now: float) -> None:
