@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from safeguard.clock import Clock, ManualClock
 from safeguard.risk.tiers import TierTable
+from safeguard.venue import views
 from safeguard.venue.accounts import (
     CROSSED,
     ISOLATED,
@@ -56,7 +57,6 @@ from safeguard.venue.events import (
     OrderTriggered,
 )
 from safeguard.venue.funding import (
-    INTEREST_PER_INTERVAL,
     PremiumAverage,
     funding_rate,
     next_funding_time,
@@ -360,99 +360,40 @@ class Venue:
     def ticker_24h(self, symbol: str) -> dict[str, Any]:
         with self.lock:
             m = self._market(symbol)
-            spec = m.spec
-            _mark, _index, last = self._prices(m)
-            now_ms = self._view_ms(m)
-            candles = list(m.candles)
-            if candles:
-                open_ticks = candles[0][1]
-                high = max(c[2] for c in candles)
-                low = min(c[3] for c in candles)
-                volume = sum(c[5] for c in candles)
-                quote = sum(c[6] for c in candles)
-                open_ms = int(candles[0][0] * 60_000)
-            else:
-                open_ticks = high = low = last
-                volume = quote = 0.0
-                open_ms = now_ms
-            change = (last - open_ticks) * spec.tick_size
-            average = quote / volume if volume else last * spec.tick_size
-            first_id = m.trades[0][0] if m.trades else -1
-            last_id = m.trades[-1][0] if m.trades else -1
-            return {
-                "symbol": spec.symbol,
-                "priceChange": f"{change:.{spec.price_precision}f}",
-                "priceChangePercent": f"{(last / open_ticks - 1) * 100:.3f}",
-                "weightedAvgPrice": f"{average:.{spec.price_precision}f}",
-                "lastPrice": spec.fmt_price(last),
-                "lastQty": spec.fmt_qty(m.last_qty),
-                "openPrice": spec.fmt_price(int(open_ticks)),
-                "highPrice": spec.fmt_price(int(high)),
-                "lowPrice": spec.fmt_price(int(low)),
-                "volume": f"{volume:.{spec.quantity_precision}f}",
-                "quoteVolume": f"{quote:.2f}",
-                "openTime": open_ms,
-                "closeTime": now_ms,
-                "firstId": first_id,
-                "lastId": last_id,
-                "count": max(0, last_id - first_id + 1) if m.trades else 0,
-            }
+            return views.ticker_24h(
+                m.spec,
+                last=self._prices(m)[2],
+                last_qty=m.last_qty,
+                candles=m.candles,
+                trades=m.trades,
+                now_ms=self._view_ms(m),
+            )
 
     def book_ticker(self, symbol: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
-            out = []
-            for m in markets:
-                bids, asks = self._depth(m, 1)
-                spec = m.spec
-                out.append(
-                    {
-                        "symbol": spec.symbol,
-                        "bidPrice": spec.fmt_price(bids[0][0]) if bids else "0",
-                        "bidQty": spec.fmt_qty(bids[0][1]) if bids else "0",
-                        "askPrice": spec.fmt_price(asks[0][0]) if asks else "0",
-                        "askQty": spec.fmt_qty(asks[0][1]) if asks else "0",
-                        "time": self._view_ms(m),
-                        "lastUpdateId": m.update_id,
-                    }
+            return [
+                views.book_ticker(
+                    m.spec, *self._depth(m, 1), now_ms=self._view_ms(m), update_id=m.update_id
                 )
-            return out
+                for m in markets
+            ]
 
     def depth(self, symbol: str, limit: int = 500) -> dict[str, Any]:
         with self.lock:
             m = self._market(symbol)
             if isinstance(limit, bool) or not isinstance(limit, int) or limit not in _DEPTH_LIMITS:
                 raise illegal("limit")
-            bids, asks = self._depth(m, limit)
-            spec = m.spec
-            when = self._view_ms(m)
-            return {
-                "lastUpdateId": m.update_id,
-                "E": when,
-                "T": when,
-                "bids": [[spec.fmt_price(p), spec.fmt_qty(q)] for p, q in bids],
-                "asks": [[spec.fmt_price(p), spec.fmt_qty(q)] for p, q in asks],
-            }
+            return views.depth(
+                m.spec, *self._depth(m, limit), now_ms=self._view_ms(m), update_id=m.update_id
+            )
 
     def agg_trades(self, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
         with self.lock:
             m = self._market(symbol)
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
                 raise illegal("limit")
-            spec = m.spec
-            trades = list(m.trades)[-limit:]
-            return [
-                {
-                    "a": trade_id,
-                    "p": spec.fmt_price(price),
-                    "q": spec.fmt_qty(qty),
-                    "f": trade_id,
-                    "l": trade_id,
-                    "T": when,
-                    "m": buyer_maker,
-                }
-                for trade_id, price, qty, when, buyer_maker in trades
-            ]
+            return views.agg_trades(m.spec, list(m.trades)[-limit:])
 
     def premium_index(self, symbol: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         with self.lock:
@@ -461,82 +402,23 @@ class Venue:
             return [self._premium(m) for m in self._m.values()]
 
     def _premium(self, m: _Market) -> dict[str, Any]:
-        spec = m.spec
         mark, index, _last = self._prices(m)
-        estimate = funding_rate(m.premium.value(), cap=spec.funding_cap)
-        digits = spec.price_precision + 6
-        return {
-            "symbol": spec.symbol,
-            "markPrice": f"{mark:.{digits}f}",
-            "indexPrice": f"{index:.{digits}f}",
-            "estimatedSettlePrice": f"{index:.{digits}f}",
-            "lastFundingRate": f"{estimate:.8f}",
-            "interestRate": f"{INTEREST_PER_INTERVAL:.8f}",
-            "nextFundingTime": int(m.next_funding * 1000),
-            "time": self._view_ms(m),
-        }
+        return views.premium_index(
+            m.spec,
+            mark=mark,
+            index=index,
+            funding_estimate=funding_rate(m.premium.value(), cap=m.spec.funding_cap),
+            next_funding_ms=int(m.next_funding * 1000),
+            now_ms=self._view_ms(m),
+        )
 
     def exchange_info(self) -> dict[str, Any]:
         with self.lock:
-            now_ms = self.server_time()
-            return {
-                "timezone": "UTC",
-                "serverTime": now_ms,
-                "futuresType": "U_MARGINED",
-                "rateLimits": [
-                    {
-                        "rateLimitType": "REQUEST_WEIGHT",
-                        "interval": "MINUTE",
-                        "intervalNum": 1,
-                        "limit": 2400,
-                    },
-                    {
-                        "rateLimitType": "ORDERS",
-                        "interval": "MINUTE",
-                        "intervalNum": 1,
-                        "limit": 1200,
-                    },
-                    {
-                        "rateLimitType": "ORDERS",
-                        "interval": "SECOND",
-                        "intervalNum": 10,
-                        "limit": 300,
-                    },
-                ],
-                "exchangeFilters": [],
-                "assets": [
-                    {"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}
-                ],
-                "symbols": [self._symbol_info(spec) for spec in self._specs.values()],
-            }
-
-    def _symbol_info(self, spec: MarketSpec) -> dict[str, Any]:
-        return {
-            "symbol": spec.symbol,
-            "pair": spec.symbol,
-            "contractType": "PERPETUAL",
-            "deliveryDate": 4133404800000,
-            "onboardDate": 1569398400000,
-            "status": "TRADING",
-            "maintMarginPercent": "2.5000",
-            "requiredMarginPercent": "5.0000",
-            "baseAsset": spec.base,
-            "quoteAsset": spec.quote,
-            "marginAsset": spec.quote,
-            "pricePrecision": spec.price_precision,
-            "quantityPrecision": spec.quantity_precision,
-            "baseAssetPrecision": 8,
-            "quotePrecision": 8,
-            "underlyingType": "COIN",
-            "underlyingSubType": [],
-            "triggerProtect": "0.0500",
-            "liquidationFee": f"{self.config.liquidation_fee_rate:.6f}",
-            "marketTakeBound": "0.05",
-            "maxMoveOrderLimit": 10000,
-            "filters": spec.filters(),
-            "orderTypes": ["LIMIT", "MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET"],
-            "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
-        }
+            return views.exchange_info(
+                self._specs.values(),
+                liquidation_fee_rate=self.config.liquidation_fee_rate,
+                now_ms=self.server_time(),
+            )
 
     # --- trading ----------------------------------------------------------------------------
 
@@ -920,31 +802,12 @@ class Venue:
             m = self._market(symbol)
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
                 raise illegal("limit")
-            spec = m.spec
             fills = [
                 e
                 for e in self.events
                 if isinstance(e, Fill) and e.api_key == api_key and e.symbol == symbol
-            ][-limit:]
-            return [
-                {
-                    "buyer": f.side == BUY,
-                    "commission": _money(f.fee_units),
-                    "commissionAsset": spec.quote,
-                    "id": f.trade_id,
-                    "maker": f.maker,
-                    "orderId": f.order_id,
-                    "price": f"{f.price:.{spec.price_precision}f}",
-                    "qty": f"{f.qty:.{spec.quantity_precision}f}",
-                    "quoteQty": f"{f.price * f.qty:.8f}",
-                    "realizedPnl": _money(f.realized_pnl_units),
-                    "side": f.side,
-                    "positionSide": f.position_side,
-                    "symbol": symbol,
-                    "time": int(f.time * 1000),
-                }
-                for f in fills
             ]
+            return [views.user_trade(m.spec, f) for f in fills[-limit:]]
 
     # --- account settings -------------------------------------------------------------------
 
@@ -1065,164 +928,67 @@ class Venue:
         with self.lock:
             return [e for e in self.events if isinstance(e, Liquidation)]
 
+    def _figures(self, account: Account) -> list[views.PositionFigures]:
+        figures = []
+        for spec, m, p in self._open_positions(account):
+            mark = m.feed.mark
+            notional = p.notional(spec, mark)
+            leverage = self._leverage(account, spec.symbol)
+            figures.append(
+                views.PositionFigures(
+                    spec=spec,
+                    position=p,
+                    mark=mark,
+                    notional=notional,
+                    unrealized=p.unrealized(spec, mark),
+                    initial_margin=notional / leverage,
+                    maintenance_margin=maintenance_margin(spec, notional),
+                    leverage=leverage,
+                    isolated=self._isolated(account, spec.symbol),
+                )
+            )
+        return figures
+
     def account_v3(self, api_key: str) -> dict[str, Any]:
         with self.lock:
             account = self._account(api_key)
-            update_ms = max(account.update_ms, 1)
-            wallet = account.wallet / MONEY_SCALE
-            cross_wallet = account.cross_wallet() / MONEY_SCALE
-            upnl = cross_upnl = im = mm = 0.0
-            positions = []
-            for spec, m, p in self._open_positions(account):
-                mark = m.feed.mark
-                notional = p.notional(spec, mark)
-                pnl = p.unrealized(spec, mark)
-                isolated = self._isolated(account, spec.symbol)
-                p_im = notional / self._leverage(account, spec.symbol)
-                p_mm = maintenance_margin(spec, notional)
-                upnl += pnl
-                im += p_im
-                mm += p_mm
-                if not isolated:
-                    cross_upnl += pnl
-                positions.append(
-                    {
-                        "symbol": spec.symbol,
-                        "positionSide": p.position_side,
-                        "positionAmt": spec.fmt_qty(p.qty),
-                        "unrealizedProfit": f"{pnl:.8f}",
-                        "isolatedMargin": f"{p.isolated_margin / MONEY_SCALE + pnl:.8f}"
-                        if isolated
-                        else "0",
-                        "notional": f"{notional if p.qty > 0 else -notional:.8f}",
-                        "isolatedWallet": _money(p.isolated_margin),
-                        "initialMargin": f"{p_im:.8f}",
-                        "maintMargin": f"{p_mm:.8f}",
-                        "updateTime": p.update_ms,
-                    }
-                )
-            available = max(self._available(account), 0.0)
-            order_im = account.order_margin
-            asset = {
-                "asset": account.asset,
-                "walletBalance": f"{wallet:.8f}",
-                "unrealizedProfit": f"{upnl:.8f}",
-                "marginBalance": f"{wallet + upnl:.8f}",
-                "maintMargin": f"{mm:.8f}",
-                "initialMargin": f"{im + order_im:.8f}",
-                "positionInitialMargin": f"{im:.8f}",
-                "openOrderInitialMargin": f"{order_im:.8f}",
-                "crossWalletBalance": f"{cross_wallet:.8f}",
-                "crossUnPnl": f"{cross_upnl:.8f}",
-                "availableBalance": f"{available:.8f}",
-                "maxWithdrawAmount": f"{min(available, wallet):.8f}",
-                "updateTime": update_ms,
-            }
-            return {
-                "totalInitialMargin": asset["initialMargin"],
-                "totalMaintMargin": asset["maintMargin"],
-                "totalWalletBalance": asset["walletBalance"],
-                "totalUnrealizedProfit": asset["unrealizedProfit"],
-                "totalMarginBalance": asset["marginBalance"],
-                "totalPositionInitialMargin": asset["positionInitialMargin"],
-                "totalOpenOrderInitialMargin": asset["openOrderInitialMargin"],
-                "totalCrossWalletBalance": asset["crossWalletBalance"],
-                "totalCrossUnPnl": asset["crossUnPnl"],
-                "availableBalance": asset["availableBalance"],
-                "maxWithdrawAmount": asset["maxWithdrawAmount"],
-                "assets": [asset],
-                "positions": positions,
-            }
+            return views.account_v3(
+                account, self._figures(account), available=self._available(account)
+            )
 
     def position_risk(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
-        """Open positions in ``/fapi/v3/positionRisk`` shape (with v2's leverage/marginType)."""
+        """Open legs in ``/fapi/v3/positionRisk`` shape (with v2's leverage and marginType)."""
         with self.lock:
             account = self._account(api_key)
             if symbol is not None:
                 self._market(symbol)
-            out = []
-            for spec, m, p in self._open_positions(account):
-                if symbol is not None and spec.symbol != symbol:
-                    continue
-                mark = m.feed.mark
-                notional = p.notional(spec, mark)
-                pnl = p.unrealized(spec, mark)
-                isolated = self._isolated(account, spec.symbol)
-                leverage = self._leverage(account, spec.symbol)
-                entry = p.entry_price(spec)
-                out.append(
-                    {
-                        "symbol": spec.symbol,
-                        "positionSide": p.position_side,
-                        "positionAmt": spec.fmt_qty(p.qty),
-                        "entryPrice": f"{entry:.8f}",
-                        "breakEvenPrice": f"{entry:.8f}",
-                        "markPrice": f"{mark:.8f}",
-                        "unRealizedProfit": f"{pnl:.8f}",
-                        "liquidationPrice": f"{self._liquidation_price(account, p):.8f}",
-                        "isolatedMargin": f"{p.isolated_margin / MONEY_SCALE + pnl:.8f}"
-                        if isolated
-                        else "0",
-                        "notional": f"{notional if p.qty > 0 else -notional:.8f}",
-                        "marginAsset": spec.quote,
-                        "isolatedWallet": _money(p.isolated_margin),
-                        "initialMargin": f"{notional / leverage:.8f}",
-                        "maintMargin": f"{maintenance_margin(spec, notional):.8f}",
-                        "positionInitialMargin": f"{notional / leverage:.8f}",
-                        "openOrderInitialMargin": "0",
-                        "adl": 0,
-                        "bidNotional": "0",
-                        "askNotional": "0",
-                        "leverage": str(leverage),
-                        "marginType": "isolated" if isolated else "cross",
-                        "isolated": isolated,
-                        "maxNotionalValue": f"{max_notional_at(spec, leverage):.0f}",
-                        "updateTime": p.update_ms,
-                    }
-                )
-            return out
+            return [
+                views.position_risk(f, liquidation_price=self._liquidation_price(account, f))
+                for f in self._figures(account)
+                if symbol is None or f.spec.symbol == symbol
+            ]
 
-    def _liquidation_price(self, account: Account, position: Position) -> float:
-        spec = self._specs[position.symbol]
-        if self._isolated(account, position.symbol):
-            return liquidation_price(position, spec, wallet=position.isolated_margin / MONEY_SCALE)
-        other_upnl = other_mm = 0.0
-        for other_spec, m, p in self._open_positions(account):
-            if p is position or self._isolated(account, other_spec.symbol):
-                continue
-            notional = p.notional(other_spec, m.feed.mark)
-            other_upnl += p.unrealized(other_spec, m.feed.mark)
-            other_mm += maintenance_margin(other_spec, notional)
+    def _liquidation_price(self, account: Account, leg: views.PositionFigures) -> float:
+        if leg.isolated:
+            return liquidation_price(
+                leg.position, leg.spec, wallet=leg.position.isolated_margin / MONEY_SCALE
+            )
+        others = [
+            f for f in self._figures(account) if f.position is not leg.position and not f.isolated
+        ]
         return liquidation_price(
-            position,
-            spec,
+            leg.position,
+            leg.spec,
             wallet=account.cross_wallet() / MONEY_SCALE,
-            other_upnl=other_upnl,
-            other_mm=other_mm,
+            other_upnl=sum(f.unrealized for f in others),
+            other_mm=sum(f.maintenance_margin for f in others),
         )
 
     def leverage_brackets(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             self._account(api_key)
             specs = [self._market(symbol).spec] if symbol is not None else self._specs.values()
-            return [
-                {
-                    "symbol": spec.symbol,
-                    "notionalCoef": 1.0,
-                    "brackets": [
-                        {
-                            "bracket": t.tier,
-                            "initialLeverage": int(t.max_leverage),
-                            "notionalCap": _finite_or(t.max_notional, 9e18),
-                            "notionalFloor": t.min_notional,
-                            "maintMarginRatio": t.maintenance_margin_rate,
-                            "cum": t.cum,
-                        }
-                        for t in spec.tiers
-                    ],
-                }
-                for spec in specs
-            ]
+            return views.leverage_brackets(specs)
 
     # --- market faults ----------------------------------------------------------------------
 
@@ -1566,16 +1332,6 @@ def _tiers_from_brackets(rows: Any) -> TierTable:
             }
         )
     return TierTable.from_ccxt(converted, check_cum=True)
-
-
-def _finite_or(value: float, fallback: float) -> float:
-    return value if math.isfinite(value) else fallback
-
-
-def _money(units: int) -> str:
-    sign = "-" if units < 0 else ""
-    whole, frac = divmod(abs(units), MONEY_SCALE)
-    return f"{sign}{whole}.{frac:08d}"
 
 
 def _replace(spec: MarketSpec, **changes: Any) -> MarketSpec:

@@ -1,0 +1,357 @@
+"""Binance USD-M answer shapes for what the engine knows.
+
+The engine computes; these functions only format. Each returns exactly the JSON a transport
+sends for one endpoint (prices and quantities as strings formatted to the symbol's precision,
+ids and times as ints), in the shapes ccxt 4.5's ``binanceusdm`` parses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from safeguard.venue.accounts import Account, Position, max_notional_at
+from safeguard.venue.events import Fill
+from safeguard.venue.funding import INTEREST_PER_INTERVAL
+from safeguard.venue.markets import MONEY_SCALE, MarketSpec
+
+Levels = list[tuple[int, int]]
+Trade = tuple[int, int, int, int, bool]
+"""(trade id, price ticks, qty steps, time ms, buyer is maker)."""
+
+RATE_LIMITS: tuple[dict[str, Any], ...] = (
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+    {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
+)
+
+
+def money(units: int) -> str:
+    """Exact money units as a decimal string with 8 places."""
+    sign = "-" if units < 0 else ""
+    whole, fraction = divmod(abs(units), MONEY_SCALE)
+    return f"{sign}{whole}.{fraction:08d}"
+
+
+def ticker_24h(
+    spec: MarketSpec,
+    *,
+    last: int,
+    last_qty: int,
+    candles: Sequence[Sequence[float]],
+    trades: Sequence[Trade],
+    now_ms: int,
+) -> dict[str, Any]:
+    """``/fapi/v1/ticker/24hr`` from minute candles ``[minute, o, h, l, c, volume, quote]``."""
+    if candles:
+        open_ticks = int(candles[0][1])
+        high = int(max(c[2] for c in candles))
+        low = int(min(c[3] for c in candles))
+        volume = sum(c[5] for c in candles)
+        quote = sum(c[6] for c in candles)
+        open_ms = int(candles[0][0] * 60_000)
+    else:
+        open_ticks = high = low = last
+        volume = quote = 0.0
+        open_ms = now_ms
+    average = quote / volume if volume else last * spec.tick_size
+    first_id = trades[0][0] if trades else -1
+    last_id = trades[-1][0] if trades else -1
+    return {
+        "symbol": spec.symbol,
+        "priceChange": format((last - open_ticks) * spec.tick_size, spec.price_format),
+        "priceChangePercent": f"{(last / open_ticks - 1) * 100:.3f}",
+        "weightedAvgPrice": format(average, spec.price_format),
+        "lastPrice": spec.fmt_price(last),
+        "lastQty": spec.fmt_qty(last_qty),
+        "openPrice": spec.fmt_price(open_ticks),
+        "highPrice": spec.fmt_price(high),
+        "lowPrice": spec.fmt_price(low),
+        "volume": format(volume, spec.qty_format),
+        "quoteVolume": f"{quote:.2f}",
+        "openTime": open_ms,
+        "closeTime": now_ms,
+        "firstId": first_id,
+        "lastId": last_id,
+        "count": last_id - first_id + 1 if trades else 0,
+    }
+
+
+def book_ticker(
+    spec: MarketSpec, bids: Levels, asks: Levels, *, now_ms: int, update_id: int
+) -> dict[str, Any]:
+    return {
+        "symbol": spec.symbol,
+        "bidPrice": spec.fmt_price(bids[0][0]) if bids else "0",
+        "bidQty": spec.fmt_qty(bids[0][1]) if bids else "0",
+        "askPrice": spec.fmt_price(asks[0][0]) if asks else "0",
+        "askQty": spec.fmt_qty(asks[0][1]) if asks else "0",
+        "time": now_ms,
+        "lastUpdateId": update_id,
+    }
+
+
+def depth(
+    spec: MarketSpec, bids: Levels, asks: Levels, *, now_ms: int, update_id: int
+) -> dict[str, Any]:
+    return {
+        "lastUpdateId": update_id,
+        "E": now_ms,
+        "T": now_ms,
+        "bids": [[spec.fmt_price(p), spec.fmt_qty(q)] for p, q in bids],
+        "asks": [[spec.fmt_price(p), spec.fmt_qty(q)] for p, q in asks],
+    }
+
+
+def agg_trades(spec: MarketSpec, trades: Iterable[Trade]) -> list[dict[str, Any]]:
+    return [
+        {
+            "a": trade_id,
+            "p": spec.fmt_price(price),
+            "q": spec.fmt_qty(qty),
+            "f": trade_id,
+            "l": trade_id,
+            "T": when,
+            "m": buyer_maker,
+        }
+        for trade_id, price, qty, when, buyer_maker in trades
+    ]
+
+
+def premium_index(
+    spec: MarketSpec,
+    *,
+    mark: float,
+    index: float,
+    funding_estimate: float,
+    next_funding_ms: int,
+    now_ms: int,
+) -> dict[str, Any]:
+    digits = spec.price_precision + 6
+    return {
+        "symbol": spec.symbol,
+        "markPrice": f"{mark:.{digits}f}",
+        "indexPrice": f"{index:.{digits}f}",
+        "estimatedSettlePrice": f"{index:.{digits}f}",
+        "lastFundingRate": f"{funding_estimate:.8f}",
+        "interestRate": f"{INTEREST_PER_INTERVAL:.8f}",
+        "nextFundingTime": next_funding_ms,
+        "time": now_ms,
+    }
+
+
+def exchange_info(
+    specs: Iterable[MarketSpec], *, liquidation_fee_rate: float, now_ms: int
+) -> dict[str, Any]:
+    return {
+        "timezone": "UTC",
+        "serverTime": now_ms,
+        "futuresType": "U_MARGINED",
+        "rateLimits": [dict(limit) for limit in RATE_LIMITS],
+        "exchangeFilters": [],
+        "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
+        "symbols": [_symbol_info(spec, liquidation_fee_rate) for spec in specs],
+    }
+
+
+def _symbol_info(spec: MarketSpec, liquidation_fee_rate: float) -> dict[str, Any]:
+    return {
+        "symbol": spec.symbol,
+        "pair": spec.symbol,
+        "contractType": "PERPETUAL",
+        "deliveryDate": 4133404800000,
+        "onboardDate": 1569398400000,
+        "status": "TRADING",
+        "maintMarginPercent": "2.5000",
+        "requiredMarginPercent": "5.0000",
+        "baseAsset": spec.base,
+        "quoteAsset": spec.quote,
+        "marginAsset": spec.quote,
+        "pricePrecision": spec.price_precision,
+        "quantityPrecision": spec.quantity_precision,
+        "baseAssetPrecision": 8,
+        "quotePrecision": 8,
+        "underlyingType": "COIN",
+        "underlyingSubType": [],
+        "triggerProtect": "0.0500",
+        "liquidationFee": f"{liquidation_fee_rate:.6f}",
+        "marketTakeBound": "0.05",
+        "maxMoveOrderLimit": 10000,
+        "filters": spec.filters(),
+        "orderTypes": ["LIMIT", "MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET"],
+        "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+    }
+
+
+def leverage_brackets(specs: Iterable[MarketSpec]) -> list[dict[str, Any]]:
+    return [
+        {
+            "symbol": spec.symbol,
+            "notionalCoef": 1.0,
+            "brackets": [
+                {
+                    "bracket": t.tier,
+                    "initialLeverage": int(t.max_leverage),
+                    "notionalCap": t.max_notional if math.isfinite(t.max_notional) else 9e18,
+                    "notionalFloor": t.min_notional,
+                    "maintMarginRatio": t.maintenance_margin_rate,
+                    "cum": t.cum,
+                }
+                for t in spec.tiers
+            ],
+        }
+        for spec in specs
+    ]
+
+
+class PositionFigures(NamedTuple):
+    """One open leg valued at the mark (what the account endpoints report)."""
+
+    spec: MarketSpec
+    position: Position
+    mark: float
+    notional: float
+    unrealized: float
+    initial_margin: float
+    maintenance_margin: float
+    leverage: int
+    isolated: bool
+
+
+def _isolated_margin(f: PositionFigures) -> str:
+    if not f.isolated:
+        return "0"
+    return f"{f.position.isolated_margin / MONEY_SCALE + f.unrealized:.8f}"
+
+
+def _signed_notional(f: PositionFigures) -> str:
+    return f"{f.notional if f.position.qty > 0 else -f.notional:.8f}"
+
+
+def position_risk(f: PositionFigures, *, liquidation_price: float) -> dict[str, Any]:
+    """One ``/fapi/v3/positionRisk`` row (plus v2's ``leverage`` and ``marginType``)."""
+    p = f.position
+    entry = p.entry_price(f.spec)
+    return {
+        "symbol": f.spec.symbol,
+        "positionSide": p.position_side,
+        "positionAmt": f.spec.fmt_qty(p.qty),
+        "entryPrice": f"{entry:.8f}",
+        "breakEvenPrice": f"{entry:.8f}",
+        "markPrice": f"{f.mark:.8f}",
+        "unRealizedProfit": f"{f.unrealized:.8f}",
+        "liquidationPrice": f"{liquidation_price:.8f}",
+        "isolatedMargin": _isolated_margin(f),
+        "notional": _signed_notional(f),
+        "marginAsset": f.spec.quote,
+        "isolatedWallet": money(p.isolated_margin),
+        "initialMargin": f"{f.initial_margin:.8f}",
+        "maintMargin": f"{f.maintenance_margin:.8f}",
+        "positionInitialMargin": f"{f.initial_margin:.8f}",
+        "openOrderInitialMargin": "0",
+        "adl": 0,
+        "bidNotional": "0",
+        "askNotional": "0",
+        "leverage": str(f.leverage),
+        "marginType": "isolated" if f.isolated else "cross",
+        "isolated": f.isolated,
+        "maxNotionalValue": f"{max_notional_at(f.spec, f.leverage):.0f}",
+        "updateTime": p.update_ms,
+    }
+
+
+def account_v3(
+    account: Account, figures: Sequence[PositionFigures], *, available: float
+) -> dict[str, Any]:
+    """``/fapi/v3/account``: totals, the one margin asset, and the open legs."""
+    wallet = account.wallet / MONEY_SCALE
+    upnl = sum(f.unrealized for f in figures)
+    cross_upnl = sum(f.unrealized for f in figures if not f.isolated)
+    im = sum(f.initial_margin for f in figures)
+    mm = sum(f.maintenance_margin for f in figures)
+    order_im = account.order_margin
+    available = max(available, 0.0)
+    asset = {
+        "asset": account.asset,
+        "walletBalance": f"{wallet:.8f}",
+        "unrealizedProfit": f"{upnl:.8f}",
+        "marginBalance": f"{wallet + upnl:.8f}",
+        "maintMargin": f"{mm:.8f}",
+        "initialMargin": f"{im + order_im:.8f}",
+        "positionInitialMargin": f"{im:.8f}",
+        "openOrderInitialMargin": f"{order_im:.8f}",
+        "crossWalletBalance": f"{account.cross_wallet() / MONEY_SCALE:.8f}",
+        "crossUnPnl": f"{cross_upnl:.8f}",
+        "availableBalance": f"{available:.8f}",
+        "maxWithdrawAmount": f"{min(available, wallet):.8f}",
+        # ccxt skips assets whose updateTime is 0.
+        "updateTime": max(account.update_ms, 1),
+    }
+    positions = [
+        {
+            "symbol": f.spec.symbol,
+            "positionSide": f.position.position_side,
+            "positionAmt": f.spec.fmt_qty(f.position.qty),
+            "unrealizedProfit": f"{f.unrealized:.8f}",
+            "isolatedMargin": _isolated_margin(f),
+            "notional": _signed_notional(f),
+            "isolatedWallet": money(f.position.isolated_margin),
+            "initialMargin": f"{f.initial_margin:.8f}",
+            "maintMargin": f"{f.maintenance_margin:.8f}",
+            "updateTime": f.position.update_ms,
+        }
+        for f in figures
+    ]
+    return {
+        "totalInitialMargin": asset["initialMargin"],
+        "totalMaintMargin": asset["maintMargin"],
+        "totalWalletBalance": asset["walletBalance"],
+        "totalUnrealizedProfit": asset["unrealizedProfit"],
+        "totalMarginBalance": asset["marginBalance"],
+        "totalPositionInitialMargin": asset["positionInitialMargin"],
+        "totalOpenOrderInitialMargin": asset["openOrderInitialMargin"],
+        "totalCrossWalletBalance": asset["crossWalletBalance"],
+        "totalCrossUnPnl": asset["crossUnPnl"],
+        "availableBalance": asset["availableBalance"],
+        "maxWithdrawAmount": asset["maxWithdrawAmount"],
+        "assets": [asset],
+        "positions": positions,
+    }
+
+
+def user_trade(spec: MarketSpec, fill: Fill) -> dict[str, Any]:
+    """One ``/fapi/v1/userTrades`` row."""
+    return {
+        "buyer": fill.side == "BUY",
+        "commission": money(fill.fee_units),
+        "commissionAsset": spec.quote,
+        "id": fill.trade_id,
+        "maker": fill.maker,
+        "orderId": fill.order_id,
+        "price": format(fill.price, spec.price_format),
+        "qty": format(fill.qty, spec.qty_format),
+        "quoteQty": f"{fill.price * fill.qty:.8f}",
+        "realizedPnl": money(fill.realized_pnl_units),
+        "side": fill.side,
+        "positionSide": fill.position_side,
+        "symbol": spec.symbol,
+        "time": int(fill.time * 1000),
+    }
+
+
+__all__ = [
+    "RATE_LIMITS",
+    "PositionFigures",
+    "account_v3",
+    "agg_trades",
+    "book_ticker",
+    "depth",
+    "exchange_info",
+    "leverage_brackets",
+    "money",
+    "position_risk",
+    "premium_index",
+    "ticker_24h",
+    "user_trade",
+]
