@@ -30,7 +30,6 @@ refuse the ladder's own reduce-only orders.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 import threading
 import time
@@ -518,7 +517,7 @@ async def run_ladder_async(
         else:
             try:
                 reply = _perform(exchange, step)
-                if inspect.isawaitable(reply):
+                if isinstance(reply, Awaitable):
                     reply = await reply
             except Exception as exc:
                 error = exc

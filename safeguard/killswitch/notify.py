@@ -36,14 +36,16 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 from loguru import logger
 
 from safeguard.config import KillSwitchConfig
 from safeguard.killswitch.switch import SwitchState
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_RETRY_DELAY_S = 30.0
 
@@ -170,6 +172,8 @@ class WebhookNotifier:
                 self._thread.start()
 
     def _run(self) -> None:
+        import httpx  # on the worker thread: starting a bot or the CLI never pays for it
+
         # Loading the CA bundle costs ~0.3 s; a plain-http URL (a local relay) never uses it.
         tls = urlsplit(self.url).scheme == "https"
         with httpx.Client(timeout=self.timeout_s, transport=self._transport, verify=tls) as client:
@@ -184,7 +188,7 @@ class WebhookNotifier:
                 response = client.post(self.url, json={**payload, "sent_at": time.time()})
                 status = response.status_code
                 problem = f"HTTP {status}"
-            except httpx.HTTPError as exc:
+            except Exception as exc:  # httpx.HTTPError, and anything else: never kill the worker
                 problem = f"{type(exc).__name__}: {exc}"
             if status is not None and status < 300:
                 self.delivered += 1
