@@ -180,20 +180,23 @@ class OrderBook:
         levels = self.asks if buying else self.bids
         keep = 1.0 - depth_haircut
         remaining = amount
+        filled = 0.0
         cost = 0.0
         worst: float | None = None
         used = 0
         for price, size in levels:
             if limit_price is not None and (price > limit_price if buying else price < limit_price):
                 break
-            take = min(size * keep, remaining)
+            take = size * keep
+            if take >= remaining:
+                # Counted as the whole amount: summing the pieces would leave float dust.
+                return amount, cost + remaining * price, price, used + 1
+            filled += take
             cost += take * price
             remaining -= take
             worst = price
             used += 1
-            if remaining <= 0.0:
-                break
-        return (amount - remaining if remaining > 0.0 else amount), cost, worst, used
+        return filled, cost, worst, used
 
     def depth(self, side: Side) -> float:
         """Total visible size a taker on ``side`` could take (the asks for a buy)."""

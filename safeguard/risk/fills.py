@@ -213,7 +213,7 @@ class FillTerms:
         touch = book.asks[0][0] if buying else book.bids[0][0]
         direction = 1.0 if buying else -1.0
         filled, notional, _, _ = book.sweep(side, amount, None, self.depth_haircut)
-        walked = direction * (notional / filled - touch) / touch * 1e4
+        walked = direction * (notional / filled - touch) / touch * 1e4 if filled > 0.0 else 0.0
         slip_bps = (stop_slippage_bps + walked) * self.slippage_multiplier
         drift = self.drift_fraction(volatility, window_s)
         price = trigger_price * (1.0 + direction * slip_bps / 1e4) * (1.0 + direction * drift)

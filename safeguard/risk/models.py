@@ -219,6 +219,8 @@ class Account:
 def is_multiple(value: float, step: float) -> bool:
     """Whether ``value`` is a whole number of ``step`` (to float noise, not to a tolerance)."""
     units = value / step
+    if not math.isfinite(units):
+        return False  # a price past the float range is not on any tick
     return abs(units - round(units)) <= 1e-9 * max(1.0, abs(units))
 
 

@@ -186,4 +186,10 @@ def fmt(value: float) -> str:
     return text.rstrip("0").rstrip(".")
 
 
-__all__ = ["Costing", "Decision", "Finding", "Severity", "Verdict", "fmt"]
+def pct(value: float) -> str:
+    """A percentage (or bps, or sigmas) for a sentence: two decimals at most ("0.3", "1.25")."""
+    text = f"{value:,.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+__all__ = ["Costing", "Decision", "Finding", "Severity", "Verdict", "fmt", "pct"]

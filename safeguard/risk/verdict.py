@@ -29,7 +29,7 @@ from safeguard.codes import Code
 from safeguard.config import RiskLimits
 from safeguard.risk.fills import FillFace, FillModel
 from safeguard.risk.models import Account, MarketSnapshot, OrderIntent, is_multiple
-from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt
+from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt, pct
 from safeguard.risk.pricing import Exposure, Order, PricedOrder, price_order
 
 DENY = Severity.DENY
@@ -103,17 +103,33 @@ def evaluate(
     if any(f.severity is DENY and f.code is Code.INVALID_INPUT for f in findings):
         return _bare_verdict(intent, now, degraded, tuple(findings))
 
-    expected = price_order(order, fills.expected, intent.amount)
-    findings.extend(_priced_checks(order, expected))
-    costing = expected.costing
-    if degraded:
-        sick = price_order(order, fills.degraded, intent.amount)
-        costing = sick.costing
-        findings.extend(_degraded_only(_priced_checks(order, sick), findings))
+    try:
+        expected = price_order(order, fills.expected, intent.amount)
+        findings.extend(_priced_checks(order, expected))
+        costing = expected.costing
+        if degraded:
+            sick = price_order(order, fills.degraded, intent.amount)
+            costing = sick.costing
+            findings.extend(_degraded_only(_priced_checks(order, sick), findings))
+    except (ValueError, ArithmeticError) as exc:
+        # Inputs that pass validation one by one can still be absurd together (a mark of
+        # 1e-300 against a 1e16 order); whatever the arithmetic refuses is a denial.
+        findings.append(
+            Finding(
+                Code.INVALID_INPUT,
+                DENY,
+                f"the order could not be priced: {exc}",
+                {"error": type(exc).__name__},
+            )
+        )
+        return _bare_verdict(intent, now, degraded, tuple(findings))
 
     max_safe: float | None = None
     if size_search:
-        max_safe = _max_safe_amount(order, fills, degraded, findings)
+        try:
+            max_safe = _max_safe_amount(order, fills, degraded, findings)
+        except (ValueError, ArithmeticError):
+            max_safe = 0.0  # a size the arithmetic cannot price is not a safe size
     return Verdict(
         decision=_decide(findings),
         findings=tuple(findings),
@@ -343,8 +359,8 @@ def _gate_shape(order: Order, findings: list[Finding]) -> None:
                 Finding(
                     Code.PRICE_OUTSIDE_BAND,
                     DENY,
-                    f"price {fmt(intent.price)} is {fmt(abs(off))} % from the mark {fmt(mark)}; "
-                    f"policy band is {fmt(band)} %",
+                    f"price {fmt(intent.price)} is {pct(abs(off))} % from the mark {fmt(mark)}; "
+                    f"policy band is {pct(band)} %",
                     {"price": intent.price, "mark": mark, "off_pct": off, "band_pct": band},
                 )
             )
@@ -460,8 +476,8 @@ def _priced_checks(order: Order, priced: PricedOrder) -> list[Finding]:
                 Finding(
                     Code.PRICE_OUTSIDE_BAND,
                     DENY,
-                    f"expected fill {fmt(costing.expected_entry)} is {fmt(abs(off))} % from the "
-                    f"mark {fmt(order.mark)}; policy band is {fmt(band)} %",
+                    f"expected fill {fmt(costing.expected_entry)} is {pct(abs(off))} % from the "
+                    f"mark {fmt(order.mark)}; policy band is {pct(band)} %",
                     {"expected_entry": costing.expected_entry, "off_pct": off, "band_pct": band},
                 )
             )
@@ -509,8 +525,8 @@ def _priced_checks(order: Order, priced: PricedOrder) -> list[Finding]:
                 Finding(
                     Code.CONCENTRATION,
                     DENY,
-                    f"{intent.symbol} would be {fmt(share * 100)} % of equity {fmt(equity)}; "
-                    f"policy allows {fmt(share_cap * 100)} %",
+                    f"{intent.symbol} would be {pct(share * 100)} % of equity {fmt(equity)}; "
+                    f"policy allows {pct(share_cap * 100)} %",
                     {"share": share, "equity": equity, "max": share_cap},
                 )
             )
@@ -594,14 +610,14 @@ def _stop_checks(order: Order, priced: PricedOrder, severity: Severity) -> list[
         liq = costing.liquidation_price
         assert liq is not None
         where = (
-            f"sits {fmt(distance)} % inside" if distance >= 0 else f"is {fmt(-distance)} % beyond"
+            f"sits {pct(distance)} % inside" if distance >= 0 else f"is {pct(-distance)} % beyond"
         )
         out.append(
             Finding(
                 Code.STOP_BEYOND_LIQUIDATION,
                 severity,
                 f"stop fill {fmt(costing.stop_effective_price)} {where} liquidation {fmt(liq)}; "
-                f"policy needs {fmt(need)} %",
+                f"policy needs {pct(need)} %",
                 {
                     "stop_effective_price": costing.stop_effective_price,
                     "liquidation_price": liq,
