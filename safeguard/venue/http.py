@@ -172,7 +172,13 @@ class VenueServer:
         self._httpd.connections = set()
         self._httpd.connections_lock = threading.Lock()
         self._threads = [
-            threading.Thread(target=self._httpd.serve_forever, name="venue-http", daemon=True),
+            threading.Thread(
+                # The poll interval bounds how long close() waits for the loop to notice.
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": _POLL_S},
+                name="venue-http",
+                daemon=True,
+            ),
             threading.Thread(target=self._tick, name="venue-tick", daemon=True),
         ]
         for thread in self._threads:
