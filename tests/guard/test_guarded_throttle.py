@@ -1,0 +1,130 @@
+"""Throttling before the venue does: a plain ccxt client gets banned, the guarded one never does,
+and the guarded one still uses more than 80 % of the budget.
+
+Both clients run the same naive strategy (poll the deepest order book as fast as it can and
+retry at once on any error) against the same venue settings, each on its own venue so one's
+ban cannot spill onto the other. Time is simulated: the guard's waits advance the venue clock.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ccxt
+import pytest
+
+from safeguard import errors
+from safeguard.clock import ManualClock
+from safeguard.config import Policy
+from safeguard.guard import guard
+from safeguard.guard.events import EventKind, Hooks, RequestEvent
+from safeguard.guard.throttle import RateBudget, RateLimits
+from safeguard.killswitch.switch import KillSwitch
+from safeguard.venue import Venue, VenueConfig
+from safeguard.venue.client import ccxt_client
+from safeguard.venue.dialect import Dialect
+from safeguard.venue.http import VenueServer
+from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue.ratelimit import RateLimits as VenueLimits
+
+KEY, SECRET = "thr-key-0123456789", "thr-secret-0123456789abcdef"
+SYMBOL = "ETH/USDT:USDT"
+LIMIT = 600  # request weight per minute, published by the venue and configured in the policy
+DEPTH_WEIGHT = 20  # GET /fapi/v1/depth?limit=1000
+
+
+def _venue(transport: str, cleanup: list[Callable[[], None]]) -> tuple[Venue, Any]:
+    clock = ManualClock(1_700_000_010.0)
+    venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=clock)
+    venue.create_account(KEY, SECRET, wallet=10_000.0)
+    dialect = Dialect(venue, limits=VenueLimits(weight_per_minute=LIMIT))
+    if transport == "inprocess":
+        return venue, inprocess_client(dialect, KEY, SECRET)
+    server = VenueServer(venue, dialect=dialect)
+    cleanup.append(server.close)
+    return venue, ccxt_client(server.url, KEY, SECRET, timeout_ms=5_000)
+
+
+@pytest.fixture
+def cleanup() -> Any:
+    stack: list[Callable[[], None]] = []
+    yield stack
+    for close in reversed(stack):
+        close()
+
+
+@pytest.mark.parametrize("transport", ["inprocess", "http"])
+def test_plain_ccxt_is_banned_where_the_guard_is_not(
+    transport: str, tmp_path: Path, cleanup: list[Callable[[], None]]
+) -> None:
+    # --- plain ccxt: the same loop, retrying at once -------------------------------------------
+    venue, plain = _venue(transport, cleanup)
+    plain.load_markets()
+    statuses: list[str] = []
+    for _ in range(80):
+        try:
+            plain.fetch_order_book(SYMBOL, 1000)
+            statuses.append("ok")
+        except ccxt.DDoSProtection as exc:
+            statuses.append("418" if " 418 " in f" {exc} " or "banned" in str(exc) else "429")
+        venue.advance(0.2)
+    assert "418" in statuses, statuses
+
+    # --- the guarded client: same loop for three simulated minutes ----------------------------
+    venue, raw = _venue(transport, cleanup)
+    clock = venue.clock
+    assert isinstance(clock, ManualClock)
+    policy = Policy.build(
+        throttle={"weight_limit_per_minute": LIMIT},
+        kill_switch={"state_dir": str(tmp_path / "state"), "watch_state_file": False},
+    )
+    switch = KillSwitch(policy.kill_switch, clock=clock, watch=False)
+    cleanup.append(switch.close)
+    hooks = Hooks()
+    events: list[RequestEvent] = []
+    hooks.subscribe(EventKind.REQUEST, events.append)
+
+    paced: list[float] = []
+
+    def sleep(seconds: float) -> bool:
+        paced.append(seconds)
+        venue.advance(seconds)
+        return False
+
+    budget = RateBudget.standalone(policy.throttle, RateLimits.from_config(policy.throttle))
+    ex = guard(
+        raw,
+        policy,
+        kill_switch=switch,
+        clock=clock,
+        hooks=hooks,
+        journal_path=tmp_path / "orders.jsonl",
+        budget=budget,
+        sleep=sleep,
+    )
+    start_minute = int(clock.time() // 60) + 1
+    end = (start_minute + 3) * 60.0
+    holds = 0
+    while clock.time() < end:
+        try:
+            ex.fetch_order_book(SYMBOL, 1000)
+        except errors.ThrottleHold as hold:
+            holds += 1
+            venue.advance(max(hold.retry_after, 0.01))
+        venue.advance(0.05)
+
+    assert all(e.status != 418 for e in events)
+    assert all(e.outcome != "throttled" for e in events), "the guard let a 429 happen"
+    used: dict[int, int] = defaultdict(int)
+    for e in events:
+        if e.method == "fetch_order_book" and e.outcome == "ok":
+            used[int(e.at // 60)] += DEPTH_WEIGHT
+    full_minutes = [used[m] for m in range(start_minute, start_minute + 3)]
+    assert all(u >= 0.8 * LIMIT for u in full_minutes), full_minutes
+    assert all(u <= LIMIT for u in full_minutes), full_minutes
+    # The budget, not luck, kept it under the limit: it spaced requests and held reads back.
+    assert len(paced) > 10
+    assert holds + len(paced) > 10
