@@ -162,38 +162,6 @@ def max_notional_at(market: MarketSpec, leverage: int) -> float:
     return allowed
 
 
-def liquidation_price(
-    position: Position,
-    market: MarketSpec,
-    *,
-    wallet: float,
-    other_upnl: float = 0.0,
-    other_mm: float = 0.0,
-) -> float:
-    """Binance's one-way liquidation price for ``position``; 0.0 when it cannot be liquidated.
-
-    ``wallet`` is the isolated margin (isolated) or the cross wallet (cross, with the other
-    cross positions' unrealised PnL and maintenance margin). Solved per tier; the tier whose
-    notional range contains ``qty * LP`` is the consistent one.
-    """
-    if not position.qty:
-        return 0.0
-    q = abs(position.qty) * market.step_size
-    s = 1.0 if position.qty > 0 else -1.0
-    entry = position.cost / MONEY_SCALE / q
-    for tier in market.tiers:
-        denominator = q * tier.maintenance_margin_rate - s * q
-        if denominator == 0:
-            continue
-        price = (wallet - other_mm + other_upnl + tier.cum - s * q * entry) / denominator
-        if price <= 0:
-            continue
-        notional = q * price
-        if tier.min_notional <= notional < tier.max_notional:
-            return price
-    return 0.0
-
-
 __all__ = [
     "CROSSED",
     "ISOLATED",
@@ -201,7 +169,6 @@ __all__ = [
     "FillResult",
     "Position",
     "apply_fill",
-    "liquidation_price",
     "maintenance_margin",
     "max_notional_at",
 ]

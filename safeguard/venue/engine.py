@@ -41,7 +41,6 @@ from safeguard.venue.accounts import (
     Account,
     Position,
     apply_fill,
-    liquidation_price,
     maintenance_margin,
     max_notional_at,
 )
@@ -61,6 +60,7 @@ from safeguard.venue.funding import (
     funding_rate,
     next_funding_time,
 )
+from safeguard.venue.liquidation import close_outcome, liquidation_price, settle
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
 from safeguard.venue.orders import (
     CANCELED,
@@ -1230,20 +1230,17 @@ class Venue:
         spec = m.spec
         mark = m.feed.mark
         mark_ticks = max(round(mark / spec.tick_size), 1)
-        qty = abs(position.qty)
         long = position.qty > 0
-        unit = spec.notional_unit
         entry = position.entry_price(spec)
-        value = mark_ticks * qty * unit
-        realized = value - position.cost if long else position.cost - value
         collateral = position.isolated_margin if margin_type == ISOLATED else account.cross_wallet()
-        left = collateral + realized
-        fee_due = round(value * self.config.liquidation_fee_rate)
-        if left < 0:
-            fee, shortfall = 0, -left
-        else:
-            fee, shortfall = min(fee_due, left), 0
-        account.wallet += realized - fee + shortfall
+        settled = settle(
+            position,
+            spec,
+            mark_ticks=mark_ticks,
+            collateral=collateral,
+            fee_rate=self.config.liquidation_fee_rate,
+        )
+        account.wallet += settled.wallet_delta
         signed_qty = position.qty
         position.qty = 0
         position.cost = 0
@@ -1254,12 +1251,8 @@ class Venue:
             self._unrest(m, order)
             self._close_order(order, CANCELED)
         # The venue now owns the position and closes it into its own book.
-        close_side = SELL if long else BUY
-        fills = m.book.take(close_side, qty, None)
-        closed = sum(fills[1::2])
-        close_value = sum(fills[i] * fills[i + 1] for i in range(0, len(fills), 2)) * unit
-        at_mark = mark_ticks * closed * unit
-        slippage = close_value - at_mark if long else at_mark - close_value
+        fills = m.book.take(SELL if long else BUY, abs(signed_qty), None)
+        close = close_outcome(fills, mark_ticks=mark_ticks, unit=spec.notional_unit, long=long)
         now_ms = int(t * 1000)
         for i in range(0, len(fills), 2):
             m.trade_id += 1
@@ -1267,7 +1260,7 @@ class Venue:
             m.last = fills[i]
             m.last_qty = fills[i + 1]
             self._candle(m, t, fills[i], fills[i + 1])
-        delta = fee - shortfall + slippage
+        delta = settled.fee - settled.shortfall + close.slippage
         self._insurance += delta
         self.events.append(
             Liquidation(
@@ -1281,11 +1274,13 @@ class Venue:
                 mark_price=mark,
                 maintenance_margin=mm,
                 equity_before=equity,
-                realized_pnl_units=realized,
-                fee_units=fee,
-                shortfall_units=shortfall,
-                close_avg_price=(close_value / (closed * unit) * spec.tick_size) if closed else 0.0,
-                close_qty=spec.qty_of(closed),
+                realized_pnl_units=settled.realized,
+                fee_units=settled.fee,
+                shortfall_units=settled.shortfall,
+                close_avg_price=close.value / (close.qty * spec.notional_unit) * spec.tick_size
+                if close.qty
+                else 0.0,
+                close_qty=spec.qty_of(close.qty),
                 insurance_delta_units=delta,
                 insurance_fund_after_units=self._insurance,
             )

@@ -102,6 +102,8 @@ class MarketSpec:
                 raise ValueError(f"{name} must be an int in [0, 12], got {value!r}")
         if not isinstance(self.tiers, TierTable):
             raise ValueError(f"tiers must be a TierTable, got {type(self.tiers).__name__}")
+        if getattr(self.tiers, "keyed_by", "notional") != "notional":
+            raise ValueError("tiers of a linear contract must be keyed by quote notional")
         if self.min_qty > self.max_qty or self.min_qty > self.market_max_qty:
             raise ValueError("min_qty must not exceed max_qty or market_max_qty")
         if self.funding_cap >= 0.1:
