@@ -148,6 +148,7 @@ class Venue:
         self.markets: Mapping[str, MarketSpec] = MappingProxyType(self._specs)
         self._start = self.clock.time()
         self._now = self._start
+        self._stepping = False
         self._m: dict[str, _Market] = {}
         regimes = tuple(RegimeSpec(r.name, r.annual_vol, r.mean_duration_s) for r in cfg.regimes)
         for symbol in cfg.symbols:
@@ -240,8 +241,12 @@ class Venue:
             # A wall-clock venue that sat idle longer than max_catch_up_s skips the excess
             # rather than stalling one request for minutes; prices resume where they were.
             done = max(done, due - math.floor(self.config.max_catch_up_s / step))
-            for k in range(done + 1, due + 1):
-                self._step(start + k * step, step)
+            self._stepping = True
+            try:
+                for k in range(done + 1, due + 1):
+                    self._step(start + k * step, step)
+            finally:
+                self._stepping = False
 
     def _step(self, t: float, dt: float) -> None:
         self._now = t
@@ -277,11 +282,12 @@ class Venue:
                 self._liquidate(account, t)
 
     def _ms(self) -> int:
-        return int(self.clock.time() * 1000)
+        return int(self._now_time() * 1000)
 
     def _now_time(self) -> float:
-        # Steps never run ahead of the clock, so the clock is the latest time there is.
-        return self.clock.time()
+        # Inside a step, things happen at the step's time (the clock already shows the end of
+        # the advance); between steps, at the clock's.
+        return self._now if self._stepping else self.clock.time()
 
     # --- accounts ---------------------------------------------------------------------------
 
