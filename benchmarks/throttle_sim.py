@@ -50,13 +50,13 @@ def main() -> None:
 
     budget = BudgetRegistry(ThrottleConfig()).get("ip", "acct", LIMITS)
     n = 200_000
-    began = time.perf_counter()
+    began = time.process_time()
     now = START
     for i in range(n):
         now += 0.0003
         budget.decide(RequestKind.READ if i % 4 else RequestKind.ORDER, 1, now)
-    took = time.perf_counter() - began
-    print(f"RateBudget.decide: {n / took:,.0f} decisions/s ({took / n * 1e6:.2f} us each)")
+    took = time.process_time() - began
+    print(f"RateBudget.decide: {n / took:,.0f} decisions/s ({took / n * 1e6:.2f} us CPU each)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Everything here is pure apart from the process-wide registry of secret values.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -56,6 +57,8 @@ _TEXT_PATTERNS = (
     re.compile(rf"(?i)(\b{_NAME}\s*:\s*)(?![\"'{{\[])[^\s,;}}\]]+"),
 )
 
+_STEMS = re.compile(r"(?i)key|secret|signature|password|passphrase|token")
+
 # Registered values shorter than this would redact ordinary words; real keys are far longer.
 MIN_SECRET_LENGTH = 6
 
@@ -72,6 +75,7 @@ class _Registry:
 _registry = _Registry()
 
 
+@functools.lru_cache(maxsize=4096)
 def is_sensitive_name(name: str) -> bool:
     """True when ``name`` (a dict key or header name) names a credential."""
     normal = name.lower().replace("-", "").replace("_", "")
@@ -128,6 +132,10 @@ def scrub_text(text: str) -> str:
     pattern = _registry.pattern
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
+    # Every credential name contains one of these stems; most text (symbols, prices, ids)
+    # contains none, and one search is far cheaper than the three full patterns.
+    if _STEMS.search(text) is None:
+        return text
     for named in _TEXT_PATTERNS:
         text = named.sub(_replace_named, text)
     return text
@@ -150,6 +158,8 @@ def redact(obj: Any, *, _depth: int = 0) -> Any:
     exceptions become their scrubbed text, and other values are returned as they are. Nesting
     deeper than a sane request ever is comes back as a placeholder rather than recursing.
     """
+    if obj is None or isinstance(obj, int | float):
+        return obj
     if _depth > _MAX_DEPTH:
         return "[TOO DEEP]"
     if isinstance(obj, str):
@@ -159,8 +169,12 @@ def redact(obj: Any, *, _depth: int = 0) -> Any:
     if isinstance(obj, Mapping):
         out: dict[Any, Any] = {}
         for key, value in obj.items():
-            if isinstance(key, str) and is_sensitive_name(key):
-                out[key] = REDACTED
+            if isinstance(key, str):
+                # A key is a name, not a name=value pair: of the text patterns only the
+                # registered values can apply (a dict keyed by API key).
+                sensitive = is_sensitive_name(key)
+                safe_key = pattern.sub(REDACTED, key) if (pattern := _registry.pattern) else key
+                out[safe_key] = REDACTED if sensitive else redact(value, _depth=_depth + 1)
             else:
                 out[redact(key, _depth=_depth + 1)] = redact(value, _depth=_depth + 1)
         return out

@@ -118,6 +118,7 @@ def test_registered_values_are_scrubbed_anywhere_and_url_encoded() -> None:
     assert SECRET not in out
     assert "ab%2Bcd%2Fef%3Dgh%26ij" not in out
     assert redact({"note": [f"prefix-{API_KEY}-suffix"]}) == {"note": [f"prefix-{REDACTED}-suffix"]}
+    assert redact({API_KEY: 1}) == {REDACTED: 1}  # a dict keyed by the key itself
 
 
 def test_short_or_non_string_secrets_are_refused() -> None:
