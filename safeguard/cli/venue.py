@@ -1,0 +1,111 @@
+"""``safeguard venue serve``: the mock Binance USD-M venue on loopback HTTP.
+
+    safeguard venue serve --port 8900 --seed 7 --symbols BTCUSDT,ETHUSDT \\
+        --faults plan.toml --api-key KEY --secret SECRET
+
+Without ``--api-key``/``--secret`` a key pair is generated and printed. The venue runs on wall
+time (bots sign with wall time). Stop it with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import signal
+import sys
+from typing import Any
+
+from safeguard.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    venue = subparsers.add_parser("venue", help="run the mock Binance USD-M venue")
+    commands = venue.add_subparsers(dest="venue_command", metavar="ACTION", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the venue over loopback HTTP",
+        description="Serve the simulated perpetual-futures venue in the Binance USD-M dialect.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8900, help="port (0 picks a free one)")
+    serve.add_argument("--seed", type=int, default=None, help="simulation seed")
+    serve.add_argument(
+        "--symbols", default=None, help="comma-separated symbols (default: the engine's)"
+    )
+    serve.add_argument("--faults", default=None, help="fault plan file (.toml or .json)")
+    serve.add_argument("--api-key", default=None, help="account API key")
+    serve.add_argument("--secret", default=None, help="account secret")
+    serve.add_argument(
+        "--wallet", type=float, default=10_000.0, help="starting USDT wallet (default 10000)"
+    )
+    serve.set_defaults(handler=run_serve)
+
+
+def _venue_config(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from safeguard.config import config_error_from
+    from safeguard.venue.config import VenueConfig
+
+    overrides: dict[str, Any] = {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.symbols is not None:
+        overrides["symbols"] = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+    try:
+        return VenueConfig(**overrides)
+    except ValidationError as exc:
+        raise config_error_from(exc, source="command line") from None
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from safeguard.clock import SystemClock
+    from safeguard.venue.engine import Venue
+    from safeguard.venue.faults import FaultPlan
+    from safeguard.venue.http import VenueServer
+
+    if (args.api_key is None) != (args.secret is None):
+        raise ConfigError("--api-key and --secret go together (or leave both out)")
+    if args.api_key is not None and not (args.api_key.strip() and args.secret.strip()):
+        raise ConfigError("--api-key and --secret must not be empty")
+    if not args.wallet > 0 or args.wallet == float("inf"):
+        raise ConfigError(f"--wallet must be a positive number, got {args.wallet!r}")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in [0, 65535], got {args.port}")
+    plan = FaultPlan.load(args.faults) if args.faults else None
+    generated = args.api_key is None
+    api_key = args.api_key or secrets.token_hex(16)
+    secret = args.secret or secrets.token_hex(32)
+
+    try:
+        venue = Venue(_venue_config(args), clock=SystemClock())
+    except ValueError as exc:
+        raise ConfigError(f"cannot build the venue: {exc}") from None
+    with venue.lock:
+        venue.create_account(api_key, secret, wallet=args.wallet)
+    try:
+        server = VenueServer(venue, args.host, args.port, faults=plan)
+    except OSError as exc:
+        print(f"safeguard: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"venue: {server.url}", flush=True)
+    print(f"api key: {api_key}", flush=True)
+    if generated:
+        print(f"secret: {secret}", flush=True)
+    print(f"symbols: {','.join(venue.markets)}", flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        server.close()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+__all__ = ["register", "run_serve"]
