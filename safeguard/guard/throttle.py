@@ -398,7 +398,8 @@ class RateBudget:
         skew = self.config.window_skew_s
         with self._lock:
             for window in self._windows:
-                value = reported.get((_header_family(window.limit.type), window.limit.interval_s))
+                family = _HEADER_FAMILY.get(window.limit.type)  # raw request counts: no header
+                value = reported.get((family or "", window.limit.interval_s))
                 if value is None:
                     continue
                 window.roll(now, skew)
@@ -478,8 +479,7 @@ def _check_number(name: str, value: float, *, allow_zero: bool) -> None:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
-def _header_family(limit_type: LimitType) -> str:
-    return "orders" if limit_type is LimitType.ORDERS else "weight"
+_HEADER_FAMILY = {LimitType.REQUEST_WEIGHT: "weight", LimitType.ORDERS: "orders"}
 
 
 def _reported_usage(headers: Mapping[str, str]) -> dict[tuple[str, int], float]:

@@ -159,6 +159,24 @@ def test_observed_headers_only_raise_the_estimate_and_stale_windows_are_ignored(
     assert budget.usage(T0 + 61)["REQUEST_WEIGHT/1m"] == 0.0
 
 
+def test_raw_request_counts_are_local_only() -> None:
+    limits = RateLimits.from_exchange_info(
+        [
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 1, "limit": 10},
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": 100,
+            },
+        ]
+    )
+    budget = RateBudget.standalone(ThrottleConfig(window_skew_s=0.0), limits)
+    budget.decide(RequestKind.READ, 5, T0)
+    budget.observe({"X-MBX-USED-WEIGHT-1M": "40"}, T0)  # weight, not a request count
+    assert budget.usage(T0) == {"RAW_REQUESTS/1m": 0.1, "REQUEST_WEIGHT/1m": 0.4}
+
+
 def test_refund_gives_back_an_unsent_request() -> None:
     budget = small_budget()
     budget.decide(RequestKind.READ, 30, T0)
