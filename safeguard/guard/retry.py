@@ -127,6 +127,24 @@ class RetryPolicy:
 _shared_rng = random.Random()
 
 
+def decide(
+    attempt: int,
+    elapsed: float,
+    error_class: ErrorClass,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+    *,
+    config: RetryConfig | None = None,
+    mutating: bool = False,
+) -> RetryDecision:
+    """:meth:`RetryPolicy.decide` for a one-off question (default :class:`RetryConfig`)."""
+    policy = RetryPolicy(config) if config is not None else _DEFAULT_POLICY
+    return policy.decide(attempt, elapsed, error_class, retry_after, rng, mutating=mutating)
+
+
+_DEFAULT_POLICY = RetryPolicy()
+
+
 def _check_attempt(attempt: int) -> None:
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
         raise ValueError(f"attempt must be an int >= 1, got {attempt!r}")
@@ -371,4 +389,5 @@ __all__ = [
     "RetryPolicy",
     "build_async_retrying",
     "build_retrying",
+    "decide",
 ]

@@ -21,6 +21,7 @@ from safeguard.guard.retry import (
     RetryPolicy,
     build_async_retrying,
     build_retrying,
+    decide,
 )
 
 CONFIG = RetryConfig(
@@ -144,6 +145,14 @@ def test_bad_inputs_name_the_field(kwargs: dict[str, Any], field: str) -> None:
     call: dict[str, Any] = {"attempt": 1, "elapsed": 0.0, "retry_after": None, **kwargs}
     with pytest.raises(ValueError, match=field):
         POLICY.decide(call["attempt"], call["elapsed"], SAFE, call["retry_after"], random.Random())
+
+
+def test_module_level_decide_is_the_policy() -> None:
+    rng_a, rng_b = random.Random(9), random.Random(9)
+    assert decide(2, 1.0, SAFE, None, rng_a, config=CONFIG) == POLICY.decide(
+        2, 1.0, SAFE, None, rng_b
+    )
+    assert decide(1, 0.0, THROTTLED) == Retry(RetryConfig().default_retry_after_s)
 
 
 def test_delay_adapter_matches_decide() -> None:
