@@ -28,7 +28,12 @@ from safeguard.config import RiskLimits
 from safeguard.risk.book import OrderBook, Side
 from safeguard.risk.fills import FillTerms, effective_price
 from safeguard.risk.funding import FundingEstimate
-from safeguard.risk.liquidation import LiquidationOptions, PositionLeg, get_model
+from safeguard.risk.liquidation import (
+    LiquidationModel,
+    LiquidationOptions,
+    PositionLeg,
+    get_model,
+)
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Costing
 
@@ -114,7 +119,10 @@ class Order:
     new_resting: int
     """Orders this adds to the open-order count: a limit order and a stop each rest."""
     funding: FundingEstimate | None
+    funding_payments: int
+    """Funding timestamps inside the horizon (0 without a funding estimate)."""
     options: LiquidationOptions
+    model: LiquidationModel
     basis: float
     """What the stop's trigger price is above the mark when it watches the last price."""
 
@@ -135,8 +143,9 @@ class Order:
         assert market.rules is not None
         assert market.volatility is not None
         leg = account.leg(intent.symbol)
-        others = tuple(p for p in account.positions if p is not leg)
-        upnl = sum(p.side * p.quantity * (p.mark_price - p.entry_price) for p in account.positions)
+        positions = account.positions
+        others = tuple(p for p in positions if p is not leg) if positions else ()
+        upnl = sum(p.side * p.quantity * (p.mark_price - p.entry_price) for p in positions)
         available = account.available_balance
         if available is None:
             # Only an empty account may leave it out (the verdict checks that); then free
@@ -180,7 +189,9 @@ class Order:
             reference_price=intent.price if intent.price is not None else market.mark,
             new_resting=(intent.type == "limit") + (intent.stop_price is not None),
             funding=funding,
+            funding_payments=0 if funding is None else funding.payments,
             options=options,
+            model=get_model(market.rules.liquidation_model),
             basis=basis,
         )
 
@@ -293,7 +304,7 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
     notional = quantity * order.mark
     funding_cost = 0.0
     if order.funding is not None:
-        funding_cost = order.funding.payments * side * order.funding.rate * notional
+        funding_cost = order.funding_payments * side * order.funding.rate * notional
     if notional > rules.max_position_notional:
         return PricedOrder(
             Costing(
@@ -327,7 +338,7 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
         tiers=tiers,
         isolated_wallet=isolated_wallet,
     )
-    liquidation = get_model(model_name).liquidation_price(
+    liquidation = order.model.liquidation_price(
         target, wallet_balance=wallet, others=order.other_cross, options=order.options
     )
     liq = liquidation.price

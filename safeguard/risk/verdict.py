@@ -208,18 +208,27 @@ def _gate_data(
             )
         )
         return False
-    missing = [
-        name
-        for name, value in (
-            ("mark", market.mark),
-            ("mark_time", market.mark_time),
-            ("book", market.book),
-            ("book_time", market.book_time),
-            ("rules (tiers, filters)", market.rules),
-            ("volatility", market.volatility),
-        )
-        if value is None
-    ]
+    missing = []
+    if (
+        market.mark is None
+        or market.mark_time is None
+        or market.book is None
+        or market.book_time is None
+        or market.rules is None
+        or market.volatility is None
+    ):
+        missing = [
+            name
+            for name, value in (
+                ("mark", market.mark),
+                ("mark_time", market.mark_time),
+                ("book", market.book),
+                ("book_time", market.book_time),
+                ("rules (tiers, filters)", market.rules),
+                ("volatility", market.volatility),
+            )
+            if value is None
+        ]
     if limits.funding_horizon_s > 0 and exposure.increases:
         if market.funding_rate is None:
             missing.append("funding_rate")

@@ -372,3 +372,72 @@ def test_now_is_an_input() -> None:
     later = NOW + 10.0
     assert "STALE_MARKET_DATA" in denied(run(now=later))
     assert run(now=NOW).allowed
+
+
+# --- reductions, hedge mode, formatting ---------------------------------------------------
+
+
+def test_a_thin_stop_buffer_only_warns_an_order_that_reduces() -> None:
+    held = PositionLeg(
+        symbol=SYMBOL,
+        side=1,
+        quantity=1.0,
+        entry_price=60_000.0,
+        mark_price=60_000.0,
+        tiers=BTCUSDT_TIERS_12,
+        isolated_wallet=3_000.0,  # 20x: liquidation near 57,300
+    )
+    acct = account(positions=(held,), available_balance=7_000.0)
+    lp = run(intent(side="sell", amount=0.5, stop_price=None), acct=acct).costing
+    assert lp is not None
+    assert lp.liquidation_price is not None
+    tight = intent(side="sell", amount=0.5, stop_price=round(lp.liquidation_price * 1.003, 1))
+    verdict = run(tight, acct=acct)
+    assert verdict.decision is Decision.WARN
+    assert {str(f.code) for f in verdict.warnings} == {"STOP_BEYOND_LIQUIDATION"}
+
+
+def test_hedge_mode_legs_in_the_symbol_are_refused() -> None:
+    long_leg = PositionLeg(
+        symbol=SYMBOL,
+        side=1,
+        quantity=0.1,
+        entry_price=60_000.0,
+        mark_price=60_000.0,
+        tiers=BTCUSDT_TIERS_12,
+        position_side="LONG",
+    )
+    verdict = run(acct=account(positions=(long_leg,), available_balance=9_000.0))
+    assert denied(verdict) == {"INVALID_INPUT"}
+    assert "hedge-mode" in verdict.findings[0].message
+
+
+def test_numbers_read_like_a_trader_wrote_them() -> None:
+    from safeguard.risk.outcome import fmt, pct
+
+    assert fmt(57_850.0) == "57,850"
+    assert fmt(57_850.256) == "57,850.26"
+    assert fmt(3.14159) == "3.1416"
+    assert fmt(0.000123456789) == "0.000123457"
+    assert pct(0.3) == "0.3"
+    assert pct(1.0) == "1"
+    assert pct(-0.001) == "0"
+
+
+def test_every_finding_names_a_stable_code_and_carries_its_numbers() -> None:
+    verdict = run(
+        intent(leverage=30.0, amount=0.5005, type="limit", price=70_000.0),
+        max_notional_per_order=1_000.0,
+    )
+    assert denied(verdict) >= {
+        "LEVERAGE_ABOVE_POLICY",
+        "STEP_SIZE",
+        "PRICE_OUTSIDE_BAND",
+        "NOTIONAL_PER_ORDER",
+    }
+    for finding in verdict.findings:
+        assert str(finding.code) == str(finding.code).upper()
+        assert isinstance(finding.code, Code)
+        assert finding.values
+        assert any(ch.isdigit() for ch in finding.message)
+    assert json.loads(json.dumps(verdict.to_dict()))["decision"] == "DENY"

@@ -1,0 +1,139 @@
+"""How long one pre-trade verdict takes.
+
+Times :func:`safeguard.risk.verdict.evaluate` on the sample market (Binance BTC/USDT:USDT,
+12-tier ladder, 50-level book) with ``time.perf_counter_ns`` around every call, after a
+warm-up, and prints the median and the 90th percentile per scenario::
+
+    .venv/bin/python benchmarks/bench_verdict.py            # 20,000 runs per scenario
+    .venv/bin/python benchmarks/bench_verdict.py --runs 5000
+
+The inputs are built once, outside the timed region, as a bot holding a fresh snapshot would
+have them; each timed call is one complete verdict (validation of the call, data-age gates,
+filters, both book walks, the venue's liquidation model, every check, the result objects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+from safeguard.config import FillModelConfig, RiskLimits
+from safeguard.risk.fills import FillModel
+from safeguard.risk.liquidation import PositionLeg
+from safeguard.risk.models import Account, OrderIntent
+from safeguard.risk.sample import SYMBOL, sample_market
+from safeguard.risk.tiers import BINANCE_ETHUSDT_TIERS, BINANCE_SOLUSDT_TIERS
+from safeguard.risk.verdict import evaluate
+
+NOW = 1_700_000_000.0
+
+
+def scenarios() -> dict[str, Callable[[], object]]:
+    market = sample_market(NOW)
+    assert market.rules is not None
+    assert market.book is not None
+    assert len(market.rules.tiers) == 12
+    assert len(market.book.bids) == len(market.book.asks) == 50
+    limits = RiskLimits(max_notional_per_order=1e6, max_concentration=None)
+    fills = FillModel.from_config(FillModelConfig())
+    isolated = OrderIntent(
+        symbol=SYMBOL,
+        side="buy",
+        amount=0.5,
+        leverage=10.0,
+        margin_mode="isolated",
+        stop_price=58_800.0,
+    )
+    cross = OrderIntent(
+        symbol=SYMBOL,
+        side="sell",
+        amount=0.5,
+        type="limit",
+        price=60_010.0,
+        leverage=10.0,
+        margin_mode="cross",
+        stop_price=61_200.0,
+    )
+    empty = Account(wallet_balance=10_000.0)
+    others = (
+        PositionLeg(
+            symbol="ETH/USDT:USDT",
+            side=1,
+            quantity=10.0,
+            entry_price=3_000.0,
+            mark_price=3_100.0,
+            tiers=BINANCE_ETHUSDT_TIERS,
+        ),
+        PositionLeg(
+            symbol="SOL/USDT:USDT",
+            side=-1,
+            quantity=100.0,
+            entry_price=150.0,
+            mark_price=148.0,
+            tiers=BINANCE_SOLUSDT_TIERS,
+        ),
+    )
+    busy = Account(wallet_balance=25_000.0, positions=others, available_balance=20_000.0)
+
+    def run(
+        intent: OrderIntent, account: Account, *, degraded: bool = False, search: bool = False
+    ) -> Callable[[], object]:
+        verdict = evaluate(
+            intent, market, account, limits, fills, now=NOW, degraded=degraded, size_search=search
+        )
+        assert verdict.allowed, verdict.findings  # time the full path, not an early denial
+        return lambda: evaluate(
+            intent, market, account, limits, fills, now=NOW, degraded=degraded, size_search=search
+        )
+
+    return {
+        "market buy, isolated, stop (the target case)": run(isolated, empty),
+        "same, degraded face too": run(isolated, empty, degraded=True),
+        "limit sell, cross, 2 other positions": run(cross, busy),
+        "market buy + max_safe_amount search": run(isolated, empty, search=True),
+    }
+
+
+def measure(call: Callable[[], object], runs: int) -> tuple[float, float]:
+    """Median and p90 in microseconds of ``runs`` timed calls (after ``runs // 10`` warm-up)."""
+    for _ in range(max(runs // 10, 100)):
+        call()
+    samples = []
+    clock = time.perf_counter_ns
+    gc.disable()  # a collection landing in one sample says nothing about the verdict
+    try:
+        for _ in range(runs):
+            start = clock()
+            call()
+            samples.append(clock() - start)
+    finally:
+        gc.enable()
+    samples.sort()
+    return statistics.median(samples) / 1e3, samples[int(len(samples) * 0.9)] / 1e3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus, "
+        f"load average {load:.2f}, {args.runs} runs per scenario"
+    )
+    print(f"{'scenario':48s} {'median':>10s} {'p90':>10s}")
+    for name, call in scenarios().items():
+        runs = args.runs if "search" not in name else max(args.runs // 20, 200)
+        median, p90 = measure(call, runs)
+        print(f"{name:48s} {median:8.1f} us {p90:8.1f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
