@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import ccxt
@@ -362,3 +363,30 @@ def test_error_class_is_frozen() -> None:
     ec = ErrorClass(RetryClass.SAFE, "x")
     with pytest.raises(AttributeError):
         ec.retry = RetryClass.NEVER  # type: ignore[misc]
+
+
+def test_real_answers_drive_the_budget_and_a_ban_survives_a_restart(
+    venue: tuple[_Venue, int], tmp_path: Path
+) -> None:
+    """The driver's path with real ccxt: answer headers into the budget, a 418 into the file."""
+    from safeguard.config import ThrottleConfig
+    from safeguard.guard.bans import BanStore
+    from safeguard.guard.throttle import Banned, BudgetRegistry, Hold, RequestKind
+
+    state, port = venue
+    ex = _exchange(port)
+    budget = BudgetRegistry(ThrottleConfig(), BanStore(tmp_path)).get("ip", "acct")
+    state.body, state.headers = '{"serverTime": 1}', {"X-MBX-USED-WEIGHT-1M": "2300"}
+    ex.fapiPublicGetTime()
+    budget.observe(ex.last_response_headers, NOW)  # ccxt's own header dict, as the driver has it
+    assert isinstance(budget.decide(RequestKind.READ, 1, NOW), Hold)
+
+    state.status, state.body, state.headers = 418, "{}", {"Retry-After": "600"}
+    exc = _raised(ex.fapiPublicGetTime)
+    ec = classify(exc, headers=ex.last_response_headers)
+    mapped = to_safeguard_error(exc, ec, now=NOW)
+    assert isinstance(mapped, errors.VenueBanned)
+    budget.record_ban(mapped.until, NOW)
+
+    restarted = BudgetRegistry(ThrottleConfig(), BanStore(tmp_path)).get("ip", "acct")
+    assert restarted.decide(RequestKind.CANCEL, 1, NOW + 1) == Banned(NOW + 600)
