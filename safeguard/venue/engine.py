@@ -77,6 +77,8 @@ FeedFreeze = Literal["prices", "timestamps", "stale_prices"]
 _FREEZE_MODES = ("prices", "timestamps", "stale_prices")
 _FIRST_ORDER_ID = 1_000_000_001
 _DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+_PERCENT_UP = 1.05
+_PERCENT_DOWN = 0.95
 
 
 class _Market:
@@ -177,7 +179,12 @@ class Venue:
         seed = cfg.seed
         symbol = spec.symbol
         replay_path = cfg.replay.get(symbol)
-        replay = ReplaySeries.from_csv(replay_path) if replay_path is not None else None
+        replay = None
+        if replay_path is not None:
+            try:
+                replay = ReplaySeries.from_csv(replay_path)
+            except OSError as exc:
+                raise ValueError(f"replay[{symbol}]: cannot read {replay_path}: {exc}") from exc
         process = (
             None
             if replay is not None
@@ -538,6 +545,13 @@ class Venue:
 
         book = m.book
         if request.type == "LIMIT":
+            # The PERCENT_PRICE filter exchangeInfo publishes: no limit further than 5 % from
+            # the mark on the side that would pay through it (Binance's fat-finger guard).
+            limit = request.price * spec.tick_size
+            if request.side == BUY and limit > m.feed.mark * _PERCENT_UP:
+                raise VenueReject(-4016, "Price is higher than mark price multiplier cap.")
+            if request.side == SELL and limit < m.feed.mark * _PERCENT_DOWN:
+                raise VenueReject(-4024, "Price is lower than mark price multiplier floor.")
             crosses_at = book.best(request.side)
             crosses = crosses_at is not None and (
                 crosses_at <= request.price if request.side == BUY else crosses_at >= request.price

@@ -374,6 +374,8 @@ REJECTS: list[tuple[int, dict[str, Any]]] = [
     (-4013, {"type": "LIMIT", "price": -5.0, "time_in_force": "GTC"}),
     (-4164, {"quantity": 0.001}),
     (-2019, {"quantity": 100.0}),
+    (-4016, {"type": "LIMIT", "price": 95_000.0, "time_in_force": "GTC"}),
+    (-4024, {"side": "SELL", "type": "LIMIT", "price": 85_000.0, "time_in_force": "GTC"}),
     (-1100, {"working_type": "INDEX_PRICE"}),
     (-1100, {"position_side": "UP"}),
     (-4061, {"position_side": "LONG"}),

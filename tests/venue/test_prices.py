@@ -119,6 +119,11 @@ def test_a_bad_replay_file_is_refused_with_its_line(
         ReplaySeries.from_csv(path)
 
 
+def test_a_missing_replay_file_names_the_symbol(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"replay\[BTCUSDT\]"):
+        Venue(flat(replay={"BTCUSDT": tmp_path / "absent.csv"}), clock=ManualClock())
+
+
 def test_volatility_regimes_switch_and_set_the_dispersion() -> None:
     calm = RegimeSpec("calm", 0.1, 1e12)
     wild = RegimeSpec("wild", 3.0, 1e12)
