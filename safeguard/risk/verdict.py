@@ -263,6 +263,24 @@ def _gate_data(
                     {"input": name, "age_s": age, "max_age_s": limits.max_market_data_age_s},
                 )
             )
+    next_funding = market.next_funding_time
+    if next_funding is not None and limits.funding_horizon_s > 0:
+        interval = market.funding_interval_s
+        # The next funding time is at most one interval ahead; one that has already passed
+        # (beyond the data-age allowance) or lies further out was not refreshed.
+        late = now - next_funding > limits.max_market_data_age_s
+        early = next_funding - now > interval + limits.max_market_data_age_s
+        if late or early:
+            findings.append(
+                Finding(
+                    Code.STALE_MARKET_DATA,
+                    severity,
+                    f"next funding time is {fmt(abs(next_funding - now))} s "
+                    f"{'in the past' if late else 'away'}; a fresh schedule has it within "
+                    f"{fmt(interval)} s",
+                    {"input": "next_funding_time", "offset_s": next_funding - now},
+                )
+            )
     rules_age = now - market.rules.updated_at
     if abs(rules_age) > limits.max_rules_age_s:
         findings.append(

@@ -352,3 +352,15 @@ def test_rules_type_is_checked() -> None:
         )
     with pytest.raises(ValueError, match="amount"):
         OrderIntent(symbol=SYMBOL, side="buy", amount=-0.1)
+
+
+@pytest.mark.parametrize("offset", [-5.001, 8 * 3600.0 + 5.001, -NOW])
+def test_a_funding_schedule_that_was_not_refreshed_is_stale(offset: float) -> None:
+    verdict = run(snapshot=market(next_funding_time=NOW + offset))
+    assert denied(verdict) == {"STALE_MARKET_DATA"}
+    assert "next funding time" in verdict.denials[0].message
+
+
+@pytest.mark.parametrize("offset", [-5.0, 0.0, 8 * 3600.0 + 5.0])
+def test_a_funding_time_within_the_schedule_passes(offset: float) -> None:
+    assert run(snapshot=market(next_funding_time=NOW + offset)).allowed
