@@ -6,6 +6,9 @@ resting order: three order events (place, place-and-fill, cancel). Every 1,000 r
 simulated clock moves one step so the books refill, prices move and stops are checked; that
 time is included. The venue keeps its default three symbols and full event recording.
 
+It also times a simulated day, and prints a machine reference (pure-Python dict look-ups per
+CPU second) so figures from different machines can be compared.
+
 Run: .venv/bin/python benchmarks/bench_matching.py [--rounds N] [--repeat R]
 """
 
@@ -51,6 +54,27 @@ def run(rounds: int) -> tuple[float, float, int, int]:
     return elapsed, cpu, events, fills
 
 
+def simulated_day() -> float:
+    """Seconds of CPU to simulate 24 h of the default market with one open position."""
+    venue = Venue(VenueConfig(seed=2), clock=ManualClock())
+    venue.create_account("day", "secret", wallet=100_000.0)
+    venue.place_order("day", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.1)
+    started = time.process_time()
+    venue.advance(86_400)
+    return time.process_time() - started
+
+
+def machine_reference() -> float:
+    """Millions of pure-Python dict look-ups per CPU second, to scale the figures by."""
+    table = {i: i for i in range(1000)}
+    keys = list(range(1000)) * 1000
+    started = time.process_time()
+    total = 0
+    for key in keys:
+        total += table[key]
+    return len(keys) / (time.process_time() - started) / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20_000)
@@ -70,6 +94,8 @@ def main() -> None:
     print(f"order events/s (CPU time)  median {statistics.median(cpu_rates):,.0f}")
     print(f"fills/s (wall)             median {statistics.median(fills_rates):,.0f}")
     print(f"mean per order event       {1e6 / statistics.median(rates):.2f} us wall")
+    print(f"simulated day (CPU)        {simulated_day():.2f} s for 24 h, 3 symbols, 5 s steps")
+    print(f"machine reference          {machine_reference():.1f} M dict look-ups per CPU second")
 
 
 if __name__ == "__main__":
