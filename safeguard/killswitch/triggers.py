@@ -478,8 +478,14 @@ class _Window:
         self._times: deque[float] = deque(maxlen=limit + 1)
 
     def add(self, now: float) -> int:
-        self._times.append(now)
-        return sum(1 for t in self._times if t > now - self.window_s)
+        times = self._times
+        times.append(now)
+        horizon = now - self.window_s
+        # Times arrive in order but for clock jitter; a late one left in the middle is counted
+        # a little longer than it should be, which errs toward tripping.
+        while times[0] <= horizon:
+            times.popleft()
+        return len(times)
 
 
 class RiskMonitor:
@@ -567,13 +573,11 @@ class RiskMonitor:
         with self._lock:
             trips = self._evaluate(event)
             now = event.now
-            if self.config.max_data_age_s is not None and self._feeds:
+            limit = self.config.max_data_age_s
+            # Every event carries the time, so every event can notice a feed that went quiet.
+            if limit is not None and self._feeds and now - min(self._feeds.values()) > limit:
                 ages = {symbol: now - seen for symbol, seen in self._feeds.items()}
-                trips.append(
-                    stale_data_trip(
-                        ages, self.config.max_data_age_s, self._action(Code.STALE_MARKET_DATA)
-                    )
-                )
+                trips.append(stale_data_trip(ages, limit, self._action(Code.STALE_MARKET_DATA)))
             return self._cool([t for t in trips if t is not None], now)
 
     def set_limits(self, limits: RiskLimits) -> None:

@@ -283,7 +283,19 @@ def survives_grid(account_after_order: Account, grid: StressGrid) -> tuple[bool,
     account fails, else the cell with the lowest equity (the closest call).
     """
     book = _Book.of(account_after_order, grid)
-    worst = _worst([book.cell(regime, shock) for regime in grid.regimes for shock in grid.shocks])
+    cells: list[StressCell] = []
+    # Mildest shocks first: once a magnitude liquidates, no larger one can be the nearest breach.
+    for magnitude in sorted({abs(s) for s in grid.shocks}):
+        ring = [
+            book.cell(regime, shock)
+            for regime in grid.regimes
+            for shock in grid.shocks
+            if abs(shock) == magnitude
+        ]
+        cells.extend(ring)
+        if not all(cell.survives for cell in ring):
+            break
+    worst = _worst(cells)
     return worst.survives, worst
 
 
