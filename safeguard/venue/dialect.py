@@ -305,10 +305,11 @@ class Dialect:
 
     def arm_countdown(self, api_key: str, symbol: str, countdown_ms: int, now: float) -> None:
         """Cancel ``symbol``'s open orders at ``now + countdown_ms`` unless re-armed (0: off)."""
-        if countdown_ms == 0:
-            self._countdowns.pop((api_key, symbol), None)
-        else:
-            self._countdowns[(api_key, symbol)] = now + countdown_ms / 1000.0
+        with self.venue.lock:
+            if countdown_ms == 0:
+                self._countdowns.pop((api_key, symbol), None)
+            else:
+                self._countdowns[(api_key, symbol)] = now + countdown_ms / 1000.0
 
     # --- admin (unsigned, loopback only) ------------------------------------------------------
 
@@ -690,6 +691,22 @@ def _user_trades(call: Call) -> Any:
     return call.venue.user_trades(call.api_key, symbol=symbol, limit=limit)
 
 
+def _set_position_mode(call: Call) -> Any:
+    dual = call.params.boolean("dualSidePosition")
+    if dual is None:
+        raise VenueReject(
+            -1102,
+            "Mandatory parameter 'dualSidePosition' was not sent, was empty/null, or malformed.",
+        )
+    call.params.finish("positionSide/dual")
+    call.venue.set_position_mode(call.api_key, dual_side=dual)
+    return {"code": 200, "msg": "success"}
+
+
+def _position_mode(call: Call) -> Any:
+    return call.venue.position_mode(call.api_key)
+
+
 def _countdown(call: Call) -> Any:
     symbol = _required_symbol(call)
     countdown = call.params.integer("countdownTime", required=True, low=0)
@@ -725,6 +742,8 @@ ROUTES: Mapping[tuple[str, str], Route] = {
     ("GET", "/fapi/v1/allOrders"): Route(_all_orders, 5, signed=True),
     ("GET", "/fapi/v1/userTrades"): Route(_user_trades, 5, signed=True),
     ("POST", "/fapi/v1/countdownCancelAll"): Route(_countdown, 10, signed=True),
+    ("POST", "/fapi/v1/positionSide/dual"): Route(_set_position_mode, 1, signed=True),
+    ("GET", "/fapi/v1/positionSide/dual"): Route(_position_mode, 30, signed=True),
 }
 """Every endpoint the venue implements, keyed by (method, path)."""
 

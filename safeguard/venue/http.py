@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -41,6 +42,19 @@ class _Server(ThreadingHTTPServer):
     stopping: threading.Event
     connections: set[socket.socket]
     connections_lock: threading.Lock
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints tracebacks to stderr; a client hanging up mid-request is normal
+        # traffic for a venue that drops answers on purpose, anything else is a bug to log.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            logger.debug("venue http: connection from {} ended: {!r}", client_address, error)
+        else:
+            logger.opt(exception=error).error("venue http: handler failed for {}", client_address)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -166,7 +180,8 @@ class VenueServer:
             raise ValueError("pass faults and auth_clock to the Dialect, not to both")
         self.dialect = dialect or Dialect(venue, faults=faults, auth_clock=auth_clock)
         self._tick_interval_s = tick_interval_s
-        self._httpd = _Server((host, port), _Handler)
+        server_class = _Server6 if ":" in host else _Server
+        self._httpd = server_class((host, port), _Handler)
         self._httpd.dialect = self.dialect
         self._httpd.stopping = threading.Event()
         self._httpd.connections = set()

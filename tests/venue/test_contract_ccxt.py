@@ -503,3 +503,12 @@ async def test_answers_carry_the_weight_header(client: Client) -> None:
     headers = client.ex.last_response_headers
     assert int(headers["X-MBX-ORDER-COUNT-10S"]) >= 1
     assert int(headers["X-MBX-ORDER-COUNT-1M"]) >= 1
+
+
+async def test_position_mode_round_trip(client: Client) -> None:
+    assert (await client("fetch_position_mode", BTC))["hedged"] is False
+    answer = await client("set_position_mode", True)
+    assert answer == {"code": 200, "msg": "success"}
+    assert (await client("fetch_position_mode", BTC))["hedged"] is True
+    with pytest.raises(ccxt.OperationRejected):  # -4059: no need to change
+        await client("set_position_mode", True)

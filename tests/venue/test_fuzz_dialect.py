@@ -127,7 +127,7 @@ def requests(draw: st.DrawFn) -> Request:
 
 
 @settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(request=requests())
 def test_every_answer_is_json_with_a_code_and_refusals_change_nothing(
@@ -165,7 +165,7 @@ ORDER_FIELDS = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(fields=ORDER_FIELDS)
 def test_signed_orders_either_succeed_or_leave_the_account_untouched(
@@ -220,7 +220,7 @@ def test_raw_http_requests_get_json_answers(server: VenueServer, raw: bytes) -> 
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(request=requests())
 def test_random_requests_over_http(server: VenueServer, request: Request) -> None:

@@ -1,0 +1,82 @@
+"""The loopback HTTP server itself: lifecycle, keep-alive, addresses, malformed framing."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+
+import pytest
+
+from safeguard.clock import ManualClock
+from safeguard.venue.engine import Venue
+from safeguard.venue.http import VenueServer, serve
+
+
+@pytest.fixture(scope="module")
+def venue() -> Venue:
+    return Venue(clock=ManualClock(time.time()))
+
+
+def _get(connection: http.client.HTTPConnection, path: str) -> tuple[int, dict[str, str], object]:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    return response.status, dict(response.getheaders()), json.loads(response.read())
+
+
+def test_serve_picks_a_free_port_and_answers_until_closed(venue: Venue) -> None:
+    with serve(venue) as server:
+        assert server.port > 0
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        status, headers, body = _get(connection, "/fapi/v1/time")
+        assert status == 200
+        assert body == {"serverTime": venue.server_time()}
+        assert headers["X-MBX-USED-WEIGHT-1M"] == "1"
+        # keep-alive: the same connection serves the next request, and the weight adds up
+        status, headers, _ = _get(connection, "/fapi/v1/ticker/24hr?symbol=BTCUSDT")
+        assert status == 200
+        assert headers["X-MBX-USED-WEIGHT-1M"] == "2"
+        port = server.port
+    # close() also hung up on the idle keep-alive connection
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        _get(connection, "/fapi/v1/time")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+def test_unknown_path_is_a_json_404(venue: Venue) -> None:
+    with serve(venue) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        status, headers, body = _get(connection, "/fapi/v9/nothing")
+    assert status == 404
+    assert headers["Content-Type"].startswith("application/json")
+    assert body == {"code": -5000, "msg": "Path /fapi/v9/nothing, Method GET is invalid"}
+
+
+def test_ipv6_loopback(venue: Venue) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        server = VenueServer(venue, "::1", 0)
+    except OSError:
+        pytest.skip("::1 is not configured")
+    with server:
+        assert server.url == f"http://[::1]:{server.port}"
+        connection = http.client.HTTPConnection("::1", server.port, timeout=5)
+        assert _get(connection, "/fapi/v1/ping")[0] == 200
+
+
+@pytest.mark.parametrize("port", [-1, 65536, 1.5, True])
+def test_bad_port_is_refused(venue: Venue, port: object) -> None:
+    with pytest.raises(ValueError, match="port"):
+        VenueServer(venue, port=port)  # type: ignore[arg-type]
+
+
+def test_close_is_idempotent(venue: Venue) -> None:
+    server = serve(venue)
+    server.close()
+    server.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2)
