@@ -59,6 +59,21 @@ class StressConfig(Section):
     betas: dict[str, Positive] = {}
     """Per-symbol scale of the shock in the independent regime (1.0 when absent)."""
 
+    @model_validator(mode="after")
+    def _grid_is_usable(self) -> StressConfig:
+        if not self.shocks_pct:
+            raise ValueError("shocks_pct must list at least one shock")
+        if not self.regimes:
+            raise ValueError("regimes must list at least one regime")
+        widest = max(abs(shock) for shock in self.shocks_pct)
+        for symbol, beta in self.betas.items():
+            if beta * widest >= 100.0:
+                raise ValueError(
+                    f"betas[{symbol!r}] = {beta} times the widest shock ({widest}%) would move "
+                    "the price to or below zero"
+                )
+        return self
+
 
 class RiskLimits(Section):
     """Pre-trade limits. ``None`` switches a limit off."""

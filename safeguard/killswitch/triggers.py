@@ -54,7 +54,7 @@ class Trip:
     code: Code
     reason: str
     action: Action
-    numbers: Mapping[str, float] = field(default_factory=dict)
+    numbers: Mapping[str, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         _inputs.choice("action", self.action, ACTIONS)

@@ -458,3 +458,16 @@ def test_any_limit_allows_exactly_its_count_per_window(
     trips = [monitor.observe(OrderSubmitted(T0 + i * step)) for i in range(limit + 1)]
     assert all(t == () for t in trips[:-1])
     assert codes(trips[-1]) == [Code.ORDER_RATE]
+
+
+def test_a_trip_pickles_hashes_and_keeps_its_numbers() -> None:
+    import pickle
+
+    trip = Trip(Code.DRAWDOWN, "drawdown 12% beyond 10%", "HALTED", {"drawdown_pct": 12.0})
+    again = pickle.loads(pickle.dumps(trip))
+    assert again == trip
+    assert again.numbers == {"drawdown_pct": 12.0}
+    assert len({trip, again}) == 1
+    assert Trip("DRAWDOWN", "x", "HALTED").code is Code.DRAWDOWN  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NOT_A_CODE"):
+        Trip("NOT_A_CODE", "x", "HALTED")  # type: ignore[arg-type]

@@ -289,3 +289,24 @@ def test_closing_more_never_costs_less_per_unit(small: float, extra: float) -> N
     low, _ = THIN.unit_close(small, 1)
     high, _ = THIN.unit_close(small + extra, 1)
     assert high / (small + extra) >= low / small - 1e-12
+
+
+@pytest.mark.parametrize(
+    ("stress", "named"),
+    [
+        ({"shocks_pct": []}, "shocks_pct"),
+        ({"shocks_pct": [-100.0]}, "shocks_pct"),
+        ({"regimes": []}, "regimes"),
+        ({"regimes": ["crash"]}, "regimes"),
+        ({"betas": {BTC: 2.5}}, "betas"),
+        ({"betas": {BTC: -1.0}}, "betas"),
+    ],
+)
+def test_a_policy_with_an_unusable_grid_is_refused_at_load(
+    stress: dict[str, object], named: str
+) -> None:
+    from safeguard.config import Policy
+    from safeguard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=named):
+        Policy.build(risk={"stress": stress})
