@@ -12,9 +12,9 @@ against the principle by property tests:
     Binance's LP formula for one-way (``BOTH``) and hedge (``LONG``/``SHORT``) legs, isolated and
     cross: ``LP = [WB - TMM1 + UPNL1 + cumB + cumL + cumS - sB*QB*EPB - QL*EPL + QS*EPS] /
     [QB*MMRB + QL*MMRL + QS*MMRS - sB*QB - QL + QS]`` (COIN-M: the same in coin, inverted).
-    The tier is the one containing the notional **at the liquidation price** ("the maintenance
-    margin rate is determined by the position notional at the liquidation price"), found by
-    walking the tiers outward from the mark. Cross: ``WB`` is the cross wallet, ``TMM1`` and
+    The tier is the one containing the notional **at the liquidation price** (Binance states
+    this explicitly; picking it at entry, or by margin, is a known mistake), found by walking
+    the tiers outward from the mark. Cross: ``WB`` is the cross wallet, ``TMM1`` and
     ``UPNL1`` the maintenance and unrealised PnL of every *other symbol's* cross position at its
     own mark; hedge legs of one symbol move together and share one price. Isolated: the leg's
     own wallet, nothing else. Binance leaves the closing fee out; pass one to be conservative.
@@ -104,6 +104,8 @@ class PositionLeg:
         table = self.tiers
         if not isinstance(table, TierTable):
             raise ValueError(f"{symbol}: tiers must be a TierTable, got {type(table).__name__}")
+        if table.symbol is not None and table.symbol != symbol:
+            raise ValueError(f"{symbol}: tiers are {table.symbol}'s ladder, not this market's")
         position_side = self.position_side
         if position_side != "BOTH":
             _inputs.choice(f"{symbol}: position_side", position_side, _POSITION_SIDES)

@@ -132,6 +132,9 @@ class TierTable:
     position's value at the price, so the tier moves with the price. ``"quantity"`` (OKX, whose
     tiers are in contracts): the position's size, so the tier does not move with the price.
     Bring the size into the leg's units first (:meth:`scaled` by the contract value)."""
+    symbol: str | None = None
+    """The unified market the ladder belongs to (from ccxt's rows), if known. A position on
+    another market refuses it: the wrong ladder gives a wrong price, silently."""
     check_cum: InitVar[bool] = True
     _floors: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
@@ -141,6 +144,8 @@ class TierTable:
                 f"keyed_by must be 'notional' or 'quantity', got {self.keyed_by!r}",
                 key="keyed_by",
             )
+        if self.symbol is not None and (not isinstance(self.symbol, str) or not self.symbol):
+            raise TierTableError(f"symbol must be a non-empty string, got {self.symbol!r}")
         tiers = self.tiers
         if not isinstance(tiers, tuple) or not all(isinstance(t, Tier) for t in tiers):
             raise TierTableError("tiers must be a tuple of Tier", key="tiers")
@@ -227,6 +232,7 @@ class TierTable:
         parsed: list[Tier] = []
         published: list[bool] = []
         currency: str | None = None
+        symbol: str | None = None
         for index, row in enumerate(rows):
             if not isinstance(row, Mapping):
                 raise TierTableError(
@@ -265,12 +271,24 @@ class TierTable:
             row_currency = row.get("currency")
             if currency is None and isinstance(row_currency, str):
                 currency = row_currency
+            row_symbol = row.get("symbol")
+            if isinstance(row_symbol, str) and row_symbol:
+                if symbol is not None and row_symbol != symbol:
+                    raise _tier_error(
+                        number,
+                        "symbol",
+                        f"is {row_symbol!r} but earlier rows are {symbol!r}: pass one market's "
+                        "list (fetch_leverage_tiers() returns a dict of them)",
+                    )
+                symbol = row_symbol
         if any(published) and not all(published):
             missing = next(t.tier for t, p in zip(parsed, published, strict=True) if not p)
             raise _tier_error(missing, "cum", "is published for some tiers but not this one")
         if not all(published):
             parsed = _with_derived_cum(parsed)
-        return cls(tuple(parsed), currency, keyed_by, check_cum)
+        if symbol is not None and "/" not in symbol:
+            symbol = None  # a raw venue id (markets not loaded) cannot be matched to a leg
+        return cls(tuple(parsed), currency, keyed_by, symbol, check_cum)
 
     @classmethod
     def from_rows(
@@ -279,6 +297,7 @@ class TierTable:
         *,
         currency: str | None = None,
         keyed_by: Literal["notional", "quantity"] = "notional",
+        symbol: str | None = None,
     ) -> TierTable:
         """Build from ``(min_notional, max_notional, mmr, max_leverage)`` rows; cum is derived."""
         tiers: list[Tier] = []
@@ -290,10 +309,11 @@ class TierTable:
                 )
             low, high, rate, leverage = row
             tiers.append(Tier(index + 1, low, high, rate, leverage, 0.0))
-        return cls(tuple(_with_derived_cum(tiers)), currency, keyed_by)
+        return cls(tuple(_with_derived_cum(tiers)), currency, keyed_by, symbol)
 
     def to_ccxt(self, *, symbol: str | None = None) -> list[dict[str, Any]]:
         """The table in ccxt's ``fetch_leverage_tiers()`` row shape (``cum`` in ``info``)."""
+        symbol = self.symbol if symbol is None else symbol
         return [
             {
                 "tier": t.tier,
@@ -329,7 +349,7 @@ class TierTable:
             )
             for t in self.tiers
         )
-        return TierTable(tiers, self.currency, self.keyed_by, False)
+        return TierTable(tiers, self.currency, self.keyed_by, self.symbol, False)
 
     # --- look-ups -------------------------------------------------------------------------
 

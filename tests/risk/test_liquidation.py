@@ -422,3 +422,10 @@ def test_results_are_frozen_values() -> None:
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.price = 1.0  # type: ignore[misc]
+
+
+def test_a_ladder_for_another_market_is_refused() -> None:
+    eth_ladder = TierTable.from_ccxt(BINANCE_ETHUSDT_TIERS.to_ccxt(symbol="ETH/USDT:USDT"))
+    with pytest.raises(ValueError, match="tiers are ETH/USDT:USDT's ladder"):
+        leg(tiers=eth_ladder)
+    assert leg(symbol="ETH/USDT:USDT", tiers=eth_ladder).tiers is eth_ladder

@@ -99,8 +99,11 @@ def assert_on_the_principle(
     if not use_cum and equity < required - REL * scale:
         # Without cum the requirement jumps at a tier boundary, and the price may be that jump:
         # then the requirement must be met there and not a hair before it.
-        size = value(scenario.target, price)
-        assert any(math.isclose(size, t.min_notional, rel_tol=1e-12) for t in scenario.target.tiers)
+        assert any(
+            math.isclose(value(leg, price), tier.min_notional, rel_tol=1e-12)
+            for leg in moving_legs(scenario)
+            for tier in leg.tiers
+        )
         before = price - (price - scenario.target.mark_price) * 1e-9
         equity, required, scale = account_at(scenario, before, extra, use_cum)
         assert equity > required
@@ -115,14 +118,18 @@ def assert_on_the_principle(
         assert equity - required > -REL * scale, (between, equity, required)
 
 
+def moving_legs(scenario: Scenario) -> list[PositionLeg]:
+    """The legs whose price is the target's: the target, and its hedge twin in cross."""
+    target = scenario.target
+    if target.isolated_wallet is not None:
+        return [target]
+    return [target] + [o for o in scenario.others if o.symbol == target.symbol]
+
+
 def slope(scenario: Scenario, price: float, extra: float, use_cum: bool) -> float:
     """d(equity - requirement)/du at ``price``, u = P (linear) or 1/P (inverse)."""
-    target = scenario.target
-    moving = [target] + [o for o in scenario.others if o.symbol == target.symbol]
-    if target.isolated_wallet is not None:
-        moving = [target]
     total = 0.0
-    for leg in moving:
+    for leg in moving_legs(scenario):
         rate = tier_at(leg.tiers, value(leg, price)).maintenance_margin_rate + extra
         total += (
             -leg.quantity * (leg.side + rate) if leg.inverse else leg.quantity * (leg.side - rate)

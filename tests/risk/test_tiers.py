@@ -209,3 +209,13 @@ def test_random_valid_tables_give_continuous_monotone_maintenance(table: TierTab
         assert right >= previous
         previous = right
     assert TierTable.from_ccxt(table.to_ccxt()) == table
+
+
+def test_a_ladder_remembers_its_market_and_refuses_mixed_markets() -> None:
+    rows = BINANCE_BTCUSDT_TIERS.to_ccxt(symbol="BTC/USDT:USDT")
+    assert TierTable.from_ccxt(rows).symbol == "BTC/USDT:USDT"
+    rows[3]["symbol"] = "ETH/USDT:USDT"
+    with pytest.raises(TierTableError, match="tier 4: symbol is 'ETH/USDT:USDT' but earlier"):
+        TierTable.from_ccxt(rows)
+    # ccxt without loaded markets reports the raw id, which names no unified market.
+    assert TierTable.from_ccxt(ccxt_rows()).symbol is None
