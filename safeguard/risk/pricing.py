@@ -142,10 +142,14 @@ class Order:
         assert market.book is not None
         assert market.rules is not None
         assert market.volatility is not None
-        leg = account.leg(intent.symbol)
         positions = account.positions
-        others = tuple(p for p in positions if p is not leg) if positions else ()
-        upnl = sum(p.side * p.quantity * (p.mark_price - p.entry_price) for p in positions)
+        leg = account.leg(intent.symbol) if positions else None
+        others: tuple[PositionLeg, ...] = ()
+        upnl = other_notional = 0.0
+        if positions:
+            others = tuple(p for p in positions if p is not leg)
+            upnl = sum(p.side * p.quantity * (p.mark_price - p.entry_price) for p in positions)
+            other_notional = sum(p.quantity * p.mark_price for p in others)
         available = account.available_balance
         if available is None:
             # Only an empty account may leave it out (the verdict checks that); then free
@@ -182,8 +186,8 @@ class Order:
             amount=intent.amount,
             exposure=exposure,
             leg=leg,
-            other_cross=tuple(p for p in others if p.isolated_wallet is None),
-            other_notional=sum(p.quantity * p.mark_price for p in others),
+            other_cross=tuple(p for p in others if p.isolated_wallet is None) if others else (),
+            other_notional=other_notional,
             equity=account.wallet_balance + upnl,
             available=available,
             reference_price=intent.price if intent.price is not None else market.mark,
@@ -205,9 +209,14 @@ class Order:
             return None
         return "cross" if self.leg.isolated_wallet is None else "isolated"
 
-    def resized(self, amount: float) -> Order:
-        """The same order for another amount (what the size search probes)."""
-        return replace(self, amount=amount, exposure=Exposure.of(self.intent, self.account, amount))
+    def copy(self) -> Order:
+        return replace(self)
+
+    def set_amount(self, amount: float) -> None:
+        """Re-point this order at another amount. The size search prices a dozen amounts on
+        one private copy rather than copying every field a dozen times."""
+        self.amount = amount
+        self.exposure = Exposure.of(self.intent, self.account, amount)
 
     def reduce_only_flips(self, amount: float) -> bool:
         held = self.exposure.held

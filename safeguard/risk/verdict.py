@@ -100,7 +100,7 @@ def evaluate(
     order = Order.build(intent, market, account, limits, now, exposure, fills.expected.taker_fee)
     _gate_rules(order, intent.amount, findings)
     _gate_shape(order, findings)
-    if any(f.severity is DENY and f.code is Code.INVALID_INPUT for f in findings):
+    if findings and any(f.severity is DENY and f.code is Code.INVALID_INPUT for f in findings):
         return _bare_verdict(intent, now, degraded, tuple(findings))
 
     try:
@@ -674,6 +674,8 @@ def _degraded_only(sick: list[Finding], calm: list[Finding]) -> list[Finding]:
 
 
 def _decide(findings: list[Finding] | tuple[Finding, ...]) -> Decision:
+    if not findings:
+        return Decision.ALLOW
     if any(f.severity is DENY for f in findings):
         return Decision.DENY
     return Decision.WARN if findings else Decision.ALLOW
@@ -699,10 +701,10 @@ def _bare_verdict(intent: Any, now: Any, degraded: Any, findings: tuple[Finding,
 # --- pass 3: the largest amount that passes ------------------------------------------------
 
 
-def _passes_at(order: Order, fills: FillModel, degraded: bool, amount: float) -> bool:
-    if _size_rules(order, amount) or order.reduce_only_flips(amount):
+def _passes_at(probe: Order, fills: FillModel, degraded: bool, amount: float) -> bool:
+    if _size_rules(probe, amount) or probe.reduce_only_flips(amount):
         return False
-    probe = order.resized(amount)
+    probe.set_amount(amount)
     for terms in (fills.expected, fills.degraded) if degraded else (fills.expected,):
         priced = price_order(probe, terms, amount)
         if any(f.severity is DENY for f in _priced_checks(probe, priced)):
@@ -727,18 +729,19 @@ def _max_safe_amount(
         return 0.0
     requested_units = order.intent.amount / step
     passed = not any(f.severity is DENY for f in findings)
+    probe = order.copy()
     if passed and is_multiple(order.intent.amount, step):
         low_units = max(low_units, round(requested_units))
-    elif not _passes_at(order, fills, degraded, low_units * step):
+    elif not _passes_at(probe, fills, degraded, low_units * step):
         return 0.0
-    if _passes_at(order, fills, degraded, high_units * step):
+    if _passes_at(probe, fills, degraded, high_units * step):
         return _units(high_units, step)
     # Invariant: low passes, high fails.
     for _ in range(_SEARCH_PROBES):
         if high_units - low_units <= 1:
             break
         middle = (low_units + high_units) // 2
-        if _passes_at(order, fills, degraded, middle * step):
+        if _passes_at(probe, fills, degraded, middle * step):
             low_units = middle
         else:
             high_units = middle
