@@ -91,6 +91,34 @@ class DepthProfile:
         object.__setattr__(self, "levels", tuple(levels))
         object.__setattr__(self, "overflow_offset", overflow)
 
+    @classmethod
+    def from_book(cls, book: OrderBook, *, overflow_offset: float | None = None) -> DepthProfile:
+        """The profile of a live book, relative to its mid, taking the worse side at every size.
+
+        A long's forced close walks the bids and a short's the asks; the profile is one ladder
+        for both, so at each cumulative size it keeps the larger of the two sides' offsets, and
+        it ends where the thinner side ends.
+        """
+        if not isinstance(book, OrderBook):
+            raise ValueError(f"book must be an OrderBook, got {type(book).__name__}")
+        mid = book.mid
+        sides = [
+            _steps([((mid - price) / mid, size) for price, size in book.bids]),
+            _steps([((price - mid) / mid, size) for price, size in book.asks]),
+        ]
+        depth = min(side[-1][0] for side in sides)
+        edges = sorted({edge for side in sides for edge, _ in side if edge <= depth})
+        levels: list[tuple[float, float]] = []
+        filled = 0.0
+        for edge in edges:
+            offset = max(_offset_at(side, edge) for side in sides)
+            if levels and levels[-1][0] == offset:
+                levels[-1] = (offset, levels[-1][1] + edge - filled)
+            else:
+                levels.append((offset, edge - filled))
+            filled = edge
+        return cls(tuple(levels), overflow_offset)
+
     def unit_close(self, quantity: float, side: int) -> tuple[float, float]:
         """Closing ``quantity`` of a ``side`` (+1 long, -1 short) position, per unit of mark:
         ``(slippage, traded notional)``. Multiply both by the mark for quote currency."""
@@ -110,6 +138,24 @@ class DepthProfile:
             return quantity - notional, notional
         notional = walk.notional + rest * (1.0 + overflow)
         return notional - quantity, notional
+
+
+def _steps(levels: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(cumulative size, offset) at the end of each level."""
+    out: list[tuple[float, float]] = []
+    total = 0.0
+    for offset, size in levels:
+        total += size
+        out.append((total, offset))
+    return out
+
+
+def _offset_at(steps: Sequence[tuple[float, float]], size: float) -> float:
+    """The offset of the level in which the ``size``-th unit fills."""
+    for edge, offset in steps:
+        if size <= edge:
+            return offset
+    return steps[-1][1]
 
 
 def account_equity(account: Account, prices: Mapping[str, float] | None = None) -> float:
@@ -246,6 +292,8 @@ class Breakpoint:
 
 @dataclass(frozen=True, slots=True)
 class StressReport:
+    """Every cell of a grid for one account, and each regime's smallest liquidating shock."""
+
     account_equity: float
     cells: tuple[StressCell, ...]
     breakpoints: Mapping[Regime, Breakpoint | None]

@@ -310,3 +310,24 @@ def test_a_policy_with_an_unusable_grid_is_refused_at_load(
 
     with pytest.raises(ConfigError, match=named):
         Policy.build(risk={"stress": stress})
+
+
+def test_a_profile_from_a_live_book_takes_the_worse_side_at_every_size() -> None:
+    from safeguard.risk.book import OrderBook
+
+    book = OrderBook(
+        bids=((99.9, 1.0), (99.5, 3.0), (98.0, 10.0)),  # offsets 0.1 %, 0.5 %, 2 % of mid 100
+        asks=((100.1, 2.0), (100.3, 2.0)),  # offsets 0.1 %, 0.3 %; 4 in all
+    )
+    profile = DepthProfile.from_book(book)
+    offsets = [round(offset, 6) for offset, _ in profile.levels]
+    sizes = [size for _, size in profile.levels]
+    # sizes 0-1: both 0.1 %; 1-2: bids 0.5 % vs asks 0.1 %; 2-4: bids 0.5 % vs asks 0.3 %.
+    assert offsets == [0.001, 0.005]
+    assert sizes == pytest.approx([1.0, 3.0])
+    # Closing either side of the position on the profile costs at least the real walk.
+    for side, walk_side in ((1, "sell"), (-1, "buy")):
+        slippage, _ = profile.unit_close(3.5, side)
+        walk = book.walk(walk_side, 3.5)  # type: ignore[arg-type]
+        real = abs(walk.notional - 3.5 * book.mid) / book.mid
+        assert slippage >= real - 1e-12
