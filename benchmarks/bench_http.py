@@ -63,20 +63,23 @@ def _sync_client(url: str, threads: int, seconds: float, out: Any) -> None:
     for thread in pool:
         thread.start()
     start.wait()
+    cpu = time.process_time()
     for thread in pool:
         thread.join()
-    out.put((sum(counts), sum(errors)))
+    out.put((sum(counts), sum(errors), time.process_time() - cpu))
 
 
 def _async_client(url: str, concurrency: int, seconds: float, out: Any) -> None:
     from safeguard.venue.client import ccxt_client
 
-    async def run() -> tuple[int, int]:
+    async def run() -> tuple[int, int, float]:
         exchange = ccxt_client(url, KEY, SECRET, asyncio=True)
         done = failed = 0
+        used = 0.0
         try:
             await exchange.load_markets()
             deadline = time.perf_counter() + seconds
+            cpu = time.process_time()
 
             async def worker() -> None:
                 nonlocal done, failed
@@ -88,9 +91,10 @@ def _async_client(url: str, concurrency: int, seconds: float, out: Any) -> None:
                         failed += 1
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
+            used = time.process_time() - cpu
         finally:
             await exchange.close()
-        return done, failed
+        return done, failed, used
 
     out.put(asyncio.run(run()))
 
@@ -117,7 +121,8 @@ def _measure(
         client.join()
     done = sum(r[0] for r in results)
     failed = sum(r[1] for r in results)
-    return done / seconds, failed, done
+    client_cpu = sum(r[2] for r in results)
+    return done / seconds, failed, done, client_cpu
 
 
 def main() -> int:
@@ -148,12 +153,15 @@ def main() -> int:
             ),
         ):
             cpu_before = _cpu_seconds(server.pid or 0)
-            rate, failed, done = _measure(target, url, width, args.processes, args.seconds)
+            rate, failed, done, client_cpu = _measure(
+                target, url, width, args.processes, args.seconds
+            )
             per_request = (_cpu_seconds(server.pid or 0) - cpu_before) / max(done, 1)
             print(
                 f"{label}: {rate:,.0f} requests/s over {args.seconds:g} s ({failed} errors); "
                 f"server CPU {per_request * 1e6:,.0f} us/request = "
-                f"{1 / per_request if per_request else float('inf'):,.0f} requests per CPU-second"
+                f"{1 / per_request if per_request else float('inf'):,.0f} requests per CPU-second; "
+                f"ccxt clients {client_cpu / max(done, 1) * 1e6:,.0f} us CPU/request"
             )
     finally:
         stop.set()
