@@ -226,7 +226,8 @@ class PriceFeed:
         index = self.index
         target = index * (1.0 + self.premium) * factor - index
         self.basis += self._alpha * (target - self.basis)
-        self.mark = index + self.basis
+        # A lagging basis must never carry the mark through zero after an index collapse.
+        self.mark = max(index + self.basis, index * 0.01)
 
 
 __all__ = ["IndexProcess", "PriceFeed", "RegimeSpec", "ReplaySeries"]
