@@ -184,17 +184,23 @@ def liquidation_distance_trip(
     buffer_pct: float,
     model: str = "binanceusdm",
     options: LiquidationOptions | None = None,
+    stop_slippage_bps: float = 0.0,
     action: Action = "REDUCING",
 ) -> Trip | None:
     """A position whose protection no longer clears its liquidation price.
 
-    For a position with a stop (``stops[symbol]``), the stop must sit inside the liquidation
-    price by ``buffer_pct`` percent of it (a long's stop above ``LP * (1 + buffer)``); without a
-    stop, the mark itself must. Liquidation prices come from the named model with ``options``
-    (closing fee, safety buffer), the cross wallet and the other cross positions coupled in.
+    For a position with a stop (``stops[symbol]``), the stop's fill (the trigger moved
+    ``stop_slippage_bps`` further against the position, as a stop-market fill is) must sit
+    inside the liquidation price by ``buffer_pct`` percent of it (a long's above
+    ``LP * (1 + buffer)``); without a stop, the mark itself must. Liquidation prices come from
+    the named model with ``options`` (closing fee, safety buffer), the cross wallet and the
+    other cross positions coupled in.
     Stops are keyed by symbol, so a symbol held in both hedge-mode legs cannot take one.
     """
     _inputs.non_negative("buffer_pct", buffer_pct)
+    slip = _inputs.non_negative("stop_slippage_bps", stop_slippage_bps) / 1e4
+    if slip >= 1.0:
+        raise ValueError(f"stop_slippage_bps must be below 10,000, got {stop_slippage_bps!r}")
     held: dict[str, int] = {}
     for leg in account.positions:
         held[leg.symbol] = held.get(leg.symbol, 0) + 1
@@ -224,8 +230,9 @@ def liquidation_distance_trip(
         )
         if result.price is None:
             continue
-        guard = stops.get(leg.symbol, leg.mark_price)
-        what = "stop" if leg.symbol in stops else "mark"
+        stop_price = stops.get(leg.symbol)
+        guard = leg.mark_price if stop_price is None else stop_price * (1.0 - leg.side * slip)
+        what = "mark" if stop_price is None else "stop fill"
         needed = result.price * (1.0 + leg.side * buffer_pct / 100.0)
         # Distance from liquidation to the guard price, in % of the liquidation price; positive
         # means the guard is on the safe side.
@@ -625,6 +632,7 @@ class RiskMonitor:
                             buffer_pct=self.limits.min_liquidation_buffer_pct,
                             model=self._model,
                             options=self._options,
+                            stop_slippage_bps=self.limits.stop_slippage_bps,
                             action=self._action(Code.LIQUIDATION_DISTANCE),
                         )
                     )

@@ -423,7 +423,11 @@ def test_the_policy_monitor_counts_the_closing_fee_like_the_verdict(tmp_path: Pa
 
     def trips(include_closing_fee: bool) -> tuple[Trip, ...]:
         policy = Policy.build(
-            risk={"max_leverage": None, "include_closing_fee": include_closing_fee},
+            risk={
+                "max_leverage": None,
+                "include_closing_fee": include_closing_fee,
+                "stop_slippage_bps": 0.0,
+            },
             fills={"taker_fee": 0.0005},
             kill_switch={"state_dir": str(tmp_path / str(include_closing_fee))},
         )
@@ -471,3 +475,18 @@ def test_a_trip_pickles_hashes_and_keeps_its_numbers() -> None:
     assert Trip("DRAWDOWN", "x", "HALTED").code is Code.DRAWDOWN  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="NOT_A_CODE"):
         Trip("NOT_A_CODE", "x", "HALTED")  # type: ignore[arg-type]
+
+
+def test_the_stop_is_judged_by_its_fill_not_its_trigger() -> None:
+    account = cross_account(60_000.0)
+    lp = get_model("binanceusdm").liquidation_price(account.positions[0], wallet_balance=6_000.0)
+    assert lp.price is not None
+    stop = lp.price * 1.012  # 1.2 % inside liquidation; the policy wants 1 %
+    assert liquidation_distance_trip(account, {BTC: stop}, buffer_pct=1.0) is None
+    slipped = liquidation_distance_trip(
+        account, {BTC: stop}, buffer_pct=1.0, stop_slippage_bps=50.0
+    )
+    assert slipped is not None
+    assert slipped.numbers["guard_price"] == pytest.approx(stop * (1 - 0.005))
+    with pytest.raises(ValueError, match="stop_slippage_bps"):
+        liquidation_distance_trip(account, {}, buffer_pct=1.0, stop_slippage_bps=math.nan)
