@@ -257,7 +257,7 @@ class Dialect:
         try:
             if early is not None:
                 raise early
-            caller = self._authenticate(route, request, params, api_key) if route.signed else ""
+            caller = self._authenticate(request, params, api_key) if route.signed else ""
             result = route.handler(Call(venue, params, caller, now, self))
             params.finish(request.path)
         except VenueReject as reject:
@@ -266,9 +266,7 @@ class Dialect:
             answer = _json_response(200, result, usage)
         return _deliver(answer, fault, usage, injection)
 
-    def _authenticate(
-        self, route: Route, request: Request, params: Params, api_key: str | None
-    ) -> str:
+    def _authenticate(self, request: Request, params: Params, api_key: str | None) -> str:
         if not api_key:
             raise VenueReject(-2014, "API-key format invalid.", http_status=401)
         secret = self.venue.secret_for(api_key)
@@ -301,7 +299,10 @@ class Dialect:
         for api_key, symbol in due:
             del self._countdowns[(api_key, symbol)]
             logger.info("venue: countdown expired, cancelling {} orders of {}", symbol, api_key)
-            self.venue.cancel_all(api_key, symbol=symbol)
+            try:
+                self.venue.cancel_all(api_key, symbol=symbol)
+            except VenueReject as exc:  # the account or market went away since it was armed
+                logger.warning("venue: countdown cancel for {} refused: {}", symbol, exc)
 
     def arm_countdown(self, api_key: str, symbol: str, countdown_ms: int, now: float) -> None:
         """Cancel ``symbol``'s open orders at ``now + countdown_ms`` unless re-armed (0: off)."""
