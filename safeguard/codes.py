@@ -79,5 +79,8 @@ class Code(StrEnum):
     REJECTION_BURST = "REJECTION_BURST"
     LEVERAGE_CHANGES = "LEVERAGE_CHANGES"
     CONSECUTIVE_ERRORS = "CONSECUTIVE_ERRORS"
+    TRIGGER_FAILED = "TRIGGER_FAILED"
+    """A trigger could not be evaluated (an input it cannot judge, or a bug): the switch
+    engages rather than let the bot trade with a limit nobody is checking."""
     STATE_STORE_UNAVAILABLE = "STATE_STORE_UNAVAILABLE"
     MANUAL = "MANUAL"

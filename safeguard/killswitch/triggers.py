@@ -195,7 +195,8 @@ def liquidation_distance_trip(
     ``LP * (1 + buffer)``); without a stop, the mark itself must. Liquidation prices come from
     the named model with ``options`` (closing fee, safety buffer), the cross wallet and the
     other cross positions coupled in.
-    Stops are keyed by symbol, so a symbol held in both hedge-mode legs cannot take one.
+    Stops are keyed by symbol, so a symbol held in both hedge-mode legs cannot take one; a stop
+    for a symbol with no position is ignored.
     """
     _inputs.non_negative("buffer_pct", buffer_pct)
     slip = _inputs.non_negative("stop_slippage_bps", stop_slippage_bps) / 1e4
@@ -206,7 +207,7 @@ def liquidation_distance_trip(
         held[leg.symbol] = held.get(leg.symbol, 0) + 1
     for symbol, stop in stops.items():
         if symbol not in held:
-            raise ValueError(f"stops[{symbol!r}]: no open position in {symbol}")
+            continue  # a stop left over from a closed position protects nothing to judge
         if held[symbol] > 1:
             raise ValueError(
                 f"stops[{symbol!r}]: {symbol} has a long and a short leg (hedge mode); a stop "
@@ -314,6 +315,15 @@ def positions_beyond_limits(
         + "; ".join(f"{what} {v:,.4g} > {cap:,.4g}" for _, what, v, cap in breaches),
         action,
         {"value": value, "limit": limit, "breaches": float(len(breaches))},
+    )
+
+
+def _failed(event: object, exc: Exception) -> Trip:
+    return Trip(
+        Code.TRIGGER_FAILED,
+        f"the triggers could not judge {type(event).__name__}: {type(exc).__name__}: {exc}",
+        "HALTED",
+        {},
     )
 
 
@@ -577,9 +587,15 @@ class RiskMonitor:
 
     def observe(self, event: Event) -> tuple[Trip, ...]:
         """Take one observation; return the trips it caused (after cooling), most often none."""
+        if not isinstance(event, Event):
+            raise TypeError(f"not a monitor event: {type(event).__name__}")
         with self._lock:
-            trips = self._evaluate(event)
             now = event.now
+            try:
+                trips = self._evaluate(event)
+            except Exception as exc:
+                # A limit that cannot be computed is a limit nobody is checking: halt, loudly.
+                trips = [_failed(event, exc)]
             limit = self.config.max_data_age_s
             # Every event carries the time, so every event can notice a feed that went quiet.
             if limit is not None and self._feeds and now - min(self._feeds.values()) > limit:
@@ -674,7 +690,7 @@ class RiskMonitor:
                 return self._set_marks(self._marks.after_transfer(amount), now)
             case Tick():
                 return []
-        raise TypeError(f"not a monitor event: {type(event).__name__}")
+        raise AssertionError(f"unhandled event {type(event).__name__}")  # pragma: no cover
 
     def _on_equity(self, equity: float, now: float) -> list[Trip | None]:
         if self._marks is None:

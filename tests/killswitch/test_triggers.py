@@ -340,9 +340,21 @@ def test_without_a_stop_the_mark_closing_in_on_liquidation_trips_through_the_mon
     assert (trip.code, trip.action) == (Code.LIQUIDATION_DISTANCE, "REDUCING")
 
 
-def test_a_stop_for_a_symbol_without_a_position_is_refused() -> None:
-    with pytest.raises(ValueError, match="ETH"):
-        liquidation_distance_trip(cross_account(60_000.0), {ETH: 3_000.0}, buffer_pct=1.0)
+def test_a_stop_left_over_from_a_closed_position_is_ignored() -> None:
+    assert (
+        liquidation_distance_trip(cross_account(60_000.0), {ETH: 3_000.0}, buffer_pct=1.0) is None
+    )
+
+
+def test_an_account_the_triggers_cannot_judge_halts_instead_of_trading_unwatched() -> None:
+    long_leg = PositionLeg(BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG")
+    short_leg = PositionLeg(BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT")
+    account = Account(wallet_balance=10_000.0, positions=(long_leg, short_leg))
+    monitor = RiskMonitor(quiet(on_liquidation_distance=True), limits=RiskLimits(max_leverage=None))
+    (trip,) = monitor.observe(AccountUpdate(T0, account, stops={BTC: 55_000.0}))
+    assert trip.code == Code.TRIGGER_FAILED
+    assert trip.action == "HALTED"
+    assert "hedge" in trip.reason
 
 
 # --- limits tightened at run time ---------------------------------------------------------
