@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from safeguard.risk import _inputs
 
 FORMAT = "safeguard.equity/1"
 FILENAME = "equity.json"
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _FIELDS = frozenset({"format", "peak", "peak_at", "day", "day_start", "day_started_at"})
 
 
@@ -127,10 +129,17 @@ class EquityMarks:
 
 
 class EquityStore:
-    """The marks on disk: ``<state_dir>/equity.json``. The directory is created on first save."""
+    """The marks on disk: ``<state_dir>/equity.json``, or ``equity-<account>.json`` when several
+    accounts share one state directory (the kill switch's is shared by every bot on it, and one
+    account's peak must not become another's). The directory is created on first save."""
 
-    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
-        self.path = Path(state_dir) / FILENAME
+    def __init__(self, state_dir: str | os.PathLike[str], *, account: str | None = None) -> None:
+        if account is not None and not _ACCOUNT_NAME.fullmatch(account or ""):
+            raise ValueError(
+                f"account must be 1-64 letters, digits, '.', '_' or '-', got {account!r}"
+            )
+        name = FILENAME if account is None else f"equity-{account}.json"
+        self.path = Path(state_dir) / name
 
     def load(self) -> EquityMarks | None:
         """The saved marks, or ``None`` when no file exists yet.

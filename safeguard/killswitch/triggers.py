@@ -553,9 +553,11 @@ class RiskMonitor:
         policy: Policy,
         *,
         state_dir: str | os.PathLike[str] | None = None,
+        account: str | None = None,
         liquidation_model: str = "binanceusdm",
     ) -> RiskMonitor:
-        """A monitor for ``policy``, its equity marks kept in the kill switch's state dir.
+        """A monitor for ``policy``, its equity marks kept in the kill switch's state dir
+        (under ``account``'s name when several accounts share the directory).
 
         Liquidation prices count the closing taker fee and the safety buffer the policy's risk
         limits ask for, as the pre-trade verdict does.
@@ -569,7 +571,7 @@ class RiskMonitor:
         return cls(
             policy.kill_switch.triggers,
             limits=risk,
-            store=EquityStore(directory),
+            store=EquityStore(directory, account=account),
             liquidation_model=liquidation_model,
             liquidation_options=options,
         )

@@ -180,3 +180,18 @@ def test_utc_day_refuses_nonsense() -> None:
     assert utc_day(0.0) == "1970-01-01"
     with pytest.raises(ValueError, match="now"):
         utc_day(math.nan)
+
+
+def test_accounts_sharing_a_state_directory_keep_their_own_peaks(tmp_path: Path) -> None:
+    policy = Policy.build(
+        kill_switch={"state_dir": str(tmp_path), "triggers": {"max_drawdown_pct": 10.0}}
+    )
+    alpha = RiskMonitor.from_policy(policy, account="alpha")
+    beta = RiskMonitor.from_policy(policy, account="beta")
+    alpha.observe(EquityUpdate(NOON, 100_000.0))
+    beta.observe(EquityUpdate(NOON, 5_000.0))
+    assert RiskMonitor.from_policy(policy, account="alpha").marks.peak == 100_000.0  # type: ignore[union-attr]
+    assert RiskMonitor.from_policy(policy, account="beta").marks.peak == 5_000.0  # type: ignore[union-attr]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["equity-alpha.json", "equity-beta.json"]
+    with pytest.raises(ValueError, match="account"):
+        EquityStore(tmp_path, account="../escape")
