@@ -1086,13 +1086,18 @@ class Venue:
             c[6] += qty * spec.step_size * price * spec.tick_size
 
     def _fill_resting(self, m: _Market, t: float) -> None:
-        """Fill resting orders the market's book now crosses, at their own price (maker)."""
+        """Fill resting orders the market traded through, at their own price (maker).
+
+        Only a trade *through* the price fills: a market that merely touches it fills nothing,
+        because an order that joined the back of the queue would not have been reached. This
+        errs against the trader, never for it (paper fills that are too easy hide losses).
+        """
         book = m.book
         for queue, side in ((m.bids, BUY), (m.asks, SELL)):
             while queue:
                 order = queue[0][2]
                 best = book.best(side)
-                if best is None or (best > order.price if side == BUY else best < order.price):
+                if best is None or (best >= order.price if side == BUY else best <= order.price):
                     break
                 account = self._accounts[order.api_key]
                 want = order.remaining

@@ -153,11 +153,18 @@ def test_a_crossing_gtc_limit_takes_what_it_can_and_rests_the_rest(venue: Venue)
     assert order["status"] == "PARTIALLY_FILLED"
     assert float(order["executedQty"]) == ask_qty
     assert [o["orderId"] for o in venue.open_orders(KEY)] == [order["orderId"]]
-    # Once the touch refills at that price, the remainder fills too (as a maker).
+    # The touch refills at the order's price: touching is not trading through, no fill.
     venue.advance(60)
+    assert best(venue)[2] == ask
+    still = venue.get_order(KEY, symbol="BTCUSDT", order_id=order["orderId"])
+    assert still["status"] == "PARTIALLY_FILLED"
+    # The market trades through the price: the remainder fills, as a maker, at its price.
+    venue.spike("BTCUSDT", -0.1, 60)
+    venue.advance(10)
     assert venue.get_order(KEY, symbol="BTCUSDT", order_id=order["orderId"])["status"] == "FILLED"
-    makers = [f.maker for f in fills_of(venue, order["orderId"])]
-    assert makers == [False, True]
+    fills = fills_of(venue, order["orderId"])
+    assert [f.maker for f in fills] == [False, True]
+    assert fills[1].price == ask
 
 
 def test_ioc_fills_what_crosses_and_expires_the_rest(venue: Venue) -> None:
