@@ -489,3 +489,20 @@ def test_hedge_mode_keeps_long_and_short_legs(venue: Venue) -> None:
     with pytest.raises(VenueReject) as info:
         venue.set_position_mode(KEY, dual_side=False)
     assert info.value.code == -4068
+
+
+def test_a_quantity_off_a_coarse_step_is_a_lot_size_failure() -> None:
+    from dataclasses import replace
+
+    from safeguard.venue import DEFAULT_MARKETS
+
+    coarse = replace(DEFAULT_MARKETS["SOLUSDT"], step_size=5.0, min_qty=5.0)
+    v = Venue(quiet(symbols=("SOLUSDT",)), clock=ManualClock(), markets={"SOLUSDT": coarse})
+    v.create_account(KEY, "s", wallet=100_000.0)
+    with pytest.raises(VenueReject) as info:
+        v.place_order(KEY, symbol="SOLUSDT", side="BUY", type="MARKET", quantity=7)
+    assert info.value.code == -1013
+    assert (
+        v.place_order(KEY, symbol="SOLUSDT", side="BUY", type="MARKET", quantity=10)["executedQty"]
+        == "10"
+    )
