@@ -120,3 +120,14 @@ def test_a_file_that_does_not_parse_names_itself(
     path.write_text("wallet = = 3")
     assert main(["stress", str(path)]) == 2
     assert str(path) in capsys.readouterr().err
+
+
+def test_the_policy_file_sets_the_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[risk.stress]\nshocks_pct = [-5.0, 5.0]\nregimes = ["independent"]\n')
+    assert main(["stress", "--example", "--policy", str(policy), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted((c["regime"], c["shock"]) for c in report["cells"]) == [
+        ("independent", -0.05),
+        ("independent", 0.05),
+    ]

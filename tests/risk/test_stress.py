@@ -331,3 +331,36 @@ def test_a_profile_from_a_live_book_takes_the_worse_side_at_every_size() -> None
         walk = book.walk(walk_side, 3.5)  # type: ignore[arg-type]
         real = abs(walk.notional - 3.5 * book.mid) / book.mid
         assert slippage >= real - 1e-12
+
+
+@given(
+    wallet=st.floats(500.0, 100_000.0),
+    legs=st.lists(
+        st.tuples(
+            st.sampled_from([BTC, ETH, SOL]),
+            st.sampled_from([1, -1]),
+            st.floats(0.05, 1.0),
+            st.none() | st.floats(100.0, 10_000.0),
+        ),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda t: t[0],
+    ),
+)
+@settings(max_examples=40, deadline=None)
+def test_any_book_fares_no_better_on_a_thin_book(
+    wallet: float, legs: list[tuple[str, int, float, float | None]]
+) -> None:
+    scale = {BTC: 2.0, ETH: 40.0, SOL: 800.0}
+    account = Account(
+        wallet_balance=wallet,
+        positions=tuple(
+            leg(symbol, side, fraction * scale[symbol], isolated=isolated)
+            for symbol, side, fraction, isolated in legs
+        ),
+    )
+    deep, thin = stress_test(account, grid(DEEP)), stress_test(account, grid(THIN))
+    for d, t in zip(deep.cells, thin.cells, strict=True):
+        assert (d.regime, d.shock) == (t.regime, t.shock)
+        assert t.equity <= d.equity + 1e-9
+        assert set(d.liquidated) <= set(t.liquidated)
