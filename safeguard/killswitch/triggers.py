@@ -754,7 +754,8 @@ class RiskMonitor:
         out: list[Trip] = []
         for trip in trips:
             last = self._last_trip.get(trip.code)
-            if last is not None and now - last < cooling:
+            # A clock stepped backwards must not stretch the quiet period: it ends the cooling.
+            if last is not None and 0.0 <= now - last < cooling:
                 continue
             self._last_trip[trip.code] = now
             self._tripped.append(trip)

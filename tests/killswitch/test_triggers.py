@@ -502,3 +502,11 @@ def test_the_stop_is_judged_by_its_fill_not_its_trigger() -> None:
     assert slipped.numbers["guard_price"] == pytest.approx(stop * (1 - 0.005))
     with pytest.raises(ValueError, match="stop_slippage_bps"):
         liquidation_distance_trip(account, {}, buffer_pct=1.0, stop_slippage_bps=math.nan)
+
+
+def test_a_clock_stepped_backwards_does_not_stretch_the_cooling_period() -> None:
+    monitor = RiskMonitor(quiet(max_consecutive_errors=1, cooling_period_s=300.0))
+    monitor.observe(VenueError(T0))
+    assert codes(monitor.observe(VenueError(T0 + 1))) == [Code.CONSECUTIVE_ERRORS]
+    assert monitor.observe(VenueError(T0 + 2)) == ()  # cooling
+    assert codes(monitor.observe(VenueError(T0 - 3600))) == [Code.CONSECUTIVE_ERRORS]
