@@ -19,7 +19,9 @@ streak, the age of each feed, the persisted equity peak and day start. Its rules
   :meth:`RiskMonitor.resume` ends every cooling period at once: after a human re-arms the switch,
   a breach that is still there must trip immediately.
 - **Fail closed.** A corrupt equity file refuses to build the monitor (``ConfigError`` naming
-  the file); a peak that cannot be saved trips ``STATE_STORE_UNAVAILABLE``.
+  the file); a peak that cannot be saved trips ``STATE_STORE_UNAVAILABLE``; an observation the
+  triggers cannot evaluate trips ``TRIGGER_FAILED`` (HALTED) instead of raising into a trading
+  loop that might catch and ignore it.
 
 Limits are "beyond": a count equal to its maximum, or a loss equal to the limit, is still
 allowed; one more trips.
@@ -487,7 +489,8 @@ Event = (
 
 
 class _Window:
-    """Whether more than ``limit`` events fell within ``window_s``; memory bounded by limit."""
+    """Events within the last ``window_s``, counted up to ``limit + 1`` (all a trip needs to
+    know), so memory and time per event stay bounded however generous the limit."""
 
     def __init__(self, limit: int, window_s: float) -> None:
         self.limit = limit
