@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from safeguard.config import ThrottleConfig
@@ -280,9 +282,10 @@ class RateBudget:
         windows = [_Window(lim) for lim in limits.limits]
         return cls(config, windows, _Scope(), threading.RLock())
 
-    def _rebind(self, windows: Sequence[_Window]) -> None:
+    def _rebind(self, windows: Sequence[_Window], config: ThrottleConfig) -> None:
         with self._lock:
             self._windows = tuple(windows)
+            self.config = config
 
     @property
     def limits(self) -> tuple[RateLimit, ...]:
@@ -537,18 +540,28 @@ class BudgetRegistry:
         self._scopes: dict[str, _Scope] = {}
         self._budgets: dict[tuple[str, str], RateBudget] = {}
 
-    def get(self, ip_key: str, account_key: str, limits: RateLimits | None = None) -> RateBudget:
+    def get(
+        self,
+        ip_key: str,
+        account_key: str,
+        limits: RateLimits | None = None,
+        *,
+        config: ThrottleConfig | None = None,
+    ) -> RateBudget:
         """The budget for ``ip_key`` (e.g. ``"binanceusdm@203.0.113.7"``) and ``account_key``
         (e.g. :func:`account_fingerprint` of the API key). Thread-safe.
 
         Windows are shared by what they limit (an IP's weight per minute, an account's orders
         per 10 s), not by the number: when ``limits`` differ from an earlier call's (the venue's
         ``exchangeInfo`` arrived), the shared windows take the newer numbers and keep counting.
+        ``config`` (a policy's ``throttle`` section) sets this budget's thresholds and reserve
+        over the shared counts; without it the registry's own config applies.
         """
         for name, value in (("ip_key", ip_key), ("account_key", account_key)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty str, got {value!r}")
-        limits = limits or RateLimits.from_config(self.config)
+        chosen = config or self.config
+        limits = limits or RateLimits.from_config(chosen)
         with self._lock:
             windows = [
                 self._window(ip_key if lim.type in _PER_IP else f"account:{account_key}", lim)
@@ -557,7 +570,7 @@ class BudgetRegistry:
             budget = self._budgets.get((ip_key, account_key))
             if budget is None:
                 budget = RateBudget(
-                    self.config,
+                    chosen,
                     windows,
                     self._scope(ip_key),
                     self._lock,
@@ -565,7 +578,7 @@ class BudgetRegistry:
                 )
                 self._budgets[(ip_key, account_key)] = budget
             else:
-                budget._rebind(windows)
+                budget._rebind(windows, chosen)
             return budget
 
     def _window(self, scope: str, limit: RateLimit) -> _Window:
@@ -593,6 +606,32 @@ class BudgetRegistry:
         return lambda until: store.record(ip_key, until)
 
 
+class _Registries:
+    """One registry per state directory in this process, so every guarded exchange sharing
+    a directory shares its budgets and its ban file."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_dir: dict[str, BudgetRegistry] = {}
+
+
+_registries = _Registries()
+
+
+def registry_for(state_dir: str | os.PathLike[str]) -> BudgetRegistry:
+    """The process-wide :class:`BudgetRegistry` persisting bans in ``state_dir``.
+
+    Pass each exchange's policy ``throttle`` section to :meth:`BudgetRegistry.get` as
+    ``config``; the registry itself only decides what is shared and where bans are written.
+    """
+    key = str(Path(state_dir).resolve())
+    with _registries.lock:
+        registry = _registries.by_dir.get(key)
+        if registry is None:
+            registry = _registries.by_dir[key] = BudgetRegistry(store=BanStore(state_dir))
+        return registry
+
+
 __all__ = [
     "GO",
     "USDM_DEFAULT_LIMITS",
@@ -609,4 +648,5 @@ __all__ = [
     "Wait",
     "account_fingerprint",
     "rate_headers",
+    "registry_for",
 ]

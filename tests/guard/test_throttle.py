@@ -29,6 +29,7 @@ from safeguard.guard.throttle import (
     Wait,
     account_fingerprint,
     rate_headers,
+    registry_for,
 )
 
 EXCHANGE_INFO_LIMITS = [
@@ -345,6 +346,19 @@ def test_new_limits_update_the_shared_windows_without_losing_the_count() -> None
     # Another exchange on the IP with the defaults: one shared window, now limited at 2400.
     other = registry.get("ip", "acct-2")
     assert other.usage(T0)["REQUEST_WEIGHT/1m"] == 0.25
+
+
+def test_registry_for_a_state_dir_is_process_wide_and_persists_bans(tmp_path: Path) -> None:
+    assert registry_for(tmp_path) is registry_for(str(tmp_path / "."))
+    strict = ThrottleConfig(hard_threshold=0.5, soft_threshold=0.5, window_skew_s=0.0)
+    lenient = ThrottleConfig(window_skew_s=0.0)
+    a = registry_for(tmp_path).get("ip-r", "acct-a", config=strict)
+    b = registry_for(tmp_path).get("ip-r", "acct-b", config=lenient)
+    b.observe({"X-MBX-USED-WEIGHT-1M": "1300"}, T0)  # 54 % of 2400, counted once for both
+    assert isinstance(a.decide(RequestKind.READ, 1, T0), Hold)  # its own policy: hold at 50 %
+    assert b.decide(RequestKind.READ, 1, T0) == GO
+    a.record_ban(T0 + 90, T0)
+    assert BanStore(tmp_path).banned_until("ip-r", T0) == T0 + 90
 
 
 def test_a_request_that_can_never_fit_is_refused_by_name() -> None:
