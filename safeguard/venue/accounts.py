@@ -111,10 +111,12 @@ def apply_fill(
         position.isolated_margin -= margin_share
         position.qty += closing if held < 0 else -closing
         if not position.qty:
-            # Rounding dust of the pro-rata shares belongs to the closed position's PnL.
-            realized -= position.cost if held > 0 else -position.cost
             position.cost = 0
             position.isolated_margin = 0
+        elif isolated:
+            # A partly closed isolated leg keeps its realised PnL as collateral; a fully closed
+            # (or flipped) one hands everything back to the cross wallet.
+            position.isolated_margin = max(position.isolated_margin + realized, 0)
         size -= closing
     if size:
         opened = price_ticks * size * unit
@@ -124,9 +126,6 @@ def apply_fill(
             position.isolated_margin += -(-opened // leverage)  # ceil: never under-margined
     fee = round(price_ticks * abs(signed_qty) * unit * fee_rate)
     account.wallet += realized - fee
-    if isolated and position.qty and realized:
-        # A partly closed isolated leg keeps its realised PnL as collateral (fees: cross wallet).
-        position.isolated_margin = max(position.isolated_margin + realized, 0)
     position.update_ms = now_ms
     account.update_ms = now_ms
     return FillResult(realized, fee)
