@@ -2,7 +2,8 @@
 
 Times :func:`safeguard.risk.verdict.evaluate` on the sample market (Binance BTC/USDT:USDT,
 12-tier ladder, 50-level book) with ``time.perf_counter_ns`` around every call, after a
-warm-up, and prints the median and the 90th percentile per scenario::
+warm-up, and prints the median and the 90th percentile per scenario, plus the median of the
+quietest of ten rounds (the machine this runs on is shared)::
 
     .venv/bin/python benchmarks/bench_verdict.py            # 20,000 runs per scenario
     .venv/bin/python benchmarks/bench_verdict.py --runs 5000
@@ -100,22 +101,37 @@ def scenarios() -> dict[str, Callable[[], object]]:
     }
 
 
-def measure(call: Callable[[], object], runs: int) -> tuple[float, float]:
-    """Median and p90 in microseconds of ``runs`` timed calls (after ``runs // 10`` warm-up)."""
+def measure(call: Callable[[], object], runs: int, rounds: int = 10) -> tuple[float, float, float]:
+    """Median and p90 of ``runs`` timed calls, and the median of the quietest of ``rounds``
+    equal rounds, all in microseconds (after ``runs // 10`` warm-up calls).
+
+    On a shared machine the figures are bimodal (a core to itself or not); the quietest
+    round's median says what the code costs, the overall figures what this machine gave.
+    """
     for _ in range(max(runs // 10, 100)):
         call()
-    samples = []
     clock = time.perf_counter_ns
+    per_round = max(runs // rounds, 1)
+    samples: list[int] = []
+    round_medians: list[float] = []
     gc.disable()  # a collection landing in one sample says nothing about the verdict
     try:
-        for _ in range(runs):
-            start = clock()
-            call()
-            samples.append(clock() - start)
+        for _ in range(rounds):
+            batch = []
+            for _ in range(per_round):
+                start = clock()
+                call()
+                batch.append(clock() - start)
+            round_medians.append(statistics.median(batch))
+            samples.extend(batch)
     finally:
         gc.enable()
     samples.sort()
-    return statistics.median(samples) / 1e3, samples[int(len(samples) * 0.9)] / 1e3
+    return (
+        statistics.median(samples) / 1e3,
+        samples[int(len(samples) * 0.9)] / 1e3,
+        min(round_medians) / 1e3,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,16 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus, "
         f"load average {load:.2f}, {args.runs} runs per scenario"
     )
-    # A fixed pure-Python workload, timed the same way, so figures from a busy machine can be
-    # scaled: it takes about 1.7 us on an idle 3 GHz x86 core.
-    cal_median, cal_p90 = measure(lambda: sum(range(200)), args.runs)
-    print(f"{'scenario':48s} {'median':>10s} {'p90':>10s}")
-    print(f"{'calibration: sum(range(200))':48s} {cal_median:8.1f} us {cal_p90:8.1f} us")
+    # A fixed workload timed the same way: when it is slow, the machine was busy.
+    cal = measure(lambda: sum(range(200)), args.runs)
+    print(f"{'scenario':48s} {'median':>10s} {'p90':>10s} {'quietest':>10s}")
+    print(f"{'calibration: sum(range(200))':48s} {_row(cal)}")
     for name, call in scenarios().items():
         runs = args.runs if "search" not in name else max(args.runs // 20, 200)
-        median, p90 = measure(call, runs)
-        print(f"{name:48s} {median:8.1f} us {p90:8.1f} us")
+        print(f"{name:48s} {_row(measure(call, runs))}")
     return 0
+
+
+def _row(figures: tuple[float, float, float]) -> str:
+    return " ".join(f"{value:8.1f} us" for value in figures)
 
 
 if __name__ == "__main__":

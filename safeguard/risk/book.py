@@ -196,6 +196,8 @@ class OrderBook:
             remaining -= take
             worst = price
             used += 1
+        if remaining <= amount * 1e-12:
+            return amount, cost, worst, used  # the levels summed to the amount, less float dust
         return filled, cost, worst, used
 
     def depth(self, side: Side) -> float:

@@ -441,3 +441,23 @@ def test_every_finding_names_a_stable_code_and_carries_its_numbers() -> None:
         assert finding.values
         assert any(ch.isdigit() for ch in finding.message)
     assert json.loads(json.dumps(verdict.to_dict()))["decision"] == "DENY"
+
+
+def test_stop_side_boundary_is_the_mark_for_a_market_buy() -> None:
+    # Best bid 59,999.9: a stop one tick under the mark is still a stop; at the mark it fires.
+    assert run(intent(stop_price=59_999.9)).allowed
+    at_mark = run(intent(stop_price=60_000.0))
+    assert "STOP_WRONG_SIDE" in denied(at_mark)
+    assert any("trigger at once" in f.message for f in at_mark.findings)
+
+
+def test_market_order_exactly_the_visible_depth_passes_one_step_more_does_not() -> None:
+    book = market().book
+    assert book is not None
+    depth = round(book.depth("buy"), 3)
+    base = {"require_stop": False, "max_leverage": None}
+    rich = account(wallet_balance=1e8)
+    order = intent(amount=depth, stop_price=None, leverage=20.0)
+    assert "INSUFFICIENT_DEPTH" not in codes(run(order, acct=rich, **base))
+    more = intent(amount=round(depth + 0.001, 3), stop_price=None, leverage=20.0)
+    assert "INSUFFICIENT_DEPTH" in denied(run(more, acct=rich, **base))
