@@ -15,12 +15,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from safeguard.errors import ConfigError
+from safeguard.killswitch.equity import atomic_write
 
 FILENAME = "bans.json"
 _VERSION = 1
@@ -111,33 +111,8 @@ class BanStore:
         return {key: float(value) for key, value in bans.items()}
 
     def _write(self, bans: dict[str, float]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"version": _VERSION, "bans": bans}, sort_keys=True, indent=1)
-        fd, temp = tempfile.mkstemp(prefix=".bans-", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        _fsync_directory(self.path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is; not every platform allows it.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        atomic_write(self.path, payload.encode("utf-8"))
 
 
 __all__ = ["FILENAME", "BanStore"]
