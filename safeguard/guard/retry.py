@@ -27,7 +27,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict, Unpack
 
 import tenacity
 from tenacity.asyncio import AsyncRetrying
@@ -184,24 +184,24 @@ class _Strategy:
         self,
         policy: RetryPolicy,
         *,
-        classify_error: Callable[[BaseException], ErrorClass],
-        mutating: bool,
-        client_order_id: str | None,
-        symbol: str | None,
-        rng: random.Random | None,
-        before_attempt: Callable[[AttemptInfo], None] | None,
-        on_retry: Callable[[RetryNotice], None] | None,
-        wall_time: Callable[[], float],
+        classify_error: Callable[[BaseException], ErrorClass] | None = None,
+        mutating: bool = False,
+        client_order_id: str | None = None,
+        symbol: str | None = None,
+        rng: random.Random | None = None,
+        before_attempt: Callable[[AttemptInfo], None] | None = None,
+        on_retry: Callable[[RetryNotice], None] | None = None,
+        wall_time: Callable[[], float] | None = None,
     ) -> None:
         self.policy = policy
-        self.classify_error = classify_error
-        self.mutating = mutating
+        self.classify_error = classify_error or classify
+        self.mutating = mutating or client_order_id is not None
         self.client_order_id = client_order_id
         self.symbol = symbol
         self.rng = rng
         self.before_attempt = before_attempt
         self.on_retry = on_retry
-        self.wall_time = wall_time
+        self.wall_time = wall_time or time.time
         self._steps: weakref.WeakKeyDictionary[
             tenacity.RetryCallState, tuple[ErrorClass, RetryDecision]
         ] = weakref.WeakKeyDictionary()
@@ -289,66 +289,38 @@ def _resolves(decision: RetryDecision) -> bool:
     return isinstance(decision, Retry) and decision.resolve_first
 
 
-def _strategy(
-    config: RetryConfig,
-    *,
-    classify_error: Callable[[BaseException], ErrorClass] | None,
-    mutating: bool,
-    client_order_id: str | None,
-    symbol: str | None,
-    rng: random.Random | None,
-    before_attempt: Callable[[AttemptInfo], None] | None,
-    on_retry: Callable[[RetryNotice], None] | None,
-    wall_time: Callable[[], float] | None,
-) -> _Strategy:
-    return _Strategy(
-        RetryPolicy(config),
-        classify_error=classify_error or classify,
-        mutating=mutating or client_order_id is not None,
-        client_order_id=client_order_id,
-        symbol=symbol,
-        rng=rng,
-        before_attempt=before_attempt,
-        on_retry=on_retry,
-        wall_time=wall_time or time.time,
-    )
+class RetryOptions(TypedDict, total=False):
+    """What :func:`build_retrying` and :func:`build_async_retrying` accept besides the sleep.
+
+    ``classify_error`` lets the driver pass the failed answer's status and headers
+    (``lambda e: classify(e, headers=...)``). ``client_order_id`` marks the call as an order
+    (and implies ``mutating``): an ambiguous failure then ends as ``OutcomeUnknown``.
+    ``before_attempt`` runs before every attempt and may raise (a kill switch refusing) to end
+    the loop at once; its ``resolve_first`` tells an order driver to look the order up before
+    resending. ``on_retry`` hears of each wait. ``wall_time`` (epoch seconds) dates a ban.
+    """
+
+    classify_error: Callable[[BaseException], ErrorClass] | None
+    mutating: bool
+    client_order_id: str | None
+    symbol: str | None
+    rng: random.Random | None
+    before_attempt: Callable[[AttemptInfo], None] | None
+    on_retry: Callable[[RetryNotice], None] | None
+    wall_time: Callable[[], float] | None
 
 
 def build_retrying(
-    config: RetryConfig,
-    *,
-    sleep: Callable[[float], None],
-    classify_error: Callable[[BaseException], ErrorClass] | None = None,
-    mutating: bool = False,
-    client_order_id: str | None = None,
-    symbol: str | None = None,
-    rng: random.Random | None = None,
-    before_attempt: Callable[[AttemptInfo], None] | None = None,
-    on_retry: Callable[[RetryNotice], None] | None = None,
-    wall_time: Callable[[], float] | None = None,
+    config: RetryConfig, *, sleep: Callable[[float], None], **options: Unpack[RetryOptions]
 ) -> tenacity.Retrying:
     """A ``tenacity.Retrying`` driven by :class:`RetryPolicy`; build one per call.
 
     On giving up it raises the failure mapped into safeguard's error tree (``__cause__`` is the
-    ccxt error): ``OutcomeUnknown`` for an order (``client_order_id`` given, which also implies
-    ``mutating``), ``RetriesExhausted`` for a read, the matching ``VenueRejected`` subclass for
-    a NEVER error, ``VenueBanned`` for a ban. ``classify_error`` lets the driver pass the failed
-    answer's status and headers (``lambda e: classify(e, headers=...)``). ``before_attempt`` runs
-    before every attempt and may raise (a kill switch refusing) to end the loop at once;
-    ``resolve_first`` in its argument tells an order driver to look the order up before
-    resending. ``wall_time`` (epoch seconds) dates a ban.
+    ccxt error): ``OutcomeUnknown`` for an order, ``RetriesExhausted`` for a read, the matching
+    ``VenueRejected`` subclass for a NEVER error, ``VenueBanned`` for a ban. ``options`` are
+    described on :class:`RetryOptions`.
     """
-    strategy = _strategy(
-        config,
-        classify_error=classify_error,
-        mutating=mutating,
-        client_order_id=client_order_id,
-        symbol=symbol,
-        rng=rng,
-        before_attempt=before_attempt,
-        on_retry=on_retry,
-        wall_time=wall_time,
-    )
+    strategy = _Strategy(RetryPolicy(config), **options)
     return tenacity.Retrying(sleep=sleep, **strategy.tenacity_kwargs())
 
 
@@ -356,27 +328,10 @@ def build_async_retrying(
     config: RetryConfig,
     *,
     sleep: Callable[[float], Awaitable[None]],
-    classify_error: Callable[[BaseException], ErrorClass] | None = None,
-    mutating: bool = False,
-    client_order_id: str | None = None,
-    symbol: str | None = None,
-    rng: random.Random | None = None,
-    before_attempt: Callable[[AttemptInfo], None] | None = None,
-    on_retry: Callable[[RetryNotice], None] | None = None,
-    wall_time: Callable[[], float] | None = None,
+    **options: Unpack[RetryOptions],
 ) -> AsyncRetrying:
     """:func:`build_retrying` for ``tenacity.AsyncRetrying`` (an awaitable ``sleep``)."""
-    strategy = _strategy(
-        config,
-        classify_error=classify_error,
-        mutating=mutating,
-        client_order_id=client_order_id,
-        symbol=symbol,
-        rng=rng,
-        before_attempt=before_attempt,
-        on_retry=on_retry,
-        wall_time=wall_time,
-    )
+    strategy = _Strategy(RetryPolicy(config), **options)
     return AsyncRetrying(sleep=sleep, **strategy.tenacity_kwargs())
 
 
@@ -386,6 +341,7 @@ __all__ = [
     "Retry",
     "RetryDecision",
     "RetryNotice",
+    "RetryOptions",
     "RetryPolicy",
     "build_async_retrying",
     "build_retrying",
