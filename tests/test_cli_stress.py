@@ -91,10 +91,15 @@ def test_a_json_file_is_read_as_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     [
         (lambda d: d.pop("wallet"), "wallet"),
         (lambda d: d.update(wallet=-1.0), "wallet"),
-        (lambda d: d["positions"][0].update(side="BUY"), "positions[0].side"),
-        (lambda d: d["positions"][1].update(quantity=float("nan")), "quantity"),
+        (lambda d: d["positions"][0].update(side="BUY"), "positions.0.side"),
+        (lambda d: d["positions"][1].update(quantity=float("nan")), "positions.1.quantity"),
+        (lambda d: d["positions"][1].update(quantity=-2.0), "positions.1: ETH/USDT:USDT: quantity"),
+        (
+            lambda d: d["depth"]["BTC/USDT:USDT"].update(levels=[[0.01, 1.0], [0.001, 1.0]]),
+            "offset",
+        ),
         (lambda d: d["positions"][0].update(tiers="NOPE"), "NOPE"),
-        (lambda d: d["positions"][0].update(levrage=3), "levrage"),
+        (lambda d: d["positions"][0].update(levrage=3), "positions.0.levrage"),
         (lambda d: d["depth"].pop("SOL/USDT:USDT"), "SOL/USDT:USDT"),
         (lambda d: d.update(shocks_pct=[-150.0]), "shocks_pct"),
         (lambda d: d.update(extra=1), "extra"),

@@ -37,11 +37,11 @@ import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, Literal
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
-from safeguard.config import Policy, StressConfig, config_error_from
+from safeguard.config import Policy, Section, StressConfig
 from safeguard.errors import ConfigError
 from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.models import Account
@@ -160,100 +160,100 @@ def read_scenario(path: Path) -> dict[str, Any]:
     return data
 
 
+class _Position(Section):
+    symbol: Annotated[str, Field(min_length=1)]
+    side: Literal["long", "short"]
+    quantity: float
+    entry_price: float
+    mark_price: float
+    tiers: str | list[tuple[float, float, float, float]]
+    """A built-in ladder's name, or ``[min_notional, max_notional, mmr, max_leverage]`` rows."""
+    isolated_wallet: float | None = None
+
+
+class _Depth(Section):
+    levels: Annotated[list[tuple[float, float]], Field(min_length=1)]
+    overflow_offset: float | None = None
+
+
+class _Scenario(Section):
+    """A positions file. Values the risk types check themselves are validated there."""
+
+    wallet: float
+    positions: Annotated[list[_Position], Field(min_length=1)]
+    depth: dict[str, _Depth]
+    taker_fee: float | None = None
+    shocks_pct: Any = None
+    regimes: Any = None
+    betas: Any = None
+
+
 def scenario(
     data: Mapping[str, Any], *, policy: Policy, source: str = "scenario"
 ) -> tuple[Account, StressGrid]:
     """The account and grid a parsed positions file describes. Errors name the field."""
-    known = {"wallet", "positions", "depth", "taker_fee", "shocks_pct", "regimes", "betas"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key {unknown[0]!r} (typo?)", key=unknown[0])
     try:
-        positions = data.get("positions")
-        if not isinstance(positions, list) or not positions:
-            raise ValueError("positions must be a non-empty list of tables")
-        legs = tuple(_leg(index, raw) for index, raw in enumerate(positions))
-        if "wallet" not in data:
-            raise ValueError("wallet (the cross wallet balance) is missing")
+        spec = _Scenario.model_validate(data)
+        overrides = {
+            key: value
+            for key in ("shocks_pct", "regimes", "betas")
+            if (value := getattr(spec, key)) is not None
+        }
+        stress = StressConfig.model_validate({**policy.risk.stress.model_dump(), **overrides})
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        first = exc.errors()[0]["loc"] if exc.errors() else ()
+        raise ConfigError(
+            f"invalid positions from {source}: " + "; ".join(problems),
+            key=".".join(str(part) for part in first) or None,
+        ) from None
+    try:
+        legs = tuple(_leg(f"positions.{i}", position) for i, position in enumerate(spec.positions))
         try:
-            account = Account(wallet_balance=data["wallet"], positions=legs)
+            account = Account(wallet_balance=spec.wallet, positions=legs)
         except ValueError as exc:
             raise ValueError(f"wallet: {exc}") from exc
-        depth_raw = data.get("depth")
-        if not isinstance(depth_raw, dict):
-            raise ValueError("depth must be a table of symbol -> {levels = [[offset, qty], ...]}")
-        depth = {str(symbol): _depth(str(symbol), raw) for symbol, raw in depth_raw.items()}
+        depth = {symbol: _depth(f"depth.{symbol}", raw) for symbol, raw in spec.depth.items()}
         missing = sorted({leg.symbol for leg in legs} - set(depth))
         if missing:
             raise ValueError(f"depth has no levels for {', '.join(missing)}")
-        overrides = {k: data[k] for k in ("shocks_pct", "regimes", "betas") if k in data}
-        try:
-            stress = StressConfig.model_validate({**policy.risk.stress.model_dump(), **overrides})
-        except ValidationError as exc:
-            raise config_error_from(exc, source=source) from None
-        taker_fee = data.get("taker_fee", policy.fills.taker_fee)
+        taker_fee = policy.fills.taker_fee if spec.taker_fee is None else spec.taker_fee
         grid = StressGrid.from_config(stress, depth=depth, taker_fee=taker_fee)
     except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{source}: {exc}") from exc
+        raise ConfigError(f"invalid positions from {source}: {exc}") from exc
     return account, grid
 
 
-def _leg(index: int, raw: object) -> PositionLeg:
-    where = f"positions[{index}]"
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where} must be a table")
-    fields = {"symbol", "side", "quantity", "entry_price", "mark_price", "tiers"}
-    missing = sorted(fields - set(raw))
-    if missing:
-        raise ValueError(f"{where}.{missing[0]} is missing")
-    unknown = sorted(set(raw) - fields - {"isolated_wallet"})
-    if unknown:
-        raise ValueError(f"{where}.{unknown[0]}: unknown key (typo?)")
-    side = {"long": 1, "short": -1}.get(raw["side"]) if isinstance(raw["side"], str) else None
-    if side is None:
-        raise ValueError(f"{where}.side must be 'long' or 'short', got {raw['side']!r}")
+def _leg(where: str, position: _Position) -> PositionLeg:
     try:
         return PositionLeg(
-            symbol=raw["symbol"],
-            side=side,
-            quantity=raw["quantity"],
-            entry_price=raw["entry_price"],
-            mark_price=raw["mark_price"],
-            tiers=_tiers(f"{where}.tiers", raw["tiers"]),
-            isolated_wallet=raw.get("isolated_wallet"),
+            symbol=position.symbol,
+            side=1 if position.side == "long" else -1,
+            quantity=position.quantity,
+            entry_price=position.entry_price,
+            mark_price=position.mark_price,
+            tiers=_tiers(position.tiers),
+            isolated_wallet=position.isolated_wallet,
         )
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
 
 
-def _tiers(where: str, raw: object) -> TierTable:
-    if isinstance(raw, str):
-        table = LADDERS.get(raw)
-        if table is None:
-            raise ValueError(f"{where}: unknown ladder {raw!r}; known: {', '.join(LADDERS)}")
-        return table
-    if not isinstance(raw, list) or not all(isinstance(row, list) for row in raw):
-        raise ValueError(f"{where} must name a ladder or list [min, max, mmr, max_lev] rows")
-    return TierTable.from_rows([cast(tuple[float, float, float, float], tuple(r)) for r in raw])
+def _tiers(spec: str | list[tuple[float, float, float, float]]) -> TierTable:
+    if not isinstance(spec, str):
+        return TierTable.from_rows(spec)
+    table = LADDERS.get(spec)
+    if table is None:
+        raise ValueError(f"tiers: unknown ladder {spec!r}; known: {', '.join(LADDERS)}")
+    return table
 
 
-def _depth(symbol: str, raw: object) -> DepthProfile:
-    where = f"depth[{symbol!r}]"
-    if not isinstance(raw, dict) or "levels" not in raw:
-        raise ValueError(f"{where} must be a table with levels = [[offset, qty], ...]")
-    unknown = sorted(set(raw) - {"levels", "overflow_offset"})
-    if unknown:
-        raise ValueError(f"{where}.{unknown[0]}: unknown key (typo?)")
-    levels = raw["levels"]
-    if not isinstance(levels, list):
-        raise ValueError(f"{where}.levels must be a list of [offset, qty] pairs")
+def _depth(where: str, spec: _Depth) -> DepthProfile:
     try:
-        return DepthProfile(
-            tuple(tuple(level) if isinstance(level, list) else level for level in levels),
-            raw.get("overflow_offset"),
-        )
+        return DepthProfile(tuple(spec.levels), spec.overflow_offset)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
 
