@@ -96,14 +96,15 @@ def evaluate(
     exposure = Exposure.of(intent, account, intent.amount)
     if not _gate_data(intent, market, account, limits, now, exposure, findings):
         return _bare_verdict(intent, now, degraded, tuple(findings))
-    # Both faces close at the taker fee, so the liquidation options are built once.
-    order = Order.build(intent, market, account, limits, now, exposure, fills.expected.taker_fee)
-    _gate_rules(order, intent.amount, findings)
-    _gate_shape(order, findings)
-    if findings and any(f.severity is DENY and f.code is Code.INVALID_INPUT for f in findings):
-        return _bare_verdict(intent, now, degraded, tuple(findings))
-
     try:
+        # Both faces close at the taker fee, so the liquidation options are built once.
+        order = Order.build(
+            intent, market, account, limits, now, exposure, fills.expected.taker_fee
+        )
+        _gate_rules(order, intent.amount, findings)
+        _gate_shape(order, findings)
+        if findings and any(f.severity is DENY and f.code is Code.INVALID_INPUT for f in findings):
+            return _bare_verdict(intent, now, degraded, tuple(findings))
         expected = price_order(order, fills.expected, intent.amount)
         findings.extend(_priced_checks(order, expected))
         costing = expected.costing
@@ -113,7 +114,8 @@ def evaluate(
             findings.extend(_degraded_only(_priced_checks(order, sick), findings))
     except (ValueError, ArithmeticError) as exc:
         # Inputs that pass validation one by one can still be absurd together (a mark of
-        # 1e-300 against a 1e16 order); whatever the arithmetic refuses is a denial.
+        # 1e-300 against a 1e16 order, a 100 % safety buffer); whatever the arithmetic or the
+        # liquidation model refuses is a denial, never an exception out of the verdict.
         findings.append(
             Finding(
                 Code.INVALID_INPUT,

@@ -364,3 +364,62 @@ def test_a_funding_schedule_that_was_not_refreshed_is_stale(offset: float) -> No
 @pytest.mark.parametrize("offset", [-5.0, 0.0, 8 * 3600.0 + 5.0])
 def test_a_funding_time_within_the_schedule_passes(offset: float) -> None:
     assert run(snapshot=market(next_funding_time=NOW + offset)).allowed
+
+
+def test_a_policy_the_liquidation_model_refuses_is_a_denial_not_a_crash() -> None:
+    verdict = run(liquidation_safety_buffer_pct=100.0)
+    assert denied(verdict) == {"INVALID_INPUT"}
+    assert "safety_buffer_rate" in verdict.findings[0].message
+
+
+positive_or_none = st.one_of(st.none(), st.floats(min_value=1e-6, max_value=1e12))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    max_leverage=positive_or_none,
+    per_order=positive_or_none,
+    per_position=positive_or_none,
+    concentration=st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0)),
+    buffer_pct=st.floats(min_value=0.0, max_value=500.0),
+    safety_pct=st.floats(min_value=0.0, max_value=200.0),
+    horizon=st.floats(min_value=0.0, max_value=1e7),
+    stop_bps=st.floats(min_value=0.0, max_value=1e5),
+    band=positive_or_none,
+    degraded=st.booleans(),
+    amount=st.integers(min_value=1, max_value=20_000),
+)
+def test_any_valid_policy_yields_a_verdict_never_an_exception(
+    max_leverage: float | None,
+    per_order: float | None,
+    per_position: float | None,
+    concentration: float | None,
+    buffer_pct: float,
+    safety_pct: float,
+    horizon: float,
+    stop_bps: float,
+    band: float | None,
+    degraded: bool,
+    amount: int,
+) -> None:
+    limits = RiskLimits(
+        max_leverage=max_leverage,
+        max_notional_per_order=per_order,
+        max_notional_per_position=per_position,
+        max_concentration=concentration,
+        min_liquidation_buffer_pct=buffer_pct,
+        liquidation_safety_buffer_pct=safety_pct,
+        funding_horizon_s=horizon,
+        stop_slippage_bps=stop_bps,
+        price_band_pct=band,
+    )
+    order = intent(amount=amount / 1000)
+    verdict = run(order, limits=limits, degraded=degraded, size_search=True)
+    assert verdict.decision in (Decision.ALLOW, Decision.WARN, Decision.DENY)
+    if verdict.allowed:
+        cost = verdict.costing
+        assert cost is not None
+        assert cost.stop_distance_pct is not None
+        assert cost.stop_distance_pct >= buffer_pct
+    assert verdict.max_safe_amount is not None
+    assert verdict.max_safe_amount >= (order.amount if verdict.allowed else 0.0)
