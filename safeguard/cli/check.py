@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "check",
         help="pre-trade verdict on one order (liquidation vs stop, limits, market rules)",
-        description=(__doc__ or "").split("\n\n", 1)[0],
+        description="The pre-trade verdict on one order, as a table or as JSON.",
         epilog="With no SIDE/AMOUNT, a sample order is checked. Exit: 0 allow/warn, 1 deny, "
         "2 bad input.",
     )
@@ -77,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     market.add_argument("--last", type=float, help="last traded price (default: the mark)")
     market.add_argument("--volatility", type=float, default=0.01, help="1 h volatility (0.01=1%%)")
     market.add_argument("--funding-rate", type=float, default=0.0001)
-    market.add_argument("--model", choices=sorted(MODELS), default="binanceusdm")
+    # The built-in market is linear (USDT-margined): the coin-margined model does not apply.
+    linear_models = sorted(name for name in MODELS if name != "binancecoinm")
+    market.add_argument("--model", choices=linear_models, default="binanceusdm")
     parser.add_argument("--policy", help="policy TOML file (default: built-in defaults + env)")
     parser.add_argument("--degraded", action="store_true", help="price on the degraded model")
     parser.add_argument("--no-size-search", action="store_true", help="skip max_safe_amount")
