@@ -21,6 +21,7 @@ from pathlib import Path
 
 from safeguard.errors import ConfigError
 from safeguard.killswitch.equity import atomic_write
+from safeguard.risk import _inputs
 
 FILENAME = "bans.json"
 _VERSION = 1
@@ -48,10 +49,7 @@ class BanStore:
         """Persist a ban on ``ip_key`` until ``until`` (epoch seconds); never shortens one."""
         if not isinstance(ip_key, str) or not ip_key:
             raise ValueError(f"ip_key must be a non-empty str, got {ip_key!r}")
-        if isinstance(until, bool) or not isinstance(until, int | float):
-            raise ValueError(f"until must be a number of epoch seconds, got {until!r}")
-        if not (math.isfinite(until) and until >= 0):
-            raise ValueError(f"until must be finite and >= 0, got {until!r}")
+        _inputs.non_negative("until", until)
         with self._lock, self._across_processes():
             bans = self._read()
             bans[ip_key] = max(bans.get(ip_key, 0.0), float(until))

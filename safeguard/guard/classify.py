@@ -35,6 +35,7 @@ import ccxt
 
 from safeguard import errors
 from safeguard.guard.redact import scrub_text
+from safeguard.risk import _inputs
 
 
 class RetryClass(StrEnum):
@@ -237,8 +238,8 @@ def classify(
     venue_code = code_match.group(1) if code_match else None
     if retry_after is None:
         retry_after = parse_retry_after(header(headers, "Retry-After"))
-    elif not (math.isfinite(retry_after) and retry_after >= 0):
-        raise ValueError(f"retry_after must be a finite number >= 0, got {retry_after!r}")
+    else:
+        _inputs.non_negative("retry_after", retry_after)
     until_match = _BANNED_UNTIL.search(message)
     banned_until = _epoch_seconds(until_match.group(1)) if until_match else None
 

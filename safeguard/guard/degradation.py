@@ -27,6 +27,7 @@ from enum import StrEnum
 
 from safeguard.config import DegradationConfig
 from safeguard.guard.events import Hooks, StateChangeEvent
+from safeguard.risk import _inputs
 
 
 class VenueHealth(StrEnum):
@@ -133,8 +134,8 @@ class HealthMonitor:
         """One request's latency and outcome (``ok``, ``error`` or ``throttled``)."""
         if not isinstance(endpoint, str) or not endpoint:
             raise ValueError(f"endpoint must be a non-empty str, got {endpoint!r}")
-        _check("latency_s", latency_s)
-        _check("now", now)
+        _inputs.non_negative("latency_s", latency_s)
+        _inputs.non_negative("now", now)
         try:
             result = Outcome(outcome)
         except ValueError:
@@ -148,8 +149,8 @@ class HealthMonitor:
 
     def record_data_age(self, age_s: float, now: float) -> None:
         """The market data in use was ``age_s`` old at ``now``; it ages on from there."""
-        _check("age_s", age_s)
-        _check("now", now)
+        _inputs.non_negative("age_s", age_s)
+        _inputs.non_negative("now", now)
         with self._lock:
             self._data_age = (float(age_s), now)
             event = self._evaluate(now)
@@ -157,7 +158,7 @@ class HealthMonitor:
 
     def state(self, now: float) -> VenueHealth:
         """The state at ``now``, after any transition the signals call for."""
-        _check("now", now)
+        _inputs.non_negative("now", now)
         with self._lock:
             event = self._evaluate(now)
             current = self._state
@@ -166,7 +167,7 @@ class HealthMonitor:
 
     def metrics(self, now: float) -> HealthMetrics:
         """The signals at ``now`` (for logs, dashboards and the tests)."""
-        _check("now", now)
+        _inputs.non_negative("now", now)
         with self._lock:
             return self._metrics(now)
 
@@ -288,12 +289,6 @@ def _percentile(ordered: list[float], q: float) -> float:
     # Nearest rank: an observed latency, never an interpolation between two.
     index = max(0, math.ceil(q * len(ordered)) - 1)
     return ordered[index]
-
-
-def _check(name: str, value: float) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 __all__ = [

@@ -21,7 +21,6 @@ sleep injectable so a kill-switch-aware sleeper can cut a wait short.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 import weakref
@@ -34,6 +33,7 @@ from tenacity.asyncio import AsyncRetrying
 
 from safeguard.config import RetryConfig
 from safeguard.guard.classify import ErrorClass, RetryClass, classify, to_safeguard_error
+from safeguard.risk import _inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +87,11 @@ class RetryPolicy:
         that changes venue state (an order), whose AMBIGUOUS failures must be resolved first.
         """
         _check_attempt(attempt)
-        if not (isinstance(elapsed, int | float) and math.isfinite(elapsed) and elapsed >= 0):
-            raise ValueError(f"elapsed must be a finite number >= 0, got {elapsed!r}")
+        _inputs.non_negative("elapsed", elapsed)
         if retry_after is None:
             retry_after = error_class.retry_after
-        elif not (
-            isinstance(retry_after, int | float) and math.isfinite(retry_after) and retry_after >= 0
-        ):
-            raise ValueError(f"retry_after must be a finite number >= 0, got {retry_after!r}")
+        else:
+            _inputs.non_negative("retry_after", retry_after)
 
         if error_class.banned:
             return GiveUp("banned")

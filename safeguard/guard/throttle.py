@@ -41,6 +41,7 @@ from typing import Any
 from safeguard.config import ThrottleConfig
 from safeguard.guard.bans import BanStore
 from safeguard.guard.classify import header
+from safeguard.risk import _inputs
 
 
 class RequestKind(StrEnum):
@@ -299,8 +300,8 @@ class RateBudget:
         is negative, NaN or infinite, an unknown kind, or a bad ``now``.
         """
         kind = RequestKind(kind)
-        _check_number("weight", weight, allow_zero=True)
-        _check_number("now", now, allow_zero=True)
+        _inputs.non_negative("weight", weight)
+        _inputs.non_negative("now", now)
         if isinstance(orders, bool) or not isinstance(orders, int) or orders < 1:
             raise ValueError(f"orders must be an int >= 1, got {orders!r}")
         skew = self.config.window_skew_s
@@ -376,7 +377,7 @@ class RateBudget:
     def refund(self, kind: RequestKind, weight: float, now: float, *, orders: int = 1) -> None:
         """Give back a ``Go`` that was never sent (the kill switch refused in between)."""
         kind = RequestKind(kind)
-        _check_number("weight", weight, allow_zero=True)
+        _inputs.non_negative("weight", weight)
         with self._lock:
             for window in self._windows:
                 window.roll(now, self.config.window_skew_s)
@@ -422,9 +423,9 @@ class RateBudget:
         """
         if status != 429:
             raise ValueError(f"status must be 429 for a throttle, got {status!r}")
-        _check_number("now", now, allow_zero=True)
+        _inputs.non_negative("now", now)
         if retry_after is not None:
-            _check_number("retry_after", retry_after, allow_zero=True)
+            _inputs.non_negative("retry_after", retry_after)
         skew = self.config.window_skew_s
         with self._lock:
             hold = retry_after
@@ -446,8 +447,8 @@ class RateBudget:
 
     def record_ban(self, until: float, now: float) -> None:
         """A 418: nothing is sent until ``until`` (epoch seconds). Persisted via the registry."""
-        _check_number("until", until, allow_zero=True)
-        _check_number("now", now, allow_zero=True)
+        _inputs.non_negative("until", until)
+        _inputs.non_negative("now", now)
         with self._lock:
             self._scope.banned_until = max(self._scope.banned_until, until)
             effective = self._scope.banned_until
@@ -474,12 +475,6 @@ def _later(a: Wait | Hold, b: Wait | Hold) -> Wait | Hold:
     left = a.seconds if isinstance(a, Wait) else a.retry_after
     right = b.seconds if isinstance(b, Wait) else b.retry_after
     return a if left >= right else b
-
-
-def _check_number(name: str, value: float, *, allow_zero: bool) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 _HEADER_FAMILY = {LimitType.REQUEST_WEIGHT: "weight", LimitType.ORDERS: "orders"}
