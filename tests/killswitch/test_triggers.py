@@ -69,24 +69,33 @@ def codes(trips: tuple[Trip, ...]) -> list[Code]:
 # --- loss and drawdown ------------------------------------------------------------------
 
 
-def test_a_price_crash_through_mark_updates_trips_drawdown_then_nothing_more() -> None:
-    monitor = RiskMonitor(quiet(max_drawdown_pct=10.0), limits=RiskLimits(max_leverage=None))
+def test_a_price_crash_through_mark_updates_trips_drawdown_then_daily_loss_once_each() -> None:
+    monitor = RiskMonitor(
+        quiet(max_drawdown_pct=10.0, max_daily_loss=1_500.0),
+        limits=RiskLimits(max_leverage=None),
+    )
     wallet = 20_000.0
     fired: list[tuple[float, Trip]] = []
-    # Equity peaks at 20,000 + 1 x (62,000 - 60,000) = 22,000, then BTC slides 100 at a time.
+    # The day opens at 20,000; equity peaks at 20,000 + 1 x (62,000 - 60,000) = 22,000, then
+    # BTC slides 100 at a time.
     for step, mark in enumerate([60_000.0, 62_000.0, *range(61_900, 58_000, -100)]):
         update = AccountUpdate(
             T0 + step, Account(wallet_balance=wallet, positions=(btc_long(mark),))
         )
         fired.extend((mark, trip) for trip in monitor.observe(update))
-    assert len(fired) == 1  # cooling: one engage, not one per mark update
-    mark, trip = fired[0]
-    # 10 % of 22,000 is 2,200: equity 19,800 (mark 59,800) is at the limit, one step further trips.
-    assert mark == 59_700.0
-    assert trip.code == Code.DRAWDOWN
-    assert trip.action == "HALTED"
-    assert trip.numbers["peak"] == 22_000.0
-    assert trip.numbers["drawdown_pct"] == pytest.approx(2_300.0 / 22_000.0 * 100.0)
+    # Cooling: one engage per trigger, not one per mark update.
+    assert [(mark, trip.code) for mark, trip in fired] == [
+        # 10 % of 22,000 is 2,200: equity 19,800 (mark 59,800) is at the limit.
+        (59_700.0, Code.DRAWDOWN),
+        # 1,500 below the day's 20,000 is 18,500 (mark 58,500), still allowed.
+        (58_400.0, Code.DAILY_LOSS),
+    ]
+    drawdown, daily = fired[0][1], fired[1][1]
+    assert drawdown.action == "HALTED"
+    assert drawdown.numbers["peak"] == 22_000.0
+    assert drawdown.numbers["drawdown_pct"] == pytest.approx(2_300.0 / 22_000.0 * 100.0)
+    assert daily.numbers["loss"] == pytest.approx(1_600.0)
+    assert daily.numbers["day_start_equity"] == 20_000.0
 
 
 def test_drawdown_exactly_at_the_limit_is_quiet() -> None:
