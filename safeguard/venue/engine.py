@@ -168,6 +168,9 @@ class Venue:
         self._accounts: dict[str, Account] = {}
         self._orders: dict[int, Order] = {}
         self._by_client: dict[tuple[str, str], Order] = {}
+        # Per (api key, symbol), so account look-ups never scan the whole venue.
+        self._orders_by: dict[tuple[str, str], dict[int, Order]] = {}
+        self._fills_by: dict[tuple[str, str], deque[Fill]] = {}
         self._closed: deque[int] = deque()
         self._next_order_id = _FIRST_ORDER_ID
         self._seq = 0
@@ -478,6 +481,7 @@ class Venue:
             order = Order(order_id, api_key, cid, request, now_ms)
             self._orders[order_id] = order
             self._by_client[(api_key, cid)] = order
+            self._orders_by.setdefault((api_key, spec.symbol), {})[order_id] = order
             if request.type in ("MARKET", "LIMIT"):
                 self._execute_new(account, m, order, opening)
             else:
@@ -676,23 +680,26 @@ class Venue:
             m.last = price
             m.last_qty = qty
             self._candle(m, now, price, qty)
-            self.events.append(
-                Fill(
-                    now,
-                    account.api_key,
-                    symbol,
-                    order.order_id,
-                    order.client_order_id,
-                    m.trade_id,
-                    side,
-                    order.position_side,
-                    spec.price_of(price),
-                    spec.qty_of(qty),
-                    maker,
-                    result.realized_pnl,
-                    result.fee,
-                )
+            event = Fill(
+                now,
+                account.api_key,
+                symbol,
+                order.order_id,
+                order.client_order_id,
+                m.trade_id,
+                side,
+                order.position_side,
+                spec.price_of(price),
+                spec.qty_of(qty),
+                maker,
+                result.realized_pnl,
+                result.fee,
             )
+            self.events.append(event)
+            recent = self._fills_by.get((account.api_key, symbol))
+            if recent is None:
+                recent = self._fills_by[(account.api_key, symbol)] = deque(maxlen=1000)
+            recent.append(event)
         order.update_ms = now_ms
         if order.reserved:
             # Margin held for the resting remainder shrinks with what just filled.
@@ -717,8 +724,10 @@ class Venue:
         self._closed.append(order.order_id)
         if len(self._closed) > self.config.order_history:
             old = self._orders.pop(self._closed.popleft(), None)
-            if old is not None and self._by_client.get((old.api_key, old.client_order_id)) is old:
-                del self._by_client[(old.api_key, old.client_order_id)]
+            if old is not None:
+                self._orders_by[(old.api_key, old.symbol)].pop(old.order_id, None)
+                if self._by_client.get((old.api_key, old.client_order_id)) is old:
+                    del self._by_client[(old.api_key, old.client_order_id)]
 
     def _unrest(self, m: _Market, order: Order) -> None:
         if order.type != "LIMIT":
@@ -806,15 +815,21 @@ class Venue:
                 for o in sorted(self._iter_open(account, symbol), key=lambda o: o.order_id)
             ]
 
-    def all_orders(self, api_key: str, *, symbol: str) -> list[dict[str, Any]]:
+    def all_orders(
+        self, api_key: str, *, symbol: str, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The account's orders on ``symbol``, oldest first (the last ``limit`` if given)."""
         with self.lock:
             self._account(api_key)
             m = self._market(symbol)
-            return [
-                o.to_binance(m.spec)
-                for o in self._orders.values()
-                if o.api_key == api_key and o.symbol == symbol
-            ]
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000
+            ):
+                raise illegal("limit")
+            orders = list(self._orders_by.get((api_key, symbol), {}).values())
+            if limit is not None:
+                orders = orders[-limit:]
+            return [o.to_binance(m.spec) for o in orders]
 
     def user_trades(self, api_key: str, *, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
         with self.lock:
@@ -822,11 +837,7 @@ class Venue:
             m = self._market(symbol)
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
                 raise illegal("limit")
-            fills = [
-                e
-                for e in self.events
-                if isinstance(e, Fill) and e.api_key == api_key and e.symbol == symbol
-            ]
+            fills = list(self._fills_by.get((api_key, symbol), ()))
             return [views.user_trade(m.spec, f) for f in fills[-limit:]]
 
     # --- account settings -------------------------------------------------------------------

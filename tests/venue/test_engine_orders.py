@@ -506,3 +506,27 @@ def test_a_quantity_off_a_coarse_step_is_a_lot_size_failure() -> None:
         v.place_order(KEY, symbol="SOLUSDT", side="BUY", type="MARKET", quantity=10)["executedQty"]
         == "10"
     )
+
+
+def test_closed_orders_beyond_the_history_are_forgotten_oldest_first() -> None:
+    v = Venue(quiet(order_history=100), clock=ManualClock())
+    v.create_account(KEY, "s", wallet=100_000.0)
+    ids = [
+        v.place_order(
+            KEY,
+            symbol="ETHUSDT",
+            side="BUY" if i % 2 else "SELL",
+            type="MARKET",
+            quantity=0.01,
+            client_order_id=f"c{i}",
+        )["orderId"]
+        for i in range(150)
+    ]
+    kept = [o["orderId"] for o in v.all_orders(KEY, symbol="ETHUSDT")]
+    assert kept == ids[50:]
+    assert [o["orderId"] for o in v.all_orders(KEY, symbol="ETHUSDT", limit=3)] == ids[-3:]
+    with pytest.raises(VenueReject) as info:
+        v.get_order(KEY, symbol="ETHUSDT", client_order_id="c0")
+    assert info.value.code == -2013
+    assert v.get_order(KEY, symbol="ETHUSDT", client_order_id="c50")["orderId"] == ids[50]
+    assert len(v.user_trades(KEY, symbol="ETHUSDT", limit=1000)) >= 150
