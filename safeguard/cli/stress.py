@@ -313,6 +313,12 @@ def render_table(report: StressReport, origin: str) -> None:
     for regime, bp in report.breakpoints.items():
         if bp is None:
             console.print(f"{regime}: no shock in the grid liquidates anything")
+        elif regime == "hedges_fail":
+            # Every position moves against itself whatever the sign: only the size matters.
+            console.print(
+                f"{regime}: smallest liquidating move ±{abs(bp.boundary) * 100:.2f}% "
+                f"(grid cell ±{abs(bp.grid_shock) * 100:.1f}%)"
+            )
         else:
             console.print(
                 f"{regime}: smallest liquidating shock {bp.boundary * 100:+.2f}% "
