@@ -6,6 +6,22 @@ price that smooths the basis, accounts with cross and isolated margin, orders of
 type, funding and liquidation against the real tiered maintenance ladder. It speaks Binance's
 semantics and error codes directly and never does I/O; time comes from a clock the caller
 drives. The transports (HTTP server, in-process ccxt routing, faults, rate limits) sit on top.
+
+A day of market in well under a second::
+
+    from safeguard.clock import ManualClock
+    from safeguard.venue import Liquidation, Venue, VenueConfig
+
+    venue = Venue(VenueConfig(seed=7), clock=ManualClock())
+    venue.create_account("key", "secret", wallet=100.0)
+    venue.set_leverage("key", symbol="BTCUSDT", leverage=100)
+    venue.place_order("key", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.1)
+    venue.spike("BTCUSDT", -3.0, duration_s=120)   # a wick on this venue; the index holds
+    venue.advance(86_400)                           # prices, funding, stops, liquidations
+    [liquidation] = venue.liquidations()            # fee, shortfall, insurance fund after
+
+Money is exact: every cash flow is an integer of 1e-8 USDT recorded in ``venue.events``, and
+an account's wallet is its deposit plus the sum of its events' ``wallet_delta_units``.
 """
 
 from __future__ import annotations
