@@ -1313,7 +1313,10 @@ class Venue:
                 realized_pnl_units=settled.realized,
                 fee_units=settled.fee,
                 shortfall_units=settled.shortfall,
-                close_avg_price=close.value / (close.qty * spec.notional_unit) * spec.tick_size
+                close_avg_price=round(
+                    close.value / (close.qty * spec.notional_unit) * spec.tick_size,
+                    spec.price_precision + 3,
+                )
                 if close.qty
                 else 0.0,
                 close_qty=spec.qty_of(close.qty),
