@@ -311,8 +311,6 @@ class LoggingConfig(Section):
     """Lowest level the sinks record."""
     json_path: Path | None = None
     """JSON-lines file sink for machine-readable records (off: human sink only)."""
-    human: bool = True
-    """Human-readable lines on stderr (off: only the JSON-lines file, if any)."""
 
 
 class Credentials(Section):

@@ -210,13 +210,13 @@ def configure_logging(
     level: str = "INFO",
     json_path: str | Path | None = None,
     *,
-    human: bool | IO[str] | None = None,
+    human: bool | IO[str] = True,
     config: LoggingConfig | None = None,
 ) -> list[int]:
     """Turn safeguard's records on: a human sink (stderr, or the stream given as ``human``)
     and, with ``json_path``, a JSON-lines file. ``config`` (a policy's ``logging`` section)
-    supplies ``level`` and ``json_path`` instead of the arguments, and ``human`` unless a
-    stream or flag is passed explicitly.
+    supplies ``level`` and ``json_path`` instead of the arguments; ``human=False`` writes the
+    JSON-lines file only.
 
     Calling it again replaces the sinks it added before; :func:`unconfigure_logging` removes
     them. Returns the loguru handler ids. Only records from ``safeguard`` reach these sinks;
@@ -224,10 +224,6 @@ def configure_logging(
     """
     if config is not None:
         level, json_path = config.level, config.json_path
-        if human is None:
-            human = config.human
-    if human is None:
-        human = True
     if level not in _LEVELS:
         raise ValueError(f"level must be one of {', '.join(_LEVELS)}; got {level!r}")
     options: dict[str, Any] = {

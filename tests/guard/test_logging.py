@@ -281,9 +281,9 @@ def test_the_shared_logger_scrubs_before_the_applications_own_sinks() -> None:
     assert API_KEY not in text
 
 
-def test_config_can_write_json_only(tmp_path: Path) -> None:
+def test_json_lines_only(tmp_path: Path) -> None:
     path = tmp_path / "only.jsonl"
-    ids = configure_logging(config=LoggingConfig(level="INFO", json_path=path, human=False))
+    ids = configure_logging(config=LoggingConfig(level="INFO", json_path=path), human=False)
     assert len(ids) == 1
     log_request(request_record(method="fetch_time", endpoint="GET /fapi/v1/time", status=200))
     unconfigure_logging()
