@@ -75,10 +75,6 @@ def _number(name: str, value: Any) -> float:
     return result
 
 
-def _is_one_of(value: Any, allowed: frozenset[str]) -> bool:
-    return value.__class__ is str and value in allowed
-
-
 def parse_order(
     market: MarketSpec,
     *,
@@ -98,16 +94,18 @@ def parse_order(
 
     ``reference_ticks`` (the last price) values a market order for the min-notional filter.
     """
-    if not _is_one_of(side, _SIDES):
+    # Membership tests guarded by an exact type check: a list or dict must be refused, not
+    # raise TypeError from the frozenset lookup.
+    if side.__class__ is not str or side not in _SIDES:
         raise VenueReject(-1117, "Invalid side.")
     kind = type
-    if not _is_one_of(kind, _TYPES):
+    if kind.__class__ is not str or kind not in _TYPES:
         raise VenueReject(-1116, "Invalid orderType.")
     if reduce_only is not True and reduce_only is not False:
         raise illegal("reduceOnly")
-    if not _is_one_of(working_type, _WORKING_TYPES):
+    if working_type.__class__ is not str or working_type not in _WORKING_TYPES:
         raise illegal("workingType")
-    if not _is_one_of(position_side, _POSITION_SIDES):
+    if position_side.__class__ is not str or position_side not in _POSITION_SIDES:
         raise illegal("positionSide")
     if client_order_id is not None and (
         client_order_id.__class__ is not str or not _CLIENT_ID.match(client_order_id)
@@ -128,7 +126,7 @@ def parse_order(
             raise missing("price")
         if time_in_force is None or time_in_force == "":
             raise missing("timeInForce")
-        if not _is_one_of(time_in_force, _TIME_IN_FORCE):
+        if time_in_force.__class__ is not str or time_in_force not in _TIME_IN_FORCE:
             raise VenueReject(-1115, "Invalid timeInForce.")
         tif = time_in_force
         if stop_price is not None:
@@ -250,34 +248,22 @@ class Order:
         """The order in Binance's ``/fapi/v1/order`` answer shape (a fresh dict each call)."""
         fixed = self._fixed
         if fixed is None:
-            # What never changes is formatted once; answers are built on the hot path.
-            fixed = self._fixed = {
-                "orderId": self.order_id,
-                "symbol": self.symbol,
-                "status": NEW,
-                "clientOrderId": self.client_order_id,
-                "price": market.fmt_price(self.price) if self.price else "0",
-                "avgPrice": "0",
-                "origQty": market.fmt_qty(self.qty),
-                "executedQty": "0",
-                "cumQty": "0",
-                "cumQuote": "0",
-                "timeInForce": self.time_in_force or "GTC",
-                "type": self.type,
-                "origType": self.type,
-                "reduceOnly": self.reduce_only,
-                "closePosition": False,
-                "side": self.side,
-                "positionSide": self.position_side,
-                "stopPrice": market.fmt_price(self.stop) if self.stop else "0",
-                "workingType": self.working_type,
-                "priceProtect": False,
-                "priceMatch": "NONE",
-                "selfTradePreventionMode": "NONE",
-                "goodTillDate": 0,
-                "time": self.time_ms,
-                "updateTime": self.update_ms,
-            }
+            # What never changes is set once on a copy of the constant template (cheaper than
+            # a 25-entry literal on the hot path); each answer is then one more copy.
+            fixed = self._fixed = _TEMPLATE.copy()
+            fixed["orderId"] = self.order_id
+            fixed["symbol"] = self.symbol
+            fixed["clientOrderId"] = self.client_order_id
+            fixed["price"] = market.fmt_price(self.price) if self.price else "0"
+            fixed["origQty"] = market.fmt_qty(self.qty)
+            fixed["timeInForce"] = self.time_in_force or "GTC"
+            fixed["type"] = fixed["origType"] = self.type
+            fixed["reduceOnly"] = self.reduce_only
+            fixed["side"] = self.side
+            fixed["positionSide"] = self.position_side
+            fixed["stopPrice"] = market.fmt_price(self.stop) if self.stop else "0"
+            fixed["workingType"] = self.working_type
+            fixed["time"] = self.time_ms
         answer = fixed.copy()
         answer["status"] = self.status
         answer["updateTime"] = self.update_ms
@@ -290,6 +276,35 @@ class Order:
             whole, fraction = divmod(cum, MONEY_SCALE)
             answer["cumQuote"] = _trim(f"{whole}.{fraction:08d}")
         return answer
+
+
+_TEMPLATE: dict[str, Any] = {
+    "orderId": 0,
+    "symbol": "",
+    "status": NEW,
+    "clientOrderId": "",
+    "price": "0",
+    "avgPrice": "0",
+    "origQty": "0",
+    "executedQty": "0",
+    "cumQty": "0",
+    "cumQuote": "0",
+    "timeInForce": "GTC",
+    "type": "",
+    "origType": "",
+    "reduceOnly": False,
+    "closePosition": False,
+    "side": "",
+    "positionSide": "BOTH",
+    "stopPrice": "0",
+    "workingType": "CONTRACT_PRICE",
+    "priceProtect": False,
+    "priceMatch": "NONE",
+    "selfTradePreventionMode": "NONE",
+    "goodTillDate": 0,
+    "time": 0,
+    "updateTime": 0,
+}
 
 
 def _trim(number: str) -> str:
