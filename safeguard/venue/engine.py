@@ -345,7 +345,12 @@ class Venue:
         return market
 
     def _leverage(self, account: Account, symbol: str) -> int:
-        return account.leverage.get(symbol, self.config.default_leverage)
+        chosen = account.leverage.get(symbol)
+        if chosen is not None:
+            return chosen
+        # The default never exceeds what the symbol's ladder allows at all.
+        cap = int(self._specs[symbol].tiers.tiers[0].max_leverage)
+        return min(self.config.default_leverage, cap)
 
     def _isolated(self, account: Account, symbol: str) -> bool:
         return account.margin_type.get(symbol, self.config.default_margin_type) == ISOLATED

@@ -530,3 +530,45 @@ def test_closed_orders_beyond_the_history_are_forgotten_oldest_first() -> None:
     assert info.value.code == -2013
     assert v.get_order(KEY, symbol="ETHUSDT", client_order_id="c50")["orderId"] == ids[50]
     assert len(v.user_trades(KEY, symbol="ETHUSDT", limit=1000)) >= 150
+
+
+def test_the_default_leverage_is_capped_by_the_ladder() -> None:
+    from dataclasses import replace
+
+    from safeguard.risk.tiers import TierTable
+    from safeguard.venue import DEFAULT_MARKETS
+
+    timid = TierTable.from_rows([(0.0, 1_000_000.0, 0.02, 10.0)], currency="USDT")
+    markets = {"BTCUSDT": replace(DEFAULT_MARKETS["BTCUSDT"], tiers=timid)}
+    v = Venue(quiet(symbols=("BTCUSDT",)), clock=ManualClock(), markets=markets)
+    v.create_account(KEY, "s", wallet=100_000.0)
+    v.place_order(KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.1)
+    [position] = v.position_risk(KEY)
+    assert position["leverage"] == "10"
+    assert float(position["initialMargin"]) == pytest.approx(float(position["notional"]) / 10)
+
+
+def test_hedge_mode_stops_close_their_own_leg() -> None:
+    v = Venue(quiet(symbols=("BTCUSDT",)), clock=ManualClock())
+    v.create_account(KEY, "s", wallet=100_000.0)
+    v.set_position_mode(KEY, dual_side=True)
+    v.place_order(
+        KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.02, position_side="LONG"
+    )
+    v.place_order(
+        KEY, symbol="BTCUSDT", side="SELL", type="MARKET", quantity=0.01, position_side="SHORT"
+    )
+    stop = v.place_order(
+        KEY,
+        symbol="BTCUSDT",
+        side="SELL",
+        type="STOP_MARKET",
+        quantity=0.02,
+        stop_price=88_000.0,
+        position_side="LONG",
+    )
+    v.spike("BTCUSDT", -3.0, 60)
+    v.advance(10)
+    assert v.get_order(KEY, symbol="BTCUSDT", order_id=stop["orderId"])["status"] == "FILLED"
+    legs = {p["positionSide"]: float(p["positionAmt"]) for p in v.position_risk(KEY)}
+    assert legs == {"SHORT": -0.01}
