@@ -22,12 +22,13 @@ from safeguard.clock import Clock, SystemClock
 from safeguard.config import Policy
 from safeguard.guard.aio import AsyncGuardedExchange
 from safeguard.guard.core import GuardCore
+from safeguard.guard.degradation import HealthMonitor
 from safeguard.guard.events import Hooks
 from safeguard.guard.face import Runtime, SwitchLike
 from safeguard.guard.gate import PreTradeGate
 from safeguard.guard.journal import OrderJournal
 from safeguard.guard.market import MarketCache
-from safeguard.guard.observe import AlwaysNormal, Health, RequestObserver
+from safeguard.guard.observe import Health, RequestObserver
 from safeguard.guard.pacing import BudgetPacer
 from safeguard.guard.retry import RetryPolicy
 from safeguard.guard.sync import GuardedExchange
@@ -58,8 +59,9 @@ def guard(
     a :class:`~safeguard.killswitch.switch.KillSwitch` on ``policy.kill_switch``. The order
     journal lives in ``journal_path`` or ``kill_switch.state_dir/orders-<exchange>-<key>.jsonl``.
     ``budget`` defaults to the process-wide budget for this venue host and API key. ``health``
-    (a :class:`~safeguard.guard.degradation.HealthMonitor`) prices orders on the degraded fill
-    model when the venue is slow; without one the venue counts as NORMAL. ``sleep`` replaces
+    defaults to a :class:`~safeguard.guard.degradation.HealthMonitor` on
+    ``policy.degradation``: when it says DEGRADED or SEVERE, orders are priced on the degraded
+    fill model. ``sleep`` replaces
     the sync backoff sleep (tests on a :class:`~safeguard.clock.ManualClock`).
 
     ccxt's own retry (``maxRetriesOnFailure``) is forced to 0 and its throttler off: the guard
@@ -73,8 +75,8 @@ def guard(
         policy = Policy.load()
     if not isinstance(policy, Policy):
         raise ValueError(f"policy must be a safeguard.Policy, got {type(policy).__name__}")
-    clock = clock or SystemClock()
-    hooks = hooks or Hooks()
+    clock = clock if clock is not None else SystemClock()
+    hooks = hooks if hooks is not None else Hooks()  # an empty Hooks is falsy (len 0)
     if kill_switch is None:
         from safeguard.killswitch.switch import KillSwitch
 
@@ -88,7 +90,9 @@ def guard(
     path = Path(journal_path or policy.kill_switch.state_dir / f"orders-{exchange.id}-{key}.jsonl")
     if budget is None:
         budget = _BUDGETS.get(f"{exchange.id}@{_api_host(exchange)}", key)
-    monitor: Health = health if health is not None else AlwaysNormal()
+    monitor: Health = (
+        health if health is not None else HealthMonitor(policy.degradation, hooks=hooks)
+    )
     cache = MarketCache(policy.risk)
     core = GuardCore(
         exchange_id=str(exchange.id),
@@ -99,7 +103,7 @@ def guard(
         gate=PreTradeGate(policy, cache, monitor, hooks, shrink_when_degraded=shrink_when_degraded),
         observer=RequestObserver(str(exchange.id), policy.version, hooks, monitor),
         settle_window_s=_recv_window_s(exchange),
-        rng=rng or random.Random(),
+        rng=rng if rng is not None else random.Random(),
     )
     runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep)
     face = AsyncGuardedExchange if _is_async_exchange(exchange) else GuardedExchange

@@ -79,7 +79,7 @@ class AsyncGuardedExchange(Face):
         self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Any = None
     ) -> Any:
         """The pre-trade verdict for this order, without sending anything."""
-        intent = self._intent(symbol, type, side, amount, price, params)
+        intent = self._intent(symbol, type, side, amount, price, params, sending=False)
         return await self._run(self._rt.core.preview(intent, self._now()))
 
     async def reconcile(self) -> list[tuple[str, Any]]:

@@ -22,12 +22,16 @@ from safeguard import errors
 from safeguard.clock import Clock
 from safeguard.guard.core import GuardCore, Permit
 from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent
+from safeguard.killswitch.switch import SwitchState, refusal_code
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
 class SwitchLike(Protocol):
     """The kill switch as the guard uses it (``safeguard.killswitch.KillSwitch``)."""
+
+    @property
+    def state(self) -> SwitchState: ...
 
     def permit(
         self, *, reduces_only: bool, is_cancel: bool = False
@@ -140,6 +144,19 @@ class Face:
     def _now(self) -> float:
         return self._rt.clock.time()
 
+    def _refuse_early(self, intent: OrderIntent) -> None:
+        """Refuse before any read when the kill switch already forbids the order: the permit
+        around the send stays the authority, this only spares the verdict's reads."""
+        current = self._rt.switch.state
+        code = refusal_code(current.state, reduces_only=intent.reduce_only, is_cancel=False)
+        if code is not None:
+            raise errors.TradingHalted(
+                f"{code}: kill switch is {current.state} ({current.code}: {current.reason})",
+                state=str(current.state),
+                reason=str(current.reason),
+                code=code,
+            )
+
     def _intent(
         self,
         symbol: Any,
@@ -149,10 +166,15 @@ class Face:
         price: Any = None,
         params: Any = None,
         edit_of: Any = None,
+        *,
+        sending: bool = True,
     ) -> OrderIntent:
-        return parse_intent(
+        intent = parse_intent(
             symbol, type, side, amount, price, params, prefix=self._rt.prefix, edit_of=edit_of
         )
+        if sending:
+            self._refuse_early(intent)
+        return intent
 
     def _batch(self, orders: Any, params: Any, *, edits: bool) -> list[OrderIntent]:
         """Parse a ``create_orders`` / ``edit_orders`` list up front: one bad entry refuses

@@ -70,7 +70,7 @@ class PreTradeGate:
     fills: FillModel = field(init=False)
     leverage: dict[str, float] = field(default_factory=dict)
     margin_mode: dict[str, str] = field(default_factory=dict)
-    _parsed: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    _parsed: dict[tuple[str, str], tuple[tuple[Any, ...], Any]] = field(default_factory=dict)
     """Books and tier tables parsed from a cached read, keyed by which read they came from:
     parsing a 100-level book or a ladder on every order would dominate the guard's cost."""
 
@@ -89,12 +89,10 @@ class PreTradeGate:
         if send.method == "set_margin_mode" and len(send.args) >= 2:
             self.margin_mode[str(send.args[1])] = str(send.args[0]).lower()
             return
+        # Data age is not fed to the health monitor: it ages a sample on between reads, which
+        # for a REST poller makes idleness look like a frozen feed. The verdict judges the
+        # venue's own timestamps instead (STALE_MARKET_DATA).
         changes = self.cache.absorb(send, value, now)
-        if send.method in ("fetch_funding_rate", "fetch_order_book") and send.args:
-            seen = self.cache.funding if send.method == "fetch_funding_rate" else self.cache.books
-            piece = seen.get(str(send.args[0]))
-            if piece is not None and piece.venue_time is not None:
-                self.health.record_data_age(piece.age(now), now)
         if changes:
             self._rules_changed(changes, now)
 
@@ -102,7 +100,8 @@ class PreTradeGate:
         self.cache.placed(intent.symbol, order, now)
 
     def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
-        health = str(getattr(self.health.state(now), "value", self.health.state(now)))
+        state = self.health.state(now)
+        health = str(getattr(state, "value", state))
         severe_gate = self.policy.degradation.severe_reduce_only
         if health == "SEVERE" and severe_gate and not intent.reduce_only:
             return self._deny(
@@ -124,10 +123,37 @@ class PreTradeGate:
             risk_intent = self.risk_intent(intent)
         except ValueError as exc:
             return self._deny(intent, GateDenial(Code.INVALID_INPUT, str(exc), intent.symbol), now)
+        cache = self.cache
+        symbol = intent.symbol
+        market = self._derived(
+            "snapshot",
+            symbol,
+            (
+                cache.funding.get(symbol),
+                cache.tickers.get(symbol),
+                cache.books.get(symbol),
+                cache.tiers.get(symbol),
+                cache.markets.get(symbol),
+                cache.rules_at,
+            ),
+            lambda: self.snapshot(symbol, now),
+        )
+        account = self._derived(
+            "account",
+            "",
+            (
+                cache.balance,
+                cache.positions,
+                *cache.open_orders.values(),
+                *cache.tiers.values(),
+                *self.leverage.items(),
+            ),
+            lambda: self.account(now),
+        )
         verdict = risk_verdict.evaluate(
             risk_intent,
-            self.snapshot(intent.symbol, now),
-            self.account(now),
+            market,
+            account,
             self.policy.risk,
             self.fills,
             now=now,
@@ -278,13 +304,21 @@ class PreTradeGate:
     def _memo(self, kind: str, symbol: str, seen: Any, parse: Any) -> Any:
         if seen is None:
             return None
+        return self._derived(kind, symbol, (seen,), lambda: parse(seen.value))
+
+    def _derived(self, kind: str, symbol: str, sources: tuple[Any, ...], build: Any) -> Any:
+        """``build()``, reused while every one of ``sources`` is the same object as last time
+        (the cache replaces a piece on every read, so identity means "nothing new")."""
         key = (kind, symbol)
         hit = self._parsed.get(key)
-        if hit is not None and hit[0] == id(seen):
+        if (
+            hit is not None
+            and len(hit[0]) == len(sources)
+            and all(a is b for a, b in zip(hit[0], sources, strict=True))
+        ):
             return hit[1]
-        value = parse(seen.value)
-        # ``seen`` is kept alive by the cache while it is current, so its id cannot be reused.
-        self._parsed[key] = (id(seen), value)
+        value = build()
+        self._parsed[key] = (sources, value)
         return value
 
     def _leverage(self, symbol: str) -> float:

@@ -1,8 +1,8 @@
 """The core's :class:`~safeguard.guard.core.Observer`: every attempt logged, measured, emitted.
 
-Each attempt becomes one structured log record (with the policy version, redacted), one
-:class:`~safeguard.guard.events.RequestEvent`, and one sample for the venue-health monitor,
-whose state changes are emitted as :class:`~safeguard.guard.events.StateChangeEvent`.
+Each attempt becomes one structured log record (:func:`safeguard.guard.logging.request_record`,
+with the policy version, redacted), one :class:`~safeguard.guard.events.RequestEvent`, and one
+sample for the venue-health monitor, which emits its own state changes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from loguru import logger
 
 from safeguard.guard.classify import ErrorClass
 from safeguard.guard.core import Answer, Send
-from safeguard.guard.events import Hooks, RequestEvent, RetryEvent, StateChangeEvent
+from safeguard.guard.events import Hooks, RequestEvent, RetryEvent
+from safeguard.guard.logging import log_request, request_record
 from safeguard.guard.orders import CallKind
 from safeguard.guard.throttle import rate_headers
 
@@ -49,7 +50,6 @@ class RequestObserver:
     policy_version: str
     hooks: Hooks
     health: Health = field(default_factory=AlwaysNormal)
-    _last_state: str = "NORMAL"
 
     def request(
         self, send: Send, answer: Answer, ec: ErrorClass | None, attempt: int, kind: CallKind
@@ -57,8 +57,10 @@ class RequestObserver:
         now = answer.now
         latency = max(0.0, now - answer.started)
         outcome = "ok" if ec is None else ("throttled" if ec.throttled else "error")
+        self.health.record(send.method, latency, outcome, now)  # emits its own state changes
+        if not (self.hooks or _would_log(10 if ec is None else 30)):
+            return  # nobody listens: skip building records on the hot path
         cid = _client_order_id(send)
-        self.health.record(send.method, latency, outcome, now)
         self.hooks.emit(
             RequestEvent(
                 at=now,
@@ -73,23 +75,22 @@ class RequestObserver:
                 weights=rate_headers(answer.headers),
             )
         )
-        # Plain fields only (method names, ids, fixed error labels): nothing here can carry a
-        # credential, so the record needs no redaction pass on the hot path.
-        record = {
-            "exchange": self.exchange_id,
-            "policy_version": self.policy_version,
-            "method": send.method,
-            "kind": str(kind),
-            "attempt": attempt,
-            "outcome": outcome,
-            "latency_s": round(latency, 6),
-            "client_order_id": cid,
-            "error": None if ec is None else f"{ec.error_type}:{ec.reason}",
-            "status": None if ec is None else ec.status,
-        }
-        level = "DEBUG" if ec is None else "WARNING"
-        logger.log(level, "{method} {outcome}", **record)
-        self.health_changed(now)
+        if _would_log(10 if ec is None else 30):
+            log_request(
+                request_record(
+                    method=send.method,
+                    endpoint=send.method,
+                    status=None if ec is None else ec.status,
+                    latency_s=latency,
+                    attempt=attempt,
+                    headers=answer.headers,
+                    client_order_id=cid,
+                    policy_version=self.policy_version,
+                    outcome=outcome,
+                    error=answer.error,
+                ),
+                level="DEBUG" if ec is None else "WARNING",
+            )
 
     def retry(self, send: Send, ec: ErrorClass, attempt: int, delay: float, now: float) -> None:
         self.hooks.emit(
@@ -105,23 +106,32 @@ class RequestObserver:
             )
         )
 
-    def health_changed(self, now: float) -> str:
-        """The venue's health now; emits a StateChangeEvent when it moved."""
-        state = str(getattr(self.health.state(now), "value", self.health.state(now)))
-        if state != self._last_state:
-            previous, self._last_state = self._last_state, state
-            logger.warning("venue health {} -> {}", previous, state)
-            self.hooks.emit(
-                StateChangeEvent(
-                    at=now,
-                    previous=previous,
-                    current=state,
-                    metric="venue_health",
-                    value=0.0,
-                    threshold=0.0,
-                )
-            )
-        return state
+
+_LOGGING_MODULE = "safeguard.guard.logging"
+
+
+def _would_log(level_no: int) -> bool:
+    """Whether loguru would deliver a record from safeguard at ``level_no``.
+
+    safeguard is disabled by default and the records are costly to build (redaction), so
+    the hot path asks first. This mirrors loguru's own early exits (no handler, level below
+    every handler, module disabled); anything unexpected answers True, so a record is never
+    lost to this check, only built in vain.
+    """
+    core = getattr(logger, "_core", None)
+    try:
+        if not core.handlers or level_no < core.min_level:  # type: ignore[union-attr]
+            return False
+        cached = core.enabled.get(_LOGGING_MODULE)  # type: ignore[union-attr]
+        if cached is not None:
+            return bool(cached)
+        dotted = _LOGGING_MODULE + "."
+        for prefix, status in core.activation_list:  # type: ignore[union-attr]
+            if dotted.startswith(prefix):
+                return bool(status)
+    except (AttributeError, TypeError):
+        return True
+    return True
 
 
 def _client_order_id(send: Send) -> str | None:

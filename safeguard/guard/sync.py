@@ -80,7 +80,7 @@ class GuardedExchange(Face):
         self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Any = None
     ) -> Any:
         """The pre-trade verdict for this order, without sending anything."""
-        intent = self._intent(symbol, type, side, amount, price, params)
+        intent = self._intent(symbol, type, side, amount, price, params, sending=False)
         return self._run(self._rt.core.preview(intent, self._now()))
 
     def reconcile(self) -> list[tuple[str, Any]]:

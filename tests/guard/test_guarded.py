@@ -1,0 +1,375 @@
+"""The guarded exchange on the mock venue: ccxt's API as before, every order path guarded.
+
+Real ``ccxt.binanceusdm`` (in process and, where the transport matters, over loopback HTTP),
+the real venue engine, kill switch, health monitor and verdict. Simulated time: the guard's
+sleeps advance the venue clock unless a test needs the kill switch's real wake-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safeguard import errors
+from safeguard.clock import ManualClock
+from safeguard.codes import Code
+from safeguard.config import Policy
+from safeguard.guard import GuardedExchange, guard
+from safeguard.guard.events import EventKind, Hooks, StateChangeEvent
+from safeguard.guard.journal import OrderJournal, Status
+from safeguard.guard.throttle import RateBudget
+from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.risk.outcome import Decision, Verdict
+from safeguard.venue import Venue, VenueConfig
+from safeguard.venue.client import ccxt_client
+from safeguard.venue.dialect import Dialect
+from safeguard.venue.faults import FaultPlan
+from safeguard.venue.http import VenueServer
+from safeguard.venue.inprocess import inprocess_client
+
+KEY, SECRET = "gx-key-0123456789", "gx-secret-0123456789abcdef"
+SYMBOL, VENUE_SYMBOL = "ETH/USDT:USDT", "ETHUSDT"
+
+
+@dataclass
+class Rig:
+    ex: Any
+    venue: Venue
+    dialect: Dialect
+    switch: KillSwitch
+    hooks: Hooks
+    policy: Policy
+    tmp: Path
+
+    def venue_orders(self) -> list[dict[str, Any]]:
+        return self.venue.all_orders(KEY, symbol=VENUE_SYMBOL)
+
+
+def _policy(tmp: Path, **sections: Any) -> Policy:
+    base: dict[str, Any] = {
+        "risk": {"require_stop": False},
+        "retry": {"base_delay_s": 0.05, "max_delay_s": 0.2},
+        "kill_switch": {"state_dir": str(tmp / "state"), "watch_state_file": False},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return Policy.build(**base)
+
+
+def _build(
+    tmp: Path,
+    *,
+    transport: str = "inprocess",
+    faults: dict[str, Any] | None = None,
+    simulated_sleep: bool = True,
+    wallet: float = 100_000.0,
+    closers: list[Any],
+    **policy: Any,
+) -> Rig:
+    clock = ManualClock(1_700_000_000.0)
+    venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=clock)
+    venue.create_account(KEY, SECRET, wallet=wallet)
+    dialect = Dialect(venue, faults=FaultPlan.parse(faults or {}))
+    if transport == "inprocess":
+        raw = inprocess_client(dialect, KEY, SECRET)
+    else:
+        server = VenueServer(venue, dialect=dialect)
+        closers.append(server.close)
+        raw = ccxt_client(server.url, KEY, SECRET, timeout_ms=2_000)
+    pol = _policy(tmp, **policy)
+    switch = KillSwitch(pol.kill_switch, clock=clock, watch=False)
+    closers.append(switch.close)
+    hooks = Hooks()
+
+    def sleep(seconds: float) -> bool:
+        venue.advance(seconds)
+        return False
+
+    ex = guard(
+        raw,
+        pol,
+        kill_switch=switch,
+        clock=clock,
+        hooks=hooks,
+        journal_path=tmp / "orders.jsonl",
+        durable_journal=False,
+        budget=RateBudget.standalone(pol.throttle),
+        sleep=sleep if simulated_sleep else None,
+    )
+    return Rig(ex, venue, dialect, switch, hooks, pol, tmp)
+
+
+@pytest.fixture
+def closers() -> Iterator[list[Any]]:
+    stack: list[Any] = []
+    yield stack
+    for close in reversed(stack):
+        close()
+
+
+@pytest.fixture(params=["inprocess", "http"])
+def rig(request: pytest.FixtureRequest, tmp_path: Path, closers: list[Any]) -> Rig:
+    return _build(tmp_path, transport=request.param, closers=closers)
+
+
+# --- ccxt's API, as before --------------------------------------------------------------------
+
+
+def test_reads_attributes_and_pure_helpers_pass_through(rig: Rig) -> None:
+    assert isinstance(rig.ex, GuardedExchange)
+    assert rig.ex.id == "binanceusdm"
+    markets = rig.ex.load_markets()
+    assert SYMBOL in markets
+    assert rig.ex.markets is rig.ex.exchange.markets
+    assert rig.ex.amount_to_precision(SYMBOL, 0.12345) == "0.123"
+    ticker = rig.ex.fetchTicker(SYMBOL)  # ccxt's camelCase alias is guarded the same way
+    assert ticker["symbol"] == SYMBOL
+    assert ticker["last"] > 0
+    rig.ex.verbose = False  # writes reach the wrapped exchange
+    assert rig.ex.exchange.verbose is False
+    assert rig.ex.exchange.options["maxRetriesOnFailure"] == 0
+    assert rig.ex.exchange.enableRateLimit is False
+
+
+def test_orders_go_through_and_carry_a_journaled_client_id(rig: Rig) -> None:
+    order = rig.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    cid = order["clientOrderId"]
+    assert cid.startswith("sg-")
+    assert [o["clientOrderId"] for o in rig.venue_orders()] == [cid]
+    entry = OrderJournal(rig.tmp / "orders.jsonl").get(cid)
+    # Settled orders are compacted away on open; the live journal knows the order.
+    assert entry is None
+    assert rig.ex.runtime.core.journal.get(cid).status is Status.ACKED
+
+
+def test_helpers_and_camel_case_aliases_hit_the_verdict(rig: Rig) -> None:
+    mark = rig.ex.fetch_ticker(SYMBOL)["last"]
+    # A limit price 20 % away from the mark: the price band denies it, whichever door it uses.
+    far = round(mark * 0.8, 2)
+    for call in (
+        lambda: rig.ex.create_limit_order(SYMBOL, "buy", 0.05, far),
+        lambda: rig.ex.create_limit_buy_order(SYMBOL, 0.05, far),
+        lambda: rig.ex.createOrder(SYMBOL, "limit", "buy", 0.05, far),
+        lambda: rig.ex.create_orders([{"symbol": SYMBOL, "type": "limit", "side": "buy",
+                                       "amount": 0.05, "price": far}]),
+    ):  # fmt: skip
+        with pytest.raises(errors.OrderDenied) as denied:
+            call()
+        assert denied.value.code == Code.PRICE_OUTSIDE_BAND
+    assert rig.venue_orders() == []
+    # And a helper that passes is placed through the guard (journaled client id).
+    order = rig.ex.create_market_buy_order(SYMBOL, 0.05)
+    assert order["clientOrderId"].startswith("sg-")
+
+
+def test_raw_order_endpoints_are_refused(rig: Rig) -> None:
+    with pytest.raises(errors.RequestBlocked, match="create_order"):
+        rig.ex.fapiPrivatePostOrder({"symbol": VENUE_SYMBOL, "side": "BUY", "type": "MARKET"})
+    assert rig.venue_orders() == []
+
+
+def test_bad_input_is_refused_before_anything_is_sent(rig: Rig) -> None:
+    with pytest.raises(ValueError, match="amount"):
+        rig.ex.create_order(SYMBOL, "market", "buy", float("nan"))
+    with pytest.raises(ValueError, match="side"):
+        rig.ex.create_order(SYMBOL, "market", "long", 0.05)
+    with pytest.raises(errors.OrderDenied) as denied:
+        rig.ex.create_order("NOPE/USDT:USDT", "market", "buy", 1)
+    assert denied.value.code == Code.UNKNOWN_SYMBOL
+    assert rig.venue_orders() == []
+
+
+def test_preview_returns_the_verdict_and_sends_nothing(rig: Rig) -> None:
+    verdict = rig.ex.preview(SYMBOL, "market", "buy", 0.05)
+    assert isinstance(verdict, Verdict)
+    assert verdict.decision in (Decision.ALLOW, Decision.WARN)
+    assert verdict.max_safe_amount is not None
+    assert verdict.max_safe_amount >= 0.05
+    assert rig.venue_orders() == []
+
+
+# --- the kill switch on every order path --------------------------------------------------------
+
+
+def test_halted_blocks_orders_but_not_cancels(rig: Rig) -> None:
+    mark = rig.ex.fetch_ticker(SYMBOL)["last"]
+    rig.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    resting = rig.ex.create_order(SYMBOL, "limit", "buy", 0.05, round(mark * 0.97, 2))
+    rig.switch.engage("test", by="test")
+    with pytest.raises(errors.TradingHalted) as halted:
+        rig.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    assert halted.value.code == Code.TRADING_HALTED
+    with pytest.raises(errors.TradingHalted):
+        rig.ex.create_market_sell_order(SYMBOL, 0.05, {"reduceOnly": True})
+    cancelled = rig.ex.cancel_order(resting["id"], SYMBOL)
+    assert cancelled["status"] == "canceled"
+    assert len(rig.venue_orders()) == 2
+    # The blocked orders never left, so the journal holds nothing unresolved.
+    assert rig.ex.runtime.core.journal.unresolved() == []
+
+
+def test_reducing_allows_only_reduce_only_orders(rig: Rig) -> None:
+    rig.ex.create_order(SYMBOL, "market", "buy", 0.1)
+    rig.switch.engage("drawdown", by="test", state=TradingState.REDUCING, code="DRAWDOWN")
+    with pytest.raises(errors.TradingHalted) as refused:
+        rig.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    assert refused.value.code == Code.TRADING_REDUCING
+    closed = rig.ex.create_order(SYMBOL, "market", "sell", 0.1, None, {"reduceOnly": True})
+    assert closed["status"] == "closed"
+
+
+def test_an_engage_wakes_an_order_waiting_to_retry_and_nothing_leaves(
+    tmp_path: Path, closers: list[Any]
+) -> None:
+    # Every order POST is refused (-1021, timestamp outside recvWindow: nothing was done), so the
+    # guard backs off between attempts, really sleeping on the kill switch (up to 30 s).
+    faults = {"rules": [{"kind": "error", "endpoint": "POST /fapi/v1/order", "status": 400,
+                         "code": -1021}]}  # fmt: skip
+    r = _build(
+        tmp_path,
+        faults=faults,
+        simulated_sleep=False,
+        closers=closers,
+        retry={"base_delay_s": 30.0, "max_delay_s": 30.0, "max_attempts": 10},
+    )
+    r.ex.load_markets()
+    retries: list[Any] = []
+    r.hooks.subscribe(EventKind.RETRY, retries.append)
+    engaged = threading.Event()
+
+    def engage_when_waiting(event: Any) -> None:
+        if not engaged.is_set():
+            engaged.set()
+            threading.Timer(0.2, lambda: r.switch.engage("kill during backoff", by="test")).start()
+
+    r.hooks.subscribe(EventKind.RETRY, engage_when_waiting)
+    with pytest.raises(errors.TradingHalted):
+        r.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    # One backoff started; the engage cut it short (the test would take 30 s otherwise) and the
+    # permit refused the next attempt: nothing reached the venue.
+    assert len(retries) == 1
+    assert r.venue_orders() == []
+
+
+# --- degradation and data quality ----------------------------------------------------------------
+
+
+def test_degraded_venue_denies_an_order_the_normal_venue_allowed(
+    tmp_path: Path, closers: list[Any]
+) -> None:
+    r = _build(
+        tmp_path,
+        closers=closers,
+        wallet=1_000_000_000.0,
+        degradation={"degraded_error_rate": 0.05, "severe_error_rate": 0.95,
+                     "cooling_period_s": 600.0},
+        risk={"max_notional_per_order": None, "max_leverage": None},
+    )  # fmt: skip
+    changes: list[StateChangeEvent] = []
+    r.hooks.subscribe(EventKind.STATE_CHANGE, changes.append)
+    book = r.ex.fetch_order_book(SYMBOL, 100)
+    depth = sum(qty for _, qty in book["asks"])
+    amount = float(r.ex.amount_to_precision(SYMBOL, depth * 0.7))
+    calm = r.ex.preview(SYMBOL, "market", "buy", amount)
+    assert calm.allowed, calm.findings
+
+    # The venue starts failing a third of its ticker answers: the error rate degrades it.
+    r.dialect.set_fault_plan(FaultPlan.parse({"seed": 3, "rules": [
+        {"kind": "error", "endpoint": "GET /fapi/v1/ticker/24hr", "status": 503,
+         "code": -1001, "probability": 0.35}]}))  # fmt: skip
+    for _ in range(30):
+        with contextlib.suppress(errors.RetriesExhausted):
+            r.ex.fetch_ticker(SYMBOL)
+    assert [(c.previous, c.current) for c in changes if c.metric == "error_rate"][:1] == [
+        ("NORMAL", "DEGRADED")
+    ]
+    with pytest.raises(errors.OrderDenied) as denied:
+        r.ex.create_order(SYMBOL, "market", "buy", amount)
+    assert denied.value.code == Code.DEGRADED_RISK
+    assert "depth" in denied.value.reason.lower() or "degraded" in denied.value.reason.lower()
+    assert r.venue_orders() == []
+
+
+def test_severe_venue_allows_only_reducing_orders(tmp_path: Path, closers: list[Any]) -> None:
+    r = _build(
+        tmp_path,
+        closers=closers,
+        degradation={"degraded_error_rate": 0.05, "severe_error_rate": 0.1},
+    )
+    r.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    r.dialect.set_fault_plan(FaultPlan.parse({"seed": 5, "rules": [
+        {"kind": "error", "endpoint": "GET /fapi/v1/ticker/24hr", "status": 503,
+         "code": -1001, "probability": 0.6}]}))  # fmt: skip
+    for _ in range(30):
+        with contextlib.suppress(errors.RetriesExhausted):
+            r.ex.fetch_ticker(SYMBOL)
+    with pytest.raises(errors.OrderDenied) as denied:
+        r.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    assert denied.value.code == Code.SEVERE_REDUCE_ONLY
+    closed = r.ex.create_order(SYMBOL, "market", "sell", 0.05, None, {"reduceOnly": True})
+    assert closed["status"] == "closed"
+
+
+def test_a_frozen_feed_denies_new_exposure(tmp_path: Path, closers: list[Any]) -> None:
+    r = _build(tmp_path, closers=closers)
+    r.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    r.dialect.set_fault_plan(FaultPlan.parse({"rules": [
+        {"kind": "freeze_feed", "symbol": VENUE_SYMBOL, "mode": "timestamps"}]}))  # fmt: skip
+    r.dialect.tick()  # the freeze takes effect now: the feed's times stop here
+    r.venue.advance(30.0)
+    with pytest.raises(errors.OrderDenied) as denied:
+        r.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    assert denied.value.code == Code.STALE_MARKET_DATA
+    # Getting out is still allowed (the verdict only warns for orders that reduce).
+    closed = r.ex.create_order(SYMBOL, "market", "sell", 0.05, None, {"reduceOnly": True})
+    assert closed["status"] == "closed"
+
+
+def test_changed_tier_ladder_is_an_event(tmp_path: Path, closers: list[Any]) -> None:
+    r = _build(tmp_path, closers=closers)
+    changes: list[StateChangeEvent] = []
+    r.hooks.subscribe(EventKind.STATE_CHANGE, changes.append)
+    r.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    r.dialect.set_fault_plan(FaultPlan.parse({"rules": [
+        {"kind": "set_tiers", "symbol": VENUE_SYMBOL, "at_s": 1.0,
+         "tiers": [[0, 1_000_000, 0.02, 25], [1_000_000, 10_000_000, 0.05, 10]]}]}))  # fmt: skip
+    # Rules are re-read on a schedule (half of max_rules_age_s): let that much time pass.
+    r.venue.advance(r.policy.risk.max_rules_age_s / 2 + 1)
+    r.ex.create_order(SYMBOL, "market", "sell", 0.05)
+    assert any(c.metric == "rules:tiers" and c.endpoint == SYMBOL for c in changes)
+
+
+# --- restart -----------------------------------------------------------------------------------
+
+
+def test_a_restart_settles_what_the_previous_run_left_pending(
+    tmp_path: Path, closers: list[Any]
+) -> None:
+    r = _build(tmp_path, closers=closers)
+    landed = r.ex.create_order(SYMBOL, "market", "buy", 0.05, None, {"clientOrderId": "run1-a"})
+    r.ex.runtime.core.journal.close()
+    # Simulate a crash between "pending" and the answer: the journal says pending for both,
+    # one of which reached the venue and one of which did not.
+    journal = OrderJournal(tmp_path / "restart.jsonl")
+    journal.pending("run1-a", symbol=SYMBOL, intent={"type": "market"}, now=1.0)
+    journal.pending("run1-b", symbol=SYMBOL, intent={"type": "market"}, now=2.0)
+    journal.close()
+    again = guard(
+        r.ex.exchange,
+        r.policy,
+        kill_switch=r.switch,
+        clock=r.venue.clock,
+        journal_path=tmp_path / "restart.jsonl",
+        budget=RateBudget.standalone(r.policy.throttle),
+    )
+    settled = dict(again.reconcile())
+    assert settled["run1-a"]["id"] == landed["id"]
+    assert settled["run1-b"] is None
+    assert again.runtime.core.journal.unresolved() == []
+    assert len(r.venue_orders()) == 1
