@@ -1,10 +1,14 @@
-"""The mock venue on loopback HTTP: a thin threaded server around :class:`Dialect`.
+"""The mock venue on loopback HTTP: a thin asyncio server around :class:`Dialect`.
 
-Each connection gets a thread (``http.server.ThreadingHTTPServer``, HTTP/1.1 keep-alive, Nagle
-off); each request becomes a :class:`~safeguard.venue.dialect.Request` and the dialect's answer
-is written back in one send. The only things decided here are the ones only a socket can do:
-waiting out injected latency, closing a connection without an answer (a dropped answer), and
-holding an answer until the client gives up (a timeout after the order was accepted).
+One event loop on a background thread reads HTTP/1.1 requests (keep-alive, ``Content-Length``
+bodies), turns each into a :class:`~safeguard.venue.dialect.Request`, and writes the dialect's
+answer back in one send. The only things decided here are the ones only a socket can do:
+waiting out injected latency (a timer, so other connections keep being served), closing a
+connection without an answer (a dropped answer), and holding an answer until the client gives
+up (a timeout after the order was accepted).
+
+The dialect is called on the loop thread; it is quick (tens of microseconds) and serialised by
+the venue's lock anyway, so a thread per connection would add cost and no concurrency.
 
     with serve(venue) as server:               # port 0: a free port
         exchange = ccxt_client(server.url, key, secret)
@@ -12,14 +16,11 @@ holding an answer until the client gives up (a timeout after the order was accep
 
 from __future__ import annotations
 
-import contextlib
-import select
-import socket
-import sys
+import asyncio
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -31,127 +32,154 @@ if TYPE_CHECKING:
     from safeguard.venue.engine import Venue
 
 MAX_BODY_BYTES = 1 << 20
-_POLL_S = 0.05
+MAX_HEAD_BYTES = 1 << 16
+_START_TIMEOUT_S = 10.0
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Keep-alive connections park a thread in readline(); closing must not wait for them.
-    block_on_close = False
-    dialect: Dialect
-    stopping: threading.Event
-    connections: set[socket.socket]
-    connections_lock: threading.Lock
+class _Connection(asyncio.Protocol):
+    """One client connection: parse requests one at a time, answer each in order."""
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver prints tracebacks to stderr; a client hanging up mid-request is normal
-        # traffic for a venue that drops answers on purpose, anything else is a bug to log.
-        error = sys.exc_info()[1]
-        if isinstance(error, OSError):
-            logger.debug("venue http: connection from {} ended: {!r}", client_address, error)
-        else:
-            logger.opt(exception=error).error("venue http: handler failed for {}", client_address)
+    def __init__(self, server: VenueServer) -> None:
+        self._server = server
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._peer = "0.0.0.0"
+        self._busy = False  # an answer is pending (latency, hold): later requests wait
+        self._timer: asyncio.TimerHandle | None = None
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = str(peer[0]) if peer else "0.0.0.0"
+        self._server._connections.add(self)
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server._connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()  # a held answer ends when the client gives up
+        self._transport = None
 
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._drain()
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
+    def _drain(self) -> None:
+        while not self._busy and self._transport is not None:
+            parsed = self._parse()
+            if parsed is None:
+                return
+            request, keep_alive = parsed
+            self._answer(request, keep_alive)
 
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        with contextlib.suppress(OSError):  # the client went away first; nothing to flush
-            super().finish()
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        length_header = self.headers.get("Content-Length") or "0"
-        if not length_header.isdigit() or int(length_header) > MAX_BODY_BYTES:
-            self._write(_plain_error(413 if length_header.isdigit() else 400))
-            self.close_connection = True
-            return
-        length = int(length_header)
-        raw = self.rfile.read(length) if length else b""
-        path, _, query = self.path.partition("?")
+    def _parse(self) -> tuple[Request, bool] | None:
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HEAD_BYTES:
+                self._fail(431)
+            return None
+        try:
+            head = self._buffer[:end].decode("latin-1")
+            request_line, *header_lines = head.split("\r\n")
+            method, target, version = request_line.split(" ")
+            if not version.startswith("HTTP/1."):
+                raise ValueError(version)
+            headers: dict[str, str] = {}
+            for line in header_lines:
+                name, _, value = line.partition(":")
+                if not name or name != name.strip():
+                    raise ValueError(line)
+                headers[name] = value.strip()
+        except ValueError:
+            self._fail(400)
+            return None
+        lowered = {name.lower(): value for name, value in headers.items()}
+        if "transfer-encoding" in lowered:
+            self._fail(411)  # the venue takes Content-Length bodies only
+            return None
+        length_text = lowered.get("content-length", "0")
+        if not length_text.isdigit():
+            self._fail(400)
+            return None
+        length = int(length_text)
+        if length > MAX_BODY_BYTES:
+            self._fail(413)
+            return None
+        if len(self._buffer) < end + 4 + length:
+            return None  # the body is still arriving
+        body = bytes(self._buffer[end + 4 : end + 4 + length])
+        del self._buffer[: end + 4 + length]
+        path, _, query = target.partition("?")
+        connection = lowered.get("connection", "").lower()
+        keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
         request = Request(
-            method=self.command,
+            method=method,
             path=path,
             query=query,
-            body=raw.decode("utf-8", "replace"),
-            headers=dict(self.headers.items()),
-            client_ip=str(self.client_address[0]),
+            body=body.decode("utf-8", "replace"),
+            headers=headers,
+            client_ip=self._peer,
         )
-        response = self.server.dialect.handle(request)
-        if response.latency_s > 0 and self.server.stopping.wait(response.latency_s):
-            self.close_connection = True
+        return request, keep_alive
+
+    def _answer(self, request: Request, keep_alive: bool) -> None:
+        response = self._server.dialect.handle(request)
+        head_only = request.method.upper() == "HEAD"
+        if response.latency_s > 0:
+            self._busy = True
+            self._timer = asyncio.get_running_loop().call_later(
+                response.latency_s, self._deliver, response, keep_alive, head_only
+            )
+        else:
+            self._deliver(response, keep_alive, head_only)
+
+    def _deliver(self, response: Response, keep_alive: bool, head_only: bool) -> None:
+        self._busy = False
+        self._timer = None
+        if self._transport is None:
             return
         if response.delivery is Delivery.DROP:
-            self.close_connection = True
+            self._transport.close()
             return
         if response.delivery is Delivery.HANG:
-            self._hold(response.hold_s)
-            self.close_connection = True
+            # Say nothing; the client's timeout (closing its end) or hold_s ends it.
+            self._busy = True
+            self._timer = asyncio.get_running_loop().call_later(
+                response.hold_s, self._transport.close
+            )
             return
-        self._write(response)
+        self._transport.write(_encode(response, keep_alive, head_only))
+        if not keep_alive:
+            self._transport.close()
+            return
+        self._drain()
 
-    def _hold(self, seconds: float) -> None:
-        """Say nothing for ``seconds``, or until the client hangs up or the server stops."""
-        deadline = seconds
-        while deadline > 0 and not self.server.stopping.is_set():
-            try:
-                readable, _, _ = select.select([self.connection], [], [], _POLL_S)
-                if readable and not self.connection.recv(1, socket.MSG_PEEK):
-                    return  # the client timed out and closed its end
-            except OSError:
-                return
-            deadline -= _POLL_S
-
-    def _write(self, response: Response) -> None:
-        body = response.body.encode()
-        head = [f"HTTP/1.1 {response.status} {response.reason}", "Server: safeguard-venue"]
-        head.extend(f"{name}: {value}" for name, value in response.headers.items())
-        head.append(f"Content-Length: {len(body)}")
-        if self.close_connection:
-            head.append("Connection: close")
-        try:
-            self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-        except OSError:
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.trace("venue http: " + format, *args)
+    def _fail(self, status: int) -> None:
+        assert self._transport is not None
+        phrase = HTTPStatus(status).phrase
+        answer = Response(
+            status,
+            f'{{"code":-1000,"msg":"Malformed request: {phrase}."}}',
+            {"Content-Type": JSON_TYPE},
+        )
+        logger.warning("venue http: malformed request from {} ({})", self._peer, phrase)
+        self._transport.write(_encode(answer, keep_alive=False, head_only=False))
+        self._transport.close()
+        self._buffer.clear()
 
 
-def _plain_error(status: int) -> Response:
-    return Response(
-        status,
-        '{"code":-1000,"msg":"Malformed request."}',
-        {"Content-Type": JSON_TYPE},
-    )
+def _encode(response: Response, keep_alive: bool, head_only: bool) -> bytes:
+    body = response.body.encode()
+    lines = [f"HTTP/1.1 {response.status} {response.reason}", "Server: safeguard-venue"]
+    lines.extend(f"{name}: {value}" for name, value in response.headers.items())
+    lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + body
 
 
 class VenueServer:
@@ -180,33 +208,52 @@ class VenueServer:
             raise ValueError("pass faults and auth_clock to the Dialect, not to both")
         self.dialect = dialect or Dialect(venue, faults=faults, auth_clock=auth_clock)
         self._tick_interval_s = tick_interval_s
-        server_class = _Server6 if ":" in host else _Server
-        self._httpd = server_class((host, port), _Handler)
-        self._httpd.dialect = self.dialect
-        self._httpd.stopping = threading.Event()
-        self._httpd.connections = set()
-        self._httpd.connections_lock = threading.Lock()
-        self._threads = [
-            threading.Thread(
-                # The poll interval bounds how long close() waits for the loop to notice.
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": _POLL_S},
-                name="venue-http",
-                daemon=True,
-            ),
-            threading.Thread(target=self._tick, name="venue-tick", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._connections: set[_Connection] = set()
+        self._stopped = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="venue-http", daemon=True
+        )
+        self._thread.start()
+        try:
+            started = asyncio.run_coroutine_threadsafe(self._start(host, port), self._loop)
+            self._server = started.result(timeout=_START_TIMEOUT_S)
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._loop.close()
+            raise
+        address = self._server.sockets[0].getsockname()
+        self._host, self._port = str(address[0]), int(address[1])
         logger.info("venue: serving Binance USD-M on {}", self.url)
+
+    async def _start(self, host: str, port: int) -> asyncio.Server:
+        server = await asyncio.get_running_loop().create_server(
+            lambda: _Connection(self), host, port, reuse_address=True
+        )
+        self._schedule_tick()
+        return server
+
+    def _schedule_tick(self) -> None:
+        # Countdown cancels and scheduled market events must fire with no request arriving.
+        self._loop.call_later(self._tick_interval_s, self._tick)
+
+    def _tick(self) -> None:
+        if self._stopped.is_set():
+            return
+        try:
+            self.dialect.tick()
+        except Exception:
+            logger.exception("venue: tick failed")
+        self._schedule_tick()
 
     @property
     def host(self) -> str:
-        return str(self._httpd.server_address[0])
+        return self._host
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return self._port
 
     @property
     def url(self) -> str:
@@ -219,29 +266,26 @@ class VenueServer:
 
     def wait(self) -> None:
         """Block until :meth:`close` is called (from a signal handler or another thread)."""
-        self._httpd.stopping.wait()
+        self._stopped.wait()
 
     def close(self) -> None:
-        if self._httpd.stopping.is_set():
+        """Stop listening, hang up on every connection and stop the loop thread."""
+        if self._stopped.is_set():
             return
-        self._httpd.stopping.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        with self._httpd.connections_lock:
-            open_connections = list(self._httpd.connections)
-        for connection in open_connections:
-            with contextlib.suppress(OSError):  # already closed by the peer
-                connection.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self._stopped.set()
 
-    def _tick(self) -> None:
-        # Countdown cancels and scheduled market events must fire with no request arriving.
-        while not self._httpd.stopping.wait(self._tick_interval_s):
-            try:
-                self.dialect.tick()
-            except Exception:
-                logger.exception("venue: tick failed")
+        async def shutdown() -> None:
+            self._server.close()
+            for connection in list(self._connections):
+                connection.close()
+            await self._server.wait_closed()
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
 
     def __enter__(self) -> VenueServer:
         return self
