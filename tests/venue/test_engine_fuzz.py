@@ -183,3 +183,36 @@ def test_wallets_reconcile_to_the_unit_after_any_session(
     )
     assert venue.wallet_units("k") == venue.deposit_units("k") + flows
     assert venue.wallet_units("k") >= 0
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    leverage=st.sampled_from([10, 25, 50, 100, 125]),
+    qty=st.sampled_from([0.05, 0.2, 1.0]),
+    isolated=st.booleans(),
+    moves=st.lists(st.floats(min_value=-4.0, max_value=4.0), min_size=1, max_size=6),
+)
+def test_no_open_position_is_left_under_maintenance_after_a_step(
+    leverage: int, qty: float, isolated: bool, moves: list[float]
+) -> None:
+    venue = Venue(VenueConfig(symbols=("BTCUSDT",), seed=13), clock=ManualClock())
+    venue.create_account("k", "s", wallet=qty * 90_000 / leverage * 1.5)
+    if isolated:
+        venue.set_margin_type("k", symbol="BTCUSDT", margin_type="ISOLATED")
+    venue.set_leverage("k", symbol="BTCUSDT", leverage=leverage)
+    venue.place_order("k", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=qty)
+    for pct in moves:
+        if pct:
+            venue.spike("BTCUSDT", pct, 30)
+        venue.advance(20)
+        account = venue.account_v3("k")
+        for position in venue.position_risk("k"):
+            pnl = float(position["unRealizedProfit"])
+            collateral = (
+                float(position["isolatedWallet"])
+                if isolated
+                else float(account["totalCrossWalletBalance"])
+            )
+            assert collateral + pnl > float(position["maintMargin"])
+    for event in venue.liquidations():
+        assert event.equity_before <= event.maintenance_margin
