@@ -235,6 +235,8 @@ class _Scope:
     def __init__(self) -> None:
         self.banned_until = 0.0
         self.hold_until = 0.0
+        self.cancels_exempt = False
+        """The 429 hold was traced to a full window, which gates cancels by itself."""
 
 
 def _cost(limit: RateLimit, kind: RequestKind, weight: float, orders: int) -> float:
@@ -308,7 +310,8 @@ class RateBudget:
         with self._lock:
             if self._scope.banned_until > now:
                 return Banned(self._scope.banned_until)
-            if self._scope.hold_until > now:
+            held = self._scope.hold_until > now
+            if held and not (kind is RequestKind.CANCEL and self._scope.cancels_exempt):
                 return Wait(self._scope.hold_until - now, "429", 1.0)
             worst: Wait | Hold | None = None
             for window in self._windows:
@@ -416,10 +419,12 @@ class RateBudget:
     def record_throttle(self, status: int, retry_after: float | None, now: float) -> float:
         """A 429 (or -1003/-1015): stop sending. Returns how long everything now waits.
 
-        With ``Retry-After``, that long. Without it, every window at or beyond the hard
-        threshold is marked full (so it reopens when it rolls), and if none is, everything
-        waits for the shortest window to roll: a 429 we did not predict means someone else
-        is using our budget, and another immediate request is how bans begin.
+        Every window at or beyond the hard threshold is marked full, so it reopens when it
+        rolls. Everything then waits ``Retry-After``, or without one, for the shortest window
+        to roll if no window explains the 429: one we did not predict means someone else is
+        using our budget, and another immediate request is how bans begin. Cancels alone are
+        let through the wait when a full window explains it, because that window gates them
+        by itself: an order-count 429 must not stop a cancel, which counts no order.
         """
         if status != 429:
             raise ValueError(f"status must be 429 for a throttle, got {status!r}")
@@ -428,16 +433,21 @@ class RateBudget:
             _inputs.non_negative("retry_after", retry_after)
         skew = self.config.window_skew_s
         with self._lock:
+            for window in self._windows:
+                window.roll(now, skew)
+            full = [w for w in self._windows if w.usage() >= self.config.hard_threshold]
+            for window in full:
+                window.used = max(window.used, float(window.limit.limit))
             hold = retry_after
             if hold is None:
-                for window in self._windows:
-                    window.roll(now, skew)
-                full = [w for w in self._windows if w.usage() >= self.config.hard_threshold]
-                for window in full:
-                    window.used = max(window.used, float(window.limit.limit))
                 shortest = min(self._windows, key=lambda w: w.limit.interval_s, default=None)
                 unexplained = not full and shortest is not None
                 hold = max(shortest.ends_at(skew) - now, 0.0) if unexplained and shortest else 0.0
+            # An unexplained hold still running keeps cancels waiting too.
+            still_held = self._scope.hold_until > now
+            self._scope.cancels_exempt = bool(full) and (
+                self._scope.cancels_exempt or not still_held
+            )
             self._scope.hold_until = max(self._scope.hold_until, now + hold)
             return max(self._scope.hold_until - now, self._full_for(now, skew))
 

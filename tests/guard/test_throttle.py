@@ -247,6 +247,20 @@ def test_429_with_retry_after_stops_everything_for_that_long() -> None:
     assert budget.decide(RequestKind.READ, 1, T0 + 7) == GO
 
 
+def test_an_order_count_429_never_stops_a_cancel() -> None:
+    limits = RateLimits.from_exchange_info(EXCHANGE_INFO_LIMITS)
+    budget = RateBudget.standalone(ThrottleConfig(window_skew_s=0.0), limits)
+    budget.observe({"X-MBX-ORDER-COUNT-10S": "300", "X-MBX-USED-WEIGHT-1M": "100"}, T0 + 1)
+    budget.record_throttle(429, 5.0, T0 + 1)
+    assert budget.decide(RequestKind.CANCEL, 1, T0 + 2) == GO  # cancels count no order
+    assert isinstance(budget.decide(RequestKind.READ, 1, T0 + 2), Wait)  # Retry-After holds
+    assert isinstance(budget.decide(RequestKind.REDUCE_ONLY, 0, T0 + 2), Wait)  # an order
+    # A 429 nothing explains stops cancels too: we do not know which limit it was.
+    unexplained = RateBudget.standalone(ThrottleConfig(window_skew_s=0.0), limits)
+    unexplained.record_throttle(429, 5.0, T0 + 1)
+    assert isinstance(unexplained.decide(RequestKind.CANCEL, 1, T0 + 2), Wait)
+
+
 def test_429_without_retry_after_marks_the_hot_window_full() -> None:
     budget = small_budget()
     budget.observe({"X-MBX-USED-WEIGHT-1M": "93"}, T0 + 30)
