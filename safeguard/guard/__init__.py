@@ -12,6 +12,7 @@ drive the one :class:`~safeguard.guard.core.GuardCore`.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,7 +51,8 @@ def guard(
     budget: RateBudget | None = None,
     health: Health | None = None,
     shrink_when_degraded: bool = False,
-    sleep: Any = None,
+    sleep: Callable[[float], bool] | None = None,
+    sleep_async: Callable[[float], Awaitable[bool]] | None = None,
     rng: random.Random | None = None,
 ) -> Any:
     """Wrap ``exchange`` (a ccxt or ccxt.async_support instance) in the guard.
@@ -61,8 +63,9 @@ def guard(
     ``budget`` defaults to the process-wide budget for this venue host and API key. ``health``
     defaults to a :class:`~safeguard.guard.degradation.HealthMonitor` on
     ``policy.degradation``: when it says DEGRADED or SEVERE, orders are priced on the degraded
-    fill model. ``sleep`` replaces
-    the sync backoff sleep (tests on a :class:`~safeguard.clock.ManualClock`).
+    fill model. ``sleep`` and
+    ``sleep_async`` replace the backoff sleep (``kill_switch.wait`` / ``wait_async``: they
+    return early on an engage), for tests on a :class:`~safeguard.clock.ManualClock`.
 
     ccxt's own retry (``maxRetriesOnFailure``) is forced to 0 and its throttler off: the guard
     owns both, and ccxt's would double the waits and retry orders blindly.
@@ -105,7 +108,7 @@ def guard(
         settle_window_s=_recv_window_s(exchange),
         rng=rng if rng is not None else random.Random(),
     )
-    runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep)
+    runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep, sleep_async)
     face = AsyncGuardedExchange if _is_async_exchange(exchange) else GuardedExchange
     return face(exchange, runtime)
 

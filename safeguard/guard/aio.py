@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from safeguard.guard.core import Answer, Effect, Reply, Send, Steps, Woke
+from safeguard.guard.core import Answer, Done, Effect, Reply, Send, Steps, Woke, step
 from safeguard.guard.face import Face, permit, response_headers
 from safeguard.guard.orders import CallKind
 
@@ -15,18 +15,16 @@ class AsyncGuardedExchange(Face):
     """A ``ccxt.async_support`` exchange behind the guard; every venue method is awaitable."""
 
     async def _run(self, steps: Steps[T]) -> T:
-        reply: Reply = None
-        while True:
-            try:
-                effect = steps.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            reply = await self._perform(effect)
+        effect = step(steps, None)
+        while not isinstance(effect, Done):
+            effect = step(steps, await self._perform(effect))
+        return effect.value
 
     async def _perform(self, effect: Effect) -> Reply:
         clock = self._rt.clock
         if not isinstance(effect, Send):
-            return Woke(clock.time(), early=await self._rt.switch.wait_async(effect.seconds))
+            sleep = self._rt.sleep_async or self._rt.switch.wait_async
+            return Woke(clock.time(), early=await sleep(effect.seconds))
         started = clock.time()
         try:
             with permit(self._rt.switch, effect.permit):
@@ -44,51 +42,32 @@ class AsyncGuardedExchange(Face):
         call.__name__ = name
         return call
 
-    # --- the order paths ---------------------------------------------------------------------
+    # --- the order paths (signatures: ccxt's; the steps live in Face) -----------------------
 
-    async def create_order(
-        self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Any = None
-    ) -> Any:
-        """ccxt's ``create_order``, after the verdict and the kill switch; never sent twice."""
-        intent = self._intent(symbol, type, side, amount, price, params)
-        return await self._run(self._rt.core.place(intent, self._now()))
+    async def create_order(self, *args: Any, **kwargs: Any) -> Any:
+        """ccxt's ``create_order(symbol, type, side, amount, price=None, params=None)``, after
+        the verdict and the kill switch; never sent twice."""
+        return await self._run(self._create_steps(*args, **kwargs))
 
-    async def edit_order(
-        self,
-        id: str,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: Any = None,
-        price: Any = None,
-        params: Any = None,
-    ) -> Any:
-        intent = self._intent(symbol, type, side, amount, price, params, edit_of=id)
-        return await self._run(self._rt.core.place(intent, self._now()))
+    async def edit_order(self, *args: Any, **kwargs: Any) -> Any:
+        """ccxt's ``edit_order(id, symbol, type, side, amount=None, price=None, params=None)``."""
+        return await self._run(self._edit_steps(*args, **kwargs))
 
     async def create_orders(self, orders: list[Any], params: Any = None) -> list[Any]:
         """Each order through the full guard, in order; all are checked before any is sent."""
-        intents = self._batch(orders, params, edits=False)
-        return await self._run(self._rt.core.place_all(intents, self._now()))
+        return await self._run(self._batch_steps(orders, params, edits=False))
 
     async def edit_orders(self, orders: list[Any], params: Any = None) -> list[Any]:
-        intents = self._batch(orders, params, edits=True)
-        return await self._run(self._rt.core.place_all(intents, self._now()))
+        return await self._run(self._batch_steps(orders, params, edits=True))
 
-    async def preview(
-        self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Any = None
-    ) -> Any:
-        """The pre-trade verdict for this order, without sending anything."""
-        intent = self._intent(symbol, type, side, amount, price, params, sending=False)
-        return await self._run(self._rt.core.preview(intent, self._now()))
+    async def preview(self, *args: Any, **kwargs: Any) -> Any:
+        """The pre-trade verdict for ``(symbol, type, side, amount, price, params)``; sends no
+        order (it may read market data the verdict needs)."""
+        return await self._run(self._preview_steps(*args, **kwargs))
 
     async def reconcile(self) -> list[tuple[str, Any]]:
         """Settle orders a previous run left unresolved (look-ups only; nothing is sent)."""
         return await self._run(self._rt.core.reconcile(self._now()))
-
-    async def close(self) -> None:
-        """Close the wrapped exchange's HTTP session."""
-        await self._raw.close()
 
 
 __all__ = ["AsyncGuardedExchange"]

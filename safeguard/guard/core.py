@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import ccxt
 from loguru import logger
@@ -96,6 +96,21 @@ class Woke:
 
 Reply = Answer | Woke | None
 Steps = Generator[Effect, Reply, T]
+
+
+@dataclass(frozen=True, slots=True)
+class Done(Generic[T]):
+    """The steps finished with ``value``."""
+
+    value: T
+
+
+def step(steps: Steps[T], reply: Reply) -> Effect | Done[T]:
+    """Resume ``steps`` with ``reply``: the next effect to perform, or :class:`Done`."""
+    try:
+        return steps.send(reply)
+    except StopIteration as done:
+        return Done(done.value)
 
 
 def answered(reply: Reply) -> Answer:
@@ -533,6 +548,7 @@ __all__ = [
     "Answer",
     "Assessment",
     "Backoff",
+    "Done",
     "Effect",
     "Gate",
     "GuardCore",
@@ -545,5 +561,6 @@ __all__ = [
     "Steps",
     "Woke",
     "answered",
+    "step",
     "woke",
 ]

@@ -11,7 +11,7 @@ an exchange class overrides with its own request path is refused, not trusted.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +20,7 @@ import ccxt
 
 from safeguard import errors
 from safeguard.clock import Clock
-from safeguard.guard.core import GuardCore, Permit
+from safeguard.guard.core import GuardCore, Permit, Steps
 from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent
 from safeguard.killswitch.switch import SwitchState, refusal_code
 
@@ -52,6 +52,8 @@ class Runtime:
     prefix: str
     sleep: Callable[[float], bool] | None = None
     """Sync sleep override (tests with a ManualClock); default: ``switch.wait``."""
+    sleep_async: Callable[[float], Awaitable[bool]] | None = None
+    """Async sleep override; default: ``switch.wait_async``."""
 
 
 def permit(switch: SwitchLike, spec: Permit | None) -> AbstractContextManager[None]:
@@ -175,6 +177,36 @@ class Face:
         if sending:
             self._refuse_early(intent)
         return intent
+
+    # --- the steps behind each order method (the faces only drive them) -----------------------
+
+    def _create_steps(
+        self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Any = None
+    ) -> Steps[Any]:
+        intent = self._intent(symbol, type, side, amount, price, params)
+        return self._rt.core.place(intent, self._now())
+
+    def _edit_steps(
+        self,
+        id: str,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: Any = None,
+        price: Any = None,
+        params: Any = None,
+    ) -> Steps[Any]:
+        intent = self._intent(symbol, type, side, amount, price, params, edit_of=id)
+        return self._rt.core.place(intent, self._now())
+
+    def _batch_steps(self, orders: Any, params: Any = None, *, edits: bool) -> Steps[list[Any]]:
+        return self._rt.core.place_all(self._batch(orders, params, edits=edits), self._now())
+
+    def _preview_steps(
+        self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Any = None
+    ) -> Steps[Any]:
+        intent = self._intent(symbol, type, side, amount, price, params, sending=False)
+        return self._rt.core.preview(intent, self._now())
 
     def _batch(self, orders: Any, params: Any, *, edits: bool) -> list[OrderIntent]:
         """Parse a ``create_orders`` / ``edit_orders`` list up front: one bad entry refuses

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from safeguard.guard.core import Answer, Effect, Reply, Send, Steps, Woke
+from safeguard.guard.core import Answer, Done, Effect, Reply, Send, Steps, Woke, step
 from safeguard.guard.face import Face, permit, response_headers
 from safeguard.guard.orders import CallKind
 
@@ -15,13 +15,10 @@ class GuardedExchange(Face):
     """A ccxt exchange behind the guard. Use it exactly like the ccxt exchange it wraps."""
 
     def _run(self, steps: Steps[T]) -> T:
-        reply: Reply = None
-        while True:
-            try:
-                effect = steps.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            reply = self._perform(effect)
+        effect = step(steps, None)
+        while not isinstance(effect, Done):
+            effect = step(steps, self._perform(effect))
+        return effect.value
 
     def _perform(self, effect: Effect) -> Reply:
         clock = self._rt.clock
@@ -45,43 +42,28 @@ class GuardedExchange(Face):
         call.__name__ = name
         return call
 
-    # --- the order paths ---------------------------------------------------------------------
+    # --- the order paths (signatures: ccxt's; the steps live in Face) -----------------------
 
-    def create_order(
-        self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Any = None
-    ) -> Any:
-        """ccxt's ``create_order``, after the verdict and the kill switch; never sent twice."""
-        intent = self._intent(symbol, type, side, amount, price, params)
-        return self._run(self._rt.core.place(intent, self._now()))
+    def create_order(self, *args: Any, **kwargs: Any) -> Any:
+        """ccxt's ``create_order(symbol, type, side, amount, price=None, params=None)``, after
+        the verdict and the kill switch; never sent twice."""
+        return self._run(self._create_steps(*args, **kwargs))
 
-    def edit_order(
-        self,
-        id: str,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: Any = None,
-        price: Any = None,
-        params: Any = None,
-    ) -> Any:
-        intent = self._intent(symbol, type, side, amount, price, params, edit_of=id)
-        return self._run(self._rt.core.place(intent, self._now()))
+    def edit_order(self, *args: Any, **kwargs: Any) -> Any:
+        """ccxt's ``edit_order(id, symbol, type, side, amount=None, price=None, params=None)``."""
+        return self._run(self._edit_steps(*args, **kwargs))
 
     def create_orders(self, orders: list[Any], params: Any = None) -> list[Any]:
         """Each order through the full guard, in order; all are checked before any is sent."""
-        intents = self._batch(orders, params, edits=False)
-        return self._run(self._rt.core.place_all(intents, self._now()))
+        return self._run(self._batch_steps(orders, params, edits=False))
 
     def edit_orders(self, orders: list[Any], params: Any = None) -> list[Any]:
-        intents = self._batch(orders, params, edits=True)
-        return self._run(self._rt.core.place_all(intents, self._now()))
+        return self._run(self._batch_steps(orders, params, edits=True))
 
-    def preview(
-        self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Any = None
-    ) -> Any:
-        """The pre-trade verdict for this order, without sending anything."""
-        intent = self._intent(symbol, type, side, amount, price, params, sending=False)
-        return self._run(self._rt.core.preview(intent, self._now()))
+    def preview(self, *args: Any, **kwargs: Any) -> Any:
+        """The pre-trade verdict for ``(symbol, type, side, amount, price, params)``; sends no
+        order (it may read market data the verdict needs)."""
+        return self._run(self._preview_steps(*args, **kwargs))
 
     def reconcile(self) -> list[tuple[str, Any]]:
         """Settle orders a previous run left unresolved (look-ups only; nothing is sent)."""
