@@ -212,12 +212,14 @@ def classify(
     status: int | None = None,
     headers: Mapping[str, str] | None = None,
     retry_after: float | None = None,
+    now: float | None = None,
 ) -> ErrorClass:
     """Classify ``exc``. Pure: it reads only the exception and what is passed in.
 
     ``status`` and ``headers`` are the failed answer's HTTP status and headers when the driver
     has them (``exchange.last_response_headers``); without a status, the one ccxt writes into
-    its message is used. ``retry_after`` overrides the header. Exceptions that are not ccxt's:
+    its message is used. ``retry_after`` overrides the header; ``now`` lets a ``Retry-After``
+    given as an HTTP date count (Binance sends seconds). Exceptions that are not ccxt's:
     a :class:`~safeguard.errors.SafeguardError` is NEVER retried (it is already a decision),
     an interrupt (``KeyboardInterrupt``, ``CancelledError``) is NEVER retried, and anything
     else is AMBIGUOUS, because a parsing failure after an order POST means the order landed.
@@ -237,7 +239,7 @@ def classify(
     code_match = _VENUE_CODE.search(message)
     venue_code = code_match.group(1) if code_match else None
     if retry_after is None:
-        retry_after = parse_retry_after(header(headers, "Retry-After"))
+        retry_after = parse_retry_after(header(headers, "Retry-After"), now=now)
     else:
         _inputs.non_negative("retry_after", retry_after)
     until_match = _BANNED_UNTIL.search(message)

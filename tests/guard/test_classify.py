@@ -182,6 +182,13 @@ def test_retry_after_parsing() -> None:
         classify(ccxt.DDoSProtection("x"), retry_after=float("nan"))
 
 
+def test_retry_after_as_an_http_date_needs_now() -> None:
+    headers = {"Retry-After": "Tue, 14 Nov 2023 22:14:20 GMT"}  # NOW + 60 s
+    exc = ccxt.DDoSProtection("binanceusdm 429 Too Many Requests")
+    assert classify(exc, headers=headers).retry_after is None
+    assert classify(exc, headers=headers, now=NOW).retry_after == 60.0
+
+
 def test_header_lookup_is_case_insensitive() -> None:
     assert header({"X-MBX-USED-WEIGHT-1M": "5"}, "x-mbx-used-weight-1m") == "5"
     assert header({}, "Retry-After") is None
