@@ -645,12 +645,14 @@ def _stop_checks(order: Order, priced: PricedOrder, severity: Severity) -> list[
             Finding(
                 Code.STOP_BEYOND_LIQUIDATION,
                 severity,
-                f"stop fill {fmt(costing.stop_effective_price)} {where} liquidation {fmt(liq)}; "
+                f"stop fill {fmt(costing.stop_effective_price)} {where} liquidation {fmt(liq)} "
+                f"({pct(abs(costing.stop_distance_vol or 0.0))} x recent volatility); "
                 f"policy needs {pct(need)} %",
                 {
                     "stop_effective_price": costing.stop_effective_price,
                     "liquidation_price": liq,
                     "distance_pct": distance,
+                    "distance_vol": costing.stop_distance_vol,
                     "required_pct": need,
                 },
             )
