@@ -129,8 +129,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--processes", type=int, default=2, help="client processes")
-    parser.add_argument("--threads", type=int, default=4, help="sync threads per process")
-    parser.add_argument("--concurrency", type=int, default=16, help="async tasks per process")
+    parser.add_argument("--threads", type=int, default=2, help="sync threads per process")
+    parser.add_argument("--concurrency", type=int, default=32, help="async tasks per process")
     args = parser.parse_args()
 
     ctx = mp.get_context("spawn")
