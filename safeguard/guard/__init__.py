@@ -24,7 +24,7 @@ from safeguard.config import Policy
 from safeguard.guard.aio import AsyncGuardedExchange
 from safeguard.guard.core import GuardCore
 from safeguard.guard.degradation import HealthMonitor
-from safeguard.guard.events import Hooks
+from safeguard.guard.events import EventKind, Hooks
 from safeguard.guard.face import Runtime, SwitchLike
 from safeguard.guard.gate import PreTradeGate
 from safeguard.guard.journal import OrderJournal
@@ -93,10 +93,19 @@ def guard(
     path = Path(journal_path or policy.kill_switch.state_dir / f"orders-{exchange.id}-{key}.jsonl")
     if budget is None:
         budget = _BUDGETS.get(f"{exchange.id}@{_api_host(exchange)}", key)
+    recheck: list[Callable[[Any], None]] = []
+
+    def health_moved(event: Any) -> None:
+        for callback in recheck:
+            callback(event)
+
     monitor: Health = (
-        health if health is not None else HealthMonitor(policy.degradation, hooks=hooks)
+        health
+        if health is not None
+        else HealthMonitor(policy.degradation, hooks=hooks, on_change=health_moved)
     )
     cache = MarketCache(policy.risk)
+    gate = PreTradeGate(policy, cache, monitor, hooks, shrink_when_degraded=shrink_when_degraded)
     core = GuardCore(
         exchange_id=str(exchange.id),
         policy=policy,
@@ -108,6 +117,11 @@ def guard(
         settle_window_s=_recv_window_s(exchange),
         rng=rng if rng is not None else random.Random(),
     )
+    # Worse venue health re-prices the stops of open positions under the same assumptions.
+    if health is None:
+        recheck.append(gate.health_changed)
+    else:
+        hooks.subscribe(EventKind.STATE_CHANGE, gate.health_changed)
     runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep, sleep_async)
     face = AsyncGuardedExchange if _is_async_exchange(exchange) else GuardedExchange
     return face(exchange, runtime)

@@ -30,9 +30,9 @@ from safeguard.guard.market import MarketCache, RuleChange
 from safeguard.guard.observe import Health
 from safeguard.guard.orders import OrderIntent
 from safeguard.risk import verdict as risk_verdict
-from safeguard.risk.book import OrderBook
+from safeguard.risk.book import OrderBook, Side
 from safeguard.risk.fills import FillModel
-from safeguard.risk.liquidation import PositionLeg
+from safeguard.risk.liquidation import LiquidationOptions, PositionLeg, get_model
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot
 from safeguard.risk.models import OrderIntent as RiskIntent
 from safeguard.risk.outcome import Verdict
@@ -41,6 +41,19 @@ from safeguard.risk.tiers import TierTable
 _SECONDS_PER_DAY = 86_400.0
 _MIN_VOLATILITY = 1e-6
 """A flat 24 h range would give zero; the verdict needs a positive number and zero is a lie."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopCheck:
+    """One open position's stop, priced again. ``distance_pct`` > 0: the stop's fill sits
+    that far inside liquidation (on the safe side)."""
+
+    symbol: str
+    stop: float
+    stop_fill: float
+    liquidation: float
+    distance_pct: float
+    degraded: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,11 +417,93 @@ class PreTradeGate:
             )
         self.recheck_positions(now)
 
-    def recheck_positions(self, now: float) -> list[Verdict]:
-        """Re-price each open position's protective stop under the current rules and health;
-        warn (VerdictEvent, not allowed) when a stop no longer clears liquidation."""
-        del now
-        return []
+    def recheck_positions(self, now: float) -> list[StopCheck]:
+        """Re-price each open position's protective stop under the current rules and health.
+
+        For every position with a resting reduce-only stop, the liquidation price is worked out
+        again (current tiers, wallet, the other cross positions, closing fee and safety buffer)
+        and the stop's close is priced on the fill model's face for the venue's health (the
+        degraded one when DEGRADED or SEVERE). A stop whose fill no longer clears liquidation
+        by ``min_liquidation_buffer_pct`` is reported as a VerdictEvent (``allowed=False``,
+        ``STOP_BEYOND_LIQUIDATION``) and a warning. Returns every check made.
+        """
+        account = self.account(now)
+        if account is None:
+            return []
+        state = self.health.state(now)
+        degraded = str(getattr(state, "value", state)) != "NORMAL"
+        terms = self.fills.degraded if degraded else self.fills.expected
+        limits = self.policy.risk
+        options = LiquidationOptions(
+            closing_fee_rate=terms.taker_fee if limits.include_closing_fee else 0.0,
+            safety_buffer_rate=limits.liquidation_safety_buffer_pct / 100.0,
+        )
+        checks = []
+        for leg in account.positions:
+            stop = self._protective_stop(leg)
+            market = self.snapshot(leg.symbol, now)
+            if stop is None or market.book is None or market.volatility is None:
+                continue
+            others = [p for p in account.positions if p is not leg and p.isolated_wallet is None]
+            liq = get_model("binanceusdm").liquidation_price(
+                leg, wallet_balance=account.wallet_balance, others=others, options=options
+            )
+            if liq.price is None:
+                continue
+            close_side: Side = "sell" if leg.side > 0 else "buy"
+            fill = terms.stop_exit(
+                market.book,
+                close_side,
+                leg.quantity,
+                trigger_price=stop,
+                stop_slippage_bps=limits.stop_slippage_bps,
+                volatility=market.volatility,
+                window_s=limits.volatility_window_s,
+            )
+            distance = leg.side * (fill.effective_price - liq.price) / liq.price * 100.0
+            check = StopCheck(leg.symbol, stop, fill.effective_price, liq.price, distance, degraded)
+            checks.append(check)
+            if distance < limits.min_liquidation_buffer_pct:
+                detail = (
+                    f"{leg.symbol}: stop {stop:g} now fills at {fill.effective_price:.6g}, "
+                    f"{distance:.2f} % from liquidation {liq.price:.6g} "
+                    f"(policy needs {limits.min_liquidation_buffer_pct:g} %"
+                    f"{', degraded fills' if degraded else ''})"
+                )
+                logger.warning("open position no longer protected: {}", detail)
+                self.hooks.emit(
+                    VerdictEvent(
+                        at=now,
+                        allowed=False,
+                        code=Code.STOP_BEYOND_LIQUIDATION,
+                        symbol=leg.symbol,
+                        detail=detail,
+                    )
+                )
+        return checks
+
+    def _protective_stop(self, leg: PositionLeg) -> float | None:
+        """The trigger of the resting reduce-only stop closing ``leg`` (the tightest one)."""
+        seen = self.cache.open_orders.get(leg.symbol)
+        closing = "sell" if leg.side > 0 else "buy"
+        triggers = []
+        for order in seen.value if seen is not None else ():
+            info = order.get("info") or {}
+            reduces = order.get("reduceOnly") or str(info.get("closePosition")).lower() == "true"
+            trigger = _positive(order.get("triggerPrice") or order.get("stopPrice"))
+            if reduces and trigger is not None and order.get("side") == closing:
+                triggers.append(trigger)
+        if not triggers:
+            return None
+        # The stop nearest the mark fires first: that is the one that must clear liquidation.
+        return max(triggers) if leg.side > 0 else min(triggers)
+
+    def health_changed(self, event: Any) -> None:
+        """Hook for the health monitor's state changes: re-check open positions when worse."""
+        if getattr(event, "metric", "").startswith("rules:"):
+            return
+        if str(getattr(event, "current", "NORMAL")) != "NORMAL":
+            self.recheck_positions(float(event.at))
 
 
 def _tier_table(raw: Any) -> TierTable | None:
@@ -467,4 +562,4 @@ def _wallet_balance(balance: Mapping[str, Any], settle: str) -> float | None:
     return _finite((balance.get("total") or {}).get(settle))
 
 
-__all__ = ["GateDenial", "PreTradeGate"]
+__all__ = ["GateDenial", "PreTradeGate", "StopCheck"]

@@ -1,0 +1,177 @@
+"""The market cache (what to re-read, rule drift) and the re-check of open positions' stops.
+
+The data are real ccxt structures: read from the in-process mock venue by a plain ccxt client
+and fed to the cache the way the guard feeds it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from safeguard.clock import ManualClock
+from safeguard.codes import Code
+from safeguard.config import Policy, RiskLimits
+from safeguard.guard.core import Send
+from safeguard.guard.degradation import HealthMonitor
+from safeguard.guard.events import EventKind, Hooks, VerdictEvent
+from safeguard.guard.gate import PreTradeGate
+from safeguard.guard.market import MarketCache, Seen
+from safeguard.venue import Venue, VenueConfig
+from safeguard.venue.dialect import Dialect
+from safeguard.venue.inprocess import inprocess_client
+
+SYMBOL = "ETH/USDT:USDT"
+KEY, SECRET = "mc-key-0123456789", "mc-secret-0123456789abcdef"
+
+
+def _methods(sends: list[Send]) -> list[str]:
+    return [s.method for s in sends]
+
+
+def test_refresh_names_what_is_missing_then_what_is_due() -> None:
+    limits = RiskLimits(max_market_data_age_s=4.0, max_rules_age_s=100.0)
+    cache = MarketCache(limits)
+    assert _methods(cache.refresh(SYMBOL, 0.0)) == [
+        "load_markets",
+        "fetch_leverage_tiers",
+        "fetch_funding_rate",
+        "fetch_ticker",
+        "fetch_order_book",
+        "fetch_balance",
+        "fetch_positions",
+        "fetch_open_orders",
+    ]
+    for send in cache.refresh(SYMBOL, 0.0):
+        value: Any = (
+            {SYMBOL: {"precision": {"price": 0.01}}} if send.method == "load_markets" else {}
+        )
+        if send.method == "fetch_leverage_tiers":
+            value = {SYMBOL: []}
+        if send.method in ("fetch_positions", "fetch_open_orders"):
+            value = []
+        cache.absorb(send, value, 0.0)
+    assert cache.refresh(SYMBOL, 1.9) == []
+    # Market data is due at half its allowed age; rules at half theirs.
+    assert _methods(cache.refresh(SYMBOL, 2.0)) == [
+        "fetch_funding_rate",
+        "fetch_ticker",
+        "fetch_order_book",
+        "fetch_balance",
+        "fetch_positions",
+        "fetch_open_orders",
+    ]
+    assert _methods(cache.refresh(SYMBOL, 50.0))[:2] == ["load_markets", "fetch_leverage_tiers"]
+    # A symbol the venue does not list needs nothing more: the verdict denies it.
+    assert cache.refresh("NOPE/USDT:USDT", 1.0) == []
+
+
+def test_rule_drift_is_reported_field_by_field() -> None:
+    cache = MarketCache(RiskLimits())
+    before = {SYMBOL: {"precision": {"price": 0.01, "amount": 0.001}, "taker": 0.0005}}
+    after = {SYMBOL: {"precision": {"price": 0.05, "amount": 0.001}, "taker": 0.0004}}
+    assert cache.absorb(Send("load_markets", (True,)), before, 0.0) == []
+    changes = cache.absorb(Send("load_markets", (True,)), after, 10.0)
+    assert {(c.field, c.old, c.new) for c in changes} == {
+        ("precision.price", 0.01, 0.05),
+        ("taker", 0.0005, 0.0004),
+    }
+    ladder = [{"minNotional": 0, "maxNotional": 50_000, "maintenanceMarginRate": 0.005,
+               "maxLeverage": 50}]  # fmt: skip
+    cache.absorb(Send("fetch_leverage_tiers", ()), {SYMBOL: ladder}, 0.0)
+    moved = [{**ladder[0], "maintenanceMarginRate": 0.01}]
+    (change,) = cache.absorb(Send("fetch_leverage_tiers", ()), {SYMBOL: moved}, 5.0)
+    assert (change.symbol, change.field) == (SYMBOL, "tiers")
+
+
+def test_a_placed_order_updates_open_orders_and_drops_the_account() -> None:
+    cache = MarketCache(RiskLimits())
+    cache.balance = Seen({"total": {}}, 0.0, None)
+    cache.positions = Seen([], 0.0, None)
+    cache.open_orders[SYMBOL] = Seen([{"id": "1", "status": "open"}], 0.0, None)
+    cache.placed(SYMBOL, {"id": "2", "status": "open"}, 1.0)
+    assert cache.balance is None
+    assert cache.positions is None
+    assert [o["id"] for o in cache.open_orders[SYMBOL].value] == ["1", "2"]
+    cache.placed(SYMBOL, {"id": "3", "status": "closed"}, 2.0)
+    assert [o["id"] for o in cache.open_orders[SYMBOL].value] == ["1", "2"]
+
+
+def test_venue_timestamps_decide_the_age_not_our_fetch() -> None:
+    cache = MarketCache(RiskLimits())
+    send = Send("fetch_order_book", (SYMBOL, 100))
+    cache.absorb(send, {"bids": [], "asks": [], "timestamp": 1_000_000}, 1_030.0)
+    assert cache.books[SYMBOL].age(1_030.0) == pytest.approx(30.0)
+
+
+# --- re-checking open positions -----------------------------------------------------------------
+
+
+def _gate_with_a_leveraged_long(
+    health: HealthMonitor,
+) -> tuple[PreTradeGate, list[VerdictEvent], Any]:
+    clock = ManualClock(1_700_000_000.0)
+    venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=clock)
+    venue.create_account(KEY, SECRET, wallet=400.0)
+    raw = inprocess_client(Dialect(venue), KEY, SECRET)
+    raw.load_markets()
+    raw.set_leverage(20, SYMBOL)
+    raw.create_order(SYMBOL, "market", "buy", 2.0)  # ~6,000 notional on a 400 wallet
+    policy = Policy.build(risk={"require_stop": False})
+    hooks = Hooks()
+    events: list[VerdictEvent] = []
+    hooks.subscribe(EventKind.VERDICT, events.append)
+    gate = PreTradeGate(policy, MarketCache(policy.risk), health, hooks)
+    now = clock.time()
+    for method, args in (
+        ("load_markets", (True,)),
+        ("fetch_leverage_tiers", ()),
+        ("fetch_funding_rate", (SYMBOL,)),
+        ("fetch_ticker", (SYMBOL,)),
+        ("fetch_order_book", (SYMBOL, 100)),
+        ("fetch_balance", ()),
+        ("fetch_positions", ()),
+    ):
+        gate.absorb(Send(method, args), getattr(raw, method)(*args), now)
+    return gate, events, now
+
+
+def _stop(gate: PreTradeGate, trigger: float) -> None:
+    order = {"id": "s1", "side": "sell", "reduceOnly": True, "triggerPrice": trigger,
+             "status": "open"}  # fmt: skip
+    gate.cache.open_orders[SYMBOL] = Seen([order], 0.0, None)
+
+
+def test_a_stop_that_no_longer_clears_liquidation_is_reported() -> None:
+    gate, events, now = _gate_with_a_leveraged_long(HealthMonitor())
+    position = gate.cache.positions.value[0]  # type: ignore[union-attr]
+    _stop(gate, round(position["entryPrice"] * 0.99, 2))
+    (safe,) = gate.recheck_positions(now)
+    assert safe.distance_pct > gate.policy.risk.min_liquidation_buffer_pct
+    assert events == []
+
+    _stop(gate, round(safe.liquidation * 1.002, 2))  # a hair inside liquidation
+    (unsafe,) = gate.recheck_positions(now)
+    assert unsafe.distance_pct < gate.policy.risk.min_liquidation_buffer_pct
+    (event,) = events
+    assert (event.allowed, event.code, event.symbol) == (
+        False,
+        Code.STOP_BEYOND_LIQUIDATION,
+        SYMBOL,
+    )
+
+
+def test_a_degraded_venue_prices_the_same_stop_worse() -> None:
+    health = HealthMonitor()
+    gate, _, now = _gate_with_a_leveraged_long(health)
+    position = gate.cache.positions.value[0]  # type: ignore[union-attr]
+    _stop(gate, round(position["entryPrice"] * 0.97, 2))
+    (calm,) = gate.recheck_positions(now)
+    for _ in range(20):
+        health.record("fetch_ticker", 0.01, "error", now)
+    assert str(health.state(now)) != "NORMAL"
+    (sick,) = gate.recheck_positions(now)
+    assert sick.degraded
+    assert sick.stop_fill < calm.stop_fill
+    assert sick.distance_pct < calm.distance_pct
