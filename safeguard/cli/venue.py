@@ -10,6 +10,7 @@ time (bots sign with wall time). Stop it with Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import secrets
 import signal
 import sys
@@ -88,6 +89,12 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"safeguard: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    if not ipaddress.ip_address(server.host).is_loopback:
+        print(
+            f"safeguard: warning: serving on {server.host}, not loopback: anyone who can reach "
+            "it can trade with the printed key (the /admin routes still answer loopback only)",
+            file=sys.stderr,
+        )
     print(f"venue: {server.url}", flush=True)
     print(f"api key: {api_key}", flush=True)
     if generated:
