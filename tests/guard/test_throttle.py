@@ -434,3 +434,27 @@ def test_the_same_traffic_gets_a_plain_client_banned() -> None:
     report = simulate(limits.limits, budget=None, start=T0, seconds=180.0, seed=1)
     assert report.throttled > 0
     assert report.banned_at is not None
+
+
+def test_bans_command_shows_and_clears_persisted_bans(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safeguard.cli import main
+
+    assert main(["bans", "--state-dir", str(tmp_path)]) == 0
+    assert "no bans recorded" in capsys.readouterr().out
+    store = BanStore(tmp_path)
+    store.record("binanceusdm@fapi.binance.com", 4_000_000_000.0)  # in 2096: in force
+    store.record("old@host", 1_000.0)  # long over
+    assert main(["bans", "--state-dir", str(tmp_path), "--json"]) == 1
+    rows = {row["ip_key"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["binanceusdm@fapi.binance.com"]["in_force"] is True
+    assert rows["old@host"]["in_force"] is False
+    assert (
+        main(["bans", "--state-dir", str(tmp_path), "--clear", "binanceusdm@fapi.binance.com"]) == 0
+    )
+    assert main(["bans", "--state-dir", str(tmp_path)]) == 0
+    assert "old@host: until 1970-01-01T00:16:40+00:00 (expired)" in capsys.readouterr().out
+    (tmp_path / FILENAME).write_text("{broken")
+    assert main(["bans", "--state-dir", str(tmp_path)]) == 2  # a corrupt file is named, exit 2
+    assert "ban file" in capsys.readouterr().err
