@@ -16,9 +16,10 @@ Per limit, with ``L`` the limit and ``u`` the weight used in the current window:
   rolls (the client raises :class:`~safeguard.errors.ThrottleHold` or waits);
 * orders and essential reads stop at ``L - reserve``, where ``reserve = reserve_fraction * L``
   is kept for cancels and reduce-only orders, which alone may spend it, up to ``L``;
-* a 429 stops everything for its ``Retry-After`` (or until the offending window rolls), and a
-  418 bans everything until the ban ends, persisted by :class:`~safeguard.guard.bans.BanStore`
-  so a restarted process fails fast too.
+* a 429 stops everything for its ``Retry-After`` (or until the offending window rolls), except
+  cancels when a full order-count window explains it (cancels count no order); a 418 bans
+  everything until the ban ends, persisted by :class:`~safeguard.guard.bans.BanStore` so a
+  restarted process fails fast too.
 
 Everything here is pure: time is an argument. :class:`RateBudget` is thread-safe because
 several guarded exchanges sharing an IP or an API key share one budget
