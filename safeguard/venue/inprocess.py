@@ -54,6 +54,11 @@ class _Transport:
             headers=dict(request_headers),
             client_ip=self.client_ip,
         )
+        if self.asynchronous:
+            ex.last_request_headers = request_headers
+        if ex.verbose:
+            ex.log("\nfetch Request:", ex.id, method, url, "RequestHeaders:", request_headers,
+                   "RequestBody:", body)  # fmt: skip
         details = " ".join([ex.id, method, url])
         answer = self.dialect.handle(request)
         if answer.delivery is Delivery.HANG or answer.latency_s * 1000 >= ex.timeout:
@@ -76,6 +81,9 @@ class _Transport:
             ex.last_json_response = json_response
         if ex.enableLastResponseHeaders:
             ex.last_response_headers = response_headers
+        if ex.verbose:
+            ex.log("\nfetch Response:", ex.id, method, url, status, "ResponseHeaders:",
+                   response_headers, "ResponseBody:", http_response)  # fmt: skip
         if json_response and not isinstance(json_response, list) and ex.returnResponseHeaders:
             json_response["responseHeaders"] = response_headers
 
