@@ -108,6 +108,8 @@ class Order:
     volatility: float
     amount: float
     exposure: Exposure
+    increases: bool
+    """``exposure.increases``, read by most checks, so kept as a field."""
     leg: PositionLeg | None
     other_cross: tuple[PositionLeg, ...]
     other_notional: float
@@ -185,6 +187,7 @@ class Order:
             volatility=market.volatility,
             amount=intent.amount,
             exposure=exposure,
+            increases=exposure.increases,
             leg=leg,
             other_cross=tuple(p for p in others if p.isolated_wallet is None) if others else (),
             other_notional=other_notional,
@@ -200,10 +203,6 @@ class Order:
         )
 
     @property
-    def increases(self) -> bool:
-        return self.exposure.increases
-
-    @property
     def leg_mode(self) -> str | None:
         if self.leg is None:
             return None
@@ -217,6 +216,7 @@ class Order:
         one private copy rather than copying every field a dozen times."""
         self.amount = amount
         self.exposure = Exposure.of(self.intent, self.account, amount)
+        self.increases = self.exposure.increases
 
     def reduce_only_flips(self, amount: float) -> bool:
         held = self.exposure.held

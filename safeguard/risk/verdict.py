@@ -2,11 +2,11 @@
 
 :func:`evaluate` never does I/O and never reads the clock. It runs in three passes:
 
-1. **Gates** that need no prices: input types, the symbol, the account, the age of every piece
-   of market data, the market's filters, the order's shape, reduce-only and post-only, leverage
-   policy, open-order count, the stop's presence and side. Missing data needed to price the
-   order ends the verdict here with a DENY (it fails closed); stale data denies but the order
-   is still priced so the report shows what it would have cost.
+1. **Gates** that need no prices: input types, the symbol, the account, and the presence and
+   age of every piece of market data (here), then the market's filters and the order's shape
+   (:mod:`safeguard.risk.checks`). Missing data needed to price the order ends the verdict with
+   a DENY (it fails closed); stale data denies but the order is still priced so the report
+   shows what it would have cost.
 2. **Pricing** on the expected face of the fill model (:mod:`safeguard.risk.pricing`) and the
    checks that depend on prices: depth, notional per order / position / account, concentration,
    the tier's leverage cap, margin, liquidation at entry, and the stop's fill against the
@@ -27,10 +27,11 @@ from typing import Any
 
 from safeguard.codes import Code
 from safeguard.config import RiskLimits
+from safeguard.risk.checks import run_priced_checks, run_shape_checks, run_size_rules
 from safeguard.risk.fills import FillFace, FillModel
 from safeguard.risk.models import Account, MarketSnapshot, OrderIntent, is_multiple
-from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt, pct
-from safeguard.risk.pricing import Exposure, Order, PricedOrder, price_order
+from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt
+from safeguard.risk.pricing import Exposure, Order, price_order
 
 DENY = Severity.DENY
 WARN = Severity.WARN
@@ -101,17 +102,17 @@ def evaluate(
         order = Order.build(
             intent, market, account, limits, now, exposure, fills.expected.taker_fee
         )
-        _gate_rules(order, intent.amount, findings)
-        _gate_shape(order, findings)
+        findings.extend(run_size_rules(order, intent.amount))
+        findings.extend(run_shape_checks(order))
         if findings and any(f.severity is DENY and f.code is Code.INVALID_INPUT for f in findings):
             return _bare_verdict(intent, now, degraded, tuple(findings))
         expected = price_order(order, fills.expected, intent.amount)
-        findings.extend(_priced_checks(order, expected))
+        findings.extend(run_priced_checks(order, expected))
         costing = expected.costing
         if degraded:
             sick = price_order(order, fills.degraded, intent.amount)
             costing = sick.costing
-            findings.extend(_degraded_only(_priced_checks(order, sick), findings))
+            findings.extend(_degraded_only(run_priced_checks(order, sick), findings))
     except (ValueError, ArithmeticError) as exc:
         # Inputs that pass validation one by one can still be absurd together (a mark of
         # 1e-300 against a 1e16 order, a 100 % safety buffer); whatever the arithmetic or the
@@ -297,369 +298,6 @@ def _gate_data(
     return True
 
 
-def _gate_rules(order: Order, amount: float, findings: list[Finding]) -> None:
-    """The market's filters: tick, step, min/max quantity, min notional."""
-    intent, rules = order.intent, order.rules
-    if intent.price is not None and not is_multiple(intent.price, rules.tick_size):
-        findings.append(
-            Finding(
-                Code.TICK_SIZE,
-                DENY,
-                f"price {fmt(intent.price)} is not a multiple of the tick {fmt(rules.tick_size)}",
-                {"price": intent.price, "tick_size": rules.tick_size},
-            )
-        )
-    if intent.stop_price is not None and not is_multiple(intent.stop_price, rules.tick_size):
-        findings.append(
-            Finding(
-                Code.TICK_SIZE,
-                DENY,
-                f"stop {fmt(intent.stop_price)} is not a multiple of the tick "
-                f"{fmt(rules.tick_size)}",
-                {"stop_price": intent.stop_price, "tick_size": rules.tick_size},
-            )
-        )
-    findings.extend(_size_rules(order, amount))
-
-
-def _size_rules(order: Order, amount: float) -> list[Finding]:
-    intent, rules = order.intent, order.rules
-    out: list[Finding] = []
-    if not is_multiple(amount, rules.step_size):
-        out.append(
-            Finding(
-                Code.STEP_SIZE,
-                DENY,
-                f"amount {fmt(amount)} is not a multiple of the step {fmt(rules.step_size)}",
-                {"amount": amount, "step_size": rules.step_size},
-            )
-        )
-    if amount < rules.min_qty:
-        out.append(
-            Finding(
-                Code.MIN_QUANTITY,
-                DENY,
-                f"amount {fmt(amount)} is below the market minimum {fmt(rules.min_qty)}",
-                {"amount": amount, "min_qty": rules.min_qty},
-            )
-        )
-    if rules.max_qty is not None and amount > rules.max_qty:
-        out.append(
-            Finding(
-                Code.MAX_QUANTITY,
-                DENY,
-                f"amount {fmt(amount)} is above the market maximum {fmt(rules.max_qty)}",
-                {"amount": amount, "max_qty": rules.max_qty},
-            )
-        )
-    notional = amount * order.reference_price
-    # Venues exempt reduce-only orders from the minimum notional so dust can be closed.
-    if not intent.reduce_only and notional < rules.min_notional:
-        out.append(
-            Finding(
-                Code.MIN_NOTIONAL,
-                DENY,
-                f"notional {fmt(notional)} is below the market minimum {fmt(rules.min_notional)}",
-                {"notional": notional, "min_notional": rules.min_notional},
-            )
-        )
-    return out
-
-
-def _gate_shape(order: Order, findings: list[Finding]) -> None:
-    """Band, post-only, reduce-only, margin mode, leverage policy, open orders, stop presence."""
-    intent, limits, market = order.intent, order.limits, order.market
-    mark = order.mark
-    if order.leg is not None and order.leg_mode != intent.margin_mode:
-        findings.append(
-            Finding(
-                Code.INVALID_INPUT,
-                DENY,
-                f"margin_mode is {intent.margin_mode} but the open {intent.symbol} position is "
-                f"{order.leg_mode}; the venue will not mix them",
-                {"margin_mode": intent.margin_mode, "position_margin_mode": order.leg_mode},
-            )
-        )
-    band = limits.price_band_pct
-    if band is not None and intent.price is not None:
-        off = (intent.price - mark) / mark * 100.0
-        if abs(off) > band:
-            findings.append(
-                Finding(
-                    Code.PRICE_OUTSIDE_BAND,
-                    DENY,
-                    f"price {fmt(intent.price)} is {pct(abs(off))} % from the mark {fmt(mark)}; "
-                    f"policy band is {pct(band)} %",
-                    {"price": intent.price, "mark": mark, "off_pct": off, "band_pct": band},
-                )
-            )
-    if intent.post_only and intent.price is not None:
-        touch = order.book.touch(intent.side)
-        if (intent.price - touch) * intent.direction >= 0:
-            findings.append(
-                Finding(
-                    Code.POST_ONLY_WOULD_TAKE,
-                    DENY,
-                    f"post-only {intent.side} at {fmt(intent.price)} would take: "
-                    f"best {'ask' if intent.side == 'buy' else 'bid'} is {fmt(touch)}",
-                    {"price": intent.price, "touch": touch},
-                )
-            )
-    if intent.reduce_only:
-        held = order.exposure.held
-        if held == 0.0 or held * intent.direction > 0:
-            what = "no position" if held == 0.0 else f"a {fmt(held)} position"
-            findings.append(
-                Finding(
-                    Code.REDUCE_ONLY_WOULD_INCREASE,
-                    DENY,
-                    f"reduce-only {intent.side} of {fmt(intent.amount)} against {what} "
-                    "would open or add exposure",
-                    {"position": held, "amount": intent.amount},
-                )
-            )
-        elif order.reduce_only_flips(intent.amount):
-            findings.append(
-                Finding(
-                    Code.REDUCE_ONLY_WOULD_FLIP,
-                    DENY,
-                    f"reduce-only {intent.side} of {fmt(intent.amount)} exceeds the "
-                    f"{fmt(abs(held))} position and would flip it",
-                    {"position": held, "amount": intent.amount},
-                )
-            )
-    if order.increases:
-        cap = limits.max_leverage
-        if cap is not None and intent.leverage > cap:
-            findings.append(
-                Finding(
-                    Code.LEVERAGE_ABOVE_POLICY,
-                    DENY,
-                    f"leverage {fmt(intent.leverage)}x is above the policy's {fmt(cap)}x",
-                    {"leverage": intent.leverage, "max_leverage": cap},
-                )
-            )
-        if intent.stop_price is None and limits.require_stop:
-            findings.append(
-                Finding(
-                    Code.STOP_REQUIRED,
-                    DENY,
-                    f"this {intent.side} {order.exposure.effect}s a position without a stop; "
-                    "policy requires one",
-                    {"effect": order.exposure.effect},
-                )
-            )
-    max_orders = limits.max_open_orders
-    if max_orders is not None and order.new_resting:
-        account_orders = order.account.open_orders
-        after = account_orders + order.new_resting
-        if after > max_orders:
-            findings.append(
-                Finding(
-                    Code.OPEN_ORDER_COUNT,
-                    DENY,
-                    f"{account_orders} open orders + {order.new_resting} new would make {after}; "
-                    f"policy allows {max_orders}",
-                    {"open_orders": account_orders, "after": after, "max_open_orders": max_orders},
-                )
-            )
-    stop = intent.stop_price
-    if stop is not None and order.exposure.after != 0.0:
-        watched = market.last if intent.stop_trigger == "last" else mark
-        assert watched is not None
-        long_after = order.exposure.after > 0
-        if (stop >= watched) if long_after else (stop <= watched):
-            findings.append(
-                Finding(
-                    Code.STOP_WRONG_SIDE,
-                    DENY if order.increases else WARN,
-                    f"stop {fmt(stop)} is already {'at or above' if long_after else 'at or below'} "
-                    f"the {intent.stop_trigger} price {fmt(watched)}: it would trigger at once",
-                    {"stop_price": stop, "watched_price": watched},
-                )
-            )
-
-
-# --- pass 2: checks on prices --------------------------------------------------------------
-
-
-def _priced_checks(order: Order, priced: PricedOrder) -> list[Finding]:
-    intent, limits, costing = order.intent, order.limits, priced.costing
-    out: list[Finding] = []
-    increases = order.increases
-    if priced.entry_unfilled > 0.0 and intent.type == "market":
-        out.append(
-            Finding(
-                Code.INSUFFICIENT_DEPTH,
-                DENY,
-                f"market {intent.side} of {fmt(costing.amount)} exceeds the visible book by "
-                f"{fmt(priced.entry_unfilled)}",
-                {"amount": costing.amount, "unfilled": priced.entry_unfilled},
-            )
-        )
-    band = limits.price_band_pct
-    if band is not None and intent.type == "market":
-        off = (costing.expected_entry - order.mark) / order.mark * 100.0
-        if abs(off) > band:
-            out.append(
-                Finding(
-                    Code.PRICE_OUTSIDE_BAND,
-                    DENY,
-                    f"expected fill {fmt(costing.expected_entry)} is {pct(abs(off))} % from the "
-                    f"mark {fmt(order.mark)}; policy band is {pct(band)} %",
-                    {"expected_entry": costing.expected_entry, "off_pct": off, "band_pct": band},
-                )
-            )
-    cap = limits.max_notional_per_order
-    if cap is not None and costing.order_notional > cap:
-        out.append(
-            Finding(
-                Code.NOTIONAL_PER_ORDER,
-                DENY,
-                f"order notional {fmt(costing.order_notional)} is above the policy's {fmt(cap)}",
-                {"notional": costing.order_notional, "max": cap},
-            )
-        )
-    if not increases:
-        out.extend(_stop_checks(order, priced, WARN))
-        return out
-    cap = limits.max_notional_per_position
-    if cap is not None and costing.position_notional > cap:
-        out.append(
-            Finding(
-                Code.NOTIONAL_PER_POSITION,
-                DENY,
-                f"{intent.symbol} position notional would be {fmt(costing.position_notional)}; "
-                f"policy allows {fmt(cap)}",
-                {"notional": costing.position_notional, "max": cap},
-            )
-        )
-    cap = limits.max_notional_per_account
-    total = order.other_notional + costing.position_notional
-    if cap is not None and total > cap:
-        out.append(
-            Finding(
-                Code.NOTIONAL_PER_ACCOUNT,
-                DENY,
-                f"account notional would be {fmt(total)}; policy allows {fmt(cap)}",
-                {"notional": total, "max": cap},
-            )
-        )
-    share_cap = limits.max_concentration
-    if share_cap is not None:
-        equity = order.equity - costing.entry_fee
-        share = costing.position_notional / equity if equity > 0 else math.inf
-        if share > share_cap:
-            out.append(
-                Finding(
-                    Code.CONCENTRATION,
-                    DENY,
-                    f"{intent.symbol} would be {pct(share * 100)} % of equity {fmt(equity)}; "
-                    f"policy allows {pct(share_cap * 100)} %",
-                    {"share": share, "equity": equity, "max": share_cap},
-                )
-            )
-    tier_cap = costing.tier_max_leverage
-    if tier_cap is None:
-        out.append(
-            Finding(
-                Code.LEVERAGE_ABOVE_TIER,
-                DENY,
-                f"position notional {fmt(costing.position_notional)} is beyond the last tier "
-                f"({fmt(order.rules.max_position_notional)}); the venue would refuse it",
-                {"notional": costing.position_notional},
-            )
-        )
-    elif intent.leverage > tier_cap:
-        out.append(
-            Finding(
-                Code.LEVERAGE_ABOVE_TIER,
-                DENY,
-                f"leverage {fmt(intent.leverage)}x is above tier {costing.tier}'s "
-                f"{fmt(tier_cap)}x at notional {fmt(costing.position_notional)}",
-                {"leverage": intent.leverage, "tier_max_leverage": tier_cap, "tier": costing.tier},
-            )
-        )
-    needed = costing.initial_margin + costing.entry_fee
-    if needed > order.available:
-        out.append(
-            Finding(
-                Code.INSUFFICIENT_MARGIN,
-                DENY,
-                f"order needs {fmt(needed)} (margin {fmt(costing.initial_margin)} + fee "
-                f"{fmt(costing.entry_fee)}); {fmt(order.available)} is available",
-                {"needed": needed, "available": order.available},
-            )
-        )
-    liq = costing.liquidation_price
-    long_after = costing.position_after > 0
-    if liq is not None and (liq - order.mark) * (1 if long_after else -1) >= 0:
-        out.append(
-            Finding(
-                Code.LIQUIDATION_AT_ENTRY,
-                DENY,
-                f"liquidation {fmt(liq)} is already {'above' if long_after else 'below'} "
-                f"the mark {fmt(order.mark)}: the position would open liquidated",
-                {"liquidation_price": liq, "mark": order.mark},
-            )
-        )
-    stop = intent.stop_price
-    if stop is not None and (stop - costing.expected_entry) * intent.direction >= 0:
-        out.append(
-            Finding(
-                Code.STOP_WRONG_SIDE,
-                DENY,
-                f"stop {fmt(stop)} is on the profit side of the expected entry "
-                f"{fmt(costing.expected_entry)} for a {intent.side}",
-                {"stop_price": stop, "expected_entry": costing.expected_entry},
-            )
-        )
-    out.extend(_stop_checks(order, priced, DENY))
-    return out
-
-
-def _stop_checks(order: Order, priced: PricedOrder, severity: Severity) -> list[Finding]:
-    costing, limits = priced.costing, order.limits
-    if costing.stop_effective_price is None or costing.stop_distance_pct is None:
-        return []
-    out: list[Finding] = []
-    if priced.stop_unfilled > 0.0:
-        out.append(
-            Finding(
-                Code.INSUFFICIENT_DEPTH,
-                severity,
-                f"the stop's close of {fmt(abs(costing.position_after))} exceeds the visible book "
-                f"by {fmt(priced.stop_unfilled)}: its fill cannot be priced",
-                {"unfilled": priced.stop_unfilled},
-            )
-        )
-    need = limits.min_liquidation_buffer_pct
-    distance = costing.stop_distance_pct
-    if distance < need:
-        liq = costing.liquidation_price
-        assert liq is not None
-        where = (
-            f"sits {pct(distance)} % inside" if distance >= 0 else f"is {pct(-distance)} % beyond"
-        )
-        out.append(
-            Finding(
-                Code.STOP_BEYOND_LIQUIDATION,
-                severity,
-                f"stop fill {fmt(costing.stop_effective_price)} {where} liquidation {fmt(liq)} "
-                f"({pct(abs(costing.stop_distance_vol or 0.0))} x recent volatility); "
-                f"policy needs {pct(need)} %",
-                {
-                    "stop_effective_price": costing.stop_effective_price,
-                    "liquidation_price": liq,
-                    "distance_pct": distance,
-                    "distance_vol": costing.stop_distance_vol,
-                    "required_pct": need,
-                },
-            )
-        )
-    return out
-
-
 def _degraded_only(sick: list[Finding], calm: list[Finding]) -> list[Finding]:
     """Denials only the degraded face produced, restated as DEGRADED_RISK."""
     calm_denials = {f.code for f in calm if f.severity is DENY}
@@ -706,12 +344,12 @@ def _bare_verdict(intent: Any, now: Any, degraded: Any, findings: tuple[Finding,
 
 
 def _passes_at(probe: Order, fills: FillModel, degraded: bool, amount: float) -> bool:
-    if _size_rules(probe, amount) or probe.reduce_only_flips(amount):
+    if run_size_rules(probe, amount) or probe.reduce_only_flips(amount):
         return False
     probe.set_amount(amount)
     for terms in (fills.expected, fills.degraded) if degraded else (fills.expected,):
         priced = price_order(probe, terms, amount)
-        if any(f.severity is DENY for f in _priced_checks(probe, priced)):
+        if any(f.severity is DENY for f in run_priced_checks(probe, priced)):
             return False
     return True
 

@@ -1,0 +1,523 @@
+"""The pre-trade checks, one small function each.
+
+A check looks at one thing and returns a :class:`~safeguard.risk.outcome.Finding` (with its
+stable code, a sentence with the numbers, and the numbers) or ``None``. Checks never raise for
+a failing order and never do I/O; :mod:`safeguard.risk.verdict` decides which run and when.
+
+Three families, by what they need:
+
+- :data:`SIZE_RULES` take the order and an amount (the size search probes other amounts);
+- :data:`SHAPE_CHECKS` take the order alone (no prices);
+- :data:`PRICED_CHECKS` take the order priced on one face of the fill model.
+
+Severity follows one rule: what adds exposure is denied; an order that only reduces exposure
+gets a warning for the same finding, because blocking the way out is itself a risk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from safeguard.codes import Code
+from safeguard.risk.models import is_multiple
+from safeguard.risk.outcome import Finding, Severity, fmt, pct
+from safeguard.risk.pricing import Order, PricedOrder
+
+DENY = Severity.DENY
+WARN = Severity.WARN
+
+SizeRule = Callable[[Order, float], Finding | None]
+ShapeCheck = Callable[[Order], Finding | None]
+PricedCheck = Callable[[Order, PricedOrder], Finding | None]
+
+_EFFECT_WORDS = {"open": "opens", "add": "adds to", "flip": "flips"}
+
+
+# --- the market's filters -----------------------------------------------------------------
+
+
+def step_size(order: Order, amount: float) -> Finding | None:
+    step = order.rules.step_size
+    if is_multiple(amount, step):
+        return None
+    return Finding(
+        Code.STEP_SIZE,
+        DENY,
+        f"amount {fmt(amount)} is not a multiple of the step {fmt(step)}",
+        {"amount": amount, "step_size": step},
+    )
+
+
+def min_quantity(order: Order, amount: float) -> Finding | None:
+    least = order.rules.min_qty
+    if amount >= least:
+        return None
+    return Finding(
+        Code.MIN_QUANTITY,
+        DENY,
+        f"amount {fmt(amount)} is below the market minimum {fmt(least)}",
+        {"amount": amount, "min_qty": least},
+    )
+
+
+def max_quantity(order: Order, amount: float) -> Finding | None:
+    most = order.rules.max_qty
+    if most is None or amount <= most:
+        return None
+    return Finding(
+        Code.MAX_QUANTITY,
+        DENY,
+        f"amount {fmt(amount)} is above the market maximum {fmt(most)}",
+        {"amount": amount, "max_qty": most},
+    )
+
+
+def min_notional(order: Order, amount: float) -> Finding | None:
+    # Venues exempt reduce-only orders from the minimum notional so dust can be closed.
+    if order.intent.reduce_only:
+        return None
+    least = order.rules.min_notional
+    notional = amount * order.reference_price
+    if notional >= least:
+        return None
+    return Finding(
+        Code.MIN_NOTIONAL,
+        DENY,
+        f"notional {fmt(notional)} is below the market minimum {fmt(least)}",
+        {"notional": notional, "min_notional": least},
+    )
+
+
+SIZE_RULES: tuple[SizeRule, ...] = (step_size, min_quantity, max_quantity, min_notional)
+
+
+# --- the order's shape (no prices needed) ---------------------------------------------------
+
+
+def price_tick(order: Order) -> Finding | None:
+    price, tick = order.intent.price, order.rules.tick_size
+    if price is None or is_multiple(price, tick):
+        return None
+    return Finding(
+        Code.TICK_SIZE,
+        DENY,
+        f"price {fmt(price)} is not a multiple of the tick {fmt(tick)}",
+        {"price": price, "tick_size": tick},
+    )
+
+
+def stop_tick(order: Order) -> Finding | None:
+    stop, tick = order.intent.stop_price, order.rules.tick_size
+    if stop is None or is_multiple(stop, tick):
+        return None
+    return Finding(
+        Code.TICK_SIZE,
+        DENY,
+        f"stop {fmt(stop)} is not a multiple of the tick {fmt(tick)}",
+        {"stop_price": stop, "tick_size": tick},
+    )
+
+
+def margin_mode(order: Order) -> Finding | None:
+    intent, held_mode = order.intent, order.leg_mode
+    if held_mode is None or held_mode == intent.margin_mode:
+        return None
+    return Finding(
+        Code.INVALID_INPUT,
+        DENY,
+        f"margin_mode is {intent.margin_mode} but the open {intent.symbol} position is "
+        f"{held_mode}; the venue will not mix them",
+        {"margin_mode": intent.margin_mode, "position_margin_mode": held_mode},
+    )
+
+
+def price_band(order: Order) -> Finding | None:
+    band, price, mark = order.limits.price_band_pct, order.intent.price, order.mark
+    if band is None or price is None:
+        return None
+    off = (price - mark) / mark * 100.0
+    if abs(off) <= band:
+        return None
+    return Finding(
+        Code.PRICE_OUTSIDE_BAND,
+        DENY,
+        f"price {fmt(price)} is {pct(abs(off))} % from the mark {fmt(mark)}; "
+        f"policy band is {pct(band)} %",
+        {"price": price, "mark": mark, "off_pct": off, "band_pct": band},
+    )
+
+
+def post_only(order: Order) -> Finding | None:
+    intent = order.intent
+    if not intent.post_only or intent.price is None:
+        return None
+    touch = order.book.touch(intent.side)
+    if (intent.price - touch) * intent.direction < 0:
+        return None
+    return Finding(
+        Code.POST_ONLY_WOULD_TAKE,
+        DENY,
+        f"post-only {intent.side} at {fmt(intent.price)} would take: "
+        f"best {'ask' if intent.side == 'buy' else 'bid'} is {fmt(touch)}",
+        {"price": intent.price, "touch": touch},
+    )
+
+
+def reduce_only(order: Order) -> Finding | None:
+    intent = order.intent
+    if not intent.reduce_only:
+        return None
+    held = order.exposure.held
+    if held == 0.0 or held * intent.direction > 0:
+        what = "no position" if held == 0.0 else f"a {fmt(held)} position"
+        return Finding(
+            Code.REDUCE_ONLY_WOULD_INCREASE,
+            DENY,
+            f"reduce-only {intent.side} of {fmt(intent.amount)} against {what} "
+            "would open or add exposure",
+            {"position": held, "amount": intent.amount},
+        )
+    if not order.reduce_only_flips(intent.amount):
+        return None
+    return Finding(
+        Code.REDUCE_ONLY_WOULD_FLIP,
+        DENY,
+        f"reduce-only {intent.side} of {fmt(intent.amount)} exceeds the "
+        f"{fmt(abs(held))} position and would flip it",
+        {"position": held, "amount": intent.amount},
+    )
+
+
+def leverage_policy(order: Order) -> Finding | None:
+    cap, leverage = order.limits.max_leverage, order.intent.leverage
+    if not order.increases or cap is None or leverage <= cap:
+        return None
+    return Finding(
+        Code.LEVERAGE_ABOVE_POLICY,
+        DENY,
+        f"leverage {fmt(leverage)}x is above the policy's {fmt(cap)}x",
+        {"leverage": leverage, "max_leverage": cap},
+    )
+
+
+def stop_required(order: Order) -> Finding | None:
+    intent = order.intent
+    if not order.increases or intent.stop_price is not None or not order.limits.require_stop:
+        return None
+    effect = order.exposure.effect
+    return Finding(
+        Code.STOP_REQUIRED,
+        DENY,
+        f"this {intent.side} {_EFFECT_WORDS.get(effect, effect)} a position without a stop; "
+        "policy requires one",
+        {"effect": effect},
+    )
+
+
+def open_orders(order: Order) -> Finding | None:
+    most, new = order.limits.max_open_orders, order.new_resting
+    if most is None or not new:
+        return None
+    open_now = order.account.open_orders
+    after = open_now + new
+    if after <= most:
+        return None
+    return Finding(
+        Code.OPEN_ORDER_COUNT,
+        DENY,
+        f"{open_now} open orders + {new} new would make {after}; policy allows {most}",
+        {"open_orders": open_now, "after": after, "max_open_orders": most},
+    )
+
+
+def stop_not_triggered(order: Order) -> Finding | None:
+    """A stop at or through the price it watches would fire the moment it is placed."""
+    intent, after = order.intent, order.exposure.after
+    stop = intent.stop_price
+    if stop is None or after == 0.0:
+        return None
+    watched = order.market.last if intent.stop_trigger == "last" else order.mark
+    if watched is None:
+        return None  # the data gate has already denied a stop on a missing last price
+    long_after = after > 0
+    if (stop < watched) if long_after else (stop > watched):
+        return None
+    return Finding(
+        Code.STOP_WRONG_SIDE,
+        DENY if order.increases else WARN,
+        f"stop {fmt(stop)} is already {'at or above' if long_after else 'at or below'} "
+        f"the {intent.stop_trigger} price {fmt(watched)}: it would trigger at once",
+        {"stop_price": stop, "watched_price": watched},
+    )
+
+
+SHAPE_CHECKS: tuple[ShapeCheck, ...] = (
+    price_tick,
+    stop_tick,
+    margin_mode,
+    price_band,
+    post_only,
+    reduce_only,
+    leverage_policy,
+    stop_required,
+    open_orders,
+    stop_not_triggered,
+)
+
+
+# --- checks on prices ----------------------------------------------------------------------
+
+
+def entry_depth(order: Order, priced: PricedOrder) -> Finding | None:
+    intent, unfilled = order.intent, priced.entry_unfilled
+    if unfilled <= 0.0 or intent.type != "market":
+        return None  # a limit order rests what the book cannot fill
+    amount = priced.costing.amount
+    return Finding(
+        Code.INSUFFICIENT_DEPTH,
+        DENY,
+        f"market {intent.side} of {fmt(amount)} exceeds the visible book by {fmt(unfilled)}",
+        {"amount": amount, "unfilled": unfilled},
+    )
+
+
+def fill_band(order: Order, priced: PricedOrder) -> Finding | None:
+    """A market order walking a thin book can fill far from the mark: the fat-finger band
+    applies to its expected fill as it does to a limit price."""
+    band = order.limits.price_band_pct
+    if band is None or order.intent.type != "market":
+        return None
+    entry, mark = priced.costing.expected_entry, order.mark
+    off = (entry - mark) / mark * 100.0
+    if abs(off) <= band:
+        return None
+    return Finding(
+        Code.PRICE_OUTSIDE_BAND,
+        DENY,
+        f"expected fill {fmt(entry)} is {pct(abs(off))} % from the mark {fmt(mark)}; "
+        f"policy band is {pct(band)} %",
+        {"expected_entry": entry, "off_pct": off, "band_pct": band},
+    )
+
+
+def notional_per_order(order: Order, priced: PricedOrder) -> Finding | None:
+    cap, notional = order.limits.max_notional_per_order, priced.costing.order_notional
+    if cap is None or notional <= cap:
+        return None
+    return Finding(
+        Code.NOTIONAL_PER_ORDER,
+        DENY,
+        f"order notional {fmt(notional)} is above the policy's {fmt(cap)}",
+        {"notional": notional, "max": cap},
+    )
+
+
+def notional_per_position(order: Order, priced: PricedOrder) -> Finding | None:
+    cap, notional = order.limits.max_notional_per_position, priced.costing.position_notional
+    if not order.increases or cap is None or notional <= cap:
+        return None
+    return Finding(
+        Code.NOTIONAL_PER_POSITION,
+        DENY,
+        f"{order.intent.symbol} position notional would be {fmt(notional)}; "
+        f"policy allows {fmt(cap)}",
+        {"notional": notional, "max": cap},
+    )
+
+
+def notional_per_account(order: Order, priced: PricedOrder) -> Finding | None:
+    cap = order.limits.max_notional_per_account
+    if not order.increases or cap is None:
+        return None
+    total = order.other_notional + priced.costing.position_notional
+    if total <= cap:
+        return None
+    return Finding(
+        Code.NOTIONAL_PER_ACCOUNT,
+        DENY,
+        f"account notional would be {fmt(total)}; policy allows {fmt(cap)}",
+        {"notional": total, "max": cap},
+    )
+
+
+def concentration(order: Order, priced: PricedOrder) -> Finding | None:
+    cap = order.limits.max_concentration
+    if not order.increases or cap is None:
+        return None
+    costing = priced.costing
+    equity = order.equity - costing.entry_fee
+    share = costing.position_notional / equity if equity > 0 else math.inf
+    if share <= cap:
+        return None
+    return Finding(
+        Code.CONCENTRATION,
+        DENY,
+        f"{order.intent.symbol} would be {pct(share * 100)} % of equity {fmt(equity)}; "
+        f"policy allows {pct(cap * 100)} %",
+        {"share": share, "equity": equity, "max": cap},
+    )
+
+
+def tier_leverage(order: Order, priced: PricedOrder) -> Finding | None:
+    if not order.increases:
+        return None
+    costing, leverage = priced.costing, order.intent.leverage
+    cap = costing.tier_max_leverage
+    if cap is None:
+        return Finding(
+            Code.LEVERAGE_ABOVE_TIER,
+            DENY,
+            f"position notional {fmt(costing.position_notional)} is beyond the last tier "
+            f"({fmt(order.rules.max_position_notional)}); the venue would refuse it",
+            {"notional": costing.position_notional},
+        )
+    if leverage <= cap:
+        return None
+    return Finding(
+        Code.LEVERAGE_ABOVE_TIER,
+        DENY,
+        f"leverage {fmt(leverage)}x is above tier {costing.tier}'s {fmt(cap)}x at notional "
+        f"{fmt(costing.position_notional)}",
+        {"leverage": leverage, "tier_max_leverage": cap, "tier": costing.tier},
+    )
+
+
+def margin(order: Order, priced: PricedOrder) -> Finding | None:
+    if not order.increases:
+        return None
+    costing = priced.costing
+    needed = costing.initial_margin + costing.entry_fee
+    if needed <= order.available:
+        return None
+    return Finding(
+        Code.INSUFFICIENT_MARGIN,
+        DENY,
+        f"order needs {fmt(needed)} (margin {fmt(costing.initial_margin)} + fee "
+        f"{fmt(costing.entry_fee)}); {fmt(order.available)} is available",
+        {"needed": needed, "available": order.available},
+    )
+
+
+def liquidation_at_entry(order: Order, priced: PricedOrder) -> Finding | None:
+    liq = priced.costing.liquidation_price
+    if not order.increases or liq is None:
+        return None
+    long_after = priced.costing.position_after > 0
+    if (liq - order.mark) * (1 if long_after else -1) < 0:
+        return None
+    return Finding(
+        Code.LIQUIDATION_AT_ENTRY,
+        DENY,
+        f"liquidation {fmt(liq)} is already {'above' if long_after else 'below'} "
+        f"the mark {fmt(order.mark)}: the position would open liquidated",
+        {"liquidation_price": liq, "mark": order.mark},
+    )
+
+
+def stop_side_of_entry(order: Order, priced: PricedOrder) -> Finding | None:
+    intent = order.intent
+    stop, entry = intent.stop_price, priced.costing.expected_entry
+    if not order.increases or stop is None or (stop - entry) * intent.direction < 0:
+        return None
+    return Finding(
+        Code.STOP_WRONG_SIDE,
+        DENY,
+        f"stop {fmt(stop)} is on the profit side of the expected entry {fmt(entry)} "
+        f"for a {intent.side}",
+        {"stop_price": stop, "expected_entry": entry},
+    )
+
+
+def stop_depth(order: Order, priced: PricedOrder) -> Finding | None:
+    unfilled = priced.stop_unfilled
+    if unfilled <= 0.0:
+        return None
+    return Finding(
+        Code.INSUFFICIENT_DEPTH,
+        DENY if order.increases else WARN,
+        f"the stop's close of {fmt(abs(priced.costing.position_after))} exceeds the visible "
+        f"book by {fmt(unfilled)}: its fill cannot be priced",
+        {"unfilled": unfilled},
+    )
+
+
+def stop_buffer(order: Order, priced: PricedOrder) -> Finding | None:
+    """The question the whole verdict exists for: with fees, funding and a worse-than-hoped
+    fill, is the stop's fill still safely inside the liquidation price?"""
+    costing = priced.costing
+    distance, liq = costing.stop_distance_pct, costing.liquidation_price
+    need = order.limits.min_liquidation_buffer_pct
+    if distance is None or liq is None or distance >= need:
+        return None  # no stop, or a position that cannot be liquidated, or a safe one
+    where = f"sits {pct(distance)} % inside" if distance >= 0 else f"is {pct(-distance)} % beyond"
+    return Finding(
+        Code.STOP_BEYOND_LIQUIDATION,
+        DENY if order.increases else WARN,
+        f"stop fill {fmt(costing.stop_effective_price or 0.0)} {where} liquidation {fmt(liq)} "
+        f"({pct(abs(costing.stop_distance_vol or 0.0))} x recent volatility); "
+        f"policy needs {pct(need)} %",
+        {
+            "stop_effective_price": costing.stop_effective_price,
+            "liquidation_price": liq,
+            "distance_pct": distance,
+            "distance_vol": costing.stop_distance_vol,
+            "required_pct": need,
+        },
+    )
+
+
+PRICED_CHECKS: tuple[PricedCheck, ...] = (
+    entry_depth,
+    fill_band,
+    notional_per_order,
+    notional_per_position,
+    notional_per_account,
+    concentration,
+    tier_leverage,
+    margin,
+    liquidation_at_entry,
+    stop_side_of_entry,
+    stop_depth,
+    stop_buffer,
+)
+
+
+def run_size_rules(order: Order, amount: float) -> list[Finding]:
+    found = []
+    for rule in SIZE_RULES:
+        finding = rule(order, amount)
+        if finding is not None:
+            found.append(finding)
+    return found
+
+
+def run_shape_checks(order: Order) -> list[Finding]:
+    found = []
+    for check in SHAPE_CHECKS:
+        finding = check(order)
+        if finding is not None:
+            found.append(finding)
+    return found
+
+
+def run_priced_checks(order: Order, priced: PricedOrder) -> list[Finding]:
+    found = []
+    for check in PRICED_CHECKS:
+        finding = check(order, priced)
+        if finding is not None:
+            found.append(finding)
+    return found
+
+
+__all__ = [
+    "PRICED_CHECKS",
+    "SHAPE_CHECKS",
+    "SIZE_RULES",
+    "PricedCheck",
+    "ShapeCheck",
+    "SizeRule",
+    "run_priced_checks",
+    "run_shape_checks",
+    "run_size_rules",
+]
