@@ -306,6 +306,35 @@ class KillSwitchConfig(Section):
     """First pause between webhook attempts; it doubles on each retry (capped at 30 s)."""
 
 
+class FleetConfig(Section):
+    """Shared state for a fleet of bots on one account or IP (``safeguard[fleet]``, Redis)."""
+
+    redis_url: SecretStr | None = None
+    """``redis://[user:password@]host:port/db`` of the fleet's shared state; ``None`` keeps the
+    kill switch, rate budget and equity marks in ``kill_switch.state_dir`` (one machine)."""
+    key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = "safeguard"
+    """Prefix of every Redis key and channel; fleets sharing one Redis use different ones."""
+    on_disconnect: Literal["HALTED", "REDUCING"] = "HALTED"
+    """What a bot allows while it cannot reach Redis (never ACTIVE: an engage made elsewhere
+    meanwhile would go unseen). A latch already tighter than this stays as it is."""
+    connect_timeout_s: Positive = 1.0
+    """Timeout of one connection attempt to Redis."""
+    command_timeout_s: Positive = 1.0
+    """A Redis command unanswered for this long counts as a lost link."""
+    health_check_interval_s: Positive = 0.5
+    """How often each bot pings Redis and re-reads the shared state, so a lost link or a
+    missed message is noticed within about this long even while nothing is published."""
+    reconnect_interval_s: Positive = 0.5
+    """Pause between attempts to reach Redis again after losing it."""
+    ack_timeout_s: Positive = 1.0
+    """An engage waits at most this long for every live bot to confirm it stopped sending."""
+    member_ttl_s: Positive = 3.0
+    """A bot that has not checked in with Redis for this long is no longer waited for."""
+    budget_fallback_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    """Share of each rate limit one bot uses on its own while the shared budget is
+    unreachable (1 / the number of bots keeps the fleet under the venue's limit)."""
+
+
 class LoggingConfig(Section):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     """Lowest level the sinks record."""
@@ -364,6 +393,8 @@ class Policy(BaseSettings):
     """Sinks turned on by ``safeguard.configure_logging``."""
     credentials: Credentials = Credentials()
     """API credentials (never printed)."""
+    fleet: FleetConfig = FleetConfig()
+    """Shared state for several bots on one account or IP (Redis)."""
     client_order_id_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{0,16}$")] = "sg-"
     """Prefix of the client order ids safeguard generates (so you can tell its orders apart)."""
 
@@ -461,6 +492,7 @@ __all__ = [
     "Credentials",
     "DegradationConfig",
     "FillModelConfig",
+    "FleetConfig",
     "KillSwitchConfig",
     "LoggingConfig",
     "Policy",

@@ -1,0 +1,24 @@
+"""Fleets: several bots on one account or IP sharing one kill switch, one rate budget and one
+equity peak, in Redis (``pip install 'safeguard[fleet]'``; redis-py is imported only when a
+fleet part is built).
+
+- :mod:`~safeguard.fleet.connection`: the link, and what a bot allows while it is down.
+- :mod:`~safeguard.fleet.redis_store`: the kill switch's state, pushed to every bot.
+- :mod:`~safeguard.fleet.budget`: request weight and order counts, reserved atomically.
+- :mod:`~safeguard.fleet.equity`: the account's equity peak and day start.
+
+The local state directory stays the default; Redis is what several machines can share.
+"""
+
+from __future__ import annotations
+
+from safeguard.fleet.connection import connect, disconnected_state
+from safeguard.fleet.redis_store import RedisStateStore, attach, open_fleet_switch
+
+__all__ = [
+    "RedisStateStore",
+    "attach",
+    "connect",
+    "disconnected_state",
+    "open_fleet_switch",
+]
