@@ -149,11 +149,12 @@ def test_max_safe_amount_under_degraded_respects_both_faces() -> None:
     order = intent(amount=1.0, stop_price=marginal_stop(1.05), margin_mode="cross")
     acct = account(wallet_balance=4_000.0)
     sick = run(order, acct=acct, degraded=True, size_search=True)
-    edge = sick.max_safe_amount
-    assert edge is not None
-    if edge > 0:
-        shrunk = intent(amount=edge, stop_price=order.stop_price, margin_mode="cross")
-        assert run(shrunk, acct=acct, degraded=True).allowed
+    assert sick.decision is Decision.DENY
+    edge = _edge(sick.max_safe_amount)
+    shrunk = intent(amount=edge, stop_price=order.stop_price, margin_mode="cross")
+    assert run(shrunk, acct=acct, degraded=True).allowed
+    more = intent(amount=round(edge + STEP, 3), stop_price=order.stop_price, margin_mode="cross")
+    assert not run(more, acct=acct, degraded=True).allowed
 
 
 @settings(max_examples=25, deadline=None)
