@@ -7,6 +7,7 @@ test opens its own account (a fresh API key), so tests do not see each other's o
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import time
@@ -31,6 +32,14 @@ BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"
 TRANSPORTS = ["http-sync", "http-async", "inprocess-sync", "inprocess-async"]
 _keys = itertools.count(1)
+
+
+@contextlib.contextmanager
+def raises_exactly(cls: type[Exception], match: str | None = None) -> Iterator[Any]:
+    """``pytest.raises`` that also refuses subclasses: the error table names exact classes."""
+    with pytest.raises(cls, match=match) as info:
+        yield info
+    assert type(info.value) is cls, f"{type(info.value).__name__} is not {cls.__name__}"
 
 
 async def call(result: Any) -> Any:
@@ -240,14 +249,14 @@ async def test_set_leverage(client: Client) -> None:
     await client("create_order", BTC, "market", "buy", 0.01)
     (position,) = await client("fetch_positions")
     assert position["leverage"] == 7
-    with pytest.raises(ccxt.BadRequest):
+    with raises_exactly(ccxt.BadRequest):
         await client("set_leverage", 500, BTC)
 
 
 async def test_set_margin_mode(client: Client) -> None:
     answer = await client("set_margin_mode", "isolated", ETH)
     assert answer == {"code": 200, "msg": "success"}
-    with pytest.raises(ccxt.MarginModeAlreadySet):
+    with raises_exactly(ccxt.MarginModeAlreadySet):
         await client("set_margin_mode", "isolated", ETH)
 
 
@@ -294,7 +303,7 @@ async def test_limit_ioc_that_cannot_fill_expires_without_resting(client: Client
 
 
 async def test_limit_fok_that_cannot_fill_is_refused(client: Client) -> None:
-    with pytest.raises(ccxt.OrderNotFillable):  # -5021
+    with raises_exactly(ccxt.OrderNotFillable):  # -5021
         await client(
             "create_order",
             BTC,
@@ -337,7 +346,7 @@ async def test_post_only_gtx_rests_when_passive_and_is_refused_when_it_would_tak
     )
     assert resting["status"] == "open"
     assert resting["postOnly"] is True
-    with pytest.raises(ccxt.OrderNotFillable):
+    with raises_exactly(ccxt.OrderNotFillable):
         await client(
             "create_order",
             BTC,
@@ -360,7 +369,7 @@ async def test_market_order_fills_and_reduce_only_closes(client: Client) -> None
     assert closed["reduceOnly"] is True
     assert closed["filled"] == pytest.approx(0.02)
     assert await client("fetch_positions") == []
-    with pytest.raises(ccxt.InvalidOrder):  # -2022: nothing left to reduce
+    with raises_exactly(ccxt.InvalidOrder):  # -2022: nothing left to reduce
         await client("create_order", BTC, "market", "sell", 0.01, None, {"reduceOnly": True})
 
 
@@ -409,7 +418,7 @@ async def test_cancel_order_and_cancel_all(client: Client) -> None:
     assert canceled["status"] == "canceled"
     assert canceled["id"] == first["id"]
     assert [o["id"] for o in await client("fetch_open_orders", BTC)] == [second["id"]]
-    with pytest.raises(ccxt.OrderNotFound):  # -2011
+    with raises_exactly(ccxt.OrderNotFound):  # -2011
         await client("cancel_order", first["id"], BTC)
     answer = await client("cancel_all_orders", BTC)
     assert answer[0]["info"]["code"] == 200
@@ -421,19 +430,19 @@ async def test_cancel_order_and_cancel_all(client: Client) -> None:
 
 
 async def test_unknown_order_is_order_not_found(client: Client) -> None:
-    with pytest.raises(ccxt.OrderNotFound):  # -2013
+    with raises_exactly(ccxt.OrderNotFound):  # -2013
         await client("fetch_order", "999999", BTC)
 
 
 async def test_insufficient_margin(client: Client) -> None:
     client.open_account(wallet=10.0)
-    with pytest.raises(ccxt.InsufficientFunds):  # -2019
+    with raises_exactly(ccxt.InsufficientFunds):  # -2019
         await client("create_order", BTC, "market", "buy", 1.0)
     assert await client("fetch_positions") == []
 
 
 async def test_notional_too_small_is_invalid_order(client: Client) -> None:
-    with pytest.raises(ccxt.InvalidOrder, match="-4164"):
+    with raises_exactly(ccxt.InvalidOrder, match="-4164"):
         await client("create_order", BTC, "limit", "buy", 0.001, 1000.0)
     assert await client("fetch_open_orders", BTC) == []
 
@@ -441,7 +450,7 @@ async def test_notional_too_small_is_invalid_order(client: Client) -> None:
 async def test_duplicate_client_order_id_is_invalid_order(client: Client) -> None:
     price = _passive_bid(client, BTC)
     await client("create_order", BTC, "limit", "buy", 0.01, price, {"clientOrderId": "dup-1"})
-    with pytest.raises(ccxt.InvalidOrder, match="-4116"):
+    with raises_exactly(ccxt.InvalidOrder, match="-4116"):
         await client("create_order", BTC, "limit", "buy", 0.01, price, {"clientOrderId": "dup-1"})
     assert len(await client("fetch_open_orders", BTC)) == 1
 
@@ -450,46 +459,46 @@ async def test_precision_and_filter_failures_are_bad_requests(client: Client) ->
     # ccxt rounds amounts itself, so the raw endpoint is used to send what a buggy bot might.
     price = client.ex.price_to_precision(BTC, _passive_bid(client, BTC))
     base = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC"}
-    with pytest.raises(ccxt.BadRequest, match="-1111"):
+    with raises_exactly(ccxt.BadRequest, match="-1111"):
         await client("fapiPrivatePostOrder", base | {"quantity": "0.0100001", "price": price})
-    with pytest.raises(ccxt.BadRequest, match=r"-4014|-1111"):
+    with raises_exactly(ccxt.BadRequest, match=r"-4014|-1111"):
         await client("fapiPrivatePostOrder", base | {"quantity": "0.01", "price": price + "3"})
-    with pytest.raises(ccxt.BadRequest, match="-1100"):
+    with raises_exactly(ccxt.BadRequest, match="-1100"):
         await client("fapiPrivatePostOrder", base | {"quantity": "-1", "price": price})
-    with pytest.raises(ccxt.BadRequest, match="-1100"):
+    with raises_exactly(ccxt.BadRequest, match="-1100"):
         await client("fapiPrivatePostOrder", base | {"quantity": "1e-2", "price": price})
-    with pytest.raises(ccxt.BadRequest, match="-4003"):
+    with raises_exactly(ccxt.BadRequest, match="-4003"):
         await client("fapiPrivatePostOrder", base | {"quantity": "0", "price": price})
-    with pytest.raises(ccxt.BadRequest, match="-1104"):
+    with raises_exactly(ccxt.BadRequest, match="-1104"):
         await client(
             "fapiPrivatePostOrder",
             base | {"quantity": "0.01", "price": price, "closePosition": "x"},
         )
-    with pytest.raises(ccxt.BadSymbol):  # -1121
+    with raises_exactly(ccxt.BadSymbol):  # -1121
         await client("fapiPrivatePostOrder", base | {"symbol": "DOGEUSDT", "quantity": "1"})
     assert await client("fetch_open_orders", BTC) == []
 
 
 async def test_stale_timestamp_is_invalid_nonce(client: Client) -> None:
     stale = int(time.time() * 1000) - 60_000
-    with pytest.raises(ccxt.InvalidNonce):  # -1021
+    with raises_exactly(ccxt.InvalidNonce):  # -1021
         await client("fetch_balance", {"timestamp": stale})
 
 
 async def test_wrong_secret_is_authentication_error(client: Client) -> None:
     client.login(client.api_key, "wrong-secret")
-    with pytest.raises(ccxt.AuthenticationError, match="-1022"):
+    with raises_exactly(ccxt.AuthenticationError, match="-1022"):
         await client("fetch_balance")
 
 
 async def test_unknown_key_is_authentication_error(fresh: Client) -> None:
     fresh.login("nobody", "whatever")
-    with pytest.raises(ccxt.AuthenticationError, match="-2015"):
+    with raises_exactly(ccxt.AuthenticationError, match="-2015"):
         await fresh("fetch_balance")
 
 
 async def test_unknown_path_is_a_404_exchange_error_not_a_network_error(client: Client) -> None:
-    with pytest.raises(ccxt.ExchangeError) as exc:
+    with raises_exactly(ccxt.ExchangeError) as exc:
         await client("fapiPublicGetFundingInfo")
     assert not isinstance(exc.value, ccxt.NetworkError)
     assert "-5000" in str(exc.value)
@@ -510,5 +519,5 @@ async def test_position_mode_round_trip(client: Client) -> None:
     answer = await client("set_position_mode", True)
     assert answer == {"code": 200, "msg": "success"}
     assert (await client("fetch_position_mode", BTC))["hedged"] is True
-    with pytest.raises(ccxt.OperationRejected):  # -4059: no need to change
+    with raises_exactly(ccxt.OperationRejected):  # -4059: no need to change
         await client("set_position_mode", True)

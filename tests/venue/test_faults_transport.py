@@ -7,13 +7,14 @@ outcomes, that the order really exists when looked up by its client order id.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import ccxt
@@ -36,6 +37,14 @@ TRANSPORTS = ["http-sync", "http-async", "inprocess-sync", "inprocess-async"]
 ORDER = "POST /fapi/v1/order"
 UNLIMITED = RateLimits(10**9, 10**9, 10**9)
 _keys = itertools.count(1)
+
+
+@contextlib.contextmanager
+def raises_exactly(cls: type[Exception], match: str | None = None) -> Iterator[Any]:
+    """``pytest.raises`` that also refuses subclasses: the error table names exact classes."""
+    with pytest.raises(cls, match=match) as info:
+        yield info
+    assert type(info.value) is cls, f"{type(info.value).__name__} is not {cls.__name__}"
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +170,7 @@ async def test_error_faults_raise_the_reference_exception(make: Make) -> None:
     client = make()
     for rule, expected in ERROR_TABLE:
         client.dialect.set_fault_plan(FaultPlan.parse(_error_plan(**rule)))
-        with pytest.raises(expected) as exc:
+        with raises_exactly(expected) as exc:
             await client("fetch_ticker", BTC)
         assert type(exc.value) is expected, rule
         if rule.get("code") in (-1000, -1001, -1008):  # a JSON 5xx is not a network failure
@@ -174,7 +183,7 @@ async def test_error_faults_raise_the_reference_exception(make: Make) -> None:
 
 async def test_5xx_after_processing_leaves_an_order_to_find_by_client_id(make: Make) -> None:
     client = make(_error_plan(ORDER, status=503, body="html", processed=True))
-    with pytest.raises(ccxt.ExchangeNotAvailable):
+    with raises_exactly(ccxt.ExchangeNotAvailable):
         await client("create_order", BTC, "market", "buy", 0.01, None, {"clientOrderId": "amb-1"})
     assert client.order_by_client_id("amb-1")["status"] == "FILLED"
     found = await client("fetch_order", None, BTC, {"clientOrderId": "amb-1"})
@@ -184,9 +193,9 @@ async def test_5xx_after_processing_leaves_an_order_to_find_by_client_id(make: M
 
 async def test_5xx_before_processing_creates_nothing(make: Make) -> None:
     client = make(_error_plan(ORDER, status=502, body="html"))
-    with pytest.raises(ccxt.ExchangeNotAvailable):
+    with raises_exactly(ccxt.ExchangeNotAvailable):
         await client("create_order", BTC, "market", "buy", 0.01, None, {"clientOrderId": "amb-2"})
-    with pytest.raises(ccxt.OrderNotFound):
+    with raises_exactly(ccxt.OrderNotFound):
         await client("fetch_order", None, BTC, {"clientOrderId": "amb-2"})
 
 
@@ -198,7 +207,7 @@ async def test_timeout_after_accept_the_order_exists(make: Make) -> None:
         {"rules": [{"kind": "timeout_after_accept", "endpoint": ORDER, "count": 1}]},
         timeout_ms=400,
     )
-    with pytest.raises(ccxt.RequestTimeout):
+    with raises_exactly(ccxt.RequestTimeout):
         await client("create_order", BTC, "market", "buy", 0.01, None, {"clientOrderId": "to-1"})
     found = await client("fetch_order", None, BTC, {"clientOrderId": "to-1"})
     assert found["status"] == "closed"
@@ -210,7 +219,7 @@ async def test_dropped_answer_after_processing(make: Make) -> None:
     client = make({"rules": [{"kind": "drop", "endpoint": ORDER, "count": 1}]})
     # requests reports a closed connection as a NetworkError, aiohttp as ExchangeNotAvailable
     expected = ccxt.ExchangeNotAvailable if client.asynchronous else ccxt.NetworkError
-    with pytest.raises(expected) as exc:
+    with raises_exactly(expected) as exc:
         await client("create_order", BTC, "market", "buy", 0.01, None, {"clientOrderId": "drop-1"})
     assert not isinstance(exc.value, ccxt.RequestTimeout)
     assert client.order_by_client_id("drop-1")["status"] == "FILLED"
@@ -218,11 +227,12 @@ async def test_dropped_answer_after_processing(make: Make) -> None:
 
 async def test_dropped_answer_before_processing_creates_nothing(make: Make) -> None:
     client = make({"rules": [{"kind": "drop", "endpoint": ORDER, "processed": False}]})
-    with pytest.raises(ccxt.NetworkError):
+    expected = ccxt.ExchangeNotAvailable if client.asynchronous else ccxt.NetworkError
+    with raises_exactly(expected):
         await client("create_order", BTC, "market", "buy", 0.01, None, {"clientOrderId": "drop-2"})
     client.dialect.set_fault_plan(None)
     assert await client("fetch_open_orders", BTC) == []
-    with pytest.raises(ccxt.OrderNotFound):
+    with raises_exactly(ccxt.OrderNotFound):
         await client("fetch_order", None, BTC, {"clientOrderId": "drop-2"})
 
 
@@ -231,7 +241,7 @@ async def test_latency_beyond_the_client_timeout_is_a_timeout(make: Make) -> Non
         {"rules": [{"kind": "latency", "endpoint": "GET /fapi/v1/time", "ms": 600}]},
         timeout_ms=200,
     )
-    with pytest.raises(ccxt.RequestTimeout):
+    with raises_exactly(ccxt.RequestTimeout):
         await client("fetch_time")
     assert (await client("fetch_ticker", BTC))["symbol"] == BTC  # other endpoints unaffected
 
@@ -244,25 +254,25 @@ async def test_weight_limit_answers_429_then_bans_with_418(make: Make) -> None:
     for used in (1, 2, 3):
         await client("fetch_ticker", BTC)
         assert client.header("X-MBX-USED-WEIGHT-1M") == str(used)
-    with pytest.raises(ccxt.DDoSProtection, match="429") as exc:
+    with raises_exactly(ccxt.DDoSProtection, match="429") as exc:
         await client("fetch_ticker", BTC)
     assert "-1003" in str(exc.value)
     assert client.header("X-MBX-USED-WEIGHT-1M") == "4"
     assert 1 <= int(client.header("Retry-After") or 0) <= 60
-    with pytest.raises(ccxt.DDoSProtection, match="418"):
+    with raises_exactly(ccxt.DDoSProtection, match="418"):
         await client("fetch_ticker", BTC)
     assert client.header("Retry-After") == "120"
 
 
 async def test_bans_lengthen_for_repeat_offenders(make: Make, venue: Venue) -> None:
     client = make({"rules": [{"kind": "ban", "endpoint": "GET /fapi/v1/time", "count": 2}]})
-    with pytest.raises(ccxt.DDoSProtection, match="418"):
+    with raises_exactly(ccxt.DDoSProtection, match="418"):
         await client("fetch_time")
     assert client.header("Retry-After") == "120"
-    with pytest.raises(ccxt.DDoSProtection, match="418"):  # banned: every endpoint
+    with raises_exactly(ccxt.DDoSProtection, match="418"):  # banned: every endpoint
         await client("fetch_ticker", BTC)
     venue.advance(121)
-    with pytest.raises(ccxt.DDoSProtection, match="418"):
+    with raises_exactly(ccxt.DDoSProtection, match="418"):
         await client("fetch_time")  # offends again
     assert client.header("Retry-After") == "240"
     venue.advance(241)
@@ -279,7 +289,7 @@ async def test_order_count_limit_is_429_without_retry_after_and_creates_nothing(
         await client("create_order", BTC, "limit", "buy", 0.01, price)
         assert client.header("X-MBX-ORDER-COUNT-10S") == str(count)
         assert client.header("X-MBX-ORDER-COUNT-1M") == str(count)
-    with pytest.raises(ccxt.DDoSProtection, match="-1015"):
+    with raises_exactly(ccxt.DDoSProtection, match="-1015"):
         await client("create_order", BTC, "limit", "buy", 0.01, price)
     assert client.header("Retry-After") is None
     assert len(await client("fetch_open_orders", BTC)) == 2
@@ -293,7 +303,7 @@ async def test_throttle_tightens_order_limits_mid_run(make: Make, venue: Venue) 
     await client("create_order", BTC, "market", "sell", 0.01)
     venue.advance(30)
     await client("create_order", BTC, "market", "buy", 0.01)
-    with pytest.raises(ccxt.DDoSProtection, match="-1015"):
+    with raises_exactly(ccxt.DDoSProtection, match="-1015"):
         await client("create_order", BTC, "market", "sell", 0.01)
     published = await client("fapiPublicGetExchangeInfo")
     assert [r["limit"] for r in published["rateLimits"] if r["interval"] == "SECOND"] == [1]
@@ -334,7 +344,7 @@ async def test_tier_table_change_event(make: Make) -> None:
         (20, 0.02),
         (10, 0.05),
     ]
-    with pytest.raises(ccxt.BadRequest):  # -4028: above the new table's cap
+    with raises_exactly(ccxt.BadRequest):  # -4028: above the new table's cap
         await client("set_leverage", 50, BTC)
 
 
@@ -378,7 +388,7 @@ async def test_admin_route_changes_the_plan_over_http(make: Make) -> None:
     status, state = _admin(url, "POST", _error_plan(status=503, body="html"))
     assert status == 200
     assert state["fired"] == [0]
-    with pytest.raises(ccxt.ExchangeNotAvailable):
+    with raises_exactly(ccxt.ExchangeNotAvailable):
         await client("fetch_ticker", BTC)
     assert _admin(url, "GET")[1]["fired"] == [1]
     status, error = _admin(url, "POST", {"rules": [{"kind": "eror"}]})
