@@ -34,6 +34,8 @@ from safeguard.guard.pacing import BudgetPacer
 from safeguard.guard.retry import RetryPolicy
 from safeguard.guard.sync import GuardedExchange
 from safeguard.guard.throttle import BudgetRegistry, RateBudget, account_fingerprint
+from safeguard.guard.tripwire import TripWire
+from safeguard.killswitch.triggers import RiskMonitor
 
 _BUDGETS = BudgetRegistry()
 """The process's shared budgets: guarded exchanges on one IP or one API key share limits."""
@@ -54,6 +56,7 @@ def guard(
     sleep: Callable[[float], bool] | None = None,
     sleep_async: Callable[[float], Awaitable[bool]] | None = None,
     rng: random.Random | None = None,
+    triggers: RiskMonitor | bool = False,
 ) -> Any:
     """Wrap ``exchange`` (a ccxt or ccxt.async_support instance) in the guard.
 
@@ -66,6 +69,11 @@ def guard(
     fill model. ``sleep`` and
     ``sleep_async`` replace the backoff sleep (``kill_switch.wait`` / ``wait_async``: they
     return early on an engage), for tests on a :class:`~safeguard.clock.ManualClock`.
+
+    ``triggers`` turns the automatic kill-switch triggers on: ``True`` builds a
+    :class:`~safeguard.killswitch.triggers.RiskMonitor` from the policy (its equity marks in
+    the state directory), or pass one. Every request outcome, order, cancel, rejection,
+    leverage change, ban, mark and account re-read is fed to it, and a trip engages the switch.
 
     ccxt's own retry (``maxRetriesOnFailure``) is forced to 0 and its throttler off: the guard
     owns both, and ccxt's would double the waits and retry orders blindly.
@@ -104,8 +112,19 @@ def guard(
         if health is not None
         else HealthMonitor(policy.degradation, hooks=hooks, on_change=health_moved)
     )
+    tripwire = None
+    if triggers is not False:
+        monitor_of_risk = RiskMonitor.from_policy(policy) if triggers is True else triggers
+        tripwire = TripWire(monitor_of_risk, kill_switch)  # type: ignore[arg-type]
     cache = MarketCache(policy.risk)
-    gate = PreTradeGate(policy, cache, monitor, hooks, shrink_when_degraded=shrink_when_degraded)
+    gate = PreTradeGate(
+        policy,
+        cache,
+        monitor,
+        hooks,
+        shrink_when_degraded=shrink_when_degraded,
+        tripwire=tripwire,
+    )
     core = GuardCore(
         exchange_id=str(exchange.id),
         policy=policy,
@@ -113,7 +132,7 @@ def guard(
         pacer=BudgetPacer(budget, default_ban_s=policy.throttle.default_ban_s),
         backoff=RetryPolicy(policy.retry),
         gate=PreTradeGate(policy, cache, monitor, hooks, shrink_when_degraded=shrink_when_degraded),
-        observer=RequestObserver(str(exchange.id), policy.version, hooks, monitor),
+        observer=RequestObserver(str(exchange.id), policy.version, hooks, monitor, tripwire),
         settle_window_s=_recv_window_s(exchange),
         rng=rng if rng is not None else random.Random(),
     )

@@ -29,6 +29,7 @@ from safeguard.guard.events import Hooks, StateChangeEvent, VerdictEvent
 from safeguard.guard.market import MarketCache, RuleChange
 from safeguard.guard.observe import Health
 from safeguard.guard.orders import OrderIntent
+from safeguard.guard.tripwire import TripWire
 from safeguard.risk import verdict as risk_verdict
 from safeguard.risk.book import OrderBook, Side
 from safeguard.risk.fills import FillModel
@@ -80,6 +81,8 @@ class PreTradeGate:
     hooks: Hooks
     shrink_when_degraded: bool = False
     """Send ``max_safe_amount`` instead of denying an order only the degraded face refuses."""
+    tripwire: TripWire | None = None
+    """Kill-switch triggers fed with marks and the account (opt-in)."""
     fills: FillModel = field(init=False)
     leverage: dict[str, float] = field(default_factory=dict)
     margin_mode: dict[str, str] = field(default_factory=dict)
@@ -106,6 +109,10 @@ class PreTradeGate:
         # for a REST poller makes idleness look like a frozen feed. The verdict judges the
         # venue's own timestamps instead (STALE_MARKET_DATA).
         changes = self.cache.absorb(send, value, now)
+        if self.tripwire is not None and send.method == "fetch_funding_rate" and send.args:
+            piece = self.cache.funding.get(str(send.args[0]))
+            if piece is not None:
+                self.tripwire.mark(str(send.args[0]), piece.venue_time, now)
         if changes:
             self._rules_changed(changes, now)
 
@@ -161,7 +168,7 @@ class PreTradeGate:
                 *cache.tiers.values(),
                 *self.leverage.items(),
             ),
-            lambda: self.account(now),
+            lambda: self._account_observed(now),
         )
         verdict = risk_verdict.evaluate(
             risk_intent,
@@ -263,6 +270,18 @@ class PreTradeGate:
         except ValueError as exc:
             logger.warning("account data unusable for the verdict: {}", exc)
             return None
+
+    def _account_observed(self, now: float) -> Account | None:
+        """The account, built once per re-read; the triggers see each new one."""
+        account = self.account(now)
+        if account is not None and self.tripwire is not None:
+            stops = {}
+            for leg in account.positions:
+                stop = self._protective_stop(leg)
+                if stop is not None:
+                    stops[leg.symbol] = stop
+            self.tripwire.account(account, stops, now)
+        return account
 
     def _leg(self, position: Mapping[str, Any]) -> PositionLeg | None:
         symbol = position.get("symbol")

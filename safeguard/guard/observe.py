@@ -19,6 +19,7 @@ from safeguard.guard.events import Hooks, RequestEvent, RetryEvent
 from safeguard.guard.logging import log_request, request_record
 from safeguard.guard.orders import CallKind
 from safeguard.guard.throttle import rate_headers
+from safeguard.guard.tripwire import TripWire
 
 
 class Health(Protocol):
@@ -50,6 +51,8 @@ class RequestObserver:
     policy_version: str
     hooks: Hooks
     health: Health = field(default_factory=AlwaysNormal)
+    tripwire: TripWire | None = None
+    """Kill-switch triggers fed with every outcome (opt-in)."""
 
     def request(
         self, send: Send, answer: Answer, ec: ErrorClass | None, attempt: int, kind: CallKind
@@ -58,6 +61,8 @@ class RequestObserver:
         latency = max(0.0, now - answer.started)
         outcome = "ok" if ec is None else ("throttled" if ec.throttled else "error")
         self.health.record(send.method, latency, outcome, now)  # emits its own state changes
+        if self.tripwire is not None:
+            self.tripwire.request(send, answer, ec)
         if not (self.hooks or _would_log(10 if ec is None else 30)):
             return  # nobody listens: skip building records on the hot path
         cid = _client_order_id(send)

@@ -19,12 +19,13 @@ import pytest
 from safeguard import errors
 from safeguard.clock import ManualClock
 from safeguard.codes import Code
-from safeguard.config import Policy
+from safeguard.config import Policy, TriggerConfig
 from safeguard.guard import GuardedExchange, guard
 from safeguard.guard.events import EventKind, Hooks, StateChangeEvent
 from safeguard.guard.journal import OrderJournal, Status
 from safeguard.guard.throttle import RateBudget
 from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.killswitch.triggers import RiskMonitor
 from safeguard.risk.outcome import Decision, Verdict
 from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.client import ccxt_client
@@ -373,3 +374,27 @@ def test_a_restart_settles_what_the_previous_run_left_pending(
     assert settled["run1-b"] is None
     assert again.runtime.core.journal.unresolved() == []
     assert len(r.venue_orders()) == 1
+
+
+# --- automatic kill-switch triggers ------------------------------------------------------------
+
+
+def test_a_trigger_trip_engages_the_switch(tmp_path: Path, closers: list[Any]) -> None:
+    r = _build(tmp_path, closers=closers)
+    monitor = RiskMonitor(TriggerConfig(max_orders_per_window=3, rate_window_s=60.0))
+    ex = guard(
+        r.ex.exchange,
+        r.policy,
+        kill_switch=r.switch,
+        clock=r.venue.clock,
+        journal_path=tmp_path / "triggers.jsonl",
+        budget=RateBudget.standalone(r.policy.throttle),
+        triggers=monitor,
+    )
+    for _ in range(4):  # the fourth order in a minute is one beyond the limit
+        ex.create_order(SYMBOL, "market", "buy", 0.05)
+    state = r.switch.state
+    assert (state.state, state.code, state.by) == (TradingState.HALTED, Code.ORDER_RATE, "trigger")
+    with pytest.raises(errors.TradingHalted):
+        ex.create_order(SYMBOL, "market", "buy", 0.05)
+    assert len(r.venue_orders()) == 4
