@@ -61,9 +61,12 @@ class _Transport:
                    "RequestBody:", body)  # fmt: skip
         details = " ".join([ex.id, method, url])
         answer = self.dialect.handle(request)
-        if answer.delivery is Delivery.HANG or answer.latency_s * 1000 >= ex.timeout:
+        # Over HTTP a held answer ends in the client's timeout, or in a closed connection if
+        # the venue gives up holding first; latency past the timeout is a timeout too.
+        held = answer.delivery is Delivery.HANG
+        if (held and answer.hold_s * 1000 >= ex.timeout) or answer.latency_s * 1000 >= ex.timeout:
             raise ccxt.RequestTimeout(details)
-        if answer.delivery is Delivery.DROP:
+        if held or answer.delivery is Delivery.DROP:
             dropped = ccxt.ExchangeNotAvailable if self.asynchronous else ccxt.NetworkError
             raise dropped(details)
 

@@ -215,6 +215,19 @@ async def test_timeout_after_accept_the_order_exists(make: Make) -> None:
     assert client.dialect.fault_state()["fired"] == [1]
 
 
+async def test_a_hold_shorter_than_the_client_timeout_ends_as_a_closed_connection(
+    make: Make,
+) -> None:
+    client = make(
+        {"rules": [{"kind": "timeout_after_accept", "endpoint": ORDER, "hold_s": 0.2}]},
+        timeout_ms=5_000,
+    )
+    expected = ccxt.ExchangeNotAvailable if client.asynchronous else ccxt.NetworkError
+    with raises_exactly(expected):
+        await client("create_order", BTC, "market", "buy", 0.01, None, {"clientOrderId": "hold-1"})
+    assert client.order_by_client_id("hold-1")["status"] == "FILLED"
+
+
 async def test_dropped_answer_after_processing(make: Make) -> None:
     client = make({"rules": [{"kind": "drop", "endpoint": ORDER, "count": 1}]})
     # requests reports a closed connection as a NetworkError, aiohttp as ExchangeNotAvailable
