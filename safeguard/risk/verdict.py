@@ -12,8 +12,9 @@
    the tier's leverage cap, margin, liquidation at entry, and the stop's fill against the
    liquidation price. With ``degraded=True`` the same checks run again on the degraded face;
    what only the degraded face denies becomes DEGRADED_RISK.
-3. **Sizing** (unless ``size_search=False``): the largest amount that passes every size-dependent
-   check, for a caller that wants to shrink the order rather than drop it.
+3. **Sizing** (unless ``size_search=False``, :mod:`safeguard.risk.sizing`): the largest amount
+   that passes every size-dependent check, for a caller that wants to shrink the order rather
+   than drop it.
 
 Orders that only reduce exposure are treated gently on purpose: a stale feed or a thin stop
 buffer warns instead of denying them, because blocking the way out is itself a risk. They still
@@ -29,37 +30,13 @@ from safeguard.codes import Code
 from safeguard.config import RiskLimits
 from safeguard.risk.checks import run_priced_checks, run_shape_checks, run_size_rules
 from safeguard.risk.fills import FillFace, FillModel
-from safeguard.risk.models import Account, MarketSnapshot, OrderIntent, is_multiple
+from safeguard.risk.models import Account, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt
 from safeguard.risk.pricing import Exposure, Order, price_order
+from safeguard.risk.sizing import SIZE_CODES, max_safe_amount
 
 DENY = Severity.DENY
 WARN = Severity.WARN
-
-# Denials that a smaller (or larger) amount could cure. Any other denial means no amount passes.
-SIZE_CODES = frozenset(
-    {
-        Code.NOTIONAL_PER_ORDER,
-        Code.NOTIONAL_PER_POSITION,
-        Code.NOTIONAL_PER_ACCOUNT,
-        Code.CONCENTRATION,
-        Code.LEVERAGE_ABOVE_TIER,
-        Code.INSUFFICIENT_MARGIN,
-        Code.INSUFFICIENT_DEPTH,
-        Code.STOP_BEYOND_LIQUIDATION,
-        Code.LIQUIDATION_AT_ENTRY,
-        Code.MAX_QUANTITY,
-        Code.MIN_QUANTITY,
-        Code.MIN_NOTIONAL,
-        Code.STEP_SIZE,
-        Code.REDUCE_ONLY_WOULD_FLIP,
-        Code.PRICE_OUTSIDE_BAND,
-        Code.DEGRADED_RISK,
-    }
-)
-
-_SEARCH_PROBES = 40
-"""Bisection steps of the size search at most (2^-40 of the range: far below any step size)."""
 
 
 def evaluate(
@@ -130,7 +107,7 @@ def evaluate(
     max_safe: float | None = None
     if size_search:
         try:
-            max_safe = _max_safe_amount(order, fills, degraded, findings)
+            max_safe = max_safe_amount(order, fills, degraded, findings)
         except (ValueError, ArithmeticError):
             max_safe = 0.0  # a size the arithmetic cannot price is not a safe size
     return Verdict(
@@ -338,61 +315,6 @@ def _bare_verdict(intent: Any, now: Any, degraded: Any, findings: tuple[Finding,
         max_safe_amount=0.0,
         now=now if isinstance(now, int | float) and not isinstance(now, bool) else math.nan,
     )
-
-
-# --- pass 3: the largest amount that passes ------------------------------------------------
-
-
-def _passes_at(probe: Order, fills: FillModel, degraded: bool, amount: float) -> bool:
-    if run_size_rules(probe, amount) or probe.reduce_only_flips(amount):
-        return False
-    probe.set_amount(amount)
-    for terms in (fills.expected, fills.degraded) if degraded else (fills.expected,):
-        priced = price_order(probe, terms, amount)
-        if any(f.severity is DENY for f in run_priced_checks(probe, priced)):
-            return False
-    return True
-
-
-def _max_safe_amount(
-    order: Order, fills: FillModel, degraded: bool, findings: list[Finding]
-) -> float:
-    """Bisect over whole steps between the smallest and the largest amount worth trying.
-
-    Assumes the size-dependent checks get worse as the amount grows (true of every check here
-    for orders in one direction); the answer is then exact to one step.
-    """
-    if any(f.severity is DENY and f.code not in SIZE_CODES for f in findings):
-        return 0.0
-    step = order.rules.step_size
-    low_units = max(1, math.ceil(order.min_amount / step - 1e-9))
-    high_units = math.floor(order.max_amount_to_try() / step + 1e-9)
-    if high_units < low_units:
-        return 0.0
-    requested_units = order.intent.amount / step
-    passed = not any(f.severity is DENY for f in findings)
-    probe = order.copy()
-    if passed and is_multiple(order.intent.amount, step):
-        low_units = max(low_units, round(requested_units))
-    elif not _passes_at(probe, fills, degraded, low_units * step):
-        return 0.0
-    if _passes_at(probe, fills, degraded, high_units * step):
-        return _units(high_units, step)
-    # Invariant: low passes, high fails.
-    for _ in range(_SEARCH_PROBES):
-        if high_units - low_units <= 1:
-            break
-        middle = (low_units + high_units) // 2
-        if _passes_at(probe, fills, degraded, middle * step):
-            low_units = middle
-        else:
-            high_units = middle
-    return _units(low_units, step)
-
-
-def _units(units: int, step: float) -> float:
-    # 1658 * 0.001 is 1.6580000000000001; an amount a venue will echo back should read 1.658.
-    return round(units * step, 12)
 
 
 __all__ = ["SIZE_CODES", "evaluate"]
