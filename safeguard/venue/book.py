@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 
 BUY = "BUY"
 SELL = "SELL"
@@ -141,6 +142,14 @@ class SimBook:
             if not left:
                 break
         return fills
+
+    def walk(self, side: str) -> Iterator[tuple[int, int]]:
+        """(price, qty) levels a taker on ``side`` would meet, best first, lazily."""
+        targets, deficits, touch, step = self._side(side)
+        for level in range(self.levels):
+            available = targets[level] - deficits.get(level, 0)
+            if available > 0:
+                yield touch + level * step, available
 
     def depth(self, side: str, limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` (price, qty) levels of the bids (``"BUY"``) or asks (``"SELL"``)."""

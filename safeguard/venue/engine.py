@@ -12,8 +12,9 @@ the market traded through, fires stops (on the mark or the last price, per ``wor
 pays funding at the interval boundaries and liquidates accounts whose equity at the mark fell to
 their tiered maintenance requirement.
 
-Accounts trade against the simulated market makers, not against each other: a resting order
-fills when the market's book crosses its price, never against another account's order.
+Accounts trade against the simulated market makers and against each other's resting orders
+(price-time priority, self-trade prevention ``EXPIRE_TAKER``: see :mod:`.matching`). A resting
+order also fills when the market makers' book trades through its price.
 
 Every method that takes outside input checks all of it before changing anything and answers a
 bad argument with :class:`~safeguard.venue.errors.VenueReject` carrying Binance's code; a reject
@@ -62,6 +63,7 @@ from safeguard.venue.funding import (
 )
 from safeguard.venue.liquidation import close_outcome, liquidation_price, settle
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
+from safeguard.venue.matching import Plan, crosses, merged_depth, plan
 from safeguard.venue.orders import (
     CANCELED,
     EXPIRED,
@@ -373,10 +375,14 @@ class Venue:
         return m.feed.mark, m.feed.index, m.last
 
     def _depth(self, m: _Market, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The published book: market makers' levels with the accounts' resting orders."""
         if m.freeze == "stale_prices":
             bids, asks = m.snapshot["depth"]
             return bids[:limit], asks[:limit]
-        return m.book.depth(BUY, limit), m.book.depth(SELL, limit)
+        return (
+            merged_depth(m.book.depth(BUY, limit), m.bids, limit=limit, bids=True),
+            merged_depth(m.book.depth(SELL, limit), m.asks, limit=limit, bids=False),
+        )
 
     def ticker_24h(self, symbol: str) -> dict[str, Any]:
         with self.lock:
@@ -561,33 +567,52 @@ class Venue:
                 raise VenueReject(-4016, "Price is higher than mark price multiplier cap.")
             if request.side == SELL and limit < m.feed.mark * _PERCENT_DOWN:
                 raise VenueReject(-4024, "Price is lower than mark price multiplier floor.")
-            crosses_at = book.best(request.side)
-            crosses = crosses_at is not None and (
-                crosses_at <= request.price if request.side == BUY else crosses_at >= request.price
-            )
-            if request.time_in_force == "GTX" and crosses:
+            opposite = m.asks if request.side == BUY else m.bids
+            if request.time_in_force == "GTX" and crosses(
+                book, opposite, side=request.side, limit=request.price
+            ):
                 raise VenueReject(
                     -5022,
                     "Due to the order could not be executed as maker, the Post Only order "
                     "will be rejected. The order will not be recorded in the order history",
                 )
-            if request.time_in_force == "FOK":
-                fills = book.take(request.side, request.qty, request.price, dry_run=True)
-                if sum(fills[1::2]) < request.qty:
-                    raise VenueReject(
-                        -5021,
-                        "Due to the order could not be filled immediately, the FOK order has "
-                        "been rejected. The order will not be recorded in the order history",
-                    )
+            if (
+                request.time_in_force == "FOK"
+                and self._plan(account, m, request, request.price).qty < request.qty
+            ):
+                raise VenueReject(
+                    -5021,
+                    "Due to the order could not be filled immediately, the FOK order has "
+                    "been rejected. The order will not be recorded in the order history",
+                )
         if opening:
             if request.type == "LIMIT":
                 price = request.price * spec.tick_size
             else:
-                fills = book.take(request.side, request.qty, None, dry_run=True)
-                worst = fills[-2] if fills else m.last
-                price = worst * spec.tick_size
+                legs = self._plan(account, m, request, None).legs
+                price = (legs[-1].price if legs else m.last) * spec.tick_size
             self._check_margin(account, m, request, opening, price)
         return opening
+
+    def _plan(
+        self, account: Account, m: _Market, order: Order | OrderRequest, limit: int | None
+    ) -> Plan:
+        """How ``order`` would fill now against the book and other accounts' resting orders."""
+        return plan(
+            m.book,
+            m.asks if order.side == BUY else m.bids,
+            side=order.side,
+            qty=order.qty,
+            limit=limit,
+            api_key=account.api_key,
+            fillable=self._fillable,
+        )
+
+    def _fillable(self, order: Order) -> int:
+        """Steps of a resting order that may trade now (reduce-only: what it can still reduce)."""
+        if order.reduce_only or self._is_closing_leg(order):
+            return min(order.remaining, self._closable(self._accounts[order.api_key], order))
+        return order.remaining
 
     def _check_margin(
         self, account: Account, m: _Market, request: OrderRequest, opening: int, price: float
@@ -628,12 +653,17 @@ class Venue:
     def _execute_new(self, account: Account, m: _Market, order: Order, opening: int) -> None:
         """Take what crosses now; rest or expire the remainder per the time in force."""
         limit = order.price if order.type == "LIMIT" else None
-        fills = m.book.take(order.side, order.qty, limit)
-        if fills:
-            self._settle(account, m, order, fills, maker=False)
+        self_trade = False
+        if m.asks if order.side == BUY else m.bids:
+            self_trade = self._cross(account, m, order, limit)
+        else:
+            # Nothing from other accounts on the far side: the book alone (the hot path).
+            fills = m.book.take(order.side, order.qty, limit)
+            if fills:
+                self._settle(account, m, order, fills, maker=False)
         if not order.remaining:
             return
-        if order.type == "MARKET" or order.time_in_force in ("IOC", "FOK"):
+        if self_trade or order.type == "MARKET" or order.time_in_force in ("IOC", "FOK"):
             self._close_order(order, EXPIRED)
             return
         leverage = self._leverage(account, order.symbol)
@@ -647,10 +677,49 @@ class Venue:
             bisect.insort(m.asks, (order.price, self._seq, order))
         self._register_open(account, order)
 
+    def _cross(self, account: Account, m: _Market, order: Order, limit: int | None) -> bool:
+        """Fill ``order`` against the book and other accounts' orders; True on a self-trade stop.
+
+        Each resting order met is filled as a maker at its own price; the taker's fills are
+        settled together afterwards, and the public tape records each match once.
+        """
+        planned = self._plan(account, m, order, limit)
+        taker_fills: list[int] = []
+        for leg in planned.legs:
+            if leg.maker is None:
+                taker_fills += m.book.take(order.side, leg.qty, leg.price)
+                continue
+            maker = leg.maker
+            self._settle(
+                self._accounts[maker.api_key],
+                m,
+                maker,
+                [leg.price, leg.qty],
+                maker=True,
+                public=False,
+            )
+            if not maker.is_open:
+                self._unrest(m, maker)
+            taker_fills += [leg.price, leg.qty]
+        if taker_fills:
+            self._settle(account, m, order, taker_fills, maker=False)
+        return planned.self_trade
+
     def _settle(
-        self, account: Account, m: _Market, order: Order, fills: list[int], *, maker: bool
+        self,
+        account: Account,
+        m: _Market,
+        order: Order,
+        fills: list[int],
+        *,
+        maker: bool,
+        public: bool = True,
     ) -> None:
-        """Book ``fills`` (flat [price, qty, ...]) to ``order`` and its account."""
+        """Book ``fills`` (flat [price, qty, ...]) to ``order`` and its account.
+
+        ``public=False`` for the maker side of a match between accounts: the taker's side
+        records the trade on the tape, once.
+        """
         spec = m.spec
         symbol = spec.symbol
         position = self._position(account, symbol, order.position_side)
@@ -680,11 +749,12 @@ class Venue:
             order.executed += qty
             filled += qty
             order.cum_quote += price * qty * unit
-            m.trade_id += 1
-            m.trades.append((m.trade_id, price, qty, now_ms, buy == maker))
-            m.last = price
-            m.last_qty = qty
-            self._candle(m, now, price, qty)
+            if public:
+                m.trade_id += 1
+                m.trades.append((m.trade_id, price, qty, now_ms, buy == maker))
+                m.last = price
+                m.last_qty = qty
+                self._candle(m, now, price, qty)
             event = Fill(
                 now,
                 account.api_key,
@@ -1046,7 +1116,7 @@ class Venue:
                     "mark": m.feed.mark,
                     "index": m.feed.index,
                     "last": m.last,
-                    "depth": (m.book.depth(BUY, 1000), m.book.depth(SELL, 1000)),
+                    "depth": self._depth(m, 1000),
                 }
                 m.freeze_ms = self._ms()
             m.freeze = mode

@@ -300,7 +300,7 @@ _TEMPLATE: dict[str, Any] = {
     "workingType": "CONTRACT_PRICE",
     "priceProtect": False,
     "priceMatch": "NONE",
-    "selfTradePreventionMode": "NONE",
+    "selfTradePreventionMode": "EXPIRE_TAKER",
     "goodTillDate": 0,
     "time": 0,
     "updateTime": 0,

@@ -144,17 +144,20 @@ def test_wallets_reconcile_to_the_unit_after_any_session(
     steps: list[tuple[str, float, str, float, float]], leverage: int
 ) -> None:
     venue = Venue(VenueConfig(symbols=("BTCUSDT",), seed=8), clock=ManualClock())
-    venue.create_account("k", "s", wallet=3_000.0)
-    venue.set_leverage("k", symbol="BTCUSDT", leverage=leverage)
-    for side, qty, kind, offset, wait in steps:
+    keys = ("k", "j")  # two accounts, alternating: their resting orders meet each other
+    for key in keys:
+        venue.create_account(key, "s", wallet=3_000.0)
+        venue.set_leverage(key, symbol="BTCUSDT", leverage=leverage)
+    for i, (side, qty, kind, offset, wait) in enumerate(steps):
+        key = keys[i % 2]
         mark = venue.mark_price("BTCUSDT")
         price = round(mark * (1 + offset), 1)
         try:
             if kind == "MARKET":
-                venue.place_order("k", symbol="BTCUSDT", side=side, type="MARKET", quantity=qty)
+                venue.place_order(key, symbol="BTCUSDT", side=side, type="MARKET", quantity=qty)
             elif kind == "STOP":
                 venue.place_order(
-                    "k",
+                    key,
                     symbol="BTCUSDT",
                     side=side,
                     type="STOP_MARKET",
@@ -165,7 +168,7 @@ def test_wallets_reconcile_to_the_unit_after_any_session(
                 )
             else:
                 venue.place_order(
-                    "k",
+                    key,
                     symbol="BTCUSDT",
                     side=side,
                     type="LIMIT",
@@ -176,13 +179,14 @@ def test_wallets_reconcile_to_the_unit_after_any_session(
         except VenueReject:
             pass
         venue.advance(wait)
-    flows = sum(
-        e.wallet_delta_units
-        for e in venue.events
-        if isinstance(e, Fill | FundingPayment | Liquidation) and e.api_key == "k"
-    )
-    assert venue.wallet_units("k") == venue.deposit_units("k") + flows
-    assert venue.wallet_units("k") >= 0
+    for key in keys:
+        flows = sum(
+            e.wallet_delta_units
+            for e in venue.events
+            if isinstance(e, Fill | FundingPayment | Liquidation) and e.api_key == key
+        )
+        assert venue.wallet_units(key) == venue.deposit_units(key) + flows
+        assert venue.wallet_units(key) >= 0
 
 
 @settings(max_examples=15, deadline=None)
