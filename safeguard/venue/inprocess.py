@@ -7,8 +7,9 @@ exactly as ccxt's own ``fetch`` treats an HTTP answer: ``on_rest_response``, ``p
 ``handle_errors`` and ``handle_http_status_code`` in ccxt's order. So both transports raise
 the same exception class for the same venue answer.
 
-What a socket would do, in-process does at once: latency is not slept (it only matters when it
-exceeds the client's timeout, which raises ``RequestTimeout``); a timeout after the order was
+What a socket would do, in-process does at once: latency is not slept but handed to an optional
+``on_latency`` callback (``venue.advance`` spends it in simulated time), and latency beyond the
+client's timeout raises ``RequestTimeout``; a timeout after the order was
 accepted raises ``RequestTimeout`` after the engine accepted it; a dropped answer raises what
 the real HTTP stack raises for a closed connection (sync ``requests``: ``NetworkError``; async
 ``aiohttp``: ``ExchangeNotAvailable``).
@@ -16,6 +17,7 @@ the real HTTP stack raises for a closed connection (sync ``requests``: ``Network
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -37,10 +39,17 @@ INPROCESS_URL = "http://venue.invalid"
 class _Transport:
     """The dialect behind one ccxt instance, and the peer address it reports."""
 
-    def __init__(self, dialect: Dialect, client_ip: str, asynchronous: bool) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        client_ip: str,
+        asynchronous: bool,
+        on_latency: Callable[[float], object] | None,
+    ) -> None:
         self.dialect = dialect
         self.client_ip = client_ip
         self.asynchronous = asynchronous
+        self.on_latency = on_latency
 
     def exchange(self, ex: Any, url: str, method: str, headers: Any, body: Any) -> Any:
         """Everything ccxt's ``fetch`` does after the socket, on the dialect's answer."""
@@ -64,7 +73,11 @@ class _Transport:
         # Over HTTP a held answer ends in the client's timeout, or in a closed connection if
         # the venue gives up holding first; latency past the timeout is a timeout too.
         held = answer.delivery is Delivery.HANG
-        if (held and answer.hold_s * 1000 >= ex.timeout) or answer.latency_s * 1000 >= ex.timeout:
+        waited = max(answer.latency_s, answer.hold_s if held else 0.0)
+        timeout_s = ex.timeout / 1000
+        if waited > 0 and self.on_latency is not None:
+            self.on_latency(min(waited, timeout_s))
+        if waited >= timeout_s:
             raise ccxt.RequestTimeout(details)
         if held or answer.delivery is Delivery.DROP:
             dropped = ccxt.ExchangeNotAvailable if self.asynchronous else ccxt.NetworkError
@@ -135,12 +148,15 @@ def inprocess_client(
     asyncio: bool = False,
     client_ip: str = "127.0.0.1",
     timeout_ms: int = 10_000,
+    on_latency: Callable[[float], object] | None = None,
 ) -> Any:
     """A ccxt ``binanceusdm`` (async with ``asyncio=True``) trading on ``venue`` in process.
 
     Pass a :class:`Dialect` instead of a venue to share one fault plan and rate-limit state
     between several clients (or with an HTTP server). ``client_ip`` is the peer address the
-    venue's per-IP limits and bans see.
+    venue's per-IP limits and bans see. Injected latency is not slept: ``on_latency(seconds)``
+    is called instead (capped at the timeout), e.g. ``venue.advance`` to spend it in simulated
+    time, or ``time.sleep`` to spend it for real.
     """
     if not api_key or not secret:
         raise ValueError("api_key and secret must be non-empty strings")
@@ -149,7 +165,7 @@ def inprocess_client(
     dialect = venue if isinstance(venue, Dialect) else Dialect(venue)
     cls = AsyncInProcessBinanceUSDM if asyncio else InProcessBinanceUSDM
     exchange = cls({"apiKey": api_key, "secret": secret, "timeout": timeout_ms})
-    exchange._sg_transport = _Transport(dialect, client_ip, asynchronous=asyncio)
+    exchange._sg_transport = _Transport(dialect, client_ip, asyncio, on_latency)
     return configure(exchange, INPROCESS_URL)
 
 

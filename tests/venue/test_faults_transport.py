@@ -421,3 +421,31 @@ async def test_admin_route_refuses_non_loopback_peers(venue: Venue) -> None:
     local = dialect.handle(Request("POST", "/admin/faults", body=plan, client_ip="::1"))
     assert local.status == 200
     assert len(dialect.fault_state()["plan"]["rules"]) == 1
+
+
+@pytest.mark.parametrize("transport", ["inprocess-sync", "inprocess-async"])
+async def test_in_process_latency_is_spent_through_the_hook(
+    venue: Venue, markets: list[dict[str, Any]], transport: str
+) -> None:
+    # Latency in process is handed to a callback; venue.advance spends it in simulated time.
+    plan = {"rules": [{"kind": "latency", "endpoint": "GET /fapi/v1/time", "ms": 250}]}
+    dialect = Dialect(venue, limits=UNLIMITED, faults=FaultPlan.parse(plan))
+    asynchronous = transport.endswith("async")
+    ex = inprocess_client(
+        dialect, "probe", "probe", asyncio=asynchronous, timeout_ms=1_000, on_latency=venue.advance
+    )
+    ex.set_markets(markets)
+    client = Client(venue, dialect, ex, transport)
+    try:
+        before = venue.clock.time()
+        assert await client("fetch_time") == int(before * 1000)  # answered before the delay
+        assert venue.clock.time() == pytest.approx(before + 0.25)
+        dialect.set_fault_plan(
+            FaultPlan.parse({"rules": [{"kind": "latency", "endpoint": "*", "ms": 5_000}]})
+        )
+        with raises_exactly(ccxt.RequestTimeout):
+            await client("fetch_time")
+        assert venue.clock.time() == pytest.approx(before + 1.25)  # the client gave up at 1 s
+    finally:
+        if asynchronous:
+            await ex.close()
