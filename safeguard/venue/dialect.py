@@ -142,8 +142,9 @@ class Dialect:
 
     ``auth_clock`` judges ``timestamp``/``recvWindow`` (wall time by default: ccxt signs with
     wall time even when the venue runs on simulated time). Rate limits, the fault plan and
-    countdowns run on the venue's own clock. ``limits`` defaults to what the venue publishes
-    in ``exchangeInfo.rateLimits``.
+    countdowns run on the venue's own clock, so under a ``ManualClock`` the one-minute weight
+    window rolls only when the test advances time. ``limits`` defaults to what the venue
+    publishes in ``exchangeInfo.rateLimits``.
     """
 
     def __init__(
