@@ -8,6 +8,7 @@ edge: that amount passes, one step more does not.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -197,3 +198,46 @@ def test_preview_reads_the_policy_and_matches_evaluate() -> None:
     assert explicit.costing == run().costing
     with pytest.raises(ValueError, match="fills"):
         preview(intent(), market(), account(), now=NOW, fills="fast")  # type: ignore[arg-type]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    amount=st.integers(min_value=1, max_value=5000).map(lambda n: n * STEP),
+    wallet=st.floats(min_value=500.0, max_value=200_000.0),
+    leverage=st.integers(min_value=1, max_value=20),
+    mode=st.sampled_from(["isolated", "cross"]),
+    side=st.sampled_from(["buy", "sell"]),
+    stop_pct=st.floats(min_value=0.5, max_value=15.0),
+    cap=st.one_of(st.none(), st.floats(min_value=1_000.0, max_value=500_000.0)),
+    degraded=st.booleans(),
+)
+def test_max_safe_amount_is_exact_whichever_limit_binds(
+    amount: float,
+    wallet: float,
+    leverage: int,
+    mode: str,
+    side: str,
+    stop_pct: float,
+    cap: float | None,
+    degraded: bool,
+) -> None:
+    direction = 1 if side == "buy" else -1
+    stop = round(60_000.0 * (1 - direction * stop_pct / 100), 1)
+
+    def order(size: float) -> Any:
+        return intent(
+            amount=round(size, 3), side=side, leverage=float(leverage), margin_mode=mode,
+            stop_price=stop,
+        )  # fmt: skip
+
+    acct = account(wallet_balance=wallet)
+    limits = {"max_notional_per_order": cap, "degraded": degraded}
+    verdict = run(order(amount), acct=acct, size_search=True, **limits)
+    edge = verdict.max_safe_amount
+    assert edge is not None
+    if edge == 0.0:
+        # Then not even the smallest order passes.
+        assert not run(order(0.002), acct=acct, **limits).allowed
+        return
+    assert run(order(edge), acct=acct, **limits).allowed
+    assert not run(order(edge + STEP), acct=acct, **limits).allowed
