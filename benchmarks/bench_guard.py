@@ -13,7 +13,8 @@ Orders alternate buy/sell market 0.01 ETH. The guarded order also re-reads the a
 each order (the verdict must see the position it changed): those extra venue requests are
 reported as a count, not as overhead, because they are round trips to the venue, not CPU the
 guard spends. The journal is measured both ways: fsync per pending record (the default) and
-without (``durable_journal=False``).
+without (``durable_journal=False``). A third run stubs out the rate budget and the health
+monitor, to show what the guard's own core costs apart from those two components.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 from safeguard.clock import ManualClock
 from safeguard.config import Policy
 from safeguard.guard import guard
+from safeguard.guard.observe import AlwaysNormal
 from safeguard.guard.throttle import RateBudget
 from safeguard.killswitch.switch import KillSwitch
 from safeguard.venue import Venue, VenueConfig
@@ -77,6 +79,23 @@ class Inner:
         return call
 
 
+class _NoPacing:
+    """Stands in for the rate budget in ``--isolate`` runs (the guard's own cost only)."""
+
+    def before(self, kind: Any, send: Any, now: float) -> float:
+        return 0.0
+
+    def after(self, send: Any, answer: Any, ec: Any) -> None:
+        return None
+
+
+def _isolate(ex: Any) -> None:
+    core = ex.runtime.core
+    core.pacer = _NoPacing()
+    core.observer.health = AlwaysNormal()
+    core.gate.health = AlwaysNormal()
+
+
 def _rig(tmp: Path, durable: bool) -> tuple[Any, Any, Inner]:
     clock = ManualClock(1_700_000_000.0)
     venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=clock)
@@ -118,8 +137,12 @@ def _p90_us(samples: list[int]) -> float:
     return statistics.quantiles(samples, n=10)[-1] / 1000.0
 
 
-def bench(reads: int, orders: int, durable: bool, tmp: Path) -> dict[str, float]:
+def bench(
+    reads: int, orders: int, durable: bool, tmp: Path, *, isolate: bool = False
+) -> dict[str, float]:
     raw, ex, inner = _rig(tmp, durable)
+    if isolate:
+        _isolate(ex)
     ex.fetch_ticker(SYMBOL)  # warm both paths
     raw.fetch_ticker(SYMBOL)
 
@@ -172,10 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpu(s), "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"reads={args.reads} orders={args.orders} (medians; overhead = total - time in ccxt)")
+    runs = [
+        (False, False, "journal no-fsync"),
+        (True, False, "journal fsync (the default)"),
+        (False, True, "journal no-fsync, rate budget and health monitor stubbed out"),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
-        for durable in (False, True):
-            r = bench(args.reads, args.orders, durable, Path(tmp))
-            label = "journal fsync" if durable else "journal no-fsync"
+        for durable, isolate, label in runs:
+            r = bench(args.reads, args.orders, durable, Path(tmp), isolate=isolate)
             print(f"\n[{label}]")
             print(f"  read  fetch_ticker : raw {r['read_raw_us']:8.1f} us | guarded "
                   f"{r['read_guarded_us']:8.1f} us | guard adds {r['read_overhead_us']:6.1f} us "

@@ -12,6 +12,7 @@ drive the one :class:`~safeguard.guard.core.GuardCore`.
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from urllib.parse import urlsplit
 import ccxt
 
 from safeguard.clock import Clock, SystemClock
-from safeguard.config import Policy
+from safeguard.config import Policy, ThrottleConfig
 from safeguard.guard.aio import AsyncGuardedExchange
+from safeguard.guard.bans import BanStore
 from safeguard.guard.core import GuardCore
 from safeguard.guard.degradation import HealthMonitor
 from safeguard.guard.events import EventKind, Hooks
@@ -37,8 +39,22 @@ from safeguard.guard.throttle import BudgetRegistry, RateBudget, account_fingerp
 from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.triggers import RiskMonitor
 
-_BUDGETS = BudgetRegistry()
-"""The process's shared budgets: guarded exchanges on one IP or one API key share limits."""
+_REGISTRIES: dict[tuple[ThrottleConfig, str], BudgetRegistry] = {}
+_REGISTRIES_LOCK = threading.Lock()
+
+
+def _registry(policy: Policy) -> BudgetRegistry:
+    """The process's shared budgets for this throttle policy and state directory: guarded
+    exchanges on one IP or one API key share their limits, and bans persist in the state
+    directory so a restarted bot fails fast instead of extending its ban."""
+    state_dir = policy.kill_switch.state_dir
+    key = (policy.throttle, str(state_dir.resolve()))
+    with _REGISTRIES_LOCK:
+        registry = _REGISTRIES.get(key)
+        if registry is None:
+            registry = BudgetRegistry(policy.throttle, store=BanStore(state_dir))
+            _REGISTRIES[key] = registry
+        return registry
 
 
 def guard(
@@ -100,7 +116,7 @@ def guard(
     key = account_fingerprint(getattr(exchange, "apiKey", None) or None)
     path = Path(journal_path or policy.kill_switch.state_dir / f"orders-{exchange.id}-{key}.jsonl")
     if budget is None:
-        budget = _BUDGETS.get(f"{exchange.id}@{_api_host(exchange)}", key)
+        budget = _registry(policy).get(f"{exchange.id}@{_api_host(exchange)}", key)
     recheck: list[Callable[[Any], None]] = []
 
     def health_moved(event: Any) -> None:

@@ -240,6 +240,7 @@ class GuardCore:
     ) -> Steps[Any]:
         attempt = 0
         now = started
+        maybe_done = False
         while True:
             attempt += 1
             now = yield from self._pace(kind, send, now)
@@ -249,6 +250,12 @@ class GuardCore:
             if ec is None:
                 return answer.value
             assert answer.error is not None
+            if maybe_done and send.method == "cancel_order" and _not_found(answer.error):
+                # An earlier attempt may have cancelled it (or it filled meanwhile): the order
+                # as it stands now is the answer, not "order not found".
+                lookup = Send("fetch_order", tuple(send.args[:2]), essential=True)
+                return (yield from self._read(lookup, now))
+            maybe_done = maybe_done or ec.retry is RetryClass.AMBIGUOUS
             retryable = ec.retry is RetryClass.SAFE or (
                 ec.retry is RetryClass.AMBIGUOUS and retry_ambiguous
             )

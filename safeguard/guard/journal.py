@@ -156,7 +156,7 @@ class OrderJournal:
         self._file.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
         self._file.flush()
         if sync:
-            os.fsync(self._file.fileno())
+            _sync(self._file.fileno())
 
     def _compact_locked(self) -> None:
         keep = {k: e for k, e in self._entries.items() if not e.resolved}
@@ -234,6 +234,11 @@ def _apply(entries: dict[str, Entry], record: Any) -> None:
     current = entries[cid]
     order_id = record.get("order_id", current.order_id)
     entries[cid] = replace(current, status=status, updated=float(t), order_id=order_id)
+
+
+def _sync(fd: int) -> None:
+    # The record's data is what must survive; fdatasync skips the metadata-only flush.
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -309,3 +309,36 @@ def test_reconcile_settles_what_a_crashed_run_left_pending(tmp_path: Path) -> No
     assert settled["sg-lost"] is None
     assert core.journal.unresolved() == []
     assert venue.count("create_order") == 0
+
+
+def test_a_cancel_that_landed_before_its_answer_was_lost_returns_the_order(
+    tmp_path: Path,
+) -> None:
+    state = {"status": "open"}
+
+    def script(send: Send) -> Any:
+        if send.method == "cancel_order":
+            if state["status"] == "open":
+                state["status"] = "canceled"
+                raise ccxt.RequestTimeout("binanceusdm DELETE /fapi/v1/order")
+            raise ccxt.OrderNotFound('binanceusdm {"code":-2011,"msg":"Unknown order sent."}')
+        if send.method == "fetch_order":
+            return {"id": send.args[0], "status": state["status"]}
+        raise AssertionError(send)
+
+    core = _core(tmp_path)
+    venue = Venue(script)
+    order = venue.run(core.call(CallKind.CANCEL, "cancel_order", ("42", SYMBOL), {}, venue.now))
+    assert order == {"id": "42", "status": "canceled"}
+    assert venue.count("cancel_order") == 2
+
+
+def test_a_cancel_of_an_unknown_order_is_still_an_error(tmp_path: Path) -> None:
+    def script(send: Send) -> Any:
+        raise ccxt.OrderNotFound('binanceusdm {"code":-2011,"msg":"Unknown order sent."}')
+
+    core = _core(tmp_path)
+    venue = Venue(script)
+    with pytest.raises(errors.OrderNotFound):
+        venue.run(core.call(CallKind.CANCEL, "cancel_order", ("42", SYMBOL), {}, venue.now))
+    assert venue.count("fetch_order") == 0
