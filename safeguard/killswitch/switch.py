@@ -271,6 +271,10 @@ class KillSwitch:
         lock = threading.Lock()
         self._changed = threading.Condition(lock)  # generation moved: wakes wait()
         self._drained = threading.Condition(lock)  # a send exited while an engage drains
+        # Sleepers that hold a permit themselves: an engage must wake them before it drains,
+        # or it would wait on them. Plain sleepers hold nothing, cannot send (their next
+        # permit refuses) and are woken after the drain, so they don't compete with it.
+        self._changed_holding = threading.Condition(lock)
         self._inflight = [0, 0, 0]
         self._draining = 0
         self._generation = 0
@@ -375,31 +379,40 @@ class KillSwitch:
         moment the switch engages (the next ``permit`` then refuses).
         """
         seen, deadline = self._generation, time.monotonic() + _timeout(timeout)
-        while (pause := self._pause(seen, deadline)) > 0:
-            with self._changed:
-                self._changed.wait_for(lambda: self._generation != seen, pause)
-        return self._generation != seen
+        held = self._held.get((0, 0, 0))
+        changed = self._changed_holding if any(held) else self._changed
+        while (pause := self._pause(seen, deadline, held)) > 0:
+            with changed:
+                changed.wait_for(lambda: self._generation != seen, pause)
+        return self._woken(seen, held)
 
     async def wait_async(self, timeout: float) -> bool:
         """``wait`` for asyncio code: never blocks the event loop."""
         seen, deadline = self._generation, time.monotonic() + _timeout(timeout)
+        held = self._held.get((0, 0, 0))
         loop = asyncio.get_running_loop()
         waker: asyncio.Future[None] = loop.create_future()
         entry = (loop, waker)
         with self._changed:
             self._async_wakers.add(entry)
         try:
-            while (pause := self._pause(seen, deadline)) > 0:
+            while (pause := self._pause(seen, deadline, held)) > 0:
                 await asyncio.wait((waker,), timeout=pause)
         finally:
             with self._changed:
                 self._async_wakers.discard(entry)
-        return self._generation != seen
+        return self._woken(seen, held)
 
-    def _pause(self, seen: int, deadline: float) -> float:
+    def _woken(self, seen: int, held: Held) -> bool:
+        # A sleeper holding a permit the state now forbids is what an engage is draining: it
+        # must stop sleeping (and give up its retry) even if it began after the engage.
+        forbidden = any(held[kind] for kind in _BLOCKED_KINDS[self._state.state])
+        return self._generation != seen or forbidden
+
+    def _pause(self, seen: int, deadline: float, held: Held) -> float:
         """How long a sleeper blocks before looking again; 0 when it should stop."""
         self._refresh()
-        if self._generation != seen:
+        if self._woken(seen, held):
             return 0.0
         return max(0.0, min(deadline - time.monotonic(), self._config.poll_interval_s))
 
@@ -427,6 +440,7 @@ class KillSwitch:
             return self._state
         previous, new = change
         left = self._drain_blocking(new.state)
+        self._wake_sleepers()
         self._finish_engage(previous, new, left)
         return self._state
 
@@ -445,6 +459,7 @@ class KillSwitch:
         while (left := self._blocking_others(target)) and time.monotonic() < deadline:
             await asyncio.sleep(0.0005)  # other tasks of this loop finish their sends meanwhile
         if change is not None:
+            self._wake_sleepers()
             await asyncio.to_thread(self._finish_engage, change[0], change[1], left)
         return self._state
 
@@ -508,9 +523,13 @@ class KillSwitch:
                 return None
             self._state = outcome
             self._generation += 1
-            self._changed.notify_all()
+            self._changed_holding.notify_all()
         self._wake_async()
         return previous, outcome
+
+    def _wake_sleepers(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
 
     def _blocking_others(self, state: TradingState) -> int:
         held = self._held.get((0, 0, 0))
@@ -613,6 +632,7 @@ class KillSwitch:
             if tightened:
                 self._generation += 1
                 self._changed.notify_all()
+                self._changed_holding.notify_all()
         if tightened:
             self._wake_async()
         logger.warning(
@@ -651,6 +671,7 @@ class KillSwitch:
                 self._state = halted
                 self._generation += 1
                 self._changed.notify_all()
+                self._changed_holding.notify_all()
         # Persisting replaces the unreadable file, so every process agrees on the HALTED.
         self._persist_engage(halted)
         if halted is not previous:

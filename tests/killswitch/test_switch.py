@@ -413,3 +413,36 @@ def test_resume_decides_on_the_stored_state(tmp_path: Path) -> None:
     with pytest.raises(ResumeRefused):
         bot.resume(by="alice")
     assert bot.refresh().reason == "escalated elsewhere"
+
+
+def test_a_sleeper_holding_a_permit_is_woken_before_the_drain(
+    tmp_path: Path, errors: list[str]
+) -> None:
+    # A retry loop that backs off *inside* its permit: the engage must wake it first, or the
+    # drain would wait on a send that is itself waiting.
+    switch = make(tmp_path, drain_timeout_s=30.0)
+    order: list[str] = []
+    inside = threading.Event()
+
+    def retrying_inside_permit() -> None:
+        with switch.permit(reduces_only=False):
+            inside.set()
+            order.append(f"woke {switch.wait(60)}")
+
+    thread = threading.Thread(target=retrying_inside_permit)
+    thread.start()
+    assert inside.wait(10)
+    switch.engage("stop", by="pytest")
+    order.append("engage returned")
+    thread.join(10)
+    assert order == ["woke True", "engage returned"]
+    assert errors == []
+
+
+def test_a_sleep_begun_inside_a_forbidden_permit_returns_at_once(tmp_path: Path) -> None:
+    switch = make(tmp_path, drain_timeout_s=0.05)
+    with switch.permit(reduces_only=True):
+        switch.engage("stop", by="pytest")  # the latch closes while we hold a permit
+        assert switch.wait(60) is True  # no sleeping on a send the switch now forbids
+    with switch.permit(reduces_only=False, is_cancel=True):
+        assert switch.wait(0.01) is False  # cancels are still allowed: a normal backoff
