@@ -245,7 +245,7 @@ class Dialect:
                 usage,
             )
 
-        injection = self._faults.on_request(f"{method} {request.path}", now)
+        injection = self._faults.on_request(f"{method} {request.path}", now, api_key)
         fault = injection.answer
         if isinstance(fault, BanRule):
             until = self.limiter.ban(request.client_ip, now)

@@ -67,6 +67,8 @@ class _Scheduled(Section):
     """Fire at most this many times."""
     skip: Annotated[int, Field(ge=0)] = 0
     """Let this many matching requests through before the rule may fire."""
+    api_key: str | None = None
+    """Only requests carrying this API key (one bot of several on the venue)."""
 
     @model_validator(mode="after")
     def _window_ordered(self) -> _Scheduled:
@@ -76,7 +78,9 @@ class _Scheduled(Section):
             raise ValueError("endpoint must not be empty (use '*' for every endpoint)")
         return self
 
-    def matches(self, endpoint: str) -> bool:
+    def matches(self, endpoint: str, api_key: str | None = None) -> bool:
+        if self.api_key is not None and api_key != self.api_key:
+            return False
         pattern = self.endpoint.strip()
         if " " not in pattern and pattern != "*":
             pattern = "* " + pattern
@@ -287,7 +291,7 @@ class FaultInjector:
         self._seen = [0] * len(self.plan.rules)
         self.fired = [0] * len(self.plan.rules)
 
-    def on_request(self, endpoint: str, now: float) -> Injection:
+    def on_request(self, endpoint: str, now: float, api_key: str | None = None) -> Injection:
         """Decide the faults for one request to ``endpoint`` (``"GET /fapi/v1/time"``)."""
         if not self.plan.rules:
             return NO_FAULT
@@ -299,7 +303,7 @@ class FaultInjector:
                 continue
             if answer is not None and not isinstance(rule, LatencyRule):
                 continue
-            if not (rule.matches(endpoint) and rule.in_window(elapsed)):
+            if not (rule.matches(endpoint, api_key) and rule.in_window(elapsed)):
                 continue
             if rule.count is not None and self.fired[index] >= rule.count:
                 continue

@@ -219,3 +219,11 @@ def test_describe_reports_the_plan_and_counts() -> None:
     state = injector.describe()
     assert state["fired"] == [1]
     assert FaultPlan.parse(state["plan"]) == plan
+
+
+def test_a_rule_can_target_one_api_key() -> None:
+    plan = FaultPlan.parse({"rules": [{"kind": "error", "api_key": "bot-a"}]})
+    injector = FaultInjector(plan, installed_at=T0)
+    assert injector.on_request(TICKER, T0, "bot-b").answer is None
+    assert injector.on_request(TICKER, T0).answer is None
+    assert isinstance(injector.on_request(TICKER, T0, "bot-a").answer, ErrorRule)
