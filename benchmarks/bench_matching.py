@@ -7,8 +7,10 @@ simulated clock moves one step so the books refill, prices move and stops are ch
 time is included) and the client re-reads the mark to price its resting orders. The venue
 keeps its default three symbols and full event recording.
 
-It also times a simulated day, and prints a machine reference (pure-Python dict look-ups per
-CPU second) so figures from different machines can be compared.
+A second scenario has one account quote at the touch and another take the quote (the
+account-versus-account matching path). It also times a simulated day, and prints a machine
+reference (pure-Python dict look-ups per CPU second) so figures from different machines can
+be compared.
 
 Run: .venv/bin/python benchmarks/bench_matching.py [--rounds N] [--repeat R]
 """
@@ -56,6 +58,32 @@ def run(rounds: int) -> tuple[float, float, int, int]:
     return elapsed, cpu, events, fills
 
 
+def run_cross(rounds: int) -> tuple[float, int]:
+    """Two accounts: one quotes at the touch, the other takes the quote (account vs account)."""
+    venue = Venue(VenueConfig(seed=1), clock=ManualClock())
+    for key in ("maker", "taker"):
+        venue.create_account(key, "secret", wallet=10_000_000.0)
+    place = venue.place_order
+    touch = venue.book_ticker("BTCUSDT")[0]
+    bid, ask = float(touch["bidPrice"]), float(touch["askPrice"])
+    events = 0
+    started = time.process_time()
+    for i in range(rounds):
+        side, taker_side, price = ("SELL", "BUY", ask) if i % 2 == 0 else ("BUY", "SELL", bid)
+        place(
+            "maker",
+            symbol="BTCUSDT",
+            side=side,
+            type="LIMIT",
+            quantity=0.002,
+            price=price,
+            time_in_force="GTC",
+        )
+        place("taker", symbol="BTCUSDT", side=taker_side, type="MARKET", quantity=0.002)
+        events += 2
+    return time.process_time() - started, events
+
+
 def simulated_day() -> float:
     """Seconds of CPU to simulate 24 h of the default market with one open position."""
     venue = Venue(VenueConfig(seed=2), clock=ManualClock())
@@ -96,6 +124,8 @@ def main() -> None:
     print(f"order events/s (CPU time)  median {statistics.median(cpu_rates):,.0f}")
     print(f"fills/s (wall)             median {statistics.median(fills_rates):,.0f}")
     print(f"mean per order event       {1e6 / statistics.median(rates):.2f} us wall")
+    cpu, events = run_cross(args.rounds)
+    print(f"account vs account (CPU)   {events / cpu:,.0f} order events/s")
     print(f"simulated day (CPU)        {simulated_day():.2f} s for 24 h, 3 symbols, 5 s steps")
     print(f"machine reference          {machine_reference():.1f} M dict look-ups per CPU second")
 
