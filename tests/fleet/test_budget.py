@@ -57,7 +57,8 @@ def _same(a: object, b: object) -> bool:
         return True
     if isinstance(a, Banned) and isinstance(b, Banned):
         return a.until == pytest.approx(b.until)
-    assert isinstance(a, Wait | Hold) and isinstance(b, Wait | Hold)
+    assert isinstance(a, Wait | Hold)
+    assert isinstance(b, Wait | Hold)
     sa = a.seconds if isinstance(a, Wait) else a.retry_after
     sb = b.seconds if isinstance(b, Wait) else b.retry_after
     return bool(
