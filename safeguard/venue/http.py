@@ -46,6 +46,7 @@ class _Connection(asyncio.Protocol):
         self._peer = "0.0.0.0"
         self._busy = False  # an answer is pending (latency, hold): later requests wait
         self._timer: asyncio.TimerHandle | None = None
+        self._continued = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -110,7 +111,13 @@ class _Connection(asyncio.Protocol):
             self._fail(413)
             return None
         if len(self._buffer) < end + 4 + length:
+            if lowered.get("expect", "").lower() == "100-continue" and not self._continued:
+                # curl waits a second for this before sending a large form body
+                self._continued = True
+                assert self._transport is not None
+                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return None  # the body is still arriving
+        self._continued = False
         body = bytes(self._buffer[end + 4 : end + 4 + length])
         del self._buffer[: end + 4 + length]
         path, _, query = target.partition("?")

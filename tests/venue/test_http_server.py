@@ -80,3 +80,28 @@ def test_close_is_idempotent(venue: Venue) -> None:
     server.close()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=2)
+
+
+def test_expect_100_continue_and_pipelined_requests(venue: Venue) -> None:
+    with serve(venue) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(5)
+        body = b"symbol=BTCUSDT"
+        sock.sendall(
+            b"POST /fapi/v1/ping HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        # the body, then two pipelined requests in one write
+        sock.sendall(body + b"GET /fapi/v1/ping HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        stream = sock.makefile("rb")
+        statuses = []
+        for _ in range(3):
+            status = int(stream.readline().split()[1])
+            length = 0
+            while (line := stream.readline()) != b"\r\n":
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            json.loads(stream.read(length))
+            statuses.append(status)
+    assert statuses == [404, 200, 200]  # POST /ping is not a route; the GETs are
