@@ -48,9 +48,20 @@ _MAX_DOUBLINGS = 2100
 
 
 def excess(
-    legs: Sequence[PositionLeg], constant: float, extra: float, use_cum: bool, price: float
+    legs: Sequence[PositionLeg],
+    constant: float,
+    extra: float,
+    use_cum: bool,
+    price: float,
+    arriving: int = 0,
 ) -> float:
-    """``equity - requirement`` at ``price`` (half-open tiers, the venue's reading)."""
+    """``equity - requirement`` at ``price``.
+
+    Tiers are read half-open (the venue's reading at a boundary) unless ``arriving`` is the
+    direction the price travels to get here (+1 up, -1 down): then a price exactly on a
+    boundary reads the tier it comes from, which is what a scan needs where the requirement
+    jumps at the boundary.
+    """
     total = constant
     for leg in legs:
         quantity = leg.quantity
@@ -61,7 +72,13 @@ def excess(
             value = quantity * price
             total += leg.side * quantity * (price - leg.entry_price)
         table = leg.tiers
-        tier = table.tiers[table.locate(quantity if table.keyed_by == "quantity" else value)]
+        if table.keyed_by == "quantity":
+            index = table.locate(quantity)
+        elif arriving:
+            index = table.locate(value, lower_at_boundary=(arriving > 0) != leg.inverse)
+        else:
+            index = table.locate(value)
+        tier = table.tiers[index]
         total -= value * (tier.maintenance_margin_rate + extra)
         if use_cum:
             total += tier.cum
@@ -163,8 +180,8 @@ def numeric(
 ) -> tuple[float, int] | None:
     """What :func:`closed_form` returns, found by bisection on :func:`excess` alone."""
 
-    def value(price: float) -> float:
-        return sign * excess(legs, constant, extra, use_cum, price)
+    def value(price: float, arriving: int = 0) -> float:
+        return sign * excess(legs, constant, extra, use_cum, price, arriving)
 
     target = legs[0]
     mark = target.mark_price
@@ -184,8 +201,13 @@ def numeric(
     previous = mark
     found: float | None = None
     for edge in edges:
-        if value(edge) <= 0.0:
+        # Reached from inside the segment, then just past it: where the requirement jumps at
+        # the boundary the first place it is met can be the boundary itself.
+        if value(edge, direction) <= 0.0:
             found = _bisect(value, previous, edge)
+            break
+        if value(edge, -direction) <= 0.0:
+            found = edge
             break
         previous = edge
     if found is None:
