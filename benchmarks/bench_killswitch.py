@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import random
 import statistics
 import subprocess
 import sys
@@ -172,7 +174,8 @@ def across_processes(args: argparse.Namespace) -> None:
                 )
                 assert bot.stdout is not None
                 assert bot.stdout.readline().strip() == "ready"
-                time.sleep(0.1)
+                # A random phase against the bot's poll, so the figures are not one alignment.
+                time.sleep(0.1 + random.uniform(0.0, args.poll))
                 started = time.time()
                 if use_cli:
                     subprocess.run(
@@ -215,10 +218,12 @@ def main() -> None:
     parser.add_argument("--waiters", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--send-s", type=float, default=0.0002, help="time a send is in flight")
-    parser.add_argument("--process-rounds", type=int, default=5)
+    parser.add_argument("--process-rounds", type=int, default=8)
     parser.add_argument("--poll", type=float, default=0.05, help="bot's poll_interval_s")
     parser.add_argument("--skip-processes", action="store_true")
     args = parser.parse_args()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cpus, load average {load}")
     in_process(args)
     if not args.skip_processes:
         across_processes(args)
