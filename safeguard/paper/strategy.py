@@ -1,0 +1,263 @@
+"""Strategies for the paper run: the protocol a user's strategy follows, and a built-in one.
+
+A strategy is any object with an ``on_bar(exchange, bar)`` method. The paper runner calls it
+once per bar of simulated time, after the venue has moved on to ``bar.now``. ``exchange`` is a
+ccxt ``binanceusdm``-like object: in the guarded run the guarded exchange, in the naive run a
+plain ccxt client behind naive retries. Use ccxt's API on it (``fetch_ticker``,
+``fetch_positions``, ``create_order``, ``cancel_order``, ...) exactly as on a real venue; the
+same code then runs against Binance unchanged.
+
+Whatever ``on_bar`` raises is recorded in the run's journal and the run goes on with the next
+bar, as a bot's main loop would. A strategy that wants to react to a denial catches
+``safeguard.errors.SafeguardError`` (guarded run) and ``ccxt.BaseError`` (either run).
+
+A strategy is made by a *factory*: a callable taking the run's symbols (ccxt unified names,
+``"BTC/USDT:USDT"``) and returning a fresh strategy, because each of the two runs needs its own
+state. A class whose ``__init__`` takes ``symbols`` is a factory::
+
+    class Buyer:
+        def __init__(self, symbols):
+            self.symbols = symbols
+
+        def on_bar(self, exchange, bar):
+            if bar.index == 10:
+                exchange.create_order(self.symbols[0], "market", "buy", 0.01)
+
+``safeguard paper --strategy mymodule:Buyer`` runs it (``mymodule`` alone looks for a
+``Strategy`` attribute).
+
+To declare the stop that will protect a new position, an entry carries
+``params={"stopLoss": {"triggerPrice": stop}}``: the guard's pre-trade verdict prices that stop
+against the liquidation price. The paper venue's clients accept the key and send the entry
+without it; the protection itself is the separate reduce-only stop order the strategy places
+once the entry has filled (``TrendFollower`` shows the pattern).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One step of the paper run: the ``index``-th bar, at ``now`` (epoch seconds, simulated)."""
+
+    index: int
+    now: float
+    symbols: tuple[str, ...]
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """What the paper runner calls on every bar."""
+
+    def on_bar(self, exchange: Any, bar: Bar) -> None: ...
+
+
+StrategyFactory = Callable[[Sequence[str]], Strategy]
+"""Builds a fresh strategy for one run from the run's symbols."""
+
+
+@dataclass(slots=True)
+class _Leg:
+    """What the trend follower remembers about one symbol between bars."""
+
+    fast: float | None = None
+    slow: float | None = None
+    seen: int = 0
+    units: int = 0
+    last_add: float | None = None
+    stop: float | None = None
+    stop_id: str | None = None
+    stop_amount: float = 0.0
+
+
+@dataclass
+class TrendFollower:
+    """A leveraged trend follower that pyramids into a trend and trails a stop.
+
+    On each bar, per symbol: read the last price, update a fast and a slow exponential moving
+    average, and once both are warm:
+
+    * the fast average ``band`` above the slow one means up-trend, below means down-trend;
+    * a position against the trend is closed (reduce-only market order, stop cancelled);
+    * with the trend, a unit is added when flat or when the price has moved ``add_step`` in the
+      trend's favour since the last add, up to ``max_units``; a unit is ``unit_leverage`` times
+      the account's equity in notional;
+    * the stop trails ``stop_distance`` behind the price and is re-placed (one reduce-only
+      stop-market order covering the whole position) whenever the position or the stop moves.
+
+    Pyramiding is what makes it dangerous: each add brings the liquidation price closer while
+    the stop stays ``stop_distance`` away, until the stop sits beyond liquidation. The guard's
+    verdict denies that add (``STOP_BEYOND_LIQUIDATION``); a plain client sends it.
+    """
+
+    symbols: Sequence[str]
+    fast_bars: int = 8
+    slow_bars: int = 30
+    band: float = 0.0005
+    unit_leverage: float = 3.0
+    max_units: int = 6
+    add_step: float = 0.004
+    stop_distance: float = 0.035
+    leverage: int = 20
+    _legs: dict[str, _Leg] = field(init=False, default_factory=dict)
+    _ready: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.symbols, str) or not self.symbols:
+            raise ValueError("symbols must be a non-empty list of market symbols")
+        for name in ("fast_bars", "slow_bars", "max_units", "leverage"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.fast_bars >= self.slow_bars:
+            raise ValueError(f"fast_bars ({self.fast_bars}) must be below slow_bars")
+        for name in ("band", "unit_leverage", "add_step", "stop_distance"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.stop_distance >= 1:
+            raise ValueError(f"stop_distance must be below 1, got {self.stop_distance!r}")
+        self.symbols = tuple(self.symbols)
+        self._legs = {symbol: _Leg() for symbol in self.symbols}
+
+    def on_bar(self, exchange: Any, bar: Bar) -> None:
+        if not self._ready:
+            exchange.load_markets()
+            for symbol in self.symbols:
+                exchange.set_leverage(self.leverage, symbol)
+            self._ready = True
+        for symbol in self.symbols:
+            self._trade(exchange, symbol)
+
+    # --- one symbol ---------------------------------------------------------------------------
+
+    def _trade(self, exchange: Any, symbol: str) -> None:
+        leg = self._legs[symbol]
+        price = float(exchange.fetch_ticker(symbol)["last"])
+        fast = leg.fast = _ema(leg.fast, price, self.fast_bars)
+        slow = leg.slow = _ema(leg.slow, price, self.slow_bars)
+        leg.seen += 1
+        if leg.seen < self.slow_bars:
+            return
+        trend = 0
+        if fast > slow * (1 + self.band):
+            trend = 1
+        elif fast < slow * (1 - self.band):
+            trend = -1
+        held = _signed_contracts(exchange.fetch_positions([symbol]), symbol)
+        if not held and leg.units:
+            self._forget(exchange, symbol, leg)  # stopped out (or liquidated) since last bar
+        if held and (trend == 0 or (held > 0) != (trend > 0)):
+            self._close(exchange, symbol, leg, held)
+            return
+        if trend == 0:
+            return
+        if held and leg.stop_id is None:
+            leg.stop = None  # a stop that failed to place earlier: place one now
+        if self._wants_unit(leg, held, trend, price):
+            held = self._add_unit(exchange, symbol, leg, trend, price) or held
+        self._trail(exchange, symbol, leg, held, price)
+
+    def _wants_unit(self, leg: _Leg, held: float, trend: int, price: float) -> bool:
+        if not held:
+            return True
+        if leg.last_add is None or leg.units >= self.max_units:
+            return False
+        return (price - leg.last_add) / leg.last_add * trend >= self.add_step
+
+    def _add_unit(
+        self, exchange: Any, symbol: str, leg: _Leg, trend: int, price: float
+    ) -> float | None:
+        equity = _equity(exchange.fetch_balance())
+        amount = float(exchange.amount_to_precision(symbol, self.unit_leverage * equity / price))
+        if amount <= 0:
+            return None
+        side = "buy" if trend > 0 else "sell"
+        stop = self._stop_for(exchange, symbol, price, trend)
+        exchange.create_order(
+            symbol, "market", side, amount, None, {"stopLoss": {"triggerPrice": stop}}
+        )
+        leg.units += 1
+        leg.last_add = price
+        return _signed_contracts(exchange.fetch_positions([symbol]), symbol)
+
+    def _stop_for(self, exchange: Any, symbol: str, price: float, trend: int) -> float:
+        raw = price * (1 - self.stop_distance * trend)
+        return float(exchange.price_to_precision(symbol, raw))
+
+    def _trail(self, exchange: Any, symbol: str, leg: _Leg, held: float, price: float) -> None:
+        if not held:
+            return
+        trend = 1 if held > 0 else -1
+        wanted = self._stop_for(exchange, symbol, price, trend)
+        if leg.stop is not None:
+            # A stop only ever tightens; loosening it would undo what the trend gave.
+            wanted = max(wanted, leg.stop) if trend > 0 else min(wanted, leg.stop)
+        if wanted == leg.stop and abs(held) == leg.stop_amount and leg.stop_id is not None:
+            return
+        self._cancel_stop(exchange, symbol, leg)
+        order = exchange.create_order(
+            symbol,
+            "market",
+            "sell" if trend > 0 else "buy",
+            abs(held),
+            None,
+            {"stopLossPrice": wanted, "reduceOnly": True},
+        )
+        leg.stop, leg.stop_id, leg.stop_amount = wanted, str(order["id"]), abs(held)
+
+    def _cancel_stop(self, exchange: Any, symbol: str, leg: _Leg) -> None:
+        if leg.stop_id is not None:
+            stop_id, leg.stop_id = leg.stop_id, None
+            # Already fired or gone: either way it protects nothing any more.
+            with contextlib.suppress(Exception):
+                exchange.cancel_order(stop_id, symbol, {"trigger": True})
+
+    def _close(self, exchange: Any, symbol: str, leg: _Leg, held: float) -> None:
+        exchange.create_order(
+            symbol, "market", "sell" if held > 0 else "buy", abs(held), None, {"reduceOnly": True}
+        )
+        self._forget(exchange, symbol, leg)
+
+    def _forget(self, exchange: Any, symbol: str, leg: _Leg) -> None:
+        self._cancel_stop(exchange, symbol, leg)
+        leg.last_add = leg.stop = None
+        leg.stop_amount, leg.units = 0.0, 0
+
+
+def _ema(previous: float | None, value: float, bars: int) -> float:
+    if previous is None:
+        return value
+    alpha = 2.0 / (bars + 1)
+    return previous + alpha * (value - previous)
+
+
+def _signed_contracts(positions: Any, symbol: str) -> float:
+    """The position in ``symbol`` as a signed amount (long > 0), from ccxt's ``fetch_positions``."""
+    total = 0.0
+    for position in positions or ():
+        if not isinstance(position, Mapping) or position.get("symbol") != symbol:
+            continue
+        contracts = float(position.get("contracts") or 0.0)
+        total += -contracts if position.get("side") == "short" else contracts
+    return total
+
+
+def _equity(balance: Any) -> float:
+    """The account's equity in USDT from ccxt's ``fetch_balance`` (wallet plus unrealised)."""
+    usdt = balance.get("USDT") if isinstance(balance, Mapping) else None
+    total = usdt.get("total") if isinstance(usdt, Mapping) else None
+    if total is None or not math.isfinite(float(total)) or float(total) <= 0:
+        raise ValueError(f"fetch_balance gave no usable USDT equity: {total!r}")
+    return float(total)
+
+
+__all__ = ["Bar", "Strategy", "StrategyFactory", "TrendFollower"]
