@@ -12,6 +12,8 @@ import json
 import math
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from safeguard.codes import Code
 from safeguard.errors import OrderDenied
@@ -461,3 +463,61 @@ def test_market_order_exactly_the_visible_depth_passes_one_step_more_does_not() 
     assert "INSUFFICIENT_DEPTH" not in codes(run(order, acct=rich, **base))
     more = intent(amount=round(depth + 0.001, 3), stop_price=None, leverage=20.0)
     assert "INSUFFICIENT_DEPTH" in denied(run(more, acct=rich, **base))
+
+
+# --- the principle, checked without any venue formula -------------------------------------
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    side=st.sampled_from(["buy", "sell"]),
+    amount=st.integers(min_value=2, max_value=40_000).map(lambda n: n / 1000),
+    leverage=st.integers(min_value=1, max_value=75),
+    mode=st.sampled_from(["isolated", "cross"]),
+    wallet=st.floats(min_value=1_000.0, max_value=5_000_000.0),
+    horizon_h=st.sampled_from([0.0, 8.0, 24.0, 72.0]),
+    closing_fee=st.booleans(),
+    buffer_pct=st.sampled_from([0.0, 0.1, 0.5]),
+    rate=st.floats(min_value=-0.003, max_value=0.003),
+)
+def test_the_verdicts_liquidation_price_is_where_equity_meets_maintenance(
+    side: str,
+    amount: float,
+    leverage: int,
+    mode: str,
+    wallet: float,
+    horizon_h: float,
+    closing_fee: bool,
+    buffer_pct: float,
+    rate: float,
+) -> None:
+    order = intent(
+        side=side, amount=amount, leverage=float(leverage), margin_mode=mode, stop_price=None
+    )
+    verdict = run(
+        order,
+        market(funding_rate=rate),
+        account(wallet_balance=wallet),
+        require_stop=False,
+        max_leverage=None,
+        funding_horizon_s=horizon_h * 3600.0,
+        include_closing_fee=closing_fee,
+        liquidation_safety_buffer_pct=buffer_pct,
+    )
+    cost = verdict.costing
+    assert cost is not None
+    if cost.liquidation_price is None:
+        event("cannot be liquidated")
+        return
+    event(f"{mode}, liquidation tier {cost.tier}")
+    lp = cost.liquidation_price
+    s = 1 if side == "buy" else -1
+    entry = cost.expected_entry
+    # Funding the position expects to pay comes off its margin; receipts are never credited.
+    paid = max(cost.expected_funding, 0.0)
+    margin = amount * entry / leverage if mode == "isolated" else wallet - cost.entry_fee
+    equity = margin - paid + s * amount * (lp - entry)
+    tier = BTCUSDT_TIERS_12.tier_for_notional(amount * lp)
+    extra = (0.0005 if closing_fee else 0.0) + buffer_pct / 100
+    requirement = amount * lp * (tier.maintenance_margin_rate + extra) - tier.cum
+    assert equity == pytest.approx(requirement, rel=1e-7, abs=1e-6 * amount * lp)
