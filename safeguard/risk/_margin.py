@@ -72,12 +72,7 @@ def excess(
             value = quantity * price
             total += leg.side * quantity * (price - leg.entry_price)
         table = leg.tiers
-        if table.keyed_by == "quantity":
-            index = table.locate(quantity)
-        elif arriving:
-            index = table.locate(value, lower_at_boundary=(arriving > 0) != leg.inverse)
-        else:
-            index = table.locate(value)
+        index = tier_index(leg, price, arriving)
         tier = table.tiers[index]
         total -= value * (tier.maintenance_margin_rate + extra)
         if use_cum:
@@ -85,14 +80,15 @@ def excess(
     return total
 
 
-def _start_index(leg: PositionLeg, price: float, direction: int) -> int:
-    """The tier the leg is in just past ``price`` when the price moves ``direction``."""
+def tier_index(leg: PositionLeg, price: float, arriving: int = 0) -> int:
+    """Index of the leg's tier at ``price``: half-open, or as reached moving ``arriving``."""
     table = leg.tiers
     if table.keyed_by == "quantity":
         return table.locate(leg.quantity)
-    if leg.inverse:
-        return table.locate(leg.quantity / price, lower_at_boundary=direction > 0)
-    return table.locate(leg.quantity * price, lower_at_boundary=direction < 0)
+    size = leg.quantity / price if leg.inverse else leg.quantity * price
+    if not arriving:
+        return table.locate(size)
+    return table.locate(size, lower_at_boundary=(arriving > 0) != leg.inverse)
 
 
 def _boundary(leg: PositionLeg, index: int, direction: int) -> float:
@@ -128,7 +124,8 @@ def closed_form(
     """
     inverse = legs[0].inverse
     price = legs[0].mark_price
-    indices = [_start_index(leg, price, direction) for leg in legs]
+    # Leaving the mark reads each boundary as if arriving from the far side.
+    indices = [tier_index(leg, price, -direction) for leg in legs]
     far = 0.0 if direction < 0 else math.inf
     while True:
         a = constant
@@ -226,13 +223,8 @@ def numeric(
                 previous = probe
     if found is None or found <= 0.0:
         return None
-    table = target.tiers
-    if table.keyed_by == "quantity":
-        return found, table.locate(target.quantity)
     # The tier on the mark's side of the answer, as the closed form reports it.
-    size = target.quantity / found if target.inverse else target.quantity * found
-    growing = (direction > 0) != target.inverse
-    return found, table.locate(size, lower_at_boundary=growing)
+    return found, tier_index(target, found, direction)
 
 
 def _bisect(value: Callable[[float], float], outside: float, inside: float) -> float:

@@ -293,7 +293,6 @@ def _cross(
                 )
             moving.append(other)
             continue
-        table = other.tiers
         quantity = other.quantity
         if inverse:
             value = quantity / mark
@@ -301,7 +300,7 @@ def _cross(
         else:
             value = quantity * mark
             pnl = other.side * quantity * (mark - other.entry_price)
-        tier = table.tiers[table.locate(quantity if table.keyed_by == "quantity" else value)]
+        tier = other.tiers.tiers[_margin.tier_index(other, mark)]
         constant += pnl - value * (tier.maintenance_margin_rate + extra)
         if use_cum:
             constant += tier.cum
@@ -352,7 +351,7 @@ def _solve(
         return LiquidationPrice(found[0], tiers[found[1]], name)
     # Already under: the price is where equity climbs back to maintenance, on the profit side.
     found = solver(moving, constant, extra, use_cum, target.side, -1.0) if at_mark < 0 else None
-    price, index = found if found is not None else (mark, _margin_index(target, mark))
+    price, index = found if found is not None else (mark, _margin.tier_index(target, mark))
     return LiquidationPrice(
         price,
         tiers[index],
@@ -360,11 +359,6 @@ def _solve(
         "already at or under maintenance at the mark",
         already_liquidatable=True,
     )
-
-
-def _margin_index(leg: PositionLeg, price: float) -> int:
-    table = leg.tiers
-    return table.locate(leg.quantity if table.keyed_by == "quantity" else leg.notional(price))
 
 
 def _check_kind(name: str, target: PositionLeg, inverse: bool | None) -> None:
@@ -461,11 +455,9 @@ class BybitModel:
         _, wallet = _account(target, wallet_balance, (), options, 0.0, True)
         entry = target.entry_price
         value = target.notional(entry)
-        table = target.tiers
         # Past the cap (the mark was inside it, the entry is not) the top tier is extrapolated,
         # as everywhere else.
-        size = target.quantity if table.keyed_by == "quantity" else value
-        tier = table.tiers[table.locate(size)]
+        tier = target.tiers.tiers[_margin.tier_index(target, entry)]
         rate = tier.maintenance_margin_rate + options.closing_fee_rate
         rate += options.safety_buffer_rate
         cushion = wallet - (value * rate - tier.cum)  # IM - MM (+ extra margin), money units
