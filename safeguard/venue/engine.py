@@ -578,7 +578,8 @@ class Venue:
                 )
             if (
                 request.time_in_force == "FOK"
-                and self._plan(account, m, request, request.price).qty < request.qty
+                and self._plan(account, m, request.side, request.qty, request.price).qty
+                < request.qty
             ):
                 raise VenueReject(
                     -5021,
@@ -589,20 +590,18 @@ class Venue:
             if request.type == "LIMIT":
                 price = request.price * spec.tick_size
             else:
-                legs = self._plan(account, m, request, None).legs
+                legs = self._plan(account, m, request.side, request.qty, None).legs
                 price = (legs[-1].price if legs else m.last) * spec.tick_size
             self._check_margin(account, m, request, opening, price)
         return opening
 
-    def _plan(
-        self, account: Account, m: _Market, order: Order | OrderRequest, limit: int | None
-    ) -> Plan:
-        """How ``order`` would fill now against the book and other accounts' resting orders."""
+    def _plan(self, account: Account, m: _Market, side: str, qty: int, limit: int | None) -> Plan:
+        """How a taker would fill now against the book and other accounts' resting orders."""
         return plan(
             m.book,
-            m.asks if order.side == BUY else m.bids,
-            side=order.side,
-            qty=order.qty,
+            m.asks if side == BUY else m.bids,
+            side=side,
+            qty=qty,
             limit=limit,
             api_key=account.api_key,
             fillable=self._fillable,
@@ -653,14 +652,7 @@ class Venue:
     def _execute_new(self, account: Account, m: _Market, order: Order, opening: int) -> None:
         """Take what crosses now; rest or expire the remainder per the time in force."""
         limit = order.price if order.type == "LIMIT" else None
-        self_trade = False
-        if m.asks if order.side == BUY else m.bids:
-            self_trade = self._cross(account, m, order, limit)
-        else:
-            # Nothing from other accounts on the far side: the book alone (the hot path).
-            fills = m.book.take(order.side, order.qty, limit)
-            if fills:
-                self._settle(account, m, order, fills, maker=False)
+        self_trade = self._take(account, m, order, order.qty, limit)
         if not order.remaining:
             return
         if self_trade or order.type == "MARKET" or order.time_in_force in ("IOC", "FOK"):
@@ -677,13 +669,21 @@ class Venue:
             bisect.insort(m.asks, (order.price, self._seq, order))
         self._register_open(account, order)
 
-    def _cross(self, account: Account, m: _Market, order: Order, limit: int | None) -> bool:
-        """Fill ``order`` against the book and other accounts' orders; True on a self-trade stop.
+    def _take(
+        self, account: Account, m: _Market, order: Order, qty: int, limit: int | None
+    ) -> bool:
+        """Fill up to ``qty`` of ``order`` as a taker; True when self-trade prevention stopped it.
 
-        Each resting order met is filled as a maker at its own price; the taker's fills are
+        Each resting account order met fills as a maker at its own price; the taker's fills are
         settled together afterwards, and the public tape records each match once.
         """
-        planned = self._plan(account, m, order, limit)
+        if not (m.asks if order.side == BUY else m.bids):
+            # Nothing from other accounts on the far side: the book alone (the hot path).
+            fills = m.book.take(order.side, qty, limit)
+            if fills:
+                self._settle(account, m, order, fills, maker=False)
+            return False
+        planned = self._plan(account, m, order.side, qty, limit)
         taker_fills: list[int] = []
         for leg in planned.legs:
             if leg.maker is None:
@@ -1254,19 +1254,22 @@ class Venue:
                 closable = self._closable(account, order)
                 opening = max(want - closable, 0)
                 if opening:
-                    fills = m.book.take(order.side, want, None, dry_run=True)
-                    worst = fills[-2] if fills else m.last
+                    legs = self._plan(account, m, order.side, want, None).legs
+                    worst = legs[-1].price if legs else m.last
                     request = _as_request(order)
                     try:
                         self._check_margin(account, m, request, opening, worst * spec.tick_size)
                     except VenueReject as exc:
                         self._expire(order, f"triggered but rejected: {exc}")
                         continue
-            fills = m.book.take(order.side, want, None)
-            if fills:
-                self._settle(account, m, order, fills, maker=False)
+            self_trade = self._take(account, m, order, want, None)
             if order.is_open:
-                self._expire(order, "book too thin to fill the triggered order in full")
+                self._expire(
+                    order,
+                    "self-trade prevention expired the rest"
+                    if self_trade
+                    else "book too thin to fill the triggered order in full",
+                )
 
     def _pay_funding(self, m: _Market, t: float) -> None:
         spec = m.spec

@@ -125,3 +125,43 @@ def test_a_reduce_only_maker_with_nothing_to_reduce_is_passed_over(venue: Venue)
     [bob_fill] = fills(venue, "bob")
     assert bob_fill.price == ask
     assert venue.position_risk("alice") == []
+
+
+def test_a_triggered_stop_meets_other_accounts_orders_too() -> None:
+    v = Venue(
+        VenueConfig(
+            symbols=("BTCUSDT",),
+            regimes=(Regime(name="flat", annual_vol=0.0, mean_duration_s=1e9),),
+            jumps_per_day=0.0,
+            premium_mean=0.0,
+            premium_sd=0.0,
+            book=BookConfig(levels=2, thinness=0.0001, half_life_s=1e9),
+        ),
+        clock=ManualClock(),
+    )
+    for key in ("alice", "bob"):
+        v.create_account(key, "s", wallet=100_000.0)
+    # The market makers show next to nothing; Alice buys her position from Bob's quote.
+    limit(v, "bob", "SELL", 0.05, touch(v)[1])
+    v.place_order("alice", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.05)
+    assert float(v.position_risk("alice")[0]["positionAmt"]) == 0.05
+    stop = v.place_order(
+        "alice",
+        symbol="BTCUSDT",
+        side="SELL",
+        type="STOP_MARKET",
+        quantity=0.05,
+        stop_price=88_000.0,
+        reduce_only=True,
+    )
+    limit(v, "bob", "BUY", 0.05, 86_000.0)
+    v.spike("BTCUSDT", -3.0, 60)
+    v.advance(10)
+    done = v.get_order("alice", symbol="BTCUSDT", order_id=stop["orderId"])
+    assert done["status"] == "FILLED"
+    bob_fill = fills(v, "bob")[-1]
+    assert bob_fill.maker
+    assert bob_fill.side == "BUY"
+    assert bob_fill.price == 86_000.0
+    assert v.position_risk("alice") == []
+    assert float(v.position_risk("bob")[0]["positionAmt"]) == pytest.approx(-0.05 + bob_fill.qty)
