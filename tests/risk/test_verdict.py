@@ -521,3 +521,50 @@ def test_the_verdicts_liquidation_price_is_where_equity_meets_maintenance(
     extra = (0.0005 if closing_fee else 0.0) + buffer_pct / 100
     requirement = amount * lp * (tier.maintenance_margin_rate + extra) - tier.cum
     assert equity == pytest.approx(requirement, rel=1e-7, abs=1e-6 * amount * lp)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    held=st.integers(min_value=-3000, max_value=3000).filter(bool).map(lambda n: n / 1000),
+    held_entry=st.floats(min_value=50_000.0, max_value=70_000.0),
+    side=st.sampled_from(["buy", "sell"]),
+    amount=st.integers(min_value=2, max_value=6000).map(lambda n: n / 1000),
+    wallet=st.floats(min_value=2_000.0, max_value=100_000.0),
+)
+def test_cross_liquidation_after_adding_reducing_or_flipping_meets_the_principle(
+    held: float, held_entry: float, side: str, amount: float, wallet: float
+) -> None:
+    leg = PositionLeg(
+        symbol=SYMBOL,
+        side=1 if held > 0 else -1,
+        quantity=abs(held),
+        entry_price=held_entry,
+        mark_price=60_000.0,
+        tiers=BTCUSDT_TIERS_12,
+    )
+    acct = account(wallet_balance=wallet, positions=(leg,), available_balance=wallet)
+    order = intent(side=side, amount=amount, margin_mode="cross", stop_price=None, leverage=20.0)
+    cost = run(order, acct=acct, require_stop=False, funding_horizon_s=0.0).costing
+    assert cost is not None
+    direction = 1 if side == "buy" else -1
+    after = held + direction * amount
+    assert cost.position_after == pytest.approx(after, abs=1e-9)
+    if cost.liquidation_price is None:
+        event("flat or cannot be liquidated")
+        return
+    fill = cost.expected_entry
+    if held * direction > 0:  # adding: the entry averages
+        event("add")
+        entry = (abs(held) * held_entry + amount * fill) / abs(after)
+        realised = 0.0
+    else:
+        closed = min(amount, abs(held))
+        realised = (1 if held > 0 else -1) * closed * (fill - held_entry)
+        entry = held_entry if abs(after) < abs(held) and after * held > 0 else fill
+        event("reduce" if after * held > 0 else "flip")
+    lp = cost.liquidation_price
+    s = 1 if after > 0 else -1
+    equity = wallet - cost.entry_fee + realised + s * abs(after) * (lp - entry)
+    tier = BTCUSDT_TIERS_12.tier_for_notional(abs(after) * lp)
+    requirement = abs(after) * lp * (tier.maintenance_margin_rate + 0.0005) - tier.cum
+    assert equity == pytest.approx(requirement, rel=1e-7, abs=1e-6 * abs(after) * lp)
