@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from safeguard.codes import Code
 from safeguard.errors import OrderDenied
 from safeguard.risk.liquidation import PositionLeg
+from safeguard.risk.models import OrderIntent
 from safeguard.risk.outcome import Decision
 from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
 from safeguard.risk.tiers import BINANCE_ETHUSDT_TIERS
@@ -568,3 +569,31 @@ def test_cross_liquidation_after_adding_reducing_or_flipping_meets_the_principle
     tier = BTCUSDT_TIERS_12.tier_for_notional(abs(after) * lp)
     requirement = abs(after) * lp * (tier.maintenance_margin_rate + 0.0005) - tier.cum
     assert equity == pytest.approx(requirement, rel=1e-7, abs=1e-6 * abs(after) * lp)
+
+
+def test_a_stop_whose_close_exceeds_the_book_is_denied() -> None:
+    book = market().book
+    assert book is not None
+    bid_depth = round(book.depth("sell"), 3)
+    rich = account(wallet_balance=1e8)
+
+    def resting_buy(size: float) -> OrderIntent:
+        return intent(type="limit", price=59_990.0, amount=size, stop_price=58_800.0)
+
+    assert "INSUFFICIENT_DEPTH" not in codes(run(resting_buy(bid_depth), acct=rich))
+    over = run(resting_buy(round(bid_depth + 0.001, 3)), acct=rich)
+    assert denied(over) == {"INSUFFICIENT_DEPTH"}
+    assert "stop's close" in over.denials[0].message
+
+
+def test_market_fill_band_boundary() -> None:
+    order = intent(amount=10.0, stop_price=None)
+    base = {"require_stop": False}
+    rich = account(wallet_balance=1e6)
+    cost = run(order, acct=rich, price_band_pct=None, **base).costing
+    assert cost is not None
+    off = (cost.expected_entry - 60_000.0) / 60_000.0 * 100
+    assert run(order, acct=rich, price_band_pct=off, **base).allowed
+    assert denied(run(order, acct=rich, price_band_pct=off * 0.999, **base)) == {
+        "PRICE_OUTSIDE_BAND"
+    }
