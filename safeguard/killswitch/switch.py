@@ -216,15 +216,16 @@ Held = tuple[int, int, int]
 class _Permit:
     """One send through the gate. Checked on entry, counted until exit."""
 
-    __slots__ = ("_kind", "_switch", "_token")
+    __slots__ = ("_kind", "_loop_thread", "_switch", "_token")
 
     def __init__(self, switch: KillSwitch, kind: int) -> None:
         self._switch = switch
         self._kind = kind
         self._token: Token[Held] | None = None
+        self._loop_thread: int | None = None
 
     def __enter__(self) -> None:
-        self._token = self._switch._enter(self._kind)
+        self._token, self._loop_thread = self._switch._enter(self._kind)
 
     def __exit__(
         self,
@@ -232,7 +233,7 @@ class _Permit:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._switch._exit(self._kind, self._token)
+        self._switch._exit(self._kind, self._token, self._loop_thread)
 
 
 class KillSwitch:
@@ -276,6 +277,7 @@ class KillSwitch:
         # permit refuses) and are woken after the drain, so they don't compete with it.
         self._changed_holding = threading.Condition(lock)
         self._inflight = [0, 0, 0]
+        self._loop_inflight: dict[int, list[int]] = {}
         self._draining = 0
         self._generation = 0
         # Permits held by the current thread or asyncio task (a context), so an engage made
@@ -337,8 +339,11 @@ class KillSwitch:
         """
         return _Permit(self, _kind(reduces_only, is_cancel))
 
-    def _enter(self, kind: int) -> Token[Held]:
+    def _enter(self, kind: int) -> tuple[Token[Held], int | None]:
         self._refresh()
+        # Sends made by asyncio tasks are counted per event-loop thread: a blocking engage on
+        # that thread cannot wait for them (they only progress when it returns).
+        loop_thread = threading.get_ident() if asyncio._get_running_loop() else None
         with self._changed:
             current = self._state
             code = refusal_code(
@@ -353,11 +358,13 @@ class KillSwitch:
                     code=code,
                 )
             self._inflight[kind] += 1
+            if loop_thread is not None:
+                self._loop_inflight.setdefault(loop_thread, [0, 0, 0])[kind] += 1
         held = list(self._held.get((0, 0, 0)))
         held[kind] += 1
-        return self._held.set((held[0], held[1], held[2]))
+        return self._held.set((held[0], held[1], held[2])), loop_thread
 
-    def _exit(self, kind: int, token: Token[Held] | None) -> None:
+    def _exit(self, kind: int, token: Token[Held] | None, loop_thread: int | None) -> None:
         if token is not None:
             try:
                 self._held.reset(token)
@@ -367,6 +374,8 @@ class KillSwitch:
                 self._held.set((held[0], held[1], held[2]))
         with self._changed:
             self._inflight[kind] -= 1
+            if loop_thread is not None:
+                self._loop_inflight[loop_thread][kind] -= 1
             if self._draining:
                 self._drained.notify_all()
 
@@ -531,20 +540,36 @@ class KillSwitch:
         with self._changed:
             self._changed.notify_all()
 
-    def _blocking_others(self, state: TradingState) -> int:
-        held = self._held.get((0, 0, 0))
-        return sum(self._inflight[k] - held[k] for k in _BLOCKED_KINDS[state])
+    def _blocking_others(self, state: TradingState, *, on_loop: bool = False) -> int:
+        """Sends in flight that ``state`` forbids, except those the caller cannot wait for:
+        its own (this thread's or task's), and on an event-loop thread its loop's tasks'."""
+        if on_loop:
+            mine = self._loop_inflight.get(threading.get_ident(), [0, 0, 0])
+        else:
+            mine = list(self._held.get((0, 0, 0)))
+        return sum(self._inflight[k] - mine[k] for k in _BLOCKED_KINDS[state])
 
     def _drain_blocking(self, state: TradingState) -> int:
+        on_loop = asyncio._get_running_loop() is not None
         with self._drained:
             self._draining += 1
             try:
                 self._drained.wait_for(
-                    lambda: self._blocking_others(state) == 0, self._config.drain_timeout_s
+                    lambda: self._blocking_others(state, on_loop=on_loop) == 0,
+                    self._config.drain_timeout_s,
                 )
-                return self._blocking_others(state)
+                left = self._blocking_others(state, on_loop=on_loop)
+                unwaited = self._blocking_others(state) - left if on_loop else 0
             finally:
                 self._draining -= 1
+        if unwaited:
+            logger.warning(
+                "kill switch engaged with engage() on an event loop thread: {} send(s) by "
+                "tasks of that loop were in flight and could not be waited for; use "
+                "engage_async() in asyncio code",
+                unwaited,
+            )
+        return left
 
     def _finish_engage(self, previous: SwitchState, new: SwitchState, left: int) -> None:
         if left:

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from loguru import logger
+
 from safeguard.config import KillSwitchConfig
 from safeguard.errors import TradingHalted
 from safeguard.killswitch.store import MemoryStateStore
@@ -136,3 +138,34 @@ async def test_engage_async_waits_for_tasks_holding_permits_across_awaits(tmp_pa
     await asyncio.gather(*tasks)
     assert state.state is TradingState.HALTED
     assert [n for n in sends if n > mark] == []
+
+
+async def test_sync_engage_on_the_loop_thread_does_not_stall_the_loop(tmp_path: Path) -> None:
+    # A trigger in async code calling the blocking engage(): the loop's own tasks cannot
+    # finish their sends while it blocks, so it must not wait for them (it would stall the
+    # loop for drain_timeout_s and then complain that they did not finish).
+    records: list[tuple[str, str]] = []
+    logger.enable("safeguard")
+    sink = logger.add(lambda m: records.append((m.record["level"].name, m.record["message"])))
+    try:
+        switch = make(tmp_path)
+        inside = asyncio.Event()
+        release = asyncio.Event()
+
+        async def sender() -> None:
+            with switch.permit(reduces_only=False):
+                inside.set()
+                await release.wait()
+
+        task = asyncio.create_task(sender())
+        await inside.wait()
+        state = switch.engage("trigger in async code", by="pytest")
+        release.set()
+        await task
+    finally:
+        logger.remove(sink)
+        logger.disable("safeguard")
+    assert state.state is TradingState.HALTED
+    assert [level for level, _ in records if level == "ERROR"] == []  # no "did not finish"
+    (warning,) = [m for level, m in records if level == "WARNING"]
+    assert "1 send(s) by tasks of that loop" in warning
