@@ -224,12 +224,6 @@ def is_multiple(value: float, step: float) -> bool:
     return abs(units - round(units)) <= 1e-9 * max(1.0, abs(units))
 
 
-def floor_to_step(value: float, step: float) -> float:
-    """The largest multiple of ``step`` not above ``value`` (float noise forgiven)."""
-    units = math.floor(value / step + 1e-9)
-    return units * step
-
-
 __all__ = [
     "MARGIN_MODES",
     "ORDER_TYPES",
@@ -241,6 +235,5 @@ __all__ = [
     "OrderIntent",
     "OrderType",
     "StopTrigger",
-    "floor_to_step",
     "is_multiple",
 ]
