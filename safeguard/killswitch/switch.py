@@ -302,14 +302,14 @@ class KillSwitch:
                 self._state.by,
                 _iso(self._state.since),
             )
+        if config.install_signal_handler:
+            self._install_signal_handler()  # first: it may refuse, and leave no thread behind
         self._watcher: threading.Thread | None = None
         if config.watch_state_file if watch is None else watch:
             self._watcher = threading.Thread(
                 target=self._watch, name="safeguard-killswitch-watch", daemon=True
             )
             self._watcher.start()
-        if config.install_signal_handler:
-            self._install_signal_handler()
 
     # --- reading -------------------------------------------------------------------------
 

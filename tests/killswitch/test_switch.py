@@ -446,3 +446,38 @@ def test_a_sleep_begun_inside_a_forbidden_permit_returns_at_once(tmp_path: Path)
         assert switch.wait(60) is True  # no sleeping on a send the switch now forbids
     with switch.permit(reduces_only=False, is_cancel=True):
         assert switch.wait(0.01) is False  # cancels are still allowed: a normal backoff
+
+
+def test_the_optional_signal_handler_engages_and_is_restored_on_close(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGUSR2)
+    switch = make(tmp_path, install_signal_handler=True, signal="SIGUSR2")
+    engaged = threading.Event()
+    switch.add_listener(lambda state: engaged.set())
+    try:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert engaged.wait(10)
+        state = switch.state
+        assert (state.state, state.reason) == (HALTED, "signal SIGUSR2 received")
+        assert state.by == f"signal:{os.getpid()}"
+    finally:
+        switch.close()
+    assert signal.getsignal(signal.SIGUSR2) == before
+
+
+def test_signal_handler_needs_the_main_thread(tmp_path: Path) -> None:
+    caught: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            make(tmp_path, install_signal_handler=True)
+        except ValueError as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    thread.join(10)
+    assert len(caught) == 1
+    assert "install_signal_handler" in str(caught[0])
