@@ -305,7 +305,18 @@ class GuardCore:
             default_ban_s=self.policy.throttle.default_ban_s,
         )
 
-    _last_now: float = 0.0
+    _now_seen: float = field(default=0.0, init=False)
+
+    @property
+    def _last_now(self) -> float:
+        """The latest time any reply carried. Several calls may be in flight at once (threads,
+        tasks) and each reply's time is a reading of the same clock: keep the newest, so no
+        decision is made on an older time than one already seen."""
+        return self._now_seen
+
+    @_last_now.setter
+    def _last_now(self, now: float) -> None:
+        self._now_seen = max(self._now_seen, now)
 
     # --- orders ---------------------------------------------------------------------------
 
@@ -324,7 +335,8 @@ class GuardCore:
         return (yield from self._send_one(self._approved(intent)))
 
     def place_all(self, intents: list[OrderIntent], now: float) -> Steps[list[Any]]:
-        """Several orders, each through the full guard; all are judged before any is sent.
+        """Several orders, each through the full guard; all are judged before any is sent,
+        and each again just before its own send.
 
         A failure part-way raises with ``placed`` (the orders already created) on the error.
         """
@@ -333,11 +345,15 @@ class GuardCore:
             yield from self.reconcile(now)
         for symbol in dict.fromkeys(i.symbol for i in intents):
             yield from self._refresh(symbol, self._last_now)
-        approved = [self._approved(intent) for intent in intents]
+        for intent in intents:
+            self._approved(intent)  # any denial refuses the whole batch before a send
         placed: list[Any] = []
-        for intent in approved:
+        for intent in intents:
             try:
-                placed.append((yield from self._send_one(intent)))
+                # Judged again on the account the earlier orders of the batch left behind:
+                # each passing alone does not mean they pass together.
+                yield from self._refresh(intent.symbol, self._last_now)
+                placed.append((yield from self._send_one(self._approved(intent))))
             except errors.SafeguardError as exc:
                 exc.placed = placed  # type: ignore[attr-defined]
                 raise

@@ -398,3 +398,22 @@ def test_a_trigger_trip_engages_the_switch(tmp_path: Path, closers: list[Any]) -
     with pytest.raises(errors.TradingHalted):
         ex.create_order(SYMBOL, "market", "buy", 0.05)
     assert len(r.venue_orders()) == 4
+
+
+def test_a_batch_is_judged_as_a_whole_and_order_by_order(
+    tmp_path: Path, closers: list[Any]
+) -> None:
+    r = _build(tmp_path, closers=closers, risk={"max_notional_per_position": 250.0})
+    mark = r.ex.fetch_ticker(SYMBOL)["last"]
+    assert 0.05 * mark < 250.0 < 0.1 * mark  # one order fits the limit, two do not
+    one = {"symbol": SYMBOL, "type": "market", "side": "buy", "amount": 0.05}
+    with pytest.raises(errors.OrderDenied) as denied:
+        r.ex.create_orders([one, {**one, "amount": 0.1}])  # the second alone is too big
+    assert denied.value.code == Code.NOTIONAL_PER_POSITION
+    assert r.venue_orders() == []  # nothing was sent: the batch was refused up front
+    # Each passes alone, but not after the other: the second is judged on the new position.
+    with pytest.raises(errors.OrderDenied) as second:
+        r.ex.create_orders([one, one])
+    assert second.value.code == Code.NOTIONAL_PER_POSITION
+    assert len(second.value.placed) == 1  # type: ignore[attr-defined]
+    assert len(r.venue_orders()) == 1
