@@ -68,7 +68,8 @@ def request_kind(kind: CallKind, send: Send) -> RequestKind:
         return RequestKind.REDUCE_ONLY if reduces else RequestKind.ORDER
     if kind is CallKind.READ:
         return RequestKind.ESSENTIAL_READ if send.essential else RequestKind.READ
-    return RequestKind.ORDER  # settings and other writes: never from the reserve
+    # Settings and other writes place no order (no order count) and never use the reserve.
+    return RequestKind.ESSENTIAL_READ
 
 
 @dataclass
