@@ -57,13 +57,13 @@ from safeguard.venue.events import (
     OrderTriggered,
 )
 from safeguard.venue.funding import (
-    PremiumAverage,
     funding_rate,
     next_funding_time,
 )
 from safeguard.venue.liquidation import close_outcome, liquidation_price, settle
+from safeguard.venue.market import MarketState
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
-from safeguard.venue.matching import Plan, crosses, merged_depth, plan
+from safeguard.venue.matching import Plan, crosses, plan
 from safeguard.venue.orders import (
     CANCELED,
     EXPIRED,
@@ -81,53 +81,6 @@ _FIRST_ORDER_ID = 1_000_000_001
 _DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 _PERCENT_UP = 1.05
 _PERCENT_DOWN = 0.95
-
-
-class _Market:
-    """One symbol's live state."""
-
-    __slots__ = (
-        "asks",
-        "bids",
-        "book",
-        "candles",
-        "feed",
-        "freeze",
-        "freeze_ms",
-        "funding_rate",
-        "last",
-        "last_qty",
-        "next_funding",
-        "premium",
-        "snapshot",
-        "spec",
-        "stops",
-        "trade_id",
-        "trades",
-        "update_id",
-    )
-
-    def __init__(self, spec: MarketSpec, feed: PriceFeed, book: SimBook, trade_history: int):
-        self.spec = spec
-        self.feed = feed
-        self.book = book
-        self.last = round(feed.contract / spec.tick_size)
-        self.last_qty = 0
-        # Resting orders, best first: bids keyed (-price, seq), asks (price, seq).
-        self.bids: list[tuple[int, int, Order]] = []
-        self.asks: list[tuple[int, int, Order]] = []
-        self.stops: list[Order] = []
-        self.trades: deque[tuple[int, int, int, int, bool]] = deque(maxlen=trade_history)
-        self.trade_id = 0
-        self.update_id = 1
-        # Minute candles for the 24 h ticker: [minute, open, high, low, close, volume, quote].
-        self.candles: deque[list[float]] = deque(maxlen=24 * 60 + 1)
-        self.premium = PremiumAverage()
-        self.next_funding = 0.0
-        self.funding_rate = 0.0
-        self.freeze: str | None = None
-        self.freeze_ms = 0
-        self.snapshot: dict[str, Any] = {}
 
 
 class Venue:
@@ -153,7 +106,7 @@ class Venue:
         self._start = self.clock.time()
         self._now = self._start
         self._stepping = False
-        self._m: dict[str, _Market] = {}
+        self._m: dict[str, MarketState] = {}
         regimes = tuple(RegimeSpec(r.name, r.annual_vol, r.mean_duration_s) for r in cfg.regimes)
         for symbol in cfg.symbols:
             spec = catalogue[symbol]
@@ -179,7 +132,7 @@ class Venue:
         self._insurance = round(cfg.insurance_fund * MONEY_SCALE)
         self.events: list[Event] = []
 
-    def _new_market(self, spec: MarketSpec, regimes: tuple[RegimeSpec, ...]) -> _Market:
+    def _new_market(self, spec: MarketSpec, regimes: tuple[RegimeSpec, ...]) -> MarketState:
         cfg = self.config
         seed = cfg.seed
         symbol = spec.symbol
@@ -223,7 +176,7 @@ class Venue:
             rng=random.Random(f"{seed}:{symbol}:book"),
             now=self._start,
         )
-        market = _Market(spec, feed, book, cfg.trade_history)
+        market = MarketState(spec, feed, book, trade_history=cfg.trade_history)
         market.next_funding = next_funding_time(self._start, spec.funding_interval_s)
         return market
 
@@ -264,25 +217,7 @@ class Venue:
         self._now = t
         offset = t - self._start
         for m in self._m.values():
-            feed = m.feed
-            if m.freeze != "prices":
-                feed.step(t, offset, dt)
-            index = feed.index
-            m.premium.add((feed.mark - index) / index, dt)
-            book = m.book
-            book.replenish(t)
-            centre = feed.contract / m.spec.tick_size
-            book.recenter(centre)
-            last = round(centre) or 1
-            m.last = last
-            m.update_id += 1
-            candle = m.candles[-1] if m.candles else None
-            if candle is not None and candle[0] == int(t // 60):
-                candle[2] = max(candle[2], last)
-                candle[3] = min(candle[3], last)
-                candle[4] = last
-            else:
-                self._candle(m, t, last, 0)
+            m.step(t, offset, dt)
             if m.bids or m.asks:
                 self._fill_resting(m, t)
             if m.stops:
@@ -340,7 +275,7 @@ class Venue:
             raise VenueReject(-2015, "Invalid API-key, IP, or permissions for action.", 401)
         return account
 
-    def _market(self, symbol: Any) -> _Market:
+    def _market(self, symbol: Any) -> MarketState:
         market = self._m.get(symbol) if isinstance(symbol, str) else None
         if market is None:
             raise VenueReject(-1121, "Invalid symbol.")
@@ -362,38 +297,16 @@ class Venue:
     def server_time(self) -> int:
         return int(self.clock.time() * 1000)
 
-    def _view_ms(self, m: _Market) -> int:
-        if m.freeze == "timestamps":
-            return m.freeze_ms
-        return self._ms()
-
-    def _prices(self, m: _Market) -> tuple[float, float, int]:
-        """(mark, index, last ticks) as the feed shows them (frozen views included)."""
-        if m.freeze == "stale_prices":
-            snap = m.snapshot
-            return snap["mark"], snap["index"], snap["last"]
-        return m.feed.mark, m.feed.index, m.last
-
-    def _depth(self, m: _Market, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """The published book: market makers' levels with the accounts' resting orders."""
-        if m.freeze == "stale_prices":
-            bids, asks = m.snapshot["depth"]
-            return bids[:limit], asks[:limit]
-        return (
-            merged_depth(m.book.depth(BUY, limit), m.bids, limit=limit, bids=True),
-            merged_depth(m.book.depth(SELL, limit), m.asks, limit=limit, bids=False),
-        )
-
     def ticker_24h(self, symbol: str) -> dict[str, Any]:
         with self.lock:
             m = self._market(symbol)
             return views.ticker_24h(
                 m.spec,
-                last=self._prices(m)[2],
+                last=m.shown_prices()[2],
                 last_qty=m.last_qty,
                 candles=m.candles,
                 trades=m.trades,
-                now_ms=self._view_ms(m),
+                now_ms=m.shown_ms(self._ms()),
             )
 
     def book_ticker(self, symbol: str | None = None) -> list[dict[str, Any]]:
@@ -401,7 +314,7 @@ class Venue:
             markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
             return [
                 views.book_ticker(
-                    m.spec, *self._depth(m, 1), now_ms=self._view_ms(m), update_id=m.update_id
+                    m.spec, *m.depth(1), now_ms=m.shown_ms(self._ms()), update_id=m.update_id
                 )
                 for m in markets
             ]
@@ -412,7 +325,7 @@ class Venue:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit not in _DEPTH_LIMITS:
                 raise illegal("limit")
             return views.depth(
-                m.spec, *self._depth(m, limit), now_ms=self._view_ms(m), update_id=m.update_id
+                m.spec, *m.depth(limit), now_ms=m.shown_ms(self._ms()), update_id=m.update_id
             )
 
     def agg_trades(self, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
@@ -428,15 +341,15 @@ class Venue:
                 return self._premium(self._market(symbol))
             return [self._premium(m) for m in self._m.values()]
 
-    def _premium(self, m: _Market) -> dict[str, Any]:
-        mark, index, _last = self._prices(m)
+    def _premium(self, m: MarketState) -> dict[str, Any]:
+        mark, index, _last = m.shown_prices()
         return views.premium_index(
             m.spec,
             mark=mark,
             index=index,
             funding_estimate=funding_rate(m.premium.value(), cap=m.spec.funding_cap),
             next_funding_ms=int(m.next_funding * 1000),
-            now_ms=self._view_ms(m),
+            now_ms=m.shown_ms(self._ms()),
         )
 
     def exchange_info(self) -> dict[str, Any]:
@@ -530,7 +443,7 @@ class Venue:
             return False
         return (order.position_side == "LONG") == (order.side == SELL)
 
-    def _check_order(self, account: Account, m: _Market, request: OrderRequest) -> int:
+    def _check_order(self, account: Account, m: MarketState, request: OrderRequest) -> int:
         """Account-dependent checks. Returns the steps the order would open (margin-bearing)."""
         spec = m.spec
         if account.dual_side:
@@ -595,7 +508,9 @@ class Venue:
             self._check_margin(account, m, request, opening, price)
         return opening
 
-    def _plan(self, account: Account, m: _Market, side: str, qty: int, limit: int | None) -> Plan:
+    def _plan(
+        self, account: Account, m: MarketState, side: str, qty: int, limit: int | None
+    ) -> Plan:
         """How a taker would fill now against the book and other accounts' resting orders."""
         return plan(
             m.book,
@@ -614,7 +529,7 @@ class Venue:
         return order.remaining
 
     def _check_margin(
-        self, account: Account, m: _Market, request: OrderRequest, opening: int, price: float
+        self, account: Account, m: MarketState, request: OrderRequest, opening: int, price: float
     ) -> None:
         spec = m.spec
         leverage = self._leverage(account, spec.symbol)
@@ -649,7 +564,7 @@ class Venue:
         account.open_orders[order.client_order_id] = order
         account.open_count[order.symbol] = account.open_count.get(order.symbol, 0) + 1
 
-    def _execute_new(self, account: Account, m: _Market, order: Order, opening: int) -> None:
+    def _execute_new(self, account: Account, m: MarketState, order: Order, opening: int) -> None:
         """Take what crosses now; rest or expire the remainder per the time in force."""
         limit = order.price if order.type == "LIMIT" else None
         self_trade = self._take(account, m, order, order.qty, limit)
@@ -670,7 +585,7 @@ class Venue:
         self._register_open(account, order)
 
     def _take(
-        self, account: Account, m: _Market, order: Order, qty: int, limit: int | None
+        self, account: Account, m: MarketState, order: Order, qty: int, limit: int | None
     ) -> bool:
         """Fill up to ``qty`` of ``order`` as a taker; True when self-trade prevention stopped it.
 
@@ -708,7 +623,7 @@ class Venue:
     def _settle(
         self,
         account: Account,
-        m: _Market,
+        m: MarketState,
         order: Order,
         fills: list[int],
         *,
@@ -750,11 +665,7 @@ class Venue:
             filled += qty
             order.cum_quote += price * qty * unit
             if public:
-                m.trade_id += 1
-                m.trades.append((m.trade_id, price, qty, now_ms, buy == maker))
-                m.last = price
-                m.last_qty = qty
-                self._candle(m, now, price, qty)
+                m.record_trade(now, price, qty, buyer_maker=buy == maker)
             event = Fill(
                 now,
                 account.api_key,
@@ -804,7 +715,7 @@ class Venue:
                 if self._by_client.get((old.api_key, old.client_order_id)) is old:
                     del self._by_client[(old.api_key, old.client_order_id)]
 
-    def _unrest(self, m: _Market, order: Order) -> None:
+    def _unrest(self, m: MarketState, order: Order) -> None:
         if order.type != "LIMIT":
             m.stops.remove(order)
             return
@@ -983,7 +894,7 @@ class Venue:
 
     # --- account views ----------------------------------------------------------------------
 
-    def _open_positions(self, account: Account) -> list[tuple[MarketSpec, _Market, Position]]:
+    def _open_positions(self, account: Account) -> list[tuple[MarketSpec, MarketState, Position]]:
         return [
             (self._specs[symbol], self._m[symbol], p)
             for (symbol, _side), p in account.positions.items()
@@ -1110,16 +1021,7 @@ class Venue:
             m = self._market(symbol)
             if mode is not None and mode not in _FREEZE_MODES:
                 raise ValueError(f"mode must be one of {', '.join(_FREEZE_MODES)} or None")
-            m.freeze = None
-            if mode is not None:
-                m.snapshot = {
-                    "mark": m.feed.mark,
-                    "index": m.feed.index,
-                    "last": m.last,
-                    "depth": self._depth(m, 1000),
-                }
-                m.freeze_ms = self._ms()
-            m.freeze = mode
+            m.set_freeze(mode, self._ms())
 
     def spike(self, symbol: str, pct: float, duration_s: float) -> None:
         """Move ``symbol``'s contract price by ``pct`` % for ``duration_s`` from now.
@@ -1155,23 +1057,7 @@ class Venue:
 
     # --- the simulation step's parts --------------------------------------------------------
 
-    def _candle(self, m: _Market, t: float, price: int, qty: int) -> None:
-        minute = int(t // 60)
-        candles = m.candles
-        if candles and candles[-1][0] == minute:
-            c = candles[-1]
-            c[2] = max(c[2], price)
-            c[3] = min(c[3], price)
-            c[4] = price
-        else:
-            candles.append([minute, price, price, price, price, 0.0, 0.0])
-            c = candles[-1]
-        if qty:
-            spec = m.spec
-            c[5] += qty * spec.step_size
-            c[6] += qty * spec.step_size * price * spec.tick_size
-
-    def _fill_resting(self, m: _Market, t: float) -> None:
+    def _fill_resting(self, m: MarketState, t: float) -> None:
         """Fill resting orders the market traded through, at their own price (maker).
 
         Only a trade *through* the price fills: a market that merely touches it fills nothing,
@@ -1213,12 +1099,12 @@ class Venue:
             OrderExpired(self._now_time(), order.api_key, order.symbol, order.order_id, reason)
         )
 
-    def _trigger_price(self, m: _Market, working_type: str) -> float:
+    def _trigger_price(self, m: MarketState, working_type: str) -> float:
         if working_type == "MARK_PRICE":
             return m.feed.mark
         return m.last * m.spec.tick_size
 
-    def _trigger_stops(self, m: _Market, t: float) -> None:
+    def _trigger_stops(self, m: MarketState, t: float) -> None:
         spec = m.spec
         fired = [
             order
@@ -1271,7 +1157,7 @@ class Venue:
                     else "book too thin to fill the triggered order in full",
                 )
 
-    def _pay_funding(self, m: _Market, t: float) -> None:
+    def _pay_funding(self, m: MarketState, t: float) -> None:
         spec = m.spec
         rate = funding_rate(m.premium.value(), cap=spec.funding_cap)
         m.funding_rate = rate
@@ -1304,7 +1190,7 @@ class Venue:
 
     def _liquidate(self, account: Account, t: float) -> None:
         """Take over what the account's equity at the mark no longer covers."""
-        cross: list[tuple[_Market, Position, float]] = []
+        cross: list[tuple[MarketState, Position, float]] = []
         cross_equity = 0.0
         cross_mm = 0.0
         for (symbol, _side), p in account.positions.items():
@@ -1333,7 +1219,7 @@ class Venue:
     def _take_over(
         self,
         account: Account,
-        m: _Market,
+        m: MarketState,
         position: Position,
         t: float,
         margin_type: str,
@@ -1367,13 +1253,8 @@ class Venue:
         # The venue now owns the position and closes it into its own book.
         fills = m.book.take(SELL if long else BUY, abs(signed_qty), None)
         close = close_outcome(fills, mark_ticks=mark_ticks, unit=spec.notional_unit, long=long)
-        now_ms = int(t * 1000)
         for i in range(0, len(fills), 2):
-            m.trade_id += 1
-            m.trades.append((m.trade_id, fills[i], fills[i + 1], now_ms, long))
-            m.last = fills[i]
-            m.last_qty = fills[i + 1]
-            self._candle(m, t, fills[i], fills[i + 1])
+            m.record_trade(t, fills[i], fills[i + 1], buyer_maker=long)
         delta = settled.fee - settled.shortfall + close.slippage
         self._insurance += delta
         self.events.append(
