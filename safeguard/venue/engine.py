@@ -61,7 +61,7 @@ from safeguard.venue.funding import (
     next_funding_time,
 )
 from safeguard.venue.liquidation import close_outcome, liquidation_price, settle
-from safeguard.venue.market import MarketState
+from safeguard.venue.state import MarketState
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
 from safeguard.venue.matching import Plan, crosses, plan
 from safeguard.venue.orders import (
