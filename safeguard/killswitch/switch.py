@@ -485,7 +485,7 @@ class KillSwitch:
         with self._store.lock():
             try:
                 stored = self._store.load()
-            except (ConfigError, OSError) as exc:
+            except ConfigError as exc:
                 # A resume is the operator's way out of a corrupt store; the cooling period
                 # still counts from the engage this process knows of.
                 logger.error("kill switch state store {} unreadable: {}", self._store, exc)
@@ -590,12 +590,12 @@ class KillSwitch:
         )
         self._announce("engage", self._state, previous, persisted=persisted)
 
-    def _persist_engage(self, new: SwitchState) -> bool:
+    def _persist_engage(self, new: SwitchState, event: str = "engage") -> bool:
         try:
             with self._store.lock():
                 try:
                     stored = self._store.load()
-                except (ConfigError, OSError):
+                except Exception:
                     stored = None  # overwritten below by a state at least as tight
                 if stored is not None and stored.state.severity > new.state.severity:
                     # Another process tightened further meanwhile: keep theirs, never loosen.
@@ -603,8 +603,8 @@ class KillSwitch:
                     return True
                 self._store.save(new)
                 self._seen_version = self._store.version()
-                self._store.append_history(_event("engage", new, stored))
-        except OSError as exc:
+                self._store.append_history(_event(event, new, stored))
+        except Exception as exc:  # any store failure: the latch holds in memory regardless
             logger.critical(
                 "kill switch engaged in memory only: could not persist to {}: {}",
                 self._store,
@@ -628,18 +628,23 @@ class KillSwitch:
             self._next_poll = now + self._config.poll_interval_s
             try:
                 version = self._store.version()
-                if version == self._seen_version and version is not None:
+                unchanged = version == self._seen_version and version is not None
+                if unchanged and self._store_error is None:
                     return
                 stored = self._store.load()
-            except (ConfigError, OSError) as exc:
+            except Exception as exc:  # corrupt, unreadable, or a store that is down: halt
                 self._fail_closed(exc)
                 return
             self._store_error = None
             self._seen_version = version
-            if stored is None:
-                if self._state.state is not TradingState.ACTIVE:
-                    # The state file vanished under us: put the engage back, never loosen.
-                    self._persist_engage(self._state)
+            current = self._state
+            if stored is None or (
+                stored.state.severity < current.state.severity and stored.since <= current.since
+            ):
+                # The state vanished, or the store holds a looser state older than ours (we
+                # halted while it was unreadable): that is no resume. Put ours back.
+                if current.state is not TradingState.ACTIVE:
+                    self._persist_engage(current, "restore")
                 return
             self._adopt(stored)
         finally:
@@ -673,7 +678,7 @@ class KillSwitch:
         try:
             self._seen_version = self._store.version()
             stored = self._store.load()
-        except (ConfigError, OSError) as exc:
+        except Exception as exc:
             self._store_error = str(exc)
             logger.error("kill switch HALTED: state store {} is unreadable: {}", self._store, exc)
             halted = self._halted(exc)

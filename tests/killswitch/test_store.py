@@ -262,3 +262,56 @@ def test_engage_never_overwrites_a_tighter_state_stored_by_another_process(
 def test_files_are_readable_by_operators(tmp_path: Path) -> None:
     make(tmp_path).engage("stop", by="alice")
     assert os.stat(tmp_path / "state.json").st_mode & 0o044 == 0o044
+
+
+class FlakyStore(MemoryStateStore):
+    """A networked store that can go down (raising its own error type, as a client would)."""
+
+    down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise RuntimeError("connection refused")
+
+    def load(self) -> SwitchState | None:
+        self._check()
+        return super().load()
+
+    def save(self, state: SwitchState) -> None:
+        self._check()
+        super().save(state)
+
+    def version(self) -> object:
+        self._check()
+        return super().version()
+
+
+def test_a_store_outage_halts_and_recovery_does_not_resume_by_itself(tmp_path: Path) -> None:
+    store = FlakyStore()
+    clock = ManualClock(1_700_000_000.0)
+    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=0.01, cooling_period_s=0)
+    switch = KillSwitch(config, clock=clock, store=store, watch=False)
+    switch.engage("x", by="a", state=TradingState.REDUCING)
+    switch.resume(by="alice")  # the store now holds an ACTIVE state
+    clock.advance(10)
+    store.down = True
+    state = switch.refresh()
+    assert (state.state, state.code) == (TradingState.HALTED, Code.STATE_STORE_UNAVAILABLE)
+    assert "connection refused" in state.reason
+    store.down = False
+    clock.advance(10)
+    # The store is back with the older ACTIVE state: that is no resume. The HALTED is put back.
+    assert switch.refresh().state is TradingState.HALTED
+    stored = store.load()
+    assert stored is not None
+    assert stored.code == Code.STATE_STORE_UNAVAILABLE
+    assert switch.resume(by="alice").state is TradingState.ACTIVE  # explicitly, it can
+
+
+def test_a_store_down_at_start_means_halted(tmp_path: Path) -> None:
+    store = FlakyStore()
+    store.down = True
+    switch = KillSwitch(KillSwitchConfig(state_dir=tmp_path), store=store, watch=False)
+    assert switch.state.state is TradingState.HALTED
+    with pytest.raises(TradingHalted):
+        switch.permit(reduces_only=True).__enter__()
