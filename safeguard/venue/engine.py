@@ -61,7 +61,6 @@ from safeguard.venue.funding import (
     next_funding_time,
 )
 from safeguard.venue.liquidation import close_outcome, liquidation_price, settle
-from safeguard.venue.state import MarketState
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
 from safeguard.venue.matching import Plan, crosses, plan
 from safeguard.venue.orders import (
@@ -74,6 +73,7 @@ from safeguard.venue.orders import (
     parse_order,
 )
 from safeguard.venue.prices import IndexProcess, PriceFeed, RegimeSpec, ReplaySeries
+from safeguard.venue.state import MarketState
 
 FeedFreeze = Literal["prices", "timestamps", "stale_prices"]
 _FREEZE_MODES = ("prices", "timestamps", "stale_prices")
