@@ -37,6 +37,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -46,6 +47,7 @@ from safeguard.errors import ConfigError
 from safeguard.killswitch.switch import SwitchState, TradingState
 
 FORMAT = 1
+STALE_TEMPORARY_S = 60.0
 _FIELDS = frozenset({"format", "state", "reason", "code", "by", "since", "host", "pid"})
 
 
@@ -154,6 +156,16 @@ class FileStateStore:
                 os.unlink(tmp)
             raise
         _fsync_directory(self.directory)
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        # A writer killed between mkstemp and rename leaves its temporary file behind; one
+        # older than a minute belongs to no live writer.
+        cutoff = time.time() - STALE_TEMPORARY_S
+        for path in self.directory.glob(".state.*.tmp"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
 
     def append_history(self, event: Mapping[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,17 @@ def test_a_store_down_at_start_means_halted(tmp_path: Path) -> None:
     assert switch.state.state is TradingState.HALTED
     with pytest.raises(TradingHalted):
         switch.permit(reduces_only=True).__enter__()
+
+
+def test_temporaries_left_by_a_killed_writer_are_swept(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path)
+    stale = tmp_path / ".state.dead.tmp"
+    fresh = tmp_path / ".state.live.tmp"
+    stale.write_text("{")
+    fresh.write_text("{")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    store.save(HALTED)
+    assert not stale.exists()
+    assert fresh.exists()  # may belong to a writer still at work
+    assert store.load() == HALTED
