@@ -442,7 +442,7 @@ class KillSwitch:
         wait for that block (it cannot finish while we wait); from an event loop thread, use
         :meth:`engage_async` so sends held by other tasks can finish.
         """
-        change = self._close_latch(reason, by=by, state=state, code=code)
+        change = self._engage_change(reason, by=by, state=state, code=code)
         if change is None:
             # Already engaged, maybe by a thread still draining: the promise holds for us too.
             self._drain_blocking(self._state.state)
@@ -462,7 +462,7 @@ class KillSwitch:
         code: str = Code.MANUAL,
     ) -> SwitchState:
         """``engage`` for asyncio code: the drain and the persisting never block the loop."""
-        change = self._close_latch(reason, by=by, state=state, code=code)
+        change = self._engage_change(reason, by=by, state=state, code=code)
         target = self._state.state if change is None else change[1].state
         deadline = time.monotonic() + self._config.drain_timeout_s
         while (left := self._blocking_others(target)) and time.monotonic() < deadline:
@@ -514,6 +514,17 @@ class KillSwitch:
         )
         self._announce("resume", outcome, previous, persisted=True)
         return outcome
+
+    def _engage_change(
+        self, reason: str, *, by: str, state: TradingState, code: str
+    ) -> tuple[SwitchState, SwitchState] | None:
+        change = self._close_latch(reason, by=by, state=state, code=code)
+        if change is None:
+            # Nothing to tighten as far as this process knows; but another process may have
+            # resumed since our last poll, and this engage must not be lost to that.
+            self._refresh(force=True)
+            change = self._close_latch(reason, by=by, state=state, code=code)
+        return change
 
     def _close_latch(
         self, reason: str, *, by: str, state: TradingState, code: str

@@ -330,3 +330,17 @@ def test_temporaries_left_by_a_killed_writer_are_swept(tmp_path: Path) -> None:
     assert not stale.exists()
     assert fresh.exists()  # may belong to a writer still at work
     assert store.load() == HALTED
+
+
+def test_an_engage_is_not_lost_to_a_resume_this_process_has_not_seen(tmp_path: Path) -> None:
+    clock = ManualClock(1_700_000_000.0)
+    config = KillSwitchConfig(state_dir=tmp_path, cooling_period_s=0, poll_interval_s=60)
+    bot = KillSwitch(config, clock=clock, watch=False)
+    bot.engage("first", by="trigger")
+    clock.advance(1)
+    KillSwitch(config, clock=clock, watch=False).resume(by="alice")  # bot has not polled
+    clock.advance(1)
+    state = bot.engage("second", by="trigger", code=Code.DRAWDOWN)
+    assert (state.state, state.reason) == (TradingState.HALTED, "second")
+    stored = FileStateStore(tmp_path).load()
+    assert stored == state
