@@ -1,0 +1,263 @@
+"""A fleet of bots, each its own process, for test_fleet_processes.py and bench_fleet.py.
+
+    python bot.py kill   '[{"index": 0, "venue": URL, "redis": URL, "prefix": P, ...}, ...]'
+    python bot.py budget '[{...}, ...]'
+    python bot.py serve       # then one line per fleet: ["kill", [{...}, ...]]
+
+The launcher imports safeguard and ccxt once (seconds of CPU on a busy machine) and forks one
+child process per config; each child builds its own ccxt client, guard, kill switch, budget
+and Redis connections after the fork, so the bots share nothing but the venue and Redis. The
+launcher prints ``ready`` once every bot has connected, releases them all at once when a line
+(a JSON object, handed to each bot) arrives on stdin, and prints a JSON list of their reports.
+Real guard, ccxt and Redis.
+
+``kill``: send resting limit orders (each cancelled again) until the kill switch refuses;
+bot ``engager`` engages the switch itself after ``engage_after`` orders. Reports when the
+engage started and returned, when this bot adopted it, and any order sent after refusing.
+
+``budget``: poll the deepest order book (weight 20) as fast as the shared budget allows, on
+the fleet's clock (wall time sped up ``scale`` times, so a venue minute passes in seconds).
+Reports the venue time of every answer and every 429/418 the guard saw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, cast
+
+from safeguard.config import Policy
+from safeguard.errors import ThrottleHold, TradingHalted
+from safeguard.guard import guard
+from safeguard.guard.events import EventKind, Hooks, RequestEvent
+from safeguard.killswitch.switch import SwitchState, TradingState
+from safeguard.venue.client import ccxt_client
+
+SYMBOL = "ETH/USDT:USDT"
+
+
+class ScaledClock:
+    """Wall time sped up ``scale`` times from an anchor every process of the fleet shares."""
+
+    def __init__(self, wall0: float, venue0: float, scale: float) -> None:
+        self.wall0, self.venue0, self.scale = wall0, venue0, scale
+
+    def time(self) -> float:
+        return self.venue0 + (time.time() - self.wall0) * self.scale
+
+    def monotonic(self) -> float:
+        return self.time()
+
+
+def _policy(cfg: dict[str, Any], **extra: Any) -> Policy:
+    sections: dict[str, Any] = {
+        "risk": {"require_stop": False, "max_open_orders": None, "price_band_pct": 50.0},
+        "retry": {"base_delay_s": 0.01, "max_delay_s": 0.05, "total_budget_s": 2.0},
+        "kill_switch": {
+            "state_dir": cfg["state_dir"],
+            "cooling_period_s": 0.0,
+            "watch_state_file": False,
+        },
+        "fleet": {
+            "redis_url": cfg["redis"],
+            "key_prefix": cfg["prefix"],
+            "health_check_interval_s": 0.1,
+            "reconnect_interval_s": 0.1,
+            "ack_timeout_s": 2.0,
+        },
+    }
+    for name, values in extra.items():
+        sections[name] = {**sections.get(name, {}), **values}
+    return Policy.build(**sections)
+
+
+_GATES: dict[str, int] = {}
+
+
+def _go(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Say ready, wait for the release, return what the release line said (a JSON object)."""
+    os.write(_GATES["ready"], b"r")
+    os.read(_GATES["go"], 1)
+    said: dict[str, Any] = json.loads((Path(cfg["state_dir"]) / "go.json").read_text())
+    return said
+
+
+def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
+    from safeguard.fleet.redis_store import open_fleet_switch
+
+    huge = 10**7
+    policy = _policy(
+        cfg,
+        throttle={
+            "weight_limit_per_minute": huge,
+            "orders_per_10s": huge,
+            "orders_per_minute": huge,
+        },
+    )
+    switch, store = open_fleet_switch(policy)
+    adopted: list[float] = []
+
+    def on_change(state: SwitchState) -> None:
+        if state.state is not TradingState.ACTIVE and not adopted:
+            adopted.append(time.time())
+
+    switch.add_listener(on_change)
+    raw = ccxt_client(cfg["venue"], cfg["key"], cfg["secret"], timeout_ms=5_000)
+    ex = guard(
+        raw,
+        policy,
+        kill_switch=switch,
+        journal_path=Path(cfg["state_dir"]) / f"orders-{cfg['index']}.jsonl",
+        durable_journal=False,
+    )
+    ex.load_markets()
+    price = round(float(ex.fetch_ticker(SYMBOL)["last"]) * 0.9, 2)
+    _go(cfg)
+    engager = cfg["index"] == cfg["engager"]
+    result: dict[str, Any] = {"index": cfg["index"], "sent": 0, "sent_after_refusal": 0}
+    refused_at: float | None = None
+    deadline = time.time() + cfg["run_s"]
+    while time.time() < deadline:
+        if engager and result["sent"] == cfg["engage_after"] and "engage_started" not in result:
+            result["engage_started"] = time.time()
+            switch.engage("fleet test: bot engages", by=f"bot-{cfg['index']}")
+            result["engage_returned"] = time.time()
+        try:
+            order = ex.create_order(SYMBOL, "limit", "buy", 0.01, price)
+        except TradingHalted as exc:
+            if refused_at is None:
+                refused_at = time.time()
+                result["refused_code"] = exc.code
+                deadline = min(deadline, refused_at + cfg["after_s"])
+            continue
+        result["sent"] += 1
+        if refused_at is not None:
+            result["sent_after_refusal"] += 1
+        ex.cancel_order(order["id"], SYMBOL)
+    result["refused_at"] = refused_at
+    result["adopted_at"] = adopted[0] if adopted else None
+    switch.close()
+    store.close()
+    return result
+
+
+def run_budget(cfg: dict[str, Any]) -> dict[str, Any]:
+    from safeguard.fleet.budget import RedisRateBudget
+    from safeguard.guard.throttle import account_fingerprint
+    from safeguard.killswitch.store import MemoryStateStore
+    from safeguard.killswitch.switch import KillSwitch
+
+    scale = float(cfg["scale"])
+    clock = ScaledClock(cfg["wall0"], cfg["venue0"], scale)
+    policy = _policy(cfg, throttle={"weight_limit_per_minute": cfg["limit"]})
+    switch = KillSwitch(policy.kill_switch, clock=clock, store=MemoryStateStore(), watch=False)
+    budget = RedisRateBudget(
+        policy.fleet,
+        "binanceusdm@127.0.0.1",
+        account_fingerprint(cfg["key"]),
+        throttle=policy.throttle,
+    )
+    hooks = Hooks()
+    events: list[RequestEvent] = []
+    hooks.subscribe(EventKind.REQUEST, events.append)
+
+    def sleep(seconds: float) -> bool:
+        time.sleep(seconds / scale)  # fleet seconds to wall seconds
+        return False
+
+    raw = ccxt_client(cfg["venue"], cfg["key"], cfg["secret"], timeout_ms=5_000)
+    ex = guard(
+        raw,
+        policy,
+        kill_switch=switch,
+        clock=clock,
+        hooks=hooks,
+        budget=cast(Any, budget),
+        journal_path=Path(cfg["state_dir"]) / f"orders-{cfg['index']}.jsonl",
+        durable_journal=False,
+        sleep=sleep,
+    )
+    ex.load_markets()
+    end = _go(cfg)["end"]
+    answered: list[float] = []
+    holds = 0
+    while clock.time() < end:
+        try:
+            ex.fetch_order_book(SYMBOL, 1000)
+            answered.append(clock.time())
+        except ThrottleHold as hold:
+            holds += 1
+            time.sleep(max(hold.retry_after, 0.01) / scale)
+    switch.close()
+    budget.close()
+    return {
+        "index": cfg["index"],
+        "answered": answered,
+        "holds": holds,
+        "statuses": sorted({e.status for e in events if e.status is not None}),
+        "throttled": sum(1 for e in events if e.outcome == "throttled"),
+        "banned": sum(1 for e in events if e.status == 418),
+        "shared": budget.shared,
+    }
+
+
+def launch(mode: str, configs: list[dict[str, Any]]) -> bool:
+    runner = {"kill": run_kill, "budget": run_budget}[mode]
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    children: dict[int, Path] = {}
+    for cfg in configs:
+        report = Path(cfg["state_dir"]) / f"report-{cfg['index']}.json"
+        pid = os.fork()
+        if pid == 0:  # the bot
+            _GATES.update(ready=ready_w, go=go_r)
+            code = 0
+            try:
+                report.write_text(json.dumps(runner(cfg)))
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = report
+    for _ in configs:
+        if not os.read(ready_r, 1):
+            return False
+    print("ready", flush=True)
+    line = sys.stdin.readline().strip() or "{}"
+    (Path(configs[0]["state_dir"]) / "go.json").write_text(json.dumps(json.loads(line)))
+    os.write(go_w, b"g" * len(configs))
+    failed = 0
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        failed += os.waitstatus_to_exitcode(status) != 0
+    for fd in (ready_r, ready_w, go_r, go_w):
+        os.close(fd)
+    if failed:
+        print(f"{failed} bot(s) failed", file=sys.stderr)
+        print(json.dumps({"failed": failed}), flush=True)
+        return False
+    print(json.dumps([json.loads(path.read_text()) for path in children.values()]), flush=True)
+    return True
+
+
+def serve() -> None:
+    """Run fleets one after another, each asked for by a line ``[mode, [config, ...]]``: the
+    imports are paid once for every fleet of a test session."""
+    print("up", flush=True)
+    while line := sys.stdin.readline():
+        mode, configs = json.loads(line)
+        launch(mode, configs)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["serve"]:
+        serve()
+    else:
+        sys.exit(0 if launch(sys.argv[1], json.loads(sys.argv[2])) else 1)
