@@ -490,7 +490,10 @@ class KillSwitch:
                 # still counts from the engage this process knows of.
                 logger.error("kill switch state store {} unreadable: {}", self._store, exc)
                 stored = None
-            current = stored if stored is not None else self._state
+            # The newer of the two: the store, unless this process holds a later state the
+            # store never got (an engage while it was down); that one's cooling period counts.
+            mine = self._state
+            current = stored if stored is not None and stored.since >= mine.since else mine
             outcome = transition(
                 current, event, now=now, cooling_period_s=self._config.cooling_period_s
             )

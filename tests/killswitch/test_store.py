@@ -17,7 +17,7 @@ from safeguard.codes import Code
 from safeguard.config import KillSwitchConfig
 from safeguard.errors import ConfigError, TradingHalted
 from safeguard.killswitch.store import FileStateStore, MemoryStateStore, StateStore
-from safeguard.killswitch.switch import KillSwitch, SwitchState, TradingState
+from safeguard.killswitch.switch import KillSwitch, ResumeRefused, SwitchState, TradingState
 
 HALTED = SwitchState(TradingState.HALTED, "loss", "DAILY_LOSS", "trigger", 1_700_000_000.5)
 
@@ -344,3 +344,18 @@ def test_an_engage_is_not_lost_to_a_resume_this_process_has_not_seen(tmp_path: P
     assert (state.state, state.reason) == (TradingState.HALTED, "second")
     stored = FileStateStore(tmp_path).load()
     assert stored == state
+
+
+def test_resume_respects_the_cooling_of_an_engage_the_store_never_got(tmp_path: Path) -> None:
+    store = FlakyStore(SwitchState(TradingState.ACTIVE, "resumed", "", "alice", 1_600_000_000.0))
+    clock = ManualClock(1_700_000_000.0)
+    config = KillSwitchConfig(state_dir=tmp_path, cooling_period_s=60)
+    switch = KillSwitch(config, clock=clock, store=store, watch=False)
+    store.down = True
+    switch.engage("loss", by="trigger", code=Code.DAILY_LOSS)  # in memory only
+    store.down = False
+    clock.advance(30)
+    with pytest.raises(ResumeRefused):
+        switch.resume(by="alice")
+    clock.advance(30)
+    assert switch.resume(by="alice").state is TradingState.ACTIVE
