@@ -503,8 +503,7 @@ class Venue:
             if request.type == "LIMIT":
                 price = request.price * spec.tick_size
             else:
-                legs = self._plan(account, m, request.side, request.qty, None).legs
-                price = (legs[-1].price if legs else m.last) * spec.tick_size
+                price = self._worst_price(account, m, request.side, request.qty) * spec.tick_size
             self._check_margin(account, m, request, opening, price)
         return opening
 
@@ -521,6 +520,14 @@ class Venue:
             api_key=account.api_key,
             fillable=self._fillable,
         )
+
+    def _worst_price(self, account: Account, m: MarketState, side: str, qty: int) -> int:
+        """The furthest price (ticks) a market order of ``qty`` would reach; margin uses it."""
+        if m.asks if side == BUY else m.bids:
+            legs = self._plan(account, m, side, qty, None).legs
+            return legs[-1].price if legs else m.last
+        fills = m.book.take(side, qty, None, dry_run=True)
+        return fills[-2] if fills else m.last
 
     def _fillable(self, order: Order) -> int:
         """Steps of a resting order that may trade now (reduce-only: what it can still reduce)."""
@@ -1140,8 +1147,7 @@ class Venue:
                 closable = self._closable(account, order)
                 opening = max(want - closable, 0)
                 if opening:
-                    legs = self._plan(account, m, order.side, want, None).legs
-                    worst = legs[-1].price if legs else m.last
+                    worst = self._worst_price(account, m, order.side, want)
                     request = _as_request(order)
                     try:
                         self._check_margin(account, m, request, opening, worst * spec.tick_size)
