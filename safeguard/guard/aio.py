@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
-from safeguard.guard.core import Answer, Done, Effect, Reply, Send, Steps, Woke, step
+from safeguard.guard.core import Answer, Done, Effect, Record, Reply, Send, Steps, Woke, step
 from safeguard.guard.face import Face, permit, response_headers
 from safeguard.guard.orders import CallKind
 
@@ -22,6 +23,10 @@ class AsyncGuardedExchange(Face):
 
     async def _perform(self, effect: Effect) -> Reply:
         clock = self._rt.clock
+        if isinstance(effect, Record):
+            # An fsync takes milliseconds: off the event loop, but finished before the send.
+            await asyncio.to_thread(effect.run)
+            return None
         if not isinstance(effect, Send):
             sleep = self._rt.sleep_async or self._rt.switch.wait_async
             return Woke(clock.time(), early=await sleep(effect.seconds))

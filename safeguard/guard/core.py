@@ -4,12 +4,14 @@ Every guarded call is a generator. It yields an *effect* and is resumed with wha
 
     Send(method, args, kwargs, permit)  ->  Answer(value | error, headers, started, now)
     Sleep(seconds)                      ->  Woke(now, early)
+    Record(run)                         ->  None          (a journal write, fsynced if pending)
 
 The faces (:mod:`safeguard.guard.sync`, :mod:`safeguard.guard.aio`) only perform effects:
-call the ccxt method inside ``kill_switch.permit(...)``, or sleep on the kill switch so that an
-engage cuts a backoff short. Everything that decides lives here and takes ``now`` from the
-replies: throttle pacing, retries, ambiguity resolution by client order id, the journal's
-transitions, the pre-trade verdict, degradation. The pattern is tenacity's ``iter()`` and
+call the ccxt method inside ``kill_switch.permit(...)``, sleep on the kill switch so that an
+engage cuts a backoff short, or write the journal (the async face off the event loop).
+Everything that decides lives here and takes ``now`` from the replies: throttle pacing,
+retries, ambiguity resolution by client order id, the journal's transitions, the pre-trade
+verdict, degradation. The pattern is tenacity's ``iter()`` and
 httpcore's, applied to a whole call rather than one attempt.
 
 The rule that keeps orders single: a send whose fate is unknown (timeout, 5xx, a dropped answer,
@@ -22,8 +24,9 @@ request still in flight inside the venue could otherwise land after the look-up.
 from __future__ import annotations
 
 import random
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
 import ccxt
@@ -74,7 +77,15 @@ class Sleep:
     seconds: float
 
 
-Effect = Send | Sleep
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Write to the order journal (``run`` appends, and for a pending record fsyncs). The
+    effect completes before the core goes on: a pending record is on disk before its send."""
+
+    run: Callable[[], object]
+
+
+Effect = Send | Sleep | Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +106,7 @@ class Woke:
 
 
 Reply = Answer | Woke | None
+"""``None`` answers a :class:`Record` (and starts the steps)."""
 Steps = Generator[Effect, Reply, T]
 
 
@@ -370,8 +382,14 @@ class GuardCore:
         if intent.edit_of is not None:
             order = yield from self._edit(intent, now)
         else:
-            self.journal.pending(
-                intent.client_order_id, symbol=intent.symbol, intent=intent.describe(), now=now
+            yield Record(
+                partial(
+                    self.journal.pending,
+                    intent.client_order_id,
+                    symbol=intent.symbol,
+                    intent=intent.describe(),
+                    now=now,
+                )
             )
             order = yield from self._create(intent, now)
         self.gate.placed(intent, order, self._last_now)
@@ -418,26 +436,26 @@ class GuardCore:
             except errors.SafeguardError:
                 # Blocked before the wire (kill switch, ban, reserve): earlier attempts were
                 # all resolved absent, so the order does not exist.
-                self.journal.settle(cid, Status.ABSENT, now=now)
+                yield self._settle(cid, Status.ABSENT, now=now)
                 raise
             if ec is None:
-                self.journal.settle(cid, Status.ACKED, now=now, order_id=_order_id(answer.value))
+                yield self._settle(cid, Status.ACKED, now=now, order_id=_order_id(answer.value))
                 return answer.value
             assert answer.error is not None
             if ec.retry is RetryClass.NEVER and not ec.duplicate_client_order_id:
-                self.journal.settle(cid, Status.REJECTED, now=now)
+                yield self._settle(cid, Status.REJECTED, now=now)
                 raise self._error(answer.error, ec, now, attempt, now - started, intent)
             if ec.retry is RetryClass.AMBIGUOUS:
                 found = yield from self._resolve(intent, sent_at=answer.started)
                 if found is not None:
-                    self.journal.settle(
+                    yield self._settle(
                         cid, Status.ACKED, now=self._last_now, order_id=_order_id(found)
                     )
                     return found
                 now = self._last_now
             delay = self.backoff.delay(attempt, now - started, ec, self.rng)
             if delay is None:
-                self.journal.settle(cid, Status.ABSENT, now=now)
+                yield self._settle(cid, Status.ABSENT, now=now)
                 # Every send so far is known absent: giving up is a plain "retries exhausted".
                 raise self._error(answer.error, ec, now, attempt, now - started)
             self.observer.retry(send, ec, attempt, delay, now)
@@ -469,7 +487,7 @@ class GuardCore:
                     self.backoff.delay(attempt, 0.0, ec, self.rng) if ec is not None else None
                 ) or self.policy.retry.base_delay_s
                 now = woke((yield Sleep(delay))).now
-        self.journal.settle(cid, Status.UNKNOWN, now=now)
+        yield self._settle(cid, Status.UNKNOWN, now=now)
         unknown = errors.OutcomeUnknown(
             f"order {cid} on {intent.symbol} may or may not exist: {attempts} look-up(s) by "
             "client order id did not settle it; reconcile before sending it again",
@@ -526,6 +544,11 @@ class GuardCore:
         )
         return (yield from self._attempts(send, CallKind.ORDER, started, retry_ambiguous=True))
 
+    def _settle(
+        self, cid: str, status: Status, *, now: float, order_id: str | None = None
+    ) -> Record:
+        return Record(partial(self.journal.settle, cid, status, now=now, order_id=order_id))
+
     # --- restart ----------------------------------------------------------------------------
 
     def reconcile(self, now: float) -> Steps[list[tuple[str, Any]]]:
@@ -546,13 +569,13 @@ class GuardCore:
             found = yield from self._resolve(intent, sent_at=entry.updated)
             now = self._last_now
             if found is None:
-                self.journal.settle(entry.client_order_id, Status.ABSENT, now=now)
+                yield self._settle(entry.client_order_id, Status.ABSENT, now=now)
             else:
-                self.journal.settle(
+                yield self._settle(
                     entry.client_order_id, Status.ACKED, now=now, order_id=_order_id(found)
                 )
             settled.append((entry.client_order_id, found))
-        self.journal.compact()
+        yield Record(self.journal.compact)
         self.reconciled = True
         return settled
 
@@ -578,6 +601,7 @@ __all__ = [
     "Observer",
     "Pacer",
     "Permit",
+    "Record",
     "Reply",
     "Send",
     "Sleep",

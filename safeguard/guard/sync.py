@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from safeguard.guard.core import Answer, Done, Effect, Reply, Send, Steps, Woke, step
+from safeguard.guard.core import Answer, Done, Effect, Record, Reply, Send, Steps, Woke, step
 from safeguard.guard.face import Face, permit, response_headers
 from safeguard.guard.orders import CallKind
 
@@ -22,6 +22,9 @@ class GuardedExchange(Face):
 
     def _perform(self, effect: Effect) -> Reply:
         clock = self._rt.clock
+        if isinstance(effect, Record):
+            effect.run()
+            return None
         if not isinstance(effect, Send):
             sleep = self._rt.sleep or self._rt.switch.wait
             return Woke(clock.time(), early=sleep(effect.seconds))

@@ -21,6 +21,7 @@ from safeguard.guard.core import (
     Answer,
     Assessment,
     GuardCore,
+    Record,
     Send,
     Sleep,
     Steps,
@@ -82,6 +83,10 @@ class Venue:
                 effect = steps.send(reply)
             except StopIteration as done:
                 return done.value
+            if isinstance(effect, Record):
+                effect.run()
+                reply = None
+                continue
             if isinstance(effect, Sleep):
                 self.slept.append(effect.seconds)
                 self.now += effect.seconds
