@@ -30,6 +30,7 @@ from safeguard.clock import Clock, SystemClock
 from safeguard.errors import ConfigError
 from safeguard.venue.errors import VenueReject
 from safeguard.venue.faults import (
+    AnswerRule,
     BanRule,
     DropRule,
     ErrorRule,
@@ -383,7 +384,9 @@ def _fault_error(rule: ErrorRule, usage: Usage, injection: Injection) -> Respons
     return Response(rule.status, body, headers, latency_s=injection.latency_s)
 
 
-def _deliver(answer: Response, fault: Any, usage: Usage, injection: Injection) -> Response:
+def _deliver(
+    answer: Response, fault: AnswerRule | None, usage: Usage, injection: Injection
+) -> Response:
     """Apply a fault that acts after the request was carried out."""
     if isinstance(fault, ErrorRule):
         return _fault_error(fault, usage, injection)
