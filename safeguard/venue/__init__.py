@@ -22,6 +22,13 @@ A day of market in well under a second::
 
 Money is exact: every cash flow is an integer of 1e-8 USDT recorded in ``venue.events``, and
 an account's wallet is its deposit plus the sum of its events' ``wallet_delta_units``.
+
+The engine's modules, one idea each: ``markets`` (listings and filters), ``prices`` (index,
+contract and mark), ``book`` (the market makers' book), ``state`` (one symbol's live market),
+``matching`` (price-time priority across the book and the accounts), ``orders`` (request checks
+and the order record), ``accounts`` (positions and exact money), ``funding``, ``liquidation``,
+``events``, ``views`` (Binance answer shapes), ``config``, ``errors`` and ``engine`` (the
+:class:`Venue` that ties them together).
 """
 
 from __future__ import annotations
