@@ -399,6 +399,19 @@ def margin(order: Order, priced: PricedOrder) -> Finding | None:
     )
 
 
+def wallet_shortfall(order: Order, priced: PricedOrder) -> Finding | None:
+    short = priced.wallet_shortfall
+    if short <= 0.0:
+        return None
+    return Finding(
+        Code.INSUFFICIENT_MARGIN,
+        DENY if order.increases else WARN,
+        f"the entry fee and the loss this order realises leave the wallet {fmt(short)} short; "
+        "its liquidation price assumes an empty wallet",
+        {"shortfall": short, "wallet": order.account.wallet_balance},
+    )
+
+
 def liquidation_at_entry(order: Order, priced: PricedOrder) -> Finding | None:
     liq = priced.costing.liquidation_price
     if not order.increases or liq is None:
@@ -476,6 +489,7 @@ PRICED_CHECKS: tuple[PricedCheck, ...] = (
     concentration,
     tier_leverage,
     margin,
+    wallet_shortfall,
     liquidation_at_entry,
     stop_side_of_entry,
     stop_depth,

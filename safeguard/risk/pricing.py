@@ -87,6 +87,9 @@ class PricedOrder:
     costing: Costing
     entry_unfilled: float
     stop_unfilled: float
+    wallet_shortfall: float = 0.0
+    """How far the entry fee and the PnL the order realises take the cross wallet below zero
+    (the liquidation model is then given an empty wallet, and a check reports it)."""
 
 
 @dataclass(slots=True)
@@ -273,7 +276,9 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
         closed = min(amount, abs(held))
         wallet += leg.side * closed * (entry.price - leg.entry_price)
 
-    # A wallet the fee empties is an INSUFFICIENT_MARGIN finding, not a negative balance.
+    # Venues hold no negative wallet: a shortfall is reported by a check, and the liquidation
+    # model prices the position on an empty wallet.
+    shortfall = max(-wallet, 0.0)
     wallet = max(wallet, 0.0)
     model_name = rules.liquidation_model
     face, fee_rate, slippage = terms.face, entry.fee_rate, entry.slippage_bps
@@ -293,6 +298,7 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
             ),
             entry.unfilled,
             0.0,
+            shortfall,
         )
 
     side = 1 if after > 0 else -1
@@ -335,6 +341,7 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
             ),
             entry.unfilled,
             0.0,
+            shortfall,
         )
     tiers = rules.tiers
     tier = tiers.tier_for_notional(notional)
@@ -402,6 +409,7 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
         ),
         entry.unfilled,
         stop_unfilled,
+        shortfall,
     )
 
 

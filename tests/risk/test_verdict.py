@@ -517,6 +517,11 @@ def test_the_verdicts_liquidation_price_is_where_equity_meets_maintenance(
     # Funding the position expects to pay comes off its margin; receipts are never credited.
     paid = max(cost.expected_funding, 0.0)
     margin = amount * entry / leverage if mode == "isolated" else wallet - cost.entry_fee
+    if wallet - cost.entry_fee < 0:
+        # The fee alone empties the wallet: denied, and priced on an empty wallet.
+        event("wallet short")
+        assert "INSUFFICIENT_MARGIN" in denied(verdict)
+        return
     equity = margin - paid + s * amount * (lp - entry)
     tier = BTCUSDT_TIERS_12.tier_for_notional(amount * lp)
     extra = (0.0005 if closing_fee else 0.0) + buffer_pct / 100
@@ -545,7 +550,8 @@ def test_cross_liquidation_after_adding_reducing_or_flipping_meets_the_principle
     )
     acct = account(wallet_balance=wallet, positions=(leg,), available_balance=wallet)
     order = intent(side=side, amount=amount, margin_mode="cross", stop_price=None, leverage=20.0)
-    cost = run(order, acct=acct, require_stop=False, funding_horizon_s=0.0).costing
+    verdict = run(order, acct=acct, require_stop=False, funding_horizon_s=0.0)
+    cost = verdict.costing
     assert cost is not None
     direction = 1 if side == "buy" else -1
     after = held + direction * amount
@@ -563,6 +569,10 @@ def test_cross_liquidation_after_adding_reducing_or_flipping_meets_the_principle
         realised = (1 if held > 0 else -1) * closed * (fill - held_entry)
         entry = held_entry if abs(after) < abs(held) and after * held > 0 else fill
         event("reduce" if after * held > 0 else "flip")
+    if wallet - cost.entry_fee + realised < 0:
+        event("wallet short")
+        assert any("leave the wallet" in f.message for f in verdict.findings)
+        return
     lp = cost.liquidation_price
     s = 1 if after > 0 else -1
     equity = wallet - cost.entry_fee + realised + s * abs(after) * (lp - entry)
@@ -597,3 +607,14 @@ def test_market_fill_band_boundary() -> None:
     assert denied(run(order, acct=rich, price_band_pct=off * 0.999, **base)) == {
         "PRICE_OUTSIDE_BAND"
     }
+
+
+def test_a_fee_larger_than_the_wallet_is_reported_not_hidden() -> None:
+    order = intent(amount=33.373, leverage=1.0, margin_mode="cross", stop_price=None)
+    verdict = run(order, acct=account(wallet_balance=1_000.0), require_stop=False)
+    shortfall = [f for f in verdict.denials if "leave the wallet" in f.message]
+    assert len(shortfall) == 1
+    assert shortfall[0].code == Code.INSUFFICIENT_MARGIN
+    assert shortfall[0].values["shortfall"] == pytest.approx(
+        verdict.costing.entry_fee - 1_000.0  # type: ignore[union-attr]
+    )
