@@ -10,6 +10,11 @@ policy's ``kill_switch.state_dir``, else ``.safeguard``), so::
 stop, inspect and re-arm every bot on that directory. A bot notices within its
 ``poll_interval_s``. ``resume`` is refused (exit 1) during the cooling period. Exit codes:
 0 done; 1 refused; 2 bad input, policy or state (the message names it).
+
+A fleet keeps the state in Redis instead: ``--redis URL`` (or the policy's
+``fleet.redis_url``; ``--prefix`` or ``fleet.key_prefix`` names the fleet) acts on every bot
+sharing it, on every machine. ``kill`` returns once every live bot has confirmed it stopped.
+With Redis unreachable, ``kill`` and ``resume`` fail (exit 2) and ``status`` says so.
 """
 
 from __future__ import annotations
@@ -85,6 +90,10 @@ def _plain_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[...,
 def _common(parser: argparse.ArgumentParser, *, by: bool = True) -> None:
     parser.add_argument("--policy", metavar="FILE", help="policy TOML (default: environment)")
     parser.add_argument("--state-dir", metavar="DIR", help="state directory (overrides policy)")
+    parser.add_argument(
+        "--redis", metavar="URL", help="a fleet's Redis (overrides policy fleet.redis_url)"
+    )
+    parser.add_argument("--prefix", metavar="P", help="the fleet's key prefix (fleet.key_prefix)")
     if by:
         parser.add_argument("--by", help="who (default: cli:USER@HOST)")
 
@@ -98,12 +107,38 @@ def _config(args: argparse.Namespace) -> KillSwitchConfig:
     return config
 
 
+def _fleet_store(args: argparse.Namespace) -> Any:
+    """The fleet's Redis store if ``--redis`` or the policy names one, else ``None``."""
+    fleet = Policy.load(args.policy).fleet
+    if args.prefix is not None:
+        fleet = fleet.model_validate({**fleet.model_dump(), "key_prefix": args.prefix})
+    if args.redis is None and fleet.redis_url is None:
+        return None
+    from safeguard.fleet.redis_store import RedisStateStore
+
+    # One-shot: no reader thread, and not a fleet member an engage would wait for.
+    return RedisStateStore(fleet, url=args.redis, listen=False)
+
+
 def _switch(args: argparse.Namespace) -> Any:
     from safeguard.killswitch.switch import KillSwitch
 
     # One-shot: no watcher thread, no signal handler; the webhook is flushed on close.
     config = _config(args).model_copy(update={"install_signal_handler": False})
-    return KillSwitch(config, watch=False)
+    store = _fleet_store(args)
+    if store is None:
+        return KillSwitch(config, watch=False)
+    if not store.connected:
+        store.close()
+        raise OSError(f"{store} is unreachable; nothing was changed")
+    return KillSwitch(config, watch=False, store=store)
+
+
+def _close(switch: Any) -> None:
+    switch.close()
+    close_store = getattr(switch.store, "close", None)  # a fleet store holds a connection
+    if callable(close_store):
+        close_store()
 
 
 def _by(args: argparse.Namespace) -> str:
@@ -129,7 +164,7 @@ def _kill(args: argparse.Namespace) -> int:
             args.reason, by=_by(args), state=TradingState(args.state), code=Code.MANUAL
         )
     finally:
-        switch.close()
+        _close(switch)
     if after == before:
         print(f"already {_line(after)}")
     else:
@@ -146,14 +181,21 @@ def _status(args: argparse.Namespace) -> int:
         print("safeguard status: --history must not be negative", file=sys.stderr)
         return 2
     # Read-only on purpose: looking must never change the state (a bot fails closed itself).
-    store = FileStateStore(_config(args).state_dir)
+    fleet_store = _fleet_store(args)
+    store: Any = fleet_store or FileStateStore(_config(args).state_dir)
     problem = None
     try:
+        if fleet_store is not None and not fleet_store.connected:
+            raise ConfigError(f"{fleet_store} is unreachable; every bot trades as configured")
         state = store.load() or SwitchState(TradingState.ACTIVE, "", "", "", 0.0)
+        history = store.history(args.history) if args.history else []
     except ConfigError as exc:
         problem = str(exc)
         state = SwitchState(TradingState.HALTED, problem, Code.STATE_STORE_UNAVAILABLE, "", 0.0)
-    history = store.history(args.history) if args.history else []
+        history = []
+    finally:
+        if fleet_store is not None:
+            fleet_store.close()
     if args.json:
         document = {
             "state": state.state.value,
@@ -186,7 +228,7 @@ def _resume(args: argparse.Namespace) -> int:
         print(f"safeguard resume: {exc}", file=sys.stderr)
         return 1
     finally:
-        switch.close()
+        _close(switch)
     print(f"now {_line(state)}")
     return 0
 

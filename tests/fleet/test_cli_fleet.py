@@ -1,0 +1,108 @@
+"""``safeguard kill|status|resume --redis URL``: the switch of a whole fleet from a shell."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from safeguard.cli import main
+from safeguard.codes import Code
+from safeguard.config import Policy
+from safeguard.errors import TradingHalted
+from safeguard.fleet.redis_store import RedisStateStore, open_fleet_switch
+from safeguard.killswitch.switch import KillSwitch, TradingState
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def bot(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[KillSwitch]:
+    policy = Policy.build(
+        fleet={"redis_url": redis_url, "key_prefix": prefix, "health_check_interval_s": 0.05},
+        kill_switch={"state_dir": str(tmp_path / "bot"), "watch_state_file": False},
+    )
+    switch, store = open_fleet_switch(policy)
+    yield switch
+    switch.close()
+    store.close()
+
+
+def _cli(*args: str) -> int:
+    return main(list(args))
+
+
+def test_kill_status_resume_act_on_every_bot_of_the_fleet(
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    bot: KillSwitch,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SAFEGUARD_KILL_SWITCH__COOLING_PERIOD_S", "0")
+    where = ["--redis", redis_url, "--prefix", prefix, "--state-dir", str(tmp_path / "cli")]
+    assert _cli("kill", "--reason", "funding spike", "--by", "alice", *where) == 0
+    assert "engaged: HALTED" in capsys.readouterr().out
+    # kill returns once the running bot confirmed: it refuses at once, no waiting.
+    with pytest.raises(TradingHalted), bot.permit(reduces_only=False):
+        pass
+
+    assert _cli("status", "--json", "--history", "5", *where) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["state"], status["code"], status["by"]) == ("HALTED", Code.MANUAL, "alice")
+    assert status["reason"] == "funding spike"
+    assert [e["event"] for e in status["history"]] == ["engage"]
+    # The file state directory was not used.
+    assert not (tmp_path / "cli" / "state.json").exists()
+
+    assert _cli("resume", "--by", "alice", *where) == 0
+    deadline = time.monotonic() + 5
+    while bot.refresh().state is not TradingState.ACTIVE and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert bot.state.state is TradingState.ACTIVE
+
+
+def test_the_policy_names_the_fleet_redis(
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    bot: KillSwitch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    policy = tmp_path / "fleet.toml"
+    policy.write_text(
+        f'[fleet]\nredis_url = "{redis_url}"\nkey_prefix = "{prefix}"\n'
+        f'[kill_switch]\nstate_dir = "{tmp_path / "unused"}"\n'
+    )
+    assert _cli("kill", "--reason", "from the policy", "--policy", str(policy)) == 0
+    assert bot.refresh().reason == "from the policy"
+    capsys.readouterr()
+
+
+def test_an_unreachable_redis_changes_nothing_and_says_so(
+    prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    where = ["--redis", f"redis://127.0.0.1:{port}/0", "--prefix", prefix]
+    where += ["--state-dir", str(tmp_path)]
+    assert _cli("kill", "--reason", "x", *where) == 2
+    assert "unreachable" in capsys.readouterr().err
+    assert _cli("status", *where) == 2
+    assert "HALTED (fail closed)" in capsys.readouterr().out
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_a_cli_store_is_not_a_member_an_engage_waits_for(redis_url: str, prefix: str) -> None:
+    fleet = Policy.build(fleet={"redis_url": redis_url, "key_prefix": prefix}).fleet
+    with RedisStateStore(fleet, listen=False) as one_shot:
+        assert one_shot.connected
+        assert one_shot.live_members() == []
+    with RedisStateStore(fleet) as running:
+        assert running.member in running.live_members()
