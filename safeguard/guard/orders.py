@@ -115,8 +115,12 @@ class OrderIntent:
 
     @property
     def reduce_only(self) -> bool:
-        value = self.params.get("reduceOnly", self.params.get("reduce_only", False))
-        return value is True or (isinstance(value, str) and value.lower() == "true")
+        """``reduceOnly`` (or Binance's ``closePosition``): the venue refuses it if it would
+        add exposure, so the kill switch may let it through in REDUCING."""
+        return any(
+            value is True or (isinstance(value, str) and value.lower() == "true")
+            for value in (self.params.get("reduceOnly"), self.params.get("closePosition"))
+        )
 
     @property
     def conditional(self) -> bool:

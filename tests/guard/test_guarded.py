@@ -261,11 +261,13 @@ def test_an_engage_wakes_an_order_waiting_to_retry_and_nothing_leaves(
 # --- degradation and data quality ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("transport", ["inprocess", "http"])
 def test_degraded_venue_denies_an_order_the_normal_venue_allowed(
-    tmp_path: Path, closers: list[Any]
+    tmp_path: Path, closers: list[Any], transport: str
 ) -> None:
     r = _build(
         tmp_path,
+        transport=transport,
         closers=closers,
         wallet=1_000_000_000.0,
         degradation={"degraded_error_rate": 0.05, "severe_error_rate": 0.95,
@@ -317,8 +319,11 @@ def test_severe_venue_allows_only_reducing_orders(tmp_path: Path, closers: list[
     assert closed["status"] == "closed"
 
 
-def test_a_frozen_feed_denies_new_exposure(tmp_path: Path, closers: list[Any]) -> None:
-    r = _build(tmp_path, closers=closers)
+@pytest.mark.parametrize("transport", ["inprocess", "http"])
+def test_a_frozen_feed_denies_new_exposure(
+    tmp_path: Path, closers: list[Any], transport: str
+) -> None:
+    r = _build(tmp_path, transport=transport, closers=closers)
     r.ex.create_order(SYMBOL, "market", "buy", 0.05)
     r.dialect.set_fault_plan(FaultPlan.parse({"rules": [
         {"kind": "freeze_feed", "symbol": VENUE_SYMBOL, "mode": "timestamps"}]}))  # fmt: skip
