@@ -209,6 +209,7 @@ async def test_timeout_after_accept_the_order_exists(make: Make) -> None:
     )
     with raises_exactly(ccxt.RequestTimeout):
         await client("create_order", BTC, "market", "buy", 0.01, None, {"clientOrderId": "to-1"})
+    client.ex.timeout = 10_000  # the look-up must not race a loaded machine
     found = await client("fetch_order", None, BTC, {"clientOrderId": "to-1"})
     assert found["status"] == "closed"
     assert found["clientOrderId"] == "to-1"
@@ -251,11 +252,12 @@ async def test_dropped_answer_before_processing_creates_nothing(make: Make) -> N
 
 async def test_latency_beyond_the_client_timeout_is_a_timeout(make: Make) -> None:
     client = make(
-        {"rules": [{"kind": "latency", "endpoint": "GET /fapi/v1/time", "ms": 600}]},
-        timeout_ms=200,
+        {"rules": [{"kind": "latency", "endpoint": "GET /fapi/v1/time", "ms": 1_500}]},
+        timeout_ms=300,
     )
     with raises_exactly(ccxt.RequestTimeout):
         await client("fetch_time")
+    client.ex.timeout = 10_000
     assert (await client("fetch_ticker", BTC))["symbol"] == BTC  # other endpoints unaffected
 
 
