@@ -46,6 +46,13 @@ price is where the formula puts it (on the profit side of the mark).
 Units: linear ``quantity`` in base units, money in the quote (settle) currency. Inverse
 ``quantity`` in USD (contracts * contract size), money in coin, tiers keyed by coin notional
 (``quantity / price``).
+
+>>> from safeguard.risk.tiers import BINANCE_BTCUSDT_TIERS
+>>> leg = PositionLeg("BTC/USDT:USDT", 1, 1.0, 20_000.0, 20_000.0, BINANCE_BTCUSDT_TIERS,
+...                   isolated_wallet=400.0)
+>>> result = get_model("binanceusdm").liquidation_price(leg, wallet_balance=0.0)
+>>> round(result.price, 2), result.tier.tier
+(19678.71, 1)
 """
 
 from __future__ import annotations

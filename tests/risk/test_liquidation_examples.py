@@ -118,3 +118,13 @@ def test_registry() -> None:
         get_model("binance")
     with pytest.raises(TypeError):
         MODELS["x"] = MODELS["generic"]  # type: ignore[index]
+
+
+def test_the_module_docstring_example_holds() -> None:
+    import doctest
+
+    from safeguard.risk import liquidation
+
+    outcome = doctest.testmod(liquidation)
+    assert outcome.attempted > 0
+    assert outcome.failed == 0
