@@ -13,6 +13,7 @@ The local state directory stays the default; Redis is what several machines can 
 from __future__ import annotations
 
 from safeguard.fleet.connection import connect, disconnected_state
+from safeguard.fleet.equity import RedisEquityStore, merge_marks
 from safeguard.fleet.redis_store import RedisStateStore, attach, open_fleet_switch
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "attach",
     "connect",
     "disconnected_state",
+    "merge_marks",
     "open_fleet_switch",
 ]
