@@ -12,11 +12,14 @@ The local state directory stays the default; Redis is what several machines can 
 
 from __future__ import annotations
 
+from safeguard.fleet.budget import RedisRateBudget
 from safeguard.fleet.connection import connect, disconnected_state
 from safeguard.fleet.equity import RedisEquityStore, merge_marks
 from safeguard.fleet.redis_store import RedisStateStore, attach, open_fleet_switch
 
 __all__ = [
+    "RedisEquityStore",
+    "RedisRateBudget",
     "RedisStateStore",
     "attach",
     "connect",
