@@ -69,6 +69,8 @@ def call_kind(name: str) -> CallKind:
         return CallKind.ORDER
     if name.endswith("_ws"):
         return CallKind.BLOCKED  # websocket order paths bypass the REST guard entirely
+    if name.endswith("_request"):
+        return CallKind.PURE  # ccxt's request builders (create_order_request) only build dicts
     if (name.startswith("create_") and "order" in name) or (
         name.startswith("edit_") and "order" in name
     ):

@@ -172,6 +172,11 @@ def test_helpers_and_camel_case_aliases_hit_the_verdict(rig: Rig) -> None:
 def test_raw_order_endpoints_are_refused(rig: Rig) -> None:
     with pytest.raises(errors.RequestBlocked, match="create_order"):
         rig.ex.fapiPrivatePostOrder({"symbol": VENUE_SYMBOL, "side": "BUY", "type": "MARKET"})
+    # binance's own edit path sends its request itself, not through edit_order: refused too.
+    with pytest.raises(errors.RequestBlocked, match="edit_contract_order"):
+        rig.ex.edit_contract_order("1", SYMBOL, "limit", "buy", 0.05, 100.0)
+    with pytest.raises(errors.RequestBlocked):
+        rig.ex.create_order_ws(SYMBOL, "market", "buy", 0.05)
     assert rig.venue_orders() == []
 
 

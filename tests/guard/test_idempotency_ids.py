@@ -160,6 +160,8 @@ def test_lookup_params_match_what_ccxt_binance_sends() -> None:
         ("fapiPublicGetTickerPrice", CallKind.READ),
         ("create_order_ws", CallKind.BLOCKED),
         ("amount_to_precision", CallKind.PURE),
+        ("create_order_request", CallKind.PURE),
+        ("edit_contract_order", CallKind.HELPER),
         ("market", CallKind.PURE),
     ],
 )
