@@ -1,7 +1,8 @@
-"""``safeguard venue serve``: the mock Binance USD-M venue on loopback HTTP.
+"""``safeguard venue``: serve the mock Binance USD-M venue on loopback HTTP, and steer it.
 
     safeguard venue serve --port 8900 --seed 7 --symbols BTCUSDT,ETHUSDT \\
         --faults plan.toml --api-key KEY --secret SECRET
+    safeguard venue faults http://127.0.0.1:8900 --plan other.toml   # or --clear, or nothing
 
 Without ``--api-key``/``--secret`` a key pair is generated and printed. The venue runs on wall
 time (bots sign with wall time). Stop it with Ctrl-C.
@@ -40,6 +41,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--wallet", type=float, default=10_000.0, help="starting USDT wallet (default 10000)"
     )
     serve.set_defaults(handler=run_serve)
+
+    faults = commands.add_parser(
+        "faults",
+        help="show, replace or clear a running venue's fault plan",
+        description="Talk to a running venue's /admin/faults route (loopback only).",
+    )
+    faults.add_argument("url", help="the venue's base URL, e.g. http://127.0.0.1:8900")
+    action = faults.add_mutually_exclusive_group()
+    action.add_argument("--plan", default=None, help="fault plan file (.toml or .json) to install")
+    action.add_argument("--clear", action="store_true", help="remove every fault")
+    faults.set_defaults(handler=run_faults)
 
 
 def _venue_config(args: argparse.Namespace) -> Any:
@@ -115,4 +127,39 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["register", "run_serve"]
+def run_faults(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from safeguard.venue.faults import FaultPlan
+
+    method, data = "GET", None
+    if args.plan is not None:
+        # Validate here so a typo is reported against the file, before anything is sent.
+        plan = FaultPlan.load(args.plan)
+        method, data = "POST", json.dumps(plan.model_dump(mode="json")).encode()
+    elif args.clear:
+        method = "DELETE"
+    request = urllib.request.Request(
+        args.url.rstrip("/") + "/admin/faults",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            state = json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        print(
+            f"safeguard: the venue refused: {error.code} {error.read().decode()}", file=sys.stderr
+        )
+        return 1
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"safeguard: cannot reach the venue at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(state, indent=2, sort_keys=True))
+    return 0
+
+
+__all__ = ["register", "run_faults", "run_serve"]

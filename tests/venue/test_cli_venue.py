@@ -118,3 +118,36 @@ def test_bad_fault_plan_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixt
     plan.write_text('{"rules": [{"kind": "error", "stauts": 503}]}')
     assert main(["venue", "serve", "--port", "0", "--faults", str(plan)]) == 2
     assert "stauts" in capsys.readouterr().err
+
+
+def test_faults_command_shows_replaces_and_clears_a_running_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import time
+
+    from safeguard.clock import ManualClock
+    from safeguard.venue.engine import Venue
+    from safeguard.venue.http import serve
+
+    venue = Venue(clock=ManualClock(time.time()))
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[rules]]\nkind = "drop"\nendpoint = "POST /fapi/v1/order"\ncount = 2\n')
+    with serve(venue) as server:
+        assert main(["venue", "faults", server.url, "--plan", str(plan)]) == 0
+        installed = json.loads(capsys.readouterr().out)
+        assert installed["plan"]["rules"][0]["kind"] == "drop"
+        assert server.dialect.fault_state()["plan"]["rules"][0]["count"] == 2
+        assert main(["venue", "faults", server.url]) == 0
+        assert json.loads(capsys.readouterr().out)["fired"] == [0]
+        assert main(["venue", "faults", server.url, "--clear"]) == 0
+        assert server.dialect.fault_state()["plan"]["rules"] == []
+        capsys.readouterr()
+        typo = tmp_path / "typo.toml"
+        typo.write_text('[[rules]]\nkind = "drop"\nendpont = "x"\n')
+        assert main(["venue", "faults", server.url, "--plan", str(typo)]) == 2
+        assert "endpont" in capsys.readouterr().err
+        assert server.dialect.fault_state()["plan"]["rules"] == []  # nothing was sent
+        port = server.port
+    assert main(["venue", "faults", f"http://127.0.0.1:{port}"]) == 1
+    assert "cannot reach" in capsys.readouterr().err
