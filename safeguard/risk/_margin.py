@@ -211,6 +211,10 @@ def numeric(
         if direction < 0 and not target.inverse:
             if value(0.0) < 0.0:
                 found = _bisect(value, previous, 0.0)
+        elif direction > 0 and target.inverse and value(math.inf) > 0.0:
+            # Past the last boundary an inverse account is linear in 1/P, so if it is still
+            # above maintenance at 1/P = 0 it never gets there (a short covered in coin).
+            pass
         else:
             probe = previous
             for _ in range(_MAX_DOUBLINGS):
