@@ -177,14 +177,21 @@ def _api_host(exchange: Any) -> str:
     return "default"
 
 
+_CLOCK_SKEW_MARGIN_S = 1.0
+
+
 def _recv_window_s(exchange: Any) -> float:
     # After recvWindow the venue refuses a request it has not yet processed, so a look-up that
-    # finds nothing then is final.
+    # finds nothing then is final. The venue measures it on its own clock: add a margin for a
+    # venue clock behind ours.
     window = exchange.options.get("recvWindow", 10_000)
     try:
-        return max(float(window) / 1000.0, 0.0)
+        seconds = float(window) / 1000.0
     except (TypeError, ValueError):
-        return 10.0
+        seconds = 10.0
+    if not seconds >= 0.0:  # NaN too
+        seconds = 10.0
+    return seconds + _CLOCK_SKEW_MARGIN_S
 
 
 __all__ = ["AsyncGuardedExchange", "GuardedExchange", "guard"]

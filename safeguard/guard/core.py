@@ -213,8 +213,9 @@ class GuardCore:
     backoff: Backoff
     gate: Gate
     observer: Observer
-    settle_window_s: float = 10.0
-    """How long after a send a venue may still act on it (Binance ``recvWindow``)."""
+    settle_window_s: float = 11.0
+    """How long after a send a venue may still act on it: Binance's ``recvWindow`` (10 s) plus
+    a margin for the venue's clock running behind ours."""
     rng: random.Random = field(default_factory=random.Random)
     reconciled: bool = False
     """Whether a previous run's unresolved orders were settled; orders wait for it."""
@@ -278,11 +279,22 @@ class GuardCore:
             now = woke((yield Sleep(delay))).now
 
     def _pace(self, kind: CallKind, send: Send, now: float) -> Steps[float]:
-        """Wait out the throttle (each wait re-asked: the budget may have moved)."""
+        """Wait out the throttle (each wait re-asked: the budget may have moved), but never
+        past the retry budget: a request the budget cannot fit in that long is held instead
+        of being sent long after the caller asked for it."""
+        budget = self.policy.retry.total_budget_s
+        waited = 0.0
         while True:
             wait = self.pacer.before(kind, send, now)
             if wait <= 0.0:
                 return now
+            if waited + wait > budget:
+                raise errors.ThrottleHold(
+                    f"{send.method} not sent: the rate budget needs {waited + wait:.1f}s more "
+                    f"than the {budget:g}s retry budget allows",
+                    retry_after=wait,
+                )
+            waited += wait
             now = woke((yield Sleep(wait))).now
 
     def _observe(
@@ -425,17 +437,23 @@ class GuardCore:
         )
         cid = intent.client_order_id
         attempt = 0
-        now = started
+        now = judged = started
         while True:
             attempt += 1
             try:
+                if now - judged > self.policy.risk.max_market_data_age_s:
+                    # A resend after a backoff or a settle window must not rest on a verdict
+                    # older than the data it was allowed to use: judge it again.
+                    yield from self._refresh(intent.symbol, now)
+                    self._approved(intent)
+                    now = judged = self._last_now
                 now = yield from self._pace(CallKind.ORDER, send, now)
                 answer = answered((yield send))
                 now = self._last_now = answer.now
                 ec = self._observe(send, answer, attempt, CallKind.ORDER)
             except errors.SafeguardError:
-                # Blocked before the wire (kill switch, ban, reserve): earlier attempts were
-                # all resolved absent, so the order does not exist.
+                # Blocked before the wire (kill switch, ban, reserve, a verdict that changed):
+                # earlier attempts were all resolved absent, so the order does not exist.
                 yield self._settle(cid, Status.ABSENT, now=now)
                 raise
             if ec is None:

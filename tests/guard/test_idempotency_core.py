@@ -347,3 +347,37 @@ def test_a_cancel_of_an_unknown_order_is_still_an_error(tmp_path: Path) -> None:
     with pytest.raises(errors.OrderNotFound):
         venue.run(core.call(CallKind.CANCEL, "cancel_order", ("42", SYMBOL), {}, venue.now))
     assert venue.count("fetch_order") == 0
+
+
+def test_a_resend_after_the_settle_window_is_judged_again(tmp_path: Path) -> None:
+    """The first send never arrived; by the time it is known absent the verdict is older than
+    the data may be, and the market moved: the resend is judged again and refused."""
+
+    class _ThenDeny(_Allow):
+        calls = 0
+
+        def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
+            _ThenDeny.calls += 1
+            if _ThenDeny.calls == 1:
+                return Assessment(intent, verdict="ALLOW")
+            denial = errors.OrderDenied("STALE_MARKET_DATA", "mark moved", verdict="DENY")
+            return Assessment(intent, verdict="DENY", denial=denial)
+
+    def script(send: Send) -> Any:
+        if send.method == "create_order":
+            raise ccxt.NetworkError("connection reset")  # never reached the venue
+        if send.method == "fetch_order":
+            raise ccxt.OrderNotFound('binanceusdm {"code":-2013}')
+        if send.method == "fetch_open_orders":
+            return []
+        raise AssertionError(send)
+
+    core = _core(tmp_path)
+    core.gate = _ThenDeny()
+    venue = Venue(script)
+    intent = _intent()
+    with pytest.raises(errors.OrderDenied):
+        venue.run(core.place(intent, venue.now))
+    assert venue.count("create_order") == 1
+    assert _ThenDeny.calls == 2
+    assert core.journal.get(intent.client_order_id).status is Status.ABSENT  # type: ignore[union-attr]
