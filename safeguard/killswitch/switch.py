@@ -291,6 +291,7 @@ class KillSwitch:
         self._closed = threading.Event()
         self._previous_signal: Any = None
         self._store_error: str | None = None
+        self._unpersisted: SwitchState | None = None  # a tightening the store never got
 
         self._state = self._load_initial()
         if self._state.state is not TradingState.ACTIVE:
@@ -613,12 +614,15 @@ class KillSwitch:
                     stored = None  # overwritten below by a state at least as tight
                 if stored is not None and stored.state.severity > new.state.severity:
                     # Another process tightened further meanwhile: keep theirs, never loosen.
+                    self._unpersisted = None
                     self._adopt(stored)
                     return True
                 self._store.save(new)
+                self._unpersisted = None
                 self._seen_version = self._store.version()
                 self._store.append_history(_event(event, new, stored))
         except Exception as exc:  # any store failure: the latch holds in memory regardless
+            self._unpersisted = new
             logger.critical(
                 "kill switch engaged in memory only: could not persist to {}: {}",
                 self._store,
@@ -651,12 +655,15 @@ class KillSwitch:
                 return
             self._store_error = None
             self._seen_version = version
-            current = self._state
+            current, owed = self._state, self._unpersisted
             if stored is None or (
-                stored.state.severity < current.state.severity and stored.since <= current.since
+                owed is not None
+                and stored.state.severity < owed.state.severity
+                and stored.since < owed.since
             ):
-                # The state vanished, or the store holds a looser state older than ours (we
-                # halted while it was unreadable): that is no resume. Put ours back.
+                # The state vanished, or the store is back holding a looser state older than
+                # the one we could not write to it (an engage, or halting while it was
+                # unreadable): that is no resume. Put ours back.
                 if current.state is not TradingState.ACTIVE:
                     self._persist_engage(current, "restore")
                 return
