@@ -196,6 +196,10 @@ def _status(args: argparse.Namespace) -> int:
     finally:
         if fleet_store is not None:
             fleet_store.close()
+    # When a resume would be accepted (the cooling period), so an operator need not guess.
+    ready_at = None
+    if problem is None and state.state is not TradingState.ACTIVE:
+        ready_at = state.since + _config(args).cooling_period_s
     if args.json:
         document = {
             "state": state.state.value,
@@ -203,12 +207,15 @@ def _status(args: argparse.Namespace) -> int:
             "code": state.code,
             "by": state.by,
             "since": state.since,
+            "resume_allowed_at": ready_at,
             "store": str(store),
             "history": history,
         }
         print(json.dumps(document, indent=2, sort_keys=True))
     else:
         print(_line(state) if problem is None else f"HALTED (fail closed): {problem}")
+        if ready_at is not None:
+            print(f"resume allowed from {_iso(ready_at)}")
         print(f"state: {store}")
         for event in history:
             print(

@@ -59,6 +59,7 @@ def test_kill_status_resume_round_trip(tmp_path: Path, capsys: pytest.CaptureFix
     code, out, _ = run(capsys, "status", "--state-dir", state_dir, "--json", "--history", "5")
     document = json.loads(out)
     assert (code, document["state"], document["reason"]) == (0, "HALTED", "funding spike")
+    assert document["resume_allowed_at"] == stored.since + 300.0  # the default cooling
     assert [e["event"] for e in document["history"]] == ["engage"]
 
     policy.write_text("[kill_switch]\ncooling_period_s = 0.0\n")
