@@ -273,6 +273,15 @@ class GuardCore:
                 ec.retry is RetryClass.AMBIGUOUS and retry_ambiguous
             )
             delay = self.backoff.delay(attempt, now - started, ec, self.rng) if retryable else None
+            if delay is None and kind is CallKind.WRITE and ec.retry is RetryClass.AMBIGUOUS:
+                # A transfer or withdrawal that may have happened is not "safe to try later".
+                unknown = errors.OutcomeUnknown(
+                    f"{send.method} may or may not have been carried out "
+                    f"({ec.error_type}: {ec.reason}); check the account before repeating it",
+                    client_order_id="",
+                )
+                unknown.__cause__ = answer.error
+                raise unknown
             if delay is None:
                 raise self._error(answer.error, ec, now, attempt, now - started)
             self.observer.retry(send, ec, attempt, delay, now)
