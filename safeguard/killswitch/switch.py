@@ -18,16 +18,21 @@ a switch cannot flap.
 - ``permit(...)`` is the gate on the order path. It refuses with
   :class:`~safeguard.errors.TradingHalted` before any I/O and otherwise counts the send as in
   flight until the ``with`` block exits.
-- ``engage(...)`` closes the in-memory latch first, wakes every ``wait``/``wait_async`` sleeper
-  (retry backoffs, so orders waiting in a retry are abandoned), waits (bounded by
-  ``drain_timeout_s``) for the sends already past the gate, then persists the state through the
-  :class:`~safeguard.killswitch.store.StateStore`, logs, posts the webhook (in the background)
-  and calls the listeners. When it returns, no order path can send any more.
+- ``engage(...)`` closes the in-memory latch first (new permits refuse), wakes the sleepers
+  that hold a permit and every ``wait_async`` sleeper, waits (bounded by ``drain_timeout_s``)
+  for the sends already past the gate, wakes the remaining ``wait`` sleepers (retry backoffs:
+  a retry in progress is abandoned; they could not send meanwhile, their next permit refuses),
+  then persists the state through the :class:`~safeguard.killswitch.store.StateStore`, logs,
+  posts the webhook (in the background) and calls the listeners. When it returns, no order
+  path can send any more. In asyncio code use ``engage_async``: a blocking ``engage`` on the
+  loop's thread cannot wait for that loop's tasks (it says so in the log).
 - Another process engages through the same state store (``safeguard kill``). The switch
   notices a change with one cheap ``version()`` (a ``stat``) at most every ``poll_interval_s``,
-  on the order path and in a background watcher thread, and adopts the stored state.
-- An unreadable or corrupt state store means ``HALTED`` (code ``STATE_STORE_UNAVAILABLE``),
-  never ``ACTIVE``.
+  on the order path, in ``wait`` and in a background watcher thread, and adopts the stored
+  state (a resume made elsewhere re-arms this process too).
+- Failing closed: a store that is corrupt, unreadable or down means ``HALTED`` (code
+  ``STATE_STORE_UNAVAILABLE``), never ``ACTIVE``; a deleted state is written back; and a store
+  that returns with an older, looser state than one it could not be given does not resume.
 """
 
 from __future__ import annotations
