@@ -400,19 +400,24 @@ class GuardCore:
 
     def _send_one(self, intent: OrderIntent) -> Steps[Any]:
         now = self._last_now
-        if intent.edit_of is not None:
-            order = yield from self._edit(intent, now)
-        else:
-            yield Record(
-                partial(
-                    self.journal.pending,
-                    intent.client_order_id,
-                    symbol=intent.symbol,
-                    intent=intent.describe(),
-                    now=now,
+        try:
+            if intent.edit_of is not None:
+                order = yield from self._edit(intent, now)
+            else:
+                yield Record(
+                    partial(
+                        self.journal.pending,
+                        intent.client_order_id,
+                        symbol=intent.symbol,
+                        intent=intent.describe(),
+                        now=now,
+                    )
                 )
-            )
-            order = yield from self._create(intent, now)
+                order = yield from self._create(intent, now)
+        except errors.SafeguardError:
+            # Whatever the outcome (an order may exist), the next verdict re-reads the account.
+            self.gate.placed(intent, None, self._last_now)
+            raise
         self.gate.placed(intent, order, self._last_now)
         return order
 
