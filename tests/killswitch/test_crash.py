@@ -84,9 +84,9 @@ def test_sigkill_in_the_middle_of_writes_leaves_a_whole_state(tmp_path: Path) ->
     bot = start(tmp_path, "churn")
     try:
         deadline = time.monotonic() + 60
-        while len(store.history()) < 40 and time.monotonic() < deadline:
+        while len(store.history()) < 20 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert len(store.history()) >= 40
+        assert len(store.history()) >= 20
         os.kill(bot.pid, signal.SIGKILL)
         assert bot.wait(30) == -signal.SIGKILL
     finally:
