@@ -1164,7 +1164,13 @@ class Venue:
                 )
 
     def _pay_funding(self, m: MarketState, t: float) -> None:
+        """Settle funding at the mark of the first step at or after the funding time.
+
+        Payments are stamped with the funding time itself (00:00, 08:00, ...), as the venue's
+        funding history shows them, even when the step grid does not land on it.
+        """
         spec = m.spec
+        when = m.next_funding
         rate = funding_rate(m.premium.value(), cap=spec.funding_cap)
         m.funding_rate = rate
         m.premium.reset()
@@ -1183,7 +1189,7 @@ class Venue:
                 account.update_ms = int(t * 1000)
                 self.events.append(
                     FundingPayment(
-                        t,
+                        when,
                         account.api_key,
                         spec.symbol,
                         side,

@@ -270,3 +270,16 @@ def test_liquidation_cancels_the_accounts_open_orders() -> None:
     order = venue.get_order("k", symbol="BTCUSDT", order_id=resting["orderId"])
     assert order["status"] == "CANCELED"
     assert venue.open_orders("k") == []
+
+
+def test_funding_is_stamped_at_the_funding_time_off_the_step_grid() -> None:
+    venue = Venue(
+        quiet(premium_mean=0.001, funding_interval_s=3600.0, step_s=7.0), clock=ManualClock()
+    )
+    venue.create_account("k", "s", wallet=10_000.0)
+    venue.place_order("k", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.01)
+    venue.advance(2 * 3600)
+    payments = [e for e in venue.events if isinstance(e, FundingPayment)]
+    assert len(payments) == 2
+    assert all(p.time % 3600 == 0 for p in payments)
+    assert all(p.amount_units < 0 for p in payments)
