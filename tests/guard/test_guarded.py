@@ -8,6 +8,7 @@ sleeps advance the venue clock unless a test needs the kill switch's real wake-u
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -427,3 +428,27 @@ def test_a_batch_is_judged_as_a_whole_and_order_by_order(
     assert second.value.code == Code.NOTIONAL_PER_POSITION
     assert len(second.value.placed) == 1  # type: ignore[attr-defined]
     assert len(r.venue_orders()) == 1
+
+
+# --- request records -----------------------------------------------------------------------------
+
+
+def test_every_request_is_a_structured_record_with_the_policy_version(rig: Rig) -> None:
+    from safeguard.guard.logging import configure_logging, unconfigure_logging
+
+    path = rig.tmp / "requests.jsonl"
+    configure_logging("DEBUG", json_path=path, human=False)
+    try:
+        rig.ex.fetch_ticker(SYMBOL)
+        rig.ex.create_order(SYMBOL, "market", "buy", 0.05, None, {"clientOrderId": "log-1"})
+    finally:
+        unconfigure_logging()
+    records = [json.loads(line)["extra"]["request"] for line in path.read_text().splitlines()
+               if '"request"' in line]  # fmt: skip
+    methods = [r["method"] for r in records]
+    assert "fetch_ticker" in methods
+    assert "create_order" in methods
+    assert {r["policy_version"] for r in records} == {rig.policy.version}
+    (order,) = [r for r in records if r["method"] == "create_order"]
+    assert order["client_order_id"] == "log-1"
+    assert SECRET not in path.read_text()
