@@ -149,6 +149,7 @@ class RedisStateStore:
         self._version = 0
         self._live: list[str] = []
         self._listeners: list[Listener] = []
+        self._watchers: list[Callable[[], None]] = []
         self._closed = threading.Event()
         self._dispatch: queue.SimpleQueue[str | _Stop | None] = queue.SimpleQueue()
         # Only a store that listens (a running bot) can confirm engages, so only it counts as
@@ -296,6 +297,24 @@ class RedisStateStore:
 
         return remove
 
+    def add_watcher(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` on the reader thread the moment the state or the link changes.
+
+        It must be quick (adopting the change, e.g. ``switch.refresh``): the reader waits for
+        it. Slow work (draining, confirming) belongs in :meth:`add_listener`. Returns a
+        function that removes it.
+        """
+        if not callable(callback):
+            raise ValueError(f"watcher must be callable, got {callback!r}")
+        with self._lock:
+            self._watchers.append(callback)
+
+        def remove() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._watchers.remove(callback)
+
+        return remove
+
     def ack(self, token: str) -> None:
         """Confirm engage ``token``: this bot adopted it and sends nothing it forbids."""
         key = self._ack_prefix + token
@@ -341,6 +360,7 @@ class RedisStateStore:
 
     def _listen(self) -> None:
         interval = self._config.health_check_interval_s
+        seen = self._version
         while not self._closed.is_set():
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             try:
@@ -350,6 +370,7 @@ class RedisStateStore:
                 self._resync()
                 self._heartbeat()
                 self._mark_up()
+                seen = self._watch(seen)
                 next_check = time.monotonic() + interval
                 while not self._closed.is_set():
                     message = pubsub.get_message(timeout=max(next_check - time.monotonic(), 0))
@@ -359,6 +380,7 @@ class RedisStateStore:
                         self._resync()
                         self._heartbeat()
                         next_check = time.monotonic() + interval
+                    seen = self._watch(seen)
             except self._errors as exc:
                 if not self._closed.is_set():
                     self._mark_down(exc)
@@ -368,7 +390,21 @@ class RedisStateStore:
             finally:
                 with contextlib.suppress(Exception):
                     pubsub.close()
+            seen = self._watch(seen)
             self._closed.wait(self._config.reconnect_interval_s)
+
+    def _watch(self, seen: int) -> int:
+        """Run the watchers if the copy changed since ``seen``; return the version now."""
+        version = self._version
+        if version != seen:
+            with self._lock:
+                watchers = list(self._watchers)
+            for watcher in watchers:
+                try:
+                    watcher()
+                except Exception:
+                    logger.exception("fleet: watcher {!r} failed", watcher)
+        return version
 
     def _on_message(self, data: bytes) -> None:
         try:
@@ -565,8 +601,9 @@ def attach(switch: KillSwitch, store: RedisStateStore) -> Callable[[], None]:
     """Make ``switch`` (built on ``store``) take every change at once and confirm engages.
 
     Without it a bot still adopts a change on its next order or poll; with it, the change is
-    adopted the moment it arrives, and an engage elsewhere is confirmed only after this bot's
-    sends already past the gate have drained. Returns a function that detaches.
+    adopted on the reader thread the moment it arrives, and an engage elsewhere is confirmed
+    (on the dispatch thread) only after this bot's sends already past the gate have drained.
+    Returns a function that detaches.
     """
     if switch.store is not store:
         raise ValueError("attach: the kill switch must be built on this store")
@@ -590,7 +627,16 @@ def attach(switch: KillSwitch, store: RedisStateStore) -> Callable[[], None]:
             switch.engage(current.reason, by=current.by, state=current.state, code=current.code)
         store.ack(token)
 
-    return store.add_listener(on_change)
+    def adopt() -> None:
+        switch.refresh()
+
+    removers = [store.add_watcher(adopt), store.add_listener(on_change)]
+
+    def detach() -> None:
+        for remove in removers:
+            remove()
+
+    return detach
 
 
 def _holds(current: SwitchState, target: SwitchState) -> bool:
