@@ -45,23 +45,15 @@ if TYPE_CHECKING:
 # Outward search for the unbounded last segment of the numeric solve: doubling (or halving)
 # from the last boundary reaches the float range's end well within this many steps.
 _MAX_DOUBLINGS = 2100
+# How far either side of a tier boundary the numeric scan probes: far above the rounding of
+# notional <-> price (1e-16) and far below the precision promised (1e-9).
+_EDGE_NUDGE = 1e-12
 
 
 def excess(
-    legs: Sequence[PositionLeg],
-    constant: float,
-    extra: float,
-    use_cum: bool,
-    price: float,
-    arriving: int = 0,
+    legs: Sequence[PositionLeg], constant: float, extra: float, use_cum: bool, price: float
 ) -> float:
-    """``equity - requirement`` at ``price``.
-
-    Tiers are read half-open (the venue's reading at a boundary) unless ``arriving`` is the
-    direction the price travels to get here (+1 up, -1 down): then a price exactly on a
-    boundary reads the tier it comes from, which is what a scan needs where the requirement
-    jumps at the boundary.
-    """
+    """``equity - requirement`` at ``price`` (half-open tiers, the venue's reading)."""
     total = constant
     for leg in legs:
         quantity = leg.quantity
@@ -72,7 +64,7 @@ def excess(
             value = quantity * price
             total += leg.side * quantity * (price - leg.entry_price)
         table = leg.tiers
-        index = tier_index(leg, price, arriving)
+        index = tier_index(leg, price)
         tier = table.tiers[index]
         total -= value * (tier.maintenance_margin_rate + extra)
         if use_cum:
@@ -177,8 +169,8 @@ def numeric(
 ) -> tuple[float, int] | None:
     """What :func:`closed_form` returns, found by bisection on :func:`excess` alone."""
 
-    def value(price: float, arriving: int = 0) -> float:
-        return sign * excess(legs, constant, extra, use_cum, price, arriving)
+    def value(price: float) -> float:
+        return sign * excess(legs, constant, extra, use_cum, price)
 
     target = legs[0]
     mark = target.mark_price
@@ -198,15 +190,18 @@ def numeric(
     previous = mark
     found: float | None = None
     for edge in edges:
-        # Reached from inside the segment, then just past it: where the requirement jumps at
-        # the boundary the first place it is met can be the boundary itself.
-        if value(edge, direction) <= 0.0:
-            found = _bisect(value, previous, edge)
+        # Probe a hair inside the boundary, then a hair past it: exactly on it, rounding in
+        # quantity * (edge / quantity) can read either tier, and where the requirement jumps
+        # at a boundary the first place it is met can be the boundary itself.
+        inner = edge * (1.0 - _EDGE_NUDGE * direction)
+        outer = edge * (1.0 + _EDGE_NUDGE * direction)
+        if value(inner) <= 0.0:
+            found = _bisect(value, previous, inner)
             break
-        if value(edge, -direction) <= 0.0:
-            found = edge
+        if value(outer) <= 0.0:
+            found = _bisect(value, inner, outer)
             break
-        previous = edge
+        previous = outer
     if found is None:
         if direction < 0 and not target.inverse:
             if value(0.0) < 0.0:
