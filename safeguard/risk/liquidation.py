@@ -1,7 +1,7 @@
 """Liquidation prices, venue by venue: named models of one principle.
 
 A position is liquidated when, at the **mark** price ``P``, the margin it can draw on equals what
-the venue requires (public exchange documentation, restated in ``/work/shared/reference``)::
+the venue requires (the venues' public margin documentation, restated as equations)::
 
     equity(P) = maintenance requirement(P)  (+ closing fee(P) where the venue counts it)
 
@@ -41,7 +41,10 @@ The answer is the first price, moving from the mark against the target leg (down
 for a short), at which the account meets maintenance. If there is none (the collateral covers
 the largest possible loss) the answer says so: ``price is None``, never 0, never negative. A
 leg already at or under maintenance at its mark is flagged ``already_liquidatable`` and its
-price is where the formula puts it (on the profit side of the mark).
+price is where the formula puts it (on the profit side of the mark). In cross hedge mode the
+two legs share the account's price, and each leg's answer is the one on its own losing side:
+the short leg of a net-long account has none above the mark (a rise does not liquidate it), and
+the long leg's answer below the mark is where both go.
 
 Units: linear ``quantity`` in base units, money in the quote (settle) currency. Inverse
 ``quantity`` in USD (contracts * contract size), money in coin, tiers keyed by coin notional
