@@ -42,9 +42,9 @@ for a short), at which the account meets maintenance. If there is none (the coll
 the largest possible loss) the answer says so: ``price is None``, never 0, never negative. A
 leg already at or under maintenance at its mark is flagged ``already_liquidatable`` and its
 price is where the formula puts it (on the profit side of the mark). In cross hedge mode the
-two legs share the account's price, and each leg's answer is the one on its own losing side:
-the short leg of a net-long account has none above the mark (a rise does not liquidate it), and
-the long leg's answer below the mark is where both go.
+two legs share the account, and each leg's answer is the one on its own losing side: the long
+leg's is where a fall liquidates the account, the short leg's where a rise does (often none for
+a net-long account, whose equity grows faster than its requirement as the price rises).
 
 Units: linear ``quantity`` in base units, money in the quote (settle) currency. Inverse
 ``quantity`` in USD (contracts * contract size), money in coin, tiers keyed by coin notional
