@@ -216,6 +216,13 @@ Listener = Callable[[SwitchState], None]
 
 
 Held = tuple[int, int, int]
+_NONE_HELD: Final[Held] = (0, 0, 0)
+
+
+def _plus(held: Held, kind: int, step: int) -> Held:
+    counts = list(held)
+    counts[kind] += step
+    return (counts[0], counts[1], counts[2])
 
 
 class _Permit:
@@ -274,7 +281,7 @@ class KillSwitch:
             notifier = WebhookNotifier.from_config(config)
         self._notifier = notifier
 
-        lock = threading.Lock()
+        lock = self._lock = threading.Lock()
         self._changed = threading.Condition(lock)  # generation moved: wakes wait()
         self._drained = threading.Condition(lock)  # a send exited while an engage drains
         # Sleepers that hold a permit themselves: an engage must wake them before it drains,
@@ -350,10 +357,14 @@ class KillSwitch:
         # Sends made by asyncio tasks are counted per event-loop thread: a blocking engage on
         # that thread cannot wait for them (they only progress when it returns).
         loop_thread = threading.get_ident() if asyncio._get_running_loop() else None
-        with self._changed:
+        with self._lock:  # the conditions' lock itself: the order path skips their wrappers
             current = self._state
-            code = refusal_code(
-                current.state, reduces_only=kind != _OPENING, is_cancel=kind == _CANCEL
+            code = (
+                None
+                if current.state is TradingState.ACTIVE
+                else refusal_code(
+                    current.state, reduces_only=kind != _OPENING, is_cancel=kind == _CANCEL
+                )
             )
             if code is not None:
                 raise TradingHalted(
@@ -366,19 +377,18 @@ class KillSwitch:
             self._inflight[kind] += 1
             if loop_thread is not None:
                 self._loop_inflight.setdefault(loop_thread, [0, 0, 0])[kind] += 1
-        held = list(self._held.get((0, 0, 0)))
-        held[kind] += 1
-        return self._held.set((held[0], held[1], held[2])), loop_thread
+        held = self._held.get(_NONE_HELD)
+        return self._held.set(_plus(held, kind, 1)), loop_thread
 
     def _exit(self, kind: int, token: Token[Held] | None, loop_thread: int | None) -> None:
         if token is not None:
             try:
                 self._held.reset(token)
             except ValueError:  # exited in another context than it entered: count by hand
-                held = list(self._held.get((0, 0, 0)))
-                held[kind] = max(0, held[kind] - 1)
-                self._held.set((held[0], held[1], held[2]))
-        with self._changed:
+                held = self._held.get(_NONE_HELD)
+                if held[kind]:
+                    self._held.set(_plus(held, kind, -1))
+        with self._lock:
             self._inflight[kind] -= 1
             if loop_thread is not None:
                 self._loop_inflight[loop_thread][kind] -= 1
