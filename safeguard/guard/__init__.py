@@ -73,6 +73,7 @@ def guard(
     sleep_async: Callable[[float], Awaitable[bool]] | None = None,
     rng: random.Random | None = None,
     triggers: RiskMonitor | bool = False,
+    book_depth: int = 100,
 ) -> Any:
     """Wrap ``exchange`` (a ccxt or ccxt.async_support instance) in the guard.
 
@@ -85,6 +86,9 @@ def guard(
     fill model. ``sleep`` and
     ``sleep_async`` replace the backoff sleep (``kill_switch.wait`` / ``wait_async``: they
     return early on an engage), for tests on a :class:`~safeguard.clock.ManualClock`.
+
+    ``book_depth`` is how many levels of the order book the verdict walks (Binance weighs
+    depth 50 at 2, 100 at 5, 500 at 10).
 
     ``triggers`` turns the automatic kill-switch triggers on: ``True`` builds a
     :class:`~safeguard.killswitch.triggers.RiskMonitor` from the policy (its equity marks in
@@ -132,7 +136,9 @@ def guard(
     if triggers is not False:
         monitor_of_risk = RiskMonitor.from_policy(policy) if triggers is True else triggers
         tripwire = TripWire(monitor_of_risk, kill_switch)  # type: ignore[arg-type]
-    cache = MarketCache(policy.risk)
+    if isinstance(book_depth, bool) or not isinstance(book_depth, int) or book_depth < 5:
+        raise ValueError(f"book_depth must be an integer >= 5, got {book_depth!r}")
+    cache = MarketCache(policy.risk, book_depth=book_depth)
     gate = PreTradeGate(
         policy,
         cache,

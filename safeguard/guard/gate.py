@@ -145,8 +145,9 @@ class PreTradeGate:
             return self._deny(intent, GateDenial(Code.INVALID_INPUT, str(exc), intent.symbol), now)
         cache = self.cache
         symbol = intent.symbol
+        by_market = risk_intent.type == "market"
         market = self._derived(
-            "snapshot",
+            "snapshot-market" if by_market else "snapshot",
             symbol,
             (
                 cache.funding.get(symbol),
@@ -156,7 +157,7 @@ class PreTradeGate:
                 cache.markets.get(symbol),
                 cache.rules_at,
             ),
-            lambda: self.snapshot(symbol, now),
+            lambda: self.snapshot(symbol, now, market_order=by_market),
         )
         account = self._derived(
             "account",
@@ -217,7 +218,9 @@ class PreTradeGate:
             stop_trigger="last" if params.get("workingType") == "CONTRACT_PRICE" else "mark",
         )
 
-    def snapshot(self, symbol: str, now: float) -> MarketSnapshot:
+    def snapshot(self, symbol: str, now: float, *, market_order: bool = False) -> MarketSnapshot:
+        """The risk core's view of ``symbol``. ``market_order``: the quantity filters of market
+        orders apply (Binance's MARKET_LOT_SIZE is tighter than LOT_SIZE)."""
         cache = self.cache
         funding = cache.funding.get(symbol)
         ticker = cache.tickers.get(symbol)
@@ -231,7 +234,7 @@ class PreTradeGate:
             mark=_positive(f.get("markPrice")),
             mark_time=None if funding is None else (funding.venue_time or funding.fetched),
             book=self._memo("book", symbol, book_seen, _book),
-            rules=self._rules(symbol),
+            rules=self._rules(symbol, market_order=market_order),
             volatility=_volatility(t, self.policy.risk.volatility_window_s),
             funding_rate=_finite(f.get("fundingRate")),
             next_funding_time=None if next_funding is None else float(next_funding) / 1000.0,
@@ -306,7 +309,7 @@ class PreTradeGate:
             isolated_wallet=_finite(info.get("isolatedWallet")) if isolated else None,
         )
 
-    def _rules(self, symbol: str) -> MarketRules | None:
+    def _rules(self, symbol: str, *, market_order: bool = False) -> MarketRules | None:
         market = self.cache.markets.get(symbol)
         updated = self.cache.rules_time(symbol)
         tiers = self._tiers(symbol)
@@ -316,6 +319,10 @@ class PreTradeGate:
         limits = market.get("limits") or {}
         amount = limits.get("amount") or {}
         cost = limits.get("cost") or {}
+        caps = [amount.get("max")]
+        if market_order:
+            caps.append((limits.get("market") or {}).get("max"))
+        known = [float(cap) for cap in caps if cap is not None]
         try:
             return MarketRules(
                 tiers=tiers,
@@ -323,7 +330,7 @@ class PreTradeGate:
                 step_size=float(precision["amount"]),
                 updated_at=updated,
                 min_qty=float(amount.get("min") or 0.0),
-                max_qty=None if amount.get("max") is None else float(amount["max"]),
+                max_qty=min(known) if known else None,
                 min_notional=float(cost.get("min") or 0.0),
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -71,6 +71,7 @@ def _build(
     faults: dict[str, Any] | None = None,
     simulated_sleep: bool = True,
     wallet: float = 100_000.0,
+    book_depth: int = 100,
     closers: list[Any],
     **policy: Any,
 ) -> Rig:
@@ -103,6 +104,7 @@ def _build(
         durable_journal=False,
         budget=RateBudget.standalone(pol.throttle),
         sleep=sleep if simulated_sleep else None,
+        book_depth=book_depth,
     )
     return Rig(ex, venue, dialect, switch, hooks, pol, tmp)
 
@@ -276,13 +278,14 @@ def test_degraded_venue_denies_an_order_the_normal_venue_allowed(
         transport=transport,
         closers=closers,
         wallet=1_000_000_000.0,
+        book_depth=5,  # a thin book: the degraded face's depth haircut bites
         degradation={"degraded_error_rate": 0.05, "severe_error_rate": 0.95,
                      "cooling_period_s": 600.0},
         risk={"max_notional_per_order": None, "max_leverage": None},
     )  # fmt: skip
     changes: list[StateChangeEvent] = []
     r.hooks.subscribe(EventKind.STATE_CHANGE, changes.append)
-    book = r.ex.fetch_order_book(SYMBOL, 100)
+    book = r.ex.fetch_order_book(SYMBOL, 5)
     depth = sum(qty for _, qty in book["asks"])
     amount = float(r.ex.amount_to_precision(SYMBOL, depth * 0.7))
     calm = r.ex.preview(SYMBOL, "market", "buy", amount)
@@ -303,6 +306,22 @@ def test_degraded_venue_denies_an_order_the_normal_venue_allowed(
     assert denied.value.code == Code.DEGRADED_RISK
     assert "depth" in denied.value.reason.lower() or "degraded" in denied.value.reason.lower()
     assert r.venue_orders() == []
+
+    # Opted in, the same order is shrunk to the largest amount the degraded face accepts.
+    shrinking = guard(
+        r.ex.exchange,
+        r.policy,
+        kill_switch=r.switch,
+        clock=r.venue.clock,
+        journal_path=tmp_path / "shrink.jsonl",
+        budget=RateBudget.standalone(r.policy.throttle),
+        health=r.ex.runtime.core.observer.health,
+        shrink_when_degraded=True,
+        book_depth=5,
+    )
+    order = shrinking.create_order(SYMBOL, "market", "buy", amount)
+    assert 0 < order["amount"] < amount
+    assert [o["clientOrderId"] for o in r.venue_orders()] == [order["clientOrderId"]]
 
 
 def test_severe_venue_allows_only_reducing_orders(tmp_path: Path, closers: list[Any]) -> None:
