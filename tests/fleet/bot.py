@@ -15,6 +15,10 @@ Real guard, ccxt and Redis.
 bot ``engager`` engages the switch itself after ``engage_after`` orders. Reports when the
 engage started and returned, when this bot adopted it, and any order sent after refusing.
 
+``outage``: trade (opening orders) until ``stop.flag`` appears in the state directory; the
+engager engages when ``engage.flag`` appears. Reports every state the switch passed through
+and when each order was sent, so a test can kill and restart Redis in between.
+
 ``budget``: poll the deepest order book (weight 20) as fast as the shared budget allows, on
 the fleet's clock (wall time sped up ``scale`` times, so a venue minute passes in seconds).
 Reports the venue time of every answer and every 429/418 the guard saw.
@@ -54,6 +58,8 @@ class ScaledClock:
 
 
 def _policy(cfg: dict[str, Any], **extra: Any) -> Policy:
+    """The bots' policy: no stop required, fast retries, the fleet's Redis; ``extra`` sections
+    add to (or override) these."""
     sections: dict[str, Any] = {
         "risk": {"require_stop": False, "max_open_orders": None, "price_band_pct": 50.0},
         "retry": {"base_delay_s": 0.01, "max_delay_s": 0.05, "total_budget_s": 2.0},
@@ -86,7 +92,9 @@ def _go(cfg: dict[str, Any]) -> dict[str, Any]:
     return said
 
 
-def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
+def _trading_bot(cfg: dict[str, Any], **fleet: Any) -> tuple[Any, Any, Any, float]:
+    """A guarded exchange on the fleet's kill switch: (switch, store, exchange, a resting
+    buy price)."""
     from safeguard.fleet.redis_store import open_fleet_switch
 
     huge = 10**7
@@ -97,15 +105,9 @@ def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
             "orders_per_10s": huge,
             "orders_per_minute": huge,
         },
+        fleet=fleet,
     )
     switch, store = open_fleet_switch(policy)
-    adopted: list[float] = []
-
-    def on_change(state: SwitchState) -> None:
-        if state.state is not TradingState.ACTIVE and not adopted:
-            adopted.append(time.time())
-
-    switch.add_listener(on_change)
     raw = ccxt_client(cfg["venue"], cfg["key"], cfg["secret"], timeout_ms=5_000)
     ex = guard(
         raw,
@@ -116,6 +118,18 @@ def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
     )
     ex.load_markets()
     price = round(float(ex.fetch_ticker(SYMBOL)["last"]) * 0.9, 2)
+    return switch, store, ex, price
+
+
+def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
+    switch, store, ex, price = _trading_bot(cfg)
+    adopted: list[float] = []
+
+    def on_change(state: SwitchState) -> None:
+        if state.state is not TradingState.ACTIVE and not adopted:
+            adopted.append(time.time())
+
+    switch.add_listener(on_change)
     _go(cfg)
     engager = cfg["index"] == cfg["engager"]
     result: dict[str, Any] = {"index": cfg["index"], "sent": 0, "sent_after_refusal": 0}
@@ -140,6 +154,35 @@ def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
         ex.cancel_order(order["id"], SYMBOL)
     result["refused_at"] = refused_at
     result["adopted_at"] = adopted[0] if adopted else None
+    switch.close()
+    store.close()
+    return result
+
+
+def run_outage(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Trade until ``stop.flag`` appears; engage when ``engage.flag`` appears (the engager);
+    record every state the switch passes through and when each order was sent."""
+    switch, store, ex, price = _trading_bot(cfg, on_disconnect=cfg["on_disconnect"])
+    flags = Path(cfg["state_dir"])
+    _go(cfg)
+    engager = cfg["index"] == cfg["engager"]
+    result: dict[str, Any] = {"index": cfg["index"], "states": [], "sent_at": []}
+    deadline = time.time() + cfg["run_s"]
+    while time.time() < deadline and not (flags / "stop.flag").exists():
+        state = switch.state
+        seen = [state.state.value, state.code]
+        if not result["states"] or result["states"][-1][1:] != seen:
+            result["states"].append([time.time(), *seen])
+        if engager and "engage_returned" not in result and (flags / "engage.flag").exists():
+            switch.engage("fleet test: engaged between two outages", by="bot-0")
+            result["engage_returned"] = time.time()
+        try:
+            order = ex.create_order(SYMBOL, "limit", "buy", 0.01, price)
+        except TradingHalted:
+            time.sleep(0.002)
+            continue
+        result["sent_at"].append(time.time())
+        ex.cancel_order(order["id"], SYMBOL)
     switch.close()
     store.close()
     return result
@@ -206,7 +249,7 @@ def run_budget(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def launch(mode: str, configs: list[dict[str, Any]]) -> bool:
-    runner = {"kill": run_kill, "budget": run_budget}[mode]
+    runner = {"kill": run_kill, "outage": run_outage, "budget": run_budget}[mode]
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     children: dict[int, Path] = {}

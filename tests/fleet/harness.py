@@ -59,7 +59,15 @@ class Launcher:
 
     def go(self, **said: Any) -> list[dict[str, Any]]:
         """Release the bots (each gets ``said``) and return their reports."""
+        self.release(**said)
+        return self.reports()
+
+    def release(self, **said: Any) -> None:
+        """Release the bots (each gets ``said``) without waiting for them."""
         self._send(said)
+
+    def reports(self) -> list[dict[str, Any]]:
+        """The bots' reports, once every one of them has finished."""
         assert self.process.stdout is not None
         reports = json.loads(self.process.stdout.readline())
         assert isinstance(reports, list), f"bots failed: {reports}"
@@ -162,3 +170,61 @@ def run_budget_fleet(
         dialect,
         finished,
     )
+
+
+def run_outage_fleet(
+    launcher: Launcher,
+    redis: Any,
+    prefix: str,
+    state_dir: Path,
+    *,
+    on_disconnect: str = "REDUCING",
+    bots: int = BOTS,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+    """Bots trade while ``redis`` (a killable server) dies and comes back empty twice: once
+    with the fleet ACTIVE, once after bot 0 engaged. Returns the bots' reports, the venue's
+    orders and the test's own timeline (wall clock)."""
+    venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=SystemClock())
+    venue.create_account(KEY, SECRET, wallet=1_000_000.0)
+    huge = 10**7
+    dialect = Dialect(
+        venue,
+        limits=VenueLimits(weight_per_minute=huge, orders_per_10s=huge, orders_per_minute=huge),
+    )
+    marks: dict[str, float] = {}
+    with VenueServer(venue, dialect=dialect) as server:
+        base = {
+            "venue": server.url,
+            "redis": redis.url,
+            "prefix": prefix,
+            "state_dir": str(state_dir),
+            "key": KEY,
+            "secret": SECRET,
+            "engager": 0,
+            "on_disconnect": on_disconnect,
+            "run_s": 30.0,
+        }
+        launcher.start("outage", [{**base, "index": i} for i in range(bots)])
+        launcher.release()  # the reports come once stop.flag appears
+        steps = [
+            ("trading", 0.5),
+            ("first_kill", 0.6),
+            ("first_restart", 1.0),
+            ("engage", 0.5),
+            ("second_kill", 0.6),
+            ("second_restart", 1.0),
+        ]
+        for name, pause in steps:
+            marks[name] = time.time()
+            if name.endswith("kill"):
+                redis.kill()
+            elif name.endswith("restart"):
+                redis.start()
+            elif name == "engage":
+                (state_dir / "engage.flag").touch()
+            time.sleep(pause)
+        (state_dir / "stop.flag").touch()
+        marks["stop"] = time.time()
+        reports = launcher.reports()
+        orders = venue.all_orders(KEY, symbol="ETHUSDT")
+    return reports, orders, marks

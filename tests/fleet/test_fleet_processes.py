@@ -83,3 +83,41 @@ def test_four_bot_processes_share_one_budget_without_a_429(
     assert all(r["answered"] for r in results)
     print(f"\nfleet budget: weight answered per venue minute (limit {limit}): {used}")
     assert all(0.8 * limit <= u <= limit for u in used.values()), used
+
+
+def _phase(states: list[list[Any]], start: float, end: float) -> list[tuple[str, str]]:
+    """The (state, code) pairs a bot was in between ``start`` and ``end`` (wall clock)."""
+    before = [s for s in states if s[0] <= start]
+    during = [s for s in states if start < s[0] <= end]
+    return [(s[1], s[2]) for s in (before[-1:] + during)]
+
+
+def test_bot_processes_survive_redis_dying_and_coming_back_empty(
+    launcher: Any, redis_server: Any, prefix: str, tmp_path: Path
+) -> None:
+    reports, orders, marks = harness.run_outage_fleet(
+        launcher, redis_server, prefix, tmp_path, on_disconnect="REDUCING"
+    )
+    [engager] = [r for r in reports if "engage_returned" in r]
+    engaged = engager["engage_returned"]
+    unsafe = ("REDUCING", Code.STATE_STORE_UNAVAILABLE)
+    halted = ("HALTED", Code.MANUAL)
+    for report in reports:
+        states, sent = report["states"], report["sent_at"]
+        # Trading, then the configured safe state while Redis was dead (no opening order
+        # sent), then trading again once it came back empty: the fleet was ACTIVE before.
+        assert any(marks["trading"] < t < marks["first_kill"] for t in sent)
+        assert unsafe in _phase(states, marks["first_kill"], marks["first_restart"])
+        assert _phase(states, marks["first_restart"], marks["engage"])[-1] == ("ACTIVE", "")
+        assert any(marks["first_restart"] < t < marks["engage"] for t in sent)
+        # Once engaged, HALTED through the second death and the empty restart: never ACTIVE
+        # again, and the restored state is the engage itself, not a fresh one.
+        assert _phase(states, engaged, marks["stop"])[-1] == halted
+        after = [state for at, state, _ in states if at > engaged]
+        assert all(state == "HALTED" for state in after), states
+        assert not [t for t in sent if t > engaged]
+    # Nothing opened while Redis was dead, and nothing after the engage: the venue's own log.
+    for order in orders:
+        at = order["time"] / 1000
+        assert not marks["first_kill"] + 0.3 < at < marks["first_restart"], order
+        assert at <= engaged + 0.001, order
