@@ -102,9 +102,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-_LOCK_LEASE_MS = 15_000
-_LOCK_WAIT_S = 10.0
-
 
 class RedisStateStore:
     """The latch's state in Redis, with a local copy the order path reads. Thread-safe.
@@ -265,14 +262,25 @@ class RedisStateStore:
         """The fleet-wide lock. With Redis unreachable it is skipped: ``save`` then fails (and
         keeps an engage owed), which is better than an engage that waits on a dead link."""
         token = uuid.uuid4().hex
+        # The lease outlasts the longest holder (an engage waiting for confirmations); a holder
+        # that died lets go when it ends, and a waiter gives up only after that.
+        lease = self._config.ack_timeout_s + 3 * self._config.command_timeout_s + 2.0
+        lease_ms = round(lease * 1000)
+        deadline = time.monotonic() + lease + 1.0
+        acquired = False
         try:
-            deadline = time.monotonic() + _LOCK_WAIT_S
-            while not self._redis.set(self.lock_key, token, nx=True, px=_LOCK_LEASE_MS):
-                if time.monotonic() > deadline:
-                    raise OSError(f"fleet lock {self.lock_key} still held after {_LOCK_WAIT_S}s")
+            while True:
+                acquired = bool(self._redis.set(self.lock_key, token, nx=True, px=lease_ms))
+                if acquired or time.monotonic() >= deadline:
+                    break
                 time.sleep(0.001)
         except self._errors as exc:
             self._mark_down(exc)
+        if not acquired:
+            if self._up:
+                logger.warning(
+                    "fleet lock {} held past its lease; going on without it", self.lock_key
+                )
             yield
             return
         try:

@@ -273,3 +273,15 @@ def test_a_bad_url_names_the_setting(url: str) -> None:
     with pytest.raises(ConfigError) as caught:
         connect(config)
     assert caught.value.key == "fleet.redis_url"
+
+
+def test_a_lock_left_by_a_dead_holder_expires_and_the_engage_goes_through(
+    redis_url: str, prefix: str, tmp_path: Any, fleet: Any
+) -> None:
+    policy = _policy(redis_url, prefix, tmp_path)
+    (bot, store), (other, _) = fleet(policy), fleet(policy)
+    # A process died holding the lock: its lease runs out.
+    redis.Redis.from_url(redis_url).set(store.lock_key, b"dead-holder", px=300)
+    bot.engage("after the dead holder", by="bot")
+    assert [e["reason"] for e in store.history()] == ["after the dead holder"]
+    assert other.refresh().reason == "after the dead holder"
