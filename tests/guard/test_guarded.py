@@ -471,3 +471,27 @@ def test_every_request_is_a_structured_record_with_the_policy_version(rig: Rig) 
     (order,) = [r for r in records if r["method"] == "create_order"]
     assert order["client_order_id"] == "log-1"
     assert SECRET not in path.read_text()
+
+
+def test_rules_that_cannot_be_refreshed_go_stale_and_deny(
+    tmp_path: Path, closers: list[Any]
+) -> None:
+    r = _build(
+        tmp_path,
+        closers=closers,
+        risk={"max_rules_age_s": 600.0},
+        # Keep the venue NORMAL despite the failing reads (too few samples for an error rate),
+        # to see the rules' own denial.
+        degradation={"min_samples": 1000},
+    )
+    r.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    # From now on the venue's exchangeInfo and leverage brackets fail: rules cannot be re-read.
+    r.dialect.set_fault_plan(FaultPlan.parse({"rules": [
+        {"kind": "error", "endpoint": "GET /fapi/v1/exchangeInfo", "status": 503, "code": -1001},
+        {"kind": "error", "endpoint": "GET /fapi/v1/leverageBracket", "status": 503,
+         "code": -1001}]}))  # fmt: skip
+    r.venue.advance(601.0)
+    with pytest.raises(errors.OrderDenied) as denied:
+        r.ex.create_order(SYMBOL, "market", "buy", 0.05)
+    assert denied.value.code == Code.STALE_MARKET_RULES
+    assert len(r.venue_orders()) == 1
