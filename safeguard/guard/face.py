@@ -108,7 +108,10 @@ class Face:
             # ccxt's camelCase aliases (``createOrder``) must hit the guarded method too.
             bound: Any = getattr(self, snake)
         else:
-            bound = self._route(call_kind(snake), snake, attr)
+            # Classify by the snake_case spelling; call by a name the exchange really has
+            # (implicit endpoints spell theirs ``fapiprivate_post_order``, not ours).
+            target = snake if hasattr(self._raw, snake) else name
+            bound = self._route(call_kind(snake), target, attr)
         self._cache[name] = bound
         return bound
 

@@ -134,6 +134,9 @@ def test_reads_attributes_and_pure_helpers_pass_through(rig: Rig) -> None:
     assert rig.ex.amount_to_precision(SYMBOL, 0.12345) == "0.123"
     ticker = rig.ex.fetchTicker(SYMBOL)  # ccxt's camelCase alias is guarded the same way
     assert ticker["symbol"] == SYMBOL
+    # Implicit endpoints too (a read: retried and logged like the unified ones).
+    premium = rig.ex.fapiPublicGetPremiumIndex({"symbol": VENUE_SYMBOL})
+    assert float(premium["markPrice"]) > 0
     assert ticker["last"] > 0
     rig.ex.verbose = False  # writes reach the wrapped exchange
     assert rig.ex.exchange.verbose is False
