@@ -1,5 +1,75 @@
 """What safeguard tests itself with, for testing your own strategies.
 
+Plain helpers, usable without pytest (everything on simulated time, seeded)::
+
+    from safeguard.testing import paper_account
+
+    account = paper_account(wallet=5_000)          # a venue, a ManualClock, a funded account
+    exchange = account.guarded()                   # real ccxt in process, behind the guard
+    account.set_faults({"rules": [{"kind": "error", "status": 503, "probability": 0.2}]})
+    account.advance(3600)                          # an hour of market
+
 The pytest fixtures in :mod:`safeguard.testing.plugin` are registered automatically when
-safeguard is installed (a ``pytest11`` entry point).
+safeguard is installed (a ``pytest11`` entry point): ``sg_venue``, ``sg_venue_client``,
+``sg_guarded``, ``sg_faults``, ``sg_venue_server`` and the rest, each built on
+:class:`PaperAccount`.
+
+The names below are imported on first use, so ``import safeguard.testing`` (which the pytest
+plugin does in every test run) stays cheap.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from safeguard.testing._paper import (
+        DEFAULT_API_KEY,
+        DEFAULT_SECRET,
+        DEFAULT_START,
+        DEFAULT_SYMBOLS,
+        PaperAccount,
+        as_fault_plan,
+        paper_account,
+        sandbox_policy,
+        strip_attached_stops,
+    )
+
+_LAZY = {
+    "DEFAULT_API_KEY": "safeguard.testing._paper",
+    "DEFAULT_SECRET": "safeguard.testing._paper",
+    "DEFAULT_START": "safeguard.testing._paper",
+    "DEFAULT_SYMBOLS": "safeguard.testing._paper",
+    "PaperAccount": "safeguard.testing._paper",
+    "as_fault_plan": "safeguard.testing._paper",
+    "paper_account": "safeguard.testing._paper",
+    "sandbox_policy": "safeguard.testing._paper",
+    "strip_attached_stops": "safeguard.testing._paper",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'safeguard.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_SECRET",
+    "DEFAULT_START",
+    "DEFAULT_SYMBOLS",
+    "PaperAccount",
+    "as_fault_plan",
+    "paper_account",
+    "sandbox_policy",
+    "strip_attached_stops",
+]

@@ -1,0 +1,323 @@
+"""A paper account on the mock venue, usable with or without pytest.
+
+Everything here runs on simulated time: the venue sits on a :class:`~safeguard.clock.ManualClock`
+and the guarded clients spend their backoffs by advancing it, so a test that meets a 503 storm or
+a ten-second settle window still finishes in milliseconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from safeguard.clock import ManualClock
+from safeguard.config import Policy
+
+if TYPE_CHECKING:
+    from safeguard.guard.events import Hooks
+    from safeguard.killswitch.switch import KillSwitch
+    from safeguard.venue import Venue, VenueConfig
+    from safeguard.venue.dialect import Dialect
+    from safeguard.venue.faults import FaultPlan
+    from safeguard.venue.http import VenueServer
+
+DEFAULT_API_KEY = "sg-paper-key-0123456789"
+DEFAULT_SECRET = "sg-paper-secret-0123456789abcdef"
+DEFAULT_START = 1_767_225_600.0
+"""2026-01-01T00:00:00Z: a UTC midnight, so daily-loss limits start a fresh day with the run."""
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
+
+
+def sandbox_policy(state_dir: str | Path, base: Policy | None = None) -> Policy:
+    """``base`` (default: ``Policy()``, the library defaults) with every piece of persisted
+    state (kill-switch latch, equity marks, bans, order journal) in ``state_dir``.
+
+    The state-file watcher thread and the webhook are off, so a test can never engage or read
+    a real bot's kill switch, nor page anyone.
+    """
+    base = base if base is not None else Policy.build()
+    switch = base.kill_switch.model_copy(
+        update={"state_dir": Path(state_dir), "watch_state_file": False, "webhook_url": None}
+    )
+    return base.model_copy(update={"kill_switch": switch})
+
+
+def strip_attached_stops(exchange: Any) -> Any:
+    """Make ``exchange.create_order`` drop the ``stopLoss`` an entry declares; returns it.
+
+    Binance USD-M has no stop attached to an order: ccxt forwards ``stopLoss`` as a request
+    parameter and the venue refuses the order (-1104). The guard reads the declared stop for
+    its pre-trade verdict (``params={"stopLoss": {"triggerPrice": ...}}``), so wrap the *raw*
+    ccxt client with this before guarding it: the verdict sees the stop, the wire does not.
+    The protection itself is a separate reduce-only stop order, placed once the entry fills.
+    Works on sync and ``ccxt.async_support`` clients.
+    """
+    send = exchange.create_order
+    if getattr(send, "_sg_strips_stops", False):
+        return exchange
+
+    def clean(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
+        # ccxt's signature: (symbol, type, side, amount, price=None, params={}).
+        if len(args) > 5:
+            params = args[5]
+            rest = args[:5] + args[6:]
+        else:
+            params = kwargs.pop("params", None)
+            rest = args
+        cleaned = {k: v for k, v in (params or {}).items() if k != "stopLoss"}
+        return rest, cleaned
+
+    wrapper: Any
+    if inspect.iscoroutinefunction(send):
+
+        @functools.wraps(send)
+        async def create_order_async(*args: Any, **kwargs: Any) -> Any:
+            rest, params = clean(args, kwargs)
+            return await send(*rest[:5], params, *rest[5:], **kwargs)
+
+        wrapper = create_order_async
+    else:
+
+        @functools.wraps(send)
+        def create_order(*args: Any, **kwargs: Any) -> Any:
+            rest, params = clean(args, kwargs)
+            return send(*rest[:5], params, *rest[5:], **kwargs)
+
+        wrapper = create_order
+    wrapper.__dict__["_sg_strips_stops"] = True
+    exchange.create_order = wrapper
+    return exchange
+
+
+def as_fault_plan(plan: Any) -> FaultPlan | None:
+    """A :class:`~safeguard.venue.faults.FaultPlan` from a plan, a dict (the TOML/JSON shape),
+    or a path to a ``.toml``/``.json`` file; ``None`` stays ``None`` (a healthy venue)."""
+    from safeguard.venue.faults import FaultPlan
+
+    if plan is None or isinstance(plan, FaultPlan):
+        return plan
+    if isinstance(plan, str | Path):
+        return FaultPlan.load(plan)
+    if isinstance(plan, Mapping):
+        return FaultPlan.parse(dict(plan))
+    raise ValueError(f"a fault plan must be a FaultPlan, a dict or a file path, got {plan!r}")
+
+
+@dataclass(eq=False)
+class PaperAccount:
+    """A seeded venue on a manual clock, one funded account on it, and clients for it.
+
+    Every client made here shares one :class:`~safeguard.venue.dialect.Dialect`, so a fault
+    plan set with :meth:`set_faults` (and the venue's rate limits and bans) applies to all of
+    them, in process and over :meth:`serve`'s loopback HTTP alike.
+    """
+
+    venue: Venue
+    clock: ManualClock
+    dialect: Dialect
+    api_key: str = DEFAULT_API_KEY
+    secret: str = DEFAULT_SECRET
+    _switches: list[KillSwitch] = field(default_factory=list, repr=False)
+    _closers: list[Callable[[], object]] = field(default_factory=list, repr=False)
+
+    # --- time and the venue's own books -------------------------------------------------------
+
+    def advance(self, seconds: float) -> float:
+        """Move simulated time forward (prices, fills, stops, funding, liquidations); returns
+        the new time."""
+        self.venue.advance(seconds)
+        return self.clock.time()
+
+    def equity(self) -> float:
+        """The venue's own figure: wallet plus unrealised PnL at the mark."""
+        return self.venue.equity(self.api_key)
+
+    def wallet(self) -> float:
+        return self.venue.wallet(self.api_key)
+
+    def orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Every order the venue holds for the account (Binance's shape), on ``symbol`` (the
+        venue's name, ``"BTCUSDT"``) or on all symbols: the ground truth a test judges by."""
+        symbols = [symbol] if symbol is not None else list(self.venue.markets)
+        out: list[dict[str, Any]] = []
+        for name in symbols:
+            out.extend(self.venue.all_orders(self.api_key, symbol=name))
+        return out
+
+    def positions(self) -> dict[str, float]:
+        """Open positions as ``{venue symbol: signed quantity}`` (long > 0), from the venue."""
+        held: dict[str, float] = {}
+        for row in self.venue.position_risk(self.api_key):
+            amount = float(row["positionAmt"])
+            if amount:
+                held[row["symbol"]] = held.get(row["symbol"], 0.0) + amount
+        return held
+
+    # --- faults -------------------------------------------------------------------------------
+
+    def set_faults(self, plan: Any) -> FaultPlan | None:
+        """Install a fault plan (a ``FaultPlan``, its dict form, or a file path); its times
+        count from now. ``None`` clears it. Returns the plan installed."""
+        parsed = as_fault_plan(plan)
+        self.dialect.set_fault_plan(parsed)
+        return parsed
+
+    def clear_faults(self) -> None:
+        self.dialect.set_fault_plan(None)
+
+    def faults_fired(self) -> list[int]:
+        """How many times each rule of the running plan has fired, by rule index."""
+        return list(self.dialect.fault_state()["fired"])
+
+    # --- clients ------------------------------------------------------------------------------
+
+    def client(self, *, asyncio: bool = False, timeout_ms: int = 10_000) -> Any:
+        """A real ccxt ``binanceusdm`` (``ccxt.async_support`` with ``asyncio=True``) trading on
+        the venue in process. Injected latency is spent in simulated time."""
+        from safeguard.venue.inprocess import inprocess_client
+
+        exchange = inprocess_client(
+            self.dialect,
+            self.api_key,
+            self.secret,
+            asyncio=asyncio,
+            timeout_ms=timeout_ms,
+            on_latency=self.venue.advance,
+        )
+        if asyncio:
+            self._closers.append(exchange.close)
+        return exchange
+
+    def guarded(
+        self,
+        policy: Policy | None = None,
+        *,
+        state_dir: str | Path | None = None,
+        asyncio: bool = False,
+        triggers: bool = False,
+        hooks: Hooks | None = None,
+        timeout_ms: int = 10_000,
+        durable_journal: bool = False,
+    ) -> Any:
+        """A guarded exchange over a fresh in-process client.
+
+        ``policy`` defaults to the library defaults; either way its persisted state is moved to
+        ``state_dir`` (default: a new temporary directory) by :func:`sandbox_policy`. Backoffs
+        advance simulated time instead of sleeping. The kill switch is
+        ``guarded.runtime.switch``. ``triggers=True`` turns the policy's automatic kill-switch
+        triggers on. Declared ``stopLoss`` stops reach the verdict, not the wire
+        (:func:`strip_attached_stops`). The journal is not fsynced unless ``durable_journal``.
+        """
+        from safeguard.guard import guard
+        from safeguard.killswitch.switch import KillSwitch
+
+        if state_dir is None:
+            state_dir = tempfile.mkdtemp(prefix="safeguard-paper-")
+        policy = sandbox_policy(state_dir, policy)
+        switch = KillSwitch(policy.kill_switch, clock=self.clock, watch=False)
+        self._switches.append(switch)
+        raw = strip_attached_stops(self.client(asyncio=asyncio, timeout_ms=timeout_ms))
+
+        def sleep(seconds: float) -> bool:
+            self.venue.advance(seconds)
+            return False
+
+        async def sleep_async(seconds: float) -> bool:
+            self.venue.advance(seconds)
+            return False
+
+        return guard(
+            raw,
+            policy,
+            kill_switch=switch,
+            clock=self.clock,
+            hooks=hooks,
+            durable_journal=durable_journal,
+            sleep=sleep,
+            sleep_async=sleep_async,
+            triggers=triggers,
+        )
+
+    def serve(self) -> VenueServer:
+        """Serve the venue on a free loopback port (same dialect: same faults and limits).
+        Use as a context manager, or call ``close()``; :meth:`close` closes it too."""
+        from safeguard.venue.http import VenueServer
+
+        server = VenueServer(self.venue, dialect=self.dialect)
+        self._closers.append(server.close)
+        return server
+
+    def http_client(self, server: VenueServer, *, timeout_ms: int = 10_000) -> Any:
+        """An unmodified ccxt ``binanceusdm`` for ``server`` with this account's keys."""
+        from safeguard.venue.client import ccxt_client
+
+        return ccxt_client(server.url, self.api_key, self.secret, timeout_ms=timeout_ms)
+
+    def close(self) -> None:
+        """Stop servers and kill-switch helpers made here (async clients: use :meth:`aclose`)."""
+        for closer in reversed(self._closers):
+            if not inspect.iscoroutinefunction(closer):
+                closer()
+        for switch in self._switches:
+            switch.close()
+        self._closers.clear()
+        self._switches.clear()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, also closing the async ccxt clients made here."""
+        for closer in reversed(self._closers):
+            result = closer()
+            if inspect.isawaitable(result):
+                await result
+        self._closers.clear()
+        self.close()
+
+
+def paper_account(
+    *,
+    seed: int = 7,
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS,
+    wallet: float = 10_000.0,
+    start: float = DEFAULT_START,
+    config: VenueConfig | None = None,
+    faults: Any = None,
+    api_key: str = DEFAULT_API_KEY,
+    secret: str = DEFAULT_SECRET,
+) -> PaperAccount:
+    """A funded account on a fresh, seeded venue at simulated time ``start``.
+
+    ``config`` (a :class:`~safeguard.venue.VenueConfig`) wins over ``seed`` and ``symbols``.
+    Same arguments, same market: prices, fills and fault draws are all seeded.
+
+        account = paper_account(wallet=5_000)
+        exchange = account.guarded(Policy.load("policy.toml"))
+        exchange.create_order("BTC/USDT:USDT", "market", "buy", 0.01, None,
+                              {"stopLoss": {"triggerPrice": 85_000}})
+        account.advance(3600)
+    """
+    from safeguard.venue import Venue, VenueConfig
+    from safeguard.venue.dialect import Dialect
+
+    clock = ManualClock(start)
+    venue = Venue(config or VenueConfig(seed=seed, symbols=symbols), clock=clock)
+    venue.create_account(api_key, secret, wallet=wallet)
+    dialect = Dialect(venue, faults=as_fault_plan(faults))
+    return PaperAccount(venue, clock, dialect, api_key, secret)
+
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_SECRET",
+    "DEFAULT_START",
+    "DEFAULT_SYMBOLS",
+    "PaperAccount",
+    "as_fault_plan",
+    "paper_account",
+    "sandbox_policy",
+    "strip_attached_stops",
+]
