@@ -36,10 +36,13 @@ once the entry has filled (``TrendFollower`` shows the pattern).
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, cast, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +83,9 @@ class _Leg:
 class TrendFollower:
     """A leveraged trend follower that pyramids into a trend and trails a stop.
 
-    On each bar, per symbol: read the last price, update a fast and a slow exponential moving
-    average, and once both are warm:
+    On each bar, per symbol: read the index price (the spot basket the venue's mark tracks, so
+    a wick on this venue alone does not flip the trend), update a fast and a slow exponential
+    moving average, and once both are warm:
 
     * the fast average ``band`` above the slow one means up-trend, below means down-trend;
     * a position against the trend is closed (reduce-only market order, stop cancelled);
@@ -97,14 +101,14 @@ class TrendFollower:
     """
 
     symbols: Sequence[str]
-    fast_bars: int = 8
-    slow_bars: int = 30
-    band: float = 0.0005
-    unit_leverage: float = 3.0
-    max_units: int = 6
-    add_step: float = 0.004
-    stop_distance: float = 0.035
-    leverage: int = 20
+    fast_bars: int = 10
+    slow_bars: int = 40
+    band: float = 0.001
+    unit_leverage: float = 5.0
+    max_units: int = 3
+    add_step: float = 0.005
+    stop_distance: float = 0.045
+    leverage: int = 15
     _legs: dict[str, _Leg] = field(init=False, default_factory=dict)
     _ready: bool = field(init=False, default=False)
 
@@ -141,7 +145,7 @@ class TrendFollower:
 
     def _trade(self, exchange: Any, symbol: str) -> None:
         leg = self._legs[symbol]
-        price = float(exchange.fetch_ticker(symbol)["last"])
+        price = _index_price(exchange.fetch_funding_rate(symbol))
         fast = leg.fast = _ema(leg.fast, price, self.fast_bars)
         slow = leg.slow = _ema(leg.slow, price, self.slow_bars)
         leg.seen += 1
@@ -182,9 +186,16 @@ class TrendFollower:
             return None
         side = "buy" if trend > 0 else "sell"
         stop = self._stop_for(exchange, symbol, price, trend)
-        exchange.create_order(
-            symbol, "market", side, amount, None, {"stopLoss": {"triggerPrice": stop}}
-        )
+        try:
+            exchange.create_order(
+                symbol, "market", side, amount, None, {"stopLoss": {"triggerPrice": stop}}
+            )
+        except Exception:
+            if not leg.units:
+                raise
+            # A refused add ends the pyramid for this trend; the stop still gets trailed.
+            leg.units = self.max_units
+            return None
         leg.units += 1
         leg.last_add = price
         return _signed_contracts(exchange.fetch_positions([symbol]), symbol)
@@ -240,6 +251,16 @@ def _ema(previous: float | None, value: float, bars: int) -> float:
     return previous + alpha * (value - previous)
 
 
+def _index_price(funding: Any) -> float:
+    """The index price from ccxt's ``fetch_funding_rate`` (Binance's premium index)."""
+    value = funding.get("indexPrice") if isinstance(funding, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"fetch_funding_rate gave no usable indexPrice: {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"fetch_funding_rate gave no usable indexPrice: {value!r}")
+    return float(value)
+
+
 def _signed_contracts(positions: Any, symbol: str) -> float:
     """The position in ``symbol`` as a signed amount (long > 0), from ccxt's ``fetch_positions``."""
     total = 0.0
@@ -260,4 +281,31 @@ def _equity(balance: Any) -> float:
     return float(total)
 
 
-__all__ = ["Bar", "Strategy", "StrategyFactory", "TrendFollower"]
+def load_factory(spec: str) -> StrategyFactory:
+    """The factory named by ``MODULE[:callable]`` (``callable`` defaults to ``Strategy``).
+
+    ``MODULE`` is an importable module name or a path to a ``.py`` file. A ``ValueError`` names
+    what is missing; the module's own import errors propagate as they are.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("strategy must look like MODULE[:callable]")
+    module_name, _, attribute = spec.strip().partition(":")
+    attribute = attribute or "Strategy"
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise ValueError(f"strategy file not found: {path}")
+        loader_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise ValueError(f"strategy file cannot be imported: {path}")
+        module = importlib.util.module_from_spec(loader_spec)
+        loader_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ValueError(f"strategy {spec!r}: {module_name} has no callable {attribute!r}")
+    return cast(StrategyFactory, factory)
+
+
+__all__ = ["Bar", "Strategy", "StrategyFactory", "TrendFollower", "load_factory"]

@@ -1,0 +1,454 @@
+"""One side of the paper run: a strategy trading on its own mock venue, guarded or naive.
+
+Both sides get a venue built from the same seed and the same fault plan, on simulated time
+(a :class:`~safeguard.clock.ManualClock`). The runner moves the venue to each bar's time, lets
+the strategy act, and records everything in the paper journal: the venue's own account of
+fills and liquidations (read from the engine, which is the ground truth, not from what the
+client believed), the guard's events (through its hooks), the naive client's attempts, and
+one ``bar`` record of equity, marks, positions and venue health. Sleeps (the guard's backoff,
+the naive client's fixed pause) advance simulated time, so a run that waits loses bars the
+way a live bot would.
+
+The guarded side also feeds a :class:`~safeguard.killswitch.triggers.RiskMonitor` with the
+account's equity on each bar and engages the kill switch when a trigger trips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import ccxt
+
+from safeguard.clock import ManualClock
+from safeguard.config import Policy
+from safeguard.errors import OrderDenied, SafeguardError
+from safeguard.guard import guard
+from safeguard.guard.events import (
+    Event,
+    Hooks,
+    KillEvent,
+    RequestEvent,
+    RetryEvent,
+    StateChangeEvent,
+    ThrottleEvent,
+    VerdictEvent,
+)
+from safeguard.guard.throttle import RateBudget
+from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.killswitch.triggers import EquityUpdate, RiskMonitor
+from safeguard.paper.journal import RunJournal
+from safeguard.paper.naive import NaiveClient
+from safeguard.paper.scenario import CLIENT_TIMEOUT_MS
+from safeguard.paper.strategy import Bar, StrategyFactory, TrendFollower
+from safeguard.venue import Fill, Liquidation, OrderTriggered, Venue, VenueConfig
+from safeguard.venue.client import ccxt_client
+from safeguard.venue.dialect import Dialect
+from safeguard.venue.faults import FaultPlan
+from safeguard.venue.http import VenueServer
+from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue.markets import DEFAULT_MARKETS
+
+Run = Literal["guarded", "naive"]
+Transport = Literal["inprocess", "http"]
+
+START = 1_767_225_600.0
+"""2026-01-01T00:00:00Z: every run starts on the same simulated midnight."""
+API_KEY = "paper-key-0123456789"
+API_SECRET = "paper-secret-0123456789abcdef"
+CLIENT_IP = "127.0.0.1"
+NAIVE_DELAY_S = 0.5
+NAIVE_ATTEMPTS = 6
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    """What both sides of a paper run share."""
+
+    policy: Policy
+    faults: FaultPlan
+    seed: int = 7
+    duration_s: float = 86_400.0
+    bar_s: float = 120.0
+    symbols: tuple[str, ...] = ("BTC/USDT:USDT",)
+    """ccxt unified symbols (``BTC/USDT:USDT``)."""
+    wallet: float = 10_000.0
+    transport: Transport = "inprocess"
+    strategy: StrategyFactory = field(default=TrendFollower)
+
+    @property
+    def bars(self) -> int:
+        return int(self.duration_s // self.bar_s)
+
+    @property
+    def venue_symbols(self) -> tuple[str, ...]:
+        return tuple(venue_symbol(s) for s in self.symbols)
+
+
+def venue_symbol(symbol: str) -> str:
+    """``BTC/USDT:USDT`` (or ``BTCUSDT``) to the venue's ``BTCUSDT``; unknown markets refused."""
+    if not isinstance(symbol, str) or not symbol:
+        raise ValueError(f"symbols: expected a market name, got {symbol!r}")
+    name = symbol.split(":", maxsplit=1)[0].replace("/", "").upper()
+    if name not in DEFAULT_MARKETS:
+        known = ", ".join(unified_symbol(s) for s in DEFAULT_MARKETS)
+        raise ValueError(f"symbols: {symbol!r} is not a market of the paper venue ({known})")
+    return name
+
+
+def unified_symbol(venue_name: str) -> str:
+    spec = DEFAULT_MARKETS[venue_name]
+    return f"{spec.base}/{spec.quote}:{spec.quote}"
+
+
+def paper_policy(base: Policy | None, state_dir: Path) -> Policy:
+    """``base`` (default: the paper demo's policy) with its state kept in ``state_dir``, so a
+    paper run never reads or engages a real bot's kill switch."""
+    if base is None:
+        base = Policy.build(
+            kill_switch={"triggers": {"max_drawdown_pct": 25.0, "action": "REDUCING"}},
+        )
+    switch = base.kill_switch.model_copy(
+        update={"state_dir": state_dir, "watch_state_file": False, "webhook_url": None}
+    )
+    return base.model_copy(update={"kill_switch": switch})
+
+
+# --- the raw ccxt clients ---------------------------------------------------------------------
+
+
+def _raw_client(venue: Venue, dialect: Dialect, server: VenueServer | None) -> Any:
+    if server is not None:
+        exchange = ccxt_client(server.url, API_KEY, API_SECRET, timeout_ms=CLIENT_TIMEOUT_MS)
+    else:
+        # Injected latency is spent in simulated time, so the guard's latency figures see it.
+        exchange = inprocess_client(dialect, API_KEY, API_SECRET, timeout_ms=CLIENT_TIMEOUT_MS,
+                                    on_latency=venue.advance)  # fmt: skip
+    send = exchange.create_order
+
+    def create_order(
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        # Binance has no attached stops: the ``stopLoss`` an entry declares is for the verdict
+        # only; the strategy places the protecting stop itself once the entry fills.
+        sent = {k: v for k, v in (params or {}).items() if k != "stopLoss"}
+        return send(symbol, type, side, amount, price, sent)
+
+    exchange.create_order = create_order
+    return exchange
+
+
+# --- recording --------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """Writes the guard's events and the venue's account events into the journal."""
+
+    def __init__(self, journal: RunJournal, venue: Venue, dialect: Dialect) -> None:
+        self.journal = journal
+        self.venue = venue
+        self.dialect = dialect
+        self.health = "NORMAL"
+        self._seen = 0
+        self._bans: set[float] = set()
+
+    def ban_check(self) -> None:
+        """A venue ban on the runner's IP, journaled once per ban (the venue's own state)."""
+        now = self.venue.clock.time()
+        until = self.dialect.limiter.banned_until(CLIENT_IP, now)
+        if until is not None and until not in self._bans:
+            self._bans.add(until)
+            self.journal.write(now, "ban", until=until, seconds=until - now)
+
+    def on_event(self, event: Event) -> None:
+        j = self.journal
+        if isinstance(event, RequestEvent):
+            j.write(event.at, "request", method=event.method, attempt=event.attempt,
+                    outcome=event.outcome, error_type=event.error_type)  # fmt: skip
+        elif isinstance(event, RetryEvent):
+            j.write(event.at, "retry", method=event.method, attempt=event.attempt,
+                    delay_s=event.delay_s, reason=event.reason, error_type=event.error_type,
+                    resolve_first=event.resolve_first)  # fmt: skip
+        elif isinstance(event, ThrottleEvent):
+            j.write(event.at, "throttle", action=event.action, seconds=event.seconds,
+                    limit=event.limit)  # fmt: skip
+        elif isinstance(event, StateChangeEvent) and event.metric.startswith("rules:"):
+            # Rule drift rides on the state-change event; it is not a health state.
+            j.write(event.at, "rules_changed", symbol=event.endpoint, metric=event.metric)
+        elif isinstance(event, StateChangeEvent):
+            self.health = event.current
+            j.write(event.at, "state", previous=event.previous, current=event.current,
+                    metric=event.metric, value=event.value, threshold=event.threshold)  # fmt: skip
+        elif isinstance(event, VerdictEvent):
+            j.write(event.at, "verdict", allowed=event.allowed, code=event.code,
+                    symbol=event.symbol, client_order_id=event.client_order_id,
+                    detail=event.detail)  # fmt: skip
+        elif isinstance(event, KillEvent):
+            j.write(event.at, "kill", state=event.state, code=event.code, reason=event.reason)
+
+    def venue_events(self) -> None:
+        """The venue's fills, stops and liquidations of this account since the last call."""
+        events = self.venue.events
+        fresh, self._seen = events[self._seen :], len(events)
+        for e in fresh:
+            if getattr(e, "api_key", None) != API_KEY:
+                continue
+            symbol = unified_symbol(e.symbol)
+            if isinstance(e, Fill):
+                self.journal.write(e.time, "fill", symbol=symbol, side=e.side.lower(),
+                                   price=e.price, qty=e.qty, order_id=e.order_id,
+                                   realized_pnl=e.realized_pnl, fee=e.fee)  # fmt: skip
+            elif isinstance(e, Liquidation):
+                self.journal.write(e.time, "liquidation", symbol=symbol,
+                                   side="long" if e.qty > 0 else "short", qty=abs(e.qty),
+                                   price=e.mark_price, equity_before=e.equity_before,
+                                   loss=-e.wallet_delta_units / 1e8)  # fmt: skip
+            elif isinstance(e, OrderTriggered):
+                self.journal.write(e.time, "stop_triggered", symbol=symbol,
+                                   order_id=e.order_id, trigger=e.trigger_price)  # fmt: skip
+
+    def bar(self, index: int, now: float) -> float:
+        venue = self.venue
+        equity = venue.equity(API_KEY)
+        positions: dict[str, dict[str, float | None]] = {}
+        for row in venue.position_risk(API_KEY):
+            amount = float(row["positionAmt"])
+            if amount:
+                positions[unified_symbol(row["symbol"])] = {
+                    "amount": amount,
+                    "entry": float(row["entryPrice"]),
+                    "liquidation": float(row["liquidationPrice"]) or None,
+                    "stop": None,
+                }
+        for order in venue.open_orders(API_KEY):
+            stop = float(order.get("stopPrice") or 0.0)
+            held = positions.get(unified_symbol(order["symbol"]))
+            if stop and held is not None:
+                held["stop"] = stop
+        marks = {unified_symbol(s): venue.mark_price(s) for s in venue.markets}
+        self.journal.write(now, "bar", i=index, equity=equity, wallet=venue.wallet(API_KEY),
+                           marks=marks, positions=positions, health=self.health)  # fmt: skip
+        return equity
+
+
+class _OrderLog:
+    """The strategy's exchange, with each ``create_order`` call journaled as one ``order``."""
+
+    def __init__(self, exchange: Any, journal: RunJournal, venue: Venue, clock: ManualClock):
+        self._exchange = exchange
+        self._journal = journal
+        self._venue = venue
+        self._clock = clock
+        self._n = 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("create_order", "createOrder"):
+            return self.create_order
+        return getattr(self._exchange, name)
+
+    def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        self._n += 1
+        params = dict(params or {})
+        declared = params.get("stopLoss")
+        stop = params.get("stopLossPrice") or (
+            declared.get("triggerPrice") if isinstance(declared, Mapping) else None
+        )
+        record: dict[str, Any] = {
+            "n": self._n,
+            "symbol": symbol,
+            "side": side,
+            "type": "stop" if params.get("stopLossPrice") else type,
+            "amount": amount,
+            "stop": stop,
+            "reduce_only": bool(params.get("reduceOnly")),
+        }
+        before = self._known_orders(symbol)
+        try:
+            order = self._exchange.create_order(symbol, type, side, amount, price, params)
+        except OrderDenied as exc:
+            findings = [f.to_dict() for f in getattr(exc.verdict, "findings", ())]
+            self._write(record, "denied", exc.code, exc.reason, findings, before)
+            raise
+        except (SafeguardError, ccxt.BaseError) as exc:
+            code = getattr(exc, "code", None)
+            self._write(record, "failed", str(code or exc.__class__.__name__), str(exc), [], before)
+            raise
+        self._write(record, "placed", None, None, [], before)
+        return order
+
+    def _known_orders(self, symbol: str) -> set[int]:
+        orders = self._venue.all_orders(API_KEY, symbol=venue_symbol(symbol), limit=100)
+        return {int(o["orderId"]) for o in orders}
+
+    def _write(
+        self,
+        record: dict[str, Any],
+        outcome: str,
+        code: str | None,
+        reason: str | None,
+        findings: list[dict[str, Any]],
+        before: set[int],
+    ) -> None:
+        # Orders the venue created during this one call, matching it: more than one is a
+        # duplicate the strategy never asked for.
+        created = [
+            o
+            for o in self._venue.all_orders(
+                API_KEY, symbol=venue_symbol(record["symbol"]), limit=100
+            )
+            if int(o["orderId"]) not in before
+            and o["side"].lower() == record["side"]
+            and float(o["origQty"]) == float(record["amount"])
+            and (o.get("origType") in ("STOP_MARKET", "STOP")) == (record["type"] == "stop")
+        ]
+        self._journal.write(self._clock.time(), "order", **record, outcome=outcome, code=code,
+                            reason=reason, findings=findings, copies=len(created))  # fmt: skip
+
+
+# --- one side ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _market(
+    config: PaperConfig,
+) -> Iterator[tuple[Venue, Dialect, ManualClock, VenueServer | None]]:
+    clock = ManualClock(START)
+    venue = Venue(VenueConfig(seed=config.seed, symbols=config.venue_symbols), clock=clock)
+    venue.create_account(API_KEY, API_SECRET, wallet=config.wallet)
+    dialect = Dialect(venue, faults=config.faults)
+    server = VenueServer(venue, dialect=dialect) if config.transport == "http" else None
+    try:
+        yield venue, dialect, clock, server
+    finally:
+        if server is not None:
+            server.close()
+
+
+def run_side(
+    config: PaperConfig,
+    run: Run,
+    journal: RunJournal,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run ``config.strategy`` on a fresh venue through the ``run`` client, journaling it."""
+    with _market(config) as (venue, dialect, clock, server), contextlib.ExitStack() as stack:
+        raw = _raw_client(venue, dialect, server)
+        recorder = _Recorder(journal, venue, dialect)
+
+        def sleep(seconds: float) -> bool:
+            journal.write(clock.time(), "sleep", seconds=seconds)
+            recorder.ban_check()
+            venue.advance(seconds)
+            return False
+
+        monitor: RiskMonitor | None = None
+        switch: KillSwitch | None = None
+        exchange: Any
+        if run == "guarded":
+            policy = config.policy
+            hooks = Hooks()
+            hooks.subscribe(None, recorder.on_event)
+            switch = KillSwitch(policy.kill_switch, clock=clock, watch=False)
+            stack.callback(switch.close)
+            state = Path(policy.kill_switch.state_dir)
+            exchange = guard(
+                raw,
+                policy,
+                kill_switch=switch,
+                clock=clock,
+                hooks=hooks,
+                journal_path=state / "orders-guarded.jsonl",
+                durable_journal=False,
+                budget=RateBudget.standalone(policy.throttle),
+                sleep=sleep,
+                rng=random.Random(config.seed),
+            )
+            monitor = RiskMonitor(policy.kill_switch.triggers, limits=policy.risk)
+        else:
+            exchange = NaiveClient(
+                raw,
+                clock=clock,
+                sleep=sleep,
+                journal=journal,
+                attempts=NAIVE_ATTEMPTS,
+                delay_s=NAIVE_DELAY_S,
+            )
+        journal.write(
+            clock.time(),
+            "start",
+            seed=config.seed,
+            duration_s=config.duration_s,
+            bar_s=config.bar_s,
+            symbols=list(config.symbols),
+            wallet=config.wallet,
+            transport=config.transport,
+            policy_version=config.policy.version if run == "guarded" else None,
+            faults=config.faults.model_dump(mode="json"),
+        )
+        strategy = config.strategy(config.symbols)
+        logged = _OrderLog(exchange, journal, venue, clock)
+        total = config.bars
+        for index in range(total):
+            due = START + (index + 1) * config.bar_s
+            if clock.time() < due:
+                venue.advance(due - clock.time())
+            dialect.tick()  # scheduled market events fire even if the bot sends nothing
+            now = clock.time()
+            recorder.venue_events()
+            recorder.ban_check()
+            equity = recorder.bar(index, now)
+            if monitor is not None and switch is not None:
+                _watch(monitor, switch, journal, now, equity)
+            try:
+                strategy.on_bar(logged, Bar(index, now, config.symbols))
+            except Exception as exc:
+                journal.write(clock.time(), "bar_error", i=index, error_type=exc.__class__.__name__,
+                              message=str(exc)[:300])  # fmt: skip
+            recorder.venue_events()
+            recorder.ban_check()
+            if progress is not None:
+                progress(index + 1, total)
+        recorder.venue_events()
+        journal.write(clock.time(), "end", equity=venue.equity(API_KEY),
+                      wallet=venue.wallet(API_KEY))  # fmt: skip
+
+
+def _watch(
+    monitor: RiskMonitor, switch: KillSwitch, journal: RunJournal, now: float, equity: float
+) -> None:
+    for trip in monitor.observe(EquityUpdate(now=now, equity=equity)):
+        if str(switch.state.state) == trip.action:
+            continue
+        switch.engage(trip.reason, code=trip.code, state=TradingState(trip.action), by="trigger")
+        journal.write(now, "kill", state=trip.action, code=str(trip.code), reason=trip.reason)
+
+
+__all__ = [
+    "API_KEY",
+    "START",
+    "PaperConfig",
+    "Run",
+    "Transport",
+    "paper_policy",
+    "run_side",
+    "unified_symbol",
+    "venue_symbol",
+]
