@@ -85,6 +85,7 @@ class FileStateStore:
         self.state_path = self.directory / "state.json"
         self.history_path = self.directory / "history.jsonl"
         self.lock_path = self.directory / ".lock"
+        self._local = threading.local()
 
     def __str__(self) -> str:
         return str(self.state_path)
@@ -182,12 +183,24 @@ class FileStateStore:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
+        # Re-entrant within a thread: a second flock on a new descriptor would wait on the
+        # first one forever.
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._local.depth = 1
             yield
         finally:
+            self._local.depth = 0
             os.close(fd)  # closing releases the flock
 
 

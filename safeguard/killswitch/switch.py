@@ -517,11 +517,17 @@ class KillSwitch:
                 logger.warning("kill switch {} (asked by {})", outcome.message, by)
                 raise ResumeRefused(outcome.message, code=outcome.code, retry_at=outcome.retry_at)
             if outcome is current:
-                self._adopt(current)
-                return current
-            self._store.save(outcome)
-            self._seen_version = self._store.version()
-            self._store.append_history(_event("resume", outcome, current))
+                changed = self._adopt(current)
+            else:
+                self._store.save(outcome)
+                self._seen_version = self._store.version()
+                self._store.append_history(_event("resume", outcome, current))
+        # Listeners run after the store's lock is released: one that engages must not wait
+        # on a lock its own thread holds.
+        if outcome is current:
+            if changed:
+                self._adopted(current)
+            return current
         with self._changed:
             previous, self._state = self._state, outcome
         logger.warning(
@@ -621,6 +627,7 @@ class KillSwitch:
         self._announce("engage", self._state, previous, persisted=persisted)
 
     def _persist_engage(self, new: SwitchState, event: str = "engage") -> bool:
+        adopted = None
         try:
             with self._store.lock():
                 try:
@@ -630,12 +637,12 @@ class KillSwitch:
                 if stored is not None and stored.state.severity > new.state.severity:
                     # Another process tightened further meanwhile: keep theirs, never loosen.
                     self._unpersisted = None
-                    self._adopt(stored)
-                    return True
-                self._store.save(new)
-                self._unpersisted = None
-                self._seen_version = self._store.version()
-                self._store.append_history(_event(event, new, stored))
+                    adopted = stored if self._adopt(stored) else None
+                else:
+                    self._store.save(new)
+                    self._unpersisted = None
+                    self._seen_version = self._store.version()
+                    self._store.append_history(_event(event, new, stored))
         except Exception as exc:  # any store failure: the latch holds in memory regardless
             self._unpersisted = new
             logger.critical(
@@ -644,6 +651,8 @@ class KillSwitch:
                 exc,
             )
             return False
+        if adopted is not None:
+            self._adopted(adopted)  # listeners run outside the store's lock
         return True
 
     # --- noticing other processes ----------------------------------------------------------
@@ -682,15 +691,17 @@ class KillSwitch:
                 if current.state is not TradingState.ACTIVE:
                     self._persist_engage(current, "restore")
                 return
-            self._adopt(stored)
+            if self._adopt(stored):
+                self._adopted(stored)
         finally:
             self._refresh_lock.release()
 
-    def _adopt(self, stored: SwitchState) -> None:
+    def _adopt(self, stored: SwitchState) -> bool:
+        """Take the stored state as ours; True if it changed (then call :meth:`_adopted`)."""
         with self._changed:
             previous = self._state
             if stored == previous:
-                return
+                return False
             self._state = stored
             tightened = stored.state.severity > previous.state.severity or (
                 stored.state is not TradingState.ACTIVE and stored.since != previous.since
@@ -701,6 +712,9 @@ class KillSwitch:
                 self._changed_holding.notify_all()
         if tightened:
             self._wake_async()
+        return True
+
+    def _adopted(self, stored: SwitchState) -> None:
         logger.warning(
             "kill switch is now {} (set by {} elsewhere: {}; code {})",
             stored.state,

@@ -359,3 +359,33 @@ def test_resume_respects_the_cooling_of_an_engage_the_store_never_got(tmp_path: 
         switch.resume(by="alice")
     clock.advance(30)
     assert switch.resume(by="alice").state is TradingState.ACTIVE
+
+
+def test_a_listener_may_use_the_switch_while_it_adopts_another_process_state(
+    tmp_path: Path,
+) -> None:
+    config = KillSwitchConfig(state_dir=tmp_path, cooling_period_s=0)
+    bot = KillSwitch(config, watch=False)
+    KillSwitch(config, watch=False).engage("halt", by="alice")
+    resumed: list[SwitchState] = []
+
+    def on_change(state: SwitchState) -> None:
+        if state.state is TradingState.HALTED:
+            resumed.append(bot.resume(by="listener"))
+
+    bot.add_listener(on_change)
+
+    # The bot's own engage finds the tighter HALTED in the store and adopts it; the listener
+    # then resumes, which takes the store's lock: it must not be held by this thread still.
+    worker = threading.Thread(target=bot.engage, args=("rate",), kwargs={"state": "REDUCING"})
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive()
+    assert [s.state for s in resumed] == [TradingState.ACTIVE]
+
+
+def test_the_file_lock_is_reentrant_within_a_thread(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path)
+    with store.lock(), store.lock():
+        store.save(HALTED)
+    assert store.load() == HALTED
