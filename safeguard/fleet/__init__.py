@@ -6,6 +6,7 @@ fleet part is built).
 - :mod:`~safeguard.fleet.redis_store`: the kill switch's state, pushed to every bot.
 - :mod:`~safeguard.fleet.budget`: request weight and order counts, reserved atomically.
 - :mod:`~safeguard.fleet.equity`: the account's equity peak and day start.
+- :mod:`~safeguard.fleet.member`: :func:`join_fleet`, a guarded exchange on all of the above.
 
 The local state directory stays the default; Redis is what several machines can share.
 """
@@ -15,15 +16,18 @@ from __future__ import annotations
 from safeguard.fleet.budget import RedisRateBudget
 from safeguard.fleet.connection import connect, disconnected_state
 from safeguard.fleet.equity import RedisEquityStore, merge_marks
+from safeguard.fleet.member import FleetMember, join_fleet
 from safeguard.fleet.redis_store import RedisStateStore, attach, open_fleet_switch
 
 __all__ = [
+    "FleetMember",
     "RedisEquityStore",
     "RedisRateBudget",
     "RedisStateStore",
     "attach",
     "connect",
     "disconnected_state",
+    "join_fleet",
     "merge_marks",
     "open_fleet_switch",
 ]

@@ -32,11 +32,10 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from safeguard.config import Policy
 from safeguard.errors import ThrottleHold, TradingHalted
-from safeguard.guard import guard
 from safeguard.guard.events import EventKind, Hooks, RequestEvent
 from safeguard.killswitch.switch import SwitchState, TradingState
 from safeguard.venue.client import ccxt_client
@@ -92,10 +91,10 @@ def _go(cfg: dict[str, Any]) -> dict[str, Any]:
     return said
 
 
-def _trading_bot(cfg: dict[str, Any], **fleet: Any) -> tuple[Any, Any, Any, float]:
-    """A guarded exchange on the fleet's kill switch: (switch, store, exchange, a resting
-    buy price)."""
-    from safeguard.fleet.redis_store import open_fleet_switch
+def _trading_bot(cfg: dict[str, Any], **fleet: Any) -> tuple[Any, Any, float]:
+    """A fleet member (guarded exchange on the shared switch and budget), its switch, and a
+    price at which a buy rests."""
+    from safeguard.fleet.member import join_fleet
 
     huge = 10**7
     policy = _policy(
@@ -107,22 +106,21 @@ def _trading_bot(cfg: dict[str, Any], **fleet: Any) -> tuple[Any, Any, Any, floa
         },
         fleet=fleet,
     )
-    switch, store = open_fleet_switch(policy)
     raw = ccxt_client(cfg["venue"], cfg["key"], cfg["secret"], timeout_ms=5_000)
-    ex = guard(
+    member = join_fleet(
         raw,
         policy,
-        kill_switch=switch,
         journal_path=Path(cfg["state_dir"]) / f"orders-{cfg['index']}.jsonl",
         durable_journal=False,
     )
-    ex.load_markets()
-    price = round(float(ex.fetch_ticker(SYMBOL)["last"]) * 0.9, 2)
-    return switch, store, ex, price
+    member.exchange.load_markets()
+    price = round(float(member.exchange.fetch_ticker(SYMBOL)["last"]) * 0.9, 2)
+    return member, member.switch, price
 
 
 def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
-    switch, store, ex, price = _trading_bot(cfg)
+    member, switch, price = _trading_bot(cfg)
+    ex = member.exchange
     adopted: list[float] = []
 
     def on_change(state: SwitchState) -> None:
@@ -154,15 +152,15 @@ def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
         ex.cancel_order(order["id"], SYMBOL)
     result["refused_at"] = refused_at
     result["adopted_at"] = adopted[0] if adopted else None
-    switch.close()
-    store.close()
+    member.close()
     return result
 
 
 def run_outage(cfg: dict[str, Any]) -> dict[str, Any]:
     """Trade until ``stop.flag`` appears; engage when ``engage.flag`` appears (the engager);
     record every state the switch passes through and when each order was sent."""
-    switch, store, ex, price = _trading_bot(cfg, on_disconnect=cfg["on_disconnect"])
+    member, switch, price = _trading_bot(cfg, on_disconnect=cfg["on_disconnect"])
+    ex = member.exchange
     flags = Path(cfg["state_dir"])
     _go(cfg)
     engager = cfg["index"] == cfg["engager"]
@@ -183,27 +181,16 @@ def run_outage(cfg: dict[str, Any]) -> dict[str, Any]:
             continue
         result["sent_at"].append(time.time())
         ex.cancel_order(order["id"], SYMBOL)
-    switch.close()
-    store.close()
+    member.close()
     return result
 
 
 def run_budget(cfg: dict[str, Any]) -> dict[str, Any]:
-    from safeguard.fleet.budget import RedisRateBudget
-    from safeguard.guard.throttle import account_fingerprint
-    from safeguard.killswitch.store import MemoryStateStore
-    from safeguard.killswitch.switch import KillSwitch
+    from safeguard.fleet.member import join_fleet
 
     scale = float(cfg["scale"])
     clock = ScaledClock(cfg["wall0"], cfg["venue0"], scale)
     policy = _policy(cfg, throttle={"weight_limit_per_minute": cfg["limit"]})
-    switch = KillSwitch(policy.kill_switch, clock=clock, store=MemoryStateStore(), watch=False)
-    budget = RedisRateBudget(
-        policy.fleet,
-        "binanceusdm@127.0.0.1",
-        account_fingerprint(cfg["key"]),
-        throttle=policy.throttle,
-    )
     hooks = Hooks()
     events: list[RequestEvent] = []
     hooks.subscribe(EventKind.REQUEST, events.append)
@@ -213,17 +200,17 @@ def run_budget(cfg: dict[str, Any]) -> dict[str, Any]:
         return False
 
     raw = ccxt_client(cfg["venue"], cfg["key"], cfg["secret"], timeout_ms=5_000)
-    ex = guard(
+    member = join_fleet(
         raw,
         policy,
-        kill_switch=switch,
+        ip_key="binanceusdm@127.0.0.1",
         clock=clock,
         hooks=hooks,
-        budget=cast(Any, budget),
         journal_path=Path(cfg["state_dir"]) / f"orders-{cfg['index']}.jsonl",
         durable_journal=False,
         sleep=sleep,
     )
+    ex = member.exchange
     ex.load_markets()
     end = _go(cfg)["end"]
     answered: list[float] = []
@@ -235,8 +222,7 @@ def run_budget(cfg: dict[str, Any]) -> dict[str, Any]:
         except ThrottleHold as hold:
             holds += 1
             time.sleep(max(hold.retry_after, 0.01) / scale)
-    switch.close()
-    budget.close()
+    member.close()
     return {
         "index": cfg["index"],
         "answered": answered,
@@ -244,7 +230,7 @@ def run_budget(cfg: dict[str, Any]) -> dict[str, Any]:
         "statuses": sorted({e.status for e in events if e.status is not None}),
         "throttled": sum(1 for e in events if e.outcome == "throttled"),
         "banned": sum(1 for e in events if e.status == 418),
-        "shared": budget.shared,
+        "shared": member.budget.shared,
     }
 
 
