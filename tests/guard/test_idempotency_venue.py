@@ -115,6 +115,7 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
         switch.close()
 
 
+@pytest.mark.slow  # ~5-15 s depending on the machine's load: deselect with -m "not slow"
 def test_no_order_is_ever_doubled_under_ambiguous_faults(rig: Rig) -> None:
     http = "127.0.0.1" in str(rig.exchange.urls["api"]["fapiPrivate"])
     runs = 80 if http else 1_500
