@@ -128,3 +128,70 @@ def test_plain_ccxt_is_banned_where_the_guard_is_not(
     # The budget, not luck, kept it under the limit: it spaced requests and held reads back.
     assert len(paced) > 10
     assert holds + len(paced) > 10
+
+
+@pytest.mark.parametrize("transport", ["inprocess", "http"])
+def test_order_bursts_are_paced_under_the_order_count_limit(
+    transport: str, tmp_path: Path, cleanup: list[Callable[[], None]]
+) -> None:
+    orders_per_10s = 8
+
+    def venue_with_order_limit() -> tuple[Venue, Any]:
+        clock = ManualClock(1_700_000_010.0)
+        venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=clock)
+        venue.create_account(KEY, SECRET, wallet=100_000.0)
+        dialect = Dialect(venue, limits=VenueLimits(orders_per_10s=orders_per_10s))
+        if transport == "inprocess":
+            return venue, inprocess_client(dialect, KEY, SECRET)
+        server = VenueServer(venue, dialect=dialect)
+        cleanup.append(server.close)
+        return venue, ccxt_client(server.url, KEY, SECRET, timeout_ms=5_000)
+
+    # Plain ccxt: a burst of 20 orders in one go meets 429s (-1015) past the limit.
+    venue, plain = venue_with_order_limit()
+    plain.load_markets()
+    refused = 0
+    for i in range(20):
+        try:
+            plain.create_order(SYMBOL, "market", "buy" if i % 2 == 0 else "sell", 0.01)
+        except (ccxt.RateLimitExceeded, ccxt.DDoSProtection):
+            refused += 1
+    assert refused > 0
+
+    # Guarded: the same burst is paced; every order goes through and none is refused.
+    venue, raw = venue_with_order_limit()
+    clock = venue.clock
+    assert isinstance(clock, ManualClock)
+    policy = Policy.build(
+        risk={"require_stop": False},
+        throttle={"orders_per_10s": orders_per_10s},
+        kill_switch={"state_dir": str(tmp_path / "state"), "watch_state_file": False},
+    )
+    switch = KillSwitch(policy.kill_switch, clock=clock, watch=False)
+    cleanup.append(switch.close)
+    hooks = Hooks()
+    events: list[RequestEvent] = []
+    hooks.subscribe(EventKind.REQUEST, events.append)
+
+    def sleep(seconds: float) -> bool:
+        venue.advance(seconds)
+        return False
+
+    ex = guard(
+        raw,
+        policy,
+        kill_switch=switch,
+        clock=clock,
+        hooks=hooks,
+        journal_path=tmp_path / "orders.jsonl",
+        budget=RateBudget.standalone(policy.throttle, RateLimits.from_config(policy.throttle)),
+        sleep=sleep,
+    )
+    start = clock.time()
+    placed = [
+        ex.create_order(SYMBOL, "market", "buy" if i % 2 == 0 else "sell", 0.01) for i in range(20)
+    ]
+    assert len({o["clientOrderId"] for o in placed}) == 20
+    assert all(e.outcome != "throttled" for e in events)
+    # 20 orders at 8 per 10 s (minus the reserve) cannot fit in less than two windows.
+    assert clock.time() - start >= 10.0
