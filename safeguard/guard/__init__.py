@@ -83,9 +83,9 @@ def guard(
     ``budget`` defaults to the process-wide budget for this venue host and API key. ``health``
     defaults to a :class:`~safeguard.guard.degradation.HealthMonitor` on
     ``policy.degradation``: when it says DEGRADED or SEVERE, orders are priced on the degraded
-    fill model. ``sleep`` and
-    ``sleep_async`` replace the backoff sleep (``kill_switch.wait`` / ``wait_async``: they
-    return early on an engage), for tests on a :class:`~safeguard.clock.ManualClock`.
+    fill model. ``sleep`` and ``sleep_async`` replace the backoff sleep (``kill_switch.wait`` /
+    ``wait_async``: they return early on an engage), for tests on a
+    :class:`~safeguard.clock.ManualClock`.
 
     ``book_depth`` is how many levels of the order book the verdict walks (Binance weighs
     depth 50 at 2, 100 at 5, 500 at 10).
@@ -153,7 +153,7 @@ def guard(
         journal=OrderJournal(path, durable=durable_journal),
         pacer=BudgetPacer(budget, default_ban_s=policy.throttle.default_ban_s),
         backoff=RetryPolicy(policy.retry),
-        gate=PreTradeGate(policy, cache, monitor, hooks, shrink_when_degraded=shrink_when_degraded),
+        gate=gate,
         observer=RequestObserver(str(exchange.id), policy.version, hooks, monitor, tripwire),
         settle_window_s=_recv_window_s(exchange),
         rng=rng if rng is not None else random.Random(),

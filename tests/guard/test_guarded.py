@@ -498,3 +498,30 @@ def test_rules_that_cannot_be_refreshed_go_stale_and_deny(
         r.ex.create_order(SYMBOL, "market", "buy", 0.05)
     assert denied.value.code == Code.STALE_MARKET_RULES
     assert len(r.venue_orders()) == 1
+
+
+def test_a_frozen_feed_seen_by_the_guard_trips_the_stale_data_trigger(
+    tmp_path: Path, closers: list[Any]
+) -> None:
+    r = _build(tmp_path, closers=closers)
+    monitor = RiskMonitor(TriggerConfig(max_data_age_s=10.0, max_orders_per_window=None))
+    ex = guard(
+        r.ex.exchange,
+        r.policy,
+        kill_switch=r.switch,
+        clock=r.venue.clock,
+        journal_path=tmp_path / "triggers.jsonl",
+        budget=RateBudget.standalone(r.policy.throttle),
+        triggers=monitor,
+    )
+    ex.create_order(SYMBOL, "market", "buy", 0.05)
+    assert r.switch.state.state is TradingState.ACTIVE
+    r.dialect.set_fault_plan(FaultPlan.parse({"rules": [
+        {"kind": "freeze_feed", "symbol": VENUE_SYMBOL, "mode": "timestamps"}]}))  # fmt: skip
+    r.dialect.tick()
+    r.venue.advance(30.0)
+    with pytest.raises(errors.OrderDenied):  # the verdict refuses the stale data ...
+        ex.create_order(SYMBOL, "market", "buy", 0.05)
+    state = r.switch.state  # ... and the trigger, fed the mark's venue time, halts trading
+    assert (state.state, state.by) == (TradingState.HALTED, "trigger")
+    assert state.code == Code.STALE_MARKET_DATA
