@@ -8,6 +8,7 @@
      that was past the gate has exited (no order path can send any more);
    - *waiters woken*: the last retry sleeper returned from ``wait``;
    - *engage returned*: including the atomic write (fsync) of the state file.
+   Also the cost of one uncontended ``permit`` (what the gate adds to every order).
 2. Across processes: a bot in a subprocess loops ``permit()`` with ``poll_interval_s``; we
    engage from this process through the state directory and measure state written -> bot
    refuses; then the same with the real ``safeguard kill`` command (process start included).
@@ -119,6 +120,21 @@ def one_round(
     }
 
 
+def permit_cost(rounds: int = 5, n: int = 100_000) -> None:
+    """What the gate adds to every order: one uncontended ``permit`` entered and exited."""
+    config = KillSwitchConfig(state_dir=Path("."))
+    switch = KillSwitch(config, store=MemoryStateStore(), watch=False)
+    per_call = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(n):
+            with switch.permit(reduces_only=False):
+                pass
+        per_call.append((time.perf_counter() - start) / n)
+    print(f"permit enter+exit, uncontended, {rounds} x {n:,}")
+    print("  " + summary("one permit", per_call))
+
+
 def in_process(args: argparse.Namespace) -> None:
     for label, use_file in (("memory store", False), ("file store (fsync)", True)):
         rounds: list[dict[str, float]] = []
@@ -224,6 +240,7 @@ def main() -> None:
     args = parser.parse_args()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cpus, load average {load}")
+    permit_cost()
     in_process(args)
     if not args.skip_processes:
         across_processes(args)
