@@ -310,8 +310,8 @@ class FleetConfig(Section):
     """Shared state for a fleet of bots on one account or IP (``safeguard[fleet]``, Redis)."""
 
     redis_url: SecretStr | None = None
-    """``redis://[user:password@]host:port/db`` of the fleet's shared state; ``None`` keeps the
-    kill switch, rate budget and equity marks in ``kill_switch.state_dir`` (one machine)."""
+    """``redis://[user:password@]host:port/db`` of the fleet's shared state (never printed);
+    unset keeps the kill switch, rate budget and equity marks in ``kill_switch.state_dir``."""
     key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = "safeguard"
     """Prefix of every Redis key and channel; fleets sharing one Redis use different ones."""
     on_disconnect: Literal["HALTED", "REDUCING"] = "HALTED"
@@ -322,8 +322,8 @@ class FleetConfig(Section):
     command_timeout_s: Positive = 1.0
     """A Redis command unanswered for this long counts as a lost link."""
     health_check_interval_s: Positive = 0.5
-    """How often each bot pings Redis and re-reads the shared state, so a lost link or a
-    missed message is noticed within about this long even while nothing is published."""
+    """How often each bot checks in with Redis and re-reads the shared state, so a lost link or
+    a missed message is noticed within about this long even while nothing is published."""
     reconnect_interval_s: Positive = 0.5
     """Pause between attempts to reach Redis again after losing it."""
     ack_timeout_s: Positive = 1.0
