@@ -389,3 +389,27 @@ def test_the_file_lock_is_reentrant_within_a_thread(tmp_path: Path) -> None:
     with store.lock(), store.lock():
         store.save(HALTED)
     assert store.load() == HALTED
+
+
+class CountingStore(MemoryStateStore):
+    versions = 0
+
+    def version(self) -> object:
+        self.versions += 1
+        return super().version()
+
+
+def test_the_order_path_looks_at_the_store_at_most_once_per_poll_interval(
+    tmp_path: Path,
+) -> None:
+    store = CountingStore()
+    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=3600)
+    switch = KillSwitch(config, store=store, watch=False)
+    before = store.versions
+    for _ in range(1000):
+        with switch.permit(reduces_only=False):
+            pass
+        assert switch.state.state is TradingState.ACTIVE
+    assert store.versions - before <= 1
+    switch.refresh()  # an explicit refresh always looks
+    assert store.versions - before <= 2
