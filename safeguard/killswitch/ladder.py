@@ -2,11 +2,11 @@
 
 Rungs, each switched by :class:`~safeguard.config.KillSwitchConfig`:
 
-1. **Arm the venue's cancel-all timer** (``venue_countdown_s``), first, so open orders are
-   cancelled by the venue even if this process dies half-way down the ladder. ccxt's unified
-   ``cancel_all_orders_after`` where the exchange has it; Binance futures through the implicit
-   ``fapiPrivatePostCountdownCancelAll`` per symbol. A venue without one reports
-   ``not offered``; it is never a failure.
+1. **Arm the venue's cancel-all timer** (``venue_countdown_s``; HALTED only, as it cancels
+   reduce-only orders too), first, so open orders are cancelled by the venue even if this
+   process dies half-way down the ladder. ccxt's unified ``cancel_all_orders_after`` where the
+   exchange has it; Binance futures through the implicit ``fapiPrivatePostCountdownCancelAll``
+   per symbol. A venue without one reports ``not offered``; it is never a failure.
 2. **Cancel** (``cancel_all_on_engage``): HALTED cancels every open order, one
    ``cancel_all_orders(symbol)`` per symbol; REDUCING cancels only the open orders that are not
    reduce-only (they could still add exposure).
@@ -268,7 +268,10 @@ def ladder_steps(
     if target is TradingState.ACTIVE:
         report.add("ladder", None, "skipped", "the switch is ACTIVE")
         return report
-    flatten = config.flatten_on_engage and target is TradingState.HALTED
+    halted = target is TradingState.HALTED
+    flatten = config.flatten_on_engage and halted
+    # The venue's timer cancels every order of a symbol, reduce-only ones too: HALTED only.
+    countdown = config.venue_countdown_s if halted else None
     options = yield from _get("options")
     if isinstance(options, dict) and isinstance(options.get("fetchOpenOrders"), dict):
         # ccxt refuses an account-wide open-order listing until the (rate) cost is
@@ -284,12 +287,12 @@ def ladder_steps(
     else:
         report.add("cancel", None, "failed", f"could not list open orders: {raw_orders!r}")
     positions: list[Position] | None = None
-    if flatten or config.venue_countdown_s is not None:
+    if flatten or countdown is not None:
         positions = yield from _read_positions(report)
     symbols = sorted({o.symbol for o in orders or ()} | {p.symbol for p in positions or ()})
 
-    if config.venue_countdown_s is not None:
-        yield from _arm_countdown(report, config.venue_countdown_s, symbols)
+    if countdown is not None:
+        yield from _arm_countdown(report, countdown, symbols)
     if config.cancel_all_on_engage and orders is not None:
         yield from _cancel(report, plan_cancels(target, orders))
     if flatten and positions is not None:
