@@ -8,6 +8,7 @@ from typing import Any
 import ccxt
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from safeguard.errors import ConfigError
 from safeguard.risk.tiers import (
@@ -219,3 +220,50 @@ def test_a_ladder_remembers_its_market_and_refuses_mixed_markets() -> None:
         TierTable.from_ccxt(rows)
     # ccxt without loaded markets reports the raw id, which names no unified market.
     assert TierTable.from_ccxt(ccxt_rows()).symbol is None
+
+
+@given(tier_tables(), st.floats(0.0, 1.0), st.booleans())
+def test_locate_agrees_with_the_checked_lookup_and_reads_boundaries_both_ways(
+    table: TierTable, fraction: float, on_edge: bool
+) -> None:
+    tiers = table.tiers
+    top = tiers[-1].min_notional * 2.0 + 1.0
+    if on_edge:
+        size = tiers[int(fraction * (len(tiers) - 1))].min_notional
+    else:
+        size = fraction * min(top, tiers[-1].max_notional)
+    index = table.locate(size)
+    assert tiers[index] == table.tier_for_notional(size)
+    assert tiers[index].min_notional <= size < tiers[index].max_notional or index == len(tiers) - 1
+    lower = table.locate(size, lower_at_boundary=True)
+    if size > 0.0:
+        assert tiers[lower].min_notional < size <= tiers[lower].max_notional
+    else:
+        assert lower == 0
+
+
+def test_scaled_converts_units_and_refuses_nonsense() -> None:
+    table = TierTable.from_rows(
+        [(0.0, 500.0, 0.004, 100.0), (500.0, 1_000.0, 0.006, 75.0)],
+        keyed_by="quantity",
+        symbol="BTC/USDT:USDT",
+    )
+    scaled = table.scaled(0.01)
+    assert (scaled.keyed_by, scaled.symbol) == ("quantity", "BTC/USDT:USDT")
+    assert [t.cum for t in scaled] == pytest.approx([0.0, 0.01])
+    assert scaled.maintenance_margin(6.0) == pytest.approx(table.maintenance_margin(600.0) * 0.01)
+    for bad in (0.0, -1.0, math.nan, math.inf, True, "2"):
+        with pytest.raises(ValueError, match="factor"):
+            table.scaled(bad)  # type: ignore[arg-type]
+
+
+def test_table_level_fields_are_checked() -> None:
+    tiers = BINANCE_BTCUSDT_TIERS.tiers
+    with pytest.raises(TierTableError, match="keyed_by"):
+        TierTable(tiers, keyed_by="price")  # type: ignore[arg-type]
+    with pytest.raises(TierTableError, match="symbol"):
+        TierTable(tiers, symbol="")
+    with pytest.raises(TierTableError, match="tuple of Tier"):
+        TierTable(list(tiers))  # type: ignore[arg-type]
+    assert len(BINANCE_BTCUSDT_TIERS) == 5
+    assert list(BINANCE_BTCUSDT_TIERS) == list(tiers)
