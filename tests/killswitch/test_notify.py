@@ -205,3 +205,22 @@ def test_payload_refuses_unknown_events() -> None:
     state = SwitchState(TradingState.HALTED, "r", "MANUAL", "b", 1.0)
     with pytest.raises(ValueError, match="event"):
         build_payload("pause", state, state, store="s", persisted=True)
+
+
+def test_a_failed_delivery_is_logged_without_the_secret_in_the_url() -> None:
+    from loguru import logger
+
+    hook = Hook([403])
+    records: list[str] = []
+    logger.enable("safeguard")
+    sink = logger.add(lambda m: records.append(str(m)), level="WARNING", format="{message}")
+    try:
+        notifier = WebhookNotifier(hook.url, max_attempts=2, retry_delay_s=0.01)
+        notifier.notify({"event": "engage"})
+        assert notifier.close(10)
+    finally:
+        logger.remove(sink)
+        logger.disable("safeguard")
+        hook.close()
+    assert any("not delivered" in r and "http://127.0.0.1" in r for r in records)
+    assert not any("secret-token" in r for r in records)
