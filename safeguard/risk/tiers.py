@@ -281,6 +281,9 @@ class TierTable:
                         "list (fetch_leverage_tiers() returns a dict of them)",
                     )
                 symbol = row_symbol
+        if parsed and not published[0] and all(published[1:]) and len(parsed) > 1:
+            # Bybit leaves the first tier's mmDeduction empty: it is 0 by definition.
+            published[0] = True
         if any(published) and not all(published):
             missing = next(t.tier for t, p in zip(parsed, published, strict=True) if not p)
             raise _tier_error(missing, "cum", "is published for some tiers but not this one")

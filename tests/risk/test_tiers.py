@@ -267,3 +267,18 @@ def test_table_level_fields_are_checked() -> None:
         TierTable(list(tiers))  # type: ignore[arg-type]
     assert len(BINANCE_BTCUSDT_TIERS) == 5
     assert list(BINANCE_BTCUSDT_TIERS) == list(tiers)
+
+
+def test_real_ccxt_bybit_rows_with_an_empty_first_deduction() -> None:
+    raw = [
+        {"id": 1, "symbol": "BTCUSDT", "riskLimitValue": "2000000", "maintenanceMargin": "0.005",
+         "initialMargin": "0.01", "isLowestRisk": 1, "maxLeverage": "100.00", "mmDeduction": ""},
+        {"id": 2, "symbol": "BTCUSDT", "riskLimitValue": "4000000", "maintenanceMargin": "0.01",
+         "initialMargin": "0.02", "isLowestRisk": 0, "maxLeverage": "50.00",
+         "mmDeduction": "10000"},
+    ]  # fmt: skip
+    table = TierTable.from_ccxt(ccxt.bybit().parse_market_leverage_tiers(raw, None))
+    assert [(t.min_notional, t.max_notional, t.cum) for t in table] == [
+        (0.0, 2e6, 0.0),
+        (2e6, 4e6, 10_000.0),
+    ]
