@@ -284,6 +284,12 @@ class RedisStateStore:
             yield
             return
         try:
+            # A read-modify-write must read Redis, not the copy: a change another bot made
+            # just before we got the lock may still be on its way to the reader.
+            self._resync()
+        except self._errors as exc:
+            self._mark_down(exc)
+        try:
             yield
         finally:
             with contextlib.suppress(*self._errors):
@@ -428,7 +434,7 @@ class RedisStateStore:
         with self._lock:
             self._adopt_locked(state)
         if isinstance(token, str) and sender != self.member:
-            self._dispatch.put(token)
+            self._notify(token)
 
     def _resync(self) -> None:
         """Read the key; write back what Redis lost; adopt the result."""
@@ -468,7 +474,7 @@ class RedisStateStore:
             if stored is not None:
                 changed = self._adopt_locked(stored) or changed
         if changed:
-            self._dispatch.put(None)
+            self._notify(None)
 
     def _read(self) -> tuple[SwitchState | None, ConfigError | None]:
         raw = self._redis.get(self.state_key)
@@ -503,7 +509,7 @@ class RedisStateStore:
             self._up = True
             self._version += 1
         logger.info("fleet: connected to Redis ({})", self.state_key)
-        self._dispatch.put(None)
+        self._notify(None)
 
     def _mark_down(self, exc: BaseException) -> None:
         with self._lock:
@@ -519,7 +525,11 @@ class RedisStateStore:
             self._error,
             self._config.on_disconnect,
         )
-        self._dispatch.put(None)
+        self._notify(None)
+
+    def _notify(self, token: str | None) -> None:
+        if self._listening:  # a one-shot store has no dispatch thread to empty the queue
+            self._dispatch.put(token)
 
     def _deliver(self) -> None:
         while True:

@@ -285,3 +285,34 @@ def test_a_lock_left_by_a_dead_holder_expires_and_the_engage_goes_through(
     bot.engage("after the dead holder", by="bot")
     assert [e["reason"] for e in store.history()] == ["after the dead holder"]
     assert other.refresh().reason == "after the dead holder"
+
+
+def test_a_resume_decides_on_what_redis_holds_not_on_a_stale_copy(
+    redis_url: str, prefix: str, tmp_path: Any
+) -> None:
+    from safeguard.clock import ManualClock
+    from safeguard.killswitch.switch import ResumeRefused
+
+    policy = Policy.build(
+        fleet={"redis_url": redis_url, "key_prefix": prefix},
+        kill_switch={"state_dir": str(tmp_path), "cooling_period_s": 10.0},
+    )
+    clock = ManualClock(1_000_000.0)
+    engager, store = open_fleet_switch(policy, clock=clock, watch=False)
+    engager.engage("first", by="engager", state=TradingState.REDUCING)
+    # A one-shot store (the CLI's) has no reader: its copy is whatever it saw when it opened.
+    one_shot = RedisStateStore(policy.fleet, listen=False)
+    operator = KillSwitch(
+        policy.kill_switch, store=one_shot, watch=False, clock=ManualClock(1_000_105.0)
+    )
+    try:
+        clock.set(1_000_100.0)
+        engager.engage("escalated just now", by="engager", code=Code.DAILY_LOSS)
+        assert operator.state.state is TradingState.REDUCING  # its stale copy
+        # The copy's REDUCING cooled off long ago; the HALTED in Redis has 5 s to go.
+        with pytest.raises(ResumeRefused):
+            operator.resume(by="operator")
+        assert engager.refresh().reason == "escalated just now"
+    finally:
+        for closer in (operator.close, one_shot.close, engager.close, store.close):
+            closer()
