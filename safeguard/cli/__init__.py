@@ -1,8 +1,12 @@
 """The ``safeguard`` command.
 
 Each sub-command lives in its own module in this package and exposes
-``register(subparsers)``; :func:`main` discovers them, so adding a command never means editing
-a shared list. A command's handler returns the process exit code.
+``register(subparsers)``. A command's handler returns the process exit code.
+
+``safeguard --help`` discovers every module. A named command imports only the module that
+registers it (:data:`COMMAND_MODULES`), because some commands pull in ccxt and an operator
+typing ``safeguard kill`` during an incident must not wait for them. A test keeps the table
+equal to what the modules register.
 """
 
 from __future__ import annotations
@@ -23,7 +27,28 @@ class _CommandModule(Protocol):
     def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMAND_MODULES: dict[str, str] = {
+    "bans": "bans",
+    "check": "check",
+    "journal": "journal",
+    "kill": "kill",
+    "paper": "paper",
+    "policy": "policy",
+    "resume": "kill",
+    "status": "kill",
+    "stress": "stress",
+    "venue": "venue",
+}
+"""Which module registers each top-level command (the fast path of :func:`main`)."""
+
+
+def command_module_names() -> list[str]:
+    """Every module of this package that may register commands."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or only those of the modules named in ``only``."""
     from safeguard import __version__
 
     parser = argparse.ArgumentParser(
@@ -32,10 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"safeguard {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+    for name in command_module_names() if only is None else only:
+        module = importlib.import_module(f"{__name__}.{name}")
         register = getattr(module, "register", None)
         if callable(register):
             register(subparsers)
@@ -43,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    module = COMMAND_MODULES.get(arguments[0]) if arguments else None
+    parser = build_parser(only=[module] if module else None)
+    args = parser.parse_args(arguments)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
@@ -58,4 +83,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["Handler", "build_parser", "main"]
+__all__ = ["COMMAND_MODULES", "Handler", "build_parser", "command_module_names", "main"]

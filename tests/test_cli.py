@@ -1,0 +1,46 @@
+"""The command line: every command is reachable, and a named command loads only its module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+
+from safeguard.cli import COMMAND_MODULES, build_parser, command_module_names, main
+
+
+def _registered_by(module_name: str) -> set[str]:
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    importlib.import_module(f"safeguard.cli.{module_name}").register(subparsers)
+    return set(subparsers.choices)
+
+
+def test_route_table_matches_what_modules_register() -> None:
+    registered = {
+        command: name for name in command_module_names() for command in _registered_by(name)
+    }
+    assert registered == COMMAND_MODULES
+
+
+def test_help_lists_every_command() -> None:
+    text = build_parser().format_help()
+    for command in COMMAND_MODULES:
+        assert command in text
+
+
+def test_no_command_prints_help_and_exits_2(capsys: object) -> None:
+    assert main([]) == 2
+
+
+def test_a_named_command_does_not_import_ccxt() -> None:
+    code = (
+        "import sys; from safeguard.cli import main; rc = main(['policy', '--reference']); "
+        "print('CCXT' if 'ccxt' in sys.modules else 'NO-CCXT', file=sys.stderr); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().endswith("NO-CCXT")
