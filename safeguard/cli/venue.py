@@ -4,6 +4,8 @@
         --faults plan.toml --api-key KEY --secret SECRET
     safeguard venue faults http://127.0.0.1:8900 --plan other.toml   # or --clear, or nothing
 
+``--metrics-port 9465`` also serves Prometheus metrics of what the venue serves (requests by
+route and status, 429/418 answers, orders, fills, liquidations; ``safeguard[metrics]``).
 Without ``--api-key``/``--secret`` a key pair is generated and printed. The venue runs on wall
 time (bots sign with wall time). Stop it with Ctrl-C.
 """
@@ -39,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--secret", default=None, help="account secret")
     serve.add_argument(
         "--wallet", type=float, default=10_000.0, help="starting USDT wallet (default 10000)"
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="also serve Prometheus metrics on this port, on --host (needs safeguard[metrics])",
     )
     serve.set_defaults(handler=run_serve)
 
@@ -85,6 +93,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--wallet must be a positive number, got {args.wallet!r}")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in [0, 65535], got {args.port}")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise ConfigError(f"--metrics-port must be in [0, 65535], got {args.metrics_port}")
     plan = FaultPlan.load(args.faults) if args.faults else None
     generated = args.api_key is None
     api_key = args.api_key or secrets.token_hex(16)
@@ -96,11 +106,24 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot build the venue: {exc}") from None
     with venue.lock:
         venue.create_account(api_key, secret, wallet=args.wallet)
+    metered = _metered_dialect(venue, plan) if args.metrics_port is not None else None
     try:
-        server = VenueServer(venue, args.host, args.port, faults=plan)
+        if metered is None:
+            server = VenueServer(venue, args.host, args.port, faults=plan)
+        else:
+            server = VenueServer(venue, args.host, args.port, dialect=metered)
     except OSError as exc:
         print(f"safeguard: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    scrape = None
+    if metered is not None:
+        from safeguard.observability import serve_metrics
+
+        try:
+            scrape = serve_metrics(args.metrics_port, metered.metrics.registry, host=args.host)
+        except ConfigError:
+            server.close()
+            raise
     if not ipaddress.ip_address(server.host).is_loopback:
         print(
             f"safeguard: warning: serving on {server.host}, not loopback: anyone who can reach "
@@ -108,6 +131,8 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"venue: {server.url}", flush=True)
+    if scrape is not None:
+        print(f"metrics: {scrape.url}", flush=True)
     print(f"api key: {api_key}", flush=True)
     if generated:
         print(f"secret: {secret}", flush=True)
@@ -123,8 +148,17 @@ def run_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         server.close()
+        if scrape is not None:
+            scrape.close()
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _metered_dialect(venue: Any, plan: Any) -> Any:
+    """The venue's dialect counting what it serves (a ConfigError names the missing extra)."""
+    from safeguard.observability.venue import MeteredDialect, VenueMetrics
+
+    return MeteredDialect(venue, VenueMetrics(venue), faults=plan)
 
 
 def run_faults(args: argparse.Namespace) -> int:
