@@ -74,10 +74,17 @@ class OrderJournal:
         self.path = Path(path)
         self.durable = durable
         self._lock = threading.Lock()
-        self._entries: dict[str, Entry] = _load(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._compact_locked()
-        self._file: IO[str] = self.path.open("a", encoding="utf-8")
+        # One writer per journal: a second one would compact away the first one's pending
+        # records, which are exactly the orders that must be looked up after a crash.
+        self._owner = _exclusive(self.path)
+        try:
+            self._entries: dict[str, Entry] = _load(self.path)
+            self._compact_locked()
+            self._file: IO[str] = self.path.open("a", encoding="utf-8")
+        except BaseException:
+            os.close(self._owner)
+            raise
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -148,7 +155,9 @@ class OrderJournal:
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if not self._file.closed:
+                self._file.close()
+                os.close(self._owner)  # releases the writer's lock
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -234,6 +243,25 @@ def _apply(entries: dict[str, Entry], record: Any) -> None:
     current = entries[cid]
     order_id = record.get("order_id", current.order_id)
     entries[cid] = replace(current, status=status, updated=float(t), order_id=order_id)
+
+
+def _exclusive(path: Path) -> int:
+    """Hold ``<journal>.lock`` for this journal's life; refuse if another holder has it."""
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process exclusion available
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigError(
+            f"order journal {path} is already open (another guarded exchange with the same "
+            "exchange and API key, in this process or another); give each its own journal_path",
+            key=str(path),
+        ) from None
+    return fd
 
 
 def _sync(fd: int) -> None:

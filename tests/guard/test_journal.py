@@ -91,8 +91,20 @@ def test_compaction_is_atomic_and_leaves_no_temp_file(tmp_path: Path) -> None:
     journal.compact()
     journal.pending("sg-after", symbol="BTC/USDT:USDT", intent=_intent(), now=99.0)
     journal.close()
-    assert sorted(os.listdir(tmp_path)) == ["j.jsonl"]
+    assert sorted(os.listdir(tmp_path)) == ["j.jsonl", "j.jsonl.lock"]
     reopened = OrderJournal(path)
     ids = [e.client_order_id for e in reopened.unresolved()]
     assert ids == [f"sg-{i}" for i in range(0, 50, 2)] + ["sg-after"]
     reopened.close()
+
+
+def test_a_journal_has_one_writer_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    first = OrderJournal(path)
+    first.pending("sg-1", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    with pytest.raises(ConfigError, match="already open"):
+        OrderJournal(path)  # it would compact away sg-1, the order a crash must look up
+    first.close()
+    second = OrderJournal(path)
+    assert [e.client_order_id for e in second.unresolved()] == ["sg-1"]
+    second.close()
