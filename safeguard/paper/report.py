@@ -211,7 +211,7 @@ _ROWS: tuple[tuple[str, str], ...] = (
     ("orders placed", "orders_placed"),
     ("venue orders created", "venue_orders"),
     ("duplicate orders", "duplicates"),
-    ("look-ups before a resend", "lookups_before_resend"),
+    ("order answers lost", "lost_order_answers"),
     ("retries", "retries"),
     ("429/418 answers", "throttled_answers"),
     ("bans", "bans"),

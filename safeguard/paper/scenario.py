@@ -1,18 +1,20 @@
 """The paper run's default fault plan: a bad day at the venue, scheduled as shares of the run.
 
-Times are fractions of the run's duration, so a 90-minute test run meets the same five
-troubles in the same order as the default 24-hour one:
+Times are fractions of the run's duration, so an 8-hour test run meets the same troubles in
+the same order as the default 24-hour one:
 
 ====== ================ ====================================================================
 share  trouble          what it tests
 ====== ================ ====================================================================
-10 %   latency spike    order answers arrive after the client's timeout although the venue
+6 %    tier change      maintenance margin rates eight times higher, leverage caps cut: a
+                        stop that cleared liquidation yesterday may not today
+20 %   latency spike    order answers arrive after the client's timeout although the venue
                         took the order (plus two answers lost outright): resend or look up?
-30 %   throttling       the venue's limits drop to a trickle: slow down, or hammer into a ban?
+32 %   throttling       the venue's limits drop to a trickle (5 weight a minute, one order
+                        in 10 s): slow down, or hammer into a ban?
 46 %   frozen feed      market data stops moving while trading goes on at real prices
-58 %   tier change      maintenance margin rates four times higher, leverage caps cut
-70 %   flash crash      the contract falls 9 % for 15 minutes (the index holds)
-84 %   squeeze          the contract rises 9 % for 15 minutes, so a short is tested too
+62 %   flash crash      wicks of the contract price, 4 % for 3 minutes (the index holds):
+72 %   and squeezes     down, up, down, up, so a position on either side meets one
 ====== ================ ====================================================================
 
 Building the plan is pure: same duration, symbols and seed, same plan.
@@ -31,8 +33,8 @@ ORDER_ENDPOINT = "POST /fapi/v1/order"
 CLIENT_TIMEOUT_MS = 1_000
 """Both runs' ccxt timeout: the latency spike is drawn around it, so some answers miss it."""
 
-_LATENCY = (0.12, 0.18)
-_THROTTLE = (0.30, 0.36)
+_LATENCY = (0.20, 0.26)
+_THROTTLE = (0.32, 0.38)
 _FREEZE = (0.46, 0.52)
 _TIERS_AT = 0.06
 _SPIKES = ((0.62, -1.0), (0.72, 1.0), (0.82, -1.0), (0.92, 1.0))
@@ -77,7 +79,7 @@ def default_plan(duration_s: float, symbols: Sequence[str], *, seed: int = 0) ->
             "kind": "throttle",
             "start_s": _THROTTLE[0] * d,
             "end_s": _THROTTLE[1] * d,
-            "weight_per_minute": 10,
+            "weight_per_minute": 5,
             "orders_per_10s": 1,
         },
     ]

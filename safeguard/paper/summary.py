@@ -15,6 +15,11 @@ from typing import Any
 
 from safeguard.paper.journal import RUNS
 
+AMBIGUOUS_ERRORS = frozenset(
+    {"RequestTimeout", "NetworkError", "ExchangeNotAvailable", "OperationFailed"}
+)
+"""ccxt errors after which an order may or may not exist on the venue."""
+
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
@@ -37,8 +42,9 @@ class RunSummary:
     """Orders the venue created for those calls."""
     duplicates: int = 0
     """Venue orders beyond the one each call asked for."""
-    lookups_before_resend: int = 0
-    """Retries of an order whose answer was lost that looked it up by client id first."""
+    lost_order_answers: int = 0
+    """Order sends whose answer never came (timeout, dropped, 5xx): the order may exist. The
+    guard looks each up by client id; the naive client sends it again."""
     retries: int = 0
     throttled_answers: int = 0
     """Answers that were a 429 or a 418."""
@@ -90,8 +96,12 @@ def summarize(records: Iterable[Mapping[str, Any]], run: str) -> RunSummary:
         failed=_by_code(r for r in orders if r["outcome"] == "failed"),
         venue_orders=sum(int(r["copies"]) for r in orders),
         duplicates=sum(max(int(r["copies"]) - 1, 0) for r in orders),
-        lookups_before_resend=sum(
-            1 for r in mine if r["kind"] == "retry" and r.get("resolve_first")
+        lost_order_answers=sum(
+            1
+            for r in mine
+            if r["kind"] == "request"
+            and r.get("method") == "create_order"
+            and r.get("error_type") in AMBIGUOUS_ERRORS
         ),
         retries=kinds["retry"],
         throttled_answers=sum(
@@ -147,4 +157,4 @@ def _degraded_seconds(records: list[Mapping[str, Any]], end: float) -> float:
     return total
 
 
-__all__ = ["RunSummary", "summarize", "summarize_all"]
+__all__ = ["AMBIGUOUS_ERRORS", "RunSummary", "summarize", "summarize_all"]

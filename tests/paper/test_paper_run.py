@@ -1,0 +1,164 @@
+"""``safeguard paper`` end to end on the real venue, guard and ccxt: the report exists, its
+figures match the journal, and under the default fault plan the guarded run ends with no
+liquidation and no duplicate while the naive run shows what went wrong, for several seeds."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safeguard.cli import main
+from safeguard.paper.journal import JournalWriter, read_journal
+from safeguard.paper.runner import PaperConfig, paper_policy, run_side
+from safeguard.paper.scenario import default_plan
+from safeguard.paper.summary import summarize
+
+DURATION = "8h"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("paper") / "report"
+    argv = [
+        "paper",
+        "--seed",
+        "7",
+        "--duration",
+        DURATION,
+        "--bar",
+        "2m",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    return out
+
+
+def test_the_report_is_written(report: Path) -> None:
+    html = (report / "index.html").read_text(encoding="utf-8")
+    for picture in ("equity.png", "price.png", "health.png", "events.png"):
+        assert (report / picture).read_bytes().startswith(PNG_MAGIC)
+        assert f'src="{picture}"' in html
+    assert 'href="journal.jsonl"' in html
+    assert "Decisions, explained" in html
+
+
+def test_the_summary_matches_a_recount_of_the_journal(report: Path) -> None:
+    summary = json.loads((report / "summary.json").read_text(encoding="utf-8"))
+    records = list(read_journal(report / "journal.jsonl"))
+    for run in ("guarded", "naive"):
+        mine = [r for r in records if r["run"] == run]
+        figures = summary["runs"][run]
+        orders = [r for r in mine if r["kind"] == "order"]
+        denied = Counter(r["code"] for r in orders if r["outcome"] == "denied")
+        assert figures["orders"] == len(orders)
+        assert figures["denied"] == dict(denied)
+        assert figures["liquidations"] == sum(1 for r in mine if r["kind"] == "liquidation")
+        assert figures["bans"] == sum(1 for r in mine if r["kind"] == "ban")
+        assert figures["duplicates"] == sum(r["copies"] - 1 for r in orders if r["copies"] > 1)
+        [end] = [r for r in mine if r["kind"] == "end"]
+        assert figures["end_equity"] == pytest.approx(end["equity"])
+
+
+def test_the_journal_command_explains_the_denials(
+    report: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = list(read_journal(report / "journal.jsonl"))
+    denied = [r for r in records if r["kind"] == "order" and r["outcome"] == "denied"]
+    assert main(["journal", str(report), "--run", "guarded", "--grep", "denied"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(denied)
+    for line, record in zip(lines, denied, strict=True):
+        assert f"order {record['n']} " in line
+        assert record["code"] in line
+
+
+def _both_runs(tmp: Path, seed: int) -> list[dict[str, Any]]:
+    config = PaperConfig(
+        policy=paper_policy(None, tmp / "state"),
+        faults=default_plan(8 * 3600, ["BTCUSDT"], seed=seed),
+        seed=seed,
+        duration_s=8 * 3600,
+        bar_s=120.0,
+    )
+    with JournalWriter(tmp / "journal.jsonl") as writer:
+        for run in ("guarded", "naive"):
+            run_side(config, run, writer.for_run(run))  # type: ignore[arg-type]
+    return list(read_journal(tmp / "journal.jsonl"))
+
+
+def _assert_guard_saved_the_account(records: list[dict[str, Any]]) -> None:
+    guarded, naive = summarize(records, "guarded"), summarize(records, "naive")
+    assert guarded.liquidations == 0
+    assert guarded.duplicates == 0
+    assert guarded.bans == 0
+    # Same seed, same faults: the naive run doubles orders, gets banned or is liquidated.
+    assert naive.duplicates + naive.bans + naive.liquidations > 0
+    assert naive.bans > 0  # hammering through the throttling episode always ends in a ban
+    assert naive.lost_order_answers > 0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_guard_saves_the_account_where_the_naive_client_fails(
+    tmp_path: Path, seed: int
+) -> None:
+    _assert_guard_saved_the_account(_both_runs(tmp_path, seed))
+
+
+def test_the_guard_saves_the_account_in_the_reported_run_too(report: Path) -> None:
+    _assert_guard_saved_the_account(list(read_journal(report / "journal.jsonl")))
+
+
+def test_a_bad_symbol_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["paper", "--symbols", "DOGE/USDT:USDT", "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert "DOGE/USDT:USDT" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_users_strategy_runs_over_loopback_http(tmp_path: Path) -> None:
+    strategy = tmp_path / "buyer.py"
+    strategy.write_text(
+        "class Buyer:\n"
+        "    def __init__(self, symbols):\n"
+        "        self.symbol = symbols[0]\n"
+        "    def on_bar(self, exchange, bar):\n"
+        "        if bar.index == 3:\n"
+        "            exchange.create_order(self.symbol, 'market', 'buy', 0.01, None,\n"
+        "                                  {'stopLoss': {'triggerPrice': 50000.0}})\n",
+        encoding="utf-8",
+    )
+    faults = tmp_path / "calm.toml"
+    faults.write_text("seed = 1\n", encoding="utf-8")
+    out = tmp_path / "report"
+    argv = [
+        "paper",
+        "--http",
+        "--duration",
+        "1h",
+        "--bar",
+        "2m",
+        "--strategy",
+        f"{strategy}:Buyer",
+        "--faults",
+        str(faults),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    records = list(read_journal(out / "journal.jsonl"))
+    placed = [r for r in records if r["kind"] == "order" and r["outcome"] == "placed"]
+    assert [(r["run"], r["n"], r["copies"]) for r in placed] == [
+        ("guarded", 1, 1),
+        ("naive", 1, 1),
+    ]
+    assert all(r["transport"] == "http" for r in records if r["kind"] == "start")
