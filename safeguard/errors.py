@@ -16,7 +16,8 @@ what the caller must do next, because that differs:
     │   ├── OrderNotFound
     │   └── AuthenticationFailed
     ├── OutcomeUnknown              an order may or may not exist; reconcile by ``client_order_id``
-    └── RetriesExhausted            a request that changes nothing kept failing; safe to try later
+    ├── RetriesExhausted            a request that changes nothing kept failing; safe to try later
+    └── ResumeRefused               the kill switch stays engaged (cooling period); see ``retry_at``
 
 The original lower-layer exception (a ccxt error) is always chained as ``__cause__``. Every
 exception pickles (it crosses process boundaries in fleets) and keeps its attributes.
@@ -162,6 +163,15 @@ class RetriesExhausted(SafeguardError):
         self.elapsed = elapsed
 
 
+class ResumeRefused(SafeguardError):
+    """``resume`` was refused (cooling period, or it would tighten). ``retry_at`` is epoch s."""
+
+    def __init__(self, message: str, *, code: str, retry_at: float | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_at = retry_at
+
+
 __all__ = [
     "AuthenticationFailed",
     "ConfigError",
@@ -171,6 +181,7 @@ __all__ = [
     "OrderNotFound",
     "OutcomeUnknown",
     "RequestBlocked",
+    "ResumeRefused",
     "RetriesExhausted",
     "SafeguardError",
     "ThrottleHold",

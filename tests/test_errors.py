@@ -24,6 +24,7 @@ SAMPLES: list[errors.SafeguardError] = [
     errors.AuthenticationFailed("sig", venue_code="-1022"),
     errors.OutcomeUnknown("maybe", client_order_id="sg-1", symbol="BTC/USDT:USDT"),
     errors.RetriesExhausted("tired", attempts=6, elapsed=12.5),
+    errors.ResumeRefused("cooling", code="COOLING_PERIOD", retry_at=1_700_000_300.0),
 ]
 
 

@@ -57,7 +57,7 @@ from loguru import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.codes import Code
 from safeguard.config import KillSwitchConfig
-from safeguard.errors import ConfigError, SafeguardError, TradingHalted
+from safeguard.errors import ConfigError, ResumeRefused, TradingHalted
 
 if TYPE_CHECKING:
     from safeguard.killswitch.notify import WebhookNotifier
@@ -165,15 +165,6 @@ def refusal_code(state: TradingState, *, reduces_only: bool, is_cancel: bool) ->
     if state is TradingState.REDUCING:
         return None if reduces_only else Code.TRADING_REDUCING
     return Code.TRADING_HALTED
-
-
-class ResumeRefused(SafeguardError):
-    """``resume`` was refused (cooling period, or it would tighten). ``retry_at`` is epoch s."""
-
-    def __init__(self, message: str, *, code: str, retry_at: float | None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.retry_at = retry_at
 
 
 # Sends in flight are counted per kind, so that an engage waits only for the kinds the new
