@@ -159,9 +159,10 @@ class PreTradeGate:
             ),
             lambda: self.snapshot(symbol, now, market_order=by_market),
         )
+        settle = str((cache.markets.get(symbol) or {}).get("settle") or "USDT")
         account = self._derived(
             "account",
-            "",
+            settle,
             (
                 cache.balance,
                 cache.positions,
@@ -169,7 +170,7 @@ class PreTradeGate:
                 *cache.tiers.values(),
                 *self.leverage.items(),
             ),
-            lambda: self._account_observed(now),
+            lambda: self._account_observed(now, settle),
         )
         verdict = risk_verdict.evaluate(
             risk_intent,
@@ -243,12 +244,13 @@ class PreTradeGate:
             last=_positive(t.get("last")),
         )
 
-    def account(self, now: float) -> Account | None:
+    def account(self, now: float, settle: str = "USDT") -> Account | None:
+        """The risk core's view of the account in ``settle`` (the margin asset of the market
+        being judged: USDT or USDC on Binance USD-M)."""
         cache = self.cache
         if cache.balance is None or cache.positions is None:
             return None
         balance = cache.balance.value
-        settle = "USDT"
         wallet = _wallet_balance(balance, settle)
         free = _finite((balance.get("free") or {}).get(settle))
         legs = []
@@ -274,9 +276,9 @@ class PreTradeGate:
             logger.warning("account data unusable for the verdict: {}", exc)
             return None
 
-    def _account_observed(self, now: float) -> Account | None:
+    def _account_observed(self, now: float, settle: str) -> Account | None:
         """The account, built once per re-read; the triggers see each new one."""
-        account = self.account(now)
+        account = self.account(now, settle)
         if account is not None and self.tripwire is not None:
             stops = {}
             for leg in account.positions:
