@@ -218,11 +218,11 @@ class Dialect:
         account = api_key if api_key and venue.secret_for(api_key) is not None else None
         early: VenueReject | None = None
         try:
-            params = Params(parse_pairs(request.query, request.body))
+            params = Params(parse_pairs(request.query, request.body), request.path)
         except VenueReject as reject:
-            params, early = Params(()), reject
+            params, early = Params((), request.path), reject
         except ValueError:
-            params = Params(())
+            params = Params((), request.path)
             early = VenueReject(-1100, "Illegal characters found in a parameter.")
 
         limits = self.limits_at(now)
@@ -261,7 +261,7 @@ class Dialect:
                 raise early
             caller = self._authenticate(request, params, api_key) if route.signed else ""
             result = route.handler(Call(venue, params, caller, now, self))
-            params.finish(request.path)
+            params.finish()
         except VenueReject as reject:
             answer = _json_response(reject.http_status, reject.body(), usage)
         else:
@@ -514,14 +514,14 @@ def _set_leverage(call: Call) -> Any:
     symbol = _required_symbol(call)
     leverage = call.params.integer("leverage", required=True)
     assert leverage is not None
-    call.params.finish("leverage")
+    call.params.finish()
     return call.venue.set_leverage(call.api_key, symbol=symbol, leverage=leverage)
 
 
 def _set_margin_type(call: Call) -> Any:
     symbol = _required_symbol(call)
     margin_type = call.params.choice("marginType", ("ISOLATED", "CROSSED"), required=True)
-    call.params.finish("marginType")
+    call.params.finish()
     call.venue.set_margin_type(call.api_key, symbol=symbol, margin_type=margin_type)
     return {"code": 200, "msg": "success"}
 
@@ -547,7 +547,7 @@ def _place(call: Call, *, stop_param: str, client_param: str) -> dict[str, Any]:
     position_side = p.text("positionSide") or "BOTH"
     client_order_id = p.text(client_param)
     p.choice("newOrderRespType", ("ACK", "RESULT"))
-    p.finish("order")  # nothing unread may reach the engine
+    p.finish()  # nothing unread may reach the engine
     return call.venue.place_order(
         call.api_key,
         symbol=symbol,
@@ -574,7 +574,7 @@ def _order_ref(
         raise VenueReject(
             -1102, f"Param '{client_param}' or '{id_param}' must be sent, but both were empty/null!"
         )
-    call.params.finish("order")
+    call.params.finish()
     return symbol, order_id, client_id
 
 
@@ -679,7 +679,7 @@ def _open_orders_weight(params: Params) -> int:
 
 def _cancel_all(call: Call) -> Any:
     symbol = _required_symbol(call)
-    call.params.finish("allOpenOrders")
+    call.params.finish()
     call.venue.cancel_all(call.api_key, symbol=symbol)
     return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
@@ -703,7 +703,7 @@ def _set_position_mode(call: Call) -> Any:
             -1102,
             "Mandatory parameter 'dualSidePosition' was not sent, was empty/null, or malformed.",
         )
-    call.params.finish("positionSide/dual")
+    call.params.finish()
     call.venue.set_position_mode(call.api_key, dual_side=dual)
     return {"code": 200, "msg": "success"}
 
@@ -716,7 +716,7 @@ def _countdown(call: Call) -> Any:
     symbol = _required_symbol(call)
     countdown = call.params.integer("countdownTime", required=True, low=0)
     assert countdown is not None
-    call.params.finish("countdownCancelAll")
+    call.params.finish()
     call.dialect.arm_countdown(call.api_key, symbol, countdown, call.now)
     return {"symbol": symbol, "countdownTime": str(countdown)}
 

@@ -46,7 +46,8 @@ class Params:
     never be silently ignored.
     """
 
-    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, pairs: Iterable[tuple[str, str]], path: str = "") -> None:
+        self.path = path
         self._values: dict[str, str] = {}
         for key, value in pairs:
             if key in self._values:
@@ -133,11 +134,11 @@ class Params:
             raise VenueReject(-1121, "Invalid symbol.")
         return value
 
-    def finish(self, path: str) -> None:
+    def finish(self) -> None:
         """Refuse (-1104) if a parameter was sent that nothing read."""
         unread = sorted(set(self._values) - self._read)
         if unread:
-            logger.warning("venue: {} ignored unsupported parameters {}", path, unread)
+            logger.warning("venue: {} refused unsupported parameters {}", self.path, unread)
             raise VenueReject(
                 -1104,
                 f"Not all sent parameters were read; read '{len(self._read & set(self._values))}'"
