@@ -137,3 +137,23 @@ def test_algo_order_view_of_a_stop(dialect: Dialect) -> None:
     signed = body + "&signature=" + sign(body, SECRET)
     market = dialect.handle(Request("POST", "/fapi/v1/algoOrder", body=signed, headers=headers))
     assert _code(market) == -1116
+
+
+def test_what_the_venue_does_not_implement_is_logged_as_a_warning_with_the_path(
+    dialect: Dialect,
+) -> None:
+    from loguru import logger
+
+    records: list[str] = []
+    logger.enable("safeguard")
+    sink = logger.add(lambda message: records.append(str(message)), level="WARNING")
+    try:
+        missing = dialect.handle(Request("GET", "/fapi/v1/fundingInfo"))
+        unread = dialect.handle(Request("GET", "/fapi/v1/time", "verbose=1"))
+    finally:
+        logger.remove(sink)
+        logger.disable("safeguard")
+    assert (missing.status, _code(missing)) == (404, -5000)
+    assert _code(unread) == -1104
+    assert any("WARNING" in r and "/fapi/v1/fundingInfo" in r for r in records), records
+    assert any("WARNING" in r and "/fapi/v1/time" in r and "verbose" in r for r in records)
