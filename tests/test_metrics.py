@@ -122,6 +122,7 @@ def _rig(tmp: Path, closers: list[Any], *, faults: dict[str, Any] | None = None)
         budget=RateBudget.standalone(policy.throttle),
         sleep=sleep,
     )
+    closers.append(ex.runtime.core.journal.close)
     rig = Rig(ex, venue, switch, hooks, metrics, server)
     hooks.subscribe(None, rig.events.append)
     return rig

@@ -136,6 +136,7 @@ def test_over_loopback_http_with_the_scrape_endpoint() -> None:
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(server.url + "/no/such/path", timeout=10)
         assert missing.value.code == 404
+        missing.value.close()
         samples = scrape(scrape_at.url)
     requests = "safeguard_mock_venue_requests_total"
     assert value(samples, requests, route=TICKER, status="200") == 1
