@@ -8,7 +8,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from safeguard.guard.events import (
     Event,
@@ -23,7 +23,7 @@ from safeguard.guard.events import (
 from safeguard.observability._server import require_prometheus
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, Gauge
 
     from safeguard.killswitch.switch import KillSwitch, SwitchState
 
@@ -60,11 +60,11 @@ class Metrics:
         *,
         latency_buckets: Sequence[float] = LATENCY_BUCKETS,
     ) -> None:
-        prometheus = require_prometheus()
-        self.registry: CollectorRegistry = (
-            registry if registry is not None else prometheus.CollectorRegistry()
-        )
-        counter, gauge = prometheus.Counter, prometheus.Gauge
+        require_prometheus()
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = registry if registry is not None else CollectorRegistry()
+        counter, gauge = Counter, Gauge
         kw: dict[str, Any] = {"namespace": "safeguard", "registry": self.registry}
 
         self.requests = counter(
@@ -75,7 +75,7 @@ class Metrics:
             "request_errors", "Failed venue request attempts, by endpoint and error class.",
             ("endpoint", "error_type"), **kw,
         )  # fmt: skip
-        self.latency = prometheus.Histogram(
+        self.latency = Histogram(
             "request_latency_seconds", "Latency of venue request attempts, by endpoint.",
             ("endpoint",), buckets=tuple(latency_buckets), **kw,
         )  # fmt: skip
@@ -265,12 +265,12 @@ class Metrics:
             self.switch_changes.labels(state, code).inc()
 
     @staticmethod
-    def _set_enum(gauge: Any, states: Sequence[str], current: str) -> None:
+    def _set_enum(gauge: Gauge, states: Sequence[str], current: str) -> None:
         for state in states:
             gauge.labels(state).set(1.0 if state == current else 0.0)
 
 
-def _amount(value: float | None) -> bool:
+def _amount(value: float | None) -> TypeGuard[float]:
     """A duration worth adding to a counter: present, finite and not negative."""
     return value is not None and math.isfinite(value) and value >= 0.0
 

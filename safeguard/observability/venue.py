@@ -43,22 +43,22 @@ class VenueMetrics:
     """
 
     def __init__(self, venue: Venue, registry: CollectorRegistry | None = None) -> None:
-        prometheus = require_prometheus()
+        require_prometheus()
+        from prometheus_client import CollectorRegistry, Counter
+
         self.venue = venue
-        self.registry: CollectorRegistry = (
-            registry if registry is not None else prometheus.CollectorRegistry()
-        )
+        self.registry = registry if registry is not None else CollectorRegistry()
         kw: dict[str, Any] = {"namespace": "safeguard_mock_venue", "registry": self.registry}
-        self.requests = prometheus.Counter(
+        self.requests = Counter(
             "requests", "Requests answered, by route and HTTP status (dropped: connection "
             "closed unanswered; no_answer: held until the client gave up).",
             ("route", "status"), **kw,
         )  # fmt: skip
-        self.rate_limited = prometheus.Counter(
+        self.rate_limited = Counter(
             "rate_limited", "429 (throttled) and 418 (banned) answers served, limits and "
             "injected faults alike.", ("status",), **kw,
         )  # fmt: skip
-        self.orders = prometheus.Counter(
+        self.orders = Counter(
             "orders", "Order requests (new orders, algo orders), by answer: accepted, "
             "rejected, throttled, failed (5xx) or unanswered.", ("outcome",), **kw,
         )  # fmt: skip
