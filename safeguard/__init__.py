@@ -6,6 +6,8 @@ your own loguru sinks and ``logger.enable("safeguard")``) to see its records.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from loguru import logger
 
 from safeguard.clock import Clock, ManualClock, SystemClock
@@ -20,6 +22,7 @@ from safeguard.errors import (
     OrderNotFound,
     OutcomeUnknown,
     RequestBlocked,
+    ResumeRefused,
     RetriesExhausted,
     SafeguardError,
     ThrottleHold,
@@ -28,29 +31,95 @@ from safeguard.errors import (
     VenueRejected,
 )
 
+if TYPE_CHECKING:
+    from safeguard.guard import AsyncGuardedExchange, GuardedExchange, guard
+    from safeguard.guard.events import Hooks
+    from safeguard.guard.logging import configure_logging, unconfigure_logging
+    from safeguard.killswitch import KillSwitch, SwitchState, TradingState
+    from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
+    from safeguard.risk.outcome import Decision, Finding, Verdict
+    from safeguard.risk.preview import preview
+
 __version__ = "0.1.0.dev0"
 
 logger.disable("safeguard")
 
+# Heavy names load on first use (PEP 562): ``import safeguard`` stays light, so the command
+# line (``safeguard kill`` during an incident) does not wait for ccxt to import.
+_LAZY: dict[str, str] = {
+    "Account": "safeguard.risk.models",
+    "AsyncGuardedExchange": "safeguard.guard",
+    "Decision": "safeguard.risk.outcome",
+    "Finding": "safeguard.risk.outcome",
+    "GuardedExchange": "safeguard.guard",
+    "Hooks": "safeguard.guard.events",
+    "KillSwitch": "safeguard.killswitch",
+    "MarketRules": "safeguard.risk.models",
+    "MarketSnapshot": "safeguard.risk.models",
+    "OrderIntent": "safeguard.risk.models",
+    "SwitchState": "safeguard.killswitch",
+    "TradingState": "safeguard.killswitch",
+    "Verdict": "safeguard.risk.outcome",
+    "configure_logging": "safeguard.guard.logging",
+    "guard": "safeguard.guard",
+    "preview": "safeguard.risk.preview",
+    "unconfigure_logging": "safeguard.guard.logging",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'safeguard' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    if name != "guard":  # the subpackage binds itself as ``safeguard.guard``; it is callable
+        globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
+    "Account",
+    "AsyncGuardedExchange",
     "AuthenticationFailed",
     "Clock",
     "Code",
     "ConfigError",
+    "Decision",
+    "Finding",
+    "GuardedExchange",
+    "Hooks",
     "InsufficientFunds",
     "InvalidOrder",
+    "KillSwitch",
     "ManualClock",
+    "MarketRules",
+    "MarketSnapshot",
     "OrderDenied",
+    "OrderIntent",
     "OrderNotFound",
     "OutcomeUnknown",
     "Policy",
     "RequestBlocked",
+    "ResumeRefused",
     "RetriesExhausted",
     "SafeguardError",
+    "SwitchState",
     "SystemClock",
     "ThrottleHold",
     "TradingHalted",
+    "TradingState",
     "VenueBanned",
     "VenueRejected",
+    "Verdict",
     "__version__",
+    "configure_logging",
+    "guard",
+    "preview",
+    "unconfigure_logging",
 ]

@@ -58,3 +58,19 @@ def test_public_surface_is_sorted_and_importable() -> None:
     assert safeguard.__all__ == sorted(safeguard.__all__)
     for name in safeguard.__all__:
         assert hasattr(safeguard, name), name
+
+
+def test_heavy_names_load_lazily_and_guard_stays_callable() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, safeguard; assert 'ccxt' not in sys.modules, 'import safeguard loaded ccxt'; "
+        "import safeguard.guard.retry; assert callable(safeguard.guard); "
+        "from safeguard import guard, GuardedExchange, preview, KillSwitch; print('ok')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

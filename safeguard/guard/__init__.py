@@ -12,7 +12,9 @@ drive the one :class:`~safeguard.guard.core.GuardCore`.
 from __future__ import annotations
 
 import random
+import sys
 import threading
+import types
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -201,3 +203,18 @@ def _recv_window_s(exchange: Any) -> float:
 
 
 __all__ = ["AsyncGuardedExchange", "GuardedExchange", "guard"]
+
+
+class _CallableModule(types.ModuleType):
+    """This package, callable as :func:`guard`.
+
+    ``safeguard.guard`` is documented as a function, but Python binds the package attribute to
+    this subpackage as soon as any ``safeguard.guard.*`` module is imported. Making the
+    subpackage callable keeps ``safeguard.guard(exchange, policy)`` working either way.
+    """
+
+    def __call__(self, exchange: Any, policy: Policy | None = None, **options: Any) -> Any:
+        return guard(exchange, policy, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
