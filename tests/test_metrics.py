@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from safeguard import errors
 from safeguard.clock import ManualClock
 from safeguard.codes import Code
-from safeguard.config import Policy
+from safeguard.config import KillSwitchConfig, Policy
 from safeguard.errors import ConfigError
 from safeguard.guard import guard
 from safeguard.guard.degradation import HealthMonitor
@@ -37,7 +37,7 @@ from safeguard.guard.events import (
     ThrottleEvent,
 )
 from safeguard.guard.throttle import RateBudget
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.killswitch.switch import KillSwitch, TradingState
 from safeguard.observability import Metrics, MetricsServer, serve_metrics
 from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.dialect import Dialect
@@ -229,6 +229,26 @@ def test_a_kill_event_and_the_switch_listener_for_one_change_count_it_once(rig: 
         value(samples, "safeguard_kill_switch_changes_total", state="HALTED", code="DAILY_LOSS")
         == 1
     )
+
+
+def test_the_gauge_follows_an_engage_made_elsewhere_and_a_halt_on_an_unreadable_store(
+    tmp_path: Path,
+) -> None:
+    config = KillSwitchConfig(state_dir=tmp_path, watch_state_file=False, cooling_period_s=0.0)
+    metrics = Metrics()
+    with KillSwitch(config, watch=False) as bot, KillSwitch(config, watch=False) as operator:
+        metrics.watch_switch(bot)
+        operator.engage("from the desk", by="cli:ops@desk", state=TradingState.REDUCING)
+        bot.refresh()  # what its watcher thread does every poll_interval_s
+        get = metrics.registry.get_sample_value
+        assert get("safeguard_kill_switch_state", {"state": "REDUCING"}) == 1.0
+        assert get("safeguard_kill_switch_state", {"state": "ACTIVE"}) == 0.0
+        (tmp_path / "state.json").write_text("{ not json", encoding="utf-8")
+        bot.refresh()
+        assert get("safeguard_kill_switch_state", {"state": "HALTED"}) == 1.0
+        assert get("safeguard_kill_switch_state", {"state": "REDUCING"}) == 0.0
+        changes = {"state": "HALTED", "code": Code.STATE_STORE_UNAVAILABLE}
+        assert get("safeguard_kill_switch_changes_total", changes) == 1
 
 
 # --- idempotency ----------------------------------------------------------------------------
