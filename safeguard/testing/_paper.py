@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import random
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from safeguard.config import Policy
 if TYPE_CHECKING:
     from safeguard.guard.events import Hooks
     from safeguard.killswitch.switch import KillSwitch
+    from safeguard.killswitch.triggers import RiskMonitor
     from safeguard.venue import Venue, VenueConfig
     from safeguard.venue.dialect import Dialect
     from safeguard.venue.faults import FaultPlan
@@ -199,10 +201,11 @@ class PaperAccount:
         *,
         state_dir: str | Path | None = None,
         asyncio: bool = False,
-        triggers: bool = False,
+        triggers: RiskMonitor | bool = False,
         hooks: Hooks | None = None,
         timeout_ms: int = 10_000,
         durable_journal: bool = False,
+        seed: int = 0,
     ) -> Any:
         """A guarded exchange over a fresh in-process client.
 
@@ -210,8 +213,10 @@ class PaperAccount:
         ``state_dir`` (default: a new temporary directory) by :func:`sandbox_policy`. Backoffs
         advance simulated time instead of sleeping. The kill switch is
         ``guarded.runtime.switch``. ``triggers=True`` turns the policy's automatic kill-switch
-        triggers on. Declared ``stopLoss`` stops reach the verdict, not the wire
+        triggers on (or pass your own :class:`~safeguard.killswitch.triggers.RiskMonitor`).
+        Declared ``stopLoss`` stops reach the verdict, not the wire
         (:func:`strip_attached_stops`). The journal is not fsynced unless ``durable_journal``.
+        ``seed`` seeds the backoff jitter, so a run with faults repeats to the last fill.
         """
         from safeguard.guard import guard
         from safeguard.killswitch.switch import KillSwitch
@@ -241,6 +246,7 @@ class PaperAccount:
             sleep=sleep,
             sleep_async=sleep_async,
             triggers=triggers,
+            rng=random.Random(seed),
         )
 
     def serve(self) -> VenueServer:
