@@ -434,3 +434,21 @@ def test_serve_metrics_refuses_a_bad_port_a_busy_port_and_a_non_registry() -> No
     # closed: the port is free again
     with serve_metrics(server.port, registry) as again:
         assert again.port == server.port
+
+
+def test_the_public_surface_is_pinned() -> None:
+    import safeguard.observability.venue as venue_side
+    from safeguard import observability
+
+    assert observability.__all__ == [
+        "HEALTH_STATES",
+        "LATENCY_BUCKETS",
+        "SWITCH_STATES",
+        "Metrics",
+        "MetricsServer",
+        "require_prometheus",
+        "serve_metrics",
+    ]
+    assert venue_side.__all__ == ["MeteredDialect", "VenueMetrics"]
+    for name in observability.__all__:
+        assert getattr(observability, name) is not None
