@@ -38,7 +38,7 @@ from safeguard.guard.events import (
 )
 from safeguard.guard.throttle import RateBudget
 from safeguard.killswitch.switch import KillSwitch, TradingState
-from safeguard.observability import Metrics, MetricsServer, serve_metrics
+from safeguard.observability import Metrics, MetricsServer, serve_guard_metrics, serve_metrics
 from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.faults import FaultPlan
@@ -387,12 +387,8 @@ def test_detach_stops_counting() -> None:
     hooks.emit(event)
     detach()
     hooks.emit(event)
-    assert (
-        metrics.registry.get_sample_value(
-            "safeguard_requests_total", {"endpoint": "m", "outcome": "ok"}
-        )
-        == 1
-    )
+    halted = metrics.registry.get_sample_value("safeguard_kill_switch_state", {"state": "HALTED"})
+    assert halted == 1.0  # the metrics returned are the ones the endpoint serves
 
 
 def test_without_prometheus_client_asking_for_metrics_names_the_extra(
@@ -436,6 +432,21 @@ def test_serve_metrics_refuses_a_bad_port_a_busy_port_and_a_non_registry() -> No
         assert again.port == server.port
 
 
+def test_one_call_serves_a_runners_hooks_and_switch(tmp_path: Path) -> None:
+    hooks = Hooks()
+    config = KillSwitchConfig(state_dir=tmp_path, watch_state_file=False)
+    with KillSwitch(config, watch=False) as switch:
+        metrics, server = serve_guard_metrics(0, hooks, switch=switch)
+        with server:
+            hooks.emit(RequestEvent(at=1.0, method="m", endpoint="m", attempt=1, outcome="ok"))
+            switch.engage("stop", by="pytest")
+            samples = scrape(server)
+    assert requests(samples, "m", "ok") == 1
+    assert value(samples, "safeguard_kill_switch_state", state="HALTED") == 1.0
+    halted = metrics.registry.get_sample_value("safeguard_kill_switch_state", {"state": "HALTED"})
+    assert halted == 1.0  # the metrics returned are the ones the endpoint serves
+
+
 def test_the_public_surface_is_pinned() -> None:
     import safeguard.observability.venue as venue_side
     from safeguard import observability
@@ -447,6 +458,7 @@ def test_the_public_surface_is_pinned() -> None:
         "Metrics",
         "MetricsServer",
         "require_prometheus",
+        "serve_guard_metrics",
         "serve_metrics",
     ]
     assert venue_side.__all__ == ["MeteredDialect", "VenueMetrics"]

@@ -10,6 +10,8 @@
     metrics.watch_switch(switch)         # the kill switch, here or engaged elsewhere
     server = serve_metrics(9464, metrics.registry)     # http://127.0.0.1:9464/metrics
 
+or, in one call, ``metrics, server = serve_guard_metrics(9464, hooks, switch=switch)``.
+
 Nothing in safeguard imports prometheus-client until one of these is built; without it they
 raise :class:`~safeguard.errors.ConfigError` naming the extra. Counting never raises into the
 order path (the hooks swallow and log a failing subscriber).
@@ -44,7 +46,13 @@ Alert on ``safeguard_kill_switch_state{state!="ACTIVE"} == 1``,
 
 from __future__ import annotations
 
-from safeguard.observability._guard import HEALTH_STATES, LATENCY_BUCKETS, SWITCH_STATES, Metrics
+from safeguard.observability._guard import (
+    HEALTH_STATES,
+    LATENCY_BUCKETS,
+    SWITCH_STATES,
+    Metrics,
+    serve_guard_metrics,
+)
 from safeguard.observability._server import MetricsServer, require_prometheus, serve_metrics
 
 __all__ = [
@@ -54,5 +62,6 @@ __all__ = [
     "Metrics",
     "MetricsServer",
     "require_prometheus",
+    "serve_guard_metrics",
     "serve_metrics",
 ]

@@ -20,7 +20,7 @@ from safeguard.guard.events import (
     ThrottleEvent,
     VerdictEvent,
 )
-from safeguard.observability._server import require_prometheus
+from safeguard.observability._server import MetricsServer, require_prometheus, serve_metrics
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Gauge
@@ -270,6 +270,28 @@ class Metrics:
             gauge.labels(state).set(1.0 if state == current else 0.0)
 
 
+def serve_guard_metrics(
+    port: int,
+    hooks: Hooks,
+    *,
+    switch: KillSwitch | None = None,
+    host: str = "127.0.0.1",
+) -> tuple[Metrics, MetricsServer]:
+    """One call for a runner: count ``hooks`` (and ``switch``) and serve them on ``port``.
+
+    Returns the metrics and the running endpoint; close the endpoint when the run ends.
+    """
+    metrics = Metrics()
+    detach = metrics.attach(hooks)
+    if switch is not None:
+        metrics.watch_switch(switch)
+    try:
+        return metrics, serve_metrics(port, metrics.registry, host)
+    except BaseException:
+        detach()
+        raise
+
+
 def _amount(value: float | None) -> TypeGuard[float]:
     """A duration worth adding to a counter: present, finite and not negative."""
     return value is not None and math.isfinite(value) and value >= 0.0
@@ -283,4 +305,4 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) and value >= 0.0 else None
 
 
-__all__ = ["HEALTH_STATES", "LATENCY_BUCKETS", "SWITCH_STATES", "Metrics"]
+__all__ = ["HEALTH_STATES", "LATENCY_BUCKETS", "SWITCH_STATES", "Metrics", "serve_guard_metrics"]
