@@ -17,7 +17,7 @@ engage started and returned, when this bot adopted it, and any order sent after 
 
 ``outage``: trade (opening orders) until ``stop.flag`` appears in the state directory; the
 engager engages when ``engage.flag`` appears. Reports every state the switch passed through
-and when each order was sent, so a test can kill and restart Redis in between.
+so a test can kill and restart Redis in between (the venue's log says what was sent).
 
 ``budget``: poll the deepest order book (weight 20) as fast as the shared budget allows, on
 the fleet's clock (wall time sped up ``scale`` times, so a venue minute passes in seconds).
@@ -77,7 +77,8 @@ def _policy(cfg: dict[str, Any], **extra: Any) -> Policy:
     }
     for name, values in extra.items():
         sections[name] = {**sections.get(name, {}), **values}
-    return Policy.build(**sections)
+    # Each bot's orders are told apart in the venue's log by their client order id.
+    return Policy.build(**sections, client_order_id_prefix=f"b{cfg['index']}-")
 
 
 _GATES: dict[str, int] = {}
@@ -157,14 +158,14 @@ def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_outage(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Trade until ``stop.flag`` appears; engage when ``engage.flag`` appears (the engager);
-    record every state the switch passes through and when each order was sent."""
+    """Trade until ``stop.flag`` appears; engage when ``engage.flag`` appears (the engager,
+    which then touches ``engaged.flag``); record every state the switch passes through."""
     member, switch, price = _trading_bot(cfg, on_disconnect=cfg["on_disconnect"])
     ex = member.exchange
     flags = Path(cfg["state_dir"])
     _go(cfg)
     engager = cfg["index"] == cfg["engager"]
-    result: dict[str, Any] = {"index": cfg["index"], "states": [], "sent_at": []}
+    result: dict[str, Any] = {"index": cfg["index"], "states": []}
     deadline = time.time() + cfg["run_s"]
     while time.time() < deadline and not (flags / "stop.flag").exists():
         state = switch.state
@@ -174,12 +175,12 @@ def run_outage(cfg: dict[str, Any]) -> dict[str, Any]:
         if engager and "engage_returned" not in result and (flags / "engage.flag").exists():
             switch.engage("fleet test: engaged between two outages", by="bot-0")
             result["engage_returned"] = time.time()
+            (flags / "engaged.flag").touch()
         try:
             order = ex.create_order(SYMBOL, "limit", "buy", 0.01, price)
         except TradingHalted:
             time.sleep(0.002)
             continue
-        result["sent_at"].append(time.time())
         ex.cancel_order(order["id"], SYMBOL)
     member.close()
     return result

@@ -172,6 +172,14 @@ def run_budget_fleet(
     )
 
 
+def _wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
 def run_outage_fleet(
     launcher: Launcher,
     redis: Any,
@@ -206,23 +214,33 @@ def run_outage_fleet(
         }
         launcher.start("outage", [{**base, "index": i} for i in range(bots)])
         launcher.release()  # the reports come once stop.flag appears
-        steps = [
-            ("trading", 0.5),
-            ("first_kill", 0.6),
-            ("first_restart", 1.0),
-            ("engage", 0.5),
-            ("second_kill", 0.6),
-            ("second_restart", 1.0),
-        ]
-        for name, pause in steps:
-            marks[name] = time.time()
-            if name.endswith("kill"):
-                redis.kill()
-            elif name.endswith("restart"):
-                redis.start()
-            elif name == "engage":
-                (state_dir / "engage.flag").touch()
-            time.sleep(pause)
+        prefixes = [f"b{i}-" for i in range(bots)]
+
+        def every_bot_sent_since(moment: float) -> bool:
+            orders = venue.all_orders(KEY, symbol="ETHUSDT")
+            recent = [o["clientOrderId"] for o in orders if o["time"] / 1000 > moment]
+            return all(any(c.startswith(p) for c in recent) for p in prefixes)
+
+        # Each phase starts once the last one has visibly happened (on a busy machine a fixed
+        # pause is sometimes too short), then lasts long enough for every bot to notice.
+        marks["trading"] = time.time()
+        _wait_for(lambda: every_bot_sent_since(marks["trading"]), "every bot trading")
+        marks["first_kill"] = time.time()
+        redis.kill()
+        time.sleep(0.5)
+        marks["first_restart"] = time.time()
+        redis.start()
+        _wait_for(lambda: every_bot_sent_since(marks["first_restart"]), "every bot trading again")
+        marks["engage"] = time.time()
+        (state_dir / "engage.flag").touch()
+        _wait_for((state_dir / "engaged.flag").exists, "the engage")
+        time.sleep(0.2)
+        marks["second_kill"] = time.time()
+        redis.kill()
+        time.sleep(0.5)
+        marks["second_restart"] = time.time()
+        redis.start()
+        time.sleep(0.8)
         (state_dir / "stop.flag").touch()
         marks["stop"] = time.time()
         reports = launcher.reports()
