@@ -110,7 +110,7 @@ def paper_policy(base: Policy | None, state_dir: Path) -> Policy:
     paper run never reads or engages a real bot's kill switch."""
     if base is None:
         base = Policy.build(
-            kill_switch={"triggers": {"max_drawdown_pct": 25.0, "action": "REDUCING"}},
+            kill_switch={"triggers": {"max_drawdown_pct": 30.0, "action": "REDUCING"}},
         )
     switch = base.kill_switch.model_copy(
         update={"state_dir": state_dir, "watch_state_file": False, "webhook_url": None}

@@ -95,19 +95,22 @@ class TrendFollower:
     * the stop trails ``stop_distance`` behind the price and is re-placed (one reduce-only
       stop-market order covering the whole position) whenever the position or the stop moves.
 
-    Pyramiding is what makes it dangerous: each add brings the liquidation price closer while
-    the stop stays ``stop_distance`` away, until the stop sits beyond liquidation. The guard's
-    verdict denies that add (``STOP_BEYOND_LIQUIDATION``); a plain client sends it.
+    The stop is a wide catastrophe stop; the trend exit does the everyday work. Pyramiding is
+    what makes it dangerous: each add brings the liquidation price closer while the stop stays
+    ``stop_distance`` away, until the stop sits beyond liquidation (with the defaults: the
+    second unit, once maintenance margin rates rise). The guard's verdict denies that add
+    (``STOP_BEYOND_LIQUIDATION``); a plain client sends it, and a wick then liquidates the
+    position before its stop can fire.
     """
 
     symbols: Sequence[str]
     fast_bars: int = 10
     slow_bars: int = 40
     band: float = 0.001
-    unit_leverage: float = 5.0
-    max_units: int = 3
+    unit_leverage: float = 7.5
+    max_units: int = 2
     add_step: float = 0.005
-    stop_distance: float = 0.045
+    stop_distance: float = 0.06
     leverage: int = 15
     _legs: dict[str, _Leg] = field(init=False, default_factory=dict)
     _ready: bool = field(init=False, default=False)
