@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -290,6 +291,8 @@ class RedisRateBudget:
             self.config, fallback_limits(self._limits, fleet.budget_fallback_share)
         )
         self._share = fleet.budget_fallback_share
+        self._reconnect_s = fleet.reconnect_interval_s
+        self._retry_at = 0.0
         self._shared = True
         self._lock = threading.Lock()
 
@@ -331,12 +334,9 @@ class RedisRateBudget:
                     f"{lim.label} ({cap:g} of {lim.limit} usable)"
                 )
             args += [lim.limit, lim.interval_s, repr(float(cost)), repr(float(cap)), lim.label]
-        try:
-            reply = self._decide(keys=[self._scope_key, *self._keys], args=args)
-        except self._errors as exc:
-            self._lost(exc)
+        reply = self._run(lambda: self._decide(keys=[self._scope_key, *self._keys], args=args))
+        if reply is _DOWN:
             return self.fallback.decide(kind, weight, now, orders=orders)
-        self._regained()
         verdict = _text(reply[0])
         if verdict == "go":
             return GO
@@ -354,10 +354,7 @@ class RedisRateBudget:
         args: list[Any] = [repr(float(now)), repr(self.config.window_skew_s)]
         for lim in self._limits.limits:
             args += [lim.interval_s, repr(_cost(lim, kind, weight, orders))]
-        try:
-            self._refund(keys=list(self._keys), args=args)
-        except self._errors as exc:
-            self._lost(exc)
+        if self._run(lambda: self._refund(keys=list(self._keys), args=args)) is _DOWN:
             self.fallback.refund(kind, weight, now, orders=orders)
 
     def observe(
@@ -380,12 +377,8 @@ class RedisRateBudget:
             sent = "" if sent_at is None else str(math.floor((sent_at - skew) / lim.interval_s))
             keys.append(key)
             args += [lim.interval_s, sent, repr(float(value))]
-        if not keys:
-            return
-        try:
-            self._observe(keys=keys, args=args)
-        except self._errors as exc:
-            self._lost(exc)
+        if keys:
+            self._run(lambda: self._observe(keys=keys, args=args))
 
     def record_throttle(self, status: int, retry_after: float | None, now: float) -> float:
         """A 429: every bot on the IP stops for ``Retry-After`` (or until its window rolls)."""
@@ -403,41 +396,31 @@ class RedisRateBudget:
         for lim in self._limits.limits:
             args += [lim.limit, lim.interval_s]
         local = self.fallback.record_throttle(status, retry_after, now)
-        try:
-            return float(self._throttle(keys=[self._scope_key, *self._keys], args=args))
-        except self._errors as exc:
-            self._lost(exc)
-            return local
+        shared = self._run(lambda: self._throttle(keys=[self._scope_key, *self._keys], args=args))
+        return local if shared is _DOWN else float(shared)
 
     def record_ban(self, until: float, now: float) -> None:
         """A 418: every bot on the IP is banned until ``until`` (kept locally too)."""
         _inputs.non_negative("until", until)
         _inputs.non_negative("now", now)
         self.fallback.record_ban(until, now)
-        try:
-            self._ban(keys=[self._scope_key], args=[repr(float(until))])
-        except self._errors as exc:
-            self._lost(exc)
+        self._run(lambda: self._ban(keys=[self._scope_key], args=[repr(float(until))]))
 
     def banned_until(self, now: float) -> float | None:
         """The end of a ban on the IP in force at ``now`` (seen by any bot), or None."""
         local = self.fallback.banned_until(now)
-        try:
-            raw = self._redis.hget(self._scope_key, "banned_until")
-        except self._errors as exc:
-            self._lost(exc)
+        raw = self._run(lambda: self._redis.hget(self._scope_key, "banned_until"))
+        if raw is _DOWN:
             return local
-        shared = float(raw) if raw is not None else 0.0
+        shared = float(_text(raw)) if raw is not None else 0.0
         until = max(shared, local or 0.0)
         return until if until > now else None
 
     def usage(self, now: float) -> dict[str, float]:
         """Share of each limit used in its current window, fleet-wide, by label."""
         skew = self.config.window_skew_s
-        try:
-            rows = [self._redis.hmget(key, ["w", "used"]) for key in self._keys]
-        except self._errors as exc:
-            self._lost(exc)
+        rows = self._run(lambda: [self._redis.hmget(key, ["w", "used"]) for key in self._keys])
+        if rows is _DOWN:
             return self.fallback.usage(now)
         out = {}
         for lim, (w, used) in zip(self._limits.limits, rows, strict=True):
@@ -451,9 +434,24 @@ class RedisRateBudget:
 
     # --- the link --------------------------------------------------------------------------
 
+    def _run(self, call: Callable[[], Any]) -> Any:
+        """``call()`` against Redis, or ``_DOWN``. After a failure Redis is tried again only
+        every ``reconnect_interval_s``: a dead link must not cost every request a timeout."""
+        if not self._shared and time.monotonic() < self._retry_at:
+            return _DOWN
+        try:
+            result = call()
+        except self._errors as exc:
+            self._lost(exc)
+            return _DOWN
+        if not self._shared:
+            self._regained()
+        return result
+
     def _lost(self, exc: BaseException) -> None:
         with self._lock:
             was, self._shared = self._shared, False
+            self._retry_at = time.monotonic() + self._reconnect_s
         if was:
             logger.error(
                 "fleet budget: Redis unreachable ({}); pacing on {:.0%} of each limit alone",
@@ -462,10 +460,20 @@ class RedisRateBudget:
             )
 
     def _regained(self) -> None:
-        if not self._shared:
-            with self._lock:
-                self._shared = True
-            logger.info("fleet budget: back on the shared budget")
+        with self._lock:
+            self._shared = True
+        logger.info("fleet budget: back on the shared budget")
+        # A ban learned while alone (or lost with a restarted Redis) is every bot's ban.
+        until = self.fallback.banned_until(0.0)
+        if until is not None:
+            self._run(lambda: self._ban(keys=[self._scope_key], args=[repr(until)]))
+
+
+class _Down:
+    """What :meth:`RedisRateBudget._run` returns when Redis could not be used."""
+
+
+_DOWN = _Down()
 
 
 def _text(value: object) -> str:

@@ -3,8 +3,11 @@ windows and bans really are shared, and a lost Redis falls back to a slice of ea
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -164,11 +167,12 @@ def test_a_ban_seen_by_one_bot_is_seen_by_all(
 def test_without_redis_a_bot_paces_on_its_slice_and_keeps_its_ban(
     redis_server: Any, prefix: str, budgets: list[RedisRateBudget]
 ) -> None:
-    fleet = _fleet(redis_server.url, prefix, budget_fallback_share=0.25)
+    fleet = _fleet(redis_server.url, prefix, budget_fallback_share=0.25, reconnect_interval_s=0.05)
     throttle = ThrottleConfig(soft_threshold=1.0, hard_threshold=1.0, reserve_fraction=0.0)
     limits = RateLimits((RateLimit(LimitType.REQUEST_WEIGHT, 60, 600),))
     budget = RedisRateBudget(fleet, "ip", "a", throttle=throttle, limits=limits)
-    budgets.append(budget)
+    other = RedisRateBudget(fleet, "ip", "b", throttle=throttle, limits=limits)
+    budgets.extend([budget, other])
     assert isinstance(budget.decide(RequestKind.READ, 10, T0), Go)
     assert budget.shared
 
@@ -178,12 +182,52 @@ def test_without_redis_a_bot_paces_on_its_slice_and_keeps_its_ban(
         granted += 10
     assert not budget.shared
     assert granted == 150  # a quarter of 600, alone
-    budget.record_ban(T0 + 300, T0 + 2)
+    budget.record_ban(T0 + 300, T0 + 2)  # learned while alone
 
     redis_server.start()  # empty
     assert budget.decide(RequestKind.CANCEL, 1, T0 + 3) == Banned(T0 + 300)
-    assert isinstance(budget.decide(RequestKind.READ, 10, T0 + 301), Go)
+    deadline = time.monotonic() + 5
+    while not budget.shared and time.monotonic() < deadline:
+        budget.decide(RequestKind.READ, 1, T0 + 301)
+        time.sleep(0.01)
     assert budget.shared
+    # Back on Redis, the ban learned alone was handed to every bot on the IP.
+    assert other.decide(RequestKind.CANCEL, 1, T0 + 4) == Banned(T0 + 300)
+
+
+def test_a_hanging_redis_costs_one_timeout_per_retry_interval_not_one_per_request(
+    prefix: str, budgets: list[RedisRateBudget]
+) -> None:
+    # A server that accepts connections and never answers: every command times out.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+        fleet = _fleet(url, prefix, command_timeout_s=0.1, reconnect_interval_s=60.0)
+        budget = RedisRateBudget(fleet, "ip", "a", limits=LIMITS)
+        budgets.append(budget)
+        decisions = [budget.decide(RequestKind.READ, 1, T0 + i) for i in range(50)]
+        assert all(isinstance(d, Go) for d in decisions)  # the fallback slice decided
+        assert not budget.shared
+        assert len(accepted) == 1  # one attempt, then the fallback until the retry interval
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
 
 
 def test_fallback_limits_refuse_a_share_outside_zero_to_one() -> None:
