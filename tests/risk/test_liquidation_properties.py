@@ -19,6 +19,7 @@ import math
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from safeguard.risk.funding import FundingEstimate
 from safeguard.risk.liquidation import (
     GenericModel,
     LiquidationModel,
@@ -308,3 +309,37 @@ def test_bybit_price_meets_maintenance_valued_at_entry(linear: Scenario, inverse
         equity = target.isolated_wallet + pnl(target, result.price)
         assert abs(equity - maintenance) <= REL * (target.isolated_wallet + 2 * entry_value)
         assert result.tier == tier
+
+
+@given(
+    ALL_SHAPES,
+    st.floats(-0.003, 0.003),
+    st.floats(0.0, 3 * 86_400.0),
+    st.sampled_from([3_600.0, 4 * 3_600.0, 8 * 3_600.0]),
+)
+def test_funding_paid_brings_the_price_closer_and_funding_received_changes_nothing(
+    scenario: Scenario, rate: float, horizon: float, interval: float
+) -> None:
+    model = get_model(closed_form_name(scenario))
+    plain = solve(model, scenario)
+    assume(plain.price is not None and not plain.already_liquidatable)
+    funding = FundingEstimate(rate, interval, horizon, 1_000.0 + interval / 3.0, 1_000.0)
+    result = model.liquidation_price(
+        scenario.target,
+        wallet_balance=scenario.wallet_balance,
+        others=scenario.others,
+        options=LiquidationOptions(funding=funding),
+    )
+    pays = [leg for leg in moving_legs(scenario) if leg.side * rate > 0.0]
+    if not pays or funding.payments == 0:
+        assert result == plain  # receipts are never credited
+        return
+    if result.already_liquidatable or result.price is None or plain.price is None:
+        return
+    assert (result.price - plain.price) * scenario.target.side >= 0.0
+    # The whole shift is the payments coming off the wallet: the principle holds with them.
+    paid = sum(
+        funding.cost(leg.side, leg.quantity, leg.mark_price, inverse=leg.inverse) for leg in pays
+    )
+    equity, required, scale = account_at(scenario, result.price)
+    assert abs(equity - paid - required) <= REL * (scale + paid)
