@@ -14,6 +14,7 @@ Exit codes: 0 explained; 2 no such journal or a line that is not a journal recor
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -50,11 +51,16 @@ def _run(args: argparse.Namespace) -> int:
                 print(run, summary.to_dict())
         return 0
     shown = 0
-    for line in explain(records, run=args.run):
-        if args.grep and args.grep.lower() not in line.lower():
-            continue
-        print(line)
-        shown += 1
+    try:
+        for line in explain(records, run=args.run):
+            if args.grep and args.grep.lower() not in line.lower():
+                continue
+            print(line)
+            shown += 1
+    except BrokenPipeError:
+        # Piped into ``head``: the reader has what it wanted. Silence the exit-time flush too.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
     if shown == 0:
         print(
             "nothing to explain: no denials, duplicates, bans, trips or liquidations",

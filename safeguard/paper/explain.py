@@ -34,8 +34,13 @@ _TOLD_BY_ORDER = frozenset({"OrderDenied", "TradingHalted", "ThrottleHold", "Ven
 
 
 def explain(records: Iterable[Mapping[str, Any]], *, run: str | None = None) -> Iterator[str]:
-    """One line per decision, in journal order (``run`` keeps one run's lines only)."""
+    """One line per decision, in journal order (``run`` keeps one run's lines only).
+
+    A run of identical refusals in a row (the same failure bar after bar, a halted bot asking
+    again each bar) is told once, with how many more followed and until when.
+    """
     starts: dict[str, float] = {}
+    held: _Repeat | None = None
     for record in records:
         which = str(record.get("run"))
         if record.get("kind") == "start":
@@ -48,7 +53,41 @@ def explain(records: Iterable[Mapping[str, Any]], *, run: str | None = None) -> 
         if sentence is None:
             continue
         elapsed = float(record["t"]) - starts.get(which, float(record["t"]))
-        yield f"{which:<7} {_clock(elapsed)}  {sentence}"
+        key = _repeat_key(record)
+        if held is not None and key is not None and held.key == key:
+            held.more += 1
+            held.until = elapsed
+            continue
+        if held is not None:
+            yield from held.lines()
+        held = _Repeat(key, f"{which:<7} {_clock(elapsed)}  {sentence}", which)
+    if held is not None:
+        yield from held.lines()
+
+
+class _Repeat:
+    """A line and the identical ones that followed it."""
+
+    def __init__(self, key: tuple[Any, ...] | None, line: str, run: str) -> None:
+        self.key = key
+        self.line = line
+        self.run = run
+        self.more = 0
+        self.until = 0.0
+
+    def lines(self) -> Iterator[str]:
+        yield self.line
+        if self.more:
+            yield f"{self.run:<7} {_clock(self.until)}  ... and {self.more} more like it"
+
+
+def _repeat_key(r: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What makes two records the same refusal; ``None`` for records always told alone."""
+    if r["kind"] == "bar_error":
+        return (r["run"], "bar_error", r["error_type"], r["message"])
+    if r["kind"] == "order" and r["outcome"] == "failed":
+        return (r["run"], "failed", r.get("code"), r.get("reason"))
+    return None
 
 
 def _clock(seconds: float) -> str:
@@ -76,6 +115,8 @@ def _sentence(r: Mapping[str, Any]) -> str | None:
     if kind == "ban":
         return f"venue banned the IP for {float(r['seconds']):.0f} s (HTTP 418)"
     if kind == "state":
+        if r.get("metric") == "none":
+            return f"venue health {r['previous']} -> {r['current']}: every metric back in range"
         return (
             f"venue health {r['previous']} -> {r['current']}: {r['metric']} "
             f"{_num(r.get('value'))} against a threshold of {_num(r.get('threshold'))}"
@@ -98,7 +139,7 @@ def _sentence(r: Mapping[str, Any]) -> str | None:
     if kind == "bar_error":
         if r["error_type"] in _TOLD_BY_ORDER:
             return None
-        return f"strategy bar {r['i']} stopped on {r['error_type']}: {r['message']}"
+        return f"strategy's bar stopped on {r['error_type']}: {r['message']}"
     return None
 
 

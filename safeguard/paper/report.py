@@ -87,6 +87,56 @@ def _of(records: Sequence[Mapping[str, Any]], run: str, kind: str) -> list[Mappi
 
 # --- the plots ------------------------------------------------------------------------------
 
+_FAULT_COLOURS = {
+    "latency": "#f39c12",
+    "timeout_after_accept": "#f39c12",
+    "error": "#f39c12",
+    "drop": "#f39c12",
+    "ban": "#8e44ad",
+    "throttle": "#8e44ad",
+    "freeze_feed": "#2980b9",
+    "set_tiers": "#16a085",
+    "spike": "#7f8c8d",
+}
+
+
+def _fault_windows(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, float, float]]:
+    """(kind, start hour, end hour) of every rule in the run's fault plan; one-off market
+    events get a zero-length window. Plan times count from the run's start."""
+    first = next(r for r in records if r["kind"] == "start")
+    end_h = float(first["duration_s"]) / 3600.0
+    windows: list[tuple[str, float, float]] = []
+    frozen: dict[str, float] = {}
+    for rule in first["faults"].get("rules", []):
+        kind = str(rule["kind"])
+        if kind == "freeze_feed":
+            at = float(rule["at_s"]) / 3600.0
+            if rule.get("mode") == "off":
+                windows.append((kind, frozen.pop(rule["symbol"], at), at))
+            else:
+                frozen[rule["symbol"]] = at
+        elif "at_s" in rule:
+            windows.append((kind, float(rule["at_s"]) / 3600.0, float(rule["at_s"]) / 3600.0))
+        else:
+            stop = rule.get("end_s")
+            start_h = float(rule.get("start_s") or 0.0) / 3600.0
+            windows.append((kind, start_h, end_h if stop is None else float(stop) / 3600.0))
+    windows += [("freeze_feed", at, end_h) for at in frozen.values()]
+    return windows
+
+
+def _shade_faults(axes: Any, records: Sequence[Mapping[str, Any]]) -> None:
+    """The fault plan behind the curves: windows shaded, one-off events as thin lines."""
+    labelled: set[str] = set()
+    for kind, start_h, end_h in _fault_windows(records):
+        colour = _FAULT_COLOURS.get(kind, "#95a5a6")
+        label = None if kind in labelled else f"fault: {kind}"
+        labelled.add(kind)
+        if end_h > start_h:
+            axes.axvspan(start_h, end_h, color=colour, alpha=0.12, label=label, linewidth=0)
+        else:
+            axes.axvline(start_h, color=colour, alpha=0.5, linewidth=1.0, label=label)
+
 
 def _equity(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
     figure, axes = plt.subplots(figsize=(11, 4), layout="constrained")
@@ -100,10 +150,11 @@ def _equity(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
             axes.axvline(_hours(r["t"], start), color=colour, linestyle=":", linewidth=1)
         for r in _of(records, run, "kill"):
             axes.axvline(_hours(r["t"], start), color="black", linestyle="--", linewidth=0.8)
+    _shade_faults(axes, records)
     axes.set_title("Equity (USDT, mark-to-market)  ·  dotted: liquidation  ·  dashed: kill switch")
     axes.set_xlabel("hours of simulated market")
     axes.grid(alpha=0.3)
-    axes.legend(loc="best")
+    axes.legend(loc="best", fontsize=7, ncol=2)
     return figure
 
 
@@ -163,12 +214,13 @@ def _health(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
     for r in _of(records, "guarded", "state"):
         axes.plot([_hours(r["t"], start)], [_HEALTH.get(r["current"], 0)], "o", markersize=3,
                   color=_COLOURS["guarded"])  # fmt: skip
+    _shade_faults(axes, records)
     axes.set_yticks(list(_HEALTH.values()), list(_HEALTH))
     axes.set_ylim(-0.3, 2.3)
     axes.set_title("Degradation state of the venue as the guard saw it")
     axes.set_xlabel("hours of simulated market")
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper right", fontsize=8)
+    axes.legend(loc="upper right", fontsize=7, ncol=3)
     return figure
 
 
@@ -193,11 +245,12 @@ def _events(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
             hits = [_hours(r["t"], start) for r in records if r["run"] == run and wanted(r)]
             axes.scatter(hits, [lane + offset] * len(hits), s=10, color=colour, alpha=0.6,
                          label=run if lane == 0 else None)  # fmt: skip
+    _shade_faults(axes, records)
     axes.set_yticks(range(len(_LANES)), [name for name, _ in _LANES])
     axes.set_title("What happened, and when")
     axes.set_xlabel("hours of simulated market")
     axes.grid(alpha=0.3, axis="x")
-    axes.legend(loc="upper right")
+    axes.legend(loc="upper left", fontsize=7, ncol=4)
     return figure
 
 

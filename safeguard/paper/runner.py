@@ -160,6 +160,7 @@ class _Recorder:
         self.health = "NORMAL"
         self._seen = 0
         self._bans: set[float] = set()
+        self._last_kill: tuple[str, str | None, str] | None = None
 
     def ban_check(self) -> None:
         """A venue ban on the runner's IP, journaled once per ban (the venue's own state)."""
@@ -193,7 +194,14 @@ class _Recorder:
                     symbol=event.symbol, client_order_id=event.client_order_id,
                     detail=event.detail)  # fmt: skip
         elif isinstance(event, KillEvent):
-            j.write(event.at, "kill", state=event.state, code=event.code, reason=event.reason)
+            self.kill(event.at, event.state, event.code, event.reason)
+
+    def kill(self, now: float, state: str, code: str | None, reason: str) -> None:
+        """One ``kill`` record per engage, whether the guard reported it or the runner did."""
+        key = (state, code, reason)
+        if key != self._last_kill:
+            self._last_kill = key
+            self.journal.write(now, "kill", state=state, code=code, reason=reason)
 
     def venue_events(self) -> None:
         """The venue's fills, stops and liquidations of this account since the last call."""
@@ -416,7 +424,7 @@ def run_side(
             recorder.ban_check()
             equity = recorder.bar(index, now)
             if monitor is not None and switch is not None:
-                _watch(monitor, switch, journal, now, equity)
+                _watch(monitor, switch, recorder, now, equity)
             try:
                 strategy.on_bar(logged, Bar(index, now, config.symbols))
             except Exception as exc:
@@ -432,13 +440,13 @@ def run_side(
 
 
 def _watch(
-    monitor: RiskMonitor, switch: KillSwitch, journal: RunJournal, now: float, equity: float
+    monitor: RiskMonitor, switch: KillSwitch, recorder: _Recorder, now: float, equity: float
 ) -> None:
     for trip in monitor.observe(EquityUpdate(now=now, equity=equity)):
         if str(switch.state.state) == trip.action:
             continue
         switch.engage(trip.reason, code=trip.code, state=TradingState(trip.action), by="trigger")
-        journal.write(now, "kill", state=trip.action, code=str(trip.code), reason=trip.reason)
+        recorder.kill(now, trip.action, str(trip.code), trip.reason)
 
 
 __all__ = [

@@ -149,6 +149,29 @@ def test_an_unfinished_run_has_no_summary() -> None:
         summarize(RECORDS, "both")
 
 
+def test_a_run_of_identical_refusals_is_told_once() -> None:
+    same = [
+        _rec(0, "guarded", "start", wallet=10_000.0),
+        *(
+            _rec(
+                60.0 * i,
+                "guarded",
+                "bar_error",
+                i=i,
+                error_type="RetriesExhausted",
+                message="throttled",
+            )
+            for i in range(1, 6)
+        ),
+        _rec(400, "guarded", "bar_error", i=7, error_type="RetriesExhausted", message="other"),
+    ]
+    assert list(explain(same)) == [
+        "guarded 00:01:00  strategy's bar stopped on RetriesExhausted: throttled",
+        "guarded 00:05:00  ... and 4 more like it",
+        "guarded 00:06:40  strategy's bar stopped on RetriesExhausted: other",
+    ]
+
+
 def test_explanations_carry_the_numbers() -> None:
     lines = list(explain(RECORDS))
     text = "\n".join(lines)
