@@ -23,7 +23,7 @@ from safeguard.guard.events import (
 from safeguard.observability._server import MetricsServer, require_prometheus, serve_metrics
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry, Gauge
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
     from safeguard.killswitch.switch import KillSwitch, SwitchState
 
@@ -138,6 +138,11 @@ class Metrics:
             "order id found on the venue: a blind resend would have placed them twice.", **kw,
         )  # fmt: skip
 
+        # Every venue call passes through _request: its labelled children are looked up once
+        # here, since prometheus-client's labels() validates and locks on every call.
+        self._request_children: dict[tuple[str, str], Counter] = {}
+        self._latency_children: dict[str, Histogram] = {}
+        self._header_gauges: dict[str, Gauge | None] = {}
         self._lock = threading.Lock()
         self._health_known = False
         self._switch: str | None = None
@@ -190,28 +195,43 @@ class Metrics:
 
     def _request(self, event: RequestEvent) -> None:
         endpoint = event.endpoint
-        self.requests.labels(endpoint, event.outcome).inc()
+        key = (endpoint, event.outcome)
+        counted = self._request_children.get(key)
+        if counted is None:
+            counted = self._request_children[key] = self.requests.labels(*key)
+        counted.inc()
         if event.error_type:
             self.request_errors.labels(endpoint, event.error_type).inc()
         if _amount(event.latency_s):
-            self.latency.labels(endpoint).observe(event.latency_s)
-        for name, value in event.weights.items():
-            number = _number(value)
-            if number is None:
-                continue
-            if weight := _WEIGHT.match(name):
-                self.used_weight.labels(weight.group(1).lower()).set(number)
-            elif orders := _ORDERS.match(name):
-                self.order_count.labels(orders.group(1).lower()).set(number)
-        self._duplicates(event)
+            timed = self._latency_children.get(endpoint)
+            if timed is None:
+                timed = self._latency_children[endpoint] = self.latency.labels(endpoint)
+            timed.observe(event.latency_s)
+        for name, text in event.weights.items():
+            # A header that is not a number leaves the gauge as it was: no made-up 0.
+            number = _number(text)
+            if number is not None and (gauge := self._header_gauge(name)) is not None:
+                gauge.set(number)
+        if event.client_order_id is not None:
+            self._duplicates(event, event.client_order_id)
 
-    def _duplicates(self, event: RequestEvent) -> None:
+    def _header_gauge(self, name: str) -> Gauge | None:
+        """The gauge a rate-limit header feeds (``None``: none); the guard passes only those
+        headers, so the cache holds a handful of names."""
+        if name in self._header_gauges:
+            return self._header_gauges[name]
+        gauge = None
+        if weight := _WEIGHT.match(name):
+            gauge = self.used_weight.labels(weight.group(1).lower())
+        elif orders := _ORDERS.match(name):
+            gauge = self.order_count.labels(orders.group(1).lower())
+        self._header_gauges[name] = gauge
+        return gauge
+
+    def _duplicates(self, event: RequestEvent, cid: str) -> None:
         # The guard follows an order send of unknown fate (timeout, 5xx, dropped answer,
         # duplicate-id rejection) with look-ups of its client order id, never a resend; a
         # look-up that answers with the order is a duplicate a blind retry would have made.
-        cid = event.client_order_id
-        if cid is None:
-            return
         with self._lock:
             if event.method in _ORDER_SENDS:
                 if event.outcome == "ok":
