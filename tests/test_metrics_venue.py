@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from safeguard.cli import main
 from safeguard.clock import ManualClock
-from safeguard.observability import serve_metrics
+from safeguard.observability import Metrics, serve_metrics
 from safeguard.observability.venue import MeteredDialect, VenueMetrics
 from safeguard.venue import Fill, Regime, Venue, VenueConfig
 from safeguard.venue.client import ccxt_client
@@ -213,3 +213,15 @@ def test_venue_serve_exposes_metrics_on_its_own_port(capsys: pytest.CaptureFixtu
     assert value(samples, "safeguard_mock_venue_requests_total", route=TICKER, status="200") == 2
     assert value(samples, "safeguard_mock_venue_orders_total", outcome="accepted") == 1
     assert (value(samples, "safeguard_mock_venue_fills_total", symbol="BTCUSDT") or 0) >= 1
+
+
+def test_a_bot_and_its_mock_venue_can_share_one_registry() -> None:
+    # What a runner like ``safeguard paper`` does: one endpoint for both sides.
+    venue = quiet_venue()
+    bot = Metrics()
+    venue_side = VenueMetrics(venue, registry=bot.registry)
+    ex = inprocess_client(MeteredDialect(venue, venue_side), KEY, SECRET)
+    ex.fetch_ticker(SYMBOL)
+    samples = parse(generate(venue_side))
+    assert value(samples, "safeguard_mock_venue_requests_total", route=TICKER, status="200") == 1
+    assert value(samples, "safeguard_duplicates_prevented_total") == 0
