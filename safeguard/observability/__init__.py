@@ -23,12 +23,16 @@ Metrics (``name``: type; labels: meaning):
 - ``safeguard_request_latency_seconds``: histogram; endpoint
 - ``safeguard_retries_total``: counter; method, reason (the error classification)
 - ``safeguard_retry_delay_seconds_total``: counter; method: backoff scheduled
-- ``safeguard_throttle_events_total``: counter; action: wait, hold, banned, 429, 418
+- ``safeguard_throttle_events_total``: counter; action: wait, hold, banned, 429, 418 (fed by
+  :class:`~safeguard.guard.events.ThrottleEvent`; the venue's own 429/418 answers are also
+  ``safeguard_requests_total{outcome="throttled"}``)
 - ``safeguard_throttle_wait_seconds_total``: counter: time the rate budget made requests wait
 - ``safeguard_rate_limit_usage_ratio``: gauge; limit (``REQUEST_WEIGHT/1m``): share in use
 - ``safeguard_venue_used_weight``: gauge; interval (``1m``): the venue's own header
 - ``safeguard_venue_order_count``: gauge; interval (``10s``, ``1d``): the venue's own header
-- ``safeguard_verdicts_total``: counter; result (allowed, denied), code (empty when allowed)
+- ``safeguard_verdicts_total``: counter; result (allowed, denied), code (empty when allowed);
+  an open position whose stop no longer clears liquidation counts as denied too
+  (``STOP_BEYOND_LIQUIDATION``), since it is the same alarm
 - ``safeguard_venue_health_state``: gauge; state (NORMAL, DEGRADED, SEVERE): 1 or 0
 - ``safeguard_venue_health_changes_total``: counter; state, metric (the signal behind it)
 - ``safeguard_market_rule_changes_total``: counter; field (tick size, tiers, ...)
@@ -40,8 +44,10 @@ Metrics (``name``: type; labels: meaning):
 
 Alert on ``safeguard_kill_switch_state{state!="ACTIVE"} == 1``,
 ``safeguard_venue_health_state{state="SEVERE"} == 1`` and
-``increase(safeguard_verdicts_total{result="denied"}[5m])``. The mock venue's own metrics
-(``safeguard venue serve --metrics-port``) are in :mod:`safeguard.observability.venue`.
+``increase(safeguard_verdicts_total{result="denied"}[5m])``; a rising
+``safeguard_duplicates_prevented_total`` means the venue is losing order answers. The mock
+venue's own metrics (``safeguard venue serve --metrics-port``) are in
+:mod:`safeguard.observability.venue`.
 """
 
 from __future__ import annotations
