@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import urllib.error
@@ -225,3 +226,20 @@ def test_a_bot_and_its_mock_venue_can_share_one_registry() -> None:
     samples = parse(generate(venue_side))
     assert value(samples, "safeguard_mock_venue_requests_total", route=TICKER, status="200") == 1
     assert value(samples, "safeguard_duplicates_prevented_total") == 0
+
+
+def test_venue_serve_with_metrics_but_without_the_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import raises ImportError
+    assert main(["venue", "serve", "--port", "0", "--metrics-port", "0"]) == 2
+    captured = capsys.readouterr()
+    assert "pip install 'safeguard[metrics]'" in captured.err
+    assert "venue:" not in captured.out  # refused before serving anything
+
+
+def test_venue_serve_refuses_a_metrics_port_out_of_range(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["venue", "serve", "--port", "0", "--metrics-port", "70000"]) == 2
+    assert "--metrics-port must be in [0, 65535]" in capsys.readouterr().err
