@@ -96,7 +96,7 @@ def _isolate(ex: Any) -> None:
     core.gate.health = AlwaysNormal()
 
 
-def _rig(tmp: Path, durable: bool) -> tuple[Any, Any, Inner]:
+def _rig(tmp: Path, durable: bool, label: str) -> tuple[Any, Any, Inner]:
     clock = ManualClock(1_700_000_000.0)
     venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=clock)
     venue.create_account(KEY, SECRET, wallet=1_000_000.0)
@@ -120,7 +120,7 @@ def _rig(tmp: Path, durable: bool) -> tuple[Any, Any, Inner]:
         policy,
         kill_switch=switch,
         clock=clock,
-        journal_path=tmp / f"orders-{durable}.jsonl",
+        journal_path=tmp / f"orders-{label}.jsonl",  # one writer per journal: one per run
         durable_journal=durable,
         budget=RateBudget.standalone(policy.throttle),
     )
@@ -140,7 +140,7 @@ def _p90_us(samples: list[int]) -> float:
 def bench(
     reads: int, orders: int, durable: bool, tmp: Path, *, isolate: bool = False
 ) -> dict[str, float]:
-    raw, ex, inner = _rig(tmp, durable)
+    raw, ex, inner = _rig(tmp, durable, f"{durable}-{isolate}")
     if isolate:
         _isolate(ex)
     ex.fetch_ticker(SYMBOL)  # warm both paths
@@ -173,6 +173,7 @@ def bench(
         order_overhead.append(total - (inner.ns - before))
     requests_per_order = (inner.calls - calls_before) / orders
     ex.runtime.switch.close()
+    ex.runtime.core.journal.close()
     return {
         "read_raw_us": _median_us(raw_reads),
         "read_guarded_us": _median_us(guarded_reads),
