@@ -13,6 +13,8 @@ from typing import Any
 
 def number(name: str, value: Any) -> float:
     """A finite real number (``bool`` is refused: ``True`` is not a price)."""
+    if value.__class__ is float and value - value == 0.0:
+        return value  # the common case, on every hot path: finite (inf - inf and NaN are NaN)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     if not math.isfinite(value):
