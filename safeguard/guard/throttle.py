@@ -275,6 +275,7 @@ class RateBudget:
         self._scope = scope
         self._lock = lock
         self._on_ban = on_ban
+        self._caps: dict[tuple[int, RequestKind], float] = {}
 
     @classmethod
     def standalone(
@@ -290,6 +291,7 @@ class RateBudget:
         with self._lock:
             self._windows = tuple(windows)
             self.config = config
+            self._caps = {}
 
     @property
     def limits(self) -> tuple[RateLimit, ...]:
@@ -302,7 +304,8 @@ class RateBudget:
         limits for ORDER and REDUCE_ONLY. Raises ValueError naming the field for a weight that
         is negative, NaN or infinite, an unknown kind, or a bad ``now``.
         """
-        kind = RequestKind(kind)
+        if kind.__class__ is not RequestKind:
+            kind = RequestKind(kind)
         _inputs.non_negative("weight", weight)
         _inputs.non_negative("now", now)
         if isinstance(orders, bool) or not isinstance(orders, int) or orders < 1:
@@ -315,9 +318,9 @@ class RateBudget:
             if held and not (kind is RequestKind.CANCEL and self._scope.cancels_exempt):
                 return Wait(self._scope.hold_until - now, "429", 1.0)
             worst: Wait | Hold | None = None
-            for window in self._windows:
+            costs = [(w, _cost(w.limit, kind, weight, orders)) for w in self._windows]
+            for window, cost in costs:
                 window.roll(now, skew)
-                cost = _cost(window.limit, kind, weight, orders)
                 if cost <= 0:
                     continue
                 cap = self._cap(window.limit.limit, kind)
@@ -327,20 +330,28 @@ class RateBudget:
                         f"weight {weight} of a {kind} request can never fit "
                         f"{window.limit.label} ({cap:g} of {window.limit.limit} usable)"
                     )
-                verdict = self._check(window, kind, cost, now, skew)
+                verdict = self._check(window, kind, cost, cap, now, skew)
                 if isinstance(verdict, Hold):
                     worst = verdict if not isinstance(worst, Hold) else _later(worst, verdict)
                 elif verdict is not None and not isinstance(worst, Hold):
                     worst = verdict if worst is None else _later(worst, verdict)
             if worst is not None:
                 return worst
-            for window in self._windows:
-                cost = _cost(window.limit, kind, weight, orders)
+            for window, cost in costs:
                 if cost > 0:
                     self._charge(window, kind, cost, now, skew)
             return GO
 
     def _cap(self, limit: int, kind: RequestKind) -> float:
+        # Asked for every window of every request, and the answer changes only with the
+        # config: remembered per (limit, kind) until _rebind.
+        try:
+            return self._caps[(limit, kind)]
+        except KeyError:
+            cap = self._caps[(limit, kind)] = self._cap_of(limit, kind)
+            return cap
+
+    def _cap_of(self, limit: int, kind: RequestKind) -> float:
         reserve = self.config.reserve_fraction * limit
         if kind in _USES_RESERVE:
             return float(limit)
@@ -349,20 +360,18 @@ class RateBudget:
         return limit - reserve
 
     def _check(
-        self, window: _Window, kind: RequestKind, cost: float, now: float, skew: float
+        self, window: _Window, kind: RequestKind, cost: float, cap: float, now: float, skew: float
     ) -> Wait | Hold | None:
-        limit = window.limit.limit
-        label = window.limit.label
-        cap = self._cap(limit, kind)
-        rolls_in = max(window.ends_at(skew) - now, 0.0)
+        # Labels and roll times are built only for a refusal: the common answer is None.
         if window.used + cost > cap:
+            rolls_in = max(window.ends_at(skew) - now, 0.0)
             if kind is RequestKind.READ:
-                return Hold(rolls_in, label, window.usage())
+                return Hold(rolls_in, window.limit.label, window.usage())
             # Orders, essential reads and cancels wait for the window rather than fail: the
             # client's retry budget decides how long it is prepared to wait.
-            return Wait(rolls_in, label, window.usage())
+            return Wait(rolls_in, window.limit.label, window.usage())
         if kind not in _USES_RESERVE and now < window.next_at:
-            return Wait(window.next_at - now, label, window.usage())
+            return Wait(window.next_at - now, window.limit.label, window.usage())
         return None
 
     def _charge(
@@ -494,18 +503,46 @@ _HEADER_FAMILY = {LimitType.REQUEST_WEIGHT: "weight", LimitType.ORDERS: "orders"
 def _reported_usage(headers: Mapping[str, str]) -> dict[tuple[str, int], float]:
     reported: dict[tuple[str, int], float] = {}
     for name, raw in headers.items():
-        for family, pattern in (("weight", _WEIGHT_HEADER), ("orders", _ORDER_HEADER)):
-            match = pattern.match(str(name))
-            if not match:
-                continue
-            try:
-                value = float(str(raw).strip())
-            except ValueError:
-                continue  # a garbled header teaches nothing; our own count still stands
-            if math.isfinite(value) and value >= 0:
-                seconds = int(match.group(1)) * _LETTER_SECONDS[match.group(2).lower()]
-                reported[(family, seconds)] = value
+        key = _header_key(name)
+        if key is None:
+            continue
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            continue  # a garbled header teaches nothing; our own count still stands
+        if math.isfinite(value) and value >= 0:
+            reported[key] = value
     return reported
+
+
+_HEADER_KEYS: dict[object, tuple[str, int] | None] = {}
+_HEADER_KEYS_MAX = 1024
+
+
+def _header_key(name: object) -> tuple[str, int] | None:
+    """``(family, window seconds)`` of a rate-limit header name, or None for any other header.
+
+    Every answer carries the same few names, so each is parsed once, not with two regular
+    expressions per header per answer; the memo is bounded against a venue inventing names.
+    """
+    try:
+        return _HEADER_KEYS[name]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable name: parse it every time
+        return _parse_header_key(name)
+    key = _parse_header_key(name)
+    if len(_HEADER_KEYS) < _HEADER_KEYS_MAX:
+        _HEADER_KEYS[name] = key
+    return key
+
+
+def _parse_header_key(name: object) -> tuple[str, int] | None:
+    for family, pattern in (("weight", _WEIGHT_HEADER), ("orders", _ORDER_HEADER)):
+        match = pattern.match(str(name))
+        if match:
+            return family, int(match.group(1)) * _LETTER_SECONDS[match.group(2).lower()]
+    return None
 
 
 def rate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
