@@ -129,6 +129,8 @@ class HealthMonitor:
         self._data_age: tuple[float, float] | None = None  # (age at report, when reported)
         self._state = VenueHealth.NORMAL
         self._since: float | None = None
+        self._thresholds: tuple[tuple[str, float, float], ...] = ()
+        self._thresholds_of: DegradationConfig | None = None
 
     def record(self, endpoint: str, latency_s: float, outcome: Outcome | str, now: float) -> None:
         """One request's latency and outcome (``ok``, ``error`` or ``throttled``)."""
@@ -136,14 +138,12 @@ class HealthMonitor:
             raise ValueError(f"endpoint must be a non-empty str, got {endpoint!r}")
         _inputs.non_negative("latency_s", latency_s)
         _inputs.non_negative("now", now)
-        try:
-            result = Outcome(outcome)
-        except ValueError:
-            raise ValueError(
-                f"outcome must be one of ok, error, throttled; got {outcome!r}"
-            ) from None
+        result = _outcome(outcome)
         with self._lock:
-            self._series.setdefault(endpoint, _Series()).add(now, float(latency_s), result)
+            series = self._series.get(endpoint)
+            if series is None:
+                series = self._series[endpoint] = _Series()
+            series.add(now, float(latency_s), result)
             event = self._evaluate(now)
         self._emit(event)
 
@@ -203,24 +203,59 @@ class HealthMonitor:
             samples=total,
         )
 
-    def _signals(self, metrics: HealthMetrics) -> list[tuple[str, float | None, float, float]]:
+    def _values(self, now: float) -> _Values:
+        """The four signals' values at ``now``, as :meth:`_metrics` has them, without the
+        per-endpoint medians and result objects: this runs on every request."""
+        horizon = now - self.config.window_s
+        enough = self.config.min_samples
+        worst_p95: float | None = None
+        total = errors = throttled = 0
+        for series in self._series.values():
+            series.expire(horizon)
+            count = len(series.sorted)
+            if not count:
+                continue
+            if count >= enough:
+                p95 = _percentile(series.sorted, 0.95)
+                if worst_p95 is None or p95 > worst_p95:
+                    worst_p95 = p95
+            total += count
+            errors += series.errors
+            throttled += series.throttled
+        age = None
+        if self._data_age is not None:
+            reported, at = self._data_age
+            age = reported + max(0.0, now - at)
+        return (
+            worst_p95,
+            errors / total if total >= enough else None,
+            throttled / total if total >= enough else None,
+            age,
+        )
+
+    def _signals(self, values: _Values) -> list[tuple[str, float | None, float, float]]:
         c = self.config
-        m = metrics
+        if self._thresholds_of is not c:  # the config is read once, not on every request
+            self._thresholds = (
+                ("latency_p95", c.degraded_latency_p95_s, c.severe_latency_p95_s),
+                ("error_rate", c.degraded_error_rate, c.severe_error_rate),
+                ("throttle_rate", c.degraded_throttle_rate, c.severe_throttle_rate),
+                ("data_age", c.degraded_data_age_s, c.severe_data_age_s),
+            )
+            self._thresholds_of = c
         return [
-            ("latency_p95", m.latency_p95_s, c.degraded_latency_p95_s, c.severe_latency_p95_s),
-            ("error_rate", m.error_rate, c.degraded_error_rate, c.severe_error_rate),
-            ("throttle_rate", m.throttle_rate, c.degraded_throttle_rate, c.severe_throttle_rate),
-            ("data_age", m.data_age_s, c.degraded_data_age_s, c.severe_data_age_s),
+            (name, value, degraded, severe)
+            for (name, degraded, severe), value in zip(self._thresholds, values, strict=True)
         ]
 
     def _evaluate(self, now: float) -> StateChangeEvent | None:
         if self._since is None:
             self._since = now
-        metrics = self._metrics(now)
+        values = self._values(now)
         ratio = self.config.recovery_ratio
         worst: tuple[int, str, float, float] = (0, "", 0.0, 0.0)
         holding: tuple[int, str, float, float] = (0, "", 0.0, 0.0)
-        for name, value, degraded, severe in self._signals(metrics):
+        for name, value, degraded, severe in self._signals(values):
             if value is None:
                 continue
             level = _level(value, degraded, severe, 1.0)
@@ -236,7 +271,7 @@ class HealthMonitor:
         cooled = now - self._since >= self.config.cooling_period_s
         if current > 0 and holding[0] < current and cooled:
             # One step at a time; name the strongest remaining signal (or the one that cleared).
-            name, value, threshold = holding[1:] if holding[0] else self._closest(metrics)
+            name, value, threshold = holding[1:] if holding[0] else self._closest(values)
             return self._move(current - 1, name, value, threshold, now)
         return None
 
@@ -262,19 +297,38 @@ class HealthMonitor:
             self._hooks.emit(event)
         self._own_hooks.emit(event)
 
-    def _closest(self, metrics: HealthMetrics) -> tuple[str, float, float]:
+    def _closest(self, values: _Values) -> tuple[str, float, float]:
         """For a step down with every signal recovered: the signal nearest its recovery line
         (the one that held the state longest), with that line."""
         ratio = self.config.recovery_ratio
         best = ("none", 0.0, 0.0)
         best_share = -1.0
-        for name, value, degraded, _ in self._signals(metrics):
+        for name, value, degraded, _ in self._signals(values):
             if value is None:
                 continue
             share = value / (degraded * ratio)
             if share > best_share:
                 best, best_share = (name, value, degraded * ratio), share
         return best
+
+
+_Values = tuple[float | None, float | None, float | None, float | None]
+"""latency p95, error rate, throttle rate, data age (None: too few samples / no report)."""
+
+_OUTCOMES = {str(outcome): outcome for outcome in Outcome}
+
+
+def _outcome(outcome: Outcome | str) -> Outcome:
+    try:
+        found = _OUTCOMES.get(outcome)  # a dict look-up: Outcome(...) costs a microsecond
+    except TypeError:  # unhashable
+        found = None
+    if found is not None:
+        return found
+    try:
+        return Outcome(outcome)
+    except ValueError:
+        raise ValueError(f"outcome must be one of ok, error, throttled; got {outcome!r}") from None
 
 
 def _level(value: float, degraded: float, severe: float, scale: float) -> int:
