@@ -164,6 +164,30 @@ def test_each_read_is_one_request_sample_with_its_latency_and_the_venues_weight(
     assert value(samples, "safeguard_duplicates_prevented_total") == 0.0
 
 
+async def test_the_async_face_feeds_the_same_metrics(tmp_path: Path) -> None:
+    venue = Venue(VenueConfig(symbols=(VENUE_SYMBOL,)), clock=ManualClock(1_700_000_000.0))
+    venue.create_account(KEY, SECRET, wallet=100_000.0)
+    raw = inprocess_client(venue, KEY, SECRET, asyncio=True)
+    policy = Policy.build(kill_switch={"state_dir": str(tmp_path), "watch_state_file": False})
+    hooks = Hooks()
+    with KillSwitch(policy.kill_switch, watch=False) as switch:
+        _, server = serve_guard_metrics(0, hooks, switch=switch)
+        ex = guard(raw, policy, kill_switch=switch, hooks=hooks,
+                   journal_path=tmp_path / "orders.jsonl", durable_journal=False,
+                   budget=RateBudget.standalone(policy.throttle))  # fmt: skip
+        try:
+            await ex.load_markets()
+            for _ in range(3):
+                await ex.fetch_ticker(SYMBOL)
+            samples = scrape(server)
+        finally:
+            server.close()
+            ex.runtime.core.journal.close()
+            await raw.close()
+    assert requests(samples, "fetch_ticker", "ok") == 3
+    assert value(samples, "safeguard_kill_switch_state", state="ACTIVE") == 1.0
+
+
 def test_a_venue_429_is_a_throttled_request_then_a_retry(
     tmp_path: Path, closers: list[Any]
 ) -> None:
