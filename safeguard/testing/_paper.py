@@ -236,7 +236,7 @@ class PaperAccount:
             self.venue.advance(seconds)
             return False
 
-        return guard(
+        exchange = guard(
             raw,
             policy,
             kill_switch=switch,
@@ -248,6 +248,9 @@ class PaperAccount:
             triggers=triggers,
             rng=random.Random(seed),
         )
+        # The journal holds its file's writer lock for its life: release it on close().
+        self._closers.append(exchange.runtime.core.journal.close)
+        return exchange
 
     def serve(self) -> VenueServer:
         """Serve the venue on a free loopback port (same dialect: same faults and limits).
@@ -265,7 +268,8 @@ class PaperAccount:
         return ccxt_client(server.url, self.api_key, self.secret, timeout_ms=timeout_ms)
 
     def close(self) -> None:
-        """Stop servers and kill-switch helpers made here (async clients: use :meth:`aclose`)."""
+        """Stop servers, close journals and kill switches made here (async clients: use
+        :meth:`aclose`). A later :meth:`guarded` on the same state directory then works."""
         for closer in reversed(self._closers):
             if not inspect.iscoroutinefunction(closer):
                 closer()

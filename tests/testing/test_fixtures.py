@@ -171,6 +171,20 @@ def test_plain_helpers_guard_without_pytest(tmp_path: Path) -> None:
     account.close()
 
 
+def test_close_releases_the_journal_for_the_next_run_on_the_same_state(tmp_path: Path) -> None:
+    first = paper_account()
+    exchange = first.guarded(state_dir=tmp_path)
+    exchange.create_order(
+        BTC, "market", "buy", 0.01, None, {"stopLoss": {"triggerPrice": _stop_below(exchange)}}
+    )
+    first.close()
+    # a restarted bot on the same state directory: the journal's writer lock was released
+    second = paper_account()
+    restarted = second.guarded(state_dir=tmp_path)
+    assert restarted.runtime.core.journal.unresolved() == []
+    second.close()
+
+
 def test_sandbox_policy_moves_state_and_keeps_limits(tmp_path: Path) -> None:
     base = Policy.build(
         risk={"max_leverage": 4.0},
