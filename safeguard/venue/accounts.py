@@ -154,6 +154,9 @@ def maintenance_margin(market: MarketSpec, notional: float) -> float:
 
 def max_notional_at(market: MarketSpec, leverage: int) -> float:
     """Largest position notional the ladder allows at ``leverage`` (Binance's maxNotionalValue)."""
+    table = market.max_notional_by_leverage
+    if leverage.__class__ is int and 0 <= leverage < len(table):
+        return table[leverage]
     allowed = 0.0
     for tier in market.tiers:
         if tier.max_leverage >= leverage:

@@ -103,6 +103,10 @@ class Venue:
             raise ValueError(f"symbols: no market spec for {', '.join(unknown)}")
         self._specs: dict[str, MarketSpec] = {}
         self.markets: Mapping[str, MarketSpec] = MappingProxyType(self._specs)
+        # What an account that never chose gets, per symbol (set_tiers refreshes it): every
+        # margin check and fill asks, so it is not re-derived from the config each time.
+        self._default_leverage: dict[str, int] = {}
+        self._default_isolated = cfg.default_margin_type == ISOLATED
         self._start = self.clock.time()
         self._now = self._start
         self._stepping = False
@@ -115,6 +119,7 @@ class Venue:
             if cfg.funding_cap is not None:
                 spec = _replace(spec, funding_cap=cfg.funding_cap)
             self._specs[symbol] = spec
+            self._default_leverage[symbol] = self._leverage_cap(spec)
             self._m[symbol] = self._new_market(spec, regimes)
         for spike in cfg.spikes:
             self._m[spike.symbol].feed.schedule_spike(
@@ -282,15 +287,15 @@ class Venue:
         return market
 
     def _leverage(self, account: Account, symbol: str) -> int:
-        chosen = account.leverage.get(symbol)
-        if chosen is not None:
-            return chosen
+        return account.leverage.get(symbol) or self._default_leverage[symbol]
+
+    def _leverage_cap(self, spec: MarketSpec) -> int:
         # The default never exceeds what the symbol's ladder allows at all.
-        cap = int(self._specs[symbol].tiers.tiers[0].max_leverage)
-        return min(self.config.default_leverage, cap)
+        return min(self.config.default_leverage, int(spec.tiers.tiers[0].max_leverage))
 
     def _isolated(self, account: Account, symbol: str) -> bool:
-        return account.margin_type.get(symbol, self.config.default_margin_type) == ISOLATED
+        chosen = account.margin_type.get(symbol)
+        return self._default_isolated if chosen is None else chosen == ISOLATED
 
     # --- market data ------------------------------------------------------------------------
 
@@ -552,14 +557,23 @@ class Venue:
 
     def _available(self, account: Account) -> float:
         """Quote free for new margin: cross wallet + cross uPnL - cross IM - open-order IM."""
-        free = account.cross_wallet() / MONEY_SCALE - account.order_margin
-        for (symbol, _side), position in account.positions.items():
-            if not position.qty or self._isolated(account, symbol):
+        # Every opening order asks, so Position.unrealized and .notional are inlined here
+        # (the same expressions, in the same order: the figure is the same to the last bit).
+        positions = account.positions
+        isolated = 0
+        for position in positions.values():
+            isolated += position.isolated_margin
+        free = (account.wallet - isolated) / MONEY_SCALE - account.order_margin
+        for (symbol, _side), position in positions.items():
+            qty = position.qty
+            if not qty or self._isolated(account, symbol):
                 continue
             spec = self._specs[symbol]
             mark = self._m[symbol].feed.mark
-            free += position.unrealized(spec, mark)
-            free -= position.notional(spec, mark) / self._leverage(account, symbol)
+            value = abs(qty) * spec.step_size * mark
+            cost = position.cost / MONEY_SCALE
+            free += value - cost if qty > 0 else cost - value
+            free -= value / self._leverage(account, symbol)
         return free
 
     def _iter_open(self, account: Account, symbol: str | None) -> Iterator[Order]:
@@ -1061,6 +1075,7 @@ class Venue:
             spec = m.spec.with_tiers(table)
             m.spec = spec
             self._specs[symbol] = spec
+            self._default_leverage[symbol] = self._leverage_cap(spec)
 
     # --- the simulation step's parts --------------------------------------------------------
 

@@ -34,6 +34,8 @@ MONEY_SCALE = 100_000_000
 # How far a price/tick ratio may sit from a whole number and still count as on the tick: float
 # parsing of a decimal string ("90000.1") leaves ~1e-11 of noise; a real misfit is >= 1e-4.
 _GRID_TOLERANCE = 1e-6
+# Ladders allowing more leverage than this are looked up tier by tier instead of tabulated.
+_LEVERAGE_TABLE_CAP = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,9 @@ class MarketSpec:
     qty_format: str = field(init=False, repr=False, compare=False)
     avg_price_format: str = field(init=False, repr=False, compare=False)
     """``format()`` specs: prices, quantities, and average prices (three more digits)."""
+    max_notional_by_leverage: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    """Largest position notional the ladder allows at each whole leverage (index = leverage),
+    from 0 to the first tier's cap: every margin check reads it, so it is not re-derived."""
 
     def __post_init__(self) -> None:
         for name in ("symbol", "base", "quote"):
@@ -136,6 +141,7 @@ class MarketSpec:
             "price_format": f".{self.price_precision}f",
             "qty_format": f".{self.quantity_precision}f",
             "avg_price_format": f".{self.price_precision + 3}f",
+            "max_notional_by_leverage": _max_notional_by_leverage(self.tiers),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -227,6 +233,19 @@ def _positive(name: str, value: Any) -> None:
 
 def _off_grid(ratio: float) -> bool:
     return abs(ratio - round(ratio)) > _GRID_TOLERANCE
+
+
+def _max_notional_by_leverage(tiers: TierTable) -> tuple[float, ...]:
+    """For each whole leverage up to the ladder's cap: the last tier still allowing it."""
+    top = min(int(tiers.tiers[0].max_leverage), _LEVERAGE_TABLE_CAP)
+    table = []
+    for leverage in range(top + 1):
+        allowed = 0.0
+        for tier in tiers.tiers:
+            if tier.max_leverage >= leverage:
+                allowed = tier.max_notional
+        table.append(allowed)
+    return tuple(table)
 
 
 def _spec(**fields: Any) -> MarketSpec:
