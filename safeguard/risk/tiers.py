@@ -32,7 +32,8 @@ tier; the first starts at 0; tiers strictly increasing by number and contiguous 
 the previous ends, to 1e-9 relative); only the last may be open-ended (``math.inf``); every MMR in
 (0, 1) and never decreasing; max leverage >= 1 and never increasing; each tier's MMR below its
 initial margin rate ``1 / maxLeverage`` (else a position opened at the cap is born liquidated);
-``cum`` finite, and on the recurrence unless ``check_cum=False``.
+``cum`` finite, and on the recurrence unless ``check_cum=False``. A ladder loaded from ccxt
+remembers its unified market (``symbol``), and a position on another market refuses it.
 """
 
 from __future__ import annotations
