@@ -16,6 +16,7 @@ account's equity on each bar and engages the kill switch when a trigger trips.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,30 @@ class PaperConfig:
     transport: Transport = "inprocess"
     strategy: StrategyFactory = field(default=TrendFollower)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.policy, Policy):
+            raise ValueError(f"policy must be a safeguard.Policy, got {type(self.policy).__name__}")
+        if not isinstance(self.faults, FaultPlan):
+            raise ValueError(f"faults must be a FaultPlan, got {type(self.faults).__name__}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        _finite("duration_s", self.duration_s, minimum=600.0)
+        _finite("bar_s", self.bar_s, minimum=1.0)
+        _finite("wallet", self.wallet, minimum=1.0)
+        if self.bar_s * 20 > self.duration_s:
+            raise ValueError(
+                f"bar_s ({self.bar_s:g}) leaves fewer than 20 bars in duration_s "
+                f"({self.duration_s:g})"
+            )
+        if isinstance(self.symbols, str) or not self.symbols:
+            raise ValueError("symbols must list at least one market")
+        for symbol in self.symbols:
+            venue_symbol(symbol)  # an unknown market fails here, naming itself
+        if self.transport not in ("inprocess", "http"):
+            raise ValueError(f"transport must be 'inprocess' or 'http', got {self.transport!r}")
+        if not callable(self.strategy):
+            raise ValueError("strategy must be a callable building a strategy from the symbols")
+
     @property
     def bars(self) -> int:
         return int(self.duration_s // self.bar_s)
@@ -87,6 +112,13 @@ class PaperConfig:
     @property
     def venue_symbols(self) -> tuple[str, ...]:
         return tuple(venue_symbol(s) for s in self.symbols)
+
+
+def _finite(name: str, value: object, *, minimum: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value >= minimum):
+        raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
 
 
 def venue_symbol(symbol: str) -> str:
