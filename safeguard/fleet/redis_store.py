@@ -211,16 +211,19 @@ class RedisStateStore:
         document = encode_state(state)
         token = None if state.state is TradingState.ACTIVE else uuid.uuid4().hex
         message = json.dumps({"state": document, "ack": token, "from": self.member})
+        if not self._up and self._listening:
+            # Known down (the reader reconnects and settles what is owed): an engage must not
+            # also wait out a timeout on a link that hangs.
+            self._owe(state)
+            raise OSError(f"fleet Redis unreachable, state not shared: {self._error}")
         try:
             pipe = self._redis.pipeline(transaction=True)
             pipe.set(self.state_key, json.dumps(document, sort_keys=True))
             pipe.publish(self.channel, message)
             pipe.execute()
         except self._errors as exc:
-            with self._lock:
-                if state.state is not TradingState.ACTIVE:
-                    self._owed = _tighter(self._owed, state)
             self._mark_down(exc)
+            self._owe(state)
             raise OSError(f"fleet Redis unreachable, state not shared: {describe(exc)}") from exc
         with self._lock:
             self._owed = None
@@ -228,6 +231,17 @@ class RedisStateStore:
             self._adopt_locked(state)
         if token is not None:
             self._await_acks(token)
+
+    def _owe(self, state: SwitchState) -> None:
+        """Keep a tightening Redis did not get, to write when it is back."""
+        if state.state is TradingState.ACTIVE:
+            return
+        with self._lock:
+            self._owed = _tighter(self._owed, state)
+            # A new version makes every reader of the copy load it again: one that loaded the
+            # disconnected state a moment before this engage must not keep that looser state.
+            self._version += 1
+        self._notify(None)
 
     def append_history(self, event: Mapping[str, Any]) -> None:
         line = json.dumps(dict(event), sort_keys=True, allow_nan=False)
@@ -261,6 +275,9 @@ class RedisStateStore:
     def lock(self) -> Iterator[None]:
         """The fleet-wide lock. With Redis unreachable it is skipped: ``save`` then fails (and
         keeps an engage owed), which is better than an engage that waits on a dead link."""
+        if not self._up and self._listening:
+            yield  # known down: save fails at once and keeps an engage owed
+            return
         token = uuid.uuid4().hex
         # The lease outlasts the longest holder (an engage waiting for confirmations); a holder
         # that died lets go when it ends, and a waiter gives up only after that.
@@ -393,6 +410,8 @@ class RedisStateStore:
                     if time.monotonic() >= next_check:
                         self._resync()
                         self._heartbeat()
+                        # Another thread's failed command may have marked the link down.
+                        self._mark_up()
                         next_check = time.monotonic() + interval
                     seen = self._watch(seen)
             except self._errors as exc:
