@@ -13,7 +13,7 @@ to act, never how much money moves.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from safeguard.venue.markets import MONEY_SCALE, MarketSpec
 
@@ -78,8 +78,9 @@ class Account:
         return self.wallet - self.isolated_total()
 
 
-@dataclass(frozen=True, slots=True)
-class FillResult:
+class FillResult(NamedTuple):
+    """A named tuple, not a frozen dataclass: one is built per fill on the matching hot path."""
+
     realized_pnl: int
     fee: int
 
@@ -88,7 +89,6 @@ def apply_fill(
     account: Account,
     position: Position,
     market: MarketSpec,
-    *,
     signed_qty: int,
     price_ticks: int,
     fee_rate: float,

@@ -234,7 +234,7 @@ class Venue:
                 self._liquidate(account, t)
 
     def _ms(self) -> int:
-        return int(self._now_time() * 1000)
+        return int((self._now if self._stepping else self.clock.time()) * 1000)
 
     def _now_time(self) -> float:
         # Inside a step, things happen at the step's time (the clock already shows the end of
@@ -658,54 +658,62 @@ class Venue:
         """
         spec = m.spec
         symbol = spec.symbol
-        position = self._position(account, symbol, order.position_side)
+        api_key = account.api_key
+        position_side = order.position_side
+        position = self._position(account, symbol, position_side)
         isolated = self._isolated(account, symbol)
         leverage = self._leverage(account, symbol)
         fee_rate = spec.maker_fee if maker else spec.taker_fee
         now = self._now_time()
         now_ms = int(now * 1000)
         unit = spec.notional_unit
+        # spec.price_of / spec.qty_of, inlined (one fill per call is the common case).
+        tick_size, price_precision = spec.tick_size, spec.price_precision
+        step_size, quantity_precision = spec.step_size, spec.quantity_precision
         side = order.side
         buy = side == BUY
+        buyer_maker = buy == maker
+        events = self.events
+        recent = self._fills_by.get((api_key, symbol))
+        if recent is None:
+            recent = self._fills_by[(api_key, symbol)] = deque(maxlen=1000)
         filled = 0
         for i in range(0, len(fills), 2):
             price = fills[i]
             qty = fills[i + 1]
-            result = apply_fill(
+            realized, fee = apply_fill(
                 account,
                 position,
                 spec,
-                signed_qty=qty if buy else -qty,
-                price_ticks=price,
-                fee_rate=fee_rate,
-                leverage=leverage,
-                isolated=isolated,
-                now_ms=now_ms,
+                qty if buy else -qty,
+                price,
+                fee_rate,
+                leverage,
+                isolated,
+                now_ms,
             )
             order.executed += qty
             filled += qty
             order.cum_quote += price * qty * unit
-            if public:
-                m.record_trade(now, price, qty, buyer_maker=buy == maker)
+            trade_id = (
+                m.record_trade(now, price, qty, buyer_maker=buyer_maker) if public else m.trade_id
+            )
             event = Fill(
                 now,
-                account.api_key,
+                api_key,
                 symbol,
                 order.order_id,
                 order.client_order_id,
-                m.trade_id,
+                trade_id,
                 side,
-                order.position_side,
-                spec.price_of(price),
-                spec.qty_of(qty),
+                position_side,
+                round(price * tick_size, price_precision),
+                round(qty * step_size, quantity_precision),
                 maker,
-                result.realized_pnl,
-                result.fee,
+                realized,
+                fee,
             )
-            self.events.append(event)
-            recent = self._fills_by.get((account.api_key, symbol))
-            if recent is None:
-                recent = self._fills_by[(account.api_key, symbol)] = deque(maxlen=1000)
+            events.append(event)
             recent.append(event)
         order.update_ms = now_ms
         if order.reserved:

@@ -100,24 +100,24 @@ class MarketState:
 
     def record_trade(self, t: float, price: int, qty: int, *, buyer_maker: bool) -> int:
         """Print a trade on the public tape; returns its trade id."""
-        self.trade_id += 1
-        self.trades.append((self.trade_id, price, qty, int(t * 1000), buyer_maker))
+        trade_id = self.trade_id = self.trade_id + 1
+        self.trades.append((trade_id, price, qty, int(t * 1000), buyer_maker))
         self.last = price
         self.last_qty = qty
         self.candle(t, price, qty)
-        return self.trade_id
+        return trade_id
 
     def candle(self, t: float, price: int, qty: int) -> None:
         minute = int(t // 60)
         candles = self.candles
-        if candles and candles[-1][0] == minute:
-            c = candles[-1]
+        c = candles[-1] if candles else None
+        if c is not None and c[0] == minute:
             c[2] = max(c[2], price)
             c[3] = min(c[3], price)
             c[4] = price
         else:
-            candles.append([minute, price, price, price, price, 0.0, 0.0])
-            c = candles[-1]
+            c = [minute, price, price, price, price, 0.0, 0.0]
+            candles.append(c)
         if qty:
             spec = self.spec
             c[5] += qty * spec.step_size
