@@ -16,7 +16,7 @@ While Redis is unreachable a bot falls back to a local budget holding
 ``fleet.budget_fallback_share`` of each limit (a quarter by default: four bots stay under the
 limit together), and returns to the shared one as soon as a command succeeds again.
 
-Keys (``P`` is ``fleet.key_prefix``): ``P:rl:<scope>:<LIMIT_TYPE>:<seconds>`` (hash: window
+Keys (``P`` is ``{fleet.key_prefix}``): ``P:rl:<scope>:<LIMIT_TYPE>:<seconds>`` (hash: window
 index ``w``, ``used``, pacing ``next``) with ``<scope>`` the IP key for weight and
 ``account:<key>`` for orders, and ``P:rl:<ip_key>:scope`` (hash: ``banned_until``,
 ``hold_until``, ``cancels_exempt``). Window keys expire two periods after their last use.
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from safeguard.config import FleetConfig, ThrottleConfig
-from safeguard.fleet.connection import connect, describe, link_errors
+from safeguard.fleet.connection import connect, describe, key_tag, link_errors
 from safeguard.guard.throttle import (
     _HEADER_FAMILY,
     GO,
@@ -275,7 +275,7 @@ class RedisRateBudget:
         self._limits = limits or RateLimits.from_config(self.config)
         self._redis: redis.Redis = connect(fleet, url)
         self._errors = link_errors()
-        prefix = f"{fleet.key_prefix}:rl"
+        prefix = f"{key_tag(fleet)}:rl"
         self._scope_key = f"{prefix}:{ip_key}:scope"
         self._keys = tuple(
             f"{prefix}:{ip_key if lim.type in _PER_IP else f'account:{account_key}'}"

@@ -74,6 +74,12 @@ def connect(config: FleetConfig, url: str | None = None) -> redis.Redis:
     return client
 
 
+def key_tag(config: FleetConfig) -> str:
+    """``{prefix}``: every key of a fleet starts with it. The braces are a Redis Cluster hash
+    tag, so all of a fleet's keys share one slot and one script may touch any of them."""
+    return "{" + config.key_prefix + "}"
+
+
 def disconnected_state(
     config: FleetConfig, known: SwitchState | None, *, lost_at: float, error: str
 ) -> SwitchState:
@@ -115,6 +121,7 @@ __all__ = [
     "connect",
     "describe",
     "disconnected_state",
+    "key_tag",
     "link_errors",
     "member_id",
     "redis_url",

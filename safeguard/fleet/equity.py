@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from safeguard.config import FleetConfig
 from safeguard.errors import ConfigError
-from safeguard.fleet.connection import connect, describe, link_errors
+from safeguard.fleet.connection import connect, describe, key_tag, link_errors
 from safeguard.killswitch.equity import FORMAT, EquityMarks
 from safeguard.risk import _inputs
 
@@ -53,7 +53,7 @@ def merge_marks(shared: EquityMarks | None, mine: EquityMarks) -> EquityMarks:
 
 
 class RedisEquityStore:
-    """One account's equity marks in Redis (key ``<prefix>:eq:<account>``), merged on save."""
+    """One account's equity marks in Redis (key ``{<prefix>}:eq:<account>``), merged on save."""
 
     def __init__(self, fleet: FleetConfig, account: str, *, url: str | None = None) -> None:
         if not isinstance(account, str) or not _ACCOUNT_NAME.fullmatch(account):
@@ -62,7 +62,7 @@ class RedisEquityStore:
             )
         self._redis: redis.Redis = connect(fleet, url)
         self._errors = link_errors()
-        self.key = f"{fleet.key_prefix}:eq:{account}"
+        self.key = f"{key_tag(fleet)}:eq:{account}"
         self.path = f"redis key {self.key}"
         """Where the marks live, for messages (``RiskMonitor`` names it when a save fails)."""
 

@@ -1,7 +1,7 @@
 """The kill switch's state in Redis, so one engage stops a whole fleet of bots.
 
 :class:`RedisStateStore` implements :class:`~safeguard.killswitch.store.StateStore`. Keys
-(``P`` is ``fleet.key_prefix``)::
+(``P`` is ``{fleet.key_prefix}``, braces included: a Redis Cluster hash tag)::
 
     P:ks:state      the current state, as FileStateStore's state.json (encode_state)
     P:ks:history    a list of history events, oldest first (RPUSH)
@@ -52,6 +52,7 @@ from safeguard.fleet.connection import (
     connect,
     describe,
     disconnected_state,
+    key_tag,
     link_errors,
     member_id,
 )
@@ -124,7 +125,7 @@ class RedisStateStore:
         self._errors = link_errors()
         self._clock: Clock = clock if clock is not None else SystemClock()
         self.member = member_id()
-        prefix = config.key_prefix
+        prefix = key_tag(config)
         self.state_key = f"{prefix}:ks:state"
         self.history_key = f"{prefix}:ks:history"
         self.channel = f"{prefix}:ks:events"
