@@ -269,12 +269,17 @@ class Order:
         answer["updateTime"] = self.update_ms
         executed = self.executed
         if executed:
+            # Every answer about a fill passes here, so the formatting is inline. Binance prints
+            # no padding: "90000.100" -> "90000.1", "5.000" -> "5".
             cum = self.cum_quote
-            avg = cum / (executed * market.notional_unit) * market.tick_size
-            answer["avgPrice"] = _trim(format(avg, market.avg_price_format))
-            answer["executedQty"] = answer["cumQty"] = market.fmt_qty(executed)
+            avg = format(
+                cum / (executed * market.notional_unit) * market.tick_size, market.avg_price_format
+            )
+            answer["avgPrice"] = avg.rstrip("0").rstrip(".") if "." in avg else avg
+            qty = format(executed * market.step_size, market.qty_format)
+            answer["executedQty"] = answer["cumQty"] = qty
             whole, fraction = divmod(cum, MONEY_SCALE)
-            answer["cumQuote"] = _trim(f"{whole}.{fraction:08d}")
+            answer["cumQuote"] = f"{whole}.{fraction:08d}".rstrip("0").rstrip(".")
         return answer
 
 
@@ -305,11 +310,6 @@ _TEMPLATE: dict[str, Any] = {
     "time": 0,
     "updateTime": 0,
 }
-
-
-def _trim(number: str) -> str:
-    """``"90000.100"`` -> ``"90000.1"``; ``"5.000"`` -> ``"5"`` (Binance prints no padding)."""
-    return number.rstrip("0").rstrip(".") if "." in number else number
 
 
 __all__ = [
