@@ -53,6 +53,7 @@ BAR_S = 60.0
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 WALLET = 50_000.0
 ORDER = "POST /fapi/v1/order"
+CLIENT_IP = "127.0.0.1"  # what the in-process venue sees as the bot's address
 
 
 # --- the fault plan ------------------------------------------------------------------------------
@@ -108,15 +109,16 @@ KINDS = ("errors", "ambiguous", "lookups", "latency", "html", "throttle", "freez
 
 
 def fault_plan(hours: float, seed: int) -> dict[str, Any]:
-    """Seeded: one to two troubles an hour, a ban every eight hours, and a 1 % background of
-    503s all along."""
+    """Seeded: one to two troubles an hour, an IP ban once a day, and a 1 % background of 503s
+    all along."""
     rng = random.Random(seed)
     rules: list[dict[str, Any]] = [{"kind": "error", "status": 503, "probability": 0.01}]
     for hour in range(math.ceil(hours)):
         for _ in range(rng.randint(1, 2)):
             start = hour * 3600.0 + rng.uniform(0, 3000)
             end = start + rng.uniform(300, 1200)
-            kind = "ban" if hour % 8 == 5 and rules[-1].get("kind") != "ban" else None
+            # Bans double on every repeat (as Binance's do): one a day keeps them survivable.
+            kind = "ban" if hour % 24 == 5 and rules[-1].get("kind") != "ban" else None
             rules.extend(_episode(kind or rng.choice(KINDS), start, end, rng))
     return {"seed": seed, "rules": rules}
 
@@ -407,7 +409,10 @@ class Soak:
         self.account.clear_faults()
         for symbol in SYMBOLS:
             self.account.venue.freeze_feed(symbol, None)
-        self.account.advance(self.policy.kill_switch.cooling_period_s + BAR_S)
+        now = self.account.clock.time()
+        banned_until = self.account.dialect.limiter.banned_until(CLIENT_IP, now) or now
+        wait = max(banned_until - now, 0.0) + self.policy.kill_switch.cooling_period_s + BAR_S
+        self.account.advance(wait)
         self._operator()
         self.journal.read()
         self.trader.call("reconcile")
@@ -479,7 +484,8 @@ class Soak:
             f"soak: {self.hours:g} simulated hours ({self.bars} bars of {BAR_S:g} s), seed "
             f"{self.seed}, journal {'fsynced' if self.durable else 'not fsynced'}",
             f"wall time: {self.wall_s:.1f} s ({self.hours * 3600 / max(self.wall_s, 1e-9):,.0f}x "
-            f"real time)",
+            f"real time); Python {sys.version.split()[0]}, {os.cpu_count()} cpus, load average "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
             f"guarded calls: {self.tally.calls}; orders on the venue: {len(orders)} "
             f"{dict(sorted(kinds.items()))}; {dict(sorted(statuses.items()))}",
             f"fault rules: {len(self.plan['rules'])}; fired: {sum(self.fired)} times",
@@ -519,5 +525,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     sys.exit(main())
