@@ -6,7 +6,7 @@ the same order as the default 24-hour one:
 ====== ================ ====================================================================
 share  trouble          what it tests
 ====== ================ ====================================================================
-6 %    tier change      maintenance margin rates eight times higher, leverage caps cut: a
+6 %    tier change      maintenance margin rates 2.8 points higher, leverage caps cut: a
                         stop that cleared liquidation yesterday may not today
 20 %   latency spike    order answers arrive after the client's timeout although the venue
                         took the order (plus two answers lost outright): resend or look up?
@@ -40,6 +40,7 @@ _TIERS_AT = 0.06
 _SPIKES = ((0.62, -1.0), (0.72, 1.0), (0.82, -1.0), (0.92, 1.0))
 """(share of the run, direction): crash and squeeze twice, so a position on either side meets
 one whichever way the strategy happens to be leaning."""
+_RATE_RISE = 0.028
 _SPIKE_PCT = 4.0
 _SPIKE_S = 180.0
 
@@ -108,13 +109,12 @@ def default_plan(duration_s: float, symbols: Sequence[str], *, seed: int = 0) ->
 
 
 def _harsher(symbol: str) -> list[list[float]]:
-    """``symbol``'s ladder with maintenance rates x4 (capped at 40 %) and leverage caps at most
-    half of what they were and at most half the inverse of the new maintenance rate (so a
-    position opened at the cap is not born liquidated)."""
+    """``symbol``'s ladder with every maintenance rate 2.8 points higher (BTC's first tier:
+    0.4 % -> 3.2 %) and leverage caps cut to what the new rates leave room for."""
     rows = []
     for tier in DEFAULT_MARKETS[symbol].tiers.tiers:
-        rate = min(tier.maintenance_margin_rate * 8.0, 0.4)
-        cap = max(1.0, math.floor(min(tier.max_leverage / 2.0, 0.5 / rate)))
+        rate = min(tier.maintenance_margin_rate + _RATE_RISE, 0.4)
+        cap = max(1.0, math.floor(min(tier.max_leverage, 0.6 / rate)))
         rows.append([tier.min_notional, tier.max_notional, rate, cap])
     return rows
 

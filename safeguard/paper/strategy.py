@@ -91,7 +91,7 @@ class TrendFollower:
     * a position against the trend is closed (reduce-only market order, stop cancelled);
     * with the trend, a unit is added when flat or when the price has moved ``add_step`` in the
       trend's favour since the last add, up to ``max_units``; a unit is ``unit_leverage`` times
-      the account's equity in notional;
+      the account's equity in notional, shared equally among the symbols;
     * the stop trails ``stop_distance`` behind the price and is re-placed (one reduce-only
       stop-market order covering the whole position) whenever the position or the stop moves.
 
@@ -184,7 +184,9 @@ class TrendFollower:
         self, exchange: Any, symbol: str, leg: _Leg, trend: int, price: float
     ) -> float | None:
         equity = _equity(exchange.fetch_balance())
-        amount = float(exchange.amount_to_precision(symbol, self.unit_leverage * equity / price))
+        # Each symbol gets its share of the equity, so more markets never mean more leverage.
+        notional = self.unit_leverage * equity / len(self.symbols)
+        amount = float(exchange.amount_to_precision(symbol, notional / price))
         if amount <= 0:
             return None
         side = "buy" if trend > 0 else "sell"
