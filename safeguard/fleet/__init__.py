@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from safeguard.fleet.budget import RedisRateBudget
 from safeguard.fleet.connection import connect, disconnected_state
-from safeguard.fleet.equity import RedisEquityStore, merge_marks
+from safeguard.fleet.equity import RedisEquityStore, account_trips, merge_marks
 from safeguard.fleet.member import FleetMember, join_fleet
 from safeguard.fleet.redis_store import RedisStateStore, attach, open_fleet_switch
 
@@ -24,6 +24,7 @@ __all__ = [
     "RedisEquityStore",
     "RedisRateBudget",
     "RedisStateStore",
+    "account_trips",
     "attach",
     "connect",
     "disconnected_state",

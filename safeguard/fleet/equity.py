@@ -23,10 +23,12 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from safeguard.config import FleetConfig
+from safeguard.codes import Code
+from safeguard.config import FleetConfig, TriggerConfig
 from safeguard.errors import ConfigError
 from safeguard.fleet.connection import connect, describe, key_tag, link_errors
 from safeguard.killswitch.equity import FORMAT, EquityMarks
+from safeguard.killswitch.triggers import Trip, daily_loss_trip, drawdown_trip
 from safeguard.risk import _inputs
 
 if TYPE_CHECKING:
@@ -84,6 +86,22 @@ class RedisEquityStore:
         if not isinstance(marks, EquityMarks):
             raise ValueError(f"marks must be EquityMarks, got {type(marks).__name__}")
         return self._update(lambda shared: merge_marks(shared, marks))
+
+    def observe(self, equity: float, now: float) -> EquityMarks | None:
+        """One bot saw the account at ``equity`` (mark-to-market) at ``now``: move the fleet's
+        marks forward with it, atomically, and return them (``None`` while no peak can start:
+        no marks yet and ``equity`` <= 0)."""
+        _inputs.number("equity", equity)
+        _inputs.non_negative("now", now)
+        if self.load() is None and equity <= 0.0:
+            return None
+
+        def advance(shared: EquityMarks | None) -> EquityMarks:
+            if shared is None:
+                return EquityMarks.start(equity, now)
+            return merge_marks(shared, shared.advance(equity, now))
+
+        return self._update(advance)
 
     def transfer(self, amount: float) -> EquityMarks:
         """A deposit (``amount`` > 0) or withdrawal (< 0): shift the fleet's marks once.
@@ -144,4 +162,30 @@ class RedisEquityStore:
         )
 
 
-__all__ = ["RedisEquityStore", "merge_marks"]
+def account_trips(
+    store: RedisEquityStore, equity: float, now: float, config: TriggerConfig
+) -> tuple[Trip, ...]:
+    """The drawdown and daily-loss trips for the *account*: ``equity`` joins the fleet's marks
+    and the limits of ``config`` are checked against them, not against this bot's slice.
+
+    Call it wherever the bot feeds its :class:`~safeguard.killswitch.triggers.RiskMonitor` an
+    equity, and engage the switch with what it returns. A lost link raises ``OSError``: halt.
+    """
+    marks = store.observe(equity, now)
+    if marks is None:
+        return ()
+    checks = (
+        (config.max_daily_loss, daily_loss_trip, Code.DAILY_LOSS),
+        (config.max_drawdown_pct, drawdown_trip, Code.DRAWDOWN),
+    )
+    trips = []
+    for limit, check, code in checks:
+        if limit is not None:
+            action = next((a for n, a in config.actions.items() if n == code), config.action)
+            trip = check(marks, equity, limit, action)
+            if trip is not None:
+                trips.append(trip)
+    return tuple(trips)
+
+
+__all__ = ["RedisEquityStore", "account_trips", "merge_marks"]

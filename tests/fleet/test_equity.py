@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from safeguard.codes import Code
 from safeguard.config import FleetConfig, Policy, TriggerConfig
 from safeguard.errors import ConfigError
-from safeguard.fleet.equity import RedisEquityStore, merge_marks
+from safeguard.fleet.equity import RedisEquityStore, account_trips, merge_marks
 from safeguard.killswitch.equity import EquityMarks, utc_day
 from safeguard.killswitch.triggers import EquityUpdate, RiskMonitor
 
@@ -87,6 +87,27 @@ def test_the_drawdown_is_measured_from_the_accounts_peak_not_one_bots(
     assert trip.code == Code.DRAWDOWN
     # Accounts do not share marks.
     assert _store(fleet, stores, "other").load() is None
+
+
+def test_account_trips_judge_the_account_while_the_bots_run(
+    fleet: FleetConfig, stores: list[RedisEquityStore]
+) -> None:
+    triggers = TriggerConfig(
+        max_drawdown_pct=12.0, max_daily_loss=1_200.0, actions={"DRAWDOWN": "REDUCING"}
+    )
+    bot_a, bot_b = _store(fleet, stores, "acct"), _store(fleet, stores, "acct")
+    assert account_trips(bot_b, 10_000.0, DAY0 + 10, triggers) == ()
+    assert account_trips(bot_a, 10_500.0, DAY0 + 20, triggers) == ()  # only A saw it
+    # B, still running, judges 9 000 against the account's peak (-14.3 %) and day start.
+    trips = {t.code: t for t in account_trips(bot_b, 9_000.0, DAY0 + 30, triggers)}
+    assert set(trips) == {Code.DRAWDOWN}
+    assert trips[Code.DRAWDOWN].action == "REDUCING"
+    assert trips[Code.DRAWDOWN].numbers["peak"] == 10_500.0
+    trips = {t.code: t for t in account_trips(bot_a, 8_700.0, DAY0 + 40, triggers)}
+    assert set(trips) == {Code.DRAWDOWN, Code.DAILY_LOSS}  # 1 300 below the day's 10 000
+    assert trips[Code.DAILY_LOSS].action == "HALTED"
+    # No peak can start at zero or below.
+    assert account_trips(_store(fleet, stores, "new"), 0.0, DAY0, triggers) == ()
 
 
 def test_concurrent_saves_keep_the_highest_peak_and_the_first_start(
