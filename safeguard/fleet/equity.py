@@ -11,10 +11,16 @@ or move its day start, whatever order the bots write in.
 Deposits and withdrawals shift both marks; a merge would undo that shift (the old, higher peak
 would win), so they go through :meth:`RedisEquityStore.transfer`, applied atomically once.
 
-It answers :class:`~safeguard.killswitch.equity.EquityStore`'s ``load``/``save``/``path``, so
-it can back a :class:`~safeguard.killswitch.triggers.RiskMonitor`. Redis unreachable is an
-``OSError`` (the monitor halts with ``STATE_STORE_UNAVAILABLE``); a value that does not read
-back as marks is a :class:`~safeguard.errors.ConfigError` naming the key, never a reset peak.
+:func:`account_trips` is the running check: each bot's equity observation joins the account's
+marks (:meth:`RedisEquityStore.observe`, atomic) and the drawdown and daily-loss limits are
+judged against the result. The store also answers
+:class:`~safeguard.killswitch.equity.EquityStore`'s ``load``/``save``/``path``, so it can back a
+:class:`~safeguard.killswitch.triggers.RiskMonitor`: a monitor then starts from the account's
+marks and never lowers them, but between restarts it judges from its own copy.
+
+Redis unreachable is an ``OSError`` (the monitor halts with ``STATE_STORE_UNAVAILABLE``); a
+value that does not read back as marks is a :class:`~safeguard.errors.ConfigError` naming the
+key, never a reset peak.
 """
 
 from __future__ import annotations
