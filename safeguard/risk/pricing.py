@@ -21,10 +21,12 @@ to make over ``funding_horizon_s`` all move the liquidation price toward the mar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from safeguard.config import RiskLimits
+from safeguard.risk._trusted import trusted
 from safeguard.risk.book import OrderBook, Side
 from safeguard.risk.fills import FillTerms, effective_price
 from safeguard.risk.funding import FundingEstimate
@@ -38,6 +40,8 @@ from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderInt
 from safeguard.risk.outcome import Costing
 
 Effect = Literal["open", "add", "reduce", "close", "flip"]
+
+_costing = trusted(Costing)  # no __post_init__: the same object, without 24 frozen setattrs
 
 _DUST = 1e-12
 """Relative size below which a remaining position counts as closed (float noise)."""
@@ -163,17 +167,17 @@ class Order:
         funding = None
         if limits.funding_horizon_s > 0 and market.funding_rate is not None:
             assert market.next_funding_time is not None
-            funding = FundingEstimate(
-                rate=market.funding_rate,
-                interval_s=market.funding_interval_s,
-                horizon_s=limits.funding_horizon_s,
-                next_funding_time=market.next_funding_time,
-                now=now,
+            funding = _funding_estimate(
+                market.funding_rate,
+                market.funding_interval_s,
+                limits.funding_horizon_s,
+                market.next_funding_time,
+                now,
             )
-        options = LiquidationOptions(
-            closing_fee_rate=closing_fee_rate if limits.include_closing_fee else 0.0,
-            safety_buffer_rate=limits.liquidation_safety_buffer_pct / 100.0,
-            funding=funding,
+        options = _liquidation_options(
+            closing_fee_rate if limits.include_closing_fee else 0.0,
+            limits.liquidation_safety_buffer_pct / 100.0,
+            funding,
         )
         basis = 0.0
         if intent.stop_trigger == "last" and market.last is not None:
@@ -255,6 +259,65 @@ class Order:
         return min(bounds)
 
 
+# A verdict builds a FundingEstimate and LiquidationOptions, both validating, from the market's
+# funding schedule and the policy, which change every few hours at most. Each combination of
+# those floats is validated once, by the class itself (so the same errors), then built without
+# re-validating; ``now`` is checked here. Anything not a plain float takes the validating path.
+_validated: set[tuple[float, ...]] = set()
+_VALIDATED_MAX = 4096
+_trusted_funding = trusted(FundingEstimate)
+_trusted_options = trusted(LiquidationOptions)
+
+
+def _funding_estimate(
+    rate: float, interval_s: float, horizon_s: float, next_funding_time: float, now: float
+) -> FundingEstimate:
+    key = (rate, interval_s, horizon_s, next_funding_time)
+    if key in _validated and _floats(*key) and now.__class__ is float and 0.0 <= now < math.inf:
+        return _trusted_funding(
+            rate=rate,
+            interval_s=interval_s,
+            horizon_s=horizon_s,
+            next_funding_time=next_funding_time,
+            now=now,
+        )
+    estimate = FundingEstimate(
+        rate=rate,
+        interval_s=interval_s,
+        horizon_s=horizon_s,
+        next_funding_time=next_funding_time,
+        now=now,
+    )
+    _remember(key)
+    return estimate
+
+
+def _liquidation_options(
+    closing_fee_rate: float, safety_buffer_rate: float, funding: FundingEstimate | None
+) -> LiquidationOptions:
+    key = (closing_fee_rate, safety_buffer_rate)  # a pair: never equal to a funding key
+    if key in _validated and _floats(closing_fee_rate, safety_buffer_rate):
+        return _trusted_options(
+            closing_fee_rate=closing_fee_rate,
+            safety_buffer_rate=safety_buffer_rate,
+            funding=funding,
+        )
+    options = LiquidationOptions(
+        closing_fee_rate=closing_fee_rate, safety_buffer_rate=safety_buffer_rate, funding=funding
+    )
+    _remember(key)
+    return options
+
+
+def _floats(*values: float) -> bool:
+    return all(value.__class__ is float for value in values)
+
+
+def _remember(key: tuple[float, ...]) -> None:
+    if _floats(*key) and len(_validated) < _VALIDATED_MAX:
+        _validated.add(key)
+
+
 def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
     """Price ``order`` for ``amount`` on one face of the fill model."""
     intent, limits, rules = order.intent, order.limits, order.rules
@@ -284,7 +347,7 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
     face, fee_rate, slippage = terms.face, entry.fee_rate, entry.slippage_bps
     if quantity == 0.0:
         return PricedOrder(
-            Costing(
+            _costing(
                 face=face,
                 amount=amount,
                 expected_entry=entry.price,
@@ -322,7 +385,7 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
         funding_cost = order.funding_payments * side * order.funding.rate * notional
     if notional > rules.max_position_notional:
         return PricedOrder(
-            Costing(
+            _costing(
                 face=face,
                 amount=amount,
                 expected_entry=entry.price,
@@ -381,7 +444,7 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
             distance = side * (stop_effective - liq) / liq * 100.0
             distance_vol = distance / 100.0 / order.volatility
     return PricedOrder(
-        Costing(
+        _costing(
             face=face,
             amount=amount,
             expected_entry=entry.price,

@@ -28,12 +28,15 @@ from typing import Any
 
 from safeguard.codes import Code
 from safeguard.config import RiskLimits
+from safeguard.risk._trusted import trusted
 from safeguard.risk.checks import run_priced_checks, run_shape_checks, run_size_rules
 from safeguard.risk.fills import FillFace, FillModel
 from safeguard.risk.models import Account, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt
 from safeguard.risk.pricing import Exposure, Order, price_order
 from safeguard.risk.sizing import SIZE_CODES, max_safe_amount
+
+_verdict = trusted(Verdict)  # no __post_init__: the same object, built without frozen setattrs
 
 DENY = Severity.DENY
 WARN = Severity.WARN
@@ -110,7 +113,7 @@ def evaluate(
             max_safe = max_safe_amount(order, fills, degraded, findings)
         except (ValueError, ArithmeticError):
             max_safe = 0.0  # a size the arithmetic cannot price is not a safe size
-    return Verdict(
+    return _verdict(
         decision=_decide(findings),
         findings=tuple(findings),
         symbol=intent.symbol,
@@ -303,7 +306,7 @@ def _decide(findings: list[Finding] | tuple[Finding, ...]) -> Decision:
 def _bare_verdict(intent: Any, now: Any, degraded: Any, findings: tuple[Finding, ...]) -> Verdict:
     """A verdict for an order that could not be priced: DENY, no numbers, nothing passes."""
     typed = isinstance(intent, OrderIntent)
-    return Verdict(
+    return _verdict(
         decision=_decide(findings),
         findings=findings,
         symbol=intent.symbol if typed else "?",
