@@ -15,19 +15,19 @@ from safeguard.risk.outcome import Costing, Finding
 
 
 def test_trusted_costing_equals_the_class_with_its_defaults() -> None:
-    fields = dict(
-        face=FillFace.EXPECTED,
-        amount=0.5,
-        expected_entry=60_000.0,
-        entry_fee_rate=0.0005,
-        entry_fee=15.0,
-        order_notional=30_000.0,
-        slippage_bps=1.0,
-        initial_margin=3_000.0,
-        liquidation_model="binance_usdm",
-        liquidation_reason="",
-        liquidation_price=54_000.0,
-    )
+    fields = {
+        "face": FillFace.EXPECTED,
+        "amount": 0.5,
+        "expected_entry": 60_000.0,
+        "entry_fee_rate": 0.0005,
+        "entry_fee": 15.0,
+        "order_notional": 30_000.0,
+        "slippage_bps": 1.0,
+        "initial_margin": 3_000.0,
+        "liquidation_model": "binance_usdm",
+        "liquidation_reason": "",
+        "liquidation_price": 54_000.0,
+    }
     fast, slow = trusted(Costing)(**fields), Costing(**fields)
     assert fast == slow
     assert hash(fast) == hash(slow)
@@ -51,9 +51,9 @@ def test_funding_and_options_validate_the_first_time_and_build_equal_objects() -
     again = pricing._funding_estimate(*args, 1_700_000_050.0)
     assert again == FundingEstimate(*args, now=1_700_000_050.0)
     assert first.payments == again.payments == 1
-    with pytest.raises(ValueError, match="funding.rate"):
+    with pytest.raises(ValueError, match=r"funding\.rate"):
         pricing._funding_estimate(1.5, *args[1:], 1_700_000_000.0)
-    with pytest.raises(ValueError, match="funding.now"):
+    with pytest.raises(ValueError, match=r"funding\.now"):
         pricing._funding_estimate(*args, -1.0)  # a known schedule still checks now
     options = pricing._liquidation_options(0.0005, 0.001, again)
     assert pricing._liquidation_options(0.0005, 0.001, again) == options
