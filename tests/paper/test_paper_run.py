@@ -124,6 +124,58 @@ def test_a_bad_symbol_is_refused_before_anything_runs(
     assert not (tmp_path / "x").exists()
 
 
+BUYER = (
+    "class Buyer:\n"
+    "    def __init__(self, symbols):\n"
+    "        self.symbol = symbols[0]\n"
+    "    def on_bar(self, exchange, bar):\n"
+    "        if bar.index == 3:\n"
+    "            exchange.create_order(self.symbol, 'market', 'buy', 0.01, None,\n"
+    "                                  {'stopLoss': {'triggerPrice': 50000.0}})\n"
+)
+
+
+def test_the_policy_file_rules_the_guarded_run_only(tmp_path: Path) -> None:
+    (tmp_path / "buyer.py").write_text(BUYER, encoding="utf-8")
+    (tmp_path / "calm.toml").write_text("seed = 1\n", encoding="utf-8")
+    (tmp_path / "policy.toml").write_text(
+        "[risk]\nmax_notional_per_order = 100\n", encoding="utf-8"
+    )
+    out = tmp_path / "report"
+    argv = [
+        "paper",
+        "--duration",
+        "1h",
+        "--bar",
+        "2m",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--strategy",
+        f"{tmp_path / 'buyer.py'}:Buyer",
+        "--faults",
+        str(tmp_path / "calm.toml"),
+        "--policy",
+        str(tmp_path / "policy.toml"),
+    ]
+    assert main(argv) == 0
+    orders = [r for r in read_journal(out / "journal.jsonl") if r["kind"] == "order"]
+    assert [(r["run"], r["outcome"], r["code"]) for r in orders] == [
+        ("guarded", "denied", "NOTIONAL_PER_ORDER"),  # 0.01 BTC is about 900 USDT
+        ("naive", "placed", None),
+    ]
+
+
+def test_a_bad_policy_file_is_refused_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "policy.toml").write_text("[risk]\nmax_levrage = 5\n", encoding="utf-8")
+    argv = ["paper", "--policy", str(tmp_path / "policy.toml"), "--out", str(tmp_path / "x")]
+    assert main(argv) == 2
+    assert "risk.max_levrage" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_users_strategy_runs_over_loopback_http(tmp_path: Path) -> None:
     strategy = tmp_path / "buyer.py"
     strategy.write_text(
