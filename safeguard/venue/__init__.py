@@ -33,6 +33,8 @@ and the order record), ``accounts`` (positions and exact money), ``funding``, ``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from safeguard.venue.config import BookConfig, Regime, Spike, VenueConfig
 from safeguard.venue.engine import FeedFreeze, Venue
 from safeguard.venue.errors import VenueReject
@@ -47,11 +49,49 @@ from safeguard.venue.events import (
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
 from safeguard.venue.prices import ReplaySeries
 
+if TYPE_CHECKING:
+    from safeguard.venue.client import ccxt_client
+    from safeguard.venue.dialect import Dialect, Request, Response
+    from safeguard.venue.faults import FaultPlan
+    from safeguard.venue.http import VenueServer, serve
+    from safeguard.venue.inprocess import inprocess_client
+
+# The transports import ccxt (about a second); load them on first use so the engine alone
+# (and the command line) stays quick to import.
+_LAZY: dict[str, str] = {
+    "Dialect": "safeguard.venue.dialect",
+    "FaultPlan": "safeguard.venue.faults",
+    "Request": "safeguard.venue.dialect",
+    "Response": "safeguard.venue.dialect",
+    "VenueServer": "safeguard.venue.http",
+    "ccxt_client": "safeguard.venue.client",
+    "inprocess_client": "safeguard.venue.inprocess",
+    "serve": "safeguard.venue.http",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'safeguard.venue' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "DEFAULT_MARKETS",
     "MONEY_SCALE",
     "BookConfig",
+    "Dialect",
     "Event",
+    "FaultPlan",
     "FeedFreeze",
     "Fill",
     "FundingPayment",
@@ -61,8 +101,14 @@ __all__ = [
     "OrderTriggered",
     "Regime",
     "ReplaySeries",
+    "Request",
+    "Response",
     "Spike",
     "Venue",
     "VenueConfig",
     "VenueReject",
+    "VenueServer",
+    "ccxt_client",
+    "inprocess_client",
+    "serve",
 ]
