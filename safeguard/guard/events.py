@@ -177,6 +177,12 @@ class Hooks:
                     close()
                 log.warning("event hook returned an awaitable; hooks are not awaited")
 
+    def listening(self, kind: EventKind) -> bool:
+        """Whether an event of ``kind`` would reach anyone: the hot paths ask before they
+        build one. (Lock-free: the subscriber tuples are replaced, never mutated.)"""
+        subscribers = self._subscribers
+        return bool(subscribers.get(kind) or subscribers.get(None))
+
     def __len__(self) -> int:
         with self._lock:
             return sum(len(callbacks) for callbacks in self._subscribers.values())

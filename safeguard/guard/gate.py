@@ -25,7 +25,7 @@ from safeguard.codes import Code
 from safeguard.config import Policy
 from safeguard.errors import OrderDenied
 from safeguard.guard.core import Assessment, Send
-from safeguard.guard.events import Hooks, StateChangeEvent, VerdictEvent
+from safeguard.guard.events import EventKind, Hooks, StateChangeEvent, VerdictEvent
 from safeguard.guard.market import MarketCache, RuleChange
 from safeguard.guard.observe import Health
 from safeguard.guard.orders import OrderIntent
@@ -412,6 +412,8 @@ class PreTradeGate:
         code: str | None = None,
         detail: str | None = None,
     ) -> None:
+        if not self.hooks.listening(EventKind.VERDICT):
+            return
         self.hooks.emit(
             VerdictEvent(
                 at=now,

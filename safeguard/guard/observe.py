@@ -15,7 +15,7 @@ from loguru import logger
 
 from safeguard.guard.classify import ErrorClass
 from safeguard.guard.core import Answer, Send
-from safeguard.guard.events import Hooks, RequestEvent, RetryEvent
+from safeguard.guard.events import EventKind, Hooks, RequestEvent, RetryEvent
 from safeguard.guard.logging import log_request, request_record
 from safeguard.guard.orders import CallKind
 from safeguard.guard.throttle import rate_headers
@@ -63,24 +63,27 @@ class RequestObserver:
         self.health.record(send.method, latency, outcome, now)  # emits its own state changes
         if self.tripwire is not None:
             self.tripwire.request(send, answer, ec)
-        if not (self.hooks or _would_log(10 if ec is None else 30)):
+        listening = self.hooks.listening(EventKind.REQUEST)
+        logging = _would_log(10 if ec is None else 30)
+        if not (listening or logging):
             return  # nobody listens: skip building records on the hot path
         cid = _client_order_id(send)
-        self.hooks.emit(
-            RequestEvent(
-                at=now,
-                method=send.method,
-                endpoint=send.method,
-                attempt=attempt,
-                outcome=outcome,
-                latency_s=latency,
-                status=None if ec is None else ec.status,
-                client_order_id=cid,
-                error_type=None if ec is None else ec.error_type,
-                weights=rate_headers(answer.headers),
+        if listening:
+            self.hooks.emit(
+                RequestEvent(
+                    at=now,
+                    method=send.method,
+                    endpoint=send.method,
+                    attempt=attempt,
+                    outcome=outcome,
+                    latency_s=latency,
+                    status=None if ec is None else ec.status,
+                    client_order_id=cid,
+                    error_type=None if ec is None else ec.error_type,
+                    weights=rate_headers(answer.headers),
+                )
             )
-        )
-        if _would_log(10 if ec is None else 30):
+        if logging:
             log_request(
                 request_record(
                     method=send.method,

@@ -149,3 +149,20 @@ def test_subscribing_while_emitting_from_threads_is_safe() -> None:
         thread.join()
     assert counts[0] == 1500
     assert len(hooks) == 1
+
+
+def test_listening_follows_subscriptions_of_the_kind_and_catch_alls() -> None:
+    from safeguard.guard.events import EventKind
+
+    hooks = Hooks()
+    assert not hooks.listening(EventKind.REQUEST)
+    stop = hooks.subscribe(EventKind.VERDICT, lambda event: None)
+    assert hooks.listening(EventKind.VERDICT)
+    assert not hooks.listening(EventKind.REQUEST)
+    stop()
+    assert not hooks.listening(EventKind.VERDICT)
+    stop = hooks.subscribe(None, lambda event: None)
+    assert hooks.listening(EventKind.REQUEST)
+    assert hooks.listening(EventKind.VERDICT)
+    stop()
+    assert not hooks.listening(EventKind.REQUEST)
