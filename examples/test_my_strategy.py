@@ -30,7 +30,7 @@ from safeguard.venue.http import VenueServer
 SYMBOL = "BTC/USDT:USDT"
 VENUE_SYMBOL = "BTCUSDT"
 BAR_S = 120.0
-BARS = 180  # six simulated hours
+BARS = 120  # four simulated hours
 
 # The venue took the order, but the answer is a 503 or never comes.
 AMBIGUOUS = {
