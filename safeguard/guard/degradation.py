@@ -97,7 +97,9 @@ class _Series:
 
     def _drop(self) -> None:
         _, latency, outcome = self.samples.popleft()
-        del self.sorted[bisect.bisect_left(self.sorted, latency)]
+        # Equal latencies are interchangeable: remove the rightmost, so a run of equal values
+        # (a coarse clock, a simulated one) is trimmed at the end, not shifted from the front.
+        del self.sorted[bisect.bisect_right(self.sorted, latency) - 1]
         self.errors -= outcome is Outcome.ERROR
         self.throttled -= outcome is Outcome.THROTTLED
 
