@@ -23,36 +23,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import ccxt
-
 from safeguard.clock import ManualClock
 from safeguard.config import Policy
-from safeguard.errors import OrderDenied, SafeguardError
 from safeguard.guard import guard
 from safeguard.guard.events import (
-    Event,
     Hooks,
-    KillEvent,
-    RequestEvent,
-    RetryEvent,
-    StateChangeEvent,
-    ThrottleEvent,
-    VerdictEvent,
 )
 from safeguard.guard.throttle import RateBudget
 from safeguard.killswitch.switch import KillSwitch, TradingState
 from safeguard.killswitch.triggers import EquityUpdate, RiskMonitor
 from safeguard.paper.journal import RunJournal
 from safeguard.paper.naive import NaiveClient
+from safeguard.paper.record import OrderLog, Recorder, unified_symbol, venue_symbol
 from safeguard.paper.scenario import CLIENT_TIMEOUT_MS
 from safeguard.paper.strategy import Bar, StrategyFactory, TrendFollower
-from safeguard.venue import Fill, Liquidation, OrderTriggered, Venue, VenueConfig
+from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.client import ccxt_client
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.faults import FaultPlan
 from safeguard.venue.http import VenueServer
 from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.markets import DEFAULT_MARKETS
 
 Run = Literal["guarded", "naive"]
 Transport = Literal["inprocess", "http"]
@@ -121,22 +111,6 @@ def _finite(name: str, value: object, *, minimum: float) -> None:
         raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
 
 
-def venue_symbol(symbol: str) -> str:
-    """``BTC/USDT:USDT`` (or ``BTCUSDT``) to the venue's ``BTCUSDT``; unknown markets refused."""
-    if not isinstance(symbol, str) or not symbol:
-        raise ValueError(f"symbols: expected a market name, got {symbol!r}")
-    name = symbol.split(":", maxsplit=1)[0].replace("/", "").upper()
-    if name not in DEFAULT_MARKETS:
-        known = ", ".join(unified_symbol(s) for s in DEFAULT_MARKETS)
-        raise ValueError(f"symbols: {symbol!r} is not a market of the paper venue ({known})")
-    return name
-
-
-def unified_symbol(venue_name: str) -> str:
-    spec = DEFAULT_MARKETS[venue_name]
-    return f"{spec.base}/{spec.quote}:{spec.quote}"
-
-
 def paper_policy(base: Policy | None, state_dir: Path) -> Policy:
     """``base`` (default: the paper demo's policy) with its state kept in ``state_dir``, so a
     paper run never reads or engages a real bot's kill switch."""
@@ -179,189 +153,6 @@ def _raw_client(venue: Venue, dialect: Dialect, server: VenueServer | None) -> A
     return exchange
 
 
-# --- recording --------------------------------------------------------------------------------
-
-
-class _Recorder:
-    """Writes the guard's events and the venue's account events into the journal."""
-
-    def __init__(self, journal: RunJournal, venue: Venue, dialect: Dialect) -> None:
-        self.journal = journal
-        self.venue = venue
-        self.dialect = dialect
-        self.health = "NORMAL"
-        self._seen = 0
-        self._bans: set[float] = set()
-        self._last_kill: tuple[str, str | None, str] | None = None
-
-    def ban_check(self) -> None:
-        """A venue ban on the runner's IP, journaled once per ban (the venue's own state)."""
-        now = self.venue.clock.time()
-        until = self.dialect.limiter.banned_until(CLIENT_IP, now)
-        if until is not None and until not in self._bans:
-            self._bans.add(until)
-            self.journal.write(now, "ban", until=until, seconds=until - now)
-
-    def on_event(self, event: Event) -> None:
-        j = self.journal
-        if isinstance(event, RequestEvent):
-            j.write(event.at, "request", method=event.method, attempt=event.attempt,
-                    outcome=event.outcome, error_type=event.error_type)  # fmt: skip
-        elif isinstance(event, RetryEvent):
-            j.write(event.at, "retry", method=event.method, attempt=event.attempt,
-                    delay_s=event.delay_s, reason=event.reason, error_type=event.error_type,
-                    resolve_first=event.resolve_first)  # fmt: skip
-        elif isinstance(event, ThrottleEvent):
-            j.write(event.at, "throttle", action=event.action, seconds=event.seconds,
-                    limit=event.limit)  # fmt: skip
-        elif isinstance(event, StateChangeEvent) and event.metric.startswith("rules:"):
-            # Rule drift rides on the state-change event; it is not a health state.
-            j.write(event.at, "rules_changed", symbol=event.endpoint, metric=event.metric)
-        elif isinstance(event, StateChangeEvent):
-            self.health = event.current
-            j.write(event.at, "state", previous=event.previous, current=event.current,
-                    metric=event.metric, value=event.value, threshold=event.threshold)  # fmt: skip
-        elif isinstance(event, VerdictEvent):
-            j.write(event.at, "verdict", allowed=event.allowed, code=event.code,
-                    symbol=event.symbol, client_order_id=event.client_order_id,
-                    detail=event.detail)  # fmt: skip
-        elif isinstance(event, KillEvent):
-            self.kill(event.at, event.state, event.code, event.reason)
-
-    def kill(self, now: float, state: str, code: str | None, reason: str) -> None:
-        """One ``kill`` record per engage, whether the guard reported it or the runner did."""
-        key = (state, code, reason)
-        if key != self._last_kill:
-            self._last_kill = key
-            self.journal.write(now, "kill", state=state, code=code, reason=reason)
-
-    def venue_events(self) -> None:
-        """The venue's fills, stops and liquidations of this account since the last call."""
-        events = self.venue.events
-        fresh, self._seen = events[self._seen :], len(events)
-        for e in fresh:
-            if getattr(e, "api_key", None) != API_KEY:
-                continue
-            symbol = unified_symbol(e.symbol)
-            if isinstance(e, Fill):
-                self.journal.write(e.time, "fill", symbol=symbol, side=e.side.lower(),
-                                   price=e.price, qty=e.qty, order_id=e.order_id,
-                                   realized_pnl=e.realized_pnl, fee=e.fee)  # fmt: skip
-            elif isinstance(e, Liquidation):
-                self.journal.write(e.time, "liquidation", symbol=symbol,
-                                   side="long" if e.qty > 0 else "short", qty=abs(e.qty),
-                                   price=e.mark_price, equity_before=e.equity_before,
-                                   loss=-e.wallet_delta_units / 1e8)  # fmt: skip
-            elif isinstance(e, OrderTriggered):
-                self.journal.write(e.time, "stop_triggered", symbol=symbol,
-                                   order_id=e.order_id, trigger=e.trigger_price)  # fmt: skip
-
-    def bar(self, index: int, now: float) -> float:
-        venue = self.venue
-        equity = venue.equity(API_KEY)
-        positions: dict[str, dict[str, float | None]] = {}
-        for row in venue.position_risk(API_KEY):
-            amount = float(row["positionAmt"])
-            if amount:
-                positions[unified_symbol(row["symbol"])] = {
-                    "amount": amount,
-                    "entry": float(row["entryPrice"]),
-                    "liquidation": float(row["liquidationPrice"]) or None,
-                    "stop": None,
-                }
-        for order in venue.open_orders(API_KEY):
-            stop = float(order.get("stopPrice") or 0.0)
-            held = positions.get(unified_symbol(order["symbol"]))
-            if stop and held is not None:
-                held["stop"] = stop
-        marks = {unified_symbol(s): venue.mark_price(s) for s in venue.markets}
-        self.journal.write(now, "bar", i=index, equity=equity, wallet=venue.wallet(API_KEY),
-                           marks=marks, positions=positions, health=self.health)  # fmt: skip
-        return equity
-
-
-class _OrderLog:
-    """The strategy's exchange, with each ``create_order`` call journaled as one ``order``."""
-
-    def __init__(self, exchange: Any, journal: RunJournal, venue: Venue, clock: ManualClock):
-        self._exchange = exchange
-        self._journal = journal
-        self._venue = venue
-        self._clock = clock
-        self._n = 0
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("create_order", "createOrder"):
-            return self.create_order
-        return getattr(self._exchange, name)
-
-    def create_order(
-        self,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: float,
-        price: float | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> Any:
-        self._n += 1
-        params = dict(params or {})
-        declared = params.get("stopLoss")
-        stop = params.get("stopLossPrice") or (
-            declared.get("triggerPrice") if isinstance(declared, Mapping) else None
-        )
-        record: dict[str, Any] = {
-            "n": self._n,
-            "symbol": symbol,
-            "side": side,
-            "type": "stop" if params.get("stopLossPrice") else type,
-            "amount": amount,
-            "stop": stop,
-            "reduce_only": bool(params.get("reduceOnly")),
-        }
-        before = self._known_orders(symbol)
-        try:
-            order = self._exchange.create_order(symbol, type, side, amount, price, params)
-        except OrderDenied as exc:
-            findings = [f.to_dict() for f in getattr(exc.verdict, "findings", ())]
-            self._write(record, "denied", exc.code, exc.reason, findings, before)
-            raise
-        except (SafeguardError, ccxt.BaseError) as exc:
-            code = getattr(exc, "code", None)
-            self._write(record, "failed", str(code or exc.__class__.__name__), str(exc), [], before)
-            raise
-        self._write(record, "placed", None, None, [], before)
-        return order
-
-    def _known_orders(self, symbol: str) -> set[int]:
-        orders = self._venue.all_orders(API_KEY, symbol=venue_symbol(symbol), limit=100)
-        return {int(o["orderId"]) for o in orders}
-
-    def _write(
-        self,
-        record: dict[str, Any],
-        outcome: str,
-        code: str | None,
-        reason: str | None,
-        findings: list[dict[str, Any]],
-        before: set[int],
-    ) -> None:
-        # Orders the venue created during this one call, matching it: more than one is a
-        # duplicate the strategy never asked for.
-        created = [
-            o
-            for o in self._venue.all_orders(
-                API_KEY, symbol=venue_symbol(record["symbol"]), limit=100
-            )
-            if int(o["orderId"]) not in before
-            and o["side"].lower() == record["side"]
-            and float(o["origQty"]) == float(record["amount"])
-            and (o.get("origType") in ("STOP_MARKET", "STOP")) == (record["type"] == "stop")
-        ]
-        self._journal.write(self._clock.time(), "order", **record, outcome=outcome, code=code,
-                            reason=reason, findings=findings, copies=len(created))  # fmt: skip
-
-
 # --- one side ---------------------------------------------------------------------------------
 
 
@@ -391,7 +182,7 @@ def run_side(
     """Run ``config.strategy`` on a fresh venue through the ``run`` client, journaling it."""
     with _market(config) as (venue, dialect, clock, server), contextlib.ExitStack() as stack:
         raw = _raw_client(venue, dialect, server)
-        recorder = _Recorder(journal, venue, dialect)
+        recorder = Recorder(journal, venue, dialect, api_key=API_KEY, client_ip=CLIENT_IP)
 
         def sleep(seconds: float) -> bool:
             journal.write(clock.time(), "sleep", seconds=seconds)
@@ -444,7 +235,7 @@ def run_side(
             faults=config.faults.model_dump(mode="json"),
         )
         strategy = config.strategy(config.symbols)
-        logged = _OrderLog(exchange, journal, venue, clock)
+        logged = OrderLog(exchange, journal, venue, clock, api_key=API_KEY)
         total = config.bars
         for index in range(total):
             due = START + (index + 1) * config.bar_s
@@ -472,7 +263,7 @@ def run_side(
 
 
 def _watch(
-    monitor: RiskMonitor, switch: KillSwitch, recorder: _Recorder, now: float, equity: float
+    monitor: RiskMonitor, switch: KillSwitch, recorder: Recorder, now: float, equity: float
 ) -> None:
     for trip in monitor.observe(EquityUpdate(now=now, equity=equity)):
         if str(switch.state.state) == trip.action:
