@@ -314,6 +314,11 @@ def _page(
     more = len(lines) - len(shown)
     explained = e("\n".join(shown)) + (f"\n... {more} more in the journal" if more > 0 else "")
     images = "".join(f'<figure><img src="{e(p)}" alt="{e(p)}"></figure>' for p in pictures)
+    faults = "".join(
+        f"<tr><td>{e(kind)}</td><td>{start:.2f} h</td><td>"
+        f"{'' if end == start else f'{end:.2f} h'}</td></tr>"
+        for kind, start, end in sorted(set(_fault_windows([first])), key=lambda w: w[1])
+    )
     hours = float(first["duration_s"]) / 3600.0
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -331,6 +336,8 @@ venue {e(str(first["transport"]))}. The same strategy traded twice on the same m
 plan: through the guarded exchange, and through plain ccxt with naive retries.</p>
 <h2>Summary</h2>
 <table><tr><th></th>{head}</tr>{body}</table>
+<h2>What went wrong at the venue, on purpose</h2>
+<table><tr><th>fault</th><th>from</th><th>until</th></tr>{faults}</table>
 <h2>Plots</h2>
 {images}
 <h2>Decisions, explained</h2>
