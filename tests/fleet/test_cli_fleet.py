@@ -106,3 +106,48 @@ def test_a_cli_store_is_not_a_member_an_engage_waits_for(redis_url: str, prefix:
         assert one_shot.live_members() == []
     with RedisStateStore(fleet) as running:
         assert running.member in running.live_members()
+
+
+def test_safeguard_fleet_shows_the_shared_state(
+    redis_url: str,
+    prefix: str,
+    bot: KillSwitch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from safeguard.fleet.budget import RedisRateBudget
+    from safeguard.guard.throttle import RequestKind
+
+    fleet = Policy.build(fleet={"redis_url": redis_url, "key_prefix": prefix}).fleet
+    budget = RedisRateBudget(fleet, "binanceusdm@fapi", "acct")
+    try:
+        now = time.time()
+        budget.decide(RequestKind.READ, 20, now)
+        budget.record_ban(now + 600, now)
+    finally:
+        budget.close()
+    bot.engage("seen from the shell", by="bot-7")
+
+    assert _cli("fleet", "--redis", redis_url, "--prefix", prefix, "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["kill_switch"]["state"], shown["kill_switch"]["by"]) == ("HALTED", "bot-7")
+    assert len(shown["members"]) == 1  # the running bot; the CLI itself is no member
+    weight = [w for w in shown["windows"] if "REQUEST_WEIGHT" in w["key"]]
+    assert [w["used"] for w in weight] == [20.0]
+    assert [b["scope"] for b in shown["bans"]] == ["binanceusdm@fapi"]
+
+    assert _cli("fleet", "--redis", redis_url, "--prefix", prefix) == 0
+    text = capsys.readouterr().out
+    assert "kill switch: HALTED (MANUAL: seen from the shell; by bot-7)" in text
+    assert "bots checked in: 1" in text
+
+
+def test_safeguard_fleet_on_an_unreachable_redis_says_so(
+    prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert _cli("fleet", "--redis", f"redis://127.0.0.1:{port}/0", "--prefix", prefix) == 2
+    assert "unreachable" in capsys.readouterr().err
+    assert _cli("fleet", "--redis", "http://nope", "--prefix", prefix) == 2
+    assert "redis_url" in capsys.readouterr().err
