@@ -23,7 +23,7 @@ Each record has ``t`` (simulated epoch seconds), ``run`` (``guarded`` or ``naive
 ==============  ==================================================================================
 
 The file is written under a temporary name and renamed when the run ends, so a journal at its
-final path is always complete.
+final path is always complete; a run that raised leaves only the ``.part`` file.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class JournalWriter:
         self._file.write(json.dumps(record, default=_jsonable, allow_nan=False) + "\n")
 
     def close(self) -> None:
+        """Publish the journal at its path (complete runs only)."""
         if self._file is None:
             return
         self._file.flush()
@@ -70,6 +71,12 @@ class JournalWriter:
         self._file.close()
         self._file = None
         os.replace(self._partial, self.path)
+
+    def abandon(self) -> None:
+        """Stop writing without publishing: the ``.part`` file stays for a post-mortem."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> JournalWriter:
         return self
@@ -80,7 +87,11 @@ class JournalWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        # A run that raised is not a journal of a run: never let it look like one.
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
 
 
 class RunJournal:

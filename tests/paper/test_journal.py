@@ -24,6 +24,20 @@ def test_a_journal_appears_at_its_path_only_when_closed(tmp_path: Path) -> None:
     assert not (tmp_path / "journal.jsonl.part").exists()
 
 
+def test_a_run_that_raised_is_never_published(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+
+    def crash() -> None:
+        with JournalWriter(path) as writer:
+            writer.write(1.0, "guarded", "start", seed=1)
+            raise RuntimeError("bug in the middle of a run")
+
+    with pytest.raises(RuntimeError, match="bug"):
+        crash()
+    assert not path.exists()
+    assert (tmp_path / "journal.jsonl.part").read_text(encoding="utf-8").count("\n") == 1
+
+
 def test_an_unknown_run_is_refused(tmp_path: Path) -> None:
     with JournalWriter(tmp_path / "j.jsonl") as writer, pytest.raises(ValueError, match="run"):
         writer.for_run("both")
