@@ -53,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = subparsers.add_parser("status", help="show the kill switch state")
     status.add_argument("--history", type=int, default=0, metavar="N", help="last N changes")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--fleet",
+        action="store_true",
+        help="also show a fleet's live bots, rate windows and bans (needs --redis or the policy)",
+    )
     _common(status, by=False)
     status.set_defaults(handler=_plain_errors(_status))
 
@@ -196,6 +201,7 @@ def _status(args: argparse.Namespace) -> int:
     finally:
         if fleet_store is not None:
             fleet_store.close()
+    overview = _fleet_overview(args) if args.fleet and problem is None else None
     # When a resume would be accepted (the cooling period), so an operator need not guess.
     ready_at = None
     if problem is None and state.state is not TradingState.ACTIVE:
@@ -211,6 +217,8 @@ def _status(args: argparse.Namespace) -> int:
             "store": str(store),
             "history": history,
         }
+        if overview is not None:
+            document["fleet"] = {k: overview[k] for k in ("members", "windows", "bans")}
         print(json.dumps(document, indent=2, sort_keys=True))
     else:
         print(_line(state) if problem is None else f"HALTED (fail closed): {problem}")
@@ -222,7 +230,35 @@ def _status(args: argparse.Namespace) -> int:
                 f"  {_iso(event.get('since'))}  {event.get('event', '?'):<7} "
                 f"{event.get('state', '?'):<8} by {event.get('by', '?')}: {event.get('reason', '')}"
             )
+        if overview is not None:
+            _print_overview(overview)
     return 2 if problem is not None else 0
+
+
+def _fleet_overview(args: argparse.Namespace) -> dict[str, Any]:
+    """The fleet's live bots, rate windows and bans (``--fleet``); read-only."""
+    fleet = Policy.load(args.policy).fleet
+    if args.prefix is not None:
+        fleet = fleet.model_validate({**fleet.model_dump(), "key_prefix": args.prefix})
+    if args.redis is None and fleet.redis_url is None:
+        raise ValueError("--fleet needs --redis URL (or fleet.redis_url in the policy)")
+    from safeguard.fleet.connection import describe, link_errors
+    from safeguard.fleet.overview import snapshot
+
+    try:
+        return snapshot(fleet, args.redis)
+    except link_errors() as exc:
+        raise OSError(f"the fleet's Redis is unreachable ({describe(exc)})") from None
+
+
+def _print_overview(overview: dict[str, Any]) -> None:
+    print(f"bots checked in: {len(overview['members'])}")
+    for member in overview["members"]:
+        print(f"  {member['name']}  (last seen {member['age_s']:.1f} s ago)")
+    for window in overview["windows"]:
+        print(f"  {window['key']}: {window['used']:g} used in window {window['window']}")
+    for ban in overview["bans"]:
+        print(f"  banned: {ban['scope']} until {_iso(ban['until'])}")
 
 
 def _resume(args: argparse.Namespace) -> int:

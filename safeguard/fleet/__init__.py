@@ -13,11 +13,39 @@ The local state directory stays the default; Redis is what several machines can 
 
 from __future__ import annotations
 
-from safeguard.fleet.budget import RedisRateBudget
-from safeguard.fleet.connection import connect, disconnected_state
-from safeguard.fleet.equity import RedisEquityStore, account_trips, merge_marks
-from safeguard.fleet.member import FleetMember, join_fleet
-from safeguard.fleet.redis_store import RedisStateStore, attach, open_fleet_switch
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from safeguard.fleet.budget import RedisRateBudget
+    from safeguard.fleet.connection import connect, disconnected_state
+    from safeguard.fleet.equity import RedisEquityStore, account_trips, merge_marks
+    from safeguard.fleet.member import FleetMember, join_fleet
+    from safeguard.fleet.redis_store import RedisStateStore, attach, open_fleet_switch
+
+# Imported on first use: ``safeguard kill --redis`` needs the store, not the guard and ccxt
+# that the budget brings in, and an operator typing it during an incident must not wait.
+_WHERE = {
+    "FleetMember": "member",
+    "RedisEquityStore": "equity",
+    "RedisRateBudget": "budget",
+    "RedisStateStore": "redis_store",
+    "account_trips": "equity",
+    "attach": "redis_store",
+    "connect": "connection",
+    "disconnected_state": "connection",
+    "join_fleet": "member",
+    "merge_marks": "equity",
+    "open_fleet_switch": "redis_store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "FleetMember",

@@ -108,9 +108,10 @@ def test_a_cli_store_is_not_a_member_an_engage_waits_for(redis_url: str, prefix:
         assert running.member in running.live_members()
 
 
-def test_safeguard_fleet_shows_the_shared_state(
+def test_status_fleet_shows_the_shared_state(
     redis_url: str,
     prefix: str,
+    tmp_path: Path,
     bot: KillSwitch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -126,28 +127,41 @@ def test_safeguard_fleet_shows_the_shared_state(
     finally:
         budget.close()
     bot.engage("seen from the shell", by="bot-7")
+    where = ["--redis", redis_url, "--prefix", prefix, "--state-dir", str(tmp_path)]
 
-    assert _cli("fleet", "--redis", redis_url, "--prefix", prefix, "--json") == 0
+    assert _cli("status", "--fleet", "--json", *where) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert (shown["kill_switch"]["state"], shown["kill_switch"]["by"]) == ("HALTED", "bot-7")
-    assert len(shown["members"]) == 1  # the running bot; the CLI itself is no member
-    weight = [w for w in shown["windows"] if "REQUEST_WEIGHT" in w["key"]]
+    assert (shown["state"], shown["by"]) == ("HALTED", "bot-7")
+    assert len(shown["fleet"]["members"]) == 1  # the running bot; the CLI itself is no member
+    weight = [w for w in shown["fleet"]["windows"] if "REQUEST_WEIGHT" in w["key"]]
     assert [w["used"] for w in weight] == [20.0]
-    assert [b["scope"] for b in shown["bans"]] == ["binanceusdm@fapi"]
+    assert [b["scope"] for b in shown["fleet"]["bans"]] == ["binanceusdm@fapi"]
 
-    assert _cli("fleet", "--redis", redis_url, "--prefix", prefix) == 0
+    assert _cli("status", "--fleet", *where) == 0
     text = capsys.readouterr().out
-    assert "kill switch: HALTED (MANUAL: seen from the shell; by bot-7)" in text
+    assert "HALTED since" in text
     assert "bots checked in: 1" in text
+    assert "banned: binanceusdm@fapi until" in text
 
 
-def test_safeguard_fleet_on_an_unreachable_redis_says_so(
-    prefix: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    assert _cli("fleet", "--redis", f"redis://127.0.0.1:{port}/0", "--prefix", prefix) == 2
-    assert "unreachable" in capsys.readouterr().err
-    assert _cli("fleet", "--redis", "http://nope", "--prefix", prefix) == 2
-    assert "redis_url" in capsys.readouterr().err
+def test_status_fleet_needs_a_redis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli("status", "--fleet", "--state-dir", str(tmp_path)) == 2
+    assert "--fleet needs --redis" in capsys.readouterr().err
+
+
+def test_kill_on_a_fleet_does_not_import_ccxt(redis_url: str, prefix: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # An operator typing it during an incident must not wait for the guard and ccxt to load.
+    code = (
+        "import sys; from safeguard.cli import main; "
+        f"rc = main(['kill', '--reason', 'x', '--redis', {redis_url!r}, '--prefix', {prefix!r}, "
+        f"'--state-dir', {str(tmp_path)!r}]); "
+        "print('CCXT' if 'ccxt' in sys.modules else 'NO-CCXT', file=sys.stderr); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "NO-CCXT"
