@@ -14,7 +14,8 @@ stop, inspect and re-arm every bot on that directory. A bot notices within its
 A fleet keeps the state in Redis instead: ``--redis URL`` (or the policy's
 ``fleet.redis_url``; ``--prefix`` or ``fleet.key_prefix`` names the fleet) acts on every bot
 sharing it, on every machine. ``kill`` returns once every live bot has confirmed it stopped.
-With Redis unreachable, ``kill`` and ``resume`` fail (exit 2) and ``status`` says so.
+``status --fleet`` also lists the bots checked in, the shared rate windows and any ban. With
+Redis unreachable, ``kill`` and ``resume`` fail (exit 2) and ``status`` says so.
 """
 
 from __future__ import annotations
