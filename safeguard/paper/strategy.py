@@ -219,7 +219,9 @@ class TrendFollower:
             wanted = max(wanted, leg.stop) if trend > 0 else min(wanted, leg.stop)
         if wanted == leg.stop and abs(held) == leg.stop_amount and leg.stop_id is not None:
             return
-        self._cancel_stop(exchange, symbol, leg)
+        # The new stop goes in before the old one comes out: if placing it fails, the position
+        # keeps the stop it had rather than none.
+        replaced = leg.stop_id
         order = exchange.create_order(
             symbol,
             "market",
@@ -229,6 +231,9 @@ class TrendFollower:
             {"stopLossPrice": wanted, "reduceOnly": True},
         )
         leg.stop, leg.stop_id, leg.stop_amount = wanted, str(order["id"]), abs(held)
+        if replaced is not None:
+            with contextlib.suppress(Exception):
+                exchange.cancel_order(replaced, symbol, {"trigger": True})
 
     def _cancel_stop(self, exchange: Any, symbol: str, leg: _Leg) -> None:
         if leg.stop_id is not None:
