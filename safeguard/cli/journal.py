@@ -38,8 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _run(args: argparse.Namespace) -> int:
     from safeguard.paper.explain import explain
-    from safeguard.paper.journal import read_journal
-    from safeguard.paper.session import JOURNAL_NAME
+    from safeguard.paper.journal import JOURNAL_NAME, read_journal
 
     path: Path = args.path / JOURNAL_NAME if args.path.is_dir() else args.path
     records = list(read_journal(path))  # ConfigError: printed by main, exit 2

@@ -13,27 +13,47 @@ plan (:mod:`safeguard.paper.scenario`), and writes a report of what the guard ch
     result = run_paper(config, Path("report"))
     print(result.html, result.summaries["naive"].bans)
 
-``run_paper`` (and the report behind it) is imported on first use: it brings matplotlib.
+Every name is imported on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from safeguard.paper.runner import PaperConfig, paper_policy
-from safeguard.paper.scenario import default_plan
-from safeguard.paper.strategy import Bar, Strategy, StrategyFactory, TrendFollower, load_factory
-
 if TYPE_CHECKING:
+    from safeguard.paper.runner import PaperConfig, paper_policy
+    from safeguard.paper.scenario import default_plan
     from safeguard.paper.session import PaperResult, run_paper
+    from safeguard.paper.strategy import (
+        Bar,
+        Strategy,
+        StrategyFactory,
+        TrendFollower,
+        load_factory,
+    )
+
+# Loaded on first use: the runner brings ccxt and the guard, the session matplotlib, and
+# ``safeguard journal`` (which reads only the journal modules) should pay for neither.
+_HOMES = {
+    "Bar": "strategy",
+    "PaperConfig": "runner",
+    "PaperResult": "session",
+    "Strategy": "strategy",
+    "StrategyFactory": "strategy",
+    "TrendFollower": "strategy",
+    "default_plan": "scenario",
+    "load_factory": "strategy",
+    "paper_policy": "runner",
+    "run_paper": "session",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("PaperResult", "run_paper"):
-        from safeguard.paper import session
-
-        return getattr(session, name)
-    raise AttributeError(f"module 'safeguard.paper' has no attribute {name!r}")
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'safeguard.paper' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"safeguard.paper.{home}"), name)
 
 
 __all__ = [

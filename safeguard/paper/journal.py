@@ -39,6 +39,8 @@ from typing import IO, Any
 from safeguard.errors import ConfigError
 
 RUNS = ("guarded", "naive")
+JOURNAL_NAME = "journal.jsonl"
+"""The journal's file name in a report folder."""
 
 
 class JournalWriter:
@@ -136,4 +138,4 @@ def read_journal(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             yield record
 
 
-__all__ = ["RUNS", "JournalWriter", "RunJournal", "read_journal"]
+__all__ = ["JOURNAL_NAME", "RUNS", "JournalWriter", "RunJournal", "read_journal"]

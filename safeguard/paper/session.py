@@ -11,12 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from safeguard.paper.journal import RUNS, JournalWriter, read_journal
+from safeguard.paper.journal import JOURNAL_NAME, RUNS, JournalWriter, read_journal
 from safeguard.paper.report import write_report
 from safeguard.paper.runner import PaperConfig, Run, run_side
 from safeguard.paper.summary import RunSummary, summarize_all
-
-JOURNAL_NAME = "journal.jsonl"
 
 Progress = Callable[[Run, int, int], None]
 """Called after each bar with the run, bars done and bars in all."""

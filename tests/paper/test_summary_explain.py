@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -188,3 +192,19 @@ def test_explanations_carry_the_numbers() -> None:
     assert "repeated" not in text  # the bar's OrderDenied is told once, by its order
     assert "order 43" not in text  # a plain placed order is not a decision worth a line
     assert all(line.startswith("naive") for line in explain(RECORDS, run="naive"))
+
+
+def test_the_journal_command_reads_without_ccxt_or_matplotlib(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS), encoding="utf-8")
+    code = (
+        "import sys; from safeguard.cli import main; "
+        f"rc = main(['journal', {str(tmp_path)!r}, '--run', 'naive']); "
+        "print(sorted({'ccxt', 'matplotlib'} & set(sys.modules)), file=sys.stderr); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().endswith("[]")
+    assert "LIQUIDATED: long 2 BTC/USDT:USDT" in done.stdout
