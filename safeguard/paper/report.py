@@ -49,7 +49,7 @@ def write_report(
         "events.png": _events(records, start),
     }
     for name, figure in pictures.items():
-        figure.savefig(out / name, dpi=100)
+        _atomic_png(out / name, figure)
         plt.close(figure)
     first = next(r for r in records if r["kind"] == "start")
     document = {
@@ -71,6 +71,17 @@ def _atomic_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_png(path: Path, figure: Figure) -> None:
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(handle)
+    try:
+        figure.savefig(name, dpi=100, format="png")
         os.replace(name, path)
     except BaseException:
         Path(name).unlink(missing_ok=True)
