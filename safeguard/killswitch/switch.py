@@ -664,6 +664,9 @@ class KillSwitch:
                 unchanged = version == self._seen_version and version is not None
                 if unchanged and self._store_error is None:
                     return
+                # An engage in this process between this load and the adoption below must not
+                # be overwritten by the (older) state just read: remember where we were.
+                generation_at_load = self._generation
                 stored = self._store.load()
             except Exception as exc:  # corrupt, unreadable, or a store that is down: halt
                 self._fail_closed(exc)
@@ -682,16 +685,28 @@ class KillSwitch:
                 if current.state is not TradingState.ACTIVE:
                     self._persist_engage(current, "restore")
                 return
-            if self._adopt(stored):
+            if self._adopt(stored, generation_at_load):
                 self._adopted(stored)
         finally:
             self._refresh_lock.release()
 
-    def _adopt(self, stored: SwitchState) -> bool:
-        """Take the stored state as ours; True if it changed (then call :meth:`_adopted`)."""
+    def _adopt(self, stored: SwitchState, generation_at_load: int | None = None) -> bool:
+        """Take the stored state as ours; True if it changed (then call :meth:`_adopted`).
+
+        A looser stored state is refused when this process tightened the switch after the
+        store was read (``generation_at_load``): that read predates our engage, and adopting
+        it would loosen a fresh HALTED. The next refresh reads the store again.
+        """
         with self._changed:
             previous = self._state
             if stored == previous:
+                return False
+            if (
+                generation_at_load is not None
+                and self._generation != generation_at_load
+                and stored.state.severity < previous.state.severity
+            ):
+                self._seen_version = None
                 return False
             self._state = stored
             tightened = stored.state.severity > previous.state.severity or (
