@@ -94,11 +94,13 @@ class Momentum:
     async def _exit(self, exchange: Any, held: float) -> None:
         await exchange.create_order(self.symbol, "market", "sell", held, None, {"reduceOnly": True})
         self.trades += 1
-        if self.stop_id is not None:
-            stop_id, self.stop_id = self.stop_id, None
-            # Already fired or gone: either way it protects nothing any more.
+        self.stop_id = None
+        # Flat: every stop left on the symbol protects nothing any more.
+        stops = await exchange.fetch_open_orders(self.symbol, None, None, {"trigger": True})
+        for stop in stops:
+            # Already fired or gone meanwhile: either way it is not resting any more.
             with contextlib.suppress(SafeguardError):
-                await exchange.cancel_order(stop_id, self.symbol, {"trigger": True})
+                await exchange.cancel_order(stop["id"], self.symbol, {"trigger": True})
         print(f"{self.symbol}: flat (sold {held})")
 
 

@@ -76,9 +76,9 @@ class DipBuyer:
 
     def _sell(self, exchange: Any, held: float) -> None:
         exchange.create_order(self.symbol, "market", "sell", held, None, {"reduceOnly": True})
-        if self.stop_id is not None:
-            stop_id, self.stop_id = self.stop_id, None
-            exchange.cancel_order(stop_id, self.symbol, {"trigger": True})
+        self.stop_id = None
+        for stop in exchange.fetch_open_orders(self.symbol, None, None, {"trigger": True}):
+            exchange.cancel_order(stop["id"], self.symbol, {"trigger": True})
 
 
 @pytest.fixture

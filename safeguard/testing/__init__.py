@@ -35,12 +35,14 @@ if TYPE_CHECKING:
         sandbox_policy,
         strip_attached_stops,
     )
+    from safeguard.testing.plugin import FaultSwitch
 
 _LAZY = {
     "DEFAULT_API_KEY": "safeguard.testing._paper",
     "DEFAULT_SECRET": "safeguard.testing._paper",
     "DEFAULT_START": "safeguard.testing._paper",
     "DEFAULT_SYMBOLS": "safeguard.testing._paper",
+    "FaultSwitch": "safeguard.testing.plugin",
     "PaperAccount": "safeguard.testing._paper",
     "as_fault_plan": "safeguard.testing._paper",
     "paper_account": "safeguard.testing._paper",
@@ -67,6 +69,7 @@ __all__ = [
     "DEFAULT_SECRET",
     "DEFAULT_START",
     "DEFAULT_SYMBOLS",
+    "FaultSwitch",
     "PaperAccount",
     "as_fault_plan",
     "paper_account",

@@ -40,6 +40,10 @@ def _stop_below(exchange: Any, fraction: float = 0.03) -> float:
     return float(exchange.price_to_precision(BTC, last * (1 - fraction)))
 
 
+def _btc_position(venue: Venue, api_key: str) -> float:
+    return sum(float(p["positionAmt"]) for p in venue.position_risk(api_key, "BTCUSDT"))
+
+
 def _venue_client_ids(venue: Venue, api_key: str) -> list[str]:
     return [o["clientOrderId"] for o in venue.all_orders(api_key, symbol="BTCUSDT")]
 
@@ -52,11 +56,15 @@ def test_guarded_order_reaches_the_venue_and_the_journal_in_tmp_path(
         BTC, "market", "buy", 0.01, None, {"stopLoss": {"triggerPrice": _stop_below(sg_guarded)}}
     )
     assert order["status"] == "closed"
-    assert _venue_client_ids(sg_venue, api_key) == [order["clientOrderId"]]
+    on_venue = _venue_client_ids(sg_venue, api_key)
+    assert on_venue.count(order["clientOrderId"]) == 1
     [journal] = (tmp_path / "safeguard").glob("orders-*.jsonl")
     records = [json.loads(line) for line in journal.read_text().splitlines()]
-    assert {r["id"] for r in records} == {order["clientOrderId"]}
-    assert records[-1]["status"] == "acked"
+    statuses = {r["id"]: r["status"] for r in records}  # the last record of each id wins
+    # every order on the venue (the entry, and any stop the guard placed for it) was
+    # journaled before it was sent, and acknowledged since
+    assert set(on_venue) == set(statuses)
+    assert set(statuses.values()) == {"acked"}
 
 
 def test_default_policy_denies_an_entry_without_a_stop_before_sending(
@@ -85,8 +93,9 @@ def test_faults_reach_the_raw_client_and_the_guard_resolves_them(
     )
     assert sg_faults.fired == [1]
     ids = _venue_client_ids(sg_venue, sg_guarded.apiKey)
-    assert len(ids) == 2
     assert ids.count(order["clientOrderId"]) == 1  # found by look-up, never sent twice
+    assert len(ids) == len(set(ids))
+    assert _btc_position(sg_venue, sg_guarded.apiKey) == pytest.approx(0.02)
 
 
 def test_cleared_faults_leave_a_healthy_venue(sg_faults: FaultSwitch, sg_venue_client: Any) -> None:
@@ -227,3 +236,26 @@ def test_loading_the_plugin_imports_no_venue_ccxt_or_guard() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_public_surface_is_pinned_and_every_name_resolves() -> None:
+    from safeguard import testing
+
+    assert testing.__all__ == sorted(testing.__all__)
+    assert set(testing.__all__) == {
+        "DEFAULT_API_KEY",
+        "DEFAULT_SECRET",
+        "DEFAULT_START",
+        "DEFAULT_SYMBOLS",
+        "FaultSwitch",
+        "PaperAccount",
+        "as_fault_plan",
+        "paper_account",
+        "sandbox_policy",
+        "strip_attached_stops",
+    }
+    for name in testing.__all__:
+        assert getattr(testing, name) is not None
+    assert testing.FaultSwitch is FaultSwitch
+    with pytest.raises(AttributeError):
+        _ = testing.no_such_name
