@@ -53,11 +53,12 @@ def strip_attached_stops(exchange: Any) -> Any:
     """Make ``exchange.create_order`` drop the ``stopLoss`` an entry declares; returns it.
 
     Binance USD-M has no stop attached to an order: ccxt forwards ``stopLoss`` as a request
-    parameter and the venue refuses the order (-1104). The guard reads the declared stop for
-    its pre-trade verdict (``params={"stopLoss": {"triggerPrice": ...}}``), so wrap the *raw*
-    ccxt client with this before guarding it: the verdict sees the stop, the wire does not.
-    The protection itself is a separate reduce-only stop order, placed once the entry fills.
-    Works on sync and ``ccxt.async_support`` clients.
+    parameter and the venue refuses the order (-1104). Strategy code written for the guard
+    declares its stop that way (``params={"stopLoss": {"triggerPrice": ...}}``) so the verdict
+    can price it; wrap a plain ccxt client with this to run the same code unguarded (the
+    protection is then the strategy's own reduce-only stop order). :meth:`PaperAccount.guarded`
+    wraps its raw client too, so the declared stop never reaches the wire as a parameter.
+    Wrapping twice is harmless. Works on sync and ``ccxt.async_support`` clients.
     """
     send = exchange.create_order
     if getattr(send, "_sg_strips_stops", False):
