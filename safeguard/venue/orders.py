@@ -114,7 +114,11 @@ def parse_order(
 
     if quantity is None or quantity == "":
         raise missing("quantity")
-    raw_qty = _number("quantity", quantity)
+    # A finite float (what clients send) is used as it is; anything else goes through _number.
+    if quantity.__class__ is float and quantity - quantity == 0.0:
+        raw_qty: float = quantity
+    else:
+        raw_qty = _number("quantity", quantity)
     if raw_qty <= 0:
         raise VenueReject(-4003, "Quantity less than or equal to zero.")
 
@@ -131,7 +135,10 @@ def parse_order(
         tif = time_in_force
         if stop_price is not None:
             raise not_required("stopPrice")
-        raw_price = _number("price", price)
+        if price.__class__ is float and price - price == 0.0:
+            raw_price: float = price
+        else:
+            raw_price = _number("price", price)
         if raw_price <= 0:
             raise VenueReject(-4013, "Price less than min price.")
         ticks = market.price_ticks(raw_price)
@@ -247,19 +254,22 @@ class Order:
         # One copy of the constant template, filled in (cheaper than a 25-entry literal). Not
         # cached per order: most orders are answered once or twice, and a cached ~800-byte
         # dict per order would stay alive as long as the order history (100,000 by default).
+        # Every order call ends here, so market.fmt_price and fmt_qty are inlined.
+        tick_size = market.tick_size
+        price_format = market.price_format
         answer = _TEMPLATE.copy()
         answer["orderId"] = self.order_id
         answer["symbol"] = self.symbol
         answer["status"] = self.status
         answer["clientOrderId"] = self.client_order_id
-        answer["price"] = market.fmt_price(self.price) if self.price else "0"
-        answer["origQty"] = market.fmt_qty(self.qty)
+        answer["price"] = format(self.price * tick_size, price_format) if self.price else "0"
+        answer["origQty"] = format(self.qty * market.step_size, market.qty_format)
         answer["timeInForce"] = self.time_in_force or "GTC"
         answer["type"] = answer["origType"] = self.type
         answer["reduceOnly"] = self.reduce_only
         answer["side"] = self.side
         answer["positionSide"] = self.position_side
-        answer["stopPrice"] = market.fmt_price(self.stop) if self.stop else "0"
+        answer["stopPrice"] = format(self.stop * tick_size, price_format) if self.stop else "0"
         answer["workingType"] = self.working_type
         answer["time"] = self.time_ms
         answer["updateTime"] = self.update_ms
@@ -269,7 +279,7 @@ class Order:
             # no padding: "90000.100" -> "90000.1", "5.000" -> "5".
             cum = self.cum_quote
             avg = format(
-                cum / (executed * market.notional_unit) * market.tick_size, market.avg_price_format
+                cum / (executed * market.notional_unit) * tick_size, market.avg_price_format
             )
             answer["avgPrice"] = avg.rstrip("0").rstrip(".") if "." in avg else avg
             qty = format(executed * market.step_size, market.qty_format)
