@@ -17,7 +17,8 @@ what the caller must do next, because that differs:
     │   └── AuthenticationFailed
     ├── OutcomeUnknown              an order may or may not exist; reconcile by ``client_order_id``
     ├── RetriesExhausted            a request that changes nothing kept failing; safe to try later
-    └── ResumeRefused               the kill switch stays engaged (cooling period); see ``retry_at``
+    ├── ResumeRefused               the kill switch stays engaged (cooling period); see ``retry_at``
+    └── ProtectiveStopFailed        the entry exists, its protective stop does not; protect or close
 
 The original lower-layer exception (a ccxt error) is always chained as ``__cause__``. Every
 exception pickles (it crosses process boundaries in fleets) and keeps its attributes.
@@ -172,6 +173,33 @@ class ResumeRefused(SafeguardError):
         self.retry_at = retry_at
 
 
+class ProtectiveStopFailed(SafeguardError):
+    """An entry was accepted by the venue but its protective stop could not be placed.
+
+    The position (or the resting entry) is unprotected: protect it, cancel the entry or close
+    the position now. ``order`` is the entry order as the venue accepted it;
+    ``stop_client_order_id`` names the stop, which is known absent unless ``__cause__`` is an
+    :class:`OutcomeUnknown` (then reconcile it by that id before placing another). It is its own
+    branch, not :class:`VenueRejected` ("nothing was created") nor :class:`OutcomeUnknown`:
+    something *was* created, and the caller must act on it.
+    """
+
+    code = "PROTECTIVE_STOP_FAILED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        order: Any,
+        stop_client_order_id: str,
+        symbol: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.order = order
+        self.stop_client_order_id = stop_client_order_id
+        self.symbol = symbol
+
+
 __all__ = [
     "AuthenticationFailed",
     "ConfigError",
@@ -180,6 +208,7 @@ __all__ = [
     "OrderDenied",
     "OrderNotFound",
     "OutcomeUnknown",
+    "ProtectiveStopFailed",
     "RequestBlocked",
     "ResumeRefused",
     "RetriesExhausted",

@@ -25,6 +25,7 @@ import ccxt
 from safeguard.clock import Clock, SystemClock
 from safeguard.config import Policy, ThrottleConfig
 from safeguard.guard.aio import AsyncGuardedExchange
+from safeguard.guard.announce import kill_reporter, throttle_reporter
 from safeguard.guard.bans import BanStore
 from safeguard.guard.core import GuardCore
 from safeguard.guard.degradation import HealthMonitor
@@ -153,18 +154,27 @@ def guard(
         exchange_id=str(exchange.id),
         policy=policy,
         journal=OrderJournal(path, durable=durable_journal),
-        pacer=BudgetPacer(budget, default_ban_s=policy.throttle.default_ban_s),
+        pacer=BudgetPacer(
+            budget,
+            default_ban_s=policy.throttle.default_ban_s,
+            on_wait=throttle_reporter(hooks, clock),
+        ),
         backoff=RetryPolicy(policy.retry),
         gate=gate,
         observer=RequestObserver(str(exchange.id), policy.version, hooks, monitor, tripwire),
         settle_window_s=_recv_window_s(exchange),
         rng=rng if rng is not None else random.Random(),
+        hooks=hooks,
     )
     # Worse venue health re-prices the stops of open positions under the same assumptions.
     if health is None:
         recheck.append(gate.health_changed)
     else:
         hooks.subscribe(EventKind.STATE_CHANGE, gate.health_changed)
+    add_listener = getattr(kill_switch, "add_listener", None)
+    if callable(add_listener):
+        # Engages and resumes reach the hooks (a switch without listeners just goes unheard).
+        add_listener(kill_reporter(hooks))
     runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep, sleep_async)
     face = AsyncGuardedExchange if _is_async_exchange(exchange) else GuardedExchange
     return face(exchange, runtime)

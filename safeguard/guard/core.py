@@ -34,7 +34,9 @@ from loguru import logger
 
 from safeguard import errors
 from safeguard.config import Policy
+from safeguard.guard import protective
 from safeguard.guard.classify import ErrorClass, RetryClass, classify, to_safeguard_error
+from safeguard.guard.events import Hooks, ProtectiveStopEvent
 from safeguard.guard.journal import OrderJournal, Status
 from safeguard.guard.orders import (
     CallKind,
@@ -219,6 +221,8 @@ class GuardCore:
     rng: random.Random = field(default_factory=random.Random)
     reconciled: bool = False
     """Whether a previous run's unresolved orders were settled; orders wait for it."""
+    hooks: Hooks | None = None
+    """Where the core's own events go (a protective stop placed or failed)."""
 
     # --- reads, cancels, settings, other writes -------------------------------------------
 
@@ -359,13 +363,17 @@ class GuardCore:
         yield from self._refresh(intent.symbol, now)
         return self.gate.assess(intent, self._last_now, explain=True).verdict
 
-    def place(self, intent: OrderIntent, now: float) -> Steps[Any]:
-        """Create (or edit) one order: verdict, journal, then the never-double send."""
+    def place(self, intent: OrderIntent, now: float, *, protect: bool = True) -> Steps[Any]:
+        """Create (or edit) one order: verdict, journal, then the never-double send.
+
+        ``protect``: an entry's ``stopLossPrice`` / ``stopLoss`` is its protective stop, sent
+        as its own order (False when ccxt's own stop-order helpers built the call: there the
+        stop price is the order's trigger)."""
         self._last_now = now
         if not self.reconciled:
             yield from self.reconcile(now)
         yield from self._refresh(intent.symbol, self._last_now)
-        return (yield from self._send_one(self._approved(intent)))
+        return (yield from self._place_one(intent, protect=protect))
 
     def place_all(self, intents: list[OrderIntent], now: float) -> Steps[list[Any]]:
         """Several orders, each through the full guard; all are judged before any is sent,
@@ -386,7 +394,7 @@ class GuardCore:
                 # Judged again on the account the earlier orders of the batch left behind:
                 # each passing alone does not mean they pass together.
                 yield from self._refresh(intent.symbol, self._last_now)
-                placed.append((yield from self._send_one(self._approved(intent))))
+                placed.append((yield from self._place_one(intent)))
             except errors.SafeguardError as exc:
                 exc.placed = placed  # type: ignore[attr-defined]
                 raise
@@ -398,7 +406,68 @@ class GuardCore:
             raise assessment.denial
         return assessment.intent
 
-    def _send_one(self, intent: OrderIntent) -> Steps[Any]:
+    def _place_one(self, intent: OrderIntent, *, protect: bool = True) -> Steps[Any]:
+        """Judge and send one order. An entry declaring a protective stop is judged as the
+        pair, sent without the stop, and the stop follows as its own reduce-only order once
+        the venue has accepted the entry (:mod:`safeguard.guard.protective`)."""
+        approved = self._approved(intent)
+        entry, plan = protective.split(approved) if protect else (approved, None)
+        if plan is None:
+            return (yield from self._send_one(approved))
+        order = yield from self._send_one(entry, judged_as=approved)
+        stop = protective.stop_intent(entry, plan)
+        try:
+            # Not judged again: it was judged with its entry, and it can only reduce.
+            placed = yield from self._send_one(stop, rejudge=False)
+        except errors.SafeguardError as exc:
+            self._stop_event("failed", entry, stop, plan, type(exc).__name__)
+            logger.error(
+                "protective stop {} at {} for entry {} on {} not placed ({}): the entry stands "
+                "unprotected",
+                stop.client_order_id,
+                plan.price,
+                entry.client_order_id,
+                entry.symbol,
+                exc,
+            )
+            failed = errors.ProtectiveStopFailed(
+                f"entry {entry.client_order_id} on {entry.symbol} was accepted but its "
+                f"protective stop {stop.client_order_id} at {plan.price:g} was not placed "
+                f"({type(exc).__name__}: {exc}); protect or close it now",
+                order=order,
+                stop_client_order_id=stop.client_order_id,
+                symbol=entry.symbol,
+            )
+            raise failed from exc
+        self._stop_event("placed", entry, stop, plan, None)
+        return protective.attach(order, placed)
+
+    def _stop_event(
+        self,
+        outcome: str,
+        entry: OrderIntent,
+        stop: OrderIntent,
+        plan: protective.StopPlan,
+        error_type: str | None,
+    ) -> None:
+        if self.hooks is not None:
+            self.hooks.emit(
+                ProtectiveStopEvent(
+                    at=self._last_now,
+                    outcome=outcome,
+                    symbol=entry.symbol,
+                    entry_client_order_id=entry.client_order_id,
+                    stop_client_order_id=stop.client_order_id,
+                    stop_price=plan.price,
+                    error_type=error_type,
+                )
+            )
+
+    def _send_one(
+        self, intent: OrderIntent, *, judged_as: OrderIntent | None = None, rejudge: bool = True
+    ) -> Steps[Any]:
+        """Send ``intent``. A resend that needs a fresh verdict judges ``judged_as`` (the
+        entry with its protective stop) or ``intent``; with ``rejudge`` False, none."""
         now = self._last_now
         try:
             if intent.edit_of is not None:
@@ -413,7 +482,8 @@ class GuardCore:
                         now=now,
                     )
                 )
-                order = yield from self._create(intent, now)
+                judge = (judged_as or intent) if rejudge else None
+                order = yield from self._create(intent, now, judge)
         except errors.SafeguardError:
             # Whatever the outcome (an order may exist), the next verdict re-reads the account.
             self.gate.placed(intent, None, self._last_now)
@@ -442,7 +512,7 @@ class GuardCore:
             except (errors.RetriesExhausted, errors.VenueRejected) as exc:
                 logger.warning("{} failed before a verdict: {}", send.method, exc)
 
-    def _create(self, intent: OrderIntent, started: float) -> Steps[Any]:
+    def _create(self, intent: OrderIntent, started: float, judge: OrderIntent | None) -> Steps[Any]:
         send = Send(
             "create_order",
             (intent.symbol, intent.type, intent.side, intent.amount, intent.price),
@@ -455,11 +525,11 @@ class GuardCore:
         while True:
             attempt += 1
             try:
-                if now - judged > self.policy.risk.max_market_data_age_s:
+                if judge is not None and now - judged > self.policy.risk.max_market_data_age_s:
                     # A resend after a backoff or a settle window must not rest on a verdict
                     # older than the data it was allowed to use: judge it again.
                     yield from self._refresh(intent.symbol, now)
-                    self._approved(intent)
+                    self._approved(judge)
                     now = judged = self._last_now
                 now = yield from self._pace(CallKind.ORDER, send, now)
                 answer = answered((yield send))

@@ -1,4 +1,5 @@
-"""Events a user can subscribe to: request, retry, throttle, state change, verdict, kill.
+"""Events a user can subscribe to: request, retry, throttle, state change, verdict, kill,
+protective stop.
 
 Every event is a frozen record (stamina's instrumentation model): it carries what happened and
 when (``at``, epoch seconds from the guard's clock), never live objects, and never credentials.
@@ -25,6 +26,7 @@ class EventKind(StrEnum):
     STATE_CHANGE = "state_change"
     VERDICT = "verdict"
     KILL = "kill"
+    PROTECTIVE_STOP = "protective_stop"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +124,20 @@ class KillEvent(Event):
     code: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProtectiveStopEvent(Event):
+    """An entry's protective stop was placed, or could not be (the entry stands unprotected)."""
+
+    kind: ClassVar[EventKind] = EventKind.PROTECTIVE_STOP
+    outcome: str
+    """``placed`` or ``failed``."""
+    symbol: str
+    entry_client_order_id: str
+    stop_client_order_id: str
+    stop_price: float
+    error_type: str | None = None
+
+
 Hook = Callable[[Any], object]
 
 
@@ -194,6 +210,7 @@ __all__ = [
     "Hook",
     "Hooks",
     "KillEvent",
+    "ProtectiveStopEvent",
     "RequestEvent",
     "RetryEvent",
     "StateChangeEvent",

@@ -10,9 +10,11 @@ an exchange class overrides with its own request path is refused, not trusted.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +27,11 @@ from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_inten
 from safeguard.killswitch.switch import SwitchState, refusal_code
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+# ccxt's helpers whose ``stopLossPrice`` is the order's own trigger (a stop-loss *order*), not
+# an entry's protective stop: inside them, create_order must not split the order in two.
+_TRIGGER_HELPERS = frozenset({"create_stop_loss_order"})
+_IN_TRIGGER_HELPER: ContextVar[bool] = ContextVar("safeguard_in_trigger_helper", default=False)
 
 
 class SwitchLike(Protocol):
@@ -141,7 +148,8 @@ class Face:
             # The exchange's own code (an override, or a method ccxt's base lacks) that does
             # not build its order through create_order / edit_order is not trusted.
             return _blocked(name)
-        return function.__get__(self)
+        bound = function.__get__(self)
+        return _as_trigger_order(bound) if name in _TRIGGER_HELPERS else bound
 
     def _guarded(self, kind: CallKind, name: str) -> Any:
         raise NotImplementedError
@@ -189,7 +197,7 @@ class Face:
         self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Any = None
     ) -> Steps[Any]:
         intent = self._intent(symbol, type, side, amount, price, params)
-        return self._rt.core.place(intent, self._now())
+        return self._rt.core.place(intent, self._now(), protect=not _IN_TRIGGER_HELPER.get())
 
     def _edit_steps(
         self,
@@ -247,6 +255,30 @@ def _routes_through_create(function: Any) -> bool:
     return bool(names & {"create_order", "edit_order", "editOrder", "createOrder"}) and not any(
         n.endswith(("PostOrder", "PutOrder", "post_order", "put_order")) for n in names
     )
+
+
+def _as_trigger_order(helper: Any) -> Any:
+    """Run ``helper`` with its create_order calls marked as trigger orders. A context
+    variable, so concurrent threads and tasks each see only their own call."""
+    if inspect.iscoroutinefunction(helper):
+
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            token = _IN_TRIGGER_HELPER.set(True)
+            try:
+                return await helper(*args, **kwargs)
+            finally:
+                _IN_TRIGGER_HELPER.reset(token)
+
+        return run_async
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        token = _IN_TRIGGER_HELPER.set(True)
+        try:
+            return helper(*args, **kwargs)
+        finally:
+            _IN_TRIGGER_HELPER.reset(token)
+
+    return run
 
 
 def _blocked(name: str) -> Callable[..., Any]:

@@ -29,6 +29,7 @@ from safeguard.guard.events import EventKind, Hooks, StateChangeEvent, VerdictEv
 from safeguard.guard.market import MarketCache, RuleChange
 from safeguard.guard.observe import Health
 from safeguard.guard.orders import OrderIntent
+from safeguard.guard.protective import protective_stop
 from safeguard.guard.tripwire import TripWire
 from safeguard.risk import verdict as risk_verdict
 from safeguard.risk.book import OrderBook, Side
@@ -198,10 +199,9 @@ class PreTradeGate:
         params = intent.params
         base = intent.type.lower()
         kind = base if base in ("market", "limit") else ("limit" if intent.price else "market")
-        stop = params.get("stopLossPrice")
-        attached = params.get("stopLoss")
-        if stop is None and isinstance(attached, Mapping):
-            stop = attached.get("triggerPrice")
+        # stopLossPrice, or stopLoss as a number or {"triggerPrice": ...}: one reading, shared
+        # with the guard that sends the stop as its own order.
+        stop = protective_stop(params)
         post_only = params.get("postOnly") is True or params.get("timeInForce") == "GTX"
         if intent.amount is None:
             raise ValueError("amount is required for the verdict")
@@ -215,7 +215,7 @@ class PreTradeGate:
             margin_mode=self._margin_mode(intent.symbol),  # type: ignore[arg-type]
             reduce_only=intent.reduce_only,
             post_only=post_only and kind == "limit",
-            stop_price=None if stop is None else float(stop),
+            stop_price=stop,
             stop_trigger="last" if params.get("workingType") == "CONTRACT_PRICE" else "mark",
         )
 

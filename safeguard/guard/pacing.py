@@ -79,7 +79,8 @@ class BudgetPacer:
     budget: RateBudget
     default_ban_s: float = 120.0
     on_wait: Callable[[str, float, Any], None] | None = None
-    """Told ``(action, seconds, decision)`` whenever the budget holds a request back."""
+    """Told ``(action, seconds, decision)`` whenever the budget holds a request back
+    (``wait``, ``hold``, ``banned``) or the venue throttled (``429``) or banned (``418``) us."""
 
     def before(self, kind: CallKind, send: Send, now: float) -> float:
         rk = request_kind(kind, send)
@@ -117,8 +118,10 @@ class BudgetPacer:
             else:
                 until = now + (ec.retry_after if ec.retry_after is not None else self.default_ban_s)
             self.budget.record_ban(until, now)
+            self._told("418", until - now, ec)
         elif ec.throttled:
             self.budget.record_throttle(429, ec.retry_after, now)
+            self._told("429", ec.retry_after or 0.0, ec)
 
     def _told(self, action: str, seconds: float, decision: Any) -> None:
         if self.on_wait is not None:

@@ -15,6 +15,7 @@ from safeguard.guard.events import (
     EventKind,
     Hooks,
     KillEvent,
+    ProtectiveStopEvent,
     RequestEvent,
     RetryEvent,
     StateChangeEvent,
@@ -32,6 +33,9 @@ SAMPLES: list[Event] = [
                      value=1.4, threshold=1.0),
     VerdictEvent(at=5.0, allowed=False, code="STOP_REQUIRED"),
     KillEvent(at=6.0, state="HALTED", reason="manual", by="ops"),
+    ProtectiveStopEvent(at=7.0, outcome="placed", symbol="ETH/USDT:USDT",
+                        entry_client_order_id="sg-1", stop_client_order_id="sg-1-sl",
+                        stop_price=2900.0),
 ]  # fmt: skip
 
 

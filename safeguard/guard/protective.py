@@ -1,0 +1,142 @@
+"""Protective stops declared on entries: judged as a pair, sent as two orders.
+
+``create_order(symbol, "limit", "buy", 0.01, 60000, params={"stopLossPrice": 58000})`` is how a
+caller tells the guard "this entry is protected by a stop at 58,000", and the verdict judges the
+pair. ccxt's binance code would instead turn such an order into a STOP_MARKET trigger order
+itself (what is sent would not be what was judged), and ``stopLoss={"triggerPrice": ...}``
+reaches Binance USD-M as a parameter it refuses (-1104): futures have no attached stops.
+
+So an entry (an order that may open or add exposure, not a trigger order itself) carrying a
+protective stop is split here: the entry is sent without the stop, and once the venue has
+accepted it the stop follows as its own reduce-only STOP_MARKET order under a client id derived
+from the entry's. Everything here is pure; :class:`~safeguard.guard.core.GuardCore` sequences
+the sends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from safeguard.guard.orders import OrderIntent
+
+STOP_SUFFIX = "-sl"
+"""Appended to the entry's client order id to name its protective stop."""
+_MAX_ID = 36  # Binance's client order id limit
+INFO_KEY = "safeguardProtectiveStop"
+"""Where the entry order returned by ``create_order`` carries its stop order (in ``info``)."""
+
+_STOP_KEYS = ("stopLossPrice", "stopLoss")
+# Keys that make an order a trigger order in its own right (ccxt's unified names and
+# Binance's): such an order is not an entry, and its stopLossPrice is its trigger.
+_TRIGGER_KEYS = (
+    "triggerPrice",
+    "stopPrice",
+    "takeProfitPrice",
+    "takeProfit",
+    "trailingPercent",
+    "trailingTriggerPrice",
+    "callbackRate",
+    "trailingDelta",
+)
+_ENTRY_TYPES = ("market", "limit")
+
+
+def protective_stop(params: Mapping[str, Any]) -> float | None:
+    """The protective stop price ``params`` declare: ``stopLossPrice``, or ``stopLoss`` as a
+    number or as ``{"triggerPrice": ...}`` (ccxt's attached-stop form)."""
+    stop = params.get("stopLossPrice")
+    if stop is None:
+        attached = params.get("stopLoss")
+        stop = attached.get("triggerPrice") if isinstance(attached, Mapping) else attached
+    if stop is None or isinstance(stop, bool):
+        return None
+    try:
+        value = float(stop)
+    except (TypeError, ValueError):
+        raise ValueError(f"the protective stop must be a number, got {stop!r}") from None
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"the protective stop must be a finite number > 0, got {stop!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlan:
+    """The protective stop an entry declared: where it triggers and on which price."""
+
+    price: float
+    working_type: str
+    """Binance's ``workingType``: ``MARK_PRICE`` unless the intent asked for the last price
+    (``CONTRACT_PRICE``), the price the verdict assumed for it."""
+
+
+def split(intent: OrderIntent) -> tuple[OrderIntent, StopPlan | None]:
+    """The entry to send and its stop, or ``(intent, None)`` when ``intent`` is not an entry
+    carrying a protective stop (a reduce-only order, an edit, a trigger order, no stop)."""
+    params = intent.params
+    if (
+        intent.edit_of is not None
+        or intent.reduce_only
+        or intent.type.lower() not in _ENTRY_TYPES
+        or any(params.get(key) is not None for key in _TRIGGER_KEYS)
+    ):
+        return intent, None
+    stop = protective_stop(params)
+    if stop is None:
+        return intent, None
+    working = "CONTRACT_PRICE" if params.get("workingType") == "CONTRACT_PRICE" else "MARK_PRICE"
+    entry_params = {k: v for k, v in params.items() if k not in _STOP_KEYS and k != "workingType"}
+    return replace(intent, params=entry_params), StopPlan(stop, working)
+
+
+def stop_client_id(entry_client_id: str) -> str:
+    """The stop's client id: the entry's plus ``-sl``, cut to Binance's 36 characters (the
+    entry's random tail is shortened, never the suffix, so the pair stays recognisable)."""
+    return entry_client_id[: _MAX_ID - len(STOP_SUFFIX)] + STOP_SUFFIX
+
+
+def stop_intent(entry: OrderIntent, plan: StopPlan) -> OrderIntent:
+    """The protective stop for ``entry`` (as sent: after any shrink) as an order of its own.
+
+    ccxt 4.5.90's binanceusdm sends ``market`` + ``stopLossPrice`` as a STOP_MARKET algo
+    order (``/fapi/v1/algoOrder``, ``clientAlgoId``); ``reduceOnly`` makes the venue refuse it
+    if it would ever open exposure, which is also why the kill switch lets it through in
+    REDUCING.
+    """
+    return OrderIntent(
+        symbol=entry.symbol,
+        type="market",
+        side="sell" if entry.side == "buy" else "buy",
+        amount=entry.amount,
+        price=None,
+        params={
+            "stopLossPrice": plan.price,
+            "reduceOnly": True,
+            "workingType": plan.working_type,
+        },
+        client_order_id=stop_client_id(entry.client_order_id),
+    )
+
+
+def attach(entry_order: Any, stop_order: Any) -> Any:
+    """Put the stop order in the entry order's ``info`` under :data:`INFO_KEY`."""
+    if isinstance(entry_order, dict):
+        info = entry_order.get("info")
+        if not isinstance(info, dict):
+            info = entry_order["info"] = {}
+        info[INFO_KEY] = stop_order
+    return entry_order
+
+
+__all__ = [
+    "INFO_KEY",
+    "STOP_SUFFIX",
+    "StopPlan",
+    "attach",
+    "protective_stop",
+    "split",
+    "stop_client_id",
+    "stop_intent",
+]

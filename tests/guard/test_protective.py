@@ -1,0 +1,305 @@
+"""Protective stops declared on entries: judged as a pair, placed as two orders.
+
+Real ``ccxt.binanceusdm`` (sync and async, in process and over loopback HTTP) against the mock
+venue: the entry goes out without its stop, the stop follows as a reduce-only STOP_MARKET under
+the entry's client id + ``-sl``, it triggers and closes the position when the mark crosses it,
+an ambiguous stop placement is settled by look-up without a second stop, and a stop the venue
+refuses raises :class:`~safeguard.errors.ProtectiveStopFailed` carrying the entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safeguard import errors
+from safeguard.clock import ManualClock
+from safeguard.config import Policy
+from safeguard.guard import guard
+from safeguard.guard.events import EventKind, Hooks, ProtectiveStopEvent, RequestEvent
+from safeguard.guard.orders import parse_intent
+from safeguard.guard.protective import INFO_KEY, split, stop_client_id
+from safeguard.guard.throttle import RateBudget
+from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.venue import Venue, VenueConfig
+from safeguard.venue.client import ccxt_client
+from safeguard.venue.dialect import Dialect
+from safeguard.venue.faults import FaultPlan
+from safeguard.venue.http import VenueServer
+from safeguard.venue.inprocess import inprocess_client
+
+KEY, SECRET = "ps-key-0123456789", "ps-secret-0123456789abcdef"
+SYMBOL, VENUE_SYMBOL = "ETH/USDT:USDT", "ETHUSDT"
+
+
+@dataclass
+class Rig:
+    ex: Any
+    venue: Venue
+    dialect: Dialect
+    switch: KillSwitch
+    hooks: Hooks
+
+    def venue_orders(self) -> list[dict[str, Any]]:
+        return self.venue.all_orders(KEY, symbol=VENUE_SYMBOL)
+
+    def stops_seen(self) -> list[ProtectiveStopEvent]:
+        seen: list[ProtectiveStopEvent] = []
+        self.hooks.subscribe(EventKind.PROTECTIVE_STOP, seen.append)
+        return seen
+
+    def position(self) -> float:
+        # The venue lists only open positions: none is a flat position.
+        rows = self.venue.position_risk(KEY, VENUE_SYMBOL)
+        return sum(float(row["positionAmt"]) for row in rows)
+
+    def crash(self, pct: float) -> None:
+        """The contract price falls ``pct`` % and the mark follows (its basis is smoothed)."""
+        self.venue.spike(VENUE_SYMBOL, pct, 3_600)
+        for _ in range(60):
+            self.venue.advance(10.0)
+
+
+def _build(
+    tmp: Path, closers: list[Any], *, transport: str = "inprocess", aio: bool = False
+) -> Rig:
+    clock = ManualClock(1_700_000_000.0)
+    venue = Venue(VenueConfig(symbols=(VENUE_SYMBOL,)), clock=clock)
+    venue.create_account(KEY, SECRET, wallet=100_000.0)
+    dialect = Dialect(venue)
+    if transport == "inprocess":
+        raw = inprocess_client(dialect, KEY, SECRET, asyncio=aio)
+    else:
+        server = VenueServer(venue, dialect=dialect)
+        closers.append(server.close)
+        raw = ccxt_client(server.url, KEY, SECRET, asyncio=aio, timeout_ms=2_000)
+    # require_stop: the entry passes only because the verdict sees its protective stop, and
+    # the stop (reduce-only) must not be denied for lacking one of its own.
+    policy = Policy.build(
+        risk={"require_stop": True},
+        retry={"base_delay_s": 0.05, "max_delay_s": 0.2, "resolve_attempts": 8},
+        kill_switch={"state_dir": str(tmp / "state"), "watch_state_file": False},
+    )
+    switch = KillSwitch(policy.kill_switch, clock=clock, watch=False)
+    closers.append(switch.close)
+    hooks = Hooks()
+
+    def sleep(seconds: float) -> bool:
+        venue.advance(seconds)
+        return False
+
+    async def sleep_async(seconds: float) -> bool:
+        venue.advance(seconds)
+        await asyncio.sleep(0)
+        return False
+
+    ex = guard(
+        raw,
+        policy,
+        kill_switch=switch,
+        clock=clock,
+        hooks=hooks,
+        journal_path=tmp / "orders.jsonl",
+        durable_journal=False,
+        budget=RateBudget.standalone(policy.throttle),
+        sleep=sleep,
+        sleep_async=sleep_async,
+    )
+    return Rig(ex, venue, dialect, switch, hooks)
+
+
+@pytest.fixture
+def closers() -> Iterator[list[Any]]:
+    stack: list[Any] = []
+    yield stack
+    for close in reversed(stack):
+        close()
+
+
+def _stop_below(rig: Rig, pct: float = 1.0) -> float:
+    return round(rig.venue.mark_price(VENUE_SYMBOL) * (1 - pct / 100), 2)
+
+
+def _assert_protected(rig: Rig, order: dict[str, Any], stop_price: float) -> None:
+    """The entry is the order returned; the venue holds it and one reduce-only stop."""
+    assert order["type"] == "market"
+    assert order["side"] == "buy"
+    stop = order["info"][INFO_KEY]
+    assert stop["clientOrderId"] == stop_client_id(order["clientOrderId"])
+    by_id = {o["clientOrderId"]: o for o in rig.venue_orders()}
+    assert set(by_id) == {order["clientOrderId"], stop["clientOrderId"]}
+    entry, placed = by_id[order["clientOrderId"]], by_id[stop["clientOrderId"]]
+    assert entry["type"] == "MARKET"
+    assert entry["status"] == "FILLED"
+    assert placed["type"] == "STOP_MARKET"
+    assert placed["side"] == "SELL"
+    assert placed["reduceOnly"] is True
+    assert placed["workingType"] == "MARK_PRICE"
+    assert float(placed["stopPrice"]) == stop_price
+    assert float(placed["origQty"]) == 0.05
+
+
+# --- the pure split ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"stopLossPrice": 2900}, {"stopLoss": 2900}, {"stopLoss": {"triggerPrice": 2900}}],
+)
+def test_an_entry_declaring_a_stop_is_split(params: dict[str, Any]) -> None:
+    intent = parse_intent(SYMBOL, "limit", "buy", 0.05, 3000, params, prefix="t-")
+    entry, plan = split(intent)
+    assert plan is not None
+    assert plan.price == 2900
+    assert plan.working_type == "MARK_PRICE"
+    assert "stopLossPrice" not in entry.params
+    assert "stopLoss" not in entry.params
+    assert not entry.conditional  # the entry is looked up as a plain order, not an algo order
+
+
+@pytest.mark.parametrize(
+    ("type_", "params"),
+    [
+        ("market", {"stopLossPrice": 2900, "reduceOnly": True}),  # a stop-loss order itself
+        ("STOP_MARKET", {"stopLossPrice": 2900}),
+        ("market", {"triggerPrice": 3100, "stopLossPrice": 2900}),
+        ("limit", {}),
+    ],
+)
+def test_what_is_not_a_protected_entry_is_sent_as_is(type_: str, params: dict[str, Any]) -> None:
+    intent = parse_intent(SYMBOL, type_, "buy", 0.05, 3000, params, prefix="t-")
+    assert split(intent) == (intent, None)
+
+
+def test_the_stop_id_stays_within_binance_limits() -> None:
+    assert stop_client_id("a" * 36) == "a" * 33 + "-sl"
+    assert stop_client_id("mine-1") == "mine-1-sl"
+
+
+# --- on the venue --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["inprocess", "http"])
+def test_the_entry_and_its_stop_both_exist_and_the_stop_closes_the_position(
+    tmp_path: Path, closers: list[Any], transport: str
+) -> None:
+    r = _build(tmp_path, closers, transport=transport)
+    seen = r.stops_seen()
+    stop_price = _stop_below(r)
+    order = r.ex.create_order(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": stop_price})
+    _assert_protected(r, order, stop_price)
+    assert [(e.outcome, e.stop_price) for e in seen] == [("placed", stop_price)]
+    assert r.position() == 0.05
+
+    r.crash(-3.0)
+    assert r.venue.mark_price(VENUE_SYMBOL) < stop_price
+    stop_id = order["info"][INFO_KEY]["clientOrderId"]
+    fired = r.ex.fetch_order(stop_id, SYMBOL, {"trigger": True, "clientAlgoId": stop_id})
+    assert fired["status"] == "closed"
+    assert r.position() == 0.0
+
+
+@pytest.mark.parametrize("form", ["number", "mapping"])
+def test_the_attached_stop_forms_become_a_separate_stop(
+    tmp_path: Path, closers: list[Any], form: str
+) -> None:
+    r = _build(tmp_path, closers)
+    stop_price = _stop_below(r)
+    stop: Any = stop_price if form == "number" else {"triggerPrice": stop_price}
+    order = r.ex.create_order(SYMBOL, "market", "buy", 0.05, None, {"stopLoss": stop})
+    _assert_protected(r, order, stop_price)
+
+
+def test_async_entry_and_stop_on_the_venue(tmp_path: Path, closers: list[Any]) -> None:
+    async def scenario() -> None:
+        r = _build(tmp_path, closers, aio=True)
+        try:
+            stop_price = _stop_below(r)
+            order = await r.ex.create_order(
+                SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": stop_price}
+            )
+            _assert_protected(r, order, stop_price)
+            r.crash(-3.0)
+            assert r.position() == 0.0
+        finally:
+            await r.ex.exchange.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_ambiguous_stop_placement_is_found_not_doubled(
+    tmp_path: Path, closers: list[Any]
+) -> None:
+    r = _build(tmp_path, closers)
+    # The venue places the stop, then answers 503: the guard must look it up, not resend.
+    r.dialect.set_fault_plan(FaultPlan.parse({"rules": [
+        {"kind": "error", "endpoint": "POST /fapi/v1/algoOrder", "status": 503,
+         "code": -1001, "processed": True, "count": 1}]}))  # fmt: skip
+    requests: list[RequestEvent] = []
+    r.hooks.subscribe(EventKind.REQUEST, requests.append)
+    stop_price = _stop_below(r)
+    order = r.ex.create_order(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": stop_price})
+    _assert_protected(r, order, stop_price)  # exactly one stop on the venue
+    stop_id = order["info"][INFO_KEY]["clientOrderId"]
+    sends = [(e.method, e.outcome) for e in requests if e.client_order_id == stop_id]
+    assert sends[0] == ("create_order", "error")  # the fault fired on the stop's send
+    assert ("create_order", "ok") not in sends  # and it was never sent again
+    assert order["info"][INFO_KEY]["status"] == "open"
+
+
+def test_the_stop_passes_a_kill_switch_that_engaged_after_the_entry(
+    tmp_path: Path, closers: list[Any]
+) -> None:
+    r = _build(tmp_path, closers)
+
+    def engage_after_entry(event: RequestEvent) -> None:
+        if event.method == "create_order" and event.outcome == "ok":
+            r.switch.engage("drawdown", by="test", state=TradingState.REDUCING, code="DRAWDOWN")
+
+    r.hooks.subscribe(EventKind.REQUEST, engage_after_entry)
+    stop_price = _stop_below(r)
+    order = r.ex.create_order(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": stop_price})
+    assert r.switch.state.state is TradingState.REDUCING
+    _assert_protected(r, order, stop_price)
+
+
+def test_a_stop_the_venue_refuses_raises_with_the_entry(tmp_path: Path, closers: list[Any]) -> None:
+    r = _build(tmp_path, closers)
+    seen = r.stops_seen()
+    # A limit entry that rests: Binance takes a reduce-only order only against a position, so
+    # the stop is refused (-2022) and the resting entry must not pass as protected.
+    price = _stop_below(r, 2.0)
+    stop_price = _stop_below(r, 4.0)
+    with pytest.raises(errors.ProtectiveStopFailed) as failed:
+        r.ex.create_order(SYMBOL, "limit", "buy", 0.05, price, {"stopLossPrice": stop_price})
+    exc = failed.value
+    assert exc.order["status"] == "open"
+    assert exc.symbol == SYMBOL
+    assert exc.stop_client_order_id == stop_client_id(exc.order["clientOrderId"])
+    assert isinstance(exc.__cause__, errors.VenueRejected)
+    assert [(o["clientOrderId"], o["type"]) for o in r.venue_orders()] == [
+        (exc.order["clientOrderId"], "LIMIT")
+    ]
+    assert [(e.outcome, e.error_type) for e in seen] == [("failed", "InvalidOrder")]
+
+
+def test_ccxt_stop_loss_helper_still_places_one_trigger_order(
+    tmp_path: Path, closers: list[Any]
+) -> None:
+    r = _build(tmp_path, closers)
+    r.ex.create_order(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": _stop_below(r)})
+    before = len(r.venue_orders())
+    stop_price = _stop_below(r, 2.0)
+    placed = r.ex.create_stop_loss_order(
+        SYMBOL, "market", "sell", 0.05, None, stop_price, {"reduceOnly": True}
+    )
+    new = r.venue_orders()[before:]
+    assert [(o["clientOrderId"], o["type"]) for o in new] == [
+        (placed["clientOrderId"], "STOP_MARKET")
+    ]
+    assert INFO_KEY not in placed["info"]
