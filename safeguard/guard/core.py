@@ -415,7 +415,7 @@ class GuardCore:
         if plan is None:
             return (yield from self._send_one(approved))
         order = yield from self._send_one(entry, judged_as=approved)
-        stop = protective.stop_intent(entry, plan)
+        stop = protective.stop_intent(entry, plan, order)
         try:
             # Not judged again: it was judged with its entry, and it can only reduce.
             placed = yield from self._send_one(stop, rejudge=False)

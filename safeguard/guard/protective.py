@@ -97,19 +97,29 @@ def stop_client_id(entry_client_id: str) -> str:
     return entry_client_id[: _MAX_ID - len(STOP_SUFFIX)] + STOP_SUFFIX
 
 
-def stop_intent(entry: OrderIntent, plan: StopPlan) -> OrderIntent:
-    """The protective stop for ``entry`` (as sent: after any shrink) as an order of its own.
+def stop_intent(entry: OrderIntent, plan: StopPlan, order: Any = None) -> OrderIntent:
+    """The protective stop for ``entry`` as an order of its own, for the amount the venue
+    accepted (``order``'s, when a fresh verdict shrank a resend) or else the entry's.
 
     ccxt 4.5.90's binanceusdm sends ``market`` + ``stopLossPrice`` as a STOP_MARKET algo
     order (``/fapi/v1/algoOrder``, ``clientAlgoId``); ``reduceOnly`` makes the venue refuse it
     if it would ever open exposure, which is also why the kill switch lets it through in
     REDUCING.
     """
+    amount = entry.amount
+    accepted = order.get("amount") if isinstance(order, Mapping) else None
+    if (
+        isinstance(accepted, int | float)
+        and not isinstance(accepted, bool)
+        and 0.0 < accepted < (amount if amount is not None else math.inf)
+    ):
+        # A stop larger than the position would be refused as reduce-only (-2022).
+        amount = float(accepted)
     return OrderIntent(
         symbol=entry.symbol,
         type="market",
         side="sell" if entry.side == "buy" else "buy",
-        amount=entry.amount,
+        amount=amount,
         price=None,
         params={
             "stopLossPrice": plan.price,

@@ -23,7 +23,7 @@ from safeguard.config import Policy
 from safeguard.guard import guard
 from safeguard.guard.events import EventKind, Hooks, ProtectiveStopEvent, RequestEvent
 from safeguard.guard.orders import parse_intent
-from safeguard.guard.protective import INFO_KEY, split, stop_client_id
+from safeguard.guard.protective import INFO_KEY, split, stop_client_id, stop_intent
 from safeguard.guard.throttle import RateBudget
 from safeguard.killswitch.switch import KillSwitch, TradingState
 from safeguard.venue import Venue, VenueConfig
@@ -174,6 +174,16 @@ def test_an_entry_declaring_a_stop_is_split(params: dict[str, Any]) -> None:
 def test_what_is_not_a_protected_entry_is_sent_as_is(type_: str, params: dict[str, Any]) -> None:
     intent = parse_intent(SYMBOL, type_, "buy", 0.05, 3000, params, prefix="t-")
     assert split(intent) == (intent, None)
+
+
+def test_the_stop_covers_what_the_venue_accepted() -> None:
+    intent = parse_intent(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": 2900}, prefix="t-")
+    entry, plan = split(intent)
+    assert plan is not None
+    assert stop_intent(entry, plan).amount == 0.05
+    # A resend a fresh verdict shrank: the stop must not exceed the position it protects.
+    assert stop_intent(entry, plan, {"amount": 0.03}).amount == 0.03
+    assert stop_intent(entry, plan, {"amount": None}).amount == 0.05
 
 
 def test_the_stop_id_stays_within_binance_limits() -> None:
