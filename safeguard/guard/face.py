@@ -23,7 +23,7 @@ import ccxt
 from safeguard import errors
 from safeguard.clock import Clock
 from safeguard.guard.core import GuardCore, Permit, Steps
-from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent
+from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent, raw_kind
 from safeguard.killswitch.switch import SwitchState, refusal_code
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
@@ -139,7 +139,32 @@ class Face:
             return _blocked(name)
         if kind is CallKind.HELPER:
             return self._helper(name)
+        if kind is CallKind.RAW:
+            return self._raw_path(name)
         return self._guarded(kind, name)
+
+    def _raw_path(self, name: str) -> Any:
+        """``request`` / ``fetch2`` / ``fetch``: reads and cancels through the guard like any
+        other, everything else refused (a raw POST is an order the verdict never sees)."""
+        read = self._guarded(CallKind.READ, name)
+        cancel = self._guarded(CallKind.CANCEL, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kind = raw_kind(name, args, kwargs)
+            if kind is CallKind.READ:
+                return read(*args, **kwargs)
+            if kind is CallKind.CANCEL:
+                return cancel(*args, **kwargs)
+            raise errors.RequestBlocked(
+                f"{name} is only passed through for GET (a read) and DELETE (a cancel): any "
+                "other HTTP method can place or change an order without the pre-trade verdict, "
+                "the kill switch and the order journal. Place orders with create_order / "
+                "edit_order on the guarded exchange (or use .exchange to bypass the guard "
+                "knowingly)"
+            )
+
+        call.__name__ = name
+        return call
 
     def _helper(self, name: str) -> Any:
         function = getattr(type(self._raw), name)

@@ -23,6 +23,9 @@ CLIENT_ORDER_ID_KEYS = ("clientOrderId", "newClientOrderId", "clientAlgoId")
 _BINANCE_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _MAX_ID = 36
 
+CLOCK_SKEW_MARGIN_S = 1.0
+"""Added to a ``recvWindow``: the venue measures it on its own clock, which may run behind ours."""
+
 _CONDITIONAL_KEYS = (
     "triggerPrice",
     "stopPrice",
@@ -51,6 +54,9 @@ class CallKind(StrEnum):
     """Any other write (transfer, withdraw): sent once unless it surely never left."""
     BLOCKED = "blocked"
     """A raw order endpoint that would bypass every check."""
+    RAW = "raw"
+    """ccxt's generic request paths (``request``, ``fetch2``, ``fetch``): they reach any
+    endpoint, so what they are is decided per call from the HTTP method (:func:`raw_kind`)."""
 
 
 ORDER_METHODS = frozenset({"create_order", "edit_order", "create_orders", "edit_orders"})
@@ -59,6 +65,27 @@ _SETTINGS = frozenset(
     {"set_leverage", "set_margin_mode", "set_position_mode", "set_sandbox_mode_remote"}
 )
 _REDUCING = frozenset({"close_position", "close_all_positions"})
+# Unified methods that move money without an order. ccxt adds such methods over time: the
+# walk over every callable in tests/guard/test_raw_paths.py names any new one that reaches
+# the venue while still classified PURE.
+_WRITE_PREFIXES = (
+    "withdraw",
+    "transfer",
+    "borrow_",
+    "repay_",
+    "add_margin",
+    "reduce_m",
+    "modify_margin",
+    "futures_transfer",
+    "create_convert",
+    "create_gift",
+    "mint_",
+    "redeem_",
+)
+_OTHER_READ_PREFIXES = ("tokenized_convert_", "verify_gift")
+_RAW_METHOD_ARG = {"request": 2, "fetch2": 2, "fetch": 1}
+"""Where each generic request path takes its HTTP method: ``request(path, api, method, ...)``,
+``fetch2(path, api, method, ...)``, ``fetch(url, method, ...)``."""
 
 
 def call_kind(name: str) -> CallKind:
@@ -67,6 +94,8 @@ def call_kind(name: str) -> CallKind:
         return CallKind.PURE
     if name in ORDER_METHODS:
         return CallKind.ORDER
+    if name in _RAW_METHOD_ARG:
+        return CallKind.RAW
     if name.endswith("_ws"):
         return CallKind.BLOCKED  # websocket order paths bypass the REST guard entirely
     if name.endswith("_request"):
@@ -83,12 +112,30 @@ def call_kind(name: str) -> CallKind:
         return CallKind.HELPER
     if name.startswith(_READ_PREFIXES):
         return CallKind.READ
-    if name.startswith(("withdraw", "transfer", "borrow_", "repay_", "add_margin", "reduce_m")):
+    if name.startswith(_WRITE_PREFIXES):
         return CallKind.WRITE
+    if name.startswith(_OTHER_READ_PREFIXES):
+        return CallKind.READ
     flat = name.replace("_", "").lower()
     if "private" in flat or "public" in flat or flat.startswith(("fapi", "dapi", "papi", "sapi")):
         return _implicit_kind(flat)
     return CallKind.PURE
+
+
+def raw_kind(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> CallKind:
+    """What one call of a generic request path is, from its HTTP method (ccxt's default GET).
+
+    Only GET (a read) and DELETE (a cancel: it can only remove) go through; any other method
+    can place or change an order, and a raw body never reaches the verdict, so it is BLOCKED.
+    """
+    position = _RAW_METHOD_ARG[name]
+    method = args[position] if len(args) > position else kwargs.get("method", "GET")
+    verb = method.upper() if isinstance(method, str) else ""
+    if verb == "GET":
+        return CallKind.READ
+    if verb == "DELETE":
+        return CallKind.CANCEL
+    return CallKind.BLOCKED
 
 
 def _implicit_kind(flat: str) -> CallKind:
@@ -139,6 +186,8 @@ class OrderIntent:
             "reduce_only": self.reduce_only,
             "conditional": self.conditional,
             "edit_of": self.edit_of,
+            # A per-call recvWindow stretches the settle window, after a restart too.
+            "recv_window": self.params.get("recvWindow"),
         }
 
 
@@ -175,6 +224,8 @@ def parse_intent(
     for key in _CONDITIONAL_KEYS:
         if params.get(key) is not None:
             _optional_positive(f"params.{key}", params[key], required=True)
+    # The settle window after an ambiguous send is measured by it: it must be a real number.
+    _optional_positive("params.recvWindow", params.get("recvWindow"), required=False)
     given = [params[k] for k in CLIENT_ORDER_ID_KEYS if params.get(k) is not None]
     if len(set(map(str, given))) > 1:
         raise ValueError(f"params name two different client order ids: {given!r}")
@@ -211,6 +262,18 @@ def _optional_positive(name: str, value: Any, *, required: bool) -> float | None
     if not math.isfinite(number) or number <= 0.0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return number
+
+
+def recv_window_s(value: Any) -> float | None:
+    """A ``recvWindow`` (milliseconds, as ccxt and Binance take it) in seconds; ``None`` when
+    absent or not a finite number >= 0."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value) / 1000.0
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0.0 else None
 
 
 def check_client_order_id(value: Any) -> str:
@@ -268,6 +331,7 @@ def order_client_id(order: Any) -> str | None:
 
 __all__ = [
     "CLIENT_ORDER_ID_KEYS",
+    "CLOCK_SKEW_MARGIN_S",
     "ORDER_METHODS",
     "CallKind",
     "OrderIntent",
@@ -277,5 +341,7 @@ __all__ = [
     "new_client_order_id",
     "order_client_id",
     "parse_intent",
+    "raw_kind",
+    "recv_window_s",
     "send_params",
 ]
