@@ -85,8 +85,6 @@ class PreTradeGate:
     tripwire: TripWire | None = None
     """Kill-switch triggers fed with marks and the account (opt-in)."""
     fills: FillModel = field(init=False)
-    leverage: dict[str, float] = field(default_factory=dict)
-    margin_mode: dict[str, str] = field(default_factory=dict)
     _parsed: dict[tuple[str, str], tuple[tuple[Any, ...], Any]] = field(default_factory=dict)
     """Books and tier tables parsed from a cached read, keyed by which read they came from:
     parsing a 100-level book or a ladder on every order would dominate the guard's cost."""
@@ -100,12 +98,6 @@ class PreTradeGate:
         return self.cache.refresh(symbol, now)
 
     def absorb(self, send: Send, value: Any, now: float) -> None:
-        if send.method == "set_leverage" and len(send.args) >= 2:
-            self.leverage[str(send.args[1])] = float(send.args[0])
-            return
-        if send.method == "set_margin_mode" and len(send.args) >= 2:
-            self.margin_mode[str(send.args[1])] = str(send.args[0]).lower()
-            return
         # Data age is not fed to the health monitor: it ages a sample on between reads, which
         # for a REST poller makes idleness look like a frozen feed. The verdict judges the
         # venue's own timestamps instead (STALE_MARKET_DATA).
@@ -140,6 +132,13 @@ class PreTradeGate:
                 GateDenial(Code.UNKNOWN_SYMBOL, f"{intent.symbol} is not a market", intent.symbol),
                 now,
             )
+        unknown = None if intent.reduce_only else self._unknown_settings(intent.symbol)
+        if unknown is not None:
+            # Leverage and margin mode move the liquidation price more than anything else:
+            # assuming 1x cross for a symbol set to isolated 50x would wave through a stop
+            # beyond liquidation. An order that only reduces does not depend on them.
+            denial = GateDenial(Code.MISSING_ACCOUNT, unknown, intent.symbol)
+            return self._deny(intent, denial, now)
         try:
             risk_intent = self.risk_intent(intent)
         except ValueError as exc:
@@ -169,7 +168,6 @@ class PreTradeGate:
                 cache.positions,
                 *cache.open_orders.values(),
                 *cache.tiers.values(),
-                *self.leverage.items(),
             ),
             lambda: self._account_observed(now, settle),
         )
@@ -362,26 +360,29 @@ class PreTradeGate:
         self._parsed[key] = (sources, value)
         return value
 
+    def _setting(self, symbol: str, name: str) -> Any:
+        seen = self.cache.settings.get(symbol)
+        return None if seen is None else seen.value.get(name)
+
+    def _unknown_settings(self, symbol: str) -> str | None:
+        """Why ``symbol``'s leverage or margin mode is not known, or ``None``."""
+        missing = [
+            label
+            for label, name in (("leverage", "leverage"), ("margin mode", "marginMode"))
+            if self._setting(symbol, name) is None
+        ]
+        if not missing:
+            return None
+        return f"{' and '.join(missing)} of {symbol} not read from the venue (fetch_leverages)"
+
     def _leverage(self, symbol: str) -> float:
-        if symbol in self.leverage:
-            return self.leverage[symbol]
-        positions = self.cache.positions.value if self.cache.positions else []
-        for position in positions:
-            if position.get("symbol") == symbol and _positive(position.get("leverage")):
-                return float(position["leverage"])
-        return 1.0
+        # Only reached unknown for a reduce-only order, which the leverage does not affect.
+        leverage = self._setting(symbol, "leverage")
+        return 1.0 if leverage is None else float(leverage)
 
     def _margin_mode(self, symbol: str) -> str:
-        if symbol in self.margin_mode:
-            return self.margin_mode[symbol]
-        positions = self.cache.positions.value if self.cache.positions else []
-        for position in positions:
-            if position.get("symbol") == symbol and position.get("marginMode") in (
-                "cross",
-                "isolated",
-            ):
-                return str(position["marginMode"])
-        return "cross"
+        mode = self._setting(symbol, "marginMode")
+        return "cross" if mode is None else str(mode)
 
     # --- outcomes ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ Rule drift (tick, step, limits, fees, funding interval, tier ladder) is reported
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,10 @@ class MarketCache:
     balance: Seen | None = None
     positions: Seen | None = None
     open_orders: dict[str, Seen] = field(default_factory=dict)
+    settings: dict[str, Seen] = field(default_factory=dict)
+    """Per symbol, ``{"leverage": float | None, "marginMode": str | None}``: what the venue
+    will apply to the next order. ``fetch_positions`` drops flat symbols, so a symbol another
+    client set to isolated 50x would otherwise look like the defaults."""
 
     # --- what to read before judging an order ----------------------------------------------
 
@@ -104,6 +109,10 @@ class MarketCache:
             sends.append(Send("fetch_positions", ()))
         if _due(self.open_orders.get(symbol), now, data_due):
             sends.append(Send("fetch_open_orders", (symbol,)))
+        if _due(self.settings.get(symbol), now, data_due):
+            # Every symbol's leverage and margin mode in one read (symbolConfig on Binance),
+            # on the account's schedule: another client may change them at any time.
+            sends.append(Send("fetch_leverages", ()))
         return sends
 
     # --- learning from reads ---------------------------------------------------------------
@@ -136,6 +145,20 @@ class MarketCache:
             self.books[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
         elif method == "fetch_ticker" and isinstance(value, Mapping) and symbol:
             self.tickers[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
+        elif method == "fetch_leverages" and isinstance(value, Mapping) and not args:
+            self._absorb_settings(value, now)
+        elif method in ("set_leverage", "set_margin_mode") and len(args) >= 2:
+            # Our own change, acknowledged by the venue: known without a re-read.
+            setting = str(args[1])
+            old = self.settings.get(setting)
+            known = dict(old.value) if old is not None else {"leverage": None, "marginMode": None}
+            if method == "set_leverage":
+                known["leverage"] = _leverage_value(args[0])
+            else:
+                known["marginMode"] = _margin_mode_value(args[0])
+            # The read schedule stays the venue read's (none yet: due now, for the other half).
+            fetched = -math.inf if old is None else old.fetched
+            self.settings[setting] = Seen(known, fetched, None)
         elif method == "fetch_balance" and isinstance(value, Mapping):
             self.balance = Seen(value, now, None)
         elif method == "fetch_positions" and isinstance(value, list) and not args:
@@ -167,6 +190,22 @@ class MarketCache:
             resting.append(order)
         self.open_orders[symbol] = Seen(resting, seen.fetched, seen.venue_time)
 
+    def _absorb_settings(self, leverages: Mapping[str, Any], now: float) -> None:
+        for sym, structure in leverages.items():
+            if not isinstance(structure, Mapping):
+                continue
+            long_, short = structure.get("longLeverage"), structure.get("shortLeverage")
+            # Hedge legs may differ: the higher one liquidates first, so judge by it.
+            known = [v for v in (_leverage_value(long_), _leverage_value(short)) if v]
+            self.settings[sym] = Seen(
+                {
+                    "leverage": max(known) if known else None,
+                    "marginMode": _margin_mode_value(structure.get("marginMode")),
+                },
+                now,
+                None,
+            )
+
     def _absorb_markets(self, markets: Mapping[str, Any], now: float) -> list[RuleChange]:
         changes = []
         for symbol, market in markets.items():
@@ -190,6 +229,23 @@ class MarketCache:
         if self.rules_at is None or tiers is None:
             return None
         return min(self.rules_at, tiers.fetched)
+
+
+def _leverage_value(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number >= 1.0 and math.isfinite(number) else None
+
+
+def _margin_mode_value(value: Any) -> str | None:
+    mode = str(value).lower() if isinstance(value, str) else None
+    if mode == "crossed":
+        return "cross"
+    return mode if mode in ("cross", "isolated") else None
 
 
 def _due(seen: Seen | None, now: float, after: float) -> bool:

@@ -506,6 +506,10 @@ def _position_risk(call: Call) -> Any:
     return call.venue.position_risk(call.api_key, _symbol(call, required=False))
 
 
+def _symbol_config(call: Call) -> Any:
+    return call.venue.symbol_config(call.api_key, _symbol(call, required=False))
+
+
 def _leverage_bracket(call: Call) -> Any:
     return call.venue.leverage_brackets(call.api_key, _symbol(call, required=False))
 
@@ -733,6 +737,7 @@ ROUTES: Mapping[tuple[str, str], Route] = {
     ("GET", "/fapi/v3/account"): Route(_account, 5, signed=True),
     ("GET", "/fapi/v3/positionRisk"): Route(_position_risk, 5, signed=True),
     ("GET", "/fapi/v1/leverageBracket"): Route(_leverage_bracket, 1, signed=True),
+    ("GET", "/fapi/v1/symbolConfig"): Route(_symbol_config, 5, signed=True),
     ("POST", "/fapi/v1/leverage"): Route(_set_leverage, 1, signed=True),
     ("POST", "/fapi/v1/marginType"): Route(_set_margin_type, 1, signed=True),
     ("POST", "/fapi/v1/order"): Route(_new_order, 0, signed=True, orders=1),

@@ -1030,6 +1030,22 @@ class Venue:
             other_mm=sum(f.maintenance_margin for f in others),
         )
 
+    def symbol_config(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
+        """``/fapi/v1/symbolConfig``: every symbol's leverage and margin type, flat ones too
+        (positionRisk lists only open legs, so it cannot tell a client the settings it will
+        trade under)."""
+        with self.lock:
+            account = self._account(api_key)
+            specs = [self._market(symbol).spec] if symbol is not None else self._specs.values()
+            return [
+                views.symbol_config(
+                    spec,
+                    leverage=self._leverage(account, spec.symbol),
+                    isolated=self._isolated(account, spec.symbol),
+                )
+                for spec in specs
+            ]
+
     def leverage_brackets(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             self._account(api_key)

@@ -261,6 +261,17 @@ def position_risk(f: PositionFigures, *, liquidation_price: float) -> dict[str, 
     }
 
 
+def symbol_config(spec: MarketSpec, *, leverage: int, isolated: bool) -> dict[str, Any]:
+    """One ``/fapi/v1/symbolConfig`` row."""
+    return {
+        "symbol": spec.symbol,
+        "marginType": "ISOLATED" if isolated else "CROSSED",
+        "isAutoAddMargin": "false",
+        "leverage": leverage,
+        "maxNotionalValue": f"{max_notional_at(spec, leverage):.0f}",
+    }
+
+
 def account_v3(
     account: Account, figures: Sequence[PositionFigures], *, available: float
 ) -> dict[str, Any]:

@@ -42,6 +42,7 @@ def test_refresh_names_what_is_missing_then_what_is_due() -> None:
         "fetch_balance",
         "fetch_positions",
         "fetch_open_orders",
+        "fetch_leverages",
     ]
     for send in cache.refresh(SYMBOL, 0.0):
         value: Any = (
@@ -51,6 +52,8 @@ def test_refresh_names_what_is_missing_then_what_is_due() -> None:
             value = {SYMBOL: []}
         if send.method in ("fetch_positions", "fetch_open_orders"):
             value = []
+        if send.method == "fetch_leverages":
+            value = {SYMBOL: {"marginMode": "cross", "longLeverage": 5, "shortLeverage": 5}}
         cache.absorb(send, value, 0.0)
     assert cache.refresh(SYMBOL, 1.9) == []
     # Market data is due at half its allowed age; rules at half theirs.
@@ -61,6 +64,7 @@ def test_refresh_names_what_is_missing_then_what_is_due() -> None:
         "fetch_balance",
         "fetch_positions",
         "fetch_open_orders",
+        "fetch_leverages",
     ]
     assert _methods(cache.refresh(SYMBOL, 50.0))[:2] == ["load_markets", "fetch_leverage_tiers"]
     # A symbol the venue does not list needs nothing more: the verdict denies it.
