@@ -11,6 +11,7 @@ drive the one :class:`~safeguard.guard.core.GuardCore`.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sys
 import threading
@@ -21,9 +22,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import ccxt
+from loguru import logger
 
 from safeguard.clock import Clock, SystemClock
-from safeguard.config import Policy, ThrottleConfig
+from safeguard.config import KillSwitchConfig, Policy, ThrottleConfig
 from safeguard.guard.aio import AsyncGuardedExchange
 from safeguard.guard.announce import kill_reporter, throttle_reporter
 from safeguard.guard.bans import BanStore
@@ -77,6 +79,7 @@ def guard(
     rng: random.Random | None = None,
     triggers: RiskMonitor | bool = False,
     book_depth: int = 100,
+    ladder: bool = True,
 ) -> Any:
     """Wrap ``exchange`` (a ccxt or ccxt.async_support instance) in the guard.
 
@@ -97,6 +100,11 @@ def guard(
     :class:`~safeguard.killswitch.triggers.RiskMonitor` from the policy (its equity marks in
     the state directory), or pass one. Every request outcome, order, cancel, rejection,
     leverage change, ban, mark and account re-read is fed to it, and a trip engages the switch.
+
+    ``ladder`` (default on) runs the kill switch's engage ladder
+    (:mod:`safeguard.killswitch.ladder`: cancel-all, flatten, as ``policy.kill_switch`` says)
+    on the raw exchange whenever the switch engages, here or from another process. Turn it off
+    only when something else already runs it for this account.
 
     ccxt's own retry (``maxRetriesOnFailure``) is forced to 0 and its throttler off: the guard
     owns both, and ccxt's would double the waits and retry orders blindly.
@@ -175,9 +183,45 @@ def guard(
     if callable(add_listener):
         # Engages and resumes reach the hooks (a switch without listeners just goes unheard).
         add_listener(kill_reporter(hooks))
+    if ladder:
+        _attach_ladder(kill_switch, exchange, policy)
     runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep, sleep_async)
     face = AsyncGuardedExchange if _is_async_exchange(exchange) else GuardedExchange
     return face(exchange, runtime)
+
+
+def _attach_ladder(switch: Any, exchange: Any, policy: Policy) -> None:
+    """Run the engage ladder on ``exchange``, the raw one: the guarded exchange's own permit
+    would refuse the ladder's reduce-only flatten orders once the switch is HALTED."""
+    config = getattr(switch, "config", None)
+    if not isinstance(config, KillSwitchConfig):
+        config = policy.kill_switch
+    rungs = config.cancel_all_on_engage or config.flatten_on_engage
+    if not rungs and config.venue_countdown_s is None:
+        return
+    if not callable(getattr(switch, "add_listener", None)):
+        logger.warning(
+            "kill switch {} takes no listeners: the engage ladder (cancel-all, flatten) will "
+            "not run; run safeguard.killswitch.run_ladder yourself on engage",
+            type(switch).__name__,
+        )
+        return
+    from safeguard.killswitch.ladder import attach_ladder
+
+    loop = None
+    if _is_async_exchange(exchange):
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # An async ccxt exchange is bound to the loop it runs on; without one there is no
+            # place to run the ladder from a listener.
+            logger.warning(
+                "guard() of an async exchange outside a running event loop: the engage ladder "
+                "is not attached; call safeguard.killswitch.attach_ladder(switch, exchange, "
+                "loop=...) from the loop"
+            )
+            return
+    attach_ladder(switch, exchange, config, loop=loop)
 
 
 def _is_async_exchange(exchange: Any) -> bool:

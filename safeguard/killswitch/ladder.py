@@ -127,6 +127,8 @@ class Position:
     side: Literal["long", "short"]
     contracts: float
     mark: float | None = None
+    hedged: bool = False
+    """A hedge-mode leg (positionSide LONG or SHORT), not a one-way (BOTH) position."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class ReduceOnlyOrder:
     amount: float
     limit_price: float
     reference: float
+    hedged: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,10 @@ def positions_from_ccxt(raw: object) -> list[Position]:
             raise ValueError(f"positions[{index}].side must be long or short, got {side!r}")
         mark = item.get("markPrice")
         mark_price = _number(f"positions[{index}].markPrice", mark) if mark is not None else None
-        positions.append(Position(symbol, side, abs(contracts), mark_price or None))
+        info = item.get("info")
+        leg = info.get("positionSide") if isinstance(info, Mapping) else None
+        hedged = item.get("hedged") is True or leg in ("LONG", "SHORT")
+        positions.append(Position(symbol, side, abs(contracts), mark_price or None, hedged))
     return positions
 
 
@@ -252,7 +258,11 @@ def plan_flatten(
         except ValueError as exc:
             problems[position.symbol] = str(exc)
             continue
-        orders.append(ReduceOnlyOrder(position.symbol, side, position.contracts, limit, reference))
+        orders.append(
+            ReduceOnlyOrder(
+                position.symbol, side, position.contracts, limit, reference, position.hedged
+            )
+        )
     return orders, problems
 
 
@@ -427,7 +437,15 @@ def _flatten(
             report.add("flatten", symbol, "failed", problem)
         for index, order in enumerate(orders):
             client_id = f"sg-{tag}-{stamp}-{round_number}-{index}"[:36]
-            params = {"reduceOnly": True, "timeInForce": "IOC", "clientOrderId": client_id}
+            params: dict[str, Any] = {
+                "reduceOnly": True,
+                "timeInForce": "IOC",
+                "clientOrderId": client_id,
+            }
+            if order.hedged:
+                # A hedge-mode leg is closed by naming it: ccxt turns ``hedged`` into the leg's
+                # positionSide and drops reduceOnly, which Binance refuses alongside it.
+                params["hedged"] = True
             logger.warning(
                 "kill ladder flatten round {}: {} {} {} reduce-only IOC at {} (ref {})",
                 round_number,

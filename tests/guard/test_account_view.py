@@ -6,6 +6,7 @@ Each test runs real ccxt ``binanceusdm`` against the in-process mock venue.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import pytest
 from safeguard import errors
 from safeguard.codes import Code
 from safeguard.config import Policy
+from safeguard.killswitch import run_ladder
+from safeguard.killswitch.switch import SwitchState, TradingState
 from safeguard.risk.outcome import Decision
 from safeguard.testing import PaperAccount, paper_account
 
@@ -30,6 +33,17 @@ def paper() -> Iterator[PaperAccount]:
 
 def _mark(ex: Any) -> float:
     return float(ex.fetch_ticker(SYMBOL)["last"])
+
+
+def _ladders_finish() -> None:
+    """The ladder runs on its own thread, started by the engage: wait for it to end."""
+    for thread in threading.enumerate():
+        if thread.name == "safeguard-kill-ladder":
+            thread.join(timeout=30)
+
+
+def _resting(paper: PaperAccount) -> list[dict[str, Any]]:
+    return [o for o in paper.orders(VENUE_SYMBOL) if o["status"] in ("NEW", "PARTIALLY_FILLED")]
 
 
 # --- leverage and margin mode ----------------------------------------------------------------
@@ -80,3 +94,46 @@ def test_unknown_settings_deny_new_exposure(paper: PaperAccount, tmp_path: Path)
         ex.create_order(SYMBOL, "market", "buy", 0.01, None, {"stopLoss": {"triggerPrice": stop}})
     assert denied.value.code == Code.MISSING_ACCOUNT
     assert paper.positions() == {}
+
+
+# --- the engage ladder -----------------------------------------------------------------------
+
+
+def test_engage_cancels_every_resting_order_at_the_venue(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    ex = paper.guarded(Policy.build(risk={"require_stop": False}), state_dir=tmp_path)
+    ex.load_markets()
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, round(_mark(ex) * 0.97, 1))
+    assert len(_resting(paper)) == 1
+    ex.runtime.switch.engage("drawdown: stop everything")
+    _ladders_finish()
+    assert _resting(paper) == []
+
+
+def test_engage_flattens_positions_when_the_policy_says_so(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    policy = Policy.build(kill_switch={"flatten_on_engage": True})
+    ex = paper.guarded(policy, state_dir=tmp_path)
+    ex.load_markets()
+    stop = round(_mark(ex) * 0.9, 1)
+    ex.create_order(SYMBOL, "market", "buy", 0.05, None, {"stopLoss": {"triggerPrice": stop}})
+    assert paper.positions() == {VENUE_SYMBOL: 0.05}
+    ex.runtime.switch.engage("flatten everything")
+    _ladders_finish()
+    assert paper.positions() == {}
+    assert _resting(paper) == []
+
+
+def test_flatten_closes_hedge_mode_legs(paper: PaperAccount) -> None:
+    raw = paper.client()
+    raw.load_markets()
+    raw.set_position_mode(True)
+    raw.create_order(SYMBOL, "market", "buy", 0.05, None, {"positionSide": "LONG"})
+    raw.create_order(SYMBOL, "market", "sell", 0.02, None, {"positionSide": "SHORT"})
+    config = Policy.build(kill_switch={"flatten_on_engage": True}).kill_switch
+    halted = SwitchState(TradingState.HALTED, "test", "MANUAL", "test", paper.clock.time())
+    report = run_ladder(raw, config, halted, sleep=paper.advance)
+    assert report.ok, report.outcomes
+    assert [p for p in raw.fetch_positions() if p["contracts"]] == []

@@ -210,7 +210,13 @@ def test_preview_returns_the_verdict_and_sends_nothing(rig: Rig) -> None:
 # --- the kill switch on every order path --------------------------------------------------------
 
 
-def test_halted_blocks_orders_but_not_cancels(rig: Rig) -> None:
+@pytest.mark.parametrize("transport", ["inprocess", "http"])
+def test_halted_blocks_orders_but_not_cancels(
+    transport: str, tmp_path: Path, closers: list[Any]
+) -> None:
+    # The engage ladder would cancel the resting order itself: off, to see the guard's cancel.
+    kill = {"cancel_all_on_engage": False}
+    rig = _build(tmp_path, transport=transport, closers=closers, kill_switch=kill)
     mark = rig.ex.fetch_ticker(SYMBOL)["last"]
     rig.ex.create_order(SYMBOL, "market", "buy", 0.05)
     resting = rig.ex.create_order(SYMBOL, "limit", "buy", 0.05, round(mark * 0.97, 2))
