@@ -37,6 +37,7 @@ from safeguard.guard.gate import PreTradeGate
 from safeguard.guard.journal import OrderJournal
 from safeguard.guard.market import MarketCache
 from safeguard.guard.observe import Health, RequestObserver
+from safeguard.guard.orders import CLOCK_SKEW_MARGIN_S, recv_window_s
 from safeguard.guard.pacing import BudgetPacer
 from safeguard.guard.retry import RetryPolicy
 from safeguard.guard.sync import GuardedExchange
@@ -239,21 +240,12 @@ def _api_host(exchange: Any) -> str:
     return "default"
 
 
-_CLOCK_SKEW_MARGIN_S = 1.0
-
-
 def _recv_window_s(exchange: Any) -> float:
     # After recvWindow the venue refuses a request it has not yet processed, so a look-up that
     # finds nothing then is final. The venue measures it on its own clock: add a margin for a
-    # venue clock behind ours.
-    window = exchange.options.get("recvWindow", 10_000)
-    try:
-        seconds = float(window) / 1000.0
-    except (TypeError, ValueError):
-        seconds = 10.0
-    if not seconds >= 0.0:  # NaN too
-        seconds = 10.0
-    return seconds + _CLOCK_SKEW_MARGIN_S
+    # venue clock behind ours. (A per-call recvWindow can only lengthen it: the core's.)
+    seconds = recv_window_s(exchange.options.get("recvWindow", 10_000))
+    return (10.0 if seconds is None else seconds) + CLOCK_SKEW_MARGIN_S
 
 
 __all__ = ["AsyncGuardedExchange", "GuardedExchange", "guard"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import closing
 from typing import Any, TypeVar
 
 from safeguard.guard.core import Answer, Done, Effect, Record, Reply, Send, Steps, Woke, step
@@ -16,10 +17,13 @@ class AsyncGuardedExchange(Face):
     """A ``ccxt.async_support`` exchange behind the guard; every venue method is awaitable."""
 
     async def _run(self, steps: Steps[T]) -> T:
-        effect = step(steps, None)
-        while not isinstance(effect, Done):
-            effect = step(steps, await self._perform(effect))
-        return effect.value
+        # Closed however the drive ends: steps cut short (cancelled, interrupted, an effect
+        # that failed) then settle what they had under way (GuardCore._abandon).
+        with closing(steps):
+            effect = step(steps, None)
+            while not isinstance(effect, Done):
+                effect = step(steps, await self._perform(effect))
+            return effect.value
 
     async def _perform(self, effect: Effect) -> Reply:
         clock = self._rt.clock

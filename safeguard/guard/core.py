@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -39,10 +40,12 @@ from safeguard.guard.classify import ErrorClass, RetryClass, classify, to_safegu
 from safeguard.guard.events import Hooks, ProtectiveStopEvent
 from safeguard.guard.journal import OrderJournal, Status
 from safeguard.guard.orders import (
+    CLOCK_SKEW_MARGIN_S,
     CallKind,
     OrderIntent,
     lookup_params,
     order_client_id,
+    recv_window_s,
     send_params,
 )
 
@@ -473,17 +476,30 @@ class GuardCore:
             if intent.edit_of is not None:
                 order = yield from self._edit(intent, now)
             else:
-                yield Record(
-                    partial(
-                        self.journal.pending,
-                        intent.client_order_id,
-                        symbol=intent.symbol,
-                        intent=intent.describe(),
-                        now=now,
+                try:
+                    yield Record(
+                        partial(
+                            self.journal.pending,
+                            intent.client_order_id,
+                            symbol=intent.symbol,
+                            intent=intent.describe(),
+                            now=now,
+                        )
                     )
-                )
+                except BaseException:
+                    # Stopped while the pending record was being written (the async face
+                    # writes it in a thread, which goes on): it may land, so the next order
+                    # reconciles first.
+                    self.reconciled = False
+                    raise
                 judge = (judged_as or intent) if rejudge else None
-                order = yield from self._create(intent, now, judge)
+                try:
+                    order = yield from self._create(intent, now, judge)
+                except errors.SafeguardError:
+                    raise  # _create settled the entry: acked, absent, rejected or unknown
+                except BaseException:
+                    self._abandon(intent)
+                    raise
         except errors.SafeguardError:
             # Whatever the outcome (an order may exist), the next verdict re-reads the account.
             self.gate.placed(intent, None, self._last_now)
@@ -529,7 +545,7 @@ class GuardCore:
                     # A resend after a backoff or a settle window must not rest on a verdict
                     # older than the data it was allowed to use: judge it again.
                     yield from self._refresh(intent.symbol, now)
-                    self._approved(judge)
+                    intent, send = _rejudged(intent, send, self._approved(judge))
                     now = judged = self._last_now
                 now = yield from self._pace(CallKind.ORDER, send, now)
                 answer = answered((yield send))
@@ -571,12 +587,20 @@ class GuardCore:
         now = self._last_now
         last_error: Exception | None = None
         for attempt in range(1, attempts + 1):
-            found, absent, error = yield from self._lookup(intent, params, attempt)
+            try:
+                found, absent, error = yield from self._lookup(intent, params, attempt)
+            except Exception as exc:
+                # A look-up that could not be made (a ban or a throttle hold on it, a ban that
+                # could not be written down) settles nothing: the order may exist all the same,
+                # so this is OutcomeUnknown, never "nothing was sent".
+                last_error = exc
+                now = self._last_now
+                break
             now = self._last_now
             if found is not None:
                 return found
             if absent:
-                wait = sent_at + self.settle_window_s - now
+                wait = sent_at + self._settle_window(intent) - now
                 if wait <= 0.0:
                     return None
                 # Not there yet, but the venue may still act on the send: look again later.
@@ -590,14 +614,25 @@ class GuardCore:
                 ) or self.policy.retry.base_delay_s
                 now = woke((yield Sleep(delay))).now
         yield self._settle(cid, Status.UNKNOWN, now=now)
+        self.reconciled = False  # the next order looks this one up again before it is sent
+        # The type only: a ccxt message can carry the signed URL (the cause is scrubbed).
+        why = f" (last: {type(last_error).__name__})" if last_error is not None else ""
         unknown = errors.OutcomeUnknown(
-            f"order {cid} on {intent.symbol} may or may not exist: {attempts} look-up(s) by "
-            "client order id did not settle it; reconcile before sending it again",
+            f"order {cid} on {intent.symbol} may or may not exist: looking it up by client "
+            f"order id did not settle it{why}; reconcile before sending it again",
             client_order_id=cid,
             symbol=intent.symbol,
         )
         unknown.__cause__ = last_error
         raise unknown
+
+    def _settle_window(self, intent: OrderIntent) -> float:
+        # A per-call recvWindow lets the venue act on the send that much later than the
+        # exchange's option says: wait out the longer of the two (same margin for clock skew).
+        per_call = recv_window_s(intent.params.get("recvWindow"))
+        if per_call is None:
+            return self.settle_window_s
+        return max(self.settle_window_s, per_call + CLOCK_SKEW_MARGIN_S)
 
     def _lookup(
         self, intent: OrderIntent, params: Mapping[str, Any], attempt: int
@@ -609,8 +644,12 @@ class GuardCore:
         answer = answered((yield by_id))
         self._last_now = answer.now
         ec = self._observe(by_id, answer, attempt, CallKind.READ)
-        if ec is None and order_client_id(answer.value) in (cid, None):
-            return answer.value, False, None
+        if ec is None:
+            if _order_id(answer.value) is not None and order_client_id(answer.value) == cid:
+                return answer.value, False, None
+            # ccxt parses anything (``{}`` too) into an order of Nones: an answer that does not
+            # name our order proves neither that it exists nor that it does not.
+            return None, False, ccxt.BadResponse(f"fetch_order for {cid} named no such order")
         if ec is not None and not _not_found(answer.error):
             return None, False, answer.error
         # fetch_order said "no such order": confirm against the open orders, which some venues
@@ -651,6 +690,19 @@ class GuardCore:
     ) -> Record:
         return Record(partial(self.journal.settle, cid, status, now=now, order_id=order_id))
 
+    def _abandon(self, intent: OrderIntent) -> None:
+        """An order's steps stopped part-way (a cancelled task, Ctrl-C, a driver that closed
+        them, an unexpected error) while the order may exist. No effect can be performed any
+        more, so the journal is written here, at once, and the next order reconciles first:
+        a caller that retries must not double an order the venue may already hold."""
+        self.reconciled = False
+        # Failing to write it must not hide why the steps stopped: the entry then stays
+        # pending, which the reconcile above settles all the same.
+        with suppress(Exception):
+            self.journal.settle(intent.client_order_id, Status.UNKNOWN, now=self._last_now)
+        with suppress(Exception):
+            self.gate.placed(intent, None, self._last_now)  # the account is re-read first
+
     # --- restart ----------------------------------------------------------------------------
 
     def reconcile(self, now: float) -> Steps[list[tuple[str, Any]]]:
@@ -665,7 +717,7 @@ class GuardCore:
                 side=str(entry.intent.get("side", "buy")),
                 amount=None,
                 price=None,
-                params={"triggerPrice": 1.0} if conditional else {},
+                params=_reconcile_params(conditional, entry.intent.get("recv_window")),
                 client_order_id=entry.client_order_id,
             )
             found = yield from self._resolve(intent, sent_at=entry.updated)
@@ -680,6 +732,25 @@ class GuardCore:
         yield Record(self.journal.compact)
         self.reconciled = True
         return settled
+
+
+def _rejudged(intent: OrderIntent, send: Send, approved: OrderIntent) -> tuple[OrderIntent, Send]:
+    """The order a fresh verdict allows: a degraded venue may shrink it (never grow it past
+    what the caller asked). Same client id: it is still the one order, sent again."""
+    if approved.amount is None or intent.amount is None or approved.amount >= intent.amount:
+        return intent, send
+    smaller = replace(intent, amount=approved.amount)
+    args = (smaller.symbol, smaller.type, smaller.side, smaller.amount, smaller.price)
+    return smaller, replace(send, args=args)
+
+
+def _reconcile_params(conditional: bool, recv_window: Any) -> dict[str, Any]:
+    # What the look-up needs of the original params: whether it was a trigger order (Binance
+    # keeps those apart) and a per-call recvWindow (it stretches the settle window).
+    params: dict[str, Any] = {"triggerPrice": 1.0} if conditional else {}
+    if recv_window is not None:
+        params["recvWindow"] = recv_window
+    return params
 
 
 def _order_id(order: Any) -> str | None:

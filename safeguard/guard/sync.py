@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any, TypeVar
 
 from safeguard.guard.core import Answer, Done, Effect, Record, Reply, Send, Steps, Woke, step
@@ -15,10 +16,13 @@ class GuardedExchange(Face):
     """A ccxt exchange behind the guard. Use it exactly like the ccxt exchange it wraps."""
 
     def _run(self, steps: Steps[T]) -> T:
-        effect = step(steps, None)
-        while not isinstance(effect, Done):
-            effect = step(steps, self._perform(effect))
-        return effect.value
+        # Closed however the drive ends: steps cut short (cancelled, interrupted, an effect
+        # that failed) then settle what they had under way (GuardCore._abandon).
+        with closing(steps):
+            effect = step(steps, None)
+            while not isinstance(effect, Done):
+                effect = step(steps, self._perform(effect))
+            return effect.value
 
     def _perform(self, effect: Effect) -> Reply:
         clock = self._rt.clock

@@ -2,7 +2,8 @@
 
 Real ccxt ``binanceusdm`` (in process, and over loopback HTTP), the real venue engine with its
 fault plan injecting 5xx after the order was processed, timeouts after accept, dropped answers,
-dropped requests and failing look-ups. The venue's own order list is the judge: every client
+dropped requests, failing look-ups and look-ups refused by a ban or a throttle hold. The
+venue's own order list is the judge: every client
 order id appears there at most once, every order the guard returned is there, and every call
 that ended with anything but ``OutcomeUnknown`` left no order behind unless it returned one.
 """
@@ -56,6 +57,12 @@ AMBIGUOUS_FAULTS = {
          "probability": 0.1},
         {"kind": "drop", "endpoint": "GET /fapi/v1/openOrders", "processed": True,
          "probability": 0.1},
+        # and twice each the look-up is refused outright: a ban (418), and a 429 whose
+        # Retry-After the retry budget cannot wait out (a hold). The order may exist all the
+        # same: the caller hears OutcomeUnknown, never "nothing was sent".
+        {"kind": "ban", "endpoint": "GET /fapi/v1/order", "skip": 5, "count": 2},
+        {"kind": "error", "endpoint": "GET /fapi/v1/order", "status": 429,
+         "retry_after_s": 600, "skip": 15, "count": 2},
     ],
 }  # fmt: skip
 
@@ -122,6 +129,7 @@ def test_no_order_is_ever_doubled_under_ambiguous_faults(rig: Rig) -> None:
     returned: dict[str, str] = {}
     unknown: set[str] = set()
     failed: set[str] = set()
+    blocked: set[type[Exception]] = set()
     for i in range(runs):
         cid = f"it-{i}"
         side = "buy" if i % 2 == 0 else "sell"
@@ -131,8 +139,12 @@ def test_no_order_is_ever_doubled_under_ambiguous_faults(rig: Rig) -> None:
             )
         except errors.OutcomeUnknown as exc:
             unknown.add(exc.client_order_id)
-        except errors.SafeguardError:
+            if isinstance(exc.__cause__, errors.VenueBanned | errors.ThrottleHold):
+                blocked.add(type(exc.__cause__))
+                _wait_out(rig, exc.__cause__)
+        except errors.SafeguardError as exc:
             failed.add(cid)
+            _wait_out(rig, exc)
         else:
             assert order["clientOrderId"] == cid
             returned[cid] = str(order["id"])
@@ -160,3 +172,13 @@ def test_no_order_is_ever_doubled_under_ambiguous_faults(rig: Rig) -> None:
     assert len(order_errors) >= runs // 10
     assert len(lookups) >= len(order_errors)
     assert len(returned) >= runs * 0.9
+    # Both refusals met a look-up, and each ended in OutcomeUnknown.
+    assert blocked == {errors.VenueBanned, errors.ThrottleHold}
+
+
+def _wait_out(rig: Rig, exc: BaseException) -> None:
+    """Let a ban or a throttle hold run out (simulated time), as a patient bot would."""
+    if isinstance(exc, errors.VenueBanned):
+        rig.venue.advance(max(0.0, exc.until - rig.venue.clock.time()) + 1.0)
+    elif isinstance(exc, errors.ThrottleHold):
+        rig.venue.advance(exc.retry_after + 1.0)
