@@ -173,12 +173,9 @@ async def test_async_raw_posts_are_refused_and_gets_are_guarded(tmp_path: Path) 
         ex = account.guarded(_policy(), state_dir=tmp_path, asyncio=True)
         await ex.load_markets()
         ex.runtime.switch.engage("test")
-        for call in (
-            lambda: ex.request("order", ["fapiPrivate"], "POST", dict(ORDER)),
-            lambda: ex.fetch2("order", ["fapiPrivate"], "POST", dict(ORDER)),
-        ):
+        for name in ("request", "fetch2"):
             with pytest.raises(errors.RequestBlocked, match="create_order"):
-                await call()
+                await getattr(ex, name)("order", ["fapiPrivate"], "POST", dict(ORDER))
         assert account.orders(VENUE_SYMBOL) == []
         assert account.positions() == {}
         answer = await ex.fetch2("time", ["fapiPublic"], "GET")
