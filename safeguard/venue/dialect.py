@@ -546,6 +546,7 @@ def _place(call: Call, *, stop_param: str, client_param: str) -> dict[str, Any]:
     price = p.decimal("price")
     stop_price = p.decimal(stop_param)
     reduce_only = p.boolean("reduceOnly")
+    close_position = p.boolean("closePosition")
     time_in_force = p.text("timeInForce")
     working_type = p.text("workingType") or "CONTRACT_PRICE"
     position_side = p.text("positionSide") or "BOTH"
@@ -565,6 +566,7 @@ def _place(call: Call, *, stop_param: str, client_param: str) -> dict[str, Any]:
         working_type=working_type,
         client_order_id=client_order_id,
         position_side=position_side,
+        close_position=bool(close_position),
     )
 
 
@@ -619,7 +621,7 @@ def _as_algo(order: Mapping[str, Any]) -> dict[str, Any]:
         "price": order["price"],
         "workingType": order["workingType"],
         "priceMatch": "NONE",
-        "closePosition": False,
+        "closePosition": order["closePosition"],
         "priceProtect": False,
         "reduceOnly": order["reduceOnly"],
         "createTime": order.get("time", order["updateTime"]),

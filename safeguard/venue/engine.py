@@ -382,8 +382,13 @@ class Venue:
         working_type: str | None = "CONTRACT_PRICE",
         client_order_id: str | None = None,
         position_side: str | None = "BOTH",
+        close_position: bool = False,
     ) -> dict[str, Any]:
-        """Place an order; answers Binance's order dict or raises :class:`VenueReject`."""
+        """Place an order; answers Binance's order dict or raises :class:`VenueReject`.
+
+        ``close_position`` (STOP_MARKET / TAKE_PROFIT_MARKET, no quantity): accepted with or
+        without a position; when it triggers it closes the whole position its side reduces,
+        and expires if there is none."""
         with self.lock:
             account = self._account(api_key)
             m = self._market(symbol)
@@ -401,6 +406,7 @@ class Venue:
                 working_type=working_type,
                 client_order_id=client_order_id,
                 position_side=position_side,
+                close_position=close_position,
             )
             opening = self._check_order(account, m, request)
             order_id = self._next_order_id
@@ -466,7 +472,9 @@ class Venue:
 
         closable = self._closable(account, request)
         reducing = request.reduce_only or self._is_closing_leg(request)
-        if reducing and (closable == 0 or request.qty > closable):
+        if request.close_position:
+            reducing = True  # sized when it triggers: what is held then, or nothing
+        elif reducing and (closable == 0 or request.qty > closable):
             raise VenueReject(-2022, "ReduceOnly Order is rejected.")
         opening = 0 if reducing else max(request.qty - closable, 0)
 
@@ -1177,7 +1185,14 @@ class Venue:
             )
             account = self._accounts[order.api_key]
             want = order.qty
-            if order.reduce_only or self._is_closing_leg(order):
+            if order.close_position:
+                # Close-all: whatever its side reduces now (one-way: nothing if that side
+                # would add to the position).
+                want = order.qty = self._closable(account, order)
+                if not want:
+                    self._expire(order, "closePosition stop had no position to close")
+                    continue
+            elif order.reduce_only or self._is_closing_leg(order):
                 want = min(want, self._closable(account, order))
                 if not want:
                     self._expire(order, "reduce-only stop had no position left to reduce")

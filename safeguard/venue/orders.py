@@ -48,8 +48,12 @@ class OrderRequest(NamedTuple):
     working_type: str
     client_order_id: str | None
     position_side: str
+    close_position: bool = False
+    """Binance's ``closePosition``: a stop with no quantity that, when triggered, closes the
+    whole position on its side (``qty`` is 0 until then)."""
 
 
+_CLOSE_POSITION_TYPES = frozenset(("STOP_MARKET", "TAKE_PROFIT_MARKET"))
 _SIDES = frozenset(SIDES)
 _TYPES = frozenset(TYPES)
 _TIME_IN_FORCE = frozenset(TIME_IN_FORCE)
@@ -89,11 +93,27 @@ def parse_order(
     working_type: Any = "CONTRACT_PRICE",
     client_order_id: Any = None,
     position_side: Any = "BOTH",
+    close_position: Any = False,
 ) -> OrderRequest:
     """Check a request's shape, precision and filters; raise the Binance reject if any fails.
 
     ``reference_ticks`` (the last price) values a market order for the min-notional filter.
     """
+    if close_position is not False:
+        return _parse_close_position(
+            market,
+            side=side,
+            type=type,
+            quantity=quantity,
+            price=price,
+            time_in_force=time_in_force,
+            reduce_only=reduce_only,
+            stop_price=stop_price,
+            working_type=working_type,
+            client_order_id=client_order_id,
+            position_side=position_side,
+            close_position=close_position,
+        )
     # Membership tests guarded by an exact type check: a list or dict must be refused, not
     # raise TypeError from the frozenset lookup.
     if side.__class__ is not str or side not in _SIDES:
@@ -191,12 +211,46 @@ def parse_order(
     )
 
 
+def _parse_close_position(
+    market: MarketSpec,
+    *,
+    type: Any,
+    quantity: Any,
+    reduce_only: Any,
+    close_position: Any,
+    **rest: Any,
+) -> OrderRequest:
+    """A ``closePosition=true`` stop: Binance takes it on STOP_MARKET and TAKE_PROFIT_MARKET
+    only, without a quantity (it closes whatever is held when it triggers) and without
+    ``reduceOnly`` (it is reducing by construction)."""
+    if close_position is not True:
+        raise illegal("closePosition")
+    if type.__class__ is str and type in _TYPES and type not in _CLOSE_POSITION_TYPES:
+        raise VenueReject(-4136, f"Target strategy invalid for orderType {type},closePosition true")
+    if quantity is not None:
+        raise not_required("quantity")
+    if reduce_only is True:
+        raise not_required("reduceOnly")
+    # Every other check is a plain stop's; the smallest valid quantity stands in for the
+    # missing one (a reduce-only stop is exempt from the min-notional filter, as this is).
+    shaped = parse_order(
+        market,
+        reference_ticks=0,
+        type=type,
+        quantity=market.min_qty,
+        reduce_only=True,
+        **rest,
+    )
+    return shaped._replace(qty=0, reduce_only=False, close_position=True)
+
+
 class Order:
     """An order the venue accepted. Mutable: it fills, triggers, cancels."""
 
     __slots__ = (
         "api_key",
         "client_order_id",
+        "close_position",
         "cum_quote",
         "executed",
         "order_id",
@@ -232,6 +286,7 @@ class Order:
         self.reduce_only = request.reduce_only
         self.working_type = request.working_type
         self.position_side = request.position_side
+        self.close_position = request.close_position
         self.executed = 0
         self.cum_quote = 0
         """Executed notional in money units (exact)."""
@@ -263,10 +318,15 @@ class Order:
         answer["status"] = self.status
         answer["clientOrderId"] = self.client_order_id
         answer["price"] = format(self.price * tick_size, price_format) if self.price else "0"
-        answer["origQty"] = format(self.qty * market.step_size, market.qty_format)
+        # A closePosition stop has no quantity until it triggers: Binance shows "0".
+        answer["origQty"] = (
+            format(self.qty * market.step_size, market.qty_format) if self.qty else "0"
+        )
         answer["timeInForce"] = self.time_in_force or "GTC"
         answer["type"] = answer["origType"] = self.type
         answer["reduceOnly"] = self.reduce_only
+        if self.close_position:
+            answer["closePosition"] = True
         answer["side"] = self.side
         answer["positionSide"] = self.position_side
         answer["stopPrice"] = format(self.stop * tick_size, price_format) if self.stop else "0"

@@ -469,10 +469,15 @@ async def test_precision_and_filter_failures_are_bad_requests(client: Client) ->
         await client("fapiPrivatePostOrder", base | {"quantity": "1e-2", "price": price})
     with raises_exactly(ccxt.BadRequest, match="-4003"):
         await client("fapiPrivatePostOrder", base | {"quantity": "0", "price": price})
-    with raises_exactly(ccxt.BadRequest, match="-1104"):
+    with raises_exactly(ccxt.BadRequest, match="-1130"):
         await client(
             "fapiPrivatePostOrder",
             base | {"quantity": "0.01", "price": price, "closePosition": "x"},
+        )
+    with raises_exactly(ccxt.BadRequest, match="-1104"):
+        await client(
+            "fapiPrivatePostOrder",
+            base | {"quantity": "0.01", "price": price, "priceProtect": "TRUE"},
         )
     with raises_exactly(ccxt.BadSymbol):  # -1121
         await client("fapiPrivatePostOrder", base | {"symbol": "DOGEUSDT", "quantity": "1"})
