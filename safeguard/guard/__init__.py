@@ -17,14 +17,16 @@ import sys
 import threading
 import types
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import ccxt
 from loguru import logger
 
 from safeguard.clock import Clock, SystemClock
+from safeguard.codes import Code
 from safeguard.config import KillSwitchConfig, Policy, ThrottleConfig
 from safeguard.guard.aio import AsyncGuardedExchange
 from safeguard.guard.announce import kill_reporter, throttle_reporter
@@ -120,6 +122,11 @@ def guard(
         raise ValueError(f"policy must be a safeguard.Policy, got {type(policy).__name__}")
     clock = clock if clock is not None else SystemClock()
     hooks = hooks if hooks is not None else Hooks()  # an empty Hooks is falsy (len 0)
+    if policy.fleet.redis_url is not None and (kill_switch is None or budget is None):
+        # A policy naming a fleet means the fleet's switch and budget: on the local file
+        # switch, ``safeguard kill`` on the same policy (which goes to Redis) would report
+        # success while this bot kept trading.
+        kill_switch, budget = _fleet_parts(exchange, policy, clock, kill_switch, budget)
     if kill_switch is None:
         from safeguard.killswitch.switch import KillSwitch
 
@@ -191,6 +198,40 @@ def guard(
     return face(exchange, runtime)
 
 
+def _fleet_parts(
+    exchange: Any,
+    policy: Policy,
+    clock: Clock,
+    switch: SwitchLike | None,
+    budget: RateBudget | None,
+) -> tuple[SwitchLike, RateBudget]:
+    """The fleet's kill switch and rate budget (``policy.fleet``) for the ones not given, as
+    :func:`~safeguard.fleet.member.join_fleet` builds them. They live as long as the process;
+    use ``join_fleet`` for a member that can be closed."""
+    from safeguard.fleet.budget import RedisRateBudget
+    from safeguard.fleet.redis_store import open_fleet_switch
+
+    opened = open_fleet_switch(policy, clock=clock) if switch is None else None
+    if opened is not None:
+        switch = opened[0]
+    if budget is None:
+        try:
+            shared = RedisRateBudget(
+                policy.fleet,
+                f"{exchange.id}@{_api_host(exchange)}",
+                account_fingerprint(getattr(exchange, "apiKey", None) or None),
+                throttle=policy.throttle,
+            )
+        except BaseException:
+            if opened is not None:
+                opened[0].close()
+                opened[1].close()
+            raise
+        budget = cast(RateBudget, shared)  # the RateBudget interface, on Redis
+    assert switch is not None
+    return switch, budget
+
+
 def _attach_ladder(switch: Any, exchange: Any, policy: Policy) -> None:
     """Run the engage ladder on ``exchange``, the raw one: the guarded exchange's own permit
     would refuse the ladder's reduce-only flatten orders once the switch is HALTED."""
@@ -222,7 +263,25 @@ def _attach_ladder(switch: Any, exchange: Any, policy: Policy) -> None:
                 "loop=...) from the loop"
             )
             return
-    attach_ladder(switch, exchange, config, loop=loop)
+    attach_ladder(_DecidedEngages(switch), exchange, config, loop=loop)
+
+
+@dataclass(frozen=True)
+class _DecidedEngages:
+    """``switch`` as the ladder's listener sees it: only engages someone decided. A switch
+    that fails closed because its store is unreachable (Redis down, an unreadable state file)
+    is HALTED without anyone having asked for it; cancelling every order then would also take
+    the protective stops of open positions away on a network blip."""
+
+    switch: Any
+
+    def add_listener(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        def decided(state: Any) -> None:
+            if getattr(state, "code", None) != Code.STATE_STORE_UNAVAILABLE:
+                callback(state)
+
+        remove: Callable[[], None] = self.switch.add_listener(decided)
+        return remove
 
 
 def _is_async_exchange(exchange: Any) -> bool:

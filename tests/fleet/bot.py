@@ -26,6 +26,7 @@ Reports the venue time of every answer and every 429/418 the guard saw.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from safeguard.config import Policy
-from safeguard.errors import ThrottleHold, TradingHalted
+from safeguard.errors import OrderNotFound, ThrottleHold, TradingHalted
 from safeguard.guard.events import EventKind, Hooks, RequestEvent
 from safeguard.killswitch.switch import SwitchState, TradingState
 from safeguard.venue.client import ccxt_client
@@ -150,7 +151,8 @@ def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
         result["sent"] += 1
         if refused_at is not None:
             result["sent_after_refusal"] += 1
-        ex.cancel_order(order["id"], SYMBOL)
+        with contextlib.suppress(OrderNotFound):  # the engage's ladder may cancel it first
+            ex.cancel_order(order["id"], SYMBOL)
     result["refused_at"] = refused_at
     result["adopted_at"] = adopted[0] if adopted else None
     member.close()
@@ -181,7 +183,8 @@ def run_outage(cfg: dict[str, Any]) -> dict[str, Any]:
         except TradingHalted:
             time.sleep(0.002)
             continue
-        ex.cancel_order(order["id"], SYMBOL)
+        with contextlib.suppress(OrderNotFound):  # the engage's ladder may cancel it first
+            ex.cancel_order(order["id"], SYMBOL)
     member.close()
     return result
 
