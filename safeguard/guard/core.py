@@ -404,23 +404,30 @@ class GuardCore:
         return placed
 
     def _approved(self, intent: OrderIntent) -> OrderIntent:
+        return self._assessed(intent).intent
+
+    def _assessed(self, intent: OrderIntent) -> Assessment:
         assessment = self.gate.assess(intent, self._last_now)
         if assessment.denial is not None:
             raise assessment.denial
-        return assessment.intent
+        return assessment
 
     def _place_one(self, intent: OrderIntent, *, protect: bool = True) -> Steps[Any]:
         """Judge and send one order. An entry declaring a protective stop is judged as the
-        pair, sent without the stop, and the stop follows as its own reduce-only order once
-        the venue has accepted the entry (:mod:`safeguard.guard.protective`)."""
-        approved = self._approved(intent)
+        pair and sent without the stop; if it opens, adds to or flips a position, the stop
+        follows as its own close-all order once the venue has accepted the entry (one that
+        only reduces or closes has nothing to protect) (:mod:`safeguard.guard.protective`)."""
+        assessment = self._assessed(intent)
+        approved = assessment.intent
         entry, plan = protective.split(approved) if protect else (approved, None)
         if plan is None:
             return (yield from self._send_one(approved))
         order = yield from self._send_one(entry, judged_as=approved)
-        stop = protective.stop_intent(entry, plan, order)
+        if not protective.adds_exposure(assessment.verdict, entry):
+            return order
+        stop = protective.stop_intent(entry, plan)
         try:
-            # Not judged again: it was judged with its entry, and it can only reduce.
+            # Not judged again: it was judged with its entry, and it can only close.
             placed = yield from self._send_one(stop, rejudge=False)
         except errors.SafeguardError as exc:
             self._stop_event("failed", entry, stop, plan, type(exc).__name__)

@@ -6,11 +6,15 @@ pair. ccxt's binance code would instead turn such an order into a STOP_MARKET tr
 itself (what is sent would not be what was judged), and ``stopLoss={"triggerPrice": ...}``
 reaches Binance USD-M as a parameter it refuses (-1104): futures have no attached stops.
 
-So an entry (an order that may open or add exposure, not a trigger order itself) carrying a
-protective stop is split here: the entry is sent without the stop, and once the venue has
-accepted it the stop follows as its own reduce-only STOP_MARKET order under a client id derived
-from the entry's. Everything here is pure; :class:`~safeguard.guard.core.GuardCore` sequences
-the sends.
+So an entry (a market or limit order, not a trigger order itself) carrying a protective stop is
+split here: the entry is sent without the stop, and once the venue has accepted it the stop
+follows as its own ``closePosition`` STOP_MARKET order under a client id derived from the
+entry's. A close-all stop is what Binance users place for this: it needs no position when it is
+placed (a reduce-only stop beside a limit entry that rests would be refused, -2022), and when it
+triggers it closes the whole position on that side, which is exactly what the verdict judged the
+stop against (the position after the order). Only an entry that opens, adds to or flips a
+position gets one (:func:`adds_exposure`); an order that only reduces or closes is sent without
+it. Everything here is pure; :class:`~safeguard.guard.core.GuardCore` sequences the sends.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ _TRIGGER_KEYS = (
     "trailingDelta",
 )
 _ENTRY_TYPES = ("market", "limit")
+_DUST = 1e-9
+"""Relative size below which what an order leaves counts as closed (float noise)."""
 
 
 def protective_stop(params: Mapping[str, Any]) -> float | None:
@@ -91,39 +97,57 @@ def split(intent: OrderIntent) -> tuple[OrderIntent, StopPlan | None]:
     return replace(intent, params=entry_params), StopPlan(stop, working)
 
 
+def adds_exposure(verdict: Any, entry: OrderIntent) -> bool:
+    """Whether ``entry`` opens, adds to or flips a position, per the verdict that allowed it
+    (its position after the order and the amount it judged). An order that only reduces or
+    closes has nothing for a protective stop to protect. When the verdict does not say (no
+    costing), the answer is yes: a close-all stop that finds nothing to close does nothing."""
+    costing = getattr(verdict, "costing", None)
+    judged_after = _finite(getattr(costing, "position_after", None))
+    judged = _finite(getattr(costing, "amount", None))
+    amount = _finite(entry.amount)
+    if judged_after is None or judged is None or amount is None:
+        return True
+    direction = 1.0 if entry.side == "buy" else -1.0
+    held = judged_after - direction * judged
+    # Re-applied with the amount being sent: a verdict may have allowed a smaller resend.
+    after = held + direction * amount
+    if abs(after) <= _DUST * max(abs(held), amount):
+        return False  # closes
+    return held * after <= 0.0 or abs(after) > abs(held)  # opens or flips; adds
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def stop_client_id(entry_client_id: str) -> str:
     """The stop's client id: the entry's plus ``-sl``, cut to Binance's 36 characters (the
     entry's random tail is shortened, never the suffix, so the pair stays recognisable)."""
     return entry_client_id[: _MAX_ID - len(STOP_SUFFIX)] + STOP_SUFFIX
 
 
-def stop_intent(entry: OrderIntent, plan: StopPlan, order: Any = None) -> OrderIntent:
-    """The protective stop for ``entry`` as an order of its own, for the amount the venue
-    accepted (``order``'s, when a fresh verdict shrank a resend) or else the entry's.
+def stop_intent(entry: OrderIntent, plan: StopPlan) -> OrderIntent:
+    """The protective stop for ``entry`` as an order of its own: a close-all STOP_MARKET on
+    the side that closes what the entry opens.
 
-    ccxt 4.5.90's binanceusdm sends ``market`` + ``stopLossPrice`` as a STOP_MARKET algo
-    order (``/fapi/v1/algoOrder``, ``clientAlgoId``); ``reduceOnly`` makes the venue refuse it
-    if it would ever open exposure, which is also why the kill switch lets it through in
+    ccxt 4.5.90's binanceusdm sends ``market`` + ``stopLossPrice`` + ``closePosition`` as a
+    STOP_MARKET algo order (``/fapi/v1/algoOrder``, ``clientAlgoId``) with no quantity: it
+    closes whatever position is held when it triggers, however much of the entry filled.
+    ``closePosition`` can only close, which is also why the kill switch lets it through in
     REDUCING.
     """
-    amount = entry.amount
-    accepted = order.get("amount") if isinstance(order, Mapping) else None
-    if (
-        isinstance(accepted, int | float)
-        and not isinstance(accepted, bool)
-        and 0.0 < accepted < (amount if amount is not None else math.inf)
-    ):
-        # A stop larger than the position would be refused as reduce-only (-2022).
-        amount = float(accepted)
     return OrderIntent(
         symbol=entry.symbol,
         type="market",
         side="sell" if entry.side == "buy" else "buy",
-        amount=amount,
+        amount=None,
         price=None,
         params={
             "stopLossPrice": plan.price,
-            "reduceOnly": True,
+            "closePosition": True,
             "workingType": plan.working_type,
         },
         client_order_id=stop_client_id(entry.client_order_id),
@@ -144,6 +168,7 @@ __all__ = [
     "INFO_KEY",
     "STOP_SUFFIX",
     "StopPlan",
+    "adds_exposure",
     "attach",
     "protective_stop",
     "split",

@@ -1,10 +1,12 @@
 """Protective stops declared on entries: judged as a pair, placed as two orders.
 
 Real ``ccxt.binanceusdm`` (sync and async, in process and over loopback HTTP) against the mock
-venue: the entry goes out without its stop, the stop follows as a reduce-only STOP_MARKET under
-the entry's client id + ``-sl``, it triggers and closes the position when the mark crosses it,
-an ambiguous stop placement is settled by look-up without a second stop, and a stop the venue
-refuses raises :class:`~safeguard.errors.ProtectiveStopFailed` carrying the entry.
+venue: the entry goes out without its stop, the stop follows as a close-all (``closePosition``)
+STOP_MARKET under the entry's client id + ``-sl``; it rests beside a limit entry that rests, and
+closes the whole position when the mark crosses it after the entry filled; an order that only
+reduces gets no stop; an ambiguous stop placement is settled by look-up without a second stop,
+and a stop the venue refuses raises :class:`~safeguard.errors.ProtectiveStopFailed` carrying
+the entry.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +26,13 @@ from safeguard.config import Policy
 from safeguard.guard import guard
 from safeguard.guard.events import EventKind, Hooks, ProtectiveStopEvent, RequestEvent
 from safeguard.guard.orders import parse_intent
-from safeguard.guard.protective import INFO_KEY, split, stop_client_id, stop_intent
+from safeguard.guard.protective import (
+    INFO_KEY,
+    adds_exposure,
+    split,
+    stop_client_id,
+    stop_intent,
+)
 from safeguard.guard.throttle import RateBudget
 from safeguard.killswitch.switch import KillSwitch, TradingState
 from safeguard.venue import Venue, VenueConfig
@@ -125,23 +134,27 @@ def _stop_below(rig: Rig, pct: float = 1.0) -> float:
     return round(rig.venue.mark_price(VENUE_SYMBOL) * (1 - pct / 100), 2)
 
 
-def _assert_protected(rig: Rig, order: dict[str, Any], stop_price: float) -> None:
-    """The entry is the order returned; the venue holds it and one reduce-only stop."""
-    assert order["type"] == "market"
+def _assert_protected(
+    rig: Rig, order: dict[str, Any], stop_price: float, *, entry_type: str = "MARKET"
+) -> None:
+    """The entry is the order returned; the venue holds it and one close-all stop."""
+    assert order["type"] == entry_type.lower()
     assert order["side"] == "buy"
     stop = order["info"][INFO_KEY]
     assert stop["clientOrderId"] == stop_client_id(order["clientOrderId"])
     by_id = {o["clientOrderId"]: o for o in rig.venue_orders()}
     assert set(by_id) == {order["clientOrderId"], stop["clientOrderId"]}
     entry, placed = by_id[order["clientOrderId"]], by_id[stop["clientOrderId"]]
-    assert entry["type"] == "MARKET"
-    assert entry["status"] == "FILLED"
+    assert entry["type"] == entry_type
+    assert entry["status"] == ("FILLED" if entry_type == "MARKET" else "NEW")
     assert placed["type"] == "STOP_MARKET"
+    assert placed["status"] == "NEW"
     assert placed["side"] == "SELL"
-    assert placed["reduceOnly"] is True
+    assert placed["closePosition"] is True
+    assert placed["reduceOnly"] is False
+    assert placed["origQty"] == "0"  # close-all: whatever is held when it triggers
     assert placed["workingType"] == "MARK_PRICE"
     assert float(placed["stopPrice"]) == stop_price
-    assert float(placed["origQty"]) == 0.05
 
 
 # --- the pure split ------------------------------------------------------------------------
@@ -176,14 +189,58 @@ def test_what_is_not_a_protected_entry_is_sent_as_is(type_: str, params: dict[st
     assert split(intent) == (intent, None)
 
 
-def test_the_stop_covers_what_the_venue_accepted() -> None:
-    intent = parse_intent(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": 2900}, prefix="t-")
+@pytest.mark.parametrize("working", [None, "CONTRACT_PRICE"])
+def test_the_stop_is_a_close_all_order(working: str | None) -> None:
+    params: dict[str, Any] = {"stopLossPrice": 2900}
+    if working is not None:
+        params["workingType"] = working
+    intent = parse_intent(SYMBOL, "limit", "buy", 0.05, 3000, params, prefix="t-")
     entry, plan = split(intent)
     assert plan is not None
-    assert stop_intent(entry, plan).amount == 0.05
-    # A resend a fresh verdict shrank: the stop must not exceed the position it protects.
-    assert stop_intent(entry, plan, {"amount": 0.03}).amount == 0.03
-    assert stop_intent(entry, plan, {"amount": None}).amount == 0.05
+    stop = stop_intent(entry, plan)
+    # No amount and no reduceOnly: Binance refuses either beside closePosition (-1106).
+    assert stop.amount is None
+    assert (stop.type, stop.side) == ("market", "sell")
+    assert stop.params == {
+        "stopLossPrice": 2900.0,
+        "closePosition": True,
+        "workingType": working or "MARK_PRICE",
+    }
+    assert stop.reduce_only  # passes a kill switch in REDUCING
+    assert stop.conditional  # looked up as an algo order
+    assert stop.client_order_id == stop_client_id(entry.client_order_id)
+
+
+def _verdict(position_after: float, amount: float) -> Any:
+    return SimpleNamespace(costing=SimpleNamespace(position_after=position_after, amount=amount))
+
+
+@pytest.mark.parametrize(
+    ("side", "held", "amount", "sent", "adds"),
+    [
+        ("buy", 0.0, 0.05, 0.05, True),  # opens
+        ("buy", 0.05, 0.03, 0.03, True),  # adds
+        ("sell", 0.05, 0.08, 0.08, True),  # flips: an opening for the new side
+        ("sell", -0.05, 0.02, 0.02, True),  # adds to a short
+        ("sell", 0.05, 0.02, 0.02, False),  # reduces
+        ("sell", 0.05, 0.05, 0.05, False),  # closes
+        ("buy", -0.07, 0.07, 0.07, False),  # closes a short
+        ("sell", 0.05, 0.08, 0.04, False),  # a flip a fresh verdict shrank to a reduce
+    ],
+)
+def test_only_an_order_that_opens_adds_or_flips_gets_a_stop(
+    side: str, held: float, amount: float, sent: float, adds: bool
+) -> None:
+    direction = 1 if side == "buy" else -1
+    verdict = _verdict(held + direction * amount, amount)
+    intent = parse_intent(SYMBOL, "market", side, sent, None, {"stopLossPrice": 1.0}, prefix="t-")
+    assert adds_exposure(verdict, intent) is adds
+
+
+def test_a_verdict_that_does_not_say_gets_a_stop() -> None:
+    intent = parse_intent(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": 1.0}, prefix="t-")
+    assert adds_exposure("ALLOW", intent)
+    assert adds_exposure(SimpleNamespace(costing=None), intent)
 
 
 def test_the_stop_id_stays_within_binance_limits() -> None:
@@ -278,11 +335,78 @@ def test_the_stop_passes_a_kill_switch_that_engaged_after_the_entry(
     _assert_protected(r, order, stop_price)
 
 
+@pytest.mark.parametrize("transport", ["inprocess", "http"])
+def test_a_resting_limit_entry_and_its_stop_both_rest_and_the_stop_closes_it_later(
+    tmp_path: Path, closers: list[Any], transport: str
+) -> None:
+    r = _build(tmp_path, closers, transport=transport)
+    seen = r.stops_seen()
+    price = _stop_below(r, 1.0)
+    stop_price = _stop_below(r, 4.0)
+    # No position yet: a reduce-only stop would be refused (-2022); a close-all stop rests.
+    order = r.ex.create_order(SYMBOL, "limit", "buy", 0.05, price, {"stopLossPrice": stop_price})
+    assert order["status"] == "open"
+    _assert_protected(r, order, stop_price, entry_type="LIMIT")
+    assert [(e.outcome, e.stop_price) for e in seen] == [("placed", stop_price)]
+    assert r.position() == 0.0
+
+    r.crash(-2.0)  # the market trades through the limit; the mark stays above the stop
+    assert r.venue.mark_price(VENUE_SYMBOL) > stop_price
+    assert r.position() == 0.05
+    stop_id = order["info"][INFO_KEY]["clientOrderId"]
+    assert (
+        r.ex.fetch_order(stop_id, SYMBOL, {"trigger": True, "clientAlgoId": stop_id})["status"]
+        == "open"
+    )
+
+    r.crash(-6.0)  # and then through the stop: the whole position is closed
+    assert r.venue.mark_price(VENUE_SYMBOL) < stop_price
+    assert r.position() == 0.0
+    assert (
+        r.ex.fetch_order(stop_id, SYMBOL, {"trigger": True, "clientAlgoId": stop_id})["status"]
+        == "closed"
+    )
+
+
+def test_an_order_that_only_reduces_gets_no_stop(tmp_path: Path, closers: list[Any]) -> None:
+    r = _build(tmp_path, closers)
+    seen = r.stops_seen()
+    opened = r.ex.create_order(
+        SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": _stop_below(r)}
+    )
+    before = {o["clientOrderId"] for o in r.venue_orders()}
+    reduced = r.ex.create_order(
+        SYMBOL, "market", "sell", 0.02, None, {"stopLossPrice": _stop_below(r, 2.0)}
+    )
+    assert INFO_KEY not in reduced["info"]
+    new = [o for o in r.venue_orders() if o["clientOrderId"] not in before]
+    # Sent as the plain market order it is (ccxt would have made it a trigger order).
+    assert [(o["clientOrderId"], o["type"], o["status"]) for o in new] == [
+        (reduced["clientOrderId"], "MARKET", "FILLED")
+    ]
+    assert r.position() == pytest.approx(0.03)
+    assert [e.entry_client_order_id for e in seen] == [opened["clientOrderId"]]
+
+
+def test_a_flip_gets_a_stop_for_the_new_side(tmp_path: Path, closers: list[Any]) -> None:
+    r = _build(tmp_path, closers)
+    r.ex.create_order(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": _stop_below(r)})
+    stop_price = _stop_below(r, -1.0)  # above the mark: the short's stop
+    flipped = r.ex.create_order(SYMBOL, "market", "sell", 0.08, None, {"stopLossPrice": stop_price})
+    assert r.position() == pytest.approx(-0.03)
+    stop_id = flipped["info"][INFO_KEY]["clientOrderId"]
+    placed = r.venue.get_order(KEY, symbol=VENUE_SYMBOL, client_order_id=stop_id)
+    assert (placed["side"], placed["closePosition"]) == ("BUY", True)
+    assert float(placed["stopPrice"]) == stop_price
+
+
 def test_a_stop_the_venue_refuses_raises_with_the_entry(tmp_path: Path, closers: list[Any]) -> None:
     r = _build(tmp_path, closers)
     seen = r.stops_seen()
-    # A limit entry that rests: Binance takes a reduce-only order only against a position, so
-    # the stop is refused (-2022) and the resting entry must not pass as protected.
+    # The venue refuses the stop outright: the resting entry must not pass as protected.
+    r.dialect.set_fault_plan(FaultPlan.parse({"rules": [
+        {"kind": "error", "endpoint": "POST /fapi/v1/algoOrder", "status": 400,
+         "code": -2021, "count": 1}]}))  # fmt: skip
     price = _stop_below(r, 2.0)
     stop_price = _stop_below(r, 4.0)
     with pytest.raises(errors.ProtectiveStopFailed) as failed:
