@@ -132,11 +132,12 @@ class PreTradeGate:
                 GateDenial(Code.UNKNOWN_SYMBOL, f"{intent.symbol} is not a market", intent.symbol),
                 now,
             )
-        unknown = None if intent.reduce_only else self._unknown_settings(intent.symbol)
+        unknown = None if intent.reduce_only else self._account_gap(intent.symbol, now)
         if unknown is not None:
             # Leverage and margin mode move the liquidation price more than anything else:
             # assuming 1x cross for a symbol set to isolated 50x would wave through a stop
-            # beyond liquidation. An order that only reduces does not depend on them.
+            # beyond liquidation; an account view whose re-read failed may miss positions
+            # opened since. An order that only reduces adds no exposure to misjudge.
             denial = GateDenial(Code.MISSING_ACCOUNT, unknown, intent.symbol)
             return self._deny(intent, denial, now)
         try:
@@ -364,16 +365,30 @@ class PreTradeGate:
         seen = self.cache.settings.get(symbol)
         return None if seen is None else seen.value.get(name)
 
-    def _unknown_settings(self, symbol: str) -> str | None:
-        """Why ``symbol``'s leverage or margin mode is not known, or ``None``."""
+    def _account_gap(self, symbol: str, now: float) -> str | None:
+        """Why the account view cannot judge new exposure on ``symbol`` (its leverage or
+        margin mode unknown, or a part read longer ago than ``max_market_data_age_s``), or
+        ``None``."""
         missing = [
             label
             for label, name in (("leverage", "leverage"), ("margin mode", "marginMode"))
             if self._setting(symbol, name) is None
         ]
-        if not missing:
-            return None
-        return f"{' and '.join(missing)} of {symbol} not read from the venue (fetch_leverages)"
+        if missing:
+            return f"{' and '.join(missing)} of {symbol} not read from the venue (fetch_leverages)"
+        cache = self.cache
+        limit = self.policy.risk.max_market_data_age_s
+        for label, seen in (
+            ("balance", cache.balance),
+            ("positions", cache.positions),
+            (f"leverage and margin mode of {symbol}", cache.settings.get(symbol)),
+        ):
+            if seen is not None and seen.age(now) > limit:
+                return (
+                    f"{label} last read {seen.age(now):.1f}s ago (the re-read failed); the "
+                    f"policy allows {limit:g}s (risk.max_market_data_age_s)"
+                )
+        return None
 
     def _leverage(self, symbol: str) -> float:
         # Only reached unknown for a reduce-only order, which the leverage does not affect.

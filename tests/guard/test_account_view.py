@@ -137,3 +137,36 @@ def test_flatten_closes_hedge_mode_legs(paper: PaperAccount) -> None:
     report = run_ladder(raw, config, halted, sleep=paper.advance)
     assert report.ok, report.outcomes
     assert [p for p in raw.fetch_positions() if p["contracts"]] == []
+
+
+# --- how old the account view is ---------------------------------------------------------------
+
+
+def test_an_account_view_whose_re_read_failed_denies_new_exposure(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    policy = Policy.build(
+        risk={"max_notional_per_account": 20_000},
+        degradation={"min_samples": 100_000},
+        retry={"max_attempts": 1},
+    )
+    ex = paper.guarded(policy, state_dir=tmp_path)
+    ex.load_markets()
+    stop = {"stopLoss": {"triggerPrice": round(_mark(ex) * 0.9, 1)}}
+    assert ex.preview(SYMBOL, "market", "buy", 0.1, None, stop).decision is Decision.ALLOW
+    other = paper.client()
+    other.load_markets()
+    other.create_order(SYMBOL, "market", "buy", 1.0)  # ~90,000 notional the guard never sees
+    paper.set_faults(
+        {
+            "rules": [
+                {"kind": "error", "endpoint": "GET /fapi/v3/positionRisk", "status": 503},
+                {"kind": "error", "endpoint": "GET /fapi/v3/account", "status": 503},
+            ]
+        }
+    )
+    paper.advance(60)
+    with pytest.raises(errors.OrderDenied) as denied:
+        ex.create_order(SYMBOL, "market", "buy", 0.1, None, stop)
+    assert denied.value.code == Code.MISSING_ACCOUNT
+    assert paper.positions() == {VENUE_SYMBOL: 1.0}
