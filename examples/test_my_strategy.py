@@ -53,8 +53,14 @@ class DipBuyer:
         self.stop_distance = stop_distance
         self.high = 0.0
         self.stop_id: str | None = None
+        self.leverage_set = False
 
     def on_bar(self, exchange: Any) -> None:
+        if not self.leverage_set:
+            # The venue's default is 20x; the policy allows 5x, and the guard knows the
+            # difference, so say what the strategy trades at before its first order.
+            exchange.set_leverage(5, self.symbol)
+            self.leverage_set = True
         price = float(exchange.fetch_ticker(self.symbol)["last"])
         self.high = max(self.high * 0.999, price)  # a slowly forgetting high
         held = sum(float(p["contracts"] or 0) for p in exchange.fetch_positions([self.symbol]))
