@@ -40,6 +40,8 @@ from safeguard.risk.models import OrderIntent as RiskIntent
 from safeguard.risk.outcome import Verdict
 from safeguard.risk.tiers import TierTable
 
+_MARKS = {"fetch_funding_rate": "funding", "fetch_ticker": "tickers", "fetch_order_book": "books"}
+"""Reads that carry a venue-stamped price, and where the cache keeps each."""
 _SECONDS_PER_DAY = 86_400.0
 _MIN_VOLATILITY = 1e-6
 """A flat 24 h range would give zero; the verdict needs a positive number and zero is a lie."""
@@ -102,12 +104,46 @@ class PreTradeGate:
         # for a REST poller makes idleness look like a frozen feed. The verdict judges the
         # venue's own timestamps instead (STALE_MARKET_DATA).
         changes = self.cache.absorb(send, value, now)
-        if self.tripwire is not None and send.method == "fetch_funding_rate" and send.args:
-            piece = self.cache.funding.get(str(send.args[0]))
-            if piece is not None:
-                self.tripwire.mark(str(send.args[0]), piece.venue_time, now)
+        if self.tripwire is not None:
+            self._observed(send, now)
         if changes:
             self._rules_changed(changes, now)
+
+    def _observed(self, send: Send, now: float) -> None:
+        """Feed the triggers from every read, not only from the verdict's: a bot that only
+        polls its account and prices must still trip on a drawdown or a frozen feed."""
+        assert self.tripwire is not None
+        where = _MARKS.get(send.method)
+        if where is not None and send.args:
+            symbol = str(send.args[0])
+            piece = getattr(self.cache, where).get(symbol)
+            if piece is not None:
+                self.tripwire.mark(symbol, piece.venue_time, now)
+        elif send.method in ("fetch_balance", "fetch_positions"):
+            self._current_account(self._settle_of_positions(), now)
+
+    def _settle_of_positions(self) -> str:
+        for position in self.cache.positions.value if self.cache.positions else ():
+            market = self.cache.markets.get(str(position.get("symbol")))
+            if market is not None and market.get("settle"):
+                return str(market["settle"])
+        return "USDT"
+
+    def _current_account(self, settle: str, now: float) -> Account | None:
+        """The account in ``settle``, built once per re-read of any part of it (the triggers
+        see each new one once)."""
+        cache = self.cache
+        return self._derived(  # type: ignore[no-any-return]
+            "account",
+            settle,
+            (
+                cache.balance,
+                cache.positions,
+                *cache.open_orders.values(),
+                *cache.tiers.values(),
+            ),
+            lambda: self._account_observed(now, settle),
+        )
 
     def placed(self, intent: OrderIntent, order: Any, now: float) -> None:
         self.cache.placed(intent.symbol, order, now)
@@ -161,17 +197,7 @@ class PreTradeGate:
             lambda: self.snapshot(symbol, now, market_order=by_market),
         )
         settle = str((cache.markets.get(symbol) or {}).get("settle") or "USDT")
-        account = self._derived(
-            "account",
-            settle,
-            (
-                cache.balance,
-                cache.positions,
-                *cache.open_orders.values(),
-                *cache.tiers.values(),
-            ),
-            lambda: self._account_observed(now, settle),
-        )
+        account = self._current_account(settle, now)
         verdict = risk_verdict.evaluate(
             risk_intent,
             market,
@@ -384,9 +410,11 @@ class PreTradeGate:
             (f"leverage and margin mode of {symbol}", cache.settings.get(symbol)),
         ):
             if seen is not None and seen.age(now) > limit:
+                age = seen.age(now)
+                when = "not since our last order" if math.isinf(age) else f"{age:.1f}s ago"
                 return (
-                    f"{label} last read {seen.age(now):.1f}s ago (the re-read failed); the "
-                    f"policy allows {limit:g}s (risk.max_market_data_age_s)"
+                    f"{label} last read {when} (the re-read failed); the policy allows "
+                    f"{limit:g}s (risk.max_market_data_age_s)"
                 )
         return None
 

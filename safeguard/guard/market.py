@@ -164,6 +164,14 @@ class MarketCache:
         elif method == "fetch_positions" and isinstance(value, list) and not args:
             # Only the all-symbols answer replaces the account view; a filtered one is partial.
             self.positions = Seen(value, now, None)
+        elif method == "fetch_positions" and isinstance(value, list) and self.positions:
+            # A filtered answer is complete for the symbols it names: their legs (marks,
+            # sizes) are refreshed in the view, the others kept, and so is the view's age.
+            named = _symbols_arg(args, send.kwargs)
+            if named:
+                kept = [p for p in self.positions.value if p.get("symbol") not in named]
+                fresh = [p for p in value if isinstance(p, Mapping) and p.get("symbol") in named]
+                self.positions = Seen(kept + fresh, self.positions.fetched, None)
         elif (
             method == "fetch_open_orders"
             and isinstance(value, list)
@@ -179,8 +187,12 @@ class MarketCache:
         The open orders need no re-read: we know exactly how our order changed them (a
         resting order joins the list; one that filled or died at once leaves it as it was).
         """
-        self.balance = None
-        self.positions = None
+        # Kept, but due at once and too old for a verdict: the triggers still see the rest of
+        # the account while a read of one part (a filtered fetch_positions) refreshes it.
+        if self.balance is not None:
+            self.balance = Seen(self.balance.value, -math.inf, None)
+        if self.positions is not None:
+            self.positions = Seen(self.positions.value, -math.inf, None)
         seen = self.open_orders.get(symbol)
         if seen is None or not isinstance(order, Mapping):
             self.open_orders.pop(symbol, None)
@@ -255,6 +267,15 @@ def _due(seen: Seen | None, now: float, after: float) -> bool:
 def _symbol_arg(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
     symbol = args[0] if args else kwargs.get("symbol")
     return symbol if isinstance(symbol, str) else None
+
+
+def _symbols_arg(args: Sequence[Any], kwargs: Mapping[str, Any]) -> set[str]:
+    symbols = args[0] if args else kwargs.get("symbols")
+    if isinstance(symbols, str):
+        return {symbols}
+    if isinstance(symbols, list | tuple):
+        return {s for s in symbols if isinstance(s, str)}
+    return set()
 
 
 def _seconds(milliseconds: Any) -> float | None:

@@ -170,3 +170,29 @@ def test_an_account_view_whose_re_read_failed_denies_new_exposure(
         ex.create_order(SYMBOL, "market", "buy", 0.1, None, stop)
     assert denied.value.code == Code.MISSING_ACCOUNT
     assert paper.positions() == {VENUE_SYMBOL: 1.0}
+
+
+# --- the triggers see what the bot reads -------------------------------------------------------
+
+
+def test_a_crash_trips_the_drawdown_trigger_while_the_bot_only_reads(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    policy = Policy.build(
+        kill_switch={"triggers": {"max_drawdown_pct": 5.0}}, risk={"max_leverage": 50}
+    )
+    ex = paper.guarded(policy, state_dir=tmp_path, triggers=True)
+    ex.load_markets()
+    ex.set_leverage(20, SYMBOL)
+    stop = round(_mark(ex) * 0.97, 1)
+    ex.create_order(SYMBOL, "market", "buy", 1.0, None, {"stopLoss": {"triggerPrice": stop}})
+    paper.set_faults({"rules": [{"kind": "spike", "symbol": VENUE_SYMBOL, "pct": -4,
+                                 "duration_s": 600}]})  # fmt: skip
+    for _ in range(6):  # the bot polls its account and prices; it places no order
+        paper.advance(10)
+        ex.fetch_balance()
+        ex.fetch_positions([SYMBOL])
+        ex.fetch_ticker(SYMBOL)
+    state = ex.runtime.switch.state
+    assert state.state is TradingState.HALTED
+    assert state.code == Code.DRAWDOWN

@@ -6,6 +6,7 @@ and fed to the cache the way the guard feeds it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -89,14 +90,18 @@ def test_rule_drift_is_reported_field_by_field() -> None:
     assert (change.symbol, change.field) == (SYMBOL, "tiers")
 
 
-def test_a_placed_order_updates_open_orders_and_drops_the_account() -> None:
+def test_a_placed_order_updates_open_orders_and_makes_the_account_due() -> None:
     cache = MarketCache(RiskLimits())
     cache.balance = Seen({"total": {}}, 0.0, None)
     cache.positions = Seen([], 0.0, None)
     cache.open_orders[SYMBOL] = Seen([{"id": "1", "status": "open"}], 0.0, None)
     cache.placed(SYMBOL, {"id": "2", "status": "open"}, 1.0)
-    assert cache.balance is None
-    assert cache.positions is None
+    # Kept for the triggers, but due at once and never fresh enough for a verdict.
+    assert {"fetch_balance", "fetch_positions"} <= set(_methods(cache.refresh(SYMBOL, 1.0)))
+    assert cache.balance is not None
+    assert cache.balance.age(1.0) == math.inf
+    assert cache.positions is not None
+    assert cache.positions.age(1.0) == math.inf
     assert [o["id"] for o in cache.open_orders[SYMBOL].value] == ["1", "2"]
     cache.placed(SYMBOL, {"id": "3", "status": "closed"}, 2.0)
     assert [o["id"] for o in cache.open_orders[SYMBOL].value] == ["1", "2"]
