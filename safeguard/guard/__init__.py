@@ -153,7 +153,12 @@ def guard(
     )
     tripwire = None
     if triggers is not False:
-        monitor_of_risk = RiskMonitor.from_policy(policy) if triggers is True else triggers
+        # Equity peaks per account: bots of different accounts share one state directory.
+        monitor_of_risk = (
+            RiskMonitor.from_policy(policy, account=f"{exchange.id}-{key}")
+            if triggers is True
+            else triggers
+        )
         tripwire = TripWire(monitor_of_risk, kill_switch)  # type: ignore[arg-type]
     if isinstance(book_depth, bool) or not isinstance(book_depth, int) or book_depth < 5:
         raise ValueError(f"book_depth must be an integer >= 5, got {book_depth!r}")

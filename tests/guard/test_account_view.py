@@ -196,3 +196,21 @@ def test_a_crash_trips_the_drawdown_trigger_while_the_bot_only_reads(
     state = ex.runtime.switch.state
     assert state.state is TradingState.HALTED
     assert state.code == Code.DRAWDOWN
+
+
+def test_two_accounts_on_one_state_dir_keep_their_own_equity_peak(tmp_path: Path) -> None:
+    policy = Policy.build(kill_switch={"triggers": {"max_drawdown_pct": 5.0}})
+    rich = paper_account(wallet=10_000, api_key="rich-key-0123456789")
+    small = paper_account(wallet=5_000, api_key="small-key-0123456789")
+    try:
+        peaks = []
+        for paper in (rich, small):
+            ex = paper.guarded(policy, state_dir=tmp_path, triggers=True)
+            ex.fetch_positions()
+            ex.fetch_balance()
+            assert ex.runtime.switch.state.state is TradingState.ACTIVE
+            peaks.append(ex.runtime.core.gate.tripwire.monitor.marks.peak)
+        assert peaks == [10_000, 5_000]
+    finally:
+        rich.close()
+        small.close()
