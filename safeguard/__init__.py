@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
+from safeguard._log import logger
 from safeguard.clock import Clock, ManualClock, SystemClock
 from safeguard.codes import Code
 from safeguard.config import Policy

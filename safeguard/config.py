@@ -285,7 +285,7 @@ class KillSwitchConfig(Section):
     """Arm the venue's cancel-all countdown timer where the venue offers one."""
     poll_interval_s: Positive = 0.05
     """How often a running bot looks for an engage made by another process."""
-    webhook_url: str | None = None
+    webhook_url: SecretStr | None = None
     """URL notified (JSON POST) on engage and resume; delivery never delays the engage."""
     webhook_timeout_s: Positive = 5.0
     """Timeout of one webhook delivery attempt."""

@@ -7,7 +7,15 @@ import importlib
 import subprocess
 import sys
 
-from safeguard.cli import COMMAND_MODULES, build_parser, command_module_names, main
+import pytest
+
+from safeguard.cli import (
+    COMMAND_MODULES,
+    EXIT_BROKEN_PIPE,
+    build_parser,
+    command_module_names,
+    main,
+)
 
 
 def _registered_by(module_name: str) -> set[str]:
@@ -44,3 +52,33 @@ def test_a_named_command_does_not_import_ccxt() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().endswith("NO-CCXT")
+
+
+@pytest.mark.parametrize("command", [["policy"], ["policy", "--reference"]])
+def test_a_reader_that_stops_early_gets_a_quiet_sigpipe_exit(command: list[str]) -> None:
+    """`safeguard policy | head`: the reader closes the pipe; no traceback, exit 128 + SIGPIPE."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "safeguard", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()  # before the command has written a byte: every write meets EPIPE
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=60) == EXIT_BROKEN_PIPE == 141
+    assert stderr == ""
+
+
+def test_output_to_an_open_pipe_is_complete_and_exits_0() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "safeguard", "policy", "--reference"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("### `[risk]`")
+    assert done.stderr == ""

@@ -68,3 +68,24 @@ def test_bad_policy_file_exits_with_the_key(
     path.write_text("[risk]\nmax_levrage = 4\n")
     assert main(["policy", "--policy", str(path)]) == 2
     assert "risk.max_levrage" in capsys.readouterr().err
+
+
+def test_effective_policy_masks_the_webhook_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook URL's path is often its only secret: printed masked, like the credentials."""
+    token = "T0KEN-6f1c0e2b9d77"
+    path = tmp_path / "p.toml"
+    path.write_text(f'[kill_switch]\nwebhook_url = "https://alerts.example.com/hook/{token}"\n')
+    assert main(["policy", "--policy", str(path)]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["policy"]["kill_switch"]["webhook_url"] == "**********"
+    monkeypatch.setenv("SAFEGUARD_KILL_SWITCH__WEBHOOK_URL", f"https://h.example/{token}")
+    assert main(["policy"]) == 0
+    out = capsys.readouterr().out
+    assert token not in out
+    assert json.loads(out)["policy"]["kill_switch"]["webhook_url"] == "**********"
+    policy = Policy.load(path)
+    assert policy.kill_switch.webhook_url is not None
+    assert token not in repr(policy)
+    assert policy.kill_switch.webhook_url.get_secret_value().endswith(token)

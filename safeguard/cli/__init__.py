@@ -12,7 +12,9 @@ equal to what the modules register.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
@@ -65,7 +67,29 @@ def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a writer killed by SIGPIPE (128 + 13), as ``cat`` gives in
+``cat big | head``: the reader stopped early; nothing went wrong that needs a traceback."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # A closed pipe shows here (or on a write above), not at interpreter exit, where
+            # Python would print "Exception ignored ... BrokenPipeError" past us.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The standard recipe (Python docs, "Note on SIGPIPE"): point stdout at devnull so
+        # the interpreter's last flush has nowhere to fail, and exit quietly.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     module = COMMAND_MODULES.get(arguments[0]) if arguments else None
     parser = build_parser(only=[module] if module else None)
@@ -83,4 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["COMMAND_MODULES", "Handler", "build_parser", "command_module_names", "main"]
+__all__ = [
+    "COMMAND_MODULES",
+    "EXIT_BROKEN_PIPE",
+    "Handler",
+    "build_parser",
+    "command_module_names",
+    "main",
+]

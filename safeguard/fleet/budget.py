@@ -30,8 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
+from safeguard._log import logger
 from safeguard.config import FleetConfig, ThrottleConfig
 from safeguard.fleet.connection import connect, describe, key_tag, link_errors
 from safeguard.guard.throttle import (

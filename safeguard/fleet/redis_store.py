@@ -43,8 +43,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
+from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.config import FleetConfig, Policy
 from safeguard.errors import ConfigError

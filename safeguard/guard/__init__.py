@@ -23,8 +23,8 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import ccxt
-from loguru import logger
 
+from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.codes import Code
 from safeguard.config import KillSwitchConfig, Policy, ThrottleConfig
@@ -41,6 +41,7 @@ from safeguard.guard.market import MarketCache
 from safeguard.guard.observe import Health, RequestObserver
 from safeguard.guard.orders import CLOCK_SKEW_MARGIN_S, recv_window_s
 from safeguard.guard.pacing import BudgetPacer
+from safeguard.guard.redact import register_secrets, secrets_of
 from safeguard.guard.retry import RetryPolicy
 from safeguard.guard.sync import GuardedExchange
 from safeguard.guard.throttle import BudgetRegistry, RateBudget, account_fingerprint
@@ -135,6 +136,7 @@ def guard(
     exchange.options["maxRetriesOnFailure"] = 0
     exchange.enableRateLimit = False
     exchange.enableLastResponseHeaders = True
+    register_secrets(secrets_of(exchange))  # redacted by value everywhere from now on
 
     key = account_fingerprint(getattr(exchange, "apiKey", None) or None)
     path = Path(journal_path or policy.kill_switch.state_dir / f"orders-{exchange.id}-{key}.jsonl")

@@ -2,7 +2,7 @@
 
 Every ccxt exception class has one row in :data:`CCXT_RULES` (a test walks ``ccxt.base.errors``
 and fails on any class without one), and :func:`to_safeguard_error` maps it into the one error
-tree at this one boundary, with the ccxt error chained as ``__cause__``.
+tree at this one boundary, with a scrubbed copy of the ccxt error chained as ``__cause__``.
 
 The retry classes follow urllib3's split between "connect" and "read" failures:
 
@@ -34,7 +34,7 @@ from enum import StrEnum
 import ccxt
 
 from safeguard import errors
-from safeguard.guard.redact import scrub_text
+from safeguard.guard.redact import scrub_text, scrubbed_exception
 from safeguard.risk import _inputs
 
 
@@ -319,14 +319,16 @@ def to_safeguard_error(
     elapsed: float = 0.0,
     default_ban_s: float = 120.0,
 ) -> errors.SafeguardError:
-    """Map ``exc`` into safeguard's error tree; the caller raises it ``from exc``.
+    """Map ``exc`` into safeguard's error tree.
 
     ``client_order_id`` marks the failed request as an order: an AMBIGUOUS failure then becomes
     :class:`~safeguard.errors.OutcomeUnknown` (reconcile by that id), while for a read it is
     :class:`~safeguard.errors.RetriesExhausted`. A ban becomes
     :class:`~safeguard.errors.VenueBanned` ending at the venue's stated time, else ``now`` plus
     ``Retry-After``, else ``now + default_ban_s``. The message is scrubbed of credentials (ccxt
-    messages embed the signed URL) and ``__cause__`` is set to ``exc``.
+    messages embed the signed URL), and so is ``__cause__``: a scrubbed copy of ``exc`` of the
+    same type (:func:`~safeguard.guard.redact.scrubbed_exception`), never the raw error, so no
+    traceback or logger prints the signature. The caller raises the result as it is.
     """
     if isinstance(exc, errors.SafeguardError):
         return exc
@@ -362,7 +364,8 @@ def to_safeguard_error(
             attempts=attempts,
             elapsed=elapsed,
         )
-    result.__cause__ = exc
+    result.__cause__ = scrubbed_exception(exc)
+    result.__suppress_context__ = True
     return result
 
 

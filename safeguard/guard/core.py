@@ -31,7 +31,6 @@ from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
 import ccxt
-from loguru import logger
 
 from safeguard import errors
 from safeguard.config import Policy
@@ -39,6 +38,7 @@ from safeguard.guard import protective
 from safeguard.guard.classify import ErrorClass, RetryClass, classify, to_safeguard_error
 from safeguard.guard.events import Hooks, ProtectiveStopEvent
 from safeguard.guard.journal import OrderJournal, Status
+from safeguard.guard.logging import log
 from safeguard.guard.orders import (
     CLOCK_SKEW_MARGIN_S,
     CallKind,
@@ -48,6 +48,7 @@ from safeguard.guard.orders import (
     recv_window_s,
     send_params,
 )
+from safeguard.guard.redact import scrubbed_exception
 
 T = TypeVar("T")
 
@@ -287,7 +288,7 @@ class GuardCore:
                     f"({ec.error_type}: {ec.reason}); check the account before repeating it",
                     client_order_id="",
                 )
-                unknown.__cause__ = answer.error
+                unknown.__cause__ = scrubbed_exception(answer.error)
                 raise unknown
             if delay is None:
                 raise self._error(answer.error, ec, now, attempt, now - started)
@@ -431,7 +432,7 @@ class GuardCore:
             placed = yield from self._send_one(stop, rejudge=False)
         except errors.SafeguardError as exc:
             self._stop_event("failed", entry, stop, plan, type(exc).__name__)
-            logger.error(
+            log.error(
                 "protective stop {} at {} for entry {} on {} not placed ({}): the entry stands "
                 "unprotected",
                 stop.client_order_id,
@@ -533,7 +534,7 @@ class GuardCore:
             try:
                 yield from self._read(essential, self._last_now)
             except (errors.RetriesExhausted, errors.VenueRejected) as exc:
-                logger.warning("{} failed before a verdict: {}", send.method, exc)
+                log.warning("{} failed before a verdict: {}", send.method, exc)
 
     def _create(self, intent: OrderIntent, started: float, judge: OrderIntent | None) -> Steps[Any]:
         send = Send(
@@ -630,7 +631,7 @@ class GuardCore:
             client_order_id=cid,
             symbol=intent.symbol,
         )
-        unknown.__cause__ = last_error
+        unknown.__cause__ = None if last_error is None else scrubbed_exception(last_error)
         raise unknown
 
     def _settle_window(self, intent: OrderIntent) -> float:

@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from loguru import logger
-
+from safeguard._log import logger
 from safeguard.codes import Code
 from safeguard.config import Policy
 from safeguard.errors import OrderDenied

@@ -26,8 +26,9 @@ from datetime import UTC
 from pathlib import Path
 from typing import IO, Any
 
-from loguru import logger
+from loguru import logger  # sinks only: records are emitted through `log`
 
+from safeguard._log import logger as _package_logger
 from safeguard.config import LoggingConfig
 from safeguard.guard.redact import REDACTED, is_sensitive_name, redact, scrub_text
 from safeguard.guard.throttle import rate_headers
@@ -37,7 +38,7 @@ _RECORD_KEY = "request"
 _EXCEPTION_KEY = "exception"
 
 
-def _scrub_record(record: Any) -> None:
+def scrub_record(record: Any) -> None:
     """Scrub a record before *any* sink sees it, the application's own sinks included.
 
     The exception is taken off the record (a sink would print its raw message, which for ccxt
@@ -57,8 +58,8 @@ def _scrub_record(record: Any) -> None:
         record["exception"] = None
 
 
-log = logger.patch(_scrub_record)
-"""The logger every safeguard module should use: records are scrubbed before any sink."""
+log = _package_logger
+"""The package's scrubbing logger (:mod:`safeguard._log`): records are scrubbed before any sink."""
 
 
 def request_record(
@@ -270,6 +271,7 @@ __all__ = [
     "log_request",
     "redact",
     "request_record",
+    "scrub_record",
     "scrub_text",
     "unconfigure_logging",
 ]

@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from loguru import logger
-
+from safeguard._log import logger
 from safeguard.guard.classify import ErrorClass
 from safeguard.guard.core import Answer, Send
 from safeguard.guard.events import EventKind, Hooks, RequestEvent, RetryEvent

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from safeguard.errors import SafeguardError
+
 REDACTED = "[REDACTED]"
 
 # Normalised (lower case, no ``-``/``_``) names whose values are credentials.
@@ -148,6 +150,61 @@ def _replace_named(match: re.Match[str]) -> str:
     return f"{match.group(1)}{REDACTED}"
 
 
+class ScrubbedError(Exception):
+    """Stands in, in an exception chain, for an error whose type cannot be rebuilt from one
+    scrubbed message; ``type_name`` is the original's class name (also at the message's head)."""
+
+    def __init__(self, message: str, type_name: str = "") -> None:
+        super().__init__(message, type_name)
+        self.type_name = type_name
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+_MAX_CHAIN = 16
+
+
+def scrubbed_exception(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` safe to chain as a ``__cause__``, print and log.
+
+    ccxt messages embed the signed URL and a lower-layer error (requests, aiohttp) the URL and
+    the prepared request, so a raw error chained under a scrubbed one leaks through
+    ``traceback.format_exception`` and any application's ``logger.exception``. The copy has the
+    same type when that type can be built from the scrubbed message alone (every ccxt error can),
+    else it is a :class:`ScrubbedError` naming the original type. Its own cause and context are
+    copied the same way. It carries no traceback and no attributes: the original's frames hold
+    the signed URL and the key headers as locals, which a logger's ``diagnose`` mode prints.
+    A :class:`~safeguard.errors.SafeguardError` is returned as it is (built scrubbed).
+    """
+    return _scrubbed(exc, {}, 0)
+
+
+def _scrubbed(exc: BaseException, seen: dict[int, BaseException], depth: int) -> BaseException:
+    if isinstance(exc, SafeguardError):
+        return exc
+    done = seen.get(id(exc))
+    if done is not None:
+        return done
+    message = scrub_text(str(exc))
+    copy: BaseException
+    try:
+        copy = type(exc)(message)
+        if str(copy) != message:
+            raise TypeError("the type renders its message differently")
+    except Exception:  # any constructor may refuse a single message
+        name = type(exc).__name__
+        copy = ScrubbedError(f"{name}: {message}" if message else name, name)
+    seen[id(exc)] = copy
+    if depth < _MAX_CHAIN:
+        if exc.__cause__ is not None:
+            copy.__cause__ = _scrubbed(exc.__cause__, seen, depth + 1)
+        elif exc.__context__ is not None and not exc.__suppress_context__:
+            copy.__context__ = _scrubbed(exc.__context__, seen, depth + 1)
+    copy.__suppress_context__ = exc.__suppress_context__
+    return copy
+
+
 _MAX_DEPTH = 32
 
 
@@ -190,11 +247,13 @@ def redact(obj: Any, *, _depth: int = 0) -> Any:
 __all__ = [
     "MIN_SECRET_LENGTH",
     "REDACTED",
+    "ScrubbedError",
     "forget_secrets",
     "is_sensitive_name",
     "redact",
     "register_secret",
     "register_secrets",
     "scrub_text",
+    "scrubbed_exception",
     "secrets_of",
 ]

@@ -262,7 +262,7 @@ class _Strategy:
         )
         if mapped is error:
             raise error
-        raise mapped from error
+        raise mapped from mapped.__cause__  # the scrubbed copy, never the raw error
 
     def tenacity_kwargs(self) -> dict[str, Any]:
         return {

@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from loguru import logger
-
+from safeguard._log import logger
 from safeguard.guard.classify import ErrorClass, RetryClass
 from safeguard.guard.core import Answer, Send
 from safeguard.killswitch import triggers as t

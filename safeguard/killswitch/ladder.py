@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Literal
 
-from loguru import logger
-
+from safeguard._log import logger
+from safeguard.clock import Clock, SystemClock
 from safeguard.config import KillSwitchConfig
 from safeguard.killswitch.switch import SwitchState, TradingState
 
@@ -270,9 +270,13 @@ def plan_flatten(
 
 
 def ladder_steps(
-    config: KillSwitchConfig, state: SwitchState | TradingState, *, tag: str = "kill"
+    config: KillSwitchConfig, state: SwitchState | TradingState, *, now: float, tag: str = "kill"
 ) -> Generator[Step, Any, LadderReport]:
-    """The whole ladder as steps (see the module docstring). Returns the report."""
+    """The whole ladder as steps (see the module docstring). Returns the report.
+
+    ``now`` is the driver's clock reading (epoch seconds) when the ladder starts; it stamps
+    the flatten orders' client ids. The steps never read a clock themselves.
+    """
     target = state.state if isinstance(state, SwitchState) else TradingState(state)
     report = LadderReport(target)
     if target is TradingState.ACTIVE:
@@ -306,7 +310,7 @@ def ladder_steps(
     if config.cancel_all_on_engage and orders is not None:
         yield from _cancel(report, plan_cancels(target, orders))
     if flatten and positions is not None:
-        yield from _flatten(report, config, positions, tag)
+        yield from _flatten(report, config, positions, tag, now)
     return report
 
 
@@ -409,9 +413,9 @@ def _cancel(
 
 
 def _flatten(
-    report: LadderReport, config: KillSwitchConfig, positions: list[Position], tag: str
+    report: LadderReport, config: KillSwitchConfig, positions: list[Position], tag: str, now: float
 ) -> Generator[Step, Any, None]:
-    stamp = _base36(int(time.time() * 1000))
+    stamp = _base36(int(now * 1000))
     ticks: dict[str, float | None] = {}
     precision_mode = yield from _get("precisionMode")
     for round_number in range(1, config.flatten_max_attempts + 1):
@@ -504,9 +508,11 @@ def run_ladder(
     state: SwitchState | TradingState,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Clock | None = None,
 ) -> LadderReport:
-    """Run the ladder against a sync ccxt exchange. Never raises for a venue failure."""
-    steps = ladder_steps(config, state)
+    """Run the ladder against a sync ccxt exchange. Never raises for a venue failure.
+    ``clock`` (the system clock by default) is read once, as the ladder starts."""
+    steps = ladder_steps(config, state, now=(clock if clock is not None else SystemClock()).time())
     step = _resume(steps, None, None)
     while not isinstance(step, LadderReport):
         reply, error = None, None
@@ -527,9 +533,10 @@ async def run_ladder_async(
     state: SwitchState | TradingState,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Clock | None = None,
 ) -> LadderReport:
     """Run the ladder against an ``async_support`` ccxt exchange (sync methods work too)."""
-    steps = ladder_steps(config, state)
+    steps = ladder_steps(config, state, now=(clock if clock is not None else SystemClock()).time())
     step = _resume(steps, None, None)
     while not isinstance(step, LadderReport):
         reply, error = None, None
@@ -566,12 +573,14 @@ def attach_ladder(
     *,
     loop: asyncio.AbstractEventLoop | None = None,
     on_report: Callable[[LadderReport], None] | None = None,
+    clock: Clock | None = None,
 ) -> Callable[[], None]:
     """Run the ladder whenever ``switch`` engages (here or from another process).
 
     Sync exchanges run it on a fresh thread; for an ``async_support`` exchange pass the
     ``loop`` it lives on. Each engagement (state and ``since``) runs the ladder once;
-    ``on_report`` receives each report (alerting, tests). Returns a function that detaches it.
+    ``on_report`` receives each report (alerting, tests). ``clock`` is handed to the runs
+    (the system clock by default). Returns a function that detaches it.
     """
     config = config if config is not None else switch.config
     done: set[tuple[TradingState, float]] = set()
@@ -591,10 +600,10 @@ def attach_ladder(
             ).start()
 
     def run(state: SwitchState) -> None:
-        report(run_ladder(exchange, config, state))
+        report(run_ladder(exchange, config, state, clock=clock))
 
     async def run_async(state: SwitchState) -> None:
-        report(await run_ladder_async(exchange, config, state))
+        report(await run_ladder_async(exchange, config, state, clock=clock))
 
     def report(result: LadderReport) -> None:
         if on_report is not None:

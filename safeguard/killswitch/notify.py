@@ -39,8 +39,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from loguru import logger
+from pydantic import SecretStr
 
+from safeguard._log import logger
 from safeguard.config import KillSwitchConfig
 from safeguard.killswitch.switch import SwitchState
 
@@ -85,11 +86,15 @@ def should_retry(status_code: int | None) -> bool:
 
 
 def validate_url(url: object) -> str:
+    """The URL as a plain string. The messages never echo it: its path is often its secret."""
+    if isinstance(url, SecretStr):
+        url = url.get_secret_value()
     if not isinstance(url, str):
-        raise ValueError(f"webhook_url must be a string, got {url!r}")
+        raise ValueError(f"webhook_url must be a string, got {type(url).__name__}")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"webhook_url must be an http(s) URL with a host, got {url!r}")
+        shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise ValueError(f"webhook_url must be an http(s) URL with a host, got {shown}")
     return url
 
 
@@ -101,7 +106,7 @@ class WebhookNotifier:
 
     def __init__(
         self,
-        url: str,
+        url: str | SecretStr,
         *,
         timeout_s: float = 5.0,
         max_attempts: int = 5,
@@ -189,7 +194,7 @@ class WebhookNotifier:
                 status = response.status_code
                 problem = f"HTTP {status}"
             except Exception as exc:  # httpx.HTTPError, and anything else: never kill the worker
-                problem = f"{type(exc).__name__}: {exc}"
+                problem = f"{type(exc).__name__}: {exc}".replace(self.url, self._shown)
             if status is not None and status < 300:
                 self.delivered += 1
                 logger.debug("kill switch webhook delivered ({} attempt(s))", attempt)

@@ -52,8 +52,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from loguru import logger
-
+from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.codes import Code
 from safeguard.config import KillSwitchConfig

@@ -17,8 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
+from safeguard._log import logger
 from safeguard.observability._server import require_prometheus
 from safeguard.venue.dialect import ROUTES, Delivery, Dialect, Request, Response
 from safeguard.venue.events import Fill, Liquidation

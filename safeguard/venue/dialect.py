@@ -24,8 +24,7 @@ from enum import StrEnum
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
+from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.errors import ConfigError
 from safeguard.venue.errors import VenueReject

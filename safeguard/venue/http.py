@@ -22,8 +22,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from loguru import logger
-
+from safeguard._log import logger
 from safeguard.clock import Clock
 from safeguard.venue.dialect import JSON_TYPE, Delivery, Dialect, Request, Response
 from safeguard.venue.faults import FaultPlan

@@ -12,8 +12,7 @@ import re
 from collections.abc import Collection, Iterable
 from urllib.parse import parse_qsl
 
-from loguru import logger
-
+from safeguard._log import logger
 from safeguard.venue.errors import VenueReject, illegal, missing
 
 # The patterns Binance publishes in its -1100 messages.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import re
 import socket
 import threading
+import traceback
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 import ccxt
 import pytest
 from ccxt.base import errors as ccxt_errors
+from loguru import logger
 
 from safeguard import errors
 from safeguard.guard.classify import (
@@ -30,6 +33,7 @@ from safeguard.guard.redact import REDACTED, forget_secrets, register_secret
 API_KEY = "k3yK3yK3yApiKeyValue0123456789"
 SECRET = "s3cr3tS3cr3tSecretValue987654321"
 NOW = 1_700_000_000.0
+SIGNED = r"signature=[0-9a-f]{16,}"
 
 
 def all_ccxt_exception_classes() -> list[type[BaseException]]:
@@ -55,7 +59,11 @@ def test_every_class_classifies_and_maps_into_the_tree(klass: type[Exception]) -
     assert ec.error_type == klass.__name__
     mapped = to_safeguard_error(exc, ec, now=NOW, client_order_id="sg-1")
     assert isinstance(mapped, errors.SafeguardError)
-    assert mapped.__cause__ is exc
+    # The cause is a copy of the same type with the same (here harmless) message, not the raw
+    # error: a raw ccxt message embeds the signed URL.
+    assert type(mapped.__cause__) is klass
+    assert mapped.__cause__ is not exc
+    assert str(mapped.__cause__) == str(exc)
     pickle.loads(pickle.dumps(mapped))  # crosses process boundaries in fleets
 
 
@@ -331,6 +339,31 @@ def test_connection_dropped_after_sending_is_ambiguous(venue: tuple[_Venue, int]
     assert isinstance(mapped, errors.OutcomeUnknown)
 
 
+def test_a_dropped_signed_read_leaves_no_signature_anywhere_in_the_chain(
+    venue: tuple[_Venue, int],
+) -> None:
+    state, port = venue
+    state.hang_up = True
+    ex = _exchange(port)
+    exc = _raised(lambda: ex.fapiPrivateGetOrder({"symbol": "BTCUSDT", "orderId": 1}))
+    raw = _chain(exc)
+    assert re.search(SIGNED, raw)  # ccxt's message and the lower layer's both name the URL
+    mapped = to_safeguard_error(exc, now=NOW)
+    chain = _chain(mapped)
+    assert not re.search(SIGNED, chain)
+    assert f"{type(exc).__name__}: " in chain
+    # Every link of the chain is still there, scrubbed, with its type's name.
+    links = raw.count("The above exception was the direct cause") + raw.count(
+        "During handling of the above exception"
+    )
+    assert links >= 1
+    assert (
+        chain.count("The above exception was the direct cause")
+        + chain.count("During handling of the above exception")
+        == links + 1
+    )
+
+
 async def test_async_ccxt_connection_refused_is_safe() -> None:
     import ccxt.async_support as accxt
 
@@ -362,8 +395,29 @@ def test_mapped_messages_never_carry_the_signature_or_keys(venue: tuple[_Venue, 
         assert signature not in text
         assert API_KEY not in text
         assert SECRET not in text
+        # Nor does the chain under it: a traceback, or an application's logger.exception with
+        # loguru's defaults (diagnose on), prints the cause's message and the frames' values.
+        chain = _chain(mapped)
+        assert f"{type(exc).__name__}: " in chain  # the original's type stays visible
+        seen: list[str] = []
+        sink = logger.add(lambda message: seen.append(str(message)), diagnose=True)
+        try:
+            try:
+                raise mapped
+            except errors.SafeguardError:
+                logger.exception("the bot's own handler")
+        finally:
+            logger.remove(sink)
+        for text in (chain, "".join(seen)):
+            assert signature not in text
+            assert API_KEY not in text
+            assert SECRET not in text
     finally:
         forget_secrets()
+
+
+def _chain(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
 
 
 def test_error_class_is_frozen() -> None:

@@ -187,6 +187,7 @@ def test_request_record_has_every_field_and_no_secret() -> None:
 # --- sinks -------------------------------------------------------------------------------------
 
 
+@pytest.mark.safeguard_logging_default
 def test_nothing_is_emitted_until_the_application_opts_in() -> None:
     seen: list[str] = []
     sink = logger.add(lambda message: seen.append(str(message)))

@@ -310,6 +310,23 @@ def test_flatten_caps_the_price_and_marks_orders_reduce_only(drive: Any) -> None
     assert len(params["clientOrderId"]) <= 36
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_flatten_ids_are_stamped_from_the_callers_clock_not_the_system_clock(mode: str) -> None:
+    # 1,000 s is 1,000,000 ms, "lfls" in base 36; the wall clock would stamp today's date.
+    clock = ManualClock(start=1_000.0)
+    fake = Fake(long_eth())
+    config = KillSwitchConfig(flatten_on_engage=True)
+    if mode == "sync":
+        report = run_ladder(fake, config, HALTED, sleep=lambda s: None, clock=clock)
+    else:
+        report = asyncio.run(
+            run_ladder_async(AsyncFake(fake), config, HALTED, sleep=no_sleep, clock=clock)
+        )
+    assert report.ok
+    (order,) = [c for c in fake.calls if c[0] == "create_order"]
+    assert order[-1]["clientOrderId"] == "sg-kill-lfls-1-0"
+
+
 def test_partial_fills_are_retried_up_to_the_bound_then_reported(drive: Any) -> None:
     fake = Fake(long_eth(8.0))
     fake.fill_ratio = 0.5

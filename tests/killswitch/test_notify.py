@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from safeguard.config import KillSwitchConfig
 from safeguard.killswitch.notify import (
@@ -224,3 +225,24 @@ def test_a_failed_delivery_is_logged_without_the_secret_in_the_url() -> None:
         hook.close()
     assert any("not delivered" in r and "http://127.0.0.1" in r for r in records)
     assert not any("secret-token" in r for r in records)
+
+
+def test_a_bad_webhook_url_is_refused_without_echoing_it() -> None:
+    for url in ("ftp://hooks.example.com/T0KEN-abc123", "hooks.example.com/T0KEN-abc123"):
+        with pytest.raises(ValueError, match="webhook_url") as info:
+            validate_url(url)
+        assert "T0KEN-abc123" not in str(info.value)
+
+
+def test_the_configured_webhook_url_is_a_secret_and_still_delivers(
+    tmp_path: Path, hook: Hook
+) -> None:
+    config = KillSwitchConfig(state_dir=tmp_path, webhook_url=hook.url)
+    assert isinstance(config.webhook_url, SecretStr)
+    assert "secret-token" not in repr(config)
+    assert "secret-token" not in config.model_dump_json()
+    switch = switch_for(tmp_path, hook.url)
+    switch.engage("manual", by="alice")
+    assert hook.delivered.wait(10)
+    switch.close()
+    assert hook.bodies[0]["event"] == "engage"

@@ -1,0 +1,69 @@
+"""A guarded exchange keeps its credentials and request signatures out of every text it makes:
+its error's message, the whole exception chain under it, and an application's own
+``logger.exception`` with loguru's defaults (``diagnose`` prints frame values)."""
+
+from __future__ import annotations
+
+import io
+import re
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+from safeguard import errors
+from safeguard.guard.redact import REDACTED, forget_secrets, scrub_text
+from safeguard.testing import paper_account
+
+KEY = "sg-e2e-key-0123456789"
+SECRET = "sg-e2e-secret-0123456789abcdef"
+SIGNED = re.compile(r"signature=[0-9a-f]{16,}")
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry() -> Iterator[None]:
+    forget_secrets()
+    yield
+    forget_secrets()
+
+
+def test_guard_registers_the_exchanges_credentials_for_redaction(tmp_path: Path) -> None:
+    assert KEY in scrub_text(f"key {KEY}")  # nothing registered yet
+    paper_account(api_key=KEY, secret=SECRET).guarded(state_dir=tmp_path)
+    assert scrub_text(f"key {KEY} / {SECRET}") == f"key {REDACTED} / {REDACTED}"
+
+
+def test_a_failed_signed_read_leaks_nowhere(tmp_path: Path) -> None:
+    account = paper_account(api_key=KEY, secret=SECRET)
+    exchange = account.guarded(state_dir=tmp_path)
+    exchange.load_markets()
+    account.set_faults(
+        # An HTML 503: ccxt's message then carries the signed URL.
+        {
+            "rules": [
+                {"kind": "error", "endpoint": "GET /fapi/v3/account", "status": 503, "body": "html"}
+            ]
+        }
+    )
+    stream = io.StringIO()
+    sink = logger.add(stream, format="{message}\n{exception}", diagnose=True, backtrace=True)
+    try:
+        with pytest.raises(errors.RetriesExhausted) as info:
+            exchange.fetch_balance()
+        try:
+            raise info.value
+        except errors.SafeguardError:
+            logger.exception("fetch_balance failed")  # what any bot does with an exception
+    finally:
+        logger.remove(sink)
+    chain = "".join(traceback.format_exception(info.value))
+    assert "ExchangeNotAvailable: " in chain  # the venue's error is still there, by type
+    assert f"signature={REDACTED}" in chain
+    logged = stream.getvalue()
+    assert "fetch_balance failed" in logged
+    for text in (str(info.value), chain, logged):
+        assert not SIGNED.search(text)
+        assert KEY not in text
+        assert SECRET not in text
