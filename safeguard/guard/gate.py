@@ -118,7 +118,9 @@ class PreTradeGate:
             piece = getattr(self.cache, where).get(symbol)
             if piece is not None:
                 self.tripwire.mark(symbol, piece.venue_time, now)
-        elif send.method in ("fetch_balance", "fetch_positions"):
+        elif (
+            send.method in ("fetch_balance", "fetch_positions") and self.cache.account_consistent()
+        ):
             self._current_account(self._settle_of_positions(), now)
 
     def _settle_of_positions(self) -> str:

@@ -75,6 +75,8 @@ class MarketCache:
     balance: Seen | None = None
     positions: Seen | None = None
     open_orders: dict[str, Seen] = field(default_factory=dict)
+    unsettled: set[str] = field(default_factory=set)
+    """Symbols whose positions our own orders changed since they were last read."""
     settings: dict[str, Seen] = field(default_factory=dict)
     """Per symbol, ``{"leverage": float | None, "marginMode": str | None}``: what the venue
     will apply to the next order. ``fetch_positions`` drops flat symbols, so a symbol another
@@ -164,6 +166,7 @@ class MarketCache:
         elif method == "fetch_positions" and isinstance(value, list) and not args:
             # Only the all-symbols answer replaces the account view; a filtered one is partial.
             self.positions = Seen(value, now, None)
+            self.unsettled.clear()
         elif method == "fetch_positions" and isinstance(value, list) and self.positions:
             # A filtered answer is complete for the symbols it names: their legs (marks,
             # sizes) are refreshed in the view, the others kept, and so is the view's age.
@@ -172,6 +175,7 @@ class MarketCache:
                 kept = [p for p in self.positions.value if p.get("symbol") not in named]
                 fresh = [p for p in value if isinstance(p, Mapping) and p.get("symbol") in named]
                 self.positions = Seen(kept + fresh, self.positions.fetched, None)
+                self.unsettled -= named
         elif (
             method == "fetch_open_orders"
             and isinstance(value, list)
@@ -193,6 +197,7 @@ class MarketCache:
             self.balance = Seen(self.balance.value, -math.inf, None)
         if self.positions is not None:
             self.positions = Seen(self.positions.value, -math.inf, None)
+        self.unsettled.add(symbol)
         seen = self.open_orders.get(symbol)
         if seen is None or not isinstance(order, Mapping):
             self.open_orders.pop(symbol, None)
@@ -234,6 +239,16 @@ class MarketCache:
         return changes
 
     # --- what the verdict reads ------------------------------------------------------------
+
+    def account_consistent(self) -> bool:
+        """Whether balance and positions were both read after our last order changed them:
+        a fresh wallet beside a leg from before our fill would be a made-up equity."""
+        return (
+            self.balance is not None
+            and self.positions is not None
+            and math.isfinite(self.balance.fetched)
+            and not self.unsettled
+        )
 
     def rules_time(self, symbol: str) -> float | None:
         """When the older of the filters and the tier ladder was fetched."""

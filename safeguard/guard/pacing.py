@@ -35,6 +35,7 @@ _WEIGHTS: Mapping[str, float] = {
     "fetch_balance": 5,
     "fetch_positions": 6,  # positionRisk 5 (+ leverageBracket 1 the first time)
     "fetch_leverage_tiers": 1,
+    "fetch_leverages": 5,  # symbolConfig
     "fetch_order": 1,
     "fetch_orders": 5,
     "fetch_my_trades": 5,
