@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import ccxt
@@ -92,3 +94,21 @@ def test_the_package_logger_scrubs_for_an_application_sink() -> None:
     assert f"signature={REDACTED}" in text
     assert "ab12cd34ef56ab78" not in text
     assert SECRET not in text
+
+
+def test_the_first_record_does_not_import_the_guard_or_ccxt() -> None:
+    """The kill switch logs its engage; that must not wait for ccxt to import."""
+    code = (
+        "import io, sys\n"
+        "from loguru import logger as L\n"
+        "stream = io.StringIO(); L.add(stream, format='{message}'); L.enable('safeguard')\n"
+        "from safeguard._log import logger\n"
+        "logger.critical('engaged ?signature=ab12cd34ef56ab78')\n"
+        "loaded = [m for m in ('ccxt', 'safeguard.guard') if m in sys.modules]\n"
+        "print(stream.getvalue().strip(), loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"engaged ?signature={REDACTED} []"

@@ -20,7 +20,6 @@ import contextlib
 import json
 import sys
 import threading
-import traceback
 from collections.abc import Mapping
 from datetime import UTC
 from pathlib import Path
@@ -28,34 +27,16 @@ from typing import IO, Any
 
 from loguru import logger  # sinks only: records are emitted through `log`
 
+from safeguard._log import EXCEPTION_KEY as _EXCEPTION_KEY
+from safeguard._log import exception_of as _exception
 from safeguard._log import logger as _package_logger
+from safeguard._log import scrub_record
 from safeguard.config import LoggingConfig
-from safeguard.guard.redact import REDACTED, is_sensitive_name, redact, scrub_text
+from safeguard.guard.redact import redact, scrub_text
 from safeguard.guard.throttle import rate_headers
 
 _LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 _RECORD_KEY = "request"
-_EXCEPTION_KEY = "exception"
-
-
-def scrub_record(record: Any) -> None:
-    """Scrub a record before *any* sink sees it, the application's own sinks included.
-
-    The exception is taken off the record (a sink would print its raw message, which for ccxt
-    holds the signed URL): its scrubbed traceback is appended to the message and kept,
-    structured, in ``extra["exception"]``.
-    """
-    record["message"] = scrub_text(str(record["message"]))
-    extra = record["extra"]
-    for key, value in list(extra.items()):
-        extra[key] = REDACTED if is_sensitive_name(str(key)) else redact(value)
-    exc = record["exception"]
-    if exc is not None and exc.value is not None:
-        moved = _exception(record)
-        if moved is not None:
-            extra[_EXCEPTION_KEY] = moved
-            record["message"] = f"{record['message']}\n{moved['traceback']}"
-        record["exception"] = None
 
 
 log = _package_logger
@@ -136,22 +117,6 @@ class _Sink:
     def stop(self) -> None:
         if self._owns:
             self._stream.close()
-
-
-def _exception(record: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The record's exception, scrubbed: from :data:`log`'s patch, or raw from plain loguru."""
-    moved = (record.get("extra") or {}).get(_EXCEPTION_KEY)
-    if isinstance(moved, dict):
-        return moved
-    exc = record.get("exception")
-    if exc is None or exc.value is None:
-        return None
-    text = scrub_text("".join(traceback.format_exception(exc.type, exc.value, exc.traceback)))
-    return {
-        "type": exc.type.__name__ if exc.type else None,
-        "value": scrub_text(str(exc.value)),
-        "traceback": text.rstrip("\n"),
-    }
 
 
 def _extra(record: Mapping[str, Any]) -> dict[str, Any]:
