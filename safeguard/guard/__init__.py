@@ -199,7 +199,7 @@ def guard(
         # Engages and resumes reach the hooks (a switch without listeners just goes unheard).
         add_listener(kill_reporter(hooks))
     if ladder:
-        _attach_ladder(kill_switch, exchange, policy)
+        _attach_ladder(kill_switch, exchange, policy, clock)
     runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep, sleep_async)
     face = AsyncGuardedExchange if _is_async_exchange(exchange) else GuardedExchange
     return face(exchange, runtime)
@@ -239,7 +239,7 @@ def _fleet_parts(
     return switch, budget
 
 
-def _attach_ladder(switch: Any, exchange: Any, policy: Policy) -> None:
+def _attach_ladder(switch: Any, exchange: Any, policy: Policy, clock: Clock) -> None:
     """Run the engage ladder on ``exchange``, the raw one: the guarded exchange's own permit
     would refuse the ladder's reduce-only flatten orders once the switch is HALTED."""
     config = getattr(switch, "config", None)
@@ -270,7 +270,7 @@ def _attach_ladder(switch: Any, exchange: Any, policy: Policy) -> None:
                 "loop=...) from the loop"
             )
             return
-    attach_ladder(_DecidedEngages(switch), exchange, config, loop=loop)
+    attach_ladder(_DecidedEngages(switch), exchange, config, loop=loop, clock=clock)
 
 
 @dataclass(frozen=True)
