@@ -132,11 +132,12 @@ async def test_async_engage_wakes_a_backoff(tmp_path: Path) -> None:
         await r.ex.load_markets()
         retries: list[Any] = []
         r.hooks.subscribe(EventKind.RETRY, retries.append)
-        # The backoff would last up to 0.2 s per attempt for 6 attempts; engage at once.
+        # Engage on the loop's next turn: by then the order's coroutine is suspended in its
+        # backoff, whatever delay the full jitter drew (a fixed timer raced a short draw).
         loop = asyncio.get_running_loop()
         r.hooks.subscribe(
             EventKind.RETRY,
-            lambda _: loop.call_later(0.01, lambda: r.switch.engage("stop", by="test")),
+            lambda _: loop.call_soon(lambda: r.switch.engage("stop", by="test")),
         )
         with pytest.raises(errors.TradingHalted):
             await r.ex.create_order(SYMBOL, "market", "buy", 0.05)
