@@ -214,3 +214,18 @@ def test_two_accounts_on_one_state_dir_keep_their_own_equity_peak(tmp_path: Path
     finally:
         rich.close()
         small.close()
+
+
+def test_a_switch_failing_closed_on_its_store_leaves_the_orders_resting(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    ex = paper.guarded(Policy.build(risk={"require_stop": False}), state_dir=tmp_path)
+    ex.load_markets()
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, round(_mark(ex) * 0.97, 1))
+    switch = ex.runtime.switch
+    switch.store.state_path.write_text("{ not json")
+    switch.refresh()
+    _ladders_finish()
+    assert switch.state.state is TradingState.HALTED
+    assert switch.state.code == Code.STATE_STORE_UNAVAILABLE
+    assert len(_resting(paper)) == 1
