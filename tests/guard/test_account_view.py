@@ -6,6 +6,7 @@ Each test runs real ccxt ``binanceusdm`` against the in-process mock venue.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,3 +230,23 @@ def test_a_switch_failing_closed_on_its_store_leaves_the_orders_resting(
     assert switch.state.state is TradingState.HALTED
     assert switch.state.code == Code.STATE_STORE_UNAVAILABLE
     assert len(_resting(paper)) == 1
+
+
+async def test_engage_cancels_resting_orders_for_an_async_exchange(tmp_path: Path) -> None:
+    paper = paper_account(wallet=10_000)
+    try:
+        ex = paper.guarded(
+            Policy.build(risk={"require_stop": False}), state_dir=tmp_path, asyncio=True
+        )
+        await ex.load_markets()
+        mark = float((await ex.fetch_ticker(SYMBOL))["last"])
+        await ex.create_order(SYMBOL, "limit", "buy", 0.01, round(mark * 0.97, 1))
+        assert len(_resting(paper)) == 1
+        ex.runtime.switch.engage("stop everything")
+        for _ in range(500):  # the ladder runs as a task on this loop: let it
+            if not _resting(paper):
+                break
+            await asyncio.sleep(0.01)
+        assert _resting(paper) == []
+    finally:
+        await paper.aclose()
