@@ -71,8 +71,11 @@ def test_four_bot_processes_share_one_budget_without_a_429(
     launcher: Any, redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
     limit = 600
+    # A venue minute lasts 3 s of wall time (scale 20): 1 s asked ~600 requests a second of
+    # four processes, which a loaded 2-core machine cannot always deliver, so the 80 % floor
+    # then measured the machine rather than the budget.
     results, used, dialect, end = harness.run_budget_fleet(
-        launcher, redis_url, prefix, tmp_path, limit=limit
+        launcher, redis_url, prefix, tmp_path, limit=limit, scale=20.0
     )
     assert all(r["shared"] for r in results), "a bot fell back to its local slice"
     assert sum(r["throttled"] for r in results) == 0, "the venue answered 429"
