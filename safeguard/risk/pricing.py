@@ -345,7 +345,9 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
     wallet = max(wallet, 0.0)
     model_name = rules.liquidation_model
     face, fee_rate, slippage = terms.face, entry.fee_rate, entry.slippage_bps
-    if quantity == 0.0:
+
+    def unpriced(reason: str, **position: float) -> PricedOrder:
+        # The order's own costs, when no liquidation price applies to the position after it.
         return PricedOrder(
             _costing(
                 face=face,
@@ -357,12 +359,16 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
                 slippage_bps=slippage,
                 initial_margin=initial_margin,
                 liquidation_model=model_name,
-                liquidation_reason="the order closes the position",
+                liquidation_reason=reason,
+                **position,
             ),
             entry.unfilled,
             0.0,
             shortfall,
         )
+
+    if quantity == 0.0:
+        return unpriced("the order closes the position")
 
     side = 1 if after > 0 else -1
     if effect == "add":
@@ -384,27 +390,13 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
     if order.funding is not None:
         funding_cost = order.funding_payments * side * order.funding.rate * notional
     if notional > rules.max_position_notional:
-        return PricedOrder(
-            _costing(
-                face=face,
-                amount=amount,
-                expected_entry=entry.price,
-                entry_fee_rate=fee_rate,
-                entry_fee=entry_fee,
-                order_notional=amount * entry.price,
-                slippage_bps=slippage,
-                initial_margin=initial_margin,
-                liquidation_model=model_name,
-                liquidation_reason="beyond the last tier: no venue model applies",
-                position_after=after,
-                position_entry=position_entry,
-                position_notional=notional,
-                position_initial_margin=notional / leverage,
-                expected_funding=funding_cost,
-            ),
-            entry.unfilled,
-            0.0,
-            shortfall,
+        return unpriced(
+            "beyond the last tier: no venue model applies",
+            position_after=after,
+            position_entry=position_entry,
+            position_notional=notional,
+            position_initial_margin=notional / leverage,
+            expected_funding=funding_cost,
         )
     tiers = rules.tiers
     tier = tiers.tier_for_notional(notional)
