@@ -37,6 +37,10 @@ class Code(StrEnum):
     # --- pre-trade verdict: order shape and market rules ------------------------------------
     PRICE_OUTSIDE_BAND = "PRICE_OUTSIDE_BAND"
     TICK_SIZE = "TICK_SIZE"
+    PRICE_FILTER = "PRICE_FILTER"
+    """A limit or stop price the venue's price filters refuse: below one tick or the market's
+    minimum price, above its maximum, or (a limit) outside the percent-price band around the
+    mark. Denied before anything is sent: an entry whose stop cannot be placed stays out."""
     STEP_SIZE = "STEP_SIZE"
     MIN_NOTIONAL = "MIN_NOTIONAL"
     MIN_QUANTITY = "MIN_QUANTITY"

@@ -6,6 +6,7 @@ what the caller must do next, because that differs:
     SafeguardError
     ├── ConfigError                 bad configuration or a corrupt state file; fix it and restart
     ├── RequestBlocked              nothing was sent; the venue never saw this request
+    │   ├── InvalidInput            an argument the guard cannot judge as given (also a ValueError)
     │   ├── OrderDenied             a pre-trade check said no (``code`` + ``verdict``)
     │   ├── TradingHalted           the kill switch is HALTED or REDUCING
     │   ├── VenueBanned             the venue banned us; every call fails fast until ``until``
@@ -70,6 +71,21 @@ class RequestBlocked(SafeguardError):
     """Nothing was sent: safeguard stopped the request before any I/O."""
 
     code = "REQUEST_BLOCKED"
+
+
+class InvalidInput(RequestBlocked, ValueError):
+    """An order argument the guard cannot judge or send as given: NaN, a negative or
+    non-numeric amount, an unknown side or type, or a ``params`` entry that would change what
+    the verdict judged (its side, size, price, symbol, type, reduce-only or position side).
+    Nothing was sent. ``field`` names the argument (``"amount"``, ``"params.quantity"``).
+
+    Also a :class:`ValueError`, which is what such input raised before it joined the tree."""
+
+    code = Code.INVALID_INPUT
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class OrderDenied(RequestBlocked):
@@ -204,6 +220,7 @@ __all__ = [
     "AuthenticationFailed",
     "ConfigError",
     "InsufficientFunds",
+    "InvalidInput",
     "InvalidOrder",
     "OrderDenied",
     "OrderNotFound",

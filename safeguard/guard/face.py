@@ -210,7 +210,15 @@ class Face:
         sending: bool = True,
     ) -> OrderIntent:
         intent = parse_intent(
-            symbol, type, side, amount, price, params, prefix=self._rt.prefix, edit_of=edit_of
+            symbol,
+            type,
+            side,
+            amount,
+            price,
+            params,
+            prefix=self._rt.prefix,
+            edit_of=edit_of,
+            protect=not _IN_TRIGGER_HELPER.get(),
         )
         if sending:
             self._refuse_early(intent)
@@ -250,12 +258,20 @@ class Face:
         """Parse a ``create_orders`` / ``edit_orders`` list up front: one bad entry refuses
         the whole batch before anything is sent."""
         if not isinstance(orders, list) or not orders:
-            raise ValueError("orders must be a non-empty list")
+            raise errors.InvalidInput("orders must be a non-empty list", field="orders")
+        if params is not None and not isinstance(params, Mapping):
+            raise errors.InvalidInput(
+                f"params must be a dict, got {params.__class__.__name__}", field="params"
+            )
         shared = dict(params or {})
         intents = []
         for index, order in enumerate(orders):
-            if not isinstance(order, Mapping):
-                raise ValueError(f"orders[{index}] must be a dict, got {order!r}")
+            own = order.get("params") if isinstance(order, Mapping) else None
+            if not isinstance(order, Mapping) or not isinstance(own, Mapping | None):
+                raise errors.InvalidInput(
+                    f"orders[{index}] must be a dict with a dict for params, got {order!r}",
+                    field=f"orders[{index}]",
+                )
             try:
                 intents.append(
                     self._intent(
@@ -264,12 +280,14 @@ class Face:
                         order.get("side"),
                         order.get("amount"),
                         order.get("price"),
-                        {**shared, **dict(order.get("params") or {})},
+                        {**shared, **(own or {})},
                         edit_of=order.get("id") if edits else None,
                     )
                 )
-            except ValueError as exc:
-                raise ValueError(f"orders[{index}]: {exc}") from None
+            except errors.InvalidInput as exc:
+                raise errors.InvalidInput(
+                    f"orders[{index}]: {exc}", field=f"orders[{index}].{exc.field}"
+                ) from None
         return intents
 
 

@@ -36,7 +36,7 @@ from safeguard.risk.fills import FillModel
 from safeguard.risk.liquidation import LiquidationOptions, PositionLeg, get_model
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot
 from safeguard.risk.models import OrderIntent as RiskIntent
-from safeguard.risk.outcome import Verdict
+from safeguard.risk.outcome import Finding, Severity, Verdict
 from safeguard.risk.tiers import TierTable
 
 _MARKS = {"fetch_funding_rate": "funding", "fetch_ticker": "tickers", "fetch_order_book": "books"}
@@ -57,19 +57,6 @@ class StopCheck:
     liquidation: float
     distance_pct: float
     degraded: bool
-
-
-@dataclass(frozen=True, slots=True)
-class GateDenial:
-    """A denial decided before the risk core ran (venue health, unknown symbol)."""
-
-    code: Code
-    reason: str
-    symbol: str
-
-    @property
-    def allowed(self) -> bool:
-        return False
 
 
 @dataclass
@@ -154,33 +141,27 @@ class PreTradeGate:
         health = str(getattr(state, "value", state))
         severe_gate = self.policy.degradation.severe_reduce_only
         if health == "SEVERE" and severe_gate and not intent.reduce_only:
-            return self._deny(
+            return self._refuse(
                 intent,
-                GateDenial(
-                    Code.SEVERE_REDUCE_ONLY,
-                    "the venue is SEVERE and the policy allows only orders that reduce",
-                    intent.symbol,
-                ),
+                Code.SEVERE_REDUCE_ONLY,
+                "the venue is SEVERE and the policy allows only orders that reduce",
                 now,
+                health,
             )
         if self.cache.markets and intent.symbol not in self.cache.markets:
-            return self._deny(
-                intent,
-                GateDenial(Code.UNKNOWN_SYMBOL, f"{intent.symbol} is not a market", intent.symbol),
-                now,
-            )
+            reason = f"{intent.symbol} is not a market"
+            return self._refuse(intent, Code.UNKNOWN_SYMBOL, reason, now, health)
         unknown = None if intent.reduce_only else self._account_gap(intent.symbol, now)
         if unknown is not None:
             # Leverage and margin mode move the liquidation price more than anything else:
             # assuming 1x cross for a symbol set to isolated 50x would wave through a stop
             # beyond liquidation; an account view whose re-read failed may miss positions
             # opened since. An order that only reduces adds no exposure to misjudge.
-            denial = GateDenial(Code.MISSING_ACCOUNT, unknown, intent.symbol)
-            return self._deny(intent, denial, now)
+            return self._refuse(intent, Code.MISSING_ACCOUNT, unknown, now, health)
         try:
             risk_intent = self.risk_intent(intent)
         except ValueError as exc:
-            return self._deny(intent, GateDenial(Code.INVALID_INPUT, str(exc), intent.symbol), now)
+            return self._refuse(intent, Code.INVALID_INPUT, str(exc), now, health)
         cache = self.cache
         symbol = intent.symbol
         by_market = risk_intent.type == "market"
@@ -351,6 +332,7 @@ class PreTradeGate:
         if market_order:
             caps.append((limits.get("market") or {}).get("max"))
         known = [float(cap) for cap in caps if cap is not None]
+        prices = limits.get("price") or {}
         try:
             return MarketRules(
                 tiers=tiers,
@@ -360,6 +342,9 @@ class PreTradeGate:
                 min_qty=float(amount.get("min") or 0.0),
                 max_qty=min(known) if known else None,
                 min_notional=float(cost.get("min") or 0.0),
+                min_price=float(prices.get("min") or 0.0),
+                max_price=None if prices.get("max") is None else float(prices["max"]),
+                percent_price=_percent_price(market.get("info")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             logger.warning("market rules for {} unusable: {}", symbol, exc)
@@ -439,19 +424,31 @@ class PreTradeGate:
             return None
         return replace(intent, amount=safe)
 
-    def _deny(self, intent: OrderIntent, verdict: Verdict | GateDenial, now: float) -> Assessment:
-        if isinstance(verdict, GateDenial):
-            code, reason = str(verdict.code), verdict.reason
-        else:
-            first = verdict.denials[0]
-            code, reason = str(first.code), first.message
+    def _refuse(
+        self, intent: OrderIntent, code: Code, reason: str, now: float, health: str
+    ) -> Assessment:
+        """A denial decided before the risk core ran: a full verdict all the same (one
+        finding, no costing), so ``preview`` answers with one type whatever happened."""
+        verdict = risk_verdict.unpriced(
+            (Finding(code, Severity.DENY, reason),),
+            symbol=intent.symbol,
+            side=intent.side,
+            amount=math.nan if intent.amount is None else intent.amount,
+            now=now,
+            degraded=health != "NORMAL",
+        )
+        return self._deny(intent, verdict, now)
+
+    def _deny(self, intent: OrderIntent, verdict: Verdict, now: float) -> Assessment:
+        first = verdict.denials[0]
+        code, reason = str(first.code), first.message
         self._emit(intent, verdict, now, code=code, detail=reason)
         return Assessment(intent, verdict, OrderDenied(code, reason, verdict=verdict))
 
     def _emit(
         self,
         intent: OrderIntent,
-        verdict: Verdict | GateDenial,
+        verdict: Verdict,
         now: float,
         *,
         code: str | None = None,
@@ -581,6 +578,18 @@ class PreTradeGate:
             self.recheck_positions(float(event.at))
 
 
+def _percent_price(info: Any) -> tuple[float, float] | None:
+    """Binance's ``PERCENT_PRICE`` filter from the raw market (ccxt keeps it only there)."""
+    filters = info.get("filters") if isinstance(info, Mapping) else None
+    for entry in filters if isinstance(filters, list) else ():
+        if isinstance(entry, Mapping) and entry.get("filterType") == "PERCENT_PRICE":
+            down, up = _positive(entry.get("multiplierDown")), _positive(entry.get("multiplierUp"))
+            if down is None or up is None:
+                raise ValueError(f"PERCENT_PRICE filter unusable: {dict(entry)!r}")
+            return down, up
+    return None
+
+
 def _tier_table(raw: Any) -> TierTable | None:
     try:
         return TierTable.from_ccxt(raw)
@@ -637,4 +646,4 @@ def _wallet_balance(balance: Mapping[str, Any], settle: str) -> float | None:
     return _finite((balance.get("total") or {}).get(settle))
 
 
-__all__ = ["GateDenial", "PreTradeGate", "StopCheck"]
+__all__ = ["PreTradeGate", "StopCheck"]

@@ -17,11 +17,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from safeguard.errors import InvalidInput
+
 CLIENT_ORDER_ID_KEYS = ("clientOrderId", "newClientOrderId", "clientAlgoId")
 """Where a caller may put their own client order id (ccxt's unified key first)."""
 
 _BINANCE_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _MAX_ID = 36
+STOP_SUFFIX = "-sl"
+"""Appended to the entry's client order id to name its protective stop."""
+MAX_ENTRY_ID = _MAX_ID - len(STOP_SUFFIX)
+"""The longest client id an entry carrying a protective stop may have: its stop's id is the
+entry's + ``-sl``, and Binance takes at most 36 characters."""
 
 CLOCK_SKEW_MARGIN_S = 1.0
 """Added to a ``recvWindow``: the venue measures it on its own clock, which may run behind ours."""
@@ -35,6 +42,82 @@ _CONDITIONAL_KEYS = (
     "callbackRate",
     "trailingDelta",
 )
+"""ccxt's ``is_conditional_order``: any of these sends the order as a trigger (algo) order."""
+
+PROTECTIVE_STOP_KEYS = ("stopLossPrice", "stopLoss")
+"""How an entry declares its protective stop (ccxt's unified names)."""
+TRIGGER_KEYS = (
+    "triggerPrice",
+    "stopPrice",
+    "takeProfitPrice",
+    "takeProfit",
+    "trailingPercent",
+    "trailingTriggerPrice",
+    "callbackRate",
+    "trailingDelta",
+)
+"""Keys that make an order a trigger order in its own right (ccxt's unified names and
+Binance's): such an order is not an entry, and its ``stopLossPrice`` is its trigger."""
+_TRIGGER_PRICE_KEYS = ("triggerPrice", "stopPrice", "stopLossPrice", "takeProfitPrice")
+_TRAILING_KEYS = ("trailingPercent", "callbackRate", "trailingDelta")
+_TRAILING_ACTIVATION_KEYS = ("trailingTriggerPrice", "activationPrice", "activatePrice")
+
+ENTRY_TYPES = ("market", "limit")
+TRIGGER_TYPES = ("stop", "stop_market", "take_profit", "take_profit_market", "trailing_stop_market")
+"""Binance USD-M's conditional order types (ccxt sends each to the algo-order endpoint)."""
+_PRICED_TYPES = ("limit", "stop", "take_profit")
+"""Types that rest at a limit price (ccxt sends ``price`` only for these)."""
+
+_TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "GTD", "PO")
+_WORKING_TYPES = ("MARK_PRICE", "CONTRACT_PRICE")
+_BOOLEAN_WORDS = ("true", "false")
+
+# What a params entry would change if ccxt sent it: ccxt's binance create_order_request ends
+# with ``extend(request, params)``, so any of these (in any spelling Binance or ccxt reads)
+# would replace what the verdict judged. Keyed by the lower-case spelling.
+_CHANGES_JUDGED = {
+    "symbol": "symbol",
+    "side": "side",
+    "type": "order type",
+    "ordertype": "order type",
+    "quantity": "amount",
+    "origqty": "amount",
+    "amount": "amount",
+    "cost": "amount",
+    "quoteorderqty": "amount",
+    "price": "price",
+    "pricematch": "price",
+    "positionside": "position side",
+    "hedged": "position side",
+    "reduceonly": "reduce-only",
+    "closeposition": "close-position",
+    "papi": "account",
+    "portfoliomargin": "account",
+    "marginmode": "account",
+}
+_PASSED = frozenset(
+    {
+        *CLIENT_ORDER_ID_KEYS,
+        *PROTECTIVE_STOP_KEYS,
+        *_TRIGGER_PRICE_KEYS,
+        *_TRAILING_KEYS,
+        *_TRAILING_ACTIVATION_KEYS,
+        "reduceOnly",
+        "positionSide",
+        "postOnly",
+        "timeInForce",
+        "workingType",
+        "priceProtect",
+        "goodTillDate",
+        "selfTradePrevention",
+        "selfTradePreventionMode",
+        "recvWindow",
+    }
+)
+"""The params the guard passes to ccxt: each is judged by the verdict, or changes nothing the
+verdict judged (time in force, self-trade prevention, the price a trigger watches). Anything
+else is refused, never stripped: a silently dropped parameter is an order the caller did not
+ask for, and an unknown one may be a new way to change the order behind the verdict's back."""
 
 
 class CallKind(StrEnum):
@@ -201,34 +284,40 @@ def parse_intent(
     *,
     prefix: str,
     edit_of: Any = None,
+    protect: bool = True,
 ) -> OrderIntent:
     """Validate ``create_order`` arguments and fix the client order id.
 
-    Raises ``ValueError`` naming the field for anything the venue would reject or that would
-    make the risk check meaningless (NaN, infinity, non-positive amount, wrong types).
+    Raises :class:`~safeguard.errors.InvalidInput` naming the field for anything the venue
+    would reject or that would make the risk check meaningless (NaN, infinity, non-positive
+    amount, wrong types), and for any ``params`` entry that would change what the verdict
+    judges (:func:`check_shape`). ``protect``: an entry's ``stopLossPrice`` / ``stopLoss`` is
+    its protective stop (False inside ccxt's stop-order helpers, where it is the trigger).
     """
     if not isinstance(symbol, str) or not symbol:
-        raise ValueError(f"symbol must be a non-empty string, got {symbol!r}")
+        raise _invalid("symbol", f"symbol must be a non-empty string, got {symbol!r}")
     if not isinstance(type, str) or not type:
-        raise ValueError(f"type must be a non-empty string, got {type!r}")
+        raise _invalid("type", f"type must be a non-empty string, got {type!r}")
     if side not in ("buy", "sell"):
-        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+        raise _invalid("side", f"side must be 'buy' or 'sell', got {side!r}")
     if params is None:
         params = {}
     if not isinstance(params, Mapping):
-        raise ValueError(f"params must be a dict, got {params.__class__.__name__}")
+        raise _invalid("params", f"params must be a dict, got {params.__class__.__name__}")
     if edit_of is not None and (not isinstance(edit_of, str | int) or isinstance(edit_of, bool)):
-        raise ValueError(f"id must be a string, got {edit_of!r}")
+        raise _invalid("id", f"id must be a string, got {edit_of!r}")
     amount_value = _optional_positive("amount", amount, required=edit_of is None)
     price_value = _optional_positive("price", price, required=False)
-    for key in _CONDITIONAL_KEYS:
+    for key in _CONDITIONAL_KEYS + _TRAILING_ACTIVATION_KEYS:
         if params.get(key) is not None:
             _optional_positive(f"params.{key}", params[key], required=True)
     # The settle window after an ambiguous send is measured by it: it must be a real number.
     _optional_positive("params.recvWindow", params.get("recvWindow"), required=False)
     given = [params[k] for k in CLIENT_ORDER_ID_KEYS if params.get(k) is not None]
     if len(set(map(str, given))) > 1:
-        raise ValueError(f"params name two different client order ids: {given!r}")
+        raise _invalid(
+            "params.clientOrderId", f"params name two different client order ids: {given!r}"
+        )
     if given:
         client_id = given[0]
         check_client_order_id(client_id)
@@ -236,7 +325,7 @@ def parse_intent(
         client_id = ""  # an edit keeps the order's identity; the venue order id names it
     else:
         client_id = new_client_order_id(prefix)
-    return OrderIntent(
+    intent = OrderIntent(
         symbol=symbol,
         type=type,
         side=side,
@@ -246,21 +335,181 @@ def parse_intent(
         client_order_id=client_id,
         edit_of=None if edit_of is None else str(edit_of),
     )
+    check_shape(intent, protect=protect)
+    return intent
+
+
+def protected_entry(intent: OrderIntent) -> bool:
+    """Whether ``intent`` is an entry declaring a protective stop: a new market or limit order,
+    not reduce-only and not a trigger order itself, carrying ``stopLossPrice`` / ``stopLoss``
+    (:mod:`safeguard.guard.protective` sends the stop as its own order)."""
+    params = intent.params
+    return (
+        intent.edit_of is None
+        and not intent.reduce_only
+        and intent.type.lower() in ENTRY_TYPES
+        and not any(params.get(key) is not None for key in TRIGGER_KEYS)
+        and any(params.get(key) is not None for key in PROTECTIVE_STOP_KEYS)
+    )
+
+
+def check_shape(intent: OrderIntent, *, protect: bool = True) -> None:
+    """Refuse an order whose venue form would differ from what the verdict judges.
+
+    The verdict judges ``(symbol, side, amount, price, type)`` and the params it reads
+    (reduce-only, post-only, the protective stop). ccxt builds the request from the same
+    arguments and then lays the params over it, and turns a plain type into a trigger order
+    when it sees a trigger price. So: only the params in :data:`_PASSED` go through, each with
+    a value ccxt sends as given; the type is one Binance USD-M takes; and a trigger order must
+    be reduce-only (it meets the market when it fires, which the verdict cannot price now; one
+    that can only reduce adds no exposure to misjudge). Raises
+    :class:`~safeguard.errors.InvalidInput`; nothing has been sent.
+    """
+    params = intent.params
+    for key, value in params.items():
+        if value is None:
+            continue
+        if not isinstance(key, str) or key not in _PASSED:
+            raise _refused_param(key)
+    _check_values(params)
+    kind = intent.type.lower()
+    if kind not in ENTRY_TYPES + TRIGGER_TYPES:
+        raise _invalid(
+            "type",
+            f"type {intent.type!r} is not an order type the guard can judge on Binance USD-M "
+            f"(one of {', '.join(ENTRY_TYPES + TRIGGER_TYPES)})",
+        )
+    protective = protect and protected_entry(intent)
+    if protective and len(intent.client_order_id) > MAX_ENTRY_ID:
+        cid = intent.client_order_id
+        raise _invalid(
+            "params.clientOrderId",
+            f"params.clientOrderId {cid!r} is {len(cid)} characters: an entry with a "
+            f"protective stop may have at most {MAX_ENTRY_ID}, so that its stop's id "
+            f"({cid}{STOP_SUFFIX}) fits Binance's {_MAX_ID}",
+        )
+    if not protective and params.get("stopLoss") is not None:
+        raise _invalid(
+            "params.stopLoss",
+            "params.stopLoss declares a protective stop, which only a new market or limit "
+            "entry carries (not a reduce-only, trigger or edited order)",
+        )
+    triggers = [
+        key
+        for key in _TRIGGER_PRICE_KEYS
+        if params.get(key) is not None and not (protective and key == "stopLossPrice")
+    ]
+    trailing = [key for key in _TRAILING_KEYS if params.get(key) is not None]
+    if len(triggers) + len(trailing) > 1:
+        raise _invalid(
+            f"params.{(triggers + trailing)[1]}",
+            f"params name more than one trigger ({', '.join(triggers + trailing)}): ccxt "
+            "would send one of them and drop the others",
+        )
+    if kind in _PRICED_TYPES and intent.price is None and intent.edit_of is None:
+        raise _invalid("price", f"price is required for a {kind} order")
+    if not trailing:
+        for key in _TRAILING_ACTIVATION_KEYS:
+            if params.get(key) is not None:
+                raise _invalid(f"params.{key}", f"params.{key} applies to trailing stops only")
+    trigger = next(iter(triggers + trailing), None)
+    if trigger is None and kind not in TRIGGER_TYPES:
+        return  # a plain market or limit order: sent as judged
+    what = f"{intent.type} order" + ("" if trigger is None else f" with params.{trigger}")
+    if not intent.reduce_only:
+        raise _invalid(
+            "type" if trigger is None else f"params.{trigger}",
+            f"a {what} is a trigger order: it meets the market when it fires, which the verdict "
+            "cannot price now, so it must be reduceOnly (then it can only reduce); send an "
+            "entry when you mean it, with stopLossPrice for its protective stop",
+        )
+    if trigger is None:
+        raise _invalid("type", f"a {kind} order needs a trigger (params.triggerPrice)")
+    if trailing and kind not in ("market", "trailing_stop_market"):
+        raise _invalid(
+            "type", f"a trailing stop is a market or trailing_stop_market order, not {kind}"
+        )
+    if kind == "trailing_stop_market" and not trailing:
+        raise _invalid(
+            "params.callbackRate", "a trailing_stop_market order needs params.callbackRate"
+        )
+    if intent.price is not None and kind not in _PRICED_TYPES:
+        raise _invalid(
+            "price",
+            f"a {what} is sent without a price (ccxt drops it); pass price=None, or use "
+            "a limit-priced trigger type (stop, take_profit)",
+        )
+
+
+def _check_values(params: Mapping[str, Any]) -> None:
+    """The passed params carry values ccxt sends as they are and the verdict reads the same."""
+    for key in ("reduceOnly", "priceProtect"):
+        value = params.get(key)
+        if (
+            value is not None
+            and not isinstance(value, bool)
+            and not (isinstance(value, str) and value.lower() in _BOOLEAN_WORDS)
+        ):
+            raise _invalid(f"params.{key}", f"params.{key} must be true or false, got {value!r}")
+    post_only = params.get("postOnly")
+    if post_only is not None and not isinstance(post_only, bool):
+        # ccxt reads only a real bool as post-only, then sends the word as an unknown param.
+        raise _invalid("params.postOnly", f"params.postOnly must be a bool, got {post_only!r}")
+    position_side = params.get("positionSide")
+    if position_side is not None and position_side != "BOTH":
+        raise _invalid(
+            "params.positionSide",
+            f"params.positionSide {position_side!r} would change the position side the verdict "
+            "judges: the verdict prices one-way positions (BOTH) only",
+        )
+    for key, allowed in (("timeInForce", _TIME_IN_FORCE), ("workingType", _WORKING_TYPES)):
+        value = params.get(key)
+        if value is not None and value not in allowed:
+            raise _invalid(
+                f"params.{key}", f"params.{key} must be one of {', '.join(allowed)}, got {value!r}"
+            )
+    attached = params.get("stopLoss")
+    if isinstance(attached, Mapping) and set(attached) - {"triggerPrice"}:
+        extra = sorted(map(str, set(attached) - {"triggerPrice"}))
+        raise _invalid(
+            "params.stopLoss",
+            f"params.stopLoss may name only its triggerPrice, not {', '.join(extra)}: the "
+            "protective stop is a close-all stop-market order",
+        )
+
+
+def _refused_param(key: Any) -> InvalidInput:
+    changes = _CHANGES_JUDGED.get(str(key).lower())
+    if changes is not None:
+        return _invalid(
+            f"params.{key}",
+            f"params.{key} would change the {changes} the verdict judges: pass it as "
+            "create_order's own argument (or set it on the account first); nothing was sent",
+        )
+    return _invalid(
+        f"params.{key}",
+        f"params.{key} is not a parameter the guard passes to the venue (it passes "
+        f"{', '.join(sorted(_PASSED))}); nothing was sent",
+    )
+
+
+def _invalid(field: str, message: str) -> InvalidInput:
+    return InvalidInput(message, field=field)
 
 
 def _optional_positive(name: str, value: Any, *, required: bool) -> float | None:
     if value is None:
         if required:
-            raise ValueError(f"{name} is required")
+            raise _invalid(name, f"{name} is required")
         return None
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise _invalid(name, f"{name} must be a number, got {value!r}")
     try:
         number = float(value)  # ccxt accepts numeric strings; so do we, then check them
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise _invalid(name, f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number) or number <= 0.0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise _invalid(name, f"{name} must be a finite number > 0, got {value!r}")
     return number
 
 
@@ -276,25 +525,32 @@ def recv_window_s(value: Any) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0.0 else None
 
 
-def check_client_order_id(value: Any) -> str:
-    """A client order id Binance accepts: 1-36 of ``[.A-Z:/a-z0-9_-]``."""
-    if not isinstance(value, str) or not _BINANCE_ID.match(value):
-        raise ValueError(
-            f"params.clientOrderId must be 1-36 characters of [.A-Z:/a-z0-9_-], got {value!r}"
+def check_client_order_id(value: Any, *, limit: int = _MAX_ID) -> str:
+    """A client order id Binance accepts: 1-36 of ``[.A-Z:/a-z0-9_-]`` (``limit``: fewer)."""
+    if not isinstance(value, str) or not _BINANCE_ID.match(value) or len(value) > limit:
+        raise _invalid(
+            "params.clientOrderId",
+            f"params.clientOrderId must be 1-{limit} characters of [.A-Z:/a-z0-9_-], got {value!r}",
         )
     return value
 
 
 def new_client_order_id(prefix: str) -> str:
-    """``prefix`` + random hex, 36 characters in all: unique without any shared state."""
+    """``prefix`` + random hex, 33 characters in all: unique without any shared state, and
+    short enough that the protective stop's id (the entry's + ``-sl``) fits Binance's 36."""
     if len(prefix) > 16:
         raise ValueError(f"client_order_id_prefix must be at most 16 characters, got {prefix!r}")
-    return check_client_order_id(prefix + secrets.token_hex(18)[: _MAX_ID - len(prefix)])
+    return check_client_order_id(prefix + secrets.token_hex(17)[: MAX_ENTRY_ID - len(prefix)])
 
 
 def send_params(intent: OrderIntent) -> dict[str, Any]:
-    """The params ccxt sends: the caller's, with the client id under one unambiguous key."""
-    params = {k: v for k, v in intent.params.items() if k not in CLIENT_ORDER_ID_KEYS}
+    """The params ccxt sends: the caller's, with the client id under one unambiguous key and
+    ``reduceOnly`` as the bool the verdict read it as (ccxt sends a word as it is)."""
+    params = {
+        k: v for k, v in intent.params.items() if k not in CLIENT_ORDER_ID_KEYS and v is not None
+    }
+    if "reduceOnly" in params:
+        params["reduceOnly"] = intent.reduce_only
     if intent.client_order_id:
         params["clientOrderId"] = intent.client_order_id
     return params
@@ -332,15 +588,23 @@ def order_client_id(order: Any) -> str | None:
 __all__ = [
     "CLIENT_ORDER_ID_KEYS",
     "CLOCK_SKEW_MARGIN_S",
+    "ENTRY_TYPES",
+    "MAX_ENTRY_ID",
     "ORDER_METHODS",
+    "PROTECTIVE_STOP_KEYS",
+    "STOP_SUFFIX",
+    "TRIGGER_KEYS",
+    "TRIGGER_TYPES",
     "CallKind",
     "OrderIntent",
     "call_kind",
     "check_client_order_id",
+    "check_shape",
     "lookup_params",
     "new_client_order_id",
     "order_client_id",
     "parse_intent",
+    "protected_entry",
     "raw_kind",
     "recv_window_s",
     "send_params",

@@ -24,28 +24,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from safeguard.guard.orders import OrderIntent
+from safeguard.guard.orders import (
+    PROTECTIVE_STOP_KEYS,
+    STOP_SUFFIX,
+    OrderIntent,
+    check_client_order_id,
+    protected_entry,
+)
 
-STOP_SUFFIX = "-sl"
-"""Appended to the entry's client order id to name its protective stop."""
-_MAX_ID = 36  # Binance's client order id limit
 INFO_KEY = "safeguardProtectiveStop"
 """Where the entry order returned by ``create_order`` carries its stop order (in ``info``)."""
 
-_STOP_KEYS = ("stopLossPrice", "stopLoss")
-# Keys that make an order a trigger order in its own right (ccxt's unified names and
-# Binance's): such an order is not an entry, and its stopLossPrice is its trigger.
-_TRIGGER_KEYS = (
-    "triggerPrice",
-    "stopPrice",
-    "takeProfitPrice",
-    "takeProfit",
-    "trailingPercent",
-    "trailingTriggerPrice",
-    "callbackRate",
-    "trailingDelta",
-)
-_ENTRY_TYPES = ("market", "limit")
 _DUST = 1e-9
 """Relative size below which what an order leaves counts as closed (float noise)."""
 
@@ -82,18 +71,15 @@ def split(intent: OrderIntent) -> tuple[OrderIntent, StopPlan | None]:
     """The entry to send and its stop, or ``(intent, None)`` when ``intent`` is not an entry
     carrying a protective stop (a reduce-only order, an edit, a trigger order, no stop)."""
     params = intent.params
-    if (
-        intent.edit_of is not None
-        or intent.reduce_only
-        or intent.type.lower() not in _ENTRY_TYPES
-        or any(params.get(key) is not None for key in _TRIGGER_KEYS)
-    ):
+    if not protected_entry(intent):
         return intent, None
     stop = protective_stop(params)
     if stop is None:
         return intent, None
     working = "CONTRACT_PRICE" if params.get("workingType") == "CONTRACT_PRICE" else "MARK_PRICE"
-    entry_params = {k: v for k, v in params.items() if k not in _STOP_KEYS and k != "workingType"}
+    entry_params = {
+        k: v for k, v in params.items() if k not in PROTECTIVE_STOP_KEYS and k != "workingType"
+    }
     return replace(intent, params=entry_params), StopPlan(stop, working)
 
 
@@ -124,9 +110,11 @@ def _finite(value: Any) -> float | None:
 
 
 def stop_client_id(entry_client_id: str) -> str:
-    """The stop's client id: the entry's plus ``-sl``, cut to Binance's 36 characters (the
-    entry's random tail is shortened, never the suffix, so the pair stays recognisable)."""
-    return entry_client_id[: _MAX_ID - len(STOP_SUFFIX)] + STOP_SUFFIX
+    """The stop's client id: exactly the entry's plus ``-sl`` (what the README tells users to
+    cancel). Entry ids are kept short enough for it: the guard's own are 33 characters, and a
+    caller's longer than that is refused with its stop (:func:`~safeguard.guard.orders.
+    check_shape`), so this never has to cut one."""
+    return check_client_order_id(entry_client_id + STOP_SUFFIX)
 
 
 def stop_intent(entry: OrderIntent, plan: StopPlan) -> OrderIntent:

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 
 from safeguard.codes import Code
-from safeguard.risk.models import is_multiple
+from safeguard.risk.models import MarketRules, is_multiple
 from safeguard.risk.outcome import Finding, Severity, fmt, pct
 from safeguard.risk.pricing import Order, PricedOrder
 
@@ -31,6 +31,8 @@ SizeRule = Callable[[Order, float], Finding | None]
 ShapeCheck = Callable[[Order], Finding | None]
 PricedCheck = Callable[[Order, PricedOrder], Finding | None]
 
+_GRID_SLACK = 1e-9
+"""Float noise allowed at a price bound (a bound itself is a valid price)."""
 _EFFECT_WORDS = {"open": "opens", "add": "adds to", "flip": "flips"}
 
 
@@ -116,6 +118,63 @@ def stop_tick(order: Order) -> Finding | None:
         DENY,
         f"stop {fmt(stop)} is not a multiple of the tick {fmt(tick)}",
         {"stop_price": stop, "tick_size": tick},
+    )
+
+
+def _price_filter_breach(price: float, rules: MarketRules) -> tuple[str, float] | None:
+    """Why the venue's price filter refuses ``price`` (and the bound it breaks), or ``None``.
+
+    Below one tick counts as below the minimum whatever the venue publishes: 1e-320 is a
+    multiple of any tick (zero of them) and still no price at all."""
+    least = max(rules.min_price, rules.tick_size)
+    if price < least * (1.0 - _GRID_SLACK):
+        return "below the market's minimum price", least
+    if rules.max_price is not None and price > rules.max_price * (1.0 + _GRID_SLACK):
+        return "above the market's maximum price", rules.max_price
+    return None
+
+
+def price_filter(order: Order) -> Finding | None:
+    """A limit price the venue refuses: outside its min/max price, or (Binance's
+    ``PERCENT_PRICE``) a buy above ``mark x up`` or a sell below ``mark x down``."""
+    intent, rules = order.intent, order.rules
+    price = intent.price
+    if price is None:
+        return None
+    breach = _price_filter_breach(price, rules)
+    if breach is None and rules.percent_price is not None:
+        down, up = rules.percent_price
+        if intent.side == "buy" and price > order.mark * up:
+            breach = f"above the venue's cap of {pct(up * 100)} % of the mark", order.mark * up
+        elif intent.side == "sell" and price < order.mark * down:
+            breach = (
+                f"below the venue's floor of {pct(down * 100)} % of the mark",
+                order.mark * down,
+            )
+    if breach is None:
+        return None
+    where, bound = breach
+    return Finding(
+        Code.PRICE_FILTER,
+        DENY,
+        f"price {fmt(price)} is {where} ({fmt(bound)}): the venue would refuse the order",
+        {"price": price, "bound": bound, "mark": order.mark},
+    )
+
+
+def stop_filter(order: Order) -> Finding | None:
+    """A stop the venue would refuse to place (its price filter applies to ``stopPrice``):
+    denied before the entry leaves, rather than sending the entry and failing on its stop."""
+    stop = order.intent.stop_price
+    breach = None if stop is None else _price_filter_breach(stop, order.rules)
+    if stop is None or breach is None:
+        return None
+    where, bound = breach
+    return Finding(
+        Code.PRICE_FILTER,
+        DENY if order.increases else WARN,
+        f"stop {fmt(stop)} is {where} ({fmt(bound)}): the venue would refuse to place it",
+        {"stop_price": stop, "bound": bound},
     )
 
 
@@ -255,6 +314,8 @@ def stop_not_triggered(order: Order) -> Finding | None:
 SHAPE_CHECKS: tuple[ShapeCheck, ...] = (
     price_tick,
     stop_tick,
+    price_filter,
+    stop_filter,
     margin_mode,
     price_band,
     post_only,

@@ -104,6 +104,14 @@ class MarketRules:
     max_qty: float | None = None
     min_notional: float = 0.0
     liquidation_model: str = "binanceusdm"
+    min_price: float = 0.0
+    """The venue's lowest price (Binance ``PRICE_FILTER.minPrice``); a price also needs at
+    least one tick whatever this says."""
+    max_price: float | None = None
+    """The venue's highest price (``PRICE_FILTER.maxPrice``); ``None``: no cap published."""
+    percent_price: tuple[float, float] | None = None
+    """Binance's ``PERCENT_PRICE`` multipliers ``(down, up)``: a limit buy above
+    ``mark x up`` or a limit sell below ``mark x down`` is refused by the venue."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.tiers, TierTable):
@@ -116,6 +124,22 @@ class MarketRules:
         if self.max_qty is not None and self.max_qty < self.min_qty:
             raise ValueError(f"max_qty ({self.max_qty!r}) is below min_qty ({self.min_qty!r})")
         _inputs.non_negative("min_notional", self.min_notional)
+        _inputs.non_negative("min_price", self.min_price)
+        _optional(_inputs.positive, "max_price", self.max_price)
+        if self.max_price is not None and self.max_price < self.min_price:
+            raise ValueError(
+                f"max_price ({self.max_price!r}) is below min_price ({self.min_price!r})"
+            )
+        if self.percent_price is not None:
+            if not isinstance(self.percent_price, tuple) or len(self.percent_price) != 2:
+                raise ValueError(
+                    f"percent_price must be a (down, up) pair, got {self.percent_price!r}"
+                )
+            down, up = self.percent_price
+            _inputs.positive("percent_price down", down)
+            _inputs.positive("percent_price up", up)
+            if not down <= 1.0 <= up:
+                raise ValueError(f"percent_price must bracket 1, got {self.percent_price!r}")
         if not isinstance(self.liquidation_model, str):
             raise ValueError(f"liquidation_model must be a string, got {self.liquidation_model!r}")
         get_model(self.liquidation_model)  # an unknown name fails here, not mid-verdict

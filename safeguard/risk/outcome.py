@@ -158,7 +158,7 @@ class Verdict:
             "decision": str(self.decision),
             "symbol": self.symbol,
             "side": self.side,
-            "amount": self.amount,
+            "amount": _json_number(self.amount),
             "face": str(self.face),
             "max_safe_amount": _json_number(self.max_safe_amount),
             "now": self.now,

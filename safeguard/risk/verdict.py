@@ -306,18 +306,40 @@ def _decide(findings: list[Finding] | tuple[Finding, ...]) -> Decision:
 def _bare_verdict(intent: Any, now: Any, degraded: Any, findings: tuple[Finding, ...]) -> Verdict:
     """A verdict for an order that could not be priced: DENY, no numbers, nothing passes."""
     typed = isinstance(intent, OrderIntent)
-    return _verdict(
-        decision=_decide(findings),
-        findings=findings,
+    return unpriced(
+        findings,
         symbol=intent.symbol if typed else "?",
         side=intent.side if typed else "?",
         amount=intent.amount if typed else math.nan,
-        face=FillFace.DEGRADED if degraded is True else FillFace.EXPECTED,
-        costing=None,
-        expected=None,
-        max_safe_amount=0.0,
         now=now if isinstance(now, int | float) and not isinstance(now, bool) else math.nan,
+        degraded=degraded is True,
     )
 
 
-__all__ = ["SIZE_CODES", "evaluate"]
+def unpriced(
+    findings: tuple[Finding, ...],
+    *,
+    symbol: str,
+    side: str,
+    amount: float,
+    now: float,
+    degraded: bool = False,
+) -> Verdict:
+    """The verdict on an order decided before it could be priced (invalid input, an unknown
+    symbol, a SEVERE venue, an account that cannot be read): the same :class:`Verdict` as any
+    other, with its findings, no costing, and nothing safe to send (``max_safe_amount`` 0)."""
+    return _verdict(
+        decision=_decide(findings),
+        findings=findings,
+        symbol=symbol,
+        side=side,
+        amount=amount,
+        face=FillFace.DEGRADED if degraded else FillFace.EXPECTED,
+        costing=None,
+        expected=None,
+        max_safe_amount=0.0,
+        now=now,
+    )
+
+
+__all__ = ["SIZE_CODES", "evaluate", "unpriced"]

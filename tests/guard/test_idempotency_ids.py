@@ -23,13 +23,13 @@ def test_generated_ids_are_binance_valid_and_unique() -> None:
     assert len(ids) == 5000
     for cid in list(ids)[:200]:
         assert cid.startswith("sg-")
-        assert len(cid) == 36
+        assert len(cid) == 33  # room for the protective stop's "-sl" within Binance's 36
         assert check_client_order_id(cid) == cid
 
 
-def test_longest_prefix_still_fits_36_characters() -> None:
+def test_longest_prefix_still_leaves_room_for_the_stop_suffix() -> None:
     cid = new_client_order_id("p" * 16)
-    assert len(cid) == 36
+    assert len(cid + "-sl") == 36
     with pytest.raises(ValueError, match="prefix"):
         new_client_order_id("p" * 17)
 

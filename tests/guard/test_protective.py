@@ -176,17 +176,33 @@ def test_an_entry_declaring_a_stop_is_split(params: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("type_", "params"),
+    ("type_", "price", "params"),
     [
-        ("market", {"stopLossPrice": 2900, "reduceOnly": True}),  # a stop-loss order itself
-        ("STOP_MARKET", {"stopLossPrice": 2900}),
-        ("market", {"triggerPrice": 3100, "stopLossPrice": 2900}),
-        ("limit", {}),
+        ("market", None, {"stopLossPrice": 2900, "reduceOnly": True}),  # a stop-loss order
+        ("STOP_MARKET", None, {"stopLossPrice": 2900, "reduceOnly": True}),
+        ("stop", 2890, {"triggerPrice": 2900, "reduceOnly": True}),
+        ("limit", 3000, {}),
     ],
 )
-def test_what_is_not_a_protected_entry_is_sent_as_is(type_: str, params: dict[str, Any]) -> None:
-    intent = parse_intent(SYMBOL, type_, "buy", 0.05, 3000, params, prefix="t-")
+def test_what_is_not_a_protected_entry_is_sent_as_is(
+    type_: str, price: float | None, params: dict[str, Any]
+) -> None:
+    intent = parse_intent(SYMBOL, type_, "sell", 0.05, price, params, prefix="t-")
     assert split(intent) == (intent, None)
+
+
+@pytest.mark.parametrize(
+    ("type_", "params"),
+    [
+        ("STOP_MARKET", {"stopLossPrice": 2900}),  # a trigger order that could open exposure
+        ("market", {"triggerPrice": 3100, "stopLossPrice": 2900}),  # ccxt would drop one
+    ],
+)
+def test_a_trigger_order_that_is_not_reduce_only_is_not_taken_for_an_entry(
+    type_: str, params: dict[str, Any]
+) -> None:
+    with pytest.raises(errors.InvalidInput):
+        parse_intent(SYMBOL, type_, "buy", 0.05, None, params, prefix="t-")
 
 
 @pytest.mark.parametrize("working", [None, "CONTRACT_PRICE"])
@@ -243,9 +259,11 @@ def test_a_verdict_that_does_not_say_gets_a_stop() -> None:
     assert adds_exposure(SimpleNamespace(costing=None), intent)
 
 
-def test_the_stop_id_stays_within_binance_limits() -> None:
-    assert stop_client_id("a" * 36) == "a" * 33 + "-sl"
+def test_the_stop_id_is_the_entry_id_plus_sl_never_cut() -> None:
+    assert stop_client_id("a" * 33) == "a" * 33 + "-sl"
     assert stop_client_id("mine-1") == "mine-1-sl"
+    with pytest.raises(errors.InvalidInput):
+        stop_client_id("a" * 34)  # parse_intent refuses such an entry id with its stop
 
 
 # --- on the venue --------------------------------------------------------------------------
