@@ -23,6 +23,7 @@ request still in flight inside the venue could otherwise land after the look-up.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Generator, Mapping
 from contextlib import suppress
@@ -45,6 +46,7 @@ from safeguard.guard.orders import (
     OrderIntent,
     lookup_params,
     order_client_id,
+    protected_entry,
     recv_window_s,
     send_params,
 )
@@ -374,6 +376,7 @@ class GuardCore:
         as its own order (False when ccxt's own stop-order helpers built the call: there the
         stop price is the order's trigger)."""
         self._last_now = now
+        self._unused_ids([intent], protect=protect)
         if not self.reconciled:
             yield from self.reconcile(now)
         yield from self._refresh(intent.symbol, self._last_now)
@@ -386,6 +389,7 @@ class GuardCore:
         A failure part-way raises with ``placed`` (the orders already created) on the error.
         """
         self._last_now = now
+        self._unused_ids(intents, protect=True)
         if not self.reconciled:
             yield from self.reconcile(now)
         for symbol in dict.fromkeys(i.symbol for i in intents):
@@ -403,6 +407,27 @@ class GuardCore:
                 exc.placed = placed  # type: ignore[attr-defined]
                 raise
         return placed
+
+    def _unused_ids(self, intents: list[OrderIntent], *, protect: bool) -> None:
+        """Refuse, before anything is sent, a client id the journal already holds or that the
+        call names twice, the protective stops' ids included: reusing one is how an order
+        gets doubled, or taken for another (the journal refuses it too, but only at the send,
+        which for a stop is after its entry left)."""
+        seen: set[str] = set()
+        for intent in intents:
+            ids = [intent.client_order_id]
+            if protect and protected_entry(intent):
+                ids.append(protective.stop_client_id(intent.client_order_id))
+            for cid in filter(None, ids):
+                entry = self.journal.get(cid)
+                if entry is not None or cid in seen:
+                    why = "twice in this call" if entry is None else f"(journal: {entry.status})"
+                    raise errors.InvalidInput(
+                        f"clientOrderId {cid!r} was already used {why}: a client id names one "
+                        "order; nothing was sent",
+                        field="params.clientOrderId",
+                    )
+                seen.add(cid)
 
     def _approved(self, intent: OrderIntent) -> OrderIntent:
         return self._assessed(intent).intent
@@ -546,6 +571,7 @@ class GuardCore:
         cid = intent.client_order_id
         attempt = 0
         now = judged = started
+        amounts_sent: set[float | None] = set()
         while True:
             attempt += 1
             try:
@@ -556,6 +582,7 @@ class GuardCore:
                     intent, send = _rejudged(intent, send, self._approved(judge))
                     now = judged = self._last_now
                 now = yield from self._pace(CallKind.ORDER, send, now)
+                amounts_sent.add(send.args[3])
                 answer = answered((yield send))
                 now = self._last_now = answer.now
                 ec = self._observe(send, answer, attempt, CallKind.ORDER)
@@ -573,6 +600,14 @@ class GuardCore:
                 raise self._error(answer.error, ec, now, attempt, now - started, intent)
             if ec.retry is RetryClass.AMBIGUOUS:
                 found = yield from self._resolve(intent, sent_at=answer.started)
+                if found is not None and not _could_be(found, intent, amounts_sent):
+                    # Another order holds this client id (a caller's id reused by another
+                    # process, or after the journal forgot it): it is not this order.
+                    definite = ec.duplicate_client_order_id
+                    yield self._settle(
+                        cid, Status.REJECTED if definite else Status.UNKNOWN, now=self._last_now
+                    )
+                    raise self._id_taken(intent, found, answer.error, definite=definite)
                 if found is not None:
                     yield self._settle(
                         cid, Status.ACKED, now=self._last_now, order_id=_order_id(found)
@@ -586,6 +621,32 @@ class GuardCore:
                 raise self._error(answer.error, ec, now, attempt, now - started)
             self.observer.retry(send, ec, attempt, delay, now)
             now = woke((yield Sleep(delay))).now
+
+    def _id_taken(
+        self, intent: OrderIntent, found: Any, cause: Exception, *, definite: bool
+    ) -> errors.SafeguardError:
+        cid = intent.client_order_id
+        held = (
+            f"{found.get('side')} {found.get('amount')} {found.get('type')}, "
+            f"venue id {found.get('id')}"
+        )
+        error: errors.SafeguardError
+        if definite:
+            error = errors.InvalidOrder(
+                f"clientOrderId {cid!r} already names another order on {intent.symbol} "
+                f"({held}): the venue refused this one as a duplicate; nothing was created. "
+                "Use a fresh client id (or none: the guard makes one)"
+            )
+        else:
+            self.reconciled = False
+            error = errors.OutcomeUnknown(
+                f"order {cid} on {intent.symbol} may or may not exist: looking it up by "
+                f"client id found another order ({held}); reconcile before sending it again",
+                client_order_id=cid,
+                symbol=intent.symbol,
+            )
+        error.__cause__ = scrubbed_exception(cause)
+        return error
 
     def _resolve(self, intent: OrderIntent, *, sent_at: float) -> Steps[Any]:
         """Find the order by client id: the order, ``None`` (known absent), or OutcomeUnknown."""
@@ -759,6 +820,23 @@ def _reconcile_params(conditional: bool, recv_window: Any) -> dict[str, Any]:
     if recv_window is not None:
         params["recvWindow"] = recv_window
     return params
+
+
+def _could_be(order: Any, intent: OrderIntent, amounts_sent: set[float | None]) -> bool:
+    """Whether ``order``, found under the intent's client id, can be one of the sends made
+    for it: the same symbol and side, and one of the amounts sent (where both say)."""
+    if not isinstance(order, Mapping):
+        return False
+    if order.get("symbol") not in (None, intent.symbol) or order.get("side") not in (
+        None,
+        intent.side,
+    ):
+        return False
+    amount = order.get("amount")
+    known = [a for a in amounts_sent if a is not None]
+    if not known or not isinstance(amount, int | float) or not amount > 0:
+        return True  # a close-all stop has no amount; an answer without one proves nothing
+    return any(math.isclose(float(amount), a, rel_tol=1e-9) for a in known)
 
 
 def _order_id(order: Any) -> str | None:

@@ -362,3 +362,51 @@ def test_a_client_id_too_long_for_its_stop_is_refused(account: PaperAccount, ex:
     # Without a protective stop the same id is Binance's to accept: judged, not refused.
     verdict = ex.preview(SYMBOL, "market", "buy", 0.01, None, {"clientOrderId": "a" * 36})
     assert verdict.codes == (Code.STOP_REQUIRED,)
+
+
+# --- contradictory arguments ------------------------------------------------------------------
+
+
+def test_a_client_id_already_in_the_journal_is_refused_before_anything_is_sent(
+    account: PaperAccount, ex: Any
+) -> None:
+    price = _tick(_mark(account) * 0.99)
+    params = {"stopLossPrice": _stop_below(account), "clientOrderId": "mine-1"}
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, price, params)
+    before = account.orders(VENUE_SYMBOL)
+    with pytest.raises(errors.InvalidInput, match="mine-1"):
+        ex.create_order(SYMBOL, "limit", "buy", 0.02, price, params)
+    # An entry whose stop's id is taken (by another entry) is refused before the entry leaves.
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, price, {**params, "clientOrderId": "x-sl"})
+    before = account.orders(VENUE_SYMBOL)
+    with pytest.raises(errors.InvalidInput, match="'x-sl'"):
+        ex.create_order(SYMBOL, "limit", "buy", 0.02, price, {**params, "clientOrderId": "x"})
+    assert ex.runtime.core.reconciled  # nothing ambiguous happened: no reconcile is owed
+    assert account.orders(VENUE_SYMBOL) == before
+
+
+def test_a_batch_naming_one_client_id_twice_is_refused_whole(
+    account: PaperAccount, ex: Any
+) -> None:
+    stop = {"stopLossPrice": _stop_below(account), "clientOrderId": "twice"}
+    order = {"symbol": SYMBOL, "type": "market", "side": "buy", "amount": 0.01, "params": stop}
+    with pytest.raises(errors.InvalidInput, match="twice"):
+        ex.create_orders([order, dict(order)])
+    _nothing_sent(account)
+
+
+def test_a_client_id_naming_another_open_order_is_not_taken_for_this_one(
+    account: PaperAccount, ex: Any
+) -> None:
+    price = _tick(_mark(account) * 0.99)
+    params = {"stopLossPrice": _stop_below(account), "clientOrderId": "mine-1"}
+    first = ex.create_order(SYMBOL, "limit", "buy", 0.01, price, params)
+    before = account.orders(VENUE_SYMBOL)
+    # Another process (or this one after a restart: its journal compacted) reuses the id.
+    other = account.guarded(_policy())
+    other.set_leverage(5, SYMBOL)
+    with pytest.raises(errors.VenueRejected, match="mine-1") as refused:
+        other.create_order(SYMBOL, "limit", "buy", 0.03, price, params)
+    assert "another" in str(refused.value)
+    assert account.orders(VENUE_SYMBOL) == before
+    assert [o["clientOrderId"] for o in before] == [first["clientOrderId"], "mine-1-sl"]
