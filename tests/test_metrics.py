@@ -295,9 +295,14 @@ def test_an_order_whose_answer_was_lost_is_found_by_look_up_and_counted_as_a_dup
     assert requests(samples, "create_order", "ok") is None
 
 
-def test_an_order_rejected_by_the_venue_is_no_duplicate_prevented(rig: Rig) -> None:
+def test_an_order_rejected_by_the_venue_is_no_duplicate_prevented(
+    tmp_path: Path, closers: list[Any]
+) -> None:
+    faults = {"rules": [{"kind": "error", "endpoint": "POST /fapi/v1/order", "status": 400,
+                         "code": -1013, "count": 1}]}  # fmt: skip
+    rig = _rig(tmp_path, closers, faults=faults)
     with pytest.raises(errors.VenueRejected):
-        rig.ex.create_order(SYMBOL, "market", "buy", 0.1, params={"timeInForce": "XYZ"})
+        rig.ex.create_order(SYMBOL, "market", "buy", 0.1)
     samples = rig.scrape()
     assert value(samples, "safeguard_duplicates_prevented_total") == 0
 

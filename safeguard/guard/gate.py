@@ -209,7 +209,6 @@ class PreTradeGate:
         # stopLossPrice, or stopLoss as a number or {"triggerPrice": ...}: one reading, shared
         # with the guard that sends the stop as its own order.
         stop = protective_stop(params)
-        post_only = params.get("postOnly") is True or params.get("timeInForce") == "GTX"
         if intent.amount is None:
             raise ValueError("amount is required for the verdict")
         return RiskIntent(
@@ -221,7 +220,7 @@ class PreTradeGate:
             leverage=self._leverage(intent.symbol),
             margin_mode=self._margin_mode(intent.symbol),  # type: ignore[arg-type]
             reduce_only=intent.reduce_only,
-            post_only=post_only and kind == "limit",
+            post_only=intent.post_only and kind == "limit",
             stop_price=stop,
             stop_trigger="last" if params.get("workingType") == "CONTRACT_PRICE" else "mark",
         )

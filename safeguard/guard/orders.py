@@ -255,6 +255,15 @@ class OrderIntent:
         )
 
     @property
+    def post_only(self) -> bool:
+        """``postOnly``, or the ``timeInForce`` ccxt sends as post-only on Binance futures
+        (``GTX``, or ``PO`` which ccxt turns into ``GTX``)."""
+        return self.params.get("postOnly") is True or self.params.get("timeInForce") in (
+            "GTX",
+            "PO",
+        )
+
+    @property
     def conditional(self) -> bool:
         """A trigger order: Binance USD-M keeps those apart (algo orders, ``clientAlgoId``)."""
         return any(self.params.get(key) is not None for key in _CONDITIONAL_KEYS)
@@ -379,6 +388,7 @@ def check_shape(intent: OrderIntent, *, protect: bool = True) -> None:
             f"type {intent.type!r} is not an order type the guard can judge on Binance USD-M "
             f"(one of {', '.join(ENTRY_TYPES + TRIGGER_TYPES)})",
         )
+    _check_time_in_force(intent, kind)
     protective = protect and protected_entry(intent)
     if protective and len(intent.client_order_id) > MAX_ENTRY_ID:
         cid = intent.client_order_id
@@ -438,6 +448,24 @@ def check_shape(intent: OrderIntent, *, protect: bool = True) -> None:
             "price",
             f"a {what} is sent without a price (ccxt drops it); pass price=None, or use "
             "a limit-priced trigger type (stop, take_profit)",
+        )
+
+
+def _check_time_in_force(intent: OrderIntent, kind: str) -> None:
+    """ccxt lays ``timeInForce`` over the one it derives from ``postOnly``: the two must agree,
+    and a market order takes neither (the venue refuses it, -1106)."""
+    tif = intent.params.get("timeInForce")
+    if kind == "market" and tif is not None:
+        raise _invalid(
+            "params.timeInForce", f"a market order takes no params.timeInForce ({tif!r})"
+        )
+    if intent.post_only and kind not in _PRICED_TYPES:
+        raise _invalid("params.postOnly", f"a {kind} order cannot be post-only (params.postOnly)")
+    if intent.params.get("postOnly") is True and tif not in (None, "GTX", "PO"):
+        raise _invalid(
+            "params.timeInForce",
+            f"params.postOnly with params.timeInForce {tif!r}: ccxt would send {tif}, not the "
+            "post-only order the verdict judges",
         )
 
 
