@@ -159,6 +159,10 @@ def test_what_reaches_the_venue_is_what_was_judged(account: PaperAccount, ex: An
         ("market", {"takeProfitPrice": 1.0}),
         ("market", {"trailingPercent": 1.0}),
         ("iceberg", {}),
+        ("market", {"postOnly": True}),  # ccxt refuses a post-only market order
+        ("market", {"timeInForce": "GTX"}),
+        ("market", {"timeInForce": "GTC"}),  # the venue refuses it (-1106)
+        ("limit", {"postOnly": True, "timeInForce": "IOC"}),  # ccxt would send IOC
     ],
 )
 def test_an_order_type_create_order_refuses_gets_no_allow_from_preview(
@@ -410,26 +414,6 @@ def test_a_client_id_naming_another_open_order_is_not_taken_for_this_one(
     assert "another" in str(refused.value)
     assert account.orders(VENUE_SYMBOL) == before
     assert [o["clientOrderId"] for o in before] == [first["clientOrderId"], "mine-1-sl"]
-
-
-@pytest.mark.parametrize(
-    ("type_", "params"),
-    [
-        pytest.param("market", {"postOnly": True}, id="post-only-market"),
-        pytest.param("market", {"timeInForce": "GTX"}, id="gtx-market"),
-        pytest.param("market", {"timeInForce": "GTC"}, id="time-in-force-on-a-market-order"),
-        pytest.param("limit", {"postOnly": True, "timeInForce": "IOC"}, id="post-only-ioc"),
-    ],
-)
-def test_contradictory_time_in_force_is_refused_by_preview_and_create_order(
-    account: PaperAccount, ex: Any, type_: str, params: dict[str, Any]
-) -> None:
-    price = _tick(_mark(account) * 0.99) if type_ == "limit" else None
-    full = {"stopLossPrice": _stop_below(account), **params}
-    for call in (ex.preview, ex.create_order):
-        with pytest.raises(errors.InvalidInput, match="timeInForce|postOnly"):
-            call(SYMBOL, type_, "buy", 0.01, price, full)
-    _nothing_sent(account)
 
 
 def test_post_only_spelled_as_time_in_force_po_is_judged_post_only(
