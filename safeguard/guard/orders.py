@@ -504,6 +504,10 @@ def _check_values(params: Mapping[str, Any]) -> None:
             f"params.stopLoss may name only its triggerPrice, not {', '.join(extra)}: the "
             "protective stop is a close-all stop-market order",
         )
+    if attached is not None:
+        # The same check stopLossPrice gets: a stop the verdict cannot read is no stop.
+        trigger = attached.get("triggerPrice") if isinstance(attached, Mapping) else attached
+        _optional_positive("params.stopLoss", trigger, required=True)
 
 
 def _refused_param(key: Any) -> InvalidInput:

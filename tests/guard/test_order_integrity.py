@@ -426,3 +426,15 @@ def test_post_only_spelled_as_time_in_force_po_is_judged_post_only(
         ex.create_order(SYMBOL, "limit", "buy", 0.01, through, params)
     assert denied.value.code == Code.POST_ONLY_WOULD_TAKE
     _nothing_sent(account)
+
+
+@pytest.mark.parametrize(
+    "stop_loss", [math.nan, -1.0, "soon", {"triggerPrice": "soon"}, {"triggerPrice": None}]
+)
+def test_a_malformed_attached_stop_is_invalid_input_like_stop_loss_price(
+    account: PaperAccount, ex: Any, stop_loss: Any
+) -> None:
+    for call in (ex.preview, ex.create_order):
+        with pytest.raises(errors.InvalidInput, match="stopLoss"):
+            call(SYMBOL, "market", "buy", 0.01, None, {"stopLoss": stop_loss})
+    _nothing_sent(account)
