@@ -418,6 +418,13 @@ def check_shape(intent: OrderIntent, *, protect: bool = True) -> None:
         )
     if kind in _PRICED_TYPES and intent.price is None and intent.edit_of is None:
         raise _invalid("price", f"price is required for a {kind} order")
+    if intent.price is not None and kind not in _PRICED_TYPES:
+        # ccxt drops it without a word: a caller who meant a price cap would not get one.
+        raise _invalid(
+            "price",
+            f"a {kind} order is sent without a price (ccxt drops it); pass price=None, or "
+            "use a limit-priced type (limit, stop, take_profit)",
+        )
     if not trailing:
         for key in _TRAILING_ACTIVATION_KEYS:
             if params.get(key) is not None:
@@ -442,12 +449,6 @@ def check_shape(intent: OrderIntent, *, protect: bool = True) -> None:
     if kind == "trailing_stop_market" and not trailing:
         raise _invalid(
             "params.callbackRate", "a trailing_stop_market order needs params.callbackRate"
-        )
-    if intent.price is not None and kind not in _PRICED_TYPES:
-        raise _invalid(
-            "price",
-            f"a {what} is sent without a price (ccxt drops it); pass price=None, or use "
-            "a limit-priced trigger type (stop, take_profit)",
         )
 
 

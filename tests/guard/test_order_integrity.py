@@ -159,6 +159,7 @@ def test_what_reaches_the_venue_is_what_was_judged(account: PaperAccount, ex: An
         ("market", {"takeProfitPrice": 1.0}),
         ("market", {"trailingPercent": 1.0}),
         ("iceberg", {}),
+        ("market", {}),  # with a price, which ccxt would drop without a word
         ("market", {"postOnly": True}),  # ccxt refuses a post-only market order
         ("market", {"timeInForce": "GTX"}),
         ("market", {"timeInForce": "GTC"}),  # the venue refuses it (-1106)
