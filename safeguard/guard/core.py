@@ -442,14 +442,17 @@ class GuardCore:
         """Judge and send one order. An entry declaring a protective stop is judged as the
         pair and sent without the stop; if it opens, adds to or flips a position, the stop
         follows as its own close-all order once the venue has accepted the entry (one that
-        only reduces or closes has nothing to protect) (:mod:`safeguard.guard.protective`)."""
+        only reduces or closes, or that ended with nothing filled, has nothing to protect)
+        (:mod:`safeguard.guard.protective`)."""
         assessment = self._assessed(intent)
         approved = assessment.intent
         entry, plan = protective.split(approved) if protect else (approved, None)
         if plan is None:
             return (yield from self._send_one(approved))
         order = yield from self._send_one(entry, judged_as=approved)
-        if not protective.adds_exposure(assessment.verdict, entry):
+        if not protective.adds_exposure(assessment.verdict, entry) or protective.ended_unfilled(
+            order
+        ):
             return order
         stop = protective.stop_intent(entry, plan)
         try:

@@ -14,7 +14,8 @@ placed (a reduce-only stop beside a limit entry that rests would be refused, -20
 triggers it closes the whole position on that side, which is exactly what the verdict judged the
 stop against (the position after the order). Only an entry that opens, adds to or flips a
 position gets one (:func:`adds_exposure`); an order that only reduces or closes is sent without
-it. Everything here is pure; :class:`~safeguard.guard.core.GuardCore` sequences the sends.
+it, and an entry the venue ended with nothing filled gets none (:func:`ended_unfilled`).
+Everything here is pure; :class:`~safeguard.guard.core.GuardCore` sequences the sends.
 """
 
 from __future__ import annotations
@@ -103,6 +104,19 @@ def adds_exposure(verdict: Any, entry: OrderIntent) -> bool:
     return held * after <= 0.0 or abs(after) > abs(held)  # opens or flips; adds
 
 
+_ENDED = ("canceled", "expired", "rejected")
+
+
+def ended_unfilled(entry_order: Any) -> bool:
+    """Whether the venue's answer says the entry is over with nothing filled (an IOC or FOK
+    limit that found no liquidity, an expired order): no position will come of it, and a
+    close-all stop placed for it would rest until it closes a position some other order
+    opened. An answer that does not say (no status, no fill count) is not taken as ended."""
+    if not isinstance(entry_order, Mapping) or entry_order.get("status") not in _ENDED:
+        return False
+    return _finite(entry_order.get("filled")) == 0.0
+
+
 def _finite(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
@@ -158,6 +172,7 @@ __all__ = [
     "StopPlan",
     "adds_exposure",
     "attach",
+    "ended_unfilled",
     "protective_stop",
     "split",
     "stop_client_id",

@@ -439,3 +439,18 @@ def test_a_malformed_attached_stop_is_invalid_input_like_stop_loss_price(
         with pytest.raises(errors.InvalidInput, match="stopLoss"):
             call(SYMBOL, "market", "buy", 0.01, None, {"stopLoss": stop_loss})
     _nothing_sent(account)
+
+
+def test_an_entry_that_expired_unfilled_leaves_no_orphan_stop(
+    account: PaperAccount, ex: Any
+) -> None:
+    # An IOC limit below the ask fills nothing: a close-all stop placed for it would rest with
+    # no position and later close a position some other order opened.
+    price = _tick(_mark(account) * 0.99)
+    params = {"stopLossPrice": _stop_below(account), "timeInForce": "IOC"}
+    order = ex.create_order(SYMBOL, "limit", "buy", 0.01, price, params)
+    assert (order["status"], order["filled"]) == ("expired", 0.0)
+    assert INFO_KEY not in order["info"]
+    assert [(o["clientOrderId"], o["status"]) for o in account.orders(VENUE_SYMBOL)] == [
+        (order["clientOrderId"], "EXPIRED")
+    ]
