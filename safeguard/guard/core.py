@@ -449,7 +449,18 @@ class GuardCore:
         entry, plan = protective.split(approved) if protect else (approved, None)
         if plan is None:
             return (yield from self._send_one(approved))
-        order = yield from self._send_one(entry, judged_as=approved)
+        try:
+            order = yield from self._send_one(entry, judged_as=approved)
+        except errors.OutcomeUnknown as unknown:
+            # The entry may exist with nothing protecting it: its stop is not placed blind (a
+            # close-all stop for an entry that does not exist would wait to close another).
+            stop_id = protective.stop_client_id(entry.client_order_id)
+            unknown.message = (
+                f"{unknown.message}; its protective stop {stop_id} at {plan.price:g} was not "
+                "placed: if reconcile finds the entry, protect or close the position"
+            )
+            unknown.args = (unknown.message,)
+            raise
         if not protective.adds_exposure(assessment.verdict, entry) or protective.ended_unfilled(
             order
         ):

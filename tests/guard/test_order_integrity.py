@@ -454,3 +454,23 @@ def test_an_entry_that_expired_unfilled_leaves_no_orphan_stop(
     assert [(o["clientOrderId"], o["status"]) for o in account.orders(VENUE_SYMBOL)] == [
         (order["clientOrderId"], "EXPIRED")
     ]
+
+
+def test_an_entry_whose_outcome_is_unknown_says_its_stop_was_not_placed(
+    account: PaperAccount, ex: Any
+) -> None:
+    account.set_faults({"rules": [
+        {"kind": "timeout_after_accept", "endpoint": "POST /fapi/v1/order", "count": 1,
+         "hold_s": 0.05},
+        {"kind": "ban", "endpoint": "GET /fapi/v1/order", "count": 1},
+    ]})  # fmt: skip
+    stop = _stop_below(account)
+    params = {"stopLossPrice": stop, "clientOrderId": "maybe"}
+    with pytest.raises(errors.OutcomeUnknown) as unknown:
+        ex.create_order(SYMBOL, "market", "buy", 0.01, None, params)
+    # The entry exists (the venue took it) but nothing protects it: the caller must be told.
+    assert [o["clientOrderId"] for o in account.orders(VENUE_SYMBOL)] == ["maybe"]
+    message = str(unknown.value)
+    assert "maybe-sl" in message
+    assert "not placed" in message
+    assert unknown.value.client_order_id == "maybe"
