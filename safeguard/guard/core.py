@@ -838,7 +838,8 @@ def _reconcile_params(conditional: bool, recv_window: Any) -> dict[str, Any]:
 
 def _could_be(order: Any, intent: OrderIntent, amounts_sent: set[float | None]) -> bool:
     """Whether ``order``, found under the intent's client id, can be one of the sends made
-    for it: the same symbol and side, and one of the amounts sent (where both say)."""
+    for it: the same symbol and side, and one of the amounts sent (a protective stop: its
+    trigger), where both say."""
     if not isinstance(order, Mapping):
         return False
     if order.get("symbol") not in (None, intent.symbol) or order.get("side") not in (
@@ -846,11 +847,23 @@ def _could_be(order: Any, intent: OrderIntent, amounts_sent: set[float | None]) 
         intent.side,
     ):
         return False
-    amount = order.get("amount")
-    known = [a for a in amounts_sent if a is not None]
-    if not known or not isinstance(amount, int | float) or not amount > 0:
-        return True  # a close-all stop has no amount; an answer without one proves nothing
-    return any(math.isclose(float(amount), a, rel_tol=1e-9) for a in known)
+    if intent.params.get("closePosition") is True:
+        # The guard's own protective stop has no amount: its trigger tells it apart (the
+        # verdict put it on the tick, so ccxt's rounding leaves it as it is).
+        return _same_number(
+            order.get("triggerPrice") or order.get("stopPrice"),
+            [intent.params.get("stopLossPrice")],
+        )
+    return _same_number(order.get("amount"), list(amounts_sent))
+
+
+def _same_number(found: Any, sent: list[Any]) -> bool:
+    """Whether ``found`` is one of ``sent`` (to float noise); an answer that does not say, or
+    nothing sent to compare with, proves nothing either way."""
+    known = [float(value) for value in sent if isinstance(value, int | float)]
+    if not known or not isinstance(found, int | float) or not found > 0:
+        return True
+    return any(math.isclose(float(found), value, rel_tol=1e-9) for value in known)
 
 
 def _order_id(order: Any) -> str | None:

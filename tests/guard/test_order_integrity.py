@@ -474,3 +474,24 @@ def test_an_entry_whose_outcome_is_unknown_says_its_stop_was_not_placed(
     assert "maybe-sl" in message
     assert "not placed" in message
     assert unknown.value.client_order_id == "maybe"
+
+
+def test_a_stop_id_held_by_another_stop_is_not_taken_for_this_entrys_stop(
+    account: PaperAccount, ex: Any
+) -> None:
+    # Another process placed entry "x" (filled) and its stop "x-sl" at one price; this one
+    # reuses "x" for a new entry whose stop sits elsewhere. The venue refuses the second
+    # "x-sl" as a duplicate: the stop found under that id is not this entry's stop.
+    other = account.guarded(_policy())
+    other.set_leverage(5, SYMBOL)
+    theirs = _stop_below(account, 5.0)
+    other.create_order(SYMBOL, "market", "buy", 0.01, None,
+                       {"stopLossPrice": theirs, "clientOrderId": "x"})  # fmt: skip
+    mine = _stop_below(account, 3.0)
+    with pytest.raises(errors.ProtectiveStopFailed) as failed:
+        ex.create_order(SYMBOL, "market", "buy", 0.01, None,
+                        {"stopLossPrice": mine, "clientOrderId": "x"})  # fmt: skip
+    assert failed.value.stop_client_order_id == "x-sl"
+    assert isinstance(failed.value.__cause__, errors.VenueRejected)
+    stops = [o for o in account.orders(VENUE_SYMBOL) if o["type"] == "STOP_MARKET"]
+    assert [float(o["stopPrice"]) for o in stops] == [theirs]
