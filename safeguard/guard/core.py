@@ -415,6 +415,8 @@ class GuardCore:
         which for a stop is after its entry left)."""
         seen: set[str] = set()
         for intent in intents:
+            if intent.edit_of is not None:
+                continue  # an edit names an existing order (its client id, if any, is that one)
             ids = [intent.client_order_id]
             if protect and protected_entry(intent):
                 ids.append(protective.stop_client_id(intent.client_order_id))

@@ -398,7 +398,12 @@ def check_shape(intent: OrderIntent, *, protect: bool = True) -> None:
             f"protective stop may have at most {MAX_ENTRY_ID}, so that its stop's id "
             f"({cid}{STOP_SUFFIX}) fits Binance's {_MAX_ID}",
         )
-    if not protective and params.get("stopLoss") is not None:
+    # An edit of a plain order may declare the stop the verdict judges it with, as a new entry
+    # does (the stop itself is not moved by the edit): it is no trigger of the edited order.
+    declares_stop = protective or (
+        intent.edit_of is not None and kind in ENTRY_TYPES and not intent.reduce_only
+    )
+    if not declares_stop and params.get("stopLoss") is not None:
         raise _invalid(
             "params.stopLoss",
             "params.stopLoss declares a protective stop, which only a new market or limit "
@@ -407,7 +412,7 @@ def check_shape(intent: OrderIntent, *, protect: bool = True) -> None:
     triggers = [
         key
         for key in _TRIGGER_PRICE_KEYS
-        if params.get(key) is not None and not (protective and key == "stopLossPrice")
+        if params.get(key) is not None and not (declares_stop and key == "stopLossPrice")
     ]
     trailing = [key for key in _TRAILING_KEYS if params.get(key) is not None]
     if len(triggers) + len(trailing) > 1:

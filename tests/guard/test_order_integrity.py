@@ -24,6 +24,7 @@ import safeguard
 from safeguard import errors
 from safeguard.codes import Code
 from safeguard.config import Policy
+from safeguard.guard.events import EventKind, Hooks, RequestEvent
 from safeguard.guard.protective import INFO_KEY, STOP_SUFFIX
 from safeguard.risk.outcome import Decision, Verdict
 from safeguard.testing import PaperAccount, paper_account
@@ -495,3 +496,22 @@ def test_a_stop_id_held_by_another_stop_is_not_taken_for_this_entrys_stop(
     assert isinstance(failed.value.__cause__, errors.VenueRejected)
     stops = [o for o in account.orders(VENUE_SYMBOL) if o["type"] == "STOP_MARKET"]
     assert [float(o["stopPrice"]) for o in stops] == [theirs]
+
+
+def test_an_edit_may_name_its_order_by_the_client_id_the_journal_holds(
+    account: PaperAccount,
+) -> None:
+    hooks = Hooks()
+    sent: list[RequestEvent] = []
+    hooks.subscribe(EventKind.REQUEST, sent.append)
+    ex = account.guarded(_policy(), hooks=hooks)
+    ex.set_leverage(5, SYMBOL)
+    price = _tick(_mark(account) * 0.99)
+    params = {"stopLossPrice": _stop_below(account), "clientOrderId": "e1"}
+    order = ex.create_order(SYMBOL, "limit", "buy", 0.01, price, params)
+    # An edit names an existing order: its client id is the order's, not a new one.
+    with contextlib.suppress(errors.VenueRejected):  # whatever the venue makes of the edit
+        ex.edit_order(order["id"], SYMBOL, "limit", "buy", 0.01, _tick(price * 0.999),
+                      {"clientOrderId": "e1", "stopLossPrice": params["stopLossPrice"],
+                       "reduceOnly": False})  # fmt: skip
+    assert [e.method for e in sent if e.method == "edit_order"] != []
