@@ -525,14 +525,18 @@ class GuardCore:
             if intent.edit_of is not None:
                 order = yield from self._edit(intent, now)
             else:
+                written = _Write()
                 try:
                     yield Record(
                         partial(
-                            self.journal.pending,
-                            intent.client_order_id,
-                            symbol=intent.symbol,
-                            intent=intent.describe(),
-                            now=now,
+                            written.run,
+                            partial(
+                                self.journal.pending,
+                                intent.client_order_id,
+                                symbol=intent.symbol,
+                                intent=intent.describe(),
+                                now=now,
+                            ),
                         )
                     )
                 except BaseException:
@@ -541,6 +545,8 @@ class GuardCore:
                     # reconciles first.
                     self.reconciled = False
                     raise
+                if written.error is not None:
+                    raise self._unrecorded(intent, written.error)
                 judge = (judged_as or intent) if rejudge else None
                 try:
                     order = yield from self._create(intent, now, judge)
@@ -770,10 +776,39 @@ class GuardCore:
         )
         return (yield from self._attempts(send, CallKind.ORDER, started, retry_ambiguous=True))
 
+    def _unrecorded(self, intent: OrderIntent, error: Exception) -> errors.SafeguardError:
+        """The pending record could not be written, so the order was not sent."""
+        if isinstance(error, ValueError) and self.journal.get(intent.client_order_id):
+            # The journal refuses an id it already holds (a race past _unused_ids).
+            return errors.InvalidInput(str(error), field="params.clientOrderId")
+        # Part of the record may be on disk: the next order reconciles first.
+        self.reconciled = False
+        blocked = errors.RequestBlocked(
+            f"order {intent.client_order_id} on {intent.symbol} not sent: the order journal "
+            f"could not be written ({type(error).__name__}: {error}), and an order the "
+            "journal cannot name could not be looked up after a crash"
+        )
+        blocked.__cause__ = error
+        return blocked
+
     def _settle(
         self, cid: str, status: Status, *, now: float, order_id: str | None = None
     ) -> Record:
-        return Record(partial(self.journal.settle, cid, status, now=now, order_id=order_id))
+        return Record(partial(self._settle_or_reconcile, cid, status, now, order_id))
+
+    def _settle_or_reconcile(
+        self, cid: str, status: Status, now: float, order_id: str | None
+    ) -> None:
+        """Record what became of an order. A record that cannot be written (a full disk) must
+        not turn an order the venue holds into an error the caller takes for "not sent": the
+        entry stays pending in the journal and the next order looks it up first."""
+        try:
+            self.journal.settle(cid, status, now=now, order_id=order_id)
+        except OSError as exc:
+            self.reconciled = False
+            log.warning(
+                "journal: {} could not be recorded as {} ({}); reconciling", cid, status, exc
+            )
 
     def _abandon(self, intent: OrderIntent) -> None:
         """An order's steps stopped part-way (a cancelled task, Ctrl-C, a driver that closed
@@ -817,6 +852,21 @@ class GuardCore:
         yield Record(self.journal.compact)
         self.reconciled = True
         return settled
+
+
+@dataclass
+class _Write:
+    """A journal write whose failure the steps must see: an effect that raises ends the drive
+    in the face, out of the steps' reach (a failed stop record must still become
+    ProtectiveStopFailed, with its entry)."""
+
+    error: Exception | None = None
+
+    def run(self, write: Callable[[], object]) -> None:
+        try:
+            write()
+        except (OSError, ValueError) as exc:
+            self.error = exc
 
 
 def _rejudged(intent: OrderIntent, send: Send, approved: OrderIntent) -> tuple[OrderIntent, Send]:

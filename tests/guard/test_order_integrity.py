@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import resource
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -515,3 +518,74 @@ def test_an_edit_may_name_its_order_by_the_client_id_the_journal_holds(
                       {"clientOrderId": "e1", "stopLossPrice": params["stopLossPrice"],
                        "reduceOnly": False})  # fmt: skip
     assert [e.method for e in sent if e.method == "edit_order"] != []
+
+
+# --- a journal that cannot be written (disk full) -----------------------------------------------
+
+
+@contextlib.contextmanager
+def _disk_full_beyond(path: Path) -> Iterator[None]:
+    """No file may grow past ``path``'s current size: the next journal append fails with
+    EFBIG, as a full disk fails it with ENOSPC (the process limit is the real OS check)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_an_order_whose_journal_record_cannot_be_written_is_not_sent(
+    account: PaperAccount, ex: Any
+) -> None:
+    journal = ex.runtime.core.journal.path
+    ex.create_order(SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": _stop_below(account)})
+    before = account.orders(VENUE_SYMBOL)
+    with _disk_full_beyond(journal), pytest.raises(errors.RequestBlocked, match="journal"):
+        ex.create_order(SYMBOL, "market", "buy", 0.01, None,
+                        {"stopLossPrice": _stop_below(account)})  # fmt: skip
+    assert account.orders(VENUE_SYMBOL) == before
+    # Room again: the next order goes out (after settling whatever the torn write left).
+    ex.create_order(SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": _stop_below(account)})
+    assert len(account.orders(VENUE_SYMBOL)) == len(before) + 2
+
+
+def test_a_stop_whose_journal_record_cannot_be_written_raises_with_the_entry(
+    account: PaperAccount,
+) -> None:
+    hooks = Hooks()
+    ex = account.guarded(_policy(), hooks=hooks)
+    ex.set_leverage(5, SYMBOL)
+    journal = ex.runtime.core.journal.path
+    full = contextlib.ExitStack()
+
+    def disk_fills_once_the_entry_is_sent(event: RequestEvent) -> None:
+        if event.method == "create_order" and event.outcome == "ok" and not full._exit_callbacks:
+            full.enter_context(_disk_full_beyond(journal))
+
+    hooks.subscribe(EventKind.REQUEST, disk_fills_once_the_entry_is_sent)
+    with full, pytest.raises(errors.ProtectiveStopFailed) as failed:
+        ex.create_order(SYMBOL, "market", "buy", 0.01, None,
+                        {"stopLossPrice": _stop_below(account)})  # fmt: skip
+    entry = failed.value.order
+    assert isinstance(failed.value.__cause__, errors.RequestBlocked)
+    assert [o["clientOrderId"] for o in account.orders(VENUE_SYMBOL)] == [entry["clientOrderId"]]
+    assert account.positions() == {VENUE_SYMBOL: pytest.approx(0.01)}
+
+
+def test_an_order_whose_journal_record_cannot_be_written_is_not_sent_async(
+    account: PaperAccount,
+) -> None:
+    async def scenario() -> None:
+        ex = account.guarded(_policy(), asyncio=True)
+        await ex.set_leverage(5, SYMBOL)
+        journal = ex.runtime.core.journal.path
+        with _disk_full_beyond(journal), pytest.raises(errors.RequestBlocked, match="journal"):
+            await ex.create_order(SYMBOL, "market", "buy", 0.01, None,
+                                  {"stopLossPrice": _stop_below(account)})  # fmt: skip
+        await account.aclose()
+
+    asyncio.run(scenario())
+    _nothing_sent(account)
