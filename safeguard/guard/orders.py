@@ -375,11 +375,9 @@ def check_shape(intent: OrderIntent, *, protect: bool = True) -> None:
     :class:`~safeguard.errors.InvalidInput`; nothing has been sent.
     """
     params = intent.params
-    for key, value in params.items():
-        if value is None:
-            continue
+    for key in params:
         if not isinstance(key, str) or key not in _PASSED:
-            raise _refused_param(key)
+            raise _refused_param(key)  # None too: ccxt would still lay the key over the request
     _check_values(params)
     kind = intent.type.lower()
     if kind not in ENTRY_TYPES + TRIGGER_TYPES:

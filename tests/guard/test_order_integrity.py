@@ -75,6 +75,7 @@ def _nothing_sent(account: PaperAccount) -> None:
 
 CHANGES_THE_ORDER = [
     pytest.param({"quantity": "1"}, id="quantity"),
+    pytest.param({"quantity": None}, id="quantity-None"),
     pytest.param({"origQty": "1"}, id="origQty"),
     pytest.param({"amount": 1}, id="amount"),
     pytest.param({"cost": 5000}, id="cost"),
