@@ -37,6 +37,7 @@ from safeguard.risk.liquidation import LiquidationOptions, PositionLeg, get_mode
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot
 from safeguard.risk.models import OrderIntent as RiskIntent
 from safeguard.risk.outcome import Verdict
+from safeguard.risk.stress import DepthProfile
 from safeguard.risk.tiers import TierTable
 
 _MARKS = {"fetch_funding_rate": "funding", "fetch_ticker": "tickers", "fetch_order_book": "books"}
@@ -209,6 +210,7 @@ class PreTradeGate:
             degraded=health != "NORMAL",
             # The size search costs dozens of re-pricings: only when its answer is used.
             size_search=self.shrink_when_degraded or explain,
+            depth=self._stress_depth(symbol, account),
         )
         if verdict.allowed:
             self._emit(intent, verdict, now)
@@ -220,6 +222,18 @@ class PreTradeGate:
         return self._deny(intent, verdict, now)
 
     # --- building the risk core's inputs -----------------------------------------------------
+
+    def _stress_depth(self, symbol: str, account: Account | None) -> dict[str, DepthProfile]:
+        """The books the stress grid closes the account's other symbols into, where cached
+        (a held symbol without one denies new exposure under ``require_stress_survival``)."""
+        if account is None or not self.policy.risk.require_stress_survival:
+            return {}
+        depth = {}
+        for held in {leg.symbol for leg in account.positions if leg.symbol != symbol}:
+            book = self._memo("book", held, self.cache.books.get(held), _book)
+            if book is not None:
+                depth[held] = DepthProfile.from_book(book)
+        return depth
 
     def risk_intent(self, intent: OrderIntent) -> RiskIntent:
         params = intent.params

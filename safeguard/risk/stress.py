@@ -32,18 +32,27 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal, get_args
 
 from safeguard.config import StressConfig
 from safeguard.risk import _inputs
+from safeguard.risk._trusted import trusted
 from safeguard.risk.book import OrderBook
 from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.models import Account
+from safeguard.risk.tiers import TierTable
 
 Regime = Literal["together", "independent", "hedges_fail"]
 REGIMES: tuple[Regime, ...] = get_args(Regime)
 
 _BISECT_STEPS = 60
+# A maintenance-margin step at a tier boundary this small (relative to the boundary) is the
+# venue's rounding of cum, not a jump: TierTable accepts the same.
+_JUMP_TOLERANCE = 1e-9
+
+
+_relative_book = trusted(OrderBook)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +119,15 @@ class DepthProfile:
         edges = sorted({edge for side in sides for edge, _ in side if edge <= depth})
         levels: list[tuple[float, float]] = []
         filled = 0.0
+        # Edges rise, so each side's level for the next edge is at or after the last one's.
+        cursors = [0] * len(sides)
         for edge in edges:
-            offset = max(_offset_at(side, edge) for side in sides)
+            for index, side in enumerate(sides):
+                at = cursors[index]
+                while at < len(side) - 1 and side[at][0] < edge:
+                    at += 1
+                cursors[index] = at
+            offset = max(side[at][1] for side, at in zip(sides, cursors, strict=True))
             if levels and levels[-1][0] == offset:
                 levels[-1] = (offset, levels[-1][1] + edge - filled)
             else:
@@ -125,7 +141,9 @@ class DepthProfile:
         _inputs.positive("quantity", quantity)
         # Relative offsets make the cost scale with the mark, so one walk at a mark of 1.0
         # prices the close at every shocked price.
-        book = OrderBook(
+        # The levels were validated on construction (offsets rising in (0, 1), sizes > 0), so
+        # the book they make is ordered and uncrossed: built without validating it again.
+        book = _relative_book(
             bids=tuple((1.0 - offset, size) for offset, size in self.levels),
             asks=tuple((1.0 + offset, size) for offset, size in self.levels),
         )
@@ -148,14 +166,6 @@ def _steps(levels: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
         total += size
         out.append((total, offset))
     return out
-
-
-def _offset_at(steps: Sequence[tuple[float, float]], size: float) -> float:
-    """The offset of the level in which the ``size``-th unit fills."""
-    for edge, offset in steps:
-        if size <= edge:
-            return offset
-    return steps[-1][1]
 
 
 def account_equity(account: Account, prices: Mapping[str, float] | None = None) -> float:
@@ -324,13 +334,37 @@ def stress_test(account: Account, grid: StressGrid) -> StressReport:
     return StressReport(account_equity(account), cells, breakpoints)
 
 
-def survives_grid(account_after_order: Account, grid: StressGrid) -> tuple[bool, StressCell]:
+def survives_grid(
+    account_after_order: Account, grid: StressGrid, *, nearest: bool = True
+) -> tuple[bool, StressCell]:
     """Whether no cell of ``grid`` liquidates anything, and the cell that decides it.
 
     The cell is the liquidating one of smallest shock magnitude (the nearest breach) when the
-    account fails, else the cell with the lowest equity (the closest call).
+    account fails, else the cell with the lowest equity (the closest call). With
+    ``nearest=False`` a failing account's cell is any one that liquidates (a size search only
+    needs the yes or no, and finding the nearest breach costs a scan of the grid).
+
+    The pre-trade verdict asks this for every order (and for every size its search probes), so
+    a surviving account is proved with the ends of each regime's shocks alone. Along one
+    regime and direction every price moves linearly with the shock, so each pool's equity is
+    linear in it, and its requirement (maintenance on a ladder whose MM is continuous, hence
+    convex in the notional, plus a close cost proportional to the price) is convex: equity
+    minus requirement is concave, and a concave function above zero at both ends of an
+    interval is above zero inside it. The lowest equity, the minimum of linear functions, is
+    at an end too. A ladder whose MM jumps at a boundary (``cum`` off its recurrence) breaks
+    the argument, and every cell is evaluated then, as it is to find the nearest breach.
     """
     book = _Book.of(account_after_order, grid)
+    if book.concave:
+        ends = [
+            book.cell(regime, shock)
+            for regime in grid.regimes
+            for shock in _ray_ends(grid.shocks, regime)
+        ]
+        if all(cell.survives for cell in ends):
+            return True, _worst(ends)
+        if not nearest:
+            return False, _worst(ends)
     cells: list[StressCell] = []
     # Mildest shocks first: once a magnitude liquidates, no larger one can be the nearest breach.
     for magnitude in sorted({abs(s) for s in grid.shocks}):
@@ -362,6 +396,33 @@ class _Outcome:
     close_cost: float
 
 
+def _ray_ends(shocks: Sequence[float], regime: Regime) -> tuple[float, ...]:
+    """The mildest and the widest shock on each side of zero (``hedges_fail`` moves every
+    position against itself by ``|shock|``, so its two sides are one ray)."""
+    if regime == "hedges_fail":
+        by_size = sorted(shocks, key=abs)
+        return tuple(dict.fromkeys((by_size[0], by_size[-1])))
+    falls = [s for s in shocks if s < 0.0]
+    rises = [s for s in shocks if s >= 0.0]
+    ends = [max(falls), min(falls)] if falls else []
+    if rises:
+        ends += [min(rises), max(rises)]
+    return tuple(dict.fromkeys(ends))
+
+
+def _continuous(table: TierTable) -> bool:
+    """Whether the ladder's maintenance margin is continuous in the position's size along a
+    price move (convex then: its rates never fall). Keyed by quantity, the tier never moves."""
+    if table.keyed_by == "quantity":
+        return True
+    for previous, tier in pairwise(table.tiers):
+        edge = tier.min_notional
+        jump = tier.maintenance_margin(edge) - previous.maintenance_margin(edge)
+        if abs(jump) > _JUMP_TOLERANCE * max(edge, 1.0):
+            return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class _Book:
     """An account bound to a grid, with each leg's close walked once (it scales with price)."""
@@ -370,6 +431,11 @@ class _Book:
     grid: StressGrid
     closes: tuple[tuple[float, float], ...]
     """Per leg, (slippage, traded notional) per unit of mark."""
+    concave: bool
+    """Every leg's ladder is continuous: equity minus requirement is concave along a shock."""
+    seen: dict[tuple[float, ...], _Outcome] = field(default_factory=dict, compare=False)
+    """Outcomes by the move of every symbol: with one symbol held, a regime's cell is often
+    another's (together, independent and hedges_fail all move it the same way)."""
 
     @classmethod
     def of(cls, account: Account, grid: StressGrid) -> _Book:
@@ -383,7 +449,8 @@ class _Book:
         closes = tuple(
             grid.depth[leg.symbol].unit_close(leg.quantity, leg.side) for leg in account.positions
         )
-        return cls(account, grid, closes)
+        concave = all(_continuous(leg.tiers) for leg in account.positions)
+        return cls(account, grid, closes, concave)
 
     def cell(self, regime: Regime, shock: float) -> StressCell:
         account = self.account
@@ -415,6 +482,13 @@ class _Book:
         )
 
     def _outcome(self, moves: Mapping[str, float]) -> _Outcome:
+        key = tuple(moves.get(symbol, 0.0) for symbol in _symbols(self.account))
+        known = self.seen.get(key)
+        if known is None:
+            known = self.seen[key] = self._price(moves)
+        return known
+
+    def _price(self, moves: Mapping[str, float]) -> _Outcome:
         account, grid = self.account, self.grid
         prices = {
             leg.symbol: leg.mark_price * (1.0 + moves.get(leg.symbol, 0.0))
