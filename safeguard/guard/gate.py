@@ -549,7 +549,8 @@ class PreTradeGate:
                 volatility=market.volatility,
                 window_s=limits.volatility_window_s,
             )
-            distance = leg.side * (fill.effective_price - liq.price) / liq.price * 100.0
+            # The account's safe side of its price: in cross hedge mode both legs share it.
+            distance = liq.safe_side * (fill.effective_price - liq.price) / liq.price * 100.0
             check = StopCheck(leg.symbol, stop, fill.effective_price, liq.price, distance, degraded)
             checks.append(check)
             if distance < limits.min_liquidation_buffer_pct:

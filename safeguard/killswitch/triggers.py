@@ -234,13 +234,17 @@ def liquidation_distance_trip(
         if result.price is None:
             continue
         stop_price = stops.get(leg.symbol)
+        # The stop's close fills against the leg; whether that is safe is the account's side
+        # of the price (in cross hedge mode both legs share one price, on the side the account
+        # leans: a net-long account's short leg is safe above it, as its long leg is).
         guard = leg.mark_price if stop_price is None else stop_price * (1.0 - leg.side * slip)
         what = "mark" if stop_price is None else "stop fill"
-        needed = result.price * (1.0 + leg.side * buffer_pct / 100.0)
+        safe = result.safe_side
+        needed = result.price * (1.0 + safe * buffer_pct / 100.0)
         # Distance from liquidation to the guard price, in % of the liquidation price; positive
         # means the guard is on the safe side.
-        distance = leg.side * (guard - result.price) / result.price * 100.0
-        if leg.side * (guard - needed) > 0.0:
+        distance = safe * (guard - result.price) / result.price * 100.0
+        if safe * (guard - needed) > 0.0:
             continue
         breaches.append(
             f"{leg.symbol} {'long' if leg.side > 0 else 'short'}: {what} {guard:,.2f} is "

@@ -520,7 +520,8 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
         # Liquidation watches the mark; a stop on the last price closes at a last-price level.
         stop_effective = effective_price(close_side, stop.price, stop.fee_rate) - order.basis
         if liq is not None:
-            distance = side * (stop_effective - liq) / liq * 100.0
+            # Judged on the account's side of its price (for a one-way leg, the leg's side).
+            distance = liquidation.safe_side * (stop_effective - liq) / liq * 100.0
             distance_vol = distance / 100.0 / order.volatility
     return PricedOrder(
         _costing(

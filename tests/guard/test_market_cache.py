@@ -133,6 +133,12 @@ def _gate_with_a_leveraged_long(
     hooks.subscribe(EventKind.VERDICT, events.append)
     gate = PreTradeGate(policy, MarketCache(policy.risk), health, hooks)
     now = clock.time()
+    _feed(gate, raw, now)
+    return gate, events, now
+
+
+def _feed(gate: PreTradeGate, raw: Any, now: float) -> None:
+    """What the guard reads before a verdict, read by ``raw`` and absorbed by ``gate``."""
     for method, args in (
         ("load_markets", (True,)),
         ("fetch_leverage_tiers", ()),
@@ -143,7 +149,6 @@ def _gate_with_a_leveraged_long(
         ("fetch_positions", ()),
     ):
         gate.absorb(Send(method, args), getattr(raw, method)(*args), now)
-    return gate, events, now
 
 
 def _stop(gate: PreTradeGate, trigger: float) -> None:
@@ -184,3 +189,38 @@ def test_a_degraded_venue_prices_the_same_stop_worse() -> None:
     assert sick.degraded
     assert sick.stop_fill < calm.stop_fill
     assert sick.distance_pct < calm.distance_pct
+
+
+def test_stops_on_both_cross_hedge_legs_are_judged_against_the_accounts_price() -> None:
+    # Hedge mode on a cross account: long 2 ETH and short 0.5 ETH share one liquidation price
+    # (the account's, below the mark: it is net long). Each leg's stop is judged against it,
+    # the short's buy stop above the mark included: it is on the safe side, not "beyond".
+    clock = ManualClock(1_700_000_000.0)
+    venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=clock)
+    venue.create_account(KEY, SECRET, wallet=1_000.0)
+    raw = inprocess_client(Dialect(venue), KEY, SECRET)
+    raw.load_markets()
+    raw.set_position_mode(True)
+    raw.set_leverage(20, SYMBOL)
+    raw.create_order(SYMBOL, "market", "buy", 2.0, None, {"positionSide": "LONG"})
+    raw.create_order(SYMBOL, "market", "sell", 0.5, None, {"positionSide": "SHORT"})
+    policy = Policy.build(risk={"require_stop": False})
+    hooks = Hooks()
+    events: list[VerdictEvent] = []
+    hooks.subscribe(EventKind.VERDICT, events.append)
+    gate = PreTradeGate(policy, MarketCache(policy.risk), HealthMonitor(), hooks)
+    now = clock.time()
+    _feed(gate, raw, now)
+    mark = float(gate.cache.positions.value[0]["markPrice"])  # type: ignore[union-attr]
+    stops = [
+        {"id": "l", "side": "sell", "reduceOnly": True, "triggerPrice": round(mark * 0.9, 2),
+         "status": "open"},
+        {"id": "s", "side": "buy", "reduceOnly": True, "triggerPrice": round(mark * 1.05, 2),
+         "status": "open"},
+    ]  # fmt: skip
+    gate.cache.open_orders[SYMBOL] = Seen(stops, 0.0, None)
+    checks = gate.recheck_positions(now)
+    assert len(checks) == 2  # both legs, the short one too
+    assert checks[0].liquidation == checks[1].liquidation < mark
+    assert all(check.distance_pct > 1.0 for check in checks)
+    assert events == []

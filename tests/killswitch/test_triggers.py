@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -466,6 +467,38 @@ def test_a_stop_keyed_by_a_symbol_held_in_both_hedge_legs_is_refused() -> None:
     with pytest.raises(ValueError, match="hedge"):
         liquidation_distance_trip(account, {BTC: 55_000.0}, buffer_pct=1.0)
     assert liquidation_distance_trip(account, {}, buffer_pct=1.0) is None
+
+
+def test_cross_hedge_legs_are_judged_against_the_accounts_shared_price() -> None:
+    # Net long 0.5 BTC on 10,000: the account (both legs) is liquidated near 40,486. The
+    # short leg's mark sits safely above that price, as the long leg's does.
+    long_leg = PositionLeg(BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG")
+    short_leg = PositionLeg(BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT")
+    calm = Account(wallet_balance=10_000.0, positions=(long_leg, short_leg))
+    assert liquidation_distance_trip(calm, {}, buffer_pct=1.0) is None
+    # The mark falls to 0.5 % above the account's price: both legs are that close to it.
+    shared = get_model("binanceusdm").liquidation_price(
+        long_leg, wallet_balance=10_000.0, others=(short_leg,)
+    )
+    assert shared.price is not None
+    mark = shared.price * 1.005
+    near = Account(
+        wallet_balance=10_000.0,
+        positions=(
+            dataclasses.replace(long_leg, mark_price=mark),
+            dataclasses.replace(short_leg, mark_price=mark),
+        ),
+    )
+    trip = liquidation_distance_trip(near, {}, buffer_pct=1.0)
+    assert trip is not None
+    assert "BTC/USDT:USDT long" in trip.reason
+    assert "BTC/USDT:USDT short" in trip.reason
+    # Only a SHORT leg held: its stop above the mark is judged as a short's, against a rise.
+    alone = Account(wallet_balance=10_000.0, positions=(short_leg,))
+    rise = get_model("binanceusdm").liquidation_price(short_leg, wallet_balance=10_000.0)
+    assert rise.price is not None
+    assert liquidation_distance_trip(alone, {BTC: rise.price * 0.95}, buffer_pct=1.0) is None
+    assert liquidation_distance_trip(alone, {BTC: rise.price * 0.999}, buffer_pct=1.0)
 
 
 def test_an_unknown_liquidation_model_fails_at_construction() -> None:
