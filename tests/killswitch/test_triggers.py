@@ -357,8 +357,13 @@ def test_a_stop_left_over_from_a_closed_position_is_ignored() -> None:
 
 
 def test_an_account_the_triggers_cannot_judge_halts_instead_of_trading_unwatched() -> None:
-    long_leg = PositionLeg(BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG")
-    short_leg = PositionLeg(BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT")
+    # A stop keyed by a symbol held in two isolated hedge legs, each with its own price.
+    long_leg = PositionLeg(
+        BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG", isolated_wallet=6_000.0
+    )
+    short_leg = PositionLeg(
+        BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT", isolated_wallet=3_000.0
+    )
     account = Account(wallet_balance=10_000.0, positions=(long_leg, short_leg))
     monitor = RiskMonitor(quiet(on_liquidation_distance=True), limits=RiskLimits(max_leverage=None))
     (trip,) = monitor.observe(AccountUpdate(T0, account, stops={BTC: 55_000.0}))
@@ -460,13 +465,40 @@ def test_the_policy_monitor_counts_the_closing_fee_like_the_verdict(tmp_path: Pa
     assert codes(trips(include_closing_fee=True)) == [Code.LIQUIDATION_DISTANCE]
 
 
-def test_a_stop_keyed_by_a_symbol_held_in_both_hedge_legs_is_refused() -> None:
-    long_leg = PositionLeg(BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG")
-    short_leg = PositionLeg(BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT")
+def test_a_stop_keyed_by_a_symbol_held_in_both_isolated_hedge_legs_is_refused() -> None:
+    # Isolated hedge legs each have their own price: which one does the stop protect?
+    long_leg = PositionLeg(
+        BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG", isolated_wallet=6_000.0
+    )
+    short_leg = PositionLeg(
+        BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT", isolated_wallet=3_000.0
+    )
     account = Account(wallet_balance=10_000.0, positions=(long_leg, short_leg))
     with pytest.raises(ValueError, match="hedge"):
         liquidation_distance_trip(account, {BTC: 55_000.0}, buffer_pct=1.0)
     assert liquidation_distance_trip(account, {}, buffer_pct=1.0) is None
+
+
+def test_a_symbols_stop_in_cross_hedge_mode_is_judged_against_the_shared_price() -> None:
+    # Both cross legs share the account's price (net long: below the mark, near 40,486), so a
+    # stop keyed by the symbol needs no leg: it must clear that one price, slipping toward it.
+    long_leg = PositionLeg(BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG")
+    short_leg = PositionLeg(BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT")
+    account = Account(wallet_balance=10_000.0, positions=(long_leg, short_leg))
+    shared = get_model("binanceusdm").liquidation_price(
+        long_leg, wallet_balance=10_000.0, others=(short_leg,)
+    )
+    assert shared.price is not None
+    assert liquidation_distance_trip(account, {BTC: 55_000.0}, buffer_pct=1.0) is None
+    tight = shared.price * 1.012  # 1.2 % inside; 50 bps of slippage takes it under 1 %
+    assert liquidation_distance_trip(account, {BTC: tight}, buffer_pct=1.0) is None
+    slipped = liquidation_distance_trip(
+        account, {BTC: tight}, buffer_pct=1.0, stop_slippage_bps=50.0
+    )
+    assert slipped is not None
+    assert slipped.numbers["guard_price"] == pytest.approx(tight * (1 - 0.005))
+    assert "BTC/USDT:USDT long" in slipped.reason
+    assert "BTC/USDT:USDT short" in slipped.reason
 
 
 def test_cross_hedge_legs_are_judged_against_the_accounts_shared_price() -> None:
