@@ -320,11 +320,15 @@ class PreTradeGate:
         """The account, built once per re-read; the triggers see each new one."""
         account = self.account(now, settle)
         if account is not None and self.tripwire is not None:
-            stops = {}
+            stops: dict[str, float] = {}
             for leg in account.positions:
                 stop = self._protective_stop(leg)
-                if stop is not None:
-                    stops[leg.symbol] = stop
+                if stop is None:
+                    continue
+                held = stops.get(leg.symbol)
+                if held is not None:  # a hedge twin's: keep the one that must clear liquidation
+                    stop = _binding_stop(account, leg, held, stop)
+                stops[leg.symbol] = stop
             self.tripwire.account(account, stops, now)
         return account
 
@@ -602,6 +606,22 @@ def _tier_table(raw: Any) -> TierTable | None:
     except ValueError as exc:
         logger.warning("tier table unusable for the verdict: {}", exc)
         return None
+
+
+def _binding_stop(account: Account, leg: PositionLeg, one: float, other: float) -> float:
+    """Of two hedge legs' stops in one symbol, the one the triggers must judge (they take one
+    per symbol): the nearer the legs' shared liquidation price on its safe side, below it
+    (the lower stop) for a net-long account, above it (the higher) otherwise."""
+    others = [p for p in account.positions if p is not leg and p.isolated_wallet is None]
+    try:
+        liq = get_model("binanceusdm").liquidation_price(
+            leg,
+            wallet_balance=account.wallet_balance,
+            others=others if leg.isolated_wallet is None else (),
+        )
+    except ValueError:
+        return min(one, other)  # the triggers refuse isolated hedge legs' symbol stops anyway
+    return max(one, other) if liq.safe_side < 0 else min(one, other)
 
 
 def _book(raw: Any) -> OrderBook | None:
