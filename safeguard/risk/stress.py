@@ -53,6 +53,8 @@ _JUMP_TOLERANCE = 1e-9
 
 
 _relative_book = trusted(OrderBook)
+_WORST_OFFSET = 0.99
+"""The furthest a profile level sits from the mark (and the default overflow's cap)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,7 @@ class DepthProfile:
             levels.append((offset, _inputs.positive(f"levels[{index}].quantity", level[1])))
         deepest = levels[-1][0]
         overflow = (
-            min(2.0 * deepest, 0.99)
+            min(2.0 * deepest, _WORST_OFFSET)
             if self.overflow_offset is None
             else _inputs.fraction_below_one("overflow_offset", self.overflow_offset)
         )
@@ -106,7 +108,9 @@ class DepthProfile:
 
         A long's forced close walks the bids and a short's the asks; the profile is one ladder
         for both, so at each cumulative size it keeps the larger of the two sides' offsets, and
-        it ends where the thinner side ends.
+        it ends where the thinner side ends. Offsets are fractions below one (a bid 100 % under
+        the mid is free), so a level further out than 99 % (an ask at twice the mid or more on
+        a thin book) counts at 99 %: a forced close into it loses about everything anyway.
         """
         if not isinstance(book, OrderBook):
             raise ValueError(f"book must be an OrderBook, got {type(book).__name__}")
@@ -127,7 +131,9 @@ class DepthProfile:
                 while at < len(side) - 1 and side[at][0] < edge:
                     at += 1
                 cursors[index] = at
-            offset = max(side[at][1] for side, at in zip(sides, cursors, strict=True))
+            offset = min(
+                max(side[at][1] for side, at in zip(sides, cursors, strict=True)), _WORST_OFFSET
+            )
             if levels and levels[-1][0] == offset:
                 levels[-1] = (offset, levels[-1][1] + edge - filled)
             else:

@@ -459,3 +459,19 @@ def test_a_profile_from_a_book_keeps_the_worse_side_at_every_cumulative_size(
         assert offset == pytest.approx(worse, rel=1e-12)
         filled += quantity
     assert filled == pytest.approx(min(sum(bids), sum(asks)), rel=1e-12)
+
+
+def test_a_book_reaching_past_twice_the_mid_still_makes_a_profile() -> None:
+    # A thin book can quote an ask at 4x the mid or a bid at 0.5 % of it. The profile's
+    # offsets are fractions below 1 (a bid at the mid less 100 % is free), so such levels
+    # count at 99 % slippage: a forced close into them loses about everything.
+    from safeguard.risk.book import OrderBook
+
+    far_ask = OrderBook(bids=((99.0, 1.0), (50.0, 5.0)), asks=((101.0, 1.0), (400.0, 5.0)))
+    far_bid = OrderBook(bids=((99.0, 1.0), (0.5, 5.0)), asks=((101.0, 1.0), (102.0, 5.0)))
+    for book in (far_ask, far_bid):
+        profile = DepthProfile.from_book(book)
+        assert profile.levels[-1][0] == 0.99
+        assert sum(size for _, size in profile.levels) == pytest.approx(6.0)
+        slippage, _ = profile.unit_close(6.0, 1)
+        assert slippage > 0.8 * 5.0  # five of the six units close at 1 % of the mark

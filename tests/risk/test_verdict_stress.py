@@ -8,10 +8,13 @@ the order leaves, built by hand.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from safeguard.codes import Code
 from safeguard.config import RiskLimits
+from safeguard.risk.book import OrderBook
 from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.models import Account
 from safeguard.risk.outcome import Decision
@@ -111,3 +114,19 @@ def test_other_symbols_close_into_the_depth_given_and_missing_depth_fails_closed
     assert denied(breach) == {"STRESS_GRID_BREACH"}
     # The grid is off: no depth is needed.
     assert judge(0.1, RiskLimits(), acct=acct).decision is Decision.ALLOW
+
+
+def test_a_book_with_far_away_levels_is_still_priced_under_the_grid() -> None:
+    market = sample_market(NOW, mark=MARK)
+    assert market.book is not None
+    # One thin ask at the touch, the rest of the asks at four times the mark.
+    book = OrderBook(bids=((MARK - 0.1, 100.0),), asks=((MARK + 0.1, 0.5), (4 * MARK, 100.0)))
+    verdict = evaluate(
+        intent(amount=0.1, margin_mode="cross", stop_price=81_000.0),
+        dataclasses.replace(market, book=book),
+        account(wallet_balance=20_000.0),
+        STRESSED,
+        FILLS,
+        now=NOW,
+    )
+    assert verdict.decision is Decision.ALLOW, verdict.findings
