@@ -505,12 +505,14 @@ def stress_survival(order: Order, priced: PricedOrder) -> Finding | None:
     equity = account_equity(after)
     loss = equity - account_equity(after, cell.prices)
     gone = ", ".join(cell.liquidated)
+    # A pool already under maintenance fails the mildest shock even where the account gains.
+    hit = f"lose {fmt(loss)} of" if loss > 0.0 else f"gain {fmt(-loss)} on"
     return Finding(
         Code.STRESS_GRID_BREACH,
         DENY,
-        f"a {pct(cell.shock * 100.0)} % move ({cell.regime}) would lose {fmt(loss)} of the "
-        f"{fmt(equity)} equity the order leaves and liquidate {gone}; policy requires the "
-        "account to survive the stress grid",
+        f"a {pct(cell.shock * 100.0)} % move ({cell.regime}) would {hit} the {fmt(equity)} "
+        f"equity the order leaves and liquidate {gone}; policy requires the account to "
+        "survive the stress grid",
         {
             "shock_pct": cell.shock * 100.0,
             "regime": cell.regime,

@@ -130,3 +130,19 @@ def test_a_book_with_far_away_levels_is_still_priced_under_the_grid() -> None:
         now=NOW,
     )
     assert verdict.decision is Decision.ALLOW, verdict.findings
+
+
+def test_an_account_already_failing_the_grid_takes_no_new_exposure() -> None:
+    # An isolated ETH leg with no margin left is under maintenance at its mark: the mildest
+    # shock, either way, liquidates it, so no order that adds exposure passes.
+    broke = PositionLeg(
+        "ETH/USDT:USDT", -1, 5.0, 3_000.0, 3_000.0, BINANCE_ETHUSDT_TIERS, isolated_wallet=0.0
+    )
+    acct = Account(wallet_balance=20_000.0, positions=(broke,), available_balance=20_000.0)
+    deep = {"ETH/USDT:USDT": DepthProfile(((0.0005, 1_000.0),))}
+    verdict = judge(0.01, acct=acct, depth=deep, size_search=True)
+    assert denied(verdict) == {"STRESS_GRID_BREACH"}
+    finding = verdict.denials[0]
+    assert "ETH/USDT:USDT" in finding.message
+    assert abs(finding.values["shock_pct"]) == 1.0  # type: ignore[arg-type]
+    assert verdict.max_safe_amount == 0.0
