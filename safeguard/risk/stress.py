@@ -361,16 +361,6 @@ def survives_grid(
     the argument, and every cell is evaluated then, as it is to find the nearest breach.
     """
     book = _Book.of(account_after_order, grid)
-    if book.concave:
-        ends = [
-            book.cell(regime, shock)
-            for regime in grid.regimes
-            for shock in _ray_ends(grid.shocks, regime)
-        ]
-        if all(cell.survives for cell in ends):
-            return True, _worst(ends)
-        if not nearest:
-            return False, _worst(ends)
     cells: list[StressCell] = []
     # Mildest shocks first: once a magnitude liquidates, no larger one can be the nearest breach.
     for magnitude in sorted({abs(s) for s in grid.shocks}):
@@ -383,6 +373,18 @@ def survives_grid(
         cells.extend(ring)
         if not all(cell.survives for cell in ring):
             break
+        if len(cells) == len(ring) and book.concave:
+            # The mildest shocks survive: the widest ones decide the rest (cells already
+            # priced, the mildest among them, come from the book's memo).
+            ends = [
+                book.cell(regime, shock)
+                for regime in grid.regimes
+                for shock in _ray_ends(grid.shocks, regime)
+            ]
+            if all(cell.survives for cell in ends):
+                return True, _worst(ends)
+            if not nearest:
+                return False, _worst(ends)
     worst = _worst(cells)
     return worst.survives, worst
 
@@ -439,6 +441,7 @@ class _Book:
     """Per leg, (slippage, traded notional) per unit of mark."""
     concave: bool
     """Every leg's ladder is continuous: equity minus requirement is concave along a shock."""
+    symbols: tuple[str, ...]
     seen: dict[tuple[float, ...], _Outcome] = field(default_factory=dict, compare=False)
     """Outcomes by the move of every symbol: with one symbol held, a regime's cell is often
     another's (together, independent and hedges_fail all move it the same way)."""
@@ -456,14 +459,13 @@ class _Book:
             grid.depth[leg.symbol].unit_close(leg.quantity, leg.side) for leg in account.positions
         )
         concave = all(_continuous(leg.tiers) for leg in account.positions)
-        return cls(account, grid, closes, concave)
+        return cls(account, grid, closes, concave, _symbols(account))
 
     def cell(self, regime: Regime, shock: float) -> StressCell:
         account = self.account
         if regime == "independent" and account.positions:
             outcomes = [
-                self._outcome({symbol: self.grid.beta(symbol) * shock})
-                for symbol in _symbols(account)
+                self._outcome({symbol: self.grid.beta(symbol) * shock}) for symbol in self.symbols
             ]
             lowest = min(outcomes, key=lambda o: o.equity)
             return StressCell(
@@ -479,16 +481,16 @@ class _Book:
             # Each symbol moves against its net exposure. (In hedge mode both legs of one
             # symbol cannot lose at one price; the net is what the account is exposed to.)
             net = _net_side(account)
-            moves = {symbol: -net[symbol] * abs(shock) for symbol in _symbols(account)}
+            moves = {symbol: -net[symbol] * abs(shock) for symbol in self.symbols}
         else:
-            moves = dict.fromkeys(_symbols(account), shock)
+            moves = dict.fromkeys(self.symbols, shock)
         o = self._outcome(moves)
         return StressCell(
             regime, shock, o.prices, o.equity, o.margin_ratio, o.liquidated, o.close_cost
         )
 
     def _outcome(self, moves: Mapping[str, float]) -> _Outcome:
-        key = tuple(moves.get(symbol, 0.0) for symbol in _symbols(self.account))
+        key = tuple(moves.get(symbol, 0.0) for symbol in self.symbols)
         known = self.seen.get(key)
         if known is None:
             known = self.seen[key] = self._price(moves)
