@@ -9,8 +9,9 @@
    shows what it would have cost.
 2. **Pricing** on the expected face of the fill model (:mod:`safeguard.risk.pricing`) and the
    checks that depend on prices: depth, notional per order / position / account, concentration,
-   the tier's leverage cap, margin, liquidation at entry, and the stop's fill against the
-   liquidation price. With ``degraded=True`` the same checks run again on the degraded face;
+   the tier's leverage cap, margin, liquidation at entry, the stop's fill against the
+   liquidation price, and (with ``require_stress_survival``) the policy's stress grid on the
+   account the order leaves. With ``degraded=True`` the same checks run again on the degraded face;
    what only the degraded face denies becomes DEGRADED_RISK.
 3. **Sizing** (unless ``size_search=False``, :mod:`safeguard.risk.sizing`): the largest amount
    that passes every size-dependent check, for a caller that wants to shrink the order rather
