@@ -16,6 +16,7 @@ filters, both book walks, the venue's liquidation model, every check, the result
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import os
 import platform
@@ -82,15 +83,26 @@ def scenarios() -> dict[str, Callable[[], object]]:
     )
     busy = Account(wallet_balance=25_000.0, positions=others, available_balance=20_000.0)
 
+    # The grid liquidates an isolated 10x position at a 10 % shock: a cross order it survives.
+    stressed = RiskLimits(
+        max_notional_per_order=1e6, max_concentration=None, require_stress_survival=True
+    )
+    survivable = dataclasses.replace(isolated, amount=0.1, margin_mode="cross")
+
     def run(
-        intent: OrderIntent, account: Account, *, degraded: bool = False, search: bool = False
+        intent: OrderIntent,
+        account: Account,
+        *,
+        degraded: bool = False,
+        search: bool = False,
+        policy: RiskLimits = limits,
     ) -> Callable[[], object]:
         verdict = evaluate(
-            intent, market, account, limits, fills, now=NOW, degraded=degraded, size_search=search
+            intent, market, account, policy, fills, now=NOW, degraded=degraded, size_search=search
         )
         assert verdict.allowed, verdict.findings  # time the full path, not an early denial
         return lambda: evaluate(
-            intent, market, account, limits, fills, now=NOW, degraded=degraded, size_search=search
+            intent, market, account, policy, fills, now=NOW, degraded=degraded, size_search=search
         )
 
     return {
@@ -98,6 +110,9 @@ def scenarios() -> dict[str, Callable[[], object]]:
         "same, degraded face too": run(isolated, empty, degraded=True),
         "limit sell, cross, 2 other positions": run(cross, busy),
         "market buy + max_safe_amount search": run(isolated, empty, search=True),
+        "cross buy, stress grid off": run(survivable, empty),
+        "same, require_stress_survival": run(survivable, empty, policy=stressed),
+        "same + max_safe_amount search": run(survivable, empty, policy=stressed, search=True),
     }
 
 

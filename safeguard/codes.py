@@ -33,6 +33,9 @@ class Code(StrEnum):
     OPEN_ORDER_COUNT = "OPEN_ORDER_COUNT"
     CONCENTRATION = "CONCENTRATION"
     INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
+    STRESS_GRID_BREACH = "STRESS_GRID_BREACH"
+    """With ``require_stress_survival``: a shock of the policy's stress grid would liquidate the
+    account the order leaves (the finding names the nearest such shock and the loss)."""
 
     # --- pre-trade verdict: order shape and market rules ------------------------------------
     PRICE_OUTSIDE_BAND = "PRICE_OUTSIDE_BAND"
@@ -70,7 +73,6 @@ class Code(StrEnum):
     # --- kill switch ------------------------------------------------------------------------
     TRADING_HALTED = "TRADING_HALTED"
     TRADING_REDUCING = "TRADING_REDUCING"
-    STRESS_GRID_BREACH = "STRESS_GRID_BREACH"
     COOLING_PERIOD = "COOLING_PERIOD"
     """A resume (re-arm) was refused: the kill switch engaged too recently."""
 

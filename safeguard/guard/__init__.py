@@ -27,7 +27,8 @@ import ccxt
 from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.codes import Code
-from safeguard.config import KillSwitchConfig, Policy, ThrottleConfig
+from safeguard.config import Credentials, KillSwitchConfig, Policy, ThrottleConfig
+from safeguard.errors import ConfigError
 from safeguard.guard.aio import AsyncGuardedExchange
 from safeguard.guard.announce import kill_reporter, throttle_reporter
 from safeguard.guard.bans import BanStore
@@ -136,6 +137,7 @@ def guard(
     exchange.options["maxRetriesOnFailure"] = 0
     exchange.enableRateLimit = False
     exchange.enableLastResponseHeaders = True
+    _apply_credentials(exchange, policy.credentials)
     register_secrets(secrets_of(exchange))  # redacted by value everywhere from now on
 
     key = account_fingerprint(getattr(exchange, "apiKey", None) or None)
@@ -203,6 +205,25 @@ def guard(
     runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep, sleep_async)
     face = AsyncGuardedExchange if _is_async_exchange(exchange) else GuardedExchange
     return face(exchange, runtime)
+
+
+def _apply_credentials(exchange: Any, credentials: Credentials) -> None:
+    """Give ``exchange`` the policy's API key and secret where it has none of its own. Keys
+    that contradict the exchange's are refused: which account would the guard trade?"""
+    for key, attribute in (("api_key", "apiKey"), ("secret", "secret")):
+        value = getattr(credentials, key)
+        if value is None:
+            continue
+        wanted = value.get_secret_value()
+        held = getattr(exchange, attribute, None) or None
+        if held is None:
+            setattr(exchange, attribute, wanted)
+        elif held != wanted:
+            raise ConfigError(
+                f"credentials.{key} in the policy differs from the exchange's own {attribute}: "
+                "set the credentials in one place",
+                key=f"credentials.{key}",
+            )
 
 
 def _fleet_parts(

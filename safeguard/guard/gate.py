@@ -37,6 +37,7 @@ from safeguard.risk.liquidation import LiquidationOptions, PositionLeg, get_mode
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot
 from safeguard.risk.models import OrderIntent as RiskIntent
 from safeguard.risk.outcome import Finding, Severity, Verdict
+from safeguard.risk.stress import DepthProfile
 from safeguard.risk.tiers import TierTable
 
 _MARKS = {"fetch_funding_rate": "funding", "fetch_ticker": "tickers", "fetch_order_book": "books"}
@@ -190,6 +191,7 @@ class PreTradeGate:
             degraded=health != "NORMAL",
             # The size search costs dozens of re-pricings: only when its answer is used.
             size_search=self.shrink_when_degraded or explain,
+            depth=self._stress_depth(symbol, account),
         )
         if verdict.allowed:
             self._emit(intent, verdict, now)
@@ -201,6 +203,18 @@ class PreTradeGate:
         return self._deny(intent, verdict, now)
 
     # --- building the risk core's inputs -----------------------------------------------------
+
+    def _stress_depth(self, symbol: str, account: Account | None) -> dict[str, DepthProfile]:
+        """The books the stress grid closes the account's other symbols into, where cached
+        (a held symbol without one denies new exposure under ``require_stress_survival``)."""
+        if account is None or not self.policy.risk.require_stress_survival:
+            return {}
+        depth = {}
+        for held in {leg.symbol for leg in account.positions if leg.symbol != symbol}:
+            book = self._memo("book", held, self.cache.books.get(held), _book)
+            if book is not None:
+                depth[held] = DepthProfile.from_book(book)
+        return depth
 
     def risk_intent(self, intent: OrderIntent) -> RiskIntent:
         params = intent.params
@@ -286,11 +300,15 @@ class PreTradeGate:
         """The account, built once per re-read; the triggers see each new one."""
         account = self.account(now, settle)
         if account is not None and self.tripwire is not None:
-            stops = {}
+            stops: dict[str, float] = {}
             for leg in account.positions:
                 stop = self._protective_stop(leg)
-                if stop is not None:
-                    stops[leg.symbol] = stop
+                if stop is None:
+                    continue
+                held = stops.get(leg.symbol)
+                if held is not None:  # a hedge twin's: keep the one that must clear liquidation
+                    stop = _binding_stop(account, leg, held, stop)
+                stops[leg.symbol] = stop
             self.tripwire.account(account, stops, now)
         return account
 
@@ -531,7 +549,8 @@ class PreTradeGate:
                 volatility=market.volatility,
                 window_s=limits.volatility_window_s,
             )
-            distance = leg.side * (fill.effective_price - liq.price) / liq.price * 100.0
+            # The account's safe side of its price: in cross hedge mode both legs share it.
+            distance = liq.safe_side * (fill.effective_price - liq.price) / liq.price * 100.0
             check = StopCheck(leg.symbol, stop, fill.effective_price, liq.price, distance, degraded)
             checks.append(check)
             if distance < limits.min_liquidation_buffer_pct:
@@ -595,6 +614,22 @@ def _tier_table(raw: Any) -> TierTable | None:
     except ValueError as exc:
         logger.warning("tier table unusable for the verdict: {}", exc)
         return None
+
+
+def _binding_stop(account: Account, leg: PositionLeg, one: float, other: float) -> float:
+    """Of two hedge legs' stops in one symbol, the one the triggers must judge (they take one
+    per symbol): the nearer the legs' shared liquidation price on its safe side, below it
+    (the lower stop) for a net-long account, above it (the higher) otherwise."""
+    others = [p for p in account.positions if p is not leg and p.isolated_wallet is None]
+    try:
+        liq = get_model("binanceusdm").liquidation_price(
+            leg,
+            wallet_balance=account.wallet_balance,
+            others=others if leg.isolated_wallet is None else (),
+        )
+    except ValueError:
+        return min(one, other)  # the triggers refuse isolated hedge legs' symbol stops anyway
+    return max(one, other) if liq.safe_side < 0 else min(one, other)
 
 
 def _book(raw: Any) -> OrderBook | None:

@@ -197,23 +197,29 @@ def liquidation_distance_trip(
     ``LP * (1 + buffer)``); without a stop, the mark itself must. Liquidation prices come from
     the named model with ``options`` (closing fee, safety buffer), the cross wallet and the
     other cross positions coupled in.
-    Stops are keyed by symbol, so a symbol held in both hedge-mode legs cannot take one; a stop
-    for a symbol with no position is ignored.
+    Stops are keyed by symbol. Both cross legs of a symbol in hedge mode share the account's
+    one price, so a symbol's stop is judged against it for each (its fill slipping toward that
+    price, the worse way); isolated hedge legs each have their own price, so a symbol held in
+    both cannot take one. A stop for a symbol with no position is ignored.
     """
     _inputs.non_negative("buffer_pct", buffer_pct)
     slip = _inputs.non_negative("stop_slippage_bps", stop_slippage_bps) / 1e4
     if slip >= 1.0:
         raise ValueError(f"stop_slippage_bps must be below 10,000, got {stop_slippage_bps!r}")
     held: dict[str, int] = {}
+    isolated: set[str] = set()
     for leg in account.positions:
         held[leg.symbol] = held.get(leg.symbol, 0) + 1
+        if leg.isolated_wallet is not None:
+            isolated.add(leg.symbol)
     for symbol, stop in stops.items():
         if symbol not in held:
             continue  # a stop left over from a closed position protects nothing to judge
-        if held[symbol] > 1:
+        if held[symbol] > 1 and symbol in isolated:
             raise ValueError(
-                f"stops[{symbol!r}]: {symbol} has a long and a short leg (hedge mode); a stop "
-                "keyed by symbol cannot say which it protects"
+                f"stops[{symbol!r}]: {symbol} has a long and a short isolated leg (hedge mode), "
+                "each with its own liquidation price; a stop keyed by symbol cannot say which "
+                "it protects"
             )
         _inputs.positive(f"stops[{symbol!r}]", stop)
     calculator = get_model(model)
@@ -233,14 +239,21 @@ def liquidation_distance_trip(
         )
         if result.price is None:
             continue
+        # Whether a price is safe is the account's side of its liquidation price (in cross
+        # hedge mode both legs share one, on the side the account leans: a net-long account's
+        # short leg is safe above it, as its long leg is).
+        safe = result.safe_side
         stop_price = stops.get(leg.symbol)
-        guard = leg.mark_price if stop_price is None else stop_price * (1.0 - leg.side * slip)
+        # The stop's close fills against its leg; a symbol's stop with two legs held could be
+        # either's, so its fill slips toward liquidation, the worse way.
+        slips = leg.side if held[leg.symbol] == 1 else safe
+        guard = leg.mark_price if stop_price is None else stop_price * (1.0 - slips * slip)
         what = "mark" if stop_price is None else "stop fill"
-        needed = result.price * (1.0 + leg.side * buffer_pct / 100.0)
+        needed = result.price * (1.0 + safe * buffer_pct / 100.0)
         # Distance from liquidation to the guard price, in % of the liquidation price; positive
         # means the guard is on the safe side.
-        distance = leg.side * (guard - result.price) / result.price * 100.0
-        if leg.side * (guard - needed) > 0.0:
+        distance = safe * (guard - result.price) / result.price * 100.0
+        if safe * (guard - needed) > 0.0:
             continue
         breaches.append(
             f"{leg.symbol} {'long' if leg.side > 0 else 'short'}: {what} {guard:,.2f} is "

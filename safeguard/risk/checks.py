@@ -23,6 +23,7 @@ from safeguard.codes import Code
 from safeguard.risk.models import MarketRules, is_multiple
 from safeguard.risk.outcome import Finding, Severity, fmt, pct
 from safeguard.risk.pricing import Order, PricedOrder
+from safeguard.risk.stress import account_equity, survives_grid
 
 DENY = Severity.DENY
 WARN = Severity.WARN
@@ -541,6 +542,48 @@ def stop_buffer(order: Order, priced: PricedOrder) -> Finding | None:
     )
 
 
+def stress_survival(order: Order, priced: PricedOrder) -> Finding | None:
+    """With ``require_stress_survival``: the account the order leaves must come through every
+    cell of the policy's stress grid (no stop assumed: a gap jumps over it)."""
+    if not order.increases or not order.limits.require_stress_survival:
+        return None
+    if order.stress_blind:
+        missing = ", ".join(order.stress_blind)
+        return Finding(
+            Code.MISSING_MARKET_DATA,
+            DENY,
+            f"the stress grid has no order book for {missing}: a forced close there cannot be "
+            "priced, so new exposure is denied",
+            {"missing": missing},
+        )
+    grid = order.stress
+    if grid is None or priced.position is None:
+        return None  # beyond the last tier: the tier check has already denied it
+    after = priced.account_after(order)
+    survives, cell = survives_grid(after, grid, nearest=order.explain)
+    if survives:
+        return None
+    equity = account_equity(after)
+    loss = equity - account_equity(after, cell.prices)
+    gone = ", ".join(cell.liquidated)
+    # A pool already under maintenance fails the mildest shock even where the account gains.
+    hit = f"lose {fmt(loss)} of" if loss > 0.0 else f"gain {fmt(-loss)} on"
+    return Finding(
+        Code.STRESS_GRID_BREACH,
+        DENY,
+        f"a {pct(cell.shock * 100.0)} % move ({cell.regime}) would {hit} the {fmt(equity)} "
+        f"equity the order leaves and liquidate {gone}; policy requires the account to "
+        "survive the stress grid",
+        {
+            "shock_pct": cell.shock * 100.0,
+            "regime": cell.regime,
+            "loss": loss,
+            "equity": equity,
+            "liquidated": gone,
+        },
+    )
+
+
 PRICED_CHECKS: tuple[PricedCheck, ...] = (
     entry_depth,
     fill_band,
@@ -555,6 +598,7 @@ PRICED_CHECKS: tuple[PricedCheck, ...] = (
     stop_side_of_entry,
     stop_depth,
     stop_buffer,
+    stress_survival,
 )
 
 

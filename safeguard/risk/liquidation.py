@@ -42,9 +42,11 @@ for a short), at which the account meets maintenance. If there is none (the coll
 the largest possible loss) the answer says so: ``price is None``, never 0, never negative. A
 leg already at or under maintenance at its mark is flagged ``already_liquidatable`` and its
 price is where the formula puts it (on the profit side of the mark). In cross hedge mode the
-two legs share the account, and each leg's answer is the one on its own losing side: the long
-leg's is where a fall liquidates the account, the short leg's where a rise does (often none for
-a net-long account, whose equity grows faster than its requirement as the price rises).
+two legs share the account, and Binance shows one price on both: the answer, whichever leg is
+asked about, is the account's, the first price moving *either* way from the mark at which the
+account meets maintenance (below the mark for a net-long account, above for a net-short or a
+fully hedged one). ``direction`` says which side of the mark the price is on and
+``safe_side`` which side of it is safe, so a stop on either leg is judged against it.
 
 Units: linear ``quantity`` in base units, money in the quote (settle) currency. Inverse
 ``quantity`` in USD (contracts * contract size), money in coin, tiers keyed by coin notional
@@ -187,10 +189,22 @@ class LiquidationPrice:
     already_liquidatable: bool = False
     """At its mark the position is already at or under maintenance (opening it would be
     liquidated at once); ``price`` is then where the formula puts it, on the profit side."""
+    direction: int = 0
+    """Where ``price`` lies from the mark: -1 below (a fall liquidates), +1 above (a rise
+    does), 0 without a price. A one-way long's is -1; in cross hedge mode both legs of a
+    symbol share the account's, whichever leg is asked about."""
 
     @property
     def can_liquidate(self) -> bool:
         return self.price is not None
+
+    @property
+    def safe_side(self) -> int:
+        """The side of ``price`` on which the account is above maintenance: +1 when prices
+        above it are safe (a long's liquidation), -1 when prices below it are. A stop or a mark
+        is judged by how far it sits from ``price`` on this side. One-way, it is the leg's
+        side; in cross hedge mode it is the account's, the same for both legs."""
+        return self.direction if self.already_liquidatable else -self.direction
 
 
 @runtime_checkable
@@ -345,11 +359,14 @@ def _solve(
     use_cum: bool,
 ) -> LiquidationPrice:
     moving, constant = _account(target, wallet_balance, others, options, extra, use_cum)
+    if len(moving) > 1:
+        return _solve_hedged(name, solver, target, moving, constant, extra, use_cum)
     mark = target.mark_price
     at_mark = _margin.excess(moving, constant, extra, use_cum, mark)
     tiers = target.tiers.tiers
+    side = target.side
     if at_mark > 0.0:
-        found = solver(moving, constant, extra, use_cum, -target.side, 1.0)
+        found = solver(moving, constant, extra, use_cum, -side, 1.0)
         if found is None:
             return LiquidationPrice(
                 None,
@@ -358,9 +375,9 @@ def _solve(
                 "equity stays above maintenance at every price against the position "
                 "(the collateral covers the largest possible loss)",
             )
-        return LiquidationPrice(found[0], tiers[found[1]], name)
+        return LiquidationPrice(found[0], tiers[found[1]], name, direction=-side)
     # Already under: the price is where equity climbs back to maintenance, on the profit side.
-    found = solver(moving, constant, extra, use_cum, target.side, -1.0) if at_mark < 0 else None
+    found = solver(moving, constant, extra, use_cum, side, -1.0) if at_mark < 0 else None
     price, index = found if found is not None else (mark, _margin.tier_index(target, mark))
     return LiquidationPrice(
         price,
@@ -368,6 +385,63 @@ def _solve(
         name,
         "already at or under maintenance at the mark",
         already_liquidatable=True,
+        direction=side,
+    )
+
+
+def _solve_hedged(
+    name: str,
+    solver: _Solver,
+    target: PositionLeg,
+    moving: tuple[PositionLeg, ...],
+    constant: float,
+    extra: float,
+    use_cum: bool,
+) -> LiquidationPrice:
+    """Cross hedge mode: the account's price, the same whichever leg is asked about.
+
+    Both legs move with the one mark, so the account (not a leg) meets maintenance, and it
+    can lean either way: a net-long account is liquidated by a fall, a net-short one by a
+    rise, a fully hedged one by the rise that grows its maintenance margin past its equity.
+    The answer is the first price, moving either way from the mark, at which the account
+    meets maintenance (on a ladder with rising rates equity minus requirement is concave in
+    the price, so there is at most one each way). The legs are solved in one fixed order so
+    both questions get the same float.
+    """
+    legs = tuple(sorted(moving, key=lambda leg: leg.position_side))  # LONG before SHORT
+    mark = target.mark_price
+    at_mark = _margin.excess(legs, constant, extra, use_cum, mark)
+    # Above maintenance: the nearest root either way. Under it: the nearest price either way
+    # where equity climbs back to maintenance (none: the mark itself).
+    sign = 1.0 if at_mark > 0.0 else -1.0
+    best: tuple[float, int] | None = None
+    if at_mark != 0.0:
+        for direction in (-1, 1):
+            found = solver(legs, constant, extra, use_cum, direction, sign)
+            if found is not None and (best is None or abs(found[0] - mark) < abs(best[0] - mark)):
+                best = (found[0], direction)
+    tiers = target.tiers.tiers
+    if at_mark > 0.0:
+        if best is None:
+            return LiquidationPrice(
+                None,
+                None,
+                name,
+                "the account's equity stays above maintenance at every price of "
+                f"{target.symbol}, either way (the collateral covers the largest possible loss)",
+            )
+        price, direction = best
+        index = _margin.tier_index(target, price, direction)
+        return LiquidationPrice(price, tiers[index], name, direction=direction)
+    price, direction = best if best is not None else (mark, 0)
+    index = _margin.tier_index(target, price, direction)
+    return LiquidationPrice(
+        price,
+        tiers[index],
+        name,
+        "the account is already at or under maintenance at the mark",
+        already_liquidatable=True,
+        direction=direction,
     )
 
 
@@ -498,8 +572,9 @@ class BybitModel:
                 self.name,
                 "already at or under maintenance at the mark",
                 already_liquidatable=True,
+                direction=side,
             )
-        return LiquidationPrice(price, tier, self.name)
+        return LiquidationPrice(price, tier, self.name, direction=-side)
 
 
 _GENERIC = GenericModel()

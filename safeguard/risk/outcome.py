@@ -177,6 +177,8 @@ def _json_number(value: Any) -> Any:
 def fmt(value: float) -> str:
     """A number for a sentence: thousands separators, sensible decimals, no float noise."""
     magnitude = abs(value)
+    if magnitude >= 1e15:
+        return f"{value:.6g}"  # past any real money a hundred digits say nothing more
     if magnitude >= 100:
         text = f"{value:,.2f}"
     elif magnitude >= 1:

@@ -8,12 +8,14 @@ for every order does not rebuild it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 
 from safeguard.config import FillModelConfig, Policy, RiskLimits
 from safeguard.risk.fills import FillModel
 from safeguard.risk.models import Account, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Verdict
+from safeguard.risk.stress import DepthProfile
 from safeguard.risk.verdict import evaluate
 
 
@@ -33,6 +35,7 @@ def preview(
     fills: FillModel | FillModelConfig | None = None,
     degraded: bool = False,
     size_search: bool = True,
+    depth: Mapping[str, DepthProfile] | None = None,
 ) -> Verdict:
     """The verdict on ``intent``: ALLOW, WARN or DENY, with codes and the numbers behind them.
 
@@ -40,7 +43,9 @@ def preview(
     :class:`~safeguard.config.RiskLimits` and :class:`~safeguard.config.FillModelConfig`
     apply. ``degraded=True`` prices the order on the degraded fill model too (what only that
     face denies is DEGRADED_RISK). ``size_search=False`` skips the search for
-    ``max_safe_amount`` (a bisection that prices the order a dozen more times).
+    ``max_safe_amount`` (a bisection that prices the order a dozen more times). ``depth`` is
+    the book each other held symbol's forced close walks in the stress grid (read only with
+    ``require_stress_survival``; see :func:`~safeguard.risk.verdict.evaluate`).
     Pure: no I/O, and ``now`` (epoch seconds) is the only clock.
     """
     if policy is not None and not isinstance(policy, Policy):
@@ -63,6 +68,7 @@ def preview(
         now=now,
         degraded=degraded,
         size_search=size_search,
+        depth=depth,
     )
 
 

@@ -22,6 +22,7 @@ to make over ``funding_horizon_s`` all move the liquidation price toward the mar
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -38,6 +39,7 @@ from safeguard.risk.liquidation import (
 )
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Costing
+from safeguard.risk.stress import DepthProfile, StressGrid
 
 Effect = Literal["open", "add", "reduce", "close", "flip"]
 
@@ -94,6 +96,21 @@ class PricedOrder:
     wallet_shortfall: float = 0.0
     """How far the entry fee and the PnL the order realises take the cross wallet below zero
     (the liquidation model is then given an empty wallet, and a check reports it)."""
+    position: PositionLeg | None = None
+    """The order's symbol's position after the fill, as the liquidation model priced it
+    (``None``: closed, or beyond the last tier)."""
+    cross_wallet: float = 0.0
+    """The cross wallet after the fill: less the entry fee, plus the PnL realised, less the
+    margin moved into an isolated leg (plus any released from one). Never below zero."""
+
+    def account_after(self, order: Order) -> Account:
+        """The account as the order leaves it, every other position unchanged."""
+        kept = tuple(p for p in order.account.positions if p is not order.leg)
+        position = self.position
+        return Account(
+            wallet_balance=self.cross_wallet,
+            positions=kept if position is None else (*kept, position),
+        )
 
 
 @dataclass(slots=True)
@@ -134,6 +151,13 @@ class Order:
     model: LiquidationModel
     basis: float
     """What the stop's trigger price is above the mark when it watches the last price."""
+    stress: StressGrid | None
+    """The policy's stress grid, when ``require_stress_survival`` is on and every held
+    symbol's book is known."""
+    stress_blind: tuple[str, ...]
+    """Held symbols the grid would need a book for and has none (the check then denies)."""
+    explain: bool = True
+    """Findings name the nearest stress breach; a size search's probes need only yes or no."""
 
     @classmethod
     def build(
@@ -145,8 +169,13 @@ class Order:
         now: float,
         exposure: Exposure,
         closing_fee_rate: float,
+        depth: Mapping[str, DepthProfile] | None = None,
     ) -> Order:
-        """Gather the facts; the caller has checked that mark, book, rules and volatility exist."""
+        """Gather the facts; the caller has checked that mark, book, rules and volatility exist.
+
+        ``depth`` is the book every *other* held symbol's forced close walks in the stress grid
+        (the order's own symbol walks ``market.book``); only read with
+        ``limits.require_stress_survival``."""
         assert market.mark is not None
         assert market.book is not None
         assert market.rules is not None
@@ -182,6 +211,12 @@ class Order:
         basis = 0.0
         if intent.stop_trigger == "last" and market.last is not None:
             basis = market.last - market.mark
+        stress: StressGrid | None = None
+        blind: tuple[str, ...] = ()
+        if limits.require_stress_survival:
+            stress, blind = _stress_grid(
+                intent.symbol, market.book, account, limits, closing_fee_rate, depth
+            )
         return cls(
             intent=intent,
             market=market,
@@ -207,6 +242,8 @@ class Order:
             options=options,
             model=get_model(market.rules.liquidation_model),
             basis=basis,
+            stress=stress,
+            stress_blind=blind,
         )
 
     @property
@@ -257,6 +294,44 @@ class Order:
         if intent.type == "market":
             bounds.append(self.book.depth(intent.side))
         return min(bounds)
+
+
+def _stress_grid(
+    symbol: str,
+    book: OrderBook,
+    account: Account,
+    limits: RiskLimits,
+    taker_fee: float,
+    depth: Mapping[str, DepthProfile] | None,
+) -> tuple[StressGrid | None, tuple[str, ...]]:
+    """The policy's grid with every held symbol's close priced, or the symbols it lacks."""
+    given = tuple(depth.items()) if depth else ()
+    known = {name for name, _ in given}
+    known.add(symbol)
+    blind = tuple(dict.fromkeys(p.symbol for p in account.positions if p.symbol not in known))
+    if blind:
+        return None, blind
+    # A bot asks with the same book and policy until the next book arrives: one grid per book.
+    # The key's objects are held, so an ``is`` match is never a recycled id.
+    last = _last_grid[0] if _last_grid else None
+    if (
+        last is not None
+        and last[0] is book
+        and last[1] is limits.stress
+        and last[2] == taker_fee
+        and last[3] == given
+        and last[4] == symbol
+    ):
+        return last[5], ()
+    profiles = dict(given)
+    profiles[symbol] = DepthProfile.from_book(book)
+    grid = StressGrid.from_config(limits.stress, depth=profiles, taker_fee=taker_fee)
+    _last_grid[:] = [(book, limits.stress, taker_fee, given, symbol, grid)]
+    return grid, ()
+
+
+_last_grid: list[tuple[OrderBook, object, float, tuple[object, ...], str, StressGrid]] = []
+"""The last grid built, with its key (one slot: replaced whole, so threads see one or other)."""
 
 
 # A verdict builds a FundingEstimate and LiquidationOptions, both validating, from the market's
@@ -343,6 +418,15 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
     # model prices the position on an empty wallet.
     shortfall = max(-wallet, 0.0)
     wallet = max(wallet, 0.0)
+    cross_wallet = wallet
+    if (
+        leg is not None
+        and leg.isolated_wallet is not None
+        and effect in ("reduce", "close", "flip")
+    ):
+        # The margin a reduced, closed or flipped isolated leg no longer needs goes back.
+        left = abs(after) / abs(held) if effect == "reduce" else 0.0
+        cross_wallet += leg.isolated_wallet * (1.0 - left)
     model_name = rules.liquidation_model
     face, fee_rate, slippage = terms.face, entry.fee_rate, entry.slippage_bps
 
@@ -365,6 +449,8 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
             entry.unfilled,
             0.0,
             shortfall,
+            None,
+            cross_wallet,
         )
 
     if quantity == 0.0:
@@ -385,6 +471,7 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
         if leg is not None and leg.isolated_wallet is not None and effect in ("add", "reduce"):
             kept = leg.isolated_wallet * (1.0 if effect == "add" else quantity / abs(held))
         isolated_wallet = kept + initial_margin
+        cross_wallet = max(cross_wallet - initial_margin, 0.0)
     notional = quantity * order.mark
     funding_cost = 0.0
     if order.funding is not None:
@@ -433,7 +520,8 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
         # Liquidation watches the mark; a stop on the last price closes at a last-price level.
         stop_effective = effective_price(close_side, stop.price, stop.fee_rate) - order.basis
         if liq is not None:
-            distance = side * (stop_effective - liq) / liq * 100.0
+            # Judged on the account's side of its price (for a one-way leg, the leg's side).
+            distance = liquidation.safe_side * (stop_effective - liq) / liq * 100.0
             distance_vol = distance / 100.0 / order.volatility
     return PricedOrder(
         _costing(
@@ -465,6 +553,8 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
         entry.unfilled,
         stop_unfilled,
         shortfall,
+        target,
+        cross_wallet,
     )
 
 

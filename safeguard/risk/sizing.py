@@ -44,6 +44,7 @@ SIZE_CODES = frozenset(
         Code.REDUCE_ONLY_WOULD_FLIP,
         Code.PRICE_OUTSIDE_BAND,
         Code.DEGRADED_RISK,
+        Code.STRESS_GRID_BREACH,
     }
 )
 """Denials a different amount could cure. Any other denial means no amount passes."""
@@ -75,6 +76,7 @@ def max_safe_amount(
     if high < low:
         return 0.0
     probe = order.copy()
+    probe.explain = False  # a probe's denials are counted, never shown
     requested = order.intent.amount
     if not any(f.severity is DENY for f in findings) and is_multiple(requested, step):
         low = max(low, round(requested / step))

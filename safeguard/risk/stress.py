@@ -32,18 +32,29 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal, get_args
 
 from safeguard.config import StressConfig
 from safeguard.risk import _inputs
+from safeguard.risk._trusted import trusted
 from safeguard.risk.book import OrderBook
 from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.models import Account
+from safeguard.risk.tiers import TierTable
 
 Regime = Literal["together", "independent", "hedges_fail"]
 REGIMES: tuple[Regime, ...] = get_args(Regime)
 
 _BISECT_STEPS = 60
+# A maintenance-margin step at a tier boundary this small (relative to the boundary) is the
+# venue's rounding of cum, not a jump: TierTable accepts the same.
+_JUMP_TOLERANCE = 1e-9
+
+
+_relative_book = trusted(OrderBook)
+_WORST_OFFSET = 0.99
+"""The furthest a profile level sits from the mark (and the default overflow's cap)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +90,7 @@ class DepthProfile:
             levels.append((offset, _inputs.positive(f"levels[{index}].quantity", level[1])))
         deepest = levels[-1][0]
         overflow = (
-            min(2.0 * deepest, 0.99)
+            min(2.0 * deepest, _WORST_OFFSET)
             if self.overflow_offset is None
             else _inputs.fraction_below_one("overflow_offset", self.overflow_offset)
         )
@@ -97,7 +108,9 @@ class DepthProfile:
 
         A long's forced close walks the bids and a short's the asks; the profile is one ladder
         for both, so at each cumulative size it keeps the larger of the two sides' offsets, and
-        it ends where the thinner side ends.
+        it ends where the thinner side ends. Offsets are fractions below one (a bid 100 % under
+        the mid is free), so a level further out than 99 % (an ask at twice the mid or more on
+        a thin book) counts at 99 %: a forced close into it loses about everything anyway.
         """
         if not isinstance(book, OrderBook):
             raise ValueError(f"book must be an OrderBook, got {type(book).__name__}")
@@ -110,8 +123,17 @@ class DepthProfile:
         edges = sorted({edge for side in sides for edge, _ in side if edge <= depth})
         levels: list[tuple[float, float]] = []
         filled = 0.0
+        # Edges rise, so each side's level for the next edge is at or after the last one's.
+        cursors = [0] * len(sides)
         for edge in edges:
-            offset = max(_offset_at(side, edge) for side in sides)
+            for index, side in enumerate(sides):
+                at = cursors[index]
+                while at < len(side) - 1 and side[at][0] < edge:
+                    at += 1
+                cursors[index] = at
+            offset = min(
+                max(side[at][1] for side, at in zip(sides, cursors, strict=True)), _WORST_OFFSET
+            )
             if levels and levels[-1][0] == offset:
                 levels[-1] = (offset, levels[-1][1] + edge - filled)
             else:
@@ -125,7 +147,9 @@ class DepthProfile:
         _inputs.positive("quantity", quantity)
         # Relative offsets make the cost scale with the mark, so one walk at a mark of 1.0
         # prices the close at every shocked price.
-        book = OrderBook(
+        # The levels were validated on construction (offsets rising in (0, 1), sizes > 0), so
+        # the book they make is ordered and uncrossed: built without validating it again.
+        book = _relative_book(
             bids=tuple((1.0 - offset, size) for offset, size in self.levels),
             asks=tuple((1.0 + offset, size) for offset, size in self.levels),
         )
@@ -148,14 +172,6 @@ def _steps(levels: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
         total += size
         out.append((total, offset))
     return out
-
-
-def _offset_at(steps: Sequence[tuple[float, float]], size: float) -> float:
-    """The offset of the level in which the ``size``-th unit fills."""
-    for edge, offset in steps:
-        if size <= edge:
-            return offset
-    return steps[-1][1]
 
 
 def account_equity(account: Account, prices: Mapping[str, float] | None = None) -> float:
@@ -324,11 +340,25 @@ def stress_test(account: Account, grid: StressGrid) -> StressReport:
     return StressReport(account_equity(account), cells, breakpoints)
 
 
-def survives_grid(account_after_order: Account, grid: StressGrid) -> tuple[bool, StressCell]:
+def survives_grid(
+    account_after_order: Account, grid: StressGrid, *, nearest: bool = True
+) -> tuple[bool, StressCell]:
     """Whether no cell of ``grid`` liquidates anything, and the cell that decides it.
 
     The cell is the liquidating one of smallest shock magnitude (the nearest breach) when the
-    account fails, else the cell with the lowest equity (the closest call).
+    account fails, else the cell with the lowest equity (the closest call). With
+    ``nearest=False`` a failing account's cell is any one that liquidates (a size search only
+    needs the yes or no, and finding the nearest breach costs a scan of the grid).
+
+    The pre-trade verdict asks this for every order (and for every size its search probes), so
+    a surviving account is proved with the ends of each regime's shocks alone. Along one
+    regime and direction every price moves linearly with the shock, so each pool's equity is
+    linear in it, and its requirement (maintenance on a ladder whose MM is continuous, hence
+    convex in the notional, plus a close cost proportional to the price) is convex: equity
+    minus requirement is concave, and a concave function above zero at both ends of an
+    interval is above zero inside it. The lowest equity, the minimum of linear functions, is
+    at an end too. A ladder whose MM jumps at a boundary (``cum`` off its recurrence) breaks
+    the argument, and every cell is evaluated then, as it is to find the nearest breach.
     """
     book = _Book.of(account_after_order, grid)
     cells: list[StressCell] = []
@@ -343,6 +373,18 @@ def survives_grid(account_after_order: Account, grid: StressGrid) -> tuple[bool,
         cells.extend(ring)
         if not all(cell.survives for cell in ring):
             break
+        if len(cells) == len(ring) and book.concave:
+            # The mildest shocks survive: the widest ones decide the rest (cells already
+            # priced, the mildest among them, come from the book's memo).
+            ends = [
+                book.cell(regime, shock)
+                for regime in grid.regimes
+                for shock in _ray_ends(grid.shocks, regime)
+            ]
+            if all(cell.survives for cell in ends):
+                return True, _worst(ends)
+            if not nearest:
+                return False, _worst(ends)
     worst = _worst(cells)
     return worst.survives, worst
 
@@ -362,6 +404,33 @@ class _Outcome:
     close_cost: float
 
 
+def _ray_ends(shocks: Sequence[float], regime: Regime) -> tuple[float, ...]:
+    """The mildest and the widest shock on each side of zero (``hedges_fail`` moves every
+    position against itself by ``|shock|``, so its two sides are one ray)."""
+    if regime == "hedges_fail":
+        by_size = sorted(shocks, key=abs)
+        return tuple(dict.fromkeys((by_size[0], by_size[-1])))
+    falls = [s for s in shocks if s < 0.0]
+    rises = [s for s in shocks if s >= 0.0]
+    ends = [max(falls), min(falls)] if falls else []
+    if rises:
+        ends += [min(rises), max(rises)]
+    return tuple(dict.fromkeys(ends))
+
+
+def _continuous(table: TierTable) -> bool:
+    """Whether the ladder's maintenance margin is continuous in the position's size along a
+    price move (convex then: its rates never fall). Keyed by quantity, the tier never moves."""
+    if table.keyed_by == "quantity":
+        return True
+    for previous, tier in pairwise(table.tiers):
+        edge = tier.min_notional
+        jump = tier.maintenance_margin(edge) - previous.maintenance_margin(edge)
+        if abs(jump) > _JUMP_TOLERANCE * max(edge, 1.0):
+            return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class _Book:
     """An account bound to a grid, with each leg's close walked once (it scales with price)."""
@@ -370,6 +439,12 @@ class _Book:
     grid: StressGrid
     closes: tuple[tuple[float, float], ...]
     """Per leg, (slippage, traded notional) per unit of mark."""
+    concave: bool
+    """Every leg's ladder is continuous: equity minus requirement is concave along a shock."""
+    symbols: tuple[str, ...]
+    seen: dict[tuple[float, ...], _Outcome] = field(default_factory=dict, compare=False)
+    """Outcomes by the move of every symbol: with one symbol held, a regime's cell is often
+    another's (together, independent and hedges_fail all move it the same way)."""
 
     @classmethod
     def of(cls, account: Account, grid: StressGrid) -> _Book:
@@ -383,14 +458,14 @@ class _Book:
         closes = tuple(
             grid.depth[leg.symbol].unit_close(leg.quantity, leg.side) for leg in account.positions
         )
-        return cls(account, grid, closes)
+        concave = all(_continuous(leg.tiers) for leg in account.positions)
+        return cls(account, grid, closes, concave, _symbols(account))
 
     def cell(self, regime: Regime, shock: float) -> StressCell:
         account = self.account
         if regime == "independent" and account.positions:
             outcomes = [
-                self._outcome({symbol: self.grid.beta(symbol) * shock})
-                for symbol in _symbols(account)
+                self._outcome({symbol: self.grid.beta(symbol) * shock}) for symbol in self.symbols
             ]
             lowest = min(outcomes, key=lambda o: o.equity)
             return StressCell(
@@ -406,15 +481,22 @@ class _Book:
             # Each symbol moves against its net exposure. (In hedge mode both legs of one
             # symbol cannot lose at one price; the net is what the account is exposed to.)
             net = _net_side(account)
-            moves = {symbol: -net[symbol] * abs(shock) for symbol in _symbols(account)}
+            moves = {symbol: -net[symbol] * abs(shock) for symbol in self.symbols}
         else:
-            moves = dict.fromkeys(_symbols(account), shock)
+            moves = dict.fromkeys(self.symbols, shock)
         o = self._outcome(moves)
         return StressCell(
             regime, shock, o.prices, o.equity, o.margin_ratio, o.liquidated, o.close_cost
         )
 
     def _outcome(self, moves: Mapping[str, float]) -> _Outcome:
+        key = tuple(moves.get(symbol, 0.0) for symbol in self.symbols)
+        known = self.seen.get(key)
+        if known is None:
+            known = self.seen[key] = self._price(moves)
+        return known
+
+    def _price(self, moves: Mapping[str, float]) -> _Outcome:
         account, grid = self.account, self.grid
         prices = {
             leg.symbol: leg.mark_price * (1.0 + moves.get(leg.symbol, 0.0))

@@ -9,8 +9,9 @@
    shows what it would have cost.
 2. **Pricing** on the expected face of the fill model (:mod:`safeguard.risk.pricing`) and the
    checks that depend on prices: depth, notional per order / position / account, concentration,
-   the tier's leverage cap, margin, liquidation at entry, and the stop's fill against the
-   liquidation price. With ``degraded=True`` the same checks run again on the degraded face;
+   the tier's leverage cap, margin, liquidation at entry, the stop's fill against the
+   liquidation price, and (with ``require_stress_survival``) the policy's stress grid on the
+   account the order leaves. With ``degraded=True`` the same checks run again on the degraded face;
    what only the degraded face denies becomes DEGRADED_RISK.
 3. **Sizing** (unless ``size_search=False``, :mod:`safeguard.risk.sizing`): the largest amount
    that passes every size-dependent check, for a caller that wants to shrink the order rather
@@ -24,6 +25,7 @@ need an account (to prove they reduce) and valid inputs.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from safeguard.codes import Code
@@ -35,6 +37,7 @@ from safeguard.risk.models import Account, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt
 from safeguard.risk.pricing import Exposure, Order, price_order
 from safeguard.risk.sizing import SIZE_CODES, max_safe_amount
+from safeguard.risk.stress import DepthProfile
 
 _verdict = trusted(Verdict)  # no __post_init__: the same object, built without frozen setattrs
 
@@ -52,9 +55,14 @@ def evaluate(
     now: float,
     degraded: bool = False,
     size_search: bool = True,
+    depth: Mapping[str, DepthProfile] | None = None,
 ) -> Verdict:
-    """Decide whether ``intent`` may be sent, and price it. Pure: ``now`` is epoch seconds."""
-    bad = _bad_types(intent, market, account, limits, fills, now, degraded)
+    """Decide whether ``intent`` may be sent, and price it. Pure: ``now`` is epoch seconds.
+
+    ``depth`` gives the book each *other* held symbol's forced close would walk; only the
+    stress grid reads it (``limits.require_stress_survival``), and without it an account
+    holding other symbols is denied new exposure under that policy (MISSING_MARKET_DATA)."""
+    bad = _bad_types(intent, market, account, limits, fills, now, degraded, depth)
     if bad is not None:
         return _bare_verdict(intent, now, degraded, (Finding(Code.INVALID_INPUT, DENY, bad),))
     findings: list[Finding] = []
@@ -80,7 +88,7 @@ def evaluate(
     try:
         # Both faces close at the taker fee, so the liquidation options are built once.
         order = Order.build(
-            intent, market, account, limits, now, exposure, fills.expected.taker_fee
+            intent, market, account, limits, now, exposure, fills.expected.taker_fee, depth
         )
         findings.extend(run_size_rules(order, intent.amount))
         findings.extend(run_shape_checks(order))
@@ -131,7 +139,14 @@ def evaluate(
 
 
 def _bad_types(
-    intent: Any, market: Any, account: Any, limits: Any, fills: Any, now: Any, degraded: Any
+    intent: Any,
+    market: Any,
+    account: Any,
+    limits: Any,
+    fills: Any,
+    now: Any,
+    degraded: Any,
+    depth: Any,
 ) -> str | None:
     if not isinstance(intent, OrderIntent):
         return f"intent must be an OrderIntent, got {type(intent).__name__}"
@@ -152,6 +167,11 @@ def _bad_types(
         return f"now must be a finite epoch time >= 0, got {now!r}"
     if not isinstance(degraded, bool):
         return f"degraded must be a bool, got {degraded!r}"
+    if depth is not None and (
+        not isinstance(depth, Mapping)
+        or not all(isinstance(k, str) and isinstance(v, DepthProfile) for k, v in depth.items())
+    ):
+        return f"depth must map symbols to DepthProfile, got {depth!r}"
     return None
 
 

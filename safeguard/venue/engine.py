@@ -1030,12 +1030,17 @@ class Venue:
         others = [
             f for f in self._figures(account) if f.position is not leg.position and not f.isolated
         ]
+        # Hedge mode: the symbol's other cross leg moves with the same mark (one shared price).
+        twins = [f for f in others if f.spec.symbol == leg.spec.symbol]
+        others = [f for f in others if f.spec.symbol != leg.spec.symbol]
         return liquidation_price(
             leg.position,
             leg.spec,
             wallet=account.cross_wallet() / MONEY_SCALE,
             other_upnl=sum(f.unrealized for f in others),
             other_mm=sum(f.maintenance_margin for f in others),
+            twin=twins[0].position if twins else None,
+            mark=leg.mark,
         )
 
     def symbol_config(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:

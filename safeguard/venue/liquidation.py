@@ -13,6 +13,7 @@ book; what that close does better or worse than the mark is the fund's too.
 
 from __future__ import annotations
 
+from itertools import product
 from typing import NamedTuple
 
 from safeguard.venue.accounts import Position
@@ -80,29 +81,51 @@ def liquidation_price(
     wallet: float,
     other_upnl: float = 0.0,
     other_mm: float = 0.0,
+    twin: Position | None = None,
+    mark: float = 0.0,
 ) -> float:
-    """Binance's one-way liquidation price for ``position``; 0.0 when it cannot be liquidated.
+    """Binance's liquidation price for ``position``; 0.0 when it cannot be liquidated.
 
     ``wallet`` is the isolated margin (isolated) or the cross wallet (cross, with the other
-    cross positions' unrealised PnL and maintenance margin). Solved per tier; the tier whose
-    notional range contains ``qty * LP`` is the consistent one.
+    cross positions' unrealised PnL and maintenance margin). ``twin`` is the other cross leg
+    of the same symbol in hedge mode: the two move with one mark, so Binance's hedge form
+    solves them together and both legs show the account's one price,
+
+        LP = [WB - TMM1 + UPNL1 + cumL + cumS - QL*EPL + QS*EPS]
+           / [QL*MMRL + QS*MMRS - QL + QS]
+
+    (the nearer to ``mark`` when a fall and a rise both would). Solved per tier (per pair of
+    tiers with a twin); the consistent one has each leg's ``qty * LP`` inside its own tier.
     """
-    if not position.qty:
+    legs = [leg for leg in (position, twin) if leg is not None and leg.qty]
+    if not position.qty or not legs:
         return 0.0
-    q = abs(position.qty) * market.step_size
-    s = 1.0 if position.qty > 0 else -1.0
-    entry = position.cost / MONEY_SCALE / q
-    for tier in market.tiers:
-        denominator = q * tier.maintenance_margin_rate - s * q
+    terms = []
+    for leg in legs:
+        q = abs(leg.qty) * market.step_size
+        s = 1.0 if leg.qty > 0 else -1.0
+        terms.append((q, s, leg.cost / MONEY_SCALE / q))
+    base = wallet - other_mm + other_upnl
+    found: list[float] = []
+    for tiers in product(market.tiers, repeat=len(legs)):
+        numerator = base
+        denominator = 0.0
+        for tier, (q, s, entry) in zip(tiers, terms, strict=True):
+            numerator += tier.cum - s * q * entry
+            denominator += q * tier.maintenance_margin_rate - s * q
         if denominator == 0:
             continue
-        price = (wallet - other_mm + other_upnl + tier.cum - s * q * entry) / denominator
+        price = numerator / denominator
         if price <= 0:
             continue
-        notional = q * price
-        if tier.min_notional <= notional < tier.max_notional:
-            return price
-    return 0.0
+        if all(
+            tier.min_notional <= q * price < tier.max_notional
+            for tier, (q, _, _) in zip(tiers, terms, strict=True)
+        ):
+            found.append(price)
+    if not found:
+        return 0.0
+    return min(found, key=lambda price: abs(price - mark))
 
 
 __all__ = ["Close", "Settlement", "close_outcome", "liquidation_price", "settle"]

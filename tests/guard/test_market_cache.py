@@ -7,18 +7,22 @@ and fed to the cache the way the guard feeds it.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from safeguard.clock import ManualClock
 from safeguard.codes import Code
-from safeguard.config import Policy, RiskLimits
+from safeguard.config import KillSwitchConfig, Policy, RiskLimits, TriggerConfig
 from safeguard.guard.core import Send
 from safeguard.guard.degradation import HealthMonitor
 from safeguard.guard.events import EventKind, Hooks, VerdictEvent
 from safeguard.guard.gate import PreTradeGate
 from safeguard.guard.market import MarketCache, Seen
+from safeguard.guard.tripwire import TripWire
+from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.killswitch.triggers import RiskMonitor
 from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.inprocess import inprocess_client
@@ -133,6 +137,12 @@ def _gate_with_a_leveraged_long(
     hooks.subscribe(EventKind.VERDICT, events.append)
     gate = PreTradeGate(policy, MarketCache(policy.risk), health, hooks)
     now = clock.time()
+    _feed(gate, raw, now)
+    return gate, events, now
+
+
+def _feed(gate: PreTradeGate, raw: Any, now: float) -> None:
+    """What the guard reads before a verdict, read by ``raw`` and absorbed by ``gate``."""
     for method, args in (
         ("load_markets", (True,)),
         ("fetch_leverage_tiers", ()),
@@ -143,7 +153,6 @@ def _gate_with_a_leveraged_long(
         ("fetch_positions", ()),
     ):
         gate.absorb(Send(method, args), getattr(raw, method)(*args), now)
-    return gate, events, now
 
 
 def _stop(gate: PreTradeGate, trigger: float) -> None:
@@ -184,3 +193,70 @@ def test_a_degraded_venue_prices_the_same_stop_worse() -> None:
     assert sick.degraded
     assert sick.stop_fill < calm.stop_fill
     assert sick.distance_pct < calm.distance_pct
+
+
+def _hedged_eth(tripwire: TripWire | None = None) -> tuple[PreTradeGate, Any, float]:
+    """A cross account in hedge mode, long 2 ETH and short 0.5 ETH (net long), and a gate
+    that has not read it yet, with ``read`` to feed it."""
+    clock = ManualClock(1_700_000_000.0)
+    venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=clock)
+    venue.create_account(KEY, SECRET, wallet=1_000.0)
+    raw = inprocess_client(Dialect(venue), KEY, SECRET)
+    raw.load_markets()
+    raw.set_position_mode(True)
+    raw.set_leverage(20, SYMBOL)
+    raw.create_order(SYMBOL, "market", "buy", 2.0, None, {"positionSide": "LONG"})
+    raw.create_order(SYMBOL, "market", "sell", 0.5, None, {"positionSide": "SHORT"})
+    policy = Policy.build(risk={"require_stop": False})
+    gate = PreTradeGate(
+        policy, MarketCache(policy.risk), HealthMonitor(), Hooks(), tripwire=tripwire
+    )
+    return gate, raw, clock.time()
+
+
+def _hedge_stops(long_stop: float, short_stop: float) -> Seen:
+    return Seen(
+        [
+            {"id": "l", "side": "sell", "reduceOnly": True, "triggerPrice": long_stop,
+             "status": "open"},
+            {"id": "s", "side": "buy", "reduceOnly": True, "triggerPrice": short_stop,
+             "status": "open"},
+        ],
+        0.0,
+        None,
+    )  # fmt: skip
+
+
+def test_stops_on_both_cross_hedge_legs_are_judged_against_the_accounts_price() -> None:
+    # Hedge mode on a cross account: long 2 ETH and short 0.5 ETH share one liquidation price
+    # (the account's, below the mark: it is net long). Each leg's stop is judged against it,
+    # the short's buy stop above the mark included: it is on the safe side, not "beyond".
+    gate, raw, now = _hedged_eth()
+    events: list[VerdictEvent] = []
+    gate.hooks.subscribe(EventKind.VERDICT, events.append)
+    _feed(gate, raw, now)
+    mark = float(gate.cache.positions.value[0]["markPrice"])  # type: ignore[union-attr]
+    gate.cache.open_orders[SYMBOL] = _hedge_stops(round(mark * 0.9, 2), round(mark * 1.05, 2))
+    checks = gate.recheck_positions(now)
+    assert len(checks) == 2  # both legs, the short one too
+    assert checks[0].liquidation == checks[1].liquidation < mark
+    assert all(check.distance_pct > 1.0 for check in checks)
+    assert events == []
+
+
+def test_the_triggers_see_the_hedge_stop_that_must_clear_the_shared_price(
+    tmp_path: Path,
+) -> None:
+    # Two stops, one slot per symbol for the triggers: the long leg's, beyond the account's
+    # price, must be the one judged (not the short's, far on the safe side).
+    switch = KillSwitch(KillSwitchConfig(state_dir=tmp_path, watch_state_file=False), watch=False)
+    monitor = RiskMonitor(TriggerConfig(), limits=RiskLimits(max_leverage=None))
+    gate, raw, now = _hedged_eth(TripWire(monitor, switch))
+    mark = raw.fetch_ticker(SYMBOL)["last"]
+    gate.cache.open_orders[SYMBOL] = _hedge_stops(round(mark * 0.7, 2), round(mark * 1.05, 2))
+    _feed(gate, raw, now)
+    state = switch.state
+    assert state.state is TradingState.HALTED
+    assert state.code == Code.LIQUIDATION_DISTANCE
+    assert "ETH/USDT:USDT long" in state.reason
+    switch.close()

@@ -9,13 +9,17 @@ import re
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from loguru import logger
 
 from safeguard import errors
+from safeguard.config import Policy
+from safeguard.guard import guard
 from safeguard.guard.redact import REDACTED, forget_secrets, scrub_text
-from safeguard.testing import paper_account
+from safeguard.killswitch.switch import KillSwitch
+from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 
 KEY = "sg-e2e-key-0123456789"
 SECRET = "sg-e2e-secret-0123456789abcdef"
@@ -67,3 +71,34 @@ def test_a_failed_signed_read_leaks_nowhere(tmp_path: Path) -> None:
         assert not SIGNED.search(text)
         assert KEY not in text
         assert SECRET not in text
+
+
+def _keyless_client(account: PaperAccount) -> Any:
+    raw = account.client()
+    raw.apiKey = ""
+    raw.secret = ""
+    return raw
+
+
+def _guard_with(account: PaperAccount, raw: Any, tmp_path: Path, **credentials: str) -> Any:
+    policy = sandbox_policy(tmp_path, Policy.build(credentials=credentials))
+    switch = KillSwitch(policy.kill_switch, clock=account.clock, watch=False)
+    return guard(raw, policy, kill_switch=switch, clock=account.clock, ladder=False)
+
+
+def test_the_policys_credentials_sign_for_an_exchange_built_without_keys(tmp_path: Path) -> None:
+    account = paper_account(api_key=KEY, secret=SECRET)
+    exchange = _guard_with(account, _keyless_client(account), tmp_path, api_key=KEY, secret=SECRET)
+    balance = exchange.fetch_balance()  # a signed read: the venue checks key and signature
+    assert balance["USDT"]["total"] == 10_000.0
+    assert scrub_text(f"{KEY} {SECRET}") == f"{REDACTED} {REDACTED}"
+
+
+def test_policy_credentials_that_contradict_the_exchanges_own_are_refused(tmp_path: Path) -> None:
+    account = paper_account(api_key=KEY, secret=SECRET)
+    with pytest.raises(errors.ConfigError, match=r"credentials\.api_key") as refused:
+        _guard_with(account, account.client(), tmp_path, api_key="another-key-0123456789")
+    assert refused.value.key == "credentials.api_key"
+    # The same keys in both places are not a contradiction.
+    same = _guard_with(account, account.client(), tmp_path, api_key=KEY, secret=SECRET)
+    assert same.fetch_balance()["USDT"]["total"] == 10_000.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -356,8 +357,13 @@ def test_a_stop_left_over_from_a_closed_position_is_ignored() -> None:
 
 
 def test_an_account_the_triggers_cannot_judge_halts_instead_of_trading_unwatched() -> None:
-    long_leg = PositionLeg(BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG")
-    short_leg = PositionLeg(BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT")
+    # A stop keyed by a symbol held in two isolated hedge legs, each with its own price.
+    long_leg = PositionLeg(
+        BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG", isolated_wallet=6_000.0
+    )
+    short_leg = PositionLeg(
+        BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT", isolated_wallet=3_000.0
+    )
     account = Account(wallet_balance=10_000.0, positions=(long_leg, short_leg))
     monitor = RiskMonitor(quiet(on_liquidation_distance=True), limits=RiskLimits(max_leverage=None))
     (trip,) = monitor.observe(AccountUpdate(T0, account, stops={BTC: 55_000.0}))
@@ -459,13 +465,72 @@ def test_the_policy_monitor_counts_the_closing_fee_like_the_verdict(tmp_path: Pa
     assert codes(trips(include_closing_fee=True)) == [Code.LIQUIDATION_DISTANCE]
 
 
-def test_a_stop_keyed_by_a_symbol_held_in_both_hedge_legs_is_refused() -> None:
-    long_leg = PositionLeg(BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG")
-    short_leg = PositionLeg(BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT")
+def test_a_stop_keyed_by_a_symbol_held_in_both_isolated_hedge_legs_is_refused() -> None:
+    # Isolated hedge legs each have their own price: which one does the stop protect?
+    long_leg = PositionLeg(
+        BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG", isolated_wallet=6_000.0
+    )
+    short_leg = PositionLeg(
+        BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT", isolated_wallet=3_000.0
+    )
     account = Account(wallet_balance=10_000.0, positions=(long_leg, short_leg))
     with pytest.raises(ValueError, match="hedge"):
         liquidation_distance_trip(account, {BTC: 55_000.0}, buffer_pct=1.0)
     assert liquidation_distance_trip(account, {}, buffer_pct=1.0) is None
+
+
+def test_a_symbols_stop_in_cross_hedge_mode_is_judged_against_the_shared_price() -> None:
+    # Both cross legs share the account's price (net long: below the mark, near 40,486), so a
+    # stop keyed by the symbol needs no leg: it must clear that one price, slipping toward it.
+    long_leg = PositionLeg(BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG")
+    short_leg = PositionLeg(BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT")
+    account = Account(wallet_balance=10_000.0, positions=(long_leg, short_leg))
+    shared = get_model("binanceusdm").liquidation_price(
+        long_leg, wallet_balance=10_000.0, others=(short_leg,)
+    )
+    assert shared.price is not None
+    assert liquidation_distance_trip(account, {BTC: 55_000.0}, buffer_pct=1.0) is None
+    tight = shared.price * 1.012  # 1.2 % inside; 50 bps of slippage takes it under 1 %
+    assert liquidation_distance_trip(account, {BTC: tight}, buffer_pct=1.0) is None
+    slipped = liquidation_distance_trip(
+        account, {BTC: tight}, buffer_pct=1.0, stop_slippage_bps=50.0
+    )
+    assert slipped is not None
+    assert slipped.numbers["guard_price"] == pytest.approx(tight * (1 - 0.005))
+    assert "BTC/USDT:USDT long" in slipped.reason
+    assert "BTC/USDT:USDT short" in slipped.reason
+
+
+def test_cross_hedge_legs_are_judged_against_the_accounts_shared_price() -> None:
+    # Net long 0.5 BTC on 10,000: the account (both legs) is liquidated near 40,486. The
+    # short leg's mark sits safely above that price, as the long leg's does.
+    long_leg = PositionLeg(BTC, 1, 1.0, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "LONG")
+    short_leg = PositionLeg(BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT")
+    calm = Account(wallet_balance=10_000.0, positions=(long_leg, short_leg))
+    assert liquidation_distance_trip(calm, {}, buffer_pct=1.0) is None
+    # The mark falls to 0.5 % above the account's price: both legs are that close to it.
+    shared = get_model("binanceusdm").liquidation_price(
+        long_leg, wallet_balance=10_000.0, others=(short_leg,)
+    )
+    assert shared.price is not None
+    mark = shared.price * 1.005
+    near = Account(
+        wallet_balance=10_000.0,
+        positions=(
+            dataclasses.replace(long_leg, mark_price=mark),
+            dataclasses.replace(short_leg, mark_price=mark),
+        ),
+    )
+    trip = liquidation_distance_trip(near, {}, buffer_pct=1.0)
+    assert trip is not None
+    assert "BTC/USDT:USDT long" in trip.reason
+    assert "BTC/USDT:USDT short" in trip.reason
+    # Only a SHORT leg held: its stop above the mark is judged as a short's, against a rise.
+    alone = Account(wallet_balance=10_000.0, positions=(short_leg,))
+    rise = get_model("binanceusdm").liquidation_price(short_leg, wallet_balance=10_000.0)
+    assert rise.price is not None
+    assert liquidation_distance_trip(alone, {BTC: rise.price * 0.95}, buffer_pct=1.0) is None
+    assert liquidation_distance_trip(alone, {BTC: rise.price * 0.999}, buffer_pct=1.0)
 
 
 def test_an_unknown_liquidation_model_fails_at_construction() -> None:

@@ -267,9 +267,48 @@ def test_hedge_mode_cross_legs_share_one_price_from_binances_formula() -> None:
         get_model("generic").liquidation_price(long, wallet_balance=9_000.0, others=[short]).price,
         rel=1e-12,
     )
-    # The short leg of a net-long account is not liquidated by a rise: the account is.
-    rise = model.liquidation_price(short, wallet_balance=9_000.0, others=[long])
-    assert rise.price is None
+    # Binance shows the account's one price on both legs: the short leg of this net-long
+    # account is liquidated when a fall liquidates the account, not "never".
+    for name in ("binanceusdm", "generic"):
+        model = get_model(name)
+        asked = model.liquidation_price(long, wallet_balance=9_000.0, others=[short])
+        twin = model.liquidation_price(short, wallet_balance=9_000.0, others=[long])
+        assert twin.price == asked.price
+        assert twin.direction == asked.direction == -1  # below the mark
+        assert twin.safe_side == 1  # the account is safe above it, whichever leg is asked
+        assert not twin.already_liquidatable
+
+
+def test_both_hedge_legs_of_a_cross_account_get_the_accounts_price_whichever_way_it_leans() -> None:
+    # Net long: long 2 BTC at 50,000, short 0.5 at 52,000, mark 51,000, wallet 20,000.
+    # LP = [WB + cumL + cumS - QL*EPL + QS*EPS] / [QL*MMRL + QS*MMRS - QL + QS] (tier 1).
+    long = leg(quantity=2.0, entry_price=50_000.0, mark_price=51_000.0, position_side="LONG")
+    short = leg(
+        side=-1, quantity=0.5, entry_price=52_000.0, mark_price=51_000.0, position_side="SHORT"
+    )
+    falls = (20_000.0 - 2 * 50_000.0 + 0.5 * 52_000.0) / (2 * 0.004 + 0.5 * 0.004 - 2 + 0.5)
+    # Net short: the same legs swapped in size; the account is liquidated by a rise.
+    long_small = dataclasses.replace(long, quantity=0.5)
+    short_big = dataclasses.replace(short, quantity=2.0)
+    rises = (20_000.0 - 0.5 * 50_000.0 + 2 * 52_000.0) / (0.5 * 0.004 + 2 * 0.004 - 0.5 + 2)
+    # Fully hedged: only the maintenance margin grows with the price, so a rise liquidates.
+    flat_long = dataclasses.replace(long, quantity=1.0)
+    flat_short = dataclasses.replace(short, quantity=1.0)
+    hedged = (300.0 - 50_000.0 + 52_000.0) / (0.004 + 0.004)
+    for a, b, wallet, expected, direction in (
+        (long, short, 20_000.0, falls, -1),
+        (long_small, short_big, 20_000.0, rises, 1),
+        (flat_long, flat_short, 300.0, hedged, 1),
+    ):
+        for name in ("binanceusdm", "generic"):
+            model = get_model(name)
+            one = model.liquidation_price(a, wallet_balance=wallet, others=[b])
+            two = model.liquidation_price(b, wallet_balance=wallet, others=[a])
+            assert one.price == pytest.approx(expected, rel=1e-9), name
+            assert two.price == one.price, name
+            assert one.direction == two.direction == direction, name
+            assert one.tier is not None
+            assert two.tier is not None
 
 
 def test_hedge_mode_isolated_legs_each_have_their_own_price() -> None:

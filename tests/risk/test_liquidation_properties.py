@@ -132,6 +132,11 @@ def moving_legs(scenario: Scenario) -> list[PositionLeg]:
     return [target] + [o for o in scenario.others if o.symbol == target.symbol]
 
 
+def farther(price: float, than: float, mark: float) -> float:
+    """How much further from the mark ``price`` lies than ``than`` (negative: closer)."""
+    return abs(price - mark) - abs(than - mark)
+
+
 def slope(scenario: Scenario, price: float, extra: float, use_cum: bool) -> float:
     """d(equity - requirement)/du at ``price``, u = P (linear) or 1/P (inverse)."""
     total = 0.0
@@ -159,10 +164,12 @@ def assert_prices_agree(
         # "No price" is the root sitting at u = 0 (a linear long at P = 0, an inverse short at
         # P = infinity). When equity there is zero to within rounding, one solve may see a
         # root a hair inside; it must then be at u = 0 to the same precision.
-        price = left.price if right.price is None else right.price
+        priced = left if right.price is None else right
+        price = priced.price
         assert price is not None
         target = scenario.target
-        assert (target.side > 0) != target.inverse, (left, right)
+        # The account's side: the leg's own, or in cross hedge mode the way the account leans.
+        assert (priced.safe_side > 0) != target.inverse, (left, right)
         _, _, scale = account_at(scenario, price, extra, use_cum)
         u = 1.0 / price if target.inverse else price
         assert u <= REL * scale / abs(slope(scenario, price, extra, use_cum)), (left, right)
@@ -275,11 +282,12 @@ def test_more_collateral_moves_the_price_away_from_entry(
     assert not after.already_liquidatable
     if after.price is not None:
         assert before.price is not None
-        moved = (after.price - before.price) * scenario.target.side
+        # Away from the mark, on whichever side the account's (or the leg's) price lies.
+        moved = farther(after.price, before.price, scenario.target.mark_price)
         if kind == "okx" and at_a_boundary(scenario, before.price):
-            assert moved <= 0.0  # a jump in the requirement can hold the price at the boundary
+            assert moved >= 0.0  # a jump in the requirement can hold the price at the boundary
         else:
-            assert moved < 0.0
+            assert moved > 0.0
 
 
 @given(ALL_SHAPES)
@@ -292,7 +300,7 @@ def test_fees_and_buffers_only_bring_the_price_closer(scenario: Scenario) -> Non
         return
     assert careful.price is not None
     assert plain.price is not None
-    assert (careful.price - plain.price) * scenario.target.side > 0.0
+    assert farther(careful.price, plain.price, scenario.target.mark_price) < 0.0
 
 
 @given(scenarios(inverse=False, cross=False), scenarios(inverse=True, cross=False))
@@ -336,10 +344,66 @@ def test_funding_paid_brings_the_price_closer_and_funding_received_changes_nothi
         return
     if result.already_liquidatable or result.price is None or plain.price is None:
         return
-    assert (result.price - plain.price) * scenario.target.side >= 0.0
+    assert farther(result.price, plain.price, scenario.target.mark_price) <= 0.0
     # The whole shift is the payments coming off the wallet: the principle holds with them.
     paid = sum(
         funding.cost(leg.side, leg.quantity, leg.mark_price, inverse=leg.inverse) for leg in pays
     )
     equity, required, scale = account_at(scenario, result.price)
     assert abs(equity - paid - required) <= REL * (scale + paid)
+
+
+HEDGED = st.one_of(
+    scenarios(inverse=False, cross=True, hedge=True),
+    scenarios(inverse=True, cross=True, hedge=True),
+)
+
+
+@given(HEDGED, st.sampled_from(["closed", "generic"]))
+def test_both_cross_hedge_legs_get_the_accounts_price_and_none_is_nearer_the_other_way(
+    scenario: Scenario, kind: str
+) -> None:
+    target = scenario.target
+    twin = next(o for o in scenario.others if o.symbol == target.symbol)
+    flipped = Scenario(
+        twin,
+        scenario.wallet_balance,
+        (*(o for o in scenario.others if o is not twin), target),
+    )
+    model = get_model(closed_form_name(scenario) if kind == "closed" else kind)
+    mine, theirs = solve(model, scenario), solve(model, flipped)
+    assert (mine.price, mine.direction, mine.already_liquidatable, mine.reason) == (
+        theirs.price,
+        theirs.direction,
+        theirs.already_liquidatable,
+        theirs.reason,
+    )
+    if mine.price is None or mine.already_liquidatable:
+        return
+    assert_on_the_principle(scenario, mine)
+    # The other way from the mark, the account is above maintenance at least as far out.
+    mark = target.mark_price
+    for step in range(1, 17):
+        mirror = mark - (mine.price - mark) * step / 16.0
+        if mirror <= 0.0:
+            break
+        equity, required, scale = account_at(scenario, mirror)
+        assert equity - required > -REL * scale, (mirror, equity, required)
+
+
+@given(ALL_SHAPES, st.sampled_from(["closed", "generic", "okx", "bybit"]))
+def test_the_price_lies_on_the_side_of_the_mark_its_direction_says(
+    scenario: Scenario, kind: str
+) -> None:
+    assume(kind != "bybit" or scenario.target.isolated_wallet is not None)
+    model = get_model(closed_form_name(scenario) if kind == "closed" else kind)
+    result = solve(model, scenario)
+    if result.price is None:
+        assert result.direction == 0
+        return
+    mark = scenario.target.mark_price
+    if result.price != mark:
+        assert (result.price - mark) * result.direction > 0.0
+    moving = [scenario.target, *(o for o in scenario.others if o.symbol == scenario.target.symbol)]
+    if scenario.target.isolated_wallet is not None or len(moving) == 1:
+        assert result.safe_side == scenario.target.side  # one leg: its own side

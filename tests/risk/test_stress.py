@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -49,6 +50,23 @@ def grid(depth: DepthProfile = DEEP, **kwargs: object) -> StressGrid:
     return StressGrid(shocks=SHOCKS, depth=dict.fromkeys(MARKS, depth), **kwargs)  # type: ignore[arg-type]
 
 
+def leg_specs(
+    smallest: float, most_isolated: float
+) -> st.SearchStrategy[list[tuple[str, int, float, float | None]]]:
+    """One to three legs in distinct symbols: (symbol, side, size fraction, isolated margin)."""
+    return st.lists(
+        st.tuples(
+            st.sampled_from([BTC, ETH, SOL]),
+            st.sampled_from([1, -1]),
+            st.floats(smallest, 1.0),
+            st.none() | st.floats(100.0, most_isolated),
+        ),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda t: t[0],
+    )
+
+
 LONG_BOOK = Account(
     wallet_balance=30_000.0, positions=(leg(BTC, 1, 1.0), leg(ETH, 1, 10.0), leg(SOL, 1, 100.0))
 )
@@ -77,17 +95,7 @@ def test_a_liquidated_cross_account_keeps_what_is_left_after_paying_for_its_exit
 
 @given(
     wallet=st.floats(1_000.0, 200_000.0),
-    sizes=st.lists(
-        st.tuples(
-            st.sampled_from([BTC, ETH, SOL]),
-            st.sampled_from([1, -1]),
-            st.floats(0.01, 1.0),
-            st.none() | st.floats(100.0, 20_000.0),
-        ),
-        min_size=1,
-        max_size=3,
-        unique_by=lambda t: t[0],
-    ),
+    sizes=leg_specs(0.01, 20_000.0),
 )
 @settings(max_examples=60, deadline=None)
 def test_a_bigger_adverse_shock_never_leaves_more_equity(
@@ -335,17 +343,7 @@ def test_a_profile_from_a_live_book_takes_the_worse_side_at_every_size() -> None
 
 @given(
     wallet=st.floats(500.0, 100_000.0),
-    legs=st.lists(
-        st.tuples(
-            st.sampled_from([BTC, ETH, SOL]),
-            st.sampled_from([1, -1]),
-            st.floats(0.05, 1.0),
-            st.none() | st.floats(100.0, 10_000.0),
-        ),
-        min_size=1,
-        max_size=3,
-        unique_by=lambda t: t[0],
-    ),
+    legs=leg_specs(0.05, 10_000.0),
 )
 @settings(max_examples=40, deadline=None)
 def test_any_book_fares_no_better_on_a_thin_book(
@@ -364,3 +362,116 @@ def test_any_book_fares_no_better_on_a_thin_book(
         assert (d.regime, d.shock) == (t.regime, t.shock)
         assert t.equity <= d.equity + 1e-9
         assert set(d.liquidated) <= set(t.liquidated)
+
+
+JUMPY = TierTable(
+    tuple(
+        dataclasses.replace(tier, cum=0.0) for tier in BINANCE_BTCUSDT_TIERS.tiers
+    ),  # MM jumps up at every boundary (cum off its recurrence)
+    check_cum=False,
+)
+
+
+@given(
+    wallet=st.floats(0.0, 120_000.0),
+    legs=leg_specs(0.05, 20_000.0),
+    shocks=st.lists(st.floats(-0.9, 0.9), min_size=1, max_size=8),
+    jumpy=st.booleans(),
+    beta=st.floats(0.5, 1.05),
+)
+@settings(max_examples=150, deadline=None)
+def test_survives_grid_agrees_with_every_cell_of_the_grid(
+    wallet: float,
+    legs: list[tuple[str, int, float, float | None]],
+    shocks: list[float],
+    jumpy: bool,
+    beta: float,
+) -> None:
+    # survives_grid proves survival from each regime's extreme shocks; the full report looks
+    # at every cell. They must agree, and the closest call must be the report's worst cell.
+    scale = {BTC: 8.0, ETH: 100.0, SOL: 2_000.0}
+    positions = []
+    for symbol, side, fraction, isolated in legs:
+        mark = MARKS[symbol]
+        tiers = JUMPY if jumpy and symbol == BTC else TIERS[symbol]
+        positions.append(
+            PositionLeg(
+                symbol, side, fraction * scale[symbol], mark, mark, tiers, isolated_wallet=isolated
+            )
+        )
+    account = Account(wallet_balance=wallet, positions=tuple(positions))
+    g = StressGrid(shocks=tuple(shocks), depth=dict.fromkeys(MARKS, THIN), betas={ETH: beta})
+    ok, cell = survives_grid(account, g)
+    report = stress_test(account, g)
+    assert ok == report.survives
+    if ok:
+        assert cell.equity == report.worst_cell.equity
+    else:
+        assert abs(cell.shock) == min(abs(c.shock) for c in report.cells if not c.survives)
+
+
+def test_a_ladder_whose_margin_jumps_is_checked_cell_by_cell() -> None:
+    # Without cum, 5.1 BTC's maintenance drops by ~300 as a 1.965 % fall takes it under
+    # 300,000 of notional: the account fails at -1.96 % and survives at -1.97 %. The ends of
+    # the grid survive; the cell between them does not, and survives_grid must see it.
+    account = Account(
+        wallet_balance=7_500.0, positions=(PositionLeg(BTC, 1, 5.1, 60_000.0, 60_000.0, JUMPY),)
+    )
+    g = StressGrid(shocks=(-0.001, -0.0196, -0.0197), depth={BTC: DEEP}, regimes=("together",))
+    assert evaluate_cell(account, g, "together", -0.001).survives
+    assert evaluate_cell(account, g, "together", -0.0197).survives
+    ok, breach = survives_grid(account, g)
+    assert not ok
+    assert breach.shock == -0.0196
+
+
+@given(
+    bids=st.lists(st.floats(0.01, 5.0), min_size=1, max_size=12),
+    asks=st.lists(st.floats(0.01, 5.0), min_size=1, max_size=12),
+    bid_gaps=st.lists(st.floats(0.01, 1.0), min_size=12, max_size=12),
+    ask_gaps=st.lists(st.floats(0.01, 1.0), min_size=12, max_size=12),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_profile_from_a_book_keeps_the_worse_side_at_every_cumulative_size(
+    bids: list[float], asks: list[float], bid_gaps: list[float], ask_gaps: list[float]
+) -> None:
+    from safeguard.risk.book import OrderBook
+
+    book = OrderBook(
+        bids=tuple((100.0 - sum(bid_gaps[: i + 1]), size) for i, size in enumerate(bids)),
+        asks=tuple((100.0 + sum(ask_gaps[: i + 1]), size) for i, size in enumerate(asks)),
+    )
+    profile = DepthProfile.from_book(book)
+    mid = book.mid
+
+    def offset_at(levels: tuple[tuple[float, float], ...], size: float, sell: bool) -> float:
+        filled = 0.0
+        for price, quantity in levels:
+            filled += quantity
+            if size <= filled * (1 + 1e-12):
+                return (mid - price) / mid if sell else (price - mid) / mid
+        raise AssertionError("past the book")
+
+    filled = 0.0
+    for offset, quantity in profile.levels:
+        middle = filled + quantity / 2.0  # inside this profile level on both sides
+        worse = max(offset_at(book.bids, middle, True), offset_at(book.asks, middle, False))
+        assert offset == pytest.approx(worse, rel=1e-12)
+        filled += quantity
+    assert filled == pytest.approx(min(sum(bids), sum(asks)), rel=1e-12)
+
+
+def test_a_book_reaching_past_twice_the_mid_still_makes_a_profile() -> None:
+    # A thin book can quote an ask at 4x the mid or a bid at 0.5 % of it. The profile's
+    # offsets are fractions below 1 (a bid at the mid less 100 % is free), so such levels
+    # count at 99 % slippage: a forced close into them loses about everything.
+    from safeguard.risk.book import OrderBook
+
+    far_ask = OrderBook(bids=((99.0, 1.0), (50.0, 5.0)), asks=((101.0, 1.0), (400.0, 5.0)))
+    far_bid = OrderBook(bids=((99.0, 1.0), (0.5, 5.0)), asks=((101.0, 1.0), (102.0, 5.0)))
+    for book in (far_ask, far_bid):
+        profile = DepthProfile.from_book(book)
+        assert profile.levels[-1][0] == 0.99
+        assert sum(size for _, size in profile.levels) == pytest.approx(6.0)
+        slippage, _ = profile.unit_close(6.0, 1)
+        assert slippage > 0.8 * 5.0  # five of the six units close at 1 % of the mark

@@ -97,3 +97,58 @@ def test_binance_published_cross_example() -> None:
 def test_a_position_that_cannot_be_liquidated_says_zero() -> None:
     assert liquidation_price(long_btc(0.01, 90_000.0), BTC, wallet=1_000_000.0) == 0.0
     assert liquidation_price(Position("BTCUSDT", "BOTH"), BTC, wallet=10.0) == 0.0
+
+
+def btc_leg(side: str, qty: float, entry: float) -> Position:
+    steps = round(qty / BTC.step_size)
+    ticks = round(entry / BTC.tick_size)
+    signed = steps if side == "LONG" else -steps
+    return Position("BTCUSDT", side, qty=signed, cost=ticks * steps * BTC.notional_unit)
+
+
+def hedged_price(long: tuple[float, float], short: tuple[float, float], wallet: float) -> float:
+    """Both legs' price (asserted equal) for (qty, entry) legs, the mark at 51,000."""
+    legs = btc_leg("LONG", *long), btc_leg("SHORT", *short)
+    one = liquidation_price(legs[0], BTC, wallet=wallet, twin=legs[1], mark=51_000.0)
+    two = liquidation_price(legs[1], BTC, wallet=wallet, twin=legs[0], mark=51_000.0)
+    assert one == two
+    return one
+
+
+def test_cross_hedge_legs_show_the_accounts_one_price() -> None:
+    # Binance's hedge form, tier 1 on both legs (MMR 0.4 %, cum 0), on both legs:
+    # LP = [WB + cumL + cumS - QL*EPL + QS*EPS] / [QL*MMRL + QS*MMRS - QL + QS]
+    falls = hedged_price((2.0, 50_000.0), (0.5, 52_000.0), 20_000.0)
+    expected = (20_000.0 - 2 * 50_000.0 + 0.5 * 52_000.0) / (2 * 0.004 + 0.5 * 0.004 - 2 + 0.5)
+    assert falls == pytest.approx(expected, rel=1e-12)
+    equity = 20_000.0 + 2 * (falls - 50_000.0) - 0.5 * (falls - 52_000.0)
+    required = maintenance_margin(BTC, 2 * falls) + maintenance_margin(BTC, 0.5 * falls)
+    assert equity == pytest.approx(required, rel=1e-9)
+    # Net short, the account is liquidated by a rise; fully hedged, by the rise that grows
+    # its maintenance past its equity.
+    rises = hedged_price((0.5, 50_000.0), (2.0, 52_000.0), 20_000.0)
+    expected = (20_000.0 - 0.5 * 50_000.0 + 2 * 52_000.0) / (0.5 * 0.004 + 2 * 0.004 - 0.5 + 2)
+    assert rises == pytest.approx(expected, rel=1e-12)
+    flat = hedged_price((1.0, 50_000.0), (1.0, 52_000.0), 300.0)
+    assert flat == pytest.approx((300.0 - 50_000.0 + 52_000.0) / 0.008, rel=1e-12)
+
+
+def test_position_risk_shows_both_cross_hedge_legs_the_same_price() -> None:
+    from safeguard.clock import ManualClock
+    from safeguard.venue import Venue, VenueConfig
+    from safeguard.venue.dialect import Dialect
+    from safeguard.venue.inprocess import inprocess_client
+
+    venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=ManualClock(1_700_000_000.0))
+    venue.create_account("hedge-key-0123456789", "hedge-secret-0123456789abcdef", wallet=1_000.0)
+    raw = inprocess_client(Dialect(venue), "hedge-key-0123456789", "hedge-secret-0123456789abcdef")
+    raw.load_markets()
+    raw.set_position_mode(True)
+    raw.set_leverage(20, "ETH/USDT:USDT")
+    raw.create_order("ETH/USDT:USDT", "market", "buy", 2.0, None, {"positionSide": "LONG"})
+    raw.create_order("ETH/USDT:USDT", "market", "sell", 0.5, None, {"positionSide": "SHORT"})
+    rows = raw.fetch_positions()
+    assert len(rows) == 2
+    prices = {row["info"]["positionSide"]: row["liquidationPrice"] for row in rows}
+    assert prices["LONG"] == prices["SHORT"]
+    assert 0 < prices["LONG"] < rows[0]["markPrice"]  # net long: a fall liquidates
