@@ -294,6 +294,7 @@ class KillSwitch:
         self._previous_signal: Any = None
         self._store_error: str | None = None
         self._unpersisted: SwitchState | None = None  # a tightening the store never got
+        self._persist_problem = ""  # why, when it did not get it
 
         self._state = self._load_initial()
         if self._state.state is not TradingState.ACTIVE:
@@ -329,6 +330,13 @@ class KillSwitch:
     @property
     def store(self) -> StateStore:
         return self._store
+
+    @property
+    def unpersisted(self) -> tuple[SwitchState, str] | None:
+        """A tightening this process holds in memory only, and why the store did not take it
+        (``None`` when the store has every engage made here). Other processes don't see it."""
+        owed = self._unpersisted
+        return None if owed is None else (owed, self._persist_problem)
 
     # --- the gate ------------------------------------------------------------------------
 
@@ -635,6 +643,7 @@ class KillSwitch:
                     self._store.append_history(_event(event, new, stored))
         except Exception as exc:  # any store failure: the latch holds in memory regardless
             self._unpersisted = new
+            self._persist_problem = f"{type(exc).__name__}: {exc}"
             logger.critical(
                 "kill switch engaged in memory only: could not persist to {}: {}",
                 self._store,
