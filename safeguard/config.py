@@ -127,15 +127,18 @@ class Section(BaseModel):
     # Attribute docstrings become field descriptions: ``safeguard policy`` prints them, and the
     # README's policy reference is generated from them.
     model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        allow_inf_nan=False,
-        use_attribute_docstrings=True,
+        frozen=True, extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True
     )
 
 
-class StressConfig(Section):
+class PolicySection(Section):
+    """A section of the :class:`Policy`: strictly typed too (``true`` is no number, ``"5"``
+    no integer, ``"yes"`` no boolean), since a coerced value is a limit nobody wrote."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class StressConfig(PolicySection):
     """The portfolio stress grid a new order may be required to survive."""
 
     shocks_pct: Annotated[
@@ -173,7 +176,7 @@ class StressConfig(Section):
         return self
 
 
-class RiskLimits(Section):
+class RiskLimits(PolicySection):
     """Pre-trade limits. ``None`` switches a limit off."""
 
     max_leverage: Positive | None = 20.0
@@ -214,7 +217,7 @@ class RiskLimits(Section):
     """The grid ``require_stress_survival`` checks against."""
 
 
-class FillModelConfig(Section):
+class FillModelConfig(PolicySection):
     """How fills are priced. The degraded face is used when the venue is slow or throttling."""
 
     maker_fee: Annotated[float, Field(ge=-0.01, le=0.01)] = 0.0002
@@ -233,7 +236,7 @@ class FillModelConfig(Section):
     """How many standard deviations of drift over the latency the degraded fill pays."""
 
 
-class RetryConfig(Section):
+class RetryConfig(PolicySection):
     """The one retry loop (ccxt's own is forced off)."""
 
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 6
@@ -256,7 +259,7 @@ class RetryConfig(Section):
         return self
 
 
-class ThrottleConfig(Section):
+class ThrottleConfig(PolicySection):
     """Pacing against the venue's published rate limits."""
 
     soft_threshold: Fraction = 0.7
@@ -284,7 +287,7 @@ class ThrottleConfig(Section):
         return self
 
 
-class DegradationConfig(Section):
+class DegradationConfig(PolicySection):
     """When the venue counts as DEGRADED or SEVERE, and how sticky those states are."""
 
     window_s: Positive = 60.0
@@ -316,7 +319,7 @@ class DegradationConfig(Section):
     window, so one slow or failed request on a quiet client does not change the state."""
 
 
-class TriggerConfig(Section):
+class TriggerConfig(PolicySection):
     """Automatic kill-switch triggers. ``None`` switches one off."""
 
     max_daily_loss: Positive | None = None
@@ -364,7 +367,7 @@ class TriggerConfig(Section):
     the switch once, not on every observation. A recovered metric never releases the switch."""
 
 
-class KillSwitchConfig(Section):
+class KillSwitchConfig(PolicySection):
     """The latch and the ladder of actions it runs on engage."""
 
     state_dir: StateDir = Field(
@@ -423,7 +426,7 @@ class KillSwitchConfig(Section):
         return url
 
 
-class FleetConfig(Section):
+class FleetConfig(PolicySection):
     """Shared state for a fleet of bots on one account or IP (``safeguard[fleet]``, Redis)."""
 
     redis_url: SecretStr | None = None
@@ -459,14 +462,14 @@ class FleetConfig(Section):
         return url
 
 
-class LoggingConfig(Section):
+class LoggingConfig(PolicySection):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     """Lowest level the sinks record."""
     json_path: PathSetting | None = None
     """JSON-lines file sink for machine-readable records (off: human sink only)."""
 
 
-class Credentials(Section):
+class Credentials(PolicySection):
     """API credentials. Never printed: ``repr`` shows ``**********``."""
 
     api_key: SecretStr | None = None
@@ -778,6 +781,7 @@ __all__ = [
     "KillSwitchConfig",
     "LoggingConfig",
     "Policy",
+    "PolicySection",
     "RetryConfig",
     "RiskLimits",
     "Section",

@@ -20,7 +20,7 @@ The payload is one JSON object, ``Content-Type: application/json``::
       "since": 1763716000.25,       // when the state was set, epoch seconds
       "since_iso": "2025-11-21T09:06:40+00:00",
       "persisted": true,            // false: engaged in memory only (state store failed)
-      "store": ".safeguard/state.json",
+      "store": "/home/me/.local/state/safeguard/state.json",
       "host": "desk-1",
       "pid": 4242,
       "sent_at": 1763716000.31      // when this attempt was made
