@@ -250,9 +250,10 @@ def _kill(args: argparse.Namespace) -> int:
         return 2
     wanted = TradingState(args.state)
     switch, notifier = _switch(args, must_exist=False)
+    by = _by(args)
     try:
         before = switch.state
-        after = switch.engage(args.reason, by=_by(args), state=wanted, code=Code.MANUAL)
+        after = switch.engage(args.reason, by=by, state=wanted, code=Code.MANUAL)
         problem = _not_stored(switch, wanted)
         if problem is not None:
             print(
@@ -262,7 +263,9 @@ def _kill(args: argparse.Namespace) -> int:
             )
             print(_where(switch), file=sys.stderr)
             return 2
-        print(f"{'already' if after == before else 'engaged:'} {_line(after)}")
+        # Another process may have engaged between our look and our write: theirs holds.
+        ours = after != before and (after.by, after.reason) == (by, args.reason)
+        print(f"{'engaged:' if ours else 'already'} {_line(after)}")
         print(_where(switch), flush=True)  # the operator learns it landed before any alert wait
         _report_alert(notifier, args)
     finally:

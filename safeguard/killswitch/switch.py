@@ -613,7 +613,19 @@ class KillSwitch:
                 left,
                 self._config.drain_timeout_s,
             )
-        persisted = self._persist_engage(new)
+        persisted, kept = self._persist_engage(new)
+        if kept is not None:
+            # Another process engaged at least as tightly first: its engagement holds (and
+            # it announced it), this one changed nothing.
+            logger.warning(
+                "kill switch engage by {} ({}) changed nothing: already {} by {} ({})",
+                new.by,
+                new.reason,
+                kept.state,
+                kept.by,
+                kept.reason,
+            )
+            return
         logger.critical(
             "kill switch {}: {} (code {}, by {}; was {})",
             new.state,
@@ -624,17 +636,24 @@ class KillSwitch:
         )
         self._announce("engage", self._state, previous, persisted=persisted)
 
-    def _persist_engage(self, new: SwitchState, event: str = "engage") -> bool:
-        adopted = None
+    def _persist_engage(
+        self, new: SwitchState, event: str = "engage"
+    ) -> tuple[bool, SwitchState | None]:
+        """Write ``new`` unless the store already holds a state at least as tight (written by
+        another process since we last looked): then that one is kept, adopted and returned.
+        Returns (persisted, the stored state kept instead of ``new``)."""
+        adopted = kept = None
         try:
             with self._store.lock():
                 try:
                     stored = self._store.load()
                 except Exception:
                     stored = None  # overwritten below by a state at least as tight
-                if stored is not None and stored.state.severity > new.state.severity:
-                    # Another process tightened further meanwhile: keep theirs, never loosen.
+                if stored is not None and stored.state.severity >= new.state.severity:
+                    # Another process engaged meanwhile: keep theirs. Never loosen it, and an
+                    # engagement as tight is idempotent (its time starts the cooling period).
                     self._unpersisted = None
+                    kept = stored
                     adopted = stored if self._adopt(stored) else None
                 else:
                     self._store.save(new)
@@ -649,10 +668,10 @@ class KillSwitch:
                 self._store,
                 exc,
             )
-            return False
+            return False, None
         if adopted is not None:
             self._adopted(adopted)  # listeners run outside the store's lock
-        return True
+        return True, kept
 
     # --- noticing other processes ----------------------------------------------------------
 

@@ -216,3 +216,28 @@ def test_the_library_and_the_cli_agree_on_the_state_dir(
     stored = FileStateStore(tmp_path / "shared").load()
     assert stored is not None
     assert stored.state is TradingState.HALTED
+
+
+def test_kills_racing_from_several_shells_record_one_engagement(tmp_path: Path) -> None:
+    env = environment(SAFEGUARD_STATE_DIR=str(tmp_path / "state"))
+    kills = [
+        subprocess.Popen(
+            [sys.executable, "-m", "safeguard", "kill", "--reason", f"r{i}", "--by", f"op{i}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    outputs = [kill.communicate(timeout=120) for kill in kills]
+    assert [kill.returncode for kill in kills] == [0, 0, 0, 0], outputs
+    firsts = [out.split()[0] for out, _ in outputs]
+    assert sorted(firsts) == ["already", "already", "already", "engaged:"]
+    history = FileStateStore(tmp_path / "state").history()
+    assert [event["event"] for event in history] == ["engage"]
+    stored = FileStateStore(tmp_path / "state").load()
+    assert stored is not None
+    winner = outputs[firsts.index("engaged:")][0]
+    assert f"by {stored.by} " in winner
