@@ -112,7 +112,7 @@ def check_url(url: str, *, name: str, schemes: tuple[str, ...]) -> str:
         raise ValueError(f"{name} is not a valid URL") from None
     if parts.scheme not in schemes:
         shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
-        raise ValueError(f"{name} must be a {'/'.join(schemes)} URL, got {shown}")
+        raise ValueError(f"{name} must be a {' or '.join(schemes)} URL, got {shown}")
     if parts.scheme == "unix":
         if not parts.path:
             raise ValueError(f"{name}: a unix URL needs a socket path (unix:///path/to/socket)")

@@ -12,7 +12,8 @@ on, so::
 
 stop, inspect and re-arm every bot on that directory. A bot notices within its
 ``poll_interval_s``. ``kill`` reads the state back after writing it and fails (exit 2) when it
-did not land; ``status`` and ``resume`` on a directory that does not exist say so (exit 2)
+did not land, and engages a ``--state-dir`` even when the policy does not load (warning);
+``status`` and ``resume`` on a directory that does not exist say so (exit 2)
 rather than report ACTIVE or create it. ``resume`` is refused (exit 1) during the cooling
 period. Exit codes: 0 done; 1 refused; 2 bad input, policy or state (the message names it).
 
@@ -249,7 +250,7 @@ def _kill(args: argparse.Namespace) -> int:
         print("safeguard kill: --reason must not be empty", file=sys.stderr)
         return 2
     wanted = TradingState(args.state)
-    switch, notifier = _switch(args, must_exist=False)
+    switch, notifier = _kill_switch(args)
     by = _by(args)
     try:
         before = switch.state
@@ -271,6 +272,32 @@ def _kill(args: argparse.Namespace) -> int:
     finally:
         _close(switch)
     return 0
+
+
+def _kill_switch(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The switch ``kill`` engages. A policy that does not load must not block a kill aimed
+    at a directory: running bots loaded it before it broke, and the latch needs nothing from
+    it but the directory, which ``--state-dir`` names."""
+    if args.state_dir is not None and not args.state_dir.strip():
+        raise ConfigError("--state-dir must not be empty", key="--state-dir")
+    try:
+        return _switch(args, must_exist=False)
+    except ConfigError as exc:
+        if args.state_dir is None or args.redis is not None:
+            raise ConfigError(
+                f"{exc}; nothing was engaged (to engage anyway, pass --state-dir DIR, the "
+                "directory your bots use)",
+                key=exc.key,
+            ) from None
+        from safeguard.killswitch.switch import KillSwitch
+
+        config = KillSwitchConfig(state_dir=args.state_dir)
+        print(
+            f"safeguard kill: the policy does not load ({exc}); engaging {config.state_dir} "
+            "with the default kill switch settings (no webhook alert)",
+            file=sys.stderr,
+        )
+        return KillSwitch(config, watch=False), None
 
 
 def _not_stored(switch: Any, wanted: Any) -> str | None:

@@ -241,3 +241,31 @@ def test_kills_racing_from_several_shells_record_one_engagement(tmp_path: Path) 
     assert stored is not None
     winner = outputs[firsts.index("engaged:")][0]
     assert f"by {stored.by} " in winner
+
+
+def test_a_broken_policy_does_not_block_a_kill_aimed_at_a_state_dir(tmp_path: Path) -> None:
+    # Someone edited the bots' policy during the incident; the bots still run on the old one.
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[kill_switch]\nwebhook_url = "ftp://x"\n[risk]\nmax_levrage = 5\n')
+    state_dir = tmp_path / "state"
+    done = safeguard(
+        tmp_path, environment(), "kill", "--reason", "r", "--policy", str(policy),
+        "--state-dir", str(state_dir),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("engaged: HALTED")
+    assert "kill_switch.webhook_url" in done.stderr
+    assert "risk.max_levrage" in done.stderr
+    stored = FileStateStore(state_dir).load()
+    assert stored is not None
+    assert stored.state is TradingState.HALTED
+
+
+def test_a_broken_policy_with_no_state_dir_given_names_the_way_out(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[risk]\nmax_levrage = 5\n")
+    done = safeguard(tmp_path, environment(), "kill", "--reason", "r", "--policy", str(policy))
+    assert done.returncode == 2
+    assert "risk.max_levrage" in done.stderr
+    assert "nothing was engaged" in done.stderr
+    assert "--state-dir" in done.stderr
