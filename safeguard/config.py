@@ -643,7 +643,7 @@ def environment_values(
     # Whole sections (JSON) first, so a nested variable refines them rather than being lost.
     for name in sorted(names, key=lambda n: (n.count("__"), n)):
         raw = environ[name]
-        if name.upper() == STATE_DIR_ENV:
+        if name == STATE_DIR_ENV:  # exactly as state_dir_from_environment reads it
             path: tuple[str, ...] = ("kill_switch", "state_dir")
         else:
             path = tuple(part.lower() for part in name[len(_ENV_PREFIX) :].split("__"))

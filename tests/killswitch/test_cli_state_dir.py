@@ -269,3 +269,14 @@ def test_a_broken_policy_with_no_state_dir_given_names_the_way_out(tmp_path: Pat
     assert "risk.max_levrage" in done.stderr
     assert "nothing was engaged" in done.stderr
     assert "--state-dir" in done.stderr
+
+
+def test_a_state_dir_variable_in_another_case_is_refused_not_half_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # KillSwitchConfig() reads SAFEGUARD_STATE_DIR exactly; a policy reading another spelling
+    # would put the bot and the CLI in different directories.
+    monkeypatch.setenv("safeguard_state_dir", str(tmp_path))
+    with pytest.raises(ConfigError) as caught:
+        Policy.load()
+    assert caught.value.key == "safeguard_state_dir"
