@@ -78,14 +78,13 @@ def state_dir_from_environment() -> Path | None:
 def _absolute_from_environment(name: str, raw: str) -> Path:
     # Processes run from different directories; a relative path would name a different
     # directory in each, and a kill would stop nothing.
-    path = Path(raw).expanduser()
-    if not raw.strip() or not path.is_absolute():
+    if not raw.strip() or not Path(raw).expanduser().is_absolute():
         raise ConfigError(
             f"environment variable {name} must be an absolute path, got {raw!r}: a relative "
             "one names a different directory in each process's working directory",
             key=name,
         )
-    return path
+    return _absolute(Path(raw))
 
 
 def _state_dir_default() -> Path:

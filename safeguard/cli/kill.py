@@ -283,7 +283,9 @@ def _kill_switch(args: argparse.Namespace) -> tuple[Any, Any]:
     try:
         return _switch(args, must_exist=False)
     except ConfigError as exc:
-        if args.state_dir is None or args.redis is not None:
+        if args.redis is not None:
+            raise  # a fleet's latch is in its Redis; no directory stands in for it
+        if args.state_dir is None:
             raise ConfigError(
                 f"{exc}; nothing was engaged (to engage anyway, pass --state-dir DIR, the "
                 "directory your bots use)",
