@@ -259,7 +259,7 @@ def _kill(args: argparse.Namespace) -> int:
         if problem is not None:
             print(
                 f"safeguard kill: NOT engaged: {problem}. Running bots do not see this kill; "
-                "fix the state directory (or pass --state-dir) and run it again",
+                "fix that (or pass another --state-dir) and run it again",
                 file=sys.stderr,
             )
             print(_where(switch), file=sys.stderr)
