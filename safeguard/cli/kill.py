@@ -252,6 +252,8 @@ def _kill(args: argparse.Namespace) -> int:
     wanted = TradingState(args.state)
     switch, notifier = _kill_switch(args)
     by = _by(args)
+    directory = getattr(switch.store, "directory", None)  # a file store's; a fleet has none
+    unused = directory is not None and not directory.is_dir()
     try:
         before = switch.state
         after = switch.engage(args.reason, by=by, state=wanted, code=Code.MANUAL)
@@ -268,6 +270,13 @@ def _kill(args: argparse.Namespace) -> int:
         ours = after != before and (after.by, after.reason) == (by, args.reason)
         print(f"{'engaged:' if ours else 'already'} {_line(after)}")
         print(_where(switch), flush=True)  # the operator learns it landed before any alert wait
+        if unused:
+            print(
+                f"safeguard kill: note: {directory} did not exist before this kill, so no bot "
+                "has kept its state there yet; bots started later obey it, but bots already "
+                "running elsewhere (another user, another --state-dir) do not",
+                file=sys.stderr,
+            )
         _report_alert(notifier, args)
     finally:
         _close(switch)

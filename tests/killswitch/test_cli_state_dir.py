@@ -280,3 +280,17 @@ def test_a_state_dir_variable_in_another_case_is_refused_not_half_read(
     with pytest.raises(ConfigError) as caught:
         Policy.load()
     assert caught.value.key == "safeguard_state_dir"
+
+
+def test_a_kill_that_creates_the_state_dir_warns_that_no_bot_used_it(tmp_path: Path) -> None:
+    # The bots may run as another user (another per-user default) or with another directory:
+    # a kill into a directory nobody ever used reaches no running bot, and says so.
+    fresh = safeguard(tmp_path, environment(), "kill", "--reason", "r", "--state-dir", "fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    assert "did not exist" in fresh.stderr
+    assert str(tmp_path / "fresh") in fresh.stderr
+
+    (tmp_path / "used").mkdir()  # a bot keeps its journal here
+    used = safeguard(tmp_path, environment(), "kill", "--reason", "r", "--state-dir", "used")
+    assert used.returncode == 0, used.stderr
+    assert "did not exist" not in used.stderr
