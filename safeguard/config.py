@@ -760,12 +760,13 @@ def config_error_from(
             if variable is not None:
                 where = f"{key} (set by {variable})"
                 break
+        message = error["msg"].removeprefix("Value error, ")  # our own validators' sentences
         if error["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown key (typo?)")
         elif _base(_annotation_at(loc)) is SecretStr or key.startswith("credentials"):
-            problems.append(f"{where}: {error['msg']}")  # never echo what may be a secret
+            problems.append(f"{where}: {message}")  # never echo what may be a secret
         else:
-            problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+            problems.append(f"{where}: {message} (got {error.get('input')!r})")
     return ConfigError(f"invalid policy from {source}: " + "; ".join(problems), key=first_key)
 
 
