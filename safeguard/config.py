@@ -5,9 +5,17 @@ Every section is a frozen pydantic model that forbids unknown keys, so a typo su
 A :class:`Policy` loads from a TOML file and from ``SAFEGUARD_*`` environment variables
 (nested with ``__``, e.g. ``SAFEGUARD_RISK__MAX_LEVERAGE=5``); the environment wins.
 
-Numbers reject NaN and infinity; limits reject negatives. ``Policy.version`` is a short hash
-of the effective policy, written into every log record so a journal can be replayed against
-the exact rules it ran under.
+Types are strict, in the file and in the environment alike: ``true`` is no number, ``"5"`` no
+integer, ``"yes"`` no boolean (the environment spells booleans ``true``/``false`` and numbers as
+TOML does); a TOML integer is a valid number. URLs are checked when the policy loads. Numbers
+reject NaN and infinity; limits reject negatives. ``Policy.version`` is a short hash of the
+effective policy, written into every log record so a journal can be replayed against the exact
+rules it ran under.
+
+The state directory (``kill_switch.state_dir``) is resolved the same way in every process: an
+explicit value (``--state-dir``, or one given in code), else ``SAFEGUARD_STATE_DIR``, else the
+policy file's ``kill_switch.state_dir`` (a relative one is relative to the file), else the
+per-user default :func:`default_state_dir`. It is always absolute once loaded.
 """
 
 from __future__ import annotations
@@ -15,12 +23,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
+import types
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from safeguard.errors import ConfigError
@@ -29,6 +50,74 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
 Seconds = Annotated[float, Field(ge=0.0)]
+# Strict types would refuse a str for a Path and a TOML array for a tuple; these two stay lax
+# on the container only (the items of a tuple are still strict).
+PathSetting = Annotated[Path, Field(strict=False)]
+
+STATE_DIR_ENV = "SAFEGUARD_STATE_DIR"
+"""Environment variable naming the state directory; it wins over the policy file."""
+
+WEBHOOK_SCHEMES = ("http", "https")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def default_state_dir() -> Path:
+    """The per-user state directory: ``$XDG_STATE_HOME/safeguard``, else
+    ``~/.local/state/safeguard`` (the XDG base directory specification's default)."""
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "state"
+    return base / "safeguard"
+
+
+def state_dir_from_environment() -> Path | None:
+    """``SAFEGUARD_STATE_DIR`` as an absolute path, or ``None`` when it is not set."""
+    raw = os.environ.get(STATE_DIR_ENV)
+    return None if raw is None else _absolute_from_environment(STATE_DIR_ENV, raw)
+
+
+def _absolute_from_environment(name: str, raw: str) -> Path:
+    # Processes run from different directories; a relative path would name a different
+    # directory in each, and a kill would stop nothing.
+    if not raw.strip() or not Path(raw).expanduser().is_absolute():
+        raise ConfigError(
+            f"environment variable {name} must be an absolute path, got {raw!r}: a relative "
+            "one names a different directory in each process's working directory",
+            key=name,
+        )
+    return _absolute(Path(raw))
+
+
+def _state_dir_default() -> Path:
+    return state_dir_from_environment() or default_state_dir()
+
+
+def _absolute(path: Path) -> Path:
+    # abspath also folds "..", so the directory printed is the one a reader would look for.
+    return Path(os.path.abspath(path.expanduser()))
+
+
+StateDir = Annotated[PathSetting, AfterValidator(_absolute)]
+
+
+def check_url(url: str, *, name: str, schemes: tuple[str, ...]) -> str:
+    """``url`` if its scheme is one of ``schemes`` and it names a host (a path for ``unix``).
+
+    The messages never echo the URL: its credentials or its path are often its secret.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(f"{name} is not a valid URL") from None
+    if parts.scheme not in schemes:
+        shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise ValueError(f"{name} must be a {' or '.join(schemes)} URL, got {shown}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"{name}: a unix URL needs a socket path (unix:///path/to/socket)")
+    elif not parts.hostname:
+        raise ValueError(f"{name} must name a host ({parts.scheme}://host...)")
+    return url
 
 
 class Section(BaseModel):
@@ -41,15 +130,26 @@ class Section(BaseModel):
     )
 
 
-class StressConfig(Section):
+class PolicySection(Section):
+    """A section of the :class:`Policy`: strictly typed too (``true`` is no number, ``"5"``
+    no integer, ``"yes"`` no boolean), since a coerced value is a limit nobody wrote."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class StressConfig(PolicySection):
     """The portfolio stress grid a new order may be required to survive."""
 
-    shocks_pct: tuple[Annotated[float, Field(gt=-100.0, lt=100.0)], ...] = (
+    shocks_pct: Annotated[
+        tuple[Annotated[float, Field(gt=-100.0, lt=100.0)], ...], Field(strict=False)
+    ] = (
         -50.0, -40.0, -30.0, -20.0, -15.0, -10.0, -7.5, -5.0, -3.0, -2.0, -1.0,
         1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
     )  # fmt: skip
     """Market moves in % of the mark; each regime turns one into a move per symbol."""
-    regimes: tuple[Literal["together", "independent", "hedges_fail"], ...] = (
+    regimes: Annotated[
+        tuple[Literal["together", "independent", "hedges_fail"], ...], Field(strict=False)
+    ] = (
         "together",
         "independent",
         "hedges_fail",
@@ -75,7 +175,7 @@ class StressConfig(Section):
         return self
 
 
-class RiskLimits(Section):
+class RiskLimits(PolicySection):
     """Pre-trade limits. ``None`` switches a limit off."""
 
     max_leverage: Positive | None = 20.0
@@ -116,7 +216,7 @@ class RiskLimits(Section):
     """The grid ``require_stress_survival`` checks against."""
 
 
-class FillModelConfig(Section):
+class FillModelConfig(PolicySection):
     """How fills are priced. The degraded face is used when the venue is slow or throttling."""
 
     maker_fee: Annotated[float, Field(ge=-0.01, le=0.01)] = 0.0002
@@ -135,7 +235,7 @@ class FillModelConfig(Section):
     """How many standard deviations of drift over the latency the degraded fill pays."""
 
 
-class RetryConfig(Section):
+class RetryConfig(PolicySection):
     """The one retry loop (ccxt's own is forced off)."""
 
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 6
@@ -158,7 +258,7 @@ class RetryConfig(Section):
         return self
 
 
-class ThrottleConfig(Section):
+class ThrottleConfig(PolicySection):
     """Pacing against the venue's published rate limits."""
 
     soft_threshold: Fraction = 0.7
@@ -186,7 +286,7 @@ class ThrottleConfig(Section):
         return self
 
 
-class DegradationConfig(Section):
+class DegradationConfig(PolicySection):
     """When the venue counts as DEGRADED or SEVERE, and how sticky those states are."""
 
     window_s: Positive = 60.0
@@ -218,7 +318,7 @@ class DegradationConfig(Section):
     window, so one slow or failed request on a quiet client does not change the state."""
 
 
-class TriggerConfig(Section):
+class TriggerConfig(PolicySection):
     """Automatic kill-switch triggers. ``None`` switches one off."""
 
     max_daily_loss: Positive | None = None
@@ -266,11 +366,16 @@ class TriggerConfig(Section):
     the switch once, not on every observation. A recovered metric never releases the switch."""
 
 
-class KillSwitchConfig(Section):
+class KillSwitchConfig(PolicySection):
     """The latch and the ladder of actions it runs on engage."""
 
-    state_dir: Path = Path(".safeguard")
-    """Directory of persisted state: the kill-switch latch, equity peak, bans, order journal."""
+    state_dir: StateDir = Field(
+        default_factory=_state_dir_default,
+        json_schema_extra={"shown_default": "$XDG_STATE_HOME/safeguard"},
+    )
+    """Directory of persisted state: the kill-switch latch, equity peak, bans, order journal.
+    ``SAFEGUARD_STATE_DIR`` wins over it; a relative path is relative to the policy file; the
+    default is per user (``~/.local/state/safeguard`` when ``XDG_STATE_HOME`` is unset)."""
     cooling_period_s: Seconds = 300.0
     """``resume`` is refused for this long after an engage."""
     cancel_all_on_engage: bool = True
@@ -305,8 +410,22 @@ class KillSwitchConfig(Section):
     webhook_retry_delay_s: Positive = 0.5
     """First pause between webhook attempts; it doubles on each retry (capped at 30 s)."""
 
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _state_dir_is_named(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("state_dir must not be empty (it would mean the current directory)")
+        return value
 
-class FleetConfig(Section):
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_is_http(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            check_url(url.get_secret_value(), name="webhook_url", schemes=WEBHOOK_SCHEMES)
+        return url
+
+
+class FleetConfig(PolicySection):
     """Shared state for a fleet of bots on one account or IP (``safeguard[fleet]``, Redis)."""
 
     redis_url: SecretStr | None = None
@@ -334,15 +453,22 @@ class FleetConfig(Section):
     """Share of each rate limit one bot uses on its own while the shared budget is
     unreachable (1 / the number of bots keeps the fleet under the venue's limit)."""
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_redis(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            check_url(url.get_secret_value(), name="redis_url", schemes=REDIS_SCHEMES)
+        return url
 
-class LoggingConfig(Section):
+
+class LoggingConfig(PolicySection):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     """Lowest level the sinks record."""
-    json_path: Path | None = None
+    json_path: PathSetting | None = None
     """JSON-lines file sink for machine-readable records (off: human sink only)."""
 
 
-class Credentials(Section):
+class Credentials(PolicySection):
     """API credentials. Never printed: ``repr`` shows ``**********``."""
 
     api_key: SecretStr | None = None
@@ -365,14 +491,23 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
+class _EnvironmentSource(PydanticBaseSettingsSource):
+    """``SAFEGUARD_*`` variables, each typed by the key it sets (:func:`environment_values`)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return environment_values(os.environ)[0]
+
+
 class Policy(BaseSettings):
     """Everything a guarded exchange enforces. Build it in code, or ``Policy.load(path)``."""
 
     model_config = SettingsConfigDict(
         frozen=True,
         extra="forbid",
-        env_prefix="SAFEGUARD_",
-        env_nested_delimiter="__",
+        strict=True,
         allow_inf_nan=False,
         use_attribute_docstrings=True,
     )
@@ -387,7 +522,8 @@ class Policy(BaseSettings):
     """Pacing against the venue's rate limits."""
     degradation: DegradationConfig = DegradationConfig()
     """When the venue counts as DEGRADED or SEVERE."""
-    kill_switch: KillSwitchConfig = KillSwitchConfig()
+    # A factory: its state directory depends on the environment when the policy is built.
+    kill_switch: KillSwitchConfig = Field(default_factory=KillSwitchConfig)
     """The latch, its ladder of actions and its automatic triggers."""
     logging: LoggingConfig = LoggingConfig()
     """Sinks turned on by ``safeguard.configure_logging``."""
@@ -395,7 +531,7 @@ class Policy(BaseSettings):
     """API credentials (never printed)."""
     fleet: FleetConfig = FleetConfig()
     """Shared state for several bots on one account or IP (Redis)."""
-    client_order_id_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{0,16}$")] = "sg-"
+    client_order_id_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,16}$")] = "sg-"
     """Prefix of the client order ids safeguard generates (so you can tell its orders apart)."""
 
     @classmethod
@@ -408,14 +544,15 @@ class Policy(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = _TomlSource(settings_cls, _PENDING_TOML.get())
-        return (init_settings, env_settings, toml)
+        return (init_settings, _EnvironmentSource(settings_cls), toml)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Policy:
         """Load from a TOML file (optional) and ``SAFEGUARD_*`` environment variables.
 
-        Raises :class:`ConfigError` naming the offending key for a typo, a wrong type, a
-        negative limit, NaN, or a file that is not valid TOML.
+        Raises :class:`ConfigError` naming the offending key (and the variable, for one set
+        in the environment) for a typo, a wrong type, a negative limit, NaN, a bad URL, or a
+        file that is not valid TOML.
         """
         data: dict[str, Any] = {}
         if path is not None:
@@ -426,18 +563,21 @@ class Policy(BaseSettings):
                 raise ConfigError(f"policy file not found: {file}", key=None) from None
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"policy file {file} is not valid TOML: {exc}") from exc
-        _check_env_keys(cls)
+            _anchor_state_dir(data, file)
+        origins = environment_values(os.environ)[1]  # refuses a variable that sets nothing
         token = _PENDING_TOML.set(data)
         try:
             return cls()
         except ValidationError as exc:
-            raise config_error_from(exc, source=str(path) if path else "environment") from None
+            source = str(path) if path else "environment"
+            raise config_error_from(exc, source=source, origins=origins) from None
         finally:
             _PENDING_TOML.reset(token)
 
     @classmethod
     def build(cls, **sections: Any) -> Policy:
-        """Build from keyword sections, ignoring the environment. Errors name the key."""
+        """Build from keyword sections, ignoring ``SAFEGUARD_*`` settings (the state directory
+        still defaults to ``SAFEGUARD_STATE_DIR``, then the per-user one). Errors name the key."""
         try:
             return cls.model_validate(sections)
         except ValidationError as exc:
@@ -456,39 +596,184 @@ class Policy(BaseSettings):
 _PENDING_TOML: ContextVar[dict[str, Any]] = ContextVar("_PENDING_TOML", default={})  # noqa: B039
 
 
-def _check_env_keys(cls: type[BaseSettings]) -> None:
-    """Refuse ``SAFEGUARD_*`` variables that name no setting (pydantic-settings ignores them)."""
-    prefix = "SAFEGUARD_"
-    top_level = {name.upper() for name in cls.model_fields}
-    for name in os.environ:
-        if not name.upper().startswith(prefix):
-            continue
-        head = name[len(prefix) :].upper().split("__", 1)[0]
-        if head not in top_level:
+def resolve_state_dir(policy: Policy, explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The state directory to act on: ``explicit`` (a command's ``--state-dir``) when given,
+    else the policy's, which already resolved ``SAFEGUARD_STATE_DIR``, the file and the
+    per-user default. Always absolute, so it can be printed and means the same everywhere."""
+    if explicit is None:
+        return policy.kill_switch.state_dir
+    if not str(explicit).strip():
+        raise ConfigError("--state-dir must not be empty", key="--state-dir")
+    return _absolute(Path(explicit))
+
+
+def _anchor_state_dir(data: dict[str, Any], file: Path) -> None:
+    """A relative ``kill_switch.state_dir`` in a file is relative to that file, so every
+    process loading it (a bot, ``safeguard kill`` from any directory) finds the same place."""
+    section = data.get("kill_switch")
+    if not isinstance(section, dict) or not isinstance(section.get("state_dir"), str):
+        return
+    raw = section["state_dir"]
+    if raw.strip() and not Path(raw).expanduser().is_absolute():
+        section["state_dir"] = str(_absolute(file).parent / raw)
+
+
+_ENV_PREFIX = "SAFEGUARD_"
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+_BOOLEANS = {"true": True, "false": False}
+
+
+def environment_values(
+    environ: Mapping[str, str],
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """The policy settings in ``environ`` and the variable that set each key path.
+
+    ``SAFEGUARD_<SECTION>__<KEY>`` sets one key and ``SAFEGUARD_<SECTION>`` a whole section as
+    JSON (refined by the nested ones); ``SAFEGUARD_STATE_DIR`` sets ``kill_switch.state_dir``.
+    A value is converted by the type of the key it sets, and only in the spelling TOML uses:
+    ``true``/``false`` for a boolean, digits for an integer, a number for a number. Anything
+    else stays text for the strict validation to refuse, naming the key. Raises
+    :class:`ConfigError` for a variable that names no setting, malformed JSON, or a relative
+    state directory.
+    """
+    data: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    names = [name for name in environ if name.upper().startswith(_ENV_PREFIX)]
+    # Whole sections (JSON) first, so a nested variable refines them rather than being lost.
+    for name in sorted(names, key=lambda n: (n.count("__"), n)):
+        raw = environ[name]
+        if name == STATE_DIR_ENV:  # exactly as state_dir_from_environment reads it
+            path: tuple[str, ...] = ("kill_switch", "state_dir")
+        else:
+            path = tuple(part.lower() for part in name[len(_ENV_PREFIX) :].split("__"))
+            if path[0] not in Policy.model_fields:
+                known = ", ".join(sorted(Policy.model_fields))
+                raise ConfigError(
+                    f"environment variable {name} names no policy setting "
+                    f"(known sections: {known}; and {STATE_DIR_ENV})",
+                    key=name,
+                )
+        if path == ("kill_switch", "state_dir"):
+            value: Any = str(_absolute_from_environment(name, raw))
+            if path in origins and _dig(data, path) != value:
+                raise ConfigError(
+                    f"{origins[path]} and {name} name different state directories",
+                    key=name,
+                )
+        else:
+            value = _typed(name, raw, _annotation_at(path))
+        _put(data, path, value)
+        origins[path] = name
+    return data, origins
+
+
+def _typed(name: str, raw: str, annotation: Any) -> Any:
+    base = _base(annotation)
+    if base is bool:
+        return _BOOLEANS.get(raw.strip().lower(), raw)
+    if base is int:
+        return int(raw) if _INTEGER.fullmatch(raw) else raw
+    if base is float:
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    if (isinstance(base, type) and issubclass(base, BaseModel)) or get_origin(base) in (
+        dict,
+        tuple,
+        list,
+    ):
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
             raise ConfigError(
-                f"environment variable {name} names no policy setting "
-                f"(known sections: {', '.join(sorted(top_level)).lower()})",
-                key=name,
-            )
+                f"environment variable {name} is not valid JSON: {exc}", key=name
+            ) from None
+    return raw
 
 
-def config_error_from(exc: ValidationError, *, source: str) -> ConfigError:
-    """Turn a pydantic error into one sentence per problem, each naming its dotted key."""
+def _base(annotation: Any) -> Any:
+    """``annotation`` without ``Annotated`` metadata and without ``| None``."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        if origin in (Union, types.UnionType):
+            options = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(options) == 1:
+                annotation = options[0]
+                continue
+        return annotation
+
+
+def _annotation_at(path: tuple[str | int, ...]) -> Any:
+    """The type of the policy key at ``path``, or ``None`` when no key is there."""
+    annotation: Any = Policy
+    for part in path:
+        base = _base(annotation)
+        if isinstance(base, type) and issubclass(base, BaseModel):
+            field = base.model_fields.get(str(part))
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif get_origin(base) is dict:
+            annotation = get_args(base)[1]
+        else:
+            return None
+    return annotation
+
+
+def _put(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        child = data.get(part)
+        if not isinstance(child, dict):
+            child = data[part] = {}
+        data = child
+    data[path[-1]] = value
+
+
+def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    found: Any = data
+    for part in path:
+        found = found.get(part) if isinstance(found, dict) else None
+    return found
+
+
+def config_error_from(
+    exc: ValidationError,
+    *,
+    source: str,
+    origins: Mapping[tuple[str, ...], str] | None = None,
+) -> ConfigError:
+    """Turn a pydantic error into one sentence per problem, each naming its dotted key (and
+    the environment variable that set it, found in ``origins``)."""
     problems = []
     first_key: str | None = None
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "<root>"
+        loc = tuple(error["loc"])
+        key = ".".join(str(part) for part in loc) or "<root>"
         first_key = first_key or key
+        where = key
+        for depth in range(len(loc), 0, -1):
+            variable = (origins or {}).get(tuple(str(part) for part in loc[:depth]))
+            if variable is not None:
+                where = f"{key} (set by {variable})"
+                break
+        message = error["msg"].removeprefix("Value error, ")  # our own validators' sentences
         if error["type"] == "extra_forbidden":
-            problems.append(f"{key}: unknown key (typo?)")
-        elif key.startswith("credentials"):
-            problems.append(f"{key}: {error['msg']}")  # never echo what may be a secret
+            problems.append(f"{where}: unknown key (typo?)")
+        elif _base(_annotation_at(loc)) is SecretStr or key.startswith("credentials"):
+            problems.append(f"{where}: {message}")  # never echo what may be a secret
         else:
-            problems.append(f"{key}: {error['msg']} (got {error.get('input')!r})")
+            problems.append(f"{where}: {message} (got {error.get('input')!r})")
     return ConfigError(f"invalid policy from {source}: " + "; ".join(problems), key=first_key)
 
 
 __all__ = [
+    "REDIS_SCHEMES",
+    "STATE_DIR_ENV",
+    "WEBHOOK_SCHEMES",
     "Credentials",
     "DegradationConfig",
     "FillModelConfig",
@@ -496,11 +781,17 @@ __all__ = [
     "KillSwitchConfig",
     "LoggingConfig",
     "Policy",
+    "PolicySection",
     "RetryConfig",
     "RiskLimits",
     "Section",
     "StressConfig",
     "ThrottleConfig",
     "TriggerConfig",
+    "check_url",
     "config_error_from",
+    "default_state_dir",
+    "environment_values",
+    "resolve_state_dir",
+    "state_dir_from_environment",
 ]

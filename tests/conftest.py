@@ -117,6 +117,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _per_user_state_is_per_test(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The default state directory is per user ($XDG_STATE_HOME/safeguard): each test gets its
+    own, so no test writes into the home directory or sees another test's kill switch."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+    monkeypatch.delenv("SAFEGUARD_STATE_DIR", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _safeguard_records_are_captured(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.get_closest_marker("safeguard_logging_default") is not None:
         logger.disable("safeguard")

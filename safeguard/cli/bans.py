@@ -4,7 +4,7 @@ A 418 is written to ``bans.json`` in the state directory so a restarted bot fail
 instead of extending the ban. This shows them (``--json`` for machines) and, for an operator
 who knows the ban is over, forgets one::
 
-    safeguard bans --state-dir .safeguard
+    safeguard bans --state-dir ~/.local/state/safeguard
     safeguard bans --clear "binanceusdm@fapi.binance.com"
 
 Exit codes: 0 no ban in force (or cleared); 1 a ban is in force; 2 bad input or a corrupt file.
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from safeguard.clock import SystemClock
-from safeguard.config import Policy
+from safeguard.config import Policy, resolve_state_dir
 from safeguard.guard.bans import BanStore
 
 
@@ -28,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="show the venue bans remembered in the state directory (or clear one)",
         description="Show the persisted venue bans (HTTP 418) or forget one.",
     )
-    parser.add_argument("--state-dir", type=Path, help="default: the policy's state_dir")
+    parser.add_argument(
+        "--state-dir",
+        help="default: $SAFEGUARD_STATE_DIR, else the policy's, else $XDG_STATE_HOME/safeguard",
+    )
     parser.add_argument("--policy", type=Path, help="policy TOML (for its state_dir)")
     parser.add_argument("--clear", metavar="IP_KEY", help="forget the ban on this key")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -36,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
-    state_dir = args.state_dir or Policy.load(args.policy).kill_switch.state_dir
+    # Resolved exactly as a bot resolves it, so the bans shown are the ones a bot obeys.
+    state_dir = resolve_state_dir(Policy.load(args.policy), args.state_dir)
     store = BanStore(state_dir)
     if args.clear:
         store.clear(args.clear)

@@ -1,15 +1,25 @@
 """``safeguard kill``, ``safeguard status`` and ``safeguard resume``: the switch from a shell.
 
-All three act on the state directory a running bot watches (``--state-dir``, else the
-policy's ``kill_switch.state_dir``, else ``.safeguard``), so::
+All three act on the state directory a running bot watches, resolved as the bot resolves it
+(:func:`safeguard.config.resolve_state_dir`): ``--state-dir``, else ``SAFEGUARD_STATE_DIR``,
+else the policy's ``kill_switch.state_dir`` (relative to the policy file), else the per-user
+``$XDG_STATE_HOME/safeguard`` (``~/.local/state/safeguard``). Each prints the directory it acted
+on, so::
 
     safeguard kill --reason "funding spike, flattening by hand"
     safeguard status --history 5
     safeguard resume --by alice
 
 stop, inspect and re-arm every bot on that directory. A bot notices within its
-``poll_interval_s``. ``resume`` is refused (exit 1) during the cooling period. Exit codes:
-0 done; 1 refused; 2 bad input, policy or state (the message names it).
+``poll_interval_s``. ``kill`` reads the state back after writing it and fails (exit 2) when it
+did not land, and engages a ``--state-dir`` even when the policy does not load (warning);
+``status`` and ``resume`` on a directory that does not exist say so (exit 2)
+rather than report ACTIVE or create it. ``resume`` is refused (exit 1) during the cooling
+period. Exit codes: 0 done; 1 refused; 2 bad input, policy or state (the message names it).
+
+With a ``webhook_url``, ``kill`` and ``resume`` print their result first, then wait at most
+``--alert-wait`` seconds for the alert and say whether it was delivered (a failed alert does
+not change the exit code: the switch itself did move).
 
 A fleet keeps the state in Redis instead: ``--redis URL`` (or the policy's
 ``fleet.redis_url``; ``--prefix`` or ``fleet.key_prefix`` names the fleet) acts on every bot
@@ -31,8 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from safeguard.codes import Code
-from safeguard.config import KillSwitchConfig, Policy
+from safeguard.config import KillSwitchConfig, Policy, resolve_state_dir
 from safeguard.errors import ConfigError
+
+ALERT_WAIT_S = 2.0
+"""How long ``kill`` and ``resume`` wait for the webhook's answer by default."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,22 +108,55 @@ def _plain_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[...,
 
 def _common(parser: argparse.ArgumentParser, *, by: bool = True) -> None:
     parser.add_argument("--policy", metavar="FILE", help="policy TOML (default: environment)")
-    parser.add_argument("--state-dir", metavar="DIR", help="state directory (overrides policy)")
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="state directory (default: $SAFEGUARD_STATE_DIR, else the policy's, else "
+        "$XDG_STATE_HOME/safeguard)",
+    )
     parser.add_argument(
         "--redis", metavar="URL", help="a fleet's Redis (overrides policy fleet.redis_url)"
     )
     parser.add_argument("--prefix", metavar="P", help="the fleet's key prefix (fleet.key_prefix)")
     if by:
         parser.add_argument("--by", help="who (default: cli:USER@HOST)")
+        parser.add_argument(
+            "--alert-wait",
+            type=_seconds,
+            default=ALERT_WAIT_S,
+            metavar="S",
+            help=f"wait at most S seconds for the webhook alert (default {ALERT_WAIT_S:g})",
+        )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 3600.0:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 3600, got {text!r}")
+    return value
 
 
 def _config(args: argparse.Namespace) -> KillSwitchConfig:
-    config = Policy.load(args.policy).kill_switch
-    if args.state_dir is not None:
-        if not args.state_dir.strip():
-            raise ValueError("--state-dir must not be empty")
-        config = config.model_copy(update={"state_dir": Path(args.state_dir)})
-    return config
+    policy = Policy.load(args.policy)
+    state_dir = resolve_state_dir(policy, args.state_dir)
+    return policy.kill_switch.model_copy(update={"state_dir": state_dir})
+
+
+def _existing(state_dir: Path) -> Path:
+    """``state_dir`` if it is a directory; else an error saying so (looking must not create
+    it, and a directory nobody used has no state to report or resume)."""
+    if not state_dir.exists():
+        raise OSError(
+            f"state directory {state_dir} does not exist: nothing was ever engaged there and no "
+            "bot keeps its state there (check --state-dir, SAFEGUARD_STATE_DIR and the policy's "
+            "kill_switch.state_dir)"
+        )
+    if not state_dir.is_dir():
+        raise OSError(f"state directory {state_dir} is not a directory")
+    return state_dir
 
 
 def _fleet_store(args: argparse.Namespace) -> Any:
@@ -126,25 +172,65 @@ def _fleet_store(args: argparse.Namespace) -> Any:
     return RedisStateStore(fleet, url=args.redis, listen=False)
 
 
-def _switch(args: argparse.Namespace) -> Any:
+def _switch(args: argparse.Namespace, *, must_exist: bool) -> tuple[Any, Any]:
+    """A one-shot switch on the resolved store, and its webhook notifier (if any)."""
+    from safeguard.killswitch.notify import WebhookNotifier
     from safeguard.killswitch.switch import KillSwitch
 
-    # One-shot: no watcher thread, no signal handler; the webhook is flushed on close.
+    # One-shot: no watcher thread, no signal handler; the alert is waited for by _report_alert.
     config = _config(args).model_copy(update={"install_signal_handler": False})
+    notifier = WebhookNotifier.from_config(config) if config.webhook_url is not None else None
     store = _fleet_store(args)
     if store is None:
-        return KillSwitch(config, watch=False)
+        if must_exist:
+            _existing(config.state_dir)
+        return KillSwitch(config, watch=False, notifier=notifier), notifier
     if not store.connected:
         store.close()
         raise OSError(f"{store} is unreachable; nothing was changed")
-    return KillSwitch(config, watch=False, store=store)
+    return KillSwitch(config, watch=False, store=store, notifier=notifier), notifier
+
+
+def _where(switch: Any) -> str:
+    from safeguard.killswitch.store import FileStateStore
+
+    store = switch.store
+    if isinstance(store, FileStateStore):
+        return f"state directory: {store.directory}"
+    return f"state: {store}"
 
 
 def _close(switch: Any) -> None:
-    switch.close()
+    switch.close(timeout=0)  # the alert had its wait in _report_alert; don't wait again
     close_store = getattr(switch.store, "close", None)  # a fleet store holds a connection
     if callable(close_store):
         close_store()
+
+
+def _report_alert(notifier: Any, args: argparse.Namespace) -> None:
+    """Say whether the webhook alert of this change arrived, waiting at most --alert-wait."""
+    if notifier is None:
+        return
+    delivery = notifier.last_delivery
+    if delivery is None:
+        print("alert: none sent (nothing changed)")
+        return
+    wait_s = args.alert_wait
+    if not delivery.wait(wait_s):
+        tried = f"{delivery.attempts} attempt(s) failed, last: {delivery.problem}; "
+        print(
+            f"safeguard {args.command}: alert NOT confirmed within {wait_s:g} s "
+            f"({tried if delivery.attempts else ''}it is abandoned now): tell people yourself",
+            file=sys.stderr,
+        )
+    elif delivery.delivered:
+        print(f"alert: delivered ({delivery.attempts} attempt(s))")
+    else:
+        print(
+            f"safeguard {args.command}: alert NOT delivered after {delivery.attempts} "
+            f"attempt(s): {delivery.problem}: tell people yourself",
+            file=sys.stderr,
+        )
 
 
 def _by(args: argparse.Namespace) -> str:
@@ -163,20 +249,83 @@ def _kill(args: argparse.Namespace) -> int:
     if not args.reason.strip():
         print("safeguard kill: --reason must not be empty", file=sys.stderr)
         return 2
-    switch = _switch(args)
+    wanted = TradingState(args.state)
+    switch, notifier = _kill_switch(args)
+    by = _by(args)
+    directory = getattr(switch.store, "directory", None)  # a file store's; a fleet has none
+    unused = directory is not None and not directory.is_dir()
     try:
         before = switch.state
-        after = switch.engage(
-            args.reason, by=_by(args), state=TradingState(args.state), code=Code.MANUAL
-        )
+        after = switch.engage(args.reason, by=by, state=wanted, code=Code.MANUAL)
+        problem = _not_stored(switch, wanted)
+        if problem is not None:
+            print(
+                f"safeguard kill: NOT engaged: {problem}. Running bots do not see this kill; "
+                "fix that (or pass another --state-dir) and run it again",
+                file=sys.stderr,
+            )
+            print(_where(switch), file=sys.stderr)
+            return 2
+        # Another process may have engaged between our look and our write: theirs holds.
+        ours = after != before and (after.by, after.reason) == (by, args.reason)
+        print(f"{'engaged:' if ours else 'already'} {_line(after)}")
+        print(_where(switch), flush=True)  # the operator learns it landed before any alert wait
+        if unused:
+            print(
+                f"safeguard kill: note: {directory} did not exist before this kill, so no bot "
+                "has kept its state there yet; bots started later obey it, but bots already "
+                "running elsewhere (another user, another --state-dir) do not",
+                file=sys.stderr,
+            )
+        _report_alert(notifier, args)
     finally:
         _close(switch)
-    if after == before:
-        print(f"already {_line(after)}")
-    else:
-        print(f"engaged: {_line(after)}")
-    print(f"state: {switch.store}")
     return 0
+
+
+def _kill_switch(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The switch ``kill`` engages. A policy that does not load must not block a kill aimed
+    at a directory: running bots loaded it before it broke, and the latch needs nothing from
+    it but the directory, which ``--state-dir`` names."""
+    if args.state_dir is not None and not args.state_dir.strip():
+        raise ConfigError("--state-dir must not be empty", key="--state-dir")
+    try:
+        return _switch(args, must_exist=False)
+    except ConfigError as exc:
+        if args.redis is not None:
+            raise  # a fleet's latch is in its Redis; no directory stands in for it
+        if args.state_dir is None:
+            raise ConfigError(
+                f"{exc}; nothing was engaged (to engage anyway, pass --state-dir DIR, the "
+                "directory your bots use)",
+                key=exc.key,
+            ) from None
+        from safeguard.killswitch.switch import KillSwitch
+
+        config = KillSwitchConfig(state_dir=args.state_dir)
+        print(
+            f"safeguard kill: the policy does not load ({exc}); engaging {config.state_dir} "
+            "with the default kill switch settings (no webhook alert)",
+            file=sys.stderr,
+        )
+        return KillSwitch(config, watch=False), None
+
+
+def _not_stored(switch: Any, wanted: Any) -> str | None:
+    """Why the store does not hold a state at least as tight as ``wanted``, or ``None``.
+
+    Read back from the store itself: what other processes see is what counts, not what this
+    process holds in memory (which fails closed to HALTED on a store it cannot read)."""
+    unpersisted = switch.unpersisted
+    written = f" (writing it failed: {unpersisted[1]})" if unpersisted is not None else ""
+    try:
+        stored = switch.store.load()
+    except (OSError, ValueError) as exc:
+        return f"the state in {switch.store} cannot be read back: {exc}{written}"
+    if stored is None or stored.state.severity < wanted.severity:
+        now = "nothing" if stored is None else str(stored.state)
+        return f"{switch.store} holds {now}, not {wanted}{written}"
+    return None
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -188,7 +337,7 @@ def _status(args: argparse.Namespace) -> int:
         return 2
     # Read-only on purpose: looking must never change the state (a bot fails closed itself).
     fleet_store = _fleet_store(args)
-    store: Any = fleet_store or FileStateStore(_config(args).state_dir)
+    store: Any = fleet_store or FileStateStore(_existing(_config(args).state_dir))
     problem = None
     try:
         if fleet_store is not None and not fleet_store.connected:
@@ -225,7 +374,7 @@ def _status(args: argparse.Namespace) -> int:
         print(_line(state) if problem is None else f"HALTED (fail closed): {problem}")
         if ready_at is not None:
             print(f"resume allowed from {_iso(ready_at)}")
-        print(f"state: {store}")
+        print(f"state directory: {store.directory}" if fleet_store is None else f"state: {store}")
         for event in history:
             print(
                 f"  {_iso(event.get('since'))}  {event.get('event', '?'):<7} "
@@ -265,15 +414,17 @@ def _print_overview(overview: dict[str, Any]) -> None:
 def _resume(args: argparse.Namespace) -> int:
     from safeguard.killswitch.switch import ResumeRefused, TradingState
 
-    switch = _switch(args)
+    switch, notifier = _switch(args, must_exist=True)
     try:
         state = switch.resume(by=_by(args), to=TradingState(args.to), reason=args.reason)
+        print(f"now {_line(state)}")
+        print(_where(switch), flush=True)
+        _report_alert(notifier, args)
     except ResumeRefused as exc:
         print(f"safeguard resume: {exc}", file=sys.stderr)
         return 1
     finally:
         _close(switch)
-    print(f"now {_line(state)}")
     return 0
 
 

@@ -93,6 +93,9 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
 
 
 def _default(info: FieldInfo) -> str:
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("shown_default"), str):
+        return f"`{extra['shown_default']}`"  # a default that depends on the machine
     value = info.get_default(call_default_factory=True)
     if value is None:
         return "off"

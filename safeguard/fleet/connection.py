@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from safeguard.codes import Code
-from safeguard.config import FleetConfig
+from safeguard.config import REDIS_SCHEMES, FleetConfig, check_url
 from safeguard.errors import ConfigError
 from safeguard.killswitch.switch import SwitchState, TradingState
 
@@ -45,13 +45,10 @@ def redis_url(config: FleetConfig, url: str | None = None) -> str:
         url = config.redis_url.get_secret_value()
     if not isinstance(url, str) or not url:
         raise ConfigError("fleet.redis_url is not set", key="fleet.redis_url")
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        # Never echo the URL: it may carry a password.
-        raise ConfigError(
-            "fleet.redis_url must start with redis://, rediss:// or unix://",
-            key="fleet.redis_url",
-        )
-    return url
+    try:  # the policy checked its own; this one may come from ``--redis``
+        return check_url(url, name="fleet.redis_url", schemes=REDIS_SCHEMES)
+    except ValueError as exc:  # the message never echoes the URL: it may carry a password
+        raise ConfigError(str(exc), key="fleet.redis_url") from None
 
 
 def connect(config: FleetConfig, url: str | None = None) -> redis.Redis:

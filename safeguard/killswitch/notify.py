@@ -20,7 +20,7 @@ The payload is one JSON object, ``Content-Type: application/json``::
       "since": 1763716000.25,       // when the state was set, epoch seconds
       "since_iso": "2025-11-21T09:06:40+00:00",
       "persisted": true,            // false: engaged in memory only (state store failed)
-      "store": ".safeguard/state.json",
+      "store": "/home/me/.local/state/safeguard/state.json",
       "host": "desk-1",
       "pid": 4242,
       "sent_at": 1763716000.31      // when this attempt was made
@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from safeguard._log import logger
-from safeguard.config import KillSwitchConfig
+from safeguard.config import WEBHOOK_SCHEMES, KillSwitchConfig, check_url
 from safeguard.killswitch.switch import SwitchState
 
 if TYPE_CHECKING:
@@ -91,11 +91,32 @@ def validate_url(url: object) -> str:
         url = url.get_secret_value()
     if not isinstance(url, str):
         raise ValueError(f"webhook_url must be a string, got {type(url).__name__}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
-        raise ValueError(f"webhook_url must be an http(s) URL with a host, got {shown}")
-    return url
+    return check_url(url, name="webhook_url", schemes=WEBHOOK_SCHEMES)
+
+
+class Delivery:
+    """The outcome of one notification, for a caller that wants to say whether it arrived
+    (``safeguard kill`` does). Written by the delivery thread; ``wait`` to read it."""
+
+    def __init__(self) -> None:
+        self._finished = threading.Event()
+        self.delivered = False
+        self.attempts = 0
+        self.problem: str | None = None  # the last failed attempt's, host only (no secret)
+
+    def wait(self, timeout: float) -> bool:
+        """True once delivered or given up on; False if still trying after ``timeout`` s."""
+        return self._finished.wait(timeout)
+
+    def _attempted(self, problem: str | None) -> None:
+        self.attempts += 1
+        if problem is None:
+            self.delivered = True
+        else:
+            self.problem = problem
+
+    def _finish(self) -> None:
+        self._finished.set()
 
 
 _STOP = object()
@@ -137,6 +158,7 @@ class WebhookNotifier:
         self._stopping = threading.Event()
         self.delivered = 0
         self.dropped = 0
+        self.last_delivery: Delivery | None = None
 
     @classmethod
     def from_config(cls, config: KillSwitchConfig) -> WebhookNotifier:
@@ -149,14 +171,19 @@ class WebhookNotifier:
             retry_delay_s=config.webhook_retry_delay_s,
         )
 
-    def notify(self, payload: Mapping[str, Any]) -> None:
-        """Queue ``payload`` for delivery and return at once."""
+    def notify(self, payload: Mapping[str, Any]) -> Delivery:
+        """Queue ``payload`` for delivery and return at once, with a handle on its outcome
+        (also kept as :attr:`last_delivery`)."""
+        delivery = self.last_delivery = Delivery()
         if self._stopping.is_set():
             logger.error("kill switch webhook closed; notification dropped: {}", dict(payload))
             self.dropped += 1
-            return
+            delivery.problem = "the notifier was closed"
+            delivery._finish()
+            return delivery
         self._ensure_started()
-        self._queue.put(dict(payload))
+        self._queue.put((dict(payload), delivery))
+        return delivery
 
     def close(self, timeout: float = 5.0) -> bool:
         """Deliver what is queued (waiting at most ``timeout`` s), then stop. True if flushed."""
@@ -183,10 +210,14 @@ class WebhookNotifier:
         tls = urlsplit(self.url).scheme == "https"
         with httpx.Client(timeout=self.timeout_s, transport=self._transport, verify=tls) as client:
             while (item := self._queue.get()) is not _STOP:
-                assert isinstance(item, dict)
-                self._deliver(client, item)
+                assert isinstance(item, tuple)
+                payload, delivery = item
+                try:
+                    self._deliver(client, payload, delivery)
+                finally:
+                    delivery._finish()
 
-    def _deliver(self, client: httpx.Client, payload: dict[str, Any]) -> None:
+    def _deliver(self, client: httpx.Client, payload: dict[str, Any], delivery: Delivery) -> None:
         for attempt in range(1, self.max_attempts + 1):
             status: int | None = None
             try:
@@ -195,7 +226,9 @@ class WebhookNotifier:
                 problem = f"HTTP {status}"
             except Exception as exc:  # httpx.HTTPError, and anything else: never kill the worker
                 problem = f"{type(exc).__name__}: {exc}".replace(self.url, self._shown)
-            if status is not None and status < 300:
+            delivered = status is not None and status < 300
+            delivery._attempted(None if delivered else problem)
+            if delivered:
                 self.delivered += 1
                 logger.debug("kill switch webhook delivered ({} attempt(s))", attempt)
                 return
@@ -215,6 +248,7 @@ class WebhookNotifier:
 
 __all__ = [
     "MAX_RETRY_DELAY_S",
+    "Delivery",
     "WebhookNotifier",
     "build_payload",
     "retry_delay",

@@ -19,7 +19,10 @@ in a directory (a Redis store can implement the same protocol for a fleet):
 
 ``.lock``
     ``flock`` target serialising read-modify-write across processes (the kernel releases it
-    when a holder dies).
+    when a holder dies). The holder writes ``host pid`` into it, so a process that waited
+    ``lock_timeout_s`` for a holder that is alive but stuck (stopped with ``SIGSTOP``, frozen)
+    gives up with an ``OSError`` naming it instead of waiting for ever: an engage then holds in
+    memory and says so, and ``safeguard kill`` exits 2 rather than hang.
 
 Failing closed: ``load`` raises :class:`~safeguard.errors.ConfigError` naming the file for
 anything that is not exactly what ``save`` writes, and also when ``state.json`` is missing but
@@ -48,6 +51,9 @@ from safeguard.killswitch.switch import SwitchState, TradingState
 
 FORMAT = 1
 STALE_TEMPORARY_S = 60.0
+LOCK_TIMEOUT_S = 10.0
+"""How long :meth:`FileStateStore.lock` waits for another holder (seconds)."""
+_LOCK_POLL_S = 0.01
 _FIELDS = frozenset({"format", "state", "reason", "code", "by", "since", "host", "pid"})
 
 
@@ -80,7 +86,12 @@ class StateStore(Protocol):
 class FileStateStore:
     """A state directory on a local filesystem (see the module docstring for its layout)."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, lock_timeout_s: float = LOCK_TIMEOUT_S
+    ) -> None:
+        if isinstance(lock_timeout_s, bool) or not 0.0 < lock_timeout_s < float("inf"):
+            raise ValueError(f"lock_timeout_s must be positive and finite, got {lock_timeout_s!r}")
+        self.lock_timeout_s = float(lock_timeout_s)
         self.directory = Path(directory)
         self.state_path = self.directory / "state.json"
         self.history_path = self.directory / "history.jsonl"
@@ -196,12 +207,30 @@ class FileStateStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._take(fd)
             self._local.depth = 1
             yield
         finally:
             self._local.depth = 0
             os.close(fd)  # closing releases the flock
+
+    def _take(self, fd: int) -> None:
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+                    raise OSError(
+                        f"{self.lock_path} has been held for over {self.lock_timeout_s:g} s "
+                        f"by {holder or 'an unknown process'} (stopped or stuck?)"
+                    ) from None
+                time.sleep(_LOCK_POLL_S)
+        # Who holds it, for whoever waits on it next (not durable: a hint, not state).
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{socket.gethostname()} {os.getpid()}\n".encode(), 0)
 
 
 class MemoryStateStore:
@@ -294,6 +323,7 @@ def _fsync_directory(directory: Path) -> None:
 
 __all__ = [
     "FORMAT",
+    "LOCK_TIMEOUT_S",
     "FileStateStore",
     "MemoryStateStore",
     "StateStore",

@@ -294,6 +294,7 @@ class KillSwitch:
         self._previous_signal: Any = None
         self._store_error: str | None = None
         self._unpersisted: SwitchState | None = None  # a tightening the store never got
+        self._persist_problem = ""  # why, when it did not get it
 
         self._state = self._load_initial()
         if self._state.state is not TradingState.ACTIVE:
@@ -329,6 +330,13 @@ class KillSwitch:
     @property
     def store(self) -> StateStore:
         return self._store
+
+    @property
+    def unpersisted(self) -> tuple[SwitchState, str] | None:
+        """A tightening this process holds in memory only, and why the store did not take it
+        (``None`` when the store has every engage made here). Other processes don't see it."""
+        owed = self._unpersisted
+        return None if owed is None else (owed, self._persist_problem)
 
     # --- the gate ------------------------------------------------------------------------
 
@@ -605,7 +613,19 @@ class KillSwitch:
                 left,
                 self._config.drain_timeout_s,
             )
-        persisted = self._persist_engage(new)
+        persisted, kept = self._persist_engage(new)
+        if kept is not None:
+            # Another process engaged at least as tightly first: its engagement holds (and
+            # it announced it), this one changed nothing.
+            logger.warning(
+                "kill switch engage by {} ({}) changed nothing: already {} by {} ({})",
+                new.by,
+                new.reason,
+                kept.state,
+                kept.by,
+                kept.reason,
+            )
+            return
         logger.critical(
             "kill switch {}: {} (code {}, by {}; was {})",
             new.state,
@@ -616,17 +636,24 @@ class KillSwitch:
         )
         self._announce("engage", self._state, previous, persisted=persisted)
 
-    def _persist_engage(self, new: SwitchState, event: str = "engage") -> bool:
-        adopted = None
+    def _persist_engage(
+        self, new: SwitchState, event: str = "engage"
+    ) -> tuple[bool, SwitchState | None]:
+        """Write ``new`` unless the store already holds a state at least as tight (written by
+        another process since we last looked): then that one is kept, adopted and returned.
+        Returns (persisted, the stored state kept instead of ``new``)."""
+        adopted = kept = None
         try:
             with self._store.lock():
                 try:
                     stored = self._store.load()
                 except Exception:
                     stored = None  # overwritten below by a state at least as tight
-                if stored is not None and stored.state.severity > new.state.severity:
-                    # Another process tightened further meanwhile: keep theirs, never loosen.
+                if stored is not None and stored.state.severity >= new.state.severity:
+                    # Another process engaged meanwhile: keep theirs. Never loosen it, and an
+                    # engagement as tight is idempotent (its time starts the cooling period).
                     self._unpersisted = None
+                    kept = stored
                     adopted = stored if self._adopt(stored) else None
                 else:
                     self._store.save(new)
@@ -635,15 +662,16 @@ class KillSwitch:
                     self._store.append_history(_event(event, new, stored))
         except Exception as exc:  # any store failure: the latch holds in memory regardless
             self._unpersisted = new
+            self._persist_problem = f"{type(exc).__name__}: {exc}"
             logger.critical(
                 "kill switch engaged in memory only: could not persist to {}: {}",
                 self._store,
                 exc,
             )
-            return False
+            return False, None
         if adopted is not None:
             self._adopted(adopted)  # listeners run outside the store's lock
-        return True
+        return True, kept
 
     # --- noticing other processes ----------------------------------------------------------
 

@@ -271,9 +271,11 @@ def test_disconnected_state_never_loosens_the_known_state() -> None:
 def test_a_bad_url_names_the_setting(url: str) -> None:
     from safeguard.fleet.connection import connect
 
-    config = Policy.build(fleet={"redis_url": url} if url else {}).fleet
-    with pytest.raises(ConfigError) as caught:
-        connect(config)
+    with pytest.raises(ConfigError) as caught:  # in the policy: refused when it is built
+        connect(Policy.build(fleet={"redis_url": url} if url else {}).fleet)
+    assert caught.value.key == "fleet.redis_url"
+    with pytest.raises(ConfigError) as caught:  # given apart (``--redis``): when connecting
+        connect(Policy.build().fleet, url)
     assert caught.value.key == "fleet.redis_url"
 
 

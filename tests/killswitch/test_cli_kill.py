@@ -27,6 +27,7 @@ def test_kill_status_resume_round_trip(tmp_path: Path, capsys: pytest.CaptureFix
     policy = tmp_path / "policy.toml"
     policy.write_text('[kill_switch]\ncooling_period_s = 3600.0\nstate_dir = "elsewhere"\n')
 
+    Path(state_dir).mkdir()  # a bot made it, and never engaged
     code, out, _ = run(capsys, "status", "--state-dir", state_dir)
     assert (code, out.splitlines()[0]) == (0, "ACTIVE (never engaged)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -413,3 +414,41 @@ def test_the_order_path_looks_at_the_store_at_most_once_per_poll_interval(
     assert store.versions - before <= 1
     switch.refresh()  # an explicit refresh always looks
     assert store.versions - before <= 2
+
+
+def _hold_the_lock(directory: Path) -> int:
+    """Take the state lock as a stuck process would (stopped with SIGSTOP mid-write)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.write(fd, b"stuckhost 4242\n")
+    return fd
+
+
+def test_a_lock_held_by_a_stuck_process_is_an_error_naming_the_holder(tmp_path: Path) -> None:
+    fd = _hold_the_lock(tmp_path)
+    try:
+        store = FileStateStore(tmp_path, lock_timeout_s=0.05)
+        with pytest.raises(OSError, match="stuckhost 4242") as caught, store.lock():
+            pass
+        assert str(store.lock_path) in str(caught.value)
+    finally:
+        os.close(fd)
+    with FileStateStore(tmp_path, lock_timeout_s=0.05).lock():
+        pass  # released: taken at once
+
+
+def test_an_engage_behind_a_stuck_lock_holds_in_memory_and_says_why(tmp_path: Path) -> None:
+    fd = _hold_the_lock(tmp_path)
+    try:
+        store = FileStateStore(tmp_path, lock_timeout_s=0.05)
+        switch = KillSwitch(KillSwitchConfig(state_dir=tmp_path), store=store, watch=False)
+        state = switch.engage("stop", by="ops")
+        assert state.state is TradingState.HALTED  # this process stops regardless
+        unpersisted = switch.unpersisted
+        assert unpersisted is not None
+        assert "stuckhost 4242" in unpersisted[1]
+        assert store.load() is None  # nothing pretended to be written
+    finally:
+        os.close(fd)

@@ -481,3 +481,19 @@ def test_signal_handler_needs_the_main_thread(tmp_path: Path) -> None:
     thread.join(10)
     assert len(caught) == 1
     assert "install_signal_handler" in str(caught[0])
+
+
+def test_an_engage_racing_another_process_keeps_the_first_engagement(tmp_path: Path) -> None:
+    # Two processes both saw ACTIVE, then both engage: the second finds the first's HALTED
+    # on disk when it comes to write. Engaging is idempotent across processes too: the first
+    # engagement (who, why, when the cooling period began) holds, and is recorded once.
+    clock = ManualClock(1_700_000_000.0)
+    first, second = make(tmp_path, clock, poll_interval_s=3600.0), make(tmp_path, clock)
+    assert (first.state.state, second.state.state) == (ACTIVE, ACTIVE)
+    second.engage("first stop", by="alice")
+    clock.advance(5)
+    outcome = first.engage("second stop", by="bob")
+    assert (outcome.by, outcome.reason, outcome.since) == ("alice", "first stop", 1_700_000_000.0)
+    assert make(tmp_path).state == outcome
+    history = first.store.history()  # type: ignore[attr-defined]
+    assert [(e["event"], e["by"]) for e in history] == [("engage", "alice")]
