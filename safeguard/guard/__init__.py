@@ -137,6 +137,7 @@ def guard(
     exchange.options["maxRetriesOnFailure"] = 0
     exchange.enableRateLimit = False
     exchange.enableLastResponseHeaders = True
+    exchange.enableLastJsonResponse = True  # exchangeInfo's rateLimits: the pacer learns them
     _apply_credentials(exchange, policy.credentials)
     register_secrets(secrets_of(exchange))  # redacted by value everywhere from now on
 

@@ -6,8 +6,8 @@ import asyncio
 from contextlib import closing
 from typing import Any, TypeVar
 
-from safeguard.guard.core import Answer, Done, Effect, Record, Reply, Send, Steps, Woke, step
-from safeguard.guard.face import Face, permit, response_headers
+from safeguard.guard.core import Done, Effect, Record, Reply, Send, Steps, step
+from safeguard.guard.face import Face, permit
 from safeguard.guard.orders import CallKind
 
 T = TypeVar("T")
@@ -33,14 +33,14 @@ class AsyncGuardedExchange(Face):
             return None
         if not isinstance(effect, Send):
             sleep = self._rt.sleep_async or self._rt.switch.wait_async
-            return Woke(clock.time(), early=await sleep(effect.seconds))
+            return self._woke(effect, await sleep(effect.seconds))
         started = clock.time()
         try:
             with permit(self._rt.switch, effect.permit):
                 value = await getattr(self._raw, effect.method)(*effect.args, **effect.kwargs)
         except Exception as exc:
-            return Answer(None, exc, response_headers(self._raw), started, clock.time())
-        return Answer(value, None, response_headers(self._raw), started, clock.time())
+            return self._answer(started, None, exc)
+        return self._answer(started, value, None)
 
     def _guarded(self, kind: CallKind, name: str) -> Any:
         core = self._rt.core

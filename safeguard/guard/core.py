@@ -3,7 +3,7 @@
 Every guarded call is a generator. It yields an *effect* and is resumed with what happened:
 
     Send(method, args, kwargs, permit)  ->  Answer(value | error, headers, started, now)
-    Sleep(seconds)                      ->  Woke(now, early)
+    Sleep(seconds, permit)              ->  Woke(now, early, refused)
     Record(run)                         ->  None          (a journal write, fsynced if pending)
 
 The faces (:mod:`safeguard.guard.sync`, :mod:`safeguard.guard.aio`) only perform effects:
@@ -83,6 +83,9 @@ class Sleep:
     """Wait ``seconds``; wake early if the kill switch engages."""
 
     seconds: float
+    permit: Permit | None = None
+    """The permit the send this sleep delays will need: on waking, the face says whether the
+    kill switch now refuses it (:attr:`Woke.refused`), so an engage ends the wait at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +108,18 @@ class Answer:
     headers: Mapping[str, str] | None
     started: float
     now: float
+    body: Any = None
+    """The venue's raw answer when ccxt kept it (``last_json_response``): ``load_markets``
+    returns markets, but the limits the pacer learns are in the ``exchangeInfo`` behind them."""
 
 
 @dataclass(frozen=True, slots=True)
 class Woke:
     now: float
+    """The time after the sleep."""
     early: bool = False
+    refused: errors.SafeguardError | None = None
+    """The kill switch's refusal of the delayed send (:attr:`Sleep.permit`), as it stands now."""
 
 
 Reply = Answer | Woke | None
@@ -151,21 +160,30 @@ def woke(reply: Reply) -> Woke:
 class Pacer(Protocol):
     """The rate budget, reduced to what the core asks of it."""
 
-    def before(self, kind: CallKind, send: Send, now: float) -> float:
+    def before(self, kind: CallKind, send: Send, now: float, deadline: float) -> float:
         """Seconds to wait before sending (0: go, and charged). Raises ``VenueBanned`` or
-        ``ThrottleHold`` when waiting is not the answer."""
+        ``ThrottleHold`` when waiting is not the answer, and ``ThrottleHold`` for a wait that
+        would end after ``deadline`` (the call's time budget)."""
         ...
 
-    def after(self, send: Send, answer: Answer, ec: ErrorClass | None) -> None:
-        """Learn from the answer's headers; a 429 or 418 stops the budget."""
+    def after(self, send: Send, answer: Answer, ec: ErrorClass | None) -> float:
+        """Learn from the answer (headers, published limits); a 429 or 418 stops the budget.
+        Returns how long the budget now keeps the next request back (0: it does not)."""
         ...
 
 
 class Backoff(Protocol):
     def delay(
-        self, attempt: int, elapsed: float, ec: ErrorClass, rng: random.Random
+        self,
+        attempt: int,
+        elapsed: float,
+        ec: ErrorClass,
+        rng: random.Random,
+        *,
+        at_least: float = 0.0,
     ) -> float | None:
-        """Seconds before the next attempt, or ``None`` to give up."""
+        """Seconds before the next attempt, or ``None`` to give up. ``at_least``: how long the
+        rate budget keeps the next attempt back anyway, so one wait covers both."""
         ...
 
 
@@ -263,13 +281,14 @@ class GuardCore:
     ) -> Steps[Any]:
         attempt = 0
         now = started
+        deadline = started + self.policy.retry.total_budget_s
         maybe_done = False
         while True:
             attempt += 1
-            now = yield from self._pace(kind, send, now)
+            now = yield from self._pace(kind, send, now, deadline)
             answer = answered((yield send))
             now = self._last_now = answer.now
-            ec = self._observe(send, answer, attempt, kind)
+            ec, blocked = self._observe(send, answer, attempt, kind)
             if ec is None:
                 return answer.value
             assert answer.error is not None
@@ -282,7 +301,11 @@ class GuardCore:
             retryable = ec.retry is RetryClass.SAFE or (
                 ec.retry is RetryClass.AMBIGUOUS and retry_ambiguous
             )
-            delay = self.backoff.delay(attempt, now - started, ec, self.rng) if retryable else None
+            delay = (
+                self.backoff.delay(attempt, now - started, ec, self.rng, at_least=blocked)
+                if retryable
+                else None
+            )
             if delay is None and kind is CallKind.WRITE and ec.retry is RetryClass.AMBIGUOUS:
                 # A transfer or withdrawal that may have happened is not "safe to try later".
                 unknown = errors.OutcomeUnknown(
@@ -295,38 +318,40 @@ class GuardCore:
             if delay is None:
                 raise self._error(answer.error, ec, now, attempt, now - started)
             self.observer.retry(send, ec, attempt, delay, now)
-            now = woke((yield Sleep(delay))).now
+            now = yield from self._sleep(delay, send.permit)
 
-    def _pace(self, kind: CallKind, send: Send, now: float) -> Steps[float]:
+    def _pace(self, kind: CallKind, send: Send, now: float, deadline: float) -> Steps[float]:
         """Wait out the throttle (each wait re-asked: the budget may have moved), but never
-        past the retry budget: a request the budget cannot fit in that long is held instead
-        of being sent long after the caller asked for it."""
-        budget = self.policy.retry.total_budget_s
-        waited = 0.0
+        past ``deadline``, the call's time budget: a request the budget cannot fit by then is
+        held at once instead of being sent long after the caller asked for it."""
         while True:
-            wait = self.pacer.before(kind, send, now)
+            wait = self.pacer.before(kind, send, now, deadline)
             if wait <= 0.0:
                 return now
-            if waited + wait > budget:
-                raise errors.ThrottleHold(
-                    f"{send.method} not sent: the rate budget needs {waited + wait:.1f}s more "
-                    f"than the {budget:g}s retry budget allows",
-                    retry_after=wait,
-                )
-            waited += wait
-            now = woke((yield Sleep(wait))).now
+            now = yield from self._sleep(wait, send.permit)
+
+    def _sleep(self, seconds: float, permit: Permit | None) -> Steps[float]:
+        """Sleep before a send that needs ``permit``; returns the time after. A kill switch
+        that now refuses the send ends the wait with its refusal, at once: a call parked on
+        the budget or a backoff must not be refused only when its wait is over."""
+        reply = woke((yield Sleep(seconds, permit)))
+        if reply.refused is not None:
+            raise reply.refused
+        return reply.now
 
     def _observe(
         self, send: Send, answer: Answer, attempt: int, kind: CallKind
-    ) -> ErrorClass | None:
+    ) -> tuple[ErrorClass | None, float]:
+        """Classify the answer and tell the pacer and the observer. Returns the class (None:
+        success) and how long the rate budget now keeps the next request back."""
         error = answer.error
         if isinstance(error, errors.SafeguardError):
             # The permit refused (or a gate decision): it never reached the wire.
             raise error
         ec = None if error is None else classify(error, headers=answer.headers)
-        self.pacer.after(send, answer, ec)
+        blocked = self.pacer.after(send, answer, ec)
         self.observer.request(send, answer, ec, attempt, kind)
-        return ec
+        return ec, blocked
 
     def _error(
         self,
@@ -594,6 +619,7 @@ class GuardCore:
         attempt = 0
         now = judged = started
         amounts_sent: set[float | None] = set()
+        deadline = started + self.policy.retry.total_budget_s
         while True:
             attempt += 1
             try:
@@ -603,11 +629,11 @@ class GuardCore:
                     yield from self._refresh(intent.symbol, now)
                     intent, send = _rejudged(intent, send, self._approved(judge))
                     now = judged = self._last_now
-                now = yield from self._pace(CallKind.ORDER, send, now)
+                now = yield from self._pace(CallKind.ORDER, send, now, deadline)
                 amounts_sent.add(send.args[3])
                 answer = answered((yield send))
                 now = self._last_now = answer.now
-                ec = self._observe(send, answer, attempt, CallKind.ORDER)
+                ec, blocked = self._observe(send, answer, attempt, CallKind.ORDER)
             except errors.SafeguardError:
                 # Blocked before the wire (kill switch, ban, reserve, a verdict that changed):
                 # earlier attempts were all resolved absent, so the order does not exist.
@@ -636,13 +662,18 @@ class GuardCore:
                     )
                     return found
                 now = self._last_now
-            delay = self.backoff.delay(attempt, now - started, ec, self.rng)
+            delay = self.backoff.delay(attempt, now - started, ec, self.rng, at_least=blocked)
             if delay is None:
                 yield self._settle(cid, Status.ABSENT, now=now)
                 # Every send so far is known absent: giving up is a plain "retries exhausted".
                 raise self._error(answer.error, ec, now, attempt, now - started)
             self.observer.retry(send, ec, attempt, delay, now)
-            now = woke((yield Sleep(delay))).now
+            try:
+                now = yield from self._sleep(delay, send.permit)
+            except errors.SafeguardError:
+                # The switch engaged during the backoff: every send so far is known absent.
+                yield self._settle(cid, Status.ABSENT, now=self._last_now)
+                raise
 
     def _id_taken(
         self, intent: OrderIntent, found: Any, cause: Exception, *, definite: bool
@@ -731,10 +762,11 @@ class GuardCore:
         """One look-up: (order, False, None) / (None, True, None) absent / (None, False, err)."""
         cid = intent.client_order_id
         by_id = Send("fetch_order", (cid, intent.symbol), {"params": dict(params)}, essential=True)
-        now = yield from self._pace(CallKind.READ, by_id, self._last_now)
+        deadline = self._last_now + self.policy.retry.total_budget_s
+        now = yield from self._pace(CallKind.READ, by_id, self._last_now, deadline)
         answer = answered((yield by_id))
         self._last_now = answer.now
-        ec = self._observe(by_id, answer, attempt, CallKind.READ)
+        ec, _ = self._observe(by_id, answer, attempt, CallKind.READ)
         if ec is None:
             if _order_id(answer.value) is not None and order_client_id(answer.value) == cid:
                 return answer.value, False, None
@@ -753,10 +785,10 @@ class GuardCore:
         open_send = Send(
             "fetch_open_orders", (intent.symbol,), {"params": params_open}, essential=True
         )
-        now = yield from self._pace(CallKind.READ, open_send, answer.now)
+        now = yield from self._pace(CallKind.READ, open_send, answer.now, deadline)
         listed = answered((yield open_send))
         self._last_now = listed.now
-        ec = self._observe(open_send, listed, attempt, CallKind.READ)
+        ec, _ = self._observe(open_send, listed, attempt, CallKind.READ)
         if ec is not None:
             return None, False, listed.error
         for order in listed.value or ():

@@ -22,7 +22,7 @@ import ccxt
 
 from safeguard import errors
 from safeguard.clock import Clock
-from safeguard.guard.core import GuardCore, Permit, Steps
+from safeguard.guard.core import Answer, GuardCore, Permit, Sleep, Steps, Woke
 from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent, raw_kind
 from safeguard.killswitch.switch import SwitchState, refusal_code
 
@@ -68,6 +68,31 @@ def permit(switch: SwitchLike, spec: Permit | None) -> AbstractContextManager[No
     if spec is None:
         return nullcontext()
     return switch.permit(reduces_only=spec.reduces_only, is_cancel=spec.is_cancel)
+
+
+def refusal(switch: SwitchLike, spec: Permit | None) -> errors.TradingHalted | None:
+    """The kill switch's refusal of a send with ``spec`` as the switch stands now, or None.
+
+    Read without taking a permit: a call parked on a wait asks this when it wakes, so an
+    engage ends the wait at once instead of after it (the permit around the send stays the
+    authority for what is sent)."""
+    if spec is None:
+        return None
+    current = switch.state
+    code = refusal_code(current.state, reduces_only=spec.reduces_only, is_cancel=spec.is_cancel)
+    if code is None:
+        return None
+    return errors.TradingHalted(
+        f"{code}: kill switch is {current.state} ({current.code}: {current.reason})",
+        state=str(current.state),
+        reason=str(current.reason),
+        code=code,
+    )
+
+
+def response_body(raw: Any) -> Any:
+    """The last answer's parsed JSON, which ccxt keeps when ``enableLastJsonResponse`` is on."""
+    return getattr(raw, "last_json_response", None)
 
 
 def response_headers(raw: Any) -> Mapping[str, str] | None:
@@ -184,18 +209,23 @@ class Face:
     def _now(self) -> float:
         return self._rt.clock.time()
 
+    def _woke(self, sleep: Sleep, early: bool) -> Woke:
+        """The reply to ``sleep``, built once it is over: the time after it (not before), and
+        whether the kill switch now refuses the send it delayed."""
+        return Woke(self._rt.clock.time(), early, refusal(self._rt.switch, sleep.permit))
+
+    def _answer(self, started: float, value: Any, error: Exception | None) -> Answer:
+        """The reply to a send, with the answer's headers (and body) as ccxt kept them."""
+        raw = self._raw
+        body = response_body(raw) if error is None else None
+        return Answer(value, error, response_headers(raw), started, self._rt.clock.time(), body)
+
     def _refuse_early(self, intent: OrderIntent) -> None:
         """Refuse before any read when the kill switch already forbids the order: the permit
         around the send stays the authority, this only spares the verdict's reads."""
-        current = self._rt.switch.state
-        code = refusal_code(current.state, reduces_only=intent.reduce_only, is_cancel=False)
-        if code is not None:
-            raise errors.TradingHalted(
-                f"{code}: kill switch is {current.state} ({current.code}: {current.reason})",
-                state=str(current.state),
-                reason=str(current.reason),
-                code=code,
-            )
+        refused = refusal(self._rt.switch, Permit(reduces_only=intent.reduce_only))
+        if refused is not None:
+            raise refused
 
     def _intent(
         self,
@@ -335,4 +365,12 @@ def _blocked(name: str) -> Callable[..., Any]:
     return refuse
 
 
-__all__ = ["Face", "Runtime", "SwitchLike", "permit", "response_headers"]
+__all__ = [
+    "Face",
+    "Runtime",
+    "SwitchLike",
+    "permit",
+    "refusal",
+    "response_body",
+    "response_headers",
+]

@@ -9,16 +9,29 @@ spend the reserve.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from safeguard import errors
+from safeguard._log import logger
 from safeguard.guard.classify import ErrorClass
 from safeguard.guard.core import Answer, Send
 from safeguard.guard.orders import CallKind
-from safeguard.guard.throttle import Banned, Go, Hold, RateBudget, RequestKind, Wait
+from safeguard.guard.throttle import (
+    Banned,
+    Go,
+    Hold,
+    LimitType,
+    RateBudget,
+    RateLimit,
+    RateLimits,
+    RequestKind,
+    Wait,
+)
 
 # Request weight per unified method on Binance USD-M (the venue's documentation is the
 # authority; these follow it). Orders weigh 0 on the IP and 1 on the account's order counts.
@@ -73,6 +86,50 @@ def request_kind(kind: CallKind, send: Send) -> RequestKind:
     return RequestKind.ESSENTIAL_READ
 
 
+# Calls whose answer is Binance's ``exchangeInfo``, where the venue publishes its limits. ccxt
+# keeps only the markets of it, so the face hands the raw document over as ``Answer.body``.
+_PUBLISHES_LIMITS = frozenset({"load_markets", "fetch_markets"})
+
+# What Binance says in a 429 about the limit it enforced: "current limit of IP(1.2.3.4) is 2400
+# requests per minute", "current limit is 300 orders per TEN_SECONDS" (spot: "per 10 SECOND").
+_WEIGHT_REFUSAL = re.compile(r"(?i)current limit of IP\(.*?\) is (\d+) requests per (\w+)")
+_ORDER_REFUSAL = re.compile(r"(?i)current limit is (\d+) orders per (\d+ )?(\w+)")
+_UNIT_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
+_TEN = {"TEN_SECONDS": 10}
+
+
+def refused_limit(message: str) -> RateLimit | None:
+    """The limit a Binance 429 names in its message, or None (another venue, another text).
+
+    The venue enforcing a number we did not know is the surest sign its limits changed: the
+    budget learns it from the refusal itself, without spending weight on ``exchangeInfo``.
+    """
+    match = _WEIGHT_REFUSAL.search(message)
+    if match is not None:
+        seconds = _interval(None, match.group(2))
+        kind = LimitType.REQUEST_WEIGHT
+    else:
+        match = _ORDER_REFUSAL.search(message)
+        if match is None:
+            return None
+        seconds = _interval(match.group(2), match.group(3))
+        kind = LimitType.ORDERS
+    limit = int(match.group(1))
+    if seconds is None or limit <= 0:
+        return None
+    return RateLimit(kind, seconds, limit)
+
+
+def _interval(count: str | None, unit: str) -> int | None:
+    name = unit.upper()
+    if name in _TEN:
+        return _TEN[name]
+    seconds = _UNIT_SECONDS.get(name.removesuffix("S"))
+    if seconds is None:
+        return None
+    return seconds * (int(count) if count else 1)
+
+
 @dataclass
 class BudgetPacer:
     """Paces one guarded exchange on a (possibly shared) :class:`RateBudget`."""
@@ -82,8 +139,11 @@ class BudgetPacer:
     on_wait: Callable[[str, float, Any], None] | None = None
     """Told ``(action, seconds, decision)`` whenever the budget holds a request back
     (``wait``, ``hold``, ``banned``) or the venue throttled (``429``) or banned (``418``) us."""
+    _published_at: float = field(default=-math.inf, init=False)
+    """``serverTime`` of the newest ``exchangeInfo`` learned: an older one (ccxt answered
+    ``load_markets`` from its cache) must not undo what a newer one or a 429 taught."""
 
-    def before(self, kind: CallKind, send: Send, now: float) -> float:
+    def before(self, kind: CallKind, send: Send, now: float, deadline: float = math.inf) -> float:
         rk = request_kind(kind, send)
         decision = self.budget.decide(rk, weight(send), now)
         if isinstance(decision, Go):
@@ -91,7 +151,12 @@ class BudgetPacer:
         if isinstance(decision, Wait):
             self._told("wait", decision.seconds, decision)
             # A zero wait would spin: the budget's spacing always moves forward in time.
-            return max(decision.seconds, 1e-3)
+            wait = max(decision.seconds, 1e-3)
+            if now + wait > deadline:
+                raise errors.ThrottleHold(
+                    _past_deadline(send, rk, decision, wait), retry_after=wait
+                )
+            return wait
         if isinstance(decision, Hold):
             self._told("hold", decision.retry_after, decision)
             raise errors.ThrottleHold(
@@ -108,11 +173,14 @@ class BudgetPacer:
             until=decision.until,
         )
 
-    def after(self, send: Send, answer: Answer, ec: ErrorClass | None) -> None:
+    def after(self, send: Send, answer: Answer, ec: ErrorClass | None) -> float:
+        """Learn from an answer; returns how long the budget now keeps requests back."""
         now = answer.now
         self.budget.observe(answer.headers, now, sent_at=answer.started)
         if ec is None:
-            return
+            if send.method in _PUBLISHES_LIMITS:
+                self._learn_published(answer.body)
+            return 0.0
         if ec.banned:
             if ec.banned_until is not None:
                 until = ec.banned_until
@@ -120,13 +188,64 @@ class BudgetPacer:
                 until = now + (ec.retry_after if ec.retry_after is not None else self.default_ban_s)
             self.budget.record_ban(until, now)
             self._told("418", until - now, ec)
-        elif ec.throttled:
-            self.budget.record_throttle(429, ec.retry_after, now)
+            return max(until - now, 0.0)
+        if ec.throttled:
+            named = refused_limit(str(answer.error)) if answer.error is not None else None
+            if named is not None and self.budget.learn(RateLimits((named,))):
+                logger.warning(
+                    "the venue enforces {} at {} (learned from its 429)", named.label, named.limit
+                )
+            blocked = self.budget.record_throttle(429, ec.retry_after, now)
             self._told("429", ec.retry_after or 0.0, ec)
+            return blocked
+        return 0.0
+
+    def _learn_published(self, body: Any) -> None:
+        if not isinstance(body, Mapping) or not isinstance(body.get("rateLimits"), list):
+            return
+        stamp = body.get("serverTime")
+        published_at = float(stamp) if isinstance(stamp, int | float) else None
+        if published_at is not None and published_at <= self._published_at:
+            return
+        try:
+            limits = RateLimits.from_exchange_info(body["rateLimits"])
+        except ValueError as exc:
+            # Pacing goes on with the limits it had; the defaults are Binance's own.
+            logger.warning("exchangeInfo.rateLimits ignored: {}", exc)
+            return
+        if published_at is not None:
+            self._published_at = published_at
+        if self.budget.learn(limits):
+            logger.info(
+                "pacing on the venue's published limits: {}",
+                ", ".join(f"{lim.label}={lim.limit}" for lim in self.budget.limits),
+            )
 
     def _told(self, action: str, seconds: float, decision: Any) -> None:
         if self.on_wait is not None:
             self.on_wait(action, seconds, decision)
 
 
-__all__ = ["BudgetPacer", "request_kind", "weight"]
+def _past_deadline(send: Send, kind: RequestKind, decision: Wait, wait: float) -> str:
+    """Why a request is not sent at all: the wait it needs ends after its call's budget."""
+    if decision.limit.startswith("429 "):
+        why = (
+            f"the venue answered 429 on {decision.limit[4:]}, a limit it charges cancels too, "
+            "so it would refuse this one as well until the pause it asked for ends"
+        )
+    elif decision.limit == "429":
+        why = (
+            "the venue answered 429 without it being traced to a full order-count window, "
+            "so every request, cancels included, waits out the pause"
+        )
+    else:
+        why = f"{decision.limit} is at {decision.usage:.0%} until its window rolls"
+        if kind is RequestKind.CANCEL:
+            why += (
+                "; the venue counts this weight for cancels too, so it would refuse this one "
+                "as well"
+            )
+    return f"{send.method} not sent: it would wait {wait:.1f}s, past its call's time budget ({why})"
+
+
+__all__ = ["BudgetPacer", "refused_limit", "request_kind", "weight"]

@@ -8,8 +8,12 @@ source:
 * the wait before attempt ``n + 1`` is drawn uniformly from ``[0, min(max_delay, base * 2**(n-1))]``
   ("full jitter": uncoordinated clients spread out instead of retrying in lock-step);
 * ``Retry-After`` is a *floor* on that wait, and a throttled answer without one waits
-  ``default_retry_after_s``;
-* nothing is retried past ``total_budget_s`` since the first attempt, or ``max_attempts``;
+  ``default_retry_after_s``; so is ``at_least``, the time the rate budget keeps the next
+  attempt back anyway (a 429's pause, a full window): one wait covers both;
+* nothing is retried past ``total_budget_s`` since the first attempt, or ``max_attempts``: a
+  wait that would end past it gives up instead. The last wait may be trimmed to end at the
+  budget, but never below ``base_delay_s``: attempts at the budget's edge do not fire in a
+  burst;
 * NEVER errors and bans are not retried at all; an AMBIGUOUS failure of a request that changes
   state (an order) is retried only after resolving it by client order id (``resolve_first``).
 
@@ -78,6 +82,7 @@ class RetryPolicy:
         rng: random.Random | None = None,
         *,
         mutating: bool = False,
+        at_least: float = 0.0,
     ) -> RetryDecision:
         """Whether and when to try again after failed attempt number ``attempt``.
 
@@ -85,9 +90,11 @@ class RetryPolicy:
         venue asked for) defaults to ``error_class.retry_after``. ``rng`` supplies the jitter;
         pass a seeded ``random.Random`` for reproducible decisions. ``mutating`` marks a request
         that changes venue state (an order), whose AMBIGUOUS failures must be resolved first.
+        ``at_least`` is how long the next attempt is kept back anyway (the rate budget's pause).
         """
         _check_attempt(attempt)
         _inputs.non_negative("elapsed", elapsed)
+        _inputs.non_negative("at_least", at_least)
         if retry_after is None:
             retry_after = error_class.retry_after
         else:
@@ -103,21 +110,33 @@ class RetryPolicy:
         floor = retry_after or 0.0
         if error_class.throttled and retry_after is None:
             floor = self.config.default_retry_after_s
+        floor = max(floor, at_least)
         remaining = self.config.total_budget_s - elapsed
-        if floor > remaining:
+        if floor > remaining or remaining <= 0.0:
             return GiveUp("budget")
         jitter = (rng if rng is not None else _shared_rng).uniform(0.0, self.ceiling(attempt))
-        # The floor wins over the jitter; the budget trims the jitter rather than wasting the
-        # last attempt a random draw would have allowed.
-        delay = min(max(floor, jitter), remaining)
+        delay = max(floor, jitter)  # the floor wins over the jitter
+        if delay > remaining:
+            # The budget trims the jitter rather than wasting the last attempt a random draw
+            # would have allowed, but not into a burst: a trimmed wait shorter than the
+            # smallest backoff is no backoff at all.
+            if remaining < self.config.base_delay_s:
+                return GiveUp("budget")
+            delay = remaining
         resolve = mutating and error_class.retry is RetryClass.AMBIGUOUS
         return Retry(delay=delay, resolve_first=resolve)
 
     def delay(
-        self, attempt: int, elapsed: float, ec: ErrorClass, rng: random.Random
+        self,
+        attempt: int,
+        elapsed: float,
+        ec: ErrorClass,
+        rng: random.Random,
+        *,
+        at_least: float = 0.0,
     ) -> float | None:
         """:meth:`decide` for a request that changes nothing: seconds to wait, or None."""
-        decision = self.decide(attempt, elapsed, ec, None, rng)
+        decision = self.decide(attempt, elapsed, ec, None, rng, at_least=at_least)
         return decision.delay if isinstance(decision, Retry) else None
 
 

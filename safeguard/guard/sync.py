@@ -5,8 +5,8 @@ from __future__ import annotations
 from contextlib import closing
 from typing import Any, TypeVar
 
-from safeguard.guard.core import Answer, Done, Effect, Record, Reply, Send, Steps, Woke, step
-from safeguard.guard.face import Face, permit, response_headers
+from safeguard.guard.core import Done, Effect, Record, Reply, Send, Steps, step
+from safeguard.guard.face import Face, permit
 from safeguard.guard.orders import CallKind
 
 T = TypeVar("T")
@@ -31,14 +31,14 @@ class GuardedExchange(Face):
             return None
         if not isinstance(effect, Send):
             sleep = self._rt.sleep or self._rt.switch.wait
-            return Woke(clock.time(), early=sleep(effect.seconds))
+            return self._woke(effect, sleep(effect.seconds))
         started = clock.time()
         try:
             with permit(self._rt.switch, effect.permit):
                 value = getattr(self._raw, effect.method)(*effect.args, **effect.kwargs)
         except Exception as exc:
-            return Answer(None, exc, response_headers(self._raw), started, clock.time())
-        return Answer(value, None, response_headers(self._raw), started, clock.time())
+            return self._answer(started, None, exc)
+        return self._answer(started, value, None)
 
     def _guarded(self, kind: CallKind, name: str) -> Any:
         core = self._rt.core

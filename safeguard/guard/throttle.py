@@ -155,16 +155,20 @@ class RateLimits:
     def with_overrides(self, config: ThrottleConfig | None) -> RateLimits:
         if config is None:
             return self
-        overrides = {
-            (LimitType.REQUEST_WEIGHT, 60): config.weight_limit_per_minute,
-            (LimitType.ORDERS, 10): config.orders_per_10s,
-            (LimitType.ORDERS, 60): config.orders_per_minute,
-        }
         limits = {(lim.type, lim.interval_s): lim for lim in self.limits}
-        for (kind, interval), value in overrides.items():
-            if value is not None:
-                limits[(kind, interval)] = RateLimit(kind, interval, value)
+        for (kind, interval), value in _overridden(config).items():
+            limits[(kind, interval)] = RateLimit(kind, interval, value)
         return RateLimits(tuple(limits.values()))
+
+
+def _overridden(config: ThrottleConfig) -> dict[tuple[LimitType, int], int]:
+    """The limits the policy sets itself, by (type, interval)."""
+    overrides = {
+        (LimitType.REQUEST_WEIGHT, 60): config.weight_limit_per_minute,
+        (LimitType.ORDERS, 10): config.orders_per_10s,
+        (LimitType.ORDERS, 60): config.orders_per_minute,
+    }
+    return {key: value for key, value in overrides.items() if value is not None}
 
 
 # --- decisions ----------------------------------------------------------------------------
@@ -237,6 +241,8 @@ class _Scope:
         self.banned_until = 0.0
         self.hold_until = 0.0
         self.cancels_exempt = False
+        self.hold_label = "429"
+        """What the 429 hold is traced to (``429 REQUEST_WEIGHT/1m``), for the refusal's text."""
         """The 429 hold was traced to a full window, which gates cancels by itself."""
 
 
@@ -269,12 +275,14 @@ class RateBudget:
         scope: _Scope,
         lock: threading.RLock,
         on_ban: Callable[[float], None] | None = None,
+        new_window: Callable[[RateLimit], _Window] | None = None,
     ) -> None:
         self.config = config
         self._windows = tuple(windows)
         self._scope = scope
         self._lock = lock
         self._on_ban = on_ban
+        self._new_window = new_window or _Window
         self._caps: dict[tuple[int, RequestKind], float] = {}
 
     @classmethod
@@ -297,6 +305,33 @@ class RateBudget:
     def limits(self) -> tuple[RateLimit, ...]:
         return tuple(w.limit for w in self._windows)
 
+    def learn(self, limits: RateLimits) -> bool:
+        """Pace on the venue's ``limits`` from now on; returns whether any number changed.
+
+        Each window of the same type and interval takes the new number and keeps its count
+        (the venue tightened a limit mid-window: what was used still counts); a limit not
+        counted yet gets a window of its own, shared like the others when this budget came
+        from a :class:`BudgetRegistry`. Limits not named are kept: a venue that stops
+        publishing one has not lifted it. The policy's overrides still win.
+        """
+        learned = limits.with_overrides(self.config)
+        with self._lock:
+            by_key = {(w.limit.type, w.limit.interval_s): w for w in self._windows}
+            changed = False
+            added: list[_Window] = []
+            for limit in learned.limits:
+                window = by_key.get((limit.type, limit.interval_s))
+                if window is None:
+                    added.append(self._new_window(limit))
+                    changed = True
+                elif window.limit != limit:
+                    window.limit = limit
+                    changed = True
+            if changed:
+                self._windows = (*self._windows, *added)
+                self._caps = {}
+            return changed
+
     def decide(self, kind: RequestKind, weight: float, now: float, *, orders: int = 1) -> Decision:
         """May a request of ``kind`` and ``weight`` go now? A ``Go`` charges it.
 
@@ -316,7 +351,7 @@ class RateBudget:
                 return Banned(self._scope.banned_until)
             held = self._scope.hold_until > now
             if held and not (kind is RequestKind.CANCEL and self._scope.cancels_exempt):
-                return Wait(self._scope.hold_until - now, "429", 1.0)
+                return Wait(self._scope.hold_until - now, self._scope.hold_label, 1.0)
             worst: Wait | Hold | None = None
             costs = [(w, _cost(w.limit, kind, weight, orders)) for w in self._windows]
             for window, cost in costs:
@@ -433,8 +468,15 @@ class RateBudget:
         rolls. Everything then waits ``Retry-After``, or without one, for the shortest window
         to roll if no window explains the 429: one we did not predict means someone else is
         using our budget, and another immediate request is how bans begin. Cancels alone are
-        let through the wait when a full window explains it, because that window gates them
-        by itself: an order-count 429 must not stop a cancel, which counts no order.
+        let through the wait when only order-count windows explain it: an order-count 429
+        must not stop a cancel, which counts no order. A full request-weight window keeps
+        them waiting too, for the venue's own ``Retry-After``: the venue charges a cancel's
+        weight like any request's and would refuse it (and our idea of where its window
+        ends may be off by the clock skew; its ``Retry-After`` is not).
+
+        A ``Retry-After`` longer than the longest window is cut to that window: no limit we
+        pace against needs a longer pause, and a garbled header must not stop every request,
+        cancels included, for days. (A 418's ban length is not cut: that is ``record_ban``.)
         """
         if status != 429:
             raise ValueError(f"status must be 429 for a throttle, got {status!r}")
@@ -448,16 +490,20 @@ class RateBudget:
             full = [w for w in self._windows if w.usage() >= self.config.hard_threshold]
             for window in full:
                 window.used = max(window.used, float(window.limit.limit))
-            hold = retry_after
+            longest = max((w.limit.interval_s for w in self._windows), default=0)
+            hold = None if retry_after is None else min(retry_after, float(longest))
             if hold is None:
                 shortest = min(self._windows, key=lambda w: w.limit.interval_s, default=None)
                 unexplained = not full and shortest is not None
                 hold = max(shortest.ends_at(skew) - now, 0.0) if unexplained and shortest else 0.0
+            per_ip = [w for w in full if w.limit.type in _PER_IP]
             # An unexplained hold still running keeps cancels waiting too.
             still_held = self._scope.hold_until > now
-            self._scope.cancels_exempt = bool(full) and (
-                self._scope.cancels_exempt or not still_held
+            self._scope.cancels_exempt = (
+                bool(full) and not per_ip and (self._scope.cancels_exempt or not still_held)
             )
+            if now + hold > self._scope.hold_until or not still_held:
+                self._scope.hold_label = " ".join(["429", *(w.limit.label for w in per_ip)])
             self._scope.hold_until = max(self._scope.hold_until, now + hold)
             return max(self._scope.hold_until - now, self._full_for(now, skew))
 
@@ -604,32 +650,54 @@ class BudgetRegistry:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty str, got {value!r}")
         chosen = config or self.config
+        # Without ``limits`` a window another exchange on this IP or account already counts in
+        # keeps the number it has (perhaps learned from the venue): a new client knows no
+        # better than the defaults, and must not loosen what the venue published.
+        given = limits is not None
         limits = limits or RateLimits.from_config(chosen)
         with self._lock:
-            windows = [
-                self._window(ip_key if lim.type in _PER_IP else f"account:{account_key}", lim)
+            scopes = (ip_key, f"account:{account_key}")
+            windows = {
+                id(w): w
                 for lim in limits.limits
-            ]
+                for w in (
+                    self._window(
+                        self._scope_of(lim, ip_key, account_key),
+                        lim,
+                        given or (lim.type, lim.interval_s) in _overridden(chosen),
+                    ),
+                )
+            }
+            for (scope, _, _), window in self._windows.items():
+                if scope in scopes:
+                    windows.setdefault(id(window), window)  # limits learned by another client
             budget = self._budgets.get((ip_key, account_key))
             if budget is None:
                 budget = RateBudget(
                     chosen,
-                    windows,
+                    list(windows.values()),
                     self._scope(ip_key),
                     self._lock,
                     on_ban=self._persister(ip_key),
+                    new_window=lambda lim: self._window(
+                        self._scope_of(lim, ip_key, account_key), lim, True
+                    ),
                 )
                 self._budgets[(ip_key, account_key)] = budget
             else:
-                budget._rebind(windows, chosen)
+                budget._rebind(list(windows.values()), chosen)
             return budget
 
-    def _window(self, scope: str, limit: RateLimit) -> _Window:
+    @staticmethod
+    def _scope_of(limit: RateLimit, ip_key: str, account_key: str) -> str:
+        return ip_key if limit.type in _PER_IP else f"account:{account_key}"
+
+    def _window(self, scope: str, limit: RateLimit, replace: bool) -> _Window:
         key = (scope, limit.type, limit.interval_s)
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window(limit)
-        else:
+        elif replace:
             window.limit = limit
         return window
 

@@ -35,11 +35,11 @@ SYMBOL = "BTC/USDT:USDT"
 
 
 class _Go:
-    def before(self, kind: CallKind, send: Send, now: float) -> float:
+    def before(self, kind: CallKind, send: Send, now: float, deadline: float) -> float:
         return 0.0
 
-    def after(self, send: Send, answer: Answer, ec: ErrorClass | None) -> None:
-        return None
+    def after(self, send: Send, answer: Answer, ec: ErrorClass | None) -> float:
+        return 0.0
 
 
 class _Allow:

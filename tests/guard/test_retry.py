@@ -58,9 +58,11 @@ def test_waits_stay_inside_full_jitter_floor_and_budget(
     floor = retry_after if retry_after is not None else 0.0
     if ec.throttled and retry_after is None:
         floor = CONFIG.default_retry_after_s
-    if floor > remaining:
+    if floor > remaining or remaining <= 0:
         assert decision == GiveUp("budget")
         return
+    if remaining < CONFIG.base_delay_s and decision == GiveUp("budget"):
+        return  # the draw wanted more than is left, and less than one backoff is left
     assert isinstance(decision, Retry)
     assert decision.delay <= remaining  # never past the total budget
     assert decision.delay >= min(floor, remaining)  # Retry-After is a floor
@@ -108,6 +110,46 @@ def test_budget_trims_the_last_wait_and_then_gives_up() -> None:
     assert decision.delay <= 0.5
     assert POLICY.decide(2, 20.5, SAFE, None, random.Random(3)) == GiveUp("budget")
     assert POLICY.decide(1, 18.0, SAFE, 5.0, random.Random(3)) == GiveUp("budget")
+
+
+class Draws(random.Random):
+    """A jitter source that always draws the same end of the range (``low`` or the top)."""
+
+    def __init__(self, low: bool) -> None:
+        super().__init__(0)
+        self.low = low
+
+    def uniform(self, a: float, b: float) -> float:
+        return a if self.low else b
+
+
+def test_no_attempt_fires_at_or_past_the_budget() -> None:
+    for elapsed in (20.0, 20.0 + 1e-9, 25.0):
+        assert POLICY.decide(2, elapsed, SAFE, None, Draws(low=True)) == GiveUp("budget")
+        assert POLICY.decide(2, elapsed, SAFE, 0.0, Draws(low=True)) == GiveUp("budget")
+
+
+def test_a_trimmed_last_wait_is_never_a_burst() -> None:
+    # 0.05 s left and the draw wants 1.6 s: trimming would fire the attempt at once. Give up.
+    assert POLICY.decide(5, 19.95, SAFE, None, Draws(low=False)) == GiveUp("budget")
+    # A draw below what is left is a plain full-jitter wait, not a trimmed one.
+    assert POLICY.decide(5, 19.95, SAFE, None, Draws(low=True)) == Retry(0.0)
+    # With at least base_delay_s left, the last wait is trimmed to end at the budget.
+    last = POLICY.decide(5, 19.7, SAFE, None, Draws(low=False))
+    assert isinstance(last, Retry)
+    assert last.delay == pytest.approx(0.3)
+
+
+def test_the_rate_budgets_pause_is_the_floor_of_the_one_wait() -> None:
+    # The 429's Retry-After is 2 s but the budget keeps requests back 6 s (a full window):
+    # one wait of 6 s, not 2 s and then 4 s more.
+    ec = ErrorClass(RetryClass.SAFE, "throttled", throttled=True, retry_after=2.0)
+    assert POLICY.decide(1, 0.0, ec, None, random.Random(1), at_least=6.0) == Retry(6.0)
+    assert POLICY.delay(1, 0.0, ec, random.Random(1), at_least=6.0) == 6.0
+    # A pause that ends past the budget gives up now instead of sleeping into the refusal.
+    assert POLICY.decide(1, 15.0, ec, None, random.Random(1), at_least=6.0) == GiveUp("budget")
+    with pytest.raises(ValueError, match="at_least"):
+        POLICY.decide(1, 0.0, ec, None, random.Random(1), at_least=-1.0)
 
 
 def test_give_up_reasons() -> None:

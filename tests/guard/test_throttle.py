@@ -357,9 +357,52 @@ def test_new_limits_update_the_shared_windows_without_losing_the_count() -> None
     later = registry.get("ip", "acct", vip)
     assert later is early
     assert later.usage(T0)["REQUEST_WEIGHT/1m"] == 0.1  # 600 of 6000: the count carried over
-    # Another exchange on the IP with the defaults: one shared window, now limited at 2400.
+    # Another exchange on the IP that knows only the defaults: one shared window, and it
+    # keeps the number the venue published (a newcomer must not loosen or tighten it).
     other = registry.get("ip", "acct-2")
-    assert other.usage(T0)["REQUEST_WEIGHT/1m"] == 0.25
+    assert other.usage(T0)["REQUEST_WEIGHT/1m"] == 0.1
+
+
+def test_a_new_client_on_the_ip_does_not_forget_a_tightened_limit() -> None:
+    registry = BudgetRegistry(ThrottleConfig(window_skew_s=0.0))
+    first = registry.get("ip", "acct")
+    tight = RateLimits((RateLimit(LimitType.REQUEST_WEIGHT, 60, 100),))
+    assert first.learn(tight)
+    first.decide(RequestKind.READ, 85, T0)
+    second = registry.get("ip", "acct-2")  # a second guarded client on the same IP
+    assert second.usage(T0)["REQUEST_WEIGHT/1m"] == 0.85
+    assert isinstance(second.decide(RequestKind.READ, 10, T0), Hold)  # 95 of 100: held
+    assert {lim.label: lim.limit for lim in second.limits}["REQUEST_WEIGHT/1m"] == 100
+
+
+def test_learned_limits_keep_the_count_and_reach_every_budget_on_the_ip() -> None:
+    registry = BudgetRegistry(ThrottleConfig(window_skew_s=0.0))
+    a, b = registry.get("ip", "acct-a"), registry.get("ip", "acct-b")
+    a.decide(RequestKind.READ, 90, T0)
+    published = RateLimits.from_exchange_info(
+        [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": 120,
+            },
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 1, "limit": 2},
+        ]
+    )
+    assert a.learn(published)
+    assert not a.learn(published)  # nothing new the second time
+    assert b.usage(T0)["REQUEST_WEIGHT/1m"] == 0.75  # 90 of 120, counted once for both
+    # A limit not counted before (orders per second) gets its window; the others stay.
+    assert {lim.label for lim in a.limits} == {
+        "REQUEST_WEIGHT/1m", "ORDERS/10s", "ORDERS/1m", "ORDERS/1s"
+    }  # fmt: skip
+    assert a.decide(RequestKind.ORDER, 0, T0) == GO
+    assert isinstance(a.decide(RequestKind.ORDER, 0, T0), Wait)  # 2 per second, minus reserve
+    # The policy's own number still wins over the venue's.
+    capped = registry.get("ip", "acct-c", config=ThrottleConfig(weight_limit_per_minute=1000))
+    capped.learn(published)
+    assert {lim.label: lim.limit for lim in capped.limits}["REQUEST_WEIGHT/1m"] == 1000
 
 
 def test_registry_for_a_state_dir_is_process_wide_and_persists_bans(tmp_path: Path) -> None:

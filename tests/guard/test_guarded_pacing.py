@@ -1,0 +1,284 @@
+"""Pacing and retries end to end: real ccxt against the mock venue, on simulated time.
+
+Each test builds a guarded ``binanceusdm`` over the venue in process. The guard's sleeps are
+replaced by functions that advance the venue's ``ManualClock`` (and record what they were asked),
+so "how long did the call take" is exact, and the kill switch can be engaged in the middle of
+a sleep, as a thread would engage it while the call is parked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safeguard import errors
+from safeguard.config import Policy
+from safeguard.guard import guard
+from safeguard.guard.events import EventKind, Hooks, RequestEvent
+from safeguard.killswitch.switch import KillSwitch
+from safeguard.testing import PaperAccount, paper_account
+
+SYMBOL = "BTC/USDT:USDT"
+
+
+@dataclass
+class Rig:
+    paper: PaperAccount
+    ex: Any
+    switch: KillSwitch
+    sleeps: list[float] = field(default_factory=list)
+    requests: list[RequestEvent] = field(default_factory=list)
+    during_sleep: Callable[[float], bool] | None = None
+    """Runs instead of a plain advance: returns whether the sleep ended early."""
+
+    @property
+    def now(self) -> float:
+        return self.paper.clock.time()
+
+    def throttled(self) -> list[RequestEvent]:
+        return [e for e in self.requests if e.status in (418, 429)]
+
+
+def _policy(tmp: Path, **sections: Any) -> Policy:
+    base: dict[str, Any] = {
+        "risk": {"require_stop": False},
+        "kill_switch": {"state_dir": str(tmp / "state"), "watch_state_file": False},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return Policy.build(**base)
+
+
+@pytest.fixture
+def paper() -> Iterator[PaperAccount]:
+    account = paper_account(wallet=100_000.0)
+    try:
+        yield account
+    finally:
+        account.close()
+
+
+def _rig(paper: PaperAccount, tmp: Path, *, asyncio_client: bool = False, **policy: Any) -> Rig:
+    settings = _policy(tmp, **policy)
+    switch = KillSwitch(settings.kill_switch, clock=paper.clock, watch=False)
+    hooks = Hooks()
+    raw = paper.client(asyncio=asyncio_client)
+    rig = Rig(paper, None, switch)
+    hooks.subscribe(EventKind.REQUEST, rig.requests.append)
+
+    def sleep(seconds: float) -> bool:
+        rig.sleeps.append(seconds)
+        if rig.during_sleep is not None:
+            return rig.during_sleep(seconds)
+        paper.advance(seconds)
+        return False
+
+    async def sleep_async(seconds: float) -> bool:
+        return sleep(seconds)
+
+    rig.ex = guard(
+        raw,
+        settings,
+        kill_switch=switch,
+        clock=paper.clock,
+        hooks=hooks,
+        journal_path=tmp / "orders.jsonl",
+        durable_journal=False,
+        sleep=sleep,
+        sleep_async=sleep_async,
+        ladder=False,
+    )
+    return rig
+
+
+# --- one wait per answer, never past the budget ---------------------------------------------
+
+
+def _ticker_answers_429(paper: PaperAccount, **rule: Any) -> None:
+    error = {"kind": "error", "endpoint": "GET /fapi/v1/ticker/24hr", "status": 429}
+    paper.set_faults({"rules": [{**error, **rule}]})
+
+
+def test_a_retry_after_is_waited_once(paper: PaperAccount, tmp_path: Path) -> None:
+    rig = _rig(paper, tmp_path)
+    rig.ex.load_markets()
+    _ticker_answers_429(paper, retry_after_s=2, count=1)
+    started = rig.now
+    ticker = rig.ex.fetch_ticker(SYMBOL)
+    assert ticker["last"] > 0
+    # The venue asked for 2 s: the retry waits exactly that (the jitter, at most 0.2 s on the
+    # first attempt, is below the floor), once; the pacer does not wait it a second time.
+    assert rig.sleeps == [2.0]
+    assert rig.now - started == pytest.approx(2.0)
+
+
+def test_a_call_never_waits_past_its_budget(paper: PaperAccount, tmp_path: Path) -> None:
+    rig = _rig(paper, tmp_path, retry={"total_budget_s": 30.0})
+    rig.ex.load_markets()
+    _ticker_answers_429(paper, retry_after_s=20)
+    started = rig.now
+    with pytest.raises(errors.RetriesExhausted):
+        rig.ex.fetch_ticker(SYMBOL)
+    # 20 s, then a second 429 asking 20 s more: that wait would end past the 30 s budget, so
+    # the call gives up at once instead of sleeping it (or sleeping it twice).
+    assert rig.sleeps == [20.0]
+    assert rig.now - started == pytest.approx(20.0)
+    assert rig.now - started <= 30.0
+
+
+# --- a kill ends every wait -------------------------------------------------------------------
+
+
+def _start_of_a_window(paper: PaperAccount) -> None:
+    """Move to one second past a 10 s boundary: the order-count window has 9 s left."""
+    now = paper.clock.time()
+    paper.advance((now // 10 + 1) * 10 + 1.0 - now)
+
+
+def _park_an_order(rig: Rig) -> float:
+    """Fill the order-count window so the next order has to wait for it; returns the price."""
+    price = round(float(rig.ex.fetch_ticker(SYMBOL)["last"]) * 0.97)
+    _start_of_a_window(rig.paper)
+    for _ in range(2):
+        rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, price)
+    return price
+
+
+def _kill_one_second_in(rig: Rig) -> None:
+    def engage_during_sleep(seconds: float) -> bool:
+        rig.paper.advance(min(1.0, seconds))
+        rig.switch.engage("operator", by="test")
+        return True
+
+    rig.during_sleep = engage_during_sleep
+
+
+def test_a_kill_wakes_an_order_parked_on_the_rate_budget(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    rig = _rig(paper, tmp_path, throttle={"orders_per_10s": 3})
+    price = _park_an_order(rig)
+    placed = len(paper.orders())
+    _kill_one_second_in(rig)
+    parked_at = rig.now
+    with pytest.raises(errors.TradingHalted):
+        rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, price)
+    # Refused one simulated second in, when the switch engaged: not when the order-count
+    # window would have let the order go, and after one sleep only.
+    assert rig.now - parked_at == pytest.approx(1.0)
+    assert len(rig.sleeps) == 1
+    assert len(paper.orders()) == placed
+
+
+async def test_a_kill_wakes_an_async_order_parked_on_the_rate_budget(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    rig = _rig(paper, tmp_path, asyncio_client=True, throttle={"orders_per_10s": 3})
+    try:
+        price = round(float((await rig.ex.fetch_ticker(SYMBOL))["last"]) * 0.97)
+        _start_of_a_window(paper)
+        for _ in range(2):
+            await rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, price)
+        placed = len(paper.orders())
+        _kill_one_second_in(rig)
+        parked_at = rig.now
+        with pytest.raises(errors.TradingHalted):
+            await rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, price)
+        assert rig.now - parked_at == pytest.approx(1.0)
+        assert len(rig.sleeps) == 1
+        assert len(paper.orders()) == placed
+    finally:
+        await rig.ex.exchange.close()
+
+
+# --- the venue's published limits -------------------------------------------------------------
+
+
+def _tighten(paper: PaperAccount, **limits: int) -> None:
+    paper.set_faults({"rules": [{"kind": "throttle", **limits}]})
+
+
+def _poll_until_held(rig: Rig, limit: int = 500) -> int:
+    """Read the book (weight 5) until the guard holds a read back; returns the reads sent."""
+    for sent in range(limit):
+        try:
+            rig.ex.fetch_order_book(SYMBOL, 100)
+        except errors.ThrottleHold:
+            return sent
+    raise AssertionError(f"{limit} reads and the guard never held one back")
+
+
+def _read_until_refused(rig: Rig, limit: int = 500) -> errors.SafeguardError:
+    for _ in range(limit):
+        try:
+            rig.ex.fetch_order_book(SYMBOL, 100)
+        except errors.SafeguardError as refused:
+            return refused
+    raise AssertionError(f"{limit} reads and none was refused")
+
+
+def test_published_limits_leave_a_cancel_its_reserve(paper: PaperAccount, tmp_path: Path) -> None:
+    _tighten(paper, weight_per_minute=240)  # published in exchangeInfo from now on
+    rig = _rig(paper, tmp_path)
+    rig.ex.load_markets()
+    price = round(float(rig.ex.fetch_ticker(SYMBOL)["last"]) * 0.97)
+    order = rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, price)
+    _poll_until_held(rig)
+    # Reads stop short of the venue's 240, not of the default 2,400: no 429, and the cancel
+    # goes out at once on the reserve the reads were kept from.
+    assert rig.throttled() == []
+    before = rig.now
+    cancelled = rig.ex.cancel_order(order["id"], SYMBOL)
+    assert cancelled["status"] == "canceled"
+    assert rig.now == before
+    assert rig.throttled() == []
+    assert [o["status"] for o in paper.orders() if o["orderId"] == int(order["id"])] == ["CANCELED"]
+
+
+def test_an_order_limit_tightened_later_is_learned_from_its_429(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    rig = _rig(paper, tmp_path)
+    rig.ex.load_markets()
+    price = round(float(rig.ex.fetch_ticker(SYMBOL)["last"]) * 0.97)
+    _start_of_a_window(paper)
+    _tighten(paper, orders_per_10s=3)  # after the guard loaded the markets
+    placed = [rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, price) for _ in range(8)]
+    # The venue said it once ("current limit is 3 orders per TEN_SECONDS"); every order after
+    # that was paced under the learned limit instead of being refused again.
+    assert len(placed) == 8
+    assert len(rig.throttled()) == 1
+    # An order-count limit at its edge stops orders, not cancels (they place no order).
+    before = rig.now
+    assert rig.ex.cancel_order(placed[0]["id"], SYMBOL)["status"] == "canceled"
+    assert rig.now == before
+    assert len(rig.throttled()) == 1
+
+
+def test_a_weight_limit_tightened_later_is_learned_and_a_refused_cancel_says_why(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    rig = _rig(paper, tmp_path)
+    rig.ex.load_markets()
+    price = round(float(rig.ex.fetch_ticker(SYMBOL)["last"]) * 0.97)
+    order = rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, price)
+    _tighten(paper, weight_per_minute=120)
+    refused = _read_until_refused(rig)
+    assert isinstance(refused, errors.RetriesExhausted)  # the 429 asked past the call's budget
+    assert len(rig.throttled()) == 1
+    # The venue's weight is spent for this minute: it would refuse the cancel as well, and
+    # the guard says exactly that instead of a bare "rate budget" refusal.
+    with pytest.raises(
+        errors.ThrottleHold, match=r"429 on REQUEST_WEIGHT/1m, a limit it charges cancels too"
+    ) as held:
+        rig.ex.cancel_order(order["id"], SYMBOL)
+    assert len(rig.throttled()) == 1
+    # Once the window rolls the cancel goes, and reads are then held under the learned 120.
+    paper.advance(held.value.retry_after)
+    assert rig.ex.cancel_order(order["id"], SYMBOL)["status"] == "canceled"
+    _poll_until_held(rig)
+    assert len(rig.throttled()) == 1
