@@ -85,12 +85,13 @@ _DECIDE = (
     + """
 local now, skew, soft = num(ARGV[1]), num(ARGV[2]), num(ARGV[3])
 local uses_reserve, is_read, is_cancel = ARGV[4] == '1', ARGV[5] == '1', ARGV[6] == '1'
-local scope = redis.call('HMGET', KEYS[1], 'banned_until', 'hold_until', 'cancels_exempt')
+local scope = redis.call(
+  'HMGET', KEYS[1], 'banned_until', 'hold_until', 'cancels_exempt', 'hold_label')
 local banned = num(scope[1], 0)
 if banned > now then return {'banned', str(banned)} end
 local hold = num(scope[2], 0)
 if hold > now and not (is_cancel and scope[3] == '1') then
-  return {'wait', str(hold - now), '429', '1'}
+  return {'wait', str(hold - now), scope[4] or '429', '1'}
 end
 local n = (#ARGV - 6) / 5
 local ws, useds, nxts = {}, {}, {}
@@ -175,37 +176,50 @@ return 1
 )
 
 # KEYS[1] the scope; KEYS[1+i] window i.  ARGV: now, skew, hard, retry_after (or ''), then per
-# window: limit, interval.  Returns how long everything now waits.
+# window: limit, interval, per_ip ('1' or '0'), label.  Returns how long everything now waits.
 _THROTTLE = (
     _LUA_HEAD
     + """
 local now, skew, hard, retry = num(ARGV[1]), num(ARGV[2]), num(ARGV[3]), num(ARGV[4])
 local n = #KEYS - 1
-local hold = retry
 local full_for = 0
 local shortest, shortest_end = nil, 0
+local longest = 0
 local any_full = false
+local ip_labels = {}
 for i = 1, n do
-  local limit, interval = num(ARGV[4 + (i - 1) * 2 + 1]), num(ARGV[4 + (i - 1) * 2 + 2])
+  local base = 4 + (i - 1) * 4
+  local limit, interval = num(ARGV[base + 1]), num(ARGV[base + 2])
+  local per_ip, label = ARGV[base + 3] == '1', ARGV[base + 4]
   local w, used, nxt = load(KEYS[i + 1], now, skew, interval)
   local ends = (w + 1) * interval + skew
   if used / limit >= hard then
     used = math.max(used, limit)
     any_full = true
+    if per_ip then ip_labels[#ip_labels + 1] = label end
     save(KEYS[i + 1], w, used, nxt, interval)
   end
   if used >= limit then full_for = math.max(full_for, ends - now) end
   if shortest == nil or interval < shortest then shortest, shortest_end = interval, ends end
+  if interval > longest then longest = interval end
 end
+local hold = retry
+if hold ~= nil then hold = math.min(hold, longest) end
 if hold == nil then
   hold = 0
   if (not any_full) and shortest ~= nil then hold = math.max(shortest_end - now, 0) end
 end
-local held_until = num(redis.call('HGET', KEYS[1], 'hold_until'), 0)
--- A hold traced to a full window lets cancels through (that window gates them by itself); an
--- unexplained hold still running keeps them waiting too.
-local exempt = any_full and (redis.call('HGET', KEYS[1], 'cancels_exempt') == '1'
-  or not (held_until > now))
+local scope = redis.call('HMGET', KEYS[1], 'hold_until', 'cancels_exempt')
+local held_until = num(scope[1], 0)
+local still_held = held_until > now
+-- Only order-count windows let cancels through (cancels place no order); a full weight window
+-- or an unexplained hold still running keeps them waiting too.
+local exempt = any_full and #ip_labels == 0 and (scope[2] == '1' or not still_held)
+if now + hold > held_until or not still_held then
+  local label = '429'
+  for _, l in ipairs(ip_labels) do label = label .. ' ' .. l end
+  redis.call('HSET', KEYS[1], 'hold_label', label)
+end
 local until_ = math.max(held_until, now + hold)
 redis.call('HSET', KEYS[1], 'hold_until', str(until_), 'cancels_exempt', exempt and '1' or '0')
 return str(math.max(until_ - now, full_for))
@@ -276,11 +290,8 @@ class RedisRateBudget:
         self._errors = link_errors()
         prefix = f"{key_tag(fleet)}:rl"
         self._scope_key = f"{prefix}:{ip_key}:scope"
-        self._keys = tuple(
-            f"{prefix}:{ip_key if lim.type in _PER_IP else f'account:{account_key}'}"
-            f":{lim.type.value}:{lim.interval_s}"
-            for lim in self._limits.limits
-        )
+        self._window_prefix = {True: f"{prefix}:{ip_key}", False: f"{prefix}:account:{account_key}"}
+        self._keys = self._window_keys()
         self._decide = self._redis.register_script(_DECIDE)
         self._observe = self._redis.register_script(_OBSERVE)
         self._refund = self._redis.register_script(_REFUND)
@@ -298,6 +309,28 @@ class RedisRateBudget:
     @property
     def limits(self) -> tuple[RateLimit, ...]:
         return self._limits.limits
+
+    def _window_keys(self) -> tuple[str, ...]:
+        return tuple(
+            f"{self._window_prefix[lim.type in _PER_IP]}:{lim.type.value}:{lim.interval_s}"
+            for lim in self._limits.limits
+        )
+
+    def learn(self, limits: RateLimits) -> bool:
+        """As :meth:`RateBudget.learn`. The shared windows keep their counts (they are keyed by
+        what they limit, not by the number); every bot learns the numbers from its own
+        ``exchangeInfo`` and 429s, and the local fallback keeps its slice of them."""
+        learned = limits.with_overrides(self.config)
+        with self._lock:
+            merged = {(lim.type, lim.interval_s): lim for lim in self._limits.limits}
+            before = dict(merged)
+            merged.update({(lim.type, lim.interval_s): lim for lim in learned.limits})
+            if merged == before:
+                return False
+            self._limits = RateLimits(tuple(merged.values()))
+            self._keys = self._window_keys()
+        self.fallback.learn(fallback_limits(self._limits, self._share), policy_overrides=False)
+        return True
 
     @property
     def shared(self) -> bool:
@@ -393,7 +426,7 @@ class RedisRateBudget:
             "" if retry_after is None else repr(float(retry_after)),
         ]
         for lim in self._limits.limits:
-            args += [lim.limit, lim.interval_s]
+            args += [lim.limit, lim.interval_s, "1" if lim.type in _PER_IP else "0", lim.label]
         local = self.fallback.record_throttle(status, retry_after, now)
         shared = self._run(lambda: self._throttle(keys=[self._scope_key, *self._keys], args=args))
         return local if shared is _DOWN else float(shared)

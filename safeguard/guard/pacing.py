@@ -94,6 +94,7 @@ _PUBLISHES_LIMITS = frozenset({"load_markets", "fetch_markets"})
 # requests per minute", "current limit is 300 orders per TEN_SECONDS" (spot: "per 10 SECOND").
 _WEIGHT_REFUSAL = re.compile(r"(?i)current limit of IP\(.*?\) is (\d+) requests per (\w+)")
 _ORDER_REFUSAL = re.compile(r"(?i)current limit is (\d+) orders per (\d+ )?(\w+)")
+_KNOWN = frozenset(LimitType.__members__)
 _UNIT_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 _TEN = {"TEN_SECONDS": 10}
 
@@ -207,8 +208,11 @@ class BudgetPacer:
         published_at = float(stamp) if isinstance(stamp, int | float) else None
         if published_at is not None and published_at <= self._published_at:
             return
+        rows = body["rateLimits"]
+        if not any(isinstance(r, Mapping) and r.get("rateLimitType") in _KNOWN for r in rows):
+            return  # nothing this budget counts (parsing it would give the defaults back)
         try:
-            limits = RateLimits.from_exchange_info(body["rateLimits"])
+            limits = RateLimits.from_exchange_info(rows)
         except ValueError as exc:
             # Pacing goes on with the limits it had; the defaults are Binance's own.
             logger.warning("exchangeInfo.rateLimits ignored: {}", exc)

@@ -305,16 +305,18 @@ class RateBudget:
     def limits(self) -> tuple[RateLimit, ...]:
         return tuple(w.limit for w in self._windows)
 
-    def learn(self, limits: RateLimits) -> bool:
+    def learn(self, limits: RateLimits, *, policy_overrides: bool = True) -> bool:
         """Pace on the venue's ``limits`` from now on; returns whether any number changed.
 
         Each window of the same type and interval takes the new number and keeps its count
         (the venue tightened a limit mid-window: what was used still counts); a limit not
         counted yet gets a window of its own, shared like the others when this budget came
         from a :class:`BudgetRegistry`. Limits not named are kept: a venue that stops
-        publishing one has not lifted it. The policy's overrides still win.
+        publishing one has not lifted it. The policy's overrides still win, unless
+        ``policy_overrides`` is off (``limits`` are already what to pace on: a fleet member's
+        slice of the shared limits).
         """
-        learned = limits.with_overrides(self.config)
+        learned = limits.with_overrides(self.config) if policy_overrides else limits
         with self._lock:
             by_key = {(w.limit.type, w.limit.interval_s): w for w in self._windows}
             changed = False

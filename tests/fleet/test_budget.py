@@ -108,8 +108,16 @@ def test_the_script_decides_exactly_as_the_in_process_budget(
             kind = rng.choice(kinds)
             local.refund(kind, 5, now)
             shared.refund(kind, 5, now)
+        elif roll < 0.95:
+            # The venue published (or a 429 named) another number: both learn it alike.
+            limit = rng.choice([LimitType.REQUEST_WEIGHT, LimitType.ORDERS])
+            interval = 60 if limit is LimitType.REQUEST_WEIGHT else rng.choice([1, 10])
+            number = rng.choice([300, 600, 900] if interval == 60 else [5, 30, 50])
+            learned = RateLimits((RateLimit(limit, interval, number),))
+            assert local.learn(learned) == shared.learn(learned)
+            assert shared.limits == local.limits
         elif roll < 0.985:
-            retry = rng.choice([None, 1.0, 3.0])
+            retry = rng.choice([None, 1.0, 3.0, 10_000.0])  # the last: cut to the longest window
             assert local.record_throttle(429, retry, now) == pytest.approx(
                 shared.record_throttle(429, retry, now), abs=1e-9
             )

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from safeguard.config import ThrottleConfig
 from safeguard.errors import ConfigError
 from safeguard.guard.bans import FILENAME, BanStore
+from safeguard.guard.core import Answer, Send
+from safeguard.guard.pacing import BudgetPacer, refused_limit
 from safeguard.guard.ratesim import simulate
 from safeguard.guard.throttle import (
     GO,
@@ -501,3 +503,78 @@ def test_bans_command_shows_and_clears_persisted_bans(
     (tmp_path / FILENAME).write_text("{broken")
     assert main(["bans", "--state-dir", str(tmp_path)]) == 2  # a corrupt file is named, exit 2
     assert "ban file" in capsys.readouterr().err
+
+
+# --- learning the venue's limits from its answers --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            '{"code":-1003,"msg":"Too many requests; current limit of IP(10.0.0.1) is 1200 '
+            'requests per minute. Please use WebSocket Streams for live updates."}',
+            RateLimit(LimitType.REQUEST_WEIGHT, 60, 1200),
+        ),
+        (
+            '{"code":-1015,"msg":"Too many new orders; current limit is 300 orders per '
+            'TEN_SECONDS."}',
+            RateLimit(LimitType.ORDERS, 10, 300),
+        ),
+        (
+            "Too many new orders; current limit is 1200 orders per MINUTE.",
+            RateLimit(LimitType.ORDERS, 60, 1200),
+        ),
+        (
+            "Too many new orders; current limit is 50 orders per 10 SECOND.",  # Binance spot
+            RateLimit(LimitType.ORDERS, 10, 50),
+        ),
+        ("429 Too Many Requests", None),
+        ("current limit is 5 orders per FORTNIGHT.", None),
+        ("current limit is 0 orders per MINUTE.", None),
+    ],
+)
+def test_a_429_names_the_limit_it_enforced(message: str, expected: RateLimit | None) -> None:
+    assert refused_limit(message) == expected
+
+
+def _exchange_info(server_time: int, weight: int) -> dict[str, object]:
+    return {
+        "serverTime": server_time,
+        "rateLimits": [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": weight,
+            }
+        ],
+        "symbols": [],
+    }
+
+
+def _answer(body: object, now: float = T0) -> Answer:
+    return Answer({}, None, None, now, now, body)
+
+
+def test_only_a_newer_exchange_info_changes_the_learned_limits() -> None:
+    pacer = BudgetPacer(RateBudget.standalone(ThrottleConfig(window_skew_s=0.0)))
+    load = Send("load_markets", ())
+
+    def weight_limit() -> int:
+        return {lim.label: lim.limit for lim in pacer.budget.limits}["REQUEST_WEIGHT/1m"]
+
+    pacer.after(load, _answer(_exchange_info(2_000, 600)), None)
+    assert weight_limit() == 600
+    # ccxt answered load_markets from its cache: the document it kept is an older one.
+    pacer.after(load, _answer(_exchange_info(1_000, 2_400)), None)
+    assert weight_limit() == 600
+    pacer.after(load, _answer(_exchange_info(3_000, 1_200)), None)
+    assert weight_limit() == 1_200
+    # Another call's body, a malformed list, or no body at all teach nothing.
+    pacer.after(Send("fetch_ticker", ("X",)), _answer(_exchange_info(4_000, 10)), None)
+    pacer.after(load, _answer({"serverTime": 5_000, "rateLimits": [{"limit": "x"}]}), None)
+    bad_row = {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "limit": "x"}
+    pacer.after(load, _answer({"serverTime": 6_000, "rateLimits": [bad_row]}), None)
+    pacer.after(load, _answer(None), None)
+    assert weight_limit() == 1_200
