@@ -204,6 +204,7 @@ for i = 1, n do
   if interval > longest then longest = interval end
 end
 local hold = retry
+if hold ~= nil and hold <= 0 then hold = nil end
 if hold ~= nil then hold = math.min(hold, longest) end
 if hold == nil then
   hold = 0

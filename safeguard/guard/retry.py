@@ -7,8 +7,8 @@ source:
 
 * the wait before attempt ``n + 1`` is drawn uniformly from ``[0, min(max_delay, base * 2**(n-1))]``
   ("full jitter": uncoordinated clients spread out instead of retrying in lock-step);
-* ``Retry-After`` is a *floor* on that wait, and a throttled answer without one waits
-  ``default_retry_after_s``; so is ``at_least``, the time the rate budget keeps the next
+* ``Retry-After`` is a *floor* on that wait, and a throttled answer without one (or with
+  one of 0) waits ``default_retry_after_s``; so is ``at_least``, the time the rate budget keeps the next
   attempt back anyway (a 429's pause, a full window): one wait covers both;
 * nothing is retried past ``total_budget_s`` since the first attempt, or ``max_attempts``: a
   wait that would end past it gives up instead. The last wait may be trimmed to end at the
@@ -108,7 +108,9 @@ class RetryPolicy:
             return GiveUp("attempts")
 
         floor = retry_after or 0.0
-        if error_class.throttled and retry_after is None:
+        if error_class.throttled and not retry_after:
+            # No Retry-After, or one of 0 (a negative one parses to 0): the venue still said
+            # stop, and resending at once is how a ban begins.
             floor = self.config.default_retry_after_s
         floor = max(floor, at_least)
         remaining = self.config.total_budget_s - elapsed

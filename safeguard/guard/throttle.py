@@ -476,9 +476,10 @@ class RateBudget:
         weight like any request's and would refuse it (and our idea of where its window
         ends may be off by the clock skew; its ``Retry-After`` is not).
 
-        A ``Retry-After`` longer than the longest window is cut to that window: no limit we
-        pace against needs a longer pause, and a garbled header must not stop every request,
-        cancels included, for days. (A 418's ban length is not cut: that is ``record_ban``.)
+        A ``Retry-After`` of 0 counts as none. One longer than the longest window is cut to
+        that window: no limit we pace against needs a longer pause, and a garbled header must
+        not stop every request, cancels included, for days. (A 418's ban length is not cut:
+        that is ``record_ban``.)
         """
         if status != 429:
             raise ValueError(f"status must be 429 for a throttle, got {status!r}")
@@ -493,7 +494,8 @@ class RateBudget:
             for window in full:
                 window.used = max(window.used, float(window.limit.limit))
             longest = max((w.limit.interval_s for w in self._windows), default=0)
-            hold = None if retry_after is None else min(retry_after, float(longest))
+            # "Retry-After: 0" on a 429 says nothing a missing header would not: held alike.
+            hold = min(retry_after, float(longest)) if retry_after else None
             if hold is None:
                 shortest = min(self._windows, key=lambda w: w.limit.interval_s, default=None)
                 unexplained = not full and shortest is not None

@@ -117,7 +117,9 @@ def test_the_script_decides_exactly_as_the_in_process_budget(
             assert local.learn(learned) == shared.learn(learned)
             assert shared.limits == local.limits
         elif roll < 0.985:
-            retry = rng.choice([None, 1.0, 3.0, 10_000.0])  # the last: cut to the longest window
+            retry = rng.choice(
+                [None, 0.0, 1.0, 3.0, 10_000.0]
+            )  # the last: cut to the longest window
             assert local.record_throttle(429, retry, now) == pytest.approx(
                 shared.record_throttle(429, retry, now), abs=1e-9
             )

@@ -282,3 +282,16 @@ def test_a_weight_limit_tightened_later_is_learned_and_a_refused_cancel_says_why
     assert rig.ex.cancel_order(order["id"], SYMBOL)["status"] == "canceled"
     _poll_until_held(rig)
     assert len(rig.throttled()) == 1
+
+
+def test_a_429_asking_for_no_wait_is_not_retried_at_once(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    rig = _rig(paper, tmp_path)
+    rig.ex.load_markets()
+    _ticker_answers_429(paper, retry_after_s=0, count=2)
+    assert rig.ex.fetch_ticker(SYMBOL)["last"] > 0
+    # Two 429s, each followed by at least the policy's default pause, not a burst of resends.
+    default = Policy.build().retry.default_retry_after_s
+    assert len(rig.sleeps) == 2
+    assert min(rig.sleeps) >= default

@@ -56,7 +56,7 @@ def test_waits_stay_inside_full_jitter_floor_and_budget(
     decision = POLICY.decide(attempt, elapsed, ec, retry_after, random.Random(seed))
     remaining = CONFIG.total_budget_s - elapsed
     floor = retry_after if retry_after is not None else 0.0
-    if ec.throttled and retry_after is None:
+    if ec.throttled and not retry_after:
         floor = CONFIG.default_retry_after_s
     if floor > remaining or remaining <= 0:
         assert decision == GiveUp("budget")
@@ -97,6 +97,16 @@ def test_retry_after_floor_beats_a_small_jitter_and_is_not_capped() -> None:
 def test_throttled_without_retry_after_waits_the_safe_default() -> None:
     decision = POLICY.decide(1, 0.0, THROTTLED, None, random.Random(1))
     assert decision == Retry(CONFIG.default_retry_after_s)
+
+
+def test_a_throttle_asking_for_no_wait_still_waits_the_safe_default() -> None:
+    # "429, Retry-After: 0" (or a negative value, which parses to 0): the venue said stop;
+    # retrying at once is how a ban begins.
+    zero = ErrorClass(RetryClass.SAFE, "throttled", throttled=True, retry_after=0.0)
+    assert POLICY.decide(1, 0.0, zero, None, random.Random(1)) == Retry(4.0)
+    assert POLICY.decide(1, 0.0, THROTTLED, 0.0, random.Random(1)) == Retry(4.0)
+    # A failure that is not a throttle keeps its plain jitter.
+    assert POLICY.decide(1, 0.0, SAFE, 0.0, Draws(low=True)) == Retry(0.0)
 
 
 def test_retry_after_from_the_error_class_is_used() -> None:

@@ -271,6 +271,20 @@ def test_429_without_retry_after_marks_the_hot_window_full() -> None:
     assert budget.decide(RequestKind.CANCEL, 1, T0 + 60) == GO
 
 
+def test_a_429_asking_for_no_wait_is_held_like_one_that_did_not_say() -> None:
+    limits = RateLimits.from_exchange_info(EXCHANGE_INFO_LIMITS)
+    zero = RateBudget.standalone(ThrottleConfig(window_skew_s=0.0), limits)
+    silent = RateBudget.standalone(ThrottleConfig(window_skew_s=0.0), limits)
+    assert zero.record_throttle(429, 0.0, T0 + 3) == silent.record_throttle(429, None, T0 + 3)
+    assert isinstance(zero.decide(RequestKind.READ, 1, T0 + 4), Wait)
+
+
+def test_a_429_asking_for_days_is_cut_to_the_longest_window() -> None:
+    budget = small_budget()
+    assert budget.record_throttle(429, 1e12, T0) == 60.0
+    assert budget.decide(RequestKind.READ, 1, T0 + 60) == GO
+
+
 def test_unexplained_429_without_retry_after_waits_for_the_shortest_window() -> None:
     limits = RateLimits.from_exchange_info(EXCHANGE_INFO_LIMITS)
     budget = RateBudget.standalone(ThrottleConfig(window_skew_s=0.0), limits)
