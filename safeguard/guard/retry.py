@@ -8,8 +8,8 @@ source:
 * the wait before attempt ``n + 1`` is drawn uniformly from ``[0, min(max_delay, base * 2**(n-1))]``
   ("full jitter": uncoordinated clients spread out instead of retrying in lock-step);
 * ``Retry-After`` is a *floor* on that wait, and a throttled answer without one (or with
-  one of 0) waits ``default_retry_after_s``; so is ``at_least``, the time the rate budget keeps the next
-  attempt back anyway (a 429's pause, a full window): one wait covers both;
+  one of 0) waits ``default_retry_after_s``; so is ``at_least``, the time the rate budget
+  keeps the next attempt back anyway (a 429's pause, a full window): one wait covers both;
 * nothing is retried past ``total_budget_s`` since the first attempt, or ``max_attempts``: a
   wait that would end past it gives up instead. The last wait may be trimmed to end at the
   budget, but never below ``base_delay_s``: attempts at the budget's edge do not fire in a
