@@ -62,7 +62,14 @@ def paper() -> Iterator[PaperAccount]:
         account.close()
 
 
-def _rig(paper: PaperAccount, tmp: Path, *, asyncio_client: bool = False, **policy: Any) -> Rig:
+def _rig(
+    paper: PaperAccount,
+    tmp: Path,
+    *,
+    asyncio_client: bool = False,
+    journal: str = "orders.jsonl",
+    **policy: Any,
+) -> Rig:
     settings = _policy(tmp, **policy)
     switch = KillSwitch(settings.kill_switch, clock=paper.clock, watch=False)
     hooks = Hooks()
@@ -86,7 +93,7 @@ def _rig(paper: PaperAccount, tmp: Path, *, asyncio_client: bool = False, **poli
         kill_switch=switch,
         clock=paper.clock,
         hooks=hooks,
-        journal_path=tmp / "orders.jsonl",
+        journal_path=tmp / journal,
         durable_journal=False,
         sleep=sleep,
         sleep_async=sleep_async,
@@ -295,3 +302,15 @@ def test_a_429_asking_for_no_wait_is_not_retried_at_once(
     default = Policy.build().retry.default_retry_after_s
     assert len(rig.sleeps) == 2
     assert min(rig.sleeps) >= default
+
+
+def test_a_second_client_on_the_ip_paces_on_the_limits_the_first_learned(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    _tighten(paper, weight_per_minute=240)
+    first = _rig(paper, tmp_path)
+    first.ex.load_markets()  # learns 240 into the budget every client on this IP shares
+    second = _rig(paper, tmp_path, journal="second.jsonl")  # same state dir: same registry
+    assert second.ex.runtime.core.pacer.budget is first.ex.runtime.core.pacer.budget
+    _poll_until_held(second)  # the second client never loaded the markets itself
+    assert second.throttled() == [] and first.throttled() == []
