@@ -314,3 +314,22 @@ def test_a_second_client_on_the_ip_paces_on_the_limits_the_first_learned(
     assert second.ex.runtime.core.pacer.budget is first.ex.runtime.core.pacer.budget
     _poll_until_held(second)  # the second client never loaded the markets itself
     assert second.throttled() == [] and first.throttled() == []
+
+
+def test_a_kill_during_an_orders_backoff_refuses_it_at_once_and_settles_it_absent(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    rig = _rig(paper, tmp_path)
+    price = round(float(rig.ex.fetch_ticker(SYMBOL)["last"]) * 0.97)
+    rig.ex.load_markets()
+    error = {"kind": "error", "endpoint": "POST /fapi/v1/order", "status": 429}
+    paper.set_faults({"rules": [{**error, "retry_after_s": 5, "count": 1}]})
+    _kill_one_second_in(rig)
+    started = rig.now
+    with pytest.raises(errors.TradingHalted):
+        rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, price)
+    assert rig.now - started == pytest.approx(1.0)  # not the 5 s the venue asked for
+    assert rig.sleeps == [5.0]
+    journal = rig.ex.runtime.core.journal
+    assert journal.unresolved() == []  # the throttled send never landed: settled absent
+    assert paper.orders() == []
