@@ -313,7 +313,8 @@ def test_a_second_client_on_the_ip_paces_on_the_limits_the_first_learned(
     second = _rig(paper, tmp_path, journal="second.jsonl")  # same state dir: same registry
     assert second.ex.runtime.core.pacer.budget is first.ex.runtime.core.pacer.budget
     _poll_until_held(second)  # the second client never loaded the markets itself
-    assert second.throttled() == [] and first.throttled() == []
+    assert second.throttled() == []
+    assert first.throttled() == []
 
 
 def test_a_kill_during_an_orders_backoff_refuses_it_at_once_and_settles_it_absent(
