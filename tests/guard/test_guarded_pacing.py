@@ -334,3 +334,24 @@ def test_a_kill_during_an_orders_backoff_refuses_it_at_once_and_settles_it_absen
     journal = rig.ex.runtime.core.journal
     assert journal.unresolved() == []  # the throttled send never landed: settled absent
     assert paper.orders() == []
+
+
+def test_a_ban_on_a_cancel_stops_every_later_request_until_the_venues_time(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    rig = _rig(paper, tmp_path)
+    price = round(float(rig.ex.fetch_ticker(SYMBOL)["last"]) * 0.97)
+    order = rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, price)
+    paper.set_faults({"rules": [{"kind": "ban", "endpoint": "DELETE /fapi/v1/order", "count": 1}]})
+    with pytest.raises(errors.VenueBanned) as banned:
+        rig.ex.cancel_order(order["id"], SYMBOL)
+    assert rig.sleeps == []  # a ban is not retried
+    sent = len(rig.requests)
+    # The venue refuses every request from a banned IP, cancels included: the next cancel is
+    # refused here, naming the end of the ban, and nothing is sent that would lengthen it.
+    with pytest.raises(errors.VenueBanned, match="cancel_order not sent") as again:
+        rig.ex.cancel_order(order["id"], SYMBOL)
+    assert again.value.until == banned.value.until
+    assert len(rig.requests) == sent
+    paper.advance(banned.value.until - rig.now)
+    assert rig.ex.cancel_order(order["id"], SYMBOL)["status"] == "canceled"
