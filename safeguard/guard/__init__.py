@@ -49,16 +49,17 @@ from safeguard.guard.throttle import BudgetRegistry, RateBudget, account_fingerp
 from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.triggers import RiskMonitor
 
-_REGISTRIES: dict[tuple[ThrottleConfig, str], BudgetRegistry] = {}
+_REGISTRIES: dict[str, BudgetRegistry] = {}
 _REGISTRIES_LOCK = threading.Lock()
 
 
 def _registry(policy: Policy) -> BudgetRegistry:
-    """The process's shared budgets for this throttle policy and state directory: guarded
-    exchanges on one IP or one API key share their limits, and bans persist in the state
-    directory so a restarted bot fails fast instead of extending its ban."""
+    """The process's shared budgets for this state directory: guarded exchanges on one IP or
+    one API key share their limits whatever their ``[throttle]`` tuning (each budget keeps its
+    own thresholds over the shared counts), and bans persist in the state directory so a
+    restarted bot fails fast instead of extending its ban."""
     state_dir = policy.kill_switch.state_dir
-    key = (policy.throttle, str(state_dir.resolve()))
+    key = str(state_dir.resolve())
     with _REGISTRIES_LOCK:
         registry = _REGISTRIES.get(key)
         if registry is None:
@@ -144,7 +145,9 @@ def guard(
     key = account_fingerprint(getattr(exchange, "apiKey", None) or None)
     path = Path(journal_path or policy.kill_switch.state_dir / f"orders-{exchange.id}-{key}.jsonl")
     if budget is None:
-        budget = _registry(policy).get(f"{exchange.id}@{_api_host(exchange)}", key)
+        budget = _registry(policy).get(
+            f"{exchange.id}@{_api_host(exchange)}", key, config=policy.throttle
+        )
     recheck: list[Callable[[Any], None]] = []
 
     def health_moved(event: Any) -> None:

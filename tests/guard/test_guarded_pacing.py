@@ -68,12 +68,13 @@ def _rig(
     *,
     asyncio_client: bool = False,
     journal: str = "orders.jsonl",
+    raw: Any = None,
     **policy: Any,
 ) -> Rig:
     settings = _policy(tmp, **policy)
     switch = KillSwitch(settings.kill_switch, clock=paper.clock, watch=False)
     hooks = Hooks()
-    raw = paper.client(asyncio=asyncio_client)
+    raw = raw if raw is not None else paper.client(asyncio=asyncio_client)
     rig = Rig(paper, None, switch)
     hooks.subscribe(EventKind.REQUEST, rig.requests.append)
 
@@ -355,3 +356,32 @@ def test_a_ban_on_a_cancel_stops_every_later_request_until_the_venues_time(
     assert len(rig.requests) == sent
     paper.advance(banned.value.until - rig.now)
     assert rig.ex.cancel_order(order["id"], SYMBOL)["status"] == "canceled"
+
+
+def test_two_clients_on_one_ip_share_its_weight_whatever_their_throttle_settings(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    from safeguard.venue.inprocess import inprocess_client
+
+    _tighten(paper, weight_per_minute=240)
+    key, secret = "second-key-0123456789", "second-secret-0123456789abcdef"
+    paper.venue.create_account(key, secret, wallet=10_000.0)
+    first = _rig(paper, tmp_path)
+    other = inprocess_client(paper.dialect, key, secret, on_latency=paper.venue.advance)
+    # Another account on the same IP, tuned differently (a larger reserve).
+    second = _rig(
+        paper, tmp_path, raw=other, journal="second.jsonl", throttle={"reserve_fraction": 0.1}
+    )
+    first.ex.load_markets()  # only the first client reads exchangeInfo through the guard
+    other.load_markets()
+    held = 0
+    for _ in range(100):
+        for rig in (first, second):
+            try:
+                rig.ex.fetch_order_book(SYMBOL, 100)
+            except errors.ThrottleHold:
+                held += 1
+    # One IP, one weight limit: together they stop short of it, neither walks into a 429.
+    assert held > 0
+    assert first.throttled() == []
+    assert second.throttled() == []
