@@ -27,7 +27,7 @@ import ccxt
 from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.codes import Code
-from safeguard.config import Credentials, KillSwitchConfig, Policy, ThrottleConfig
+from safeguard.config import Credentials, KillSwitchConfig, Policy
 from safeguard.errors import ConfigError
 from safeguard.guard.aio import AsyncGuardedExchange
 from safeguard.guard.announce import kill_reporter, throttle_reporter
