@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
-import threading
 import types
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from safeguard.config import Credentials, KillSwitchConfig, Policy
 from safeguard.errors import ConfigError
 from safeguard.guard.aio import AsyncGuardedExchange
 from safeguard.guard.announce import kill_reporter, throttle_reporter
-from safeguard.guard.bans import BanStore
 from safeguard.guard.core import GuardCore
 from safeguard.guard.degradation import HealthMonitor
 from safeguard.guard.events import EventKind, Hooks
@@ -45,27 +43,9 @@ from safeguard.guard.pacing import BudgetPacer
 from safeguard.guard.redact import register_secrets, secrets_of
 from safeguard.guard.retry import RetryPolicy
 from safeguard.guard.sync import GuardedExchange
-from safeguard.guard.throttle import BudgetRegistry, RateBudget, account_fingerprint
+from safeguard.guard.throttle import RateBudget, account_fingerprint, registry_for
 from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.triggers import RiskMonitor
-
-_REGISTRIES: dict[str, BudgetRegistry] = {}
-_REGISTRIES_LOCK = threading.Lock()
-
-
-def _registry(policy: Policy) -> BudgetRegistry:
-    """The process's shared budgets for this state directory: guarded exchanges on one IP or
-    one API key share their limits whatever their ``[throttle]`` tuning (each budget keeps its
-    own thresholds over the shared counts), and bans persist in the state directory so a
-    restarted bot fails fast instead of extending its ban."""
-    state_dir = policy.kill_switch.state_dir
-    key = str(state_dir.resolve())
-    with _REGISTRIES_LOCK:
-        registry = _REGISTRIES.get(key)
-        if registry is None:
-            registry = BudgetRegistry(policy.throttle, store=BanStore(state_dir))
-            _REGISTRIES[key] = registry
-        return registry
 
 
 def guard(
@@ -145,9 +125,12 @@ def guard(
     key = account_fingerprint(getattr(exchange, "apiKey", None) or None)
     path = Path(journal_path or policy.kill_switch.state_dir / f"orders-{exchange.id}-{key}.jsonl")
     if budget is None:
-        budget = _registry(policy).get(
-            f"{exchange.id}@{_api_host(exchange)}", key, config=policy.throttle
-        )
+        # One registry per state directory in the process: guarded exchanges on one IP or
+        # one API key share their limits whatever their [throttle] tuning (each budget keeps
+        # its own thresholds over the shared counts), and bans persist in the state directory
+        # so a restarted bot fails fast instead of extending its ban.
+        registry = registry_for(policy.kill_switch.state_dir)
+        budget = registry.get(f"{exchange.id}@{_api_host(exchange)}", key, config=policy.throttle)
     recheck: list[Callable[[Any], None]] = []
 
     def health_moved(event: Any) -> None:
