@@ -225,6 +225,28 @@ class Observer(Protocol):
     def retry(self, send: Send, ec: ErrorClass, attempt: int, delay: float, now: float) -> None: ...
 
 
+@dataclass
+class CallBudget:
+    """One call's time budget (``retry.total_budget_s``), spent as the replies' times advance.
+
+    Counted step by step rather than as ``now - started``: a wall clock stepping back (an NTP
+    step) adds nothing and never makes the time spent negative; one stepping forward spends
+    the budget, which ends the call sooner rather than later."""
+
+    total: float
+    last: float
+    _spent: float = 0.0
+
+    def spent(self, now: float) -> float:
+        self._spent += max(0.0, now - self.last)
+        self.last = now
+        return self._spent
+
+    def deadline(self, now: float) -> float:
+        """The latest time a wait may end, on the clock ``now`` is read from."""
+        return now + max(self.total - self.spent(now), 0.0)
+
+
 # --- the core ------------------------------------------------------------------------------
 
 
@@ -281,11 +303,11 @@ class GuardCore:
     ) -> Steps[Any]:
         attempt = 0
         now = started
-        deadline = started + self.policy.retry.total_budget_s
+        budget = CallBudget(self.policy.retry.total_budget_s, started)
         maybe_done = False
         while True:
             attempt += 1
-            now = yield from self._pace(kind, send, now, deadline)
+            now = yield from self._pace(kind, send, now, budget)
             answer = answered((yield send))
             now = self._last_now = answer.now
             ec, blocked = self._observe(send, answer, attempt, kind)
@@ -302,7 +324,7 @@ class GuardCore:
                 ec.retry is RetryClass.AMBIGUOUS and retry_ambiguous
             )
             delay = (
-                self.backoff.delay(attempt, now - started, ec, self.rng, at_least=blocked)
+                self.backoff.delay(attempt, budget.spent(now), ec, self.rng, at_least=blocked)
                 if retryable
                 else None
             )
@@ -316,16 +338,16 @@ class GuardCore:
                 unknown.__cause__ = scrubbed_exception(answer.error)
                 raise unknown
             if delay is None:
-                raise self._error(answer.error, ec, now, attempt, now - started)
+                raise self._error(answer.error, ec, now, attempt, budget.spent(now))
             self.observer.retry(send, ec, attempt, delay, now)
             now = yield from self._sleep(delay, send.permit)
 
-    def _pace(self, kind: CallKind, send: Send, now: float, deadline: float) -> Steps[float]:
+    def _pace(self, kind: CallKind, send: Send, now: float, budget: CallBudget) -> Steps[float]:
         """Wait out the throttle (each wait re-asked: the budget may have moved), but never
-        past ``deadline``, the call's time budget: a request the budget cannot fit by then is
-        held at once instead of being sent long after the caller asked for it."""
+        past the call's time budget: a request the rate budget cannot fit by then is held at
+        once instead of being sent long after the caller asked for it."""
         while True:
-            wait = self.pacer.before(kind, send, now, deadline)
+            wait = self.pacer.before(kind, send, now, budget.deadline(now))
             if wait <= 0.0:
                 return now
             now = yield from self._sleep(wait, send.permit)
@@ -619,7 +641,7 @@ class GuardCore:
         attempt = 0
         now = judged = started
         amounts_sent: set[float | None] = set()
-        deadline = started + self.policy.retry.total_budget_s
+        budget = CallBudget(self.policy.retry.total_budget_s, started)
         while True:
             attempt += 1
             try:
@@ -629,7 +651,7 @@ class GuardCore:
                     yield from self._refresh(intent.symbol, now)
                     intent, send = _rejudged(intent, send, self._approved(judge))
                     now = judged = self._last_now
-                now = yield from self._pace(CallKind.ORDER, send, now, deadline)
+                now = yield from self._pace(CallKind.ORDER, send, now, budget)
                 amounts_sent.add(send.args[3])
                 answer = answered((yield send))
                 now = self._last_now = answer.now
@@ -645,7 +667,7 @@ class GuardCore:
             assert answer.error is not None
             if ec.retry is RetryClass.NEVER and not ec.duplicate_client_order_id:
                 yield self._settle(cid, Status.REJECTED, now=now)
-                raise self._error(answer.error, ec, now, attempt, now - started, intent)
+                raise self._error(answer.error, ec, now, attempt, budget.spent(now), intent)
             if ec.retry is RetryClass.AMBIGUOUS:
                 found = yield from self._resolve(intent, sent_at=answer.started)
                 if found is not None and not _could_be(found, intent, amounts_sent):
@@ -662,11 +684,12 @@ class GuardCore:
                     )
                     return found
                 now = self._last_now
-            delay = self.backoff.delay(attempt, now - started, ec, self.rng, at_least=blocked)
+            elapsed = budget.spent(now)
+            delay = self.backoff.delay(attempt, elapsed, ec, self.rng, at_least=blocked)
             if delay is None:
                 yield self._settle(cid, Status.ABSENT, now=now)
                 # Every send so far is known absent: giving up is a plain "retries exhausted".
-                raise self._error(answer.error, ec, now, attempt, now - started)
+                raise self._error(answer.error, ec, now, attempt, elapsed)
             self.observer.retry(send, ec, attempt, delay, now)
             try:
                 now = yield from self._sleep(delay, send.permit)
@@ -762,8 +785,8 @@ class GuardCore:
         """One look-up: (order, False, None) / (None, True, None) absent / (None, False, err)."""
         cid = intent.client_order_id
         by_id = Send("fetch_order", (cid, intent.symbol), {"params": dict(params)}, essential=True)
-        deadline = self._last_now + self.policy.retry.total_budget_s
-        now = yield from self._pace(CallKind.READ, by_id, self._last_now, deadline)
+        budget = CallBudget(self.policy.retry.total_budget_s, self._last_now)
+        now = yield from self._pace(CallKind.READ, by_id, self._last_now, budget)
         answer = answered((yield by_id))
         self._last_now = answer.now
         ec, _ = self._observe(by_id, answer, attempt, CallKind.READ)
@@ -785,7 +808,7 @@ class GuardCore:
         open_send = Send(
             "fetch_open_orders", (intent.symbol,), {"params": params_open}, essential=True
         )
-        now = yield from self._pace(CallKind.READ, open_send, answer.now, deadline)
+        now = yield from self._pace(CallKind.READ, open_send, answer.now, budget)
         listed = answered((yield open_send))
         self._last_now = listed.now
         ec, _ = self._observe(open_send, listed, attempt, CallKind.READ)

@@ -73,6 +73,8 @@ _WEIGHT_HEADER = re.compile(r"(?i)^x-mbx-used-weight-(\d+)([smhd])$")
 _ORDER_HEADER = re.compile(r"(?i)^x-mbx-order-count-(\d+)([smhd])$")
 _PLACES_ORDERS = (RequestKind.ORDER, RequestKind.REDUCE_ONLY)
 _USES_RESERVE = (RequestKind.CANCEL, RequestKind.REDUCE_ONLY)
+# Threads hand the budget times read moments apart; only a larger step back is the clock's.
+_STEP_TOLERANCE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +229,12 @@ class _Window:
         if window > self.window:
             self.window, self.used, self.next_at = window, 0.0, 0.0
 
+    def stepped_back(self, now: float, skew: float, by: float) -> None:
+        # Our clock stepped back ``by`` seconds; the venue's window went on. The one in
+        # progress is the one now says (same count), and the pacing moves with the clock.
+        self.window = min(self.window, math.floor((now - skew) / self.limit.interval_s))
+        self.next_at = max(self.next_at - by, 0.0)
+
     def ends_at(self, skew: float) -> float:
         return (self.window + 1) * self.limit.interval_s + skew
 
@@ -243,6 +251,8 @@ class _Scope:
         self.cancels_exempt = False
         self.hold_label = "429"
         """What the 429 hold is traced to (``429 REQUEST_WEIGHT/1m``), for the refusal's text."""
+        self.latest = 0.0
+        """The latest ``now`` this IP's budgets were asked at: a clock stepping back shows."""
         """The 429 hold was traced to a full window, which gates cancels by itself."""
 
 
@@ -349,6 +359,7 @@ class RateBudget:
             raise ValueError(f"orders must be an int >= 1, got {orders!r}")
         skew = self.config.window_skew_s
         with self._lock:
+            self._follow_clock(now)
             if self._scope.banned_until > now:
                 return Banned(self._scope.banned_until)
             held = self._scope.hold_until > now
@@ -378,6 +389,20 @@ class RateBudget:
                 if cost > 0:
                     self._charge(window, kind, cost, now, skew)
             return GO
+
+    def _follow_clock(self, now: float) -> None:
+        """Shift what is held in absolute time when the clock stepped back (an NTP step, a
+        VM restored): a 2 s pause must not become an hour because ``now`` went back an hour.
+        The step is measured from the latest time seen, so it can be underestimated by the
+        time that passed unseen (a sleep), never overestimated. Called under the lock."""
+        scope = self._scope
+        by = scope.latest - now
+        if by > _STEP_TOLERANCE_S:
+            scope.hold_until = max(scope.hold_until - by, 0.0)
+            for window in self._windows:
+                window.stepped_back(now, self.config.window_skew_s, by)
+        if by > _STEP_TOLERANCE_S or now > scope.latest:
+            scope.latest = now
 
     def _cap(self, limit: int, kind: RequestKind) -> float:
         # Asked for every window of every request, and the answer changes only with the
@@ -429,6 +454,7 @@ class RateBudget:
         kind = RequestKind(kind)
         _inputs.non_negative("weight", weight)
         with self._lock:
+            self._follow_clock(now)
             for window in self._windows:
                 window.roll(now, self.config.window_skew_s)
                 cost = _cost(window.limit, kind, weight, orders)
@@ -451,6 +477,7 @@ class RateBudget:
             return
         skew = self.config.window_skew_s
         with self._lock:
+            self._follow_clock(now)
             for window in self._windows:
                 family = _HEADER_FAMILY.get(window.limit.type)  # raw request counts: no header
                 value = reported.get((family or "", window.limit.interval_s))
@@ -488,6 +515,7 @@ class RateBudget:
             _inputs.non_negative("retry_after", retry_after)
         skew = self.config.window_skew_s
         with self._lock:
+            self._follow_clock(now)
             for window in self._windows:
                 window.roll(now, skew)
             full = [w for w in self._windows if w.usage() >= self.config.hard_threshold]

@@ -385,3 +385,43 @@ def test_two_clients_on_one_ip_share_its_weight_whatever_their_throttle_settings
     assert held > 0
     assert first.throttled() == []
     assert second.throttled() == []
+
+
+class JumpyClock:
+    """The venue's clock seen through an offset the test can move back (an NTP step)."""
+
+    def __init__(self, paper: PaperAccount) -> None:
+        self.paper = paper
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return self.paper.clock.time() + self.offset
+
+    def monotonic(self) -> float:
+        return self.paper.clock.time()
+
+
+def test_a_clock_stepping_back_during_a_backoff_neither_crashes_nor_stretches_the_call(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    rig = _rig(paper, tmp_path)
+    clock = JumpyClock(paper)
+    rig.ex.runtime.clock = clock  # the guard reads time here; the venue keeps its own
+    rig.ex.load_markets()
+    _ticker_answers_429(paper, retry_after_s=2, count=2)
+
+    def step_back_an_hour(seconds: float) -> bool:
+        paper.advance(seconds)
+        if not clock.offset:
+            clock.offset = -3600.0  # once, during the first backoff
+        return False
+
+    rig.during_sleep = step_back_an_hour
+    started = paper.clock.time()
+    assert rig.ex.fetch_ticker(SYMBOL)["last"] > 0
+    # Two 429s asking 2 s each: the call takes seconds, not an hour more because the wall
+    # clock stepped back an hour during the first wait. (The step is measured from the last
+    # time the budget saw, so the wait it happened in may be counted twice: at most 2 s.)
+    assert len(rig.throttled()) == 2
+    assert paper.clock.time() - started <= 2.0 + 2.0 + 2.0
+    assert max(rig.sleeps) <= 2.0

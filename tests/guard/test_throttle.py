@@ -592,3 +592,22 @@ def test_only_a_newer_exchange_info_changes_the_learned_limits() -> None:
     pacer.after(load, _answer({"serverTime": 6_000, "rateLimits": [bad_row]}), None)
     pacer.after(load, _answer(None), None)
     assert weight_limit() == 1_200
+
+
+def test_a_clock_stepping_back_moves_the_holds_with_it() -> None:
+    budget = small_budget()
+    budget.observe({"X-MBX-USED-WEIGHT-1M": "50"}, T0 + 10)
+    assert budget.record_throttle(429, 5.0, T0 + 10) == 5.0
+    # The clock steps back an hour: the pause is still 5 s long, not an hour and 5 s, and the
+    # minute in progress keeps its count.
+    back = T0 + 10 - 3600
+    decision = budget.decide(RequestKind.READ, 1, back)
+    assert isinstance(decision, Wait)
+    assert decision.seconds == pytest.approx(5.0)
+    assert budget.usage(back)["REQUEST_WEIGHT/1m"] == 0.5
+    assert budget.decide(RequestKind.READ, 1, back + 5) == GO
+    # Threads hand over times read a moment apart: that is no step.
+    budget.record_throttle(429, 5.0, back + 10)
+    wait = budget.decide(RequestKind.READ, 1, back + 9.5)
+    assert isinstance(wait, Wait)
+    assert wait.seconds == pytest.approx(5.5)
