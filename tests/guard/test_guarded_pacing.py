@@ -425,3 +425,25 @@ def test_a_clock_stepping_back_during_a_backoff_neither_crashes_nor_stretches_th
     assert len(rig.throttled()) == 2
     assert paper.clock.time() - started <= 2.0 + 2.0 + 2.0
     assert max(rig.sleeps) <= 2.0
+
+
+def test_at_the_published_order_limit_a_reduce_only_order_still_goes(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    _tighten(paper, orders_per_10s=6)
+    rig = _rig(paper, tmp_path)
+    rig.ex.load_markets()
+    last = float(rig.ex.fetch_ticker(SYMBOL)["last"])
+    rig.ex.create_order(SYMBOL, "market", "buy", 0.004)  # a position to reduce
+    _start_of_a_window(paper)
+    for _ in range(5):  # orders may use 6 - 5 % of 6: five fit, the sixth slot is reserved
+        rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, round(last * 0.97))
+    assert rig.sleeps == []
+    reduce = rig.ex.create_order(
+        SYMBOL, "limit", "sell", 0.002, round(last * 1.03), {"reduceOnly": True}
+    )
+    assert reduce["id"]
+    assert rig.sleeps == []  # it went at once, on the reserve
+    rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, round(last * 0.97))
+    assert len(rig.sleeps) == 1  # an opening order waits for the window instead
+    assert rig.throttled() == []
