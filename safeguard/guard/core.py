@@ -293,21 +293,33 @@ class GuardCore:
             self.gate.absorb(send, value, self._last_now)  # leverage, margin mode: the verdict's
         return value
 
-    def _read(self, send: Send, now: float) -> Steps[Any]:
-        value = yield from self._attempts(send, CallKind.READ, now, retry_ambiguous=True)
+    def _read(self, send: Send, now: float, *, wake_on: Permit | None = None) -> Steps[Any]:
+        value = yield from self._attempts(
+            send, CallKind.READ, now, retry_ambiguous=True, wake_on=wake_on
+        )
         self.gate.absorb(send, value, self._last_now)
         return value
 
     def _attempts(
-        self, send: Send, kind: CallKind, started: float, *, retry_ambiguous: bool
+        self,
+        send: Send,
+        kind: CallKind,
+        started: float,
+        *,
+        retry_ambiguous: bool,
+        wake_on: Permit | None = None,
     ) -> Steps[Any]:
+        """Send until answered, retrying as the policy says. ``wake_on``: the permit of the
+        order this read is for, when it has none of its own: a kill that would refuse the order
+        ends the read's waits too."""
+        wake_on = wake_on or send.permit
         attempt = 0
         now = started
         budget = CallBudget(self.policy.retry.total_budget_s, started)
         maybe_done = False
         while True:
             attempt += 1
-            now = yield from self._pace(kind, send, now, budget)
+            now = yield from self._pace(kind, send, now, budget, wake_on)
             answer = answered((yield send))
             now = self._last_now = answer.now
             ec, blocked = self._observe(send, answer, attempt, kind)
@@ -340,9 +352,16 @@ class GuardCore:
             if delay is None:
                 raise self._error(answer.error, ec, now, attempt, budget.spent(now))
             self.observer.retry(send, ec, attempt, delay, now)
-            now = yield from self._sleep(delay, send.permit)
+            now = yield from self._sleep(delay, wake_on)
 
-    def _pace(self, kind: CallKind, send: Send, now: float, budget: CallBudget) -> Steps[float]:
+    def _pace(
+        self,
+        kind: CallKind,
+        send: Send,
+        now: float,
+        budget: CallBudget,
+        wake_on: Permit | None = None,
+    ) -> Steps[float]:
         """Wait out the throttle (each wait re-asked: the budget may have moved), but never
         past the call's time budget: a request the rate budget cannot fit by then is held at
         once instead of being sent long after the caller asked for it."""
@@ -350,7 +369,7 @@ class GuardCore:
             wait = self.pacer.before(kind, send, now, budget.deadline(now))
             if wait <= 0.0:
                 return now
-            now = yield from self._sleep(wait, send.permit)
+            now = yield from self._sleep(wait, wake_on or send.permit)
 
     def _sleep(self, seconds: float, permit: Permit | None) -> Steps[float]:
         """Sleep before a send that needs ``permit``; returns the time after. A kill switch
@@ -426,7 +445,7 @@ class GuardCore:
         self._unused_ids([intent], protect=protect)
         if not self.reconciled:
             yield from self.reconcile(now)
-        yield from self._refresh(intent.symbol, self._last_now)
+        yield from self._refresh(intent.symbol, self._last_now, wake_on=_permit_of(intent))
         return (yield from self._place_one(intent, protect=protect))
 
     def place_all(self, intents: list[OrderIntent], now: float) -> Steps[list[Any]]:
@@ -439,8 +458,8 @@ class GuardCore:
         self._unused_ids(intents, protect=True)
         if not self.reconciled:
             yield from self.reconcile(now)
-        for symbol in dict.fromkeys(i.symbol for i in intents):
-            yield from self._refresh(symbol, self._last_now)
+        for symbol, opening in _batch_permits(intents).items():
+            yield from self._refresh(symbol, self._last_now, wake_on=opening)
         for intent in intents:
             self._approved(intent)  # any denial refuses the whole batch before a send
         placed: list[Any] = []
@@ -448,7 +467,7 @@ class GuardCore:
             try:
                 # Judged again on the account the earlier orders of the batch left behind:
                 # each passing alone does not mean they pass together.
-                yield from self._refresh(intent.symbol, self._last_now)
+                yield from self._refresh(intent.symbol, self._last_now, wake_on=_permit_of(intent))
                 placed.append((yield from self._place_one(intent)))
             except errors.SafeguardError as exc:
                 exc.placed = placed  # type: ignore[attr-defined]
@@ -609,10 +628,11 @@ class GuardCore:
         self.gate.placed(intent, order, self._last_now)
         return order
 
-    def _refresh(self, symbol: str, now: float) -> Steps[None]:
+    def _refresh(self, symbol: str, now: float, *, wake_on: Permit | None = None) -> Steps[None]:
         """Read what the verdict lacks, one read at a time (each answer can change the list:
         after ``load_markets`` an unknown symbol needs nothing more). A read that fails leaves
-        its piece missing and the verdict denies for it; a ban or a hold ends the order here."""
+        its piece missing and the verdict denies for it; a ban or a hold ends the order here.
+        ``wake_on``: the order's permit, so a kill ends the reads' waits (see ``_attempts``)."""
         tried: set[tuple[str, tuple[Any, ...]]] = set()
         while True:
             due = [
@@ -626,7 +646,7 @@ class GuardCore:
             tried.add((send.method, send.args))
             essential = Send(send.method, send.args, send.kwargs, essential=True)
             try:
-                yield from self._read(essential, self._last_now)
+                yield from self._read(essential, self._last_now, wake_on=wake_on)
             except (errors.RetriesExhausted, errors.VenueRejected) as exc:
                 log.warning("{} failed before a verdict: {}", send.method, exc)
 
@@ -648,7 +668,7 @@ class GuardCore:
                 if judge is not None and now - judged > self.policy.risk.max_market_data_age_s:
                     # A resend after a backoff or a settle window must not rest on a verdict
                     # older than the data it was allowed to use: judge it again.
-                    yield from self._refresh(intent.symbol, now)
+                    yield from self._refresh(intent.symbol, now, wake_on=send.permit)
                     intent, send = _rejudged(intent, send, self._approved(judge))
                     now = judged = self._last_now
                 now = yield from self._pace(CallKind.ORDER, send, now, budget)
@@ -922,6 +942,19 @@ class _Write:
             write()
         except (OSError, ValueError) as exc:
             self.error = exc
+
+
+def _permit_of(intent: OrderIntent) -> Permit:
+    return Permit(reduces_only=intent.reduce_only)
+
+
+def _batch_permits(intents: list[OrderIntent]) -> dict[str, Permit]:
+    """Per symbol, the permit its reads wake on: an opening order's if any order opens."""
+    permits: dict[str, Permit] = {}
+    for intent in intents:
+        if intent.symbol not in permits or not intent.reduce_only:
+            permits[intent.symbol] = _permit_of(intent)
+    return permits
 
 
 def _rejudged(intent: OrderIntent, send: Send, approved: OrderIntent) -> tuple[OrderIntent, Send]:

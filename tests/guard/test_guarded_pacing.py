@@ -447,3 +447,22 @@ def test_at_the_published_order_limit_a_reduce_only_order_still_goes(
     rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, round(last * 0.97))
     assert len(rig.sleeps) == 1  # an opening order waits for the window instead
     assert rig.throttled() == []
+
+
+def test_a_kill_wakes_an_order_whose_verdict_reads_are_parked_on_the_budget(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    _tighten(paper, weight_per_minute=240)
+    rig = _rig(paper, tmp_path, retry={"total_budget_s": 120.0})
+    rig.ex.load_markets()
+    last = float(rig.ex.fetch_ticker(SYMBOL)["last"])
+    paper.advance(10.0)  # the verdict's data is stale: the order must read it again
+    _poll_until_held(rig)  # the reads that remain are the verdict's, on the reserve
+    rig.sleeps.clear()
+    _kill_one_second_in(rig)
+    parked_at = rig.now
+    with pytest.raises(errors.TradingHalted):
+        rig.ex.create_order(SYMBOL, "limit", "buy", 0.002, round(last * 0.97))
+    assert len(rig.sleeps) == 1  # it was parked, once, on a read for the verdict
+    assert rig.now - parked_at == pytest.approx(1.0)
+    assert paper.orders() == []
