@@ -245,7 +245,7 @@ class RetryConfig(PolicySection):
     max_delay_s: Positive = 10.0
     """Cap on any one backoff wait (a venue's Retry-After may still ask for longer)."""
     total_budget_s: Positive = 30.0
-    """No call retries past this much time since its first attempt."""
+    """No call retries or waits on the rate budget past this much time since its first attempt."""
     default_retry_after_s: Positive = 5.0
     """Wait after a 429 that came without a ``Retry-After`` header."""
     resolve_attempts: Annotated[int, Field(ge=1, le=100)] = 5
