@@ -414,6 +414,52 @@ class Venue:
                 raise illegal("limit")
             return views.agg_trades(m.spec, list(m.trades)[-limit:])
 
+    def trades_since(self, symbol: str, trade_id: int) -> list[dict[str, Any]]:
+        """The public tape after ``trade_id``, oldest first (``aggTrades`` rows; the venue's
+        trades are never aggregated, so an aggregate id is the trade id)."""
+        with self.lock:
+            m = self._market(symbol)
+            fresh = []
+            for trade in reversed(m.trades):
+                if trade[0] <= trade_id:
+                    break
+                fresh.append(trade)
+            fresh.reverse()
+            return views.agg_trades(m.spec, fresh)
+
+    def klines(self, symbol: str, interval_s: int, limit: int) -> list[list[Any]]:
+        """The last ``limit`` candles of ``interval_s`` (a multiple of 60, at most a day) from
+        the minute candles: ``[open ms, o, h, l, c, volume, close ms, quote volume]``."""
+        with self.lock:
+            m = self._market(symbol)
+            if interval_s % 60 or not 60 <= interval_s <= 86_400:
+                raise illegal("interval")
+            spec = m.spec
+            per = interval_s // 60
+            groups: list[list[Any]] = []
+            for minute, o, h, low, c, volume, quote in m.candles:
+                start = int(minute) // per * per
+                if groups and groups[-1][0] == start:
+                    g = groups[-1]
+                    g[2], g[3], g[4] = max(g[2], h), min(g[3], low), c
+                    g[5] += volume
+                    g[6] += quote
+                else:
+                    groups.append([start, o, h, low, c, volume, quote])
+            return [
+                [
+                    start * 60_000,
+                    spec.fmt_price(int(o)),
+                    spec.fmt_price(int(h)),
+                    spec.fmt_price(int(low)),
+                    spec.fmt_price(int(c)),
+                    format(volume, spec.qty_format),
+                    (start + per) * 60_000 - 1,
+                    f"{quote:.2f}",
+                ]
+                for start, o, h, low, c, volume, quote in groups[-limit:]
+            ]
+
     def premium_index(self, symbol: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         with self.lock:
             if symbol is not None:

@@ -23,18 +23,20 @@ the venue's lock anyway, so a thread per connection would add cost and no concur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web, web_protocol
+from aiohttp import WSCloseCode, WSMsgType, web, web_protocol
 
 from safeguard._log import logger
 from safeguard.clock import Clock
 from safeguard.venue.dialect import JSON_TYPE, Delivery, Dialect, Request, Response
 from safeguard.venue.faults import FaultPlan
+from safeguard.venue.streams import StreamRefused, StreamSession
 
 if TYPE_CHECKING:
     from safeguard.venue.engine import Venue
@@ -86,7 +88,9 @@ class VenueServer:
     thread; :meth:`close` (or leaving the ``with`` block) stops it and closes every connection.
     ``idle_timeout_s`` closes a connection that has not sent a whole request head for that
     long since it opened or was last answered (idle keep-alive and slow-trickle alike);
-    ``body_timeout_s`` bounds the wait for a request body.
+    ``body_timeout_s`` bounds the wait for a request body. Websocket upgrades on the stream
+    paths (:mod:`safeguard.venue.streams`) are served on the same port; the venue pings each
+    one every ``ping_interval_s`` (Binance: 3 minutes) and closes it without a pong.
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class VenueServer:
         tick_interval_s: float = 0.1,
         idle_timeout_s: float = 75.0,
         body_timeout_s: float = 30.0,
+        ping_interval_s: float = 180.0,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an integer in [0, 65535], got {port!r}")
@@ -108,6 +113,7 @@ class VenueServer:
             ("tick_interval_s", tick_interval_s),
             ("idle_timeout_s", idle_timeout_s),
             ("body_timeout_s", body_timeout_s),
+            ("ping_interval_s", ping_interval_s),
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
@@ -116,6 +122,8 @@ class VenueServer:
         self.dialect = dialect or Dialect(venue, faults=faults, auth_clock=auth_clock)
         self._tick_interval_s = tick_interval_s
         self._body_timeout_s = body_timeout_s
+        self._ping_interval_s = ping_interval_s
+        self._sockets: set[web.WebSocketResponse] = set()
         self._stopped = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._http = _Server(
@@ -164,6 +172,8 @@ class VenueServer:
     # --- one request --------------------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
         length = request.content_length
         if length is not None and length > MAX_BODY_BYTES:
             return _plain_error(413)
@@ -203,6 +213,60 @@ class VenueServer:
             _hang_up(request)
         return _to_aiohttp(answer)
 
+    async def _websocket(self, request: web.BaseRequest) -> web.StreamResponse:
+        """One stream connection: the hub's session, fed from its outbox until either side
+        closes (the venue closes it at its maximum age or when its listen key expires)."""
+        path, _, query = request.raw_path.partition("?")
+        hub = self.dialect.streams
+        try:
+            session = hub.connect(path, query)
+        except StreamRefused as refused:
+            # No URL in the log: a user-data URL carries the listen key.
+            logger.warning("venue ws: refused a stream connection ({})", refused)
+            return web.Response(
+                status=refused.status,
+                text=refused.body,
+                headers={"Content-Type": JSON_TYPE, "Server": _SERVER_NAME},
+            )
+        socket = web.WebSocketResponse(heartbeat=self._ping_interval_s, autoping=True)
+        await socket.prepare(request)
+        ready = asyncio.Event()
+        loop = self._loop
+
+        def wake() -> None:
+            # Called by the hub on whatever thread changed the venue.
+            with contextlib.suppress(RuntimeError):  # the loop closed under a late change
+                loop.call_soon_threadsafe(ready.set)
+
+        session.wake = wake
+        self._sockets.add(socket)
+        writer = loop.create_task(self._write(socket, session, ready))
+        ready.set()  # anything queued while connecting (acks of path streams: none today)
+        try:
+            async for message in socket:
+                if message.type == WSMsgType.TEXT:
+                    hub.receive(session, message.data)
+        finally:
+            writer.cancel()
+            hub.disconnect(session)
+            self._sockets.discard(socket)
+        return socket
+
+    async def _write(
+        self, socket: web.WebSocketResponse, session: StreamSession, ready: asyncio.Event
+    ) -> None:
+        try:
+            while not socket.closed:
+                await ready.wait()
+                ready.clear()
+                while session.outbox:
+                    await socket.send_str(session.outbox.popleft())
+                if session.close_code is not None:
+                    await socket.close(code=session.close_code)
+                    return
+        except ConnectionError:
+            return  # the client went away; the reader's end cleans up
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     @property
@@ -234,6 +298,8 @@ class VenueServer:
 
         async def shutdown() -> None:
             self._server.close()
+            for socket in list(self._sockets):
+                await socket.close(code=WSCloseCode.GOING_AWAY)
             await self._http.shutdown(timeout=0.5)
             for connection in self._http.connections:
                 connection.force_close()
