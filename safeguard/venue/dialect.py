@@ -177,7 +177,7 @@ class Dialect:
         never registers the engine listener that feeds them)."""
         with self.venue.lock:
             if self._streams is None:
-                self._streams = StreamHub(self.venue, self.listen_keys)
+                self._streams = StreamHub(self.venue, self.listen_keys, lambda: self._faults)
             return self._streams
 
     def pump(self) -> None:

@@ -247,7 +247,11 @@ class VenueServer:
                 if message.type == WSMsgType.TEXT:
                     hub.receive(session, message.data)
         finally:
-            writer.cancel()
+            if session.close_code is None:
+                writer.cancel()
+            else:  # the venue is closing it: let the close handshake finish
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer, 5)
             hub.disconnect(session)
             self._sockets.discard(socket)
         return socket

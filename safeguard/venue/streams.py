@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from safeguard._log import logger
 from safeguard.venue.errors import VenueReject
 from safeguard.venue.events import (
     AccountChanged,
@@ -53,6 +54,15 @@ from safeguard.venue.events import (
     Notice,
     OrderTriggered,
     OrderUpdate,
+)
+from safeguard.venue.faults import (
+    DepthGapRule,
+    FaultInjector,
+    StreamDelayRule,
+    StreamDisconnectRule,
+    StreamFreezeRule,
+    StreamStallRule,
+    StreamWindowRule,
 )
 
 if TYPE_CHECKING:
@@ -199,6 +209,10 @@ class ListenKeys:
     def keys_of(self, api_key: str) -> list[str]:
         return [k for k, e in self._keys.items() if e.api_key == api_key]
 
+    def all_keys(self, api_key: str | None = None) -> list[str]:
+        """Every key (of ``api_key`` if given)."""
+        return [k for k, e in self._keys.items() if api_key in (None, e.api_key)]
+
     def expired(self, now: float) -> list[str]:
         """Keys whose hour ran out, forgotten as they are returned."""
         gone = [k for k, e in self._keys.items() if e.expires_at <= now]
@@ -244,9 +258,20 @@ class StreamSession:
 class StreamHub:
     """The venue's websocket streams, shared by every transport of one dialect."""
 
-    def __init__(self, venue: Venue, listen_keys: ListenKeys) -> None:
+    def __init__(
+        self,
+        venue: Venue,
+        listen_keys: ListenKeys,
+        faults: Callable[[], FaultInjector] | None = None,
+    ) -> None:
         self.venue = venue
         self.listen_keys = listen_keys
+        self._faults = faults
+        self._gaps: dict[str, str] = {}
+        self._reordered: dict[str, dict[str, Any]] = {}
+        self._held: list[tuple[float, StreamSession, str, Any]] = []
+        self._delay_s = 0.0
+        self._last_payload: dict[tuple[str, str | None, str], Any] = {}
         self.max_connection_s = MAX_CONNECTION_S
         self._sessions: list[StreamSession] = []
         self._listening = False
@@ -403,8 +428,12 @@ class StreamHub:
             if not self._sessions:
                 return
             now = venue.clock.time()
+            windows = self._fault_windows(now)
             for key in self.listen_keys.expired(now):
                 self._listen_key_expired(key, now)
+            self._release(now)
+            stalled = [r for r in windows if isinstance(r, StreamStallRule)]
+            frozen = [r for r in windows if isinstance(r, StreamFreezeRule)]
             wanted: dict[tuple[str, str | None, str], list[tuple[StreamSession, Stream]]] = {}
             for session in self._sessions:
                 if now - session.opened_at >= self.max_connection_s:
@@ -414,13 +443,72 @@ class StreamHub:
                         what = (stream.kind, stream.symbol, stream.param)
                         wanted.setdefault(what, []).append((session, stream))
             for (kind, symbol, param), targets in wanted.items():
-                for payload in self._payloads(kind, symbol, param, now):
+                if any(rule.covers(symbol) for rule in stalled):
+                    continue
+                if any(rule.covers(symbol) for rule in frozen):
+                    payloads = self._frozen(kind, symbol, param, now)
+                else:
+                    payloads = self._payloads(kind, symbol, param, now)
+                for payload in payloads:
                     for session, stream in targets:
-                        session._send(stream.name, payload)
+                        self._deliver(session, stream.name, payload, now)
             for session in self._sessions:
                 self._wake(session)
 
+    # --- faults -------------------------------------------------------------------------------
+
+    def _fault_windows(self, now: float) -> list[StreamWindowRule]:
+        if self._faults is None:
+            return []
+        injector = self._faults()
+        for rule in injector.due_stream_events(now):
+            logger.info("venue: stream fault {}", rule.kind)
+            if isinstance(rule, DepthGapRule):
+                self._gaps[rule.symbol] = rule.mode
+            elif isinstance(rule, StreamDisconnectRule):
+                for session in self._sessions:
+                    session.close_code = 1001
+            else:
+                for key in self.listen_keys.all_keys(rule.api_key):
+                    self.listen_keys.expire(key)
+        windows = injector.stream_windows(now)
+        delays = [rule.ms for rule in windows if isinstance(rule, StreamDelayRule)]
+        self._delay_s = max(delays, default=0.0) / 1000
+        return windows
+
+    def _deliver(self, session: StreamSession, name: str, payload: Any, now: float) -> None:
+        if self._delay_s > 0 or self._held:  # held messages keep their order
+            self._held.append((now + self._delay_s, session, name, payload))
+        else:
+            session._send(name, payload)
+
+    def _release(self, now: float) -> None:
+        while self._held and self._held[0][0] <= now:
+            _due, session, name, payload = self._held.pop(0)
+            if session in self._sessions:
+                session._send(name, payload)
+
+    def _frozen(self, kind: str, symbol: str | None, param: str, now: float) -> list[Any]:
+        """Heartbeat with frozen prices: the last periodic payload again, newly stamped."""
+        key = (kind, symbol, param)
+        last = self._last_payload.get(key)
+        if last is None or kind not in _PERIOD_S:
+            return []
+        period = 1.0 if param == "1s" else _PERIOD_S[kind]
+        if not self._is_due(key, now, period):
+            return []
+        stamp = int(now * 1000)
+        if isinstance(last, list):
+            return [[{**row, "E": stamp} for row in last]]
+        return [{**last, "E": stamp}]
+
     def _payloads(self, kind: str, symbol: str | None, param: str, now: float) -> list[Any]:
+        payloads = self._fresh(kind, symbol, param, now)
+        if payloads and kind in _PERIOD_S:
+            self._last_payload[(kind, symbol, param)] = payloads[-1]
+        return payloads
+
+    def _fresh(self, kind: str, symbol: str | None, param: str, now: float) -> list[Any]:
         if symbol is None:
             symbols = list(self.venue.markets)
             if kind == "bookTicker":
@@ -466,7 +554,14 @@ class StreamHub:
         if update is None:
             return []
         self._depth_sent[symbol] = update["u"]
-        return [update]
+        gap = self._gaps.pop(symbol, None)
+        if gap == "drop":
+            return []
+        if gap == "reorder":
+            self._reordered[symbol] = update
+            return []
+        held = self._reordered.pop(symbol, None)
+        return [update] if held is None else [update, held]
 
     def _partial_depth(self, symbol: str, levels: int) -> list[Any]:
         venue = self.venue
@@ -613,9 +708,10 @@ class StreamHub:
         ]
         if not targets:
             return
+        now = self.venue.clock.time()
         for payload in self._user_payloads(notice):
             for session, key in targets:
-                session._send(key, payload)
+                self._deliver(session, key, payload, now)
 
     def _user_payloads(self, notice: Notice) -> list[dict[str, Any]]:
         at = int(notice.time * 1000)
