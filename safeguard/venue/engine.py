@@ -57,6 +57,7 @@ from safeguard.venue.events import (
     LeverageChanged,
     Liquidation,
     MarginCall,
+    MarketStepped,
     Notice,
     OrderExpired,
     OrderTriggered,
@@ -229,6 +230,8 @@ class Venue:
                     self._step(start + k * step, step)
             finally:
                 self._stepping = False
+            if due > done and self._listeners:
+                self._notify(MarketStepped(self._now))
 
     def _step(self, t: float, dt: float) -> None:
         self._now = t

@@ -204,7 +204,15 @@ class MarginCall:
         return self.maintenance_margin / self.margin_balance if self.margin_balance > 0 else 1.0
 
 
-Notice = Event | OrderUpdate | AccountChanged | LeverageChanged | MarginCall
+@dataclass(frozen=True, slots=True)
+class MarketStepped:
+    """The market moved (one or more simulation steps, the last at ``time``): what streams
+    publish from may have changed."""
+
+    time: float
+
+
+Notice = Event | OrderUpdate | AccountChanged | LeverageChanged | MarginCall | MarketStepped
 
 __all__ = [
     "AccountChanged",
@@ -214,6 +222,7 @@ __all__ = [
     "LeverageChanged",
     "Liquidation",
     "MarginCall",
+    "MarketStepped",
     "Notice",
     "OrderExpired",
     "OrderTriggered",

@@ -51,6 +51,7 @@ from safeguard.venue.events import (
     LeverageChanged,
     Liquidation,
     MarginCall,
+    MarketStepped,
     Notice,
     OrderTriggered,
     OrderUpdate,
@@ -367,6 +368,9 @@ class StreamHub:
                 session.listen_keys.discard(name)
             session.outbox.append(_result(None, request_id))
             return
+        # Publish what is pending first: a new subscriber's data starts from now (a
+        # stream's cursor is shared by its subscribers).
+        self.pump()
         valid = [p for p in params if self._valid(p, now)]
         if len(valid) != len(params):
             session.outbox.append(_error(2, "Invalid request: invalid stream", request_id))
@@ -693,6 +697,9 @@ class StreamHub:
     # --- the user-data stream (and forceOrder): pushed as the engine changes ------------------
 
     def _on_notice(self, notice: Notice) -> None:
+        if isinstance(notice, MarketStepped):
+            self.pump()  # in process, nothing else would publish what the step changed
+            return
         if isinstance(notice, Liquidation):
             self._force_order(notice)
         api_key = getattr(notice, "api_key", None)

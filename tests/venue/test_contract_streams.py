@@ -1,9 +1,10 @@
-"""Unmodified ccxt.pro watches the venue's Binance USD-M streams on loopback.
+"""Unmodified ccxt.pro watches the venue's Binance USD-M streams, on loopback and in process.
 
 ``ccxt.pro.binanceusdm`` is configured exactly as the REST contract tests configure ccxt
-(:func:`safeguard.venue.client.configure`: the venue's URLs and keys) and nothing more. The
-venue runs on simulated time that the tests advance; every wait is for an event (a message,
-an update of the watched value), with a generous timeout only as a guard against a hang.
+(:func:`safeguard.venue.client.configure`: the venue's URLs and keys) and nothing more; in
+process, only its sockets are in-memory pairs with the venue. The venue runs on simulated
+time that the tests advance; every wait is for an event (a message, an update of the watched
+value), with a generous timeout only as a guard against a hang.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from safeguard.clock import ManualClock
 from safeguard.venue.client import configure
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.engine import Venue
+from safeguard.venue.faults import FaultPlan
 from safeguard.venue.http import VenueServer
+from safeguard.venue.inprocess import inprocess_client
 from safeguard.venue.ratelimit import RateLimits
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 BTC = "BTC/USDT:USDT"
+ETH = "ETH/USDT:USDT"
 GUARD_S = 15.0
 """Only a hang reaches this: every wait below ends on an event."""
 STEP_S = 5.0
@@ -40,8 +44,12 @@ def venue() -> Venue:
 
 
 @pytest.fixture(scope="module")
-def server(venue: Venue) -> Iterator[VenueServer]:
-    dialect = Dialect(venue, limits=RateLimits(10**9, 10**9, 10**9))
+def dialect(venue: Venue) -> Dialect:
+    return Dialect(venue, limits=RateLimits(10**9, 10**9, 10**9))
+
+
+@pytest.fixture(scope="module")
+def server(venue: Venue, dialect: Dialect) -> Iterator[VenueServer]:
     with VenueServer(venue, dialect=dialect) as running:
         yield running
 
@@ -52,11 +60,15 @@ def new_account(venue: Venue, wallet: float = 10_000.0) -> tuple[str, str]:
     return key, "secret-" + key
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def pro(venue: Venue, server: VenueServer) -> AsyncIterator[Any]:
+@pytest_asyncio.fixture(loop_scope="module", params=["loopback", "inprocess"])
+async def pro(request: pytest.FixtureRequest, venue: Venue, dialect: Dialect) -> AsyncIterator[Any]:
     """A ccxt.pro client on a fresh account."""
     key, secret = new_account(venue)
-    exchange = configure(ccxt.pro.binanceusdm({"apiKey": key, "secret": secret}), server.url)
+    if request.param == "loopback":
+        url = request.getfixturevalue("server").url
+        exchange = configure(ccxt.pro.binanceusdm({"apiKey": key, "secret": secret}), url)
+    else:
+        exchange = inprocess_client(dialect, key, secret, pro=True)
     await exchange.load_markets()
     yield exchange
     await exchange.close()
@@ -79,6 +91,26 @@ async def settle(
     """The started watch's value if it is ``done`` already, else the first later one that is."""
     value = await asyncio.wait_for(first, GUARD_S)
     return value if done(value) else await until(watch, done)
+
+
+async def cached(first: asyncio.Task[Any], done: Callable[[], bool]) -> None:
+    """Wait until ``done()`` holds of the client's caches (orders, balance, positions).
+
+    User-data events can arrive in one burst (in process: while the REST call that caused
+    them runs) and a watch resolves on the first of them; the client keeps reading the rest
+    into its caches, so the test watches the cache, a loop turn at a time.
+    """
+    await asyncio.wait_for(first, GUARD_S)
+    for _ in range(int(GUARD_S / 0.01)):
+        if done():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the client's cache never showed the update")
+
+
+def order_in_cache(pro: Any, order_id: str) -> dict[str, Any] | None:
+    found = [o for o in (pro.orders or []) if o["id"] == order_id]
+    return found[-1] if found else None
 
 
 async def started(coroutine: Awaitable[Any]) -> asyncio.Task[Any]:
@@ -121,19 +153,23 @@ async def test_ticker_trades_and_candles_parse(pro: Any, venue: Venue) -> None:
     trades_task = await started(pro.watch_trades(BTC))
     candles_task = await started(pro.watch_ohlcv(BTC, "1m"))
     key, _ = new_account(venue)
+    before = venue.trades_since("BTCUSDT", -1)
+    since = before[-1]["a"] if before else 0
     filled = venue.place_order(key, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.3)
     venue.advance(STEP_S)
     qty = float(filled["executedQty"])
-    await settle(
-        trades_task,
-        lambda: pro.watch_trades(BTC),
-        lambda _: sum(t["amount"] for t in pro.trades[BTC]) >= qty - 1e-9,
-    )
-    trades = list(pro.trades[BTC])
-    tape = venue.trades_since("BTCUSDT", int(trades[0]["id"]) - 1)
+    tape = venue.trades_since("BTCUSDT", since)
+    ids = {str(r["t"] if "t" in r else r["a"]) for r in tape}
+
+    def ours() -> list[dict[str, Any]]:
+        return [t for t in pro.trades.get(BTC, []) if t["id"] in ids]
+
+    await cached(trades_task, lambda: len(ours()) == len(tape))
+    trades = ours()
     assert [t["price"] for t in trades] == [float(r["p"]) for r in tape]
     assert [t["amount"] for t in trades] == [float(r["q"]) for r in tape]
-    assert sum(t["amount"] for t in trades) == pytest.approx(qty)
+    # The tape also prints resting orders the market traded through while time moved.
+    assert sum(t["amount"] for t in trades) >= qty - 1e-9
     assert trades[0]["side"] == "buy"
 
     await asyncio.wait_for(candles_task, GUARD_S)
@@ -204,77 +240,91 @@ async def test_an_order_placed_over_rest_shows_on_watch_orders_with_its_fills(pr
     orders_task = await started(pro.watch_orders(BTC))
     trades_task = await started(pro.watch_my_trades(BTC))
     placed = await pro.create_order(BTC, "market", "buy", 0.25)
-    orders = await settle(
-        orders_task,
-        lambda: pro.watch_orders(BTC),
-        lambda os: any(o["id"] == placed["id"] and o["status"] == "closed" for o in os),
-    )
-    order = [o for o in orders if o["id"] == placed["id"]][-1]
-    assert order["status"] == "closed"
+
+    def closed() -> bool:
+        order = order_in_cache(pro, placed["id"])
+        return order is not None and order["status"] == "closed"
+
+    await cached(orders_task, closed)
+    order = order_in_cache(pro, placed["id"])
+    assert order is not None
     assert order["filled"] == 0.25
     assert order["average"] == placed["average"]
-    trades = await asyncio.wait_for(trades_task, GUARD_S)
+    await cached(
+        trades_task,
+        lambda: sum(t["amount"] for t in pro.myTrades or []) >= 0.25 - 1e-9,
+    )
+    trades = list(pro.myTrades)
     rest = await pro.fetch_my_trades(BTC)
-    assert trades[0]["order"] == placed["id"]
-    assert trades[0]["price"] == rest[0]["price"]
-    assert trades[0]["fee"]["cost"] == pytest.approx(rest[0]["fee"]["cost"])
+    assert [t["order"] for t in trades] == [placed["id"]] * len(trades)
+    assert [t["id"] for t in trades] == [t["id"] for t in rest]
+    assert [t["price"] for t in trades] == [t["price"] for t in rest]
+    assert [t["fee"]["cost"] for t in trades] == pytest.approx([t["fee"]["cost"] for t in rest])
     assert trades[0]["fee"]["currency"] == "USDT"
 
-    resting_task = await started(pro.watch_orders(BTC))
     bid = (await pro.fetch_order_book(BTC, 5))["bids"][-1][0]
+    resting_task = await started(pro.watch_orders(BTC))
     limit = await pro.create_order(BTC, "limit", "buy", 0.1, bid)
-    [resting] = [o for o in await asyncio.wait_for(resting_task, GUARD_S) if o["id"] == limit["id"]]
-    assert resting["status"] == "open"
-    assert resting["price"] == bid
+    await cached(
+        resting_task,
+        lambda: order_in_cache(pro, limit["id"]) is not None,
+    )
+    resting = order_in_cache(pro, limit["id"])
+    assert resting is not None
+    assert (resting["status"], resting["price"], resting["filled"]) == ("open", bid, 0.0)
     cancel_task = await started(pro.watch_orders(BTC))
     await pro.cancel_order(limit["id"], BTC)
-    [cancelled] = [
-        o for o in await asyncio.wait_for(cancel_task, GUARD_S) if o["id"] == limit["id"]
-    ]
-    assert cancelled["status"] == "canceled"
+    await cached(
+        cancel_task,
+        lambda: (order_in_cache(pro, limit["id"]) or {}).get("status") == "canceled",
+    )
 
 
 async def test_a_conditional_order_arrives_as_an_algo_update(pro: Any, venue: Venue) -> None:
     await pro.create_order(BTC, "market", "buy", 0.1)
-    mark = venue.mark_price("BTCUSDT")
+    trigger = round(venue.mark_price("BTCUSDT") * 0.9, 1)
     task = await started(pro.watch_orders(BTC))
     stop = await pro.create_order(
-        BTC,
-        "market",
-        "sell",
-        0.1,
-        None,
-        {"stopLossPrice": round(mark * 0.9, 1), "reduceOnly": True},
+        BTC, "market", "sell", 0.1, None, {"stopLossPrice": trigger, "reduceOnly": True}
     )
-    orders = await asyncio.wait_for(task, GUARD_S)
-    [seen] = [o for o in orders if o["id"] == stop["id"]]
-    assert seen["status"] == "open"
-    assert seen["triggerPrice"] == round(mark * 0.9, 1)
+    await cached(task, lambda: order_in_cache(pro, stop["id"]) is not None)
+    seen = order_in_cache(pro, stop["id"])
+    assert seen is not None
+    assert (seen["status"], seen["triggerPrice"]) == ("open", trigger)
     task = await started(pro.watch_orders(BTC))
     await pro.cancel_order(stop["id"], BTC, {"trigger": True})
-    [gone] = [o for o in await asyncio.wait_for(task, GUARD_S) if o["id"] == stop["id"]]
-    assert gone["status"] == "canceled"
+    await cached(
+        task,
+        lambda: (order_in_cache(pro, stop["id"]) or {}).get("status") == "canceled",
+    )
 
 
 async def test_positions_and_balance_follow_fills_and_funding(pro: Any, venue: Venue) -> None:
+    key = pro.apiKey
     balance_task = await started(pro.watch_balance())
     positions_task = await started(pro.watch_positions([BTC]))
     await pro.create_order(BTC, "market", "buy", 0.4)
-    key = pro.apiKey
-    balance = await settle(
+
+    def total() -> float:
+        # ccxt keeps a balance per account type ({"future": {...}} for USD-M).
+        for balance in (pro.balance or {}).values():
+            if isinstance(balance, dict) and "USDT" in balance:
+                return float(balance["USDT"]["total"])
+        return 0.0
+
+    await cached(
         balance_task,
-        pro.watch_balance,
-        lambda b: b["USDT"]["total"] == pytest.approx(venue.wallet(key), abs=1e-8),
+        lambda: total() == pytest.approx(venue.wallet(key), abs=1e-8),
     )
-    assert balance["USDT"]["total"] < 10_000.0  # the fee
-    positions = await settle(
-        positions_task,
-        lambda: pro.watch_positions([BTC]),
-        lambda ps: any(p["contracts"] for p in ps),
-    )
-    [position] = [p for p in positions if p["symbol"] == BTC and p["contracts"]]
-    assert position["contracts"] == 0.4
-    assert position["side"] == "long"
+    assert total() < 10_000.0  # the fee
+
+    def long_btc() -> list[dict[str, Any]]:
+        caches = pro.positions.values() if isinstance(pro.positions, dict) else [pro.positions]
+        return [p for c in caches for p in c or [] if p["symbol"] == BTC and p["contracts"]]
+
+    await cached(positions_task, lambda: bool(long_btc()))
+    [position] = long_btc()
+    assert (position["contracts"], position["side"]) == (0.4, "long")
     [rest] = venue.position_risk(key, "BTCUSDT")
     assert position["entryPrice"] == pytest.approx(float(rest["entryPrice"]))
 
@@ -286,9 +336,28 @@ async def test_positions_and_balance_follow_fills_and_funding(pro: Any, venue: V
     venue.advance(premium["nextFundingTime"] / 1000 - venue.clock.time() + STEP_S)
     after = venue.wallet(key)
     assert after != before
-    balance = await settle(
-        funding_task,
-        pro.watch_balance,
-        lambda b: b["USDT"]["total"] == pytest.approx(after, abs=1e-8),
+    await cached(funding_task, lambda: total() == pytest.approx(after, abs=1e-8))
+
+
+async def test_a_dropped_depth_update_is_a_gap_ccxt_detects(
+    pro: Any, venue: Venue, dialect: Dialect
+) -> None:
+    await asyncio.wait_for(pro.watch_order_book(ETH), GUARD_S)
+    dialect.set_fault_plan(
+        FaultPlan.parse({"rules": [{"kind": "depth_gap", "symbol": "ETHUSDT", "at_s": 0}]})
     )
-    assert balance["USDT"]["total"] == pytest.approx(after, abs=1e-8)
+    task = await started(pro.watch_order_book(ETH))
+    try:
+        for _ in range(2):  # the first update is lost; the second names it as its pu
+            venue.advance(STEP_S)
+            dialect.tick()
+        with pytest.raises(ccxt.ChecksumError):
+            await asyncio.wait_for(task, GUARD_S)
+    finally:
+        dialect.set_fault_plan(None)
+    # Watching again starts over from a new snapshot, and the book is exact again.
+    venue.advance(STEP_S)
+    target = venue.book_version("ETHUSDT")
+    book = await until(lambda: pro.watch_order_book(ETH), lambda b: b["nonce"] >= target)
+    bids, asks = book_levels(venue.depth("ETHUSDT", 1000))
+    assert (book["bids"], book["asks"]) == (bids, asks)
