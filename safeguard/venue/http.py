@@ -185,8 +185,11 @@ class VenueServer:
             # curl waits a second for this before sending a large form body
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         try:
-            async with asyncio.timeout(self._body_timeout_s):
-                body = await request.read()
+            if request.body_exists:
+                async with asyncio.timeout(self._body_timeout_s):
+                    body = await request.read()
+            else:
+                body = b""  # most requests (GETs): no deadline to arm
         except TimeoutError:
             logger.warning("venue http: request body from {} did not arrive", request.remote)
             return _plain_error(408)
