@@ -74,38 +74,41 @@ async def pro(request: pytest.FixtureRequest, venue: Venue, dialect: Dialect) ->
     await exchange.close()
 
 
-async def until(
-    watch: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], *, limit: int = 50
-) -> Any:
-    """Watch until ``done(value)``; each watch returns on the next update."""
-    for _ in range(limit):
-        value = await asyncio.wait_for(watch(), GUARD_S)
-        if done(value):
-            return value
-    raise AssertionError(f"no update satisfied the condition in {limit} updates")
-
-
 async def settle(
-    first: asyncio.Task[Any], watch: Callable[[], Awaitable[Any]], done: Callable[[Any], bool]
+    first: asyncio.Task[Any], read: Callable[[], Any], done: Callable[[Any], bool]
 ) -> Any:
-    """The started watch's value if it is ``done`` already, else the first later one that is."""
-    value = await asyncio.wait_for(first, GUARD_S)
-    return value if done(value) else await until(watch, done)
+    """After the started watch resolves, the client's cached value (``read()``) once ``done``.
 
-
-async def cached(first: asyncio.Task[Any], done: Callable[[], bool]) -> None:
-    """Wait until ``done()`` holds of the client's caches (orders, balance, positions).
-
-    User-data events can arrive in one burst (in process: while the REST call that caused
-    them runs) and a watch resolves on the first of them; the client keeps reading the rest
-    into its caches, so the test watches the cache, a loop turn at a time.
+    ccxt applies each message to its caches as it arrives, possibly several in one burst (in
+    process: while the call that caused them runs), and a watch resolves once per burst: the
+    cache, not the next watch, is what shows the latest state.
     """
     await asyncio.wait_for(first, GUARD_S)
     for _ in range(int(GUARD_S / 0.01)):
-        if done():
-            return
+        value = read()
+        if value is not None and done(value):
+            return value
         await asyncio.sleep(0.01)
     raise AssertionError("the client's cache never showed the update")
+
+
+async def cached(first: asyncio.Task[Any], done: Callable[[], bool]) -> None:
+    """:func:`settle` on a condition over the client's caches (orders, balance, positions)."""
+    await settle(first, lambda: True, lambda _: done())
+
+
+async def book_at(pro: Any, symbol: str, version: int) -> Any:
+    """The client's book for ``symbol`` once it has applied the update ``version``.
+
+    ccxt updates its book in place as updates arrive, possibly in one burst, so the test
+    reads the book rather than waiting for the next watch (which a burst may never wake).
+    """
+    for _ in range(int(GUARD_S / 0.01)):
+        book = (pro.orderbooks or {}).get(symbol)
+        if book is not None and book["nonce"] is not None and book["nonce"] >= version:
+            return book
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the client's book never reached update {version}")
 
 
 def order_in_cache(pro: Any, order_id: str) -> dict[str, Any] | None:
@@ -142,7 +145,7 @@ async def test_a_book_rebuilt_from_diffs_equals_the_venues_book(pro: Any, venue:
             price=venue.depth("BTCUSDT", 5)["asks"][0][0], time_in_force="GTC",
         )  # fmt: skip
         target = venue.book_version("BTCUSDT")
-        book = await until(lambda: pro.watch_order_book(BTC), lambda b, t=target: b["nonce"] >= t)
+        book = await book_at(pro, BTC, target)
         assert book["nonce"] == target, round_
         bids, asks = book_levels(venue.depth("BTCUSDT", 1000))
         assert book["bids"] == bids
@@ -175,7 +178,11 @@ async def test_ticker_trades_and_candles_parse(pro: Any, venue: Venue) -> None:
     await asyncio.wait_for(candles_task, GUARD_S)
     venue.advance(STEP_S)  # candles are published on a period of the venue's clock
     [opened, o, h, low, c, volume, *_] = venue.klines("BTCUSDT", 60, 1)[-1]
-    candles = await until(lambda: pro.watch_ohlcv(BTC, "1m"), lambda cs: cs[-1][0] == opened)
+    candles = await settle(
+        candles_task,
+        lambda: list(pro.ohlcvs.get(BTC, {}).get("1m") or []),
+        lambda cs: bool(cs) and cs[-1][0] == opened and cs[-1][4] == float(c),
+    )
     assert candles[-1][1:5] == [float(o), float(h), float(low), float(c)]
     assert candles[-1][5] == float(volume)
 
@@ -194,7 +201,7 @@ async def test_mark_price_and_bids_asks_parse(pro: Any, venue: Venue) -> None:
     assert isinstance(premium, dict)
     mark = await settle(
         mark_task,
-        lambda: pro.watch_mark_price(BTC),
+        lambda: pro.tickers.get(BTC),
         lambda m: m["markPrice"] == float(premium["markPrice"]),
     )
     assert mark["markPrice"] == float(premium["markPrice"])
@@ -205,14 +212,12 @@ async def test_mark_price_and_bids_asks_parse(pro: Any, venue: Venue) -> None:
     top_task = await started(pro.watch_bids_asks([BTC]))
     venue.advance(STEP_S)
     [row] = venue.book_ticker("BTCUSDT")
-    tops = await settle(
+    top = await settle(
         top_task,
-        lambda: pro.watch_bids_asks([BTC]),
-        lambda t: BTC in t and t[BTC]["bid"] == float(row["bidPrice"]),
+        lambda: pro.bidsasks.get(BTC),
+        lambda t: t["bid"] == float(row["bidPrice"]),
     )
-    assert tops[BTC]["bid"] == float(row["bidPrice"])
-    assert tops[BTC]["ask"] == float(row["askPrice"])
-    assert tops[BTC]["askVolume"] == float(row["askQty"])
+    assert (top["ask"], top["askVolume"]) == (float(row["askPrice"]), float(row["askQty"]))
 
 
 async def test_a_liquidation_is_on_the_force_order_stream(pro: Any, venue: Venue) -> None:
@@ -358,6 +363,7 @@ async def test_a_dropped_depth_update_is_a_gap_ccxt_detects(
     # Watching again starts over from a new snapshot, and the book is exact again.
     venue.advance(STEP_S)
     target = venue.book_version("ETHUSDT")
-    book = await until(lambda: pro.watch_order_book(ETH), lambda b: b["nonce"] >= target)
+    await asyncio.wait_for(pro.watch_order_book(ETH), GUARD_S)  # subscribes again
+    book = await book_at(pro, ETH, target)
     bids, asks = book_levels(venue.depth("ETHUSDT", 1000))
     assert (book["bids"], book["asks"]) == (bids, asks)
