@@ -251,7 +251,8 @@ class StreamSession:
             return False
         return stream.public == (self.category == "public")
 
-    def _send(self, name: str, payload: Any) -> None:
+    def send(self, name: str, payload: Any) -> None:
+        """Queue ``payload`` for the stream ``name`` (wrapped on a combined connection)."""
         body = {"stream": name, "data": payload} if self.combined else payload
         self.outbox.append(json.dumps(body, separators=(",", ":")))
 
@@ -308,6 +309,8 @@ class StreamHub:
             params = parse_qs(query)
             names += [n for value in params.get("streams", []) for n in value.split("/") if n]
             names += params.get("listenKey", [])
+            if names:
+                self.pump()  # as for SUBSCRIBE: this session's data starts from now
             for name in names:
                 self._add(session, name, now, from_path=True)
             if category == "private" and not session.listen_keys:
@@ -414,7 +417,9 @@ class StreamHub:
         if self.listen_keys.owner(name, now) is not None:
             session.listen_keys.add(name)
             return
-        if from_path and "@" not in name and session.category != "private":
+        if from_path and "@" in name:
+            raise StreamRefused(400, -1100, f"Invalid stream name: {name[:100]}")
+        if from_path and session.category != "private":
             return  # a connection label (ccxt numbers its sockets: /public/ws/0)
         if from_path:
             raise StreamRefused(400, -1125, "This listenKey does not exist.")
@@ -484,13 +489,13 @@ class StreamHub:
         if self._delay_s > 0 or self._held:  # held messages keep their order
             self._held.append((now + self._delay_s, session, name, payload))
         else:
-            session._send(name, payload)
+            session.send(name, payload)
 
     def _release(self, now: float) -> None:
         while self._held and self._held[0][0] <= now:
             _due, session, name, payload = self._held.pop(0)
             if session in self._sessions:
-                session._send(name, payload)
+                session.send(name, payload)
 
     def _frozen(self, kind: str, symbol: str | None, param: str, now: float) -> list[Any]:
         """Heartbeat with frozen prices: the last periodic payload again, newly stamped."""
@@ -831,14 +836,14 @@ class StreamHub:
                     and stream.symbol in (None, event.symbol)
                     and session.serves(stream)
                 ):
-                    session._send(stream.name, payload)
+                    session.send(stream.name, payload)
 
     def _listen_key_expired(self, key: str, now: float) -> None:
         at = int(now * 1000)
         payload = {"e": "listenKeyExpired", "E": at, "listenKey": key}
         for session in self._sessions:
             if key in session.listen_keys:
-                session._send(key, payload)
+                session.send(key, payload)
                 session.listen_keys.discard(key)
                 if session.category == "private" and not session.listen_keys:
                     session.close_code = 1000

@@ -152,6 +152,9 @@ def test_unknown_paths_and_listen_keys_are_refused(dialect: Dialect) -> None:
     assert json.loads(refused.value.body)["code"] == -1125
     with pytest.raises(StreamRefused):
         dialect.streams.connect("/fapi/v1/ws")
+    with pytest.raises(StreamRefused, match="Invalid stream name"):
+        dialect.streams.connect("/ws/btcusdt@nothing")
+    assert dialect.streams.sessions == []
 
 
 # --- depth: the U / u / pu rules keep a snapshot-plus-diff book exact --------------------------
