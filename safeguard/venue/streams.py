@@ -30,7 +30,12 @@ ticker, trades, user data) or when their period on the venue's clock has passed 
 do not change the cadence.
 
 Keep-alive: the transports ping every ``ping_interval_s`` and answer pings; a connection is
-closed after ``max_connection_s`` on the venue's clock (24 h on Binance).
+closed after ``max_connection_s`` on the venue's clock (24 h on Binance), and one that sends
+more than ten frames in a second is closed (1008), as Binance does.
+
+Faults (:mod:`safeguard.venue.faults`, in the dialect's plan): stalls, frozen prices behind a
+live heartbeat, delayed delivery, a depth gap (dropped or reordered update), disconnects and
+listen keys expiring early.
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ if TYPE_CHECKING:
 LISTEN_KEY_TTL_S = 3600.0
 MAX_CONNECTION_S = 24 * 3600.0
 MAX_STREAMS = 1024
+MAX_INBOUND_PER_S = 10
+"""Client frames a connection may send per second (venue clock); more closes it (1008)."""
 _CONDITIONAL = ("STOP_MARKET", "TAKE_PROFIT_MARKET")
 _PUBLIC_KINDS = frozenset({"depth", "partial_depth", "bookTicker", "trade"})
 _PERIOD_S = {"markPrice": 3.0, "ticker": 2.0, "miniTicker": 2.0, "kline": 0.25}
@@ -243,6 +250,8 @@ class StreamSession:
     """Set when the venue ends the connection (the transport closes it with this code)."""
     wake: Callable[[], None] | None = None
     """Called when something was queued (the transport's writer waits for it)."""
+    inbound: deque[float] = field(default_factory=deque)
+    """When the client's recent frames arrived (the inbound rate limit)."""
 
     def serves(self, stream: Stream) -> bool:
         if self.category == "all":
@@ -333,6 +342,15 @@ class StreamHub:
         """Handle one client frame: SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, properties."""
         with self.venue.lock:
             now = self.venue.clock.time()
+            inbound = session.inbound
+            inbound.append(now)
+            while inbound and inbound[0] <= now - 1.0:
+                inbound.popleft()
+            if len(inbound) > MAX_INBOUND_PER_S:
+                logger.warning("venue ws: a client sent over {} frames a second", MAX_INBOUND_PER_S)
+                session.close_code = 1008
+                self._wake(session)
+                return
             try:
                 message = json.loads(text)
             except ValueError:

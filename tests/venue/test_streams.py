@@ -113,6 +113,22 @@ def test_bad_frames_get_binance_errors_and_change_nothing(
     assert session.streams == {}
 
 
+def test_more_than_ten_frames_a_second_closes_the_connection(
+    dialect: Dialect, venue: Venue
+) -> None:
+    session = dialect.streams.connect("/ws")
+    for request_id in range(10):
+        dialect.streams.receive(session, f'{{"method":"LIST_SUBSCRIPTIONS","id":{request_id}}}')
+    venue.advance(1)  # a new second: the window is empty again
+    for request_id in range(10):
+        dialect.streams.receive(session, f'{{"method":"LIST_SUBSCRIPTIONS","id":{request_id}}}')
+    assert session.close_code is None
+    assert len(drain(session)) == 20
+    dialect.streams.receive(session, '{"method":"LIST_SUBSCRIPTIONS","id":99}')
+    assert session.close_code == 1008
+    assert drain(session) == []  # the eleventh frame is not answered
+
+
 def test_stream_names_parse_as_binance_spells_them(venue: Venue) -> None:
     markets = venue.markets
     assert parse_stream("btcusdt@depth20@100ms", markets).param == "20"  # type: ignore[union-attr]
