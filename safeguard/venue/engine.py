@@ -1440,7 +1440,7 @@ class Venue:
                 )
                 if self._listeners:
                     self._notify(
-                        AccountChanged(t, account.api_key, "FUNDING_FEE", (spec.symbol,), amount)
+                        AccountChanged(when, account.api_key, "FUNDING_FEE", (spec.symbol,), amount)
                     )
 
     def _liquidate(self, account: Account, t: float) -> None:

@@ -473,10 +473,7 @@ def test_leverage_margin_type_and_funding_stream_account_events(
     paid = venue.wallet_units(KEY) - before
     assert float(funding["a"]["B"][0]["bc"]) == pytest.approx(paid / 1e8, abs=1e-8)
     assert float(funding["a"]["B"][0]["wb"]) == pytest.approx(venue.wallet(KEY), abs=1e-8)
-    assert (
-        funding["T"] == premium["nextFundingTime"] // 1000 * 1000
-        or funding["T"] >= premium["nextFundingTime"]
-    )
+    assert funding["T"] == funding["E"] == premium["nextFundingTime"]  # the funding time
 
 
 def test_a_position_near_liquidation_gets_one_margin_call_then_is_liquidated(
