@@ -425,12 +425,9 @@ class StreamHub:
     def _add(self, session: StreamSession, name: str, now: float, *, from_path: bool) -> None:
         stream = parse_stream(name, self.venue.markets)
         if stream is not None:
+            if self._first_subscriber(session, stream):
+                self._restart(stream)
             session.streams[name] = stream
-            symbol = stream.symbol
-            if stream.kind == "depth" and symbol is not None and symbol not in self._depth_sent:
-                # Diffs start at the book as it is now; a snapshot taken after the ack is
-                # at this version or later, so the first diff covers it.
-                self._depth_sent[symbol] = self.venue.book_version(symbol)
             return
         if self.listen_keys.owner(name, now) is not None:
             session.listen_keys.add(name)
@@ -441,6 +438,32 @@ class StreamHub:
             return  # a connection label (ccxt numbers its sockets: /public/ws/0)
         if from_path:
             raise StreamRefused(400, -1125, "This listenKey does not exist.")
+
+    def _first_subscriber(self, session: StreamSession, stream: Stream) -> bool:
+        key = (stream.kind, stream.symbol, stream.param)
+        return not any(
+            (s.kind, s.symbol, s.param) == key
+            for other in self._sessions
+            if other is not session
+            for s in other.streams.values()
+        )
+
+    def _restart(self, stream: Stream) -> None:
+        """Start a stream nobody was watching from now, not from where it was left."""
+        kind, symbol, param = stream.kind, stream.symbol, stream.param
+        if kind == "depth" and symbol is not None:
+            # Diffs start at the book as it is now; a snapshot taken after the ack is at this
+            # version or later, so the first diff covers it.
+            self._depth_sent[symbol] = self.venue.book_version(symbol)
+            self._reordered.pop(symbol, None)
+        self._trades_sent.pop(f"{kind}:{symbol}", None)
+        shown = {"bookTicker": "bookTicker", "partial_depth": "partial"}.get(kind)
+        for key in list(self._last_shown):
+            if key[0] == shown and symbol in (None, key[1]):
+                del self._last_shown[key]  # the first message shows the current state
+        self._due.pop((kind, symbol, param), None)
+        if symbol is not None:
+            self._kline_open.pop((symbol, param), None)
 
     def _wake(self, session: StreamSession) -> None:
         if (session.outbox or session.close_code is not None) and session.wake is not None:

@@ -173,6 +173,26 @@ def test_unknown_paths_and_listen_keys_are_refused(dialect: Dialect) -> None:
     assert dialect.streams.sessions == []
 
 
+def test_a_stream_nobody_watched_restarts_from_now(dialect: Dialect, venue: Venue) -> None:
+    first = dialect.streams.connect("/public/ws")
+    subscribe(dialect, first, "btcusdt@trade", "btcusdt@bookTicker")
+    venue.advance(STEP_S)
+    dialect.tick()
+    dialect.streams.disconnect(first)
+    venue.place_order(KEY, symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.5)
+    venue.advance(STEP_S)  # trades printed while nobody watched
+    second = dialect.streams.connect("/public/ws")
+    subscribe(dialect, second, "btcusdt@trade", "btcusdt@bookTicker")
+    dialect.tick()
+    shown = data(drain(second))
+    assert [m["e"] for m in shown] == ["bookTicker"]  # the current top, and no old trades
+    [top] = venue.book_ticker("BTCUSDT")
+    assert (shown[0]["b"], shown[0]["a"]) == (top["bidPrice"], top["askPrice"])
+    venue.place_order(KEY, symbol="BTCUSDT", side="SELL", type="MARKET", quantity=0.01)
+    dialect.tick()
+    assert [m["e"] for m in data(drain(second))][:1] == ["trade"]
+
+
 # --- depth: the U / u / pu rules keep a snapshot-plus-diff book exact --------------------------
 
 
