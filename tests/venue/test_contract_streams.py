@@ -367,3 +367,24 @@ async def test_a_dropped_depth_update_is_a_gap_ccxt_detects(
     book = await book_at(pro, ETH, target)
     bids, asks = book_levels(venue.depth("ETHUSDT", 1000))
     assert (book["bids"], book["asks"]) == (bids, asks)
+
+
+async def test_tickers_for_several_symbols_parse(pro: Any, venue: Venue) -> None:
+    task = await started(pro.watch_tickers([BTC, ETH]))
+    venue.advance(STEP_S)
+    rest = {symbol: venue.ticker_24h(symbol) for symbol in ("BTCUSDT", "ETHUSDT")}
+
+    def both() -> dict[str, Any] | None:
+        tickers = {s: pro.tickers.get(s) for s in (BTC, ETH)}
+        return tickers if all(tickers.values()) else None
+
+    tickers = await settle(
+        task,
+        both,
+        lambda t: (
+            t[BTC]["last"] == float(rest["BTCUSDT"]["lastPrice"])
+            and t[ETH]["last"] == float(rest["ETHUSDT"]["lastPrice"])
+        ),
+    )
+    assert tickers[ETH]["high"] == float(rest["ETHUSDT"]["highPrice"])
+    assert tickers[BTC]["baseVolume"] == float(rest["BTCUSDT"]["volume"])
