@@ -247,7 +247,8 @@ def test_stream_faults_hold_in_their_window_and_events_fire_once() -> None:
     injector = FaultInjector(plan, installed_at=100.0)
     assert injector.stream_windows(104.0) == []
     [stall] = injector.stream_windows(105.0)
-    assert stall.covers("BTCUSDT") and not stall.covers("ETHUSDT")
+    assert stall.covers("BTCUSDT")
+    assert not stall.covers("ETHUSDT")
     assert injector.stream_windows(110.0) == []
     assert injector.due_stream_events(106.0) == []
     assert [r.kind for r in injector.due_stream_events(107.0)] == ["stream_disconnect"]
