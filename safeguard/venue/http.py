@@ -62,14 +62,14 @@ class _VenueRequestHandler(web_protocol.RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else None
-        # The parser's message names the problem (e.g. duplicate Content-Length); a client
-        # error is the peer's, so it is a warning without a traceback.
+        # A client error is the peer's: a warning without a traceback. The parser's message is
+        # left out: it may quote the request line, and with it a signed query string.
         logger.warning(
             "venue http: malformed request from {} ({} {}: {})",
             request.remote,
             status,
             phrase,
-            message or (type(exc).__name__ if exc is not None else ""),
+            type(exc).__name__ if exc is not None else "no exception",
         )
         if request.writer.output_size > 0:
             raise ConnectionError("answer already started; cannot send the error")
