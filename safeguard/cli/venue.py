@@ -131,6 +131,7 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"venue: {server.url}", flush=True)
+    print(f"streams: ws{server.url.removeprefix('http')}/ws", flush=True)
     if scrape is not None:
         print(f"metrics: {scrape.url}", flush=True)
     print(f"api key: {api_key}", flush=True)

@@ -179,9 +179,10 @@ class PaperAccount:
 
     # --- clients ------------------------------------------------------------------------------
 
-    def client(self, *, asyncio: bool = False, timeout_ms: int = 10_000) -> Any:
-        """A real ccxt ``binanceusdm`` (``ccxt.async_support`` with ``asyncio=True``) trading on
-        the venue in process. Injected latency is spent in simulated time."""
+    def client(self, *, asyncio: bool = False, pro: bool = False, timeout_ms: int = 10_000) -> Any:
+        """A real ccxt ``binanceusdm`` (``ccxt.async_support`` with ``asyncio=True``;
+        ``ccxt.pro`` with ``pro=True``, its ``watch_*`` streams in memory too) trading on the
+        venue in process. Injected latency is spent in simulated time."""
         from safeguard.venue.inprocess import inprocess_client
 
         exchange = inprocess_client(
@@ -189,10 +190,11 @@ class PaperAccount:
             self.api_key,
             self.secret,
             asyncio=asyncio,
+            pro=pro,
             timeout_ms=timeout_ms,
             on_latency=self.venue.advance,
         )
-        if asyncio:
+        if asyncio or pro:
             self._closers.append(exchange.close)
         return exchange
 
@@ -262,11 +264,19 @@ class PaperAccount:
         self._closers.append(server.close)
         return server
 
-    def http_client(self, server: VenueServer, *, timeout_ms: int = 10_000) -> Any:
-        """An unmodified ccxt ``binanceusdm`` for ``server`` with this account's keys."""
+    def http_client(
+        self, server: VenueServer, *, pro: bool = False, timeout_ms: int = 10_000
+    ) -> Any:
+        """An unmodified ccxt ``binanceusdm`` (``ccxt.pro`` with ``pro=True``: close it with
+        :meth:`aclose`) for ``server`` with this account's keys."""
         from safeguard.venue.client import ccxt_client
 
-        return ccxt_client(server.url, self.api_key, self.secret, timeout_ms=timeout_ms)
+        exchange = ccxt_client(
+            server.url, self.api_key, self.secret, pro=pro, timeout_ms=timeout_ms
+        )
+        if pro:
+            self._closers.append(exchange.close)
+        return exchange
 
     def close(self) -> None:
         """Stop servers, close journals and kill switches made here (async clients: use

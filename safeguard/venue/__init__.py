@@ -5,7 +5,10 @@ regimes, jumps and scripted spikes, or a CSV replay), a contract price with its 
 price that smooths the basis, accounts with cross and isolated margin, orders of every common
 type, funding and liquidation against the real tiered maintenance ladder. It speaks Binance's
 semantics and error codes directly and never does I/O; time comes from a clock the caller
-drives. The transports (HTTP server, in-process ccxt routing, faults, rate limits) sit on top.
+drives. The transports (HTTP and websocket server, in-process ccxt routing, the stream hub,
+faults, rate limits) sit on top; they follow the engine through its listeners
+(``Venue.add_listener``: every event, plus order updates, account changes and margin calls as
+they happen), which is what the user-data stream is made of.
 
 A day of market in well under a second::
 
@@ -28,7 +31,8 @@ contract and mark), ``book`` (the market makers' book), ``state`` (one symbol's 
 ``matching`` (price-time priority across the book and the accounts), ``orders`` (request checks
 and the order record), ``accounts`` (positions and exact money), ``funding``, ``liquidation``,
 ``events``, ``views`` (Binance answer shapes), ``config``, ``errors`` and ``engine`` (the
-:class:`Venue` that ties them together).
+:class:`Venue` that ties them together). Over it: ``dialect`` (REST), ``streams`` (websocket
+streams), ``http`` and ``inprocess`` (the transports), ``faults`` and ``ratelimit``.
 """
 
 from __future__ import annotations
@@ -39,12 +43,18 @@ from safeguard.venue.config import BookConfig, Regime, Spike, VenueConfig
 from safeguard.venue.engine import FeedFreeze, Venue
 from safeguard.venue.errors import VenueReject
 from safeguard.venue.events import (
+    AccountChanged,
     Event,
     Fill,
     FundingPayment,
+    LeverageChanged,
     Liquidation,
+    MarginCall,
+    MarketStepped,
+    Notice,
     OrderExpired,
     OrderTriggered,
+    OrderUpdate,
 )
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
 from safeguard.venue.prices import ReplaySeries
@@ -88,6 +98,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "DEFAULT_MARKETS",
     "MONEY_SCALE",
+    "AccountChanged",
     "BookConfig",
     "Dialect",
     "Event",
@@ -95,10 +106,15 @@ __all__ = [
     "FeedFreeze",
     "Fill",
     "FundingPayment",
+    "LeverageChanged",
     "Liquidation",
+    "MarginCall",
     "MarketSpec",
+    "MarketStepped",
+    "Notice",
     "OrderExpired",
     "OrderTriggered",
+    "OrderUpdate",
     "Regime",
     "ReplaySeries",
     "Request",

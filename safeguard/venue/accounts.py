@@ -70,6 +70,8 @@ class Account:
     open_count: dict[str, int] = field(default_factory=dict)
     """Open orders per symbol (Binance caps them per account and symbol)."""
     update_ms: int = 0
+    margin_called: bool = False
+    """A ``MARGIN_CALL`` went out and the cross margin has not recovered since."""
 
     def isolated_total(self) -> int:
         return sum(p.isolated_margin for p in self.positions.values())

@@ -33,17 +33,28 @@ def configure(exchange: Any, url: str) -> Any:
 
 
 def ccxt_client(
-    url: str, api_key: str, secret: str, *, asyncio: bool = False, timeout_ms: int = 10_000
+    url: str,
+    api_key: str,
+    secret: str,
+    *,
+    asyncio: bool = False,
+    pro: bool = False,
+    timeout_ms: int = 10_000,
 ) -> Any:
-    """A new ``ccxt.binanceusdm`` (or ``ccxt.async_support.binanceusdm``) for the venue.
-
-    The async instance owns an aiohttp session: ``await exchange.close()`` when done.
+    """A new ``ccxt.binanceusdm`` (or ``ccxt.async_support.binanceusdm``, or with ``pro=True``
+    ``ccxt.pro.binanceusdm``, whose ``watch_*`` methods use the venue's websockets) for the
+    venue. An async or pro instance owns an aiohttp session: ``await exchange.close()``.
     """
     if not api_key or not secret:
         raise ValueError("api_key and secret must be non-empty strings")
     if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
         raise ValueError(f"timeout_ms must be a positive integer, got {timeout_ms!r}")
-    cls = ccxt.async_support.binanceusdm if asyncio else ccxt.binanceusdm
+    if pro:
+        from ccxt import pro as ccxt_pro  # websockets: imported only when asked for
+
+        cls = ccxt_pro.binanceusdm
+    else:
+        cls = ccxt.async_support.binanceusdm if asyncio else ccxt.binanceusdm
     exchange = cls({"apiKey": api_key, "secret": secret, "timeout": timeout_ms})
     return configure(exchange, url)
 

@@ -43,6 +43,7 @@ from safeguard.venue.faults import (
 from safeguard.venue.params import Params, invalid, parse_pairs
 from safeguard.venue.ratelimit import RateLimiter, RateLimits, Refusal, Usage, ban_refusal
 from safeguard.venue.signing import check_freshness, check_signature, split_signature
+from safeguard.venue.streams import ListenKeys, StreamHub
 
 if TYPE_CHECKING:
     from safeguard.venue.engine import Venue
@@ -123,6 +124,8 @@ class Route:
     signed: bool = False
     orders: int = 0
     """How many units of the account's order-count limits one call uses."""
+    keyed: bool = False
+    """Needs a known API key but no signature (the listen-key routes)."""
 
     def weight_of(self, params: Params) -> int:
         return self.weight if isinstance(self.weight, int) else self.weight(params)
@@ -165,6 +168,27 @@ class Dialect:
         self.limiter = limiter if limiter is not None else RateLimiter()
         self._faults = FaultInjector(faults or FaultPlan(), installed_at=now)
         self._countdowns: dict[tuple[str, str], float] = {}
+        self.listen_keys = ListenKeys()
+        self._streams: StreamHub | None = None
+
+    @property
+    def streams(self) -> StreamHub:
+        """The websocket streams behind this dialect (made on first use: a REST-only venue
+        never registers the engine listener that feeds them)."""
+        with self.venue.lock:
+            if self._streams is None:
+                self._streams = StreamHub(self.venue, self.listen_keys, lambda: self._faults)
+            return self._streams
+
+    def pump(self) -> None:
+        """Publish stream updates (if anyone ever connected); transports call it after each
+        request and on their tick."""
+        hub = self._streams
+        if hub is not None:
+            try:
+                hub.pump()
+            except Exception:
+                logger.exception("venue: publishing the streams failed")
 
     # --- the fault plan, changeable at run time -----------------------------------------------
 
@@ -193,12 +217,15 @@ class Dialect:
         with self.venue.lock:
             self.venue.sync()
             self._fire_due(self.venue.clock.time())
+            self.pump()
 
     def handle(self, request: Request) -> Response:
         """Answer one request. Never raises."""
         try:
             with self.venue.lock:
-                return self._handle(request)
+                answer = self._handle(request)
+                self.pump()
+                return answer
         except Exception:
             logger.exception("venue: unhandled error answering {} {}", request.method, request.path)
             return _json_response(500, {"code": -1000, "msg": _DEFAULT_MESSAGES[-1000]})
@@ -258,7 +285,10 @@ class Dialect:
         try:
             if early is not None:
                 raise early
-            caller = self._authenticate(request, params, api_key) if route.signed else ""
+            if route.signed:
+                caller = self._authenticate(request, params, api_key)
+            else:
+                caller = self._known_key(api_key) if route.keyed else ""
             result = route.handler(Call(venue, params, caller, now, self))
             params.finish()
         except VenueReject as reject:
@@ -267,14 +297,19 @@ class Dialect:
             answer = _json_response(200, result, usage)
         return _deliver(answer, fault, usage, injection)
 
-    def _authenticate(self, request: Request, params: Params, api_key: str | None) -> str:
+    def _known_key(self, api_key: str | None) -> str:
         if not api_key:
             raise VenueReject(-2014, "API-key format invalid.", http_status=401)
-        secret = self.venue.secret_for(api_key)
-        if secret is None:
+        if self.venue.secret_for(api_key) is None:
             raise VenueReject(
                 -2015, "Invalid API-key, IP, or permissions for action.", http_status=401
             )
+        return api_key
+
+    def _authenticate(self, request: Request, params: Params, api_key: str | None) -> str:
+        caller = self._known_key(api_key)
+        secret = self.venue.secret_for(caller)
+        assert secret is not None
         check_freshness(
             params.raw("timestamp"),
             params.raw("recvWindow"),
@@ -282,7 +317,7 @@ class Dialect:
         )
         params.raw("signature")
         check_signature(split_signature(request.query, request.body), secret)
-        return api_key
+        return caller
 
     def _fire_due(self, now: float) -> None:
         for rule in self._faults.due_events(now):
@@ -717,6 +752,27 @@ def _position_mode(call: Call) -> Any:
     return call.venue.position_mode(call.api_key)
 
 
+def _listen_key_param(call: Call) -> str | None:
+    key = call.params.text("listenKey")
+    call.params.finish()
+    return key
+
+
+def _new_listen_key(call: Call) -> Any:
+    call.params.finish()
+    return {"listenKey": call.dialect.listen_keys.create(call.api_key, call.now)}
+
+
+def _keep_listen_key(call: Call) -> Any:
+    key = _listen_key_param(call)
+    return {"listenKey": call.dialect.listen_keys.extend(call.api_key, key, call.now)}
+
+
+def _close_listen_key(call: Call) -> Any:
+    call.dialect.listen_keys.delete(call.api_key, _listen_key_param(call), call.now)
+    return {}
+
+
 def _countdown(call: Call) -> Any:
     symbol = _required_symbol(call)
     countdown = call.params.integer("countdownTime", required=True, low=0)
@@ -755,6 +811,9 @@ ROUTES: Mapping[tuple[str, str], Route] = {
     ("POST", "/fapi/v1/countdownCancelAll"): Route(_countdown, 10, signed=True),
     ("POST", "/fapi/v1/positionSide/dual"): Route(_set_position_mode, 1, signed=True),
     ("GET", "/fapi/v1/positionSide/dual"): Route(_position_mode, 30, signed=True),
+    ("POST", "/fapi/v1/listenKey"): Route(_new_listen_key, 1, keyed=True),
+    ("PUT", "/fapi/v1/listenKey"): Route(_keep_listen_key, 1, keyed=True),
+    ("DELETE", "/fapi/v1/listenKey"): Route(_close_listen_key, 1, keyed=True),
 }
 """Every endpoint the venue implements, keyed by (method, path)."""
 

@@ -29,10 +29,11 @@ import math
 import random
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
+from safeguard._log import logger
 from safeguard.clock import Clock, ManualClock
 from safeguard.risk.tiers import TierTable
 from safeguard.venue import views
@@ -49,12 +50,18 @@ from safeguard.venue.book import BUY, SELL, SimBook
 from safeguard.venue.config import VenueConfig
 from safeguard.venue.errors import VenueReject, illegal
 from safeguard.venue.events import (
+    AccountChanged,
     Event,
     Fill,
     FundingPayment,
+    LeverageChanged,
     Liquidation,
+    MarginCall,
+    MarketStepped,
+    Notice,
     OrderExpired,
     OrderTriggered,
+    OrderUpdate,
 )
 from safeguard.venue.funding import (
     funding_rate,
@@ -74,6 +81,7 @@ from safeguard.venue.orders import (
 )
 from safeguard.venue.prices import IndexProcess, PriceFeed, RegimeSpec, ReplaySeries
 from safeguard.venue.state import MarketState
+from safeguard.venue.views import money as money_text
 
 FeedFreeze = Literal["prices", "timestamps", "stale_prices"]
 _FREEZE_MODES = ("prices", "timestamps", "stale_prices")
@@ -81,6 +89,10 @@ _FIRST_ORDER_ID = 1_000_000_001
 _DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 _PERCENT_UP = 1.05
 _PERCENT_DOWN = 0.95
+MARGIN_CALL_RATIO = 0.8
+"""Maintenance margin over margin balance at which the venue sends ``MARGIN_CALL``."""
+
+Listener = Callable[[Notice], object]
 
 
 class Venue:
@@ -136,6 +148,7 @@ class Venue:
         self._seq = 0
         self._insurance = round(cfg.insurance_fund * MONEY_SCALE)
         self.events: list[Event] = []
+        self._listeners: list[Listener] = []
 
     def _new_market(self, spec: MarketSpec, regimes: tuple[RegimeSpec, ...]) -> MarketState:
         cfg = self.config
@@ -217,6 +230,8 @@ class Venue:
                     self._step(start + k * step, step)
             finally:
                 self._stepping = False
+            if due > done and self._listeners:
+                self._notify(MarketStepped(self._now))
 
     def _step(self, t: float, dt: float) -> None:
         self._now = t
@@ -240,6 +255,43 @@ class Venue:
         # Inside a step, things happen at the step's time (the clock already shows the end of
         # the advance); between steps, at the clock's.
         return self._now if self._stepping else self.clock.time()
+
+    # --- listeners --------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(notice)`` for every event and notice from now on, as it happens.
+
+        Listeners run inside the engine, under its lock: they must be quick and must not
+        change the venue. Notices (:class:`OrderUpdate`, :class:`AccountChanged`, ...) are
+        only built while at least one listener is registered.
+        """
+        with self.lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self.lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _notify(self, notice: Notice) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(notice)
+            except Exception:  # a listener's bug must not stop the market
+                logger.exception("venue: listener failed on {}", type(notice).__name__)
+
+    def _record(self, event: Event) -> None:
+        self.events.append(event)
+        if self._listeners:
+            self._notify(event)
+
+    def _order_update(self, order: Order, execution: str, fill: Fill | None = None) -> None:
+        answer = order.to_binance(self._specs[order.symbol])
+        if fill is not None:
+            answer["status"] = PARTIALLY_FILLED if order.remaining else FILLED
+        self._notify(
+            OrderUpdate(self._now_time(), order.api_key, order.symbol, execution, answer, fill)
+        )
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -319,7 +371,7 @@ class Venue:
             markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
             return [
                 views.book_ticker(
-                    m.spec, *m.depth(1), now_ms=m.shown_ms(self._ms()), update_id=m.update_id
+                    m.spec, *m.depth(1), now_ms=m.shown_ms(self._ms()), update_id=m.book_version()
                 )
                 for m in markets
             ]
@@ -329,9 +381,34 @@ class Venue:
             m = self._market(symbol)
             if isinstance(limit, bool) or not isinstance(limit, int) or limit not in _DEPTH_LIMITS:
                 raise illegal("limit")
+            version = m.book_version()
             return views.depth(
-                m.spec, *m.depth(limit), now_ms=m.shown_ms(self._ms()), update_id=m.update_id
+                m.spec, *m.depth(limit), now_ms=m.shown_ms(self._ms()), update_id=version
             )
+
+    def depth_update(self, symbol: str, since: int) -> dict[str, Any] | None:
+        """The diff-depth event (``depthUpdate``) for everything after update id ``since``,
+        or ``None`` when the book has not moved since. ``pu`` is ``since``."""
+        with self.lock:
+            m = self._market(symbol)
+            version = m.book_version()
+            if version <= since:
+                return None
+            bids, asks = m.book_changes_since(since)
+            return views.depth_update(
+                m.spec,
+                bids,
+                asks,
+                first=since + 1,
+                last=version,
+                previous=since,
+                now_ms=m.shown_ms(self._ms()),
+            )
+
+    def book_version(self, symbol: str) -> int:
+        """The published book's current update id (what a depth snapshot now would carry)."""
+        with self.lock:
+            return self._market(symbol).book_version()
 
     def agg_trades(self, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
         with self.lock:
@@ -339,6 +416,52 @@ class Venue:
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
                 raise illegal("limit")
             return views.agg_trades(m.spec, list(m.trades)[-limit:])
+
+    def trades_since(self, symbol: str, trade_id: int) -> list[dict[str, Any]]:
+        """The public tape after ``trade_id``, oldest first (``aggTrades`` rows; the venue's
+        trades are never aggregated, so an aggregate id is the trade id)."""
+        with self.lock:
+            m = self._market(symbol)
+            fresh = []
+            for trade in reversed(m.trades):
+                if trade[0] <= trade_id:
+                    break
+                fresh.append(trade)
+            fresh.reverse()
+            return views.agg_trades(m.spec, fresh)
+
+    def klines(self, symbol: str, interval_s: int, limit: int) -> list[list[Any]]:
+        """The last ``limit`` candles of ``interval_s`` (a multiple of 60, at most a day) from
+        the minute candles: ``[open ms, o, h, l, c, volume, close ms, quote volume]``."""
+        with self.lock:
+            m = self._market(symbol)
+            if interval_s % 60 or not 60 <= interval_s <= 86_400:
+                raise illegal("interval")
+            spec = m.spec
+            per = interval_s // 60
+            groups: list[list[Any]] = []
+            for minute, o, h, low, c, volume, quote in m.candles:
+                start = int(minute) // per * per
+                if groups and groups[-1][0] == start:
+                    g = groups[-1]
+                    g[2], g[3], g[4] = max(g[2], h), min(g[3], low), c
+                    g[5] += volume
+                    g[6] += quote
+                else:
+                    groups.append([start, o, h, low, c, volume, quote])
+            return [
+                [
+                    start * 60_000,
+                    spec.fmt_price(int(o)),
+                    spec.fmt_price(int(h)),
+                    spec.fmt_price(int(low)),
+                    spec.fmt_price(int(c)),
+                    format(volume, spec.qty_format),
+                    (start + per) * 60_000 - 1,
+                    f"{quote:.2f}",
+                ]
+                for start, o, h, low, c, volume, quote in groups[-limit:]
+            ]
 
     def premium_index(self, symbol: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         with self.lock:
@@ -417,6 +540,8 @@ class Venue:
             self._orders[order_id] = order
             self._by_client[(api_key, cid)] = order
             self._orders_by.setdefault((api_key, spec.symbol), {})[order_id] = order
+            if self._listeners:
+                self._order_update(order, "NEW")
             if request.type in ("MARKET", "LIMIT"):
                 self._execute_new(account, m, order, opening)
             else:
@@ -723,6 +848,9 @@ class Venue:
             )
             events.append(event)
             recent.append(event)
+            if self._listeners:
+                self._notify(event)
+                self._order_update(order, "TRADE", event)
         order.update_ms = now_ms
         if order.reserved:
             # Margin held for the resting remainder shrinks with what just filled.
@@ -733,10 +861,14 @@ class Venue:
             order.status = PARTIALLY_FILLED
         else:
             self._close_order(order, FILLED)
+        if self._listeners:
+            self._notify(AccountChanged(now, api_key, "ORDER", (symbol,)))
 
     def _close_order(self, order: Order, status: str) -> None:
         order.status = status
         order.update_ms = self._ms()
+        if self._listeners and status != FILLED:  # a fill's own update says FILLED
+            self._order_update(order, status)
         account = self._accounts[order.api_key]
         if account.open_orders.get(order.client_order_id) is order:
             del account.open_orders[order.client_order_id]
@@ -883,6 +1015,8 @@ class Venue:
                         -2027, "Exceeded the maximum allowable position at current leverage."
                     )
             account.leverage[symbol] = leverage
+            if self._listeners:
+                self._notify(LeverageChanged(self._now_time(), api_key, symbol, leverage))
             return {
                 "leverage": leverage,
                 "maxNotionalValue": f"{cap:.0f}" if math.isfinite(cap) else "INF",
@@ -905,6 +1039,10 @@ class Venue:
                     -4047, "Margin type cannot be changed if there exists open orders."
                 )
             account.margin_type[symbol] = margin_type
+            if self._listeners:
+                self._notify(
+                    AccountChanged(self._now_time(), api_key, "MARGIN_TYPE_CHANGE", (symbol,))
+                )
 
     def set_position_mode(self, api_key: str, *, dual_side: bool) -> None:
         """Hedge mode (``dual_side=True``: LONG and SHORT legs) or one-way (``BOTH``)."""
@@ -1002,6 +1140,48 @@ class Venue:
                 )
             )
         return figures
+
+    def account_update(
+        self,
+        api_key: str,
+        reason: str,
+        symbols: Sequence[str],
+        balance_change_units: int = 0,
+    ) -> dict[str, Any]:
+        """The ``a`` of an ``ACCOUNT_UPDATE`` now: the balance and every leg of ``symbols``
+        (flat ones too, so a close shows as ``"pa": "0"``)."""
+        with self.lock:
+            account = self._account(api_key)
+            rows = [
+                views.ws_position(
+                    self._specs[symbol],
+                    p,
+                    mark=self._m[symbol].feed.mark,
+                    isolated=self._isolated(account, symbol),
+                )
+                for (symbol, _side), p in account.positions.items()
+                if symbol in symbols
+            ]
+            return views.ws_account(account, reason, rows, balance_change_units)
+
+    def margin_call(self, api_key: str, symbols: Sequence[str]) -> list[dict[str, Any]]:
+        """The ``p`` rows of a ``MARGIN_CALL``: the open legs of ``symbols``."""
+        with self.lock:
+            account = self._account(api_key)
+            return [
+                {
+                    "s": f.spec.symbol,
+                    "ps": f.position.position_side,
+                    "pa": f.spec.fmt_qty(f.position.qty),
+                    "mt": "ISOLATED" if f.isolated else "CROSSED",
+                    "iw": money_text(f.position.isolated_margin),
+                    "mp": f"{f.mark:.8f}",
+                    "up": f"{f.unrealized:.8f}",
+                    "mm": f"{f.maintenance_margin:.8f}",
+                }
+                for f in self._figures(account)
+                if f.spec.symbol in symbols
+            ]
 
     def account_v3(self, api_key: str) -> dict[str, Any]:
         with self.lock:
@@ -1154,7 +1334,7 @@ class Venue:
 
     def _expire(self, order: Order, reason: str) -> None:
         self._close_order(order, EXPIRED)
-        self.events.append(
+        self._record(
             OrderExpired(self._now_time(), order.api_key, order.symbol, order.order_id, reason)
         )
 
@@ -1177,7 +1357,7 @@ class Venue:
         ]
         for order in fired:
             m.stops.remove(order)
-            self.events.append(
+            self._record(
                 OrderTriggered(
                     t,
                     order.api_key,
@@ -1246,7 +1426,7 @@ class Venue:
                 if self._isolated(account, spec.symbol):
                     position.isolated_margin += amount
                 account.update_ms = int(t * 1000)
-                self.events.append(
+                self._record(
                     FundingPayment(
                         when,
                         account.api_key,
@@ -1258,6 +1438,10 @@ class Venue:
                         amount,
                     )
                 )
+                if self._listeners:
+                    self._notify(
+                        AccountChanged(when, account.api_key, "FUNDING_FEE", (spec.symbol,), amount)
+                    )
 
     def _liquidate(self, account: Account, t: float) -> None:
         """Take over what the account's equity at the mark no longer covers."""
@@ -1286,6 +1470,17 @@ class Venue:
         if equity <= cross_mm:
             for m, p, mm in cross:
                 self._take_over(account, m, p, t, CROSSED, mm, equity)
+        elif self._listeners:
+            self._margin_call(account, t, equity, cross_mm, [m.spec.symbol for m, _p, _mm in cross])
+
+    def _margin_call(
+        self, account: Account, t: float, equity: float, mm: float, symbols: list[str]
+    ) -> None:
+        """Warn once when the cross margin nears liquidation; re-arm when it recovers."""
+        near = mm >= equity * MARGIN_CALL_RATIO
+        if near and not account.margin_called:
+            self._notify(MarginCall(t, account.api_key, equity, mm, tuple(symbols)))
+        account.margin_called = near
 
     def _take_over(
         self,
@@ -1328,7 +1523,7 @@ class Venue:
             m.record_trade(t, fills[i], fills[i + 1], buyer_maker=long)
         delta = settled.fee - settled.shortfall + close.slippage
         self._insurance += delta
-        self.events.append(
+        self._record(
             Liquidation(
                 time=t,
                 api_key=account.api_key,
@@ -1354,6 +1549,8 @@ class Venue:
                 insurance_fund_after_units=self._insurance,
             )
         )
+        if self._listeners:
+            self._notify(AccountChanged(t, account.api_key, "ORDER", (spec.symbol,)))
 
 
 def _triggered(kind: str, side: str, stop: float, price: float) -> bool:

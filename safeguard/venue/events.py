@@ -8,7 +8,9 @@ of its events, to the unit: tests and paper reports reconcile on that.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from safeguard.venue.markets import MONEY_SCALE
 
@@ -141,4 +143,88 @@ class OrderExpired:
 
 Event = Fill | FundingPayment | Liquidation | OrderTriggered | OrderExpired
 
-__all__ = ["Event", "Fill", "FundingPayment", "Liquidation", "OrderExpired", "OrderTriggered"]
+
+# --- notices: what a venue listener hears besides the events above -------------------------
+#
+# Not recorded in ``venue.events`` (they move no money and would only grow the record): they
+# are handed to listeners (``Venue.add_listener``) as they happen, in order with the events,
+# and only built while someone listens. The user-data stream is built from them.
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """An order changed: ``execution`` is Binance's ``x`` (NEW, TRADE, CANCELED, EXPIRED).
+
+    ``order`` is the order's ``/fapi/v1/order`` answer at that moment (with a fill: the
+    cumulative quantity and average price including it); ``fill`` is the fill of a TRADE.
+    """
+
+    time: float
+    api_key: str
+    symbol: str
+    execution: str
+    order: Mapping[str, Any]
+    fill: Fill | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChanged:
+    """Balances or positions of ``symbols`` changed, for ``reason`` (Binance's ``m``:
+    ORDER, FUNDING_FEE, MARGIN_TYPE_CHANGE, ...). ``balance_change_units`` is what moved the
+    wallet other than PnL and fees (funding), Binance's ``bc``."""
+
+    time: float
+    api_key: str
+    reason: str
+    symbols: tuple[str, ...]
+    balance_change_units: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeverageChanged:
+    time: float
+    api_key: str
+    symbol: str
+    leverage: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarginCall:
+    """The account's maintenance margin reached ``ratio`` of its margin balance (sent once
+    per approach; re-armed when the ratio falls back)."""
+
+    time: float
+    api_key: str
+    margin_balance: float
+    maintenance_margin: float
+    symbols: tuple[str, ...]
+
+    @property
+    def ratio(self) -> float:
+        return self.maintenance_margin / self.margin_balance if self.margin_balance > 0 else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class MarketStepped:
+    """The market moved (one or more simulation steps, the last at ``time``): what streams
+    publish from may have changed."""
+
+    time: float
+
+
+Notice = Event | OrderUpdate | AccountChanged | LeverageChanged | MarginCall | MarketStepped
+
+__all__ = [
+    "AccountChanged",
+    "Event",
+    "Fill",
+    "FundingPayment",
+    "LeverageChanged",
+    "Liquidation",
+    "MarginCall",
+    "MarketStepped",
+    "Notice",
+    "OrderExpired",
+    "OrderTriggered",
+    "OrderUpdate",
+]

@@ -217,6 +217,89 @@ class ThrottleRule(Section):
         return self.start_s <= elapsed and (self.end_s is None or elapsed < self.end_s)
 
 
+# --- stream faults (the websocket side: see safeguard.venue.streams) ---------------------------
+
+
+class _StreamWindow(Section):
+    """A stream fault that holds while its window is open (``symbol``: one market, or all)."""
+
+    start_s: NonNegative = 0.0
+    end_s: Positive | None = None
+    symbol: str | None = None
+
+    @model_validator(mode="after")
+    def _window_ordered(self) -> _StreamWindow:
+        if self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError(f"end_s ({self.end_s}) must be after start_s ({self.start_s})")
+        return self
+
+    def in_window(self, elapsed: float) -> bool:
+        return self.start_s <= elapsed and (self.end_s is None or elapsed < self.end_s)
+
+    def covers(self, symbol: str | None) -> bool:
+        return self.symbol is None or symbol is None or self.symbol == symbol
+
+
+class StreamStallRule(_StreamWindow):
+    """Market streams send nothing while the window is open; the connection stays up and
+    keeps answering pings. Afterwards they resume where they stopped (a stall loses nothing)."""
+
+    kind: Literal["stream_stall"] = "stream_stall"
+
+
+class StreamFreezeRule(_StreamWindow):
+    """Market streams keep their heartbeat but freeze their prices: periodic streams (mark
+    price, tickers, klines) repeat the last values with fresh event times; the book and the
+    tape go quiet."""
+
+    kind: Literal["stream_freeze"] = "stream_freeze"
+
+
+class StreamDelayRule(_StreamWindow):
+    """Every stream message (market and user data) is held ``ms`` on the venue's clock."""
+
+    kind: Literal["stream_delay"] = "stream_delay"
+    ms: Positive
+
+
+class DepthGapRule(Section):
+    """At ``at_s``, break the diff-depth sequence of ``symbol`` once: ``drop`` loses the next
+    update (the following one's ``pu`` names an update the client never saw), ``reorder``
+    sends the next two in swapped order."""
+
+    kind: Literal["depth_gap"] = "depth_gap"
+    at_s: NonNegative = 0.0
+    symbol: str
+    mode: Literal["drop", "reorder"] = "drop"
+
+
+class StreamDisconnectRule(Section):
+    """At ``at_s``, the venue closes every stream connection (clients must reconnect)."""
+
+    kind: Literal["stream_disconnect"] = "stream_disconnect"
+    at_s: NonNegative = 0.0
+
+
+class ListenKeyExpireRule(Section):
+    """At ``at_s``, listen keys (of ``api_key``, or all) expire early: ``listenKeyExpired``
+    is sent and the user-data stream ends."""
+
+    kind: Literal["listen_key_expire"] = "listen_key_expire"
+    at_s: NonNegative = 0.0
+    api_key: str | None = None
+
+
+StreamWindowRule = StreamStallRule | StreamFreezeRule | StreamDelayRule
+StreamEventRule = DepthGapRule | StreamDisconnectRule | ListenKeyExpireRule
+_STREAM_RULES = (
+    StreamStallRule,
+    StreamFreezeRule,
+    StreamDelayRule,
+    DepthGapRule,
+    StreamDisconnectRule,
+    ListenKeyExpireRule,
+)
+
 Rule = Annotated[
     LatencyRule
     | ErrorRule
@@ -226,7 +309,13 @@ Rule = Annotated[
     | FreezeFeedRule
     | SpikeRule
     | SetTiersRule
-    | ThrottleRule,
+    | ThrottleRule
+    | StreamStallRule
+    | StreamFreezeRule
+    | StreamDelayRule
+    | DepthGapRule
+    | StreamDisconnectRule
+    | ListenKeyExpireRule,
     Field(discriminator="kind"),
 ]
 AnswerRule = ErrorRule | BanRule | TimeoutRule | DropRule
@@ -301,6 +390,8 @@ class FaultInjector:
         for index, rule in enumerate(self.plan.rules):
             if isinstance(rule, ThrottleRule | FreezeFeedRule | SpikeRule | SetTiersRule):
                 continue
+            if isinstance(rule, _STREAM_RULES):
+                continue
             if answer is not None and not isinstance(rule, LatencyRule):
                 continue
             if not (rule.matches(endpoint, api_key) and rule.in_window(elapsed)):
@@ -326,6 +417,30 @@ class FaultInjector:
         for index, rule in enumerate(self.plan.rules):
             if (
                 isinstance(rule, FreezeFeedRule | SpikeRule | SetTiersRule)
+                and self.fired[index] == 0
+                and rule.at_s <= elapsed
+            ):
+                self.fired[index] = 1
+                due.append(rule)
+        return due
+
+    def stream_windows(self, now: float) -> list[StreamWindowRule]:
+        """The stream faults whose window is open at ``now``."""
+        elapsed = now - self.installed_at
+        return [
+            rule
+            for rule in self.plan.rules
+            if isinstance(rule, StreamStallRule | StreamFreezeRule | StreamDelayRule)
+            and rule.in_window(elapsed)
+        ]
+
+    def due_stream_events(self, now: float) -> list[StreamEventRule]:
+        """One-off stream faults whose time has come (each fires once)."""
+        elapsed = now - self.installed_at
+        due: list[StreamEventRule] = []
+        for index, rule in enumerate(self.plan.rules):
+            if (
+                isinstance(rule, DepthGapRule | StreamDisconnectRule | ListenKeyExpireRule)
                 and self.fired[index] == 0
                 and rule.at_s <= elapsed
             ):
@@ -359,6 +474,7 @@ __all__ = [
     "NO_FAULT",
     "AnswerRule",
     "BanRule",
+    "DepthGapRule",
     "DropRule",
     "ErrorRule",
     "EventRule",
@@ -367,9 +483,16 @@ __all__ = [
     "FreezeFeedRule",
     "Injection",
     "LatencyRule",
+    "ListenKeyExpireRule",
     "Rule",
     "SetTiersRule",
     "SpikeRule",
+    "StreamDelayRule",
+    "StreamDisconnectRule",
+    "StreamEventRule",
+    "StreamFreezeRule",
+    "StreamStallRule",
+    "StreamWindowRule",
     "ThrottleRule",
     "TimeoutRule",
 ]

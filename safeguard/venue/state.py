@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from safeguard._log import logger
 from safeguard.venue.book import BUY, SELL, SimBook
 from safeguard.venue.funding import PremiumAverage
 from safeguard.venue.markets import MarketSpec
@@ -21,6 +22,10 @@ from safeguard.venue.prices import PriceFeed
 
 Levels = list[tuple[int, int]]
 
+PUBLISHED_LEVELS = 1000
+"""How deep the published book (and a ``limit=1000`` snapshot) goes."""
+_BOOK_JOURNAL = 4096
+
 
 class MarketState:
     """One symbol's live state."""
@@ -29,6 +34,7 @@ class MarketState:
         "asks",
         "bids",
         "book",
+        "book_changes",
         "candles",
         "feed",
         "freeze",
@@ -38,6 +44,7 @@ class MarketState:
         "last_qty",
         "next_funding",
         "premium",
+        "published",
         "snapshot",
         "spec",
         "stops",
@@ -62,7 +69,14 @@ class MarketState:
         self.stops: list[Order] = []
         self.trades: deque[tuple[int, int, int, int, bool]] = deque(maxlen=trade_history)
         self.trade_id = 0
-        self.update_id = 1
+        self.update_id = 0
+        """The published book's version (Binance's ``lastUpdateId`` / ``u``): see
+        :meth:`book_version`."""
+        self.published: tuple[Levels, Levels] | None = None
+        self.book_changes: deque[tuple[int, frozenset[int], frozenset[int]]] = deque(
+            maxlen=_BOOK_JOURNAL
+        )
+        """Per version: the bid and ask prices (ticks) that changed in it."""
         # Minute candles for the 24 h ticker: [minute, open, high, low, close, volume, quote].
         self.candles: deque[list[float]] = deque(maxlen=24 * 60 + 1)
         self.premium = PremiumAverage()
@@ -88,7 +102,6 @@ class MarketState:
         book.recenter(centre)
         last = round(centre) or 1
         self.last = last
-        self.update_id += 1
         candles = self.candles
         if candles and candles[-1][0] == int(t // 60):
             candle = candles[-1]
@@ -149,6 +162,55 @@ class MarketState:
             return snap["mark"], snap["index"], snap["last"]
         return self.feed.mark, self.feed.index, self.last
 
+    def book_version(self) -> int:
+        """The published book's update id, advanced (and the change journaled) if it moved.
+
+        Every reader of the book (REST depth and bookTicker, the depth streams) asks here
+        first, so one id names exactly one book: a snapshot at id X plus the diffs after X is
+        the book, level for level (Binance's ``U``/``u``/``pu`` rules). Versions are cut when
+        someone looks, not at every step, which costs nothing when nobody does.
+        """
+        bids, asks = self.depth(PUBLISHED_LEVELS)
+        old = self.published
+        if old is None or old[0] != bids or old[1] != asks:
+            self.update_id += 1
+            self.book_changes.append(
+                (
+                    self.update_id,
+                    _changed(old[0] if old else [], bids),
+                    _changed(old[1] if old else [], asks),
+                )
+            )
+            self.published = (bids, asks)
+        return self.update_id
+
+    def book_changes_since(self, since: int) -> tuple[Levels, Levels]:
+        """Levels (price, quantity now; 0 = gone) that changed in any version after ``since``.
+
+        Every level that moved in between is listed, not only the net difference, so a
+        snapshot taken at any version in between is brought to the current book exactly.
+        """
+        assert self.published is not None  # book_version() ran first
+        journal = self.book_changes
+        bid_prices: set[int] = set()
+        ask_prices: set[int] = set()
+        if journal and journal[0][0] > since + 1:
+            # The journal no longer reaches back: send every level either book ever had.
+            logger.warning("venue: depth journal of {} overflowed", self.spec.symbol)
+            bid_prices.update(p for p, _ in self.published[0])
+            ask_prices.update(p for p, _ in self.published[1])
+        for version, bids, asks in reversed(journal):
+            if version <= since:
+                break
+            bid_prices |= bids
+            ask_prices |= asks
+        now_bids = dict(self.published[0])
+        now_asks = dict(self.published[1])
+        return (
+            sorted(((p, now_bids.get(p, 0)) for p in bid_prices), reverse=True),
+            sorted((p, now_asks.get(p, 0)) for p in ask_prices),
+        )
+
     def depth(self, limit: int) -> tuple[Levels, Levels]:
         """The published book: market makers' levels with the accounts' resting orders."""
         if self.freeze == "stale_prices":
@@ -160,4 +222,11 @@ class MarketState:
         )
 
 
-__all__ = ["MarketState"]
+def _changed(old: Levels, new: Levels) -> frozenset[int]:
+    """Prices whose quantity differs between two books (added, removed or resized)."""
+    before = dict(old)
+    after = dict(new)
+    return frozenset(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+
+
+__all__ = ["PUBLISHED_LEVELS", "MarketState"]

@@ -366,3 +366,69 @@ __all__ = [
     "ticker_24h",
     "user_trade",
 ]
+
+
+# --- stream payloads (websocket market and user-data streams) ---------------------------------
+#
+# Binance's streams carry the REST figures under one-letter names; ``E`` is the event time and
+# ``T`` the transaction time, both in ms.
+
+
+def depth_update(
+    spec: MarketSpec,
+    bids: Levels,
+    asks: Levels,
+    *,
+    first: int,
+    last: int,
+    previous: int,
+    now_ms: int,
+) -> dict[str, Any]:
+    """``<symbol>@depth``: absolute quantities of the levels that changed (``"0"``: gone)."""
+    return {
+        "e": "depthUpdate",
+        "E": now_ms,
+        "T": now_ms,
+        "s": spec.symbol,
+        "U": first,
+        "u": last,
+        "pu": previous,
+        "b": [[spec.fmt_price(p), spec.fmt_qty(q)] for p, q in bids],
+        "a": [[spec.fmt_price(p), spec.fmt_qty(q)] for p, q in asks],
+    }
+
+
+def ws_position(
+    spec: MarketSpec, position: Position, *, mark: float, isolated: bool
+) -> dict[str, Any]:
+    """One ``P`` row of an ``ACCOUNT_UPDATE``."""
+    entry = position.entry_price(spec)
+    return {
+        "s": spec.symbol,
+        "pa": spec.fmt_qty(position.qty),
+        "ep": f"{entry:.8f}",
+        "bep": f"{entry:.8f}",
+        "cr": "0",
+        "up": f"{position.unrealized(spec, mark):.8f}",
+        "mt": "isolated" if isolated else "cross",
+        "iw": money(position.isolated_margin) if isolated else "0",
+        "ps": position.position_side,
+    }
+
+
+def ws_account(
+    account: Account, reason: str, positions: list[dict[str, Any]], balance_change_units: int
+) -> dict[str, Any]:
+    """The ``a`` of an ``ACCOUNT_UPDATE``: the margin asset and the legs that changed."""
+    return {
+        "m": reason,
+        "B": [
+            {
+                "a": account.asset,
+                "wb": money(account.wallet),
+                "cw": money(account.cross_wallet()),
+                "bc": money(balance_change_units),
+            }
+        ],
+        "P": positions,
+    }

@@ -6,6 +6,7 @@ each test judges by the venue's own order book and accounts, not by what a clien
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -128,6 +129,21 @@ async def test_async_guarded_orders_on_the_same_venue(sg_async_guarded: Any, sg_
     )
     assert order["filled"] == pytest.approx(0.01)
     assert sg_paper.positions() == {"BTCUSDT": -0.01}
+
+
+async def test_a_pro_client_watches_the_paper_venue_in_process(sg_paper: Any) -> None:
+    client = sg_paper.client(pro=True)
+    book = await asyncio.wait_for(client.watch_order_book(BTC), 10)
+    first = book["nonce"]
+    sg_paper.advance(60)  # stepping the venue publishes the book's changes, no socket involved
+    raw = sg_paper.venue.depth("BTCUSDT", 1000)
+    for _ in range(1000):  # the client applies them on its next loop turns (ccxt updates in place)
+        if book["nonce"] == raw["lastUpdateId"]:
+            break
+        await asyncio.sleep(0)
+    assert book["nonce"] == raw["lastUpdateId"] > first
+    assert book["bids"][0] == [float(raw["bids"][0][0]), float(raw["bids"][0][1])]
+    await sg_paper.aclose()
 
 
 class TestOverrides:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -75,6 +76,26 @@ def test_prints_a_generated_key_pair_that_trades(served: Served) -> None:
     assert order["status"] == "closed"
     with pytest.raises(ccxt.AuthenticationError):
         ccxt_client(info["venue"], info["api key"], "wrong").fetch_balance()
+
+
+async def test_a_ccxt_pro_client_watches_the_served_venues_streams(served: Served) -> None:
+    # Wall time: the server's own tick publishes the market, nobody steps it.
+    info = served.info
+    assert info["streams"] == info["venue"].replace("http", "ws", 1) + "/ws"
+    exchange = ccxt_client(info["venue"], info["api key"], info["secret"], pro=True)
+    try:
+        book = await asyncio.wait_for(exchange.watch_order_book("ETH/USDT:USDT"), 20)
+        assert book["bids"][0][0] < book["asks"][0][0]
+        watching = asyncio.ensure_future(exchange.watch_orders("ETH/USDT:USDT"))
+        while not any("/private/" in url for url in exchange.clients or {}):
+            await asyncio.sleep(0.01)  # the listen key is being fetched
+        [private] = [c for url, c in exchange.clients.items() if "/private/" in url]
+        await asyncio.wait_for(private.connected, 20)  # the user-data socket is open
+        placed = await exchange.create_order("ETH/USDT:USDT", "market", "buy", 0.01)
+        seen = await asyncio.wait_for(watching, 20)
+        assert placed["id"] in {order["id"] for order in seen}
+    finally:
+        await exchange.close()
 
 
 def test_fault_plan_file_is_applied(served: Served) -> None:

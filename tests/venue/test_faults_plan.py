@@ -93,6 +93,11 @@ def test_plan_loads_from_toml_and_json_identically(tmp_path: Path) -> None:
         ({"kind": "error", "start_s": 10, "end_s": 5}, "rules.0"),
         ({"kind": "spike", "symbol": "BTCUSDT", "pct": 0, "duration_s": 1}, "rules.0"),
         ({"kind": "throttle", "orders_per_10s": 0}, "orders_per_10s"),
+        ({"kind": "stream_stall", "start_s": 10, "end_s": 5}, "rules.0"),
+        ({"kind": "stream_delay"}, "ms"),
+        ({"kind": "depth_gap", "symbol": "BTCUSDT", "mode": "shuffle"}, "mode"),
+        ({"kind": "stream_disconnect", "at_s": -1}, "at_s"),
+        ({"kind": "listen_key_expire", "when": 3}, "when"),
     ],
 )
 def test_bad_plans_are_config_errors_naming_the_key(rule: dict[str, object], key: str) -> None:
@@ -227,3 +232,26 @@ def test_a_rule_can_target_one_api_key() -> None:
     assert injector.on_request(TICKER, T0, "bot-b").answer is None
     assert injector.on_request(TICKER, T0).answer is None
     assert isinstance(injector.on_request(TICKER, T0, "bot-a").answer, ErrorRule)
+
+
+def test_stream_faults_hold_in_their_window_and_events_fire_once() -> None:
+    plan = FaultPlan.parse(
+        {
+            "rules": [
+                {"kind": "stream_stall", "symbol": "BTCUSDT", "start_s": 5, "end_s": 10},
+                {"kind": "stream_disconnect", "at_s": 7},
+                {"kind": "error", "endpoint": "*"},
+            ]
+        }
+    )
+    injector = FaultInjector(plan, installed_at=100.0)
+    assert injector.stream_windows(104.0) == []
+    [stall] = injector.stream_windows(105.0)
+    assert stall.covers("BTCUSDT")
+    assert not stall.covers("ETHUSDT")
+    assert injector.stream_windows(110.0) == []
+    assert injector.due_stream_events(106.0) == []
+    assert [r.kind for r in injector.due_stream_events(107.0)] == ["stream_disconnect"]
+    assert injector.due_stream_events(200.0) == []
+    # Stream rules never answer a REST request; the error rule still does.
+    assert injector.on_request("GET /fapi/v1/time", 107.0).answer is plan.rules[2]

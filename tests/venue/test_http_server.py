@@ -105,3 +105,65 @@ def test_expect_100_continue_and_pipelined_requests(venue: Venue) -> None:
             json.loads(stream.read(length))
             statuses.append(status)
     assert statuses == [404, 200, 200]  # POST /ping is not a route; the GETs are
+
+
+def _read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, dict(response.getheaders()), response.read()
+
+
+def test_conflicting_content_lengths_are_refused_as_json(venue: Venue) -> None:
+    # Two lengths let a proxy and the venue disagree about where the next request starts
+    # (request smuggling): the request is refused, nothing behind it is read.
+    with serve(venue) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(
+            b"POST /fapi/v1/ping HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+            b"Content-Length: 40\r\n\r\nabcdGET /fapi/v1/time HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        status, headers, body = _read_answer(sock)
+        assert sock.recv(100) == b""  # and the connection is closed: no second answer
+    assert status == 400
+    assert headers["Content-Type"].startswith("application/json")
+    assert json.loads(body)["code"] == -1000
+
+
+def test_a_request_head_trickled_slower_than_the_idle_timeout_is_cut_off(venue: Venue) -> None:
+    server = VenueServer(venue, idle_timeout_s=0.3)
+    with server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(0.05)
+        sock.sendall(b"GET /fapi/v1/time HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        received = None
+        for _ in range(2000):  # one byte per 50 ms: far longer than the timeout in all
+            try:
+                sock.sendall(b"a")
+                received = sock.recv(100)
+            except TimeoutError:
+                continue
+            except OSError:  # reset by the closed peer
+                received = b""
+            break
+    assert received == b""  # closed without an answer
+
+
+def test_a_body_that_never_arrives_gets_408(venue: Venue) -> None:
+    server = VenueServer(venue, body_timeout_s=0.2)
+    with server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(b"POST /fapi/v1/order HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        status, _, body = _read_answer(sock)
+    assert status == 408
+    assert json.loads(body)["code"] == -1000
+
+
+def test_head_answers_without_a_body(venue: Venue) -> None:
+    with serve(venue) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        connection.request("HEAD", "/fapi/v1/time")
+        response = connection.getresponse()
+        assert response.status == 404  # no HEAD routes; the answer carries no body either way
+        assert response.read() == b""
+        status, _, body = _get(connection, "/fapi/v1/time")  # the connection still works
+    assert status == 200
+    assert "serverTime" in body  # type: ignore[operator]
