@@ -591,28 +591,23 @@ class GuardCore:
             if intent.edit_of is not None:
                 order = yield from self._edit(intent, now)
             else:
-                written = _Write()
+                write = self.journal.pending_write(
+                    intent.client_order_id,
+                    symbol=intent.symbol,
+                    intent=intent.describe(),
+                    now=now,
+                )
                 try:
-                    yield Record(
-                        partial(
-                            written.run,
-                            partial(
-                                self.journal.pending,
-                                intent.client_order_id,
-                                symbol=intent.symbol,
-                                intent=intent.describe(),
-                                now=now,
-                            ),
-                        )
-                    )
+                    yield Record(write)
                 except BaseException:
                     # Stopped while the pending record was being written (the async face
-                    # writes it in a thread, which goes on): it may land, so the next order
-                    # reconciles first.
+                    # writes it in a thread, which goes on): it may land, as an orphan that
+                    # the next order reconciles first.
+                    write.abandon()
                     self.reconciled = False
                     raise
-                if written.error is not None:
-                    raise self._unrecorded(intent, written.error)
+                if write.error is not None:
+                    raise write.error  # not on disk (a reused id, a full disk): never sent
                 judge = (judged_as or intent) if rejudge else None
                 try:
                     order = yield from self._create(intent, now, judge)
@@ -851,60 +846,40 @@ class GuardCore:
         )
         return (yield from self._attempts(send, CallKind.ORDER, started, retry_ambiguous=True))
 
-    def _unrecorded(self, intent: OrderIntent, error: Exception) -> errors.SafeguardError:
-        """The pending record could not be written, so the order was not sent."""
-        if isinstance(error, ValueError) and self.journal.get(intent.client_order_id):
-            # The journal refuses an id it already holds (a race past _unused_ids).
-            return errors.InvalidInput(str(error), field="params.clientOrderId")
-        # Part of the record may be on disk: the next order reconciles first.
-        self.reconciled = False
-        blocked = errors.RequestBlocked(
-            f"order {intent.client_order_id} on {intent.symbol} not sent: the order journal "
-            f"could not be written ({type(error).__name__}: {error}), and an order the "
-            "journal cannot name could not be looked up after a crash"
-        )
-        blocked.__cause__ = error
-        return blocked
-
     def _settle(
         self, cid: str, status: Status, *, now: float, order_id: str | None = None
     ) -> Record:
-        return Record(partial(self._settle_or_reconcile, cid, status, now, order_id))
-
-    def _settle_or_reconcile(
-        self, cid: str, status: Status, now: float, order_id: str | None
-    ) -> None:
-        """Record what became of an order. A record that cannot be written (a full disk) must
-        not turn an order the venue holds into an error the caller takes for "not sent": the
-        entry stays pending in the journal and the next order looks it up first."""
-        try:
-            self.journal.settle(cid, status, now=now, order_id=order_id)
-        except OSError as exc:
-            self.reconciled = False
-            log.warning(
-                "journal: {} could not be recorded as {} ({}); reconciling", cid, status, exc
-            )
+        return Record(partial(self.journal.settle, cid, status, now=now, order_id=order_id))
 
     def _abandon(self, intent: OrderIntent) -> None:
         """An order's steps stopped part-way (a cancelled task, Ctrl-C, a driver that closed
         them, an unexpected error) while the order may exist. No effect can be performed any
         more, so the journal is written here, at once, and the next order reconciles first:
         a caller that retries must not double an order the venue may already hold."""
-        self.reconciled = False
-        # Failing to write it must not hide why the steps stopped: the entry then stays
-        # pending, which the reconcile above settles all the same.
+        # Failing to write it must not hide why the steps stopped: the entry is then
+        # released as it stands (pending), an orphan the next reconcile settles all the same.
         with suppress(Exception):
             self.journal.settle(intent.client_order_id, Status.UNKNOWN, now=self._last_now)
+        self.journal.release(intent.client_order_id)
+        self.reconciled = False  # after the entry became an orphan: a reconcile sees it
         with suppress(Exception):
             self.gate.placed(intent, None, self._last_now)  # the account is re-read first
 
     # --- restart ----------------------------------------------------------------------------
 
     def reconcile(self, now: float) -> Steps[list[tuple[str, Any]]]:
-        """Settle every unresolved journal entry by look-up; returns (client id, order|None)."""
+        """Settle the journal's orphans by look-up; returns (client id, order|None).
+
+        Orphans are what a previous run left unresolved and what this run gave up on
+        (OutcomeUnknown, a call cut short). An order another thread or task of this process
+        has on its way is its caller's to settle, and each orphan is claimed before its
+        look-up, so concurrent reconciles never settle one order twice."""
         self._last_now = now
         settled: list[tuple[str, Any]] = []
-        for entry in self.journal.unresolved():
+        for orphan in self.journal.orphans():
+            entry = self.journal.claim(orphan.client_order_id)
+            if entry is None:
+                continue  # another reconcile has it, or it was settled meanwhile
             conditional = bool(entry.intent.get("conditional", False))
             intent = OrderIntent(
                 symbol=entry.symbol,
@@ -915,7 +890,14 @@ class GuardCore:
                 params=_reconcile_params(conditional, entry.intent.get("recv_window")),
                 client_order_id=entry.client_order_id,
             )
-            found = yield from self._resolve(intent, sent_at=entry.updated)
+            try:
+                found = yield from self._resolve(intent, sent_at=entry.updated)
+            except BaseException:
+                # Unknown (settled so by _resolve) or cut short: an orphan again, looked up
+                # by the next order's reconcile.
+                self.journal.release(entry.client_order_id)
+                self.reconciled = False
+                raise
             now = self._last_now
             if found is None:
                 yield self._settle(entry.client_order_id, Status.ABSENT, now=now)
@@ -925,23 +907,9 @@ class GuardCore:
                 )
             settled.append((entry.client_order_id, found))
         yield Record(self.journal.compact)
-        self.reconciled = True
+        # Not simply True: an order another call gave up on meanwhile is an orphan to settle.
+        self.reconciled = not self.journal.orphans()
         return settled
-
-
-@dataclass
-class _Write:
-    """A journal write whose failure the steps must see: an effect that raises ends the drive
-    in the face, out of the steps' reach (a failed stop record must still become
-    ProtectiveStopFailed, with its entry)."""
-
-    error: Exception | None = None
-
-    def run(self, write: Callable[[], object]) -> None:
-        try:
-            write()
-        except (OSError, ValueError) as exc:
-            self.error = exc
 
 
 def _permit_of(intent: OrderIntent) -> Permit:

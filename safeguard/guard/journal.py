@@ -7,24 +7,42 @@ the order with this id exist?" instead of guessing, so no order is ever sent twi
 The file is JSON lines, one record per state change, append-only while running. A record is
 ``{"id": ..., "status": ..., "t": ...}`` plus the order's shape on the ``pending`` record.
 Compaction rewrites the file atomically (temp file, fsync, rename) keeping only unresolved
+orders; it runs at start, after each reconcile, and every :data:`COMPACT_AFTER` resolved
 orders. A torn last line (the process died mid-write) is ignored: its order never left,
-because the send happens only after the write returned. Any other bad line is a
+because the send happens only after the write returned. A write that fails part-way (a full
+disk) leaves at most such a torn last line, and the file is rewritten whole before the next
+record: a pending record that cannot be written refuses the order (``RequestBlocked``, nothing
+sent); a settle record that cannot be written is kept in memory (losing it only costs a
+look-up after a restart). Any other bad line is a
 :class:`~safeguard.errors.ConfigError` naming the file and line: a journal that cannot be
 read must not be silently treated as empty.
+
+Several threads or tasks may place orders through one journal at once. An order written
+``pending`` here is *in flight*: the call that wrote it settles it. A reconcile settles only
+*orphans* (unresolved orders nobody in this process is settling: a previous run's, or ones a
+call gave up on as unknown), and claims each one first, so two reconciles never settle the
+same order and none settles (or compacts away) an order another call still has on its way.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from safeguard.errors import ConfigError
+from safeguard._log import logger
+from safeguard.errors import ConfigError, RequestBlocked
+
+COMPACT_AFTER = 4096
+"""Resolved orders kept (in memory and in the file) before the journal compacts itself: a bot
+that runs for months must not hold every order it ever sent."""
 
 
 class Status(StrEnum):
@@ -74,14 +92,25 @@ class OrderJournal:
         self.path = Path(path)
         self.durable = durable
         self._lock = threading.Lock()
+        self._in_flight: set[str] = set()
+        """Unresolved ids that a call (or a reconcile's claim) in this process will settle."""
+        self._fd = -1
+        self._dirty = False
+        """A write failed part-way: the file may end in a torn line until it is rewritten."""
+        self._closed = False
+        self._resolved_since_rewrite = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # One writer per journal: a second one would compact away the first one's pending
         # records, which are exactly the orders that must be looked up after a crash.
         self._owner = _exclusive(self.path)
         try:
             self._entries: dict[str, Entry] = _load(self.path)
-            self._compact_locked()
-            self._file: IO[str] = self.path.open("a", encoding="utf-8")
+            try:
+                self._rewrite_locked()
+            except OSError as exc:
+                raise ConfigError(
+                    f"order journal {self.path} cannot be written: {exc}", key=str(self.path)
+                ) from exc
         except BaseException:
             os.close(self._owner)
             raise
@@ -97,6 +126,33 @@ class OrderJournal:
             entries = [e for e in self._entries.values() if not e.resolved]
         return sorted(entries, key=lambda e: e.since)
 
+    def orphans(self) -> list[Entry]:
+        """Unresolved orders nobody in this process is settling, oldest first: what a
+        reconcile must look up."""
+        with self._lock:
+            entries = [
+                e
+                for e in self._entries.values()
+                if not e.resolved and e.client_order_id not in self._in_flight
+            ]
+        return sorted(entries, key=lambda e: e.since)
+
+    def claim(self, client_order_id: str) -> Entry | None:
+        """Take an orphan to settle it; ``None`` if it is not one (any more): another call
+        has it in flight or claimed it, or it was settled meanwhile."""
+        with self._lock:
+            entry = self._entries.get(client_order_id)
+            if entry is None or entry.resolved or client_order_id in self._in_flight:
+                return None
+            self._in_flight.add(client_order_id)
+            return entry
+
+    def release(self, client_order_id: str) -> None:
+        """Nobody in this process will settle ``client_order_id`` after all (its call was cut
+        short, a reconcile stopped part-way): it is an orphan, for the next reconcile."""
+        with self._lock:
+            self._in_flight.discard(client_order_id)
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -105,35 +161,53 @@ class OrderJournal:
     def pending(
         self, client_order_id: str, *, symbol: str, intent: Mapping[str, Any], now: float
     ) -> Entry:
-        """Record an order about to be sent. Returns only once the record is on disk.
+        """Record an order about to be sent. Returns only once the record is on disk; the
+        order is then in flight until :meth:`settle` (or :meth:`release`).
 
-        Refuses an id already in the journal: reusing a client order id is how an order gets
-        doubled (or silently deduplicated into the wrong one) on the venue.
+        Refuses (``RequestBlocked``: nothing may be sent) an id already in the journal, since
+        reusing a client order id is how an order gets doubled (or silently deduplicated into
+        the wrong one) on the venue, and a record that cannot be written.
         """
         with self._lock:
             if client_order_id in self._entries:
-                raise ValueError(
-                    f"clientOrderId {client_order_id!r} was already used "
-                    f"(journal status {self._entries[client_order_id].status})"
+                raise RequestBlocked(
+                    f"order not sent: clientOrderId {client_order_id!r} was already used "
+                    f"(journal status {self._entries[client_order_id].status}); give each "
+                    "order its own id"
                 )
             entry = Entry(client_order_id, Status.PENDING, symbol, now, now, None, dict(intent))
-            self._append_locked(
-                {
-                    "id": client_order_id,
-                    "status": Status.PENDING.value,
-                    "t": now,
-                    "symbol": symbol,
-                    "intent": entry.intent,
-                },
-                sync=self.durable,
-            )
+            try:
+                self._append_locked(
+                    {
+                        "id": client_order_id,
+                        "status": Status.PENDING.value,
+                        "t": now,
+                        "symbol": symbol,
+                        "intent": entry.intent,
+                    },
+                    sync=self.durable,
+                )
+            except OSError as exc:
+                raise RequestBlocked(
+                    f"order {client_order_id} not sent: the order journal {self.path} cannot "
+                    f"be written ({exc}); an order leaves only once its record is on disk"
+                ) from exc
             self._entries[client_order_id] = entry
+            self._in_flight.add(client_order_id)
             return entry
+
+    def pending_write(
+        self, client_order_id: str, *, symbol: str, intent: Mapping[str, Any], now: float
+    ) -> PendingWrite:
+        """:meth:`pending` as a callable for a caller that may be stopped while it runs."""
+        return PendingWrite(self, client_order_id, symbol, dict(intent), now)
 
     def settle(
         self, client_order_id: str, status: Status, *, now: float, order_id: str | None = None
     ) -> Entry:
-        """Record what became of an order. Not fsynced: losing it only costs a look-up later."""
+        """Record what became of an order. Not fsynced, and a record that cannot be written is
+        only logged: losing it costs a look-up after a restart, while raising would hide from
+        the caller an order the venue holds."""
         with self._lock:
             current = self._entries.get(client_order_id)
             if current is None:
@@ -142,43 +216,143 @@ class OrderJournal:
             record: dict[str, Any] = {"id": client_order_id, "status": status.value, "t": now}
             if order_id is not None:
                 record["order_id"] = order_id
-            self._append_locked(record, sync=False)
+            try:
+                self._append_locked(record, sync=False)
+            except OSError as exc:
+                logger.warning(
+                    "order journal {} cannot be written ({}): {} is {} in memory only; after a "
+                    "restart it is looked up again",
+                    self.path,
+                    exc,
+                    client_order_id,
+                    status.value,
+                )
             self._entries[client_order_id] = entry
+            self._in_flight.discard(client_order_id)
+            if entry.resolved and not current.resolved:
+                self._resolved_since_rewrite += 1
+                if self._resolved_since_rewrite >= COMPACT_AFTER:
+                    self._compact_or_warn_locked()
             return entry
 
     def compact(self) -> None:
-        """Rewrite the file atomically with only the unresolved orders."""
+        """Rewrite the file atomically with only the unresolved orders (in-flight ones are
+        unresolved until their call settles them: never dropped). A rewrite that cannot be
+        written is logged; the file keeps every record until one can."""
         with self._lock:
-            self._file.close()
-            self._compact_locked()
-            self._file = self.path.open("a", encoding="utf-8")
+            self._compact_or_warn_locked()
 
     def close(self) -> None:
         with self._lock:
-            if not self._file.closed:
-                self._file.close()
-                os.close(self._owner)  # releases the writer's lock
+            if self._closed:
+                return
+            self._closed = True
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            os.close(self._owner)  # releases the writer's lock
 
     # --- internals ---------------------------------------------------------------------------
 
     def _append_locked(self, record: Mapping[str, Any], *, sync: bool) -> None:
-        self._file.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
-        self._file.flush()
-        if sync:
-            _sync(self._file.fileno())
+        if self._closed:
+            raise OSError(errno.EBADF, "the journal is closed")
+        if self._dirty:
+            self._rewrite_locked()  # no record after a torn one: the file is made whole first
+        data = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+            if sync:
+                _sync(self._fd)
+        except OSError:
+            self._dirty = True
+            raise
 
-    def _compact_locked(self) -> None:
+    def _compact_or_warn_locked(self) -> None:
+        try:
+            self._rewrite_locked()
+        except OSError as exc:
+            logger.warning("order journal {} not compacted: {}", self.path, exc)
+
+    def _rewrite_locked(self) -> None:
+        """The file, rewritten atomically from memory with the unresolved orders only."""
         keep = {k: e for k, e in self._entries.items() if not e.resolved}
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as out:
-            for e in keep.values():
-                for record in _records_of(e):
-                    out.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with tmp.open("w", encoding="utf-8") as out:
+                for e in keep.values():
+                    for record in _records_of(e):
+                        out.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except OSError:
+            with suppress(OSError):
+                tmp.unlink()
+            raise
         _fsync_dir(self.path.parent)
         self._entries = keep
+        self._resolved_since_rewrite = 0
+        old, self._fd = self._fd, -1
+        if old >= 0:
+            os.close(old)
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError:
+            self._dirty = True  # no file to append to: the next record rewrites it again
+            raise
+        self._dirty = False
+
+
+class PendingWrite:
+    """One order's pending record, written by calling this (a core ``Record`` effect's run).
+
+    The caller may be stopped while the write is under way (the async face writes it in a
+    thread, which goes on regardless). :meth:`abandon` then hands the order to the next
+    reconcile whenever the write lands, and never touches an order that this write did not
+    create (a refused write of a reused id leaves that id's own call in flight).
+    """
+
+    def __init__(
+        self,
+        journal: OrderJournal,
+        client_order_id: str,
+        symbol: str,
+        intent: Mapping[str, Any],
+        now: float,
+    ) -> None:
+        self._journal = journal
+        self._client_order_id = client_order_id
+        self._symbol = symbol
+        self._intent = intent
+        self._now = now
+        self._lock = threading.Lock()
+        self._written = False
+        self._abandoned = False
+        self.error: RequestBlocked | None = None
+        """Why the record was not written: the order must not be sent."""
+
+    def __call__(self) -> None:
+        try:
+            self._journal.pending(
+                self._client_order_id, symbol=self._symbol, intent=self._intent, now=self._now
+            )
+        except RequestBlocked as exc:
+            self.error = exc
+            return
+        with self._lock:
+            self._written = True
+            abandoned = self._abandoned
+        if abandoned:
+            self._journal.release(self._client_order_id)
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            written = self._written
+        if written:
+            self._journal.release(self._client_order_id)
 
 
 def _records_of(entry: Entry) -> list[dict[str, Any]]:
@@ -283,4 +457,4 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["UNRESOLVED", "Entry", "OrderJournal", "Status"]
+__all__ = ["COMPACT_AFTER", "UNRESOLVED", "Entry", "OrderJournal", "PendingWrite", "Status"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.errors import ConfigError
-from safeguard.guard.journal import OrderJournal, Status
+from safeguard.errors import ConfigError, RequestBlocked
+from safeguard.guard.journal import COMPACT_AFTER, OrderJournal, Status
 
 
 def _intent() -> dict[str, object]:
@@ -50,7 +50,7 @@ def test_restart_sees_unresolved_orders_only(tmp_path: Path) -> None:
 def test_reusing_a_client_order_id_is_refused(tmp_path: Path) -> None:
     journal = OrderJournal(tmp_path / "j.jsonl")
     journal.pending("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
-    with pytest.raises(ValueError, match="sg-x"):
+    with pytest.raises(RequestBlocked, match="sg-x"):
         journal.pending("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=2.0)
     journal.close()
 
@@ -108,3 +108,73 @@ def test_a_journal_has_one_writer_at_a_time(tmp_path: Path) -> None:
     second = OrderJournal(path)
     assert [e.client_order_id for e in second.unresolved()] == ["sg-1"]
     second.close()
+
+
+def test_an_order_in_flight_is_no_orphan_and_survives_compaction(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    previous = OrderJournal(path)
+    previous.pending("sg-old", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    previous.close()  # died with sg-old pending: an orphan for the next run
+    journal = OrderJournal(path)
+    journal.pending("sg-new", symbol="BTC/USDT:USDT", intent=_intent(), now=2.0)
+    journal.pending("sg-gave-up", symbol="BTC/USDT:USDT", intent=_intent(), now=3.0)
+    journal.settle("sg-gave-up", Status.UNKNOWN, now=4.0)
+    # sg-new is on its way: its own call settles it, no reconcile may.
+    assert [e.client_order_id for e in journal.orphans()] == ["sg-old", "sg-gave-up"]
+    journal.compact()
+    assert journal.get("sg-new") is not None
+    assert journal.settle("sg-new", Status.ACKED, now=5.0, order_id="9").status is Status.ACKED
+    journal.close()
+
+
+def test_an_orphan_is_claimed_by_one_reconcile_only(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    previous = OrderJournal(path)
+    previous.pending("sg-old", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    previous.close()
+    journal = OrderJournal(path)
+    assert journal.claim("sg-old") is not None
+    assert journal.claim("sg-old") is None  # a second reconcile leaves it to the first
+    assert journal.orphans() == []
+    journal.release("sg-old")  # the first stopped part-way: an orphan again
+    assert [e.client_order_id for e in journal.orphans()] == ["sg-old"]
+    journal.close()
+
+
+def test_a_refused_pending_write_leaves_the_order_holding_that_id_in_flight(
+    tmp_path: Path,
+) -> None:
+    journal = OrderJournal(tmp_path / "j.jsonl")
+    journal.pending("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    again = journal.pending_write("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=2.0)
+    again()
+    assert isinstance(again.error, RequestBlocked)
+    again.abandon()  # its caller was stopped: nothing of its own to hand over
+    assert journal.orphans() == []
+    journal.close()
+
+
+def test_an_abandoned_pending_write_lands_as_an_orphan(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path / "j.jsonl")
+    write = journal.pending_write("sg-y", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    write.abandon()  # the caller was cancelled while the write was still to come
+    write()
+    assert write.error is None
+    assert [e.client_order_id for e in journal.orphans()] == ["sg-y"]
+    journal.close()
+
+
+def test_a_long_run_keeps_a_bounded_journal(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = OrderJournal(path, durable=False)
+    journal.pending("sg-open", symbol="BTC/USDT:USDT", intent=_intent(), now=0.0)
+    for i in range(COMPACT_AFTER * 2 + 10):
+        journal.pending(f"sg-{i}", symbol="BTC/USDT:USDT", intent=_intent(), now=float(i))
+        journal.settle(f"sg-{i}", Status.ACKED, now=float(i), order_id=str(i))
+        assert len(journal) <= COMPACT_AFTER + 1
+    assert len(path.read_text().splitlines()) <= 2 * (COMPACT_AFTER + 1)
+    assert journal.get("sg-open") is not None  # what is unresolved is never compacted away
+    journal.close()
+    reopened = OrderJournal(path)
+    assert [e.client_order_id for e in reopened.unresolved()] == ["sg-open"]
+    reopened.close()

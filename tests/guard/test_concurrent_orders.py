@@ -1,0 +1,162 @@
+"""Orders placed at once from many threads or tasks on one guarded exchange.
+
+Real ``ccxt.binanceusdm`` (sync in process; async over loopback HTTP, where every request
+really yields to the event loop) on the mock venue, on simulated time. Whatever the interleaving,
+each caller gets one of the documented outcomes (its order, or a ``SafeguardError``), every
+order on the venue was handed to the caller that asked for it, and the journal is left with
+nothing pending: one caller's reconcile never settles (or compacts away) another caller's order
+that is still on its way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safeguard import errors
+from safeguard.config import Policy
+from safeguard.guard import guard
+from safeguard.guard.journal import OrderJournal, Status
+from safeguard.killswitch.switch import KillSwitch
+from safeguard.testing import PaperAccount, paper_account, sandbox_policy
+from safeguard.venue.client import ccxt_client
+
+SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
+CALLERS = 16
+ROUNDS = 4
+AMOUNT = 0.002
+
+
+def _policy() -> Policy:
+    return Policy.build(risk={"require_stop": False})
+
+
+@pytest.fixture
+def account() -> Iterator[PaperAccount]:
+    acct = paper_account(wallet=1_000_000)
+    yield acct
+    acct.close()
+
+
+def _undocumented(outcomes: list[Any]) -> list[Any]:
+    return [
+        o
+        for o in outcomes
+        if isinstance(o, BaseException) and not isinstance(o, errors.SafeguardError)
+    ]
+
+
+def _check_round(
+    account: PaperAccount, journal: OrderJournal, outcomes: list[Any], *, earlier: set[str]
+) -> None:
+    """Every outcome documented; the venue holds exactly the orders callers were given (plus
+    any a caller was told might exist, and ``earlier`` ones); nothing left pending."""
+    assert _undocumented(outcomes) == []
+    returned = {o["clientOrderId"] for o in outcomes if isinstance(o, dict)}
+    maybe = {o.client_order_id for o in outcomes if isinstance(o, errors.OutcomeUnknown)}
+    on_venue = [o["clientOrderId"] for o in account.orders(VENUE_SYMBOL)]
+    assert len(on_venue) == len(set(on_venue))  # no order doubled
+    assert returned <= set(on_venue)
+    assert set(on_venue) - returned - earlier <= maybe
+    assert [e.client_order_id for e in journal.unresolved() if e.status is Status.PENDING] == []
+
+
+def test_threads_racing_their_first_orders_each_get_a_documented_outcome(
+    account: PaperAccount, tmp_path: Path
+) -> None:
+    earlier: set[str] = set()
+    for round_ in range(ROUNDS):
+        # A fresh guarded exchange each round: its first orders reconcile before they are sent.
+        ex = account.guarded(_policy(), state_dir=tmp_path / f"round-{round_}")
+        outcomes = _race(lambda ex=ex: ex.create_order(SYMBOL, "market", "buy", AMOUNT))
+        assert _undocumented(outcomes) == [], f"round {round_}"
+        _check_round(account, ex.runtime.core.journal, outcomes, earlier=earlier)
+        earlier = {o["clientOrderId"] for o in account.orders(VENUE_SYMBOL)}
+        ex.runtime.core.journal.close()
+
+
+def _race(call: Callable[[], Any]) -> list[Any]:
+    """``call`` from CALLERS threads released at once; what each caller saw, whatever it was."""
+    start = threading.Barrier(CALLERS)
+    outcomes: list[Any] = [None] * CALLERS
+
+    def caller(i: int) -> None:
+        start.wait()
+        try:
+            outcomes[i] = call()
+        except BaseException as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(CALLERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(o is not None for o in outcomes)
+    return outcomes
+
+
+async def test_tasks_racing_their_first_orders_after_a_restart_each_get_a_documented_outcome(
+    tmp_path: Path,
+) -> None:
+    """The previous run died between its send and the answer: its order is on the venue and
+    pending in the journal. Sixteen tasks then place their first orders at once; each one's
+    reconcile looks the orphan up, and none may settle what another already compacted."""
+    for round_ in range(ROUNDS // 2):
+        account = paper_account(wallet=1_000_000)
+        server = account.serve()
+        state = tmp_path / f"round-{round_}"
+        policy = sandbox_policy(state, _policy())
+        raw = ccxt_client(server.url, account.api_key, account.secret, asyncio=True)
+        switch = KillSwitch(policy.kill_switch, clock=account.clock, watch=False)
+        journal_path = state / "orders.jsonl"
+        orphan = f"orphan-{round_}"
+        previous = OrderJournal(journal_path, durable=False)
+        previous.pending(
+            orphan,
+            symbol=SYMBOL,
+            intent={"type": "market", "side": "buy"},
+            now=account.clock.time(),
+        )
+        await raw.create_order(SYMBOL, "market", "buy", AMOUNT, None, {"clientOrderId": orphan})
+        previous.close()  # the process died here: pending on disk, the order on the venue
+        account.advance(60.0)
+
+        async def sleep(seconds: float) -> bool:
+            account.advance(seconds)  # noqa: B023
+            return False
+
+        ex = guard(
+            raw,
+            policy,
+            kill_switch=switch,
+            clock=account.clock,
+            sleep_async=sleep,
+            journal_path=journal_path,
+            durable_journal=False,
+        )
+
+        async def first_order() -> Any:
+            try:
+                return await ex.create_order(SYMBOL, "market", "buy", AMOUNT)  # noqa: B023
+            except BaseException as exc:  # what a caller would see, whatever it is
+                return exc
+
+        try:
+            outcomes = list(await asyncio.gather(*(first_order() for _ in range(CALLERS))))
+            assert _undocumented(outcomes) == [], f"round {round_}"
+            _check_round(account, ex.runtime.core.journal, outcomes, earlier={orphan})
+            # Looked up and found, never resent.
+            assert [o["clientOrderId"] for o in account.orders(VENUE_SYMBOL)].count(orphan) == 1
+            entry = ex.runtime.core.journal.get(orphan)
+            assert entry is None or entry.status is Status.ACKED
+        finally:
+            await raw.close()
+            ex.runtime.core.journal.close()
+            switch.close()
+            account.close()
