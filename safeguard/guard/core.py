@@ -289,8 +289,9 @@ class GuardCore:
             return (yield from self._read(send, now))
         retry_ambiguous = kind in (CallKind.CANCEL, CallKind.SETTING)
         value = yield from self._attempts(send, kind, now, retry_ambiguous=retry_ambiguous)
-        if kind is CallKind.SETTING:
-            self.gate.absorb(send, value, self._last_now)  # leverage, margin mode: the verdict's
+        if kind in (CallKind.SETTING, CallKind.CANCEL):
+            # Leverage and margin mode are the verdict's; a cancel takes orders off its count.
+            self.gate.absorb(send, value, self._last_now)
         return value
 
     def _read(self, send: Send, now: float, *, wake_on: Permit | None = None) -> Steps[Any]:

@@ -176,14 +176,78 @@ class MarketCache:
                 fresh = [p for p in value if isinstance(p, Mapping) and p.get("symbol") in named]
                 self.positions = Seen(kept + fresh, self.positions.fetched, None)
                 self.unsettled -= named
-        elif (
-            method == "fetch_open_orders"
-            and isinstance(value, list)
-            and symbol
-            and not send.kwargs.get("params")  # filtered (trigger orders only): partial
-        ):
-            self.open_orders[symbol] = Seen(value, now, None)
+        elif method == "fetch_open_orders" and isinstance(value, list):
+            self._absorb_open_orders(send, value, now)
+        elif method in _ORDER_ANSWERS:
+            self._absorb_orders(send, value)
         return []
+
+    # --- the open orders ---------------------------------------------------------------------
+
+    def _absorb_open_orders(self, send: Send, orders: list[Any], now: float) -> None:
+        """An unfiltered, unpaged answer is the truth: for its symbol, or without one for
+        every symbol."""
+        args, kwargs = send.args, send.kwargs
+        if kwargs.get("params") or any(
+            a is not None for a in [*args[1:], kwargs.get("since"), kwargs.get("limit")]
+        ):
+            return  # trigger orders only, or one page: partial
+        symbol = _symbol_arg(args, kwargs)
+        if symbol is not None:
+            self.open_orders[symbol] = Seen(_unique(orders), now, None)
+            return
+        by_symbol: dict[str, list[Any]] = {name: [] for name in self.open_orders}
+        for order in orders:
+            if isinstance(order, Mapping) and isinstance(order.get("symbol"), str):
+                by_symbol.setdefault(order["symbol"], []).append(order)
+        for name, listed in by_symbol.items():
+            self.open_orders[name] = Seen(_unique(listed), now, None)
+
+    def _absorb_orders(self, send: Send, value: Any) -> None:
+        """Orders named by a cancel or a read: each one no longer open leaves the count (a
+        cancel, a fill, an expiry), one a read shows open joins it. Over-counting only denies
+        early; an order is taken off only on the venue's word."""
+        method, args, kwargs = send.method, send.args, send.kwargs
+        orders = [value] if isinstance(value, Mapping) else value
+        if not isinstance(orders, list):
+            return
+        for order in orders:
+            if isinstance(order, Mapping) and order.get("id") is not None:
+                status = order.get("status")
+                ended = status in _ENDED or (method == "cancel_order" and status != "open")
+                self._update(order.get("symbol"), order, ended=ended, joins=method in _READS)
+        if method == "cancel_order":
+            # Accepted, so it is cancelled, whatever the answer carries (an algo cancel's
+            # answer names no status).
+            order_id = args[0] if args else kwargs.get("id")
+            symbol = args[1] if len(args) > 1 else kwargs.get("symbol")
+            if order_id is not None:
+                self._update(symbol, {"id": order_id}, ended=True, joins=False)
+        elif method == "cancel_all_orders":
+            symbol = args[0] if args else kwargs.get("symbol")
+            params = kwargs.get("params") or (args[1] if len(args) > 1 else None) or {}
+            # Binance keeps conditional orders apart: a cancel-all ends one kind or the other.
+            triggers = any(params.get(k) for k in ("trigger", "stop", "conditional"))
+            for name in [symbol] if isinstance(symbol, str) else list(self.open_orders):
+                seen = self.open_orders.get(name)
+                if seen is not None:
+                    kept = [o for o in seen.value if _conditional(o) != triggers]
+                    self.open_orders[name] = Seen(kept, seen.fetched, seen.venue_time)
+
+    def _update(self, symbol: Any, order: Mapping[str, Any], *, ended: bool, joins: bool) -> None:
+        seen = self.open_orders.get(symbol) if isinstance(symbol, str) else None
+        if seen is None:
+            return  # never read: the next verdict reads the whole list
+        order_id = str(order["id"])
+        resting = [o for o in seen.value if str(o.get("id")) != order_id]
+        listed = len(resting) < len(seen.value)
+        if ended and listed:
+            pass  # it leaves
+        elif not ended and order.get("status") == "open" and (listed or joins):
+            resting.append(order)  # its latest state (a read's: it may be someone else's)
+        else:
+            return  # nothing learned (a status ccxt could not parse leaves the count as it is)
+        self.open_orders[symbol] = Seen(resting, seen.fetched, seen.venue_time)
 
     def placed(self, symbol: str, order: Any, now: float) -> None:
         """Our own order changed the account: re-read it before judging the next one.
@@ -203,7 +267,9 @@ class MarketCache:
             self.open_orders.pop(symbol, None)
             return
         resting = [o for o in seen.value if o.get("id") != order.get("id")]
-        if order.get("status") == "open":
+        # A plain market order never rests, whatever the venue's first answer says of it
+        # (Binance may answer NEW before the fill).
+        if order.get("status") == "open" and (order.get("type") != "market" or _conditional(order)):
             resting.append(order)
         self.open_orders[symbol] = Seen(resting, seen.fetched, seen.venue_time)
 
@@ -256,6 +322,37 @@ class MarketCache:
         if self.rules_at is None or tiers is None:
             return None
         return min(self.rules_at, tiers.fetched)
+
+
+_ENDED = frozenset({"closed", "canceled", "cancelled", "expired", "rejected"})
+"""ccxt's statuses of an order that no longer rests."""
+_READS = frozenset({"fetch_order", "fetch_orders"})
+"""Reads whose open orders are the venue's word that those orders rest."""
+_ORDER_ANSWERS = _READS | {
+    "fetch_closed_orders",
+    "fetch_canceled_orders",
+    "fetch_canceled_and_closed_orders",
+    "cancel_order",
+    "cancel_orders",
+    "cancel_all_orders",
+}
+
+
+def _conditional(order: Mapping[str, Any]) -> bool:
+    """A stop or take-profit order (Binance keeps those in its algo-order book)."""
+    kind = str(order.get("type") or "").lower()
+    return bool(order.get("triggerPrice") or order.get("stopPrice")) or kind.startswith(
+        ("stop", "take_profit", "trailing")
+    )
+
+
+def _unique(orders: list[Any]) -> list[Any]:
+    """One entry per order id (the last one listed): an order listed twice is one order."""
+    by_id: dict[Any, Any] = {}
+    for index, order in enumerate(orders):
+        key = order.get("id") if isinstance(order, Mapping) else None
+        by_id[("id", str(key)) if key is not None else ("at", index)] = order
+    return list(by_id.values())
 
 
 def _leverage_value(value: Any) -> float | None:

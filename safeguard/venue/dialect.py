@@ -717,6 +717,52 @@ def _open_orders_weight(params: Params) -> int:
     return 1 if "symbol" in params else 40
 
 
+def _cancel_batch(call: Call) -> Any:
+    """``DELETE /fapi/v1/batchOrders``: up to 10 orders of one symbol, named by a JSON array of
+    order ids or of client order ids (ccxt sends the lower-case names). Each is answered on its
+    own: the cancelled order, or ``{code, msg}`` for one that could not be cancelled."""
+    symbol = _required_symbol(call)
+    ids = _id_list(call, "orderIdList", int)
+    client_ids = _id_list(call, "origClientOrderIdList", str)
+    call.params.finish()
+    if (ids is None) == (client_ids is None):
+        raise VenueReject(
+            -1102, "Param 'origClientOrderIdList' or 'orderIdList' must be sent, but not both."
+        )
+    answers: list[Any] = []
+    for order_id, client_id in [(i, None) for i in ids or ()] + [
+        (None, c) for c in client_ids or ()
+    ]:
+        try:
+            answers.append(
+                call.venue.cancel_order(
+                    call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
+                )
+            )
+        except VenueReject as reject:
+            answers.append(reject.body())
+    return answers
+
+
+def _id_list(call: Call, name: str, kind: type[int] | type[str]) -> list[Any] | None:
+    """A JSON array of 1 to 10 ids, under ``name`` or its lower-case spelling."""
+    sent = [call.params.raw(spelling) for spelling in (name, name.lower())]
+    value = next((v for v in sent if v is not None), None)
+    if value is None:
+        return None
+    try:
+        names = json.loads(value)
+    except ValueError:
+        raise invalid(name) from None
+    if (
+        not isinstance(names, list)
+        or not 1 <= len(names) <= 10
+        or not all(type(n) is kind and n != "" for n in names)
+    ):
+        raise invalid(name)
+    return names
+
+
 def _cancel_all(call: Call) -> Any:
     symbol = _required_symbol(call)
     call.params.finish()
@@ -806,6 +852,7 @@ ROUTES: Mapping[tuple[str, str], Route] = {
     ("DELETE", "/fapi/v1/algoOrder"): Route(_cancel_algo_order, 1, signed=True),
     ("GET", "/fapi/v1/openAlgoOrders"): Route(_open_algo_orders, _open_orders_weight, signed=True),
     ("DELETE", "/fapi/v1/allOpenOrders"): Route(_cancel_all, 1, signed=True),
+    ("DELETE", "/fapi/v1/batchOrders"): Route(_cancel_batch, 1, signed=True),
     ("GET", "/fapi/v1/allOrders"): Route(_all_orders, 5, signed=True),
     ("GET", "/fapi/v1/userTrades"): Route(_user_trades, 5, signed=True),
     ("POST", "/fapi/v1/countdownCancelAll"): Route(_countdown, 10, signed=True),

@@ -111,6 +111,29 @@ def test_a_placed_order_updates_open_orders_and_makes_the_account_due() -> None:
     assert [o["id"] for o in cache.open_orders[SYMBOL].value] == ["1", "2"]
 
 
+def test_a_market_order_answered_as_new_never_counts_as_open() -> None:
+    """Binance may answer a market order NEW before it fills: it never rests all the same. A
+    stop-market (conditional) order answered NEW does rest until it triggers."""
+    cache = MarketCache(RiskLimits())
+    cache.open_orders[SYMBOL] = Seen([], 0.0, None)
+    cache.placed(SYMBOL, {"id": "1", "status": "open", "type": "market"}, 1.0)
+    assert cache.open_orders[SYMBOL].value == []
+    stop = {"id": "2", "status": "open", "type": "stop_market", "triggerPrice": 1000.0}
+    cache.placed(SYMBOL, stop, 2.0)
+    assert [o["id"] for o in cache.open_orders[SYMBOL].value] == ["2"]
+
+
+def test_an_order_read_with_a_status_ccxt_could_not_parse_stays_counted() -> None:
+    cache = MarketCache(RiskLimits())
+    cache.open_orders[SYMBOL] = Seen([{"id": "1", "status": "open"}], 0.0, None)
+    cache.absorb(Send("fetch_order", ("1", SYMBOL)), {"id": "1", "symbol": SYMBOL}, 1.0)
+    assert [o["id"] for o in cache.open_orders[SYMBOL].value] == ["1"]
+    cache.absorb(
+        Send("fetch_order", ("1", SYMBOL)), {"id": "1", "symbol": SYMBOL, "status": "closed"}, 2.0
+    )
+    assert cache.open_orders[SYMBOL].value == []
+
+
 def test_venue_timestamps_decide_the_age_not_our_fetch() -> None:
     cache = MarketCache(RiskLimits())
     send = Send("fetch_order_book", (SYMBOL, 100))
