@@ -611,11 +611,11 @@ class GuardCore:
                     raise write.error  # not on disk (a reused id, a full disk): never sent
                 judge = (judged_as or intent) if rejudge else None
                 try:
-                    order = yield from self._create(intent, now, judge)
+                    order = yield from self._create(intent, now, judge, holder=write)
                 except errors.SafeguardError:
                     raise  # _create settled the entry: acked, absent, rejected or unknown
                 except BaseException:
-                    self._abandon(intent)
+                    self._abandon(intent, holder=write)
                     raise
         except errors.SafeguardError:
             # Whatever the outcome (an order may exist), the next verdict re-reads the account.
@@ -646,7 +646,9 @@ class GuardCore:
             except (errors.RetriesExhausted, errors.VenueRejected) as exc:
                 log.warning("{} failed before a verdict: {}", send.method, exc)
 
-    def _create(self, intent: OrderIntent, started: float, judge: OrderIntent | None) -> Steps[Any]:
+    def _create(
+        self, intent: OrderIntent, started: float, judge: OrderIntent | None, *, holder: object
+    ) -> Steps[Any]:
         send = Send(
             "create_order",
             (intent.symbol, intent.type, intent.side, intent.amount, intent.price),
@@ -675,35 +677,43 @@ class GuardCore:
             except errors.SafeguardError:
                 # Blocked before the wire (kill switch, ban, reserve, a verdict that changed):
                 # earlier attempts were all resolved absent, so the order does not exist.
-                yield self._settle(cid, Status.ABSENT, now=now)
+                yield self._settle(cid, Status.ABSENT, now=now, holder=holder)
                 raise
             if ec is None:
-                yield self._settle(cid, Status.ACKED, now=now, order_id=_order_id(answer.value))
+                order_id = _order_id(answer.value)
+                yield self._settle(cid, Status.ACKED, now=now, holder=holder, order_id=order_id)
                 return answer.value
             assert answer.error is not None
             if ec.retry is RetryClass.NEVER and not ec.duplicate_client_order_id:
-                yield self._settle(cid, Status.REJECTED, now=now)
+                yield self._settle(cid, Status.REJECTED, now=now, holder=holder)
                 raise self._error(answer.error, ec, now, attempt, budget.spent(now), intent)
             if ec.retry is RetryClass.AMBIGUOUS:
-                found = yield from self._resolve(intent, sent_at=answer.started)
+                found = yield from self._resolve(intent, sent_at=answer.started, holder=holder)
                 if found is not None and not _could_be(found, intent, amounts_sent):
                     # Another order holds this client id (a caller's id reused by another
                     # process, or after the journal forgot it): it is not this order.
                     definite = ec.duplicate_client_order_id
                     yield self._settle(
-                        cid, Status.REJECTED if definite else Status.UNKNOWN, now=self._last_now
+                        cid,
+                        Status.REJECTED if definite else Status.UNKNOWN,
+                        now=self._last_now,
+                        holder=holder,
                     )
                     raise self._id_taken(intent, found, answer.error, definite=definite)
                 if found is not None:
                     yield self._settle(
-                        cid, Status.ACKED, now=self._last_now, order_id=_order_id(found)
+                        cid,
+                        Status.ACKED,
+                        now=self._last_now,
+                        holder=holder,
+                        order_id=_order_id(found),
                     )
                     return found
                 now = self._last_now
             elapsed = budget.spent(now)
             delay = self.backoff.delay(attempt, elapsed, ec, self.rng, at_least=blocked)
             if delay is None:
-                yield self._settle(cid, Status.ABSENT, now=now)
+                yield self._settle(cid, Status.ABSENT, now=now, holder=holder)
                 # Every send so far is known absent: giving up is a plain "retries exhausted".
                 raise self._error(answer.error, ec, now, attempt, elapsed)
             self.observer.retry(send, ec, attempt, delay, now)
@@ -740,7 +750,7 @@ class GuardCore:
         error.__cause__ = scrubbed_exception(cause)
         return error
 
-    def _resolve(self, intent: OrderIntent, *, sent_at: float) -> Steps[Any]:
+    def _resolve(self, intent: OrderIntent, *, sent_at: float, holder: object) -> Steps[Any]:
         """Find the order by client id: the order, ``None`` (known absent), or OutcomeUnknown."""
         cid = intent.client_order_id
         params = lookup_params(self.exchange_id, cid, conditional=intent.conditional)
@@ -774,7 +784,7 @@ class GuardCore:
                     self.backoff.delay(attempt, 0.0, ec, self.rng) if ec is not None else None
                 ) or self.policy.retry.base_delay_s
                 now = woke((yield Sleep(delay))).now
-        yield self._settle(cid, Status.UNKNOWN, now=now)
+        yield self._settle(cid, Status.UNKNOWN, now=now, holder=holder)
         self.reconciled = False  # the next order looks this one up again before it is sent
         # The type only: a ccxt message can carry the signed URL (the cause is scrubbed).
         why = f" (last: {type(last_error).__name__})" if last_error is not None else ""
@@ -848,20 +858,24 @@ class GuardCore:
         return (yield from self._attempts(send, CallKind.ORDER, started, retry_ambiguous=True))
 
     def _settle(
-        self, cid: str, status: Status, *, now: float, order_id: str | None = None
+        self, cid: str, status: Status, *, now: float, holder: object, order_id: str | None = None
     ) -> Record:
-        return Record(partial(self.journal.settle, cid, status, now=now, order_id=order_id))
+        """Settle ``cid`` as its holder (the call that sent it, or the reconcile that claimed
+        it): a write from a holder whose hold has passed to another changes nothing."""
+        settle = partial(self.journal.settle, holder=holder, order_id=order_id)
+        return Record(partial(settle, cid, status, now=now))
 
-    def _abandon(self, intent: OrderIntent) -> None:
+    def _abandon(self, intent: OrderIntent, *, holder: object) -> None:
         """An order's steps stopped part-way (a cancelled task, Ctrl-C, a driver that closed
         them, an unexpected error) while the order may exist. No effect can be performed any
         more, so the journal is written here, at once, and the next order reconciles first:
         a caller that retries must not double an order the venue may already hold."""
+        cid = intent.client_order_id
         # Failing to write it must not hide why the steps stopped: the entry is then
         # released as it stands (pending), an orphan the next reconcile settles all the same.
         with suppress(Exception):
-            self.journal.settle(intent.client_order_id, Status.UNKNOWN, now=self._last_now)
-        self.journal.release(intent.client_order_id)
+            self.journal.settle(cid, Status.UNKNOWN, now=self._last_now, holder=holder)
+        self.journal.release(cid, holder=holder)
         self.reconciled = False  # after the entry became an orphan: a reconcile sees it
         with suppress(Exception):
             self.gate.placed(intent, None, self._last_now)  # the account is re-read first
@@ -877,8 +891,9 @@ class GuardCore:
         look-up, so concurrent reconciles never settle one order twice."""
         self._last_now = now
         settled: list[tuple[str, Any]] = []
+        holder = object()  # this reconcile's hold on the orphan it is settling
         for orphan in self.journal.orphans():
-            entry = self.journal.claim(orphan.client_order_id)
+            entry = self.journal.claim(orphan.client_order_id, holder=holder)
             if entry is None:
                 continue  # another reconcile has it, or it was settled meanwhile
             conditional = bool(entry.intent.get("conditional", False))
@@ -892,20 +907,18 @@ class GuardCore:
                 client_order_id=entry.client_order_id,
             )
             try:
-                found = yield from self._resolve(intent, sent_at=entry.updated)
+                found = yield from self._resolve(intent, sent_at=entry.updated, holder=holder)
             except BaseException:
-                # Unknown (settled so by _resolve) or cut short: an orphan again, looked up
-                # by the next order's reconcile.
-                self.journal.release(entry.client_order_id)
+                # Unknown (settled so by _resolve, which let it go) or cut short: an orphan
+                # again, looked up by the next order's reconcile.
+                self.journal.release(entry.client_order_id, holder=holder)
                 self.reconciled = False
                 raise
             now = self._last_now
-            if found is None:
-                yield self._settle(entry.client_order_id, Status.ABSENT, now=now)
-            else:
-                yield self._settle(
-                    entry.client_order_id, Status.ACKED, now=now, order_id=_order_id(found)
-                )
+            status = Status.ABSENT if found is None else Status.ACKED
+            yield self._settle(
+                entry.client_order_id, status, now=now, holder=holder, order_id=_order_id(found)
+            )
             settled.append((entry.client_order_id, found))
         yield Record(self.journal.compact)
         # Not simply True: an order another call gave up on meanwhile is an orphan to settle.

@@ -92,8 +92,9 @@ class OrderJournal:
         self.path = Path(path)
         self.durable = durable
         self._lock = threading.Lock()
-        self._in_flight: set[str] = set()
-        """Unresolved ids that a call (or a reconcile's claim) in this process will settle."""
+        self._in_flight: dict[str, object] = {}
+        """Unresolved ids that a call (or a reconcile's claim) in this process will settle,
+        each with its holder: only the holder settles or lets go of it."""
         self._fd = -1
         self._dirty = False
         """A write failed part-way: the file may end in a torn line until it is rewritten."""
@@ -137,21 +138,23 @@ class OrderJournal:
             ]
         return sorted(entries, key=lambda e: e.since)
 
-    def claim(self, client_order_id: str) -> Entry | None:
-        """Take an orphan to settle it; ``None`` if it is not one (any more): another call
-        has it in flight or claimed it, or it was settled meanwhile."""
+    def claim(self, client_order_id: str, *, holder: object) -> Entry | None:
+        """Take an orphan to settle it as ``holder``; ``None`` if it is not one (any more):
+        another call has it in flight or claimed it, or it was settled meanwhile."""
         with self._lock:
             entry = self._entries.get(client_order_id)
             if entry is None or entry.resolved or client_order_id in self._in_flight:
                 return None
-            self._in_flight.add(client_order_id)
+            self._in_flight[client_order_id] = holder if holder is not None else object()
             return entry
 
-    def release(self, client_order_id: str) -> None:
-        """Nobody in this process will settle ``client_order_id`` after all (its call was cut
-        short, a reconcile stopped part-way): it is an orphan, for the next reconcile."""
+    def release(self, client_order_id: str, *, holder: object) -> None:
+        """``holder`` will not settle ``client_order_id`` after all (its call was cut short, a
+        reconcile stopped part-way): it is an orphan, for the next reconcile. Nothing changes
+        when the hold already passed to another (it was settled, then claimed again)."""
         with self._lock:
-            self._in_flight.discard(client_order_id)
+            if self._in_flight.get(client_order_id) is holder:
+                del self._in_flight[client_order_id]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -159,10 +162,17 @@ class OrderJournal:
     # --- writes ------------------------------------------------------------------------------
 
     def pending(
-        self, client_order_id: str, *, symbol: str, intent: Mapping[str, Any], now: float
+        self,
+        client_order_id: str,
+        *,
+        symbol: str,
+        intent: Mapping[str, Any],
+        now: float,
+        holder: object = None,
     ) -> Entry:
         """Record an order about to be sent. Returns only once the record is on disk; the
-        order is then in flight until :meth:`settle` (or :meth:`release`).
+        order is then in flight, held by ``holder`` (the call sending it), until its
+        :meth:`settle` (or :meth:`release`).
 
         Refuses (``RequestBlocked``: nothing may be sent) an id already in the journal, since
         reusing a client order id is how an order gets doubled (or silently deduplicated into
@@ -193,7 +203,7 @@ class OrderJournal:
                     f"be written ({exc}); an order leaves only once its record is on disk"
                 ) from exc
             self._entries[client_order_id] = entry
-            self._in_flight.add(client_order_id)
+            self._in_flight[client_order_id] = holder if holder is not None else object()
             return entry
 
     def pending_write(
@@ -203,15 +213,30 @@ class OrderJournal:
         return PendingWrite(self, client_order_id, symbol, dict(intent), now)
 
     def settle(
-        self, client_order_id: str, status: Status, *, now: float, order_id: str | None = None
-    ) -> Entry:
-        """Record what became of an order. Not fsynced, and a record that cannot be written is
-        only logged: losing it costs a look-up after a restart, while raising would hide from
-        the caller an order the venue holds."""
+        self,
+        client_order_id: str,
+        status: Status,
+        *,
+        now: float,
+        order_id: str | None = None,
+        holder: object = None,
+    ) -> Entry | None:
+        """Record what became of an order, and let go of its hold. Not fsynced, and a record
+        that cannot be written is only logged: losing it costs a look-up after a restart,
+        while raising would hide from the caller an order the venue holds.
+
+        With ``holder``, a settle that comes too late (its hold passed to a reconcile that has
+        the order in hand, or settled and compacted it) changes nothing and returns ``None``.
+        """
         with self._lock:
             current = self._entries.get(client_order_id)
             if current is None:
+                if holder is not None:
+                    return None
                 raise KeyError(f"clientOrderId {client_order_id!r} is not in the journal")
+            held_by = self._in_flight.get(client_order_id)
+            if holder is not None and held_by is not None and held_by is not holder:
+                return None  # another has it in hand: theirs to settle
             entry = replace(current, status=status, updated=now, order_id=order_id)
             record: dict[str, Any] = {"id": client_order_id, "status": status.value, "t": now}
             if order_id is not None:
@@ -228,7 +253,7 @@ class OrderJournal:
                     status.value,
                 )
             self._entries[client_order_id] = entry
-            self._in_flight.discard(client_order_id)
+            self._in_flight.pop(client_order_id, None)
             if entry.resolved and not current.resolved:
                 self._resolved_since_rewrite += 1
                 if self._resolved_since_rewrite >= COMPACT_AFTER:
@@ -336,7 +361,11 @@ class PendingWrite:
     def __call__(self) -> None:
         try:
             self._journal.pending(
-                self._client_order_id, symbol=self._symbol, intent=self._intent, now=self._now
+                self._client_order_id,
+                symbol=self._symbol,
+                intent=self._intent,
+                now=self._now,
+                holder=self,
             )
         except RequestBlocked as exc:
             self.error = exc
@@ -345,14 +374,14 @@ class PendingWrite:
             self._written = True
             abandoned = self._abandoned
         if abandoned:
-            self._journal.release(self._client_order_id)
+            self._journal.release(self._client_order_id, holder=self)
 
     def abandon(self) -> None:
         with self._lock:
             self._abandoned = True
             written = self._written
         if written:
-            self._journal.release(self._client_order_id)
+            self._journal.release(self._client_order_id, holder=self)
 
 
 def _records_of(entry: Entry) -> list[dict[str, Any]]:

@@ -80,6 +80,96 @@ def test_threads_racing_their_first_orders_each_get_a_documented_outcome(
         ex.runtime.core.journal.close()
 
 
+AMBIGUOUS = {
+    "rules": [
+        # Orders carried out with their answers lost, and look-ups that fail: some orders end
+        # OutcomeUnknown, after which every caller's next order reconciles first, while the
+        # other callers' orders are on their way.
+        {
+            "kind": "timeout_after_accept",
+            "endpoint": "POST /fapi/v1/order",
+            "probability": 0.3,
+            "hold_s": 0.01,
+        },
+        {"kind": "error", "endpoint": "GET /fapi/v1/order", "status": 503, "probability": 0.5},
+        {"kind": "error", "endpoint": "GET /fapi/v1/openOrders", "status": 503, "probability": 0.3},
+    ]
+}
+
+
+def _ambiguous_policy() -> Policy:
+    # Few look-ups, so that some orders do end unknown; never SEVERE-only, so orders go on.
+    return Policy.build(
+        risk={"require_stop": False},
+        retry={"base_delay_s": 0.05, "max_delay_s": 0.5, "resolve_attempts": 2},
+        degradation={"severe_reduce_only": False},
+    )
+
+
+def test_threads_sending_through_ambiguous_faults_each_get_a_documented_outcome(
+    tmp_path: Path,
+) -> None:
+    policy = _ambiguous_policy()
+    unknown = 0
+    for round_ in range(2):
+        account = paper_account(wallet=10_000_000, seed=round_)
+        try:
+            ex = account.guarded(policy, state_dir=tmp_path / f"round-{round_}", seed=round_)
+            ex.load_markets()
+            account.set_faults({**AMBIGUOUS, "seed": round_})
+
+            def four_orders(ex: Any = ex) -> list[Any]:
+                return [_outcome(ex.create_order, SYMBOL, "market", "buy", AMOUNT) for _ in "abcd"]
+
+            outcomes = [outcome for each in _race(four_orders) for outcome in each]
+            unknown += sum(isinstance(o, errors.OutcomeUnknown) for o in outcomes)
+            _check_round(account, ex.runtime.core.journal, outcomes, earlier=set())
+        finally:
+            account.close()
+    assert unknown > 0  # the faults did bite: some orders were left unknown, then reconciled
+
+
+async def test_tasks_sending_through_ambiguous_faults_each_get_a_documented_outcome(
+    tmp_path: Path,
+) -> None:
+    unknown = 0
+    for round_ in range(2):
+        account = paper_account(wallet=10_000_000, seed=round_)
+        try:
+            ex = account.guarded(
+                _ambiguous_policy(),
+                state_dir=tmp_path / f"round-{round_}",
+                seed=round_,
+                asyncio=True,
+            )
+            await ex.load_markets()
+            account.set_faults({**AMBIGUOUS, "seed": round_})
+
+            async def four_orders(ex: Any = ex) -> list[Any]:
+                outcomes = []
+                for _ in range(4):
+                    try:
+                        outcomes.append(await ex.create_order(SYMBOL, "market", "buy", AMOUNT))
+                    except BaseException as exc:  # what a caller would see, whatever it is
+                        outcomes.append(exc)
+                return outcomes
+
+            each = await asyncio.gather(*(four_orders() for _ in range(CALLERS)))
+            outcomes = [outcome for four in each for outcome in four]
+            unknown += sum(isinstance(o, errors.OutcomeUnknown) for o in outcomes)
+            _check_round(account, ex.runtime.core.journal, outcomes, earlier=set())
+        finally:
+            await account.aclose()
+    assert unknown > 0  # the faults did bite: some orders were left unknown, then reconciled
+
+
+def _outcome(call: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return call(*args)
+    except BaseException as exc:  # what a caller would see, whatever it is
+        return exc
+
+
 def _race(call: Callable[[], Any]) -> list[Any]:
     """``call`` from CALLERS threads released at once; what each caller saw, whatever it was."""
     start = threading.Barrier(CALLERS)

@@ -133,11 +133,23 @@ def test_an_orphan_is_claimed_by_one_reconcile_only(tmp_path: Path) -> None:
     previous.pending("sg-old", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
     previous.close()
     journal = OrderJournal(path)
-    assert journal.claim("sg-old") is not None
-    assert journal.claim("sg-old") is None  # a second reconcile leaves it to the first
+    first, second, third = object(), object(), object()
+    assert journal.claim("sg-old", holder=first) is not None
+    assert journal.claim("sg-old", holder=second) is None  # left to the first
     assert journal.orphans() == []
-    journal.release("sg-old")  # the first stopped part-way: an orphan again
-    assert [e.client_order_id for e in journal.orphans()] == ["sg-old"]
+    # The first gives up on it (OutcomeUnknown): an orphan again, which a third claims.
+    journal.settle("sg-old", Status.UNKNOWN, now=2.0, holder=first)
+    assert journal.claim("sg-old", holder=third) is not None
+    # The first's late words change nothing: the third has it in hand.
+    journal.release("sg-old", holder=first)
+    assert journal.settle("sg-old", Status.ABSENT, now=3.0, holder=first) is None
+    assert journal.orphans() == []
+    settled = journal.settle("sg-old", Status.ACKED, now=4.0, holder=third, order_id="7")
+    assert settled is not None
+    assert settled.status is Status.ACKED
+    journal.compact()
+    # Settled and compacted away: a late settle is a no-op, not a KeyError.
+    assert journal.settle("sg-old", Status.ACKED, now=5.0, holder=first) is None
     journal.close()
 
 
