@@ -6,9 +6,10 @@ the order with this id exist?" instead of guessing, so no order is ever sent twi
 
 The file is JSON lines, one record per state change, append-only while running. A record is
 ``{"id": ..., "status": ..., "t": ...}`` plus the order's shape on the ``pending`` record.
-Compaction rewrites the file atomically (temp file, fsync, rename) keeping only unresolved
-orders; it runs at start, after each reconcile, and every :data:`COMPACT_AFTER` resolved
-orders. A torn last line (the process died mid-write) is ignored: its order never left,
+Compaction rewrites the file atomically (temp file, fsync, rename) keeping the unresolved
+orders and the latest :data:`COMPACT_AFTER` resolved ones (so an id stays refused for reuse
+across restarts); it runs at start, after each reconcile, and every :data:`COMPACT_AFTER`
+resolved orders. A torn last line (the process died mid-write) is ignored: its order never left,
 because the send happens only after the write returned. A write that fails part-way (a full
 disk) leaves at most such a torn last line, and the file is rewritten whole before the next
 record: a pending record that cannot be written refuses the order (``RequestBlocked``, nothing
@@ -41,8 +42,9 @@ from safeguard._log import logger
 from safeguard.errors import ConfigError, RequestBlocked
 
 COMPACT_AFTER = 4096
-"""Resolved orders kept (in memory and in the file) before the journal compacts itself: a bot
-that runs for months must not hold every order it ever sent."""
+"""Resolved orders settled between two compactions before the journal compacts itself, and how
+many of the latest it keeps then: a bot that runs for months must not hold every order it ever
+sent, and one that replays its last orders after a restart must find their ids still used."""
 
 
 class Status(StrEnum):
@@ -59,6 +61,8 @@ class Status(StrEnum):
 
 
 UNRESOLVED = frozenset({Status.PENDING, Status.UNKNOWN})
+REUSABLE = frozenset({Status.ABSENT, Status.REJECTED})
+"""Ids whose order never existed on the venue: sending under one again doubles nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +180,12 @@ class OrderJournal:
 
         Refuses (``RequestBlocked``: nothing may be sent) an id already in the journal, since
         reusing a client order id is how an order gets doubled (or silently deduplicated into
-        the wrong one) on the venue, and a record that cannot be written.
+        the wrong one) on the venue, unless its order never existed (absent, rejected); and
+        a record that cannot be written.
         """
         with self._lock:
-            if client_order_id in self._entries:
+            used = self._entries.get(client_order_id)
+            if used is not None and used.status not in REUSABLE:
                 raise RequestBlocked(
                     f"order not sent: clientOrderId {client_order_id!r} was already used "
                     f"(journal status {self._entries[client_order_id].status}); give each "
@@ -226,7 +232,7 @@ class OrderJournal:
         while raising would hide from the caller an order the venue holds.
 
         With ``holder``, a settle that comes too late (its hold passed to a reconcile that has
-        the order in hand, or settled and compacted it) changes nothing and returns ``None``.
+        the order in hand, or settled it) changes nothing and returns ``None``.
         """
         with self._lock:
             current = self._entries.get(client_order_id)
@@ -235,8 +241,12 @@ class OrderJournal:
                     return None
                 raise KeyError(f"clientOrderId {client_order_id!r} is not in the journal")
             held_by = self._in_flight.get(client_order_id)
-            if holder is not None and held_by is not None and held_by is not holder:
-                return None  # another has it in hand: theirs to settle
+            if (
+                holder is not None
+                and held_by is not holder
+                and (held_by is not None or current.resolved)
+            ):
+                return None  # another has it in hand, or settled it: too late
             entry = replace(current, status=status, updated=now, order_id=order_id)
             record: dict[str, Any] = {"id": client_order_id, "status": status.value, "t": now}
             if order_id is not None:
@@ -261,9 +271,9 @@ class OrderJournal:
             return entry
 
     def compact(self) -> None:
-        """Rewrite the file atomically with only the unresolved orders (in-flight ones are
-        unresolved until their call settles them: never dropped). A rewrite that cannot be
-        written is logged; the file keeps every record until one can."""
+        """Rewrite the file atomically: the unresolved orders (in-flight ones are unresolved
+        until their call settles them: never dropped) and the latest resolved ones. A rewrite
+        that cannot be written is logged; the file keeps every record until one can."""
         with self._lock:
             self._compact_or_warn_locked()
 
@@ -301,8 +311,11 @@ class OrderJournal:
             logger.warning("order journal {} not compacted: {}", self.path, exc)
 
     def _rewrite_locked(self) -> None:
-        """The file, rewritten atomically from memory with the unresolved orders only."""
-        keep = {k: e for k, e in self._entries.items() if not e.resolved}
+        """The file, rewritten atomically from memory: every unresolved order, and the latest
+        :data:`COMPACT_AFTER` resolved ones (their ids stay refused for reuse)."""
+        resolved = sorted((e for e in self._entries.values() if e.resolved), key=_by_update)
+        latest = {e.client_order_id for e in resolved[-COMPACT_AFTER:]}
+        keep = {k: e for k, e in self._entries.items() if not e.resolved or k in latest}
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             with tmp.open("w", encoding="utf-8") as out:
@@ -395,10 +408,19 @@ def _records_of(entry: Entry) -> list[dict[str, Any]]:
         }
     ]
     if entry.status is not Status.PENDING:
-        records.append(
-            {"id": entry.client_order_id, "status": entry.status.value, "t": entry.updated}
-        )
+        settled: dict[str, Any] = {
+            "id": entry.client_order_id,
+            "status": entry.status.value,
+            "t": entry.updated,
+        }
+        if entry.order_id is not None:
+            settled["order_id"] = entry.order_id
+        records.append(settled)
     return records
+
+
+def _by_update(entry: Entry) -> float:
+    return entry.updated
 
 
 def _load(path: Path) -> dict[str, Entry]:
@@ -486,4 +508,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["COMPACT_AFTER", "UNRESOLVED", "Entry", "OrderJournal", "PendingWrite", "Status"]
+__all__ = [
+    "COMPACT_AFTER",
+    "REUSABLE",
+    "UNRESOLVED",
+    "Entry",
+    "OrderJournal",
+    "PendingWrite",
+    "Status",
+]

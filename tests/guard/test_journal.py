@@ -42,8 +42,12 @@ def test_restart_sees_unresolved_orders_only(tmp_path: Path) -> None:
     assert reopened.get("sg-c") is not None
     assert reopened.get("sg-c").status is Status.UNKNOWN  # type: ignore[union-attr]
     assert reopened.get("sg-b").intent["price"] == 60000.0  # type: ignore[union-attr]
-    # Opening compacts: resolved orders are gone from the file.
-    assert "sg-a" not in path.read_text()
+    # Opening compacts, and keeps the latest resolved orders: their ids stay used.
+    acked = reopened.get("sg-a")
+    assert acked is not None
+    assert (acked.status, acked.order_id) == (Status.ACKED, "77")
+    with pytest.raises(RequestBlocked, match="sg-a"):
+        reopened.pending("sg-a", symbol="BTC/USDT:USDT", intent=_intent(), now=6.0)
     reopened.close()
 
 
@@ -52,6 +56,16 @@ def test_reusing_a_client_order_id_is_refused(tmp_path: Path) -> None:
     journal.pending("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
     with pytest.raises(RequestBlocked, match="sg-x"):
         journal.pending("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=2.0)
+    journal.close()
+
+
+def test_an_id_whose_order_never_existed_may_be_used_again(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path / "j.jsonl")
+    for cid, status in (("sg-absent", Status.ABSENT), ("sg-rejected", Status.REJECTED)):
+        journal.pending(cid, symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+        journal.settle(cid, status, now=2.0)
+        again = journal.pending(cid, symbol="BTC/USDT:USDT", intent=_intent(), now=3.0)
+        assert again.status is Status.PENDING
     journal.close()
 
 
@@ -147,9 +161,11 @@ def test_an_orphan_is_claimed_by_one_reconcile_only(tmp_path: Path) -> None:
     settled = journal.settle("sg-old", Status.ACKED, now=4.0, holder=third, order_id="7")
     assert settled is not None
     assert settled.status is Status.ACKED
+    # Settled: a late settle changes nothing, before or after compaction (not a KeyError).
+    assert journal.settle("sg-old", Status.ABSENT, now=5.0, holder=first) is None
     journal.compact()
-    # Settled and compacted away: a late settle is a no-op, not a KeyError.
-    assert journal.settle("sg-old", Status.ACKED, now=5.0, holder=first) is None
+    assert journal.settle("sg-old", Status.ABSENT, now=5.0, holder=first) is None
+    assert journal.get("sg-old").status is Status.ACKED  # type: ignore[union-attr]
     journal.close()
 
 
@@ -183,8 +199,8 @@ def test_a_long_run_keeps_a_bounded_journal(tmp_path: Path) -> None:
     for i in range(COMPACT_AFTER * 2 + 10):
         journal.pending(f"sg-{i}", symbol="BTC/USDT:USDT", intent=_intent(), now=float(i))
         journal.settle(f"sg-{i}", Status.ACKED, now=float(i), order_id=str(i))
-        assert len(journal) <= COMPACT_AFTER + 1
-    assert len(path.read_text().splitlines()) <= 2 * (COMPACT_AFTER + 1)
+        assert len(journal) <= 2 * COMPACT_AFTER + 1
+    assert len(path.read_text().splitlines()) <= 2 * (2 * COMPACT_AFTER + 1)
     assert journal.get("sg-open") is not None  # what is unresolved is never compacted away
     journal.close()
     reopened = OrderJournal(path)
