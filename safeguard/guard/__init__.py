@@ -103,6 +103,54 @@ def guard(
         policy = Policy.load()
     if not isinstance(policy, Policy):
         raise ValueError(f"policy must be a safeguard.Policy, got {type(policy).__name__}")
+    key = account_fingerprint(getattr(exchange, "apiKey", None) or None)
+    path = Path(journal_path or policy.kill_switch.state_dir / f"orders-{exchange.id}-{key}.jsonl")
+    # Opened first: a second guarded exchange on this journal (same exchange and key) is
+    # refused before anything is built for it, and whatever fails later lets the journal go.
+    journal = OrderJournal(path, durable=durable_journal)
+    try:
+        return _guard(
+            exchange,
+            policy,
+            journal,
+            key,
+            kill_switch=kill_switch,
+            clock=clock,
+            hooks=hooks,
+            budget=budget,
+            health=health,
+            shrink_when_degraded=shrink_when_degraded,
+            sleep=sleep,
+            sleep_async=sleep_async,
+            rng=rng,
+            triggers=triggers,
+            book_depth=book_depth,
+            ladder=ladder,
+        )
+    except BaseException:
+        journal.close()
+        raise
+
+
+def _guard(
+    exchange: Any,
+    policy: Policy,
+    journal: OrderJournal,
+    key: str,
+    *,
+    kill_switch: SwitchLike | None,
+    clock: Clock | None,
+    hooks: Hooks | None,
+    budget: RateBudget | None,
+    health: Health | None,
+    shrink_when_degraded: bool,
+    sleep: Callable[[float], bool] | None,
+    sleep_async: Callable[[float], Awaitable[bool]] | None,
+    rng: random.Random | None,
+    triggers: RiskMonitor | bool,
+    book_depth: int,
+    ladder: bool,
+) -> Any:
     clock = clock if clock is not None else SystemClock()
     hooks = hooks if hooks is not None else Hooks()  # an empty Hooks is falsy (len 0)
     if policy.fleet.redis_url is not None and (kill_switch is None or budget is None):
@@ -122,8 +170,6 @@ def guard(
     _apply_credentials(exchange, policy.credentials)
     register_secrets(secrets_of(exchange))  # redacted by value everywhere from now on
 
-    key = account_fingerprint(getattr(exchange, "apiKey", None) or None)
-    path = Path(journal_path or policy.kill_switch.state_dir / f"orders-{exchange.id}-{key}.jsonl")
     if budget is None:
         # One registry per state directory in the process: guarded exchanges on one IP or
         # one API key share their limits whatever their [throttle] tuning (each budget keeps
@@ -165,7 +211,7 @@ def guard(
     core = GuardCore(
         exchange_id=str(exchange.id),
         policy=policy,
-        journal=OrderJournal(path, durable=durable_journal),
+        journal=journal,
         pacer=BudgetPacer(
             budget,
             default_ban_s=policy.throttle.default_ban_s,

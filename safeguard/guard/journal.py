@@ -9,14 +9,16 @@ The file is JSON lines, one record per state change, append-only while running. 
 Compaction rewrites the file atomically (temp file, fsync, rename) keeping the unresolved
 orders and the latest :data:`COMPACT_AFTER` resolved ones (so an id stays refused for reuse
 across restarts); it runs at start, after each reconcile, and every :data:`COMPACT_AFTER`
-resolved orders. A torn last line (the process died mid-write) is ignored: its order never left,
-because the send happens only after the write returned. A write that fails part-way (a full
-disk) leaves at most such a torn last line, and the file is rewritten whole before the next
-record: a pending record that cannot be written refuses the order (``RequestBlocked``, nothing
-sent); a settle record that cannot be written is kept in memory (losing it only costs a
-look-up after a restart). Any other bad line is a
-:class:`~safeguard.errors.ConfigError` naming the file and line: a journal that cannot be
-read must not be silently treated as empty.
+resolved orders.
+
+A torn last line (the process died mid-write) is ignored: its order never left, because the
+send happens only after the write returned; so is an unsynced tail that a power cut turned
+into NUL bytes. A write that fails part-way (a full disk) leaves at most such a torn last
+line, and the file is rewritten whole before the next record: a pending record that cannot
+be written refuses the order (``RequestBlocked``, nothing sent); a settle record that cannot
+be written is kept in memory (losing it only costs a look-up after a restart). Any other bad
+line is a :class:`~safeguard.errors.ConfigError` naming the file and line: a journal that
+cannot be read must not be silently treated as empty.
 
 Several threads or tasks may place orders through one journal at once. An order written
 ``pending`` here is *in flight*: the call that wrote it settles it. A reconcile settles only
@@ -425,23 +427,28 @@ def _by_update(entry: Entry) -> float:
 
 def _load(path: Path) -> dict[str, Entry]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"order journal {path} cannot be read: {exc}", key=str(path)) from exc
     entries: dict[str, Entry] = {}
-    lines = text.split("\n")
-    torn_tail = not text.endswith("\n")
+    lines = data.split(b"\n")
+    torn_tail = not data.endswith(b"\n")
+    # After a power cut the unsynced tail may read back as NUL bytes (the file's length was
+    # kept, its data not), with later bytes after them. Only unsynced records live there: a
+    # settle (losing it costs a look-up) or a pending whose fsync, hence whose send, never
+    # came. From the first NUL on, a record that cannot be read is such a torn write.
+    unsynced = next((i for i, line in enumerate(lines, start=1) if b"\x00" in line), len(lines))
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line.decode("utf-8"))
             _apply(entries, record)
         except (ValueError, KeyError, TypeError) as exc:
-            if torn_tail and number == len(lines):
-                break  # died mid-write: the send only ever follows a completed write
+            if number >= unsynced or (torn_tail and number == len(lines)):
+                continue  # died mid-write: the send only ever follows a completed write
             raise ConfigError(
                 f"order journal {path} line {number} is corrupt ({exc}); "
                 "move it aside and reconcile open orders by hand",

@@ -206,3 +206,21 @@ def test_a_long_run_keeps_a_bounded_journal(tmp_path: Path) -> None:
     reopened = OrderJournal(path)
     assert [e.client_order_id for e in reopened.unresolved()] == ["sg-open"]
     reopened.close()
+
+
+def test_a_zero_filled_tail_after_a_power_cut_is_a_torn_write(tmp_path: Path) -> None:
+    """After a power cut a file system may keep a file's new length but not its last data:
+    the unsynced tail reads back as NUL bytes, possibly with later bytes after them. Only
+    unsynced records can be lost that way (a settle, or a pending whose send never happened),
+    so the journal opens, keeping every whole record."""
+    path = tmp_path / "j.jsonl"
+    journal = OrderJournal(path)
+    journal.pending("sg-1", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    journal.pending("sg-2", symbol="BTC/USDT:USDT", intent=_intent(), now=2.0)
+    journal.close()
+    with path.open("ab") as f:
+        f.write(b"\x00" * 4096 + b'0,"status":"acked","t":3.0}\n{"id":"sg-1","status":"acked"')
+    reopened = OrderJournal(path)
+    assert [e.client_order_id for e in reopened.unresolved()] == ["sg-1", "sg-2"]
+    reopened.close()
+    assert b"\x00" not in path.read_bytes()  # rewritten whole on open

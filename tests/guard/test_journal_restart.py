@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import pytest
 
 from safeguard import errors
 from safeguard.config import Policy
-from safeguard.testing import PaperAccount, paper_account
+from safeguard.guard import guard
+from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 DIED = 17
@@ -123,3 +125,33 @@ def test_an_order_sent_just_before_the_process_died_is_found_and_never_doubled(
         ex.create_order(SYMBOL, "market", "buy", 0.002, None, {"clientOrderId": "died-sent"})
     assert _on_venue(account, "died-sent") == 1
     assert account.positions() == {VENUE_SYMBOL: pytest.approx(0.004)}
+
+
+def test_a_second_guarded_exchange_on_one_key_is_refused_before_it_builds_anything(
+    account: PaperAccount, tmp_path: Path
+) -> None:
+    """Two guarded exchanges on one key and one state directory would compact away each
+    other's pending orders: the second is refused, clearly, and leaves nothing running."""
+    policy = sandbox_policy(tmp_path, _policy())
+    watched = policy.model_copy(
+        update={"kill_switch": policy.kill_switch.model_copy(update={"watch_state_file": True})}
+    )
+    first = account.guarded(_policy(), state_dir=tmp_path)
+    threads = set(threading.enumerate())
+    with pytest.raises(errors.ConfigError, match="already open"):
+        guard(account.client(), watched, clock=account.clock)
+    assert set(threading.enumerate()) == threads  # no kill-switch watcher left behind
+    # A guard() that fails for any other reason lets go of its journal, too.
+    with pytest.raises(ValueError, match="book_depth"):
+        guard(account.client(), watched, journal_path=tmp_path / "second.jsonl", book_depth=1)
+    # Its own journal_path is the way to run a second one; the first trades on.
+    second = guard(
+        account.client(),
+        watched,
+        clock=account.clock,
+        journal_path=tmp_path / "second.jsonl",
+        ladder=False,
+    )
+    second.runtime.switch.close()
+    second.runtime.core.journal.close()
+    first.create_order(SYMBOL, "market", "buy", 0.002)
