@@ -106,10 +106,15 @@ class OrderJournal:
         """A write failed part-way: the file may end in a torn line until it is rewritten."""
         self._closed = False
         self._resolved_since_rewrite = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One writer per journal: a second one would compact away the first one's pending
-        # records, which are exactly the orders that must be looked up after a crash.
-        self._owner = _exclusive(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One writer per journal: a second one would compact away the first one's pending
+            # records, which are exactly the orders that must be looked up after a crash.
+            self._owner = _exclusive(self.path)
+        except OSError as exc:
+            raise ConfigError(
+                f"order journal {self.path} cannot be opened: {exc}", key=str(self.path)
+            ) from exc
         try:
             self._entries: dict[str, Entry] = _load(self.path)
             try:

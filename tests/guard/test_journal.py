@@ -224,3 +224,11 @@ def test_a_zero_filled_tail_after_a_power_cut_is_a_torn_write(tmp_path: Path) ->
     assert [e.client_order_id for e in reopened.unresolved()] == ["sg-1", "sg-2"]
     reopened.close()
     assert b"\x00" not in path.read_bytes()  # rewritten whole on open
+
+
+def test_a_journal_that_cannot_be_created_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    with pytest.raises(ConfigError, match="order journal") as refused:
+        OrderJournal(blocker / "orders.jsonl")
+    assert refused.value.key == str(blocker / "orders.jsonl")
