@@ -920,7 +920,8 @@ class GuardCore:
                 entry.client_order_id, status, now=now, holder=holder, order_id=_order_id(found)
             )
             settled.append((entry.client_order_id, found))
-        yield Record(self.journal.compact)
+        if settled:
+            yield Record(self.journal.compact)  # nothing settled, nothing to compact
         # Not simply True: an order another call gave up on meanwhile is an orphan to settle.
         self.reconciled = not self.journal.orphans()
         return settled
