@@ -102,6 +102,8 @@ class OrderJournal:
         """Unresolved ids that a call (or a reconcile's claim) in this process will settle,
         each with its holder: only the holder settles or lets go of it."""
         self._fd = -1
+        self._file_id = (-1, -1)
+        """(device, inode) of the file ``_fd`` appends to."""
         self._dirty = False
         """A write failed part-way: the file may end in a torn line until it is rewritten."""
         self._closed = False
@@ -200,6 +202,8 @@ class OrderJournal:
                 )
             entry = Entry(client_order_id, Status.PENDING, symbol, now, now, None, dict(intent))
             try:
+                if self._detached_locked():
+                    self._reattach_locked()
                 self._append_locked(
                     {
                         "id": client_order_id,
@@ -311,6 +315,31 @@ class OrderJournal:
             self._dirty = True
             raise
 
+    def _detached_locked(self) -> bool:
+        """Whether the journal file is no longer the one held open (deleted or replaced
+        underneath, say by a clean-up of the state directory): a pending record written to a
+        deleted file would be lost with it. One ``stat`` per order; a settle record needs no
+        check (the next pending rewrites the file from memory, settled states included)."""
+        try:
+            named = os.stat(self.path)
+        except OSError:
+            return True
+        return (named.st_dev, named.st_ino) != self._file_id
+
+    def _reattach_locked(self) -> None:
+        """Take the lock again if it went, and write the file again from memory; refused
+        (``OSError``) if another writer took the journal meanwhile."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not _same_file(_lock_path(self.path), self._owner):
+            try:
+                owner = _exclusive(self.path)
+            except ConfigError as exc:
+                raise OSError(errno.EBUSY, str(exc)) from exc
+            os.close(self._owner)
+            self._owner = owner
+        logger.warning("order journal {} was deleted or replaced: written again", self.path)
+        self._rewrite_locked()
+
     def _compact_or_warn_locked(self) -> None:
         try:
             self._rewrite_locked()
@@ -344,9 +373,11 @@ class OrderJournal:
             os.close(old)
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            held = os.fstat(self._fd)
         except OSError:
             self._dirty = True  # no file to append to: the next record rewrites it again
             raise
+        self._file_id = (held.st_dev, held.st_ino)
         self._dirty = False
 
 
@@ -484,7 +515,7 @@ def _apply(entries: dict[str, Entry], record: Any) -> None:
 
 def _exclusive(path: Path) -> int:
     """Hold ``<journal>.lock`` for this journal's life; refuse if another holder has it."""
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         import fcntl
     except ImportError:  # not POSIX: no cross-process exclusion available
@@ -499,6 +530,18 @@ def _exclusive(path: Path) -> int:
             key=str(path),
         ) from None
     return fd
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        named, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
 
 
 def _sync(fd: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,23 @@ def test_a_journal_that_cannot_be_created_is_a_config_error_naming_it(tmp_path: 
     with pytest.raises(ConfigError, match="order journal") as refused:
         OrderJournal(blocker / "orders.jsonl")
     assert refused.value.key == str(blocker / "orders.jsonl")
+
+
+def test_a_journal_deleted_while_running_is_written_again_before_the_next_order(
+    tmp_path: Path,
+) -> None:
+    """A clean-up job wipes the state directory while the bot runs: records written to the
+    deleted file would be lost with it, and a crash would then leave orders nobody looks up."""
+    state = tmp_path / "state"
+    path = state / "orders.jsonl"
+    journal = OrderJournal(path)
+    journal.pending("sg-before", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    shutil.rmtree(state)
+    journal.pending("sg-after", symbol="BTC/USDT:USDT", intent=_intent(), now=2.0)
+    # Another run must not be able to open it as a second writer meanwhile.
+    with pytest.raises(ConfigError, match="already open"):
+        OrderJournal(path)
+    journal.close()  # the process dies here
+    reopened = OrderJournal(path)
+    assert [e.client_order_id for e in reopened.unresolved()] == ["sg-before", "sg-after"]
+    reopened.close()
