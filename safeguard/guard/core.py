@@ -38,7 +38,7 @@ from safeguard.config import Policy
 from safeguard.guard import protective
 from safeguard.guard.classify import ErrorClass, RetryClass, classify, to_safeguard_error
 from safeguard.guard.events import Hooks, ProtectiveStopEvent
-from safeguard.guard.journal import OrderJournal, Status
+from safeguard.guard.journal import REUSABLE, OrderJournal, Status
 from safeguard.guard.logging import log
 from safeguard.guard.orders import (
     CLOCK_SKEW_MARGIN_S,
@@ -489,6 +489,8 @@ class GuardCore:
                 ids.append(protective.stop_client_id(intent.client_order_id))
             for cid in filter(None, ids):
                 entry = self.journal.get(cid)
+                if entry is not None and entry.status in REUSABLE:
+                    entry = None  # its order never existed: sending under it doubles nothing
                 if entry is not None or cid in seen:
                     why = "twice in this call" if entry is None else f"(journal: {entry.status})"
                     raise errors.InvalidInput(

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from safeguard._log import logger
-from safeguard.errors import ConfigError, RequestBlocked
+from safeguard.errors import ConfigError, InvalidInput, RequestBlocked
 
 COMPACT_AFTER = 4096
 """Resolved orders settled between two compactions before the journal compacts itself, and how
@@ -187,18 +187,18 @@ class OrderJournal:
         order is then in flight, held by ``holder`` (the call sending it), until its
         :meth:`settle` (or :meth:`release`).
 
-        Refuses (``RequestBlocked``: nothing may be sent) an id already in the journal, since
-        reusing a client order id is how an order gets doubled (or silently deduplicated into
-        the wrong one) on the venue, unless its order never existed (absent, rejected); and
-        a record that cannot be written.
+        Refuses, so that nothing is sent: an id already in the journal (``InvalidInput``),
+        since reusing a client order id is how an order gets doubled (or silently
+        deduplicated into the wrong one) on the venue, unless its order never existed
+        (absent, rejected); and a record that cannot be written (``RequestBlocked``).
         """
         with self._lock:
             used = self._entries.get(client_order_id)
             if used is not None and used.status not in REUSABLE:
-                raise RequestBlocked(
-                    f"order not sent: clientOrderId {client_order_id!r} was already used "
-                    f"(journal status {self._entries[client_order_id].status}); give each "
-                    "order its own id"
+                raise InvalidInput(
+                    f"clientOrderId {client_order_id!r} was already used (journal: "
+                    f"{used.status}): a client id names one order; nothing was sent",
+                    field="params.clientOrderId",
                 )
             entry = Entry(client_order_id, Status.PENDING, symbol, now, now, None, dict(intent))
             try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.errors import ConfigError, RequestBlocked
+from safeguard.errors import ConfigError, InvalidInput
 from safeguard.guard.journal import COMPACT_AFTER, OrderJournal, Status
 
 
@@ -47,7 +47,7 @@ def test_restart_sees_unresolved_orders_only(tmp_path: Path) -> None:
     acked = reopened.get("sg-a")
     assert acked is not None
     assert (acked.status, acked.order_id) == (Status.ACKED, "77")
-    with pytest.raises(RequestBlocked, match="sg-a"):
+    with pytest.raises(InvalidInput, match="sg-a"):
         reopened.pending("sg-a", symbol="BTC/USDT:USDT", intent=_intent(), now=6.0)
     reopened.close()
 
@@ -55,7 +55,7 @@ def test_restart_sees_unresolved_orders_only(tmp_path: Path) -> None:
 def test_reusing_a_client_order_id_is_refused(tmp_path: Path) -> None:
     journal = OrderJournal(tmp_path / "j.jsonl")
     journal.pending("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
-    with pytest.raises(RequestBlocked, match="sg-x"):
+    with pytest.raises(InvalidInput, match="sg-x"):
         journal.pending("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=2.0)
     journal.close()
 
@@ -177,7 +177,7 @@ def test_a_refused_pending_write_leaves_the_order_holding_that_id_in_flight(
     journal.pending("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
     again = journal.pending_write("sg-x", symbol="BTC/USDT:USDT", intent=_intent(), now=2.0)
     again()
-    assert isinstance(again.error, RequestBlocked)
+    assert isinstance(again.error, InvalidInput)
     again.abandon()  # its caller was stopped: nothing of its own to hand over
     assert journal.orphans() == []
     journal.close()
