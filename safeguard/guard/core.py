@@ -723,7 +723,7 @@ class GuardCore:
                 now = yield from self._sleep(delay, send.permit)
             except errors.SafeguardError:
                 # The switch engaged during the backoff: every send so far is known absent.
-                yield self._settle(cid, Status.ABSENT, now=self._last_now)
+                yield self._settle(cid, Status.ABSENT, now=self._last_now, holder=holder)
                 raise
 
     def _id_taken(
