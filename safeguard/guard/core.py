@@ -194,8 +194,14 @@ class Gate(Protocol):
         """Reads needed before ``symbol`` can be judged (stale or missing data)."""
         ...
 
-    def absorb(self, send: Send, value: Any, now: float) -> None:
-        """Learn from a successful read (any read, the user's too)."""
+    def absorb(self, send: Send, value: Any, now: float) -> list[Send]:
+        """Learn from a successful read (any read, the user's too). Returns the reads needed
+        to judge what was just learnt (a held symbol's tier ladder the triggers lack, rules
+        due for their re-check): the core makes them at once, through the same path."""
+        ...
+
+    def unavailable(self, send: Send, error: Exception, now: float) -> None:
+        """A read :meth:`absorb` asked for failed (after its retries)."""
         ...
 
     def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
@@ -297,8 +303,23 @@ class GuardCore:
         value = yield from self._attempts(
             send, CallKind.READ, now, retry_ambiguous=True, wake_on=wake_on
         )
-        self.gate.absorb(send, value, self._last_now)
+        for wanted in self.gate.absorb(send, value, self._last_now):
+            yield from self._follow_up(wanted, wake_on)
         return value
+
+    def _follow_up(self, wanted: Send, wake_on: Permit | None) -> Steps[None]:
+        """A read the gate needs to judge what a read brought (a position's tier ladder). Its
+        own follow-ups are not chased (no chain of reads); its failure is the gate's to act on,
+        not the caller's, whose own read succeeded."""
+        essential = replace(wanted, essential=True)
+        try:
+            value = yield from self._attempts(
+                essential, CallKind.READ, self._last_now, retry_ambiguous=True, wake_on=wake_on
+            )
+        except errors.SafeguardError as exc:
+            self.gate.unavailable(wanted, exc, self._last_now)
+            return
+        self.gate.absorb(essential, value, self._last_now)
 
     def _attempts(
         self,

@@ -42,6 +42,8 @@ from safeguard.risk.tiers import TierTable
 
 _MARKS = {"fetch_funding_rate": "funding", "fetch_ticker": "tickers", "fetch_order_book": "books"}
 """Reads that carry a venue-stamped price, and where the cache keeps each."""
+_ACCOUNT_READS = ("fetch_balance", "fetch_positions", "fetch_leverage_tiers")
+"""Reads after which the account the triggers judge may have changed."""
 _SECONDS_PER_DAY = 86_400.0
 _MIN_VOLATILITY = 1e-6
 """A flat 24 h range would give zero; the verdict needs a positive number and zero is a lie."""
@@ -86,19 +88,33 @@ class PreTradeGate:
     def refresh(self, symbol: str, now: float) -> list[Send]:
         return self.cache.refresh(symbol, now)
 
-    def absorb(self, send: Send, value: Any, now: float) -> None:
+    def absorb(self, send: Send, value: Any, now: float) -> list[Send]:
         # Data age is not fed to the health monitor: it ages a sample on between reads, which
         # for a REST poller makes idleness look like a frozen feed. The verdict judges the
         # venue's own timestamps instead (STALE_MARKET_DATA).
         changes = self.cache.absorb(send, value, now)
+        wanted: list[Send] = []
         if self.tripwire is not None:
-            self._observed(send, now)
+            wanted = self._observed(send, now)
         if changes:
             self._rules_changed(changes, now)
+        return wanted
 
-    def _observed(self, send: Send, now: float) -> None:
+    def unavailable(self, send: Send, error: Exception, now: float) -> None:
+        if self.tripwire is None or send.method != "fetch_leverage_tiers":
+            return
+        unladdered = self._unladdered()
+        if unladdered and self.cache.account_consistent():
+            self.tripwire.unjudged(
+                f"no tier table for {', '.join(unladdered)}, where a position is open, and "
+                f"reading it failed ({type(error).__name__}: {error})",
+                now,
+            )
+
+    def _observed(self, send: Send, now: float) -> list[Send]:
         """Feed the triggers from every read, not only from the verdict's: a bot that only
-        polls its account and prices must still trip on a drawdown or a frozen feed."""
+        polls its account and prices must still trip on a drawdown or a frozen feed. Returns
+        the reads the triggers need first (the ladder of a position nobody previewed)."""
         assert self.tripwire is not None
         where = _MARKS.get(send.method)
         if where is not None and send.args:
@@ -106,10 +122,26 @@ class PreTradeGate:
             piece = getattr(self.cache, where).get(symbol)
             if piece is not None:
                 self.tripwire.mark(symbol, piece.venue_time, now)
-        elif (
-            send.method in ("fetch_balance", "fetch_positions") and self.cache.account_consistent()
-        ):
-            self._current_account(self._settle_of_positions(), now)
+        elif send.method in _ACCOUNT_READS and self.cache.account_consistent():
+            unladdered = self._unladdered()
+            if unladdered and send.method != "fetch_leverage_tiers":
+                # After a restart nothing has loaded the ladders yet: without them no
+                # liquidation price and no equity can be worked out, so read them now.
+                return [Send("fetch_leverage_tiers", ())]
+            account = self._current_account(self._settle_of_positions(), now)
+            if isinstance(account, str):
+                self.tripwire.unjudged(account, now)
+        return []
+
+    def _unladdered(self) -> list[str]:
+        """Symbols with an open position whose tier table was never read."""
+        cache = self.cache
+        held = (
+            str(p.get("symbol"))
+            for p in (cache.positions.value if cache.positions else ())
+            if isinstance(p, Mapping) and _finite(p.get("contracts"))
+        )
+        return sorted({symbol for symbol in held if symbol not in cache.tiers})
 
     def _settle_of_positions(self) -> str:
         for position in self.cache.positions.value if self.cache.positions else ():
@@ -118,9 +150,9 @@ class PreTradeGate:
                 return str(market["settle"])
         return "USDT"
 
-    def _current_account(self, settle: str, now: float) -> Account | None:
-        """The account in ``settle``, built once per re-read of any part of it (the triggers
-        see each new one once)."""
+    def _current_account(self, settle: str, now: float) -> Account | str:
+        """The account in ``settle`` (or why it cannot be built), built once per re-read of
+        any part of it (the triggers see each new one once)."""
         cache = self.cache
         return self._derived(  # type: ignore[no-any-return]
             "account",
@@ -184,7 +216,7 @@ class PreTradeGate:
         verdict = risk_verdict.evaluate(
             risk_intent,
             market,
-            account,
+            None if isinstance(account, str) else account,
             self.policy.risk,
             self.fills,
             now=now,
@@ -267,9 +299,17 @@ class PreTradeGate:
     def account(self, now: float, settle: str = "USDT") -> Account | None:
         """The risk core's view of the account in ``settle`` (the margin asset of the market
         being judged: USDT or USDC on Binance USD-M)."""
+        account = self._account_or_why(settle)
+        if isinstance(account, str):
+            logger.warning("account unusable for the verdict: {}", account)
+            return None
+        return account
+
+    def _account_or_why(self, settle: str) -> Account | str:
+        """The account in ``settle``, or why it cannot be built."""
         cache = self.cache
         if cache.balance is None or cache.positions is None:
-            return None
+            return "balance and positions not both read yet"
         balance = cache.balance.value
         wallet = _wallet_balance(balance, settle)
         free = _finite((balance.get("free") or {}).get(settle))
@@ -280,11 +320,10 @@ class PreTradeGate:
                 if leg is not None:
                     legs.append(leg)
         except (KeyError, TypeError, ValueError) as exc:
-            logger.warning("positions unusable for the verdict: {}", exc)
-            return None
+            return f"positions unusable: {type(exc).__name__}: {exc}"
         open_orders = sum(len(seen.value) for seen in cache.open_orders.values())
         if wallet is None:
-            return None  # the verdict denies with MISSING_ACCOUNT
+            return f"no {settle} wallet balance in the balance read"
         try:
             return Account(
                 wallet_balance=wallet,
@@ -293,13 +332,12 @@ class PreTradeGate:
                 available_balance=None if free is None else max(0.0, free),
             )
         except ValueError as exc:
-            logger.warning("account data unusable for the verdict: {}", exc)
-            return None
+            return f"account data unusable: {exc}"
 
-    def _account_observed(self, now: float, settle: str) -> Account | None:
-        """The account, built once per re-read; the triggers see each new one."""
-        account = self.account(now, settle)
-        if account is not None and self.tripwire is not None:
+    def _account_observed(self, now: float, settle: str) -> Account | str:
+        """The account (or why not), built once per re-read; the triggers see each new one."""
+        account = self._account_or_why(settle)
+        if isinstance(account, Account) and self.tripwire is not None:
             stops: dict[str, float] = {}
             for leg in account.positions:
                 stop = self._protective_stop(leg)
@@ -319,7 +357,8 @@ class PreTradeGate:
             return None
         tiers = self._tiers(symbol)
         if tiers is None:
-            raise ValueError(f"no tier table for {symbol}, where a position is open")
+            have = "an unusable" if symbol in self.cache.tiers else "no"
+            raise ValueError(f"{have} tier table for {symbol}, where a position is open")
         info = position.get("info") or {}
         isolated = position.get("marginMode") == "isolated"
         size = abs(contracts) * float(position.get("contractSize") or 1.0)

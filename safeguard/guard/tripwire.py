@@ -66,5 +66,8 @@ class TripWire:
     def account(self, account: Account, stops: dict[str, float], now: float) -> None:
         self.feed(t.AccountUpdate(now, account, stops))
 
+    def unjudged(self, reason: str, now: float) -> None:
+        self.feed(t.AccountUnjudged(now, reason))
+
 
 __all__ = ["TripWire"]

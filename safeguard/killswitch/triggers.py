@@ -380,6 +380,21 @@ class AccountUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountUnjudged:
+    """The account was read but cannot be judged (a position without a tier table that could
+    not be loaded, positions or a balance the triggers cannot use): the equity and
+    liquidation-distance triggers are blind, which trips ``TRIGGER_FAILED``."""
+
+    now: float
+    reason: str
+
+    def __post_init__(self) -> None:
+        _check_now(self.now)
+        if not isinstance(self.reason, str) or not self.reason:
+            raise ValueError(f"reason must be a non-empty string, got {self.reason!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class MarkUpdate:
     """Fresh market data for ``symbol``. ``data_time`` is the venue's timestamp of the data
     (epoch seconds) when known: a feed that keeps delivering an old price is still frozen."""
@@ -488,6 +503,7 @@ class Tick:
 Event = (
     EquityUpdate
     | AccountUpdate
+    | AccountUnjudged
     | MarkUpdate
     | OrderSubmitted
     | OrderCanceled
@@ -672,6 +688,16 @@ class RiskMonitor:
                     )
                 trips.append(positions_beyond_limits(account, self.limits))
                 return trips
+            case AccountUnjudged(reason=reason):
+                # Equity and liquidation limits nobody can check are limits nobody checks.
+                return [
+                    Trip(
+                        Code.TRIGGER_FAILED,
+                        f"the triggers cannot judge the account: {reason}",
+                        "HALTED",
+                        {},
+                    )
+                ]
             case MarkUpdate(now=now, symbol=symbol, data_time=data_time):
                 seen = now if data_time is None else data_time
                 self._feeds[symbol] = max(seen, self._feeds.get(symbol, seen))
@@ -781,6 +807,7 @@ class RiskMonitor:
 
 __all__ = [
     "ACTIONS",
+    "AccountUnjudged",
     "AccountUpdate",
     "Action",
     "EquityUpdate",
