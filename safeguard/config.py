@@ -200,6 +200,10 @@ class RiskLimits(PolicySection):
     """A mark or book older than this denies new exposure (fails closed)."""
     max_rules_age_s: Positive = 3600.0
     """Tier tables, tick/step sizes and fees older than this deny new exposure."""
+    max_tiers_age_s: Positive = 60.0
+    """Tier tables (maintenance rates, leverage caps) older than this deny new exposure. They
+    are re-read at half this age (before an order, and after any read while a position is
+    open), so a venue's silent change is priced within this long."""
     funding_horizon_s: Seconds = 8 * 3600.0
     """Holding horizon over which expected funding payments reduce the wallet."""
     liquidation_safety_buffer_pct: NonNegative = 0.0

@@ -44,6 +44,7 @@ _MARKS = {"fetch_funding_rate": "funding", "fetch_ticker": "tickers", "fetch_ord
 """Reads that carry a venue-stamped price, and where the cache keeps each."""
 _ACCOUNT_READS = ("fetch_balance", "fetch_positions", "fetch_leverage_tiers")
 """Reads after which the account the triggers judge may have changed."""
+_RULE_READS = ("load_markets", "fetch_leverage_tiers")
 _SECONDS_PER_DAY = 86_400.0
 _MIN_VOLATILITY = 1e-6
 """A flat 24 h range would give zero; the verdict needs a positive number and zero is a lie."""
@@ -92,10 +93,16 @@ class PreTradeGate:
         # Data age is not fed to the health monitor: it ages a sample on between reads, which
         # for a REST poller makes idleness look like a frozen feed. The verdict judges the
         # venue's own timestamps instead (STALE_MARKET_DATA).
-        changes = self.cache.absorb(send, value, now)
+        cache = self.cache
+        changes = cache.absorb(send, value, now)
         wanted: list[Send] = []
+        if send.method not in _RULE_READS and cache.ladders_wanted(now):
+            # A position's liquidation price rests on its ladder, which the venue may change
+            # at any time: re-read it on its schedule after whatever read came first.
+            cache.ladders_asked = now
+            wanted.append(Send("fetch_leverage_tiers", ()))
         if self.tripwire is not None:
-            wanted = self._observed(send, now)
+            self._observed(send, now, ladders_coming=bool(wanted))
         if changes:
             self._rules_changed(changes, now)
         return wanted
@@ -111,10 +118,11 @@ class PreTradeGate:
                 now,
             )
 
-    def _observed(self, send: Send, now: float) -> list[Send]:
+    def _observed(self, send: Send, now: float, *, ladders_coming: bool) -> None:
         """Feed the triggers from every read, not only from the verdict's: a bot that only
-        polls its account and prices must still trip on a drawdown or a frozen feed. Returns
-        the reads the triggers need first (the ladder of a position nobody previewed)."""
+        polls its account and prices must still trip on a drawdown or a frozen feed.
+        ``ladders_coming``: the tier tables are being read next, so an account that lacks one
+        is judged once they are in."""
         assert self.tripwire is not None
         where = _MARKS.get(send.method)
         if where is not None and send.args:
@@ -123,25 +131,17 @@ class PreTradeGate:
             if piece is not None:
                 self.tripwire.mark(symbol, piece.venue_time, now)
         elif send.method in _ACCOUNT_READS and self.cache.account_consistent():
-            unladdered = self._unladdered()
-            if unladdered and send.method != "fetch_leverage_tiers":
-                # After a restart nothing has loaded the ladders yet: without them no
-                # liquidation price and no equity can be worked out, so read them now.
-                return [Send("fetch_leverage_tiers", ())]
+            if ladders_coming and self._unladdered():
+                # After a restart nothing has loaded the ladders yet: without them there is no
+                # liquidation price and no equity. They are read next; judge then.
+                return
             account = self._current_account(self._settle_of_positions(), now)
             if isinstance(account, str):
                 self.tripwire.unjudged(account, now)
-        return []
 
     def _unladdered(self) -> list[str]:
         """Symbols with an open position whose tier table was never read."""
-        cache = self.cache
-        held = (
-            str(p.get("symbol"))
-            for p in (cache.positions.value if cache.positions else ())
-            if isinstance(p, Mapping) and _finite(p.get("contracts"))
-        )
-        return sorted({symbol for symbol in held if symbol not in cache.tiers})
+        return [symbol for symbol in self.cache.held() if symbol not in self.cache.tiers]
 
     def _settle_of_positions(self) -> str:
         for position in self.cache.positions.value if self.cache.positions else ():
@@ -377,6 +377,7 @@ class PreTradeGate:
     def _rules(self, symbol: str, *, market_order: bool = False) -> MarketRules | None:
         market = self.cache.markets.get(symbol)
         updated = self.cache.rules_time(symbol)
+        tiers_updated = self.cache.tiers_time(symbol)
         tiers = self._tiers(symbol)
         if market is None or updated is None or tiers is None:
             return None
@@ -395,6 +396,7 @@ class PreTradeGate:
                 tick_size=float(precision["price"]),
                 step_size=float(precision["amount"]),
                 updated_at=updated,
+                tiers_updated_at=tiers_updated,
                 min_qty=float(amount.get("min") or 0.0),
                 max_qty=min(known) if known else None,
                 min_notional=float(cost.get("min") or 0.0),

@@ -2,10 +2,13 @@
 
 Every successful read through the guard (the user's own ``fetch_ticker`` included) lands here,
 stamped with when it was fetched and, where the venue says, when the venue produced it. Before
-an order, :meth:`MarketCache.refresh` names the reads that are missing or due: market rules and
-tier tables on a schedule (half of ``max_rules_age_s``, so a verdict never rests on rules older
-than the policy allows), mark/funding and the book when older than half of
-``max_market_data_age_s``, the account after every order the guard placed.
+an order, :meth:`MarketCache.refresh` names the reads that are missing or due: market rules on
+a schedule (half of ``max_rules_age_s``, so a verdict never rests on rules older than the
+policy allows), tier tables at half of ``max_tiers_age_s`` (venues change them without notice),
+mark/funding and the book when older than half of ``max_market_data_age_s``, the account after
+every order the guard placed. While a position is open, :meth:`MarketCache.ladders_wanted`
+asks for the tier tables after any read once they are due, so a bot that places no order
+still sees a change that moves its liquidation price.
 
 Staleness is judged on the *venue's* timestamps: a feed that freezes keeps answering, with old
 data, and the guard must notice that rather than the freshness of its own request.
@@ -81,6 +84,9 @@ class MarketCache:
     """Per symbol, ``{"leverage": float | None, "marginMode": str | None}``: what the venue
     will apply to the next order. ``fetch_positions`` drops flat symbols, so a symbol another
     client set to isolated 50x would otherwise look like the defaults."""
+    ladders_asked: float | None = None
+    """When :meth:`ladders_wanted` last asked for the tier tables (one ask per due period,
+    whatever became of it, so a failing read is not repeated after every read)."""
 
     # --- what to read before judging an order ----------------------------------------------
 
@@ -93,7 +99,7 @@ class MarketCache:
         if self.markets and symbol not in self.markets:
             return sends  # unknown symbol: nothing more to read; the verdict denies it
         tiers = self.tiers.get(symbol)
-        if tiers is None or now - tiers.fetched >= rules_due:
+        if tiers is None or now - tiers.fetched >= self._tiers_due:
             # Every symbol's ladder: positions elsewhere share the cross wallet.
             sends.append(Send("fetch_leverage_tiers", ()))
         funding = self.funding.get(symbol)
@@ -116,6 +122,32 @@ class MarketCache:
             # on the account's schedule: another client may change them at any time.
             sends.append(Send("fetch_leverages", ()))
         return sends
+
+    def ladders_wanted(self, now: float) -> bool:
+        """Whether to read the tier tables now, off the order path: a symbol with an open
+        position has no ladder or a due one, and none was asked for within the due period."""
+        due = self._tiers_due
+        if self.ladders_asked is not None and 0.0 <= now - self.ladders_asked < due:
+            return False
+        for symbol in self.held():
+            ladder = self.tiers.get(symbol)
+            if ladder is None or now - ladder.fetched >= due:
+                return True
+        return False
+
+    def held(self) -> list[str]:
+        """Symbols with an open position in the latest positions read, and those our own
+        orders changed since (they may hold one now)."""
+        held = (
+            p.get("symbol")
+            for p in (self.positions.value if self.positions is not None else ())
+            if isinstance(p, Mapping) and _held(p.get("contracts"))
+        )
+        return sorted({symbol for symbol in held if isinstance(symbol, str)} | self.unsettled)
+
+    @property
+    def _tiers_due(self) -> float:
+        return min(self.limits.max_rules_age_s, self.limits.max_tiers_age_s) / 2.0
 
     # --- learning from reads ---------------------------------------------------------------
 
@@ -250,6 +282,11 @@ class MarketCache:
             and not self.unsettled
         )
 
+    def tiers_time(self, symbol: str) -> float | None:
+        """When ``symbol``'s tier ladder was fetched."""
+        tiers = self.tiers.get(symbol)
+        return None if tiers is None else tiers.fetched
+
     def rules_time(self, symbol: str) -> float | None:
         """When the older of the filters and the tier ladder was fetched."""
         tiers = self.tiers.get(symbol)
@@ -258,14 +295,20 @@ class MarketCache:
         return min(self.rules_at, tiers.fetched)
 
 
-def _leverage_value(value: Any) -> float | None:
+def _number(value: Any) -> float | None:
+    """A finite number from a venue field (a string or a number), else ``None``."""
     if isinstance(value, bool):
         return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if number >= 1.0 and math.isfinite(number) else None
+    return number if math.isfinite(number) else None
+
+
+def _leverage_value(value: Any) -> float | None:
+    number = _number(value)
+    return number if number is not None and number >= 1.0 else None
 
 
 def _margin_mode_value(value: Any) -> str | None:
@@ -273,6 +316,10 @@ def _margin_mode_value(value: Any) -> str | None:
     if mode == "crossed":
         return "cross"
     return mode if mode in ("cross", "isolated") else None
+
+
+def _held(contracts: Any) -> bool:
+    return bool(_number(contracts))
 
 
 def _due(seen: Seen | None, now: float, after: float) -> bool:

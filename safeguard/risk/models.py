@@ -92,8 +92,10 @@ class MarketRules:
     """What the venue publishes about a market and changes rarely: tiers, filters, the model.
 
     ``updated_at`` is when these were fetched; rules older than
-    ``RiskLimits.max_rules_age_s`` deny new exposure. ``liquidation_model`` names the venue
-    formula in :func:`safeguard.risk.liquidation.get_model`.
+    ``RiskLimits.max_rules_age_s`` deny new exposure, and so does a tier ladder fetched at
+    ``tiers_updated_at`` (when given: the guard always says) longer than
+    ``RiskLimits.max_tiers_age_s`` ago. ``liquidation_model`` names the venue formula in
+    :func:`safeguard.risk.liquidation.get_model`.
     """
 
     tiers: TierTable
@@ -112,6 +114,7 @@ class MarketRules:
     percent_price: tuple[float, float] | None = None
     """Binance's ``PERCENT_PRICE`` multipliers ``(down, up)``: a limit buy above
     ``mark x up`` or a limit sell below ``mark x down`` is refused by the venue."""
+    tiers_updated_at: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.tiers, TierTable):
@@ -119,6 +122,7 @@ class MarketRules:
         _inputs.positive("tick_size", self.tick_size)
         _inputs.positive("step_size", self.step_size)
         _inputs.non_negative("updated_at", self.updated_at)
+        _optional(_inputs.non_negative, "tiers_updated_at", self.tiers_updated_at)
         _inputs.non_negative("min_qty", self.min_qty)
         _optional(_inputs.positive, "max_qty", self.max_qty)
         if self.max_qty is not None and self.max_qty < self.min_qty:

@@ -295,6 +295,19 @@ def _gate_data(
                 {"age_s": rules_age, "max_age_s": limits.max_rules_age_s},
             )
         )
+    tiers_time = market.rules.tiers_updated_at
+    tiers_age = 0.0 if tiers_time is None else now - tiers_time
+    if abs(tiers_age) > limits.max_tiers_age_s and abs(rules_age) <= limits.max_rules_age_s:
+        # Venues change brackets without notice: a ladder priced on must be a recent one.
+        findings.append(
+            Finding(
+                Code.STALE_MARKET_RULES,
+                severity,
+                f"the tier table is {fmt(tiers_age)} s old; "
+                f"policy allows {fmt(limits.max_tiers_age_s)} s (risk.max_tiers_age_s)",
+                {"age_s": tiers_age, "max_age_s": limits.max_tiers_age_s},
+            )
+        )
     return True
 
 

@@ -109,6 +109,16 @@ def test_data_exactly_at_the_age_limit_passes(changes: dict[str, Any]) -> None:
     assert run(snapshot=market(**changes)).allowed
 
 
+def test_a_tier_ladder_older_than_its_own_limit_denies_new_exposure() -> None:
+    # Filters an hour young are fine; a ladder over a minute old is not (venues change it).
+    young = run(snapshot=market(rules=rules(updated_at=NOW - 600, tiers_updated_at=NOW - 60)))
+    assert young.allowed
+    verdict = run(snapshot=market(rules=rules(updated_at=NOW - 600, tiers_updated_at=NOW - 61)))
+    assert verdict.decision is Decision.DENY
+    assert denied(verdict) == {"STALE_MARKET_RULES"}
+    assert "risk.max_tiers_age_s" in verdict.denials[0].message
+
+
 def test_stale_data_only_warns_an_order_that_reduces() -> None:
     acct = account(positions=(LONG,), available_balance=4_000.0)
     stale = market(mark_time=NOW - 60.0, book_time=NOW - 60.0)
