@@ -30,6 +30,7 @@ from safeguard.guard.observe import Health
 from safeguard.guard.orders import OrderIntent
 from safeguard.guard.protective import protective_stop
 from safeguard.guard.tripwire import TripWire
+from safeguard.risk import freshness
 from safeguard.risk import verdict as risk_verdict
 from safeguard.risk.book import OrderBook, Side
 from safeguard.risk.fills import FillModel
@@ -77,6 +78,9 @@ class PreTradeGate:
     tripwire: TripWire | None = None
     """Kill-switch triggers fed with marks and the account (opt-in)."""
     fills: FillModel = field(init=False)
+    _mark_agreed: dict[str, float] = field(default_factory=dict)
+    """Per symbol, when the mark last sat within ``risk.max_mark_gap_pct`` of the index or
+    the last price (for the stale-data trigger: a mark out of band is old from then)."""
     _parsed: dict[tuple[str, str], tuple[tuple[Any, ...], Any]] = field(default_factory=dict)
     """Books and tier tables parsed from a cached read, keyed by which read they came from:
     parsing a 100-level book or a ladder on every order would dominate the guard's cost."""
@@ -129,7 +133,8 @@ class PreTradeGate:
             symbol = str(send.args[0])
             piece = getattr(self.cache, where).get(symbol)
             if piece is not None:
-                self.tripwire.mark(symbol, piece.venue_time, now)
+                stale_since = self._untrusted_since(symbol, now)
+                self.tripwire.mark(symbol, piece.venue_time, now, stale_since=stale_since)
         elif send.method in _ACCOUNT_READS and self.cache.account_consistent():
             if ladders_coming and self._unladdered():
                 # After a restart nothing has loaded the ladders yet: without them there is no
@@ -138,6 +143,35 @@ class PreTradeGate:
             account = self._current_account(self._settle_of_positions(), now)
             if isinstance(account, str):
                 self.tripwire.unjudged(account, now)
+
+    def _untrusted_since(self, symbol: str, now: float) -> float | None:
+        """From when ``symbol``'s freshly stamped prices cannot be trusted (frozen, or a mark
+        out of band since the three last agreed), or ``None``: the same tests as the
+        verdict's, on what the cache holds now."""
+        cache, limits = self.cache, self.policy.risk
+        funding = cache.funding.get(symbol)
+        ticker = cache.tickers.get(symbol)
+        f = funding.value if funding is not None else {}
+        t = ticker.value if ticker is not None else {}
+        market = cache.markets.get(symbol) or {}
+        frozen = freshness.frozen_prices(
+            cache.price_tracks(symbol),
+            volatility=_volatility(t, limits.volatility_window_s),
+            window_s=limits.volatility_window_s,
+            tick=_positive((market.get("precision") or {}).get("price")),
+            limits=limits,
+            now=now,
+        )
+        gap = freshness.mark_out_of_band(
+            _positive(f.get("markPrice")),
+            _positive(f.get("indexPrice")),
+            _positive(t.get("last")),
+            since=self._mark_agreed.get(symbol, now),
+            limits=limits,
+        )
+        if gap is None:
+            self._mark_agreed[symbol] = now
+        return freshness.untrusted_since((*frozen, *(() if gap is None else (gap,))))
 
     def _unladdered(self) -> list[str]:
         """Symbols with an open position whose tier table was never read."""
@@ -294,6 +328,7 @@ class PreTradeGate:
             funding_interval_s=interval_s,
             index=_positive(f.get("indexPrice")),
             last=_positive(t.get("last")),
+            price_tracks=cache.price_tracks(symbol),
         )
 
     def account(self, now: float, settle: str = "USDT") -> Account | None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from safeguard.config import RiskLimits
 from safeguard.guard.core import Send
+from safeguard.risk.freshness import PriceTrack
 
 _RULE_KEYS = (
     ("precision", "price"),
@@ -84,6 +85,8 @@ class MarketCache:
     """Per symbol, ``{"leverage": float | None, "marginMode": str | None}``: what the venue
     will apply to the next order. ``fetch_positions`` drops flat symbols, so a symbol another
     client set to isolated 50x would otherwise look like the defaults."""
+    prices: dict[str, dict[str, PriceTrack]] = field(default_factory=dict)
+    """Per symbol, how long each published price (mark, last, book mid) has stood still."""
     ladders_asked: float | None = None
     """When :meth:`ladders_wanted` last asked for the tier tables (one ask per due period,
     whatever became of it, so a failing read is not repeated after every read)."""
@@ -168,6 +171,7 @@ class MarketCache:
         if method == "fetch_funding_rate" and isinstance(value, Mapping) and symbol:
             old = self.funding.get(symbol)
             self.funding[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
+            self._track(symbol, "mark", value.get("markPrice"), self.funding[symbol])
             if old is not None and old.value.get("interval") != value.get("interval"):
                 return [
                     RuleChange(
@@ -177,8 +181,10 @@ class MarketCache:
             return []
         if method == "fetch_order_book" and isinstance(value, Mapping) and symbol:
             self.books[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
+            self._track(symbol, "book", _mid(value), self.books[symbol])
         elif method == "fetch_ticker" and isinstance(value, Mapping) and symbol:
             self.tickers[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
+            self._track(symbol, "last", value.get("last"), self.tickers[symbol])
         elif method == "fetch_leverages" and isinstance(value, Mapping) and not args:
             self._absorb_settings(value, now)
         elif method in ("set_leverage", "set_margin_mode") and len(args) >= 2:
@@ -216,6 +222,24 @@ class MarketCache:
         ):
             self.open_orders[symbol] = Seen(value, now, None)
         return []
+
+    def _track(self, symbol: str, name: str, price: Any, seen: Seen) -> None:
+        tracks = self.prices.setdefault(symbol, {})
+        number = _number(price)
+        if number is None or number <= 0.0:
+            tracks.pop(name, None)  # no price: nothing stood still (its absence is denied)
+            return
+        stamp = seen.venue_time if seen.venue_time is not None else seen.fetched
+        if not math.isfinite(stamp) or stamp < 0.0:
+            tracks.pop(name, None)
+            return
+        old = tracks.get(name)
+        tracks[name] = (
+            PriceTrack.start(name, number, stamp) if old is None else old.observe(number, stamp)
+        )
+
+    def price_tracks(self, symbol: str) -> tuple[PriceTrack, ...]:
+        return tuple(self.prices.get(symbol, {}).values())
 
     def placed(self, symbol: str, order: Any, now: float) -> None:
         """Our own order changed the account: re-read it before judging the next one.
@@ -338,6 +362,15 @@ def _symbols_arg(args: Sequence[Any], kwargs: Mapping[str, Any]) -> set[str]:
     if isinstance(symbols, list | tuple):
         return {s for s in symbols if isinstance(s, str)}
     return set()
+
+
+def _mid(book: Mapping[str, Any]) -> float | None:
+    """The mid of the best bid and ask of a ccxt order book (``None`` for one side empty)."""
+    try:
+        bid, ask = float(book["bids"][0][0]), float(book["asks"][0][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return (bid + ask) / 2.0
 
 
 def _seconds(milliseconds: Any) -> float | None:

@@ -18,6 +18,7 @@ from typing import Literal
 
 from safeguard.risk import _inputs
 from safeguard.risk.book import SIDES, OrderBook, Side
+from safeguard.risk.freshness import PriceTrack
 from safeguard.risk.liquidation import PositionLeg, get_model
 from safeguard.risk.tiers import TierTable
 
@@ -176,6 +177,9 @@ class MarketSnapshot:
     index: float | None = None
     last: float | None = None
     book_time: float | None = None
+    price_tracks: tuple[PriceTrack, ...] = ()
+    """How long each published price (mark, last, book mid) has stood still: a price frozen
+    under fresh timestamps is stale (:mod:`safeguard.risk.freshness`)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.symbol, str) or not self.symbol.strip():
@@ -199,6 +203,12 @@ class MarketSnapshot:
         _optional(_inputs.positive, "index", self.index)
         _optional(_inputs.positive, "last", self.last)
         _optional(_inputs.non_negative, "book_time", self.book_time)
+        if not isinstance(self.price_tracks, tuple) or not all(
+            isinstance(track, PriceTrack) for track in self.price_tracks
+        ):
+            raise ValueError(
+                f"price_tracks must be a tuple of PriceTrack, got {self.price_tracks!r}"
+            )
         if self.book_time is None and self.book is not None and self.book.timestamp is not None:
             object.__setattr__(self, "book_time", self.book.timestamp)
 

@@ -33,6 +33,7 @@ from safeguard.config import RiskLimits
 from safeguard.risk._trusted import trusted
 from safeguard.risk.checks import run_priced_checks, run_shape_checks, run_size_rules
 from safeguard.risk.fills import FillFace, FillModel
+from safeguard.risk.freshness import frozen_prices, mark_out_of_band
 from safeguard.risk.models import Account, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt
 from safeguard.risk.pricing import Exposure, Order, price_order
@@ -266,6 +267,25 @@ def _gate_data(
                     {"input": name, "age_s": age, "max_age_s": limits.max_market_data_age_s},
                 )
             )
+    # A fresh timestamp on a price that stopped moving (or a mark gone its own way) is stale.
+    frozen = frozen_prices(
+        market.price_tracks,
+        volatility=market.volatility,
+        window_s=limits.volatility_window_s,
+        tick=market.rules.tick_size,
+        limits=limits,
+        now=now,
+    )
+    gap = mark_out_of_band(market.mark, market.index, market.last, since=now, limits=limits)
+    for stale in (*frozen, *(() if gap is None else (gap,))):
+        findings.append(
+            Finding(
+                Code.STALE_MARKET_DATA,
+                severity,
+                stale.reason,
+                {"input": stale.input, **stale.values},
+            )
+        )
     next_funding = market.next_funding_time
     if next_funding is not None and limits.funding_horizon_s > 0:
         interval = market.funding_interval_s
