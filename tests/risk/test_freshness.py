@@ -16,21 +16,10 @@ from safeguard.risk.freshness import (
     published_step,
     untrusted_since,
 )
-from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.outcome import Decision
-from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
 
-from .verdict_cases import NOW, account, denied, intent, market, run
+from .verdict_cases import LONG, NOW, account, denied, intent, market, run
 
-LONG = PositionLeg(
-    symbol=SYMBOL,
-    side=1,
-    quantity=1.0,
-    entry_price=59_000.0,
-    mark_price=60_000.0,
-    tiers=BTCUSDT_TIERS_12,
-    isolated_wallet=6_000.0,
-)
 LIMITS = RiskLimits()  # 20 ticks, never before 10 s, a 5 % band
 HOURLY_VOL = 0.01  # 1 % over the default volatility window of an hour
 

@@ -12,23 +12,12 @@ from hypothesis import strategies as st
 
 from safeguard.config import RiskLimits
 from safeguard.risk.book import OrderBook
-from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Decision
-from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
+from safeguard.risk.sample import SYMBOL
 from safeguard.risk.verdict import evaluate
 
-from .verdict_cases import FILLS, NOW, account, denied, intent, market, rules, run
-
-LONG = PositionLeg(
-    symbol=SYMBOL,
-    side=1,
-    quantity=1.0,
-    entry_price=59_000.0,
-    mark_price=60_000.0,
-    tiers=BTCUSDT_TIERS_12,
-    isolated_wallet=6_000.0,
-)
+from .verdict_cases import FILLS, LONG, NOW, account, denied, intent, market, rules, run
 
 
 @pytest.mark.parametrize(
