@@ -41,8 +41,12 @@ from safeguard.risk.outcome import Finding, Severity, Verdict
 from safeguard.risk.stress import DepthProfile
 from safeguard.risk.tiers import TierTable
 
-_MARKS = {"fetch_funding_rate": "funding", "fetch_ticker": "tickers", "fetch_order_book": "books"}
-"""Reads that carry a venue-stamped price, and where the cache keeps each."""
+_MARKS = {
+    "fetch_funding_rate": ("funding", "mark"),
+    "fetch_ticker": ("tickers", "last"),
+    "fetch_order_book": ("books", "book"),
+}
+"""Reads that carry a venue-stamped price: where the cache keeps each, and its price's name."""
 _ACCOUNT_READS = ("fetch_balance", "fetch_positions", "fetch_leverage_tiers")
 """Reads after which the account the triggers judge may have changed."""
 _RULE_READS = ("load_markets", "fetch_leverage_tiers")
@@ -131,8 +135,10 @@ class PreTradeGate:
         where = _MARKS.get(send.method)
         if where is not None and send.args:
             symbol = str(send.args[0])
-            piece = getattr(self.cache, where).get(symbol)
-            if piece is not None:
+            piece = getattr(self.cache, where[0]).get(symbol)
+            # A read on time without a usable price (a mark of 0, a crossed book) brought no
+            # data: it must not keep the feed young.
+            if piece is not None and where[1] in self.cache.prices.get(symbol, {}):
                 stale_since = self._untrusted_since(symbol, now)
                 self.tripwire.mark(symbol, piece.venue_time, now, stale_since=stale_since)
         elif send.method in _ACCOUNT_READS and self.cache.account_consistent():

@@ -86,7 +86,8 @@ class MarketCache:
     will apply to the next order. ``fetch_positions`` drops flat symbols, so a symbol another
     client set to isolated 50x would otherwise look like the defaults."""
     prices: dict[str, dict[str, PriceTrack]] = field(default_factory=dict)
-    """Per symbol, how long each published price (mark, last, book mid) has stood still."""
+    """Per symbol, how long each published price (mark, last, book mid) has stood still, on
+    our clock."""
     ladders_asked: float | None = None
     """When :meth:`ladders_wanted` last asked for the tier tables (one ask per due period,
     whatever became of it, so a failing read is not repeated after every read)."""
@@ -229,7 +230,9 @@ class MarketCache:
         if number is None or number <= 0.0:
             tracks.pop(name, None)  # no price: nothing stood still (its absence is denied)
             return
-        stamp = seen.venue_time if seen.venue_time is not None else seen.fetched
+        # On our clock, between the reads that showed it: the venue's stamps are exactly what
+        # cannot be trusted here (a venue clock ahead of ours would hide the span entirely).
+        stamp = seen.fetched
         if not math.isfinite(stamp) or stamp < 0.0:
             tracks.pop(name, None)
             return
@@ -365,12 +368,13 @@ def _symbols_arg(args: Sequence[Any], kwargs: Mapping[str, Any]) -> set[str]:
 
 
 def _mid(book: Mapping[str, Any]) -> float | None:
-    """The mid of the best bid and ask of a ccxt order book (``None`` for one side empty)."""
+    """The mid of the best bid and ask of a ccxt order book (``None`` for one side empty, or
+    a crossed book: no price anyone could trade at)."""
     try:
         bid, ask = float(book["bids"][0][0]), float(book["asks"][0][0])
     except (KeyError, IndexError, TypeError, ValueError):
         return None
-    return (bid + ask) / 2.0
+    return (bid + ask) / 2.0 if 0.0 < bid < ask else None
 
 
 def _seconds(milliseconds: Any) -> float | None:

@@ -8,14 +8,15 @@ Two pure tests, each with the clock as input:
 - **Frozen.** A published price (the mark, the last price, the book's mid) that has not changed
   over a span in which its own volatility predicts a move of ``risk.frozen_price_ticks`` ticks
   or more (and never before ``risk.frozen_price_min_s``). A quiet market with a coarse tick
-  may stand still for minutes; BTC does not stand still for ten seconds. The span is measured on
-  the venue's stamps of the reads that showed the price, never past ``now``.
+  may stand still for minutes; BTC does not stand still for ten seconds. The span is measured
+  between the reads that showed the price, on the reader's clock (the guard's: the venue's
+  stamps are what is in doubt), never past ``now``.
 - **Out of band.** A mark further than ``risk.max_mark_gap_pct`` from *both* the index and the
   last price: the mark is the odd one out. (A last price far from a mark that sits near the
   index is a wick, which is real, and a mark near the last price but far from the index is a
   premium, which is real too.)
 
-Each finding names the input and the venue time from which it cannot be trusted: the verdict
+Each finding names the input and the time from which it cannot be trusted: the verdict
 denies new exposure on it (``STALE_MARKET_DATA``) and the stale-data trigger counts the feed as
 old from then.
 """
@@ -35,8 +36,8 @@ PRICE_INPUTS = ("mark", "last", "book")
 
 @dataclass(frozen=True, slots=True)
 class PriceTrack:
-    """One published price and the venue times of the reads that showed it unchanged:
-    ``since`` the first, ``seen`` the latest (epoch seconds)."""
+    """One published price and the times of the reads that showed it unchanged: ``since`` the
+    first, ``seen`` the latest (epoch seconds, on the reader's clock)."""
 
     input: str
     price: float
@@ -55,23 +56,23 @@ class PriceTrack:
         return cls(input, price, stamp, stamp)
 
     def observe(self, price: float, stamp: float) -> PriceTrack:
-        """The track after a read showing ``price``, stamped ``stamp`` by the venue."""
+        """The track after a read at ``stamp`` showing ``price``."""
         if price != self.price or stamp < self.since:
-            # It moved; or the venue's clock stepped back past the start, and a span measured
-            # across a step back is no measure: start again from this read.
+            # It moved; or the clock stepped back past the start, and a span measured across a
+            # step back is no measure: start again from this read.
             return PriceTrack.start(self.input, price, stamp)
         return PriceTrack(self.input, price, self.since, max(self.seen, stamp))
 
     def still_for(self, now: float) -> float:
-        """How long the price has stood still, by the venue's stamps, never counted past
-        ``now`` (a stamp in the future proves nothing about the time since)."""
+        """How long the price has stood still, never counted past ``now`` (a read stamped
+        after ``now`` proves nothing about the time since)."""
         return max(0.0, min(self.seen, now) - self.since)
 
 
 @dataclass(frozen=True, slots=True)
 class StalePrice:
-    """A price that looks fresh and is not. ``since``: the venue time from which it cannot be
-    trusted."""
+    """A price that looks fresh and is not. ``since``: the time (on the reader's clock) from
+    which it cannot be trusted."""
 
     input: str
     reason: str

@@ -19,11 +19,20 @@ from typing import Any
 
 import pytest
 
+from safeguard.clock import ManualClock
 from safeguard.codes import Code
 from safeguard.config import Policy
-from safeguard.killswitch.switch import TradingState
+from safeguard.guard import guard
+from safeguard.guard.core import Answer, Send
+from safeguard.guard.events import Hooks
+from safeguard.guard.gate import PreTradeGate
+from safeguard.guard.market import MarketCache
+from safeguard.guard.observe import AlwaysNormal
+from safeguard.guard.tripwire import TripWire
+from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.killswitch.triggers import RiskMonitor
 from safeguard.risk.outcome import Decision
-from safeguard.testing import PaperAccount, paper_account
+from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 FREEZE = {"rules": [{"kind": "freeze_feed", "symbol": VENUE_SYMBOL}]}  # stale_prices
@@ -97,3 +106,68 @@ def test_a_live_feed_is_never_taken_for_a_frozen_one(paper: PaperAccount, tmp_pa
         paper.advance(5)
         assert _stale(ex.preview(SYMBOL, "market", "buy", 0.01)) == []
     assert ex.runtime.switch.state.state is TradingState.ACTIVE
+
+
+def test_a_host_clock_behind_the_venue_does_not_hide_a_frozen_feed(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    # The host clock was stepped an hour back: every venue stamp now reads as the future.
+    policy = sandbox_policy(tmp_path, _policy(max_data_age_s=60.0))
+    host = ManualClock(paper.clock.time() - 3600.0)
+    switch = KillSwitch(policy.kill_switch, clock=host, watch=False)
+    ex = guard(paper.client(), policy, kill_switch=switch, clock=host, triggers=True,
+               durable_journal=False, ladder=False)  # fmt: skip
+    try:
+        ex.load_markets()
+        paper.set_faults(FREEZE)
+        ex.fetch_ticker(SYMBOL)
+        for _ in range(24):
+            paper.advance(5)
+            host.advance(5)
+            ex.fetch_ticker(SYMBOL)
+        assert (switch.state.state, switch.state.code) == (
+            TradingState.HALTED,
+            Code.STALE_MARKET_DATA,
+        )
+    finally:
+        ex.runtime.core.journal.close()
+        switch.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "broken"),
+    [
+        ("fetch_funding_rate", (SYMBOL,), {"markPrice": 0.0}),
+        ("fetch_ticker", (SYMBOL,), {"last": None}),
+        ("fetch_order_book", (SYMBOL, 5), {"bids": [[91_000.0, 1.0]], "asks": [[90_000.0, 1.0]]}),
+    ],
+)
+def test_freshly_stamped_reads_without_a_usable_price_do_not_keep_a_feed_young(
+    paper: PaperAccount, tmp_path: Path, method: str, args: tuple[Any, ...], broken: dict[str, Any]
+) -> None:
+    # A venue answering on time with a mark of 0, no last price or a crossed book gives no
+    # price: the feed ages as if it had said nothing.
+    policy = sandbox_policy(tmp_path, _policy(max_data_age_s=30.0))
+    switch = KillSwitch(policy.kill_switch, clock=paper.clock, watch=False)
+    monitor = RiskMonitor.from_policy(policy)
+    wire = TripWire(monitor, switch)
+    gate = PreTradeGate(policy, MarketCache(policy.risk), AlwaysNormal(), Hooks(), tripwire=wire)
+    raw = paper.client()
+    send = Send(method, args)
+
+    def read(answer: Any) -> None:
+        now = paper.clock.time()  # as the core does: the outcome to the triggers, then the data
+        wire.request(send, Answer(answer, None, None, now, now), None)
+        gate.absorb(send, answer, now)
+
+    try:
+        read(getattr(raw, method)(*args))
+        for _ in range(8):
+            paper.advance(5)
+            read({**getattr(raw, method)(*args), **broken})
+        assert (switch.state.state, switch.state.code) == (
+            TradingState.HALTED,
+            Code.STALE_MARKET_DATA,
+        )
+    finally:
+        switch.close()
