@@ -25,7 +25,7 @@ from safeguard.config import Policy
 from safeguard.errors import OrderDenied
 from safeguard.guard.core import Assessment, Send
 from safeguard.guard.events import EventKind, Hooks, StateChangeEvent, VerdictEvent
-from safeguard.guard.market import MarketCache, RuleChange
+from safeguard.guard.market import MarketCache, RuleChange, due_after
 from safeguard.guard.observe import Health
 from safeguard.guard.orders import OrderIntent
 from safeguard.guard.protective import protective_stop
@@ -82,6 +82,8 @@ class PreTradeGate:
     tripwire: TripWire | None = None
     """Kill-switch triggers fed with marks and the account (opt-in)."""
     fills: FillModel = field(init=False)
+    _account_asked: float | None = None
+    """When the triggers last asked for the account themselves (see ``_account_wanted``)."""
     _mark_agreed: dict[str, float] = field(default_factory=dict)
     """Per symbol, when the mark last sat within ``risk.max_mark_gap_pct`` of the index or
     the last price (for the stale-data trigger: a mark out of band is old from then)."""
@@ -104,6 +106,8 @@ class PreTradeGate:
         cache = self.cache
         changes = cache.absorb(send, value, now)
         wanted: list[Send] = []
+        if self.tripwire is not None and send.method not in _RULE_READS:
+            wanted += self._account_wanted(send.method, now)
         if send.method not in _RULE_READS and cache.ladders_wanted(now):
             # A position's liquidation price rests on its ladder, which the venue may change
             # at any time: re-read it on its schedule after whatever read came first.
@@ -149,6 +153,27 @@ class PreTradeGate:
             account = self._current_account(self._settle_of_positions(), now)
             if isinstance(account, str):
                 self.tripwire.unjudged(account, now)
+
+    def _account_wanted(self, method: str, now: float) -> list[Send]:
+        """The parts of the account the triggers lack, or hold older than half the stale-data
+        limit (30 s by default), at most one ask per such period: a bot that polls only its
+        price (or only its balance) still has its drawdown judged."""
+        assert self.tripwire is not None
+        due = (self.tripwire.monitor.config.max_data_age_s or 60.0) / 2.0
+        asked = self._account_asked
+        if asked is not None and 0.0 <= now - asked < due:
+            return []
+        cache = self.cache
+        wanted = []
+        if due_after(cache.balance, now, due):
+            wanted.append(Send("fetch_balance", ()))
+        positions_due = due_after(cache.positions, now, due) or bool(cache.unsettled)
+        # A filtered read refreshes the legs it names but not the view's age: enough.
+        if positions_due and (method != "fetch_positions" or not cache.account_consistent()):
+            wanted.append(Send("fetch_positions", ()))
+        if wanted:
+            self._account_asked = now
+        return wanted
 
     def _untrusted_since(self, symbol: str, now: float) -> float | None:
         """From when ``symbol``'s freshly stamped prices cannot be trusted (frozen, or a mark

@@ -115,13 +115,13 @@ class MarketCache:
         book = self.books.get(symbol)
         if book is None or now - book.fetched >= data_due:
             sends.append(Send("fetch_order_book", (symbol, self.book_depth)))
-        if _due(self.balance, now, data_due):
+        if due_after(self.balance, now, data_due):
             sends.append(Send("fetch_balance", ()))
-        if _due(self.positions, now, data_due):
+        if due_after(self.positions, now, data_due):
             sends.append(Send("fetch_positions", ()))
-        if _due(self.open_orders.get(symbol), now, data_due):
+        if due_after(self.open_orders.get(symbol), now, data_due):
             sends.append(Send("fetch_open_orders", (symbol,)))
-        if _due(self.settings.get(symbol), now, data_due):
+        if due_after(self.settings.get(symbol), now, data_due):
             # Every symbol's leverage and margin mode in one read (symbolConfig on Binance),
             # on the account's schedule: another client may change them at any time.
             sends.append(Send("fetch_leverages", ()))
@@ -349,7 +349,8 @@ def _held(contracts: Any) -> bool:
     return bool(_number(contracts))
 
 
-def _due(seen: Seen | None, now: float, after: float) -> bool:
+def due_after(seen: Seen | None, now: float, after: float) -> bool:
+    """Whether ``seen`` is missing or was fetched ``after`` seconds ago or more."""
     return seen is None or now - seen.fetched >= after
 
 
@@ -407,4 +408,4 @@ def _ladder(tiers: Any) -> list[tuple[Any, ...]]:
     ]
 
 
-__all__ = ["MarketCache", "RuleChange", "Seen"]
+__all__ = ["MarketCache", "RuleChange", "Seen", "due_after"]

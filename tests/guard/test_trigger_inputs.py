@@ -108,3 +108,20 @@ def test_a_flat_account_reads_no_tier_table_for_the_triggers(
     assert ex.runtime.core.gate.cache.tiers == {}
     assert ex.runtime.switch.state.state is TradingState.ACTIVE
     assert ex.runtime.core.gate.tripwire.monitor.marks.peak == 10_000
+
+
+@pytest.mark.parametrize("polled", ["fetch_ticker", "fetch_balance"])
+def test_a_restarted_bot_polling_one_thing_still_trips_on_a_drawdown(
+    paper: PaperAccount, tmp_path: Path, polled: str
+) -> None:
+    # The bot watches only its price (or only its balance): the triggers read the rest of the
+    # account themselves, on the stale-data schedule.
+    policy = _policy(max_drawdown_pct=8.0)
+    _open_long_and_stop(paper, policy, tmp_path / "state")
+    paper.advance(900)
+    restarted = paper.guarded(policy, state_dir=tmp_path / "state", triggers=True)
+    for _ in range(3):
+        paper.advance(10)
+        getattr(restarted, polled)(*((SYMBOL,) if polled == "fetch_ticker" else ()))
+    state = restarted.runtime.switch.state
+    assert (state.state, state.code) == (TradingState.HALTED, Code.DRAWDOWN)
