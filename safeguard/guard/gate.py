@@ -120,13 +120,32 @@ class PreTradeGate:
         return wanted
 
     def unavailable(self, send: Send, error: Exception, now: float) -> None:
-        if self.tripwire is None or send.method != "fetch_leverage_tiers":
+        if self.tripwire is None:
             return
-        unladdered = self._unladdered()
-        if unladdered and self.cache.account_consistent():
+        failed = f"({type(error).__name__}: {error})"
+        if send.method == "fetch_leverage_tiers":
+            unladdered = self._unladdered()
+            if unladdered and self.cache.account_consistent():
+                self.tripwire.unjudged(
+                    f"no tier table for {', '.join(unladdered)}, where a position is open, and "
+                    f"reading it failed {failed}",
+                    now,
+                )
+            return
+        part = {"fetch_balance": "balance", "fetch_positions": "positions"}.get(send.method)
+        limit = self.tripwire.monitor.config.max_data_age_s
+        seen = getattr(self.cache, part) if part is not None else None
+        if part is not None and limit is not None and (seen is None or seen.age(now) > limit):
+            # The equity and liquidation triggers have been blind longer than the policy lets
+            # market data age: that is a trigger nobody is running.
+            if seen is None:
+                when = "never read"
+            elif math.isinf(seen.age(now)):
+                when = "not read since our last order"
+            else:
+                when = f"last read {seen.age(now):,.0f}s ago"
             self.tripwire.unjudged(
-                f"no tier table for {', '.join(unladdered)}, where a position is open, and "
-                f"reading it failed ({type(error).__name__}: {error})",
+                f"the account's {part} could not be read for the triggers ({when}) {failed}",
                 now,
             )
 

@@ -125,3 +125,17 @@ def test_a_restarted_bot_polling_one_thing_still_trips_on_a_drawdown(
         getattr(restarted, polled)(*((SYMBOL,) if polled == "fetch_ticker" else ()))
     state = restarted.runtime.switch.state
     assert (state.state, state.code) == (TradingState.HALTED, Code.DRAWDOWN)
+
+
+def test_an_account_the_triggers_cannot_read_fails_them_closed(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    policy = _policy(max_drawdown_pct=8.0, max_data_age_s=60.0)
+    _open_long_and_stop(paper, policy, tmp_path / "state")
+    paper.set_faults({"rules": [{"kind": "error", "endpoint": "GET /fapi/v3/positionRisk",
+                                 "status": 503}]})  # fmt: skip
+    restarted = paper.guarded(policy, state_dir=tmp_path / "state", triggers=True)
+    restarted.fetch_ticker(SYMBOL)
+    state = restarted.runtime.switch.state
+    assert (state.state, state.code) == (TradingState.HALTED, Code.TRIGGER_FAILED)
+    assert "positions" in state.reason
