@@ -378,6 +378,7 @@ class PreTradeGate:
             funding_interval_s=interval_s,
             index=_positive(f.get("indexPrice")),
             last=_positive(t.get("last")),
+            last_time=None if ticker is None else (ticker.venue_time or ticker.fetched),
             price_tracks=cache.price_tracks(symbol),
         )
 

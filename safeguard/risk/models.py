@@ -177,6 +177,8 @@ class MarketSnapshot:
     index: float | None = None
     last: float | None = None
     book_time: float | None = None
+    last_time: float | None = None
+    """When the last price was true (the ticker's time): a stop watching it needs it fresh."""
     price_tracks: tuple[PriceTrack, ...] = ()
     """How long each published price (mark, last, book mid) has stood still: a price frozen
     under fresh timestamps is stale (:mod:`safeguard.risk.freshness`)."""
@@ -203,6 +205,7 @@ class MarketSnapshot:
         _optional(_inputs.positive, "index", self.index)
         _optional(_inputs.positive, "last", self.last)
         _optional(_inputs.non_negative, "book_time", self.book_time)
+        _optional(_inputs.non_negative, "last_time", self.last_time)
         if not isinstance(self.price_tracks, tuple) or not all(
             isinstance(track, PriceTrack) for track in self.price_tracks
         ):

@@ -253,7 +253,15 @@ def _gate_data(
     assert market.mark_time is not None
     assert market.book_time is not None
     assert market.rules is not None
-    for name, stamp in (("mark", market.mark_time), ("book", market.book_time)):
+    stamps: list[tuple[str, float | None]] = [
+        ("mark", market.mark_time),
+        ("book", market.book_time),
+    ]
+    if intent.stop_trigger == "last" and intent.stop_price is not None:
+        stamps.append(("last", market.last_time))  # the price the stop watches
+    for name, stamp in stamps:
+        if stamp is None:
+            continue  # a last price of unknown time cannot be aged (the guard always says)
         age = now - stamp
         if abs(age) > limits.max_market_data_age_s:
             findings.append(

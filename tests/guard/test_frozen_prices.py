@@ -171,3 +171,19 @@ def test_freshly_stamped_reads_without_a_usable_price_do_not_keep_a_feed_young(
         )
     finally:
         switch.close()
+
+
+def test_a_stop_on_the_last_price_is_not_judged_on_an_old_last_price(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    ex = paper.guarded(_policy(), state_dir=tmp_path)
+    ex.load_markets()
+    last = float(ex.fetch_ticker(SYMBOL)["last"])
+    params = {"stopLoss": {"triggerPrice": round(last * 0.98, 1)}, "workingType": "CONTRACT_PRICE"}
+    assert ex.preview(SYMBOL, "market", "buy", 0.01, None, params).decision is Decision.ALLOW
+    paper.set_faults({"rules": [{"kind": "error", "endpoint": "GET /fapi/v1/ticker/24hr",
+                                 "status": 503}]})  # fmt: skip
+    paper.advance(600)  # the ticker's re-reads fail: its last price is ten minutes old
+    verdict = ex.preview(SYMBOL, "market", "buy", 0.01, None, params)
+    assert verdict.decision is Decision.DENY
+    assert any(message.startswith("last is") for message in _stale(verdict))

@@ -178,3 +178,13 @@ def test_the_verdict_denies_a_mark_out_of_band_and_only_warns_a_reduction() -> N
     verdict = run(reduce, apart, held)
     assert verdict.decision is Decision.WARN
     assert {str(f.code) for f in verdict.warnings} == {"STALE_MARKET_DATA"}
+
+
+def test_a_stop_watching_the_last_price_needs_a_fresh_last_price() -> None:
+    on_last = intent(stop_trigger="last")
+    assert run(on_last, market(last_time=NOW - 5.0)).allowed
+    verdict = run(on_last, market(last_time=NOW - 5.001))
+    assert denied(verdict) == {"STALE_MARKET_DATA"}
+    assert verdict.denials[0].values["input"] == "last"
+    # A stop on the mark does not care how old the last price is.
+    assert run(intent(), market(last_time=NOW - 600.0)).allowed
