@@ -139,3 +139,20 @@ def test_an_account_the_triggers_cannot_read_fails_them_closed(
     state = restarted.runtime.switch.state
     assert (state.state, state.code) == (TradingState.HALTED, Code.TRIGGER_FAILED)
     assert "positions" in state.reason
+
+
+async def test_a_restarted_async_bot_that_only_polls_trips_on_a_drawdown(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    policy = _policy(max_drawdown_pct=8.0)
+    _open_long_and_stop(paper, policy, tmp_path / "state")
+    paper.advance(900)
+    restarted = paper.guarded(policy, state_dir=tmp_path / "state", triggers=True, asyncio=True)
+    try:
+        for _ in range(3):
+            paper.advance(10)
+            await restarted.fetch_ticker(SYMBOL)
+        state = restarted.runtime.switch.state
+        assert (state.state, state.code) == (TradingState.HALTED, Code.DRAWDOWN)
+    finally:
+        await paper.aclose()
