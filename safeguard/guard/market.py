@@ -11,7 +11,9 @@ asks for the tier tables after any read once they are due, so a bot that places 
 still sees a change that moves its liquidation price.
 
 Staleness is judged on the *venue's* timestamps: a feed that freezes keeps answering, with old
-data, and the guard must notice that rather than the freshness of its own request.
+data, and the guard must notice that rather than the freshness of its own request. A feed can
+also freeze its prices under fresh timestamps, so how long each published price (mark, last,
+book mid) has stood still is tracked too, on our clock, for :mod:`safeguard.risk.freshness`.
 
 Rule drift (tick, step, limits, fees, funding interval, tier ladder) is reported as a list of
 :class:`RuleChange` so the caller can emit an event and re-check open positions.
