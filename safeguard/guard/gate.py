@@ -296,11 +296,12 @@ class PreTradeGate:
             lambda: self.snapshot(symbol, now, market_order=by_market),
         )
         settle = str((cache.markets.get(symbol) or {}).get("settle") or "USDT")
-        account = self._current_account(settle, now)
+        built = self._current_account(settle, now)
+        account = None if isinstance(built, str) else built  # the verdict denies for None
         verdict = risk_verdict.evaluate(
             risk_intent,
             market,
-            None if isinstance(account, str) else account,
+            account,
             self.policy.risk,
             self.fills,
             now=now,
