@@ -200,6 +200,21 @@ class RiskLimits(PolicySection):
     """A mark or book older than this denies new exposure (fails closed)."""
     max_rules_age_s: Positive = 3600.0
     """Tier tables, tick/step sizes and fees older than this deny new exposure."""
+    max_tiers_age_s: Positive = 60.0
+    """Tier tables (maintenance rates, leverage caps) older than this deny new exposure. They
+    are re-read at half this age (before an order, and after any read while a position is
+    open), so a venue's silent change is priced within this long."""
+    frozen_price_ticks: Positive | None = 20.0
+    """A mark, last price or book mid that has not moved for so long that its volatility
+    predicts a move of this many ticks is frozen, however fresh its timestamp: new exposure is
+    denied (STALE_MARKET_DATA) and the stale-data trigger counts the feed as old from when it
+    stopped. None: off."""
+    frozen_price_min_s: Positive = 10.0
+    """No price counts as frozen before it has stood still this long (venues publish a mark
+    every second or few)."""
+    max_mark_gap_pct: Positive | None = 5.0
+    """A mark further than this from both the index and the last price is stale (a mark feed
+    stuck while the others move). None: off."""
     funding_horizon_s: Seconds = 8 * 3600.0
     """Holding horizon over which expected funding payments reduce the wallet."""
     liquidation_safety_buffer_pct: NonNegative = 0.0

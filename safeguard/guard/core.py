@@ -194,8 +194,14 @@ class Gate(Protocol):
         """Reads needed before ``symbol`` can be judged (stale or missing data)."""
         ...
 
-    def absorb(self, send: Send, value: Any, now: float) -> None:
-        """Learn from a successful read (any read, the user's too)."""
+    def absorb(self, send: Send, value: Any, now: float) -> list[Send]:
+        """Learn from a successful read (any read, the user's too). Returns the reads needed
+        to judge what was just learnt (the account the triggers lack, a held symbol's tier
+        ladder due for its re-check): the core makes them at once, through the same path."""
+        ...
+
+    def unavailable(self, send: Send, error: Exception, now: float) -> None:
+        """A read :meth:`absorb` asked for failed (after its retries)."""
         ...
 
     def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
@@ -298,8 +304,30 @@ class GuardCore:
         value = yield from self._attempts(
             send, CallKind.READ, now, retry_ambiguous=True, wake_on=wake_on
         )
-        self.gate.absorb(send, value, self._last_now)
+        wanted = list(self.gate.absorb(send, value, self._last_now))
+        made: set[tuple[str, tuple[Any, ...]]] = set()
+        while wanted:
+            # Each of the gate's reads at most once per call, so the chain ends however the
+            # gate answers (its reads carry hashable arguments; the caller's need not).
+            follow = wanted.pop(0)
+            if (follow.method, follow.args) not in made:
+                made.add((follow.method, follow.args))
+                wanted.extend((yield from self._follow_up(follow, wake_on)))
         return value
+
+    def _follow_up(self, wanted: Send, wake_on: Permit | None) -> Steps[list[Send]]:
+        """A read the gate needs to judge what a read brought (the account, a position's tier
+        ladder); returns what it needs next. A failure is the gate's to act on, not the
+        caller's, whose own read succeeded."""
+        essential = replace(wanted, essential=True)
+        try:
+            value = yield from self._attempts(
+                essential, CallKind.READ, self._last_now, retry_ambiguous=True, wake_on=wake_on
+            )
+        except errors.SafeguardError as exc:
+            self.gate.unavailable(wanted, exc, self._last_now)
+            return []
+        return self.gate.absorb(essential, value, self._last_now)
 
     def _attempts(
         self,

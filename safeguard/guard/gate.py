@@ -25,11 +25,12 @@ from safeguard.config import Policy
 from safeguard.errors import OrderDenied
 from safeguard.guard.core import Assessment, Send
 from safeguard.guard.events import EventKind, Hooks, StateChangeEvent, VerdictEvent
-from safeguard.guard.market import MarketCache, RuleChange
+from safeguard.guard.market import MarketCache, RuleChange, due_after
 from safeguard.guard.observe import Health
 from safeguard.guard.orders import OrderIntent
 from safeguard.guard.protective import protective_stop
 from safeguard.guard.tripwire import TripWire
+from safeguard.risk import freshness
 from safeguard.risk import verdict as risk_verdict
 from safeguard.risk.book import OrderBook, Side
 from safeguard.risk.fills import FillModel
@@ -40,8 +41,15 @@ from safeguard.risk.outcome import Finding, Severity, Verdict
 from safeguard.risk.stress import DepthProfile
 from safeguard.risk.tiers import TierTable
 
-_MARKS = {"fetch_funding_rate": "funding", "fetch_ticker": "tickers", "fetch_order_book": "books"}
-"""Reads that carry a venue-stamped price, and where the cache keeps each."""
+_MARKS = {
+    "fetch_funding_rate": ("funding", "mark"),
+    "fetch_ticker": ("tickers", "last"),
+    "fetch_order_book": ("books", "book"),
+}
+"""Reads that carry a venue-stamped price: where the cache keeps each, and its price's name."""
+_ACCOUNT_READS = ("fetch_balance", "fetch_positions", "fetch_leverage_tiers")
+"""Reads after which the account the triggers judge may have changed."""
+_RULE_READS = ("load_markets", "fetch_leverage_tiers")
 _SECONDS_PER_DAY = 86_400.0
 _MIN_VOLATILITY = 1e-6
 """A flat 24 h range would give zero; the verdict needs a positive number and zero is a lie."""
@@ -74,6 +82,11 @@ class PreTradeGate:
     tripwire: TripWire | None = None
     """Kill-switch triggers fed with marks and the account (opt-in)."""
     fills: FillModel = field(init=False)
+    _account_asked: float | None = None
+    """When the triggers last asked for the account themselves (see ``_account_wanted``)."""
+    _mark_agreed: dict[str, float] = field(default_factory=dict)
+    """Per symbol, when the mark last sat within ``risk.max_mark_gap_pct`` of the index or
+    the last price (for the stale-data trigger: a mark out of band is old from then)."""
     _parsed: dict[tuple[str, str], tuple[tuple[Any, ...], Any]] = field(default_factory=dict)
     """Books and tier tables parsed from a cached read, keyed by which read they came from:
     parsing a 100-level book or a ladder on every order would dominate the guard's cost."""
@@ -86,30 +99,133 @@ class PreTradeGate:
     def refresh(self, symbol: str, now: float) -> list[Send]:
         return self.cache.refresh(symbol, now)
 
-    def absorb(self, send: Send, value: Any, now: float) -> None:
+    def absorb(self, send: Send, value: Any, now: float) -> list[Send]:
         # Data age is not fed to the health monitor: it ages a sample on between reads, which
         # for a REST poller makes idleness look like a frozen feed. The verdict judges the
         # venue's own timestamps instead (STALE_MARKET_DATA).
-        changes = self.cache.absorb(send, value, now)
+        cache = self.cache
+        changes = cache.absorb(send, value, now)
+        wanted: list[Send] = []
+        if self.tripwire is not None and send.method not in _RULE_READS:
+            wanted += self._account_wanted(send.method, now)
+        if send.method not in _RULE_READS and cache.ladders_wanted(now):
+            # A position's liquidation price rests on its ladder, which the venue may change
+            # at any time: re-read it on its schedule after whatever read came first.
+            cache.ladders_asked = now
+            wanted.append(Send("fetch_leverage_tiers", ()))
         if self.tripwire is not None:
-            self._observed(send, now)
+            self._observed(send, now, ladders_coming=bool(wanted))
         if changes:
             self._rules_changed(changes, now)
+        return wanted
 
-    def _observed(self, send: Send, now: float) -> None:
+    def unavailable(self, send: Send, error: Exception, now: float) -> None:
+        if self.tripwire is None:
+            return
+        failed = f"({type(error).__name__}: {error})"
+        if send.method == "fetch_leverage_tiers":
+            unladdered = self._unladdered()
+            if unladdered and self.cache.account_consistent():
+                self.tripwire.unjudged(
+                    f"no tier table for {', '.join(unladdered)}, where a position is open, and "
+                    f"reading it failed {failed}",
+                    now,
+                )
+            return
+        part = {"fetch_balance": "balance", "fetch_positions": "positions"}.get(send.method)
+        limit = self.tripwire.monitor.config.max_data_age_s
+        seen = getattr(self.cache, part) if part is not None else None
+        if part is not None and limit is not None and (seen is None or seen.age(now) > limit):
+            # The equity and liquidation triggers have been blind longer than the policy lets
+            # market data age: that is a trigger nobody is running.
+            if seen is None:
+                when = "never read"
+            elif math.isinf(seen.age(now)):
+                when = "not read since our last order"
+            else:
+                when = f"last read {seen.age(now):,.0f}s ago"
+            self.tripwire.unjudged(
+                f"the account's {part} could not be read for the triggers ({when}) {failed}",
+                now,
+            )
+
+    def _observed(self, send: Send, now: float, *, ladders_coming: bool) -> None:
         """Feed the triggers from every read, not only from the verdict's: a bot that only
-        polls its account and prices must still trip on a drawdown or a frozen feed."""
+        polls its account and prices must still trip on a drawdown or a frozen feed.
+        ``ladders_coming``: the tier tables are being read next, so an account that lacks one
+        is judged once they are in."""
         assert self.tripwire is not None
         where = _MARKS.get(send.method)
         if where is not None and send.args:
             symbol = str(send.args[0])
-            piece = getattr(self.cache, where).get(symbol)
-            if piece is not None:
-                self.tripwire.mark(symbol, piece.venue_time, now)
-        elif (
-            send.method in ("fetch_balance", "fetch_positions") and self.cache.account_consistent()
-        ):
-            self._current_account(self._settle_of_positions(), now)
+            piece = getattr(self.cache, where[0]).get(symbol)
+            # A read on time without a usable price (a mark of 0, a crossed book) brought no
+            # data: it must not keep the feed young.
+            if piece is not None and where[1] in self.cache.prices.get(symbol, {}):
+                stale_since = self._untrusted_since(symbol, now)
+                self.tripwire.mark(symbol, piece.venue_time, now, stale_since=stale_since)
+        elif send.method in _ACCOUNT_READS and self.cache.account_consistent():
+            if ladders_coming and self._unladdered():
+                # After a restart nothing has loaded the ladders yet: without them there is no
+                # liquidation price and no equity. They are read next; judge then.
+                return
+            account = self._current_account(self._settle_of_positions(), now)
+            if isinstance(account, str):
+                self.tripwire.unjudged(account, now)
+
+    def _account_wanted(self, method: str, now: float) -> list[Send]:
+        """The parts of the account the triggers lack, or hold older than half the stale-data
+        limit (30 s by default), at most one ask per such period: a bot that polls only its
+        price (or only its balance) still has its drawdown judged."""
+        assert self.tripwire is not None
+        due = (self.tripwire.monitor.config.max_data_age_s or 60.0) / 2.0
+        asked = self._account_asked
+        if asked is not None and 0.0 <= now - asked < due:
+            return []
+        cache = self.cache
+        wanted = []
+        if due_after(cache.balance, now, due):
+            wanted.append(Send("fetch_balance", ()))
+        positions_due = due_after(cache.positions, now, due) or bool(cache.unsettled)
+        # A filtered read refreshes the legs it names but not the view's age: enough.
+        if positions_due and (method != "fetch_positions" or not cache.account_consistent()):
+            wanted.append(Send("fetch_positions", ()))
+        if wanted:
+            self._account_asked = now
+        return wanted
+
+    def _untrusted_since(self, symbol: str, now: float) -> float | None:
+        """From when ``symbol``'s freshly stamped prices cannot be trusted (frozen, or a mark
+        out of band since the three last agreed), or ``None``: the same tests as the
+        verdict's, on what the cache holds now."""
+        cache, limits = self.cache, self.policy.risk
+        funding = cache.funding.get(symbol)
+        ticker = cache.tickers.get(symbol)
+        f = funding.value if funding is not None else {}
+        t = ticker.value if ticker is not None else {}
+        market = cache.markets.get(symbol) or {}
+        frozen = freshness.frozen_prices(
+            cache.price_tracks(symbol),
+            volatility=_volatility(t, limits.volatility_window_s),
+            window_s=limits.volatility_window_s,
+            tick=_positive((market.get("precision") or {}).get("price")),
+            limits=limits,
+            now=now,
+        )
+        gap = freshness.mark_out_of_band(
+            _positive(f.get("markPrice")),
+            _positive(f.get("indexPrice")),
+            _positive(t.get("last")),
+            since=self._mark_agreed.get(symbol, now),
+            limits=limits,
+        )
+        if gap is None:
+            self._mark_agreed[symbol] = now
+        return freshness.untrusted_since((*frozen, *(() if gap is None else (gap,))))
+
+    def _unladdered(self) -> list[str]:
+        """Symbols with an open position whose tier table was never read."""
+        return [symbol for symbol in self.cache.held() if symbol not in self.cache.tiers]
 
     def _settle_of_positions(self) -> str:
         for position in self.cache.positions.value if self.cache.positions else ():
@@ -118,9 +234,9 @@ class PreTradeGate:
                 return str(market["settle"])
         return "USDT"
 
-    def _current_account(self, settle: str, now: float) -> Account | None:
-        """The account in ``settle``, built once per re-read of any part of it (the triggers
-        see each new one once)."""
+    def _current_account(self, settle: str, now: float) -> Account | str:
+        """The account in ``settle`` (or why it cannot be built), built once per re-read of
+        any part of it (the triggers see each new one once)."""
         cache = self.cache
         return self._derived(  # type: ignore[no-any-return]
             "account",
@@ -180,7 +296,8 @@ class PreTradeGate:
             lambda: self.snapshot(symbol, now, market_order=by_market),
         )
         settle = str((cache.markets.get(symbol) or {}).get("settle") or "USDT")
-        account = self._current_account(settle, now)
+        built = self._current_account(settle, now)
+        account = None if isinstance(built, str) else built  # the verdict denies for None
         verdict = risk_verdict.evaluate(
             risk_intent,
             market,
@@ -262,14 +379,24 @@ class PreTradeGate:
             funding_interval_s=interval_s,
             index=_positive(f.get("indexPrice")),
             last=_positive(t.get("last")),
+            last_time=None if ticker is None else (ticker.venue_time or ticker.fetched),
+            price_tracks=cache.price_tracks(symbol),
         )
 
     def account(self, now: float, settle: str = "USDT") -> Account | None:
         """The risk core's view of the account in ``settle`` (the margin asset of the market
         being judged: USDT or USDC on Binance USD-M)."""
+        account = self._account_or_why(settle)
+        if isinstance(account, str):
+            logger.warning("account unusable for the verdict: {}", account)
+            return None
+        return account
+
+    def _account_or_why(self, settle: str) -> Account | str:
+        """The account in ``settle``, or why it cannot be built."""
         cache = self.cache
         if cache.balance is None or cache.positions is None:
-            return None
+            return "balance and positions not both read yet"
         balance = cache.balance.value
         wallet = _wallet_balance(balance, settle)
         free = _finite((balance.get("free") or {}).get(settle))
@@ -280,11 +407,10 @@ class PreTradeGate:
                 if leg is not None:
                     legs.append(leg)
         except (KeyError, TypeError, ValueError) as exc:
-            logger.warning("positions unusable for the verdict: {}", exc)
-            return None
+            return f"positions unusable: {type(exc).__name__}: {exc}"
         open_orders = sum(len(seen.value) for seen in cache.open_orders.values())
         if wallet is None:
-            return None  # the verdict denies with MISSING_ACCOUNT
+            return f"no {settle} wallet balance in the balance read"
         try:
             return Account(
                 wallet_balance=wallet,
@@ -293,13 +419,12 @@ class PreTradeGate:
                 available_balance=None if free is None else max(0.0, free),
             )
         except ValueError as exc:
-            logger.warning("account data unusable for the verdict: {}", exc)
-            return None
+            return f"account data unusable: {exc}"
 
-    def _account_observed(self, now: float, settle: str) -> Account | None:
-        """The account, built once per re-read; the triggers see each new one."""
-        account = self.account(now, settle)
-        if account is not None and self.tripwire is not None:
+    def _account_observed(self, now: float, settle: str) -> Account | str:
+        """The account (or why not), built once per re-read; the triggers see each new one."""
+        account = self._account_or_why(settle)
+        if isinstance(account, Account) and self.tripwire is not None:
             stops: dict[str, float] = {}
             for leg in account.positions:
                 stop = self._protective_stop(leg)
@@ -319,7 +444,8 @@ class PreTradeGate:
             return None
         tiers = self._tiers(symbol)
         if tiers is None:
-            raise ValueError(f"no tier table for {symbol}, where a position is open")
+            have = "an unusable" if symbol in self.cache.tiers else "no"
+            raise ValueError(f"{have} tier table for {symbol}, where a position is open")
         info = position.get("info") or {}
         isolated = position.get("marginMode") == "isolated"
         size = abs(contracts) * float(position.get("contractSize") or 1.0)
@@ -338,6 +464,7 @@ class PreTradeGate:
     def _rules(self, symbol: str, *, market_order: bool = False) -> MarketRules | None:
         market = self.cache.markets.get(symbol)
         updated = self.cache.rules_time(symbol)
+        tiers_updated = self.cache.tiers_time(symbol)
         tiers = self._tiers(symbol)
         if market is None or updated is None or tiers is None:
             return None
@@ -356,6 +483,7 @@ class PreTradeGate:
                 tick_size=float(precision["price"]),
                 step_size=float(precision["amount"]),
                 updated_at=updated,
+                tiers_updated_at=tiers_updated,
                 min_qty=float(amount.get("min") or 0.0),
                 max_qty=min(known) if known else None,
                 min_notional=float(cost.get("min") or 0.0),

@@ -2,13 +2,18 @@
 
 Every successful read through the guard (the user's own ``fetch_ticker`` included) lands here,
 stamped with when it was fetched and, where the venue says, when the venue produced it. Before
-an order, :meth:`MarketCache.refresh` names the reads that are missing or due: market rules and
-tier tables on a schedule (half of ``max_rules_age_s``, so a verdict never rests on rules older
-than the policy allows), mark/funding and the book when older than half of
-``max_market_data_age_s``, the account after every order the guard placed.
+an order, :meth:`MarketCache.refresh` names the reads that are missing or due: market rules on
+a schedule (half of ``max_rules_age_s``, so a verdict never rests on rules older than the
+policy allows), tier tables at half of ``max_tiers_age_s`` (venues change them without notice),
+mark/funding and the book when older than half of ``max_market_data_age_s``, the account after
+every order the guard placed. While a position is open, :meth:`MarketCache.ladders_wanted`
+asks for the tier tables after any read once they are due, so a bot that places no order
+still sees a change that moves its liquidation price.
 
 Staleness is judged on the *venue's* timestamps: a feed that freezes keeps answering, with old
-data, and the guard must notice that rather than the freshness of its own request.
+data, and the guard must notice that rather than the freshness of its own request. A feed can
+also freeze its prices under fresh timestamps, so how long each published price (mark, last,
+book mid) has stood still is tracked too, on our clock, for :mod:`safeguard.risk.freshness`.
 
 Rule drift (tick, step, limits, fees, funding interval, tier ladder) is reported as a list of
 :class:`RuleChange` so the caller can emit an event and re-check open positions.
@@ -23,6 +28,7 @@ from typing import Any
 
 from safeguard.config import RiskLimits
 from safeguard.guard.core import Send
+from safeguard.risk.freshness import PriceTrack
 
 _RULE_KEYS = (
     ("precision", "price"),
@@ -81,6 +87,12 @@ class MarketCache:
     """Per symbol, ``{"leverage": float | None, "marginMode": str | None}``: what the venue
     will apply to the next order. ``fetch_positions`` drops flat symbols, so a symbol another
     client set to isolated 50x would otherwise look like the defaults."""
+    prices: dict[str, dict[str, PriceTrack]] = field(default_factory=dict)
+    """Per symbol, how long each published price (mark, last, book mid) has stood still, on
+    our clock."""
+    ladders_asked: float | None = None
+    """When :meth:`ladders_wanted` last asked for the tier tables (one ask per due period,
+    whatever became of it, so a failing read is not repeated after every read)."""
 
     # --- what to read before judging an order ----------------------------------------------
 
@@ -93,7 +105,7 @@ class MarketCache:
         if self.markets and symbol not in self.markets:
             return sends  # unknown symbol: nothing more to read; the verdict denies it
         tiers = self.tiers.get(symbol)
-        if tiers is None or now - tiers.fetched >= rules_due:
+        if tiers is None or now - tiers.fetched >= self._tiers_due:
             # Every symbol's ladder: positions elsewhere share the cross wallet.
             sends.append(Send("fetch_leverage_tiers", ()))
         funding = self.funding.get(symbol)
@@ -105,17 +117,43 @@ class MarketCache:
         book = self.books.get(symbol)
         if book is None or now - book.fetched >= data_due:
             sends.append(Send("fetch_order_book", (symbol, self.book_depth)))
-        if _due(self.balance, now, data_due):
+        if due_after(self.balance, now, data_due):
             sends.append(Send("fetch_balance", ()))
-        if _due(self.positions, now, data_due):
+        if due_after(self.positions, now, data_due):
             sends.append(Send("fetch_positions", ()))
-        if _due(self.open_orders.get(symbol), now, data_due):
+        if due_after(self.open_orders.get(symbol), now, data_due):
             sends.append(Send("fetch_open_orders", (symbol,)))
-        if _due(self.settings.get(symbol), now, data_due):
+        if due_after(self.settings.get(symbol), now, data_due):
             # Every symbol's leverage and margin mode in one read (symbolConfig on Binance),
             # on the account's schedule: another client may change them at any time.
             sends.append(Send("fetch_leverages", ()))
         return sends
+
+    def ladders_wanted(self, now: float) -> bool:
+        """Whether to read the tier tables now, off the order path: a symbol with an open
+        position has no ladder or a due one, and none was asked for within the due period."""
+        due = self._tiers_due
+        if self.ladders_asked is not None and 0.0 <= now - self.ladders_asked < due:
+            return False
+        for symbol in self.held():
+            ladder = self.tiers.get(symbol)
+            if ladder is None or now - ladder.fetched >= due:
+                return True
+        return False
+
+    def held(self) -> list[str]:
+        """Symbols with an open position in the latest positions read, and those our own
+        orders changed since (they may hold one now)."""
+        held = (
+            p.get("symbol")
+            for p in (self.positions.value if self.positions is not None else ())
+            if isinstance(p, Mapping) and _held(p.get("contracts"))
+        )
+        return sorted({symbol for symbol in held if isinstance(symbol, str)} | self.unsettled)
+
+    @property
+    def _tiers_due(self) -> float:
+        return min(self.limits.max_rules_age_s, self.limits.max_tiers_age_s) / 2.0
 
     # --- learning from reads ---------------------------------------------------------------
 
@@ -136,6 +174,7 @@ class MarketCache:
         if method == "fetch_funding_rate" and isinstance(value, Mapping) and symbol:
             old = self.funding.get(symbol)
             self.funding[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
+            self._track(symbol, "mark", value.get("markPrice"), self.funding[symbol])
             if old is not None and old.value.get("interval") != value.get("interval"):
                 return [
                     RuleChange(
@@ -145,8 +184,10 @@ class MarketCache:
             return []
         if method == "fetch_order_book" and isinstance(value, Mapping) and symbol:
             self.books[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
+            self._track(symbol, "book", _mid(value), self.books[symbol])
         elif method == "fetch_ticker" and isinstance(value, Mapping) and symbol:
             self.tickers[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
+            self._track(symbol, "last", value.get("last"), self.tickers[symbol])
         elif method == "fetch_leverages" and isinstance(value, Mapping) and not args:
             self._absorb_settings(value, now)
         elif method in ("set_leverage", "set_margin_mode") and len(args) >= 2:
@@ -249,6 +290,26 @@ class MarketCache:
             return  # nothing learned (a status ccxt could not parse leaves the count as it is)
         self.open_orders[symbol] = Seen(resting, seen.fetched, seen.venue_time)
 
+    def _track(self, symbol: str, name: str, price: Any, seen: Seen) -> None:
+        tracks = self.prices.setdefault(symbol, {})
+        number = _number(price)
+        if number is None or number <= 0.0:
+            tracks.pop(name, None)  # no price: nothing stood still (its absence is denied)
+            return
+        # On our clock, between the reads that showed it: the venue's stamps are exactly what
+        # cannot be trusted here (a venue clock ahead of ours would hide the span entirely).
+        stamp = seen.fetched
+        if not math.isfinite(stamp) or stamp < 0.0:
+            tracks.pop(name, None)
+            return
+        old = tracks.get(name)
+        tracks[name] = (
+            PriceTrack.start(name, number, stamp) if old is None else old.observe(number, stamp)
+        )
+
+    def price_tracks(self, symbol: str) -> tuple[PriceTrack, ...]:
+        return tuple(self.prices.get(symbol, {}).values())
+
     def placed(self, symbol: str, order: Any, now: float) -> None:
         """Our own order changed the account: re-read it before judging the next one.
 
@@ -316,6 +377,11 @@ class MarketCache:
             and not self.unsettled
         )
 
+    def tiers_time(self, symbol: str) -> float | None:
+        """When ``symbol``'s tier ladder was fetched."""
+        tiers = self.tiers.get(symbol)
+        return None if tiers is None else tiers.fetched
+
     def rules_time(self, symbol: str) -> float | None:
         """When the older of the filters and the tier ladder was fetched."""
         tiers = self.tiers.get(symbol)
@@ -355,14 +421,20 @@ def _unique(orders: list[Any]) -> list[Any]:
     return list(by_id.values())
 
 
-def _leverage_value(value: Any) -> float | None:
+def _number(value: Any) -> float | None:
+    """A finite number from a venue field (a string or a number), else ``None``."""
     if isinstance(value, bool):
         return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if number >= 1.0 and math.isfinite(number) else None
+    return number if math.isfinite(number) else None
+
+
+def _leverage_value(value: Any) -> float | None:
+    number = _number(value)
+    return number if number is not None and number >= 1.0 else None
 
 
 def _margin_mode_value(value: Any) -> str | None:
@@ -372,7 +444,12 @@ def _margin_mode_value(value: Any) -> str | None:
     return mode if mode in ("cross", "isolated") else None
 
 
-def _due(seen: Seen | None, now: float, after: float) -> bool:
+def _held(contracts: Any) -> bool:
+    return bool(_number(contracts))
+
+
+def due_after(seen: Seen | None, now: float, after: float) -> bool:
+    """Whether ``seen`` is missing or was fetched ``after`` seconds ago or more."""
     return seen is None or now - seen.fetched >= after
 
 
@@ -388,6 +465,16 @@ def _symbols_arg(args: Sequence[Any], kwargs: Mapping[str, Any]) -> set[str]:
     if isinstance(symbols, list | tuple):
         return {s for s in symbols if isinstance(s, str)}
     return set()
+
+
+def _mid(book: Mapping[str, Any]) -> float | None:
+    """The mid of the best bid and ask of a ccxt order book (``None`` for one side empty, or
+    a crossed book: no price anyone could trade at)."""
+    try:
+        bid, ask = float(book["bids"][0][0]), float(book["asks"][0][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return (bid + ask) / 2.0 if 0.0 < bid < ask else None
 
 
 def _seconds(milliseconds: Any) -> float | None:
@@ -420,4 +507,4 @@ def _ladder(tiers: Any) -> list[tuple[Any, ...]]:
     ]
 
 
-__all__ = ["MarketCache", "RuleChange", "Seen"]
+__all__ = ["MarketCache", "RuleChange", "Seen", "due_after"]

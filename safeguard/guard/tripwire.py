@@ -60,11 +60,16 @@ class TripWire:
         else:
             self.feed(t.VenueError(now))
 
-    def mark(self, symbol: str, data_time: float | None, now: float) -> None:
-        self.feed(t.MarkUpdate(now, symbol, data_time))
+    def mark(
+        self, symbol: str, data_time: float | None, now: float, *, stale_since: float | None = None
+    ) -> None:
+        self.feed(t.MarkUpdate(now, symbol, data_time, stale_since))
 
     def account(self, account: Account, stops: dict[str, float], now: float) -> None:
         self.feed(t.AccountUpdate(now, account, stops))
+
+    def unjudged(self, reason: str, now: float) -> None:
+        self.feed(t.AccountUnjudged(now, reason))
 
 
 __all__ = ["TripWire"]

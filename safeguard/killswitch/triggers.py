@@ -380,13 +380,31 @@ class AccountUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountUnjudged:
+    """The account was read but cannot be judged (a position without a tier table that could
+    not be loaded, positions or a balance the triggers cannot use): the equity and
+    liquidation-distance triggers are blind, which trips ``TRIGGER_FAILED``."""
+
+    now: float
+    reason: str
+
+    def __post_init__(self) -> None:
+        _check_now(self.now)
+        if not isinstance(self.reason, str) or not self.reason:
+            raise ValueError(f"reason must be a non-empty string, got {self.reason!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class MarkUpdate:
     """Fresh market data for ``symbol``. ``data_time`` is the venue's timestamp of the data
-    (epoch seconds) when known: a feed that keeps delivering an old price is still frozen."""
+    (epoch seconds) when known: a feed that keeps delivering an old price is still frozen.
+    ``stale_since``: the data is freshly stamped but cannot be trusted since then (its prices
+    stopped moving, see :mod:`safeguard.risk.freshness`); the feed's age counts from it."""
 
     now: float
     symbol: str
     data_time: float | None = None
+    stale_since: float | None = None
 
     def __post_init__(self) -> None:
         _check_now(self.now)
@@ -394,6 +412,8 @@ class MarkUpdate:
             raise ValueError(f"symbol must be a non-empty string, got {self.symbol!r}")
         if self.data_time is not None:
             _inputs.non_negative("data_time", self.data_time)
+        if self.stale_since is not None:
+            _inputs.non_negative("stale_since", self.stale_since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,6 +508,7 @@ class Tick:
 Event = (
     EquityUpdate
     | AccountUpdate
+    | AccountUnjudged
     | MarkUpdate
     | OrderSubmitted
     | OrderCanceled
@@ -550,6 +571,7 @@ class RiskMonitor:
         self._last_trip: dict[Code, float] = {}
         self._tripped: list[Trip] = []
         self._feeds: dict[str, float] = {}
+        self._stale_since: dict[str, float] = {}
         self._streak = 0
         cfg = self.config
         self._windows: dict[Code, _Window] = {
@@ -616,10 +638,24 @@ class RiskMonitor:
                 trips = [_failed(event, exc)]
             limit = self.config.max_data_age_s
             # Every event carries the time, so every event can notice a feed that went quiet.
-            if limit is not None and self._feeds and now - min(self._feeds.values()) > limit:
-                ages = {symbol: now - seen for symbol, seen in self._feeds.items()}
-                trips.append(stale_data_trip(ages, limit, self._action(Code.STALE_MARKET_DATA)))
+            if limit is not None and self._feeds:
+                ages = self._ages(now)
+                if max(ages.values()) > limit:
+                    action = self._action(Code.STALE_MARKET_DATA)
+                    trips.append(stale_data_trip(ages, limit, action))
             return self._cool([t for t in trips if t is not None], now)
+
+    def _ages(self, now: float) -> dict[str, float]:
+        feeds = self._feeds
+        for symbol, seen in feeds.items():
+            if seen > now:
+                # The clock stepped back past the data: age it from now, or a feed that
+                # froze just after the step would look young for as long as the step.
+                feeds[symbol] = now
+        return {
+            symbol: now - min(seen, self._stale_since.get(symbol, seen))
+            for symbol, seen in feeds.items()
+        }
 
     def set_limits(self, limits: RiskLimits) -> None:
         """Limits reloaded at run time. They apply from the next observation: an account update
@@ -633,6 +669,7 @@ class RiskMonitor:
         """Stop watching ``symbol``'s data age (the bot unsubscribed on purpose)."""
         with self._lock:
             self._feeds.pop(symbol, None)
+            self._stale_since.pop(symbol, None)
 
     def resume(self, now: float) -> None:
         """The operator re-armed the switch: forget past trips and end every cooling period,
@@ -672,9 +709,24 @@ class RiskMonitor:
                     )
                 trips.append(positions_beyond_limits(account, self.limits))
                 return trips
-            case MarkUpdate(now=now, symbol=symbol, data_time=data_time):
-                seen = now if data_time is None else data_time
+            case AccountUnjudged(reason=reason):
+                # Equity and liquidation limits nobody can check are limits nobody checks.
+                return [
+                    Trip(
+                        Code.TRIGGER_FAILED,
+                        f"the triggers cannot judge the account: {reason}",
+                        "HALTED",
+                        {},
+                    )
+                ]
+            case MarkUpdate(now=now, symbol=symbol, data_time=data_time, stale_since=stale):
+                # A stamp in the future says the data is no older than now, not younger.
+                seen = now if data_time is None else min(data_time, now)
                 self._feeds[symbol] = max(seen, self._feeds.get(symbol, seen))
+                if stale is None:
+                    self._stale_since.pop(symbol, None)
+                else:
+                    self._stale_since[symbol] = stale
                 return []
             case OrderSubmitted(now=now):
                 return [self._count(Code.ORDER_RATE, now)]
@@ -781,6 +833,7 @@ class RiskMonitor:
 
 __all__ = [
     "ACTIONS",
+    "AccountUnjudged",
     "AccountUpdate",
     "Action",
     "EquityUpdate",

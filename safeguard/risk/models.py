@@ -18,6 +18,7 @@ from typing import Literal
 
 from safeguard.risk import _inputs
 from safeguard.risk.book import SIDES, OrderBook, Side
+from safeguard.risk.freshness import PriceTrack
 from safeguard.risk.liquidation import PositionLeg, get_model
 from safeguard.risk.tiers import TierTable
 
@@ -92,8 +93,10 @@ class MarketRules:
     """What the venue publishes about a market and changes rarely: tiers, filters, the model.
 
     ``updated_at`` is when these were fetched; rules older than
-    ``RiskLimits.max_rules_age_s`` deny new exposure. ``liquidation_model`` names the venue
-    formula in :func:`safeguard.risk.liquidation.get_model`.
+    ``RiskLimits.max_rules_age_s`` deny new exposure, and so does a tier ladder fetched at
+    ``tiers_updated_at`` (when given: the guard always says) longer than
+    ``RiskLimits.max_tiers_age_s`` ago. ``liquidation_model`` names the venue formula in
+    :func:`safeguard.risk.liquidation.get_model`.
     """
 
     tiers: TierTable
@@ -112,6 +115,7 @@ class MarketRules:
     percent_price: tuple[float, float] | None = None
     """Binance's ``PERCENT_PRICE`` multipliers ``(down, up)``: a limit buy above
     ``mark x up`` or a limit sell below ``mark x down`` is refused by the venue."""
+    tiers_updated_at: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.tiers, TierTable):
@@ -119,6 +123,7 @@ class MarketRules:
         _inputs.positive("tick_size", self.tick_size)
         _inputs.positive("step_size", self.step_size)
         _inputs.non_negative("updated_at", self.updated_at)
+        _optional(_inputs.non_negative, "tiers_updated_at", self.tiers_updated_at)
         _inputs.non_negative("min_qty", self.min_qty)
         _optional(_inputs.positive, "max_qty", self.max_qty)
         if self.max_qty is not None and self.max_qty < self.min_qty:
@@ -172,6 +177,11 @@ class MarketSnapshot:
     index: float | None = None
     last: float | None = None
     book_time: float | None = None
+    last_time: float | None = None
+    """When the last price was true (the ticker's time): a stop watching it needs it fresh."""
+    price_tracks: tuple[PriceTrack, ...] = ()
+    """How long each published price (mark, last, book mid) has stood still: a price frozen
+    under fresh timestamps is stale (:mod:`safeguard.risk.freshness`)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.symbol, str) or not self.symbol.strip():
@@ -195,6 +205,13 @@ class MarketSnapshot:
         _optional(_inputs.positive, "index", self.index)
         _optional(_inputs.positive, "last", self.last)
         _optional(_inputs.non_negative, "book_time", self.book_time)
+        _optional(_inputs.non_negative, "last_time", self.last_time)
+        if not isinstance(self.price_tracks, tuple) or not all(
+            isinstance(track, PriceTrack) for track in self.price_tracks
+        ):
+            raise ValueError(
+                f"price_tracks must be a tuple of PriceTrack, got {self.price_tracks!r}"
+            )
         if self.book_time is None and self.book is not None and self.book.timestamp is not None:
             object.__setattr__(self, "book_time", self.book.timestamp)
 

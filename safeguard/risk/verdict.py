@@ -33,6 +33,7 @@ from safeguard.config import RiskLimits
 from safeguard.risk._trusted import trusted
 from safeguard.risk.checks import run_priced_checks, run_shape_checks, run_size_rules
 from safeguard.risk.fills import FillFace, FillModel
+from safeguard.risk.freshness import frozen_prices, mark_out_of_band
 from safeguard.risk.models import Account, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt
 from safeguard.risk.pricing import Exposure, Order, price_order
@@ -252,7 +253,15 @@ def _gate_data(
     assert market.mark_time is not None
     assert market.book_time is not None
     assert market.rules is not None
-    for name, stamp in (("mark", market.mark_time), ("book", market.book_time)):
+    stamps: list[tuple[str, float | None]] = [
+        ("mark", market.mark_time),
+        ("book", market.book_time),
+    ]
+    if intent.stop_trigger == "last" and intent.stop_price is not None:
+        stamps.append(("last", market.last_time))  # the price the stop watches
+    for name, stamp in stamps:
+        if stamp is None:
+            continue  # a last price of unknown time cannot be aged (the guard always says)
         age = now - stamp
         if abs(age) > limits.max_market_data_age_s:
             findings.append(
@@ -266,6 +275,25 @@ def _gate_data(
                     {"input": name, "age_s": age, "max_age_s": limits.max_market_data_age_s},
                 )
             )
+    # A fresh timestamp on a price that stopped moving (or a mark gone its own way) is stale.
+    frozen = frozen_prices(
+        market.price_tracks,
+        volatility=market.volatility,
+        window_s=limits.volatility_window_s,
+        tick=market.rules.tick_size,
+        limits=limits,
+        now=now,
+    )
+    gap = mark_out_of_band(market.mark, market.index, market.last, since=now, limits=limits)
+    for stale in (*frozen, *(() if gap is None else (gap,))):
+        findings.append(
+            Finding(
+                Code.STALE_MARKET_DATA,
+                severity,
+                stale.reason,
+                {"input": stale.input, **stale.values},
+            )
+        )
     next_funding = market.next_funding_time
     if next_funding is not None and limits.funding_horizon_s > 0:
         interval = market.funding_interval_s
@@ -293,6 +321,19 @@ def _gate_data(
                 f"tiers and filters are {fmt(rules_age)} s old; "
                 f"policy allows {fmt(limits.max_rules_age_s)} s",
                 {"age_s": rules_age, "max_age_s": limits.max_rules_age_s},
+            )
+        )
+    tiers_time = market.rules.tiers_updated_at
+    tiers_age = 0.0 if tiers_time is None else now - tiers_time
+    if abs(tiers_age) > limits.max_tiers_age_s and abs(rules_age) <= limits.max_rules_age_s:
+        # Venues change brackets without notice: a ladder priced on must be a recent one.
+        findings.append(
+            Finding(
+                Code.STALE_MARKET_RULES,
+                severity,
+                f"the tier table is {fmt(tiers_age)} s old; "
+                f"policy allows {fmt(limits.max_tiers_age_s)} s (risk.max_tiers_age_s)",
+                {"age_s": tiers_age, "max_age_s": limits.max_tiers_age_s},
             )
         )
     return True

@@ -46,7 +46,10 @@ class _Allow:
     def refresh(self, symbol: str, now: float) -> list[Send]:
         return []
 
-    def absorb(self, send: Send, value: Any, now: float) -> None:
+    def absorb(self, send: Send, value: Any, now: float) -> list[Send]:
+        return []
+
+    def unavailable(self, send: Send, error: Exception, now: float) -> None:
         return None
 
     def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:

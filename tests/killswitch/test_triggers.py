@@ -15,6 +15,7 @@ from safeguard.codes import Code
 from safeguard.config import Policy, RiskLimits, TriggerConfig
 from safeguard.killswitch.equity import EquityMarks
 from safeguard.killswitch.triggers import (
+    AccountUnjudged,
     AccountUpdate,
     EquityUpdate,
     LeverageChanged,
@@ -240,6 +241,47 @@ def test_a_feed_repeating_an_old_timestamp_is_frozen() -> None:
     monitor = RiskMonitor(quiet(max_data_age_s=5.0))
     trips = [monitor.observe(MarkUpdate(T0 + i, BTC, data_time=T0)) for i in range(10)]
     assert [codes(t) for t in trips].index([Code.STALE_MARKET_DATA]) == 6
+
+
+def test_prices_frozen_under_fresh_stamps_age_from_when_they_stopped() -> None:
+    monitor = RiskMonitor(quiet(max_data_age_s=30.0))
+    assert monitor.observe(MarkUpdate(T0, BTC, data_time=T0)) == ()
+    # Every read is stamped "now", but the prices have not moved since T0 + 10.
+    for second in range(11, 41):
+        assert monitor.observe(MarkUpdate(T0 + second, BTC, T0 + second, T0 + 10)) == ()
+    (trip,) = monitor.observe(MarkUpdate(T0 + 41, BTC, T0 + 41, stale_since=T0 + 10))
+    assert trip.code == Code.STALE_MARKET_DATA
+    assert trip.numbers["age_s"] == 31.0
+    # Prices that move again are fresh again (the switch stays engaged: nothing un-trips).
+    monitor.resume(T0 + 42)
+    assert monitor.observe(MarkUpdate(T0 + 42, BTC, data_time=T0 + 42)) == ()
+
+
+def test_a_stamp_in_the_future_does_not_keep_a_feed_young() -> None:
+    monitor = RiskMonitor(quiet(max_data_age_s=30.0))
+    assert monitor.observe(MarkUpdate(T0, BTC, data_time=T0 + 3600)) == ()
+    assert monitor.observe(Tick(T0 + 30)) == ()
+    (trip,) = monitor.observe(Tick(T0 + 31))
+    assert trip.code == Code.STALE_MARKET_DATA
+
+
+def test_a_clock_stepping_back_does_not_blind_the_stale_data_trigger() -> None:
+    monitor = RiskMonitor(quiet(max_data_age_s=30.0))
+    assert monitor.observe(MarkUpdate(T0 + 3600, BTC)) == ()
+    # The host clock is corrected an hour back; the feed then says nothing more. Its data
+    # ages from the step, not from an hour in the future.
+    assert monitor.observe(Tick(T0)) == ()
+    assert monitor.observe(Tick(T0 + 30)) == ()
+    (trip,) = monitor.observe(Tick(T0 + 31))
+    assert trip.code == Code.STALE_MARKET_DATA
+
+
+def test_an_account_that_cannot_be_judged_trips_trigger_failed() -> None:
+    monitor = RiskMonitor(quiet(max_drawdown_pct=5.0))
+    (trip,) = monitor.observe(AccountUnjudged(T0, "no tier table for BTC/USDT:USDT"))
+    assert (trip.code, trip.action) == (Code.TRIGGER_FAILED, "HALTED")
+    assert "no tier table" in trip.reason
+    assert monitor.observe(AccountUnjudged(T0 + 1, "still none")) == ()  # cooling
 
 
 def test_a_forgotten_feed_no_longer_counts() -> None:

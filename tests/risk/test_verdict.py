@@ -23,7 +23,7 @@ from safeguard.risk.outcome import Decision
 from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
 from safeguard.risk.tiers import BINANCE_ETHUSDT_TIERS
 
-from .verdict_cases import NOW, account, codes, denied, intent, market, rules, run
+from .verdict_cases import LONG, NOW, account, codes, denied, intent, market, rules, run
 
 ETH = PositionLeg(
     symbol="ETH/USDT:USDT",
@@ -112,16 +112,7 @@ def test_short_stop_is_checked_above_liquidation() -> None:
 def test_stop_required_for_new_exposure_but_not_for_a_reduction() -> None:
     assert denied(run(intent(stop_price=None))) == {"STOP_REQUIRED"}
     assert run(intent(stop_price=None), require_stop=False).decision is Decision.ALLOW
-    long_leg = PositionLeg(
-        symbol=SYMBOL,
-        side=1,
-        quantity=1.0,
-        entry_price=59_000.0,
-        mark_price=60_000.0,
-        tiers=BTCUSDT_TIERS_12,
-        isolated_wallet=6_000.0,
-    )
-    held = account(positions=(long_leg,), available_balance=4_000.0)
+    held = account(positions=(LONG,), available_balance=4_000.0)
     for reduce_only in (True, False):
         order = intent(side="sell", stop_price=None, reduce_only=reduce_only)
         assert run(order, acct=held).decision is Decision.ALLOW

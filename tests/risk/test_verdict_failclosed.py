@@ -12,23 +12,12 @@ from hypothesis import strategies as st
 
 from safeguard.config import RiskLimits
 from safeguard.risk.book import OrderBook
-from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Decision
-from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
+from safeguard.risk.sample import SYMBOL
 from safeguard.risk.verdict import evaluate
 
-from .verdict_cases import FILLS, NOW, account, denied, intent, market, rules, run
-
-LONG = PositionLeg(
-    symbol=SYMBOL,
-    side=1,
-    quantity=1.0,
-    entry_price=59_000.0,
-    mark_price=60_000.0,
-    tiers=BTCUSDT_TIERS_12,
-    isolated_wallet=6_000.0,
-)
+from .verdict_cases import FILLS, LONG, NOW, account, denied, intent, market, rules, run
 
 
 @pytest.mark.parametrize(
@@ -107,6 +96,16 @@ def test_data_exactly_at_the_age_limit_passes(changes: dict[str, Any]) -> None:
     if changes.get("rules") == "edge":
         changes = {"rules": rules(updated_at=NOW - 3600.0)}
     assert run(snapshot=market(**changes)).allowed
+
+
+def test_a_tier_ladder_older_than_its_own_limit_denies_new_exposure() -> None:
+    # Filters an hour young are fine; a ladder over a minute old is not (venues change it).
+    young = run(snapshot=market(rules=rules(updated_at=NOW - 600, tiers_updated_at=NOW - 60)))
+    assert young.allowed
+    verdict = run(snapshot=market(rules=rules(updated_at=NOW - 600, tiers_updated_at=NOW - 61)))
+    assert verdict.decision is Decision.DENY
+    assert denied(verdict) == {"STALE_MARKET_RULES"}
+    assert "risk.max_tiers_age_s" in verdict.denials[0].message
 
 
 def test_stale_data_only_warns_an_order_that_reduces() -> None:

@@ -7,13 +7,24 @@ from typing import Any
 
 from safeguard.config import FillModelConfig, RiskLimits
 from safeguard.risk.fills import FillModel
+from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Verdict
-from safeguard.risk.sample import SYMBOL, sample_market
+from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL, sample_market
 from safeguard.risk.verdict import evaluate
 
 NOW = 1_700_000_000.0
 FILLS = FillModel.from_config(FillModelConfig())
+LONG = PositionLeg(
+    symbol=SYMBOL,
+    side=1,
+    quantity=1.0,
+    entry_price=59_000.0,
+    mark_price=60_000.0,
+    tiers=BTCUSDT_TIERS_12,
+    isolated_wallet=6_000.0,
+)
+"""An isolated 1 BTC long the sample market holds comfortably: something to reduce."""
 
 
 def intent(**changes: Any) -> OrderIntent:
