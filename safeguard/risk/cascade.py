@@ -40,6 +40,14 @@ The path says which position went when, at what mark it was triggered, at what a
 it filled, what the close cost (slippage against the trigger mark plus the taker fee), and the
 account's equity after every step.
 
+**Monotone where the books do not refill.** With ``refill_rate=0`` a bigger shock never
+liquidates fewer positions and a deeper book never more (property-tested): every price is then
+the shocked price walked down by everything closed so far. A refilling book breaks both: the
+mark sits at the last level a close touched and the overflow past the visible book is one flat
+offset, so closes spread over steps (the book refilling between them at ever lower prices) can
+push a price further than the same closes bunched into one step. A milder shock or a deeper book
+spreads the closes out, and can end lower. Read refilled paths as one scenario, not as a bound.
+
 Linear (USDT-margined) contracts only, as in the stress grid.
 """
 
@@ -160,8 +168,9 @@ class CascadeMarket:
             if not isinstance(spec, CascadeSymbol):
                 raise ValueError(f"symbols[{symbol!r}] must be a CascadeSymbol, got {spec!r}")
         _inputs.non_negative("latency", self.latency)
-        rate = _inputs.number("refill_rate", self.refill_rate)
-        if not rate >= 0.0:
+        rate = self.refill_rate
+        # math.inf is allowed: a book that is full again by the next step.
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate >= 0.0:
             raise ValueError(f"refill_rate must be >= 0 (per second), got {rate!r}")
         fee = _inputs.non_negative("taker_fee", self.taker_fee)
         if fee >= 0.1:
