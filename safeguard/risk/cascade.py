@@ -20,10 +20,14 @@ with ``rho`` a :class:`Correlation` (one number, or per pair) that :meth:`Correl
 moves toward one: in a crash the hedges stop hedging. Positions on the cross wallet share one
 pool: a loss on one eats the margin of all.
 
-**Steps.** At step ``k`` (time ``k * latency``) every open pool is checked at the current marks
-by the venue's principle, equity at or under the maintenance margin of the tier its notional
-falls in (the same :class:`~safeguard.risk.tiers.TierTable` arithmetic every liquidation model
-solves; the venue counts no closing fee in the trigger, as Binance does). A liquidated isolated
+**Steps.** At step ``k`` (time ``k * latency``) every open pool is checked at the current marks.
+An isolated pool (one of the account's isolated positions, or one of the crowd) is liquidated
+once its mark reaches the liquidation price the market's named model
+(:mod:`safeguard.risk.liquidation`, Binance USD-M by default) gives it; that price moves with no
+other, so it is solved once per cascade input, not per step. The cross pool, under which several
+prices move, is checked against the principle every model solves: equity at or under the
+maintenance margin of each position's tier at its notional (Binance counts no closing fee in
+the trigger). A liquidated isolated
 pool closes its position; a liquidated cross pool closes one position per step, the one losing
 the most, as venues do when freeing margin is enough (the next step re-checks the pool). The
 closes reach the book ``latency`` seconds later, while the book refills: the depth eaten by
@@ -58,7 +62,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from safeguard.risk import _inputs
 from safeguard.risk.liquidation import LiquidationModel, PositionLeg, get_model
@@ -154,14 +158,18 @@ class CascadeMarket:
     book; ``refill_rate`` (per second) is how fast eaten depth comes back: after ``latency``
     seconds ``exp(-refill_rate * latency)`` of it is still missing (``0``: never refills,
     ``math.inf``: full again by the next close). ``taker_fee`` is the fee of a forced close.
+    ``model`` names the liquidation model (:data:`~safeguard.risk.liquidation.MODELS`) that
+    prices every isolated position's liquidation, the crowd's included.
     """
 
     symbols: Mapping[str, CascadeSymbol]
     latency: float = 1.0
     refill_rate: float = 0.0
     taker_fee: float = 0.0005
+    model: str = "binanceusdm"
 
     def __post_init__(self) -> None:
+        get_model(self.model)
         if not isinstance(self.symbols, Mapping) or not self.symbols:
             raise ValueError("symbols must map at least one symbol to a CascadeSymbol")
         for symbol, spec in self.symbols.items():
@@ -252,9 +260,9 @@ def crowd_from_open_interest(
 # --- the path -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ForcedClose:
-    """One liquidation in the path."""
+class ForcedClose(NamedTuple):
+    """One liquidation in the path. (A named tuple, not a dataclass: a grid makes thousands,
+    and a tuple is immutable and several times cheaper to build than a frozen dataclass.)"""
 
     step: int
     time: float
@@ -274,8 +282,7 @@ class ForcedClose:
     """Slippage against the trigger mark plus the taker fee, quote currency."""
 
 
-@dataclass(frozen=True, slots=True)
-class EquityPoint:
+class EquityPoint(NamedTuple):
     """The account after a step: its equity (cross pool marked to market, isolated pools with
     their margin; closed pools with what their closes left, never below zero) and the marks."""
 
@@ -384,6 +391,36 @@ class _SymbolBook:
         return fill
 
 
+@dataclass(frozen=True, slots=True)
+class _Trigger:
+    """Where the liquidation model puts an isolated position's liquidation: at or past
+    ``price`` on the losing side (``side`` +1: at or below it), or ``always`` (the position is
+    already at or under maintenance), or never (``price is None``)."""
+
+    price: float | None
+    side: int
+    always: bool
+
+    @classmethod
+    def of(cls, leg: PositionLeg, model: LiquidationModel) -> _Trigger:
+        answer = model.liquidation_price(leg, wallet_balance=0.0)
+        return cls(answer.price, leg.side, answer.already_liquidatable)
+
+    @property
+    def reach_order(self) -> float:
+        """Sorts triggers on one side of one symbol into the order a moving mark reaches them
+        (already liquidatable first, never liquidated last)."""
+        if self.always:
+            return -math.inf
+        if self.price is None:
+            return math.inf
+        return -self.price * self.side
+
+    def reached(self, mark: float) -> bool:
+        price = self.price
+        return self.always or (price is not None and (mark - price) * self.side <= 0.0)
+
+
 @dataclass(slots=True)
 class _Pool:
     """A margin balance and the positions it backs (open ones; closed ones are realized)."""
@@ -391,7 +428,9 @@ class _Pool:
     owner: Owner
     wallet: float
     legs: list[tuple[str, PositionLeg]]
-    cross: bool
+    trigger: _Trigger | None = None
+    """An isolated pool's liquidation price (its one price moves); ``None`` for the cross pool,
+    checked against the principle at every step because several prices move under it."""
 
     def equity(self, marks: Mapping[str, float]) -> float:
         return self.wallet + sum(leg.unrealized_pnl(marks[leg.symbol]) for _, leg in self.legs)
@@ -399,6 +438,9 @@ class _Pool:
     def underwater(self, marks: Mapping[str, float]) -> bool:
         if not self.legs:
             return False
+        trigger = self.trigger
+        if trigger is not None:
+            return trigger.reached(marks[self.legs[0][1].symbol])
         requirement = sum(_maintenance(leg, marks[leg.symbol]) for _, leg in self.legs)
         return self.equity(marks) <= requirement
 
@@ -470,6 +512,13 @@ class _Prepared:
     account: Account
     market: CascadeMarket
     crowd: tuple[PositionLeg, ...]
+    triggers: dict[int, _Trigger]
+    """Each isolated position's liquidation trigger, by its index: account legs first, then
+    the crowd (``len(account.positions) + i``). Computed once: it moves with no other price."""
+    crowd_names: tuple[str, ...]
+    queues: tuple[tuple[tuple[int, _Trigger, str], ...], ...]
+    """The crowd by symbol and side, ``(crowd index, trigger, symbol)`` in the order a moving
+    mark reaches them: longs by liquidation price falling, shorts rising."""
     # Per depth multiplier, each symbol's ladder (the grid reuses them for every cell).
     ladders: dict[float, dict[str, _Ladder]] = field(default_factory=dict, compare=False)
 
@@ -496,7 +545,30 @@ class _Prepared:
             if not isinstance(member, CrowdPosition):
                 raise ValueError(f"crowd[{index}] must be a CrowdPosition, got {member!r}")
             legs.append(_crowd_leg(index, member, market.spec(member.symbol)))
-        return cls(account, market, tuple(legs))
+        model = get_model(market.model)
+        isolated = [
+            (index, leg)
+            for index, leg in enumerate((*account.positions, *legs))
+            if leg.isolated_wallet is not None
+        ]
+        triggers = {index: _Trigger.of(leg, model) for index, leg in isolated}
+        held = len(account.positions)
+        queues = tuple(
+            tuple(
+                sorted(
+                    (
+                        (i, triggers[held + i], leg.symbol)
+                        for i, leg in enumerate(legs)
+                        if leg.symbol == symbol and leg.side == side
+                    ),
+                    key=lambda item: (item[1].reach_order, item[0]),
+                )
+            )
+            for symbol in market.symbols
+            for side in (1, -1)
+        )
+        names = tuple(f"crowd[{i}]:{leg.symbol}" for i, leg in enumerate(legs))
+        return cls(account, market, tuple(legs), triggers, names, queues)
 
     def ladder(self, multiplier: float) -> dict[str, _Ladder]:
         known = self.ladders.get(multiplier)
@@ -514,28 +586,42 @@ class _Prepared:
         marks = _shocked_marks(market, shock_symbol, shock, correlation)
         ladders = self.ladder(multiplier)
         books = {symbol: _SymbolBook(ladders[symbol], mark) for symbol, mark in marks.items()}
-        crowd_pools = [
-            _Pool("crowd", leg.isolated_wallet or 0.0, [(f"crowd[{i}]:{leg.symbol}", leg)], False)
-            for i, leg in enumerate(self.crowd)
-        ]
         account = self.account
-        cross = _Pool("account", account.wallet_balance, [], True)
+        cross = _Pool("account", account.wallet_balance, [])
         account_pools = [cross]
-        for leg in account.positions:
+        for index, leg in enumerate(account.positions):
             if leg.isolated_wallet is None:
                 cross.legs.append((_node_name(leg), leg))
             else:
-                account_pools.append(
-                    _Pool("account", leg.isolated_wallet, [(_node_name(leg), leg)], False)
-                )
-        # Crowd first: within a step their closes reach the book before the account's.
-        pools = crowd_pools + account_pools
+                pool_legs = [(_node_name(leg), leg)]
+                trigger = self.triggers[index]
+                account_pools.append(_Pool("account", leg.isolated_wallet, pool_legs, trigger))
+        # The crowd's positions, in the order their symbol's mark reaches them: each queue's
+        # next one is the only one to look at (if it is not reached, none behind it is).
+        queues = [(queue, 0) for queue in self.queues]
         remaining = market.remaining_depletion
         closes: list[ForcedClose] = []
         equity = [EquityPoint(0, 0.0, _account_equity(account_pools, marks), dict(marks))]
         step = 0
         while True:
-            due = [(pool, *pool.next_to_close(marks)) for pool in pools if pool.underwater(marks)]
+            crowd_due: list[int] = []
+            for at, (queue, start) in enumerate(queues):
+                head = start
+                while head < len(queue) and queue[head][1].reached(marks[queue[head][2]]):
+                    head += 1
+                if head != start:
+                    crowd_due.extend(index for index, _, _ in queue[start:head])
+                    queues[at] = (queue, head)
+            crowd, names = self.crowd, self.crowd_names
+            due: list[tuple[_Pool | None, str, PositionLeg]] = [
+                (None, names[index], crowd[index]) for index in sorted(crowd_due)
+            ]
+            # The crowd first: within a step its closes reach the book before the account's.
+            due.extend(
+                (pool, *pool.next_to_close(marks))
+                for pool in account_pools
+                if pool.underwater(marks)
+            )
             if not due:
                 break
             step += 1
@@ -545,23 +631,24 @@ class _Prepared:
                 book.asks_eaten *= remaining
             for pool, node, leg in due:
                 book = books[leg.symbol]
-                trigger = marks[leg.symbol]
+                trigger_mark = marks[leg.symbol]
                 fill = book.close(leg.side, leg.quantity)
                 marks[leg.symbol] = book.mark
                 fee = market.taker_fee * leg.quantity * fill
-                pool.wallet += leg.unrealized_pnl(fill) - fee
-                pool.legs.remove((node, leg))
-                slippage = leg.side * leg.quantity * (trigger - fill)
+                if pool is not None:
+                    pool.wallet += leg.unrealized_pnl(fill) - fee
+                    pool.legs.remove((node, leg))
+                slippage = leg.side * leg.quantity * (trigger_mark - fill)
                 closes.append(
                     ForcedClose(
                         step,
                         time,
-                        pool.owner,
+                        "crowd" if pool is None else pool.owner,
                         node,
                         leg.symbol,
                         leg.side,
                         leg.quantity,
-                        trigger,
+                        trigger_mark,
                         fill,
                         book.mark,
                         slippage + fee,
