@@ -626,9 +626,10 @@ class _Prepared:
                 break
             step += 1
             time = step * market.latency
-            for book in books.values():
-                book.bids_eaten *= remaining
-                book.asks_eaten *= remaining
+            if remaining != 1.0:
+                for book in books.values():
+                    book.bids_eaten *= remaining
+                    book.asks_eaten *= remaining
             for pool, node, leg in due:
                 book = books[leg.symbol]
                 trigger_mark = marks[leg.symbol]
