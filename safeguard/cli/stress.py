@@ -41,6 +41,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
+from safeguard.cli._cascade_view import cascade_json, cascade_view, render_cascade
 from safeguard.config import Policy, Section, StressConfig
 from safeguard.errors import ConfigError
 from safeguard.risk.liquidation import PositionLeg
@@ -119,6 +120,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--png", type=Path, metavar="PATH", help="also write a heat-map PNG")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--cascade",
+        action="store_true",
+        help="also step the liquidation cascade (worst cell's path) and show each liquidation band",
+    )
+    parser.add_argument(
+        "--volatility",
+        type=float,
+        metavar="SIGMA",
+        help="realized volatility per sqrt(hour) (0.01 = 1 %%): the band's times (with --cascade)",
+    )
+    parser.add_argument(
+        "--warning-ratio",
+        type=float,
+        default=0.8,
+        metavar="RATIO",
+        help="margin ratio where the band's maintenance pressure starts (default 0.8)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -134,10 +153,25 @@ def _run(args: argparse.Namespace) -> int:
     if args.regime:
         grid = StressGrid(grid.shocks, grid.depth, tuple(args.regime), grid.betas, grid.taker_fee)
     report = stress_test(account, grid)
+    view = None
+    if args.cascade:
+        try:
+            view = cascade_view(
+                account, grid, volatility=args.volatility, warning_ratio=args.warning_ratio
+            )
+        except ValueError as exc:
+            raise ConfigError(f"cascade: {exc}") from exc
     if args.json:
-        print(json.dumps(report_json(report), indent=2))
+        out = report_json(report)
+        if view is not None:
+            out["cascade"] = cascade_json(view)
+        print(json.dumps(out, indent=2))
     else:
         render_table(report, origin)
+        if view is not None:
+            from rich.console import Console
+
+            render_cascade(view, Console(file=sys.stdout, width=120))
     if args.png:
         write_heatmap(report, args.png)
         if not args.json:

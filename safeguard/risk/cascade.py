@@ -283,8 +283,8 @@ class ForcedClose(NamedTuple):
 
 
 class EquityPoint(NamedTuple):
-    """The account after a step: its equity (cross pool marked to market, isolated pools with
-    their margin; closed pools with what their closes left, never below zero) and the marks."""
+    """The account after a step: its equity (each pool, cross or isolated, marked to market or
+    holding what its closes left, and never counted below zero) and the marks."""
 
     step: int
     time: float
@@ -664,9 +664,10 @@ class _Prepared:
 
 
 def _account_equity(pools: Sequence[_Pool], marks: Mapping[str, float]) -> float:
-    # A pool with nothing left open keeps what its closes left, never less than zero (the
-    # venue's insurance fund takes a bankrupt pool's deficit); an open pool is marked to market.
-    return sum(pool.equity(marks) if pool.legs else max(pool.wallet, 0.0) for pool in pools)
+    # Each pool counts at most what it holds: a bankrupt pool (open and about to be closed, or
+    # closed at a loss beyond its margin) is zero, the venue's insurance fund takes the rest.
+    # The account cannot lose more than its wallet and its isolated margins.
+    return sum(max(pool.equity(marks), 0.0) for pool in pools)
 
 
 def run_cascade(
