@@ -243,10 +243,11 @@ def crowd_from_open_interest(
         raise ValueError(f"long_share must be in [0, 1], got {long_share!r}")
     if isinstance(leverage_shares, str | bytes) or not leverage_shares:
         raise ValueError("leverage_shares must list (leverage, share) pairs")
-    shares = [
-        (lev, _inputs.non_negative(f"leverage_shares[{i}].share", share))
-        for i, (lev, share) in enumerate(leverage_shares)
-    ]
+    shares: list[tuple[float, float]] = []
+    for i, pair in enumerate(leverage_shares):
+        if isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise ValueError(f"leverage_shares[{i}] must be a (leverage, share) pair: {pair!r}")
+        shares.append((pair[0], _inputs.non_negative(f"leverage_shares[{i}].share", pair[1])))
     if not math.isclose(sum(share for _, share in shares), 1.0, rel_tol=1e-9):
         raise ValueError(f"leverage shares must sum to 1, got {sum(s for _, s in shares)!r}")
     crowd: list[CrowdPosition] = []

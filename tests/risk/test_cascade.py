@@ -281,6 +281,8 @@ def test_open_interest_spreads_over_the_leverage_distribution() -> None:
     )
     with pytest.raises(ValueError, match="sum to 1"):
         crowd_from_open_interest(A, 10_000.0, [(5.0, 0.5)])
+    with pytest.raises(ValueError, match=r"leverage_shares\[0\] must be a \(leverage, share\)"):
+        crowd_from_open_interest(A, 10_000.0, [5.0])  # type: ignore[list-item]
 
 
 # --- properties: same inputs, same path; bigger shocks and thinner books are never kinder ---
