@@ -52,6 +52,11 @@ offset, so closes spread over steps (the book refilling between them at ever low
 push a price further than the same closes bunched into one step. A milder shock or a deeper book
 spreads the closes out, and can end lower. Read refilled paths as one scenario, not as a bound.
 
+Not yet used by the pre-trade verdict: issue 14 asks that ``risk.require_stress_survival`` run
+the policy's shock through the cascade; the verdict's stress check was being changed elsewhere
+when this was written, so the wiring (``run_cascade(...).survives`` for the account after the
+order, the books the guard has fetched as depth) is left for a change of its own.
+
 Linear (USDT-margined) contracts only, as in the stress grid.
 """
 
