@@ -213,6 +213,10 @@ class Gate(Protocol):
         """An order now exists: account data is stale until re-read."""
         ...
 
+    def refuse(self, intent: OrderIntent, code: str, reason: str, now: float) -> Assessment:
+        """A denial decided outside the verdict (the kill switch's): the same full verdict."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
@@ -458,9 +462,15 @@ class GuardCore:
 
     # --- orders ---------------------------------------------------------------------------
 
-    def preview(self, intent: OrderIntent, now: float) -> Steps[Any]:
-        """Refresh what the verdict needs, then judge without sending: the verdict."""
+    def preview(
+        self, intent: OrderIntent, now: float, *, refusal: tuple[str, str] | None = None
+    ) -> Steps[Any]:
+        """Refresh what the verdict needs, then judge without sending: the verdict.
+        ``refusal`` (code, reason): the kill switch already forbids the order, so the preview
+        says so, as create_order would, without reading anything."""
         self._last_now = now
+        if refusal is not None:
+            return self.gate.refuse(intent, *refusal, now).verdict
         yield from self._refresh(intent.symbol, now)
         return self.gate.assess(intent, self._last_now, explain=True).verdict
 

@@ -258,7 +258,7 @@ class PreTradeGate:
         health = str(getattr(state, "value", state))
         severe_gate = self.policy.degradation.severe_reduce_only
         if health == "SEVERE" and severe_gate and not intent.reduce_only:
-            return self._refuse(
+            return self._refuse_unpriced(
                 intent,
                 Code.SEVERE_REDUCE_ONLY,
                 "the venue is SEVERE and the policy allows only orders that reduce",
@@ -267,18 +267,18 @@ class PreTradeGate:
             )
         if self.cache.markets and intent.symbol not in self.cache.markets:
             reason = f"{intent.symbol} is not a market"
-            return self._refuse(intent, Code.UNKNOWN_SYMBOL, reason, now, health)
+            return self._refuse_unpriced(intent, Code.UNKNOWN_SYMBOL, reason, now, health)
         unknown = None if intent.reduce_only else self._account_gap(intent.symbol, now)
         if unknown is not None:
             # Leverage and margin mode move the liquidation price more than anything else:
             # assuming 1x cross for a symbol set to isolated 50x would wave through a stop
             # beyond liquidation; an account view whose re-read failed may miss positions
             # opened since. An order that only reduces adds no exposure to misjudge.
-            return self._refuse(intent, Code.MISSING_ACCOUNT, unknown, now, health)
+            return self._refuse_unpriced(intent, Code.MISSING_ACCOUNT, unknown, now, health)
         try:
             risk_intent = self.risk_intent(intent)
         except ValueError as exc:
-            return self._refuse(intent, Code.INVALID_INPUT, str(exc), now, health)
+            return self._refuse_unpriced(intent, Code.INVALID_INPUT, str(exc), now, health)
         cache = self.cache
         symbol = intent.symbol
         by_market = risk_intent.type == "market"
@@ -569,7 +569,13 @@ class PreTradeGate:
             return None
         return replace(intent, amount=safe)
 
-    def _refuse(
+    def refuse(self, intent: OrderIntent, code: str, reason: str, now: float) -> Assessment:
+        state = self.health.state(now)
+        return self._refuse_unpriced(
+            intent, Code(code), reason, now, str(getattr(state, "value", state))
+        )
+
+    def _refuse_unpriced(
         self, intent: OrderIntent, code: Code, reason: str, now: float, health: str
     ) -> Assessment:
         """A denial decided before the risk core ran: a full verdict all the same (one
