@@ -707,13 +707,22 @@ class PreTradeGate:
         return checks
 
     def _protective_stop(self, leg: PositionLeg) -> float | None:
-        """The trigger of the resting reduce-only stop closing ``leg`` (the tightest one)."""
+        """The trigger of the resting stop that can only close ``leg`` (the tightest one):
+        reduce-only or close-position in one-way mode; in hedge mode, where Binance refuses
+        ``reduceOnly``, a stop on the closing side of the leg's own ``positionSide``."""
         seen = self.cache.open_orders.get(leg.symbol)
         closing = "sell" if leg.side > 0 else "buy"
         triggers = []
         for order in seen.value if seen is not None else ():
             info = order.get("info") or {}
-            reduces = order.get("reduceOnly") or str(info.get("closePosition")).lower() == "true"
+            side_of = str(info.get("positionSide") or "").upper()
+            if side_of and side_of != leg.position_side:
+                continue  # another hedge leg's order
+            reduces = (
+                order.get("reduceOnly")
+                or str(info.get("closePosition")).lower() == "true"
+                or side_of in ("LONG", "SHORT")  # closing side of a hedge leg: only closes it
+            )
             trigger = _positive(order.get("triggerPrice") or order.get("stopPrice"))
             if reduces and trigger is not None and order.get("side") == closing:
                 triggers.append(trigger)

@@ -283,3 +283,41 @@ def test_the_triggers_see_the_hedge_stop_that_must_clear_the_shared_price(
     assert state.code == Code.LIQUIDATION_DISTANCE
     assert "ETH/USDT:USDT long" in state.reason
     switch.close()
+
+
+def _hedged_eth_with_venue_stops(
+    long_stop_pct: float, short_stop_pct: float, tripwire: TripWire | None = None
+) -> tuple[PreTradeGate, float]:
+    """``_hedged_eth`` with the stops a hedge-mode bot really places on each leg
+    (STOP_MARKET with ``positionSide``: Binance refuses ``reduceOnly`` there), read."""
+    gate, raw, now = _hedged_eth(tripwire)
+    mark = raw.fetch_ticker(SYMBOL)["last"]
+    for side, amount, pct, leg in (
+        ("sell", 2.0, long_stop_pct, "LONG"),
+        ("buy", 0.5, short_stop_pct, "SHORT"),
+    ):
+        stop = round(mark * (1 + pct / 100), 2)
+        params = {"stopPrice": stop, "positionSide": leg}
+        raw.create_order(SYMBOL, "STOP_MARKET", side, amount, None, params)
+    gate.absorb(Send("fetch_open_orders", (SYMBOL,)), raw.fetch_open_orders(SYMBOL), now)
+    _feed(gate, raw, now)
+    return gate, now
+
+
+def test_hedge_mode_stops_are_re_checked_like_reduce_only_ones() -> None:
+    gate, now = _hedged_eth_with_venue_stops(-10.0, 5.0)
+    checks = gate.recheck_positions(now)
+    assert len(checks) == 2  # both legs' stops found, though neither says reduceOnly
+    placed = {float(order["triggerPrice"]) for order in gate.cache.open_orders[SYMBOL].value}
+    assert {check.stop for check in checks} == placed
+    assert all(check.distance_pct > 1.0 for check in checks)
+
+
+def test_the_triggers_see_a_hedge_mode_stop_beyond_liquidation(tmp_path: Path) -> None:
+    switch = KillSwitch(KillSwitchConfig(state_dir=tmp_path, watch_state_file=False), watch=False)
+    monitor = RiskMonitor(TriggerConfig(), limits=RiskLimits(max_leverage=None))
+    _hedged_eth_with_venue_stops(-30.0, 5.0, TripWire(monitor, switch))
+    state = switch.state
+    switch.close()
+    assert state.state is TradingState.HALTED
+    assert state.code == Code.LIQUIDATION_DISTANCE

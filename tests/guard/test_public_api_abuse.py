@@ -19,6 +19,7 @@ from safeguard.risk.outcome import Decision, Verdict
 from safeguard.testing import PaperAccount, paper_account
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
+ETH = "ETH/USDT:USDT"
 
 
 @pytest.fixture
