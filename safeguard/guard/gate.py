@@ -34,7 +34,12 @@ from safeguard.risk import freshness
 from safeguard.risk import verdict as risk_verdict
 from safeguard.risk.book import OrderBook, Side
 from safeguard.risk.fills import FillModel
-from safeguard.risk.liquidation import LiquidationOptions, PositionLeg, get_model
+from safeguard.risk.liquidation import (
+    LiquidationModel,
+    LiquidationOptions,
+    PositionLeg,
+    get_model,
+)
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot
 from safeguard.risk.models import OrderIntent as RiskIntent
 from safeguard.risk.outcome import Finding, Severity, Verdict
@@ -81,6 +86,10 @@ class PreTradeGate:
     """Send ``max_safe_amount`` instead of denying an order only the degraded face refuses."""
     tripwire: TripWire | None = None
     """Kill-switch triggers fed with marks and the account (opt-in)."""
+    liquidation_model: str = "binanceusdm"
+    """The venue's formula (:func:`~safeguard.risk.liquidation.model_for_exchange`): the
+    verdict (through the market rules), the stop re-check and the hedge stop choice all use
+    this one, so they cannot disagree about where liquidation is."""
     fills: FillModel = field(init=False)
     _account_asked: float | None = None
     """When the triggers last asked for the account themselves (see ``_account_wanted``)."""
@@ -432,7 +441,8 @@ class PreTradeGate:
                     continue
                 held = stops.get(leg.symbol)
                 if held is not None:  # a hedge twin's: keep the one that must clear liquidation
-                    stop = _binding_stop(account, leg, held, stop)
+                    model = get_model(self.liquidation_model)
+                    stop = _binding_stop(model, account, leg, held, stop)
                 stops[leg.symbol] = stop
             self.tripwire.account(account, stops, now)
         return account
@@ -490,6 +500,7 @@ class PreTradeGate:
                 min_price=float(prices.get("min") or 0.0),
                 max_price=None if prices.get("max") is None else float(prices["max"]),
                 percent_price=_percent_price(market.get("info")),
+                liquidation_model=self.liquidation_model,
             )
         except (KeyError, TypeError, ValueError) as exc:
             logger.warning("market rules for {} unusable: {}", symbol, exc)
@@ -668,7 +679,7 @@ class PreTradeGate:
             if stop is None or market.book is None or market.volatility is None:
                 continue
             others = [p for p in account.positions if p is not leg and p.isolated_wallet is None]
-            liq = get_model("binanceusdm").liquidation_price(
+            liq = get_model(self.liquidation_model).liquidation_price(
                 leg, wallet_balance=account.wallet_balance, others=others, options=options
             )
             if liq.price is None:
@@ -759,13 +770,15 @@ def _tier_table(raw: Any) -> TierTable | None:
         return None
 
 
-def _binding_stop(account: Account, leg: PositionLeg, one: float, other: float) -> float:
+def _binding_stop(
+    model: LiquidationModel, account: Account, leg: PositionLeg, one: float, other: float
+) -> float:
     """Of two hedge legs' stops in one symbol, the one the triggers must judge (they take one
     per symbol): the nearer the legs' shared liquidation price on its safe side, below it
     (the lower stop) for a net-long account, above it (the higher) otherwise."""
     others = [p for p in account.positions if p is not leg and p.isolated_wallet is None]
     try:
-        liq = get_model("binanceusdm").liquidation_price(
+        liq = model.liquidation_price(
             leg,
             wallet_balance=account.wallet_balance,
             others=others if leg.isolated_wallet is None else (),

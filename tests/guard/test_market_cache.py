@@ -23,6 +23,7 @@ from safeguard.guard.market import MarketCache, Seen
 from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.switch import KillSwitch, TradingState
 from safeguard.killswitch.triggers import RiskMonitor
+from safeguard.risk.liquidation import LiquidationOptions, get_model, model_for_exchange
 from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.inprocess import inprocess_client
@@ -216,6 +217,40 @@ def test_a_degraded_venue_prices_the_same_stop_worse() -> None:
     assert sick.degraded
     assert sick.stop_fill < calm.stop_fill
     assert sick.distance_pct < calm.distance_pct
+
+
+def test_the_stop_re_check_prices_liquidation_on_the_exchanges_model() -> None:
+    # On another venue's formula the same long liquidates elsewhere: the re-check must use
+    # the model the verdict uses (the market rules'), not Binance's whatever the venue.
+    gate, _, now = _gate_with_a_leveraged_long(HealthMonitor())
+    gate.liquidation_model = "bitget"  # what guard() picks for ccxt.bitget
+    account = gate.account(now)
+    assert account is not None
+    (leg,) = account.positions
+    _stop(gate, round(leg.entry_price * 0.99, 2))
+    (check,) = gate.recheck_positions(now)
+    taker = gate.fills.expected.taker_fee
+    options = LiquidationOptions(
+        closing_fee_rate=taker,
+        safety_buffer_rate=gate.policy.risk.liquidation_safety_buffer_pct / 100.0,
+    )
+    bitget, binance = (
+        get_model(name).liquidation_price(
+            leg, wallet_balance=account.wallet_balance, options=options
+        )
+        for name in ("bitget", "binanceusdm")
+    )
+    assert bitget.price != binance.price
+    assert check.liquidation == bitget.price
+    rules = gate.snapshot(SYMBOL, now).rules
+    assert rules is not None
+    assert rules.liquidation_model == "bitget"  # the verdict's model
+
+
+def test_each_exchange_gets_its_own_liquidation_model_or_the_generic_one() -> None:
+    assert model_for_exchange("binanceusdm") == "binanceusdm"
+    assert model_for_exchange("okx") == "okx"
+    assert model_for_exchange("kraken") == "generic"
 
 
 def _hedged_eth(tripwire: TripWire | None = None) -> tuple[PreTradeGate, Any, float]:
