@@ -7,6 +7,7 @@ venue's own order book and the state directory on disk are the ground truth.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from safeguard import errors
 from safeguard.codes import Code
 from safeguard.config import Policy
+from safeguard.guard.events import EventKind, Hooks, ProtectiveStopEvent
 from safeguard.killswitch.switch import TradingState
 from safeguard.risk.outcome import Decision, Verdict
 from safeguard.testing import PaperAccount, paper_account
@@ -67,3 +69,73 @@ def test_preview_of_a_reduce_only_order_while_reducing_is_judged_normally(ex: An
     verdict = ex.preview(SYMBOL, "market", "sell", 0.01, None, {"reduceOnly": True})
     assert Code.TRADING_REDUCING not in verdict.codes
     assert Code.TRADING_HALTED not in verdict.codes
+
+
+# --- a crash between an entry and its protective stop ---------------------------------------
+
+
+def _crash_when_the_entry_is_answered(ex: Any) -> None:
+    """The process dies (SystemExit) as the venue's answer to the entry comes back: the
+    entry exists, the guard never got to send its stop."""
+    raw = ex.exchange
+    wire = raw.fetch
+
+    def dying(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+        answer = wire(url, method, headers, body)
+        if method == "POST" and url.endswith("/order"):
+            raise SystemExit("killed")
+        return answer
+
+    raw.fetch = dying
+
+
+def test_a_restart_after_a_crash_between_entry_and_stop_reports_the_missing_stop(
+    account: PaperAccount, tmp_path: Path
+) -> None:
+    policy = Policy.build(risk={"max_leverage": 10})
+    ex = account.guarded(policy, state_dir=tmp_path)
+    ex.set_leverage(5, SYMBOL)
+    stop = round(account.venue.mark_price(VENUE_SYMBOL) * 0.97, 1)
+    _crash_when_the_entry_is_answered(ex)
+    with pytest.raises(SystemExit):
+        ex.create_order(
+            SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": stop, "clientOrderId": "entry-1"}
+        )
+    ex.runtime.core.journal.close()
+    assert account.positions()[VENUE_SYMBOL] > 0  # the entry filled, nothing protects it
+
+    hooks = Hooks()
+    seen: list[ProtectiveStopEvent] = []
+    hooks.subscribe(EventKind.PROTECTIVE_STOP, seen.append)
+    restarted = account.guarded(policy, state_dir=tmp_path, hooks=hooks)
+    with pytest.raises(errors.ProtectiveStopFailed) as missing:
+        restarted.reconcile()
+    assert missing.value.stop_client_order_id == "entry-1-sl"
+    assert missing.value.symbol == SYMBOL
+    assert missing.value.order["clientOrderId"] == "entry-1"
+    assert "entry-1-sl" in str(missing.value)
+    (event,) = seen
+    assert (event.outcome, event.entry_client_order_id, event.stop_price) == (
+        "missing",
+        "entry-1",
+        stop,
+    )
+    assert restarted.runtime.core.journal.unresolved() == []  # settled all the same
+    # Reported once: the next call is not refused for an entry the caller now knows about.
+    restarted.create_order(SYMBOL, "market", "sell", 0.01, None, {"reduceOnly": True})
+    assert account.positions().get(VENUE_SYMBOL, 0.0) == 0.0
+
+
+def test_a_restart_reports_nothing_for_an_entry_whose_stop_was_placed(
+    account: PaperAccount, tmp_path: Path
+) -> None:
+    policy = Policy.build(risk={"max_leverage": 10})
+    ex = account.guarded(policy, state_dir=tmp_path)
+    ex.set_leverage(5, SYMBOL)
+    stop = round(account.venue.mark_price(VENUE_SYMBOL) * 0.97, 1)
+    ex.create_order(
+        SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": stop, "clientOrderId": "entry-2"}
+    )
+    ex.runtime.core.journal.close()
+    restarted = account.guarded(policy, state_dir=tmp_path)
+    assert restarted.reconcile() == []
