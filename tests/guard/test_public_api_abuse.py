@@ -89,19 +89,28 @@ def _crash_when_the_entry_is_answered(ex: Any) -> None:
     raw.fetch = dying
 
 
-def test_a_restart_after_a_crash_between_entry_and_stop_reports_the_missing_stop(
-    account: PaperAccount, tmp_path: Path
-) -> None:
+def _crash_after_sending(
+    account: PaperAccount, tmp_path: Path, cid: str, *order: Any
+) -> tuple[Policy, float]:
+    """Send ``order`` (symbol, type, side, amount, price) with a protective stop 3 % under the
+    mark, and die as its answer comes back; returns the policy and the stop."""
     policy = Policy.build(risk={"max_leverage": 10})
     ex = account.guarded(policy, state_dir=tmp_path)
     ex.set_leverage(5, SYMBOL)
     stop = round(account.venue.mark_price(VENUE_SYMBOL) * 0.97, 1)
     _crash_when_the_entry_is_answered(ex)
     with pytest.raises(SystemExit):
-        ex.create_order(
-            SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": stop, "clientOrderId": "entry-1"}
-        )
+        ex.create_order(*order, {"stopLossPrice": stop, "clientOrderId": cid, "timeInForce": "IOC"})
     ex.runtime.core.journal.close()
+    return policy, stop
+
+
+def test_a_restart_after_a_crash_between_entry_and_stop_reports_the_missing_stop(
+    account: PaperAccount, tmp_path: Path
+) -> None:
+    policy, stop = _crash_after_sending(
+        account, tmp_path, "entry-1", SYMBOL, "limit", "buy", 0.01, _tick(_ask(account) * 1.001)
+    )
     assert account.positions()[VENUE_SYMBOL] > 0  # the entry filled, nothing protects it
 
     hooks = Hooks()
@@ -126,16 +135,21 @@ def test_a_restart_after_a_crash_between_entry_and_stop_reports_the_missing_stop
     assert account.positions().get(VENUE_SYMBOL, 0.0) == 0.0
 
 
-def test_a_restart_reports_nothing_for_an_entry_whose_stop_was_placed(
+def test_a_restart_reports_no_missing_stop_for_an_entry_that_never_filled(
     account: PaperAccount, tmp_path: Path
 ) -> None:
-    policy = Policy.build(risk={"max_leverage": 10})
-    ex = account.guarded(policy, state_dir=tmp_path)
-    ex.set_leverage(5, SYMBOL)
-    stop = round(account.venue.mark_price(VENUE_SYMBOL) * 0.97, 1)
-    ex.create_order(
-        SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": stop, "clientOrderId": "entry-2"}
+    policy, _ = _crash_after_sending(
+        account, tmp_path, "entry-2", SYMBOL, "limit", "buy", 0.01, _tick(_ask(account) * 0.99)
     )
-    ex.runtime.core.journal.close()
+    assert account.positions().get(VENUE_SYMBOL, 0.0) == 0.0  # the IOC found nobody
     restarted = account.guarded(policy, state_dir=tmp_path)
-    assert restarted.reconcile() == []
+    ((cid, order),) = restarted.reconcile()
+    assert (cid, order["status"], order["filled"]) == ("entry-2", "expired", 0.0)
+
+
+def _ask(account: PaperAccount) -> float:
+    return float(account.client().fetch_order_book(SYMBOL, 5)["asks"][0][0])
+
+
+def _tick(price: float) -> float:
+    return round(price, 1)
