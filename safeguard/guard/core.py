@@ -44,6 +44,7 @@ from safeguard.guard.orders import (
     CLOCK_SKEW_MARGIN_S,
     CallKind,
     OrderIntent,
+    check_setting,
     lookup_params,
     order_client_id,
     protected_entry,
@@ -293,6 +294,8 @@ class GuardCore:
         """Any call that is not an order. Reads retry on every transient failure; cancels and
         settings too (repeating them cannot add exposure); other writes only when the request
         surely never reached the venue."""
+        if kind is CallKind.SETTING:
+            check_setting(method, args, kwargs)
         permit = Permit(reduces_only=True, is_cancel=True) if kind is CallKind.CANCEL else None
         send = Send(method, args, kwargs, permit)
         if kind is CallKind.READ:

@@ -153,3 +153,23 @@ def _ask(account: PaperAccount) -> float:
 
 def _tick(price: float) -> float:
     return round(price, 1)
+
+
+# --- settings with arguments ccxt cannot use --------------------------------------------------
+
+
+@pytest.mark.parametrize("leverage", ["5", None, True, float("nan"), float("inf"), 0, -3])
+def test_a_leverage_that_is_not_a_number_is_refused_before_anything_is_sent(
+    account: PaperAccount, ex: Any, leverage: Any
+) -> None:
+    # "5" from a config file used to make ccxt raise a TypeError that the guard took for a
+    # venue failure: retried six times and counted against the venue's health, until it was
+    # SEVERE and every new order was refused.
+    with pytest.raises(errors.InvalidInput) as refused:
+        ex.set_leverage(leverage, SYMBOL)
+    assert refused.value.field == "leverage"
+    assert str(ex.runtime.core.gate.health.state(account.clock.time())) == "NORMAL"
+    order = ex.create_order(SYMBOL, "market", "buy", 0.01)
+    assert order["status"] == "closed"
+    (position,) = ex.exchange.fetch_positions([SYMBOL])
+    assert position["leverage"] == 5  # the leverage set before stands
