@@ -173,3 +173,23 @@ def test_a_leverage_that_is_not_a_number_is_refused_before_anything_is_sent(
     assert order["status"] == "closed"
     (position,) = ex.exchange.fetch_positions([SYMBOL])
     assert position["leverage"] == 5  # the leverage set before stands
+
+
+def test_a_callers_mistakes_do_not_make_the_venue_look_unhealthy(
+    account: PaperAccount, ex: Any
+) -> None:
+    # Each fails in ccxt or at the venue because of the call, not the venue: counted as
+    # venue errors they turned its health SEVERE, and every new order was refused.
+    mistakes = [
+        ex.cancel_all_orders,  # Binance needs a symbol: ccxt refuses locally
+        lambda: ex.fetch_balance([1]),  # params must be a dict: a TypeError inside ccxt
+        lambda: ex.set_margin_mode(5, SYMBOL),  # an AttributeError inside ccxt
+        lambda: ex.fetch_order("1", 123),  # a TypeError inside ccxt
+        lambda: ex.set_margin_mode("sideways", SYMBOL),
+        lambda: ex.cancel_order("424242", SYMBOL),  # the venue: unknown order
+    ]
+    for mistake in mistakes * 3:
+        with pytest.raises(errors.SafeguardError):
+            mistake()
+    assert str(ex.runtime.core.gate.health.state(account.clock.time())) == "NORMAL"
+    assert ex.create_order(SYMBOL, "market", "buy", 0.01)["status"] == "closed"
