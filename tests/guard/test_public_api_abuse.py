@@ -193,3 +193,11 @@ def test_a_callers_mistakes_do_not_make_the_venue_look_unhealthy(
             mistake()
     assert str(ex.runtime.core.gate.health.state(account.clock.time())) == "NORMAL"
     assert ex.create_order(SYMBOL, "market", "buy", 0.01)["status"] == "closed"
+
+
+@pytest.mark.parametrize("limit", ["ten", float("nan"), [5]])
+def test_a_book_depth_the_pacer_cannot_read_is_still_one_of_our_errors(ex: Any, limit: Any) -> None:
+    # The pacer weighs a book read by its depth; int("ten") used to escape as a bare
+    # ValueError, past every `except SafeguardError`.
+    with pytest.raises(errors.SafeguardError):
+        ex.fetch_order_book(SYMBOL, limit)
