@@ -46,6 +46,7 @@ from safeguard.guard.sync import GuardedExchange
 from safeguard.guard.throttle import RateBudget, account_fingerprint, registry_for
 from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.triggers import RiskMonitor
+from safeguard.risk.liquidation import model_for_exchange
 
 
 def guard(
@@ -188,11 +189,14 @@ def _guard(
         if health is not None
         else HealthMonitor(policy.degradation, hooks=hooks, on_change=health_moved)
     )
+    liquidation_model = model_for_exchange(str(exchange.id))
     tripwire = None
     if triggers is not False:
         # Equity peaks per account: bots of different accounts share one state directory.
         monitor_of_risk = (
-            RiskMonitor.from_policy(policy, account=f"{exchange.id}-{key}")
+            RiskMonitor.from_policy(
+                policy, account=f"{exchange.id}-{key}", liquidation_model=liquidation_model
+            )
             if triggers is True
             else triggers
         )
@@ -207,6 +211,7 @@ def _guard(
         hooks,
         shrink_when_degraded=shrink_when_degraded,
         tripwire=tripwire,
+        liquidation_model=liquidation_model,
     )
     core = GuardCore(
         exchange_id=str(exchange.id),

@@ -38,12 +38,13 @@ from safeguard.config import Policy
 from safeguard.guard import protective
 from safeguard.guard.classify import ErrorClass, RetryClass, classify, to_safeguard_error
 from safeguard.guard.events import Hooks, ProtectiveStopEvent
-from safeguard.guard.journal import REUSABLE, OrderJournal, Status
+from safeguard.guard.journal import REUSABLE, Entry, OrderJournal, Status
 from safeguard.guard.logging import log
 from safeguard.guard.orders import (
     CLOCK_SKEW_MARGIN_S,
     CallKind,
     OrderIntent,
+    check_setting,
     lookup_params,
     order_client_id,
     protected_entry,
@@ -213,6 +214,10 @@ class Gate(Protocol):
         """An order now exists: account data is stale until re-read."""
         ...
 
+    def refuse(self, intent: OrderIntent, code: str, reason: str, now: float) -> Assessment:
+        """A denial decided outside the verdict (the kill switch's): the same full verdict."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
@@ -289,6 +294,8 @@ class GuardCore:
         """Any call that is not an order. Reads retry on every transient failure; cancels and
         settings too (repeating them cannot add exposure); other writes only when the request
         surely never reached the venue."""
+        if kind is CallKind.SETTING:
+            check_setting(method, args, kwargs)
         permit = Permit(reduces_only=True, is_cancel=True) if kind is CallKind.CANCEL else None
         send = Send(method, args, kwargs, permit)
         if kind is CallKind.READ:
@@ -458,9 +465,15 @@ class GuardCore:
 
     # --- orders ---------------------------------------------------------------------------
 
-    def preview(self, intent: OrderIntent, now: float) -> Steps[Any]:
-        """Refresh what the verdict needs, then judge without sending: the verdict."""
+    def preview(
+        self, intent: OrderIntent, now: float, *, refusal: tuple[str, str] | None = None
+    ) -> Steps[Any]:
+        """Refresh what the verdict needs, then judge without sending: the verdict.
+        ``refusal`` (code, reason): the kill switch already forbids the order, so the preview
+        says so, as create_order would, without reading anything."""
         self._last_now = now
+        if refusal is not None:
+            return self.gate.refuse(intent, *refusal, now).verdict
         yield from self._refresh(intent.symbol, now)
         return self.gate.assess(intent, self._last_now, explain=True).verdict
 
@@ -548,8 +561,11 @@ class GuardCore:
         entry, plan = protective.split(approved) if protect else (approved, None)
         if plan is None:
             return (yield from self._send_one(approved))
+        protects = protective.adds_exposure(assessment.verdict, entry)
         try:
-            order = yield from self._send_one(entry, judged_as=approved)
+            order = yield from self._send_one(
+                entry, judged_as=approved, declares=plan if protects else None
+            )
         except errors.OutcomeUnknown as unknown:
             # The entry may exist with nothing protecting it: its stop is not placed blind (a
             # close-all stop for an entry that does not exist would wait to close another).
@@ -560,9 +576,7 @@ class GuardCore:
             )
             unknown.args = (unknown.message,)
             raise
-        if not protective.adds_exposure(assessment.verdict, entry) or protective.ended_unfilled(
-            order
-        ):
+        if not protects or protective.ended_unfilled(order):
             return order
         stop = protective.stop_intent(entry, plan)
         try:
@@ -599,24 +613,45 @@ class GuardCore:
         plan: protective.StopPlan,
         error_type: str | None,
     ) -> None:
+        self._emit_stop(
+            outcome, entry.symbol, entry.client_order_id, stop.client_order_id, plan.price,
+            error_type,
+        )  # fmt: skip
+
+    def _emit_stop(
+        self,
+        outcome: str,
+        symbol: str,
+        entry_id: str,
+        stop_id: str,
+        price: float,
+        error_type: str | None,
+    ) -> None:
         if self.hooks is not None:
             self.hooks.emit(
                 ProtectiveStopEvent(
                     at=self._last_now,
                     outcome=outcome,
-                    symbol=entry.symbol,
-                    entry_client_order_id=entry.client_order_id,
-                    stop_client_order_id=stop.client_order_id,
-                    stop_price=plan.price,
+                    symbol=symbol,
+                    entry_client_order_id=entry_id,
+                    stop_client_order_id=stop_id,
+                    stop_price=price,
                     error_type=error_type,
                 )
             )
 
     def _send_one(
-        self, intent: OrderIntent, *, judged_as: OrderIntent | None = None, rejudge: bool = True
+        self,
+        intent: OrderIntent,
+        *,
+        judged_as: OrderIntent | None = None,
+        rejudge: bool = True,
+        declares: protective.StopPlan | None = None,
     ) -> Steps[Any]:
         """Send ``intent``. A resend that needs a fresh verdict judges ``judged_as`` (the
-        entry with its protective stop) or ``intent``; with ``rejudge`` False, none."""
+        entry with its protective stop) or ``intent``; with ``rejudge`` False, none.
+        ``declares``: the protective stop that must follow the entry, journaled with it so a
+        restart that finds the entry without its stop can say so."""
         now = self._last_now
         try:
             if intent.edit_of is not None:
@@ -625,7 +660,7 @@ class GuardCore:
                 write = self.journal.pending_write(
                     intent.client_order_id,
                     symbol=intent.symbol,
-                    intent=intent.describe(),
+                    intent=_journaled(intent, declares),
                     now=now,
                 )
                 try:
@@ -921,6 +956,7 @@ class GuardCore:
         look-up, so concurrent reconciles never settle one order twice."""
         self._last_now = now
         settled: list[tuple[str, Any]] = []
+        unprotected: list[tuple[str, str, Any]] = []
         holder = object()  # this reconcile's hold on the orphan it is settling
         for orphan in self.journal.orphans():
             entry = self.journal.claim(orphan.client_order_id, holder=holder)
@@ -949,12 +985,53 @@ class GuardCore:
             yield self._settle(
                 entry.client_order_id, status, now=now, holder=holder, order_id=_order_id(found)
             )
+            missing = None if found is None else self._missing_stop(entry, found)
+            if missing is not None:
+                unprotected.append((entry.client_order_id, missing, found))
             settled.append((entry.client_order_id, found))
         if settled:
             yield Record(self.journal.compact)  # nothing settled, nothing to compact
         # Not simply True: an order another call gave up on meanwhile is an orphan to settle.
         self.reconciled = not self.journal.orphans()
+        if unprotected:
+            raise self._unprotected_at_restart(unprotected)
         return settled
+
+    def _missing_stop(self, entry: Entry, found: Any) -> str | None:
+        """The client id of the protective stop ``entry`` declared, when the venue holds the
+        entry but the stop was never sent (the run died between the two), else ``None``."""
+        declared = entry.intent.get("protective_stop")
+        if not isinstance(declared, Mapping) or protective.ended_unfilled(found):
+            return None
+        stop_id = str(declared.get("client_order_id"))
+        if self.journal.get(stop_id) is not None:
+            return None  # sent (or on its way): its own record settles it
+        price = float(declared.get("price") or math.nan)
+        self._emit_stop("missing", entry.symbol, entry.client_order_id, stop_id, price, None)
+        log.error(
+            "entry {} on {} was found on the venue at restart but its protective stop {} at {} "
+            "was never placed: the position stands unprotected",
+            entry.client_order_id,
+            entry.symbol,
+            stop_id,
+            price,
+        )
+        return stop_id
+
+    def _unprotected_at_restart(
+        self, unprotected: list[tuple[str, str, Any]]
+    ) -> errors.ProtectiveStopFailed:
+        _, stop_id, order = unprotected[0]
+        names = ", ".join(f"{entry} (stop {stop})" for entry, stop, _ in unprotected)
+        symbol = order.get("symbol") if isinstance(order, Mapping) else None
+        return errors.ProtectiveStopFailed(
+            f"reconcile found entries a previous run sent whose protective stops were never "
+            f"placed: {names}; protect or close them now (this call sent nothing; the journal "
+            "is settled, so the next call goes ahead)",
+            order=order,
+            stop_client_order_id=stop_id,
+            symbol=None if symbol is None else str(symbol),
+        )
 
 
 def _permit_of(intent: OrderIntent) -> Permit:
@@ -978,6 +1055,18 @@ def _rejudged(intent: OrderIntent, send: Send, approved: OrderIntent) -> tuple[O
     smaller = replace(intent, amount=approved.amount)
     args = (smaller.symbol, smaller.type, smaller.side, smaller.amount, smaller.price)
     return smaller, replace(send, args=args)
+
+
+def _journaled(intent: OrderIntent, declares: protective.StopPlan | None) -> dict[str, Any]:
+    """The pending record of ``intent``; an entry's with the protective stop that follows it."""
+    record = intent.describe()
+    if declares is not None:
+        record["protective_stop"] = {
+            "client_order_id": protective.stop_client_id(intent.client_order_id),
+            "price": declares.price,
+            "working_type": declares.working_type,
+        }
+    return record
 
 
 def _reconcile_params(conditional: bool, recv_window: Any) -> dict[str, Any]:

@@ -130,7 +130,8 @@ class ProtectiveStopEvent(Event):
 
     kind: ClassVar[EventKind] = EventKind.PROTECTIVE_STOP
     outcome: str
-    """``placed`` or ``failed``."""
+    """``placed``, ``failed``, or ``missing`` (a restart's reconcile found the entry on the
+    venue, and its stop was never sent: the run died between the two)."""
     symbol: str
     entry_client_order_id: str
     stop_client_order_id: str

@@ -282,7 +282,11 @@ class Face:
         self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Any = None
     ) -> Steps[Any]:
         intent = self._intent(symbol, type, side, amount, price, params, sending=False)
-        return self._rt.core.preview(intent, self._now())
+        # What create_order would meet first: a preview that says ALLOW while the switch
+        # refuses the order would be a lie the bot acts on.
+        refused = refusal(self._rt.switch, Permit(reduces_only=intent.reduce_only))
+        why = None if refused is None else (str(refused.code), str(refused))
+        return self._rt.core.preview(intent, self._now(), refusal=why)
 
     def _batch(self, orders: Any, params: Any, *, edits: bool) -> list[OrderIntent]:
         """Parse a ``create_orders`` / ``edit_orders`` list up front: one bad entry refuses

@@ -34,7 +34,12 @@ from safeguard.risk import freshness
 from safeguard.risk import verdict as risk_verdict
 from safeguard.risk.book import OrderBook, Side
 from safeguard.risk.fills import FillModel
-from safeguard.risk.liquidation import LiquidationOptions, PositionLeg, get_model
+from safeguard.risk.liquidation import (
+    LiquidationModel,
+    LiquidationOptions,
+    PositionLeg,
+    get_model,
+)
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot
 from safeguard.risk.models import OrderIntent as RiskIntent
 from safeguard.risk.outcome import Finding, Severity, Verdict
@@ -81,6 +86,10 @@ class PreTradeGate:
     """Send ``max_safe_amount`` instead of denying an order only the degraded face refuses."""
     tripwire: TripWire | None = None
     """Kill-switch triggers fed with marks and the account (opt-in)."""
+    liquidation_model: str = "binanceusdm"
+    """The venue's formula (:func:`~safeguard.risk.liquidation.model_for_exchange`): the
+    verdict (through the market rules), the stop re-check and the hedge stop choice all use
+    this one, so they cannot disagree about where liquidation is."""
     fills: FillModel = field(init=False)
     _account_asked: float | None = None
     """When the triggers last asked for the account themselves (see ``_account_wanted``)."""
@@ -258,7 +267,7 @@ class PreTradeGate:
         health = str(getattr(state, "value", state))
         severe_gate = self.policy.degradation.severe_reduce_only
         if health == "SEVERE" and severe_gate and not intent.reduce_only:
-            return self._refuse(
+            return self._refuse_unpriced(
                 intent,
                 Code.SEVERE_REDUCE_ONLY,
                 "the venue is SEVERE and the policy allows only orders that reduce",
@@ -267,18 +276,18 @@ class PreTradeGate:
             )
         if self.cache.markets and intent.symbol not in self.cache.markets:
             reason = f"{intent.symbol} is not a market"
-            return self._refuse(intent, Code.UNKNOWN_SYMBOL, reason, now, health)
+            return self._refuse_unpriced(intent, Code.UNKNOWN_SYMBOL, reason, now, health)
         unknown = None if intent.reduce_only else self._account_gap(intent.symbol, now)
         if unknown is not None:
             # Leverage and margin mode move the liquidation price more than anything else:
             # assuming 1x cross for a symbol set to isolated 50x would wave through a stop
             # beyond liquidation; an account view whose re-read failed may miss positions
             # opened since. An order that only reduces adds no exposure to misjudge.
-            return self._refuse(intent, Code.MISSING_ACCOUNT, unknown, now, health)
+            return self._refuse_unpriced(intent, Code.MISSING_ACCOUNT, unknown, now, health)
         try:
             risk_intent = self.risk_intent(intent)
         except ValueError as exc:
-            return self._refuse(intent, Code.INVALID_INPUT, str(exc), now, health)
+            return self._refuse_unpriced(intent, Code.INVALID_INPUT, str(exc), now, health)
         cache = self.cache
         symbol = intent.symbol
         by_market = risk_intent.type == "market"
@@ -432,7 +441,8 @@ class PreTradeGate:
                     continue
                 held = stops.get(leg.symbol)
                 if held is not None:  # a hedge twin's: keep the one that must clear liquidation
-                    stop = _binding_stop(account, leg, held, stop)
+                    model = get_model(self.liquidation_model)
+                    stop = _binding_stop(model, account, leg, held, stop)
                 stops[leg.symbol] = stop
             self.tripwire.account(account, stops, now)
         return account
@@ -490,6 +500,7 @@ class PreTradeGate:
                 min_price=float(prices.get("min") or 0.0),
                 max_price=None if prices.get("max") is None else float(prices["max"]),
                 percent_price=_percent_price(market.get("info")),
+                liquidation_model=self.liquidation_model,
             )
         except (KeyError, TypeError, ValueError) as exc:
             logger.warning("market rules for {} unusable: {}", symbol, exc)
@@ -569,7 +580,13 @@ class PreTradeGate:
             return None
         return replace(intent, amount=safe)
 
-    def _refuse(
+    def refuse(self, intent: OrderIntent, code: str, reason: str, now: float) -> Assessment:
+        state = self.health.state(now)
+        return self._refuse_unpriced(
+            intent, Code(code), reason, now, str(getattr(state, "value", state))
+        )
+
+    def _refuse_unpriced(
         self, intent: OrderIntent, code: Code, reason: str, now: float, health: str
     ) -> Assessment:
         """A denial decided before the risk core ran: a full verdict all the same (one
@@ -662,7 +679,7 @@ class PreTradeGate:
             if stop is None or market.book is None or market.volatility is None:
                 continue
             others = [p for p in account.positions if p is not leg and p.isolated_wallet is None]
-            liq = get_model("binanceusdm").liquidation_price(
+            liq = get_model(self.liquidation_model).liquidation_price(
                 leg, wallet_balance=account.wallet_balance, others=others, options=options
             )
             if liq.price is None:
@@ -701,13 +718,22 @@ class PreTradeGate:
         return checks
 
     def _protective_stop(self, leg: PositionLeg) -> float | None:
-        """The trigger of the resting reduce-only stop closing ``leg`` (the tightest one)."""
+        """The trigger of the resting stop that can only close ``leg`` (the tightest one):
+        reduce-only or close-position in one-way mode; in hedge mode, where Binance refuses
+        ``reduceOnly``, a stop on the closing side of the leg's own ``positionSide``."""
         seen = self.cache.open_orders.get(leg.symbol)
         closing = "sell" if leg.side > 0 else "buy"
         triggers = []
         for order in seen.value if seen is not None else ():
             info = order.get("info") or {}
-            reduces = order.get("reduceOnly") or str(info.get("closePosition")).lower() == "true"
+            side_of = str(info.get("positionSide") or "").upper()
+            if side_of and side_of != leg.position_side:
+                continue  # another hedge leg's order
+            reduces = (
+                order.get("reduceOnly")
+                or str(info.get("closePosition")).lower() == "true"
+                or side_of in ("LONG", "SHORT")  # closing side of a hedge leg: only closes it
+            )
             trigger = _positive(order.get("triggerPrice") or order.get("stopPrice"))
             if reduces and trigger is not None and order.get("side") == closing:
                 triggers.append(trigger)
@@ -744,13 +770,15 @@ def _tier_table(raw: Any) -> TierTable | None:
         return None
 
 
-def _binding_stop(account: Account, leg: PositionLeg, one: float, other: float) -> float:
+def _binding_stop(
+    model: LiquidationModel, account: Account, leg: PositionLeg, one: float, other: float
+) -> float:
     """Of two hedge legs' stops in one symbol, the one the triggers must judge (they take one
     per symbol): the nearer the legs' shared liquidation price on its safe side, below it
     (the lower stop) for a net-long account, above it (the higher) otherwise."""
     others = [p for p in account.positions if p is not leg and p.isolated_wallet is None]
     try:
-        liq = get_model("binanceusdm").liquidation_price(
+        liq = model.liquidation_price(
             leg,
             wallet_balance=account.wallet_balance,
             others=others if leg.isolated_wallet is None else (),

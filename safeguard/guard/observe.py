@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from safeguard._log import logger
-from safeguard.guard.classify import ErrorClass
+from safeguard.guard.classify import ErrorClass, RetryClass
 from safeguard.guard.core import Answer, Send
 from safeguard.guard.events import EventKind, Hooks, RequestEvent, RetryEvent
 from safeguard.guard.logging import log_request, request_record
@@ -44,6 +44,21 @@ class AlwaysNormal:
         return "NORMAL"
 
 
+def _health_outcome(ec: ErrorClass | None) -> str | None:
+    """What one request says about the venue's health. A definite refusal (a bad request,
+    an unknown order, ccxt refusing the call's arguments) is an answer from a working venue,
+    or no request at all; an exception that is not ccxt's (a TypeError from arguments ccxt
+    cannot use) says nothing about the venue: counted as errors, a caller's mistakes made
+    the venue SEVERE and refused every new order."""
+    if ec is None:
+        return "ok"
+    if ec.throttled:
+        return "throttled"
+    if ec.reason == "unrecognised":
+        return None
+    return "ok" if ec.retry is RetryClass.NEVER else "error"
+
+
 @dataclass
 class RequestObserver:
     exchange_id: str
@@ -59,7 +74,9 @@ class RequestObserver:
         now = answer.now
         latency = max(0.0, now - answer.started)
         outcome = "ok" if ec is None else ("throttled" if ec.throttled else "error")
-        self.health.record(send.method, latency, outcome, now)  # emits its own state changes
+        health = _health_outcome(ec)
+        if health is not None:
+            self.health.record(send.method, latency, health, now)  # emits its own state changes
         if self.tripwire is not None:
             self.tripwire.request(send, answer, ec)
         listening = self.hooks.listening(EventKind.REQUEST)

@@ -561,6 +561,26 @@ def recv_window_s(value: Any) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0.0 else None
 
 
+def check_setting(method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Refuse a settings call whose value ccxt cannot use, before it is sent: ccxt compares
+    ``set_leverage``'s argument with numbers, so a string (read from a config file) raises a
+    ``TypeError`` that would look like a venue failure, be retried and count against the
+    venue's health; NaN, infinity or a bool reach the venue as garbage."""
+    if method != "set_leverage":
+        return
+    leverage = args[0] if args else kwargs.get("leverage")
+    if (
+        isinstance(leverage, bool)
+        or not isinstance(leverage, int | float)
+        or not math.isfinite(leverage)
+        or leverage < 1
+    ):
+        raise InvalidInput(
+            f"leverage must be a finite number >= 1, got {leverage!r}; nothing was sent",
+            field="leverage",
+        )
+
+
 def check_client_order_id(value: Any, *, limit: int = _MAX_ID) -> str:
     """A client order id Binance accepts: 1-36 of ``[.A-Z:/a-z0-9_-]`` (``limit``: fewer)."""
     if not isinstance(value, str) or not _BINANCE_ID.match(value) or len(value) > limit:

@@ -67,11 +67,23 @@ def weight(send: Send) -> float:
     method = send.method
     if method == "fetch_order_book":
         limit = send.args[1] if len(send.args) > 1 else send.kwargs.get("limit")
-        limit = 500 if limit is None else int(limit)
-        return next((w for cap, w in _DEPTH if limit <= cap), 20)
+        depth = _depth(limit)
+        return next((w for cap, w in _DEPTH if depth <= cap), _DEPTH[-1][1])
     if method == "fetch_open_orders":
         return 1 if (send.args and send.args[0]) or send.kwargs.get("symbol") else 40
     return _WEIGHTS.get(method, 1)
+
+
+def _depth(limit: object) -> float:
+    """The book depth a ``limit`` asks for: 500 (Binance's default) when none; one that is
+    not a number is weighed as the deepest, and ccxt or the venue answers it."""
+    if limit is None:
+        return 500.0
+    try:
+        depth = float(limit)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.inf
+    return depth if math.isfinite(depth) else math.inf
 
 
 def request_kind(kind: CallKind, send: Send) -> RequestKind:

@@ -596,6 +596,12 @@ MODELS: Mapping[str, LiquidationModel] = MappingProxyType(
 """Every named model. Keys are ccxt exchange ids where the model is one venue's."""
 
 
+def model_for_exchange(exchange_id: str) -> str:
+    """The model that prices liquidation on the ccxt exchange ``exchange_id``: its own where
+    :data:`MODELS` has one, else ``"generic"`` (never another venue's formula)."""
+    return exchange_id if exchange_id in MODELS else "generic"
+
+
 def get_model(name: str) -> LiquidationModel:
     """The model called ``name``; an unknown name is a ``ValueError`` naming it."""
     model = MODELS.get(name) if isinstance(name, str) else None
@@ -616,4 +622,5 @@ __all__ = [
     "PositionSide",
     "TierWalkModel",
     "get_model",
+    "model_for_exchange",
 ]

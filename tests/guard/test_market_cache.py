@@ -23,6 +23,7 @@ from safeguard.guard.market import MarketCache, Seen
 from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.switch import KillSwitch, TradingState
 from safeguard.killswitch.triggers import RiskMonitor
+from safeguard.risk.liquidation import LiquidationOptions, get_model, model_for_exchange
 from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.inprocess import inprocess_client
@@ -218,6 +219,40 @@ def test_a_degraded_venue_prices_the_same_stop_worse() -> None:
     assert sick.distance_pct < calm.distance_pct
 
 
+def test_the_stop_re_check_prices_liquidation_on_the_exchanges_model() -> None:
+    # On another venue's formula the same long liquidates elsewhere: the re-check must use
+    # the model the verdict uses (the market rules'), not Binance's whatever the venue.
+    gate, _, now = _gate_with_a_leveraged_long(HealthMonitor())
+    gate.liquidation_model = "bitget"  # what guard() picks for ccxt.bitget
+    account = gate.account(now)
+    assert account is not None
+    (leg,) = account.positions
+    _stop(gate, round(leg.entry_price * 0.99, 2))
+    (check,) = gate.recheck_positions(now)
+    taker = gate.fills.expected.taker_fee
+    options = LiquidationOptions(
+        closing_fee_rate=taker,
+        safety_buffer_rate=gate.policy.risk.liquidation_safety_buffer_pct / 100.0,
+    )
+    bitget, binance = (
+        get_model(name).liquidation_price(
+            leg, wallet_balance=account.wallet_balance, options=options
+        )
+        for name in ("bitget", "binanceusdm")
+    )
+    assert bitget.price != binance.price
+    assert check.liquidation == bitget.price
+    rules = gate.snapshot(SYMBOL, now).rules
+    assert rules is not None
+    assert rules.liquidation_model == "bitget"  # the verdict's model
+
+
+def test_each_exchange_gets_its_own_liquidation_model_or_the_generic_one() -> None:
+    assert model_for_exchange("binanceusdm") == "binanceusdm"
+    assert model_for_exchange("okx") == "okx"
+    assert model_for_exchange("kraken") == "generic"
+
+
 def _hedged_eth(tripwire: TripWire | None = None) -> tuple[PreTradeGate, Any, float]:
     """A cross account in hedge mode, long 2 ETH and short 0.5 ETH (net long), and a gate
     that has not read it yet, with ``read`` to feed it."""
@@ -283,3 +318,41 @@ def test_the_triggers_see_the_hedge_stop_that_must_clear_the_shared_price(
     assert state.code == Code.LIQUIDATION_DISTANCE
     assert "ETH/USDT:USDT long" in state.reason
     switch.close()
+
+
+def _hedged_eth_with_venue_stops(
+    long_stop_pct: float, short_stop_pct: float, tripwire: TripWire | None = None
+) -> tuple[PreTradeGate, float]:
+    """``_hedged_eth`` with the stops a hedge-mode bot really places on each leg
+    (STOP_MARKET with ``positionSide``: Binance refuses ``reduceOnly`` there), read."""
+    gate, raw, now = _hedged_eth(tripwire)
+    mark = raw.fetch_ticker(SYMBOL)["last"]
+    for side, amount, pct, leg in (
+        ("sell", 2.0, long_stop_pct, "LONG"),
+        ("buy", 0.5, short_stop_pct, "SHORT"),
+    ):
+        stop = round(mark * (1 + pct / 100), 2)
+        params = {"stopPrice": stop, "positionSide": leg}
+        raw.create_order(SYMBOL, "STOP_MARKET", side, amount, None, params)
+    gate.absorb(Send("fetch_open_orders", (SYMBOL,)), raw.fetch_open_orders(SYMBOL), now)
+    _feed(gate, raw, now)
+    return gate, now
+
+
+def test_hedge_mode_stops_are_re_checked_like_reduce_only_ones() -> None:
+    gate, now = _hedged_eth_with_venue_stops(-10.0, 5.0)
+    checks = gate.recheck_positions(now)
+    assert len(checks) == 2  # both legs' stops found, though neither says reduceOnly
+    placed = {float(order["triggerPrice"]) for order in gate.cache.open_orders[SYMBOL].value}
+    assert {check.stop for check in checks} == placed
+    assert all(check.distance_pct > 1.0 for check in checks)
+
+
+def test_the_triggers_see_a_hedge_mode_stop_beyond_liquidation(tmp_path: Path) -> None:
+    switch = KillSwitch(KillSwitchConfig(state_dir=tmp_path, watch_state_file=False), watch=False)
+    monitor = RiskMonitor(TriggerConfig(), limits=RiskLimits(max_leverage=None))
+    _hedged_eth_with_venue_stops(-30.0, 5.0, TripWire(monitor, switch))
+    state = switch.state
+    switch.close()
+    assert state.state is TradingState.HALTED
+    assert state.code == Code.LIQUIDATION_DISTANCE
