@@ -94,6 +94,10 @@ class VenueConfig(_Frozen):
     """Closed orders kept for look-up; the oldest are forgotten first."""
     trade_history: Annotated[int, Field(ge=10)] = 1_000
     """Recent public trades kept per symbol."""
+    kline_minutes: Annotated[int, Field(ge=24 * 60 + 1)] = 7 * 24 * 60
+    """Minutes of live candles kept per symbol (klines of any interval aggregate them)."""
+    kline_history: Annotated[int, Field(ge=0, le=100_000)] = 1_500
+    """Seeded candles per interval before the run starts (Binance serves at most 1500 a call)."""
     max_catch_up_s: Positive = 86_400.0
     """Wall-clock mode: a gap longer than this is skipped rather than simulated step by step."""
 

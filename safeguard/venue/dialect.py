@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.errors import ConfigError
+from safeguard.venue import candles
+from safeguard.venue.candles import Kind
 from safeguard.venue.errors import VenueReject
 from safeguard.venue.faults import (
     AnswerRule,
@@ -528,6 +530,43 @@ def _agg_trades(call: Call) -> Any:
     return kept[:limit] if from_id is not None or start is not None else kept[-limit:]
 
 
+def _kline_limit(params: Params) -> int:
+    return params.integer("limit", low=1, high=1500) or 500
+
+
+def _klines_of(kind: Kind, by: str, *, continuous: bool = False) -> Handler:
+    """A kline route: ``by`` names the market parameter (``symbol``, or ``pair`` for the index
+    and continuous klines, whose ``pair`` is the perpetual's symbol on a USD-M venue)."""
+
+    def handler(call: Call) -> Any:
+        p = call.params
+        if by == "symbol":
+            symbol = _required_symbol(call)
+        else:
+            symbol = p.text("pair", required=True) or ""
+            if symbol not in call.venue.markets:
+                raise VenueReject(-1121, "Invalid symbol.")
+        if continuous:
+            p.choice("contractType", ("PERPETUAL",), required=True)
+        interval = p.text("interval", required=True) or ""
+        start = p.integer("startTime", low=0)
+        end = p.integer("endTime", low=0)
+        return call.venue.klines(
+            symbol,
+            kind=kind,
+            interval=interval,
+            start_ms=start,
+            end_ms=end,
+            limit=_kline_limit(p),
+        )
+
+    return handler
+
+
+def _kline_weight(params: Params) -> int:
+    return candles.weight(_kline_limit(params))
+
+
 def _premium_index(call: Call) -> Any:
     return call.venue.premium_index(_symbol(call, required=False))
 
@@ -836,6 +875,13 @@ ROUTES: Mapping[tuple[str, str], Route] = {
     ("GET", "/fapi/v1/ticker/bookTicker"): Route(_book_ticker, lambda p: 2 if "symbol" in p else 5),
     ("GET", "/fapi/v1/depth"): Route(_depth, lambda p: _DEPTH_LIMITS[_depth_limit(p)]),
     ("GET", "/fapi/v1/aggTrades"): Route(_agg_trades, 20),
+    ("GET", "/fapi/v1/klines"): Route(_klines_of("contract", "symbol"), _kline_weight),
+    ("GET", "/fapi/v1/continuousKlines"): Route(
+        _klines_of("contract", "pair", continuous=True), _kline_weight
+    ),
+    ("GET", "/fapi/v1/markPriceKlines"): Route(_klines_of("mark", "symbol"), _kline_weight),
+    ("GET", "/fapi/v1/indexPriceKlines"): Route(_klines_of("index", "pair"), _kline_weight),
+    ("GET", "/fapi/v1/premiumIndexKlines"): Route(_klines_of("premium", "symbol"), _kline_weight),
     ("GET", "/fapi/v1/premiumIndex"): Route(_premium_index, lambda p: 1 if "symbol" in p else 10),
     ("GET", "/fapi/v3/account"): Route(_account, 5, signed=True),
     ("GET", "/fapi/v3/positionRisk"): Route(_position_risk, 5, signed=True),

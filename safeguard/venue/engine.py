@@ -36,7 +36,7 @@ from typing import Any, Literal
 from safeguard._log import logger
 from safeguard.clock import Clock, ManualClock
 from safeguard.risk.tiers import TierTable
-from safeguard.venue import views
+from safeguard.venue import candles, views
 from safeguard.venue.accounts import (
     CROSSED,
     ISOLATED,
@@ -123,6 +123,7 @@ class Venue:
         self._now = self._start
         self._stepping = False
         self._m: dict[str, MarketState] = {}
+        self._initial_index: dict[str, float] = {}
         regimes = tuple(RegimeSpec(r.name, r.annual_vol, r.mean_duration_s) for r in cfg.regimes)
         for symbol in cfg.symbols:
             spec = catalogue[symbol]
@@ -149,6 +150,7 @@ class Venue:
         self._insurance = round(cfg.insurance_fund * MONEY_SCALE)
         self.events: list[Event] = []
         self._listeners: list[Listener] = []
+        self._history: dict[tuple[str, int], dict[candles.Kind, list[candles.Bar]]] = {}
 
     def _new_market(self, spec: MarketSpec, regimes: tuple[RegimeSpec, ...]) -> MarketState:
         cfg = self.config
@@ -181,6 +183,7 @@ class Venue:
             premium_sd=cfg.premium_sd,
             premium_reversion_s=cfg.premium_reversion_s,
         )
+        self._initial_index[symbol] = feed.index
         price = feed.contract
         book_cfg = cfg.book
         book = SimBook(
@@ -194,7 +197,12 @@ class Venue:
             rng=random.Random(f"{seed}:{symbol}:book"),
             now=self._start,
         )
-        market = MarketState(spec, feed, book, trade_history=cfg.trade_history)
+        market = MarketState(
+            spec, feed, book, trade_history=cfg.trade_history, kline_minutes=cfg.kline_minutes
+        )
+        # The run's first minute exists before the first step: a strategy's first tick sees it.
+        market.candle(self._start, market.last, 0)
+        market.record_prices(self._start)
         market.next_funding = next_funding_time(self._start, spec.funding_interval_s)
         return market
 
@@ -361,10 +369,63 @@ class Venue:
                 m.spec,
                 last=m.shown_prices()[2],
                 last_qty=m.last_qty,
-                candles=m.candles,
+                candles=self._last_day(m),
                 trades=m.trades,
                 now_ms=m.shown_ms(self._ms()),
             )
+
+    def _last_day(self, m: MarketState) -> list[list[float]]:
+        first = int(self._now_time() // 60) - 24 * 60
+        return [c for c in m.candles if c[0] >= first]
+
+    def klines(
+        self,
+        symbol: str,
+        *,
+        kind: candles.Kind = "contract",
+        interval: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+    ) -> list[list[Any]]:
+        """Binance's kline rows for ``symbol``: seeded history, then the run's own minutes."""
+        with self.lock:
+            m = self._market(symbol)
+            interval_s = candles.INTERVALS.get(interval) if isinstance(interval, str) else None
+            if interval_s is None:
+                raise VenueReject(-1120, "Invalid interval.")
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1500:
+                raise illegal("limit")
+            first_live = candles.bar_open(self._start, interval_s)
+            now = self._now_time()
+            live_rows = m.candles if kind == "contract" else m.price_minutes
+            live = candles.aggregate(
+                live_rows, kind, interval_s, first_live, candles.bar_open(now, interval_s)
+            )
+            past = self._history_bars(m, interval_s, first_live)[kind]
+            start_s = None if start_ms is None else start_ms / 1000
+            end_s = None if end_ms is None else end_ms / 1000
+            bars = candles.select([*past, *live], start_s, end_s, limit)
+            return candles.to_binance(bars, kind, interval_s, m.spec)
+
+    def _history_bars(
+        self, m: MarketState, interval_s: int, end_s: int
+    ) -> dict[candles.Kind, list[candles.Bar]]:
+        key = (m.spec.symbol, interval_s)
+        cached = self._history.get(key)
+        if cached is None:
+            cfg = self.config
+            cached = self._history[key] = candles.history(
+                key=f"{cfg.seed}:{m.spec.symbol}",
+                interval_s=interval_s,
+                end_s=end_s,
+                depth=cfg.kline_history,
+                index=self._initial_index[m.spec.symbol],
+                premium=cfg.premium_mean,
+                annual_vol=cfg.regimes[0].annual_vol,
+                spec=m.spec,
+            )
+        return cached
 
     def book_ticker(self, symbol: str | None = None) -> list[dict[str, Any]]:
         with self.lock:

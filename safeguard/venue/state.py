@@ -44,6 +44,7 @@ class MarketState:
         "last_qty",
         "next_funding",
         "premium",
+        "price_minutes",
         "published",
         "snapshot",
         "spec",
@@ -54,7 +55,13 @@ class MarketState:
     )
 
     def __init__(
-        self, spec: MarketSpec, feed: PriceFeed, book: SimBook, *, trade_history: int
+        self,
+        spec: MarketSpec,
+        feed: PriceFeed,
+        book: SimBook,
+        *,
+        trade_history: int,
+        kline_minutes: int = 24 * 60 + 1,
     ) -> None:
         self.spec = spec
         self.feed = feed
@@ -77,8 +84,11 @@ class MarketState:
             maxlen=_BOOK_JOURNAL
         )
         """Per version: the bid and ask prices (ticks) that changed in it."""
-        # Minute candles for the 24 h ticker: [minute, open, high, low, close, volume, quote].
-        self.candles: deque[list[float]] = deque(maxlen=24 * 60 + 1)
+        # Minute candles for the ticker and klines: [minute, open, high, low, close, volume,
+        # quote, trade count, taker-buy volume, taker-buy quote] (prices in ticks).
+        self.candles: deque[list[float]] = deque(maxlen=max(kline_minutes, 24 * 60 + 1))
+        # The price process per minute: [minute, mark o h l c, index o h l c, premium o h l c].
+        self.price_minutes: deque[list[float]] = deque(maxlen=self.candles.maxlen)
         self.premium = PremiumAverage()
         self.next_funding = 0.0
         self.funding_rate = 0.0
@@ -110,6 +120,25 @@ class MarketState:
             candle[4] = last
         else:
             self.candle(t, last, 0)
+        self.record_prices(t)
+
+    def record_prices(self, t: float) -> None:
+        """Fold the current mark, index and premium into this minute's price row."""
+        feed = self.feed
+        mark, index = feed.mark, feed.index
+        premium = (mark - index) / index
+        minute = int(t // 60)
+        rows = self.price_minutes
+        row = rows[-1] if rows else None
+        if row is None or row[0] != minute:
+            rows.append(
+                [minute, mark, mark, mark, mark, index, index, index, index] + [premium] * 4
+            )
+            return
+        for column, value in ((1, mark), (5, index), (9, premium)):
+            row[column + 1] = max(row[column + 1], value)
+            row[column + 2] = min(row[column + 2], value)
+            row[column + 3] = value
 
     def record_trade(self, t: float, price: int, qty: int, *, buyer_maker: bool) -> int:
         """Print a trade on the public tape; returns its trade id."""
@@ -117,10 +146,10 @@ class MarketState:
         self.trades.append((trade_id, price, qty, int(t * 1000), buyer_maker))
         self.last = price
         self.last_qty = qty
-        self.candle(t, price, qty)
+        self.candle(t, price, qty, taker_buy=not buyer_maker)
         return trade_id
 
-    def candle(self, t: float, price: int, qty: int) -> None:
+    def candle(self, t: float, price: int, qty: int, *, taker_buy: bool = False) -> None:
         minute = int(t // 60)
         candles = self.candles
         c = candles[-1] if candles else None
@@ -129,12 +158,18 @@ class MarketState:
             c[3] = min(c[3], price)
             c[4] = price
         else:
-            c = [minute, price, price, price, price, 0.0, 0.0]
+            c = [minute, price, price, price, price, 0.0, 0.0, 0, 0.0, 0.0]
             candles.append(c)
         if qty:
             spec = self.spec
-            c[5] += qty * spec.step_size
-            c[6] += qty * spec.step_size * price * spec.tick_size
+            base = qty * spec.step_size
+            quote = base * price * spec.tick_size
+            c[5] += base
+            c[6] += quote
+            c[7] += 1
+            if taker_buy:
+                c[8] += base
+                c[9] += quote
 
     # --- what the feed publishes ------------------------------------------------------------
 

@@ -504,7 +504,7 @@ async def test_unknown_key_is_authentication_error(fresh: Client) -> None:
 
 async def test_unknown_path_is_a_404_exchange_error_not_a_network_error(client: Client) -> None:
     with raises_exactly(ccxt.ExchangeError) as exc:
-        await client("fapiPublicGetFundingInfo")
+        await client("fapiPublicGetConstituents", {"symbol": "BTCUSDT"})
     assert not isinstance(exc.value, ccxt.NetworkError)
     assert "-5000" in str(exc.value)
 
@@ -526,3 +526,73 @@ async def test_position_mode_round_trip(client: Client) -> None:
     assert (await client("fetch_position_mode", BTC))["hedged"] is True
     with raises_exactly(ccxt.OperationRejected):  # -4059: no need to change
         await client("set_position_mode", True)
+
+
+# --- candles ------------------------------------------------------------------------------
+
+
+async def test_fetch_ohlcv_serves_500_candles_at_the_first_tick(client: Client) -> None:
+    candles = await client("fetch_ohlcv", BTC, "1m", None, 500)
+    assert len(candles) == 500
+    opens = [c[0] for c in candles]
+    assert opens == list(range(opens[0], opens[0] + 500 * 60_000, 60_000))
+    now = client.venue.server_time()
+    assert opens[-1] <= now < opens[-1] + 60_000, "the last candle is the one now open"
+    for _, o, h, low, c, volume in candles:
+        assert low <= min(o, c) <= max(o, c) <= h
+        assert volume >= 0
+    assert candles[-1][4] == pytest.approx(client.venue.last_price("BTCUSDT"))
+
+
+async def test_fetch_ohlcv_candles_hold_every_trade(client: Client) -> None:
+    for side in ("buy", "sell", "buy"):
+        await client("create_order", ETH, "market", side, 0.05)
+    candles = await client("fetch_ohlcv", ETH, "1m", None, 30)
+    trades = await client("fetch_trades", ETH, None, 1000)
+    assert 3 <= len(trades) < 1000, "the tape still holds every trade of the run"
+    checked = 0
+    for open_ms, _, high, low, _, volume in candles:
+        inside = [t for t in trades if open_ms <= t["timestamp"] < open_ms + 60_000]
+        assert all(low <= t["price"] <= high for t in inside)
+        assert volume == pytest.approx(sum(t["amount"] for t in inside))
+        checked += len(inside)
+    assert checked >= 3
+
+
+async def test_fetch_ohlcv_honours_since_until_and_limit(client: Client) -> None:
+    latest = await client("fetch_ohlcv", BTC, "1h", None, 50)
+    since = latest[10][0]
+    window = await client("fetch_ohlcv", BTC, "1h", since, 5)
+    assert window == latest[10:15]
+    until = latest[20][0]
+    ending = await client("fetch_ohlcv", BTC, "1h", None, 4, {"until": until})
+    assert ending == latest[17:21]
+
+
+@pytest.mark.parametrize("price", ["mark", "index"])
+async def test_fetch_ohlcv_mark_and_index_candles(client: Client, price: str) -> None:
+    candles = await client("fetch_ohlcv", BTC, "5m", None, 100, {"price": price})
+    assert len(candles) == 100
+    current = client.venue.mark_price if price == "mark" else client.venue.index_price
+    assert candles[-1][4] == pytest.approx(current("BTCUSDT"), rel=1e-6)
+    assert all(c[5] == 0 for c in candles), "mark and index candles carry no volume"
+
+
+async def test_premium_and_continuous_klines_answer_binance_rows(client: Client) -> None:
+    premium = await client(
+        "fapiPublicGetPremiumIndexKlines", {"symbol": "BTCUSDT", "interval": "1h"}
+    )
+    continuous = await client(
+        "fapiPublicGetContinuousKlines",
+        {"pair": "BTCUSDT", "contractType": "PERPETUAL", "interval": "1m", "limit": 3},
+    )
+    plain = await client("fapiPublicGetKlines", {"symbol": "BTCUSDT", "interval": "1m", "limit": 3})
+    assert len(premium) == 500
+    assert all(len(row) == 12 for row in premium + continuous)
+    assert continuous == plain
+    assert abs(float(premium[-1][4])) < 0.01, "a premium is a small ratio, not a price"
+
+
+async def test_klines_refuse_an_unknown_interval(client: Client) -> None:
+    with raises_exactly(ccxt.BadRequest, match="-1120"):
+        await client("fapiPublicGetKlines", {"symbol": "BTCUSDT", "interval": "7m"})
