@@ -567,6 +567,42 @@ def _kline_weight(params: Params) -> int:
     return candles.weight(_kline_limit(params))
 
 
+def _trades(call: Call) -> Any:
+    symbol = _required_symbol(call)
+    return call.venue.trades(symbol, call.params.integer("limit", low=1, high=1000) or 500)
+
+
+def _historical_trades(call: Call) -> Any:
+    symbol = _required_symbol(call)
+    limit = call.params.integer("limit", low=1, high=500) or 100
+    from_id = call.params.integer("fromId", low=0)
+    return call.venue.trades(symbol, limit, from_id)
+
+
+def _ticker_price(call: Call) -> Any:
+    symbol = _symbol(call, required=False)
+    prices = call.venue.ticker_price(symbol)
+    return prices[0] if symbol is not None else prices
+
+
+def _open_interest(call: Call) -> Any:
+    return call.venue.open_interest(_required_symbol(call))
+
+
+def _funding_rate_history(call: Call) -> Any:
+    p = call.params
+    return call.venue.funding_history(
+        _symbol(call, required=False),
+        start_ms=p.integer("startTime", low=0),
+        end_ms=p.integer("endTime", low=0),
+        limit=p.integer("limit", low=1, high=1000) or 100,
+    )
+
+
+def _funding_info(call: Call) -> Any:
+    return call.venue.funding_info()
+
+
 def _premium_index(call: Call) -> Any:
     return call.venue.premium_index(_symbol(call, required=False))
 
@@ -882,6 +918,13 @@ ROUTES: Mapping[tuple[str, str], Route] = {
     ("GET", "/fapi/v1/markPriceKlines"): Route(_klines_of("mark", "symbol"), _kline_weight),
     ("GET", "/fapi/v1/indexPriceKlines"): Route(_klines_of("index", "pair"), _kline_weight),
     ("GET", "/fapi/v1/premiumIndexKlines"): Route(_klines_of("premium", "symbol"), _kline_weight),
+    ("GET", "/fapi/v1/trades"): Route(_trades, 5),
+    ("GET", "/fapi/v1/historicalTrades"): Route(_historical_trades, 20),
+    ("GET", "/fapi/v1/ticker/price"): Route(_ticker_price, lambda p: 1 if "symbol" in p else 2),
+    ("GET", "/fapi/v2/ticker/price"): Route(_ticker_price, lambda p: 1 if "symbol" in p else 2),
+    ("GET", "/fapi/v1/openInterest"): Route(_open_interest, 1),
+    ("GET", "/fapi/v1/fundingRate"): Route(_funding_rate_history, 1),
+    ("GET", "/fapi/v1/fundingInfo"): Route(_funding_info, 1),
     ("GET", "/fapi/v1/premiumIndex"): Route(_premium_index, lambda p: 1 if "symbol" in p else 10),
     ("GET", "/fapi/v3/account"): Route(_account, 5, signed=True),
     ("GET", "/fapi/v3/positionRisk"): Route(_position_risk, 5, signed=True),

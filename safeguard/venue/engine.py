@@ -491,37 +491,87 @@ class Venue:
             fresh.reverse()
             return views.agg_trades(m.spec, fresh)
 
-    def klines(self, symbol: str, interval_s: int, limit: int) -> list[list[Any]]:
-        """The last ``limit`` candles of ``interval_s`` (a multiple of 60, at most a day) from
-        the minute candles: ``[open ms, o, h, l, c, volume, close ms, quote volume]``."""
+    def trades(self, symbol: str, limit: int = 500, from_id: int | None = None) -> list[Any]:
+        """``/fapi/v1/trades`` (latest ``limit``) or ``historicalTrades`` (from ``from_id``)."""
         with self.lock:
             m = self._market(symbol)
-            if interval_s % 60 or not 60 <= interval_s <= 86_400:
-                raise illegal("interval")
-            spec = m.spec
-            per = interval_s // 60
-            groups: list[list[Any]] = []
-            for minute, o, h, low, c, volume, quote in m.candles:
-                start = int(minute) // per * per
-                if groups and groups[-1][0] == start:
-                    g = groups[-1]
-                    g[2], g[3], g[4] = max(g[2], h), min(g[3], low), c
-                    g[5] += volume
-                    g[6] += quote
-                else:
-                    groups.append([start, o, h, low, c, volume, quote])
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+                raise illegal("limit")
+            tape = list(m.trades)
+            if from_id is None:
+                return views.trades(m.spec, tape[-limit:])
+            return views.trades(m.spec, [t for t in tape if t[0] >= from_id][:limit])
+
+    def ticker_price(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
+            now_ms = self._ms()
             return [
-                [
-                    start * 60_000,
-                    spec.fmt_price(int(o)),
-                    spec.fmt_price(int(h)),
-                    spec.fmt_price(int(low)),
-                    spec.fmt_price(int(c)),
-                    format(volume, spec.qty_format),
-                    (start + per) * 60_000 - 1,
-                    f"{quote:.2f}",
-                ]
-                for start, o, h, low, c, volume, quote in groups[-limit:]
+                {
+                    "symbol": m.spec.symbol,
+                    "price": m.spec.fmt_price(m.shown_prices()[2]),
+                    "time": m.shown_ms(now_ms),
+                }
+                for m in markets
+            ]
+
+    def open_interest(self, symbol: str) -> dict[str, Any]:
+        """Contracts held long across every account (each long faces a short somewhere)."""
+        with self.lock:
+            m = self._market(symbol)
+            held = sum(
+                p.qty
+                for account in self._accounts.values()
+                for (held_symbol, _side), p in account.positions.items()
+                if held_symbol == symbol and p.qty > 0
+            )
+            return {
+                "symbol": symbol,
+                "openInterest": m.spec.fmt_qty(held),
+                "time": self._ms(),
+            }
+
+    def funding_history(
+        self,
+        symbol: str | None = None,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Settled funding rates, oldest first (Binance: from ``startTime``, else the latest)."""
+        with self.lock:
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+                raise illegal("limit")
+            markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
+            rows = sorted(
+                (when, m.spec.symbol, rate, mark)
+                for m in markets
+                for when, rate, mark in m.funding_history
+                if (start_ms is None or when >= start_ms) and (end_ms is None or when <= end_ms)
+            )
+            kept = rows[:limit] if start_ms is not None else rows[-limit:]
+            return [
+                {
+                    "symbol": name,
+                    "fundingRate": f"{rate:.8f}",
+                    "fundingTime": when,
+                    "markPrice": format(mark, self._specs[name].avg_price_format),
+                }
+                for when, name, rate, mark in kept
+            ]
+
+    def funding_info(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                {
+                    "symbol": spec.symbol,
+                    "adjustedFundingRateCap": f"{spec.funding_cap:.8f}",
+                    "adjustedFundingRateFloor": f"{-spec.funding_cap:.8f}",
+                    "fundingIntervalHours": round(spec.funding_interval_s / 3600),
+                    "disclaimer": False,
+                }
+                for spec in self._specs.values()
             ]
 
     def premium_index(self, symbol: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
@@ -1474,6 +1524,7 @@ class Venue:
         rate = funding_rate(m.premium.value(), cap=spec.funding_cap)
         m.funding_rate = rate
         m.premium.reset()
+        m.funding_history.append((int(when * 1000), rate, m.feed.mark))
         m.next_funding = next_funding_time(t, spec.funding_interval_s)
         mark = m.feed.mark
         for account in self._accounts.values():

@@ -39,6 +39,7 @@ class MarketState:
         "feed",
         "freeze",
         "freeze_ms",
+        "funding_history",
         "funding_rate",
         "last",
         "last_qty",
@@ -93,6 +94,8 @@ class MarketState:
         self.next_funding = 0.0
         self.funding_rate = 0.0
         """The rate settled at the last funding time."""
+        self.funding_history: deque[tuple[int, float, float]] = deque(maxlen=1000)
+        """Settled funding: (funding time ms, rate, mark at settlement), oldest first."""
         self.freeze: str | None = None
         self.freeze_ms = 0
         self.snapshot: dict[str, Any] = {}

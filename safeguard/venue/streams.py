@@ -685,8 +685,7 @@ class StreamHub:
     def _kline(self, symbol: str, interval: str, now: float) -> list[Any]:
         if not self._is_due(("kline", symbol, interval), now, _PERIOD_S["kline"]):
             return []
-        seconds = KLINE_INTERVALS_S[interval]
-        candles = self.venue.klines(symbol, seconds, 2)
+        candles = self.venue.klines(symbol, interval=interval, limit=2)
         if not candles:
             return []
         opened = self._kline_open.get((symbol, interval))
@@ -900,7 +899,7 @@ def _error(code: int, msg: str, request_id: Any) -> str:
 
 
 def _kline(symbol: str, interval: str, row: list[Any], *, closed: bool) -> dict[str, Any]:
-    opened, o, h, low, c, volume, closes, quote = row
+    opened, o, h, low, c, volume, closes, quote, count, taker_base, taker_quote, _ = row
     return {
         "e": "kline",
         "E": closes,
@@ -917,11 +916,11 @@ def _kline(symbol: str, interval: str, row: list[Any], *, closed: bool) -> dict[
             "h": h,
             "l": low,
             "v": volume,
-            "n": 0,
+            "n": count,
             "x": closed,
             "q": quote,
-            "V": "0",
-            "Q": "0",
+            "V": taker_base,
+            "Q": taker_quote,
             "B": "0",
         },
     }

@@ -104,6 +104,21 @@ def depth(
     }
 
 
+def trades(spec: MarketSpec, tape: Iterable[Trade]) -> list[dict[str, Any]]:
+    """``/fapi/v1/trades`` and ``historicalTrades`` rows."""
+    return [
+        {
+            "id": trade_id,
+            "price": spec.fmt_price(price),
+            "qty": spec.fmt_qty(qty),
+            "quoteQty": format(price * qty * spec.tick_size * spec.step_size, ".8f"),
+            "time": when,
+            "isBuyerMaker": buyer_maker,
+        }
+        for trade_id, price, qty, when, buyer_maker in tape
+    ]
+
+
 def agg_trades(spec: MarketSpec, trades: Iterable[Trade]) -> list[dict[str, Any]]:
     return [
         {

@@ -596,3 +596,68 @@ async def test_premium_and_continuous_klines_answer_binance_rows(client: Client)
 async def test_klines_refuse_an_unknown_interval(client: Client) -> None:
     with raises_exactly(ccxt.BadRequest, match="-1120"):
         await client("fapiPublicGetKlines", {"symbol": "BTCUSDT", "interval": "7m"})
+
+
+# --- trades and market data ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["fapiPublicGetTrades", "fapiPublicGetHistoricalTrades"])
+async def test_fetch_trades_by_trade_list(client: Client, method: str) -> None:
+    order = await client("create_order", ETH, "market", "sell", 0.03)
+    trades = await client("fetch_trades", ETH, None, 50, {"fetchTradesMethod": method})
+    last = trades[-1]
+    assert last["price"] == pytest.approx(order["average"])
+    assert last["amount"] == pytest.approx(0.03)
+    assert last["side"] == "sell"
+    assert last["cost"] == pytest.approx(order["average"] * 0.03)
+    assert int(last["id"]) == client.venue.trades("ETHUSDT", 1)[0]["id"]
+    ids = [int(t["id"]) for t in trades]
+    assert ids == sorted(ids)
+
+
+async def test_historical_trades_from_an_id(client: Client) -> None:
+    await client("create_order", ETH, "market", "buy", 0.01)
+    await client("create_order", ETH, "market", "buy", 0.02)
+    newest = client.venue.trades("ETHUSDT", 2)
+    trades = await client(
+        "fetch_trades",
+        ETH,
+        None,
+        10,
+        {"fetchTradesMethod": "fapiPublicGetHistoricalTrades", "fromId": newest[0]["id"]},
+    )
+    assert [t["amount"] for t in trades] == [0.01, 0.02]
+
+
+async def test_fetch_last_prices(client: Client) -> None:
+    prices = await client("fetch_last_prices", [BTC, ETH])
+    for symbol, venue_id in ((BTC, "BTCUSDT"), (ETH, "ETHUSDT")):
+        assert prices[symbol]["price"] == pytest.approx(client.venue.last_price(venue_id))
+    one = await client("fapiPublicGetTickerPrice", {"symbol": "BTCUSDT"})
+    assert float(one["price"]) == pytest.approx(client.venue.last_price("BTCUSDT"))
+    assert one["time"] == client.venue.server_time()
+
+
+async def test_fetch_open_interest_counts_the_longs(client: Client) -> None:
+    before = await client("fetch_open_interest", ETH)
+    await client("create_order", ETH, "market", "buy", 0.05)
+    after = await client("fetch_open_interest", ETH)
+    assert after["openInterestAmount"] == pytest.approx(before["openInterestAmount"] + 0.05)
+    assert after["symbol"] == ETH
+
+
+async def test_fetch_funding_rate_history_and_intervals(client: Client) -> None:
+    venue = client.venue
+    before = await client("fetch_funding_rate_history", BTC)
+    venue.advance(venue.markets["BTCUSDT"].funding_interval_s)
+    history = await client("fetch_funding_rate_history", BTC)
+    assert len(history) == len(before) + 1
+    newest = history[-1]
+    assert newest["symbol"] == BTC
+    assert newest["timestamp"] % (8 * 3_600_000) == 0
+    assert newest["timestamp"] <= venue.server_time()
+    assert abs(newest["fundingRate"]) <= venue.markets["BTCUSDT"].funding_cap
+    since = await client("fetch_funding_rate_history", BTC, newest["timestamp"])
+    assert [r["timestamp"] for r in since] == [newest["timestamp"]]
+    intervals = await client("fetch_funding_intervals", [BTC, ETH])
+    assert intervals[BTC]["interval"] == "8h"
