@@ -12,6 +12,7 @@ to act, never how much money moves.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -72,12 +73,30 @@ class Account:
     update_ms: int = 0
     margin_called: bool = False
     """A ``MARGIN_CALL`` went out and the cross margin has not recovered since."""
+    income: deque[Income] = field(default_factory=lambda: deque(maxlen=INCOME_HISTORY))
+    """Every wallet change, oldest first (``/fapi/v1/income``)."""
 
     def isolated_total(self) -> int:
         return sum(p.isolated_margin for p in self.positions.values())
 
     def cross_wallet(self) -> int:
         return self.wallet - self.isolated_total()
+
+
+INCOME_HISTORY = 100_000
+"""Income rows kept per account; the oldest are forgotten first."""
+
+
+class Income(NamedTuple):
+    """One wallet change: ``units`` > 0 credited. ``kind`` is Binance's ``incomeType``."""
+
+    tran_id: int
+    time_ms: int
+    symbol: str
+    kind: str
+    units: int
+    trade_id: str = ""
+    info: str = ""
 
 
 class FillResult(NamedTuple):
@@ -171,6 +190,7 @@ __all__ = [
     "ISOLATED",
     "Account",
     "FillResult",
+    "Income",
     "Position",
     "apply_fill",
     "maintenance_margin",

@@ -857,6 +857,114 @@ def _user_trades(call: Call) -> Any:
     return call.venue.user_trades(call.api_key, symbol=symbol, limit=limit)
 
 
+_INCOME_TYPES = (
+    "TRANSFER",
+    "WELCOME_BONUS",
+    "REALIZED_PNL",
+    "FUNDING_FEE",
+    "COMMISSION",
+    "INSURANCE_CLEAR",
+    "REFERRAL_KICKBACK",
+    "COMMISSION_REBATE",
+    "API_REBATE",
+    "CONTEST_REWARD",
+    "CROSS_COLLATERAL_TRANSFER",
+    "OPTIONS_PREMIUM_FEE",
+    "OPTIONS_SETTLE_PROFIT",
+    "INTERNAL_TRANSFER",
+    "AUTO_EXCHANGE",
+    "DELIVERED_SETTELMENT",
+    "COIN_SWAP_DEPOSIT",
+    "COIN_SWAP_WITHDRAW",
+    "POSITION_LIMIT_INCREASE_FEE",
+    "STRATEGY_UMFUTURES_TRANSFER",
+    "FEE_RETURN",
+    "BFUSD_REWARD",
+)
+
+
+def _income(call: Call) -> Any:
+    p = call.params
+    symbol = _symbol(call, required=False)
+    income_type = p.choice("incomeType", _INCOME_TYPES)
+    start = p.integer("startTime", low=0)
+    end = p.integer("endTime", low=0)
+    p.integer("page", low=1)
+    return call.venue.income(
+        call.api_key,
+        symbol=symbol,
+        income_type=income_type,
+        start_ms=start,
+        end_ms=end,
+        limit=p.integer("limit", low=1, high=1000) or 100,
+    )
+
+
+def _commission_rate(call: Call) -> Any:
+    return call.venue.commission_rate(call.api_key, _required_symbol(call))
+
+
+def _balance_v2(call: Call) -> Any:
+    return call.venue.balance_v2(call.api_key)
+
+
+def _account_v2(call: Call) -> Any:
+    return call.venue.account_v2(call.api_key)
+
+
+def _position_risk_v2(call: Call) -> Any:
+    return call.venue.position_risk_v2(call.api_key, _symbol(call, required=False))
+
+
+def _account_config(call: Call) -> Any:
+    return call.venue.account_config(call.api_key)
+
+
+def _multi_assets_margin(call: Call) -> Any:
+    # USDT is the venue's only margin asset: multi-asset mode is always off.
+    return {"multiAssetsMargin": False}
+
+
+def _api_trading_status(call: Call) -> Any:
+    # The venue never restricts an account's trading by its order quality indicators.
+    return {"indicators": {}, "updateTime": call.venue.server_time()}
+
+
+def _adl_quantile(call: Call) -> Any:
+    return call.venue.adl_quantile(call.api_key, _symbol(call, required=False))
+
+
+def _force_orders(call: Call) -> Any:
+    p = call.params
+    symbol = _symbol(call, required=False)
+    p.choice("autoCloseType", ("LIQUIDATION",), reject=VenueReject(-1130, "ADL is not recorded."))
+    return call.venue.force_orders(
+        call.api_key,
+        symbol=symbol,
+        start_ms=p.integer("startTime", low=0),
+        end_ms=p.integer("endTime", low=0),
+        limit=p.integer("limit", low=1, high=100) or 50,
+    )
+
+
+def _order_rate_limits(call: Call) -> Any:
+    limits = call.dialect.limits_at(call.now).as_exchange_info()
+    return [row for row in limits if row["rateLimitType"] == "ORDERS"]
+
+
+def _position_margin(call: Call) -> Any:
+    p = call.params
+    symbol = _required_symbol(call)
+    side = p.text("positionSide") or "BOTH"
+    amount = p.decimal("amount", required=True)
+    kind = p.choice("type", ("1", "2"), required=True)
+    assert amount is not None
+    p.finish()
+    return call.venue.modify_isolated_margin(
+        call.api_key, symbol=symbol, position_side=side, amount=amount, add=kind == "1"
+    )
+
+
 def _set_position_mode(call: Call) -> Any:
     dual = call.params.boolean("dualSidePosition")
     if dual is None:
@@ -945,6 +1053,20 @@ ROUTES: Mapping[tuple[str, str], Route] = {
     ("GET", "/fapi/v1/allOrders"): Route(_all_orders, 5, signed=True),
     ("GET", "/fapi/v1/userTrades"): Route(_user_trades, 5, signed=True),
     ("POST", "/fapi/v1/countdownCancelAll"): Route(_countdown, 10, signed=True),
+    ("GET", "/fapi/v1/income"): Route(_income, 30, signed=True),
+    ("GET", "/fapi/v1/commissionRate"): Route(_commission_rate, 20, signed=True),
+    ("GET", "/fapi/v2/balance"): Route(_balance_v2, 5, signed=True),
+    ("GET", "/fapi/v2/account"): Route(_account_v2, 5, signed=True),
+    ("GET", "/fapi/v2/positionRisk"): Route(_position_risk_v2, 5, signed=True),
+    ("GET", "/fapi/v1/accountConfig"): Route(_account_config, 5, signed=True),
+    ("GET", "/fapi/v1/multiAssetsMargin"): Route(_multi_assets_margin, 30, signed=True),
+    ("GET", "/fapi/v1/apiTradingStatus"): Route(_api_trading_status, 1, signed=True),
+    ("GET", "/fapi/v1/adlQuantile"): Route(_adl_quantile, 5, signed=True),
+    ("GET", "/fapi/v1/forceOrders"): Route(
+        _force_orders, lambda p: 20 if "symbol" in p else 50, signed=True
+    ),
+    ("GET", "/fapi/v1/rateLimit/order"): Route(_order_rate_limits, 1, signed=True),
+    ("POST", "/fapi/v1/positionMargin"): Route(_position_margin, 1, signed=True),
     ("POST", "/fapi/v1/positionSide/dual"): Route(_set_position_mode, 1, signed=True),
     ("GET", "/fapi/v1/positionSide/dual"): Route(_position_mode, 30, signed=True),
     ("POST", "/fapi/v1/listenKey"): Route(_new_listen_key, 1, keyed=True),

@@ -41,6 +41,7 @@ from safeguard.venue.accounts import (
     CROSSED,
     ISOLATED,
     Account,
+    Income,
     Position,
     apply_fill,
     maintenance_margin,
@@ -147,6 +148,7 @@ class Venue:
         self._closed: deque[int] = deque()
         self._next_order_id = _FIRST_ORDER_ID
         self._seq = 0
+        self._tran_id = 0
         self._insurance = round(cfg.insurance_fund * MONEY_SCALE)
         self.events: list[Event] = []
         self._listeners: list[Listener] = []
@@ -328,6 +330,14 @@ class Venue:
                 deposit=units,
                 update_ms=self._ms(),
             )
+            if units:
+                self._book_income(self._accounts[api_key], "", "TRANSFER", units, self._ms())
+
+    def _book_income(
+        self, account: Account, symbol: str, kind: str, units: int, time_ms: int, trade: str = ""
+    ) -> None:
+        self._tran_id += 1
+        account.income.append(Income(self._tran_id, time_ms, symbol, kind, units, trade))
 
     def secret_for(self, api_key: str) -> str | None:
         with self.lock:
@@ -942,6 +952,10 @@ class Venue:
             trade_id = (
                 m.record_trade(now, price, qty, buyer_maker=buyer_maker) if public else m.trade_id
             )
+            if realized:
+                self._book_income(account, symbol, "REALIZED_PNL", realized, now_ms, str(trade_id))
+            if fee:
+                self._book_income(account, symbol, "COMMISSION", -fee, now_ms, str(trade_id))
             event = Fill(
                 now,
                 api_key,
@@ -1356,6 +1370,211 @@ class Venue:
             specs = [self._market(symbol).spec] if symbol is not None else self._specs.values()
             return views.leverage_brackets(specs)
 
+    # --- account reports --------------------------------------------------------------------
+
+    def income(
+        self,
+        api_key: str,
+        *,
+        symbol: str | None = None,
+        income_type: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """``/fapi/v1/income``: every wallet change (deposit, realised PnL, commission, funding,
+        liquidation clearance), oldest first. With no time window, the last 7 days."""
+        with self.lock:
+            account = self._account(api_key)
+            if symbol is not None:
+                self._market(symbol)
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+                raise illegal("limit")
+            if start_ms is None and end_ms is None:
+                start_ms = self._ms() - 7 * 86_400_000
+                window_from_start = False
+            else:
+                window_from_start = start_ms is not None
+            rows = [
+                r
+                for r in account.income
+                if (symbol is None or r.symbol == symbol)
+                and (income_type is None or r.kind == income_type)
+                and (start_ms is None or r.time_ms >= start_ms)
+                and (end_ms is None or r.time_ms <= end_ms)
+            ]
+            kept = rows[:limit] if window_from_start else rows[-limit:]
+            return [views.income(r, account.asset) for r in kept]
+
+    def commission_rate(self, api_key: str, symbol: str) -> dict[str, Any]:
+        with self.lock:
+            self._account(api_key)
+            spec = self._market(symbol).spec
+            return {
+                "symbol": symbol,
+                "makerCommissionRate": f"{spec.maker_fee:.6f}",
+                "takerCommissionRate": f"{spec.taker_fee:.6f}",
+            }
+
+    def balance_v2(self, api_key: str) -> list[dict[str, Any]]:
+        """``/fapi/v2/balance``: the one margin asset, from the same figures as the account."""
+        with self.lock:
+            asset = self.account_v3(api_key)["assets"][0]
+            return [views.balance_v2(asset)]
+
+    def account_v2(self, api_key: str) -> dict[str, Any]:
+        """``/fapi/v2/account``: v3's answer with v2's account flags and per-leg settings."""
+        with self.lock:
+            account = self._account(api_key)
+            figures = self._figures(account)
+            answer = views.account_v3(account, figures, available=self._available(account))
+            return views.account_v2(answer, figures)
+
+    def position_risk_v2(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
+        """``/fapi/v2/positionRisk``: open legs, and a flat row for every other symbol."""
+        with self.lock:
+            account = self._account(api_key)
+            rows = self.position_risk(api_key, symbol)
+            held = {r["symbol"] for r in rows}
+            specs = [self._market(symbol).spec] if symbol is not None else self._specs.values()
+            for spec in specs:
+                if spec.symbol in held:
+                    continue
+                leverage = self._leverage(account, spec.symbol)
+                isolated = self._isolated(account, spec.symbol)
+                sides = ("LONG", "SHORT") if account.dual_side else ("BOTH",)
+                for side in sides:
+                    rows.append(
+                        views.flat_position(
+                            spec,
+                            side,
+                            mark=self._m[spec.symbol].feed.mark,
+                            leverage=leverage,
+                            isolated=isolated,
+                        )
+                    )
+            return rows
+
+    def account_config(self, api_key: str) -> dict[str, Any]:
+        with self.lock:
+            account = self._account(api_key)
+            return {
+                "feeTier": 0,
+                "canTrade": True,
+                "canDeposit": True,
+                "canWithdraw": True,
+                "dualSidePosition": account.dual_side,
+                "updateTime": account.update_ms,
+                "multiAssetsMargin": False,
+                "tradeGroupId": -1,
+            }
+
+    def adl_quantile(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Where each of the account's open legs stands in the auto-deleveraging queue (0-4).
+
+        Legs on the same side of a symbol, across all accounts, are ranked by Binance's score:
+        PnL ratio times leverage when in profit, divided by it when at a loss. The top quarter
+        is 4 (first to be deleveraged)."""
+        with self.lock:
+            account = self._account(api_key)
+            if symbol is not None:
+                self._market(symbol)
+            scores: dict[tuple[str, bool], list[float]] = {}
+            mine: dict[str, dict[str, float]] = {}
+            for other in self._accounts.values():
+                for spec, m, p in self._open_positions(other):
+                    score = self._adl_score(other, spec, m, p)
+                    scores.setdefault((spec.symbol, p.qty > 0), []).append(score)
+                    if other is account:
+                        mine.setdefault(spec.symbol, {})[p.position_side + str(p.qty > 0)] = score
+            answer = []
+            for name, legs in sorted(mine.items()):
+                if symbol is not None and name != symbol:
+                    continue
+                quantiles = {"LONG": 0, "SHORT": 0}
+                for key, score in legs.items():
+                    long = key.endswith("True")
+                    ranked = scores[(name, long)]
+                    share = sum(1 for s in ranked if s <= score) / len(ranked)
+                    quantiles["LONG" if long else "SHORT"] = max(1, math.ceil(share * 4))
+                quantiles["HEDGE" if account.dual_side else "BOTH"] = 0
+                answer.append({"symbol": name, "adlQuantile": quantiles})
+            return answer
+
+    def _adl_score(self, account: Account, spec: MarketSpec, m: MarketState, p: Position) -> float:
+        cost = p.cost / MONEY_SCALE
+        ratio = p.unrealized(spec, m.feed.mark) / cost if cost else 0.0
+        leverage = self._leverage(account, spec.symbol)
+        return ratio * leverage if ratio > 0 else ratio / leverage
+
+    def force_orders(
+        self,
+        api_key: str,
+        *,
+        symbol: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """``/fapi/v1/forceOrders``: the account's liquidation orders, newest last."""
+        with self.lock:
+            self._account(api_key)
+            if symbol is not None:
+                self._market(symbol)
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+                raise illegal("limit")
+            rows = [
+                views.force_order(self._specs[e.symbol], e, ordinal)
+                for ordinal, e in enumerate(self.liquidations(), start=1)
+                if e.api_key == api_key
+                and (symbol is None or e.symbol == symbol)
+                and (start_ms is None or e.time * 1000 >= start_ms)
+                and (end_ms is None or e.time * 1000 <= end_ms)
+            ]
+            return rows[:limit] if start_ms is not None else rows[-limit:]
+
+    def modify_isolated_margin(
+        self, api_key: str, *, symbol: str, position_side: str, amount: float, add: bool
+    ) -> dict[str, Any]:
+        """Move ``amount`` of quote into (``add``) or out of an isolated position's margin.
+
+        Only an open isolated leg has margin of its own. Adding takes from what the account
+        has free; removing leaves at least the leg's initial margin at the mark."""
+        with self.lock:
+            account = self._account(api_key)
+            m = self._market(symbol)
+            if position_side not in ("BOTH", "LONG", "SHORT") or (
+                (position_side == "BOTH") == account.dual_side
+            ):
+                raise VenueReject(-4061, "Order's position side does not match user's setting.")
+            if not (math.isfinite(amount) and amount > 0):
+                raise illegal("amount")
+            position = account.positions.get((symbol, position_side))
+            if position is None or not position.qty or not self._isolated(account, symbol):
+                raise VenueReject(-4051, "Isolated balance insufficient.")
+            units = round(amount * MONEY_SCALE)
+            if add:
+                if amount > self._available(account):
+                    raise VenueReject(-2019, "Margin is insufficient.")
+                position.isolated_margin += units
+            else:
+                spec = m.spec
+                notional = position.notional(spec, m.feed.mark)
+                keep = notional / self._leverage(account, symbol)
+                equity = position.isolated_margin / MONEY_SCALE + position.unrealized(
+                    spec, m.feed.mark
+                )
+                if units > position.isolated_margin or equity - amount < keep:
+                    raise VenueReject(-4051, "Isolated balance insufficient.")
+                position.isolated_margin -= units
+            account.update_ms = position.update_ms = self._ms()
+            return {
+                "amount": amount,
+                "code": 200,
+                "msg": "Successfully modify position margin.",
+                "type": 1 if add else 2,
+            }
+
     # --- market faults ----------------------------------------------------------------------
 
     def freeze_feed(self, symbol: str, mode: FeedFreeze | str | None) -> None:
@@ -1535,6 +1754,7 @@ class Venue:
                 size = position.qty * spec.step_size
                 amount = round(-rate * size * mark * MONEY_SCALE)
                 account.wallet += amount
+                self._book_income(account, spec.symbol, "FUNDING_FEE", amount, int(when * 1000))
                 if self._isolated(account, spec.symbol):
                     position.isolated_margin += amount
                 account.update_ms = int(t * 1000)
@@ -1619,6 +1839,13 @@ class Venue:
             fee_rate=self.config.liquidation_fee_rate,
         )
         account.wallet += settled.wallet_delta
+        now_ms = int(t * 1000)
+        for kind, units in (
+            ("REALIZED_PNL", settled.realized),
+            ("INSURANCE_CLEAR", settled.shortfall - settled.fee),
+        ):
+            if units:
+                self._book_income(account, spec.symbol, kind, units, now_ms)
         signed_qty = position.qty
         position.qty = 0
         position.cost = 0

@@ -11,8 +11,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from safeguard.venue.accounts import Account, Position, max_notional_at
-from safeguard.venue.events import Fill
+from safeguard.venue.accounts import Account, Income, Position, max_notional_at
+from safeguard.venue.events import Fill, Liquidation
 from safeguard.venue.funding import INTEREST_PER_INTERVAL
 from safeguard.venue.markets import MONEY_SCALE, MarketSpec
 
@@ -244,6 +244,13 @@ def _signed_notional(f: PositionFigures) -> str:
     return f"{f.notional if f.position.qty > 0 else -f.notional:.8f}"
 
 
+def break_even_price(f: PositionFigures) -> float:
+    """Where closing with a taker fee gets back the entry and the taker fee paid to open."""
+    entry = f.position.entry_price(f.spec)
+    fee = f.spec.taker_fee
+    return entry * (1 + fee) / (1 - fee) if f.position.qty > 0 else entry * (1 - fee) / (1 + fee)
+
+
 def position_risk(f: PositionFigures, *, liquidation_price: float) -> dict[str, Any]:
     """One ``/fapi/v3/positionRisk`` row (plus v2's ``leverage`` and ``marginType``)."""
     p = f.position
@@ -253,7 +260,7 @@ def position_risk(f: PositionFigures, *, liquidation_price: float) -> dict[str, 
         "positionSide": p.position_side,
         "positionAmt": f.spec.fmt_qty(p.qty),
         "entryPrice": f"{entry:.8f}",
-        "breakEvenPrice": f"{entry:.8f}",
+        "breakEvenPrice": f"{break_even_price(f):.8f}",
         "markPrice": f"{f.mark:.8f}",
         "unRealizedProfit": f"{f.unrealized:.8f}",
         "liquidationPrice": f"{liquidation_price:.8f}",
@@ -343,6 +350,121 @@ def account_v3(
         "maxWithdrawAmount": asset["maxWithdrawAmount"],
         "assets": [asset],
         "positions": positions,
+    }
+
+
+def income(row: Income, asset: str) -> dict[str, Any]:
+    """One ``/fapi/v1/income`` row."""
+    return {
+        "symbol": row.symbol,
+        "incomeType": row.kind,
+        "income": money(row.units),
+        "asset": asset,
+        "info": row.info,
+        "time": row.time_ms,
+        "tranId": row.tran_id,
+        "tradeId": row.trade_id,
+    }
+
+
+def balance_v2(asset: dict[str, Any]) -> dict[str, Any]:
+    """One ``/fapi/v2/balance`` row from the account's asset row."""
+    return {
+        "accountAlias": "SgSimAcct",
+        "asset": asset["asset"],
+        "balance": asset["walletBalance"],
+        "crossWalletBalance": asset["crossWalletBalance"],
+        "crossUnPnl": asset["crossUnPnl"],
+        "availableBalance": asset["availableBalance"],
+        "maxWithdrawAmount": asset["maxWithdrawAmount"],
+        "marginAvailable": True,
+        "updateTime": asset["updateTime"],
+    }
+
+
+def account_v2(v3: dict[str, Any], figures: Sequence[PositionFigures]) -> dict[str, Any]:
+    """``/fapi/v2/account``: the v3 answer plus v2's flags and per-leg settings."""
+    answer = {
+        "feeTier": 0,
+        "canTrade": True,
+        "canDeposit": True,
+        "canWithdraw": True,
+        "updateTime": 0,
+        "multiAssetsMargin": False,
+        "tradeGroupId": -1,
+        **v3,
+    }
+    answer["assets"] = [{**a, "marginAvailable": True} for a in v3["assets"]]
+    answer["positions"] = [
+        {
+            **row,
+            "leverage": str(f.leverage),
+            "isolated": f.isolated,
+            "entryPrice": f"{f.position.entry_price(f.spec):.8f}",
+            "breakEvenPrice": f"{break_even_price(f):.8f}",
+            "maxNotional": f"{max_notional_at(f.spec, f.leverage):.0f}",
+            "positionInitialMargin": row["initialMargin"],
+            "openOrderInitialMargin": "0",
+            "bidNotional": "0",
+            "askNotional": "0",
+        }
+        for row, f in zip(v3["positions"], figures, strict=True)
+    ]
+    return answer
+
+
+def flat_position(
+    spec: MarketSpec, side: str, *, mark: float, leverage: int, isolated: bool
+) -> dict[str, Any]:
+    """A ``/fapi/v2/positionRisk`` row for a symbol the account holds nothing of."""
+    return {
+        "symbol": spec.symbol,
+        "positionSide": side,
+        "positionAmt": spec.fmt_qty(0),
+        "entryPrice": "0.0",
+        "breakEvenPrice": "0.0",
+        "markPrice": f"{mark:.8f}",
+        "unRealizedProfit": "0.00000000",
+        "liquidationPrice": "0",
+        "isolatedMargin": "0.00000000",
+        "notional": "0",
+        "marginAsset": spec.quote,
+        "isolatedWallet": "0",
+        "leverage": str(leverage),
+        "marginType": "isolated" if isolated else "cross",
+        "isAutoAddMargin": "false",
+        "maxNotionalValue": f"{max_notional_at(spec, leverage):.0f}",
+        "updateTime": 0,
+    }
+
+
+def force_order(spec: MarketSpec, event: Liquidation, ordinal: int) -> dict[str, Any]:
+    """One ``/fapi/v1/forceOrders`` row: the venue's close of a liquidated position."""
+    when = int(event.time * 1000)
+    qty = format(abs(event.qty), spec.qty_format)
+    filled = format(event.close_qty, spec.qty_format)
+    average = format(event.close_avg_price, spec.avg_price_format)
+    return {
+        "orderId": ordinal,
+        "symbol": spec.symbol,
+        "status": "FILLED" if event.close_qty >= abs(event.qty) else "PARTIALLY_FILLED",
+        "clientOrderId": f"autoclose-{when}",
+        "price": format(event.mark_price, spec.price_format),
+        "avgPrice": average,
+        "origQty": qty,
+        "executedQty": filled,
+        "cumQuote": f"{event.close_avg_price * event.close_qty:.8f}",
+        "timeInForce": "IOC",
+        "type": "LIMIT",
+        "reduceOnly": True,
+        "closePosition": False,
+        "side": "SELL" if event.qty > 0 else "BUY",
+        "positionSide": event.position_side,
+        "stopPrice": "0",
+        "workingType": "CONTRACT_PRICE",
+        "origType": "LIMIT",
+        "time": when,
+        "updateTime": when,
     }
 
 

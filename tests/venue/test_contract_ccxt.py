@@ -661,3 +661,104 @@ async def test_fetch_funding_rate_history_and_intervals(client: Client) -> None:
     assert [r["timestamp"] for r in since] == [newest["timestamp"]]
     intervals = await client("fetch_funding_intervals", [BTC, ETH])
     assert intervals[BTC]["interval"] == "8h"
+
+
+# --- account reports ----------------------------------------------------------------------
+
+
+async def test_income_sums_to_the_wallet_change(client: Client) -> None:
+    venue = client.venue
+    await client("create_order", BTC, "market", "buy", 0.02)
+    venue.advance(venue.markets["BTCUSDT"].funding_interval_s)  # one funding payment
+    await client("create_order", BTC, "market", "sell", 0.02)
+    ledger = await client("fetch_ledger", "USDT", 0, 1000)
+    kinds = {entry["type"] for entry in ledger}
+    assert {"transfer", "trade", "commission", "fee"} <= kinds, kinds  # ccxt: FUNDING_FEE is fee
+    total = sum(e["amount"] if e["direction"] == "in" else -e["amount"] for e in ledger)
+    assert total == pytest.approx(venue.wallet(client.api_key), abs=1e-8)
+    ids = [e["id"] for e in ledger]
+    assert len(set(ids)) == len(ids), "every income row has its own tranId"
+    raw = await client("fapiPrivateGetIncome", {"startTime": 0, "limit": 1000})
+    units = sum(round(float(r["income"]) * 10**8) for r in raw)
+    assert units == venue.wallet_units(client.api_key)
+    commissions = [r for r in raw if r["incomeType"] == "COMMISSION"]
+    assert len(commissions) == 2
+    assert all(r["tradeId"] and r["symbol"] == "BTCUSDT" for r in commissions)
+    funding = await client("fetch_funding_history", BTC, 0)
+    assert len(funding) == 1
+    [paid] = [r for r in raw if r["incomeType"] == "FUNDING_FEE"]
+    assert funding[0]["amount"] == pytest.approx(float(paid["income"]))
+
+
+async def test_fetch_trading_fee_is_the_commission_rate(client: Client) -> None:
+    fee = await client("fetch_trading_fee", BTC)
+    spec = client.venue.markets["BTCUSDT"]
+    assert fee["maker"] == pytest.approx(spec.maker_fee)
+    assert fee["taker"] == pytest.approx(spec.taker_fee)
+
+
+async def test_v2_balance_account_and_position_risk(client: Client) -> None:
+    order = await client("create_order", ETH, "market", "buy", 0.1)
+    [balance] = await client("fapiPrivateV2GetBalance")
+    v3 = client.venue.account_v3(client.api_key)
+    assert balance["balance"] == v3["assets"][0]["walletBalance"]
+    assert balance["availableBalance"] == v3["assets"][0]["availableBalance"]
+    # As an option, not a param: ccxt 4.5.90 forwards a useV2 param to leverageBracket too.
+    options = client.ex.options
+    options["fetchAccountPositions"] = options["fetchPositionsRisk"] = {"useV2": True}
+    try:
+        positions = await client("fetch_account_positions")
+        risk = await client("fetch_positions_risk")
+    finally:
+        del options["fetchAccountPositions"], options["fetchPositionsRisk"]
+    [eth] = [p for p in positions if p["symbol"] == ETH and p["contracts"]]
+    assert eth["entryPrice"] == pytest.approx(order["average"])
+    assert eth["leverage"] == 20
+    [held] = [p for p in risk if p["contracts"]]
+    assert held["symbol"] == ETH
+    assert held["side"] == "long"
+    raw = await client("fapiPrivateV2GetPositionRisk")
+    flat = {r["symbol"] for r in raw if float(r["positionAmt"]) == 0}
+    assert flat == set(client.venue.markets) - {"ETHUSDT"}, "v2 lists flat symbols too"
+
+
+async def test_account_config_status_and_order_limits(client: Client) -> None:
+    config = await client("fapiPrivateGetAccountConfig")
+    assert config["dualSidePosition"] is False
+    assert config["canTrade"] is True
+    assert await client("fapiPrivateGetMultiAssetsMargin") == {"multiAssetsMargin": False}
+    status = await client("fapiPrivateGetApiTradingStatus")
+    assert status["indicators"] == {}
+    limits = await client("fapiPrivateGetRateLimitOrder")
+    assert {(r["interval"], r["intervalNum"]) for r in limits} == {("MINUTE", 1), ("SECOND", 10)}
+    assert all(r["rateLimitType"] == "ORDERS" for r in limits)
+
+
+async def test_adl_rank_of_an_open_position(client: Client) -> None:
+    await client("create_order", BTC, "market", "sell", 0.01)
+    ranks = await client("fetch_positions_adl_rank", [BTC])
+    [rank] = ranks
+    assert rank["symbol"] == BTC
+    raw = await client("fapiPrivateGetAdlQuantile", {"symbol": "BTCUSDT"})
+    assert 1 <= raw[0]["adlQuantile"]["SHORT"] <= 4
+    assert raw[0]["adlQuantile"]["LONG"] == 0
+
+
+async def test_no_liquidations_is_an_empty_list(client: Client) -> None:
+    assert await client("fetch_my_liquidations", BTC) == []
+
+
+async def test_add_and_reduce_isolated_margin(client: Client) -> None:
+    await client("set_margin_mode", "isolated", ETH)
+    await client("create_order", ETH, "market", "buy", 0.1)
+    before = float(client.venue.position_risk(client.api_key, "ETHUSDT")[0]["isolatedWallet"])
+    added = await client("add_margin", ETH, 25)
+    assert added["amount"] == 25
+    assert added["type"] == "add"
+    after = float(client.venue.position_risk(client.api_key, "ETHUSDT")[0]["isolatedWallet"])
+    assert after == pytest.approx(before + 25)
+    await client("reduce_margin", ETH, 10)
+    final = float(client.venue.position_risk(client.api_key, "ETHUSDT")[0]["isolatedWallet"])
+    assert final == pytest.approx(before + 15)
+    with raises_exactly(ccxt.InsufficientFunds):  # -4051: that would leave it under-margined
+        await client("reduce_margin", ETH, before + 15)

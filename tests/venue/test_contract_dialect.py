@@ -148,12 +148,12 @@ def test_what_the_venue_does_not_implement_is_logged_as_a_warning_with_the_path(
     logger.enable("safeguard")
     sink = logger.add(lambda message: records.append(str(message)), level="WARNING")
     try:
-        missing = dialect.handle(Request("GET", "/fapi/v1/fundingInfo"))
+        missing = dialect.handle(Request("GET", "/fapi/v1/constituents"))
         unread = dialect.handle(Request("GET", "/fapi/v1/time", "verbose=1"))
     finally:
         logger.remove(sink)
         logger.disable("safeguard")
     assert (missing.status, _code(missing)) == (404, -5000)
     assert _code(unread) == -1104
-    assert any("WARNING" in r and "/fapi/v1/fundingInfo" in r for r in records), records
+    assert any("WARNING" in r and "/fapi/v1/constituents" in r for r in records), records
     assert any("WARNING" in r and "/fapi/v1/time" in r and "verbose" in r for r in records)

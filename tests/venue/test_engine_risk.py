@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import ccxt
 import pytest
 
 from safeguard.clock import ManualClock
@@ -283,3 +284,85 @@ def test_funding_is_stamped_at_the_funding_time_off_the_step_grid() -> None:
     assert len(payments) == 2
     assert all(p.time % 3600 == 0 for p in payments)
     assert all(p.amount_units < 0 for p in payments)
+
+
+# --- account reports: income, force orders, break-even, isolated margin ----------------
+
+
+def _income_units(venue: Venue, api_key: str) -> int:
+    rows = venue.income(api_key, start_ms=0, limit=1000)
+    return sum(round(float(r["income"]) * 10**8) for r in rows)
+
+
+@pytest.fixture
+def exchange(venue: Venue) -> Any:
+    ex = ccxt.binanceusdm()
+    ex.set_markets([ex.parse_market(s) for s in venue.exchange_info()["symbols"]])
+    return ex
+
+
+@pytest.fixture
+def venue() -> Venue:
+    return Venue(quiet(), clock=ManualClock())
+
+
+def test_a_liquidation_with_a_gap_still_reconciles_income_to_the_wallet(
+    venue: Venue, exchange: Any
+) -> None:
+    venue.create_account("k", "s", wallet=1_000.0)
+    venue.set_leverage("k", symbol="BTCUSDT", leverage=100)
+    venue.place_order("k", symbol="BTCUSDT", side="SELL", type="MARKET", quantity=1.0)
+    venue.spike("BTCUSDT", 5.0, 600)  # gaps through the bankruptcy price: the fund pays
+    venue.advance(10)
+    [event] = venue.liquidations()
+    assert event.shortfall_units > 0
+    kinds = {r["incomeType"] for r in venue.income("k", start_ms=0)}
+    assert kinds == {"TRANSFER", "COMMISSION", "REALIZED_PNL", "INSURANCE_CLEAR"}
+    assert _income_units(venue, "k") == venue.wallet_units("k") == 0
+    [order] = exchange.parse_liquidations(venue.force_orders("k"), exchange.market("BTC/USDT:USDT"))
+    assert order["contracts"] == 1.0
+    assert order["price"] == pytest.approx(event.close_avg_price)
+    assert order["side"] == "buy"
+
+
+def test_income_reconciles_over_funding_and_partial_closes(venue: Venue) -> None:
+    venue.create_account("k", "s", wallet=5_000.0)
+    venue.create_account("maker", "s2", wallet=5_000.0)
+    venue.place_order("k", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.3)
+    for _ in range(3):
+        venue.advance(8 * 3600)
+        venue.place_order("k", symbol="BTCUSDT", side="SELL", type="MARKET", quantity=0.1)
+    rows = venue.income("k", start_ms=0, limit=1000)
+    assert {r["incomeType"] for r in rows} >= {"FUNDING_FEE", "REALIZED_PNL", "COMMISSION"}
+    assert _income_units(venue, "k") == venue.wallet_units("k")
+    assert [r["tranId"] for r in rows] == sorted({r["tranId"] for r in rows})
+    funding = venue.income("k", income_type="FUNDING_FEE", start_ms=0)
+    assert len(funding) == 3
+    # No window: the last seven days only (the deposit a day ago is still in it).
+    assert venue.income("k") == rows
+
+
+def test_break_even_price_covers_the_fees(venue: Venue) -> None:
+    venue.create_account("k", "s", wallet=10_000.0)
+    venue.place_order("k", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.1)
+    [row] = venue.position_risk("k")
+    entry, even = float(row["entryPrice"]), float(row["breakEvenPrice"])
+    fee = venue.markets["BTCUSDT"].taker_fee
+    assert even > entry
+    # Closing 0.1 at break-even with a taker fee gets back the entry and the opening fee.
+    assert even * 0.1 * (1 - fee) == pytest.approx(entry * 0.1 * (1 + fee))
+
+
+def test_isolated_margin_is_only_for_an_open_isolated_leg(venue: Venue) -> None:
+    venue.create_account("k", "s", wallet=10_000.0)
+    venue.place_order("k", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.1)
+    with pytest.raises(VenueReject) as cross:
+        venue.modify_isolated_margin(
+            "k", symbol="BTCUSDT", position_side="BOTH", amount=10.0, add=True
+        )
+    assert cross.value.code == -4051
+    with pytest.raises(VenueReject) as side:
+        venue.modify_isolated_margin(
+            "k", symbol="BTCUSDT", position_side="LONG", amount=10.0, add=True
+        )
+    assert side.value.code == -4061
