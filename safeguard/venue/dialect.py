@@ -124,13 +124,16 @@ class Route:
     handler: Handler
     weight: Weight = 1
     signed: bool = False
-    orders: int = 0
+    orders: Weight = 0
     """How many units of the account's order-count limits one call uses."""
     keyed: bool = False
     """Needs a known API key but no signature (the listen-key routes)."""
 
     def weight_of(self, params: Params) -> int:
         return self.weight if isinstance(self.weight, int) else self.weight(params)
+
+    def orders_of(self, params: Params) -> int:
+        return self.orders if isinstance(self.orders, int) else self.orders(params)
 
 
 _DEFAULT_MESSAGES = {
@@ -255,13 +258,10 @@ class Dialect:
 
         limits = self.limits_at(now)
         weight = 1 if route is None else _safe_weight(route, params)
+        # The IP's weight is charged now; the account's order counts only once the request
+        # proved it holds the key's secret (below), so a key alone cannot lock its owner out.
         admission = self.limiter.admit(
-            ip=request.client_ip,
-            account=account if route is not None and route.orders else None,
-            weight=weight,
-            orders=0 if route is None else route.orders,
-            limits=limits,
-            now=now,
+            ip=request.client_ip, account=None, weight=weight, orders=0, limits=limits, now=now
         )
         usage = admission.usage
         if admission.refusal is not None:
@@ -291,6 +291,19 @@ class Dialect:
                 caller = self._authenticate(request, params, api_key)
             else:
                 caller = self._known_key(api_key) if route.keyed else ""
+            orders = _safe_orders(route, params)
+            if orders and account is not None:
+                charged = self.limiter.admit(
+                    ip=request.client_ip,
+                    account=account,
+                    weight=0,
+                    orders=orders,
+                    limits=limits,
+                    now=now,
+                )
+                usage = charged.usage
+                if charged.refusal is not None:
+                    return _refused(charged.refusal, usage, injection)
             result = route.handler(Call(venue, params, caller, now, self))
             params.finish()
         except VenueReject as reject:
@@ -442,6 +455,13 @@ def _safe_weight(route: Route, params: Params) -> int:
     # weight, and the decoding error is reported when the handler reads it.
     try:
         return route.weight_of(params)
+    except VenueReject:
+        return 1
+
+
+def _safe_orders(route: Route, params: Params) -> int:
+    try:
+        return route.orders_of(params)
     except VenueReject:
         return 1
 
@@ -639,43 +659,159 @@ def _set_margin_type(call: Call) -> Any:
     return {"code": 200, "msg": "success"}
 
 
+# Since 2025-12-09 Binance takes conditional orders only on the algo-order endpoints.
+_ALGO_ONLY_TYPES = frozenset(
+    ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
+)
+_SWITCH_TO_ALGO = VenueReject(
+    -4120,
+    "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.",
+)
+_RESPONSE_TYPES = ("ACK", "RESULT")
+
+
 def _new_order(call: Call) -> Any:
-    return _place(call, stop_param="stopPrice", client_param="newClientOrderId")
+    if call.params.raw("type") in _ALGO_ONLY_TYPES:
+        raise _SWITCH_TO_ALGO
+    respond = call.params.choice("newOrderRespType", _RESPONSE_TYPES) or "ACK"
+    return _answer(_place(call, stop_param="stopPrice", client_param="newClientOrderId"), respond)
+
+
+def _answer(order: dict[str, Any], respond: str) -> dict[str, Any]:
+    """RESULT: the order as it stands after matching; ACK (Binance's default): as accepted,
+    before any fill."""
+    if respond == "RESULT":
+        return order
+    return {
+        **order,
+        "status": "NEW",
+        "executedQty": "0",
+        "cumQty": "0",
+        "cumQuote": "0",
+        "avgPrice": "0.00",
+        "updateTime": order["time"],
+    }
+
+
+def _test_order(call: Call) -> Any:
+    if call.params.raw("type") in _ALGO_ONLY_TYPES:
+        raise _SWITCH_TO_ALGO
+    call.params.choice("newOrderRespType", _RESPONSE_TYPES)
+    fields = _order_fields(call, stop_param="stopPrice", client_param="newClientOrderId")
+    call.venue.check_order(call.api_key, **fields)
+    return {}
 
 
 def _place(call: Call, *, stop_param: str, client_param: str) -> dict[str, Any]:
+    fields = _order_fields(call, stop_param=stop_param, client_param=client_param)
+    return call.venue.place_order(call.api_key, **fields)
+
+
+def _order_fields(call: Call, *, stop_param: str, client_param: str) -> dict[str, Any]:
     # Only the wire format is decoded here (decimals, booleans, presence, unread parameters).
     # Which sides, types and combinations are allowed is the engine's rule (parse_order), so
     # enumerations pass through as sent and the engine answers with the venue's code.
     p = call.params
     symbol = _required_symbol(call)
-    side = p.text("side", required=True)
-    kind = p.text("type", required=True)
-    quantity = p.decimal("quantity")
-    price = p.decimal("price")
-    stop_price = p.decimal(stop_param)
-    reduce_only = p.boolean("reduceOnly")
-    close_position = p.boolean("closePosition")
-    time_in_force = p.text("timeInForce")
-    working_type = p.text("workingType") or "CONTRACT_PRICE"
-    position_side = p.text("positionSide") or "BOTH"
-    client_order_id = p.text(client_param)
-    p.choice("newOrderRespType", ("ACK", "RESULT"))
+    fields: dict[str, Any] = {
+        "symbol": symbol,
+        "side": p.text("side", required=True),
+        "type": p.text("type", required=True),
+        "quantity": p.decimal("quantity"),
+        "price": p.decimal("price"),
+        "stop_price": p.decimal(stop_param),
+        "reduce_only": bool(p.boolean("reduceOnly")),
+        "close_position": bool(p.boolean("closePosition")),
+        "time_in_force": p.text("timeInForce"),
+        "working_type": p.text("workingType") or "CONTRACT_PRICE",
+        "position_side": p.text("positionSide") or "BOTH",
+        "client_order_id": p.text(client_param),
+    }
     p.finish()  # nothing unread may reach the engine
-    return call.venue.place_order(
+    return fields
+
+
+def _modify_order(call: Call) -> Any:
+    p = call.params
+    symbol = _required_symbol(call)
+    order_id = p.integer("orderId", low=0)
+    client_id = p.text("origClientOrderId")
+    if order_id is None and client_id is None:
+        raise VenueReject(
+            -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+        )
+    side = p.text("side", required=True)
+    quantity = p.decimal("quantity", required=True)
+    price = p.decimal("price", required=True)
+    p.finish()
+    return call.venue.modify_order(
         call.api_key,
         symbol=symbol,
+        order_id=order_id,
+        client_order_id=client_id,
         side=side,
-        type=kind,
         quantity=quantity,
         price=price,
-        time_in_force=time_in_force,
-        reduce_only=bool(reduce_only),
-        stop_price=stop_price,
-        working_type=working_type,
-        client_order_id=client_order_id,
-        position_side=position_side,
-        close_position=bool(close_position),
+    )
+
+
+_BATCH_MAX = 5
+
+
+def _batch_items(params: Params) -> list[dict[str, Any]]:
+    raw = params.text("batchOrders", required=True) or ""
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        items = None
+    if (
+        not isinstance(items, list)
+        or not 1 <= len(items) <= _BATCH_MAX
+        or not all(isinstance(i, dict) for i in items)
+    ):
+        raise VenueReject(-1130, "Data sent for parameter 'batchOrders' is not valid.")
+    return items
+
+
+def _batch_orders_count(params: Params) -> int:
+    try:
+        return len(_batch_items(params))
+    except VenueReject:
+        return 1
+
+
+def _batch_orders(call: Call) -> Any:
+    """Up to five LIMIT or MARKET orders, each placed on its own: the answer lists, in request
+    order, each order (in the RESULT shape) or its own ``{code, msg}``."""
+    items = _batch_items(call.params)
+    answers: list[dict[str, Any]] = []
+    for item in items:
+        pairs = [(str(k), _wire(v)) for k, v in item.items()]
+        try:
+            sub = Call(
+                call.venue, Params(pairs, call.params.path), call.api_key, call.now, call.dialect
+            )
+            if sub.params.raw("type") in _ALGO_ONLY_TYPES:
+                raise _SWITCH_TO_ALGO
+            respond = sub.params.choice("newOrderRespType", _RESPONSE_TYPES) or "RESULT"
+            order = _place(sub, stop_param="stopPrice", client_param="newClientOrderId")
+            answers.append(_answer(order, respond))
+        except VenueReject as reject:
+            answers.append({"code": reject.code, "msg": reject.msg})
+    return answers
+
+
+def _wire(value: Any) -> str:
+    """A JSON value as the string it would have been on the wire."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _open_order(call: Call) -> Any:
+    symbol, order_id, client_id = _order_ref(call)
+    return call.venue.open_order(
+        call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
     )
 
 
@@ -745,6 +881,9 @@ def _new_algo_order(call: Call) -> Any:
     kind = call.params.raw("type")
     if kind not in _CONDITIONAL_TYPES:
         raise VenueReject(-1116, "Invalid orderType.")
+    call.params.choice(
+        "newOrderRespType", _RESPONSE_TYPES
+    )  # ccxt sends it; algo answers are one shape
     return _as_algo(_place(call, stop_param="triggerPrice", client_param="clientAlgoId"))
 
 
@@ -777,6 +916,15 @@ def _cancel_algo_order(call: Call) -> Any:
         "code": "200",
         "msg": "success",
     }
+
+
+def _cancel_algo_open_orders(call: Call) -> Any:
+    symbol = _required_symbol(call)
+    call.params.finish()
+    for order in call.venue.open_orders(call.api_key, symbol=symbol):
+        if order["type"] in _CONDITIONAL_TYPES:
+            call.venue.cancel_order(call.api_key, symbol=symbol, order_id=order["orderId"])
+    return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
 
 def _open_algo_orders(call: Call) -> Any:
@@ -1042,6 +1190,13 @@ ROUTES: Mapping[tuple[str, str], Route] = {
     ("POST", "/fapi/v1/marginType"): Route(_set_margin_type, 1, signed=True),
     ("POST", "/fapi/v1/order"): Route(_new_order, 0, signed=True, orders=1),
     ("GET", "/fapi/v1/order"): Route(_get_order, 1, signed=True),
+    ("PUT", "/fapi/v1/order"): Route(_modify_order, 0, signed=True, orders=1),
+    ("POST", "/fapi/v1/order/test"): Route(_test_order, 0, signed=True),
+    ("POST", "/fapi/v1/batchOrders"): Route(
+        _batch_orders, 5, signed=True, orders=_batch_orders_count
+    ),
+    ("GET", "/fapi/v1/openOrder"): Route(_open_order, 1, signed=True),
+    ("DELETE", "/fapi/v1/algoOpenOrders"): Route(_cancel_algo_open_orders, 1, signed=True),
     ("DELETE", "/fapi/v1/order"): Route(_cancel_order, 1, signed=True),
     ("GET", "/fapi/v1/openOrders"): Route(_open_orders, _open_orders_weight, signed=True),
     ("POST", "/fapi/v1/algoOrder"): Route(_new_algo_order, 0, signed=True, orders=1),

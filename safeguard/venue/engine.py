@@ -842,7 +842,7 @@ class Venue:
     def _execute_new(self, account: Account, m: MarketState, order: Order, opening: int) -> None:
         """Take what crosses now; rest or expire the remainder per the time in force."""
         limit = order.price if order.type == "LIMIT" else None
-        self_trade = self._take(account, m, order, order.qty, limit)
+        self_trade = self._take(account, m, order, order.remaining, limit)
         if not order.remaining:
             return
         if self_trade or order.type == "MARKET" or order.time_in_force in ("IOC", "FOK"):
@@ -1075,6 +1075,89 @@ class Venue:
                 raise VenueReject(-2011, "Unknown order sent.")
             self._unrest(m, order)
             self._close_order(order, CANCELED)
+            return order.to_binance(m.spec)
+
+    def modify_order(
+        self,
+        api_key: str,
+        *,
+        symbol: str,
+        order_id: int | None = None,
+        client_order_id: str | None = None,
+        side: str | None,
+        quantity: float | str | None,
+        price: float | str | None,
+    ) -> dict[str, Any]:
+        """Binance's modify (``PUT /fapi/v1/order``): a resting LIMIT order takes a new price
+        and quantity under the same id, loses its queue place, and may now cross. A quantity
+        at or below what already filled cancels the rest. Checked like a new order first; a
+        refused edit leaves the order exactly as it was."""
+        with self.lock:
+            account = self._account(api_key)
+            m = self._market(symbol)
+            order = self._find(api_key, symbol, order_id, client_order_id)
+            if not order.is_open:
+                raise VenueReject(-2013, "Order does not exist.")
+            if order.type != "LIMIT":
+                raise VenueReject(-1116, "Invalid orderType.")
+            if side != order.side:
+                raise VenueReject(-1117, "Invalid side.")
+            request = parse_order(
+                m.spec,
+                reference_ticks=m.last,
+                side=order.side,
+                type="LIMIT",
+                quantity=quantity,
+                price=price,
+                time_in_force=order.time_in_force,
+                reduce_only=order.reduce_only,
+                working_type=order.working_type,
+                position_side=order.position_side,
+            )
+            if request.qty == order.qty and request.price == order.price:
+                raise VenueReject(-5027, "No need to modify the order.")
+            if request.qty <= order.executed:
+                self._unrest(m, order)
+                self._close_order(order, CANCELED)
+                return order.to_binance(m.spec)
+            remaining = request._replace(qty=request.qty - order.executed)
+            # Judge the edit as if this order were not there: its slot and its margin free.
+            account.order_margin -= order.reserved
+            account.open_count[symbol] -= 1
+            try:
+                opening = self._check_order(account, m, remaining)
+            finally:
+                account.order_margin += order.reserved
+                account.open_count[symbol] += 1
+            self._unrest(m, order)
+            del account.open_orders[order.client_order_id]
+            account.open_count[symbol] -= 1
+            account.order_margin = max(account.order_margin - order.reserved, 0.0)
+            order.reserved = 0.0
+            order.qty, order.price = request.qty, request.price
+            order.update_ms = self._ms()
+            self._execute_new(account, m, order, opening)
+            return order.to_binance(m.spec)
+
+    def check_order(self, api_key: str, **fields: Any) -> None:
+        """Every check :meth:`place_order` makes, and nothing placed (``/fapi/v1/order/test``)."""
+        with self.lock:
+            account = self._account(api_key)
+            m = self._market(fields.get("symbol"))
+            fields.pop("symbol")
+            request = parse_order(m.spec, reference_ticks=m.last, **fields)
+            self._check_order(account, m, request)
+
+    def open_order(
+        self, api_key: str, *, symbol: str, order_id: int | None, client_order_id: str | None
+    ) -> dict[str, Any]:
+        """``/fapi/v1/openOrder``: the order while it is open; -2013 once it is not."""
+        with self.lock:
+            self._account(api_key)
+            m = self._market(symbol)
+            order = self._find(api_key, symbol, order_id, client_order_id)
+            if not order.is_open:
+                raise VenueReject(-2013, "Order does not exist.")
             return order.to_binance(m.spec)
 
     def cancel_all(self, api_key: str, *, symbol: str) -> None:

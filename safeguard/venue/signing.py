@@ -66,7 +66,9 @@ def check_signature(signed: SignedPayload, secret: str) -> None:
     if not signed.signature:
         raise missing("signature")
     expected = sign(signed.payload, secret)
-    if not hmac.compare_digest(expected, signed.signature.lower()):
+    # compare_digest raises TypeError on non-ASCII str; bytes compare whatever was sent.
+    sent = signed.signature.lower().encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(expected.encode("ascii"), sent):
         raise VenueReject(-1022, "Signature for this request is not valid.")
 
 

@@ -762,3 +762,146 @@ async def test_add_and_reduce_isolated_margin(client: Client) -> None:
     assert final == pytest.approx(before + 15)
     with raises_exactly(ccxt.InsufficientFunds):  # -4051: that would leave it under-margined
         await client("reduce_margin", ETH, before + 15)
+
+
+# --- order routes -------------------------------------------------------------------------
+
+
+async def test_edit_order_keeps_the_id_and_changes_the_price(client: Client) -> None:
+    price = _passive_bid(client, BTC)
+    order = await client("create_order", BTC, "limit", "buy", 0.01, price)
+    new_price = _passive_bid(client, BTC, 0.85)
+    edited = await client("edit_order", order["id"], BTC, "limit", "buy", 0.02, new_price)
+    assert edited["id"] == order["id"]
+    assert edited["price"] == new_price
+    assert edited["amount"] == pytest.approx(0.02)
+    assert edited["status"] == "open"
+    [listed] = await client("fetch_open_orders", BTC)
+    assert (listed["id"], listed["price"]) == (order["id"], new_price)
+
+
+async def test_edit_order_that_now_crosses_fills(client: Client) -> None:
+    order = await client("create_order", ETH, "limit", "buy", 0.05, _passive_bid(client, ETH))
+    edited = await client(
+        "edit_order", order["id"], ETH, "limit", "buy", 0.05, _crossing_ask(client, ETH)
+    )
+    assert edited["id"] == order["id"]
+    assert edited["status"] == "closed"
+    assert edited["filled"] == pytest.approx(0.05)
+
+
+async def test_create_orders_places_a_batch_of_two(client: Client) -> None:
+    orders = await client(
+        "create_orders",
+        [
+            {
+                "symbol": BTC,
+                "type": "limit",
+                "side": "buy",
+                "amount": 0.01,
+                "price": _passive_bid(client, BTC),
+            },
+            {"symbol": ETH, "type": "market", "side": "buy", "amount": 0.02},
+        ],
+    )
+    assert len(orders) == 2
+    assert orders[0]["status"] == "open"
+    assert orders[1]["status"] == "closed"
+    assert orders[1]["filled"] == pytest.approx(0.02)
+    open_ids = {o["id"] for o in await client("fetch_open_orders", BTC)}
+    assert orders[0]["id"] in open_ids
+
+
+async def test_a_batch_answers_each_refusal_in_its_place(client: Client) -> None:
+    batch = [
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"},
+        {
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "type": "STOP_MARKET",
+            "quantity": "0.01",
+            "stopPrice": "1000",
+        },
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"},
+    ]
+    answer = await client("fapiPrivatePostBatchOrders", {"batchOrders": batch})
+    assert [item.get("code") for item in answer] == [-4164, -4120, None]
+    assert answer[2]["status"] == "FILLED"
+
+
+async def test_cancel_all_trigger_orders_leaves_plain_orders(client: Client) -> None:
+    await client("create_order", BTC, "market", "buy", 0.01)
+    limit = await client("create_order", BTC, "limit", "buy", 0.01, _passive_bid(client, BTC))
+    trigger = float(client.ex.price_to_precision(BTC, client.venue.mark_price("BTCUSDT") * 0.9))
+    await client(
+        "create_order",
+        BTC,
+        "market",
+        "sell",
+        0.01,
+        None,
+        {"stopLossPrice": trigger, "reduceOnly": True},
+    )
+    assert len(await client("fetch_open_orders", BTC, None, None, {"trigger": True})) == 1
+    answer = await client("cancel_all_orders", BTC, {"trigger": True})
+    assert [a["info"]["code"] for a in answer] == [200]
+    assert await client("fetch_open_orders", BTC, None, None, {"trigger": True}) == []
+    assert [o["id"] for o in await client("fetch_open_orders", BTC)] == [limit["id"]]
+
+
+async def test_fetch_open_order(client: Client) -> None:
+    order = await client("create_order", BTC, "limit", "buy", 0.01, _passive_bid(client, BTC))
+    found = await client("fetch_open_order", order["id"], BTC)
+    assert found["id"] == order["id"]
+    assert found["status"] == "open"
+    await client("cancel_order", order["id"], BTC)
+    with raises_exactly(ccxt.OrderNotFound):
+        await client("fetch_open_order", order["id"], BTC)
+
+
+async def test_order_test_checks_and_places_nothing(client: Client) -> None:
+    assert (
+        await client(
+            "fapiPrivatePostOrderTest",
+            {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"},
+        )
+        == {}
+    )
+    assert client.venue.position_risk(client.api_key) == []
+    with raises_exactly(ccxt.InvalidOrder, match="-4164"):
+        await client(
+            "fapiPrivatePostOrderTest",
+            {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"},
+        )
+
+
+# --- today's rules ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind", ["STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"]
+)
+async def test_conditional_types_on_the_order_endpoint_are_minus_4120(
+    client: Client, kind: str
+) -> None:
+    request = {
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "type": kind,
+        "quantity": "0.01",
+        "stopPrice": "1000",
+        "newOrderRespType": "RESULT",
+    }
+    with raises_exactly(ccxt.InvalidOrder, match="-4120"):
+        await client("fapiPrivatePostOrder", request)
+
+
+async def test_new_order_answers_ack_by_default_and_result_on_request(client: Client) -> None:
+    market = {"symbol": "ETHUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"}
+    ack = await client("fapiPrivatePostOrder", market)
+    assert (ack["status"], ack["executedQty"]) == ("NEW", "0")
+    result = await client("fapiPrivatePostOrder", {**market, "newOrderRespType": "RESULT"})
+    assert (result["status"], result["executedQty"]) == ("FILLED", "0.010")
+    # The order did fill: ACK only answers before the fill.
+    found = await client("fetch_order", str(ack["orderId"]), ETH)
+    assert found["status"] == "closed"

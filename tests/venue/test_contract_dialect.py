@@ -157,3 +157,34 @@ def test_what_the_venue_does_not_implement_is_logged_as_a_warning_with_the_path(
     assert _code(unread) == -1104
     assert any("WARNING" in r and "/fapi/v1/constituents" in r for r in records), records
     assert any("WARNING" in r and "/fapi/v1/time" in r and "verbose" in r for r in records)
+
+
+# --- hardening ----------------------------------------------------------------------------
+
+
+def _signed(
+    dialect: Dialect, method: str, path: str, params: dict[str, str], *, signature: str = ""
+) -> Response:
+    body = _stamp(params)
+    body += "&signature=" + (signature or sign(body, SECRET))
+    query, form = (body, "") if method in ("GET", "DELETE") else ("", body)
+    return dialect.handle(Request(method, path, query, form, {"X-MBX-APIKEY": KEY}))
+
+
+def test_a_non_ascii_signature_with_a_valid_key_is_minus_1022_not_a_500(dialect: Dialect) -> None:
+    answer = _signed(dialect, "GET", "/fapi/v3/account", {}, signature="\u00e9\u20ac" * 16)
+    assert (answer.status, _code(answer)) == (400, -1022)
+
+
+def test_orders_with_a_bad_signature_do_not_use_the_accounts_order_limit(
+    dialect: Dialect,
+) -> None:
+    order = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.002"}
+    limit = dialect.limits.orders_per_10s
+    for _ in range(limit + 5):
+        forged = _signed(dialect, "POST", "/fapi/v1/order", order, signature="00" * 32)
+        assert _code(forged) == -1022
+        assert "X-MBX-ORDER-COUNT-10S" not in forged.headers
+    real = _signed(dialect, "POST", "/fapi/v1/order", order)
+    assert real.status == 200, real.body
+    assert real.headers["X-MBX-ORDER-COUNT-10S"] == "1"

@@ -68,18 +68,20 @@ def test_accepted_with_no_position_and_shown_as_close_position(venue: Venue, ex:
     assert stop["info"]["quantity"] == "0"
     held = venue.get_order(KEY, symbol=VENUE_SYMBOL, order_id=int(stop["id"]))
     assert (held["type"], held["closePosition"], held["origQty"]) == ("STOP_MARKET", True, "0")
-    # /fapi/v1/order takes the same order (stopPrice, newClientOrderId, no quantity).
-    answer = ex.fapiPrivatePostOrder(
-        {
-            "symbol": VENUE_SYMBOL,
-            "side": "SELL",
-            "type": "TAKE_PROFIT_MARKET",
-            "stopPrice": str(_off_mark(venue, 1.0)),
-            "closePosition": "true",
-        }
+    # Since 2025-12-09 /fapi/v1/order refuses it (-4120); the algo endpoint takes it raw too.
+    order = {
+        "symbol": VENUE_SYMBOL,
+        "side": "SELL",
+        "type": "TAKE_PROFIT_MARKET",
+        "closePosition": "true",
+    }
+    with pytest.raises(ccxt.InvalidOrder, match="-4120"):
+        ex.fapiPrivatePostOrder({**order, "stopPrice": str(_off_mark(venue, 1.0))})
+    answer = ex.fapiPrivatePostAlgoOrder(
+        {**order, "algoType": "CONDITIONAL", "triggerPrice": str(_off_mark(venue, 1.0))}
     )
     assert answer["closePosition"] is True
-    assert answer["status"] == "NEW"
+    assert answer["algoStatus"] == "NEW"
     listed = ex.fetch_open_orders(SYMBOL, None, None, {"trigger": True})
     assert [o["info"]["closePosition"] for o in listed] == [True, True]
     assert _position(venue) == 0.0
@@ -126,7 +128,7 @@ def test_refuses_a_quantity_or_reduce_only_alongside(venue: Venue, ex: Any) -> N
         ex.fapiPrivatePostAlgoOrder(
             base | {"algoType": "CONDITIONAL", "triggerPrice": trigger, "quantity": "0.05"}
         )
-    with pytest.raises(ccxt.BadRequest, match=r"-1106.*quantity"):
+    with pytest.raises(ccxt.InvalidOrder, match="-4120"):  # conditional: algo endpoints only
         ex.fapiPrivatePostOrder(base | {"stopPrice": trigger, "quantity": "0.05"})
     with pytest.raises(ccxt.InvalidOrder, match="-4136"):
         ex.fapiPrivatePostOrder(
