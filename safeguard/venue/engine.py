@@ -1136,6 +1136,8 @@ class Venue:
             order.reserved = 0.0
             order.qty, order.price = request.qty, request.price
             order.update_ms = self._ms()
+            if self._listeners:
+                self._order_update(order, "AMENDMENT")
             self._execute_new(account, m, order, opening)
             return order.to_binance(m.spec)
 
@@ -1651,6 +1653,10 @@ class Venue:
                     raise VenueReject(-4051, "Isolated balance insufficient.")
                 position.isolated_margin -= units
             account.update_ms = position.update_ms = self._ms()
+            if self._listeners:
+                self._notify(
+                    AccountChanged(self._now_time(), api_key, "MARGIN_TRANSFER", (symbol,))
+                )
             return {
                 "amount": amount,
                 "code": 200,

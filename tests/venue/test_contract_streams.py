@@ -177,7 +177,7 @@ async def test_ticker_trades_and_candles_parse(pro: Any, venue: Venue) -> None:
 
     await asyncio.wait_for(candles_task, GUARD_S)
     venue.advance(STEP_S)  # candles are published on a period of the venue's clock
-    [opened, o, h, low, c, volume, *_] = venue.klines("BTCUSDT", 60, 1)[-1]
+    [opened, o, h, low, c, volume, *_] = venue.klines("BTCUSDT", interval="1m", limit=1)[-1]
     candles = await settle(
         candles_task,
         lambda: list(pro.ohlcvs.get(BTC, {}).get("1m") or []),
