@@ -640,7 +640,9 @@ def _symbol_config(call: Call) -> Any:
 
 
 def _leverage_bracket(call: Call) -> Any:
-    return call.venue.leverage_brackets(call.api_key, _symbol(call, required=False))
+    symbol = _symbol(call, required=False)
+    brackets = call.venue.leverage_brackets(call.api_key, symbol)
+    return brackets[0] if symbol is not None else brackets  # one symbol: one object
 
 
 def _set_leverage(call: Call) -> Any:
@@ -1211,6 +1213,7 @@ ROUTES: Mapping[tuple[str, str], Route] = {
     ("GET", "/fapi/v1/income"): Route(_income, 30, signed=True),
     ("GET", "/fapi/v1/commissionRate"): Route(_commission_rate, 20, signed=True),
     ("GET", "/fapi/v2/balance"): Route(_balance_v2, 5, signed=True),
+    ("GET", "/fapi/v3/balance"): Route(_balance_v2, 5, signed=True),  # v3: v2's shape
     ("GET", "/fapi/v2/account"): Route(_account_v2, 5, signed=True),
     ("GET", "/fapi/v2/positionRisk"): Route(_position_risk_v2, 5, signed=True),
     ("GET", "/fapi/v1/accountConfig"): Route(_account_config, 5, signed=True),
