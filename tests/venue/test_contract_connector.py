@@ -106,7 +106,7 @@ def test_leverage_brackets_of_one_symbol_are_one_object(client: UMFutures) -> No
     assert isinstance(one, dict)
     assert one["symbol"] == "BTCUSDT"
     every = client.leverage_brackets()
-    assert [row["symbol"] for row in every][0] == "BTCUSDT"
+    assert isinstance(every, list)
     assert one == every[0]
 
 
