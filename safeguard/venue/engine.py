@@ -233,7 +233,10 @@ class Venue:
             due = math.floor((now - start) / step + 1e-9)
             # A wall-clock venue that sat idle longer than max_catch_up_s skips the excess
             # rather than stalling one request for minutes; prices resume where they were.
-            done = max(done, due - math.floor(self.config.max_catch_up_s / step))
+            # Simulated time (a clock the caller advances) never skips: every funding time,
+            # stop and liquidation in the advance happens.
+            if not callable(getattr(self.clock, "advance", None)):
+                done = max(done, due - math.floor(self.config.max_catch_up_s / step))
             self._stepping = True
             try:
                 for k in range(done + 1, due + 1):

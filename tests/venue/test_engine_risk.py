@@ -366,3 +366,14 @@ def test_isolated_margin_is_only_for_an_open_isolated_leg(venue: Venue) -> None:
             "k", symbol="BTCUSDT", position_side="LONG", amount=10.0, add=True
         )
     assert side.value.code == -4061
+
+
+def test_a_multi_day_advance_of_simulated_time_pays_every_funding() -> None:
+    venue = Venue(quiet(), clock=ManualClock(1_700_000_000.0))
+    venue.create_account("k", "s", wallet=10_000.0)
+    venue.place_order("k", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.1)
+    venue.advance(3 * 86_400)  # one step of three days: nine 8-hour funding times
+    payments = [e for e in venue.events if isinstance(e, FundingPayment)]
+    assert len(payments) == 9
+    assert [p.time % (8 * 3600) for p in payments] == [0.0] * 9
+    assert reconciles(venue, "k")
