@@ -35,7 +35,8 @@ PARAM_NAMES = sorted(
         "timeInForce", "reduceOnly", "workingType", "positionSide", "newClientOrderId",
         "clientAlgoId", "algoType", "newOrderRespType", "orderId", "origClientOrderId",
         "algoId", "limit", "leverage", "marginType", "countdownTime", "fromId", "startTime",
-        "endTime", "recvWindow", "closePosition",
+        "endTime", "recvWindow", "closePosition", "interval", "pair", "contractType",
+        "incomeType", "batchOrders", "amount", "page", "autoCloseType", "callbackRate",
     }
 )  # fmt: skip
 VALUES = st.one_of(
@@ -47,6 +48,11 @@ VALUES = st.one_of(
             "ISOLATED", "CROSSED", "CONDITIONAL", "RESULT", "ACK", "0", "-1", "0.001", "0.01",
             "1", "5", "20", "100", "1000", "90000", "90000.1", "90000.15", "1e3", "nan", "inf",
             "-0.01", "0.0000000001", "99999999999999999999999", "", " ", "1000000001",
+            "1m", "1h", "1w", "7m", "1M", "PERPETUAL", "CURRENT_QUARTER", "COMMISSION",
+            "FUNDING_FEE", "2", "1500", "1501", "TRAILING_STOP_MARKET", "TAKE_PROFIT",
+            '[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"0.01"}]',
+            '[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":1,"price":null}]',
+            "[1, 2]", "[]", "{}", '[{"a": {"b": []}}]', "[" * 50,
         ]
     ),
     st.text(max_size=12),
@@ -113,7 +119,8 @@ def requests(draw: st.DrawFn) -> Request:
     if signed == "good":
         query += "&signature=" + sign(query, SECRET)
     elif signed == "bad":
-        query += "&signature=" + draw(st.text(alphabet="0123456789abcdef", max_size=64))
+        alphabet = st.sampled_from(["0123456789abcdef", "0123456789abcdefé€\u00ff\U0001f600"])
+        query += "&signature=" + draw(st.text(alphabet=draw(alphabet), max_size=64))
     in_body = draw(st.booleans())
     body = query if in_body else draw(st.sampled_from(["", "", "%zz", "a=1&a=2", "&&=", "x" * 50]))
     return Request(
@@ -249,3 +256,35 @@ def test_random_requests_over_http(server: VenueServer, request: Request) -> Non
 def test_fuzzing_left_the_clock_alone(venue: Venue) -> None:
     # the dialect must never move simulated time on its own
     assert venue.clock.time() == NOW
+
+
+SIGNED_ROUTES = sorted((method, path) for (method, path), route in ROUTES.items() if route.signed)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    route=st.sampled_from(SIGNED_ROUTES),
+    signature=st.text(min_size=1, max_size=70),
+    in_body=st.booleans(),
+)
+def test_any_signature_with_a_valid_key_is_refused_never_a_5xx(
+    venue: Venue, dialect: Dialect, route: tuple[str, str], signature: str, in_body: bool
+) -> None:
+    method, path = route
+    query = urlencode({"symbol": "BTCUSDT", "timestamp": str(int(NOW * 1000))})
+    query += "&signature=" + signature
+    before = _snapshot(venue)
+    answer = dialect.handle(
+        Request(
+            method,
+            path,
+            "" if in_body else query,
+            query if in_body else "",
+            {"X-MBX-APIKEY": KEY},
+        )
+    )
+    payload = _assert_well_formed(answer)
+    assert answer.status in (400, 401), payload
+    assert _snapshot(venue) == before
