@@ -848,8 +848,14 @@ def _cancel_order(call: Call) -> Any:
 # Conditional orders: ccxt 4.5 sends stop and take-profit orders to Binance's algo-order API
 # (``/fapi/v1/algoOrder``: ``triggerPrice``, ``clientAlgoId``, answers keyed ``algoId``). They
 # are the engine's stop orders seen through that API's field names; ids are shared.
-_CONDITIONAL_TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET")
+_CONDITIONAL_TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT")
 _ALGO_STATUS = {"FILLED": "FINISHED", "PARTIALLY_FILLED": "TRIGGERED"}
+
+
+def _algo_status(order: Mapping[str, Any]) -> str:
+    if order["type"] != order["origType"]:  # a stop-limit that triggered into its limit order
+        return "TRIGGERED" if order["status"] in ("NEW", "PARTIALLY_FILLED") else "FINISHED"
+    return str(_ALGO_STATUS.get(order["status"], order["status"]))
 
 
 def _as_algo(order: Mapping[str, Any]) -> dict[str, Any]:
@@ -857,13 +863,13 @@ def _as_algo(order: Mapping[str, Any]) -> dict[str, Any]:
         "algoId": order["orderId"],
         "clientAlgoId": order["clientOrderId"],
         "algoType": "CONDITIONAL",
-        "orderType": order["type"],
+        "orderType": order["origType"],
         "symbol": order["symbol"],
         "side": order["side"],
         "positionSide": order["positionSide"],
         "timeInForce": order["timeInForce"],
         "quantity": order["origQty"],
-        "algoStatus": _ALGO_STATUS.get(order["status"], order["status"]),
+        "algoStatus": _algo_status(order),
         "triggerPrice": order["stopPrice"],
         "price": order["price"],
         "workingType": order["workingType"],
@@ -894,7 +900,7 @@ def _get_algo_order(call: Call) -> Any:
     order = call.venue.get_order(
         call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
     )
-    if order["type"] not in _CONDITIONAL_TYPES:
+    if order["origType"] not in _CONDITIONAL_TYPES:
         raise VenueReject(-2013, "Order does not exist.")
     return _as_algo(order)
 

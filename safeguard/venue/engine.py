@@ -76,6 +76,7 @@ from safeguard.venue.orders import (
     EXPIRED,
     FILLED,
     PARTIALLY_FILLED,
+    STOP_LIMIT_TYPES,
     Order,
     OrderRequest,
     parse_order,
@@ -1815,6 +1816,9 @@ class Venue:
                     except VenueReject as exc:
                         self._expire(order, f"triggered but rejected: {exc}")
                         continue
+            if order.type in STOP_LIMIT_TYPES:
+                self._rest_triggered(account, m, order, want)
+                continue
             self_trade = self._take(account, m, order, want, None)
             if order.is_open:
                 self._expire(
@@ -1823,6 +1827,18 @@ class Venue:
                     if self_trade
                     else "book too thin to fill the triggered order in full",
                 )
+
+    def _rest_triggered(self, account: Account, m: MarketState, order: Order, qty: int) -> None:
+        """A triggered stop-limit becomes a LIMIT order at its price: it takes what crosses
+        and rests the rest (its open-order slot carries over)."""
+        order.type = "LIMIT"
+        order.qty = qty
+        del account.open_orders[order.client_order_id]
+        account.open_count[order.symbol] -= 1
+        opening = max(qty - self._closable(account, order), 0)
+        if self._listeners:
+            self._order_update(order, "NEW")
+        self._execute_new(account, m, order, opening)
 
     def _pay_funding(self, m: MarketState, t: float) -> None:
         """Settle funding at the mark of the first step at or after the funding time.
@@ -1985,8 +2001,8 @@ class Venue:
 
 
 def _triggered(kind: str, side: str, stop: float, price: float) -> bool:
-    """Whether a stop (``STOP_MARKET``) or take-profit watching ``price`` fires."""
-    rising = (kind == "STOP_MARKET") == (side == BUY)
+    """Whether a stop (``STOP_MARKET``, ``STOP``) or take-profit watching ``price`` fires."""
+    rising = (kind in ("STOP_MARKET", "STOP")) == (side == BUY)
     return price >= stop if rising else price <= stop
 
 

@@ -15,7 +15,9 @@ from safeguard.venue.errors import VenueReject, illegal, missing, not_required
 from safeguard.venue.markets import MONEY_SCALE, MarketSpec
 
 SIDES = ("BUY", "SELL")
-TYPES = ("MARKET", "LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET")
+TYPES = ("MARKET", "LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT")
+STOP_LIMIT_TYPES = ("STOP", "TAKE_PROFIT")
+"""Stop-limit orders: on their trigger they become a LIMIT order at their price."""
 TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX")
 WORKING_TYPES = ("CONTRACT_PRICE", "MARK_PRICE")
 POSITION_SIDES = ("BOTH", "LONG", "SHORT")
@@ -145,16 +147,25 @@ def parse_order(
     tif = ""
     ticks = 0
     stop = 0
-    if kind == "LIMIT":
+    if kind == "LIMIT" or kind in STOP_LIMIT_TYPES:
         if price is None or price == "":
             raise missing("price")
+        if kind != "LIMIT" and (time_in_force is None or time_in_force == ""):
+            time_in_force = "GTC"  # a stop-limit's limit rests GTC unless told otherwise
         if time_in_force is None or time_in_force == "":
             raise missing("timeInForce")
         if time_in_force.__class__ is not str or time_in_force not in _TIME_IN_FORCE:
             raise VenueReject(-1115, "Invalid timeInForce.")
         tif = time_in_force
-        if stop_price is not None:
+        if kind == "LIMIT" and stop_price is not None:
             raise not_required("stopPrice")
+        if kind != "LIMIT":
+            if stop_price is None or stop_price == "":
+                raise missing("stopPrice")
+            raw_stop = _number("stopPrice", stop_price)
+            if raw_stop <= 0:
+                raise VenueReject(-4013, "Price less than min price.")
+            stop = market.price_ticks(raw_stop, "stopPrice")
         if price.__class__ is float and price - price == 0.0:
             raw_price: float = price
         else:
@@ -254,6 +265,7 @@ class Order:
         "cum_quote",
         "executed",
         "order_id",
+        "orig_type",
         "position_side",
         "price",
         "qty",
@@ -279,6 +291,8 @@ class Order:
         self.symbol = request.symbol
         self.side = request.side
         self.type = request.type
+        self.orig_type = request.type
+        """What was placed: a triggered stop-limit's ``type`` becomes LIMIT, this stays."""
         self.qty = request.qty
         self.price = request.price
         self.stop = request.stop
@@ -323,7 +337,8 @@ class Order:
             format(self.qty * market.step_size, market.qty_format) if self.qty else "0"
         )
         answer["timeInForce"] = self.time_in_force or "GTC"
-        answer["type"] = answer["origType"] = self.type
+        answer["type"] = self.type
+        answer["origType"] = self.orig_type
         answer["reduceOnly"] = self.reduce_only
         if self.close_position:
             answer["closePosition"] = True

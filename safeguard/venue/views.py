@@ -194,7 +194,14 @@ def _symbol_info(spec: MarketSpec, liquidation_fee_rate: float) -> dict[str, Any
         "marketTakeBound": "0.05",
         "maxMoveOrderLimit": 10000,
         "filters": spec.filters(),
-        "orderTypes": ["LIMIT", "MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET"],
+        "orderTypes": [
+            "LIMIT",
+            "MARKET",
+            "STOP",
+            "STOP_MARKET",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_MARKET",
+        ],
         "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
     }
 

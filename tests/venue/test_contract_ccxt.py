@@ -905,3 +905,30 @@ async def test_new_order_answers_ack_by_default_and_result_on_request(client: Cl
     # The order did fill: ACK only answers before the fill.
     found = await client("fetch_order", str(ack["orderId"]), ETH)
     assert found["status"] == "closed"
+
+
+async def test_a_stop_limit_order_rests_as_a_limit_once_triggered(client: Client) -> None:
+    await client("create_order", BTC, "market", "buy", 0.02)
+    last = client.venue.last_price("BTCUSDT")  # a CONTRACT_PRICE trigger watches the last
+    trigger = float(client.ex.price_to_precision(BTC, last * 1.01))
+    limit = float(client.ex.price_to_precision(BTC, last * 1.04))  # above the spike: rests
+    order = await client(
+        "create_order",
+        BTC,
+        "limit",
+        "sell",
+        0.02,
+        limit,
+        {"takeProfitPrice": trigger, "reduceOnly": True},
+    )
+    assert order["status"] == "open"
+    assert order["info"]["orderType"] == "TAKE_PROFIT"
+    assert order["price"] == limit
+    assert order["triggerPrice"] == trigger
+    client.venue.spike("BTCUSDT", 2.0, 60)
+    client.venue.advance(10)
+    [resting] = client.venue.open_orders(client.api_key, symbol="BTCUSDT")
+    assert resting["orderId"] == int(order["id"])
+    assert (resting["type"], resting["origType"]) == ("LIMIT", "TAKE_PROFIT")
+    assert float(resting["price"]) == limit
+    await client("cancel_order", order["id"], BTC)

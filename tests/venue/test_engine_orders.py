@@ -359,7 +359,7 @@ REJECTS: list[tuple[int, dict[str, Any]]] = [
     (-1121, {"symbol": "DOGEUSDT"}),
     (-1121, {"symbol": 7}),
     (-1117, {"side": "buy"}),
-    (-1116, {"type": "STOP"}),
+    (-1116, {"type": "TRAILING_STOP_MARKET"}),
     (-1102, {"type": "LIMIT", "time_in_force": "GTC"}),
     (-1102, {"type": "LIMIT", "price": 80_000.0}),
     (-1115, {"type": "LIMIT", "price": 80_000.0, "time_in_force": "GTD"}),
