@@ -81,6 +81,15 @@ def _number(name: str, value: Any) -> float:
     return result
 
 
+def _stop_ticks(market: MarketSpec, stop_price: Any) -> int:
+    if stop_price is None or stop_price == "":
+        raise missing("stopPrice")
+    raw_stop = _number("stopPrice", stop_price)
+    if raw_stop <= 0:
+        raise VenueReject(-4013, "Price less than min price.")
+    return market.price_ticks(raw_stop, "stopPrice")
+
+
 def parse_order(
     market: MarketSpec,
     *,
@@ -160,12 +169,7 @@ def parse_order(
         if kind == "LIMIT" and stop_price is not None:
             raise not_required("stopPrice")
         if kind != "LIMIT":
-            if stop_price is None or stop_price == "":
-                raise missing("stopPrice")
-            raw_stop = _number("stopPrice", stop_price)
-            if raw_stop <= 0:
-                raise VenueReject(-4013, "Price less than min price.")
-            stop = market.price_ticks(raw_stop, "stopPrice")
+            stop = _stop_ticks(market, stop_price)
         if price.__class__ is float and price - price == 0.0:
             raw_price: float = price
         else:
@@ -185,12 +189,7 @@ def parse_order(
             if time_in_force is not None and time_in_force != "GTC":
                 raise VenueReject(-1115, "Invalid timeInForce.")
             tif = "GTC"
-            if stop_price is None or stop_price == "":
-                raise missing("stopPrice")
-            raw_stop = _number("stopPrice", stop_price)
-            if raw_stop <= 0:
-                raise VenueReject(-4013, "Price less than min price.")
-            stop = market.price_ticks(raw_stop, "stopPrice")
+            stop = _stop_ticks(market, stop_price)
 
     steps = market.qty_steps(raw_qty)
     if steps <= 0:
