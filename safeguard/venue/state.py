@@ -127,21 +127,33 @@ class MarketState:
 
     def record_prices(self, t: float) -> None:
         """Fold the current mark, index and premium into this minute's price row."""
+        # Every step of every symbol passes here: straight-line compares, no loop.
         feed = self.feed
-        mark, index = feed.mark, feed.index
+        mark = feed.mark
+        index = feed.index
         premium = (mark - index) / index
         minute = int(t // 60)
         rows = self.price_minutes
-        row = rows[-1] if rows else None
-        if row is None or row[0] != minute:
-            rows.append(
-                [minute, mark, mark, mark, mark, index, index, index, index] + [premium] * 4
-            )
+        if not rows or rows[-1][0] != minute:
+            rows.append([minute, mark, mark, mark, mark, index, index, index, index,
+                         premium, premium, premium, premium])  # fmt: skip
             return
-        for column, value in ((1, mark), (5, index), (9, premium)):
-            row[column + 1] = max(row[column + 1], value)
-            row[column + 2] = min(row[column + 2], value)
-            row[column + 3] = value
+        row = rows[-1]
+        if mark > row[2]:
+            row[2] = mark
+        elif mark < row[3]:
+            row[3] = mark
+        row[4] = mark
+        if index > row[6]:
+            row[6] = index
+        elif index < row[7]:
+            row[7] = index
+        row[8] = index
+        if premium > row[10]:
+            row[10] = premium
+        elif premium < row[11]:
+            row[11] = premium
+        row[12] = premium
 
     def record_trade(self, t: float, price: int, qty: int, *, buyer_maker: bool) -> int:
         """Print a trade on the public tape; returns its trade id."""
