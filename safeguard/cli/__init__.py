@@ -7,6 +7,10 @@ Each sub-command lives in its own module in this package and exposes
 registers it (:data:`COMMAND_MODULES`), because some commands pull in ccxt and an operator
 typing ``safeguard kill`` during an incident must not wait for them. A test keeps the table
 equal to what the modules register.
+
+Every command exits with a code from :class:`ExitCode` (the README's table) and never shows a
+traceback: a bad argument, an unreadable or unwritable path, an unreachable venue or Redis is
+one line on stderr naming the problem.
 """
 
 from __future__ import annotations
@@ -17,12 +21,44 @@ import importlib
 import os
 import pkgutil
 import sys
+import urllib.error
 from collections.abc import Callable, Sequence
+from enum import IntEnum
 from typing import Protocol
 
 from safeguard.errors import SafeguardError
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class ExitCode(IntEnum):
+    """What ``safeguard`` exits with (the README's table)."""
+
+    OK = 0
+    FOUND = 1
+    """The command worked and its answer is "no": an order denied, a stress breach, a ban in
+    force, a resume refused."""
+    USAGE = 2
+    """Bad arguments or configuration: an unknown option, a value out of range, a file that
+    cannot be read or written, a policy that does not validate, a name that does not exist."""
+    UNREACHABLE = 3
+    """Something on the network is unavailable: the venue or the fleet's Redis cannot be
+    reached, or the port to serve on cannot be bound."""
+    BUG = 70
+    """An unexpected error: a bug in safeguard (the message says how to see the traceback)."""
+    INTERRUPTED = 130
+    BROKEN_PIPE = 141
+    """What a shell reports for a writer killed by SIGPIPE (128 + 13), as ``cat`` gives in
+    ``cat big | head``: the reader stopped early; nothing went wrong that needs a traceback."""
+
+
+class Unreachable(Exception):
+    """A command could not reach (or bind) what it needs: exits :attr:`ExitCode.UNREACHABLE`
+    with this message."""
+
+
+TRACEBACK_ENV = "SAFEGUARD_TRACEBACK"
+"""Set to 1 to let an unexpected error show its traceback (for a bug report)."""
 
 
 class _CommandModule(Protocol):
@@ -67,9 +103,7 @@ def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-EXIT_BROKEN_PIPE = 141
-"""What a shell reports for a writer killed by SIGPIPE (128 + 13), as ``cat`` gives in
-``cat big | head``: the reader stopped early; nothing went wrong that needs a traceback."""
+EXIT_BROKEN_PIPE = int(ExitCode.BROKEN_PIPE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,21 +130,52 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(arguments)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help()
-        return 2
+        parser.print_help(sys.stderr)  # a usage error: stdout stays for answers
+        return ExitCode.USAGE
     try:
         return handler(args)
+    except Unreachable as exc:
+        return _fail(exc, ExitCode.UNREACHABLE)
     except SafeguardError as exc:
-        print(f"safeguard: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, ExitCode.USAGE)
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        raise  # main() exits quietly
+    except (ConnectionError, TimeoutError, urllib.error.URLError) as exc:
+        return _fail(exc, ExitCode.UNREACHABLE)
+    except OSError as exc:  # a path given on the command line: missing, a directory, read-only
+        return _fail(_describe_os_error(exc), ExitCode.USAGE)
+    except Exception as exc:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        name = type(exc).__name__
+        return _fail(
+            f"unexpected error ({name}: {exc}); this is a bug in safeguard: please report it "
+            f"(run again with {TRACEBACK_ENV}=1 for the traceback)",
+            ExitCode.BUG,
+        )
+
+
+def _fail(problem: object, code: ExitCode) -> int:
+    print(f"safeguard: {problem}", file=sys.stderr)
+    return int(code)
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """``cannot use pdir: Is a directory`` rather than ``[Errno 21] Is a directory: 'pdir'``."""
+    if exc.filename is None or not exc.strerror:
+        return str(exc)
+    return f"cannot use {exc.filename}: {exc.strerror}"
 
 
 __all__ = [
     "COMMAND_MODULES",
     "EXIT_BROKEN_PIPE",
+    "TRACEBACK_ENV",
+    "ExitCode",
     "Handler",
+    "Unreachable",
     "build_parser",
     "command_module_names",
     "main",

@@ -16,6 +16,8 @@ Exit codes: 0 the run finished; 2 bad input (a typo in a file, an unknown symbol
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import re
 import sys
 import tempfile
@@ -113,10 +115,20 @@ def _run(args: argparse.Namespace) -> int:
                 f"(got {args.duration:g} s with {bar_s:g} s bars)"
             )
         factory = load_factory(args.strategy) if args.strategy else TrendFollower
+    except ImportError as exc:
+        print(
+            f"safeguard paper: strategy {args.strategy!r} cannot be imported: {exc}",
+            file=sys.stderr,
+        )
+        return 2
     except ValueError as exc:
         print(f"safeguard paper: {exc}", file=sys.stderr)
         return 2
     out: Path = args.out or Path(f"safeguard-paper-{datetime.now(UTC):%Y%m%d-%H%M%S}")
+    # Before the run, not after it: a report folder that cannot be made is known at once.
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "cannot write the report there", str(out))
     faults = (
         FaultPlan.load(args.faults)
         if args.faults
