@@ -3,10 +3,10 @@
 Each sub-command lives in its own module in this package and exposes
 ``register(subparsers)``. A command's handler returns the process exit code.
 
-``safeguard --help`` discovers every module. A named command imports only the module that
-registers it (:data:`COMMAND_MODULES`), because some commands pull in ccxt and an operator
-typing ``safeguard kill`` during an incident must not wait for them. A test keeps the table
-equal to what the modules register.
+A named command imports only the module that registers it (:data:`COMMANDS`), and
+``safeguard --help`` / ``--version`` import none, because some commands pull in ccxt and
+matplotlib and an operator typing ``safeguard kill`` during an incident must not wait for them.
+A test keeps the table equal to what the modules register.
 
 Every command exits with a code from :class:`ExitCode` (the README's table) and never shows a
 traceback: a bad argument, an unreadable or unwritable path, an unreachable venue or Redis is
@@ -65,18 +65,32 @@ class _CommandModule(Protocol):
     def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 
-COMMAND_MODULES: dict[str, str] = {
-    "bans": "bans",
-    "check": "check",
-    "journal": "journal",
-    "kill": "kill",
-    "paper": "paper",
-    "policy": "policy",
-    "resume": "kill",
-    "status": "kill",
-    "stress": "stress",
-    "venue": "venue",
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bans": ("bans", "show the venue bans remembered in the state directory (or clear one)"),
+    "check": (
+        "check",
+        "pre-trade verdict on one order (liquidation vs stop, limits, market rules)",
+    ),
+    "journal": ("journal", "explain a paper run's journal: every decision with its numbers"),
+    "kill": (
+        "kill",
+        "engage the kill switch (every bot on the state directory stops sending orders)",
+    ),
+    "status": ("kill", "show the kill switch state"),
+    "resume": ("kill", "re-arm the kill switch (refused during the cooling period)"),
+    "paper": ("paper", "paper-trade a strategy on the mock venue, guarded and naive, and report"),
+    "policy": (
+        "policy",
+        "print the effective policy (TOML file + SAFEGUARD_* environment) or its reference",
+    ),
+    "stress": ("stress", "run the portfolio stress grid on an account (table, optional heat map)"),
+    "venue": ("venue", "run the mock Binance USD-M venue"),
 }
+"""Each top-level command: the module that registers it and its one-line help. A named
+command imports only its module; ``safeguard --help`` and ``--version`` import none (some pull
+in ccxt and matplotlib). A test keeps this table equal to what the modules register."""
+
+COMMAND_MODULES: dict[str, str] = {command: module for command, (module, _) in COMMANDS.items()}
 """Which module registers each top-level command (the fast path of :func:`main`)."""
 
 
@@ -123,10 +137,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _index_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every command listed (from :data:`COMMANDS`) and none
+    loaded: enough for ``--help``, ``--version`` and a mistyped command."""
+    parser = build_parser(only=[])
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command, (_, summary) in COMMANDS.items():
+        subparsers.add_parser(command, help=summary)
+    return parser
+
+
 def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     module = COMMAND_MODULES.get(arguments[0]) if arguments else None
-    parser = build_parser(only=[module] if module else None)
+    parser = build_parser(only=[module]) if module else _index_parser()
     args = parser.parse_args(arguments)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
@@ -170,6 +194,7 @@ def _describe_os_error(exc: OSError) -> str:
 
 
 __all__ = [
+    "COMMANDS",
     "COMMAND_MODULES",
     "EXIT_BROKEN_PIPE",
     "TRACEBACK_ENV",
