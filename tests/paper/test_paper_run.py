@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from safeguard.cli import main
+from safeguard.paper.explain import explain
 from safeguard.paper.journal import JournalWriter, read_journal
 from safeguard.paper.runner import PaperConfig, paper_policy, run_side
 from safeguard.paper.scenario import default_plan
@@ -77,6 +78,32 @@ def test_the_journal_command_explains_the_denials(
     for line, record in zip(lines, denied, strict=True):
         assert f"order {record['n']} " in line
         assert record["code"] in line
+
+
+def test_the_journal_summary_is_a_table_not_python_reprs(
+    report: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["journal", str(report), "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "guarded" in out
+    assert "naive" in out
+    assert "PnL (USDT)" in out
+    assert "RunSummary" not in out
+    assert "{'" not in out  # no dict repr
+    assert main(["journal", str(report), "--summary", "--run", "naive"]) == 0
+    only = capsys.readouterr().out
+    assert "naive" in only
+    assert "guarded" not in only
+
+
+def test_a_failed_order_line_names_its_code_once() -> None:
+    record = {"kind": "order", "run": "guarded", "n": 4, "side": "buy", "amount": 0.1,
+              "symbol": "BTC/USDT:USDT", "type": "market", "outcome": "failed", "t": 0.0,
+              "code": "TRADING_REDUCING",
+              "reason": "TRADING_REDUCING: kill switch REDUCING: only reducing orders"}  # fmt: skip
+    [line] = [line for line in explain([record]) if "order 4" in line]
+    assert line.count("TRADING_REDUCING") == 1, line
+    assert line.endswith("failed TRADING_REDUCING: kill switch REDUCING: only reducing orders")
 
 
 def _both_runs(tmp: Path, seed: int) -> list[dict[str, Any]]:
