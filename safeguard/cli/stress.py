@@ -365,7 +365,13 @@ def render_table(report: StressReport, origin: str) -> None:
 
 def write_heatmap(report: StressReport, path: Path) -> None:
     """Equity left as % of today's equity, one row per shock, one column per regime."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError(
+            "--png needs matplotlib: pip install 'safeguard[report]' (the table above is "
+            "complete without it)"
+        ) from None
 
     matplotlib.use("Agg")  # no display: a CLI on a server must not need one
     from matplotlib import pyplot as plt
