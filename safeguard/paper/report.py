@@ -27,12 +27,12 @@ try:  # plotting is the optional ``safeguard[report]`` extra
 except ImportError:
     plt = None  # type: ignore[assignment]  # the report is written without its plots
 
+from safeguard.paper.explain import explain
+from safeguard.paper.summary import RunSummary
+
 PLOTTING = plt is not None
 """Whether matplotlib (the ``safeguard[report]`` extra) is installed: without it the report
 is written without its plots and says how to get them."""
-
-from safeguard.paper.explain import explain
-from safeguard.paper.summary import RunSummary
 
 PLOTS_MISSING = (
     "plots not drawn: matplotlib is not installed; pip install 'safeguard[report]' "
