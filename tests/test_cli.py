@@ -11,6 +11,7 @@ import pytest
 
 from safeguard.cli import (
     COMMAND_MODULES,
+    COMMANDS,
     EXIT_BROKEN_PIPE,
     build_parser,
     command_module_names,
@@ -82,3 +83,38 @@ def test_output_to_an_open_pipe_is_complete_and_exits_0() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("### `[risk]`")
     assert done.stderr == ""
+
+
+def _help_of(module_name: str) -> dict[str, str | None]:
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    importlib.import_module(f"safeguard.cli.{module_name}").register(subparsers)
+    return {action.dest: action.help for action in subparsers._choices_actions}
+
+
+def test_the_command_index_shows_the_help_each_module_registers() -> None:
+    registered: dict[str, str | None] = {}
+    for name in command_module_names():
+        registered |= _help_of(name)
+    assert registered == {command: summary for command, (_, summary) in COMMANDS.items()}
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_import_no_command_nor_ccxt_nor_matplotlib(flag: str) -> None:
+    code = (
+        "import sys\n"
+        "from safeguard.cli import main\n"
+        "try:\n"
+        f"    main([{flag!r}])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('ccxt', 'matplotlib')\n"
+        "               or m.startswith('safeguard.cli.'))\n"
+        "print('LOADED', heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().endswith("LOADED []"), done.stderr
+    assert ("usage: safeguard" if flag == "--help" else "safeguard ") in done.stdout

@@ -47,7 +47,7 @@ def test_the_example_prints_a_table_and_says_it_does_not_survive(
 ) -> None:
     code = main(["stress", "--example"])
     out = capsys.readouterr().out
-    assert code == 1  # the example is levered enough to be liquidated somewhere in the grid
+    assert code == 0  # a demonstration that worked, though its account is liquidated somewhere
     for regime in ("together", "independent", "hedges_fail"):
         assert regime in out
     assert "smallest liquidating shock" in out

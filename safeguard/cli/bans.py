@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +44,13 @@ def _run(args: argparse.Namespace) -> int:
     state_dir = resolve_state_dir(Policy.load(args.policy), args.state_dir)
     store = BanStore(state_dir)
     if args.clear:
+        if args.clear not in store.load():
+            print(
+                f"safeguard bans: no ban recorded for {args.clear!r} in {store.path}; nothing "
+                "to clear (`safeguard bans` lists them)",
+                file=sys.stderr,
+            )
+            return 2
         store.clear(args.clear)
         print(f"forgot the ban on {args.clear}")
         return 0

@@ -55,7 +55,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("amount", nargs="?", type=float, help="amount in base units (BTC)")
     parser.add_argument("price", nargs="?", type=float, help="limit price (omit: market order)")
     order = parser.add_argument_group("order")
-    order.add_argument("--symbol", default=SYMBOL, help=f"symbol (built-in market: {SYMBOL})")
+    order.add_argument(
+        "--symbol",
+        default=SYMBOL,
+        type=_known_symbol,
+        help=f"symbol (the one built-in market: {SYMBOL})",
+    )
     order.add_argument("--type", choices=ORDER_TYPES, help="order type (default from PRICE)")
     order.add_argument("--leverage", type=float, default=10.0, help="leverage (default 10)")
     order.add_argument("--stop", type=float, help="stop-loss trigger price protecting the position")
@@ -85,6 +90,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--no-size-search", action="store_true", help="skip max_safe_amount")
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
     parser.set_defaults(handler=run)
+
+
+def _known_symbol(text: str) -> str:
+    if text != SYMBOL:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: check prices orders on one built-in market, {SYMBOL} (Binance's "
+            "twelve-bracket ladder); for another market, preview it from a guarded exchange "
+            "(exchange.preview) where the venue supplies its rules"
+        )
+    return text
 
 
 def run(args: argparse.Namespace) -> int:

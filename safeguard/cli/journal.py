@@ -43,11 +43,11 @@ def _run(args: argparse.Namespace) -> int:
     path: Path = args.path / JOURNAL_NAME if args.path.is_dir() else args.path
     records = list(read_journal(path))  # ConfigError: printed by main, exit 2
     if args.summary:
+        from safeguard.cli.paper import print_summary
         from safeguard.paper.summary import summarize_all
 
-        for run, summary in summarize_all(records).items():
-            if args.run in (None, run):
-                print(run, summary.to_dict())
+        summaries = summarize_all(records)
+        print_summary({run: s for run, s in summaries.items() if args.run in (None, run)})
         return 0
     shown = 0
     try:

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from safeguard.cli import Unreachable
 from safeguard.codes import Code
 from safeguard.config import KillSwitchConfig, Policy, resolve_state_dir
 from safeguard.errors import ConfigError
@@ -187,7 +188,7 @@ def _switch(args: argparse.Namespace, *, must_exist: bool) -> tuple[Any, Any]:
         return KillSwitch(config, watch=False, notifier=notifier), notifier
     if not store.connected:
         store.close()
-        raise OSError(f"{store} is unreachable; nothing was changed")
+        raise Unreachable(f"{store} is unreachable; nothing was changed")
     return KillSwitch(config, watch=False, store=store, notifier=notifier), notifier
 
 
@@ -338,10 +339,16 @@ def _status(args: argparse.Namespace) -> int:
     # Read-only on purpose: looking must never change the state (a bot fails closed itself).
     fleet_store = _fleet_store(args)
     store: Any = fleet_store or FileStateStore(_existing(_config(args).state_dir))
+    if fleet_store is not None and not fleet_store.connected:
+        fleet_store.close()
+        floor = Policy.load(args.policy).fleet.on_disconnect
+        raise Unreachable(
+            f"{fleet_store} is unreachable, so the fleet's kill-switch state cannot be read. "
+            f"A bot that cannot reach it either trades as {floor} (fleet.on_disconnect) until "
+            "it is back; a bot that still reaches it obeys whatever it holds"
+        )
     problem = None
     try:
-        if fleet_store is not None and not fleet_store.connected:
-            raise ConfigError(f"{fleet_store} is unreachable; every bot trades as configured")
         state = store.load() or SwitchState(TradingState.ACTIVE, "", "", "", 0.0)
         history = store.history(args.history) if args.history else []
     except ConfigError as exc:
@@ -398,7 +405,7 @@ def _fleet_overview(args: argparse.Namespace) -> dict[str, Any]:
     try:
         return snapshot(fleet, args.redis)
     except link_errors() as exc:
-        raise OSError(f"the fleet's Redis is unreachable ({describe(exc)})") from None
+        raise Unreachable(f"the fleet's Redis is unreachable ({describe(exc)})") from None
 
 
 def _print_overview(overview: dict[str, Any]) -> None:

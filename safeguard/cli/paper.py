@@ -16,6 +16,8 @@ Exit codes: 0 the run finished; 2 bad input (a typo in a file, an unknown symbol
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import re
 import sys
 import tempfile
@@ -113,6 +115,12 @@ def _run(args: argparse.Namespace) -> int:
                 f"(got {args.duration:g} s with {bar_s:g} s bars)"
             )
         factory = load_factory(args.strategy) if args.strategy else TrendFollower
+    except ImportError as exc:
+        print(
+            f"safeguard paper: strategy {args.strategy!r} cannot be imported: {exc}",
+            file=sys.stderr,
+        )
+        return 2
     except ValueError as exc:
         print(f"safeguard paper: {exc}", file=sys.stderr)
         return 2
@@ -123,6 +131,10 @@ def _run(args: argparse.Namespace) -> int:
         else default_plan(args.duration, venue_names, seed=args.seed)
     )
     base = Policy.load(args.policy) if args.policy else None
+    # Before the run, not after it (the inputs are good by now: a bad one leaves no folder).
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "cannot write the report there", str(out))
     with tempfile.TemporaryDirectory(prefix="safeguard-paper-state-") as state:
         config = PaperConfig(
             policy=paper_policy(base, Path(state)),
@@ -136,8 +148,12 @@ def _run(args: argparse.Namespace) -> int:
             strategy=factory,
         )
         result = _with_progress(config, out, enabled=not args.no_progress)
-    _print_summary(result.summaries)
+    print_summary(result.summaries)
     print(f"report: {result.html}")
+    from safeguard.paper.report import PLOTS_MISSING, PLOTTING
+
+    if not PLOTTING:
+        print(f"note: {PLOTS_MISSING}")
     print(f"journal: {result.journal}  (explain it: safeguard journal {result.journal})")
     return 0
 
@@ -171,13 +187,14 @@ def _with_progress(config: Any, out: Path, *, enabled: bool) -> Any:
         return run_paper(config, out, progress=tick)
 
 
-def _print_summary(summaries: Any) -> None:
+def print_summary(summaries: Any) -> None:
+    """The runs side by side, one row per figure (``paper`` and ``journal --summary``)."""
     from rich.console import Console
     from rich.table import Table
 
     from safeguard.paper.report import summary_rows
 
-    table = Table(title="paper run: guarded vs naive", title_justify="left")
+    table = Table(title="paper run: " + " vs ".join(summaries), title_justify="left")
     table.add_column("")
     for run in summaries:
         table.add_column(run, justify="right")
@@ -186,4 +203,4 @@ def _print_summary(summaries: Any) -> None:
     Console().print(table)
 
 
-__all__ = ["duration_s", "register"]
+__all__ = ["duration_s", "print_summary", "register"]

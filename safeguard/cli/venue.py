@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import Any
 
+from safeguard.cli import Unreachable
 from safeguard.errors import ConfigError
 
 
@@ -113,16 +114,17 @@ def run_serve(args: argparse.Namespace) -> int:
         else:
             server = VenueServer(venue, args.host, args.port, dialect=metered)
     except OSError as exc:
-        print(f"safeguard: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
+        raise Unreachable(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     scrape = None
     if metered is not None:
         from safeguard.observability import serve_metrics
 
         try:
             scrape = serve_metrics(args.metrics_port, metered.metrics.registry, host=args.host)
-        except ConfigError:
+        except ConfigError as exc:
             server.close()
+            if isinstance(exc.__cause__, OSError):  # the port is taken: as for the venue's
+                raise Unreachable(str(exc)) from None
             raise
     if not ipaddress.ip_address(server.host).is_loopback:
         print(
@@ -165,10 +167,17 @@ def _metered_dialect(venue: Any, plan: Any) -> Any:
 def run_faults(args: argparse.Namespace) -> int:
     import json
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     from safeguard.venue.faults import FaultPlan
 
+    parts = urllib.parse.urlsplit(args.url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{args.url!r} is not the venue's base URL: give it as `safeguard venue serve` "
+            "printed it, e.g. http://127.0.0.1:8900"
+        )
     method, data = "GET", None
     if args.plan is not None:
         # Validate here so a typo is reported against the file, before anything is sent.
@@ -190,9 +199,12 @@ def run_faults(args: argparse.Namespace) -> int:
             f"safeguard: the venue refused: {error.code} {error.read().decode()}", file=sys.stderr
         )
         return 1
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        print(f"safeguard: cannot reach the venue at {args.url}: {exc}", file=sys.stderr)
-        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        raise Unreachable(f"cannot reach the venue at {args.url}: {exc}") from None
+    except ValueError:
+        raise Unreachable(
+            f"{args.url} answered, but not as a safeguard venue does (no JSON): is it one?"
+        ) from None
     print(json.dumps(state, indent=2, sort_keys=True))
     return 0
 

@@ -36,6 +36,7 @@ from safeguard.guard.events import EventKind, Hooks
 from safeguard.guard.face import Runtime, SwitchLike
 from safeguard.guard.gate import PreTradeGate
 from safeguard.guard.journal import OrderJournal
+from safeguard.guard.logging import tap_wire
 from safeguard.guard.market import MarketCache
 from safeguard.guard.observe import Health, RequestObserver
 from safeguard.guard.orders import CLOCK_SKEW_MARGIN_S, recv_window_s
@@ -213,6 +214,7 @@ def _guard(
         tripwire=tripwire,
         liquidation_model=liquidation_model,
     )
+    tap_wire(exchange)  # the request log names the venue path and HTTP status of each call
     core = GuardCore(
         exchange_id=str(exchange.id),
         policy=policy,

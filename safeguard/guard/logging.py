@@ -17,13 +17,18 @@ without variable values (loguru's ``diagnose`` would print locals, keys included
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
+import os
 import sys
 import threading
 from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from datetime import UTC
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import parse_qsl, urlsplit
 
 from loguru import logger  # sinks only: records are emitted through `log`
 
@@ -46,7 +51,7 @@ log = _package_logger
 def request_record(
     *,
     method: str,
-    endpoint: str,
+    endpoint: str | None,
     params: Mapping[str, Any] | None = None,
     status: int | None = None,
     latency_s: float | None = None,
@@ -61,7 +66,8 @@ def request_record(
     """The structured record of one request attempt, already redacted.
 
     ``method`` is the unified ccxt call (``create_order``), ``endpoint`` the HTTP verb and
-    path; ``headers`` are the answer's, of which only the rate-limit ones are kept;
+    venue path (``POST /fapi/v1/order``), ``params`` what went on the wire; ``headers`` are
+    the answer's, of which only the rate-limit ones are kept;
     ``verdict`` is a pre-trade verdict (its ``code`` is kept) or a code string.
     """
     code = getattr(verdict, "code", verdict)
@@ -96,16 +102,100 @@ def log_request(record: Mapping[str, Any], *, level: str | None = None) -> None:
     log.bind(**{_RECORD_KEY: dict(record)}).log(chosen, message)
 
 
+# --- the wire: which venue path a ccxt call hit, with what, and the HTTP status -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    """The last HTTP request a ccxt call made: verb, venue path, parameters (query and form
+    body, not yet redacted) and, once an answer came, its HTTP status."""
+
+    http_method: str
+    path: str
+    params: dict[str, Any]
+    status: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.http_method} {self.path}"
+
+
+# Per thread and per asyncio task: concurrent calls on one exchange each see their own request
+# (ccxt's own ``last_request_url`` is one attribute shared by all of them).
+_wire: ContextVar[WireRequest | None] = ContextVar("safeguard_wire_request", default=None)
+_TAPPED = "_sg_wire_tapped"
+
+
+def tap_wire(exchange: Any) -> None:
+    """Note, for the request log, every HTTP request ``exchange`` sends and the status of its
+    answer. Wraps the instance's ``fetch`` (the request) and ``on_rest_response`` (the status,
+    which ccxt keeps nowhere); a no-op for an object without them or already tapped."""
+    fetch = getattr(exchange, "fetch", None)
+    on_rest_response = getattr(exchange, "on_rest_response", None)
+    if getattr(exchange, _TAPPED, False) or not (callable(fetch) and callable(on_rest_response)):
+        return
+    if inspect.iscoroutinefunction(fetch):
+
+        async def fetch_async(
+            url: str, method: str = "GET", headers: Any = None, body: Any = None
+        ) -> Any:
+            _wire.set(_wire_request(url, method, body))
+            return await fetch(url, method, headers, body)
+
+        tapped: Any = fetch_async
+    else:
+
+        def fetch_sync(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+            _wire.set(_wire_request(url, method, body))
+            return fetch(url, method, headers, body)
+
+        tapped = fetch_sync
+
+    def answered(code: Any, *args: Any) -> Any:
+        current = _wire.get()
+        if current is not None and isinstance(code, int):
+            _wire.set(replace(current, status=code))
+        return on_rest_response(code, *args)
+
+    exchange.fetch = tapped
+    exchange.on_rest_response = answered
+    setattr(exchange, _TAPPED, True)
+
+
+def take_wire() -> WireRequest | None:
+    """The request noted since the last call in this thread or task (``None``: the ccxt call
+    was answered from its cache, or the exchange is not tapped), and forget it."""
+    noted = _wire.get()
+    if noted is not None:
+        _wire.set(None)
+    return noted
+
+
+def _wire_request(url: str, method: str, body: Any) -> WireRequest:
+    parts = urlsplit(str(url))
+    params: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str) and body:
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            params.update(parse_qsl(body, keep_blank_values=True))
+        else:
+            if isinstance(decoded, dict):
+                params.update(decoded)
+    return WireRequest(str(method).upper(), parts.path or "/", params)
+
+
 # --- sinks ------------------------------------------------------------------------------------
 
 
 class _Sink:
     """A loguru stream sink that renders each record itself, scrubbed."""
 
-    def __init__(self, stream: IO[str], render: Any, *, owns_stream: bool) -> None:
+    def __init__(self, stream: IO[str], render: Any) -> None:
         self._stream = stream
         self._render = render
-        self._owns = owns_stream
         self._lock = threading.Lock()
 
     def write(self, message: Any) -> None:
@@ -113,10 +203,6 @@ class _Sink:
         with self._lock:
             self._stream.write(line)
             self._stream.flush()
-
-    def stop(self) -> None:
-        if self._owns:
-            self._stream.close()
 
 
 def _extra(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,23 +228,19 @@ def _human_line(record: Mapping[str, Any]) -> str:
     return f"{head}\n{exc['traceback']}\n"
 
 
-def _json_line(record: Mapping[str, Any]) -> str:
-    document = {
-        "time": record["time"].astimezone(UTC).isoformat(),
-        "level": record["level"].name,
-        "logger": record["name"],
-        "function": record["function"],
-        "line": record["line"],
-        "message": scrub_text(str(record["message"])),
-        "extra": _extra(record),
-        "exception": _exception(record),
-    }
-    return json.dumps(document, default=str, sort_keys=True) + "\n"
-
-
 def _ours(record: Mapping[str, Any]) -> bool:
     name = record.get("name") or ""
     return bool(name == "safeguard" or name.startswith("safeguard."))
+
+
+def _ours_scrubbed(record: Any) -> bool:
+    """The sinks' filter: safeguard's records only, scrubbed once more on the way in (a record
+    that reached loguru without the package logger's patch is scrubbed here; scrubbing twice
+    changes nothing). loguru's own ``serialize`` then writes the record as it stands."""
+    if not _ours(record):
+        return False
+    scrub_record(record)
+    return True
 
 
 class _Handlers:
@@ -167,6 +249,12 @@ class _Handlers:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.ids: list[int] = []
+        self.default_replaced = False
+
+
+_LOGURU_DEFAULT_HANDLER = 0
+"""loguru's own stderr handler, added at import with id 0 (loguru's documentation:
+``logger.remove(0)``)."""
 
 
 _handlers = _Handlers()
@@ -186,7 +274,13 @@ def configure_logging(
 
     Calling it again replaces the sinks it added before; :func:`unconfigure_logging` removes
     them. Returns the loguru handler ids. Only records from ``safeguard`` reach these sinks;
-    everything they write is scrubbed of credentials.
+    everything they write is scrubbed of credentials. Each JSON line is loguru's own
+    serialization (``serialize=True``): ``{"text": ..., "record": {...}}``, a request's fields
+    under ``record.extra.request``.
+
+    With the human sink on stderr, loguru's default stderr handler (if the application has not
+    removed it) would print every safeguard record a second time: it is replaced by the same
+    handler minus safeguard's records, so the application's own records print as before.
     """
     if config is not None:
         level, json_path = config.level, config.json_path
@@ -194,7 +288,7 @@ def configure_logging(
         raise ValueError(f"level must be one of {', '.join(_LEVELS)}; got {level!r}")
     options: dict[str, Any] = {
         "level": level,
-        "filter": _ours,
+        "filter": _ours_scrubbed,
         "format": "{message}",
         "colorize": False,
         "backtrace": False,
@@ -204,14 +298,15 @@ def configure_logging(
         _remove_ours()
         if human:
             stream = sys.stderr if human is True else human
-            _handlers.ids.append(
-                logger.add(_Sink(stream, _human_line, owns_stream=False), **options)
-            )
+            if human is True:
+                _replace_loguru_default()
+            _handlers.ids.append(logger.add(_Sink(stream, _human_line), **options))
         if json_path is not None:
             path = Path(json_path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle = path.open("a", encoding="utf-8")
-            _handlers.ids.append(logger.add(_Sink(handle, _json_line, owns_stream=True), **options))
+            _handlers.ids.append(
+                logger.add(str(path), serialize=True, encoding="utf-8", mode="a", **options)
+            )
         logger.enable("safeguard")
         return list(_handlers.ids)
 
@@ -223,6 +318,24 @@ def unconfigure_logging() -> None:
         logger.disable("safeguard")
 
 
+def _not_ours(record: Mapping[str, Any]) -> bool:
+    return not _ours(record)
+
+
+def _replace_loguru_default() -> None:
+    """Swap loguru's default stderr handler for one that leaves safeguard's records to our own
+    stderr sink (once per process; kept by :func:`unconfigure_logging`, as the default was)."""
+    if _handlers.default_replaced:
+        return
+    try:
+        logger.remove(_LOGURU_DEFAULT_HANDLER)
+    except ValueError:
+        return  # the application removed it (or never had it): nothing prints twice
+    _handlers.default_replaced = True
+    # At loguru's default level, which its LOGURU_LEVEL environment variable overrides.
+    logger.add(sys.stderr, level=os.environ.get("LOGURU_LEVEL", "DEBUG"), filter=_not_ours)
+
+
 def _remove_ours() -> None:
     for handler_id in _handlers.ids:
         with contextlib.suppress(ValueError):  # the application removed it already
@@ -231,6 +344,7 @@ def _remove_ours() -> None:
 
 
 __all__ = [
+    "WireRequest",
     "configure_logging",
     "log",
     "log_request",
@@ -238,5 +352,7 @@ __all__ = [
     "request_record",
     "scrub_record",
     "scrub_text",
+    "take_wire",
+    "tap_wire",
     "unconfigure_logging",
 ]

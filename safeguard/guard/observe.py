@@ -7,6 +7,7 @@ sample for the venue-health monitor, which emits its own state changes.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,9 +15,9 @@ from typing import Any, Protocol
 from safeguard._log import logger
 from safeguard.guard.classify import ErrorClass, RetryClass
 from safeguard.guard.core import Answer, Send
-from safeguard.guard.events import EventKind, Hooks, RequestEvent, RetryEvent
-from safeguard.guard.logging import log_request, request_record
-from safeguard.guard.orders import CallKind
+from safeguard.guard.events import EventKind, Hooks, RequestEvent, RetryEvent, VerdictEvent
+from safeguard.guard.logging import WireRequest, log_request, request_record, take_wire
+from safeguard.guard.orders import STOP_SUFFIX, CallKind
 from safeguard.guard.throttle import rate_headers
 from safeguard.guard.tripwire import TripWire
 
@@ -67,6 +68,29 @@ class RequestObserver:
     health: Health = field(default_factory=AlwaysNormal)
     tripwire: TripWire | None = None
     """Kill-switch triggers fed with every outcome (opt-in)."""
+    _verdicts: OrderedDict[str, str] = field(default_factory=OrderedDict, init=False)
+    """The verdict code of each recently judged order, by client order id, for its request
+    record (every resend of one id carries the one verdict)."""
+
+    def __post_init__(self) -> None:
+        self.hooks.subscribe(EventKind.VERDICT, self._judged)
+
+    def _judged(self, event: VerdictEvent) -> None:
+        if event.client_order_id is None:
+            return
+        self._verdicts[event.client_order_id] = "ALLOWED" if event.allowed else str(event.code)
+        self._verdicts.move_to_end(event.client_order_id)
+        while len(self._verdicts) > _VERDICTS_KEPT:
+            self._verdicts.popitem(last=False)
+
+    def _verdict_of(self, client_order_id: str | None) -> str | None:
+        if client_order_id is None:
+            return None
+        found = self._verdicts.get(client_order_id)
+        if found is None and client_order_id.endswith(STOP_SUFFIX):
+            # A protective stop is judged with its entry, not on its own.
+            found = self._verdicts.get(client_order_id.removesuffix(STOP_SUFFIX))
+        return found
 
     def request(
         self, send: Send, answer: Answer, ec: ErrorClass | None, attempt: int, kind: CallKind
@@ -79,8 +103,13 @@ class RequestObserver:
             self.health.record(send.method, latency, health, now)  # emits its own state changes
         if self.tripwire is not None:
             self.tripwire.request(send, answer, ec)
+        wire = take_wire()  # taken even when nobody logs: it must not outlive this call
         listening = self.hooks.listening(EventKind.REQUEST)
-        logging = _would_log(10 if ec is None else 30)
+        # A call ccxt answered from its cache sent nothing: DEBUG, not a request at INFO.
+        level = "INFO" if wire is not None else "DEBUG"
+        if ec is not None:
+            level = "WARNING"
+        logging = _would_log(_LEVEL_NO[level])
         if not (listening or logging):
             return  # nobody listens: skip building records on the hot path
         cid = _client_order_id(send)
@@ -103,17 +132,19 @@ class RequestObserver:
             log_request(
                 request_record(
                     method=send.method,
-                    endpoint=send.method,
-                    status=None if ec is None else ec.status,
+                    endpoint=None if wire is None else wire.endpoint,
+                    params=_call_params(send) if wire is None else wire.params,
+                    status=_status(wire, ec),
                     latency_s=latency,
                     attempt=attempt,
                     headers=answer.headers,
                     client_order_id=cid,
+                    verdict=self._verdict_of(cid) if kind is CallKind.ORDER else None,
                     policy_version=self.policy_version,
                     outcome=outcome,
                     error=answer.error,
                 ),
-                level="DEBUG" if ec is None else "WARNING",
+                level=level,
             )
 
     def retry(self, send: Send, ec: ErrorClass, attempt: int, delay: float, now: float) -> None:
@@ -132,6 +163,25 @@ class RequestObserver:
 
 
 _LOGGING_MODULE = "safeguard.guard.logging"
+_LEVEL_NO = {"DEBUG": 10, "INFO": 20, "WARNING": 30}
+_VERDICTS_KEPT = 1024
+
+
+def _status(wire: WireRequest | None, ec: ErrorClass | None) -> int | None:
+    if wire is not None and wire.status is not None:
+        return int(wire.status)
+    return None if ec is None else ec.status
+
+
+def _call_params(send: Send) -> dict[str, Any]:
+    """The ccxt call's own arguments, for a call that sent nothing on the wire."""
+    params = send.kwargs.get("params")
+    named = {k: v for k, v in send.kwargs.items() if k != "params"}
+    if send.args:
+        named["args"] = list(send.args)
+    if isinstance(params, Mapping):
+        named.update(params)
+    return named
 
 
 def _would_log(level_no: int) -> bool:

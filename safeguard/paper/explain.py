@@ -154,11 +154,17 @@ def _order(r: Mapping[str, Any]) -> str | None:
         detail = "; ".join(reasons) or f"{r['code']}: {r.get('reason')}"
         return f"{head} denied {detail}"
     if r["outcome"] == "failed":
-        return f"{head} failed {r['code']}: {r.get('reason')}"
+        return f"{head} failed {_coded(str(r['code']), r.get('reason'))}"
     copies = int(r["copies"])
     if copies > 1:
         return f"{head} reached the venue {copies} times: {copies - 1} duplicate(s)"
     return None
+
+
+def _coded(code: str, reason: Any) -> str:
+    """``CODE: reason``, with the code once: an error's message often starts with it."""
+    text = str(reason)
+    return text if text.startswith(f"{code}: ") else f"{code}: {text}"
 
 
 def _num(value: Any) -> str:

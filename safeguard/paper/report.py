@@ -17,15 +17,28 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+try:  # plotting is the optional ``safeguard[report]`` extra
+    import matplotlib
 
-matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+    matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+except ImportError:
+    plt = None  # type: ignore[assignment]  # the report is written without its plots
 
 from safeguard.paper.explain import explain
 from safeguard.paper.summary import RunSummary
+
+PLOTTING = plt is not None
+"""Whether matplotlib (the ``safeguard[report]`` extra) is installed: without it the report
+is written without its plots and says how to get them."""
+
+PLOTS_MISSING = (
+    "plots not drawn: matplotlib is not installed; pip install 'safeguard[report]' "
+    "(or -e '.[report]' in a checkout) and run again to get them"
+)
+"""What the page and ``safeguard paper`` say when plotting is not installed."""
 
 _COLOURS = {"guarded": "#1b7f3b", "naive": "#c0392b"}
 _HEALTH = {"NORMAL": 0, "DEGRADED": 1, "SEVERE": 2}
@@ -42,12 +55,14 @@ def write_report(
     """Write the report into ``out``; returns the HTML page's path."""
     out.mkdir(parents=True, exist_ok=True)
     start = min(float(r["t"]) for r in records if r["kind"] == "start")
-    pictures = {
-        "equity.png": _equity(records, start),
-        "price.png": _price(records, start),
-        "health.png": _health(records, start),
-        "events.png": _events(records, start),
-    }
+    pictures: dict[str, Figure] = {}
+    if plt is not None:
+        pictures = {
+            "equity.png": _equity(records, start),
+            "price.png": _price(records, start),
+            "health.png": _health(records, start),
+            "events.png": _events(records, start),
+        }
     for name, figure in pictures.items():
         _atomic_png(out / name, figure)
         plt.close(figure)
@@ -325,6 +340,8 @@ def _page(
     more = len(lines) - len(shown)
     explained = e("\n".join(shown)) + (f"\n... {more} more in the journal" if more > 0 else "")
     images = "".join(f'<figure><img src="{e(p)}" alt="{e(p)}"></figure>' for p in pictures)
+    if not pictures:
+        images = f"<p>{e(PLOTS_MISSING)}</p>"
     faults = "".join(
         f"<tr><td>{e(kind)}</td><td>{start:.2f} h</td><td>"
         f"{'' if end == start else f'{end:.2f} h'}</td></tr>"

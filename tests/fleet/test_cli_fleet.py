@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.cli import main
+from safeguard.cli import ExitCode, main
 from safeguard.codes import Code
 from safeguard.config import Policy
 from safeguard.errors import TradingHalted
@@ -92,10 +92,14 @@ def test_an_unreachable_redis_changes_nothing_and_says_so(
         port = probe.getsockname()[1]
     where = ["--redis", f"redis://127.0.0.1:{port}/0", "--prefix", prefix]
     where += ["--state-dir", str(tmp_path)]
-    assert _cli("kill", "--reason", "x", *where) == 2
+    assert _cli("kill", "--reason", "x", *where) == ExitCode.UNREACHABLE
     assert "unreachable" in capsys.readouterr().err
-    assert _cli("status", *where) == 2
-    assert "HALTED (fail closed)" in capsys.readouterr().out
+    assert _cli("status", *where) == ExitCode.UNREACHABLE
+    said = capsys.readouterr()
+    assert said.out == ""  # no state is shown: none could be read
+    assert "is unreachable, so the fleet's kill-switch state cannot be read" in said.err
+    assert "trades as HALTED (fleet.on_disconnect)" in said.err
+    assert "trades as configured" not in said.err
     assert not (tmp_path / "state.json").exists()
 
 

@@ -472,14 +472,17 @@ def test_every_request_is_a_structured_record_with_the_policy_version(rig: Rig) 
         rig.ex.create_order(SYMBOL, "market", "buy", 0.05, None, {"clientOrderId": "log-1"})
     finally:
         unconfigure_logging()
-    records = [json.loads(line)["extra"]["request"] for line in path.read_text().splitlines()
-               if '"request"' in line]  # fmt: skip
+    records = [json.loads(line)["record"]["extra"]["request"]
+               for line in path.read_text().splitlines() if '"request"' in line]  # fmt: skip
     methods = [r["method"] for r in records]
     assert "fetch_ticker" in methods
     assert "create_order" in methods
     assert {r["policy_version"] for r in records} == {rig.policy.version}
     (order,) = [r for r in records if r["method"] == "create_order"]
     assert order["client_order_id"] == "log-1"
+    assert order["endpoint"] == "POST /fapi/v1/order"  # the venue path, on either transport
+    assert order["status"] == 200
+    assert order["params"]["newClientOrderId"] == "log-1"
     assert SECRET not in path.read_text()
 
 

@@ -226,17 +226,18 @@ def test_configure_logging_writes_human_and_json_lines_without_secrets(tmp_path:
     unconfigure_logging()
 
     text = human.getvalue()
-    lines = [json.loads(line) for line in json_path.read_text().splitlines()]
+    # loguru's own serialization: {"text": ..., "record": {...}}
+    lines = [json.loads(line)["record"] for line in json_path.read_text().splitlines()]
     assert len(lines) == 2
     first = lines[0]
-    assert first["level"] == "INFO"
+    assert first["level"]["name"] == "INFO"
     assert first["extra"]["request"]["weights"] == {"X-MBX-USED-WEIGHT-1M": "7"}
     assert first["extra"]["request"]["policy_version"] == "abc123def456"
     assert first["extra"]["request"]["params"] == {"symbol": "BTCUSDT", "listenKey": REDACTED}
     second = lines[1]
-    assert second["exception"]["type"] == "ExchangeNotAvailable"
-    assert "Traceback" in second["exception"]["traceback"]
-    assert second["message"] == "venue failed {not a field}"
+    assert second["extra"]["exception"]["type"] == "ExchangeNotAvailable"
+    assert "Traceback" in second["extra"]["exception"]["traceback"]
+    assert second["message"].startswith("venue failed {not a field}")
     assert "GET /fapi/v1/order -> 200 in 50.0 ms (attempt 1)" in text
     assert "ExchangeNotAvailable" in text
     for secret in (SECRET, API_KEY, LISTEN_KEY, "f00d"):
@@ -288,7 +289,7 @@ def test_json_lines_only(tmp_path: Path) -> None:
     assert len(ids) == 1
     log_request(request_record(method="fetch_time", endpoint="GET /fapi/v1/time", status=200))
     unconfigure_logging()
-    assert json.loads(path.read_text())["extra"]["request"]["method"] == "fetch_time"
+    assert json.loads(path.read_text())["record"]["extra"]["request"]["method"] == "fetch_time"
 
 
 def test_only_safeguard_records_reach_the_sinks() -> None:

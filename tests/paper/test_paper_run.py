@@ -5,6 +5,9 @@ liquidation and no duplicate while the naive run shows what went wrong, for seve
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tomllib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from typing import Any
 import pytest
 
 from safeguard.cli import main
+from safeguard.paper.explain import explain
 from safeguard.paper.journal import JournalWriter, read_journal
 from safeguard.paper.runner import PaperConfig, paper_policy, run_side
 from safeguard.paper.scenario import default_plan
@@ -77,6 +81,32 @@ def test_the_journal_command_explains_the_denials(
     for line, record in zip(lines, denied, strict=True):
         assert f"order {record['n']} " in line
         assert record["code"] in line
+
+
+def test_the_journal_summary_is_a_table_not_python_reprs(
+    report: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["journal", str(report), "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "guarded" in out
+    assert "naive" in out
+    assert "PnL (USDT)" in out
+    assert "RunSummary" not in out
+    assert "{'" not in out  # no dict repr
+    assert main(["journal", str(report), "--summary", "--run", "naive"]) == 0
+    only = capsys.readouterr().out
+    assert "naive" in only
+    assert "guarded" not in only
+
+
+def test_a_failed_order_line_names_its_code_once() -> None:
+    record = {"kind": "order", "run": "guarded", "n": 4, "side": "buy", "amount": 0.1,
+              "symbol": "BTC/USDT:USDT", "type": "market", "outcome": "failed", "t": 0.0,
+              "code": "TRADING_REDUCING",
+              "reason": "TRADING_REDUCING: kill switch REDUCING: only reducing orders"}  # fmt: skip
+    [line] = [line for line in explain([record]) if "order 4" in line]
+    assert line.count("TRADING_REDUCING") == 1, line
+    assert line.endswith("failed TRADING_REDUCING: kill switch REDUCING: only reducing orders")
 
 
 def _both_runs(tmp: Path, seed: int) -> list[dict[str, Any]]:
@@ -237,3 +267,45 @@ def test_a_run_is_determined_by_its_seed(tmp_path: Path) -> None:
     assert bars == [(r["t"], r["equity"], r["marks"]) for r in second if r["kind"] == "bar"]
     for run_name in ("guarded", "naive"):
         assert summarize(first, run_name) == summarize(second, run_name)
+
+
+def _without_matplotlib(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A fresh process where ``import matplotlib`` fails, as after a plain ``pip install .``."""
+    code = (
+        "import sys\n"
+        "sys.modules['matplotlib'] = None\n"
+        "from safeguard.cli import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
+        cwd=cwd,
+    )  # fmt: skip
+
+
+def test_without_the_report_extra_paper_writes_the_report_and_says_how_to_get_plots(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "report"
+    argv = ["paper", "--duration", "1h", "--bar", "2m", "--out", str(out), "--no-progress"]
+    done = _without_matplotlib(argv, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'safeguard[report]'" in done.stdout
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "pip install &#x27;safeguard[report]&#x27;" in page
+    assert not list(out.glob("*.png"))
+    assert (out / "journal.jsonl").exists()
+    assert (out / "summary.json").exists()
+
+
+def test_without_the_report_extra_stress_png_says_what_to_install(tmp_path: Path) -> None:
+    done = _without_matplotlib(["stress", "--example", "--png", str(tmp_path / "h.png")], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pip install 'safeguard[report]'" in done.stderr
+
+
+def test_plotting_is_an_extra_not_a_dependency() -> None:
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert not [d for d in project["project"]["dependencies"] if d.startswith("matplotlib")]
+    assert project["project"]["optional-dependencies"]["report"] == ["matplotlib>=3.10"]

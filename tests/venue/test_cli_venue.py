@@ -170,5 +170,5 @@ def test_faults_command_shows_replaces_and_clears_a_running_plan(
         assert "endpont" in capsys.readouterr().err
         assert server.dialect.fault_state()["plan"]["rules"] == []  # nothing was sent
         port = server.port
-    assert main(["venue", "faults", f"http://127.0.0.1:{port}"]) == 1
+    assert main(["venue", "faults", f"http://127.0.0.1:{port}"]) == 3  # unreachable
     assert "cannot reach" in capsys.readouterr().err
