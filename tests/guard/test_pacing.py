@@ -13,7 +13,7 @@ from safeguard.guard.classify import ErrorClass, RetryClass
 from safeguard.guard.core import Answer, Permit, Send
 from safeguard.guard.orders import CallKind
 from safeguard.guard.pacing import BudgetPacer, request_kind, weight
-from safeguard.guard.throttle import Hold, RateBudget, RequestKind, Wait
+from safeguard.guard.throttle import Banned, Hold, RateBudget, RequestKind, Wait
 
 NOW = 1_767_225_610.0  # ten seconds into a minute
 
@@ -124,8 +124,25 @@ def test_a_banned_client_sends_nothing_and_is_told_until_when() -> None:
     with pytest.raises(errors.VenueBanned) as banned:
         pacer.before(CallKind.CANCEL, Send("cancel_order", ()), NOW)
     assert banned.value.until == NOW + 30.0
-    assert "2026-01-01T00:00:40" in str(banned.value)
-    assert [(a, s) for a, s, _ in told.calls] == [("banned", 30.0)]
+    assert "2026-01-01T00:00:40+00:00" in str(banned.value)  # UTC, whatever the local zone
+    [(action, seconds, said)] = told.calls
+    assert (action, seconds) == ("banned", 30.0)
+    assert isinstance(said, Banned)
+    assert said.until == NOW + 30.0
+
+
+def test_a_short_spacing_is_waited_exactly() -> None:
+    # Past the soft threshold of a 2400/min budget, requests are spaced a fraction of a second
+    # apart: the pacer waits exactly that, not a rounded-up second.
+    config = ThrottleConfig(weight_limit_per_minute=2400)
+    budget = RateBudget.standalone(config)
+    pacer = BudgetPacer(budget)
+    budget.observe({"X-MBX-USED-WEIGHT-1M": "1800"}, NOW)
+    assert pacer.before(CallKind.READ, READ, NOW) == 0.0  # goes, and spaces the next one
+    spacing = budget.decide(RequestKind.READ, 1, NOW)
+    assert isinstance(spacing, Wait)
+    assert 0.001 < spacing.seconds < 1.0
+    assert pacer.before(CallKind.READ, READ, NOW) == pytest.approx(spacing.seconds)
 
 
 def _answer(headers: dict[str, str] | None, started: float = NOW) -> Answer:
