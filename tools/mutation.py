@@ -59,7 +59,8 @@ SCOPES: dict[str, Scope] = {
             "tests/guard/test_unresolved.py",
             "tests/guard/test_settle_window.py",
             "tests/guard/test_crash_order_path.py",
-            "tests/guard/test_mutants_journal.py",
+            "tests/guard/test_journal_file.py",
+            "tests/guard/test_order_identity.py",
         ],
     ),
     "switch": Scope(
@@ -108,8 +109,7 @@ SCOPES: dict[str, Scope] = {
         [
             "tests/risk/test_verdict.py",
             "tests/risk/test_verdict_failclosed.py",
-            "tests/risk/test_mutants_stale.py",
-            "tests/guard/test_market_cache.py",
+            "tests/guard/test_account_gap.py",
         ],
         only=[
             "safeguard.risk.verdict.x__gate_data__mutmut_*",
