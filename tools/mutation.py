@@ -109,6 +109,7 @@ SCOPES: dict[str, Scope] = {
         [
             "tests/risk/test_verdict.py",
             "tests/risk/test_verdict_failclosed.py",
+            "tests/risk/test_stale_gates.py",
             "tests/guard/test_account_gap.py",
         ],
         only=[
@@ -225,9 +226,22 @@ def _is_log_call(call: ast.Call) -> bool:
     )
 
 
+# Value types whose positional argument at this index is the human sentence (the code and the
+# numbers beside it are data, and mutants of those count).
+_MESSAGE_ARG = {"Finding": 2, "GateDenial": 1}
+
+
+def _called(call: ast.Call) -> str:
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id
+    return func.attr if isinstance(func, ast.Attribute) else ""
+
+
 def _is_message_only(path: list[ast.AST]) -> bool:
     """Whether the first difference lies in the text of a raised exception's message (its first
-    argument) or of a log call (any argument), or drops that text."""
+    argument), of a finding's or a denial's sentence, or of a log call (any argument), or
+    drops that text."""
     for depth in range(len(path) - 1, -1, -1):
         node = path[depth]
         if not isinstance(node, ast.Call):
@@ -236,9 +250,10 @@ def _is_message_only(path: list[ast.AST]) -> bool:
         raised = any(isinstance(p, ast.Raise) for p in path[:depth])
         if _is_log_call(node):
             return below is None or below in node.args
-        if raised:
-            return below is None or (bool(node.args) and below is node.args[0])
-        return False
+        index = _MESSAGE_ARG.get(_called(node), 0 if raised else None)
+        if index is None:
+            continue  # a call inside the text (``", ".join(...)``): look further up
+        return below is None or (len(node.args) > index and below is node.args[index])
     return False
 
 
