@@ -15,6 +15,7 @@ from safeguard.guard.orders import (
     new_client_order_id,
     order_client_id,
     parse_intent,
+    raw_kind,
     recv_window_s,
 )
 
@@ -173,3 +174,21 @@ def test_an_intent_built_by_hand_describes_itself_the_same_way() -> None:
     intent = OrderIntent(SYMBOL, "market", "buy", 1.0, None, {"closePosition": "true"})
     assert intent.reduce_only
     assert intent.describe()["reduce_only"] is True
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "kwargs", "kind"),
+    [
+        ("request", ("order", "fapiPrivate"), {}, CallKind.READ),  # ccxt's default: GET
+        ("request", ("order", "fapiPrivate", "delete"), {}, CallKind.CANCEL),
+        ("fetch2", ("order", "fapiPrivate", "POST"), {}, CallKind.BLOCKED),
+        ("fetch", ("https://x/fapi/v1/order",), {"method": "PUT"}, CallKind.BLOCKED),
+        ("fetch", ("https://x/fapi/v1/time", "get"), {}, CallKind.READ),
+        ("request", ("order", "fapiPrivate", None), {}, CallKind.BLOCKED),
+        ("request", ("order", "fapiPrivate", b"GET"), {}, CallKind.BLOCKED),
+    ],
+)
+def test_a_raw_request_is_what_its_http_method_says(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], kind: CallKind
+) -> None:
+    assert raw_kind(name, args, kwargs) is kind
