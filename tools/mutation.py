@@ -109,7 +109,7 @@ SCOPES: dict[str, Scope] = {
             "tests/risk/test_verdict.py",
             "tests/risk/test_verdict_failclosed.py",
             "tests/risk/test_verdict_degraded.py",
-            "tests/risk/test_mutants_checks.py",
+            "tests/risk/test_finding_values.py",
         ],
     ),
     "pacing": Scope(
