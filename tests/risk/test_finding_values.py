@@ -52,7 +52,7 @@ KEYS: dict[str, list[set[str]]] = {
             "distance_vol",
             "required_pct",
         },
-    ],  # fmt: skip
+    ],
 }
 
 _SHORT = PositionLeg(
