@@ -100,7 +100,7 @@ SCOPES: dict[str, Scope] = {
             "tests/guard/test_secrets_cause_chain.py",
             "tests/guard/test_classify.py",
             "tests/test_log_discipline.py",
-            "tests/guard/test_mutants_redaction.py",
+            "tests/guard/test_redaction_edges.py",
         ],
     ),
     "checks": Scope(
@@ -182,6 +182,11 @@ EQUIVALENT += [
         "any verb other than GET and DELETE is blocked: an empty one and 'XXXX' alike",
     ),
 ]
+# Functions mutmut cannot test: they run once, when the module is imported, before mutmut
+# switches a mutant on in the forked test process.
+IMPORT_TIME = {
+    "safeguard._redact.xǁ_Registryǁ__init__": "the process-wide registry is built at import",
+}
 KILLED = {1, 3, 36, 37, -24, 24, 152, 255}  # a failing test, a timeout, a type error
 SURVIVED = 0
 
@@ -390,7 +395,9 @@ def report(scope: str) -> dict[str, dict[str, int]]:
             elif code == SURVIVED:
                 kind = classify(functions, key)
                 lines = diff(functions, key)
-                if kind == "behaviour" and equivalent(lines) is not None:
+                if kind == "behaviour" and (
+                    equivalent(lines) is not None or key.split("__mutmut_")[0] in IMPORT_TIME
+                ):
                     kind = "equivalent"
                 counts[kind] += 1
                 if kind == "behaviour":

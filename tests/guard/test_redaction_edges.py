@@ -1,0 +1,123 @@
+"""Redaction at its edges: exception chains that loop or run long, types that cannot be rebuilt
+from one message, bytes that are not UTF-8, and nesting exactly as deep as allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from safeguard.guard.redact import (
+    REDACTED,
+    ScrubbedError,
+    forget_secrets,
+    redact,
+    register_secret,
+    scrubbed_exception,
+)
+
+SECRET = "edge-secret-0123456789abcdef"
+MAX_DEPTH = 32  # safeguard._redact._MAX_DEPTH
+MAX_CHAIN = 16  # safeguard._redact._MAX_CHAIN
+
+
+@pytest.fixture(autouse=True)
+def _registered() -> Iterator[None]:
+    forget_secrets()
+    register_secret(SECRET)
+    yield
+    forget_secrets()
+
+
+def test_a_chain_that_loops_is_copied_once_and_loops_the_same_way() -> None:
+    first = ValueError(f"first {SECRET}")
+    second = KeyError(f"second {SECRET}")
+    first.__cause__ = second
+    second.__cause__ = first  # a loop: walking it naively never ends
+    copy = scrubbed_exception(first)
+    assert copy is not first
+    assert copy.__cause__ is not None
+    assert copy.__cause__.__cause__ is copy
+    assert SECRET not in str(copy)
+    assert SECRET not in str(copy.__cause__)
+
+
+def test_a_long_chain_is_cut_after_its_first_seventeen_links() -> None:
+    links = [RuntimeError(f"link {i} {SECRET}") for i in range(MAX_CHAIN + 5)]
+    for outer, inner in zip(links, links[1:], strict=False):
+        outer.__cause__ = inner
+    copy: BaseException | None = scrubbed_exception(links[0])
+    copied = []
+    while copy is not None:
+        copied.append(str(copy))
+        copy = copy.__cause__
+    assert copied == [f"link {i} {REDACTED}" for i in range(MAX_CHAIN + 1)]
+
+
+class NeedsTwo(Exception):
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(first, second)
+
+
+def test_a_type_that_cannot_be_rebuilt_is_named_by_a_stand_in() -> None:
+    copy = scrubbed_exception(NeedsTwo(f"key {SECRET}", "x"))
+    assert isinstance(copy, ScrubbedError)
+    assert copy.type_name == "NeedsTwo"
+    assert str(copy).startswith("NeedsTwo: ")
+    assert SECRET not in str(copy)
+
+
+def test_a_stand_in_keeps_its_message_and_the_original_type() -> None:
+    stand_in = ScrubbedError("the text", "Original")
+    assert stand_in.args == ("the text", "Original")
+    assert str(stand_in) == "the text"
+    assert stand_in.type_name == "Original"
+
+
+def test_bytes_that_are_not_utf8_are_scrubbed_not_refused() -> None:
+    text = redact(b"\xff\xfe key " + SECRET.encode() + b" \xc3")
+    assert isinstance(text, str)
+    assert SECRET not in text
+    assert REDACTED in text
+    assert "\ufffd" in text
+    assert redact(bytearray(b"plain")) == "plain"
+
+
+def _nested(kind: str, depth: int, leaf: Any) -> Any:
+    value = leaf
+    for _ in range(depth):
+        if kind == "list":
+            value = [value]
+        elif kind == "tuple":
+            value = (value,)
+        elif kind == "dict":
+            value = {"k": value}
+        else:
+            value = {1: value}  # a key that is not a string
+    return value
+
+
+def _innermost(kind: str, value: Any, depth: int) -> Any:
+    for _ in range(depth):
+        value = value[0] if kind in ("list", "tuple") else value["k" if kind == "dict" else 1]
+    return value
+
+
+@pytest.mark.parametrize("kind", ["list", "tuple", "dict", "int-keyed dict"])
+def test_nesting_is_kept_down_to_the_limit_and_cut_below_it(kind: str) -> None:
+    leaf = [7, None, f"x {SECRET}"]
+    # The leaf's items at depth MAX_DEPTH: scrubbed and kept.
+    inner = _innermost(kind, redact(_nested(kind, MAX_DEPTH - 1, leaf)), MAX_DEPTH - 1)
+    assert list(inner) == [7, None, f"x {REDACTED}"]
+    # One level deeper: numbers and None are kept at any depth, text is dropped.
+    inner = _innermost(kind, redact(_nested(kind, MAX_DEPTH, leaf)), MAX_DEPTH)
+    assert list(inner) == [7, None, "[TOO DEEP]"]
+    # And the container itself, one more level down, is cut.
+    cut = redact(_nested(kind, MAX_DEPTH + 1, leaf))
+    assert _innermost(kind, cut, MAX_DEPTH + 1) == "[TOO DEEP]"
+
+
+def test_a_key_that_is_not_a_string_is_scrubbed_and_its_value_kept() -> None:
+    secret_key = SECRET.encode()
+    assert redact({secret_key: 5, 3: "three"}) == {REDACTED: 5, 3: "three"}
