@@ -3,6 +3,7 @@ from one message, bytes that are not UTF-8, and nesting exactly as deep as allow
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,7 +46,7 @@ def test_a_chain_that_loops_is_copied_once_and_loops_the_same_way() -> None:
 
 def test_a_long_chain_is_cut_after_its_first_seventeen_links() -> None:
     links = [RuntimeError(f"link {i} {SECRET}") for i in range(MAX_CHAIN + 5)]
-    for outer, inner in zip(links, links[1:], strict=False):
+    for outer, inner in itertools.pairwise(links):
         outer.__cause__ = inner
     copy: BaseException | None = scrubbed_exception(links[0])
     copied = []
