@@ -172,6 +172,11 @@ EQUIVALENT += [
         "a longer random token is cut to the same 36 characters",
     ),
     (
+        r"\.decode\('utf-8', errors='replace'\)",
+        r"\.decode\((errors='replace'|'UTF-8', errors='replace')\)",
+        "bytes.decode's default codec is UTF-8, under any name",
+    ),
+    (
         r"kwargs\.get\('method', 'GET'\)",
         r"kwargs\.get\('method', 'get'\)",
         "the method is upper-cased before it is compared",
