@@ -92,3 +92,10 @@ def test_an_unknown_available_balance_with_positions_stops_the_verdict() -> None
     assert str(finding.code) == "MISSING_ACCOUNT"
     assert finding.values == {"positions": 1, "open_orders": 2}
     assert verdict.costing is None
+
+
+@pytest.mark.parametrize("offset", [-60.0, 9 * 3600.0])
+def test_a_stale_funding_schedule_reports_how_far_off_it_is(offset: float) -> None:
+    verdict = run(snapshot=market(next_funding_time=NOW + offset))
+    [finding] = [f for f in verdict.findings if str(f.code) == "STALE_MARKET_DATA"]
+    assert finding.values == {"input": "next_funding_time", "offset_s": offset}
