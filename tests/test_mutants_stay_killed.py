@@ -121,6 +121,51 @@ MUTANTS = [
         "tests/guard/test_settle_window.py::"
         "test_a_live_order_the_look_up_misses_is_found_in_the_open_orders_and_not_sent_again",
     ),
+    # Found by tools/mutation.py (mutmut) and killed by a test written for it.
+    Mutant(
+        "a 500-level book is weighed as a 1000-level one (pacing)",
+        "safeguard/guard/pacing.py",
+        "return next((w for cap, w in _DEPTH if limit <= cap), 20)",
+        "return next((w for cap, w in _DEPTH if limit < cap), 20)",
+        "tests/guard/test_pacing.py::test_a_calls_weight_follows_the_venues_table",
+    ),
+    Mutant(
+        "a settle record without an order id forgets the known one (journal)",
+        "safeguard/guard/journal.py",
+        'order_id = record.get("order_id", current.order_id)',
+        'order_id = record.get("order_id")',
+        "tests/guard/test_journal_file.py::"
+        "test_a_settle_without_an_order_id_keeps_the_one_already_known",
+    ),
+    Mutant(
+        "an exception chain that loops is copied link by link (redaction)",
+        "safeguard/_redact.py",
+        "done = seen.get(id(exc))",
+        "done = None",
+        "tests/guard/test_redaction_edges.py::"
+        "test_a_chain_that_loops_is_copied_once_and_loops_the_same_way",
+    ),
+    Mutant(
+        "an account view exactly as old as allowed counts as stale (stale-data gate)",
+        "safeguard/guard/gate.py",
+        "if seen is not None and seen.age(now) > limit:",
+        "if seen is not None and seen.age(now) >= limit:",
+        "tests/guard/test_account_gap.py::test_a_whole_fresh_account_view_is_no_gap",
+    ),
+    Mutant(
+        "funding data is required only for horizons above one second (stale-data gate)",
+        "safeguard/risk/verdict.py",
+        "if limits.funding_horizon_s > 0 and exposure.increases:",
+        "if limits.funding_horizon_s > 1 and exposure.increases:",
+        "tests/risk/test_stale_gates.py",
+    ),
+    Mutant(
+        "a check reports its numbers under another name (pre-trade checks)",
+        "safeguard/risk/checks.py",
+        '{"amount": amount, "min_qty": least}',
+        '{"XXamountXX": amount, "min_qty": least}',
+        "tests/risk/test_finding_values.py",
+    ),
 ]
 
 

@@ -56,11 +56,11 @@ SCOPES: dict[str, Scope] = {
             "tests/guard/test_idempotency_ids.py",
             "tests/guard/test_idempotency_core.py",
             "tests/guard/test_raw_paths.py",
-            "tests/guard/test_unresolved.py",
-            "tests/guard/test_settle_window.py",
-            "tests/guard/test_crash_order_path.py",
             "tests/guard/test_journal_file.py",
             "tests/guard/test_order_identity.py",
+            # Not here, to keep the run bounded: test_crash_order_path.py and
+            # test_settle_window.py start processes and wait out settle windows for every
+            # surviving mutant; tests/test_mutants_stay_killed.py runs their mutants in CI.
         ],
     ),
     "switch": Scope(
