@@ -167,8 +167,8 @@ EQUIVALENT += [
         "underscores finds the same words",
     ),
     (
-        r"secrets\.token_hex\(18\)",
-        r"secrets\.token_hex\((19|None)\)",
+        r"secrets\.token_hex\(17\)",
+        r"secrets\.token_hex\((18|None)\)",
         "a longer random token is cut to the same 36 characters",
     ),
     (

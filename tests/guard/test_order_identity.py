@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from safeguard.guard.orders import (
+    MAX_ENTRY_ID,
+    STOP_SUFFIX,
     CallKind,
     OrderIntent,
     call_kind,
@@ -113,15 +115,20 @@ def test_a_trigger_order_needs_a_real_trigger_price() -> None:
     for key in ("triggerPrice", "stopLossPrice", "takeProfitPrice", "callbackRate"):
         with pytest.raises(ValueError, match=key):
             parse_intent(SYMBOL, "market", "sell", 1.0, None, {key: "x"}, prefix="t-")
-    ok = parse_intent(SYMBOL, "market", "sell", 1.0, None, {"triggerPrice": 1}, prefix="t-")
+    ok = parse_intent(
+        SYMBOL, "stop_market", "sell", 1.0, None, {"triggerPrice": 1, "reduceOnly": True},
+        prefix="t-",
+    )  # fmt: skip
     assert ok.conditional
 
 
 def test_a_client_order_id_is_unique_and_fits_the_venue_whatever_the_prefix() -> None:
+    # MAX_ENTRY_ID long, so that its protective stop's id (+ "-sl") still fits Binance's 36.
+    assert MAX_ENTRY_ID + len(STOP_SUFFIX) == 36
     for prefix in ("", "p-", "a" * 16):
         made = {new_client_order_id(prefix) for _ in range(50)}
         assert len(made) == 50
-        assert all(len(cid) == 36 and cid.startswith(prefix) for cid in made)
+        assert all(len(cid) == MAX_ENTRY_ID and cid.startswith(prefix) for cid in made)
     with pytest.raises(ValueError, match="at most 16"):
         new_client_order_id("a" * 17)
 
