@@ -61,16 +61,20 @@ def test_stale_rules_report_their_age() -> None:
     assert finding.values == {"age_s": 4000.0, "max_age_s": 3600.0}
 
 
-def test_hedge_mode_legs_stop_the_verdict_before_any_pricing() -> None:
-    leg = PositionLeg(
+def _long(**changes: Any) -> PositionLeg:
+    return PositionLeg(
         symbol=SYMBOL,
         side=1,
         quantity=0.1,
         entry_price=60_000.0,
         mark_price=60_000.0,
         tiers=BTCUSDT_TIERS_12,
-        position_side="LONG",
+        **changes,
     )
+
+
+def test_hedge_mode_legs_stop_the_verdict_before_any_pricing() -> None:
+    leg = _long(position_side="LONG")
     verdict = run(acct=account(positions=(leg,), available_balance=10_000.0))
     [finding] = verdict.findings
     assert str(finding.code) == "INVALID_INPUT"
@@ -79,15 +83,7 @@ def test_hedge_mode_legs_stop_the_verdict_before_any_pricing() -> None:
 
 
 def test_an_unknown_available_balance_with_positions_stops_the_verdict() -> None:
-    leg = PositionLeg(
-        symbol=SYMBOL,
-        side=1,
-        quantity=0.1,
-        entry_price=60_000.0,
-        mark_price=60_000.0,
-        tiers=BTCUSDT_TIERS_12,
-    )
-    verdict = run(acct=account(positions=(leg,), available_balance=None, open_orders=2))
+    verdict = run(acct=account(positions=(_long(),), available_balance=None, open_orders=2))
     [finding] = verdict.findings
     assert str(finding.code) == "MISSING_ACCOUNT"
     assert finding.values == {"positions": 1, "open_orders": 2}
