@@ -58,6 +58,7 @@ SCOPES: dict[str, Scope] = {
             "tests/guard/test_raw_paths.py",
             "tests/guard/test_journal_file.py",
             "tests/guard/test_order_identity.py",
+            "tests/guard/test_order_integrity.py",
             # Not here, to keep the run bounded: test_crash_order_path.py and
             # test_settle_window.py start processes and wait out settle windows for every
             # surviving mutant; tests/test_mutants_stay_killed.py runs their mutants in CI.
