@@ -15,6 +15,7 @@ from safeguard.guard.redact import (
     forget_secrets,
     redact,
     register_secret,
+    scrub_text,
     scrubbed_exception,
 )
 
@@ -122,3 +123,35 @@ def test_nesting_is_kept_down_to_the_limit_and_cut_below_it(kind: str) -> None:
 def test_a_key_that_is_not_a_string_is_scrubbed_and_its_value_kept() -> None:
     secret_key = SECRET.encode()
     assert redact({secret_key: 5, 3: "three"}) == {REDACTED: 5, 3: "three"}
+
+
+def test_a_quoted_credential_keeps_its_quotes_so_the_json_stays_json() -> None:
+    forget_secrets()  # only the name-based net: the value is no registered secret
+    assert scrub_text('{"apiKey": "abc123456", "n": 1}') == f'{{"apiKey": "{REDACTED}", "n": 1}}'
+    assert scrub_text("{'secret': 'xyz987654'}") == f"{{'secret': '{REDACTED}'}}"
+    assert scrub_text("X-MBX-APIKEY: abc123456") == f"X-MBX-APIKEY: {REDACTED}"
+
+
+class Coded(Exception):
+    """An error built from a number, with no message of its own."""
+
+    def __init__(self, code: int) -> None:
+        if not isinstance(code, int):
+            raise TypeError("code must be an int")
+        super().__init__()
+        self.code = code
+
+
+def test_a_stand_in_for_an_error_without_a_message_is_its_type_name() -> None:
+    copy = scrubbed_exception(Coded(7))
+    assert isinstance(copy, ScrubbedError)
+    assert str(copy) == "Coded"
+    assert ScrubbedError("only a message").type_name == ""
+
+
+def test_a_key_that_is_not_a_string_counts_toward_the_depth_too() -> None:
+    inner = {b"k": 1}
+    kept = redact(_nested("list", MAX_DEPTH - 1, inner))
+    assert _innermost("list", kept, MAX_DEPTH - 1) == {"k": 1}
+    cut = redact(_nested("list", MAX_DEPTH, inner))
+    assert _innermost("list", cut, MAX_DEPTH) == {"[TOO DEEP]": 1}
