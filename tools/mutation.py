@@ -335,8 +335,11 @@ def diff(functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef], name: str
     original, mutant = _pair(functions, name)
     if original is None or mutant is None:
         return ["(source not found)"]
-    before = ast.unparse(original).splitlines()[1:]
-    after = ast.unparse(mutant).splitlines()[1:]
+    # The def line too (a mutated default value lives there), with the names made equal.
+    assert isinstance(original, ast.FunctionDef | ast.AsyncFunctionDef)
+    assert isinstance(mutant, ast.FunctionDef | ast.AsyncFunctionDef)
+    before = ast.unparse(original).replace(original.name, "f", 1).splitlines()
+    after = ast.unparse(mutant).replace(mutant.name, "f", 1).splitlines()
     return [
         line
         for line in difflib.unified_diff(before, after, lineterm="", n=0)
