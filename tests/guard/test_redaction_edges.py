@@ -17,6 +17,7 @@ from safeguard.guard.redact import (
     register_secret,
     scrub_text,
     scrubbed_exception,
+    secrets_of,
 )
 
 SECRET = "edge-secret-0123456789abcdef"
@@ -155,3 +156,36 @@ def test_a_key_that_is_not_a_string_counts_toward_the_depth_too() -> None:
     assert _innermost("list", kept, MAX_DEPTH - 1) == {"k": 1}
     cut = redact(_nested("list", MAX_DEPTH, inner))
     assert _innermost("list", cut, MAX_DEPTH) == {"[TOO DEEP]": 1}
+
+
+def test_a_long_implicit_chain_is_cut_at_the_same_link() -> None:
+    links = [RuntimeError(f"ctx {i} {SECRET}") for i in range(MAX_CHAIN + 5)]
+    for outer, inner in itertools.pairwise(links):
+        outer.__context__ = inner
+    copy: BaseException | None = scrubbed_exception(links[0])
+    copied = []
+    while copy is not None:
+        copied.append(str(copy))
+        copy = copy.__context__
+    assert copied == [f"ctx {i} {REDACTED}" for i in range(MAX_CHAIN + 1)]
+
+
+def test_every_credential_a_ccxt_exchange_can_carry_is_found() -> None:
+    import ccxt
+
+    exchange = ccxt.binanceusdm(
+        {
+            "apiKey": "k-0123456789",
+            "secret": "s-0123456789",
+            "password": "p-0123456789",
+            "privateKey": "v-0123456789",
+            "token": "t-0123456789",
+        }
+    )
+    assert secrets_of(exchange) == [
+        "k-0123456789",
+        "s-0123456789",
+        "p-0123456789",
+        "v-0123456789",
+        "t-0123456789",
+    ]
