@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import fnmatch
 import json
 import os
 import re
@@ -389,6 +390,8 @@ def report(scope: str) -> dict[str, dict[str, int]]:
         for key, code in sorted(meta["exit_code_by_key"].items()):
             if _module_of(key, spec.modules) != module:
                 continue
+            if spec.only and not any(fnmatch.fnmatchcase(key, glob) for glob in spec.only):
+                continue  # outside the scope's functions
             if code is None:
                 counts["not run"] += 1
             elif code in KILLED:
