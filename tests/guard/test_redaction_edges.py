@@ -189,3 +189,20 @@ def test_every_credential_a_ccxt_exchange_can_carry_is_found() -> None:
         "v-0123456789",
         "t-0123456789",
     ]
+
+
+def test_a_secret_that_starts_another_does_not_cut_the_longer_one_short() -> None:
+    register_secret("secret99-and-more")
+    register_secret("secret99")
+    assert scrub_text("x secret99-and-more y") == f"x {REDACTED} y"
+
+
+def test_a_secret_with_a_slash_and_a_space_is_caught_percent_encoded_too() -> None:
+    register_secret("ab/cd ef+g")
+    assert scrub_text("q=ab%2Fcd%20ef%2Bg&") == f"q={REDACTED}&"
+    assert scrub_text("q=ab%2Fcd+ef%2Bg&") == f"q={REDACTED}&"
+
+
+def test_a_secret_of_exactly_the_minimum_length_is_accepted() -> None:
+    register_secret("abc123")
+    assert scrub_text("key abc123") == f"key {REDACTED}"
