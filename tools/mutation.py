@@ -171,6 +171,17 @@ EQUIVALENT += [
         "bytes.decode's default codec is UTF-8, under any name",
     ),
     (
+        r"sorted\(values, key=len, reverse=True\)",
+        r"sorted\(values, (key=None, )?reverse=True\)",
+        "the order of the alternatives matters only where one secret starts another, and "
+        "there reverse text order also puts the longer one first",
+    ),
+    (
+        r"quote\(value, safe=''\)",
+        r"quote\(value, safe='XXXX'\)",
+        "letters are never percent-encoded: 'X' marked safe changes nothing",
+    ),
+    (
         r"kwargs\.get\('method', 'GET'\)",
         r"kwargs\.get\('method', 'get'\)",
         "the method is upper-cased before it is compared",
