@@ -171,6 +171,12 @@ EQUIVALENT += [
         "bytes.decode's default codec is UTF-8, under any name",
     ),
     (
+        r"self\._append_locked\(record, sync=False\)",
+        r"sync=(None|True)",
+        "a settle record is not synced by design (losing it costs a look-up); None is as "
+        "false, and syncing it too changes only the speed",
+    ),
+    (
         r"sorted\(values, key=len, reverse=True\)",
         r"sorted\(values, (key=None, )?reverse=True\)",
         "the order of the alternatives matters only where one secret starts another, and "
