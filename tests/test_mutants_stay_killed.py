@@ -108,8 +108,8 @@ MUTANTS = [
     Mutant(
         "a restart counts the settle window from the first send",
         "safeguard/guard/core.py",
-        "self._resolve(intent, sent_at=entry.updated)",
-        "self._resolve(intent, sent_at=entry.since)",
+        "self._resolve(intent, sent_at=entry.updated,",
+        "self._resolve(intent, sent_at=entry.since,",
         "tests/guard/test_settle_window.py::"
         "test_a_restart_counts_the_settle_window_from_the_last_send_not_the_first",
     ),
@@ -125,8 +125,8 @@ MUTANTS = [
     Mutant(
         "a 500-level book is weighed as a 1000-level one (pacing)",
         "safeguard/guard/pacing.py",
-        "return next((w for cap, w in _DEPTH if limit <= cap), 20)",
-        "return next((w for cap, w in _DEPTH if limit < cap), 20)",
+        "return next((w for cap, w in _DEPTH if depth <= cap), _DEPTH[-1][1])",
+        "return next((w for cap, w in _DEPTH if depth < cap), _DEPTH[-1][1])",
         "tests/guard/test_pacing.py::test_a_calls_weight_follows_the_venues_table",
     ),
     Mutant(
