@@ -38,6 +38,10 @@ from safeguard.fleet.redis_store import RedisStateStore
 from safeguard.guard.throttle import RateBudget, RequestKind
 
 HERE = Path(__file__).resolve().parent
+ENGAGE_TARGET_S = 1.0
+"""An engage in one bot returns (every bot adopted it and drained its sends) within this."""
+BUDGET_USE_TARGET = 0.8
+"""Four bots sharing one budget use at least this share of the limit in every full minute."""
 HARNESS = HERE.parent / "tests" / "fleet" / "harness.py"
 
 
@@ -98,6 +102,14 @@ def propagation(harness: Any, launcher: Any, url: str, tmp: Path, runs: int) -> 
     print(f"  slowest bot adopted    {_ms(adoption)}")
     print(f"  engage returned        {_ms(returned)}   (every bot confirmed)")
     print(f"  orders in the venue's log after the engage returned: {late_orders}")
+    # The targets the fleet tests used to assert on wall time (they now assert only what holds
+    # on any machine): checked here, where the machine's speed is what is measured.
+    slowest = max(returned)
+    verdict = "met" if slowest < ENGAGE_TARGET_S else "MISSED"
+    print(
+        f"  target: engage returned within {ENGAGE_TARGET_S:g} s in every run: {verdict} "
+        f"(slowest {slowest * 1e3:.0f} ms)"
+    )
 
 
 def order_path(url: str, n: int) -> None:
@@ -141,6 +153,12 @@ def budget_use(harness: Any, launcher: Any, url: str, tmp: Path, scale: float) -
     print(f"  429 answers: {throttled}   418 answers: {banned}   requests per bot: {shares}")
     venue_ban = dialect.limiter.banned_until("127.0.0.1", end)
     print(f"  venue ban at the end: {venue_ban}")
+    lowest = min(used.values()) / limit
+    verdict = "met" if lowest >= BUDGET_USE_TARGET else "MISSED"
+    print(
+        f"  target: at least {BUDGET_USE_TARGET:.0%} of the limit used in every full minute: "
+        f"{verdict} (lowest {lowest:.0%})"
+    )
 
 
 def main() -> None:

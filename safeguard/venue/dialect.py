@@ -38,6 +38,7 @@ from safeguard.venue.faults import (
     FaultInjector,
     FaultPlan,
     FreezeFeedRule,
+    HideOrderRule,
     Injection,
     SpikeRule,
     TimeoutRule,
@@ -443,7 +444,23 @@ def _deliver(
         return Response(0, "", delivery=Delivery.DROP, latency_s=injection.latency_s)
     if isinstance(fault, TimeoutRule):
         return Response(0, "", delivery=Delivery.HANG, hold_s=fault.hold_s)
+    if isinstance(fault, HideOrderRule) and _is_live_order(answer):
+        answer = _json_response(400, {"code": -2013, "msg": "Order does not exist."}, usage)
     return _with_latency(answer, injection.latency_s) if injection.latency_s else answer
+
+
+_LIVE_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
+
+
+def _is_live_order(answer: Response) -> bool:
+    """A look-up that found an order still working on the book."""
+    if answer.status != 200:
+        return False
+    try:
+        order = json.loads(answer.body)
+    except ValueError:
+        return False
+    return isinstance(order, dict) and order.get("status") in _LIVE_STATUSES
 
 
 def _with_latency(answer: Response, latency_s: float) -> Response:

@@ -23,6 +23,9 @@ Example (TOML)::
     endpoint = "POST /fapi/v1/order"
     count = 1
 
+    [[rules]]                      # the order look-up misses live orders (a stale index)
+    kind = "hide_order"
+
     [[rules]]                      # order flow throttled between t=60 s and t=120 s
     kind = "throttle"
     orders_per_10s = 5
@@ -155,6 +158,17 @@ class DropRule(_Scheduled):
 
     kind: Literal["drop"] = "drop"
     processed: bool = True
+
+
+class HideOrderRule(_Scheduled):
+    """The order look-up misses an order that is still open: the look-up is carried out and,
+    if it found a live order (``NEW`` or ``PARTIALLY_FILLED``), answers -2013 "Order does not
+    exist." instead, while open orders still list it. A venue whose order index lags its
+    matching engine does this; a client that takes -2013 alone as "absent" sends the order
+    again. Look-ups of orders that are not live get their real answer."""
+
+    kind: Literal["hide_order"] = "hide_order"
+    endpoint: str = "GET /fapi/v1/order"
 
 
 class _Event(Section):
@@ -306,6 +320,7 @@ Rule = Annotated[
     | BanRule
     | TimeoutRule
     | DropRule
+    | HideOrderRule
     | FreezeFeedRule
     | SpikeRule
     | SetTiersRule
@@ -318,7 +333,7 @@ Rule = Annotated[
     | ListenKeyExpireRule,
     Field(discriminator="kind"),
 ]
-AnswerRule = ErrorRule | BanRule | TimeoutRule | DropRule
+AnswerRule = ErrorRule | BanRule | TimeoutRule | DropRule | HideOrderRule
 EventRule = FreezeFeedRule | SpikeRule | SetTiersRule
 
 
@@ -481,6 +496,7 @@ __all__ = [
     "FaultInjector",
     "FaultPlan",
     "FreezeFeedRule",
+    "HideOrderRule",
     "Injection",
     "LatencyRule",
     "ListenKeyExpireRule",

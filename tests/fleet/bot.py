@@ -17,7 +17,9 @@ engage started and returned, when this bot adopted it, and any order sent after 
 
 ``outage``: trade (opening orders) until ``stop.flag`` appears in the state directory; the
 engager engages when ``engage.flag`` appears. Reports every state the switch passed through
-so a test can kill and restart Redis in between (the venue's log says what was sent).
+and whether the link to Redis was up (also appended, as it happens, to
+``states-<index>.jsonl``), so a test can kill and restart Redis in between and move on when
+every bot has seen it (the venue's log says what was sent).
 
 ``budget``: poll the deepest order book (weight 20) as fast as the shared budget allows, on
 the fleet's clock (wall time sped up ``scale`` times, so a venue minute passes in seconds).
@@ -169,11 +171,16 @@ def run_outage(cfg: dict[str, Any]) -> dict[str, Any]:
     engager = cfg["index"] == cfg["engager"]
     result: dict[str, Any] = {"index": cfg["index"], "states": []}
     deadline = time.time() + cfg["run_s"]
+    # Every change is also appended to a file as it happens: the test waits on it to move to
+    # its next phase (what the bots saw is the event, not a pause).
+    seen_log = (flags / f"states-{cfg['index']}.jsonl").open("a", encoding="utf-8")
     while time.time() < deadline and not (flags / "stop.flag").exists():
         state = switch.state
-        seen = [state.state.value, state.code]
+        seen = [state.state.value, state.code, member.store.connected]
         if not result["states"] or result["states"][-1][1:] != seen:
             result["states"].append([time.time(), *seen])
+            seen_log.write(json.dumps(result["states"][-1]) + "\n")
+            seen_log.flush()
         if engager and "engage_returned" not in result and (flags / "engage.flag").exists():
             switch.engage("fleet test: engaged between two outages", by="bot-0")
             result["engage_returned"] = time.time()
@@ -185,6 +192,7 @@ def run_outage(cfg: dict[str, Any]) -> dict[str, Any]:
             continue
         with contextlib.suppress(OrderNotFound):  # the engage's ladder may cancel it first
             ex.cancel_order(order["id"], SYMBOL)
+    seen_log.close()
     member.close()
     return result
 

@@ -180,6 +180,16 @@ def _wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
         time.sleep(0.01)
 
 
+def _seen_states(state_dir: Path, index: int) -> list[list[Any]]:
+    """What bot ``index`` has seen so far: ``[time, state, code, link up]`` per change."""
+    try:
+        text = (state_dir / f"states-{index}.jsonl").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    # A line still being written is not whole yet: the next look reads it.
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+
 def run_outage_fleet(
     launcher: Launcher,
     redis: Any,
@@ -200,6 +210,8 @@ def run_outage_fleet(
         limits=VenueLimits(weight_per_minute=huge, orders_per_10s=huge, orders_per_minute=huge),
     )
     marks: dict[str, float] = {}
+    unsafe = (on_disconnect, "STATE_STORE_UNAVAILABLE")
+    halted = ("HALTED", "MANUAL")
     with VenueServer(venue, dialect=dialect) as server:
         base = {
             "venue": server.url,
@@ -210,7 +222,7 @@ def run_outage_fleet(
             "secret": SECRET,
             "engager": 0,
             "on_disconnect": on_disconnect,
-            "run_s": 30.0,
+            "run_s": 120.0,  # an upper bound: the bots stop when stop.flag appears
         }
         launcher.start("outage", [{**base, "index": i} for i in range(bots)])
         launcher.release()  # the reports come once stop.flag appears
@@ -221,26 +233,49 @@ def run_outage_fleet(
             recent = [o["clientOrderId"] for o in orders if o["time"] / 1000 > moment]
             return all(any(c.startswith(p) for c in recent) for p in prefixes)
 
-        # Each phase starts once the last one has visibly happened (on a busy machine a fixed
-        # pause is sometimes too short), then lasts long enough for every bot to notice.
+        def every_bot_saw_since(moment: float, what: Any) -> bool:
+            return all(
+                any(at > moment and what(state, code, up) for at, state, code, up in seen)
+                for seen in (_seen_states(state_dir, i) for i in range(bots))
+            )
+
+        # Each phase starts once every bot has visibly lived through the last one (each bot
+        # appends what its switch and link say as it happens): events, not pauses.
         marks["trading"] = time.time()
         _wait_for(lambda: every_bot_sent_since(marks["trading"]), "every bot trading")
         marks["first_kill"] = time.time()
         redis.kill()
-        time.sleep(0.5)
+        _wait_for(
+            lambda: every_bot_saw_since(
+                marks["first_kill"],
+                lambda state, code, up: not up and (state, code) == unsafe,
+            ),
+            "every bot in the safe state with Redis dead",
+        )
         marks["first_restart"] = time.time()
         redis.start()
         _wait_for(lambda: every_bot_sent_since(marks["first_restart"]), "every bot trading again")
         marks["engage"] = time.time()
         (state_dir / "engage.flag").touch()
         _wait_for((state_dir / "engaged.flag").exists, "the engage")
-        time.sleep(0.2)
+        _wait_for(
+            lambda: every_bot_saw_since(marks["engage"], lambda state, code, up: state == "HALTED"),
+            "every bot halted",
+        )
         marks["second_kill"] = time.time()
         redis.kill()
-        time.sleep(0.5)
+        _wait_for(
+            lambda: every_bot_saw_since(marks["second_kill"], lambda state, code, up: not up),
+            "every bot seeing Redis dead while halted",
+        )
         marks["second_restart"] = time.time()
         redis.start()
-        time.sleep(0.8)
+        _wait_for(
+            lambda: every_bot_saw_since(
+                marks["second_restart"], lambda state, code, up: up and (state, code) == halted
+            ),
+            "every bot back on the empty Redis, still halted by the engage",
+        )
         (state_dir / "stop.flag").touch()
         marks["stop"] = time.time()
         reports = launcher.reports()

@@ -460,13 +460,20 @@ def test_market_order_exactly_the_visible_depth_passes_one_step_more_does_not() 
 # --- the principle, checked without any venue formula -------------------------------------
 
 
+MARK = 60_000.0  # the sample market's mark
+
+
 @settings(max_examples=120, deadline=None)
 @given(
     side=st.sampled_from(["buy", "sell"]),
     amount=st.integers(min_value=2, max_value=40_000).map(lambda n: n / 1000),
-    leverage=st.integers(min_value=1, max_value=75),
+    # From 2x: a long at 1x isolated cannot be liquidated (no price where equity meets
+    # maintenance), which the property has nothing to say about.
+    leverage=st.integers(min_value=2, max_value=75),
     mode=st.sampled_from(["isolated", "cross"]),
-    wallet=st.floats(min_value=1_000.0, max_value=5_000_000.0),
+    # The wallet as a share of the order's notional: from enough to pay the entry fee to half
+    # the notional, so a cross position always has a liquidation price to check.
+    wallet_share=st.floats(min_value=0.002, max_value=0.5),
     horizon_h=st.sampled_from([0.0, 8.0, 24.0, 72.0]),
     closing_fee=st.booleans(),
     buffer_pct=st.sampled_from([0.0, 0.1, 0.5]),
@@ -477,12 +484,13 @@ def test_the_verdicts_liquidation_price_is_where_equity_meets_maintenance(
     amount: float,
     leverage: int,
     mode: str,
-    wallet: float,
+    wallet_share: float,
     horizon_h: float,
     closing_fee: bool,
     buffer_pct: float,
     rate: float,
 ) -> None:
+    wallet = wallet_share * amount * MARK
     order = intent(
         side=side, amount=amount, leverage=float(leverage), margin_mode=mode, stop_price=None
     )
@@ -498,9 +506,8 @@ def test_the_verdicts_liquidation_price_is_where_equity_meets_maintenance(
     )
     cost = verdict.costing
     assert cost is not None
-    if cost.liquidation_price is None:
-        event("cannot be liquidated")
-        return
+    assert cost.liquidation_price is not None  # every generated order reaches the property
+    assert wallet - cost.entry_fee >= 0
     event(f"{mode}, liquidation tier {cost.tier}")
     lp = cost.liquidation_price
     s = 1 if side == "buy" else -1
@@ -508,11 +515,6 @@ def test_the_verdicts_liquidation_price_is_where_equity_meets_maintenance(
     # Funding the position expects to pay comes off its margin; receipts are never credited.
     paid = max(cost.expected_funding, 0.0)
     margin = amount * entry / leverage if mode == "isolated" else wallet - cost.entry_fee
-    if wallet - cost.entry_fee < 0:
-        # The fee alone empties the wallet: denied, and priced on an empty wallet.
-        event("wallet short")
-        assert "INSUFFICIENT_MARGIN" in denied(verdict)
-        return
     equity = margin - paid + s * amount * (lp - entry)
     tier = BTCUSDT_TIERS_12.tier_for_notional(amount * lp)
     extra = (0.0005 if closing_fee else 0.0) + buffer_pct / 100
@@ -520,23 +522,42 @@ def test_the_verdicts_liquidation_price_is_where_equity_meets_maintenance(
     assert equity == pytest.approx(requirement, rel=1e-7, abs=1e-6 * amount * lp)
 
 
+_HELD = st.tuples(st.sampled_from([1, -1]), st.integers(min_value=1, max_value=3000)).map(
+    lambda t: t[0] * t[1] / 1000
+)
+# What is held after the order: long or short, at least 0.5 (a position, not a rounding rest).
+_AFTER = st.integers(min_value=500, max_value=3000).map(lambda n: n / 1000)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
-    held=st.integers(min_value=-3000, max_value=3000).filter(bool).map(lambda n: n / 1000),
-    held_entry=st.floats(min_value=50_000.0, max_value=70_000.0),
-    side=st.sampled_from(["buy", "sell"]),
-    amount=st.integers(min_value=2, max_value=6000).map(lambda n: n / 1000),
-    wallet=st.floats(min_value=2_000.0, max_value=100_000.0),
+    held=_HELD,
+    held_entry=st.floats(min_value=57_000.0, max_value=63_000.0),
+    after=st.tuples(st.sampled_from([1, -1]), _AFTER).map(lambda t: t[0] * t[1]),
+    margin_share=st.floats(min_value=0.01, max_value=0.4),
 )
 def test_cross_liquidation_after_adding_reducing_or_flipping_meets_the_principle(
-    held: float, held_entry: float, side: str, amount: float, wallet: float
+    held: float, held_entry: float, after: float, margin_share: float
 ) -> None:
+    # The order is what takes the position from ``held`` to ``after`` (adding, reducing or
+    # flipping); the wallet covers any loss the order realises, the fees, and then a share of
+    # the position left, so the wallet is never emptied by the order itself. The held entry
+    # stays within 5% of the mark, so a realised gain cannot leave the position unable to be
+    # liquidated: every example reaches the property.
+    if math.isclose(after, held):
+        after = -after  # same position before and after is no order: flip it instead
+    side = "buy" if after > held else "sell"
+    amount = round(abs(after - held), 3)
+    closed = min(amount, abs(held)) if (after - held) * held < 0 else 0.0
+    realised_at_mark = (1 if held > 0 else -1) * closed * (MARK - held_entry)
+    cushion = 0.01 * closed * MARK + 0.002 * amount * MARK  # slippage from the mark, fees
+    wallet = max(0.0, -realised_at_mark) + cushion + margin_share * abs(after) * MARK
     leg = PositionLeg(
         symbol=SYMBOL,
         side=1 if held > 0 else -1,
         quantity=abs(held),
         entry_price=held_entry,
-        mark_price=60_000.0,
+        mark_price=MARK,
         tiers=BTCUSDT_TIERS_12,
     )
     acct = account(wallet_balance=wallet, positions=(leg,), available_balance=wallet)
@@ -545,11 +566,8 @@ def test_cross_liquidation_after_adding_reducing_or_flipping_meets_the_principle
     cost = verdict.costing
     assert cost is not None
     direction = 1 if side == "buy" else -1
-    after = held + direction * amount
     assert cost.position_after == pytest.approx(after, abs=1e-9)
-    if cost.liquidation_price is None:
-        event("flat or cannot be liquidated")
-        return
+    assert cost.liquidation_price is not None  # every generated order reaches the property
     fill = cost.expected_entry
     if held * direction > 0:  # adding: the entry averages
         event("add")
@@ -560,10 +578,7 @@ def test_cross_liquidation_after_adding_reducing_or_flipping_meets_the_principle
         realised = (1 if held > 0 else -1) * closed * (fill - held_entry)
         entry = held_entry if abs(after) < abs(held) and after * held > 0 else fill
         event("reduce" if after * held > 0 else "flip")
-    if wallet - cost.entry_fee + realised < 0:
-        event("wallet short")
-        assert any("leave the wallet" in f.message for f in verdict.findings)
-        return
+    assert wallet - cost.entry_fee + realised >= 0
     lp = cost.liquidation_price
     s = 1 if after > 0 else -1
     equity = wallet - cost.entry_fee + realised + s * abs(after) * (lp - entry)

@@ -1,0 +1,201 @@
+"""An order's identity and meaning, decided from the call alone: what a ccxt method is, the
+intent it carries (checked field by field), its client id, and how the venue finds it again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from safeguard.guard.orders import (
+    MAX_ENTRY_ID,
+    STOP_SUFFIX,
+    CallKind,
+    OrderIntent,
+    call_kind,
+    lookup_params,
+    new_client_order_id,
+    order_client_id,
+    parse_intent,
+    raw_kind,
+    recv_window_s,
+)
+
+SYMBOL = "BTC/USDT:USDT"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("_private_helper", CallKind.PURE),
+        ("fetch_balance", CallKind.READ),
+        ("cancel_all_orders", CallKind.CANCEL),
+        ("fapiPrivateGetAccount", CallKind.READ),
+        ("fapiprivate_get_account", CallKind.READ),
+        ("fapiPrivateDeleteOrder", CallKind.CANCEL),
+        ("fapiPrivateDeleteListenKey", CallKind.WRITE),
+        ("fapiPrivatePostOrder", CallKind.BLOCKED),
+        ("fapiPrivatePostLeverage", CallKind.WRITE),
+        ("dapiPrivatePostOrder", CallKind.BLOCKED),
+        ("papiPostUmOrder", CallKind.BLOCKED),
+        ("sapiPostAssetTransfer", CallKind.WRITE),
+        ("privatePostOrder", CallKind.BLOCKED),
+        ("publicGetTime", CallKind.READ),
+        ("v1PrivatePostOrder", CallKind.BLOCKED),
+        ("v1_public_get_time", CallKind.READ),
+        ("amount_to_precision", CallKind.PURE),
+        ("milliseconds", CallKind.PURE),
+    ],
+)
+def test_every_method_is_classified_by_what_it_can_do(name: str, kind: CallKind) -> None:
+    assert call_kind(name) is kind
+
+
+def test_an_intent_carries_exactly_what_was_asked() -> None:
+    intent = parse_intent(
+        SYMBOL, "limit", "sell", "0.5", 61_000, {"reduceOnly": True, "recvWindow": 5000},
+        prefix="t-",
+    )  # fmt: skip
+    assert (intent.symbol, intent.type, intent.side) == (SYMBOL, "limit", "sell")
+    assert (intent.amount, intent.price) == (0.5, 61_000.0)
+    assert intent.edit_of is None
+    assert intent.client_order_id.startswith("t-")
+    assert intent.describe() == {
+        "type": "limit",
+        "side": "sell",
+        "amount": 0.5,
+        "price": 61_000.0,
+        "reduce_only": True,
+        "conditional": False,
+        "edit_of": None,
+        "recv_window": 5000,
+    }
+
+
+def test_an_edit_keeps_the_orders_identity_and_may_leave_the_amount_out() -> None:
+    intent = parse_intent(SYMBOL, "limit", "buy", None, 60_000, None, prefix="t-", edit_of=123)
+    assert intent.edit_of == "123"
+    assert intent.client_order_id == ""
+    assert intent.amount is None
+    assert intent.describe()["edit_of"] == "123"
+    with pytest.raises(ValueError, match="amount is required"):
+        parse_intent(SYMBOL, "limit", "buy", None, 60_000, None, prefix="t-")
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ((SYMBOL, "", "buy", 1.0), "type"),
+        ((SYMBOL, 3, "buy", 1.0), "type"),
+        (("", "market", "buy", 1.0), "symbol"),
+        ((SYMBOL, "market", "hold", 1.0), "side"),
+        ((SYMBOL, "market", "buy", 0.0), "amount"),
+        ((SYMBOL, "market", "buy", True), "amount"),
+        ((SYMBOL, "market", "buy", "lots"), "amount"),
+        ((SYMBOL, "market", "buy", float("nan")), "amount"),
+        ((SYMBOL, "limit", "buy", 1.0, -5.0), "price"),
+        ((SYMBOL, "market", "buy", 1.0, None, {"triggerPrice": None, "stopPrice": 0}), "stopPrice"),
+        ((SYMBOL, "market", "buy", 1.0, None, {"recvWindow": "soon"}), "recvWindow"),
+        ((SYMBOL, "market", "buy", 1.0, None, {"recvWindow": -1}), "recvWindow"),
+        ((SYMBOL, "market", "buy", 1.0, None, [("a", 1)]), "params"),
+    ],
+)
+def test_a_bad_field_is_refused_by_name(args: tuple[Any, ...], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        parse_intent(*args, prefix="t-")
+
+
+@pytest.mark.parametrize("edit_of", [True, 1.5, ["1"]])
+def test_an_edit_must_name_its_order_by_an_id(edit_of: Any) -> None:
+    with pytest.raises(ValueError, match="id must be a string"):
+        parse_intent(SYMBOL, "limit", "buy", 1.0, 60_000, None, prefix="t-", edit_of=edit_of)
+
+
+def test_a_trigger_order_needs_a_real_trigger_price() -> None:
+    for key in ("triggerPrice", "stopLossPrice", "takeProfitPrice", "callbackRate"):
+        with pytest.raises(ValueError, match=key):
+            parse_intent(SYMBOL, "market", "sell", 1.0, None, {key: "x"}, prefix="t-")
+    ok = parse_intent(
+        SYMBOL, "stop_market", "sell", 1.0, None, {"triggerPrice": 1, "reduceOnly": True},
+        prefix="t-",
+    )  # fmt: skip
+    assert ok.conditional
+
+
+def test_a_client_order_id_is_unique_and_fits_the_venue_whatever_the_prefix() -> None:
+    # MAX_ENTRY_ID long, so that its protective stop's id (+ "-sl") still fits Binance's 36.
+    assert MAX_ENTRY_ID + len(STOP_SUFFIX) == 36
+    for prefix in ("", "p-", "a" * 16):
+        made = {new_client_order_id(prefix) for _ in range(50)}
+        assert len(made) == 50
+        assert all(len(cid) == MAX_ENTRY_ID and cid.startswith(prefix) for cid in made)
+    with pytest.raises(ValueError, match="at most 16"):
+        new_client_order_id("a" * 17)
+
+
+@pytest.mark.parametrize(
+    ("order", "found"),
+    [
+        ({"clientOrderId": "c1", "info": {"clientOrderId": "other"}}, "c1"),
+        ({"clientOrderId": None, "info": {"clientOrderId": "c2"}}, "c2"),
+        ({"info": {"clientAlgoId": "c3"}}, "c3"),
+        ({"info": {"newClientOrderId": "c4"}}, "c4"),
+        ({"info": {"clientOrderId": "", "clientAlgoId": "c5"}}, "c5"),
+        ({"info": {"orderId": 1}}, None),
+        ({"info": None}, None),
+        ({}, None),
+        ("c1", None),
+    ],
+)
+def test_the_client_id_is_read_from_the_order_or_its_raw_answer(order: Any, found: Any) -> None:
+    assert order_client_id(order) == found
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (None, None),
+        (True, None),
+        ("oops", None),
+        (5000, 5.0),
+        ("2500", 2.5),
+        (0, 0.0),
+        (-1, None),
+        (float("inf"), None),
+    ],
+)
+def test_a_recv_window_in_milliseconds_becomes_seconds(value: Any, seconds: Any) -> None:
+    assert recv_window_s(value) == seconds
+
+
+def test_an_order_is_looked_up_by_client_id_the_way_the_venue_takes_it() -> None:
+    assert lookup_params("binanceusdm", "c1", conditional=False) == {"origClientOrderId": "c1"}
+    assert lookup_params("binanceusdm", "c1", conditional=True) == {
+        "trigger": True,
+        "clientAlgoId": "c1",
+    }
+    assert lookup_params("bybit", "c1", conditional=True) == {"clientOrderId": "c1"}
+
+
+def test_an_intent_built_by_hand_describes_itself_the_same_way() -> None:
+    intent = OrderIntent(SYMBOL, "market", "buy", 1.0, None, {"closePosition": "true"})
+    assert intent.reduce_only
+    assert intent.describe()["reduce_only"] is True
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "kwargs", "kind"),
+    [
+        ("request", ("order", "fapiPrivate"), {}, CallKind.READ),  # ccxt's default: GET
+        ("request", ("order", "fapiPrivate", "delete"), {}, CallKind.CANCEL),
+        ("fetch2", ("order", "fapiPrivate", "POST"), {}, CallKind.BLOCKED),
+        ("fetch", ("https://x/fapi/v1/order",), {"method": "PUT"}, CallKind.BLOCKED),
+        ("fetch", ("https://x/fapi/v1/time", "get"), {}, CallKind.READ),
+        ("request", ("order", "fapiPrivate", None), {}, CallKind.BLOCKED),
+        ("request", ("order", "fapiPrivate", b"GET"), {}, CallKind.BLOCKED),
+    ],
+)
+def test_a_raw_request_is_what_its_http_method_says(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], kind: CallKind
+) -> None:
+    assert raw_kind(name, args, kwargs) is kind

@@ -1,0 +1,167 @@
+"""When an order whose send was ambiguous counts as absent, and what "not found" must mean.
+
+The rule (safeguard.guard.core): after an ambiguous send, an order is known absent only when
+the look-up by client id finds nothing, the open orders do not list it, and the venue's
+``recvWindow`` plus a clock-skew margin has passed since the last send. Each part is pinned
+here on the real venue with simulated time, watching every request at the transport.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from safeguard.config import Policy
+from safeguard.guard import guard
+from safeguard.guard.orders import CLOCK_SKEW_MARGIN_S
+from safeguard.guard.throttle import RateBudget
+from safeguard.killswitch.switch import KillSwitch
+from safeguard.testing import PaperAccount, paper_account, sandbox_policy
+
+SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
+ORDER_POST = "POST /fapi/v1/order"
+# The first order POST is refused with a 503 before the venue did anything: ambiguous to the
+# client, absent in truth.
+LOST_FIRST_POST = {
+    "rules": [{"kind": "error", "endpoint": ORDER_POST, "status": 503, "count": 1}],
+}
+
+
+@dataclass
+class Rig:
+    account: PaperAccount
+    exchange: Any
+    requests: list[tuple[str, float]] = field(default_factory=list)
+
+    def sent(self, endpoint: str) -> list[float]:
+        """When (venue clock) each request to ``endpoint`` left."""
+        return [at for name, at in self.requests if name == endpoint]
+
+
+def _rig(tmp_path: Path, faults: Any = None, journal: Path | None = None) -> Rig:
+    account = paper_account(wallet=100_000.0, faults=faults)
+    # A retry budget that outlasts a 30 s recvWindow: the wait, not the budget, is under test.
+    policy = sandbox_policy(
+        tmp_path, Policy.build(risk={"require_stop": False}, retry={"total_budget_s": 120.0})
+    )
+    switch = KillSwitch(policy.kill_switch, clock=account.clock, watch=False)
+    raw = account.client()
+    rig = Rig(account, None)
+    fetch = raw.fetch
+
+    def transport(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+        rig.requests.append((f"{method} {urlsplit(url).path}", account.clock.time()))
+        return fetch(url, method, headers, body)
+
+    raw.fetch = transport
+
+    def sleep(seconds: float) -> bool:
+        account.advance(seconds)
+        return False
+
+    rig.exchange = guard(
+        raw,
+        policy,
+        kill_switch=switch,
+        clock=account.clock,
+        journal_path=journal or tmp_path / "orders.jsonl",
+        durable_journal=False,
+        budget=RateBudget.standalone(policy.throttle),
+        sleep=sleep,
+    )
+    account._closers.append(rig.exchange.runtime.core.journal.close)
+    account._closers.append(switch.close)
+    return rig
+
+
+@pytest.fixture
+def closing() -> Iterator[list[Rig]]:
+    rigs: list[Rig] = []
+    yield rigs
+    for rig in rigs:
+        rig.account.close()
+
+
+def test_after_an_ambiguous_send_the_resend_waits_the_recv_window_and_the_skew_margin(
+    tmp_path: Path, closing: list[Rig]
+) -> None:
+    rig = _rig(tmp_path, LOST_FIRST_POST)
+    closing.append(rig)
+    rig.exchange.load_markets()
+    recv_window_s = rig.exchange.options["recvWindow"] / 1000.0
+    order = rig.exchange.create_order(SYMBOL, "market", "buy", 0.01)
+    first, second = rig.sent(ORDER_POST)
+    assert second - first >= recv_window_s + CLOCK_SKEW_MARGIN_S
+    assert CLOCK_SKEW_MARGIN_S > 0
+    assert order["status"] == "closed"
+    assert len(rig.account.orders(VENUE_SYMBOL)) == 1
+
+
+def test_a_per_call_recv_window_stretches_the_wait_with_the_same_margin(
+    tmp_path: Path, closing: list[Rig]
+) -> None:
+    rig = _rig(tmp_path, LOST_FIRST_POST)
+    closing.append(rig)
+    rig.exchange.load_markets()
+    rig.exchange.create_order(SYMBOL, "market", "buy", 0.01, None, {"recvWindow": 30_000})
+    first, second = rig.sent(ORDER_POST)
+    assert second - first >= 30.0 + CLOCK_SKEW_MARGIN_S
+    assert len(rig.account.orders(VENUE_SYMBOL)) == 1
+
+
+def test_a_restart_counts_the_settle_window_from_the_last_send_not_the_first(
+    tmp_path: Path, closing: list[Rig]
+) -> None:
+    # A previous run's entry: first sent long ago, sent again (and left unknown) just now.
+    account = paper_account()
+    now = account.clock.time()
+    journal = tmp_path / "orders.jsonl"
+    records = [
+        {"id": "restart-1", "status": "pending", "t": now - 600.0, "symbol": SYMBOL,
+         "intent": {"type": "market", "side": "buy"}},
+        {"id": "restart-1", "status": "unknown", "t": now - 1.0},
+    ]  # fmt: skip
+    journal.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    account.close()
+    rig = _rig(tmp_path, journal=journal)
+    closing.append(rig)
+    start = rig.account.clock.time()
+    assert start == now
+    settled = dict(rig.exchange.reconcile())
+    assert settled == {"restart-1": None}
+    # Declared absent only once the window after the last send (now - 1) had passed.
+    last_lookup = rig.sent("GET /fapi/v1/order")[-1]
+    assert last_lookup >= now - 1.0 + rig.exchange.runtime.core.settle_window_s
+    assert rig.sent(ORDER_POST) == []
+
+
+def test_a_live_order_the_look_up_misses_is_found_in_the_open_orders_and_not_sent_again(
+    tmp_path: Path, closing: list[Rig]
+) -> None:
+    faults = {
+        "rules": [
+            # The venue takes the order and answers 503: the client cannot tell.
+            {"kind": "error", "endpoint": ORDER_POST, "status": 503, "processed": True,
+             "count": 1},
+            # ...and its order look-up misses the order while it rests on the book.
+            {"kind": "hide_order"},
+        ]
+    }  # fmt: skip
+    rig = _rig(tmp_path, faults)
+    closing.append(rig)
+    rig.exchange.load_markets()
+    mark = float(rig.exchange.fetch_ticker(SYMBOL)["last"])
+    price = round(mark * 0.97, 1)
+    order = rig.exchange.create_order(SYMBOL, "limit", "buy", 0.01, price)
+    assert rig.account.faults_fired()[1] >= 1  # the look-up really was hidden
+    assert len(rig.sent(ORDER_POST)) == 1  # never sent again
+    [resting] = rig.account.orders(VENUE_SYMBOL)
+    assert resting["status"] == "NEW"
+    assert order["id"] == str(resting["orderId"])
+    assert order["clientOrderId"] == resting["clientOrderId"]

@@ -1,0 +1,97 @@
+"""The verdict's data gates report, as data, what was missing or stale and by how much: the
+numbers a bot or a dashboard acts on, not only the sentence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from safeguard.risk.liquidation import PositionLeg
+from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
+
+from .verdict_cases import NOW, account, intent, market, rules, run
+
+
+@pytest.mark.parametrize(
+    ("changes", "order", "limits", "named"),
+    [
+        ({"mark": None}, {}, {}, "mark"),
+        ({"mark_time": None}, {}, {}, "mark_time"),
+        ({"book": None, "book_time": None}, {}, {}, "book, book_time"),
+        ({"rules": None}, {}, {}, "rules (tiers, filters)"),
+        ({"volatility": None}, {}, {}, "volatility"),
+        ({"funding_rate": None}, {}, {}, "funding_rate"),
+        ({"next_funding_time": None}, {}, {}, "next_funding_time"),
+        # Funding is needed for any horizon above zero, however short.
+        ({"funding_rate": None}, {}, {"funding_horizon_s": 0.5}, "funding_rate"),
+        ({"last": None}, {"stop_trigger": "last"}, {}, "last (the stop watches the last price)"),
+    ],
+)
+def test_missing_market_data_is_named_in_the_findings_values(
+    changes: dict[str, Any], order: dict[str, Any], limits: dict[str, Any], named: str
+) -> None:
+    verdict = run(intent(**order), market(**changes), **limits)
+    [finding] = verdict.findings
+    assert str(finding.code) == "MISSING_MARKET_DATA"
+    assert finding.values == {"missing": named}
+    assert f"missing {named}:" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("changes", "name", "age"),
+    [
+        ({"mark_time": NOW - 7.5}, "mark", 7.5),
+        ({"book_time": NOW - 9.0}, "book", 9.0),
+        ({"mark_time": NOW + 6.0}, "mark", -6.0),
+    ],
+)
+def test_stale_market_data_reports_which_input_and_how_old(
+    changes: dict[str, Any], name: str, age: float
+) -> None:
+    verdict = run(snapshot=market(**changes))
+    [finding] = [f for f in verdict.findings if str(f.code) == "STALE_MARKET_DATA"]
+    assert finding.values == {"input": name, "age_s": pytest.approx(age), "max_age_s": 5.0}
+    assert finding.message.startswith(f"{name} is ")
+
+
+def test_stale_rules_report_their_age() -> None:
+    verdict = run(snapshot=market(rules=rules(updated_at=NOW - 4000.0)))
+    [finding] = [f for f in verdict.findings if str(f.code) == "STALE_MARKET_RULES"]
+    assert finding.values == {"age_s": 4000.0, "max_age_s": 3600.0}
+
+
+def _long(**changes: Any) -> PositionLeg:
+    return PositionLeg(
+        symbol=SYMBOL,
+        side=1,
+        quantity=0.1,
+        entry_price=60_000.0,
+        mark_price=60_000.0,
+        tiers=BTCUSDT_TIERS_12,
+        **changes,
+    )
+
+
+def test_hedge_mode_legs_stop_the_verdict_before_any_pricing() -> None:
+    leg = _long(position_side="LONG")
+    verdict = run(acct=account(positions=(leg,), available_balance=10_000.0))
+    [finding] = verdict.findings
+    assert str(finding.code) == "INVALID_INPUT"
+    assert finding.values == {"position_side": "LONG"}
+    assert verdict.costing is None
+
+
+def test_an_unknown_available_balance_with_positions_stops_the_verdict() -> None:
+    verdict = run(acct=account(positions=(_long(),), available_balance=None, open_orders=2))
+    [finding] = verdict.findings
+    assert str(finding.code) == "MISSING_ACCOUNT"
+    assert finding.values == {"positions": 1, "open_orders": 2}
+    assert verdict.costing is None
+
+
+@pytest.mark.parametrize("offset", [-60.0, 9 * 3600.0])
+def test_a_stale_funding_schedule_reports_how_far_off_it_is(offset: float) -> None:
+    verdict = run(snapshot=market(next_funding_time=NOW + offset))
+    [finding] = [f for f in verdict.findings if str(f.code) == "STALE_MARKET_DATA"]
+    assert finding.values == {"input": "next_funding_time", "offset_s": offset}

@@ -1,0 +1,460 @@
+"""Mutation testing of safeguard's safety core, one scope at a time (mutmut, pinned).
+
+    nice -n 10 python tools/mutation.py run journal     # one scope (see SCOPES)
+    nice -n 10 python tools/mutation.py run all         # every scope, one after another
+    python tools/mutation.py report journal             # the last run's score and survivors
+
+Each scope names the modules it mutates (optionally only some functions of them) and the
+tests that cover them. mutmut runs only those tests, and for each mutant only the ones that
+reach the mutated function, fastest first, stopping at the first failure. Everything happens
+in a copy of the package and its tests under ``$TMPDIR/safeguard-mutation/<scope>``: the work
+tree is never touched, and two scopes can run side by side.
+
+The score counts behaviour. A surviving mutant that only changes the words of an error or log
+message (a string in the message of a raised exception or in a log call, or that message
+dropped) is reported apart as *message text*, and one matching a rule of ``EQUIVALENT`` (each
+with its reason) as *equivalent*; every other survivor is listed with its diff in
+``<scratch>/survivors.txt`` and must be killed by a test or explained in docs/mutation.md.
+``report`` prints, per module, ``killed / (killed + survivors + mutants no test reaches)``.
+
+mutmut is pinned (``mutmut==3.8.1``): install it with
+``pip install -c constraints.txt mutmut==3.8.1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+@dataclass(frozen=True)
+class Scope:
+    modules: list[str]
+    tests: list[str]
+    only: list[str] = field(default_factory=list)
+    """mutmut name globs (``safeguard.risk.verdict.x__gate_data*``): only these functions."""
+
+
+SCOPES: dict[str, Scope] = {
+    "journal": Scope(
+        ["safeguard/guard/journal.py", "safeguard/guard/orders.py"],
+        [
+            "tests/guard/test_journal.py",
+            "tests/guard/test_idempotency_ids.py",
+            "tests/guard/test_idempotency_core.py",
+            "tests/guard/test_raw_paths.py",
+            "tests/guard/test_journal_file.py",
+            "tests/guard/test_order_identity.py",
+            "tests/guard/test_order_integrity.py",
+            # Not here, to keep the run bounded: test_crash_order_path.py and
+            # test_settle_window.py start processes and wait out settle windows for every
+            # surviving mutant; tests/test_mutants_stay_killed.py runs their mutants in CI.
+        ],
+    ),
+    "switch": Scope(
+        ["safeguard/killswitch/switch.py"],
+        [
+            "tests/killswitch/test_switch.py",
+            "tests/killswitch/test_switch_refresh_race.py",
+            "tests/guard/test_engage_drains_guarded_sends.py",
+        ],
+        # The latch's gate: the pure transitions and refusals, the permit, and the engage's
+        # drain of the sends it let through. (Persisting, adopting another process's state,
+        # listeners, the webhook and the signal handler are outside this bounded scope.)
+        only=[
+            "safeguard.killswitch.switch.x_transition__mutmut_*",
+            "safeguard.killswitch.switch.x_refusal_code__mutmut_*",
+            "safeguard.killswitch.switch.x__kind__mutmut_*",
+            "safeguard.killswitch.switch.xǁKillSwitchǁpermit__mutmut_*",
+            "safeguard.killswitch.switch.xǁKillSwitchǁ_enter__mutmut_*",
+            "safeguard.killswitch.switch.xǁKillSwitchǁ_exit__mutmut_*",
+            "safeguard.killswitch.switch.xǁKillSwitchǁ_blocking_others__mutmut_*",
+            "safeguard.killswitch.switch.xǁKillSwitchǁ_drain_blocking__mutmut_*",
+        ],
+    ),
+    "redaction": Scope(
+        ["safeguard/_redact.py"],
+        [
+            "tests/guard/test_logging.py",
+            "tests/guard/test_secrets_guarded.py",
+            "tests/guard/test_secrets_cause_chain.py",
+            "tests/guard/test_classify.py",
+            "tests/test_log_discipline.py",
+            "tests/guard/test_redaction_edges.py",
+        ],
+    ),
+    "checks": Scope(
+        ["safeguard/risk/checks.py"],
+        [
+            "tests/risk/test_verdict.py",
+            "tests/risk/test_verdict_failclosed.py",
+            "tests/risk/test_verdict_degraded.py",
+            "tests/risk/test_finding_values.py",
+        ],
+    ),
+    "pacing": Scope(
+        ["safeguard/guard/pacing.py"],
+        [
+            "tests/guard/test_throttle.py",
+            "tests/guard/test_guarded_throttle.py",
+            "tests/guard/test_reserve_through_guard.py",
+            "tests/guard/test_pacing.py",
+        ],
+    ),
+    "stale": Scope(
+        ["safeguard/risk/verdict.py", "safeguard/guard/gate.py"],
+        [
+            "tests/risk/test_verdict.py",
+            "tests/risk/test_verdict_failclosed.py",
+            "tests/risk/test_stale_gates.py",
+            "tests/guard/test_account_gap.py",
+        ],
+        only=[
+            "safeguard.risk.verdict.x__gate_data__mutmut_*",
+            "safeguard.guard.gate.*_account_gap__mutmut_*",
+        ],
+    ),
+}
+
+# Survivors whose change cannot alter behaviour: (the line before, the line after, why). Each
+# pattern is a regular expression on one side of the mutant's one-line diff.
+EQUIVALENT: list[tuple[str, str, str]] = [
+    (
+        r"encoding='utf-8'",
+        r"encoding='UTF-8'",
+        "the same codec under another name",
+    ),
+    (
+        r"encoding='utf-8'",
+        r"encoding=None|open\('[aw]'\)|read_text\(\)",
+        "the platform's default text encoding, which is UTF-8 wherever safeguard runs "
+        "(Linux, a UTF-8 locale; Python's UTF-8 mode)",
+    ),
+]
+EQUIVALENT += [
+    (
+        r"getattr\(os, 'fdatasync', None\) or os\.fsync",
+        r".",
+        "the pending record is still synced before the send: by fsync (which also syncs the "
+        "metadata) instead of fdatasync, or by fdatasync looked up without a fallback on a "
+        "platform that has it",
+    ),
+    (
+        r"name\.replace\('_', ''\)",
+        r"name\.replace\('(XX_XX|_)', '(XXXX)?'\)",
+        "the words looked for (private, public, get, delete, order, the fapi/dapi/papi/sapi "
+        "prefixes) never span an underscore in ccxt's method names, so keeping or padding the "
+        "underscores finds the same words",
+    ),
+    (
+        r"secrets\.token_hex\(17\)",
+        r"secrets\.token_hex\((18|None)\)",
+        "a longer random token is cut to the same 36 characters",
+    ),
+    (
+        r"\.decode\('utf-8', errors='replace'\)",
+        r"\.decode\((errors='replace'|'UTF-8', errors='replace')\)",
+        "bytes.decode's default codec is UTF-8, under any name",
+    ),
+    (
+        r"self\._append_locked\(record, sync=False\)",
+        r"sync=(None|True)",
+        "a settle record is not synced by design (losing it costs a look-up); None is as "
+        "false, and syncing it too changes only the speed",
+    ),
+    (
+        r"sorted\(values, key=len, reverse=True\)",
+        r"sorted\(values, (key=None, )?reverse=True\)",
+        "the order of the alternatives matters only where one secret starts another, and "
+        "there reverse text order also puts the longer one first",
+    ),
+    (
+        r"quote\(value, safe=''\)",
+        r"quote\(value, safe='XXXX'\)",
+        "letters are never percent-encoded: 'X' marked safe changes nothing",
+    ),
+    (
+        r"kwargs\.get\('method', 'GET'\)",
+        r"kwargs\.get\('method', 'get'\)",
+        "the method is upper-cased before it is compared",
+    ),
+    (
+        r"isinstance\(method, str\) else ''",
+        r"isinstance\(method, str\) else 'XXXX'",
+        "any verb other than GET and DELETE is blocked: an empty one and 'XXXX' alike",
+    ),
+]
+# Functions mutmut cannot test: they run once, when the module is imported, before mutmut
+# switches a mutant on in the forked test process.
+IMPORT_TIME = {
+    "safeguard._redact.xǁ_Registryǁ__init__": "the process-wide registry is built at import",
+}
+KILLED = {1, 3, 36, 37, -24, 24, 152, 255}  # a failing test, a timeout, a type error
+SURVIVED = 0
+
+
+def scratch(scope: str) -> Path:
+    return Path(tempfile.gettempdir()) / "safeguard-mutation" / scope
+
+
+def prepare(scope: str) -> Path:
+    spec = SCOPES[scope]
+    work = scratch(scope)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    shutil.copytree(ROOT / "safeguard", work / "safeguard")
+    shutil.copytree(ROOT / "tests", work / "tests")
+    tests = [t for t in spec.tests if (ROOT / t).exists()]
+    config = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    config += "\n[tool.mutmut]\n" + "\n".join(
+        [
+            'source_paths = ["safeguard"]',
+            f"only_mutate = {json.dumps(spec.modules)}",
+            f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
+            "use_git_change_detection = false",
+            "",
+        ]
+    )
+    (work / "pyproject.toml").write_text(config, encoding="utf-8")
+    return work
+
+
+def run(scope: str, max_children: int) -> int:
+    work = prepare(scope)
+    # The copy's package must be the one imported, not the work tree on PYTHONPATH.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    command = [PYTHON, "-m", "mutmut", "run", "--max-children", str(max_children)]
+    done = subprocess.run([*command, *SCOPES[scope].only], cwd=work, env=env, check=False)
+    report(scope)
+    return done.returncode
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+def _functions(path: Path) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        node.name: node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+
+
+def _first_difference(a: ast.AST, b: ast.AST, parents: list[ast.AST]) -> list[ast.AST] | None:
+    """The path of ``a``'s nodes down to where ``b`` first differs from it (``None``: same)."""
+    if type(a) is not type(b):
+        return [*parents, a]
+    for name, left in ast.iter_fields(a):
+        right = getattr(b, name, None)
+        if isinstance(left, list) and isinstance(right, list):
+            if len(left) != len(right):
+                return [*parents, a]
+            for x, y in zip(left, right, strict=True):
+                if isinstance(x, ast.AST) and isinstance(y, ast.AST):
+                    found = _first_difference(x, y, [*parents, a])
+                    if found is not None:
+                        return found
+                elif x != y:
+                    return [*parents, a]
+        elif isinstance(left, ast.AST) and isinstance(right, ast.AST):
+            found = _first_difference(left, right, [*parents, a])
+            if found is not None:
+                return found
+        elif left != right:
+            return [*parents, a]
+    return None
+
+
+_LOG_METHODS = {"trace", "debug", "info", "success", "warning", "error", "critical", "exception"}
+
+
+def _is_log_call(call: ast.Call) -> bool:
+    func = call.func
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr in _LOG_METHODS
+        and isinstance(func.value, ast.Name)
+        and func.value.id in {"logger", "log"}
+    )
+
+
+# Value types whose positional argument at this index is the human sentence (the code and the
+# numbers beside it are data, and mutants of those count).
+_MESSAGE_ARG = {"Finding": 2, "GateDenial": 1}
+
+
+def _called(call: ast.Call) -> str:
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id
+    return func.attr if isinstance(func, ast.Attribute) else ""
+
+
+def _is_message_only(path: list[ast.AST]) -> bool:
+    """Whether the first difference lies in the text of a raised exception's message (its first
+    argument), of a finding's or a denial's sentence, or of a log call (any argument), or
+    drops that text."""
+    for depth in range(len(path) - 1, -1, -1):
+        node = path[depth]
+        if not isinstance(node, ast.Call):
+            continue
+        below = path[depth + 1] if depth + 1 < len(path) else None
+        raised = any(isinstance(p, ast.Raise) for p in path[:depth])
+        if _is_log_call(node):
+            return below is None or below in node.args
+        index = _MESSAGE_ARG.get(_called(node), 0 if raised else None)
+        if index is None:
+            continue  # a call inside the text (``", ".join(...)``): look further up
+        return below is None or (len(node.args) > index and below is node.args[index])
+    return False
+
+
+def classify(functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef], name: str) -> str:
+    """``message`` or ``behaviour`` for the surviving mutant ``name``."""
+    original, mutant = _pair(functions, name)
+    if not isinstance(original, ast.FunctionDef | ast.AsyncFunctionDef) or not isinstance(
+        mutant, ast.FunctionDef | ast.AsyncFunctionDef
+    ):
+        return "behaviour"
+    path = _first_difference(
+        ast.Module(body=original.body, type_ignores=[]),
+        ast.Module(body=mutant.body, type_ignores=[]),
+        [],
+    )
+    return "message" if path is not None and _is_message_only(path) else "behaviour"
+
+
+def _pair(
+    functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef], name: str
+) -> tuple[ast.AST | None, ast.AST | None]:
+    short = name.rsplit(".", 1)[1]
+    return functions.get(short.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"), functions.get(short)
+
+
+def diff(functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef], name: str) -> list[str]:
+    """The lines the mutant changed, as ``-``/``+`` lines (the function's name left out)."""
+    original, mutant = _pair(functions, name)
+    if original is None or mutant is None:
+        return ["(source not found)"]
+    # The def line too (a mutated default value lives there), with the names made equal.
+    assert isinstance(original, ast.FunctionDef | ast.AsyncFunctionDef)
+    assert isinstance(mutant, ast.FunctionDef | ast.AsyncFunctionDef)
+    before = ast.unparse(original).replace(original.name, "f", 1).splitlines()
+    after = ast.unparse(mutant).replace(mutant.name, "f", 1).splitlines()
+    return [
+        line
+        for line in difflib.unified_diff(before, after, lineterm="", n=0)
+        if line[:1] in "+-" and line[:3] not in ("---", "+++")
+    ]
+
+
+def equivalent(lines: list[str]) -> str | None:
+    """Why a survivor is an equivalent mutant (``EQUIVALENT``), or ``None``."""
+    removed = [line[1:] for line in lines if line.startswith("-")]
+    added = [line[1:] for line in lines if line.startswith("+")]
+    if len(removed) != 1 or len(added) != 1:
+        return None
+    for before, after, why in EQUIVALENT:
+        if re.search(before, removed[0]) and re.search(after, added[0]):
+            return why
+    return None
+
+
+def _module_of(key: str, modules: list[str]) -> str | None:
+    for module in modules:
+        dotted = module[: -len(".py")].replace("/", ".")
+        if key.startswith(dotted + "."):
+            return module
+    return None
+
+
+def report(scope: str) -> dict[str, dict[str, int]]:
+    spec = SCOPES[scope]
+    work = scratch(scope)
+    totals: dict[str, dict[str, int]] = {}
+    survivors: list[str] = []
+    for module in spec.modules:
+        meta_path = work / "mutants" / (module + ".meta")
+        if not meta_path.exists():
+            continue
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        functions = _functions(work / "mutants" / module)
+        counts = {
+            "killed": 0,
+            "behaviour": 0,
+            "message": 0,
+            "equivalent": 0,
+            "no tests": 0,
+            "not run": 0,
+        }
+        for key, code in sorted(meta["exit_code_by_key"].items()):
+            if _module_of(key, spec.modules) != module:
+                continue
+            if spec.only and not any(fnmatch.fnmatchcase(key, glob) for glob in spec.only):
+                continue  # outside the scope's functions
+            if code is None:
+                counts["not run"] += 1
+            elif code in KILLED:
+                counts["killed"] += 1
+            elif code == SURVIVED:
+                kind = classify(functions, key)
+                lines = diff(functions, key)
+                if kind == "behaviour" and (
+                    equivalent(lines) is not None or key.split("__mutmut_")[0] in IMPORT_TIME
+                ):
+                    kind = "equivalent"
+                counts[kind] += 1
+                if kind == "behaviour":
+                    survivors.append(key + "\n" + "\n".join(lines) + "\n")
+            else:
+                counts["no tests"] += 1
+        totals[module] = counts
+    (work / "survivors.txt").write_text("\n".join(survivors), encoding="utf-8")
+    for module, c in totals.items():
+        judged = c["killed"] + c["behaviour"] + c["no tests"]  # uncovered counts as survived
+        score = c["killed"] / judged if judged else 1.0
+        print(
+            f"{module}: {c['killed']}/{judged} killed ({score:.0%}), {c['behaviour']} survived, "
+            f"{c['message']} message-text and {c['equivalent']} equivalent survivors, "
+            f"{c['no tests']} without a covering test, "
+            f"{c['not run']} not run"
+        )
+    print(f"survivors: {work / 'survivors.txt'}")
+    return totals
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("scope", choices=[*SCOPES, "all"])
+    parser.add_argument("--max-children", type=int, default=1)
+    args = parser.parse_args()
+    scopes = list(SCOPES) if args.scope == "all" else [args.scope]
+    status = 0
+    for scope in scopes:
+        if args.action == "run":
+            status |= run(scope, args.max_children)
+        else:
+            report(scope)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
