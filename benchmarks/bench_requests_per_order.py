@@ -5,7 +5,7 @@ sockets), each with its own account. The venue counts every request it answers, 
 endpoint, so what the guard sends is seen from the venue's side, not from the guard's own
 bookkeeping. Time is simulated (a ManualClock the venue and the guard share)::
 
-    .venv/bin/python benchmarks/bench_requests_per_order.py            # 200 orders per case
+    .venv/bin/python benchmarks/bench_requests_per_order.py            # 100 orders per case
     .venv/bin/python benchmarks/bench_requests_per_order.py --orders 50
 
 Cases (each the same orders for both clients):
@@ -48,24 +48,25 @@ from safeguard.venue.inprocess import inprocess_client
 
 KEY, SECRET = "bench-key-0123456789", "bench-secret-0123456789abcdef"
 RAW_KEY = KEY + "-raw"
+RAW_IP, GUARDED_IP = "10.0.0.2", "10.0.0.3"
 SYMBOL = "ETH/USDT:USDT"
 START = 1_700_000_000.0
 
 
 class CountingDialect(Dialect):
-    """The venue's request handling, counting each request by API key and endpoint."""
+    """The venue's request handling, counting each request by client address and endpoint
+    (the address, not the API key: public reads carry no key)."""
 
     def __init__(self, venue: Venue) -> None:
         super().__init__(venue)
         self.requests: Counter[tuple[str, str]] = Counter()
 
     def handle(self, request: Request) -> Response:
-        key = request.header("X-MBX-APIKEY") or "-"
-        self.requests[(key, f"{request.method} {request.path}")] += 1
+        self.requests[(request.client_ip, f"{request.method} {request.path}")] += 1
         return super().handle(request)
 
-    def of(self, key: str) -> Counter[str]:
-        return Counter({path: n for (k, path), n in self.requests.items() if k == key})
+    def of(self, client_ip: str) -> Counter[str]:
+        return Counter({path: n for (ip, path), n in self.requests.items() if ip == client_ip})
 
 
 class Rig:
@@ -78,8 +79,8 @@ class Rig:
         self.dialect = CountingDialect(venue)
         # The venue's own limits would throttle a benchmark loop: lift them.
         self.dialect.limits = type(self.dialect.limits)(10**9, 10**9, 10**9)
-        self.raw = inprocess_client(self.dialect, RAW_KEY, SECRET, client_ip="10.0.0.2")
-        inner = inprocess_client(self.dialect, KEY, SECRET, client_ip="10.0.0.3")
+        self.raw = inprocess_client(self.dialect, RAW_KEY, SECRET, client_ip=RAW_IP)
+        inner = inprocess_client(self.dialect, KEY, SECRET, client_ip=GUARDED_IP)
         policy = Policy.build(
             risk={"require_stop": False, "max_open_orders": None},
             throttle={"weight_limit_per_minute": 10**9, "orders_per_10s": 10**9,
@@ -140,8 +141,10 @@ CASES: list[tuple[str, Order, float]] = [
 ]
 
 
-def _run(rig: Rig, ex: Any, key: str, order: Order, n: int, step_s: float) -> tuple[int, float]:
-    before = rig.dialect.of(key)
+def _run(
+    rig: Rig, ex: Any, client_ip: str, order: Order, n: int, step_s: float
+) -> tuple[int, float]:
+    before = rig.dialect.of(client_ip)
     gc.collect()
     cpu = 0.0
     for i in range(n):
@@ -150,17 +153,17 @@ def _run(rig: Rig, ex: Any, key: str, order: Order, n: int, step_s: float) -> tu
         t0 = time.process_time()
         order(ex, rig, i)
         cpu += time.process_time() - t0
-    sent = sum((rig.dialect.of(key) - before).values())
+    sent = sum((rig.dialect.of(client_ip) - before).values())
     return sent, cpu
 
 
 def _first_order(tmp: Path) -> tuple[Counter[str], Counter[str]]:
     rig = Rig(tmp, "first")
     try:
-        raw0, guarded0 = rig.dialect.of(RAW_KEY), rig.dialect.of(KEY)
+        raw0, guarded0 = rig.dialect.of(RAW_IP), rig.dialect.of(GUARDED_IP)
         market(rig.raw, rig, 0)
         market(rig.guarded, rig, 0)
-        return rig.dialect.of(RAW_KEY) - raw0, rig.dialect.of(KEY) - guarded0
+        return rig.dialect.of(RAW_IP) - raw0, rig.dialect.of(GUARDED_IP) - guarded0
     finally:
         rig.close()
 
@@ -183,10 +186,10 @@ def bench(orders: int, tmp: Path) -> list[dict[str, Any]]:
             # Warm both clients on this case's orders (the guard's first reads are not steady).
             order(rig.raw, rig, 0)
             order(rig.guarded, rig, 0)
-            before = rig.dialect.of(KEY)
-            raw_sent, raw_cpu = _run(rig, rig.raw, RAW_KEY, order, orders, step_s)
-            guarded_sent, guarded_cpu = _run(rig, rig.guarded, KEY, order, orders, step_s)
-            extra = rig.dialect.of(KEY) - before
+            before = rig.dialect.of(GUARDED_IP)
+            raw_sent, raw_cpu = _run(rig, rig.raw, RAW_IP, order, orders, step_s)
+            guarded_sent, guarded_cpu = _run(rig, rig.guarded, GUARDED_IP, order, orders, step_s)
+            extra = rig.dialect.of(GUARDED_IP) - before
             rows.append(
                 {
                     "case": label,
@@ -204,7 +207,7 @@ def bench(orders: int, tmp: Path) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--orders", type=int, default=100)
     args = parser.parse_args(argv)
     print(
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpu(s), "
