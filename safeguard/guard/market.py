@@ -5,8 +5,11 @@ stamped with when it was fetched and, where the venue says, when the venue produ
 an order, :meth:`MarketCache.refresh` names the reads that are missing or due: market rules on
 a schedule (half of ``max_rules_age_s``, so a verdict never rests on rules older than the
 policy allows), tier tables at half of ``max_tiers_age_s`` (venues change them without notice),
-mark/funding and the book when older than half of ``max_market_data_age_s``, the account after
-every order the guard placed. While a position is open, :meth:`MarketCache.ladders_wanted`
+mark/funding and the book when older than half of ``max_market_data_age_s``, and the account
+(balance, positions, open orders, leverage and margin mode) on the same schedule: a reconcile,
+not a re-read after each order. The guard's own orders update the view from their answers
+(:meth:`MarketCache.placed`); only what an answer cannot say exactly is read again before the
+next verdict that adds exposure. While a position is open, :meth:`MarketCache.ladders_wanted`
 asks for the tier tables after any read once they are due, so a bot that places no order
 still sees a change that moves its liquidation price.
 
