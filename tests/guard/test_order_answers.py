@@ -193,3 +193,30 @@ def test_a_fill_the_guard_cannot_apply_is_read_before_new_exposure(
         ex.create_order(SYMBOL, "market", "buy", 0.01)
     assert denied.value.code == Code.MISSING_ACCOUNT
     assert paper.positions() == {VENUE_SYMBOL: pytest.approx(0.08)}
+
+
+def test_a_protective_stop_adds_no_request_and_a_fill_only_the_wallet_read(
+    venues: tuple[tuple[PaperAccount, CountingDialect], ...], tmp_path: Path
+) -> None:
+    (raw_paper, raw_venue), (paper, venue) = venues
+    raw = raw_paper.client()
+    ex = paper.guarded(POLICY, state_dir=tmp_path)
+    counted = []
+    for client, requests in ((raw, raw_venue), (ex, venue)):
+        client.load_markets()
+        low, _ = _limits(client)
+        stop = round(low * 0.95, 1)
+        client.create_order(SYMBOL, "limit", "buy", 0.01, low)  # the guard reads its view
+        before = Counter(requests.requests)
+        for _ in range(2):
+            if client is raw:
+                client.create_order(SYMBOL, "market", "buy", 0.01)
+                client.create_order(
+                    SYMBOL, "market", "sell", 0.01, None, {"stopPrice": stop, "reduceOnly": True}
+                )
+            else:
+                client.create_order(SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": stop})
+        counted.append(requests.since(before))
+    assert counted[0] == Counter({"POST /fapi/v1/order": 2, "POST /fapi/v1/algoOrder": 2})
+    # The second entry's verdict reads the wallet the first fill moved; nothing else.
+    assert counted[1] == counted[0] + Counter({"GET /fapi/v3/account": 1})
