@@ -434,6 +434,8 @@ class MarketCache:
                 "markPrice": mark or _number(leg.get("markPrice")) or cost / (filled * size),
                 "marginMode": "cross",
                 "hedged": False,
+                # The venue's raw row described the old size: only its one-way side holds.
+                "info": {"positionSide": "BOTH"},
             }
             kept.append(moved)
         self.positions = Seen(kept, seen.fetched, seen.venue_time)
