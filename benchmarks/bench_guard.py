@@ -9,10 +9,11 @@ The raw column times the same ccxt call made directly, for scale::
     .venv/bin/python benchmarks/bench_guard.py              # 3,000 reads, 1,500 orders
     .venv/bin/python benchmarks/bench_guard.py --reads 500 --orders 300
 
-Orders alternate buy/sell market 0.01 ETH. The guarded order also re-reads the account after
-each order (the verdict must see the position it changed): those extra venue requests are
-reported as a count, not as overhead, because they are round trips to the venue, not CPU the
-guard spends. The journal is measured both ways: fsync per pending record (the default) and
+Orders alternate buy/sell market 0.01 ETH. The guard applies each answer's fill to its
+position view, but re-reads the wallet after a fill (Binance's order answer carries no
+commission): that extra venue request is reported as a count, not as overhead, because it is
+a round trip to the venue, not CPU the guard spends (``bench_requests_per_order.py`` counts
+requests per order by endpoint). The journal is measured both ways: fsync per pending record (the default) and
 without (``durable_journal=False``). A third run stubs out the rate budget and the health
 monitor, to show what the guard's own core costs apart from those two components.
 """

@@ -211,7 +211,8 @@ class Gate(Protocol):
         ...
 
     def placed(self, intent: OrderIntent, order: Any, now: float) -> None:
-        """An order now exists: account data is stale until re-read."""
+        """An order now exists (``order`` is the venue's answer, ``None`` when there is none):
+        apply what the answer says to the view; what it cannot say is read again first."""
         ...
 
     def refuse(self, intent: OrderIntent, code: str, reason: str, now: float) -> Assessment:
@@ -683,7 +684,7 @@ class GuardCore:
                     self._abandon(intent, holder=write)
                     raise
         except errors.SafeguardError:
-            # Whatever the outcome (an order may exist), the next verdict re-reads the account.
+            # The outcome is unknown (an order may exist): the next verdict re-reads the account.
             self.gate.placed(intent, None, self._last_now)
             raise
         self.gate.placed(intent, order, self._last_now)

@@ -5,8 +5,11 @@ stamped with when it was fetched and, where the venue says, when the venue produ
 an order, :meth:`MarketCache.refresh` names the reads that are missing or due: market rules on
 a schedule (half of ``max_rules_age_s``, so a verdict never rests on rules older than the
 policy allows), tier tables at half of ``max_tiers_age_s`` (venues change them without notice),
-mark/funding and the book when older than half of ``max_market_data_age_s``, the account after
-every order the guard placed. While a position is open, :meth:`MarketCache.ladders_wanted`
+mark/funding and the book when older than half of ``max_market_data_age_s``, and the account
+(balance, positions, open orders, leverage and margin mode) on the same schedule: a reconcile,
+not a re-read after each order. The guard's own orders update the view from their answers
+(:meth:`MarketCache.placed`); only what an answer cannot say exactly is read again before the
+next verdict that adds exposure. While a position is open, :meth:`MarketCache.ladders_wanted`
 asks for the tier tables after any read once they are due, so a bot that places no order
 still sees a change that moves its liquidation price.
 
@@ -311,28 +314,132 @@ class MarketCache:
         return tuple(self.prices.get(symbol, {}).values())
 
     def placed(self, symbol: str, order: Any, now: float) -> None:
-        """Our own order changed the account: re-read it before judging the next one.
+        """Our own order changed the account: apply what its answer says to the view.
 
-        The open orders need no re-read: we know exactly how our order changed them (a
-        resting order joins the list; one that filled or died at once leaves it as it was).
+        A resting order joins the open orders and holds margin (the venue takes its size times
+        its price over the leverage from the available balance); a fill moves the position by
+        the answer's filled quantity and average price. Only what the answer cannot say
+        exactly is marked for a re-read before the next verdict that adds exposure: the wallet
+        after a fill (Binance's order answer carries no commission), a position that flipped
+        (its new entry is the price of the part that opened it, which an aggregate answer does
+        not give) or that is not one one-way cross leg, and the whole account when there is no
+        answer (an order that failed or whose outcome is unknown). Everything else waits for
+        the schedule in :meth:`refresh`: a resting order or a stop never forces a re-read.
         """
+        if not isinstance(order, Mapping):
+            self._reread_balance()
+            self._reread_positions(symbol)
+            self.open_orders.pop(symbol, None)
+            return
+        filled = _number(order.get("filled"))
+        open_ = order.get("status") == "open"
+        # A plain market order never rests, whatever the venue's first answer says of it
+        # (Binance may answer NEW before the fill): such an answer does not say the fill.
+        resting = open_ and (order.get("type") != "market" or _conditional(order))
+        if (open_ and not resting) or (filled is None and not (resting and _conditional(order))):
+            # Nothing says what filled (a conditional order's answer never does, and it
+            # cannot have filled at once: it waits for its trigger).
+            self._reread_balance()
+            self._reread_positions(symbol)
+        elif filled:
+            self._reread_balance()  # the commission is not in the answer
+            if not self._apply_fill(symbol, order, filled):
+                self._reread_positions(symbol)
+        if resting and not _conditional(order) and not order.get("reduceOnly"):
+            self._hold_margin(symbol, order)
+        seen = self.open_orders.get(symbol)
+        if seen is None:
+            self.open_orders.pop(symbol, None)
+            return
+        listed = [o for o in seen.value if o.get("id") != order.get("id")]
+        if resting:
+            listed.append(order)
+        self.open_orders[symbol] = Seen(listed, seen.fetched, seen.venue_time)
+
+    def _reread_balance(self) -> None:
         # Kept, but due at once and too old for a verdict: the triggers still see the rest of
-        # the account while a read of one part (a filtered fetch_positions) refreshes it.
+        # the account until the read.
         if self.balance is not None:
             self.balance = Seen(self.balance.value, -math.inf, None)
+
+    def _reread_positions(self, symbol: str) -> None:
         if self.positions is not None:
             self.positions = Seen(self.positions.value, -math.inf, None)
         self.unsettled.add(symbol)
-        seen = self.open_orders.get(symbol)
-        if seen is None or not isinstance(order, Mapping):
-            self.open_orders.pop(symbol, None)
+
+    def _hold_margin(self, symbol: str, order: Mapping[str, Any]) -> None:
+        """Take a resting order's margin off the view's available balance, as the venue does
+        (its unfilled size at its price over the symbol's leverage). Reducing an opposite
+        position would hold less: over-holding only denies early."""
+        if self.balance is None or not math.isfinite(self.balance.fetched):
+            return  # re-read before the next verdict anyway
+        settle = str((self.markets.get(symbol) or {}).get("settle") or "USDT")
+        setting = self.settings.get(symbol)
+        leverage = None if setting is None else setting.value.get("leverage")
+        remaining, price = _number(order.get("remaining")), _number(order.get("price"))
+        balance = self.balance.value
+        free = _number((balance.get("free") or {}).get(settle))
+        if not leverage or remaining is None or not price or free is None:
+            self._reread_balance()
             return
-        resting = [o for o in seen.value if o.get("id") != order.get("id")]
-        # A plain market order never rests, whatever the venue's first answer says of it
-        # (Binance may answer NEW before the fill).
-        if order.get("status") == "open" and (order.get("type") != "market" or _conditional(order)):
-            resting.append(order)
-        self.open_orders[symbol] = Seen(resting, seen.fetched, seen.venue_time)
+        held = remaining * price / float(leverage)
+        changed = dict(balance)
+        changed["free"] = {**balance["free"], settle: free - held}
+        self.balance = Seen(changed, self.balance.fetched, self.balance.venue_time)
+
+    def _apply_fill(self, symbol: str, order: Mapping[str, Any], filled: float) -> bool:
+        """Move ``symbol``'s position in the view by the fill in ``order``, the venue's way:
+        adding to a position averages the entry by cost, reducing one keeps its entry. False
+        when the answer cannot say the new position exactly."""
+        seen, market = self.positions, self.markets.get(symbol)
+        setting = self.settings.get(symbol)
+        sign = {"buy": 1.0, "sell": -1.0}.get(str(order.get("side")))
+        cost = _number(order.get("cost"))
+        step = _number(((market or {}).get("precision") or {}).get("amount"))
+        if (
+            seen is None
+            or market is None
+            or sign is None
+            or not cost
+            or not step
+            or setting is None
+            or setting.value.get("marginMode") != "cross"  # an isolated leg moves its own wallet
+        ):
+            return False
+        legs = [p for p in seen.value if isinstance(p, Mapping) and p.get("symbol") == symbol]
+        if len(legs) > 1 or any(_hedged(leg) for leg in legs):
+            return False
+        leg: Mapping[str, Any] = legs[0] if legs else {"symbol": symbol, "contracts": 0.0}
+        contracts = _number(leg.get("contracts")) or 0.0
+        held = -contracts if leg.get("side") == "short" else contracts
+        entry = _number(leg.get("entryPrice")) or 0.0
+        size = _number(market.get("contractSize")) or 1.0
+        after = round((held + sign * filled) / step) * step
+        if held and (held > 0) != (sign > 0):
+            if abs(filled) > abs(held) + step / 2:
+                return False  # flipped: the entry of the new side is not in the answer
+        else:
+            entry = (abs(held) * size * entry + cost) / (abs(after) * size)
+        kept = [p for p in seen.value if not (isinstance(p, Mapping) and p.get("symbol") == symbol)]
+        if abs(after) >= step / 2:
+            funding = self.funding.get(symbol)
+            mark = _number(funding.value.get("markPrice")) if funding is not None else None
+            moved = {
+                **leg,
+                **dict.fromkeys(_DERIVED_FIELDS),  # the venue's figures for the old size
+                "contracts": abs(after),
+                "contractSize": size,
+                "side": "long" if after > 0 else "short",
+                "entryPrice": entry,
+                "markPrice": mark or _number(leg.get("markPrice")) or cost / (filled * size),
+                "marginMode": "cross",
+                "hedged": False,
+                # The venue's raw row described the old size: only its one-way side holds.
+                "info": {"positionSide": "BOTH"},
+            }
+            kept.append(moved)
+        self.positions = Seen(kept, seen.fetched, seen.venue_time)
+        return True
 
     def _absorb_settings(self, leverages: Mapping[str, Any], now: float) -> None:
         for sym, structure in leverages.items():
@@ -442,6 +549,24 @@ def _margin_mode_value(value: Any) -> str | None:
     if mode == "crossed":
         return "cross"
     return mode if mode in ("cross", "isolated") else None
+
+
+_DERIVED_FIELDS = (
+    "notional",
+    "unrealizedPnl",
+    "initialMargin",
+    "maintenanceMargin",
+    "liquidationPrice",
+    "percentage",
+    "marginRatio",
+    "collateral",
+)
+"""Fields of a ccxt position the venue works out from its size: not carried over a fill."""
+
+
+def _hedged(position: Mapping[str, Any]) -> bool:
+    info = position.get("info") or {}
+    return bool(position.get("hedged")) or str(info.get("positionSide") or "BOTH") != "BOTH"
 
 
 def _held(contracts: Any) -> bool:

@@ -78,6 +78,10 @@ def _policy(tmp_path: Path) -> Policy:
     return Policy.build(
         risk={"require_stop": False, "max_open_orders": None},
         retry={"base_delay_s": 0.05, "max_delay_s": 1.0, "resolve_attempts": 8},
+        # A fifth of the order sends fail on purpose: the health monitor would call that
+        # SEVERE and refuse the rest of the run (the account re-reads after every order used
+        # to dilute the error rate). What is tested here is the look-up, not the monitor.
+        degradation={"min_samples": 100_000},
         kill_switch={"state_dir": str(tmp_path / "state"), "watch_state_file": False},
     )
 

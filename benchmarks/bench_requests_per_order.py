@@ -1,0 +1,239 @@
+"""Venue requests and CPU per order: a guarded ``ccxt.binanceusdm`` beside raw ccxt, one run.
+
+Both clients are real ``ccxt.binanceusdm`` instances on the same in-process mock venue (no
+sockets), each with its own account. The venue counts every request it answers, by client and
+endpoint, so what the guard sends is seen from the venue's side, not from the guard's own
+bookkeeping. Time is simulated (a ManualClock the venue and the guard share)::
+
+    .venv/bin/python benchmarks/bench_requests_per_order.py            # 100 orders per case
+    .venv/bin/python benchmarks/bench_requests_per_order.py --orders 50
+
+Cases (each the same orders for both clients):
+
+- ``first order``: the first order after ``load_markets`` (the guard reads what its verdict
+  needs; raw ccxt sends the order alone).
+- ``resting limit``: post-only limits far from the mark, buy and sell alternately; none fills.
+- ``market``: market orders, buy and sell alternately (each one fills at once).
+- ``market + stop``: a market buy with a protective stop (``stopLossPrice``): the guard sends
+  the stop as its own order, raw ccxt the same stop as a second call; then a market sell
+  closing it and the stop cancelled, raw and guarded alike.
+- ``limit, 2.5 s apart``: resting limits with the simulated clock moved 2.5 s between orders.
+
+CPU per order is ``time.process_time`` over the case's loop (the venue's own work included,
+the same for both), reported as the guard's extra CPU over raw ccxt's, as a multiple of raw's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from safeguard.clock import ManualClock
+from safeguard.config import Policy
+from safeguard.guard import guard
+from safeguard.killswitch.switch import KillSwitch
+from safeguard.venue import Venue, VenueConfig
+from safeguard.venue.dialect import Dialect, Request, Response
+from safeguard.venue.inprocess import inprocess_client
+
+KEY, SECRET = "bench-key-0123456789", "bench-secret-0123456789abcdef"
+RAW_KEY = KEY + "-raw"
+RAW_IP, GUARDED_IP = "10.0.0.2", "10.0.0.3"
+SYMBOL = "ETH/USDT:USDT"
+START = 1_700_000_000.0
+
+
+class CountingDialect(Dialect):
+    """The venue's request handling, counting each request by client address and endpoint
+    (the address, not the API key: public reads carry no key)."""
+
+    def __init__(self, venue: Venue) -> None:
+        super().__init__(venue)
+        self.requests: Counter[tuple[str, str]] = Counter()
+
+    def handle(self, request: Request) -> Response:
+        self.requests[(request.client_ip, f"{request.method} {request.path}")] += 1
+        return super().handle(request)
+
+    def of(self, client_ip: str) -> Counter[str]:
+        return Counter({path: n for (ip, path), n in self.requests.items() if ip == client_ip})
+
+
+class Rig:
+    def __init__(self, tmp: Path, label: str) -> None:
+        self.clock = ManualClock(START)
+        venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=self.clock)
+        venue.create_account(KEY, SECRET, wallet=1_000_000.0)
+        venue.create_account(RAW_KEY, SECRET, wallet=1_000_000.0)
+        self.venue = venue
+        self.dialect = CountingDialect(venue)
+        # The venue's own limits would throttle a benchmark loop: lift them.
+        self.dialect.limits = type(self.dialect.limits)(10**9, 10**9, 10**9)
+        self.raw = inprocess_client(self.dialect, RAW_KEY, SECRET, client_ip=RAW_IP)
+        inner = inprocess_client(self.dialect, KEY, SECRET, client_ip=GUARDED_IP)
+        policy = Policy.build(
+            risk={"require_stop": False, "max_open_orders": None},
+            throttle={"weight_limit_per_minute": 10**9, "orders_per_10s": 10**9,
+                      "orders_per_minute": 10**9},
+            kill_switch={"state_dir": str(tmp / "state"), "watch_state_file": False},
+        )  # fmt: skip
+        self.switch = KillSwitch(policy.kill_switch, clock=self.clock, watch=False)
+        self.guarded = guard(
+            inner,
+            policy,
+            kill_switch=self.switch,
+            clock=self.clock,
+            journal_path=tmp / f"orders-{label}.jsonl",
+            durable_journal=False,
+        )
+        self.raw.load_markets()
+        self.guarded.load_markets()
+        mark = float(self.raw.fetch_ticker(SYMBOL)["last"])
+        self.low, self.high = round(mark * 0.97, 2), round(mark * 1.03, 2)
+        self.stop_below = round(mark * 0.9, 2)
+
+    def close(self) -> None:
+        self.guarded.runtime.switch.close()
+        self.guarded.runtime.core.journal.close()
+
+
+Order = Callable[[Any, "Rig", int], None]
+
+
+def resting_limit(ex: Any, rig: Rig, i: int) -> None:
+    side, price = ("buy", rig.low) if i % 2 == 0 else ("sell", rig.high)
+    ex.create_order(SYMBOL, "limit", side, 0.01, price, {"timeInForce": "GTX"})
+
+
+def market(ex: Any, rig: Rig, i: int) -> None:
+    ex.create_order(SYMBOL, "market", "buy" if i % 2 == 0 else "sell", 0.01)
+
+
+def market_with_stop(ex: Any, rig: Rig, i: int) -> None:
+    if ex is rig.raw:
+        ex.create_order(SYMBOL, "market", "buy", 0.01)
+        ex.create_order(
+            SYMBOL, "market", "sell", 0.01, None, {"stopPrice": rig.stop_below, "reduceOnly": True}
+        )
+    else:
+        ex.create_order(SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": rig.stop_below})
+
+
+def spaced_limit(ex: Any, rig: Rig, i: int) -> None:
+    resting_limit(ex, rig, i)
+
+
+CASES: list[tuple[str, Order, float]] = [
+    ("resting limit", resting_limit, 0.0),
+    ("market", market, 0.0),
+    ("market + stop", market_with_stop, 0.0),
+    ("limit, 2.5 s apart", spaced_limit, 2.5),
+]
+
+
+def _run(
+    rig: Rig, ex: Any, client_ip: str, order: Order, n: int, step_s: float
+) -> tuple[int, float]:
+    before = rig.dialect.of(client_ip)
+    gc.collect()
+    cpu = 0.0
+    for i in range(n):
+        if step_s:
+            rig.clock.advance(step_s)
+        t0 = time.process_time()
+        order(ex, rig, i)
+        cpu += time.process_time() - t0
+    sent = sum((rig.dialect.of(client_ip) - before).values())
+    return sent, cpu
+
+
+def _first_order(tmp: Path) -> tuple[Counter[str], Counter[str]]:
+    rig = Rig(tmp, "first")
+    try:
+        raw0, guarded0 = rig.dialect.of(RAW_IP), rig.dialect.of(GUARDED_IP)
+        market(rig.raw, rig, 0)
+        market(rig.guarded, rig, 0)
+        return rig.dialect.of(RAW_IP) - raw0, rig.dialect.of(GUARDED_IP) - guarded0
+    finally:
+        rig.close()
+
+
+def bench(orders: int, tmp: Path) -> list[dict[str, Any]]:
+    raw_first, guarded_first = _first_order(tmp)
+    rows: list[dict[str, Any]] = [
+        {
+            "case": "first order (market)",
+            "raw_requests": raw_first.total(),
+            "guarded_requests": guarded_first.total(),
+            "raw_cpu_us": float("nan"),
+            "guarded_cpu_us": float("nan"),
+            "guarded_endpoints": dict(guarded_first),
+        }
+    ]
+    for label, order, step_s in CASES:
+        rig = Rig(tmp, label.replace(" ", "-").replace(",", ""))
+        try:
+            # Warm both clients on this case's orders (the guard's first reads are not steady).
+            order(rig.raw, rig, 0)
+            order(rig.guarded, rig, 0)
+            before = rig.dialect.of(GUARDED_IP)
+            raw_sent, raw_cpu = _run(rig, rig.raw, RAW_IP, order, orders, step_s)
+            guarded_sent, guarded_cpu = _run(rig, rig.guarded, GUARDED_IP, order, orders, step_s)
+            extra = rig.dialect.of(GUARDED_IP) - before
+            rows.append(
+                {
+                    "case": label,
+                    "raw_requests": raw_sent / orders,
+                    "guarded_requests": guarded_sent / orders,
+                    "raw_cpu_us": raw_cpu / orders * 1e6,
+                    "guarded_cpu_us": guarded_cpu / orders * 1e6,
+                    "guarded_endpoints": {k: v / orders for k, v in extra.items()},
+                }
+            )
+        finally:
+            rig.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=100)
+    args = parser.parse_args(argv)
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpu(s), "
+        f"load {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    print(f"orders per case={args.orders}; requests counted by the venue; CPU = process_time")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = bench(args.orders, Path(tmp))
+    print(
+        f"{'case':<22} {'raw req':>8} {'guarded req':>12} {'extra':>6} "
+        f"{'raw CPU us':>11} {'guarded CPU us':>15} {'overhead':>9}"
+    )
+    for row in rows:
+        raw_cpu, guarded_cpu = row["raw_cpu_us"], row["guarded_cpu_us"]
+        overhead = (guarded_cpu - raw_cpu) / raw_cpu if not math.isnan(raw_cpu) else float("nan")
+        print(
+            f"{row['case']:<22} {row['raw_requests']:>8.2f} {row['guarded_requests']:>12.2f} "
+            f"{row['guarded_requests'] - row['raw_requests']:>+6.2f} {raw_cpu:>11.0f} "
+            f"{guarded_cpu:>15.0f} {overhead:>8.2f}x"
+        )
+    print("guarded requests per order, by endpoint:")
+    for row in rows:
+        parts = ", ".join(f"{path} {n:g}" for path, n in sorted(row["guarded_endpoints"].items()))
+        print(f"  {row['case']}: {parts}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

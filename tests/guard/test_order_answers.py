@@ -1,0 +1,222 @@
+"""The guard learns from its own orders' answers instead of re-reading the account.
+
+A resting order joins the open orders and moves no position; a fill moves the position by the
+answer's filled quantity and average price. Only what an answer cannot say exactly (Binance's
+order answer carries no commission, so the wallet after a fill; a position that flipped, whose
+new entry price the aggregate answer does not give) is read again before the next verdict
+that adds exposure. The rest is reconciled on the schedule (half of
+``risk.max_market_data_age_s``), not on the order path.
+
+Requests are counted on the venue's side: real ccxt ``binanceusdm`` clients on the in-process
+mock venue, raw and guarded, each on its own identically seeded venue.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safeguard import errors
+from safeguard.clock import ManualClock
+from safeguard.codes import Code
+from safeguard.config import Policy
+from safeguard.testing import PaperAccount
+from safeguard.testing._paper import DEFAULT_API_KEY, DEFAULT_SECRET, DEFAULT_START
+from safeguard.venue import Venue, VenueConfig
+from safeguard.venue.dialect import Dialect, Request, Response
+
+SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
+POLICY = Policy.build(risk={"require_stop": False}, degradation={"min_samples": 100_000})
+
+
+class CountingDialect(Dialect):
+    """The venue's request handling, counting every request it answers by endpoint."""
+
+    def __init__(self, venue: Venue) -> None:
+        super().__init__(venue)
+        self.requests: Counter[str] = Counter()
+
+    def handle(self, request: Request) -> Response:
+        self.requests[f"{request.method} {request.path}"] += 1
+        return super().handle(request)
+
+    def since(self, before: Counter[str]) -> Counter[str]:
+        return self.requests - before
+
+
+def _paper() -> tuple[PaperAccount, CountingDialect]:
+    clock = ManualClock(DEFAULT_START)
+    venue = Venue(VenueConfig(seed=7, symbols=(VENUE_SYMBOL,)), clock=clock)
+    venue.create_account(DEFAULT_API_KEY, DEFAULT_SECRET, wallet=10_000.0)
+    dialect = CountingDialect(venue)
+    return PaperAccount(venue, clock, dialect, DEFAULT_API_KEY, DEFAULT_SECRET), dialect
+
+
+@pytest.fixture
+def venues() -> Iterator[tuple[tuple[PaperAccount, CountingDialect], ...]]:
+    pair = (_paper(), _paper())
+    yield pair
+    for paper, _ in pair:
+        paper.close()
+
+
+@pytest.fixture
+def guarded_venue() -> Iterator[tuple[PaperAccount, CountingDialect]]:
+    paper, dialect = _paper()
+    yield paper, dialect
+    paper.close()
+
+
+def _limits(ex: Any) -> tuple[float, float]:
+    mark = float(ex.fetch_ticker(SYMBOL)["last"])
+    return round(mark * 0.98, 1), round(mark * 1.02, 1)
+
+
+def _view(ex: Any) -> Any:
+    return ex.runtime.core.gate.cache
+
+
+def _leg(positions: list[Any]) -> tuple[float, str | None, float] | None:
+    for p in positions:
+        if p.get("symbol") == SYMBOL and p.get("contracts"):
+            return float(p["contracts"]), p.get("side"), float(p["entryPrice"])
+    return None
+
+
+def test_a_resting_limit_then_a_second_order_sends_what_raw_ccxt_sends(
+    venues: tuple[tuple[PaperAccount, CountingDialect], ...], tmp_path: Path
+) -> None:
+    (raw_paper, raw_venue), (paper, venue) = venues
+    raw = raw_paper.client()
+    ex = paper.guarded(POLICY, state_dir=tmp_path)
+    counted = []
+    for client, requests in ((raw, raw_venue), (ex, venue)):
+        client.load_markets()
+        low, high = _limits(client)
+        client.create_order(SYMBOL, "limit", "buy", 0.01, low)  # the guard reads its view
+        before = Counter(requests.requests)
+        client.create_order(SYMBOL, "limit", "buy", 0.01, low)
+        client.create_order(SYMBOL, "limit", "sell", 0.01, high)
+        counted.append(requests.since(before))
+    assert counted[0] == Counter({"POST /fapi/v1/order": 2})
+    assert counted[1] == counted[0]
+    assert len(_view(ex).open_orders[SYMBOL].value) == 3
+    # Their margin is held in the view as the venue holds it.
+    free = float(paper.client().fetch_balance()["free"]["USDT"])
+    assert float(_view(ex).balance.value["free"]["USDT"]) == pytest.approx(free, abs=1e-6)
+
+
+def test_a_fill_moves_the_position_in_the_view_as_the_venue_moves_it(
+    guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    paper, venue = guarded_venue
+    ex = paper.guarded(POLICY, state_dir=tmp_path)
+    ex.load_markets()
+    low, _ = _limits(ex)
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    for side, amount in (("buy", 0.05), ("buy", 0.03), ("sell", 0.02)):
+        before = Counter(venue.requests)
+        ex.create_order(SYMBOL, "market", side, amount)
+        sent = venue.since(before)
+        # The position came from the answer; the wallet needs the commission the answer
+        # lacks: read once, before this order's verdict.
+        assert sent["GET /fapi/v3/positionRisk"] == 0, sent
+        view = _leg(_view(ex).positions.value)
+        truth = _leg(paper.client().fetch_positions())
+        assert view is not None
+        assert truth is not None
+        assert view[:2] == truth[:2]
+        assert view[2] == pytest.approx(truth[2], rel=1e-9)
+    before = Counter(venue.requests)
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    sent = venue.since(before)
+    assert sent == Counter({"GET /fapi/v3/account": 1, "POST /fapi/v1/order": 1})
+    wallet = float(paper.client().fetch_balance()["total"]["USDT"])
+    assert float(_view(ex).balance.value["total"]["USDT"]) == pytest.approx(wallet, abs=1e-6)
+
+
+def test_the_account_is_reconciled_once_when_its_schedule_is_due(
+    guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    paper, venue = guarded_venue
+    ex = paper.guarded(POLICY, state_dir=tmp_path)
+    ex.load_markets()
+    low, _ = _limits(ex)
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    paper.advance(POLICY.risk.max_market_data_age_s / 2.0)
+    before = Counter(venue.requests)
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    sent = venue.since(before)
+    for read in (
+        "GET /fapi/v3/account",
+        "GET /fapi/v3/positionRisk",
+        "GET /fapi/v1/openOrders",
+        "GET /fapi/v1/symbolConfig",
+    ):
+        assert sent[read] == 1, (read, sent)
+    assert sent["POST /fapi/v1/order"] == 2
+
+
+def test_a_fill_the_guard_cannot_apply_is_read_before_new_exposure(
+    guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    paper, venue = guarded_venue
+    policy = Policy.build(
+        risk={"require_stop": False},
+        degradation={"min_samples": 100_000},
+        retry={"max_attempts": 1},
+    )
+    ex = paper.guarded(policy, state_dir=tmp_path)
+    ex.load_markets()
+    ex.create_order(SYMBOL, "market", "buy", 0.05)
+    # Long 0.05, sell 0.08: the position flips, and its new entry price is the price of the
+    # part that opened it, which one aggregate answer does not give.
+    ex.create_order(SYMBOL, "market", "sell", 0.08)
+    before = Counter(venue.requests)
+    ex.create_order(SYMBOL, "market", "sell", 0.01)
+    assert venue.since(before)["GET /fapi/v3/positionRisk"] == 1
+    truth = _leg(paper.client().fetch_positions())
+    view = _leg(_view(ex).positions.value)
+    assert view is not None
+    assert view[:2] == truth[:2]
+    # The same flip again with the re-read failing: new exposure is denied.
+    ex.create_order(SYMBOL, "market", "buy", 0.12)
+    paper.set_faults(
+        {"rules": [{"kind": "error", "endpoint": "GET /fapi/v3/positionRisk", "status": 503}]}
+    )
+    with pytest.raises(errors.OrderDenied) as denied:
+        ex.create_order(SYMBOL, "market", "buy", 0.01)
+    assert denied.value.code == Code.MISSING_ACCOUNT
+    assert paper.positions() == {VENUE_SYMBOL: pytest.approx(0.08)}
+
+
+def test_a_protective_stop_adds_no_request_and_a_fill_only_the_wallet_read(
+    venues: tuple[tuple[PaperAccount, CountingDialect], ...], tmp_path: Path
+) -> None:
+    (raw_paper, raw_venue), (paper, venue) = venues
+    raw = raw_paper.client()
+    ex = paper.guarded(POLICY, state_dir=tmp_path)
+    counted = []
+    for client, requests in ((raw, raw_venue), (ex, venue)):
+        client.load_markets()
+        low, _ = _limits(client)
+        stop = round(low * 0.95, 1)
+        client.create_order(SYMBOL, "limit", "buy", 0.01, low)  # the guard reads its view
+        before = Counter(requests.requests)
+        for _ in range(2):
+            if client is raw:
+                client.create_order(SYMBOL, "market", "buy", 0.01)
+                client.create_order(
+                    SYMBOL, "market", "sell", 0.01, None, {"stopPrice": stop, "reduceOnly": True}
+                )
+            else:
+                client.create_order(SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": stop})
+        counted.append(requests.since(before))
+    assert counted[0] == Counter({"POST /fapi/v1/order": 2, "POST /fapi/v1/algoOrder": 2})
+    # The second entry's verdict reads the wallet the first fill moved; nothing else.
+    assert counted[1] == counted[0] + Counter({"GET /fapi/v3/account": 1})
