@@ -18,7 +18,7 @@ from typing import Any
 
 from safeguard import errors
 from safeguard._log import logger
-from safeguard.guard.classify import ErrorClass
+from safeguard.guard.classify import ErrorClass, ban_end
 from safeguard.guard.core import Answer, Send
 from safeguard.guard.orders import CallKind
 from safeguard.guard.throttle import (
@@ -195,10 +195,15 @@ class BudgetPacer:
                 self._learn_published(answer.body)
             return 0.0
         if ec.banned:
-            if ec.banned_until is not None:
-                until = ec.banned_until
-            else:
-                until = now + (ec.retry_after if ec.retry_after is not None else self.default_ban_s)
+            until, capped = ban_end(ec, now, self.default_ban_s)
+            if capped:
+                logger.error(
+                    "the venue's 418 named a ban past Binance's longest; capped at 3 days, "
+                    "until {} (banned_until={}, Retry-After={})",
+                    datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
+                    ec.banned_until,
+                    ec.retry_after,
+                )
             self.budget.record_ban(until, now)
             self._told("418", until - now, ec)
             return max(until - now, 0.0)
