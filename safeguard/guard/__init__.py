@@ -109,12 +109,14 @@ def guard(
     # Opened first: a second guarded exchange on this journal (same exchange and key) is
     # refused before anything is built for it, and whatever fails later lets the journal go.
     journal = OrderJournal(path, durable=durable_journal)
+    built: list[Callable[[], None]] = []  # closers of the parts _guard builds, in build order
     try:
         return _guard(
             exchange,
             policy,
             journal,
             key,
+            built,
             kill_switch=kill_switch,
             clock=clock,
             hooks=hooks,
@@ -129,6 +131,13 @@ def guard(
             ladder=ladder,
         )
     except BaseException:
+        # Whatever failed, nothing this call built outlives it: no watcher thread, signal
+        # handler or fleet connection is left behind for a bot that retries in a loop.
+        for close in reversed(built):
+            try:
+                close()
+            except Exception:  # the original failure is the one to raise
+                logger.exception("guard() failed, and releasing what it built failed too")
         journal.close()
         raise
 
@@ -138,6 +147,7 @@ def _guard(
     policy: Policy,
     journal: OrderJournal,
     key: str,
+    built: list[Callable[[], None]],
     *,
     kill_switch: SwitchLike | None,
     clock: Clock | None,
@@ -158,11 +168,12 @@ def _guard(
         # A policy naming a fleet means the fleet's switch and budget: on the local file
         # switch, ``safeguard kill`` on the same policy (which goes to Redis) would report
         # success while this bot kept trading.
-        kill_switch, budget = _fleet_parts(exchange, policy, clock, kill_switch, budget)
+        kill_switch, budget = _fleet_parts(exchange, policy, clock, kill_switch, budget, built)
     if kill_switch is None:
         from safeguard.killswitch.switch import KillSwitch
 
         kill_switch = KillSwitch(policy.kill_switch, clock=clock)
+        built.append(kill_switch.close)
 
     exchange.options["maxRetriesOnFailure"] = 0
     exchange.enableRateLimit = False
@@ -270,10 +281,12 @@ def _fleet_parts(
     clock: Clock,
     switch: SwitchLike | None,
     budget: RateBudget | None,
+    built: list[Callable[[], None]],
 ) -> tuple[SwitchLike, RateBudget]:
     """The fleet's kill switch and rate budget (``policy.fleet``) for the ones not given, as
     :func:`~safeguard.fleet.member.join_fleet` builds them. They live as long as the process;
-    use ``join_fleet`` for a member that can be closed."""
+    use ``join_fleet`` for a member that can be closed. Their closers go on ``built``, which
+    guard() runs if it fails later."""
     from safeguard.fleet.budget import RedisRateBudget
     from safeguard.fleet.redis_store import open_fleet_switch
 
@@ -293,7 +306,10 @@ def _fleet_parts(
                 opened[0].close()
                 opened[1].close()
             raise
+        built.append(shared.close)
         budget = cast(RateBudget, shared)  # the RateBudget interface, on Redis
+    if opened is not None:
+        built.extend((opened[1].close, opened[0].close))  # run reversed: switch, then store
     assert switch is not None
     return switch, budget
 
