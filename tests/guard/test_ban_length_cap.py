@@ -5,7 +5,6 @@ caps it at Binance's longest ban, three days, and says so loudly."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,35 +16,26 @@ from safeguard.config import Policy
 from safeguard.guard import guard
 from safeguard.guard.classify import MAX_BAN_S
 from safeguard.killswitch.switch import KillSwitch
-from safeguard.testing import PaperAccount, paper_account
+from safeguard.testing import PaperAccount
 
 SYMBOL = "BTC/USDT:USDT"
 THREE_DAYS = 3 * 24 * 3600.0
 
 
-@pytest.fixture
-def paper() -> Iterator[PaperAccount]:
-    account = paper_account(wallet=100_000.0)
-    try:
-        yield account
-    finally:
-        account.close()
-
-
-def _guarded(paper: PaperAccount, tmp: Path) -> Any:
+def _guarded(funded_paper: PaperAccount, tmp: Path) -> Any:
     policy = Policy.build(
         risk={"require_stop": False},
         kill_switch={"state_dir": str(tmp / "state"), "watch_state_file": False},
     )
-    switch = KillSwitch(policy.kill_switch, clock=paper.clock, watch=False)
+    switch = KillSwitch(policy.kill_switch, clock=funded_paper.clock, watch=False)
     return guard(
-        paper.client(),
+        funded_paper.client(),
         policy,
         kill_switch=switch,
-        clock=paper.clock,
+        clock=funded_paper.clock,
         journal_path=tmp / "orders.jsonl",
         durable_journal=False,
-        sleep=lambda s: paper.advance(s) or False,
+        sleep=lambda s: funded_paper.advance(s) or False,
         ladder=False,
     )
 
@@ -58,14 +48,14 @@ def _guarded(paper: PaperAccount, tmp: Path) -> Any:
     ],
 )
 def test_an_absurd_ban_length_is_capped_at_three_days(
-    paper: PaperAccount, tmp_path: Path, rule: dict[str, Any]
+    funded_paper: PaperAccount, tmp_path: Path, rule: dict[str, Any]
 ) -> None:
     assert MAX_BAN_S == THREE_DAYS
-    ex = _guarded(paper, tmp_path)
+    ex = _guarded(funded_paper, tmp_path)
     ex.load_markets()
     error = {"kind": "error", "endpoint": "GET /fapi/v1/ticker/24hr", "status": 418, "count": 1}
-    paper.set_faults({"rules": [{**error, "code": -1003, **rule}]})
-    now = paper.clock.time()
+    funded_paper.set_faults({"rules": [{**error, "code": -1003, **rule}]})
+    now = funded_paper.clock.time()
     loud: list[str] = []
     sink = logger.add(lambda message: loud.append(message.record["message"]), level="ERROR")
     try:

@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from safeguard.config import Policy
 from safeguard.guard import guard
-from safeguard.testing import PaperAccount, paper_account
-
-
-@pytest.fixture
-def paper() -> Iterator[PaperAccount]:
-    account = paper_account(wallet=10_000.0)
-    try:
-        yield account
-    finally:
-        account.close()
+from safeguard.testing import PaperAccount
 
 
 def _threads() -> set[threading.Thread]:
@@ -30,7 +20,7 @@ def _threads() -> set[threading.Thread]:
 
 
 def test_a_failing_guard_stops_the_switch_it_built_and_restores_the_signal_handler(
-    paper: PaperAccount, tmp_path: Path
+    funded_paper: PaperAccount, tmp_path: Path
 ) -> None:
     policy = Policy.build(
         kill_switch={"state_dir": str(tmp_path / "state"), "install_signal_handler": True}
@@ -39,10 +29,10 @@ def test_a_failing_guard_stops_the_switch_it_built_and_restores_the_signal_handl
     before_handler = signal.getsignal(signal.SIGUSR1)
     for _ in range(3):
         with pytest.raises(ValueError, match="book_depth"):
-            guard(paper.client(), policy, clock=paper.clock, book_depth=3)
+            guard(funded_paper.client(), policy, clock=funded_paper.clock, book_depth=3)
     leaked = [t.name for t in _threads() - before_threads if t.is_alive()]
     assert leaked == []
     assert signal.getsignal(signal.SIGUSR1) is before_handler
     # Nothing half-built holds the journal either: the same call, fixed, goes through.
-    ex = guard(paper.client(), policy, clock=paper.clock)
+    ex = guard(funded_paper.client(), policy, clock=funded_paper.clock)
     ex.runtime.switch.close()
