@@ -39,7 +39,7 @@ from safeguard.guard.journal import OrderJournal
 from safeguard.guard.market import MarketCache
 from safeguard.guard.observe import Health, RequestObserver
 from safeguard.guard.orders import CLOCK_SKEW_MARGIN_S, recv_window_s
-from safeguard.guard.pacing import BudgetPacer
+from safeguard.guard.pacing import BudgetPacer, ladder_pace
 from safeguard.guard.redact import register_secrets, secrets_of
 from safeguard.guard.retry import RetryPolicy
 from safeguard.guard.sync import GuardedExchange
@@ -250,7 +250,7 @@ def _guard(
         # Engages and resumes reach the hooks (a switch without listeners just goes unheard).
         add_listener(kill_reporter(hooks))
     if ladder:
-        _attach_ladder(kill_switch, exchange, policy, clock)
+        _attach_ladder(kill_switch, exchange, policy, clock, budget)
     runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep, sleep_async)
     face = AsyncGuardedExchange if _is_async_exchange(exchange) else GuardedExchange
     return face(exchange, runtime)
@@ -314,9 +314,12 @@ def _fleet_parts(
     return switch, budget
 
 
-def _attach_ladder(switch: Any, exchange: Any, policy: Policy, clock: Clock) -> None:
+def _attach_ladder(
+    switch: Any, exchange: Any, policy: Policy, clock: Clock, budget: RateBudget
+) -> None:
     """Run the engage ladder on ``exchange``, the raw one: the guarded exchange's own permit
-    would refuse the ladder's reduce-only flatten orders once the switch is HALTED."""
+    would refuse the ladder's reduce-only flatten orders once the switch is HALTED. It is
+    paced on ``budget`` all the same (cancels on their reserve; a ban waited out)."""
     config = getattr(switch, "config", None)
     if not isinstance(config, KillSwitchConfig):
         config = policy.kill_switch
@@ -345,7 +348,9 @@ def _attach_ladder(switch: Any, exchange: Any, policy: Policy, clock: Clock) -> 
                 "loop=...) from the loop"
             )
             return
-    attach_ladder(_DecidedEngages(switch), exchange, config, loop=loop, clock=clock)
+    attach_ladder(
+        _DecidedEngages(switch), exchange, config, loop=loop, clock=clock, pace=ladder_pace(budget)
+    )
 
 
 @dataclass(frozen=True)
