@@ -158,3 +158,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     )
     for leak in _net.leaks:
         terminalreporter.write_line(leak)
+
+
+@pytest.fixture
+def funded_paper() -> Iterator[Any]:
+    """A paper account (mock venue in process, simulated time) with 100 000 USDT, closed after."""
+    from safeguard.testing import paper_account
+
+    account = paper_account(wallet=100_000.0)
+    try:
+        yield account
+    finally:
+        account.close()

@@ -40,7 +40,7 @@ from safeguard.guard.logging import tap_wire
 from safeguard.guard.market import MarketCache
 from safeguard.guard.observe import Health, RequestObserver
 from safeguard.guard.orders import CLOCK_SKEW_MARGIN_S, recv_window_s
-from safeguard.guard.pacing import BudgetPacer
+from safeguard.guard.pacing import BudgetPacer, ladder_pace
 from safeguard.guard.redact import register_secrets, secrets_of
 from safeguard.guard.retry import RetryPolicy
 from safeguard.guard.sync import GuardedExchange
@@ -110,12 +110,14 @@ def guard(
     # Opened first: a second guarded exchange on this journal (same exchange and key) is
     # refused before anything is built for it, and whatever fails later lets the journal go.
     journal = OrderJournal(path, durable=durable_journal)
+    built: list[Callable[[], None]] = []  # closers of the parts _guard builds, in build order
     try:
         return _guard(
             exchange,
             policy,
             journal,
             key,
+            built,
             kill_switch=kill_switch,
             clock=clock,
             hooks=hooks,
@@ -130,6 +132,13 @@ def guard(
             ladder=ladder,
         )
     except BaseException:
+        # Whatever failed, nothing this call built outlives it: no watcher thread, signal
+        # handler or fleet connection is left behind for a bot that retries in a loop.
+        for close in reversed(built):
+            try:
+                close()
+            except Exception:  # the original failure is the one to raise
+                logger.exception("guard() failed, and releasing what it built failed too")
         journal.close()
         raise
 
@@ -139,6 +148,7 @@ def _guard(
     policy: Policy,
     journal: OrderJournal,
     key: str,
+    built: list[Callable[[], None]],
     *,
     kill_switch: SwitchLike | None,
     clock: Clock | None,
@@ -159,11 +169,12 @@ def _guard(
         # A policy naming a fleet means the fleet's switch and budget: on the local file
         # switch, ``safeguard kill`` on the same policy (which goes to Redis) would report
         # success while this bot kept trading.
-        kill_switch, budget = _fleet_parts(exchange, policy, clock, kill_switch, budget)
+        kill_switch, budget = _fleet_parts(exchange, policy, clock, kill_switch, budget, built)
     if kill_switch is None:
         from safeguard.killswitch.switch import KillSwitch
 
         kill_switch = KillSwitch(policy.kill_switch, clock=clock)
+        built.append(kill_switch.close)
 
     exchange.options["maxRetriesOnFailure"] = 0
     exchange.enableRateLimit = False
@@ -241,7 +252,7 @@ def _guard(
         # Engages and resumes reach the hooks (a switch without listeners just goes unheard).
         add_listener(kill_reporter(hooks))
     if ladder:
-        _attach_ladder(kill_switch, exchange, policy, clock)
+        _attach_ladder(kill_switch, exchange, policy, clock, budget)
     runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep, sleep_async)
     face = AsyncGuardedExchange if _is_async_exchange(exchange) else GuardedExchange
     return face(exchange, runtime)
@@ -272,10 +283,12 @@ def _fleet_parts(
     clock: Clock,
     switch: SwitchLike | None,
     budget: RateBudget | None,
+    built: list[Callable[[], None]],
 ) -> tuple[SwitchLike, RateBudget]:
     """The fleet's kill switch and rate budget (``policy.fleet``) for the ones not given, as
     :func:`~safeguard.fleet.member.join_fleet` builds them. They live as long as the process;
-    use ``join_fleet`` for a member that can be closed."""
+    use ``join_fleet`` for a member that can be closed. Their closers go on ``built``, which
+    guard() runs if it fails later."""
     from safeguard.fleet.budget import RedisRateBudget
     from safeguard.fleet.redis_store import open_fleet_switch
 
@@ -295,14 +308,20 @@ def _fleet_parts(
                 opened[0].close()
                 opened[1].close()
             raise
+        built.append(shared.close)
         budget = cast(RateBudget, shared)  # the RateBudget interface, on Redis
+    if opened is not None:
+        built.extend((opened[1].close, opened[0].close))  # run reversed: switch, then store
     assert switch is not None
     return switch, budget
 
 
-def _attach_ladder(switch: Any, exchange: Any, policy: Policy, clock: Clock) -> None:
+def _attach_ladder(
+    switch: Any, exchange: Any, policy: Policy, clock: Clock, budget: RateBudget
+) -> None:
     """Run the engage ladder on ``exchange``, the raw one: the guarded exchange's own permit
-    would refuse the ladder's reduce-only flatten orders once the switch is HALTED."""
+    would refuse the ladder's reduce-only flatten orders once the switch is HALTED. It is
+    paced on ``budget`` all the same (cancels on their reserve; a ban waited out)."""
     config = getattr(switch, "config", None)
     if not isinstance(config, KillSwitchConfig):
         config = policy.kill_switch
@@ -331,7 +350,9 @@ def _attach_ladder(switch: Any, exchange: Any, policy: Policy, clock: Clock) -> 
                 "loop=...) from the loop"
             )
             return
-    attach_ladder(_DecidedEngages(switch), exchange, config, loop=loop, clock=clock)
+    attach_ladder(
+        _DecidedEngages(switch), exchange, config, loop=loop, clock=clock, pace=ladder_pace(budget)
+    )
 
 
 @dataclass(frozen=True)

@@ -266,6 +266,25 @@ def classify(
     )
 
 
+MAX_BAN_S = 3 * 24 * 3600.0
+"""Binance's longest ban (its escalation runs from 2 minutes to 3 days). A longer stated ban is
+a garbled message or header; believing it would stop the bot until an operator clears it."""
+
+
+def ban_end(ec: ErrorClass, now: float, default_s: float) -> tuple[float, bool]:
+    """When the ban ``ec`` reports ends: the venue's stated time, else ``now`` plus its
+    ``Retry-After``, else ``now + default_s``; capped at ``now + MAX_BAN_S``. Returns the end
+    and whether the cap cut it (the caller says so loudly)."""
+    if ec.banned_until is not None:
+        stated = ec.banned_until
+    elif ec.retry_after is not None:
+        stated = now + ec.retry_after
+    else:
+        stated = now + default_s
+    capped = now + MAX_BAN_S
+    return (capped, True) if stated > capped else (stated, False)
+
+
 def _refine(exc: Exception, rule: Rule, venue_code: str | None) -> tuple[RetryClass, str]:
     if isinstance(exc, ccxt.DuplicateOrderId) or venue_code in _DUPLICATE_CLIENT_ID_CODES:
         return _A, "duplicate-client-order-id"
@@ -337,12 +356,7 @@ def to_safeguard_error(
     detail = scrub_text(f"{type(exc).__name__}: {exc}")
     result: errors.SafeguardError
     if ec.banned:
-        if ec.banned_until is not None:
-            until = ec.banned_until
-        elif ec.retry_after is not None:
-            until = now + ec.retry_after
-        else:
-            until = now + default_ban_s
+        until, _ = ban_end(ec, now, default_ban_s)
         stamp = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
         result = errors.VenueBanned(
             f"the venue banned this client until {stamp}; nothing is sent until then ({detail})",
@@ -381,9 +395,11 @@ def _rejection(
 
 __all__ = [
     "CCXT_RULES",
+    "MAX_BAN_S",
     "ErrorClass",
     "RetryClass",
     "Rule",
+    "ban_end",
     "classify",
     "header",
     "parse_retry_after",

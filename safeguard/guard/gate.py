@@ -417,7 +417,8 @@ class PreTradeGate:
                     legs.append(leg)
         except (KeyError, TypeError, ValueError) as exc:
             return f"positions unusable: {type(exc).__name__}: {exc}"
-        open_orders = sum(len(seen.value) for seen in cache.open_orders.values())
+        # A snapshot: other threads add symbols to the cache meanwhile (see MarketCache).
+        open_orders = sum(len(seen.value) for seen in tuple(cache.open_orders.values()))
         if wallet is None:
             return f"no {settle} wallet balance in the balance read"
         try:

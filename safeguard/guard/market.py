@@ -240,7 +240,10 @@ class MarketCache:
         if symbol is not None:
             self.open_orders[symbol] = Seen(_unique(orders), now, None)
             return
-        by_symbol: dict[str, list[Any]] = {name: [] for name in self.open_orders}
+        # Threads sharing one guarded exchange add symbols while this walks them: walk a
+        # snapshot (list() of a dict is one C call, atomic under the GIL). The cache's values
+        # are replaced, never mutated, so a snapshot is all a reader needs; no lock.
+        by_symbol: dict[str, list[Any]] = {name: [] for name in list(self.open_orders)}
         for order in orders:
             if isinstance(order, Mapping) and isinstance(order.get("symbol"), str):
                 by_symbol.setdefault(order["symbol"], []).append(order)

@@ -18,7 +18,7 @@ from typing import Any
 
 from safeguard import errors
 from safeguard._log import logger
-from safeguard.guard.classify import ErrorClass
+from safeguard.guard.classify import ErrorClass, ban_end
 from safeguard.guard.core import Answer, Send
 from safeguard.guard.orders import CallKind
 from safeguard.guard.throttle import (
@@ -143,6 +143,38 @@ def _interval(count: str | None, unit: str) -> int | None:
     return seconds * (int(count) if count else 1)
 
 
+_LADDER_KINDS: Mapping[str, RequestKind] = {
+    "create_order": RequestKind.REDUCE_ONLY,  # the ladder's flatten orders are reduce-only
+    "fapiPrivatePostCountdownCancelAll": RequestKind.CANCEL,
+    "dapiPrivatePostCountdownCancelAll": RequestKind.CANCEL,
+    "cancel_all_orders_after": RequestKind.CANCEL,
+}
+
+
+def ladder_pace(budget: RateBudget) -> Callable[[str, tuple[Any, ...], float], float]:
+    """The kill ladder's pace on ``budget`` (see :func:`~safeguard.killswitch.ladder.run_ladder`):
+    seconds ``exchange.method(*args)`` must wait at ``now``, 0 once it is charged. Cancels and
+    flatten orders draw on the reserve kept for them; a ban is waited out to its end, never
+    fired into (the venue refuses everything then, and each refusal risks a longer ban)."""
+
+    def pace(method: str, args: tuple[Any, ...], now: float) -> float:
+        send = Send(method, args)
+        kind = _LADDER_KINDS.get(
+            method,
+            RequestKind.CANCEL if method.startswith("cancel") else RequestKind.ESSENTIAL_READ,
+        )
+        decision = budget.decide(kind, weight(send), now)
+        if isinstance(decision, Go):
+            return 0.0
+        if isinstance(decision, Wait):
+            return max(decision.seconds, 1e-3)  # a zero wait would spin
+        if isinstance(decision, Hold):
+            return max(decision.retry_after, 1e-3)
+        return max(decision.until - now, 1e-3)
+
+    return pace
+
+
 @dataclass
 class BudgetPacer:
     """Paces one guarded exchange on a (possibly shared) :class:`RateBudget`."""
@@ -195,10 +227,15 @@ class BudgetPacer:
                 self._learn_published(answer.body)
             return 0.0
         if ec.banned:
-            if ec.banned_until is not None:
-                until = ec.banned_until
-            else:
-                until = now + (ec.retry_after if ec.retry_after is not None else self.default_ban_s)
+            until, capped = ban_end(ec, now, self.default_ban_s)
+            if capped:
+                logger.error(
+                    "the venue's 418 named a ban past Binance's longest; capped at 3 days, "
+                    "until {} (banned_until={}, Retry-After={})",
+                    datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
+                    ec.banned_until,
+                    ec.retry_after,
+                )
             self.budget.record_ban(until, now)
             self._told("418", until - now, ec)
             return max(until - now, 0.0)

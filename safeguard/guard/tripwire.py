@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from safeguard._log import logger
-from safeguard.guard.classify import ErrorClass, RetryClass
+from safeguard.guard.classify import ErrorClass, RetryClass, ban_end
 from safeguard.guard.core import Answer, Send
 from safeguard.killswitch import triggers as t
 from safeguard.killswitch.switch import TradingState
@@ -52,7 +52,7 @@ class TripWire:
                 self.feed(t.LeverageChanged(now, str(send.args[1])))
             return
         if ec.banned:
-            until = ec.banned_until if ec.banned_until is not None else now + (ec.retry_after or 0)
+            until, _ = ban_end(ec, now, 0.0)
             self.feed(t.VenueBan(now, max(until, now)))
         elif ec.retry is RetryClass.NEVER:
             if method in ("create_order", "edit_order"):

@@ -55,6 +55,11 @@ READ_ATTEMPTS = 3
 """Tries of each read and cancel before the rung reports a failure."""
 PAUSE_S = 0.25
 """Pause between tries, and between flatten rounds (an IOC needs no longer to resolve)."""
+MAX_HOLD_S = 3 * 24 * 3600.0
+"""The longest the ladder waits on its ``pace`` before one request (Binance's longest ban):
+past it the request is reported not sent."""
+Pace = Callable[[str, tuple[Any, ...], float], float]
+"""``pace(method, args, now)``: seconds the request must wait (0: send it now, charged)."""
 TICK_SIZE_MODE = 4  # ccxt.TICK_SIZE: market precision is the tick itself, not decimal places
 
 
@@ -496,6 +501,25 @@ def _tick(symbol: str, precision_mode: object) -> Generator[Step, Any, float | N
 # --- the two drivers -------------------------------------------------------------------------
 
 
+def _hold(pace: Pace | None, step: Call | Read, now: float, held: float) -> float:
+    """Seconds to wait before sending ``step`` (after ``held`` already waited for it)."""
+    if pace is None or not isinstance(step, Call):
+        return 0.0
+    wait = pace(step.method, step.args, now)
+    if wait <= 0:
+        return 0.0
+    if held + wait > MAX_HOLD_S:
+        raise RuntimeError(f"{step.method} not sent: the rate budget holds it {wait:.0f}s more")
+    if held == 0:
+        logger.warning(
+            "kill ladder holds {} {:.1f}s: the rate budget (a venue ban, a 429, a full window) "
+            "says wait; sending into a ban would lengthen it",
+            step.method,
+            wait,
+        )
+    return wait
+
+
 def _perform(exchange: Any, step: Call | Read) -> Any:
     if isinstance(step, Read):
         return getattr(exchange, step.name)
@@ -509,10 +533,13 @@ def run_ladder(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Clock | None = None,
+    pace: Pace | None = None,
 ) -> LadderReport:
     """Run the ladder against a sync ccxt exchange. Never raises for a venue failure.
-    ``clock`` (the system clock by default) is read once, as the ladder starts."""
-    steps = ladder_steps(config, state, now=(clock if clock is not None else SystemClock()).time())
+    ``clock`` (the system clock by default) stamps the run and is read before each request
+    ``pace`` (the guard's rate budget, :func:`~safeguard.guard.pacing.ladder_pace`) holds back."""
+    clock = clock if clock is not None else SystemClock()
+    steps = ladder_steps(config, state, now=clock.time())
     step = _resume(steps, None, None)
     while not isinstance(step, LadderReport):
         reply, error = None, None
@@ -520,6 +547,10 @@ def run_ladder(
             sleep(step.seconds)
         else:
             try:
+                held = 0.0
+                while (wait := _hold(pace, step, clock.time(), held)) > 0:
+                    sleep(wait)
+                    held += wait
                 reply = _perform(exchange, step)
             except Exception as exc:
                 error = exc
@@ -534,9 +565,11 @@ async def run_ladder_async(
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Clock | None = None,
+    pace: Pace | None = None,
 ) -> LadderReport:
     """Run the ladder against an ``async_support`` ccxt exchange (sync methods work too)."""
-    steps = ladder_steps(config, state, now=(clock if clock is not None else SystemClock()).time())
+    clock = clock if clock is not None else SystemClock()
+    steps = ladder_steps(config, state, now=clock.time())
     step = _resume(steps, None, None)
     while not isinstance(step, LadderReport):
         reply, error = None, None
@@ -544,6 +577,10 @@ async def run_ladder_async(
             await sleep(step.seconds)
         else:
             try:
+                held = 0.0
+                while (wait := _hold(pace, step, clock.time(), held)) > 0:
+                    await sleep(wait)
+                    held += wait
                 reply = _perform(exchange, step)
                 if isinstance(reply, Awaitable):
                     reply = await reply
@@ -574,13 +611,15 @@ def attach_ladder(
     loop: asyncio.AbstractEventLoop | None = None,
     on_report: Callable[[LadderReport], None] | None = None,
     clock: Clock | None = None,
+    pace: Pace | None = None,
 ) -> Callable[[], None]:
     """Run the ladder whenever ``switch`` engages (here or from another process).
 
     Sync exchanges run it on a fresh thread; for an ``async_support`` exchange pass the
     ``loop`` it lives on. Each engagement (state and ``since``) runs the ladder once;
     ``on_report`` receives each report (alerting, tests). ``clock`` is handed to the runs
-    (the system clock by default). Returns a function that detaches it.
+    (the system clock by default), and so is ``pace`` (see :func:`run_ladder`). Returns a
+    function that detaches it.
     """
     config = config if config is not None else switch.config
     done: set[tuple[TradingState, float]] = set()
@@ -600,10 +639,10 @@ def attach_ladder(
             ).start()
 
     def run(state: SwitchState) -> None:
-        report(run_ladder(exchange, config, state, clock=clock))
+        report(run_ladder(exchange, config, state, clock=clock, pace=pace))
 
     async def run_async(state: SwitchState) -> None:
-        report(await run_ladder_async(exchange, config, state, clock=clock))
+        report(await run_ladder_async(exchange, config, state, clock=clock, pace=pace))
 
     def report(result: LadderReport) -> None:
         if on_report is not None:
@@ -656,12 +695,14 @@ def _base36(number: int) -> str:
 
 __all__ = [
     "COUNTDOWN_METHODS",
+    "MAX_HOLD_S",
     "Call",
     "CancelOrder",
     "CancelSymbol",
     "LadderReport",
     "OpenOrder",
     "Outcome",
+    "Pace",
     "Position",
     "Read",
     "ReduceOnlyOrder",

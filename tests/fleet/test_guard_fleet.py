@@ -3,6 +3,7 @@ another process on the same policy (``safeguard kill --policy``) stops its order
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,4 +40,23 @@ def test_guard_on_a_fleet_policy_obeys_the_fleet_switch(
         operator.close()
         store.close()
         ex.runtime.switch.close()
+        paper.close()
+
+
+def test_a_failing_guard_on_a_fleet_policy_closes_the_fleet_parts_it_opened(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    policy = Policy.build(
+        fleet={"redis_url": redis_url, "key_prefix": prefix},
+        kill_switch={"state_dir": str(tmp_path / "state")},
+    )
+    paper = paper_account(wallet=10_000)
+    try:
+        before = set(threading.enumerate())
+        for _ in range(3):
+            with pytest.raises(ValueError, match="book_depth"):
+                guard(paper.client(), policy, clock=paper.clock, book_depth=3)
+        leaked = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+        assert leaked == []
+    finally:
         paper.close()
