@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from safeguard._log import logger
+from safeguard.venue import candles
 from safeguard.venue.errors import VenueReject
 from safeguard.venue.events import (
     AccountChanged,
@@ -83,20 +84,8 @@ MAX_INBOUND_PER_S = 10
 _CONDITIONAL = ("STOP_MARKET", "TAKE_PROFIT_MARKET")
 _PUBLIC_KINDS = frozenset({"depth", "partial_depth", "bookTicker", "trade"})
 _PERIOD_S = {"markPrice": 3.0, "ticker": 2.0, "miniTicker": 2.0, "kline": 0.25}
-KLINE_INTERVALS_S = {
-    "1m": 60,
-    "3m": 180,
-    "5m": 300,
-    "15m": 900,
-    "30m": 1800,
-    "1h": 3600,
-    "2h": 7200,
-    "4h": 14400,
-    "6h": 21600,
-    "8h": 28800,
-    "12h": 43200,
-    "1d": 86400,
-}
+KLINE_INTERVALS_S = candles.INTERVALS
+"""The kline streams serve every interval the klines route does (one table, in candles)."""
 _LIQUIDATION_IDS = 9_000_000_001
 """The venue closes a liquidated position without an order of the account's; the stream
 shows it as an order with an id from this range."""
