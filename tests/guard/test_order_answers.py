@@ -93,6 +93,16 @@ def _leg(positions: list[Any]) -> tuple[float, str | None, float] | None:
     return None
 
 
+def _with_a_resting_limit(paper: PaperAccount, tmp_path: Path) -> tuple[Any, float]:
+    """A guarded client whose first order (a resting buy, returned with its price) made it
+    read its view."""
+    ex = paper.guarded(POLICY, state_dir=tmp_path)
+    ex.load_markets()
+    low, _ = _limits(ex)
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    return ex, low
+
+
 def _sent_after_a_first_order(
     venues: tuple[tuple[PaperAccount, CountingDialect], ...],
     tmp_path: Path,
@@ -135,10 +145,7 @@ def test_a_fill_moves_the_position_in_the_view_as_the_venue_moves_it(
     guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
 ) -> None:
     paper, venue = guarded_venue
-    ex = paper.guarded(POLICY, state_dir=tmp_path)
-    ex.load_markets()
-    low, _ = _limits(ex)
-    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    ex, low = _with_a_resting_limit(paper, tmp_path)
     for side, amount in (("buy", 0.05), ("buy", 0.03), ("sell", 0.02)):
         before = Counter(venue.requests)
         ex.create_order(SYMBOL, "market", side, amount)
@@ -173,10 +180,7 @@ def test_fills_move_the_wallet_in_the_view_as_the_venue_moves_it(
     guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
 ) -> None:
     paper, venue = guarded_venue
-    ex = paper.guarded(POLICY, state_dir=tmp_path)
-    ex.load_markets()
-    low, _ = _limits(ex)
-    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)  # the guard reads its view
+    ex, _ = _with_a_resting_limit(paper, tmp_path)
     start = _wallet(paper.client().fetch_balance())
     # Open, add, reduce, close: commission on each, realized PnL on the last two.
     for side, amount, params in (
@@ -199,10 +203,7 @@ def test_the_account_is_reconciled_once_when_its_schedule_is_due(
     guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
 ) -> None:
     paper, venue = guarded_venue
-    ex = paper.guarded(POLICY, state_dir=tmp_path)
-    ex.load_markets()
-    low, _ = _limits(ex)
-    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    ex, low = _with_a_resting_limit(paper, tmp_path)
     paper.advance(POLICY.risk.max_market_data_age_s / 2.0)
     before = Counter(venue.requests)
     ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
