@@ -93,6 +93,10 @@ class MarketCache:
     prices: dict[str, dict[str, PriceTrack]] = field(default_factory=dict)
     """Per symbol, how long each published price (mark, last, book mid) has stood still, on
     our clock."""
+    fees: dict[str, Seen] = field(default_factory=dict)
+    """Per symbol, the account's commission rates (``fetch_trading_fee``: ``maker``,
+    ``taker``), read with the rules and on their schedule: a fill's commission is not in
+    Binance's order answer, and with the rate the view applies it without a wallet re-read."""
     ladders_asked: float | None = None
     """When :meth:`ladders_wanted` last asked for the tier tables (one ask per due period,
     whatever became of it, so a failing read is not repeated after every read)."""
@@ -107,6 +111,9 @@ class MarketCache:
             sends.append(Send("load_markets", (True,)))
         if self.markets and symbol not in self.markets:
             return sends  # unknown symbol: nothing more to read; the verdict denies it
+        fee = self.fees.get(symbol)
+        if fee is None or now - fee.fetched >= rules_due:
+            sends.append(Send("fetch_trading_fee", (symbol,)))
         tiers = self.tiers.get(symbol)
         if tiers is None or now - tiers.fetched >= self._tiers_due:
             # Every symbol's ladder: positions elsewhere share the cross wallet.
@@ -191,6 +198,8 @@ class MarketCache:
         elif method == "fetch_ticker" and isinstance(value, Mapping) and symbol:
             self.tickers[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
             self._track(symbol, "last", value.get("last"), self.tickers[symbol])
+        elif method == "fetch_trading_fee" and isinstance(value, Mapping) and symbol:
+            self.fees[symbol] = Seen(value, now, None)
         elif method == "fetch_leverages" and isinstance(value, Mapping) and not args:
             self._absorb_settings(value, now)
         elif method in ("set_leverage", "set_margin_mode") and len(args) >= 2:
@@ -323,7 +332,8 @@ class MarketCache:
         its price over the leverage from the available balance); a fill moves the position by
         the answer's filled quantity and average price. Only what the answer cannot say
         exactly is marked for a re-read before the next verdict that adds exposure: the wallet
-        after a fill (Binance's order answer carries no commission), a position that flipped
+        after a fill whose commission it cannot work out (no rate read for the symbol: Binance's
+        order answer carries none), a position that flipped
         (its new entry is the price of the part that opened it, which an aggregate answer does
         not give) or that is not one one-way cross leg, and the whole account when there is no
         answer (an order that failed or whose outcome is unknown). Everything else waits for
@@ -345,9 +355,12 @@ class MarketCache:
             self._reread_balance()
             self._reread_positions(symbol)
         elif filled:
-            self._reread_balance()  # the commission is not in the answer
+            before = self._signed_leg(symbol)
             if not self._apply_fill(symbol, order, filled):
+                self._reread_balance()
                 self._reread_positions(symbol)
+            elif before is None or not self._settle_fill(symbol, order, before):
+                self._reread_balance()
         if resting and not _conditional(order) and not order.get("reduceOnly"):
             self._hold_margin(symbol, order)
         seen = self.open_orders.get(symbol)
@@ -444,6 +457,95 @@ class MarketCache:
         self.positions = Seen(kept, seen.fetched, seen.venue_time)
         return True
 
+    def _signed_leg(self, symbol: str) -> tuple[float, float] | None:
+        """``symbol``'s one-way leg in the view: signed contracts and entry price (0, 0 when
+        flat), or None when there is no one such leg."""
+        if self.positions is None:
+            return None
+        legs = [
+            p for p in self.positions.value if isinstance(p, Mapping) and p.get("symbol") == symbol
+        ]
+        if not legs:
+            return 0.0, 0.0
+        if len(legs) > 1 or _hedged(legs[0]):
+            return None
+        contracts = _number(legs[0].get("contracts")) or 0.0
+        entry = _number(legs[0].get("entryPrice")) or 0.0
+        return (-contracts if legs[0].get("side") == "short" else contracts), entry
+
+    def _settle_fill(
+        self, symbol: str, order: Mapping[str, Any], before: tuple[float, float]
+    ) -> bool:
+        """Move the wallet by a fill the venue's way, after :meth:`_apply_fill` moved the leg
+        from ``before``: the commission (the answer's fee, else its cost at the taker rate:
+        a fill in the order's own answer took liquidity) and the realized PnL of the reduced
+        part go to the wallet; the available balance also follows the leg's unrealized PnL
+        and initial margin at the view's mark. False when a figure it needs is missing."""
+        after = self._signed_leg(symbol)
+        balance, market = self.balance, self.markets.get(symbol) or {}
+        settle = str(market.get("settle") or "USDT")
+        cost = _number(order.get("cost"))
+        funding, setting = self.funding.get(symbol), self.settings.get(symbol)
+        mark = _number(funding.value.get("markPrice")) if funding is not None else None
+        leverage = _number(setting.value.get("leverage")) if setting is not None else None
+        commission = _commission(order, cost, self.fees.get(symbol), settle)
+        if (
+            after is None
+            or balance is None
+            or not math.isfinite(balance.fetched)
+            or not cost
+            or not mark
+            or not leverage
+            or commission is None
+        ):
+            return False
+        size = _number(market.get("contractSize")) or 1.0
+        (held, entry), (now_held, now_entry) = before, after
+        realized = 0.0
+        if held and (held > 0) != (now_held > held):  # it reduced the leg (a flip re-reads)
+            reduced = abs(held) - abs(now_held)
+            price = cost / (_number(order.get("filled")) or math.inf) / size
+            realized = (price - entry) * reduced * size * (1.0 if held > 0 else -1.0)
+        wallet_move = realized - commission
+        unrealized_move = (mark - now_entry) * now_held * size - (mark - entry) * held * size
+        margin_move = (abs(now_held) - abs(held)) * size * mark / leverage
+        value = balance.value
+        free = _number((value.get("free") or {}).get(settle))
+        total = _number((value.get("total") or {}).get(settle))
+        used = _number((value.get("used") or {}).get(settle))
+        if free is None or total is None:
+            return False
+        moved = {
+            "free": free + wallet_move + unrealized_move - margin_move,
+            "total": total + wallet_move + unrealized_move,
+            "used": None if used is None else used + margin_move,
+        }
+        changed = dict(value)
+        for part, number in moved.items():
+            changed[part] = {**(value.get(part) or {}), settle: number}
+        if isinstance(value.get(settle), Mapping):
+            changed[settle] = {**value[settle], **moved}
+        info = value.get("info")
+        if isinstance(info, Mapping) and isinstance(info.get("assets"), list):
+            assets = []
+            for asset in info["assets"]:
+                if isinstance(asset, Mapping) and asset.get("asset") == settle:
+                    wallet = _number(asset.get("walletBalance"))
+                    if wallet is None:
+                        return False
+                    asset_after = {
+                        **asset,
+                        "walletBalance": str(wallet + wallet_move),
+                        "availableBalance": str(moved["free"]),
+                        "marginBalance": str(moved["total"]),
+                    }
+                    assets.append(asset_after)
+                else:
+                    assets.append(asset)
+            changed["info"] = {**info, "assets": assets}
+        self.balance = Seen(changed, balance.fetched, balance.venue_time)
+        return True
+
     def _absorb_settings(self, leverages: Mapping[str, Any], now: float) -> None:
         for sym, structure in leverages.items():
             if not isinstance(structure, Mapping):
@@ -520,6 +622,22 @@ def _conditional(order: Mapping[str, Any]) -> bool:
     return bool(order.get("triggerPrice") or order.get("stopPrice")) or kind.startswith(
         ("stop", "take_profit", "trailing")
     )
+
+
+def _commission(
+    order: Mapping[str, Any], cost: float | None, rates: Seen | None, settle: str
+) -> float | None:
+    """A fill's commission in ``settle``: the answer's fee when ccxt parsed one in that
+    currency, else its cost at the account's taker rate; None when neither is known."""
+    fee = order.get("fee")
+    if isinstance(fee, Mapping) and fee.get("currency") == settle:
+        paid = _number(fee.get("cost"))
+        if paid is not None:
+            return paid
+    taker = _number(rates.value.get("taker")) if rates is not None else None
+    if cost is None or taker is None or taker < 0.0:
+        return None
+    return cost * taker
 
 
 def _unique(orders: list[Any]) -> list[Any]:

@@ -49,6 +49,7 @@ _WEIGHTS: Mapping[str, float] = {
     "fetch_positions": 6,  # positionRisk 5 (+ leverageBracket 1 the first time)
     "fetch_leverage_tiers": 1,
     "fetch_leverages": 5,  # symbolConfig
+    "fetch_trading_fee": 20,  # commissionRate
     "fetch_order": 1,
     "fetch_orders": 5,
     "fetch_my_trades": 5,

@@ -41,6 +41,7 @@ def test_refresh_names_what_is_missing_then_what_is_due() -> None:
     cache = MarketCache(limits)
     assert _methods(cache.refresh(SYMBOL, 0.0)) == [
         "load_markets",
+        "fetch_trading_fee",  # the account's commission rates, on the rules' schedule
         "fetch_leverage_tiers",
         "fetch_funding_rate",
         "fetch_ticker",
@@ -72,7 +73,11 @@ def test_refresh_names_what_is_missing_then_what_is_due() -> None:
         "fetch_open_orders",
         "fetch_leverages",
     ]
-    assert _methods(cache.refresh(SYMBOL, 50.0))[:2] == ["load_markets", "fetch_leverage_tiers"]
+    assert _methods(cache.refresh(SYMBOL, 50.0))[:3] == [
+        "load_markets",
+        "fetch_trading_fee",
+        "fetch_leverage_tiers",
+    ]
     # A symbol the venue does not list needs nothing more: the verdict denies it.
     assert cache.refresh("NOPE/USDT:USDT", 1.0) == []
 

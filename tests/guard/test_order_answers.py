@@ -1,10 +1,11 @@
 """The guard learns from its own orders' answers instead of re-reading the account.
 
 A resting order joins the open orders and moves no position; a fill moves the position by the
-answer's filled quantity and average price. Only what an answer cannot say exactly (Binance's
-order answer carries no commission, so the wallet after a fill; a position that flipped, whose
-new entry price the aggregate answer does not give) is read again before the next verdict
-that adds exposure. The rest is reconciled on the schedule (half of
+answer's filled quantity and average price, and the wallet by its commission (at the account's
+taker rate, read once with the rules: Binance's order answer carries none) and the realized PnL
+of what it reduced. Only what an answer cannot say exactly (a fill whose rate is unknown; a
+position that flipped, whose new entry price the aggregate answer does not give) is read again
+before the next verdict that adds exposure. The rest is reconciled on the schedule (half of
 ``risk.max_market_data_age_s``), not on the order path.
 
 Requests are counted on the venue's side: real ccxt ``binanceusdm`` clients on the in-process
@@ -13,8 +14,9 @@ mock venue, raw and guarded, each on its own identically seeded venue.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,10 @@ from safeguard.venue.dialect import Dialect, Request, Response
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 POLICY = Policy.build(risk={"require_stop": False}, degradation={"min_samples": 100_000})
+ONE_ATTEMPT = Policy.build(
+    risk={"require_stop": False}, degradation={"min_samples": 100_000}, retry={"max_attempts": 1}
+)
+"""A read that fails is not retried: the failure reaches the verdict."""
 
 
 class CountingDialect(Dialect):
@@ -87,23 +93,48 @@ def _leg(positions: list[Any]) -> tuple[float, str | None, float] | None:
     return None
 
 
-def test_a_resting_limit_then_a_second_order_sends_what_raw_ccxt_sends(
-    venues: tuple[tuple[PaperAccount, CountingDialect], ...], tmp_path: Path
-) -> None:
+def _with_a_resting_limit(paper: PaperAccount, tmp_path: Path) -> tuple[Any, float]:
+    """A guarded client whose first order (a resting buy, returned with its price) made it
+    read its view."""
+    ex = paper.guarded(POLICY, state_dir=tmp_path)
+    ex.load_markets()
+    low, _ = _limits(ex)
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    return ex, low
+
+
+def _sent_after_a_first_order(
+    venues: tuple[tuple[PaperAccount, CountingDialect], ...],
+    tmp_path: Path,
+    orders: Callable[[Any, bool, tuple[float, float]], None],
+) -> tuple[Counter[str], Counter[str], Any]:
+    """What raw ccxt and the guard each send for ``orders(client, raw, (low, high))``, after
+    a first resting limit (for the guard: after the reads that build its view)."""
     (raw_paper, raw_venue), (paper, venue) = venues
     raw = raw_paper.client()
     ex = paper.guarded(POLICY, state_dir=tmp_path)
     counted = []
     for client, requests in ((raw, raw_venue), (ex, venue)):
         client.load_markets()
-        low, high = _limits(client)
-        client.create_order(SYMBOL, "limit", "buy", 0.01, low)  # the guard reads its view
+        limits = _limits(client)
+        client.create_order(SYMBOL, "limit", "buy", 0.01, limits[0])
         before = Counter(requests.requests)
-        client.create_order(SYMBOL, "limit", "buy", 0.01, low)
-        client.create_order(SYMBOL, "limit", "sell", 0.01, high)
+        orders(client, client is raw, limits)
         counted.append(requests.since(before))
-    assert counted[0] == Counter({"POST /fapi/v1/order": 2})
-    assert counted[1] == counted[0]
+    return counted[0], counted[1], ex
+
+
+def test_a_resting_limit_then_a_second_order_sends_what_raw_ccxt_sends(
+    venues: tuple[tuple[PaperAccount, CountingDialect], ...], tmp_path: Path
+) -> None:
+    def orders(client: Any, raw: bool, limits: tuple[float, float]) -> None:
+        client.create_order(SYMBOL, "limit", "buy", 0.01, limits[0])
+        client.create_order(SYMBOL, "limit", "sell", 0.01, limits[1])
+
+    raw_sent, guarded_sent, ex = _sent_after_a_first_order(venues, tmp_path, orders)
+    paper = venues[1][0]
+    assert raw_sent == Counter({"POST /fapi/v1/order": 2})
+    assert guarded_sent == raw_sent
     assert len(_view(ex).open_orders[SYMBOL].value) == 3
     # Their margin is held in the view as the venue holds it.
     free = float(paper.client().fetch_balance()["free"]["USDT"])
@@ -114,16 +145,12 @@ def test_a_fill_moves_the_position_in_the_view_as_the_venue_moves_it(
     guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
 ) -> None:
     paper, venue = guarded_venue
-    ex = paper.guarded(POLICY, state_dir=tmp_path)
-    ex.load_markets()
-    low, _ = _limits(ex)
-    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    ex, low = _with_a_resting_limit(paper, tmp_path)
     for side, amount in (("buy", 0.05), ("buy", 0.03), ("sell", 0.02)):
         before = Counter(venue.requests)
         ex.create_order(SYMBOL, "market", side, amount)
         sent = venue.since(before)
-        # The position came from the answer; the wallet needs the commission the answer
-        # lacks: read once, before this order's verdict.
+        # The position came from the answer, and no account read was needed for it.
         assert sent["GET /fapi/v3/positionRisk"] == 0, sent
         view = _leg(_view(ex).positions.value)
         truth = _leg(paper.client().fetch_positions())
@@ -134,19 +161,49 @@ def test_a_fill_moves_the_position_in_the_view_as_the_venue_moves_it(
     before = Counter(venue.requests)
     ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
     sent = venue.since(before)
-    assert sent == Counter({"GET /fapi/v3/account": 1, "POST /fapi/v1/order": 1})
+    assert sent == Counter({"POST /fapi/v1/order": 1})
     wallet = float(paper.client().fetch_balance()["total"]["USDT"])
-    assert float(_view(ex).balance.value["total"]["USDT"]) == pytest.approx(wallet, abs=1e-6)
+    assert float(_view(ex).balance.value["total"]["USDT"]) == pytest.approx(wallet, abs=0.01)
+
+
+def _wallet(balance: Any) -> tuple[float, float, float]:
+    """Wallet balance, available balance and margin balance, as the guard's verdict reads them."""
+    (asset,) = [a for a in balance["info"]["assets"] if a["asset"] == "USDT"]
+    return (
+        float(asset["walletBalance"]),
+        float(balance["free"]["USDT"]),
+        float(balance["total"]["USDT"]),
+    )
+
+
+def test_fills_move_the_wallet_in_the_view_as_the_venue_moves_it(
+    guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    paper, venue = guarded_venue
+    ex, _ = _with_a_resting_limit(paper, tmp_path)
+    start = _wallet(paper.client().fetch_balance())
+    # Open, add, reduce, close: commission on each, realized PnL on the last two.
+    for side, amount, params in (
+        ("buy", 0.05, {}),
+        ("buy", 0.03, {}),
+        ("sell", 0.02, {}),
+        ("sell", 0.06, {"reduceOnly": True}),
+    ):
+        before = Counter(venue.requests)
+        ex.create_order(SYMBOL, "market", side, amount, None, params)
+        assert venue.since(before) == Counter({"POST /fapi/v1/order": 1}), (side, amount)
+        truth = _wallet(paper.client().fetch_balance())
+        view = _wallet(_view(ex).balance.value)
+        assert view == pytest.approx(truth, abs=0.01), (side, amount)
+    assert paper.positions() == {}
+    assert truth[0] < start[0]  # the wallet did move: four commissions
 
 
 def test_the_account_is_reconciled_once_when_its_schedule_is_due(
     guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
 ) -> None:
     paper, venue = guarded_venue
-    ex = paper.guarded(POLICY, state_dir=tmp_path)
-    ex.load_markets()
-    low, _ = _limits(ex)
-    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    ex, low = _with_a_resting_limit(paper, tmp_path)
     paper.advance(POLICY.risk.max_market_data_age_s / 2.0)
     before = Counter(venue.requests)
     ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
@@ -166,12 +223,7 @@ def test_a_fill_the_guard_cannot_apply_is_read_before_new_exposure(
     guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
 ) -> None:
     paper, venue = guarded_venue
-    policy = Policy.build(
-        risk={"require_stop": False},
-        degradation={"min_samples": 100_000},
-        retry={"max_attempts": 1},
-    )
-    ex = paper.guarded(policy, state_dir=tmp_path)
+    ex = paper.guarded(ONE_ATTEMPT, state_dir=tmp_path)
     ex.load_markets()
     ex.create_order(SYMBOL, "market", "buy", 0.05)
     # Long 0.05, sell 0.08: the position flips, and its new entry price is the price of the
@@ -195,28 +247,64 @@ def test_a_fill_the_guard_cannot_apply_is_read_before_new_exposure(
     assert paper.positions() == {VENUE_SYMBOL: pytest.approx(0.08)}
 
 
-def test_a_protective_stop_adds_no_request_and_a_fill_only_the_wallet_read(
+def test_a_fill_whose_commission_rate_is_unknown_is_read_before_new_exposure(
+    guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    paper, venue = guarded_venue
+    paper.set_faults(
+        {"rules": [{"kind": "error", "endpoint": "GET /fapi/v1/commissionRate", "status": 503}]}
+    )
+    ex = paper.guarded(ONE_ATTEMPT, state_dir=tmp_path)
+    ex.load_markets()
+    assert SYMBOL not in _view(ex).fees
+    ex.create_order(SYMBOL, "market", "buy", 0.05)
+    before = Counter(venue.requests)
+    ex.create_order(SYMBOL, "market", "buy", 0.01)
+    assert venue.since(before)["GET /fapi/v3/account"] == 1
+    # The second fill's commission is unknown too: the wallet waits for its re-read.
+    assert not math.isfinite(_view(ex).balance.fetched)
+    # With the wallet re-read failing too, new exposure is denied.
+    paper.set_faults(
+        {
+            "rules": [
+                {"kind": "error", "endpoint": "GET /fapi/v1/commissionRate", "status": 503},
+                {"kind": "error", "endpoint": "GET /fapi/v3/account", "status": 503},
+            ]
+        }
+    )
+    with pytest.raises(errors.OrderDenied) as denied:
+        ex.create_order(SYMBOL, "market", "buy", 0.01)
+    assert denied.value.code == Code.MISSING_ACCOUNT
+    assert paper.positions() == {VENUE_SYMBOL: pytest.approx(0.06)}
+
+
+def test_a_protective_stop_and_a_fill_add_no_request(
     venues: tuple[tuple[PaperAccount, CountingDialect], ...], tmp_path: Path
 ) -> None:
-    (raw_paper, raw_venue), (paper, venue) = venues
-    raw = raw_paper.client()
-    ex = paper.guarded(POLICY, state_dir=tmp_path)
-    counted = []
-    for client, requests in ((raw, raw_venue), (ex, venue)):
-        client.load_markets()
-        low, _ = _limits(client)
-        stop = round(low * 0.95, 1)
-        client.create_order(SYMBOL, "limit", "buy", 0.01, low)  # the guard reads its view
-        before = Counter(requests.requests)
+    def orders(client: Any, raw: bool, limits: tuple[float, float]) -> None:
+        stop = round(limits[0] * 0.95, 1)
         for _ in range(2):
-            if client is raw:
+            if raw:
                 client.create_order(SYMBOL, "market", "buy", 0.01)
                 client.create_order(
                     SYMBOL, "market", "sell", 0.01, None, {"stopPrice": stop, "reduceOnly": True}
                 )
             else:
                 client.create_order(SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": stop})
-        counted.append(requests.since(before))
-    assert counted[0] == Counter({"POST /fapi/v1/order": 2, "POST /fapi/v1/algoOrder": 2})
-    # The second entry's verdict reads the wallet the first fill moved; nothing else.
-    assert counted[1] == counted[0] + Counter({"GET /fapi/v3/account": 1})
+
+    raw_sent, guarded_sent, _ = _sent_after_a_first_order(venues, tmp_path, orders)
+    assert raw_sent == Counter({"POST /fapi/v1/order": 2, "POST /fapi/v1/algoOrder": 2})
+    assert guarded_sent == raw_sent
+
+
+def test_market_orders_send_what_raw_ccxt_sends(
+    venues: tuple[tuple[PaperAccount, CountingDialect], ...], tmp_path: Path
+) -> None:
+    def orders(client: Any, raw: bool, limits: tuple[float, float]) -> None:
+        client.create_order(SYMBOL, "market", "buy", 0.02)
+        client.create_order(SYMBOL, "market", "sell", 0.01)
+        client.create_order(SYMBOL, "market", "buy", 0.01)
+
+    raw_sent, guarded_sent, _ = _sent_after_a_first_order(venues, tmp_path, orders)
+    assert raw_sent == Counter({"POST /fapi/v1/order": 3})
+    assert guarded_sent == raw_sent
