@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from safeguard import errors
+from safeguard.clock import ManualClock
 from safeguard.config import Policy
 from safeguard.guard import guard
 from safeguard.guard.orders import CLOCK_SKEW_MARGIN_S
@@ -44,8 +46,14 @@ class Rig:
         return [at for name, at in self.requests if name == endpoint]
 
 
-def _rig(tmp_path: Path, faults: Any = None, journal: Path | None = None) -> Rig:
+def _rig(
+    tmp_path: Path, faults: Any = None, journal: Path | None = None, jump_after_post_s: float = 0.0
+) -> Rig:
+    """``jump_after_post_s``: the guard's own clock (the venue keeps its clock) steps forward
+    that far while the first order POST is on the wire, as an NTP step would."""
     account = paper_account(wallet=100_000.0, faults=faults)
+    # Both clocks move together on every sleep; only the guard's jumps.
+    guard_clock = ManualClock(account.clock.time()) if jump_after_post_s else account.clock
     # A retry budget that outlasts a 30 s recvWindow: the wait, not the budget, is under test.
     policy = sandbox_policy(
         tmp_path, Policy.build(risk={"require_stop": False}, retry={"total_budget_s": 120.0})
@@ -56,20 +64,28 @@ def _rig(tmp_path: Path, faults: Any = None, journal: Path | None = None) -> Rig
     fetch = raw.fetch
 
     def transport(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
-        rig.requests.append((f"{method} {urlsplit(url).path}", account.clock.time()))
-        return fetch(url, method, headers, body)
+        endpoint = f"{method} {urlsplit(url).path}"
+        rig.requests.append((endpoint, account.clock.time()))
+        try:
+            return fetch(url, method, headers, body)
+        finally:
+            first_post = endpoint == ORDER_POST and len(rig.sent(ORDER_POST)) == 1
+            if first_post and isinstance(guard_clock, ManualClock):
+                guard_clock.advance(jump_after_post_s)
 
     raw.fetch = transport
 
     def sleep(seconds: float) -> bool:
         account.advance(seconds)
+        if guard_clock is not account.clock:
+            guard_clock.advance(seconds)
         return False
 
     rig.exchange = guard(
         raw,
         policy,
         kill_switch=switch,
-        clock=account.clock,
+        clock=guard_clock,
         journal_path=journal or tmp_path / "orders.jsonl",
         durable_journal=False,
         budget=RateBudget.standalone(policy.throttle),
@@ -101,6 +117,28 @@ def test_after_an_ambiguous_send_the_resend_waits_the_recv_window_and_the_skew_m
     assert CLOCK_SKEW_MARGIN_S > 0
     assert order["status"] == "closed"
     assert len(rig.account.orders(VENUE_SYMBOL)) == 1
+
+
+@pytest.mark.parametrize("jump_s", [60.0, 86_400.0], ids=["a minute", "a day"])
+def test_a_forward_clock_jump_after_an_ambiguous_send_is_no_proof_the_order_is_absent(
+    tmp_path: Path, closing: list[Rig], jump_s: float
+) -> None:
+    # The guard's clock steps ahead while the first POST is unanswered (an NTP step): on the
+    # venue's clock no time has passed, so the venue could still take that first send. The
+    # jump may end the call (its time budget is spent, its market data now looks stale), but
+    # the "nothing was placed" it ends with must rest only on time the guard really waited.
+    rig = _rig(tmp_path, LOST_FIRST_POST, jump_after_post_s=jump_s)
+    closing.append(rig)
+    rig.exchange.load_markets()
+    recv_window_s = rig.exchange.options["recvWindow"] / 1000.0
+    with pytest.raises(errors.SafeguardError) as refused:
+        rig.exchange.create_order(SYMBOL, "market", "buy", 0.01)
+    assert not isinstance(refused.value, errors.OutcomeUnknown)  # it was settled absent
+    assert rig.exchange.runtime.clock.time() - rig.account.clock.time() == jump_s  # it jumped
+    [post] = rig.sent(ORDER_POST)  # never sent again
+    declared_absent_at = rig.account.clock.time()  # on the venue's clock
+    assert declared_absent_at - post >= recv_window_s + CLOCK_SKEW_MARGIN_S
+    assert rig.account.orders(VENUE_SYMBOL) == []
 
 
 def test_a_per_call_recv_window_stretches_the_wait_with_the_same_margin(
