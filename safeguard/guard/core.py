@@ -754,7 +754,11 @@ class GuardCore:
                 yield self._settle(cid, Status.REJECTED, now=now, holder=holder)
                 raise self._error(answer.error, ec, now, attempt, budget.spent(now), intent)
             if ec.retry is RetryClass.AMBIGUOUS:
-                found = yield from self._resolve(intent, sent_at=answer.started, holder=holder)
+                # The whole window from here: the send's own time on the wire may hide a clock
+                # step, so only the waits _resolve itself makes count toward it.
+                found = yield from self._resolve(
+                    intent, unsettled=self._settle_window(intent), holder=holder
+                )
                 if found is not None and not _could_be(found, intent, amounts_sent):
                     # Another order holds this client id (a caller's id reused by another
                     # process, or after the journal forgot it): it is not this order.
@@ -816,8 +820,13 @@ class GuardCore:
         error.__cause__ = scrubbed_exception(cause)
         return error
 
-    def _resolve(self, intent: OrderIntent, *, sent_at: float, holder: object) -> Steps[Any]:
-        """Find the order by client id: the order, ``None`` (known absent), or OutcomeUnknown."""
+    def _resolve(self, intent: OrderIntent, *, unsettled: float, holder: object) -> Steps[Any]:
+        """Find the order by client id: the order, ``None`` (known absent), or OutcomeUnknown.
+
+        ``unsettled``: how long the venue may still act on the last send. It counts down
+        only by the waits asked for here, each by the time that passed across it but never
+        more than was asked: a clock stepping forward (an NTP step) is not time the venue's
+        ``recvWindow`` has run for, and "not found" before it has run out proves nothing."""
         cid = intent.client_order_id
         params = lookup_params(self.exchange_id, cid, conditional=intent.conditional)
         attempts = self.policy.retry.resolve_attempts
@@ -837,11 +846,12 @@ class GuardCore:
             if found is not None:
                 return found
             if absent:
-                wait = sent_at + self._settle_window(intent) - now
-                if wait <= 0.0:
+                if unsettled <= 0.0:
                     return None
                 # Not there yet, but the venue may still act on the send: look again later.
-                now = woke((yield Sleep(wait))).now
+                before = now
+                now = woke((yield Sleep(unsettled))).now
+                unsettled -= _waited(before, now, asked=unsettled)
                 continue
             last_error = error
             if attempt < attempts:
@@ -870,6 +880,13 @@ class GuardCore:
         if per_call is None:
             return self.settle_window_s
         return max(self.settle_window_s, per_call + CLOCK_SKEW_MARGIN_S)
+
+    def _unsettled_at_restart(self, intent: OrderIntent, entry: Entry) -> float:
+        """What is left of a previous run's settle window, by the wall clock: this process
+        waited for none of it, and the entry's time is all there is. Never more than one
+        window (a clock stepped back since must not hold the restart for as long)."""
+        window = self._settle_window(intent)
+        return min(window, max(0.0, entry.updated + window - self._last_now))
 
     def _lookup(
         self, intent: OrderIntent, params: Mapping[str, Any], attempt: int
@@ -974,7 +991,9 @@ class GuardCore:
                 client_order_id=entry.client_order_id,
             )
             try:
-                found = yield from self._resolve(intent, sent_at=entry.updated, holder=holder)
+                found = yield from self._resolve(
+                    intent, unsettled=self._unsettled_at_restart(intent, entry), holder=holder
+                )
             except BaseException:
                 # Unknown (settled so by _resolve, which let it go) or cut short: an orphan
                 # again, looked up by the next order's reconcile.
@@ -1033,6 +1052,13 @@ class GuardCore:
             stop_client_order_id=stop_id,
             symbol=None if symbol is None else str(symbol),
         )
+
+
+def _waited(before: float, after: float, *, asked: float) -> float:
+    """How much of a wait of ``asked`` seconds, read as ``before``..``after``, counts as
+    waited: what passed, but nothing for a clock that stepped back and no more than asked
+    for one that stepped forward meanwhile."""
+    return min(asked, max(0.0, after - before))
 
 
 def _permit_of(intent: OrderIntent) -> Permit:
