@@ -824,9 +824,10 @@ class GuardCore:
         """Find the order by client id: the order, ``None`` (known absent), or OutcomeUnknown.
 
         ``unsettled``: how long the venue may still act on the last send. It counts down
-        only by the waits asked for here, each by the time that passed across it but never
-        more than was asked: a clock stepping forward (an NTP step) is not time the venue's
-        ``recvWindow`` has run for, and "not found" before it has run out proves nothing."""
+        only by the waits asked for here (for the window, or after a failed look-up), each by
+        the time that passed across it but never more than was asked: a clock stepping
+        forward (an NTP step) is not time the venue's ``recvWindow`` has run for, and "not
+        found" before it has run out proves nothing."""
         cid = intent.client_order_id
         params = lookup_params(self.exchange_id, cid, conditional=intent.conditional)
         attempts = self.policy.retry.resolve_attempts
@@ -859,7 +860,9 @@ class GuardCore:
                 delay = (
                     self.backoff.delay(attempt, 0.0, ec, self.rng) if ec is not None else None
                 ) or self.policy.retry.base_delay_s
+                before = now
                 now = woke((yield Sleep(delay))).now
+                unsettled -= _waited(before, now, asked=delay)  # the venue's window ran too
         yield self._settle(cid, Status.UNKNOWN, now=now, holder=holder)
         self.reconciled = False  # the next order looks this one up again before it is sent
         # The type only: a ccxt message can carry the signed URL (the cause is scrubbed).
@@ -1054,11 +1057,17 @@ class GuardCore:
         )
 
 
+_CLOCK_ROUNDING_S = 1e-6
+"""Epoch seconds as floats carry ~0.2 µs steps: a sleep that ends a rounding short of what it
+asked for was waited in full (else a window could end in sleeps too short to move time)."""
+
+
 def _waited(before: float, after: float, *, asked: float) -> float:
     """How much of a wait of ``asked`` seconds, read as ``before``..``after``, counts as
     waited: what passed, but nothing for a clock that stepped back and no more than asked
     for one that stepped forward meanwhile."""
-    return min(asked, max(0.0, after - before))
+    passed = after - before
+    return asked if passed >= asked - _CLOCK_ROUNDING_S else max(0.0, passed)
 
 
 def _permit_of(intent: OrderIntent) -> Permit:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,6 +34,14 @@ LOST_FIRST_POST = {
     "rules": [{"kind": "error", "endpoint": ORDER_POST, "status": 503, "count": 1}],
 }
 
+# ...and then the first look-up fails too, so the guard backs off before it looks again.
+LOST_FIRST_POST_AND_LOOK_UP = {
+    "rules": [
+        *LOST_FIRST_POST["rules"],
+        {"kind": "error", "endpoint": "GET /fapi/v1/order", "status": 503, "count": 1},
+    ],
+}
+
 
 @dataclass
 class Rig:
@@ -47,13 +55,25 @@ class Rig:
 
 
 def _rig(
-    tmp_path: Path, faults: Any = None, journal: Path | None = None, jump_after_post_s: float = 0.0
+    tmp_path: Path,
+    faults: Any = None,
+    journal: Path | None = None,
+    jump: tuple[Literal["on the wire", "in a sleep"], float] | None = None,
 ) -> Rig:
-    """``jump_after_post_s``: the guard's own clock (the venue keeps its clock) steps forward
-    that far while the first order POST is on the wire, as an NTP step would."""
+    """``jump``: the guard's own clock (the venue keeps its clock) steps forward that far, as
+    an NTP step would: while the first order POST is on the wire, or during the first sleep
+    after it (ask the venue's fault plan for a failed look-up to have the guard back off)."""
     account = paper_account(wallet=100_000.0, faults=faults)
     # Both clocks move together on every sleep; only the guard's jumps.
-    guard_clock = ManualClock(account.clock.time()) if jump_after_post_s else account.clock
+    guard_clock = account.clock if jump is None else ManualClock(account.clock.time())
+    jumped = False
+
+    def jump_if(when: str) -> None:
+        nonlocal jumped
+        if jump is not None and jump[0] == when and rig.sent(ORDER_POST) and not jumped:
+            jumped = True
+            guard_clock.advance(jump[1])
+
     # A retry budget that outlasts a 30 s recvWindow: the wait, not the budget, is under test.
     policy = sandbox_policy(
         tmp_path, Policy.build(risk={"require_stop": False}, retry={"total_budget_s": 120.0})
@@ -64,14 +84,11 @@ def _rig(
     fetch = raw.fetch
 
     def transport(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
-        endpoint = f"{method} {urlsplit(url).path}"
-        rig.requests.append((endpoint, account.clock.time()))
+        rig.requests.append((f"{method} {urlsplit(url).path}", account.clock.time()))
         try:
             return fetch(url, method, headers, body)
         finally:
-            first_post = endpoint == ORDER_POST and len(rig.sent(ORDER_POST)) == 1
-            if first_post and isinstance(guard_clock, ManualClock):
-                guard_clock.advance(jump_after_post_s)
+            jump_if("on the wire")
 
     raw.fetch = transport
 
@@ -79,6 +96,7 @@ def _rig(
         account.advance(seconds)
         if guard_clock is not account.clock:
             guard_clock.advance(seconds)
+        jump_if("in a sleep")
         return False
 
     rig.exchange = guard(
@@ -120,14 +138,16 @@ def test_after_an_ambiguous_send_the_resend_waits_the_recv_window_and_the_skew_m
 
 
 @pytest.mark.parametrize("jump_s", [60.0, 86_400.0], ids=["a minute", "a day"])
+@pytest.mark.parametrize("when", ["on the wire", "in a sleep"])
 def test_a_forward_clock_jump_after_an_ambiguous_send_is_no_proof_the_order_is_absent(
-    tmp_path: Path, closing: list[Rig], jump_s: float
+    tmp_path: Path, closing: list[Rig], when: Literal["on the wire", "in a sleep"], jump_s: float
 ) -> None:
-    # The guard's clock steps ahead while the first POST is unanswered (an NTP step): on the
-    # venue's clock no time has passed, so the venue could still take that first send. The
-    # jump may end the call (its time budget is spent, its market data now looks stale), but
-    # the "nothing was placed" it ends with must rest only on time the guard really waited.
-    rig = _rig(tmp_path, LOST_FIRST_POST, jump_after_post_s=jump_s)
+    # The guard's clock steps ahead (an NTP step) while the first POST is unanswered, or while
+    # the guard backs off to look it up again: on the venue's clock no such time has passed, so the
+    # venue could still take that first send. The jump may end the call (its time budget is
+    # spent, its market data now looks stale), but the "nothing was placed" it ends with must
+    # rest only on time the guard really waited.
+    rig = _rig(tmp_path, LOST_FIRST_POST_AND_LOOK_UP, jump=(when, jump_s))
     closing.append(rig)
     rig.exchange.load_markets()
     recv_window_s = rig.exchange.options["recvWindow"] / 1000.0
@@ -153,29 +173,51 @@ def test_a_per_call_recv_window_stretches_the_wait_with_the_same_margin(
     assert len(rig.account.orders(VENUE_SYMBOL)) == 1
 
 
+def _restarted(tmp_path: Path, client_id: str, *, sent_ago_s: list[float]) -> tuple[Rig, float]:
+    """A restart over a previous run's journal: ``client_id`` sent (pending, then unknown for
+    each further send) that many seconds before the venue's clock at restart, returned too."""
+    account = paper_account()
+    now = account.clock.time()
+    first, *later = sent_ago_s
+    records = [
+        {"id": client_id, "status": "pending", "t": now - first, "symbol": SYMBOL,
+         "intent": {"type": "market", "side": "buy"}},
+        *({"id": client_id, "status": "unknown", "t": now - ago} for ago in later),
+    ]  # fmt: skip
+    journal = tmp_path / "orders.jsonl"
+    journal.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    account.close()
+    rig = _rig(tmp_path, journal=journal)
+    assert rig.account.clock.time() == now
+    return rig, now
+
+
 def test_a_restart_counts_the_settle_window_from_the_last_send_not_the_first(
     tmp_path: Path, closing: list[Rig]
 ) -> None:
     # A previous run's entry: first sent long ago, sent again (and left unknown) just now.
-    account = paper_account()
-    now = account.clock.time()
-    journal = tmp_path / "orders.jsonl"
-    records = [
-        {"id": "restart-1", "status": "pending", "t": now - 600.0, "symbol": SYMBOL,
-         "intent": {"type": "market", "side": "buy"}},
-        {"id": "restart-1", "status": "unknown", "t": now - 1.0},
-    ]  # fmt: skip
-    journal.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    account.close()
-    rig = _rig(tmp_path, journal=journal)
+    rig, now = _restarted(tmp_path, "restart-1", sent_ago_s=[600.0, 1.0])
     closing.append(rig)
-    start = rig.account.clock.time()
-    assert start == now
     settled = dict(rig.exchange.reconcile())
     assert settled == {"restart-1": None}
     # Declared absent only once the window after the last send (now - 1) had passed.
     last_lookup = rig.sent("GET /fapi/v1/order")[-1]
     assert last_lookup >= now - 1.0 + rig.exchange.runtime.core.settle_window_s
+    assert rig.sent(ORDER_POST) == []
+
+
+def test_a_restart_after_the_clock_stepped_back_waits_one_window_not_until_the_entry_time(
+    tmp_path: Path, closing: list[Rig]
+) -> None:
+    # The previous run wrote its entry a day "ahead" of this run's clock (the clock was
+    # stepped back between the runs): the venue's window cannot have more than a window left.
+    rig, now = _restarted(tmp_path, "ahead-1", sent_ago_s=[-86_400.0])
+    closing.append(rig)
+    window = rig.exchange.runtime.core.settle_window_s
+    assert dict(rig.exchange.reconcile()) == {"ahead-1": None}
+    first_lookup, *_, last_lookup = rig.sent("GET /fapi/v1/order")
+    assert last_lookup - first_lookup >= window  # the window was waited out...
+    assert rig.account.clock.time() - now <= window + 1.0  # ...and not a day
     assert rig.sent(ORDER_POST) == []
 
 
