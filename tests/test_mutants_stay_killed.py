@@ -108,10 +108,18 @@ MUTANTS = [
     Mutant(
         "a restart counts the settle window from the first send",
         "safeguard/guard/core.py",
-        "self._resolve(intent, sent_at=entry.updated,",
-        "self._resolve(intent, sent_at=entry.since,",
+        "max(0.0, entry.updated + window - self._last_now)",
+        "max(0.0, entry.since + window - self._last_now)",
         "tests/guard/test_settle_window.py::"
         "test_a_restart_counts_the_settle_window_from_the_last_send_not_the_first",
+    ),
+    Mutant(
+        "a forward clock step during a wait counts as settle time",
+        "safeguard/guard/core.py",
+        "return asked if passed >= asked - _CLOCK_ROUNDING_S else max(0.0, passed)",
+        "return max(0.0, passed)",
+        "tests/guard/test_settle_window.py::"
+        "test_a_forward_clock_jump_after_an_ambiguous_send_is_no_proof_the_order_is_absent",
     ),
     Mutant(
         "'not found' by the order look-up is taken as absent without the open orders",
