@@ -18,7 +18,8 @@ The rule that keeps orders single: a send whose fate is unknown (timeout, 5xx, a
 a duplicate-id rejection) is followed only by look-ups of its client order id, never by another
 send, until the order is found (returned) or known absent (sent again, same id). Known absent
 means "not found" *and* the venue's ``recvWindow`` has passed since the last send, because a
-request still in flight inside the venue could otherwise land after the look-up.
+request still in flight inside the venue could otherwise land after the look-up. Within a call
+that window is counted by the guard's own waits, never by its clock stepping forward.
 """
 
 from __future__ import annotations
