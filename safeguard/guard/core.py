@@ -53,6 +53,7 @@ from safeguard.guard.orders import (
     send_params,
 )
 from safeguard.guard.redact import scrubbed_exception
+from safeguard.risk._trusted import trusted
 
 T = TypeVar("T")
 
@@ -113,6 +114,11 @@ class Answer:
     body: Any = None
     """The venue's raw answer when ccxt kept it (``last_json_response``): ``load_markets``
     returns markets, but the limits the pacer learns are in the ``exchangeInfo`` behind them."""
+
+
+new_answer = trusted(Answer)
+"""Builds an :class:`Answer` from the face's own values (keywords), without the frozen
+dataclass's per-field ``object.__setattr__``: one per request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +244,7 @@ class Observer(Protocol):
     def retry(self, send: Send, ec: ErrorClass, attempt: int, delay: float, now: float) -> None: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class CallBudget:
     """One call's time budget (``retry.total_budget_s``), spent as the replies' times advance.
 
@@ -314,6 +320,8 @@ class GuardCore:
             send, CallKind.READ, now, retry_ambiguous=True, wake_on=wake_on
         )
         wanted = list(self.gate.absorb(send, value, self._last_now))
+        if not wanted:
+            return value  # the usual case: the read taught the gate nothing it must follow
         made: set[tuple[str, tuple[Any, ...]]] = set()
         while wanted:
             # Each of the gate's reads at most once per call, so the chain ends however the
@@ -357,7 +365,11 @@ class GuardCore:
         maybe_done = False
         while True:
             attempt += 1
-            now = yield from self._pace(kind, send, now, budget, wake_on)
+            # Asked here first, so a request the budget lets go at once (the usual case) costs
+            # no generator; a wait goes through _pace, which asks again after each sleep.
+            wait = self.pacer.before(kind, send, now, budget.deadline(now))
+            if wait > 0.0:
+                now = yield from self._pace(kind, send, now, budget, wake_on, wait)
             answer = answered((yield send))
             now = self._last_now = answer.now
             ec, blocked = self._observe(send, answer, attempt, kind)
@@ -399,15 +411,19 @@ class GuardCore:
         now: float,
         budget: CallBudget,
         wake_on: Permit | None = None,
+        wait: float | None = None,
     ) -> Steps[float]:
         """Wait out the throttle (each wait re-asked: the budget may have moved), but never
         past the call's time budget: a request the rate budget cannot fit by then is held at
-        once instead of being sent long after the caller asked for it."""
+        once instead of being sent long after the caller asked for it. ``wait``: the budget's
+        answer already asked at ``now``."""
         while True:
-            wait = self.pacer.before(kind, send, now, budget.deadline(now))
+            if wait is None:
+                wait = self.pacer.before(kind, send, now, budget.deadline(now))
             if wait <= 0.0:
                 return now
             now = yield from self._sleep(wait, wake_on or send.permit)
+            wait = None
 
     def _sleep(self, seconds: float, permit: Permit | None) -> Steps[float]:
         """Sleep before a send that needs ``permit``; returns the time after. A kill switch

@@ -75,33 +75,16 @@ _MAX_SAMPLES_PER_ENDPOINT = 10_000
 
 class _Series:
     """One endpoint's samples in arrival order, plus their latencies kept sorted, so a
-    percentile is an index rather than a sort on every request."""
+    percentile is an index rather than a sort on every request. The monitor adds and drops
+    samples (it keeps running totals over every series)."""
+
+    __slots__ = ("errors", "samples", "sorted", "throttled")
 
     def __init__(self) -> None:
         self.samples: deque[tuple[float, float, Outcome]] = deque()
         self.sorted: list[float] = []
         self.errors = 0
         self.throttled = 0
-
-    def add(self, now: float, latency: float, outcome: Outcome) -> None:
-        if len(self.samples) >= _MAX_SAMPLES_PER_ENDPOINT:
-            self._drop()
-        self.samples.append((now, latency, outcome))
-        bisect.insort(self.sorted, latency)
-        self.errors += outcome is Outcome.ERROR
-        self.throttled += outcome is Outcome.THROTTLED
-
-    def expire(self, horizon: float) -> None:
-        while self.samples and self.samples[0][0] < horizon:
-            self._drop()
-
-    def _drop(self) -> None:
-        _, latency, outcome = self.samples.popleft()
-        # Equal latencies are interchangeable: remove the rightmost, so a run of equal values
-        # (a coarse clock, a simulated one) is trimmed at the end, not shifted from the front.
-        del self.sorted[bisect.bisect_right(self.sorted, latency) - 1]
-        self.errors -= outcome is Outcome.ERROR
-        self.throttled -= outcome is Outcome.THROTTLED
 
 
 class HealthMonitor:
@@ -133,6 +116,16 @@ class HealthMonitor:
         self._since: float | None = None
         self._thresholds: tuple[tuple[str, float, float], ...] = ()
         self._thresholds_of: DegradationConfig | None = None
+        self._floors: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+        # Running totals over every series, so a request costs O(1) rather than a pass over
+        # every endpoint: samples, errors, throttles, each ripe series' p95 (the worst is the
+        # signal), and the oldest sample's time (nothing expires before the window passes it).
+        self._total = 0
+        self._errors = 0
+        self._throttled = 0
+        self._p95: dict[str, float] = {}
+        self._oldest = math.inf
+        self._ripe_at = self.config.min_samples
 
     def record(self, endpoint: str, latency_s: float, outcome: Outcome | str, now: float) -> None:
         """One request's latency and outcome (``ok``, ``error`` or ``throttled``)."""
@@ -140,14 +133,20 @@ class HealthMonitor:
             raise ValueError(f"endpoint must be a non-empty str, got {endpoint!r}")
         _inputs.non_negative("latency_s", latency_s)
         _inputs.non_negative("now", now)
-        result = _outcome(outcome)
+        self.record_sample(endpoint, float(latency_s), _outcome(outcome), now)
+
+    def record_sample(self, endpoint: str, latency_s: float, outcome: Outcome, now: float) -> None:
+        """:meth:`record` for a caller whose values are its own, already checked: a non-empty
+        endpoint name, finite non-negative floats from its clock, an :class:`Outcome` (the
+        guard's observer, on every request)."""
         with self._lock:
             series = self._series.get(endpoint)
             if series is None:
                 series = self._series[endpoint] = _Series()
-            series.add(now, float(latency_s), result)
+            self._add(endpoint, series, now, latency_s, outcome)
             event = self._evaluate(now)
-        self._emit(event)
+        if event is not None:
+            self._emit(event)
 
     def record_data_age(self, age_s: float, now: float) -> None:
         """The market data in use was ``age_s`` old at ``now``; it ages on from there."""
@@ -176,12 +175,11 @@ class HealthMonitor:
     # --- internals (called with the lock held) -------------------------------------------
 
     def _metrics(self, now: float) -> HealthMetrics:
-        horizon = now - self.config.window_s
+        self._expire(now)
         enough = self.config.min_samples
         latency: dict[str, EndpointLatency] = {}
         total = errors = throttled = 0
         for endpoint, series in self._series.items():
-            series.expire(horizon)
             count = len(series.sorted)
             if not count:
                 continue
@@ -206,36 +204,89 @@ class HealthMonitor:
         )
 
     def _values(self, now: float) -> _Values:
-        """The four signals' values at ``now``, as :meth:`_metrics` has them, without the
-        per-endpoint medians and result objects: this runs on every request."""
-        horizon = now - self.config.window_s
-        enough = self.config.min_samples
-        worst_p95: float | None = None
-        total = errors = throttled = 0
-        for series in self._series.values():
-            series.expire(horizon)
-            count = len(series.sorted)
-            if not count:
-                continue
-            if count >= enough:
-                p95 = _percentile(series.sorted, 0.95)
-                if worst_p95 is None or p95 > worst_p95:
-                    worst_p95 = p95
-            total += count
-            errors += series.errors
-            throttled += series.throttled
+        """The four signals' values at ``now``, as :meth:`_metrics` has them, from the running
+        totals (no per-endpoint medians or result objects: this runs on every request)."""
+        if self._ripe_at != self.config.min_samples:
+            self._ripe_at = self.config.min_samples
+            for endpoint, series in self._series.items():
+                self._rank(endpoint, series)
+        if self._oldest < now - self.config.window_s:
+            self._expire(now)
+        enough = self._ripe_at
+        total = self._total
         age = None
         if self._data_age is not None:
             reported, at = self._data_age
             age = reported + max(0.0, now - at)
         return (
-            worst_p95,
-            errors / total if total >= enough else None,
-            throttled / total if total >= enough else None,
+            max(self._p95.values()) if self._p95 else None,
+            self._errors / total if total >= enough else None,
+            self._throttled / total if total >= enough else None,
             age,
         )
 
+    # --- the samples (with the lock held) --------------------------------------------------
+
+    def _add(
+        self, endpoint: str, series: _Series, now: float, latency: float, outcome: Outcome
+    ) -> None:
+        if len(series.samples) >= _MAX_SAMPLES_PER_ENDPOINT:
+            self._drop(series)
+        series.samples.append((now, latency, outcome))
+        self._oldest = min(self._oldest, now)
+        bisect.insort(series.sorted, latency)
+        self._total += 1
+        if outcome is not Outcome.OK:
+            error = outcome is Outcome.ERROR
+            series.errors += error
+            series.throttled += not error
+            self._errors += error
+            self._throttled += not error
+        self._rank(endpoint, series)
+
+    def _drop(self, series: _Series) -> None:
+        _, latency, outcome = series.samples.popleft()
+        # Equal latencies are interchangeable: remove the rightmost, so a run of equal values
+        # (a coarse clock, a simulated one) is trimmed at the end, not shifted from the front.
+        del series.sorted[bisect.bisect_right(series.sorted, latency) - 1]
+        self._total -= 1
+        if outcome is not Outcome.OK:
+            error = outcome is Outcome.ERROR
+            series.errors -= error
+            series.throttled -= not error
+            self._errors -= error
+            self._throttled -= not error
+
+    def _expire(self, now: float) -> None:
+        """Drop every sample older than the window at ``now``."""
+        horizon = now - self.config.window_s
+        oldest = math.inf
+        for endpoint, series in self._series.items():
+            samples = series.samples
+            if samples and samples[0][0] < horizon:
+                while samples and samples[0][0] < horizon:
+                    self._drop(series)
+                self._rank(endpoint, series)
+            if samples and samples[0][0] < oldest:
+                oldest = samples[0][0]
+        self._oldest = oldest
+
+    def _rank(self, endpoint: str, series: _Series) -> None:
+        """Keep ``endpoint``'s p95 among the ripe ones (enough samples), or out of them."""
+        count = len(series.sorted)
+        if count and count >= self._ripe_at:
+            self._p95[endpoint] = _percentile(series.sorted, 0.95)
+        else:
+            self._p95.pop(endpoint, None)
+
     def _signals(self, values: _Values) -> list[tuple[str, float | None, float, float]]:
+        self._read_config()
+        return [
+            (name, value, degraded, severe)
+            for (name, degraded, severe), value in zip(self._thresholds, values, strict=True)
+        ]
+
+    def _read_config(self) -> None:
         c = self.config
         if self._thresholds_of is not c:  # the config is read once, not on every request
             self._thresholds = (
@@ -244,16 +295,28 @@ class HealthMonitor:
                 ("throttle_rate", c.degraded_throttle_rate, c.severe_throttle_rate),
                 ("data_age", c.degraded_data_age_s, c.severe_data_age_s),
             )
+            # The lowest value of each signal that reaches a level (DEGRADED or SEVERE).
+            low = [min(degraded, severe) for _, degraded, severe in self._thresholds]
+            self._floors = (low[0], low[1], low[2], low[3])
             self._thresholds_of = c
-        return [
-            (name, value, degraded, severe)
-            for (name, degraded, severe), value in zip(self._thresholds, values, strict=True)
-        ]
 
     def _evaluate(self, now: float) -> StateChangeEvent | None:
         if self._since is None:
             self._since = now
         values = self._values(now)
+        if self._state is VenueHealth.NORMAL:
+            # The usual case, on every request: NORMAL stays NORMAL unless a signal reaches a
+            # level (nothing to improve, so the recovery thresholds do not matter).
+            self._read_config()
+            latency, error_rate, throttle_rate, age = values
+            lat_floor, error_floor, throttle_floor, age_floor = self._floors
+            if (
+                (latency is None or latency < lat_floor)
+                and (error_rate is None or error_rate < error_floor)
+                and (throttle_rate is None or throttle_rate < throttle_floor)
+                and (age is None or age < age_floor)
+            ):
+                return None
         ratio = self.config.recovery_ratio
         worst: tuple[int, str, float, float] = (0, "", 0.0, 0.0)
         holding: tuple[int, str, float, float] = (0, "", 0.0, 0.0)

@@ -22,7 +22,7 @@ import ccxt
 
 from safeguard import errors
 from safeguard.clock import Clock
-from safeguard.guard.core import Answer, GuardCore, Permit, Sleep, Steps, Woke
+from safeguard.guard.core import Answer, GuardCore, Permit, Sleep, Steps, Woke, new_answer
 from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent, raw_kind
 from safeguard.killswitch.switch import SwitchState, refusal_code
 
@@ -97,6 +97,8 @@ def response_body(raw: Any) -> Any:
 
 def response_headers(raw: Any) -> Mapping[str, str] | None:
     headers = getattr(raw, "last_response_headers", None)
+    if headers.__class__ is dict:  # ccxt's own: spares the slower Mapping check per request
+        return headers
     return headers if isinstance(headers, Mapping) else None
 
 
@@ -218,7 +220,14 @@ class Face:
         """The reply to a send, with the answer's headers (and body) as ccxt kept them."""
         raw = self._raw
         body = response_body(raw) if error is None else None
-        return Answer(value, error, response_headers(raw), started, self._rt.clock.time(), body)
+        return new_answer(
+            value=value,
+            error=error,
+            headers=response_headers(raw),
+            started=started,
+            now=self._rt.clock.time(),
+            body=body,
+        )
 
     def _refuse_early(self, intent: OrderIntent) -> None:
         """Refuse before any read when the kill switch already forbids the order: the permit

@@ -258,12 +258,17 @@ class OrderJournal:
                 and (held_by is not None or current.resolved)
             ):
                 return None  # another has it in hand, or settled it: too late
-            entry = replace(current, status=status, updated=now, order_id=order_id)
-            record: dict[str, Any] = {"id": client_order_id, "status": status.value, "t": now}
-            if order_id is not None:
-                record["order_id"] = order_id
+            entry = Entry(
+                current.client_order_id,
+                status,
+                current.symbol,
+                current.since,
+                now,
+                order_id,
+                current.intent,
+            )
             try:
-                self._append_locked(record, sync=False)
+                self._append_line_locked(_settle_line(client_order_id, status, now, order_id))
             except OSError as exc:
                 logger.warning(
                     "order journal {} cannot be written ({}): {} is {} in memory only; after a "
@@ -301,11 +306,13 @@ class OrderJournal:
     # --- internals ---------------------------------------------------------------------------
 
     def _append_locked(self, record: Mapping[str, Any], *, sync: bool) -> None:
+        self._append_line_locked((_encode(record) + "\n").encode(), sync=sync)
+
+    def _append_line_locked(self, data: bytes, *, sync: bool = False) -> None:
         if self._closed:
             raise OSError(errno.EBADF, "the journal is closed")
         if self._dirty:
             self._rewrite_locked()  # no record after a torn one: the file is made whole first
-        data = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
         try:
             while data:
                 data = data[os.write(self._fd, data) :]
@@ -357,7 +364,7 @@ class OrderJournal:
             with tmp.open("w", encoding="utf-8") as out:
                 for e in keep.values():
                     for record in _records_of(e):
-                        out.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+                        out.write(_encode(record) + "\n")
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
@@ -455,6 +462,21 @@ def _records_of(entry: Entry) -> list[dict[str, Any]]:
             settled["order_id"] = entry.order_id
         records.append(settled)
     return records
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+"""One record as compact JSON. Built once: ``json.dumps`` with options builds an encoder per
+call, about a third of a record's cost."""
+
+
+def _settle_line(client_order_id: str, status: Status, now: float, order_id: str | None) -> bytes:
+    """The settle record ``{"id", "status", "t"[, "order_id"]}``, byte for byte what
+    :func:`_encode` writes for that dict, assembled without encoding a dict (two per order)."""
+    t = repr(now) if now.__class__ is float and now - now == 0.0 else _encode(now)
+    line = f'{{"id":{_encode(client_order_id)},"status":{_encode(status.value)},"t":{t}'
+    if order_id is not None:
+        line += f',"order_id":{_encode(order_id)}'
+    return (line + "}\n").encode()
 
 
 def _by_update(entry: Entry) -> float:

@@ -120,9 +120,31 @@ class WireRequest:
         return f"{self.http_method} {self.path}"
 
 
+class _Noted:
+    """A request as ccxt sent it, parsed into a :class:`WireRequest` only when a record
+    needs it (most requests are logged by nobody)."""
+
+    __slots__ = ("body", "method", "status", "url")
+
+    def __init__(self, url: str, method: str, body: Any) -> None:
+        self.url = url
+        self.method = method
+        self.body = body
+        self.status: int | None = None
+
+    def answered(self, status: int) -> _Noted:
+        # A new note, not this one changed: a task started meanwhile holds this one too.
+        noted = _Noted(self.url, self.method, self.body)
+        noted.status = status
+        return noted
+
+    def parsed(self) -> WireRequest:
+        return replace(_wire_request(self.url, self.method, self.body), status=self.status)
+
+
 # Per thread and per asyncio task: concurrent calls on one exchange each see their own request
 # (ccxt's own ``last_request_url`` is one attribute shared by all of them).
-_wire: ContextVar[WireRequest | None] = ContextVar("safeguard_wire_request", default=None)
+_wire: ContextVar[_Noted | None] = ContextVar("safeguard_wire_request", default=None)
 _TAPPED = "_sg_wire_tapped"
 
 
@@ -139,14 +161,14 @@ def tap_wire(exchange: Any) -> None:
         async def fetch_async(
             url: str, method: str = "GET", headers: Any = None, body: Any = None
         ) -> Any:
-            _wire.set(_wire_request(url, method, body))
+            _wire.set(_Noted(url, method, body))
             return await fetch(url, method, headers, body)
 
         tapped: Any = fetch_async
     else:
 
         def fetch_sync(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
-            _wire.set(_wire_request(url, method, body))
+            _wire.set(_Noted(url, method, body))
             return fetch(url, method, headers, body)
 
         tapped = fetch_sync
@@ -154,7 +176,7 @@ def tap_wire(exchange: Any) -> None:
     def answered(code: Any, *args: Any) -> Any:
         current = _wire.get()
         if current is not None and isinstance(code, int):
-            _wire.set(replace(current, status=code))
+            _wire.set(current.answered(code))
         return on_rest_response(code, *args)
 
     exchange.fetch = tapped
@@ -162,9 +184,10 @@ def tap_wire(exchange: Any) -> None:
     setattr(exchange, _TAPPED, True)
 
 
-def take_wire() -> WireRequest | None:
+def take_wire() -> _Noted | None:
     """The request noted since the last call in this thread or task (``None``: the ccxt call
-    was answered from its cache, or the exchange is not tapped), and forget it."""
+    was answered from its cache, or the exchange is not tapped), and forget it. Its
+    :meth:`~_Noted.parsed` form is the :class:`WireRequest`."""
     noted = _wire.get()
     if noted is not None:
         _wire.set(None)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from safeguard._log import logger
 from safeguard.guard.classify import ErrorClass, RetryClass
 from safeguard.guard.core import Answer, Send
+from safeguard.guard.degradation import Outcome
 from safeguard.guard.events import EventKind, Hooks, RequestEvent, RetryEvent, VerdictEvent
 from safeguard.guard.logging import WireRequest, log_request, request_record, take_wire
 from safeguard.guard.orders import STOP_SUFFIX, CallKind
@@ -45,19 +46,19 @@ class AlwaysNormal:
         return "NORMAL"
 
 
-def _health_outcome(ec: ErrorClass | None) -> str | None:
+def _health_outcome(ec: ErrorClass | None) -> Outcome | None:
     """What one request says about the venue's health. A definite refusal (a bad request,
     an unknown order, ccxt refusing the call's arguments) is an answer from a working venue,
     or no request at all; an exception that is not ccxt's (a TypeError from arguments ccxt
     cannot use) says nothing about the venue: counted as errors, a caller's mistakes made
     the venue SEVERE and refused every new order."""
     if ec is None:
-        return "ok"
+        return Outcome.OK
     if ec.throttled:
-        return "throttled"
+        return Outcome.THROTTLED
     if ec.reason == "unrecognised":
         return None
-    return "ok" if ec.retry is RetryClass.NEVER else "error"
+    return Outcome.OK if ec.retry is RetryClass.NEVER else Outcome.ERROR
 
 
 @dataclass
@@ -100,13 +101,19 @@ class RequestObserver:
         outcome = "ok" if ec is None else ("throttled" if ec.throttled else "error")
         health = _health_outcome(ec)
         if health is not None:
-            self.health.record(send.method, latency, health, now)  # emits its own state changes
+            # The sample is the guard's own (a method name, times from its clock): a monitor
+            # that can take it unchecked does. Either emits its own state changes.
+            record_sample = getattr(self.health, "record_sample", None)
+            if record_sample is not None:
+                record_sample(send.method, latency, health, now)
+            else:
+                self.health.record(send.method, latency, str(health), now)
         if self.tripwire is not None:
             self.tripwire.request(send, answer, ec)
-        wire = take_wire()  # taken even when nobody logs: it must not outlive this call
+        noted = take_wire()  # taken even when nobody logs: it must not outlive this call
         listening = self.hooks.listening(EventKind.REQUEST)
         # A call ccxt answered from its cache sent nothing: DEBUG, not a request at INFO.
-        level = "INFO" if wire is not None else "DEBUG"
+        level = "INFO" if noted is not None else "DEBUG"
         if ec is not None:
             level = "WARNING"
         logging = _would_log(_LEVEL_NO[level])
@@ -129,6 +136,7 @@ class RequestObserver:
                 )
             )
         if logging:
+            wire = None if noted is None else noted.parsed()
             log_request(
                 request_record(
                     method=send.method,

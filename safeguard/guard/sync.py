@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import closing
 from typing import Any, TypeVar
 
-from safeguard.guard.core import Done, Effect, Record, Reply, Send, Steps, step
+from safeguard.guard.core import Done, Effect, Record, Reply, Send, Sleep, Steps, step
 from safeguard.guard.face import Face, permit
 from safeguard.guard.orders import CallKind
 
@@ -25,14 +25,14 @@ class GuardedExchange(Face):
             return effect.value
 
     def _perform(self, effect: Effect) -> Reply:
-        clock = self._rt.clock
-        if isinstance(effect, Record):
-            effect.run()
-            return None
-        if not isinstance(effect, Send):
+        if effect.__class__ is not Send:
+            if isinstance(effect, Record):
+                effect.run()
+                return None
+            assert isinstance(effect, Sleep)
             sleep = self._rt.sleep or self._rt.switch.wait
             return self._woke(effect, sleep(effect.seconds))
-        started = clock.time()
+        started = self._rt.clock.time()
         try:
             with permit(self._rt.switch, effect.permit):
                 value = getattr(self._raw, effect.method)(*effect.args, **effect.kwargs)

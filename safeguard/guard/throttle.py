@@ -357,14 +357,24 @@ class RateBudget:
         _inputs.non_negative("now", now)
         if isinstance(orders, bool) or not isinstance(orders, int) or orders < 1:
             raise ValueError(f"orders must be an int >= 1, got {orders!r}")
+        return self.decide_unchecked(kind, weight, now, orders=orders)
+
+    def decide_unchecked(
+        self, kind: RequestKind, weight: float, now: float, *, orders: int = 1
+    ) -> Decision:
+        """:meth:`decide` for a caller whose arguments are its own, already valid: a
+        :class:`RequestKind`, a weight from its own table, ``now`` from its clock (the
+        guard's pacer, on every request)."""
         skew = self.config.window_skew_s
+        scope = self._scope
         with self._lock:
-            self._follow_clock(now)
-            if self._scope.banned_until > now:
-                return Banned(self._scope.banned_until)
-            held = self._scope.hold_until > now
-            if held and not (kind is RequestKind.CANCEL and self._scope.cancels_exempt):
-                return Wait(self._scope.hold_until - now, self._scope.hold_label, 1.0)
+            if now != scope.latest:
+                self._follow_clock(now)
+            if scope.banned_until > now:
+                return Banned(scope.banned_until)
+            held = scope.hold_until > now
+            if held and not (kind is RequestKind.CANCEL and scope.cancels_exempt):
+                return Wait(scope.hold_until - now, scope.hold_label, 1.0)
             worst: Wait | Hold | None = None
             costs = [(w, _cost(w.limit, kind, weight, orders)) for w in self._windows]
             for window, cost in costs:

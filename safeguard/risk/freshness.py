@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from safeguard.config import RiskLimits
 from safeguard.risk import _inputs
+from safeguard.risk._trusted import trusted
 
 PRICE_INPUTS = ("mark", "last", "book")
 """The published prices tracked: the mark, the last trade price, the book's mid."""
@@ -61,12 +62,19 @@ class PriceTrack:
             # It moved; or the clock stepped back past the start, and a span measured across a
             # step back is no measure: start again from this read.
             return PriceTrack.start(self.input, price, stamp)
-        return PriceTrack(self.input, price, self.since, max(self.seen, stamp))
+        seen = max(self.seen, stamp)
+        if seen == self.seen:
+            return self  # immutable: the same track
+        # Every field comes from this valid track, and seen >= since: nothing to re-check.
+        return _trusted_track(input=self.input, price=self.price, since=self.since, seen=seen)
 
     def still_for(self, now: float) -> float:
         """How long the price has stood still, never counted past ``now`` (a read stamped
         after ``now`` proves nothing about the time since)."""
         return max(0.0, min(self.seen, now) - self.since)
+
+
+_trusted_track = trusted(PriceTrack)
 
 
 @dataclass(frozen=True, slots=True)

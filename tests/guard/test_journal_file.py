@@ -186,3 +186,30 @@ def test_non_ascii_text_round_trips(tmp_path: Path) -> None:
     assert entry is not None
     assert entry.symbol == "币/USDT:USDT"
     again.close()
+
+
+@pytest.mark.parametrize(
+    ("client_order_id", "now", "order_id"),
+    [
+        ("sg-1", 1_700_000_000.125, "555"),
+        ('odd "id" \\ é ☃', 1e-7, None),
+        ("sg-2", 1e22, 12345),
+        ("sg-3", 5, Decimal("7.5")),
+    ],
+)
+def test_a_settle_record_is_the_json_of_its_fields(
+    tmp_path: Path, client_order_id: str, now: float, order_id: object
+) -> None:
+    path = tmp_path / "orders.jsonl"
+    journal = OrderJournal(path, durable=False)
+    journal.pending(client_order_id, symbol="BTC/USDT:USDT", intent=INTENT, now=1.0)
+    journal.settle(client_order_id, Status.ACKED, now=now, order_id=order_id)  # type: ignore[arg-type]
+    journal.close()
+    settle_line = path.read_bytes().splitlines()[-1]
+    expected: dict[str, object] = {"id": client_order_id, "status": "acked", "t": now}
+    if order_id is not None:
+        expected["order_id"] = order_id
+    assert settle_line == json.dumps(expected, separators=(",", ":"), default=str).encode()
+    entry = _reopen(path).get(client_order_id)
+    assert entry is not None
+    assert (entry.status, entry.updated) == (Status.ACKED, float(now))
