@@ -198,3 +198,47 @@ def test_state_changes_reach_hooks_and_a_broken_observer_breaks_nothing() -> Non
 def test_bad_inputs_are_refused_by_name(call: Any, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         call(HealthMonitor(CONFIG))
+
+
+def test_errors_on_an_endpoint_gone_quiet_leave_the_window_while_others_are_busy() -> None:
+    fast = DegradationConfig(**{**CONFIG.model_dump(), "cooling_period_s": 0.0})
+    monitor = HealthMonitor(fast)
+    now = feed(monitor, T, 10, 0.05, outcome="error", endpoint="POST /fapi/v1/order")
+    assert monitor.state(now) is VenueHealth.SEVERE
+    # Only the ticker is asked from now on; the order endpoint's errors age out all the same.
+    now = feed(monitor, now, 70, 0.05, endpoint="GET /fapi/v1/ticker/24hr")
+    metrics = monitor.metrics(now)
+    assert "POST /fapi/v1/order" not in metrics.latency
+    assert metrics.error_rate == 0.0
+    assert monitor.state(now + 1) is VenueHealth.NORMAL
+
+
+def test_the_signals_each_request_is_judged_on_match_a_full_recount() -> None:
+    """Random traffic over several endpoints, with samples leaving the window: after every
+    request the state equals what the full per-endpoint recount (``metrics``) calls for."""
+    quick = DegradationConfig(**{**CONFIG.model_dump(), "cooling_period_s": 0.0})
+    monitor = HealthMonitor(quick)
+    rng = random.Random(7)
+    now = T
+    endpoints = ["GET /a", "GET /b", "POST /c"]
+    for _ in range(3_000):
+        now += rng.choice([0.0, 0.01, 0.2, 1.0, 5.0])
+        latency = rng.choice([0.01, 0.05, 0.2, 1.5, 4.0]) if rng.random() < 0.1 else 0.02
+        outcome = rng.choices(["ok", "error", "throttled"], [0.9, 0.07, 0.03])[0]
+        monitor.record(rng.choice(endpoints), latency, outcome, now)
+        state = monitor.state(now)
+        m = monitor.metrics(now)
+        ripe = [s.p95_s for s in m.latency.values() if s.samples >= quick.min_samples]
+        assert m.latency_p95_s == (max(ripe) if ripe else None)
+        worst = 0
+        for value, degraded, severe in (
+            (m.latency_p95_s, quick.degraded_latency_p95_s, quick.severe_latency_p95_s),
+            (m.error_rate, quick.degraded_error_rate, quick.severe_error_rate),
+            (m.throttle_rate, quick.degraded_throttle_rate, quick.severe_throttle_rate),
+        ):
+            if value is not None:
+                worst = max(worst, 2 if value >= severe else 1 if value >= degraded else 0)
+        # Worse at once; better one step per evaluation (no cooling here), never below worst.
+        assert state.rank >= worst
+        if worst == 2:
+            assert state is VenueHealth.SEVERE
