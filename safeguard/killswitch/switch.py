@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -184,6 +185,16 @@ def _kind(reduces_only: bool, is_cancel: bool) -> int:
     return _CANCEL if is_cancel else _REDUCING if reduces_only else _OPENING
 
 
+@functools.lru_cache(maxsize=16)
+def _refusal_text(state: SwitchState, code: Code) -> str:
+    """The refusal's message, formatted once per state: every send the state refuses (a
+    burst of them right after an engage) says the same."""
+    return (
+        f"{code}: kill switch is {state.state} since {_iso(state.since)} "
+        f"({state.code}: {state.reason}; by {state.by})"
+    )
+
+
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
@@ -280,7 +291,9 @@ class KillSwitch:
         self._changed_holding = threading.Condition(lock)
         self._inflight = [0, 0, 0]
         self._loop_inflight: dict[int, list[int]] = {}
-        self._draining = 0
+        self._draining: list[tuple[tuple[int, ...], int]] = []
+        """Each engage draining now: the kinds it waits for, and how many of them it cannot
+        wait for (its own). A send's exit wakes it only once that is all that is left."""
         self._generation = 0
         # Permits held by the current thread or asyncio task (a context), so an engage made
         # from inside a permit block does not wait for itself.
@@ -364,17 +377,18 @@ class KillSwitch:
                     current.state, reduces_only=kind != _OPENING, is_cancel=kind == _CANCEL
                 )
             )
-            if code is not None:
-                raise TradingHalted(
-                    f"{code}: kill switch is {current.state} since {_iso(current.since)} "
-                    f"({current.code}: {current.reason}; by {current.by})",
-                    state=current.state.value,
-                    reason=current.reason,
-                    code=code,
-                )
-            self._inflight[kind] += 1
-            if loop_thread is not None:
-                self._loop_inflight.setdefault(loop_thread, [0, 0, 0])[kind] += 1
+            if code is None:
+                self._inflight[kind] += 1
+                if loop_thread is not None:
+                    self._loop_inflight.setdefault(loop_thread, [0, 0, 0])[kind] += 1
+        if code is not None:
+            # Built outside the lock: an engage draining on it must not wait for a refusal.
+            raise TradingHalted(
+                _refusal_text(current, code),
+                state=current.state.value,
+                reason=current.reason,
+                code=code,
+            )
         held = self._held.get(_NONE_HELD)
         return self._held.set(_plus(held, kind, 1)), loop_thread
 
@@ -390,7 +404,11 @@ class KillSwitch:
             self._inflight[kind] -= 1
             if loop_thread is not None:
                 self._loop_inflight[loop_thread][kind] -= 1
-            if self._draining:
+            if self._draining and any(
+                self._inflight_total(kinds) <= floor for kinds, floor in self._draining
+            ):
+                # Only the exit that completes a drain wakes it: one wake-up per engage, not
+                # one per send (each costs the engaging thread a trip through the GIL).
                 self._drained.notify_all()
 
     # --- sleeping ------------------------------------------------------------------------
@@ -583,10 +601,20 @@ class KillSwitch:
             mine = list(self._held.get((0, 0, 0)))
         return sum(self._inflight[k] - mine[k] for k in _BLOCKED_KINDS[state])
 
+    def _inflight_total(self, kinds: tuple[int, ...]) -> int:
+        return sum(self._inflight[k] for k in kinds)
+
     def _drain_blocking(self, state: TradingState) -> int:
         on_loop = asyncio._get_running_loop() is not None
+        kinds = _BLOCKED_KINDS[state]
         with self._drained:
-            self._draining += 1
+            # What _blocking_others leaves out (this thread's sends, or its loop's), fixed
+            # while it waits: none of them can finish before it returns.
+            waiter = (
+                kinds,
+                self._inflight_total(kinds) - self._blocking_others(state, on_loop=on_loop),
+            )
+            self._draining.append(waiter)
             try:
                 self._drained.wait_for(
                     lambda: self._blocking_others(state, on_loop=on_loop) == 0,
@@ -595,7 +623,7 @@ class KillSwitch:
                 left = self._blocking_others(state, on_loop=on_loop)
                 unwaited = self._blocking_others(state) - left if on_loop else 0
             finally:
-                self._draining -= 1
+                self._draining.remove(waiter)
         if unwaited:
             logger.warning(
                 "kill switch engaged with engage() on an event loop thread: {} send(s) by "

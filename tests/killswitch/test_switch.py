@@ -322,6 +322,42 @@ def test_engage_from_inside_a_permit_does_not_wait_for_itself(
     assert errors == []  # no "did not finish" complaint: it did not wait on its own send
 
 
+def test_an_engage_inside_its_own_permit_is_woken_by_the_last_other_send(
+    tmp_path: Path, errors: list[str]
+) -> None:
+    """The drain counts the engaging thread's own send as one it cannot wait for: when the
+    other sends finish, that is all that is left, and the engage goes on (not at its timeout).
+    A drain timeout far beyond the join below: a missed wake-up leaves the engage waiting."""
+    switch = make(tmp_path, drain_timeout_s=120.0)
+    inside, release = threading.Event(), threading.Event()
+    returned: list[TradingState] = []
+
+    def other_sender() -> None:
+        with switch.permit(reduces_only=False):
+            inside.set()
+            release.wait(30)
+
+    def engager() -> None:
+        with switch.permit(reduces_only=True):
+            returned.append(switch.engage("loss limit", by="trigger").state)
+
+    sending = threading.Thread(target=other_sender)
+    sending.start()
+    assert inside.wait(10)
+    engaging = threading.Thread(target=engager)
+    engaging.start()
+    for _ in range(1000):
+        if switch.state.state is HALTED:
+            break
+        threading.Event().wait(0.001)
+    assert returned == []  # waiting for the other send
+    release.set()
+    sending.join(10)
+    engaging.join(60)
+    assert returned == [HALTED]
+    assert errors == []
+
+
 # --- sleepers ------------------------------------------------------------------------------
 
 
