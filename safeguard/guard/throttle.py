@@ -294,6 +294,7 @@ class RateBudget:
         self._on_ban = on_ban
         self._new_window = new_window or _Window
         self._caps: dict[tuple[int, RequestKind], float] = {}
+        self._plans: dict[RequestKind, tuple[tuple[_Window, RateLimit, float], ...]] = {}
 
     @classmethod
     def standalone(
@@ -310,6 +311,7 @@ class RateBudget:
             self._windows = tuple(windows)
             self.config = config
             self._caps = {}
+            self._plans = {}
 
     @property
     def limits(self) -> tuple[RateLimit, ...]:
@@ -342,6 +344,7 @@ class RateBudget:
             if changed:
                 self._windows = (*self._windows, *added)
                 self._caps = {}
+                self._plans = {}
             return changed
 
     def decide(self, kind: RequestKind, weight: float, now: float, *, orders: int = 1) -> Decision:
@@ -376,18 +379,34 @@ class RateBudget:
             if held and not (kind is RequestKind.CANCEL and scope.cancels_exempt):
                 return Wait(scope.hold_until - now, scope.hold_label, 1.0)
             worst: Wait | Hold | None = None
-            costs = [(w, _cost(w.limit, kind, weight, orders)) for w in self._windows]
-            for window, cost in costs:
-                window.roll(now, skew)
+            places = kind in _PLACES_ORDERS
+            reserve = kind in _USES_RESERVE
+            charged: list[tuple[_Window, float]] = []
+            # _cost, _Window.roll and _check, written out: this runs for every request.
+            for window, planned, planned_cap in self._plan(kind):
+                limit = window.limit
+                # A shared window another budget re-limited meanwhile: its cap is asked anew.
+                cap = planned_cap if limit is planned else self._cap(limit.limit, kind)
+                if limit.type is LimitType.REQUEST_WEIGHT:
+                    cost = weight
+                elif limit.type is LimitType.RAW_REQUESTS:
+                    cost = 1.0
+                else:
+                    cost = float(orders) if places else 0.0
+                index = math.floor((now - skew) / limit.interval_s)
+                if index > window.window:
+                    window.window, window.used, window.next_at = index, 0.0, 0.0
                 if cost <= 0:
                     continue
-                cap = self._cap(window.limit.limit, kind)
                 if cost > cap:
                     # It would wait for every window forever: refuse it by name instead.
                     raise ValueError(
                         f"weight {weight} of a {kind} request can never fit "
-                        f"{window.limit.label} ({cap:g} of {window.limit.limit} usable)"
+                        f"{limit.label} ({cap:g} of {limit.limit} usable)"
                     )
+                charged.append((window, cost))
+                if window.used + cost <= cap and (reserve or now >= window.next_at):
+                    continue  # this window lets it go (what _check answers with None)
                 verdict = self._check(window, kind, cost, cap, now, skew)
                 if isinstance(verdict, Hold):
                     worst = verdict if not isinstance(worst, Hold) else _later(worst, verdict)
@@ -395,9 +414,11 @@ class RateBudget:
                     worst = verdict if worst is None else _later(worst, verdict)
             if worst is not None:
                 return worst
-            for window, cost in costs:
-                if cost > 0:
-                    self._charge(window, kind, cost, now, skew)
+            soft = self.config.soft_threshold
+            for window, cost in charged:
+                window.used += cost
+                if not reserve and window.used > soft * window.limit.limit:
+                    self._space(window, kind, cost, now, skew)
             return GO
 
     def _follow_clock(self, now: float) -> None:
@@ -446,14 +467,22 @@ class RateBudget:
             return Wait(window.next_at - now, window.limit.label, window.usage())
         return None
 
-    def _charge(
+    def _plan(self, kind: RequestKind) -> tuple[tuple[_Window, RateLimit, float], ...]:
+        """Each window with its limit and its cap for ``kind``: the table every decision
+        walks, built once per kind until the limits or the config change (a window shared
+        with another budget may take a new limit meanwhile: the walk checks)."""
+        plan = self._plans.get(kind)
+        if plan is None:
+            plan = self._plans[kind] = tuple(
+                (w, w.limit, self._cap(w.limit.limit, kind)) for w in self._windows
+            )
+        return plan
+
+    def _space(
         self, window: _Window, kind: RequestKind, cost: float, now: float, skew: float
     ) -> None:
-        limit = window.limit.limit
-        window.used += cost
-        if kind in _USES_RESERVE or window.used <= self.config.soft_threshold * limit:
-            return
         # Past the soft threshold: space requests so the capacity left lasts the window.
+        limit = window.limit.limit
         left = self._cap(limit, kind) - window.used
         rolls_in = window.ends_at(skew) - now
         spacing = rolls_in * cost / max(left + cost, cost)
@@ -487,7 +516,8 @@ class RateBudget:
             return
         skew = self.config.window_skew_s
         with self._lock:
-            self._follow_clock(now)
+            if now != self._scope.latest:
+                self._follow_clock(now)
             for window in self._windows:
                 family = _HEADER_FAMILY.get(window.limit.type)  # raw request counts: no header
                 value = reported.get((family or "", window.limit.interval_s))
@@ -590,7 +620,12 @@ _HEADER_FAMILY = {LimitType.REQUEST_WEIGHT: "weight", LimitType.ORDERS: "orders"
 
 def _reported_usage(headers: Mapping[str, str]) -> dict[tuple[str, int], float]:
     reported: dict[tuple[str, int], float] = {}
-    for name, raw in headers.items():
+    # ccxt's sync answers come as requests' CaseInsensitiveDict, whose items() goes through
+    # the Mapping mixins (a Python call per header); its lower_items() reads its store
+    # directly. The names are matched without regard to case either way.
+    lower_items = getattr(headers, "lower_items", None)
+    pairs = lower_items() if callable(lower_items) else headers.items()
+    for name, raw in pairs:
         key = _header_key(name)
         if key is None:
             continue

@@ -611,3 +611,26 @@ def test_a_clock_stepping_back_moves_the_holds_with_it() -> None:
     wait = budget.decide(RequestKind.READ, 1, back + 9.5)
     assert isinstance(wait, Wait)
     assert wait.seconds == pytest.approx(5.5)
+
+
+def test_headers_as_ccxt_keeps_them_teach_the_same_as_a_plain_dict() -> None:
+    """Sync ccxt keeps an answer's headers in requests' CaseInsensitiveDict (read through its
+    own store, not the Mapping mixins): every name spelling is learned alike."""
+    from requests.structures import CaseInsensitiveDict
+
+    answer = {"Content-Type": "application/json", "x-Mbx-Used-Weight-1m": "1190"}
+    answer |= {"X-MBX-ORDER-COUNT-10S": "7"}
+    plain, kept = RateBudget.standalone(), RateBudget.standalone()
+    plain.observe(answer, T0 + 1)
+    kept.observe(CaseInsensitiveDict(answer), T0 + 1)
+    assert kept.usage(T0 + 1) == plain.usage(T0 + 1)
+    assert kept.usage(T0 + 1)["REQUEST_WEIGHT/1m"] > 0.49
+    assert kept.usage(T0 + 1)["ORDERS/10s"] > 0.0
+
+
+def test_a_budget_that_already_decided_paces_on_a_limit_its_neighbour_tightened() -> None:
+    registry = BudgetRegistry(ThrottleConfig(window_skew_s=0.0))
+    a, b = registry.get("ip", "acct-a"), registry.get("ip", "acct-b")
+    assert b.decide(RequestKind.READ, 10, T0) == GO  # b has decided on the default limit
+    assert a.learn(RateLimits((RateLimit(LimitType.REQUEST_WEIGHT, 60, 100),)))
+    assert isinstance(b.decide(RequestKind.READ, 85, T0), Hold)  # 95 of 100: held
