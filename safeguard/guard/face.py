@@ -63,10 +63,14 @@ class Runtime:
     """Async sleep override; default: ``switch.wait_async``."""
 
 
+_NO_PERMIT: AbstractContextManager[None] = nullcontext()
+"""What a read is sent inside (nullcontext keeps no state: one serves every send)."""
+
+
 def permit(switch: SwitchLike, spec: Permit | None) -> AbstractContextManager[None]:
     """The kill switch's permit for one send (none for reads: they add no exposure)."""
     if spec is None:
-        return nullcontext()
+        return _NO_PERMIT
     return switch.permit(reduces_only=spec.reduces_only, is_cancel=spec.is_cancel)
 
 

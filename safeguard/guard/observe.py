@@ -99,7 +99,7 @@ class RequestObserver:
         now = answer.now
         latency = max(0.0, now - answer.started)
         outcome = "ok" if ec is None else ("throttled" if ec.throttled else "error")
-        health = _health_outcome(ec)
+        health = Outcome.OK if ec is None else _health_outcome(ec)
         if health is not None:
             # The sample is the guard's own (a method name, times from its clock): a monitor
             # that can take it unchecked does. Either emits its own state changes.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import closing
 from typing import Any, TypeVar
 
 from safeguard.guard.core import Done, Effect, Record, Reply, Send, Sleep, Steps, step
@@ -18,11 +17,13 @@ class GuardedExchange(Face):
     def _run(self, steps: Steps[T]) -> T:
         # Closed however the drive ends: steps cut short (cancelled, interrupted, an effect
         # that failed) then settle what they had under way (GuardCore._abandon).
-        with closing(steps):
+        try:
             effect = step(steps, None)
             while not isinstance(effect, Done):
                 effect = step(steps, self._perform(effect))
             return effect.value
+        finally:
+            steps.close()
 
     def _perform(self, effect: Effect) -> Reply:
         if effect.__class__ is not Send:
