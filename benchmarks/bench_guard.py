@@ -13,9 +13,9 @@ Orders alternate buy/sell market 0.01 ETH. The guard applies each answer's fill 
 position view, but re-reads the wallet after a fill (Binance's order answer carries no
 commission): that extra venue request is reported as a count, not as overhead, because it is
 a round trip to the venue, not CPU the guard spends (``bench_requests_per_order.py`` counts
-requests per order by endpoint). The journal is measured both ways: fsync per pending record (the default) and
-without (``durable_journal=False``). A third run stubs out the rate budget and the health
-monitor, to show what the guard's own core costs apart from those two components.
+requests per order by endpoint). The journal is measured both ways: fsync per pending record
+(the default) and without (``durable_journal=False``). A third run stubs out the rate budget
+and the health monitor, to show what the guard's own core costs apart from those two.
 """
 
 from __future__ import annotations
@@ -83,11 +83,11 @@ class Inner:
 class _NoPacing:
     """Stands in for the rate budget in ``--isolate`` runs (the guard's own cost only)."""
 
-    def before(self, kind: Any, send: Any, now: float) -> float:
+    def before(self, kind: Any, send: Any, now: float, deadline: float = 0.0) -> float:
         return 0.0
 
-    def after(self, send: Any, answer: Any, ec: Any) -> None:
-        return None
+    def after(self, send: Any, answer: Any, ec: Any) -> float:
+        return 0.0
 
 
 def _isolate(ex: Any) -> None:

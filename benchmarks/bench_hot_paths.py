@@ -26,9 +26,11 @@ The kill switch's engage latency is ``bench_killswitch.py`` (threads, real time)
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import os
 import platform
+import pstats
 import statistics
 import sys
 import tempfile
@@ -42,6 +44,19 @@ import bench_requests_per_order as rig_module
 import safeguard.risk.verdict as risk_verdict
 
 SYMBOL = rig_module.SYMBOL
+CALLS: dict[str, tuple[float, float]] = {}
+"""Function calls per read and per order, raw and guarded."""
+
+
+def _calls(call: Callable[[], object], size: int = 50) -> float:
+    """Function calls (Python and built-in) per call, as cProfile counts them: a figure the
+    machine's load does not move."""
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(size):
+        call()
+    profile.disable()
+    return float(pstats.Stats(profile).total_calls) / size  # type: ignore[attr-defined]
 
 
 def _batch(call: Callable[[], object], size: int) -> float:
@@ -60,6 +75,10 @@ def _quiet(samples: list[float]) -> float:
 
 def _figure(samples: list[float]) -> str:
     return f"{statistics.median(samples):8.1f} ({_quiet(samples):.1f})"
+
+
+def _times(samples: list[float], cal: float, cal_quiet: float) -> str:
+    return f"{statistics.median(samples) / cal:.1f}x ({_quiet(samples) / cal_quiet:.1f}x)"
 
 
 def _calibration(batches: int) -> list[float]:
@@ -91,6 +110,7 @@ def reads(rig: Any, batches: int, size: int) -> tuple[list[float], list[float]]:
     for _ in range(batches):
         raw_us.append(_batch(raw, size))
         guarded_us.append(_batch(guarded, size))
+    CALLS["read"] = (_calls(raw), _calls(guarded))
     return raw_us, guarded_us
 
 
@@ -123,6 +143,10 @@ def orders(
     finally:
         risk_verdict.evaluate = verdict.inner  # type: ignore[assignment]
         del journal.pending, journal.settle
+    CALLS["order"] = (
+        _calls(lambda: order("raw", rig.raw), 20),
+        _calls(lambda: order("guarded", rig.guarded), 20),
+    )
     return raw_us, guarded_us, verdict, pending, settle
 
 
@@ -185,31 +209,44 @@ def main(argv: list[str] | None = None) -> int:
 
     cal = statistics.median(calibration)
     cal_quiet = _quiet(calibration)
-    print(f"\ncalibration sum(range(200))         {_figure(calibration)} us")
+    print(f"\n{'calibration sum(range(200))':<36} {_figure(calibration)} us")
 
     def ratio(raw: list[float], guarded: list[float]) -> str:
         median = (statistics.median(guarded) - statistics.median(raw)) / statistics.median(raw)
         quiet = (_quiet(guarded) - _quiet(raw)) / _quiet(raw)
         return f"{median:.2f}x ({quiet:.2f}x)"
 
-    print(f"read  fetch_ticker   raw             {_figure(raw_reads)} us")
-    print(f"read  fetch_ticker   guarded         {_figure(guarded_reads)} us")
-    print(f"  guard's read overhead / raw's own  {ratio(raw_reads, guarded_reads)}  target <= 0.2x")
-    print(f"order create_order   raw             {_figure(raw_orders)} us")
-    print(f"order create_order   guarded         {_figure(guarded_orders)} us")
-    print(f"  guard's order overhead / raw's own {ratio(raw_orders, guarded_orders)}  target <= 0.5x")
-    in_context = verdict.samples
-    print(f"verdict in context (in the order)    {_figure(in_context)} us = "
-          f"{statistics.median(in_context) / cal:.1f}x ({_quiet(in_context) / cal_quiet:.1f}x) "
-          f"the calibration  target <= 8x")  # fmt: skip
-    print(f"verdict hot loop (same call)         {_figure(hot)} us = "
-          f"{statistics.median(hot) / cal:.1f}x ({_quiet(hot) / cal_quiet:.1f}x) the calibration")  # fmt: skip
-    print(f"journal pending record, no fsync     {_figure(pending.samples)} us (in context)")
-    print(f"journal settle record, no fsync      {_figure(settle.samples)} us (in context)")
-    print(f"journal pending record, fsync        {_figure(fsync_pending)} us CPU (own file)")
-    print(f"journal settle record (never fsync)  {_figure(fsync_settle)} us CPU (own file)")
-    print(f"records per guarded market order: {len(pending.samples) / len(guarded_orders) / args.orders:.0f} "
-          f"pending + {len(settle.samples) / len(guarded_orders) / args.orders:.0f} settle")  # fmt: skip
+    rows = [
+        ("read  fetch_ticker, raw", _figure(raw_reads) + " us"),
+        ("read  fetch_ticker, guarded", _figure(guarded_reads) + " us"),
+        ("  guard's overhead / raw's own", ratio(raw_reads, guarded_reads) + "  (target <= 0.2x)"),
+        ("order create_order, raw", _figure(raw_orders) + " us"),
+        ("order create_order, guarded", _figure(guarded_orders) + " us"),
+        (
+            "  guard's overhead / raw's own",
+            ratio(raw_orders, guarded_orders) + "  (target <= 0.5x)",
+        ),
+        ("verdict in context (in the order)", _figure(verdict.samples) + " us"),
+        ("  / calibration", _times(verdict.samples, cal, cal_quiet) + "  (target <= 8x)"),
+        ("verdict hot loop (same call)", _figure(hot) + " us"),
+        ("  / calibration", _times(hot, cal, cal_quiet)),
+        ("journal pending record, no fsync", _figure(pending.samples) + " us (in context)"),
+        ("journal settle record", _figure(settle.samples) + " us (in context)"),
+        ("journal pending record, fsync", _figure(fsync_pending) + " us CPU (own file)"),
+        ("journal settle record", _figure(fsync_settle) + " us CPU (own file)"),
+    ]
+    for label, figure in rows:
+        print(f"{label:<36} {figure}")
+    for what, (raw_calls, guarded_calls) in CALLS.items():
+        print(
+            f"function calls per {what}: raw {raw_calls:.0f}, guarded {guarded_calls:.0f} "
+            f"(+{guarded_calls - raw_calls:.0f})"
+        )
+    per_order = (len(guarded_orders) * args.orders) or 1
+    print(
+        f"journal records per guarded market order: {len(pending.samples) / per_order:g} "
+        f"pending + {len(settle.samples) / per_order:g} settle"
+    )
     return 0
 
 
