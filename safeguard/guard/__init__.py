@@ -107,9 +107,10 @@ def guard(
         raise ValueError(f"policy must be a safeguard.Policy, got {type(policy).__name__}")
     key = account_fingerprint(getattr(exchange, "apiKey", None) or None)
     path = Path(journal_path or policy.kill_switch.state_dir / f"orders-{exchange.id}-{key}.jsonl")
-    # Opened first: a second guarded exchange on this journal (same exchange and key) is
-    # refused before anything is built for it, and whatever fails later lets the journal go.
-    journal = OrderJournal(path, durable=durable_journal)
+    # Opened first: a guarded exchange in another process on this journal (same exchange and
+    # key) is refused before anything is built for it; one in this process shares it. Whatever
+    # fails later lets the journal go.
+    journal = OrderJournal.shared(path, durable=durable_journal)
     built: list[Callable[[], None]] = []  # closers of the parts _guard builds, in build order
     try:
         return _guard(

@@ -25,6 +25,12 @@ Several threads or tasks may place orders through one journal at once. An order 
 *orphans* (unresolved orders nobody in this process is settling: a previous run's, or ones a
 call gave up on as unknown), and claims each one first, so two reconciles never settle the
 same order and none settles (or compacts away) an order another call still has on its way.
+
+One writer per file: a second :class:`OrderJournal` on the same path, in this process or
+another, is refused (it would compact away the first one's pending records). Guarded clients
+in one process on one key (a sync one for the loop and an async one for the streams) share
+the key's journal instead, through :meth:`OrderJournal.shared`: one object, closed when the
+last of them closes it.
 """
 
 from __future__ import annotations
@@ -86,6 +92,11 @@ class Entry:
         return self.status not in UNRESOLVED
 
 
+_SHARED: dict[Path, OrderJournal] = {}
+"""The journals :meth:`OrderJournal.shared` handed out in this process, by absolute path."""
+_SHARED_LOCK = threading.Lock()
+
+
 class OrderJournal:
     """An append-only, fsynced JSON-lines journal of client order ids. Thread-safe.
 
@@ -107,6 +118,9 @@ class OrderJournal:
         self._dirty = False
         """A write failed part-way: the file may end in a torn line until it is rewritten."""
         self._closed = False
+        self._holders = 1
+        self._shared_as = Path()
+        """Openers still using this journal (:meth:`shared`); the last ``close`` closes it."""
         self._resolved_since_rewrite = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +142,25 @@ class OrderJournal:
         except BaseException:
             os.close(self._owner)
             raise
+
+    @classmethod
+    def shared(cls, path: str | os.PathLike[str], *, durable: bool = True) -> OrderJournal:
+        """The journal at ``path`` for one more user in this process: the open one if there
+        is one (it is then fsynced if any of its users asked for durability), else a new one.
+        Each caller closes it once; the last ``close`` releases the file."""
+        key = Path(os.path.abspath(path))
+        with _SHARED_LOCK:
+            journal = _SHARED.get(key)
+            if journal is not None:
+                with journal._lock:
+                    if not journal._closed:
+                        journal._holders += 1
+                        journal.durable = journal.durable or durable
+                        return journal
+            journal = cls(path, durable=durable)
+            journal._shared_as = key
+            _SHARED[key] = journal
+            return journal
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -294,10 +327,16 @@ class OrderJournal:
             self._compact_or_warn_locked()
 
     def close(self) -> None:
-        with self._lock:
+        """Let go of the journal; the last of its users (:meth:`shared`) closes the file."""
+        with _SHARED_LOCK, self._lock:
             if self._closed:
                 return
+            self._holders -= 1
+            if self._holders > 0:
+                return
             self._closed = True
+            if _SHARED.get(self._shared_as) is self:
+                del _SHARED[self._shared_as]
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
@@ -547,8 +586,9 @@ def _exclusive(path: Path) -> int:
     except OSError:
         os.close(fd)
         raise ConfigError(
-            f"order journal {path} is already open (another guarded exchange with the same "
-            "exchange and API key, in this process or another); give each its own journal_path",
+            f"order journal {path} is already open by another process (or another "
+            "OrderJournal in this one); guarded clients on one key in one process share it, "
+            "a second process needs its own journal_path",
             key=str(path),
         ) from None
     return fd

@@ -127,24 +127,38 @@ def test_an_order_sent_just_before_the_process_died_is_found_and_never_doubled(
     assert account.positions() == {VENUE_SYMBOL: pytest.approx(0.004)}
 
 
-def test_a_second_guarded_exchange_on_one_key_is_refused_before_it_builds_anything(
+def test_a_guarded_exchange_on_a_journal_another_process_holds_is_refused_before_it_builds_anything(
     account: PaperAccount, tmp_path: Path
 ) -> None:
-    """Two guarded exchanges on one key and one state directory would compact away each
-    other's pending orders: the second is refused, clearly, and leaves nothing running."""
+    """Another process trading on the same key and state directory would compact away this
+    one's pending orders: guard() is refused, clearly, and leaves nothing running. (Clients in
+    one process share the journal: tests/guard/test_journal_shared.py.)"""
     policy = sandbox_policy(tmp_path, _policy())
     watched = policy.model_copy(
         update={"kill_switch": policy.kill_switch.model_copy(update={"watch_state_file": True})}
     )
     first = account.guarded(_policy(), state_dir=tmp_path)
-    threads = set(threading.enumerate())
-    with pytest.raises(errors.ConfigError, match="already open"):
-        guard(account.client(), watched, clock=account.clock)
-    assert set(threading.enumerate()) == threads  # no kill-switch watcher left behind
+    path = first.runtime.core.journal.path
+    first.runtime.core.journal.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_JOURNAL, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "holding\n"
+        threads = set(threading.enumerate())
+        with pytest.raises(errors.ConfigError, match="already open by another process"):
+            guard(account.client(), watched, clock=account.clock)
+        assert set(threading.enumerate()) == threads  # no kill-switch watcher left behind
+    finally:
+        holder.communicate("")  # the other process ends, letting go of the journal
     # A guard() that fails for any other reason lets go of its journal, too.
     with pytest.raises(ValueError, match="book_depth"):
         guard(account.client(), watched, journal_path=tmp_path / "second.jsonl", book_depth=1)
-    # Its own journal_path is the way to run a second one; the first trades on.
+    # Its own journal_path is the way to run a second one, and the first one's opens again.
     second = guard(
         account.client(),
         watched,
@@ -154,4 +168,17 @@ def test_a_second_guarded_exchange_on_one_key_is_refused_before_it_builds_anythi
     )
     second.runtime.switch.close()
     second.runtime.core.journal.close()
-    first.create_order(SYMBOL, "market", "buy", 0.002)
+    again = guard(account.client(), watched, clock=account.clock, ladder=False)
+    again.runtime.switch.close()
+    again.create_order(SYMBOL, "market", "buy", 0.002)
+    again.runtime.core.journal.close()
+
+
+_HOLD_JOURNAL = """
+import sys
+from safeguard.guard.journal import OrderJournal
+journal = OrderJournal(sys.argv[1])
+print("holding", flush=True)
+sys.stdin.read()
+journal.close()
+"""
