@@ -136,3 +136,32 @@ def test_the_policy_file_sets_the_grid(tmp_path: Path, capsys: pytest.CaptureFix
         ("independent", -0.05),
         ("independent", 0.05),
     ]
+
+
+def test_a_liquidated_cell_of_the_heat_map_never_wears_the_equity_scale() -> None:
+    """The example's long pool keeps 163 % of its equity after a +15 % forced close: on the
+    equity scale alone that cell would be green, the colour of "all is well"."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    from safeguard.cli.stress import LIQUIDATED_COLOUR, heatmap_colours, scenario
+    from safeguard.config import Policy
+    from safeguard.risk.stress import stress_test
+
+    account, grid = scenario(EXAMPLE, policy=Policy.build())
+    report = stress_test(account, grid)
+    colours = heatmap_colours(report)
+    shocks = list(dict.fromkeys(cell.shock for cell in report.cells))
+    regimes = list(dict.fromkeys(cell.regime for cell in report.cells))
+    greens = 0
+    scale, norm = colormaps["RdYlGn"], Normalize(vmin=0.0, vmax=150.0)
+    for row, shock in enumerate(shocks):
+        for column, regime in enumerate(regimes):
+            cell = report.cell(regime, shock)
+            equity_colour = scale(norm(cell.equity / report.account_equity * 100.0))
+            if cell.liquidated:
+                assert colours[row][column] == LIQUIDATED_COLOUR
+                greens += equity_colour[1] > equity_colour[0]  # what it would have been
+            else:
+                assert colours[row][column] == pytest.approx(equity_colour)
+    assert greens > 0  # the example does hold liquidated cells the old scale painted green

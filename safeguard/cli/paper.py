@@ -149,11 +149,12 @@ def _run(args: argparse.Namespace) -> int:
         )
         result = _with_progress(config, out, enabled=not args.no_progress)
     print_summary(result.summaries)
-    print(f"report: {result.html}")
-    from safeguard.paper.report import PLOTS_MISSING, PLOTTING
+    if result.html is not None:
+        print(f"report: {result.html}")
+    else:
+        from safeguard.paper.report import REPORT_MISSING
 
-    if not PLOTTING:
-        print(f"note: {PLOTS_MISSING}")
+        print(f"note: {REPORT_MISSING}")
     print(f"journal: {result.journal}  (explain it: safeguard journal {result.journal})")
     return 0
 

@@ -363,8 +363,37 @@ def render_table(report: StressReport, origin: str) -> None:
             )
 
 
+LIQUIDATED_COLOUR = (0.25, 0.0, 0.35, 1.0)
+"""A cell where anything was liquidated: deep purple, outside the red-to-green equity scale, so
+a liquidation that still leaves equity (a cross pool after a forced close) never shows green."""
+
+
+def heatmap_colours(report: StressReport) -> list[list[tuple[float, float, float, float]]]:
+    """The heat map's cell colours, one row per shock, one column per regime: equity left on
+    a red (0 %) to green (150 % of today's) scale, and :data:`LIQUIDATED_COLOUR` wherever a
+    position was liquidated, whatever equity is left."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    scale, norm = colormaps["RdYlGn"], Normalize(vmin=0.0, vmax=150.0)
+    base = report.account_equity if report.account_equity > 0 else 1.0
+    colours = []
+    for shock in _shocks(report):
+        row = []
+        for regime in _regimes(report):
+            cell = report.cell(regime, shock)
+            if cell.liquidated:
+                row.append(LIQUIDATED_COLOUR)
+            else:
+                red, green, blue, alpha = scale(norm(cell.equity / base * 100.0))
+                row.append((float(red), float(green), float(blue), float(alpha)))
+        colours.append(row)
+    return colours
+
+
 def write_heatmap(report: StressReport, path: Path) -> None:
-    """Equity left as % of today's equity, one row per shock, one column per regime."""
+    """Equity left as % of today's equity, one row per shock, one column per regime;
+    liquidated cells in their own colour."""
     try:
         import matplotlib
     except ImportError:
@@ -375,24 +404,30 @@ def write_heatmap(report: StressReport, path: Path) -> None:
 
     matplotlib.use("Agg")  # no display: a CLI on a server must not need one
     from matplotlib import pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Patch
 
     regimes = _regimes(report)
     shocks = _shocks(report)
     base = report.account_equity if report.account_equity > 0 else 1.0
-    values = [[report.cell(r, s).equity / base * 100.0 for r in regimes] for s in shocks]
-    figure, axes = plt.subplots(figsize=(2.2 + 1.8 * len(regimes), 0.9 + 0.32 * len(shocks)))
+    figure, axes = plt.subplots(figsize=(2.6 + 1.8 * len(regimes), 1.2 + 0.32 * len(shocks)),
+                                layout="constrained")  # fmt: skip
     try:
-        image = axes.imshow(values, cmap="RdYlGn", vmin=0.0, vmax=150.0, aspect="auto")
+        axes.imshow(heatmap_colours(report), aspect="auto")
         axes.set_xticks(range(len(regimes)), labels=list(regimes))
         axes.set_yticks(range(len(shocks)), labels=[f"{s * 100:+.1f}%" for s in shocks])
         for row, shock in enumerate(shocks):
             for column, regime in enumerate(regimes):
                 cell = report.cell(regime, shock)
-                label = f"{values[row][column]:.0f}%" + (" ✗" if cell.liquidated else "")
-                axes.text(column, row, label, ha="center", va="center", fontsize=7)
+                left = f"{cell.equity / base * 100.0:.0f}%"
+                label, ink = (f"{left} ✗", "white") if cell.liquidated else (left, "black")
+                axes.text(column, row, label, ha="center", va="center", fontsize=7, color=ink)
         axes.set_title("Equity left (% of now); ✗ = liquidation")
-        figure.colorbar(image, ax=axes, label="% of current equity")
-        figure.tight_layout()
+        scale = ScalarMappable(norm=Normalize(vmin=0.0, vmax=150.0), cmap="RdYlGn")
+        figure.colorbar(scale, ax=axes, label="% of current equity (no liquidation)")
+        figure.legend(handles=[Patch(color=LIQUIDATED_COLOUR, label="liquidation (✗)")],
+                      loc="outside lower center", fontsize=8, frameon=False)  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, format="png", dpi=110)
     finally:

@@ -9,7 +9,7 @@ is how a duplicate shows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ccxt
@@ -26,7 +26,7 @@ from safeguard.guard.events import (
     VerdictEvent,
 )
 from safeguard.paper.journal import RunJournal
-from safeguard.venue import Fill, Liquidation, OrderTriggered, Venue
+from safeguard.venue import Fill, FundingPayment, Liquidation, OrderTriggered, Venue
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.markets import DEFAULT_MARKETS
 
@@ -121,11 +121,22 @@ class Recorder:
                                    side="long" if e.qty > 0 else "short", qty=abs(e.qty),
                                    price=e.mark_price, equity_before=e.equity_before,
                                    loss=-e.wallet_delta_units / 1e8)  # fmt: skip
+            elif isinstance(e, FundingPayment):
+                self.journal.write(e.time, "funding", symbol=symbol, rate=e.rate,
+                                   amount=e.amount_units / 1e8, qty=e.position_qty,
+                                   mark=e.mark_price)  # fmt: skip
             elif isinstance(e, OrderTriggered):
                 self.journal.write(e.time, "stop_triggered", symbol=symbol,
                                    order_id=e.order_id, trigger=e.trigger_price)  # fmt: skip
 
-    def bar(self, index: int, now: float) -> float:
+    def bar(
+        self,
+        index: int,
+        now: float,
+        watch: Callable[[float], Mapping[str, Any]] | None = None,
+    ) -> float:
+        """Journal one ``bar``; ``watch`` sees its equity first and returns more fields for it
+        (the guarded run's kill-switch peak and trading state)."""
         venue = self.venue
         equity = venue.equity(self.api_key)
         positions: dict[str, dict[str, float | None]] = {}
@@ -144,8 +155,10 @@ class Recorder:
             if stop and held is not None:
                 held["stop"] = stop
         marks = {unified_symbol(s): venue.mark_price(s) for s in venue.markets}
+        watched = dict(watch(equity)) if watch is not None else {}
         self.journal.write(now, "bar", i=index, equity=equity, wallet=venue.wallet(self.api_key),
-                           marks=marks, positions=positions, health=self.health)  # fmt: skip
+                           marks=marks, positions=positions, health=self.health,
+                           **watched)  # fmt: skip
         return equity
 
 

@@ -1,23 +1,36 @@
-"""The paper run's report: matplotlib plots (PNG) and one HTML page that shows them.
+"""The paper run's report: matplotlib plots (PNG) and one HTML page (a Jinja template) that
+shows them next to the tables a trader reads.
 
-Everything is drawn from the journal: equity of both runs; each symbol's mark with the
-strategy's fills, its stops and both runs' liquidation prices; the guarded run's venue health
-and kill-switch state over time; and a timeline of the events that mattered. ``write_report``
-writes ``index.html``, ``summary.json`` and the PNGs into the report folder (the journal is
-already there).
+Everything is drawn from the journal: equity of both runs, with the drawdown from the peak the
+kill-switch trigger measured and the trading state as a band; each symbol's mark with the
+strategy's fills, its stops and both runs' liquidation prices; how far each position was from
+liquidation; the guard's refusals by code over time; the guarded run's venue health; a timeline
+of the events that mattered; the policy in full; every fill, the round-trip trades and the
+costs (fees, funding, liquidation losses). ``write_report`` writes ``index.html``,
+``summary.json`` and the PNGs into the report folder (the journal is already there).
+
+What the page shows is :class:`ReportData` (built by :func:`report_data`), a plain data model
+the template renders: a new table is a field there and a block in ``templates/report.html.j2``;
+a new timeline lane is an entry in :data:`_LANES`.
+
+The plots and the page are the optional ``safeguard[report]`` extra (matplotlib, jinja2):
+without it ``write_report`` writes ``summary.json`` only and :data:`REPORT_MISSING` says how
+to get the rest.
 """
 
 from __future__ import annotations
 
-import html
 import json
+import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:  # plotting is the optional ``safeguard[report]`` extra
+try:  # plotting and the page are the optional ``safeguard[report]`` extra
+    import jinja2
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display, no GUI toolkit
@@ -25,24 +38,31 @@ try:  # plotting is the optional ``safeguard[report]`` extra
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 except ImportError:
-    plt = None  # type: ignore[assignment]  # the report is written without its plots
+    plt = None  # type: ignore[assignment]
+    jinja2 = None  # type: ignore[assignment]
 
 from safeguard.paper.explain import explain
 from safeguard.paper.summary import RunSummary
 
-PLOTTING = plt is not None
-"""Whether matplotlib (the ``safeguard[report]`` extra) is installed: without it the report
-is written without its plots and says how to get them."""
+REPORTING = plt is not None and jinja2 is not None
+"""Whether the ``safeguard[report]`` extra (matplotlib, jinja2) is installed: without it no
+page and no plots are written, only ``summary.json`` next to the journal."""
 
-PLOTS_MISSING = (
-    "plots not drawn: matplotlib is not installed; pip install 'safeguard[report]' "
-    "(or -e '.[report]' in a checkout) and run again to get them"
+REPORT_MISSING = (
+    "report page and plots not written: they need the report extra; "
+    "pip install 'safeguard[report]' (or -e '.[report]' in a checkout) and run again"
 )
-"""What the page and ``safeguard paper`` say when plotting is not installed."""
+"""What ``safeguard paper`` says when the report extra is not installed."""
 
 _COLOURS = {"guarded": "#1b7f3b", "naive": "#c0392b"}
+_STOP_COLOURS = {"guarded": "#0b5394", "naive": "#e69138"}
+"""Stops get their own hues (blue, orange), far from the runs' green and red and from each
+other, so two stop lines never blur into one."""
 _HEALTH = {"NORMAL": 0, "DEGRADED": 1, "SEVERE": 2}
+_TRADING_COLOURS = {"REDUCING": "#f1c232", "HALTED": "#cc0000"}
+"""The kill switch's band: nothing while ACTIVE."""
 _EXPLAINED_LINES = 400
+_HOUR_S = 3600.0
 
 
 def write_report(
@@ -51,22 +71,150 @@ def write_report(
     summaries: Mapping[str, RunSummary],
     *,
     journal_name: str = "journal.jsonl",
-) -> Path:
-    """Write the report into ``out``; returns the HTML page's path."""
+) -> Path | None:
+    """Write the report into ``out``; returns the HTML page's path (``None`` without the
+    report extra: then only ``summary.json`` is written)."""
     out.mkdir(parents=True, exist_ok=True)
-    start = min(float(r["t"]) for r in records if r["kind"] == "start")
-    pictures: dict[str, Figure] = {}
-    if plt is not None:
-        pictures = {
-            "equity.png": _equity(records, start),
-            "price.png": _price(records, start),
-            "health.png": _health(records, start),
-            "events.png": _events(records, start),
-        }
-    for name, figure in pictures.items():
-        _atomic_png(out / name, figure)
-        plt.close(figure)
+    data = report_data(records, summaries, journal_name=journal_name)
+    _atomic_text(out / "summary.json", json.dumps(data.document, indent=2, sort_keys=True) + "\n")
+    if plt is None or jinja2 is None:
+        return None
+    for name, draw in _PLOTS:
+        figure = draw(records, data.start)
+        try:
+            _atomic_png(out / name, figure)
+        finally:
+            plt.close(figure)
+        data.pictures.append(name)
+    _atomic_text(out / "index.html", render_page(data))
+    return out / "index.html"
+
+
+# --- the data the page shows ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FillRow:
+    run: str
+    at_h: float
+    symbol: str
+    side: str
+    qty: float
+    price: float
+    fee: float
+    realized_pnl: float
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRow:
+    """One round trip: a position opened from flat until it is flat again (or the run ends)."""
+
+    run: str
+    symbol: str
+    side: str
+    opened_h: float
+    closed_h: float | None
+    """``None``: still open when the run ended."""
+    qty: float
+    entry: float
+    exit: float | None
+    pnl: float
+    fees: float
+    fills: int
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """Where one run's money went besides the market: what a trader reconciles."""
+
+    run: str
+    realized_pnl: float
+    fees: float
+    funding_paid: float
+    funding_received: float
+    liquidation_loss: float
+    fills: int
+    funding_payments: int
+
+    @property
+    def net(self) -> float:
+        return (
+            self.realized_pnl
+            - self.fees
+            - self.funding_paid
+            + self.funding_received
+            - self.liquidation_loss
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A table the page shows under its own heading: hooks add their own to
+    :attr:`ReportData.sections` (header row, body rows, an optional note)."""
+
+    title: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    note: str = ""
+
+
+@dataclass(slots=True)
+class ReportData:
+    """Everything the page shows, from the journal and the summaries."""
+
+    start: float
+    first: Mapping[str, Any]
+    runs: tuple[str, ...]
+    summary: list[tuple[str, list[str]]]
+    faults: list[tuple[str, float, float]]
+    policy: list[tuple[str, str]]
+    """The guarded run's policy in full, as (dotted key, value)."""
+    fills: list[FillRow]
+    trades: list[TradeRow]
+    costs: list[Costs]
+    peaks: list[tuple[float, float, str]]
+    """(hour, equity peak, what the trigger did) for each kill-switch trip of the guarded run."""
+    explained: list[str]
+    more_explained: int
+    journal_name: str
+    document: dict[str, Any]
+    """``summary.json``."""
+    sections: list[Section] = field(default_factory=list)
+    pictures: list[str] = field(default_factory=list)
+
+    @property
+    def hours(self) -> float:
+        return float(self.first["duration_s"]) / _HOUR_S
+
+
+def report_data(
+    records: Sequence[Mapping[str, Any]],
+    summaries: Mapping[str, RunSummary],
+    *,
+    journal_name: str = "journal.jsonl",
+) -> ReportData:
+    """The page's data model from the journal ``records``."""
     first = next(r for r in records if r["kind"] == "start")
+    start = min(float(r["t"]) for r in records if r["kind"] == "start")
+    guarded_start = next(
+        (r for r in records if r["kind"] == "start" and r["run"] == "guarded"), first
+    )
+    lines = list(explain(records))
+    shown = lines[:_EXPLAINED_LINES]
+    fills = [
+        FillRow(
+            run=str(r["run"]),
+            at_h=_hours(r["t"], start),
+            symbol=str(r["symbol"]),
+            side=str(r["side"]),
+            qty=float(r["qty"]),
+            price=float(r["price"]),
+            fee=float(r.get("fee") or 0.0),
+            realized_pnl=float(r.get("realized_pnl") or 0.0),
+        )
+        for r in records
+        if r["kind"] == "fill"
+    ]
     document = {
         "seed": first["seed"],
         "duration_s": first["duration_s"],
@@ -74,11 +222,129 @@ def write_report(
         "transport": first["transport"],
         "runs": {run: summary.to_dict() for run, summary in summaries.items()},
     }
-    _atomic_text(out / "summary.json", json.dumps(document, indent=2, sort_keys=True) + "\n")
-    lines = list(explain(records))
-    page = _page(first, summaries, lines, list(pictures), journal_name)
-    _atomic_text(out / "index.html", page)
-    return out / "index.html"
+    return ReportData(
+        start=start,
+        first=first,
+        runs=tuple(summaries),
+        summary=summary_rows(summaries),
+        faults=sorted(set(_fault_windows([first])), key=lambda w: w[1]),
+        policy=list(_flatten(guarded_start.get("policy") or {})),
+        fills=fills,
+        trades=[trade for run in summaries for trade in _trades(fills, run)],
+        costs=[_costs(records, fills, run) for run in summaries],
+        peaks=[
+            (_hours(r["t"], start), float(r["peak"]), str(r["trading"]))
+            for r, before in _kill_bars(records)
+            if r.get("peak") is not None and r.get("trading") != before
+        ],
+        explained=shown,
+        more_explained=len(lines) - len(shown),
+        journal_name=journal_name,
+        document=document,
+    )
+
+
+def _kill_bars(
+    records: Sequence[Mapping[str, Any]],
+) -> Iterator[tuple[Mapping[str, Any], str | None]]:
+    """Each guarded bar with the trading state of the bar before it."""
+    before: str | None = "ACTIVE"
+    for r in _of(records, "guarded", "bar"):
+        yield r, before
+        before = r.get("trading", before)
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, Mapping) and value:
+        for key in value:
+            yield from _flatten(value[key], f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, json.dumps(value) if not isinstance(value, str) else value
+
+
+def _trades(fills: Sequence[FillRow], run: str) -> Iterator[TradeRow]:
+    """Round trips from the fills: a trade opens when a symbol's position leaves zero and
+    closes when it is back at zero (a fill that flips the position closes one and opens the
+    next with the rest)."""
+    open_: dict[str, dict[str, Any]] = {}
+    for fill in (f for f in fills if f.run == run):
+        signed = fill.qty if fill.side == "buy" else -fill.qty
+        trade = open_.get(fill.symbol)
+        if trade is None:
+            open_[fill.symbol] = _opened(fill, signed)
+            continue
+        held = trade["position"]
+        trade["fees"] += fill.fee
+        trade["pnl"] += fill.realized_pnl
+        trade["fills"] += 1
+        if held * signed > 0:  # adds to the position
+            trade["cost"] += abs(signed) * fill.price
+            trade["qty"] += abs(signed)
+            trade["position"] = held + signed
+            continue
+        closing = min(abs(signed), abs(held))
+        trade["exit_value"] += closing * fill.price
+        trade["closed"] += closing
+        trade["position"] = held + signed
+        if abs(trade["position"]) < 1e-12 or held * trade["position"] < 0:
+            yield _closed(trade, run, fill.symbol, fill.at_h)
+            del open_[fill.symbol]
+            rest = abs(signed) - closing
+            if rest > 1e-12:
+                flipped = FillRow(run, fill.at_h, fill.symbol, fill.side, rest, fill.price,
+                                  0.0, 0.0)  # fmt: skip
+                open_[fill.symbol] = _opened(flipped, math.copysign(rest, signed))
+    for symbol, trade in open_.items():
+        yield _closed(trade, run, symbol, None)
+
+
+def _opened(fill: FillRow, signed: float) -> dict[str, Any]:
+    return {
+        "side": "long" if signed > 0 else "short",
+        "opened": fill.at_h,
+        "position": signed,
+        "qty": abs(signed),
+        "cost": abs(signed) * fill.price,
+        "exit_value": 0.0,
+        "closed": 0.0,
+        "pnl": fill.realized_pnl,
+        "fees": fill.fee,
+        "fills": 1,
+    }
+
+
+def _closed(trade: Mapping[str, Any], run: str, symbol: str, at_h: float | None) -> TradeRow:
+    return TradeRow(
+        run=run,
+        symbol=symbol,
+        side=str(trade["side"]),
+        opened_h=float(trade["opened"]),
+        closed_h=at_h,
+        qty=float(trade["qty"]),
+        entry=float(trade["cost"]) / float(trade["qty"]),
+        exit=float(trade["exit_value"]) / trade["closed"] if trade["closed"] else None,
+        pnl=float(trade["pnl"]),
+        fees=float(trade["fees"]),
+        fills=int(trade["fills"]),
+    )
+
+
+def _costs(records: Sequence[Mapping[str, Any]], fills: Sequence[FillRow], run: str) -> Costs:
+    mine = [f for f in fills if f.run == run]
+    funding = [float(r["amount"]) for r in _of(records, run, "funding")]
+    return Costs(
+        run=run,
+        realized_pnl=sum(f.realized_pnl for f in mine),
+        fees=sum(f.fee for f in mine),
+        funding_paid=-sum(a for a in funding if a < 0),
+        funding_received=sum(a for a in funding if a > 0),
+        liquidation_loss=sum(float(r["loss"]) for r in _of(records, run, "liquidation")),
+        fills=len(mine),
+        funding_payments=len(funding),
+    )
+
+
+# --- files ----------------------------------------------------------------------------------
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -104,7 +370,7 @@ def _atomic_png(path: Path, figure: Figure) -> None:
 
 
 def _hours(t: float, start: float) -> float:
-    return (t - start) / 3600.0
+    return (float(t) - start) / _HOUR_S
 
 
 def _of(records: Sequence[Mapping[str, Any]], run: str, kind: str) -> list[Mapping[str, Any]]:
@@ -130,23 +396,23 @@ def _fault_windows(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, floa
     """(kind, start hour, end hour) of every rule in the run's fault plan; one-off market
     events get a zero-length window. Plan times count from the run's start."""
     first = next(r for r in records if r["kind"] == "start")
-    end_h = float(first["duration_s"]) / 3600.0
+    end_h = float(first["duration_s"]) / _HOUR_S
     windows: list[tuple[str, float, float]] = []
     frozen: dict[str, float] = {}
     for rule in first["faults"].get("rules", []):
         kind = str(rule["kind"])
         if kind == "freeze_feed":
-            at = float(rule["at_s"]) / 3600.0
+            at = float(rule["at_s"]) / _HOUR_S
             if rule.get("mode") == "off":
                 windows.append((kind, frozen.pop(rule["symbol"], at), at))
             else:
                 frozen[rule["symbol"]] = at
         elif "at_s" in rule:
-            windows.append((kind, float(rule["at_s"]) / 3600.0, float(rule["at_s"]) / 3600.0))
+            windows.append((kind, float(rule["at_s"]) / _HOUR_S, float(rule["at_s"]) / _HOUR_S))
         else:
             stop = rule.get("end_s")
-            start_h = float(rule.get("start_s") or 0.0) / 3600.0
-            windows.append((kind, start_h, end_h if stop is None else float(stop) / 3600.0))
+            start_h = float(rule.get("start_s") or 0.0) / _HOUR_S
+            windows.append((kind, start_h, end_h if stop is None else float(stop) / _HOUR_S))
     windows += [("freeze_feed", at, end_h) for at in frozen.values()]
     return windows
 
@@ -164,24 +430,110 @@ def _shade_faults(axes: Any, records: Sequence[Mapping[str, Any]]) -> None:
             axes.axvline(start_h, color=colour, alpha=0.5, linewidth=1.0, label=label)
 
 
+def _trading_band(axes: Any, records: Sequence[Mapping[str, Any]], start: float) -> None:
+    """The guarded run's kill-switch state behind the curves: one band per engaged stretch."""
+    bars = _of(records, "guarded", "bar")
+    labelled: set[str] = set()
+    for index, r in enumerate(bars):
+        state = r.get("trading")
+        colour = _TRADING_COLOURS.get(str(state))
+        if colour is None:
+            continue
+        until = bars[index + 1]["t"] if index + 1 < len(bars) else r["t"]
+        label = None if state in labelled else f"kill switch {state}"
+        labelled.add(str(state))
+        axes.axvspan(_hours(r["t"], start), _hours(until, start), color=colour, alpha=0.25,
+                     linewidth=0, label=label)  # fmt: skip
+
+
+def _legend_outside(axes: Any, *, columns: int = 1) -> None:
+    """The legend beside the plot, never over the data."""
+    handles, labels = axes.get_legend_handles_labels()
+    if handles:
+        axes.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
+                    ncol=columns, borderaxespad=0.0, frameon=False)  # fmt: skip
+
+
+def _axes(height: float) -> tuple[Figure, Any]:
+    figure, axes = plt.subplots(figsize=(11, height), layout="constrained")
+    axes.set_xlabel("hours of simulated market")
+    axes.grid(alpha=0.3)
+    return figure, axes
+
+
 def _equity(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
-    figure, axes = plt.subplots(figsize=(11, 4), layout="constrained")
+    figure, axes = _axes(4)
     for run, colour in _COLOURS.items():
         bars = _of(records, run, "bar")
         if not bars:
             continue
         axes.plot([_hours(r["t"], start) for r in bars], [r["equity"] for r in bars],
-                  color=colour, label=f"{run}", linewidth=1.4)  # fmt: skip
+                  color=colour, label=run, linewidth=1.4)  # fmt: skip
         for r in _of(records, run, "liquidation"):
             axes.axvline(_hours(r["t"], start), color=colour, linestyle=":", linewidth=1)
-        for r in _of(records, run, "kill"):
-            axes.axvline(_hours(r["t"], start), color="black", linestyle="--", linewidth=0.8)
+    _trading_band(axes, records, start)
     _shade_faults(axes, records)
-    axes.set_title("Equity (USDT, mark-to-market)  ·  dotted: liquidation  ·  dashed: kill switch")
-    axes.set_xlabel("hours of simulated market")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="best", fontsize=7, ncol=2)
+    axes.set_title("Equity (USDT, mark-to-market)  ·  dotted: liquidation  ·  band: kill switch")
+    _legend_outside(axes)
     return figure
+
+
+def _drawdown(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
+    """Drawdown of each run from its running peak, and for the guarded run the peak its
+    drawdown trigger measured (the one that decides when trading stops)."""
+    figure, (upper, lower) = plt.subplots(2, 1, figsize=(11, 6), sharex=True,
+                                          layout="constrained")  # fmt: skip
+    for run, colour in _COLOURS.items():
+        bars = _of(records, run, "bar")
+        if not bars:
+            continue
+        xs = [_hours(r["t"], start) for r in bars]
+        equity = [float(r["equity"]) for r in bars]
+        peaks = _running_peak(bars)
+        lower.plot(xs, [100.0 * (p - e) / p if p > 0 else 0.0 for e, p in zip(equity, peaks,
+                   strict=True)], color=colour, linewidth=1.2, label=f"{run} drawdown")  # fmt: skip
+        upper.plot(xs, equity, color=colour, linewidth=1.0, alpha=0.7, label=f"{run} equity")
+        upper.plot(xs, peaks, color=colour, linewidth=1.6, linestyle="--",
+                   drawstyle="steps-post", label=f"{run} peak")  # fmt: skip
+    first = next((r for r in records if r["kind"] == "start" and r["run"] == "guarded"), None)
+    limit = _drawdown_limit(first)
+    if limit is not None:
+        lower.axhline(limit, color="black", linestyle="--", linewidth=1.0,
+                      label=f"trigger: {limit:g}% below the peak")  # fmt: skip
+    for r, before in _kill_bars(records):
+        if r.get("peak") is not None and r.get("trading") != before:
+            x = _hours(r["t"], start)
+            upper.annotate(f"peak {float(r['peak']):,.0f} → {r['trading']}",
+                           (x, float(r["peak"])), xytext=(8, 6), textcoords="offset points",
+                           fontsize=8, arrowprops={"arrowstyle": "-", "lw": 0.6})  # fmt: skip
+    for axes in (upper, lower):
+        _trading_band(axes, records, start)
+        axes.grid(alpha=0.3)
+        _legend_outside(axes)
+    upper.set_title("Equity and the peak each run's drawdown is measured from (guarded: the "
+                    "trigger's own)")  # fmt: skip
+    lower.set_title("Drawdown (% below the peak)")
+    lower.invert_yaxis()
+    lower.set_xlabel("hours of simulated market")
+    return figure
+
+
+def _running_peak(bars: Sequence[Mapping[str, Any]]) -> list[float]:
+    """The peak the trigger reported on each bar where there is one (guarded), else the
+    running maximum of the bars' equity."""
+    peaks: list[float] = []
+    highest = -math.inf
+    for r in bars:
+        highest = max(highest, float(r["equity"]))
+        peak = r.get("peak")
+        peaks.append(float(peak) if peak is not None else highest)
+    return peaks
+
+
+def _drawdown_limit(first: Mapping[str, Any] | None) -> float | None:
+    policy = (first or {}).get("policy") or {}
+    value = policy.get("kill_switch", {}).get("triggers", {}).get("max_drawdown_pct")
+    return float(value) if value is not None else None
 
 
 def _price(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
@@ -200,10 +552,11 @@ def _price(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
                 axes.scatter([_hours(r["t"], start) for r in mine], [r["price"] for r in mine],
                              marker=marker, color=colour, s=18, alpha=0.7,
                              label=f"{run} {side}s")  # fmt: skip
-            for key, style, label in (("stop", "-", "stop"), ("liquidation", "--", "liq.")):
-                xs, ys = _level(_of(records, run, "bar"), symbol, key, start)
-                axes.plot(xs, ys, color=colour, linestyle=style, linewidth=0.8, alpha=0.6,
-                          label=f"{run} {label}")  # fmt: skip
+            xs, ys = _level(_of(records, run, "bar"), symbol, "stop", start)
+            axes.plot(xs, ys, color=_STOP_COLOURS[run], linewidth=1.6, drawstyle="steps-post",
+                      label=f"{run} stop")  # fmt: skip
+            xs, ys = _level(_of(records, run, "bar"), symbol, "liquidation", start)
+            axes.plot(xs, ys, color=colour, linestyle="--", linewidth=1.0, label=f"{run} liq.")
             for r in _of(records, run, "liquidation"):
                 if r["symbol"] == symbol:
                     axes.scatter([_hours(r["t"], start)], [r["price"]], marker="X", s=120,
@@ -211,7 +564,7 @@ def _price(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
         axes.set_title(f"{symbol}: mark, fills, stops (solid) and liquidation prices (dashed)")
         axes.set_xlabel("hours of simulated market")
         axes.grid(alpha=0.3)
-        axes.legend(loc="best", fontsize=7, ncol=3)
+        _legend_outside(axes)
     return figure
 
 
@@ -228,25 +581,94 @@ def _level(
     return xs, ys
 
 
+def liquidation_distance(bar: Mapping[str, Any], symbol: str) -> float | None:
+    """How far the mark is from the position's liquidation price, in % of the mark (``None``
+    when flat or when the position has no liquidation price)."""
+    held = bar["positions"].get(symbol)
+    liquidation = held.get("liquidation") if held else None
+    mark = float(bar["marks"].get(symbol) or 0.0)
+    if not liquidation or mark <= 0:
+        return None
+    return abs(mark - float(liquidation)) / mark * 100.0
+
+
+def _liquidation_distance(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
+    figure, axes = _axes(3.2)
+    symbols: list[str] = next(r["symbols"] for r in records if r["kind"] == "start")
+    for run, colour in _COLOURS.items():
+        for symbol, style in zip(symbols, ("-", "--", ":", "-."), strict=False):
+            bars = _of(records, run, "bar")
+            ys = [liquidation_distance(r, symbol) for r in bars]
+            axes.plot([_hours(r["t"], start) for r in bars],
+                      [math.nan if y is None else y for y in ys], color=colour, linestyle=style,
+                      linewidth=1.2, label=f"{run} {symbol}")  # fmt: skip
+    first = next((r for r in records if r["kind"] == "start" and r["run"] == "guarded"), None)
+    buffer = ((first or {}).get("policy") or {}).get("risk", {}).get("min_liquidation_buffer_pct")
+    if buffer is not None:
+        axes.axhline(float(buffer), color="black", linestyle="--", linewidth=0.8,
+                     label=f"policy: min buffer {float(buffer):g}%")  # fmt: skip
+    _trading_band(axes, records, start)
+    axes.set_ylim(bottom=0)
+    axes.set_title("Distance from the mark to the liquidation price (%; gaps: flat)")
+    _legend_outside(axes)
+    return figure
+
+
 def _health(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
-    figure, axes = plt.subplots(figsize=(11, 2.6), layout="constrained")
+    figure, axes = _axes(2.6)
     bars = _of(records, "guarded", "bar")
     xs = [_hours(r["t"], start) for r in bars]
     axes.step(xs, [_HEALTH.get(r["health"], 0) for r in bars], where="post",
               color=_COLOURS["guarded"], label="venue health (guarded run)")  # fmt: skip
-    for r in _of(records, "guarded", "kill"):
-        axes.axvline(_hours(r["t"], start), color="black", linestyle="--",
-                     label=f"kill switch {r['state']}")  # fmt: skip
     for r in _of(records, "guarded", "state"):
         axes.plot([_hours(r["t"], start)], [_HEALTH.get(r["current"], 0)], "o", markersize=3,
                   color=_COLOURS["guarded"])  # fmt: skip
+    _trading_band(axes, records, start)
     _shade_faults(axes, records)
     axes.set_yticks(list(_HEALTH.values()), list(_HEALTH))
     axes.set_ylim(-0.3, 2.3)
-    axes.set_title("Degradation state of the venue as the guard saw it")
-    axes.set_xlabel("hours of simulated market")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper right", fontsize=7, ncol=3)
+    axes.set_title("Degradation state of the venue as the guard saw it  ·  band: kill switch")
+    _legend_outside(axes)
+    return figure
+
+
+def refusals_by_code(
+    records: Sequence[Mapping[str, Any]], start: float, bucket_h: float
+) -> dict[str, list[int]]:
+    """Orders the guarded run's guard denied (by code) or that failed (``failed: <code>``),
+    counted per ``bucket_h`` hours of the run."""
+    first = next(r for r in records if r["kind"] == "start")
+    buckets = max(1, math.ceil(float(first["duration_s"]) / _HOUR_S / bucket_h))
+    counts: dict[str, list[int]] = {}
+    for r in _of(records, "guarded", "order"):
+        if r["outcome"] not in ("denied", "failed"):
+            continue
+        code = str(r["code"]) if r["outcome"] == "denied" else f"failed: {r['code']}"
+        index = min(buckets - 1, int(_hours(r["t"], start) // bucket_h))
+        counts.setdefault(code, [0] * buckets)[index] += 1
+    return counts
+
+
+def _refusals(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
+    figure, axes = _axes(3.2)
+    first = next(r for r in records if r["kind"] == "start")
+    bucket_h = max(0.25, float(first["duration_s"]) / _HOUR_S / 48.0)
+    counts = refusals_by_code(records, start, bucket_h)
+    bottom = [0] * max((len(v) for v in counts.values()), default=0)
+    palette = plt.get_cmap("tab10")
+    for index, (code, per_bucket) in enumerate(sorted(counts.items())):
+        axes.bar([i * bucket_h for i in range(len(per_bucket))], per_bucket, width=bucket_h,
+                 bottom=bottom, align="edge", color=palette(index % 10), label=code)  # fmt: skip
+        bottom = [b + c for b, c in zip(bottom, per_bucket, strict=True)]
+    if not counts:
+        axes.text(0.5, 0.5, "the guard refused no order", transform=axes.transAxes,
+                  ha="center", va="center", fontsize=10, color="#555")  # fmt: skip
+    _trading_band(axes, records, start)
+    axes.set_xlim(0, float(first["duration_s"]) / _HOUR_S)
+    axes.set_title(f"Guarded run: orders refused, by code, per {bucket_h * 60:g} min")
+    axes.set_ylabel("orders")
+    axes.yaxis.get_major_locator().set_params(integer=True)  # orders come whole
+    _legend_outside(axes)
     return figure
 
 
@@ -262,10 +684,11 @@ _LANES: tuple[tuple[str, Callable[[Mapping[str, Any]], bool]], ...] = (
     ("stop fired", lambda r: r["kind"] == "stop_triggered"),
     ("liquidation", lambda r: r["kind"] == "liquidation"),
 )
+"""The timeline's lanes: a name and which journal records land in it."""
 
 
 def _events(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
-    figure, axes = plt.subplots(figsize=(11, 4), layout="constrained")
+    figure, axes = _axes(4)
     for lane, (_, wanted) in enumerate(_LANES):
         for offset, (run, colour) in zip((0.15, -0.15), _COLOURS.items(), strict=True):
             hits = [_hours(r["t"], start) for r in records if r["run"] == run and wanted(r)]
@@ -274,10 +697,21 @@ def _events(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
     _shade_faults(axes, records)
     axes.set_yticks(range(len(_LANES)), [name for name, _ in _LANES])
     axes.set_title("What happened, and when")
-    axes.set_xlabel("hours of simulated market")
     axes.grid(alpha=0.3, axis="x")
-    axes.legend(loc="upper left", fontsize=7, ncol=4)
+    _legend_outside(axes)
     return figure
+
+
+_PLOTS: tuple[tuple[str, Callable[[Sequence[Mapping[str, Any]], float], Figure]], ...] = (
+    ("equity.png", _equity),
+    ("drawdown.png", _drawdown),
+    ("price.png", _price),
+    ("liquidation.png", _liquidation_distance),
+    ("refusals.png", _refusals),
+    ("health.png", _health),
+    ("events.png", _events),
+)
+"""Every plot of the page, in page order."""
 
 
 # --- the page -------------------------------------------------------------------------------
@@ -323,58 +757,43 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _page(
-    first: Mapping[str, Any],
-    summaries: Mapping[str, RunSummary],
-    lines: list[str],
-    pictures: list[str],
-    journal_name: str,
-) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(run)}</th>" for run in summaries)
-    body = "".join(
-        f"<tr><td>{e(label)}</td>{''.join(f'<td>{e(c)}</td>' for c in cells)}</tr>"
-        for label, cells in summary_rows(summaries)
-    )
-    shown = lines[:_EXPLAINED_LINES]
-    more = len(lines) - len(shown)
-    explained = e("\n".join(shown)) + (f"\n... {more} more in the journal" if more > 0 else "")
-    images = "".join(f'<figure><img src="{e(p)}" alt="{e(p)}"></figure>' for p in pictures)
-    if not pictures:
-        images = f"<p>{e(PLOTS_MISSING)}</p>"
-    faults = "".join(
-        f"<tr><td>{e(kind)}</td><td>{start:.2f} h</td><td>"
-        f"{'' if end == start else f'{end:.2f} h'}</td></tr>"
-        for kind, start, end in sorted(set(_fault_windows([first])), key=lambda w: w[1])
-    )
-    hours = float(first["duration_s"]) / 3600.0
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>safeguard paper run, seed {e(str(first["seed"]))}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: 3px 12px; border-bottom: 1px solid #ddd;
-text-align: right; }} td:first-child {{ text-align: left; }}
-img {{ max-width: 100%; }} pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto;
-font-size: 12px; }}
-</style></head><body>
-<h1>safeguard paper run</h1>
-<p>{e(", ".join(first["symbols"]))}, {hours:g} h of simulated market, seed {first["seed"]},
-venue {e(str(first["transport"]))}. The same strategy traded twice on the same market and fault
-plan: through the guarded exchange, and through plain ccxt with naive retries.</p>
-<h2>Summary</h2>
-<table><tr><th></th>{head}</tr>{body}</table>
-<h2>What went wrong at the venue, on purpose</h2>
-<table><tr><th>fault</th><th>from</th><th>until</th></tr>{faults}</table>
-<h2>Plots</h2>
-{images}
-<h2>Decisions, explained</h2>
-<pre>{explained}</pre>
-<p>Audit journal (JSON lines): <a href="{e(journal_name)}">{e(journal_name)}</a> ·
-figures: <a href="summary.json">summary.json</a> ·
-<code>safeguard journal {e(journal_name)}</code> explains it again.</p>
-</body></html>
-"""
+def _clock(hours: float | None) -> str:
+    """Simulated time since the start as ``h:mm``."""
+    if hours is None:
+        return "open"
+    minutes = round(hours * 60)
+    return f"{minutes // 60}:{minutes % 60:02d}"
 
 
-__all__ = ["summary_rows", "write_report"]
+def render_page(data: ReportData) -> str:
+    """The HTML page for ``data`` (needs the report extra)."""
+    if jinja2 is None:
+        raise RuntimeError(REPORT_MISSING)
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("safeguard.paper", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a misspelt field fails the render, not the reader
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["money"] = lambda v: "" if v is None else f"{float(v):,.2f}"
+    environment.filters["clock"] = _clock
+    environment.filters["qty"] = lambda v: f"{float(v):g}"
+    return environment.get_template("report.html.j2").render(data=data, colours=_COLOURS)
+
+
+__all__ = [
+    "REPORTING",
+    "REPORT_MISSING",
+    "Costs",
+    "FillRow",
+    "ReportData",
+    "Section",
+    "TradeRow",
+    "liquidation_distance",
+    "refusals_by_code",
+    "render_page",
+    "report_data",
+    "summary_rows",
+    "write_report",
+]

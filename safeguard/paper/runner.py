@@ -16,6 +16,7 @@ account's equity on each bar and engages the kill switch when a trigger trips.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping
@@ -232,6 +233,7 @@ def run_side(
             wallet=config.wallet,
             transport=config.transport,
             policy_version=config.policy.version if run == "guarded" else None,
+            policy=config.policy.model_dump(mode="json") if run == "guarded" else None,
             faults=config.faults.model_dump(mode="json"),
         )
         strategy = config.strategy(config.symbols)
@@ -245,9 +247,10 @@ def run_side(
             now = clock.time()
             recorder.venue_events()
             recorder.ban_check()
-            equity = recorder.bar(index, now)
+            watch = None
             if monitor is not None and switch is not None:
-                _watch(monitor, switch, recorder, now, equity)
+                watch = functools.partial(_watch, monitor, switch, recorder, now)
+            recorder.bar(index, now, watch)
             try:
                 strategy.on_bar(logged, Bar(index, now, config.symbols))
             except Exception as exc:
@@ -264,12 +267,19 @@ def run_side(
 
 def _watch(
     monitor: RiskMonitor, switch: KillSwitch, recorder: Recorder, now: float, equity: float
-) -> None:
+) -> dict[str, Any]:
+    """Feed the bar's equity to the triggers; the equity peak they measure the drawdown from
+    and the trading state after them go into the bar's record (the report draws both)."""
     for trip in monitor.observe(EquityUpdate(now=now, equity=equity)):
         if str(switch.state.state) == trip.action:
             continue
         switch.engage(trip.reason, code=trip.code, state=TradingState(trip.action), by="trigger")
         recorder.kill(now, trip.action, str(trip.code), trip.reason)
+    marks = monitor.marks
+    return {
+        "peak": None if marks is None else marks.peak,
+        "trading": str(switch.state.state),
+    }
 
 
 __all__ = [

@@ -23,7 +23,8 @@ Progress = Callable[[Run, int, int], None]
 @dataclass(frozen=True)
 class PaperResult:
     out: Path
-    html: Path
+    html: Path | None
+    """The report page; ``None`` without the report extra (``safeguard[report]``)."""
     journal: Path
     summaries: dict[str, RunSummary]
 

@@ -269,11 +269,12 @@ def test_a_run_is_determined_by_its_seed(tmp_path: Path) -> None:
         assert summarize(first, run_name) == summarize(second, run_name)
 
 
-def _without_matplotlib(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """A fresh process where ``import matplotlib`` fails, as after a plain ``pip install .``."""
+def _without_the_report_extra(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A fresh process where matplotlib and jinja2 do not import, as after ``pip install .``."""
     code = (
         "import sys\n"
         "sys.modules['matplotlib'] = None\n"
+        "sys.modules['jinja2'] = None\n"
         "from safeguard.cli import main\n"
         f"sys.exit(main({argv!r}))\n"
     )
@@ -283,23 +284,25 @@ def _without_matplotlib(argv: list[str], cwd: Path) -> subprocess.CompletedProce
     )  # fmt: skip
 
 
-def test_without_the_report_extra_paper_writes_the_report_and_says_how_to_get_plots(
+def test_without_the_report_extra_paper_writes_the_journal_and_says_how_to_get_the_report(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "report"
     argv = ["paper", "--duration", "1h", "--bar", "2m", "--out", str(out), "--no-progress"]
-    done = _without_matplotlib(argv, tmp_path)
+    done = _without_the_report_extra(argv, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "pip install 'safeguard[report]'" in done.stdout
-    page = (out / "index.html").read_text(encoding="utf-8")
-    assert "pip install &#x27;safeguard[report]&#x27;" in page
+    assert "report:" not in done.stdout  # no page to point at
+    assert not (out / "index.html").exists()
     assert not list(out.glob("*.png"))
     assert (out / "journal.jsonl").exists()
     assert (out / "summary.json").exists()
 
 
 def test_without_the_report_extra_stress_png_says_what_to_install(tmp_path: Path) -> None:
-    done = _without_matplotlib(["stress", "--example", "--png", str(tmp_path / "h.png")], tmp_path)
+    done = _without_the_report_extra(
+        ["stress", "--example", "--png", str(tmp_path / "h.png")], tmp_path
+    )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "pip install 'safeguard[report]'" in done.stderr
@@ -308,4 +311,8 @@ def test_without_the_report_extra_stress_png_says_what_to_install(tmp_path: Path
 def test_plotting_is_an_extra_not_a_dependency() -> None:
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert not [d for d in project["project"]["dependencies"] if d.startswith("matplotlib")]
-    assert project["project"]["optional-dependencies"]["report"] == ["matplotlib>=3.10"]
+    assert not [d for d in project["project"]["dependencies"] if d.startswith("jinja2")]
+    assert project["project"]["optional-dependencies"]["report"] == [
+        "matplotlib>=3.10",
+        "jinja2>=3.1",
+    ]
