@@ -47,7 +47,7 @@ from safeguard.guard.sync import GuardedExchange
 from safeguard.guard.throttle import RateBudget, account_fingerprint, registry_for
 from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.triggers import RiskMonitor
-from safeguard.risk.liquidation import model_for_exchange
+from safeguard.profiles import VenueProfile, profile_for
 
 
 def guard(
@@ -101,6 +101,9 @@ def guard(
         raise ValueError(
             f"exchange must be a ccxt exchange instance, got {type(exchange).__name__}"
         )
+    # Before anything is opened: a venue safeguard has no profile for is refused, saying what
+    # it would be missing (pacing headers, limits, stop placement, liquidation model).
+    profile = profile_for(str(exchange.id))
     if policy is None:
         policy = Policy.load()
     if not isinstance(policy, Policy):
@@ -131,6 +134,7 @@ def guard(
             triggers=triggers,
             book_depth=book_depth,
             ladder=ladder,
+            profile=profile,
         )
     except BaseException:
         # Whatever failed, nothing this call built outlives it: no watcher thread, signal
@@ -163,6 +167,7 @@ def _guard(
     triggers: RiskMonitor | bool,
     book_depth: int,
     ladder: bool,
+    profile: VenueProfile,
 ) -> Any:
     clock = clock if clock is not None else SystemClock()
     hooks = hooks if hooks is not None else Hooks()  # an empty Hooks is falsy (len 0)
@@ -202,7 +207,7 @@ def _guard(
         if health is not None
         else HealthMonitor(policy.degradation, hooks=hooks, on_change=health_moved)
     )
-    liquidation_model = model_for_exchange(str(exchange.id))
+    liquidation_model = profile.liquidation_model
     tripwire = None
     if triggers is not False:
         # Equity peaks per account: bots of different accounts share one state directory.

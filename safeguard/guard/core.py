@@ -288,6 +288,9 @@ class GuardCore:
     """Whether a previous run's unresolved orders were settled; orders wait for it."""
     hooks: Hooks | None = None
     """Where the core's own events go (a protective stop placed or failed)."""
+    rules_loaded: bool = False
+    """Whether ``load_markets`` ever succeeded: until it has, a connection failure there is
+    the venue being unreachable, and the first error says so."""
 
     # --- reads, cancels, settings, other writes -------------------------------------------
 
@@ -319,6 +322,8 @@ class GuardCore:
         value = yield from self._attempts(
             send, CallKind.READ, now, retry_ambiguous=True, wake_on=wake_on
         )
+        if send.method == "load_markets":
+            self.rules_loaded = True
         wanted = list(self.gate.absorb(send, value, self._last_now))
         if not wanted:
             return value  # the usual case: the read taught the gate nothing it must follow
@@ -728,6 +733,16 @@ class GuardCore:
                 yield from self._read(essential, self._last_now, wake_on=wake_on)
             except (errors.RetriesExhausted, errors.VenueRejected) as exc:
                 log.warning("{} failed before a verdict: {}", send.method, exc)
+                no_rules = send.method == "load_markets" and not self.rules_loaded
+                if no_rules and isinstance(exc, errors.RetriesExhausted) and unreachable(exc):
+                    # No rules ever loaded and no connection: say so, rather than let the
+                    # health the failures caused (SEVERE) speak for them.
+                    raise errors.RetriesExhausted(
+                        f"venue unreachable: the market rules could not be loaded ({exc}); "
+                        "nothing was sent",
+                        attempts=exc.attempts,
+                        elapsed=exc.elapsed,
+                    ) from exc
 
     def _create(
         self, intent: OrderIntent, started: float, judge: OrderIntent | None, *, holder: object
@@ -1169,6 +1184,13 @@ def _order_id(order: Any) -> str | None:
 
 def _not_found(error: Exception | None) -> bool:
     return isinstance(error, ccxt.OrderNotFound)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` failed for want of a connection (refused, reset, timed out, DNS, 503):
+    not an answer the venue gave, nor a rate limit (ccxt files both under NetworkError)."""
+    cause = exc.__cause__
+    return isinstance(cause, ccxt.NetworkError) and not isinstance(cause, ccxt.DDoSProtection)
 
 
 __all__ = [

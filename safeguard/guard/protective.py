@@ -32,6 +32,7 @@ from safeguard.guard.orders import (
     check_client_order_id,
     protected_entry,
 )
+from safeguard.profiles import BINANCE_USDM
 
 INFO_KEY = "safeguardProtectiveStop"
 """Where the entry order returned by ``create_order`` carries its stop order (in ``info``)."""
@@ -149,7 +150,7 @@ def stop_intent(entry: OrderIntent, plan: StopPlan) -> OrderIntent:
         price=None,
         params={
             "stopLossPrice": plan.price,
-            "closePosition": True,
+            **BINANCE_USDM.stop_params,  # how the venue's profile places a protective stop
             "workingType": plan.working_type,
         },
         client_order_id=stop_client_id(entry.client_order_id),

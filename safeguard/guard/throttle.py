@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from typing import Any
 from safeguard.config import ThrottleConfig
 from safeguard.guard.bans import BanStore
 from safeguard.guard.classify import header
+from safeguard.profiles import BINANCE_USDM
 from safeguard.risk import _inputs
 
 
@@ -69,8 +69,9 @@ class LimitType(StrEnum):
 _PER_IP = (LimitType.REQUEST_WEIGHT, LimitType.RAW_REQUESTS)
 _INTERVAL_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 _LETTER_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_WEIGHT_HEADER = re.compile(r"(?i)^x-mbx-used-weight-(\d+)([smhd])$")
-_ORDER_HEADER = re.compile(r"(?i)^x-mbx-order-count-(\d+)([smhd])$")
+# The venue's headers and published limits come from its profile (safeguard.profiles).
+_WEIGHT_HEADER = BINANCE_USDM.weight_header
+_ORDER_HEADER = BINANCE_USDM.order_header
 _PLACES_ORDERS = (RequestKind.ORDER, RequestKind.REDUCE_ONLY)
 _USES_RESERVE = (RequestKind.CANCEL, RequestKind.REDUCE_ONLY)
 # Threads hand the budget times read moments apart; only a larger step back is the clock's.
@@ -103,10 +104,8 @@ class RateLimit:
 
 
 # Binance USD-M futures' published limits, used when neither the venue nor the policy says.
-USDM_DEFAULT_LIMITS = (
-    RateLimit(LimitType.REQUEST_WEIGHT, 60, 2400),
-    RateLimit(LimitType.ORDERS, 10, 300),
-    RateLimit(LimitType.ORDERS, 60, 1200),
+USDM_DEFAULT_LIMITS = tuple(
+    RateLimit(LimitType(kind), seconds, limit) for kind, seconds, limit in BINANCE_USDM.limits
 )
 
 

@@ -4,7 +4,6 @@ kill switch's listeners. Counting only: nothing here decides or delays anything.
 from __future__ import annotations
 
 import math
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from safeguard.guard.events import (
     VerdictEvent,
 )
 from safeguard.observability._server import MetricsServer, require_prometheus, serve_metrics
+from safeguard.profiles import BINANCE_USDM
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -35,8 +35,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 HEALTH_STATES = ("NORMAL", "DEGRADED", "SEVERE")
 SWITCH_STATES = ("ACTIVE", "REDUCING", "HALTED")
 
-_WEIGHT = re.compile(r"(?i)^x-mbx-used-weight-(\d+[smhd])$")
-_ORDERS = re.compile(r"(?i)^x-mbx-order-count-(\d+[smhd])$")
+# The venue's rate-limit headers, from its profile: groups (window length, unit).
+_WEIGHT = BINANCE_USDM.weight_header
+_ORDERS = BINANCE_USDM.order_header
 _ORDER_SENDS = frozenset({"create_order"})
 _LOOKUPS = frozenset({"fetch_order"})
 # Client order ids of order sends whose fate is unknown, kept until a look-up settles them.
@@ -222,9 +223,9 @@ class Metrics:
             return self._header_gauges[name]
         gauge = None
         if weight := _WEIGHT.match(name):
-            gauge = self.used_weight.labels(weight.group(1).lower())
+            gauge = self.used_weight.labels("".join(weight.groups()).lower())
         elif orders := _ORDERS.match(name):
-            gauge = self.order_count.labels(orders.group(1).lower())
+            gauge = self.order_count.labels("".join(orders.groups()).lower())
         self._header_gauges[name] = gauge
         return gauge
 
