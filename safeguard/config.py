@@ -20,6 +20,7 @@ per-user default :func:`default_state_dir`. It is always absolute once loaded.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -27,7 +28,6 @@ import re
 import tomllib
 import types
 from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
@@ -42,7 +42,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from safeguard.errors import ConfigError
 
@@ -492,18 +497,18 @@ class Credentials(PolicySection):
     """Venue API secret."""
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """Feeds an already-parsed TOML document to pydantic-settings as the lowest priority."""
+class _PolicyFile(TomlConfigSettingsSource):
+    """pydantic-settings' TOML source for one policy file, with the file's own rules: a file
+    that is not TOML is a :class:`ConfigError` naming it, and a relative
+    ``kill_switch.state_dir`` is relative to the file (:func:`_anchor_state_dir`)."""
 
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            data = super()._read_file(file_path)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"policy file {file_path} is not valid TOML: {exc}") from exc
+        _anchor_state_dir(data, Path(file_path))
+        return data
 
 
 class _EnvironmentSource(PydanticBaseSettingsSource):
@@ -558,8 +563,9 @@ class Policy(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = _TomlSource(settings_cls, _PENDING_TOML.get())
-        return (init_settings, _EnvironmentSource(settings_cls), toml)
+        # Policy(): keyword arguments over SAFEGUARD_* variables. Policy.load merges its file
+        # under the variables itself; Policy.build reads neither.
+        return (init_settings, _EnvironmentSource(settings_cls))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Policy:
@@ -572,22 +578,20 @@ class Policy(BaseSettings):
         data: dict[str, Any] = {}
         if path is not None:
             file = Path(path)
-            try:
-                data = tomllib.loads(file.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise ConfigError(f"policy file not found: {file}", key=None) from None
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"policy file {file} is not valid TOML: {exc}") from exc
-            _anchor_state_dir(data, file)
-        origins = environment_values(os.environ)[1]  # refuses a variable that sets nothing
-        token = _PENDING_TOML.set(data)
+            if not file.exists():
+                raise ConfigError(f"policy file not found: {file}", key=None)
+            if file.is_dir():
+                raise IsADirectoryError(
+                    errno.EISDIR, "is a directory, not a policy file", str(file)
+                )
+            data = _PolicyFile(cls, toml_file=file)()
+        values, origins = environment_values(os.environ)  # refuses a variable that sets nothing
         try:
-            return cls()
+            # The variables win over the file, key by key (nested sections merge).
+            return cls.model_validate(_merged(data, values))
         except ValidationError as exc:
             source = str(path) if path else "environment"
             raise config_error_from(exc, source=source, origins=origins) from None
-        finally:
-            _PENDING_TOML.reset(token)
 
     @classmethod
     def build(cls, **sections: Any) -> Policy:
@@ -606,11 +610,6 @@ class Policy(BaseSettings):
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-# pydantic-settings builds its sources inside ``__init__``; the parsed TOML is handed over for
-# the duration of one ``Policy.load`` call (a context variable, so concurrent loads don't mix).
-_PENDING_TOML: ContextVar[dict[str, Any]] = ContextVar("_PENDING_TOML", default={})  # noqa: B039
-
-
 def resolve_state_dir(policy: Policy, explicit: str | os.PathLike[str] | None = None) -> Path:
     """The state directory to act on: ``explicit`` (a command's ``--state-dir``) when given,
     else the policy's, which already resolved ``SAFEGUARD_STATE_DIR``, the file and the
@@ -620,6 +619,16 @@ def resolve_state_dir(policy: Policy, explicit: str | os.PathLike[str] | None = 
     if not str(explicit).strip():
         raise ConfigError("--state-dir must not be empty", key="--state-dir")
     return _absolute(Path(explicit))
+
+
+def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s keys on top, tables merged key by key."""
+    merged = dict(base)
+    for key, value in over.items():
+        below = merged.get(key)
+        both_tables = isinstance(below, Mapping) and isinstance(value, Mapping)
+        merged[key] = _merged(below, value) if both_tables else value  # type: ignore[arg-type]
+    return merged
 
 
 def _anchor_state_dir(data: dict[str, Any], file: Path) -> None:
