@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -30,30 +29,21 @@ def require_prometheus() -> ModuleType:
     return prometheus_client
 
 
-# How often the serving thread looks for close(): short, so closing never stalls a shutdown.
-_POLL_INTERVAL_S = 0.05
-
-
 class MetricsServer:
     """A running scrape endpoint: ``url`` answers ``GET /metrics`` with the exposition text.
 
-    One daemon thread accepts connections (a thread per scrape answers it); :meth:`close` (or
-    leaving the ``with`` block) stops listening and frees the port.
+    prometheus-client's own server (``start_http_server``): one daemon thread accepts
+    connections, a thread per scrape answers it. :meth:`close` (or leaving the ``with`` block)
+    stops listening and frees the port.
     """
 
-    def __init__(self, httpd: Any) -> None:
+    def __init__(self, httpd: Any, thread: threading.Thread) -> None:
         self._httpd = httpd
         address = httpd.server_address
         self.host: str = str(address[0])
         self.port: int = int(address[1])
         self._closed = False
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": _POLL_INTERVAL_S},
-            name=f"safeguard-metrics-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = thread
 
     @property
     def url(self) -> str:
@@ -99,24 +89,13 @@ def serve_metrics(port: int, registry: CollectorRegistry, host: str = "127.0.0.1
         raise ConfigError(
             f"registry must be a prometheus_client CollectorRegistry, got {type(registry).__name__}"
         )
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-    from prometheus_client.exposition import ThreadingWSGIServer
-
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # a scrape every few seconds is not worth a stderr line each
-
     try:
-        # The address family follows the host, so "::1" works as well as "127.0.0.1".
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        server_class = type("MetricsHTTPServer", (ThreadingWSGIServer,), {"address_family": family})
-        httpd: Any = make_server(
-            host, port, prometheus.make_wsgi_app(registry), server_class, handler_class=Quiet
-        )
+        # Its server picks the address family from the host ("::1" works as well as
+        # "127.0.0.1") and logs no line per scrape.
+        httpd, thread = prometheus.start_http_server(port, addr=host, registry=registry)
     except OSError as exc:  # socket.gaierror too
         raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
-    return MetricsServer(httpd)
+    return MetricsServer(httpd, thread)
 
 
 __all__ = ["MetricsServer", "require_prometheus", "serve_metrics"]
