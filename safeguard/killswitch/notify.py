@@ -85,6 +85,10 @@ def should_retry(status_code: int | None) -> bool:
     return status_code is None or status_code == 429 or status_code >= 500
 
 
+def _delivered(status: int | None) -> bool:
+    return status is not None and status < 300
+
+
 def validate_url(url: object) -> str:
     """The URL as a plain string. The messages never echo it: its path is often its secret."""
     if isinstance(url, SecretStr):
@@ -218,24 +222,43 @@ class WebhookNotifier:
                     delivery._finish()
 
     def _deliver(self, client: httpx.Client, payload: dict[str, Any], delivery: Delivery) -> None:
-        for attempt in range(1, self.max_attempts + 1):
-            status: int | None = None
+        import tenacity  # on the worker thread, like httpx
+
+        def post() -> tuple[int | None, str]:
+            """One attempt: (HTTP status or ``None``, the problem in words). Never raises."""
             try:
                 response = client.post(self.url, json={**payload, "sent_at": time.time()})
-                status = response.status_code
-                problem = f"HTTP {status}"
             except Exception as exc:  # httpx.HTTPError, and anything else: never kill the worker
                 problem = f"{type(exc).__name__}: {exc}".replace(self.url, self._shown)
-            delivered = status is not None and status < 300
-            delivery._attempted(None if delivered else problem)
-            if delivered:
-                self.delivered += 1
-                logger.debug("kill switch webhook delivered ({} attempt(s))", attempt)
-                return
-            if not should_retry(status) or attempt == self.max_attempts:
-                break
-            logger.warning("kill switch webhook attempt {} failed: {}; retrying", attempt, problem)
-            time.sleep(retry_delay(attempt, base_s=self.retry_delay_s))
+                delivery._attempted(problem)
+                return None, problem
+            status = response.status_code
+            delivery._attempted(None if status < 300 else f"HTTP {status}")
+            return status, f"HTTP {status}"
+
+        def again(state: tenacity.RetryCallState) -> None:
+            _, problem = state.outcome.result() if state.outcome else (None, "?")
+            logger.warning(
+                "kill switch webhook attempt {} failed: {}; retrying", state.attempt_number, problem
+            )
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=lambda state: retry_delay(state.attempt_number, base_s=self.retry_delay_s),
+            # Delivered, or a final answer (a 4xx): stop; else (no answer, 429, 5xx): again.
+            retry=tenacity.retry_if_result(
+                lambda result: not _delivered(result[0]) and should_retry(result[0])
+            ),
+            before_sleep=again,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            sleep=time.sleep,
+        )
+        status, problem = retrying(post)
+        attempt = retrying.statistics.get("attempt_number", self.max_attempts)
+        if _delivered(status):
+            self.delivered += 1
+            logger.debug("kill switch webhook delivered ({} attempt(s))", attempt)
+            return
         self.dropped += 1
         logger.error(
             "kill switch webhook to {} not delivered after {} attempt(s): {}; payload {}",
