@@ -44,9 +44,9 @@ BAR_S = 120.0
 FAULTS = {
     "seed": 3,
     "rules": [
-        {"kind": "error", "endpoint": "POST /fapi/v1/order", "status": 503, "probability": 0.2},
+        {"kind": "error", "endpoint": "POST /fapi/v1/order", "status": 503, "probability": 0.4},
         {"kind": "error", "endpoint": "POST /fapi/v1/order", "status": 503, "processed": True,
-         "probability": 0.2},
+         "probability": 0.4},
         {"kind": "timeout_after_accept", "endpoint": "POST /fapi/v1/algoOrder",
          "probability": 0.2},
         {"kind": "error", "endpoint": "GET /fapi/v1/ticker/24hr", "status": 502, "body": "html",

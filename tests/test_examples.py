@@ -101,7 +101,9 @@ def test_sync_loop_survives_faults_without_doubling_an_order(runs: Runs) -> None
     assert _number(r"duplicate client order ids: (\d+)", ran.out) == 0
     fired = re.search(r"faults fired per rule: \[([\d, ]+)\]", ran.out)
     assert fired, ran
-    assert sum(int(n) for n in fired.group(1).split(",")) > 0
+    # Every misbehaviour the example's docstring lists (JSON 503s, orders carried out behind
+    # a 503, answers that never arrive, an HTML 502) did happen in the run it prints.
+    assert all(int(n) > 0 for n in fired.group(1).split(",")), ran
     assert "may-have-reached-venue" in ran.out  # an ambiguous order was resolved, not resent
 
 
@@ -112,6 +114,10 @@ def test_async_loop_trades_two_symbols_on_one_guarded_exchange(runs: Runs) -> No
     assert re.search(r"^ETH/USDT:USDT: long [\d.]+ at [\d.]+, stop [\d.]+$", ran.out, re.M)
     assert _number(r"trades: (\d+)", ran.out) > 0
     assert _number(r"duplicate client order ids: (\d+)", ran.out) == 0
+    # The misbehaviour its docstring lists (slow answers, 503s, a lost order answer) happened.
+    fired = re.search(r"faults fired per rule: \[([\d, ]+)\]", ran.out)
+    assert fired, ran
+    assert all(int(n) > 0 for n in fired.group(1).split(",")), ran
 
 
 def test_http_paper_trades_with_plain_ccxt_on_the_served_venue(runs: Runs) -> None:

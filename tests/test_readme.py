@@ -100,7 +100,25 @@ def test_runnable_snippets_run(snippet: str, tmp_path: Path) -> None:
         timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip()
+    # Each print says in its comment what it prints (``# prints: ALLOW``): the snippet's
+    # output, line by line, starts with what the comments promise.
+    promised = promised_output(snippet)
+    assert promised, "a runnable snippet's prints say what they print (# prints: ...)"
+    printed = done.stdout.splitlines()
+    assert len(printed) == len(promised), done.stdout
+    for line, promise in zip(printed, promised, strict=True):
+        assert line.startswith(promise), f"printed {line!r}, the README says {promise!r}"
+
+
+def promised_output(snippet: str) -> list[str]:
+    """What a snippet's ``print`` lines promise, in order; a print without a promise fails."""
+    promises = []
+    for line in snippet.splitlines():
+        if "print(" in line:
+            found = re.search(r"# prints: (.+)$", line)
+            assert found is not None, f"this print does not say what it prints: {line.strip()}"
+            promises.append(found.group(1).strip())
+    return promises
 
 
 def test_every_code_is_documented() -> None:
