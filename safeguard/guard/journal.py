@@ -119,8 +119,9 @@ class OrderJournal:
         """A write failed part-way: the file may end in a torn line until it is rewritten."""
         self._closed = False
         self._holders = 1
-        self._shared_as = Path()
         """Openers still using this journal (:meth:`shared`); the last ``close`` closes it."""
+        self._shared_as = Path()
+        """Its key among the shared journals (when :meth:`shared` opened it)."""
         self._resolved_since_rewrite = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -432,18 +432,31 @@ def _shade_faults(axes: Any, records: Sequence[Mapping[str, Any]]) -> None:
 
 def _trading_band(axes: Any, records: Sequence[Mapping[str, Any]], start: float) -> None:
     """The guarded run's kill-switch state behind the curves: one band per engaged stretch."""
-    bars = _of(records, "guarded", "bar")
     labelled: set[str] = set()
-    for index, r in enumerate(bars):
-        state = r.get("trading")
-        colour = _TRADING_COLOURS.get(str(state))
+    for state, begin, end in trading_stretches(records, start):
+        colour = _TRADING_COLOURS.get(state)
         if colour is None:
             continue
-        until = bars[index + 1]["t"] if index + 1 < len(bars) else r["t"]
         label = None if state in labelled else f"kill switch {state}"
-        labelled.add(str(state))
-        axes.axvspan(_hours(r["t"], start), _hours(until, start), color=colour, alpha=0.25,
-                     linewidth=0, label=label)  # fmt: skip
+        labelled.add(state)
+        axes.axvspan(begin, end, color=colour, alpha=0.25, linewidth=0, label=label)
+
+
+def trading_stretches(
+    records: Sequence[Mapping[str, Any]], start: float
+) -> list[tuple[str, float, float]]:
+    """(trading state, from hour, until hour) of the guarded run, one per unbroken stretch of
+    bars in one state (bars from before the report showed the state count as ACTIVE)."""
+    stretches: list[tuple[str, float, float]] = []
+    bars = _of(records, "guarded", "bar")
+    for index, r in enumerate(bars):
+        state = str(r.get("trading", "ACTIVE"))
+        until = _hours(bars[index + 1]["t"] if index + 1 < len(bars) else r["t"], start)
+        if stretches and stretches[-1][0] == state:
+            stretches[-1] = (state, stretches[-1][1], until)
+        else:
+            stretches.append((state, _hours(r["t"], start), until))
+    return stretches
 
 
 def _legend_outside(axes: Any, *, columns: int = 1) -> None:
@@ -454,8 +467,33 @@ def _legend_outside(axes: Any, *, columns: int = 1) -> None:
                     ncol=columns, borderaxespad=0.0, frameon=False)  # fmt: skip
 
 
+_WIDTH_IN = 11.0
+_MARGINS_IN = {"left": 0.9, "right": 2.3, "bottom": 0.55, "top": 0.4, "between": 0.75}
+"""Every plot's frame in inches, the same on each: their time axes line up on the page, and
+the legends get the same column on the right."""
+
+
+def _frame(figure: Figure, records: Sequence[Mapping[str, Any]]) -> Figure:
+    """Place the plot's axes in the shared frame (see :data:`_MARGINS_IN`), over the whole
+    run's hours."""
+    first = next(r for r in records if r["kind"] == "start")
+    for axes in figure.axes:
+        axes.set_xlim(0.0, float(first["duration_s"]) / _HOUR_S)
+    width, height = figure.get_size_inches()
+    rows = max(1, len(figure.axes))
+    m = _MARGINS_IN
+    figure.subplots_adjust(
+        left=m["left"] / width,
+        right=1.0 - m["right"] / width,
+        bottom=m["bottom"] / height,
+        top=1.0 - m["top"] / height,
+        hspace=m["between"] * rows / max(height - m["bottom"] - m["top"], 1.0),
+    )
+    return figure
+
+
 def _axes(height: float) -> tuple[Figure, Any]:
-    figure, axes = plt.subplots(figsize=(11, height), layout="constrained")
+    figure, axes = plt.subplots(figsize=(_WIDTH_IN, height))
     axes.set_xlabel("hours of simulated market")
     axes.grid(alpha=0.3)
     return figure, axes
@@ -475,14 +513,13 @@ def _equity(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
     _shade_faults(axes, records)
     axes.set_title("Equity (USDT, mark-to-market)  ·  dotted: liquidation  ·  band: kill switch")
     _legend_outside(axes)
-    return figure
+    return _frame(figure, records)
 
 
 def _drawdown(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
     """Drawdown of each run from its running peak, and for the guarded run the peak its
     drawdown trigger measured (the one that decides when trading stops)."""
-    figure, (upper, lower) = plt.subplots(2, 1, figsize=(11, 6), sharex=True,
-                                          layout="constrained")  # fmt: skip
+    figure, (upper, lower) = plt.subplots(2, 1, figsize=(_WIDTH_IN, 6.4), sharex=True)
     for run, colour in _COLOURS.items():
         bars = _of(records, run, "bar")
         if not bars:
@@ -504,7 +541,7 @@ def _drawdown(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
         if r.get("peak") is not None and r.get("trading") != before:
             x = _hours(r["t"], start)
             upper.annotate(f"peak {float(r['peak']):,.0f} → {r['trading']}",
-                           (x, float(r["peak"])), xytext=(8, 6), textcoords="offset points",
+                           (x, float(r["peak"])), xytext=(10, -14), textcoords="offset points",
                            fontsize=8, arrowprops={"arrowstyle": "-", "lw": 0.6})  # fmt: skip
     for axes in (upper, lower):
         _trading_band(axes, records, start)
@@ -515,7 +552,7 @@ def _drawdown(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
     lower.set_title("Drawdown (% below the peak)")
     lower.invert_yaxis()
     lower.set_xlabel("hours of simulated market")
-    return figure
+    return _frame(figure, records)
 
 
 def _running_peak(bars: Sequence[Mapping[str, Any]]) -> list[float]:
@@ -538,8 +575,8 @@ def _drawdown_limit(first: Mapping[str, Any] | None) -> float | None:
 
 def _price(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
     symbols: list[str] = next(r["symbols"] for r in records if r["kind"] == "start")
-    figure, grid = plt.subplots(len(symbols), 1, figsize=(11, 4 * len(symbols)), squeeze=False,
-                                layout="constrained")  # fmt: skip
+    figure, grid = plt.subplots(len(symbols), 1, figsize=(_WIDTH_IN, 4 * len(symbols)),
+                                squeeze=False)  # fmt: skip
     for row, symbol in enumerate(symbols):
         axes = grid[row][0]
         bars = _of(records, "guarded", "bar") or _of(records, "naive", "bar")
@@ -565,7 +602,7 @@ def _price(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
         axes.set_xlabel("hours of simulated market")
         axes.grid(alpha=0.3)
         _legend_outside(axes)
-    return figure
+    return _frame(figure, records)
 
 
 def _level(
@@ -611,7 +648,7 @@ def _liquidation_distance(records: Sequence[Mapping[str, Any]], start: float) ->
     axes.set_ylim(bottom=0)
     axes.set_title("Distance from the mark to the liquidation price (%; gaps: flat)")
     _legend_outside(axes)
-    return figure
+    return _frame(figure, records)
 
 
 def _health(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
@@ -629,7 +666,7 @@ def _health(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
     axes.set_ylim(-0.3, 2.3)
     axes.set_title("Degradation state of the venue as the guard saw it  ·  band: kill switch")
     _legend_outside(axes)
-    return figure
+    return _frame(figure, records)
 
 
 def refusals_by_code(
@@ -664,12 +701,11 @@ def _refusals(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
         axes.text(0.5, 0.5, "the guard refused no order", transform=axes.transAxes,
                   ha="center", va="center", fontsize=10, color="#555")  # fmt: skip
     _trading_band(axes, records, start)
-    axes.set_xlim(0, float(first["duration_s"]) / _HOUR_S)
     axes.set_title(f"Guarded run: orders refused, by code, per {bucket_h * 60:g} min")
     axes.set_ylabel("orders")
     axes.yaxis.get_major_locator().set_params(integer=True)  # orders come whole
     _legend_outside(axes)
-    return figure
+    return _frame(figure, records)
 
 
 _LANES: tuple[tuple[str, Callable[[Mapping[str, Any]], bool]], ...] = (
@@ -699,7 +735,7 @@ def _events(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
     axes.set_title("What happened, and when")
     axes.grid(alpha=0.3, axis="x")
     _legend_outside(axes)
-    return figure
+    return _frame(figure, records)
 
 
 _PLOTS: tuple[tuple[str, Callable[[Sequence[Mapping[str, Any]], float], Figure]], ...] = (
@@ -795,5 +831,6 @@ __all__ = [
     "render_page",
     "report_data",
     "summary_rows",
+    "trading_stretches",
     "write_report",
 ]

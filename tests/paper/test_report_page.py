@@ -12,6 +12,7 @@ Without ``chromium`` on PATH these tests skip, unless ``SG_TEST_BROWSER_REQUIRED
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -264,3 +265,21 @@ def test_a_trade_that_flips_the_position_closes_one_and_opens_the_next() -> None
         ("long", 2.0, 105.0, 120.0, 1, 3, 30.0),
         ("short", 1.0, 120.0, 115.0, 3, 4, 5.0),
     ]
+
+
+def test_the_kill_switch_band_runs_from_the_trip_to_the_end(
+    records: list[dict[str, object]],
+) -> None:
+    from safeguard.paper.report import trading_stretches
+
+    start = min(float(r["t"]) for r in records if r["kind"] == "start")  # type: ignore[arg-type]
+    stretches = trading_stretches(records, start)
+    kill = next(r for r in records if r["kind"] == "kill" and r["run"] == "guarded")
+    engaged = [s for s in stretches if s[0] != "ACTIVE"]
+    assert [state for state, _, _ in engaged] == [kill["state"]]  # the demo never resumes
+    _, begin, end = engaged[0]
+    assert begin == pytest.approx((float(kill["t"]) - start) / 3600.0)  # type: ignore[arg-type]
+    last_bar = max(float(r["t"]) for r in records if r["kind"] == "bar")  # type: ignore[arg-type]
+    assert end == pytest.approx((last_bar - start) / 3600.0)
+    # The stretches tile the run: each begins where the one before it ended.
+    assert all(a[2] <= b[1] for a, b in itertools.pairwise(stretches))
