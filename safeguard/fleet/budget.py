@@ -40,6 +40,7 @@ from safeguard.guard.throttle import (
     Decision,
     Hold,
     LimitType,
+    NeverFits,
     RateBudget,
     RateLimit,
     RateLimits,
@@ -362,10 +363,7 @@ class RedisRateBudget:
             cost = _cost(lim, kind, weight, orders)
             cap = _cap(self.config, lim.limit, kind)
             if cost > 0 and cost > cap:
-                raise ValueError(
-                    f"weight {weight} of a {kind} request can never fit "
-                    f"{lim.label} ({cap:g} of {lim.limit} usable)"
-                )
+                raise NeverFits(kind, weight, cost, cap, lim)
             args += [lim.limit, lim.interval_s, repr(float(cost)), repr(float(cap)), lim.label]
         reply = self._run(lambda: self._decide(keys=[self._scope_key, *self._keys], args=args))
         if reply is _DOWN:

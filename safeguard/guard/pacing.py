@@ -26,6 +26,7 @@ from safeguard.guard.throttle import (
     Go,
     Hold,
     LimitType,
+    NeverFits,
     RateBudget,
     RateLimit,
     RateLimits,
@@ -108,6 +109,14 @@ _PUBLISHES_LIMITS = frozenset({"load_markets", "fetch_markets"})
 _WEIGHT_REFUSAL = re.compile(r"(?i)current limit of IP\(.*?\) is (\d+) requests per (\w+)")
 _ORDER_REFUSAL = re.compile(r"(?i)current limit is (\d+) orders per (\d+ )?(\w+)")
 _KNOWN = frozenset(LimitType.__members__)
+LEARNED_LIMIT_HOLD_S = 300.0
+"""How long a limit taught by one 429 holds before the limit it replaced is paced on again.
+
+A 429's "current limit is 5 requests per minute" is the venue's word for now, not for ever: a
+venue that tightened a limit for a while and lifted it would otherwise be paced on the tight
+number for the rest of the run (a bot that only reads never re-reads ``exchangeInfo``). If the
+venue still enforces it, its next 429 teaches it again: one refusal per hold, each with its
+pause honoured, far from the repeated 429s that earn a ban."""
 _UNIT_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 _TEN = {"TEN_SECONDS": 10}
 
@@ -188,12 +197,24 @@ class BudgetPacer:
     _published_at: float = field(default=-math.inf, init=False)
     """``serverTime`` of the newest ``exchangeInfo`` learned: an older one (ccxt answered
     ``load_markets`` from its cache) must not undo what a newer one or a 429 taught."""
+    _taught: dict[tuple[LimitType, int], tuple[RateLimit, float]] = field(
+        default_factory=dict, init=False
+    )
+    """Per window, the limit a 429 tightened and when it is paced on again (see
+    :data:`LEARNED_LIMIT_HOLD_S`)."""
 
     def before(self, kind: CallKind, send: Send, now: float, deadline: float = math.inf) -> float:
+        if self._taught:
+            self._give_back(now)
         rk = request_kind(kind, send)
         # The kind and weight are the guard's own: a budget that can skip checking them does.
         decide = getattr(self.budget, "decide_unchecked", None) or self.budget.decide
-        decision = decide(rk, weight(send), now)
+        try:
+            decision = decide(rk, weight(send), now)
+        except NeverFits as exc:
+            raise errors.RequestBlocked(
+                f"{send.method} not sent: {exc}; the venue's limit leaves no room for it"
+            ) from None
         if isinstance(decision, Go):
             return 0.0
         if isinstance(decision, Wait):
@@ -244,14 +265,45 @@ class BudgetPacer:
             return max(until - now, 0.0)
         if ec.throttled:
             named = refused_limit(str(answer.error)) if answer.error is not None else None
-            if named is not None and self.budget.learn(RateLimits((named,))):
-                logger.warning(
-                    "the venue enforces {} at {} (learned from its 429)", named.label, named.limit
-                )
+            if named is not None:
+                self._learn_refusal(named, now)
             blocked = self.budget.record_throttle(429, ec.retry_after, now)
             self._told("429", ec.retry_after or 0.0, ec)
             return blocked
         return 0.0
+
+    def _learn_refusal(self, named: RateLimit, now: float) -> None:
+        key = (named.type, named.interval_s)
+        replaced = next(
+            (lim for lim in self.budget.limits if (lim.type, lim.interval_s) == key), None
+        )
+        if not self.budget.learn(RateLimits((named,))):
+            return
+        until = now + LEARNED_LIMIT_HOLD_S
+        if replaced is not None and named.limit < replaced.limit:
+            # Given back later to what it replaced before any 429 (a second 429 while one is
+            # held extends the hold; it does not make the tight number the one to return to).
+            original = self._taught.get(key, (replaced, until))[0]
+            self._taught[key] = (original, until)
+        logger.warning(
+            "the venue enforces {} at {} (learned from its 429; held for {:g} s)",
+            named.label,
+            named.limit,
+            LEARNED_LIMIT_HOLD_S,
+        )
+
+    def _give_back(self, now: float) -> None:
+        """Pace again on the limits a 429 replaced once their hold is over."""
+        for key, (original, until) in list(self._taught.items()):
+            if now < until or self._taught.pop(key, None) is None:
+                continue  # still held, or another thread gave it back first
+            if self.budget.learn(RateLimits((original,))):
+                logger.info(
+                    "pacing on {} at {} again: the limit a 429 taught was held {:g} s",
+                    original.label,
+                    original.limit,
+                    LEARNED_LIMIT_HOLD_S,
+                )
 
     def _learn_published(self, body: Any) -> None:
         if not isinstance(body, Mapping) or not isinstance(body.get("rateLimits"), list):
@@ -271,6 +323,10 @@ class BudgetPacer:
             return
         if published_at is not None:
             self._published_at = published_at
+        # The venue's newer word on every limit it publishes: nothing taught before it is
+        # given back over it later.
+        for row in limits.limits:
+            self._taught.pop((row.type, row.interval_s), None)
         if self.budget.learn(limits):
             logger.info(
                 "pacing on the venue's published limits: {}",

@@ -263,6 +263,21 @@ def _cost(limit: RateLimit, kind: RequestKind, weight: float, orders: int) -> fl
     return float(orders) if kind in _PLACES_ORDERS else 0.0
 
 
+class NeverFits(ValueError):
+    """A request costs more than a window's whole usable budget: waiting would never let it
+    go. The guard refuses it by name (``RequestBlocked``); nothing is sent."""
+
+    def __init__(
+        self, kind: RequestKind, weight: float, cost: float, cap: float, limit: RateLimit
+    ) -> None:
+        super().__init__(
+            f"weight {weight:g} of a {kind} request (costing {cost:g} there) can never fit "
+            f"{limit.label} ({cap:g} of {limit.limit} usable after the reserve)"
+        )
+        self.kind = kind
+        self.limit = limit
+
+
 class RateBudget:
     """The budget one guarded exchange draws on; its windows may be shared with others.
 
@@ -351,7 +366,9 @@ class RateBudget:
 
         ``orders`` is how many orders the request places (a batch), counted against the order
         limits for ORDER and REDUCE_ONLY. Raises ValueError naming the field for a weight that
-        is negative, NaN or infinite, an unknown kind, or a bad ``now``.
+        is negative, NaN or infinite, an unknown kind, or a bad ``now``; :class:`NeverFits`
+        for a request bigger than a window's whole usable budget (a venue limit so low that
+        the reserve leaves no room for it: no wait would ever let it go).
         """
         if kind.__class__ is not RequestKind:
             kind = RequestKind(kind)
@@ -399,10 +416,7 @@ class RateBudget:
                     continue
                 if cost > cap:
                     # It would wait for every window forever: refuse it by name instead.
-                    raise ValueError(
-                        f"weight {weight} of a {kind} request can never fit "
-                        f"{limit.label} ({cap:g} of {limit.limit} usable)"
-                    )
+                    raise NeverFits(kind, weight, cost, cap, limit)
                 charged.append((window, cost))
                 if window.used + cost <= cap and (reserve or now >= window.next_at):
                     continue  # this window lets it go (what _check answers with None)
@@ -828,6 +842,7 @@ __all__ = [
     "Go",
     "Hold",
     "LimitType",
+    "NeverFits",
     "RateBudget",
     "RateLimit",
     "RateLimits",

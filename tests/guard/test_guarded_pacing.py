@@ -19,6 +19,7 @@ from safeguard import errors
 from safeguard.config import Policy
 from safeguard.guard import guard
 from safeguard.guard.events import EventKind, Hooks, RequestEvent
+from safeguard.guard.pacing import LEARNED_LIMIT_HOLD_S
 from safeguard.killswitch.switch import KillSwitch
 from safeguard.testing import PaperAccount, paper_account
 
@@ -466,3 +467,45 @@ def test_a_kill_wakes_an_order_whose_verdict_reads_are_parked_on_the_budget(
     assert len(rig.sleeps) == 1  # it was parked, once, on a read for the verdict
     assert rig.now - parked_at == pytest.approx(1.0)
     assert paper.orders() == []
+
+
+def test_a_limit_learned_from_a_429_is_given_back_once_the_venue_lifts_it(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    # The venue tightened its weight limit for a while (a 429 said "5 per minute"), then lifted
+    # it. A bot that only reads between orders never re-reads exchangeInfo, so a limit taught
+    # by one 429 must not outlive the venue's: otherwise a weight-6 read "can never fit" for
+    # the rest of the run (the paper demo refused 489 bars that way).
+    rig = _rig(paper, tmp_path)
+    rig.ex.load_markets()
+    rig.ex.fetch_order_book(SYMBOL, 100)
+    _tighten(paper, weight_per_minute=5)
+    refused = _read_until_refused(rig)
+    assert len(rig.throttled()) == 1
+    assert isinstance(refused, errors.SafeguardError)
+    paper.set_faults({"rules": []})  # the venue lifts the limit (exchangeInfo publishes 2,400)
+    # While the learned limit holds, the read is refused by the guard, never sent into a 429.
+    with pytest.raises(errors.SafeguardError):
+        rig.ex.fetch_order_book(SYMBOL, 100)
+    assert len(rig.throttled()) == 1
+    paper.advance(LEARNED_LIMIT_HOLD_S)
+    book = rig.ex.fetch_order_book(SYMBOL, 100)
+    assert book["bids"]
+    assert book["asks"]
+    assert len(rig.throttled()) == 1
+
+
+def test_a_limit_the_venue_still_enforces_is_learned_again_with_one_429(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    rig = _rig(paper, tmp_path)
+    rig.ex.load_markets()
+    _tighten(paper, weight_per_minute=120)
+    _read_until_refused(rig)
+    assert len(rig.throttled()) == 1
+    paper.advance(LEARNED_LIMIT_HOLD_S + 60.0)
+    # Given back on time, the limit is taught again by the venue's next 429, once: the
+    # guard then paces under it rather than firing into the venue.
+    _read_until_refused(rig)
+    _poll_until_held(rig)
+    assert len(rig.throttled()) == 2

@@ -195,3 +195,27 @@ def test_order_bursts_are_paced_under_the_order_count_limit(
     assert all(e.outcome != "throttled" for e in events)
     # 20 orders at 8 per 10 s (minus the reserve) cannot fit in less than two windows.
     assert clock.time() - start >= 10.0
+
+
+def test_an_order_limit_too_small_for_one_order_refuses_it_with_a_safeguard_error(
+    tmp_path: Path,
+) -> None:
+    """A venue throttled to one order per 10 s leaves no room for a new order once the
+    reserve for cancels and reduce-only orders is kept: the order is refused by name (a
+    SafeguardError), never with a bare ValueError, and nothing reaches the venue."""
+    from safeguard.testing import paper_account
+
+    account = paper_account(wallet=10_000)
+    try:
+        account.set_faults({"rules": [{"kind": "throttle", "orders_per_10s": 1}]})
+        exchange = account.guarded(Policy.build(), state_dir=tmp_path)
+        exchange.load_markets()
+        price = float(exchange.fetch_ticker("BTC/USDT:USDT")["last"])
+        with pytest.raises(errors.RequestBlocked, match="ORDERS/10s"):
+            exchange.create_order(
+                "BTC/USDT:USDT", "limit", "buy", 0.002, round(price * 0.99, 1),
+                {"stopLoss": {"triggerPrice": round(price * 0.95, 1)}},
+            )  # fmt: skip
+        assert account.orders() == []
+    finally:
+        account.close()
