@@ -14,6 +14,9 @@ safeguard is installed (a ``pytest11`` entry point): ``sg_venue``, ``sg_venue_cl
 ``sg_guarded``, ``sg_faults``, ``sg_venue_server`` and the rest, each built on
 :class:`PaperAccount`.
 
+:mod:`safeguard.testing.ratesim` simulates greedy traffic against a venue that counts and
+bans as Binance does (the throttle's tests and ``benchmarks/throttle_sim.py`` use it).
+
 The names below are imported on first use, so ``import safeguard.testing`` (which the pytest
 plugin does in every test run) stays cheap.
 """
