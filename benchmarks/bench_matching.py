@@ -7,10 +7,23 @@ simulated clock moves one step so the books refill, prices move and stops are ch
 time is included) and the client re-reads the mark to price its resting orders. The venue
 keeps its default three symbols and full event recording.
 
+What counts as an order event: one call of the engine's API that a real request makes
+(``place_order`` / ``cancel_order``, minus HTTP), processed in full: request and account
+checks, matching, settling, the records, and Binance's answer dict. A market order that fills
+counts once, not once per fill.
+
 A second scenario has one account quote at the touch and another take the quote (the
 account-versus-account matching path). It also times a simulated day, and prints a machine
 reference (pure-Python dict look-ups per CPU second) so figures from different machines can
 be compared.
+
+Calibration: ``sum(range(200))`` is timed in the same process before each run (CPU time, best
+of five batches). The machine is shared, so the figure to compare across runs and machines is
+the ratio: CPU microseconds per order event over the calibration loop's microseconds.
+
+The engine runs as it is imported: pure Python by default; the mypyc-compiled copy that
+``tools/venue_mypyc.py`` builds when that copy is first on ``PYTHONPATH``. The first line
+printed says which.
 
 Run: .venv/bin/python benchmarks/bench_matching.py [--rounds N] [--repeat R]
 """
@@ -18,12 +31,14 @@ Run: .venv/bin/python benchmarks/bench_matching.py [--rounds N] [--repeat R]
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
 
 from safeguard.clock import ManualClock
 from safeguard.venue import Fill, Venue, VenueConfig
+from safeguard.venue import engine as engine_module
 
 
 def run(rounds: int) -> tuple[float, float, int, int]:
@@ -112,23 +127,48 @@ def machine_reference() -> float:
     return len(keys) / (time.process_time() - started) / 1e6
 
 
+def calibration_us() -> float:
+    """CPU microseconds of one ``sum(range(200))``, best of five batches of 20,000."""
+    best = math.inf
+    for _ in range(5):
+        started = time.process_time()
+        for _ in range(20_000):
+            sum(range(200))
+        best = min(best, (time.process_time() - started) / 20_000 * 1e6)
+    return best
+
+
+def engine_build() -> str:
+    path = engine_module.__file__ or "?"
+    return f"mypyc-compiled ({path})" if path.endswith(".so") else f"pure Python ({path})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    print(f"engine                     {engine_build()}")
     rates = []
     cpu_rates = []
     fills_rates = []
+    ratios = []
+    calibrations = []
     for _ in range(args.repeat):
+        calibration = calibration_us()
         elapsed, cpu, events, fills = run(args.rounds)
         rates.append(events / elapsed)
         cpu_rates.append(events / cpu)
         fills_rates.append(fills / elapsed)
+        calibrations.append(calibration)
+        ratios.append(cpu / events * 1e6 / calibration)
     print(f"rounds per run             {args.rounds:,} (x{args.repeat})")
     median, best = statistics.median(rates), max(rates)
     print(f"order events/s (wall)      median {median:,.0f}  best {best:,.0f}")
-    print(f"order events/s (CPU time)  median {statistics.median(cpu_rates):,.0f}")
+    cpu_median, cpu_best = statistics.median(cpu_rates), max(cpu_rates)
+    print(f"order events/s (CPU time)  median {cpu_median:,.0f}  best {cpu_best:,.0f}")
+    print(f"calibration sum(range(200)) median {statistics.median(calibrations):.2f} us CPU")
+    print(f"CPU per event / calibration median {statistics.median(ratios):.2f}x")
     print(f"fills/s (wall)             median {statistics.median(fills_rates):,.0f}")
     print(f"mean per order event       {1e6 / statistics.median(rates):.2f} us wall")
     cpu, events = run_cross(args.rounds)

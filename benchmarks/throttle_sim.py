@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 
 from safeguard.config import ThrottleConfig
-from safeguard.guard.ratesim import SimReport, simulate
 from safeguard.guard.throttle import BudgetRegistry, RateLimits, RequestKind
+from safeguard.testing.ratesim import SimReport, simulate
 
 LIMITS = RateLimits.from_exchange_info(
     [

@@ -6,8 +6,9 @@ your own loguru sinks and ``logger.enable("safeguard")``) to see its records.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from safeguard._lazy import lazy_exports
 from safeguard._log import logger
 from safeguard.clock import Clock, ManualClock, SystemClock
 from safeguard.codes import Code
@@ -68,20 +69,8 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'safeguard' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    if name != "guard":  # the subpackage binds itself as ``safeguard.guard``; it is callable
-        globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+# ``guard`` is not kept: the subpackage binds itself as ``safeguard.guard`` (it is callable).
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), uncached=("guard",))
 
 
 __all__ = [

@@ -13,8 +13,9 @@ The local state directory stays the default; Redis is what several machines can 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from safeguard._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from safeguard.fleet.budget import RedisRateBudget
@@ -40,11 +41,9 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: f".{module}" for name, module in _WHERE.items()}, globals()
+)
 
 
 __all__ = [

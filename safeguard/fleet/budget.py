@@ -35,6 +35,7 @@ from safeguard.config import FleetConfig, ThrottleConfig
 from safeguard.fleet.connection import connect, describe, key_tag, link_errors
 from safeguard.guard.throttle import (
     _HEADER_FAMILY,
+    _USES_RESERVE,
     GO,
     Banned,
     Decision,
@@ -46,7 +47,9 @@ from safeguard.guard.throttle import (
     RateLimits,
     RequestKind,
     Wait,
+    _cost,
     _reported_usage,
+    _usable,
 )
 from safeguard.risk import _inputs
 
@@ -54,8 +57,6 @@ if TYPE_CHECKING:
     import redis
 
 _PER_IP = (LimitType.REQUEST_WEIGHT, LimitType.RAW_REQUESTS)
-_PLACES_ORDERS = (RequestKind.ORDER, RequestKind.REDUCE_ONLY)
-_USES_RESERVE = (RequestKind.CANCEL, RequestKind.REDUCE_ONLY)
 
 # Numbers cross the Lua boundary as strings in %.17g: Redis would truncate a Lua number reply
 # to an integer, and Lua's tostring keeps only 14 digits.
@@ -236,23 +237,6 @@ return string.format('%.17g', until_)
 """
 
 
-def _cost(limit: RateLimit, kind: RequestKind, weight: float, orders: int) -> float:
-    if limit.type is LimitType.REQUEST_WEIGHT:
-        return weight
-    if limit.type is LimitType.RAW_REQUESTS:
-        return 1.0
-    return float(orders) if kind in _PLACES_ORDERS else 0.0
-
-
-def _cap(config: ThrottleConfig, limit: int, kind: RequestKind) -> float:
-    reserve = config.reserve_fraction * limit
-    if kind in _USES_RESERVE:
-        return float(limit)
-    if kind is RequestKind.READ:
-        return min(config.hard_threshold * limit, limit - reserve)
-    return limit - reserve
-
-
 def fallback_limits(limits: RateLimits, share: float) -> RateLimits:
     """Each limit cut to ``share`` of itself (at least 1): one bot's slice while alone."""
     if not 0.0 < share <= 1.0:
@@ -361,7 +345,7 @@ class RedisRateBudget:
         ]
         for lim in self._limits.limits:
             cost = _cost(lim, kind, weight, orders)
-            cap = _cap(self.config, lim.limit, kind)
+            cap = _usable(self.config, lim.limit, kind)
             if cost > 0 and cost > cap:
                 raise NeverFits(kind, weight, cost, cap, lim)
             args += [lim.limit, lim.interval_s, repr(float(cost)), repr(float(cap)), lim.label]

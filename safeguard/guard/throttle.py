@@ -256,6 +256,7 @@ class _Scope:
 
 
 def _cost(limit: RateLimit, kind: RequestKind, weight: float, orders: int) -> float:
+    """What a request of ``kind`` counts against ``limit``'s window (the fleet's budget too)."""
     if limit.type is LimitType.REQUEST_WEIGHT:
         return weight
     if limit.type is LimitType.RAW_REQUESTS:
@@ -263,6 +264,7 @@ def _cost(limit: RateLimit, kind: RequestKind, weight: float, orders: int) -> fl
     return float(orders) if kind in _PLACES_ORDERS else 0.0
 
 
+<<<<<<< HEAD
 class NeverFits(ValueError):
     """A request costs more than a window's whole usable budget: waiting would never let it
     go. The guard refuses it by name (``RequestBlocked``); nothing is sent."""
@@ -276,6 +278,17 @@ class NeverFits(ValueError):
         )
         self.kind = kind
         self.limit = limit
+=======
+def _usable(config: ThrottleConfig, limit: int, kind: RequestKind) -> float:
+    """How much of a window of ``limit`` a request of ``kind`` may fill (the fleet's too):
+    cancels and reduce-only orders may use the reserve, reads stop at the hard threshold."""
+    reserve = config.reserve_fraction * limit
+    if kind in _USES_RESERVE:
+        return float(limit)
+    if kind is RequestKind.READ:
+        return min(config.hard_threshold * limit, limit - reserve)
+    return limit - reserve
+>>>>>>> venueperf
 
 
 class RateBudget:
@@ -454,16 +467,8 @@ class RateBudget:
         try:
             return self._caps[(limit, kind)]
         except KeyError:
-            cap = self._caps[(limit, kind)] = self._cap_of(limit, kind)
+            cap = self._caps[(limit, kind)] = _usable(self.config, limit, kind)
             return cap
-
-    def _cap_of(self, limit: int, kind: RequestKind) -> float:
-        reserve = self.config.reserve_fraction * limit
-        if kind in _USES_RESERVE:
-            return float(limit)
-        if kind is RequestKind.READ:
-            return min(self.config.hard_threshold * limit, limit - reserve)
-        return limit - reserve
 
     def _check(
         self, window: _Window, kind: RequestKind, cost: float, cap: float, now: float, skew: float

@@ -18,8 +18,9 @@ Every name is imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from safeguard._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from safeguard.paper.runner import PaperConfig, paper_policy
@@ -49,11 +50,9 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'safeguard.paper' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"safeguard.paper.{home}"), name)
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: f".{home}" for name, home in _HOMES.items()}, globals()
+)
 
 
 __all__ = [

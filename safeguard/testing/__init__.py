@@ -14,14 +14,18 @@ safeguard is installed (a ``pytest11`` entry point): ``sg_venue``, ``sg_venue_cl
 ``sg_guarded``, ``sg_faults``, ``sg_venue_server`` and the rest, each built on
 :class:`PaperAccount`.
 
+:mod:`safeguard.testing.ratesim` simulates greedy traffic against a venue that counts and
+bans as Binance does (the throttle's tests and ``benchmarks/throttle_sim.py`` use it).
+
 The names below are imported on first use, so ``import safeguard.testing`` (which the pytest
 plugin does in every test run) stays cheap.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from safeguard._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from safeguard.testing._paper import (
@@ -51,17 +55,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'safeguard.testing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

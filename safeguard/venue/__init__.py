@@ -37,8 +37,9 @@ streams), ``http`` and ``inprocess`` (the transports), ``faults`` and ``ratelimi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from safeguard._lazy import lazy_exports
 from safeguard.venue.config import BookConfig, Regime, Spike, VenueConfig
 from safeguard.venue.engine import FeedFreeze, Venue
 from safeguard.venue.errors import VenueReject
@@ -80,19 +81,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'safeguard.venue' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

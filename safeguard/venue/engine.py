@@ -91,6 +91,7 @@ _FIRST_ORDER_ID = 1_000_000_001
 _DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 _PERCENT_UP = 1.05
 _PERCENT_DOWN = 0.95
+_new_tuple = tuple.__new__  # a named tuple built without its Python-level __new__ frame
 MARGIN_CALL_RATIO = 0.8
 """Maintenance margin over margin balance at which the venue sends ``MARGIN_CALL``."""
 
@@ -664,7 +665,10 @@ class Venue:
             order = Order(order_id, api_key, cid, request, now_ms)
             self._orders[order_id] = order
             self._by_client[(api_key, cid)] = order
-            self._orders_by.setdefault((api_key, spec.symbol), {})[order_id] = order
+            by_symbol = self._orders_by.get((api_key, spec.symbol))
+            if by_symbol is None:
+                by_symbol = self._orders_by[(api_key, spec.symbol)] = {}
+            by_symbol[order_id] = order
             if self._listeners:
                 self._order_update(order, "NEW")
             if request.type in ("MARKET", "LIMIT"):
@@ -846,14 +850,15 @@ class Venue:
     def _execute_new(self, account: Account, m: MarketState, order: Order, opening: int) -> None:
         """Take what crosses now; rest or expire the remainder per the time in force."""
         limit = order.price if order.type == "LIMIT" else None
-        self_trade = self._take(account, m, order, order.remaining, limit)
-        if not order.remaining:
+        self_trade = self._take(account, m, order, order.qty - order.executed, limit)
+        remaining = order.qty - order.executed  # Order.remaining, inlined (hot path)
+        if not remaining:
             return
         if self_trade or order.type == "MARKET" or order.time_in_force in ("IOC", "FOK"):
             self._close_order(order, EXPIRED)
             return
         leverage = self._leverage(account, order.symbol)
-        share = min(opening, order.remaining)
+        share = min(opening, remaining)
         order.reserved = share * m.spec.step_size * order.price * m.spec.tick_size / leverage
         account.order_margin += order.reserved
         self._seq += 1
@@ -918,7 +923,9 @@ class Venue:
         symbol = spec.symbol
         api_key = account.api_key
         position_side = order.position_side
-        position = self._position(account, symbol, position_side)
+        position = account.positions.get((symbol, position_side))
+        if position is None:
+            position = self._position(account, symbol, position_side)
         isolated = self._isolated(account, symbol)
         leverage = self._leverage(account, symbol)
         fee_rate = spec.maker_fee if maker else spec.taker_fee
@@ -932,6 +939,8 @@ class Venue:
         buy = side == BUY
         buyer_maker = buy == maker
         events = self.events
+        income = account.income
+        listening = bool(self._listeners)
         recent = self._fills_by.get((api_key, symbol))
         if recent is None:
             recent = self._fills_by[(api_key, symbol)] = deque(maxlen=1000)
@@ -956,10 +965,24 @@ class Venue:
             trade_id = (
                 m.record_trade(now, price, qty, buyer_maker=buyer_maker) if public else m.trade_id
             )
-            if realized:
-                self._book_income(account, symbol, "REALIZED_PNL", realized, now_ms, str(trade_id))
-            if fee:
-                self._book_income(account, symbol, "COMMISSION", -fee, now_ms, str(trade_id))
+            if realized or fee:
+                # _book_income, inlined: most fills book one or two incomes.
+                trade = str(trade_id)
+                if realized:
+                    self._tran_id += 1
+                    income.append(
+                        _new_tuple(
+                            Income,
+                            (self._tran_id, now_ms, symbol, "REALIZED_PNL", realized, trade, ""),
+                        )
+                    )
+                if fee:
+                    self._tran_id += 1
+                    income.append(
+                        _new_tuple(
+                            Income, (self._tran_id, now_ms, symbol, "COMMISSION", -fee, trade, "")
+                        )
+                    )
             event = Fill(
                 now,
                 api_key,
@@ -977,16 +1000,17 @@ class Venue:
             )
             events.append(event)
             recent.append(event)
-            if self._listeners:
+            if listening:
                 self._notify(event)
                 self._order_update(order, "TRADE", event)
         order.update_ms = now_ms
+        remaining = order.qty - order.executed
         if order.reserved:
             # Margin held for the resting remainder shrinks with what just filled.
-            released = order.reserved * min(filled / (order.remaining + filled), 1.0)
+            released = order.reserved * min(filled / (remaining + filled), 1.0)
             order.reserved -= released
             account.order_margin = max(account.order_margin - released, 0.0)
-        if order.remaining:
+        if remaining:
             order.status = PARTIALLY_FILLED
         else:
             self._close_order(order, FILLED)

@@ -55,6 +55,7 @@ class OrderRequest(NamedTuple):
     whole position on its side (``qty`` is 0 until then)."""
 
 
+_new_tuple = tuple.__new__
 _CLOSE_POSITION_TYPES = frozenset(("STOP_MARKET", "TAKE_PROFIT_MARKET"))
 _SIDES = frozenset(SIDES)
 _TYPES = frozenset(TYPES)
@@ -206,18 +207,24 @@ def parse_order(
                 f"Order's notional must be no smaller than {market.min_notional:g} "
                 "(unless you choose reduce only).",
             )
-    return OrderRequest(
-        market.symbol,
-        side,
-        kind,
-        steps,
-        ticks,
-        tif,
-        reduce_only,
-        stop,
-        working_type,
-        client_order_id,
-        position_side,
+    # tuple.__new__ directly: a named tuple's own __new__ is a Python-level function, a
+    # measurable share of a request on the hot path. Same object, same fields, in order.
+    return _new_tuple(
+        OrderRequest,
+        (
+            market.symbol,
+            side,
+            kind,
+            steps,
+            ticks,
+            tif,
+            reduce_only,
+            stop,
+            working_type,
+            client_order_id,
+            position_side,
+            False,
+        ),
     )
 
 

@@ -16,7 +16,6 @@ from safeguard.errors import ConfigError
 from safeguard.guard.bans import FILENAME, BanStore
 from safeguard.guard.core import Answer, Send
 from safeguard.guard.pacing import BudgetPacer, refused_limit
-from safeguard.guard.ratesim import simulate
 from safeguard.guard.throttle import (
     GO,
     Banned,
@@ -33,6 +32,7 @@ from safeguard.guard.throttle import (
     rate_headers,
     registry_for,
 )
+from safeguard.testing.ratesim import simulate
 
 EXCHANGE_INFO_LIMITS = [
     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
