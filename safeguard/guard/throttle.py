@@ -264,7 +264,6 @@ def _cost(limit: RateLimit, kind: RequestKind, weight: float, orders: int) -> fl
     return float(orders) if kind in _PLACES_ORDERS else 0.0
 
 
-<<<<<<< HEAD
 class NeverFits(ValueError):
     """A request costs more than a window's whole usable budget: waiting would never let it
     go. The guard refuses it by name (``RequestBlocked``); nothing is sent."""
@@ -278,7 +277,8 @@ class NeverFits(ValueError):
         )
         self.kind = kind
         self.limit = limit
-=======
+
+
 def _usable(config: ThrottleConfig, limit: int, kind: RequestKind) -> float:
     """How much of a window of ``limit`` a request of ``kind`` may fill (the fleet's too):
     cancels and reduce-only orders may use the reserve, reads stop at the hard threshold."""
@@ -288,7 +288,6 @@ def _usable(config: ThrottleConfig, limit: int, kind: RequestKind) -> float:
     if kind is RequestKind.READ:
         return min(config.hard_threshold * limit, limit - reserve)
     return limit - reserve
->>>>>>> venueperf
 
 
 class RateBudget:
