@@ -38,8 +38,8 @@ class GuardedExchange(Face):
             with permit(self._rt.switch, effect.permit):
                 value = getattr(self._raw, effect.method)(*effect.args, **effect.kwargs)
         except Exception as exc:
-            return self._answer(started, None, exc)
-        return self._answer(started, value, None)
+            return self._answer(effect, started, None, exc)
+        return self._answer(effect, started, value, None)
 
     def _guarded(self, kind: CallKind, name: str) -> Any:
         core = self._rt.core
