@@ -201,11 +201,14 @@ class Face:
             return unwatch
 
         async def watch(*args: Any, **kwargs: Any) -> Any:
+            view.watch_started(name, self._now())
             try:
                 value = await _awaited(attr(*args, **kwargs))
             except Exception as exc:
                 view.stream_failed(name, args, kwargs, exc, self._now())
                 raise
+            finally:
+                view.watch_ended(name)
             await self._stream_reads(view.streamed(name, args, kwargs, value, self._now()))
             return value
 

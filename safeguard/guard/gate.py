@@ -155,6 +155,12 @@ class PreTradeGate:
     def unwatched(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         self.cache.unwatched(method, args, kwargs)
 
+    def watch_started(self, method: str, now: float) -> None:
+        self.cache.watch_started(method, now)
+
+    def watch_ended(self, method: str) -> None:
+        self.cache.watch_ended(method)
+
     def unavailable(self, send: Send, error: Exception, now: float) -> None:
         if self.tripwire is None:
             return

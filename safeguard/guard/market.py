@@ -110,6 +110,8 @@ class MarketCache:
     the user-data stream is ``("account", None)``."""
     fills_applied: dict[str, float] = field(default_factory=dict)
     """Per order id, the filled quantity the view has applied (from an answer or a stream)."""
+    watching: dict[str, int] = field(default_factory=dict)
+    """How many watch calls per feed are awaiting their stream now."""
     stream_asked: dict[tuple[str, tuple[Any, ...]], float] = field(default_factory=dict)
     """When the stream path last asked for each read (one ask per due period)."""
 
@@ -123,7 +125,7 @@ class MarketCache:
         # reconcile on the tier tables' schedule, which the stream's path makes first.
         fed = self._fed(symbol)
         reconcile = self._tiers_due
-        account_due = reconcile if self.account_streamed() else data_due
+        account_due = reconcile if self.account_streamed(now) else data_due
         sends: list[Send] = []
         if self.rules_at is None or now - self.rules_at >= rules_due:
             sends.append(Send("load_markets", (True,)))
@@ -189,11 +191,30 @@ class MarketCache:
         """The judged feeds a stream holds for ``symbol`` (live, quiet or broken)."""
         return {feed for (feed, sym) in self.feeds if sym == symbol}
 
-    def account_streamed(self) -> bool:
-        """Whether the user-data stream is live: connected and unbroken since the view's last
-        REST reconcile, so every change to the account has reached the view."""
+    def account_streamed(self, now: float) -> bool:
+        """Whether the user-data stream keeps the account view current: unbroken since the
+        view's last REST reconcile, and either a watch on it is awaiting its next event (a
+        quiet account sends nothing) or its last event came within
+        ``risk.max_market_data_age_s`` (ccxt buffers what arrives between two watches)."""
         feed = self.feeds.get((ACCOUNT, None))
-        return feed is not None and feed.broken is None
+        if feed is None or feed.broken is not None:
+            return False
+        if self.watching.get(ACCOUNT, 0) > 0:
+            return True
+        quiet = feed.quiet_for(now)
+        return quiet is not None and quiet <= self.limits.max_market_data_age_s
+
+    def watch_started(self, method: str, now: float) -> None:
+        """A watch call is awaiting its stream (the user-data stream is live while one is)."""
+        feed = streams.feed_of(method)
+        if feed == ACCOUNT:
+            self.watching[ACCOUNT] = self.watching.get(ACCOUNT, 0) + 1
+            self.feeds.setdefault((ACCOUNT, None), Liveness(ACCOUNT, None, now))
+
+    def watch_ended(self, method: str) -> None:
+        feed = streams.feed_of(method)
+        if feed == ACCOUNT:
+            self.watching[ACCOUNT] = max(0, self.watching.get(ACCOUNT, 0) - 1)
 
     def streamed(
         self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], value: Any, now: float
@@ -238,8 +259,12 @@ class MarketCache:
         old = self.feeds.get(key)
         if old is not None and old.broken is not None and key[0] == ACCOUNT:
             # Events were lost while it was down: the account is read again (on the
-            # stream's path, now that it delivers) before a verdict trusts it.
+            # stream's path, now that it delivers) before a verdict trusts it; reads made
+            # while it was down do not count.
             self._reconcile_account()
+            for read in _ACCOUNT_READS:
+                for asked in [k for k in self.stream_asked if k[0] == read]:
+                    del self.stream_asked[asked]
         start = old if old is not None else Liveness(key[0], key[1], now)
         self.feeds[key] = start.heard(now, venue_time)
 
@@ -310,7 +335,7 @@ class MarketCache:
     def account_age(self, seen: Seen, now: float) -> float:
         """A part of the account view's age: none while the user-data stream is live (every
         change reaches the view through it), else since its read."""
-        if self.account_streamed() and math.isfinite(seen.fetched):
+        if self.account_streamed(now) and math.isfinite(seen.fetched):
             return 0.0
         return seen.age(now)
 
@@ -851,6 +876,7 @@ class MarketCache:
         return min(self.rules_at, tiers.fetched)
 
 
+_ACCOUNT_READS = ("fetch_balance", "fetch_positions", "fetch_open_orders", "fetch_leverages")
 _FILLS_KEPT = 10_000
 """How many orders' applied fills the view remembers (to tell a stream's news from an
 answer it already applied)."""
