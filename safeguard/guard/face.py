@@ -409,8 +409,13 @@ def _prime_brackets(raw: Any, tiers: Any) -> None:
         rows = [t.get("info") for t in ladder or () if isinstance(t, Mapping)]
         if not rows or not all(isinstance(r, Mapping) and "maintMarginRatio" in r for r in rows):
             return  # not Binance's bracket rows: let ccxt read its own
+        # ccxt's own reading of each row (strings: its position maths is Precise).
         brackets[symbol] = [
-            [r.get("notionalFloor", r.get("qtyFloor")), r.get("maintMarginRatio")] for r in rows
+            [
+                raw.safe_string_2(r, "notionalFloor", "qtyFloor"),
+                raw.safe_string(r, "maintMarginRatio"),
+            ]
+            for r in rows
         ]
     if brackets:
         options["leverageBrackets"] = brackets
