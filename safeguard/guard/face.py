@@ -10,6 +10,7 @@ an exchange class overrides with its own request path is refused, not trusted.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,6 +25,7 @@ from safeguard import errors
 from safeguard._log import logger
 from safeguard.clock import Clock
 from safeguard.guard.core import Answer, GuardCore, Permit, Send, Sleep, Steps, Woke, new_answer
+from safeguard.guard.holder import StreamHolder, feed
 from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent, raw_kind
 from safeguard.killswitch.switch import SwitchState, refusal_code
 
@@ -195,33 +197,51 @@ class Face:
 
             async def unwatch(*args: Any, **kwargs: Any) -> Any:
                 view.unwatched(name, args, kwargs)
-                return await _awaited(attr(*args, **kwargs))
+                result = attr(*args, **kwargs)
+                return await result if inspect.isawaitable(result) else result
 
             unwatch.__name__ = name
             return unwatch
 
         async def watch(*args: Any, **kwargs: Any) -> Any:
-            view.watch_started(name, self._now())
-            try:
-                value = await _awaited(attr(*args, **kwargs))
-            except Exception as exc:
-                view.stream_failed(name, args, kwargs, exc, self._now())
-                raise
-            finally:
-                view.watch_ended(name)
-            await self._stream_reads(view.streamed(name, args, kwargs, value, self._now()))
-            return value
+            def call() -> Any:
+                return attr(*args, **kwargs)
+
+            return await feed(view, name, args, kwargs, call, self._now, self._stream_reads)
 
         watch.__name__ = name
         return watch
 
     async def _stream_reads(self, sends: list[Send]) -> None:
+        """The view's due reads on the stream's path (the async face's guarded reads)."""
         for send in sends:
             try:
                 await self._guarded(CallKind.READ, send.method)(*send.args, **send.kwargs)
             except errors.SafeguardError as exc:
                 # The verdict denies on what stays missing; the stream goes on regardless.
                 logger.warning("{} on the stream's path failed: {}", send.method, exc)
+
+    def _holder(self, client: Any, symbols: Any, account: bool, retry_s: float) -> StreamHolder:
+        view = self._rt.view
+        if view is None:
+            raise errors.ConfigError("this guarded exchange has no view to feed", key="streams")
+        reads = self._stream_reads if client is self._raw else self._reads_off_loop
+        return StreamHolder(
+            view, client, list(symbols or ()), self._now, reads, retry_s=retry_s, account=account
+        )
+
+    async def _reads_off_loop(self, sends: list[Send]) -> None:
+        """The view's due reads on the blocking guarded exchange, in the stream thread's
+        executor (a slow read must not stall the streams)."""
+
+        def run() -> None:
+            for send in sends:
+                try:
+                    self._guarded(CallKind.READ, send.method)(*send.args, **send.kwargs)
+                except errors.SafeguardError as exc:
+                    logger.warning("{} on the stream's path failed: {}", send.method, exc)
+
+        await asyncio.get_running_loop().run_in_executor(None, run)
 
     def _raw_path(self, name: str) -> Any:
         """``request`` / ``fetch2`` / ``fetch``: reads and cancels through the guard like any
@@ -387,11 +407,6 @@ class Face:
                     f"orders[{index}]: {exc}", field=f"orders[{index}].{exc.field}"
                 ) from None
         return intents
-
-
-async def _awaited(result: Any) -> Any:
-    # ccxt.pro's watches return a coroutine or a future (watch_order_book is a plain method).
-    return await result if inspect.isawaitable(result) else result
 
 
 def _prime_brackets(raw: Any, tiers: Any) -> None:
