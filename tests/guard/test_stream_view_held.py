@@ -98,7 +98,8 @@ def test_a_sync_guard_holding_streams_on_a_thread_reads_nothing_on_the_order_pat
         assert paper.positions() == {"BTCUSDT": pytest.approx(0.01)}
     finally:
         holder.close()
-    assert holder._thread is not None and not holder._thread.is_alive()
+    assert holder._thread is not None
+    assert not holder._thread.is_alive()
 
 
 def test_a_stall_on_loopback_held_streams_denies_new_exposure(
