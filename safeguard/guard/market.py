@@ -207,6 +207,8 @@ class MarketCache:
     def watch_started(self, method: str, now: float) -> None:
         """A watch call is awaiting its stream (the user-data stream is live while one is)."""
         feed = streams.feed_of(method)
+        if method.startswith("watch_orders"):
+            self.watching["orders"] = 1  # order updates are watched (see _streamed_account)
         if feed == ACCOUNT:
             self.watching[ACCOUNT] = self.watching.get(ACCOUNT, 0) + 1
             self.feeds.setdefault((ACCOUNT, None), Liveness(ACCOUNT, None, now))
@@ -252,8 +254,25 @@ class MarketCache:
                 self._track(symbol, "book", _mid(book), self.books[symbol])
             else:
                 continue
+            if feed != "book":
+                self._book_heartbeat(symbol, now, venue_time)
             moved.append(symbol)
         return moved
+
+    def _book_heartbeat(self, symbol: str, now: float, venue_time: float | None) -> None:
+        """A diff-depth stream is silent while the book does not change: another market
+        stream of the symbol delivering is its heartbeat, and the book as last streamed is
+        the book as of then. The book's mid is observed again too, so a book that stands
+        still while the market moves is caught by the frozen-price test; a stall stops every
+        stream, and with them the heartbeat."""
+        live, seen = self.feeds.get(("book", symbol)), self.books.get(symbol)
+        if live is None or live.broken is not None or seen is None or venue_time is None:
+            return
+        stamp = max(venue_time, seen.venue_time or venue_time)
+        book = {**seen.value, "timestamp": int(stamp * 1000)}
+        self.books[symbol] = Seen(book, now, stamp)
+        self.feeds[("book", symbol)] = live.heard(now, stamp)
+        self._track(symbol, "book", _mid(book), self.books[symbol])
 
     def _hear(self, key: tuple[str, str | None], now: float, venue_time: float | None) -> None:
         old = self.feeds.get(key)
@@ -345,8 +364,13 @@ class MarketCache:
                 if isinstance(order, Mapping) and method.startswith("watch_orders"):
                     self._streamed_order(order)
         elif method == "watch_balance" and isinstance(value, Mapping):
-            self._streamed_balance(value)
-        elif method.startswith("watch_position"):
+            if not (self.watching.get("orders") and _reason(value) == "ORDER"):
+                self._streamed_balance(value)
+        elif method.startswith("watch_position") and not self.watching.get("orders"):
+            # With order updates watched, every position change an order makes (another
+            # client's, a liquidation's, an ADL's) arrives as an order update, and the
+            # guard's own are applied from their answers: a position event, which may come
+            # before the answer it belongs to, has nothing to add.
             rows = value if isinstance(value, list) else [value]
             self._streamed_positions([p for p in rows if isinstance(p, Mapping)])
 
@@ -373,6 +397,9 @@ class MarketCache:
             self._reread_positions(symbol)
 
     def _streamed_balance(self, balance: Mapping[str, Any]) -> None:
+        # (An ORDER-reason update is skipped while order updates are watched: the fill it
+        # comes from is applied from its order's answer or update, and may not have been
+        # yet: the stream can be ahead of the answer.)
         """A wallet the view does not show (funding, a transfer, a liquidation fee) has the
         balance read again; the view's own fills already moved it."""
         view = self.balance
@@ -383,7 +410,7 @@ class MarketCache:
                 continue
             streamed = _number(part.get("total"))
             held = _wallet_of(view.value, str(asset))
-            if streamed is not None and (held is None or abs(streamed - held) > 1e-6):
+            if streamed is not None and held is not None and abs(streamed - held) > 1e-6:
                 self._reread_balance()
                 return
 
@@ -916,6 +943,15 @@ def _commission(
     if cost is None or taker is None or taker < 0.0:
         return None
     return cost * taker
+
+
+def _reason(balance: Mapping[str, Any]) -> str | None:
+    """Why an ``ACCOUNT_UPDATE`` moved the balance (its ``m``: ORDER, FUNDING_FEE, ...),
+    from the raw message ccxt keeps as the balance's ``info``."""
+    info = balance.get("info")
+    update = info.get("a") if isinstance(info, Mapping) else None
+    reason = update.get("m") if isinstance(update, Mapping) else None
+    return reason if isinstance(reason, str) else None
 
 
 def _wallet_of(balance: Mapping[str, Any], asset: str) -> float | None:
