@@ -281,9 +281,6 @@ class MarketCache:
             # stream's path, now that it delivers) before a verdict trusts it; reads made
             # while it was down do not count.
             self._reconcile_account()
-            for read in _ACCOUNT_READS:
-                for asked in [k for k in self.stream_asked if k[0] == read]:
-                    del self.stream_asked[asked]
         start = old if old is not None else Liveness(key[0], key[1], now)
         self.feeds[key] = start.heard(now, venue_time)
 
@@ -325,6 +322,7 @@ class MarketCache:
             self.positions = Seen(self.positions.value, -math.inf, None)
         for symbol, seen in list(self.open_orders.items()):
             self.open_orders[symbol] = Seen(seen.value, -math.inf, None)
+        self._ask_again(*_ACCOUNT_READS)
 
     def stream_gap(self, symbol: str, now: float) -> str | None:
         """Why the stream-fed market view of ``symbol`` cannot be judged on now (a broken
@@ -678,11 +676,18 @@ class MarketCache:
         # the account until the read.
         if self.balance is not None:
             self.balance = Seen(self.balance.value, -math.inf, None)
+        self._ask_again("fetch_balance")
 
     def _reread_positions(self, symbol: str) -> None:
         if self.positions is not None:
             self.positions = Seen(self.positions.value, -math.inf, None)
         self.unsettled.add(symbol)
+        self._ask_again("fetch_positions")
+
+    def _ask_again(self, *methods: str) -> None:
+        """A new reason to read: the stream's path asks at once, whenever it last asked."""
+        for asked in [key for key in self.stream_asked if key[0] in methods]:
+            del self.stream_asked[asked]
 
     def _hold_margin(self, symbol: str, order: Mapping[str, Any]) -> None:
         """Take a resting order's margin off the view's available balance, as the venue does

@@ -315,3 +315,34 @@ async def test_a_broken_user_data_stream_denies_until_rest_reconciles_the_accoun
         assert reads.seen == ["create_order"]
     finally:
         await watching.stop()
+
+
+async def test_a_resting_order_filled_later_is_reconciled_on_the_streams_path(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    ex, reads, watching = await _guarded(paper, tmp_path)
+    try:
+        for method, symbol in MARKET_WATCHES:
+            watching.start(method, symbol)
+        watching.start("watch_orders", BTC)
+        await _step(ex, paper, 1.0, "mark", "book", "ticker")
+        [bid, level] = [float(x) for x in paper.venue.depth("BTCUSDT", 5)["bids"][0]]
+        resting = await ex.create_order(BTC, "limit", "buy", 0.01, bid)
+        assert resting["status"] == "open"
+        cache = ex.runtime.view.cache
+        assert cache._signed_leg(BTC) == (0.0, 0.0)
+        # Someone sells into it: the fill reaches the guard only through watch_orders.
+        paper.venue.create_account("taker-key", "taker-secret", wallet=100_000.0)
+        sweep = round(level + 0.5, 3)  # the whole best bid, ours in its queue
+        paper.venue.place_order("taker-key", symbol="BTCUSDT", side="SELL", type="MARKET",
+                                quantity=sweep)  # fmt: skip
+        await until(lambda: (cache._signed_leg(BTC) or (0.0,))[0] > 0, "the fill in the view")
+        await until(cache.account_consistent, "the account read on the stream's path")
+        assert paper.positions() == {"BTCUSDT": pytest.approx(0.01)}
+        assert cache._signed_leg(BTC) == (pytest.approx(0.01), pytest.approx(bid))
+        await _step(ex, paper, 2.5, "mark", "ticker")
+        reads.seen.clear()
+        await ex.create_order(BTC, "market", "sell", 0.01, None, {"reduceOnly": True})
+        assert reads.seen == ["create_order"]
+    finally:
+        await watching.stop()
