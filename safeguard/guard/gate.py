@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import ccxt
+
 from safeguard._log import logger
 from safeguard.codes import Code
 from safeguard.config import Policy
@@ -148,6 +150,8 @@ class PreTradeGate:
         self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], error: Exception,
         now: float,
     ) -> None:  # fmt: skip
+        if isinstance(error, ccxt.UnsubscribeError):
+            return  # the caller's own un_watch_* ended it (the feed is already handed back)
         why = f"{type(error).__name__}: {error}"
         logger.warning("{} stream failed: {}", method, why)
         self.cache.stream_failed(method, args, kwargs, why, now)
@@ -155,11 +159,13 @@ class PreTradeGate:
     def unwatched(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         self.cache.unwatched(method, args, kwargs)
 
-    def watch_started(self, method: str, now: float) -> None:
-        self.cache.watch_started(method, now)
+    def watch_started(
+        self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], now: float
+    ) -> None:
+        self.cache.watch_started(method, args, kwargs, now)
 
-    def watch_ended(self, method: str) -> None:
-        self.cache.watch_ended(method)
+    def watch_ended(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        self.cache.watch_ended(method, args, kwargs)
 
     def unavailable(self, send: Send, error: Exception, now: float) -> None:
         if self.tripwire is None:

@@ -53,7 +53,7 @@ async def feed(
     """One watch call through the view: ``call()`` is the raw watch; its answer goes to the
     view (and is returned), its failure breaks its feed (and is raised); the reads the view
     has due after the message are made through ``reads``, on the stream's path."""
-    view.watch_started(name, now())
+    view.watch_started(name, args, kwargs, now())
     try:
         result = call()  # ccxt.pro's watches return a coroutine or a future
         value = await result if inspect.isawaitable(result) else result
@@ -61,7 +61,7 @@ async def feed(
         view.stream_failed(name, args, kwargs, exc, now())
         raise
     finally:
-        view.watch_ended(name)
+        view.watch_ended(name, args, kwargs)
     await reads(view.streamed(name, args, kwargs, value, now()))
     return value
 

@@ -204,19 +204,32 @@ class MarketCache:
         quiet = feed.quiet_for(now)
         return quiet is not None and quiet <= self.limits.max_market_data_age_s
 
-    def watch_started(self, method: str, now: float) -> None:
-        """A watch call is awaiting its stream (the user-data stream is live while one is)."""
+    def watch_started(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], now: float
+    ) -> None:
+        """A watch call is awaiting its stream: the user-data stream is live while one is,
+        and a book is kept current by its symbol's heartbeat only while one awaits it."""
         feed = streams.feed_of(method)
         if method.startswith("watch_orders"):
             self.watching["orders"] = 1  # order updates are watched (see _streamed_account)
+        for key in self._awaited_keys(feed, args, kwargs):
+            self.watching[key] = self.watching.get(key, 0) + 1
         if feed == ACCOUNT:
-            self.watching[ACCOUNT] = self.watching.get(ACCOUNT, 0) + 1
             self.feeds.setdefault((ACCOUNT, None), Liveness(ACCOUNT, None, now))
 
-    def watch_ended(self, method: str) -> None:
-        feed = streams.feed_of(method)
+    def watch_ended(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        for key in self._awaited_keys(streams.feed_of(method), args, kwargs):
+            self.watching[key] = max(0, self.watching.get(key, 0) - 1)
+
+    @staticmethod
+    def _awaited_keys(
+        feed: str | None, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> list[str]:
         if feed == ACCOUNT:
-            self.watching[ACCOUNT] = max(0, self.watching.get(ACCOUNT, 0) - 1)
+            return [ACCOUNT]
+        if feed == "book":
+            return [f"book:{s}" for s in streams.watched_symbols("", args, kwargs)]
+        return []
 
     def streamed(
         self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], value: Any, now: float
@@ -268,6 +281,8 @@ class MarketCache:
         live, seen = self.feeds.get(("book", symbol)), self.books.get(symbol)
         if live is None or live.broken is not None or seen is None or venue_time is None:
             return
+        if not self.watching.get(f"book:{symbol}"):
+            return  # nobody awaits the book: ccxt's copy may move without the view seeing it
         stamp = max(venue_time, seen.venue_time or venue_time)
         book = {**seen.value, "timestamp": int(stamp * 1000)}
         self.books[symbol] = Seen(book, now, stamp)

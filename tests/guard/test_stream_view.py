@@ -346,3 +346,27 @@ async def test_a_resting_order_filled_later_is_reconciled_on_the_streams_path(
         assert reads.seen == ["create_order"]
     finally:
         await watching.stop()
+
+
+async def test_a_stream_unwatched_hands_its_piece_back_to_rest(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    ex, _, watching = await _guarded(paper, tmp_path)
+    try:
+        watching.start("watch_mark_price", BTC)
+        watching.start("watch_order_book", BTC)
+        await _step(ex, paper, 1.0, "mark", "book")
+        cache = ex.runtime.view.cache
+        await ex.preview(BTC, "market", "buy", 0.01)
+        streamed = cache.books[BTC]
+        watching.tasks[1].cancel()  # the bot stops its book loop, and unwatches
+        await ex.un_watch_order_book(BTC)
+        assert ("book", BTC) not in cache.feeds
+        await _step(ex, paper, 2.5, "mark")
+        # REST keeps the book again, on its schedule (here on the stream's path).
+        await until(lambda: cache.books[BTC].fetched == paper.clock.time(), "the book read")
+        assert cache.books[BTC] is not streamed
+        assert (await ex.preview(BTC, "market", "buy", 0.01)).decision is Decision.ALLOW
+        assert ("book", BTC) not in cache.feeds
+    finally:
+        await watching.stop()
