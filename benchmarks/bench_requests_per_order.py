@@ -393,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {case}: {parts}")
         n = len(latency)
         print(
-            f"venue mark move -> guard's view, in process ({n} samples): median "
+            f"venue mark event -> guard's view, in process ({n} samples): min "
+            f"{latency[0] * 1e6:,.0f} us, median "
             f"{latency[n // 2] * 1e6:,.0f} us, p90 {latency[int(n * 0.9)] * 1e6:,.0f} us, "
             f"max {latency[-1] * 1e6:,.0f} us"
         )
