@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,7 +190,8 @@ class MarketCache:
 
     def _fed(self, symbol: str) -> set[str]:
         """The judged feeds a stream holds for ``symbol`` (live, quiet or broken)."""
-        return {feed for (feed, sym) in self.feeds if sym == symbol}
+        # list() of a dict is one C call: a snapshot even while a stream thread adds feeds.
+        return {feed for (feed, sym) in list(self.feeds) if sym == symbol}
 
     def account_streamed(self, now: float) -> bool:
         """Whether the user-data stream keeps the account view current: unbroken since the
@@ -344,6 +346,7 @@ class MarketCache:
         feed, or one with no message for longer than ``risk.max_market_data_age_s``), or
         None. The price freeze under a live heartbeat is the verdict's own test."""
         limit = self.limits.max_market_data_age_s
+        # sorted() copies the items in one C call: a snapshot, like list().
         for (feed, sym), live in sorted(self.feeds.items(), key=lambda kv: kv[0][0]):
             if sym != symbol or feed not in streams.JUDGED_FEEDS:
                 continue
@@ -455,14 +458,15 @@ class MarketCache:
         self.fills_applied[order_id] = filled
         if len(self.fills_applied) > _FILLS_KEPT:
             # The oldest first (insertion order): a stream update that old is long settled.
-            del self.fills_applied[next(iter(self.fills_applied))]
+            with suppress(KeyError, RuntimeError, StopIteration):  # another thread's race
+                del self.fills_applied[next(iter(self.fills_applied))]
 
     def stream_reads(self, now: float) -> list[Send]:
         """The reads due now for the symbols streams feed, made on the stream's path (after a
         message) so the order path finds them done: the schedule (rules, fees, tier tables,
         the funding interval, the account's reconcile) and the REST reconcile after a gap.
         Each read asked at most once per market-data due period, whatever became of it."""
-        symbols = sorted({sym for (_, sym) in self.feeds if sym is not None})
+        symbols = sorted({sym for (_, sym) in list(self.feeds) if sym is not None})
         if not symbols and (ACCOUNT, None) in self.feeds:
             symbols = sorted(self.open_orders) or sorted(self.held())
         again = self.limits.max_market_data_age_s / 2.0
@@ -701,8 +705,8 @@ class MarketCache:
 
     def _ask_again(self, *methods: str) -> None:
         """A new reason to read: the stream's path asks at once, whenever it last asked."""
-        for asked in [key for key in self.stream_asked if key[0] in methods]:
-            del self.stream_asked[asked]
+        for asked in [key for key in list(self.stream_asked) if key[0] in methods]:
+            self.stream_asked.pop(asked, None)
 
     def _hold_margin(self, symbol: str, order: Mapping[str, Any]) -> None:
         """Take a resting order's margin off the view's available balance, as the venue does
