@@ -20,6 +20,10 @@ book mid) has stood still is tracked too, on our clock, for :mod:`safeguard.risk
 
 Rule drift (tick, step, limits, fees, funding interval, tier ladder) is reported as a list of
 :class:`RuleChange` so the caller can emit an event and re-check open positions.
+
+ccxt.pro ``watch_*`` answers land here too (:meth:`MarketCache.streamed`), stamped with their
+stream's liveness: a piece a stream feeds is not read on the order path, and the verdict
+judges it by the stream's liveness instead (:mod:`safeguard.guard.streams` has the rules).
 """
 
 from __future__ import annotations
