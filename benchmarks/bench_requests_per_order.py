@@ -19,6 +19,13 @@ Cases (each the same orders for both clients):
   closing it and the stop cancelled, raw and guarded alike.
 - ``limit, 2.5 s apart``: resting limits with the simulated clock moved 2.5 s between orders.
 
+With ``--streams`` a third client runs: the guarded ``ccxt.pro.binanceusdm`` whose strategy
+keeps ``watch_mark_price``, ``watch_order_book``, ``watch_ticker`` and ``watch_orders`` running
+(in process, on the same venue): the streams feed the guard's view. Its requests are split into
+the order path's (made inside ``create_order``) and the stream path's (the reconcile schedule,
+made after stream messages, between orders). It also times, in process, a venue event (the
+mark moving as the venue's clock steps) to the guard's view showing it (``perf_counter``).
+
 CPU per order is ``time.process_time`` over the case's loop (the venue's own work included,
 the same for both), reported as the guard's extra CPU over raw ccxt's, as a multiple of raw's.
 """
@@ -26,6 +33,7 @@ the same for both), reported as the guard's extra CPU over raw ccxt's, as a mult
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import math
 import os
@@ -205,9 +213,150 @@ def bench(orders: int, tmp: Path) -> list[dict[str, Any]]:
     return rows
 
 
+class StreamRig:
+    """The guarded ccxt.pro client on its own account, its watches running as tasks."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.clock = ManualClock(START)
+        venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=self.clock)
+        venue.create_account(KEY, SECRET, wallet=1_000_000.0)
+        self.venue = venue
+        self.dialect = CountingDialect(venue)
+        self.dialect.limits = type(self.dialect.limits)(10**9, 10**9, 10**9)
+        inner = inprocess_client(self.dialect, KEY, SECRET, client_ip=GUARDED_IP, pro=True)
+        policy = Policy.build(
+            risk={"require_stop": False, "max_open_orders": None},
+            throttle={"weight_limit_per_minute": 10**9, "orders_per_10s": 10**9,
+                      "orders_per_minute": 10**9},
+            kill_switch={"state_dir": str(tmp / "state-streams"), "watch_state_file": False},
+        )  # fmt: skip
+        self.switch = KillSwitch(policy.kill_switch, clock=self.clock, watch=False)
+        self.guarded = guard(
+            inner,
+            policy,
+            kill_switch=self.switch,
+            clock=self.clock,
+            journal_path=tmp / "orders-streams.jsonl",
+            durable_journal=False,
+        )
+        self.tasks: list[asyncio.Task[None]] = []
+        self.order_path = False
+        self.path_requests: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        await self.guarded.load_markets()
+        mark = float((await self.guarded.fetch_ticker(SYMBOL))["last"])
+        self.low, self.high = round(mark * 0.97, 2), round(mark * 1.03, 2)
+        self.stop_below = round(mark * 0.9, 2)
+        for method in ("watch_mark_price", "watch_order_book", "watch_ticker", "watch_orders"):
+            self.tasks.append(asyncio.ensure_future(self._keep(method)))
+        await self.heard()
+
+    async def _keep(self, method: str) -> None:
+        while True:
+            await getattr(self.guarded, method)(SYMBOL)
+
+    async def heard(self) -> None:
+        """Until the mark stream delivered at the venue's current time (an event)."""
+        feeds = self.guarded.runtime.view.cache.feeds
+        for _ in range(100_000):
+            feed = feeds.get(("mark", SYMBOL))
+            if feed is not None and feed.last_message == self.clock.time():
+                return
+            await asyncio.sleep(0)
+        raise RuntimeError("the mark stream never delivered")
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.guarded.exchange.close()
+        self.switch.close()
+        self.guarded.runtime.core.journal.close()
+
+
+async def _stream_order(rig: StreamRig, case: str, i: int) -> None:
+    ex = rig.guarded
+    if case == "market":
+        await ex.create_order(SYMBOL, "market", "buy" if i % 2 == 0 else "sell", 0.01)
+    elif case == "market + stop":
+        await ex.create_order(
+            SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": rig.stop_below}
+        )
+    else:
+        side, price = ("buy", rig.low) if i % 2 == 0 else ("sell", rig.high)
+        await ex.create_order(SYMBOL, "limit", side, 0.01, price, {"timeInForce": "GTX"})
+
+
+async def _bench_streams(orders: int, tmp: Path) -> dict[str, Any]:
+    """Requests per order with streams feeding the view: the order path's and the stream
+    path's, per case; and the venue-event-to-view latency."""
+    rows: dict[str, Any] = {}
+    for label, step_s in [("first order (market)", 0.0), *[(c, s) for c, _, s in CASES]]:
+        rig = StreamRig(tmp / label.replace(" ", "-").replace(",", "").replace("(", ""))
+        (tmp / label.replace(" ", "-").replace(",", "").replace("(", "")).mkdir(exist_ok=True)
+        try:
+            await rig.start()
+            case = "market" if label.startswith("first") else label
+            count = 1 if label.startswith("first") else orders
+            if not label.startswith("first"):
+                await _stream_order(rig, case, 0)  # warm, as for the REST clients
+            before = rig.dialect.of(GUARDED_IP)
+            order_path = 0
+            for i in range(count):
+                if step_s:
+                    rig.clock.advance(step_s)
+                    rig.venue.advance(0.0)
+                    await rig.heard()
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
+                at = rig.dialect.of(GUARDED_IP)
+                await _stream_order(rig, case, i)
+                order_path += sum((rig.dialect.of(GUARDED_IP) - at).values())
+            total = rig.dialect.of(GUARDED_IP) - before
+            rows[label] = {
+                "order_path": order_path / count,
+                "all": total.total() / count,
+                "endpoints": {k: v / count for k, v in total.items()},
+            }
+        finally:
+            await rig.close()
+    rows["latency"] = await _latency(tmp)
+    return rows
+
+
+async def _latency(tmp: Path, samples: int = 100) -> list[float]:
+    """Seconds from the venue's mark event (its clock stepping publishes a ``markPriceUpdate``
+    stamped with the step's time, and the step's book and ticker messages with it) to the
+    guard's view holding that event, through ccxt.pro and the guard's watch path, in process.
+    Timed from the end of the venue's step (its matching and publishing are not counted)."""
+    rig = StreamRig(tmp / "latency")
+    (tmp / "latency").mkdir(exist_ok=True)
+    try:
+        await rig.start()
+        funding = rig.guarded.runtime.view.cache.funding
+        out = []
+        for _ in range(samples):
+            rig.venue.advance(1.0)  # the mark stream publishes the step's mark, stamped now
+            t0 = time.perf_counter()  # published (the venue's own step is not counted)
+            stamp = rig.clock.time()
+            for _ in range(1_000_000):
+                seen = funding.get(SYMBOL)
+                if seen is not None and seen.venue_time == stamp:
+                    break
+                await asyncio.sleep(0)
+            else:
+                raise RuntimeError("the view never showed the mark event")
+            out.append(time.perf_counter() - t0)
+        return out
+    finally:
+        await rig.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=100)
+    parser.add_argument("--streams", action="store_true", help="add the with-streams column")
     args = parser.parse_args(argv)
     print(
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpu(s), "
@@ -216,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"orders per case={args.orders}; requests counted by the venue; CPU = process_time")
     with tempfile.TemporaryDirectory() as tmp:
         rows = bench(args.orders, Path(tmp))
+        streamed = asyncio.run(_bench_streams(args.orders, Path(tmp))) if args.streams else {}
     print(
         f"{'case':<22} {'raw req':>8} {'guarded req':>12} {'extra':>6} "
         f"{'raw CPU us':>11} {'guarded CPU us':>15} {'overhead':>9}"
@@ -232,6 +382,22 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         parts = ", ".join(f"{path} {n:g}" for path, n in sorted(row["guarded_endpoints"].items()))
         print(f"  {row['case']}: {parts}")
+    if streamed:
+        latency = sorted(streamed.pop("latency"))
+        print("with streams (guarded ccxt.pro, watches running): requests per order")
+        print(f"{'case':<22} {'order path':>11} {'all (incl. stream path)':>24}")
+        for case, row in streamed.items():
+            print(f"{case:<22} {row['order_path']:>11.2f} {row['all']:>24.2f}")
+        for case, row in streamed.items():
+            parts = ", ".join(f"{path} {n:g}" for path, n in sorted(row["endpoints"].items()))
+            print(f"  {case}: {parts}")
+        n = len(latency)
+        print(
+            f"venue mark event -> guard's view, in process ({n} samples): min "
+            f"{latency[0] * 1e6:,.0f} us, median "
+            f"{latency[n // 2] * 1e6:,.0f} us, p90 {latency[int(n * 0.9)] * 1e6:,.0f} us, "
+            f"max {latency[-1] * 1e6:,.0f} us"
+        )
     return 0
 
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "async_loop": [sys.executable, "examples/async_loop.py"],
     "http_paper": [sys.executable, "examples/http_paper.py"],
     "risk_limits": [sys.executable, "examples/risk_limits.py"],
+    "stream_strategy": [sys.executable, "examples/stream_strategy.py"],
     "test_my_strategy": [
         sys.executable, "-m", "pytest", "examples/test_my_strategy.py", "-q", "-p",
         "no:cacheprovider",
@@ -131,6 +132,17 @@ def test_http_paper_trades_with_plain_ccxt_on_the_served_venue(runs: Runs) -> No
     assert buy.group(1) != sell.group(1)
     assert re.search(r"^position BTC/USDT:USDT long 0\.02 entry [\d.]+", ran.out, re.M)
     assert "positions after closing: 0" in ran.out
+
+
+def test_stream_strategy_trades_on_watches_and_the_guard_sees_the_stall(runs: Runs) -> None:
+    ran = runs["stream_strategy"]
+    assert ran.returncode == 0, ran
+    assert re.search(r"^BTC/USDT:USDT: long 0\.01 \(stop [\d.]+\)$", ran.out, re.M), ran
+    orders = _number(r"orders: (\d+);", ran.out)
+    assert orders > 2
+    assert _number(r"fills seen on watch_orders: (\d+)", ran.out) == orders
+    assert _number(r"REST reads on the order path after the first order: (\d+)", ran.out) == 0
+    assert _number(r"verdicts while the streams stalled: (\d+) DENY", ran.out) > 0
 
 
 def test_risk_limits_example_trips_and_resumes_the_kill_switch(runs: Runs) -> None:

@@ -156,8 +156,8 @@ MUTANTS = [
     Mutant(
         "an account view exactly as old as allowed counts as stale (stale-data gate)",
         "safeguard/guard/gate.py",
-        "if seen is not None and seen.age(now) > limit:",
-        "if seen is not None and seen.age(now) >= limit:",
+        "if seen is not None and cache.account_age(seen, now) > limit:",
+        "if seen is not None and cache.account_age(seen, now) >= limit:",
         "tests/guard/test_account_gap.py::test_a_whole_fresh_account_view_is_no_gap",
     ),
     Mutant(

@@ -221,7 +221,9 @@ def _guard(
         tripwire = TripWire(monitor_of_risk, kill_switch)  # type: ignore[arg-type]
     if isinstance(book_depth, bool) or not isinstance(book_depth, int) or book_depth < 5:
         raise ValueError(f"book_depth must be an integer >= 5, got {book_depth!r}")
-    cache = MarketCache(policy.risk, book_depth=book_depth)
+    cache = MarketCache(
+        policy.risk, book_depth=book_depth, own_prefix=policy.client_order_id_prefix
+    )
     gate = PreTradeGate(
         policy,
         cache,
@@ -259,7 +261,9 @@ def _guard(
         add_listener(kill_reporter(hooks))
     if ladder:
         _attach_ladder(kill_switch, exchange, policy, clock, budget)
-    runtime = Runtime(core, kill_switch, clock, policy.client_order_id_prefix, sleep, sleep_async)
+    runtime = Runtime(
+        core, kill_switch, clock, policy.client_order_id_prefix, sleep, sleep_async, view=gate
+    )
     face = AsyncGuardedExchange if _is_async_exchange(exchange) else GuardedExchange
     return face(exchange, runtime)
 

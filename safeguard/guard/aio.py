@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from safeguard.guard.core import Done, Effect, Record, Reply, Send, Steps, step
 from safeguard.guard.face import Face, permit
+from safeguard.guard.holder import StreamHolder
 from safeguard.guard.orders import CallKind
 
 T = TypeVar("T")
@@ -39,8 +40,8 @@ class AsyncGuardedExchange(Face):
             with permit(self._rt.switch, effect.permit):
                 value = await getattr(self._raw, effect.method)(*effect.args, **effect.kwargs)
         except Exception as exc:
-            return self._answer(started, None, exc)
-        return self._answer(started, value, None)
+            return self._answer(effect, started, None, exc)
+        return self._answer(effect, started, value, None)
 
     def _guarded(self, kind: CallKind, name: str) -> Any:
         core = self._rt.core
@@ -73,6 +74,15 @@ class AsyncGuardedExchange(Face):
         """The pre-trade verdict for ``(symbol, type, side, amount, price, params)``; sends no
         order (it may read market data the verdict needs)."""
         return await self._run(self._preview_steps(*args, **kwargs))
+
+    async def hold_streams(
+        self, symbols: list[str], *, account: bool = True, retry_s: float = 1.0
+    ) -> StreamHolder:
+        """Let the guard hold the streams its view needs itself: the mark price, order book
+        and ticker of each of ``symbols`` and (``account``) the user-data stream, as tasks on
+        the running event loop, on this exchange (a ccxt.pro client). The view is then fresh
+        whatever the bot itself watches. ``await holder.aclose()`` stops them."""
+        return self._holder(self._raw, symbols, account, retry_s).start_tasks()
 
     async def reconcile(self) -> list[tuple[str, Any]]:
         """Settle orders a previous run left unresolved (look-ups only; nothing is sent)."""

@@ -10,21 +10,27 @@ an exchange class overrides with its own request path is refused, not trusted.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import ccxt
 
 from safeguard import errors
+from safeguard._log import logger
 from safeguard.clock import Clock
-from safeguard.guard.core import Answer, GuardCore, Permit, Sleep, Steps, Woke, new_answer
+from safeguard.guard.core import Answer, GuardCore, Permit, Send, Sleep, Steps, Woke, new_answer
+from safeguard.guard.holder import StreamHolder, feed
 from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent, raw_kind
 from safeguard.killswitch.switch import SwitchState, refusal_code
+
+if TYPE_CHECKING:
+    from safeguard.guard.gate import PreTradeGate
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
@@ -61,6 +67,8 @@ class Runtime:
     """Sync sleep override (tests with a ManualClock); default: ``switch.wait``."""
     sleep_async: Callable[[float], Awaitable[bool]] | None = None
     """Async sleep override; default: ``switch.wait_async``."""
+    view: PreTradeGate | None = None
+    """Where ``watch_*`` answers go (the gate, over the guard's market view)."""
 
 
 _NO_PERMIT: AbstractContextManager[None] = nullcontext()
@@ -172,7 +180,68 @@ class Face:
             return self._helper(name)
         if kind is CallKind.RAW:
             return self._raw_path(name)
+        if kind is CallKind.STREAM:
+            return self._watched(name, attr)
         return self._guarded(kind, name)
+
+    def _watched(self, name: str, attr: Any) -> Any:
+        """A ccxt.pro watch, passed through: its answer goes to the caller unchanged and to
+        the guard's view, stamped with the stream's liveness; a watch that raises (a depth
+        gap, a disconnect) breaks its feed. After a message, the reads the view has due
+        (its schedule, the reconcile after a gap) are made here, on the stream's path, so
+        the order path finds them done. Only ccxt.pro (async) has watches: awaitable."""
+        view = self._rt.view
+        if view is None:
+            return attr
+        if name.startswith("un_"):
+
+            async def unwatch(*args: Any, **kwargs: Any) -> Any:
+                view.unwatched(name, args, kwargs)
+                result = attr(*args, **kwargs)
+                return await result if inspect.isawaitable(result) else result
+
+            unwatch.__name__ = name
+            return unwatch
+
+        async def watch(*args: Any, **kwargs: Any) -> Any:
+            def call() -> Any:
+                return attr(*args, **kwargs)
+
+            return await feed(view, name, args, kwargs, call, self._now, self._stream_reads)
+
+        watch.__name__ = name
+        return watch
+
+    async def _stream_reads(self, sends: list[Send]) -> None:
+        """The view's due reads on the stream's path (the async face's guarded reads)."""
+        for send in sends:
+            try:
+                await self._guarded(CallKind.READ, send.method)(*send.args, **send.kwargs)
+            except errors.SafeguardError as exc:
+                # The verdict denies on what stays missing; the stream goes on regardless.
+                logger.warning("{} on the stream's path failed: {}", send.method, exc)
+
+    def _holder(self, client: Any, symbols: Any, account: bool, retry_s: float) -> StreamHolder:
+        view = self._rt.view
+        if view is None:
+            raise errors.ConfigError("this guarded exchange has no view to feed", key="streams")
+        reads = self._stream_reads if client is self._raw else self._reads_off_loop
+        return StreamHolder(
+            view, client, list(symbols or ()), self._now, reads, retry_s=retry_s, account=account
+        )
+
+    async def _reads_off_loop(self, sends: list[Send]) -> None:
+        """The view's due reads on the blocking guarded exchange, in the stream thread's
+        executor (a slow read must not stall the streams)."""
+
+        def run() -> None:
+            for send in sends:
+                try:
+                    self._guarded(CallKind.READ, send.method)(*send.args, **send.kwargs)
+                except errors.SafeguardError as exc:
+                    logger.warning("{} on the stream's path failed: {}", send.method, exc)
+
+        await asyncio.get_running_loop().run_in_executor(None, run)
 
     def _raw_path(self, name: str) -> Any:
         """``request`` / ``fetch2`` / ``fetch``: reads and cancels through the guard like any
@@ -220,9 +289,11 @@ class Face:
         whether the kill switch now refuses the send it delayed."""
         return Woke(self._rt.clock.time(), early, refusal(self._rt.switch, sleep.permit))
 
-    def _answer(self, started: float, value: Any, error: Exception | None) -> Answer:
+    def _answer(self, send: Send, started: float, value: Any, error: Exception | None) -> Answer:
         """The reply to a send, with the answer's headers (and body) as ccxt kept them."""
         raw = self._raw
+        if error is None and send.method == "fetch_leverage_tiers":
+            _prime_brackets(raw, value)
         body = response_body(raw) if error is None else None
         return new_answer(
             value=value,
@@ -336,6 +407,33 @@ class Face:
                     f"orders[{index}]: {exc}", field=f"orders[{index}].{exc.field}"
                 ) from None
         return intents
+
+
+def _prime_brackets(raw: Any, tiers: Any) -> None:
+    """Give ccxt the leverage brackets the guard just read (``fetch_leverage_tiers``), in
+    the shape its ``load_leverage_brackets`` caches them: ccxt's ``fetch_positions`` loads
+    them once from the same endpoint otherwise, which read the ladder twice. Only when ccxt
+    has none yet (it never reloads them itself) and only from Binance's own rows."""
+    options = getattr(raw, "options", None)
+    if not isinstance(options, dict) or options.get("leverageBrackets") is not None:
+        return
+    if not isinstance(tiers, Mapping) or not str(getattr(raw, "id", "")).startswith("binance"):
+        return
+    brackets: dict[str, list[list[Any]]] = {}
+    for symbol, ladder in tiers.items():
+        rows = [t.get("info") for t in ladder or () if isinstance(t, Mapping)]
+        if not rows or not all(isinstance(r, Mapping) and "maintMarginRatio" in r for r in rows):
+            return  # not Binance's bracket rows: let ccxt read its own
+        # ccxt's own reading of each row (strings: its position maths is Precise).
+        brackets[symbol] = [
+            [
+                raw.safe_string_2(r, "notionalFloor", "qtyFloor"),
+                raw.safe_string(r, "maintMarginRatio"),
+            ]
+            for r in rows
+        ]
+    if brackets:
+        options["leverageBrackets"] = brackets
 
 
 def _routes_through_create(function: Any) -> bool:

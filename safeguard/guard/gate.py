@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import ccxt
+
 from safeguard._log import logger
 from safeguard.codes import Code
 from safeguard.config import Policy
@@ -127,6 +129,43 @@ class PreTradeGate:
         if changes:
             self._rules_changed(changes, now)
         return wanted
+
+    # --- streams (the faces hand over ccxt.pro watch_* answers) -------------------------------
+
+    def streamed(
+        self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], value: Any, now: float
+    ) -> list[Send]:
+        """A watch answer: into the view, its stream stamped live, its marks to the triggers.
+        Returns the reads due on the stream's path (:meth:`MarketCache.stream_reads`)."""
+        moved = self.cache.streamed(method, args, kwargs, value, now)
+        if self.tripwire is not None:
+            for symbol in moved:
+                funding = self.cache.funding.get(symbol)
+                if funding is not None and "mark" in self.cache.prices.get(symbol, {}):
+                    stale_since = self._untrusted_since(symbol, now)
+                    self.tripwire.mark(symbol, funding.venue_time, now, stale_since=stale_since)
+        return self.cache.stream_reads(now)
+
+    def stream_failed(
+        self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], error: Exception,
+        now: float,
+    ) -> None:  # fmt: skip
+        if isinstance(error, ccxt.UnsubscribeError):
+            return  # the caller's own un_watch_* ended it (the feed is already handed back)
+        why = f"{type(error).__name__}: {error}"
+        logger.warning("{} stream failed: {}", method, why)
+        self.cache.stream_failed(method, args, kwargs, why, now)
+
+    def unwatched(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        self.cache.unwatched(method, args, kwargs)
+
+    def watch_started(
+        self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], now: float
+    ) -> None:
+        self.cache.watch_started(method, args, kwargs, now)
+
+    def watch_ended(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        self.cache.watch_ended(method, args, kwargs)
 
     def unavailable(self, send: Send, error: Exception, now: float) -> None:
         if self.tripwire is None:
@@ -278,6 +317,11 @@ class PreTradeGate:
             reason = f"{intent.symbol} is not a market"
             return self._refuse_unpriced(intent, Code.UNKNOWN_SYMBOL, reason, now, health)
         unknown = None if intent.reduce_only else self._account_gap(intent.symbol, now)
+        stale = None if intent.reduce_only else self.cache.stream_gap(intent.symbol, now)
+        if unknown is None and stale is not None:
+            # A stream-fed view is never re-read on the order path: a stream that broke or
+            # went quiet leaves it unjudgeable until the stream delivers again.
+            return self._refuse_unpriced(intent, Code.STALE_MARKET_DATA, stale, now, health)
         if unknown is not None:
             # Leverage and margin mode move the liquidation price more than anything else:
             # assuming 1x cross for a symbol set to isolated 50x would wave through a stop
@@ -546,14 +590,17 @@ class PreTradeGate:
         if missing:
             return f"{' and '.join(missing)} of {symbol} not read from the venue (fetch_leverages)"
         cache = self.cache
+        broken = cache.account_stream_gap()
+        if broken is not None:
+            return broken
         limit = self.policy.risk.max_market_data_age_s
         for label, seen in (
             ("balance", cache.balance),
             ("positions", cache.positions),
             (f"leverage and margin mode of {symbol}", cache.settings.get(symbol)),
         ):
-            if seen is not None and seen.age(now) > limit:
-                age = seen.age(now)
+            if seen is not None and cache.account_age(seen, now) > limit:
+                age = cache.account_age(seen, now)
                 when = "not since our last order" if math.isinf(age) else f"{age:.1f}s ago"
                 return (
                     f"{label} last read {when} (the re-read failed); the policy allows "

@@ -20,17 +20,24 @@ book mid) has stood still is tracked too, on our clock, for :mod:`safeguard.risk
 
 Rule drift (tick, step, limits, fees, funding interval, tier ladder) is reported as a list of
 :class:`RuleChange` so the caller can emit an event and re-check open positions.
+
+ccxt.pro ``watch_*`` answers land here too (:meth:`MarketCache.streamed`), stamped with their
+stream's liveness: a piece a stream feeds is not read on the order path, and the verdict
+judges it by the stream's liveness instead (:mod:`safeguard.guard.streams` has the rules).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from safeguard.config import RiskLimits
+from safeguard.guard import streams
 from safeguard.guard.core import Send
+from safeguard.guard.streams import ACCOUNT, Liveness
 from safeguard.risk.freshness import PriceTrack
 
 _RULE_KEYS = (
@@ -100,12 +107,30 @@ class MarketCache:
     ladders_asked: float | None = None
     """When :meth:`ladders_wanted` last asked for the tier tables (one ask per due period,
     whatever became of it, so a failing read is not repeated after every read)."""
+    own_prefix: str = ""
+    """The guard's client order id prefix: its own orders' fills come from their answers
+    (:meth:`placed`), not from the user-data stream, which may deliver them first."""
+    feeds: dict[tuple[str, str | None], Liveness] = field(default_factory=dict)
+    """The streams feeding the view (:mod:`safeguard.guard.streams`), by (feed, symbol);
+    the user-data stream is ``("account", None)``."""
+    fills_applied: dict[str, float] = field(default_factory=dict)
+    """Per order id, the filled quantity the view has applied (from an answer or a stream)."""
+    watching: dict[str, int] = field(default_factory=dict)
+    """How many watch calls per feed are awaiting their stream now."""
+    stream_asked: dict[tuple[str, tuple[Any, ...]], float] = field(default_factory=dict)
+    """When the stream path last asked for each read (one ask per due period)."""
 
     # --- what to read before judging an order ----------------------------------------------
 
     def refresh(self, symbol: str, now: float) -> list[Send]:
         rules_due = self.limits.max_rules_age_s / 2.0
         data_due = self.limits.max_market_data_age_s / 2.0
+        # A piece a stream feeds is kept fresh by the stream: never read on the order path
+        # (a broken or stalled stream denies instead, see stream_gap); its REST read is a
+        # reconcile on the tier tables' schedule, which the stream's path makes first.
+        fed = self._fed(symbol)
+        reconcile = self._tiers_due
+        account_due = reconcile if self.account_streamed(now) else data_due
         sends: list[Send] = []
         if self.rules_at is None or now - self.rules_at >= rules_due:
             sends.append(Send("load_markets", (True,)))
@@ -119,21 +144,21 @@ class MarketCache:
             # Every symbol's ladder: positions elsewhere share the cross wallet.
             sends.append(Send("fetch_leverage_tiers", ()))
         funding = self.funding.get(symbol)
-        if funding is None or now - funding.fetched >= data_due:
+        if funding is None or now - funding.fetched >= (reconcile if "mark" in fed else data_due):
             sends.append(Send("fetch_funding_rate", (symbol,)))
         ticker = self.tickers.get(symbol)
-        if ticker is None or now - ticker.fetched >= data_due:
+        if "ticker" not in fed and (ticker is None or now - ticker.fetched >= data_due):
             sends.append(Send("fetch_ticker", (symbol,)))  # last price and the 24 h range
         book = self.books.get(symbol)
-        if book is None or now - book.fetched >= data_due:
+        if "book" not in fed and (book is None or now - book.fetched >= data_due):
             sends.append(Send("fetch_order_book", (symbol, self.book_depth)))
-        if due_after(self.balance, now, data_due):
+        if due_after(self.balance, now, account_due):
             sends.append(Send("fetch_balance", ()))
-        if due_after(self.positions, now, data_due):
+        if due_after(self.positions, now, account_due):
             sends.append(Send("fetch_positions", ()))
-        if due_after(self.open_orders.get(symbol), now, data_due):
+        if due_after(self.open_orders.get(symbol), now, account_due):
             sends.append(Send("fetch_open_orders", (symbol,)))
-        if due_after(self.settings.get(symbol), now, data_due):
+        if due_after(self.settings.get(symbol), now, account_due):
             # Every symbol's leverage and margin mode in one read (symbolConfig on Binance),
             # on the account's schedule: another client may change them at any time.
             sends.append(Send("fetch_leverages", ()))
@@ -164,6 +189,301 @@ class MarketCache:
     @property
     def _tiers_due(self) -> float:
         return min(self.limits.max_rules_age_s, self.limits.max_tiers_age_s) / 2.0
+
+    # --- streams (ccxt.pro watch_* answers) --------------------------------------------------
+
+    def _fed(self, symbol: str) -> set[str]:
+        """The judged feeds a stream holds for ``symbol`` (live, quiet or broken)."""
+        # list() of a dict is one C call: a snapshot even while a stream thread adds feeds.
+        return {feed for (feed, sym) in list(self.feeds) if sym == symbol}
+
+    def account_streamed(self, now: float) -> bool:
+        """Whether the user-data stream keeps the account view current: unbroken since the
+        view's last REST reconcile, and either a watch on it is awaiting its next event (a
+        quiet account sends nothing) or its last event came within
+        ``risk.max_market_data_age_s`` (ccxt buffers what arrives between two watches)."""
+        feed = self.feeds.get((ACCOUNT, None))
+        if feed is None or feed.broken is not None:
+            return False
+        if self.watching.get(ACCOUNT, 0) > 0:
+            return True
+        quiet = feed.quiet_for(now)
+        return quiet is not None and quiet <= self.limits.max_market_data_age_s
+
+    def watch_started(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], now: float
+    ) -> None:
+        """A watch call is awaiting its stream: the user-data stream is live while one is,
+        and a book is kept current by its symbol's heartbeat only while one awaits it."""
+        feed = streams.feed_of(method)
+        if method.startswith("watch_orders"):
+            self.watching["orders"] = 1  # order updates are watched (see _streamed_account)
+        for key in self._awaited_keys(feed, args, kwargs):
+            self.watching[key] = self.watching.get(key, 0) + 1
+        if feed == ACCOUNT:
+            self.feeds.setdefault((ACCOUNT, None), Liveness(ACCOUNT, None, now))
+
+    def watch_ended(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        for key in self._awaited_keys(streams.feed_of(method), args, kwargs):
+            self.watching[key] = max(0, self.watching.get(key, 0) - 1)
+
+    @staticmethod
+    def _awaited_keys(
+        feed: str | None, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> list[str]:
+        if feed == ACCOUNT:
+            return [ACCOUNT]
+        if feed == "book":
+            return [f"book:{s}" for s in streams.watched_symbols("", args, kwargs)]
+        return []
+
+    def streamed(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], value: Any, now: float
+    ) -> list[str]:
+        """Apply a watch answer to the view and stamp its stream live. Returns the symbols
+        whose published prices it moved (for the stale-data trigger)."""
+        feed = streams.feed_of(method)
+        if feed is None:
+            return []
+        named = streams.watched_symbols(method, args, kwargs)
+        if feed == ACCOUNT:
+            self._hear((ACCOUNT, None), now, None)
+            self._streamed_account(method, value, now)
+            return []
+        moved = []
+        for symbol, piece in streams.per_symbol(method, value, named).items():
+            venue_time = streams.venue_seconds(piece)
+            if feed in streams.JUDGED_FEEDS or (feed, symbol) in self.feeds:
+                self._hear((feed, symbol), now, venue_time)
+            if not isinstance(piece, Mapping):
+                continue
+            if feed == "ticker":
+                self.tickers[symbol] = Seen(dict(piece), now, venue_time)
+                self._track(symbol, "last", piece.get("last"), self.tickers[symbol])
+            elif feed == "mark":
+                old = self.funding.get(symbol)
+                merged = streams.mark_as_funding(piece, None if old is None else old.value)
+                # Without a REST read the funding interval is unknown: due for one (-inf).
+                fetched = old.fetched if old is not None else -math.inf
+                self.funding[symbol] = Seen(merged, fetched, venue_time)
+                self._track(symbol, "mark", merged.get("markPrice"), Seen(merged, now, None))
+            elif feed == "book":
+                book = streams.book_copy(piece, self.book_depth)
+                self.books[symbol] = Seen(book, now, venue_time)
+                self._track(symbol, "book", _mid(book), self.books[symbol])
+            else:
+                continue
+            if feed != "book":
+                self._book_heartbeat(symbol, now, venue_time)
+            moved.append(symbol)
+        return moved
+
+    def _book_heartbeat(self, symbol: str, now: float, venue_time: float | None) -> None:
+        """A diff-depth stream is silent while the book does not change: another market
+        stream of the symbol delivering is its heartbeat, and the book as last streamed is
+        the book as of then. The book's mid is observed again too, so a book that stands
+        still while the market moves is caught by the frozen-price test; a stall stops every
+        stream, and with them the heartbeat."""
+        live, seen = self.feeds.get(("book", symbol)), self.books.get(symbol)
+        if live is None or live.broken is not None or seen is None or venue_time is None:
+            return
+        if not self.watching.get(f"book:{symbol}"):
+            return  # nobody awaits the book: ccxt's copy may move without the view seeing it
+        stamp = max(venue_time, seen.venue_time or venue_time)
+        book = {**seen.value, "timestamp": int(stamp * 1000)}
+        self.books[symbol] = Seen(book, now, stamp)
+        self.feeds[("book", symbol)] = live.heard(now, stamp)
+        self._track(symbol, "book", _mid(book), self.books[symbol])
+
+    def _hear(self, key: tuple[str, str | None], now: float, venue_time: float | None) -> None:
+        old = self.feeds.get(key)
+        if old is not None and old.broken is not None and key[0] == ACCOUNT:
+            # Events were lost while it was down: the account is read again (on the
+            # stream's path, now that it delivers) before a verdict trusts it; reads made
+            # while it was down do not count.
+            self._reconcile_account()
+        start = old if old is not None else Liveness(key[0], key[1], now)
+        self.feeds[key] = start.heard(now, venue_time)
+
+    def stream_failed(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], why: str, now: float
+    ) -> None:
+        """A watch raised (a depth gap ccxt detected, a disconnect, an expired listen key):
+        its feeds are broken until they deliver again, and the verdict denies on them. A book
+        that skipped an update is wrong from then: dropped."""
+        feed = streams.feed_of(method)
+        if feed is None:
+            return
+        keys: list[tuple[str, str | None]] = (
+            [(ACCOUNT, None)]
+            if feed == ACCOUNT
+            else [(feed, symbol) for symbol in streams.watched_symbols(method, args, kwargs)]
+        )
+        for key in keys:
+            old = self.feeds.get(key) or Liveness(key[0], key[1], now)
+            self.feeds[key] = old.fail(why, now)
+            if key[0] == "book" and key[1] is not None:
+                self.books.pop(key[1], None)
+        if feed == ACCOUNT:
+            self._reconcile_account()
+
+    def unwatched(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """``un_watch_*``: the stream no longer feeds the view; REST keeps it again."""
+        feed = streams.feed_of(method.removeprefix("un_"))
+        symbols: list[str | None] = list(streams.watched_symbols(method, args, kwargs))
+        for symbol in [None] if feed == ACCOUNT else symbols:
+            if feed is not None:
+                self.feeds.pop((feed, symbol), None)
+
+    def _reconcile_account(self) -> None:
+        # The REST reads are due at once (the stream's path makes them); until they are in,
+        # the view is too old for a verdict that adds exposure.
+        self._reread_balance()
+        if self.positions is not None:
+            self.positions = Seen(self.positions.value, -math.inf, None)
+        for symbol, seen in list(self.open_orders.items()):
+            self.open_orders[symbol] = Seen(seen.value, -math.inf, None)
+        self._ask_again(*_ACCOUNT_READS)
+
+    def stream_gap(self, symbol: str, now: float) -> str | None:
+        """Why the stream-fed market view of ``symbol`` cannot be judged on now (a broken
+        feed, or one with no message for longer than ``risk.max_market_data_age_s``), or
+        None. The price freeze under a live heartbeat is the verdict's own test."""
+        limit = self.limits.max_market_data_age_s
+        # sorted() copies the items in one C call: a snapshot, like list().
+        for (feed, sym), live in sorted(self.feeds.items(), key=lambda kv: kv[0][0]):
+            if sym != symbol or feed not in streams.JUDGED_FEEDS:
+                continue
+            if live.broken is not None:
+                return f"the {feed} stream of {symbol} broke ({live.broken}); waiting for it"
+            quiet = live.quiet_for(now)
+            if quiet is not None and quiet > limit:
+                return (
+                    f"the {feed} stream of {symbol} has sent nothing for {quiet:.1f}s; the "
+                    f"policy allows {limit:g}s (risk.max_market_data_age_s)"
+                )
+        return None
+
+    def account_stream_gap(self) -> str | None:
+        """Why the user-data stream cannot keep the account view current, or None."""
+        feed = self.feeds.get((ACCOUNT, None))
+        if feed is None or feed.broken is None:
+            return None
+        return f"the user-data stream broke ({feed.broken}); the account is being read again"
+
+    def account_age(self, seen: Seen, now: float) -> float:
+        """A part of the account view's age: none while the user-data stream is live (every
+        change reaches the view through it), else since its read."""
+        if self.account_streamed(now) and math.isfinite(seen.fetched):
+            return 0.0
+        return seen.age(now)
+
+    def _streamed_account(self, method: str, value: Any, now: float) -> None:
+        if method.startswith(("watch_orders", "watch_my_trades")):
+            for order in value if isinstance(value, list) else ():
+                if isinstance(order, Mapping) and method.startswith("watch_orders"):
+                    self._streamed_order(order)
+        elif method == "watch_balance" and isinstance(value, Mapping):
+            if not (self.watching.get("orders") and _reason(value) == "ORDER"):
+                self._streamed_balance(value)
+        elif method.startswith("watch_position") and not self.watching.get("orders"):
+            # With order updates watched, every position change an order makes (another
+            # client's, a liquidation's, an ADL's) arrives as an order update, and the
+            # guard's own are applied from their answers: a position event, which may come
+            # before the answer it belongs to, has nothing to add.
+            rows = value if isinstance(value, list) else [value]
+            self._streamed_positions([p for p in rows if isinstance(p, Mapping)])
+
+    def _streamed_order(self, order: Mapping[str, Any]) -> None:
+        """An order update: the open-order count follows it; a fill the view has not applied
+        (another client's order, or a resting order filling later) has the account read."""
+        status = order.get("status")
+        symbol = order.get("symbol")
+        if order.get("id") is None or not isinstance(symbol, str):
+            return
+        self._update(symbol, order, ended=status in _ENDED, joins=status == "open")
+        order_id = str(order["id"])
+        filled = _number(order.get("filled")) or 0.0
+        client_id = str(order.get("clientOrderId") or "")
+        if (
+            order_id not in self.fills_applied
+            and self.own_prefix
+            and client_id.startswith(self.own_prefix)
+        ):
+            return  # the guard's own order: its answer (placed) applies the fill
+        if filled > self.fills_applied.get(order_id, 0.0) + 1e-12:
+            self._applied(order_id, filled)
+            self._reread_balance()
+            self._reread_positions(symbol)
+
+    def _streamed_balance(self, balance: Mapping[str, Any]) -> None:
+        # (An ORDER-reason update is skipped while order updates are watched: the fill it
+        # comes from is applied from its order's answer or update, and may not have been
+        # yet: the stream can be ahead of the answer.)
+        """A wallet the view does not show (funding, a transfer, a liquidation fee) has the
+        balance read again; the view's own fills already moved it."""
+        view = self.balance
+        if view is None or not math.isfinite(view.fetched):
+            return
+        for asset, part in balance.items():
+            if not isinstance(part, Mapping) or "total" not in part:
+                continue
+            streamed = _number(part.get("total"))
+            held = _wallet_of(view.value, str(asset))
+            if streamed is not None and held is not None and abs(streamed - held) > 1e-6:
+                self._reread_balance()
+                return
+
+    def _streamed_positions(self, rows: list[Mapping[str, Any]]) -> None:
+        """A position the view does not show (someone else's fill, a liquidation, ADL) has
+        the positions read again; the view's own fills already moved it."""
+        for row in rows:
+            symbol = row.get("symbol")
+            if not isinstance(symbol, str) or _hedged(row):
+                continue
+            contracts = _number(row.get("contracts")) or 0.0
+            signed = -contracts if row.get("side") == "short" else contracts
+            leg = self._signed_leg(symbol)
+            if (
+                leg is None
+                or abs(leg[0] - signed) > 1e-9
+                or (
+                    signed
+                    and not math.isclose(
+                        leg[1], _number(row.get("entryPrice")) or 0.0, rel_tol=1e-6
+                    )
+                )
+            ):
+                self._reread_positions(symbol)
+                if self.positions is not None:
+                    self.positions = Seen(self.positions.value, -math.inf, None)
+
+    def _applied(self, order_id: str, filled: float) -> None:
+        self.fills_applied[order_id] = filled
+        if len(self.fills_applied) > _FILLS_KEPT:
+            # The oldest first (insertion order): a stream update that old is long settled.
+            with suppress(KeyError, RuntimeError, StopIteration):  # another thread's race
+                del self.fills_applied[next(iter(self.fills_applied))]
+
+    def stream_reads(self, now: float) -> list[Send]:
+        """The reads due now for the symbols streams feed, made on the stream's path (after a
+        message) so the order path finds them done: the schedule (rules, fees, tier tables,
+        the funding interval, the account's reconcile) and the REST reconcile after a gap.
+        Each read asked at most once per market-data due period, whatever became of it."""
+        symbols = sorted({sym for (_, sym) in list(self.feeds) if sym is not None})
+        if not symbols and (ACCOUNT, None) in self.feeds:
+            symbols = sorted(self.open_orders) or sorted(self.held())
+        again = self.limits.max_market_data_age_s / 2.0
+        wanted: dict[tuple[str, tuple[Any, ...]], Send] = {}
+        for symbol in symbols:
+            for send in self.refresh(symbol, now):
+                key = (send.method, send.args)
+                asked = self.stream_asked.get(key)
+                if asked is None or not 0.0 <= now - asked < again:
+                    wanted.setdefault(key, send)
+        for key in wanted:
+            self.stream_asked[key] = now
+        return list(wanted.values())
 
     # --- learning from reads ---------------------------------------------------------------
 
@@ -345,6 +665,8 @@ class MarketCache:
             self.open_orders.pop(symbol, None)
             return
         filled = _number(order.get("filled"))
+        if order.get("id") is not None and filled is not None:
+            self._applied(str(order["id"]), filled)
         open_ = order.get("status") == "open"
         # A plain market order never rests, whatever the venue's first answer says of it
         # (Binance may answer NEW before the fill): such an answer does not say the fill.
@@ -377,11 +699,18 @@ class MarketCache:
         # the account until the read.
         if self.balance is not None:
             self.balance = Seen(self.balance.value, -math.inf, None)
+        self._ask_again("fetch_balance")
 
     def _reread_positions(self, symbol: str) -> None:
         if self.positions is not None:
             self.positions = Seen(self.positions.value, -math.inf, None)
         self.unsettled.add(symbol)
+        self._ask_again("fetch_positions")
+
+    def _ask_again(self, *methods: str) -> None:
+        """A new reason to read: the stream's path asks at once, whenever it last asked."""
+        for asked in [key for key in list(self.stream_asked) if key[0] in methods]:
+            self.stream_asked.pop(asked, None)
 
     def _hold_margin(self, symbol: str, order: Mapping[str, Any]) -> None:
         """Take a resting order's margin off the view's available balance, as the venue does
@@ -602,6 +931,10 @@ class MarketCache:
         return min(self.rules_at, tiers.fetched)
 
 
+_ACCOUNT_READS = ("fetch_balance", "fetch_positions", "fetch_open_orders", "fetch_leverages")
+_FILLS_KEPT = 10_000
+"""How many orders' applied fills the view remembers (to tell a stream's news from an
+answer it already applied)."""
 _ENDED = frozenset({"closed", "canceled", "cancelled", "expired", "rejected"})
 """ccxt's statuses of an order that no longer rests."""
 _READS = frozenset({"fetch_order", "fetch_orders"})
@@ -638,6 +971,25 @@ def _commission(
     if cost is None or taker is None or taker < 0.0:
         return None
     return cost * taker
+
+
+def _reason(balance: Mapping[str, Any]) -> str | None:
+    """Why an ``ACCOUNT_UPDATE`` moved the balance (its ``m``: ORDER, FUNDING_FEE, ...),
+    from the raw message ccxt keeps as the balance's ``info``."""
+    info = balance.get("info")
+    update = info.get("a") if isinstance(info, Mapping) else None
+    reason = update.get("m") if isinstance(update, Mapping) else None
+    return reason if isinstance(reason, str) else None
+
+
+def _wallet_of(balance: Mapping[str, Any], asset: str) -> float | None:
+    """The wallet balance of ``asset`` in a ccxt ``fetch_balance`` answer (Binance's
+    ``walletBalance``: what the user-data stream's ``wb`` reports), else None."""
+    info = balance.get("info")
+    for row in info.get("assets") or () if isinstance(info, Mapping) else ():
+        if isinstance(row, Mapping) and row.get("asset") == asset:
+            return _number(row.get("walletBalance"))
+    return None
 
 
 def _unique(orders: list[Any]) -> list[Any]:

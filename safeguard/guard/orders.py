@@ -137,6 +137,9 @@ class CallKind(StrEnum):
     """Any other write (transfer, withdraw): sent once unless it surely never left."""
     BLOCKED = "blocked"
     """A raw order endpoint that would bypass every check."""
+    STREAM = "stream"
+    """A ccxt.pro ``watch_*`` / ``un_watch_*``: passed through, and its answers feed the
+    guard's view (:mod:`safeguard.guard.streams`)."""
     RAW = "raw"
     """ccxt's generic request paths (``request``, ``fetch2``, ``fetch``): they reach any
     endpoint, so what they are is decided per call from the HTTP method (:func:`raw_kind`)."""
@@ -179,6 +182,8 @@ def call_kind(name: str) -> CallKind:
         return CallKind.ORDER
     if name in _RAW_METHOD_ARG:
         return CallKind.RAW
+    if name.startswith(("watch_", "un_watch_")):
+        return CallKind.STREAM
     if name.endswith("_ws"):
         return CallKind.BLOCKED  # websocket order paths bypass the REST guard entirely
     if name.endswith("_request"):

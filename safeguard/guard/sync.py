@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 from safeguard.guard.core import Done, Effect, Record, Reply, Send, Sleep, Steps, step
 from safeguard.guard.face import Face, permit
+from safeguard.guard.holder import StreamHolder
 from safeguard.guard.orders import CallKind
 
 T = TypeVar("T")
@@ -38,8 +39,8 @@ class GuardedExchange(Face):
             with permit(self._rt.switch, effect.permit):
                 value = getattr(self._raw, effect.method)(*effect.args, **effect.kwargs)
         except Exception as exc:
-            return self._answer(started, None, exc)
-        return self._answer(started, value, None)
+            return self._answer(effect, started, None, exc)
+        return self._answer(effect, started, value, None)
 
     def _guarded(self, kind: CallKind, name: str) -> Any:
         core = self._rt.core
@@ -72,6 +73,17 @@ class GuardedExchange(Face):
         """The pre-trade verdict for ``(symbol, type, side, amount, price, params)``; sends no
         order (it may read market data the verdict needs)."""
         return self._run(self._preview_steps(*args, **kwargs))
+
+    def hold_streams(
+        self, symbols: list[str], client: Any, *, account: bool = True, retry_s: float = 1.0
+    ) -> StreamHolder:
+        """Let the guard hold the streams its view needs: ``client`` is a ccxt.pro exchange
+        on the same account (the blocking ccxt has no websockets), run on a background thread
+        that owns its own event loop (:mod:`safeguard.guard.holder` says why a thread). The
+        mark price, order book and ticker of each of ``symbols`` and (``account``) the
+        user-data stream feed this exchange's view. ``holder.close()`` stops the thread and
+        closes ``client``."""
+        return self._holder(client, symbols, account, retry_s).start_thread()
 
     def reconcile(self) -> list[tuple[str, Any]]:
         """Settle orders a previous run left unresolved (look-ups only; nothing is sent)."""

@@ -204,6 +204,7 @@ class PaperAccount:
         *,
         state_dir: str | Path | None = None,
         asyncio: bool = False,
+        pro: bool = False,
         triggers: RiskMonitor | bool = False,
         hooks: Hooks | None = None,
         timeout_ms: int = 10_000,
@@ -220,6 +221,7 @@ class PaperAccount:
         Declared ``stopLoss`` stops reach the verdict, not the wire
         (:func:`strip_attached_stops`). The journal is not fsynced unless ``durable_journal``.
         ``seed`` seeds the backoff jitter, so a run with faults repeats to the last fill.
+        ``pro=True`` wraps a ``ccxt.pro`` client: its ``watch_*`` calls feed the guard's view.
         """
         from safeguard.guard import guard
         from safeguard.killswitch.switch import KillSwitch
@@ -229,7 +231,7 @@ class PaperAccount:
         policy = sandbox_policy(state_dir, policy)
         switch = KillSwitch(policy.kill_switch, clock=self.clock, watch=False)
         self._switches.append(switch)
-        raw = strip_attached_stops(self.client(asyncio=asyncio, timeout_ms=timeout_ms))
+        raw = strip_attached_stops(self.client(asyncio=asyncio, pro=pro, timeout_ms=timeout_ms))
 
         def sleep(seconds: float) -> bool:
             self.venue.advance(seconds)

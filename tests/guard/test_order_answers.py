@@ -308,3 +308,25 @@ def test_market_orders_send_what_raw_ccxt_sends(
     raw_sent, guarded_sent, _ = _sent_after_a_first_order(venues, tmp_path, orders)
     assert raw_sent == Counter({"POST /fapi/v1/order": 3})
     assert guarded_sent == raw_sent
+
+
+def test_the_first_order_reads_the_tier_ladder_once(
+    guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    # The verdict reads the ladder (fetch_leverage_tiers), and ccxt's fetch_positions loads
+    # the same brackets for itself: ccxt is handed the guard's read instead.
+    paper, venue = guarded_venue
+    ex = paper.guarded(POLICY, state_dir=tmp_path)
+    ex.load_markets()
+    before = Counter(venue.requests)
+    ex.create_order(SYMBOL, "market", "buy", 0.01)
+    sent = venue.since(before)
+    assert sent["GET /fapi/v1/leverageBracket"] == 1
+    assert sent["GET /fapi/v3/positionRisk"] == 1
+    # ccxt's positions still carry what the brackets give it (the maintenance margin).
+    [position] = [p for p in ex.fetch_positions() if p["contracts"]]
+    [row] = paper.venue.position_risk(paper.api_key, VENUE_SYMBOL)
+    assert position["maintenanceMarginPercentage"] == pytest.approx(
+        float(ex.fetch_leverage_tiers([SYMBOL])[SYMBOL][0]["maintenanceMarginRate"])
+    )
+    assert position["entryPrice"] == pytest.approx(float(row["entryPrice"]))

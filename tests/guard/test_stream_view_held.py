@@ -1,0 +1,181 @@
+"""Streams the guard holds itself (``hold_streams``): the async face's tasks, the sync face's
+background thread, in process and over loopback HTTP.
+
+The bot here never watches: the guard's own loops keep its view fresh, so orders spaced past
+the REST schedule read nothing on the order path, and a stream fault is seen by the guard as
+the staleness it is. Unmodified ccxt.pro against the mock venue on simulated time; every wait
+is for an event (the view hearing a message at the venue's current time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safeguard.codes import Code
+from safeguard.config import Policy
+from safeguard.guard import guard
+from safeguard.guard.events import EventKind, Hooks, RequestEvent
+from safeguard.killswitch.switch import KillSwitch
+from safeguard.risk.outcome import Decision
+from safeguard.testing import PaperAccount, paper_account, sandbox_policy
+
+BTC = "BTC/USDT:USDT"
+POLLS = 20_000
+"""Only a hang reaches this many polls: every wait ends on an event."""
+
+
+def _policy() -> Policy:
+    return Policy.build(risk={"require_stop": False}, degradation={"min_samples": 100_000})
+
+
+@pytest.fixture
+def paper() -> Iterator[PaperAccount]:
+    account = paper_account(wallet=10_000)
+    account.advance(6 * 3600)
+    yield account
+    account.close()
+
+
+class OrderPath:
+    """The requests the guard made from one thread / task: the order path's."""
+
+    def __init__(self, hooks: Hooks, mine: Callable[[], bool]) -> None:
+        self.seen: list[str] = []
+        self.mine = mine
+        hooks.subscribe(EventKind.REQUEST, self._request)
+
+    def _request(self, event: Any) -> None:
+        assert isinstance(event, RequestEvent)
+        if self.mine():
+            self.seen.append(event.method)
+
+
+def _live_now(ex: Any, now: float, *feeds: str) -> bool:
+    live = ex.runtime.view.cache.feeds
+    return all(
+        (feed, BTC) in live
+        and live[(feed, BTC)].last_message == now
+        and live[(feed, BTC)].broken is None
+        for feed in feeds
+    )
+
+
+def _wait(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(POLLS):
+        if condition():
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_a_sync_guard_holding_streams_on_a_thread_reads_nothing_on_the_order_path(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    hooks = Hooks()
+    main = threading.current_thread()
+    path = OrderPath(hooks, lambda: threading.current_thread() is main)
+    ex = paper.guarded(_policy(), state_dir=tmp_path, hooks=hooks)
+    ex.load_markets()
+    holder = ex.hold_streams([BTC], paper.client(pro=True))
+    try:
+        paper.advance(1.0)
+        _wait(lambda: _live_now(ex, paper.clock.time(), "mark"), "the held streams heard")
+        ex.create_order(BTC, "market", "buy", 0.01)
+        _wait(lambda: ex.runtime.view.cache.account_streamed(paper.clock.time()), "account")
+        for i in range(6):
+            paper.advance(2.5)  # past the REST schedule (half of max_market_data_age_s)
+            _wait(lambda: _live_now(ex, paper.clock.time(), "mark", "ticker"), "step heard")
+            path.seen.clear()
+            ex.create_order(BTC, "market", "sell" if i % 2 else "buy", 0.01)
+            assert path.seen == ["create_order"], i
+        assert paper.positions() == {"BTCUSDT": pytest.approx(0.01)}
+    finally:
+        holder.close()
+    assert holder._thread is not None
+    assert not holder._thread.is_alive()
+
+
+def test_a_stall_on_loopback_held_streams_denies_new_exposure(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    server = paper.serve()
+    policy = sandbox_policy(tmp_path, _policy())
+    switch = KillSwitch(policy.kill_switch, clock=paper.clock, watch=False)
+    hooks = Hooks()
+    main = threading.current_thread()
+    path = OrderPath(hooks, lambda: threading.current_thread() is main)
+    ex = guard(
+        paper.http_client(server),
+        policy,
+        kill_switch=switch,
+        clock=paper.clock,
+        hooks=hooks,
+        durable_journal=False,
+    )
+    holder = ex.hold_streams([BTC], paper.http_client(server, pro=True), account=False)
+    try:
+        ex.load_markets()
+        paper.advance(1.0)
+        _wait(lambda: _live_now(ex, paper.clock.time(), "mark"), "the held streams heard")
+        assert ex.preview(BTC, "market", "buy", 0.01).decision is Decision.ALLOW
+        paper.set_faults({"rules": [{"kind": "stream_stall", "end_s": 30}]})
+        heard = ex.runtime.view.cache.feeds[("mark", BTC)].last_message
+        paper.advance(6.0)
+        paper.dialect.tick()
+        path.seen.clear()
+        verdict = ex.preview(BTC, "market", "buy", 0.01)
+        assert ex.runtime.view.cache.feeds[("mark", BTC)].last_message == heard
+        assert verdict.decision is Decision.DENY
+        stale = [f.message for f in verdict.denials if f.code == Code.STALE_MARKET_DATA]
+        assert any("has sent nothing for 6.0s" in m for m in stale)
+        assert not {"fetch_funding_rate", "fetch_order_book", "fetch_ticker"} & set(path.seen)
+        paper.advance(30.0)
+        paper.dialect.tick()
+        _wait(lambda: _live_now(ex, paper.clock.time(), "mark"), "the streams resumed")
+        assert ex.preview(BTC, "market", "buy", 0.01).decision is Decision.ALLOW
+    finally:
+        holder.close()
+        ex.runtime.core.journal.close()
+        switch.close()
+
+
+@pytest.mark.asyncio
+async def test_an_async_guard_holding_its_own_streams_keeps_a_polling_bot_fresh(
+    tmp_path: Path,
+) -> None:
+    paper = paper_account(wallet=10_000)
+    paper.advance(6 * 3600)
+    hooks = Hooks()
+    path = OrderPath(hooks, lambda: False)
+    ex = paper.guarded(_policy(), state_dir=tmp_path, pro=True, hooks=hooks)
+    try:
+        await ex.load_markets()
+        me = asyncio.current_task()
+        path.mine = lambda: asyncio.current_task() is me
+        holder = await ex.hold_streams([BTC])
+        paper.advance(1.0)
+        for _ in range(POLLS):
+            if _live_now(ex, paper.clock.time(), "mark"):
+                break
+            await asyncio.sleep(0.001)
+        await ex.create_order(BTC, "market", "buy", 0.01)
+        for i in range(4):
+            paper.advance(2.5)
+            for _ in range(POLLS):
+                if _live_now(ex, paper.clock.time(), "mark", "ticker"):
+                    break
+                await asyncio.sleep(0.001)
+            path.seen.clear()
+            await ex.create_order(BTC, "market", "sell" if i % 2 else "buy", 0.01)
+            assert path.seen == ["create_order"], i
+        await holder.aclose()
+        assert all(task.done() for task in holder.tasks) or not holder.tasks
+    finally:
+        await paper.aclose()
