@@ -44,6 +44,7 @@ from safeguard.venue.engine import FeedFreeze, Venue
 from safeguard.venue.errors import VenueReject
 from safeguard.venue.events import (
     AccountChanged,
+    AutoDeleveraged,
     Event,
     Fill,
     FundingPayment,
@@ -99,6 +100,7 @@ __all__ = [
     "DEFAULT_MARKETS",
     "MONEY_SCALE",
     "AccountChanged",
+    "AutoDeleveraged",
     "BookConfig",
     "Dialect",
     "Event",

@@ -85,6 +85,15 @@ class VenueConfig(_Frozen):
     funding_cap: Annotated[float, Field(gt=0.0, lt=0.1)] | None = None
     """Overrides every market's cap on the absolute funding rate."""
     liquidation_fee_rate: Annotated[float, Field(ge=0.0, lt=0.1)] = 0.005
+    """Liquidation clearance fee on the notional each liquidation order closes (to the fund)."""
+    partial_liquidation: bool = True
+    """Cut a position above the first tier down a tier at a time (each step a market order
+    into the book) while that restores the margin, before taking the rest over, as Binance
+    does for large positions."""
+    partial_liquidation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    """A first-tier position is cut by this share per step (0: taken over whole)."""
+    max_partial_steps: Annotated[int, Field(ge=1, le=100)] = 10
+    """Partial steps per account per simulation step before the rest is taken over."""
     insurance_fund: NonNegative = 1_000_000.0
     default_leverage: Annotated[int, Field(ge=1, le=125)] = 20
     default_margin_type: Literal["CROSSED", "ISOLATED"] = "CROSSED"
