@@ -66,6 +66,7 @@ from safeguard.venue.events import (
     OrderTriggered,
     OrderUpdate,
 )
+from safeguard.venue.fairness import fairness_report
 from safeguard.venue.funding import (
     funding_rate,
     next_funding_time,
@@ -161,6 +162,7 @@ class Venue:
         self._seq = 0
         self._tran_id = 0
         self._insurance = round(cfg.insurance_fund * MONEY_SCALE)
+        self._insurance_start = self._insurance
         self._trigger_seq = 0
         self.events: list[Event] = []
         self._listeners: list[Listener] = []
@@ -1346,6 +1348,22 @@ class Venue:
         with self.lock:
             return [e for e in self.events if isinstance(e, Liquidation)]
 
+    def liquidation_report(self, api_key: str | None = None) -> dict[str, Any]:
+        """The liquidation fairness report (:func:`~safeguard.venue.fairness.fairness_report`):
+        every liquidation order and auto-deleveraging close, reconciled against the accounts'
+        income and the insurance fund; ``api_key`` narrows the rows to one account."""
+        with self.lock:
+            if api_key is not None:
+                self._account(api_key)
+            return fairness_report(
+                (e for e in self.events if isinstance(e, Liquidation | AutoDeleveraged)),
+                specs=self._specs,
+                income={key: account.income for key, account in self._accounts.items()},
+                fund_start_units=self._insurance_start,
+                fund_now_units=self._insurance,
+                api_key=api_key,
+            )
+
     def _figures(self, account: Account) -> list[views.PositionFigures]:
         figures = []
         for spec, m, p in self._open_positions(account):
@@ -1613,25 +1631,36 @@ class Venue:
         api_key: str,
         *,
         symbol: str | None = None,
+        auto_close_type: str | None = None,
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """``/fapi/v1/forceOrders``: the account's liquidation orders, newest last."""
+        """``/fapi/v1/forceOrders``: the account's liquidation orders (``LIQUIDATION``, each
+        partial step one order) and auto-deleveraging closes (``ADL``), both when
+        ``auto_close_type`` is None; oldest first."""
         with self.lock:
             self._account(api_key)
             if symbol is not None:
                 self._market(symbol)
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
                 raise illegal("limit")
-            rows = [
-                views.force_order(self._specs[e.symbol], e, ordinal)
-                for ordinal, e in enumerate(self.liquidations(), start=1)
-                if e.api_key == api_key
-                and (symbol is None or e.symbol == symbol)
-                and (start_ms is None or e.time * 1000 >= start_ms)
-                and (end_ms is None or e.time * 1000 <= end_ms)
-            ]
+            if auto_close_type not in (None, "LIQUIDATION", "ADL"):
+                raise illegal("autoCloseType")
+            rows = []
+            closes = (e for e in self.events if isinstance(e, Liquidation | AutoDeleveraged))
+            for ordinal, e in enumerate(closes, start=1):
+                if (
+                    e.api_key != api_key
+                    or (symbol is not None and e.symbol != symbol)
+                    or (start_ms is not None and e.time * 1000 < start_ms)
+                    or (end_ms is not None and e.time * 1000 > end_ms)
+                ):
+                    continue
+                if isinstance(e, Liquidation) and auto_close_type != "ADL":
+                    rows.append(views.force_order(self._specs[e.symbol], e, ordinal))
+                elif isinstance(e, AutoDeleveraged) and auto_close_type != "LIQUIDATION":
+                    rows.append(views.adl_order(self._specs[e.symbol], e, ordinal))
             return rows[:limit] if start_ms is not None else rows[-limit:]
 
     def modify_isolated_margin(
