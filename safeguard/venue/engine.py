@@ -1616,7 +1616,11 @@ class Venue:
                     ranked = scores[(name, long)]
                     share = sum(1 for s in ranked if s <= score) / len(ranked)
                     quantiles["LONG" if long else "SHORT"] = max(1, math.ceil(share * 4))
-                quantiles["HEDGE" if account.dual_side else "BOTH"] = 0
+                # One-way mode: BOTH is the one leg's place in the queue (Binance's answer,
+                # and what ccxt's fetch_position_adl_rank reads first); hedge mode: a sign.
+                quantiles["HEDGE" if account.dual_side else "BOTH"] = (
+                    0 if account.dual_side else max(quantiles["LONG"], quantiles["SHORT"])
+                )
                 answer.append({"symbol": name, "adlQuantile": quantiles})
             return answer
 
@@ -2068,6 +2072,7 @@ class Venue:
         bankrupt_at = bankruptcy_price(position, spec, collateral=collateral)
         now_ms = int(t * 1000)
         leverage = self._leverage(account, spec.symbol)
+        margin_before = position.isolated_margin
         realized = 0
         for i in range(0, len(fills), 2):
             price, qty = fills[i], fills[i + 1]
@@ -2081,8 +2086,10 @@ class Venue:
         left = round(equity * MONEY_SCALE) + close.slippage
         fee = min(round(close.value * fee_rate), max(left, 0))
         account.wallet -= fee
-        if isolated and position.qty:
-            position.isolated_margin = max(position.isolated_margin - fee, 0)
+        if isolated:
+            # An ordinary reduce hands the closed share's margin back to the cross wallet;
+            # a liquidation step keeps it behind the rest of the leg, which it is rescuing.
+            position.isolated_margin = max(margin_before + realized - fee, 0)
         self._insurance += fee
         tran_ids = self._book_liquidation_income(account, spec.symbol, realized, -fee, now_ms)
         closed = close.qty if long else -close.qty
