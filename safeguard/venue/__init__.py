@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from safeguard.venue.config import BookConfig, Regime, Spike, VenueConfig
+from safeguard.venue.config import BookConfig, Crowd, Regime, Spike, VenueConfig
 from safeguard.venue.engine import FeedFreeze, Venue
 from safeguard.venue.errors import VenueReject
 from safeguard.venue.events import (
@@ -102,6 +102,7 @@ __all__ = [
     "AccountChanged",
     "AutoDeleveraged",
     "BookConfig",
+    "Crowd",
     "Dialect",
     "Event",
     "FaultPlan",

@@ -53,6 +53,38 @@ class BookConfig(_Frozen):
     """Scales every level's quantity: 0.01 is a book a hundred times thinner."""
     half_life_s: NonNegative = 5.0
     """Consumed liquidity halves back every half-life (0: refills at once)."""
+    forced_flow_impact: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    """Share of a liquidation close's walk through the book that displaces the contract price
+    (and, through the basis, the mark): 0 leaves prices to the index; 1 moves the price to the
+    worst level the close reached. The displacement fades with ``impact_half_life_s``."""
+    impact_half_life_s: Positive = 60.0
+
+
+class Crowd(_Frozen):
+    """Other traders on one side of a symbol: ``accounts`` positions of ``notional`` quote each,
+    opened around the start price (spread over ``entry_spread_pct``), each with its own
+    isolated margin at a leverage drawn from ``leverage`` (leverage: weight). A move against
+    them liquidates the most leveraged first; with ``book.forced_flow_impact`` their forced
+    closes move the price on to the next ones: a venue-side cascade."""
+
+    symbol: str
+    accounts: Annotated[int, Field(ge=1, le=2_000)]
+    side: Literal["long", "short"] = "long"
+    notional: Positive = 50_000.0
+    leverage: dict[int, Positive] = Field(
+        default_factory=lambda: {5: 0.3, 10: 0.3, 20: 0.2, 50: 0.15, 100: 0.05}
+    )
+    entry_spread_pct: Annotated[float, Field(ge=0.0, le=20.0)] = 0.5
+    """Entries spread evenly over this width (in % of the start price) around it."""
+
+    @model_validator(mode="after")
+    def _valid_leverage(self) -> Crowd:
+        if not self.leverage:
+            raise ValueError("leverage must give at least one leverage: weight")
+        bad = [lev for lev in self.leverage if not 1 <= lev <= 125]
+        if bad:
+            raise ValueError(f"leverage: {bad[0]} is outside 1..125")
+        return self
 
 
 class VenueConfig(_Frozen):
@@ -77,6 +109,8 @@ class VenueConfig(_Frozen):
     premium_sd: Annotated[float, Field(ge=0.0, le=0.05)] = 0.0003
     premium_reversion_s: Positive = 1800.0
     spikes: tuple[Spike, ...] = ()
+    crowd: tuple[Crowd, ...] = ()
+    """Other traders' positions, opened at the start (see :class:`Crowd`)."""
     replay: dict[str, Path] = Field(default_factory=dict)
     """Symbol to CSV of index prices; replaces that symbol's random index process."""
     book: BookConfig = BookConfig()
@@ -121,10 +155,13 @@ class VenueConfig(_Frozen):
         for spike in self.spikes:
             if spike.symbol not in self.symbols:
                 raise ValueError(f"spikes: {spike.symbol!r} is not one of symbols")
+        for crowd in self.crowd:
+            if crowd.symbol not in self.symbols:
+                raise ValueError(f"crowd: {crowd.symbol!r} is not one of symbols")
         for symbol in self.replay:
             if symbol not in self.symbols:
                 raise ValueError(f"replay: {symbol!r} is not one of symbols")
         return self
 
 
-__all__ = ["BookConfig", "Regime", "Spike", "VenueConfig"]
+__all__ = ["BookConfig", "Crowd", "Regime", "Spike", "VenueConfig"]

@@ -34,6 +34,7 @@ from safeguard.venue.errors import VenueReject
 from safeguard.venue.faults import (
     AnswerRule,
     BanRule,
+    CrowdRule,
     DropRule,
     ErrorRule,
     FaultInjector,
@@ -344,6 +345,8 @@ class Dialect:
                     self.venue.freeze_feed(rule.symbol, None if rule.mode == "off" else rule.mode)
                 elif isinstance(rule, SpikeRule):
                     self.venue.spike(rule.symbol, rule.pct, rule.duration_s)
+                elif isinstance(rule, CrowdRule):
+                    self.venue.add_crowd(rule.crowd)
                 else:
                     self.venue.set_tiers(rule.symbol, rule.table())
             except (VenueReject, ValueError) as exc:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import secrets
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -49,7 +50,7 @@ from safeguard.venue.accounts import (
     max_notional_at,
 )
 from safeguard.venue.book import BUY, SELL, SimBook
-from safeguard.venue.config import VenueConfig
+from safeguard.venue.config import Crowd, VenueConfig
 from safeguard.venue.errors import VenueReject, illegal
 from safeguard.venue.events import (
     AccountChanged,
@@ -66,6 +67,7 @@ from safeguard.venue.events import (
     OrderTriggered,
     OrderUpdate,
 )
+from safeguard.venue.fairness import cascades as fairness_cascades
 from safeguard.venue.fairness import fairness_report
 from safeguard.venue.funding import (
     funding_rate,
@@ -167,6 +169,9 @@ class Venue:
         self.events: list[Event] = []
         self._listeners: list[Listener] = []
         self._history: dict[tuple[str, int], dict[candles.Kind, list[candles.Bar]]] = {}
+        self._crowds = 0
+        for crowd in cfg.crowd:
+            self.add_crowd(crowd)
 
     def _new_market(self, spec: MarketSpec, regimes: tuple[RegimeSpec, ...]) -> MarketState:
         cfg = self.config
@@ -199,6 +204,7 @@ class Venue:
             premium_sd=cfg.premium_sd,
             premium_reversion_s=cfg.premium_reversion_s,
         )
+        feed.impact_half_life_s = cfg.book.impact_half_life_s
         self._initial_index[symbol] = feed.index
         price = feed.contract
         book_cfg = cfg.book
@@ -349,6 +355,63 @@ class Venue:
             )
             if units:
                 self._book_income(self._accounts[api_key], "", "TRANSFER", units, self._ms())
+
+    def add_crowd(self, crowd: Crowd) -> list[str]:
+        """Open ``crowd``'s accounts and positions now; returns their API keys.
+
+        Each account holds one isolated position of ``crowd.notional`` with exactly its initial
+        margin, entries spread evenly over ``entry_spread_pct`` around the contract price, the
+        leverage drawn (seeded) from ``crowd.leverage``. The positions are placed, not traded:
+        they stand for open interest built up before now and take no liquidity from the book.
+        """
+        with self.lock:
+            m = self._market(crowd.symbol)
+            spec = m.spec
+            levels = sorted(crowd.leverage)
+            for leverage in levels:
+                if max_notional_at(spec, leverage) < crowd.notional:
+                    raise ValueError(
+                        f"crowd: {spec.symbol} allows no {leverage}x position of "
+                        f"{crowd.notional:g} (max {max_notional_at(spec, leverage):g})"
+                    )
+            weights = [crowd.leverage[leverage] for leverage in levels]
+            number = self._crowds
+            self._crowds += 1
+            rng = random.Random(f"{self.config.seed}:{spec.symbol}:crowd:{number}")
+            price = m.feed.contract
+            now_ms = self._ms()
+            keys = []
+            for i in range(crowd.accounts):
+                key = f"crowd-{number}-{spec.symbol}-{i}"
+                leverage = rng.choices(levels, weights)[0]
+                offset = crowd.entry_spread_pct / 100 * ((i + 0.5) / crowd.accounts - 0.5)
+                ticks = max(round(price * (1 + offset) / spec.tick_size), 1)
+                steps = max(round(crowd.notional / (ticks * spec.tick_size) / spec.step_size), 1)
+                cost = ticks * steps * spec.notional_unit
+                margin = -(-cost // leverage)  # ceil, as an isolated open reserves it
+                self.create_account(key, secrets.token_hex(16), wallet=margin / MONEY_SCALE)
+                account = self._accounts[key]
+                account.leverage[spec.symbol] = leverage
+                account.margin_type[spec.symbol] = ISOLATED
+                account.positions[(spec.symbol, "BOTH")] = Position(
+                    spec.symbol,
+                    "BOTH",
+                    qty=steps if crowd.side == "long" else -steps,
+                    cost=cost,
+                    isolated_margin=account.wallet,
+                    update_ms=now_ms,
+                )
+                keys.append(key)
+            return keys
+
+    def _forced_flow(self, m: MarketState, fills: list[int]) -> None:
+        """A liquidation close that walked the book drags the contract price (and so the
+        mark) toward the worst level it reached, by ``book.forced_flow_impact``."""
+        impact = self.config.book.forced_flow_impact
+        if not impact or not fills:
+            return
+        worst = fills[-2] * m.spec.tick_size
+        m.feed.displace(1.0 + impact * (worst / m.feed.contract - 1.0))
 
     def _book_income(
         self, account: Account, symbol: str, kind: str, units: int, time_ms: int, trade: str = ""
@@ -1362,7 +1425,19 @@ class Venue:
                 fund_start_units=self._insurance_start,
                 fund_now_units=self._insurance,
                 api_key=api_key,
+                cascade_gap_s=self._cascade_gap_s(),
             )
+
+    def cascades(self) -> list[dict[str, Any]]:
+        """The venue's liquidations grouped into cascades (:func:`~.fairness.cascades`): per
+        symbol, orders no more than three simulation steps apart belong together."""
+        with self.lock:
+            return fairness_cascades(self.liquidations(), gap_s=self._cascade_gap_s())
+
+    def _cascade_gap_s(self) -> float:
+        # Forced flow moves the price from the next step on: a cascade advances a step at a
+        # time; three steps without a liquidation end it.
+        return 3 * self.config.step_s
 
     def _figures(self, account: Account) -> list[views.PositionFigures]:
         figures = []
@@ -2082,6 +2157,7 @@ class Venue:
             )  # fmt: skip
             realized += result.realized_pnl
             m.record_trade(t, price, qty, buyer_maker=long)
+        self._forced_flow(m, fills)
         close = close_outcome(fills, mark_ticks=mark_ticks, unit=spec.notional_unit, long=long)
         left = round(equity * MONEY_SCALE) + close.slippage
         fee = min(round(close.value * fee_rate), max(left, 0))
@@ -2199,6 +2275,7 @@ class Venue:
         close = close_outcome(fills, mark_ticks=mark_ticks, unit=spec.notional_unit, long=long)
         for i in range(0, len(fills), 2):
             m.record_trade(t, fills[i], fills[i + 1], buyer_maker=long)
+        self._forced_flow(m, fills)
         delta = settled.fee - settled.shortfall + close.slippage
         self._insurance += delta
         self._record(
@@ -2334,6 +2411,7 @@ class Venue:
         rest = close_outcome(fills, mark_ticks=mark_ticks, unit=unit, long=long)
         for i in range(0, len(fills), 2):
             m.record_trade(t, fills[i], fills[i + 1], buyer_maker=long)
+        self._forced_flow(m, fills)
         closed_qty = (size - left) + rest.qty
         closed_value = traded + rest.value
         rest_exact = _share(exact, left, size)
