@@ -25,6 +25,7 @@ _DECISIONS = (
     "kill",
     "liquidation",
     "deleveraged",
+    "cascade",
     "stop_triggered",
     "rules_changed",
     "bar_error",
@@ -143,6 +144,15 @@ def _sentence(r: Mapping[str, Any]) -> str | None:
         if r.get("step") == "ADL":
             told += "; the insurance fund could not cover it: auto-deleveraged"
         return told
+    if kind == "cascade":
+        waves = r.get("waves") or []
+        return (
+            f"CASCADE on {r['symbol']}: {_num(r['orders'])} liquidation orders of "
+            f"{_num(r['accounts'])} accounts in {len(waves)} waves "
+            f"({', '.join(str(w) for w in waves)}), over {_num(r['t'] - r['start'])} s; "
+            f"mark {_num(r['mark_at_start'])} at the start, {_num(r['lowest_mark'])} at its "
+            f"lowest, {_num(r['highest_mark'])} at its highest"
+        )
     if kind == "deleveraged":
         return (
             f"AUTO-DELEVERAGED: {r['side']} {_num(r['qty'])} {r['symbol']} closed at "

@@ -139,6 +139,17 @@ class Recorder:
                 self.journal.write(e.time, "stop_triggered", symbol=symbol,
                                    order_id=e.order_id, trigger=e.trigger_price)  # fmt: skip
 
+    def cascades(self) -> None:
+        """The run's venue-side liquidation cascades (every account's, named by none), one
+        ``cascade`` record each, stamped at its end."""
+        for c in self.venue.cascades():
+            self.journal.write(c["end"] / 1000, "cascade", symbol=unified_symbol(c["symbol"]),
+                               start=c["start"] / 1000, orders=c["orders"],
+                               accounts=c["accounts"], waves=[w["orders"] for w in c["waves"]],
+                               mark_at_start=c["markAtStart"], lowest_mark=c["lowestMark"],
+                               highest_mark=c["highestMark"], closed_qty=c["closedQty"],
+                               insurance_change=float(c["insuranceFundChange"]))  # fmt: skip
+
     def bar(self, index: int, now: float) -> float:
         venue = self.venue
         equity = venue.equity(self.api_key)

@@ -73,3 +73,25 @@ def test_an_adl_close_is_journaled_for_the_deleveraged_account(tmp_path: Path) -
     victim = journal_of(venue, "victim", tmp_path / "victim.jsonl")
     [told] = explain(r for r in victim if r["kind"] == "liquidation")
     assert "auto-deleveraged" in told
+
+
+def test_a_venue_side_cascade_is_journaled_and_explained(tmp_path: Path) -> None:
+    from tests.venue.test_liquidation_cascade import crowd_venue, spike_through, waves
+
+    venue = crowd_venue(impact=0.05)
+    spike_through(venue)
+    writer = JournalWriter(tmp_path / "run.jsonl")
+    recorder = Recorder(
+        RunJournal(writer, "paper"), venue, Dialect(venue), api_key="nobody", client_ip="::1"
+    )
+    recorder.cascades()
+    writer.close()
+    [record] = list(read_journal(tmp_path / "run.jsonl"))
+    assert record["kind"] == "cascade"
+    assert record["waves"] == waves(venue)
+    assert record["orders"] == len(venue.liquidations())
+    assert record["lowest_mark"] < record["mark_at_start"]
+    [line] = explain([record])
+    counts = ", ".join(str(n) for n in waves(venue))
+    assert f"in {len(waves(venue))} waves ({counts})" in line
+    assert "CASCADE on BTC/USDT:USDT" in line
