@@ -356,63 +356,6 @@ class Venue:
             if units:
                 self._book_income(self._accounts[api_key], "", "TRANSFER", units, self._ms())
 
-    def add_crowd(self, crowd: Crowd) -> list[str]:
-        """Open ``crowd``'s accounts and positions now; returns their API keys.
-
-        Each account holds one isolated position of ``crowd.notional`` with exactly its initial
-        margin, entries spread evenly over ``entry_spread_pct`` around the contract price, the
-        leverage drawn (seeded) from ``crowd.leverage``. The positions are placed, not traded:
-        they stand for open interest built up before now and take no liquidity from the book.
-        """
-        with self.lock:
-            m = self._market(crowd.symbol)
-            spec = m.spec
-            levels = sorted(crowd.leverage)
-            for leverage in levels:
-                if max_notional_at(spec, leverage) < crowd.notional:
-                    raise ValueError(
-                        f"crowd: {spec.symbol} allows no {leverage}x position of "
-                        f"{crowd.notional:g} (max {max_notional_at(spec, leverage):g})"
-                    )
-            weights = [crowd.leverage[leverage] for leverage in levels]
-            number = self._crowds
-            self._crowds += 1
-            rng = random.Random(f"{self.config.seed}:{spec.symbol}:crowd:{number}")
-            price = m.feed.contract
-            now_ms = self._ms()
-            keys = []
-            for i in range(crowd.accounts):
-                key = f"crowd-{number}-{spec.symbol}-{i}"
-                leverage = rng.choices(levels, weights)[0]
-                offset = crowd.entry_spread_pct / 100 * ((i + 0.5) / crowd.accounts - 0.5)
-                ticks = max(round(price * (1 + offset) / spec.tick_size), 1)
-                steps = max(round(crowd.notional / (ticks * spec.tick_size) / spec.step_size), 1)
-                cost = ticks * steps * spec.notional_unit
-                margin = -(-cost // leverage)  # ceil, as an isolated open reserves it
-                self.create_account(key, secrets.token_hex(16), wallet=margin / MONEY_SCALE)
-                account = self._accounts[key]
-                account.leverage[spec.symbol] = leverage
-                account.margin_type[spec.symbol] = ISOLATED
-                account.positions[(spec.symbol, "BOTH")] = Position(
-                    spec.symbol,
-                    "BOTH",
-                    qty=steps if crowd.side == "long" else -steps,
-                    cost=cost,
-                    isolated_margin=account.wallet,
-                    update_ms=now_ms,
-                )
-                keys.append(key)
-            return keys
-
-    def _forced_flow(self, m: MarketState, fills: list[int]) -> None:
-        """A liquidation close that walked the book drags the contract price (and so the
-        mark) toward the worst level it reached, by ``book.forced_flow_impact``."""
-        impact = self.config.book.forced_flow_impact
-        if not impact or not fills:
-            return
-        worst = fills[-2] * m.spec.tick_size
-        m.feed.displace(1.0 + impact * (worst / m.feed.contract - 1.0))
-
     def _book_income(
         self, account: Account, symbol: str, kind: str, units: int, time_ms: int, trade: str = ""
     ) -> int:
@@ -2002,6 +1945,63 @@ class Venue:
                     self._notify(
                         AccountChanged(when, account.api_key, "FUNDING_FEE", (spec.symbol,), amount)
                     )
+
+    def add_crowd(self, crowd: Crowd) -> list[str]:
+        """Open ``crowd``'s accounts and positions now; returns their API keys.
+
+        Each account holds one isolated position of ``crowd.notional`` with exactly its initial
+        margin, entries spread evenly over ``entry_spread_pct`` around the contract price, the
+        leverage drawn (seeded) from ``crowd.leverage``. The positions are placed, not traded:
+        they stand for open interest built up before now and take no liquidity from the book.
+        """
+        with self.lock:
+            m = self._market(crowd.symbol)
+            spec = m.spec
+            levels = sorted(crowd.leverage)
+            for leverage in levels:
+                if max_notional_at(spec, leverage) < crowd.notional:
+                    raise ValueError(
+                        f"crowd: {spec.symbol} allows no {leverage}x position of "
+                        f"{crowd.notional:g} (max {max_notional_at(spec, leverage):g})"
+                    )
+            weights = [crowd.leverage[leverage] for leverage in levels]
+            number = self._crowds
+            self._crowds += 1
+            rng = random.Random(f"{self.config.seed}:{spec.symbol}:crowd:{number}")
+            price = m.feed.contract
+            now_ms = self._ms()
+            keys = []
+            for i in range(crowd.accounts):
+                key = f"crowd-{number}-{spec.symbol}-{i}"
+                leverage = rng.choices(levels, weights)[0]
+                offset = crowd.entry_spread_pct / 100 * ((i + 0.5) / crowd.accounts - 0.5)
+                ticks = max(round(price * (1 + offset) / spec.tick_size), 1)
+                steps = max(round(crowd.notional / (ticks * spec.tick_size) / spec.step_size), 1)
+                cost = ticks * steps * spec.notional_unit
+                margin = -(-cost // leverage)  # ceil, as an isolated open reserves it
+                self.create_account(key, secrets.token_hex(16), wallet=margin / MONEY_SCALE)
+                account = self._accounts[key]
+                account.leverage[spec.symbol] = leverage
+                account.margin_type[spec.symbol] = ISOLATED
+                account.positions[(spec.symbol, "BOTH")] = Position(
+                    spec.symbol,
+                    "BOTH",
+                    qty=steps if crowd.side == "long" else -steps,
+                    cost=cost,
+                    isolated_margin=account.wallet,
+                    update_ms=now_ms,
+                )
+                keys.append(key)
+            return keys
+
+    def _forced_flow(self, m: MarketState, fills: list[int]) -> None:
+        """A liquidation close that walked the book drags the contract price (and so the
+        mark) toward the worst level it reached, by ``book.forced_flow_impact``."""
+        impact = self.config.book.forced_flow_impact
+        if not impact or not fills:
+            return
+        worst = fills[-2] * m.spec.tick_size
+        m.feed.displace(1.0 + impact * (worst / m.feed.contract - 1.0))
 
     def _liquidate(self, account: Account, t: float) -> None:
         """Liquidate what the account's equity at the mark no longer covers.
