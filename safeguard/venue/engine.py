@@ -2009,27 +2009,40 @@ class Venue:
         Each unhealthy leg (isolated) or the unhealthy cross account is first cut down a tier
         at a time (:meth:`_reduce`); whatever is still unhealthy after that is taken over.
         """
+        # Every account, every step: the healthy case stays one pass with no allocation.
+        failing: list[tuple[MarketState, Position, float, float]] = []
         cross: list[tuple[MarketState, Position]] = []
-        for (symbol, _side), p in list(account.positions.items()):
+        cross_pnl = 0.0
+        cross_mm = 0.0
+        for (symbol, _side), p in account.positions.items():
             if not p.qty:
                 continue
             m = self._m[symbol]
+            spec = m.spec
+            mark = m.feed.mark
+            mm = maintenance_margin(spec, p.notional(spec, mark))
+            pnl = p.unrealized(spec, mark)
             if self._isolated(account, symbol):
-                legs = [(m, p)]
-                equity, mm = self._health(account, legs, ISOLATED)
+                equity = p.isolated_margin / MONEY_SCALE + pnl
                 if equity <= mm:
-                    trigger = self._new_trigger()
-                    equity, mm = self._reduce(account, legs, t, ISOLATED, trigger, equity, mm)
-                    if equity <= mm:
-                        self._take_over(account, m, p, t, ISOLATED, trigger, mm, equity, 0.0)
+                    failing.append((m, p, equity, mm))
             else:
                 cross.append((m, p))
+                cross_pnl += pnl
+                cross_mm += mm
+        for m, p, short_equity, short_mm in failing:
+            trigger = self._new_trigger()
+            left, need = self._reduce(
+                account, [(m, p)], t, ISOLATED, trigger, short_equity, short_mm
+            )
+            if left <= need:
+                self._take_over(account, m, p, t, ISOLATED, trigger, need, left, 0.0)
         if not cross:
             return
-        equity, mm = self._health(account, cross, CROSSED)
-        if equity <= mm:
+        equity = account.cross_wallet() / MONEY_SCALE + cross_pnl
+        if equity <= cross_mm:
             trigger = self._new_trigger()
-            equity, mm = self._reduce(account, cross, t, CROSSED, trigger, equity, mm)
+            equity, mm = self._reduce(account, cross, t, CROSSED, trigger, equity, cross_mm)
             if equity > mm:
                 return
             for m, p in cross:
@@ -2037,7 +2050,7 @@ class Venue:
                     own = maintenance_margin(m.spec, p.notional(m.spec, m.feed.mark))
                     self._take_over(account, m, p, t, CROSSED, trigger, own, equity, mm - own)
         elif self._listeners:
-            self._margin_call(account, t, equity, mm, [m.spec.symbol for m, _p in cross])
+            self._margin_call(account, t, equity, cross_mm, [m.spec.symbol for m, _p in cross])
 
     def _new_trigger(self) -> int:
         self._trigger_seq += 1
