@@ -65,7 +65,8 @@ class Crowd(_Frozen):
     opened around the start price (spread over ``entry_spread_pct``), each with its own
     isolated margin at a leverage drawn from ``leverage`` (leverage: weight). A move against
     them liquidates the most leveraged first; with ``book.forced_flow_impact`` their forced
-    closes move the price on to the next ones: a venue-side cascade."""
+    closes move the price on to the next ones: a venue-side cascade. Each crowd account is
+    checked every step like any other: 200 of them make a simulated day about 15x slower."""
 
     symbol: str
     accounts: Annotated[int, Field(ge=1, le=2_000)]

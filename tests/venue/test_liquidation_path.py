@@ -494,3 +494,33 @@ def test_steps_that_cannot_restore_the_margin_end_in_a_take_over_of_the_rest() -
     ]
     assert report["accounts"][0]["reconciles"] is True
     assert report["insuranceFund"]["reconciles"] is True
+
+
+async def test_each_partial_step_reaches_the_account_as_its_own_liquidation_order() -> None:
+    venue = new_venue()
+    account(venue, "big", wallet=80_000.0, leverage=50)
+    venue.place_order("big", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=40.0)
+    dialect = Dialect(venue, limits=RateLimits(10**9, 10**9, 10**9))
+    pro = inprocess_client(dialect, "big", "s-big", pro=True)
+    try:
+        await pro.load_markets()
+        # As a bot would: ccxt's ACCOUNT_UPDATE handler needs the balance it watches (without
+        # it, ccxt raises KeyError on the update and drops the rest of the burst).
+        balance = asyncio.ensure_future(pro.watch_balance())
+        task = asyncio.ensure_future(pro.watch_my_liquidations(BTC))
+        for _ in range(100):  # let them subscribe: a few loop turns
+            await asyncio.sleep(0)
+        venue.spike("BTCUSDT", -1.6, 600)
+        venue.advance(5)
+        await asyncio.wait_for(task, GUARD_S)
+        for _ in range(int(GUARD_S / 0.01)):  # both steps arrive in one burst
+            if len(pro.myLiquidations or []) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        seen = [o for o in pro.myLiquidations if o["symbol"] == BTC]
+        assert [(o["contracts"], o["side"]) for o in seen] == [(6.125, "sell"), (24.842, "sell")]
+        steps = venue.liquidations()
+        assert [o["price"] for o in seen] == [pytest.approx(e.close_avg_price) for e in steps]
+        await asyncio.wait_for(balance, GUARD_S)
+    finally:
+        await pro.close()
