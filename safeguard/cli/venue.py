@@ -3,6 +3,7 @@
     safeguard venue serve --port 8900 --seed 7 --symbols BTCUSDT,ETHUSDT \\
         --faults plan.toml --api-key KEY --secret SECRET
     safeguard venue faults http://127.0.0.1:8900 --plan other.toml   # or --clear, or nothing
+    safeguard venue liquidations http://127.0.0.1:8900 [--account KEY]  # fairness report
 
 ``--metrics-port 9465`` also serves Prometheus metrics of what the venue serves (requests by
 route and status, 429/418 answers, orders, fills, liquidations; ``safeguard[metrics]``).
@@ -61,6 +62,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     action.add_argument("--plan", default=None, help="fault plan file (.toml or .json) to install")
     action.add_argument("--clear", action="store_true", help="remove every fault")
     faults.set_defaults(handler=run_faults)
+
+    report = commands.add_parser(
+        "liquidations",
+        help="print a running venue's liquidation fairness report",
+        description=(
+            "Every liquidation order (partial steps, take-overs, auto-deleveraging) of a running "
+            "venue, with the mark, bankruptcy and close prices, slippage, fee and insurance fund "
+            "change, reconciled against the accounts' income and the fund (loopback only)."
+        ),
+    )
+    report.add_argument("url", help="the venue's base URL, e.g. http://127.0.0.1:8900")
+    report.add_argument("--account", default=None, help="only this API key's rows")
+    report.set_defaults(handler=run_liquidations)
 
 
 def _venue_config(args: argparse.Namespace) -> Any:
@@ -166,18 +180,9 @@ def _metered_dialect(venue: Any, plan: Any) -> Any:
 
 def run_faults(args: argparse.Namespace) -> int:
     import json
-    import urllib.error
-    import urllib.parse
-    import urllib.request
 
     from safeguard.venue.faults import FaultPlan
 
-    parts = urllib.parse.urlsplit(args.url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(
-            f"{args.url!r} is not the venue's base URL: give it as `safeguard venue serve` "
-            "printed it, e.g. http://127.0.0.1:8900"
-        )
     method, data = "GET", None
     if args.plan is not None:
         # Validate here so a typo is reported against the file, before anything is sent.
@@ -185,8 +190,31 @@ def run_faults(args: argparse.Namespace) -> int:
         method, data = "POST", json.dumps(plan.model_dump(mode="json")).encode()
     elif args.clear:
         method = "DELETE"
+    return _admin(args.url, "/admin/faults", method, data)
+
+
+def run_liquidations(args: argparse.Namespace) -> int:
+    import urllib.parse
+
+    query = "" if args.account is None else "?" + urllib.parse.urlencode({"account": args.account})
+    return _admin(args.url, "/admin/liquidations" + query, "GET", None)
+
+
+def _admin(url: str, route: str, method: str, data: bytes | None) -> int:
+    """Call a running venue's admin ``route`` and print its JSON answer."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{url!r} is not the venue's base URL: give it as `safeguard venue serve` "
+            "printed it, e.g. http://127.0.0.1:8900"
+        )
     request = urllib.request.Request(
-        args.url.rstrip("/") + "/admin/faults",
+        url.rstrip("/") + route,
         data=data,
         method=method,
         headers={"Content-Type": "application/json"},
@@ -200,13 +228,13 @@ def run_faults(args: argparse.Namespace) -> int:
         )
         return 1
     except (urllib.error.URLError, OSError) as exc:
-        raise Unreachable(f"cannot reach the venue at {args.url}: {exc}") from None
+        raise Unreachable(f"cannot reach the venue at {url}: {exc}") from None
     except ValueError:
         raise Unreachable(
-            f"{args.url} answered, but not as a safeguard venue does (no JSON): is it one?"
+            f"{url} answered, but not as a safeguard venue does (no JSON): is it one?"
         ) from None
     print(json.dumps(state, indent=2, sort_keys=True))
     return 0
 
 
-__all__ = ["register", "run_faults", "run_serve"]
+__all__ = ["register", "run_faults", "run_liquidations", "run_serve"]

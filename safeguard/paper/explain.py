@@ -24,6 +24,8 @@ _DECISIONS = (
     "verdict",
     "kill",
     "liquidation",
+    "deleveraged",
+    "cascade",
     "stop_triggered",
     "rules_changed",
     "bar_error",
@@ -128,9 +130,34 @@ def _sentence(r: Mapping[str, Any]) -> str | None:
     if kind == "kill":
         return f"kill switch {r['state']} ({r['code']}): {r['reason']}"
     if kind == "liquidation":
-        return (
+        told = (
             f"LIQUIDATED: {r['side']} {_num(r['qty'])} {r['symbol']} at mark {_num(r['price'])}, "
             f"equity before {_num(r['equity_before'])}, lost {_num(r['loss'])}"
+        )
+        if r.get("step") == "PARTIAL":
+            told = told.replace("LIQUIDATED:", "PARTLY LIQUIDATED:", 1)
+            told += f", {_num(r.get('left'))} left open"
+        if r.get("close_price"):
+            bankrupt = _num(r.get("bankruptcy_price"))
+            told += f"; closed at {_num(r['close_price'])} (bankruptcy {bankrupt})"
+            told += f", fee {_num(r.get('fee'))}"
+        if r.get("step") == "ADL":
+            told += "; the insurance fund could not cover it: auto-deleveraged"
+        return told
+    if kind == "cascade":
+        waves = r.get("waves") or []
+        return (
+            f"CASCADE on {r['symbol']}: {_num(r['orders'])} liquidation orders of "
+            f"{_num(r['accounts'])} accounts in {len(waves)} waves "
+            f"({', '.join(str(w) for w in waves)}), over {_num(r['t'] - r['start'])} s; "
+            f"mark {_num(r['mark_at_start'])} at the start, {_num(r['lowest_mark'])} at its "
+            f"lowest, {_num(r['highest_mark'])} at its highest"
+        )
+    if kind == "deleveraged":
+        return (
+            f"AUTO-DELEVERAGED: {r['side']} {_num(r['qty'])} {r['symbol']} closed at "
+            f"{_num(r['price'])} (mark {_num(r['mark'])}), realised {_num(r['realized_pnl'])}, "
+            f"{_num(r['left'])} left open"
         )
     if kind == "stop_triggered":
         return f"stop on {r['symbol']} triggered at {_num(r['trigger'])}"

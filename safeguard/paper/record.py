@@ -26,7 +26,14 @@ from safeguard.guard.events import (
     VerdictEvent,
 )
 from safeguard.paper.journal import RunJournal
-from safeguard.venue import Fill, FundingPayment, Liquidation, OrderTriggered, Venue
+from safeguard.venue import (
+    AutoDeleveraged,
+    Fill,
+    FundingPayment,
+    Liquidation,
+    OrderTriggered,
+    Venue,
+)
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.markets import DEFAULT_MARKETS
 
@@ -117,17 +124,42 @@ class Recorder:
                                    price=e.price, qty=e.qty, order_id=e.order_id,
                                    realized_pnl=e.realized_pnl, fee=e.fee)  # fmt: skip
             elif isinstance(e, Liquidation):
+                # The fairness figures ride along: how it closed, what it cost, who bore it.
                 self.journal.write(e.time, "liquidation", symbol=symbol,
                                    side="long" if e.qty > 0 else "short", qty=abs(e.qty),
                                    price=e.mark_price, equity_before=e.equity_before,
-                                   loss=-e.wallet_delta_units / 1e8)  # fmt: skip
+                                   loss=-e.wallet_delta_units / 1e8, step=e.kind,
+                                   close_price=e.close_avg_price,
+                                   bankruptcy_price=e.bankruptcy_price, fee=e.fee,
+                                   slippage=e.slippage_units / 1e8,
+                                   insurance_change=e.insurance_delta_units / 1e8,
+                                   left=abs(e.position_after),
+                                   partial_would_suffice=e.partial_would_suffice,
+                                   smallest_healthy_close=e.smallest_healthy_close)  # fmt: skip
             elif isinstance(e, FundingPayment):
                 self.journal.write(e.time, "funding", symbol=symbol, rate=e.rate,
                                    amount=e.amount_units / 1e8, qty=e.position_qty,
                                    mark=e.mark_price)  # fmt: skip
+            elif isinstance(e, AutoDeleveraged):
+                self.journal.write(e.time, "deleveraged", symbol=symbol,
+                                   side="long" if e.qty > 0 else "short", qty=abs(e.qty),
+                                   price=e.price, mark=e.mark_price,
+                                   realized_pnl=e.realized_pnl_units / 1e8,
+                                   left=abs(e.position_after))  # fmt: skip
             elif isinstance(e, OrderTriggered):
                 self.journal.write(e.time, "stop_triggered", symbol=symbol,
                                    order_id=e.order_id, trigger=e.trigger_price)  # fmt: skip
+
+    def cascades(self) -> None:
+        """The run's venue-side liquidation cascades (every account's, named by none), one
+        ``cascade`` record each, stamped at its end."""
+        for c in self.venue.cascades():
+            self.journal.write(c["end"] / 1000, "cascade", symbol=unified_symbol(c["symbol"]),
+                               start=c["start"] / 1000, orders=c["orders"],
+                               accounts=c["accounts"], waves=[w["orders"] for w in c["waves"]],
+                               mark_at_start=c["markAtStart"], lowest_mark=c["lowestMark"],
+                               highest_mark=c["highestMark"], closed_qty=c["closedQty"],
+                               insurance_change=float(c["insuranceFundChange"]))  # fmt: skip
 
     def bar(
         self,

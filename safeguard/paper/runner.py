@@ -261,6 +261,7 @@ def run_side(
             if progress is not None:
                 progress(index + 1, total)
         recorder.venue_events()
+        recorder.cascades()
         journal.write(clock.time(), "end", equity=venue.equity(API_KEY),
                       wallet=venue.wallet(API_KEY))  # fmt: skip
 

@@ -40,11 +40,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from safeguard._lazy import lazy_exports
-from safeguard.venue.config import BookConfig, Regime, Spike, VenueConfig
+from safeguard.venue.config import BookConfig, Crowd, Regime, Spike, VenueConfig
 from safeguard.venue.engine import FeedFreeze, Venue
 from safeguard.venue.errors import VenueReject
 from safeguard.venue.events import (
     AccountChanged,
+    AutoDeleveraged,
     Event,
     Fill,
     FundingPayment,
@@ -88,7 +89,9 @@ __all__ = [
     "DEFAULT_MARKETS",
     "MONEY_SCALE",
     "AccountChanged",
+    "AutoDeleveraged",
     "BookConfig",
+    "Crowd",
     "Dialect",
     "Event",
     "FaultPlan",

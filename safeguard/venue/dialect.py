@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,6 +34,7 @@ from safeguard.venue.errors import VenueReject
 from safeguard.venue.faults import (
     AnswerRule,
     BanRule,
+    CrowdRule,
     DropRule,
     ErrorRule,
     FaultInjector,
@@ -343,6 +345,8 @@ class Dialect:
                     self.venue.freeze_feed(rule.symbol, None if rule.mode == "off" else rule.mode)
                 elif isinstance(rule, SpikeRule):
                     self.venue.spike(rule.symbol, rule.pct, rule.duration_s)
+                elif isinstance(rule, CrowdRule):
+                    self.venue.add_crowd(rule.crowd)
                 else:
                     self.venue.set_tiers(rule.symbol, rule.table())
             except (VenueReject, ValueError) as exc:
@@ -372,6 +376,8 @@ class Dialect:
             return _json_response(
                 403, {"code": -1002, "msg": "You are not authorized to execute this request."}
             )
+        if request.path == "/admin/liquidations" and method == "GET":
+            return self._liquidation_report(request)
         if request.path != "/admin/faults" or method not in ("GET", "POST", "DELETE"):
             logger.warning("venue: no admin route for {} {}", method, request.path)
             return _json_response(
@@ -388,6 +394,20 @@ class Dialect:
         elif method == "DELETE":
             self.set_fault_plan(None)
         return _json_response(200, self._faults.describe())
+
+    def _liquidation_report(self, request: Request) -> Response:
+        """``GET /admin/liquidations[?account=KEY]``: the venue's liquidation fairness report."""
+        query = urllib.parse.parse_qs(request.query, keep_blank_values=True)
+        unknown = sorted(set(query) - {"account"})
+        accounts = query.get("account", [])
+        if unknown or len(accounts) > 1:
+            problem = f"unknown parameter {unknown[0]!r}" if unknown else "account given twice"
+            return _json_response(400, {"code": -1104, "msg": problem})
+        try:
+            report = self.venue.liquidation_report(accounts[0] if accounts else None)
+        except VenueReject as reject:
+            return _json_response(400, {"code": reject.code, "msg": reject.msg})
+        return _json_response(200, report)
 
 
 # --- answers ----------------------------------------------------------------------------------
@@ -1110,10 +1130,11 @@ def _adl_quantile(call: Call) -> Any:
 def _force_orders(call: Call) -> Any:
     p = call.params
     symbol = _symbol(call, required=False)
-    p.choice("autoCloseType", ("LIQUIDATION",), reject=VenueReject(-1130, "ADL is not recorded."))
+    kind = p.choice("autoCloseType", ("LIQUIDATION", "ADL"))
     return call.venue.force_orders(
         call.api_key,
         symbol=symbol,
+        auto_close_type=kind,
         start_ms=p.integer("startTime", low=0),
         end_ms=p.integer("endTime", low=0),
         limit=p.integer("limit", low=1, high=100) or 50,

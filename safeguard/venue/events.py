@@ -76,14 +76,25 @@ class FundingPayment:
 
 @dataclass(frozen=True, slots=True)
 class Liquidation:
-    """A position taken over by the venue at the mark price.
+    """One liquidation order of the venue's: a partial step, a take-over, or a take-over
+    settled by auto-deleveraging (``kind``: ``PARTIAL``, ``TAKEOVER``, ``ADL``).
 
-    The trader realises ``realized_pnl_units`` at ``mark_price`` and pays the liquidation fee,
-    both bounded by the collateral left (``fee_units`` is what was actually charged, at most
-    ``fee_rate * notional``). A loss beyond the collateral is ``shortfall_units``, paid by the
-    insurance fund. The venue then closes the position into its book at ``close_avg_price``;
-    the fund gains the fee and what the close did better than the mark, and loses the
-    shortfall and what it did worse: ``insurance_delta_units`` in all.
+    ``PARTIAL``: a large position is cut to a lower tier by a market order into the book. The
+    trader realises ``realized_pnl_units`` at the fill prices (so bears the slippage) and pays
+    the liquidation clearance fee (``fee_units``) to the insurance fund; the rest stays open.
+
+    ``TAKEOVER``: the trader realises ``realized_pnl_units`` at ``mark_price`` and pays the
+    fee, both bounded by the collateral left (``fee_units`` is what was actually charged, at
+    most ``fee_rate * notional``). A loss beyond the collateral is ``shortfall_units``, paid by
+    the insurance fund. The venue then closes the position into its book at
+    ``close_avg_price``; the fund gains the fee and what the close did better than the mark,
+    and loses the shortfall and what it did worse: ``insurance_delta_units`` in all.
+
+    ``ADL``: the fund could not absorb the take-over. The trader loses exactly the collateral
+    (closed at ``bankruptcy_price``, no fee); the position goes to the top-ranked opposite
+    positions at that price (:class:`AutoDeleveraged`), any rest into the book at the fund's
+    risk. ``slippage_units`` is the close against the mark (> 0 better) for every kind;
+    ``tran_ids`` are the income rows (``/fapi/v1/income``) this event booked.
     """
 
     time: float
@@ -103,10 +114,26 @@ class Liquidation:
     close_qty: float
     insurance_delta_units: int
     insurance_fund_after_units: int
+    kind: str = "TAKEOVER"
+    trigger_id: int = 0
+    """Events of one trigger (its partial steps, then any take-over) share it."""
+    bankruptcy_price: float = 0.0
+    slippage_units: int = 0
+    position_after: float = 0.0
+    """The leg's signed size once this order is done (0 after a take-over)."""
+    smallest_healthy_close: float | None = None
+    """At the trigger, the least quantity whose close at the mark, with the fee, would have
+    made the account healthy again; None when only closing all of it would."""
+    adl_qty: float = 0.0
+    tran_ids: tuple[int, ...] = ()
 
     @property
     def wallet_delta_units(self) -> int:
         return self.realized_pnl_units - self.fee_units + self.shortfall_units
+
+    @property
+    def partial_would_suffice(self) -> bool:
+        return self.smallest_healthy_close is not None
 
     @property
     def fee(self) -> float:
@@ -115,6 +142,34 @@ class Liquidation:
     @property
     def insurance_fund_after(self) -> float:
         return self.insurance_fund_after_units / MONEY_SCALE
+
+
+@dataclass(frozen=True, slots=True)
+class AutoDeleveraged:
+    """An opposite position closed against a bankrupt one at its bankruptcy price, no fee.
+
+    Chosen by Binance's ADL ranking (profit ratio times leverage, highest first);
+    ``rank_score`` is the score it was chosen on. ``trigger_id`` names the
+    :class:`Liquidation` (kind ``ADL``) it served.
+    """
+
+    time: float
+    api_key: str
+    symbol: str
+    position_side: str
+    qty: float
+    """Signed size closed (> 0: a long was cut, by a sell)."""
+    price: float
+    mark_price: float
+    realized_pnl_units: int
+    rank_score: float
+    trigger_id: int
+    position_after: float
+    tran_ids: tuple[int, ...] = ()
+
+    @property
+    def wallet_delta_units(self) -> int:
+        return self.realized_pnl_units
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +196,7 @@ class OrderExpired:
     reason: str
 
 
-Event = Fill | FundingPayment | Liquidation | OrderTriggered | OrderExpired
+Event = Fill | FundingPayment | Liquidation | AutoDeleveraged | OrderTriggered | OrderExpired
 
 
 # --- notices: what a venue listener hears besides the events above -------------------------
@@ -216,6 +271,7 @@ Notice = Event | OrderUpdate | AccountChanged | LeverageChanged | MarginCall | M
 
 __all__ = [
     "AccountChanged",
+    "AutoDeleveraged",
     "Event",
     "Fill",
     "FundingPayment",

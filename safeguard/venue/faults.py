@@ -52,6 +52,7 @@ from pydantic import Field, ValidationError, model_validator
 from safeguard.config import Fraction, NonNegative, Positive, Section, config_error_from
 from safeguard.errors import ConfigError
 from safeguard.risk.tiers import TierTable
+from safeguard.venue.config import Crowd
 from safeguard.venue.ratelimit import RateLimits
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -217,6 +218,19 @@ class SetTiersRule(_Event):
         return TierTable.from_rows(list(self.tiers), currency="USDT")
 
 
+class CrowdRule(Section):
+    """Open a crowd of other traders' positions (:class:`~safeguard.venue.config.Crowd`)
+    when the plan has run for ``at_s``: what a spike then liquidates, and what cascades."""
+
+    kind: Literal["crowd"] = "crowd"
+    at_s: NonNegative = 0.0
+    crowd: Crowd
+
+    @property
+    def symbol(self) -> str:
+        return self.crowd.symbol
+
+
 class ThrottleRule(Section):
     """Tighten the rate limits while the window is open (the venue publishes them too)."""
 
@@ -324,6 +338,7 @@ Rule = Annotated[
     | FreezeFeedRule
     | SpikeRule
     | SetTiersRule
+    | CrowdRule
     | ThrottleRule
     | StreamStallRule
     | StreamFreezeRule
@@ -334,7 +349,7 @@ Rule = Annotated[
     Field(discriminator="kind"),
 ]
 AnswerRule = ErrorRule | BanRule | TimeoutRule | DropRule | HideOrderRule
-EventRule = FreezeFeedRule | SpikeRule | SetTiersRule
+EventRule = FreezeFeedRule | SpikeRule | SetTiersRule | CrowdRule
 
 
 class FaultPlan(Section):
@@ -403,7 +418,9 @@ class FaultInjector:
         latency = 0.0
         answer: AnswerRule | None = None
         for index, rule in enumerate(self.plan.rules):
-            if isinstance(rule, ThrottleRule | FreezeFeedRule | SpikeRule | SetTiersRule):
+            if isinstance(
+                rule, ThrottleRule | FreezeFeedRule | SpikeRule | SetTiersRule | CrowdRule
+            ):
                 continue
             if isinstance(rule, _STREAM_RULES):
                 continue
@@ -431,7 +448,7 @@ class FaultInjector:
         due: list[EventRule] = []
         for index, rule in enumerate(self.plan.rules):
             if (
-                isinstance(rule, FreezeFeedRule | SpikeRule | SetTiersRule)
+                isinstance(rule, FreezeFeedRule | SpikeRule | SetTiersRule | CrowdRule)
                 and self.fired[index] == 0
                 and rule.at_s <= elapsed
             ):
@@ -489,6 +506,7 @@ __all__ = [
     "NO_FAULT",
     "AnswerRule",
     "BanRule",
+    "CrowdRule",
     "DepthGapRule",
     "DropRule",
     "ErrorRule",

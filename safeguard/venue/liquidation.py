@@ -13,10 +13,11 @@ book; what that close does better or worse than the mark is the fund's too.
 
 from __future__ import annotations
 
+import math
 from itertools import product
 from typing import NamedTuple
 
-from safeguard.venue.accounts import Position
+from safeguard.venue.accounts import Position, maintenance_margin
 from safeguard.venue.markets import MONEY_SCALE, MarketSpec
 
 
@@ -74,6 +75,118 @@ def close_outcome(fills: list[int], *, mark_ticks: int, unit: int, long: bool) -
     return Close(qty, value, value - at_mark if long else at_mark - value)
 
 
+def bankruptcy_price(position: Position, market: MarketSpec, *, collateral: int) -> float:
+    """The price at which closing ``position`` loses exactly ``collateral`` units.
+
+    Long: ``(cost - collateral) / size``; short: ``(cost + collateral) / size``. 0.0 when a
+    long's collateral covers its whole cost (no price bankrupts it) or the leg is flat.
+    """
+    if not position.qty:
+        return 0.0
+    value = position.cost - collateral if position.qty > 0 else position.cost + collateral
+    if value <= 0:
+        return 0.0
+    return value / (abs(position.qty) * market.notional_unit) * market.tick_size
+
+
+def partial_keep(qty: int, market: MarketSpec, *, mark: float, fraction: float) -> int:
+    """Steps a partial liquidation step leaves of a ``qty``-step leg; 0 means take it all.
+
+    Binance reduces a large position to the tier below the one its notional sits in (that
+    tier's lower maintenance rate is what restores the ratio); a leg already in the first tier
+    is taken over whole, or, with ``fraction`` > 0, cut by that share of its size.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must lie in [0, 1), got {fraction!r}")
+    size = abs(qty)
+    if size <= 1 or mark <= 0:
+        return 0
+    unit = market.step_size * mark
+    tiers = market.tiers.tiers
+    index = market.tiers.locate(size * unit)
+    if index > 0:
+        cap = tiers[index - 1].max_notional
+        keep = math.floor(cap / unit)
+        while keep > 0 and keep * unit >= cap:  # strictly inside the lower tier
+            keep -= 1
+        return min(keep, size - 1)
+    if fraction > 0:
+        return max(size - max(1, math.ceil(size * fraction)), 0)
+    return 0
+
+
+def healthy_after_close(
+    qty: int,
+    market: MarketSpec,
+    *,
+    close: int,
+    mark: float,
+    equity: float,
+    other_mm: float,
+    fee_rate: float,
+) -> bool:
+    """Whether closing ``close`` of ``qty`` steps at ``mark``, paying ``fee_rate`` on it,
+    leaves equity above the maintenance margin (the rest of the leg's plus ``other_mm``).
+
+    Closing at the mark moves no PnL (equity already counts the leg at the mark); only the
+    fee leaves, and the requirement falls with the notional and, across a boundary, the tier.
+    """
+    size = abs(qty)
+    unit = market.step_size * mark
+    kept = (size - close) * unit
+    return equity - fee_rate * close * unit > maintenance_margin(market, kept) + other_mm
+
+
+def smallest_healthy_close(
+    qty: int,
+    market: MarketSpec,
+    *,
+    mark: float,
+    equity: float,
+    other_mm: float,
+    fee_rate: float,
+) -> int | None:
+    """Fewest steps of a ``qty``-step leg that, closed at ``mark`` with the clearance fee,
+    would have made the account healthy again; None when no partial close (short of the
+    whole leg) does.
+
+    The health after closing ``c`` steps is piecewise linear in ``c`` (one piece per tier of
+    what is kept), so each piece is solved in closed form rather than searched step by step.
+    """
+    size = abs(qty)
+    if size <= 1 or mark <= 0:
+        return None
+    unit = market.step_size * mark
+    tiers = market.tiers.tiers
+    top = market.tiers.locate(size * unit)
+    for index in range(top, -1, -1):
+        tier = tiers[index]
+        # Closes whose kept notional lies in this tier: [lo, hi].
+        lo = 0 if index == top else max(0, math.floor(size - tier.max_notional / unit))
+        while lo < size and (size - lo) * unit >= tier.max_notional and index != top:
+            lo += 1
+        hi = size - 1 if index == 0 else min(size - 1, math.floor(size - tier.min_notional / unit))
+        if lo > hi:
+            continue
+        slope = unit * (tier.maintenance_margin_rate - fee_rate)
+        base = equity - other_mm - size * unit * tier.maintenance_margin_rate + tier.cum
+        # Rising health (the tier's rate beats the fee): the first close past the root.
+        candidate = max(lo, math.floor(-base / slope) + 1) if slope > 0 else lo
+        # Float edges: confirm with the direct figure, one step either side.
+        for close in (candidate - 1, candidate, candidate + 1):
+            if lo <= close <= hi and healthy_after_close(
+                size,
+                market,
+                close=close,
+                mark=mark,
+                equity=equity,
+                other_mm=other_mm,
+                fee_rate=fee_rate,
+            ):
+                return close
+    return None
+
+
 def liquidation_price(
     position: Position,
     market: MarketSpec,
@@ -128,4 +241,14 @@ def liquidation_price(
     return min(found, key=lambda price: abs(price - mark))
 
 
-__all__ = ["Close", "Settlement", "close_outcome", "liquidation_price", "settle"]
+__all__ = [
+    "Close",
+    "Settlement",
+    "bankruptcy_price",
+    "close_outcome",
+    "healthy_after_close",
+    "liquidation_price",
+    "partial_keep",
+    "settle",
+    "smallest_healthy_close",
+]

@@ -180,6 +180,9 @@ class PriceFeed:
         self.index = start
         self.premium = premium_mean
         self.spike_factor = 1.0
+        self.impact = 1.0
+        """Displacement of the contract price by forced flow (a factor), fading back to 1."""
+        self.impact_half_life_s = 60.0
         self.basis = start * premium_mean
         self.mark = self.index + self.basis
         self._spikes: list[tuple[float, float, float]] = []  # (start, end, factor)
@@ -202,6 +205,12 @@ class PriceFeed:
         self._spikes.append((start, start + duration_s, 1.0 + pct / 100.0))
         self._spikes.sort()
 
+    def displace(self, ratio: float) -> None:
+        """Move the contract price by ``ratio`` from the next step on (forced flow's impact)."""
+        if not (math.isfinite(ratio) and ratio > 0):
+            raise ValueError(f"ratio must be a finite number > 0, got {ratio!r}")
+        self.impact *= ratio
+
     def step(self, now: float, offset_s: float, dt: float) -> None:
         if self._replay is not None:
             self.index = self._replay.price_at(offset_s)
@@ -217,6 +226,10 @@ class PriceFeed:
             self._rng.gauss(0.0, 1.0)
         )
         factor = 1.0
+        if self.impact != 1.0:
+            left = (self.impact - 1.0) * 0.5 ** (dt / self.impact_half_life_s)
+            self.impact = 1.0 + left if abs(left) > 1e-12 else 1.0
+            factor = self.impact
         if self._spikes:
             self._spikes = [s for s in self._spikes if s[1] > now]
             for start, _end, spike in self._spikes:

@@ -53,6 +53,7 @@ from safeguard.venue import candles
 from safeguard.venue.errors import VenueReject
 from safeguard.venue.events import (
     AccountChanged,
+    AutoDeleveraged,
     Fill,
     LeverageChanged,
     Liquidation,
@@ -777,6 +778,8 @@ class StreamHub:
             return [{"e": "MARGIN_CALL", "E": at, "cw": wallet, "p": rows}]
         if isinstance(notice, Liquidation):
             return [self._own_liquidation(notice, at)]
+        if isinstance(notice, AutoDeleveraged):
+            return [self._adl_order(notice, at)]
         return []
 
     def _order_payloads(self, notice: OrderUpdate, at: int) -> list[dict[str, Any]]:
@@ -826,6 +829,53 @@ class StreamHub:
                 "R": True,
                 "wt": "MARK_PRICE",
                 "ot": "LIQUIDATION",
+                "ps": event.position_side,
+                "cp": False,
+                "rp": f"{event.realized_pnl_units / 1e8:.8f}",
+                "pP": False,
+                "si": 0,
+                "ss": 0,
+                "V": "NONE",
+                "pm": "NONE",
+                "gtd": 0,
+            },
+        }
+
+    def _adl_order(self, event: AutoDeleveraged, at: int) -> dict[str, Any]:
+        """A leg closed by auto-deleveraging: a filled trade at the bankruptcy price,
+        ``c`` = ``adl_autoclose`` as Binance marks it, no fee (``n`` absent)."""
+        self._liquidation_id += 1
+        spec = self.venue.markets[event.symbol]
+        qty = format(abs(event.qty), spec.qty_format)
+        price = format(event.price, spec.price_format)
+        return {
+            "e": "ORDER_TRADE_UPDATE",
+            "E": at,
+            "T": at,
+            "o": {
+                "s": event.symbol,
+                "c": "adl_autoclose",
+                "S": "SELL" if event.qty > 0 else "BUY",
+                "o": "LIMIT",
+                "f": "IOC",
+                "q": qty,
+                "p": price,
+                "ap": price,
+                "sp": "0",
+                "x": "TRADE",
+                "X": "FILLED",
+                "i": self._liquidation_id,
+                "l": qty,
+                "z": qty,
+                "L": price,
+                "T": at,
+                "t": 0,
+                "b": "0",
+                "a": "0",
+                "m": False,
+                "R": True,
+                "wt": "CONTRACT_PRICE",
+                "ot": "LIMIT",
                 "ps": event.position_side,
                 "cp": False,
                 "rp": f"{event.realized_pnl_units / 1e8:.8f}",

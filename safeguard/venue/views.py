@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from safeguard.venue.accounts import Account, Income, Position, max_notional_at
-from safeguard.venue.events import Fill, Liquidation
+from safeguard.venue.events import AutoDeleveraged, Fill, Liquidation
 from safeguard.venue.funding import INTEREST_PER_INTERVAL
 from safeguard.venue.markets import MONEY_SCALE, MarketSpec
 
@@ -461,6 +461,36 @@ def force_order(spec: MarketSpec, event: Liquidation, ordinal: int) -> dict[str,
         "origQty": qty,
         "executedQty": filled,
         "cumQuote": f"{event.close_avg_price * event.close_qty:.8f}",
+        "timeInForce": "IOC",
+        "type": "LIMIT",
+        "reduceOnly": True,
+        "closePosition": False,
+        "side": "SELL" if event.qty > 0 else "BUY",
+        "positionSide": event.position_side,
+        "stopPrice": "0",
+        "workingType": "CONTRACT_PRICE",
+        "origType": "LIMIT",
+        "time": when,
+        "updateTime": when,
+    }
+
+
+def adl_order(spec: MarketSpec, event: AutoDeleveraged, ordinal: int) -> dict[str, Any]:
+    """One ``/fapi/v1/forceOrders?autoCloseType=ADL`` row: a leg closed by auto-deleveraging
+    at the bankrupt position's price (``adl_autoclose``, as Binance names them)."""
+    when = int(event.time * 1000)
+    qty = format(abs(event.qty), spec.qty_format)
+    price = format(event.price, spec.price_format)
+    return {
+        "orderId": ordinal,
+        "symbol": spec.symbol,
+        "status": "FILLED",
+        "clientOrderId": "adl_autoclose",
+        "price": price,
+        "avgPrice": format(event.price, spec.avg_price_format),
+        "origQty": qty,
+        "executedQty": qty,
+        "cumQuote": f"{event.price * abs(event.qty):.8f}",
         "timeInForce": "IOC",
         "type": "LIMIT",
         "reduceOnly": True,

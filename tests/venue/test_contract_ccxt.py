@@ -739,6 +739,7 @@ async def test_adl_rank_of_an_open_position(client: Client) -> None:
     ranks = await client("fetch_positions_adl_rank", [BTC])
     [rank] = ranks
     assert rank["symbol"] == BTC
+    assert 1 <= rank["rank"] <= 4  # one-way mode: ccxt reads the queue place from BOTH
     raw = await client("fapiPrivateGetAdlQuantile", {"symbol": "BTCUSDT"})
     assert 1 <= raw[0]["adlQuantile"]["SHORT"] <= 4
     assert raw[0]["adlQuantile"]["LONG"] == 0
