@@ -1,0 +1,170 @@
+"""Many seeds, a report, replay commands, and the shrinker.
+
+A seed that breaks an invariant is replayed with the command printed for it; the shrinker
+then drops faults from its schedule, one at a time, keeping each drop that still breaks an
+invariant, until no single fault can go: the fewest faults it found that still fail.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from safeguard.sim.world import Outcome, World
+
+DEFAULT_BARS = 16
+
+
+def run_seed(seed: int, *, bars: int = DEFAULT_BARS, keep: list[int] | None = None) -> Outcome:
+    """One seed, all its faults (or only those at the indices ``keep``)."""
+    return World(seed, bars=bars, keep=keep).run()
+
+
+def replay_command(seed: int, *, bars: int = DEFAULT_BARS, keep: list[int] | None = None) -> str:
+    command = f"safeguard sim --seed {seed}"
+    if bars != DEFAULT_BARS:
+        command += f" --bars {bars}"
+    if keep is not None:
+        command += f" --faults {','.join(map(str, keep)) or 'none'}"
+    return command
+
+
+def shrink(
+    seed: int,
+    *,
+    bars: int = DEFAULT_BARS,
+    run: Callable[[int, int, list[int]], Outcome] | None = None,
+) -> tuple[list[int], Outcome]:
+    """The fewest faults of the seed's schedule (indices) that still break an invariant, and
+    that run's outcome. Greedy one-at-a-time removal, repeated until nothing more can go."""
+
+    def attempt(indices: list[int]) -> Outcome:
+        if run is not None:
+            return run(seed, bars, indices)
+        return run_seed(seed, bars=bars, keep=indices)
+
+    everything = World(seed, bars=bars).schedule
+    keep = list(range(len(everything)))
+    best = attempt(keep)
+    if best.ok:
+        return keep, best
+    changed = True
+    while changed and keep:
+        changed = False
+        for index in list(keep):
+            trial = [i for i in keep if i != index]
+            outcome = attempt(trial)
+            if not outcome.ok:
+                keep, best, changed = trial, outcome, True
+    return keep, best
+
+
+@dataclass
+class Report:
+    seeds: int = 0
+    seconds: float = 0.0
+    fired: Counter[str] = field(default_factory=Counter)
+    checks: Counter[str] = field(default_factory=Counter)
+    orders: int = 0
+    failures: list[Outcome] = field(default_factory=list)
+
+    def add(self, outcome: Outcome) -> None:
+        self.seeds += 1
+        self.fired.update(outcome.fired)
+        self.checks.update(outcome.checks)
+        self.orders += outcome.orders
+        if not outcome.ok:
+            self.failures.append(outcome)
+
+    def lines(self, *, bars: int = DEFAULT_BARS) -> list[str]:
+        rate = self.seeds / self.seconds if self.seconds else 0.0
+        out = [
+            f"seeds run: {self.seeds} ({bars} bars of simulated trading each) in "
+            f"{self.seconds:.1f} s ({rate:.2f} seeds/s); orders on the venue: {self.orders}",
+            "faults injected: "
+            + ", ".join(f"{kind} {n}" for kind, n in sorted(self.fired.items())),
+            "invariants checked: "
+            + ", ".join(f"{name} {n}" for name, n in sorted(self.checks.items())),
+            f"failures: {len(self.failures)}",
+        ]
+        for outcome in self.failures:
+            first = outcome.failures[0]
+            out.append(
+                f"  seed {outcome.seed}: {first.invariant} at bar {first.bar}: {first.detail}"
+                f"  -> replay: {replay_command(outcome.seed, bars=bars)}"
+            )
+        return out
+
+
+def run_seeds(
+    seeds: Iterable[int],
+    *,
+    bars: int = DEFAULT_BARS,
+    progress: Callable[[int, Outcome], None] | None = None,
+) -> Report:
+    report = Report()
+    started = time.perf_counter()
+    for n, seed in enumerate(seeds, start=1):
+        outcome = run_seed(seed, bars=bars)
+        report.add(outcome)
+        report.seconds = time.perf_counter() - started
+        if progress is not None:
+            progress(n, outcome)
+    return report
+
+
+def explain(outcome: Outcome, *, bars: int = DEFAULT_BARS, keep: list[int] | None = None) -> str:
+    """The failing run in a few lines: what broke, the faults, the events that led to it."""
+    lines = [f"seed {outcome.seed}: {'ok' if outcome.ok else 'FAILED'}"]
+    for failure in outcome.failures[:5]:
+        lines.append(f"  broken: {failure.invariant} (bar {failure.bar}): {failure.detail}")
+    lines.append("  faults:")
+    shown = keep if keep is not None else list(range(len(outcome.faults)))
+    for index, fault in zip(shown, outcome.faults, strict=False):
+        lines.append(f"    [{index}] {fault.describe()}")
+    if not outcome.ok:
+        lines.append("  trace (last events):")
+        lines.extend(f"    {line}" for line in outcome.trace)
+        lines.append(f"  replay: {replay_command(outcome.seed, bars=bars, keep=keep)}")
+    return "\n".join(lines)
+
+
+def stderr_progress(total: int) -> Callable[[int, Outcome], None]:
+    """A one-line progress report on stderr (no dependency): seeds done, rate, failures."""
+    started = time.perf_counter()
+    failed = 0
+
+    def show(done: int, outcome: Outcome) -> None:
+        nonlocal failed
+        failed += not outcome.ok
+        if done != total and done % max(1, total // 200) and outcome.ok:
+            return
+        elapsed = time.perf_counter() - started
+        rate = done / elapsed if elapsed else 0.0
+        eta = (total - done) / rate if rate else 0.0
+        width = 30
+        filled = int(width * done / total) if total else width
+        bar = "#" * filled + "." * (width - filled)
+        sys.stderr.write(
+            f"\r[{bar}] {done}/{total} seeds, {rate:.2f}/s, {failed} failed, eta {eta:,.0f} s "
+        )
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+__all__ = [
+    "DEFAULT_BARS",
+    "Report",
+    "explain",
+    "replay_command",
+    "run_seed",
+    "run_seeds",
+    "shrink",
+    "stderr_progress",
+]
