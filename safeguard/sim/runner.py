@@ -46,7 +46,7 @@ def shrink(
             return run(seed, bars, indices)
         return run_seed(seed, bars=bars, keep=indices)
 
-    everything = World(seed, bars=bars).schedule
+    everything = World.schedule_of(seed, bars)
     keep = list(range(len(everything)))
     best = attempt(keep)
     if best.ok:

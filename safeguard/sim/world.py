@@ -622,7 +622,7 @@ class World:
         self.root = Path(tempfile.mkdtemp(prefix=f"sg-sim-{seed}-", dir=_scratch()))
         self.clock = ManualClock(START)
         self.venue = Venue(VenueConfig(seed=seed, symbols=SYMBOLS), clock=self.clock)
-        schedule = draw_schedule(seed, bars=bars, bots=len(POPULATION), symbols=SYMBOLS)
+        schedule = self.schedule_of(seed, bars)
         self.schedule = schedule
         self.faults = schedule if keep is None else [schedule[i] for i in keep]
         self.dialect = Dialect(self.venue, faults=FaultPlan.parse(venue_plan(self.faults, seed)))
@@ -642,6 +642,11 @@ class World:
         self.bots = [
             Bot(self, i, cls(random.Random(rng.random()))) for i, cls in enumerate(POPULATION)
         ]
+
+    @staticmethod
+    def schedule_of(seed: int, bars: int) -> list[Fault]:
+        """The seed's whole fault schedule (what ``keep`` indexes)."""
+        return draw_schedule(seed, bars=bars, bots=len(POPULATION), symbols=SYMBOLS)
 
     # bookkeeping ------------------------------------------------------------------------------
 
