@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from safeguard.sim.world import Outcome, World
 
@@ -19,8 +21,19 @@ DEFAULT_BARS = 16
 
 
 def run_seed(seed: int, *, bars: int = DEFAULT_BARS, keep: list[int] | None = None) -> Outcome:
-    """One seed, all its faults (or only those at the indices ``keep``)."""
-    return World(seed, bars=bars, keep=keep).run()
+    """One seed, all its faults (or only those at the indices ``keep``). An exception out of
+    the world itself (the product raising where no bot called it: a kill switch's resume, a
+    guard's start) is that seed's failure, with its trace, not the end of the whole run."""
+    world = World(seed, bars=bars, keep=keep)
+    try:
+        return world.run()
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        world.fail(
+            "no unhandled exception",
+            f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})",
+        )
+        return world.outcome()
 
 
 def replay_command(seed: int, *, bars: int = DEFAULT_BARS, keep: list[int] | None = None) -> str:

@@ -691,6 +691,9 @@ class World:
         finally:
             self._close()
             logger.remove(sink)
+        return self.outcome()
+
+    def outcome(self) -> Outcome:
         return Outcome(
             self.seed,
             self.faults,
