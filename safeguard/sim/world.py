@@ -378,7 +378,7 @@ class Bot:
             result = getattr(self.ex, method)(*args)
         except SafeguardError as exc:
             self.world.outcomes[f"{method}: {exc.code}"] += 1
-            self.world.note(f"bot {self.index}: {method} -> {exc.code}")
+            self.world.note(f"bot {self.index}: {method} -> {exc.code}: {str(exc)[:120]}")
             return None
         except SimCrash:
             raise
@@ -394,7 +394,7 @@ class Bot:
             result = await getattr(self.ex, method)(*args)
         except SafeguardError as exc:
             self.world.outcomes[f"{method}: {exc.code}"] += 1
-            self.world.note(f"bot {self.index}: {method} -> {exc.code}")
+            self.world.note(f"bot {self.index}: {method} -> {exc.code}: {str(exc)[:120]}")
             return None
         except SimCrash:
             raise
@@ -480,8 +480,7 @@ class CancelReplace(Strategy):
         amount = _sized(bot.ex, symbol, self.rng.uniform(200, 900), price)
         if orders and self.rng.random() < 0.5:
             order = orders[0]
-            bot.call("edit_order", order["id"], symbol, "limit", side, order["amount"], limit,
-                     _entry_params(stop))  # fmt: skip
+            bot.call("edit_order", order["id"], symbol, "limit", side, order["amount"], limit)
             return
         for order in orders:
             bot.call("cancel_order", order["id"], symbol)
@@ -686,8 +685,11 @@ class World:
                 for bot in self.bots:
                     self._step(bot)
                 self._continuous()
-            self._heal()
-            self._final()
+                if self.failures:
+                    break  # the trace ends where the invariant broke: the events that led to it
+            else:
+                self._heal()
+                self._final()
         finally:
             self._close()
             logger.remove(sink)
@@ -735,6 +737,7 @@ class World:
         crash during the reconcile kills it again, and it starts once more. A guard that
         refuses to start (its journal cannot be written: a full disk) leaves the bot down
         until the next bar, when it tries again."""
+        self._end_memory_only_engages(bot)
         for _ in range(5):
             try:
                 bot.process.start()
@@ -757,6 +760,15 @@ class World:
                 bot.process.kill()
                 why = "after a crash in its start-up reconcile"
         raise RuntimeError("a bot could not start five times in a row")
+
+    def _end_memory_only_engages(self, bot: Bot) -> None:
+        """An engage the store could not record (a full disk) holds in its process only: it
+        ends with that process, as nothing on disk says it happened. Counted, not hidden."""
+        for engaged in self.engaged.get(bot.index, []):
+            if not engaged.durable and engaged.resumed_at is None:
+                engaged.resumed_at = self._watermark(bot)
+                self.faults_fired["engage lost with its process (never on disk)"] += 1
+                self.note(f"bot {bot.index}: its memory-only {engaged.state} ends with it")
 
     def _after_crash(self, bot: Bot) -> None:
         process = bot.process
