@@ -126,18 +126,23 @@ class KillableStore(FileStateStore):
 class _SimMixin:
     """What both killable faces share: the checks around each effect."""
 
-    _OWN = frozenset({"_raw", "_rt", "_cache", "_sim"})
+    _OWN = frozenset({"_raw", "_rt", "_cache", "_sim", "_generation"})
     _sim: BotProcess
+    _generation: int
+    """The life of the process this face belongs to: a task of a killed process that the
+    event loop wakes later must die, not go on inside the restarted one."""
 
     def _before(self, effect: Effect) -> None:
         sim = self._sim
-        if sim.dead:
+        if sim.dead or sim.generation != self._generation:
             raise SimCrash("the process is dead")
         if sim.in_reconcile and sim.take_crash("mid_reconcile"):
             raise SimCrash("killed mid-reconcile")
 
     def _after(self, effect: Effect) -> None:
         sim = self._sim
+        if sim.dead or sim.generation != self._generation:
+            raise SimCrash("the process is dead")
         if isinstance(effect, Record) and isinstance(effect.run, PendingWrite):
             if effect.run.error is None:
                 sim.world.judged(sim, effect.run)
@@ -212,6 +217,9 @@ class Crash:
     point: str
     torn: bool
     stage: str | None = None
+    then: str | None = None
+    """Where the restarted process dies in turn (``mid_reconcile``: in its start-up
+    reconcile, the one that has this crash's orphan to settle)."""
 
 
 class BotProcess:
@@ -226,6 +234,9 @@ class BotProcess:
         self.state_dir = world.root / f"bot{index}"
         self.clock = SkewedClock(world.clock)
         self.crash: Crash | None = None
+        """The kill armed for this process, if any."""
+        self.last_crash: Crash | None = None
+        """The kill that ended the last process."""
         self.dead = False
         self.down = False
         """Not running: its guard refused to start (and is tried again next bar)."""
@@ -246,7 +257,7 @@ class BotProcess:
             return False
         if stage is not None and crash.stage not in (None, stage):
             return False
-        self.crash = None
+        self.crash, self.last_crash = None, crash
         self.world.note(f"bot {self.index}: KILLED at {point}" + (f" ({stage})" if stage else ""))
         self.world.faults_fired[f"crash:{point}"] += 1
         return True
@@ -309,6 +320,7 @@ class BotProcess:
         face = SimAsyncGuardedExchange if self.is_async else SimGuardedExchange
         exchange = face(plain.exchange, plain.runtime)
         object.__setattr__(exchange, "_sim", self)
+        object.__setattr__(exchange, "_generation", self.generation)
         self.exchange = exchange
         self.switch = switch
         self.journal = plain.runtime.core.journal
@@ -733,7 +745,7 @@ class World:
                 raise result
         # Sibling tasks spawned by gather inside the step have finished with it.
 
-    def _restart(self, bot: Bot, *, why: str) -> None:
+    def _restart(self, bot: Bot, *, why: str, arm: str | None = None) -> None:
         """Build the bot's guard from its files and reconcile, as a starting bot does; a
         crash during the reconcile kills it again, and it starts once more. A guard that
         refuses to start (its journal cannot be written: a full disk) leaves the bot down
@@ -749,6 +761,8 @@ class World:
                 return
             bot.process.down = False
             self.note(f"bot {bot.index}: started ({why}), generation {bot.process.generation}")
+            if arm is not None:
+                bot.process.crash, arm = Crash(arm, False), None
             try:
                 if bot.strategy.is_async:
                     self.loop.run_until_complete(bot.acall("load_markets"))
@@ -773,11 +787,12 @@ class World:
 
     def _after_crash(self, bot: Bot) -> None:
         process = bot.process
-        torn = process.crash.torn if process.crash else False
+        torn = process.last_crash.torn if process.last_crash else False
+        then = process.last_crash.then if process.last_crash else None
         process.kill()
         if torn:
             self._tear(process)
-        self._restart(bot, why="after a crash")
+        self._restart(bot, why="after a crash", arm=then)
 
     def _tear(self, process: BotProcess) -> None:
         """A torn write: the last record of the journal cut part-way. Only a record that was
@@ -819,7 +834,13 @@ class World:
         if kind == "crash":
             point = fault.params["point"]
             stage = random.Random(f"{self.seed}-{fault.at}").choice(["before_save", "after_save"])
-            bot.process.crash = Crash(point, bool(fault.params.get("torn")), stage)
+            torn = bool(fault.params.get("torn"))
+            if point == "mid_reconcile":
+                # A reconcile has something to do after a kill: the first kill leaves an order
+                # in flight, the restart's reconcile is killed while it settles it.
+                bot.process.crash = Crash("after_send", torn, None, then="mid_reconcile")
+            else:
+                bot.process.crash = Crash(point, torn, stage)
             self.note(f"bot {bot.index}: armed crash {point}")
             if point == "mid_engage":
                 self._engage(bot, TradingState.HALTED, "sim: engage to be killed")
