@@ -112,3 +112,18 @@ def test_the_world_uses_both_markets_and_both_faces() -> None:
         assert len(SYMBOLS) == 2
     finally:
         world.loop.close()
+
+
+class _LeakyWorld(World):
+    """Something writes a bot's API secret into its state directory."""
+
+    def _apply_faults(self) -> None:
+        super()._apply_faults()
+        if self.bar == 2:
+            process = self.bots[1].process
+            (process.state_dir / "debug.txt").write_text(f"secret={process.secret}\n")
+
+
+def test_a_secret_written_to_the_state_directory_breaks_the_secret_invariant() -> None:
+    outcome = _LeakyWorld(3, bars=4, keep=[]).run()
+    assert [f.invariant for f in outcome.failures] == ["no secret in any byte written"]
