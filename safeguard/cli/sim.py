@@ -141,7 +141,7 @@ def _many(start: int, count: int, bars: int, jobs: int, *, shrink: bool) -> int:
     from safeguard.sim.runner import shrink as shrink_seed
 
     seeds = range(start, start + count)
-    progress, finish = _progress(count)
+    progress, finish = _progress(count, bars)
     if jobs == 1:
         report = run_seeds(seeds, bars=bars, progress=progress)
     else:
@@ -176,8 +176,10 @@ def _run_one(seed: int, bars: int) -> Any:
     return run_seed(seed, bars=bars)
 
 
-def _progress(total: int) -> tuple[Any, Any]:
+def _progress(total: int, bars: int) -> tuple[Any, Any]:
     """A rich progress bar on a terminal, a plain line on stderr otherwise."""
+    from safeguard.sim.runner import failure_line
+
     if sys.stderr.isatty():
         from rich.progress import Progress
 
@@ -189,12 +191,14 @@ def _progress(total: int) -> tuple[Any, Any]:
         def advance(done: int, outcome: Any) -> None:
             nonlocal failed
             failed += not outcome.ok
+            if not outcome.ok:
+                bar.console.print(failure_line(outcome, bars=bars), markup=False, highlight=False)
             bar.update(task, completed=done, description=f"seeds ({failed} failed)")
 
         return advance, bar.stop
     from safeguard.sim.runner import stderr_progress
 
-    return stderr_progress(total), lambda: None
+    return stderr_progress(total, bars=bars), lambda: None
 
 
 __all__ = ["register"]

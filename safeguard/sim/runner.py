@@ -103,12 +103,7 @@ class Report:
             + ", ".join(f"{name} {n}" for name, n in sorted(self.checks.items())),
             f"failures: {len(self.failures)}",
         ]
-        for outcome in self.failures:
-            first = outcome.failures[0]
-            out.append(
-                f"  seed {outcome.seed}: {first.invariant} at bar {first.bar}: {first.detail}"
-                f"  -> replay: {replay_command(outcome.seed, bars=bars)}"
-            )
+        out.extend(f"  {failure_line(outcome, bars=bars)}" for outcome in self.failures)
         return out
 
 
@@ -145,7 +140,15 @@ def explain(outcome: Outcome, *, bars: int = DEFAULT_BARS, keep: list[int] | Non
     return "\n".join(lines)
 
 
-def stderr_progress(total: int) -> Callable[[int, Outcome], None]:
+def failure_line(outcome: Outcome, *, bars: int = DEFAULT_BARS) -> str:
+    first = outcome.failures[0]
+    return (
+        f"seed {outcome.seed}: {first.invariant} at bar {first.bar}: {first.detail}"
+        f"  -> replay: {replay_command(outcome.seed, bars=bars)}"
+    )
+
+
+def stderr_progress(total: int, *, bars: int = DEFAULT_BARS) -> Callable[[int, Outcome], None]:
     """A one-line progress report on stderr (no dependency): seeds done, rate, failures."""
     started = time.perf_counter()
     failed = 0
@@ -153,6 +156,8 @@ def stderr_progress(total: int) -> Callable[[int, Outcome], None]:
     def show(done: int, outcome: Outcome) -> None:
         nonlocal failed
         failed += not outcome.ok
+        if not outcome.ok:
+            sys.stderr.write(f"\r{failure_line(outcome, bars=bars)}\n")
         if done != total and done % max(1, total // 200) and outcome.ok:
             return
         elapsed = time.perf_counter() - started
