@@ -120,7 +120,9 @@ def venue_plan(faults: list[Fault], seed: int) -> dict[str, Any]:
 
 def _rules(fault: Fault) -> list[dict[str, Any]]:
     p = fault.params
-    start = fault.at * BAR_S
+    # Bar b's strategies step at (b + 1) bars after the plan's install: the window opens half
+    # a bar before that step and closes half a bar after the fault's last one.
+    start = fault.at * BAR_S + BAR_S / 2
     end = start + fault.bars * BAR_S
     w = {"start_s": start, "end_s": end}
     kind = fault.kind

@@ -21,6 +21,7 @@ import resource
 import shutil
 import signal
 import tempfile
+import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -677,8 +678,11 @@ class World:
 
     def escaped(self, bot: Bot, method: str, exc: Exception) -> None:
         self.outcomes[f"{method}: ESCAPED {type(exc).__name__}"] += 1
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames[-4:]))
         self.fail(
-            "no unhandled exception", f"bot {bot.index} {method}: {type(exc).__name__}: {exc}"
+            "no unhandled exception",
+            f"bot {bot.index} {method}: {type(exc).__name__}: {exc} (at {where})",
         )
 
     def judged(self, process: BotProcess, write: PendingWrite) -> None:
