@@ -53,7 +53,9 @@ CCXT_SYMBOLS = tuple(f"{s[:-4]}/USDT:USDT" for s in SYMBOLS)
 WALLET = 20_000.0
 START = 1_767_225_600.0
 SECRET_PREFIX = "sg-sim-secret-"
-ORDER_METHODS = frozenset({"create_order", "edit_order", "cancel_order"})
+JOURNALED_SENDS = frozenset({"create_order"})
+"""The sends an ``after_send`` kill lands after: the journaled ones, whose orphan the restart
+must settle (a kill after a cancel or an edit leaves nothing in the journal to settle)."""
 TRACE_LINES = 40
 
 
@@ -152,7 +154,7 @@ class _SimMixin:
                     raise SimCrash("killed between the journal record and the send")
         elif (
             isinstance(effect, Send)
-            and effect.method in ORDER_METHODS
+            and effect.method in JOURNALED_SENDS
             and sim.take_crash("after_send")
         ):
             raise SimCrash(f"killed after {effect.method} was sent, before its answer")
