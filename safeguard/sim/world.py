@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import random
 import resource
 import shutil
@@ -817,7 +818,7 @@ class World:
         if pending and not process.tear_allowed:
             return  # fsynced before its send: a kill cannot tear it
         cut = start + max(1, len(last) // 2)
-        path.write_bytes(data[:cut])
+        os.truncate(path, cut)  # shrinking never needs room: it tears on a full disk too
         self.faults_fired["torn_write"] += 1
         self.note(f"bot {process.index}: journal torn at byte {cut} of {len(data)}")
 
