@@ -127,3 +127,24 @@ class _LeakyWorld(World):
 def test_a_secret_written_to_the_state_directory_breaks_the_secret_invariant() -> None:
     outcome = _LeakyWorld(3, bars=4, keep=[]).run()
     assert [f.invariant for f in outcome.failures] == ["no secret in any byte written"]
+
+
+def test_the_command_runs_seeds_and_reports_them(capsys: pytest.CaptureFixture[str]) -> None:
+    from safeguard.cli import main
+
+    assert main(["sim", "--seeds", "2", "--start", "3", "--bars", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("seeds run: 2 (4 bars of simulated trading each)")
+    assert "invariants checked: " in out
+    assert "failures: 0" in out
+
+
+def test_the_command_replays_one_seed_with_only_the_faults_asked_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from safeguard.cli import main
+
+    assert main(["sim", "--seed", "3", "--bars", "4", "--faults", "none"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "seed 3: ok"
+    assert "[0]" not in out  # no fault of the schedule kept
