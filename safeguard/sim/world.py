@@ -496,7 +496,8 @@ class CancelReplace(Strategy):
         amount = _sized(bot.ex, symbol, self.rng.uniform(200, 900), price)
         if orders and self.rng.random() < 0.5:
             order = orders[0]
-            bot.call("edit_order", order["id"], symbol, "limit", side, order["amount"], limit,
+            size = order.get("amount") or amount
+            bot.call("edit_order", order["id"], symbol, "limit", side, size, limit,
                      _entry_params(stop))  # fmt: skip
             return
         for order in orders:
