@@ -507,27 +507,12 @@ class KillSwitch:
     def resume(
         self, *, by: str, to: TradingState = TradingState.ACTIVE, reason: str = "resumed"
     ) -> SwitchState:
-        """Re-arm explicitly. Raises :class:`ResumeRefused` during the cooling period, and
-        :class:`~safeguard.errors.ConfigError` when the state store cannot record the resume
-        (the switch then stays as it is).
+        """Re-arm explicitly. Raises :class:`ResumeRefused` during the cooling period.
 
         The decision is made against the stored state under the store's lock, so a resume
         can never overwrite an engage another process made a moment earlier.
         """
         event = Resume(_text("by", by), _target(to), _text("reason", reason))
-        try:
-            return self._resume(event, by)
-        except OSError as exc:
-            # A resume the store cannot record must not happen: the switch stays as it is,
-            # and the caller gets the problem named (as for a corrupt store), not a bare
-            # OSError from deep in the store.
-            raise ConfigError(
-                f"kill switch not resumed: its state store {self._store} cannot be written "
-                f"({exc}); the switch stays {self._state.state}",
-                key=str(self._store),
-            ) from exc
-
-    def _resume(self, event: Resume, by: str) -> SwitchState:
         now = self._clock.time()
         with self._store.lock():
             try:
