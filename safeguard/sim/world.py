@@ -889,7 +889,10 @@ class World:
                 continue
             try:
                 switch.resume(by="sim-operator", reason="sim: resume after cooling")
-            except SafeguardError:
+            except (SafeguardError, OSError):
+                # Refused (cooling), or the store cannot record it: a store raises OSError
+                # then (the file store on a full disk, Redis unreachable), and the switch
+                # stays engaged. The operator tries again next bar.
                 continue
             except SimCrash:
                 self._after_crash(bot)
