@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from safeguard.sim.world import Outcome, World
+from safeguard.sim.world import Outcome, SimCrash, World
 
 DEFAULT_BARS = 16
 
@@ -27,7 +27,7 @@ def run_seed(seed: int, *, bars: int = DEFAULT_BARS, keep: list[int] | None = No
     world = World(seed, bars=bars, keep=keep)
     try:
         return world.run()
-    except Exception as exc:
+    except (Exception, SimCrash) as exc:  # a kill the world did not catch is its own bug
         where = traceback.extract_tb(exc.__traceback__)[-1]
         world.fail(
             "no unhandled exception",

@@ -762,6 +762,10 @@ class World:
         for _ in range(5):
             try:
                 bot.process.start()
+            except SimCrash:
+                bot.process.kill()  # killed while the switch wrote its state at start-up
+                why = "after a crash while starting"
+                continue
             except SafeguardError as exc:
                 bot.process.down = True
                 self.outcomes[f"start: {exc.code}"] += 1
@@ -885,9 +889,13 @@ class World:
         """Resume a switch once its cooling period allows, a few bars after it engaged."""
         for bot in self.bots:
             switch = bot.process.switch
-            if bot.process.down or switch is None or switch.state.state is TradingState.ACTIVE:
+            if bot.process.down or switch is None:
                 continue
             try:
+                # Reading the state may persist one (a store written back after a refresh):
+                # an armed mid-engage kill can land there too.
+                if switch.state.state is TradingState.ACTIVE:
+                    continue
                 switch.resume(by="sim-operator", reason="sim: resume after cooling")
             except (SafeguardError, OSError):
                 # Refused (cooling), or the store cannot record it: a store raises OSError
