@@ -83,6 +83,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "policy",
         "print the effective policy (TOML file + SAFEGUARD_* environment) or its reference",
     ),
+    "sim": (
+        "sim",
+        "deterministic simulation: guarded bots under seeded faults, invariants checked",
+    ),
     "stress": ("stress", "run the portfolio stress grid on an account (table, optional heat map)"),
     "venue": ("venue", "run the mock Binance USD-M venue"),
 }

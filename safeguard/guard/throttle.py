@@ -34,10 +34,12 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from safeguard._log import logger
 from safeguard.config import ThrottleConfig
 from safeguard.guard.bans import BanStore
 from safeguard.guard.classify import header
@@ -808,7 +810,22 @@ class BudgetRegistry:
         store = self.store
         if store is None:
             return None
-        return lambda until: store.record(ip_key, until)
+
+        def persist(until: float) -> None:
+            try:
+                store.record(ip_key, until)
+            except OSError as exc:
+                # The ban holds in this process all the same (the budget refuses every send
+                # until it ends); only a restart or another process will not know of it. The
+                # call that met the 418 must still end in VenueBanned, not in this OSError.
+                logger.error(
+                    "ban until {} not written to {} ({}): held in this process only",
+                    datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
+                    store.path,
+                    exc,
+                )
+
+        return persist
 
 
 class _Registries:

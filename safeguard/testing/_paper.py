@@ -50,25 +50,35 @@ def sandbox_policy(state_dir: str | Path, base: Policy | None = None) -> Policy:
 
 
 def strip_attached_stops(exchange: Any) -> Any:
-    """Make ``exchange.create_order`` drop the ``stopLoss`` an entry declares; returns it.
+    """Make ``exchange.create_order`` and ``exchange.edit_order`` drop the ``stopLoss`` an
+    order declares; returns it.
 
     Binance USD-M has no stop attached to an order: ccxt forwards ``stopLoss`` as a request
     parameter and the venue refuses the order (-1104). Strategy code written for the guard
-    declares its stop that way (``params={"stopLoss": {"triggerPrice": ...}}``) so the verdict
-    can price it; wrap a plain ccxt client with this to run the same code unguarded (the
-    protection is then the strategy's own reduce-only stop order). :meth:`PaperAccount.guarded`
-    wraps its raw client too, so the declared stop never reaches the wire as a parameter.
-    Wrapping twice is harmless. Works on sync and ``ccxt.async_support`` clients.
+    declares its stop that way (``params={"stopLoss": {"triggerPrice": ...}}``), on an edit
+    too, so the verdict can price it; wrap a plain ccxt client with this to run the same code
+    unguarded (the protection is then the strategy's own reduce-only stop order).
+    :meth:`PaperAccount.guarded` wraps its raw client too, so the declared stop never reaches
+    the wire as a parameter. Wrapping twice is harmless. Works on sync and
+    ``ccxt.async_support`` clients.
     """
-    send = exchange.create_order
-    if getattr(send, "_sg_strips_stops", False):
-        return exchange
+    # ccxt's signatures: create_order(symbol, type, side, amount, price=None, params={}) and
+    # edit_order(id, symbol, type, side, amount=None, price=None, params={}).
+    for name, params_at in (("create_order", 5), ("edit_order", 6)):
+        send = getattr(exchange, name, None)
+        if send is not None and not getattr(send, "_sg_strips_stops", False):
+            setattr(exchange, name, _without_stop_loss(send, params_at))
+    return exchange
+
+
+def _without_stop_loss(send: Any, params_at: int) -> Any:
+    """``send`` with the ``stopLoss`` taken out of its params (positional ``params_at``, or
+    the ``params`` keyword)."""
 
     def clean(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
-        # ccxt's signature: (symbol, type, side, amount, price=None, params={}).
-        if len(args) > 5:
-            params = args[5]
-            rest = args[:5] + args[6:]
+        if len(args) > params_at:
+            params = args[params_at]
+            rest = args[:params_at] + args[params_at + 1 :]
         else:
             params = kwargs.pop("params", None)
             rest = args
@@ -79,22 +89,23 @@ def strip_attached_stops(exchange: Any) -> Any:
     if inspect.iscoroutinefunction(send):
 
         @functools.wraps(send)
-        async def create_order_async(*args: Any, **kwargs: Any) -> Any:
+        async def send_async(*args: Any, **kwargs: Any) -> Any:
             rest, params = clean(args, kwargs)
-            return await send(*rest[:5], params, *rest[5:], **kwargs)
+            padded = rest[:params_at] + (None,) * (params_at - len(rest[:params_at]))
+            return await send(*padded, params, *rest[params_at:], **kwargs)
 
-        wrapper = create_order_async
+        wrapper = send_async
     else:
 
         @functools.wraps(send)
-        def create_order(*args: Any, **kwargs: Any) -> Any:
+        def send_sync(*args: Any, **kwargs: Any) -> Any:
             rest, params = clean(args, kwargs)
-            return send(*rest[:5], params, *rest[5:], **kwargs)
+            padded = rest[:params_at] + (None,) * (params_at - len(rest[:params_at]))
+            return send(*padded, params, *rest[params_at:], **kwargs)
 
-        wrapper = create_order
+        wrapper = send_sync
     wrapper.__dict__["_sg_strips_stops"] = True
-    exchange.create_order = wrapper
-    return exchange
+    return wrapper
 
 
 def as_fault_plan(plan: Any) -> FaultPlan | None:

@@ -72,3 +72,26 @@ def test_an_absurd_ban_length_is_capped_at_three_days(
         ex.fetch_ticker(SYMBOL)
     assert again.value.until <= now + THREE_DAYS
     assert any("capped at 3 days" in line for line in loud), loud
+
+
+def test_a_ban_the_state_directory_cannot_record_still_holds_and_raises_venue_banned(
+    tmp_path: Path,
+) -> None:
+    """The ban file cannot be written (a full disk; here its lock file's path is taken by a
+    directory): the 418 still ends the call with VenueBanned, never a bare OSError, and the
+    ban holds in memory, so nothing more is sent to the venue until it ends."""
+    from safeguard.testing import paper_account
+
+    account = paper_account()
+    try:
+        exchange = account.guarded(state_dir=tmp_path)
+        exchange.load_markets()
+        (tmp_path / "bans.lock").mkdir()
+        account.set_faults({"rules": [{"kind": "ban", "count": 1}]})
+        with pytest.raises(errors.VenueBanned):
+            exchange.fetch_ticker("BTC/USDT:USDT")
+        account.clear_faults()
+        with pytest.raises(errors.VenueBanned, match="not sent"):
+            exchange.fetch_ticker("BTC/USDT:USDT")
+    finally:
+        account.close()

@@ -237,9 +237,28 @@ def test_strip_attached_stops_keeps_every_other_parameter() -> None:
     raw.create_order(BTC, "market", "buy", 1.0)
     assert sent == [
         (BTC, "limit", "buy", 1.0, 2.0, {"reduceOnly": False, "clientOrderId": "a"}),
-        (BTC, "market", "buy", 1.0, {"reduceOnly": False, "clientOrderId": "a"}),
-        (BTC, "market", "buy", 1.0, {}),
+        # params by keyword: the price it skipped stays None, the params stay params
+        (BTC, "market", "buy", 1.0, None, {"reduceOnly": False, "clientOrderId": "a"}),
+        (BTC, "market", "buy", 1.0, None, {}),
     ]
+
+
+def test_a_guarded_paper_exchange_edits_an_order_with_its_declared_stop(tmp_path: Path) -> None:
+    account = paper_account()
+    try:
+        exchange = account.guarded(state_dir=tmp_path)
+        price = float(exchange.fetch_ticker(BTC)["last"])
+        stop = {"stopLoss": {"triggerPrice": _stop_below(exchange)}}
+        bid = float(exchange.price_to_precision(BTC, price * 0.995))
+        order = exchange.create_order(BTC, "limit", "buy", 0.01, bid, stop)
+        lower = float(exchange.price_to_precision(BTC, price * 0.99))
+        # The policy needs the stop declared on the edit too; the venue must never see it.
+        edited = exchange.edit_order(order["id"], BTC, "limit", "buy", 0.01, lower, stop)
+        assert float(edited["price"]) == lower
+        resting = [o for o in account.venue.open_orders(account.api_key) if o["type"] == "LIMIT"]
+        assert [float(o["price"]) for o in resting] == [lower]
+    finally:
+        account.close()
 
 
 def test_loading_the_plugin_imports_no_venue_ccxt_or_guard() -> None:
