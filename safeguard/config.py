@@ -162,7 +162,25 @@ class StressConfig(PolicySection):
     """together: every symbol moves by the shock; independent: one symbol at a time, scaled by
     its beta; hedges_fail: every position moves against itself (longs and shorts both lose)."""
     betas: dict[str, Positive] = {}
-    """Per-symbol scale of the shock in the independent regime (1.0 when absent)."""
+    """Per-symbol scale of the shock in the independent regime (1.0 when absent); the cascade
+    reads them as each symbol's volatility relative to the others'."""
+    cascade: bool = True
+    """Also run every shock, applied to each symbol the account holds, through the cascade
+    engine (correlated moves, forced closes walking the books, the crowd below)."""
+    cascade_correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.8
+    """Correlation of every pair of symbols in the cascade (a crash moves it toward one)."""
+    cascade_latency_s: Seconds = 1.0
+    """Delay between a liquidation check and its forced close reaching the book."""
+    cascade_refill_rate: NonNegative = 0.0
+    """Per second: how fast eaten depth comes back between cascade steps (0: never)."""
+    crowd_leverage: Annotated[
+        tuple[tuple[Annotated[float, Field(ge=1.0)], Fraction], ...], Field(strict=False)
+    ] = ()
+    """``[[leverage, share], ...]`` (shares summing to 1): how the order's symbol's open
+    interest is spread over other traders' leverage. Empty: no crowd in the cascade. When set,
+    the market's open interest is required (fails closed without it)."""
+    crowd_long_share: Fraction = 0.5
+    """Share of the crowd's open interest held long."""
 
     @model_validator(mode="after")
     def _grid_is_usable(self) -> StressConfig:
@@ -177,6 +195,10 @@ class StressConfig(PolicySection):
                     f"betas[{symbol!r}] = {beta} times the widest shock ({widest}%) would move "
                     "the price to or below zero"
                 )
+        if self.crowd_leverage:
+            total = sum(share for _, share in self.crowd_leverage)
+            if abs(total - 1.0) > 1e-9:
+                raise ValueError(f"crowd_leverage shares must sum to 1, got {total}")
         return self
 
 

@@ -52,10 +52,9 @@ are floored at that still book's): a ladder moves the mark a whole level for the
 a flat overflow for the last, so closes spread over refilling steps would otherwise compound
 lower than the same closes bunched into one step, and a milder shock could end worse.
 
-Not yet used by the pre-trade verdict: issue 14 asks that ``risk.require_stress_survival`` run
-the policy's shock through the cascade; the verdict's stress check was being changed elsewhere
-when this was written, so the wiring (``run_cascade(...).survives`` for the account after the
-order, the books the guard has fetched as depth) is left for a change of its own.
+The pre-trade verdict asks :func:`first_breach` under ``risk.require_stress_survival``
+(``risk.stress.cascade``): every policy shock to every symbol the account holds after the
+order, the order's symbol's crowd spread from its open interest.
 
 Linear (USDT-margined) contracts only, as in the stress grid.
 """
@@ -732,6 +731,33 @@ def run_cascade(
     )
 
 
+def first_breach(
+    account: Account,
+    market: CascadeMarket,
+    *,
+    shocks: Sequence[float],
+    correlation: Correlation | float,
+    shock_symbols: Sequence[str] | None = None,
+    crowd: Sequence[CrowdPosition] = (),
+) -> CascadePath | None:
+    """The cascade of smallest shock magnitude (the fall first on a tie, then the symbols in
+    order) that liquidates one of the account's positions, or ``None`` when every shock to
+    every symbol in ``shock_symbols`` (default: every symbol of the market) leaves the account
+    whole. What the pre-trade verdict asks under ``risk.require_stress_survival``."""
+    prepared = _Prepared.of(account, market, crowd)
+    rho = correlation if isinstance(correlation, Correlation) else Correlation(correlation)
+    symbols = tuple(market.symbols) if shock_symbols is None else tuple(shock_symbols)
+    for symbol in symbols:
+        market.spec(symbol)
+    ordered = sorted({_shock_value(s) for s in shocks}, key=lambda s: (abs(s), s))
+    for shock in ordered:
+        for symbol in symbols:
+            path = prepared.run(symbol, shock, rho, 1.0)
+            if not path.survives:
+                return path
+    return None
+
+
 # --- the grid -------------------------------------------------------------------------------
 
 
@@ -1053,6 +1079,7 @@ __all__ = [
     "LiquidationBand",
     "cascade_grid",
     "crowd_from_open_interest",
+    "first_breach",
     "liquidation_band",
     "run_cascade",
 ]

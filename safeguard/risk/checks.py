@@ -20,10 +20,11 @@ import math
 from collections.abc import Callable
 
 from safeguard.codes import Code
-from safeguard.risk.models import MarketRules, is_multiple
+from safeguard.risk.cascade import first_breach
+from safeguard.risk.models import Account, MarketRules, is_multiple
 from safeguard.risk.outcome import Finding, Severity, fmt, pct
 from safeguard.risk.pricing import Order, PricedOrder
-from safeguard.risk.stress import account_equity, survives_grid
+from safeguard.risk.stress import StressGrid, account_equity, survives_grid
 
 DENY = Severity.DENY
 WARN = Severity.WARN
@@ -556,13 +557,21 @@ def stress_survival(order: Order, priced: PricedOrder) -> Finding | None:
             "priced, so new exposure is denied",
             {"missing": missing},
         )
+    if order.crowd_blind:
+        return Finding(
+            Code.MISSING_MARKET_DATA,
+            DENY,
+            f"the cascade spreads a crowd over {order.intent.symbol}'s open interest "
+            "(risk.stress.crowd_leverage) and the market gave none, so new exposure is denied",
+            {"missing": "open_interest"},
+        )
     grid = order.stress
     if grid is None or priced.position is None:
         return None  # beyond the last tier: the tier check has already denied it
     after = priced.account_after(order)
     survives, cell = survives_grid(after, grid, nearest=order.explain)
     if survives:
-        return None
+        return None if order.cascade is None else _cascade_survival(order, after, grid)
     equity = account_equity(after)
     loss = equity - account_equity(after, cell.prices)
     gone = ", ".join(cell.liquidated)
@@ -580,6 +589,49 @@ def stress_survival(order: Order, priced: PricedOrder) -> Finding | None:
             "loss": loss,
             "equity": equity,
             "liquidated": gone,
+        },
+    )
+
+
+def _cascade_survival(order: Order, after: Account, grid: StressGrid) -> Finding | None:
+    """The grid's shocks again, each to every held symbol, through the cascade: correlated
+    moves, and forced closes (the crowd's first) walking the books and moving the prices."""
+    assert order.cascade is not None
+    config = order.limits.stress
+    shock_symbols = tuple(dict.fromkeys(leg.symbol for leg in after.positions))
+    path = first_breach(
+        after,
+        order.cascade,
+        shocks=grid.shocks,
+        correlation=config.cascade_correlation,
+        shock_symbols=shock_symbols,
+        crowd=order.crowd,
+    )
+    if path is None:
+        return None
+    equity = account_equity(after)
+    first = path.account_closes[0]
+    gone = ", ".join(node.removeprefix("account:") for node in path.liquidated)
+    crowd = sum(1 for close in path.closes if close.owner == "crowd")
+    chain = f" after {crowd} crowd liquidation{'s' if crowd != 1 else ''}" if crowd else ""
+    return Finding(
+        Code.STRESS_GRID_BREACH,
+        DENY,
+        f"a {pct(path.shock * 100.0)} % shock to {path.shock_symbol} (correlation "
+        f"{fmt(config.cascade_correlation)}) sets off a cascade that liquidates {gone}"
+        f"{chain}: {first.node.removeprefix('account:')} at step {first.step}, mark "
+        f"{fmt(first.trigger_mark)}; the account ends with {fmt(path.final_equity)} of the "
+        f"{fmt(equity)} equity the order leaves; policy requires it to survive the cascade",
+        {
+            "shock_pct": path.shock * 100.0,
+            "regime": "cascade",
+            "shock_symbol": path.shock_symbol,
+            "loss": equity - path.final_equity,
+            "equity": equity,
+            "liquidated": gone,
+            "crowd_liquidations": crowd,
+            "trigger_mark": first.trigger_mark,
+            "steps": path.steps,
         },
     )
 

@@ -182,6 +182,9 @@ class MarketSnapshot:
     price_tracks: tuple[PriceTrack, ...] = ()
     """How long each published price (mark, last, book mid) has stood still: a price frozen
     under fresh timestamps is stale (:mod:`safeguard.risk.freshness`)."""
+    open_interest: float | None = None
+    """Open interest in quote currency (contracts times mark): the crowd the cascade spreads
+    over ``risk.stress.crowd_leverage``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.symbol, str) or not self.symbol.strip():
@@ -206,6 +209,7 @@ class MarketSnapshot:
         _optional(_inputs.positive, "last", self.last)
         _optional(_inputs.non_negative, "book_time", self.book_time)
         _optional(_inputs.non_negative, "last_time", self.last_time)
+        _optional(_inputs.non_negative, "open_interest", self.open_interest)
         if not isinstance(self.price_tracks, tuple) or not all(
             isinstance(track, PriceTrack) for track in self.price_tracks
         ):
