@@ -215,8 +215,17 @@ class RiskLimits(PolicySection):
     """Largest total notional across every position after the order fills."""
     max_open_orders: Annotated[int, Field(ge=1)] | None = 50
     """Most open orders the account may hold: a runaway loop stacking orders is stopped."""
-    max_concentration: Fraction | None = None
-    """Largest share of equity one symbol's notional may take."""
+    max_concentration: NonNegative | None = None
+    """Largest notional of one symbol's position over the account's equity (above 1 for a
+    leveraged trader: 3 lets one symbol carry three times the equity)."""
+    concentration_warning: NonNegative | None = None
+    """Notional over equity above which an order adding exposure warns (CONCENTRATION, WARN):
+    a sizing input before the limit denies."""
+    isolated_max_leverage: Positive | None = None
+    """Stricter leverage cap for isolated positions (``max_leverage`` still applies): isolated
+    margin contains the blast radius but liquidates closer."""
+    isolated_max_concentration: NonNegative | None = None
+    """Stricter concentration limit (notional over equity) for isolated positions."""
     require_stop: bool = True
     """Orders that open or add exposure must carry a stop (``stopLossPrice``)."""
     min_liquidation_buffer_pct: NonNegative = 1.0
@@ -244,6 +253,10 @@ class RiskLimits(PolicySection):
     stuck while the others move). None: off."""
     funding_horizon_s: Seconds = 8 * 3600.0
     """Holding horizon over which expected funding payments reduce the wallet."""
+    funding_at_cap: bool = False
+    """Price funding over the horizon at the venue's cap, paid by the side the order holds
+    (the worst the schedule allows), instead of at the current rate. Needs the market's
+    funding cap; without one new exposure is denied (MISSING_MARKET_DATA)."""
     liquidation_safety_buffer_pct: NonNegative = 0.0
     """Extra maintenance margin (in % of notional) assumed on top of the venue's tiers."""
     include_closing_fee: bool = True
@@ -256,6 +269,27 @@ class RiskLimits(PolicySection):
     """Deny orders after which the account would not survive the stress grid."""
     stress: StressConfig = StressConfig()
     """The grid ``require_stress_survival`` checks against."""
+    band_warning_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.8
+    """Margin ratio (maintenance over the pool's equity; 1 liquidates) where the liquidation
+    band starts: an order leaving its position past it warns (MARGIN_PRESSURE)."""
+    band_partial_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    """Margin ratio at which the venue starts reducing a position before liquidating it (a
+    tiered partial liquidation); None for a venue that liquidates in one go."""
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> RiskLimits:
+        warn, limit = self.concentration_warning, self.max_concentration
+        if warn is not None and limit is not None and warn > limit:
+            raise ValueError(
+                f"concentration_warning ({warn}) must not be above max_concentration ({limit})"
+            )
+        partial = self.band_partial_ratio
+        if partial is not None and partial < self.band_warning_ratio:
+            raise ValueError(
+                f"band_partial_ratio ({partial}) must not be below band_warning_ratio "
+                f"({self.band_warning_ratio}): the venue reduces after the warning"
+            )
+        return self
 
 
 class FillModelConfig(PolicySection):

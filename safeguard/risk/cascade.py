@@ -946,6 +946,13 @@ def liquidation_band(
     return bands, _account_band(account, sigma, warning, partial)
 
 
+def margin_ratio(account: Account, leg: PositionLeg) -> float:
+    """The margin ratio of ``leg``'s pool at the marks: maintenance over equity (Binance's
+    definition; 1 liquidates, ``inf`` when the pool has no equity)."""
+    legs, wallet = _pool_of(account, leg)
+    return _pool_ratio(legs, wallet, {o.symbol: o.mark_price for o in account.positions})
+
+
 def _level(name: str, value: object) -> float:
     level = _inputs.number(name, value)
     if not 0.0 < level < 1.0:
@@ -1081,5 +1088,6 @@ __all__ = [
     "crowd_from_open_interest",
     "first_breach",
     "liquidation_band",
+    "margin_ratio",
     "run_cascade",
 ]

@@ -250,14 +250,23 @@ def reduce_only(order: Order) -> Finding | None:
     )
 
 
+def _stricter(cap: float | None, mode_cap: float | None) -> float | None:
+    if mode_cap is None:
+        return cap
+    return mode_cap if cap is None else min(cap, mode_cap)
+
+
 def leverage_policy(order: Order) -> Finding | None:
-    cap, leverage = order.limits.max_leverage, order.intent.leverage
+    limits, leverage = order.limits, order.intent.leverage
+    isolated = order.intent.margin_mode == "isolated"
+    cap = _stricter(limits.max_leverage, limits.isolated_max_leverage if isolated else None)
     if not order.increases or cap is None or leverage <= cap:
         return None
+    which = "isolated " if isolated and cap == limits.isolated_max_leverage else ""
     return Finding(
         Code.LEVERAGE_ABOVE_POLICY,
         DENY,
-        f"leverage {fmt(leverage)}x is above the policy's {fmt(cap)}x",
+        f"leverage {fmt(leverage)}x is above the policy's {which}{fmt(cap)}x",
         {"leverage": leverage, "max_leverage": cap},
     )
 
@@ -405,20 +414,36 @@ def notional_per_account(order: Order, priced: PricedOrder) -> Finding | None:
 
 
 def concentration(order: Order, priced: PricedOrder) -> Finding | None:
-    cap = order.limits.max_concentration
-    if not order.increases or cap is None:
+    """One symbol's notional over the account's equity: a limit (stricter for an isolated
+    position when the policy says so) and, below it, a warning level."""
+    limits = order.limits
+    isolated = order.intent.margin_mode == "isolated"
+    cap = _stricter(
+        limits.max_concentration, limits.isolated_max_concentration if isolated else None
+    )
+    warn = limits.concentration_warning
+    if not order.increases or (cap is None and warn is None):
         return None
     costing = priced.costing
     equity = order.equity - costing.entry_fee
     share = costing.position_notional / equity if equity > 0 else math.inf
-    if share <= cap:
+    if cap is not None and share > cap:
+        which = "isolated " if isolated and cap == limits.isolated_max_concentration else ""
+        return Finding(
+            Code.CONCENTRATION,
+            DENY,
+            f"{order.intent.symbol} would be {fmt(share)}x equity {fmt(equity)} in notional; "
+            f"policy allows {which}{fmt(cap)}x",
+            {"share": share, "equity": equity, "max": cap},
+        )
+    if warn is None or share <= warn:
         return None
     return Finding(
         Code.CONCENTRATION,
-        DENY,
-        f"{order.intent.symbol} would be {pct(share * 100)} % of equity {fmt(equity)}; "
-        f"policy allows {pct(cap * 100)} %",
-        {"share": share, "equity": equity, "max": cap},
+        WARN,
+        f"{order.intent.symbol} would be {fmt(share)}x equity {fmt(equity)} in notional, past "
+        f"the policy's warning level {fmt(warn)}x",
+        {"share": share, "equity": equity, "warning": warn},
     )
 
 

@@ -182,6 +182,9 @@ class MarketSnapshot:
     price_tracks: tuple[PriceTrack, ...] = ()
     """How long each published price (mark, last, book mid) has stood still: a price frozen
     under fresh timestamps is stale (:mod:`safeguard.risk.freshness`)."""
+    funding_cap: float | None = None
+    """The venue's cap on the funding rate per interval (a fraction; the floor is its
+    negative): ``risk.funding_at_cap`` prices the horizon's funding at it."""
     open_interest: float | None = None
     """Open interest in quote currency (contracts times mark): the crowd the cascade spreads
     over ``risk.stress.crowd_leverage``."""
@@ -210,6 +213,11 @@ class MarketSnapshot:
         _optional(_inputs.non_negative, "book_time", self.book_time)
         _optional(_inputs.non_negative, "last_time", self.last_time)
         _optional(_inputs.non_negative, "open_interest", self.open_interest)
+        if (
+            self.funding_cap is not None
+            and not 0.0 < _inputs.number("funding_cap", self.funding_cap) < 1.0
+        ):
+            raise ValueError(f"funding_cap must be a fraction in (0, 1), got {self.funding_cap!r}")
         if not isinstance(self.price_tracks, tuple) or not all(
             isinstance(track, PriceTrack) for track in self.price_tracks
         ):

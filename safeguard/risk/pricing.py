@@ -208,8 +208,13 @@ class Order:
         funding = None
         if limits.funding_horizon_s > 0 and market.funding_rate is not None:
             assert market.next_funding_time is not None
+            rate = market.funding_rate
+            if limits.funding_at_cap and market.funding_cap is not None and exposure.increases:
+                # The worst the schedule allows: every payment at the cap, against the side
+                # the order builds (a positive rate is paid by longs).
+                rate = market.funding_cap * intent.direction
             funding = _funding_estimate(
-                market.funding_rate,
+                rate,
                 market.funding_interval_s,
                 limits.funding_horizon_s,
                 market.next_funding_time,
