@@ -202,6 +202,34 @@ class StressConfig(PolicySection):
         return self
 
 
+class CrowdingConfig(PolicySection):
+    """When a symbol counts as crowded (:mod:`safeguard.risk.crowding`) and how much the
+    verdict tightens leverage and size for orders that add to the crowded side."""
+
+    basis_full_pct: Positive = 0.5
+    """``|mark - index|`` (in % of the index) that counts as fully crowded."""
+    funding_full_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.0005
+    """``|funding rate|`` per interval that counts as fully crowded (5 bps)."""
+    funding_trend_full_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.0003
+    """Move of the funding rate over the window, toward the crowded side, that counts fully."""
+    volatility_full: Positive = 0.03
+    """Realized volatility (per ``risk.volatility_window_s``) that counts fully."""
+    open_interest_growth_full: Positive = 0.2
+    """Open interest growth over the window that counts fully (0.2 = +20 %)."""
+    weights: dict[
+        Literal["basis", "funding", "funding_trend", "volatility", "open_interest"],
+        NonNegative,
+    ] = {}
+    """Weight of each part in the score (1 when absent)."""
+    window_s: Positive = 8 * 3600.0
+    """Window over which the trends (funding, open interest) are measured."""
+    tighten_from: Fraction = 0.5
+    """Score above which the verdict starts tightening (1: never)."""
+    max_tightening: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    """Share cut off the leverage, position-notional and concentration caps at a score of 1
+    (linear from ``tighten_from``); 0 switches tightening off."""
+
+
 class RiskLimits(PolicySection):
     """Pre-trade limits. ``None`` switches a limit off."""
 
@@ -269,6 +297,8 @@ class RiskLimits(PolicySection):
     """Deny orders after which the account would not survive the stress grid."""
     stress: StressConfig = StressConfig()
     """The grid ``require_stress_survival`` checks against."""
+    crowding: CrowdingConfig = CrowdingConfig()
+    """Crowding score and the tightening it brings (needs the market's crowding score)."""
     band_warning_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.8
     """Margin ratio (maintenance over the pool's equity; 1 liquidates) where the liquidation
     band starts: an order leaving its position past it warns (MARGIN_PRESSURE)."""
@@ -855,6 +885,7 @@ __all__ = [
     "STATE_DIR_ENV",
     "WEBHOOK_SCHEMES",
     "Credentials",
+    "CrowdingConfig",
     "DegradationConfig",
     "FillModelConfig",
     "FleetConfig",

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from safeguard.codes import Code
 from safeguard.risk.cascade import first_breach
+from safeguard.risk.crowding import tightening
 from safeguard.risk.models import Account, MarketRules, is_multiple
 from safeguard.risk.outcome import Finding, Severity, fmt, pct
 from safeguard.risk.pricing import Order, PricedOrder
@@ -447,6 +448,56 @@ def concentration(order: Order, priced: PricedOrder) -> Finding | None:
     )
 
 
+def crowding(order: Order, priced: PricedOrder) -> Finding | None:
+    """A crowded symbol tightens the leverage, position-notional and concentration caps for
+    orders that add to the crowded side (``risk.crowding``; the caps the policy sets)."""
+    score = order.market.crowding
+    if not order.increases or score is None or score.side not in (0, order.intent.direction):
+        return None
+    limits = order.limits
+    factor = tightening(score, limits.crowding)
+    if factor >= 1.0:
+        return None
+    isolated = order.intent.margin_mode == "isolated"
+    why = f"{order.intent.symbol} is crowded (score {fmt(score.score)}"
+    why += f", {'longs' if score.side > 0 else 'shorts' if score.side < 0 else 'both sides'})"
+    base = {"score": score.score, "factor": factor}
+    lev_cap = _stricter(limits.max_leverage, limits.isolated_max_leverage if isolated else None)
+    leverage = order.intent.leverage
+    if lev_cap is not None and leverage > lev_cap * factor:
+        return Finding(
+            Code.CROWDING,
+            DENY,
+            f"{why}: leverage {fmt(leverage)}x is above the tightened {fmt(lev_cap * factor)}x",
+            {**base, "leverage": leverage, "max_leverage": lev_cap * factor},
+        )
+    costing = priced.costing
+    cap = limits.max_notional_per_position
+    notional = costing.position_notional
+    if cap is not None and notional > cap * factor:
+        return Finding(
+            Code.CROWDING,
+            DENY,
+            f"{why}: position notional {fmt(notional)} is above the tightened {fmt(cap * factor)}",
+            {**base, "notional": notional, "max": cap * factor},
+        )
+    share_cap = _stricter(
+        limits.max_concentration, limits.isolated_max_concentration if isolated else None
+    )
+    equity = order.equity - costing.entry_fee
+    if share_cap is not None:
+        share = notional / equity if equity > 0 else math.inf
+        if share > share_cap * factor:
+            return Finding(
+                Code.CROWDING,
+                DENY,
+                f"{why}: {fmt(share)}x equity in notional is above the tightened "
+                f"{fmt(share_cap * factor)}x",
+                {**base, "share": share, "max": share_cap * factor},
+            )
+    return None
+
+
 def tier_leverage(order: Order, priced: PricedOrder) -> Finding | None:
     if not order.increases:
         return None
@@ -668,6 +719,7 @@ PRICED_CHECKS: tuple[PricedCheck, ...] = (
     notional_per_position,
     notional_per_account,
     concentration,
+    crowding,
     tier_leverage,
     margin,
     wallet_shortfall,

@@ -18,6 +18,7 @@ from typing import Literal
 
 from safeguard.risk import _inputs
 from safeguard.risk.book import SIDES, OrderBook, Side
+from safeguard.risk.crowding import CrowdingScore
 from safeguard.risk.freshness import PriceTrack
 from safeguard.risk.liquidation import PositionLeg, get_model
 from safeguard.risk.tiers import TierTable
@@ -188,6 +189,9 @@ class MarketSnapshot:
     open_interest: float | None = None
     """Open interest in quote currency (contracts times mark): the crowd the cascade spreads
     over ``risk.stress.crowd_leverage``."""
+    crowding: CrowdingScore | None = None
+    """The symbol's crowding (:class:`~safeguard.risk.crowding.CrowdingMonitor`): the verdict
+    tightens leverage and size for orders adding to the crowded side (``risk.crowding``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.symbol, str) or not self.symbol.strip():
@@ -213,6 +217,8 @@ class MarketSnapshot:
         _optional(_inputs.non_negative, "book_time", self.book_time)
         _optional(_inputs.non_negative, "last_time", self.last_time)
         _optional(_inputs.non_negative, "open_interest", self.open_interest)
+        if self.crowding is not None and not isinstance(self.crowding, CrowdingScore):
+            raise ValueError(f"crowding must be a CrowdingScore, got {self.crowding!r}")
         if (
             self.funding_cap is not None
             and not 0.0 < _inputs.number("funding_cap", self.funding_cap) < 1.0
