@@ -99,7 +99,7 @@ def crowding_score(readings: Sequence[CrowdingReading], config: CrowdingConfig) 
         "volatility": _part(last.volatility, config.volatility_full),
         "open_interest": _part(growth, config.open_interest_growth_full),
     }
-    given: Mapping[str, float] = config.weights
+    given: dict[str, float] = {str(name): weight for name, weight in config.weights.items()}
     weights = {name: given.get(name, 1.0) for name in PARTS}
     total = sum(weights.values())
     score = sum(parts[name] * weights[name] for name in PARTS) / total if total > 0 else 0.0
