@@ -91,6 +91,9 @@ class Code(StrEnum):
     REJECTION_BURST = "REJECTION_BURST"
     LEVERAGE_CHANGES = "LEVERAGE_CHANGES"
     CONSECUTIVE_ERRORS = "CONSECUTIVE_ERRORS"
+    EARLY_WARNING = "EARLY_WARNING"
+    """An early warning the policy escalates (``kill_switch.warnings.escalate``): the reason
+    names which one (CANCEL_BURST, THIN_BOOK, MARK_INDEX_GAP, ...)."""
     TRIGGER_FAILED = "TRIGGER_FAILED"
     """A trigger could not be evaluated (an input it cannot judge, or a bug): the switch
     engages rather than let the bot trade with a limit nobody is checking."""

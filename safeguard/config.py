@@ -472,6 +472,49 @@ class TriggerConfig(PolicySection):
     the switch once, not on every observation. A recovered metric never releases the switch."""
 
 
+WarningName = Literal[
+    "CANCEL_BURST",
+    "LEVERAGE_CHANGES",
+    "THIN_BOOK",
+    "MARK_INDEX_GAP",
+    "FUNDING_NEAR_CAP",
+    "PARAMETER_FLAPPING",
+]
+
+
+class WarningConfig(PolicySection):
+    """Early warnings (:mod:`safeguard.killswitch.warnings`): anomalies that are not yet a halt.
+
+    Each is an event with a severity (hooks, metrics, webhook); ``escalate`` turns one into a
+    kill-switch engage. ``None`` switches one off. Each fires at its threshold, not under it.
+    """
+
+    window_s: Positive = 60.0
+    """Window of the burst counters (cancels, leverage changes)."""
+    cancel_burst: Annotated[int, Field(ge=1)] | None = 100
+    """Cancels per window that warn (well under the CANCEL_RATE trigger's limit)."""
+    leverage_changes: Annotated[int, Field(ge=1)] | None = 3
+    """Leverage changes per window that warn."""
+    mark_index_gap_pct: Positive | None = 1.0
+    """The mark this far (in % of the index) from the index warns."""
+    funding_near_cap: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.8
+    """A funding rate at this share of the venue's cap (or beyond) warns."""
+    funding_cap_rate: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    """The venue's funding cap per interval when the market data does not carry it."""
+    thin_book_cover: Positive | None = 2.0
+    """Warn when the book between the mark and a position's stop (its liquidation price
+    without one) holds less than this many times the position's size."""
+    flapping_changes: Annotated[int, Field(ge=2)] | None = 2
+    """A margin parameter (tier table, funding interval) that changed this many times within
+    ``flapping_window_s`` and came back to a value it had: rapid oscillation warns."""
+    flapping_window_s: Positive = 3600.0
+    """Window of the parameter-flapping count."""
+    cooling_period_s: Seconds = 300.0
+    """The same warning for the same symbol is not repeated within this long."""
+    escalate: dict[WarningName, Literal["HALTED", "REDUCING"]] = {}
+    """Warnings that also engage the kill switch, and into which state."""
+
+
 class KillSwitchConfig(PolicySection):
     """The latch and the ladder of actions it runs on engage."""
 
@@ -506,6 +549,8 @@ class KillSwitchConfig(PolicySection):
     """The POSIX signal that engages the switch when the handler is installed."""
     triggers: TriggerConfig = TriggerConfig()
     """Automatic triggers: conditions that engage the switch by themselves."""
+    warnings: WarningConfig = WarningConfig()
+    """Early warnings: events with a severity, each optionally escalated to an engage."""
     drain_timeout_s: Positive = 2.0
     """``engage`` waits at most this long for sends already past the check to finish."""
     watch_state_file: bool = True
@@ -899,6 +944,8 @@ __all__ = [
     "StressConfig",
     "ThrottleConfig",
     "TriggerConfig",
+    "WarningConfig",
+    "WarningName",
     "check_url",
     "config_error_from",
     "default_state_dir",

@@ -15,7 +15,7 @@ or the gate denies with the code that names the problem.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +32,7 @@ from safeguard.guard.observe import Health
 from safeguard.guard.orders import OrderIntent
 from safeguard.guard.protective import protective_stop
 from safeguard.guard.tripwire import TripWire
+from safeguard.killswitch.warnings import ClosingPosition
 from safeguard.risk import freshness
 from safeguard.risk import verdict as risk_verdict
 from safeguard.risk.book import OrderBook, Side
@@ -212,6 +213,8 @@ class PreTradeGate:
             if piece is not None and where[1] in self.cache.prices.get(symbol, {}):
                 stale_since = self._untrusted_since(symbol, now)
                 self.tripwire.mark(symbol, piece.venue_time, now, stale_since=stale_since)
+                if self.tripwire.warnings is not None:
+                    self._market_warnings(symbol, now)
         elif send.method in _ACCOUNT_READS and self.cache.account_consistent():
             if ladders_coming and self._unladdered():
                 # After a restart nothing has loaded the ladders yet: without them there is no
@@ -220,6 +223,54 @@ class PreTradeGate:
             account = self._current_account(self._settle_of_positions(), now)
             if isinstance(account, str):
                 self.tripwire.unjudged(account, now)
+
+    def _market_warnings(self, symbol: str, now: float) -> None:
+        """Early warnings on a fresh market read: the detectors are pure
+        (:mod:`safeguard.killswitch.warnings`); this only gathers what they look at."""
+        wire = self.tripwire
+        assert wire is not None
+        assert wire.warnings is not None
+        market = self.snapshot(symbol, now)
+        parameters: list[tuple[str, Hashable]] = [("funding interval", market.funding_interval_s)]
+        if market.rules is not None:
+            parameters.append(("tier table", market.rules.tiers.tiers))
+        book = market.book
+        wire.warn(
+            wire.warnings.market(
+                now,
+                symbol,
+                mark=market.mark,
+                index=market.index,
+                funding_rate=market.funding_rate,
+                funding_cap=market.funding_cap,
+                bids=() if book is None else book.bids,
+                asks=() if book is None else book.asks,
+                position=self._closing_position(symbol),
+                parameters=parameters,
+            )
+        )
+
+    def _closing_position(self, symbol: str) -> ClosingPosition | None:
+        """The one-way position in ``symbol`` and where its exit is planned: its protective
+        stop, else its liquidation price (``None`` without a position or a usable account)."""
+        if self.tripwire is None or self.tripwire.warnings is None:
+            return None
+        if self.tripwire.warnings.config.thin_book_cover is None:
+            return None
+        account = self._account_or_why("USDT")
+        leg = account.leg(symbol) if isinstance(account, Account) else None
+        if leg is None or not isinstance(account, Account):
+            return None
+        exit_price = self._protective_stop(leg)
+        if exit_price is None:
+            model = get_model(self.liquidation_model)
+            others = [o for o in account.positions if o is not leg and o.isolated_wallet is None]
+            exit_price = model.liquidation_price(
+                leg, wallet_balance=account.wallet_balance, others=others
+            ).price
+        if exit_price is None:
+            return None
+        return ClosingPosition(leg.side, leg.quantity, exit_price)
 
     def _account_wanted(self, method: str, now: float) -> list[Send]:
         """The parts of the account the triggers lack, or hold older than half the stale-data
