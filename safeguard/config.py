@@ -225,9 +225,10 @@ class CrowdingConfig(PolicySection):
     """Window over which the trends (funding, open interest) are measured."""
     tighten_from: Fraction = 0.5
     """Score above which the verdict starts tightening (1: never)."""
-    max_tightening: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    max_tightening: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     """Share cut off the leverage, position-notional and concentration caps at a score of 1
-    (linear from ``tighten_from``); 0 switches tightening off."""
+    (linear from ``tighten_from``); 0 (the default) leaves them as they are: opt in with,
+    say, 0.5 to halve them at full crowding."""
 
 
 class RiskLimits(PolicySection):
@@ -284,7 +285,11 @@ class RiskLimits(PolicySection):
     funding_at_cap: bool = False
     """Price funding over the horizon at the venue's cap, paid by the side the order holds
     (the worst the schedule allows), instead of at the current rate. Needs the market's
-    funding cap; without one new exposure is denied (MISSING_MARKET_DATA)."""
+    funding cap or ``funding_cap_rate``; without either new exposure is denied
+    (MISSING_MARKET_DATA)."""
+    funding_cap_rate: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    """The venue's funding cap per interval (its floor is the negative), used when the market
+    data does not carry it: by ``funding_at_cap`` and the FUNDING_NEAR_CAP warning."""
     liquidation_safety_buffer_pct: NonNegative = 0.0
     """Extra maintenance margin (in % of notional) assumed on top of the venue's tiers."""
     include_closing_fee: bool = True
@@ -499,8 +504,6 @@ class WarningConfig(PolicySection):
     """The mark this far (in % of the index) from the index warns."""
     funding_near_cap: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.8
     """A funding rate at this share of the venue's cap (or beyond) warns."""
-    funding_cap_rate: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
-    """The venue's funding cap per interval when the market data does not carry it."""
     thin_book_cover: Positive | None = 2.0
     """Warn when the book between the mark and a position's stop (its liquidation price
     without one) holds less than this many times the position's size."""

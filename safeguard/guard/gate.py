@@ -242,7 +242,9 @@ class PreTradeGate:
                 mark=market.mark,
                 index=market.index,
                 funding_rate=market.funding_rate,
-                funding_cap=market.funding_cap,
+                funding_cap=market.funding_cap
+                if market.funding_cap is not None
+                else self.policy.risk.funding_cap_rate,
                 bids=() if book is None else book.bids,
                 asks=() if book is None else book.asks,
                 position=self._closing_position(symbol),

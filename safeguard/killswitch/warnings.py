@@ -117,7 +117,9 @@ class WarningMonitor:
     ) -> list[EarlyWarning]:
         """One look at ``symbol``'s market: every market-side warning it raises.
 
-        ``parameters`` are ``(name, value)`` pairs of margin parameters (a hashable value:
+        ``funding_cap`` is the venue's cap (the market's, else the policy's
+        ``risk.funding_cap_rate``); without one funding is not judged. ``parameters`` are
+        ``(name, value)`` pairs of margin parameters (a hashable value:
         compare tier tables by their rows) whose changes are tracked for flapping."""
         cfg = self.config
         fired: list[EarlyWarning] = []
@@ -135,7 +137,7 @@ class WarningMonitor:
                 f"{symbol} mark {mark:,.8g} is {gap:.3g} % from its index {index:,.8g} "
                 f"(warning at {cfg.mark_index_gap_pct:g} %)",
             )
-        cap = funding_cap if funding_cap is not None else cfg.funding_cap_rate
+        cap = funding_cap
         near = cfg.funding_near_cap
         if near is not None and cap is not None and cap > 0 and funding_rate is not None:
             share = abs(funding_rate) / cap

@@ -209,10 +209,11 @@ class Order:
         if limits.funding_horizon_s > 0 and market.funding_rate is not None:
             assert market.next_funding_time is not None
             rate = market.funding_rate
-            if limits.funding_at_cap and market.funding_cap is not None and exposure.increases:
+            cap = market.funding_cap if market.funding_cap is not None else limits.funding_cap_rate
+            if limits.funding_at_cap and cap is not None and exposure.increases:
                 # The worst the schedule allows: every payment at the cap, against the side
                 # the order builds (a positive rate is paid by longs).
-                rate = market.funding_cap * intent.direction
+                rate = cap * intent.direction
             funding = _funding_estimate(
                 rate,
                 market.funding_interval_s,

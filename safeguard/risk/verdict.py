@@ -286,8 +286,11 @@ def _gate_data(
             missing.append("funding_rate")
         if market.next_funding_time is None:
             missing.append("next_funding_time")
-        if limits.funding_at_cap and market.funding_cap is None:
-            missing.append("funding_cap (risk.funding_at_cap prices funding at it)")
+        if limits.funding_at_cap and market.funding_cap is None and limits.funding_cap_rate is None:
+            missing.append(
+                "funding_cap (risk.funding_at_cap prices funding at it; risk.funding_cap_rate "
+                "stands in for a venue that does not publish it)"
+            )
     if intent.stop_trigger == "last" and intent.stop_price is not None and market.last is None:
         missing.append("last (the stop watches the last price)")
     if missing:

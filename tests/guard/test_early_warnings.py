@@ -48,8 +48,15 @@ def run(
     hooks.subscribe(EventKind.WARNING, seen.append)
     metrics = Metrics()
     metrics.attach(hooks)
+    warnings = dict(warnings)
+    # The venue's funding cap is a risk setting (the verdict's funding_at_cap reads it too).
+    cap = (
+        {"funding_cap_rate": warnings.pop("funding_cap_rate")}
+        if "funding_cap_rate" in warnings
+        else {}
+    )
     policy = Policy.build(
-        risk={"max_leverage": 125, "require_stop": False},
+        risk={"max_leverage": 125, "require_stop": False, **cap},
         degradation={"min_samples": 100_000},
         kill_switch={"warnings": warnings},
     )

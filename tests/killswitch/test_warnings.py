@@ -59,8 +59,7 @@ def test_funding_fires_at_its_share_of_the_cap_critical_at_the_cap() -> None:
         0.0, "X", mark=None, funding_rate=0.003, funding_cap=0.003
     )
     assert at_cap[0].severity == "critical"
-    # The policy's cap stands in when the market data carries none; without either, silence.
-    assert monitor(funding_cap_rate=0.003).market(0.0, "X", mark=None, funding_rate=0.0025)
+    # Without a cap (the market's or the policy's risk.funding_cap_rate) nothing is judged.
     assert monitor().market(0.0, "X", mark=None, funding_rate=0.0025) == []
 
 

@@ -19,7 +19,7 @@ from safeguard.risk.outcome import Decision
 
 from .verdict_cases import denied, intent, market, run
 
-CONFIG = CrowdingConfig()
+CONFIG = CrowdingConfig(max_tightening=0.5)  # opt in: halve the caps at full crowding
 CALM = CrowdingReading(
     at=0.0, mark=100.0, index=100.0, funding_rate=0.0001, volatility=0.0, open_interest=100.0
 )
@@ -96,7 +96,7 @@ def test_tightening_starts_at_its_threshold_and_reaches_its_maximum_at_one() -> 
 
 
 CROWDED_LONGS = dataclasses.replace(market(), crowding=CrowdingScore(1.0, 1, {}, 0.0))
-LIMITS = RiskLimits(max_leverage=20.0, max_notional_per_position=40_000.0)
+LIMITS = RiskLimits(max_leverage=20.0, max_notional_per_position=40_000.0, crowding=CONFIG)
 
 
 def test_a_crowded_symbol_halves_the_leverage_and_size_a_long_may_add() -> None:
@@ -114,6 +114,11 @@ def test_a_crowded_symbol_halves_the_leverage_and_size_a_long_may_add() -> None:
     assert denied(big) == {"CROWDING"}
     assert big.max_safe_amount is not None
     assert big.max_safe_amount == pytest.approx(0.333, abs=0.002)
+
+
+def test_tightening_is_opt_in() -> None:
+    untouched = RiskLimits(max_leverage=20.0, max_notional_per_position=40_000.0)
+    assert run(intent(amount=0.2, leverage=15.0), CROWDED_LONGS, limits=untouched).allowed
 
 
 def test_the_uncrowded_side_is_not_tightened() -> None:

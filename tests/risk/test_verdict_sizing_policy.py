@@ -94,3 +94,20 @@ def test_funding_at_the_cap_without_the_venues_cap_fails_closed() -> None:
     assert denied(verdict) == {"MISSING_MARKET_DATA"}
     assert "funding_cap" in verdict.findings[0].message
     assert run(ORDER, market()).allowed
+
+
+def test_the_policys_funding_cap_stands_in_for_a_venue_that_does_not_publish_one() -> None:
+    horizon = 24 * 3600.0
+    by_policy = run(
+        ORDER, market(), funding_horizon_s=horizon, funding_at_cap=True, funding_cap_rate=0.003
+    )
+    by_venue = run(
+        ORDER,
+        dataclasses.replace(market(), funding_cap=0.003),
+        funding_horizon_s=horizon,
+        funding_at_cap=True,
+    )
+    assert by_policy.allowed
+    assert by_policy.costing is not None
+    assert by_venue.costing is not None
+    assert by_policy.costing.expected_funding == pytest.approx(by_venue.costing.expected_funding)
