@@ -36,6 +36,7 @@ from safeguard.killswitch.warnings import ClosingPosition
 from safeguard.risk import freshness
 from safeguard.risk import verdict as risk_verdict
 from safeguard.risk.book import OrderBook, Side
+from safeguard.risk.crowding import CrowdingMonitor, CrowdingReading
 from safeguard.risk.fills import FillModel
 from safeguard.risk.liquidation import (
     LiquidationModel,
@@ -94,6 +95,8 @@ class PreTradeGate:
     verdict (through the market rules), the stop re-check and the hedge stop choice all use
     this one, so they cannot disagree about where liquidation is."""
     fills: FillModel = field(init=False)
+    crowding: CrowdingMonitor | None = field(init=False)
+    """Each symbol's crowding, fed by the funding reads (``risk.crowding``, when it tightens)."""
     _account_asked: float | None = None
     """When the triggers last asked for the account themselves (see ``_account_wanted``)."""
     _mark_agreed: dict[str, float] = field(default_factory=dict)
@@ -105,6 +108,9 @@ class PreTradeGate:
 
     def __post_init__(self) -> None:
         self.fills = FillModel.from_config(self.policy.fills)
+        crowding = self.policy.risk.crowding
+        # Opt-in: without tightening nothing reads the score, so nothing is kept.
+        self.crowding = CrowdingMonitor(crowding) if crowding.max_tightening > 0 else None
 
     # --- core.Gate ---------------------------------------------------------------------------
 
@@ -117,6 +123,8 @@ class PreTradeGate:
         # venue's own timestamps instead (STALE_MARKET_DATA).
         cache = self.cache
         changes = cache.absorb(send, value, now)
+        if self.crowding is not None and send.method == "fetch_funding_rate" and send.args:
+            self._crowding_seen(str(send.args[0]), now)
         wanted: list[Send] = []
         if self.tripwire is not None and send.method not in _RULE_READS:
             wanted += self._account_wanted(send.method, now)
@@ -223,6 +231,28 @@ class PreTradeGate:
             account = self._current_account(self._settle_of_positions(), now)
             if isinstance(account, str):
                 self.tripwire.unjudged(account, now)
+
+    def _crowding_seen(self, symbol: str, now: float) -> None:
+        """One crowding reading from the funding read just absorbed (mark, index, rate) and the
+        ticker's volatility; a read lacking any of them is skipped, never guessed."""
+        assert self.crowding is not None
+        market = self.snapshot(symbol, now)
+        if (
+            market.mark is None
+            or market.index is None
+            or market.funding_rate is None
+            or market.volatility is None
+        ):
+            return
+        try:
+            self.crowding.observe(
+                symbol,
+                CrowdingReading(
+                    now, market.mark, market.index, market.funding_rate, market.volatility
+                ),
+            )
+        except ValueError as exc:  # a clock stepped back: the reading is dropped
+            logger.debug("crowding reading for {} dropped: {}", symbol, exc)
 
     def _market_warnings(self, symbol: str, now: float) -> None:
         """Early warnings on a fresh market read: the detectors are pure
@@ -487,6 +517,7 @@ class PreTradeGate:
             last=_positive(t.get("last")),
             last_time=None if ticker is None else (ticker.venue_time or ticker.fetched),
             price_tracks=cache.price_tracks(symbol),
+            crowding=None if self.crowding is None else self.crowding.score(symbol),
         )
 
     def account(self, now: float, settle: str = "USDT") -> Account | None:

@@ -19,7 +19,8 @@ the policy counts as fully crowded (``risk.crowding``), capped at one:
 The score is the weighted mean of the parts. Its ``side`` is who is crowded: +1 longs (mark
 over index, longs paying funding), -1 shorts, 0 when basis and funding disagree or are flat.
 The verdict tightens leverage and size caps for orders that add to the crowded side
-(:func:`tightening`). Everything here is pure; :class:`CrowdingMonitor` only keeps the readings.
+(:func:`tightening`). Without open interest (a feed that has none) the score is the mean of
+the other four. Everything here is pure; :class:`CrowdingMonitor` only keeps the readings.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class CrowdingReading:
     index: float
     funding_rate: float
     volatility: float
-    open_interest: float
+    open_interest: float | None = None
+    """``None`` when the feed has none: the score is then made of the other parts."""
 
     def __post_init__(self) -> None:
         _inputs.non_negative("at", self.at)
@@ -55,7 +57,8 @@ class CrowdingReading:
                 f"funding_rate must be a fraction in (-1, 1), got {self.funding_rate!r}"
             )
         _inputs.non_negative("volatility", self.volatility)
-        _inputs.non_negative("open_interest", self.open_interest)
+        if self.open_interest is not None:
+            _inputs.non_negative("open_interest", self.open_interest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +94,20 @@ def crowding_score(readings: Sequence[CrowdingReading], config: CrowdingConfig) 
     lean = basis / (config.basis_full_pct / 100.0) + rate / config.funding_full_rate
     side = 0 if lean == 0.0 else (1 if lean > 0.0 else -1)
     trend = (rate - first.funding_rate) * side
-    growth = last.open_interest / first.open_interest - 1.0 if first.open_interest > 0 else 0.0
     parts = {
         "basis": _part(abs(basis), config.basis_full_pct / 100.0),
         "funding": _part(abs(rate), config.funding_full_rate),
         "funding_trend": _part(trend, config.funding_trend_full_rate),
         "volatility": _part(last.volatility, config.volatility_full),
-        "open_interest": _part(growth, config.open_interest_growth_full),
     }
+    first_oi, last_oi = first.open_interest, last.open_interest
+    if first_oi is not None and last_oi is not None:
+        growth = last_oi / first_oi - 1.0 if first_oi > 0 else 0.0
+        parts["open_interest"] = _part(growth, config.open_interest_growth_full)
     given: dict[str, float] = {str(name): weight for name, weight in config.weights.items()}
-    weights = {name: given.get(name, 1.0) for name in PARTS}
+    weights = {name: given.get(name, 1.0) for name in parts}
     total = sum(weights.values())
-    score = sum(parts[name] * weights[name] for name in PARTS) / total if total > 0 else 0.0
+    score = sum(parts[name] * weights[name] for name in parts) / total if total > 0 else 0.0
     return CrowdingScore(score, side, parts, last.at)
 
 

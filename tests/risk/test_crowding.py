@@ -127,3 +127,11 @@ def test_the_uncrowded_side_is_not_tightened() -> None:
     assert denied(run(intent(amount=0.2, leverage=15.0), CROWDED_LONGS, limits=LIMITS)) == {
         "CROWDING"
     }
+
+
+def test_without_open_interest_the_score_is_the_mean_of_the_other_parts() -> None:
+    calm = dataclasses.replace(CALM, open_interest=None)
+    hot = reading(mark=100.3, funding_rate=0.00025, volatility=0.015)
+    score = crowding_score((calm, dataclasses.replace(hot, open_interest=None)), CONFIG)
+    assert "open_interest" not in score.parts
+    assert score.score == pytest.approx((0.6 + 0.5 * 3) / 4)
