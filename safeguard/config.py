@@ -174,13 +174,20 @@ class StressConfig(PolicySection):
     cascade_refill_rate: NonNegative = 0.0
     """Per second: how fast eaten depth comes back between cascade steps (0: never)."""
     crowd_leverage: Annotated[
-        tuple[tuple[Annotated[float, Field(ge=1.0)], Fraction], ...], Field(strict=False)
+        tuple[
+            Annotated[tuple[Annotated[float, Field(ge=1.0)], Fraction], Field(strict=False)],
+            ...,
+        ],
+        Field(strict=False),
     ] = ()
     """``[[leverage, share], ...]`` (shares summing to 1): how the order's symbol's open
     interest is spread over other traders' leverage. Empty: no crowd in the cascade. When set,
     the market's open interest is required (fails closed without it)."""
     crowd_long_share: Fraction = 0.5
     """Share of the crowd's open interest held long."""
+    max_open_interest_age_s: Positive = 300.0
+    """Open interest older than this counts as missing (the guard keeps what the bot's own
+    ``fetch_open_interest`` reads bring; it does not poll it)."""
 
     @model_validator(mode="after")
     def _grid_is_usable(self) -> StressConfig:

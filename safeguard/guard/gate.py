@@ -95,6 +95,9 @@ class PreTradeGate:
     verdict (through the market rules), the stop re-check and the hedge stop choice all use
     this one, so they cannot disagree about where liquidation is."""
     fills: FillModel = field(init=False)
+    _open_interest: dict[str, tuple[Mapping[str, Any], float]] = field(default_factory=dict)
+    """Per symbol, the last ``fetch_open_interest`` answer and when it came (the cascade's
+    crowd and the crowding score read it; the guard does not poll it itself)."""
     crowding: CrowdingMonitor | None = field(init=False)
     """Each symbol's crowding, fed by the funding reads (``risk.crowding``, when it tightens)."""
     _account_asked: float | None = None
@@ -123,6 +126,8 @@ class PreTradeGate:
         # venue's own timestamps instead (STALE_MARKET_DATA).
         cache = self.cache
         changes = cache.absorb(send, value, now)
+        if send.method == "fetch_open_interest" and isinstance(value, Mapping) and send.args:
+            self._open_interest[str(send.args[0])] = (value, now)
         if self.crowding is not None and send.method == "fetch_funding_rate" and send.args:
             self._crowding_seen(str(send.args[0]), now)
         wanted: list[Send] = []
@@ -248,7 +253,12 @@ class PreTradeGate:
             self.crowding.observe(
                 symbol,
                 CrowdingReading(
-                    now, market.mark, market.index, market.funding_rate, market.volatility
+                    now,
+                    market.mark,
+                    market.index,
+                    market.funding_rate,
+                    market.volatility,
+                    market.open_interest,
                 ),
             )
         except ValueError as exc:  # a clock stepped back: the reading is dropped
@@ -428,6 +438,9 @@ class PreTradeGate:
                 cache.tiers.get(symbol),
                 cache.markets.get(symbol),
                 cache.rules_at,
+                # The open interest read, and whether it is still young enough to count.
+                self._open_interest.get(symbol),
+                self._open_interest_value(symbol, 1.0, now) is not None,
             ),
             lambda: self.snapshot(symbol, now, market_order=by_market),
         )
@@ -518,7 +531,24 @@ class PreTradeGate:
             last_time=None if ticker is None else (ticker.venue_time or ticker.fetched),
             price_tracks=cache.price_tracks(symbol),
             crowding=None if self.crowding is None else self.crowding.score(symbol),
+            open_interest=self._open_interest_value(symbol, _positive(f.get("markPrice")), now),
         )
+
+    def _open_interest_value(self, symbol: str, mark: float | None, now: float) -> float | None:
+        """Open interest in quote currency from the last read, if young enough: Binance gives
+        contracts (``openInterestAmount``), valued here at the mark."""
+        seen = self._open_interest.get(symbol)
+        limit = self.policy.risk.stress.max_open_interest_age_s
+        if seen is None or not 0.0 <= now - seen[1] <= limit:
+            return None
+        answer = seen[0]
+        value = _positive(answer.get("openInterestValue"))
+        if value is not None:
+            return value
+        amount = _finite(answer.get("openInterestAmount"))
+        if amount is None or amount < 0.0 or mark is None:
+            return None
+        return amount * mark  # zero is an answer: nobody holds the market
 
     def account(self, now: float, settle: str = "USDT") -> Account | None:
         """The risk core's view of the account in ``settle`` (the margin asset of the market

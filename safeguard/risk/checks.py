@@ -638,7 +638,8 @@ def stress_survival(order: Order, priced: PricedOrder) -> Finding | None:
             Code.MISSING_MARKET_DATA,
             DENY,
             f"the cascade spreads a crowd over {order.intent.symbol}'s open interest "
-            "(risk.stress.crowd_leverage) and the market gave none, so new exposure is denied",
+            "(risk.stress.crowd_leverage) and the market gave none (a guarded bot reads it with "
+            "fetch_open_interest), so new exposure is denied",
             {"missing": "open_interest"},
         )
     grid = order.stress

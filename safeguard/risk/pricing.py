@@ -243,7 +243,7 @@ class Order:
                 if limits.stress.crowd_leverage:
                     if market.open_interest is None:
                         crowd_blind = True
-                    else:
+                    elif market.open_interest > 0.0:  # nobody holding the market: no crowd
                         crowd = crowd_from_open_interest(
                             intent.symbol,
                             market.open_interest,

@@ -80,3 +80,33 @@ def test_without_tightening_crowding_changes_nothing(paper: PaperAccount, tmp_pa
     ex.set_leverage(15, SYMBOL)
     _spike_and_watch(ex, paper)
     assert ex.preview(SYMBOL, "market", "buy", 0.01).decision is Decision.ALLOW
+
+
+def test_the_cascades_crowd_comes_from_the_open_interest_the_bot_reads(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    policy = Policy.build(
+        risk={
+            "max_leverage": 20,
+            "require_stop": False,
+            "require_stress_survival": True,
+            "stress": {"shocks_pct": [-2.0, 2.0], "crowd_leverage": [[25.0, 1.0]]},
+        },
+        degradation={"min_samples": 100_000},
+    )
+    ex = paper.guarded(policy, state_dir=tmp_path)
+    ex.load_markets()
+    blind = ex.preview(SYMBOL, "market", "buy", 0.01)
+    assert blind.decision is Decision.DENY
+    (missing,) = [f for f in blind.findings if f.code is Code.MISSING_MARKET_DATA]
+    assert missing.values["missing"] == "open_interest"
+    assert "fetch_open_interest" in missing.message
+    assert ex.fetch_open_interest(SYMBOL)["openInterestAmount"] == 0  # nobody holds it yet
+    assert ex.preview(SYMBOL, "market", "buy", 0.01).decision is Decision.ALLOW
+    ex.create_order(SYMBOL, "market", "buy", 0.01)
+    assert ex.fetch_open_interest(SYMBOL)["openInterestAmount"] == pytest.approx(0.01)
+    seen = ex.preview(SYMBOL, "market", "buy", 0.01)
+    assert Code.MISSING_MARKET_DATA not in seen.codes
+    paper.advance(301)  # older than risk.stress.max_open_interest_age_s: missing again
+    stale = ex.preview(SYMBOL, "market", "buy", 0.01)
+    assert Code.MISSING_MARKET_DATA in stale.codes
