@@ -36,6 +36,12 @@ class Code(StrEnum):
     STRESS_GRID_BREACH = "STRESS_GRID_BREACH"
     """With ``require_stress_survival``: a shock of the policy's stress grid would liquidate the
     account the order leaves (the finding names the nearest such shock and the loss)."""
+    MARGIN_PRESSURE = "MARGIN_PRESSURE"
+    """A warning: the order leaves its position's margin ratio (maintenance over the pool's
+    equity) past ``risk.band_warning_ratio``, inside its liquidation band."""
+    CROWDING = "CROWDING"
+    """The symbol is crowded (basis, funding, volatility, open interest): the policy tightens
+    its leverage and size limits, and the order is above the tightened ones."""
 
     # --- pre-trade verdict: order shape and market rules ------------------------------------
     PRICE_OUTSIDE_BAND = "PRICE_OUTSIDE_BAND"
@@ -85,6 +91,9 @@ class Code(StrEnum):
     REJECTION_BURST = "REJECTION_BURST"
     LEVERAGE_CHANGES = "LEVERAGE_CHANGES"
     CONSECUTIVE_ERRORS = "CONSECUTIVE_ERRORS"
+    EARLY_WARNING = "EARLY_WARNING"
+    """An early warning the policy escalates (``kill_switch.warnings.escalate``): the reason
+    names which one (CANCEL_BURST, THIN_BOOK, MARK_INDEX_GAP, ...)."""
     TRIGGER_FAILED = "TRIGGER_FAILED"
     """A trigger could not be evaluated (an input it cannot judge, or a bug): the switch
     engages rather than let the bot trade with a limit nobody is checking."""

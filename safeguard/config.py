@@ -162,7 +162,32 @@ class StressConfig(PolicySection):
     """together: every symbol moves by the shock; independent: one symbol at a time, scaled by
     its beta; hedges_fail: every position moves against itself (longs and shorts both lose)."""
     betas: dict[str, Positive] = {}
-    """Per-symbol scale of the shock in the independent regime (1.0 when absent)."""
+    """Per-symbol scale of the shock in the independent regime (1.0 when absent); the cascade
+    reads them as each symbol's volatility relative to the others'."""
+    cascade: bool = True
+    """Also run every shock, applied to each symbol the account holds, through the cascade
+    engine (correlated moves, forced closes walking the books, the crowd below)."""
+    cascade_correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.8
+    """Correlation of every pair of symbols in the cascade (a crash moves it toward one)."""
+    cascade_latency_s: Seconds = 1.0
+    """Delay between a liquidation check and its forced close reaching the book."""
+    cascade_refill_rate: NonNegative = 0.0
+    """Per second: how fast eaten depth comes back between cascade steps (0: never)."""
+    crowd_leverage: Annotated[
+        tuple[
+            Annotated[tuple[Annotated[float, Field(ge=1.0)], Fraction], Field(strict=False)],
+            ...,
+        ],
+        Field(strict=False),
+    ] = ()
+    """``[[leverage, share], ...]`` (shares summing to 1): how the order's symbol's open
+    interest is spread over other traders' leverage. Empty: no crowd in the cascade. When set,
+    the market's open interest is required (fails closed without it)."""
+    crowd_long_share: Fraction = 0.5
+    """Share of the crowd's open interest held long."""
+    max_open_interest_age_s: Positive = 300.0
+    """Open interest older than this counts as missing (the guard keeps what the bot's own
+    ``fetch_open_interest`` reads bring; it does not poll it)."""
 
     @model_validator(mode="after")
     def _grid_is_usable(self) -> StressConfig:
@@ -177,7 +202,40 @@ class StressConfig(PolicySection):
                     f"betas[{symbol!r}] = {beta} times the widest shock ({widest}%) would move "
                     "the price to or below zero"
                 )
+        if self.crowd_leverage:
+            total = sum(share for _, share in self.crowd_leverage)
+            if abs(total - 1.0) > 1e-9:
+                raise ValueError(f"crowd_leverage shares must sum to 1, got {total}")
         return self
+
+
+class CrowdingConfig(PolicySection):
+    """When a symbol counts as crowded (:mod:`safeguard.risk.crowding`) and how much the
+    verdict tightens leverage and size for orders that add to the crowded side."""
+
+    basis_full_pct: Positive = 0.5
+    """``|mark - index|`` (in % of the index) that counts as fully crowded."""
+    funding_full_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.0005
+    """``|funding rate|`` per interval that counts as fully crowded (5 bps)."""
+    funding_trend_full_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.0003
+    """Move of the funding rate over the window, toward the crowded side, that counts fully."""
+    volatility_full: Positive = 0.03
+    """Realized volatility (per ``risk.volatility_window_s``) that counts fully."""
+    open_interest_growth_full: Positive = 0.2
+    """Open interest growth over the window that counts fully (0.2 = +20 %)."""
+    weights: dict[
+        Literal["basis", "funding", "funding_trend", "volatility", "open_interest"],
+        NonNegative,
+    ] = {}
+    """Weight of each part in the score (1 when absent)."""
+    window_s: Positive = 8 * 3600.0
+    """Window over which the trends (funding, open interest) are measured."""
+    tighten_from: Fraction = 0.5
+    """Score above which the verdict starts tightening (1: never)."""
+    max_tightening: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    """Share cut off the leverage, position-notional and concentration caps at a score of 1
+    (linear from ``tighten_from``); 0 (the default) leaves them as they are: opt in with,
+    say, 0.5 to halve them at full crowding."""
 
 
 class RiskLimits(PolicySection):
@@ -193,8 +251,17 @@ class RiskLimits(PolicySection):
     """Largest total notional across every position after the order fills."""
     max_open_orders: Annotated[int, Field(ge=1)] | None = 50
     """Most open orders the account may hold: a runaway loop stacking orders is stopped."""
-    max_concentration: Fraction | None = None
-    """Largest share of equity one symbol's notional may take."""
+    max_concentration: NonNegative | None = None
+    """Largest notional of one symbol's position over the account's equity (above 1 for a
+    leveraged trader: 3 lets one symbol carry three times the equity)."""
+    concentration_warning: NonNegative | None = None
+    """Notional over equity above which an order adding exposure warns (CONCENTRATION, WARN):
+    a sizing input before the limit denies."""
+    isolated_max_leverage: Positive | None = None
+    """Stricter leverage cap for isolated positions (``max_leverage`` still applies): isolated
+    margin contains the blast radius but liquidates closer."""
+    isolated_max_concentration: NonNegative | None = None
+    """Stricter concentration limit (notional over equity) for isolated positions."""
     require_stop: bool = True
     """Orders that open or add exposure must carry a stop (``stopLossPrice``)."""
     min_liquidation_buffer_pct: NonNegative = 1.0
@@ -222,6 +289,14 @@ class RiskLimits(PolicySection):
     stuck while the others move). None: off."""
     funding_horizon_s: Seconds = 8 * 3600.0
     """Holding horizon over which expected funding payments reduce the wallet."""
+    funding_at_cap: bool = False
+    """Price funding over the horizon at the venue's cap, paid by the side the order holds
+    (the worst the schedule allows), instead of at the current rate. Needs the market's
+    funding cap or ``funding_cap_rate``; without either new exposure is denied
+    (MISSING_MARKET_DATA)."""
+    funding_cap_rate: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    """The venue's funding cap per interval (its floor is the negative), used when the market
+    data does not carry it: by ``funding_at_cap`` and the FUNDING_NEAR_CAP warning."""
     liquidation_safety_buffer_pct: NonNegative = 0.0
     """Extra maintenance margin (in % of notional) assumed on top of the venue's tiers."""
     include_closing_fee: bool = True
@@ -234,6 +309,29 @@ class RiskLimits(PolicySection):
     """Deny orders after which the account would not survive the stress grid."""
     stress: StressConfig = StressConfig()
     """The grid ``require_stress_survival`` checks against."""
+    crowding: CrowdingConfig = CrowdingConfig()
+    """Crowding score and the tightening it brings (needs the market's crowding score)."""
+    band_warning_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.8
+    """Margin ratio (maintenance over the pool's equity; 1 liquidates) where the liquidation
+    band starts: an order leaving its position past it warns (MARGIN_PRESSURE)."""
+    band_partial_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    """Margin ratio at which the venue starts reducing a position before liquidating it (a
+    tiered partial liquidation); None for a venue that liquidates in one go."""
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> RiskLimits:
+        warn, limit = self.concentration_warning, self.max_concentration
+        if warn is not None and limit is not None and warn > limit:
+            raise ValueError(
+                f"concentration_warning ({warn}) must not be above max_concentration ({limit})"
+            )
+        partial = self.band_partial_ratio
+        if partial is not None and partial < self.band_warning_ratio:
+            raise ValueError(
+                f"band_partial_ratio ({partial}) must not be below band_warning_ratio "
+                f"({self.band_warning_ratio}): the venue reduces after the warning"
+            )
+        return self
 
 
 class FillModelConfig(PolicySection):
@@ -386,6 +484,47 @@ class TriggerConfig(PolicySection):
     the switch once, not on every observation. A recovered metric never releases the switch."""
 
 
+WarningName = Literal[
+    "CANCEL_BURST",
+    "LEVERAGE_CHANGES",
+    "THIN_BOOK",
+    "MARK_INDEX_GAP",
+    "FUNDING_NEAR_CAP",
+    "PARAMETER_FLAPPING",
+]
+
+
+class WarningConfig(PolicySection):
+    """Early warnings (:mod:`safeguard.killswitch.warnings`): anomalies that are not yet a halt.
+
+    Each is an event with a severity (hooks, metrics, webhook); ``escalate`` turns one into a
+    kill-switch engage. ``None`` switches one off. Each fires at its threshold, not under it.
+    """
+
+    window_s: Positive = 60.0
+    """Window of the burst counters (cancels, leverage changes)."""
+    cancel_burst: Annotated[int, Field(ge=1)] | None = 100
+    """Cancels per window that warn (well under the CANCEL_RATE trigger's limit)."""
+    leverage_changes: Annotated[int, Field(ge=1)] | None = 3
+    """Leverage changes per window that warn."""
+    mark_index_gap_pct: Positive | None = 1.0
+    """The mark this far (in % of the index) from the index warns."""
+    funding_near_cap: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.8
+    """A funding rate at this share of the venue's cap (or beyond) warns."""
+    thin_book_cover: Positive | None = 2.0
+    """Warn when the book between the mark and a position's stop (its liquidation price
+    without one) holds less than this many times the position's size."""
+    flapping_changes: Annotated[int, Field(ge=2)] | None = 2
+    """A margin parameter (tier table, funding interval) that changed this many times within
+    ``flapping_window_s`` and came back to a value it had: rapid oscillation warns."""
+    flapping_window_s: Positive = 3600.0
+    """Window of the parameter-flapping count."""
+    cooling_period_s: Seconds = 300.0
+    """The same warning for the same symbol is not repeated within this long."""
+    escalate: dict[WarningName, Literal["HALTED", "REDUCING"]] = {}
+    """Warnings that also engage the kill switch, and into which state."""
+
+
 class KillSwitchConfig(PolicySection):
     """The latch and the ladder of actions it runs on engage."""
 
@@ -420,6 +559,8 @@ class KillSwitchConfig(PolicySection):
     """The POSIX signal that engages the switch when the handler is installed."""
     triggers: TriggerConfig = TriggerConfig()
     """Automatic triggers: conditions that engage the switch by themselves."""
+    warnings: WarningConfig = WarningConfig()
+    """Early warnings: events with a severity, each optionally escalated to an engage."""
     drain_timeout_s: Positive = 2.0
     """``engage`` waits at most this long for sends already past the check to finish."""
     watch_state_file: bool = True
@@ -799,6 +940,7 @@ __all__ = [
     "STATE_DIR_ENV",
     "WEBHOOK_SCHEMES",
     "Credentials",
+    "CrowdingConfig",
     "DegradationConfig",
     "FillModelConfig",
     "FleetConfig",
@@ -812,6 +954,8 @@ __all__ = [
     "StressConfig",
     "ThrottleConfig",
     "TriggerConfig",
+    "WarningConfig",
+    "WarningName",
     "check_url",
     "config_error_from",
     "default_state_dir",

@@ -87,3 +87,20 @@ def test_the_command_runs_as_a_subprocess() -> None:
     assert result.returncode == 0, result.stderr
     assert "verdict: ALLOW" in result.stdout
     assert "market buy 1 BTC/USDT:USDT, 10x isolated, stop 59,000 (mark)" in result.stdout
+
+
+def test_the_liquidation_band_is_shown_from_the_warning_level_to_liquidation(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    band = data["band"]
+    assert band["direction"] == -1
+    liq = data["costing"]["liquidation_price"]
+    assert band["liquidation"]["price"] == pytest.approx(liq, rel=2e-3)
+    assert band["mark"] > band["warning"]["price"] > band["liquidation"]["price"]
+    assert band["liquidation"]["one_sigma_time_s"] > band["warning"]["one_sigma_time_s"] > 0
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "liquidation band (margin ratio now" in out
+    assert f"{band['liquidation']['price']:,.2f}" in out

@@ -84,3 +84,21 @@ def test_without_cascade_the_json_has_no_cascade(
 ) -> None:
     main(["stress", str(_book(tmp_path)), "--json"])
     assert "cascade" not in json.loads(capsys.readouterr().out)
+
+
+def test_the_cascade_path_and_the_band_are_drawn_as_a_png(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "out" / "cascade.png"
+    main(["stress", str(_book(tmp_path)), "--cascade", "--cascade-png", str(target)])
+    assert target.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert target.stat().st_size > 5_000
+    assert f"cascade plot written to {target}" in capsys.readouterr().out
+
+
+def test_a_cascade_plot_without_the_cascade_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stress", str(_book(tmp_path)), "--cascade-png", str(tmp_path / "c.png")]) == 2
+    assert "--cascade-png needs --cascade" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()

@@ -152,3 +152,43 @@ def test_the_documented_enumerations_cover_what_is_sent(
     for move in moves:
         for key in ("event", "state", "previous"):
             assert f'"{move[key]}"' in text
+
+
+def test_early_warnings_are_posted_to_the_webhook(receiver: Receiver) -> None:
+    from safeguard.guard.events import Hooks, WarningEvent
+    from safeguard.killswitch.notify import WebhookNotifier, forward_warnings
+
+    hooks = Hooks()
+    notifier = WebhookNotifier(receiver.url, retry_delay_s=0.01)
+    stop = forward_warnings(hooks, notifier)
+    try:
+        hooks.emit(
+            WarningEvent(
+                at=1_763_716_000.0,
+                name="FUNDING_NEAR_CAP",
+                severity="critical",
+                message="funding at its cap",
+                value=1.0,
+                threshold=0.8,
+                symbol="BTC/USDT:USDT",
+                escalate="REDUCING",
+            )
+        )
+        headers, body = receiver.next()
+        assert headers["Content-Type"] == "application/json"
+        assert body["event"] == "warning"
+        assert body["name"] == "FUNDING_NEAR_CAP"
+        assert body["severity"] == "critical"
+        assert body["escalate"] == "REDUCING"
+        assert body["symbol"] == "BTC/USDT:USDT"
+        assert body["at_iso"].startswith("2025-11-21T09:06:40")
+        stop()
+        hooks.emit(
+            WarningEvent(
+                at=1.0, name="CANCEL_BURST", severity="warning", message="m", value=3, threshold=3
+            )
+        )
+        assert notifier.close(5.0)
+        assert receiver.received.empty()  # nothing after the forwarding stopped
+    finally:
+        notifier.close(5.0)

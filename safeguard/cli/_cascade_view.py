@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from safeguard.errors import ConfigError
 from safeguard.risk.cascade import (
     CascadeGrid,
     CascadeMarket,
@@ -177,6 +179,81 @@ def render_cascade(view: CascadeView, console: Any) -> None:
             time,
         )
     console.print(bands)
+
+
+def write_cascade_plot(view: CascadeView, path: Path) -> None:
+    """The worst cell's path as a picture: each symbol's mark step by step with its forced
+    closes, each position's band (warning, partial, liquidation) as lines across it, and the
+    account's equity below. Needs matplotlib (``safeguard[report]``)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError(
+            "--cascade-png needs matplotlib: pip install 'safeguard[report]' (the table above "
+            "is complete without it)"
+        ) from None
+
+    matplotlib.use("Agg")  # no display: a CLI on a server must not need one
+    from matplotlib import pyplot as plt
+
+    path_ = view.grid.worst_path
+    times = [point.time for point in path_.equity]
+    symbols = list(path_.equity[0].marks)
+    # Today's marks (before the shock): the bands are drawn on them, the path is relative to them.
+    today = {_symbol_of(band.subject): band.mark for band in view.bands}
+    figure, (prices, equity) = plt.subplots(
+        2, 1, figsize=(8.0, 6.0), sharex=True, height_ratios=(2, 1)
+    )
+    try:
+        styles = {"warning": ":", "partial": "-.", "liquidation": "--"}
+        for symbol in symbols:
+            base = today.get(symbol, path_.equity[0].marks[symbol])
+            relative = [point.marks[symbol] / base * 100.0 for point in path_.equity]
+            (line,) = prices.step(times, relative, where="post", label=symbol)
+            for close in path_.closes:
+                if close.symbol == symbol:
+                    marker = "x" if close.owner == "account" else "."
+                    prices.plot(
+                        close.time, close.mark_after / base * 100.0, marker, color=line.get_color()
+                    )
+            for band in view.bands:
+                if _symbol_of(band.subject) != symbol:
+                    continue
+                for edge_name, style in styles.items():
+                    edge = getattr(band, edge_name)
+                    if edge is not None:
+                        prices.axhline(
+                            edge.price / base * 100.0,
+                            linestyle=style,
+                            color=line.get_color(),
+                            linewidth=0.8,
+                            label=f"{band.subject} {edge_name}",
+                        )
+        prices.set_ylabel("mark, % of today's")
+        prices.set_title(
+            f"worst cascade: {path_.shock * 100:+.1f}% to {path_.shock_symbol}, correlation "
+            f"{path_.correlation.default:g}, depth x{path_.depth_multiplier:g}\n"
+            "x: the account's forced closes, dots: the crowd's; lines: each position's band",
+            fontsize=9,
+        )
+        prices.legend(fontsize=7, loc="best")
+        equity.step(times, [point.equity for point in path_.equity], where="post")
+        equity.set_ylabel("account equity")
+        equity.set_xlabel("seconds after the shock")
+        figure.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format="png", dpi=110)
+    finally:
+        plt.close(figure)
+
+
+def _symbol_of(subject: str) -> str:
+    """A band's subject is its position's node name: the symbol, ``:LONG``/``:SHORT`` for a
+    hedge leg."""
+    for suffix in (":LONG", ":SHORT"):
+        if subject.endswith(suffix):
+            return subject.removesuffix(suffix)
+    return subject
 
 
 def _price(price: float | None) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 from safeguard.config import Policy
 from safeguard.risk.book import Side
+from safeguard.risk.cascade import LiquidationBand
 from safeguard.risk.liquidation import MODELS, PositionLeg
 from safeguard.risk.models import (
     MARGIN_MODES,
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         policy=policy,
         degraded=args.degraded,
         size_search=not args.no_size_search,
+        band=True,
     )
     if args.json:
         print(json.dumps(verdict.to_dict(), indent=2))
@@ -239,6 +241,43 @@ def _print_table(verdict: Verdict, intent: OrderIntent) -> None:
         *(["not searched" if max_safe is None else fmt(max_safe)] + [""] * (len(faces) - 1)),
     )
     console.print(numbers)
+    if verdict.band is not None:
+        console.print(_band_table(verdict.band))
+
+
+def _band_table(band: LiquidationBand) -> Any:
+    """The band on the mark: each edge's price, its distance, and the time after which it is
+    one standard deviation away at the market's volatility (a scale, not a forecast)."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"liquidation band (margin ratio now {pct(band.margin_ratio * 100.0)} %)",
+        show_header=True,
+        header_style="bold",
+    )
+    table.add_column("edge")
+    table.add_column("mark", justify="right")
+    table.add_column("move", justify="right")
+    table.add_column("1σ time", justify="right")
+    for name in ("warning", "partial", "liquidation"):
+        edge = getattr(band, name)
+        if edge is None:
+            passed = name == "warning" and band.warning_passed
+            table.add_row(name, "passed already" if passed else "-", "", "")
+            continue
+        move = (edge.price / band.mark - 1.0) * 100.0
+        table.add_row(name, fmt(edge.price), f"{pct(move)} %", _duration(edge.one_sigma_time))
+    return table
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120.0:
+        return f"{seconds:,.0f} s"
+    if seconds < 7_200.0:
+        return f"{seconds / 60.0:,.0f} min"
+    if seconds < 172_800.0:
+        return f"{seconds / 3_600.0:,.1f} h"
+    return f"{seconds / 86_400.0:,.1f} d"
 
 
 def _rows(faces: list[Costing | None]) -> list[tuple[str, list[str]]]:

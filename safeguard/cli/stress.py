@@ -42,7 +42,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
-from safeguard.cli._cascade_view import cascade_json, cascade_view, render_cascade
+from safeguard.cli._cascade_view import (
+    cascade_json,
+    cascade_view,
+    render_cascade,
+    write_cascade_plot,
+)
 from safeguard.config import Policy, Section, StressConfig
 from safeguard.errors import ConfigError
 from safeguard.risk.liquidation import PositionLeg
@@ -120,6 +125,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--regime", action="append", choices=REGIMES, help="only this regime (repeatable)"
     )
     parser.add_argument("--png", type=Path, metavar="PATH", help="also write a heat-map PNG")
+    parser.add_argument(
+        "--cascade-png",
+        type=Path,
+        metavar="PATH",
+        help="also write the worst cascade's path and the bands as a PNG (with --cascade)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--cascade",
@@ -173,6 +184,12 @@ def _run(args: argparse.Namespace) -> int:
             from rich.console import Console
 
             render_cascade(view, Console(file=sys.stdout, width=120))
+    if args.cascade_png is not None:
+        if view is None:
+            raise ConfigError("--cascade-png needs --cascade", key="--cascade-png")
+        write_cascade_plot(view, args.cascade_png)
+        if not args.json:
+            print(f"cascade plot written to {args.cascade_png}")
     if args.png:
         write_heatmap(report, args.png)
         if not args.json:

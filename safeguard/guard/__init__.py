@@ -47,6 +47,7 @@ from safeguard.guard.sync import GuardedExchange
 from safeguard.guard.throttle import RateBudget, account_fingerprint, registry_for
 from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.triggers import RiskMonitor
+from safeguard.killswitch.warnings import WarningMonitor
 from safeguard.profiles import VenueProfile, profile_for
 
 
@@ -218,7 +219,12 @@ def _guard(
             if triggers is True
             else triggers
         )
-        tripwire = TripWire(monitor_of_risk, kill_switch)  # type: ignore[arg-type]
+        tripwire = TripWire(
+            monitor_of_risk,
+            kill_switch,  # type: ignore[arg-type]
+            warnings=WarningMonitor(policy.kill_switch.warnings),
+            hooks=hooks,
+        )
     if isinstance(book_depth, bool) or not isinstance(book_depth, int) or book_depth < 5:
         raise ValueError(f"book_depth must be an integer >= 5, got {book_depth!r}")
     cache = MarketCache(

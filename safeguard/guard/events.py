@@ -1,5 +1,5 @@
 """Events a user can subscribe to: request, retry, throttle, state change, verdict, kill,
-protective stop.
+protective stop, early warning.
 
 Every event is a frozen record (stamina's instrumentation model): it carries what happened and
 when (``at``, epoch seconds from the guard's clock), never live objects, and never credentials.
@@ -27,6 +27,8 @@ class EventKind(StrEnum):
     VERDICT = "verdict"
     KILL = "kill"
     PROTECTIVE_STOP = "protective_stop"
+    WARNING = "warning"
+    BAND = "band"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +141,40 @@ class ProtectiveStopEvent(Event):
     error_type: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WarningEvent(Event):
+    """An early warning (:mod:`safeguard.killswitch.warnings`): not yet a halt, unless the
+    policy escalates it (``escalate`` names the state the switch was moved to)."""
+
+    kind: ClassVar[EventKind] = EventKind.WARNING
+    name: str
+    """``CANCEL_BURST``, ``LEVERAGE_CHANGES``, ``THIN_BOOK``, ``MARK_INDEX_GAP``,
+    ``FUNDING_NEAR_CAP`` or ``PARAMETER_FLAPPING``."""
+    severity: str
+    """``warning`` or ``critical``."""
+    message: str
+    value: float
+    threshold: float
+    symbol: str | None = None
+    escalate: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BandEvent(Event):
+    """A position's liquidation band, on each account re-read: the marks at which its margin
+    ratio crosses the warning level, the venue's partial-reduction level, and one
+    (:func:`safeguard.risk.cascade.liquidation_band`); ``None`` for an edge no price reaches
+    (or, for the warning, one already passed)."""
+
+    kind: ClassVar[EventKind] = EventKind.BAND
+    symbol: str
+    mark: float
+    margin_ratio: float
+    warning: float | None
+    partial: float | None
+    liquidation: float | None
+
+
 Hook = Callable[[Any], object]
 
 
@@ -206,6 +242,7 @@ class Hooks:
 
 
 __all__ = [
+    "BandEvent",
     "Event",
     "EventKind",
     "Hook",
@@ -217,4 +254,5 @@ __all__ = [
     "StateChangeEvent",
     "ThrottleEvent",
     "VerdictEvent",
+    "WarningEvent",
 ]

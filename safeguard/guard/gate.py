@@ -15,7 +15,7 @@ or the gate denies with the code that names the problem.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,9 +32,11 @@ from safeguard.guard.observe import Health
 from safeguard.guard.orders import OrderIntent
 from safeguard.guard.protective import protective_stop
 from safeguard.guard.tripwire import TripWire
+from safeguard.killswitch.warnings import ClosingPosition
 from safeguard.risk import freshness
 from safeguard.risk import verdict as risk_verdict
 from safeguard.risk.book import OrderBook, Side
+from safeguard.risk.crowding import CrowdingMonitor, CrowdingReading
 from safeguard.risk.fills import FillModel
 from safeguard.risk.liquidation import (
     LiquidationModel,
@@ -93,6 +95,11 @@ class PreTradeGate:
     verdict (through the market rules), the stop re-check and the hedge stop choice all use
     this one, so they cannot disagree about where liquidation is."""
     fills: FillModel = field(init=False)
+    _open_interest: dict[str, tuple[Mapping[str, Any], float]] = field(default_factory=dict)
+    """Per symbol, the last ``fetch_open_interest`` answer and when it came (the cascade's
+    crowd and the crowding score read it; the guard does not poll it itself)."""
+    crowding: CrowdingMonitor | None = field(init=False)
+    """Each symbol's crowding, fed by the funding reads (``risk.crowding``, when it tightens)."""
     _account_asked: float | None = None
     """When the triggers last asked for the account themselves (see ``_account_wanted``)."""
     _mark_agreed: dict[str, float] = field(default_factory=dict)
@@ -104,6 +111,9 @@ class PreTradeGate:
 
     def __post_init__(self) -> None:
         self.fills = FillModel.from_config(self.policy.fills)
+        crowding = self.policy.risk.crowding
+        # Opt-in: without tightening nothing reads the score, so nothing is kept.
+        self.crowding = CrowdingMonitor(crowding) if crowding.max_tightening > 0 else None
 
     # --- core.Gate ---------------------------------------------------------------------------
 
@@ -116,6 +126,10 @@ class PreTradeGate:
         # venue's own timestamps instead (STALE_MARKET_DATA).
         cache = self.cache
         changes = cache.absorb(send, value, now)
+        if send.method == "fetch_open_interest" and isinstance(value, Mapping) and send.args:
+            self._open_interest[str(send.args[0])] = (value, now)
+        if self.crowding is not None and send.method == "fetch_funding_rate" and send.args:
+            self._crowding_seen(str(send.args[0]), now)
         wanted: list[Send] = []
         if self.tripwire is not None and send.method not in _RULE_READS:
             wanted += self._account_wanted(send.method, now)
@@ -212,6 +226,8 @@ class PreTradeGate:
             if piece is not None and where[1] in self.cache.prices.get(symbol, {}):
                 stale_since = self._untrusted_since(symbol, now)
                 self.tripwire.mark(symbol, piece.venue_time, now, stale_since=stale_since)
+                if self.tripwire.warnings is not None:
+                    self._market_warnings(symbol, now)
         elif send.method in _ACCOUNT_READS and self.cache.account_consistent():
             if ladders_coming and self._unladdered():
                 # After a restart nothing has loaded the ladders yet: without them there is no
@@ -220,6 +236,83 @@ class PreTradeGate:
             account = self._current_account(self._settle_of_positions(), now)
             if isinstance(account, str):
                 self.tripwire.unjudged(account, now)
+
+    def _crowding_seen(self, symbol: str, now: float) -> None:
+        """One crowding reading from the funding read just absorbed (mark, index, rate) and the
+        ticker's volatility; a read lacking any of them is skipped, never guessed."""
+        assert self.crowding is not None
+        market = self.snapshot(symbol, now)
+        if (
+            market.mark is None
+            or market.index is None
+            or market.funding_rate is None
+            or market.volatility is None
+        ):
+            return
+        try:
+            self.crowding.observe(
+                symbol,
+                CrowdingReading(
+                    now,
+                    market.mark,
+                    market.index,
+                    market.funding_rate,
+                    market.volatility,
+                    market.open_interest,
+                ),
+            )
+        except ValueError as exc:  # a clock stepped back: the reading is dropped
+            logger.debug("crowding reading for {} dropped: {}", symbol, exc)
+
+    def _market_warnings(self, symbol: str, now: float) -> None:
+        """Early warnings on a fresh market read: the detectors are pure
+        (:mod:`safeguard.killswitch.warnings`); this only gathers what they look at."""
+        wire = self.tripwire
+        assert wire is not None
+        assert wire.warnings is not None
+        market = self.snapshot(symbol, now)
+        parameters: list[tuple[str, Hashable]] = [("funding interval", market.funding_interval_s)]
+        if market.rules is not None:
+            parameters.append(("tier table", market.rules.tiers.tiers))
+        book = market.book
+        wire.warn(
+            wire.warnings.market(
+                now,
+                symbol,
+                mark=market.mark,
+                index=market.index,
+                funding_rate=market.funding_rate,
+                funding_cap=market.funding_cap
+                if market.funding_cap is not None
+                else self.policy.risk.funding_cap_rate,
+                bids=() if book is None else book.bids,
+                asks=() if book is None else book.asks,
+                position=self._closing_position(symbol),
+                parameters=parameters,
+            )
+        )
+
+    def _closing_position(self, symbol: str) -> ClosingPosition | None:
+        """The one-way position in ``symbol`` and where its exit is planned: its protective
+        stop, else its liquidation price (``None`` without a position or a usable account)."""
+        if self.tripwire is None or self.tripwire.warnings is None:
+            return None
+        if self.tripwire.warnings.config.thin_book_cover is None:
+            return None
+        account = self._account_or_why("USDT")
+        leg = account.leg(symbol) if isinstance(account, Account) else None
+        if leg is None or not isinstance(account, Account):
+            return None
+        exit_price = self._protective_stop(leg)
+        if exit_price is None:
+            model = get_model(self.liquidation_model)
+            others = [o for o in account.positions if o is not leg and o.isolated_wallet is None]
+            exit_price = model.liquidation_price(
+                leg, wallet_balance=account.wallet_balance, others=others
+            ).price
+        if exit_price is None:
+            return None
+        return ClosingPosition(leg.side, leg.quantity, exit_price)
 
     def _account_wanted(self, method: str, now: float) -> list[Send]:
         """The parts of the account the triggers lack, or hold older than half the stale-data
@@ -345,6 +438,9 @@ class PreTradeGate:
                 cache.tiers.get(symbol),
                 cache.markets.get(symbol),
                 cache.rules_at,
+                # The open interest read, and whether it is still young enough to count.
+                self._open_interest.get(symbol),
+                self._open_interest_value(symbol, 1.0, now) is not None,
             ),
             lambda: self.snapshot(symbol, now, market_order=by_market),
         )
@@ -434,7 +530,25 @@ class PreTradeGate:
             last=_positive(t.get("last")),
             last_time=None if ticker is None else (ticker.venue_time or ticker.fetched),
             price_tracks=cache.price_tracks(symbol),
+            crowding=None if self.crowding is None else self.crowding.score(symbol),
+            open_interest=self._open_interest_value(symbol, _positive(f.get("markPrice")), now),
         )
+
+    def _open_interest_value(self, symbol: str, mark: float | None, now: float) -> float | None:
+        """Open interest in quote currency from the last read, if young enough: Binance gives
+        contracts (``openInterestAmount``), valued here at the mark."""
+        seen = self._open_interest.get(symbol)
+        limit = self.policy.risk.stress.max_open_interest_age_s
+        if seen is None or not 0.0 <= now - seen[1] <= limit:
+            return None
+        answer = seen[0]
+        value = _positive(answer.get("openInterestValue"))
+        if value is not None:
+            return value
+        amount = _finite(answer.get("openInterestAmount"))
+        if amount is None or amount < 0.0 or mark is None:
+            return None
+        return amount * mark  # zero is an answer: nobody holds the market
 
     def account(self, now: float, settle: str = "USDT") -> Account | None:
         """The risk core's view of the account in ``settle`` (the margin asset of the market

@@ -34,7 +34,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -47,6 +47,8 @@ from safeguard.killswitch.switch import SwitchState
 
 if TYPE_CHECKING:
     import httpx
+
+    from safeguard.guard.events import Hooks, WarningEvent
 
 MAX_RETRY_DELAY_S = 30.0
 
@@ -269,12 +271,48 @@ class WebhookNotifier:
         )
 
 
+def warning_payload(event: WarningEvent, *, sent_at: float | None = None) -> dict[str, Any]:
+    """The JSON body an early warning is posted as (``"event": "warning"``)."""
+    return {
+        "event": "warning",
+        "name": event.name,
+        "severity": event.severity,
+        "message": event.message,
+        "value": event.value,
+        "threshold": event.threshold,
+        "symbol": event.symbol,
+        "escalate": event.escalate,
+        "at": event.at,
+        "at_iso": datetime.fromtimestamp(event.at, UTC).isoformat(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "sent_at": time.time() if sent_at is None else sent_at,
+    }
+
+
+def forward_warnings(
+    hooks: Hooks, notifier: WebhookNotifier, *, critical_only: bool = False
+) -> Callable[[], None]:
+    """Post every early warning ``hooks`` delivers (only ``critical`` ones with
+    ``critical_only``) to ``notifier``'s webhook, in the background like an engage. Returns a
+    function that stops forwarding."""
+    from safeguard.guard.events import EventKind, WarningEvent
+
+    def forward(event: object) -> None:
+        if isinstance(event, WarningEvent) and (not critical_only or event.severity == "critical"):
+            notifier.notify(warning_payload(event))
+
+    return hooks.subscribe(EventKind.WARNING, forward)
+
+
 __all__ = [
     "MAX_RETRY_DELAY_S",
     "Delivery",
     "WebhookNotifier",
     "build_payload",
+    "forward_warnings",
     "retry_delay",
     "should_retry",
     "validate_url",
+    "warning_payload",
 ]

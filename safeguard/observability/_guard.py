@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from safeguard.guard.events import (
+    BandEvent,
     Event,
     Hooks,
     KillEvent,
@@ -18,6 +19,7 @@ from safeguard.guard.events import (
     StateChangeEvent,
     ThrottleEvent,
     VerdictEvent,
+    WarningEvent,
 )
 from safeguard.observability._server import MetricsServer, require_prometheus, serve_metrics
 from safeguard.profiles import BINANCE_USDM
@@ -134,6 +136,19 @@ class Metrics:
         self.switch_since = gauge(
             "kill_switch_since_timestamp_seconds", "When the kill switch state was set.", **kw
         )
+        self.early_warnings = counter(
+            "early_warnings", "Early warnings, by name and severity (warning, critical).",
+            ("name", "severity"), **kw,
+        )  # fmt: skip
+        self.band_price = gauge(
+            "liquidation_band_price", "Each position's liquidation band on the mark: where "
+            "its margin ratio crosses the warning level, the partial level and one (NaN: "
+            "not reached on the losing side, or already passed).", ("symbol", "edge"), **kw,
+        )  # fmt: skip
+        self.margin_ratio = gauge(
+            "margin_ratio", "Each position's pool's maintenance margin over its equity "
+            "(1 liquidates).", ("symbol",), **kw,
+        )  # fmt: skip
         self.duplicates_prevented = counter(
             "duplicates_prevented", "Order sends of unknown fate that a look-up by client "
             "order id found on the venue: a blind resend would have placed them twice.", **kw,
@@ -193,6 +208,14 @@ class Metrics:
             self._state_change(event)
         elif isinstance(event, KillEvent):
             self._set_switch(event.state, event.code or "", event.at)
+        elif isinstance(event, WarningEvent):
+            self.early_warnings.labels(event.name, event.severity).inc()
+        elif isinstance(event, BandEvent):
+            for edge in ("warning", "partial", "liquidation"):
+                price = getattr(event, edge)
+                self.band_price.labels(event.symbol, edge).set(math.nan if price is None else price)
+            ratio = event.margin_ratio
+            self.margin_ratio.labels(event.symbol).set(ratio if math.isfinite(ratio) else math.inf)
 
     def _request(self, event: RequestEvent) -> None:
         endpoint = event.endpoint

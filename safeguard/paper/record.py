@@ -24,6 +24,7 @@ from safeguard.guard.events import (
     StateChangeEvent,
     ThrottleEvent,
     VerdictEvent,
+    WarningEvent,
 )
 from safeguard.paper.journal import RunJournal
 from safeguard.venue import (
@@ -103,6 +104,10 @@ class Recorder:
                     detail=event.detail)  # fmt: skip
         elif isinstance(event, KillEvent):
             self.kill(event.at, event.state, event.code, event.reason)
+        elif isinstance(event, WarningEvent):
+            j.write(event.at, "warning", name=event.name, severity=event.severity,
+                    symbol=event.symbol, message=event.message, value=event.value,
+                    threshold=event.threshold, escalate=event.escalate)  # fmt: skip
 
     def kill(self, now: float, state: str, code: str | None, reason: str) -> None:
         """One ``kill`` record per engage, whether the guard reported it or the runner did."""

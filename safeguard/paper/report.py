@@ -716,6 +716,7 @@ _LANES: tuple[tuple[str, Callable[[Mapping[str, Any]], bool]], ...] = (
     ("throttled", lambda r: r["kind"] == "request" and r.get("outcome") == "throttled"),
     ("ban", lambda r: r["kind"] == "ban"),
     ("health", lambda r: r["kind"] == "state"),
+    ("early warning", lambda r: r["kind"] == "warning"),
     ("kill switch", lambda r: r["kind"] == "kill"),
     ("stop fired", lambda r: r["kind"] == "stop_triggered"),
     ("liquidation", lambda r: r["kind"] == "liquidation"),

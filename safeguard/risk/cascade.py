@@ -44,18 +44,17 @@ The path says which position went when, at what mark it was triggered, at what a
 it filled, what the close cost (slippage against the trigger mark plus the taker fee), and the
 account's equity after every step.
 
-**Monotone where the books do not refill.** With ``refill_rate=0`` a bigger shock never
-liquidates fewer positions and a deeper book never more (property-tested): every price is then
-the shocked price walked down by everything closed so far. A refilling book breaks both: the
-mark sits at the last level a close touched and the overflow past the visible book is one flat
-offset, so closes spread over steps (the book refilling between them at ever lower prices) can
-push a price further than the same closes bunched into one step. A milder shock or a deeper book
-spreads the closes out, and can end lower. Read refilled paths as one scenario, not as a bound.
+**Monotone, refill or not.** A bigger shock never liquidates fewer positions nor leaves the
+account more equity, and a deeper book never liquidates more (property-tested). Without refill
+every price is the shocked price walked down by everything closed so far. A refilling book is
+held to never be worse for a forced close than the same book without refill (its mark and fills
+are floored at that still book's): a ladder moves the mark a whole level for the first unit and
+a flat overflow for the last, so closes spread over refilling steps would otherwise compound
+lower than the same closes bunched into one step, and a milder shock could end worse.
 
-Not yet used by the pre-trade verdict: issue 14 asks that ``risk.require_stress_survival`` run
-the policy's shock through the cascade; the verdict's stress check was being changed elsewhere
-when this was written, so the wiring (``run_cascade(...).survives`` for the account after the
-order, the books the guard has fetched as depth) is left for a change of its own.
+The pre-trade verdict asks :func:`first_breach` under ``risk.require_stress_survival``
+(``risk.stress.cascade``): every policy shock to every symbol the account holds after the
+order, the order's symbol's crowd spread from its open interest.
 
 Linear (USDT-margined) contracts only, as in the stress grid.
 """
@@ -376,25 +375,60 @@ class _Ladder:
 
 @dataclass(slots=True)
 class _SymbolBook:
+    """A symbol's book through a cascade: what the closes ate, and where they left the mark.
+
+    ``still_*`` follow the same closes on a book that never refills. A refilling book is never
+    worse for a forced close than that one: its mark is held at or above (for sales) the still
+    book's, and its fills too. Without that floor a refilled path is not monotone: a ladder
+    moves the mark a whole level for the first unit it sells and a flat overflow for the last,
+    so the same closes spread over refilling steps (a milder shock) compound to a lower price
+    than bunched into one (a harsher one); the milder shock would end worse.
+    """
+
     ladder: _Ladder
     mark: float
     bids_eaten: float = 0.0
     asks_eaten: float = 0.0
+    still_mark: float = 0.0
+    still_bids: float = 0.0
+    still_asks: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.still_mark = self.mark
 
     def close(self, side: int, quantity: float) -> float:
         """Walk the book for a forced close of a ``side`` position; the average fill."""
-        ladder = self.ladder
-        if side > 0:  # a long is sold into the bids
-            anchor = self.mark / (1.0 - ladder.offset_at(self.bids_eaten))
-            fill = anchor * (1.0 - ladder.walk(self.bids_eaten, quantity) / quantity)
-            self.bids_eaten += quantity
-            self.mark = anchor * (1.0 - ladder.offset_at(self.bids_eaten))
-        else:
-            anchor = self.mark / (1.0 + ladder.offset_at(self.asks_eaten))
-            fill = anchor * (1.0 + ladder.walk(self.asks_eaten, quantity) / quantity)
-            self.asks_eaten += quantity
-            self.mark = anchor * (1.0 + ladder.offset_at(self.asks_eaten))
-        return fill
+        fill, self.mark, self.bids_eaten, self.asks_eaten = _walk(
+            self.ladder, self.mark, self.bids_eaten, self.asks_eaten, side, quantity
+        )
+        still_fill, self.still_mark, self.still_bids, self.still_asks = _walk(
+            self.ladder, self.still_mark, self.still_bids, self.still_asks, side, quantity
+        )
+        if side > 0:
+            self.mark = max(self.mark, self.still_mark)
+            return max(fill, still_fill)
+        self.mark = min(self.mark, self.still_mark)
+        return min(fill, still_fill)
+
+    def refill(self, remaining: float) -> None:
+        self.bids_eaten *= remaining
+        self.asks_eaten *= remaining
+
+
+def _walk(
+    ladder: _Ladder, mark: float, bids: float, asks: float, side: int, quantity: float
+) -> tuple[float, float, float, float]:
+    """``(fill, mark, bids eaten, asks eaten)`` after a ``side`` position's close of
+    ``quantity`` from ``mark`` on a book already eaten by ``bids`` and ``asks``."""
+    if side > 0:  # a long is sold into the bids
+        anchor = mark / (1.0 - ladder.offset_at(bids))
+        fill = anchor * (1.0 - ladder.walk(bids, quantity) / quantity)
+        bids += quantity
+        return fill, anchor * (1.0 - ladder.offset_at(bids)), bids, asks
+    anchor = mark / (1.0 + ladder.offset_at(asks))
+    fill = anchor * (1.0 + ladder.walk(asks, quantity) / quantity)
+    asks += quantity
+    return fill, anchor * (1.0 + ladder.offset_at(asks)), bids, asks
 
 
 @dataclass(frozen=True, slots=True)
@@ -634,8 +668,7 @@ class _Prepared:
             time = step * market.latency
             if remaining != 1.0:
                 for book in books.values():
-                    book.bids_eaten *= remaining
-                    book.asks_eaten *= remaining
+                    book.refill(remaining)
             for pool, node, leg in due:
                 book = books[leg.symbol]
                 trigger_mark = marks[leg.symbol]
@@ -696,6 +729,33 @@ def run_cascade(
         correlation if isinstance(correlation, Correlation) else Correlation(correlation),
         _depth_multiplier(depth_multiplier),
     )
+
+
+def first_breach(
+    account: Account,
+    market: CascadeMarket,
+    *,
+    shocks: Sequence[float],
+    correlation: Correlation | float,
+    shock_symbols: Sequence[str] | None = None,
+    crowd: Sequence[CrowdPosition] = (),
+) -> CascadePath | None:
+    """The cascade of smallest shock magnitude (the fall first on a tie, then the symbols in
+    order) that liquidates one of the account's positions, or ``None`` when every shock to
+    every symbol in ``shock_symbols`` (default: every symbol of the market) leaves the account
+    whole. What the pre-trade verdict asks under ``risk.require_stress_survival``."""
+    prepared = _Prepared.of(account, market, crowd)
+    rho = correlation if isinstance(correlation, Correlation) else Correlation(correlation)
+    symbols = tuple(market.symbols) if shock_symbols is None else tuple(shock_symbols)
+    for symbol in symbols:
+        market.spec(symbol)
+    ordered = sorted({_shock_value(s) for s in shocks}, key=lambda s: (abs(s), s))
+    for shock in ordered:
+        for symbol in symbols:
+            path = prepared.run(symbol, shock, rho, 1.0)
+            if not path.survives:
+                return path
+    return None
 
 
 # --- the grid -------------------------------------------------------------------------------
@@ -886,6 +946,13 @@ def liquidation_band(
     return bands, _account_band(account, sigma, warning, partial)
 
 
+def margin_ratio(account: Account, leg: PositionLeg) -> float:
+    """The margin ratio of ``leg``'s pool at the marks: maintenance over equity (Binance's
+    definition; 1 liquidates, ``inf`` when the pool has no equity)."""
+    legs, wallet = _pool_of(account, leg)
+    return _pool_ratio(legs, wallet, {o.symbol: o.mark_price for o in account.positions})
+
+
 def _level(name: str, value: object) -> float:
     level = _inputs.number(name, value)
     if not 0.0 < level < 1.0:
@@ -1019,6 +1086,8 @@ __all__ = [
     "LiquidationBand",
     "cascade_grid",
     "crowd_from_open_interest",
+    "first_breach",
     "liquidation_band",
+    "margin_ratio",
     "run_cascade",
 ]

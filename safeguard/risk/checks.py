@@ -20,10 +20,12 @@ import math
 from collections.abc import Callable
 
 from safeguard.codes import Code
-from safeguard.risk.models import MarketRules, is_multiple
+from safeguard.risk.cascade import first_breach
+from safeguard.risk.crowding import tightening
+from safeguard.risk.models import Account, MarketRules, is_multiple
 from safeguard.risk.outcome import Finding, Severity, fmt, pct
 from safeguard.risk.pricing import Order, PricedOrder
-from safeguard.risk.stress import account_equity, survives_grid
+from safeguard.risk.stress import StressGrid, account_equity, survives_grid
 
 DENY = Severity.DENY
 WARN = Severity.WARN
@@ -249,14 +251,23 @@ def reduce_only(order: Order) -> Finding | None:
     )
 
 
+def _stricter(cap: float | None, mode_cap: float | None) -> float | None:
+    if mode_cap is None:
+        return cap
+    return mode_cap if cap is None else min(cap, mode_cap)
+
+
 def leverage_policy(order: Order) -> Finding | None:
-    cap, leverage = order.limits.max_leverage, order.intent.leverage
+    limits, leverage = order.limits, order.intent.leverage
+    isolated = order.intent.margin_mode == "isolated"
+    cap = _stricter(limits.max_leverage, limits.isolated_max_leverage if isolated else None)
     if not order.increases or cap is None or leverage <= cap:
         return None
+    which = "isolated " if isolated and cap == limits.isolated_max_leverage else ""
     return Finding(
         Code.LEVERAGE_ABOVE_POLICY,
         DENY,
-        f"leverage {fmt(leverage)}x is above the policy's {fmt(cap)}x",
+        f"leverage {fmt(leverage)}x is above the policy's {which}{fmt(cap)}x",
         {"leverage": leverage, "max_leverage": cap},
     )
 
@@ -404,21 +415,87 @@ def notional_per_account(order: Order, priced: PricedOrder) -> Finding | None:
 
 
 def concentration(order: Order, priced: PricedOrder) -> Finding | None:
-    cap = order.limits.max_concentration
-    if not order.increases or cap is None:
+    """One symbol's notional over the account's equity: a limit (stricter for an isolated
+    position when the policy says so) and, below it, a warning level."""
+    limits = order.limits
+    isolated = order.intent.margin_mode == "isolated"
+    cap = _stricter(
+        limits.max_concentration, limits.isolated_max_concentration if isolated else None
+    )
+    warn = limits.concentration_warning
+    if not order.increases or (cap is None and warn is None):
         return None
     costing = priced.costing
     equity = order.equity - costing.entry_fee
     share = costing.position_notional / equity if equity > 0 else math.inf
-    if share <= cap:
+    if cap is not None and share > cap:
+        which = "isolated " if isolated and cap == limits.isolated_max_concentration else ""
+        return Finding(
+            Code.CONCENTRATION,
+            DENY,
+            f"{order.intent.symbol} would be {fmt(share)}x equity {fmt(equity)} in notional; "
+            f"policy allows {which}{fmt(cap)}x",
+            {"share": share, "equity": equity, "max": cap},
+        )
+    if warn is None or share <= warn:
         return None
     return Finding(
         Code.CONCENTRATION,
-        DENY,
-        f"{order.intent.symbol} would be {pct(share * 100)} % of equity {fmt(equity)}; "
-        f"policy allows {pct(cap * 100)} %",
-        {"share": share, "equity": equity, "max": cap},
+        WARN,
+        f"{order.intent.symbol} would be {fmt(share)}x equity {fmt(equity)} in notional, past "
+        f"the policy's warning level {fmt(warn)}x",
+        {"share": share, "equity": equity, "warning": warn},
     )
+
+
+def crowding(order: Order, priced: PricedOrder) -> Finding | None:
+    """A crowded symbol tightens the leverage, position-notional and concentration caps for
+    orders that add to the crowded side (``risk.crowding``; the caps the policy sets)."""
+    score = order.market.crowding
+    if not order.increases or score is None or score.side not in (0, order.intent.direction):
+        return None
+    limits = order.limits
+    factor = tightening(score, limits.crowding)
+    if factor >= 1.0:
+        return None
+    isolated = order.intent.margin_mode == "isolated"
+    why = f"{order.intent.symbol} is crowded (score {fmt(score.score)}"
+    why += f", {'longs' if score.side > 0 else 'shorts' if score.side < 0 else 'both sides'})"
+    base = {"score": score.score, "factor": factor}
+    lev_cap = _stricter(limits.max_leverage, limits.isolated_max_leverage if isolated else None)
+    leverage = order.intent.leverage
+    if lev_cap is not None and leverage > lev_cap * factor:
+        return Finding(
+            Code.CROWDING,
+            DENY,
+            f"{why}: leverage {fmt(leverage)}x is above the tightened {fmt(lev_cap * factor)}x",
+            {**base, "leverage": leverage, "max_leverage": lev_cap * factor},
+        )
+    costing = priced.costing
+    cap = limits.max_notional_per_position
+    notional = costing.position_notional
+    if cap is not None and notional > cap * factor:
+        return Finding(
+            Code.CROWDING,
+            DENY,
+            f"{why}: position notional {fmt(notional)} is above the tightened {fmt(cap * factor)}",
+            {**base, "notional": notional, "max": cap * factor},
+        )
+    share_cap = _stricter(
+        limits.max_concentration, limits.isolated_max_concentration if isolated else None
+    )
+    equity = order.equity - costing.entry_fee
+    if share_cap is not None:
+        share = notional / equity if equity > 0 else math.inf
+        if share > share_cap * factor:
+            return Finding(
+                Code.CROWDING,
+                DENY,
+                f"{why}: {fmt(share)}x equity in notional is above the tightened "
+                f"{fmt(share_cap * factor)}x",
+                {**base, "share": share, "max": share_cap * factor},
+            )
+    return None
 
 
 def tier_leverage(order: Order, priced: PricedOrder) -> Finding | None:
@@ -556,13 +633,22 @@ def stress_survival(order: Order, priced: PricedOrder) -> Finding | None:
             "priced, so new exposure is denied",
             {"missing": missing},
         )
+    if order.crowd_blind:
+        return Finding(
+            Code.MISSING_MARKET_DATA,
+            DENY,
+            f"the cascade spreads a crowd over {order.intent.symbol}'s open interest "
+            "(risk.stress.crowd_leverage) and the market gave none (a guarded bot reads it with "
+            "fetch_open_interest), so new exposure is denied",
+            {"missing": "open_interest"},
+        )
     grid = order.stress
     if grid is None or priced.position is None:
         return None  # beyond the last tier: the tier check has already denied it
     after = priced.account_after(order)
     survives, cell = survives_grid(after, grid, nearest=order.explain)
     if survives:
-        return None
+        return None if order.cascade is None else _cascade_survival(order, after, grid)
     equity = account_equity(after)
     loss = equity - account_equity(after, cell.prices)
     gone = ", ".join(cell.liquidated)
@@ -584,6 +670,49 @@ def stress_survival(order: Order, priced: PricedOrder) -> Finding | None:
     )
 
 
+def _cascade_survival(order: Order, after: Account, grid: StressGrid) -> Finding | None:
+    """The grid's shocks again, each to every held symbol, through the cascade: correlated
+    moves, and forced closes (the crowd's first) walking the books and moving the prices."""
+    assert order.cascade is not None
+    config = order.limits.stress
+    shock_symbols = tuple(dict.fromkeys(leg.symbol for leg in after.positions))
+    path = first_breach(
+        after,
+        order.cascade,
+        shocks=grid.shocks,
+        correlation=config.cascade_correlation,
+        shock_symbols=shock_symbols,
+        crowd=order.crowd,
+    )
+    if path is None:
+        return None
+    equity = account_equity(after)
+    first = path.account_closes[0]
+    gone = ", ".join(node.removeprefix("account:") for node in path.liquidated)
+    crowd = sum(1 for close in path.closes if close.owner == "crowd")
+    chain = f" after {crowd} crowd liquidation{'s' if crowd != 1 else ''}" if crowd else ""
+    return Finding(
+        Code.STRESS_GRID_BREACH,
+        DENY,
+        f"a {pct(path.shock * 100.0)} % shock to {path.shock_symbol} (correlation "
+        f"{fmt(config.cascade_correlation)}) sets off a cascade that liquidates {gone}"
+        f"{chain}: {first.node.removeprefix('account:')} at step {first.step}, mark "
+        f"{fmt(first.trigger_mark)}; the account ends with {fmt(path.final_equity)} of the "
+        f"{fmt(equity)} equity the order leaves; policy requires it to survive the cascade",
+        {
+            "shock_pct": path.shock * 100.0,
+            "regime": "cascade",
+            "shock_symbol": path.shock_symbol,
+            "loss": equity - path.final_equity,
+            "equity": equity,
+            "liquidated": gone,
+            "crowd_liquidations": crowd,
+            "trigger_mark": first.trigger_mark,
+            "steps": path.steps,
+        },
+    )
+
+
 PRICED_CHECKS: tuple[PricedCheck, ...] = (
     entry_depth,
     fill_band,
@@ -591,6 +720,7 @@ PRICED_CHECKS: tuple[PricedCheck, ...] = (
     notional_per_position,
     notional_per_account,
     concentration,
+    crowding,
     tier_leverage,
     margin,
     wallet_shortfall,

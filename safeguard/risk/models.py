@@ -18,6 +18,7 @@ from typing import Literal
 
 from safeguard.risk import _inputs
 from safeguard.risk.book import SIDES, OrderBook, Side
+from safeguard.risk.crowding import CrowdingScore
 from safeguard.risk.freshness import PriceTrack
 from safeguard.risk.liquidation import PositionLeg, get_model
 from safeguard.risk.tiers import TierTable
@@ -182,6 +183,15 @@ class MarketSnapshot:
     price_tracks: tuple[PriceTrack, ...] = ()
     """How long each published price (mark, last, book mid) has stood still: a price frozen
     under fresh timestamps is stale (:mod:`safeguard.risk.freshness`)."""
+    funding_cap: float | None = None
+    """The venue's cap on the funding rate per interval (a fraction; the floor is its
+    negative): ``risk.funding_at_cap`` prices the horizon's funding at it."""
+    open_interest: float | None = None
+    """Open interest in quote currency (contracts times mark): the crowd the cascade spreads
+    over ``risk.stress.crowd_leverage``."""
+    crowding: CrowdingScore | None = None
+    """The symbol's crowding (:class:`~safeguard.risk.crowding.CrowdingMonitor`): the verdict
+    tightens leverage and size for orders adding to the crowded side (``risk.crowding``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.symbol, str) or not self.symbol.strip():
@@ -206,6 +216,14 @@ class MarketSnapshot:
         _optional(_inputs.positive, "last", self.last)
         _optional(_inputs.non_negative, "book_time", self.book_time)
         _optional(_inputs.non_negative, "last_time", self.last_time)
+        _optional(_inputs.non_negative, "open_interest", self.open_interest)
+        if self.crowding is not None and not isinstance(self.crowding, CrowdingScore):
+            raise ValueError(f"crowding must be a CrowdingScore, got {self.crowding!r}")
+        if (
+            self.funding_cap is not None
+            and not 0.0 < _inputs.number("funding_cap", self.funding_cap) < 1.0
+        ):
+            raise ValueError(f"funding_cap must be a fraction in (0, 1), got {self.funding_cap!r}")
         if not isinstance(self.price_tracks, tuple) or not all(
             isinstance(track, PriceTrack) for track in self.price_tracks
         ):

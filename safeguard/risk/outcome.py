@@ -14,11 +14,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safeguard.codes import Code
 from safeguard.errors import OrderDenied
 from safeguard.risk.fills import FillFace
+
+if TYPE_CHECKING:
+    from safeguard.risk.cascade import LiquidationBand
 
 
 class Decision(StrEnum):
@@ -126,6 +129,10 @@ class Verdict:
     expected: Costing | None
     max_safe_amount: float | None
     now: float
+    band: LiquidationBand | None = None
+    """The position's liquidation band after the order (from the margin-ratio warning level
+    through partial to full liquidation, on the mark, with each edge's time in seconds at the
+    market's volatility), when the verdict was asked for it (``evaluate(..., band=True)``)."""
 
     @property
     def allowed(self) -> bool:
@@ -165,7 +172,31 @@ class Verdict:
             "findings": [finding.to_dict() for finding in self.findings],
             "costing": None if self.costing is None else self.costing.to_dict(),
             "expected": None if self.expected is None else self.expected.to_dict(),
+            "band": None if self.band is None else _band_dict(self.band),
         }
+
+
+def _band_dict(band: LiquidationBand) -> dict[str, Any]:
+    edges = {}
+    for name in ("warning", "partial", "liquidation"):
+        edge = getattr(band, name)
+        edges[name] = (
+            None
+            if edge is None
+            else {
+                "price": _json_number(edge.price),
+                "distance": _json_number(edge.distance),
+                "one_sigma_time_s": _json_number(edge.one_sigma_time),
+            }
+        )
+    return {
+        "subject": band.subject,
+        "mark": band.mark,
+        "direction": band.direction,
+        "margin_ratio": _json_number(band.margin_ratio),
+        "warning_passed": band.warning_passed,
+        **edges,
+    }
 
 
 def _json_number(value: Any) -> Any:

@@ -36,6 +36,7 @@ def preview(
     degraded: bool = False,
     size_search: bool = True,
     depth: Mapping[str, DepthProfile] | None = None,
+    band: bool = False,
 ) -> Verdict:
     """The verdict on ``intent``: ALLOW, WARN or DENY, with codes and the numbers behind them.
 
@@ -46,6 +47,7 @@ def preview(
     ``max_safe_amount`` (a bisection that prices the order a dozen more times). ``depth`` is
     the book each other held symbol's forced close walks in the stress grid (read only with
     ``require_stress_survival``; see :func:`~safeguard.risk.verdict.evaluate`).
+    ``band=True`` adds the position's liquidation band (``Verdict.band``).
     Pure: no I/O, and ``now`` (epoch seconds) is the only clock.
     """
     if policy is not None and not isinstance(policy, Policy):
@@ -69,6 +71,7 @@ def preview(
         degraded=degraded,
         size_search=size_search,
         depth=depth,
+        band=band,
     )
 
 

@@ -29,6 +29,12 @@ from typing import Literal
 from safeguard.config import RiskLimits
 from safeguard.risk._trusted import trusted
 from safeguard.risk.book import OrderBook, Side
+from safeguard.risk.cascade import (
+    CascadeMarket,
+    CascadeSymbol,
+    CrowdPosition,
+    crowd_from_open_interest,
+)
 from safeguard.risk.fills import FillTerms, effective_price
 from safeguard.risk.funding import FundingEstimate
 from safeguard.risk.liquidation import (
@@ -156,6 +162,12 @@ class Order:
     symbol's book is known."""
     stress_blind: tuple[str, ...]
     """Held symbols the grid would need a book for and has none (the check then denies)."""
+    cascade: CascadeMarket | None = None
+    """The books and marks the policy's shocks cascade through (``risk.stress.cascade``)."""
+    crowd: tuple[CrowdPosition, ...] = ()
+    """Other traders' positions in the order's symbol, spread from its open interest."""
+    crowd_blind: bool = False
+    """The policy spreads a crowd over open interest and the market gave none (denies)."""
     explain: bool = True
     """Findings name the nearest stress breach; a size search's probes need only yes or no."""
 
@@ -196,8 +208,14 @@ class Order:
         funding = None
         if limits.funding_horizon_s > 0 and market.funding_rate is not None:
             assert market.next_funding_time is not None
+            rate = market.funding_rate
+            cap = market.funding_cap if market.funding_cap is not None else limits.funding_cap_rate
+            if limits.funding_at_cap and cap is not None and exposure.increases:
+                # The worst the schedule allows: every payment at the cap, against the side
+                # the order builds (a positive rate is paid by longs).
+                rate = cap * intent.direction
             funding = _funding_estimate(
-                market.funding_rate,
+                rate,
                 market.funding_interval_s,
                 limits.funding_horizon_s,
                 market.next_funding_time,
@@ -213,10 +231,25 @@ class Order:
             basis = market.last - market.mark
         stress: StressGrid | None = None
         blind: tuple[str, ...] = ()
+        cascade: CascadeMarket | None = None
+        crowd: tuple[CrowdPosition, ...] = ()
+        crowd_blind = False
         if limits.require_stress_survival:
             stress, blind = _stress_grid(
                 intent.symbol, market.book, account, limits, closing_fee_rate, depth
             )
+            if stress is not None and limits.stress.cascade:
+                cascade = _cascade_market(intent.symbol, market, account, limits, stress)
+                if limits.stress.crowd_leverage:
+                    if market.open_interest is None:
+                        crowd_blind = True
+                    elif market.open_interest > 0.0:  # nobody holding the market: no crowd
+                        crowd = crowd_from_open_interest(
+                            intent.symbol,
+                            market.open_interest,
+                            limits.stress.crowd_leverage,
+                            long_share=limits.stress.crowd_long_share,
+                        )
         return cls(
             intent=intent,
             market=market,
@@ -244,6 +277,9 @@ class Order:
             basis=basis,
             stress=stress,
             stress_blind=blind,
+            cascade=cascade,
+            crowd=crowd,
+            crowd_blind=crowd_blind,
         )
 
     @property
@@ -328,6 +364,37 @@ def _stress_grid(
     grid = StressGrid.from_config(limits.stress, depth=profiles, taker_fee=taker_fee)
     _last_grid[:] = [(book, limits.stress, taker_fee, given, symbol, grid)]
     return grid, ()
+
+
+def _cascade_market(
+    symbol: str,
+    market: MarketSnapshot,
+    account: Account,
+    limits: RiskLimits,
+    grid: StressGrid,
+) -> CascadeMarket:
+    """Every symbol the account holds (and the order's), at its mark, walking the grid's books,
+    with the policy's betas as relative volatilities."""
+    assert market.mark is not None
+    assert market.rules is not None
+    marks = {leg.symbol: leg.mark_price for leg in account.positions}
+    marks[symbol] = market.mark
+    config = limits.stress
+    return CascadeMarket(
+        {
+            name: CascadeSymbol(
+                mark,
+                grid.beta(name),
+                grid.depth[name],
+                market.rules.tiers if name == symbol else None,
+            )
+            for name, mark in marks.items()
+        },
+        latency=config.cascade_latency_s,
+        refill_rate=config.cascade_refill_rate,
+        taker_fee=grid.taker_fee,
+        model=market.rules.liquidation_model,
+    )
 
 
 _last_grid: list[tuple[OrderBook, object, float, tuple[object, ...], str, StressGrid]] = []

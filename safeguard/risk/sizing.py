@@ -45,6 +45,7 @@ SIZE_CODES = frozenset(
         Code.PRICE_OUTSIDE_BAND,
         Code.DEGRADED_RISK,
         Code.STRESS_GRID_BREACH,
+        Code.CROWDING,
     }
 )
 """Denials a different amount could cure. Any other denial means no amount passes."""
@@ -56,6 +57,7 @@ _PROPORTIONAL = {
     Code.NOTIONAL_PER_ACCOUNT: ("max", "notional"),
     Code.INSUFFICIENT_MARGIN: ("available", "needed"),
     Code.CONCENTRATION: ("max", "share"),
+    Code.CROWDING: ("max", "notional"),
     Code.MAX_QUANTITY: ("max_qty", "amount"),
 }
 

@@ -31,12 +31,13 @@ from typing import Any
 from safeguard.codes import Code
 from safeguard.config import RiskLimits
 from safeguard.risk._trusted import trusted
+from safeguard.risk.cascade import LiquidationBand, liquidation_band, margin_ratio
 from safeguard.risk.checks import run_priced_checks, run_shape_checks, run_size_rules
 from safeguard.risk.fills import FillFace, FillModel
 from safeguard.risk.freshness import frozen_prices, mark_out_of_band
 from safeguard.risk.models import Account, MarketSnapshot, OrderIntent
-from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt
-from safeguard.risk.pricing import Exposure, Order, price_order
+from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt, pct
+from safeguard.risk.pricing import Exposure, Order, PricedOrder, price_order
 from safeguard.risk.sizing import SIZE_CODES, max_safe_amount
 from safeguard.risk.stress import DepthProfile
 
@@ -57,12 +58,15 @@ def evaluate(
     degraded: bool = False,
     size_search: bool = True,
     depth: Mapping[str, DepthProfile] | None = None,
+    band: bool = False,
 ) -> Verdict:
     """Decide whether ``intent`` may be sent, and price it. Pure: ``now`` is epoch seconds.
 
     ``depth`` gives the book each *other* held symbol's forced close would walk; only the
     stress grid reads it (``limits.require_stress_survival``), and without it an account
-    holding other symbols is denied new exposure under that policy (MISSING_MARKET_DATA)."""
+    holding other symbols is denied new exposure under that policy (MISSING_MARKET_DATA).
+    ``band=True`` adds the position's liquidation band to the verdict (an explanation, not a
+    check: a bot's order path leaves it off)."""
     bad = _bad_types(intent, market, account, limits, fills, now, degraded, depth)
     if bad is not None:
         return _bare_verdict(intent, now, degraded, (Finding(Code.INVALID_INPUT, DENY, bad),))
@@ -97,6 +101,9 @@ def evaluate(
             return _bare_verdict(intent, now, degraded, tuple(findings))
         expected = price_order(order, fills.expected, intent.amount)
         findings.extend(run_priced_checks(order, expected))
+        pressure = _margin_pressure(order, expected)
+        if pressure is not None:
+            findings.append(pressure)
         costing = expected.costing
         if degraded:
             sick = price_order(order, fills.degraded, intent.amount)
@@ -133,7 +140,48 @@ def evaluate(
         expected=expected.costing,
         max_safe_amount=max_safe,
         now=now,
+        band=_band(order, expected) if band else None,
     )
+
+
+def _margin_pressure(order: Order, priced: PricedOrder) -> Finding | None:
+    """A warning, never a denial: the order leaves its position inside its liquidation band
+    (the pool's margin ratio past ``risk.band_warning_ratio``)."""
+    position = priced.position
+    if not order.increases or position is None or position.inverse:
+        return None
+    ratio = margin_ratio(priced.account_after(order), position)
+    level = order.limits.band_warning_ratio
+    if ratio < level:
+        return None
+    return Finding(
+        Code.MARGIN_PRESSURE,
+        WARN,
+        f"the {order.intent.symbol} position's margin ratio would be {pct(ratio * 100.0)} % "
+        f"(maintenance over equity; 100 % liquidates), past the band's warning level "
+        f"{pct(level * 100.0)} % (risk.band_warning_ratio)",
+        {"margin_ratio": ratio, "warning_ratio": level},
+    )
+
+
+def _band(order: Order, priced: PricedOrder) -> LiquidationBand | None:
+    """The position's band after the order, edge times in seconds: the market's volatility is
+    per ``volatility_window_s``, so per square-root second it is that over the window's root."""
+    position = priced.position
+    if position is None or position.inverse:
+        return None
+    limits = order.limits
+    try:
+        bands, _ = liquidation_band(
+            priced.account_after(order),
+            volatility=order.volatility / math.sqrt(limits.volatility_window_s),
+            warning_ratio=limits.band_warning_ratio,
+            partial_ratio=limits.band_partial_ratio,
+            model=order.rules.liquidation_model,
+        )
+    except (ValueError, ArithmeticError):
+        return None  # an explanation that cannot be computed is left out, never raised
+    return next((b for b in bands if b.subject == order.intent.symbol), None)
 
 
 # --- pass 1: gates that need no prices ---------------------------------------------------
@@ -238,6 +286,11 @@ def _gate_data(
             missing.append("funding_rate")
         if market.next_funding_time is None:
             missing.append("next_funding_time")
+        if limits.funding_at_cap and market.funding_cap is None and limits.funding_cap_rate is None:
+            missing.append(
+                "funding_cap (risk.funding_at_cap prices funding at it; risk.funding_cap_rate "
+                "stands in for a venue that does not publish it)"
+            )
     if intent.stop_trigger == "last" and intent.stop_price is not None and market.last is None:
         missing.append("last (the stop watches the last price)")
     if missing:

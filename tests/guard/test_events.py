@@ -11,6 +11,7 @@ import pytest
 from loguru import logger
 
 from safeguard.guard.events import (
+    BandEvent,
     Event,
     EventKind,
     Hooks,
@@ -21,6 +22,7 @@ from safeguard.guard.events import (
     StateChangeEvent,
     ThrottleEvent,
     VerdictEvent,
+    WarningEvent,
 )
 
 SAMPLES: list[Event] = [
@@ -36,6 +38,10 @@ SAMPLES: list[Event] = [
     ProtectiveStopEvent(at=7.0, outcome="placed", symbol="ETH/USDT:USDT",
                         entry_client_order_id="sg-1", stop_client_order_id="sg-1-sl",
                         stop_price=2900.0),
+    WarningEvent(at=8.0, name="MARK_INDEX_GAP", severity="warning", message="mark off index",
+                 value=1.2, threshold=1.0, symbol="BTC/USDT:USDT"),
+    BandEvent(at=9.0, symbol="BTC/USDT:USDT", mark=60_000.0, margin_ratio=0.1,
+              warning=55_000.0, partial=None, liquidation=54_000.0),
 ]  # fmt: skip
 
 

@@ -287,24 +287,25 @@ def test_open_interest_spreads_over_the_leverage_distribution() -> None:
 
 # --- properties: same inputs, same path; bigger shocks and thinner books are never kinder ---
 
-levels = st.lists(
-    st.tuples(st.floats(0.0005, 0.3), st.floats(0.5, 50.0)), min_size=1, max_size=4
-).map(lambda raw: DepthProfile(tuple(sorted(dict(raw).items()))))
+levels = st.builds(
+    lambda raw, overflow: DepthProfile(
+        tuple(sorted(dict(raw).items())), min(0.99, max(dict(raw)) * overflow)
+    ),
+    st.lists(st.tuples(st.floats(0.0005, 0.3), st.floats(0.5, 50.0)), min_size=1, max_size=4),
+    # Past the visible book a close pays between the deepest level's offset and thrice it.
+    st.floats(1.0, 3.0),
+)
 
 
 @st.composite
-def scenarios(
-    draw: st.DrawFn, *, refills: bool = True
-) -> tuple[Account, CascadeMarket, tuple[CrowdPosition, ...], float]:
-    """Longs only, falls only, correlation >= 0: every move and every forced close is down.
-
-    ``refills=False`` keeps the books from refilling: the regime in which the engine is
-    monotone (see the module docstring on why a refilling book is not)."""
+def scenarios(draw: st.DrawFn) -> tuple[Account, CascadeMarket, tuple[CrowdPosition, ...], float]:
+    """Longs only, falls only, correlation >= 0: every move and every forced close is down;
+    books that never refill, refill partly, or are full again by every next step."""
     symbols = (A, B)[: draw(st.integers(1, 2))]
     depth = draw(levels)
     market = CascadeMarket(
         {s: CascadeSymbol(100.0, draw(st.floats(0.8, 1.25)), depth, FLAT) for s in symbols},
-        refill_rate=draw(st.sampled_from([0.0, 0.5, math.inf])) if refills else 0.0,
+        refill_rate=draw(st.sampled_from([0.0, 0.5, math.inf])),
         latency=draw(st.sampled_from([0.0, 0.5, 2.0])),
         taker_fee=FEE,
     )
@@ -326,7 +327,7 @@ def _count(path: CascadePath) -> int:
 
 
 @settings(max_examples=80, deadline=None)
-@given(scenarios(refills=False), st.floats(0.0, 0.4), st.floats(0.0, 0.4))
+@given(scenarios(), st.floats(0.0, 0.4), st.floats(0.0, 0.4))
 def test_a_bigger_shock_never_liquidates_fewer_positions(
     scenario: tuple[Account, CascadeMarket, tuple[CrowdPosition, ...], float], x: float, y: float
 ) -> None:
@@ -339,7 +340,7 @@ def test_a_bigger_shock_never_liquidates_fewer_positions(
 
 
 @settings(max_examples=80, deadline=None)
-@given(scenarios(refills=False), st.floats(0.0, 0.4), st.floats(0.2, 20.0), st.floats(0.2, 20.0))
+@given(scenarios(), st.floats(0.0, 0.4), st.floats(0.2, 20.0), st.floats(0.2, 20.0))
 def test_a_deeper_book_never_liquidates_more_positions(
     scenario: tuple[Account, CascadeMarket, tuple[CrowdPosition, ...], float],
     shock: float,
@@ -382,3 +383,37 @@ def test_the_same_inputs_give_the_same_path(
     # Every step closes something, and nothing closes twice: the loop ends.
     assert len(first.equity) == len({c.step for c in first.closes}) + 1
     assert len({c.node for c in first.closes}) == len(first.closes)
+
+
+def test_a_milder_shock_never_ends_a_refilling_cascade_lower_than_a_harsher_one() -> None:
+    # One level of 1 at 5 %, overflow at 6 %; the book is full again by every next step.
+    # Crowd longs of 1 at 100: 20x liquidates at 95/0.99 = 95.96, 15x at 93.33/0.99 = 94.28.
+    # The account's isolated long of 1 with 14 margin liquidates at 86/0.99 = 86.87.
+    book = DepthProfile(((0.05, 1.0),), overflow_offset=0.06)
+    market = _market(book, refill_rate=math.inf)
+    crowd = (CrowdPosition(A, 1, 100.0, 20.0), CrowdPosition(A, 1, 100.0, 15.0))
+    account = Account(wallet_balance=0.0, positions=(_long(A, margin=14.0),))
+    harsh = run_cascade(account, market, shock_symbol=A, shock=-0.06, crowd=crowd)
+    # 6 %: both crowd longs at once, 2 sold into one book: 94 * (1 - 0.06) = 88.36.
+    assert [c.mark_after for c in harsh.closes] == pytest.approx([94 * 0.95, 94 * 0.94])
+    assert harsh.survives
+    mild = run_cascade(account, market, shock_symbol=A, shock=-0.05, crowd=crowd)
+    # 5 %: the 20x at 95 (to 90.25), then the 15x one step later. On the refilled book its
+    # sale alone would take the mark a whole level further (85.74, past the account's 86.87);
+    # a refilling book is never worse than one that does not refill: 95 * 0.94 = 89.3.
+    assert [c.mark_after for c in mild.closes] == pytest.approx([95 * 0.95, 95 * 0.94])
+    assert mild.survives
+    assert mild.final_equity >= harsh.final_equity
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios(), st.floats(0.0, 0.4), st.floats(0.0, 0.4))
+def test_a_bigger_shock_never_leaves_the_account_better_off_even_as_books_refill(
+    scenario: tuple[Account, CascadeMarket, tuple[CrowdPosition, ...], float], x: float, y: float
+) -> None:
+    account, market, crowd, rho = scenario
+    small, big = sorted((x, y))
+    mild = run_cascade(account, market, shock_symbol=A, shock=-small, correlation=rho, crowd=crowd)
+    harsh = run_cascade(account, market, shock_symbol=A, shock=-big, correlation=rho, crowd=crowd)
+    assert harsh.final_equity <= mild.final_equity + 1e-9
+    assert len(harsh.account_closes) >= len(mild.account_closes)
