@@ -82,6 +82,8 @@ class AsyncGuardedExchange(Face):
         and ticker of each of ``symbols`` and (``account``) the user-data stream, as tasks on
         the running event loop, on this exchange (a ccxt.pro client). The view is then fresh
         whatever the bot itself watches. ``await holder.aclose()`` stops them."""
+        if not self._raw.markets:
+            await self.load_markets()  # the symbols are checked against the venue's listing
         return self._holder(self._raw, symbols, account, retry_s).start_tasks()
 
     async def reconcile(self) -> list[tuple[str, Any]]:

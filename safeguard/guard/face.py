@@ -114,6 +114,28 @@ def response_headers(raw: Any) -> Mapping[str, str] | None:
     return headers if isinstance(headers, Mapping) else None
 
 
+def _listed_symbols(symbols: Any, markets: Any) -> list[str]:
+    """``symbols`` for :meth:`hold_streams`, each one the venue lists (ccxt's unified symbol).
+
+    Checked before anything starts: a held stream for a symbol the venue does not list would
+    fail and be watched again, quietly, for as long as the holder runs."""
+    if isinstance(symbols, str) or not isinstance(symbols, list | tuple) or not symbols:
+        raise errors.InvalidInput(
+            f"hold_streams needs a list of symbols (ccxt's, such as 'BTC/USDT:USDT'), "
+            f"got {symbols!r}",
+            field="symbols",
+        )
+    known = markets if isinstance(markets, Mapping) else {}
+    unknown = [s for s in symbols if not isinstance(s, str) or s not in known]
+    if unknown:
+        raise errors.InvalidInput(
+            f"hold_streams: {', '.join(map(repr, unknown))} not listed by the venue; name "
+            "markets by ccxt's unified symbol (such as 'BTC/USDT:USDT'), not the venue's id",
+            field="symbols",
+        )
+    return list(symbols)
+
+
 def _ccxt_default(name: str) -> Any:
     return getattr(ccxt.Exchange, name, None)
 
@@ -226,8 +248,9 @@ class Face:
         if view is None:
             raise errors.ConfigError("this guarded exchange has no view to feed", key="streams")
         reads = self._stream_reads if client is self._raw else self._reads_off_loop
+        listed = _listed_symbols(symbols, getattr(self._raw, "markets", None))
         return StreamHolder(
-            view, client, list(symbols or ()), self._now, reads, retry_s=retry_s, account=account
+            view, client, listed, self._now, reads, retry_s=retry_s, account=account
         )
 
     async def _reads_off_loop(self, sends: list[Send]) -> None:

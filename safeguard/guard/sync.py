@@ -83,6 +83,8 @@ class GuardedExchange(Face):
         mark price, order book and ticker of each of ``symbols`` and (``account``) the
         user-data stream feed this exchange's view. ``holder.close()`` stops the thread and
         closes ``client``."""
+        if not self._raw.markets:
+            self.load_markets()  # the symbols are checked against the venue's listing
         return self._holder(client, symbols, account, retry_s).start_thread()
 
     def reconcile(self) -> list[tuple[str, Any]]:

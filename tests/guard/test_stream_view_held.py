@@ -10,6 +10,7 @@ is for an event (the view hearing a message at the venue's current time).
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from safeguard import errors
 from safeguard.codes import Code
 from safeguard.config import Policy
 from safeguard.guard import guard
@@ -183,3 +185,39 @@ async def test_an_async_guard_holding_its_own_streams_keeps_a_polling_bot_fresh(
         assert all(task.done() for task in holder.tasks) or not holder.tasks
     finally:
         await paper.aclose()
+
+
+@pytest.mark.parametrize(
+    ("symbols", "named"),
+    [
+        (BTC, "a list of symbols"),  # one string, not a list of its letters
+        (["NOPE/USDT:USDT"], "NOPE/USDT:USDT"),
+        (["BTCUSDT"], "BTCUSDT"),  # the venue's id, not ccxt's symbol
+    ],
+)
+def test_streams_for_symbols_the_venue_does_not_list_are_refused_before_any_thread_starts(
+    paper: PaperAccount, tmp_path: Path, symbols: Any, named: str
+) -> None:
+    ex = paper.guarded(_policy(), state_dir=tmp_path)
+    client = paper.client(pro=True)
+    threads = threading.active_count()
+    with pytest.raises(errors.InvalidInput, match=re.escape(named)):
+        ex.hold_streams(symbols, client)
+    # Nothing was started that would have retried a bad symbol quietly for ever.
+    assert threading.active_count() == threads
+
+
+@pytest.mark.asyncio
+async def test_an_async_guard_refuses_streams_for_a_symbol_the_venue_does_not_list(
+    tmp_path: Path,
+) -> None:
+    paper = paper_account(wallet=10_000)
+    try:
+        ex = paper.guarded(_policy(), state_dir=tmp_path, pro=True)
+        try:
+            with pytest.raises(errors.InvalidInput, match="NOPE/USDT:USDT"):
+                await ex.hold_streams(["NOPE/USDT:USDT"])
+        finally:
+            await ex.close()
+    finally:
+        paper.close()
