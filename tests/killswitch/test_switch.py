@@ -358,6 +358,82 @@ def test_an_engage_inside_its_own_permit_is_woken_by_the_last_other_send(
     assert errors == []
 
 
+@pytest.fixture
+def warnings() -> Any:
+    records: list[str] = []
+    logger.enable("safeguard")
+    sink = logger.add(
+        lambda m: records.append(str(m)),
+        filter=lambda r: r["level"].name == "WARNING",
+        format="{message}",
+    )
+    yield records
+    logger.remove(sink)
+    logger.disable("safeguard")
+
+
+def test_a_blocking_engage_on_an_event_loop_thread_does_not_deadlock_on_that_loops_sends(
+    tmp_path: Path, errors: list[str], warnings: list[str]
+) -> None:
+    # engage() (not engage_async) called from a coroutine while another task of the same loop
+    # is inside its permit, awaiting its send. That task can only finish once engage returns
+    # and gives the loop back, so waiting for it would hang for the whole drain timeout. The
+    # engage closes the latch, waits for the sends other threads hold, and says plainly which
+    # sends it could not wait for (and that engage_async is the call to use) instead.
+    switch = make(tmp_path, drain_timeout_s=20.0)
+    order: list[str] = []
+    thread_inside = threading.Event()
+
+    def thread_send() -> None:
+        with switch.permit(reduces_only=False):
+            thread_inside.set()
+            switch.wait(60)  # on the wire until the engage wakes it (before its drain)
+            order.append("the other thread's send finished")
+
+    async def main() -> tuple[TradingState, bool]:
+        task_inside, task_release = asyncio.Event(), asyncio.Event()
+
+        async def task_send() -> None:
+            with switch.permit(reduces_only=False):
+                task_inside.set()
+                await task_release.wait()
+            order.append("the loop task's send finished")
+
+        task = asyncio.create_task(task_send())
+        await task_inside.wait()
+        state = switch.engage("stop", by="pytest").state  # blocks this loop's thread
+        order.append("engage returned")
+        still_sending = not task.done()
+        # The loop's next send is refused.
+        with pytest.raises(TradingHalted), switch.permit(reduces_only=False):
+            order.append("sent after the engage")
+        task_release.set()
+        await task
+        return state, still_sending
+
+    thread = threading.Thread(target=thread_send)
+    thread.start()
+    assert thread_inside.wait(10)
+    try:
+        state, still_sending = asyncio.run(main())
+    finally:
+        thread.join(10)
+    assert state is HALTED
+    assert still_sending  # it did not (could not) wait for its own loop's task...
+    assert order == [
+        "the other thread's send finished",  # ...but it did wait for the other thread's
+        "engage returned",
+        "the loop task's send finished",
+    ]
+    assert errors == []  # no drain timed out: nothing hung
+    assert any(
+        "1 send(s) by tasks of that loop were in flight and could not be waited for" in w
+        and "engage_async()" in w
+        for w in warnings
+    ), warnings
+    assert switch.store.load() == switch.state  # persisted like any engage
+
+
 # --- sleepers ------------------------------------------------------------------------------
 
 
