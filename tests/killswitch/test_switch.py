@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,31 @@ def test_engage_twice_returns_the_first_engagement(tmp_path: Path) -> None:
     assert [e["reason"] for e in switch.store.history()] == ["one"]  # type: ignore[attr-defined]
 
 
+def test_a_permit_released_in_another_context_than_it_was_taken_in_is_released_there(
+    tmp_path: Path,
+) -> None:
+    # A permit taken in one context and released in another (a copy of it, as a task or a
+    # callback gets, or a fresh one): the context that released it no longer counts it as
+    # held, and one that never held it is left as it was.
+    switch = make(tmp_path)
+    taken = switch.permit(reduces_only=False)
+    taken.__enter__()
+    holder = contextvars.copy_context()  # sees the permit as held
+    holder.run(taken.__exit__, None, None, None)
+    other = switch.permit(reduces_only=False)
+    other.__enter__()
+    fresh = contextvars.Context()  # never saw a permit
+    fresh.run(other.__exit__, None, None, None)
+
+    switch.engage("stop", by="pytest")
+    # Nothing is in flight any more, and neither context holds a forbidden permit: a backoff
+    # there sleeps its time out rather than returning at once as a holder of one would.
+    assert holder.run(switch.wait, 0.01) is False
+    assert fresh.run(switch.wait, 0.01) is False
+    with pytest.raises(TradingHalted):
+        holder.run(switch.permit(reduces_only=False).__enter__)
+
+
 # --- the drain ------------------------------------------------------------------------------
 
 
@@ -432,6 +458,78 @@ def test_a_blocking_engage_on_an_event_loop_thread_does_not_deadlock_on_that_loo
         for w in warnings
     ), warnings
     assert switch.store.load() == switch.state  # persisted like any engage
+
+
+@pytest.mark.parametrize(
+    ("state", "threads_forbidden"), [(HALTED, 2), (REDUCING, 1)], ids=["halted", "reducing"]
+)
+@pytest.mark.parametrize("loop_tasks_sending", [0, 2])
+def test_a_blocking_engage_on_an_event_loop_thread_names_each_send_it_could_not_wait_for(
+    tmp_path: Path,
+    errors: list[str],
+    warnings: list[str],
+    state: TradingState,
+    threads_forbidden: int,
+    loop_tasks_sending: int,
+) -> None:
+    # No time to drain, and every send blocked until after the engage: what the engage reports
+    # is exactly what the new state forbids that was in flight, split between other threads'
+    # sends (waited for, in vain) and its own loop's tasks' sends (which it cannot wait for).
+    # Cancels are never counted: they stay allowed.
+    switch = make(tmp_path, drain_timeout_s=1e-9)
+    inside, release = threading.Semaphore(0), threading.Event()
+
+    def thread_send(reduces_only: bool, is_cancel: bool) -> None:
+        with switch.permit(reduces_only=reduces_only, is_cancel=is_cancel):
+            inside.release()
+            release.wait(30)
+
+    kinds = [(False, False), (True, False), (False, True)]  # opening, reduce-only, cancel
+    threads = [threading.Thread(target=thread_send, args=kind) for kind in kinds]
+    for thread in threads:
+        thread.start()
+    for _ in threads:
+        assert inside.acquire(timeout=10)
+
+    async def main() -> None:
+        holding = asyncio.Semaphore(0)
+        task_release = asyncio.Event()
+
+        async def task_send(is_cancel: bool) -> None:
+            with switch.permit(reduces_only=False, is_cancel=is_cancel):
+                holding.release()
+                await task_release.wait()
+
+        # A loop whose tasks never took a permit, or one with two opening sends and a cancel
+        # in flight, after one that finished (it counts no more).
+        cancels = [True] if loop_tasks_sending else []
+        if loop_tasks_sending:
+            with switch.permit(reduces_only=False):
+                await asyncio.sleep(0)
+        tasks = [asyncio.create_task(task_send(c)) for c in [False] * loop_tasks_sending + cancels]
+        for _ in tasks:
+            await holding.acquire()
+        switch.engage("stop", by="pytest", state=state)
+        task_release.set()
+        await asyncio.gather(*tasks)
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(10)
+    assert [e.strip() for e in errors if "already past the gate did not finish" in e] == [
+        f"kill switch engaged but {threads_forbidden} send(s) already past the gate did not "
+        "finish within 1e-09 s; they may still reach the venue"
+    ]
+    unwaited = [w for w in warnings if "tasks of that loop" in w]
+    if loop_tasks_sending:
+        assert len(unwaited) == 1
+        assert f": {loop_tasks_sending} send(s) by tasks of that loop" in unwaited[0]
+    else:
+        assert unwaited == []
+    assert switch.state.state is state
 
 
 # --- sleepers ------------------------------------------------------------------------------
