@@ -243,11 +243,19 @@ def test_reducing_allows_only_reduce_only_orders(rig: Rig) -> None:
     assert closed["status"] == "closed"
 
 
+HANG_GUARD_S = 60.0
+"""Only a hang reaches this: the calls below end on the engage (an event), not on a clock."""
+
+
+@pytest.mark.parametrize("engager", ["the retry hook", "another thread"])
 def test_an_engage_wakes_an_order_waiting_to_retry_and_nothing_leaves(
-    tmp_path: Path, closers: list[Any]
+    tmp_path: Path, closers: list[Any], engager: str
 ) -> None:
     # Every order POST is refused (-1021, timestamp outside recvWindow: nothing was done), so the
-    # guard backs off between attempts, really sleeping on the kill switch (up to 30 s).
+    # guard backs off between attempts, really sleeping on the kill switch, for an hour. The
+    # engage comes either from a RETRY hook itself (it lands just before the backoff starts) or
+    # from a thread that hook starts (before the backoff starts or during it, as the threads
+    # run): either way the backoff ends at once with the switch's refusal.
     faults = {"rules": [{"kind": "error", "endpoint": "POST /fapi/v1/order", "status": 400,
                          "code": -1021}]}  # fmt: skip
     r = _build(
@@ -255,23 +263,38 @@ def test_an_engage_wakes_an_order_waiting_to_retry_and_nothing_leaves(
         faults=faults,
         simulated_sleep=False,
         closers=closers,
-        retry={"base_delay_s": 30.0, "max_delay_s": 30.0, "max_attempts": 10},
-    )
+        retry={"base_delay_s": 3600.0, "max_delay_s": 3600.0, "max_attempts": 10,
+               "total_budget_s": 7200.0},
+    )  # fmt: skip
     r.ex.load_markets()
     retries: list[Any] = []
     r.hooks.subscribe(EventKind.RETRY, retries.append)
-    engaged = threading.Event()
 
-    def engage_when_waiting(event: Any) -> None:
-        if not engaged.is_set():
-            engaged.set()
-            threading.Timer(0.2, lambda: r.switch.engage("kill during backoff", by="test")).start()
+    def engage() -> None:
+        r.switch.engage("kill during backoff", by="test")
 
-    r.hooks.subscribe(EventKind.RETRY, engage_when_waiting)
-    with pytest.raises(errors.TradingHalted):
-        r.ex.create_order(SYMBOL, "market", "buy", 0.05)
-    # One backoff started; the engage cut it short (the test would take 30 s otherwise) and the
-    # permit refused the next attempt: nothing reached the venue.
+    def engage_on_retry(event: Any) -> None:
+        if engager == "the retry hook":
+            engage()
+        else:
+            threading.Thread(target=engage).start()
+
+    r.hooks.subscribe(EventKind.RETRY, engage_on_retry)
+    outcome: list[BaseException] = []
+
+    def order() -> None:
+        try:
+            r.ex.create_order(SYMBOL, "market", "buy", 0.05)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=order, daemon=True)  # a regression sleeps for an hour
+    worker.start()
+    worker.join(HANG_GUARD_S)
+    assert not worker.is_alive(), "the engage did not end the hour-long backoff"
+    assert [type(exc) for exc in outcome] == [errors.TradingHalted]
+    # One backoff started; the engage cut it short and the permit refused the next attempt:
+    # nothing reached the venue.
     assert len(retries) == 1
     assert r.venue_orders() == []
 
