@@ -7,7 +7,7 @@ from contextlib import closing
 from typing import Any, TypeVar
 
 from safeguard.guard.core import Done, Effect, Record, Reply, Send, Steps, step
-from safeguard.guard.face import Face, permit
+from safeguard.guard.face import Face, delaying, permit
 from safeguard.guard.holder import StreamHolder
 from safeguard.guard.orders import CallKind
 
@@ -33,8 +33,10 @@ class AsyncGuardedExchange(Face):
             await asyncio.to_thread(effect.run)
             return None
         if not isinstance(effect, Send):
-            sleep = self._rt.sleep_async or self._rt.switch.wait_async
-            return self._woke(effect, await sleep(effect.seconds))
+            if self._rt.sleep_async is not None:
+                return self._woke(effect, await self._rt.sleep_async(effect.seconds))
+            early = await self._rt.switch.wait_async(effect.seconds, **delaying(effect.permit))
+            return self._woke(effect, early)
         started = clock.time()
         try:
             with permit(self._rt.switch, effect.permit):

@@ -50,9 +50,13 @@ class SwitchLike(Protocol):
         self, *, reduces_only: bool, is_cancel: bool = False
     ) -> AbstractContextManager[None]: ...
 
-    def wait(self, timeout: float) -> bool: ...
+    def wait(
+        self, timeout: float, *, reduces_only: bool | None = None, is_cancel: bool = False
+    ) -> bool: ...
 
-    async def wait_async(self, timeout: float) -> bool: ...
+    async def wait_async(
+        self, timeout: float, *, reduces_only: bool | None = None, is_cancel: bool = False
+    ) -> bool: ...
 
 
 @dataclass
@@ -80,6 +84,14 @@ def permit(switch: SwitchLike, spec: Permit | None) -> AbstractContextManager[No
     if spec is None:
         return _NO_PERMIT
     return switch.permit(reduces_only=spec.reduces_only, is_cancel=spec.is_cancel)
+
+
+def delaying(spec: Permit | None) -> dict[str, bool]:
+    """``wait``'s arguments naming the send a sleep delays (none for reads), so that an engage
+    that forbids it ends the sleep at once, even one that came just before the sleep began."""
+    if spec is None:
+        return {}
+    return {"reduces_only": spec.reduces_only, "is_cancel": spec.is_cancel}
 
 
 def refusal(switch: SwitchLike, spec: Permit | None) -> errors.TradingHalted | None:

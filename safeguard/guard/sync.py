@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from safeguard.guard.core import Done, Effect, Record, Reply, Send, Sleep, Steps, step
-from safeguard.guard.face import Face, permit
+from safeguard.guard.face import Face, delaying, permit
 from safeguard.guard.holder import StreamHolder
 from safeguard.guard.orders import CallKind
 
@@ -32,8 +32,10 @@ class GuardedExchange(Face):
                 effect.run()
                 return None
             assert isinstance(effect, Sleep)
-            sleep = self._rt.sleep or self._rt.switch.wait
-            return self._woke(effect, sleep(effect.seconds))
+            if self._rt.sleep is not None:
+                return self._woke(effect, self._rt.sleep(effect.seconds))
+            early = self._rt.switch.wait(effect.seconds, **delaying(effect.permit))
+            return self._woke(effect, early)
         started = self._rt.clock.time()
         try:
             with permit(self._rt.switch, effect.permit):

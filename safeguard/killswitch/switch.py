@@ -413,24 +413,31 @@ class KillSwitch:
 
     # --- sleeping ------------------------------------------------------------------------
 
-    def wait(self, timeout: float) -> bool:
+    def wait(
+        self, timeout: float, *, reduces_only: bool | None = None, is_cancel: bool = False
+    ) -> bool:
         """Sleep up to ``timeout`` s (real time); return ``True`` early if the switch engages.
 
         Use it for every backoff on the order path, so a retry in progress is abandoned the
-        moment the switch engages (the next ``permit`` then refuses).
+        moment the switch engages (the next ``permit`` then refuses). ``reduces_only`` (and
+        ``is_cancel``), as for :meth:`permit`, name the send the sleep delays: the sleep then
+        also ends at once while the switch forbids that send, even if it engaged just before
+        the sleep began (say, from a retry hook).
         """
         seen, deadline = self._generation, time.monotonic() + _timeout(timeout)
-        held = self._held.get((0, 0, 0))
+        held = self._sleeping_for(reduces_only, is_cancel)
         changed = self._changed_holding if any(held) else self._changed
         while (pause := self._pause(seen, deadline, held)) > 0:
             with changed:
                 changed.wait_for(lambda: self._generation != seen, pause)
         return self._woken(seen, held)
 
-    async def wait_async(self, timeout: float) -> bool:
+    async def wait_async(
+        self, timeout: float, *, reduces_only: bool | None = None, is_cancel: bool = False
+    ) -> bool:
         """``wait`` for asyncio code: never blocks the event loop."""
         seen, deadline = self._generation, time.monotonic() + _timeout(timeout)
-        held = self._held.get((0, 0, 0))
+        held = self._sleeping_for(reduces_only, is_cancel)
         loop = asyncio.get_running_loop()
         waker: asyncio.Future[None] = loop.create_future()
         entry = (loop, waker)
@@ -443,6 +450,14 @@ class KillSwitch:
             with self._changed:
                 self._async_wakers.discard(entry)
         return self._woken(seen, held)
+
+    def _sleeping_for(self, reduces_only: bool | None, is_cancel: bool) -> Held:
+        """What a sleeper counts as its own: the permits its context holds, plus the one the
+        send it delays will need. A sleep is cut short by either being forbidden."""
+        held = self._held.get(_NONE_HELD)
+        if reduces_only is None:
+            return held
+        return _plus(held, _kind(reduces_only, is_cancel), 1)
 
     def _woken(self, seen: int, held: Held) -> bool:
         # A sleeper holding a permit the state now forbids is what an engage is draining: it

@@ -658,6 +658,28 @@ def test_a_sleep_begun_inside_a_forbidden_permit_returns_at_once(tmp_path: Path)
         assert switch.wait(0.01) is False  # cancels are still allowed: a normal backoff
 
 
+def test_a_sleep_delaying_a_send_the_switch_already_forbids_returns_at_once(
+    tmp_path: Path,
+) -> None:
+    # A backoff that names the send it delays ends at once while the switch forbids that send,
+    # even when the engage came before the sleep began (a retry hook that engages).
+    switch = make(tmp_path)
+    switch.engage("stop", by="pytest", state=REDUCING)
+    assert switch.wait(60, reduces_only=False) is True
+    assert switch.wait(0.01, reduces_only=True) is False  # a close may still go: a backoff
+    assert switch.wait(0.01, reduces_only=False, is_cancel=True) is False
+    with pytest.raises(ValueError, match="reduces_only must be a bool"):
+        switch.wait(0.01, reduces_only="yes")  # type: ignore[arg-type]
+
+    async def asynchronously() -> tuple[bool, bool]:
+        return (
+            await switch.wait_async(60, reduces_only=False),
+            await switch.wait_async(0.01, reduces_only=True),
+        )
+
+    assert asyncio.run(asynchronously()) == (True, False)
+
+
 def test_the_optional_signal_handler_engages_and_is_restored_on_close(tmp_path: Path) -> None:
     import os
     import signal
