@@ -193,6 +193,35 @@ EQUIVALENT += [
         "the method is upper-cased before it is compared",
     ),
     (
+        r"\[0, 0, 0\]|\(0, 0, 0\)",
+        r"\[0, 0, 1\]|\(0, 0, 1\)",
+        "the third count is cancels', which no engage waits for (no state forbids a cancel)",
+    ),
+    *[
+        (
+            before,
+            after,
+            "the counter only decides whether a finished send wakes an engage's drain: a count "
+            "that stays non-zero wakes it on every exit (a wasted wake-up, never a missed one); "
+            "'= 1' on entry, which can drop it to zero under a second drain, is not this",
+        )
+        for before, after in [
+            (r"self\._draining \+= 1$", r"self\._draining (-= 1|\+= 2)$"),
+            (r"self\._draining -= 1$", r"self\._draining (= 1|\+= 1|-= 2)$"),
+        ]
+    ],
+    (
+        r"threading\.get_ident\(\) if asyncio\._get_running_loop\(\) else None",
+        r"asyncio\._get_running_loop\(\) or True else None",
+        "a thread without a running loop never reads its own per-loop count: only a blocking "
+        "engage made on a loop thread reads its own thread's",
+    ),
+    (
+        r"None if current\.state is TradingState\.ACTIVE else refusal_code",
+        r"TradingState\.ACTIVE and False else refusal_code",
+        "refusal_code answers None for ACTIVE itself: the test before it is only a fast path",
+    ),
+    (
         r"isinstance\(method, str\) else ''",
         r"isinstance\(method, str\) else 'XXXX'",
         "any verb other than GET and DELETE is blocked: an empty one and 'XXXX' alike",
@@ -297,7 +326,7 @@ def _is_log_call(call: ast.Call) -> bool:
 
 # Value types whose positional argument at this index is the human sentence (the code and the
 # numbers beside it are data, and mutants of those count).
-_MESSAGE_ARG = {"Finding": 2, "GateDenial": 1}
+_MESSAGE_ARG = {"Finding": 2, "GateDenial": 1, "Refusal": 0}
 
 
 def _called(call: ast.Call) -> str:
