@@ -104,6 +104,7 @@ SCOPES: dict[str, Scope] = {
             "tests/risk/test_verdict_failclosed.py",
             "tests/risk/test_verdict_degraded.py",
             "tests/risk/test_finding_values.py",
+            "tests/risk/test_check_boundaries.py",
         ],
     ),
     "pacing": Scope(
@@ -191,6 +192,23 @@ EQUIVALENT += [
         r"kwargs\.get\('method', 'GET'\)",
         r"kwargs\.get\('method', 'get'\)",
         "the method is upper-cased before it is compared",
+    ),
+    (
+        r"price [<>] (least|rules\.max_price) \* \(1\.0 [-+] _GRID_SLACK\)",
+        r"price [<>]= (least|rules\.max_price) \* \(1\.0 [-+] _GRID_SLACK\)",
+        "the bound widened by its 1e-9 slack is never a price on the tick grid: '<' and '<=' "
+        "differ only for a price exactly there",
+    ),
+    (
+        r"\(stop - entry\) \* intent\.direction < 0|\(liq - order\.mark\) \* \(1 if",
+        r"\(stop - entry\) / intent\.direction < 0|\(liq - order\.mark\) / \(1 if"
+        r"|\(2 if long_after else -1\)|\(1 if long_after else -2\)",
+        "the direction is +1 or -1: dividing by it, or doubling it, keeps the sign compared with 0",
+    ),
+    (
+        r"long_after = priced\.costing\.position_after > 0",
+        r"position_after >= 0",
+        "the check runs only for an order that increases the position, which never leaves it at 0",
     ),
     (
         r"\[0, 0, 0\]|\(0, 0, 0\)",

@@ -80,6 +80,9 @@ SCENARIOS: list[tuple[str, dict[str, Any], dict[str, Any], Any, dict[str, Any]]]
     ("INVALID_INPUT", {"margin_mode": "isolated"}, {},
      account(positions=(_LONG,), available_balance=9_000.0), {}),
     ("PRICE_OUTSIDE_BAND", {"type": "limit", "price": 70_000.0}, {}, "default", {}),
+    # A market order whose expected fill (not a limit price) is outside a tight band.
+    ("PRICE_OUTSIDE_BAND", {"type": "market", "stop_price": None}, {}, "default",
+     {**_NO_STOP, "price_band_pct": 0.0001}),
     ("POST_ONLY_WOULD_TAKE", {"type": "limit", "price": 60_000.1, "post_only": True}, {},
      "default", {}),
     ("REDUCE_ONLY_WOULD_INCREASE", {"reduce_only": True}, {}, "default", {}),

@@ -1,0 +1,161 @@
+"""The pre-trade checks at their edges: exactly on a bound, a hair past it, nothing left.
+
+Each case is a verdict a bot would get, built on the sample BTCUSDT market: the decision and
+what the finding reports, where a check's comparison or arithmetic decides it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from safeguard.risk.liquidation import PositionLeg
+from safeguard.risk.outcome import Verdict
+from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
+
+from .verdict_cases import account, intent, market, rules, run
+
+NO_BAND: dict[str, Any] = {"price_band_pct": None}
+FILTERED = market(rules=rules(min_price=50_000.0, max_price=70_000.0))
+NO_CAPS: dict[str, Any] = {
+    "max_leverage": None,
+    "max_notional_per_order": None,
+    "max_notional_per_position": None,
+    "max_notional_per_account": None,
+    "require_stop": False,
+    **NO_BAND,
+}
+
+
+def found(verdict: Verdict, code: str) -> list[Any]:
+    return [f for f in verdict.findings if str(f.code) == code]
+
+
+# --- the venue's price filter ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("side", "price", "stop"),
+    [("sell", 50_000.0, 61_000.0), ("buy", 70_000.0, 58_000.0)],
+    ids=["minimum", "maximum"],
+)
+def test_a_limit_price_exactly_on_the_markets_price_bound_passes(
+    side: str, price: float, stop: float
+) -> None:
+    verdict = run(
+        intent(type="limit", side=side, price=price, stop_price=stop), FILTERED, **NO_BAND
+    )
+    assert found(verdict, "PRICE_FILTER") == []
+    assert verdict.allowed, verdict.findings
+
+
+@pytest.mark.parametrize(
+    ("side", "price", "stop", "bound"),
+    [("sell", 49_999.9, 61_000.0, 50_000.0), ("buy", 70_000.1, 58_000.0, 70_000.0)],
+    ids=["below-minimum", "above-maximum"],
+)
+def test_a_limit_price_one_tick_past_the_markets_price_bound_is_refused(
+    side: str, price: float, stop: float, bound: float
+) -> None:
+    verdict = run(
+        intent(type="limit", side=side, price=price, stop_price=stop), FILTERED, **NO_BAND
+    )
+    [finding] = found(verdict, "PRICE_FILTER")
+    assert (str(finding.severity), finding.values["price"], finding.values["bound"]) == (
+        "DENY",
+        price,
+        bound,
+    )
+    assert not verdict.allowed
+
+
+# --- concentration -----------------------------------------------------------------------------
+
+
+def test_concentration_is_measured_on_the_equity_left_after_the_entry_fee() -> None:
+    # 0.1 BTC at a 60,000 mark is 6,000: exactly 60% of a 10,000 wallet, but more than 60% of
+    # what is left once the entry fee is paid. A cap of 60% denies it.
+    order = intent(type="limit", price=59_000.0, stop_price=58_000.0, amount=0.1)
+    verdict = run(order, market(), "default", max_concentration=0.6, **NO_BAND)
+    [finding] = found(verdict, "CONCENTRATION")
+    fee = 10_000.0 - finding.values["equity"]
+    assert 0.0 < fee < 10.0
+    assert finding.values["share"] == pytest.approx(6_000.0 / (10_000.0 - fee))
+    assert not verdict.allowed
+
+
+def test_an_account_the_entry_fee_leaves_without_equity_is_wholly_concentrated() -> None:
+    order = intent(type="limit", price=59_000.0, stop_price=58_000.0, amount=0.1)
+    verdict = run(order, market(), account(wallet_balance=1.0), max_concentration=0.6, **NO_BAND)
+    [finding] = found(verdict, "CONCENTRATION")
+    assert finding.values["equity"] < 0.0
+    assert finding.values["share"] == math.inf
+    assert str(finding.severity) == "DENY"
+
+
+# --- the wallet, the tiers and the stop's close -----------------------------------------------
+
+
+def test_a_wallet_short_by_less_than_one_usdt_is_still_short() -> None:
+    # A 1 USDT wallet cannot pay the 1.18 USDT entry fee: 0.18 short.
+    order = intent(type="limit", price=59_000.0, stop_price=58_000.0, amount=0.1)
+    verdict = run(order, market(), account(wallet_balance=1.0), **NO_BAND)
+    shortfalls = [f for f in found(verdict, "INSUFFICIENT_MARGIN") if "shortfall" in f.values]
+    assert [f.values["shortfall"] for f in shortfalls] == [pytest.approx(0.18)]
+    assert str(shortfalls[0].severity) == "DENY"
+
+
+def test_a_position_beyond_the_last_leverage_tier_is_denied_with_its_notional() -> None:
+    # 29,900 BTC held and 500 more: 1.824 billion, past the last tier's 1.8 billion.
+    held = PositionLeg(
+        symbol=SYMBOL,
+        side=1,
+        quantity=29_900.0,
+        entry_price=60_000.0,
+        mark_price=60_000.0,
+        tiers=BTCUSDT_TIERS_12,
+    )
+    order = intent(type="limit", price=60_000.0, amount=500.0, stop_price=None, leverage=1.0,
+                   margin_mode="cross")  # fmt: skip
+    rich = account(wallet_balance=1e13, available_balance=1e13, positions=(held,))
+    verdict = run(order, market(), rich, **NO_CAPS)
+    [finding] = found(verdict, "LEVERAGE_ABOVE_TIER")
+    assert str(finding.severity) == "DENY"
+    assert finding.values == {"notional": pytest.approx(30_400 * 60_000.0)}
+    assert not verdict.allowed
+
+
+@pytest.mark.parametrize(("opening", "severity"), [(True, "DENY"), (False, "WARN")])
+def test_a_stop_whose_close_the_book_cannot_fill_denies_an_opening_order_and_warns_on_a_close(
+    opening: bool, severity: str
+) -> None:
+    # A 400 BTC long: the visible book holds far less than its stop's close. Adding to it is
+    # denied; trimming it (the stop still has to close what is left) only warns.
+    held = PositionLeg(
+        symbol=SYMBOL,
+        side=1,
+        quantity=400.0,
+        entry_price=60_000.0,
+        mark_price=60_000.0,
+        tiers=BTCUSDT_TIERS_12,
+    )
+    order = intent(side="buy" if opening else "sell", amount=1.0, leverage=1.0,
+                   stop_price=58_000.0 if opening else 61_000.0, margin_mode="cross")  # fmt: skip
+    rich = account(wallet_balance=1e9, available_balance=1e9, positions=(held,))
+    verdict = run(order, market(), rich, **NO_CAPS)
+    stop_close = [f for f in found(verdict, "INSUFFICIENT_DEPTH") if set(f.values) == {"unfilled"}]
+    assert [str(f.severity) for f in stop_close] == [severity]
+    assert stop_close[0].values["unfilled"] > 0.0
+
+
+# --- the stop's side --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop", [59_000.0, 59_000.5], ids=["at-entry", "half-a-dollar-above"])
+def test_a_buys_stop_at_or_above_its_expected_entry_is_on_the_wrong_side(stop: float) -> None:
+    verdict = run(intent(type="limit", price=59_000.0, stop_price=stop), market(), **NO_BAND)
+    [finding] = found(verdict, "STOP_WRONG_SIDE")
+    assert finding.values == {"stop_price": stop, "expected_entry": 59_000.0}
+    assert not verdict.allowed
