@@ -109,6 +109,10 @@ def test_params_cannot_change_what_the_verdict_judged(
     assert refused.value.code == Code.INVALID_INPUT
     key = next(iter(extra))
     assert key in str(refused.value)
+    # The error names the parameter to drop (a trigger price makes the entry a trigger order,
+    # which the attached stop then conflicts with: that refusal names the stop).
+    named = "params.stopLossPrice" if key in ("triggerPrice", "stopPrice") else f"params.{key}"
+    assert refused.value.field == named
     _nothing_sent(account)
     # preview refuses the same order: it never says ALLOW to what create_order refuses
     with pytest.raises(errors.SafeguardError):
