@@ -105,6 +105,7 @@ SCOPES: dict[str, Scope] = {
             "tests/risk/test_verdict_degraded.py",
             "tests/risk/test_finding_values.py",
             "tests/risk/test_check_boundaries.py",
+            "tests/risk/test_verdict_stress.py",  # the stress-grid check
         ],
     ),
     "pacing": Scope(
