@@ -3,6 +3,8 @@
     nice -n 10 python tools/mutation.py run journal     # one scope (see SCOPES)
     nice -n 10 python tools/mutation.py run all         # every scope, one after another
     python tools/mutation.py report journal             # the last run's score and survivors
+    nice -n 10 python tools/mutation.py recheck checks tests/risk/test_new.py
+        # plant each survivor of the last run again and run the tests written since
 
 Each scope names the modules it mutates (optionally only some functions of them) and the
 tests that cover them. mutmut runs only those tests, and for each mutant only the ones that
@@ -236,6 +238,12 @@ EQUIVALENT += [
         "engage made on a loop thread reads its own thread's",
     ),
     (
+        r"unwaited = self\._blocking_others\(state\) - left if on_loop else 0",
+        r"if on_loop or True else 0",
+        "off an event loop, `left` is the same count, taken under the same lock: the "
+        "difference is 0 either way",
+    ),
+    (
         r"None if current\.state is TradingState\.ACTIVE else refusal_code",
         r"TradingState\.ACTIVE and False else refusal_code",
         "refusal_code answers None for ACTIVE itself: the test before it is only a fast path",
@@ -438,6 +446,10 @@ def report(scope: str) -> dict[str, dict[str, int]]:
     work = scratch(scope)
     totals: dict[str, dict[str, int]] = {}
     survivors: list[str] = []
+    rechecked_path = work / "rechecked.json"
+    rechecked: dict[str, int] = (
+        json.loads(rechecked_path.read_text(encoding="utf-8")) if rechecked_path.exists() else {}
+    )
     for module in spec.modules:
         meta_path = work / "mutants" / (module + ".meta")
         if not meta_path.exists():
@@ -446,6 +458,7 @@ def report(scope: str) -> dict[str, dict[str, int]]:
         functions = _functions(work / "mutants" / module)
         counts = {
             "killed": 0,
+            "killed since": 0,
             "behaviour": 0,
             "message": 0,
             "equivalent": 0,
@@ -468,6 +481,8 @@ def report(scope: str) -> dict[str, dict[str, int]]:
                     equivalent(lines) is not None or key.split("__mutmut_")[0] in IMPORT_TIME
                 ):
                     kind = "equivalent"
+                if kind == "behaviour" and rechecked.get(key) in KILLED:
+                    kind = "killed since"  # by a test written after the run (``recheck``)
                 counts[kind] += 1
                 if kind == "behaviour":
                     survivors.append(key + "\n" + "\n".join(lines) + "\n")
@@ -476,10 +491,12 @@ def report(scope: str) -> dict[str, dict[str, int]]:
         totals[module] = counts
     (work / "survivors.txt").write_text("\n".join(survivors), encoding="utf-8")
     for module, c in totals.items():
-        judged = c["killed"] + c["behaviour"] + c["no tests"]  # uncovered counts as survived
-        score = c["killed"] / judged if judged else 1.0
+        killed = c["killed"] + c["killed since"]
+        judged = killed + c["behaviour"] + c["no tests"]  # uncovered counts as survived
+        score = killed / judged if judged else 1.0
         print(
-            f"{module}: {c['killed']}/{judged} killed ({score:.0%}), {c['behaviour']} survived, "
+            f"{module}: {killed}/{judged} killed ({score:.0%}; {c['killed since']} of them by "
+            f"tests written after the run), {c['behaviour']} survived, "
             f"{c['message']} message-text and {c['equivalent']} equivalent survivors, "
             f"{c['no tests']} without a covering test, "
             f"{c['not run']} not run"
@@ -488,13 +505,76 @@ def report(scope: str) -> dict[str, dict[str, int]]:
     return totals
 
 
+def recheck(scope: str, tests: list[str]) -> None:
+    """Plant each behaviour survivor of the scope's last run (``mutmut apply``) in a fresh copy
+    of the work tree and run ``tests`` there: the tests written or changed since the run (the
+    survivors already survived every other test of the scope). A failing run counts the
+    mutant as killed in ``report``. Skipped: mutants of a module the work tree has changed
+    since the run (they may no longer apply); run the scope again for those."""
+    work = scratch(scope)
+    report(scope)  # writes survivors.txt
+    names = [
+        block.split("\n", 1)[0]
+        for block in (work / "survivors.txt").read_text(encoding="utf-8").split("\n\n")
+        if block.strip()
+    ]
+    copy = work / "recheck"
+    if copy.exists():
+        shutil.rmtree(copy)
+    copy.mkdir()
+    for name in ("safeguard", "tests"):
+        shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    path = work / "rechecked.json"
+    results: dict[str, int] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    for name in names:
+        module = _module_of(name, SCOPES[scope].modules)
+        if module is None:
+            continue
+        source = (work / module).read_text(encoding="utf-8")
+        if (ROOT / module).read_text(encoding="utf-8") != source:
+            print(f"{name}: {module} changed since the run; skipped")
+            continue
+        subprocess.run(
+            [PYTHON, "-m", "mutmut", "apply", name], cwd=work, check=True, capture_output=True
+        )
+        mutated = (work / module).read_text(encoding="utf-8")
+        (work / module).write_text(source, encoding="utf-8")
+        (copy / module).write_text(mutated, encoding="utf-8")
+        try:
+            done = subprocess.run(
+                [PYTHON, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                cwd=copy,
+                env=env,
+                capture_output=True,
+                check=False,
+                timeout=600,
+            )
+            code = done.returncode
+        except subprocess.TimeoutExpired:
+            code = 24  # a hang counts as killed, as in mutmut
+        finally:
+            (copy / module).write_text(source, encoding="utf-8")
+        results[name] = code
+        print(f"{name}: {'killed' if code in KILLED else f'survived (exit {code})'}")
+        path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    report(scope)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("action", choices=["run", "report", "recheck"])
     parser.add_argument("scope", choices=[*SCOPES, "all"])
+    parser.add_argument("tests", nargs="*", help="recheck: the tests written since the run")
     parser.add_argument("--max-children", type=int, default=1)
     args = parser.parse_args()
     scopes = list(SCOPES) if args.scope == "all" else [args.scope]
+    if args.action == "recheck":
+        if args.scope == "all" or not args.tests:
+            parser.error("recheck takes one scope and the tests written since its run")
+        recheck(args.scope, args.tests)
+        return 0
     status = 0
     for scope in scopes:
         if args.action == "run":

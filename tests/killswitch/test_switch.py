@@ -460,6 +460,16 @@ def test_a_blocking_engage_on_an_event_loop_thread_does_not_deadlock_on_that_loo
     assert switch.store.load() == switch.state  # persisted like any engage
 
 
+def test_an_engage_off_any_event_loop_says_nothing_about_loop_tasks(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    # The advice to use engage_async() is for engages made on an event loop's thread only.
+    switch = make(tmp_path)
+    with switch.permit(reduces_only=False):
+        switch.engage("stop", by="pytest")
+    assert [w for w in warnings if "event loop" in w] == []
+
+
 @pytest.mark.parametrize(
     ("state", "threads_forbidden"), [(HALTED, 2), (REDUCING, 1)], ids=["halted", "reducing"]
 )
