@@ -104,6 +104,7 @@ def test_other_symbols_close_into_the_depth_given_and_missing_depth_fails_closed
     blind = judge(0.1, acct=acct)
     assert denied(blind) == {"MISSING_MARKET_DATA"}
     assert "ETH/USDT:USDT" in blind.findings[0].message
+    assert blind.findings[0].values == {"missing": "ETH/USDT:USDT"}  # what a bot reads
     deep = DepthProfile(((0.0005, 1_000.0),))
     seen = judge(0.1, acct=acct, depth={"ETH/USDT:USDT": deep})
     assert seen.decision is Decision.ALLOW, seen.findings
