@@ -244,6 +244,12 @@ EQUIVALENT += [
         "difference is 0 either way",
     ),
     (
+        r"if self\._draining and any\(",
+        r"if self\._draining or any\(",
+        "with no drain waiting, the floor test finds nothing to wake (any() of no drains); "
+        "with one, 'or' only wakes it on more exits: a wasted wake-up, never a missed one",
+    ),
+    (
         r"None if current\.state is TradingState\.ACTIVE else refusal_code",
         r"TradingState\.ACTIVE and False else refusal_code",
         "refusal_code answers None for ACTIVE itself: the test before it is only a fast path",
