@@ -344,8 +344,12 @@ async def test_positions_and_balance_follow_fills_and_funding(pro: Any, venue: V
     await cached(funding_task, lambda: total() == pytest.approx(after, abs=1e-8))
 
 
-async def watch_until_it_fails(pro: Any, symbol: str, *, watches: int) -> None:
-    """Watch ``symbol``'s book up to ``watches`` times in a row, each waiting for a message."""
+async def watch_until_it_fails(
+    pro: Any, symbol: str, started_watch: asyncio.Task[Any], *, watches: int
+) -> None:
+    """Wait for the started watch of ``symbol``'s book, then watch it up to ``watches`` more
+    times in a row, each waiting for a message."""
+    await asyncio.wait_for(started_watch, GUARD_S)
     for _ in range(watches):
         await asyncio.wait_for(pro.watch_order_book(symbol), GUARD_S)
 
@@ -357,17 +361,17 @@ async def test_a_dropped_depth_update_is_a_gap_ccxt_detects(
     dialect.set_fault_plan(
         FaultPlan.parse({"rules": [{"kind": "depth_gap", "symbol": "ETHUSDT", "at_s": 0}]})
     )
+    task = await started(pro.watch_order_book(ETH))
     try:
         for _ in range(2):  # the first update is lost; the second names it as its pu
             venue.advance(STEP_S)
             dialect.tick()
-        # No watch needs to be waiting: ccxt keeps the gap's error for the next watch when
-        # none is. A watch may first resolve on an update sent before the gap, if one was
+        # The started watch may first resolve on an update sent before the gap, if one was
         # still on its way (when depends on how the loop's turns fell, not on anything the
-        # venue did): each further watch waits for the next message, and the gap comes within
+        # venue did): then the next watch waits for the next message, and the gap comes within
         # the two updates sent after it was planted.
         with pytest.raises(ccxt.ChecksumError):
-            await watch_until_it_fails(pro, ETH, watches=3)
+            await watch_until_it_fails(pro, ETH, task, watches=2)
     finally:
         dialect.set_fault_plan(None)
     # Watching again starts over from a new snapshot, and the book is exact again.
