@@ -187,8 +187,10 @@ MUTANTS = [
     Mutant(
         "concentration measured before the entry fee is paid (pre-trade checks)",
         "safeguard/risk/checks.py",
-        "    equity = order.equity - costing.entry_fee",
-        "    equity = order.equity + costing.entry_fee",
+        "    equity = order.equity - costing.entry_fee\n"
+        "    share = costing.position_notional / equity",
+        "    equity = order.equity + costing.entry_fee\n"
+        "    share = costing.position_notional / equity",
         "tests/risk/test_check_boundaries.py::"
         "test_concentration_is_measured_on_the_equity_left_after_the_entry_fee",
     ),
