@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from safeguard.clock import ManualClock
-from safeguard.config import Policy
+from safeguard.config import Policy, TriggerConfig
 from safeguard.guard import guard
 from safeguard.guard.events import (
     Hooks,
@@ -212,6 +212,7 @@ def run_side(
                 budget=RateBudget.standalone(policy.throttle),
                 sleep=sleep,
                 rng=random.Random(config.seed),
+                triggers=RiskMonitor(_NO_TRIGGERS, limits=policy.risk),
             )
             monitor = RiskMonitor(policy.kill_switch.triggers, limits=policy.risk)
         else:
@@ -264,6 +265,18 @@ def run_side(
         recorder.cascades()
         journal.write(clock.time(), "end", equity=venue.equity(API_KEY),
                       wallet=venue.wallet(API_KEY))  # fmt: skip
+
+
+_NO_TRIGGERS = TriggerConfig(
+    max_orders_per_window=None,
+    max_cancels_per_window=None,
+    max_rejections_per_window=None,
+    max_leverage_changes_per_window=None,
+    max_consecutive_errors=None,
+    max_data_age_s=None,
+    on_ban=False,
+    on_liquidation_distance=False,
+)
 
 
 def _watch(
