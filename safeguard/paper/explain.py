@@ -26,6 +26,7 @@ _DECISIONS = (
     "liquidation",
     "deleveraged",
     "cascade",
+    "warning",
     "stop_triggered",
     "rules_changed",
     "bar_error",
@@ -143,6 +144,11 @@ def _sentence(r: Mapping[str, Any]) -> str | None:
             told += f", fee {_num(r.get('fee'))}"
         if r.get("step") == "ADL":
             told += "; the insurance fund could not cover it: auto-deleveraged"
+        return told
+    if kind == "warning":
+        told = f"EARLY WARNING ({r['severity']}) {r['name']}: {r['message']}"
+        if r.get("escalate"):
+            told += f"; escalated to {r['escalate']}"
         return told
     if kind == "cascade":
         waves = r.get("waves") or []

@@ -158,6 +158,34 @@ class Section:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class TimelineMark:
+    """One dot on the timeline: its lane (:data:`_LANES`), run, hour and what it was."""
+
+    lane: str
+    run: str
+    at_h: float
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeRow:
+    """A venue-side liquidation cascade (the journal's ``cascade`` record): every account's
+    forced orders close together in time, in waves of orders sharing one instant. Each run
+    has its own venue, so each run's journal tells its own."""
+
+    run: str
+    symbol: str
+    start_h: float
+    end_h: float
+    waves: tuple[int, ...]
+    accounts: int
+    orders: int
+    mark_at_start: float
+    lowest_mark: float
+    insurance_change: float
+
+
 @dataclass(slots=True)
 class ReportData:
     """Everything the page shows, from the journal and the summaries."""
@@ -179,6 +207,10 @@ class ReportData:
     journal_name: str
     document: dict[str, Any]
     """``summary.json``."""
+    timeline: list[TimelineMark] = field(default_factory=list)
+    """The timeline plot's dots, lane by lane."""
+    cascades: list[CascadeRow] = field(default_factory=list)
+    """The venue's liquidation cascades (none when the journal has none)."""
     sections: list[Section] = field(default_factory=list)
     pictures: list[str] = field(default_factory=list)
 
@@ -241,7 +273,45 @@ def report_data(
         more_explained=len(lines) - len(shown),
         journal_name=journal_name,
         document=document,
+        timeline=timeline_marks(records, start),
+        cascades=cascade_rows(records, start),
     )
+
+
+def timeline_marks(records: Sequence[Mapping[str, Any]], start: float) -> list[TimelineMark]:
+    """Every record that lands in a timeline lane, lane by lane in journal order."""
+    return [
+        TimelineMark(lane, str(r["run"]), _hours(r["t"], start), _what(r))
+        for lane, wanted in _LANES
+        for r in records
+        if r["run"] in _COLOURS and wanted(r)
+    ]
+
+
+def _what(record: Mapping[str, Any]) -> str:
+    if record["kind"] == "warning":
+        return f"{record['name']} ({record['severity']})"
+    return str(record.get("code") or record["kind"])
+
+
+def cascade_rows(records: Sequence[Mapping[str, Any]], start: float) -> list[CascadeRow]:
+    """The journal's cascades, in journal order."""
+    return [
+        CascadeRow(
+            run=str(r["run"]),
+            symbol=str(r["symbol"]),
+            start_h=_hours(r["start"], start),
+            end_h=_hours(r["t"], start),
+            waves=tuple(int(w) for w in r["waves"]),
+            accounts=int(r["accounts"]),
+            orders=int(r["orders"]),
+            mark_at_start=float(r["mark_at_start"]),
+            lowest_mark=float(r["lowest_mark"]),
+            insurance_change=float(r["insurance_change"]),
+        )
+        for r in records
+        if r["kind"] == "cascade"
+    ]
 
 
 def _kill_bars(
@@ -598,11 +668,27 @@ def _price(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
                 if r["symbol"] == symbol:
                     axes.scatter([_hours(r["t"], start)], [r["price"]], marker="X", s=120,
                                  color=colour, edgecolor="black", zorder=5)  # fmt: skip
+        _cascades(axes, records, symbol, start)
         axes.set_title(f"{symbol}: mark, fills, stops (solid) and liquidation prices (dashed)")
         axes.set_xlabel("hours of simulated market")
         axes.grid(alpha=0.3)
         _legend_outside(axes)
     return _frame(figure, records)
+
+
+def _cascades(axes: Any, records: Sequence[Mapping[str, Any]], symbol: str, start: float) -> None:
+    """Each cascade on ``symbol`` as a band over its span, with its lowest mark and its waves
+    (the band is the guarded run's venue's when it saw one, else the naive run's)."""
+    rows = [c for c in cascade_rows(records, start) if c.symbol == symbol]
+    shown = [c for c in rows if c.run == "guarded"] or rows
+    for number, c in enumerate(shown):
+        axes.axvspan(c.start_h, max(c.end_h, c.start_h + 1 / 60), color="#8e44ad", alpha=0.18,
+                     label="liquidation cascade" if number == 0 else None)  # fmt: skip
+        axes.scatter([c.end_h], [c.lowest_mark], marker="v", s=90, color="#8e44ad",
+                     edgecolor="black", zorder=5)  # fmt: skip
+        axes.annotate(f"{len(c.waves)} waves, {c.orders:,} orders", (c.end_h, c.lowest_mark),
+                      textcoords="offset points", xytext=(6, -12), fontsize=8,
+                      color="#8e44ad")  # fmt: skip
 
 
 def _level(
@@ -726,9 +812,10 @@ _LANES: tuple[tuple[str, Callable[[Mapping[str, Any]], bool]], ...] = (
 
 def _events(records: Sequence[Mapping[str, Any]], start: float) -> Figure:
     figure, axes = _axes(4)
-    for lane, (_, wanted) in enumerate(_LANES):
+    marks = timeline_marks(records, start)
+    for lane, (name, _) in enumerate(_LANES):
         for offset, (run, colour) in zip((0.15, -0.15), _COLOURS.items(), strict=True):
-            hits = [_hours(r["t"], start) for r in records if r["run"] == run and wanted(r)]
+            hits = [m.at_h for m in marks if m.lane == name and m.run == run]
             axes.scatter(hits, [lane + offset] * len(hits), s=10, color=colour, alpha=0.6,
                          label=run if lane == 0 else None)  # fmt: skip
     _shade_faults(axes, records)
@@ -822,16 +909,20 @@ def render_page(data: ReportData) -> str:
 __all__ = [
     "REPORTING",
     "REPORT_MISSING",
+    "CascadeRow",
     "Costs",
     "FillRow",
     "ReportData",
     "Section",
+    "TimelineMark",
     "TradeRow",
+    "cascade_rows",
     "liquidation_distance",
     "refusals_by_code",
     "render_page",
     "report_data",
     "summary_rows",
+    "timeline_marks",
     "trading_stretches",
     "write_report",
 ]
