@@ -275,6 +275,10 @@ class PreTradeGate:
         if market.rules is not None:
             parameters.append(("tier table", market.rules.tiers.tiers))
         book = market.book
+        # A book older than the verdict would price an order on says nothing of the exit now:
+        # its levels may sit wholly on the far side of a mark that has moved since.
+        seen = self.cache.books.get(symbol)
+        fresh = seen is not None and seen.age(now) <= self.policy.risk.max_market_data_age_s
         wire.warn(
             wire.warnings.market(
                 now,
@@ -287,7 +291,7 @@ class PreTradeGate:
                 else self.policy.risk.funding_cap_rate,
                 bids=() if book is None else book.bids,
                 asks=() if book is None else book.asks,
-                position=self._closing_position(symbol),
+                position=self._closing_position(symbol) if fresh else None,
                 parameters=parameters,
             )
         )

@@ -264,6 +264,34 @@ def test_a_thin_book_between_the_mark_and_the_stop_warns_under_its_cover(
     assert fired[names(fired).index("THIN_BOOK")].value == pytest.approx(cover, rel=1e-6)
 
 
+def stale_book(ex: Any, paper: PaperAccount) -> None:
+    """A long with its stop 3 % under the mark and the book read once; then the price falls
+    2 % and only the mark is read again: the book held is from before the fall."""
+    ex.set_leverage(10, SYMBOL)
+    ex.create_order(SYMBOL, "market", "buy", 0.5)
+    mark = float(ex.fetch_funding_rate(SYMBOL)["markPrice"])
+    stop = round(mark * 0.97, 1)
+    ex.create_order(
+        SYMBOL, "STOP_MARKET", "sell", 0.5, None, {"stopPrice": stop, "reduceOnly": True}
+    )
+    ex.fetch_positions([SYMBOL])
+    ex.fetch_balance()
+    ex.fetch_order_book(SYMBOL)
+    paper.venue.spike(VENUE_SYMBOL, -2.0, 600)
+    paper.advance(60)
+    ex.fetch_funding_rate(SYMBOL)
+
+
+def test_a_book_older_than_the_market_data_limit_is_not_judged_thin(
+    accounts: list[PaperAccount], tmp_path: Path
+) -> None:
+    fired, ex, _ = run(accounts, tmp_path, {"mark_index_gap_pct": 1.0}, stale_book)
+    [position] = ex.fetch_positions([SYMBOL])
+    assert float(position["contracts"]) == pytest.approx(0.5)  # the stop held
+    assert "MARK_INDEX_GAP" in names(fired)  # the fall was seen on the fresh mark
+    assert "THIN_BOOK" not in names(fired)
+
+
 def test_the_liquidation_band_is_a_live_metric_ending_at_the_venues_liquidation_price(
     accounts: list[PaperAccount], tmp_path: Path
 ) -> None:
