@@ -228,19 +228,26 @@ def test_a_tier_table_that_changes_back_and_forth_warns_a_single_change_does_not
     assert counted(metrics, "PARAMETER_FLAPPING") == 1
 
 
+def long_with_stop(ex: Any, under: float) -> float:
+    """A long of 0.5 BTC with its stop ``under`` (a share) under the mark, the account read
+    back; returns the stop price."""
+    ex.set_leverage(10, SYMBOL)
+    ex.create_order(SYMBOL, "market", "buy", 0.5)
+    mark = float(ex.fetch_funding_rate(SYMBOL)["markPrice"])
+    stop: float = round(mark * (1.0 - under), 1)
+    ex.create_order(
+        SYMBOL, "STOP_MARKET", "sell", 0.5, None, {"stopPrice": stop, "reduceOnly": True}
+    )
+    ex.fetch_positions([SYMBOL])
+    ex.fetch_balance()
+    return stop
+
+
 def thin_exit(measured: list[float]) -> Script:
     """A long of 0.5 BTC with its stop 0.2 % under the mark; then the book is read."""
 
     def script(ex: Any, paper: PaperAccount) -> None:
-        ex.set_leverage(10, SYMBOL)
-        ex.create_order(SYMBOL, "market", "buy", 0.5)
-        mark = float(ex.fetch_funding_rate(SYMBOL)["markPrice"])
-        stop = round(mark * 0.998, 1)
-        ex.create_order(
-            SYMBOL, "STOP_MARKET", "sell", 0.5, None, {"stopPrice": stop, "reduceOnly": True}
-        )
-        ex.fetch_positions([SYMBOL])
-        ex.fetch_balance()
+        stop = long_with_stop(ex, 0.002)
         paper.advance(1)
         book = ex.fetch_order_book(SYMBOL)
         mark = float(ex.fetch_funding_rate(SYMBOL)["markPrice"])
@@ -267,15 +274,7 @@ def test_a_thin_book_between_the_mark_and_the_stop_warns_under_its_cover(
 def stale_book(ex: Any, paper: PaperAccount) -> None:
     """A long with its stop 3 % under the mark and the book read once; then the price falls
     2 % and only the mark is read again: the book held is from before the fall."""
-    ex.set_leverage(10, SYMBOL)
-    ex.create_order(SYMBOL, "market", "buy", 0.5)
-    mark = float(ex.fetch_funding_rate(SYMBOL)["markPrice"])
-    stop = round(mark * 0.97, 1)
-    ex.create_order(
-        SYMBOL, "STOP_MARKET", "sell", 0.5, None, {"stopPrice": stop, "reduceOnly": True}
-    )
-    ex.fetch_positions([SYMBOL])
-    ex.fetch_balance()
+    long_with_stop(ex, 0.03)
     ex.fetch_order_book(SYMBOL)
     paper.venue.spike(VENUE_SYMBOL, -2.0, 600)
     paper.advance(60)
