@@ -10,7 +10,10 @@ the naive client's fixed pause) advance simulated time, so a run that waits lose
 way a live bot would.
 
 The guarded side also feeds a :class:`~safeguard.killswitch.triggers.RiskMonitor` with the
-account's equity on each bar and engages the kill switch when a trigger trips.
+account's equity on each bar and engages the kill switch when a trigger trips. The guard's own
+trip wire runs with every trigger off, for its early warnings alone (journaled through the
+hooks): the warnings the market provokes reach the report without changing what is traded
+(the paper policy escalates none).
 """
 
 from __future__ import annotations
@@ -267,7 +270,7 @@ def run_side(
                       wallet=venue.wallet(API_KEY))  # fmt: skip
 
 
-_NO_TRIGGERS = TriggerConfig(
+_NO_TRIGGERS = TriggerConfig(  # the early warnings ride on the trip wire; the trips stay _watch's
     max_orders_per_window=None,
     max_cancels_per_window=None,
     max_rejections_per_window=None,
