@@ -795,90 +795,66 @@ class StreamHub:
         return out
 
     def _own_liquidation(self, event: Liquidation, at: int) -> dict[str, Any]:
-        self._liquidation_id += 1
         spec = self.venue.markets[event.symbol]
-        qty = format(abs(event.qty), spec.qty_format)
-        price = format(event.close_avg_price, spec.price_format)
-        return {
-            "e": "ORDER_TRADE_UPDATE",
-            "E": at,
-            "T": at,
-            "o": {
-                "s": event.symbol,
-                "c": f"autoclose-{at}",
-                "S": "SELL" if event.qty > 0 else "BUY",
-                "o": "LIQUIDATION",
-                "f": "IOC",
-                "q": qty,
-                "p": price,
-                "ap": price,
-                "sp": "0",
-                "x": "CALCULATED",
-                "X": "FILLED",
-                "i": self._liquidation_id,
-                "l": qty,
-                "z": qty,
-                "L": price,
-                "N": spec.quote,
-                "n": f"{event.fee:.8f}",
-                "T": at,
-                "t": 0,
-                "b": "0",
-                "a": "0",
-                "m": False,
-                "R": True,
-                "wt": "MARK_PRICE",
-                "ot": "LIQUIDATION",
-                "ps": event.position_side,
-                "cp": False,
-                "rp": f"{event.realized_pnl_units / 1e8:.8f}",
-                "pP": False,
-                "si": 0,
-                "ss": 0,
-                "V": "NONE",
-                "pm": "NONE",
-                "gtd": 0,
-            },
-        }
+        fee = {"N": spec.quote, "n": f"{event.fee:.8f}"}
+        return self._forced_close(
+            event.symbol, event.qty, event.close_avg_price, event.position_side,
+            event.realized_pnl_units, at, client_id=f"autoclose-{at}", kind="LIQUIDATION",
+            execution="CALCULATED", working="MARK_PRICE", fee=fee,
+        )  # fmt: skip
 
     def _adl_order(self, event: AutoDeleveraged, at: int) -> dict[str, Any]:
         """A leg closed by auto-deleveraging: a filled trade at the bankruptcy price,
         ``c`` = ``adl_autoclose`` as Binance marks it, no fee (``n`` absent)."""
+        return self._forced_close(
+            event.symbol, event.qty, event.price, event.position_side,
+            event.realized_pnl_units, at, client_id="adl_autoclose", kind="LIMIT",
+            execution="TRADE", working="CONTRACT_PRICE", fee={},
+        )  # fmt: skip
+
+    def _forced_close(
+        self, symbol: str, signed_qty: float, price_value: float, position_side: str,
+        realized_units: int, at: int, *, client_id: str, kind: str, execution: str,
+        working: str, fee: dict[str, str],
+    ) -> dict[str, Any]:  # fmt: skip
+        """The ORDER_TRADE_UPDATE of a position the venue closed (a liquidation step or an
+        ADL close): one filled IOC order at one price, in the keys' order Binance sends."""
         self._liquidation_id += 1
-        spec = self.venue.markets[event.symbol]
-        qty = format(abs(event.qty), spec.qty_format)
-        price = format(event.price, spec.price_format)
+        spec = self.venue.markets[symbol]
+        qty = format(abs(signed_qty), spec.qty_format)
+        price = format(price_value, spec.price_format)
         return {
             "e": "ORDER_TRADE_UPDATE",
             "E": at,
             "T": at,
             "o": {
-                "s": event.symbol,
-                "c": "adl_autoclose",
-                "S": "SELL" if event.qty > 0 else "BUY",
-                "o": "LIMIT",
+                "s": symbol,
+                "c": client_id,
+                "S": "SELL" if signed_qty > 0 else "BUY",
+                "o": kind,
                 "f": "IOC",
                 "q": qty,
                 "p": price,
                 "ap": price,
                 "sp": "0",
-                "x": "TRADE",
+                "x": execution,
                 "X": "FILLED",
                 "i": self._liquidation_id,
                 "l": qty,
                 "z": qty,
                 "L": price,
+                **fee,
                 "T": at,
                 "t": 0,
                 "b": "0",
                 "a": "0",
                 "m": False,
                 "R": True,
-                "wt": "CONTRACT_PRICE",
-                "ot": "LIMIT",
-                "ps": event.position_side,
+                "wt": working,
+                "ot": kind,
+                "ps": position_side,
                 "cp": False,
-                "rp": f"{event.realized_pnl_units / 1e8:.8f}",
+                "rp": f"{realized_units / 1e8:.8f}",
                 "pP": False,
                 "si": 0,
                 "ss": 0,
