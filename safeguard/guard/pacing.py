@@ -277,6 +277,10 @@ class BudgetPacer:
         replaced = next(
             (lim for lim in self.budget.limits if (lim.type, lim.interval_s) == key), None
         )
+        if replaced is not None and named.limit >= replaced.limit:
+            # A 429 says we went past the venue's limit: a number at or above the one paced
+            # on cannot be why, and taking it would pace past the real limit into a ban.
+            return
         if not self.budget.learn(RateLimits((named,))):
             return
         until = now + LEARNED_LIMIT_HOLD_S

@@ -212,3 +212,18 @@ def test_a_pacer_without_a_listener_still_paces() -> None:
     assert budget.banned_until(NOW) == NOW + 120.0
     with pytest.raises(errors.VenueBanned):
         pacer.before(CallKind.READ, READ, NOW)
+
+
+def test_a_429_naming_a_looser_limit_than_the_one_paced_on_does_not_loosen_it() -> None:
+    # A 429 says the client went past the venue's limit: a number in it above the one the
+    # guard already paces on (a venue's stale text, a proxy's) cannot be the reason, and
+    # taking it would let reads run past the real limit into the next 429s and a ban.
+    budget = RateBudget.standalone(ThrottleConfig())  # paced on Binance's published 2,400
+    pacer = BudgetPacer(budget)
+    refusal = Exception(
+        "binanceusdm 429 Too many requests; current limit of IP(1.2.3.4) is 100000 requests "
+        "per minute. Please use the websocket for live updates to avoid polling the API."
+    )
+    pacer.after(READ, Answer(None, refusal, None, NOW, NOW), _failure(throttled=True))
+    weights = [lim.limit for lim in budget.limits if lim.label == WEIGHT]
+    assert weights == [2400]
