@@ -538,7 +538,8 @@ class KillSwitchConfig(PolicySection):
     cooling_period_s: Seconds = 300.0
     """``resume`` is refused for this long after an engage."""
     cancel_all_on_engage: bool = True
-    """Ladder step: cancel every open order when the switch engages."""
+    """Ladder step: cancel every open order that could add exposure when the switch engages;
+    reduce-only and ``closePosition`` orders stay while their position is open."""
     flatten_on_engage: bool = False
     """Ladder step: close every position with reduce-only orders when the switch engages."""
     flatten_max_attempts: Annotated[int, Field(ge=1, le=50)] = 5

@@ -7,15 +7,21 @@ Rungs, each switched by :class:`~safeguard.config.KillSwitchConfig`:
    process dies half-way down the ladder. ccxt's unified ``cancel_all_orders_after`` where the
    exchange has it; Binance futures through the implicit ``fapiPrivatePostCountdownCancelAll``
    per symbol. A venue without one reports ``not offered``; it is never a failure.
-2. **Cancel** (``cancel_all_on_engage``): HALTED cancels every open order, one
-   ``cancel_all_orders(symbol)`` per symbol; REDUCING cancels only the open orders that are not
-   reduce-only (they could still add exposure).
+2. **Cancel** (``cancel_all_on_engage``): every open order that could open or add exposure,
+   conditional ones (stop entries) included: Binance USD-M keeps stop and take-profit orders on
+   its algo-order routes since 2025-12-09, so they are listed and cancelled there too. An order
+   that can only reduce a position (reduce-only, or a ``closePosition`` stop) is **kept**:
+   cancelling it would leave the position it protects naked while the switch is engaged.
+   HALTED cancels a symbol with one ``cancel_all_orders(symbol)`` when none of its orders is
+   protective; REDUCING always cancels order by order, because the bot may place reduce-only
+   orders beside the ladder.
 3. **Flatten** (``flatten_on_engage``, HALTED only): for every open position a reduce-only
    IOC limit order on the other side, its price capped at ``flatten_slippage_cap_pct`` from the
    touch (a sell never below ``bid x (1 - cap)``, a buy never above ``ask x (1 + cap)``, rounded
    to the tick towards the reference). Positions are re-read after each round, up to
    ``flatten_max_attempts`` rounds. Reduce-only means a repeated send can never flip or grow a
-   position. A position with no usable price is reported, never sent at market.
+   position. A position with no usable price is reported, never sent at market. Once a symbol
+   is flat its protective orders are cancelled (``cleanup``); a symbol still open keeps them.
 
 The ladder is written once, as a generator of steps (:func:`ladder_steps`): it yields a
 :class:`Call` (a method of the ccxt exchange), :class:`Read` (an attribute) or :class:`Sleep`,
@@ -61,6 +67,10 @@ past it the request is reported not sent."""
 Pace = Callable[[str, tuple[Any, ...], float], float]
 """``pace(method, args, now)``: seconds the request must wait (0: send it now, charged)."""
 TICK_SIZE_MODE = 4  # ccxt.TICK_SIZE: market precision is the tick itself, not decimal places
+CONDITIONAL_ORDER_EXCHANGES = frozenset({"binanceusdm"})
+"""Exchanges that list and cancel conditional orders apart from ordinary ones (Binance USD-M's
+algo orders since 2025-12-09): ccxt reaches those routes with ``{"trigger": True}``."""
+TRIGGER_PARAMS: Mapping[str, Any] = {"trigger": True}
 
 
 # --- steps -----------------------------------------------------------------------------------
@@ -124,6 +134,9 @@ class OpenOrder:
     id: str
     symbol: str
     reduce_only: bool
+    """It can only reduce a position: reduce-only, or a ``closePosition`` stop."""
+    conditional: bool = False
+    """Listed, and cancelled, on the exchange's conditional-order routes."""
 
 
 @dataclass(frozen=True)
@@ -149,16 +162,19 @@ class ReduceOnlyOrder:
 @dataclass(frozen=True)
 class CancelSymbol:
     symbol: str
+    conditional: bool = False
 
 
 @dataclass(frozen=True)
 class CancelOrder:
     symbol: str
     order_id: str
+    conditional: bool = False
 
 
-def open_orders_from_ccxt(raw: object) -> list[OpenOrder]:
-    """ccxt ``fetch_open_orders`` output as :class:`OpenOrder` values; rejects garbage."""
+def open_orders_from_ccxt(raw: object, *, conditional: bool = False) -> list[OpenOrder]:
+    """ccxt ``fetch_open_orders`` output as :class:`OpenOrder` values; rejects garbage.
+    ``conditional``: the listing came from the conditional-order routes."""
     orders: list[OpenOrder] = []
     for index, item in enumerate(_sequence("open_orders", raw)):
         if not isinstance(item, Mapping):
@@ -168,8 +184,21 @@ def open_orders_from_ccxt(raw: object) -> list[OpenOrder]:
             raise ValueError(f"open_orders[{index}].symbol must be a string, got {symbol!r}")
         if not isinstance(order_id, str | int) or isinstance(order_id, bool) or order_id == "":
             raise ValueError(f"open_orders[{index}].id must be a string, got {order_id!r}")
-        orders.append(OpenOrder(str(order_id), symbol, item.get("reduceOnly") is True))
+        info = item.get("info")
+        closes = isinstance(info, Mapping) and info.get("closePosition") in (True, "true")
+        reduces = item.get("reduceOnly") is True or closes
+        orders.append(OpenOrder(str(order_id), symbol, reduces, conditional))
     return orders
+
+
+def merge_open_orders(*listings: Iterable[OpenOrder]) -> list[OpenOrder]:
+    """One entry per order across listings; a venue that lists a conditional order on both
+    routes has it cancelled on the conditional one (the later listing wins)."""
+    merged: dict[tuple[str, str], OpenOrder] = {}
+    for listing in listings:
+        for order in listing:
+            merged[(order.symbol, order.id)] = order
+    return list(merged.values())
 
 
 def positions_from_ccxt(raw: object) -> list[Position]:
@@ -198,13 +227,36 @@ def positions_from_ccxt(raw: object) -> list[Position]:
 def plan_cancels(
     state: TradingState, orders: Iterable[OpenOrder]
 ) -> list[CancelSymbol | CancelOrder]:
-    """HALTED: one cancel-all per symbol. REDUCING: each order that is not reduce-only."""
+    """Cancels for every order that could add exposure; protective orders are kept.
+
+    HALTED: one cancel-all per symbol and route when none of the symbol's orders is
+    protective, else order by order. REDUCING: always order by order (the bot may be placing
+    reduce-only orders while the ladder runs; a cancel-all would take them too).
+    """
+    if state not in (TradingState.HALTED, TradingState.REDUCING):
+        return []
     orders = list(orders)
-    if state is TradingState.HALTED:
-        return [CancelSymbol(s) for s in sorted({o.symbol for o in orders})]
-    if state is TradingState.REDUCING:
-        return [CancelOrder(o.symbol, o.id) for o in orders if not o.reduce_only]
-    return []
+    plan: list[CancelSymbol | CancelOrder] = []
+    for symbol in sorted({o.symbol for o in orders}):
+        mine = [o for o in orders if o.symbol == symbol]
+        if state is TradingState.HALTED and not any(o.reduce_only for o in mine):
+            plan += [CancelSymbol(symbol, c) for c in sorted({o.conditional for o in mine})]
+        else:
+            plan += [CancelOrder(symbol, o.id, o.conditional) for o in mine if not o.reduce_only]
+    return plan
+
+
+def plan_cleanup(
+    orders: Iterable[OpenOrder], open_positions: Iterable[Position]
+) -> list[CancelOrder]:
+    """After a flatten: the protective orders of symbols that are now flat. A symbol still
+    holding a position keeps them."""
+    still_open = {p.symbol for p in open_positions}
+    return [
+        CancelOrder(o.symbol, o.id, o.conditional)
+        for o in orders
+        if o.reduce_only and o.symbol not in still_open
+    ]
 
 
 def capped_price(side: Side, reference: float, cap_pct: float, tick: float | None) -> float:
@@ -296,15 +348,11 @@ def ladder_steps(
         # ccxt refuses an account-wide open-order listing until the (rate) cost is
         # acknowledged; listing every open order is exactly what the ladder needs.
         options["fetchOpenOrders"]["warnWithoutSymbol"] = False
-    ok, raw_orders = yield from _retried(Call("fetch_open_orders"))
-    orders: list[OpenOrder] | None = None
-    if ok:
-        try:
-            orders = open_orders_from_ccxt(raw_orders)
-        except ValueError as exc:
-            report.add("cancel", None, "failed", f"unreadable open orders: {exc}")
-    else:
-        report.add("cancel", None, "failed", f"could not list open orders: {raw_orders!r}")
+    orders = yield from _list_open_orders(report, Call("fetch_open_orders"), conditional=False)
+    if orders is not None and str((yield from _get("id"))) in CONDITIONAL_ORDER_EXCHANGES:
+        listing = Call("fetch_open_orders", (None, None, None, dict(TRIGGER_PARAMS)))
+        conditional = yield from _list_open_orders(report, listing, conditional=True)
+        orders = merge_open_orders(orders, conditional or ())
     positions: list[Position] | None = None
     if flatten or countdown is not None:
         positions = yield from _read_positions(report)
@@ -315,8 +363,27 @@ def ladder_steps(
     if config.cancel_all_on_engage and orders is not None:
         yield from _cancel(report, plan_cancels(target, orders))
     if flatten and positions is not None:
-        yield from _flatten(report, config, positions, tag, now)
+        left = yield from _flatten(report, config, positions, tag, now)
+        if config.cancel_all_on_engage and orders is not None and left is not None:
+            cleanup = plan_cleanup(orders, left)
+            if cleanup:
+                yield from _cancel(report, cleanup, rung="cleanup")
     return report
+
+
+def _list_open_orders(
+    report: LadderReport, listing: Call, *, conditional: bool
+) -> Generator[Step, Any, list[OpenOrder] | None]:
+    kind = "conditional orders" if conditional else "open orders"
+    ok, raw = yield from _retried(listing)
+    if not ok:
+        report.add("cancel", None, "failed", f"could not list {kind}: {raw!r}")
+        return None
+    try:
+        return open_orders_from_ccxt(raw, conditional=conditional)
+    except ValueError as exc:
+        report.add("cancel", None, "failed", f"unreadable {kind}: {exc}")
+        return None
 
 
 def _retried(step: Call, attempts: int = READ_ATTEMPTS) -> Generator[Step, Any, tuple[bool, Any]]:
@@ -396,21 +463,24 @@ def _not_offered(error: object) -> bool:
 
 
 def _cancel(
-    report: LadderReport, plan: Sequence[CancelSymbol | CancelOrder]
+    report: LadderReport, plan: Sequence[CancelSymbol | CancelOrder], *, rung: str = "cancel"
 ) -> Generator[Step, Any, None]:
     if not plan:
-        report.add("cancel", None, "done", "no open orders to cancel")
+        report.add(rung, None, "done", "no open orders to cancel")
     for item in plan:
+        extra = (dict(TRIGGER_PARAMS),) if item.conditional else ()
+        kind = "conditional order" if item.conditional else "order"
         if isinstance(item, CancelSymbol):
-            ok, result = yield from _retried(Call("cancel_all_orders", (item.symbol,)))
-            detail = "all open orders"
+            ok, result = yield from _retried(Call("cancel_all_orders", (item.symbol, *extra)))
+            detail = f"all open {kind}s"
         else:
-            ok, result = yield from _retried(Call("cancel_order", (item.order_id, item.symbol)))
-            detail = f"order {item.order_id}"
+            args = (item.order_id, item.symbol, *extra)
+            ok, result = yield from _retried(Call("cancel_order", args))
+            detail = f"{kind} {item.order_id}"
             if not ok and "OrderNotFound" in {c.__name__ for c in type(result).__mro__}:
-                ok, detail = True, f"order {item.order_id} already gone"
+                ok, detail = True, f"{kind} {item.order_id} already gone"
         report.add(
-            "cancel",
+            rung,
             item.symbol,
             "done" if ok else "failed",
             detail if ok else f"{detail}: {result!r}",
@@ -419,7 +489,8 @@ def _cancel(
 
 def _flatten(
     report: LadderReport, config: KillSwitchConfig, positions: list[Position], tag: str, now: float
-) -> Generator[Step, Any, None]:
+) -> Generator[Step, Any, list[Position] | None]:
+    """Close ``positions``; returns those still open at the end (``None``: unknown)."""
     stamp = _base36(int(now * 1000))
     ticks: dict[str, float | None] = {}
     precision_mode = yield from _get("precisionMode")
@@ -428,11 +499,11 @@ def _flatten(
             yield Sleep(PAUSE_S)
             fresh = yield from _read_positions(report)
             if fresh is None:
-                return
+                return None
             positions = fresh
         if not positions:
             report.add("flatten", None, "done", f"flat after {round_number - 1} round(s)")
-            return
+            return []
         quotes: dict[str, Mapping[str, Any]] = {}
         for position in positions:
             ok, ticker = yield from _retried(Call("fetch_ticker", (position.symbol,)))
@@ -472,7 +543,7 @@ def _flatten(
             except Exception as exc:  # the next round re-reads the position either way
                 logger.warning("kill ladder flatten {} failed: {!r}", order.symbol, exc)
         if not orders:
-            return
+            return positions
     fresh = yield from _read_positions(report)
     if fresh:
         left = ", ".join(f"{p.symbol} {p.side} {p.contracts:g}" for p in fresh)
@@ -484,6 +555,7 @@ def _flatten(
         )
     elif fresh is not None:
         report.add("flatten", None, "done", f"flat after {config.flatten_max_attempts} round(s)")
+    return fresh
 
 
 def _tick(symbol: str, precision_mode: object) -> Generator[Step, Any, float | None]:

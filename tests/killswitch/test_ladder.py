@@ -70,8 +70,9 @@ def test_plan_cancels_by_state() -> None:
         OpenOrder("2", ETH, True),
         OpenOrder("3", BTC, False),
     ]
-    assert plan_cancels(HALTED, orders) == [CancelSymbol(BTC), CancelSymbol(ETH)]
-    assert plan_cancels(REDUCING, orders) == [CancelOrder(ETH, "1"), CancelOrder(BTC, "3")]
+    # ETH's reduce-only order protects a position: HALTED keeps it and cancels around it.
+    assert plan_cancels(HALTED, orders) == [CancelSymbol(BTC), CancelOrder(ETH, "1")]
+    assert plan_cancels(REDUCING, orders) == [CancelOrder(BTC, "3"), CancelOrder(ETH, "1")]
     assert plan_cancels(TradingState.ACTIVE, orders) == []
 
 
@@ -139,9 +140,9 @@ def test_halted_ladder_on_the_venue_arms_the_timer_cancels_and_flattens() -> Non
     assert summary(report) == [
         ("countdown", BTC, "done"),
         ("countdown", ETH, "done"),
-        ("cancel", BTC, "done"),
-        ("cancel", ETH, "done"),
+        ("cancel", ETH, "done"),  # BTC's reduce-only order is kept until BTC is flat
         ("flatten", None, "done"),
+        ("cleanup", BTC, "done"),
     ]
     assert exchange.fetch_open_orders(ETH) == []
     assert exchange.fetch_open_orders(BTC) == []
@@ -173,7 +174,7 @@ async def test_the_same_ladder_drives_an_async_ccxt_exchange() -> None:
         report = await run_ladder_async(exchange, FLATTEN, HALTED)
         assert report.ok
         assert [o[0] for o in summary(report)] == [
-            "countdown", "countdown", "cancel", "cancel", "flatten"
+            "countdown", "countdown", "cancel", "flatten", "cleanup"
         ]  # fmt: skip
         assert await exchange.fetch_open_orders(ETH) == []
         assert [p for p in await exchange.fetch_positions() if p["contracts"]] == []
@@ -229,10 +230,11 @@ class Fake:
         if self.fail.get(name):
             raise self.fail[name].pop(0)
 
-    def fetch_open_orders(self) -> list[dict[str, Any]]:
-        self._call("fetch_open_orders")
+    def fetch_open_orders(self, *args: Any) -> list[dict[str, Any]]:
+        self._call("fetch_open_orders", *args)
         assert self.options["fetchOpenOrders"]["warnWithoutSymbol"] is False
-        return [{"id": "1", "symbol": ETH, "reduceOnly": False}]
+        conditional = args[3:] == ({"trigger": True},)
+        return [] if conditional else [{"id": "1", "symbol": ETH, "reduceOnly": False}]
 
     def fetch_positions(self) -> list[dict[str, Any]]:
         self._call("fetch_positions")
