@@ -903,13 +903,21 @@ class World:
                 # stays engaged. The operator tries again next bar.
                 continue
             except SimCrash:
+                # Killed between the save and the history record: the resume is on disk, and
+                # the restarted bot is rightly ACTIVE. Killed before the save, it never was.
+                crash = bot.process.last_crash
+                if crash is not None and crash.stage == "after_save":
+                    self._mark_resumed(bot)
                 self._after_crash(bot)
                 continue
-            mark = self._watermark(bot)
-            for engaged in self.engaged.get(bot.index, []):
-                if engaged.resumed_at is None:
-                    engaged.resumed_at = mark
-            self.note(f"bot {bot.index}: resumed")
+            self._mark_resumed(bot)
+
+    def _mark_resumed(self, bot: Bot) -> None:
+        mark = self._watermark(bot)
+        for engaged in self.engaged.get(bot.index, []):
+            if engaged.resumed_at is None:
+                engaged.resumed_at = mark
+        self.note(f"bot {bot.index}: resumed")
 
     def _heal(self) -> None:
         """The troubles end: no faults, a clock that is right, the switches re-armed, and one

@@ -148,3 +148,12 @@ def test_the_command_replays_one_seed_with_only_the_faults_asked_for(
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "seed 3: ok"
     assert "[0]" not in out  # no fault of the schedule kept
+
+
+def test_a_resume_killed_after_its_save_counts_as_resumed() -> None:
+    # Seed 6403 kills bot 3 inside the operator's resume, between the saved ACTIVE state and
+    # its history record. The oracle took the resume as never made and called the restarted
+    # (rightly ACTIVE) bot a lost HALT, and its next orders late; the big run found 7 such.
+    outcome = run_seed(6403)
+    assert outcome.fired["crash:mid_engage"] == 1
+    assert outcome.ok, [f"{f.invariant}: {f.detail}" for f in outcome.failures]
