@@ -1,0 +1,267 @@
+"""Correlation of returns, estimated from prices the guard has seen, and the history it keeps.
+
+The cascade (:mod:`safeguard.risk.cascade`) moves every symbol with the shocked one through a
+correlation. A configured number (``risk.stress.cascade_correlation``) is one guess for every
+pair; :func:`estimate_correlation` measures each pair from recent returns instead, and
+:class:`PriceHistory` keeps the prices to measure them from (the marks the guard already reads:
+no request of its own).
+
+**Samples.** Time is cut into buckets of ``interval_s``; a symbol's price in a bucket is the
+last one seen in it (its close). A return is ``ln(p_k / p_{k-1})`` between *consecutive*
+buckets, so two symbols' returns always span the same interval; a pair is measured on the
+buckets where both have a return. A bucket the guard saw no price in breaks the returns around
+it (no return is stretched over a gap).
+
+**Fail closed.** Too few common returns, a symbol whose price did not move at all (a frozen
+feed or a halted market), or anything not finite: that pair gets the *fallback* (the configured,
+already stressed correlation), and the estimate says so in :attr:`PairEstimate.fallback_reason`.
+Never a number the data does not support.
+
+**Shrinkage.** A pair measured on ``n`` returns, between ``min_samples`` and ``full_samples``,
+is shrunk toward the fallback: ``w * measured + (1 - w) * fallback`` with
+``w = n / full_samples``; from ``full_samples`` on the measurement stands alone. A correlation
+from thirty one-minute returns is noisy (its standard error is about ``1 / sqrt(n)``).
+
+**Stress.** The measured correlation is of calm markets; in a crash correlations move toward
+one (the hedges stop hedging). ``toward_one`` moves each measured value that share of the way
+to one (``rho + t * (1 - rho)``) before the shrinkage, so a well-measured pair is stressed and a
+poorly measured one lands on the configured stressed value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from safeguard.risk import _inputs
+from safeguard.risk.cascade import Correlation
+
+
+@dataclass(frozen=True, slots=True)
+class PairEstimate:
+    """One pair's correlation and where it came from."""
+
+    a: str
+    b: str
+    rho: float
+    """The value the cascade uses: stressed, shrunk, or the fallback."""
+    measured: float | None
+    """Pearson correlation of the pair's common returns (``None``: not measurable)."""
+    samples: int
+    """Common returns the measurement used."""
+    weight: float
+    """Share of ``rho`` that is the (stressed) measurement; the rest is the fallback."""
+    fallback_reason: str | None = None
+    """Why the pair fell back to the configured correlation (``None``: it was measured)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationEstimate:
+    """Every pair's estimate, as the :class:`~safeguard.risk.cascade.Correlation` the cascade
+    takes (pairs not estimated get the fallback as its default)."""
+
+    correlation: Correlation
+    pairs: tuple[PairEstimate, ...]
+    fallback: float
+
+    @property
+    def fallbacks(self) -> tuple[PairEstimate, ...]:
+        return tuple(pair for pair in self.pairs if pair.fallback_reason is not None)
+
+    def describe(self) -> str:
+        """One line per pair for a finding or a table: the value and how it was reached."""
+        parts = []
+        for pair in self.pairs:
+            where = f"{pair.a}~{pair.b} {pair.rho:.2f}"
+            if pair.fallback_reason is not None:
+                parts.append(f"{where} (configured: {pair.fallback_reason})")
+            else:
+                assert pair.measured is not None
+                parts.append(
+                    f"{where} (measured {pair.measured:.2f} on {pair.samples} returns, "
+                    f"weight {pair.weight:.2f})"
+                )
+        return "; ".join(parts) if parts else f"no pair (configured {self.fallback:g})"
+
+
+def log_returns(prices: Mapping[int, float]) -> dict[int, float]:
+    """``ln(p_k / p_{k-1})`` for every bucket ``k`` whose predecessor also has a price; a price
+    that is not finite and positive has no returns on either side."""
+    good = {k: p for k, p in prices.items() if _price(p)}
+    return {k: math.log(p / good[k - 1]) for k, p in good.items() if k - 1 in good}
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """The sample correlation of ``x`` and ``y`` (same length), or ``None`` when it is not
+    defined: fewer than two points, a series with no variance, or anything not finite."""
+    n = len(x)
+    if n != len(y):
+        raise ValueError(f"pearson needs series of one length, got {n} and {len(y)}")
+    if n < 2:
+        return None
+    mean_x = math.fsum(x) / n
+    mean_y = math.fsum(y) / n
+    dx = [v - mean_x for v in x]
+    dy = [v - mean_y for v in y]
+    sxx = math.fsum(d * d for d in dx)
+    syy = math.fsum(d * d for d in dy)
+    sxy = math.fsum(a * b for a, b in zip(dx, dy, strict=True))
+    if not (math.isfinite(sxx) and math.isfinite(syy) and math.isfinite(sxy)):
+        return None
+    # Relative to the series' own scale: float noise in a flat series is not a variance.
+    if sxx <= _FLAT * math.fsum(v * v for v in x) or syy <= _FLAT * math.fsum(v * v for v in y):
+        return None
+    if sxx == 0.0 or syy == 0.0:
+        return None
+    rho = sxy / math.sqrt(sxx * syy)
+    return min(1.0, max(-1.0, rho))
+
+
+_FLAT = 1e-20
+
+
+def estimate_correlation(
+    prices: Mapping[str, Mapping[int, float]],
+    *,
+    fallback: float,
+    min_samples: int,
+    full_samples: int,
+    toward_one: float = 0.0,
+    symbols: Iterable[str] | None = None,
+) -> CorrelationEstimate:
+    """Each pair of ``symbols`` (default: every symbol of ``prices``) from its common returns.
+
+    ``prices`` maps a symbol to its closes by bucket index (:meth:`PriceHistory.window`).
+    See the module's description for the fallback, the shrinkage and ``toward_one``.
+    """
+    rho_fallback = _inputs.number("fallback", fallback)
+    if not -1.0 <= rho_fallback <= 1.0:
+        raise ValueError(f"fallback must be a correlation in [-1, 1], got {fallback!r}")
+    least = _inputs.count("min_samples", min_samples)
+    full = _inputs.count("full_samples", full_samples)
+    if least < 2:
+        raise ValueError(f"min_samples must be at least 2 (a correlation needs two), got {least}")
+    if full < least:
+        raise ValueError(f"full_samples ({full}) must not be below min_samples ({least})")
+    stress = _inputs.number("toward_one", toward_one)
+    if not 0.0 <= stress <= 1.0:
+        raise ValueError(f"toward_one must be in [0, 1], got {toward_one!r}")
+    names = list(dict.fromkeys(prices if symbols is None else symbols))
+    returns = {name: log_returns(prices.get(name, {})) for name in names}
+    estimates: list[PairEstimate] = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            estimates.append(
+                _pair(a, b, returns[a], returns[b], rho_fallback, least, full, stress)
+            )
+    correlation = Correlation(rho_fallback, {(e.a, e.b): e.rho for e in estimates})
+    return CorrelationEstimate(correlation, tuple(estimates), rho_fallback)
+
+
+def _pair(
+    a: str,
+    b: str,
+    returns_a: Mapping[int, float],
+    returns_b: Mapping[int, float],
+    fallback: float,
+    least: int,
+    full: int,
+    stress: float,
+) -> PairEstimate:
+    common = sorted(returns_a.keys() & returns_b.keys())
+    n = len(common)
+    if n < least:
+        return PairEstimate(
+            a, b, fallback, None, n, 0.0, f"{n} common returns, {least} needed"
+        )
+    measured = pearson([returns_a[k] for k in common], [returns_b[k] for k in common])
+    if measured is None:
+        flat = [s for s, r in ((a, returns_a), (b, returns_b)) if _flat(r[k] for k in common)]
+        why = (
+            f"{', '.join(flat)}'s returns did not vary over {n} buckets (a frozen, halted or "
+            "pegged market)"
+            if flat
+            else f"no correlation defined over {n} returns"
+        )
+        return PairEstimate(a, b, fallback, None, n, 0.0, why)
+    weight = min(1.0, n / full)
+    stressed = measured + stress * (1.0 - measured)
+    rho = weight * stressed + (1.0 - weight) * fallback
+    return PairEstimate(a, b, min(1.0, max(-1.0, rho)), measured, n, weight)
+
+
+def _flat(values: Iterable[float]) -> bool:
+    seen = list(values)
+    return max(seen) - min(seen) <= 1e-15 * max(1.0, max(abs(v) for v in seen))
+
+
+def _price(value: object) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value > 0.0
+    )
+
+
+@dataclass
+class PriceHistory:
+    """Per symbol, the last price seen in each bucket of ``interval_s`` seconds, for the last
+    ``max_buckets`` buckets. Plain state: the caller hands in the time (the guard's clock).
+
+    A price that is not finite and positive is not recorded; a time before the symbol's last
+    recorded bucket (a clock that stepped back) is not recorded either: a close is never
+    rewritten by an earlier reading.
+    """
+
+    interval_s: float
+    max_buckets: int
+    _closes: dict[str, dict[int, float]] = field(default_factory=dict)
+    version: int = 0
+    """Counts recorded prices: an estimate memoised on it is redone only when it moved."""
+
+    def __post_init__(self) -> None:
+        _inputs.positive("interval_s", self.interval_s)
+        if _inputs.count("max_buckets", self.max_buckets) < 2:
+            raise ValueError("max_buckets must be at least 2 (a return needs two closes)")
+
+    def bucket(self, now: float) -> int:
+        return math.floor(now / self.interval_s)
+
+    def observe(self, symbol: str, price: object, now: float) -> bool:
+        """Record ``price`` for ``symbol`` at ``now``; ``False`` when it was not recorded."""
+        if not _price(price) or not (isinstance(now, int | float) and math.isfinite(now)):
+            return False
+        assert isinstance(price, int | float)
+        bucket = self.bucket(now)
+        closes = self._closes.setdefault(symbol, {})
+        if closes and bucket < max(closes):
+            return False
+        closes[bucket] = float(price)
+        if len(closes) > self.max_buckets:
+            oldest = bucket - self.max_buckets
+            for stale in [k for k in closes if k <= oldest]:
+                del closes[stale]
+        self.version += 1
+        return True
+
+    def window(self, now: float) -> dict[str, dict[int, float]]:
+        """Every symbol's closes in the ``max_buckets`` buckets up to ``now``'s: a symbol that
+        stopped trading ages out, and a reading stamped after ``now`` is left out."""
+        last = self.bucket(now)
+        first = last - self.max_buckets + 1
+        return {
+            symbol: {k: p for k, p in closes.items() if first <= k <= last}
+            for symbol, closes in self._closes.items()
+        }
+
+
+__all__ = [
+    "CorrelationEstimate",
+    "PairEstimate",
+    "PriceHistory",
+    "estimate_correlation",
+    "log_returns",
+    "pearson",
+]
