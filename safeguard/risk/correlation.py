@@ -152,9 +152,7 @@ def estimate_correlation(
     estimates: list[PairEstimate] = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            estimates.append(
-                _pair(a, b, returns[a], returns[b], rho_fallback, least, full, stress)
-            )
+            estimates.append(_pair(a, b, returns[a], returns[b], rho_fallback, least, full, stress))
     correlation = Correlation(rho_fallback, {(e.a, e.b): e.rho for e in estimates})
     return CorrelationEstimate(correlation, tuple(estimates), rho_fallback)
 
@@ -172,9 +170,7 @@ def _pair(
     common = sorted(returns_a.keys() & returns_b.keys())
     n = len(common)
     if n < least:
-        return PairEstimate(
-            a, b, fallback, None, n, 0.0, f"{n} common returns, {least} needed"
-        )
+        return PairEstimate(a, b, fallback, None, n, 0.0, f"{n} common returns, {least} needed")
     measured = pearson([returns_a[k] for k in common], [returns_b[k] for k in common])
     if measured is None:
         flat = [s for s, r in ((a, returns_a), (b, returns_b)) if _flat(r[k] for k in common)]
@@ -193,7 +189,7 @@ def _pair(
 
 def _flat(values: Iterable[float]) -> bool:
     seen = list(values)
-    return max(seen) - min(seen) <= 1e-15 * max(1.0, max(abs(v) for v in seen))
+    return max(seen) - min(seen) <= 1e-15 * max(1.0, *(abs(v) for v in seen))
 
 
 def _price(value: object) -> bool:
