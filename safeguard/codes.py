@@ -39,6 +39,10 @@ class Code(StrEnum):
     MARGIN_PRESSURE = "MARGIN_PRESSURE"
     """A warning: the order leaves its position's margin ratio (maintenance over the pool's
     equity) past ``risk.band_warning_ratio``, inside its liquidation band."""
+    CORRELATION_FALLBACK = "CORRELATION_FALLBACK"
+    """A warning: with ``risk.stress.correlation_source = "estimated"``, a pair of the symbols
+    the cascade moves together had too few returns (or a price that did not move) to measure,
+    and the cascade used the configured ``cascade_correlation`` for it."""
     CROWDING = "CROWDING"
     """The symbol is crowded (basis, funding, volatility, open interest): the policy tightens
     its leverage and size limits, and the order is above the tightened ones."""

@@ -168,7 +168,23 @@ class StressConfig(PolicySection):
     """Also run every shock, applied to each symbol the account holds, through the cascade
     engine (correlated moves, forced closes walking the books, the crowd below)."""
     cascade_correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.8
-    """Correlation of every pair of symbols in the cascade (a crash moves it toward one)."""
+    """Correlation of every pair of symbols in the cascade (a crash moves it toward one); with
+    ``correlation_source = "estimated"``, the value a pair falls back to and shrinks toward."""
+    correlation_source: Literal["configured", "estimated"] = "configured"
+    """configured: every pair at ``cascade_correlation``; estimated: each pair measured from the
+    returns of the marks the guard has seen (``correlation_*`` below), stressed toward one, and
+    ``cascade_correlation`` for a pair with too few returns or a price that did not move."""
+    correlation_interval_s: Positive = 60.0
+    """Length of one return of the estimate: the last mark seen in each interval is its close."""
+    correlation_window: Annotated[int, Field(ge=3, le=100_000)] = 240
+    """Intervals of marks the estimate looks back over (older ones are forgotten)."""
+    correlation_min_samples: Annotated[int, Field(ge=2)] = 30
+    """Fewer common returns than this: the pair falls back to ``cascade_correlation``."""
+    correlation_full_samples: Annotated[int, Field(ge=2)] = 120
+    """Returns for full weight; below it the estimate is shrunk toward ``cascade_correlation``
+    (``n / full`` of it measured)."""
+    correlation_toward_one: Fraction = 0.5
+    """Share of the way to one each measured correlation is moved (a crash's correlations)."""
     cascade_latency_s: Seconds = 1.0
     """Delay between a liquidation check and its forced close reaching the book."""
     cascade_refill_rate: NonNegative = 0.0
@@ -202,6 +218,17 @@ class StressConfig(PolicySection):
                     f"betas[{symbol!r}] = {beta} times the widest shock ({widest}%) would move "
                     "the price to or below zero"
                 )
+        if self.correlation_full_samples < self.correlation_min_samples:
+            raise ValueError(
+                f"correlation_full_samples ({self.correlation_full_samples}) must not be below "
+                f"correlation_min_samples ({self.correlation_min_samples})"
+            )
+        if self.correlation_window <= self.correlation_min_samples:
+            raise ValueError(
+                f"correlation_window ({self.correlation_window}) must exceed "
+                f"correlation_min_samples ({self.correlation_min_samples}): a window of n "
+                "intervals holds n - 1 returns"
+            )
         if self.crowd_leverage:
             total = sum(share for _, share in self.crowd_leverage)
             if abs(total - 1.0) > 1e-9:

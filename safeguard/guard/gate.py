@@ -462,6 +462,7 @@ class PreTradeGate:
             # The size search costs dozens of re-pricings: only when its answer is used.
             size_search=self.shrink_when_degraded or explain,
             depth=self._stress_depth(symbol, account),
+            closes=None if cache.history is None else cache.history.window(now),
         )
         if verdict.allowed:
             self._emit(intent, verdict, now)

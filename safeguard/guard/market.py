@@ -38,6 +38,7 @@ from safeguard.config import RiskLimits
 from safeguard.guard import streams
 from safeguard.guard.core import Send
 from safeguard.guard.streams import ACCOUNT, Liveness
+from safeguard.risk.correlation import PriceHistory
 from safeguard.risk.freshness import PriceTrack
 
 _RULE_KEYS = (
@@ -119,6 +120,18 @@ class MarketCache:
     """How many watch calls per feed are awaiting their stream now."""
     stream_asked: dict[tuple[str, tuple[Any, ...]], float] = field(default_factory=dict)
     """When the stream path last asked for each read (one ask per due period)."""
+    history: PriceHistory | None = field(init=False)
+    """Each symbol's marks by interval, the cascade's estimated correlation's input (kept only
+    under ``risk.stress.correlation_source = "estimated"``). Fed by the marks the guard reads
+    anyway (funding reads, mark streams, position reads): no request of its own."""
+
+    def __post_init__(self) -> None:
+        stress = self.limits.stress
+        self.history = (
+            PriceHistory(stress.correlation_interval_s, stress.correlation_window)
+            if stress.correlation_source == "estimated"
+            else None
+        )
 
     # --- what to read before judging an order ----------------------------------------------
 
@@ -539,6 +552,7 @@ class MarketCache:
         elif method == "fetch_positions" and isinstance(value, list) and not args:
             # Only the all-symbols answer replaces the account view; a filtered one is partial.
             self.positions = Seen(value, now, None)
+            self._position_marks(value, now)
             self.unsettled.clear()
         elif method == "fetch_positions" and isinstance(value, list) and self.positions:
             # A filtered answer is complete for the symbols it names: their legs (marks,
@@ -547,6 +561,7 @@ class MarketCache:
             if named:
                 kept = [p for p in self.positions.value if p.get("symbol") not in named]
                 fresh = [p for p in value if isinstance(p, Mapping) and p.get("symbol") in named]
+                self._position_marks(fresh, now)
                 self.positions = Seen(kept + fresh, self.positions.fetched, None)
                 self.unsettled -= named
         elif method == "fetch_open_orders" and isinstance(value, list):
@@ -637,10 +652,20 @@ class MarketCache:
         if not math.isfinite(stamp) or stamp < 0.0:
             tracks.pop(name, None)
             return
+        if name == "mark" and self.history is not None:
+            self.history.observe(symbol, number, stamp)
         old = tracks.get(name)
         tracks[name] = (
             PriceTrack.start(name, number, stamp) if old is None else old.observe(number, stamp)
         )
+
+    def _position_marks(self, rows: list[Any], now: float) -> None:
+        """A held symbol's mark comes with every position read: into the return history."""
+        if self.history is None:
+            return
+        for row in rows:
+            if isinstance(row, Mapping) and isinstance(row.get("symbol"), str):
+                self.history.observe(row["symbol"], _number(row.get("markPrice")), now)
 
     def price_tracks(self, symbol: str) -> tuple[PriceTrack, ...]:
         return tuple(self.prices.get(symbol, {}).values())

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 
 from safeguard.codes import Code
-from safeguard.risk.cascade import first_breach
+from safeguard.risk.cascade import Correlation, first_breach
 from safeguard.risk.crowding import tightening
 from safeguard.risk.models import Account, MarketRules, is_multiple
 from safeguard.risk.outcome import Finding, Severity, fmt, pct
@@ -676,16 +676,24 @@ def _cascade_survival(order: Order, after: Account, grid: StressGrid) -> Finding
     assert order.cascade is not None
     config = order.limits.stress
     shock_symbols = tuple(dict.fromkeys(leg.symbol for leg in after.positions))
+    estimate = order.correlation
+    correlation = (
+        Correlation(config.cascade_correlation) if estimate is None else estimate.correlation
+    )
     path = first_breach(
         after,
         order.cascade,
         shocks=grid.shocks,
-        correlation=config.cascade_correlation,
+        correlation=correlation,
         shock_symbols=shock_symbols,
         crowd=order.crowd,
     )
     if path is None:
         return None
+    if estimate is None:
+        said = fmt(config.cascade_correlation)
+    else:
+        said = "estimated: " + estimate.describe(among=shock_symbols)
     equity = account_equity(after)
     first = path.account_closes[0]
     gone = ", ".join(node.removeprefix("account:") for node in path.liquidated)
@@ -695,7 +703,7 @@ def _cascade_survival(order: Order, after: Account, grid: StressGrid) -> Finding
         Code.STRESS_GRID_BREACH,
         DENY,
         f"a {pct(path.shock * 100.0)} % shock to {path.shock_symbol} (correlation "
-        f"{fmt(config.cascade_correlation)}) sets off a cascade that liquidates {gone}"
+        f"{said}) sets off a cascade that liquidates {gone}"
         f"{chain}: {first.node.removeprefix('account:')} at step {first.step}, mark "
         f"{fmt(first.trigger_mark)}; the account ends with {fmt(path.final_equity)} of the "
         f"{fmt(equity)} equity the order leaves; policy requires it to survive the cascade",
@@ -709,7 +717,31 @@ def _cascade_survival(order: Order, after: Account, grid: StressGrid) -> Finding
             "crowd_liquidations": crowd,
             "trigger_mark": first.trigger_mark,
             "steps": path.steps,
+            "correlation": said,
         },
+    )
+
+
+def correlation_fallback(order: Order, priced: PricedOrder) -> Finding | None:
+    """A warning, never a denial: the cascade's correlation is measured from returns and a
+    pair of the symbols the account holds after the order could not be measured, so the
+    cascade used the configured value for it (no number the data does not support)."""
+    estimate = order.correlation
+    if estimate is None or not order.increases or order.cascade is None:
+        return None
+    if priced.position is None:
+        return None
+    held = {leg.symbol for leg in priced.account_after(order).positions}
+    missing = [p for p in estimate.fallbacks if p.a in held and p.b in held]
+    if not missing:
+        return None
+    listed = "; ".join(f"{p.a}~{p.b}: {p.fallback_reason}" for p in missing)
+    return Finding(
+        Code.CORRELATION_FALLBACK,
+        WARN,
+        f"the cascade used the configured correlation {fmt(estimate.fallback)} for pairs it "
+        f"could not measure ({listed})",
+        {"pairs": listed, "correlation": estimate.fallback},
     )
 
 
@@ -729,6 +761,7 @@ PRICED_CHECKS: tuple[PricedCheck, ...] = (
     stop_depth,
     stop_buffer,
     stress_survival,
+    correlation_fallback,
 )
 
 

@@ -69,10 +69,14 @@ class CorrelationEstimate:
     def fallbacks(self) -> tuple[PairEstimate, ...]:
         return tuple(pair for pair in self.pairs if pair.fallback_reason is not None)
 
-    def describe(self) -> str:
-        """One line per pair for a finding or a table: the value and how it was reached."""
+    def describe(self, among: Iterable[str] | None = None) -> str:
+        """Each pair (of ``among``, default all) for a finding or a table: the value and how
+        it was reached."""
+        wanted = None if among is None else set(among)
         parts = []
         for pair in self.pairs:
+            if wanted is not None and not (pair.a in wanted and pair.b in wanted):
+                continue
             where = f"{pair.a}~{pair.b} {pair.rho:.2f}"
             if pair.fallback_reason is not None:
                 parts.append(f"{where} (configured: {pair.fallback_reason})")
@@ -147,7 +151,8 @@ def estimate_correlation(
     stress = _inputs.number("toward_one", toward_one)
     if not 0.0 <= stress <= 1.0:
         raise ValueError(f"toward_one must be in [0, 1], got {toward_one!r}")
-    names = list(dict.fromkeys(prices if symbols is None else symbols))
+    # Sorted: each pair is named one way (``a < b``) whatever order the symbols came in.
+    names = sorted(set(prices if symbols is None else symbols))
     returns = {name: log_returns(prices.get(name, {})) for name in names}
     estimates: list[PairEstimate] = []
     for i, a in enumerate(names):

@@ -35,6 +35,7 @@ from safeguard.risk.cascade import (
     CrowdPosition,
     crowd_from_open_interest,
 )
+from safeguard.risk.correlation import CorrelationEstimate, estimate_correlation
 from safeguard.risk.fills import FillTerms, effective_price
 from safeguard.risk.funding import FundingEstimate
 from safeguard.risk.liquidation import (
@@ -168,6 +169,9 @@ class Order:
     """Other traders' positions in the order's symbol, spread from its open interest."""
     crowd_blind: bool = False
     """The policy spreads a crowd over open interest and the market gave none (denies)."""
+    correlation: CorrelationEstimate | None = None
+    """Each pair's correlation measured from recent returns, for every symbol held and the
+    order's (``risk.stress.correlation_source = "estimated"``); ``None``: the configured one."""
     explain: bool = True
     """Findings name the nearest stress breach; a size search's probes need only yes or no."""
 
@@ -182,12 +186,15 @@ class Order:
         exposure: Exposure,
         closing_fee_rate: float,
         depth: Mapping[str, DepthProfile] | None = None,
+        closes: Mapping[str, Mapping[int, float]] | None = None,
     ) -> Order:
         """Gather the facts; the caller has checked that mark, book, rules and volatility exist.
 
         ``depth`` is the book every *other* held symbol's forced close walks in the stress grid
         (the order's own symbol walks ``market.book``); only read with
-        ``limits.require_stress_survival``."""
+        ``limits.require_stress_survival``. ``closes`` is each symbol's recent closes by
+        interval (:class:`~safeguard.risk.correlation.PriceHistory`), the cascade's estimated
+        correlation's input; a symbol without them falls back to the configured correlation."""
         assert market.mark is not None
         assert market.book is not None
         assert market.rules is not None
@@ -234,12 +241,15 @@ class Order:
         cascade: CascadeMarket | None = None
         crowd: tuple[CrowdPosition, ...] = ()
         crowd_blind = False
+        correlation: CorrelationEstimate | None = None
         if limits.require_stress_survival:
             stress, blind = _stress_grid(
                 intent.symbol, market.book, account, limits, closing_fee_rate, depth
             )
             if stress is not None and limits.stress.cascade:
                 cascade = _cascade_market(intent.symbol, market, account, limits, stress)
+                if limits.stress.correlation_source == "estimated":
+                    correlation = _estimated(intent.symbol, account, limits, closes or {})
                 if limits.stress.crowd_leverage:
                     if market.open_interest is None:
                         crowd_blind = True
@@ -280,6 +290,7 @@ class Order:
             cascade=cascade,
             crowd=crowd,
             crowd_blind=crowd_blind,
+            correlation=correlation,
         )
 
     @property
@@ -394,6 +405,24 @@ def _cascade_market(
         refill_rate=config.cascade_refill_rate,
         taker_fee=grid.taker_fee,
         model=market.rules.liquidation_model,
+    )
+
+
+def _estimated(
+    symbol: str,
+    account: Account,
+    limits: RiskLimits,
+    closes: Mapping[str, Mapping[int, float]],
+) -> CorrelationEstimate:
+    """Every pair among the held symbols and the order's, from their recent closes."""
+    config = limits.stress
+    return estimate_correlation(
+        closes,
+        fallback=config.cascade_correlation,
+        min_samples=config.correlation_min_samples,
+        full_samples=config.correlation_full_samples,
+        toward_one=config.correlation_toward_one,
+        symbols=dict.fromkeys([*(leg.symbol for leg in account.positions), symbol]),
     )
 
 

@@ -59,6 +59,7 @@ def evaluate(
     size_search: bool = True,
     depth: Mapping[str, DepthProfile] | None = None,
     band: bool = False,
+    closes: Mapping[str, Mapping[int, float]] | None = None,
 ) -> Verdict:
     """Decide whether ``intent`` may be sent, and price it. Pure: ``now`` is epoch seconds.
 
@@ -66,8 +67,14 @@ def evaluate(
     stress grid reads it (``limits.require_stress_survival``), and without it an account
     holding other symbols is denied new exposure under that policy (MISSING_MARKET_DATA).
     ``band=True`` adds the position's liquidation band to the verdict (an explanation, not a
-    check: a bot's order path leaves it off)."""
-    bad = _bad_types(intent, market, account, limits, fills, now, degraded, depth)
+    check: a bot's order path leaves it off). ``closes`` maps each symbol to its recent closes
+    by interval index (:meth:`safeguard.risk.correlation.PriceHistory.window`): the cascade
+    measures its correlations from them under ``risk.stress.correlation_source = "estimated"``
+    (a pair without enough falls back to ``cascade_correlation`` and warns
+    CORRELATION_FALLBACK)."""
+    bad = _bad_types(intent, market, account, limits, fills, now, degraded, depth) or _bad_closes(
+        closes
+    )
     if bad is not None:
         return _bare_verdict(intent, now, degraded, (Finding(Code.INVALID_INPUT, DENY, bad),))
     findings: list[Finding] = []
@@ -93,7 +100,15 @@ def evaluate(
     try:
         # Both faces close at the taker fee, so the liquidation options are built once.
         order = Order.build(
-            intent, market, account, limits, now, exposure, fills.expected.taker_fee, depth
+            intent,
+            market,
+            account,
+            limits,
+            now,
+            exposure,
+            fills.expected.taker_fee,
+            depth,
+            closes,
         )
         findings.extend(run_size_rules(order, intent.amount))
         findings.extend(run_shape_checks(order))
@@ -221,6 +236,21 @@ def _bad_types(
         or not all(isinstance(k, str) and isinstance(v, DepthProfile) for k, v in depth.items())
     ):
         return f"depth must map symbols to DepthProfile, got {depth!r}"
+    return None
+
+
+def _bad_closes(closes: Any) -> str | None:
+    """Closes are checked for shape only: a price that is not finite and positive is the
+    estimator's to drop (it cuts that symbol's returns, never poisons them)."""
+    if closes is None:
+        return None
+    if not isinstance(closes, Mapping) or not all(
+        isinstance(symbol, str)
+        and isinstance(series, Mapping)
+        and all(isinstance(k, int) and not isinstance(k, bool) for k in series)
+        for symbol, series in closes.items()
+    ):
+        return "closes must map symbols to {interval index (int): price}"
     return None
 
 

@@ -9,15 +9,18 @@ which moves the price by the shock and nothing else, lets the same order through
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
 from safeguard.codes import Code
 from safeguard.config import RiskLimits, StressConfig
+from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.models import MarketSnapshot
 from safeguard.risk.outcome import Decision, Verdict
 from safeguard.risk.sample import STEP, SYMBOL, sample_market, synthetic_book
 from safeguard.risk.stress import DepthProfile
+from safeguard.risk.tiers import TierTable
 from safeguard.risk.verdict import evaluate
 
 from .verdict_cases import FILLS, NOW, account, intent
@@ -109,3 +112,115 @@ def test_max_safe_amount_is_the_largest_size_the_cascade_leaves_standing() -> No
 def test_crowd_shares_must_sum_to_one() -> None:
     with pytest.raises(ValueError, match="sum to 1"):
         StressConfig(crowd_leverage=((25.0, 0.5), (10.0, 0.4)))
+
+
+# --- the cascade's correlation measured from returns ------------------------------------------
+
+ETH = "ETH/USDT:USDT"
+ETH_MARK = 3_000.0
+ETH_FLAT = TierTable.from_rows([(0.0, 10_000_000.0, 0.005, 50.0)])
+ETH_DEPTH = DepthProfile(((0.0005, 1_000.0),))
+WIGGLE = [0.01 * math.sin(1.7 * i) + 0.004 * math.cos(0.3 * i) for i in range(200)]
+
+
+def closes(start: float, returns: list[float]) -> dict[int, float]:
+    prices = {0: start}
+    for i, r in enumerate(returns, start=1):
+        prices[i] = prices[i - 1] * math.exp(r)
+    return prices
+
+
+def estimated(**stress: object) -> RiskLimits:
+    settings: dict[str, object] = {"correlation_source": "estimated", **stress}
+    config = StressConfig(
+        shocks_pct=(-20.0, 20.0),
+        regimes=("together",),
+        **settings,  # type: ignore[arg-type]
+    )
+    return RiskLimits(require_stress_survival=True, require_stop=False, stress=config)
+
+
+def judge_hedged(
+    limits: RiskLimits, history: dict[str, dict[int, float]] | None, amount: float = 1.0
+) -> Verdict:
+    """1 BTC long bought at 60,000 (cross, 20x) next to a 20 ETH short at 3,000 on 10,000:
+    a 20 % fall of BTC loses 12,000 on it, and the short gains 12,000 times the move the
+    correlation gives ETH (the betas are one)."""
+    short = PositionLeg(ETH, -1, 20.0, ETH_MARK, ETH_MARK, ETH_FLAT)
+    return evaluate(
+        intent(amount=amount, leverage=20.0, margin_mode="cross", stop_price=None, type="market"),
+        sample_market(NOW),
+        account(wallet_balance=10_000.0, available_balance=10_000.0 - 3_000.0, positions=(short,)),
+        limits,
+        FILLS,
+        now=NOW,
+        depth={ETH: ETH_DEPTH},
+        closes=history,
+    )
+
+
+def codes(verdict: Verdict) -> list[Code]:
+    return [f.code for f in verdict.findings]
+
+
+def test_the_cascade_moves_the_hedge_by_the_measured_correlation() -> None:
+    together = {SYMBOL: closes(60_000.0, WIGGLE), ETH: closes(ETH_MARK, WIGGLE)}
+    # Measured 1 (stressed, still 1): ETH falls 20 % with BTC, the short gains what the long
+    # loses.
+    hedged = judge_hedged(estimated(), together)
+    assert hedged.decision is Decision.ALLOW, hedged.findings
+    assert Code.CORRELATION_FALLBACK not in codes(hedged)
+    # Measured -1 and stressed halfway to one: 0. ETH stands still, the long loses 12,000
+    # of the 10,000 alone: the hedge that hedged yesterday does not hedge the crash.
+    mirrored = {SYMBOL: closes(60_000.0, WIGGLE), ETH: closes(ETH_MARK, [-r for r in WIGGLE])}
+    verdict = judge_hedged(estimated(), mirrored)
+    assert verdict.decision is Decision.DENY
+    values = breach(verdict)
+    assert values["regime"] == "cascade"
+    assert values["shock_pct"] == pytest.approx(-20.0)
+    assert f"{SYMBOL}~{ETH} 0.00 (measured -1.00 on 200 returns" in str(values["correlation"])
+    # The configured 0.8 (the policy's correlation before this) lets the same order through.
+    configured = judge_hedged(estimated(correlation_source="configured"), mirrored)
+    assert configured.decision is Decision.ALLOW, configured.findings
+
+
+def test_without_returns_the_cascade_uses_the_configured_correlation_and_warns() -> None:
+    for history in (None, {}, {SYMBOL: closes(60_000.0, WIGGLE[:10])}):
+        verdict = judge_hedged(estimated(), history)
+        # 0.8: ETH falls 16 %, the loss is 2,400 of 10,000: it survives, and says on what.
+        assert verdict.decision is Decision.WARN, verdict.findings
+        (warning,) = [f for f in verdict.findings if f.code is Code.CORRELATION_FALLBACK]
+        assert "configured correlation 0.8" in warning.message
+        assert "common returns, 30 needed" in warning.message
+    # The configured value itself denies when it is what breaks the account.
+    assert judge_hedged(estimated(cascade_correlation=0.0), None).decision is Decision.DENY
+
+
+def test_few_returns_are_shrunk_toward_the_configured_correlation() -> None:
+    mirrored = {
+        SYMBOL: closes(60_000.0, WIGGLE[:60]),
+        ETH: closes(ETH_MARK, [-r for r in WIGGLE[:60]]),
+    }
+    # Half weight: 0.5 * 0 (measured -1, stressed) + 0.5 * 0.8 = 0.4; the loss is 7,200.
+    verdict = judge_hedged(estimated(), mirrored)
+    assert verdict.decision is Decision.ALLOW, verdict.findings
+    # With more of the same returns the measurement wins, and it denies.
+    assert judge_hedged(estimated(correlation_full_samples=60), mirrored).decision is (
+        Decision.DENY
+    )
+
+
+def test_broken_closes_are_refused_or_cut_never_believed() -> None:
+    bad_key: dict[str, dict[object, float]] = {SYMBOL: {"0": 60_000.0}}
+    refused = judge_hedged(estimated(), bad_key)  # type: ignore[arg-type]
+    assert refused.decision is Decision.DENY
+    assert codes(refused) == [Code.INVALID_INPUT]
+    # NaN, zero and infinite closes cut the returns around them: too few left, the pair
+    # falls back (and warns) instead of reading a NaN correlation.
+    poisoned = {
+        SYMBOL: {k: (math.nan if k % 2 else p) for k, p in closes(60_000.0, WIGGLE).items()},
+        ETH: {k: (math.inf if k % 3 else p) for k, p in closes(ETH_MARK, WIGGLE).items()},
+    }
+    verdict = judge_hedged(estimated(), poisoned)
+    assert verdict.decision is Decision.WARN, verdict.findings
+    assert Code.CORRELATION_FALLBACK in codes(verdict)
