@@ -15,7 +15,7 @@ or the gate denies with the code that names the problem.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,6 +36,7 @@ from safeguard.killswitch.warnings import ClosingPosition
 from safeguard.risk import freshness
 from safeguard.risk import verdict as risk_verdict
 from safeguard.risk.book import OrderBook, Side
+from safeguard.risk.correlation import CorrelationEstimate, estimate_for_policy
 from safeguard.risk.crowding import CrowdingMonitor, CrowdingReading
 from safeguard.risk.fills import FillModel
 from safeguard.risk.liquidation import (
@@ -486,6 +487,14 @@ class PreTradeGate:
             if book is not None:
                 depth[held] = DepthProfile.from_book(book)
         return depth
+
+    def correlation_estimate(self, symbols: Sequence[str], now: float) -> CorrelationEstimate:
+        """The correlations the verdict's cascade would use between ``symbols`` now: measured
+        from the marks the guard has seen (``risk.stress.correlation_source = "estimated"``),
+        else every pair at the configured ``cascade_correlation``."""
+        history = self.cache.history
+        closes = {} if history is None else history.window(now)
+        return estimate_for_policy(closes, self.policy.risk.stress, symbols)
 
     def risk_intent(self, intent: OrderIntent) -> RiskIntent:
         params = intent.params

@@ -34,6 +34,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from safeguard.config import StressConfig
 from safeguard.risk import _inputs
 from safeguard.risk.cascade import Correlation
 
@@ -162,6 +163,23 @@ def estimate_correlation(
     return CorrelationEstimate(correlation, tuple(estimates), rho_fallback)
 
 
+def estimate_for_policy(
+    closes: Mapping[str, Mapping[int, float]],
+    config: StressConfig,
+    symbols: Iterable[str],
+) -> CorrelationEstimate:
+    """:func:`estimate_correlation` with the policy's settings (``risk.stress``): what the
+    verdict's cascade uses and what the guard reports."""
+    return estimate_correlation(
+        closes,
+        fallback=config.cascade_correlation,
+        min_samples=config.correlation_min_samples,
+        full_samples=config.correlation_full_samples,
+        toward_one=config.correlation_toward_one,
+        symbols=symbols,
+    )
+
+
 def _pair(
     a: str,
     b: str,
@@ -263,6 +281,7 @@ __all__ = [
     "PairEstimate",
     "PriceHistory",
     "estimate_correlation",
+    "estimate_for_policy",
     "log_returns",
     "pearson",
 ]

@@ -35,7 +35,7 @@ from safeguard.risk.cascade import (
     CrowdPosition,
     crowd_from_open_interest,
 )
-from safeguard.risk.correlation import CorrelationEstimate, estimate_correlation
+from safeguard.risk.correlation import CorrelationEstimate, estimate_for_policy
 from safeguard.risk.fills import FillTerms, effective_price
 from safeguard.risk.funding import FundingEstimate
 from safeguard.risk.liquidation import (
@@ -415,14 +415,8 @@ def _estimated(
     closes: Mapping[str, Mapping[int, float]],
 ) -> CorrelationEstimate:
     """Every pair among the held symbols and the order's, from their recent closes."""
-    config = limits.stress
-    return estimate_correlation(
-        closes,
-        fallback=config.cascade_correlation,
-        min_samples=config.correlation_min_samples,
-        full_samples=config.correlation_full_samples,
-        toward_one=config.correlation_toward_one,
-        symbols=dict.fromkeys([*(leg.symbol for leg in account.positions), symbol]),
+    return estimate_for_policy(
+        closes, limits.stress, [*(leg.symbol for leg in account.positions), symbol]
     )
 
 

@@ -103,6 +103,10 @@ class VenueConfig(_Frozen):
         Regime(name="calm", annual_vol=0.4, mean_duration_s=6 * 3600.0),
         Regime(name="volatile", annual_vol=1.2, mean_duration_s=3600.0),
     )
+    index_correlation: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    """Correlation of the symbols' index returns (jumps aside): each step's shock is this
+    share of variance from one market-wide draw and the rest from the symbol's own. 0 (the
+    default) keeps every symbol independent and the draws exactly as before."""
     jumps_per_day: NonNegative = 2.0
     jump_sigma: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     """Standard deviation of a jump's log return."""

@@ -139,6 +139,10 @@ class Venue:
         self._now = self._start
         self._stepping = False
         self._m: dict[str, MarketState] = {}
+        # Only with a correlation: the default venue's draws stay exactly what they were.
+        self._market_factor = (
+            random.Random(f"{cfg.seed}:market-factor") if cfg.index_correlation > 0 else None
+        )
         self._initial_index: dict[str, float] = {}
         regimes = tuple(RegimeSpec(r.name, r.annual_vol, r.mean_duration_s) for r in cfg.regimes)
         for symbol in cfg.symbols:
@@ -206,6 +210,8 @@ class Venue:
             premium_reversion_s=cfg.premium_reversion_s,
         )
         feed.impact_half_life_s = cfg.book.impact_half_life_s
+        if process is not None:
+            process.market_loading = math.sqrt(cfg.index_correlation)
         self._initial_index[symbol] = feed.index
         price = feed.contract
         book_cfg = cfg.book
@@ -270,6 +276,11 @@ class Venue:
     def _step(self, t: float, dt: float) -> None:
         self._now = t
         offset = t - self._start
+        if self._market_factor is not None:
+            # One market-wide draw per step, shared by every index process (a common factor).
+            common = self._market_factor.gauss(0.0, 1.0)
+            for m in self._m.values():
+                m.feed.market_shock(common)
         for m in self._m.values():
             m.step(t, offset, dt)
             if m.bids or m.asks:

@@ -60,6 +60,10 @@ class IndexProcess:
         self._jump_sigma = jump_sigma
         self._dt = -1.0
         self._per_step: list[tuple[float, float, float]] = []
+        self.market_loading = 0.0
+        """``sqrt(correlation)``: how much of each step's shock is the market-wide one."""
+        self.market_shock = 0.0
+        """This step's market-wide standard normal draw (the engine sets it each step)."""
 
     @property
     def regime_name(self) -> str:
@@ -84,7 +88,11 @@ class IndexProcess:
             others = [i for i in range(len(self._regimes)) if i != self.regime]
             self.regime = rng.choice(others)
             switch, sigma, drift = self._per_step[self.regime]
-        log_return = drift + sigma * rng.gauss(0.0, 1.0)
+        shock = rng.gauss(0.0, 1.0)
+        loading = self.market_loading
+        if loading:
+            shock = loading * self.market_shock + math.sqrt(1.0 - loading * loading) * shock
+        log_return = drift + sigma * shock
         if self._jump_rate > 0 and rng.random() < self._jump_rate * dt:
             log_return += rng.gauss(0.0, self._jump_sigma)
         self.price *= math.exp(log_return)
@@ -204,6 +212,12 @@ class PriceFeed:
         """Displace the contract price by ``pct`` % from ``start`` for ``duration_s``."""
         self._spikes.append((start, start + duration_s, 1.0 + pct / 100.0))
         self._spikes.sort()
+
+    def market_shock(self, draw: float) -> None:
+        """This step's market-wide draw, for an index process loaded on it (a replay ignores
+        it)."""
+        if self._process is not None:
+            self._process.market_shock = draw
 
     def displace(self, ratio: float) -> None:
         """Move the contract price by ``ratio`` from the next step on (forced flow's impact)."""
