@@ -23,7 +23,9 @@ from safeguard.risk.cascade import (
     LiquidationBand,
     cascade_grid,
     liquidation_band,
+    run_cascade,
 )
+from safeguard.risk.correlation import CorrelationEstimate
 from safeguard.risk.models import Account
 from safeguard.risk.stress import StressGrid
 
@@ -39,10 +41,19 @@ class CascadeView:
     account_band: LiquidationBand
     volatility: float | None
     """Realized volatility the band's times are in (per square root of an hour), if given."""
+    estimate: CorrelationEstimate | None = None
+    """Each pair's correlation measured from the venue's klines (``--correlation estimated``)."""
+    estimated: tuple[tuple[float, float | None], ...] = ()
+    """Per depth multiplier, the smallest shock that liquidates under the estimate."""
 
 
 def cascade_view(
-    account: Account, stress: StressGrid, *, volatility: float | None, warning_ratio: float
+    account: Account,
+    stress: StressGrid,
+    *,
+    volatility: float | None,
+    warning_ratio: float,
+    correlation: CorrelationEstimate | None = None,
 ) -> CascadeView:
     symbols = tuple(dict.fromkeys(leg.symbol for leg in account.positions))
     marks = {leg.symbol: leg.mark_price for leg in account.positions}
@@ -67,7 +78,29 @@ def cascade_view(
     bands, account_band = liquidation_band(
         account, volatility=volatility or 1.0, warning_ratio=warning_ratio
     )
-    return CascadeView(grid, bands, account_band, volatility)
+    estimated: list[tuple[float, float | None]] = []
+    if correlation is not None:
+        ordered = sorted(grid.shocks, key=lambda s: (abs(s), s))
+        for depth in DEPTH_MULTIPLIERS:
+            found = next(
+                (
+                    shock
+                    for shock in ordered
+                    if not run_cascade(
+                        account,
+                        market,
+                        shock_symbol=source,
+                        shock=shock,
+                        correlation=correlation.correlation,
+                        depth_multiplier=depth,
+                    ).survives
+                ),
+                None,
+            )
+            estimated.append((depth, found))
+    return CascadeView(
+        grid, bands, account_band, volatility, correlation, tuple(estimated)
+    )
 
 
 def cascade_json(view: CascadeView) -> dict[str, Any]:
@@ -92,6 +125,24 @@ def cascade_json(view: CascadeView) -> dict[str, Any]:
             "equity": [point.equity for point in worst.equity],
         },
         "bands": [_band_json(band, view.volatility) for band in (*view.bands, view.account_band)],
+        "estimated_correlation": None
+        if view.estimate is None
+        else {
+            "pairs": [
+                {
+                    "pair": [pair.a, pair.b],
+                    "correlation": pair.rho,
+                    "measured": pair.measured,
+                    "returns": pair.samples,
+                    "weight": pair.weight,
+                    "fallback_reason": pair.fallback_reason,
+                }
+                for pair in view.estimate.pairs
+            ],
+            "smallest_liquidating_shock": [
+                {"depth_multiplier": depth, "shock": shock} for depth, shock in view.estimated
+            ],
+        },
     }
 
 
@@ -153,6 +204,15 @@ def render_cascade(view: CascadeView, console: Any) -> None:
             shown = "none" if shock is None else f"{shock * 100:+.1f}%"
             parts.append(f"depth x{depth:g}: {shown}")
         console.print(f"correlation {rho:g}: smallest liquidating shock, " + ", ".join(parts))
+    if view.estimate is not None:
+        parts = [
+            f"depth x{depth:g}: {'none' if shock is None else f'{shock * 100:+.1f}%'}"
+            for depth, shock in view.estimated
+        ]
+        console.print(
+            f"estimated correlation ({view.estimate.describe()}): smallest liquidating shock, "
+            + ", ".join(parts)
+        )
 
     unit = "h at the given volatility" if view.volatility else "(pass --volatility for times)"
     bands = Table(

@@ -50,6 +50,7 @@ from safeguard.cli._cascade_view import (
 )
 from safeguard.config import Policy, Section, StressConfig
 from safeguard.errors import ConfigError
+from safeguard.risk.correlation import CorrelationEstimate, estimate_for_policy
 from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.models import Account
 from safeguard.risk.stress import (
@@ -144,6 +145,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="realized volatility per sqrt(hour) (0.01 = 1 %%): the band's times (with --cascade)",
     )
     parser.add_argument(
+        "--correlation",
+        choices=("configured", "estimated"),
+        default="configured",
+        help="estimated (with --cascade and --venue): also run the cascade on each pair's "
+        "correlation measured from the venue's mark-price klines, stressed toward one as the "
+        "policy says (risk.stress.correlation_*); a pair without enough returns falls back to "
+        "cascade_correlation and the output says so",
+    )
+    parser.add_argument(
+        "--venue",
+        metavar="URL",
+        help="Binance USD-M (or the mock venue) base URL the klines are read from "
+        "(public data, no keys)",
+    )
+    parser.add_argument(
         "--warning-ratio",
         type=float,
         default=0.8,
@@ -166,10 +182,25 @@ def _run(args: argparse.Namespace) -> int:
         grid = StressGrid(grid.shocks, grid.depth, tuple(args.regime), grid.betas, grid.taker_fee)
     report = stress_test(account, grid)
     view = None
+    estimate = None
+    if args.correlation == "estimated":
+        if not args.cascade:
+            raise ConfigError("--correlation estimated needs --cascade", key="--correlation")
+        if not args.venue:
+            raise ConfigError(
+                "--correlation estimated reads the venue's klines: give --venue URL",
+                key="--venue",
+            )
+        symbols = tuple(dict.fromkeys(leg.symbol for leg in account.positions))
+        estimate = estimate_from_klines(args.venue, symbols, policy.risk.stress)
     if args.cascade:
         try:
             view = cascade_view(
-                account, grid, volatility=args.volatility, warning_ratio=args.warning_ratio
+                account,
+                grid,
+                volatility=args.volatility,
+                warning_ratio=args.warning_ratio,
+                correlation=estimate,
             )
         except ValueError as exc:
             raise ConfigError(f"cascade: {exc}") from exc
@@ -197,6 +228,50 @@ def _run(args: argparse.Namespace) -> int:
     if args.example:
         return 0  # the demonstration worked: liquidating cells are what it shows
     return 0 if report.survives else 1
+
+
+def estimate_from_klines(
+    url: str, symbols: Sequence[str], config: StressConfig
+) -> CorrelationEstimate:
+    """Each pair's correlation from the venue's mark-price klines: ``correlation_window`` bars
+    of ``correlation_interval_s`` (which must be a kline interval Binance serves). A symbol the
+    venue cannot answer for is an error (exit 2), never a silent fallback."""
+    import ccxt
+
+    from safeguard.venue.client import configure
+
+    timeframe = _TIMEFRAMES.get(config.correlation_interval_s)
+    if timeframe is None:
+        raise ConfigError(
+            f"risk.stress.correlation_interval_s = {config.correlation_interval_s:g} is no kline "
+            f"interval; use one of {', '.join(f'{s:g}' for s in _TIMEFRAMES)} seconds",
+            key="risk.stress.correlation_interval_s",
+        )
+    exchange = configure(ccxt.binanceusdm({"timeout": 10_000}), url)
+    interval_ms = int(config.correlation_interval_s * 1000)
+    closes: dict[str, dict[int, float]] = {}
+    for symbol in symbols:
+        try:
+            bars = exchange.fetch_ohlcv(
+                symbol, timeframe, limit=config.correlation_window, params={"price": "mark"}
+            )
+        except ccxt.BaseError as exc:
+            raise ConfigError(
+                f"cannot read {symbol}'s mark-price klines from {url}: "
+                f"{type(exc).__name__}: {exc}",
+                key="--venue",
+            ) from None
+        # The estimator drops a close that is not a finite price > 0 (a broken bar cuts the
+        # returns around it); a bar whose open time is not a number is skipped here.
+        closes[symbol] = {
+            int(bar[0]) // interval_ms: bar[4]
+            for bar in bars
+            if isinstance(bar, list | tuple) and len(bar) > 4 and isinstance(bar[0], int | float)
+        }
+    return estimate_for_policy(closes, config, symbols)
+
+
+_TIMEFRAMES = {60.0: "1m", 180.0: "3m", 300.0: "5m", 900.0: "15m", 1800.0: "30m", 3600.0: "1h"}
 
 
 def read_scenario(path: Path) -> dict[str, Any]:
