@@ -86,7 +86,7 @@ def test_the_estimate_is_read_from_the_venues_klines(
             "estimated",
             "--venue",
             venue_url,
-        ]  # fmt: skip
+        ]
     )
     assert code in (0, 1)
     out = json.loads(capsys.readouterr().out)["cascade"]["estimated_correlation"]
