@@ -106,6 +106,8 @@ class PreTradeGate:
     _mark_agreed: dict[str, float] = field(default_factory=dict)
     """Per symbol, when the mark last sat within ``risk.max_mark_gap_pct`` of the index or
     the last price (for the stale-data trigger: a mark out of band is old from then)."""
+    _closes_memo: tuple[tuple[int, int], Mapping[str, Mapping[int, float]]] | None = None
+    """The last return-history window handed to the verdict, with its (interval, revision)."""
     _parsed: dict[tuple[str, str], tuple[tuple[Any, ...], Any]] = field(default_factory=dict)
     """Books and tier tables parsed from a cached read, keyed by which read they came from:
     parsing a 100-level book or a ladder on every order would dominate the guard's cost."""
@@ -463,7 +465,7 @@ class PreTradeGate:
             # The size search costs dozens of re-pricings: only when its answer is used.
             size_search=self.shrink_when_degraded or explain,
             depth=self._stress_depth(symbol, account),
-            closes=None if cache.history is None else cache.history.window(now),
+            closes=self._recent_closes(now),
         )
         if verdict.allowed:
             self._emit(intent, verdict, now)
@@ -492,9 +494,23 @@ class PreTradeGate:
         """The correlations the verdict's cascade would use between ``symbols`` now: measured
         from the marks the guard has seen (``risk.stress.correlation_source = "estimated"``),
         else every pair at the configured ``cascade_correlation``."""
+        return estimate_for_policy(
+            self._recent_closes(now) or {}, self.policy.risk.stress, symbols
+        )
+
+    def _recent_closes(self, now: float) -> Mapping[str, Mapping[int, float]] | None:
+        """The history's completed intervals, one object per interval (and per clock step
+        back): the verdict keeps its estimate for as long as it is handed the same one."""
         history = self.cache.history
-        closes = {} if history is None else history.window(now)
-        return estimate_for_policy(closes, self.policy.risk.stress, symbols)
+        if history is None:
+            return None
+        key = (history.bucket(now), history.revision)
+        memo = self._closes_memo
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        window = history.window(now)
+        self._closes_memo = (key, window)
+        return window
 
     def risk_intent(self, intent: OrderIntent) -> RiskIntent:
         params = intent.params

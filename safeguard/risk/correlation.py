@@ -232,13 +232,21 @@ class PriceHistory:
     A price that is not finite and positive is not recorded; a time before the symbol's last
     recorded bucket (a clock that stepped back) is not recorded either: a close is never
     rewritten by an earlier reading.
+
+    :meth:`window` hands out *completed* buckets only: the current one's close is not final
+    (and its return would span part of an interval). So a window changes once per interval,
+    and an estimate made from it can be kept that long (:attr:`revision`).
     """
 
     interval_s: float
     max_buckets: int
     _closes: dict[str, dict[int, float]] = field(default_factory=dict)
-    version: int = 0
-    """Counts recorded prices: an estimate memoised on it is redone only when it moved."""
+    _newest: int | None = None
+    """The latest bucket a reading or a window has reached."""
+    revision: int = 0
+    """Bumped by a reading into a bucket some window may already have handed out as complete
+    (only a clock that stepped back does that): a window memoised on ``(bucket, revision)``
+    is the same window."""
 
     def __post_init__(self) -> None:
         _inputs.positive("interval_s", self.interval_s)
@@ -258,17 +266,27 @@ class PriceHistory:
         if closes and bucket < max(closes):
             return False
         closes[bucket] = float(price)
-        if len(closes) > self.max_buckets:
-            oldest = bucket - self.max_buckets
+        if len(closes) > self.max_buckets + 1:
+            oldest = bucket - self.max_buckets - 1
             for stale in [k for k in closes if k <= oldest]:
                 del closes[stale]
-        self.version += 1
+        self._reach(bucket)
         return True
 
+    def _reach(self, bucket: int) -> None:
+        if self._newest is None or bucket > self._newest:
+            self._newest = bucket
+        elif bucket < self._newest:
+            self.revision += 1
+
     def window(self, now: float) -> dict[str, dict[int, float]]:
-        """Every symbol's closes in the ``max_buckets`` buckets up to ``now``'s: a symbol that
-        stopped trading ages out, and a reading stamped after ``now`` is left out."""
-        last = self.bucket(now)
+        """Every symbol's closes in the ``max_buckets`` completed buckets before ``now``'s: a
+        symbol that stopped trading ages out, and a reading stamped at or after ``now``'s
+        bucket is left out."""
+        current = self.bucket(now)
+        if self._newest is None or current > self._newest:
+            self._newest = current
+        last = current - 1
         first = last - self.max_buckets + 1
         return {
             symbol: {k: p for k, p in closes.items() if first <= k <= last}

@@ -414,10 +414,23 @@ def _estimated(
     limits: RiskLimits,
     closes: Mapping[str, Mapping[int, float]],
 ) -> CorrelationEstimate:
-    """Every pair among the held symbols and the order's, from their recent closes."""
-    return estimate_for_policy(
-        closes, limits.stress, [*(leg.symbol for leg in account.positions), symbol]
-    )
+    """Every pair among the held symbols and the order's, from their recent closes. A guard
+    hands the same closes until an interval completes: one estimate per interval, not per
+    verdict (a size search prices a dozen amounts on it)."""
+    symbols = tuple(sorted({*(leg.symbol for leg in account.positions), symbol}))
+    last = _last_estimate[0] if _last_estimate else None
+    if last is not None and last[0] is closes and last[1] == symbols and last[2] is limits.stress:
+        return last[3]
+    estimate = estimate_for_policy(closes, limits.stress, symbols)
+    _last_estimate[:] = [(closes, symbols, limits.stress, estimate)]
+    return estimate
+
+
+_last_estimate: list[
+    tuple[Mapping[str, Mapping[int, float]], tuple[str, ...], object, CorrelationEstimate]
+] = []
+"""The last estimate with its key (one slot, replaced whole; the key's objects are held, so
+an ``is`` match is never a recycled id)."""
 
 
 _last_grid: list[tuple[OrderBook, object, float, tuple[object, ...], str, StressGrid]] = []

@@ -97,11 +97,10 @@ def test_the_guards_estimate_follows_the_venues_correlated_prices(
         estimate = ex.runtime.view.correlation_estimate((BTC, ETH), paper.clock.time())
         (pair,) = estimate.pairs
         assert pair.fallback_reason is None
-        # The guard measured what the bot saw (same marks, same minutes): the 240 minutes of
-        # the window end at now, a minute after the last read, so the first read is out.
-        window = {s: {k: p for k, p in marks.items() if k >= 1} for s, marks in seen.items()}
-        assert pair.samples == 238
-        assert pair.measured == pytest.approx(measured(window, BTC, ETH), abs=1e-12)
+        # The guard measured what the bot saw (same marks, same minutes: the window is the
+        # 240 completed minutes before now).
+        assert pair.samples == 239
+        assert pair.measured == pytest.approx(measured(seen, BTC, ETH), abs=1e-12)
         # ...and that is the venue's process: 0.9 or 0, within the sampling error of
         # 239 returns (about 1 / sqrt(n) = 0.065 for an independent pair).
         assert pair.measured == pytest.approx(correlation, abs=0.2)

@@ -185,7 +185,9 @@ def test_the_history_keeps_the_last_price_of_each_bucket() -> None:
     assert history.observe(A, 100.0, 600.0)
     assert history.observe(A, 101.0, 659.0)
     assert history.observe(A, 102.0, 660.0)
-    assert history.window(700.0) == {A: {10: 101.0, 11: 102.0}}
+    assert history.window(720.0) == {A: {10: 101.0, 11: 102.0}}
+    # The current bucket is not complete: its close is not final yet.
+    assert history.window(700.0) == {A: {10: 101.0}}
 
 
 def test_a_clock_going_back_does_not_rewrite_a_close() -> None:
@@ -193,9 +195,27 @@ def test_a_clock_going_back_does_not_rewrite_a_close() -> None:
     history.observe(A, 100.0, 600.0)
     history.observe(A, 101.0, 660.0)
     assert not history.observe(A, 50.0, 610.0)  # the clock stepped back a bucket
-    assert history.window(700.0) == {A: {10: 100.0, 11: 101.0}}
+    assert history.window(720.0) == {A: {10: 100.0, 11: 101.0}}
     # A reading "from the future" of the estimate's now is left out of its window.
-    assert history.window(605.0) == {A: {10: 100.0}}
+    assert history.window(665.0) == {A: {10: 100.0}}
+    assert history.window(605.0) == {A: {}}
+
+
+def test_a_reading_into_a_bucket_already_handed_out_changes_the_revision() -> None:
+    history = PriceHistory(interval_s=60.0, max_buckets=10)
+    history.observe(A, 100.0, 600.0)
+    history.observe(B, 10.0, 600.0)
+    history.observe(A, 101.0, 660.0)
+    seen = history.revision
+    window = history.window(720.0)  # buckets 10 and 11, complete
+    history.observe(A, 102.0, 725.0)  # the current bucket: no window has it
+    assert history.revision == seen
+    assert history.window(720.0) == window
+    # The clock steps back into bucket 11 for B (whose last close is in 10): B's reading is
+    # taken, and a window already handed out reads differently now.
+    assert history.observe(B, 11.0, 665.0)
+    assert history.revision == seen + 1
+    assert history.window(720.0) != window
 
 
 def test_nan_prices_and_times_are_not_recorded() -> None:
@@ -213,7 +233,7 @@ def test_nan_prices_and_times_are_not_recorded() -> None:
     for price, now in broken:
         assert not history.observe(A, price, now)
     assert history.window(600.0) == {}
-    assert history.version == 0
+    assert history.revision == 0
 
 
 def test_a_symbol_that_stops_trading_ages_out_of_the_window() -> None:
@@ -223,7 +243,7 @@ def test_a_symbol_that_stops_trading_ages_out_of_the_window() -> None:
         history.observe(B, 10.0 + k, 60.0 * k)
     for k in range(5, 10):
         history.observe(A, 100.0 + k, 60.0 * k)  # B's market halted at bucket 4
-    window = history.window(60.0 * 9)
+    window = history.window(60.0 * 10)
     assert sorted(window[A]) == [5, 6, 7, 8, 9]
     assert window[B] == {}
     found = estimate_correlation(window, fallback=CONFIGURED, min_samples=2, full_samples=4)
