@@ -98,9 +98,7 @@ def cascade_view(
                 None,
             )
             estimated.append((depth, found))
-    return CascadeView(
-        grid, bands, account_band, volatility, correlation, tuple(estimated)
-    )
+    return CascadeView(grid, bands, account_band, volatility, correlation, tuple(estimated))
 
 
 def cascade_json(view: CascadeView) -> dict[str, Any]:

@@ -257,8 +257,7 @@ def estimate_from_klines(
             )
         except ccxt.BaseError as exc:
             raise ConfigError(
-                f"cannot read {symbol}'s mark-price klines from {url}: "
-                f"{type(exc).__name__}: {exc}",
+                f"cannot read {symbol}'s mark-price klines from {url}: {type(exc).__name__}: {exc}",
                 key="--venue",
             ) from None
         # The estimator drops a close that is not a finite price > 0 (a broken bar cuts the

@@ -494,9 +494,7 @@ class PreTradeGate:
         """The correlations the verdict's cascade would use between ``symbols`` now: measured
         from the marks the guard has seen (``risk.stress.correlation_source = "estimated"``),
         else every pair at the configured ``cascade_correlation``."""
-        return estimate_for_policy(
-            self._recent_closes(now) or {}, self.policy.risk.stress, symbols
-        )
+        return estimate_for_policy(self._recent_closes(now) or {}, self.policy.risk.stress, symbols)
 
     def _recent_closes(self, now: float) -> Mapping[str, Mapping[int, float]] | None:
         """The history's completed intervals, one object per interval (and per clock step

@@ -71,7 +71,8 @@ def evaluate(
     by interval index (:meth:`safeguard.risk.correlation.PriceHistory.window`): the cascade
     measures its correlations from them under ``risk.stress.correlation_source = "estimated"``
     (a pair without enough falls back to ``cascade_correlation`` and warns
-    CORRELATION_FALLBACK); a mapping handed in again is taken to hold the same closes.
+    CORRELATION_FALLBACK); the same mapping handed in again is taken to hold the same
+    closes (the estimate is kept for it)."""
     bad = _bad_types(intent, market, account, limits, fills, now, degraded, depth) or _bad_closes(
         closes
     )

@@ -154,3 +154,20 @@ def test_held_positions_feed_the_history_from_their_reads(
     assert pair.fallback_reason is None
     assert pair.samples >= 55
     assert math.isfinite(pair.rho)
+
+
+def test_a_frozen_feed_falls_back_instead_of_reading_no_correlation(
+    accounts: list[PaperAccount], tmp_path: Path
+) -> None:
+    ex, paper = guarded(accounts, tmp_path, venue(0.9), correlation_window=60)
+    # ETH's market stops moving (a halt): its mark stands still while BTC's moves on. A flat
+    # series has no correlation; reading it as 0 would call the pair unrelated.
+    paper.set_faults({"rules": [{"kind": "freeze_feed", "symbol": "ETHUSDT", "mode": "prices"}]})
+    poll_marks(ex, paper, 61, (BTC, ETH))
+    estimate = ex.runtime.view.correlation_estimate((BTC, ETH), paper.clock.time())
+    (pair,) = estimate.fallbacks
+    assert pair.rho == 0.8
+    assert pair.samples >= 58
+    assert pair.fallback_reason is not None
+    assert ETH in pair.fallback_reason
+    assert "did not vary" in pair.fallback_reason
