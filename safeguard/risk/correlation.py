@@ -230,8 +230,8 @@ class PriceHistory:
     ``max_buckets`` buckets. Plain state: the caller hands in the time (the guard's clock).
 
     A price that is not finite and positive is not recorded; a time before the symbol's last
-    recorded bucket (a clock that stepped back) is not recorded either: a close is never
-    rewritten by an earlier reading.
+    recorded reading (a clock that stepped back) is not recorded either, until the clock has
+    passed that reading again: a close is never rewritten by a reading stamped earlier.
 
     :meth:`window` hands out *completed* buckets only: the current one's close is not final
     (and its return would span part of an interval). So a window changes once per interval,
@@ -241,6 +241,8 @@ class PriceHistory:
     interval_s: float
     max_buckets: int
     _closes: dict[str, dict[int, float]] = field(default_factory=dict)
+    _last_seen: dict[str, float] = field(default_factory=dict)
+    """Per symbol, the time of the last recorded reading."""
     _newest: int | None = None
     """The latest bucket a reading or a window has reached."""
     revision: int = 0
@@ -261,10 +263,12 @@ class PriceHistory:
         if not _price(price) or not (isinstance(now, int | float) and math.isfinite(now)):
             return False
         assert isinstance(price, int | float)
+        last = self._last_seen.get(symbol)
+        if last is not None and now < last:
+            return False  # our clock stepped back: this reading's place in time is unknown
+        self._last_seen[symbol] = now
         bucket = self.bucket(now)
         closes = self._closes.setdefault(symbol, {})
-        if closes and bucket < max(closes):
-            return False
         closes[bucket] = float(price)
         if len(closes) > self.max_buckets + 1:
             oldest = bucket - self.max_buckets - 1

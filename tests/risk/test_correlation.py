@@ -296,3 +296,14 @@ def test_a_hedge_stops_hedging_when_the_measured_correlation_jumps() -> None:
     crash = run_cascade(HEDGED, MARKET, shock_symbol=A, shock=-0.20, correlation=rho.correlation)
     assert crash.equity[0].marks == pytest.approx({A: 80.0, B: 80.0})
     assert crash.liquidated == ("account:A/USDT:USDT", "account:B/USDT:USDT")
+
+
+def test_a_clock_going_back_within_a_bucket_does_not_rewrite_its_close() -> None:
+    history = PriceHistory(interval_s=60.0, max_buckets=10)
+    history.observe(A, 100.0, 600.0)
+    history.observe(A, 101.0, 659.0)
+    # Back 9 s, still inside bucket 10: this price came later on the venue but is stamped
+    # earlier on our clock; a close taken from a clock that ran backwards spans no known
+    # interval, so the reading at 659 s stays the close.
+    assert not history.observe(A, 150.0, 650.0)
+    assert history.window(720.0) == {A: {10: 101.0}}
