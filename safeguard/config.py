@@ -175,7 +175,9 @@ class StressConfig(PolicySection):
     returns of the marks the guard has seen (``correlation_*`` below), stressed toward one, and
     ``cascade_correlation`` for a pair with too few returns or a price that did not move."""
     correlation_interval_s: Positive = 60.0
-    """Length of one return of the estimate: the last mark seen in each interval is its close."""
+    """Length of one return of the estimate: the last mark seen in each interval is its close
+    (``safeguard stress --correlation estimated`` reads klines of this interval: 60, 180, 300,
+    900, 1800 or 3600)."""
     correlation_window: Annotated[int, Field(ge=3, le=100_000)] = 240
     """Intervals of marks the estimate looks back over (older ones are forgotten)."""
     correlation_min_samples: Annotated[int, Field(ge=2)] = 30
@@ -196,9 +198,10 @@ class StressConfig(PolicySection):
         ],
         Field(strict=False),
     ] = ()
-    """``[[leverage, share], ...]`` (shares summing to 1): how the order's symbol's open
-    interest is spread over other traders' leverage. Empty: no crowd in the cascade. When set,
-    the market's open interest is required (fails closed without it)."""
+    """``[[leverage, share], ...]`` (shares summing to 1): how the open interest of the order's
+    symbol and of every held one is spread over other traders' leverage. Empty: no crowd in
+    the cascade. When set, each of those symbols' open interest is required (fails closed
+    without it)."""
     crowd_long_share: Fraction = 0.5
     """Share of the crowd's open interest held long."""
     max_open_interest_age_s: Positive = 300.0

@@ -466,6 +466,7 @@ class PreTradeGate:
             size_search=self.shrink_when_degraded or explain,
             depth=self._stress_depth(symbol, account),
             closes=self._recent_closes(now),
+            open_interest=self._held_open_interest(symbol, account, now),
         )
         if verdict.allowed:
             self._emit(intent, verdict, now)
@@ -509,6 +510,24 @@ class PreTradeGate:
         window = history.window(now)
         self._closes_memo = (key, window)
         return window
+
+    def _held_open_interest(
+        self, symbol: str, account: Account | None, now: float
+    ) -> dict[str, float]:
+        """Each other held symbol's open interest, where a young enough read brought it (the
+        cascade spreads a crowd over it; one without is denied by the verdict)."""
+        stress = self.policy.risk.stress
+        if account is None or not (self.policy.risk.require_stress_survival and stress.cascade):
+            return {}
+        if not stress.crowd_leverage:
+            return {}
+        found = {}
+        for leg in account.positions:
+            if leg.symbol != symbol:
+                value = self._open_interest_value(leg.symbol, leg.mark_price, now)
+                if value is not None:
+                    found[leg.symbol] = value
+        return found
 
     def risk_intent(self, intent: OrderIntent) -> RiskIntent:
         params = intent.params

@@ -634,13 +634,14 @@ def stress_survival(order: Order, priced: PricedOrder) -> Finding | None:
             {"missing": missing},
         )
     if order.crowd_blind:
+        names = ", ".join(order.crowd_blind)
         return Finding(
             Code.MISSING_MARKET_DATA,
             DENY,
-            f"the cascade spreads a crowd over {order.intent.symbol}'s open interest "
+            f"the cascade spreads a crowd over the open interest of {names} "
             "(risk.stress.crowd_leverage) and the market gave none (a guarded bot reads it with "
             "fetch_open_interest), so new exposure is denied",
-            {"missing": "open_interest"},
+            {"missing": "open_interest", "symbols": names},
         )
     grid = order.stress
     if grid is None or priced.position is None:

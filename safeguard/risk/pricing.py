@@ -166,9 +166,10 @@ class Order:
     cascade: CascadeMarket | None = None
     """The books and marks the policy's shocks cascade through (``risk.stress.cascade``)."""
     crowd: tuple[CrowdPosition, ...] = ()
-    """Other traders' positions in the order's symbol, spread from its open interest."""
-    crowd_blind: bool = False
-    """The policy spreads a crowd over open interest and the market gave none (denies)."""
+    """Other traders' positions in the order's symbol and every held one, spread from each
+    symbol's open interest."""
+    crowd_blind: tuple[str, ...] = ()
+    """Symbols the policy spreads a crowd over and whose open interest is unknown (denies)."""
     correlation: CorrelationEstimate | None = None
     """Each pair's correlation measured from recent returns, for every symbol held and the
     order's (``risk.stress.correlation_source = "estimated"``); ``None``: the configured one."""
@@ -187,6 +188,7 @@ class Order:
         closing_fee_rate: float,
         depth: Mapping[str, DepthProfile] | None = None,
         closes: Mapping[str, Mapping[int, float]] | None = None,
+        open_interest: Mapping[str, float] | None = None,
     ) -> Order:
         """Gather the facts; the caller has checked that mark, book, rules and volatility exist.
 
@@ -240,7 +242,7 @@ class Order:
         blind: tuple[str, ...] = ()
         cascade: CascadeMarket | None = None
         crowd: tuple[CrowdPosition, ...] = ()
-        crowd_blind = False
+        crowd_blind: tuple[str, ...] = ()
         correlation: CorrelationEstimate | None = None
         if limits.require_stress_survival:
             stress, blind = _stress_grid(
@@ -251,15 +253,9 @@ class Order:
                 if limits.stress.correlation_source == "estimated":
                     correlation = _estimated(intent.symbol, account, limits, closes or {})
                 if limits.stress.crowd_leverage:
-                    if market.open_interest is None:
-                        crowd_blind = True
-                    elif market.open_interest > 0.0:  # nobody holding the market: no crowd
-                        crowd = crowd_from_open_interest(
-                            intent.symbol,
-                            market.open_interest,
-                            limits.stress.crowd_leverage,
-                            long_share=limits.stress.crowd_long_share,
-                        )
+                    crowd, crowd_blind = _crowd(
+                        intent.symbol, market, account, limits, open_interest
+                    )
         return cls(
             intent=intent,
             market=market,
@@ -390,15 +386,13 @@ def _cascade_market(
     assert market.rules is not None
     marks = {leg.symbol: leg.mark_price for leg in account.positions}
     marks[symbol] = market.mark
+    # The crowd in a held symbol is margined on the ladder the account's own leg carries.
+    ladders = {leg.symbol: leg.tiers for leg in account.positions}
+    ladders[symbol] = market.rules.tiers
     config = limits.stress
     return CascadeMarket(
         {
-            name: CascadeSymbol(
-                mark,
-                grid.beta(name),
-                grid.depth[name],
-                market.rules.tiers if name == symbol else None,
-            )
+            name: CascadeSymbol(mark, grid.beta(name), grid.depth[name], ladders[name])
             for name, mark in marks.items()
         },
         latency=config.cascade_latency_s,
@@ -406,6 +400,35 @@ def _cascade_market(
         taker_fee=grid.taker_fee,
         model=market.rules.liquidation_model,
     )
+
+
+def _crowd(
+    symbol: str,
+    market: MarketSnapshot,
+    account: Account,
+    limits: RiskLimits,
+    open_interest: Mapping[str, float] | None,
+) -> tuple[tuple[CrowdPosition, ...], tuple[str, ...]]:
+    """The crowd of the order's symbol (from the market's open interest) and of every other
+    held symbol (from ``open_interest``), and the symbols whose open interest is unknown: a
+    crowd liquidated in a held symbol walks that book and moves that price just the same."""
+    others = open_interest or {}
+    crowd: list[CrowdPosition] = []
+    blind: list[str] = []
+    for name in dict.fromkeys([symbol, *(leg.symbol for leg in account.positions)]):
+        value = market.open_interest if name == symbol else others.get(name)
+        if value is None:
+            blind.append(name)
+        elif value > 0.0:  # nobody holding the market: no crowd
+            crowd.extend(
+                crowd_from_open_interest(
+                    name,
+                    value,
+                    limits.stress.crowd_leverage,
+                    long_share=limits.stress.crowd_long_share,
+                )
+            )
+    return tuple(crowd), tuple(blind)
 
 
 def _estimated(

@@ -60,6 +60,7 @@ def evaluate(
     depth: Mapping[str, DepthProfile] | None = None,
     band: bool = False,
     closes: Mapping[str, Mapping[int, float]] | None = None,
+    open_interest: Mapping[str, float] | None = None,
 ) -> Verdict:
     """Decide whether ``intent`` may be sent, and price it. Pure: ``now`` is epoch seconds.
 
@@ -72,9 +73,14 @@ def evaluate(
     measures its correlations from them under ``risk.stress.correlation_source = "estimated"``
     (a pair without enough falls back to ``cascade_correlation`` and warns
     CORRELATION_FALLBACK); the same mapping handed in again is taken to hold the same
-    closes (the estimate is kept for it)."""
-    bad = _bad_types(intent, market, account, limits, fills, now, degraded, depth) or _bad_closes(
-        closes
+    closes (the estimate is kept for it). ``open_interest`` gives each *other* held symbol's
+    open interest in quote currency: with ``risk.stress.crowd_leverage`` the cascade spreads a
+    crowd over every symbol it moves, and one without it denies new exposure
+    (MISSING_MARKET_DATA), as the order's own symbol without ``market.open_interest`` does."""
+    bad = (
+        _bad_types(intent, market, account, limits, fills, now, degraded, depth)
+        or _bad_closes(closes)
+        or _bad_open_interest(open_interest)
     )
     if bad is not None:
         return _bare_verdict(intent, now, degraded, (Finding(Code.INVALID_INPUT, DENY, bad),))
@@ -110,6 +116,7 @@ def evaluate(
             fills.expected.taker_fee,
             depth,
             closes,
+            open_interest,
         )
         findings.extend(run_size_rules(order, intent.amount))
         findings.extend(run_shape_checks(order))
@@ -252,6 +259,23 @@ def _bad_closes(closes: Any) -> str | None:
         for symbol, series in closes.items()
     ):
         return "closes must map symbols to {interval index (int): price}"
+    return None
+
+
+def _bad_open_interest(open_interest: Any) -> str | None:
+    if open_interest is None:
+        return None
+    if not isinstance(open_interest, Mapping) or not all(
+        isinstance(symbol, str)
+        and not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value >= 0.0
+        for symbol, value in open_interest.items()
+    ):
+        return (
+            f"open_interest must map symbols to a finite quote notional >= 0, got {open_interest!r}"
+        )
     return None
 
 

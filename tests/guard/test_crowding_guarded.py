@@ -110,3 +110,32 @@ def test_the_cascades_crowd_comes_from_the_open_interest_the_bot_reads(
     paper.advance(301)  # older than risk.stress.max_open_interest_age_s: missing again
     stale = ex.preview(SYMBOL, "market", "buy", 0.01)
     assert Code.MISSING_MARKET_DATA in stale.codes
+
+
+def test_every_held_symbol_needs_its_open_interest_for_the_crowd(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    policy = Policy.build(
+        risk={
+            "max_leverage": 20,
+            "require_stop": False,
+            "require_stress_survival": True,
+            "stress": {"shocks_pct": [-2.0, 2.0], "crowd_leverage": [[25.0, 1.0]]},
+        },
+        degradation={"min_samples": 100_000},
+    )
+    ex = paper.guarded(policy, state_dir=tmp_path)
+    ex.load_markets()
+    eth = "ETH/USDT:USDT"
+    ex.fetch_open_interest(eth)
+    ex.create_order(eth, "market", "buy", 0.1)
+    ex.fetch_open_interest(SYMBOL)
+    paper.advance(301)  # ETH's read is now older than max_open_interest_age_s
+    ex.fetch_open_interest(SYMBOL)
+    # The order is in BTC, whose open interest is fresh; ETH is held and its crowd is unknown.
+    blind = ex.preview(SYMBOL, "market", "buy", 0.01)
+    assert blind.decision is Decision.DENY
+    (missing,) = [f for f in blind.findings if f.code is Code.MISSING_MARKET_DATA]
+    assert missing.values["symbols"] == eth
+    ex.fetch_open_interest(eth)
+    assert ex.preview(SYMBOL, "market", "buy", 0.01).decision is Decision.ALLOW

@@ -224,3 +224,56 @@ def test_broken_closes_are_refused_or_cut_never_believed() -> None:
     verdict = judge_hedged(estimated(), poisoned)
     assert verdict.decision is Decision.WARN, verdict.findings
     assert Code.CORRELATION_FALLBACK in codes(verdict)
+
+
+# --- the crowd in every held symbol -----------------------------------------------------------
+
+ETH_THIN = DepthProfile(((0.01, 20.0), (0.02, 20.0)))
+
+
+def judge_held(open_interest: dict[str, float] | None, wallet: float = 4_000.0) -> Verdict:
+    """A small BTC order next to a 20 ETH long (cross) on ``wallet``; ETH's book holds 40 ETH."""
+    long_eth = PositionLeg(ETH, 1, 20.0, ETH_MARK, ETH_MARK, ETH_FLAT)
+    return evaluate(
+        intent(amount=0.01, leverage=20.0, margin_mode="cross", stop_price=None, type="market"),
+        dataclasses.replace(sample_market(NOW), open_interest=0.0),  # nobody else in BTC
+        account(wallet_balance=wallet, available_balance=1_000.0, positions=(long_eth,)),
+        CROWD_POLICY,
+        FILLS,
+        now=NOW,
+        depth={ETH: ETH_THIN},
+        open_interest=open_interest,
+    )
+
+
+def test_a_crowd_in_a_held_symbol_cascades_into_the_account() -> None:
+    # Without ETH's crowd a 5 % fall of ETH loses 3,000 of the 4,000: the account stands.
+    alone = judge_held({ETH: 0.0})
+    assert alone.decision is Decision.ALLOW, alone.findings
+    # 1,800,000 of ETH open interest held long at 25x (600 ETH) is liquidated by the same
+    # fall (at about -3.5 %); its sales run through ETH's 40 ETH of bids and past them, and
+    # take ETH's mark down into the account's own liquidation. The order is in BTC: before,
+    # only BTC's crowd was spread, and this passed.
+    verdict = judge_held({ETH: 1_800_000.0})
+    assert verdict.decision is Decision.DENY
+    values = breach(verdict)
+    assert values["regime"] == "cascade"
+    assert values["shock_symbol"] == ETH
+    assert str(values["liquidated"]).startswith(ETH)  # then BTC, the cross pool one by one
+    assert values["crowd_liquidations"] == 1
+
+
+def test_a_held_symbol_without_open_interest_fails_closed_and_is_named() -> None:
+    for missing in (None, {}):
+        verdict = judge_held(missing)
+        assert verdict.decision is Decision.DENY
+        (finding,) = [f for f in verdict.findings if f.code is Code.MISSING_MARKET_DATA]
+        assert finding.values["symbols"] == ETH
+        assert ETH in finding.message
+
+
+@pytest.mark.parametrize("bad", [{ETH: math.nan}, {ETH: -1.0}, {ETH: True}, [ETH]])
+def test_broken_open_interest_is_refused(bad: object) -> None:
+    verdict = judge_held(bad)  # type: ignore[arg-type]
+    assert verdict.decision is Decision.DENY
+    assert codes(verdict) == [Code.INVALID_INPUT]
