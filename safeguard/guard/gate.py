@@ -57,6 +57,7 @@ _MARKS = {
     "fetch_order_book": ("books", "book"),
 }
 """Reads that carry a venue-stamped price: where the cache keeps each, and its price's name."""
+_INTERVAL_READS = ("fetch_funding_interval", "fetch_funding_intervals")
 _ACCOUNT_READS = ("fetch_balance", "fetch_positions", "fetch_leverage_tiers")
 """Reads after which the account the triggers judge may have changed."""
 _RULE_READS = ("load_markets", "fetch_leverage_tiers")
@@ -143,6 +144,12 @@ class PreTradeGate:
             wanted.append(Send("fetch_leverage_tiers", ()))
         if self.tripwire is not None:
             self._observed(send, now, ladders_coming=bool(wanted))
+            if self.tripwire.warnings is not None and send.method in _INTERVAL_READS:
+                # The funding interval is a margin parameter: its flapping is judged on the
+                # read that shows it, for every symbol the read named.
+                for symbol in _interval_symbols(send, value):
+                    if symbol in self.cache.funding_intervals:
+                        self._market_warnings(symbol, now)
         if changes:
             self._rules_changed(changes, now)
         return wanted
@@ -561,7 +568,8 @@ class PreTradeGate:
         book_seen = cache.books.get(symbol)
         f = funding.value if funding is not None else {}
         t = ticker.value if ticker is not None else {}
-        interval_s = _interval_seconds(f.get("interval"))
+        read = cache.funding_intervals.get(symbol)
+        interval_s = read.value if read is not None else _interval_seconds(f.get("interval"))
         next_funding = f.get("fundingTimestamp") or f.get("nextFundingTimestamp")
         return MarketSnapshot(
             symbol=symbol,
@@ -1018,6 +1026,12 @@ def _finite(value: Any) -> float | None:
 def _positive(value: Any) -> float | None:
     number = _finite(value)
     return number if number is not None and number > 0 else None
+
+
+def _interval_symbols(send: Send, value: Any) -> list[str]:
+    if send.method == "fetch_funding_interval":
+        return [str(send.args[0])] if send.args else []
+    return [s for s in value if isinstance(s, str)] if isinstance(value, Mapping) else []
 
 
 def _interval_seconds(interval: Any) -> float:

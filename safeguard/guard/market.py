@@ -120,6 +120,10 @@ class MarketCache:
     """How many watch calls per feed are awaiting their stream now."""
     stream_asked: dict[tuple[str, tuple[Any, ...]], float] = field(default_factory=dict)
     """When the stream path last asked for each read (one ask per due period)."""
+    funding_intervals: dict[str, Seen] = field(default_factory=dict)
+    """Per symbol, the funding interval in seconds from the bot's own ``fetch_funding_interval``
+    / ``fetch_funding_intervals`` reads (Binance's ``fundingInfo``; its ``premiumIndex``, which
+    ``fetch_funding_rate`` reads, does not carry it). The guard does not poll it."""
     history: PriceHistory | None = field(init=False)
     """Each symbol's marks by interval, the cascade's estimated correlation's input (kept only
     under ``risk.stress.correlation_source = "estimated"``). Fed by the marks the guard reads
@@ -525,6 +529,8 @@ class MarketCache:
                     )
                 ]
             return []
+        if method in ("fetch_funding_interval", "fetch_funding_intervals"):
+            return self._absorb_funding_intervals(send, value, now)
         if method == "fetch_order_book" and isinstance(value, Mapping) and symbol:
             self.books[symbol] = Seen(value, now, _seconds(value.get("timestamp")))
             self._track(symbol, "book", _mid(value), self.books[symbol])
@@ -569,6 +575,32 @@ class MarketCache:
         elif method in _ORDER_ANSWERS:
             self._absorb_orders(send, value)
         return []
+
+    def _absorb_funding_intervals(self, send: Send, value: Any, now: float) -> list[RuleChange]:
+        """One symbol's interval (``fetch_funding_interval``) or many (keyed by symbol). An
+        unfiltered ``fetch_funding_intervals`` answer is the whole list: Binance lists only the
+        symbols off the default, so a symbol it no longer lists is back on the default (its
+        interval is forgotten here and the default applies)."""
+        if send.method == "fetch_funding_interval":
+            symbol = _symbol_arg(send.args, send.kwargs)
+            answers = {symbol: value} if symbol and isinstance(value, Mapping) else {}
+        else:
+            answers = dict(value) if isinstance(value, Mapping) else {}
+            if not send.args and not send.kwargs.get("symbols"):
+                for gone in [s for s in self.funding_intervals if s not in answers]:
+                    del self.funding_intervals[gone]
+        changes = []
+        for symbol, answer in answers.items():
+            seconds = (
+                _interval_hours(answer.get("interval")) if isinstance(answer, Mapping) else None
+            )
+            if not isinstance(symbol, str) or seconds is None:
+                continue
+            old = self.funding_intervals.get(symbol)
+            if old is not None and old.value != seconds:
+                changes.append(RuleChange(symbol, "funding interval", old.value, seconds))
+            self.funding_intervals[symbol] = Seen(seconds, now, None)
+        return changes
 
     # --- the open orders ---------------------------------------------------------------------
 
@@ -1098,6 +1130,15 @@ def _mid(book: Mapping[str, Any]) -> float | None:
     except (KeyError, IndexError, TypeError, ValueError):
         return None
     return (bid + ask) / 2.0 if 0.0 < bid < ask else None
+
+
+def _interval_hours(interval: Any) -> float | None:
+    """ccxt's ``"4h"`` as seconds, else ``None`` (never a guess)."""
+    if isinstance(interval, str) and interval.endswith("h"):
+        hours = _number(interval[:-1])
+        if hours is not None and hours > 0:
+            return hours * 3600.0
+    return None
 
 
 def _seconds(milliseconds: Any) -> float | None:

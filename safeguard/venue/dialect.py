@@ -42,6 +42,7 @@ from safeguard.venue.faults import (
     FreezeFeedRule,
     HideOrderRule,
     Injection,
+    SetFundingIntervalRule,
     SpikeRule,
     TimeoutRule,
 )
@@ -347,6 +348,8 @@ class Dialect:
                     self.venue.spike(rule.symbol, rule.pct, rule.duration_s)
                 elif isinstance(rule, CrowdRule):
                     self.venue.add_crowd(rule.crowd)
+                elif isinstance(rule, SetFundingIntervalRule):
+                    self.venue.set_funding_interval(rule.symbol, rule.hours)
                 else:
                     self.venue.set_tiers(rule.symbol, rule.table())
             except (VenueReject, ValueError) as exc:

@@ -1815,6 +1815,22 @@ class Venue:
             self._specs[symbol] = spec
             self._default_leverage[symbol] = self._leverage_cap(spec)
 
+    def set_funding_interval(self, symbol: str, hours: int) -> None:
+        """Change ``symbol``'s funding interval (Binance moves a symbol between 8, 4 and 1
+        hours when its funding hits the cap). ``fundingInfo`` shows the new
+        ``fundingIntervalHours`` and the next funding time (``premiumIndex``, the markPrice
+        stream's ``T``) moves to the first boundary of the new interval."""
+        if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= 24:
+            raise ValueError(
+                f"funding interval must be a whole number of hours in 1..24, got {hours!r}"
+            )
+        with self.lock:
+            m = self._market(symbol)
+            spec = _replace(m.spec, funding_interval_s=hours * 3600.0)
+            m.spec = spec
+            self._specs[symbol] = spec
+            m.next_funding = next_funding_time(self._now_time(), spec.funding_interval_s)
+
     # --- the simulation step's parts --------------------------------------------------------
 
     def _fill_resting(self, m: MarketState, t: float) -> None:

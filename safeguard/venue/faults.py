@@ -218,6 +218,14 @@ class SetTiersRule(_Event):
         return TierTable.from_rows(list(self.tiers), currency="USDT")
 
 
+class SetFundingIntervalRule(_Event):
+    """Move ``symbol``'s funding interval to ``hours`` (served on ``fundingInfo``; the next
+    funding time on ``premiumIndex`` and the markPrice stream follows)."""
+
+    kind: Literal["set_funding_interval"] = "set_funding_interval"
+    hours: Annotated[int, Field(ge=1, le=24)]
+
+
 class CrowdRule(Section):
     """Open a crowd of other traders' positions (:class:`~safeguard.venue.config.Crowd`)
     when the plan has run for ``at_s``: what a spike then liquidates, and what cascades."""
@@ -338,6 +346,7 @@ Rule = Annotated[
     | FreezeFeedRule
     | SpikeRule
     | SetTiersRule
+    | SetFundingIntervalRule
     | CrowdRule
     | ThrottleRule
     | StreamStallRule
@@ -349,7 +358,7 @@ Rule = Annotated[
     Field(discriminator="kind"),
 ]
 AnswerRule = ErrorRule | BanRule | TimeoutRule | DropRule | HideOrderRule
-EventRule = FreezeFeedRule | SpikeRule | SetTiersRule | CrowdRule
+EventRule = FreezeFeedRule | SpikeRule | SetTiersRule | SetFundingIntervalRule | CrowdRule
 
 
 class FaultPlan(Section):
@@ -419,7 +428,13 @@ class FaultInjector:
         answer: AnswerRule | None = None
         for index, rule in enumerate(self.plan.rules):
             if isinstance(
-                rule, ThrottleRule | FreezeFeedRule | SpikeRule | SetTiersRule | CrowdRule
+                rule,
+                ThrottleRule
+                | FreezeFeedRule
+                | SpikeRule
+                | SetTiersRule
+                | SetFundingIntervalRule
+                | CrowdRule,
             ):
                 continue
             if isinstance(rule, _STREAM_RULES):
@@ -447,11 +462,7 @@ class FaultInjector:
         elapsed = now - self.installed_at
         due: list[EventRule] = []
         for index, rule in enumerate(self.plan.rules):
-            if (
-                isinstance(rule, FreezeFeedRule | SpikeRule | SetTiersRule | CrowdRule)
-                and self.fired[index] == 0
-                and rule.at_s <= elapsed
-            ):
+            if isinstance(rule, EventRule) and self.fired[index] == 0 and rule.at_s <= elapsed:
                 self.fired[index] = 1
                 due.append(rule)
         return due
@@ -519,6 +530,7 @@ __all__ = [
     "LatencyRule",
     "ListenKeyExpireRule",
     "Rule",
+    "SetFundingIntervalRule",
     "SetTiersRule",
     "SpikeRule",
     "StreamDelayRule",

@@ -325,3 +325,52 @@ def test_the_liquidation_band_is_a_live_metric_ending_at_the_venues_liquidation_
 
 def paper_mark(paper: PaperAccount) -> float:
     return float(paper.venue.premium_index(VENUE_SYMBOL)["markPrice"])  # type: ignore[call-overload]
+
+
+def funding_interval_flapping(hours: list[int]) -> Script:
+    """The venue's fault plan moves BTCUSDT's funding interval through ``hours`` (one change a
+    minute); the bot reads the interval (``fundingInfo``) and its mark every minute."""
+
+    def script(ex: Any, paper: PaperAccount) -> None:
+        paper.set_faults(
+            {
+                "rules": [
+                    {
+                        "kind": "set_funding_interval",
+                        "symbol": VENUE_SYMBOL,
+                        "hours": h,
+                        "at_s": 60.0 * (i + 1) - 30.0,
+                    }
+                    for i, h in enumerate(hours)
+                ]
+            }
+        )
+        for _ in range(len(hours) + 1):
+            ex.fetch_funding_interval(SYMBOL)
+            ex.fetch_funding_rate(SYMBOL)
+            paper.advance(60)
+
+    return script
+
+
+def test_a_funding_interval_that_changes_back_and_forth_warns_one_change_short_does_not(
+    accounts: list[PaperAccount], tmp_path: Path
+) -> None:
+    # 8 h -> 4 h -> 8 h: two changes, back to where it was.
+    fired, ex, metrics = run(
+        accounts, tmp_path, {"flapping_changes": 2}, funding_interval_flapping([4, 8])
+    )
+    assert names(fired).count("PARAMETER_FLAPPING") == 1
+    warning = fired[names(fired).index("PARAMETER_FLAPPING")]
+    assert "funding interval" in warning.message
+    assert counted(metrics, "PARAMETER_FLAPPING") == 1
+    # The venue served what the guard read: the interval on fundingInfo, back at 8 h.
+    assert ex.fetch_funding_interval(SYMBOL)["interval"] == "8h"
+    # The same two changes under a threshold of three: quiet.
+    quiet, _, _ = run(
+        accounts, tmp_path, {"flapping_changes": 3}, funding_interval_flapping([4, 8])
+    )
+    assert "PARAMETER_FLAPPING" not in names(quiet)
+    # And one change that does not come back is no flapping at two.
+    once, _, _ = run(accounts, tmp_path, {"flapping_changes": 2}, funding_interval_flapping([4]))
+    assert "PARAMETER_FLAPPING" not in names(once)
