@@ -223,7 +223,8 @@ class SetFundingIntervalRule(_Event):
     funding time on ``premiumIndex`` and the markPrice stream follows)."""
 
     kind: Literal["set_funding_interval"] = "set_funding_interval"
-    hours: Annotated[int, Field(ge=1, le=24)]
+    hours: Annotated[int, Field(ge=1, le=24, strict=True)]
+    """Whole hours (``true`` is no interval: strict)."""
 
 
 class CrowdRule(Section):
