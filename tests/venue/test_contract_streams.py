@@ -402,3 +402,27 @@ async def test_tickers_for_several_symbols_parse(pro: Any, venue: Venue) -> None
     )
     assert tickers[ETH]["high"] == float(rest["ETHUSDT"]["highPrice"])
     assert tickers[BTC]["baseVolume"] == float(rest["BTCUSDT"]["volume"])
+
+
+async def test_a_new_funding_interval_moves_the_mark_streams_next_funding_time(
+    pro: Any, venue: Venue
+) -> None:
+    sol = "SOL/USDT:USDT"
+    mark_task = await started(pro.watch_mark_price(sol))
+    venue.advance(STEP_S)
+    before = venue.premium_index("SOLUSDT")
+    assert isinstance(before, dict)
+    venue.set_funding_interval("SOLUSDT", 1)
+    venue.advance(STEP_S)
+    after = venue.premium_index("SOLUSDT")
+    assert isinstance(after, dict)
+    # The next whole hour now, not the next 8-hour boundary (unless they coincide).
+    assert after["nextFundingTime"] % 3_600_000 == 0
+    assert after["nextFundingTime"] - venue.clock.time() * 1000 <= 3_600_000
+    mark = await settle(
+        mark_task,
+        lambda: pro.tickers.get(sol),
+        lambda m: m["info"]["T"] == after["nextFundingTime"],
+    )
+    assert mark["info"]["T"] == after["nextFundingTime"]
+    venue.set_funding_interval("SOLUSDT", 8)  # the module's venue is shared
