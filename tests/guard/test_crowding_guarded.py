@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,9 +83,8 @@ def test_without_tightening_crowding_changes_nothing(paper: PaperAccount, tmp_pa
     assert ex.preview(SYMBOL, "market", "buy", 0.01).decision is Decision.ALLOW
 
 
-def test_the_cascades_crowd_comes_from_the_open_interest_the_bot_reads(
-    paper: PaperAccount, tmp_path: Path
-) -> None:
+def _crowd_guarded(paper: PaperAccount, tmp_path: Path) -> Any:
+    """A guard whose cascade spreads every symbol's open interest over 25x traders."""
     policy = Policy.build(
         risk={
             "max_leverage": 20,
@@ -96,6 +96,13 @@ def test_the_cascades_crowd_comes_from_the_open_interest_the_bot_reads(
     )
     ex = paper.guarded(policy, state_dir=tmp_path)
     ex.load_markets()
+    return ex
+
+
+def test_the_cascades_crowd_comes_from_the_open_interest_the_bot_reads(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    ex = _crowd_guarded(paper, tmp_path)
     blind = ex.preview(SYMBOL, "market", "buy", 0.01)
     assert blind.decision is Decision.DENY
     (missing,) = [f for f in blind.findings if f.code is Code.MISSING_MARKET_DATA]
@@ -115,17 +122,7 @@ def test_the_cascades_crowd_comes_from_the_open_interest_the_bot_reads(
 def test_every_held_symbol_needs_its_open_interest_for_the_crowd(
     paper: PaperAccount, tmp_path: Path
 ) -> None:
-    policy = Policy.build(
-        risk={
-            "max_leverage": 20,
-            "require_stop": False,
-            "require_stress_survival": True,
-            "stress": {"shocks_pct": [-2.0, 2.0], "crowd_leverage": [[25.0, 1.0]]},
-        },
-        degradation={"min_samples": 100_000},
-    )
-    ex = paper.guarded(policy, state_dir=tmp_path)
-    ex.load_markets()
+    ex = _crowd_guarded(paper, tmp_path)
     eth = "ETH/USDT:USDT"
     ex.fetch_open_interest(eth)
     ex.create_order(eth, "market", "buy", 0.1)
