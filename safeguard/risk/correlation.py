@@ -112,9 +112,9 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
     mean_y = math.fsum(y) / n
     dx = [v - mean_x for v in x]
     dy = [v - mean_y for v in y]
-    sxx = sum(map(operator.mul, dx, dx))
-    syy = sum(map(operator.mul, dy, dy))
-    sxy = sum(map(operator.mul, dx, dy))
+    sxx: float = sum(map(operator.mul, dx, dx))
+    syy: float = sum(map(operator.mul, dy, dy))
+    sxy: float = sum(map(operator.mul, dx, dy))
     if not (math.isfinite(sxx) and math.isfinite(syy) and math.isfinite(sxy)):
         return None
     # Relative to the series' own scale: float noise in a flat series is not a variance.
