@@ -174,10 +174,10 @@ class StressConfig(PolicySection):
     """configured: every pair at ``cascade_correlation``; estimated: each pair measured from the
     returns of the marks the guard has seen (``correlation_*`` below), stressed toward one, and
     ``cascade_correlation`` for a pair with too few returns or a price that did not move."""
-    correlation_interval_s: Positive = 60.0
-    """Length of one return of the estimate: the last mark seen in each interval is its close
-    (``safeguard stress --correlation estimated`` reads klines of this interval: 60, 180, 300,
-    900, 1800 or 3600)."""
+    correlation_interval_s: Annotated[float, Field(ge=1.0, le=86_400.0)] = 60.0
+    """Length of one return of the estimate, 1 s to a day: the last mark seen in each interval
+    is its close (``safeguard stress --correlation estimated`` reads klines of this interval:
+    60, 180, 300, 900, 1800 or 3600)."""
     correlation_window: Annotated[int, Field(ge=3, le=100_000)] = 240
     """Intervals of marks the estimate looks back over (older ones are forgotten)."""
     correlation_min_samples: Annotated[int, Field(ge=2)] = 30

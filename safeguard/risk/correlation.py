@@ -259,13 +259,20 @@ class PriceHistory:
             raise ValueError("max_buckets must be at least 2 (a return needs two closes)")
 
     def bucket(self, now: float) -> int:
-        return math.floor(now / self.interval_s)
+        """The bucket ``now`` falls in; :class:`ValueError` when there is none (a time over
+        an interval too small to divide it into: the quotient overflows)."""
+        quotient = now / self.interval_s
+        if not math.isfinite(quotient):
+            raise ValueError(f"no bucket of {self.interval_s:g} s holds the time {now!r}")
+        return math.floor(quotient)
 
     def observe(self, symbol: str, price: object, now: float) -> bool:
         """Record ``price`` for ``symbol`` at ``now``; ``False`` when it was not recorded."""
         if not _price(price) or not (isinstance(now, int | float) and math.isfinite(now)):
             return False
         assert isinstance(price, int | float)
+        if not math.isfinite(now / self.interval_s):
+            return False  # no bucket holds it (an interval too small for this time)
         last = self._last_seen.get(symbol)
         if last is not None and now < last:
             return False  # our clock stepped back: this reading's place in time is unknown

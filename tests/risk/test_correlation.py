@@ -11,6 +11,8 @@ import re
 
 import pytest
 
+from safeguard.config import Policy
+from safeguard.errors import ConfigError
 from safeguard.risk.cascade import (
     CascadeMarket,
     CascadeSymbol,
@@ -307,3 +309,24 @@ def test_a_clock_going_back_within_a_bucket_does_not_rewrite_its_close() -> None
     # interval, so the reading at 659 s stays the close.
     assert not history.observe(A, 150.0, 650.0)
     assert history.window(720.0) == {A: {10: 101.0}}
+
+
+@pytest.mark.parametrize("interval_s", [1e-300, 1e-3, 1e300, 86_400.0 * 2])
+def test_an_interval_no_clock_can_bucket_is_refused_by_the_policy(interval_s: float) -> None:
+    # 1e-300 s: now / interval overflows to infinity, and every mark the guard read raised
+    # OverflowError into the bot; 1e300 s: every reading in one bucket, never a return.
+    with pytest.raises(ConfigError, match=r"risk\.stress\.correlation_interval_s"):
+        Policy.build(
+            risk={
+                "stress": {"correlation_source": "estimated", "correlation_interval_s": interval_s}
+            }
+        )
+
+
+def test_a_reading_whose_bucket_is_not_a_number_is_not_recorded() -> None:
+    # The history on its own (no policy bounds): a time over an interval that overflows has
+    # no bucket; the reading is dropped, not raised into whoever read the mark.
+    history = PriceHistory(interval_s=1e-300, max_buckets=10)
+    assert not history.observe(A, 100.0, 1.7e9)
+    with pytest.raises(ValueError, match="no bucket of 1e-300 s holds the time"):
+        history.window(1.7e9)
