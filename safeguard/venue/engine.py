@@ -1819,7 +1819,8 @@ class Venue:
         """Change ``symbol``'s funding interval (Binance moves a symbol between 8, 4 and 1
         hours when its funding hits the cap). ``fundingInfo`` shows the new
         ``fundingIntervalHours`` and the next funding time (``premiumIndex``, the markPrice
-        stream's ``T``) moves to the first boundary of the new interval."""
+        stream's ``T``) moves to the first boundary of the new interval; a funding time already
+        reached and not yet settled is settled first."""
         if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= 24:
             raise ValueError(
                 f"funding interval must be a whole number of hours in 1..24, got {hours!r}"
@@ -1829,7 +1830,11 @@ class Venue:
             spec = _replace(m.spec, funding_interval_s=hours * 3600.0)
             m.spec = spec
             self._specs[symbol] = spec
-            m.next_funding = next_funding_time(self._now_time(), spec.funding_interval_s)
+            now = self._now_time()
+            # A funding time the clock has reached but no step has settled yet is still paid
+            # (at the next step, which schedules the one after on the new interval).
+            if m.next_funding > now:
+                m.next_funding = next_funding_time(now, spec.funding_interval_s)
 
     # --- the simulation step's parts --------------------------------------------------------
 

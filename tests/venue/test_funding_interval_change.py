@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from safeguard.testing import paper_account
+from safeguard.testing._paper import DEFAULT_START
 from safeguard.venue.faults import FaultPlan
 
 BTC = "BTC/USDT:USDT"
@@ -60,3 +61,23 @@ def test_an_interval_that_is_not_whole_hours_in_a_day_is_refused(hours: object) 
         FaultPlan.model_validate(
             {"rules": [{"kind": "set_funding_interval", "symbol": "BTCUSDT", "hours": hours}]}
         )
+
+
+def test_a_funding_time_already_reached_is_still_paid_when_the_interval_changes() -> None:
+    # The clock stands on 08:00 but the step grid (every 5 s from 07:59:29) has not reached
+    # it: 08:00's funding is due and unsettled when the venue moves the symbol to 4 hours.
+    eight = DEFAULT_START + 8 * 3600.0
+    paper = paper_account(start=eight - 31.0)
+    try:
+        client = paper.client()
+        client.create_order(BTC, "market", "buy", 0.01)
+        paper.advance(31.0)
+        assert paper.clock.time() == eight
+        paper.venue.set_funding_interval("BTCUSDT", 4)
+        paper.advance(4 * 3600.0 + 10.0)
+        paid = [row["timestamp"] for row in client.fetch_funding_rate_history(BTC)]
+        assert paid[-2:] == [int(eight * 1000), int((eight + 4 * 3600.0) * 1000)]
+        income = client.fetch_funding_history(BTC)
+        assert [row["timestamp"] for row in income] == paid[-2:]
+    finally:
+        paper.close()
