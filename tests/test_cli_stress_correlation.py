@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from safeguard.cli import main
+from safeguard.risk.correlation import estimate_correlation
 from safeguard.testing import PaperAccount, paper_account
 from safeguard.venue import VenueConfig
 from safeguard.venue.config import Regime
@@ -143,3 +144,31 @@ def test_estimated_without_its_inputs_is_refused(
 ) -> None:
     assert main(["stress", str(_book(tmp_path)), *extra]) == 2
     assert problem in capsys.readouterr().err
+
+
+def test_the_bar_still_open_on_the_venue_is_not_a_return(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Four hours and 30 s on: the venue's last one-minute bar is half a minute old. Its close
+    # is the mark now, and a return ending there spans half an interval: the guard never
+    # counts one (its window is completed intervals), and the command must measure the same.
+    paper = paper_account(config=VenueConfig(index_correlation=0.5, jumps_per_day=0.0))
+    try:
+        paper.advance(4 * 3600.0 + 30.0)
+        server = paper.serve()
+        client = paper.http_client(server)
+        now_ms = int(paper.clock.time() * 1000)
+        closed: dict[str, dict[int, float]] = {}
+        for symbol in ("BTC/USDT:USDT", "ETH/USDT:USDT"):
+            bars = client.fetch_ohlcv(symbol, "1m", limit=241, params={"price": "mark"})
+            assert bars[-1][0] + 60_000 > now_ms  # the venue does serve the open bar
+            closed[symbol] = {bar[0] // 60_000: bar[4] for bar in bars if bar[0] + 60_000 <= now_ms}
+        expected = estimate_correlation(closed, fallback=0.8, min_samples=30, full_samples=120)
+        assert main(["stress", str(_book(tmp_path)), "--cascade", "--json", "--correlation",
+                     "estimated", "--venue", server.url]) in (0, 1)  # fmt: skip
+    finally:
+        paper.close()
+    (pair,) = json.loads(capsys.readouterr().out)["cascade"]["estimated_correlation"]["pairs"]
+    (want,) = expected.pairs
+    assert pair["returns"] == want.samples == 239
+    assert pair["measured"] == pytest.approx(want.measured, abs=1e-12)

@@ -233,9 +233,10 @@ def _run(args: argparse.Namespace) -> int:
 def estimate_from_klines(
     url: str, symbols: Sequence[str], config: StressConfig
 ) -> CorrelationEstimate:
-    """Each pair's correlation from the venue's mark-price klines: ``correlation_window`` bars
-    of ``correlation_interval_s`` (which must be a kline interval Binance serves). A symbol the
-    venue cannot answer for is an error (exit 2), never a silent fallback."""
+    """Each pair's correlation from the venue's mark-price klines: the last
+    ``correlation_window`` completed bars of ``correlation_interval_s`` (which must be a kline
+    interval Binance serves). A symbol the venue cannot answer for is an error (exit 2), never
+    a silent fallback."""
     import ccxt
 
     from safeguard.venue.client import configure
@@ -249,25 +250,43 @@ def estimate_from_klines(
         )
     exchange = configure(ccxt.binanceusdm({"timeout": 10_000}), url)
     interval_ms = int(config.correlation_interval_s * 1000)
+    try:
+        now_ms = exchange.fetch_time()
+    except ccxt.BaseError as exc:
+        raise ConfigError(
+            f"cannot read the time from {url}: {type(exc).__name__}: {exc}", key="--venue"
+        ) from None
+    if not _finite_number(now_ms):
+        raise ConfigError(f"{url} answered no time ({now_ms!r})", key="--venue")
     closes: dict[str, dict[int, float]] = {}
     for symbol in symbols:
         try:
+            # One more than the window: the last bar is still open (see below).
             bars = exchange.fetch_ohlcv(
-                symbol, timeframe, limit=config.correlation_window, params={"price": "mark"}
+                symbol, timeframe, limit=config.correlation_window + 1, params={"price": "mark"}
             )
         except ccxt.BaseError as exc:
             raise ConfigError(
                 f"cannot read {symbol}'s mark-price klines from {url}: {type(exc).__name__}: {exc}",
                 key="--venue",
             ) from None
-        # The estimator drops a close that is not a finite price > 0 (a broken bar cuts the
-        # returns around it); a bar whose open time is not a number is skipped here.
+        # Completed bars only, as the guard counts them: the bar still open closes on the
+        # mark now, and a return ending there spans part of an interval. The estimator drops
+        # a close that is not a finite price > 0 (a broken bar cuts the returns around it); a
+        # bar whose open time is not a number is skipped here.
         closes[symbol] = {
             int(bar[0]) // interval_ms: bar[4]
             for bar in bars
-            if isinstance(bar, list | tuple) and len(bar) > 4 and isinstance(bar[0], int | float)
+            if isinstance(bar, list | tuple)
+            and len(bar) > 4
+            and _finite_number(bar[0])
+            and bar[0] + interval_ms <= now_ms
         }
     return estimate_for_policy(closes, config, symbols)
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 _TIMEFRAMES = {60.0: "1m", 180.0: "3m", 300.0: "5m", 900.0: "15m", 1800.0: "30m", 3600.0: "1h"}
