@@ -442,18 +442,21 @@ def _estimated(
     verdict (a size search prices a dozen amounts on it)."""
     symbols = tuple(sorted({*(leg.symbol for leg in account.positions), symbol}))
     last = _last_estimate[0] if _last_estimate else None
-    if last is not None and last[0] is closes and last[1] == symbols and last[2] is limits.stress:
+    # Kept by value, never by identity: a caller may write new closes into the same mapping
+    # (comparing them costs a few microseconds; the estimate, a third of a millisecond).
+    if last is not None and last[1] == symbols and last[2] == limits.stress and last[0] == closes:
         return last[3]
     estimate = estimate_for_policy(closes, limits.stress, symbols)
-    _last_estimate[:] = [(closes, symbols, limits.stress, estimate)]
+    snapshot = {name: dict(series) for name, series in closes.items()}
+    _last_estimate[:] = [(snapshot, symbols, limits.stress, estimate)]
     return estimate
 
 
 _last_estimate: list[
-    tuple[Mapping[str, Mapping[int, float]], tuple[str, ...], object, CorrelationEstimate]
+    tuple[dict[str, dict[int, float]], tuple[str, ...], object, CorrelationEstimate]
 ] = []
-"""The last estimate with its key (one slot, replaced whole; the key's objects are held, so
-an ``is`` match is never a recycled id)."""
+"""The last estimate with its key: a copy of the closes it was made from (one slot, replaced
+whole)."""
 
 
 _last_grid: list[tuple[OrderBook, object, float, tuple[object, ...], str, StressGrid]] = []

@@ -72,8 +72,8 @@ def evaluate(
     by interval index (:meth:`safeguard.risk.correlation.PriceHistory.window`): the cascade
     measures its correlations from them under ``risk.stress.correlation_source = "estimated"``
     (a pair without enough falls back to ``cascade_correlation`` and warns
-    CORRELATION_FALLBACK); the same mapping handed in again is taken to hold the same
-    closes (the estimate is kept for it). ``open_interest`` gives each *other* held symbol's
+    CORRELATION_FALLBACK); the last estimate is kept for as long as the closes handed in are
+    equal to the ones it was made from. ``open_interest`` gives each *other* held symbol's
     open interest in quote currency: with ``risk.stress.crowd_leverage`` the cascade spreads a
     crowd over every symbol it moves, and one without it denies new exposure
     (MISSING_MARKET_DATA), as the order's own symbol without ``market.open_interest`` does."""

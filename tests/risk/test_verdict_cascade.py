@@ -226,6 +226,16 @@ def test_broken_closes_are_refused_or_cut_never_believed() -> None:
     assert Code.CORRELATION_FALLBACK in codes(verdict)
 
 
+def test_closes_updated_in_place_are_judged_on_what_they_hold_now() -> None:
+    # A caller keeping one dict of closes and writing the new interval into it: the second
+    # verdict must read the returns it is handed, not the estimate of the first call.
+    limits = estimated()
+    history = {SYMBOL: closes(60_000.0, WIGGLE), ETH: closes(ETH_MARK, WIGGLE)}
+    assert judge_hedged(limits, history).decision is Decision.ALLOW
+    history[ETH].update(closes(ETH_MARK, [-r for r in WIGGLE]))
+    assert judge_hedged(limits, history).decision is Decision.DENY
+
+
 # --- the crowd in every held symbol -----------------------------------------------------------
 
 ETH_THIN = DepthProfile(((0.01, 20.0), (0.02, 20.0)))
