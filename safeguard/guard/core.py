@@ -484,6 +484,11 @@ class GuardCore:
 
     @_last_now.setter
     def _last_now(self, now: float) -> None:
+        # A second or more behind the newest time is the clock stepping back (replies racing
+        # each other differ by far less): the time stands still here until the clock passes
+        # it again, and what is read meanwhile is later than it is stamped.
+        if self._now_seen - now >= _CLOCK_STEP_S:
+            self.gate.clock_stepped_back()
         self._now_seen = max(self._now_seen, now)
 
     # --- orders ---------------------------------------------------------------------------
@@ -1214,3 +1219,6 @@ __all__ = [
     "step",
     "woke",
 ]
+
+_CLOCK_STEP_S = 1.0
+"""A reply's time this far behind the newest one seen is the clock stepping back."""

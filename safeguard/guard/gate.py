@@ -498,6 +498,12 @@ class PreTradeGate:
                 depth[held] = DepthProfile.from_book(book)
         return depth
 
+    def clock_stepped_back(self) -> None:
+        """The clock went back: the marks read until it catches up are stamped earlier than
+        they are (the guard's time does not go back), so no return may span the jump."""
+        if self.cache.history is not None:
+            self.cache.history.clock_stepped_back()
+
     def correlation_estimate(self, symbols: Sequence[str], now: float) -> CorrelationEstimate:
         """The correlations the verdict's cascade would use between ``symbols`` now: measured
         from the marks the guard has seen (``risk.stress.correlation_source = "estimated"``),

@@ -234,7 +234,11 @@ class PriceHistory:
 
     A price that is not finite and positive is not recorded; a time before the symbol's last
     recorded reading (a clock that stepped back) is not recorded either, until the clock has
-    passed that reading again: a close is never rewritten by a reading stamped earlier.
+    passed that reading again: a close is never rewritten by a reading stamped earlier. Once
+    the clock has stepped back (a refused reading, or :meth:`clock_stepped_back` from a caller
+    whose own time stands still until the clock catches up), the buckets after the step hold
+    prices from later than their place says: each symbol's first reading recorded after it
+    drops the close just before its bucket, so no return spans the jump.
 
     :meth:`window` hands out *completed* buckets only: the current one's close is not final
     (and its return would span part of an interval). So a window changes once per interval,
@@ -248,6 +252,8 @@ class PriceHistory:
     """Per symbol, the time of the last recorded reading."""
     _newest: int | None = None
     """The latest bucket a reading or a window has reached."""
+    _after_step: set[str] = field(default_factory=set)
+    """Symbols whose next recorded reading follows a step back of the clock."""
     revision: int = 0
     """Bumped by a reading into a bucket some window may already have handed out as complete
     (only a clock that stepped back does that): a window memoised on ``(bucket, revision)``
@@ -275,10 +281,15 @@ class PriceHistory:
             return False  # no bucket holds it (an interval too small for this time)
         last = self._last_seen.get(symbol)
         if last is not None and now < last:
-            return False  # our clock stepped back: this reading's place in time is unknown
+            self.clock_stepped_back()  # this reading's place in time is unknown
+            return False
         self._last_seen[symbol] = now
         bucket = self.bucket(now)
         closes = self._closes.setdefault(symbol, {})
+        if symbol in self._after_step:
+            self._after_step.discard(symbol)
+            if closes.pop(bucket - 1, None) is not None:
+                self.revision += 1  # a window already handed out may hold that close
         closes[bucket] = float(price)
         if len(closes) > self.max_buckets + 1:
             oldest = bucket - self.max_buckets - 1
@@ -286,6 +297,11 @@ class PriceHistory:
                 del closes[stale]
         self._reach(bucket)
         return True
+
+    def clock_stepped_back(self) -> None:
+        """The clock went back (seen here, or by whoever stamps the readings): each symbol's
+        next recorded reading is later than its bucket says, and drops the close before it."""
+        self._after_step.update(self._closes)
 
     def _reach(self, bucket: int) -> None:
         if self._newest is None or bucket > self._newest:

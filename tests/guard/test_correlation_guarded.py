@@ -171,3 +171,43 @@ def test_a_frozen_feed_falls_back_instead_of_reading_no_correlation(
     assert pair.fallback_reason is not None
     assert ETH in pair.fallback_reason
     assert "did not vary" in pair.fallback_reason
+
+
+class SteppedClock:
+    """The host's wall clock: the venue's time plus ``offset`` (set negative to step it
+    back, as an NTP correction does)."""
+
+    def __init__(self, paper: PaperAccount) -> None:
+        self.paper = paper
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return self.paper.clock.time() + self.offset
+
+    def monotonic(self) -> float:
+        return self.paper.clock.time()
+
+
+def test_a_clock_stepped_back_leaves_no_return_spanning_the_jump(
+    accounts: list[PaperAccount], tmp_path: Path
+) -> None:
+    ex, paper = guarded(accounts, tmp_path, venue(0.9))
+    host = SteppedClock(paper)
+    ex.runtime.clock = host  # the guard reads time here; the venue keeps its own
+    seen = poll_marks(ex, paper, 90, (BTC, ETH))  # venue minutes 0..89, host the same
+    host.offset = -45 * MINUTE
+    # Host minutes 45..134 over venue minutes 90..179. The guard's time does not go back: it
+    # stands at minute 89 until the host passes it, so venue minutes 90..134 all land in
+    # bucket 89 (the last, 134, stays its close), and from host minute 90 on the buckets run
+    # 45 venue minutes late.
+    later = poll_marks(ex, paper, 90, (BTC, ETH))
+    estimate = ex.runtime.view.correlation_estimate((BTC, ETH), host.time())
+    (pair,) = estimate.pairs
+    # Every return the guard measured is one venue minute long: minutes 1..87 before the
+    # step and 135..179 after it (bucket 88's close, before the jump, is given up).
+    venue_minutes = {s: {**seen[s], **{90 + m: p for m, p in later[s].items()}} for s in seen}
+    kept = {
+        s: {m: p for m, p in c.items() if m <= 87 or m >= 134} for s, c in venue_minutes.items()
+    }
+    assert pair.samples == 87 + 45
+    assert pair.measured == pytest.approx(measured(kept, BTC, ETH), abs=1e-12)

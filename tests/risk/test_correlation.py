@@ -330,3 +330,24 @@ def test_a_reading_whose_bucket_is_not_a_number_is_not_recorded() -> None:
     assert not history.observe(A, 100.0, 1.7e9)
     with pytest.raises(ValueError, match="no bucket of 1e-300 s holds the time"):
         history.window(1.7e9)
+
+
+def test_after_a_step_back_no_return_spans_the_jump() -> None:
+    history = PriceHistory(interval_s=60.0, max_buckets=20)
+    for k in range(5):
+        history.observe(A, 100.0 + k, 60.0 * k)
+        history.observe(B, 10.0 + k, 60.0 * k)
+    assert not history.observe(A, 999.0, 60.0)  # refused: the clock is back at bucket 1
+    # Caught up: bucket 5 holds a price from later than bucket 4's neighbour. The close
+    # before it goes, for both symbols (B was not read during the step, its axis moved too).
+    seen = history.revision
+    assert history.observe(A, 200.0, 300.0)
+    assert history.observe(B, 20.0, 300.0)
+    assert history.revision == seen + 2
+    assert history.window(360.0) == {
+        A: {0: 100.0, 1: 101.0, 2: 102.0, 3: 103.0, 5: 200.0},
+        B: {0: 10.0, 1: 11.0, 2: 12.0, 3: 13.0, 5: 20.0},
+    }
+    # Only the first reading after the step: the returns go on from there.
+    assert history.observe(A, 201.0, 360.0)
+    assert 5 in history.window(420.0)[A]
