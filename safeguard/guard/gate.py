@@ -577,6 +577,12 @@ class PreTradeGate:
         read = cache.funding_intervals.get(symbol)
         interval_s = read.value if read is not None else _interval_seconds(f.get("interval"))
         next_funding = f.get("fundingTimestamp") or f.get("nextFundingTimestamp")
+        if funding is not None and (read is None or funding.fetched >= read.fetched):
+            # The funding read is the newer: its next funding time is the schedule the venue
+            # serves now, which a venue that changed the interval since moves off the old one.
+            interval_s = _interval_on_schedule(
+                interval_s, next_funding, funding.venue_time or funding.fetched
+            )
         return MarketSnapshot(
             symbol=symbol,
             mark=_positive(f.get("markPrice")),
@@ -1038,6 +1044,34 @@ def _interval_symbols(send: Send, value: Any) -> list[str]:
     if send.method == "fetch_funding_interval":
         return [str(send.args[0])] if send.args else []
     return [s for s in value if isinstance(s, str)] if isinstance(value, Mapping) else []
+
+
+def _interval_on_schedule(interval_s: float, next_funding_ms: Any, at: float) -> float:
+    """``interval_s``, unless the venue's next funding time (read at ``at``) cannot be on it:
+    off its grid (the venue shortened the interval) or further than one interval ahead (it
+    lengthened it). Then the longest whole-hour interval that fits, Binance's 8, 4, 2 or 1
+    hours (none fits: ``interval_s``, and the verdict judges the schedule stale)."""
+    next_s = _finite(next_funding_ms)
+    if next_s is None:
+        return interval_s
+    next_s /= 1000.0
+
+    def fits(candidate: float) -> bool:
+        # Funding times are whole hours on the venue's clock; a millisecond's rounding is not
+        # another schedule, nor a reply a second older than its stamp.
+        offset = next_s % candidate
+        on_grid = min(offset, candidate - offset) < 1e-3
+        return on_grid and next_s - at <= candidate + _SCHEDULE_SLACK_S
+
+    if fits(interval_s):
+        return interval_s
+    for hours in (8, 4, 2, 1):
+        if fits(hours * 3600.0):
+            return hours * 3600.0
+    return interval_s
+
+
+_SCHEDULE_SLACK_S = 1.0
 
 
 def _interval_seconds(interval: Any) -> float:
