@@ -172,3 +172,22 @@ def test_the_bar_still_open_on_the_venue_is_not_a_return(
     (want,) = expected.pairs
     assert pair["returns"] == want.samples == 239
     assert pair["measured"] == pytest.approx(want.measured, abs=1e-12)
+
+
+def test_a_venue_with_too_few_bars_falls_back_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A venue five minutes old with no seeded history: four completed bars, four returns.
+    paper = paper_account(config=VenueConfig(kline_history=0))
+    try:
+        paper.advance(300.0)
+        server = paper.serve()
+        code = main(["stress", str(_book(tmp_path)), "--cascade", "--json", "--correlation",
+                     "estimated", "--venue", server.url])  # fmt: skip
+    finally:
+        paper.close()
+    assert code in (0, 1)
+    (pair,) = json.loads(capsys.readouterr().out)["cascade"]["estimated_correlation"]["pairs"]
+    assert pair["measured"] is None
+    assert pair["correlation"] == 0.8  # the policy's cascade_correlation
+    assert pair["fallback_reason"] == "4 common returns, 30 needed"
