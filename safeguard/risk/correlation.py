@@ -137,11 +137,15 @@ def estimate_correlation(
     full_samples: int,
     toward_one: float = 0.0,
     symbols: Iterable[str] | None = None,
+    known: Mapping[tuple[str, str], PairEstimate] | None = None,
 ) -> CorrelationEstimate:
     """Each pair of ``symbols`` (default: every symbol of ``prices``) from its common returns.
 
     ``prices`` maps a symbol to its closes by bucket index (:meth:`PriceHistory.window`).
     See the module's description for the fallback, the shrinkage and ``toward_one``.
+    ``known``: pairs (keyed ``(a, b)`` with ``a < b``) already estimated from these same
+    prices and settings, taken as they are (the pairs grow as the square of the symbols: a
+    caller judging orders in many symbols against one set of prices measures each pair once).
     """
     rho_fallback = _inputs.number("fallback", fallback)
     if not -1.0 <= rho_fallback <= 1.0:
@@ -157,11 +161,21 @@ def estimate_correlation(
         raise ValueError(f"toward_one must be in [0, 1], got {toward_one!r}")
     # Sorted: each pair is named one way (``a < b``) whatever order the symbols came in.
     names = sorted(set(prices if symbols is None else symbols))
-    returns = {name: log_returns(prices.get(name, {})) for name in names}
+    reuse = known or {}
+    returns: dict[str, dict[int, float]] = {}
+
+    def returns_of(name: str) -> dict[int, float]:
+        if name not in returns:
+            returns[name] = log_returns(prices.get(name, {}))
+        return returns[name]
+
     estimates: list[PairEstimate] = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            estimates.append(_pair(a, b, returns[a], returns[b], rho_fallback, least, full, stress))
+            pair = reuse.get((a, b))
+            if pair is None:
+                pair = _pair(a, b, returns_of(a), returns_of(b), rho_fallback, least, full, stress)
+            estimates.append(pair)
     correlation = Correlation(rho_fallback, {(e.a, e.b): e.rho for e in estimates})
     return CorrelationEstimate(correlation, tuple(estimates), rho_fallback)
 
@@ -170,6 +184,7 @@ def estimate_for_policy(
     closes: Mapping[str, Mapping[int, float]],
     config: StressConfig,
     symbols: Iterable[str],
+    known: Mapping[tuple[str, str], PairEstimate] | None = None,
 ) -> CorrelationEstimate:
     """:func:`estimate_correlation` with the policy's settings (``risk.stress``): what the
     verdict's cascade uses and what the guard reports."""
@@ -180,6 +195,7 @@ def estimate_for_policy(
         full_samples=config.correlation_full_samples,
         toward_one=config.correlation_toward_one,
         symbols=symbols,
+        known=known,
     )
 
 

@@ -35,7 +35,7 @@ from safeguard.risk.cascade import (
     CrowdPosition,
     crowd_from_open_interest,
 )
-from safeguard.risk.correlation import CorrelationEstimate, estimate_for_policy
+from safeguard.risk.correlation import CorrelationEstimate, PairEstimate, estimate_for_policy
 from safeguard.risk.fills import FillTerms, effective_price
 from safeguard.risk.funding import FundingEstimate
 from safeguard.risk.liquidation import (
@@ -438,25 +438,28 @@ def _estimated(
     closes: Mapping[str, Mapping[int, float]],
 ) -> CorrelationEstimate:
     """Every pair among the held symbols and the order's, from their recent closes. A guard
-    hands the same closes until an interval completes: one estimate per interval, not per
-    verdict (a size search prices a dozen amounts on it)."""
+    hands the same closes until an interval completes: each pair is measured once per
+    interval, not per verdict (a size search prices a dozen amounts on it, and a bot trading
+    many symbols brings a new order symbol to the same held ones)."""
     symbols = tuple(sorted({*(leg.symbol for leg in account.positions), symbol}))
     last = _last_estimate[0] if _last_estimate else None
     # Kept by value, never by identity: a caller may write new closes into the same mapping
-    # (comparing them costs a few microseconds; the estimate, a third of a millisecond).
-    if last is not None and last[1] == symbols and last[2] == limits.stress and last[0] == closes:
-        return last[3]
-    estimate = estimate_for_policy(closes, limits.stress, symbols)
-    snapshot = {name: dict(series) for name, series in closes.items()}
-    _last_estimate[:] = [(snapshot, symbols, limits.stress, estimate)]
+    # (comparing them costs microseconds; a pair's estimate, a tenth of a millisecond).
+    if last is not None and last[1] == limits.stress and last[0] == closes:
+        snapshot, known = last[0], last[2]
+    else:
+        snapshot, known = {name: dict(series) for name, series in closes.items()}, {}
+    estimate = estimate_for_policy(closes, limits.stress, symbols, known=known)
+    pairs = {**known, **{(pair.a, pair.b): pair for pair in estimate.pairs}}
+    _last_estimate[:] = [(snapshot, limits.stress, pairs)]
     return estimate
 
 
 _last_estimate: list[
-    tuple[dict[str, dict[int, float]], tuple[str, ...], object, CorrelationEstimate]
+    tuple[dict[str, dict[int, float]], object, dict[tuple[str, str], PairEstimate]]
 ] = []
-"""The last estimate with its key: a copy of the closes it was made from (one slot, replaced
-whole)."""
+"""The pairs estimated from the last closes, with a copy of those closes and the settings
+(one slot, replaced whole)."""
 
 
 _last_grid: list[tuple[OrderBook, object, float, tuple[object, ...], str, StressGrid]] = []

@@ -19,6 +19,7 @@ from safeguard.risk.cascade import (
     run_cascade,
 )
 from safeguard.risk.correlation import (
+    PairEstimate,
     PriceHistory,
     estimate_correlation,
     log_returns,
@@ -351,3 +352,19 @@ def test_after_a_step_back_no_return_spans_the_jump() -> None:
     # Only the first reading after the step: the returns go on from there.
     assert history.observe(A, 201.0, 360.0)
     assert 5 in history.window(420.0)[A]
+
+
+def test_known_pairs_are_taken_as_they_are_and_the_rest_measured() -> None:
+    prices = {
+        A: closes(100.0, WIGGLE),
+        B: closes(100.0, [-r for r in WIGGLE]),
+        C: closes(100.0, WIGGLE),
+    }
+    fresh = estimate_correlation(prices, fallback=CONFIGURED, min_samples=30, full_samples=120)
+    given = PairEstimate(A, B, 0.25, 0.25, 7, 1.0)
+    reused = estimate_correlation(
+        prices, fallback=CONFIGURED, min_samples=30, full_samples=120, known={(A, B): given}
+    )
+    assert reused.pairs[0] is given
+    assert reused.correlation.rho(A, B) == 0.25
+    assert reused.pairs[1:] == fresh.pairs[1:]  # A~C and B~C measured as ever

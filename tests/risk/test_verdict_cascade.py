@@ -236,6 +236,22 @@ def test_closes_updated_in_place_are_judged_on_what_they_hold_now() -> None:
     assert judge_hedged(limits, history).decision is Decision.DENY
 
 
+def test_a_verdict_on_kept_pairs_reads_as_a_fresh_one() -> None:
+    # Closes with a third symbol the order does not touch: its pairs are measured (or not)
+    # apart; the second verdict takes BTC~ETH from the first and must say what a verdict
+    # on those two symbols' closes alone says.
+    limits = estimated()
+    history = {
+        SYMBOL: closes(60_000.0, WIGGLE),
+        ETH: closes(ETH_MARK, [-r for r in WIGGLE]),
+        "SOL/USDT:USDT": closes(150.0, WIGGLE),
+    }
+    alone = {SYMBOL: history[SYMBOL], ETH: history[ETH]}
+    fresh = breach(judge_hedged(estimated(), alone))["correlation"]
+    for _ in range(2):
+        assert breach(judge_hedged(limits, history))["correlation"] == fresh
+
+
 # --- the crowd in every held symbol -----------------------------------------------------------
 
 ETH_THIN = DepthProfile(((0.01, 20.0), (0.02, 20.0)))
