@@ -271,6 +271,43 @@ def test_a_thin_book_between_the_mark_and_the_stop_warns_under_its_cover(
     assert fired[names(fired).index("THIN_BOOK")].value == pytest.approx(cover, rel=1e-6)
 
 
+def thin_to_liquidation(measured: list[float]) -> Script:
+    """A 50x isolated long of 0.5 BTC with no stop: its exit is its liquidation, 2 % or so
+    under the mark; the book between them is read, the venue's liquidation price kept."""
+
+    def script(ex: Any, paper: PaperAccount) -> None:
+        ex.set_margin_mode("isolated", SYMBOL)
+        ex.set_leverage(50, SYMBOL)
+        ex.create_order(SYMBOL, "market", "buy", 0.5)
+        paper.advance(1)
+        ex.fetch_balance()
+        (position,) = [p for p in ex.fetch_positions([SYMBOL]) if p["contracts"]]
+        liquidation = float(position["liquidationPrice"])
+        book = ex.fetch_order_book(SYMBOL, 1000)
+        mark = float(ex.fetch_funding_rate(SYMBOL)["markPrice"])
+        inside = sum(size for price, size in book["bids"] if liquidation <= price <= mark)
+        measured.append(inside / 0.5)
+
+    return script
+
+
+def test_a_thin_book_between_the_mark_and_the_liquidation_warns_under_its_cover(
+    accounts: list[PaperAccount], tmp_path: Path
+) -> None:
+    measured: list[float] = []
+    run(accounts, tmp_path, {"thin_book_cover": None}, thin_to_liquidation(measured))
+    cover = measured[-1]
+    assert cover > 0.0
+    quiet = {"thin_book_cover": cover * 0.999, "mark_index_gap_pct": None}
+    assert "THIN_BOOK" not in names(run(accounts, tmp_path, quiet, thin_to_liquidation([]))[0])
+    over = {"thin_book_cover": cover * 1.001, "mark_index_gap_pct": None}
+    fired, _, _ = run(accounts, tmp_path, over, thin_to_liquidation([]))
+    assert "THIN_BOOK" in names(fired)
+    warning = fired[names(fired).index("THIN_BOOK")]
+    assert warning.value == pytest.approx(cover, rel=1e-6)
+    assert "exit" in warning.message
+
+
 def stale_book(ex: Any, paper: PaperAccount) -> None:
     """A long with its stop 3 % under the mark and the book read once; then the price falls
     2 % and only the mark is read again: the book held is from before the fall."""
