@@ -226,6 +226,11 @@ class Gate(Protocol):
         """A denial decided outside the verdict (the kill switch's): the same full verdict."""
         ...
 
+    def clock_stepped_back(self) -> None:
+        """A reply's time was behind one already seen: the core's time stands still until the
+        clock catches up, and what is read meanwhile is later than it is stamped."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
