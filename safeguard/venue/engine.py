@@ -137,6 +137,8 @@ class Venue:
         self._default_isolated = cfg.default_margin_type == ISOLATED
         self._start = self.clock.time()
         self._now = self._start
+        self._synced_to = self._start
+        """The clock's time at the last :meth:`sync` (when listeners last heard time move)."""
         self._stepping = False
         self._m: dict[str, MarketState] = {}
         # Only with a correlation: the default venue's draws stay exactly what they were.
@@ -270,8 +272,13 @@ class Venue:
                     self._step(start + k * step, step)
             finally:
                 self._stepping = False
-            if due > done and self._listeners:
-                self._notify(MarketStepped(self._now))
+            # Listeners hear time move, not only steps: the streams' periods run on the
+            # venue's clock (the mark each second, klines each 250 ms) finer than a step, and
+            # in process nothing else publishes what fell due until a socket's idle poll.
+            moved = now > self._synced_to
+            self._synced_to = max(self._synced_to, now)
+            if (due > done or moved) and self._listeners:
+                self._notify(MarketStepped(now))
 
     def _step(self, t: float, dt: float) -> None:
         self._now = t

@@ -261,8 +261,8 @@ class MarginCall:
 
 @dataclass(frozen=True, slots=True)
 class MarketStepped:
-    """The market moved (one or more simulation steps, the last at ``time``): what streams
-    publish from may have changed."""
+    """The venue's time moved to ``time`` (running any simulation steps that fell due): what
+    streams publish from may have changed, prices or the periods on the venue's clock."""
 
     time: float
 

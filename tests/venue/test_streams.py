@@ -330,6 +330,23 @@ def test_market_payloads_carry_the_venues_figures(dialect: Dialect, venue: Venue
     assert kline["k"]["c"] == ticker["lastPrice"]
 
 
+def test_time_moving_within_a_step_publishes_what_fell_due_at_once(
+    dialect: Dialect, venue: Venue
+) -> None:
+    """The mark's 1 s cadence is finer than the engine's step: advancing the venue by 1 s
+    (no step falls due) still publishes that second's mark, without waiting for anyone's tick
+    (in process, a socket's tick is a 0.1 s wall-clock poll: the event would wait for it)."""
+    session = dialect.streams.connect("/market/ws")
+    subscribe(dialect, session, "btcusdt@markPrice@1s")
+    venue.advance(STEP_S)
+    dialect.tick()
+    drain(session)
+    for _ in range(int(STEP_S) - 1):
+        venue.advance(1.0)
+        [mark] = data(drain(session))
+        assert mark["E"] == int(venue.clock.time() * 1000)
+
+
 def test_a_kline_is_closed_when_its_interval_ends(dialect: Dialect, venue: Venue) -> None:
     session = dialect.streams.connect("/market/ws")
     subscribe(dialect, session, "btcusdt@kline_1m")
