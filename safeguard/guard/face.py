@@ -241,7 +241,9 @@ class Face:
             def call() -> Any:
                 return attr(*args, **kwargs)
 
-            return await feed(view, name, args, kwargs, call, self._now, self._stream_reads)
+            return await feed(
+                view, name, args, kwargs, call, self._now, self._stream_reads, self._raw
+            )
 
         watch.__name__ = name
         return watch

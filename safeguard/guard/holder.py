@@ -15,6 +15,12 @@ brings goes through the same path as the user's own ``watch_*`` calls (:func:`fe
   the order path little. The reads the view has due after a message run on the blocking
   guarded exchange in the loop's default executor, so a slow read never stalls the streams.
 
+A loop watches again the moment its watch answers: the reads the view has due after a message
+are handed to one reader task and never awaited by the loop. ccxt.pro resolves only a watch
+that is waiting when a message arrives; a loop still busy reading when the next message came
+would miss it, and the view would wait a whole period of that stream (for ever on a clock that
+moves only when told to) for the one after.
+
 A loop whose watch raises (a disconnect, a depth gap, an expired listen key) logs it and
 watches again after ``retry_s``; the view meanwhile shows the break (the verdict denies on it).
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +38,7 @@ import ccxt
 
 from safeguard._log import logger
 from safeguard.guard.core import Send
+from safeguard.guard.streams import ACCOUNT, feed_of, forget_dead_listen_key
 
 if TYPE_CHECKING:
     from safeguard.guard.gate import PreTradeGate
@@ -49,16 +57,21 @@ async def feed(
     call: Callable[[], Any],
     now: Callable[[], float],
     reads: Reads,
+    client: Any = None,
 ) -> Any:
-    """One watch call through the view: ``call()`` is the raw watch; its answer goes to the
-    view (and is returned), its failure breaks its feed (and is raised); the reads the view
-    has due after the message are made through ``reads``, on the stream's path."""
+    """One watch call through the view: ``call()`` is the raw watch (of ``client``, the
+    ccxt.pro exchange); its answer goes to the view (and is returned), its failure breaks its
+    feed (and is raised); the reads the view has due after the message are made through
+    ``reads``, on the stream's path. A user-data watch that failed on a dead listen key has
+    ccxt ask for a new key on the next watch (:func:`forget_dead_listen_key`)."""
     view.watch_started(name, args, kwargs, now())
     try:
         result = call()  # ccxt.pro's watches return a coroutine or a future
         value = await result if inspect.isawaitable(result) else result
     except Exception as exc:
         view.stream_failed(name, args, kwargs, exc, now())
+        if client is not None and feed_of(name) == ACCOUNT:
+            forget_dead_listen_key(client, exc)
         raise
     finally:
         view.watch_ended(name, args, kwargs)
@@ -95,6 +108,8 @@ class StreamHolder:
         self.retry_s = retry_s
         self.account = account
         self.tasks: list[asyncio.Task[None]] = []
+        self._due_reads: deque[list[Send]] = deque()
+        self._reader: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -115,7 +130,10 @@ class StreamHolder:
         method = getattr(self.client, name)
         while not self._stopping:
             try:
-                await feed(self.view, name, args, {}, lambda: method(*args), self.now, self.reads)
+                await feed(
+                    self.view, name, args, {}, lambda: method(*args), self.now, self._hand_over,
+                    self.client,
+                )  # fmt: skip
             except asyncio.CancelledError:
                 raise
             except ccxt.BaseError as exc:
@@ -125,13 +143,41 @@ class StreamHolder:
                 logger.exception("held stream {}{} failed, watching again", name, args)
                 await asyncio.sleep(self.retry_s)
 
+    async def _hand_over(self, sends: list[Send]) -> None:
+        """The reads due after a message, to the reader task (started if idle); returns at
+        once, without yielding, so the loop's next watch is waiting before any new message
+        can be handled."""
+        if not sends or self._stopping:
+            return
+        self._due_reads.append(sends)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.ensure_future(self._read_due())
+
+    async def _read_due(self) -> None:
+        """Make the handed-over reads, one batch after another (never two at once)."""
+        while self._due_reads and not self._stopping:
+            sends = self._due_reads.popleft()
+            try:
+                await self.reads(sends)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The verdict denies on what stays missing; the streams go on regardless.
+                logger.exception("the held streams' reads failed")
+
+    async def _stop(self) -> None:
+        self._stopping = True
+        self._due_reads.clear()
+        tasks = [*self.tasks, *([self._reader] if self._reader is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.tasks.clear()
+        self._reader = None
+
     async def aclose(self) -> None:
         """Stop the loops (the async face); the client stays the caller's to close."""
-        self._stopping = True
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.tasks.clear()
+        await self._stop()
 
     # --- the background thread (the sync face) -----------------------------------------------
 
@@ -147,6 +193,7 @@ class StreamHolder:
             started.set()
             try:
                 loop.run_until_complete(asyncio.gather(*self.tasks, return_exceptions=True))
+                loop.run_until_complete(self._stop())  # the reader, if it is still reading
             finally:
                 try:
                     loop.run_until_complete(self.client.close())

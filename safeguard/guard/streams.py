@@ -170,6 +170,32 @@ def mark_as_funding(ticker: Mapping[str, Any], old: Mapping[str, Any] | None) ->
     return merged
 
 
+def forget_dead_listen_key(client: Any, error: Exception) -> bool:
+    """After a user-data watch failed on a listen key the venue no longer knows (it expired,
+    or was closed), make ccxt.pro ask for a new one on its next watch.
+
+    ccxt keeps its listen key until its own refresh, 20 minutes of wall time after it was
+    made; until then every watch on the user-data stream fails again on the dead key, and new
+    exposure stays denied (the account cannot be streamed). Forgetting the key the way ccxt's
+    own keep-alive does when its renewal fails (``listenKey`` None, ``lastAuthenticatedTime``
+    0) makes the next watch post for a key (Binance answers the account's live one if it has
+    one, else a new one) and open the stream on it. Only for an error naming the listen key:
+    any other failure keeps the key, and so costs no request. Returns whether a key was
+    forgotten."""
+    if "listenkey" not in str(error).lower():
+        return False
+    options = getattr(client, "options", None)
+    if not isinstance(options, dict):
+        return False
+    forgot = False
+    for bucket in options.values():
+        if isinstance(bucket, dict) and bucket.get("listenKey") is not None:
+            bucket["listenKey"] = None
+            bucket["lastAuthenticatedTime"] = 0
+            forgot = True
+    return forgot
+
+
 def venue_seconds(value: Any) -> float | None:
     """The venue's stamp on a watch answer (ccxt's ``timestamp``, ms), in seconds."""
     stamp = value.get("timestamp") if isinstance(value, Mapping) else None
@@ -186,6 +212,7 @@ __all__ = [
     "Liveness",
     "book_copy",
     "feed_of",
+    "forget_dead_listen_key",
     "mark_as_funding",
     "per_symbol",
     "venue_seconds",

@@ -299,10 +299,9 @@ async def test_a_broken_user_data_stream_denies_until_rest_reconciles_the_accoun
         verdict = await ex.preview(BTC, "market", "buy", 0.01)
         assert verdict.decision is Decision.DENY
         assert any("user-data stream broke" in m for m in _denials(verdict, "MISSING_ACCOUNT"))
-        if fault["kind"] == "listen_key_expire":
-            return  # ccxt keeps its expired key until its own refresh: denied until then
-        # The loop watched again; the next account event makes it live, and the account is
-        # read again over REST on the stream's path before a verdict trusts it.
+        # The loop watched again (after an expired listen key, on a new one: ccxt would keep
+        # the dead key for 20 minutes); the next account event makes it live, and the account
+        # is read again over REST on the stream's path before a verdict trusts it.
         paper.clear_faults()
         await _step(ex, paper, 2.5, "mark", "ticker")
         reads.seen.clear()

@@ -73,6 +73,18 @@ def _heard_since(ex: Any, since: float, *feeds: str) -> bool:
     )
 
 
+def _heard_at(ex: Any, venue_time: float, *feeds: str) -> bool:
+    """Each feed's last message is the venue's of ``venue_time`` or later (and it is not
+    broken)."""
+    live = ex.runtime.view.cache.feeds
+    return all(
+        (feed, BTC) in live
+        and (live[(feed, BTC)].venue_time or 0.0) >= venue_time
+        and live[(feed, BTC)].broken is None
+        for feed in feeds
+    )
+
+
 def _wait(condition: Callable[[], bool], what: str, state: Callable[[], Any] = str) -> None:
     give_up = time.monotonic() + HANG_S
     while time.monotonic() < give_up:
@@ -115,6 +127,56 @@ def test_a_sync_guard_holding_streams_on_a_thread_reads_nothing_on_the_order_pat
     assert not holder._thread.is_alive()
 
 
+def test_a_held_stream_misses_no_message_while_its_reads_are_in_flight(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    """The reads a message makes due (the tier table's schedule) run on the stream's path;
+    a message that arrives while they are in flight still reaches the view. Here the tier
+    read takes 5 s of the venue's time, and the mark, book and ticker of that moment are
+    published while it is in flight: if the loop that made the read only watched again after
+    it, ccxt.pro would resolve nobody with that moment's message, and the view would wait a
+    whole period (here for ever: the clock moves no more) for the next."""
+    ex = paper.guarded(_policy(), state_dir=tmp_path)
+    ex.load_markets()
+    holder = ex.hold_streams([BTC], paper.client(pro=True), account=False)
+    cache = ex.runtime.view.cache
+    try:
+        since = paper.clock.time()
+        paper.advance(1.0)
+        _wait(lambda: _heard_since(ex, since, "mark"), "the held streams heard")
+        # The first message's reads (the tier table among them) are made before the read the
+        # fault slows down: that one is the schedule's next.
+        _wait(lambda: BTC in cache.tiers, "the first tier read", lambda: cache.feeds)
+        slow_from = paper.clock.time()
+        paper.set_faults(
+            {"rules": [{"kind": "latency", "endpoint": "GET /fapi/v1/leverageBracket",
+                        "ms": 5000, "count": 1}]}
+        )  # fmt: skip
+        for _ in range(60):
+            paper.advance(2.0)
+            now = paper.clock.time()
+            _wait(
+                lambda: _heard_at(ex, now, "mark", "ticker"),  # noqa: B023 (waited on here)
+                "the step heard",
+                lambda: cache.feeds,
+            )
+            if cache.stream_asked.get(("fetch_leverage_tiers", ()), 0.0) > slow_from:
+                break  # the stream's path is reading the tiers: the clock is the read's now
+        _wait(
+            lambda: BTC in cache.tiers and cache.tiers[BTC].fetched > slow_from,
+            "the stream's path read the tier table",
+        )
+        assert paper.faults_fired() == [1], "the tier read was not the slow one"
+        # The read moved the venue's clock 5 s on: that moment's messages reach the view.
+        _wait(
+            lambda: _heard_at(ex, paper.clock.time(), "mark", "ticker", "book"),
+            "the messages published during the read",
+            lambda: (paper.clock.time(), cache.feeds),
+        )
+    finally:
+        holder.close()
+
+
 def test_a_stall_on_loopback_held_streams_denies_new_exposure(
     paper: PaperAccount, tmp_path: Path
 ) -> None:
@@ -153,7 +215,9 @@ def test_a_stall_on_loopback_held_streams_denies_new_exposure(
         since = paper.clock.time()
         paper.advance(30.0)
         paper.dialect.tick()
-        _wait(lambda: _heard_since(ex, since, "mark"), "the streams resumed")
+        # Every feed the verdict judges: over loopback each is its own socket, and the mark's
+        # message may come before the book's and the ticker's.
+        _wait(lambda: _heard_since(ex, since, "mark", "ticker", "book"), "the streams resumed")
         assert ex.preview(BTC, "market", "buy", 0.01).decision is Decision.ALLOW
     finally:
         holder.close()
