@@ -8,6 +8,7 @@ report (HTML, PNG plots, the JSON-lines journal, ``summary.json``) is written to
     safeguard paper
     safeguard paper --seed 3 --duration 6h --symbols BTC/USDT:USDT,ETH/USDT:USDT --out report
     safeguard paper --strategy mybot:MyStrategy --faults plan.toml --policy safeguard.toml
+    safeguard paper --streams       # the built-in strategy written on watch_* (ccxt.pro)
 
 Exit codes: 0 the run finished; 2 bad input (a typo in a file, an unknown symbol). A bad
 ``--policy`` or ``--faults`` file raises ``ConfigError``, which ``safeguard`` prints (exit 2).
@@ -71,6 +72,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "symbols (default: the built-in TrendFollower)",
     )
     parser.add_argument(
+        "--streams",
+        action="store_true",
+        help="the built-in strategy written on watch_* (ccxt.pro streams; the guard's view "
+        "fed by the same streams) instead of the bar-polling TrendFollower",
+    )
+    parser.add_argument(
         "--http",
         action="store_true",
         help="serve the venue over loopback HTTP instead of in process",
@@ -98,7 +105,12 @@ def _run(args: argparse.Namespace) -> int:
     from safeguard.config import Policy
     from safeguard.paper.runner import PaperConfig, paper_policy, venue_symbol
     from safeguard.paper.scenario import default_plan
-    from safeguard.paper.strategy import TrendFollower, load_factory
+    from safeguard.paper.strategy import (
+        StrategyFactory,
+        StreamTrend,
+        TrendFollower,
+        load_factory,
+    )
     from safeguard.venue.faults import FaultPlan
 
     try:
@@ -114,7 +126,18 @@ def _run(args: argparse.Namespace) -> int:
                 "duration must be at least 10 minutes and hold at least 20 bars "
                 f"(got {args.duration:g} s with {bar_s:g} s bars)"
             )
-        factory = load_factory(args.strategy) if args.strategy else TrendFollower
+        if args.streams and args.strategy:
+            raise ValueError(
+                "--streams runs the built-in stream strategy; for your own, give --strategy "
+                "alone (a strategy whose on_bar is async runs on watch_*)"
+            )
+        factory: StrategyFactory = (
+            load_factory(args.strategy)
+            if args.strategy
+            else StreamTrend
+            if args.streams
+            else TrendFollower
+        )
     except ImportError as exc:
         print(
             f"safeguard paper: strategy {args.strategy!r} cannot be imported: {exc}",

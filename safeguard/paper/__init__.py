@@ -1,7 +1,8 @@
 """Paper trading: a strategy on the mock venue, guarded and naive side by side.
 
 ``safeguard paper`` runs :class:`~safeguard.paper.strategy.TrendFollower` (or your own
-strategy, see :mod:`safeguard.paper.strategy`) twice on simulated time, once through the
+strategy, see :mod:`safeguard.paper.strategy`; :class:`~safeguard.paper.strategy.StreamTrend`
+is one written on ``watch_*``) twice on simulated time, once through the
 guarded exchange and once through plain ccxt with naive retries, under the same seed and fault
 plan (:mod:`safeguard.paper.scenario`), and writes a report of what the guard changed::
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
         Bar,
         Strategy,
         StrategyFactory,
+        StreamStrategy,
+        StreamTrend,
         TrendFollower,
         load_factory,
     )
@@ -42,6 +45,8 @@ _HOMES = {
     "PaperResult": "session",
     "Strategy": "strategy",
     "StrategyFactory": "strategy",
+    "StreamStrategy": "strategy",
+    "StreamTrend": "strategy",
     "TrendFollower": "strategy",
     "default_plan": "scenario",
     "load_factory": "strategy",
@@ -61,6 +66,8 @@ __all__ = [
     "PaperResult",
     "Strategy",
     "StrategyFactory",
+    "StreamStrategy",
+    "StreamTrend",
     "TrendFollower",
     "default_plan",
     "load_factory",

@@ -4,7 +4,8 @@ Each record has ``t`` (simulated epoch seconds), ``run`` (``guarded`` or ``naive
 ``kind``; the other keys depend on the kind:
 
 ==============  ==================================================================================
-``start``       seed, duration_s, bar_s, symbols, wallet, transport, policy_version, faults
+``start``       seed, duration_s, bar_s, symbols, wallet, transport, streams (the strategy is
+                written on ``watch_*``), policy_version, faults
 ``bar``         i, equity, wallet, marks {symbol: mark}, positions {symbol: {amount, entry,
                 liquidation, stop}}, health (NORMAL / DEGRADED / SEVERE, guarded run only)
 ``order``       n (the strategy's n-th order), symbol, side, type, amount, stop, reduce_only,

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ccxt
+import ccxt.async_support
 
 from safeguard.clock import Clock
 from safeguard.paper.journal import RunJournal
@@ -50,6 +51,8 @@ class NaiveClient:
         self._attempts = attempts
         self._delay_s = float(delay_s)
         self._bans: set[str] = set()
+        # ccxt.pro and ccxt.async_support exchanges answer with coroutines.
+        self._asynchronous = isinstance(raw, ccxt.async_support.Exchange)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.exchange, name)
@@ -63,30 +66,54 @@ class NaiveClient:
         return call
 
     def _retrying(self, method: str, fn: Any, args: tuple[Any, ...], kwargs: Any) -> Any:
+        if self._asynchronous:
+            return self._retrying_async(method, fn, args, kwargs)
         for attempt in range(1, self._attempts + 1):
             try:
                 value = fn(*args, **kwargs)
             except ccxt.BaseError as exc:
-                self._failed(method, attempt, exc)
-                if attempt == self._attempts:
-                    raise
-                self._journal.write(
-                    self._clock.time(),
-                    "retry",
-                    method=method,
-                    attempt=attempt,
-                    delay_s=self._delay_s,
-                    reason="any-error",
-                    error_type=type(exc).__name__,
-                    resolve_first=False,
-                )
-                self._sleep(self._delay_s)
+                self._retry_or_raise(method, attempt, exc)
             else:
-                self._journal.write(
-                    self._clock.time(), "request", method=method, attempt=attempt, outcome="ok"
-                )
+                self._ok(method, attempt)
                 return value
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _retrying_async(
+        self, method: str, fn: Any, args: tuple[Any, ...], kwargs: Any
+    ) -> Any:
+        """The same loop for ccxt.pro / ``ccxt.async_support`` (a strategy on ``watch_*``);
+        the pause is the same simulated sleep."""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                value = await fn(*args, **kwargs)
+            except ccxt.BaseError as exc:
+                self._retry_or_raise(method, attempt, exc)
+            else:
+                self._ok(method, attempt)
+                return value
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _ok(self, method: str, attempt: int) -> None:
+        self._journal.write(
+            self._clock.time(), "request", method=method, attempt=attempt, outcome="ok"
+        )
+
+    def _retry_or_raise(self, method: str, attempt: int, exc: ccxt.BaseError) -> None:
+        """Journal the failed attempt; raise it if it was the last, else pause before the next."""
+        self._failed(method, attempt, exc)
+        if attempt == self._attempts:
+            raise exc
+        self._journal.write(
+            self._clock.time(),
+            "retry",
+            method=method,
+            attempt=attempt,
+            delay_s=self._delay_s,
+            reason="any-error",
+            error_type=type(exc).__name__,
+            resolve_first=False,
+        )
+        self._sleep(self._delay_s)
 
     def _failed(self, method: str, attempt: int, exc: Exception) -> None:
         now = self._clock.time()

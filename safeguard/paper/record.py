@@ -9,7 +9,8 @@ is how a duplicate shows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import ccxt
@@ -244,16 +245,32 @@ class OrderLog:
         before = self._known_orders(symbol)
         try:
             order = self._exchange.create_order(symbol, type, side, amount, price, params)
-        except OrderDenied as exc:
-            findings = [f.to_dict() for f in getattr(exc.verdict, "findings", ())]
-            self._write(record, "denied", exc.code, exc.reason, findings, before)
-            raise
         except (SafeguardError, ccxt.BaseError) as exc:
-            code = getattr(exc, "code", None)
-            self._write(record, "failed", str(code or exc.__class__.__name__), str(exc), [], before)
+            self._failed(record, exc, before)
+            raise
+        if inspect.isawaitable(order):  # an async exchange (a strategy on watch_*)
+            return self._placed_async(order, record, before)
+        self._write(record, "placed", None, None, [], before)
+        return order
+
+    async def _placed_async(
+        self, pending: Awaitable[Any], record: dict[str, Any], before: set[int]
+    ) -> Any:
+        try:
+            order = await pending
+        except (SafeguardError, ccxt.BaseError) as exc:
+            self._failed(record, exc, before)
             raise
         self._write(record, "placed", None, None, [], before)
         return order
+
+    def _failed(self, record: dict[str, Any], exc: Exception, before: set[int]) -> None:
+        if isinstance(exc, OrderDenied):
+            findings = [f.to_dict() for f in getattr(exc.verdict, "findings", ())]
+            self._write(record, "denied", exc.code, exc.reason, findings, before)
+            return
+        code = getattr(exc, "code", None)
+        self._write(record, "failed", str(code or exc.__class__.__name__), str(exc), [], before)
 
     def _known_orders(self, symbol: str) -> set[int]:
         orders = self._venue.all_orders(self._api_key, symbol=venue_symbol(symbol), limit=100)

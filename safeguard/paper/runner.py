@@ -18,14 +18,18 @@ hooks): the warnings the market provokes reach the report without changing what 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import inspect
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import ccxt
 
 from safeguard.clock import ManualClock
 from safeguard.config import Policy, TriggerConfig
@@ -58,6 +62,17 @@ API_SECRET = "paper-secret-0123456789abcdef"
 CLIENT_IP = "127.0.0.1"
 NAIVE_DELAY_S = 0.5
 NAIVE_ATTEMPTS = 6
+DELIVERY_TURNS = 10_000
+"""At most this many turns of the event loop for a bar's stream messages to be delivered (a
+stalled stream sends nothing: the strategy then decides without them)."""
+SETTLE_TURNS = 50
+"""Turns with nothing left to send before the strategy's turn: enough for ccxt.pro to parse
+the last message and the strategy's watch loops to take it."""
+LISTEN_KEY_REFRESH_S = 1200.0
+"""How often a stream run keeps its listen key alive, in the venue's time: ccxt.pro's own
+``listenKeyRefreshRate`` (20 minutes). ccxt times its keep-alive on the wall clock, and a
+paper run's hours pass in seconds of it, so without this the venue's key (an hour) would
+expire under every run longer than one."""
 
 
 @dataclass(frozen=True)
@@ -131,13 +146,19 @@ def paper_policy(base: Policy | None, state_dir: Path) -> Policy:
 # --- the raw ccxt clients ---------------------------------------------------------------------
 
 
-def _raw_client(venue: Venue, dialect: Dialect, server: VenueServer | None) -> Any:
+def _raw_client(
+    venue: Venue, dialect: Dialect, server: VenueServer | None, *, pro: bool = False
+) -> Any:
+    """The strategy's ccxt client on the run's venue: blocking, or ``ccxt.pro`` (``pro``)
+    for a strategy written on ``watch_*``."""
     if server is not None:
-        exchange = ccxt_client(server.url, API_KEY, API_SECRET, timeout_ms=CLIENT_TIMEOUT_MS)
+        exchange = ccxt_client(
+            server.url, API_KEY, API_SECRET, timeout_ms=CLIENT_TIMEOUT_MS, pro=pro
+        )
     else:
         # Injected latency is spent in simulated time, so the guard's latency figures see it.
         exchange = inprocess_client(dialect, API_KEY, API_SECRET, timeout_ms=CLIENT_TIMEOUT_MS,
-                                    on_latency=venue.advance)  # fmt: skip
+                                    on_latency=venue.advance, pro=pro)  # fmt: skip
     send = exchange.create_order
 
     def create_order(
@@ -183,10 +204,71 @@ def run_side(
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Run ``config.strategy`` on a fresh venue through the ``run`` client, journaling it."""
-    with _market(config) as (venue, dialect, clock, server), contextlib.ExitStack() as stack:
-        raw = _raw_client(venue, dialect, server)
-        recorder = Recorder(journal, venue, dialect, api_key=API_KEY, client_ip=CLIENT_IP)
+    """Run ``config.strategy`` on a fresh venue through the ``run`` client, journaling it.
+
+    A strategy whose ``on_bar`` is a coroutine function is written on ``watch_*``
+    (:class:`~safeguard.paper.strategy.StreamStrategy`): it trades through ccxt.pro on an
+    event loop of its own (guarded: the guarded async exchange, its view fed by the
+    strategy's own watches), bar for bar as the blocking strategies do."""
+    strategy = config.strategy(config.symbols)
+    if inspect.iscoroutinefunction(getattr(strategy, "on_bar", None)):
+        asyncio.run(_run_streamed(config, run, journal, strategy, progress))
+        return
+    with _Side(config, run, journal, pro=False) as side:
+        for index in range(config.bars):
+            bar = side.open_bar(index)
+            try:
+                strategy.on_bar(side.logged, bar)
+            except Exception as exc:
+                side.failed(index, exc)
+            side.close_bar(index, progress)
+        side.end()
+
+
+async def _run_streamed(
+    config: PaperConfig,
+    run: Run,
+    journal: RunJournal,
+    strategy: Any,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    with _Side(config, run, journal, pro=True) as side:
+        watching = asyncio.ensure_future(strategy.watch(side.logged))
+        try:
+            for index in range(config.bars):
+                bar = side.open_bar(index)
+                await side.keep_listen_key_alive()
+                await side.deliver()
+                try:
+                    await strategy.on_bar(side.logged, bar)
+                except Exception as exc:
+                    side.failed(index, exc)
+                side.close_bar(index, progress)
+            side.end()
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watching
+            await side.exchange.close()
+
+
+class _Side:
+    """One side's venue, client, recorder and bar bookkeeping: what the blocking and the
+    streamed bar loops share (only calling the strategy differs)."""
+
+    def __init__(self, config: PaperConfig, run: Run, journal: RunJournal, *, pro: bool) -> None:
+        self.config, self.run, self.journal, self.pro = config, run, journal, pro
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> _Side:
+        config, journal, stack = self.config, self.journal, self._stack
+        venue, dialect, clock, server = stack.enter_context(_market(config))
+        self.venue, self.dialect, self.clock = venue, dialect, clock
+        raw = self.raw = _raw_client(venue, dialect, server, pro=self.pro)
+        self._listen_key_kept = clock.time()
+        recorder = self.recorder = Recorder(
+            journal, venue, dialect, api_key=API_KEY, client_ip=CLIENT_IP
+        )
 
         def sleep(seconds: float) -> bool:
             journal.write(clock.time(), "sleep", seconds=seconds)
@@ -194,14 +276,17 @@ def run_side(
             venue.advance(seconds)
             return False
 
-        monitor: RiskMonitor | None = None
-        switch: KillSwitch | None = None
+        async def sleep_async(seconds: float) -> bool:
+            return sleep(seconds)
+
+        self.monitor: RiskMonitor | None = None
+        self.switch: KillSwitch | None = None
         exchange: Any
-        if run == "guarded":
+        if self.run == "guarded":
             policy = config.policy
             hooks = Hooks()
             hooks.subscribe(None, recorder.on_event)
-            switch = KillSwitch(policy.kill_switch, clock=clock, watch=False)
+            switch = self.switch = KillSwitch(policy.kill_switch, clock=clock, watch=False)
             stack.callback(switch.close)
             state = Path(policy.kill_switch.state_dir)
             exchange = guard(
@@ -214,10 +299,11 @@ def run_side(
                 durable_journal=False,
                 budget=RateBudget.standalone(policy.throttle),
                 sleep=sleep,
+                sleep_async=sleep_async,
                 rng=random.Random(config.seed),
                 triggers=RiskMonitor(_NO_TRIGGERS, limits=policy.risk),
             )
-            monitor = RiskMonitor(policy.kill_switch.triggers, limits=policy.risk)
+            self.monitor = RiskMonitor(policy.kill_switch.triggers, limits=policy.risk)
         else:
             exchange = NaiveClient(
                 raw,
@@ -227,6 +313,7 @@ def run_side(
                 attempts=NAIVE_ATTEMPTS,
                 delay_s=NAIVE_DELAY_S,
             )
+        self.exchange = exchange
         journal.write(
             clock.time(),
             "start",
@@ -236,38 +323,82 @@ def run_side(
             symbols=list(config.symbols),
             wallet=config.wallet,
             transport=config.transport,
-            policy_version=config.policy.version if run == "guarded" else None,
-            policy=config.policy.model_dump(mode="json") if run == "guarded" else None,
+            streams=self.pro,
+            policy_version=config.policy.version if self.run == "guarded" else None,
+            policy=config.policy.model_dump(mode="json") if self.run == "guarded" else None,
             faults=config.faults.model_dump(mode="json"),
         )
-        strategy = config.strategy(config.symbols)
-        logged = OrderLog(exchange, journal, venue, clock, api_key=API_KEY)
-        total = config.bars
-        for index in range(total):
-            due = START + (index + 1) * config.bar_s
-            if clock.time() < due:
-                venue.advance(due - clock.time())
-            dialect.tick()  # scheduled market events fire even if the bot sends nothing
-            now = clock.time()
-            recorder.venue_events()
-            recorder.ban_check()
-            watch = None
-            if monitor is not None and switch is not None:
-                watch = functools.partial(_watch, monitor, switch, recorder, now)
-            recorder.bar(index, now, watch)
-            try:
-                strategy.on_bar(logged, Bar(index, now, config.symbols))
-            except Exception as exc:
-                journal.write(clock.time(), "bar_error", i=index, error_type=exc.__class__.__name__,
-                              message=str(exc)[:300])  # fmt: skip
-            recorder.venue_events()
-            recorder.ban_check()
-            if progress is not None:
-                progress(index + 1, total)
+        self.logged = OrderLog(exchange, journal, venue, clock, api_key=API_KEY)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def open_bar(self, index: int) -> Bar:
+        """Move the venue to the bar's time and record the bar; the strategy's turn next."""
+        config, clock, recorder = self.config, self.clock, self.recorder
+        due = START + (index + 1) * config.bar_s
+        if clock.time() < due:
+            self.venue.advance(due - clock.time())
+        self.dialect.tick()  # scheduled market events fire even if the bot sends nothing
+        now = clock.time()
         recorder.venue_events()
-        recorder.cascades()
-        journal.write(clock.time(), "end", equity=venue.equity(API_KEY),
-                      wallet=venue.wallet(API_KEY))  # fmt: skip
+        recorder.ban_check()
+        watch = None
+        if self.monitor is not None and self.switch is not None:
+            watch = functools.partial(_watch, self.monitor, self.switch, recorder, now)
+        recorder.bar(index, now, watch)
+        return Bar(index, now, config.symbols)
+
+    async def deliver(self) -> None:
+        """Give the venue's messages of this moment to the strategy's watches before its turn:
+        the event loop runs until no stream session has anything left to send and the loop
+        has had ``SETTLE_TURNS`` turns more (ccxt parses a message, resolves the watch, the
+        strategy's loop takes it and watches again). In process that is a handful of turns
+        and no wall time, so a run stays determined by its seed; over loopback each turn
+        also gives the socket a millisecond."""
+        hub = self.dialect.streams
+        pause = 0.0 if self.config.transport == "inprocess" else 0.001
+        idle = 0
+        for _ in range(DELIVERY_TURNS):
+            if any(session.outbox for session in hub.sessions):
+                idle = 0
+            else:
+                idle += 1
+                if idle >= SETTLE_TURNS:
+                    return
+            await asyncio.sleep(pause)
+
+    async def keep_listen_key_alive(self) -> None:
+        """What ccxt.pro's keep-alive timer does every 20 minutes, on the venue's clock:
+        ``PUT /fapi/v1/listenKey`` for the key the strategy's user-data watches hold (none
+        yet: nothing to keep). A failed renewal is ccxt's to notice: its stream breaks when
+        the key expires, and its next watch asks for a new one."""
+        now = self.clock.time()
+        if now - self._listen_key_kept < LISTEN_KEY_REFRESH_S:
+            return
+        bucket = self.raw.options.get("linear")
+        if not isinstance(bucket, dict) or bucket.get("listenKey") is None:
+            return
+        self._listen_key_kept = now
+        with contextlib.suppress(ccxt.BaseError):
+            await self.raw.fapiPrivatePutListenKey()
+
+    def failed(self, index: int, exc: Exception) -> None:
+        self.journal.write(self.clock.time(), "bar_error", i=index,
+                           error_type=exc.__class__.__name__, message=str(exc)[:300])  # fmt: skip
+
+    def close_bar(self, index: int, progress: Callable[[int, int], None] | None) -> None:
+        self.recorder.venue_events()
+        self.recorder.ban_check()
+        if progress is not None:
+            progress(index + 1, self.config.bars)
+
+    def end(self) -> None:
+        self.recorder.venue_events()
+        self.recorder.cascades()
+        self.journal.write(self.clock.time(), "end", equity=self.venue.equity(API_KEY),
+                           wallet=self.venue.wallet(API_KEY))  # fmt: skip
 
 
 _NO_TRIGGERS = TriggerConfig(  # the early warnings ride on the trip wire; the trips stay _watch's

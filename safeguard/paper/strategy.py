@@ -35,6 +35,7 @@ once the entry has filled (``TrendFollower`` shows the pattern).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import importlib.util
@@ -61,7 +62,25 @@ class Strategy(Protocol):
     def on_bar(self, exchange: Any, bar: Bar) -> None: ...
 
 
-StrategyFactory = Callable[[Sequence[str]], Strategy]
+@runtime_checkable
+class StreamStrategy(Protocol):
+    """A strategy written on ``watch_*`` (ccxt.pro), the way real bots are written.
+
+    ``watch(exchange)`` runs the strategy's watch loops until it is cancelled (the runner
+    starts it once, before the first bar, and cancels it after the last); ``on_bar`` is a
+    coroutine, called once per bar after the venue moved on to ``bar.now`` and that moment's
+    messages reached the watches, deciding on what the watches last said. ``exchange`` is
+    async: in the guarded run a guarded ``ccxt.pro.binanceusdm`` whose view is fed by these
+    same watches, in the naive run plain ccxt.pro behind naive retries. The runner tells one
+    from the other by ``on_bar`` being a coroutine function.
+    """
+
+    async def watch(self, exchange: Any) -> None: ...
+
+    async def on_bar(self, exchange: Any, bar: Bar) -> None: ...
+
+
+StrategyFactory = Callable[[Sequence[str]], Strategy | StreamStrategy]
 """Builds a fresh strategy for one run from the run's symbols."""
 
 
@@ -116,22 +135,10 @@ class TrendFollower:
     _ready: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.symbols, str) or not self.symbols:
-            raise ValueError("symbols must be a non-empty list of market symbols")
-        for name in ("fast_bars", "slow_bars", "max_units", "leverage"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.fast_bars >= self.slow_bars:
-            raise ValueError(f"fast_bars ({self.fast_bars}) must be below slow_bars")
-        for name in ("band", "unit_leverage", "add_step", "stop_distance"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if self.stop_distance >= 1:
-            raise ValueError(f"stop_distance must be below 1, got {self.stop_distance!r}")
+        _check_settings(
+            self, ("fast_bars", "slow_bars", "max_units", "leverage"),
+            ("band", "unit_leverage", "add_step", "stop_distance"),
+        )  # fmt: skip
         self.symbols = tuple(self.symbols)
         self._legs = {symbol: _Leg() for symbol in self.symbols}
 
@@ -254,6 +261,167 @@ class TrendFollower:
         leg.stop_amount, leg.units = 0.0, 0
 
 
+@dataclass(slots=True)
+class _Watched:
+    """What a stream strategy's watches last said about one symbol, and its own position."""
+
+    last: float | None = None
+    bid: float | None = None
+    ask: float | None = None
+    mark: float | None = None
+    fast: float | None = None
+    slow: float | None = None
+    seen: int = 0
+    held: float = 0.0
+    stop_id: str | None = None
+
+
+@dataclass
+class StreamTrend:
+    """A trend follower written on ``watch_*``: the built-in strategy of ``safeguard paper
+    --streams``.
+
+    Its watches: each symbol's ticker (the signal: the last trade price), order book (no entry
+    into an empty side) and mark price (where its stop goes), and its own orders (a stop that
+    filled means the position is gone). On each bar (the runner has delivered the bar's
+    messages to the watches first): a fast and a slow exponential average of the last price; the
+    fast one ``band`` above (below) the slow one goes long (short) ``notional`` USDT (the entry
+    declares its stop, then a reduce-only stop-market order ``stop_distance`` from the mark
+    protects it); the averages crossing back closes the position and cancels its stop. Only
+    orders go over REST:
+    what it knows of the market comes from its streams, as in a real ccxt.pro bot.
+    """
+
+    symbols: Sequence[str]
+    fast_bars: int = 5
+    slow_bars: int = 20
+    band: float = 0.0005
+    notional: float = 2_000.0
+    stop_distance: float = 0.03
+    _watched: dict[str, _Watched] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_settings(self, ("fast_bars", "slow_bars"), ("band", "notional", "stop_distance"))
+        self.symbols = tuple(self.symbols)
+        self._watched = {symbol: _Watched() for symbol in self.symbols}
+
+    # --- the watches --------------------------------------------------------------------------
+
+    async def watch(self, exchange: Any) -> None:
+        loops = [self._keep(exchange.watch_orders, None, self._on_orders)]
+        for symbol in self.symbols:
+            loops.append(self._keep(exchange.watch_ticker, symbol, self._on_ticker))
+            loops.append(self._keep(exchange.watch_order_book, symbol, self._on_book))
+            loops.append(self._keep(exchange.watch_mark_price, symbol, self._on_mark))
+        await asyncio.gather(*loops)
+
+    @staticmethod
+    async def _keep(
+        method: Callable[..., Any], symbol: str | None, apply: Callable[[Any], None]
+    ) -> None:
+        while True:
+            try:
+                apply(await (method(symbol) if symbol is not None else method()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a dropped stream: a bot watches again (the next turn)
+                await asyncio.sleep(0)
+
+    def _on_ticker(self, ticker: Any) -> None:
+        watched = self._watched.get(ticker.get("symbol"))
+        if watched is not None and ticker.get("last") is not None:
+            watched.last = float(ticker["last"])
+
+    def _on_book(self, book: Any) -> None:
+        watched = self._watched.get(book.get("symbol"))
+        if watched is not None:
+            bids, asks = book.get("bids") or [], book.get("asks") or []
+            watched.bid = float(bids[0][0]) if bids else None
+            watched.ask = float(asks[0][0]) if asks else None
+
+    def _on_mark(self, mark: Any) -> None:
+        watched = self._watched.get(mark.get("symbol"))
+        if watched is not None and mark.get("markPrice") is not None:
+            watched.mark = float(mark["markPrice"])
+
+    def _on_orders(self, orders: Any) -> None:
+        for order in orders:
+            watched = self._watched.get(order.get("symbol"))
+            if (
+                watched is not None
+                and watched.stop_id is not None
+                and str(order.get("id")) == watched.stop_id
+                and order.get("status") == "closed"
+            ):
+                watched.held, watched.stop_id = 0.0, None  # the stop fired: the position is gone
+
+    # --- the bar ------------------------------------------------------------------------------
+
+    async def on_bar(self, exchange: Any, bar: Bar) -> None:
+        for symbol, watched in self._watched.items():
+            await self._trade(exchange, symbol, watched)
+
+    async def _trade(self, exchange: Any, symbol: str, watched: _Watched) -> None:
+        if watched.last is None or watched.mark is None:
+            return
+        fast = watched.fast = _ema(watched.fast, watched.last, self.fast_bars)
+        slow = watched.slow = _ema(watched.slow, watched.last, self.slow_bars)
+        watched.seen += 1
+        if watched.seen < self.slow_bars:
+            return
+        trend = 1 if fast > slow * (1 + self.band) else -1 if fast < slow * (1 - self.band) else 0
+        if watched.held and (watched.held > 0) != (fast > slow):
+            await self._close(exchange, symbol, watched)
+            return
+        if watched.held or not trend or watched.bid is None or watched.ask is None:
+            return  # flat with the trend, or no book to take liquidity from
+        amount = float(exchange.amount_to_precision(symbol, self.notional / watched.mark))
+        raw_stop = watched.mark * (1 - self.stop_distance * trend)
+        stop = float(exchange.price_to_precision(symbol, raw_stop))
+        entry, exit_side = ("buy", "sell") if trend > 0 else ("sell", "buy")
+        order = await exchange.create_order(
+            symbol, "market", entry, amount, None, {"stopLoss": {"triggerPrice": stop}}
+        )
+        filled = float(order.get("filled") or amount)
+        watched.held = filled * trend
+        placed = await exchange.create_order(
+            symbol, "market", exit_side, filled, None, {"stopLossPrice": stop, "reduceOnly": True}
+        )
+        watched.stop_id = str(placed["id"])
+
+    @staticmethod
+    async def _close(exchange: Any, symbol: str, watched: _Watched) -> None:
+        held, watched.held = watched.held, 0.0
+        side = "sell" if held > 0 else "buy"
+        await exchange.create_order(symbol, "market", side, abs(held), None, {"reduceOnly": True})
+        stop_id, watched.stop_id = watched.stop_id, None
+        if stop_id is not None:
+            with contextlib.suppress(Exception):  # fired or gone: it protects nothing now
+                await exchange.cancel_order(stop_id, symbol, {"trigger": True})
+
+
+def _check_settings(strategy: Any, whole: tuple[str, ...], positive: tuple[str, ...]) -> None:
+    """A trend strategy's settings, checked as one: symbols a non-empty list, ``whole`` ones
+    positive integers (``fast_bars`` below ``slow_bars``), ``positive`` ones finite numbers
+    above zero (``stop_distance`` below 1)."""
+    if isinstance(strategy.symbols, str) or not strategy.symbols:
+        raise ValueError("symbols must be a non-empty list of market symbols")
+    for name in whole:
+        value = getattr(strategy, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if strategy.fast_bars >= strategy.slow_bars:
+        raise ValueError(f"fast_bars ({strategy.fast_bars}) must be below slow_bars")
+    for name in positive:
+        value = getattr(strategy, name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if strategy.stop_distance >= 1:
+        raise ValueError(f"stop_distance must be below 1, got {strategy.stop_distance!r}")
+
+
 def _ema(previous: float | None, value: float, bars: int) -> float:
     if previous is None:
         return value
@@ -318,4 +486,12 @@ def load_factory(spec: str) -> StrategyFactory:
     return cast(StrategyFactory, factory)
 
 
-__all__ = ["Bar", "Strategy", "StrategyFactory", "TrendFollower", "load_factory"]
+__all__ = [
+    "Bar",
+    "Strategy",
+    "StrategyFactory",
+    "StreamStrategy",
+    "StreamTrend",
+    "TrendFollower",
+    "load_factory",
+]

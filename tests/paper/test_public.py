@@ -12,6 +12,8 @@ def test_the_public_names() -> None:
         "PaperResult",
         "Strategy",
         "StrategyFactory",
+        "StreamStrategy",
+        "StreamTrend",
         "TrendFollower",
         "default_plan",
         "load_factory",
