@@ -140,13 +140,26 @@ class MarketCache:
     # --- what to read before judging an order ----------------------------------------------
 
     def refresh(self, symbol: str, now: float) -> list[Send]:
-        rules_due = self.limits.max_rules_age_s / 2.0
-        data_due = self.limits.max_market_data_age_s / 2.0
+        """The reads the order path makes before judging an order on ``symbol``: only when a
+        piece of the view is missing or has reached the age its verdict allows (twice its
+        schedule, :meth:`due`). A piece merely past its schedule is still fresh for the
+        verdict, and reading it on the order path would cost the order a round trip raw ccxt
+        does not make (orders 2.5 s apart re-read seven pieces, with 5 s allowed); the
+        stream's path reads on the schedule itself (:meth:`stream_reads`)."""
+        return self.due(symbol, now, ahead=False)
+
+    def due(self, symbol: str, now: float, *, ahead: bool = True) -> list[Send]:
+        """The reads due for ``symbol``: with ``ahead``, each piece at half its allowed age
+        (the schedule, so it is renewed before the verdict would refuse it); without, only
+        those missing or at the age their verdict allows."""
+        stretch = 1.0 if ahead else 2.0
+        rules_due = stretch * self.limits.max_rules_age_s / 2.0
+        data_due = stretch * self.limits.max_market_data_age_s / 2.0
         # A piece a stream feeds is kept fresh by the stream: never read on the order path
         # (a broken or stalled stream denies instead, see stream_gap); its REST read is a
         # reconcile on the tier tables' schedule, which the stream's path makes first.
         fed = self._fed(symbol)
-        reconcile = self._tiers_due
+        reconcile = stretch * self._tiers_due
         account_due = reconcile if self.account_streamed(now) else data_due
         sends: list[Send] = []
         if self.rules_at is None or now - self.rules_at >= rules_due:
@@ -157,7 +170,7 @@ class MarketCache:
         if fee is None or now - fee.fetched >= rules_due:
             sends.append(Send("fetch_trading_fee", (symbol,)))
         tiers = self.tiers.get(symbol)
-        if tiers is None or now - tiers.fetched >= self._tiers_due:
+        if tiers is None or now - tiers.fetched >= reconcile:
             # Every symbol's ladder: positions elsewhere share the cross wallet.
             sends.append(Send("fetch_leverage_tiers", ()))
         funding = self.funding.get(symbol)
@@ -493,7 +506,7 @@ class MarketCache:
         again = self.limits.max_market_data_age_s / 2.0
         wanted: dict[tuple[str, tuple[Any, ...]], Send] = {}
         for symbol in symbols:
-            for send in self.refresh(symbol, now):
+            for send in self.due(symbol, now):
                 key = (send.method, send.args)
                 asked = self.stream_asked.get(key)
                 if asked is None or not 0.0 <= now - asked < again:

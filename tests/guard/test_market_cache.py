@@ -62,9 +62,7 @@ def test_refresh_names_what_is_missing_then_what_is_due() -> None:
         if send.method == "fetch_leverages":
             value = {SYMBOL: {"marginMode": "cross", "longLeverage": 5, "shortLeverage": 5}}
         cache.absorb(send, value, 0.0)
-    assert cache.refresh(SYMBOL, 1.9) == []
-    # Market data is due at half its allowed age; rules at half theirs.
-    assert _methods(cache.refresh(SYMBOL, 2.0)) == [
+    data = [
         "fetch_funding_rate",
         "fetch_ticker",
         "fetch_order_book",
@@ -73,11 +71,16 @@ def test_refresh_names_what_is_missing_then_what_is_due() -> None:
         "fetch_open_orders",
         "fetch_leverages",
     ]
-    assert _methods(cache.refresh(SYMBOL, 50.0))[:3] == [
-        "load_markets",
-        "fetch_trading_fee",
-        "fetch_leverage_tiers",
-    ]
+    # The schedule (the stream's path) has market data due at half its allowed age, rules at
+    # half theirs; the order path reads a piece only once it is as old as the verdict allows.
+    assert cache.due(SYMBOL, 1.9) == []
+    assert _methods(cache.due(SYMBOL, 2.0)) == data
+    assert cache.refresh(SYMBOL, 3.9) == []
+    assert _methods(cache.refresh(SYMBOL, 4.0)) == data
+    rules = ["load_markets", "fetch_trading_fee", "fetch_leverage_tiers"]
+    assert _methods(cache.due(SYMBOL, 50.0))[:3] == rules
+    assert "load_markets" not in _methods(cache.refresh(SYMBOL, 99.0))
+    assert _methods(cache.refresh(SYMBOL, 100.0))[:3] == rules
     # A symbol the venue does not list needs nothing more: the verdict denies it.
     assert cache.refresh("NOPE/USDT:USDT", 1.0) == []
 

@@ -5,8 +5,8 @@ answer's filled quantity and average price, and the wallet by its commission (at
 taker rate, read once with the rules: Binance's order answer carries none) and the realized PnL
 of what it reduced. Only what an answer cannot say exactly (a fill whose rate is unknown; a
 position that flipped, whose new entry price the aggregate answer does not give) is read again
-before the next verdict that adds exposure. The rest is reconciled on the schedule (half of
-``risk.max_market_data_age_s``), not on the order path.
+before the next verdict that adds exposure. The rest is read again on the order path only once
+it reaches the age the verdict allows (``risk.max_market_data_age_s``), not before.
 
 Requests are counted on the venue's side: real ccxt ``binanceusdm`` clients on the in-process
 mock venue, raw and guarded, each on its own identically seeded venue.
@@ -199,12 +199,25 @@ def test_fills_move_the_wallet_in_the_view_as_the_venue_moves_it(
     assert truth[0] < start[0]  # the wallet did move: four commissions
 
 
-def test_the_account_is_reconciled_once_when_its_schedule_is_due(
+def test_an_order_on_a_view_within_its_allowed_age_sends_what_raw_ccxt_sends(
+    guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    """Past the view's schedule (half of ``risk.max_market_data_age_s``) but within the age
+    the verdict allows, the view is still fresh: the order path reads nothing."""
+    paper, venue = guarded_venue
+    ex, low = _with_a_resting_limit(paper, tmp_path)
+    paper.advance(POLICY.risk.max_market_data_age_s * 0.9)
+    before = Counter(venue.requests)
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    assert venue.since(before) == Counter({"POST /fapi/v1/order": 1})
+
+
+def test_the_account_is_reconciled_once_when_it_reaches_its_allowed_age(
     guarded_venue: tuple[PaperAccount, CountingDialect], tmp_path: Path
 ) -> None:
     paper, venue = guarded_venue
     ex, low = _with_a_resting_limit(paper, tmp_path)
-    paper.advance(POLICY.risk.max_market_data_age_s / 2.0)
+    paper.advance(POLICY.risk.max_market_data_age_s)
     before = Counter(venue.requests)
     ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
     ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
