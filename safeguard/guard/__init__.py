@@ -221,7 +221,6 @@ def _guard(
         )
         tripwire = TripWire(
             monitor_of_risk,
-            kill_switch,  # type: ignore[arg-type]
             warnings=WarningMonitor(policy.kill_switch.warnings),
             hooks=hooks,
         )
@@ -255,6 +254,7 @@ def _guard(
         settle_window_s=_recv_window_s(exchange),
         rng=rng if rng is not None else random.Random(),
         hooks=hooks,
+        trips=None if tripwire is None else tripwire.take,
     )
     # Worse venue health re-prices the stops of open positions under the same assumptions.
     if health is None:

@@ -6,7 +6,7 @@ import asyncio
 from contextlib import closing
 from typing import Any, TypeVar
 
-from safeguard.guard.core import Done, Effect, Record, Reply, Send, Steps, step
+from safeguard.guard.core import Done, Effect, Engage, Record, Reply, Send, Steps, step
 from safeguard.guard.face import Face, delaying, permit
 from safeguard.guard.holder import StreamHolder
 from safeguard.guard.orders import CallKind
@@ -20,6 +20,7 @@ class AsyncGuardedExchange(Face):
     async def _run(self, steps: Steps[T]) -> T:
         # Closed however the drive ends: steps cut short (cancelled, interrupted, an effect
         # that failed) then settle what they had under way (GuardCore._abandon).
+        steps = self._rt.core.effects(steps)
         with closing(steps):
             effect = step(steps, None)
             while not isinstance(effect, Done):
@@ -31,6 +32,12 @@ class AsyncGuardedExchange(Face):
         if isinstance(effect, Record):
             # An fsync takes milliseconds: off the event loop, but finished before the send.
             await asyncio.to_thread(effect.run)
+            return None
+        if isinstance(effect, Engage):
+            # The drain, the file lock, the fsync and the webhooks: never on the event loop.
+            await self._rt.switch.engage_async(
+                effect.reason, by=effect.by, state=effect.state, code=effect.code
+            )
             return None
         if not isinstance(effect, Send):
             if self._rt.sleep_async is not None:

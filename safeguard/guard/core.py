@@ -5,10 +5,12 @@ Every guarded call is a generator. It yields an *effect* and is resumed with wha
     Send(method, args, kwargs, permit)  ->  Answer(value | error, headers, started, now)
     Sleep(seconds, permit)              ->  Woke(now, early, refused)
     Record(run)                         ->  None          (a journal write, fsynced if pending)
+    Engage(reason, state, code)         ->  None          (a kill-switch trigger tripped)
 
 The faces (:mod:`safeguard.guard.sync`, :mod:`safeguard.guard.aio`) only perform effects:
 call the ccxt method inside ``kill_switch.permit(...)``, sleep on the kill switch so that an
-engage cuts a backoff short, or write the journal (the async face off the event loop).
+engage cuts a backoff short, write the journal (the async face off the event loop), or engage
+the kill switch (the async face with ``engage_async``: the drain never blocks the loop).
 Everything that decides lives here and takes ``now`` from the replies: throttle pacing,
 retries, ambiguity resolution by client order id, the journal's transitions, the pre-trade
 verdict, degradation. The pattern is tenacity's ``iter()`` and
@@ -53,6 +55,7 @@ from safeguard.guard.orders import (
     send_params,
 )
 from safeguard.guard.redact import scrubbed_exception
+from safeguard.killswitch.switch import TradingState
 from safeguard.risk._trusted import trusted
 
 T = TypeVar("T")
@@ -99,7 +102,18 @@ class Record:
     run: Callable[[], object]
 
 
-Effect = Send | Sleep | Record
+@dataclass(frozen=True, slots=True)
+class Engage:
+    """Engage the kill switch: a trigger tripped on what the core saw. Yielded before the
+    next effect, so the send that follows a trip meets the engaged switch's permit."""
+
+    reason: str
+    state: TradingState
+    code: str
+    by: str = "trigger"
+
+
+Effect = Send | Sleep | Record | Engage
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +145,7 @@ class Woke:
 
 
 Reply = Answer | Woke | None
-"""``None`` answers a :class:`Record` (and starts the steps)."""
+"""``None`` answers a :class:`Record` or an :class:`Engage` (and starts the steps)."""
 Steps = Generator[Effect, Reply, T]
 
 
@@ -148,6 +162,31 @@ def step(steps: Steps[T], reply: Reply) -> Effect | Done[T]:
         return steps.send(reply)
     except StopIteration as done:
         return Done(done.value)
+
+
+def engaging(steps: Steps[T], take: Callable[[], list[Engage]]) -> Steps[T]:
+    """``steps`` with each trip the triggers saw (``take``) yielded as an :class:`Engage`
+    before the next effect, and before the steps end, however they end."""
+    reply: Reply = None
+    try:
+        while True:
+            try:
+                effect = steps.send(reply)
+            except StopIteration as done:
+                for trip in take():
+                    yield trip
+                return done.value  # type: ignore[no-any-return]
+            except Exception:
+                # A refusal or an error can follow the very trip it caused (an order rejected
+                # once too often): the switch engages before the caller hears of it.
+                for trip in take():
+                    yield trip
+                raise
+            for trip in take():
+                yield trip
+            reply = yield effect
+    finally:
+        steps.close()
 
 
 def answered(reply: Reply) -> Answer:
@@ -296,6 +335,13 @@ class GuardCore:
     rules_loaded: bool = False
     """Whether ``load_markets`` ever succeeded: until it has, a connection failure there is
     the venue being unreachable, and the first error says so."""
+    trips: Callable[[], list[Engage]] | None = None
+    """The kill-switch trips the triggers saw since last asked (the guard's
+    :meth:`~safeguard.guard.tripwire.TripWire.take`); None: no triggers."""
+
+    def effects(self, steps: Steps[T]) -> Steps[T]:
+        """What a face drives: ``steps``, with the trips they cause yielded as effects."""
+        return steps if self.trips is None else engaging(steps, self.trips)
 
     # --- reads, cancels, settings, other writes -------------------------------------------
 

@@ -27,7 +27,7 @@ from safeguard.clock import Clock
 from safeguard.guard.core import Answer, GuardCore, Permit, Send, Sleep, Steps, Woke, new_answer
 from safeguard.guard.holder import StreamHolder, feed
 from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent, raw_kind
-from safeguard.killswitch.switch import SwitchState, refusal_code
+from safeguard.killswitch.switch import SwitchState, TradingState, refusal_code
 
 if TYPE_CHECKING:
     from safeguard.guard.gate import PreTradeGate
@@ -57,6 +57,12 @@ class SwitchLike(Protocol):
     async def wait_async(
         self, timeout: float, *, reduces_only: bool | None = None, is_cancel: bool = False
     ) -> bool: ...
+
+    def engage(self, reason: str, *, by: str, state: TradingState, code: str) -> object: ...
+
+    async def engage_async(
+        self, reason: str, *, by: str, state: TradingState, code: str
+    ) -> object: ...
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from safeguard.guard.core import Done, Effect, Record, Reply, Send, Sleep, Steps, step
+from safeguard.guard.core import Done, Effect, Engage, Record, Reply, Send, Sleep, Steps, step
 from safeguard.guard.face import Face, delaying, permit
 from safeguard.guard.holder import StreamHolder
 from safeguard.guard.orders import CallKind
@@ -18,6 +18,7 @@ class GuardedExchange(Face):
     def _run(self, steps: Steps[T]) -> T:
         # Closed however the drive ends: steps cut short (cancelled, interrupted, an effect
         # that failed) then settle what they had under way (GuardCore._abandon).
+        steps = self._rt.core.effects(steps)
         try:
             effect = step(steps, None)
             while not isinstance(effect, Done):
@@ -30,6 +31,11 @@ class GuardedExchange(Face):
         if effect.__class__ is not Send:
             if isinstance(effect, Record):
                 effect.run()
+                return None
+            if isinstance(effect, Engage):
+                self._rt.switch.engage(
+                    effect.reason, by=effect.by, state=effect.state, code=effect.code
+                )
                 return None
             assert isinstance(effect, Sleep)
             if self._rt.sleep is not None:

@@ -1,21 +1,23 @@
-"""What the guard sees, fed to the kill-switch triggers; a trip engages the switch.
+"""What the guard sees, fed to the kill-switch triggers; a trip becomes an :class:`Engage`.
 
 The triggers (:mod:`safeguard.killswitch.triggers`) are pure and know nothing of the switch.
 This is the one place that turns the guard's observations (each request's outcome, orders
 placed, rejected and cancelled, leverage changes, bans, fresh marks, the account after each
-re-read) into their events, and each :class:`~safeguard.killswitch.triggers.Trip` into
-``switch.engage(trip.reason, code=trip.code, state=trip.action, by="trigger")``.
+re-read) into their events, and each :class:`~safeguard.killswitch.triggers.Trip` into an
+:class:`~safeguard.guard.core.Engage` effect, held until the core yields it (:meth:`take`).
+Engaging drains sends, locks and fsyncs a file and calls webhooks: the faces do that
+(``switch.engage``, ``await switch.engage_async``), never the core's decisions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections import deque
+from dataclasses import dataclass, field
 
 from safeguard._log import logger
 from safeguard.codes import Code
 from safeguard.guard.classify import ErrorClass, RetryClass, ban_end
-from safeguard.guard.core import Answer, Send
+from safeguard.guard.core import Answer, Engage, Send
 from safeguard.guard.events import BandEvent, EventKind, Hooks, WarningEvent
 from safeguard.killswitch import triggers as t
 from safeguard.killswitch.switch import TradingState
@@ -24,16 +26,9 @@ from safeguard.risk.cascade import liquidation_band
 from safeguard.risk.models import Account
 
 
-class Engages(Protocol):
-    def engage(
-        self, reason: str, *, by: str = ..., state: TradingState = ..., code: str = ...
-    ) -> Any: ...
-
-
 @dataclass
 class TripWire:
     monitor: t.RiskMonitor
-    switch: Engages
     warnings: WarningMonitor | None = None
     """Early warnings (``kill_switch.warnings``), fed from the same observations."""
     hooks: Hooks | None = None
@@ -59,19 +54,35 @@ class TripWire:
                     )
                 )
             if warning.escalate is not None:
-                self.switch.engage(
-                    f"early warning {warning.name}: {warning.message}",
-                    by="warning",
-                    state=TradingState(warning.escalate),
-                    code=str(Code.EARLY_WARNING),
+                self._tripped.append(
+                    Engage(
+                        f"early warning {warning.name}: {warning.message}",
+                        state=TradingState(warning.escalate),
+                        code=str(Code.EARLY_WARNING),
+                        by="warning",
+                    )
                 )
+
+    _tripped: deque[Engage] = field(default_factory=deque, init=False)
+    """Trips not yet yielded. Shared by every call of one guard: whichever call takes a trip
+    performs it (threads and tasks pop atomically, so each trip is engaged once)."""
 
     def feed(self, event: t.Event) -> None:
         for trip in self.monitor.observe(event):
             logger.warning("kill-switch trigger {}: {}", trip.code, trip.reason)
-            self.switch.engage(
-                trip.reason, by="trigger", state=TradingState(trip.action), code=str(trip.code)
+            self._tripped.append(
+                Engage(trip.reason, state=TradingState(trip.action), code=str(trip.code))
             )
+
+    def take(self) -> list[Engage]:
+        """The trips since the last take, oldest first, for the core to yield."""
+        taken: list[Engage] = []
+        while self._tripped:  # the hot path: nothing tripped, one test
+            try:
+                taken.append(self._tripped.popleft())
+            except IndexError:  # another call took the last one meanwhile
+                break
+        return taken
 
     def request(self, send: Send, answer: Answer, ec: ErrorClass | None) -> None:
         """One attempt's outcome (called after the send, outside the permit)."""

@@ -150,7 +150,7 @@ def test_freshly_stamped_reads_without_a_usable_price_do_not_keep_a_feed_young(
     policy = sandbox_policy(tmp_path, _policy(max_data_age_s=30.0))
     switch = KillSwitch(policy.kill_switch, clock=paper.clock, watch=False)
     monitor = RiskMonitor.from_policy(policy)
-    wire = TripWire(monitor, switch)
+    wire = TripWire(monitor)
     gate = PreTradeGate(policy, MarketCache(policy.risk), AlwaysNormal(), Hooks(), tripwire=wire)
     raw = paper.client()
     send = Send(method, args)
@@ -159,6 +159,8 @@ def test_freshly_stamped_reads_without_a_usable_price_do_not_keep_a_feed_young(
         now = paper.clock.time()  # as the core does: the outcome to the triggers, then the data
         wire.request(send, Answer(answer, None, None, now, now), None)
         gate.absorb(send, answer, now)
+        for trip in wire.take():  # what the sync face does with each Engage the core yields
+            switch.engage(trip.reason, by=trip.by, state=trip.state, code=trip.code)
 
     try:
         read(getattr(raw, method)(*args))

@@ -14,14 +14,14 @@ import pytest
 
 from safeguard.clock import ManualClock
 from safeguard.codes import Code
-from safeguard.config import KillSwitchConfig, Policy, RiskLimits, TriggerConfig
+from safeguard.config import Policy, RiskLimits, TriggerConfig
 from safeguard.guard.core import Send
 from safeguard.guard.degradation import HealthMonitor
 from safeguard.guard.events import EventKind, Hooks, VerdictEvent
 from safeguard.guard.gate import PreTradeGate
 from safeguard.guard.market import MarketCache, Seen
 from safeguard.guard.tripwire import TripWire
-from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.killswitch.switch import TradingState
 from safeguard.killswitch.triggers import RiskMonitor
 from safeguard.risk.liquidation import LiquidationOptions, get_model, model_for_exchange
 from safeguard.venue import Venue, VenueConfig
@@ -315,17 +315,16 @@ def test_the_triggers_see_the_hedge_stop_that_must_clear_the_shared_price(
 ) -> None:
     # Two stops, one slot per symbol for the triggers: the long leg's, beyond the account's
     # price, must be the one judged (not the short's, far on the safe side).
-    switch = KillSwitch(KillSwitchConfig(state_dir=tmp_path, watch_state_file=False), watch=False)
     monitor = RiskMonitor(TriggerConfig(), limits=RiskLimits(max_leverage=None))
-    gate, raw, now = _hedged_eth(TripWire(monitor, switch))
+    wire = TripWire(monitor)
+    gate, raw, now = _hedged_eth(wire)
     mark = raw.fetch_ticker(SYMBOL)["last"]
     gate.cache.open_orders[SYMBOL] = _hedge_stops(round(mark * 0.7, 2), round(mark * 1.05, 2))
     _feed(gate, raw, now)
-    state = switch.state
-    assert state.state is TradingState.HALTED
-    assert state.code == Code.LIQUIDATION_DISTANCE
-    assert "ETH/USDT:USDT long" in state.reason
-    switch.close()
+    [trip] = wire.take()  # the core yields it as an Engage; a face performs it
+    assert trip.state is TradingState.HALTED
+    assert trip.code == Code.LIQUIDATION_DISTANCE
+    assert "ETH/USDT:USDT long" in trip.reason
 
 
 def _hedged_eth_with_venue_stops(
@@ -356,11 +355,10 @@ def test_hedge_mode_stops_are_re_checked_like_reduce_only_ones() -> None:
     assert all(check.distance_pct > 1.0 for check in checks)
 
 
-def test_the_triggers_see_a_hedge_mode_stop_beyond_liquidation(tmp_path: Path) -> None:
-    switch = KillSwitch(KillSwitchConfig(state_dir=tmp_path, watch_state_file=False), watch=False)
+def test_the_triggers_see_a_hedge_mode_stop_beyond_liquidation() -> None:
     monitor = RiskMonitor(TriggerConfig(), limits=RiskLimits(max_leverage=None))
-    _hedged_eth_with_venue_stops(-30.0, 5.0, TripWire(monitor, switch))
-    state = switch.state
-    switch.close()
-    assert state.state is TradingState.HALTED
-    assert state.code == Code.LIQUIDATION_DISTANCE
+    wire = TripWire(monitor)
+    _hedged_eth_with_venue_stops(-30.0, 5.0, wire)
+    [trip] = wire.take()
+    assert trip.state is TradingState.HALTED
+    assert trip.code == Code.LIQUIDATION_DISTANCE
