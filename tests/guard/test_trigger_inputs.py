@@ -10,6 +10,8 @@ Each test runs real ccxt ``binanceusdm`` against the in-process mock venue, on s
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 
 from safeguard.codes import Code
 from safeguard.config import Policy
-from safeguard.killswitch.switch import TradingState
+from safeguard.killswitch.switch import SwitchState, TradingState
 from safeguard.testing import PaperAccount, paper_account
 from safeguard.venue import VenueConfig
 
@@ -155,4 +157,53 @@ async def test_a_restarted_async_bot_that_only_polls_trips_on_a_drawdown(
         state = restarted.runtime.switch.state
         assert (state.state, state.code) == (TradingState.HALTED, Code.DRAWDOWN)
     finally:
+        await paper.aclose()
+
+
+async def test_a_trip_in_an_async_call_never_blocks_the_event_loop(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    # Engaging persists the state and calls listeners and webhooks: here a listener that
+    # returns only once another task of the same loop has ticked three times since the
+    # engage began. Performed on the loop, it could not: the ticker would stand still.
+    policy = _policy(max_drawdown_pct=8.0)
+    _open_long_and_stop(paper, policy, tmp_path / "state")
+    paper.advance(900)
+    restarted = paper.guarded(policy, state_dir=tmp_path / "state", triggers=True, asyncio=True)
+    ticks = 0
+    engaging = threading.Event()
+    ticked_meanwhile = threading.Event()
+    ticks_during_engage: list[int] = []
+
+    def slow_listener(state: SwitchState) -> None:
+        engaging.set()
+        started = ticks
+        # The timeout only keeps a broken build from hanging; the claim is the tick count.
+        ticked_meanwhile.wait(timeout=10.0)
+        ticks_during_engage.append(ticks - started)
+
+    async def ticker() -> None:
+        nonlocal ticks
+        since_engage = 0
+        while not ticked_meanwhile.is_set():
+            ticks += 1
+            if engaging.is_set():
+                since_engage += 1
+                if since_engage >= 3:
+                    ticked_meanwhile.set()
+            await asyncio.sleep(0)
+
+    restarted.runtime.switch.add_listener(slow_listener)
+    ticking = asyncio.create_task(ticker())
+    try:
+        for _ in range(3):
+            paper.advance(10)
+            await restarted.fetch_ticker(SYMBOL)
+        state = restarted.runtime.switch.state
+        assert (state.state, state.code) == (TradingState.HALTED, Code.DRAWDOWN)
+        [ticked] = ticks_during_engage  # one engage, one listener call
+        assert ticked >= 3
+    finally:
+        ticked_meanwhile.set()
+        await ticking
         await paper.aclose()
