@@ -260,7 +260,7 @@ def _guard(
     if health is None:
         recheck.append(gate.health_changed)
     else:
-        hooks.subscribe(EventKind.STATE_CHANGE, gate.health_changed)
+        hooks.subscribe(EventKind.STATE_CHANGE, gate.health_changed, immediate=True)
     add_listener = getattr(kill_switch, "add_listener", None)
     if callable(add_listener):
         # Engages and resumes reach the hooks (a switch without listeners just goes unheard).

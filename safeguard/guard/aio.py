@@ -6,7 +6,18 @@ import asyncio
 from contextlib import closing
 from typing import Any, TypeVar
 
-from safeguard.guard.core import Done, Effect, Engage, Record, Reply, Send, Steps, step
+from safeguard.guard.core import (
+    Done,
+    Effect,
+    Engage,
+    Record,
+    Reply,
+    Send,
+    Steps,
+    hooks_due,
+    step,
+)
+from safeguard.guard.events import later
 from safeguard.guard.face import Face, delaying, permit
 from safeguard.guard.holder import StreamHolder
 from safeguard.guard.orders import CallKind
@@ -21,10 +32,15 @@ class AsyncGuardedExchange(Face):
         # Closed however the drive ends: steps cut short (cancelled, interrupted, an effect
         # that failed) then settle what they had under way (GuardCore._abandon).
         steps = self._rt.core.effects(steps)
-        with closing(steps):
+        with later(self._rt.core.hooks) as held, closing(steps):
             effect = step(steps, None)
             while not isinstance(effect, Done):
-                effect = step(steps, await self._perform(effect))
+                if hooks_due(effect, performed=False):
+                    held.deliver()
+                reply = await self._perform(effect)
+                if hooks_due(effect, performed=True):
+                    held.deliver()
+                effect = step(steps, reply)
             return effect.value
 
     async def _perform(self, effect: Effect) -> Reply:

@@ -189,6 +189,15 @@ def engaging(steps: Steps[T], take: Callable[[], list[Engage]]) -> Steps[T]:
         steps.close()
 
 
+def hooks_due(effect: Effect, *, performed: bool) -> bool:
+    """Whether the hooks held since the last delivery run now, before ``effect`` or once it is
+    ``performed``: after a send (the order leaves first), before a sleep (a retry's event
+    announces its wait); a journal write or an engage goes on to the send behind it."""
+    if performed:
+        return effect.__class__ is Send
+    return isinstance(effect, Sleep)
+
+
 def answered(reply: Reply) -> Answer:
     if not isinstance(reply, Answer):
         raise TypeError(f"a Send must be answered with an Answer, got {reply!r}")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -184,14 +186,22 @@ class Hooks:
     ``subscribe(EventKind.RETRY, fn)`` returns a function that unsubscribes ``fn``;
     ``subscribe(None, fn)`` receives every kind. Hooks run synchronously on the emitting thread
     (inside the event loop for the async client), so they must be quick; an ``async def`` hook
-    is refused at subscription because nothing would ever await it.
+    is refused at subscription because nothing would ever await it. During a guarded call
+    (:func:`later`) they run after the effect their event's decision chose (the order sent,
+    the sleep slept), so a slow hook never stands between a decision and its effect.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: dict[EventKind | None, tuple[Hook, ...]] = {}
+        self._immediate: frozenset[Hook] = frozenset()
 
-    def subscribe(self, kind: EventKind | str | None, callback: Hook) -> Callable[[], None]:
+    def subscribe(
+        self, kind: EventKind | str | None, callback: Hook, *, immediate: bool = False
+    ) -> Callable[[], None]:
+        """``immediate``: the guard's own bookkeeping, which its decisions read (a verdict's
+        code for the request log, a health change re-pricing stops): delivered as emitted,
+        even during a call."""
         key = None if kind is None else EventKind(kind)
         if not callable(callback):
             raise ValueError(f"callback must be callable, got {type(callback).__name__}")
@@ -199,6 +209,8 @@ class Hooks:
             raise ValueError("callback must be a plain function: hooks are called, not awaited")
         with self._lock:
             self._subscribers[key] = (*self._subscribers.get(key, ()), callback)
+            if immediate:
+                self._immediate |= {callback}
 
         def unsubscribe() -> None:
             with self._lock:
@@ -206,13 +218,25 @@ class Hooks:
                 if callback in current:
                     current.remove(callback)
                     self._subscribers[key] = tuple(current)
+                    if immediate:
+                        self._immediate -= {callback}
 
         return unsubscribe
 
     def emit(self, event: Event) -> None:
-        """Deliver ``event`` to its kind's subscribers, then to catch-all subscribers."""
+        """Deliver ``event`` to its kind's subscribers, then to catch-all subscribers (during a
+        guarded call, all but the immediate ones once the call's effect in hand is done)."""
         with self._lock:
             targets = self._subscribers.get(event.kind, ()) + self._subscribers.get(None, ())
+        held = _HELD.get()
+        if held is not None and held.hooks is self and targets:
+            immediate = self._immediate
+            self._deliver(event, tuple(cb for cb in targets if cb in immediate))
+            held.hold(event, tuple(cb for cb in targets if cb not in immediate))
+            return
+        self._deliver(event, targets)
+
+    def _deliver(self, event: Event, targets: tuple[Hook, ...]) -> None:
         for callback in targets:
             try:
                 result = callback(event)
@@ -241,10 +265,52 @@ class Hooks:
             return sum(len(callbacks) for callbacks in self._subscribers.values())
 
 
+class Held:
+    """Events a guarded call emitted, held for its subscribers until :meth:`deliver`."""
+
+    def __init__(self, hooks: Hooks | None) -> None:
+        self.hooks = hooks
+        self._events: list[tuple[Event, tuple[Hook, ...]]] = []
+
+    def hold(self, event: Event, targets: tuple[Hook, ...]) -> None:
+        if targets:
+            self._events.append((event, targets))
+
+    def deliver(self) -> None:
+        """Run the held hooks, in the order their events were emitted (and any a hook emits)."""
+        while self._events and self.hooks is not None:
+            events, self._events = self._events, []
+            for event, targets in events:
+                self.hooks._deliver(event, targets)
+
+
+_HELD: ContextVar[Held | None] = ContextVar("safeguard_held_events", default=None)
+"""The events the call running in this thread (or asyncio task) holds: per context, so
+another thread's or task's events are never held by this call."""
+
+
+@contextmanager
+def later(hooks: Hooks | None) -> Iterator[Held]:
+    """Hold ``hooks``' events in this context until ``deliver`` (and deliver the rest on exit,
+    however the block ends). The faces drive a call inside one and deliver after each effect."""
+    active = _HELD.get()
+    if hooks is None or (active is not None and active.hooks is hooks):
+        yield active if active is not None else Held(None)  # nested: the outer call delivers
+        return
+    held = Held(hooks)
+    token = _HELD.set(held)
+    try:
+        yield held
+    finally:
+        _HELD.reset(token)
+        held.deliver()
+
+
 __all__ = [
     "BandEvent",
     "Event",
     "EventKind",
+    "Held",
     "Hook",
     "Hooks",
     "KillEvent",
@@ -255,4 +321,5 @@ __all__ = [
     "ThrottleEvent",
     "VerdictEvent",
     "WarningEvent",
+    "later",
 ]

@@ -74,7 +74,7 @@ class RequestObserver:
     record (every resend of one id carries the one verdict)."""
 
     def __post_init__(self) -> None:
-        self.hooks.subscribe(EventKind.VERDICT, self._judged)
+        self.hooks.subscribe(EventKind.VERDICT, self._judged, immediate=True)
 
     def _judged(self, event: VerdictEvent) -> None:
         if event.client_order_id is None:

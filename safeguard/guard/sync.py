@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from safeguard.guard.core import Done, Effect, Engage, Record, Reply, Send, Sleep, Steps, step
+from safeguard.guard.core import (
+    Done,
+    Effect,
+    Engage,
+    Record,
+    Reply,
+    Send,
+    Sleep,
+    Steps,
+    hooks_due,
+    step,
+)
+from safeguard.guard.events import later
 from safeguard.guard.face import Face, delaying, permit
 from safeguard.guard.holder import StreamHolder
 from safeguard.guard.orders import CallKind
@@ -19,13 +31,19 @@ class GuardedExchange(Face):
         # Closed however the drive ends: steps cut short (cancelled, interrupted, an effect
         # that failed) then settle what they had under way (GuardCore._abandon).
         steps = self._rt.core.effects(steps)
-        try:
-            effect = step(steps, None)
-            while not isinstance(effect, Done):
-                effect = step(steps, self._perform(effect))
-            return effect.value
-        finally:
-            steps.close()
+        with later(self._rt.core.hooks) as held:
+            try:
+                effect = step(steps, None)
+                while not isinstance(effect, Done):
+                    if hooks_due(effect, performed=False):
+                        held.deliver()
+                    reply = self._perform(effect)
+                    if hooks_due(effect, performed=True):
+                        held.deliver()
+                    effect = step(steps, reply)
+                return effect.value
+            finally:
+                steps.close()
 
     def _perform(self, effect: Effect) -> Reply:
         if effect.__class__ is not Send:
