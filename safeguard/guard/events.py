@@ -187,8 +187,8 @@ class Hooks:
     ``subscribe(None, fn)`` receives every kind. Hooks run synchronously on the emitting thread
     (inside the event loop for the async client), so they must be quick; an ``async def`` hook
     is refused at subscription because nothing would ever await it. During a guarded call
-    (:func:`later`) they run after the effect their event's decision chose (the order sent,
-    the sleep slept), so a slow hook never stands between a decision and its effect.
+    (:func:`later`) a verdict's hooks run after the send the verdict allowed, so a slow hook
+    never stands between a decision and its effect.
     """
 
     def __init__(self) -> None:
@@ -229,7 +229,7 @@ class Hooks:
         with self._lock:
             targets = self._subscribers.get(event.kind, ()) + self._subscribers.get(None, ())
         held = _HELD.get()
-        if held is not None and held.hooks is self and targets:
+        if event.kind in _DECISIONS and held is not None and held.hooks is self and targets:
             immediate = self._immediate
             self._deliver(event, tuple(cb for cb in targets if cb in immediate))
             held.hold(event, tuple(cb for cb in targets if cb not in immediate))
@@ -283,6 +283,11 @@ class Held:
             for event, targets in events:
                 self.hooks._deliver(event, targets)
 
+
+_DECISIONS = frozenset({EventKind.VERDICT})
+"""The events held during a call: a decision's, heard once its effect is done. What happened
+(a request's answer, a retry, a throttle, a state change) is heard as it happens: a hook that
+reacts to it (engages the kill switch) must be in time for the call's next step."""
 
 _HELD: ContextVar[Held | None] = ContextVar("safeguard_held_events", default=None)
 """The events the call running in this thread (or asyncio task) holds: per context, so

@@ -176,8 +176,8 @@ async def test_a_trip_in_an_async_call_never_blocks_the_event_loop(
     ticks_during_engage: list[int] = []
 
     def slow_listener(state: SwitchState) -> None:
+        started = ticks  # before the ticker may count: every tick it counts comes after
         engaging.set()
-        started = ticks
         # The timeout only keeps a broken build from hanging; the claim is the tick count.
         ticked_meanwhile.wait(timeout=10.0)
         ticks_during_engage.append(ticks - started)
