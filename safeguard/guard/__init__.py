@@ -254,7 +254,7 @@ def _guard(
         settle_window_s=_recv_window_s(exchange),
         rng=rng if rng is not None else random.Random(),
         hooks=hooks,
-        trips=None if tripwire is None else tripwire.take,
+        trips=tripwire,
     )
     # Worse venue health re-prices the stops of open positions under the same assumptions.
     if health is None:

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import closing
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from safeguard.guard.core import (
     Done,
     Effect,
-    Engage,
     Record,
     Reply,
     Send,
     Steps,
-    hooks_due,
+    driven,
     step,
 )
 from safeguard.guard.events import later
 from safeguard.guard.face import Face, delaying, permit
 from safeguard.guard.holder import StreamHolder
 from safeguard.guard.orders import CallKind
+from safeguard.killswitch.state import Engage
 
 T = TypeVar("T")
 
@@ -31,17 +31,20 @@ class AsyncGuardedExchange(Face):
     async def _run(self, steps: Steps[T]) -> T:
         # Closed however the drive ends: steps cut short (cancelled, interrupted, an effect
         # that failed) then settle what they had under way (GuardCore._abandon).
-        steps = self._rt.core.effects(steps)
-        with later(self._rt.core.hooks) as held, closing(steps):
-            effect = step(steps, None)
-            while not isinstance(effect, Done):
-                if hooks_due(effect, performed=False):
-                    held.deliver()
-                reply = await self._perform(effect)
-                if hooks_due(effect, performed=True):
-                    held.deliver()
-                effect = step(steps, reply)
-            return effect.value
+        core = self._rt.core
+        with later(core.hooks) as held, core.collecting() as trips:
+            steps = driven(steps, trips, held)
+            try:
+                effect = step(steps, None)
+                while not isinstance(effect, Done):
+                    effect = step(steps, await self._perform(effect))
+                return effect.value
+            finally:
+                steps.close()
+                if trips.pending:
+                    # The call was cut short (cancelled, most likely): what it tripped engages
+                    # now, finished by tasks of their own rather than awaited by a dead call.
+                    self._engaging(trips.take())
 
     async def _perform(self, effect: Effect) -> Reply:
         clock = self._rt.clock
@@ -50,10 +53,7 @@ class AsyncGuardedExchange(Face):
             await asyncio.to_thread(effect.run)
             return None
         if isinstance(effect, Engage):
-            # The drain, the file lock, the fsync and the webhooks: never on the event loop.
-            await self._rt.switch.engage_async(
-                effect.reason, by=effect.by, state=effect.state, code=effect.code
-            )
+            await self._engage((effect,))
             return None
         if not isinstance(effect, Send):
             if self._rt.sleep_async is not None:
@@ -67,6 +67,21 @@ class AsyncGuardedExchange(Face):
         except Exception as exc:
             return self._answer(effect, started, None, exc)
         return self._answer(effect, started, value, None)
+
+    def _engaging(self, trips: Sequence[Engage]) -> list[asyncio.Future[Any]]:
+        """Close the latch for each trip now, in order; each drain, persisting and announcing
+        runs on a task of its own (``engage_async``) that never blocks the loop."""
+        switch = self._rt.switch
+        return [
+            switch.engage_async(trip.reason, by=trip.by, state=trip.state, code=trip.code)
+            for trip in trips
+        ]
+
+    async def _engage(self, trips: Sequence[Engage]) -> None:
+        for engaged in self._engaging(trips):
+            await engaged
+
+    _stream_engage = _engage
 
     def _guarded(self, kind: CallKind, name: str) -> Any:
         core = self._rt.core

@@ -5,7 +5,7 @@ Every guarded call is a generator. It yields an *effect* and is resumed with wha
     Send(method, args, kwargs, permit)  ->  Answer(value | error, headers, started, now)
     Sleep(seconds, permit)              ->  Woke(now, early, refused)
     Record(run)                         ->  None          (a journal write, fsynced if pending)
-    Engage(reason, state, code)         ->  None          (a kill-switch trigger tripped)
+    Engage(state, reason, code, by)     ->  None          (a kill-switch trigger tripped)
 
 The faces (:mod:`safeguard.guard.sync`, :mod:`safeguard.guard.aio`) only perform effects:
 call the ccxt method inside ``kill_switch.permit(...)``, sleep on the kill switch so that an
@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from collections.abc import Callable, Generator, Mapping
-from contextlib import suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
@@ -40,7 +41,7 @@ from safeguard import errors
 from safeguard.config import Policy
 from safeguard.guard import protective
 from safeguard.guard.classify import ErrorClass, RetryClass, classify, to_safeguard_error
-from safeguard.guard.events import Hooks, ProtectiveStopEvent
+from safeguard.guard.events import Held, Hooks, ProtectiveStopEvent
 from safeguard.guard.journal import REUSABLE, Entry, OrderJournal, Status
 from safeguard.guard.logging import log
 from safeguard.guard.orders import (
@@ -55,7 +56,7 @@ from safeguard.guard.orders import (
     send_params,
 )
 from safeguard.guard.redact import scrubbed_exception
-from safeguard.killswitch.switch import TradingState
+from safeguard.killswitch.state import Engage
 from safeguard.risk._trusted import trusted
 
 T = TypeVar("T")
@@ -102,18 +103,10 @@ class Record:
     run: Callable[[], object]
 
 
-@dataclass(frozen=True, slots=True)
-class Engage:
-    """Engage the kill switch: a trigger tripped on what the core saw. Yielded before the
-    next effect, so the send that follows a trip meets the engaged switch's permit."""
-
-    reason: str
-    state: TradingState
-    code: str
-    by: str = "trigger"
-
-
 Effect = Send | Sleep | Record | Engage
+"""An :class:`~safeguard.killswitch.state.Engage` is the switch's own event: a trigger tripped
+on what the core saw. It is yielded before the next effect, so the send that follows a trip
+meets the engaged switch's permit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,38 +157,75 @@ def step(steps: Steps[T], reply: Reply) -> Effect | Done[T]:
         return Done(done.value)
 
 
-def engaging(steps: Steps[T], take: Callable[[], list[Engage]]) -> Steps[T]:
-    """``steps`` with each trip the triggers saw (``take``) yielded as an :class:`Engage`
-    before the next effect, and before the steps end, however they end."""
+class Trips:
+    """The kill-switch trips one guarded call (or one stream message) caused, oldest first,
+    each kept until it was performed: a call abandoned half-way (a cancelled task, an
+    interrupt) still has its trips to engage, and its face engages them."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: deque[Engage] = deque()
+
+    def performing(self) -> Generator[Engage, Reply, None]:
+        """Each pending trip as an effect; it leaves :attr:`pending` once performed."""
+        pending = self.pending
+        while pending:
+            yield pending[0]
+            pending.popleft()
+
+    def take(self) -> list[Engage]:
+        """Every pending trip, for a face to engage now (they count as performed)."""
+        taken = list(self.pending)
+        self.pending.clear()
+        return taken
+
+
+class TripSource(Protocol):
+    """Where trips are recorded (the guard's :class:`~safeguard.guard.tripwire.TripWire`)."""
+
+    def collecting(self) -> AbstractContextManager[Trips]:
+        """Record the trips made in this thread or task into a fresh :class:`Trips` until the
+        block ends."""
+        ...
+
+
+def collecting(source: TripSource | None) -> AbstractContextManager[Trips]:
+    """``source.collecting()``; without triggers, a :class:`Trips` nothing is recorded in."""
+    return nullcontext(Trips()) if source is None else source.collecting()
+
+
+def driven(steps: Steps[T], trips: Trips, held: Held) -> Steps[T]:
+    """``steps`` as a face drives them. Each kill-switch trip they cause (recorded in
+    ``trips``) is yielded as an :class:`Engage` before the next effect, and before the steps
+    end, however they end. The hooks ``held`` for the call (:func:`~safeguard.guard.events.
+    later`) run after each send (the order leaves first) and before each sleep (a retry's event
+    announces its wait); a journal write or an engage goes on to the send behind it."""
     reply: Reply = None
+    pending = trips.pending
     try:
         while True:
             try:
                 effect = steps.send(reply)
             except StopIteration as done:
-                for trip in take():
-                    yield trip
+                if pending:
+                    yield from trips.performing()
                 return done.value  # type: ignore[no-any-return]
             except Exception:
                 # A refusal or an error can follow the very trip it caused (an order rejected
                 # once too often): the switch engages before the caller hears of it.
-                for trip in take():
-                    yield trip
+                if pending:
+                    yield from trips.performing()
                 raise
-            for trip in take():
-                yield trip
+            if pending:
+                yield from trips.performing()
+            if effect.__class__ is Sleep:
+                held.deliver()
             reply = yield effect
+            if effect.__class__ is Send:
+                held.deliver()
     finally:
         steps.close()
-
-
-def hooks_due(effect: Effect, *, performed: bool) -> bool:
-    """Whether the hooks held since the last delivery run now, before ``effect`` or once it is
-    ``performed``: after a send (the order leaves first), before a sleep (a retry's event
-    announces its wait); a journal write or an engage goes on to the send behind it."""
-    if performed:
-        return effect.__class__ is Send
-    return isinstance(effect, Sleep)
 
 
 def answered(reply: Reply) -> Answer:
@@ -344,13 +374,13 @@ class GuardCore:
     rules_loaded: bool = False
     """Whether ``load_markets`` ever succeeded: until it has, a connection failure there is
     the venue being unreachable, and the first error says so."""
-    trips: Callable[[], list[Engage]] | None = None
-    """The kill-switch trips the triggers saw since last asked (the guard's
-    :meth:`~safeguard.guard.tripwire.TripWire.take`); None: no triggers."""
+    trips: TripSource | None = None
+    """Where the kill-switch triggers record their trips (the guard's
+    :class:`~safeguard.guard.tripwire.TripWire`); None: no triggers."""
 
-    def effects(self, steps: Steps[T]) -> Steps[T]:
-        """What a face drives: ``steps``, with the trips they cause yielded as effects."""
-        return steps if self.trips is None else engaging(steps, self.trips)
+    def collecting(self) -> AbstractContextManager[Trips]:
+        """The trips of the call a face is about to drive (:func:`driven`)."""
+        return collecting(self.trips)
 
     # --- reads, cancels, settings, other writes -------------------------------------------
 
@@ -1274,8 +1304,12 @@ __all__ = [
     "Send",
     "Sleep",
     "Steps",
+    "TripSource",
+    "Trips",
     "Woke",
     "answered",
+    "collecting",
+    "driven",
     "step",
     "woke",
 ]

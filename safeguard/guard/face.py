@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ from safeguard.clock import Clock
 from safeguard.guard.core import Answer, GuardCore, Permit, Send, Sleep, Steps, Woke, new_answer
 from safeguard.guard.holder import StreamHolder, feed
 from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent, raw_kind
-from safeguard.killswitch.switch import SwitchState, TradingState, refusal_code
+from safeguard.killswitch.state import Engage, SwitchState, TradingState, refusal_code
 
 if TYPE_CHECKING:
     from safeguard.guard.gate import PreTradeGate
@@ -60,9 +60,9 @@ class SwitchLike(Protocol):
 
     def engage(self, reason: str, *, by: str, state: TradingState, code: str) -> object: ...
 
-    async def engage_async(
+    def engage_async(
         self, reason: str, *, by: str, state: TradingState, code: str
-    ) -> object: ...
+    ) -> asyncio.Future[Any]: ...
 
 
 @dataclass
@@ -248,7 +248,15 @@ class Face:
                 return attr(*args, **kwargs)
 
             return await feed(
-                view, name, args, kwargs, call, self._now, self._stream_reads, self._raw
+                view,
+                name,
+                args,
+                kwargs,
+                call,
+                self._now,
+                self._stream_reads,
+                self._stream_engage,
+                self._raw,
             )
 
         watch.__name__ = name
@@ -270,7 +278,14 @@ class Face:
         reads = self._stream_reads if client is self._raw else self._reads_off_loop
         listed = _listed_symbols(symbols, getattr(self._raw, "markets", None))
         return StreamHolder(
-            view, client, listed, self._now, reads, retry_s=retry_s, account=account
+            view,
+            client,
+            listed,
+            self._now,
+            reads,
+            self._stream_engage,
+            retry_s=retry_s,
+            account=account,
         )
 
     async def _reads_off_loop(self, sends: list[Send]) -> None:
@@ -320,6 +335,10 @@ class Face:
         return _as_trigger_order(bound) if name in _TRIGGER_HELPERS else bound
 
     def _guarded(self, kind: CallKind, name: str) -> Any:
+        raise NotImplementedError
+
+    async def _stream_engage(self, trips: Sequence[Engage]) -> None:
+        """Engage for the trips a stream message caused, on the stream's path."""
         raise NotImplementedError
 
     # --- shared helpers for the faces ------------------------------------------------------

@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 import ccxt
 
 from safeguard._log import logger
-from safeguard.guard.core import Send
+from safeguard.guard.core import Send, collecting
 from safeguard.guard.streams import ACCOUNT, feed_of, forget_dead_listen_key
+from safeguard.killswitch.state import Engage
 
 if TYPE_CHECKING:
     from safeguard.guard.gate import PreTradeGate
@@ -47,6 +48,8 @@ MARKET_WATCHES = ("watch_mark_price", "watch_order_book", "watch_ticker")
 ACCOUNT_WATCHES = ("watch_orders", "watch_positions", "watch_balance")
 
 Reads = Callable[[list[Send]], Awaitable[None]]
+Engages = Callable[[list[Engage]], Awaitable[None]]
+"""How the stream path engages the kill switch for the trips a message caused."""
 
 
 async def feed(
@@ -57,13 +60,16 @@ async def feed(
     call: Callable[[], Any],
     now: Callable[[], float],
     reads: Reads,
+    engage: Engages,
     client: Any = None,
 ) -> Any:
     """One watch call through the view: ``call()`` is the raw watch (of ``client``, the
     ccxt.pro exchange); its answer goes to the view (and is returned), its failure breaks its
-    feed (and is raised); the reads the view has due after the message are made through
-    ``reads``, on the stream's path. A user-data watch that failed on a dead listen key has
-    ccxt ask for a new key on the next watch (:func:`forget_dead_listen_key`)."""
+    feed (and is raised). What the message tripped (a stale feed, a mark out of band) is
+    engaged through ``engage`` before anything else, even while the bot makes no call; then
+    the reads the view has due after the message are made through ``reads``, on the stream's
+    path. A user-data watch that failed on a dead listen key has ccxt ask for a new key on the
+    next watch (:func:`forget_dead_listen_key`)."""
     view.watch_started(name, args, kwargs, now())
     try:
         result = call()  # ccxt.pro's watches return a coroutine or a future
@@ -75,7 +81,11 @@ async def feed(
         raise
     finally:
         view.watch_ended(name, args, kwargs)
-    await reads(view.streamed(name, args, kwargs, value, now()))
+    with collecting(view.tripwire) as trips:
+        due = view.streamed(name, args, kwargs, value, now())
+    if trips.pending:
+        await engage(trips.take())
+    await reads(due)
     return value
 
 
@@ -89,6 +99,7 @@ class StreamHolder:
         symbols: Sequence[str],
         now: Callable[[], float],
         reads: Reads,
+        engage: Engages,
         *,
         retry_s: float = 1.0,
         account: bool = True,
@@ -105,6 +116,7 @@ class StreamHolder:
         self.symbols = list(symbols)
         self.now = now
         self.reads = reads
+        self.engage = engage
         self.retry_s = retry_s
         self.account = account
         self.tasks: list[asyncio.Task[None]] = []
@@ -132,7 +144,7 @@ class StreamHolder:
             try:
                 await feed(
                     self.view, name, args, {}, lambda: method(*args), self.now, self._hand_over,
-                    self.client,
+                    self.engage, self.client,
                 )  # fmt: skip
             except asyncio.CancelledError:
                 raise
@@ -216,4 +228,4 @@ class StreamHolder:
         thread.join(timeout)
 
 
-__all__ = ["ACCOUNT_WATCHES", "MARKET_WATCHES", "StreamHolder", "feed"]
+__all__ = ["ACCOUNT_WATCHES", "MARKET_WATCHES", "Engages", "StreamHolder", "feed"]

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from safeguard.guard.core import (
     Done,
     Effect,
-    Engage,
     Record,
     Reply,
     Send,
     Sleep,
     Steps,
-    hooks_due,
+    driven,
     step,
 )
 from safeguard.guard.events import later
 from safeguard.guard.face import Face, delaying, permit
 from safeguard.guard.holder import StreamHolder
 from safeguard.guard.orders import CallKind
+from safeguard.killswitch.state import Engage
 
 T = TypeVar("T")
 
@@ -30,20 +31,18 @@ class GuardedExchange(Face):
     def _run(self, steps: Steps[T]) -> T:
         # Closed however the drive ends: steps cut short (cancelled, interrupted, an effect
         # that failed) then settle what they had under way (GuardCore._abandon).
-        steps = self._rt.core.effects(steps)
-        with later(self._rt.core.hooks) as held:
+        core = self._rt.core
+        with later(core.hooks) as held, core.collecting() as trips:
+            steps = driven(steps, trips, held)
             try:
                 effect = step(steps, None)
                 while not isinstance(effect, Done):
-                    if hooks_due(effect, performed=False):
-                        held.deliver()
-                    reply = self._perform(effect)
-                    if hooks_due(effect, performed=True):
-                        held.deliver()
-                    effect = step(steps, reply)
+                    effect = step(steps, self._perform(effect))
                 return effect.value
             finally:
                 steps.close()
+                if trips.pending:  # the call was cut short: what it tripped engages still
+                    self._engage(trips.take())
 
     def _perform(self, effect: Effect) -> Reply:
         if effect.__class__ is not Send:
@@ -51,9 +50,7 @@ class GuardedExchange(Face):
                 effect.run()
                 return None
             if isinstance(effect, Engage):
-                self._rt.switch.engage(
-                    effect.reason, by=effect.by, state=effect.state, code=effect.code
-                )
+                self._engage((effect,))
                 return None
             assert isinstance(effect, Sleep)
             if self._rt.sleep is not None:
@@ -67,6 +64,15 @@ class GuardedExchange(Face):
         except Exception as exc:
             return self._answer(effect, started, None, exc)
         return self._answer(effect, started, value, None)
+
+    def _engage(self, trips: Sequence[Engage]) -> None:
+        for trip in trips:
+            self._rt.switch.engage(trip.reason, by=trip.by, state=trip.state, code=trip.code)
+
+    async def _stream_engage(self, trips: Sequence[Engage]) -> None:
+        """A held stream's trips, engaged on its thread before it takes the next message (a
+        blocking engage there waits for the order path's sends on the bot's threads)."""
+        self._engage(trips)
 
     def _guarded(self, kind: CallKind, name: str) -> Any:
         core = self._rt.core

@@ -4,23 +4,27 @@ The triggers (:mod:`safeguard.killswitch.triggers`) are pure and know nothing of
 This is the one place that turns the guard's observations (each request's outcome, orders
 placed, rejected and cancelled, leverage changes, bans, fresh marks, the account after each
 re-read) into their events, and each :class:`~safeguard.killswitch.triggers.Trip` into an
-:class:`~safeguard.guard.core.Engage` effect, held until the core yields it (:meth:`take`).
-Engaging drains sends, locks and fsyncs a file and calls webhooks: the faces do that
+:class:`~safeguard.killswitch.state.Engage`, recorded for the call or stream message that
+caused it (:meth:`TripWire.collecting`), which performs it before it goes on. Engaging drains
+sends, locks and fsyncs a file and calls webhooks: the faces and the stream path do that
 (``switch.engage``, ``await switch.engage_async``), never the core's decisions.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from safeguard._log import logger
 from safeguard.codes import Code
 from safeguard.guard.classify import ErrorClass, RetryClass, ban_end
-from safeguard.guard.core import Answer, Engage, Send
+from safeguard.guard.core import Answer, Send, Trips
 from safeguard.guard.events import BandEvent, EventKind, Hooks, WarningEvent
 from safeguard.killswitch import triggers as t
-from safeguard.killswitch.switch import TradingState
+from safeguard.killswitch.state import Engage, TradingState
 from safeguard.killswitch.warnings import EarlyWarning, WarningMonitor
 from safeguard.risk.cascade import liquidation_band
 from safeguard.risk.models import Account
@@ -54,35 +58,55 @@ class TripWire:
                     )
                 )
             if warning.escalate is not None:
-                self._tripped.append(
+                self._record(
                     Engage(
-                        f"early warning {warning.name}: {warning.message}",
                         state=TradingState(warning.escalate),
+                        reason=f"early warning {warning.name}: {warning.message}",
                         code=str(Code.EARLY_WARNING),
                         by="warning",
                     )
                 )
 
-    _tripped: deque[Engage] = field(default_factory=deque, init=False)
-    """Trips not yet yielded. Shared by every call of one guard: whichever call takes a trip
-    performs it (threads and tasks pop atomically, so each trip is engaged once)."""
+    _unowned: deque[Engage] = field(default_factory=deque, init=False)
+    """Trips recorded outside any call or stream message of this guard (none are known):
+    the next one to collect performs them first."""
+
+    @contextmanager
+    def collecting(self) -> Iterator[Trips]:
+        """Record the trips made in this thread or asyncio task, until the block ends, for
+        the caller to perform: a guarded call (before its next effect) or a stream message
+        (before the stream goes on). Per context, so a trip is engaged by the very call that
+        caused it, before that call's next send, never by another thread's."""
+        trips = Trips()
+        while self._unowned:
+            try:
+                trips.pending.append(self._unowned.popleft())
+            except IndexError:  # another call took the last one meanwhile
+                break
+        token = _COLLECTING.set((self, trips))
+        try:
+            yield trips
+        finally:
+            _COLLECTING.reset(token)
+
+    def _record(self, trip: Engage) -> None:
+        collecting = _COLLECTING.get()
+        if collecting is not None and collecting[0] is self:
+            collecting[1].pending.append(trip)
+        else:
+            self._unowned.append(trip)
 
     def feed(self, event: t.Event) -> None:
         for trip in self.monitor.observe(event):
             logger.warning("kill-switch trigger {}: {}", trip.code, trip.reason)
-            self._tripped.append(
-                Engage(trip.reason, state=TradingState(trip.action), code=str(trip.code))
+            self._record(
+                Engage(
+                    state=TradingState(trip.action),
+                    reason=trip.reason,
+                    code=str(trip.code),
+                    by="trigger",
+                )
             )
-
-    def take(self) -> list[Engage]:
-        """The trips since the last take, oldest first, for the core to yield."""
-        taken: list[Engage] = []
-        while self._tripped:  # the hot path: nothing tripped, one test
-            try:
-                taken.append(self._tripped.popleft())
-            except IndexError:  # another call took the last one meanwhile
-                break
-        return taken
 
     def request(self, send: Send, answer: Answer, ec: ErrorClass | None) -> None:
         """One attempt's outcome (called after the send, outside the permit)."""
@@ -150,6 +174,12 @@ class TripWire:
 
     def unjudged(self, reason: str, now: float) -> None:
         self.feed(t.AccountUnjudged(now, reason))
+
+
+_COLLECTING: ContextVar[tuple[TripWire, Trips] | None] = ContextVar(
+    "safeguard_collecting_trips", default=None
+)
+"""The wire whose trips this thread or task is collecting now, and where they go."""
 
 
 __all__ = ["TripWire"]

@@ -47,7 +47,7 @@ from typing import Any, Literal
 from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.config import KillSwitchConfig
-from safeguard.killswitch.switch import SwitchState, TradingState
+from safeguard.killswitch.state import SwitchState, TradingState
 
 Side = Literal["buy", "sell"]
 Status = Literal["done", "failed", "not offered", "skipped"]

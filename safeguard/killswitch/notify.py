@@ -43,7 +43,7 @@ from pydantic import SecretStr
 
 from safeguard._log import logger
 from safeguard.config import WEBHOOK_SCHEMES, KillSwitchConfig, check_url
-from safeguard.killswitch.switch import SwitchState
+from safeguard.killswitch.state import SwitchState
 
 if TYPE_CHECKING:
     import httpx

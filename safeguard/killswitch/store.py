@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from safeguard.errors import ConfigError
-from safeguard.killswitch.switch import SwitchState, TradingState
+from safeguard.killswitch.state import SwitchState, TradingState
 
 FORMAT = 1
 STALE_TEMPORARY_S = 60.0

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import signal
 import socket
@@ -47,183 +46,38 @@ import threading
 import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any
 
 from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.codes import Code
 from safeguard.config import KillSwitchConfig
 from safeguard.errors import ConfigError, ResumeRefused, TradingHalted
-
-if TYPE_CHECKING:
-    from safeguard.killswitch.notify import WebhookNotifier
-    from safeguard.killswitch.store import StateStore
-
-
-class TradingState(StrEnum):
-    """What the kill switch allows."""
-
-    ACTIVE = "ACTIVE"
-    REDUCING = "REDUCING"
-    HALTED = "HALTED"
-
-    @property
-    def severity(self) -> int:
-        return _SEVERITY[self]
-
-
-_SEVERITY: Final = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
-
-
-@dataclass(frozen=True)
-class SwitchState:
-    """The latch's state: what it allows, why, who set it and when (epoch seconds)."""
-
-    state: TradingState
-    reason: str
-    code: str
-    by: str
-    since: float
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.state, TradingState):
-            raise ValueError(f"state must be a TradingState, got {self.state!r}")
-        for name in ("reason", "code", "by"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
-        if isinstance(self.since, bool) or not isinstance(self.since, int | float):
-            raise ValueError(f"since must be a number of epoch seconds, got {self.since!r}")
-        if not 0.0 <= self.since < float("inf"):
-            raise ValueError(f"since must be finite and non-negative, got {self.since!r}")
-        if self.state is not TradingState.ACTIVE and not (self.reason and self.code):
-            raise ValueError(f"a {self.state} state needs a non-empty reason and code")
-
-
-@dataclass(frozen=True)
-class Engage:
-    """Tighten the switch to ``state`` (never loosens it)."""
-
-    state: TradingState
-    reason: str
-    code: str
-    by: str
-
-
-@dataclass(frozen=True)
-class Resume:
-    """Loosen the switch to ``to`` (``ACTIVE``, or ``REDUCING`` from ``HALTED``)."""
-
-    by: str
-    to: TradingState = TradingState.ACTIVE
-    reason: str = "resumed"
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A transition that was not made, and from when (epoch seconds) it could be, if ever."""
-
-    message: str
-    code: str
-    retry_at: float | None = None
-
-
-def transition(
-    current: SwitchState, event: Engage | Resume, *, now: float, cooling_period_s: float
-) -> SwitchState | Refusal:
-    """The whole state machine. Returns ``current`` itself when the event changes nothing."""
-    if isinstance(event, Engage):
-        if event.state.severity <= current.state.severity:
-            return current
-        return SwitchState(event.state, event.reason, event.code, event.by, now)
-    if event.to.severity > current.state.severity:
-        return Refusal(
-            f"resume cannot tighten {current.state} to {event.to}; engage instead",
-            Code.INVALID_INPUT,
-        )
-    if event.to is current.state:
-        return current
-    ready_at = current.since + cooling_period_s
-    if now < ready_at:
-        return Refusal(
-            f"resume refused: {current.state} since {_iso(current.since)} ({current.reason}); "
-            f"the cooling period ends in {ready_at - now:.0f} s at {_iso(ready_at)}",
-            Code.COOLING_PERIOD,
-            ready_at,
-        )
-    code = "" if event.to is TradingState.ACTIVE else current.code
-    return SwitchState(event.to, event.reason, code, event.by, now)
-
-
-def refusal_code(state: TradingState, *, reduces_only: bool, is_cancel: bool) -> Code | None:
-    """Why ``state`` refuses this send, or ``None`` when it may go."""
-    if state is TradingState.ACTIVE or is_cancel:
-        return None
-    if state is TradingState.REDUCING:
-        return None if reduces_only else Code.TRADING_REDUCING
-    return Code.TRADING_HALTED
-
-
-# Sends in flight are counted per kind, so that an engage waits only for the kinds the new
-# state forbids: cancels keep flowing while HALTED and must not hold an engage up.
-_OPENING, _REDUCING, _CANCEL = 0, 1, 2
-_BLOCKED_KINDS: Final = {
-    TradingState.ACTIVE: (),
-    TradingState.REDUCING: (_OPENING,),
-    TradingState.HALTED: (_OPENING, _REDUCING),
-}
-
-
-def _kind(reduces_only: bool, is_cancel: bool) -> int:
-    if type(reduces_only) is not bool:
-        raise ValueError(f"reduces_only must be a bool, got {reduces_only!r}")
-    if type(is_cancel) is not bool:
-        raise ValueError(f"is_cancel must be a bool, got {is_cancel!r}")
-    return _CANCEL if is_cancel else _REDUCING if reduces_only else _OPENING
-
-
-@functools.lru_cache(maxsize=16)
-def _refusal_text(state: SwitchState, code: Code) -> str:
-    """The refusal's message, formatted once per state: every send the state refuses (a
-    burst of them right after an engage) says the same."""
-    return (
-        f"{code}: kill switch is {state.state} since {_iso(state.since)} "
-        f"({state.code}: {state.reason}; by {state.by})"
-    )
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
-
-
-def _text(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _timeout(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"timeout must be a number of seconds, got {value!r}")
-    if not 0.0 <= value < float("inf"):
-        raise ValueError(f"timeout must be finite and non-negative, got {value!r}")
-    return float(value)
-
-
-Listener = Callable[[SwitchState], None]
-
-
-Held = tuple[int, int, int]
-_NONE_HELD: Final[Held] = (0, 0, 0)
-
-
-def _plus(held: Held, kind: int, step: int) -> Held:
-    counts = list(held)
-    counts[kind] += step
-    return (counts[0], counts[1], counts[2])
+from safeguard.killswitch.notify import WebhookNotifier, build_payload
+from safeguard.killswitch.state import (
+    _BLOCKED_KINDS,
+    _CANCEL,
+    _NONE_HELD,
+    _OPENING,
+    Engage,
+    Listener,
+    PermitCounts,
+    Refusal,
+    Resume,
+    SwitchState,
+    TradingState,
+    _iso,
+    _kind,
+    _plus,
+    _refusal_text,
+    _target,
+    _text,
+    _timeout,
+    refusal_code,
+    transition,
+)
+from safeguard.killswitch.store import FileStateStore, StateStore
 
 
 class _Permit:
@@ -234,7 +88,7 @@ class _Permit:
     def __init__(self, switch: KillSwitch, kind: int) -> None:
         self._switch = switch
         self._kind = kind
-        self._token: Token[Held] | None = None
+        self._token: Token[PermitCounts] | None = None
         self._loop_thread: int | None = None
 
     def __enter__(self) -> None:
@@ -272,13 +126,9 @@ class KillSwitch:
         self._config = config
         self._clock: Clock = clock if clock is not None else SystemClock()
         if store is None:
-            from safeguard.killswitch.store import FileStateStore
-
             store = FileStateStore(config.state_dir)
         self._store: StateStore = store
         if notifier is None and config.webhook_url is not None:
-            from safeguard.killswitch.notify import WebhookNotifier
-
             notifier = WebhookNotifier.from_config(config)
         self._notifier = notifier
 
@@ -297,7 +147,7 @@ class KillSwitch:
         self._generation = 0
         # Permits held by the current thread or asyncio task (a context), so an engage made
         # from inside a permit block does not wait for itself.
-        self._held: ContextVar[Held] = ContextVar(f"safeguard_killswitch_{id(self)}")
+        self._held: ContextVar[PermitCounts] = ContextVar(f"safeguard_killswitch_{id(self)}")
         self._async_wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self._listeners: list[Listener] = []
         self._refresh_lock = threading.Lock()
@@ -363,7 +213,7 @@ class KillSwitch:
         """
         return _Permit(self, _kind(reduces_only, is_cancel))
 
-    def _enter(self, kind: int) -> tuple[Token[Held], int | None]:
+    def _enter(self, kind: int) -> tuple[Token[PermitCounts], int | None]:
         self._refresh()
         # Sends made by asyncio tasks are counted per event-loop thread: a blocking engage on
         # that thread cannot wait for them (they only progress when it returns).
@@ -392,7 +242,7 @@ class KillSwitch:
         held = self._held.get(_NONE_HELD)
         return self._held.set(_plus(held, kind, 1)), loop_thread
 
-    def _exit(self, kind: int, token: Token[Held] | None, loop_thread: int | None) -> None:
+    def _exit(self, kind: int, token: Token[PermitCounts] | None, loop_thread: int | None) -> None:
         if token is not None:
             try:
                 self._held.reset(token)
@@ -451,7 +301,7 @@ class KillSwitch:
                 self._async_wakers.discard(entry)
         return self._woken(seen, held)
 
-    def _sleeping_for(self, reduces_only: bool | None, is_cancel: bool) -> Held:
+    def _sleeping_for(self, reduces_only: bool | None, is_cancel: bool) -> PermitCounts:
         """What a sleeper counts as its own: the permits its context holds, plus the one the
         send it delays will need. A sleep is cut short by either being forbidden."""
         held = self._held.get(_NONE_HELD)
@@ -459,13 +309,13 @@ class KillSwitch:
             return held
         return _plus(held, _kind(reduces_only, is_cancel), 1)
 
-    def _woken(self, seen: int, held: Held) -> bool:
+    def _woken(self, seen: int, held: PermitCounts) -> bool:
         # A sleeper holding a permit the state now forbids is what an engage is draining: it
         # must stop sleeping (and give up its retry) even if it began after the engage.
         forbidden = any(held[kind] for kind in _BLOCKED_KINDS[self._state.state])
         return self._generation != seen or forbidden
 
-    def _pause(self, seen: int, deadline: float, held: Held) -> float:
+    def _pause(self, seen: int, deadline: float, held: PermitCounts) -> float:
         """How long a sleeper blocks before looking again; 0 when it should stop."""
         self._refresh()
         if self._woken(seen, held):
@@ -500,16 +350,28 @@ class KillSwitch:
         self._finish_engage(previous, new, left)
         return self._state
 
-    async def engage_async(
+    def engage_async(
         self,
         reason: str,
         *,
         by: str = "manual",
         state: TradingState = TradingState.HALTED,
         code: str = Code.MANUAL,
-    ) -> SwitchState:
-        """``engage`` for asyncio code: the drain and the persisting never block the loop."""
+    ) -> asyncio.Future[SwitchState]:
+        """``engage`` for asyncio code: ``await switch.engage_async(...)``. Call it on the loop.
+
+        The latch closes before this returns (new permits refuse at once, whatever happens to
+        the caller next); the drain, the persisting and the announcing then run on a task of
+        their own that never blocks the loop and that a cancelled caller does not cancel: an
+        engage once begun is finished. Awaiting it waits for all of that.
+        """
         change = self._engage_change(reason, by=by, state=state, code=code)
+        task = asyncio.ensure_future(self._finish_async(change))
+        _ENGAGING.add(task)
+        task.add_done_callback(_ENGAGING.discard)
+        return asyncio.shield(task)
+
+    async def _finish_async(self, change: tuple[SwitchState, SwitchState] | None) -> SwitchState:
         target = self._state.state if change is None else change[1].state
         deadline = time.monotonic() + self._config.drain_timeout_s
         while (left := self._blocking_others(target)) and time.monotonic() < deadline:
@@ -692,7 +554,11 @@ class KillSwitch:
                     stored = self._store.load()
                 except Exception:
                     stored = None  # overwritten below by a state at least as tight
-                if stored is not None and stored.state.severity >= new.state.severity:
+                if stored == new:
+                    # Our own engage, already put there by a refresh that found the store
+                    # behind the latch (another engage in this process, meanwhile): persisted.
+                    self._unpersisted = None
+                elif stored is not None and stored.state.severity >= new.state.severity:
                     # Another process engaged meanwhile: keep theirs. Never loosen it, and an
                     # engagement as tight is idempotent (its time starts the cooling period).
                     self._unpersisted = None
@@ -873,8 +739,6 @@ class KillSwitch:
         self, event: str, state: SwitchState, previous: SwitchState, *, persisted: bool
     ) -> None:
         if self._notifier is not None:
-            from safeguard.killswitch.notify import build_payload
-
             self._notifier.notify(
                 build_payload(event, state, previous, store=str(self._store), persisted=persisted)
             )
@@ -938,15 +802,9 @@ class KillSwitch:
         return f"KillSwitch({self._state.state}, store={self._store})"
 
 
-def _target(state: object) -> TradingState:
-    if not isinstance(state, TradingState):
-        try:
-            return TradingState(str(state))
-        except ValueError:
-            raise ValueError(
-                f"state must be one of ACTIVE, REDUCING, HALTED; got {state!r}"
-            ) from None
-    return state
+_ENGAGING: set[asyncio.Task[SwitchState]] = set()
+"""The async engages still draining or persisting: held until done (an event loop keeps only
+weak references to its tasks)."""
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -157,9 +157,10 @@ def test_freshly_stamped_reads_without_a_usable_price_do_not_keep_a_feed_young(
 
     def read(answer: Any) -> None:
         now = paper.clock.time()  # as the core does: the outcome to the triggers, then the data
-        wire.request(send, Answer(answer, None, None, now, now), None)
-        gate.absorb(send, answer, now)
-        for trip in wire.take():  # what the sync face does with each Engage the core yields
+        with wire.collecting() as trips:  # as a guarded call does around its steps
+            wire.request(send, Answer(answer, None, None, now, now), None)
+            gate.absorb(send, answer, now)
+        for trip in trips.take():  # what the sync face does with each Engage the core yields
             switch.engage(trip.reason, by=trip.by, state=trip.state, code=trip.code)
 
     try:

@@ -320,8 +320,9 @@ def test_the_triggers_see_the_hedge_stop_that_must_clear_the_shared_price(
     gate, raw, now = _hedged_eth(wire)
     mark = raw.fetch_ticker(SYMBOL)["last"]
     gate.cache.open_orders[SYMBOL] = _hedge_stops(round(mark * 0.7, 2), round(mark * 1.05, 2))
-    _feed(gate, raw, now)
-    [trip] = wire.take()  # the core yields it as an Engage; a face performs it
+    with wire.collecting() as trips:  # as a guarded call does around its steps
+        _feed(gate, raw, now)
+    [trip] = trips.take()  # the core yields it as an Engage; a face performs it
     assert trip.state is TradingState.HALTED
     assert trip.code == Code.LIQUIDATION_DISTANCE
     assert "ETH/USDT:USDT long" in trip.reason
@@ -358,7 +359,8 @@ def test_hedge_mode_stops_are_re_checked_like_reduce_only_ones() -> None:
 def test_the_triggers_see_a_hedge_mode_stop_beyond_liquidation() -> None:
     monitor = RiskMonitor(TriggerConfig(), limits=RiskLimits(max_leverage=None))
     wire = TripWire(monitor)
-    _hedged_eth_with_venue_stops(-30.0, 5.0, wire)
-    [trip] = wire.take()
+    with wire.collecting() as trips:
+        _hedged_eth_with_venue_stops(-30.0, 5.0, wire)
+    [trip] = trips.take()
     assert trip.state is TradingState.HALTED
     assert trip.code == Code.LIQUIDATION_DISTANCE

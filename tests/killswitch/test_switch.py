@@ -739,3 +739,28 @@ def test_an_engage_racing_another_process_keeps_the_first_engagement(tmp_path: P
     assert make(tmp_path).state == outcome
     history = first.store.history()  # type: ignore[attr-defined]
     assert [(e["event"], e["by"]) for e in history] == [("engage", "alice")]
+
+
+def test_an_engage_still_draining_when_a_second_engage_comes_is_announced(
+    tmp_path: Path,
+) -> None:
+    # The second engage changes nothing, but it looks at the store (another process may have
+    # resumed) and finds it behind the latch: it writes the latch's state there. The first,
+    # persisting after its drain, must know that state for its own and announce it (the
+    # webhook, the listeners, the ladder), not take it for another process's engage.
+    switch = make(tmp_path)
+    heard: list[SwitchState] = []
+    switch.add_listener(heard.append)
+    with switch.permit(reduces_only=False):  # an order in flight: the first engage drains it
+        first = threading.Thread(target=switch.engage, args=("first",), kwargs={"by": "a"})
+        first.start()
+        while switch.state.state is not HALTED:  # the latch closed; the drain waits on us
+            first.join(0.001)
+        assert first.is_alive()
+        switch.engage("second", by="b")  # as tight: changes nothing (and waits for nothing)
+    first.join()
+    assert [(s.state, s.reason) for s in heard] == [(HALTED, "first")]
+    stored = switch.store.load()
+    assert stored is not None
+    assert stored.reason == "first"
+    switch.close()
