@@ -1,7 +1,7 @@
 """One rate budget for a fleet: request weight per IP and order counts per account, in Redis.
 
 :class:`RedisRateBudget` answers exactly what :class:`~safeguard.guard.throttle.RateBudget`
-answers (the same :data:`~safeguard.guard.throttle.Decision` values, the same thresholds,
+answers (the same :data:`~safeguard.guard.throttle.Admission` values, the same thresholds,
 reserve and pacing), but the windows it counts in live in Redis, so four bots on one IP and one
 API key draw on one budget and together stay under the venue's limit. Each ``decide`` is one
 Lua script run atomically by Redis: read every window the request counts against, roll the
@@ -37,8 +37,8 @@ from safeguard.guard.throttle import (
     _HEADER_FAMILY,
     _USES_RESERVE,
     GO,
+    Admission,
     Banned,
-    Decision,
     Hold,
     LimitType,
     NeverFits,
@@ -325,7 +325,7 @@ class RedisRateBudget:
 
     # --- the RateBudget interface ----------------------------------------------------------
 
-    def decide(self, kind: RequestKind, weight: float, now: float, *, orders: int = 1) -> Decision:
+    def decide(self, kind: RequestKind, weight: float, now: float, *, orders: int = 1) -> Admission:
         """As :meth:`RateBudget.decide`, on the fleet's shared windows."""
         kind = RequestKind(kind)
         _inputs.non_negative("weight", weight)

@@ -207,7 +207,7 @@ class Banned:
     until: float
 
 
-Decision = Go | Wait | Hold | Banned
+Admission = Go | Wait | Hold | Banned
 GO = Go()
 
 
@@ -375,7 +375,7 @@ class RateBudget:
                 self._plans = {}
             return changed
 
-    def decide(self, kind: RequestKind, weight: float, now: float, *, orders: int = 1) -> Decision:
+    def decide(self, kind: RequestKind, weight: float, now: float, *, orders: int = 1) -> Admission:
         """May a request of ``kind`` and ``weight`` go now? A ``Go`` charges it.
 
         ``orders`` is how many orders the request places (a batch), counted against the order
@@ -394,7 +394,7 @@ class RateBudget:
 
     def decide_unchecked(
         self, kind: RequestKind, weight: float, now: float, *, orders: int = 1
-    ) -> Decision:
+    ) -> Admission:
         """:meth:`decide` for a caller whose arguments are its own, already valid: a
         :class:`RequestKind`, a weight from its own table, ``now`` from its clock (the
         guard's pacer, on every request)."""
@@ -857,9 +857,9 @@ def registry_for(state_dir: str | os.PathLike[str]) -> BudgetRegistry:
 __all__ = [
     "GO",
     "USDM_DEFAULT_LIMITS",
+    "Admission",
     "Banned",
     "BudgetRegistry",
-    "Decision",
     "Go",
     "Hold",
     "LimitType",

@@ -96,7 +96,7 @@ class TripWire:
         else:
             self._unowned.append(trip)
 
-    def feed(self, event: t.Event) -> None:
+    def feed(self, event: t.Observation) -> None:
         for trip in self.monitor.observe(event):
             logger.warning("kill-switch trigger {}: {}", trip.code, trip.reason)
             self._record(

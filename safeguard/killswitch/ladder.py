@@ -24,7 +24,7 @@ Rungs, each switched by :class:`~safeguard.config.KillSwitchConfig`:
    is flat its protective orders are cancelled (``cleanup``); a symbol still open keeps them.
 
 The ladder is written once, as a generator of steps (:func:`ladder_steps`): it yields a
-:class:`Call` (a method of the ccxt exchange), :class:`Read` (an attribute) or :class:`Sleep`,
+:class:`Call` (a method of the ccxt exchange), :class:`Read` (an attribute) or :class:`Pause`,
 and receives the result (or has the exception thrown in). :func:`run_ladder` drives it on a
 sync ccxt exchange, :func:`run_ladder_async` on an ``async_support`` one; the planning
 functions (:func:`plan_cancels`, :func:`plan_flatten`, :func:`capped_price`) are pure.
@@ -92,11 +92,11 @@ class Read:
 
 
 @dataclass(frozen=True)
-class Sleep:
+class Pause:
     seconds: float
 
 
-Step = Call | Read | Sleep
+Step = Call | Read | Pause
 
 
 @dataclass(frozen=True)
@@ -391,7 +391,7 @@ def _retried(step: Call, attempts: int = READ_ATTEMPTS) -> Generator[Step, Any, 
     error: Any = None
     for attempt in range(attempts):
         if attempt:
-            yield Sleep(PAUSE_S)
+            yield Pause(PAUSE_S)
         try:
             return True, (yield step)
         except Exception as exc:
@@ -496,7 +496,7 @@ def _flatten(
     precision_mode = yield from _get("precisionMode")
     for round_number in range(1, config.flatten_max_attempts + 1):
         if round_number > 1:
-            yield Sleep(PAUSE_S)
+            yield Pause(PAUSE_S)
             fresh = yield from _read_positions(report)
             if fresh is None:
                 return None
@@ -615,7 +615,7 @@ def run_ladder(
     step = _resume(steps, None, None)
     while not isinstance(step, LadderReport):
         reply, error = None, None
-        if isinstance(step, Sleep):
+        if isinstance(step, Pause):
             sleep(step.seconds)
         else:
             try:
@@ -645,7 +645,7 @@ async def run_ladder_async(
     step = _resume(steps, None, None)
     while not isinstance(step, LadderReport):
         reply, error = None, None
-        if isinstance(step, Sleep):
+        if isinstance(step, Pause):
             await sleep(step.seconds)
         else:
             try:
@@ -775,10 +775,10 @@ __all__ = [
     "OpenOrder",
     "Outcome",
     "Pace",
+    "Pause",
     "Position",
     "Read",
     "ReduceOnlyOrder",
-    "Sleep",
     "Step",
     "attach_ladder",
     "capped_price",

@@ -505,7 +505,7 @@ class Tick:
         _check_now(self.now)
 
 
-Event = (
+Observation = (
     EquityUpdate
     | AccountUpdate
     | AccountUnjudged
@@ -625,9 +625,9 @@ class RiskMonitor:
         with self._lock:
             return tuple(self._tripped)
 
-    def observe(self, event: Event) -> tuple[Trip, ...]:
+    def observe(self, event: Observation) -> tuple[Trip, ...]:
         """Take one observation; return the trips it caused (after cooling), most often none."""
-        if not isinstance(event, Event):
+        if not isinstance(event, Observation):
             raise TypeError(f"not a monitor event: {type(event).__name__}")
         with self._lock:
             now = event.now
@@ -688,7 +688,7 @@ class RiskMonitor:
 
     # --- internals ------------------------------------------------------------------------
 
-    def _evaluate(self, event: Event) -> list[Trip | None]:
+    def _evaluate(self, event: Observation) -> list[Trip | None]:
         cfg = self.config
         match event:
             case EquityUpdate(now=now, equity=equity):
@@ -837,9 +837,9 @@ __all__ = [
     "AccountUpdate",
     "Action",
     "EquityUpdate",
-    "Event",
     "LeverageChanged",
     "MarkUpdate",
+    "Observation",
     "OrderCanceled",
     "OrderRejected",
     "OrderSubmitted",

@@ -48,7 +48,7 @@ from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderInt
 from safeguard.risk.outcome import Costing
 from safeguard.risk.stress import DepthProfile, StressGrid
 
-Effect = Literal["open", "add", "reduce", "close", "flip"]
+PositionEffect = Literal["open", "add", "reduce", "close", "flip"]
 
 _costing = trusted(Costing)  # no __post_init__: the same object, without 24 frozen setattrs
 
@@ -63,7 +63,7 @@ class Exposure:
     held: float
     """Signed quantity before the order."""
     after: float
-    effect: Effect
+    effect: PositionEffect
     reduce_only: bool = False
 
     @property
@@ -81,7 +81,7 @@ class Exposure:
         held = 0.0 if leg is None else leg.side * leg.quantity
         direction = 1 if intent.side == "buy" else -1
         after = held + direction * amount
-        effect: Effect
+        effect: PositionEffect
         if held == 0.0:
             effect = "open"
         elif held * direction > 0:
@@ -690,4 +690,4 @@ def price_order(order: Order, terms: FillTerms, amount: float) -> PricedOrder:
     )
 
 
-__all__ = ["Effect", "Exposure", "Order", "PricedOrder", "price_order"]
+__all__ = ["Exposure", "Order", "PositionEffect", "PricedOrder", "price_order"]

@@ -46,7 +46,6 @@ from safeguard.venue.errors import VenueReject
 from safeguard.venue.events import (
     AccountChanged,
     AutoDeleveraged,
-    Event,
     Fill,
     FundingPayment,
     LeverageChanged,
@@ -57,6 +56,7 @@ from safeguard.venue.events import (
     OrderExpired,
     OrderTriggered,
     OrderUpdate,
+    VenueEvent,
 )
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
 from safeguard.venue.prices import ReplaySeries
@@ -93,7 +93,6 @@ __all__ = [
     "BookConfig",
     "Crowd",
     "Dialect",
-    "Event",
     "FaultPlan",
     "FeedFreeze",
     "Fill",
@@ -114,6 +113,7 @@ __all__ = [
     "Spike",
     "Venue",
     "VenueConfig",
+    "VenueEvent",
     "VenueReject",
     "VenueServer",
     "ccxt_client",

@@ -55,7 +55,6 @@ from safeguard.venue.errors import VenueReject, illegal
 from safeguard.venue.events import (
     AccountChanged,
     AutoDeleveraged,
-    Event,
     Fill,
     FundingPayment,
     LeverageChanged,
@@ -66,6 +65,7 @@ from safeguard.venue.events import (
     OrderExpired,
     OrderTriggered,
     OrderUpdate,
+    VenueEvent,
 )
 from safeguard.venue.fairness import cascades as fairness_cascades
 from safeguard.venue.fairness import fairness_report
@@ -173,7 +173,7 @@ class Venue:
         self._insurance = round(cfg.insurance_fund * MONEY_SCALE)
         self._insurance_start = self._insurance
         self._trigger_seq = 0
-        self.events: list[Event] = []
+        self.events: list[VenueEvent] = []
         self._listeners: list[Listener] = []
         self._history: dict[tuple[str, int], dict[candles.Kind, list[candles.Bar]]] = {}
         self._crowds = 0
@@ -332,7 +332,7 @@ class Venue:
             except Exception:  # a listener's bug must not stop the market
                 logger.exception("venue: listener failed on {}", type(notice).__name__)
 
-    def _record(self, event: Event) -> None:
+    def _record(self, event: VenueEvent) -> None:
         self.events.append(event)
         if self._listeners:
             self._notify(event)

@@ -196,7 +196,7 @@ class OrderExpired:
     reason: str
 
 
-Event = Fill | FundingPayment | Liquidation | AutoDeleveraged | OrderTriggered | OrderExpired
+VenueEvent = Fill | FundingPayment | Liquidation | AutoDeleveraged | OrderTriggered | OrderExpired
 
 
 # --- notices: what a venue listener hears besides the events above -------------------------
@@ -267,12 +267,11 @@ class MarketStepped:
     time: float
 
 
-Notice = Event | OrderUpdate | AccountChanged | LeverageChanged | MarginCall | MarketStepped
+Notice = VenueEvent | OrderUpdate | AccountChanged | LeverageChanged | MarginCall | MarketStepped
 
 __all__ = [
     "AccountChanged",
     "AutoDeleveraged",
-    "Event",
     "Fill",
     "FundingPayment",
     "LeverageChanged",
@@ -283,4 +282,5 @@ __all__ = [
     "OrderExpired",
     "OrderTriggered",
     "OrderUpdate",
+    "VenueEvent",
 ]
