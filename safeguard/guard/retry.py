@@ -18,25 +18,17 @@ source:
   state (an order) is retried only after resolving it by client order id (``resolve_first``).
 
 :meth:`RetryPolicy.decide` is the whole policy. The guarded exchange's sans-IO core calls it
-directly; :func:`build_retrying` and :func:`build_async_retrying` wrap the *same* strategy in
-tenacity's ``Retrying`` / ``AsyncRetrying`` for code that prefers tenacity's loops, with the
-sleep injectable so a kill-switch-aware sleeper can cut a wait short.
+between effects (its waits are the kill switch's, so an engage ends one at once); the kill
+ladder's retries (:mod:`~safeguard.killswitch.ladder`) ask the same type.
 """
 
 from __future__ import annotations
 
 import random
-import time
-import weakref
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypedDict, Unpack
-
-import tenacity
-from tenacity.asyncio import AsyncRetrying
 
 from safeguard.config import RetryConfig
-from safeguard.guard.classify import ErrorClass, RetryClass, classify, to_safeguard_error
+from safeguard.guard.classify import ErrorClass, RetryClass
 from safeguard.risk import _inputs
 
 
@@ -168,200 +160,10 @@ def _check_attempt(attempt: int) -> None:
         raise ValueError(f"attempt must be an int >= 1, got {attempt!r}")
 
 
-# --- tenacity faces ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptInfo:
-    """Handed to ``before_attempt`` before every attempt (``previous`` is None on the first)."""
-
-    attempt: int
-    previous: ErrorClass | None
-    resolve_first: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RetryNotice:
-    """Handed to ``on_retry`` before each wait."""
-
-    attempt: int
-    delay: float
-    error_class: ErrorClass
-    error: BaseException
-    resolve_first: bool
-
-
-class _Strategy:
-    """The tenacity hooks, all reading one decision per failed attempt from the policy.
-
-    tenacity calls ``retry`` first, then ``wait``, then ``stop``; the decision is made once in
-    ``retry`` (so the jitter is drawn once) and read back by the others.
-    """
-
-    def __init__(
-        self,
-        policy: RetryPolicy,
-        *,
-        classify_error: Callable[[BaseException], ErrorClass] | None = None,
-        mutating: bool = False,
-        client_order_id: str | None = None,
-        symbol: str | None = None,
-        rng: random.Random | None = None,
-        before_attempt: Callable[[AttemptInfo], None] | None = None,
-        on_retry: Callable[[RetryNotice], None] | None = None,
-        wall_time: Callable[[], float] | None = None,
-    ) -> None:
-        self.policy = policy
-        self.classify_error = classify_error or classify
-        self.mutating = mutating or client_order_id is not None
-        self.client_order_id = client_order_id
-        self.symbol = symbol
-        self.rng = rng
-        self.before_attempt = before_attempt
-        self.on_retry = on_retry
-        self.wall_time = wall_time or time.time
-        self._steps: weakref.WeakKeyDictionary[
-            tenacity.RetryCallState, tuple[ErrorClass, RetryDecision]
-        ] = weakref.WeakKeyDictionary()
-
-    def retry(self, state: tenacity.RetryCallState) -> bool:
-        error = _failure(state)
-        if error is None:
-            return False
-        ec = self.classify_error(error)
-        decision = self.policy.decide(
-            state.attempt_number,
-            state.seconds_since_start or 0.0,
-            ec,
-            None,
-            self.rng,
-            mutating=self.mutating,
-        )
-        self._steps[state] = (ec, decision)
-        return True
-
-    def wait(self, state: tenacity.RetryCallState) -> float:
-        decision = self._steps[state][1]
-        return decision.delay if isinstance(decision, Retry) else 0.0
-
-    def stop(self, state: tenacity.RetryCallState) -> bool:
-        return isinstance(self._steps[state][1], GiveUp)
-
-    def before(self, state: tenacity.RetryCallState) -> None:
-        if self.before_attempt is None:
-            return
-        step = self._steps.get(state)
-        previous, resolve = (None, False) if step is None else (step[0], _resolves(step[1]))
-        self.before_attempt(AttemptInfo(state.attempt_number, previous, resolve))
-
-    def before_sleep(self, state: tenacity.RetryCallState) -> None:
-        if self.on_retry is None:
-            return
-        ec, decision = self._steps[state]
-        error = _failure(state)
-        if error is None or not isinstance(decision, Retry):
-            return
-        self.on_retry(
-            RetryNotice(state.attempt_number, decision.delay, ec, error, decision.resolve_first)
-        )
-
-    def give_up(self, state: tenacity.RetryCallState) -> NoReturn:
-        error = _failure(state)
-        if error is None:  # tenacity only gives up after a failure
-            raise RuntimeError("retry loop gave up without a failure")
-        if not isinstance(error, Exception):
-            raise error  # interrupts and cancellation pass through untouched
-        ec = self._steps[state][0]
-        mapped = to_safeguard_error(
-            error,
-            ec,
-            now=self.wall_time(),
-            client_order_id=self.client_order_id,
-            symbol=self.symbol,
-            attempts=state.attempt_number,
-            elapsed=state.seconds_since_start or 0.0,
-        )
-        if mapped is error:
-            raise error
-        raise mapped from mapped.__cause__  # the scrubbed copy, never the raw error
-
-    def tenacity_kwargs(self) -> dict[str, Any]:
-        return {
-            "retry": self.retry,
-            "wait": self.wait,
-            "stop": self.stop,
-            "before": self.before,
-            "before_sleep": self.before_sleep,
-            "retry_error_callback": self.give_up,
-        }
-
-
-def _failure(state: tenacity.RetryCallState) -> BaseException | None:
-    outcome = state.outcome
-    if outcome is None or not outcome.failed:
-        return None
-    return outcome.exception()
-
-
-def _resolves(decision: RetryDecision) -> bool:
-    return isinstance(decision, Retry) and decision.resolve_first
-
-
-class RetryOptions(TypedDict, total=False):
-    """What :func:`build_retrying` and :func:`build_async_retrying` accept besides the sleep.
-
-    ``classify_error`` lets the driver pass the failed answer's status and headers
-    (``lambda e: classify(e, headers=...)``). ``client_order_id`` marks the call as an order
-    (and implies ``mutating``): an ambiguous failure then ends as ``OutcomeUnknown``.
-    ``before_attempt`` runs before every attempt and may raise (a kill switch refusing) to end
-    the loop at once; its ``resolve_first`` tells an order driver to look the order up before
-    resending. ``on_retry`` hears of each wait. ``wall_time`` (epoch seconds) dates a ban.
-    """
-
-    classify_error: Callable[[BaseException], ErrorClass] | None
-    mutating: bool
-    client_order_id: str | None
-    symbol: str | None
-    rng: random.Random | None
-    before_attempt: Callable[[AttemptInfo], None] | None
-    on_retry: Callable[[RetryNotice], None] | None
-    wall_time: Callable[[], float] | None
-
-
-def build_retrying(
-    config: RetryConfig, *, sleep: Callable[[float], None], **options: Unpack[RetryOptions]
-) -> tenacity.Retrying:
-    """A ``tenacity.Retrying`` driven by :class:`RetryPolicy`; build one per call.
-
-    On giving up it raises the failure mapped into safeguard's error tree (``__cause__`` is the
-    ccxt error): ``OutcomeUnknown`` for an order, ``RetriesExhausted`` for a read, the matching
-    ``VenueRejected`` subclass for a NEVER error, ``VenueBanned`` for a ban. ``options`` are
-    described on :class:`RetryOptions`.
-    """
-    strategy = _Strategy(RetryPolicy(config), **options)
-    return tenacity.Retrying(sleep=sleep, **strategy.tenacity_kwargs())
-
-
-def build_async_retrying(
-    config: RetryConfig,
-    *,
-    sleep: Callable[[float], Awaitable[None]],
-    **options: Unpack[RetryOptions],
-) -> AsyncRetrying:
-    """:func:`build_retrying` for ``tenacity.AsyncRetrying`` (an awaitable ``sleep``)."""
-    strategy = _Strategy(RetryPolicy(config), **options)
-    return AsyncRetrying(sleep=sleep, **strategy.tenacity_kwargs())
-
-
 __all__ = [
-    "AttemptInfo",
     "GiveUp",
     "Retry",
     "RetryDecision",
-    "RetryNotice",
-    "RetryOptions",
     "RetryPolicy",
-    "build_async_retrying",
-    "build_retrying",
     "decide",
 ]

@@ -3,10 +3,11 @@
 ``engage`` never waits for the network: :meth:`WebhookNotifier.notify` puts the payload on a
 queue and returns; one daemon thread posts it with ``httpx`` (``webhook_timeout_s`` per
 attempt), retrying connection errors, timeouts, HTTP 429 and 5xx up to
-``webhook_max_attempts`` times with a doubling pause from ``webhook_retry_delay_s`` (capped at
-30 s). Any other answer (a 4xx) is final. A notification that cannot be delivered is logged at
-ERROR and dropped; it never blocks or fails the switch. The log record of every engage and
-resume is written by the switch itself (loguru, ``safeguard.killswitch.switch``).
+``webhook_max_attempts`` times (tenacity's loop) with a doubling pause from
+``webhook_retry_delay_s``, capped at 30 s (:meth:`WebhookNotifier.retry_policy`). Any other
+answer (a 4xx) is final. A notification that cannot be delivered is logged at ERROR and
+dropped; it never blocks or fails the switch. The log record of every engage and resume is
+written by the switch itself (loguru, ``safeguard.killswitch.switch``).
 
 The payload is one JSON object, ``Content-Type: application/json``::
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     import httpx
 
     from safeguard.guard.events import Hooks, WarningEvent
+    from safeguard.guard.retry import RetryPolicy
 
 MAX_RETRY_DELAY_S = 30.0
 
@@ -73,13 +75,6 @@ def build_payload(
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }
-
-
-def retry_delay(attempt: int, *, base_s: float) -> float:
-    """Pause after failed attempt number ``attempt`` (1-based): base, 2 x base, ... <= 30 s."""
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-        raise ValueError(f"attempt must be a positive integer, got {attempt!r}")
-    return float(min(MAX_RETRY_DELAY_S, base_s * 2.0 ** min(attempt - 1, 30)))
 
 
 def should_retry(status_code: int | None) -> bool:
@@ -177,6 +172,19 @@ class WebhookNotifier:
             retry_delay_s=config.webhook_retry_delay_s,
         )
 
+    def retry_policy(self) -> RetryPolicy:
+        """The pauses between attempts: the one retry policy type's ceilings (no jitter: one
+        notifier posts to one URL), ``retry_delay_s`` doubling up to 30 s."""
+        from safeguard.config import RetryConfig
+        from safeguard.guard.retry import RetryPolicy  # here: the switch never loads the guard
+
+        base = min(self.retry_delay_s, MAX_RETRY_DELAY_S)
+        return RetryPolicy(
+            RetryConfig(
+                max_attempts=self.max_attempts, base_delay_s=base, max_delay_s=MAX_RETRY_DELAY_S
+            )
+        )
+
     def notify(self, payload: Mapping[str, Any]) -> Delivery:
         """Queue ``payload`` for delivery and return at once, with a handle on its outcome
         (also kept as :attr:`last_delivery`)."""
@@ -244,9 +252,10 @@ class WebhookNotifier:
                 "kill switch webhook attempt {} failed: {}; retrying", state.attempt_number, problem
             )
 
+        policy = self.retry_policy()
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=lambda state: retry_delay(state.attempt_number, base_s=self.retry_delay_s),
+            wait=lambda state: policy.ceiling(state.attempt_number),
             # Delivered, or a final answer (a 4xx): stop; else (no answer, 429, 5xx): again.
             retry=tenacity.retry_if_result(
                 lambda result: not _delivered(result[0]) and should_retry(result[0])
@@ -311,7 +320,6 @@ __all__ = [
     "WebhookNotifier",
     "build_payload",
     "forward_warnings",
-    "retry_delay",
     "should_retry",
     "validate_url",
     "warning_payload",

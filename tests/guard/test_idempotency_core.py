@@ -384,3 +384,21 @@ def test_a_resend_after_the_settle_window_is_judged_again(tmp_path: Path) -> Non
     assert venue.count("create_order") == 1
     assert _ThenDeny.calls == 2
     assert core.journal.get(intent.client_order_id).status is Status.ABSENT  # type: ignore[union-attr]
+
+
+def test_a_read_retries_a_timeout_and_a_429_with_the_policys_waits(tmp_path: Path) -> None:
+    failures = [ccxt.RequestTimeout("t"), ccxt.DDoSProtection("binanceusdm 429 Too Many")]
+
+    def script(send: Send) -> Any:
+        if failures:
+            raise failures.pop(0)
+        return {"symbol": SYMBOL, "last": 60000.0}
+
+    core = _core(tmp_path, default_retry_after_s=4.0)
+    venue = Venue(script)
+    ticker = venue.run(core.call(CallKind.READ, "fetch_ticker", (SYMBOL,), {}, venue.now))
+    assert ticker["last"] == 60000.0
+    assert venue.count("fetch_ticker") == 3
+    first, second = venue.slept
+    assert 0.0 <= first <= RetryPolicy(core.policy.retry).ceiling(1)  # full jitter
+    assert second == 4.0  # a 429 without Retry-After waits the safe default

@@ -5,22 +5,16 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import ccxt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeguard import errors
 from safeguard.config import RetryConfig
-from safeguard.guard.classify import ErrorClass, RetryClass, classify
+from safeguard.guard.classify import ErrorClass, RetryClass
 from safeguard.guard.retry import (
-    AttemptInfo,
     GiveUp,
     Retry,
-    RetryNotice,
     RetryPolicy,
-    build_async_retrying,
-    build_retrying,
     decide,
 )
 
@@ -213,130 +207,3 @@ def test_delay_adapter_matches_decide() -> None:
         POLICY.delay(1, 0.0, SAFE, random.Random(5))
         == POLICY.decide(1, 0.0, SAFE, None, random.Random(5)).delay
     )  # type: ignore[union-attr]
-
-
-# --- tenacity faces ------------------------------------------------------------------------
-
-
-class Flaky:
-    """Fails with the given exceptions in turn, then returns ``"ok"``."""
-
-    def __init__(self, *failures: BaseException) -> None:
-        self.failures = list(failures)
-        self.calls = 0
-
-    def __call__(self) -> str:
-        self.calls += 1
-        if self.failures:
-            raise self.failures.pop(0)
-        return "ok"
-
-
-def test_sync_retrying_retries_transient_errors_and_sleeps_the_policy_waits() -> None:
-    slept: list[float] = []
-    notices: list[RetryNotice] = []
-    retrying = build_retrying(
-        CONFIG, sleep=slept.append, rng=random.Random(11), on_retry=notices.append
-    )
-    fn = Flaky(ccxt.RequestTimeout("t"), ccxt.DDoSProtection("binanceusdm 429 Too Many"))
-    assert retrying(fn) == "ok"
-    assert fn.calls == 3
-    assert len(slept) == 2
-    assert 0.0 <= slept[0] <= POLICY.ceiling(1)
-    assert slept[1] == CONFIG.default_retry_after_s  # 429 without Retry-After
-    assert [n.attempt for n in notices] == [1, 2]
-    assert notices[1].error_class.throttled
-
-
-def test_sync_retrying_never_retries_a_rejection_and_maps_it() -> None:
-    slept: list[float] = []
-    fn = Flaky(ccxt.InsufficientFunds('binanceusdm {"code":-2019,"msg":"Margin is insufficient"}'))
-    with pytest.raises(errors.InsufficientFunds) as info:
-        build_retrying(CONFIG, sleep=slept.append)(fn)
-    assert fn.calls == 1
-    assert slept == []
-    assert isinstance(info.value.__cause__, ccxt.InsufficientFunds)
-    assert info.value.venue_code == "-2019"
-
-
-def test_ambiguous_order_exhausts_into_outcome_unknown_and_asks_to_resolve() -> None:
-    infos: list[AttemptInfo] = []
-    config = RetryConfig(max_attempts=3, base_delay_s=0.1, max_delay_s=1.0, total_budget_s=10.0)
-    retrying = build_retrying(
-        config, sleep=lambda _: None, client_order_id="sg-1", before_attempt=infos.append
-    )
-    fn = Flaky(*(ccxt.RequestTimeout("t") for _ in range(5)))
-    with pytest.raises(errors.OutcomeUnknown) as info:
-        retrying(fn)
-    assert fn.calls == 3
-    assert info.value.client_order_id == "sg-1"
-    assert [(i.attempt, i.resolve_first) for i in infos] == [(1, False), (2, True), (3, True)]
-
-
-def test_read_exhausts_into_retries_exhausted_with_counts() -> None:
-    config = RetryConfig(max_attempts=2, base_delay_s=0.1, max_delay_s=1.0, total_budget_s=10.0)
-    with pytest.raises(errors.RetriesExhausted) as info:
-        build_retrying(config, sleep=lambda _: None)(Flaky(*[ccxt.NetworkError("n")] * 3))
-    assert info.value.attempts == 2
-
-
-def test_ban_fails_fast_as_venue_banned() -> None:
-    fn = Flaky(ccxt.DDoSProtection("binanceusdm 418 I'm a teapot {}"))
-    with pytest.raises(errors.VenueBanned) as info:
-        build_retrying(CONFIG, sleep=lambda _: None, wall_time=lambda: 1000.0)(fn)
-    assert fn.calls == 1
-    assert info.value.until == 1000.0 + 120.0
-
-
-def test_before_attempt_may_stop_the_loop_with_its_own_error() -> None:
-    def halt(info: AttemptInfo) -> None:
-        if info.attempt == 2:
-            raise errors.TradingHalted("halted", state="HALTED", reason="manual")
-
-    fn = Flaky(ccxt.RequestTimeout("t"), ccxt.RequestTimeout("t"))
-    with pytest.raises(errors.TradingHalted):
-        build_retrying(CONFIG, sleep=lambda _: None, before_attempt=halt)(fn)
-    assert fn.calls == 1
-
-
-def test_custom_classifier_sees_driver_headers() -> None:
-    slept: list[float] = []
-    retrying = build_retrying(
-        CONFIG,
-        sleep=slept.append,
-        classify_error=lambda e: classify(e, headers={"Retry-After": "6"}),
-    )
-    assert retrying(Flaky(ccxt.DDoSProtection("binanceusdm 429 Too Many"))) == "ok"
-    assert slept == [6.0]
-
-
-def test_interrupts_pass_through_untouched() -> None:
-    with pytest.raises(KeyboardInterrupt):
-        build_retrying(CONFIG, sleep=lambda _: None)(Flaky(KeyboardInterrupt()))
-
-
-async def test_async_retrying_shares_the_strategy() -> None:
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    calls = 0
-
-    async def fn() -> str:
-        nonlocal calls
-        calls += 1
-        if calls < 3:
-            raise ccxt.ExchangeNotAvailable("binanceusdm GET http://x 503 Service Unavailable")
-        return "ok"
-
-    retrying = build_async_retrying(CONFIG, sleep=sleep, rng=random.Random(2))
-    assert await retrying(fn) == "ok"
-    assert len(slept) == 2
-    assert all(0.0 <= s <= CONFIG.max_delay_s for s in slept)
-
-    async def rejected() -> str:
-        raise ccxt.AuthenticationError('binanceusdm {"code":-2015,"msg":"Invalid API-key"}')
-
-    with pytest.raises(errors.AuthenticationFailed):
-        await build_async_retrying(CONFIG, sleep=sleep)(rejected)

@@ -17,7 +17,6 @@ from safeguard.killswitch.notify import (
     MAX_RETRY_DELAY_S,
     WebhookNotifier,
     build_payload,
-    retry_delay,
     should_retry,
     validate_url,
 )
@@ -167,11 +166,15 @@ def test_unreachable_webhook_never_fails_the_switch(tmp_path: Path) -> None:
 # --- the pure parts ---------------------------------------------------------------------------
 
 
-def test_retry_delay_doubles_and_is_capped() -> None:
-    assert [retry_delay(n, base_s=0.5) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
-    assert retry_delay(40, base_s=0.5) == MAX_RETRY_DELAY_S
+def test_the_pause_between_attempts_doubles_and_is_capped() -> None:
+    policy = WebhookNotifier("http://127.0.0.1:9/hook", retry_delay_s=0.5).retry_policy()
+    assert [policy.ceiling(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+    assert policy.ceiling(40) == MAX_RETRY_DELAY_S
+    assert WebhookNotifier("http://127.0.0.1:9/h", retry_delay_s=45.0).retry_policy().ceiling(
+        1
+    ) == (MAX_RETRY_DELAY_S)
     with pytest.raises(ValueError, match="attempt"):
-        retry_delay(0, base_s=0.5)
+        policy.ceiling(0)
 
 
 @pytest.mark.parametrize(
