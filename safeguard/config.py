@@ -405,6 +405,16 @@ class RetryConfig(PolicySection):
             raise ValueError("base_delay_s must not exceed max_delay_s")
         return self
 
+    def ceiling(self, attempt: int) -> float:
+        """The longest wait after failed attempt ``attempt`` (1-based): ``base_delay_s``,
+        doubling on each retry, capped at ``max_delay_s``. The one backoff schedule: the
+        guard's :class:`~safeguard.guard.retry.RetryPolicy` draws its jitter below it, the kill
+        ladder and the webhook wait it out."""
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            raise ValueError(f"attempt must be an int >= 1, got {attempt!r}")
+        # Cap the exponent before it overflows a float; the cap applies long before anyway.
+        return min(self.max_delay_s, self.base_delay_s * 2.0 ** min(attempt - 1, 64))
+
 
 class ThrottleConfig(PolicySection):
     """Pacing against the venue's published rate limits."""

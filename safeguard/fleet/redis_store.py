@@ -692,7 +692,7 @@ def open_fleet_switch(
 
     store = RedisStateStore(policy.fleet, url=url, clock=clock)
     try:
-        switch = KillSwitch(policy.kill_switch, clock=clock, store=store, watch=watch)
+        switch = KillSwitch(policy.kill_switch, clock=clock, store=store, watch=watch).start()
     except BaseException:
         store.close()
         raise

@@ -180,7 +180,7 @@ def _guard(
     if kill_switch is None:
         from safeguard.killswitch.switch import KillSwitch
 
-        kill_switch = KillSwitch(policy.kill_switch, clock=clock)
+        kill_switch = KillSwitch(policy.kill_switch, clock=clock).start()
         built.append(kill_switch.close)
 
     exchange.options["maxRetriesOnFailure"] = 0

@@ -59,11 +59,7 @@ class RetryPolicy:
 
     def ceiling(self, attempt: int) -> float:
         """Upper bound of the jittered wait after failed attempt ``attempt`` (1-based)."""
-        _check_attempt(attempt)
-        base = self.config.base_delay_s
-        # Cap the exponent before it overflows a float; the cap applies long before anyway.
-        exponent = min(attempt - 1, 64)
-        return min(self.config.max_delay_s, base * 2.0**exponent)
+        return self.config.ceiling(attempt)
 
     def decide(
         self,

@@ -43,15 +43,12 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
-from safeguard.config import KillSwitchConfig
+from safeguard.config import KillSwitchConfig, RetryConfig
 from safeguard.killswitch.state import SwitchState, TradingState
-
-if TYPE_CHECKING:
-    from safeguard.guard.retry import RetryPolicy
 
 Side = Literal["buy", "sell"]
 Status = Literal["done", "failed", "not offered", "skipped"]
@@ -66,8 +63,7 @@ READ_ATTEMPTS = 3
 PAUSE_S = 0.25
 """Pause between flatten rounds (an IOC needs no longer to resolve), and the longest between
 tries of one request."""
-RETRY_BUDGET_S = 5.0
-"""No request of the ladder is tried again this long after its first try."""
+
 MAX_HOLD_S = 3 * 24 * 3600.0
 """The longest the ladder waits on its ``pace`` before one request (Binance's longest ban):
 past it the request is reported not sent."""
@@ -395,41 +391,24 @@ def _list_open_orders(
 
 def _retried(step: Call, attempts: int = READ_ATTEMPTS) -> Generator[Step, Any, tuple[bool, Any]]:
     """(True, result) or (False, the last exception). Any failure is tried again: the ladder
-    only reads, cancels and sends reduce-only orders, none of which can add exposure; the
-    pauses are the guard's one retry policy (:class:`~safeguard.guard.retry.RetryPolicy`)."""
-    from safeguard.guard.classify import ErrorClass, RetryClass
-    from safeguard.guard.retry import Retry
-
-    policy = _retry_policy(attempts)
-    again = ErrorClass(RetryClass.SAFE, "kill ladder")
-    waited = 0.0
-    for attempt in range(1, attempts + 1):
+    only reads, cancels and sends reduce-only orders, none of which can add exposure. The
+    pauses are the one retry schedule's (:meth:`~safeguard.config.RetryConfig.ceiling`)."""
+    schedule = _schedule(attempts)
+    error: Any = None
+    for attempt in range(1, schedule.max_attempts + 1):
+        if attempt > 1:
+            yield Pause(schedule.ceiling(attempt - 1))
         try:
             return True, (yield step)
         except Exception as exc:
             error = exc
-        decision = policy.decide(attempt, waited, again)
-        if not isinstance(decision, Retry):
-            break
-        yield Pause(decision.delay)
-        waited += decision.delay
     return False, error
 
 
 @functools.cache
-def _retry_policy(attempts: int) -> RetryPolicy:
-    # Imported here: the kill switch (and ``safeguard kill``) never load the guard and ccxt.
-    from safeguard.config import RetryConfig
-    from safeguard.guard.retry import RetryPolicy
-
-    return RetryPolicy(
-        RetryConfig(
-            max_attempts=attempts,
-            base_delay_s=PAUSE_S,
-            max_delay_s=PAUSE_S,
-            total_budget_s=RETRY_BUDGET_S,
-        )
-    )
+def _schedule(attempts: int) -> RetryConfig:
+    """``attempts`` tries, ``PAUSE_S`` apart (an emergency has no time to back off further)."""
+    return RetryConfig(max_attempts=attempts, base_delay_s=PAUSE_S, max_delay_s=PAUSE_S)
 
 
 def _get(name: str) -> Generator[Step, Any, Any]:

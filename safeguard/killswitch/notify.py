@@ -43,14 +43,13 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from safeguard._log import logger
-from safeguard.config import WEBHOOK_SCHEMES, KillSwitchConfig, check_url
+from safeguard.config import WEBHOOK_SCHEMES, KillSwitchConfig, RetryConfig, check_url
 from safeguard.killswitch.state import SwitchState
 
 if TYPE_CHECKING:
     import httpx
 
     from safeguard.guard.events import Hooks, WarningEvent
-    from safeguard.guard.retry import RetryPolicy
 
 MAX_RETRY_DELAY_S = 30.0
 
@@ -172,17 +171,13 @@ class WebhookNotifier:
             retry_delay_s=config.webhook_retry_delay_s,
         )
 
-    def retry_policy(self) -> RetryPolicy:
-        """The pauses between attempts: the one retry policy type's ceilings (no jitter: one
-        notifier posts to one URL), ``retry_delay_s`` doubling up to 30 s."""
-        from safeguard.config import RetryConfig
-        from safeguard.guard.retry import RetryPolicy  # here: the switch never loads the guard
-
+    def retry_policy(self) -> RetryConfig:
+        """The attempts and the pauses between them: the one retry schedule
+        (:meth:`~safeguard.config.RetryConfig.ceiling`, no jitter: one notifier posts to one
+        URL), ``retry_delay_s`` doubling up to 30 s."""
         base = min(self.retry_delay_s, MAX_RETRY_DELAY_S)
-        return RetryPolicy(
-            RetryConfig(
-                max_attempts=self.max_attempts, base_delay_s=base, max_delay_s=MAX_RETRY_DELAY_S
-            )
+        return RetryConfig(
+            max_attempts=self.max_attempts, base_delay_s=base, max_delay_s=MAX_RETRY_DELAY_S
         )
 
     def notify(self, payload: Mapping[str, Any]) -> Delivery:

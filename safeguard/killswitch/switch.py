@@ -107,9 +107,12 @@ class KillSwitch:
     """The process's view of the latch. Thread-safe; usable from asyncio code.
 
     ``store`` defaults to a :class:`~safeguard.killswitch.store.FileStateStore` on
-    ``config.state_dir``. ``watch`` (default ``config.watch_state_file``) starts a daemon thread
-    that polls the store every ``poll_interval_s``; close the switch (or use it as a context
-    manager) to stop it and flush notifications.
+    ``config.state_dir``. Building one reads the store and starts nothing: :meth:`start` (or
+    ``with KillSwitch(...) as switch:``) starts a daemon thread that polls the store every
+    ``poll_interval_s`` (``watch``, default ``config.watch_state_file``) and installs the
+    signal handler (``config.install_signal_handler``); :meth:`close` stops both and flushes
+    notifications. Without them the switch still gates, engages and notices another process's
+    engage on the order path; ``guard()`` starts the switch it builds.
     """
 
     def __init__(
@@ -169,14 +172,26 @@ class KillSwitch:
                 self._state.by,
                 _iso(self._state.since),
             )
-        if config.install_signal_handler:
-            self._install_signal_handler()  # first: it may refuse, and leave no thread behind
+        self._watching = config.watch_state_file if watch is None else watch
         self._watcher: threading.Thread | None = None
-        if config.watch_state_file if watch is None else watch:
+        self._started = False
+
+    def start(self) -> KillSwitch:
+        """Install the signal handler and start the watcher thread, as configured. Call it
+        once, from the main thread when the signal handler is on; again, it does nothing."""
+        if self._closed.is_set():
+            raise ValueError("start: this kill switch is closed")
+        if self._started:
+            return self
+        if self._config.install_signal_handler:
+            self._install_signal_handler()  # first: it may refuse, and leave no thread behind
+        if self._watching:
             self._watcher = threading.Thread(
                 target=self._watch, name="safeguard-killswitch-watch", daemon=True
             )
             self._watcher.start()
+        self._started = True
+        return self
 
     # --- reading -------------------------------------------------------------------------
 
@@ -793,7 +808,7 @@ class KillSwitch:
             self._notifier.close(timeout)
 
     def __enter__(self) -> KillSwitch:
-        return self
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()

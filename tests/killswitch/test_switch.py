@@ -696,6 +696,8 @@ def test_the_optional_signal_handler_engages_and_is_restored_on_close(tmp_path: 
 
     before = signal.getsignal(signal.SIGUSR2)
     switch = make(tmp_path, install_signal_handler=True, signal="SIGUSR2")
+    assert signal.getsignal(signal.SIGUSR2) == before  # built: nothing installed yet
+    switch.start()
     engaged = threading.Event()
     switch.add_listener(lambda state: engaged.set())
     try:
@@ -714,7 +716,7 @@ def test_signal_handler_needs_the_main_thread(tmp_path: Path) -> None:
 
     def build() -> None:
         try:
-            make(tmp_path, install_signal_handler=True)
+            make(tmp_path, install_signal_handler=True).start()
         except ValueError as exc:
             caught.append(exc)
 
@@ -764,3 +766,19 @@ def test_an_engage_still_draining_when_a_second_engage_comes_is_announced(
     assert stored is not None
     assert stored.reason == "first"
     switch.close()
+
+
+def test_a_switch_starts_no_thread_until_started_and_stops_it_on_close(tmp_path: Path) -> None:
+    def watchers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "safeguard-killswitch-watch"]
+
+    before = len(watchers())
+    config = KillSwitchConfig(state_dir=tmp_path / "state", poll_interval_s=0.01)
+    switch = KillSwitch(config)
+    assert len(watchers()) == before
+    assert switch.start() is switch.start()  # once: a second start does nothing
+    assert len(watchers()) == before + 1
+    switch.close()
+    assert len(watchers()) == before
+    with pytest.raises(ValueError, match="closed"):
+        switch.start()
