@@ -4,8 +4,10 @@
    ``--waiters`` threads sleep in ``switch.wait(60)`` (retry backoffs). We call ``engage()`` and
    measure, from the call:
    - *first send refused*: the latch is closed (observed by a sender);
-   - *drained*: the moment engage starts persisting, i.e. the latch is closed and every send
-     that was past the gate has exited (no order path can send any more);
+   - *last send in flight exited*: the last send that was past the gate when the latch closed
+     has left it (stamped by its own thread): from this instant no order path can send;
+   - *drained* ("last order path closed"): the moment engage starts persisting, i.e. the
+     engaging thread has seen the last send exit (it needs the GIL back to see it);
    - *waiters woken*: the last retry sleeper returned from ``wait``;
    - *engage returned*: including the atomic write (fsync) of the state file.
    Also the cost of one uncontended ``permit`` (what the gate adds to every order).
@@ -79,15 +81,19 @@ def one_round(
     running = threading.Barrier(senders + waiters + 1)
 
     refused: list[float] = []
+    last_exits: list[float] = []
 
     def sender() -> None:
         running.wait()
+        exited = 0.0
         while not stop.is_set():
             try:
                 with switch.permit(reduces_only=False):
                     time.sleep(send_s)  # on the wire: I/O releases the GIL, as a socket does
+                exited = time.perf_counter()  # this thread's send is over
             except TradingHalted:
                 refused.append(time.perf_counter())
+                last_exits.append(exited)
                 return
 
     def waiter() -> None:
@@ -114,6 +120,9 @@ def one_round(
     assert store.locked_at is not None
     return {
         "latched": min(refused) - start,
+        # The last send past the gate left it: from here no order path sends (the engaging
+        # thread hears of it when it next gets the GIL, "drained").
+        "closed": max(0.0, max(last_exits) - start),
         "drained": store.locked_at - start,
         "woken": (max(woke) - start) if woke else 0.0,
         "returned": returned - start,
@@ -148,6 +157,7 @@ def in_process(args: argparse.Namespace) -> None:
         )
         for key, title in (
             ("latched", "engage -> first send refused"),
+            ("closed", "engage -> last send in flight exited"),
             ("drained", "engage -> last order path closed"),
             ("woken", "engage -> last retry sleeper woken"),
             ("returned", "engage -> engage returned (persisted)"),
