@@ -378,7 +378,9 @@ class KillSwitch:
         The latch closes before this returns (new permits refuse at once, whatever happens to
         the caller next); the drain, the persisting and the announcing then run on a task of
         their own that never blocks the loop and that a cancelled caller does not cancel: an
-        engage once begun is finished. Awaiting it waits for all of that.
+        engage once begun is finished: when the loop itself ends first (``asyncio.run``
+        cancels every task left), it is persisted and announced there and then, the drain cut
+        short. Awaiting it waits for all of that.
         """
         change = self._engage_change(reason, by=by, state=state, code=code)
         task = asyncio.ensure_future(self._finish_async(change))
@@ -389,8 +391,17 @@ class KillSwitch:
     async def _finish_async(self, change: tuple[SwitchState, SwitchState] | None) -> SwitchState:
         target = self._state.state if change is None else change[1].state
         deadline = time.monotonic() + self._config.drain_timeout_s
-        while (left := self._blocking_others(target)) and time.monotonic() < deadline:
-            await asyncio.sleep(0.0005)  # other tasks of this loop finish their sends meanwhile
+        try:
+            while (left := self._blocking_others(target)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.0005)  # other tasks of this loop finish their sends
+        except asyncio.CancelledError:
+            # Only the loop's end cancels this task (asyncio.run cancels every task left when
+            # the bot's main coroutine ends): the engage is finished here, blocking a closing
+            # loop for one write, rather than left in memory unpersisted and unannounced.
+            if change is not None:
+                self._wake_sleepers()
+                self._finish_engage(*change, self._blocking_others(target), cut_short=True)
+            raise
         if change is not None:
             self._wake_sleepers()
             await asyncio.to_thread(self._finish_engage, change[0], change[1], left)
@@ -525,13 +536,17 @@ class KillSwitch:
             )
         return left
 
-    def _finish_engage(self, previous: SwitchState, new: SwitchState, left: int) -> None:
+    def _finish_engage(
+        self, previous: SwitchState, new: SwitchState, left: int, *, cut_short: bool = False
+    ) -> None:
         if left:
             logger.error(
-                "kill switch engaged but {} send(s) already past the gate did not finish "
-                "within {} s; they may still reach the venue",
+                "kill switch engaged but {} send(s) already past the gate did not finish {}; "
+                "they may still reach the venue",
                 left,
-                self._config.drain_timeout_s,
+                "before the event loop closed"
+                if cut_short
+                else f"within {self._config.drain_timeout_s} s",
             )
         persisted, kept = self._persist_engage(new)
         if kept is not None:

@@ -131,17 +131,25 @@ def test_a_call_interrupted_right_after_its_trip_still_engages_the_switch(
     assert (state.state, state.code) == (TradingState.HALTED, Code.LEVERAGE_CHANGES)
 
 
-@pytest.mark.asyncio
-async def test_a_task_cancelled_while_its_trip_engages_still_finishes_the_engage(
+def _async_bot_one_leverage_change_a_minute(
     tmp_path: Path,
-) -> None:
+) -> tuple[PaperAccount, Any, list[SwitchState]]:
+    """An async guarded bot whose second leverage change trips, and what its switch announces."""
     paper = paper_account(wallet=10_000)
     paper.advance(6 * 3600)
     policy = _policy(max_leverage_changes_per_window=1)
     ex = paper.guarded(policy, state_dir=tmp_path, triggers=True, asyncio=True)
-    switch = ex.runtime.switch
     heard: list[SwitchState] = []
-    switch.add_listener(heard.append)
+    ex.runtime.switch.add_listener(heard.append)
+    return paper, ex, heard
+
+
+@pytest.mark.asyncio
+async def test_a_task_cancelled_while_its_trip_engages_still_finishes_the_engage(
+    tmp_path: Path,
+) -> None:
+    paper, ex, heard = _async_bot_one_leverage_change_a_minute(tmp_path)
+    switch = ex.runtime.switch
     released, holding = asyncio.Event(), asyncio.Event()
 
     async def order_in_flight() -> None:
@@ -171,3 +179,39 @@ async def test_a_task_cancelled_while_its_trip_engages_still_finishes_the_engage
         assert switch.unpersisted is None
     finally:
         await paper.aclose()
+
+
+def test_an_engage_cut_short_by_the_event_loops_shutdown_is_still_persisted(
+    tmp_path: Path,
+) -> None:
+    paper, ex, heard = _async_bot_one_leverage_change_a_minute(tmp_path)
+    switch = ex.runtime.switch
+    left: list[asyncio.Task[Any]] = []
+
+    async def order_in_flight(holding: asyncio.Event) -> None:
+        # Another order path's send, past the gate and still on the wire when the bot ends.
+        with switch.permit(reduces_only=False):
+            holding.set()
+            await asyncio.Event().wait()
+
+    async def bot() -> None:
+        await ex.load_markets()
+        await ex.set_leverage(5, BTC)
+        holding = asyncio.Event()
+        left.append(asyncio.create_task(order_in_flight(holding)))
+        await holding.wait()
+        left.append(asyncio.create_task(ex.set_leverage(6, BTC)))  # trips
+        await _wait_async(lambda: switch.state.state is TradingState.HALTED, "the latch closed")
+        # The bot's main coroutine ends while its engage drains (Ctrl-C, an exception):
+        # asyncio.run then cancels every task still pending, the engage's own among them.
+
+    try:
+        asyncio.run(bot())
+        assert all(task.cancelled() for task in left)
+        stored = switch.store.load()
+        assert stored is not None, "the engage was never persisted: a restart would trade"
+        assert (stored.state, stored.code) == (TradingState.HALTED, Code.LEVERAGE_CHANGES)
+        assert switch.unpersisted is None
+        assert [(s.state, s.code) for s in heard] == [(TradingState.HALTED, Code.LEVERAGE_CHANGES)]
+    finally:
+        paper.close()
