@@ -154,6 +154,7 @@ class KillSwitch:
         self._async_wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self._listeners: list[Listener] = []
         self._refresh_lock = threading.Lock()
+        self._refreshing: int | None = None  # the thread refreshing now
         self._next_poll = 0.0
         self._seen_version: object = None
         self._closed = threading.Event()
@@ -621,8 +622,11 @@ class KillSwitch:
 
     def _refresh(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if (not force and now < self._next_poll) or not self._refresh_lock.acquire(False):
+        if not force and now < self._next_poll:
             return
+        if not self._refresh_lock.acquire(False) and not self._await_refresh(force):
+            return
+        self._refreshing = threading.get_ident()
         try:
             self._next_poll = now + self._config.poll_interval_s
             try:
@@ -654,7 +658,25 @@ class KillSwitch:
             if self._adopt(stored, generation_at_load):
                 self._adopted(stored)
         finally:
+            self._refreshing = None
             self._refresh_lock.release()
+
+    def _await_refresh(self, force: bool) -> bool:
+        """Another refresh is under way. A forced one (an engage that found nothing to
+        tighten, asking whether another process resumed) waits for it and then looks itself:
+        deciding on the state from before that read would take an engage made after a resume
+        elsewhere for one already made, and lose it. True once the lock is held."""
+        if not force or self._refreshing == threading.get_ident():
+            return False  # an ordinary poll skips; a refresh cannot wait for itself
+        logger.debug("kill switch: an engage waits for a refresh under way in another thread")
+        if self._refresh_lock.acquire(timeout=self._config.drain_timeout_s):
+            return True
+        logger.warning(
+            "kill switch: a refresh in another thread held the store for over {} s; deciding "
+            "on the state this process holds",
+            self._config.drain_timeout_s,
+        )
+        return False
 
     def _adopt(self, stored: SwitchState, generation_at_load: int | None = None) -> bool:
         """Take the stored state as ours; True if it changed (then call :meth:`_adopted`).
