@@ -380,13 +380,23 @@ class _DecidedEngages:
 
     switch: Any
 
+    @property
+    def state(self) -> Any:
+        """The engagement the switch holds now, if someone decided it (else ``None``)."""
+        state = getattr(self.switch, "state", None)
+        return state if _decided(state) else None
+
     def add_listener(self, callback: Callable[[Any], None]) -> Callable[[], None]:
         def decided(state: Any) -> None:
-            if getattr(state, "code", None) != Code.STATE_STORE_UNAVAILABLE:
+            if _decided(state):
                 callback(state)
 
         remove: Callable[[], None] = self.switch.add_listener(decided)
         return remove
+
+
+def _decided(state: Any) -> bool:
+    return getattr(state, "code", None) != Code.STATE_STORE_UNAVAILABLE
 
 
 def _is_async_exchange(exchange: Any) -> bool:

@@ -700,10 +700,13 @@ def attach_ladder(
     """Run the ladder whenever ``switch`` engages (here or from another process).
 
     Sync exchanges run it on a fresh thread; for an ``async_support`` exchange pass the
-    ``loop`` it lives on. Each engagement (state and ``since``) runs the ladder once;
-    ``on_report`` receives each report (alerting, tests). ``clock`` is handed to the runs
-    (the system clock by default), and so is ``pace`` (see :func:`run_ladder`). Returns a
-    function that detaches it.
+    ``loop`` it lives on. Each engagement (state and ``since``) runs the ladder once,
+    including the one ``switch`` already holds when this is called: the process that engaged
+    may have died between saving the state and running its ladder, and a restarted process
+    finds the engagement with nothing changing (running it again is safe: the ladder cancels
+    only what could add exposure and sends only reduce-only orders). ``on_report`` receives
+    each report (alerting, tests). ``clock`` is handed to the runs (the system clock by
+    default), and so is ``pace`` (see :func:`run_ladder`). Returns a function that detaches it.
     """
     config = config if config is not None else switch.config
     done: set[tuple[TradingState, float]] = set()
@@ -736,6 +739,9 @@ def attach_ladder(
                 logger.exception("kill ladder on_report callback failed")
 
     remove: Callable[[], None] = switch.add_listener(on_change)
+    held = getattr(switch, "state", None)  # after add_listener: no change falls between
+    if isinstance(held, SwitchState):
+        on_change(held)
     return remove
 
 
