@@ -59,9 +59,9 @@ MUTANTS = [
     Mutant(
         "a bare permit() does not look at the persisted state",
         "safeguard/killswitch/switch.py",
-        "    def _enter(self, kind: int) -> tuple[Token[Held], int | None]:\n"
+        "    def _enter(self, kind: int) -> tuple[Token[PermitCounts], int | None]:\n"
         "        self._refresh()\n",
-        "    def _enter(self, kind: int) -> tuple[Token[Held], int | None]:\n",
+        "    def _enter(self, kind: int) -> tuple[Token[PermitCounts], int | None]:\n",
         "tests/guard/test_engage_drains_guarded_sends.py::"
         "test_a_bare_permit_obeys_an_engage_made_by_another_process",
     ),

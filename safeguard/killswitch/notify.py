@@ -68,7 +68,7 @@ def build_payload(
         "code": state.code,
         "by": state.by,
         "since": state.since,
-        "since_iso": datetime.fromtimestamp(state.since, UTC).isoformat(timespec="seconds"),
+        "since_iso": state.since_iso,
         "persisted": persisted,
         "store": store,
         "host": socket.gethostname(),

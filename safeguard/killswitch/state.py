@@ -2,16 +2,14 @@
 
 What the latch can be (:class:`TradingState`, :class:`SwitchState`), the two events that move
 it (:class:`Engage`, :class:`Resume`) and the one function that decides (:func:`transition`),
-plus which sends a state refuses (:func:`refusal_code`) and the per-kind counting an engage
-drains by. :mod:`~safeguard.killswitch.switch` holds this state for one process (locks,
-waiters, the drain); :mod:`~safeguard.killswitch.store` persists it and
-:mod:`~safeguard.killswitch.notify` announces it. Each of them imports this module, and it
-imports none of them.
+plus which sends a state refuses (:func:`refusal_code`). :mod:`~safeguard.killswitch.switch`
+holds this state for one process (locks, the sends in flight, waiters, the drain);
+:mod:`~safeguard.killswitch.store` persists it and :mod:`~safeguard.killswitch.notify`
+announces it. Each of them imports this module, and it imports none of them.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +43,11 @@ class SwitchState:
     code: str
     by: str
     since: float
+
+    @property
+    def since_iso(self) -> str:
+        """``since`` as an ISO 8601 time (UTC, to the second)."""
+        return _iso(self.since)
 
     def __post_init__(self) -> None:
         if not isinstance(self.state, TradingState):
@@ -124,80 +127,16 @@ def refusal_code(state: TradingState, *, reduces_only: bool, is_cancel: bool) ->
     return Code.TRADING_HALTED
 
 
-# Sends in flight are counted per kind, so that an engage waits only for the kinds the new
-# state forbids: cancels keep flowing while HALTED and must not hold an engage up.
-_OPENING, _REDUCING, _CANCEL = 0, 1, 2
-_BLOCKED_KINDS: Final = {
-    TradingState.ACTIVE: (),
-    TradingState.REDUCING: (_OPENING,),
-    TradingState.HALTED: (_OPENING, _REDUCING),
-}
-
-
-def _kind(reduces_only: bool, is_cancel: bool) -> int:
-    if type(reduces_only) is not bool:
-        raise ValueError(f"reduces_only must be a bool, got {reduces_only!r}")
-    if type(is_cancel) is not bool:
-        raise ValueError(f"is_cancel must be a bool, got {is_cancel!r}")
-    return _CANCEL if is_cancel else _REDUCING if reduces_only else _OPENING
-
-
-@functools.lru_cache(maxsize=16)
-def _refusal_text(state: SwitchState, code: Code) -> str:
-    """The refusal's message, formatted once per state: every send the state refuses (a
-    burst of them right after an engage) says the same."""
-    return (
-        f"{code}: kill switch is {state.state} since {_iso(state.since)} "
-        f"({state.code}: {state.reason}; by {state.by})"
-    )
-
-
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
-
-
-def _text(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _timeout(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"timeout must be a number of seconds, got {value!r}")
-    if not 0.0 <= value < float("inf"):
-        raise ValueError(f"timeout must be finite and non-negative, got {value!r}")
-    return float(value)
 
 
 Listener = Callable[[SwitchState], None]
 
 
-PermitCounts = tuple[int, int, int]
-_NONE_HELD: Final[PermitCounts] = (0, 0, 0)
-
-
-def _plus(held: PermitCounts, kind: int, step: int) -> PermitCounts:
-    counts = list(held)
-    counts[kind] += step
-    return (counts[0], counts[1], counts[2])
-
-
-def _target(state: object) -> TradingState:
-    if not isinstance(state, TradingState):
-        try:
-            return TradingState(str(state))
-        except ValueError:
-            raise ValueError(
-                f"state must be one of ACTIVE, REDUCING, HALTED; got {state!r}"
-            ) from None
-    return state
-
-
 __all__ = [
     "Engage",
     "Listener",
-    "PermitCounts",
     "Refusal",
     "Resume",
     "SwitchState",

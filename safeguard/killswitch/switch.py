@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -47,7 +48,7 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
@@ -56,28 +57,78 @@ from safeguard.config import KillSwitchConfig
 from safeguard.errors import ConfigError, ResumeRefused, TradingHalted
 from safeguard.killswitch.notify import WebhookNotifier, build_payload
 from safeguard.killswitch.state import (
-    _BLOCKED_KINDS,
-    _CANCEL,
-    _NONE_HELD,
-    _OPENING,
     Engage,
     Listener,
-    PermitCounts,
     Refusal,
     Resume,
     SwitchState,
     TradingState,
-    _iso,
-    _kind,
-    _plus,
-    _refusal_text,
-    _target,
-    _text,
-    _timeout,
     refusal_code,
     transition,
 )
 from safeguard.killswitch.store import FileStateStore, StateStore
+
+# Sends in flight are counted per kind, so that an engage waits only for the kinds the new
+# state forbids: cancels keep flowing while HALTED and must not hold an engage up.
+_OPENING, _REDUCING, _CANCEL = 0, 1, 2
+_BLOCKED_KINDS: Final = {
+    TradingState.ACTIVE: (),
+    TradingState.REDUCING: (_OPENING,),
+    TradingState.HALTED: (_OPENING, _REDUCING),
+}
+
+
+def _kind(reduces_only: bool, is_cancel: bool) -> int:
+    if type(reduces_only) is not bool:
+        raise ValueError(f"reduces_only must be a bool, got {reduces_only!r}")
+    if type(is_cancel) is not bool:
+        raise ValueError(f"is_cancel must be a bool, got {is_cancel!r}")
+    return _CANCEL if is_cancel else _REDUCING if reduces_only else _OPENING
+
+
+@functools.lru_cache(maxsize=16)
+def _refusal_text(state: SwitchState, code: Code) -> str:
+    """The refusal's message, formatted once per state: every send the state refuses (a
+    burst of them right after an engage) says the same."""
+    return (
+        f"{code}: kill switch is {state.state} since {state.since_iso} "
+        f"({state.code}: {state.reason}; by {state.by})"
+    )
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"timeout must be a number of seconds, got {value!r}")
+    if not 0.0 <= value < float("inf"):
+        raise ValueError(f"timeout must be finite and non-negative, got {value!r}")
+    return float(value)
+
+
+PermitCounts = tuple[int, int, int]
+_NONE_HELD: Final[PermitCounts] = (0, 0, 0)
+
+
+def _plus(held: PermitCounts, kind: int, step: int) -> PermitCounts:
+    counts = list(held)
+    counts[kind] += step
+    return (counts[0], counts[1], counts[2])
+
+
+def _target(state: object) -> TradingState:
+    if not isinstance(state, TradingState):
+        try:
+            return TradingState(str(state))
+        except ValueError:
+            raise ValueError(
+                f"state must be one of ACTIVE, REDUCING, HALTED; got {state!r}"
+            ) from None
+    return state
 
 
 class _Permit:
@@ -171,7 +222,7 @@ class KillSwitch:
                 self._state.reason,
                 self._state.code,
                 self._state.by,
-                _iso(self._state.since),
+                self._state.since_iso,
             )
         self._watching = config.watch_state_file if watch is None else watch
         self._watcher: threading.Thread | None = None
