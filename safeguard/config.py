@@ -49,6 +49,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from safeguard._backoff import ceiling as backoff_ceiling
 from safeguard.errors import ConfigError
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -407,13 +408,10 @@ class RetryConfig(PolicySection):
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait after failed attempt ``attempt`` (1-based): ``base_delay_s``,
-        doubling on each retry, capped at ``max_delay_s``. The one backoff schedule: the
-        guard's :class:`~safeguard.guard.retry.RetryPolicy` draws its jitter below it, the kill
-        ladder and the webhook wait it out."""
-        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-            raise ValueError(f"attempt must be an int >= 1, got {attempt!r}")
-        # Cap the exponent before it overflows a float; the cap applies long before anyway.
-        return min(self.max_delay_s, self.base_delay_s * 2.0 ** min(attempt - 1, 64))
+        doubling on each retry, capped at ``max_delay_s``. The one backoff schedule
+        (:mod:`safeguard._backoff`): the guard's :class:`~safeguard.guard.retry.RetryPolicy`
+        draws its jitter below it, the kill ladder and the webhook wait it out."""
+        return backoff_ceiling(self, attempt)
 
 
 class ThrottleConfig(PolicySection):
