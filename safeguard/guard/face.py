@@ -193,6 +193,9 @@ class Face:
             target = snake if hasattr(self._raw, snake) else name
             bound = self._route(call_kind(snake), target, attr)
         self._cache[name] = bound
+        # Also as an instance attribute: the next lookup finds it without calling this method
+        # (names reach here only when the class has no such attribute, so nothing is shadowed).
+        self.__dict__[name] = bound
         return bound
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -201,6 +204,7 @@ class Face:
         else:
             setattr(self._raw, name, value)
             self._cache.pop(name, None)
+            self.__dict__.pop(name, None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {getattr(self._raw, 'id', '?')}>"

@@ -200,8 +200,17 @@ class MarketCache:
         due = self._tiers_due
         if self.ladders_asked is not None and 0.0 <= now - self.ladders_asked < due:
             return False
-        for symbol in self.held():
-            ladder = self.tiers.get(symbol)
+        # held() without its sorted list: asked after every read, and any one symbol decides.
+        tiers = self.tiers
+        for p in self.positions.value if self.positions is not None else ():
+            if isinstance(p, Mapping) and _held(p.get("contracts")):
+                symbol = p.get("symbol")
+                if isinstance(symbol, str):
+                    ladder = tiers.get(symbol)
+                    if ladder is None or now - ladder.fetched >= due:
+                        return True
+        for symbol in list(self.unsettled):
+            ladder = tiers.get(symbol)
             if ladder is None or now - ladder.fetched >= due:
                 return True
         return False
