@@ -392,10 +392,8 @@ class GuardCore:
             attempt += 1
             # Asked here first, so a request the budget lets go at once (the usual case) costs
             # no generator; a wait goes through _pace, which asks again after each sleep.
-            if budget is None:  # the first attempt: nothing of the budget is spent yet
-                deadline = started + max(total, 0.0)
-            else:
-                deadline = budget.deadline(now)
+            # Before the first wait or failure nothing of the budget is spent yet.
+            deadline = started + max(total, 0.0) if budget is None else budget.deadline(now)
             wait = self.pacer.before(kind, send, now, deadline)
             if wait > 0.0:
                 budget = budget or CallBudget(total, started)
@@ -404,8 +402,7 @@ class GuardCore:
             if type(answer) is not Answer:
                 answer = answered(answer)
             now = answer.now
-            if now > self._now_seen:
-                self._now_seen = now  # what the _last_now setter does, without its call
+            self._now_seen = max(self._now_seen, now)  # the _last_now setter, without its call
             ec, blocked = self._observe(send, answer, attempt, kind)
             if ec is None:
                 return answer.value
