@@ -1082,7 +1082,9 @@ def _unique(orders: list[Any]) -> list[Any]:
 
 def _number(value: Any) -> float | None:
     """A finite number from a venue field (a string or a number), else ``None``."""
-    if isinstance(value, bool):
+    if value.__class__ is float:  # the usual case: no conversion (NaN and inf - inf are NaN)
+        return value if value - value == 0.0 else None
+    if value is None or isinstance(value, bool):  # None would raise, and raising is slow
         return None
     try:
         number = float(value)
