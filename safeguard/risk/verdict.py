@@ -34,7 +34,7 @@ from safeguard.risk._trusted import trusted
 from safeguard.risk.cascade import LiquidationBand, liquidation_band, margin_ratio
 from safeguard.risk.checks import run_priced_checks, run_shape_checks, run_size_rules
 from safeguard.risk.fills import FillFace, FillModel
-from safeguard.risk.freshness import frozen_prices, mark_out_of_band
+from safeguard.risk.freshness import snapshot_staleness
 from safeguard.risk.models import Account, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt, pct
 from safeguard.risk.pricing import Exposure, Order, PricedOrder, price_order
@@ -384,16 +384,18 @@ def _gate_data(
                 )
             )
     # A fresh timestamp on a price that stopped moving (or a mark gone its own way) is stale.
-    frozen = frozen_prices(
+    # The snapshot and the limits checked these numbers when they were built: not again here.
+    stale_prices = snapshot_staleness(
         market.price_tracks,
+        mark=market.mark,
+        index=market.index,
+        last=market.last,
         volatility=market.volatility,
-        window_s=limits.volatility_window_s,
         tick=market.rules.tick_size,
         limits=limits,
         now=now,
     )
-    gap = mark_out_of_band(market.mark, market.index, market.last, since=now, limits=limits)
-    for stale in (*frozen, *(() if gap is None else (gap,))):
+    for stale in stale_prices:
         findings.append(
             Finding(
                 Code.STALE_MARKET_DATA,
