@@ -799,7 +799,11 @@ class GuardCore:
                     yield from self._refresh(intent.symbol, now, wake_on=send.permit)
                     intent, send = _rejudged(intent, send, self._approved(judge))
                     now = judged = self._last_now
-                now = yield from self._pace(CallKind.ORDER, send, now, budget)
+                # The budget asked here first, as in _attempts: a send it lets go at once (the
+                # usual case) costs no pacing generator.
+                wait = self.pacer.before(CallKind.ORDER, send, now, budget.deadline(now))
+                if wait > 0.0:
+                    now = yield from self._pace(CallKind.ORDER, send, now, budget, None, wait)
                 amounts_sent.add(send.args[3])
                 answer = answered((yield send))
                 now = self._last_now = answer.now
