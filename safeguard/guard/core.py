@@ -1213,7 +1213,8 @@ def _same_number(found: Any, sent: list[Any]) -> bool:
 
 
 def _order_id(order: Any) -> str | None:
-    if isinstance(order, Mapping) and order.get("id") is not None:
+    # dict first: ccxt's answer, on the C check, without Mapping's Python-level one.
+    if isinstance(order, (dict, Mapping)) and order.get("id") is not None:
         return str(order["id"])
     return None
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import ccxt
+from requests.structures import CaseInsensitiveDict
 
 from safeguard import errors
 from safeguard._log import logger
@@ -121,7 +122,9 @@ def response_body(raw: Any) -> Any:
 
 def response_headers(raw: Any) -> Mapping[str, str] | None:
     headers = getattr(raw, "last_response_headers", None)
-    if headers.__class__ is dict:  # ccxt's own: spares the slower Mapping check per request
+    # ccxt's own kinds (a dict, requests' CaseInsensitiveDict for sync answers): these spare
+    # the Python-level Mapping check on every request.
+    if headers.__class__ is dict or headers.__class__ is CaseInsensitiveDict:
         return headers
     return headers if isinstance(headers, Mapping) else None
 

@@ -1098,7 +1098,8 @@ def _volatility(ticker: Mapping[str, Any], window_s: float) -> float | None:
 def _wallet_balance(balance: Mapping[str, Any], settle: str) -> float | None:
     info = balance.get("info") or {}
     for asset in info.get("assets") or ():
-        if isinstance(asset, Mapping) and asset.get("asset") == settle:
+        # dict first: ccxt's rows, on the C check, without Mapping's Python-level one.
+        if isinstance(asset, (dict, Mapping)) and asset.get("asset") == settle:
             return _finite(asset.get("walletBalance"))
     return _finite((balance.get("total") or {}).get(settle))
 
