@@ -220,6 +220,20 @@ def _bad_types(
     degraded: Any,
     depth: Any,
 ) -> str | None:
+    # The guard's own call, on every order: exact classes, a float clock, no other books.
+    # Identity checks answer it at once; anything else takes the full checks below.
+    if (
+        intent.__class__ is OrderIntent
+        and market.__class__ is MarketSnapshot
+        and (account is None or account.__class__ is Account)
+        and limits.__class__ is RiskLimits
+        and fills.__class__ is FillModel
+        and now.__class__ is float
+        and 0.0 <= now < math.inf
+        and (degraded is True or degraded is False)
+        and (depth is None or (depth.__class__ is dict and not depth))
+    ):
+        return None
     if not isinstance(intent, OrderIntent):
         return f"intent must be an OrderIntent, got {type(intent).__name__}"
     if not isinstance(market, MarketSnapshot):
