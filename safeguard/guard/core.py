@@ -401,8 +401,7 @@ class GuardCore:
             answer = yield send
             if type(answer) is not Answer:
                 answer = answered(answer)
-            now = answer.now
-            self._now_seen = max(self._now_seen, now)  # the _last_now setter, without its call
+            now = self._last_now = answer.now  # the setter: it also notices a clock step back
             ec, blocked = self._observe(send, answer, attempt, kind)
             if ec is None:
                 return answer.value
