@@ -37,11 +37,11 @@ MUTANTS = [
     Mutant(
         "the sync face sends outside the kill switch's permit",
         "safeguard/guard/sync.py",
-        "            with permit(self._rt.switch, effect.permit):\n"
+        "                with permit(self._rt.switch, effect.permit):\n"
+        "                    value = getattr(",
+        "                with permit(self._rt.switch, effect.permit):\n"
+        "                    pass\n"
         "                value = getattr(",
-        "            with permit(self._rt.switch, effect.permit):\n"
-        "                pass\n"
-        "            value = getattr(",
         "tests/guard/test_engage_drains_guarded_sends.py::"
         "test_engage_returns_only_after_a_guarded_sync_order_on_the_wire_finished",
     ),

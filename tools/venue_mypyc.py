@@ -49,7 +49,8 @@ _MYPY_INI = "[mypy]\nplugins = pydantic.mypy\n"
 
 
 def open_api(source: str, class_name: str) -> str:
-    """``source`` with every parameter annotation of ``class_name``'s public methods ``Any``.
+    """``source`` with every parameter annotation of ``class_name``'s public methods ``Any``
+    (``class_name`` may also name a module-level function: then its own parameters).
 
     A compiled function checks its arguments against their annotations on entry and raises
     ``TypeError``; the pure venue takes what it is sent and answers Binance's reject code for
@@ -63,24 +64,25 @@ def open_api(source: str, class_name: str) -> str:
     for line in lines:
         offsets.append(offsets[-1] + len(line))
     spans: list[tuple[int, int]] = []
+    functions: list[ast.FunctionDef] = [
+        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == class_name
+    ]
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.ClassDef) and node.name == class_name):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            functions += [method for method in node.body if isinstance(method, ast.FunctionDef)]
+    for method in functions:
+        if method.name.startswith("_") and method.name != "__init__":
             continue
-        for method in node.body:
-            if not isinstance(method, ast.FunctionDef):
+        arguments = method.args
+        for arg in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]:
+            note = arg.annotation
+            if note is None or note.end_lineno is None or note.end_col_offset is None:
                 continue
-            if method.name.startswith("_") and method.name != "__init__":
-                continue
-            arguments = method.args
-            for arg in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]:
-                note = arg.annotation
-                if note is None or note.end_lineno is None or note.end_col_offset is None:
-                    continue
-                start_line = lines[note.lineno - 1]
-                start = offsets[note.lineno - 1] + _char_col(start_line, note.col_offset)
-                end_line = lines[note.end_lineno - 1]
-                end = offsets[note.end_lineno - 1] + _char_col(end_line, note.end_col_offset)
-                spans.append((start, end))
+            start_line = lines[note.lineno - 1]
+            start = offsets[note.lineno - 1] + _char_col(start_line, note.col_offset)
+            end_line = lines[note.end_lineno - 1]
+            end = offsets[note.end_lineno - 1] + _char_col(end_line, note.end_col_offset)
+            spans.append((start, end))
     if not spans:
         raise SystemExit(f"{class_name} has no annotated public method: nothing to open")
     for start, end in sorted(spans, reverse=True):
@@ -93,17 +95,24 @@ def _char_col(line: str, byte_offset: int) -> int:
     return len(line.encode()[:byte_offset].decode())
 
 
-def build(out: Path) -> None:
+def build(
+    out: Path,
+    compiled: tuple[str, ...] = COMPILED,
+    opened_api: tuple[tuple[str, str], ...] = (OPEN_API,),
+) -> None:
+    """A copy of the package in ``out`` with ``compiled`` compiled, each ``(module, name)`` of
+    ``opened_api`` opened first (:func:`open_api`). ``tools/risk_mypyc.py`` builds the risk
+    core's copy with it."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.so", "*.pyc")
     shutil.copytree(ROOT / "safeguard", out / "safeguard", ignore=ignore)
-    module, class_name = OPEN_API
-    opened = out / module
-    opened.write_text(open_api(opened.read_text(), class_name))
+    for module, name in opened_api:
+        opened = out / module
+        opened.write_text(open_api(opened.read_text(), name))
     (out / "mypy.ini").write_text(_MYPY_INI)
-    subprocess.run([sys.executable, "-m", "mypyc", *COMPILED], cwd=out, check=True)
+    subprocess.run([sys.executable, "-m", "mypyc", *compiled], cwd=out, check=True)
     # Tests and the project's configuration come after the build, so the copy can be tested.
     shutil.copytree(ROOT / "tests", out / "tests", ignore=ignore)
     for name in ("pyproject.toml", "README.md"):

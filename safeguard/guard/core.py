@@ -395,12 +395,24 @@ class GuardCore:
         """Any call that is not an order. Reads retry on every transient failure; cancels and
         settings too (repeating them cannot add exposure); other writes only when the request
         surely never reached the venue."""
+        if kind is CallKind.READ:
+            # The read's own steps, not wrapped in another generator: a generator layer costs
+            # a frame on every resume, and reads are most of the requests.
+            return self._read(Send(method, args, kwargs), now)
+        return self._call(kind, method, args, kwargs, now)
+
+    def _call(
+        self,
+        kind: CallKind,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        now: float,
+    ) -> Steps[Any]:
         if kind is CallKind.SETTING:
             check_setting(method, args, kwargs)
         permit = Permit(reduces_only=True, is_cancel=True) if kind is CallKind.CANCEL else None
         send = Send(method, args, kwargs, permit)
-        if kind is CallKind.READ:
-            return (yield from self._read(send, now))
         retry_ambiguous = kind in (CallKind.CANCEL, CallKind.SETTING)
         value = yield from self._attempts(send, kind, now, retry_ambiguous=retry_ambiguous)
         if kind in (CallKind.SETTING, CallKind.CANCEL):
@@ -414,7 +426,7 @@ class GuardCore:
         )
         if send.method == "load_markets":
             self.rules_loaded = True
-        wanted = list(self.gate.absorb(send, value, self._last_now))
+        wanted = list(self.gate.absorb(send, value, self._now_seen))  # self._last_now
         if not wanted:
             return value  # the usual case: the read taught the gate nothing it must follow
         made: set[tuple[str, tuple[Any, ...]]] = set()
@@ -456,20 +468,29 @@ class GuardCore:
         wake_on = wake_on or send.permit
         attempt = 0
         now = started
-        budget = CallBudget(self.policy.retry.total_budget_s, started)
+        total = self.policy.retry.total_budget_s
+        # Built at the first wait or failure: until then nothing of it is spent, and the
+        # deadline is the whole budget from the start (the usual request needs no more).
+        budget: CallBudget | None = None
         maybe_done = False
         while True:
             attempt += 1
             # Asked here first, so a request the budget lets go at once (the usual case) costs
             # no generator; a wait goes through _pace, which asks again after each sleep.
-            wait = self.pacer.before(kind, send, now, budget.deadline(now))
+            # Before the first wait or failure nothing of the budget is spent yet.
+            deadline = started + max(total, 0.0) if budget is None else budget.deadline(now)
+            wait = self.pacer.before(kind, send, now, deadline)
             if wait > 0.0:
+                budget = budget or CallBudget(total, started)
                 now = yield from self._pace(kind, send, now, budget, wake_on, wait)
-            answer = answered((yield send))
-            now = self._last_now = answer.now
+            answer = yield send
+            if type(answer) is not Answer:
+                answer = answered(answer)
+            now = self._last_now = answer.now  # the setter: it also notices a clock step back
             ec, blocked = self._observe(send, answer, attempt, kind)
             if ec is None:
                 return answer.value
+            budget = budget or CallBudget(total, started)
             assert answer.error is not None
             if maybe_done and send.method == "cancel_order" and _not_found(answer.error):
                 # An earlier attempt may have cancelled it (or it filled meanwhile): the order
@@ -862,7 +883,11 @@ class GuardCore:
                     yield from self._refresh(intent.symbol, now, wake_on=send.permit)
                     intent, send = _rejudged(intent, send, self._approved(judge))
                     now = judged = self._last_now
-                now = yield from self._pace(CallKind.ORDER, send, now, budget)
+                # The budget asked here first, as in _attempts: a send it lets go at once (the
+                # usual case) costs no pacing generator.
+                wait = self.pacer.before(CallKind.ORDER, send, now, budget.deadline(now))
+                if wait > 0.0:
+                    now = yield from self._pace(CallKind.ORDER, send, now, budget, None, wait)
                 amounts_sent.add(send.args[3])
                 answer = answered((yield send))
                 now = self._last_now = answer.now
@@ -1272,7 +1297,8 @@ def _same_number(found: Any, sent: list[Any]) -> bool:
 
 
 def _order_id(order: Any) -> str | None:
-    if isinstance(order, Mapping) and order.get("id") is not None:
+    # dict first: ccxt's answer, on the C check, without Mapping's Python-level one.
+    if isinstance(order, (dict, Mapping)) and order.get("id") is not None:
         return str(order["id"])
     return None
 

@@ -247,6 +247,8 @@ class Hooks:
                     kind=str(event.kind),
                 )
                 continue
+            if result is None:
+                continue  # the usual hook: nothing to inspect (isawaitable walks the ABCs)
             if inspect.isawaitable(result):
                 # A sync callable returning a coroutine: close it rather than leak a warning.
                 close = getattr(result, "close", None)

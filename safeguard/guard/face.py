@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import ccxt
+from requests.structures import CaseInsensitiveDict
 
 from safeguard import errors
 from safeguard._log import logger
@@ -127,7 +128,9 @@ def response_body(raw: Any) -> Any:
 
 def response_headers(raw: Any) -> Mapping[str, str] | None:
     headers = getattr(raw, "last_response_headers", None)
-    if headers.__class__ is dict:  # ccxt's own: spares the slower Mapping check per request
+    # ccxt's own kinds (a dict, requests' CaseInsensitiveDict for sync answers): these spare
+    # the Python-level Mapping check on every request.
+    if headers.__class__ is dict or headers.__class__ is CaseInsensitiveDict:
         return headers
     return headers if isinstance(headers, Mapping) else None
 
@@ -199,6 +202,9 @@ class Face:
             target = snake if hasattr(self._raw, snake) else name
             bound = self._route(call_kind(snake), target, attr)
         self._cache[name] = bound
+        # Also as an instance attribute: the next lookup finds it without calling this method
+        # (names reach here only when the class has no such attribute, so nothing is shadowed).
+        self.__dict__[name] = bound
         return bound
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -207,6 +213,7 @@ class Face:
         else:
             setattr(self._raw, name, value)
             self._cache.pop(name, None)
+            self.__dict__.pop(name, None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {getattr(self._raw, 'id', '?')}>"

@@ -423,8 +423,9 @@ class PreTradeGate:
         if self.cache.markets and intent.symbol not in self.cache.markets:
             reason = f"{intent.symbol} is not a market"
             return self._refuse_unpriced(intent, Code.UNKNOWN_SYMBOL, reason, now, health)
-        unknown = None if intent.reduce_only else self._account_gap(intent.symbol, now)
-        stale = None if intent.reduce_only else self.cache.stream_gap(intent.symbol, now)
+        reduces = intent.reduce_only
+        unknown = None if reduces else self._account_gap(intent.symbol, now)
+        stale = None if reduces else self.cache.stream_gap(intent.symbol, now)
         if unknown is None and stale is not None:
             # A stream-fed view is never re-read on the order path: a stream that broke or
             # went quiet leaves it unjudgeable until the stream delivers again.
@@ -745,12 +746,13 @@ class PreTradeGate:
         (the cache replaces a piece on every read, so identity means "nothing new")."""
         key = (kind, symbol)
         hit = self._parsed.get(key)
-        if (
-            hit is not None
-            and len(hit[0]) == len(sources)
-            and all(a is b for a, b in zip(hit[0], sources, strict=True))
-        ):
-            return hit[1]
+        if hit is not None and len(hit[0]) == len(sources):
+            # A loop, not all() over a generator: asked several times for every order.
+            for held, source in zip(hit[0], sources, strict=True):
+                if held is not source:
+                    break
+            else:
+                return hit[1]
         value = build()
         self._parsed[key] = (sources, value)
         return value
@@ -1026,6 +1028,8 @@ def _book(raw: Any) -> OrderBook | None:
 
 
 def _finite(value: Any) -> float | None:
+    if value.__class__ is float:  # the usual case: no conversion (NaN and inf - inf are NaN)
+        return value if value - value == 0.0 else None
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -1094,7 +1098,8 @@ def _volatility(ticker: Mapping[str, Any], window_s: float) -> float | None:
 def _wallet_balance(balance: Mapping[str, Any], settle: str) -> float | None:
     info = balance.get("info") or {}
     for asset in info.get("assets") or ():
-        if isinstance(asset, Mapping) and asset.get("asset") == settle:
+        # dict first: ccxt's rows, on the C check, without Mapping's Python-level one.
+        if isinstance(asset, (dict, Mapping)) and asset.get("asset") == settle:
             return _finite(asset.get("walletBalance"))
     return _finite((balance.get("total") or {}).get(settle))
 

@@ -41,6 +41,10 @@ from safeguard.guard.streams import ACCOUNT, Liveness
 from safeguard.risk.correlation import PriceHistory
 from safeguard.risk.freshness import PriceTrack
 
+_MAPPING = (dict, Mapping)
+"""For ``isinstance`` on the hot paths: a plain dict (what ccxt answers) passes on the C check
+of ``dict``, without a call into ``Mapping``'s Python-level ``__instancecheck__``."""
+
 _RULE_KEYS = (
     ("precision", "price"),
     ("precision", "amount"),
@@ -200,8 +204,17 @@ class MarketCache:
         due = self._tiers_due
         if self.ladders_asked is not None and 0.0 <= now - self.ladders_asked < due:
             return False
-        for symbol in self.held():
-            ladder = self.tiers.get(symbol)
+        # held() without its sorted list: asked after every read, and any one symbol decides.
+        tiers = self.tiers
+        for p in self.positions.value if self.positions is not None else ():
+            if isinstance(p, _MAPPING) and _held(p.get("contracts")):
+                symbol = p.get("symbol")
+                if isinstance(symbol, str):
+                    ladder = tiers.get(symbol)
+                    if ladder is None or now - ladder.fetched >= due:
+                        return True
+        for symbol in list(self.unsettled):
+            ladder = tiers.get(symbol)
             if ladder is None or now - ladder.fetched >= due:
                 return True
         return False
@@ -729,7 +742,7 @@ class MarketCache:
         answer (an order that failed or whose outcome is unknown). Everything else waits for
         the schedule in :meth:`refresh`: a resting order or a stop never forces a re-read.
         """
-        if not isinstance(order, Mapping):
+        if not isinstance(order, _MAPPING):
             self._reread_balance()
             self._reread_positions(symbol)
             self.open_orders.pop(symbol, None)
@@ -821,7 +834,7 @@ class MarketCache:
             or setting.value.get("marginMode") != "cross"  # an isolated leg moves its own wallet
         ):
             return False
-        legs = [p for p in seen.value if isinstance(p, Mapping) and p.get("symbol") == symbol]
+        legs = [p for p in seen.value if isinstance(p, _MAPPING) and p.get("symbol") == symbol]
         if len(legs) > 1 or any(_hedged(leg) for leg in legs):
             return False
         leg: Mapping[str, Any] = legs[0] if legs else {"symbol": symbol, "contracts": 0.0}
@@ -835,7 +848,9 @@ class MarketCache:
                 return False  # flipped: the entry of the new side is not in the answer
         else:
             entry = (abs(held) * size * entry + cost) / (abs(after) * size)
-        kept = [p for p in seen.value if not (isinstance(p, Mapping) and p.get("symbol") == symbol)]
+        kept = [
+            p for p in seen.value if not (isinstance(p, _MAPPING) and p.get("symbol") == symbol)
+        ]
         if abs(after) >= step / 2:
             funding = self.funding.get(symbol)
             mark = _number(funding.value.get("markPrice")) if funding is not None else None
@@ -862,7 +877,7 @@ class MarketCache:
         if self.positions is None:
             return None
         legs = [
-            p for p in self.positions.value if isinstance(p, Mapping) and p.get("symbol") == symbol
+            p for p in self.positions.value if isinstance(p, _MAPPING) and p.get("symbol") == symbol
         ]
         if not legs:
             return 0.0, 0.0
@@ -922,13 +937,13 @@ class MarketCache:
         changed = dict(value)
         for part, number in moved.items():
             changed[part] = {**(value.get(part) or {}), settle: number}
-        if isinstance(value.get(settle), Mapping):
+        if isinstance(value.get(settle), _MAPPING):
             changed[settle] = {**value[settle], **moved}
         info = value.get("info")
-        if isinstance(info, Mapping) and isinstance(info.get("assets"), list):
+        if isinstance(info, _MAPPING) and isinstance(info.get("assets"), list):
             assets = []
             for asset in info["assets"]:
-                if isinstance(asset, Mapping) and asset.get("asset") == settle:
+                if isinstance(asset, _MAPPING) and asset.get("asset") == settle:
                     wallet = _number(asset.get("walletBalance"))
                     if wallet is None:
                         return False
@@ -1033,7 +1048,7 @@ def _commission(
     """A fill's commission in ``settle``: the answer's fee when ccxt parsed one in that
     currency, else its cost at the account's taker rate; None when neither is known."""
     fee = order.get("fee")
-    if isinstance(fee, Mapping) and fee.get("currency") == settle:
+    if isinstance(fee, _MAPPING) and fee.get("currency") == settle:
         paid = _number(fee.get("cost"))
         if paid is not None:
             return paid
@@ -1073,7 +1088,9 @@ def _unique(orders: list[Any]) -> list[Any]:
 
 def _number(value: Any) -> float | None:
     """A finite number from a venue field (a string or a number), else ``None``."""
-    if isinstance(value, bool):
+    if value.__class__ is float:  # the usual case: no conversion (NaN and inf - inf are NaN)
+        return value if value - value == 0.0 else None
+    if value is None or isinstance(value, bool):  # None would raise, and raising is slow
         return None
     try:
         number = float(value)

@@ -254,10 +254,9 @@ class OrderIntent:
     def reduce_only(self) -> bool:
         """``reduceOnly`` (or Binance's ``closePosition``): the venue refuses it if it would
         add exposure, so the kill switch may let it through in REDUCING."""
-        return any(
-            value is True or (isinstance(value, str) and value.lower() == "true")
-            for value in (self.params.get("reduceOnly"), self.params.get("closePosition"))
-        )
+        # Asked several times per order: two look-ups, no generator.
+        params = self.params
+        return _true(params.get("reduceOnly")) or _true(params.get("closePosition"))
 
     @property
     def post_only(self) -> bool:
@@ -271,7 +270,7 @@ class OrderIntent:
     @property
     def conditional(self) -> bool:
         """A trigger order: Binance USD-M keeps those apart (algo orders, ``clientAlgoId``)."""
-        return any(self.params.get(key) is not None for key in _CONDITIONAL_KEYS)
+        return _any_set(self.params, _CONDITIONAL_KEYS)
 
     def describe(self) -> dict[str, Any]:
         """The journal's record of the intent: plain JSON, enough to reconcile by hand."""
@@ -286,6 +285,11 @@ class OrderIntent:
             # A per-call recvWindow stretches the settle window, after a restart too.
             "recv_window": self.params.get("recvWindow"),
         }
+
+
+def _true(value: Any) -> bool:
+    """A flag set as ccxt and Binance take it: ``True`` or the string ``"true"``, any case."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
 def parse_intent(
@@ -358,13 +362,22 @@ def protected_entry(intent: OrderIntent) -> bool:
     not reduce-only and not a trigger order itself, carrying ``stopLossPrice`` / ``stopLoss``
     (:mod:`safeguard.guard.protective` sends the stop as its own order)."""
     params = intent.params
+    # The declared stop first: most orders have none, and it decides at once.
     return (
-        intent.edit_of is None
+        _any_set(params, PROTECTIVE_STOP_KEYS)
+        and intent.edit_of is None
         and not intent.reduce_only
         and intent.type.lower() in ENTRY_TYPES
-        and not any(params.get(key) is not None for key in TRIGGER_KEYS)
-        and any(params.get(key) is not None for key in PROTECTIVE_STOP_KEYS)
+        and not _any_set(params, TRIGGER_KEYS)
     )
+
+
+def _any_set(params: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
+    get = params.get
+    for key in keys:  # noqa: SIM110 (any() over a generator: a frame per key, on every order)
+        if get(key) is not None:
+            return True
+    return False
 
 
 def check_shape(intent: OrderIntent, *, protect: bool = True) -> None:

@@ -5,17 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from safeguard.guard.core import (
-    Done,
-    Effect,
-    Record,
-    Reply,
-    Send,
-    Sleep,
-    Steps,
-    driven,
-    step,
-)
+from safeguard.guard.core import Effect, Record, Reply, Send, Sleep, Steps, driven
 from safeguard.guard.events import later
 from safeguard.guard.face import Face, delaying, permit
 from safeguard.guard.holder import StreamHolder
@@ -34,11 +24,21 @@ class GuardedExchange(Face):
         core = self._rt.core
         with later(core.hooks) as held, core.collecting() as trips:
             steps = driven(steps, trips, held)
+            # core.step written out: resuming the steps is the innermost loop of every call.
+            # Only the resume is inside the ``except StopIteration``: one escaping an effect
+            # (ccxt code, a hook) is an error, not the steps' end.
+            send = steps.send
             try:
-                effect = step(steps, None)
-                while not isinstance(effect, Done):
-                    effect = step(steps, self._perform(effect))
-                return effect.value
+                try:
+                    effect = send(None)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+                while True:
+                    reply = self._perform(effect)
+                    try:
+                        effect = send(reply)
+                    except StopIteration as done:
+                        return done.value  # type: ignore[no-any-return]
             finally:
                 steps.close()
                 if trips.pending:  # the call was cut short: what it tripped engages still
@@ -59,8 +59,11 @@ class GuardedExchange(Face):
             return self._woke(effect, early)
         started = self._rt.clock.time()
         try:
-            with permit(self._rt.switch, effect.permit):
+            if effect.permit is None:  # a read: no permit to take (and no context to enter)
                 value = getattr(self._raw, effect.method)(*effect.args, **effect.kwargs)
+            else:
+                with permit(self._rt.switch, effect.permit):
+                    value = getattr(self._raw, effect.method)(*effect.args, **effect.kwargs)
         except Exception as exc:
             return self._answer(effect, started, None, exc)
         return self._answer(effect, started, value, None)

@@ -32,12 +32,14 @@ import hashlib
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from requests.structures import CaseInsensitiveDict as _CaseInsensitive
 
 from safeguard._log import logger
 from safeguard.config import ThrottleConfig
@@ -640,16 +642,24 @@ _HEADER_FAMILY = {LimitType.REQUEST_WEIGHT: "weight", LimitType.ORDERS: "orders"
 def _reported_usage(headers: Mapping[str, str]) -> dict[tuple[str, int], float]:
     reported: dict[tuple[str, int], float] = {}
     # ccxt's sync answers come as requests' CaseInsensitiveDict, whose items() goes through
-    # the Mapping mixins (a Python call per header); its lower_items() reads its store
-    # directly. The names are matched without regard to case either way.
-    lower_items = getattr(headers, "lower_items", None)
-    pairs = lower_items() if callable(lower_items) else headers.items()
+    # the Mapping mixins (a Python call per header); its store (lower-case name -> (name,
+    # value)) is read directly. The names are matched without regard to case either way.
+    store = getattr(headers, "_store", None) if headers.__class__ is _CaseInsensitive else None
+    if isinstance(store, dict):
+        pairs: Iterable[tuple[Any, Any]] = [(name, pair[1]) for name, pair in store.items()]
+    else:
+        lower_items = getattr(headers, "lower_items", None)
+        pairs = lower_items() if callable(lower_items) else headers.items()
+    keys = _HEADER_KEYS
     for name, raw in pairs:
-        key = _header_key(name)
+        key = keys.get(name, _UNSEEN) if name.__class__ is str else _UNSEEN
+        if key is _UNSEEN:
+            key = _header_key(name)
         if key is None:
             continue
         try:
-            value = float(str(raw).strip())
+            # float() takes surrounding whitespace itself: a str needs no strip().
+            value = float(raw) if raw.__class__ is str else float(str(raw).strip())
         except ValueError:
             continue  # a garbled header teaches nothing; our own count still stands
         if math.isfinite(value) and value >= 0:
@@ -658,6 +668,7 @@ def _reported_usage(headers: Mapping[str, str]) -> dict[tuple[str, int], float]:
 
 
 _HEADER_KEYS: dict[object, tuple[str, int] | None] = {}
+_UNSEEN: Any = object()
 _HEADER_KEYS_MAX = 1024
 
 

@@ -126,6 +126,13 @@ def frozen(
     if span < limits.frozen_price_min_s:
         return None
     step = published_step(track.price) if tick is None else _inputs.positive("tick", tick)
+    return _frozen_for(track, span, volatility, window_s, step, ticks)
+
+
+def _frozen_for(
+    track: PriceTrack, span: float, volatility: float, window_s: float, step: float, ticks: float
+) -> StalePrice | None:
+    """:func:`frozen` past its checks: ``track`` has stood still for ``span`` seconds."""
     expected = track.price * volatility * math.sqrt(span / window_s)
     if expected < ticks * step:
         return None
@@ -154,6 +161,13 @@ def mark_out_of_band(
         return None
     for name, value in (("mark", mark), ("index", index), ("last", last)):
         _inputs.positive(name, value)
+    return _mark_gap(mark, index, last, since, band)
+
+
+def _mark_gap(
+    mark: float, index: float, last: float, since: float, band: float
+) -> StalePrice | None:
+    """:func:`mark_out_of_band` past its checks (three positive prices, a band)."""
     from_index = abs(mark / index - 1.0) * 100.0
     from_last = abs(mark / last - 1.0) * 100.0
     if from_index <= band or from_last <= band:
@@ -187,6 +201,39 @@ def frozen_prices(
         for track in tracks
     )
     return tuple(stale for stale in found if stale is not None)
+
+
+def snapshot_staleness(
+    tracks: tuple[PriceTrack, ...],
+    *,
+    mark: float | None,
+    index: float | None,
+    last: float | None,
+    volatility: float | None,
+    tick: float,
+    limits: RiskLimits,
+    now: float,
+) -> tuple[StalePrice, ...]:
+    """:func:`frozen_prices` then :func:`mark_out_of_band`, for inputs a validated
+    :class:`~safeguard.risk.models.MarketSnapshot` and :class:`~safeguard.config.RiskLimits`
+    already checked (prices and volatility positive, the tick and the window positive, ``now``
+    a finite time >= 0): the verdict's, on every order, without checking them again."""
+    found: list[StalePrice] = []
+    ticks = limits.frozen_price_ticks
+    if ticks is not None and volatility is not None:
+        window_s, min_s = limits.volatility_window_s, limits.frozen_price_min_s
+        for track in tracks:
+            span = track.still_for(now)
+            if span >= min_s:
+                stale = _frozen_for(track, span, volatility, window_s, tick, ticks)
+                if stale is not None:
+                    found.append(stale)
+    band = limits.max_mark_gap_pct
+    if band is not None and mark is not None and index is not None and last is not None:
+        gap = _mark_gap(mark, index, last, now, band)
+        if gap is not None:
+            found.append(gap)
+    return tuple(found)
 
 
 def untrusted_since(stale: Iterable[StalePrice]) -> float | None:

@@ -517,7 +517,10 @@ def _liquidation_options(
 
 
 def _floats(*values: float) -> bool:
-    return all(value.__class__ is float for value in values)
+    for value in values:  # noqa: SIM110 (all() over a generator: a frame per value, per verdict)
+        if value.__class__ is not float:
+            return False
+    return True
 
 
 def _remember(key: tuple[float, ...]) -> None:

@@ -34,7 +34,7 @@ from safeguard.risk._trusted import trusted
 from safeguard.risk.cascade import LiquidationBand, liquidation_band, margin_ratio
 from safeguard.risk.checks import run_priced_checks, run_shape_checks, run_size_rules
 from safeguard.risk.fills import FillFace, FillModel
-from safeguard.risk.freshness import frozen_prices, mark_out_of_band
+from safeguard.risk.freshness import snapshot_staleness
 from safeguard.risk.models import Account, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Decision, Finding, Severity, Verdict, fmt, pct
 from safeguard.risk.pricing import Exposure, Order, PricedOrder, price_order
@@ -220,6 +220,20 @@ def _bad_types(
     degraded: Any,
     depth: Any,
 ) -> str | None:
+    # The guard's own call, on every order: exact classes, a float clock, no other books.
+    # Identity checks answer it at once; anything else takes the full checks below.
+    if (
+        intent.__class__ is OrderIntent
+        and market.__class__ is MarketSnapshot
+        and (account is None or account.__class__ is Account)
+        and limits.__class__ is RiskLimits
+        and fills.__class__ is FillModel
+        and now.__class__ is float
+        and 0.0 <= now < math.inf
+        and (degraded is True or degraded is False)
+        and (depth is None or (depth.__class__ is dict and not depth))
+    ):
+        return None
     if not isinstance(intent, OrderIntent):
         return f"intent must be an OrderIntent, got {type(intent).__name__}"
     if not isinstance(market, MarketSnapshot):
@@ -384,16 +398,18 @@ def _gate_data(
                 )
             )
     # A fresh timestamp on a price that stopped moving (or a mark gone its own way) is stale.
-    frozen = frozen_prices(
+    # The snapshot and the limits checked these numbers when they were built: not again here.
+    stale_prices = snapshot_staleness(
         market.price_tracks,
+        mark=market.mark,
+        index=market.index,
+        last=market.last,
         volatility=market.volatility,
-        window_s=limits.volatility_window_s,
         tick=market.rules.tick_size,
         limits=limits,
         now=now,
     )
-    gap = mark_out_of_band(market.mark, market.index, market.last, since=now, limits=limits)
-    for stale in (*frozen, *(() if gap is None else (gap,))):
+    for stale in stale_prices:
         findings.append(
             Finding(
                 Code.STALE_MARKET_DATA,

@@ -149,6 +149,30 @@ def test_a_bad_clock_is_an_invalid_input_denial(now: object) -> None:
     assert denied(verdict) == {"INVALID_INPUT"}
 
 
+@pytest.mark.parametrize("degraded", [1, 0, "yes", None])
+def test_a_degraded_flag_that_is_not_a_bool_is_an_invalid_input_denial(degraded: object) -> None:
+    verdict = evaluate(
+        intent(), market(), account(), RiskLimits(), FILLS, now=NOW, degraded=degraded
+    )  # type: ignore[arg-type]
+    assert denied(verdict) == {"INVALID_INPUT"}
+    assert "degraded" in verdict.findings[0].message
+
+
+@pytest.mark.parametrize("depth", [[], {"ETH/USDT:USDT": "deep"}, {1: "deep"}, "ETH/USDT:USDT"])
+def test_depth_that_is_not_books_by_symbol_is_an_invalid_input_denial(depth: object) -> None:
+    verdict = evaluate(intent(), market(), account(), RiskLimits(), FILLS, now=NOW, depth=depth)  # type: ignore[arg-type]
+    assert denied(verdict) == {"INVALID_INPUT"}
+    assert "depth" in verdict.findings[0].message
+
+
+@pytest.mark.parametrize("now", [NOW, float(int(NOW))])
+def test_an_int_clock_is_judged_as_its_float(now: float) -> None:
+    as_int = evaluate(intent(), market(), account(), RiskLimits(), FILLS, now=int(now))
+    as_float = evaluate(intent(), market(), account(), RiskLimits(), FILLS, now=float(int(now)))
+    assert as_int.decision == as_float.decision
+    assert [f.code for f in as_int.findings] == [f.code for f in as_float.findings]
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
