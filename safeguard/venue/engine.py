@@ -1086,13 +1086,14 @@ class Venue:
         if remaining:
             order.status = PARTIALLY_FILLED
         else:
-            self._close_order(order, FILLED)
+            self._close_order(order, FILLED, now_ms)
         if self._listeners:
             self._notify(AccountChanged(now, api_key, "ORDER", (symbol,)))
 
-    def _close_order(self, order: Order, status: str) -> None:
+    def _close_order(self, order: Order, status: str, now_ms: int | None = None) -> None:
+        """Give ``order`` its final ``status`` at ``now_ms`` (default: now) and release it."""
         order.status = status
-        order.update_ms = self._ms()
+        order.update_ms = self._ms() if now_ms is None else now_ms
         if self._listeners and status != FILLED:  # a fill's own update says FILLED
             self._order_update(order, status)
         account = self._accounts[order.api_key]
