@@ -137,6 +137,10 @@ class Venue:
         # margin check and fill asks, so it is not re-derived from the config each time.
         self._default_leverage: dict[str, int] = {}
         self._default_isolated = cfg.default_margin_type == ISOLATED
+        # Read on every order; a pydantic model's attribute costs ~3x a plain one, and the
+        # config is frozen.
+        self._max_open_orders = cfg.max_open_orders
+        self._order_history = cfg.order_history
         self._start = self.clock.time()
         self._now = self._start
         self._synced_to = self._start
@@ -773,7 +777,7 @@ class Venue:
             raise VenueReject(-4061, "Order's position side does not match user's setting.")
         if cid is not None and cid in account.open_orders:
             raise VenueReject(-4116, "ClientOrderId is duplicated.")
-        if account.open_count.get(symbol, 0) >= self.config.max_open_orders:
+        if account.open_count.get(symbol, 0) >= self._max_open_orders:
             raise VenueReject(-2025, "Reach max open order limit.")
 
         # _closable and _is_closing_leg, inlined: every order passes here, and the margin
@@ -1104,7 +1108,7 @@ class Venue:
             account.order_margin = max(account.order_margin - order.reserved, 0.0)
             order.reserved = 0.0
         self._closed.append(order.order_id)
-        if len(self._closed) > self.config.order_history:
+        if len(self._closed) > self._order_history:
             old = self._orders.pop(self._closed.popleft(), None)
             if old is not None:
                 self._orders_by[(old.api_key, old.symbol)].pop(old.order_id, None)
