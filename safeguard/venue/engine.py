@@ -712,7 +712,8 @@ class Venue:
             order_id = self._next_order_id
             cid = request.client_order_id or f"sim-{order_id}"
             self._next_order_id = order_id + 1
-            now_ms = self._ms()
+            # _ms, inlined (every order is stamped).
+            now_ms = int((self._now if self._stepping else self.clock.time()) * 1000)
             order = Order(order_id, api_key, cid, request, now_ms)
             self._orders[order_id] = order
             by_client = self._by_client.get(api_key)
@@ -1006,7 +1007,7 @@ class Venue:
         isolated = self._default_isolated if chosen is None else chosen == ISOLATED
         leverage = account.leverage.get(symbol) or self._default_leverage[symbol]
         fee_rate = spec.maker_fee if maker else spec.taker_fee
-        now = self._now_time()
+        now = self._now if self._stepping else self.clock.time()  # _now_time, inlined
         now_ms = int(now * 1000)
         unit = spec.notional_unit
         # spec.price_of / spec.qty_of, inlined (one fill per call is the common case).

@@ -178,11 +178,12 @@ def parse_fields(
     ):
         raise illegal("newClientOrderId")
 
-    if quantity is None or quantity == "":
-        raise missing("quantity")
-    # A finite float (what clients send) is used as it is; anything else goes through _number.
+    # A finite float (what clients send) is used as it is, before the missing-value test: a
+    # float compared with "" goes through both types' rich comparisons to answer False.
     if quantity.__class__ is float and quantity - quantity == 0.0:
         raw_qty: float = quantity
+    elif quantity is None or quantity == "":
+        raise missing("quantity")
     else:
         raw_qty = _number("quantity", quantity)
     if raw_qty <= 0:
@@ -192,7 +193,7 @@ def parse_fields(
     ticks = 0
     stop = 0
     if kind == "LIMIT" or kind in STOP_LIMIT_TYPES:
-        if price is None or price == "":
+        if price.__class__ is not float and (price is None or price == ""):
             raise missing("price")
         if kind != "LIMIT" and (time_in_force is None or time_in_force == ""):
             time_in_force = "GTC"  # a stop-limit's limit rests GTC unless told otherwise
@@ -364,11 +365,12 @@ class Order:
         answer["symbol"] = self.symbol
         answer["status"] = self.status
         answer["clientOrderId"] = self.client_order_id
-        answer["price"] = format(self.price * tick_size, price_format) if self.price else "0"
-        # A closePosition stop has no quantity until it triggers: Binance shows "0".
-        answer["origQty"] = (
-            format(self.qty * market.step_size, market.qty_format) if self.qty else "0"
-        )
+        # A zero price, stop or quantity keeps the template's "0" (a market order has no price;
+        # a closePosition stop has no quantity until it triggers).
+        if self.price:
+            answer["price"] = format(self.price * tick_size, price_format)
+        if self.qty:
+            answer["origQty"] = format(self.qty * market.step_size, market.qty_format)
         answer["timeInForce"] = self.time_in_force or "GTC"
         answer["type"] = self.type
         answer["origType"] = self.orig_type
@@ -377,7 +379,8 @@ class Order:
             answer["closePosition"] = True
         answer["side"] = self.side
         answer["positionSide"] = self.position_side
-        answer["stopPrice"] = format(self.stop * tick_size, price_format) if self.stop else "0"
+        if self.stop:
+            answer["stopPrice"] = format(self.stop * tick_size, price_format)
         answer["workingType"] = self.working_type
         answer["time"] = self.time_ms
         answer["updateTime"] = self.update_ms
