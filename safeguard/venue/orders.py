@@ -357,9 +357,7 @@ class Order:
         # One copy of the constant template, filled in (cheaper than a 25-entry literal). Not
         # cached per order: most orders are answered once or twice, and a cached ~800-byte
         # dict per order would stay alive as long as the order history (100,000 by default).
-        # Every order call ends here, so market.fmt_price and fmt_qty are inlined.
-        tick_size = market.tick_size
-        price_format = market.price_format
+        # Every order call ends here, so the hit of market.fmt_price and fmt_qty is inlined.
         answer = _TEMPLATE.copy()
         answer["orderId"] = self.order_id
         answer["symbol"] = self.symbol
@@ -367,10 +365,14 @@ class Order:
         answer["clientOrderId"] = self.client_order_id
         # A zero price, stop or quantity keeps the template's "0" (a market order has no price;
         # a closePosition stop has no quantity until it triggers).
-        if self.price:
-            answer["price"] = format(self.price * tick_size, price_format)
-        if self.qty:
-            answer["origQty"] = format(self.qty * market.step_size, market.qty_format)
+        price = self.price
+        if price:
+            text = market.price_texts.get(price)
+            answer["price"] = text if text is not None else market.fmt_price(price)
+        qty = self.qty
+        if qty:
+            text = market.qty_texts.get(qty)
+            answer["origQty"] = text if text is not None else market.fmt_qty(qty)
         answer["timeInForce"] = self.time_in_force or "GTC"
         answer["type"] = self.type
         answer["origType"] = self.orig_type
@@ -380,7 +382,7 @@ class Order:
         answer["side"] = self.side
         answer["positionSide"] = self.position_side
         if self.stop:
-            answer["stopPrice"] = format(self.stop * tick_size, price_format)
+            answer["stopPrice"] = market.fmt_price(self.stop)
         answer["workingType"] = self.working_type
         answer["time"] = self.time_ms
         answer["updateTime"] = self.update_ms
@@ -390,11 +392,14 @@ class Order:
             # no padding: "90000.100" -> "90000.1", "5.000" -> "5".
             cum = self.cum_quote
             avg = format(
-                cum / (executed * market.notional_unit) * tick_size, market.avg_price_format
+                cum / (executed * market.notional_unit) * market.tick_size,
+                market.avg_price_format,
             )
             answer["avgPrice"] = avg.rstrip("0").rstrip(".") if "." in avg else avg
-            qty = format(executed * market.step_size, market.qty_format)
-            answer["executedQty"] = answer["cumQty"] = qty
+            text = market.qty_texts.get(executed)
+            answer["executedQty"] = answer["cumQty"] = (
+                text if text is not None else market.fmt_qty(executed)
+            )
             whole, fraction = divmod(cum, MONEY_SCALE)
             answer["cumQuote"] = f"{whole}.{fraction:08d}".rstrip("0").rstrip(".")
         return answer
