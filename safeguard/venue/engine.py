@@ -1010,9 +1010,8 @@ class Venue:
         now = self._now if self._stepping else self.clock.time()  # _now_time, inlined
         now_ms = int(now * 1000)
         unit = spec.notional_unit
-        # spec.price_of / spec.qty_of, inlined (one fill per call is the common case).
-        tick_size, price_precision = spec.tick_size, spec.price_precision
-        step_size, quantity_precision = spec.step_size, spec.quantity_precision
+        # The hits of spec.price_of / spec.qty_of, inlined (one fill per call is the common case).
+        price_values, qty_values = spec.price_values, spec.qty_values
         side = order.side
         buy = side == BUY
         buyer_maker = buy == maker
@@ -1070,8 +1069,8 @@ class Venue:
                 trade_id,
                 side,
                 position_side,
-                round(price * tick_size, price_precision),
-                round(qty * step_size, quantity_precision),
+                price_values.get(price) or spec.price_of(price),
+                qty_values.get(qty) or spec.qty_of(qty),
                 maker,
                 realized,
                 fee,

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from safeguard.risk.tiers import (
     BINANCE_BTCUSDT_TIERS,
@@ -37,7 +37,8 @@ _GRID_TOLERANCE = 1e-6
 # Ladders allowing more leverage than this are looked up tier by tier instead of tabulated.
 _LEVERAGE_TABLE_CAP = 1000
 _TEXTS_CAP = 4096
-"""Entries kept per printed-number table of a market before it starts again empty."""
+"""Entries kept per remembered-number table of a market before it starts again empty."""
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,10 @@ class MarketSpec:
     """What :meth:`fmt_price` and :meth:`fmt_qty` printed, by tick and step count (at most
     ``_TEXTS_CAP`` each): every order answer prints its price and quantity, and a book's
     answers print the same few around the touch again and again (``format`` is ~20x a hit)."""
+    price_values: dict[int, float] = field(init=False, repr=False, compare=False)
+    qty_values: dict[int, float] = field(init=False, repr=False, compare=False)
+    """The same for :meth:`price_of` and :meth:`qty_of` (every fill records both; ``round``
+    to a number of digits costs more than ``format``)."""
     max_notional_by_leverage: tuple[float, ...] = field(init=False, repr=False, compare=False)
     """Largest position notional the ladder allows at each whole leverage (index = leverage),
     from 0 to the first tier's cap: every margin check reads it, so it is not re-derived."""
@@ -151,6 +156,8 @@ class MarketSpec:
             "max_notional_by_leverage": _max_notional_by_leverage(self.tiers),
             "price_texts": {},
             "qty_texts": {},
+            "price_values": {},
+            "qty_values": {},
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -181,10 +188,18 @@ class MarketSpec:
 
     def price_of(self, ticks: int) -> float:
         """The float price of ``ticks`` ticks, rounded to the precision (no 0.30000000000000004)."""
-        return round(ticks * self.tick_size, self.price_precision)
+        value = self.price_values.get(ticks)
+        if value is None:
+            value = round(ticks * self.tick_size, self.price_precision)
+            _remember(self.price_values, ticks, value)
+        return value
 
     def qty_of(self, steps: int) -> float:
-        return round(steps * self.step_size, self.quantity_precision)
+        value = self.qty_values.get(steps)
+        if value is None:
+            value = round(steps * self.step_size, self.quantity_precision)
+            _remember(self.qty_values, steps, value)
+        return value
 
     def fmt_price(self, ticks: int) -> str:
         text = self.price_texts.get(ticks)
@@ -248,11 +263,11 @@ def _positive(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
-def _remember(texts: dict[int, str], count: int, text: str) -> None:
-    """Keep ``text`` for ``count``; a full table is emptied first, so memory stays bounded."""
-    if len(texts) >= _TEXTS_CAP:
-        texts.clear()
-    texts[count] = text
+def _remember(table: dict[int, _T], count: int, value: _T) -> None:
+    """Keep ``value`` for ``count``; a full table is emptied first, so memory stays bounded."""
+    if len(table) >= _TEXTS_CAP:
+        table.clear()
+    table[count] = value
 
 
 def _off_grid(ratio: float) -> bool:
