@@ -122,7 +122,13 @@ class SimBook:
         Returns a flat list ``[price, qty, price, qty, ...]`` of the levels hit, best first
         (flat because this is the matching hot path). ``dry_run`` only measures.
         """
-        targets, deficits, touch, step = self._side(side)
+        # _side, inlined: every order's match starts here.
+        if side == BUY:
+            targets, deficits = self._ask_targets, self._ask_deficit
+            touch, step = self.ask0, self.gap
+        else:
+            targets, deficits = self._bid_targets, self._bid_deficit
+            touch, step = self.bid0, -self.gap
         fills: list[int] = []
         left = qty
         for level in range(self.levels):

@@ -88,10 +88,12 @@ from safeguard.venue.orders import (
     CANCELED,
     EXPIRED,
     FILLED,
+    OPEN_STATUSES,
     PARTIALLY_FILLED,
     STOP_LIMIT_TYPES,
     Order,
     OrderRequest,
+    parse_fields,
     parse_order,
 )
 from safeguard.venue.prices import IndexProcess, PriceFeed, RegimeSpec, ReplaySeries
@@ -135,6 +137,10 @@ class Venue:
         # margin check and fill asks, so it is not re-derived from the config each time.
         self._default_leverage: dict[str, int] = {}
         self._default_isolated = cfg.default_margin_type == ISOLATED
+        # Read on every order; a pydantic model's attribute costs ~3x a plain one, and the
+        # config is frozen.
+        self._max_open_orders = cfg.max_open_orders
+        self._order_history = cfg.order_history
         self._start = self.clock.time()
         self._now = self._start
         self._synced_to = self._start
@@ -162,7 +168,9 @@ class Venue:
             )
         self._accounts: dict[str, Account] = {}
         self._orders: dict[int, Order] = {}
-        self._by_client: dict[tuple[str, str], Order] = {}
+        # Per api key, then client order id: no key tuple per order (each one that outlives a
+        # collection counts against the cyclic GC's thresholds, a measurable share of a round).
+        self._by_client: dict[str, dict[str, Order]] = {}
         # Per (api key, symbol), so account look-ups never scan the whole venue.
         self._orders_by: dict[tuple[str, str], dict[int, Order]] = {}
         self._fills_by: dict[tuple[str, str], deque[Fill]] = {}
@@ -677,32 +685,41 @@ class Venue:
         without a position; when it triggers it closes the whole position its side reduces,
         and expires if there is none."""
         with self.lock:
-            account = self._account(api_key)
-            m = self._market(symbol)
+            # _account and _market, inlined for the hit; a miss goes through them for the reject.
+            account = self._accounts.get(api_key) if isinstance(api_key, str) else None
+            if account is None:
+                account = self._account(api_key)
+            m = self._m.get(symbol) if isinstance(symbol, str) else None
+            if m is None:
+                m = self._market(symbol)
             spec = m.spec
-            request = parse_order(
+            request = parse_fields(
                 spec,
-                reference_ticks=m.last,
-                side=side,
-                type=type,
-                quantity=quantity,
-                price=price,
-                time_in_force=time_in_force,
-                reduce_only=reduce_only,
-                stop_price=stop_price,
-                working_type=working_type,
-                client_order_id=client_order_id,
-                position_side=position_side,
-                close_position=close_position,
+                m.last,
+                side,
+                type,
+                quantity,
+                price,
+                time_in_force,
+                reduce_only,
+                stop_price,
+                working_type,
+                client_order_id,
+                position_side,
+                close_position,
             )
             opening = self._check_order(account, m, request)
             order_id = self._next_order_id
             cid = request.client_order_id or f"sim-{order_id}"
             self._next_order_id = order_id + 1
-            now_ms = self._ms()
+            # _ms, inlined (every order is stamped).
+            now_ms = int((self._now if self._stepping else self.clock.time()) * 1000)
             order = Order(order_id, api_key, cid, request, now_ms)
             self._orders[order_id] = order
-            self._by_client[(api_key, cid)] = order
+            by_client = self._by_client.get(api_key)
+            if by_client is None:
+                by_client = self._by_client[api_key] = {}
+            by_client[cid] = order
             by_symbol = self._orders_by.get((api_key, spec.symbol))
             if by_symbol is None:
                 by_symbol = self._orders_by[(api_key, spec.symbol)] = {}
@@ -749,67 +766,77 @@ class Venue:
     def _check_order(self, account: Account, m: MarketState, request: OrderRequest) -> int:
         """Account-dependent checks. Returns the steps the order would open (margin-bearing)."""
         spec = m.spec
+        # One unpack instead of a descriptor look-up per field read (every order passes here).
+        (symbol, side, kind, qty, price_ticks, tif, reduce_only, stop, working_type, cid,
+         position_side, close_position) = request  # fmt: skip
         if account.dual_side:
-            if request.position_side == "BOTH":
+            if position_side == "BOTH":
                 raise VenueReject(-4061, "Order's position side does not match user's setting.")
-            if request.reduce_only:
+            if reduce_only:
                 raise VenueReject(-1106, "Parameter 'reduceOnly' sent when not required.")
-        elif request.position_side != "BOTH":
+        elif position_side != "BOTH":
             raise VenueReject(-4061, "Order's position side does not match user's setting.")
-        cid = request.client_order_id
         if cid is not None and cid in account.open_orders:
             raise VenueReject(-4116, "ClientOrderId is duplicated.")
-        if account.open_count.get(spec.symbol, 0) >= self.config.max_open_orders:
+        if account.open_count.get(symbol, 0) >= self._max_open_orders:
             raise VenueReject(-2025, "Reach max open order limit.")
 
-        closable = self._closable(account, request)
-        reducing = request.reduce_only or self._is_closing_leg(request)
-        if request.close_position:
+        # _closable and _is_closing_leg, inlined: every order passes here, and the margin
+        # check below reuses what is held.
+        position = account.positions.get((symbol, position_side))
+        held = position.qty if position is not None else 0
+        if position_side == "BOTH":
+            closing_leg = False
+            if held > 0 and side == SELL:
+                closable = held
+            elif held < 0 and side == BUY:
+                closable = -held
+            else:
+                closable = 0
+        else:
+            closing_leg = (position_side == "LONG") == (side == SELL)
+            closable = abs(held) if closing_leg else 0
+        reducing = reduce_only or closing_leg
+        if close_position:
             reducing = True  # sized when it triggers: what is held then, or nothing
-        elif reducing and (closable == 0 or request.qty > closable):
+        elif reducing and (closable == 0 or qty > closable):
             raise VenueReject(-2022, "ReduceOnly Order is rejected.")
-        opening = 0 if reducing else max(request.qty - closable, 0)
+        opening = 0 if reducing else max(qty - closable, 0)
 
-        if request.stop:
-            trigger = self._trigger_price(m, request.working_type)
-            if _triggered(request.type, request.side, request.stop * spec.tick_size, trigger):
+        if stop:
+            trigger = self._trigger_price(m, working_type)
+            if _triggered(kind, side, stop * spec.tick_size, trigger):
                 raise VenueReject(-2021, "Order would immediately trigger.")
             return opening
 
         book = m.book
-        if request.type == "LIMIT":
+        if kind == "LIMIT":
             # The PERCENT_PRICE filter exchangeInfo publishes: no limit further than 5 % from
             # the mark on the side that would pay through it (Binance's fat-finger guard).
-            limit = request.price * spec.tick_size
-            if request.side == BUY and limit > m.feed.mark * _PERCENT_UP:
+            limit = price_ticks * spec.tick_size
+            if side == BUY and limit > m.feed.mark * _PERCENT_UP:
                 raise VenueReject(-4016, "Price is higher than mark price multiplier cap.")
-            if request.side == SELL and limit < m.feed.mark * _PERCENT_DOWN:
+            if side == SELL and limit < m.feed.mark * _PERCENT_DOWN:
                 raise VenueReject(-4024, "Price is lower than mark price multiplier floor.")
-            opposite = m.asks if request.side == BUY else m.bids
-            if request.time_in_force == "GTX" and crosses(
-                book, opposite, side=request.side, limit=request.price
-            ):
+            opposite = m.asks if side == BUY else m.bids
+            if tif == "GTX" and crosses(book, opposite, side=side, limit=price_ticks):
                 raise VenueReject(
                     -5022,
                     "Due to the order could not be executed as maker, the Post Only order "
                     "will be rejected. The order will not be recorded in the order history",
                 )
-            if (
-                request.time_in_force == "FOK"
-                and self._plan(account, m, request.side, request.qty, request.price).qty
-                < request.qty
-            ):
+            if tif == "FOK" and self._plan(account, m, side, qty, price_ticks).qty < qty:
                 raise VenueReject(
                     -5021,
                     "Due to the order could not be filled immediately, the FOK order has "
                     "been rejected. The order will not be recorded in the order history",
                 )
         if opening:
-            if request.type == "LIMIT":
-                price = request.price * spec.tick_size
+            if kind == "LIMIT":
+                price = price_ticks * spec.tick_size
             else:
-                price = self._worst_price(account, m, request.side, request.qty) * spec.tick_size
-            self._check_margin(account, m, request, opening, price)
+                price = self._worst_price(account, m, side, qty) * spec.tick_size
+            self._check_margin(account, m, request, opening, price, held)
         return opening
 
     def _plan(
@@ -841,11 +868,20 @@ class Venue:
         return order.remaining
 
     def _check_margin(
-        self, account: Account, m: MarketState, request: OrderRequest, opening: int, price: float
+        self,
+        account: Account,
+        m: MarketState,
+        request: OrderRequest,
+        opening: int,
+        price: float,
+        held: int | None = None,
     ) -> None:
+        """Refuse an order that would open more than the leverage allows or the free margin
+        covers. ``held``: the leg's size, when the caller has already read it."""
         spec = m.spec
-        leverage = self._leverage(account, spec.symbol)
-        held = self._held(account, spec.symbol, request.position_side)
+        leverage = account.leverage.get(spec.symbol) or self._default_leverage[spec.symbol]
+        if held is None:
+            held = self._held(account, spec.symbol, request.position_side)
         signed = request.qty if request.side == BUY else -request.qty
         after = abs(held + signed) if request.position_side == "BOTH" else abs(held) + opening
         if after * spec.step_size * price > max_notional_at(spec, leverage):
@@ -864,16 +900,19 @@ class Venue:
         for position in positions.values():
             isolated += position.isolated_margin
         free = (account.wallet - isolated) / MONEY_SCALE - account.order_margin
+        margin_types = account.margin_type
         for (symbol, _side), position in positions.items():
             qty = position.qty
-            if not qty or self._isolated(account, symbol):
+            if not qty:
                 continue
-            spec = self._specs[symbol]
-            mark = self._m[symbol].feed.mark
-            value = abs(qty) * spec.step_size * mark
+            chosen = margin_types.get(symbol)  # _isolated, inlined
+            if self._default_isolated if chosen is None else chosen == ISOLATED:
+                continue
+            m = self._m[symbol]
+            value = abs(qty) * m.spec.step_size * m.feed.mark
             cost = position.cost / MONEY_SCALE
             free += value - cost if qty > 0 else cost - value
-            free -= value / self._leverage(account, symbol)
+            free -= value / (account.leverage.get(symbol) or self._default_leverage[symbol])
         return free
 
     def _iter_open(self, account: Account, symbol: str | None) -> Iterator[Order]:
@@ -895,7 +934,7 @@ class Venue:
         if self_trade or order.type == "MARKET" or order.time_in_force in ("IOC", "FOK"):
             self._close_order(order, EXPIRED)
             return
-        leverage = self._leverage(account, order.symbol)
+        leverage = account.leverage.get(order.symbol) or self._default_leverage[order.symbol]
         share = min(opening, remaining)
         order.reserved = share * m.spec.step_size * order.price * m.spec.tick_size / leverage
         account.order_margin += order.reserved
@@ -964,15 +1003,15 @@ class Venue:
         position = account.positions.get((symbol, position_side))
         if position is None:
             position = self._position(account, symbol, position_side)
-        isolated = self._isolated(account, symbol)
-        leverage = self._leverage(account, symbol)
+        chosen = account.margin_type.get(symbol)  # _isolated and _leverage, inlined
+        isolated = self._default_isolated if chosen is None else chosen == ISOLATED
+        leverage = account.leverage.get(symbol) or self._default_leverage[symbol]
         fee_rate = spec.maker_fee if maker else spec.taker_fee
-        now = self._now_time()
+        now = self._now if self._stepping else self.clock.time()  # _now_time, inlined
         now_ms = int(now * 1000)
         unit = spec.notional_unit
-        # spec.price_of / spec.qty_of, inlined (one fill per call is the common case).
-        tick_size, price_precision = spec.tick_size, spec.price_precision
-        step_size, quantity_precision = spec.step_size, spec.quantity_precision
+        # The hits of spec.price_of / spec.qty_of, inlined (one fill per call is the common case).
+        price_values, qty_values = spec.price_values, spec.qty_values
         side = order.side
         buy = side == BUY
         buyer_maker = buy == maker
@@ -1030,8 +1069,8 @@ class Venue:
                 trade_id,
                 side,
                 position_side,
-                round(price * tick_size, price_precision),
-                round(qty * step_size, quantity_precision),
+                price_values.get(price) or spec.price_of(price),
+                qty_values.get(qty) or spec.qty_of(qty),
                 maker,
                 realized,
                 fee,
@@ -1051,13 +1090,14 @@ class Venue:
         if remaining:
             order.status = PARTIALLY_FILLED
         else:
-            self._close_order(order, FILLED)
+            self._close_order(order, FILLED, now_ms)
         if self._listeners:
             self._notify(AccountChanged(now, api_key, "ORDER", (symbol,)))
 
-    def _close_order(self, order: Order, status: str) -> None:
+    def _close_order(self, order: Order, status: str, now_ms: int | None = None) -> None:
+        """Give ``order`` its final ``status`` at ``now_ms`` (default: now) and release it."""
         order.status = status
-        order.update_ms = self._ms()
+        order.update_ms = self._ms() if now_ms is None else now_ms
         if self._listeners and status != FILLED:  # a fill's own update says FILLED
             self._order_update(order, status)
         account = self._accounts[order.api_key]
@@ -1068,12 +1108,13 @@ class Venue:
             account.order_margin = max(account.order_margin - order.reserved, 0.0)
             order.reserved = 0.0
         self._closed.append(order.order_id)
-        if len(self._closed) > self.config.order_history:
+        if len(self._closed) > self._order_history:
             old = self._orders.pop(self._closed.popleft(), None)
             if old is not None:
                 self._orders_by[(old.api_key, old.symbol)].pop(old.order_id, None)
-                if self._by_client.get((old.api_key, old.client_order_id)) is old:
-                    del self._by_client[(old.api_key, old.client_order_id)]
+                by_client = self._by_client[old.api_key]
+                if by_client.get(old.client_order_id) is old:
+                    del by_client[old.client_order_id]
 
     def _unrest(self, m: MarketState, order: Order) -> None:
         if order.type != "LIMIT":
@@ -1099,7 +1140,7 @@ class Venue:
         order = (
             self._orders.get(order_id)
             if order_id is not None
-            else self._by_client.get((api_key, client_order_id))  # type: ignore[arg-type]
+            else self._by_client.get(api_key, {}).get(client_order_id)  # type: ignore[arg-type]
         )
         if order is None or order.api_key != api_key or order.symbol != symbol:
             raise VenueReject(-2013, "Order does not exist.")
@@ -1129,15 +1170,19 @@ class Venue:
         client_order_id: str | None = None,
     ) -> dict[str, Any]:
         with self.lock:
-            self._account(api_key)
-            m = self._market(symbol)
+            # _account and _market, inlined for the hit (as in place_order).
+            if not isinstance(api_key, str) or api_key not in self._accounts:
+                self._account(api_key)
+            m = self._m.get(symbol) if isinstance(symbol, str) else None
+            if m is None:
+                m = self._market(symbol)
             try:
                 order = self._find(api_key, symbol, order_id, client_order_id)
             except VenueReject as exc:
                 if exc.code == -2013:
                     raise VenueReject(-2011, "Unknown order sent.") from None
                 raise
-            if not order.is_open:
+            if order.status not in OPEN_STATUSES:  # Order.is_open, inlined
                 raise VenueReject(-2011, "Unknown order sent.")
             self._unrest(m, order)
             self._close_order(order, CANCELED)
@@ -2244,33 +2289,30 @@ class Venue:
             position.isolated_margin = max(margin_before + realized - fee, 0)
         self._insurance += fee
         tran_ids = self._book_liquidation_income(account, spec.symbol, realized, -fee, now_ms)
-        closed = close.qty if long else -close.qty
         self._record(
-            Liquidation(
-                time=t,
-                api_key=account.api_key,
-                symbol=spec.symbol,
-                position_side=position.position_side,
+            self._liquidation(
+                "PARTIAL",
+                account,
+                spec,
+                position,
+                t=t,
                 margin_type=margin_type,
-                qty=spec.qty_of(closed),
-                entry_price=entry,
-                mark_price=mark,
-                maintenance_margin=own_mm,
-                equity_before=equity,
-                realized_pnl_units=realized,
-                fee_units=fee,
-                shortfall_units=0,
-                close_avg_price=self._average_price(spec, close),
-                close_qty=spec.qty_of(close.qty),
-                insurance_delta_units=fee,
-                insurance_fund_after_units=self._insurance,
-                kind="PARTIAL",
-                trigger_id=trigger,
-                bankruptcy_price=bankrupt_at,
-                slippage_units=close.slippage,
-                position_after=spec.qty_of(position.qty),
-                smallest_healthy_close=None if smallest is None else spec.qty_of(smallest),
+                trigger=trigger,
+                signed_qty=close.qty if long else -close.qty,
+                entry=entry,
+                mark=mark,
+                mm=own_mm,
+                equity=equity,
+                realized=realized,
+                fee=fee,
+                shortfall=0,
+                close=close,
+                insurance_delta=fee,
+                bankrupt_at=bankrupt_at,
+                slippage=close.slippage,
+                smallest=smallest,
                 tran_ids=tran_ids,
+                position_after=spec.qty_of(position.qty),
             )
         )
         if self._listeners:
@@ -2286,6 +2328,63 @@ class Venue:
             if units:
                 ids.append(self._book_income(account, symbol, kind, units, now_ms))
         return tuple(ids)
+
+    def _liquidation(
+        self,
+        kind: str,
+        account: Account,
+        spec: MarketSpec,
+        position: Position,
+        *,
+        t: float,
+        margin_type: str,
+        trigger: int,
+        signed_qty: int,
+        entry: float,
+        mark: float,
+        mm: float,
+        equity: float,
+        realized: int,
+        fee: int,
+        shortfall: int,
+        close: Close,
+        insurance_delta: int,
+        bankrupt_at: float,
+        slippage: int,
+        smallest: int | None,
+        tran_ids: tuple[int, ...],
+        position_after: float = 0.0,
+        adl_qty: float = 0.0,
+    ) -> Liquidation:
+        """The record of one liquidation order (a partial step, a take-over or an ADL), its
+        quantities in steps converted once here; the fund's balance is read after the order."""
+        return Liquidation(
+            time=t,
+            api_key=account.api_key,
+            symbol=spec.symbol,
+            position_side=position.position_side,
+            margin_type=margin_type,
+            qty=spec.qty_of(signed_qty),
+            entry_price=entry,
+            mark_price=mark,
+            maintenance_margin=mm,
+            equity_before=equity,
+            realized_pnl_units=realized,
+            fee_units=fee,
+            shortfall_units=shortfall,
+            close_avg_price=self._average_price(spec, close),
+            close_qty=spec.qty_of(close.qty),
+            insurance_delta_units=insurance_delta,
+            insurance_fund_after_units=self._insurance,
+            kind=kind,
+            trigger_id=trigger,
+            bankruptcy_price=bankrupt_at,
+            slippage_units=slippage,
+            position_after=position_after,
+            smallest_healthy_close=None if smallest is None else spec.qty_of(smallest),
+            adl_qty=adl_qty,
+            tran_ids=tran_ids,
+        )
 
     @staticmethod
     def _average_price(spec: MarketSpec, close: Close) -> float:
@@ -2355,29 +2454,27 @@ class Venue:
         delta = settled.fee - settled.shortfall + close.slippage
         self._insurance += delta
         self._record(
-            Liquidation(
-                time=t,
-                api_key=account.api_key,
-                symbol=spec.symbol,
-                position_side=position.position_side,
+            self._liquidation(
+                "TAKEOVER",
+                account,
+                spec,
+                position,
+                t=t,
                 margin_type=margin_type,
-                qty=spec.qty_of(signed_qty),
-                entry_price=entry,
-                mark_price=mark,
-                maintenance_margin=mm,
-                equity_before=equity,
-                realized_pnl_units=settled.realized,
-                fee_units=settled.fee,
-                shortfall_units=settled.shortfall,
-                close_avg_price=self._average_price(spec, close),
-                close_qty=spec.qty_of(close.qty),
-                insurance_delta_units=delta,
-                insurance_fund_after_units=self._insurance,
-                kind="TAKEOVER",
-                trigger_id=trigger,
-                bankruptcy_price=bankrupt_at,
-                slippage_units=close.slippage,
-                smallest_healthy_close=None if smallest is None else spec.qty_of(smallest),
+                trigger=trigger,
+                signed_qty=signed_qty,
+                entry=entry,
+                mark=mark,
+                mm=mm,
+                equity=equity,
+                realized=settled.realized,
+                fee=settled.fee,
+                shortfall=settled.shortfall,
+                close=close,
+                insurance_delta=delta,
+                bankrupt_at=bankrupt_at,
+                slippage=close.slippage,
+                smallest=smallest,
                 tran_ids=tran_ids,
             )
         )
@@ -2499,31 +2596,29 @@ class Venue:
         self._insurance += delta
         at_mark = mark_ticks * closed_qty * unit
         self._record(
-            Liquidation(
-                time=t,
-                api_key=account.api_key,
-                symbol=spec.symbol,
-                position_side=position.position_side,
+            self._liquidation(
+                "ADL",
+                account,
+                spec,
+                position,
+                t=t,
                 margin_type=margin_type,
-                qty=spec.qty_of(signed_qty),
-                entry_price=entry,
-                mark_price=mark,
-                maintenance_margin=mm,
-                equity_before=equity,
-                realized_pnl_units=-collateral,
-                fee_units=0,
-                shortfall_units=0,
-                close_avg_price=self._average_price(spec, Close(closed_qty, closed_value, 0)),
-                close_qty=spec.qty_of(closed_qty),
-                insurance_delta_units=delta,
-                insurance_fund_after_units=self._insurance,
-                kind="ADL",
-                trigger_id=trigger,
-                bankruptcy_price=bankrupt_at,
-                slippage_units=closed_value - at_mark if long else at_mark - closed_value,
-                smallest_healthy_close=None if smallest is None else spec.qty_of(smallest),
-                adl_qty=spec.qty_of(size - left),
+                trigger=trigger,
+                signed_qty=signed_qty,
+                entry=entry,
+                mark=mark,
+                mm=mm,
+                equity=equity,
+                realized=-collateral,
+                fee=0,
+                shortfall=0,
+                close=Close(closed_qty, closed_value, 0),
+                insurance_delta=delta,
+                bankrupt_at=bankrupt_at,
+                slippage=closed_value - at_mark if long else at_mark - closed_value,
+                smallest=smallest,
                 tran_ids=tran_ids,
+                adl_qty=spec.qty_of(size - left),
             )
         )
         for event in deleveraged:

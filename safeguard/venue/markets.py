@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from safeguard.risk.tiers import (
     BINANCE_BTCUSDT_TIERS,
@@ -36,6 +36,9 @@ MONEY_SCALE = 100_000_000
 _GRID_TOLERANCE = 1e-6
 # Ladders allowing more leverage than this are looked up tier by tier instead of tabulated.
 _LEVERAGE_TABLE_CAP = 1000
+_TEXTS_CAP = 4096
+"""Entries kept per remembered-number table of a market before it starts again empty."""
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,15 @@ class MarketSpec:
     qty_format: str = field(init=False, repr=False, compare=False)
     avg_price_format: str = field(init=False, repr=False, compare=False)
     """``format()`` specs: prices, quantities, and average prices (three more digits)."""
+    price_texts: dict[int, str] = field(init=False, repr=False, compare=False)
+    qty_texts: dict[int, str] = field(init=False, repr=False, compare=False)
+    """What :meth:`fmt_price` and :meth:`fmt_qty` printed, by tick and step count (at most
+    ``_TEXTS_CAP`` each): every order answer prints its price and quantity, and a book's
+    answers print the same few around the touch again and again (``format`` is ~20x a hit)."""
+    price_values: dict[int, float] = field(init=False, repr=False, compare=False)
+    qty_values: dict[int, float] = field(init=False, repr=False, compare=False)
+    """The same for :meth:`price_of` and :meth:`qty_of` (every fill records both; ``round``
+    to a number of digits costs more than ``format``)."""
     max_notional_by_leverage: tuple[float, ...] = field(init=False, repr=False, compare=False)
     """Largest position notional the ladder allows at each whole leverage (index = leverage),
     from 0 to the first tier's cap: every margin check reads it, so it is not re-derived."""
@@ -142,6 +154,10 @@ class MarketSpec:
             "qty_format": f".{self.quantity_precision}f",
             "avg_price_format": f".{self.price_precision + 3}f",
             "max_notional_by_leverage": _max_notional_by_leverage(self.tiers),
+            "price_texts": {},
+            "qty_texts": {},
+            "price_values": {},
+            "qty_values": {},
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -172,16 +188,32 @@ class MarketSpec:
 
     def price_of(self, ticks: int) -> float:
         """The float price of ``ticks`` ticks, rounded to the precision (no 0.30000000000000004)."""
-        return round(ticks * self.tick_size, self.price_precision)
+        value = self.price_values.get(ticks)
+        if value is None:
+            value = round(ticks * self.tick_size, self.price_precision)
+            _remember(self.price_values, ticks, value)
+        return value
 
     def qty_of(self, steps: int) -> float:
-        return round(steps * self.step_size, self.quantity_precision)
+        value = self.qty_values.get(steps)
+        if value is None:
+            value = round(steps * self.step_size, self.quantity_precision)
+            _remember(self.qty_values, steps, value)
+        return value
 
     def fmt_price(self, ticks: int) -> str:
-        return format(ticks * self.tick_size, self.price_format)
+        text = self.price_texts.get(ticks)
+        if text is None:
+            text = format(ticks * self.tick_size, self.price_format)
+            _remember(self.price_texts, ticks, text)
+        return text
 
     def fmt_qty(self, steps: int) -> str:
-        return format(steps * self.step_size, self.qty_format)
+        text = self.qty_texts.get(steps)
+        if text is None:
+            text = format(steps * self.step_size, self.qty_format)
+            _remember(self.qty_texts, steps, text)
+        return text
 
     def with_tiers(self, tiers: TierTable) -> MarketSpec:
         return replace(self, tiers=tiers)
@@ -229,6 +261,13 @@ def _positive(name: str, value: Any) -> None:
     _finite(name, value)
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def _remember(table: dict[int, _T], count: int, value: _T) -> None:
+    """Keep ``value`` for ``count``; a full table is emptied first, so memory stays bounded."""
+    if len(table) >= _TEXTS_CAP:
+        table.clear()
+    table[count] = value
 
 
 def _off_grid(ratio: float) -> bool:

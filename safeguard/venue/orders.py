@@ -111,6 +111,40 @@ def parse_order(
 
     ``reference_ticks`` (the last price) values a market order for the min-notional filter.
     """
+    return parse_fields(
+        market,
+        reference_ticks,
+        side,
+        type,
+        quantity,
+        price,
+        time_in_force,
+        reduce_only,
+        stop_price,
+        working_type,
+        client_order_id,
+        position_side,
+        close_position,
+    )
+
+
+def parse_fields(
+    market: MarketSpec,
+    reference_ticks: int,
+    side: Any,
+    type: Any,
+    quantity: Any,
+    price: Any,
+    time_in_force: Any,
+    reduce_only: Any,
+    stop_price: Any,
+    working_type: Any,
+    client_order_id: Any,
+    position_side: Any,
+    close_position: Any,
+) -> OrderRequest:
+    """:func:`parse_order` with every field by position, in its order: the engine's call per
+    order (13 keywords cost more to bind than the checks of a typical field)."""
     if close_position is not False:
         return _parse_close_position(
             market,
@@ -144,11 +178,12 @@ def parse_order(
     ):
         raise illegal("newClientOrderId")
 
-    if quantity is None or quantity == "":
-        raise missing("quantity")
-    # A finite float (what clients send) is used as it is; anything else goes through _number.
+    # A finite float (what clients send) is used as it is, before the missing-value test: a
+    # float compared with "" goes through both types' rich comparisons to answer False.
     if quantity.__class__ is float and quantity - quantity == 0.0:
         raw_qty: float = quantity
+    elif quantity is None or quantity == "":
+        raise missing("quantity")
     else:
         raw_qty = _number("quantity", quantity)
     if raw_qty <= 0:
@@ -158,7 +193,7 @@ def parse_order(
     ticks = 0
     stop = 0
     if kind == "LIMIT" or kind in STOP_LIMIT_TYPES:
-        if price is None or price == "":
+        if price.__class__ is not float and (price is None or price == ""):
             raise missing("price")
         if kind != "LIMIT" and (time_in_force is None or time_in_force == ""):
             time_in_force = "GTC"  # a stop-limit's limit rests GTC unless told otherwise
@@ -294,19 +329,12 @@ class Order:
         self.order_id = order_id
         self.api_key = api_key
         self.client_order_id = client_order_id
-        self.symbol = request.symbol
-        self.side = request.side
-        self.type = request.type
-        self.orig_type = request.type
+        # The request's fields in one unpack (its own client id is the one given above).
+        (self.symbol, self.side, self.type, self.qty, self.price, self.time_in_force,
+         self.reduce_only, self.stop, self.working_type, _requested_id, self.position_side,
+         self.close_position) = request  # fmt: skip
+        self.orig_type = self.type
         """What was placed: a triggered stop-limit's ``type`` becomes LIMIT, this stays."""
-        self.qty = request.qty
-        self.price = request.price
-        self.stop = request.stop
-        self.time_in_force = request.time_in_force
-        self.reduce_only = request.reduce_only
-        self.working_type = request.working_type
-        self.position_side = request.position_side
-        self.close_position = request.close_position
         self.executed = 0
         self.cum_quote = 0
         """Executed notional in money units (exact)."""
@@ -329,19 +357,22 @@ class Order:
         # One copy of the constant template, filled in (cheaper than a 25-entry literal). Not
         # cached per order: most orders are answered once or twice, and a cached ~800-byte
         # dict per order would stay alive as long as the order history (100,000 by default).
-        # Every order call ends here, so market.fmt_price and fmt_qty are inlined.
-        tick_size = market.tick_size
-        price_format = market.price_format
+        # Every order call ends here, so the hit of market.fmt_price and fmt_qty is inlined.
         answer = _TEMPLATE.copy()
         answer["orderId"] = self.order_id
         answer["symbol"] = self.symbol
         answer["status"] = self.status
         answer["clientOrderId"] = self.client_order_id
-        answer["price"] = format(self.price * tick_size, price_format) if self.price else "0"
-        # A closePosition stop has no quantity until it triggers: Binance shows "0".
-        answer["origQty"] = (
-            format(self.qty * market.step_size, market.qty_format) if self.qty else "0"
-        )
+        # A zero price, stop or quantity keeps the template's "0" (a market order has no price;
+        # a closePosition stop has no quantity until it triggers).
+        price = self.price
+        if price:
+            text = market.price_texts.get(price)
+            answer["price"] = text if text is not None else market.fmt_price(price)
+        qty = self.qty
+        if qty:
+            text = market.qty_texts.get(qty)
+            answer["origQty"] = text if text is not None else market.fmt_qty(qty)
         answer["timeInForce"] = self.time_in_force or "GTC"
         answer["type"] = self.type
         answer["origType"] = self.orig_type
@@ -350,7 +381,8 @@ class Order:
             answer["closePosition"] = True
         answer["side"] = self.side
         answer["positionSide"] = self.position_side
-        answer["stopPrice"] = format(self.stop * tick_size, price_format) if self.stop else "0"
+        if self.stop:
+            answer["stopPrice"] = market.fmt_price(self.stop)
         answer["workingType"] = self.working_type
         answer["time"] = self.time_ms
         answer["updateTime"] = self.update_ms
@@ -360,11 +392,14 @@ class Order:
             # no padding: "90000.100" -> "90000.1", "5.000" -> "5".
             cum = self.cum_quote
             avg = format(
-                cum / (executed * market.notional_unit) * tick_size, market.avg_price_format
+                cum / (executed * market.notional_unit) * market.tick_size,
+                market.avg_price_format,
             )
             answer["avgPrice"] = avg.rstrip("0").rstrip(".") if "." in avg else avg
-            qty = format(executed * market.step_size, market.qty_format)
-            answer["executedQty"] = answer["cumQty"] = qty
+            text = market.qty_texts.get(executed)
+            answer["executedQty"] = answer["cumQty"] = (
+                text if text is not None else market.fmt_qty(executed)
+            )
             whole, fraction = divmod(cum, MONEY_SCALE)
             answer["cumQuote"] = f"{whole}.{fraction:08d}".rstrip("0").rstrip(".")
         return answer
