@@ -29,7 +29,7 @@ from safeguard.guard.core import Assessment, Send
 from safeguard.guard.events import EventKind, Hooks, StateChangeEvent, VerdictEvent
 from safeguard.guard.market import MarketCache, RuleChange, due_after
 from safeguard.guard.observe import Health
-from safeguard.guard.orders import OrderIntent
+from safeguard.guard.orders import OrderCall
 from safeguard.guard.protective import protective_stop
 from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.warnings import ClosingPosition
@@ -45,8 +45,7 @@ from safeguard.risk.liquidation import (
     PositionLeg,
     get_model,
 )
-from safeguard.risk.models import Account, MarketRules, MarketSnapshot
-from safeguard.risk.models import OrderIntent as RiskIntent
+from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Finding, Severity, Verdict
 from safeguard.risk.stress import DepthProfile
 from safeguard.risk.tiers import TierTable
@@ -405,10 +404,10 @@ class PreTradeGate:
             lambda: self._account_observed(now, settle),
         )
 
-    def placed(self, intent: OrderIntent, order: Any, now: float) -> None:
+    def placed(self, intent: OrderCall, order: Any, now: float) -> None:
         self.cache.placed(intent.symbol, order, now)
 
-    def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
+    def assess(self, intent: OrderCall, now: float, *, explain: bool = False) -> Assessment:
         state = self.health.state(now)
         health = str(getattr(state, "value", state))
         severe_gate = self.policy.degradation.severe_reduce_only
@@ -542,7 +541,7 @@ class PreTradeGate:
                     found[leg.symbol] = value
         return found
 
-    def risk_intent(self, intent: OrderIntent) -> RiskIntent:
+    def risk_intent(self, intent: OrderCall) -> OrderIntent:
         params = intent.params
         base = intent.type.lower()
         kind = base if base in ("market", "limit") else ("limit" if intent.price else "market")
@@ -551,7 +550,7 @@ class PreTradeGate:
         stop = protective_stop(params)
         if intent.amount is None:
             raise ValueError("amount is required for the verdict")
-        return RiskIntent(
+        return OrderIntent(
             symbol=intent.symbol,
             side=intent.side,  # type: ignore[arg-type]
             amount=intent.amount,
@@ -800,7 +799,7 @@ class PreTradeGate:
 
     # --- outcomes ----------------------------------------------------------------------------
 
-    def _shrunk(self, intent: OrderIntent, verdict: Verdict) -> OrderIntent | None:
+    def _shrunk(self, intent: OrderCall, verdict: Verdict) -> OrderCall | None:
         if not self.shrink_when_degraded or intent.amount is None:
             return None
         codes = {finding.code for finding in verdict.denials}
@@ -809,14 +808,14 @@ class PreTradeGate:
             return None
         return replace(intent, amount=safe)
 
-    def refuse(self, intent: OrderIntent, code: str, reason: str, now: float) -> Assessment:
+    def refuse(self, intent: OrderCall, code: str, reason: str, now: float) -> Assessment:
         state = self.health.state(now)
         return self._refuse_unpriced(
             intent, Code(code), reason, now, str(getattr(state, "value", state))
         )
 
     def _refuse_unpriced(
-        self, intent: OrderIntent, code: Code, reason: str, now: float, health: str
+        self, intent: OrderCall, code: Code, reason: str, now: float, health: str
     ) -> Assessment:
         """A denial decided before the risk core ran: a full verdict all the same (one
         finding, no costing), so ``preview`` answers with one type whatever happened."""
@@ -830,7 +829,7 @@ class PreTradeGate:
         )
         return self._deny(intent, verdict, now)
 
-    def _deny(self, intent: OrderIntent, verdict: Verdict, now: float) -> Assessment:
+    def _deny(self, intent: OrderCall, verdict: Verdict, now: float) -> Assessment:
         first = verdict.denials[0]
         code, reason = str(first.code), first.message
         self._emit(intent, verdict, now, code=code, detail=reason)
@@ -838,7 +837,7 @@ class PreTradeGate:
 
     def _emit(
         self,
-        intent: OrderIntent,
+        intent: OrderCall,
         verdict: Verdict,
         now: float,
         *,
