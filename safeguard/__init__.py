@@ -36,7 +36,7 @@ from safeguard.errors import (
 if TYPE_CHECKING:
     from safeguard.guard import AsyncGuardedExchange, GuardedExchange, guard
     from safeguard.guard.events import Hooks
-    from safeguard.guard.logging import configure_logging, unconfigure_logging
+    from safeguard.guard.request_log import configure_logging, unconfigure_logging
     from safeguard.killswitch import KillSwitch, SwitchState, TradingState
     from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
     from safeguard.risk.outcome import Decision, Finding, Verdict
@@ -62,10 +62,10 @@ _LAZY: dict[str, str] = {
     "SwitchState": "safeguard.killswitch",
     "TradingState": "safeguard.killswitch",
     "Verdict": "safeguard.risk.outcome",
-    "configure_logging": "safeguard.guard.logging",
+    "configure_logging": "safeguard.guard.request_log",
     "guard": "safeguard.guard",
     "preview": "safeguard.risk.preview",
-    "unconfigure_logging": "safeguard.guard.logging",
+    "unconfigure_logging": "safeguard.guard.request_log",
 }
 
 

@@ -36,12 +36,12 @@ from safeguard.guard.events import EventKind, Hooks
 from safeguard.guard.face import Runtime, SwitchLike
 from safeguard.guard.gate import PreTradeGate
 from safeguard.guard.journal import OrderJournal
-from safeguard.guard.logging import tap_wire
 from safeguard.guard.market import MarketCache
 from safeguard.guard.observe import Health, RequestObserver
 from safeguard.guard.orders import CLOCK_SKEW_MARGIN_S, recv_window_s
 from safeguard.guard.pacing import BudgetPacer, ladder_pace
 from safeguard.guard.redact import register_secrets, secrets_of
+from safeguard.guard.request_log import tap_wire
 from safeguard.guard.retry import RetryPolicy
 from safeguard.guard.sync import GuardedExchange
 from safeguard.guard.throttle import RateBudget, account_fingerprint, registry_for

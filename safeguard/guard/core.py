@@ -40,7 +40,6 @@ from safeguard.guard import protective
 from safeguard.guard.classify import ErrorClass, RetryClass, classify, to_safeguard_error
 from safeguard.guard.events import Hooks, ProtectiveStopEvent
 from safeguard.guard.journal import REUSABLE, Entry, OrderJournal, Status
-from safeguard.guard.logging import log
 from safeguard.guard.orders import (
     CLOCK_SKEW_MARGIN_S,
     CallKind,
@@ -53,6 +52,7 @@ from safeguard.guard.orders import (
     send_params,
 )
 from safeguard.guard.redact import scrubbed_exception
+from safeguard.guard.request_log import log
 from safeguard.risk._trusted import trusted
 
 T = TypeVar("T")
