@@ -49,6 +49,7 @@ from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.triggers import RiskMonitor
 from safeguard.killswitch.warnings import WarningMonitor
 from safeguard.profiles import VenueProfile, profile_for
+from safeguard.risk.liquidation import model_for_exchange
 
 
 def guard(
@@ -208,7 +209,7 @@ def _guard(
         if health is not None
         else HealthMonitor(policy.degradation, hooks=hooks, on_change=health_moved)
     )
-    liquidation_model = profile.liquidation_model
+    liquidation_model = model_for_exchange(str(exchange.id))  # the verdict's, the triggers'
     tripwire = None
     if triggers is not False:
         # Equity peaks per account: bots of different accounts share one state directory.

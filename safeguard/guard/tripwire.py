@@ -9,6 +9,7 @@ re-read) into their events, and each :class:`~safeguard.killswitch.triggers.Trip
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ from safeguard.killswitch.switch import TradingState
 from safeguard.killswitch.warnings import EarlyWarning, WarningMonitor
 from safeguard.risk.cascade import liquidation_band
 from safeguard.risk.models import Account
+from safeguard.risk.positions import ExitMarket
 
 
 class Engages(Protocol):
@@ -104,8 +106,14 @@ class TripWire:
     ) -> None:
         self.feed(t.MarkUpdate(now, symbol, data_time, stale_since))
 
-    def account(self, account: Account, stops: dict[str, float], now: float) -> None:
-        self.feed(t.AccountUpdate(now, account, stops))
+    def account(
+        self,
+        account: Account,
+        stops: dict[str, float],
+        now: float,
+        exits: Mapping[str, ExitMarket] | None = None,
+    ) -> None:
+        self.feed(t.AccountUpdate(now, account, stops, dict(exits or {})))
         if self.hooks is not None and self.hooks.listening(EventKind.BAND):
             self._bands(account, now)
 
