@@ -55,7 +55,8 @@ def test_policies_differing_only_in_soft_threshold_share_one_ips_weight_window(
         now = clock.time()
         used = _budget(first).usage(now)
         weight = [label for label in used if "WEIGHT" in label.upper()]
-        assert weight and used[weight[0]] > 0.0
+        assert weight
+        assert used[weight[0]] > 0.0
         # The second bot never sent a request: what it sees used is the first one's.
         assert _budget(second).usage(now)[weight[0]] == used[weight[0]]
         # Each paces on its own policy's threshold over the shared count.
