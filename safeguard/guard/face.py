@@ -1,4 +1,4 @@
-"""What the sync and async guarded exchanges share: forwarding, classification, intents.
+"""What the sync and async guarded exchanges share: forwarding, classification, order calls.
 
 A guarded exchange looks like the ccxt exchange it wraps. Attribute reads and writes go
 through to it; every method that talks to the venue is routed by
