@@ -127,8 +127,8 @@ def _finite(value: Any) -> float | None:
 def stop_client_id(entry_client_id: str) -> str:
     """The stop's client id: exactly the entry's plus ``-sl`` (what the README tells users to
     cancel). Entry ids are kept short enough for it: the guard's own are 33 characters, and a
-    caller's longer than that is refused with its stop (:func:`~safeguard.guard.orders.
-    check_shape`), so this never has to cut one."""
+    caller's longer than that is refused with its stop
+    (:func:`~safeguard.guard.orders.check_shape`), so this never has to cut one."""
     return check_client_order_id(entry_client_id + STOP_SUFFIX)
 
 
