@@ -1,4 +1,5 @@
-"""One name, one idea: no two modules of safeguard define a type under the same name.
+"""One name, one idea: no two modules of safeguard define a type under the same name, and no
+module reaches into another's private names.
 
 Two ``OrderIntent`` classes (one imported as ``RiskIntent``), two ``Effect`` and two ``Sleep``
 made a reader ask which one a line meant. Every class and type alias a module defines at its
@@ -71,3 +72,45 @@ def test_the_names_still_defined_twice_are_still_there() -> None:
     # A name fixed elsewhere leaves the list, so the list never hides a new repeat.
     gone = sorted(set(STILL_TWICE) - set(types_defined_twice()))
     assert gone == [], f"defined once now: remove {gone} from STILL_TWICE"
+
+
+# Private names other modules still import, with what they wait for.
+STILL_BORROWED: dict[tuple[str, str], str] = {
+    # The fleet's budget answers what the throttle answers (the same cost and cap rules, not
+    # copies): they become throttle's public names once the hot-path work on it has landed.
+    ("fleet/budget.py", "safeguard.guard.throttle._HEADER_FAMILY"): "throttle",
+    ("fleet/budget.py", "safeguard.guard.throttle._USES_RESERVE"): "throttle",
+    ("fleet/budget.py", "safeguard.guard.throttle._cost"): "throttle",
+    ("fleet/budget.py", "safeguard.guard.throttle._reported_usage"): "throttle",
+    ("fleet/budget.py", "safeguard.guard.throttle._usable"): "throttle",
+    ("venue/engine.py", "safeguard.venue.accounts._share"): "the venue's engine work",
+}
+
+
+def borrowed_private_names() -> set[tuple[str, str]]:
+    """``(module, name)`` for each private name a module imports from another module (a
+    private module, ``safeguard.risk._inputs``, is the package's own and may be imported)."""
+    borrowed = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("safeguard"):
+                borrowed.update(
+                    (path.relative_to(PACKAGE).as_posix(), f"{node.module}.{alias.name}")
+                    for alias in node.names
+                    if alias.name.startswith("_")
+                    and not alias.name.startswith("__")
+                    and not PACKAGE.parent.joinpath(*f"{node.module}.{alias.name}".split("."))
+                    .with_suffix(".py")
+                    .exists()
+                )
+    return borrowed
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    new = sorted(borrowed_private_names() - set(STILL_BORROWED))
+    assert new == [], "a name other modules use is not private: drop its underscore"
+
+
+def test_the_private_names_still_borrowed_are_still_borrowed() -> None:
+    gone = sorted(set(STILL_BORROWED) - borrowed_private_names())
+    assert gone == [], f"no longer borrowed: remove {gone} from STILL_BORROWED"
