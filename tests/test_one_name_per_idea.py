@@ -12,6 +12,7 @@ are waiting for; the list only shrinks.
 from __future__ import annotations
 
 import ast
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -114,3 +115,29 @@ def test_no_module_imports_another_modules_private_names() -> None:
 def test_the_private_names_still_borrowed_are_still_borrowed() -> None:
     gone = sorted(set(STILL_BORROWED) - borrowed_private_names())
     assert gone == [], f"no longer borrowed: remove {gone} from STILL_BORROWED"
+
+
+# Modules still named like a standard-library one, with what they wait for.
+STILL_SHADOWING = {
+    "killswitch/warnings.py": "imported by guard/gate.py, events.py, tripwire.py (work under way)",
+    "venue/http.py": "imported across the venue's tests and examples (the venue's work)",
+}
+
+
+def modules_named_like_the_standard_library() -> set[str]:
+    return {
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if path.stem in sys.stdlib_module_names
+    }
+
+
+def test_no_new_module_is_named_like_a_standard_library_module() -> None:
+    # guard/logging.py was one: a tool or a script run from its folder imports ours for theirs.
+    new = sorted(modules_named_like_the_standard_library() - set(STILL_SHADOWING))
+    assert new == []
+
+
+def test_the_modules_still_shadowing_are_still_there() -> None:
+    gone = sorted(set(STILL_SHADOWING) - modules_named_like_the_standard_library())
+    assert gone == [], f"renamed: remove {gone} from STILL_SHADOWING"
