@@ -16,8 +16,8 @@ import ccxt
 from safeguard.config import DegradationConfig, RetryConfig
 from safeguard.guard.classify import classify
 from safeguard.guard.degradation import HealthMonitor
-from safeguard.guard.logging import request_record
 from safeguard.guard.redact import forget_secrets, register_secret, scrub_text
+from safeguard.guard.request_log import request_record
 from safeguard.guard.retry import RetryPolicy
 from safeguard.guard.throttle import RateBudget, RequestKind
 

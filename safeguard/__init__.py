@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from safeguard._lazy import lazy_exports
-from safeguard._log import logger
+from safeguard import _lazy
+from safeguard._log import logger as _logger
 from safeguard.clock import Clock, ManualClock, SystemClock
 from safeguard.codes import Code
 from safeguard.config import Policy
@@ -36,7 +36,7 @@ from safeguard.errors import (
 if TYPE_CHECKING:
     from safeguard.guard import AsyncGuardedExchange, GuardedExchange, guard
     from safeguard.guard.events import Hooks
-    from safeguard.guard.logging import configure_logging, unconfigure_logging
+    from safeguard.guard.request_log import configure_logging, unconfigure_logging
     from safeguard.killswitch import KillSwitch, SwitchState, TradingState
     from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
     from safeguard.risk.outcome import Decision, Finding, Verdict
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0.dev0"
 
-logger.disable("safeguard")
+_logger.disable("safeguard")
 
 # Heavy names load on first use (PEP 562): ``import safeguard`` stays light, so the command
 # line (``safeguard kill`` during an incident) does not wait for ccxt to import.
@@ -62,15 +62,15 @@ _LAZY: dict[str, str] = {
     "SwitchState": "safeguard.killswitch",
     "TradingState": "safeguard.killswitch",
     "Verdict": "safeguard.risk.outcome",
-    "configure_logging": "safeguard.guard.logging",
+    "configure_logging": "safeguard.guard.request_log",
     "guard": "safeguard.guard",
     "preview": "safeguard.risk.preview",
-    "unconfigure_logging": "safeguard.guard.logging",
+    "unconfigure_logging": "safeguard.guard.request_log",
 }
 
 
 # ``guard`` is not kept: the subpackage binds itself as ``safeguard.guard`` (it is callable).
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), uncached=("guard",))
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, _LAZY, globals(), uncached=("guard",))
 
 
 __all__ = [

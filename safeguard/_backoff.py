@@ -1,6 +1,6 @@
 """The one backoff schedule: how long at most to wait after a failed attempt.
 
-:meth:`RetryConfig.ceiling <safeguard.config.RetryConfig.ceiling>` answers from here. The
+:meth:`~safeguard.config.RetryConfig.ceiling` answers from here. The
 guard's :class:`~safeguard.guard.retry.RetryPolicy` draws its jitter below the ceiling; the
 kill ladder and the webhook wait it out. Pure, and light to import: the kill switch and
 ``safeguard kill`` use it without loading the guard or ccxt.

@@ -273,7 +273,12 @@ class RiskLimits(PolicySection):
     """Pre-trade limits. ``None`` switches a limit off."""
 
     max_leverage: Positive | None = 20.0
-    """Highest leverage an order may use (the tier's own cap always applies too)."""
+    """Highest leverage setting an order may run under (the tier's own cap always applies
+    too). The verdict's limit; what open positions carry is ``max_effective_leverage``."""
+    max_effective_leverage: Positive | None = 20.0
+    """Highest effective leverage an open position may carry: its notional over the equity of
+    its margin pool (the whole account for cross, its own margin for isolated). Judged by the
+    kill-switch triggers on every account read (LEVERAGE_ABOVE_POLICY, REDUCING)."""
     max_notional_per_order: Positive | None = None
     """Largest notional (quote currency) one order may carry: a fat-finger size guard."""
     max_notional_per_position: Positive | None = None

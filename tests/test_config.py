@@ -41,6 +41,8 @@ def test_toml_loads(tmp_path: Path) -> None:
         ("[risk]\nmax_leverage = nan\n", "risk.max_leverage"),
         ("[risk]\nmax_leverage = inf\n", "risk.max_leverage"),
         ('[risk]\nmax_leverage = "lots"\n', "risk.max_leverage"),
+        ("[risk]\nmax_effective_leverage = -1\n", "risk.max_effective_leverage"),
+        ("[risk]\nmax_effective_leverage = nan\n", "risk.max_effective_leverage"),
         ("[riskk]\nmax_leverage = 5\n", "riskk"),
         ("[throttle]\nsoft_threshold = 0.95\nhard_threshold = 0.9\n", "throttle"),
         (

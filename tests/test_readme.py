@@ -133,3 +133,52 @@ def test_every_error_class_is_documented() -> None:
 
     missing = [name for name in errors.__all__ if name != "SafeguardError" and name not in README]
     assert missing == []
+
+
+def layout_rows() -> list[tuple[list[str], str]]:
+    """The rows of "How the code is laid out": the paths each names, and what it says."""
+    section = README.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 2:
+            rows.append((re.findall(r"`([^`]+)`", cells[0]), cells[1]))
+    return rows
+
+
+def layout_paths() -> list[Path]:
+    """Every path the layout names: one with a slash from ``safeguard/`` (or the top of the
+    repository, where ``safeguard/`` has none), a bare name beside the row's path before it."""
+    paths = []
+    for names, _ in layout_rows():
+        folder = ROOT
+        for name in names:
+            if "/" in name:
+                path = ROOT / "safeguard" / name
+                if not path.exists():
+                    path = ROOT / name
+                folder = path if name.endswith("/") else path.parent
+            else:
+                path = folder / name
+            paths.append(path)
+    return paths
+
+
+def test_every_path_the_layout_names_exists() -> None:
+    paths = layout_paths()
+    assert len(paths) >= 40
+    assert [path for path in paths if not path.exists()] == []
+
+
+def test_the_layout_names_every_module_or_its_folder() -> None:
+    # A newcomer finds any module from the README: by its own line, or by its package's
+    # (whose docstring names the modules in it).
+    named = set(layout_paths())
+    unnamed = [
+        str(module.relative_to(ROOT))
+        for module in sorted((ROOT / "safeguard").rglob("*.py"))
+        if module.name not in {"__init__.py", "__main__.py"}
+        and module not in named
+        and not any(folder.is_dir() and folder in module.parents for folder in named)
+    ]
+    assert unnamed == []

@@ -91,7 +91,7 @@ SCOPES: dict[str, Scope] = {
     "redaction": Scope(
         ["safeguard/_redact.py"],
         [
-            "tests/guard/test_logging.py",
+            "tests/guard/test_request_log.py",
             "tests/guard/test_secrets_guarded.py",
             "tests/guard/test_secrets_cause_chain.py",
             "tests/guard/test_classify.py",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from safeguard._lazy import lazy_exports
+from safeguard import _lazy
 
 if TYPE_CHECKING:
     from safeguard.fleet.budget import RedisRateBudget
@@ -41,7 +41,7 @@ _WHERE = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__ = _lazy.lazy_exports(
     __name__, {name: f".{module}" for name, module in _WHERE.items()}, globals()
 )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 from safeguard.clock import Clock
 from safeguard.config import Policy
@@ -68,7 +68,8 @@ def join_fleet(
     ``<exchange id>@<API host>``, suits bots behind one public IP. ``guard_options`` go to
     :func:`safeguard.guard.guard` (``hooks``, ``journal_path``, ``sleep``...).
     """
-    from safeguard.guard import _api_host, guard
+    from safeguard.guard import guard
+    from safeguard.guard.compose import api_host
     from safeguard.guard.throttle import account_fingerprint
 
     if not isinstance(policy, Policy):
@@ -84,7 +85,7 @@ def join_fleet(
     try:
         budget = RedisRateBudget(
             policy.fleet,
-            ip_key or f"{exchange.id}@{_api_host(exchange)}",
+            ip_key or f"{exchange.id}@{api_host(exchange)}",
             account_fingerprint(getattr(exchange, "apiKey", None) or None),
             throttle=policy.throttle,
             url=url,
@@ -98,7 +99,7 @@ def join_fleet(
             exchange,
             policy,
             kill_switch=switch,
-            budget=cast(Any, budget),  # the RateBudget interface, on Redis
+            budget=budget,
             clock=clock,
             **guard_options,
         )

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 
     from safeguard.killswitch.switch import KillSwitch
 
-Listener = Callable[[str | None], None]
+StoreListener = Callable[[str | None], None]
 """Told that the state (or the link) changed; the argument is an engage's ack token."""
 
 _SEVERITY = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
@@ -145,7 +145,7 @@ class RedisStateStore:
         self._error = "not connected yet"
         self._version = 0
         self._live: list[str] = []
-        self._listeners: list[Listener] = []
+        self._listeners: list[StoreListener] = []
         self._watchers: list[Callable[[], None]] = []
         self._closed = threading.Event()
         self._dispatch: queue.SimpleQueue[str | _Stop | None] = queue.SimpleQueue()
@@ -314,7 +314,7 @@ class RedisStateStore:
 
     # --- the fleet -------------------------------------------------------------------------
 
-    def add_listener(self, callback: Listener) -> Callable[[], None]:
+    def add_listener(self, callback: StoreListener) -> Callable[[], None]:
         """Call ``callback(ack_token)`` (on the store's dispatch thread) after every change of
         the state or the link. Returns a function that removes it."""
         if not callable(callback):
@@ -700,4 +700,4 @@ def open_fleet_switch(
     return switch, store
 
 
-__all__ = ["Listener", "RedisStateStore", "attach", "open_fleet_switch"]
+__all__ = ["RedisStateStore", "StoreListener", "attach", "open_fleet_switch"]

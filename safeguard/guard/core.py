@@ -43,11 +43,10 @@ from safeguard.guard import protective
 from safeguard.guard.classify import ErrorClass, RetryClass, classify, to_safeguard_error
 from safeguard.guard.events import Held, Hooks, ProtectiveStopEvent
 from safeguard.guard.journal import REUSABLE, Entry, OrderJournal, Status
-from safeguard.guard.logging import log
 from safeguard.guard.orders import (
     CLOCK_SKEW_MARGIN_S,
     CallKind,
-    OrderIntent,
+    OrderCall,
     check_setting,
     lookup_params,
     order_client_id,
@@ -56,6 +55,7 @@ from safeguard.guard.orders import (
     send_params,
 )
 from safeguard.guard.redact import scrubbed_exception
+from safeguard.guard.request_log import log
 from safeguard.killswitch.state import Engage
 from safeguard.risk._trusted import trusted
 
@@ -198,9 +198,10 @@ def collecting(source: TripSource | None) -> AbstractContextManager[Trips]:
 def driven(steps: Steps[T], trips: Trips, held: Held) -> Steps[T]:
     """``steps`` as a face drives them. Each kill-switch trip they cause (recorded in
     ``trips``) is yielded as an :class:`Engage` before the next effect, and before the steps
-    end, however they end. The hooks ``held`` for the call (:func:`~safeguard.guard.events.
-    later`) run after each send (the order leaves first) and before each sleep (a retry's event
-    announces its wait); a journal write or an engage goes on to the send behind it."""
+    end, however they end. The hooks ``held`` for the call
+    (:func:`~safeguard.guard.events.later`) run after each send (the order leaves first) and
+    before each sleep (a retry's event announces its wait); a journal write or an engage goes
+    on to the send behind it."""
     reply: Reply = None
     pending = trips.pending
     try:
@@ -290,17 +291,17 @@ class Gate(Protocol):
         """A read :meth:`absorb` asked for failed (after its retries)."""
         ...
 
-    def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
+    def assess(self, intent: OrderCall, now: float, *, explain: bool = False) -> Assessment:
         """Judge ``intent`` on the data at hand. Pure; never raises for a denial.
         ``explain`` asks for everything a preview shows (the largest safe amount too)."""
         ...
 
-    def placed(self, intent: OrderIntent, order: Any, now: float) -> None:
+    def placed(self, intent: OrderCall, order: Any, now: float) -> None:
         """An order now exists (``order`` is the venue's answer, ``None`` when there is none):
         apply what the answer says to the view; what it cannot say is read again first."""
         ...
 
-    def refuse(self, intent: OrderIntent, code: str, reason: str, now: float) -> Assessment:
+    def refuse(self, intent: OrderCall, code: str, reason: str, now: float) -> Assessment:
         """A denial decided outside the verdict (the kill switch's): the same full verdict."""
         ...
 
@@ -314,7 +315,7 @@ class Gate(Protocol):
 class Assessment:
     """The gate's answer: the verdict, and either the intent to send or the denial."""
 
-    intent: OrderIntent
+    intent: OrderCall
     verdict: Any
     denial: errors.OrderDenied | None = None
 
@@ -571,7 +572,7 @@ class GuardCore:
         now: float,
         attempts: int,
         elapsed: float,
-        intent: OrderIntent | None = None,
+        intent: OrderCall | None = None,
     ) -> errors.SafeguardError:
         return to_safeguard_error(
             exc,
@@ -605,7 +606,7 @@ class GuardCore:
     # --- orders ---------------------------------------------------------------------------
 
     def preview(
-        self, intent: OrderIntent, now: float, *, refusal: tuple[str, str] | None = None
+        self, intent: OrderCall, now: float, *, refusal: tuple[str, str] | None = None
     ) -> Steps[Any]:
         """Refresh what the verdict needs, then judge without sending: the verdict.
         ``refusal`` (code, reason): the kill switch already forbids the order, so the preview
@@ -616,7 +617,7 @@ class GuardCore:
         yield from self._refresh(intent.symbol, now)
         return self.gate.assess(intent, self._last_now, explain=True).verdict
 
-    def place(self, intent: OrderIntent, now: float, *, protect: bool = True) -> Steps[Any]:
+    def place(self, intent: OrderCall, now: float, *, protect: bool = True) -> Steps[Any]:
         """Create (or edit) one order: verdict, journal, then the never-double send.
 
         ``protect``: an entry's ``stopLossPrice`` / ``stopLoss`` is its protective stop, sent
@@ -629,7 +630,7 @@ class GuardCore:
         yield from self._refresh(intent.symbol, self._last_now, wake_on=_permit_of(intent))
         return (yield from self._place_one(intent, protect=protect))
 
-    def place_all(self, intents: list[OrderIntent], now: float) -> Steps[list[Any]]:
+    def place_all(self, intents: list[OrderCall], now: float) -> Steps[list[Any]]:
         """Several orders, each through the full guard; all are judged before any is sent,
         and each again just before its own send.
 
@@ -655,7 +656,7 @@ class GuardCore:
                 raise
         return placed
 
-    def _unused_ids(self, intents: list[OrderIntent], *, protect: bool) -> None:
+    def _unused_ids(self, intents: list[OrderCall], *, protect: bool) -> None:
         """Refuse, before anything is sent, a client id the journal already holds or that the
         call names twice, the protective stops' ids included: reusing one is how an order
         gets doubled, or taken for another (the journal refuses it too, but only at the send,
@@ -680,16 +681,16 @@ class GuardCore:
                     )
                 seen.add(cid)
 
-    def _approved(self, intent: OrderIntent) -> OrderIntent:
+    def _approved(self, intent: OrderCall) -> OrderCall:
         return self._assessed(intent).intent
 
-    def _assessed(self, intent: OrderIntent) -> Assessment:
+    def _assessed(self, intent: OrderCall) -> Assessment:
         assessment = self.gate.assess(intent, self._last_now)
         if assessment.denial is not None:
             raise assessment.denial
         return assessment
 
-    def _place_one(self, intent: OrderIntent, *, protect: bool = True) -> Steps[Any]:
+    def _place_one(self, intent: OrderCall, *, protect: bool = True) -> Steps[Any]:
         """Judge and send one order. An entry declaring a protective stop is judged as the
         pair and sent without the stop; if it opens, adds to or flips a position, the stop
         follows as its own close-all order once the venue has accepted the entry (one that
@@ -747,8 +748,8 @@ class GuardCore:
     def _stop_event(
         self,
         outcome: str,
-        entry: OrderIntent,
-        stop: OrderIntent,
+        entry: OrderCall,
+        stop: OrderCall,
         plan: protective.StopPlan,
         error_type: str | None,
     ) -> None:
@@ -781,9 +782,9 @@ class GuardCore:
 
     def _send_one(
         self,
-        intent: OrderIntent,
+        intent: OrderCall,
         *,
-        judged_as: OrderIntent | None = None,
+        judged_as: OrderCall | None = None,
         rejudge: bool = True,
         declares: protective.StopPlan | None = None,
     ) -> Steps[Any]:
@@ -861,7 +862,7 @@ class GuardCore:
                     ) from exc
 
     def _create(
-        self, intent: OrderIntent, started: float, judge: OrderIntent | None, *, holder: object
+        self, intent: OrderCall, started: float, judge: OrderCall | None, *, holder: object
     ) -> Steps[Any]:
         send = Send(
             "create_order",
@@ -947,7 +948,7 @@ class GuardCore:
                 raise
 
     def _id_taken(
-        self, intent: OrderIntent, found: Any, cause: Exception, *, definite: bool
+        self, intent: OrderCall, found: Any, cause: Exception, *, definite: bool
     ) -> errors.SafeguardError:
         cid = intent.client_order_id
         held = (
@@ -972,7 +973,7 @@ class GuardCore:
         error.__cause__ = scrubbed_exception(cause)
         return error
 
-    def _resolve(self, intent: OrderIntent, *, unsettled: float, holder: object) -> Steps[Any]:
+    def _resolve(self, intent: OrderCall, *, unsettled: float, holder: object) -> Steps[Any]:
         """Find the order by client id: the order, ``None`` (known absent), or OutcomeUnknown.
 
         ``unsettled``: how long the venue may still act on the last send. It counts down
@@ -1028,7 +1029,7 @@ class GuardCore:
         unknown.__cause__ = None if last_error is None else scrubbed_exception(last_error)
         raise unknown
 
-    def _settle_window(self, intent: OrderIntent) -> float:
+    def _settle_window(self, intent: OrderCall) -> float:
         # A per-call recvWindow lets the venue act on the send that much later than the
         # exchange's option says: wait out the longer of the two (same margin for clock skew).
         per_call = recv_window_s(intent.params.get("recvWindow"))
@@ -1036,7 +1037,7 @@ class GuardCore:
             return self.settle_window_s
         return max(self.settle_window_s, per_call + CLOCK_SKEW_MARGIN_S)
 
-    def _unsettled_at_restart(self, intent: OrderIntent, entry: Entry) -> float:
+    def _unsettled_at_restart(self, intent: OrderCall, entry: Entry) -> float:
         """What is left of a previous run's settle window, by the wall clock: this process
         waited for none of it, and the entry's time is all there is. Never more than one
         window (a clock stepped back since must not hold the restart for as long)."""
@@ -1044,7 +1045,7 @@ class GuardCore:
         return min(window, max(0.0, entry.updated + window - self._last_now))
 
     def _lookup(
-        self, intent: OrderIntent, params: Mapping[str, Any], attempt: int
+        self, intent: OrderCall, params: Mapping[str, Any], attempt: int
     ) -> Steps[tuple[Any, bool, Exception | None]]:
         """One look-up: (order, False, None) / (None, True, None) absent / (None, False, err)."""
         cid = intent.client_order_id
@@ -1084,7 +1085,7 @@ class GuardCore:
         del now
         return None, True, None
 
-    def _edit(self, intent: OrderIntent, started: float) -> Steps[Any]:
+    def _edit(self, intent: OrderCall, started: float) -> Steps[Any]:
         # An edit names an existing order and sets absolute values: sending it twice leaves the
         # same order in the same state, so it retries like a setting.
         send = Send(
@@ -1103,7 +1104,7 @@ class GuardCore:
         settle = partial(self.journal.settle, holder=holder, order_id=order_id)
         return Record(partial(settle, cid, status, now=now))
 
-    def _abandon(self, intent: OrderIntent, *, holder: object) -> None:
+    def _abandon(self, intent: OrderCall, *, holder: object) -> None:
         """An order's steps stopped part-way (a cancelled task, Ctrl-C, a driver that closed
         them, an unexpected error) while the order may exist. No effect can be performed any
         more, so the journal is written here, at once, and the next order reconciles first:
@@ -1136,7 +1137,7 @@ class GuardCore:
             if entry is None:
                 continue  # another reconcile has it, or it was settled meanwhile
             conditional = bool(entry.intent.get("conditional", False))
-            intent = OrderIntent(
+            intent = OrderCall(
                 symbol=entry.symbol,
                 type=str(entry.intent.get("type", "")),
                 side=str(entry.intent.get("side", "buy")),
@@ -1222,11 +1223,11 @@ def _waited(before: float, after: float, *, asked: float) -> float:
     return asked if passed >= asked - _CLOCK_ROUNDING_S else max(0.0, passed)
 
 
-def _permit_of(intent: OrderIntent) -> Permit:
+def _permit_of(intent: OrderCall) -> Permit:
     return Permit(reduces_only=intent.reduce_only)
 
 
-def _batch_permits(intents: list[OrderIntent]) -> dict[str, Permit]:
+def _batch_permits(intents: list[OrderCall]) -> dict[str, Permit]:
     """Per symbol, the permit its reads wake on: an opening order's if any order opens."""
     permits: dict[str, Permit] = {}
     for intent in intents:
@@ -1235,7 +1236,7 @@ def _batch_permits(intents: list[OrderIntent]) -> dict[str, Permit]:
     return permits
 
 
-def _rejudged(intent: OrderIntent, send: Send, approved: OrderIntent) -> tuple[OrderIntent, Send]:
+def _rejudged(intent: OrderCall, send: Send, approved: OrderCall) -> tuple[OrderCall, Send]:
     """The order a fresh verdict allows: a degraded venue may shrink it (never grow it past
     what the caller asked). Same client id: it is still the one order, sent again."""
     if approved.amount is None or intent.amount is None or approved.amount >= intent.amount:
@@ -1245,7 +1246,7 @@ def _rejudged(intent: OrderIntent, send: Send, approved: OrderIntent) -> tuple[O
     return smaller, replace(send, args=args)
 
 
-def _journaled(intent: OrderIntent, declares: protective.StopPlan | None) -> dict[str, Any]:
+def _journaled(intent: OrderCall, declares: protective.StopPlan | None) -> dict[str, Any]:
     """The pending record of ``intent``; an entry's with the protective stop that follows it."""
     record = intent.describe()
     if declares is not None:
@@ -1266,7 +1267,7 @@ def _reconcile_params(conditional: bool, recv_window: Any) -> dict[str, Any]:
     return params
 
 
-def _could_be(order: Any, intent: OrderIntent, amounts_sent: set[float | None]) -> bool:
+def _could_be(order: Any, intent: OrderCall, amounts_sent: set[float | None]) -> bool:
     """Whether ``order``, found under the intent's client id, can be one of the sends made
     for it: the same symbol and side, and one of the amounts sent (a protective stop: its
     trigger), where both say."""

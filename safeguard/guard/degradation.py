@@ -355,6 +355,12 @@ class HealthMonitor:
             threshold=threshold,
         )
 
+    def listen(self, callback: Callable[[StateChangeEvent], None]) -> Callable[[], None]:
+        """Tell ``callback`` of this monitor's own state changes (as ``on_change``, for a
+        listener built after the monitor); returns the unsubscribe. Isolated like a hook: a
+        failing listener is logged, not raised."""
+        return self._own_hooks.subscribe(None, callback)
+
     def _emit(self, event: StateChangeEvent | None) -> None:
         if event is None:
             return

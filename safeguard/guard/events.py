@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from safeguard.guard.logging import log
+from safeguard.guard.request_log import log
 
 
 class EventKind(StrEnum):

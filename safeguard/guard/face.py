@@ -1,4 +1,4 @@
-"""What the sync and async guarded exchanges share: forwarding, classification, intents.
+"""What the sync and async guarded exchanges share: forwarding, classification, order calls.
 
 A guarded exchange looks like the ccxt exchange it wraps. Attribute reads and writes go
 through to it; every method that talks to the venue is routed by
@@ -27,7 +27,7 @@ from safeguard._log import logger
 from safeguard.clock import Clock
 from safeguard.guard.core import Answer, GuardCore, Permit, Send, Sleep, Steps, Woke, new_answer
 from safeguard.guard.holder import StreamHolder, feed
-from safeguard.guard.orders import CallKind, OrderIntent, call_kind, parse_intent, raw_kind
+from safeguard.guard.orders import CallKind, OrderCall, call_kind, parse_call, raw_kind
 from safeguard.killswitch.state import Engage, SwitchState, TradingState, refusal_code
 
 if TYPE_CHECKING:
@@ -373,7 +373,7 @@ class Face:
             body=body,
         )
 
-    def _refuse_early(self, intent: OrderIntent) -> None:
+    def _refuse_early(self, intent: OrderCall) -> None:
         """Refuse before any read when the kill switch already forbids the order: the permit
         around the send stays the authority, this only spares the verdict's reads."""
         refused = refusal(self._rt.switch, Permit(reduces_only=intent.reduce_only))
@@ -391,8 +391,8 @@ class Face:
         edit_of: Any = None,
         *,
         sending: bool = True,
-    ) -> OrderIntent:
-        intent = parse_intent(
+    ) -> OrderCall:
+        intent = parse_call(
             symbol,
             type,
             side,
@@ -441,7 +441,7 @@ class Face:
         why = None if refused is None else (str(refused.code), str(refused))
         return self._rt.core.preview(intent, self._now(), refusal=why)
 
-    def _batch(self, orders: Any, params: Any, *, edits: bool) -> list[OrderIntent]:
+    def _batch(self, orders: Any, params: Any, *, edits: bool) -> list[OrderCall]:
         """Parse a ``create_orders`` / ``edit_orders`` list up front: one bad entry refuses
         the whole batch before anything is sent."""
         if not isinstance(orders, list) or not orders:

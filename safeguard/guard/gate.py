@@ -29,25 +29,24 @@ from safeguard.guard.core import Assessment, Send
 from safeguard.guard.events import EventKind, Hooks, StateChangeEvent, VerdictEvent
 from safeguard.guard.market import MarketCache, RuleChange, due_after
 from safeguard.guard.observe import Health
-from safeguard.guard.orders import OrderIntent
+from safeguard.guard.orders import OrderCall
 from safeguard.guard.protective import protective_stop
 from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.warnings import ClosingPosition
 from safeguard.risk import freshness
 from safeguard.risk import verdict as risk_verdict
-from safeguard.risk.book import OrderBook, Side
+from safeguard.risk.book import OrderBook
 from safeguard.risk.correlation import CorrelationEstimate, estimate_for_policy
 from safeguard.risk.crowding import CrowdingMonitor, CrowdingReading
-from safeguard.risk.fills import FillModel
+from safeguard.risk.fills import FillModel, FillTerms
 from safeguard.risk.liquidation import (
     LiquidationModel,
-    LiquidationOptions,
     PositionLeg,
     get_model,
 )
-from safeguard.risk.models import Account, MarketRules, MarketSnapshot
-from safeguard.risk.models import OrderIntent as RiskIntent
+from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Finding, Severity, Verdict
+from safeguard.risk.positions import ExitMarket, liquidation_options, position_risk
 from safeguard.risk.stress import DepthProfile
 from safeguard.risk.tiers import TierTable
 
@@ -114,10 +113,15 @@ class PreTradeGate:
     parsing a 100-level book or a ladder on every order would dominate the guard's cost."""
 
     def __post_init__(self) -> None:
+        get_model(self.liquidation_model)  # an unknown name fails here, not on a re-check
         self.fills = FillModel.from_config(self.policy.fills)
         crowding = self.policy.risk.crowding
         # Opt-in: without tightening nothing reads the score, so nothing is kept.
         self.crowding = CrowdingMonitor(crowding) if crowding.max_tightening > 0 else None
+
+    @property
+    def _model(self) -> LiquidationModel:
+        return get_model(self.liquidation_model)
 
     # --- core.Gate ---------------------------------------------------------------------------
 
@@ -319,9 +323,8 @@ class PreTradeGate:
             return None
         exit_price = self._protective_stop(leg)
         if exit_price is None:
-            model = get_model(self.liquidation_model)
             others = [o for o in account.positions if o is not leg and o.isolated_wallet is None]
-            exit_price = model.liquidation_price(
+            exit_price = self._model.liquidation_price(
                 leg, wallet_balance=account.wallet_balance, others=others
             ).price
         if exit_price is None:
@@ -405,10 +408,10 @@ class PreTradeGate:
             lambda: self._account_observed(now, settle),
         )
 
-    def placed(self, intent: OrderIntent, order: Any, now: float) -> None:
+    def placed(self, intent: OrderCall, order: Any, now: float) -> None:
         self.cache.placed(intent.symbol, order, now)
 
-    def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
+    def assess(self, intent: OrderCall, now: float, *, explain: bool = False) -> Assessment:
         state = self.health.state(now)
         health = str(getattr(state, "value", state))
         severe_gate = self.policy.degradation.severe_reduce_only
@@ -543,7 +546,7 @@ class PreTradeGate:
                     found[leg.symbol] = value
         return found
 
-    def risk_intent(self, intent: OrderIntent) -> RiskIntent:
+    def risk_intent(self, intent: OrderCall) -> OrderIntent:
         params = intent.params
         base = intent.type.lower()
         kind = base if base in ("market", "limit") else ("limit" if intent.price else "market")
@@ -552,7 +555,7 @@ class PreTradeGate:
         stop = protective_stop(params)
         if intent.amount is None:
             raise ValueError("amount is required for the verdict")
-        return RiskIntent(
+        return OrderIntent(
             symbol=intent.symbol,
             side=intent.side,  # type: ignore[arg-type]
             amount=intent.amount,
@@ -668,11 +671,30 @@ class PreTradeGate:
                     continue
                 held = stops.get(leg.symbol)
                 if held is not None:  # a hedge twin's: keep the one that must clear liquidation
-                    model = get_model(self.liquidation_model)
-                    stop = _binding_stop(model, account, leg, held, stop)
+                    stop = _binding_stop(self._model, account, leg, held, stop)
                 stops[leg.symbol] = stop
-            self.tripwire.account(account, stops, now)
+            terms, _ = self._fill_terms(now)
+            exits = {symbol: self._exit_market(symbol, terms) for symbol in stops}
+            self.tripwire.account(
+                account, stops, now, {s: e for s, e in exits.items() if e is not None}
+            )
         return account
+
+    def _fill_terms(self, now: float) -> tuple[FillTerms, bool]:
+        """The fill model's face for the venue's health now, and whether it is the degraded."""
+        state = self.health.state(now)
+        degraded = str(getattr(state, "value", state)) != "NORMAL"
+        return (self.fills.degraded if degraded else self.fills.expected), degraded
+
+    def _exit_market(self, symbol: str, terms: FillTerms) -> ExitMarket | None:
+        """What a stop's close in ``symbol`` would fill in: the last book read and the
+        volatility of the last ticker (``None`` without both: the close slips flat)."""
+        book = self._memo("book", symbol, self.cache.books.get(symbol), _book)
+        ticker = self.cache.tickers.get(symbol)
+        if book is None or ticker is None:
+            return None
+        volatility = _volatility(ticker.value, self.policy.risk.volatility_window_s)
+        return None if volatility is None else ExitMarket(book, volatility, terms)
 
     def _leg(self, position: Mapping[str, Any]) -> PositionLeg | None:
         symbol = position.get("symbol")
@@ -802,7 +824,7 @@ class PreTradeGate:
 
     # --- outcomes ----------------------------------------------------------------------------
 
-    def _shrunk(self, intent: OrderIntent, verdict: Verdict) -> OrderIntent | None:
+    def _shrunk(self, intent: OrderCall, verdict: Verdict) -> OrderCall | None:
         if not self.shrink_when_degraded or intent.amount is None:
             return None
         codes = {finding.code for finding in verdict.denials}
@@ -811,14 +833,14 @@ class PreTradeGate:
             return None
         return replace(intent, amount=safe)
 
-    def refuse(self, intent: OrderIntent, code: str, reason: str, now: float) -> Assessment:
+    def refuse(self, intent: OrderCall, code: str, reason: str, now: float) -> Assessment:
         state = self.health.state(now)
         return self._refuse_unpriced(
             intent, Code(code), reason, now, str(getattr(state, "value", state))
         )
 
     def _refuse_unpriced(
-        self, intent: OrderIntent, code: Code, reason: str, now: float, health: str
+        self, intent: OrderCall, code: Code, reason: str, now: float, health: str
     ) -> Assessment:
         """A denial decided before the risk core ran: a full verdict all the same (one
         finding, no costing), so ``preview`` answers with one type whatever happened."""
@@ -832,7 +854,7 @@ class PreTradeGate:
         )
         return self._deny(intent, verdict, now)
 
-    def _deny(self, intent: OrderIntent, verdict: Verdict, now: float) -> Assessment:
+    def _deny(self, intent: OrderCall, verdict: Verdict, now: float) -> Assessment:
         first = verdict.denials[0]
         code, reason = str(first.code), first.message
         self._emit(intent, verdict, now, code=code, detail=reason)
@@ -840,7 +862,7 @@ class PreTradeGate:
 
     def _emit(
         self,
-        intent: OrderIntent,
+        intent: OrderCall,
         verdict: Verdict,
         now: float,
         *,
@@ -885,54 +907,46 @@ class PreTradeGate:
     def recheck_positions(self, now: float) -> list[StopCheck]:
         """Re-price each open position's protective stop under the current rules and health.
 
-        For every position with a resting reduce-only stop, the liquidation price is worked out
-        again (current tiers, wallet, the other cross positions, closing fee and safety buffer)
-        and the stop's close is priced on the fill model's face for the venue's health (the
-        degraded one when DEGRADED or SEVERE). A stop whose fill no longer clears liquidation
+        For every position with a resting reduce-only stop, :mod:`safeguard.risk.positions`
+        works the liquidation price out again (current tiers, wallet, the other cross
+        positions, closing fee and safety buffer) and prices the stop's close as the triggers
+        do: through the last book read, on the fill model's face for the venue's health (the
+        degraded one when DEGRADED or SEVERE), or with the flat stop slippage when no book
+        and ticker have been read. A stop whose fill no longer clears liquidation
         by ``min_liquidation_buffer_pct`` is reported as a VerdictEvent (``allowed=False``,
         ``STOP_BEYOND_LIQUIDATION``) and a warning. Returns every check made.
         """
         account = self.account(now)
         if account is None:
             return []
-        state = self.health.state(now)
-        degraded = str(getattr(state, "value", state)) != "NORMAL"
-        terms = self.fills.degraded if degraded else self.fills.expected
+        terms, degraded = self._fill_terms(now)
         limits = self.policy.risk
-        options = LiquidationOptions(
-            closing_fee_rate=terms.taker_fee if limits.include_closing_fee else 0.0,
-            safety_buffer_rate=limits.liquidation_safety_buffer_pct / 100.0,
-        )
+        options = liquidation_options(limits, terms.taker_fee)
         checks = []
         for leg in account.positions:
             stop = self._protective_stop(leg)
-            market = self.snapshot(leg.symbol, now)
-            if stop is None or market.book is None or market.volatility is None:
+            if stop is None:
                 continue
-            others = [p for p in account.positions if p is not leg and p.isolated_wallet is None]
-            liq = get_model(self.liquidation_model).liquidation_price(
-                leg, wallet_balance=account.wallet_balance, others=others, options=options
-            )
-            if liq.price is None:
-                continue
-            close_side: Side = "sell" if leg.side > 0 else "buy"
-            fill = terms.stop_exit(
-                market.book,
-                close_side,
-                leg.quantity,
-                trigger_price=stop,
+            risk = position_risk(
+                account,
+                leg,
+                stop,
+                model=self._model,
+                options=options,
                 stop_slippage_bps=limits.stop_slippage_bps,
-                volatility=market.volatility,
                 window_s=limits.volatility_window_s,
+                exit_market=self._exit_market(leg.symbol, terms),
             )
-            # The account's safe side of its price: in cross hedge mode both legs share it.
-            distance = liq.safe_side * (fill.effective_price - liq.price) / liq.price * 100.0
-            check = StopCheck(leg.symbol, stop, fill.effective_price, liq.price, distance, degraded)
+            if risk is None:
+                continue
+            check = StopCheck(
+                leg.symbol, stop, risk.exit_price, risk.liquidation, risk.distance_pct, degraded
+            )
             checks.append(check)
-            if distance < limits.min_liquidation_buffer_pct:
+            if not risk.clears(limits.min_liquidation_buffer_pct):
                 detail = (
-                    f"{leg.symbol}: stop {stop:g} now fills at {fill.effective_price:.6g}, "
-                    f"{distance:.2f} % from liquidation {liq.price:.6g} "
+                    f"{leg.symbol}: stop {stop:g} now fills at {risk.exit_price:.6g}, "
+                    f"{risk.distance_pct:.2f} % from liquidation {risk.liquidation:.6g} "
                     f"(policy needs {limits.min_liquidation_buffer_pct:g} %"
                     f"{', degraded fills' if degraded else ''})"
                 )

@@ -1,8 +1,9 @@
 """The core's :class:`~safeguard.guard.core.Observer`: every attempt logged, measured, emitted.
 
-Each attempt becomes one structured log record (:func:`safeguard.guard.logging.request_record`,
-with the policy version, redacted), one :class:`~safeguard.guard.events.RequestEvent`, and one
-sample for the venue-health monitor, which emits its own state changes.
+Each attempt becomes one structured log record
+(:func:`safeguard.guard.request_log.request_record`, with the policy version, redacted), one
+:class:`~safeguard.guard.events.RequestEvent`, and one sample for the venue-health monitor,
+which emits its own state changes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from safeguard.guard.classify import ErrorClass, RetryClass
 from safeguard.guard.core import Answer, Send
 from safeguard.guard.degradation import Outcome
 from safeguard.guard.events import EventKind, Hooks, RequestEvent, RetryEvent, VerdictEvent
-from safeguard.guard.logging import WireRequest, log_request, request_record, take_wire
 from safeguard.guard.orders import STOP_SUFFIX, CallKind
+from safeguard.guard.request_log import WireRequest, log_request, request_record, take_wire
 from safeguard.guard.throttle import rate_headers
 from safeguard.guard.tripwire import TripWire
 
@@ -170,7 +171,7 @@ class RequestObserver:
         )
 
 
-_LOGGING_MODULE = "safeguard.guard.logging"
+_LOGGING_MODULE = "safeguard.guard.request_log"
 _LEVEL_NO = {"DEBUG": 10, "INFO": 20, "WARNING": 30}
 _VERDICTS_KEPT = 1024
 

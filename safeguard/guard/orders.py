@@ -1,4 +1,4 @@
-"""What a ccxt call means for safety: its kind, and for orders, the intent and the client id.
+"""What a ccxt call means for safety: its kind and, for an order, its :class:`OrderCall`.
 
 The guarded exchange forwards every attribute of the ccxt exchange it wraps; this module
 decides, from a method's name and arguments alone, whether the call is a read, a cancel, an
@@ -237,8 +237,13 @@ def _implicit_kind(flat: str) -> CallKind:
 
 
 @dataclass(frozen=True, slots=True)
-class OrderIntent:
-    """One order as the caller asked for it, with the client id it will be sent under."""
+class OrderCall:
+    """One order call (``create_order``, ``edit_order``, a batch entry) as the caller made it,
+    in ccxt's terms (raw type, params), with the client id it will be sent under.
+
+    Not the verdict's input: :meth:`~safeguard.guard.gate.PreTradeGate.risk_intent` reads one
+    into a :class:`~safeguard.risk.models.OrderIntent` (normalized type, leverage, margin mode
+    and protective stop, as the risk core judges it)."""
 
     symbol: str
     type: str
@@ -292,7 +297,7 @@ def _true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
-def parse_intent(
+def parse_call(
     symbol: Any,
     type: Any,
     side: Any,
@@ -303,7 +308,7 @@ def parse_intent(
     prefix: str,
     edit_of: Any = None,
     protect: bool = True,
-) -> OrderIntent:
+) -> OrderCall:
     """Validate ``create_order`` arguments and fix the client order id.
 
     Raises :class:`~safeguard.errors.InvalidInput` naming the field for anything the venue
@@ -343,7 +348,7 @@ def parse_intent(
         client_id = ""  # an edit keeps the order's identity; the venue order id names it
     else:
         client_id = new_client_order_id(prefix)
-    intent = OrderIntent(
+    intent = OrderCall(
         symbol=symbol,
         type=type,
         side=side,
@@ -357,7 +362,7 @@ def parse_intent(
     return intent
 
 
-def protected_entry(intent: OrderIntent) -> bool:
+def protected_entry(intent: OrderCall) -> bool:
     """Whether ``intent`` is an entry declaring a protective stop: a new market or limit order,
     not reduce-only and not a trigger order itself, carrying ``stopLossPrice`` / ``stopLoss``
     (:mod:`safeguard.guard.protective` sends the stop as its own order)."""
@@ -380,7 +385,7 @@ def _any_set(params: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
     return False
 
 
-def check_shape(intent: OrderIntent, *, protect: bool = True) -> None:
+def check_shape(intent: OrderCall, *, protect: bool = True) -> None:
     """Refuse an order whose venue form would differ from what the verdict judges.
 
     The verdict judges ``(symbol, side, amount, price, type)`` and the params it reads
@@ -473,7 +478,7 @@ def check_shape(intent: OrderIntent, *, protect: bool = True) -> None:
         )
 
 
-def _check_time_in_force(intent: OrderIntent, kind: str) -> None:
+def _check_time_in_force(intent: OrderCall, kind: str) -> None:
     """ccxt lays ``timeInForce`` over the one it derives from ``postOnly``: the two must agree,
     and a market order takes neither (the venue refuses it, -1106)."""
     tif = intent.params.get("timeInForce")
@@ -617,7 +622,7 @@ def new_client_order_id(prefix: str) -> str:
     return check_client_order_id(prefix + secrets.token_hex(17)[: MAX_ENTRY_ID - len(prefix)])
 
 
-def send_params(intent: OrderIntent) -> dict[str, Any]:
+def send_params(intent: OrderCall) -> dict[str, Any]:
     """The params ccxt sends: the caller's, with the client id under one unambiguous key and
     ``reduceOnly`` as the bool the verdict read it as (ccxt sends a word as it is)."""
     params = {
@@ -670,14 +675,14 @@ __all__ = [
     "TRIGGER_KEYS",
     "TRIGGER_TYPES",
     "CallKind",
-    "OrderIntent",
+    "OrderCall",
     "call_kind",
     "check_client_order_id",
     "check_shape",
     "lookup_params",
     "new_client_order_id",
     "order_client_id",
-    "parse_intent",
+    "parse_call",
     "protected_entry",
     "raw_kind",
     "recv_window_s",

@@ -1,4 +1,4 @@
-"""The core's :class:`~safeguard.guard.core.Pacer` on guard-components' :class:`RateBudget`.
+"""The core's :class:`~safeguard.guard.core.Pacer` on a rate :class:`Budget`.
 
 Two things only the guard knows are decided here: what a ccxt call *weighs* on Binance USD-M
 (ccxt does not say per unified method), and which budget class it draws from. Reads the user
@@ -23,11 +23,11 @@ from safeguard.guard.core import Answer, Send
 from safeguard.guard.orders import CallKind
 from safeguard.guard.throttle import (
     Banned,
+    Budget,
     Go,
     Hold,
     LimitType,
     NeverFits,
-    RateBudget,
     RateLimit,
     RateLimits,
     RequestKind,
@@ -161,7 +161,7 @@ _LADDER_KINDS: Mapping[str, RequestKind] = {
 }
 
 
-def ladder_pace(budget: RateBudget) -> Callable[[str, tuple[Any, ...], float], float]:
+def ladder_pace(budget: Budget) -> Callable[[str, tuple[Any, ...], float], float]:
     """The kill ladder's pace on ``budget`` (see :func:`~safeguard.killswitch.ladder.run_ladder`):
     seconds ``exchange.method(*args)`` must wait at ``now``, 0 once it is charged. Cancels and
     flatten orders draw on the reserve kept for them; a ban is waited out to its end, never
@@ -187,9 +187,9 @@ def ladder_pace(budget: RateBudget) -> Callable[[str, tuple[Any, ...], float], f
 
 @dataclass
 class BudgetPacer:
-    """Paces one guarded exchange on a (possibly shared) :class:`RateBudget`."""
+    """Paces one guarded exchange on a (possibly shared) rate :class:`Budget`."""
 
-    budget: RateBudget
+    budget: Budget
     default_ban_s: float = 120.0
     on_wait: Callable[[str, float, Any], None] | None = None
     """Told ``(action, seconds, decision)`` whenever the budget holds a request back

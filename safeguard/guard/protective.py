@@ -28,7 +28,7 @@ from typing import Any
 from safeguard.guard.orders import (
     PROTECTIVE_STOP_KEYS,
     STOP_SUFFIX,
-    OrderIntent,
+    OrderCall,
     check_client_order_id,
     protected_entry,
 )
@@ -69,7 +69,7 @@ class StopPlan:
     (``CONTRACT_PRICE``), the price the verdict assumed for it."""
 
 
-def split(intent: OrderIntent) -> tuple[OrderIntent, StopPlan | None]:
+def split(intent: OrderCall) -> tuple[OrderCall, StopPlan | None]:
     """The entry to send and its stop, or ``(intent, None)`` when ``intent`` is not an entry
     carrying a protective stop (a reduce-only order, an edit, a trigger order, no stop)."""
     params = intent.params
@@ -85,7 +85,7 @@ def split(intent: OrderIntent) -> tuple[OrderIntent, StopPlan | None]:
     return replace(intent, params=entry_params), StopPlan(stop, working)
 
 
-def adds_exposure(verdict: Any, entry: OrderIntent) -> bool:
+def adds_exposure(verdict: Any, entry: OrderCall) -> bool:
     """Whether ``entry`` opens, adds to or flips a position, per the verdict that allowed it
     (its position after the order and the amount it judged). An order that only reduces or
     closes has nothing for a protective stop to protect. When the verdict does not say (no
@@ -127,12 +127,12 @@ def _finite(value: Any) -> float | None:
 def stop_client_id(entry_client_id: str) -> str:
     """The stop's client id: exactly the entry's plus ``-sl`` (what the README tells users to
     cancel). Entry ids are kept short enough for it: the guard's own are 33 characters, and a
-    caller's longer than that is refused with its stop (:func:`~safeguard.guard.orders.
-    check_shape`), so this never has to cut one."""
+    caller's longer than that is refused with its stop
+    (:func:`~safeguard.guard.orders.check_shape`), so this never has to cut one."""
     return check_client_order_id(entry_client_id + STOP_SUFFIX)
 
 
-def stop_intent(entry: OrderIntent, plan: StopPlan) -> OrderIntent:
+def stop_intent(entry: OrderCall, plan: StopPlan) -> OrderCall:
     """The protective stop for ``entry`` as an order of its own: a close-all STOP_MARKET on
     the side that closes what the entry opens.
 
@@ -142,7 +142,7 @@ def stop_intent(entry: OrderIntent, plan: StopPlan) -> OrderIntent:
     ``closePosition`` can only close, which is also why the kill switch lets it through in
     REDUCING.
     """
-    return OrderIntent(
+    return OrderCall(
         symbol=entry.symbol,
         type="market",
         side="sell" if entry.side == "buy" else "buy",

@@ -22,8 +22,10 @@ Per limit, with ``L`` the limit and ``u`` the weight used in the current window:
   restarted process fails fast too.
 
 Everything here is pure: time is an argument. :class:`RateBudget` is thread-safe because
-several guarded exchanges sharing an IP or an API key share one budget
-(:class:`BudgetRegistry`).
+several guarded exchanges sharing an IP or an API key share its windows: one
+:class:`BudgetRegistry` per state directory in the process (:func:`registry_for`).
+:class:`Budget` is what the guard draws on: a :class:`RateBudget`, or a fleet's
+:class:`~safeguard.fleet.budget.RedisRateBudget`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from requests.structures import CaseInsensitiveDict as _CaseInsensitive
 
@@ -865,11 +867,41 @@ def registry_for(state_dir: str | os.PathLike[str]) -> BudgetRegistry:
         return registry
 
 
+class Budget(Protocol):
+    """A rate budget as the guard's pacer and the kill ladder draw on it: a process's
+    :class:`RateBudget` (from :func:`registry_for`) or a fleet's
+    :class:`~safeguard.fleet.budget.RedisRateBudget`. ``guard(budget=...)`` takes either."""
+
+    @property
+    def limits(self) -> tuple[RateLimit, ...]: ...
+
+    def learn(self, limits: RateLimits) -> bool: ...
+
+    def decide(
+        self, kind: RequestKind, weight: float, now: float, *, orders: int = 1
+    ) -> Admission: ...
+
+    def refund(self, kind: RequestKind, weight: float, now: float, *, orders: int = 1) -> None: ...
+
+    def observe(
+        self, headers: Mapping[str, str] | None, now: float, *, sent_at: float | None = None
+    ) -> None: ...
+
+    def record_throttle(self, status: int, retry_after: float | None, now: float) -> float: ...
+
+    def record_ban(self, until: float, now: float) -> None: ...
+
+    def banned_until(self, now: float) -> float | None: ...
+
+    def usage(self, now: float) -> dict[str, float]: ...
+
+
 __all__ = [
     "GO",
     "USDM_DEFAULT_LIMITS",
     "Admission",
     "Banned",
+    "Budget",
     "BudgetRegistry",
     "Go",
     "Hold",

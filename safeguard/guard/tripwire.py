@@ -13,7 +13,7 @@ sends, locks and fsyncs a file and calls webhooks: the faces and the stream path
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from safeguard.killswitch.state import Engage, TradingState
 from safeguard.killswitch.warnings import EarlyWarning, WarningMonitor
 from safeguard.risk.cascade import liquidation_band
 from safeguard.risk.models import Account
+from safeguard.risk.positions import ExitMarket
 
 
 @dataclass
@@ -139,8 +140,14 @@ class TripWire:
     ) -> None:
         self.feed(t.MarkUpdate(now, symbol, data_time, stale_since))
 
-    def account(self, account: Account, stops: dict[str, float], now: float) -> None:
-        self.feed(t.AccountUpdate(now, account, stops))
+    def account(
+        self,
+        account: Account,
+        stops: dict[str, float],
+        now: float,
+        exits: Mapping[str, ExitMarket] | None = None,
+    ) -> None:
+        self.feed(t.AccountUpdate(now, account, stops, dict(exits or {})))
         if self.hooks is not None and self.hooks.listening(EventKind.BAND):
             self._bands(account, now)
 

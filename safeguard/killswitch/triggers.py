@@ -43,6 +43,7 @@ from safeguard.killswitch.equity import EquityMarks, EquityStore
 from safeguard.risk import _inputs
 from safeguard.risk.liquidation import LiquidationOptions, get_model
 from safeguard.risk.models import Account
+from safeguard.risk.positions import ExitMarket, account_risks, liquidation_options
 from safeguard.risk.stress import account_equity, pool_equity
 
 Action = Literal["HALTED", "REDUCING"]
@@ -187,84 +188,48 @@ def liquidation_distance_trip(
     model: str = "binanceusdm",
     options: LiquidationOptions | None = None,
     stop_slippage_bps: float = 0.0,
+    exits: Mapping[str, ExitMarket] | None = None,
+    window_s: float = 3600.0,
     action: Action = "REDUCING",
 ) -> Trip | None:
     """A position whose protection no longer clears its liquidation price.
 
-    For a position with a stop (``stops[symbol]``), the stop's fill (the trigger moved
-    ``stop_slippage_bps`` further against the position, as a stop-market fill is) must sit
-    inside the liquidation price by ``buffer_pct`` percent of it (a long's above
-    ``LP * (1 + buffer)``); without a stop, the mark itself must. Liquidation prices come from
-    the named model with ``options`` (closing fee, safety buffer), the cross wallet and the
-    other cross positions coupled in.
-    Stops are keyed by symbol. Both cross legs of a symbol in hedge mode share the account's
-    one price, so a symbol's stop is judged against it for each (its fill slipping toward that
-    price, the worse way); isolated hedge legs each have their own price, so a symbol held in
-    both cannot take one. A stop for a symbol with no position is ignored.
+    For a position with a stop (``stops[symbol]``), the stop's fill must sit inside the
+    liquidation price by ``buffer_pct`` percent of it (a long's above ``LP * (1 + buffer)``);
+    without a stop, the mark itself must. The fill is priced as the pre-trade view prices it
+    (:mod:`safeguard.risk.positions`): walked through ``exits[symbol]``'s book on its fill
+    terms when the guard has read one, else the trigger moved ``stop_slippage_bps`` against
+    the position. Liquidation prices come from the named model with ``options`` (closing fee,
+    safety buffer), the cross wallet and the other cross positions coupled in. Stops are keyed
+    by symbol (see :func:`~safeguard.risk.positions.account_risks` for hedge legs).
     """
     _inputs.non_negative("buffer_pct", buffer_pct)
-    slip = _inputs.non_negative("stop_slippage_bps", stop_slippage_bps) / 1e4
-    if slip >= 1.0:
-        raise ValueError(f"stop_slippage_bps must be below 10,000, got {stop_slippage_bps!r}")
-    held: dict[str, int] = {}
-    isolated: set[str] = set()
-    for leg in account.positions:
-        held[leg.symbol] = held.get(leg.symbol, 0) + 1
-        if leg.isolated_wallet is not None:
-            isolated.add(leg.symbol)
-    for symbol, stop in stops.items():
-        if symbol not in held:
-            continue  # a stop left over from a closed position protects nothing to judge
-        if held[symbol] > 1 and symbol in isolated:
-            raise ValueError(
-                f"stops[{symbol!r}]: {symbol} has a long and a short isolated leg (hedge mode), "
-                "each with its own liquidation price; a stop keyed by symbol cannot say which "
-                "it protects"
-            )
-        _inputs.positive(f"stops[{symbol!r}]", stop)
-    calculator = get_model(model)
+    risks = account_risks(
+        account,
+        stops,
+        model=get_model(model),
+        options=options or LiquidationOptions(),
+        stop_slippage_bps=stop_slippage_bps,
+        window_s=window_s,
+        exits=exits,
+    )
     breaches: list[str] = []
     worst: dict[str, float] = {}
-    for index, leg in enumerate(account.positions):
-        others = tuple(
-            other
-            for j, other in enumerate(account.positions)
-            if j != index and other.isolated_wallet is None and leg.isolated_wallet is None
-        )
-        result = calculator.liquidation_price(
-            leg,
-            wallet_balance=account.wallet_balance,
-            others=others,
-            options=options or LiquidationOptions(),
-        )
-        if result.price is None:
+    for risk in risks:
+        if risk.clears(buffer_pct):
             continue
-        # Whether a price is safe is the account's side of its liquidation price (in cross
-        # hedge mode both legs share one, on the side the account leans: a net-long account's
-        # short leg is safe above it, as its long leg is).
-        safe = result.safe_side
-        stop_price = stops.get(leg.symbol)
-        # The stop's close fills against its leg; a symbol's stop with two legs held could be
-        # either's, so its fill slips toward liquidation, the worse way.
-        slips = leg.side if held[leg.symbol] == 1 else safe
-        guard = leg.mark_price if stop_price is None else stop_price * (1.0 - slips * slip)
-        what = "mark" if stop_price is None else "stop fill"
-        needed = result.price * (1.0 + safe * buffer_pct / 100.0)
-        # Distance from liquidation to the guard price, in % of the liquidation price; positive
-        # means the guard is on the safe side.
-        distance = safe * (guard - result.price) / result.price * 100.0
-        if safe * (guard - needed) > 0.0:
-            continue
+        leg = risk.leg
         breaches.append(
-            f"{leg.symbol} {'long' if leg.side > 0 else 'short'}: {what} {guard:,.2f} is "
-            f"{distance:.2f}% from liquidation {result.price:,.2f} (needs {buffer_pct:g}%)"
+            f"{leg.symbol} {'long' if leg.side > 0 else 'short'}: {risk.exit_kind} "
+            f"{risk.exit_price:,.2f} is {risk.distance_pct:.2f}% from liquidation "
+            f"{risk.liquidation:,.2f} (needs {buffer_pct:g}%)"
         )
-        if not worst or distance < worst["distance_pct"]:
+        if not worst or risk.distance_pct < worst["distance_pct"]:
             worst = {
-                "distance_pct": distance,
+                "distance_pct": risk.distance_pct,
                 "buffer_pct": buffer_pct,
-                "liquidation_price": result.price,
-                "guard_price": guard,
+                "liquidation_price": risk.liquidation,
+                "guard_price": risk.exit_price,
             }
     if not breaches:
         return None
@@ -283,8 +248,9 @@ def positions_beyond_limits(
 
     A tightened limit applies to the next order by itself; positions already beyond it cannot be
     undone by refusing orders, so the account goes to ``REDUCING`` until they are brought back.
-    Leverage is effective leverage (notional over the equity of the position's margin pool:
-    the whole account for cross, its own margin for isolated). The trip's code is the first
+    Leverage is effective leverage, ``max_effective_leverage`` (notional over the equity of the
+    position's margin pool: the whole account for cross, its own margin for isolated), not the
+    leverage setting ``max_leverage`` caps for orders. The trip's code is the first
     limit breached; its reason lists every breach.
     """
     equity = account_equity(account)
@@ -293,17 +259,13 @@ def positions_beyond_limits(
     for leg in account.positions:
         notional = leg.quantity * leg.mark_price
         by_symbol[leg.symbol] = by_symbol.get(leg.symbol, 0.0) + notional
-        if limits.max_leverage is not None:
+        cap = limits.max_effective_leverage
+        if cap is not None:
             pool = pool_equity(account, leg)
             leverage = notional / pool if pool > 0.0 else math.inf
-            if leverage > limits.max_leverage:
+            if leverage > cap:
                 breaches.append(
-                    (
-                        Code.LEVERAGE_ABOVE_POLICY,
-                        f"{leg.symbol} leverage",
-                        leverage,
-                        limits.max_leverage,
-                    )
+                    (Code.LEVERAGE_ABOVE_POLICY, f"{leg.symbol} effective leverage", leverage, cap)
                 )
     for symbol, notional in by_symbol.items():
         cap = limits.max_notional_per_position
@@ -363,7 +325,8 @@ class EquityUpdate:
 
 @dataclass(frozen=True, slots=True)
 class AccountUpdate:
-    """The account after a fill or a mark update; ``stops`` maps a symbol to its stop price.
+    """The account after a fill or a mark update; ``stops`` maps a symbol to its stop price,
+    ``exits`` to the market its close would fill in (the last book read, when there is one).
 
     Feeds the equity triggers, the liquidation-distance trigger and
     :func:`positions_beyond_limits`.
@@ -372,6 +335,7 @@ class AccountUpdate:
     now: float
     account: Account
     stops: Mapping[str, float] = field(default_factory=dict)
+    exits: Mapping[str, ExitMarket] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_now(self.now)
@@ -601,17 +565,12 @@ class RiskMonitor:
         limits ask for, as the pre-trade verdict does.
         """
         directory = policy.kill_switch.state_dir if state_dir is None else state_dir
-        risk = policy.risk
-        options = LiquidationOptions(
-            closing_fee_rate=policy.fills.taker_fee if risk.include_closing_fee else 0.0,
-            safety_buffer_rate=risk.liquidation_safety_buffer_pct / 100.0,
-        )
         return cls(
             policy.kill_switch.triggers,
-            limits=risk,
+            limits=policy.risk,
             store=EquityStore(directory, account=account),
             liquidation_model=liquidation_model,
-            liquidation_options=options,
+            liquidation_options=liquidation_options(policy.risk, policy.fills.taker_fee),
         )
 
     @property
@@ -693,7 +652,7 @@ class RiskMonitor:
         match event:
             case EquityUpdate(now=now, equity=equity):
                 return self._on_equity(equity, now)
-            case AccountUpdate(now=now, account=account, stops=stops):
+            case AccountUpdate(now=now, account=account, stops=stops, exits=exits):
                 trips = self._on_equity(account_equity(account), now)
                 if cfg.on_liquidation_distance:
                     trips.append(
@@ -704,6 +663,8 @@ class RiskMonitor:
                             model=self._model,
                             options=self._options,
                             stop_slippage_bps=self.limits.stop_slippage_bps,
+                            exits=exits,
+                            window_s=self.limits.volatility_window_s,
                             action=self._action(Code.LIQUIDATION_DISTANCE),
                         )
                     )

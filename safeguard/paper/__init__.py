@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from safeguard._lazy import lazy_exports
+from safeguard import _lazy
 
 if TYPE_CHECKING:
     from safeguard.paper.runner import PaperConfig, paper_policy
@@ -55,7 +55,7 @@ _HOMES = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__ = _lazy.lazy_exports(
     __name__, {name: f".{home}" for name, home in _HOMES.items()}, globals()
 )
 

@@ -148,7 +148,7 @@ class Costs:
 
 
 @dataclass(frozen=True, slots=True)
-class Section:
+class ReportSection:
     """A table the page shows under its own heading: hooks add their own to
     :attr:`ReportData.sections` (header row, body rows, an optional note)."""
 
@@ -211,7 +211,7 @@ class ReportData:
     """The timeline plot's dots, lane by lane."""
     cascades: list[CascadeRow] = field(default_factory=list)
     """The venue's liquidation cascades (none when the journal has none)."""
-    sections: list[Section] = field(default_factory=list)
+    sections: list[ReportSection] = field(default_factory=list)
     pictures: list[str] = field(default_factory=list)
 
     @property
@@ -913,7 +913,7 @@ __all__ = [
     "Costs",
     "FillRow",
     "ReportData",
-    "Section",
+    "ReportSection",
     "TimelineMark",
     "TradeRow",
     "cascade_rows",

@@ -71,7 +71,7 @@ from typing import Literal, NamedTuple
 from safeguard.risk import _inputs
 from safeguard.risk.liquidation import LiquidationModel, PositionLeg, get_model
 from safeguard.risk.models import Account
-from safeguard.risk.stress import DepthProfile, _linear_only, _maintenance
+from safeguard.risk.stress import DepthProfile, leg_maintenance, require_linear
 from safeguard.risk.tiers import TierTable
 
 Owner = Literal["account", "crowd"]
@@ -481,7 +481,7 @@ class _Pool:
         trigger = self.trigger
         if trigger is not None:
             return trigger.reached(marks[self.legs[0][1].symbol])
-        requirement = sum(_maintenance(leg, marks[leg.symbol]) for _, leg in self.legs)
+        requirement = sum(leg_maintenance(leg, marks[leg.symbol]) for _, leg in self.legs)
         return self.equity(marks) <= requirement
 
     def next_to_close(self, marks: Mapping[str, float]) -> tuple[str, PositionLeg]:
@@ -537,7 +537,7 @@ def _crowd_leg(index: int, member: CrowdPosition, spec: CascadeSymbol) -> Positi
         spec.tiers,
         isolated_wallet=member.notional / member.leverage,
     )
-    if leg.isolated_wallet is not None and leg.isolated_wallet <= _maintenance(leg, mark):
+    if leg.isolated_wallet is not None and leg.isolated_wallet <= leg_maintenance(leg, mark):
         raise ValueError(
             f"crowd[{index}] ({member.leverage!r}x, {member.notional!r} notional) would be at or "
             "under maintenance at the mark: a venue would not have let it open"
@@ -570,7 +570,7 @@ class _Prepared:
             raise ValueError(f"account must be an Account, got {type(account).__name__}")
         if not isinstance(market, CascadeMarket):
             raise ValueError(f"market must be a CascadeMarket, got {type(market).__name__}")
-        _linear_only(account)
+        require_linear(account)
         for leg in account.positions:
             spec = market.spec(leg.symbol)
             if not math.isclose(spec.mark, leg.mark_price, rel_tol=1e-12):
@@ -937,7 +937,7 @@ def liquidation_band(
             f"partial_ratio ({partial!r}) must not be below warning_ratio ({warning!r}): the "
             "venue reduces after the warning"
         )
-    _linear_only(account)
+    require_linear(account)
     liquidation_model = get_model(model)
     bands = tuple(
         _position_band(account, leg, liquidation_model, sigma, warning, partial)
@@ -962,7 +962,7 @@ def _level(name: str, value: object) -> float:
 
 def _pool_ratio(legs: Sequence[PositionLeg], wallet: float, marks: Mapping[str, float]) -> float:
     equity = wallet + sum(leg.unrealized_pnl(marks[leg.symbol]) for leg in legs)
-    maintenance = sum(_maintenance(leg, marks[leg.symbol]) for leg in legs)
+    maintenance = sum(leg_maintenance(leg, marks[leg.symbol]) for leg in legs)
     return maintenance / equity if equity > 0.0 else math.inf
 
 

@@ -68,6 +68,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, Protocol, runtime_checkable
 
+from safeguard.errors import ConfigError
+from safeguard.profiles import PROFILES
 from safeguard.risk import _inputs, _margin
 from safeguard.risk.funding import FundingEstimate
 from safeguard.risk.tiers import Tier, TierTable
@@ -597,9 +599,23 @@ MODELS: Mapping[str, LiquidationModel] = MappingProxyType(
 
 
 def model_for_exchange(exchange_id: str) -> str:
-    """The model that prices liquidation on the ccxt exchange ``exchange_id``: its own where
-    :data:`MODELS` has one, else ``"generic"`` (never another venue's formula)."""
-    return exchange_id if exchange_id in MODELS else "generic"
+    """The model that prices liquidation on the ccxt exchange ``exchange_id``: its venue
+    profile's (:mod:`safeguard.profiles`), else the model of that name in :data:`MODELS`.
+
+    An exchange with neither is a :class:`~safeguard.errors.ConfigError` naming it: another
+    venue's formula, or the ``generic`` one with a table the venue does not use, would put
+    liquidation where that venue does not, and every stop judged against it would be wrong.
+    """
+    profile = PROFILES.get(exchange_id) if isinstance(exchange_id, str) else None
+    if profile is not None:
+        return profile.liquidation_model
+    if isinstance(exchange_id, str) and exchange_id in MODELS and exchange_id != "generic":
+        return exchange_id
+    raise ConfigError(
+        f"no liquidation model for exchange {exchange_id!r}; models exist for "
+        f"{', '.join(sorted(set(MODELS) - {'generic'}))}",
+        key="exchange",
+    )
 
 
 def get_model(name: str) -> LiquidationModel:

@@ -46,6 +46,9 @@ class OrderIntent:
     ``stop_price`` is the trigger of the stop-market order protecting the position *after* this
     order; ``stop_trigger`` is the price that stop watches (Binance ``workingType``: mark price
     or last traded price). ``leverage`` is the symbol's leverage setting the order runs under.
+
+    This is the verdict's reading of an order; the guard parses a ccxt call into a
+    :class:`~safeguard.guard.orders.OrderCall` first (raw type and params, client id).
     """
 
     symbol: str

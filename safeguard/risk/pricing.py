@@ -46,6 +46,7 @@ from safeguard.risk.liquidation import (
 )
 from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
 from safeguard.risk.outcome import Costing
+from safeguard.risk.positions import liquidation_rates
 from safeguard.risk.stress import DepthProfile, StressGrid
 
 PositionEffect = Literal["open", "add", "reduce", "close", "flip"]
@@ -230,11 +231,7 @@ class Order:
                 market.next_funding_time,
                 now,
             )
-        options = _liquidation_options(
-            closing_fee_rate if limits.include_closing_fee else 0.0,
-            limits.liquidation_safety_buffer_pct / 100.0,
-            funding,
-        )
+        options = _liquidation_options(*liquidation_rates(limits, closing_fee_rate), funding)
         basis = 0.0
         if intent.stop_trigger == "last" and market.last is not None:
             basis = market.last - market.mark

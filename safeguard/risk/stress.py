@@ -180,7 +180,7 @@ def account_equity(account: Account, prices: Mapping[str, float] | None = None) 
     Positions are marked at ``prices[symbol]`` when given, else at their own mark. The account's
     ``wallet_balance`` is the cross wallet (isolated margins are on their legs).
     """
-    _linear_only(account)
+    require_linear(account)
     total = account.wallet_balance
     for leg in account.positions:
         price = leg.mark_price if prices is None else prices[leg.symbol]
@@ -191,7 +191,7 @@ def account_equity(account: Account, prices: Mapping[str, float] | None = None) 
 def pool_equity(account: Account, leg: PositionLeg) -> float:
     """The equity backing ``leg`` at the marks: the whole cross pool (wallet plus every cross
     position's PnL), or the leg's own isolated margin plus its PnL."""
-    _linear_only(account)
+    require_linear(account)
     if leg.isolated_wallet is not None:
         return leg.isolated_wallet + leg.unrealized_pnl(leg.mark_price)
     return account.wallet_balance + sum(
@@ -201,7 +201,9 @@ def pool_equity(account: Account, leg: PositionLeg) -> float:
     )
 
 
-def _linear_only(account: Account) -> None:
+def require_linear(account: Account) -> None:
+    """Refuse an account holding inverse contracts (the grid and the cascade price linear
+    ones only), naming them."""
     # Inverse PnL is in coin and linear PnL in quote: summing them would be a silent unit error.
     inverse = [leg.symbol for leg in account.positions if leg.inverse]
     if inverse:
@@ -454,7 +456,7 @@ class _Book:
                 f"the stress grid has no depth profile for {', '.join(missing)}; a forced close "
                 "cannot be priced without one"
             )
-        _linear_only(account)
+        require_linear(account)
         closes = tuple(
             grid.depth[leg.symbol].unit_close(leg.quantity, leg.side) for leg in account.positions
         )
@@ -523,7 +525,7 @@ class _Book:
             for i, leg in zip(members, legs, strict=True):
                 slippage, notional = self.closes[i]
                 closing += prices[leg.symbol] * (slippage + grid.taker_fee * notional)
-            requirement = closing + sum(_maintenance(leg, prices[leg.symbol]) for leg in legs)
+            requirement = closing + sum(leg_maintenance(leg, prices[leg.symbol]) for leg in legs)
             ratio = requirement / pool_equity if pool_equity > 0.0 else math.inf
             worst_ratio = max(worst_ratio, ratio)
             if ratio >= 1.0:
@@ -582,7 +584,8 @@ def _net_side(account: Account) -> dict[str, float]:
     return {symbol: 1.0 if net >= 0.0 else -1.0 for symbol, net in exposure.items()}
 
 
-def _maintenance(leg: PositionLeg, price: float) -> float:
+def leg_maintenance(leg: PositionLeg, price: float) -> float:
+    """The maintenance margin ``leg`` needs at ``price`` (infinite past its last tier)."""
     table = leg.tiers
     try:
         return table.maintenance_margin(
@@ -612,7 +615,9 @@ __all__ = [
     "StressReport",
     "account_equity",
     "evaluate_cell",
+    "leg_maintenance",
     "pool_equity",
+    "require_linear",
     "stress_test",
     "survives_grid",
 ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from safeguard._lazy import lazy_exports
+from safeguard import _lazy
 
 if TYPE_CHECKING:
     from safeguard.testing._paper import (
@@ -55,7 +55,7 @@ _LAZY = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from safeguard._lazy import lazy_exports
+from safeguard import _lazy
 from safeguard.venue.config import BookConfig, Crowd, Regime, Spike, VenueConfig
 from safeguard.venue.engine import FeedFreeze, Venue
 from safeguard.venue.errors import VenueReject
@@ -82,7 +82,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from safeguard.config import Policy
 from safeguard.fleet.redis_store import open_fleet_switch
 from safeguard.guard import guard
 from safeguard.testing import paper_account, strip_attached_stops
+from tests.guard.test_guard_failure_releases import corrupt_equity_marks
 
 pytestmark = pytest.mark.redis
 
@@ -53,9 +54,10 @@ def test_a_failing_guard_on_a_fleet_policy_closes_the_fleet_parts_it_opened(
     paper = paper_account(wallet=10_000)
     try:
         before = set(threading.enumerate())
+        corrupt_equity_marks(tmp_path / "state", paper.api_key)
         for _ in range(3):
-            with pytest.raises(ValueError, match="book_depth"):
-                guard(paper.client(), policy, clock=paper.clock, book_depth=3)
+            with pytest.raises(errors.ConfigError, match="equity-binanceusdm"):
+                guard(paper.client(), policy, clock=paper.clock, triggers=True)
         leaked = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
         assert leaked == []
     finally:

@@ -19,7 +19,7 @@ from safeguard.guard.degradation import HealthMonitor
 from safeguard.guard.events import Hooks
 from safeguard.guard.gate import PreTradeGate
 from safeguard.guard.market import MarketCache
-from safeguard.guard.orders import parse_intent
+from safeguard.guard.orders import parse_call
 from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.inprocess import inprocess_client
@@ -55,7 +55,7 @@ class Rig:
     def gap(self, *, reduce_only: bool = False, after: float = 0.0) -> str | None:
         """The MISSING_ACCOUNT denial's text for a market buy ``after`` seconds from now."""
         params = {"reduceOnly": True} if reduce_only else {}
-        intent = parse_intent(SYMBOL, "market", "buy", 0.01, None, params, prefix="t-")
+        intent = parse_call(SYMBOL, "market", "buy", 0.01, None, params, prefix="t-")
         assessment = self.gate.assess(intent, self.clock.time() + after)
         denial = assessment.denial
         if denial is None or denial.code != Code.MISSING_ACCOUNT:
@@ -108,7 +108,7 @@ def test_each_part_of_the_account_read_too_long_ago_denies_new_exposure(
 
 def test_the_account_is_stale_the_moment_an_order_was_placed(rig: Rig) -> None:
     rig.read(*ACCOUNT)
-    intent = parse_intent(SYMBOL, "market", "buy", 0.01, None, None, prefix="t-")
+    intent = parse_call(SYMBOL, "market", "buy", 0.01, None, None, prefix="t-")
     rig.gate.placed(intent, {"id": "1", "status": "closed"}, rig.clock.time())
     assert rig.gap() == (
         "balance last read not since our last order (the re-read failed); the policy allows "

@@ -486,7 +486,7 @@ def test_a_batch_is_judged_as_a_whole_and_order_by_order(
 
 
 def test_every_request_is_a_structured_record_with_the_policy_version(rig: Rig) -> None:
-    from safeguard.guard.logging import configure_logging, unconfigure_logging
+    from safeguard.guard.request_log import configure_logging, unconfigure_logging
 
     path = rig.tmp / "requests.jsonl"
     configure_logging("DEBUG", json_path=path, human=False)

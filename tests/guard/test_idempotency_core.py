@@ -28,7 +28,7 @@ from safeguard.guard.core import (
     Woke,
 )
 from safeguard.guard.journal import OrderJournal, Status
-from safeguard.guard.orders import CallKind, OrderIntent, parse_intent
+from safeguard.guard.orders import CallKind, OrderCall, parse_call
 from safeguard.guard.retry import RetryPolicy
 
 SYMBOL = "BTC/USDT:USDT"
@@ -52,10 +52,10 @@ class _Allow:
     def unavailable(self, send: Send, error: Exception, now: float) -> None:
         return None
 
-    def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
+    def assess(self, intent: OrderCall, now: float, *, explain: bool = False) -> Assessment:
         return Assessment(intent, verdict="ALLOW")
 
-    def placed(self, intent: OrderIntent, order: Any, now: float) -> None:
+    def placed(self, intent: OrderCall, order: Any, now: float) -> None:
         return None
 
 
@@ -124,8 +124,8 @@ def _core(tmp_path: Path, **retry: Any) -> GuardCore:
     )
 
 
-def _intent() -> OrderIntent:
-    return parse_intent(SYMBOL, "limit", "buy", 0.01, 60000, {}, prefix="sg-")
+def _intent() -> OrderCall:
+    return parse_call(SYMBOL, "limit", "buy", 0.01, 60000, {}, prefix="sg-")
 
 
 def _order(cid: str) -> dict[str, Any]:
@@ -359,7 +359,7 @@ def test_a_resend_after_the_settle_window_is_judged_again(tmp_path: Path) -> Non
     class _ThenDeny(_Allow):
         calls = 0
 
-        def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
+        def assess(self, intent: OrderCall, now: float, *, explain: bool = False) -> Assessment:
             _ThenDeny.calls += 1
             if _ThenDeny.calls == 1:
                 return Assessment(intent, verdict="ALLOW")

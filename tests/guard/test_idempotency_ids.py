@@ -13,7 +13,7 @@ from safeguard.guard.orders import (
     check_client_order_id,
     lookup_params,
     new_client_order_id,
-    parse_intent,
+    parse_call,
     send_params,
 )
 
@@ -37,12 +37,12 @@ def test_longest_prefix_still_leaves_room_for_the_stop_suffix() -> None:
 @pytest.mark.parametrize("bad", ["", "x" * 37, "has space", "semi;colon", 123])
 def test_invalid_user_ids_are_refused(bad: object) -> None:
     with pytest.raises(ValueError, match="clientOrderId"):
-        parse_intent("BTC/USDT:USDT", "limit", "buy", 1, 100, {"clientOrderId": bad}, prefix="sg-")
+        parse_call("BTC/USDT:USDT", "limit", "buy", 1, 100, {"clientOrderId": bad}, prefix="sg-")
 
 
 def test_user_id_is_kept_under_either_key_and_sent_once() -> None:
     for key in ("clientOrderId", "newClientOrderId"):
-        intent = parse_intent("BTC/USDT:USDT", "limit", "buy", 1, 100, {key: "mine-1"}, prefix="x")
+        intent = parse_call("BTC/USDT:USDT", "limit", "buy", 1, 100, {key: "mine-1"}, prefix="x")
         assert intent.client_order_id == "mine-1"
         sent = send_params(intent)
         assert sent == {"clientOrderId": "mine-1"}
@@ -50,7 +50,7 @@ def test_user_id_is_kept_under_either_key_and_sent_once() -> None:
 
 def test_two_different_ids_in_params_are_refused() -> None:
     with pytest.raises(ValueError, match="two different"):
-        parse_intent(
+        parse_call(
             "BTC/USDT:USDT",
             "limit",
             "buy",
@@ -75,22 +75,22 @@ def test_two_different_ids_in_params_are_refused() -> None:
 )
 def test_bad_numbers_and_words_name_the_field(field: str, args: tuple[object, ...]) -> None:
     with pytest.raises(ValueError, match=field):
-        parse_intent(*args, prefix="sg-")
+        parse_call(*args, prefix="sg-")
 
 
 def test_stop_params_are_checked_too() -> None:
     with pytest.raises(ValueError, match="stopLossPrice"):
-        parse_intent(
+        parse_call(
             "BTC/USDT:USDT", "limit", "buy", 1, 100, {"stopLossPrice": math.nan}, prefix="sg-"
         )
 
 
 def test_reduce_only_and_conditional_are_read_from_params() -> None:
-    plain = parse_intent("BTC/USDT:USDT", "market", "sell", 1, None, {}, prefix="sg-")
-    reducing = parse_intent(
+    plain = parse_call("BTC/USDT:USDT", "market", "sell", 1, None, {}, prefix="sg-")
+    reducing = parse_call(
         "BTC/USDT:USDT", "market", "sell", 1, None, {"reduceOnly": "true"}, prefix="sg-"
     )
-    stop = parse_intent(
+    stop = parse_call(
         "BTC/USDT:USDT", "market", "sell", 1, None, {"stopLossPrice": 50}, prefix="sg-"
     )
     assert (plain.reduce_only, reducing.reduce_only) == (False, True)

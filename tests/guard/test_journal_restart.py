@@ -21,6 +21,7 @@ from safeguard import errors
 from safeguard.config import Policy
 from safeguard.guard import guard
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
+from tests.guard.test_guard_failure_releases import corrupt_equity_marks
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 DIED = 17
@@ -156,8 +157,10 @@ def test_a_guarded_exchange_on_a_journal_another_process_holds_is_refused_before
     finally:
         holder.communicate("")  # the other process ends, letting go of the journal
     # A guard() that fails for any other reason lets go of its journal, too.
-    with pytest.raises(ValueError, match="book_depth"):
-        guard(account.client(), watched, journal_path=tmp_path / "second.jsonl", book_depth=1)
+    marks = corrupt_equity_marks(tmp_path, account.api_key)
+    with pytest.raises(errors.ConfigError, match="equity-binanceusdm"):
+        guard(account.client(), watched, journal_path=tmp_path / "second.jsonl", triggers=True)
+    marks.unlink()
     # Its own journal_path is the way to run a second one, and the first one's opens again.
     second = guard(
         account.client(),

@@ -15,6 +15,7 @@ import pytest
 from safeguard.clock import ManualClock
 from safeguard.codes import Code
 from safeguard.config import Policy, RiskLimits, TriggerConfig
+from safeguard.errors import ConfigError
 from safeguard.guard.core import Send
 from safeguard.guard.degradation import HealthMonitor
 from safeguard.guard.events import EventKind, Hooks, VerdictEvent
@@ -255,10 +256,13 @@ def test_the_stop_re_check_prices_liquidation_on_the_exchanges_model() -> None:
     assert rules.liquidation_model == "bitget"  # the verdict's model
 
 
-def test_each_exchange_gets_its_own_liquidation_model_or_the_generic_one() -> None:
+def test_each_exchange_gets_its_own_liquidation_model_and_an_unknown_one_none() -> None:
     assert model_for_exchange("binanceusdm") == "binanceusdm"
     assert model_for_exchange("okx") == "okx"
-    assert model_for_exchange("kraken") == "generic"
+    # Another venue's formula, or the generic one, would put liquidation where that venue
+    # does not: an exchange without a model of its own is refused, naming it.
+    with pytest.raises(ConfigError, match="kraken"):
+        model_for_exchange("kraken")
 
 
 def _hedged_eth(tripwire: TripWire | None = None) -> tuple[PreTradeGate, Any, float]:
@@ -315,7 +319,7 @@ def test_the_triggers_see_the_hedge_stop_that_must_clear_the_shared_price(
 ) -> None:
     # Two stops, one slot per symbol for the triggers: the long leg's, beyond the account's
     # price, must be the one judged (not the short's, far on the safe side).
-    monitor = RiskMonitor(TriggerConfig(), limits=RiskLimits(max_leverage=None))
+    monitor = RiskMonitor(TriggerConfig(), limits=RiskLimits(max_effective_leverage=None))
     wire = TripWire(monitor)
     gate, raw, now = _hedged_eth(wire)
     mark = raw.fetch_ticker(SYMBOL)["last"]
@@ -357,7 +361,7 @@ def test_hedge_mode_stops_are_re_checked_like_reduce_only_ones() -> None:
 
 
 def test_the_triggers_see_a_hedge_mode_stop_beyond_liquidation() -> None:
-    monitor = RiskMonitor(TriggerConfig(), limits=RiskLimits(max_leverage=None))
+    monitor = RiskMonitor(TriggerConfig(), limits=RiskLimits(max_effective_leverage=None))
     wire = TripWire(monitor)
     with wire.collecting() as trips:
         _hedged_eth_with_venue_stops(-30.0, 5.0, wire)

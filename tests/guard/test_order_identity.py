@@ -11,12 +11,12 @@ from safeguard.guard.orders import (
     MAX_ENTRY_ID,
     STOP_SUFFIX,
     CallKind,
-    OrderIntent,
+    OrderCall,
     call_kind,
     lookup_params,
     new_client_order_id,
     order_client_id,
-    parse_intent,
+    parse_call,
     raw_kind,
     recv_window_s,
 )
@@ -52,7 +52,7 @@ def test_every_method_is_classified_by_what_it_can_do(name: str, kind: CallKind)
 
 
 def test_an_intent_carries_exactly_what_was_asked() -> None:
-    intent = parse_intent(
+    intent = parse_call(
         SYMBOL, "limit", "sell", "0.5", 61_000, {"reduceOnly": True, "recvWindow": 5000},
         prefix="t-",
     )  # fmt: skip
@@ -73,13 +73,13 @@ def test_an_intent_carries_exactly_what_was_asked() -> None:
 
 
 def test_an_edit_keeps_the_orders_identity_and_may_leave_the_amount_out() -> None:
-    intent = parse_intent(SYMBOL, "limit", "buy", None, 60_000, None, prefix="t-", edit_of=123)
+    intent = parse_call(SYMBOL, "limit", "buy", None, 60_000, None, prefix="t-", edit_of=123)
     assert intent.edit_of == "123"
     assert intent.client_order_id == ""
     assert intent.amount is None
     assert intent.describe()["edit_of"] == "123"
     with pytest.raises(ValueError, match="amount is required"):
-        parse_intent(SYMBOL, "limit", "buy", None, 60_000, None, prefix="t-")
+        parse_call(SYMBOL, "limit", "buy", None, 60_000, None, prefix="t-")
 
 
 @pytest.mark.parametrize(
@@ -102,20 +102,20 @@ def test_an_edit_keeps_the_orders_identity_and_may_leave_the_amount_out() -> Non
 )
 def test_a_bad_field_is_refused_by_name(args: tuple[Any, ...], field: str) -> None:
     with pytest.raises(ValueError, match=field):
-        parse_intent(*args, prefix="t-")
+        parse_call(*args, prefix="t-")
 
 
 @pytest.mark.parametrize("edit_of", [True, 1.5, ["1"]])
 def test_an_edit_must_name_its_order_by_an_id(edit_of: Any) -> None:
     with pytest.raises(ValueError, match="id must be a string"):
-        parse_intent(SYMBOL, "limit", "buy", 1.0, 60_000, None, prefix="t-", edit_of=edit_of)
+        parse_call(SYMBOL, "limit", "buy", 1.0, 60_000, None, prefix="t-", edit_of=edit_of)
 
 
 def test_a_trigger_order_needs_a_real_trigger_price() -> None:
     for key in ("triggerPrice", "stopLossPrice", "takeProfitPrice", "callbackRate"):
         with pytest.raises(ValueError, match=key):
-            parse_intent(SYMBOL, "market", "sell", 1.0, None, {key: "x"}, prefix="t-")
-    ok = parse_intent(
+            parse_call(SYMBOL, "market", "sell", 1.0, None, {key: "x"}, prefix="t-")
+    ok = parse_call(
         SYMBOL, "stop_market", "sell", 1.0, None, {"triggerPrice": 1, "reduceOnly": True},
         prefix="t-",
     )  # fmt: skip
@@ -178,7 +178,7 @@ def test_an_order_is_looked_up_by_client_id_the_way_the_venue_takes_it() -> None
 
 
 def test_an_intent_built_by_hand_describes_itself_the_same_way() -> None:
-    intent = OrderIntent(SYMBOL, "market", "buy", 1.0, None, {"closePosition": "true"})
+    intent = OrderCall(SYMBOL, "market", "buy", 1.0, None, {"closePosition": "true"})
     assert intent.reduce_only
     assert intent.describe()["reduce_only"] is True
 

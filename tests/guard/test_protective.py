@@ -25,7 +25,7 @@ from safeguard.clock import ManualClock
 from safeguard.config import Policy
 from safeguard.guard import guard
 from safeguard.guard.events import EventKind, Hooks, ProtectiveStopEvent, RequestEvent
-from safeguard.guard.orders import parse_intent
+from safeguard.guard.orders import parse_call
 from safeguard.guard.protective import (
     INFO_KEY,
     adds_exposure,
@@ -165,7 +165,7 @@ def _assert_protected(
     [{"stopLossPrice": 2900}, {"stopLoss": 2900}, {"stopLoss": {"triggerPrice": 2900}}],
 )
 def test_an_entry_declaring_a_stop_is_split(params: dict[str, Any]) -> None:
-    intent = parse_intent(SYMBOL, "limit", "buy", 0.05, 3000, params, prefix="t-")
+    intent = parse_call(SYMBOL, "limit", "buy", 0.05, 3000, params, prefix="t-")
     entry, plan = split(intent)
     assert plan is not None
     assert plan.price == 2900
@@ -187,7 +187,7 @@ def test_an_entry_declaring_a_stop_is_split(params: dict[str, Any]) -> None:
 def test_what_is_not_a_protected_entry_is_sent_as_is(
     type_: str, price: float | None, params: dict[str, Any]
 ) -> None:
-    intent = parse_intent(SYMBOL, type_, "sell", 0.05, price, params, prefix="t-")
+    intent = parse_call(SYMBOL, type_, "sell", 0.05, price, params, prefix="t-")
     assert split(intent) == (intent, None)
 
 
@@ -202,7 +202,7 @@ def test_a_trigger_order_that_is_not_reduce_only_is_not_taken_for_an_entry(
     type_: str, params: dict[str, Any]
 ) -> None:
     with pytest.raises(errors.InvalidInput):
-        parse_intent(SYMBOL, type_, "buy", 0.05, None, params, prefix="t-")
+        parse_call(SYMBOL, type_, "buy", 0.05, None, params, prefix="t-")
 
 
 @pytest.mark.parametrize("working", [None, "CONTRACT_PRICE"])
@@ -210,7 +210,7 @@ def test_the_stop_is_a_close_all_order(working: str | None) -> None:
     params: dict[str, Any] = {"stopLossPrice": 2900}
     if working is not None:
         params["workingType"] = working
-    intent = parse_intent(SYMBOL, "limit", "buy", 0.05, 3000, params, prefix="t-")
+    intent = parse_call(SYMBOL, "limit", "buy", 0.05, 3000, params, prefix="t-")
     entry, plan = split(intent)
     assert plan is not None
     stop = stop_intent(entry, plan)
@@ -249,12 +249,12 @@ def test_only_an_order_that_opens_adds_or_flips_gets_a_stop(
 ) -> None:
     direction = 1 if side == "buy" else -1
     verdict = _verdict(held + direction * amount, amount)
-    intent = parse_intent(SYMBOL, "market", side, sent, None, {"stopLossPrice": 1.0}, prefix="t-")
+    intent = parse_call(SYMBOL, "market", side, sent, None, {"stopLossPrice": 1.0}, prefix="t-")
     assert adds_exposure(verdict, intent) is adds
 
 
 def test_a_verdict_that_does_not_say_gets_a_stop() -> None:
-    intent = parse_intent(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": 1.0}, prefix="t-")
+    intent = parse_call(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": 1.0}, prefix="t-")
     assert adds_exposure("ALLOW", intent)
     assert adds_exposure(SimpleNamespace(costing=None), intent)
 
@@ -263,7 +263,7 @@ def test_the_stop_id_is_the_entry_id_plus_sl_never_cut() -> None:
     assert stop_client_id("a" * 33) == "a" * 33 + "-sl"
     assert stop_client_id("mine-1") == "mine-1-sl"
     with pytest.raises(errors.InvalidInput):
-        stop_client_id("a" * 34)  # parse_intent refuses such an entry id with its stop
+        stop_client_id("a" * 34)  # parse_call refuses such an entry id with its stop
 
 
 # --- on the venue --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from safeguard.guard.bans import BanStore
 from safeguard.guard.core import Assessment
 from safeguard.guard.events import EventKind, Hooks, RequestEvent
 from safeguard.guard.journal import Status
-from safeguard.guard.orders import OrderIntent
+from safeguard.guard.orders import OrderCall
 from safeguard.killswitch.switch import KillSwitch
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 from safeguard.venue.client import ccxt_client
@@ -247,7 +247,7 @@ class _ShrinksOnceDegraded:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.gate, name)
 
-    def assess(self, intent: OrderIntent, now: float, *, explain: bool = False) -> Assessment:
+    def assess(self, intent: OrderCall, now: float, *, explain: bool = False) -> Assessment:
         judged: Assessment = self.gate.assess(intent, now, explain=explain)
         if not self.degraded or intent.amount is None or judged.denial is not None:
             return judged

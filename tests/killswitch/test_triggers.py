@@ -74,7 +74,7 @@ def codes(trips: tuple[Trip, ...]) -> list[Code]:
 def test_a_price_crash_through_mark_updates_trips_drawdown_then_daily_loss_once_each() -> None:
     monitor = RiskMonitor(
         quiet(max_drawdown_pct=10.0, max_daily_loss=1_500.0),
-        limits=RiskLimits(max_leverage=None),
+        limits=RiskLimits(max_effective_leverage=None),
     )
     wallet = 20_000.0
     fired: list[tuple[float, Trip]] = []
@@ -383,7 +383,7 @@ def test_a_stop_beyond_liquidation_trips_and_a_safe_stop_does_not() -> None:
 def test_without_a_stop_the_mark_closing_in_on_liquidation_trips_through_the_monitor() -> None:
     monitor = RiskMonitor(
         quiet(on_liquidation_distance=True, actions={"LIQUIDATION_DISTANCE": "REDUCING"}),
-        limits=RiskLimits(min_liquidation_buffer_pct=2.0, max_leverage=None),
+        limits=RiskLimits(min_liquidation_buffer_pct=2.0, max_effective_leverage=None),
     )
     lp = get_model("binanceusdm").liquidation_price(btc_long(60_000.0), wallet_balance=6_000.0)
     assert lp.price is not None
@@ -407,7 +407,9 @@ def test_an_account_the_triggers_cannot_judge_halts_instead_of_trading_unwatched
         BTC, -1, 0.5, 60_000.0, 60_000.0, BINANCE_BTCUSDT_TIERS, "SHORT", isolated_wallet=3_000.0
     )
     account = Account(wallet_balance=10_000.0, positions=(long_leg, short_leg))
-    monitor = RiskMonitor(quiet(on_liquidation_distance=True), limits=RiskLimits(max_leverage=None))
+    monitor = RiskMonitor(
+        quiet(on_liquidation_distance=True), limits=RiskLimits(max_effective_leverage=None)
+    )
     (trip,) = monitor.observe(AccountUpdate(T0, account, stops={BTC: 55_000.0}))
     assert trip.code == Code.TRIGGER_FAILED
     assert trip.action == "HALTED"
@@ -417,14 +419,22 @@ def test_an_account_the_triggers_cannot_judge_halts_instead_of_trading_unwatched
 # --- limits tightened at run time ---------------------------------------------------------
 
 
-def test_a_lower_max_leverage_puts_positions_already_beyond_it_into_reducing() -> None:
+def test_a_lower_max_effective_leverage_puts_positions_already_beyond_it_into_reducing() -> None:
     # 2 BTC at 60,000 on 20,000 of equity: 6x.
     account = Account(wallet_balance=20_000.0, positions=(btc_long(60_000.0, quantity=2.0),))
-    assert positions_beyond_limits(account, RiskLimits(max_leverage=6.0)) is None
-    trip = positions_beyond_limits(account, RiskLimits(max_leverage=5.0))
+    assert positions_beyond_limits(account, RiskLimits(max_effective_leverage=6.0)) is None
+    trip = positions_beyond_limits(account, RiskLimits(max_effective_leverage=5.0))
     assert trip is not None
     assert (trip.code, trip.action) == (Code.LEVERAGE_ABOVE_POLICY, "REDUCING")
     assert trip.numbers["value"] == pytest.approx(6.0)
+
+
+def test_the_leverage_setting_cap_does_not_judge_effective_leverage() -> None:
+    # max_leverage caps the leverage setting an order runs under (the verdict's); 6x of
+    # effective leverage (notional over equity) is another number, with its own key.
+    account = Account(wallet_balance=20_000.0, positions=(btc_long(60_000.0, quantity=2.0),))
+    limits = RiskLimits(max_leverage=5.0, max_effective_leverage=None)
+    assert positions_beyond_limits(account, limits) is None
 
 
 def test_isolated_leverage_is_measured_on_its_own_margin() -> None:
@@ -432,7 +442,7 @@ def test_isolated_leverage_is_measured_on_its_own_margin() -> None:
         ETH, -1, 10.0, 3_000.0, 3_000.0, BINANCE_ETHUSDT_TIERS, isolated_wallet=3_000.0
     )
     account = Account(wallet_balance=1_000_000.0, positions=(isolated,))
-    trip = positions_beyond_limits(account, RiskLimits(max_leverage=9.0))
+    trip = positions_beyond_limits(account, RiskLimits(max_effective_leverage=9.0))
     assert trip is not None
     assert trip.numbers["value"] == pytest.approx(10.0)
 
@@ -446,7 +456,7 @@ def test_every_breached_limit_is_named_and_the_first_gives_the_code() -> None:
         ),
     )
     limits = RiskLimits(
-        max_leverage=None,
+        max_effective_leverage=None,
         max_notional_per_position=50_000.0,
         max_notional_per_account=70_000.0,
         max_concentration=0.9,
@@ -460,16 +470,16 @@ def test_every_breached_limit_is_named_and_the_first_gives_the_code() -> None:
 
 
 def test_the_monitor_reports_positions_beyond_tightened_limits_on_account_updates() -> None:
-    monitor = RiskMonitor(quiet(), limits=RiskLimits(max_leverage=2.0))
+    monitor = RiskMonitor(quiet(), limits=RiskLimits(max_effective_leverage=2.0))
     (trip,) = monitor.observe(AccountUpdate(T0, cross_account(60_000.0, wallet=20_000.0)))
     assert (trip.code, trip.action) == (Code.LEVERAGE_ABOVE_POLICY, "REDUCING")
 
 
 def test_limits_tightened_at_run_time_apply_from_the_next_update() -> None:
-    monitor = RiskMonitor(quiet(), limits=RiskLimits(max_leverage=10.0))
+    monitor = RiskMonitor(quiet(), limits=RiskLimits(max_effective_leverage=10.0))
     account = cross_account(60_000.0, wallet=20_000.0)  # 3x
     assert monitor.observe(AccountUpdate(T0, account)) == ()
-    monitor.set_limits(RiskLimits(max_leverage=2.0))
+    monitor.set_limits(RiskLimits(max_effective_leverage=2.0))
     (trip,) = monitor.observe(AccountUpdate(T0 + 1, account))
     assert trip.action == "REDUCING"
     assert trip.numbers["limit"] == 2.0
@@ -493,7 +503,7 @@ def test_the_policy_monitor_counts_the_closing_fee_like_the_verdict(tmp_path: Pa
     def trips(include_closing_fee: bool) -> tuple[Trip, ...]:
         policy = Policy.build(
             risk={
-                "max_leverage": None,
+                "max_effective_leverage": None,
                 "include_closing_fee": include_closing_fee,
                 "stop_slippage_bps": 0.0,
             },

@@ -12,13 +12,6 @@ import pytest
 from loguru import logger
 
 from safeguard.config import LoggingConfig, Policy
-from safeguard.guard.logging import (
-    configure_logging,
-    log,
-    log_request,
-    request_record,
-    unconfigure_logging,
-)
 from safeguard.guard.redact import (
     REDACTED,
     forget_secrets,
@@ -28,6 +21,13 @@ from safeguard.guard.redact import (
     register_secrets,
     scrub_text,
     secrets_of,
+)
+from safeguard.guard.request_log import (
+    configure_logging,
+    log,
+    log_request,
+    request_record,
+    unconfigure_logging,
 )
 
 API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
