@@ -108,6 +108,11 @@ SCOPES: dict[str, Scope] = {
             "tests/risk/test_finding_values.py",
             "tests/risk/test_check_boundaries.py",
             "tests/risk/test_verdict_stress.py",  # the stress-grid check
+            "tests/risk/test_verdict_cascade.py",  # the stress grid's cascade
+            "tests/risk/test_crowding.py",  # the crowding check
+            "tests/risk/test_verdict_band.py",
+            "tests/risk/test_verdict_edges.py",
+            "tests/risk/test_verdict_sizing_policy.py",
         ],
     ),
     "pacing": Scope(
