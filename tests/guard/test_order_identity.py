@@ -199,3 +199,25 @@ def test_a_raw_request_is_what_its_http_method_says(
     name: str, args: tuple[Any, ...], kwargs: dict[str, Any], kind: CallKind
 ) -> None:
     assert raw_kind(name, args, kwargs) is kind
+
+
+@pytest.mark.parametrize(
+    ("params", "what"),
+    [
+        ({"quantity": 1}, "would change the amount the verdict judges"),
+        ({"Quantity": 1}, "would change the amount the verdict judges"),
+        ({"SIDE": "SELL"}, "would change the side the verdict judges"),
+        ({"positionSide": "LONG"}, "would change the position side the verdict judges"),
+        ({"marginMode": "cross"}, "would change the account the verdict judges"),
+        ({"icebergQty": 1}, "is not a parameter the guard passes to the venue"),
+        ({None: 1}, "is not a parameter the guard passes to the venue"),
+    ],
+)
+def test_a_refused_param_says_what_it_would_change_in_any_spelling(
+    params: dict[Any, Any], what: str
+) -> None:
+    """The refusal tells the caller what to do: a param that changes what the verdict judges
+    (spelled in any case) belongs in create_order's own arguments; any other is not passed."""
+    with pytest.raises(ValueError, match=what) as refused:
+        parse_intent(SYMBOL, "market", "buy", 1.0, None, params, prefix="t-")
+    assert refused.value.field == f"params.{next(iter(params))}"  # type: ignore[attr-defined]
