@@ -362,9 +362,10 @@ def _is_log_call(call: ast.Call) -> bool:
     )
 
 
-# Value types whose positional argument at this index is the human sentence (the code and the
-# numbers beside it are data, and mutants of those count).
-_MESSAGE_ARG = {"Finding": 2, "GateDenial": 1, "Refusal": 0}
+# Value types (and orders.py's error builder ``_invalid(field, message)``, whose error may be
+# returned to be raised by the caller) whose positional argument at this index is the human
+# sentence (the code, the field and the numbers beside it are data, and mutants of those count).
+_MESSAGE_ARG = {"Finding": 2, "GateDenial": 1, "Refusal": 0, "_invalid": 1}
 
 
 def _called(call: ast.Call) -> str:
