@@ -303,3 +303,16 @@ def test_broken_open_interest_is_refused(bad: object) -> None:
     verdict = judge_held(bad)  # type: ignore[arg-type]
     assert verdict.decision is Decision.DENY
     assert codes(verdict) == [Code.INVALID_INPUT]
+
+
+def test_each_crowd_group_the_cascade_liquidates_is_counted() -> None:
+    """Two crowd groups (50x and 25x) are both forced out before the account: the finding
+    counts the crowd's liquidations, not the account's own (one)."""
+    two_groups = policy(crowd_leverage=((50.0, 0.5), (25.0, 0.5)), crowd_long_share=1.0)
+    verdict = judge(two_groups)
+    assert verdict.decision is Decision.DENY
+    values = breach(verdict)
+    assert values["crowd_liquidations"] == 2
+    assert values["liquidated"] == SYMBOL
+    message = next(f.message for f in verdict.findings if f.code is Code.STRESS_GRID_BREACH)
+    assert "after 2 crowd liquidations:" in message
