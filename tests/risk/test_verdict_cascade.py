@@ -314,5 +314,10 @@ def test_each_crowd_group_the_cascade_liquidates_is_counted() -> None:
     values = breach(verdict)
     assert values["crowd_liquidations"] == 2
     assert values["liquidated"] == SYMBOL
+    assert values["shock_symbol"] == SYMBOL
+    # The equity the limit entry leaves: the wallet less its maker fee; the cascade takes all.
+    assert values["equity"] == pytest.approx(6_000.0 - MARK * 0.0002)
+    assert values["loss"] == pytest.approx(values["equity"])
+    assert values["steps"] == 2  # the crowd's closes, then the account's at the next step
     message = next(f.message for f in verdict.findings if f.code is Code.STRESS_GRID_BREACH)
     assert "after 2 crowd liquidations:" in message
