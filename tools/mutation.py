@@ -122,6 +122,7 @@ SCOPES: dict[str, Scope] = {
             "tests/guard/test_guarded_throttle.py",
             "tests/guard/test_reserve_through_guard.py",
             "tests/guard/test_pacing.py",
+            "tests/guard/test_guarded_pacing.py",  # limits a 429 teaches, and gives back
         ],
     ),
     "stale": Scope(

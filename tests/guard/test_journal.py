@@ -321,8 +321,11 @@ def test_a_pending_write_abandoned_after_it_landed_hands_the_order_to_the_next_r
     tmp_path: Path,
 ) -> None:
     journal = OrderJournal(tmp_path / "j.jsonl")
-    write = journal.pending_write("sg-z", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    write = journal.pending_write("sg-z", symbol="ETH/USDT:USDT", intent=_intent(), now=7.5)
     write()
+    entry = journal.get("sg-z")
+    assert entry is not None
+    assert (entry.symbol, entry.since, entry.status) == ("ETH/USDT:USDT", 7.5, Status.PENDING)
     assert journal.orphans() == []  # its call holds it
     write.abandon()  # the call was cancelled after the record landed
     assert [e.client_order_id for e in journal.orphans()] == ["sg-z"]
