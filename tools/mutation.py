@@ -266,6 +266,20 @@ EQUIVALENT += [
         "any verb other than GET and DELETE is blocked: an empty one and 'XXXX' alike",
     ),
 ]
+EQUIVALENT += [
+    (
+        r"self\._(written|abandoned) = False$",
+        r"self\._(written|abandoned) = None$",
+        "a pending write's flags are only ever tested for truth: None is as false",
+    ),
+    (
+        r"self\._written = False$",
+        r"self\._written = True$",
+        "a pending write abandoned before its record lands then lets go of an id it does not "
+        "hold yet (release is a no-op for any other holder), and the write itself hands the "
+        "order over once it lands: the same orphan, at the same moment",
+    ),
+]
 # Functions mutmut cannot test: they run once, when the module is imported, before mutmut
 # switches a mutant on in the forked test process.
 IMPORT_TIME = {
