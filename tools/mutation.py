@@ -280,6 +280,15 @@ EQUIVALENT += [
         "order over once it lands: the same orphan, at the same moment",
     ),
 ]
+# Survivors that change only the words of a message built away from the call that carries it,
+# where the rule in ``classify`` cannot follow it: (the line before, the line after, where).
+MESSAGE_TEXT: list[tuple[str, str, str]] = [
+    (
+        r'return \("(below|above) the market\'s (minimum|maximum) price", ',
+        r".",
+        "checks._price_filter_breach: its words go only into the price-filter finding's sentence",
+    ),
+]
 # Functions mutmut cannot test: they run once, when the module is imported, before mutmut
 # switches a mutant on in the forked test process.
 IMPORT_TIME = {
@@ -421,7 +430,61 @@ def classify(functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef], name:
         ast.Module(body=mutant.body, type_ignores=[]),
         [],
     )
-    return "message" if path is not None and _is_message_only(path) else "behaviour"
+    if path is None:
+        return "behaviour"
+    if _is_message_only(path) or _assigns_message_text(path, _message_only_names(original)):
+        return "message"
+    return "behaviour"
+
+
+def _paths_to_names(node: ast.AST, parents: list[ast.AST]) -> list[tuple[list[ast.AST], str]]:
+    """Every name read in ``node``, with the path of nodes above it."""
+    found: list[tuple[list[ast.AST], str]] = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load):
+            found.append(([*parents, node], child.id))
+        found += _paths_to_names(child, [*parents, node])
+    return found
+
+
+def _assigned_name(statement: ast.AST) -> str | None:
+    if (
+        isinstance(statement, ast.Assign)
+        and len(statement.targets) == 1
+        and isinstance(statement.targets[0], ast.Name)
+    ):
+        return statement.targets[0].id
+    return None
+
+
+def _assigns_message_text(path: list[ast.AST], names: set[str]) -> bool:
+    """Whether ``path`` lies in the value of an assignment to a name only the message reads."""
+    return any(
+        _assigned_name(node) in names and index + 1 < len(path) and path[index + 1] is node.value  # type: ignore[attr-defined]
+        for index, node in enumerate(path)
+    )
+
+
+def _message_only_names(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Local names (``chain = f" after {n} ..."``) read only where a message is built: in the
+    text of a finding, a denial, a raised exception or a log call, or in another such name."""
+    body = ast.Module(body=function.body, type_ignores=[])
+    reads = _paths_to_names(body, [])
+    assigned = {n for node in ast.walk(body) if (n := _assigned_name(node)) is not None}
+    names = set(assigned)
+    changed = True
+    while changed:  # drop a name read anywhere else, until none is
+        changed = False
+        for name in list(names):
+            for path, read in reads:
+                if read == name and not (
+                    _is_message_only([*path, ast.Name(id=name)])
+                    or _assigns_message_text([*path, ast.Name(id=name)], names - {name})
+                ):
+                    names.discard(name)
+                    changed = True
+                    break
+    return names
 
 
 def _pair(
@@ -448,13 +511,14 @@ def diff(functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef], name: str
     ]
 
 
-def equivalent(lines: list[str]) -> str | None:
-    """Why a survivor is an equivalent mutant (``EQUIVALENT``), or ``None``."""
+def equivalent(lines: list[str], rules: list[tuple[str, str, str]] = EQUIVALENT) -> str | None:
+    """Why a survivor is an equivalent mutant (``EQUIVALENT``; or message text, with
+    ``MESSAGE_TEXT``), or ``None``."""
     removed = [line[1:] for line in lines if line.startswith("-")]
     added = [line[1:] for line in lines if line.startswith("+")]
     if len(removed) != 1 or len(added) != 1:
         return None
-    for before, after, why in EQUIVALENT:
+    for before, after, why in rules:
         if re.search(before, removed[0]) and re.search(after, added[0]):
             return why
     return None
@@ -504,6 +568,8 @@ def report(scope: str) -> dict[str, dict[str, int]]:
             elif code == SURVIVED:
                 kind = classify(functions, key)
                 lines = diff(functions, key)
+                if kind == "behaviour" and equivalent(lines, MESSAGE_TEXT) is not None:
+                    kind = "message"
                 if kind == "behaviour" and (
                     equivalent(lines) is not None or key.split("__mutmut_")[0] in IMPORT_TIME
                 ):

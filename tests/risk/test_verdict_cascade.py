@@ -321,3 +321,28 @@ def test_each_crowd_group_the_cascade_liquidates_is_counted() -> None:
     assert values["steps"] == 2  # the crowd's closes, then the account's at the next step
     message = next(f.message for f in verdict.findings if f.code is Code.STRESS_GRID_BREACH)
     assert "after 2 crowd liquidations:" in message
+
+
+def test_an_isolated_position_the_cascade_liquidates_loses_its_margin_not_the_account() -> None:
+    """0.5 BTC isolated at 10x holds 4,500 of margin: the plain grid's 5 % fall leaves it
+    standing, the crowd's cascade liquidates it, and the account keeps the rest of its wallet
+    (the finding's loss is what the cascade takes, not the equity)."""
+    verdict = evaluate(
+        intent(
+            type="limit",
+            price=MARK,
+            amount=0.5,
+            leverage=10.0,
+            margin_mode="isolated",
+            stop_price=None,
+        ),
+        CROWDED,
+        account(wallet_balance=6_000.0),
+        CROWD_POLICY,
+        FILLS,
+        now=NOW,
+    )
+    values = breach(verdict)
+    assert values["regime"] == "cascade"
+    assert values["equity"] == pytest.approx(6_000.0 - 0.5 * MARK * 0.0002)
+    assert values["loss"] == pytest.approx(0.5 * MARK / 10.0)
