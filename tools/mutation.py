@@ -280,6 +280,17 @@ EQUIVALENT += [
         "order over once it lands: the same orphan, at the same moment",
     ),
 ]
+EQUIVALENT += [
+    (
+        r"shock_symbols = tuple\(dict\.fromkeys|shock_symbols=shock_symbols",
+        r"shock_symbols = None|shock_symbols=None|cascade_correlation, crowd=",
+        "the cascade's market holds exactly the symbols of the account the order leaves "
+        "(pricing._cascade_market: every held symbol and the order's, which an increasing "
+        "order keeps): first_breach's default shocks that same set. Only the order in which "
+        "two equally large breaches are tried differs, so on such a tie another symbol may be "
+        "named; the decision and the loss are the same",
+    ),
+]
 # Survivors that change only the words of a message built away from the call that carries it,
 # where the rule in ``classify`` cannot follow it: (the line before, the line after, where).
 MESSAGE_TEXT: list[tuple[str, str, str]] = [

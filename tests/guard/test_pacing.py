@@ -227,3 +227,22 @@ def test_a_429_naming_a_looser_limit_than_the_one_paced_on_does_not_loosen_it() 
     pacer.after(READ, Answer(None, refusal, None, NOW, NOW), _failure(throttled=True))
     weights = [lim.limit for lim in budget.limits if lim.label == WEIGHT]
     assert weights == [2400]
+
+
+def test_a_cancel_past_its_budget_on_a_full_weight_window_is_told_the_venue_counts_it_too() -> None:
+    """A full weight window (the guard's own count, no 429): a cancel is refused for the time
+    it would wait, saying the venue would refuse it as well; a read is told only the wait."""
+    pacer, budget, told = _pacer()
+    budget.observe({"X-MBX-USED-WEIGHT-1M": "100"}, NOW)
+    with pytest.raises(errors.ThrottleHold) as cancel:
+        pacer.before(CallKind.CANCEL, Send("cancel_order", ()), NOW, deadline=NOW + 1.0)
+    assert cancel.value.retry_after == pytest.approx(50.0 + budget.config.window_skew_s)
+    assert str(cancel.value) == (
+        f"cancel_order not sent: it would wait {cancel.value.retry_after:.1f}s, past its call's "
+        "time budget "
+        f"({WEIGHT} is at 100% until its window rolls; the venue counts this weight for "
+        "cancels too, so it would refuse this one as well)"
+    )
+    with pytest.raises(errors.ThrottleHold) as read:
+        pacer.before(CallKind.READ, Send("fetch_order", (), essential=True), NOW, NOW + 1.0)
+    assert str(read.value).endswith(f"({WEIGHT} is at 100% until its window rolls)")
