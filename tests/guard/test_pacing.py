@@ -232,7 +232,7 @@ def test_a_429_naming_a_looser_limit_than_the_one_paced_on_does_not_loosen_it() 
 def test_a_cancel_past_its_budget_on_a_full_weight_window_is_told_the_venue_counts_it_too() -> None:
     """A full weight window (the guard's own count, no 429): a cancel is refused for the time
     it would wait, saying the venue would refuse it as well; a read is told only the wait."""
-    pacer, budget, told = _pacer()
+    pacer, budget, _ = _pacer()
     budget.observe({"X-MBX-USED-WEIGHT-1M": "100"}, NOW)
     with pytest.raises(errors.ThrottleHold) as cancel:
         pacer.before(CallKind.CANCEL, Send("cancel_order", ()), NOW, deadline=NOW + 1.0)
