@@ -12,8 +12,16 @@ from safeguard.config import ThrottleConfig
 from safeguard.guard.classify import ErrorClass, RetryClass
 from safeguard.guard.core import Answer, Permit, Send
 from safeguard.guard.orders import CallKind
-from safeguard.guard.pacing import BudgetPacer, request_kind, weight
-from safeguard.guard.throttle import Banned, Hold, RateBudget, RequestKind, Wait
+from safeguard.guard.pacing import LEARNED_LIMIT_HOLD_S, BudgetPacer, request_kind, weight
+from safeguard.guard.throttle import (
+    Banned,
+    Hold,
+    LimitType,
+    RateBudget,
+    RateLimit,
+    RequestKind,
+    Wait,
+)
 
 NOW = 1_767_225_610.0  # ten seconds into a minute
 
@@ -246,3 +254,49 @@ def test_a_cancel_past_its_budget_on_a_full_weight_window_is_told_the_venue_coun
     with pytest.raises(errors.ThrottleHold) as read:
         pacer.before(CallKind.READ, Send("fetch_order", (), essential=True), NOW, NOW + 1.0)
     assert str(read.value).endswith(f"({WEIGHT} is at 100% until its window rolls)")
+
+
+def _refused(pacer: BudgetPacer, text: str, at: float) -> None:
+    """The venue's 429 answer, naming the limit it enforced, at ``at``."""
+    pacer.after(READ, Answer(None, Exception(text), None, at, at), _failure(throttled=True))
+
+
+def _weight_refusal(limit: int) -> str:
+    return f"binanceusdm 429 current limit of IP(1.2.3.4) is {limit} requests per minute."
+
+
+def _paced(budget: RateBudget) -> dict[str, int]:
+    return {lim.label: lim.limit for lim in budget.limits}
+
+
+def test_a_429_naming_a_window_not_paced_on_adds_it() -> None:
+    budget = RateBudget.standalone(ThrottleConfig())
+    pacer = BudgetPacer(budget)
+    _refused(pacer, "Too many new orders; current limit is 20000 orders per DAY.", NOW)
+    assert RateLimit(LimitType.ORDERS, 86_400, 20_000) in budget.limits
+
+
+def test_two_429s_in_a_row_give_back_the_limit_paced_on_before_either() -> None:
+    """2,400 tightened to 1,200, then to 600 while the first is held: once the hold is over
+    the budget paces on 2,400 again, not on the 1,200 the first 429 taught."""
+    budget = RateBudget.standalone(ThrottleConfig())  # Binance's published 2,400
+    pacer = BudgetPacer(budget)
+    _refused(pacer, _weight_refusal(1200), NOW)
+    _refused(pacer, _weight_refusal(600), NOW + 10.0)
+    assert _paced(budget)[WEIGHT] == 600
+    pacer.before(CallKind.READ, READ, NOW + 10.0 + LEARNED_LIMIT_HOLD_S + 1.0)
+    assert _paced(budget)[WEIGHT] == 2400
+
+
+def test_a_limit_whose_hold_is_over_is_given_back_while_another_is_still_held() -> None:
+    budget = RateBudget.standalone(ThrottleConfig())
+    pacer = BudgetPacer(budget)
+    orders = next(lim for lim in budget.limits if lim.type is LimitType.ORDERS)
+    _refused(pacer, _weight_refusal(1200), NOW)  # taught first: held until NOW + 300
+    tighter = orders.limit // 2
+    _refused(pacer, f"current limit is {tighter} orders per {orders.interval_s} SECONDS.", NOW + 1)
+    _refused(pacer, _weight_refusal(600), NOW + 200.0)  # the weight's hold is extended
+    pacer.before(CallKind.READ, READ, NOW + 1.0 + LEARNED_LIMIT_HOLD_S + 1.0)
+    paced = _paced(budget)
+    assert paced[WEIGHT] == 600  # still held
+    assert paced[orders.label] == orders.limit  # its hold is over: given back
