@@ -299,6 +299,26 @@ MESSAGE_TEXT: list[tuple[str, str, str]] = [
         r".",
         "checks._price_filter_breach: its words go only into the price-filter finding's sentence",
     ),
+    # pacing._past_deadline builds the sentence of the ThrottleHold a request refused past its
+    # call's time budget raises: its words, and which of its sentences is picked. (A mutant
+    # that makes it raise, such as ``why = None`` before ``why +=``, is behaviour.)
+    (r"^\s*why = f?'", r"^\s*why = f?'", "pacing._past_deadline's words"),
+    (r"^\s*why \+= '", r"^\s*why \+= '", "pacing._past_deadline's words"),
+    (r"why = 'the venue answered 429 without", r"why = None", "pacing._past_deadline's words"),
+    (r"elif decision\.limit == '429':", r".", "which of pacing._past_deadline's sentences"),
+]
+EQUIVALENT += [
+    (
+        r"if replaced is not None and named\.limit < replaced\.limit:",
+        r"if replaced is not None and named\.limit <= replaced\.limit:",
+        "a 429 naming the number already paced on has returned above (nothing to learn)",
+    ),
+    (
+        r"if replaced is not None and named\.limit >= replaced\.limit:",
+        r"if replaced is not None and named\.limit > replaced\.limit:",
+        "a 429 naming the number already paced on changes no window: budget.learn reports "
+        "nothing changed and the pacer returns before holding or logging anything",
+    ),
 ]
 # Functions mutmut cannot test: they run once, when the module is imported, before mutmut
 # switches a mutant on in the forked test process.
