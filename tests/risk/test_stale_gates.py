@@ -19,6 +19,7 @@ from .verdict_cases import NOW, account, intent, market, rules, run
         ({"mark": None}, {}, {}, "mark"),
         ({"mark_time": None}, {}, {}, "mark_time"),
         ({"book": None, "book_time": None}, {}, {}, "book, book_time"),
+        ({"book": None, "book_time": NOW}, {}, {}, "book"),  # a time with no book to go with it
         ({"rules": None}, {}, {}, "rules (tiers, filters)"),
         ({"volatility": None}, {}, {}, "volatility"),
         ({"funding_rate": None}, {}, {}, "funding_rate"),
