@@ -87,9 +87,7 @@ def test_hedge_mode_legs_stop_the_verdict_before_the_size_rules_too() -> None:
     """An amount off the step and below the minimum: only the hedge-mode finding is given,
     since nothing about a hedge-mode account is judged (not even the order's size)."""
     leg = _long(position_side="LONG")
-    verdict = run(
-        intent(amount=0.0005), acct=account(positions=(leg,), available_balance=10_000.0)
-    )
+    verdict = run(intent(amount=0.0005), acct=account(positions=(leg,), available_balance=10_000.0))
     assert [str(f.code) for f in verdict.findings] == ["INVALID_INPUT"]
 
 
