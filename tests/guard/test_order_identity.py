@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from safeguard.errors import InvalidInput
 from safeguard.guard.orders import (
     MAX_ENTRY_ID,
     STOP_SUFFIX,
@@ -221,3 +222,33 @@ def test_a_refused_param_says_what_it_would_change_in_any_spelling(
     with pytest.raises(ValueError, match=what) as refused:
         parse_intent(SYMBOL, "market", "buy", 1.0, None, params, prefix="t-")
     assert refused.value.field == f"params.{next(iter(params))}"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("type_", "params", "field"),
+    [
+        ("market", {"timeInForce": "GTC"}, "params.timeInForce"),
+        ("market", {"postOnly": True}, "params.postOnly"),
+        ("limit", {"postOnly": True, "timeInForce": "GTC"}, "params.timeInForce"),
+        ("limit", {"postOnly": True, "timeInForce": "IOC"}, "params.timeInForce"),
+        ("stop_market", {"triggerPrice": 1, "reduceOnly": True, "priceProtect": "maybe"},
+         "params.priceProtect"),
+    ],
+)  # fmt: skip
+def test_a_time_in_force_the_order_cannot_take_is_refused_naming_the_param(
+    type_: str, params: dict[str, Any], field: str
+) -> None:
+    price = 60_000.0 if type_ == "limit" else None
+    with pytest.raises(InvalidInput) as refused:
+        parse_intent(SYMBOL, type_, "sell", 1.0, price, params, prefix="t-")
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize("tif", ["GTX", "PO"])
+def test_post_only_with_the_time_in_force_ccxt_sends_for_it_is_one_post_only_order(
+    tif: str,
+) -> None:
+    intent = parse_intent(
+        SYMBOL, "limit", "buy", 1.0, 60_000.0, {"postOnly": True, "timeInForce": tif}, prefix="t-"
+    )
+    assert intent.post_only
