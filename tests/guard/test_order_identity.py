@@ -3,6 +3,7 @@ intent it carries (checked field by field), its client id, and how the venue fin
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from safeguard.guard.orders import (
     CallKind,
     OrderIntent,
     call_kind,
+    check_setting,
     lookup_params,
     new_client_order_id,
     order_client_id,
@@ -252,3 +254,17 @@ def test_post_only_with_the_time_in_force_ccxt_sends_for_it_is_one_post_only_ord
         SYMBOL, "limit", "buy", 1.0, 60_000.0, {"postOnly": True, "timeInForce": tif}, prefix="t-"
     )
     assert intent.post_only
+
+
+@pytest.mark.parametrize("leverage", ["5", None, True, math.nan, math.inf, 0.5, 0])
+def test_a_leverage_ccxt_cannot_use_is_refused_by_name_before_it_is_sent(leverage: Any) -> None:
+    for args, kwargs in (((leverage, SYMBOL), {}), ((), {"leverage": leverage, "symbol": SYMBOL})):
+        with pytest.raises(InvalidInput) as refused:
+            check_setting("set_leverage", args, kwargs)
+        assert refused.value.field == "leverage"
+
+
+def test_a_usable_leverage_and_any_other_setting_pass_as_given() -> None:
+    check_setting("set_leverage", (5, SYMBOL), {})
+    check_setting("set_leverage", (), {"leverage": 1.0, "symbol": SYMBOL})
+    check_setting("set_margin_mode", ("isolated", SYMBOL), {})
