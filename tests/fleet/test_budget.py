@@ -276,4 +276,5 @@ def test_a_guards_pacer_paces_on_the_fleets_shared_budget(
     budgets.extend([one, other])
     pacer = BudgetPacer(cast(RateBudget, one))  # the RateBudget interface, as guard() casts it
     assert pacer.before(CallKind.READ, Send("fetch_tickers", ()), T0) == 0.0
+    assert one.shared  # charged on Redis, not on the local fallback
     assert other.usage(T0)["REQUEST_WEIGHT/1m"] == pytest.approx(40 / 600)
