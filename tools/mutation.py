@@ -535,7 +535,8 @@ def _is_message_only(path: list[ast.AST]) -> bool:
         if not isinstance(node, ast.Call):
             continue
         below = path[depth + 1] if depth + 1 < len(path) else None
-        raised = any(isinstance(p, ast.Raise) for p in path[:depth])
+        # The exception raised itself, not a call inside its message (``", ".join(...)``).
+        raised = depth > 0 and isinstance(path[depth - 1], ast.Raise)
         if _is_log_call(node):
             return below is None or below in node.args
         index = _MESSAGE_ARG.get(_called(node), 0 if raised else None)

@@ -16,6 +16,7 @@ from safeguard.guard.orders import (
     OrderIntent,
     call_kind,
     check_setting,
+    check_shape,
     lookup_params,
     new_client_order_id,
     order_client_id,
@@ -268,3 +269,55 @@ def test_a_usable_leverage_and_any_other_setting_pass_as_given() -> None:
     check_setting("set_leverage", (5, SYMBOL), {})
     check_setting("set_leverage", (), {"leverage": 1.0, "symbol": SYMBOL})
     check_setting("set_margin_mode", ("isolated", SYMBOL), {})
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"postOnly": "true"}, "params.postOnly"),  # ccxt sends a word as an unknown param
+        ({"timeInForce": "DAY"}, "params.timeInForce"),
+        ({"workingType": "LAST_PRICE"}, "params.workingType"),
+        ({"positionSide": "LONG"}, "params.positionSide"),
+        ({"stopLoss": {"triggerPrice": -1.0}}, "params.stopLoss"),
+        ({"stopLoss": {"triggerPrice": 59_000, "type": "limit"}}, "params.stopLoss"),
+    ],
+)
+def test_a_passed_param_with_a_value_ccxt_would_send_otherwise_is_refused_by_name(
+    params: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_intent(SYMBOL, "limit", "buy", 0.01, 60_000, params, prefix="t-")
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"positionSide": "BOTH"},
+        {"postOnly": True, "timeInForce": "GTX"},
+        {"timeInForce": "IOC", "workingType": "MARK_PRICE"},
+        {"stopLoss": {"triggerPrice": 59_000}},
+        {"stopLoss": 59_000},
+    ],
+)
+def test_passed_params_with_values_ccxt_sends_as_given_are_kept(params: dict[str, Any]) -> None:
+    intent = parse_intent(SYMBOL, "limit", "buy", 0.01, 60_000, params, prefix="t-")
+    assert intent.params == params
+
+
+def test_an_order_type_the_guard_cannot_judge_is_refused_naming_the_type() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_intent(SYMBOL, "stop_loss_limit", "buy", 0.01, 60_000, None, prefix="t-")
+    assert refused.value.field == "type"
+
+
+def test_an_entry_checked_on_its_own_is_held_to_its_protective_stops_id_length() -> None:
+    """check_shape protects by default: an entry with a stop may not take an id its stop's
+    (the entry's + '-sl') would not fit."""
+    long_id = "x" * (MAX_ENTRY_ID + 1)
+    entry = OrderIntent(
+        SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": 59_000}, client_order_id=long_id
+    )
+    with pytest.raises(InvalidInput) as refused:
+        check_shape(entry)
+    assert refused.value.field == "params.clientOrderId"
