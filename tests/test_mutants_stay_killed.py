@@ -240,6 +240,22 @@ MUTANTS = [
         '{"XXamountXX": amount, "min_qty": least}',
         "tests/risk/test_finding_values.py",
     ),
+    Mutant(
+        "the kill ladder's cancels wait like reads instead of spending the reserve (pacing)",
+        "safeguard/guard/pacing.py",
+        'RequestKind.CANCEL if method.startswith("cancel") else',
+        'RequestKind.CANCEL if method.startswith("CANCEL") else',
+        "tests/guard/test_pacing.py::"
+        "test_the_kill_ladders_cancels_and_closes_spend_the_reserve_and_its_reads_wait",
+    ),
+    Mutant(
+        "a stale funding schedule denies with no funding horizon (stale-data gate)",
+        "safeguard/risk/verdict.py",
+        "if next_funding is not None and limits.funding_horizon_s > 0:",
+        "if next_funding is not None and limits.funding_horizon_s >= 0:",
+        "tests/risk/test_stale_gates.py::"
+        "test_the_funding_schedule_is_aged_for_any_horizon_above_zero",
+    ),
 ]
 
 
