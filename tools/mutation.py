@@ -405,23 +405,30 @@ def prepare(scope: str) -> Path:
 
 def _copy_tests(scope: str, work: Path) -> None:
     """The work tree's tests, and the mutmut config that selects the scope's."""
-    spec = SCOPES[scope]
     if (work / "tests").exists():
         shutil.rmtree(work / "tests")
     shutil.copytree(ROOT / "tests", work / "tests")
+    (work / "pyproject.toml").write_text(_config(scope), encoding="utf-8")
+
+
+def _config(scope: str) -> str:
+    spec = SCOPES[scope]
     tests = [t for t in spec.tests if (ROOT / t.split("::", 1)[0]).exists()]
     config = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    config += "\n[tool.mutmut]\n" + "\n".join(
-        [
-            'source_paths = ["safeguard"]',
-            f"only_mutate = {json.dumps(spec.modules)}",
-            f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
-            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
-            "use_git_change_detection = false",
-            "",
-        ]
+    return (
+        config
+        + "\n[tool.mutmut]\n"
+        + "\n".join(
+            [
+                'source_paths = ["safeguard"]',
+                f"only_mutate = {json.dumps(spec.modules)}",
+                f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+                'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
+                "use_git_change_detection = false",
+                "",
+            ]
+        )
     )
-    (work / "pyproject.toml").write_text(config, encoding="utf-8")
 
 
 def _mutmut(work: Path, max_children: int, names: list[str]) -> int:
@@ -442,13 +449,17 @@ def again(scope: str, max_children: int) -> int:
     """Run the last run's behaviour survivors again (``mutmut run NAME...``) against the work
     tree's tests as they are now: the tests written for them since. mutmut keeps what it
     learned of which tests reach which function, and learns it for the new tests. Refused
-    when a mutated module changed since the run (its mutants may no longer apply)."""
+    when a mutated module changed since the run (its mutants may no longer apply), or the
+    scope's test list (mutmut would judge every mutant again: ``run`` the scope instead)."""
     work = scratch(scope)
     for module in SCOPES[scope].modules:
         if (ROOT / module).read_text(encoding="utf-8") != (work / module).read_text(
             encoding="utf-8"
         ):
             raise SystemExit(f"{module} changed since the run: run the scope again")
+    if (work / "pyproject.toml").read_text(encoding="utf-8") != _config(scope):
+        # mutmut judges every mutant again when its configuration changed.
+        raise SystemExit(f"the {scope} scope's tests or settings changed since the run: run it")
     report(scope)  # writes survivors.txt
     names = [
         block.split("\n", 1)[0]
