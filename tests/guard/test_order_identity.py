@@ -321,3 +321,31 @@ def test_an_entry_checked_on_its_own_is_held_to_its_protective_stops_id_length()
     with pytest.raises(InvalidInput) as refused:
         check_shape(entry)
     assert refused.value.field == "params.clientOrderId"
+
+
+@pytest.mark.parametrize(
+    ("order", "field"),
+    [
+        (("market", 0.01, None, {"stopLoss": 59_000, "reduceOnly": True}), "params.stopLoss"),
+        (
+            ("trailing_stop_market", 0.01, None,
+             {"triggerPrice": 59_000, "callbackRate": 1.0, "reduceOnly": True}),
+            "params.callbackRate",
+        ),
+    ],
+)  # fmt: skip
+def test_an_order_that_cannot_carry_what_its_params_say_is_refused_by_name(
+    order: tuple[Any, ...], field: str
+) -> None:
+    """A protective stop only on a new entry; one trigger per order (ccxt would send one)."""
+    type_, amount, price, params = order
+    with pytest.raises(InvalidInput) as refused:
+        parse_intent(SYMBOL, type_, "sell", amount, price, params, prefix="t-")
+    assert refused.value.field == field
+
+
+def test_a_trailing_stop_that_only_reduces_is_one_trigger_order() -> None:
+    params = {"callbackRate": 1.0, "reduceOnly": True}
+    intent = parse_intent(SYMBOL, "trailing_stop_market", "sell", 0.01, None, params, prefix="t-")
+    assert intent.conditional
+    assert intent.params == params
