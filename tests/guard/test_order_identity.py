@@ -349,3 +349,37 @@ def test_a_trailing_stop_that_only_reduces_is_one_trigger_order() -> None:
     intent = parse_intent(SYMBOL, "trailing_stop_market", "sell", 0.01, None, params, prefix="t-")
     assert intent.conditional
     assert intent.params == params
+
+
+REDUCING = {"reduceOnly": True}
+
+
+@pytest.mark.parametrize(
+    ("type_", "price", "params", "field"),
+    [
+        ("limit", None, {}, "price"),  # a limit order needs its price
+        ("market", 60_000, {}, "price"),  # ccxt would drop it without a word
+        ("limit", 60_000, {"activationPrice": 59_000}, "params.activationPrice"),
+        ("market", None, {"triggerPrice": 59_000}, "params.triggerPrice"),  # not reduce-only
+        ("stop_market", None, {"triggerPrice": 59_000}, "params.triggerPrice"),
+        ("stop_market", None, {}, "type"),
+        ("stop_market", None, REDUCING, "type"),  # no trigger
+        ("limit", 60_000, {"callbackRate": 1.0, **REDUCING}, "type"),  # trailing, not market
+        ("trailing_stop_market", None, {"triggerPrice": 59_000, **REDUCING}, "params.callbackRate"),
+    ],
+)
+def test_an_order_whose_shape_ccxt_would_send_otherwise_is_refused_naming_the_field(
+    type_: str, price: float | None, params: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_intent(SYMBOL, type_, "sell", 0.01, price, params, prefix="t-")
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize("type_", ["market", "trailing_stop_market"])
+def test_a_reduce_only_trailing_stop_is_sent_as_a_market_or_trailing_stop_market_order(
+    type_: str,
+) -> None:
+    params = {"callbackRate": 1.0, "activationPrice": 61_000, **REDUCING}
+    intent = parse_intent(SYMBOL, type_, "sell", 0.01, None, params, prefix="t-")
+    assert (intent.type, intent.params) == (type_, params)
