@@ -383,3 +383,18 @@ def test_a_reduce_only_trailing_stop_is_sent_as_a_market_or_trailing_stop_market
     params = {"callbackRate": 1.0, "activationPrice": 61_000, **REDUCING}
     intent = parse_intent(SYMBOL, type_, "sell", 0.01, None, params, prefix="t-")
     assert (intent.type, intent.params) == (type_, params)
+
+
+@pytest.mark.parametrize(
+    ("amount", "params", "field"),
+    [
+        (None, {}, "amount"),  # required for a new order
+        (0.01, {"clientOrderId": "not an id!"}, "params.clientOrderId"),
+    ],
+)
+def test_a_missing_amount_or_a_client_id_the_venue_refuses_is_named(
+    amount: float | None, params: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_intent(SYMBOL, "market", "buy", amount, None, params, prefix="t-")
+    assert refused.value.field == field
