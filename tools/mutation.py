@@ -356,6 +356,13 @@ EQUIVALENT += [
         "ESSENTIAL_READ, and a budget holds (Hold) only a plain READ",
     ),
 ]
+EQUIVALENT += [
+    (
+        r"required=False\)",
+        r"required=None\)",
+        "orders._optional_positive only tests `required` for truth: None is as false",
+    ),
+]
 # Equivalent only in one function: (mutmut name glob, the line before, the line after, why).
 IN_FUNCTION: list[tuple[str, str, str, str]] = [
     (

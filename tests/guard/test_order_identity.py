@@ -49,6 +49,8 @@ SYMBOL = "BTC/USDT:USDT"
         ("v1_public_get_time", CallKind.READ),
         ("amount_to_precision", CallKind.PURE),
         ("milliseconds", CallKind.PURE),
+        ("watch_ticker", CallKind.STREAM),
+        ("un_watch_ticker", CallKind.STREAM),
     ],
 )
 def test_every_method_is_classified_by_what_it_can_do(name: str, kind: CallKind) -> None:
@@ -96,23 +98,40 @@ def test_an_edit_keeps_the_orders_identity_and_may_leave_the_amount_out() -> Non
         ((SYMBOL, "market", "buy", 0.0), "amount"),
         ((SYMBOL, "market", "buy", True), "amount"),
         ((SYMBOL, "market", "buy", "lots"), "amount"),
+        ((SYMBOL, "market", "buy", [1.0]), "amount"),
         ((SYMBOL, "market", "buy", float("nan")), "amount"),
         ((SYMBOL, "limit", "buy", 1.0, -5.0), "price"),
-        ((SYMBOL, "market", "buy", 1.0, None, {"triggerPrice": None, "stopPrice": 0}), "stopPrice"),
-        ((SYMBOL, "market", "buy", 1.0, None, {"recvWindow": "soon"}), "recvWindow"),
-        ((SYMBOL, "market", "buy", 1.0, None, {"recvWindow": -1}), "recvWindow"),
+        ((SYMBOL, "market", "buy", 1.0, None, {"triggerPrice": None, "stopPrice": 0}),
+         "params.stopPrice"),
+        ((SYMBOL, "market", "buy", 1.0, None, {"recvWindow": "soon"}), "params.recvWindow"),
+        ((SYMBOL, "market", "buy", 1.0, None, {"recvWindow": -1}), "params.recvWindow"),
         ((SYMBOL, "market", "buy", 1.0, None, [("a", 1)]), "params"),
+        ((SYMBOL, "market", "buy", 1.0, None, {"clientOrderId": "a1", "newClientOrderId": "b2"}),
+         "params.clientOrderId"),
     ],
-)
+)  # fmt: skip
 def test_a_bad_field_is_refused_by_name(args: tuple[Any, ...], field: str) -> None:
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(InvalidInput) as refused:
         parse_intent(*args, prefix="t-")
+    assert refused.value.field == field
 
 
 @pytest.mark.parametrize("edit_of", [True, 1.5, ["1"]])
 def test_an_edit_must_name_its_order_by_an_id(edit_of: Any) -> None:
-    with pytest.raises(ValueError, match="id must be a string"):
+    with pytest.raises(InvalidInput, match="id must be a string") as refused:
         parse_intent(SYMBOL, "limit", "buy", 1.0, 60_000, None, prefix="t-", edit_of=edit_of)
+    assert refused.value.field == "id"
+
+
+def test_inside_ccxts_stop_helpers_a_stop_loss_price_is_the_orders_own_trigger() -> None:
+    """``protect=False``: stopLossPrice is no protective stop but the trigger of the order
+    itself, which must then only reduce."""
+    params = {"stopLossPrice": 59_000}
+    with pytest.raises(InvalidInput) as refused:
+        parse_intent(SYMBOL, "market", "sell", 0.01, None, params, prefix="t-", protect=False)
+    assert refused.value.field == "params.stopLossPrice"
+    entry = parse_intent(SYMBOL, "market", "buy", 0.01, None, params, prefix="t-")
+    assert entry.params == params  # an entry's protective stop
 
 
 def test_a_trigger_order_needs_a_real_trigger_price() -> None:
