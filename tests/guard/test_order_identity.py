@@ -28,6 +28,13 @@ from safeguard.guard.orders import (
 SYMBOL = "BTC/USDT:USDT"
 
 
+def _refused_field(*args: Any, **kwargs: Any) -> Any:
+    """The ``field`` of the InvalidInput ``parse_intent(*args)`` raises (it must raise)."""
+    with pytest.raises(InvalidInput) as refused:
+        parse_intent(*args, prefix="t-", **kwargs)
+    return refused.value.field
+
+
 @pytest.mark.parametrize(
     ("name", "kind"),
     [
@@ -111,9 +118,7 @@ def test_an_edit_keeps_the_orders_identity_and_may_leave_the_amount_out() -> Non
     ],
 )  # fmt: skip
 def test_a_bad_field_is_refused_by_name(args: tuple[Any, ...], field: str) -> None:
-    with pytest.raises(InvalidInput) as refused:
-        parse_intent(*args, prefix="t-")
-    assert refused.value.field == field
+    assert _refused_field(*args) == field
 
 
 @pytest.mark.parametrize("edit_of", [True, 1.5, ["1"]])
@@ -127,9 +132,10 @@ def test_inside_ccxts_stop_helpers_a_stop_loss_price_is_the_orders_own_trigger()
     """``protect=False``: stopLossPrice is no protective stop but the trigger of the order
     itself, which must then only reduce."""
     params = {"stopLossPrice": 59_000}
-    with pytest.raises(InvalidInput) as refused:
-        parse_intent(SYMBOL, "market", "sell", 0.01, None, params, prefix="t-", protect=False)
-    assert refused.value.field == "params.stopLossPrice"
+    assert (
+        _refused_field(SYMBOL, "market", "sell", 0.01, None, params, protect=False)
+        == "params.stopLossPrice"
+    )
     entry = parse_intent(SYMBOL, "market", "buy", 0.01, None, params, prefix="t-")
     assert entry.params == params  # an entry's protective stop
 
@@ -261,9 +267,7 @@ def test_a_time_in_force_the_order_cannot_take_is_refused_naming_the_param(
     type_: str, params: dict[str, Any], field: str
 ) -> None:
     price = 60_000.0 if type_ == "limit" else None
-    with pytest.raises(InvalidInput) as refused:
-        parse_intent(SYMBOL, type_, "sell", 1.0, price, params, prefix="t-")
-    assert refused.value.field == field
+    assert _refused_field(SYMBOL, type_, "sell", 1.0, price, params) == field
 
 
 @pytest.mark.parametrize("tif", ["GTX", "PO"])
@@ -304,9 +308,7 @@ def test_a_usable_leverage_and_any_other_setting_pass_as_given() -> None:
 def test_a_passed_param_with_a_value_ccxt_would_send_otherwise_is_refused_by_name(
     params: dict[str, Any], field: str
 ) -> None:
-    with pytest.raises(InvalidInput) as refused:
-        parse_intent(SYMBOL, "limit", "buy", 0.01, 60_000, params, prefix="t-")
-    assert refused.value.field == field
+    assert _refused_field(SYMBOL, "limit", "buy", 0.01, 60_000, params) == field
 
 
 @pytest.mark.parametrize(
@@ -325,9 +327,7 @@ def test_passed_params_with_values_ccxt_sends_as_given_are_kept(params: dict[str
 
 
 def test_an_order_type_the_guard_cannot_judge_is_refused_naming_the_type() -> None:
-    with pytest.raises(InvalidInput) as refused:
-        parse_intent(SYMBOL, "stop_loss_limit", "buy", 0.01, 60_000, None, prefix="t-")
-    assert refused.value.field == "type"
+    assert _refused_field(SYMBOL, "stop_loss_limit", "buy", 0.01, 60_000, None) == "type"
 
 
 def test_an_entry_checked_on_its_own_is_held_to_its_protective_stops_id_length() -> None:
@@ -358,9 +358,7 @@ def test_an_order_that_cannot_carry_what_its_params_say_is_refused_by_name(
 ) -> None:
     """A protective stop only on a new entry; one trigger per order (ccxt would send one)."""
     type_, amount, price, params = order
-    with pytest.raises(InvalidInput) as refused:
-        parse_intent(SYMBOL, type_, "sell", amount, price, params, prefix="t-")
-    assert refused.value.field == field
+    assert _refused_field(SYMBOL, type_, "sell", amount, price, params) == field
 
 
 def test_a_trailing_stop_that_only_reduces_is_one_trigger_order() -> None:
@@ -390,9 +388,7 @@ REDUCING = {"reduceOnly": True}
 def test_an_order_whose_shape_ccxt_would_send_otherwise_is_refused_naming_the_field(
     type_: str, price: float | None, params: dict[str, Any], field: str
 ) -> None:
-    with pytest.raises(InvalidInput) as refused:
-        parse_intent(SYMBOL, type_, "sell", 0.01, price, params, prefix="t-")
-    assert refused.value.field == field
+    assert _refused_field(SYMBOL, type_, "sell", 0.01, price, params) == field
 
 
 @pytest.mark.parametrize("type_", ["market", "trailing_stop_market"])
@@ -414,6 +410,4 @@ def test_a_reduce_only_trailing_stop_is_sent_as_a_market_or_trailing_stop_market
 def test_a_missing_amount_or_a_client_id_the_venue_refuses_is_named(
     amount: float | None, params: dict[str, Any], field: str
 ) -> None:
-    with pytest.raises(InvalidInput) as refused:
-        parse_intent(SYMBOL, "market", "buy", amount, None, params, prefix="t-")
-    assert refused.value.field == field
+    assert _refused_field(SYMBOL, "market", "buy", amount, None, params) == field
