@@ -362,6 +362,12 @@ EQUIVALENT += [
         r"required=None\)",
         "orders._optional_positive only tests `required` for truth: None is as false",
     ),
+    (
+        r"_optional_positive\(f'params\.\{key\}', params\[key\], required=True\)",
+        r"required=(None|False)\)",
+        "parse_intent checks a trigger or activation price only when it is there (not None): "
+        "_optional_positive reads `required` only for a value that is None",
+    ),
 ]
 # Equivalent only in one function: (mutmut name glob, the line before, the line after, why).
 IN_FUNCTION: list[tuple[str, str, str, str]] = [
