@@ -195,11 +195,66 @@ MUTANTS = [
         "test_concentration_is_measured_on_the_equity_left_after_the_entry_fee",
     ),
     Mutant(
+        "a journal whose file was deleted under its live lock takes that lock again (journal)",
+        "safeguard/guard/journal.py",
+        "    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)",
+        "    return (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino)",
+        "tests/guard/test_journal.py::"
+        "test_a_journal_file_deleted_under_its_live_lock_is_written_again_under_that_lock",
+    ),
+    Mutant(
+        "a pending write abandoned after it landed keeps the order in flight (journal)",
+        "safeguard/guard/journal.py",
+        "            self._written = True",
+        "            self._written = False",
+        "tests/guard/test_journal.py::"
+        "test_a_pending_write_abandoned_after_it_landed_hands_the_order_to_the_next_reconcile",
+    ),
+    Mutant(
+        "a reduceOnly word is sent as written, not as the bool judged (order identity)",
+        "safeguard/guard/orders.py",
+        '    if "reduceOnly" in params:',
+        '    if "reduceonly" in params:',
+        "tests/guard/test_idempotency_ids.py::test_reduce_only_is_sent_as_the_bool_the_verdict_read",
+    ),
+    Mutant(
+        "the cascade counts the account's own closes as the crowd's (pre-trade checks)",
+        "safeguard/risk/checks.py",
+        'crowd = sum(1 for close in path.closes if close.owner == "crowd")',
+        'crowd = sum(1 for close in path.closes if close.owner != "crowd")',
+        "tests/risk/test_verdict_cascade.py::"
+        "test_each_crowd_group_the_cascade_liquidates_is_counted",
+    ),
+    Mutant(
+        "a cancel refused on a full weight window is not told the venue counts it (pacing)",
+        "safeguard/guard/pacing.py",
+        "        if kind is RequestKind.CANCEL:",
+        "        if kind is not RequestKind.CANCEL:",
+        "tests/guard/test_pacing.py::"
+        "test_a_cancel_past_its_budget_on_a_full_weight_window_is_told_the_venue_counts_it_too",
+    ),
+    Mutant(
         "a check reports its numbers under another name (pre-trade checks)",
         "safeguard/risk/checks.py",
         '{"amount": amount, "min_qty": least}',
         '{"XXamountXX": amount, "min_qty": least}',
         "tests/risk/test_finding_values.py",
+    ),
+    Mutant(
+        "the kill ladder's cancels wait like reads instead of spending the reserve (pacing)",
+        "safeguard/guard/pacing.py",
+        'RequestKind.CANCEL if method.startswith("cancel") else',
+        'RequestKind.CANCEL if method.startswith("CANCEL") else',
+        "tests/guard/test_pacing.py::"
+        "test_the_kill_ladders_cancels_and_closes_spend_the_reserve_and_its_reads_wait",
+    ),
+    Mutant(
+        "a stale funding schedule denies with no funding horizon (stale-data gate)",
+        "safeguard/risk/verdict.py",
+        "if next_funding is not None and limits.funding_horizon_s > 0:",
+        "if next_funding is not None and limits.funding_horizon_s >= 0:",
+        "tests/risk/test_stale_gates.py::"
+        "test_the_funding_schedule_is_aged_for_any_horizon_above_zero",
     ),
 ]
 

@@ -3,6 +3,7 @@
     nice -n 10 python tools/mutation.py run journal     # one scope (see SCOPES)
     nice -n 10 python tools/mutation.py run all         # every scope, one after another
     python tools/mutation.py report journal             # the last run's score and survivors
+    nice -n 10 python tools/mutation.py again pacing    # its survivors, against today's tests
     nice -n 10 python tools/mutation.py recheck checks tests/risk/test_new.py
         # plant each survivor of the last run again and run the tests written since
 
@@ -51,22 +52,24 @@ class Scope:
     """mutmut name globs (``safeguard.risk.verdict.x__gate_data*``): only these functions."""
 
 
+# The journal and order identity share their tests. They are two scopes so that each
+# finishes in a bounded time on a shared machine (orders.py alone has ~750 mutants).
+_JOURNAL_TESTS = [
+    "tests/guard/test_journal.py",
+    "tests/guard/test_idempotency_ids.py",
+    "tests/guard/test_idempotency_core.py",
+    "tests/guard/test_raw_paths.py",
+    "tests/guard/test_journal_file.py",
+    "tests/guard/test_order_identity.py",
+    "tests/guard/test_order_integrity.py",
+    # Not here, to keep the run bounded: test_crash_order_path.py and
+    # test_settle_window.py start processes and wait out settle windows for every
+    # surviving mutant; tests/test_mutants_stay_killed.py runs their mutants in CI.
+]
+
 SCOPES: dict[str, Scope] = {
-    "journal": Scope(
-        ["safeguard/guard/journal.py", "safeguard/guard/orders.py"],
-        [
-            "tests/guard/test_journal.py",
-            "tests/guard/test_idempotency_ids.py",
-            "tests/guard/test_idempotency_core.py",
-            "tests/guard/test_raw_paths.py",
-            "tests/guard/test_journal_file.py",
-            "tests/guard/test_order_identity.py",
-            "tests/guard/test_order_integrity.py",
-            # Not here, to keep the run bounded: test_crash_order_path.py and
-            # test_settle_window.py start processes and wait out settle windows for every
-            # surviving mutant; tests/test_mutants_stay_killed.py runs their mutants in CI.
-        ],
-    ),
+    "journal": Scope(["safeguard/guard/journal.py"], _JOURNAL_TESTS),
+    "orders": Scope(["safeguard/guard/orders.py"], _JOURNAL_TESTS),
     "switch": Scope(
         ["safeguard/killswitch/switch.py"],
         [
@@ -108,6 +111,11 @@ SCOPES: dict[str, Scope] = {
             "tests/risk/test_finding_values.py",
             "tests/risk/test_check_boundaries.py",
             "tests/risk/test_verdict_stress.py",  # the stress-grid check
+            "tests/risk/test_verdict_cascade.py",  # the stress grid's cascade
+            "tests/risk/test_crowding.py",  # the crowding check
+            "tests/risk/test_verdict_band.py",
+            "tests/risk/test_verdict_edges.py",
+            "tests/risk/test_verdict_sizing_policy.py",
         ],
     ),
     "pacing": Scope(
@@ -117,6 +125,9 @@ SCOPES: dict[str, Scope] = {
             "tests/guard/test_guarded_throttle.py",
             "tests/guard/test_reserve_through_guard.py",
             "tests/guard/test_pacing.py",
+            "tests/guard/test_guarded_pacing.py",  # limits a 429 teaches, and gives back
+            # The pacer on the fleet's budget (Redis), which has no unchecked fast path.
+            "tests/fleet/test_budget.py::test_a_guards_pacer_paces_on_the_fleets_shared_budget",
         ],
     ),
     "stale": Scope(
@@ -126,6 +137,11 @@ SCOPES: dict[str, Scope] = {
             "tests/risk/test_verdict_failclosed.py",
             "tests/risk/test_stale_gates.py",
             "tests/guard/test_account_gap.py",
+            "tests/risk/test_freshness.py",  # frozen prices, a mark out of band, the last price
+            "tests/risk/test_verdict_sizing_policy.py",  # funding priced at its cap
+            # A broken user-data stream denies new exposure (the gate's account gap).
+            "tests/guard/test_stream_view.py::"
+            "test_a_broken_user_data_stream_denies_until_rest_reconciles_the_account",
         ],
         only=[
             "safeguard.risk.verdict.x__gate_data__mutmut_*",
@@ -260,6 +276,123 @@ EQUIVALENT += [
         "any verb other than GET and DELETE is blocked: an empty one and 'XXXX' alike",
     ),
 ]
+EQUIVALENT += [
+    (
+        r"self\._(written|abandoned) = False$",
+        r"self\._(written|abandoned) = None$",
+        "a pending write's flags are only ever tested for truth: None is as false",
+    ),
+    (
+        r"self\._written = False$",
+        r"self\._written = True$",
+        "a pending write abandoned before its record lands then lets go of an id it does not "
+        "hold yet (release is a no-op for any other holder), and the write itself hands the "
+        "order over once it lands: the same orphan, at the same moment",
+    ),
+]
+EQUIVALENT += [
+    (
+        r"shock_symbols = tuple\(dict\.fromkeys|shock_symbols=shock_symbols",
+        r"shock_symbols = None|shock_symbols=None|cascade_correlation, crowd=",
+        "the cascade's market holds exactly the symbols of the account the order leaves "
+        "(pricing._cascade_market: every held symbol and the order's, which an increasing "
+        "order keeps): first_breach's default shocks that same set. Only the order in which "
+        "two equally large breaches are tried differs, so on such a tie another symbol may be "
+        "named; the decision and the loss are the same",
+    ),
+]
+# Survivors that change only the words of a message built away from the call that carries it,
+# where the rule in ``classify`` cannot follow it: (the line before, the line after, where).
+MESSAGE_TEXT: list[tuple[str, str, str]] = [
+    (
+        r'return \("(below|above) the market\'s (minimum|maximum) price", ',
+        r".",
+        "checks._price_filter_breach: its words go only into the price-filter finding's sentence",
+    ),
+    # pacing._past_deadline builds the sentence of the ThrottleHold a request refused past its
+    # call's time budget raises: its words, and which of its sentences is picked. (A mutant
+    # that makes it raise, such as ``why = None`` before ``why +=``, is behaviour.)
+    (r"^\s*why = f?'", r"^\s*why = f?'", "pacing._past_deadline's words"),
+    (r"^\s*why \+= '", r"^\s*why \+= '", "pacing._past_deadline's words"),
+    (r"why = 'the venue answered 429 without", r"why = None", "pacing._past_deadline's words"),
+    (r"elif decision\.limit == '429':", r".", "which of pacing._past_deadline's sentences"),
+]
+EQUIVALENT += [
+    (
+        r"if replaced is not None and named\.limit < replaced\.limit:",
+        r"if replaced is not None and named\.limit <= replaced\.limit:",
+        "a 429 naming the number already paced on has returned above (nothing to learn)",
+    ),
+    (
+        r"if replaced is not None and named\.limit >= replaced\.limit:",
+        r"if replaced is not None and named\.limit > replaced\.limit:",
+        "a 429 naming the number already paced on changes no window: budget.learn reports "
+        "nothing changed and the pacer returns before holding or logging anything",
+    ),
+]
+EQUIVALENT += [
+    (
+        r"return depth if math\.isfinite\(depth\) else math\.inf",
+        r"math\.isfinite\(depth\) or True else",
+        "the only non-finite depth that is not already infinite is NaN, which no cap is "
+        "at or above: weight() falls through to the deepest book's weight either way",
+    ),
+    (
+        r"refused_limit\(str\(answer\.error\)\) if answer\.error is not None else None",
+        r"answer\.error is not None or True else None",
+        "str(None) is 'None', which names no limit: refused_limit answers None as before",
+    ),
+    (
+        r"getattr\(self\.budget, 'decide_unchecked', None\) or self\.budget\.decide",
+        r"getattr\((None, 'decide_unchecked'"
+        r"|self\.budget, '(XXdecide_uncheckedXX|DECIDE_UNCHECKED)')",
+        "the pacer then asks budget.decide, which checks the guard's own arguments and calls "
+        "decide_unchecked: the same answer, a little slower",
+    ),
+    (
+        r"return max\(decision\.retry_after, 0\.001\)$",
+        r".",
+        "ladder_pace's Hold branch: the ladder asks only as CANCEL, REDUCE_ONLY or "
+        "ESSENTIAL_READ, and a budget holds (Hold) only a plain READ",
+    ),
+]
+EQUIVALENT += [
+    (
+        r"required=False\)",
+        r"required=None\)",
+        "orders._optional_positive only tests `required` for truth: None is as false",
+    ),
+    (
+        r"_optional_positive\(f'params\.\{key\}', params\[key\], required=True\)",
+        r"required=(None|False)\)",
+        "parse_call checks a trigger or activation price only when it is there (not None): "
+        "_optional_positive reads `required` only for a value that is None",
+    ),
+]
+# Equivalent only in one function: (mutmut name glob, the line before, the line after, why).
+IN_FUNCTION: list[tuple[str, str, str, str]] = [
+    (
+        "safeguard.risk.verdict.x__gate_data__mutmut_*",
+        r"^\s*continue$",
+        r"^\s*break$",
+        "only the last price's stamp can be None (mark and book times are checked present "
+        "above), and it is the last of the stamps aged: stopping there skips nothing",
+    ),
+    (
+        "safeguard.risk.verdict.x__gate_data__mutmut_*",
+        r"mark_out_of_band\(market\.mark, market\.index, market\.last, since=now",
+        r"since=None",
+        "the verdict reads a StalePrice's input, reason and values, never its since",
+    ),
+]
+MESSAGE_TEXT += [
+    (
+        r"missing\.append\('funding_cap \(",
+        r"missing\.append\('",
+        "verdict._gate_data: the words naming the missing funding cap, read only in the "
+        "finding's sentence and its list of what is missing",
+    ),
+]
 # Functions mutmut cannot test: they run once, when the module is imported, before mutmut
 # switches a mutant on in the forked test process.
 IMPORT_TIME = {
@@ -274,37 +407,84 @@ def scratch(scope: str) -> Path:
 
 
 def prepare(scope: str) -> Path:
-    spec = SCOPES[scope]
     work = scratch(scope)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     shutil.copytree(ROOT / "safeguard", work / "safeguard")
-    shutil.copytree(ROOT / "tests", work / "tests")
-    tests = [t for t in spec.tests if (ROOT / t).exists()]
-    config = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    config += "\n[tool.mutmut]\n" + "\n".join(
-        [
-            'source_paths = ["safeguard"]',
-            f"only_mutate = {json.dumps(spec.modules)}",
-            f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
-            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
-            "use_git_change_detection = false",
-            "",
-        ]
-    )
-    (work / "pyproject.toml").write_text(config, encoding="utf-8")
+    _copy_tests(scope, work)
     return work
+
+
+def _copy_tests(scope: str, work: Path) -> None:
+    """The work tree's tests, and the mutmut config that selects the scope's."""
+    if (work / "tests").exists():
+        shutil.rmtree(work / "tests")
+    shutil.copytree(ROOT / "tests", work / "tests")
+    (work / "pyproject.toml").write_text(_config(scope), encoding="utf-8")
+
+
+def _config(scope: str) -> str:
+    spec = SCOPES[scope]
+    tests = [t for t in spec.tests if (ROOT / t.split("::", 1)[0]).exists()]
+    config = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    return (
+        config
+        + "\n[tool.mutmut]\n"
+        + "\n".join(
+            [
+                'source_paths = ["safeguard"]',
+                f"only_mutate = {json.dumps(spec.modules)}",
+                f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+                'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
+                "use_git_change_detection = false",
+                "",
+            ]
+        )
+    )
+
+
+def _mutmut(work: Path, max_children: int, names: list[str]) -> int:
+    # The copy's package must be the one imported, not the work tree on PYTHONPATH.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    command = [PYTHON, "-m", "mutmut", "run", "--max-children", str(max_children), *names]
+    return subprocess.run(command, cwd=work, env=env, check=False).returncode
 
 
 def run(scope: str, max_children: int) -> int:
     work = prepare(scope)
-    # The copy's package must be the one imported, not the work tree on PYTHONPATH.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    command = [PYTHON, "-m", "mutmut", "run", "--max-children", str(max_children)]
-    done = subprocess.run([*command, *SCOPES[scope].only], cwd=work, env=env, check=False)
+    code = _mutmut(work, max_children, SCOPES[scope].only)
     report(scope)
-    return done.returncode
+    return code
+
+
+def again(scope: str, max_children: int) -> int:
+    """Run the last run's behaviour survivors again (``mutmut run NAME...``) against the work
+    tree's tests as they are now: the tests written for them since. mutmut keeps what it
+    learned of which tests reach which function, and learns it for the new tests. Refused
+    when a mutated module changed since the run (its mutants may no longer apply), or the
+    scope's test list (mutmut would judge every mutant again: ``run`` the scope instead)."""
+    work = scratch(scope)
+    for module in SCOPES[scope].modules:
+        if (ROOT / module).read_text(encoding="utf-8") != (work / module).read_text(
+            encoding="utf-8"
+        ):
+            raise SystemExit(f"{module} changed since the run: run the scope again")
+    if (work / "pyproject.toml").read_text(encoding="utf-8") != _config(scope):
+        # mutmut judges every mutant again when its configuration changed.
+        raise SystemExit(f"the {scope} scope's tests or settings changed since the run: run it")
+    report(scope)  # writes survivors.txt
+    names = [
+        block.split("\n", 1)[0]
+        for block in (work / "survivors.txt").read_text(encoding="utf-8").split("\n\n")
+        if block.strip()
+    ]
+    if not names:
+        return 0
+    _copy_tests(scope, work)
+    code = _mutmut(work, max_children, names)
+    report(scope)
+    return code
 
 
 # --- the report --------------------------------------------------------------------------
@@ -357,9 +537,10 @@ def _is_log_call(call: ast.Call) -> bool:
     )
 
 
-# Value types whose positional argument at this index is the human sentence (the code and the
-# numbers beside it are data, and mutants of those count).
-_MESSAGE_ARG = {"Finding": 2, "GateDenial": 1, "Refusal": 0}
+# Value types (and orders.py's error builder ``_invalid(field, message)``, whose error may be
+# returned to be raised by the caller) whose positional argument at this index is the human
+# sentence (the code, the field and the numbers beside it are data, and mutants of those count).
+_MESSAGE_ARG = {"Finding": 2, "GateDenial": 1, "Refusal": 0, "_invalid": 1}
 
 
 def _called(call: ast.Call) -> str:
@@ -378,7 +559,8 @@ def _is_message_only(path: list[ast.AST]) -> bool:
         if not isinstance(node, ast.Call):
             continue
         below = path[depth + 1] if depth + 1 < len(path) else None
-        raised = any(isinstance(p, ast.Raise) for p in path[:depth])
+        # The exception raised itself, not a call inside its message (``", ".join(...)``).
+        raised = depth > 0 and isinstance(path[depth - 1], ast.Raise)
         if _is_log_call(node):
             return below is None or below in node.args
         index = _MESSAGE_ARG.get(_called(node), 0 if raised else None)
@@ -400,7 +582,61 @@ def classify(functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef], name:
         ast.Module(body=mutant.body, type_ignores=[]),
         [],
     )
-    return "message" if path is not None and _is_message_only(path) else "behaviour"
+    if path is None:
+        return "behaviour"
+    if _is_message_only(path) or _assigns_message_text(path, _message_only_names(original)):
+        return "message"
+    return "behaviour"
+
+
+def _paths_to_names(node: ast.AST, parents: list[ast.AST]) -> list[tuple[list[ast.AST], str]]:
+    """Every name read in ``node``, with the path of nodes above it."""
+    found: list[tuple[list[ast.AST], str]] = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load):
+            found.append(([*parents, node], child.id))
+        found += _paths_to_names(child, [*parents, node])
+    return found
+
+
+def _assigned_name(statement: ast.AST) -> str | None:
+    if (
+        isinstance(statement, ast.Assign)
+        and len(statement.targets) == 1
+        and isinstance(statement.targets[0], ast.Name)
+    ):
+        return statement.targets[0].id
+    return None
+
+
+def _assigns_message_text(path: list[ast.AST], names: set[str]) -> bool:
+    """Whether ``path`` lies in the value of an assignment to a name only the message reads."""
+    return any(
+        _assigned_name(node) in names and index + 1 < len(path) and path[index + 1] is node.value  # type: ignore[attr-defined]
+        for index, node in enumerate(path)
+    )
+
+
+def _message_only_names(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Local names (``chain = f" after {n} ..."``) read only where a message is built: in the
+    text of a finding, a denial, a raised exception or a log call, or in another such name."""
+    body = ast.Module(body=function.body, type_ignores=[])
+    reads = _paths_to_names(body, [])
+    assigned = {n for node in ast.walk(body) if (n := _assigned_name(node)) is not None}
+    names = set(assigned)
+    changed = True
+    while changed:  # drop a name read anywhere else, until none is
+        changed = False
+        for name in list(names):
+            for path, read in reads:
+                if read == name and not (
+                    _is_message_only([*path, ast.Name(id=name)])
+                    or _assigns_message_text([*path, ast.Name(id=name)], names - {name})
+                ):
+                    names.discard(name)
+                    changed = True
+                    break
+    return names
 
 
 def _pair(
@@ -427,13 +663,14 @@ def diff(functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef], name: str
     ]
 
 
-def equivalent(lines: list[str]) -> str | None:
-    """Why a survivor is an equivalent mutant (``EQUIVALENT``), or ``None``."""
+def equivalent(lines: list[str], rules: list[tuple[str, str, str]] = EQUIVALENT) -> str | None:
+    """Why a survivor is an equivalent mutant (``EQUIVALENT``; or message text, with
+    ``MESSAGE_TEXT``), or ``None``."""
     removed = [line[1:] for line in lines if line.startswith("-")]
     added = [line[1:] for line in lines if line.startswith("+")]
     if len(removed) != 1 or len(added) != 1:
         return None
-    for before, after, why in EQUIVALENT:
+    for before, after, why in rules:
         if re.search(before, removed[0]) and re.search(after, added[0]):
             return why
     return None
@@ -483,8 +720,16 @@ def report(scope: str) -> dict[str, dict[str, int]]:
             elif code == SURVIVED:
                 kind = classify(functions, key)
                 lines = diff(functions, key)
+                if kind == "behaviour" and equivalent(lines, MESSAGE_TEXT) is not None:
+                    kind = "message"
                 if kind == "behaviour" and (
-                    equivalent(lines) is not None or key.split("__mutmut_")[0] in IMPORT_TIME
+                    equivalent(lines) is not None
+                    or key.split("__mutmut_")[0] in IMPORT_TIME
+                    or any(
+                        fnmatch.fnmatchcase(key, glob)
+                        and equivalent(lines, [(before, after, why)]) is not None
+                        for glob, before, after, why in IN_FUNCTION
+                    )
                 ):
                     kind = "equivalent"
                 if kind == "behaviour" and rechecked.get(key) in KILLED:
@@ -570,7 +815,7 @@ def recheck(scope: str, tests: list[str]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("action", choices=["run", "report", "recheck"])
+    parser.add_argument("action", choices=["run", "again", "report", "recheck"])
     parser.add_argument("scope", choices=[*SCOPES, "all"])
     parser.add_argument("tests", nargs="*", help="recheck: the tests written since the run")
     parser.add_argument("--max-children", type=int, default=1)
@@ -585,6 +830,8 @@ def main() -> int:
     for scope in scopes:
         if args.action == "run":
             status |= run(scope, args.max_children)
+        elif args.action == "again":
+            status |= again(scope, args.max_children)
         else:
             report(scope)
     return status

@@ -9,12 +9,15 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from safeguard.config import FleetConfig, Policy, ThrottleConfig
 from safeguard.fleet.budget import RedisRateBudget, fallback_limits
+from safeguard.guard.core import Send
+from safeguard.guard.orders import CallKind
+from safeguard.guard.pacing import BudgetPacer
 from safeguard.guard.throttle import (
     Banned,
     Go,
@@ -260,3 +263,18 @@ def test_bad_inputs_name_the_field(
         budget.decide(RequestKind.READ, args["weight"], args["now"])
     with pytest.raises(ValueError, match="ip_key"):
         RedisRateBudget(_fleet(redis_url, prefix), "", "a")
+
+
+def test_a_guards_pacer_paces_on_the_fleets_shared_budget(
+    redis_url: str, prefix: str, budgets: list[RedisRateBudget]
+) -> None:
+    """The pacer asks the fleet's budget (which has no unchecked fast path) and charges the
+    windows every bot on the IP shares."""
+    fleet = _fleet(redis_url, prefix)
+    one = RedisRateBudget(fleet, "ip", "a", limits=LIMITS)
+    other = RedisRateBudget(fleet, "ip", "b", limits=LIMITS)
+    budgets.extend([one, other])
+    pacer = BudgetPacer(cast(RateBudget, one))  # the RateBudget interface, as guard() casts it
+    assert pacer.before(CallKind.READ, Send("fetch_tickers", ()), T0) == 0.0
+    assert one.shared  # charged on Redis, not on the local fallback
+    assert other.usage(T0)["REQUEST_WEIGHT/1m"] == pytest.approx(40 / 600)

@@ -48,6 +48,17 @@ def test_user_id_is_kept_under_either_key_and_sent_once() -> None:
         assert sent == {"clientOrderId": "mine-1"}
 
 
+@pytest.mark.parametrize(("word", "value"), [("true", True), ("FALSE", False), (True, True)])
+def test_reduce_only_is_sent_as_the_bool_the_verdict_read(word: object, value: bool) -> None:
+    """ccxt sends a word as it is, and the venue may read "FALSE" otherwise than the verdict
+    did: the guard sends the bool it judged the order by."""
+    intent = parse_call(
+        "BTC/USDT:USDT", "limit", "sell", 1, 100, {"reduceOnly": word}, prefix="sg-"
+    )
+    assert intent.reduce_only is value
+    assert send_params(intent) == {"reduceOnly": value, "clientOrderId": intent.client_order_id}
+
+
 def test_two_different_ids_in_params_are_refused() -> None:
     with pytest.raises(ValueError, match="two different"):
         parse_call(

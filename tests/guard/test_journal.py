@@ -253,3 +253,80 @@ def test_a_journal_deleted_while_running_is_written_again_before_the_next_order(
     reopened = OrderJournal(path)
     assert [e.client_order_id for e in reopened.unresolved()] == ["sg-before", "sg-after"]
     reopened.close()
+
+
+def test_a_journal_file_deleted_under_its_live_lock_is_written_again_under_that_lock(
+    tmp_path: Path,
+) -> None:
+    """Only the journal file goes (a clean-up that spares the ``.lock``): the journal still
+    holds that lock, so it writes the file again without taking the lock a second time (which
+    its own hold would refuse) and still keeps a second writer out."""
+    path = tmp_path / "state" / "orders.jsonl"
+    journal = OrderJournal(path)
+    journal.pending("sg-before", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    path.unlink()
+    journal.pending("sg-after", symbol="BTC/USDT:USDT", intent=_intent(), now=2.0)
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == [
+        "sg-before",
+        "sg-after",
+    ]
+    with pytest.raises(ConfigError, match="already open"):
+        OrderJournal(path)
+    journal.close()
+    reopened = OrderJournal(path)
+    assert [e.client_order_id for e in reopened.unresolved()] == ["sg-before", "sg-after"]
+    reopened.close()
+
+
+def test_a_journal_whose_nested_state_directories_were_wiped_makes_them_again(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state" / "bot-1" / "orders.jsonl"
+    journal = OrderJournal(path)
+    journal.pending("sg-before", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    shutil.rmtree(tmp_path / "state")
+    journal.pending("sg-after", symbol="BTC/USDT:USDT", intent=_intent(), now=2.0)
+    journal.close()
+    reopened = OrderJournal(path)
+    assert [e.client_order_id for e in reopened.unresolved()] == ["sg-before", "sg-after"]
+    reopened.close()
+
+
+def test_a_settled_order_cannot_be_claimed(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path / "j.jsonl")
+    journal.pending("sg-done", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    journal.settle("sg-done", Status.ACKED, now=2.0, order_id="5")
+    assert journal.claim("sg-done", holder=object()) is None
+    assert journal.claim("sg-never", holder=object()) is None
+    journal.close()
+
+
+def test_a_claim_without_a_named_holder_still_holds_the_order(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    previous = OrderJournal(path)
+    previous.pending("sg-old", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    previous.close()
+    journal = OrderJournal(path)
+    assert journal.claim("sg-old", holder=None) is not None
+    late = object()
+    # Another call's settle or release does not take it from the anonymous claim.
+    assert journal.settle("sg-old", Status.ABSENT, now=2.0, holder=late) is None
+    journal.release("sg-old", holder=None)
+    assert journal.orphans() == []
+    assert journal.get("sg-old").status is Status.PENDING  # type: ignore[union-attr]
+    journal.close()
+
+
+def test_a_pending_write_abandoned_after_it_landed_hands_the_order_to_the_next_reconcile(
+    tmp_path: Path,
+) -> None:
+    journal = OrderJournal(tmp_path / "j.jsonl")
+    write = journal.pending_write("sg-z", symbol="ETH/USDT:USDT", intent=_intent(), now=7.5)
+    write()
+    entry = journal.get("sg-z")
+    assert entry is not None
+    assert (entry.symbol, entry.since, entry.status) == ("ETH/USDT:USDT", 7.5, Status.PENDING)
+    assert journal.orphans() == []  # its call holds it
+    write.abandon()  # the call was cancelled after the record landed
+    assert [e.client_order_id for e in journal.orphans()] == ["sg-z"]
+    journal.close()

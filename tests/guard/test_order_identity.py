@@ -3,16 +3,20 @@ intent it carries (checked field by field), its client id, and how the venue fin
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
+from safeguard.errors import InvalidInput
 from safeguard.guard.orders import (
     MAX_ENTRY_ID,
     STOP_SUFFIX,
     CallKind,
     OrderCall,
     call_kind,
+    check_setting,
+    check_shape,
     lookup_params,
     new_client_order_id,
     order_client_id,
@@ -22,6 +26,13 @@ from safeguard.guard.orders import (
 )
 
 SYMBOL = "BTC/USDT:USDT"
+
+
+def _refused_field(*args: Any, **kwargs: Any) -> Any:
+    """The ``field`` of the InvalidInput ``parse_call(*args)`` raises (it must raise)."""
+    with pytest.raises(InvalidInput) as refused:
+        parse_call(*args, prefix="t-", **kwargs)
+    return refused.value.field
 
 
 @pytest.mark.parametrize(
@@ -45,6 +56,8 @@ SYMBOL = "BTC/USDT:USDT"
         ("v1_public_get_time", CallKind.READ),
         ("amount_to_precision", CallKind.PURE),
         ("milliseconds", CallKind.PURE),
+        ("watch_ticker", CallKind.STREAM),
+        ("un_watch_ticker", CallKind.STREAM),
     ],
 )
 def test_every_method_is_classified_by_what_it_can_do(name: str, kind: CallKind) -> None:
@@ -92,23 +105,39 @@ def test_an_edit_keeps_the_orders_identity_and_may_leave_the_amount_out() -> Non
         ((SYMBOL, "market", "buy", 0.0), "amount"),
         ((SYMBOL, "market", "buy", True), "amount"),
         ((SYMBOL, "market", "buy", "lots"), "amount"),
+        ((SYMBOL, "market", "buy", [1.0]), "amount"),
         ((SYMBOL, "market", "buy", float("nan")), "amount"),
         ((SYMBOL, "limit", "buy", 1.0, -5.0), "price"),
-        ((SYMBOL, "market", "buy", 1.0, None, {"triggerPrice": None, "stopPrice": 0}), "stopPrice"),
-        ((SYMBOL, "market", "buy", 1.0, None, {"recvWindow": "soon"}), "recvWindow"),
-        ((SYMBOL, "market", "buy", 1.0, None, {"recvWindow": -1}), "recvWindow"),
+        ((SYMBOL, "market", "buy", 1.0, None, {"triggerPrice": None, "stopPrice": 0}),
+         "params.stopPrice"),
+        ((SYMBOL, "market", "buy", 1.0, None, {"recvWindow": "soon"}), "params.recvWindow"),
+        ((SYMBOL, "market", "buy", 1.0, None, {"recvWindow": -1}), "params.recvWindow"),
         ((SYMBOL, "market", "buy", 1.0, None, [("a", 1)]), "params"),
+        ((SYMBOL, "market", "buy", 1.0, None, {"clientOrderId": "a1", "newClientOrderId": "b2"}),
+         "params.clientOrderId"),
     ],
-)
+)  # fmt: skip
 def test_a_bad_field_is_refused_by_name(args: tuple[Any, ...], field: str) -> None:
-    with pytest.raises(ValueError, match=field):
-        parse_call(*args, prefix="t-")
+    assert _refused_field(*args) == field
 
 
 @pytest.mark.parametrize("edit_of", [True, 1.5, ["1"]])
 def test_an_edit_must_name_its_order_by_an_id(edit_of: Any) -> None:
-    with pytest.raises(ValueError, match="id must be a string"):
+    with pytest.raises(InvalidInput, match="id must be a string") as refused:
         parse_call(SYMBOL, "limit", "buy", 1.0, 60_000, None, prefix="t-", edit_of=edit_of)
+    assert refused.value.field == "id"
+
+
+def test_inside_ccxts_stop_helpers_a_stop_loss_price_is_the_orders_own_trigger() -> None:
+    """``protect=False``: stopLossPrice is no protective stop but the trigger of the order
+    itself, which must then only reduce."""
+    params = {"stopLossPrice": 59_000}
+    assert (
+        _refused_field(SYMBOL, "market", "sell", 0.01, None, params, protect=False)
+        == "params.stopLossPrice"
+    )
+    entry = parse_call(SYMBOL, "market", "buy", 0.01, None, params, prefix="t-")
+    assert entry.params == params  # an entry's protective stop
 
 
 def test_a_trigger_order_needs_a_real_trigger_price() -> None:
@@ -199,3 +228,186 @@ def test_a_raw_request_is_what_its_http_method_says(
     name: str, args: tuple[Any, ...], kwargs: dict[str, Any], kind: CallKind
 ) -> None:
     assert raw_kind(name, args, kwargs) is kind
+
+
+@pytest.mark.parametrize(
+    ("params", "what"),
+    [
+        ({"quantity": 1}, "would change the amount the verdict judges"),
+        ({"Quantity": 1}, "would change the amount the verdict judges"),
+        ({"SIDE": "SELL"}, "would change the side the verdict judges"),
+        ({"positionSide": "LONG"}, "would change the position side the verdict judges"),
+        ({"marginMode": "cross"}, "would change the account the verdict judges"),
+        ({"icebergQty": 1}, "is not a parameter the guard passes to the venue"),
+        ({None: 1}, "is not a parameter the guard passes to the venue"),
+    ],
+)
+def test_a_refused_param_says_what_it_would_change_in_any_spelling(
+    params: dict[Any, Any], what: str
+) -> None:
+    """The refusal tells the caller what to do: a param that changes what the verdict judges
+    (spelled in any case) belongs in create_order's own arguments; any other is not passed."""
+    with pytest.raises(ValueError, match=what) as refused:
+        parse_call(SYMBOL, "market", "buy", 1.0, None, params, prefix="t-")
+    assert refused.value.field == f"params.{next(iter(params))}"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("type_", "params", "field"),
+    [
+        ("market", {"timeInForce": "GTC"}, "params.timeInForce"),
+        ("market", {"postOnly": True}, "params.postOnly"),
+        ("limit", {"postOnly": True, "timeInForce": "GTC"}, "params.timeInForce"),
+        ("limit", {"postOnly": True, "timeInForce": "IOC"}, "params.timeInForce"),
+        ("stop_market", {"triggerPrice": 1, "reduceOnly": True, "priceProtect": "maybe"},
+         "params.priceProtect"),
+    ],
+)  # fmt: skip
+def test_a_time_in_force_the_order_cannot_take_is_refused_naming_the_param(
+    type_: str, params: dict[str, Any], field: str
+) -> None:
+    price = 60_000.0 if type_ == "limit" else None
+    assert _refused_field(SYMBOL, type_, "sell", 1.0, price, params) == field
+
+
+@pytest.mark.parametrize("tif", ["GTX", "PO"])
+def test_post_only_with_the_time_in_force_ccxt_sends_for_it_is_one_post_only_order(
+    tif: str,
+) -> None:
+    intent = parse_call(
+        SYMBOL, "limit", "buy", 1.0, 60_000.0, {"postOnly": True, "timeInForce": tif}, prefix="t-"
+    )
+    assert intent.post_only
+
+
+@pytest.mark.parametrize("leverage", ["5", None, True, math.nan, math.inf, 0.5, 0])
+def test_a_leverage_ccxt_cannot_use_is_refused_by_name_before_it_is_sent(leverage: Any) -> None:
+    for args, kwargs in (((leverage, SYMBOL), {}), ((), {"leverage": leverage, "symbol": SYMBOL})):
+        with pytest.raises(InvalidInput) as refused:
+            check_setting("set_leverage", args, kwargs)
+        assert refused.value.field == "leverage"
+
+
+def test_a_usable_leverage_and_any_other_setting_pass_as_given() -> None:
+    check_setting("set_leverage", (5, SYMBOL), {})
+    check_setting("set_leverage", (), {"leverage": 1.0, "symbol": SYMBOL})
+    check_setting("set_margin_mode", ("isolated", SYMBOL), {})
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"postOnly": "true"}, "params.postOnly"),  # ccxt sends a word as an unknown param
+        ({"timeInForce": "DAY"}, "params.timeInForce"),
+        ({"workingType": "LAST_PRICE"}, "params.workingType"),
+        ({"positionSide": "LONG"}, "params.positionSide"),
+        ({"stopLoss": {"triggerPrice": -1.0}}, "params.stopLoss"),
+        ({"stopLoss": {"triggerPrice": 59_000, "type": "limit"}}, "params.stopLoss"),
+    ],
+)
+def test_a_passed_param_with_a_value_ccxt_would_send_otherwise_is_refused_by_name(
+    params: dict[str, Any], field: str
+) -> None:
+    assert _refused_field(SYMBOL, "limit", "buy", 0.01, 60_000, params) == field
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"positionSide": "BOTH"},
+        {"postOnly": True, "timeInForce": "GTX"},
+        {"timeInForce": "IOC", "workingType": "MARK_PRICE"},
+        {"stopLoss": {"triggerPrice": 59_000}},
+        {"stopLoss": 59_000},
+    ],
+)
+def test_passed_params_with_values_ccxt_sends_as_given_are_kept(params: dict[str, Any]) -> None:
+    intent = parse_call(SYMBOL, "limit", "buy", 0.01, 60_000, params, prefix="t-")
+    assert intent.params == params
+
+
+def test_an_order_type_the_guard_cannot_judge_is_refused_naming_the_type() -> None:
+    assert _refused_field(SYMBOL, "stop_loss_limit", "buy", 0.01, 60_000, None) == "type"
+
+
+def test_an_entry_checked_on_its_own_is_held_to_its_protective_stops_id_length() -> None:
+    """check_shape protects by default: an entry with a stop may not take an id its stop's
+    (the entry's + '-sl') would not fit."""
+    long_id = "x" * (MAX_ENTRY_ID + 1)
+    entry = OrderCall(
+        SYMBOL, "market", "buy", 0.01, None, {"stopLossPrice": 59_000}, client_order_id=long_id
+    )
+    with pytest.raises(InvalidInput) as refused:
+        check_shape(entry)
+    assert refused.value.field == "params.clientOrderId"
+
+
+@pytest.mark.parametrize(
+    ("order", "field"),
+    [
+        (("market", 0.01, None, {"stopLoss": 59_000, "reduceOnly": True}), "params.stopLoss"),
+        (
+            ("trailing_stop_market", 0.01, None,
+             {"triggerPrice": 59_000, "callbackRate": 1.0, "reduceOnly": True}),
+            "params.callbackRate",
+        ),
+    ],
+)  # fmt: skip
+def test_an_order_that_cannot_carry_what_its_params_say_is_refused_by_name(
+    order: tuple[Any, ...], field: str
+) -> None:
+    """A protective stop only on a new entry; one trigger per order (ccxt would send one)."""
+    type_, amount, price, params = order
+    assert _refused_field(SYMBOL, type_, "sell", amount, price, params) == field
+
+
+def test_a_trailing_stop_that_only_reduces_is_one_trigger_order() -> None:
+    params = {"callbackRate": 1.0, "reduceOnly": True}
+    intent = parse_call(SYMBOL, "trailing_stop_market", "sell", 0.01, None, params, prefix="t-")
+    assert intent.conditional
+    assert intent.params == params
+
+
+REDUCING = {"reduceOnly": True}
+
+
+@pytest.mark.parametrize(
+    ("type_", "price", "params", "field"),
+    [
+        ("limit", None, {}, "price"),  # a limit order needs its price
+        ("market", 60_000, {}, "price"),  # ccxt would drop it without a word
+        ("limit", 60_000, {"activationPrice": 59_000}, "params.activationPrice"),
+        ("market", None, {"triggerPrice": 59_000}, "params.triggerPrice"),  # not reduce-only
+        ("stop_market", None, {"triggerPrice": 59_000}, "params.triggerPrice"),
+        ("stop_market", None, {}, "type"),
+        ("stop_market", None, REDUCING, "type"),  # no trigger
+        ("limit", 60_000, {"callbackRate": 1.0, **REDUCING}, "type"),  # trailing, not market
+        ("trailing_stop_market", None, {"triggerPrice": 59_000, **REDUCING}, "params.callbackRate"),
+    ],
+)
+def test_an_order_whose_shape_ccxt_would_send_otherwise_is_refused_naming_the_field(
+    type_: str, price: float | None, params: dict[str, Any], field: str
+) -> None:
+    assert _refused_field(SYMBOL, type_, "sell", 0.01, price, params) == field
+
+
+@pytest.mark.parametrize("type_", ["market", "trailing_stop_market"])
+def test_a_reduce_only_trailing_stop_is_sent_as_a_market_or_trailing_stop_market_order(
+    type_: str,
+) -> None:
+    params = {"callbackRate": 1.0, "activationPrice": 61_000, **REDUCING}
+    intent = parse_call(SYMBOL, type_, "sell", 0.01, None, params, prefix="t-")
+    assert (intent.type, intent.params) == (type_, params)
+
+
+@pytest.mark.parametrize(
+    ("amount", "params", "field"),
+    [
+        (None, {}, "amount"),  # required for a new order
+        (0.01, {"clientOrderId": "not an id!"}, "params.clientOrderId"),
+    ],
+)
+def test_a_missing_amount_or_a_client_id_the_venue_refuses_is_named(
+    amount: float | None, params: dict[str, Any], field: str
+) -> None:
+    assert _refused_field(SYMBOL, "market", "buy", amount, None, params) == field

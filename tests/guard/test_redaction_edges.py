@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from safeguard.guard.redact import (
+    MIN_SECRET_LENGTH,
     REDACTED,
     ScrubbedError,
     forget_secrets,
@@ -189,6 +191,19 @@ def test_every_credential_a_ccxt_exchange_can_carry_is_found() -> None:
         "v-0123456789",
         "t-0123456789",
     ]
+
+
+def test_a_credential_of_the_minimum_length_is_found_and_a_shorter_one_is_not() -> None:
+    import ccxt
+
+    exchange = ccxt.binanceusdm({"apiKey": "k" * MIN_SECRET_LENGTH, "secret": "s" * 5})
+    assert secrets_of(exchange) == ["k" * MIN_SECRET_LENGTH]
+
+
+def test_an_exchange_object_carrying_only_some_credential_attributes_is_read_as_is() -> None:
+    """Not every exchange object has every credential attribute ccxt's do (a wrapper, an older
+    client): the ones it has are found, the others are not there to find."""
+    assert secrets_of(SimpleNamespace(apiKey="k-0123456789")) == ["k-0123456789"]
 
 
 def test_a_secret_that_starts_another_does_not_cut_the_longer_one_short() -> None:

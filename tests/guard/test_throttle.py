@@ -543,6 +543,11 @@ def test_bans_command_shows_and_clears_persisted_bans(
             "Too many new orders; current limit is 50 orders per 10 SECOND.",  # Binance spot
             RateLimit(LimitType.ORDERS, 10, 50),
         ),
+        (
+            "Too many new orders; current limit is 100 orders per 10 SECONDS.",
+            RateLimit(LimitType.ORDERS, 10, 100),
+        ),
+        ("current limit is 1 orders per MINUTE.", RateLimit(LimitType.ORDERS, 60, 1)),
         ("429 Too Many Requests", None),
         ("current limit is 5 orders per FORTNIGHT.", None),
         ("current limit is 0 orders per MINUTE.", None),

@@ -159,3 +159,39 @@ def test_a_buys_stop_at_or_above_its_expected_entry_is_on_the_wrong_side(stop: f
     [finding] = found(verdict, "STOP_WRONG_SIDE")
     assert finding.values == {"stop_price": stop, "expected_entry": 59_000.0}
     assert not verdict.allowed
+
+
+def test_a_concentration_warning_level_without_a_cap_still_warns() -> None:
+    order = intent(type="limit", price=59_000.0, stop_price=58_000.0, amount=0.1)
+    verdict = run(
+        order, market(), "default", max_concentration=None, concentration_warning=0.5, **NO_BAND
+    )
+    [finding] = found(verdict, "CONCENTRATION")
+    assert str(finding.severity) == "WARN"
+    assert finding.values["warning"] == 0.5
+
+
+def test_an_order_that_only_reduces_is_not_held_to_the_concentration_cap() -> None:
+    # Long 0.2 BTC (12,000 at the mark) on 10,000: 1.2x equity, far past a 0.5x cap. Selling
+    # 0.1 of it lowers the concentration: no concentration finding.
+    held = PositionLeg(
+        symbol=SYMBOL,
+        side=1,
+        quantity=0.2,
+        entry_price=60_000.0,
+        mark_price=60_000.0,
+        tiers=BTCUSDT_TIERS_12,
+    )
+    order = intent(
+        type="limit", side="sell", price=61_000.0, stop_price=None, amount=0.1, margin_mode="cross"
+    )
+    verdict = run(
+        order,
+        market(),
+        account(positions=(held,), available_balance=8_800.0),
+        max_concentration=0.5,
+        concentration_warning=0.4,
+        **NO_BAND,
+    )
+    assert found(verdict, "CONCENTRATION") == []
+    assert verdict.allowed, verdict.findings

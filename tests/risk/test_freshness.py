@@ -188,3 +188,16 @@ def test_a_stop_watching_the_last_price_needs_a_fresh_last_price() -> None:
     assert verdict.denials[0].values["input"] == "last"
     # A stop on the mark does not care how old the last price is.
     assert run(intent(), market(last_time=NOW - 600.0)).allowed
+
+
+def test_a_frozen_price_is_counted_in_the_markets_own_ticks() -> None:
+    """The move a price's volatility predicts is counted in the market's tick size (not the
+    step the price happens to be written to): where no predicted move reaches one tick, a
+    price standing still is no sign of a frozen feed."""
+    calm = market()
+    assert calm.rules is not None
+    still = PriceTrack("mark", 60_000.0, NOW - 120.0, NOW)
+    fine = dataclasses.replace(calm, price_tracks=(still,))
+    assert denied(run(snapshot=fine)) == {"STALE_MARKET_DATA"}
+    coarse = dataclasses.replace(fine, rules=dataclasses.replace(calm.rules, tick_size=1_000.0))
+    assert "STALE_MARKET_DATA" not in {str(f.code) for f in run(snapshot=coarse).findings}

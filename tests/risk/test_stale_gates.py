@@ -10,7 +10,7 @@ import pytest
 from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
 
-from .verdict_cases import NOW, account, intent, market, rules, run
+from .verdict_cases import LONG, NOW, account, intent, market, rules, run
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,7 @@ from .verdict_cases import NOW, account, intent, market, rules, run
         ({"mark": None}, {}, {}, "mark"),
         ({"mark_time": None}, {}, {}, "mark_time"),
         ({"book": None, "book_time": None}, {}, {}, "book, book_time"),
+        ({"book": None, "book_time": NOW}, {}, {}, "book"),  # a time with no book to go with it
         ({"rules": None}, {}, {}, "rules (tiers, filters)"),
         ({"volatility": None}, {}, {}, "volatility"),
         ({"funding_rate": None}, {}, {}, "funding_rate"),
@@ -82,6 +83,14 @@ def test_hedge_mode_legs_stop_the_verdict_before_any_pricing() -> None:
     assert verdict.costing is None
 
 
+def test_hedge_mode_legs_stop_the_verdict_before_the_size_rules_too() -> None:
+    """An amount off the step and below the minimum: only the hedge-mode finding is given,
+    since nothing about a hedge-mode account is judged (not even the order's size)."""
+    leg = _long(position_side="LONG")
+    verdict = run(intent(amount=0.0005), acct=account(positions=(leg,), available_balance=10_000.0))
+    assert [str(f.code) for f in verdict.findings] == ["INVALID_INPUT"]
+
+
 def test_an_unknown_available_balance_with_positions_stops_the_verdict() -> None:
     verdict = run(acct=account(positions=(_long(),), available_balance=None, open_orders=2))
     [finding] = verdict.findings
@@ -95,3 +104,34 @@ def test_a_stale_funding_schedule_reports_how_far_off_it_is(offset: float) -> No
     verdict = run(snapshot=market(next_funding_time=NOW + offset))
     [finding] = [f for f in verdict.findings if str(f.code) == "STALE_MARKET_DATA"]
     assert finding.values == {"input": "next_funding_time", "offset_s": offset}
+
+
+@pytest.mark.parametrize(("horizon", "judged"), [(0.0, False), (0.5, True)])
+def test_the_funding_schedule_is_aged_for_any_horizon_above_zero(
+    horizon: float, judged: bool
+) -> None:
+    """Without a funding horizon the schedule is not read at all; with one, however short,
+    a stale schedule is stale."""
+    verdict = run(snapshot=market(next_funding_time=NOW - 60.0), funding_horizon_s=horizon)
+    stale = [f for f in verdict.findings if str(f.code) == "STALE_MARKET_DATA"]
+    assert [f.values["input"] for f in stale] == (["next_funding_time"] if judged else [])
+
+
+def test_an_order_that_reduces_needs_no_funding_schedule() -> None:
+    reduce = intent(side="sell", amount=0.5, reduce_only=True, stop_price=None)
+    held = account(positions=(LONG,), available_balance=4_000.0)
+    verdict = run(reduce, market(next_funding_time=None, funding_rate=None), held)
+    assert verdict.allowed, verdict.findings
+
+
+def test_a_stale_tier_table_reports_its_age_with_the_rules_exactly_at_their_limit() -> None:
+    """The tier ladder is aged on its own limit while the rest of the rules are within theirs,
+    up to and including their limit (past it, the rules' own finding covers the ladder)."""
+    snapshot = market(rules=rules(updated_at=NOW - 3600.0, tiers_updated_at=NOW - 61.0))
+    [finding] = [f for f in run(snapshot=snapshot).findings if str(f.code) == "STALE_MARKET_RULES"]
+    assert finding.values == {"age_s": 61.0, "max_age_s": 60.0}
+
+
+def test_a_tier_table_of_unknown_time_is_as_young_as_its_rules() -> None:
+    snapshot = market(rules=rules(updated_at=NOW, tiers_updated_at=None))
+    assert run(snapshot=snapshot, max_tiers_age_s=0.5).allowed

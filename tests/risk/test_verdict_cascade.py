@@ -303,3 +303,46 @@ def test_broken_open_interest_is_refused(bad: object) -> None:
     verdict = judge_held(bad)  # type: ignore[arg-type]
     assert verdict.decision is Decision.DENY
     assert codes(verdict) == [Code.INVALID_INPUT]
+
+
+def test_each_crowd_group_the_cascade_liquidates_is_counted() -> None:
+    """Two crowd groups (50x and 25x) are both forced out before the account: the finding
+    counts the crowd's liquidations, not the account's own (one)."""
+    two_groups = policy(crowd_leverage=((50.0, 0.5), (25.0, 0.5)), crowd_long_share=1.0)
+    verdict = judge(two_groups)
+    assert verdict.decision is Decision.DENY
+    values = breach(verdict)
+    assert values["crowd_liquidations"] == 2
+    assert values["liquidated"] == SYMBOL
+    assert values["shock_symbol"] == SYMBOL
+    # The equity the limit entry leaves: the wallet less its maker fee; the cascade takes all.
+    assert values["equity"] == pytest.approx(6_000.0 - MARK * 0.0002)
+    assert values["loss"] == pytest.approx(values["equity"])
+    assert values["steps"] == 2  # the crowd's closes, then the account's at the next step
+    message = next(f.message for f in verdict.findings if f.code is Code.STRESS_GRID_BREACH)
+    assert "after 2 crowd liquidations:" in message
+
+
+def test_an_isolated_position_the_cascade_liquidates_loses_its_margin_not_the_account() -> None:
+    """0.5 BTC isolated at 10x holds 4,500 of margin: the plain grid's 5 % fall leaves it
+    standing, the crowd's cascade liquidates it, and the account keeps the rest of its wallet
+    (the finding's loss is what the cascade takes, not the equity)."""
+    verdict = evaluate(
+        intent(
+            type="limit",
+            price=MARK,
+            amount=0.5,
+            leverage=10.0,
+            margin_mode="isolated",
+            stop_price=None,
+        ),
+        CROWDED,
+        account(wallet_balance=6_000.0),
+        CROWD_POLICY,
+        FILLS,
+        now=NOW,
+    )
+    values = breach(verdict)
+    assert values["regime"] == "cascade"
+    assert values["equity"] == pytest.approx(6_000.0 - 0.5 * MARK * 0.0002)
+    assert values["loss"] == pytest.approx(0.5 * MARK / 10.0)
