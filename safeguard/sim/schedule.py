@@ -87,6 +87,31 @@ def draw_schedule(seed: int, *, bars: int, bots: int, symbols: tuple[str, ...]) 
     return faults
 
 
+def draw_triggers(seed: int, *, bots: int) -> list[dict[str, Any]]:
+    """Each bot's automatic kill-switch triggers (``kill_switch.triggers``), drawn from the
+    seed apart from its faults (the shrinker drops faults, never a bot's policy): limits
+    tight enough that daily loss, drawdown from the persisted peak, runaway order and cancel
+    rates and error streaks trip in some seeds; bans and stale feeds always trip (the
+    defaults). A trip moves the switch to HALTED or REDUCING, as the draw says."""
+    rng = random.Random(f"triggers-{seed}")
+    out: list[dict[str, Any]] = []
+    for _ in range(bots):
+        out.append(
+            {
+                "max_daily_loss": rng.choice([None, 40.0, 120.0, 400.0]),
+                "max_drawdown_pct": rng.choice([None, 0.3, 1.0, 3.0]),
+                "max_orders_per_window": rng.choice([200, 8, 4]),
+                "max_cancels_per_window": rng.choice([400, 6, 3]),
+                "max_consecutive_errors": rng.choice([10, 4]),
+                # The bots read once a bar: a feed is stale past two and a half bars unheard
+                # (a frozen feed), not at every bar's first read.
+                "max_data_age_s": 2.5 * BAR_S,
+                "action": rng.choice(["HALTED", "REDUCING"]),
+            }
+        )
+    return out
+
+
 def _venue_params(kind: str, rng: random.Random, symbols: tuple[str, ...]) -> dict[str, Any]:
     if kind == "errors":
         return {"status": rng.choice([500, 503]), "probability": round(rng.uniform(0.1, 0.5), 2)}
@@ -179,5 +204,6 @@ __all__ = [
     "VENUE_KINDS",
     "Fault",
     "draw_schedule",
+    "draw_triggers",
     "venue_plan",
 ]

@@ -31,15 +31,19 @@ from typing import Any, TypeVar
 
 from safeguard._log import logger
 from safeguard.clock import ManualClock
+from safeguard.codes import Code
 from safeguard.config import Policy
 from safeguard.errors import SafeguardError
 from safeguard.guard.aio import AsyncGuardedExchange
 from safeguard.guard.core import Done, Effect, Record, Send, Steps, step
 from safeguard.guard.journal import REUSABLE, OrderJournal, PendingWrite
+from safeguard.guard.pacing import ladder_pace
 from safeguard.guard.sync import GuardedExchange
+from safeguard.guard.throttle import registry_for
+from safeguard.killswitch.ladder import run_ladder, run_ladder_async
 from safeguard.killswitch.store import FileStateStore
 from safeguard.killswitch.switch import KillSwitch, SwitchState, TradingState
-from safeguard.sim.schedule import BAR_S, Fault, draw_schedule, venue_plan
+from safeguard.sim.schedule import BAR_S, Fault, draw_schedule, draw_triggers, venue_plan
 from safeguard.testing import sandbox_policy, strip_attached_stops
 from safeguard.venue import Fill, FundingPayment, Liquidation, Venue, VenueConfig
 from safeguard.venue.dialect import Dialect
@@ -271,7 +275,10 @@ class BotProcess:
     def policy(self) -> Policy:
         base = Policy.build(
             risk={"max_notional_per_position": 8_000.0, "max_open_orders": 30},
-            kill_switch={"cooling_period_s": 120.0},
+            kill_switch={
+                "cooling_period_s": 120.0,
+                "triggers": self.world.triggers[self.index],
+            },
         )
         return sandbox_policy(self.state_dir, base)
 
@@ -289,6 +296,7 @@ class BotProcess:
             store=KillableStore(policy.kill_switch.state_dir, self),
             watch=False,
         )
+        switch.add_listener(lambda state: world.switch_moved(self, switch, state))
         raw = strip_attached_stops(
             inprocess_client(
                 world.dialect,
@@ -314,6 +322,8 @@ class BotProcess:
                 kill_switch=switch,
                 clock=self.clock,
                 durable_journal=True,
+                triggers=True,
+                ladder=False,  # attached below, run inline: a thread would race the seed
                 sleep=sleep,
                 sleep_async=sleep_async,
                 rng=random.Random(f"{world.seed}-{self.index}-{self.generation}"),
@@ -328,7 +338,56 @@ class BotProcess:
         self.exchange = exchange
         self.switch = switch
         self.journal = plain.runtime.core.journal
+        self._attach_ladder(switch, raw, policy)
         world.check_halt_survived(self)
+
+    def _attach_ladder(self, switch: KillSwitch, raw: Any, policy: Policy) -> None:
+        """The engage ladder (cancel-all on every decided engage), as ``guard()`` attaches it,
+        paced on the same rate budget, but run inline where ``attach_ladder`` starts a thread
+        (sync) or a task from another thread (async): its requests then fall at a point of the
+        run the seed fixes. An async bot's ladder is a task on the sim's loop, run while the
+        loop next runs (at once when the engage came from outside it)."""
+        from safeguard.guard import _api_host
+
+        world = self.world
+        config = policy.kill_switch
+        budget = registry_for(config.state_dir).get(
+            f"{raw.id}@{_api_host(raw)}", self.api_key, config=policy.throttle
+        )
+        pace = ladder_pace(budget)
+        generation = self.generation
+        done: set[tuple[TradingState, float]] = set()
+
+        def advance(seconds: float) -> None:
+            world.venue.advance(seconds)
+
+        async def advance_async(seconds: float) -> None:
+            world.venue.advance(seconds)
+
+        def on_change(state: SwitchState) -> None:
+            key = (state.state, state.since)
+            if (
+                state.state is TradingState.ACTIVE
+                or state.code == Code.STATE_STORE_UNAVAILABLE  # not decided: guard() skips it
+                or key in done
+                or self.dead
+                or self.generation != generation
+            ):
+                return
+            done.add(key)
+            world.faults_fired["ladder runs"] += 1
+            if not self.is_async:
+                run_ladder(raw, config, state, clock=self.clock, sleep=advance, pace=pace)
+                return
+            ladder = run_ladder_async(
+                raw, config, state, clock=self.clock, sleep=advance_async, pace=pace
+            )
+            if asyncio._get_running_loop() is world.loop:
+                world.ladders.append(asyncio.ensure_future(ladder))
+            else:
+                world.loop.run_until_complete(ladder)
+
+        switch.add_listener(on_change)
 
     def kill(self) -> None:
         """The process dies where it stands: its descriptors close (the journal's writer lock
@@ -627,6 +686,9 @@ class _Engaged:
     watermark: int
     durable: bool
     resumed_at: int | None = None
+    switch: KillSwitch | None = None
+    """The switch that engaged: one that could not persist then may have written it since
+    (it tries again at every look at its state), and is durable from then on."""
 
 
 class World:
@@ -651,6 +713,8 @@ class World:
         self.outcomes: Counter[str] = Counter()
         self.killed_raw: list[Any] = []
         self.engaged: dict[int, list[_Engaged]] = {}
+        self.ladders: list[asyncio.Future[Any]] = []
+        self.triggers = draw_triggers(seed, bots=len(POPULATION))
         self.judged_ids: dict[int, set[str]] = {}
         self.log: list[str] = []
         self.loop = asyncio.new_event_loop()
@@ -705,6 +769,7 @@ class World:
                 self._apply_faults()
                 for bot in self.bots:
                     self._step(bot)
+                    self._finish_ladders()
                 self._continuous()
                 if self.failures:
                     break  # the trace ends where the invariant broke: the events that led to it
@@ -743,6 +808,13 @@ class World:
                 strategy.step(bot)
         except SimCrash:
             self._after_crash(bot)
+
+    def _finish_ladders(self) -> None:
+        """An async bot's ladders (tasks its engages started on the loop) run to their end
+        before anything else happens (each reports its own failures)."""
+        while self.ladders:
+            ladders, self.ladders = self.ladders, []
+            self.loop.run_until_complete(asyncio.gather(*ladders, return_exceptions=True))
 
     async def _async_step(self, bot: Bot) -> None:
         # A crash in one task kills the process: its sibling tasks die at their next effect.
@@ -792,6 +864,9 @@ class World:
         """An engage the store could not record (a full disk) holds in its process only: it
         ends with that process, as nothing on disk says it happened. Counted, not hidden."""
         for engaged in self.engaged.get(bot.index, []):
+            if not engaged.durable and engaged.switch is not None:
+                # Written since, at a later look at the state: a restart must keep it.
+                engaged.durable = engaged.switch.unpersisted is None
             if not engaged.durable and engaged.resumed_at is None:
                 engaged.resumed_at = self._watermark(bot)
                 self.faults_fired["engage lost with its process (never on disk)"] += 1
@@ -881,9 +956,28 @@ class World:
         self.faults_fired[f"engage:{state}"] += 1
         durable = switch.unpersisted is None
         self.engaged.setdefault(bot.index, []).append(
-            _Engaged(result.state, self._watermark(bot), durable)
+            _Engaged(result.state, self._watermark(bot), durable, switch=switch)
         )
         self.note(f"bot {bot.index}: engaged {result.state} (durable: {durable})")
+
+    def switch_moved(self, process: BotProcess, switch: KillSwitch, state: SwitchState) -> None:
+        """A bot's switch changed (its listener): an engage the guard made itself (a trigger,
+        an escalated warning, a store failing closed) is held to the same invariants as the
+        operator's, from the moment it returned."""
+        if state.state is TradingState.ACTIVE or state.by == "sim-operator":
+            return
+        if process.dead or process.switch is not switch:
+            return  # a dead process's switch: nothing of it runs any more
+        bot = self.bots[process.index]
+        durable = switch.unpersisted is None
+        self.engaged.setdefault(process.index, []).append(
+            _Engaged(state.state, self._watermark(bot), durable, switch=switch)
+        )
+        self.faults_fired[f"trigger:{state.code}"] += 1
+        self.note(
+            f"bot {process.index}: {state.by} engaged {state.state} ({state.code}; "
+            f"durable: {durable})"
+        )
 
     def _operator(self) -> None:
         """Resume a switch once its cooling period allows, a few bars after it engaged."""
@@ -944,6 +1038,7 @@ class World:
                     bot.call("reconcile")
             except SimCrash:  # no crash is armed any more; kept for symmetry of the drive
                 self._after_crash(bot)
+            self._finish_ladders()
 
     # the invariants ---------------------------------------------------------------------------
 
@@ -1133,6 +1228,8 @@ class World:
 
     def _close(self) -> None:
         _disk_full(False)
+        with contextlib.suppress(Exception, SimCrash):
+            self._finish_ladders()
         raws = list(self.killed_raw)
         for bot in self.bots:
             bot.process.stop()
