@@ -33,7 +33,7 @@ from safeguard._log import logger
 from safeguard.clock import ManualClock
 from safeguard.codes import Code
 from safeguard.config import Policy
-from safeguard.errors import SafeguardError
+from safeguard.errors import OutcomeUnknown, SafeguardError
 from safeguard.guard.aio import AsyncGuardedExchange
 from safeguard.guard.core import Done, Effect, Record, Send, Steps, step
 from safeguard.guard.journal import REUSABLE, OrderJournal, PendingWrite
@@ -252,6 +252,8 @@ class BotProcess:
         self.tear_allowed = False
         self.graveyard: list[Any] = []
         self.generation = 0
+        self.journaled: set[str] = set()
+        """Client order ids this process (this life of it) journaled."""
         self.exchange: Any = None
         self.switch: KillSwitch | None = None
         self.journal: OrderJournal | None = None
@@ -290,6 +292,7 @@ class BotProcess:
         self.dead = False
         self.tear_allowed = False
         self.generation += 1
+        self.journaled = set()
         switch = KillSwitch(
             policy.kill_switch,
             clock=self.clock,
@@ -440,6 +443,8 @@ class Bot:
         self.process = BotProcess(world, index, is_async=strategy.is_async)
         self.returned: dict[str, str] = {}
         """client order id -> order id of every order a guarded call returned."""
+        self.told_unknown: set[str] = set()
+        """Client order ids a guarded call reported unknown to the bot."""
 
     @property
     def ex(self) -> Any:
@@ -452,6 +457,7 @@ class Bot:
         try:
             result = getattr(self.ex, method)(*args)
         except SafeguardError as exc:
+            self._told(exc)
             self.world.outcomes[f"{method}: {exc.code}"] += 1
             self.world.note(f"bot {self.index}: {method} -> {exc.code}: {str(exc)[:120]}")
             return None
@@ -468,6 +474,7 @@ class Bot:
         try:
             result = await getattr(self.ex, method)(*args)
         except SafeguardError as exc:
+            self._told(exc)
             self.world.outcomes[f"{method}: {exc.code}"] += 1
             self.world.note(f"bot {self.index}: {method} -> {exc.code}: {str(exc)[:120]}")
             return None
@@ -478,6 +485,20 @@ class Bot:
             return None
         self._took(method, result)
         return result
+
+    def _told(self, exc: BaseException) -> None:
+        """The orders an error reported unknown to the bot (an ``OutcomeUnknown``, or a stop
+        whose send ended in one): the bot was told, and must reconcile them itself."""
+        seen: BaseException | None = exc
+        for _ in range(4):
+            if seen is None:
+                break
+            if isinstance(seen, OutcomeUnknown):
+                self.told_unknown.add(seen.client_order_id)
+                stop = getattr(exc, "stop_client_order_id", None)
+                if stop:
+                    self.told_unknown.add(str(stop))
+            seen = seen.__cause__ or seen.__context__
 
     def _took(self, method: str, result: Any) -> None:
         self.world.outcomes[f"{method}: ok"] += 1
@@ -755,6 +776,7 @@ class World:
 
     def judged(self, process: BotProcess, write: PendingWrite) -> None:
         self.judged_ids.setdefault(process.index, set()).add(write._client_order_id)
+        process.journaled.add(write._client_order_id)
 
     # the run ----------------------------------------------------------------------------------
 
@@ -1090,6 +1112,33 @@ class World:
             )
             self._after_engage(bot, orders)
             self._answers_true(bot, orders)
+            self._journal_accounted(bot)
+
+    def _journal_accounted(self, bot: Bot) -> None:
+        """Between bars (nothing in flight): every order this process journaled is resolved
+        or was reported unknown to the bot, and any still unresolved (those, or a dead
+        process's orphans) are owed a look-up the guard knows of: its next order reconciles
+        first."""
+        process = bot.process
+        journal = process.journal
+        if journal is None or process.dead or process.down:
+            return
+        unresolved = [e.client_order_id for e in journal.unresolved()]
+        untold = [c for c in unresolved if c in process.journaled and c not in bot.told_unknown]
+        self.check(
+            "every journaled order resolved or reported unknown",
+            not untold,
+            f"bot {bot.index}: {untold[:3]} unresolved, never reported unknown to the bot",
+        )
+        owed = bool(unresolved) and process.exchange._rt.core.reconciled
+        self.check(
+            "every journaled order resolved or reported unknown",
+            not owed,
+            (
+                f"bot {bot.index}: {unresolved[:3]} unresolved, yet the guard holds itself "
+                "reconciled (its next order would not look them up)"
+            ),
+        )
 
     def _after_engage(self, bot: Bot, orders: list[dict[str, Any]]) -> None:
         for engaged in self.engaged.get(bot.index, []):
@@ -1098,7 +1147,7 @@ class World:
                 for o in orders
                 if int(o["orderId"]) > engaged.watermark
                 and (engaged.resumed_at is None or int(o["orderId"]) <= engaged.resumed_at)
-                and (engaged.state is TradingState.HALTED or not o.get("reduceOnly"))
+                and (engaged.state is TradingState.HALTED or not _reduces_only(o))
             ]
             self.check(
                 "no order after an engage returned",
@@ -1247,6 +1296,12 @@ class World:
                 bot.process.graveyard.clear()
         self.loop.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _reduces_only(order: dict[str, Any]) -> bool:
+    """A venue order that can only reduce: reduce-only, or a stop that closes the position
+    (what the guard places behind an entry: REDUCING allows it)."""
+    return bool(order.get("reduceOnly") or order.get("closePosition"))
 
 
 def _close(seen: dict[str, float], truth: dict[str, float]) -> bool:

@@ -157,3 +157,28 @@ def test_a_resume_killed_after_its_save_counts_as_resumed() -> None:
     outcome = run_seed(6403)
     assert outcome.fired["crash:mid_engage"] == 1
     assert outcome.ok, [f"{f.invariant}: {f.detail}" for f in outcome.failures]
+
+
+class _ForgetfulWorld(World):
+    """An order journaled by the bot's guard and then neither settled nor reported: what a
+    guard that dropped an answer on the floor would leave."""
+
+    def _apply_faults(self) -> None:
+        super()._apply_faults()
+        if self.bar == 2:
+            process = self.bots[2].process
+            assert process.journal is not None
+            process.journal.pending(
+                "sg-sim-forgotten-0001",
+                symbol="BTC/USDT:USDT",
+                intent={"type": "limit", "side": "buy"},
+                now=self.clock.time(),
+            )
+            process.journaled.add("sg-sim-forgotten-0001")
+
+
+def test_an_order_journaled_and_never_resolved_nor_reported_breaks_its_invariant_at_once() -> None:
+    outcome = _ForgetfulWorld(3, bars=6, keep=[]).run()
+    broken = [f for f in outcome.failures if f.invariant.startswith("every journaled order")]
+    assert broken, outcome.failures
+    assert broken[0].bar == 2  # during the run, not after the heal
