@@ -16,8 +16,10 @@ from safeguard.venue.inprocess import inprocess_client
 
 # Seeds whose runs between them kill a bot at each point (after its journal record, after its
 # send, mid-reconcile and mid-engage), tear a journal, fill the disk, step a clock, engage a
-# switch, and throw venue faults at them.
-CI_SEEDS = (3, 7, 8, 17)
+# switch, trip every automatic trigger the bots' policies draw (33: a runaway order rate, and
+# a REDUCING engage between an entry and its stop; 56: the daily loss; 90: the drawdown from
+# the persisted peak), and throw venue faults at them.
+CI_SEEDS = (3, 7, 8, 17, 33, 56, 90)
 BARS = 10
 
 
@@ -38,7 +40,9 @@ def test_a_fixed_set_of_seeds_keeps_every_invariant(
     assert outcome.checks["equity and fees to the cent"] == 4  # each bot, after the heal
 
 
-def test_the_ci_seeds_meet_every_kind_of_process_fault(outcomes: dict[int, Outcome]) -> None:
+def test_the_ci_seeds_meet_every_kind_of_process_fault_and_trigger(
+    outcomes: dict[int, Outcome],
+) -> None:
     fired: Counter[str] = Counter()
     for outcome in outcomes.values():
         fired.update(outcome.fired)
@@ -51,6 +55,15 @@ def test_the_ci_seeds_meet_every_kind_of_process_fault(outcomes: dict[int, Outco
         "disk_full",
         "clock_jump",
         "engage:HALTED",
+        "trigger:VENUE_BANNED",
+        "trigger:STALE_MARKET_DATA",
+        "trigger:ORDER_RATE",
+        "trigger:CANCEL_RATE",
+        "trigger:CONSECUTIVE_ERRORS",
+        "trigger:DAILY_LOSS",
+        "trigger:DRAWDOWN",
+        "trigger:STATE_STORE_UNAVAILABLE",
+        "ladder runs",
     }
     assert expected <= set(fired), fired
 
@@ -182,3 +195,23 @@ def test_an_order_journaled_and_never_resolved_nor_reported_breaks_its_invariant
     broken = [f for f in outcome.failures if f.invariant.startswith("every journaled order")]
     assert broken, outcome.failures
     assert broken[0].bar == 2  # during the run, not after the heal
+
+
+class _PastATripWorld(World):
+    """A bot's guard engages its switch by itself (as a trigger does), then an order reaches
+    the venue on its account all the same."""
+
+    def _apply_faults(self) -> None:
+        super()._apply_faults()
+        if self.bar == 3:
+            process = self.bots[0].process
+            assert process.switch is not None
+            process.switch.engage("runaway", by="trigger", code="ORDER_RATE")
+            raw = inprocess_client(self.dialect, process.api_key, process.secret)
+            raw.create_order("BTC/USDT:USDT", "market", "buy", 0.002)
+
+
+def test_an_order_after_a_trigger_engage_breaks_the_engage_invariant() -> None:
+    outcome = _PastATripWorld(3, bars=6, keep=[]).run()
+    assert "no order after an engage returned" in {f.invariant for f in outcome.failures}
+    assert outcome.fired["trigger:ORDER_RATE"] == 1
