@@ -31,9 +31,18 @@ VENUE_KINDS = (
     "drop",
     "set_tiers",
 )
+STREAM_KINDS = (
+    "stream_stall",
+    "stream_freeze",
+    "stream_disconnect",
+    "listen_key_expire",
+    "depth_gap",
+)
+"""Faults of the websockets the stream bot's guard holds (drawn apart from the REST ones, so
+the schedules the REST faults drew before streams came stay as they were)."""
 CRASH_POINTS = ("after_record", "after_send", "mid_reconcile", "mid_engage")
 PROCESS_KINDS = ("crash", "disk_full", "clock_jump", "engage")
-KINDS = VENUE_KINDS + PROCESS_KINDS
+KINDS = VENUE_KINDS + STREAM_KINDS + PROCESS_KINDS
 
 ORDER = "POST /fapi/v1/order"
 
@@ -83,6 +92,14 @@ def draw_schedule(seed: int, *, bars: int, bots: int, symbols: tuple[str, ...]) 
         elif kind == "engage":
             params = {"state": rng.choice(["HALTED", "REDUCING"])}
         faults.append(Fault(kind, at, length, bot, params))
+    streams = random.Random(f"streams-{seed}")
+    for _ in range(streams.choice([0, 1, 1, 2])):
+        kind = streams.choice(STREAM_KINDS)
+        at = streams.randint(0, last)
+        params = {"symbol": streams.choice(symbols)} if kind == "depth_gap" else {}
+        if kind in ("stream_stall", "stream_freeze") and streams.random() < 0.5:
+            params = {"symbol": streams.choice(symbols)}
+        faults.append(Fault(kind, at, streams.randint(1, 4), 0, params))
     faults.sort(key=lambda f: (f.at, f.kind, f.bot))
     return faults
 
@@ -138,7 +155,7 @@ def venue_plan(faults: list[Fault], seed: int) -> dict[str, Any]:
     times count from the plan's install at bar 0."""
     rules: list[dict[str, Any]] = []
     for fault in faults:
-        if fault.kind in VENUE_KINDS:
+        if fault.kind in VENUE_KINDS or fault.kind in STREAM_KINDS:
             rules.extend(_rules(fault))
     return {"seed": seed, "rules": rules}
 
@@ -193,6 +210,12 @@ def _rules(fault: Fault) -> list[dict[str, Any]]:
         lev = p["max_leverage"]
         return [{"kind": "set_tiers", "symbol": p["symbol"], "at_s": start,
                  "tiers": [[0, 50_000_000, 0.01, lev]]}]  # fmt: skip
+    if kind in ("stream_stall", "stream_freeze"):
+        return [{"kind": kind, "symbol": p.get("symbol"), **w}]
+    if kind in ("stream_disconnect", "listen_key_expire"):
+        return [{"kind": kind, "at_s": start}]
+    if kind == "depth_gap":
+        return [{"kind": kind, "symbol": p["symbol"], "at_s": start}]
     raise ValueError(f"unknown venue fault {kind!r}")
 
 
@@ -201,6 +224,7 @@ __all__ = [
     "CRASH_POINTS",
     "KINDS",
     "PROCESS_KINDS",
+    "STREAM_KINDS",
     "VENUE_KINDS",
     "Fault",
     "draw_schedule",

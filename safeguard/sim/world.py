@@ -7,8 +7,10 @@ its guarded exchange where it stands (no ``finally`` of the guard runs, no journ
 written after the kill, its file locks go as a dead process's do) and building a new one from
 the same state directory, exactly as a restarted bot would.
 
-Async bots run on an event loop whose default executor runs its work inline, so the order in
-which tasks interleave depends on the seed alone and a failing seed replays exactly.
+Async bots run on an event loop whose default executor runs its work inline and whose clock is
+the venue's (a timer falls due when simulated time reaches it, and a loop with nothing to do
+but wait for a timer moves simulated time there), so the order in which tasks interleave
+depends on the seed alone and a failing seed replays exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import os
 import random
 import resource
+import selectors
 import shutil
 import signal
 import tempfile
@@ -36,6 +39,7 @@ from safeguard.config import Policy
 from safeguard.errors import OutcomeUnknown, SafeguardError
 from safeguard.guard.aio import AsyncGuardedExchange
 from safeguard.guard.core import Done, Effect, Record, Send, Steps, step
+from safeguard.guard.holder import StreamHolder
 from safeguard.guard.journal import REUSABLE, OrderJournal, PendingWrite
 from safeguard.guard.pacing import ladder_pace
 from safeguard.guard.sync import GuardedExchange
@@ -62,6 +66,8 @@ JOURNALED_SENDS = frozenset({"create_order"})
 """The sends an ``after_send`` kill lands after: the journaled ones, whose orphan the restart
 must settle (a kill after a cancel or an edit leaves nothing in the journal to settle)."""
 TRACE_LINES = 40
+STREAM_TURNS = 40
+"""Event-loop turns given to the held streams after each bar's move of the venue."""
 
 
 class SimCrash(BaseException):
@@ -86,6 +92,45 @@ class InlineExecutor(concurrent.futures.ThreadPoolExecutor):
         except BaseException as exc:  # a SimCrash in a job is the awaiting task's crash
             future.set_exception(exc)
         return future
+
+
+# --- the event loop on simulated time ------------------------------------------------------
+
+
+class SimSelector(selectors.SelectSelector):
+    """Never waits on the wall clock: a loop that would sleep until its next timer moves
+    simulated time there instead (``idle(seconds)``), and one with nothing left to wait for
+    raises (it would hang for ever)."""
+
+    def __init__(self, idle: Callable[[float], None]) -> None:
+        super().__init__()
+        self._idle = idle
+
+    def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
+        ready: list[tuple[Any, int]] = super().select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            raise RuntimeError("the sim's event loop waits on nothing that can ever happen")
+        self._idle(timeout)
+        return ready
+
+
+class SimEventLoop(asyncio.SelectorEventLoop):
+    """An event loop whose time is the venue's: ``asyncio.sleep``, ``wait_for`` and ccxt's
+    timers (the held streams' retry, the in-memory socket's poll, keep-alives) fall due in
+    simulated time, at points the seed fixes, not when the machine gets round to them."""
+
+    def __init__(self, clock: ManualClock, idle: Callable[[float], None]) -> None:
+        super().__init__(SimSelector(idle))
+        self._sim_clock = clock
+        # Seconds since the loop was made: asyncio runs a timer once the time is past it by
+        # its clock resolution (1 ns), which a float near the venue's epoch cannot show.
+        self._origin = clock.monotonic()
+        self.set_default_executor(InlineExecutor())
+
+    def time(self) -> float:
+        return self._sim_clock.monotonic() - self._origin
 
 
 # --- the clock a bot's guard reads --------------------------------------------------------
@@ -233,10 +278,12 @@ class Crash:
 class BotProcess:
     """One bot's guarded exchange, built from its state directory; killable and restartable."""
 
-    def __init__(self, world: World, index: int, *, is_async: bool) -> None:
+    def __init__(self, world: World, index: int, *, is_async: bool, streams: bool = False) -> None:
         self.world = world
         self.index = index
         self.is_async = is_async
+        self.streams = streams
+        self.holder: StreamHolder | None = None
         self.api_key = f"sg-sim-key-{index}-0123456789"
         self.secret = f"{SECRET_PREFIX}{index}-{world.seed}-abcdef0123456789"
         self.state_dir = world.root / f"bot{index}"
@@ -306,6 +353,7 @@ class BotProcess:
                 self.api_key,
                 self.secret,
                 asyncio=self.is_async,
+                pro=self.streams,
                 on_latency=world.venue.advance,
             )
         )
@@ -397,6 +445,10 @@ class BotProcess:
         goes with them), nothing else of it runs again."""
         self.dead = True
         self.crash = None
+        if self.holder is not None:
+            for task in self.holder.tasks:  # a dead process's loops die with it
+                task.cancel()
+            self.holder = None
         if self.journal is not None:
             self.journal.close()
         if self.switch is not None:
@@ -405,6 +457,9 @@ class BotProcess:
 
     def stop(self) -> None:
         """A clean shutdown (the restarting bot's, and the end of the run)."""
+        if self.holder is not None:
+            self.world.loop.run_until_complete(self.holder.aclose())
+            self.holder = None
         if self.journal is not None:
             self.journal.close()
         if self.switch is not None:
@@ -422,6 +477,8 @@ class Strategy:
 
     name = "strategy"
     is_async = False
+    holds_streams = False
+    """Its guard holds the market and user-data streams (``hold_streams``, ccxt.pro)."""
     restarts_every = 0
     """Bars between clean restarts from the bot's files (0: never)."""
 
@@ -440,7 +497,9 @@ class Bot:
         self.world = world
         self.index = index
         self.strategy = strategy
-        self.process = BotProcess(world, index, is_async=strategy.is_async)
+        self.process = BotProcess(
+            world, index, is_async=strategy.is_async, streams=strategy.holds_streams
+        )
         self.returned: dict[str, str] = {}
         """client order id -> order id of every order a guarded call returned."""
         self.told_unknown: set[str] = set()
@@ -668,7 +727,22 @@ class Restarter(TrendFollower):
         bot.call("create_order", symbol, kind, side, amount, limit, _entry_params(stop))
 
 
-POPULATION: tuple[type[Strategy], ...] = (MarketMaker, TrendFollower, CancelReplace, Restarter)
+class StreamTrader(TrendFollower):
+    """The trend follower on ccxt.pro, its guard holding the streams of both markets and of
+    its account (``hold_streams``): its view is fed by websockets the seed's stream faults
+    stall, freeze, cut and whose listen key they expire."""
+
+    name = "stream-trader"
+    holds_streams = True
+
+
+POPULATION: tuple[type[Strategy], ...] = (
+    MarketMaker,
+    TrendFollower,
+    CancelReplace,
+    Restarter,
+    StreamTrader,
+)
 
 
 # --- the world ----------------------------------------------------------------------------
@@ -738,8 +812,10 @@ class World:
         self.triggers = draw_triggers(seed, bots=len(POPULATION))
         self.judged_ids: dict[int, set[str]] = {}
         self.log: list[str] = []
-        self.loop = asyncio.new_event_loop()
-        self.loop.set_default_executor(InlineExecutor())
+        self.log_checked = 0
+        """Log lines already looked at for an exception a held stream caught."""
+        self.loop = SimEventLoop(self.clock, self.venue.advance)
+        self.loop.set_exception_handler(self._loop_exception)
         rng = random.Random(f"bots-{seed}")
         self.bots = [
             Bot(self, i, cls(random.Random(rng.random()))) for i, cls in enumerate(POPULATION)
@@ -774,6 +850,13 @@ class World:
             f"bot {bot.index} {method}: {type(exc).__name__}: {exc} (at {where})",
         )
 
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """What asyncio would print to stderr: a background future of ccxt's own (a positions
+        snapshot its user-data stream spawns) that failed on a venue fault and that nobody
+        awaits. Noted in the trace; the guard's own loops are checked by the log."""
+        self.outcomes[f"loop: {type(context.get('exception')).__name__}"] += 1
+        self.note(f"event loop: {context.get('message')}: {context.get('exception')!r}"[:200])
+
     def judged(self, process: BotProcess, write: PendingWrite) -> None:
         self.judged_ids.setdefault(process.index, set()).add(write._client_order_id)
         process.journaled.add(write._client_order_id)
@@ -781,6 +864,9 @@ class World:
     # the run ----------------------------------------------------------------------------------
 
     def run(self) -> Outcome:
+        # The library leaves its records disabled; the oracle reads them (a held stream's loop
+        # only logs what it caught, and no secret may reach a record), so the run turns them on.
+        logger.enable("safeguard")
         sink = logger.add(self.log.append, level="DEBUG", format="{message}")
         try:
             for bot in self.bots:
@@ -789,6 +875,7 @@ class World:
                 self.bar = bar
                 self.venue.advance(BAR_S)
                 self._apply_faults()
+                self._pump_streams()
                 for bot in self.bots:
                     self._step(bot)
                     self._finish_ladders()
@@ -801,6 +888,7 @@ class World:
         finally:
             self._close()
             logger.remove(sink)
+            logger.disable("safeguard")  # as the library leaves it
         return self.outcome()
 
     def outcome(self) -> Outcome:
@@ -830,6 +918,19 @@ class World:
                 strategy.step(bot)
         except SimCrash:
             self._after_crash(bot)
+
+    async def _hold_streams(self, bot: Bot) -> None:
+        holder = await bot.acall("hold_streams", list(CCXT_SYMBOLS))
+        if isinstance(holder, StreamHolder):
+            bot.process.holder = holder
+            self.note(f"bot {bot.index}: holds {len(holder.tasks)} streams")
+
+    def _pump_streams(self) -> None:
+        """Let the held streams take what the venue published since the loop last ran (a
+        bounded number of loop turns: each message is a few; the order is the seed's)."""
+        if any(b.process.holder is not None for b in self.bots):
+            for _ in range(STREAM_TURNS):
+                self.loop.run_until_complete(asyncio.sleep(0))
 
     def _finish_ladders(self) -> None:
         """An async bot's ladders (tasks its engages started on the loop) run to their end
@@ -873,6 +974,8 @@ class World:
                 if bot.strategy.is_async:
                     self.loop.run_until_complete(bot.acall("load_markets"))
                     self.loop.run_until_complete(bot.acall("reconcile"))
+                    if bot.process.streams:
+                        self.loop.run_until_complete(self._hold_streams(bot))
                 else:
                     bot.call("load_markets")
                     bot.call("reconcile")
@@ -1094,6 +1197,7 @@ class World:
         )
 
     def _continuous(self) -> None:
+        self._streams_unbroken()
         for bot in self.bots:
             orders = self.venue_orders(bot)
             judged = self.judged_ids.get(bot.index, set())
@@ -1113,6 +1217,17 @@ class World:
             self._after_engage(bot, orders)
             self._answers_true(bot, orders)
             self._journal_accounted(bot)
+
+    def _streams_unbroken(self) -> None:
+        """A held stream's loop survives whatever the venue does (it logs a ccxt error and
+        watches again); an exception that is not the venue's is a bug it only logged."""
+        lines, self.log_checked = self.log[self.log_checked :], len(self.log)
+        caught = [line for line in lines if line.startswith("held stream") and "Traceback" in line]
+        self.check(
+            "no unhandled exception",
+            not caught,
+            f"a held stream's loop caught {caught[0].splitlines()[-1] if caught else ''}",
+        )
 
     def _journal_accounted(self, bot: Bot) -> None:
         """Between bars (nothing in flight): every order this process journaled is resolved
