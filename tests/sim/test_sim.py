@@ -11,9 +11,17 @@ from collections import Counter
 
 import pytest
 
+from safeguard.killswitch.switch import TradingState
 from safeguard.sim import World, run_seed, shrink
 from safeguard.sim.schedule import Fault
-from safeguard.sim.world import POPULATION, SYMBOLS, Failure, Outcome, StreamTrader
+from safeguard.sim.world import (
+    POPULATION,
+    SYMBOLS,
+    Crash,
+    Failure,
+    Outcome,
+    StreamTrader,
+)
 from safeguard.venue.inprocess import inprocess_client
 
 # Seeds whose runs between them kill a bot at each point (after its journal record, after its
@@ -188,11 +196,25 @@ def test_the_command_replays_one_seed_with_only_the_faults_asked_for(
     assert "[0]" not in out  # no fault of the schedule kept
 
 
+class _KilledResumeWorld(World):
+    """The operator engages bot 2's switch, and once its cooling allows, resumes it; the
+    process is killed inside that resume, between the saved ACTIVE state and its history
+    record (what seed 6403 of the four-bot world did; the stream bot changed every seed)."""
+
+    def _apply_faults(self) -> None:
+        bot = self.bots[2]
+        if self.bar == 1:
+            self._engage(bot, TradingState.HALTED, "sim: engage to be resumed")
+        if self.bar == 3:  # 120 s after the engage: its cooling period is over
+            bot.process.crash = Crash("mid_engage", torn=False, stage="after_save")
+        super()._apply_faults()
+
+
 def test_a_resume_killed_after_its_save_counts_as_resumed() -> None:
-    # Seed 6403 kills bot 3 inside the operator's resume, between the saved ACTIVE state and
-    # its history record. The oracle took the resume as never made and called the restarted
-    # (rightly ACTIVE) bot a lost HALT, and its next orders late; the big run found 7 such.
-    outcome = run_seed(6403)
+    # The oracle took such a resume as never made and called the restarted (rightly ACTIVE)
+    # bot a lost HALT, and its next orders late; the big run found 7 such seeds.
+    outcome = _KilledResumeWorld(3, bars=8, keep=[]).run()
+    assert outcome.fired["engage:HALTED"] == 1
     assert outcome.fired["crash:mid_engage"] == 1
     assert outcome.ok, [f"{f.invariant}: {f.detail}" for f in outcome.failures]
 
