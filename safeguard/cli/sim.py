@@ -18,6 +18,7 @@ Exit codes: 0 every invariant held; 1 an invariant broke (the report names the s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -103,10 +104,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=_run)
 
 
+def _quiet() -> None:
+    """No records on the terminal: each world turns safeguard's records on to read them
+    itself (its oracle checks them), and loguru's default sink would print every one."""
+    from safeguard._log import logger
+
+    with contextlib.suppress(ValueError):  # already gone
+        logger.remove(0)
+
+
 def _run(args: argparse.Namespace) -> int:
     from safeguard.errors import ConfigError
     from safeguard.sim.runner import DEFAULT_BARS
 
+    _quiet()
     bars = args.bars or DEFAULT_BARS
     if args.faults is not None and args.seed is None:
         raise ConfigError("--faults picks faults of one seed's schedule: give --seed too")
@@ -173,6 +184,7 @@ def _many(start: int, count: int, bars: int, jobs: int, *, shrink: bool) -> int:
 def _run_one(seed: int, bars: int) -> Any:
     from safeguard.sim.runner import run_seed
 
+    _quiet()  # a worker process of its own
     return run_seed(seed, bars=bars)
 
 

@@ -624,7 +624,7 @@ class KillSwitch:
         self._announce("engage", self._state, previous, persisted=persisted)
 
     def _persist_engage(
-        self, new: SwitchState, event: str = "engage"
+        self, new: SwitchState, event: str = "engage", *, alarm: bool = True
     ) -> tuple[bool, SwitchState | None]:
         """Write ``new`` unless the store already holds a state at least as tight (written by
         another process since we last looked): then that one is kept, adopted and returned.
@@ -654,7 +654,7 @@ class KillSwitch:
         except Exception as exc:  # any store failure: the latch holds in memory regardless
             self._unpersisted = new
             self._persist_problem = f"{type(exc).__name__}: {exc}"
-            logger.critical(
+            (logger.critical if alarm else logger.debug)(
                 "kill switch engaged in memory only: could not persist to {}: {}",
                 self._store,
                 exc,
@@ -672,6 +672,8 @@ class KillSwitch:
         return self._state
 
     def _refresh(self, *, force: bool = False) -> None:
+        if self._unpersisted is not None:
+            self._pay_owed()
         now = time.monotonic()
         if not force and now < self._next_poll:
             return
@@ -704,7 +706,7 @@ class KillSwitch:
                 # the one we could not write to it (an engage, or halting while it was
                 # unreadable): that is no resume. Put ours back.
                 if current.state is not TradingState.ACTIVE:
-                    self._persist_engage(current, "restore")
+                    self._persist_engage(current, "restore", alarm=owed is None)
                 return
             if self._adopt(stored, generation_at_load):
                 self._adopted(stored)
@@ -728,6 +730,22 @@ class KillSwitch:
             self._config.drain_timeout_s,
         )
         return False
+
+    def _pay_owed(self) -> None:
+        """Write the engage the store did not take, at the first look at the state after (each
+        order's gate is one), not at the next poll: a process killed once the store is back
+        must leave it on disk. Tried again quietly; its alarm was raised when it failed."""
+        if not self._refresh_lock.acquire(False):
+            return  # a refresh is at it now: it persists or finds the owed engage
+        try:
+            if self._unpersisted is None:
+                return
+            if self._state.state is TradingState.ACTIVE:
+                self._unpersisted = None  # resumed since (the resume is in the store)
+                return
+            self._persist_engage(self._state, alarm=False)
+        finally:
+            self._refresh_lock.release()
 
     def _adopt(self, stored: SwitchState, generation_at_load: int | None = None) -> bool:
         """Take the stored state as ours; True if it changed (then call :meth:`_adopted`).

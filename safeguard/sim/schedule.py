@@ -31,9 +31,18 @@ VENUE_KINDS = (
     "drop",
     "set_tiers",
 )
+STREAM_KINDS = (
+    "stream_stall",
+    "stream_freeze",
+    "stream_disconnect",
+    "listen_key_expire",
+    "depth_gap",
+)
+"""Faults of the websockets the stream bot's guard holds (drawn apart from the REST ones, so
+the schedules the REST faults drew before streams came stay as they were)."""
 CRASH_POINTS = ("after_record", "after_send", "mid_reconcile", "mid_engage")
 PROCESS_KINDS = ("crash", "disk_full", "clock_jump", "engage")
-KINDS = VENUE_KINDS + PROCESS_KINDS
+KINDS = VENUE_KINDS + STREAM_KINDS + PROCESS_KINDS
 
 ORDER = "POST /fapi/v1/order"
 
@@ -83,8 +92,41 @@ def draw_schedule(seed: int, *, bars: int, bots: int, symbols: tuple[str, ...]) 
         elif kind == "engage":
             params = {"state": rng.choice(["HALTED", "REDUCING"])}
         faults.append(Fault(kind, at, length, bot, params))
+    streams = random.Random(f"streams-{seed}")
+    for _ in range(streams.choice([0, 1, 1, 2])):
+        kind = streams.choice(STREAM_KINDS)
+        at = streams.randint(0, last)
+        params = {"symbol": streams.choice(symbols)} if kind == "depth_gap" else {}
+        if kind in ("stream_stall", "stream_freeze") and streams.random() < 0.5:
+            params = {"symbol": streams.choice(symbols)}
+        faults.append(Fault(kind, at, streams.randint(1, 4), 0, params))
     faults.sort(key=lambda f: (f.at, f.kind, f.bot))
     return faults
+
+
+def draw_triggers(seed: int, *, bots: int) -> list[dict[str, Any]]:
+    """Each bot's automatic kill-switch triggers (``kill_switch.triggers``), drawn from the
+    seed apart from its faults (the shrinker drops faults, never a bot's policy): limits
+    tight enough that daily loss, drawdown from the persisted peak, runaway order and cancel
+    rates and error streaks trip in some seeds; bans and stale feeds always trip (the
+    defaults). A trip moves the switch to HALTED or REDUCING, as the draw says."""
+    rng = random.Random(f"triggers-{seed}")
+    out: list[dict[str, Any]] = []
+    for _ in range(bots):
+        out.append(
+            {
+                "max_daily_loss": rng.choice([None, 40.0, 120.0, 400.0]),
+                "max_drawdown_pct": rng.choice([None, 0.3, 1.0, 3.0]),
+                "max_orders_per_window": rng.choice([200, 8, 4]),
+                "max_cancels_per_window": rng.choice([400, 6, 3]),
+                "max_consecutive_errors": rng.choice([10, 4]),
+                # The bots read once a bar: a feed is stale past two and a half bars unheard
+                # (a frozen feed), not at every bar's first read.
+                "max_data_age_s": 2.5 * BAR_S,
+                "action": rng.choice(["HALTED", "REDUCING"]),
+            }
+        )
+    return out
 
 
 def _venue_params(kind: str, rng: random.Random, symbols: tuple[str, ...]) -> dict[str, Any]:
@@ -113,7 +155,7 @@ def venue_plan(faults: list[Fault], seed: int) -> dict[str, Any]:
     times count from the plan's install at bar 0."""
     rules: list[dict[str, Any]] = []
     for fault in faults:
-        if fault.kind in VENUE_KINDS:
+        if fault.kind in VENUE_KINDS or fault.kind in STREAM_KINDS:
             rules.extend(_rules(fault))
     return {"seed": seed, "rules": rules}
 
@@ -168,6 +210,12 @@ def _rules(fault: Fault) -> list[dict[str, Any]]:
         lev = p["max_leverage"]
         return [{"kind": "set_tiers", "symbol": p["symbol"], "at_s": start,
                  "tiers": [[0, 50_000_000, 0.01, lev]]}]  # fmt: skip
+    if kind in ("stream_stall", "stream_freeze"):
+        return [{"kind": kind, "symbol": p.get("symbol"), **w}]
+    if kind in ("stream_disconnect", "listen_key_expire"):
+        return [{"kind": kind, "at_s": start}]
+    if kind == "depth_gap":
+        return [{"kind": kind, "symbol": p["symbol"], "at_s": start}]
     raise ValueError(f"unknown venue fault {kind!r}")
 
 
@@ -176,8 +224,10 @@ __all__ = [
     "CRASH_POINTS",
     "KINDS",
     "PROCESS_KINDS",
+    "STREAM_KINDS",
     "VENUE_KINDS",
     "Fault",
     "draw_schedule",
+    "draw_triggers",
     "venue_plan",
 ]

@@ -7,8 +7,10 @@ its guarded exchange where it stands (no ``finally`` of the guard runs, no journ
 written after the kill, its file locks go as a dead process's do) and building a new one from
 the same state directory, exactly as a restarted bot would.
 
-Async bots run on an event loop whose default executor runs its work inline, so the order in
-which tasks interleave depends on the seed alone and a failing seed replays exactly.
+Async bots run on an event loop whose default executor runs its work inline and whose clock is
+the venue's (a timer falls due when simulated time reaches it, and a loop with nothing to do
+but wait for a timer moves simulated time there), so the order in which tasks interleave
+depends on the seed alone and a failing seed replays exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import os
 import random
 import resource
+import selectors
 import shutil
 import signal
 import tempfile
@@ -31,15 +34,21 @@ from typing import Any, TypeVar
 
 from safeguard._log import logger
 from safeguard.clock import ManualClock
+from safeguard.codes import Code
 from safeguard.config import Policy
-from safeguard.errors import SafeguardError
+from safeguard.errors import OutcomeUnknown, SafeguardError
 from safeguard.guard.aio import AsyncGuardedExchange
-from safeguard.guard.core import Done, Effect, Record, Send, Steps, step
+from safeguard.guard.core import Done, Effect, Record, Send, Steps, driven, step
+from safeguard.guard.events import later
+from safeguard.guard.holder import StreamHolder
 from safeguard.guard.journal import REUSABLE, OrderJournal, PendingWrite
+from safeguard.guard.pacing import ladder_pace
 from safeguard.guard.sync import GuardedExchange
+from safeguard.guard.throttle import registry_for
+from safeguard.killswitch.ladder import run_ladder, run_ladder_async
 from safeguard.killswitch.store import FileStateStore
 from safeguard.killswitch.switch import KillSwitch, SwitchState, TradingState
-from safeguard.sim.schedule import BAR_S, Fault, draw_schedule, venue_plan
+from safeguard.sim.schedule import BAR_S, Fault, draw_schedule, draw_triggers, venue_plan
 from safeguard.testing import sandbox_policy, strip_attached_stops
 from safeguard.venue import Fill, FundingPayment, Liquidation, Venue, VenueConfig
 from safeguard.venue.dialect import Dialect
@@ -58,6 +67,8 @@ JOURNALED_SENDS = frozenset({"create_order"})
 """The sends an ``after_send`` kill lands after: the journaled ones, whose orphan the restart
 must settle (a kill after a cancel or an edit leaves nothing in the journal to settle)."""
 TRACE_LINES = 40
+STREAM_TURNS = 40
+"""Event-loop turns given to the held streams after each bar's move of the venue."""
 
 
 class SimCrash(BaseException):
@@ -82,6 +93,45 @@ class InlineExecutor(concurrent.futures.ThreadPoolExecutor):
         except BaseException as exc:  # a SimCrash in a job is the awaiting task's crash
             future.set_exception(exc)
         return future
+
+
+# --- the event loop on simulated time ------------------------------------------------------
+
+
+class SimSelector(selectors.SelectSelector):
+    """Never waits on the wall clock: a loop that would sleep until its next timer moves
+    simulated time there instead (``idle(seconds)``), and one with nothing left to wait for
+    raises (it would hang for ever)."""
+
+    def __init__(self, idle: Callable[[float], None]) -> None:
+        super().__init__()
+        self._idle = idle
+
+    def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
+        ready: list[tuple[Any, int]] = super().select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            raise RuntimeError("the sim's event loop waits on nothing that can ever happen")
+        self._idle(timeout)
+        return ready
+
+
+class SimEventLoop(asyncio.SelectorEventLoop):
+    """An event loop whose time is the venue's: ``asyncio.sleep``, ``wait_for`` and ccxt's
+    timers (the held streams' retry, the in-memory socket's poll, keep-alives) fall due in
+    simulated time, at points the seed fixes, not when the machine gets round to them."""
+
+    def __init__(self, clock: ManualClock, idle: Callable[[float], None]) -> None:
+        super().__init__(SimSelector(idle))
+        self._sim_clock = clock
+        # Seconds since the loop was made: asyncio runs a timer once the time is past it by
+        # its clock resolution (1 ns), which a float near the venue's epoch cannot show.
+        self._origin = clock.monotonic()
+        self.set_default_executor(InlineExecutor())
+
+    def time(self) -> float:
+        return self._sim_clock.monotonic() - self._origin
 
 
 # --- the clock a bot's guard reads --------------------------------------------------------
@@ -162,22 +212,31 @@ class _SimMixin:
 
 
 class SimGuardedExchange(_SimMixin, GuardedExchange):
+    # GuardedExchange._run, with the kill checks around each effect, and a killed drive left
+    # unclosed (a dead process settles nothing and engages nothing on its way out).
     def _run(self, steps: Steps[T]) -> T:
-        try:
-            effect = step(steps, None)
-            while not isinstance(effect, Done):
-                self._before(effect)
-                reply = self._perform(effect)
-                self._after(effect)
-                effect = step(steps, reply)
-        except SimCrash:
-            self._sim.graveyard.append(steps)  # never closed: a dead process runs no cleanup
-            raise
-        except BaseException:
+        core = self._rt.core
+        with later(core.hooks) as held, core.collecting() as trips:
+            steps = driven(steps, trips, held)
+            try:
+                effect = step(steps, None)
+                while not isinstance(effect, Done):
+                    self._before(effect)
+                    reply = self._perform(effect)
+                    self._after(effect)
+                    effect = step(steps, reply)
+            except SimCrash:
+                self._sim.graveyard.append(steps)  # never closed: a dead process runs no cleanup
+                raise
+            except BaseException:
+                steps.close()
+                if trips.pending:
+                    self._engage(trips.take())
+                raise
             steps.close()
-            raise
-        steps.close()
-        return effect.value
+            if trips.pending:
+                self._engage(trips.take())
+            return effect.value
 
     def reconcile(self) -> list[tuple[str, Any]]:
         self._sim.in_reconcile = True
@@ -189,21 +248,28 @@ class SimGuardedExchange(_SimMixin, GuardedExchange):
 
 class SimAsyncGuardedExchange(_SimMixin, AsyncGuardedExchange):
     async def _run(self, steps: Steps[T]) -> T:
-        try:
-            effect = step(steps, None)
-            while not isinstance(effect, Done):
-                self._before(effect)
-                reply = await self._perform(effect)
-                self._after(effect)
-                effect = step(steps, reply)
-        except SimCrash:
-            self._sim.graveyard.append(steps)
-            raise
-        except BaseException:
+        core = self._rt.core
+        with later(core.hooks) as held, core.collecting() as trips:
+            steps = driven(steps, trips, held)
+            try:
+                effect = step(steps, None)
+                while not isinstance(effect, Done):
+                    self._before(effect)
+                    reply = await self._perform(effect)
+                    self._after(effect)
+                    effect = step(steps, reply)
+            except SimCrash:
+                self._sim.graveyard.append(steps)
+                raise
+            except BaseException:
+                steps.close()
+                if trips.pending:
+                    self._engaging(trips.take())
+                raise
             steps.close()
-            raise
-        steps.close()
-        return effect.value
+            if trips.pending:
+                self._engaging(trips.take())
+            return effect.value
 
     async def reconcile(self) -> list[tuple[str, Any]]:
         self._sim.in_reconcile = True
@@ -229,10 +295,12 @@ class Crash:
 class BotProcess:
     """One bot's guarded exchange, built from its state directory; killable and restartable."""
 
-    def __init__(self, world: World, index: int, *, is_async: bool) -> None:
+    def __init__(self, world: World, index: int, *, is_async: bool, streams: bool = False) -> None:
         self.world = world
         self.index = index
         self.is_async = is_async
+        self.streams = streams
+        self.holder: StreamHolder | None = None
         self.api_key = f"sg-sim-key-{index}-0123456789"
         self.secret = f"{SECRET_PREFIX}{index}-{world.seed}-abcdef0123456789"
         self.state_dir = world.root / f"bot{index}"
@@ -248,6 +316,8 @@ class BotProcess:
         self.tear_allowed = False
         self.graveyard: list[Any] = []
         self.generation = 0
+        self.journaled: set[str] = set()
+        """Client order ids this process (this life of it) journaled."""
         self.exchange: Any = None
         self.switch: KillSwitch | None = None
         self.journal: OrderJournal | None = None
@@ -271,7 +341,10 @@ class BotProcess:
     def policy(self) -> Policy:
         base = Policy.build(
             risk={"max_notional_per_position": 8_000.0, "max_open_orders": 30},
-            kill_switch={"cooling_period_s": 120.0},
+            kill_switch={
+                "cooling_period_s": 120.0,
+                "triggers": self.world.triggers[self.index],
+            },
         )
         return sandbox_policy(self.state_dir, base)
 
@@ -283,18 +356,21 @@ class BotProcess:
         self.dead = False
         self.tear_allowed = False
         self.generation += 1
+        self.journaled = set()
         switch = KillSwitch(
             policy.kill_switch,
             clock=self.clock,
             store=KillableStore(policy.kill_switch.state_dir, self),
             watch=False,
         )
+        switch.add_listener(lambda state: world.switch_moved(self, switch, state))
         raw = strip_attached_stops(
             inprocess_client(
                 world.dialect,
                 self.api_key,
                 self.secret,
                 asyncio=self.is_async,
+                pro=self.streams,
                 on_latency=world.venue.advance,
             )
         )
@@ -314,6 +390,8 @@ class BotProcess:
                 kill_switch=switch,
                 clock=self.clock,
                 durable_journal=True,
+                triggers=True,
+                ladder=False,  # attached below, run inline: a thread would race the seed
                 sleep=sleep,
                 sleep_async=sleep_async,
                 rng=random.Random(f"{world.seed}-{self.index}-{self.generation}"),
@@ -328,13 +406,66 @@ class BotProcess:
         self.exchange = exchange
         self.switch = switch
         self.journal = plain.runtime.core.journal
+        self._attach_ladder(switch, raw, policy)
         world.check_halt_survived(self)
+
+    def _attach_ladder(self, switch: KillSwitch, raw: Any, policy: Policy) -> None:
+        """The engage ladder (cancel-all on every decided engage), as ``guard()`` attaches it,
+        paced on the same rate budget, but run inline where ``attach_ladder`` starts a thread
+        (sync) or a task from another thread (async): its requests then fall at a point of the
+        run the seed fixes. An async bot's ladder is a task on the sim's loop, run while the
+        loop next runs (at once when the engage came from outside it)."""
+        from safeguard.guard import _api_host
+
+        world = self.world
+        config = policy.kill_switch
+        budget = registry_for(config.state_dir).get(
+            f"{raw.id}@{_api_host(raw)}", self.api_key, config=policy.throttle
+        )
+        pace = ladder_pace(budget)
+        generation = self.generation
+        done: set[tuple[TradingState, float]] = set()
+
+        def advance(seconds: float) -> None:
+            world.venue.advance(seconds)
+
+        async def advance_async(seconds: float) -> None:
+            world.venue.advance(seconds)
+
+        def on_change(state: SwitchState) -> None:
+            key = (state.state, state.since)
+            if (
+                state.state is TradingState.ACTIVE
+                or state.code == Code.STATE_STORE_UNAVAILABLE  # not decided: guard() skips it
+                or key in done
+                or self.dead
+                or self.generation != generation
+            ):
+                return
+            done.add(key)
+            world.faults_fired["ladder runs"] += 1
+            if not self.is_async:
+                run_ladder(raw, config, state, clock=self.clock, sleep=advance, pace=pace)
+                return
+            ladder = run_ladder_async(
+                raw, config, state, clock=self.clock, sleep=advance_async, pace=pace
+            )
+            if asyncio._get_running_loop() is world.loop:
+                world.ladders.append(asyncio.ensure_future(ladder))
+            else:
+                world.loop.run_until_complete(ladder)
+
+        switch.add_listener(on_change)
 
     def kill(self) -> None:
         """The process dies where it stands: its descriptors close (the journal's writer lock
         goes with them), nothing else of it runs again."""
         self.dead = True
         self.crash = None
+        if self.holder is not None:
+            for task in self.holder.tasks:  # a dead process's loops die with it
+                task.cancel()
+            self.holder = None
         if self.journal is not None:
             self.journal.close()
         if self.switch is not None:
@@ -343,6 +474,9 @@ class BotProcess:
 
     def stop(self) -> None:
         """A clean shutdown (the restarting bot's, and the end of the run)."""
+        if self.holder is not None:
+            self.world.loop.run_until_complete(self.holder.aclose())
+            self.holder = None
         if self.journal is not None:
             self.journal.close()
         if self.switch is not None:
@@ -360,6 +494,8 @@ class Strategy:
 
     name = "strategy"
     is_async = False
+    holds_streams = False
+    """Its guard holds the market and user-data streams (``hold_streams``, ccxt.pro)."""
     restarts_every = 0
     """Bars between clean restarts from the bot's files (0: never)."""
 
@@ -378,9 +514,13 @@ class Bot:
         self.world = world
         self.index = index
         self.strategy = strategy
-        self.process = BotProcess(world, index, is_async=strategy.is_async)
+        self.process = BotProcess(
+            world, index, is_async=strategy.is_async, streams=strategy.holds_streams
+        )
         self.returned: dict[str, str] = {}
         """client order id -> order id of every order a guarded call returned."""
+        self.told_unknown: set[str] = set()
+        """Client order ids a guarded call reported unknown to the bot."""
 
     @property
     def ex(self) -> Any:
@@ -393,6 +533,7 @@ class Bot:
         try:
             result = getattr(self.ex, method)(*args)
         except SafeguardError as exc:
+            self._told(exc)
             self.world.outcomes[f"{method}: {exc.code}"] += 1
             self.world.note(f"bot {self.index}: {method} -> {exc.code}: {str(exc)[:120]}")
             return None
@@ -409,6 +550,7 @@ class Bot:
         try:
             result = await getattr(self.ex, method)(*args)
         except SafeguardError as exc:
+            self._told(exc)
             self.world.outcomes[f"{method}: {exc.code}"] += 1
             self.world.note(f"bot {self.index}: {method} -> {exc.code}: {str(exc)[:120]}")
             return None
@@ -419,6 +561,20 @@ class Bot:
             return None
         self._took(method, result)
         return result
+
+    def _told(self, exc: BaseException) -> None:
+        """The orders an error reported unknown to the bot (an ``OutcomeUnknown``, or a stop
+        whose send ended in one): the bot was told, and must reconcile them itself."""
+        seen: BaseException | None = exc
+        for _ in range(4):
+            if seen is None:
+                break
+            if isinstance(seen, OutcomeUnknown):
+                self.told_unknown.add(seen.client_order_id)
+                stop = getattr(exc, "stop_client_order_id", None)
+                if stop:
+                    self.told_unknown.add(str(stop))
+            seen = seen.__cause__ or seen.__context__
 
     def _took(self, method: str, result: Any) -> None:
         self.world.outcomes[f"{method}: ok"] += 1
@@ -588,7 +744,22 @@ class Restarter(TrendFollower):
         bot.call("create_order", symbol, kind, side, amount, limit, _entry_params(stop))
 
 
-POPULATION: tuple[type[Strategy], ...] = (MarketMaker, TrendFollower, CancelReplace, Restarter)
+class StreamTrader(TrendFollower):
+    """The trend follower on ccxt.pro, its guard holding the streams of both markets and of
+    its account (``hold_streams``): its view is fed by websockets the seed's stream faults
+    stall, freeze, cut and whose listen key they expire."""
+
+    name = "stream-trader"
+    holds_streams = True
+
+
+POPULATION: tuple[type[Strategy], ...] = (
+    MarketMaker,
+    TrendFollower,
+    CancelReplace,
+    Restarter,
+    StreamTrader,
+)
 
 
 # --- the world ----------------------------------------------------------------------------
@@ -627,6 +798,9 @@ class _Engaged:
     watermark: int
     durable: bool
     resumed_at: int | None = None
+    switch: KillSwitch | None = None
+    """The switch that engaged: one that could not persist then may have written it since
+    (it tries again at every look at its state), and is durable from then on."""
 
 
 class World:
@@ -651,10 +825,14 @@ class World:
         self.outcomes: Counter[str] = Counter()
         self.killed_raw: list[Any] = []
         self.engaged: dict[int, list[_Engaged]] = {}
+        self.ladders: list[asyncio.Future[Any]] = []
+        self.triggers = draw_triggers(seed, bots=len(POPULATION))
         self.judged_ids: dict[int, set[str]] = {}
         self.log: list[str] = []
-        self.loop = asyncio.new_event_loop()
-        self.loop.set_default_executor(InlineExecutor())
+        self.log_checked = 0
+        """Log lines already looked at for an exception a held stream caught."""
+        self.loop = SimEventLoop(self.clock, self.venue.advance)
+        self.loop.set_exception_handler(self._loop_exception)
         rng = random.Random(f"bots-{seed}")
         self.bots = [
             Bot(self, i, cls(random.Random(rng.random()))) for i, cls in enumerate(POPULATION)
@@ -689,12 +867,23 @@ class World:
             f"bot {bot.index} {method}: {type(exc).__name__}: {exc} (at {where})",
         )
 
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """What asyncio would print to stderr: a background future of ccxt's own (a positions
+        snapshot its user-data stream spawns) that failed on a venue fault and that nobody
+        awaits. Noted in the trace; the guard's own loops are checked by the log."""
+        self.outcomes[f"loop: {type(context.get('exception')).__name__}"] += 1
+        self.note(f"event loop: {context.get('message')}: {context.get('exception')!r}"[:200])
+
     def judged(self, process: BotProcess, write: PendingWrite) -> None:
         self.judged_ids.setdefault(process.index, set()).add(write._client_order_id)
+        process.journaled.add(write._client_order_id)
 
     # the run ----------------------------------------------------------------------------------
 
     def run(self) -> Outcome:
+        # The library leaves its records disabled; the oracle reads them (a held stream's loop
+        # only logs what it caught, and no secret may reach a record), so the run turns them on.
+        logger.enable("safeguard")
         sink = logger.add(self.log.append, level="DEBUG", format="{message}")
         try:
             for bot in self.bots:
@@ -703,8 +892,10 @@ class World:
                 self.bar = bar
                 self.venue.advance(BAR_S)
                 self._apply_faults()
+                self._pump_streams()
                 for bot in self.bots:
                     self._step(bot)
+                    self._finish_ladders()
                 self._continuous()
                 if self.failures:
                     break  # the trace ends where the invariant broke: the events that led to it
@@ -714,6 +905,7 @@ class World:
         finally:
             self._close()
             logger.remove(sink)
+            logger.disable("safeguard")  # as the library leaves it
         return self.outcome()
 
     def outcome(self) -> Outcome:
@@ -743,6 +935,26 @@ class World:
                 strategy.step(bot)
         except SimCrash:
             self._after_crash(bot)
+
+    async def _hold_streams(self, bot: Bot) -> None:
+        holder = await bot.acall("hold_streams", list(CCXT_SYMBOLS))
+        if isinstance(holder, StreamHolder):
+            bot.process.holder = holder
+            self.note(f"bot {bot.index}: holds {len(holder.tasks)} streams")
+
+    def _pump_streams(self) -> None:
+        """Let the held streams take what the venue published since the loop last ran (a
+        bounded number of loop turns: each message is a few; the order is the seed's)."""
+        if any(b.process.holder is not None for b in self.bots):
+            for _ in range(STREAM_TURNS):
+                self.loop.run_until_complete(asyncio.sleep(0))
+
+    def _finish_ladders(self) -> None:
+        """An async bot's ladders (tasks its engages started on the loop) run to their end
+        before anything else happens (each reports its own failures)."""
+        while self.ladders:
+            ladders, self.ladders = self.ladders, []
+            self.loop.run_until_complete(asyncio.gather(*ladders, return_exceptions=True))
 
     async def _async_step(self, bot: Bot) -> None:
         # A crash in one task kills the process: its sibling tasks die at their next effect.
@@ -779,6 +991,8 @@ class World:
                 if bot.strategy.is_async:
                     self.loop.run_until_complete(bot.acall("load_markets"))
                     self.loop.run_until_complete(bot.acall("reconcile"))
+                    if bot.process.streams:
+                        self.loop.run_until_complete(self._hold_streams(bot))
                 else:
                     bot.call("load_markets")
                     bot.call("reconcile")
@@ -792,6 +1006,9 @@ class World:
         """An engage the store could not record (a full disk) holds in its process only: it
         ends with that process, as nothing on disk says it happened. Counted, not hidden."""
         for engaged in self.engaged.get(bot.index, []):
+            if not engaged.durable and engaged.switch is not None:
+                # Written since, at a later look at the state: a restart must keep it.
+                engaged.durable = engaged.switch.unpersisted is None
             if not engaged.durable and engaged.resumed_at is None:
                 engaged.resumed_at = self._watermark(bot)
                 self.faults_fired["engage lost with its process (never on disk)"] += 1
@@ -881,9 +1098,28 @@ class World:
         self.faults_fired[f"engage:{state}"] += 1
         durable = switch.unpersisted is None
         self.engaged.setdefault(bot.index, []).append(
-            _Engaged(result.state, self._watermark(bot), durable)
+            _Engaged(result.state, self._watermark(bot), durable, switch=switch)
         )
         self.note(f"bot {bot.index}: engaged {result.state} (durable: {durable})")
+
+    def switch_moved(self, process: BotProcess, switch: KillSwitch, state: SwitchState) -> None:
+        """A bot's switch changed (its listener): an engage the guard made itself (a trigger,
+        an escalated warning, a store failing closed) is held to the same invariants as the
+        operator's, from the moment it returned."""
+        if state.state is TradingState.ACTIVE or state.by == "sim-operator":
+            return
+        if process.dead or process.switch is not switch:
+            return  # a dead process's switch: nothing of it runs any more
+        bot = self.bots[process.index]
+        durable = switch.unpersisted is None
+        self.engaged.setdefault(process.index, []).append(
+            _Engaged(state.state, self._watermark(bot), durable, switch=switch)
+        )
+        self.faults_fired[f"trigger:{state.code}"] += 1
+        self.note(
+            f"bot {process.index}: {state.by} engaged {state.state} ({state.code}; "
+            f"durable: {durable})"
+        )
 
     def _operator(self) -> None:
         """Resume a switch once its cooling period allows, a few bars after it engaged."""
@@ -944,6 +1180,7 @@ class World:
                     bot.call("reconcile")
             except SimCrash:  # no crash is armed any more; kept for symmetry of the drive
                 self._after_crash(bot)
+            self._finish_ladders()
 
     # the invariants ---------------------------------------------------------------------------
 
@@ -977,6 +1214,7 @@ class World:
         )
 
     def _continuous(self) -> None:
+        self._streams_unbroken()
         for bot in self.bots:
             orders = self.venue_orders(bot)
             judged = self.judged_ids.get(bot.index, set())
@@ -995,6 +1233,48 @@ class World:
             )
             self._after_engage(bot, orders)
             self._answers_true(bot, orders)
+            self._journal_accounted(bot)
+
+    def _streams_unbroken(self) -> None:
+        """A held stream's loop survives whatever the venue does (it logs a ccxt error and
+        watches again); an exception that is not the venue's is a bug it only logged."""
+        lines, self.log_checked = self.log[self.log_checked :], len(self.log)
+        caught = [
+            line
+            for line in lines
+            if line.startswith(("held stream", "the held streams'")) and "Traceback" in line
+        ]
+        self.check(
+            "no unhandled exception",
+            not caught,
+            f"a held stream's loop caught {caught[0].splitlines()[-1] if caught else ''}",
+        )
+
+    def _journal_accounted(self, bot: Bot) -> None:
+        """Between bars (nothing in flight): every order this process journaled is resolved
+        or was reported unknown to the bot, and any still unresolved (those, or a dead
+        process's orphans) are owed a look-up the guard knows of: its next order reconciles
+        first."""
+        process = bot.process
+        journal = process.journal
+        if journal is None or process.dead or process.down:
+            return
+        unresolved = [e.client_order_id for e in journal.unresolved()]
+        untold = [c for c in unresolved if c in process.journaled and c not in bot.told_unknown]
+        self.check(
+            "every journaled order resolved or reported unknown",
+            not untold,
+            f"bot {bot.index}: {untold[:3]} unresolved, never reported unknown to the bot",
+        )
+        owed = bool(unresolved) and process.exchange._rt.core.reconciled
+        self.check(
+            "every journaled order resolved or reported unknown",
+            not owed,
+            (
+                f"bot {bot.index}: {unresolved[:3]} unresolved, yet the guard holds itself "
+                "reconciled (its next order would not look them up)"
+            ),
+        )
 
     def _after_engage(self, bot: Bot, orders: list[dict[str, Any]]) -> None:
         for engaged in self.engaged.get(bot.index, []):
@@ -1003,7 +1283,7 @@ class World:
                 for o in orders
                 if int(o["orderId"]) > engaged.watermark
                 and (engaged.resumed_at is None or int(o["orderId"]) <= engaged.resumed_at)
-                and (engaged.state is TradingState.HALTED or not o.get("reduceOnly"))
+                and (engaged.state is TradingState.HALTED or not _reduces_only(o))
             ]
             self.check(
                 "no order after an engage returned",
@@ -1133,6 +1413,8 @@ class World:
 
     def _close(self) -> None:
         _disk_full(False)
+        with contextlib.suppress(Exception, SimCrash):
+            self._finish_ladders()
         raws = list(self.killed_raw)
         for bot in self.bots:
             bot.process.stop()
@@ -1150,6 +1432,12 @@ class World:
                 bot.process.graveyard.clear()
         self.loop.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _reduces_only(order: dict[str, Any]) -> bool:
+    """A venue order that can only reduce: reduce-only, or a stop that closes the position
+    (what the guard places behind an entry: REDUCING allows it)."""
+    return bool(order.get("reduceOnly") or order.get("closePosition"))
 
 
 def _close(seen: dict[str, float], truth: dict[str, float]) -> bool:

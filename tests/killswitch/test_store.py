@@ -362,6 +362,68 @@ def test_resume_respects_the_cooling_of_an_engage_the_store_never_got(tmp_path: 
     assert switch.resume(by="alice").state is TradingState.ACTIVE
 
 
+@pytest.mark.parametrize("state", [TradingState.REDUCING, TradingState.HALTED])
+def test_an_engage_the_store_could_not_take_is_written_at_its_next_chance(
+    tmp_path: Path, state: TradingState
+) -> None:
+    store = FlakyStore()
+    clock = ManualClock(1_700_000_000.0)
+    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=3600)
+    switch = KillSwitch(config, clock=clock, store=store, watch=False)
+    assert switch.state.state is TradingState.ACTIVE  # its one look per poll interval taken
+    store.down = True
+    switch.engage("loss", by="trigger", code=Code.DAILY_LOSS, state=state)
+    assert switch.unpersisted is not None
+    store.down = False
+    # The next order's gate (allowed or refused) writes it, long before the next poll.
+    with pytest.raises(TradingHalted), switch.permit(reduces_only=False):
+        pass
+    assert switch.unpersisted is None
+    stored = store.load()
+    assert stored is not None
+    assert stored.state is state
+    # A process started after this one died still holds the engage.
+    assert KillSwitch(config, clock=clock, store=store, watch=False).state.state is state
+
+
+class FullDiskStore(MemoryStateStore):
+    """A store on a full disk: it reads, but refuses every write."""
+
+    full = False
+
+    def save(self, state: SwitchState) -> None:
+        if self.full:
+            raise OSError(28, "No space left on device")
+        super().save(state)
+
+
+def test_an_engage_the_store_cannot_take_is_tried_again_without_a_flood_of_alarms(
+    tmp_path: Path,
+) -> None:
+    store = FullDiskStore()
+    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=3600)
+    switch = KillSwitch(config, store=store, watch=False)
+    store.full = True
+    critical: list[str] = []
+    sink = logger.add(lambda m: critical.append(str(m)), level="CRITICAL")
+    try:
+        switch.engage("loss", by="trigger", state=TradingState.REDUCING)
+        for _ in range(50):
+            with switch.permit(reduces_only=True):
+                pass  # reduce-only orders go on while the disk is full
+    finally:
+        logger.remove(sink)
+    assert switch.unpersisted is not None  # still owed: the disk is still full
+    assert len([m for m in critical if "memory only" in m]) == 1
+    store.full = False
+    with switch.permit(reduces_only=True):
+        pass
+    assert switch.unpersisted is None
+    stored = store.load()
+    assert stored is not None
+    assert stored.state is TradingState.REDUCING
+
+
 def test_a_listener_may_use_the_switch_while_it_adopts_another_process_state(
     tmp_path: Path,
 ) -> None:
