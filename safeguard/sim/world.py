@@ -415,12 +415,14 @@ class BotProcess:
         (sync) or a task from another thread (async): its requests then fall at a point of the
         run the seed fixes. An async bot's ladder is a task on the sim's loop, run while the
         loop next runs (at once when the engage came from outside it)."""
-        from safeguard.guard import _api_host
+        from safeguard.guard.compose import api_host
+        from safeguard.guard.throttle import account_fingerprint
 
         world = self.world
         config = policy.kill_switch
+        # The budget guard() gives the bot: the same IP window and the same account's counts.
         budget = registry_for(config.state_dir).get(
-            f"{raw.id}@{_api_host(raw)}", self.api_key, config=policy.throttle
+            f"{raw.id}@{api_host(raw)}", account_fingerprint(self.api_key), config=policy.throttle
         )
         pace = ladder_pace(budget)
         generation = self.generation
