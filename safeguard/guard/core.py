@@ -258,6 +258,12 @@ class Pacer(Protocol):
         Returns how long the budget now keeps the next request back (0: it does not)."""
         ...
 
+    def recheck(self, kind: CallKind, send: Send, now: float) -> Send | None:
+        """Asked when ``before`` refused ``send``: a read that may lift the refusal (the
+        venue's published limits, when a narrowed one leaves ``send`` no room and may have
+        been lifted since), after which ``before`` is asked again; None to let it stand."""
+        ...
+
 
 class Backoff(Protocol):
     def delay(
@@ -480,7 +486,15 @@ class GuardCore:
             # no generator; a wait goes through _pace, which asks again after each sleep.
             # Before the first wait or failure nothing of the budget is spent yet.
             deadline = started + max(total, 0.0) if budget is None else budget.deadline(now)
-            wait = self.pacer.before(kind, send, now, deadline)
+            try:
+                wait = self.pacer.before(kind, send, now, deadline)
+            except errors.RequestBlocked:
+                probe = self.pacer.recheck(kind, send, now)
+                if probe is None:
+                    raise
+                now = yield from self._recheck(probe, now, wake_on)
+                budget = budget or CallBudget(total, started)  # the re-read spent some of it
+                wait = self.pacer.before(kind, send, now, budget.deadline(now))
             if wait > 0.0:
                 budget = budget or CallBudget(total, started)
                 now = yield from self._pace(kind, send, now, budget, wake_on, wait)
@@ -520,6 +534,18 @@ class GuardCore:
                 raise self._error(answer.error, ec, now, attempt, budget.spent(now))
             self.observer.retry(send, ec, attempt, delay, now)
             now = yield from self._sleep(delay, wake_on)
+
+    def _recheck(self, probe: Send, now: float, wake_on: Permit | None) -> Steps[float]:
+        """Read what the pacer asked for before it refuses a send; returns the time after. A
+        failed read leaves the limits as they were: the send is judged on them again (and
+        refused unsent if they still leave it no room)."""
+        try:
+            yield from self._read(probe, now, wake_on=wake_on)
+        except errors.TradingHalted:
+            raise
+        except errors.SafeguardError:
+            pass
+        return max(now, self._last_now)
 
     def _pace(
         self,

@@ -32,6 +32,7 @@ from safeguard.guard.throttle import (
     RateLimits,
     RequestKind,
     Wait,
+    never_fitting,
 )
 
 # Request weight per unified method on Binance USD-M (the venue's documentation is the
@@ -116,7 +117,15 @@ A 429's "current limit is 5 requests per minute" is the venue's word for now, no
 venue that tightened a limit for a while and lifted it would otherwise be paced on the tight
 number for the rest of the run (a bot that only reads never re-reads ``exchangeInfo``). If the
 venue still enforces it, its next 429 teaches it again: one refusal per hold, each with its
-pause honoured, far from the repeated 429s that earn a ban."""
+pause honoured, far from the repeated 429s that earn a ban.
+
+It is also how often the guard asks the venue again, when a request is refused outright ("can
+never fit") by a limit narrower than Binance's published one (or the policy's) that no 429 is
+holding: a throttle window's ``exchangeInfo`` is the venue's word too, not for ever. Before the
+refusal the guard re-reads ``exchangeInfo`` (weight 1, inside the narrow limit: nothing goes
+past what the venue enforces), at most once per this period per guarded exchange, counted from
+its last read of the venue's limits. A limit the venue lifted thus lets such a request go at
+most this long after the guard last read the narrow one."""
 _UNIT_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 _TEN = {"TEN_SECONDS": 10}
 
@@ -202,6 +211,34 @@ class BudgetPacer:
     )
     """Per window, the limit a 429 tightened and when it is paced on again (see
     :data:`LEARNED_LIMIT_HOLD_S`)."""
+    _limits_read_at: float = field(default=-math.inf, init=False)
+    """When the venue's published limits were last read (or asked for again): the next
+    re-read for a request they refuse outright is :data:`LEARNED_LIMIT_HOLD_S` after it."""
+
+    def recheck(self, kind: CallKind, send: Send, now: float) -> Send | None:
+        """The read to make before refusing ``send`` outright: ``exchangeInfo`` again, when a
+        limit narrower than the published or the policy's one leaves ``send`` no room, no 429
+        holds it, and the venue's limits were last read :data:`LEARNED_LIMIT_HOLD_S` ago or
+        more (the venue may have lifted it since). None otherwise."""
+        if send.method in _PUBLISHES_LIMITS or now < self._limits_read_at + LEARNED_LIMIT_HOLD_S:
+            return None
+        blocking = never_fitting(
+            self.budget.limits, self.budget.config, request_kind(kind, send), weight(send)
+        )
+        if blocking is None:
+            return None
+        key = (blocking.type, blocking.interval_s)
+        # Paced on without the venue's word: Binance's published limits, or the policy's own.
+        usual = {
+            (lim.type, lim.interval_s): lim.limit
+            for lim in RateLimits.from_config(self.budget.config).limits
+        }
+        if key in self._taught or blocking.limit >= usual.get(key, math.inf):
+            return None  # a 429's hold gives it back; the policy's own number stays
+        # Counted from the asking, whatever the answer: one re-read per period, not a storm of
+        # them while the venue keeps the limit narrow or the re-read itself fails.
+        self._limits_read_at = now
+        return Send("load_markets", (True,))
 
     def before(self, kind: CallKind, send: Send, now: float, deadline: float = math.inf) -> float:
         if self._taught:
@@ -248,7 +285,7 @@ class BudgetPacer:
         self.budget.observe(answer.headers, now, sent_at=answer.started)
         if ec is None:
             if send.method in _PUBLISHES_LIMITS:
-                self._learn_published(answer.body)
+                self._learn_published(answer.body, now)
             return 0.0
         if ec.banned:
             until, capped = ban_end(ec, now, self.default_ban_s)
@@ -309,7 +346,7 @@ class BudgetPacer:
                     LEARNED_LIMIT_HOLD_S,
                 )
 
-    def _learn_published(self, body: Any) -> None:
+    def _learn_published(self, body: Any, now: float) -> None:
         if not isinstance(body, Mapping) or not isinstance(body.get("rateLimits"), list):
             return
         stamp = body.get("serverTime")
@@ -327,6 +364,7 @@ class BudgetPacer:
             return
         if published_at is not None:
             self._published_at = published_at
+        self._limits_read_at = max(self._limits_read_at, now)
         # The venue's newer word on every limit it publishes: nothing taught before it is
         # given back over it later.
         for row in limits.limits:

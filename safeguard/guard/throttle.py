@@ -285,6 +285,23 @@ class NeverFits(ValueError):
         self.limit = limit
 
 
+def never_fitting(
+    limits: Sequence[RateLimit],
+    config: ThrottleConfig,
+    kind: RequestKind,
+    weight: float,
+    *,
+    orders: int = 1,
+) -> RateLimit | None:
+    """The limit among ``limits`` whose whole usable window a request of ``kind`` and
+    ``weight`` is bigger than (what :meth:`RateBudget.decide` refuses with
+    :class:`NeverFits`), or None. Pure: charges nothing."""
+    for limit in limits:
+        if _cost(limit, kind, weight, orders) > _usable(config, limit.limit, kind):
+            return limit
+    return None
+
+
 def _usable(config: ThrottleConfig, limit: int, kind: RequestKind) -> float:
     """How much of a window of ``limit`` a request of ``kind`` may fill (the fleet's too):
     cancels and reduce-only orders may use the reserve, reads stop at the hard threshold."""
@@ -873,6 +890,9 @@ class Budget(Protocol):
     :class:`~safeguard.fleet.budget.RedisRateBudget`. ``guard(budget=...)`` takes either."""
 
     @property
+    def config(self) -> ThrottleConfig: ...
+
+    @property
     def limits(self) -> tuple[RateLimit, ...]: ...
 
     def learn(self, limits: RateLimits) -> bool: ...
@@ -913,6 +933,7 @@ __all__ = [
     "RequestKind",
     "Wait",
     "account_fingerprint",
+    "never_fitting",
     "rate_headers",
     "registry_for",
 ]

@@ -509,3 +509,112 @@ def test_a_limit_the_venue_still_enforces_is_learned_again_with_one_429(
     _read_until_refused(rig)
     _poll_until_held(rig)
     assert len(rig.throttled()) == 2
+
+
+def _learn_a_published_weight_limit(rig: Rig, per_minute: int, lasting_s: float | None) -> float:
+    """The venue throttles its weight (for ``lasting_s``, or for good) and the guard re-reads
+    exchangeInfo meanwhile, learning the tight number from it; returns when it learned it."""
+    rule: dict[str, Any] = {"kind": "throttle", "weight_per_minute": per_minute}
+    if lasting_s is not None:
+        rule["end_s"] = lasting_s
+    rig.paper.set_faults({"rules": [rule]})
+    rig.paper.advance(60.0)  # a fresh weight window, so the re-read itself fits
+    rig.ex.load_markets(True)
+    return rig.now
+
+
+def _sent(rig: Rig, method: str) -> int:
+    return sum(1 for event in rig.requests if event.method == method)
+
+
+def test_a_weight_limit_published_during_a_throttle_relaxes_once_the_venue_lifts_it(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    # A throttle window published "5 per minute" in exchangeInfo, and the guard read it then.
+    # A bot that does not re-read exchangeInfo itself must not have its weight-20 reads refused
+    # as "can never fit" long after the venue lifted it: the guard re-reads the venue's limits
+    # (weight 1, inside the tight limit) once the learned one is LEARNED_LIMIT_HOLD_S old.
+    rig = _rig(paper, tmp_path)
+    rig.ex.load_markets()
+    assert rig.ex.fetch_trading_fee(SYMBOL)["maker"] is not None
+    learned_at = _learn_a_published_weight_limit(rig, 5, lasting_s=120.0)
+    fees, rereads = _sent(rig, "fetch_trading_fee"), _sent(rig, "load_markets")
+    # While the venue enforces 5, the weight-20 read is refused here, never sent.
+    with pytest.raises(errors.RequestBlocked, match="can never fit REQUEST_WEIGHT/1m"):
+        rig.ex.fetch_trading_fee(SYMBOL)
+    paper.advance(120.0)  # the throttle window is over; the learned limit still holds
+    with pytest.raises(errors.RequestBlocked, match="can never fit"):
+        rig.ex.fetch_trading_fee(SYMBOL)
+    assert _sent(rig, "fetch_trading_fee") == fees
+    assert _sent(rig, "load_markets") == rereads
+    paper.advance(learned_at + LEARNED_LIMIT_HOLD_S - rig.now)
+    fee = rig.ex.fetch_trading_fee(SYMBOL)
+    assert fee["maker"] is not None
+    assert _sent(rig, "load_markets") == rereads + 1  # the one re-read that relaxed it
+    assert _sent(rig, "fetch_trading_fee") == fees + 1
+    assert rig.throttled() == []
+
+
+def test_a_weight_limit_the_venue_still_publishes_keeps_the_big_read_refused_unsent(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    rig = _rig(paper, tmp_path)
+    rig.ex.load_markets()
+    learned_at = _learn_a_published_weight_limit(rig, 5, lasting_s=None)
+    fees, rereads = _sent(rig, "fetch_trading_fee"), _sent(rig, "load_markets")
+    paper.advance(learned_at + LEARNED_LIMIT_HOLD_S - rig.now)
+    # The hold is over: the guard asks the venue again (one re-read), which still says 5, so
+    # the read is refused unsent; asking again at once re-reads nothing (one re-read per hold).
+    for _ in range(2):
+        with pytest.raises(errors.RequestBlocked, match="can never fit REQUEST_WEIGHT/1m"):
+            rig.ex.fetch_trading_fee(SYMBOL)
+    assert _sent(rig, "load_markets") == rereads + 1
+    paper.advance(LEARNED_LIMIT_HOLD_S)
+    with pytest.raises(errors.RequestBlocked, match="can never fit"):
+        rig.ex.fetch_trading_fee(SYMBOL)
+    assert _sent(rig, "load_markets") == rereads + 2
+    assert _sent(rig, "fetch_trading_fee") == fees
+    assert rig.throttled() == []
+
+
+def test_a_second_client_refused_by_a_limit_another_learned_asks_the_venue_first(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    first = _rig(paper, tmp_path)
+    first.ex.load_markets()
+    _learn_a_published_weight_limit(first, 5, lasting_s=120.0)  # into the IP's shared budget
+    second = _rig(paper, tmp_path, journal="second.jsonl")
+    assert second.ex.runtime.core.pacer.budget is first.ex.runtime.core.pacer.budget
+    # Still throttled: the second client has never read the venue's limits, so it asks once
+    # (weight 1, inside the 5), hears 5 again and refuses the weight-20 read unsent.
+    with pytest.raises(errors.RequestBlocked, match="can never fit"):
+        second.ex.fetch_trading_fee(SYMBOL)
+    assert _sent(second, "load_markets") == 1
+    paper.advance(120.0)  # the venue lifted it; the second client asked 120 s ago
+    with pytest.raises(errors.RequestBlocked, match="can never fit"):
+        second.ex.fetch_trading_fee(SYMBOL)
+    paper.advance(LEARNED_LIMIT_HOLD_S - 120.0)
+    assert second.ex.fetch_trading_fee(SYMBOL)["maker"] is not None
+    assert _sent(second, "load_markets") == 2
+    assert _sent(second, "fetch_trading_fee") == 1
+    assert second.throttled() == []
+    assert first.throttled() == []
+
+
+async def test_an_async_client_asks_the_venue_again_before_refusing_too(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    rig = _rig(paper, tmp_path, asyncio_client=True)
+    try:
+        await rig.ex.load_markets()
+        paper.set_faults({"rules": [{"kind": "throttle", "weight_per_minute": 5, "end_s": 120}]})
+        paper.advance(60.0)
+        await rig.ex.load_markets(True)
+        with pytest.raises(errors.RequestBlocked, match="can never fit"):
+            await rig.ex.fetch_trading_fee(SYMBOL)
+        paper.advance(LEARNED_LIMIT_HOLD_S)
+        assert (await rig.ex.fetch_trading_fee(SYMBOL))["maker"] is not None
+        assert _sent(rig, "load_markets") == 3  # the two loads, then the one re-read
+        assert rig.throttled() == []
+    finally:
+        await rig.ex.exchange.close()

@@ -41,6 +41,9 @@ class _Go:
     def after(self, send: Send, answer: Answer, ec: ErrorClass | None) -> float:
         return 0.0
 
+    def recheck(self, kind: CallKind, send: Send, now: float) -> Send | None:
+        return None
+
 
 class _Allow:
     def refresh(self, symbol: str, now: float) -> list[Send]:

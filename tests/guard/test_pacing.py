@@ -404,3 +404,48 @@ def test_a_newer_published_limit_is_not_replaced_when_a_429s_hold_ends() -> None
     pacer.after(MARKETS, _published(1800, 2_000.0), None)
     pacer.before(CallKind.READ, READ, NOW + LEARNED_LIMIT_HOLD_S + 1.0)
     assert _paced(budget)[WEIGHT] == 1800
+
+
+# --- a narrowed limit is asked about again ------------------------------------------------
+
+FEE = Send("fetch_trading_fee", ("BTC/USDT:USDT",))  # weight 20
+MARKETS = Send("load_markets", (True,))
+
+
+def _publish_at(pacer: BudgetPacer, weight_per_minute: int, now: float) -> None:
+    """The venue's exchangeInfo, read at ``now``, publishing ``weight_per_minute``."""
+    rows = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "limit": weight_per_minute}]
+    body = {"serverTime": int(now * 1000), "rateLimits": rows}
+    pacer.after(MARKETS, Answer({}, None, None, now, now, body), None)
+
+
+def test_a_narrowed_published_limit_is_asked_again_once_per_hold_before_a_refusal() -> None:
+    budget = RateBudget.standalone(ThrottleConfig())  # Binance's published 2,400
+    pacer = BudgetPacer(budget)
+    _publish_at(pacer, 5, NOW)
+    with pytest.raises(errors.RequestBlocked, match="can never fit"):
+        pacer.before(CallKind.READ, FEE, NOW)
+    # Just read: not asked again until the hold is over, then once, counted from the asking.
+    assert pacer.recheck(CallKind.READ, FEE, NOW + LEARNED_LIMIT_HOLD_S - 1.0) is None
+    assert pacer.recheck(CallKind.READ, FEE, NOW + LEARNED_LIMIT_HOLD_S) == MARKETS
+    assert pacer.recheck(CallKind.READ, FEE, NOW + LEARNED_LIMIT_HOLD_S + 1.0) is None
+    later = NOW + 2 * LEARNED_LIMIT_HOLD_S
+    assert pacer.recheck(CallKind.READ, READ, later) is None  # weight 1 fits: nothing to ask
+    assert pacer.recheck(CallKind.READ, MARKETS, later) is None  # the re-read itself
+    assert pacer.recheck(CallKind.READ, FEE, later) == MARKETS
+    # The venue publishes its usual limit again: the fee read fits, nothing more is asked.
+    _publish_at(pacer, 2400, later + 1.0)
+    assert pacer.before(CallKind.READ, FEE, later + 1.0) == 0.0
+    assert pacer.recheck(CallKind.READ, FEE, later + 3 * LEARNED_LIMIT_HOLD_S) is None
+
+
+def test_a_limit_the_policy_sets_or_a_429_holds_is_not_asked_about_again() -> None:
+    own = BudgetPacer(RateBudget.standalone(ThrottleConfig(weight_limit_per_minute=10)))
+    with pytest.raises(errors.RequestBlocked, match="can never fit"):
+        own.before(CallKind.READ, FEE, NOW)
+    assert own.recheck(CallKind.READ, FEE, NOW + 10 * LEARNED_LIMIT_HOLD_S) is None
+    taught = BudgetPacer(RateBudget.standalone(ThrottleConfig()))
+    refusal = Exception("429; current limit of IP(1.2.3.4) is 5 requests per minute.")
+    taught.after(READ, Answer(None, refusal, None, NOW, NOW), _failure(throttled=True))
+    # Its own hold gives the 429's limit back (LEARNED_LIMIT_HOLD_S after it).
+    assert taught.recheck(CallKind.READ, FEE, NOW + 1.0) is None
