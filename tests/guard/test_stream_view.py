@@ -29,6 +29,12 @@ pytestmark = pytest.mark.asyncio
 
 BTC = "BTC/USDT:USDT"
 MARKET_WATCHES = (("watch_mark_price", BTC), ("watch_order_book", BTC), ("watch_ticker", BTC))
+user_data_breaks = pytest.mark.parametrize(
+    "fault",
+    [{"kind": "stream_disconnect"}, {"kind": "listen_key_expire"}],
+    ids=["disconnect", "listen-key-expired"],
+)
+"""The two ways the venue breaks the user-data stream."""
 TURNS = 2_000
 """Only a hang reaches this many loop turns: every wait ends on an event."""
 
@@ -276,11 +282,7 @@ async def test_delayed_stream_events_are_stale_by_the_venues_stamp(
         await watching.stop()
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [{"kind": "stream_disconnect"}, {"kind": "listen_key_expire"}],
-    ids=["disconnect", "listen-key-expired"],
-)
+@user_data_breaks
 async def test_a_broken_user_data_stream_denies_until_rest_reconciles_the_account(
     paper: PaperAccount, tmp_path: Path, fault: dict[str, Any]
 ) -> None:
@@ -397,11 +399,7 @@ async def _account_streamed(ex: Any, paper: PaperAccount, watching: Watching) ->
     await until(lambda: cache.account_streamed(paper.clock.time()), "the account streamed")
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [{"kind": "stream_disconnect"}, {"kind": "listen_key_expire"}],
-    ids=["disconnect", "listen-key-expired"],
-)
+@user_data_breaks
 async def test_a_flat_quiet_account_is_live_again_once_its_stream_reconnects_and_rest_reconciles(
     paper: PaperAccount, tmp_path: Path, fault: dict[str, Any]
 ) -> None:
