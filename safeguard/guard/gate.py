@@ -184,6 +184,13 @@ class PreTradeGate:
         logger.warning("{} stream failed: {}", method, why)
         self.cache.stream_failed(method, args, kwargs, why, now)
 
+    def account_reconnected(self, now: float) -> list[Send]:
+        """The user-data stream's watch is connected again after a break. Returns the reads
+        due on the stream's path (the account's REST reconcile among them, within its
+        budget): the view denies new exposure until they are in."""
+        self.cache.account_reconnected(now)
+        return self.cache.stream_reads(now)
+
     def unwatched(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         self.cache.unwatched(method, args, kwargs)
 

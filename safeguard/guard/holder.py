@@ -23,6 +23,8 @@ moves only when told to) for the one after.
 
 A loop whose watch raises (a disconnect, a depth gap, an expired listen key) logs it and
 watches again after ``retry_s``; the view meanwhile shows the break (the verdict denies on it).
+When the user-data stream's connection is back, the account's REST reconcile is handed to the
+reader task like any other due read (a quiet account would otherwise never end the break).
 """
 
 from __future__ import annotations
@@ -38,7 +40,12 @@ import ccxt
 
 from safeguard._log import logger
 from safeguard.guard.core import Send, collecting
-from safeguard.guard.streams import ACCOUNT, feed_of, forget_dead_listen_key
+from safeguard.guard.streams import (
+    ACCOUNT,
+    feed_of,
+    forget_dead_listen_key,
+    is_user_data_url,
+)
 from safeguard.killswitch.state import Engage
 
 if TYPE_CHECKING:
@@ -71,6 +78,8 @@ async def feed(
     path. A user-data watch that failed on a dead listen key has ccxt ask for a new key on the
     next watch (:func:`forget_dead_listen_key`)."""
     view.watch_started(name, args, kwargs, now())
+    if client is not None and feed_of(name) == ACCOUNT:
+        _hear_reconnects(view, client, now, reads)
     try:
         result = call()  # ccxt.pro's watches return a coroutine or a future
         value = await result if inspect.isawaitable(result) else result
@@ -87,6 +96,37 @@ async def feed(
         await engage(trips.take())
     await reads(due)
     return value
+
+
+_RECONNECT_HOOK = "_sg_reconnect_hook"
+
+
+def _hear_reconnects(
+    view: PreTradeGate, client: Any, now: Callable[[], float], reads: Reads
+) -> None:
+    """Have ``client`` (ccxt.pro) tell ``view`` when its user-data stream connects, through
+    ccxt's ``on_connected`` hook (ccxt gives it to each websocket client it makes, so it is
+    set before the first user-data watch makes one). A quiet account sends no event after
+    a break: the connection coming back is what lets the view reconcile and trust it again.
+    The reconcile's reads are made on the stream's path (``reads``), never on the order
+    path. Set once per client; the hook ccxt had still runs first."""
+    if getattr(client, _RECONNECT_HOOK, None) is not None:
+        return
+    connected = client.on_connected
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_connected(ws: Any, message: Any = None) -> None:
+        connected(ws, message)
+        if not is_user_data_url(client, str(getattr(ws, "url", ""))):
+            return
+        sends = view.account_reconnected(now())
+        if sends:
+            task = asyncio.ensure_future(reads(sends))
+            pending.add(task)  # held until done: the loop keeps only weak references
+            task.add_done_callback(pending.discard)
+
+    client.on_connected = on_connected
+    setattr(client, _RECONNECT_HOOK, on_connected)
 
 
 class StreamHolder:

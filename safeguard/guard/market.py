@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from safeguard.config import RiskLimits
@@ -124,6 +124,9 @@ class MarketCache:
     """How many watch calls per feed are awaiting their stream now."""
     stream_asked: dict[tuple[str, tuple[Any, ...]], float] = field(default_factory=dict)
     """When the stream path last asked for each read (one ask per due period)."""
+    account_reconcile_asked: float | None = None
+    """When the stream path last asked for the account's reconcile after its stream came back
+    (one per due period, however often the stream breaks)."""
     funding_intervals: dict[str, Seen] = field(default_factory=dict)
     """Per symbol, the funding interval in seconds from the bot's own ``fetch_funding_interval``
     / ``fetch_funding_intervals`` reads (Binance's ``fundingInfo``; its ``premiumIndex``, which
@@ -388,6 +391,43 @@ class MarketCache:
             self.open_orders[symbol] = Seen(seen.value, -math.inf, None)
         self._ask_again(*_ACCOUNT_READS)
 
+    def account_reconnected(self, now: float) -> None:
+        """The user-data stream's watch is up again after a break (a new connection): its
+        reconcile is due (:meth:`stream_reads` asks for it). A quiet account sends no event,
+        so this, not the next event, is what can end the break."""
+        feed = self.feeds.get((ACCOUNT, None))
+        if feed is not None and feed.broken is not None:
+            self.feeds[(ACCOUNT, None)] = feed.reconnected(now)
+
+    def _account_reconcile(self, now: float) -> list[Send]:
+        """The reconcile reads due after the user-data stream came back: at most once per due
+        period, whatever the stream does (one that keeps breaking is not read after each
+        return); a reconnect inside the period, or a reconcile whose read failed, is asked
+        for again with the first stream message after the period."""
+        feed = self.feeds.get((ACCOUNT, None))
+        if feed is None or feed.reconnected_at is None:
+            return []
+        last = self.account_reconcile_asked
+        if last is not None and 0.0 <= now - last < self.limits.max_market_data_age_s / 2.0:
+            return []
+        self.account_reconcile_asked = now
+        self.feeds[(ACCOUNT, None)] = replace(feed, reconcile_asked=now)
+        # The open orders the break made stale come first (the count the verdict judges):
+        # the last of the reconcile's reads makes the view live, and the order path then
+        # finds nothing left to read.
+        unread = [
+            Send("fetch_open_orders", (symbol,))
+            for symbol, seen in sorted(self.open_orders.items())
+            if not math.isfinite(seen.fetched)
+        ]
+        return unread + [Send(method, ()) for method in streams.RECONCILE_READS]
+
+    def _account_read(self, method: str, now: float) -> None:
+        """An all-account read absorbed: it may complete the reconcile after a break."""
+        feed = self.feeds.get((ACCOUNT, None))
+        if feed is not None and feed.broken is not None:
+            self.feeds[(ACCOUNT, None)] = feed.reconcile_read(method, now)
+
     def stream_gap(self, symbol: str, now: float) -> str | None:
         """Why the stream-fed market view of ``symbol`` cannot be judged on now (a broken
         feed, or one with no message for longer than ``risk.max_market_data_age_s``), or
@@ -517,9 +557,15 @@ class MarketCache:
         if not symbols and (ACCOUNT, None) in self.feeds:
             symbols = sorted(self.open_orders) or sorted(self.held())
         again = self.limits.max_market_data_age_s / 2.0
-        wanted: dict[tuple[str, tuple[Any, ...]], Send] = {}
+        wanted = {(send.method, send.args): send for send in self._account_reconcile(now)}
+        account = self.feeds.get((ACCOUNT, None))
+        # While the user-data stream is broken an account read cannot make the view current
+        # (events may be lost until the stream is back): only the reconcile reads it.
+        broken = account is not None and account.broken is not None
         for symbol in symbols:
             for send in self.due(symbol, now):
+                if broken and send.method in _ACCOUNT_READS:
+                    continue
                 key = (send.method, send.args)
                 asked = self.stream_asked.get(key)
                 if asked is None or not 0.0 <= now - asked < again:
@@ -581,11 +627,13 @@ class MarketCache:
             self.settings[setting] = Seen(known, fetched, None)
         elif method == "fetch_balance" and isinstance(value, Mapping):
             self.balance = Seen(value, now, None)
+            self._account_read(method, now)
         elif method == "fetch_positions" and isinstance(value, list) and not args:
             # Only the all-symbols answer replaces the account view; a filtered one is partial.
             self.positions = Seen(value, now, None)
             self._position_marks(value, now)
             self.unsettled.clear()
+            self._account_read(method, now)
         elif method == "fetch_positions" and isinstance(value, list) and self.positions:
             # A filtered answer is complete for the symbols it names: their legs (marks,
             # sizes) are refreshed in the view, the others kept, and so is the view's age.

@@ -16,8 +16,11 @@ stream, ``MISSING_ACCOUNT`` for the user-data stream):
   ``risk.max_market_data_age_s``;
 - **gap** (a diff-depth sequence gap: ccxt raises ``ChecksumError`` and drops its book), a
   **disconnect**, an expired listen key: the watch raises, and the feed is broken from then
-  until its next message; the user-data view is then read again over REST, on the stream's
-  path, before it is trusted (events were lost in the gap);
+  until its next message. The user-data view is read again over REST, on the stream's path,
+  before it is trusted (events were lost in the gap): after its next message, or, since a
+  quiet account sends none, once its watch is connected again (:data:`RECONCILE_READS`,
+  asked at most once per due period however often the stream breaks; reads made while it
+  was down do not count);
 - **freeze** (the heartbeat runs on with fresh event times, the prices stand still): the
   price tracks of :mod:`safeguard.risk.freshness`, fed by every stream message as by every
   REST read.
@@ -63,6 +66,10 @@ ACCOUNT_FEEDS = frozenset(
 )
 """Watches on the user-data stream: one feed, the account."""
 ACCOUNT = "account"
+RECONCILE_READS = ("fetch_balance", "fetch_positions")
+"""The REST reads that reconcile the account after a user-data stream's break (Binance's
+``GET /fapi/v3/account`` and ``GET /fapi/v3/positionRisk``): the wallet and the legs the
+verdict judges on."""
 JUDGED_FEEDS = frozenset({"ticker", "mark", "book"})
 """The feeds whose pieces the verdict reads (trades, the top of book and candles only keep
 their own liveness)."""
@@ -83,13 +90,47 @@ class Liveness:
     broken: str | None = None
     """Why the stream cannot be trusted now (a gap, a disconnect, an expired listen key)."""
     broken_at: float | None = None
+    reconnected_at: float | None = None
+    """The user-data stream only: when its watch was re-established after the break (a
+    new connection, on a new listen key after an expired one)."""
+    reconcile_asked: float | None = None
+    """When the REST reconcile after that reconnect was asked for."""
+    reconciled: frozenset[str] = frozenset()
+    """The reconcile's reads absorbed since it was asked."""
 
     def heard(self, now: float, venue_time: float | None) -> Liveness:
         """After a message: live again (a break ends with the next message)."""
-        return replace(self, last_message=now, venue_time=venue_time, broken=None, broken_at=None)
+        return replace(
+            self, last_message=now, venue_time=venue_time, broken=None, broken_at=None,
+            reconnected_at=None, reconcile_asked=None, reconciled=frozenset(),
+        )  # fmt: skip
 
     def fail(self, why: str, now: float) -> Liveness:
-        return replace(self, broken=why, broken_at=now)
+        """Broken (again): a reconnect before this break no longer counts."""
+        return replace(
+            self, broken=why, broken_at=now, reconnected_at=None, reconcile_asked=None,
+            reconciled=frozenset(),
+        )  # fmt: skip
+
+    def reconnected(self, now: float) -> Liveness:
+        """A broken user-data stream's watch is up again: its reconcile is due."""
+        if self.broken is None:
+            return self
+        return replace(self, reconnected_at=now, reconcile_asked=None, reconciled=frozenset())
+
+    def reconcile_read(self, method: str, now: float) -> Liveness:
+        """One of the reconcile's reads absorbed at ``now``: live again (with no message:
+        the account is quiet) once every one of them was, each read after the reconcile
+        was asked, and so after the stream was back (events after the read come on it)."""
+        if self.broken is None or self.reconcile_asked is None or now < self.reconcile_asked:
+            return self
+        done = self.reconciled | {method}
+        if not done >= frozenset(RECONCILE_READS):
+            return replace(self, reconciled=done)
+        return replace(
+            self, broken=None, broken_at=None, reconnected_at=None, reconcile_asked=None,
+            reconciled=frozenset(),
+        )  # fmt: skip
 
     def quiet_for(self, now: float) -> float | None:
         """How long since the last message (None: never one)."""
@@ -196,6 +237,21 @@ def forget_dead_listen_key(client: Any, error: Exception) -> bool:
     return forgot
 
 
+def is_user_data_url(client: Any, url: str) -> bool:
+    """Whether ``url`` (a ccxt.pro websocket client's) is the user-data stream's: Binance
+    puts the listen key ccxt holds in its path."""
+    options = getattr(client, "options", None)
+    if not isinstance(options, dict):
+        return False
+    return any(
+        isinstance(bucket, dict)
+        and isinstance(bucket.get("listenKey"), str)
+        and bool(bucket["listenKey"])
+        and bucket["listenKey"] in url
+        for bucket in options.values()
+    )
+
+
 def venue_seconds(value: Any) -> float | None:
     """The venue's stamp on a watch answer (ccxt's ``timestamp``, ms), in seconds."""
     stamp = value.get("timestamp") if isinstance(value, Mapping) else None
@@ -209,10 +265,12 @@ __all__ = [
     "ACCOUNT_FEEDS",
     "JUDGED_FEEDS",
     "MARKET_FEEDS",
+    "RECONCILE_READS",
     "Liveness",
     "book_copy",
     "feed_of",
     "forget_dead_listen_key",
+    "is_user_data_url",
     "mark_as_funding",
     "per_symbol",
     "venue_seconds",

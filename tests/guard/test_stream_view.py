@@ -29,6 +29,12 @@ pytestmark = pytest.mark.asyncio
 
 BTC = "BTC/USDT:USDT"
 MARKET_WATCHES = (("watch_mark_price", BTC), ("watch_order_book", BTC), ("watch_ticker", BTC))
+user_data_breaks = pytest.mark.parametrize(
+    "fault",
+    [{"kind": "stream_disconnect"}, {"kind": "listen_key_expire"}],
+    ids=["disconnect", "listen-key-expired"],
+)
+"""The two ways the venue breaks the user-data stream."""
 TURNS = 2_000
 """Only a hang reaches this many loop turns: every wait ends on an event."""
 
@@ -96,8 +102,10 @@ class OrderPathReads:
             self.seen.append(event.method)
 
 
-async def _guarded(paper: PaperAccount, tmp_path: Path) -> tuple[Any, OrderPathReads, Watching]:
-    hooks = Hooks()
+async def _guarded(
+    paper: PaperAccount, tmp_path: Path, hooks: Hooks | None = None
+) -> tuple[Any, OrderPathReads, Watching]:
+    hooks = hooks if hooks is not None else Hooks()
     reads = OrderPathReads(hooks)
     reads.task = asyncio.current_task()
     ex = paper.guarded(_policy(), state_dir=tmp_path, pro=True, hooks=hooks)
@@ -274,11 +282,7 @@ async def test_delayed_stream_events_are_stale_by_the_venues_stamp(
         await watching.stop()
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [{"kind": "stream_disconnect"}, {"kind": "listen_key_expire"}],
-    ids=["disconnect", "listen-key-expired"],
-)
+@user_data_breaks
 async def test_a_broken_user_data_stream_denies_until_rest_reconciles_the_account(
     paper: PaperAccount, tmp_path: Path, fault: dict[str, Any]
 ) -> None:
@@ -291,7 +295,10 @@ async def test_a_broken_user_data_stream_denies_until_rest_reconciles_the_accoun
         await ex.create_order(BTC, "market", "buy", 0.01)
         cache = ex.runtime.view.cache
         assert cache.account_streamed(paper.clock.time())
-        paper.set_faults({"rules": [fault]})
+        # The stream comes back at once (in memory); the account read failing keeps the
+        # view unreconciled meanwhile.
+        unread = {"kind": "error", "endpoint": "GET /fapi/v3/account", "status": 400, "code": -1102}
+        paper.set_faults({"rules": [fault, unread]})
         paper.advance(0.5)
         paper.dialect.tick()
         await until(lambda: cache.account_stream_gap() is not None, "the user-data stream broken")
@@ -367,5 +374,112 @@ async def test_a_stream_unwatched_hands_its_piece_back_to_rest(
         assert cache.books[BTC] is not streamed
         assert (await ex.preview(BTC, "market", "buy", 0.01)).decision is Decision.ALLOW
         assert ("book", BTC) not in cache.feeds
+    finally:
+        await watching.stop()
+
+
+class VenueReads:
+    """Every venue request the guard made, by method, from any task."""
+
+    def __init__(self, hooks: Hooks) -> None:
+        self.seen: list[str] = []
+        hooks.subscribe(EventKind.REQUEST, lambda event: self.seen.append(event.method))
+
+    def count(self, *methods: str) -> int:
+        return sum(1 for method in self.seen if method in methods)
+
+
+async def _account_streamed(ex: Any, paper: PaperAccount, watching: Watching) -> None:
+    """The market streams and the user-data stream watched, the account streamed."""
+    for method, symbol in MARKET_WATCHES:
+        watching.start(method, symbol)
+    watching.start("watch_orders", BTC)
+    await _step(ex, paper, 2.5, "mark", "ticker")
+    cache = ex.runtime.view.cache
+    await until(lambda: cache.account_streamed(paper.clock.time()), "the account streamed")
+
+
+@user_data_breaks
+async def test_a_flat_quiet_account_is_live_again_once_its_stream_reconnects_and_rest_reconciles(
+    paper: PaperAccount, tmp_path: Path, fault: dict[str, Any]
+) -> None:
+    """A flat account sends no event while nothing happens: the stream's return, not its
+    next event, ends the break, after one REST reconcile made off the order path."""
+    hooks = Hooks()
+    venue_reads = VenueReads(hooks)
+    ex, order_path, watching = await _guarded(paper, tmp_path, hooks)
+    cache = ex.runtime.view.cache
+    try:
+        await _account_streamed(ex, paper, watching)
+        assert (await ex.preview(BTC, "market", "buy", 0.01)).decision is Decision.ALLOW
+        balances, positions = (
+            venue_reads.count("fetch_balance"),
+            venue_reads.count("fetch_positions"),
+        )
+        paper.set_faults({"rules": [fault]})
+        paper.advance(0.5)
+        paper.dialect.tick()
+        # (It may be back and reconciled before this task runs again: in memory, at once.)
+        await until(lambda: _account_breaks(watching) > 0, "the user-data watch raised")
+        paper.clear_faults()
+        # No order, no account event: only the reconnect can end the break.
+        await until(lambda: cache.account_stream_gap() is None, "the stream live again")
+        assert venue_reads.count("fetch_balance") == balances + 1
+        assert venue_reads.count("fetch_positions") == positions + 1
+        assert paper.positions() == {}
+        await _step(ex, paper, 2.5, "mark", "ticker")
+        order_path.seen.clear()
+        verdict = await ex.preview(BTC, "market", "buy", 0.01)
+        assert verdict.decision is Decision.ALLOW, verdict.denials
+        await ex.create_order(BTC, "market", "buy", 0.01)
+        assert order_path.seen == ["create_order"]
+    finally:
+        await watching.stop()
+
+
+def _account_breaks(watching: Watching) -> int:
+    return sum(1 for method, _ in watching.errors if method == "watch_orders")
+
+
+def _reconnected(cache: Any) -> bool:
+    account = cache.feeds[("account", None)]
+    return account.broken is None or getattr(account, "reconnected_at", None) is not None
+
+
+async def test_a_user_data_stream_that_keeps_breaking_is_reconciled_a_bounded_number_of_times(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    """Each break and reconnect within one schedule period costs at most one reconcile, and
+    new exposure stays denied until a reconcile follows the stream's last return."""
+    hooks = Hooks()
+    venue_reads = VenueReads(hooks)
+    ex, _, watching = await _guarded(paper, tmp_path, hooks)
+    cache = ex.runtime.view.cache
+    try:
+        await _account_streamed(ex, paper, watching)
+        venue_reads.seen.clear()
+        breaks = 6
+        for _ in range(breaks):
+            broken_before = _account_breaks(watching)
+            paper.set_faults({"rules": [{"kind": "stream_disconnect"}]})
+            paper.advance(0.1)
+            paper.dialect.tick()
+            await until(
+                lambda: _account_breaks(watching) > broken_before,  # noqa: B023 (waited on here)
+                "the user-data watch raised",
+            )
+            paper.clear_faults()
+            await until(lambda: _reconnected(cache), "the user-data stream connected again")
+        # 0.6 s of the venue's time: the schedule allows one account reconcile in 2.5 s.
+        assert venue_reads.count("fetch_balance") <= 1
+        assert venue_reads.count("fetch_positions") <= 1
+        # Once it stays up, the next period's message brings the reconcile, and the view is
+        # live again.
+        await _step(ex, paper, 2.5, "mark", "ticker")
+        await until(lambda: cache.account_stream_gap() is None, "the stream live again")
+        assert venue_reads.count("fetch_balance") <= 2
+        assert venue_reads.count("fetch_positions") <= 2
+        verdict = await ex.preview(BTC, "market", "buy", 0.01)
+        assert verdict.decision is Decision.ALLOW, verdict.denials
     finally:
         await watching.stop()

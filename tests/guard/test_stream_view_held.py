@@ -225,6 +225,57 @@ def test_a_stall_on_loopback_held_streams_denies_new_exposure(
         switch.close()
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [{"kind": "stream_disconnect"}, {"kind": "listen_key_expire"}],
+    ids=["disconnect", "listen-key-expired"],
+)
+def test_a_flat_bot_holding_streams_can_open_a_position_after_its_user_data_stream_broke(
+    paper: PaperAccount, tmp_path: Path, fault: dict[str, Any]
+) -> None:
+    """A flat account is quiet: nothing on the user-data stream tells the view it is back.
+    The held loop's reconnect does, and the account is reconciled over REST on the stream
+    thread, not on the order path."""
+    hooks = Hooks()
+    main = threading.current_thread()
+    path = OrderPath(hooks, lambda: threading.current_thread() is main)
+    ex = paper.guarded(_policy(), state_dir=tmp_path, hooks=hooks)
+    ex.load_markets()
+    holder = ex.hold_streams([BTC], paper.client(pro=True), retry_s=0.0)
+    cache = ex.runtime.view.cache
+    try:
+        since = paper.clock.time()
+        paper.advance(1.0)
+        _wait(lambda: _heard_since(ex, since, "mark"), "the held streams heard")
+        _wait(lambda: cache.account_streamed(paper.clock.time()), "the account streamed")
+        account = cache.feeds[("account", None)]  # (its last message: ccxt's snapshot)
+        paper.set_faults({"rules": [fault]})
+        paper.advance(0.5)
+        paper.dialect.tick()
+        _wait(
+            lambda: cache.feeds[("account", None)] is not account,  # broken (maybe back already)
+            "the user-data stream broke",
+        )
+        paper.clear_faults()
+        _wait(
+            lambda: cache.account_stream_gap() is None and cache.account_consistent(),
+            "the user-data stream live again, the account reconciled",
+            lambda: cache.feeds[("account", None)],
+        )
+        # No account event since the break: the reconnect and the reconcile ended it.
+        assert cache.feeds[("account", None)].last_message == account.last_message
+        since = paper.clock.time()
+        paper.advance(2.5)
+        _wait(lambda: _heard_since(ex, since, "mark", "ticker"), "the next period heard")
+        path.seen.clear()
+        order = ex.create_order(BTC, "market", "buy", 0.01)
+        assert order["status"] == "closed"
+        assert path.seen == ["create_order"]
+        assert paper.positions() == {"BTCUSDT": pytest.approx(0.01)}
+    finally:
+        holder.close()
+
+
 @pytest.mark.asyncio
 async def test_an_async_guard_holding_its_own_streams_keeps_a_polling_bot_fresh(
     tmp_path: Path,
