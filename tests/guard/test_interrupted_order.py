@@ -4,10 +4,8 @@ journal keeps it pending, and the next run's reconcile settles it against the ve
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from safeguard.guard import guard
 from safeguard.killswitch.switch import KillSwitch
 from safeguard.testing import PaperAccount, sandbox_policy
 from safeguard.venue.client import ccxt_client
+from safeguard.venue.events import OrderUpdate
 from safeguard.venue.http import VenueServer
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
@@ -47,26 +46,32 @@ def test_an_interrupt_while_the_order_is_on_the_wire_leaves_it_to_reconcile(
     ex = _guarded(funded_paper, server.url, tmp_path)
     try:
         price = round(float(ex.fetch_ticker(SYMBOL)["last"]) * 0.97)
-        # The answer is held long (but under the client's 20 s timeout) so the interrupt lands
-        # while the order is on the wire however slowly the watcher thread gets a core: held
-        # 5 s, a loaded CI machine once let the answer through first (DID NOT RAISE). The
-        # server hangs up on the held connection when it closes, so a pass costs no more.
+        # Held for longer than the interrupt can take to land (under the client's 20 s timeout;
+        # the server hangs up on the held connection when it closes, so a pass costs no more).
         hold = {"kind": "timeout_after_accept", "endpoint": "POST /fapi/v1/order", "hold_s": 15}
         funded_paper.set_faults({"rules": [hold]})
+        main = threading.main_thread().ident
+        assert main is not None
+        interrupted: list[str] = []
 
-        def interrupt_once_the_order_rests() -> None:
-            while not funded_paper.orders(VENUE_SYMBOL):
-                time.sleep(0.01)
-            os.kill(os.getpid(), signal.SIGINT)
+        def interrupt_once_the_order_rests(notice: object) -> None:
+            # Ctrl-C as the venue accepts the order, sent to the main thread itself: a watcher
+            # thread polling the venue could be starved past the hold on a loaded machine, and
+            # a process-wide signal may be taken by any thread, leaving the main one blocked
+            # in its read until the answer came (both let the answer through: DID NOT RAISE).
+            if isinstance(notice, OrderUpdate) and notice.execution == "NEW" and not interrupted:
+                interrupted.append(str(notice.order["clientOrderId"]))
+                signal.pthread_kill(main, signal.SIGINT)
 
-        threading.Thread(target=interrupt_once_the_order_rests, daemon=True).start()
+        funded_paper.venue.add_listener(interrupt_once_the_order_rests)
         with pytest.raises(KeyboardInterrupt):
             ex.create_order(SYMBOL, "limit", "buy", 0.002, price)
+        funded_paper.venue.remove_listener(interrupt_once_the_order_rests)
         funded_paper.set_faults({"rules": []})
         journal = ex.runtime.core.journal
         pending = [e.client_order_id for e in journal.unresolved()]
         on_venue = [o["clientOrderId"] for o in funded_paper.orders(VENUE_SYMBOL)]
-        assert on_venue
+        assert on_venue == interrupted  # the interrupt came as the venue took this order
         assert pending == on_venue  # the journal still holds the order the venue holds
         journal.close()
         ex.runtime.switch.close()
