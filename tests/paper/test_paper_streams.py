@@ -96,13 +96,28 @@ def test_a_stream_run_is_determined_by_its_seed(tmp_path: Path) -> None:
         return list(read_journal(tmp_path / folder / "journal.jsonl"))
 
     first, second = run("a"), run("b")
-    assert [r["kind"] for r in first] == [r["kind"] for r in second]
+    # Everything but the account's REST reads repeats exactly. Those may not: after a user-data
+    # stream breaks, ccxt.pro reconnects on wall time, so the reconcile's balance and position
+    # reads land on the stream's path in one run and on the order path in the other (the view
+    # and every decision the same either way).
+    assert _without_account_reads(first) == _without_account_reads(second)
     bars = [(r["t"], r["equity"], r["marks"]) for r in first if r["kind"] == "bar"]
     assert bars == [(r["t"], r["equity"], r["marks"]) for r in second if r["kind"] == "bar"]
     orders = [r for r in first if r["kind"] == "order"]
     assert orders, "the strategy never traded: nothing was compared"
     for run_name in ("guarded", "naive"):
         assert summarize(first, run_name) == summarize(second, run_name)
+
+
+_ACCOUNT_READS = frozenset({"fetch_balance", "fetch_positions", "fetch_open_orders"})
+
+
+def _without_account_reads(records: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    return [
+        (r["kind"], r.get("method"))
+        for r in records
+        if not (r["kind"] == "request" and r.get("method") in _ACCOUNT_READS)
+    ]
 
 
 def test_streams_and_a_users_strategy_together_are_refused(
