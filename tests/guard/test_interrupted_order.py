@@ -63,10 +63,17 @@ def test_an_interrupt_while_the_order_is_on_the_wire_leaves_it_to_reconcile(
                 interrupted.append(str(notice.order["clientOrderId"]))
                 signal.pthread_kill(main, signal.SIGINT)
 
+        # A process started in the background (`cmd &` without job control, as a CI runner
+        # may start the suite) inherits SIGINT ignored, and Python then keeps it ignored: the
+        # Ctrl-C would be discarded. Give the process the handler an interactive bot has.
+        previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
         funded_paper.venue.add_listener(interrupt_once_the_order_rests)
-        with pytest.raises(KeyboardInterrupt):
-            ex.create_order(SYMBOL, "limit", "buy", 0.002, price)
-        funded_paper.venue.remove_listener(interrupt_once_the_order_rests)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                ex.create_order(SYMBOL, "limit", "buy", 0.002, price)
+        finally:
+            funded_paper.venue.remove_listener(interrupt_once_the_order_rests)
+            signal.signal(signal.SIGINT, previous_handler)
         funded_paper.set_faults({"rules": []})
         journal = ex.runtime.core.journal
         pending = [e.client_order_id for e in journal.unresolved()]
