@@ -15,7 +15,7 @@ from safeguard.risk.liquidation import PositionLeg
 from safeguard.risk.outcome import Verdict
 from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
 
-from .verdict_cases import account, intent, market, rules, run
+from .verdict_cases import LONG, account, intent, market, rules, run
 
 NO_BAND: dict[str, Any] = {"price_band_pct": None}
 FILTERED = market(rules=rules(min_price=50_000.0, max_price=70_000.0))
@@ -195,3 +195,148 @@ def test_an_order_that_only_reduces_is_not_held_to_the_concentration_cap() -> No
     )
     assert found(verdict, "CONCENTRATION") == []
     assert verdict.allowed, verdict.findings
+
+
+# --- the venue's percent-price filter (a limit's distance from the mark) ----------------------
+
+BANDED = market(rules=rules(percent_price=(0.95, 1.05)))  # Binance's multiplierDown / Up
+
+
+@pytest.mark.parametrize(
+    ("side", "price", "stop"),
+    [("buy", 63_000.0, 58_000.0), ("sell", 57_000.0, 62_000.0)],
+    ids=["buy-at-the-cap", "sell-at-the-floor"],
+)
+def test_a_limit_exactly_on_the_percent_price_bound_passes(
+    side: str, price: float, stop: float
+) -> None:
+    verdict = run(intent(type="limit", side=side, price=price, stop_price=stop), BANDED, **NO_CAPS)
+    assert found(verdict, "PRICE_FILTER") == []
+
+
+@pytest.mark.parametrize(
+    ("side", "price", "stop", "bound", "words"),
+    [
+        ("buy", 63_000.1, 58_000.0, 63_000.0, "above the venue's cap of 105 % of the mark"),
+        ("sell", 56_999.9, 62_000.0, 57_000.0, "below the venue's floor of 95 % of the mark"),
+    ],
+    ids=["buy-above-the-cap", "sell-below-the-floor"],
+)
+def test_a_limit_past_the_percent_price_bound_is_refused_with_the_bound(
+    side: str, price: float, stop: float, bound: float, words: str
+) -> None:
+    verdict = run(intent(type="limit", side=side, price=price, stop_price=stop), BANDED, **NO_CAPS)
+    [finding] = found(verdict, "PRICE_FILTER")
+    assert str(finding.severity) == "DENY"
+    assert finding.values == {"price": price, "bound": pytest.approx(bound), "mark": 60_000.0}
+    assert words in finding.message
+
+
+@pytest.mark.parametrize(
+    ("side", "price", "stop"),
+    [("buy", 50_000.0, 49_000.0), ("sell", 70_000.0, 71_000.0)],
+    ids=["buy-far-below", "sell-far-above"],
+)
+def test_the_percent_price_filter_binds_each_side_in_its_own_direction_only(
+    side: str, price: float, stop: float
+) -> None:
+    # A buy far under the mark, or a sell far over it, only rests: the venue takes it.
+    verdict = run(intent(type="limit", side=side, price=price, stop_price=stop), BANDED, **NO_CAPS)
+    assert found(verdict, "PRICE_FILTER") == []
+
+
+# --- the stop's own price filter --------------------------------------------------------------
+
+
+def test_a_stop_under_the_markets_minimum_price_denies_the_order_that_opens_it() -> None:
+    low_floor = market(rules=rules(min_price=50_000.0))
+    verdict = run(intent(stop_price=49_000.0), low_floor, **NO_CAPS)
+    [finding] = found(verdict, "PRICE_FILTER")
+    assert str(finding.severity) == "DENY"
+    assert finding.values == {"stop_price": 49_000.0, "bound": 50_000.0}
+    assert not verdict.allowed
+
+
+def test_a_stop_the_venue_would_refuse_only_warns_on_an_order_that_reduces() -> None:
+    low_floor = market(rules=rules(min_price=50_000.0))
+    close = intent(side="sell", amount=0.5, reduce_only=True, stop_price=70_000.0)
+    held = account(positions=(LONG,), available_balance=4_000.0)
+    ceiling = market(rules=rules(max_price=65_000.0))
+    [finding] = found(run(close, ceiling, held, **NO_CAPS), "PRICE_FILTER")
+    assert str(finding.severity) == "WARN"
+    assert finding.values == {"stop_price": 70_000.0, "bound": 65_000.0}
+    assert found(run(close, low_floor, held, **NO_CAPS), "PRICE_FILTER") == []
+
+
+# --- a stop that would trigger the moment it is placed ----------------------------------------
+
+
+def test_a_stop_watching_the_last_price_is_judged_against_the_last_price() -> None:
+    # The last trade at 59,000 and the mark at 60,000: a long's stop at 59,500 is under the
+    # mark but already over the last price its trigger watches.
+    lagging = market(last=59_000.0)
+    on_last = run(intent(stop_price=59_500.0, stop_trigger="last"), lagging, **NO_CAPS)
+    [finding] = [f for f in found(on_last, "STOP_WRONG_SIDE") if "watched_price" in f.values]
+    assert finding.values == {"stop_price": 59_500.0, "watched_price": 59_000.0}
+    on_mark = run(intent(stop_price=59_500.0, stop_trigger="mark"), lagging, **NO_CAPS)
+    assert [f for f in found(on_mark, "STOP_WRONG_SIDE") if "watched_price" in f.values] == []
+
+
+def test_a_position_of_exactly_one_contract_has_its_stop_checked() -> None:
+    verdict = run(intent(amount=1.0, stop_price=60_500.0), market(), **NO_CAPS)
+    assert [f for f in found(verdict, "STOP_WRONG_SIDE") if "watched_price" in f.values]
+
+
+def test_a_shorts_stop_exactly_at_the_mark_would_trigger_at_once() -> None:
+    verdict = run(intent(side="sell", stop_price=60_000.0), market(), **NO_CAPS)
+    [finding] = [f for f in found(verdict, "STOP_WRONG_SIDE") if "watched_price" in f.values]
+    assert finding.values == {"stop_price": 60_000.0, "watched_price": 60_000.0}
+
+
+def test_a_reducing_orders_stop_through_the_mark_only_warns() -> None:
+    close = intent(side="sell", amount=0.5, reduce_only=True, stop_price=60_500.0)
+    verdict = run(close, market(), account(positions=(LONG,), available_balance=4_000.0), **NO_CAPS)
+    [finding] = [f for f in found(verdict, "STOP_WRONG_SIDE") if "watched_price" in f.values]
+    assert str(finding.severity) == "WARN"
+
+
+# --- caps by margin mode, and switched-off limits ---------------------------------------------
+
+
+def test_an_isolated_cap_applies_when_the_general_cap_is_switched_off() -> None:
+    caps = {**NO_CAPS, "isolated_max_leverage": 5.0}
+    assert "LEVERAGE_ABOVE_POLICY" in {str(f.code) for f in run(intent(), **caps).denials}
+
+
+def test_a_looser_isolated_cap_does_not_loosen_the_general_one() -> None:
+    caps = {**NO_CAPS, "max_leverage": 5.0, "isolated_max_leverage": 50.0}
+    assert "LEVERAGE_ABOVE_POLICY" in {str(f.code) for f in run(intent(), **caps).denials}
+
+
+def test_without_an_open_order_limit_a_resting_order_is_not_counted() -> None:
+    resting = intent(type="limit", price=59_000.0, stop_price=58_000.0)
+    verdict = run(resting, market(), **{**NO_CAPS, "max_open_orders": None})
+    assert found(verdict, "OPEN_ORDER_COUNT") == []
+    assert verdict.allowed, verdict.findings
+
+
+def test_a_concentration_warning_reports_the_share_and_the_equity_it_was_measured_on() -> None:
+    order = intent(type="limit", price=59_000.0, stop_price=58_000.0, amount=0.1)
+    verdict = run(order, market(), "default", concentration_warning=0.5, **NO_BAND)
+    [finding] = found(verdict, "CONCENTRATION")
+    equity = 10_000.0 - verdict.costing.entry_fee
+    assert finding.values == {
+        "share": pytest.approx(6_000.0 / equity),
+        "equity": pytest.approx(equity),
+        "warning": 0.5,
+    }
+
+
+def test_a_tiny_positive_equity_is_divided_not_taken_for_none() -> None:
+    order = intent(type="limit", price=59_000.0, stop_price=58_000.0, amount=0.001)
+    fee = run(order, market(), **NO_BAND).costing.entry_fee
+    verdict = run(
+        order, market(), account(wallet_balance=0.5 + fee), max_concentration=0.6, **NO_BAND
+    )
+    [finding] = found(verdict, "CONCENTRATION")
+    assert finding.values["share"] == pytest.approx(60.0 / 0.5)

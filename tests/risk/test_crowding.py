@@ -4,6 +4,7 @@ and the verdict tightening leverage and size for orders that add to the crowded 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -15,9 +16,10 @@ from safeguard.risk.crowding import (
     crowding_score,
     tightening,
 )
-from safeguard.risk.outcome import Decision
+from safeguard.risk.models import MarketSnapshot
+from safeguard.risk.outcome import Decision, Finding, Verdict
 
-from .verdict_cases import denied, intent, market, run
+from .verdict_cases import account, denied, intent, market, run
 
 CONFIG = CrowdingConfig(max_tightening=0.5)  # opt in: halve the caps at full crowding
 CALM = CrowdingReading(
@@ -135,3 +137,100 @@ def test_without_open_interest_the_score_is_the_mean_of_the_other_parts() -> Non
     score = crowding_score((calm, dataclasses.replace(hot, open_interest=None)), CONFIG)
     assert "open_interest" not in score.parts
     assert score.score == pytest.approx((0.6 + 0.5 * 3) / 4)
+
+
+# --- the crowding check at its edges ------------------------------------------------------------
+
+
+def crowded(side: int, score: float = 1.0) -> MarketSnapshot:
+    return dataclasses.replace(market(), crowding=CrowdingScore(score, side, {}, 0.0))
+
+
+def crowding_findings(verdict: Verdict) -> list[Finding]:
+    return [f for f in verdict.findings if str(f.code) == "CROWDING"]
+
+
+def test_a_score_at_the_threshold_tightens_nothing() -> None:
+    # tighten_from 0.5: a score of 0.5 leaves the factor at 1. The plain leverage cap decides,
+    # and the crowding check stays silent rather than repeating it.
+    at_threshold = run(intent(amount=0.2, leverage=21.0), crowded(1, 0.5), limits=LIMITS)
+    assert crowding_findings(at_threshold) == []
+    assert "LEVERAGE_ABOVE_POLICY" in denied(at_threshold)
+
+
+@pytest.mark.parametrize(
+    ("side", "words"), [(1, "longs"), (-1, "shorts"), (0, "both sides")], ids=str
+)
+def test_the_denial_names_the_symbol_its_score_and_the_crowded_side(side: int, words: str) -> None:
+    # A side of 0 (both crowded) tightens either side; the shorts' crowd is met by a sell.
+    if side < 0:
+        order = intent(side="sell", amount=0.2, leverage=11.0, stop_price=61_200.0)
+    else:
+        order = intent(amount=0.2, leverage=11.0)
+    [finding] = crowding_findings(run(order, crowded(side), limits=LIMITS))
+    assert finding.message.startswith(f"{order.symbol} is crowded (score 1, {words}): leverage")
+    assert finding.values["score"] == 1.0
+    assert finding.values["factor"] == pytest.approx(0.5)
+    assert finding.values["leverage"] == 11.0
+    assert finding.values["max_leverage"] == pytest.approx(10.0)
+
+
+def test_isolated_orders_are_held_to_the_tightened_isolated_leverage_cap_cross_ones_not() -> None:
+    limits = RiskLimits(max_leverage=20.0, isolated_max_leverage=10.0, crowding=CONFIG)
+    isolated = run(intent(amount=0.2, leverage=6.0), crowded(1), limits=limits)
+    [finding] = crowding_findings(isolated)  # 6x is above 10x halved
+    assert finding.values["max_leverage"] == pytest.approx(5.0)
+    cross = intent(amount=0.2, leverage=6.0, margin_mode="cross")
+    assert crowding_findings(run(cross, crowded(1), limits=limits)) == []  # 20x halved: 10x
+
+
+def test_a_tightened_position_notional_cap_reports_the_notional_and_its_cap() -> None:
+    # 0.4 BTC at 60,000 is 24,000: under the 40,000 cap, over it halved.
+    [finding] = crowding_findings(run(intent(amount=0.4), crowded(1), limits=LIMITS))
+    assert finding.values["notional"] == pytest.approx(24_000.0)
+    assert finding.values["max"] == pytest.approx(20_000.0)
+    assert str(finding.severity) == "DENY"
+
+
+CONCENTRATED = RiskLimits(max_leverage=None, max_concentration=2.0, crowding=CONFIG)
+
+
+def test_a_tightened_concentration_cap_is_measured_on_the_equity_after_the_entry_fee() -> None:
+    # 0.25 BTC at 60,000 is 15,000: 1.5x the 10,000 wallet. Under the 2x cap; over it halved.
+    order = intent(amount=0.25, leverage=5.0, margin_mode="cross", stop_price=59_000.0)
+    verdict = run(order, crowded(1), limits=CONCENTRATED)
+    [finding] = crowding_findings(verdict)
+    equity = 10_000.0 - verdict.costing.entry_fee
+    assert finding.values["share"] == pytest.approx(verdict.costing.position_notional / equity)
+    assert finding.values["max"] == pytest.approx(1.0)
+    assert str(finding.severity) == "DENY"
+    assert finding.message.endswith("x equity in notional is above the tightened 1x")
+    # The same order on an uncrowded market is within the cap.
+    assert run(order, market(), limits=CONCENTRATED).allowed
+
+
+def test_the_isolated_concentration_cap_does_not_bind_a_cross_order_under_crowding() -> None:
+    limits = RiskLimits(
+        max_leverage=None, max_concentration=4.0, isolated_max_concentration=1.0, crowding=CONFIG
+    )
+    order = intent(amount=0.25, leverage=5.0, margin_mode="cross", stop_price=59_000.0)
+    assert crowding_findings(run(order, crowded(1), limits=limits)) == []  # 1.5x under 4x halved
+    isolated = intent(amount=0.25, leverage=5.0, stop_price=59_000.0)
+    [finding] = crowding_findings(run(isolated, crowded(1), limits=limits))
+    assert finding.values["max"] == pytest.approx(0.5)
+
+
+def test_an_account_without_equity_is_wholly_concentrated_under_crowding() -> None:
+    order = intent(amount=0.25, leverage=5.0, margin_mode="cross", stop_price=59_000.0)
+    verdict = run(order, crowded(1), account(wallet_balance=1.0), limits=CONCENTRATED)
+    [finding] = crowding_findings(verdict)
+    assert finding.values["share"] == math.inf
+
+
+def test_a_tiny_but_positive_equity_is_divided_not_called_empty() -> None:
+    # 0.5 USDT of equity after the fee: the share is large and finite, not "no equity".
+    order = intent(amount=0.001, leverage=5.0, margin_mode="cross", stop_price=59_000.0)
+    fee = run(order, market(), limits=CONCENTRATED).costing.entry_fee
+    verdict = run(order, crowded(1), account(wallet_balance=0.5 + fee), limits=CONCENTRATED)
+    [finding] = crowding_findings(verdict)
+    assert finding.values["share"] == pytest.approx(60.0 / 0.5)

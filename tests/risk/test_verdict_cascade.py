@@ -346,3 +346,25 @@ def test_an_isolated_position_the_cascade_liquidates_loses_its_margin_not_the_ac
     assert values["regime"] == "cascade"
     assert values["equity"] == pytest.approx(6_000.0 - 0.5 * MARK * 0.0002)
     assert values["loss"] == pytest.approx(0.5 * MARK / 10.0)
+
+
+def test_the_fallback_warning_names_each_unmeasured_pair_and_the_value_used() -> None:
+    verdict = judge_hedged(estimated(), None)
+    (warning,) = [f for f in verdict.findings if f.code is Code.CORRELATION_FALLBACK]
+    assert str(warning.severity) == "WARN"
+    assert warning.values["correlation"] == pytest.approx(0.8)
+    pairs = str(warning.values["pairs"])
+    assert pairs.startswith(f"{SYMBOL}~{ETH}: ")  # the pair, then why it was not measured
+    assert "; " not in pairs  # one pair only
+    assert pairs in warning.message
+
+
+def test_a_cascade_breach_says_whether_its_correlation_was_measured_or_configured() -> None:
+    mirrored = {SYMBOL: closes(60_000.0, WIGGLE), ETH: closes(ETH_MARK, [-r for r in WIGGLE])}
+    measured = breach(judge_hedged(estimated(), mirrored))
+    assert str(measured["correlation"]).startswith(f"estimated: {SYMBOL}~{ETH} 0.00")
+    configured = breach(
+        judge_hedged(estimated(correlation_source="configured", cascade_correlation=0.0), mirrored)
+    )
+    assert configured["correlation"] == "0"
+    assert configured["regime"] == "cascade"
