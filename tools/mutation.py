@@ -62,7 +62,7 @@ _JOURNAL_TESTS = [
     "tests/guard/test_journal_file.py",
     "tests/guard/test_order_identity.py",
     "tests/guard/test_order_integrity.py",
-    # Added 2026-12-07 15:40, after the first complete run of `journal`: one journal shared by
+    # Added 2026-12-07 15:30, after the first complete run of `journal`: one journal shared by
     # a process's clients, restarts, a full disk, and the file's edges (torn and corrupt
     # lines, compaction, the errors' keys) had tests outside the scope, or none.
     "tests/guard/test_journal_shared.py",
