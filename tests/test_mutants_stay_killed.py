@@ -256,6 +256,30 @@ MUTANTS = [
         "tests/risk/test_stale_gates.py::"
         "test_the_funding_schedule_is_aged_for_any_horizon_above_zero",
     ),
+    Mutant(
+        "a crowded symbol's tightened concentration cap loosened instead (cap / factor)",
+        "safeguard/risk/checks.py",
+        "        if share > share_cap * factor:",
+        "        if share > share_cap / factor:",
+        "tests/risk/test_crowding.py::"
+        "test_a_tightened_concentration_cap_is_measured_on_the_equity_after_the_entry_fee",
+    ),
+    Mutant(
+        "the percent-price filter binds a sell above the mark too (or for and)",
+        "safeguard/risk/checks.py",
+        '        elif intent.side == "sell" and price < order.mark * down:',
+        '        elif intent.side == "sell" or price < order.mark * down:',
+        "tests/risk/test_check_boundaries.py::"
+        "test_the_percent_price_filter_binds_each_side_in_its_own_direction_only",
+    ),
+    Mutant(
+        "a corrupt last journal record written whole is taken for a torn one",
+        "safeguard/guard/journal.py",
+        '    torn_tail = not data.endswith(b"\\n")',
+        "    torn_tail = True",
+        "tests/guard/test_journal_edges.py::"
+        "test_a_corrupt_last_record_that_was_written_whole_is_corruption",
+    ),
 ]
 
 
