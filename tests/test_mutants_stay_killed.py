@@ -273,12 +273,12 @@ MUTANTS = [
         "test_the_percent_price_filter_binds_each_side_in_its_own_direction_only",
     ),
     Mutant(
-        "a corrupt last journal record written whole is taken for a torn one",
+        "the journal line before the NUL bytes of a power cut is taken for unsynced",
         "safeguard/guard/journal.py",
-        '    torn_tail = not data.endswith(b"\\n")',
-        "    torn_tail = True",
+        'unsynced = next((i for i, line in enumerate(lines, start=1) if b"\\x00" in line)',
+        'unsynced = next((i for i, line in enumerate(lines) if b"\\x00" in line)',
         "tests/guard/test_journal_edges.py::"
-        "test_a_corrupt_last_record_that_was_written_whole_is_corruption",
+        "test_a_corrupt_record_before_the_unsynced_nul_bytes_is_still_corruption",
     ),
 ]
 

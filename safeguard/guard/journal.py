@@ -532,11 +532,12 @@ def _load(path: Path) -> dict[str, Entry]:
         raise ConfigError(f"order journal {path} cannot be read: {exc}", key=str(path)) from exc
     entries: dict[str, Entry] = {}
     lines = data.split(b"\n")
-    torn_tail = not data.endswith(b"\n")
     # After a power cut the unsynced tail may read back as NUL bytes (the file's length was
     # kept, its data not), with later bytes after them. Only unsynced records live there: a
     # settle (losing it costs a look-up) or a pending whose fsync, hence whose send, never
-    # came. From the first NUL on, a record that cannot be read is such a torn write.
+    # came. From the first NUL on, a record that cannot be read is such a torn write. Without
+    # NUL bytes only the last piece may be torn: it is a record cut mid-write when the file
+    # does not end in a newline (after a final newline the last piece is empty).
     unsynced = next((i for i, line in enumerate(lines, start=1) if b"\x00" in line), len(lines))
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -545,7 +546,7 @@ def _load(path: Path) -> dict[str, Entry]:
             record = json.loads(line.decode("utf-8"))
             _apply(entries, record)
         except (ValueError, KeyError, TypeError) as exc:
-            if number >= unsynced or (torn_tail and number == len(lines)):
+            if number >= unsynced:
                 continue  # died mid-write: the send only ever follows a completed write
             raise ConfigError(
                 f"order journal {path} line {number} is corrupt ({exc}); "
