@@ -12,7 +12,8 @@ launcher prints ``ready`` once every bot has connected, releases them all at onc
 Real guard, ccxt and Redis.
 
 ``kill``: send resting limit orders (each cancelled again) until the kill switch refuses;
-bot ``engager`` engages the switch itself after ``engage_after`` orders. Reports when the
+bot ``engager`` engages the switch itself after ``engage_after`` orders, once every bot has
+sent one (each marks its first send in the state directory). Reports when the
 engage started and returned, when this bot adopted it, and any order sent after refusing.
 
 ``outage``: trade (opening orders) until ``stop.flag`` appears in the state directory; the
@@ -122,6 +123,11 @@ def _trading_bot(cfg: dict[str, Any], **fleet: Any) -> tuple[Any, Any, float]:
     return member, member.switch, price
 
 
+def _every_bot_has_sent(cfg: dict[str, Any]) -> bool:
+    state_dir = Path(cfg["state_dir"])
+    return all((state_dir / f"sent-{i}.flag").exists() for i in range(cfg["bots"]))
+
+
 def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
     member, switch, price = _trading_bot(cfg)
     ex = member.exchange
@@ -138,7 +144,12 @@ def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
     refused_at: float | None = None
     deadline = time.time() + cfg["run_s"]
     while time.time() < deadline:
-        if engager and result["sent"] == cfg["engage_after"] and "engage_started" not in result:
+        if (
+            engager
+            and result["sent"] >= cfg["engage_after"]
+            and "engage_started" not in result
+            and _every_bot_has_sent(cfg)
+        ):
             result["engage_started"] = time.time()
             switch.engage("fleet test: bot engages", by=f"bot-{cfg['index']}")
             result["engage_returned"] = time.time()
@@ -151,6 +162,10 @@ def run_kill(cfg: dict[str, Any]) -> dict[str, Any]:
                 deadline = min(deadline, refused_at + cfg["after_s"])
             continue
         result["sent"] += 1
+        if result["sent"] == 1:
+            # The engager waits for this mark: on a loaded machine a bot can still be starting
+            # when the engager has sent its orders, and the test needs every bot trading first.
+            (Path(cfg["state_dir"]) / f"sent-{cfg['index']}.flag").touch()
         if refused_at is not None:
             result["sent_after_refusal"] += 1
         with contextlib.suppress(OrderNotFound):  # the engage's ladder may cancel it first

@@ -113,6 +113,7 @@ def run_kill_fleet(
             "secret": SECRET,
             "engager": 0,
             "engage_after": 5,
+            "bots": bots,
             "run_s": 20.0,
             "after_s": 0.2,
         }
