@@ -18,14 +18,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "safeguard"
 
-STILL_TWICE: dict[str, str] = {
-    # In files other work is changing now (the ladder, the health monitor, the simulator).
-    "Outcome": "guard/degradation.py, killswitch/ladder.py and sim/world.py",
-    "Side": "killswitch/ladder.py repeats risk/book.py's Literal['buy', 'sell']",
-    "Status": "guard/journal.py's record status vs killswitch/ladder.py's step status",
-    "Strategy": "paper/strategy.py's protocol vs sim/world.py's bot behaviour",
-    "TrendFollower": "paper/strategy.py's vs sim/world.py's bot",
-}
+STILL_TWICE: dict[str, str] = {}
 
 
 def _defined_types(module: ast.Module) -> list[str]:
@@ -72,13 +65,6 @@ def test_the_names_still_defined_twice_are_still_there() -> None:
 
 # Private names other modules still import, with what they wait for.
 STILL_BORROWED: dict[tuple[str, str], str] = {
-    # The fleet's budget answers what the throttle answers (the same cost and cap rules, not
-    # copies): they become throttle's public names once the hot-path work on it has landed.
-    ("fleet/budget.py", "safeguard.guard.throttle._HEADER_FAMILY"): "throttle",
-    ("fleet/budget.py", "safeguard.guard.throttle._USES_RESERVE"): "throttle",
-    ("fleet/budget.py", "safeguard.guard.throttle._cost"): "throttle",
-    ("fleet/budget.py", "safeguard.guard.throttle._reported_usage"): "throttle",
-    ("fleet/budget.py", "safeguard.guard.throttle._usable"): "throttle",
     ("venue/engine.py", "safeguard.venue.accounts._share"): "the venue's engine work",
 }
 

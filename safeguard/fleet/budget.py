@@ -34,9 +34,9 @@ from safeguard._log import logger
 from safeguard.config import FleetConfig, ThrottleConfig
 from safeguard.fleet.connection import connect, describe, key_tag, link_errors
 from safeguard.guard.throttle import (
-    _HEADER_FAMILY,
-    _USES_RESERVE,
     GO,
+    HEADER_FAMILY,
+    USES_RESERVE,
     Admission,
     Banned,
     Hold,
@@ -47,9 +47,9 @@ from safeguard.guard.throttle import (
     RateLimits,
     RequestKind,
     Wait,
-    _cost,
-    _reported_usage,
-    _usable,
+    reported_usage,
+    request_cost,
+    usable_share,
 )
 from safeguard.risk import _inputs
 
@@ -339,13 +339,13 @@ class RedisRateBudget:
             repr(float(now)),
             repr(self.config.window_skew_s),
             repr(self.config.soft_threshold),
-            "1" if kind in _USES_RESERVE else "0",
+            "1" if kind in USES_RESERVE else "0",
             "1" if kind is RequestKind.READ else "0",
             "1" if kind is RequestKind.CANCEL else "0",
         ]
         for lim in self._limits.limits:
-            cost = _cost(lim, kind, weight, orders)
-            cap = _usable(self.config, lim.limit, kind)
+            cost = request_cost(lim, kind, weight, orders)
+            cap = usable_share(self.config, lim.limit, kind)
             if cost > 0 and cost > cap:
                 raise NeverFits(kind, weight, cost, cap, lim)
             args += [lim.limit, lim.interval_s, repr(float(cost)), repr(float(cap)), lim.label]
@@ -368,7 +368,7 @@ class RedisRateBudget:
         _inputs.non_negative("weight", weight)
         args: list[Any] = [repr(float(now)), repr(self.config.window_skew_s)]
         for lim in self._limits.limits:
-            args += [lim.interval_s, repr(_cost(lim, kind, weight, orders))]
+            args += [lim.interval_s, repr(request_cost(lim, kind, weight, orders))]
         if self._run(lambda: self._refund(keys=list(self._keys), args=args)) is _DOWN:
             self.fallback.refund(kind, weight, now, orders=orders)
 
@@ -379,14 +379,14 @@ class RedisRateBudget:
         self.fallback.observe(headers, now, sent_at=sent_at)
         if not headers:
             return
-        reported = _reported_usage(headers)
+        reported = reported_usage(headers)
         if not reported:
             return
         skew = self.config.window_skew_s
         keys: list[str] = []
         args: list[Any] = [repr(float(now)), repr(skew)]
         for key, lim in zip(self._keys, self._limits.limits, strict=True):
-            value = reported.get((_HEADER_FAMILY.get(lim.type) or "", lim.interval_s))
+            value = reported.get((HEADER_FAMILY.get(lim.type) or "", lim.interval_s))
             if value is None:
                 continue
             sent = "" if sent_at is None else str(math.floor((sent_at - skew) / lim.interval_s))

@@ -44,7 +44,7 @@ _RANK = {VenueHealth.NORMAL: 0, VenueHealth.DEGRADED: 1, VenueHealth.SEVERE: 2}
 _BY_RANK = {rank: health for health, rank in _RANK.items()}
 
 
-class Outcome(StrEnum):
+class RequestOutcome(StrEnum):
     OK = "ok"
     ERROR = "error"
     THROTTLED = "throttled"
@@ -81,7 +81,7 @@ class _Series:
     __slots__ = ("errors", "samples", "sorted", "throttled")
 
     def __init__(self) -> None:
-        self.samples: deque[tuple[float, float, Outcome]] = deque()
+        self.samples: deque[tuple[float, float, RequestOutcome]] = deque()
         self.sorted: list[float] = []
         self.errors = 0
         self.throttled = 0
@@ -127,7 +127,9 @@ class HealthMonitor:
         self._oldest = math.inf
         self._ripe_at = self.config.min_samples
 
-    def record(self, endpoint: str, latency_s: float, outcome: Outcome | str, now: float) -> None:
+    def record(
+        self, endpoint: str, latency_s: float, outcome: RequestOutcome | str, now: float
+    ) -> None:
         """One request's latency and outcome (``ok``, ``error`` or ``throttled``)."""
         if not isinstance(endpoint, str) or not endpoint:
             raise ValueError(f"endpoint must be a non-empty str, got {endpoint!r}")
@@ -135,9 +137,11 @@ class HealthMonitor:
         _inputs.non_negative("now", now)
         self.record_sample(endpoint, float(latency_s), _outcome(outcome), now)
 
-    def record_sample(self, endpoint: str, latency_s: float, outcome: Outcome, now: float) -> None:
+    def record_sample(
+        self, endpoint: str, latency_s: float, outcome: RequestOutcome, now: float
+    ) -> None:
         """:meth:`record` for a caller whose values are its own, already checked: a non-empty
-        endpoint name, finite non-negative floats from its clock, an :class:`Outcome` (the
+        endpoint name, finite non-negative floats from its clock, a :class:`RequestOutcome` (the
         guard's observer, on every request)."""
         with self._lock:
             series = self._series.get(endpoint)
@@ -228,7 +232,7 @@ class HealthMonitor:
     # --- the samples (with the lock held) --------------------------------------------------
 
     def _add(
-        self, endpoint: str, series: _Series, now: float, latency: float, outcome: Outcome
+        self, endpoint: str, series: _Series, now: float, latency: float, outcome: RequestOutcome
     ) -> None:
         if len(series.samples) >= _MAX_SAMPLES_PER_ENDPOINT:
             self._drop(series)
@@ -236,8 +240,8 @@ class HealthMonitor:
         self._oldest = min(self._oldest, now)
         bisect.insort(series.sorted, latency)
         self._total += 1
-        if outcome is not Outcome.OK:
-            error = outcome is Outcome.ERROR
+        if outcome is not RequestOutcome.OK:
+            error = outcome is RequestOutcome.ERROR
             series.errors += error
             series.throttled += not error
             self._errors += error
@@ -250,8 +254,8 @@ class HealthMonitor:
         # (a coarse clock, a simulated one) is trimmed at the end, not shifted from the front.
         del series.sorted[bisect.bisect_right(series.sorted, latency) - 1]
         self._total -= 1
-        if outcome is not Outcome.OK:
-            error = outcome is Outcome.ERROR
+        if outcome is not RequestOutcome.OK:
+            error = outcome is RequestOutcome.ERROR
             series.errors -= error
             series.throttled -= not error
             self._errors -= error
@@ -386,18 +390,18 @@ class HealthMonitor:
 _Values = tuple[float | None, float | None, float | None, float | None]
 """latency p95, error rate, throttle rate, data age (None: too few samples / no report)."""
 
-_OUTCOMES = {str(outcome): outcome for outcome in Outcome}
+_OUTCOMES = {str(outcome): outcome for outcome in RequestOutcome}
 
 
-def _outcome(outcome: Outcome | str) -> Outcome:
+def _outcome(outcome: RequestOutcome | str) -> RequestOutcome:
     try:
-        found = _OUTCOMES.get(outcome)  # a dict look-up: Outcome(...) costs a microsecond
+        found = _OUTCOMES.get(outcome)  # a dict look-up: RequestOutcome(...) costs a microsecond
     except TypeError:  # unhashable
         found = None
     if found is not None:
         return found
     try:
-        return Outcome(outcome)
+        return RequestOutcome(outcome)
     except ValueError:
         raise ValueError(f"outcome must be one of ok, error, throttled; got {outcome!r}") from None
 
@@ -420,6 +424,6 @@ __all__ = [
     "EndpointLatency",
     "HealthMetrics",
     "HealthMonitor",
-    "Outcome",
+    "RequestOutcome",
     "VenueHealth",
 ]

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from safeguard._log import logger
 from safeguard.guard.classify import ErrorClass, RetryClass
 from safeguard.guard.core import Answer, Send
-from safeguard.guard.degradation import Outcome
+from safeguard.guard.degradation import RequestOutcome
 from safeguard.guard.events import EventKind, Hooks, RequestEvent, RetryEvent, VerdictEvent
 from safeguard.guard.orders import STOP_SUFFIX, CallKind
 from safeguard.guard.request_log import WireRequest, log_request, request_record, take_wire
@@ -47,19 +47,19 @@ class AlwaysNormal:
         return "NORMAL"
 
 
-def _health_outcome(ec: ErrorClass | None) -> Outcome | None:
+def _health_outcome(ec: ErrorClass | None) -> RequestOutcome | None:
     """What one request says about the venue's health. A definite refusal (a bad request,
     an unknown order, ccxt refusing the call's arguments) is an answer from a working venue,
     or no request at all; an exception that is not ccxt's (a TypeError from arguments ccxt
     cannot use) says nothing about the venue: counted as errors, a caller's mistakes made
     the venue SEVERE and refused every new order."""
     if ec is None:
-        return Outcome.OK
+        return RequestOutcome.OK
     if ec.throttled:
-        return Outcome.THROTTLED
+        return RequestOutcome.THROTTLED
     if ec.reason == "unrecognised":
         return None
-    return Outcome.OK if ec.retry is RetryClass.NEVER else Outcome.ERROR
+    return RequestOutcome.OK if ec.retry is RetryClass.NEVER else RequestOutcome.ERROR
 
 
 @dataclass
@@ -100,7 +100,7 @@ class RequestObserver:
         now = answer.now
         latency = max(0.0, now - answer.started)
         outcome = "ok" if ec is None else ("throttled" if ec.throttled else "error")
-        health = Outcome.OK if ec is None else _health_outcome(ec)
+        health = RequestOutcome.OK if ec is None else _health_outcome(ec)
         if health is not None:
             # The sample is the guard's own (a method name, times from its clock): a monitor
             # that can take it unchecked does. Either emits its own state changes.

@@ -79,7 +79,7 @@ _LETTER_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _WEIGHT_HEADER = BINANCE_USDM.weight_header
 _ORDER_HEADER = BINANCE_USDM.order_header
 _PLACES_ORDERS = (RequestKind.ORDER, RequestKind.REDUCE_ONLY)
-_USES_RESERVE = (RequestKind.CANCEL, RequestKind.REDUCE_ONLY)
+USES_RESERVE = (RequestKind.CANCEL, RequestKind.REDUCE_ONLY)
 # Threads hand the budget times read moments apart; only a larger step back is the clock's.
 _STEP_TOLERANCE_S = 1.0
 
@@ -261,7 +261,7 @@ class _Scope:
         """The 429 hold was traced to a full window, which gates cancels by itself."""
 
 
-def _cost(limit: RateLimit, kind: RequestKind, weight: float, orders: int) -> float:
+def request_cost(limit: RateLimit, kind: RequestKind, weight: float, orders: int) -> float:
     """What a request of ``kind`` counts against ``limit``'s window (the fleet's budget too)."""
     if limit.type is LimitType.REQUEST_WEIGHT:
         return weight
@@ -297,16 +297,16 @@ def never_fitting(
     ``weight`` is bigger than (what :meth:`RateBudget.decide` refuses with
     :class:`NeverFits`), or None. Pure: charges nothing."""
     for limit in limits:
-        if _cost(limit, kind, weight, orders) > _usable(config, limit.limit, kind):
+        if request_cost(limit, kind, weight, orders) > usable_share(config, limit.limit, kind):
             return limit
     return None
 
 
-def _usable(config: ThrottleConfig, limit: int, kind: RequestKind) -> float:
+def usable_share(config: ThrottleConfig, limit: int, kind: RequestKind) -> float:
     """How much of a window of ``limit`` a request of ``kind`` may fill (the fleet's too):
     cancels and reduce-only orders may use the reserve, reads stop at the hard threshold."""
     reserve = config.reserve_fraction * limit
-    if kind in _USES_RESERVE:
+    if kind in USES_RESERVE:
         return float(limit)
     if kind is RequestKind.READ:
         return min(config.hard_threshold * limit, limit - reserve)
@@ -431,9 +431,9 @@ class RateBudget:
                 return Wait(scope.hold_until - now, scope.hold_label, 1.0)
             worst: Wait | Hold | None = None
             places = kind in _PLACES_ORDERS
-            reserve = kind in _USES_RESERVE
+            reserve = kind in USES_RESERVE
             charged: list[tuple[_Window, float]] = []
-            # _cost, _Window.roll and _check, written out: this runs for every request.
+            # request_cost, _Window.roll and _check, written out: this runs for every request.
             for window, planned, planned_cap in self._plan(kind):
                 limit = window.limit
                 # A shared window another budget re-limited meanwhile: its cap is asked anew.
@@ -489,7 +489,7 @@ class RateBudget:
         try:
             return self._caps[(limit, kind)]
         except KeyError:
-            cap = self._caps[(limit, kind)] = _usable(self.config, limit, kind)
+            cap = self._caps[(limit, kind)] = usable_share(self.config, limit, kind)
             return cap
 
     def _check(
@@ -503,7 +503,7 @@ class RateBudget:
             # Orders, essential reads and cancels wait for the window rather than fail: the
             # client's retry budget decides how long it is prepared to wait.
             return Wait(rolls_in, window.limit.label, window.usage())
-        if kind not in _USES_RESERVE and now < window.next_at:
+        if kind not in USES_RESERVE and now < window.next_at:
             return Wait(window.next_at - now, window.limit.label, window.usage())
         return None
 
@@ -536,7 +536,7 @@ class RateBudget:
             self._follow_clock(now)
             for window in self._windows:
                 window.roll(now, self.config.window_skew_s)
-                cost = _cost(window.limit, kind, weight, orders)
+                cost = request_cost(window.limit, kind, weight, orders)
                 window.used = max(0.0, window.used - cost)
 
     def observe(
@@ -551,7 +551,7 @@ class RateBudget:
         """
         if not headers:
             return
-        reported = _reported_usage(headers)
+        reported = reported_usage(headers)
         if not reported:
             return
         skew = self.config.window_skew_s
@@ -559,7 +559,7 @@ class RateBudget:
             if now != self._scope.latest:
                 self._follow_clock(now)
             for window in self._windows:
-                family = _HEADER_FAMILY.get(window.limit.type)  # raw request counts: no header
+                family = HEADER_FAMILY.get(window.limit.type)  # raw request counts: no header
                 value = reported.get((family or "", window.limit.interval_s))
                 if value is None:
                     continue
@@ -655,10 +655,10 @@ def _later(a: Wait | Hold, b: Wait | Hold) -> Wait | Hold:
     return a if left >= right else b
 
 
-_HEADER_FAMILY = {LimitType.REQUEST_WEIGHT: "weight", LimitType.ORDERS: "orders"}
+HEADER_FAMILY = {LimitType.REQUEST_WEIGHT: "weight", LimitType.ORDERS: "orders"}
 
 
-def _reported_usage(headers: Mapping[str, str]) -> dict[tuple[str, int], float]:
+def reported_usage(headers: Mapping[str, str]) -> dict[tuple[str, int], float]:
     reported: dict[tuple[str, int], float] = {}
     # ccxt's sync answers come as requests' CaseInsensitiveDict, whose items() goes through
     # the Mapping mixins (a Python call per header); its store (lower-case name -> (name,
@@ -918,7 +918,9 @@ class Budget(Protocol):
 
 __all__ = [
     "GO",
+    "HEADER_FAMILY",
     "USDM_DEFAULT_LIMITS",
+    "USES_RESERVE",
     "Admission",
     "Banned",
     "Budget",
@@ -936,4 +938,7 @@ __all__ = [
     "never_fitting",
     "rate_headers",
     "registry_for",
+    "reported_usage",
+    "request_cost",
+    "usable_share",
 ]

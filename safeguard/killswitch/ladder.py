@@ -49,9 +49,9 @@ from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.config import KillSwitchConfig, RetryConfig
 from safeguard.killswitch.state import SwitchState, TradingState
+from safeguard.risk.book import Side
 
-Side = Literal["buy", "sell"]
-Status = Literal["done", "failed", "not offered", "skipped"]
+RungStatus = Literal["done", "failed", "not offered", "skipped"]
 
 #: Implicit per-symbol countdown endpoints, for exchanges without the unified method.
 COUNTDOWN_METHODS: Mapping[str, str] = {
@@ -103,27 +103,27 @@ Step = Call | Read | Pause
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RungOutcome:
     """What one rung did for one symbol (``symbol`` is ``None`` for account-wide steps)."""
 
     rung: str
     symbol: str | None
-    status: Status
+    status: RungStatus
     detail: str = ""
 
 
 @dataclass
 class LadderReport:
     state: TradingState
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[RungOutcome] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """True when nothing failed (``not offered`` and ``skipped`` are not failures)."""
         return all(o.status != "failed" for o in self.outcomes)
 
-    def add(self, rung: str, symbol: str | None, status: Status, detail: str = "") -> None:
-        outcome = Outcome(rung, symbol, status, detail)
+    def add(self, rung: str, symbol: str | None, status: RungStatus, detail: str = "") -> None:
+        outcome = RungOutcome(rung, symbol, status, detail)
         self.outcomes.append(outcome)
         log = logger.error if status == "failed" else logger.info
         log("kill ladder {} {}: {} {}", rung, symbol or "(all)", status, detail)
@@ -458,7 +458,7 @@ def _arm_countdown(
             return  # the endpoint is missing for every symbol alike
 
 
-def _countdown_status(ok: bool, result: Any, armed: str) -> tuple[Status, str]:
+def _countdown_status(ok: bool, result: Any, armed: str) -> tuple[RungStatus, str]:
     if ok:
         return "done", f"armed for {armed}"
     if _not_offered(result):
@@ -791,12 +791,12 @@ __all__ = [
     "CancelSymbol",
     "LadderReport",
     "OpenOrder",
-    "Outcome",
     "Pace",
     "Pause",
     "Position",
     "Read",
     "ReduceOnlyOrder",
+    "RungOutcome",
     "Step",
     "attach_ladder",
     "capped_price",

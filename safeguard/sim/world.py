@@ -491,7 +491,7 @@ class BotProcess:
 # --- the strategies -----------------------------------------------------------------------
 
 
-class Strategy:
+class Behaviour:
     """A bot's behaviour. Each step is one bar's worth of guarded calls."""
 
     name = "strategy"
@@ -512,7 +512,7 @@ class Strategy:
 class Bot:
     """A strategy and its process, with the sim's bookkeeping of every call it makes."""
 
-    def __init__(self, world: World, index: int, strategy: Strategy) -> None:
+    def __init__(self, world: World, index: int, strategy: Behaviour) -> None:
         self.world = world
         self.index = index
         self.strategy = strategy
@@ -609,7 +609,7 @@ def _held(positions: Any) -> float:
     )
 
 
-class MarketMaker(Strategy):
+class MarketMaker(Behaviour):
     """Quotes both sides of one market, cancels and re-quotes every bar, trims its stock."""
 
     name = "market-maker"
@@ -634,7 +634,7 @@ class MarketMaker(Strategy):
                      abs(held), None, {"reduceOnly": True})  # fmt: skip
 
 
-class CancelReplace(Strategy):
+class CancelReplace(Behaviour):
     """Keeps one resting order per market and moves it every bar: an edit, or a cancel and a
     new order."""
 
@@ -663,7 +663,7 @@ class CancelReplace(Strategy):
         bot.call("create_order", symbol, "limit", side, amount, limit, _entry_params(stop))
 
 
-class TrendFollower(Strategy):
+class TrendFollowing(Behaviour):
     """Async: watches both markets at once and enters on a move with a declared stop, both
     entries sent concurrently (racing first orders through one journal); exits on reversal,
     and keeps a reduce-only stop order behind each position."""
@@ -718,7 +718,7 @@ class TrendFollower(Strategy):
                         abs(held), None, {"stopLossPrice": stop, "reduceOnly": True})  # fmt: skip
 
 
-class Restarter(TrendFollower):
+class Restarter(TrendFollowing):
     """A sync bot that stops cleanly and starts again from its files every few bars (a deploy,
     a cron restart), reconciling first as a restarted bot must."""
 
@@ -746,7 +746,7 @@ class Restarter(TrendFollower):
         bot.call("create_order", symbol, kind, side, amount, limit, _entry_params(stop))
 
 
-class StreamTrader(TrendFollower):
+class StreamTrader(TrendFollowing):
     """The trend follower on ccxt.pro, its guard holding the streams of both markets and of
     its account (``hold_streams``): its view is fed by websockets the seed's stream faults
     stall, freeze, cut and whose listen key they expire."""
@@ -755,9 +755,9 @@ class StreamTrader(TrendFollower):
     holds_streams = True
 
 
-POPULATION: tuple[type[Strategy], ...] = (
+POPULATION: tuple[type[Behaviour], ...] = (
     MarketMaker,
-    TrendFollower,
+    TrendFollowing,
     CancelReplace,
     Restarter,
     StreamTrader,

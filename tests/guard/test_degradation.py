@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from safeguard.config import DegradationConfig
-from safeguard.guard.degradation import HealthMonitor, Outcome, VenueHealth
+from safeguard.guard.degradation import HealthMonitor, RequestOutcome, VenueHealth
 from safeguard.guard.events import EventKind, Hooks, StateChangeEvent
 
 CONFIG = DegradationConfig(
@@ -190,7 +190,7 @@ def test_state_changes_reach_hooks_and_a_broken_observer_breaks_nothing() -> Non
         (lambda m: m.record("e", float("nan"), "ok", T), "latency_s"),
         (lambda m: m.record("e", -0.1, "ok", T), "latency_s"),
         (lambda m: m.record("e", 0.1, "fine", T), "outcome"),
-        (lambda m: m.record("e", 0.1, Outcome.OK, float("inf")), "now"),
+        (lambda m: m.record("e", 0.1, RequestOutcome.OK, float("inf")), "now"),
         (lambda m: m.record_data_age(float("inf"), T), "age_s"),
         (lambda m: m.state(float("nan")), "now"),
     ],
