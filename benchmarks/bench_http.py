@@ -29,8 +29,8 @@ def _server(ready: Any, stop: Any) -> None:
     from safeguard.clock import SystemClock
     from safeguard.venue.dialect import Dialect
     from safeguard.venue.engine import Venue
-    from safeguard.venue.http import VenueServer
     from safeguard.venue.ratelimit import RateLimits
+    from safeguard.venue.server import VenueServer
 
     venue = Venue(clock=SystemClock())
     venue.create_account(KEY, SECRET)

@@ -11,7 +11,7 @@ Binance unchanged.
     safeguard venue serve --port 8900 &          # or run it yourself and pass --url/--key/--secret
     python examples/http_paper.py --url http://127.0.0.1:8900 --key KEY --secret SECRET
 
-With ``--thread`` the venue runs inside this process instead (``safeguard.venue.http.serve``).
+With ``--thread`` the venue runs inside this process instead (``safeguard.venue.server.serve``).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def start_venue_thread(stack: ExitStack) -> tuple[str, str, str]:
     """The same venue served from a thread of this process."""
     from safeguard.clock import SystemClock
     from safeguard.venue import Venue, VenueConfig
-    from safeguard.venue.http import serve
+    from safeguard.venue.server import serve
 
     key, secret = "example-key-0123456789", "example-secret-0123456789abcdef"
     venue = Venue(VenueConfig(seed=7), clock=SystemClock())

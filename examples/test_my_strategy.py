@@ -25,7 +25,7 @@ from safeguard.errors import OrderDenied, OutcomeUnknown, SafeguardError
 from safeguard.testing import PaperAccount, strip_attached_stops
 from safeguard.testing.plugin import FaultSwitch
 from safeguard.venue.client import ccxt_client
-from safeguard.venue.http import VenueServer
+from safeguard.venue.server import VenueServer
 
 SYMBOL = "BTC/USDT:USDT"
 VENUE_SYMBOL = "BTCUSDT"

@@ -538,7 +538,7 @@ WarningName = Literal[
 
 
 class WarningConfig(PolicySection):
-    """Early warnings (:mod:`safeguard.killswitch.warnings`): anomalies that are not yet a halt.
+    """Early warnings (:mod:`safeguard.killswitch.early_warnings`): anomalies, not yet a halt.
 
     Each is an event with a severity (hooks, metrics, webhook); ``escalate`` turns one into a
     kill-switch engage. ``None`` switches one off. Each fires at its threshold, not under it.

@@ -26,8 +26,8 @@ from safeguard.observability.venue import MeteredDialect, VenueMetrics
 from safeguard.venue import Fill, Regime, Venue, VenueConfig
 from safeguard.venue.client import ccxt_client
 from safeguard.venue.faults import FaultPlan
-from safeguard.venue.http import VenueServer
 from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue.server import VenueServer
 
 KEY, SECRET = "vm-key-0123456789", "vm-secret-0123456789abcdef"
 SYMBOL = "BTC/USDT:USDT"

@@ -99,10 +99,7 @@ def test_the_private_names_still_borrowed_are_still_borrowed() -> None:
 
 
 # Modules still named like a standard-library one, with what they wait for.
-STILL_SHADOWING = {
-    "killswitch/warnings.py": "imported by guard/gate.py, events.py, tripwire.py (work under way)",
-    "venue/http.py": "imported across the venue's tests and examples (the venue's work)",
-}
+STILL_SHADOWING: dict[str, str] = {}
 
 
 def modules_named_like_the_standard_library() -> set[str]:

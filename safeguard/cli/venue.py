@@ -98,7 +98,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from safeguard.clock import SystemClock
     from safeguard.venue.engine import Venue
     from safeguard.venue.faults import FaultPlan
-    from safeguard.venue.http import VenueServer
+    from safeguard.venue.server import VenueServer
 
     if (args.api_key is None) != (args.secret is None):
         raise ConfigError("--api-key and --secret go together (or leave both out)")

@@ -46,8 +46,8 @@ from safeguard.guard.retry import RetryPolicy
 from safeguard.guard.sync import GuardedExchange
 from safeguard.guard.throttle import Budget, account_fingerprint, registry_for
 from safeguard.guard.tripwire import TripWire
+from safeguard.killswitch.early_warnings import WarningMonitor
 from safeguard.killswitch.triggers import RiskMonitor
-from safeguard.killswitch.warnings import WarningMonitor
 from safeguard.profiles import profile_for
 from safeguard.risk.liquidation import model_for_exchange
 

@@ -145,7 +145,7 @@ class ProtectiveStopEvent(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WarningEvent(Event):
-    """An early warning (:mod:`safeguard.killswitch.warnings`): not yet a halt, unless the
+    """An early warning (:mod:`safeguard.killswitch.early_warnings`): not yet a halt, unless the
     policy escalates it (``escalate`` names the state the switch was moved to)."""
 
     kind: ClassVar[EventKind] = EventKind.WARNING

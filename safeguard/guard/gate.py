@@ -32,7 +32,7 @@ from safeguard.guard.observe import Health
 from safeguard.guard.orders import OrderCall
 from safeguard.guard.protective import protective_stop
 from safeguard.guard.tripwire import TripWire
-from safeguard.killswitch.warnings import ClosingPosition
+from safeguard.killswitch.early_warnings import ClosingPosition
 from safeguard.risk import freshness
 from safeguard.risk import verdict as risk_verdict
 from safeguard.risk.book import OrderBook
@@ -287,7 +287,7 @@ class PreTradeGate:
 
     def _market_warnings(self, symbol: str, now: float) -> None:
         """Early warnings on a fresh market read: the detectors are pure
-        (:mod:`safeguard.killswitch.warnings`); this only gathers what they look at."""
+        (:mod:`safeguard.killswitch.early_warnings`); this only gathers what they look at."""
         wire = self.tripwire
         assert wire is not None
         assert wire.warnings is not None

@@ -24,8 +24,8 @@ from safeguard.guard.classify import ErrorClass, RetryClass, ban_end
 from safeguard.guard.core import Answer, Send, Trips
 from safeguard.guard.events import BandEvent, EventKind, Hooks, WarningEvent
 from safeguard.killswitch import triggers as t
+from safeguard.killswitch.early_warnings import EarlyWarning, WarningMonitor
 from safeguard.killswitch.state import Engage, TradingState
-from safeguard.killswitch.warnings import EarlyWarning, WarningMonitor
 from safeguard.risk.cascade import liquidation_band
 from safeguard.risk.models import Account
 from safeguard.risk.positions import ExitMarket

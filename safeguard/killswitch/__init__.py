@@ -5,7 +5,7 @@
 - :mod:`~safeguard.killswitch.ladder`: cancel all, flatten, arm the venue's cancel-all timer.
 - :mod:`~safeguard.killswitch.notify`: the webhook, delivered in the background.
 - :mod:`~safeguard.killswitch.triggers`: the automatic trips, watched by a ``RiskMonitor``.
-- :mod:`~safeguard.killswitch.warnings`: early warnings, reported before they are a halt.
+- :mod:`~safeguard.killswitch.early_warnings`: early warnings, reported before they are a halt.
 - :mod:`~safeguard.killswitch.equity`: the equity peak and day start, kept across restarts.
 """
 

@@ -49,8 +49,8 @@ from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.client import ccxt_client
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.faults import FaultPlan
-from safeguard.venue.http import VenueServer
 from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue.server import VenueServer
 
 Run = Literal["guarded", "naive"]
 Transport = Literal["inprocess", "http"]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from safeguard.venue import Venue, VenueConfig
     from safeguard.venue.dialect import Dialect
     from safeguard.venue.faults import FaultPlan
-    from safeguard.venue.http import VenueServer
+    from safeguard.venue.server import VenueServer
 
 DEFAULT_API_KEY = "sg-paper-key-0123456789"
 DEFAULT_SECRET = "sg-paper-secret-0123456789abcdef"
@@ -271,7 +271,7 @@ class PaperAccount:
     def serve(self) -> VenueServer:
         """Serve the venue on a free loopback port (same dialect: same faults and limits).
         Use as a context manager, or call ``close()``; :meth:`close` closes it too."""
-        from safeguard.venue.http import VenueServer
+        from safeguard.venue.server import VenueServer
 
         server = VenueServer(self.venue, dialect=self.dialect)
         self._closers.append(server.close)

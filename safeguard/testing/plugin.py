@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from safeguard.testing._paper import PaperAccount
     from safeguard.venue import Venue, VenueConfig
     from safeguard.venue.faults import FaultPlan
-    from safeguard.venue.http import VenueServer
+    from safeguard.venue.server import VenueServer
 
 
 class FaultSwitch:

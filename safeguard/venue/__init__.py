@@ -32,7 +32,7 @@ contract and mark), ``book`` (the market makers' book), ``state`` (one symbol's 
 and the order record), ``accounts`` (positions and exact money), ``funding``, ``liquidation``,
 ``events``, ``views`` (Binance answer shapes), ``config``, ``errors`` and ``engine`` (the
 :class:`Venue` that ties them together). Over it: ``dialect`` (REST), ``streams`` (websocket
-streams), ``http`` and ``inprocess`` (the transports), ``faults`` and ``ratelimit``.
+streams), ``server`` and ``inprocess`` (the transports), ``faults`` and ``ratelimit``.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ if TYPE_CHECKING:
     from safeguard.venue.client import ccxt_client
     from safeguard.venue.dialect import Dialect, Request, Response
     from safeguard.venue.faults import FaultPlan
-    from safeguard.venue.http import VenueServer, serve
     from safeguard.venue.inprocess import inprocess_client
+    from safeguard.venue.server import VenueServer, serve
 
 # The transports import ccxt (about a second); load them on first use so the engine alone
 # (and the command line) stays quick to import.
@@ -75,10 +75,10 @@ _LAZY: dict[str, str] = {
     "FaultPlan": "safeguard.venue.faults",
     "Request": "safeguard.venue.dialect",
     "Response": "safeguard.venue.dialect",
-    "VenueServer": "safeguard.venue.http",
+    "VenueServer": "safeguard.venue.server",
     "ccxt_client": "safeguard.venue.client",
     "inprocess_client": "safeguard.venue.inprocess",
-    "serve": "safeguard.venue.http",
+    "serve": "safeguard.venue.server",
 }
 
 

@@ -18,8 +18,8 @@ from typing import Any
 from safeguard.clock import SystemClock
 from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.dialect import Dialect
-from safeguard.venue.http import VenueServer
 from safeguard.venue.ratelimit import RateLimits as VenueLimits
+from safeguard.venue.server import VenueServer
 
 BOT = Path(__file__).with_name("bot.py")
 KEY, SECRET = "fleet-key-0123456789", "fleet-secret-0123456789abcdef"

@@ -26,7 +26,7 @@ from safeguard.guard import guard
 from safeguard.guard.throttle import RateBudget
 from safeguard.killswitch.switch import KillSwitch
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
-from safeguard.venue.http import VenueServer
+from safeguard.venue.server import VenueServer
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 CLIENT_ID = "crash-test-order-1"

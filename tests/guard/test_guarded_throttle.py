@@ -26,9 +26,9 @@ from safeguard.killswitch.switch import KillSwitch
 from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.client import ccxt_client
 from safeguard.venue.dialect import Dialect
-from safeguard.venue.http import VenueServer
 from safeguard.venue.inprocess import inprocess_client
 from safeguard.venue.ratelimit import RateLimits as VenueLimits
+from safeguard.venue.server import VenueServer
 
 KEY, SECRET = "thr-key-0123456789", "thr-secret-0123456789abcdef"
 SYMBOL = "ETH/USDT:USDT"

@@ -28,8 +28,8 @@ from safeguard.venue import Venue, VenueConfig
 from safeguard.venue.client import ccxt_client
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.faults import FaultPlan
-from safeguard.venue.http import VenueServer
 from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue.server import VenueServer
 
 KEY, SECRET = "it-key-0123456789", "it-secret-0123456789abcdef"
 SYMBOL, VENUE_SYMBOL = "ETH/USDT:USDT", "ETHUSDT"

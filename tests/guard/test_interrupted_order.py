@@ -17,7 +17,7 @@ from safeguard.killswitch.switch import KillSwitch
 from safeguard.testing import PaperAccount, sandbox_policy
 from safeguard.venue.client import ccxt_client
 from safeguard.venue.events import OrderUpdate
-from safeguard.venue.http import VenueServer
+from safeguard.venue.server import VenueServer
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 

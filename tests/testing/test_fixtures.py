@@ -23,7 +23,7 @@ from safeguard.testing import paper_account, sandbox_policy, strip_attached_stop
 from safeguard.testing.plugin import FaultSwitch
 from safeguard.venue import Venue
 from safeguard.venue.client import ccxt_client
-from safeguard.venue.http import VenueServer
+from safeguard.venue.server import VenueServer
 
 BTC = "BTC/USDT:USDT"
 

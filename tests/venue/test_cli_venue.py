@@ -149,7 +149,7 @@ def test_faults_command_shows_replaces_and_clears_a_running_plan(
 
     from safeguard.clock import ManualClock
     from safeguard.venue.engine import Venue
-    from safeguard.venue.http import serve
+    from safeguard.venue.server import serve
 
     venue = Venue(clock=ManualClock(time.time()))
     plan = tmp_path / "plan.toml"

@@ -22,9 +22,9 @@ from safeguard.clock import ManualClock
 from safeguard.venue.client import ccxt_client
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.engine import Venue
-from safeguard.venue.http import VenueServer
 from safeguard.venue.inprocess import inprocess_client
 from safeguard.venue.ratelimit import RateLimits
+from safeguard.venue.server import VenueServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -13,8 +13,8 @@ from binance.um_futures import UMFutures
 from safeguard.clock import ManualClock
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.engine import Venue
-from safeguard.venue.http import VenueServer
 from safeguard.venue.ratelimit import RateLimits
+from safeguard.venue.server import VenueServer
 
 KEY, SECRET = "connector-key", "connector-secret"
 

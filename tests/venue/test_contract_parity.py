@@ -22,8 +22,8 @@ from safeguard.venue.client import ccxt_client
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.engine import Venue
 from safeguard.venue.faults import FaultPlan
-from safeguard.venue.http import VenueServer
 from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue.server import VenueServer
 
 BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"

@@ -24,9 +24,9 @@ from safeguard.venue.client import configure
 from safeguard.venue.dialect import Dialect
 from safeguard.venue.engine import Venue
 from safeguard.venue.faults import FaultPlan
-from safeguard.venue.http import VenueServer
 from safeguard.venue.inprocess import inprocess_client
 from safeguard.venue.ratelimit import RateLimits
+from safeguard.venue.server import VenueServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from safeguard.clock import ManualClock
 from safeguard.venue.dialect import ROUTES, Delivery, Dialect, Request, Response
 from safeguard.venue.engine import Venue
-from safeguard.venue.http import VenueServer
 from safeguard.venue.ratelimit import RateLimits
+from safeguard.venue.server import VenueServer
 from safeguard.venue.signing import sign
 
 NOW = 1_750_000_000.0

@@ -11,7 +11,7 @@ import pytest
 
 from safeguard.clock import ManualClock
 from safeguard.venue.engine import Venue
-from safeguard.venue.http import VenueServer, serve
+from safeguard.venue.server import VenueServer, serve
 
 
 @pytest.fixture(scope="module")

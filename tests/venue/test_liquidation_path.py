@@ -23,7 +23,6 @@ from safeguard.clock import ManualClock
 from safeguard.venue import AutoDeleveraged, Liquidation, Venue
 from safeguard.venue.accounts import Position, maintenance_margin
 from safeguard.venue.dialect import Dialect
-from safeguard.venue.http import serve
 from safeguard.venue.inprocess import inprocess_client
 from safeguard.venue.liquidation import (
     bankruptcy_price,
@@ -33,6 +32,7 @@ from safeguard.venue.liquidation import (
 )
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE
 from safeguard.venue.ratelimit import RateLimits
+from safeguard.venue.server import serve
 from tests.venue.test_engine_risk import quiet
 
 BTC = "BTC/USDT:USDT"

@@ -22,8 +22,8 @@ from safeguard.clock import ManualClock
 from safeguard.venue.dialect import Dialect, Request
 from safeguard.venue.engine import Venue
 from safeguard.venue.faults import FaultPlan
-from safeguard.venue.http import VenueServer
 from safeguard.venue.ratelimit import RateLimits
+from safeguard.venue.server import VenueServer
 from safeguard.venue.streams import LISTEN_KEY_TTL_S, StreamRefused, StreamSession, parse_stream
 
 STEP_S = 5.0
