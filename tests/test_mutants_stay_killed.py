@@ -169,17 +169,17 @@ MUTANTS = [
     ),
     Mutant(
         "a permit released in another context stays counted there (kill switch)",
-        "safeguard/killswitch/switch.py",
-        "                    self._held.set(_plus(held, kind, -1))",
-        "                    self._held.set(_plus(held, kind, +1))",
+        "safeguard/killswitch/inflight.py",
+        "                    self._held.set(plus(held, kind, -1))",
+        "                    self._held.set(plus(held, kind, +1))",
         "tests/killswitch/test_switch.py::"
         "test_a_permit_released_in_another_context_than_it_was_taken_in_is_released_there",
     ),
     Mutant(
         "a loop's second send in flight is not counted for a blocking engage (kill switch)",
-        "safeguard/killswitch/switch.py",
-        "self._loop_inflight.setdefault(loop_thread, [0, 0, 0])[kind] += 1",
-        "self._loop_inflight.setdefault(loop_thread, [0, 0, 0])[kind] = 1",
+        "safeguard/killswitch/inflight.py",
+        "self._per_loop.setdefault(loop_thread, [0, 0, 0])[kind] += 1",
+        "self._per_loop.setdefault(loop_thread, [0, 0, 0])[kind] = 1",
         "tests/killswitch/test_switch.py::"
         "test_a_blocking_engage_on_an_event_loop_thread_names_each_send_it_could_not_wait_for"
         "[2-halted]",

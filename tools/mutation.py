@@ -78,7 +78,11 @@ SCOPES: dict[str, Scope] = {
     "journal": Scope(["safeguard/guard/journal.py"], _JOURNAL_TESTS),
     "orders": Scope(["safeguard/guard/orders.py"], _JOURNAL_TESTS),
     "switch": Scope(
-        ["safeguard/killswitch/switch.py"],
+        [
+            "safeguard/killswitch/state.py",
+            "safeguard/killswitch/switch.py",
+            "safeguard/killswitch/inflight.py",
+        ],
         [
             "tests/killswitch/test_switch.py",
             "tests/killswitch/test_switch_refresh_race.py",
@@ -88,14 +92,12 @@ SCOPES: dict[str, Scope] = {
         # drain of the sends it let through. (Persisting, adopting another process's state,
         # listeners, the webhook and the signal handler are outside this bounded scope.)
         only=[
-            "safeguard.killswitch.switch.x_transition__mutmut_*",
-            "safeguard.killswitch.switch.x_refusal_code__mutmut_*",
-            "safeguard.killswitch.switch.x__kind__mutmut_*",
+            "safeguard.killswitch.state.x_transition__mutmut_*",
+            "safeguard.killswitch.state.x_refusal_code__mutmut_*",
+            "safeguard.killswitch.inflight.x_send_kind__mutmut_*",
             "safeguard.killswitch.switch.xǁKillSwitchǁpermit__mutmut_*",
             "safeguard.killswitch.switch.xǁKillSwitchǁ_enter__mutmut_*",
-            "safeguard.killswitch.switch.xǁKillSwitchǁ_exit__mutmut_*",
-            "safeguard.killswitch.switch.xǁKillSwitchǁ_blocking_others__mutmut_*",
-            "safeguard.killswitch.switch.xǁKillSwitchǁ_drain_blocking__mutmut_*",
+            "safeguard.killswitch.inflight.xǁSendsInFlightǁ*__mutmut_*",
         ],
     ),
     "redaction": Scope(

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from safeguard._log import logger
+from safeguard._subscribers import Subscribers
 from safeguard.clock import Clock, SystemClock
 from safeguard.config import FleetConfig, Policy
 from safeguard.errors import ConfigError
@@ -145,8 +146,8 @@ class RedisStateStore:
         self._error = "not connected yet"
         self._version = 0
         self._live: list[str] = []
-        self._listeners: list[StoreListener] = []
-        self._watchers: list[Callable[[], None]] = []
+        self._listeners: Subscribers[StoreListener] = Subscribers("listener")
+        self._watchers: Subscribers[Callable[[], None]] = Subscribers("watcher")
         self._closed = threading.Event()
         self._dispatch: queue.SimpleQueue[str | _Stop | None] = queue.SimpleQueue()
         # Only a store that listens (a running bot) can confirm engages, so only it counts as
@@ -317,16 +318,7 @@ class RedisStateStore:
     def add_listener(self, callback: StoreListener) -> Callable[[], None]:
         """Call ``callback(ack_token)`` (on the store's dispatch thread) after every change of
         the state or the link. Returns a function that removes it."""
-        if not callable(callback):
-            raise ValueError(f"listener must be callable, got {callback!r}")
-        with self._lock:
-            self._listeners.append(callback)
-
-        def remove() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._listeners.remove(callback)
-
-        return remove
+        return self._listeners.add(callback)
 
     def add_watcher(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` on the reader thread the moment the state or the link changes.
@@ -335,16 +327,7 @@ class RedisStateStore:
         it. Slow work (draining, confirming) belongs in :meth:`add_listener`. Returns a
         function that removes it.
         """
-        if not callable(callback):
-            raise ValueError(f"watcher must be callable, got {callback!r}")
-        with self._lock:
-            self._watchers.append(callback)
-
-        def remove() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._watchers.remove(callback)
-
-        return remove
+        return self._watchers.add(callback)
 
     def ack(self, token: str) -> None:
         """Confirm engage ``token``: this bot adopted it and sends nothing it forbids."""
@@ -433,9 +416,7 @@ class RedisStateStore:
         """Run the watchers if the copy changed since ``seen``; return the version now."""
         version = self._version
         if version != seen:
-            with self._lock:
-                watchers = list(self._watchers)
-            for watcher in watchers:
+            for watcher in self._watchers.snapshot():
                 try:
                     watcher()
                 except Exception:
@@ -558,9 +539,7 @@ class RedisStateStore:
             item = self._dispatch.get()
             if isinstance(item, _Stop):
                 return
-            with self._lock:
-                listeners = list(self._listeners)
-            for listener in listeners:
+            for listener in self._listeners.snapshot():
                 try:
                     listener(item)
                 except Exception:

@@ -43,8 +43,9 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from safeguard._log import logger
+from safeguard._subscribers import Subscribers
 from safeguard.config import WEBHOOK_SCHEMES, KillSwitchConfig, RetryConfig, check_url
-from safeguard.killswitch.state import SwitchState
+from safeguard.killswitch.state import Listener, SwitchState
 
 if TYPE_CHECKING:
     import httpx
@@ -275,6 +276,43 @@ class WebhookNotifier:
         )
 
 
+class Announcer:
+    """Tells whoever asked that the switch moved: the listeners in this process, in the thread
+    that made or noticed the change, and the webhook in the background. A listener's
+    exception is logged and never stops the switch."""
+
+    def __init__(self, notifier: WebhookNotifier | None, store: str) -> None:
+        self._notifier = notifier
+        self._store = store
+        self._listeners: Subscribers[Listener] = Subscribers("listener")
+
+    def add_listener(self, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(state)`` after every change; returns a function that removes it."""
+        return self._listeners.add(callback)
+
+    def announce(
+        self, event: str, state: SwitchState, previous: SwitchState, *, persisted: bool
+    ) -> None:
+        """A change made here: the webhook (queued, never waited for) and the listeners."""
+        if self._notifier is not None:
+            self._notifier.notify(
+                build_payload(event, state, previous, store=self._store, persisted=persisted)
+            )
+        self.call_listeners(state)
+
+    def call_listeners(self, state: SwitchState) -> None:
+        for listener in self._listeners.snapshot():
+            try:
+                listener(state)
+            except Exception:
+                logger.exception("kill switch listener {!r} failed", listener)
+
+    def close(self, timeout: float) -> None:
+        """Flush the notifications still queued (up to ``timeout`` s)."""
+        if self._notifier is not None:
+            self._notifier.close(timeout)
+
+
 def warning_payload(event: WarningEvent, *, sent_at: float | None = None) -> dict[str, Any]:
     """The JSON body an early warning is posted as (``"event": "warning"``)."""
     return {
@@ -311,6 +349,7 @@ def forward_warnings(
 
 __all__ = [
     "MAX_RETRY_DELAY_S",
+    "Announcer",
     "Delivery",
     "WebhookNotifier",
     "build_payload",

@@ -13,7 +13,10 @@ and ``HALTED`` -> ``REDUCING`` happens only through an explicit ``resume(to=REDU
 Loosening (resume) is refused until ``cooling_period_s`` has passed since the last engage, so
 a switch cannot flap.
 
-:class:`KillSwitch` is the thin holder of that state for one process:
+:class:`KillSwitch` is the thin holder of that state for one process (the transitions are
+in :mod:`~safeguard.killswitch.state`, the count of sends in flight that an engage drains in
+:mod:`~safeguard.killswitch.inflight`, the listeners and the webhook in
+:mod:`~safeguard.killswitch.notify`):
 
 - ``permit(...)`` is the gate on the order path. It refuses with
   :class:`~safeguard.errors.TradingHalted` before any I/O and otherwise counts the send as in
@@ -46,16 +49,24 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from contextvars import ContextVar, Token
+from contextvars import Token
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 from safeguard._log import logger
 from safeguard.clock import Clock, SystemClock
 from safeguard.codes import Code
 from safeguard.config import KillSwitchConfig
 from safeguard.errors import ConfigError, ResumeRefused, TradingHalted
-from safeguard.killswitch.notify import WebhookNotifier, build_payload
+from safeguard.killswitch.inflight import (
+    BLOCKED_KINDS,
+    CANCEL,
+    OPENING,
+    PermitCounts,
+    SendsInFlight,
+    send_kind,
+)
+from safeguard.killswitch.notify import Announcer, WebhookNotifier
 from safeguard.killswitch.state import (
     Engage,
     Listener,
@@ -67,23 +78,6 @@ from safeguard.killswitch.state import (
     transition,
 )
 from safeguard.killswitch.store import FileStateStore, StateStore
-
-# Sends in flight are counted per kind, so that an engage waits only for the kinds the new
-# state forbids: cancels keep flowing while HALTED and must not hold an engage up.
-_OPENING, _REDUCING, _CANCEL = 0, 1, 2
-_BLOCKED_KINDS: Final = {
-    TradingState.ACTIVE: (),
-    TradingState.REDUCING: (_OPENING,),
-    TradingState.HALTED: (_OPENING, _REDUCING),
-}
-
-
-def _kind(reduces_only: bool, is_cancel: bool) -> int:
-    if type(reduces_only) is not bool:
-        raise ValueError(f"reduces_only must be a bool, got {reduces_only!r}")
-    if type(is_cancel) is not bool:
-        raise ValueError(f"is_cancel must be a bool, got {is_cancel!r}")
-    return _CANCEL if is_cancel else _REDUCING if reduces_only else _OPENING
 
 
 @functools.lru_cache(maxsize=16)
@@ -108,16 +102,6 @@ def _timeout(value: object) -> float:
     if not 0.0 <= value < float("inf"):
         raise ValueError(f"timeout must be finite and non-negative, got {value!r}")
     return float(value)
-
-
-PermitCounts = tuple[int, int, int]
-_NONE_HELD: Final[PermitCounts] = (0, 0, 0)
-
-
-def _plus(held: PermitCounts, kind: int, step: int) -> PermitCounts:
-    counts = list(held)
-    counts[kind] += step
-    return (counts[0], counts[1], counts[2])
 
 
 def _target(state: object) -> TradingState:
@@ -151,7 +135,7 @@ class _Permit:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._switch._exit(self._kind, self._token, self._loop_thread)
+        self._switch._sends.remove(self._kind, self._token, self._loop_thread)
 
 
 class KillSwitch:
@@ -184,26 +168,17 @@ class KillSwitch:
         self._store: StateStore = store
         if notifier is None and config.webhook_url is not None:
             notifier = WebhookNotifier.from_config(config)
-        self._notifier = notifier
+        self._announcer = Announcer(notifier, str(store))
 
         lock = self._lock = threading.Lock()
         self._changed = threading.Condition(lock)  # generation moved: wakes wait()
-        self._drained = threading.Condition(lock)  # a send exited while an engage drains
         # Sleepers that hold a permit themselves: an engage must wake them before it drains,
         # or it would wait on them. Plain sleepers hold nothing, cannot send (their next
         # permit refuses) and are woken after the drain, so they don't compete with it.
         self._changed_holding = threading.Condition(lock)
-        self._inflight = [0, 0, 0]
-        self._loop_inflight: dict[int, list[int]] = {}
-        self._draining: list[tuple[tuple[int, ...], int]] = []
-        """Each engage draining now: the kinds it waits for, and how many of them it cannot
-        wait for (its own). A send's exit wakes it only once that is all that is left."""
+        self._sends = SendsInFlight(lock, f"safeguard_killswitch_{id(self)}")
         self._generation = 0
-        # Permits held by the current thread or asyncio task (a context), so an engage made
-        # from inside a permit block does not wait for itself.
-        self._held: ContextVar[PermitCounts] = ContextVar(f"safeguard_killswitch_{id(self)}")
         self._async_wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
-        self._listeners: list[Listener] = []
         self._refresh_lock = threading.Lock()
         self._refreshing: int | None = None  # the thread refreshing now
         self._next_poll = 0.0
@@ -278,7 +253,7 @@ class KillSwitch:
         Otherwise the send counts as in flight until the block exits, and an ``engage`` waits
         for it.
         """
-        return _Permit(self, _kind(reduces_only, is_cancel))
+        return _Permit(self, send_kind(reduces_only, is_cancel))
 
     def _enter(self, kind: int) -> tuple[Token[PermitCounts], int | None]:
         self._refresh()
@@ -291,13 +266,11 @@ class KillSwitch:
                 None
                 if current.state is TradingState.ACTIVE
                 else refusal_code(
-                    current.state, reduces_only=kind != _OPENING, is_cancel=kind == _CANCEL
+                    current.state, reduces_only=kind != OPENING, is_cancel=kind == CANCEL
                 )
             )
             if code is None:
-                self._inflight[kind] += 1
-                if loop_thread is not None:
-                    self._loop_inflight.setdefault(loop_thread, [0, 0, 0])[kind] += 1
+                self._sends.add_locked(kind, loop_thread)
         if code is not None:
             # Built outside the lock: an engage draining on it must not wait for a refusal.
             raise TradingHalted(
@@ -306,27 +279,7 @@ class KillSwitch:
                 reason=current.reason,
                 code=code,
             )
-        held = self._held.get(_NONE_HELD)
-        return self._held.set(_plus(held, kind, 1)), loop_thread
-
-    def _exit(self, kind: int, token: Token[PermitCounts] | None, loop_thread: int | None) -> None:
-        if token is not None:
-            try:
-                self._held.reset(token)
-            except ValueError:  # exited in another context than it entered: count by hand
-                held = self._held.get(_NONE_HELD)
-                if held[kind]:
-                    self._held.set(_plus(held, kind, -1))
-        with self._lock:
-            self._inflight[kind] -= 1
-            if loop_thread is not None:
-                self._loop_inflight[loop_thread][kind] -= 1
-            if self._draining and any(
-                self._inflight_total(kinds) <= floor for kinds, floor in self._draining
-            ):
-                # Only the exit that completes a drain wakes it: one wake-up per engage, not
-                # one per send (each costs the engaging thread a trip through the GIL).
-                self._drained.notify_all()
+        return self._sends.hold(kind), loop_thread
 
     # --- sleeping ------------------------------------------------------------------------
 
@@ -342,7 +295,7 @@ class KillSwitch:
         the sleep began (say, from a retry hook).
         """
         seen, deadline = self._generation, time.monotonic() + _timeout(timeout)
-        held = self._sleeping_for(reduces_only, is_cancel)
+        held = self._sends.sleeping_for(reduces_only, is_cancel)
         changed = self._changed_holding if any(held) else self._changed
         while (pause := self._pause(seen, deadline, held)) > 0:
             with changed:
@@ -354,7 +307,7 @@ class KillSwitch:
     ) -> bool:
         """``wait`` for asyncio code: never blocks the event loop."""
         seen, deadline = self._generation, time.monotonic() + _timeout(timeout)
-        held = self._sleeping_for(reduces_only, is_cancel)
+        held = self._sends.sleeping_for(reduces_only, is_cancel)
         loop = asyncio.get_running_loop()
         waker: asyncio.Future[None] = loop.create_future()
         entry = (loop, waker)
@@ -368,18 +321,10 @@ class KillSwitch:
                 self._async_wakers.discard(entry)
         return self._woken(seen, held)
 
-    def _sleeping_for(self, reduces_only: bool | None, is_cancel: bool) -> PermitCounts:
-        """What a sleeper counts as its own: the permits its context holds, plus the one the
-        send it delays will need. A sleep is cut short by either being forbidden."""
-        held = self._held.get(_NONE_HELD)
-        if reduces_only is None:
-            return held
-        return _plus(held, _kind(reduces_only, is_cancel), 1)
-
     def _woken(self, seen: int, held: PermitCounts) -> bool:
         # A sleeper holding a permit the state now forbids is what an engage is draining: it
         # must stop sleeping (and give up its retry) even if it began after the engage.
-        forbidden = any(held[kind] for kind in _BLOCKED_KINDS[self._state.state])
+        forbidden = any(held[kind] for kind in BLOCKED_KINDS[self._state.state])
         return self._generation != seen or forbidden
 
     def _pause(self, seen: int, deadline: float, held: PermitCounts) -> float:
@@ -409,10 +354,10 @@ class KillSwitch:
         change = self._engage_change(reason, by=by, state=state, code=code)
         if change is None:
             # Already engaged, maybe by a thread still draining: the promise holds for us too.
-            self._drain_blocking(self._state.state)
+            self._sends.drain(self._state.state, self._config.drain_timeout_s)
             return self._state
         previous, new = change
-        left = self._drain_blocking(new.state)
+        left = self._sends.drain(new.state, self._config.drain_timeout_s)
         self._wake_sleepers()
         self._finish_engage(previous, new, left)
         return self._state
@@ -444,7 +389,7 @@ class KillSwitch:
         target = self._state.state if change is None else change[1].state
         deadline = time.monotonic() + self._config.drain_timeout_s
         try:
-            while (left := self._blocking_others(target)) and time.monotonic() < deadline:
+            while (left := self._sends.blocking_others(target)) and time.monotonic() < deadline:
                 await asyncio.sleep(0.0005)  # other tasks of this loop finish their sends
         except asyncio.CancelledError:
             # Only the loop's end cancels this task (asyncio.run cancels every task left when
@@ -452,7 +397,7 @@ class KillSwitch:
             # loop for one write, rather than left in memory unpersisted and unannounced.
             if change is not None:
                 self._wake_sleepers()
-                self._finish_engage(*change, self._blocking_others(target), cut_short=True)
+                self._finish_engage(*change, self._sends.blocking_others(target), cut_short=True)
             raise
         if change is not None:
             self._wake_sleepers()
@@ -508,7 +453,7 @@ class KillSwitch:
             current.state,
             current.reason,
         )
-        self._announce("resume", outcome, previous, persisted=True)
+        self._announcer.announce("resume", outcome, previous, persisted=True)
         return outcome
 
     def _engage_change(
@@ -547,47 +492,6 @@ class KillSwitch:
         with self._changed:
             self._changed.notify_all()
 
-    def _blocking_others(self, state: TradingState, *, on_loop: bool = False) -> int:
-        """Sends in flight that ``state`` forbids, except those the caller cannot wait for:
-        its own (this thread's or task's), and on an event-loop thread its loop's tasks'."""
-        if on_loop:
-            mine = self._loop_inflight.get(threading.get_ident(), [0, 0, 0])
-        else:
-            mine = list(self._held.get((0, 0, 0)))
-        return sum(self._inflight[k] - mine[k] for k in _BLOCKED_KINDS[state])
-
-    def _inflight_total(self, kinds: tuple[int, ...]) -> int:
-        return sum(self._inflight[k] for k in kinds)
-
-    def _drain_blocking(self, state: TradingState) -> int:
-        on_loop = asyncio._get_running_loop() is not None
-        kinds = _BLOCKED_KINDS[state]
-        with self._drained:
-            # What _blocking_others leaves out (this thread's sends, or its loop's), fixed
-            # while it waits: none of them can finish before it returns.
-            waiter = (
-                kinds,
-                self._inflight_total(kinds) - self._blocking_others(state, on_loop=on_loop),
-            )
-            self._draining.append(waiter)
-            try:
-                self._drained.wait_for(
-                    lambda: self._blocking_others(state, on_loop=on_loop) == 0,
-                    self._config.drain_timeout_s,
-                )
-                left = self._blocking_others(state, on_loop=on_loop)
-                unwaited = self._blocking_others(state) - left if on_loop else 0
-            finally:
-                self._draining.remove(waiter)
-        if unwaited:
-            logger.warning(
-                "kill switch engaged with engage() on an event loop thread: {} send(s) by "
-                "tasks of that loop were in flight and could not be waited for; use "
-                "engage_async() in asyncio code",
-                unwaited,
-            )
-        return left
-
     def _finish_engage(
         self, previous: SwitchState, new: SwitchState, left: int, *, cut_short: bool = False
     ) -> None:
@@ -621,7 +525,7 @@ class KillSwitch:
             new.by,
             previous.state,
         )
-        self._announce("engage", self._state, previous, persisted=persisted)
+        self._announcer.announce("engage", self._state, previous, persisted=persisted)
 
     def _persist_engage(
         self, new: SwitchState, event: str = "engage", *, alarm: bool = True
@@ -785,7 +689,7 @@ class KillSwitch:
             stored.reason,
             stored.code,
         )
-        self._call_listeners(stored)
+        self._announcer.call_listeners(stored)
 
     def _load_initial(self) -> SwitchState:
         try:
@@ -819,7 +723,7 @@ class KillSwitch:
         self._persist_engage(halted)
         if halted is not previous:
             self._wake_async()
-            self._call_listeners(halted)
+            self._announcer.call_listeners(halted)
 
     def _halted(self, exc: Exception) -> SwitchState:
         return SwitchState(
@@ -845,34 +749,7 @@ class KillSwitch:
         Returns a function that removes it. Listeners run in the thread that made or noticed
         the change; an exception in one is logged and never stops the switch.
         """
-        if not callable(callback):
-            raise ValueError(f"listener must be callable, got {callback!r}")
-        with self._changed:
-            self._listeners.append(callback)
-
-        def remove() -> None:
-            with self._changed, contextlib.suppress(ValueError):
-                self._listeners.remove(callback)
-
-        return remove
-
-    def _announce(
-        self, event: str, state: SwitchState, previous: SwitchState, *, persisted: bool
-    ) -> None:
-        if self._notifier is not None:
-            self._notifier.notify(
-                build_payload(event, state, previous, store=str(self._store), persisted=persisted)
-            )
-        self._call_listeners(state)
-
-    def _call_listeners(self, state: SwitchState) -> None:
-        with self._changed:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(state)
-            except Exception:
-                logger.exception("kill switch listener {!r} failed", listener)
+        return self._announcer.add_listener(callback)
 
     def _wake_async(self) -> None:
         with self._changed:
@@ -910,8 +787,7 @@ class KillSwitch:
             with contextlib.suppress(ValueError):
                 signal.signal(signal.Signals[self._config.signal], self._previous_signal)
             self._previous_signal = None
-        if self._notifier is not None:
-            self._notifier.close(timeout)
+        self._announcer.close(timeout)
 
     def __enter__(self) -> KillSwitch:
         return self.start()

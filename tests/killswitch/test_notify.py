@@ -156,11 +156,17 @@ def test_engage_does_not_wait_for_the_webhook(tmp_path: Path) -> None:
 
 
 def test_unreachable_webhook_never_fails_the_switch(tmp_path: Path) -> None:
-    switch = switch_for(tmp_path, "http://127.0.0.1:9/hook", webhook_max_attempts=2)
+    config = KillSwitchConfig(
+        state_dir=tmp_path,
+        webhook_url="http://127.0.0.1:9/hook",
+        webhook_retry_delay_s=0.01,
+        webhook_max_attempts=2,
+    )
+    notifier = WebhookNotifier.from_config(config)
+    switch = KillSwitch(config, notifier=notifier, watch=False)
     assert switch.engage("stop", by="pytest").state is TradingState.HALTED
     switch.close()
-    assert switch._notifier is not None
-    assert switch._notifier.dropped == 1
+    assert notifier.dropped == 1
 
 
 # --- the pure parts ---------------------------------------------------------------------------
