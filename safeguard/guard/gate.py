@@ -191,6 +191,10 @@ class PreTradeGate:
         self.cache.account_reconnected(now)
         return self.cache.stream_reads(now)
 
+    def leverage_heard(self, symbol: str, leverage: Any) -> bool:
+        """The user-data stream reported ``symbol``'s leverage (``ACCOUNT_CONFIG_UPDATE``)."""
+        return self.cache.leverage_heard(symbol, leverage)
+
     def unwatched(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         self.cache.unwatched(method, args, kwargs)
 

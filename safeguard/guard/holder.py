@@ -45,6 +45,7 @@ from safeguard.guard.streams import (
     feed_of,
     forget_dead_listen_key,
     is_user_data_url,
+    leverage_update,
 )
 from safeguard.killswitch.state import Engage
 
@@ -80,6 +81,7 @@ async def feed(
     view.watch_started(name, args, kwargs, now())
     if client is not None and feed_of(name) == ACCOUNT:
         _hear_reconnects(view, client, now, reads)
+        _hear_leverage(view, client)
     try:
         result = call()  # ccxt.pro's watches return a coroutine or a future
         value = await result if inspect.isawaitable(result) else result
@@ -127,6 +129,40 @@ def _hear_reconnects(
 
     client.on_connected = on_connected
     setattr(client, _RECONNECT_HOOK, on_connected)
+
+
+_LEVERAGE_HOOK = "_sg_leverage_hook"
+
+
+def _hear_leverage(view: PreTradeGate, client: Any) -> None:
+    """Have ``client`` (ccxt.pro) tell ``view`` of each ``ACCOUNT_CONFIG_UPDATE`` (a symbol's
+    leverage, changed by any client on the key), which ccxt itself drops unparsed: without it
+    the view would judge on the old leverage until the next reconcile read. ccxt hands each
+    websocket client it makes its ``handle_message``; a client made before this (a watch the
+    bot made outside the guard) is given the wrapper too. Set once per client; ccxt's own
+    handling still runs, first."""
+    if getattr(client, _LEVERAGE_HOOK, None) is not None:
+        return
+    handle = client.handle_message
+
+    def handle_message(ws: Any, message: Any) -> Any:
+        result = handle(ws, message)
+        update = leverage_update(message)
+        if update is not None:
+            venue_id, leverage = update
+            try:
+                symbol = client.safe_symbol(venue_id, None, None, "swap")
+            except Exception:  # markets not loaded: the next reconcile read settles it
+                return result
+            if not view.leverage_heard(str(symbol), leverage):
+                logger.warning("user-data stream: unusable leverage {!r} for {}", leverage, symbol)
+        return result
+
+    client.handle_message = handle_message
+    for ws in (getattr(client, "clients", None) or {}).values():
+        if getattr(ws, "on_message_callback", None) == handle:
+            ws.on_message_callback = handle_message
+    setattr(client, _LEVERAGE_HOOK, handle_message)
 
 
 class StreamHolder:

@@ -399,6 +399,21 @@ class MarketCache:
         if feed is not None and feed.broken is not None:
             self.feeds[(ACCOUNT, None)] = feed.reconnected(now)
 
+    def leverage_heard(self, symbol: str, leverage: Any) -> bool:
+        """The user-data stream says ``symbol``'s leverage is now ``leverage`` (set by any
+        client: this bot, the web page, another bot on the key). Known at once, as the guard's
+        own ``set_leverage`` is; the read schedule stays the venue read's (the margin mode,
+        the other half of the setting, has no stream event). False for a value that is no
+        leverage: the view keeps what it had, and the next read settles it."""
+        value = _leverage_value(leverage)
+        if value is None:
+            return False
+        old = self.settings.get(symbol)
+        known = dict(old.value) if old is not None else {"leverage": None, "marginMode": None}
+        known["leverage"] = value
+        self.settings[symbol] = Seen(known, -math.inf if old is None else old.fetched, None)
+        return True
+
     def _account_reconcile(self, now: float) -> list[Send]:
         """The reconcile reads due after the user-data stream came back: at most once per due
         period, whatever the stream does (one that keeps breaking is not read after each

@@ -252,6 +252,24 @@ def is_user_data_url(client: Any, url: str) -> bool:
     )
 
 
+def leverage_update(message: Any) -> tuple[str, Any] | None:
+    """``(venue symbol id, leverage)`` when ``message`` (a raw user-data stream message, maybe
+    in a combined stream's ``data`` wrapper) is Binance's ``ACCOUNT_CONFIG_UPDATE`` for one
+    symbol's leverage. ccxt.pro parses no such event (it drops it), yet it is the only word
+    the guard gets, short of a REST read, that another client changed the leverage its
+    liquidation prices rest on."""
+    if not isinstance(message, Mapping):
+        return None
+    data = message.get("data")
+    event = data if isinstance(data, Mapping) else message
+    if event.get("e") != "ACCOUNT_CONFIG_UPDATE":
+        return None
+    config = event.get("ac")
+    if not isinstance(config, Mapping) or not isinstance(config.get("s"), str):
+        return None  # ``ai``: the multi-assets mode, which the view does not hold
+    return config["s"], config.get("l")
+
+
 def venue_seconds(value: Any) -> float | None:
     """The venue's stamp on a watch answer (ccxt's ``timestamp``, ms), in seconds."""
     stamp = value.get("timestamp") if isinstance(value, Mapping) else None
@@ -271,6 +289,7 @@ __all__ = [
     "feed_of",
     "forget_dead_listen_key",
     "is_user_data_url",
+    "leverage_update",
     "mark_as_funding",
     "per_symbol",
     "venue_seconds",

@@ -483,3 +483,36 @@ async def test_a_user_data_stream_that_keeps_breaking_is_reconciled_a_bounded_nu
         assert verdict.decision is Decision.ALLOW, verdict.denials
     finally:
         await watching.stop()
+
+
+async def test_a_leverage_another_client_sets_reaches_the_verdict_through_the_user_data_stream(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    # Binance tells the user-data stream (ACCOUNT_CONFIG_UPDATE); ccxt.pro drops that event,
+    # and with a live stream the view read the setting only every 30 s: an order went out
+    # judged on the old leverage, with a liquidation price that no longer held.
+    ex, reads, watching = await _guarded(paper, tmp_path)
+    try:
+        for method, symbol in MARKET_WATCHES:
+            watching.start(method, symbol)
+        watching.start("watch_orders", BTC)
+        await _step(ex, paper, 1.0, "mark", "book", "ticker")
+        await ex.set_leverage(5, BTC)
+        assert (await ex.preview(BTC, "market", "buy", 0.01)).decision is Decision.ALLOW
+        settings = ex.runtime.view.cache.settings
+
+        other = paper.client()  # the web page, or another bot on the same key
+        other.load_markets()
+        other.set_leverage(50, BTC)
+        await until(lambda: settings[BTC].value["leverage"] == 50.0, "the new leverage heard")
+        reads.seen.clear()
+        verdict = await ex.preview(BTC, "market", "buy", 0.01)
+        assert verdict.decision is Decision.DENY
+        assert _denials(verdict, Code.LEVERAGE_ABOVE_POLICY)
+        assert reads.seen == []  # heard on the stream, not read on the order path
+        other.set_leverage(10, BTC)
+        await until(lambda: settings[BTC].value["leverage"] == 10.0, "the leverage set back")
+        assert (await ex.preview(BTC, "market", "buy", 0.01)).decision is Decision.ALLOW
+        assert watching.errors == []
+    finally:
+        await watching.stop()
