@@ -84,6 +84,14 @@ class Send:
     essential: bool = False
     """A read safety depends on (a look-up, data for a verdict): it may use reserved budget."""
 
+    @property
+    def read_key(self) -> tuple[Any, ...]:
+        """The read's identity, for making each at most once: its method, its arguments and
+        its filters (``{"trigger": True}`` lists other orders than no filter on Binance)."""
+        params = self.kwargs.get("params")
+        flags = tuple(sorted(params.items())) if isinstance(params, Mapping) else ()
+        return (self.method, self.args, flags)
+
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
@@ -436,13 +444,13 @@ class GuardCore:
         wanted = list(self.gate.absorb(send, value, self._now_seen))  # self._last_now
         if not wanted:
             return value  # the usual case: the read taught the gate nothing it must follow
-        made: set[tuple[str, tuple[Any, ...]]] = set()
+        made: set[tuple[Any, ...]] = set()
         while wanted:
             # Each of the gate's reads at most once per call, so the chain ends however the
             # gate answers (its reads carry hashable arguments; the caller's need not).
             follow = wanted.pop(0)
-            if (follow.method, follow.args) not in made:
-                made.add((follow.method, follow.args))
+            if follow.read_key not in made:
+                made.add(follow.read_key)
                 wanted.extend((yield from self._follow_up(follow, wake_on)))
         return value
 
@@ -860,17 +868,13 @@ class GuardCore:
         after ``load_markets`` an unknown symbol needs nothing more). A read that fails leaves
         its piece missing and the verdict denies for it; a ban or a hold ends the order here.
         ``wake_on``: the order's permit, so a kill ends the reads' waits (see ``_attempts``)."""
-        tried: set[tuple[str, tuple[Any, ...]]] = set()
+        tried: set[tuple[Any, ...]] = set()
         while True:
-            due = [
-                s
-                for s in self.gate.refresh(symbol, self._last_now)
-                if (s.method, s.args) not in tried
-            ]
+            due = [s for s in self.gate.refresh(symbol, self._last_now) if s.read_key not in tried]
             if not due:
                 return
             send = due[0]
-            tried.add((send.method, send.args))
+            tried.add(send.read_key)
             essential = Send(send.method, send.args, send.kwargs, essential=True)
             try:
                 yield from self._read(essential, self._last_now, wake_on=wake_on)

@@ -96,6 +96,11 @@ class MarketCache:
     balance: Seen | None = None
     positions: Seen | None = None
     open_orders: dict[str, Seen] = field(default_factory=dict)
+    """Per symbol, the open orders of both kinds; ``fetched`` is the ordinary orders' read."""
+    stops_read: dict[str, float] = field(default_factory=dict)
+    """Per symbol, when its conditional orders were last read. Binance keeps a stop or a
+    take-profit that has not triggered in its algo service since 2025-12-09: a plain
+    ``fetch_open_orders`` does not list it, ``{"trigger": True}`` does (:func:`stops_read`)."""
     unsettled: set[str] = field(default_factory=set)
     """Symbols whose positions our own orders changed since they were last read."""
     settings: dict[str, Seen] = field(default_factory=dict)
@@ -122,7 +127,7 @@ class MarketCache:
     """Per order id, the filled quantity the view has applied (from an answer or a stream)."""
     watching: dict[str, int] = field(default_factory=dict)
     """How many watch calls per feed are awaiting their stream now."""
-    stream_asked: dict[tuple[str, tuple[Any, ...]], float] = field(default_factory=dict)
+    stream_asked: dict[tuple[Any, ...], float] = field(default_factory=dict)
     """When the stream path last asked for each read (one ask per due period)."""
     account_reconcile_asked: float | None = None
     """When the stream path last asked for the account's reconcile after its stream came back
@@ -195,6 +200,9 @@ class MarketCache:
             sends.append(Send("fetch_positions", ()))
         if due_after(self.open_orders.get(symbol), now, account_due):
             sends.append(Send("fetch_open_orders", (symbol,)))
+        stops = self.stops_read.get(symbol)
+        if stops is None or now - stops >= account_due:
+            sends.append(stops_read(symbol))
         if due_after(self.settings.get(symbol), now, account_due):
             # Every symbol's leverage and margin mode in one read (symbolConfig on Binance),
             # on the account's schedule: another client may change them at any time.
@@ -389,6 +397,8 @@ class MarketCache:
             self.positions = Seen(self.positions.value, -math.inf, None)
         for symbol, seen in list(self.open_orders.items()):
             self.open_orders[symbol] = Seen(seen.value, -math.inf, None)
+        for symbol in list(self.stops_read):
+            self.stops_read[symbol] = -math.inf
         self._ask_again(*_ACCOUNT_READS)
 
     def account_reconnected(self, now: float) -> None:
@@ -434,6 +444,10 @@ class MarketCache:
             Send("fetch_open_orders", (symbol,))
             for symbol, seen in sorted(self.open_orders.items())
             if not math.isfinite(seen.fetched)
+        ] + [
+            stops_read(symbol)
+            for symbol, read in sorted(self.stops_read.items())
+            if not math.isfinite(read)
         ]
         return unread + [Send(method, ()) for method in streams.RECONCILE_READS]
 
@@ -572,7 +586,7 @@ class MarketCache:
         if not symbols and (ACCOUNT, None) in self.feeds:
             symbols = sorted(self.open_orders) or sorted(self.held())
         again = self.limits.max_market_data_age_s / 2.0
-        wanted = {(send.method, send.args): send for send in self._account_reconcile(now)}
+        wanted = {send.read_key: send for send in self._account_reconcile(now)}
         account = self.feeds.get((ACCOUNT, None))
         # While the user-data stream is broken an account read cannot make the view current
         # (events may be lost until the stream is back): only the reconcile reads it.
@@ -581,7 +595,7 @@ class MarketCache:
             for send in self.due(symbol, now):
                 if broken and send.method in _ACCOUNT_READS:
                     continue
-                key = (send.method, send.args)
+                key = send.read_key
                 asked = self.stream_asked.get(key)
                 if asked is None or not 0.0 <= now - asked < again:
                     wanted.setdefault(key, send)
@@ -694,26 +708,43 @@ class MarketCache:
     # --- the open orders ---------------------------------------------------------------------
 
     def _absorb_open_orders(self, send: Send, orders: list[Any], now: float) -> None:
-        """An unfiltered, unpaged answer is the truth: for its symbol, or without one for
-        every symbol."""
+        """An unpaged answer is the truth for its kind (the ordinary orders, or with
+        ``{"trigger": True}`` the conditional ones): for its symbol, or without one for every
+        symbol. The other kind is kept as it was known."""
         args, kwargs = send.args, send.kwargs
-        if kwargs.get("params") or any(
-            a is not None for a in [*args[1:], kwargs.get("since"), kwargs.get("limit")]
+        params = kwargs.get("params") or (args[3] if len(args) > 3 else None)
+        conditional = params == STOPS_PARAMS
+        if (params and not conditional) or any(
+            a is not None for a in [*args[1:3], kwargs.get("since"), kwargs.get("limit")]
         ):
-            return  # trigger orders only, or one page: partial
+            return  # other filters, or one page: partial
         symbol = _symbol_arg(args, kwargs)
-        if symbol is not None:
-            self.open_orders[symbol] = Seen(_unique(orders), now, None)
-            return
         # Threads sharing one guarded exchange add symbols while this walks them: walk a
         # snapshot (list() of a dict is one C call, atomic under the GIL). The cache's values
         # are replaced, never mutated, so a snapshot is all a reader needs; no lock.
-        by_symbol: dict[str, list[Any]] = {name: [] for name in list(self.open_orders)}
+        names = [symbol] if symbol is not None else list(self.open_orders)
+        by_symbol: dict[str, list[Any]] = {name: [] for name in names}
         for order in orders:
-            if isinstance(order, Mapping) and isinstance(order.get("symbol"), str):
+            if symbol is not None:
+                by_symbol[symbol].append(order)
+            elif isinstance(order, Mapping) and isinstance(order.get("symbol"), str):
                 by_symbol.setdefault(order["symbol"], []).append(order)
         for name, listed in by_symbol.items():
-            self.open_orders[name] = Seen(_unique(listed), now, None)
+            old = self.open_orders.get(name)
+            ids = {str(o.get("id")) for o in listed if isinstance(o, Mapping)}
+            # A plain answer says nothing of the stops the algo service holds (and an older
+            # venue's plain answer that lists them is taken as it is).
+            kept = [
+                o
+                for o in (old.value if old is not None else ())
+                if _conditional(o) != conditional and str(o.get("id")) not in ids
+            ]
+            if conditional:
+                fetched = old.fetched if old is not None else -math.inf
+                self.open_orders[name] = Seen(_unique(kept + listed), fetched, None)
+                self.stops_read[name] = now
+            else:
+                self.open_orders[name] = Seen(_unique(listed + kept), now, None)
 
     def _absorb_orders(self, send: Send, value: Any) -> None:
         """Orders named by a cancel or a read: each one no longer open leaves the count (a
@@ -809,6 +840,7 @@ class MarketCache:
             self._reread_balance()
             self._reread_positions(symbol)
             self.open_orders.pop(symbol, None)
+            self.stops_read.pop(symbol, None)
             return
         filled = _number(order.get("filled"))
         if order.get("id") is not None and filled is not None:
@@ -834,6 +866,7 @@ class MarketCache:
         seen = self.open_orders.get(symbol)
         if seen is None:
             self.open_orders.pop(symbol, None)
+            self.stops_read.pop(symbol, None)
             return
         listed = [o for o in seen.value if o.get("id") != order.get("id")]
         if resting:
@@ -1196,6 +1229,15 @@ def _held(contracts: Any) -> bool:
     return bool(_number(contracts))
 
 
+STOPS_PARAMS: Mapping[str, Any] = {"trigger": True}
+"""ccxt's way to Binance's algo-order routes: a read with it lists the conditional orders."""
+
+
+def stops_read(symbol: str) -> Send:
+    """The read of ``symbol``'s conditional orders (``MarketCache.stops_read`` says when)."""
+    return Send("fetch_open_orders", (symbol,), {"params": dict(STOPS_PARAMS)})
+
+
 def due_after(seen: Seen | None, now: float, after: float) -> bool:
     """Whether ``seen`` is missing or was fetched ``after`` seconds ago or more."""
     return seen is None or now - seen.fetched >= after
@@ -1264,4 +1306,4 @@ def _ladder(tiers: Any) -> list[tuple[Any, ...]]:
     ]
 
 
-__all__ = ["MarketCache", "RuleChange", "Seen", "due_after"]
+__all__ = ["STOPS_PARAMS", "MarketCache", "RuleChange", "Seen", "due_after", "stops_read"]

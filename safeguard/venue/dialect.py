@@ -852,9 +852,12 @@ def _wire(value: Any) -> str:
 
 def _open_order(call: Call) -> Any:
     symbol, order_id, client_id = _order_ref(call)
-    return call.venue.open_order(
+    order = call.venue.open_order(
         call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
     )
+    if order["type"] in _CONDITIONAL_TYPES:  # waiting in the algo service: GET algoOrder
+        raise VenueReject(-2013, "Order does not exist.")
+    return order
 
 
 def _order_ref(
@@ -967,12 +970,7 @@ def _cancel_algo_order(call: Call) -> Any:
 
 
 def _cancel_algo_open_orders(call: Call) -> Any:
-    symbol = _required_symbol(call)
-    call.params.finish()
-    for order in call.venue.open_orders(call.api_key, symbol=symbol):
-        if order["type"] in _CONDITIONAL_TYPES:
-            call.venue.cancel_order(call.api_key, symbol=symbol, order_id=order["orderId"])
-    return {"code": 200, "msg": "The operation of cancel all open order is done."}
+    return _cancel_open(call, conditional=True)
 
 
 def _open_algo_orders(call: Call) -> Any:
@@ -981,7 +979,10 @@ def _open_algo_orders(call: Call) -> Any:
 
 
 def _open_orders(call: Call) -> Any:
-    return call.venue.open_orders(call.api_key, symbol=_symbol(call, required=False))
+    # An untriggered conditional order waits in the algo service (openAlgoOrders) since
+    # 2025-12-09; once triggered it is an ordinary order (a stop-limit rests as a LIMIT).
+    orders = call.venue.open_orders(call.api_key, symbol=_symbol(call, required=False))
+    return [o for o in orders if o["type"] not in _CONDITIONAL_TYPES]
 
 
 def _open_orders_weight(params: Params) -> int:
@@ -1035,9 +1036,18 @@ def _id_list(call: Call, name: str, kind: type[int] | type[str]) -> list[Any] | 
 
 
 def _cancel_all(call: Call) -> Any:
+    """``DELETE allOpenOrders``: the symbol's ordinary orders. Conditional orders waiting in
+    the algo service stay (``DELETE algoOpenOrders`` cancels those), as on Binance."""
+    return _cancel_open(call, conditional=False)
+
+
+def _cancel_open(call: Call, *, conditional: bool) -> Any:
     symbol = _required_symbol(call)
     call.params.finish()
-    call.venue.cancel_all(call.api_key, symbol=symbol)
+    with call.venue.lock:  # one sweep: no order of the kind placed meanwhile survives it
+        for order in call.venue.open_orders(call.api_key, symbol=symbol):
+            if (order["type"] in _CONDITIONAL_TYPES) is conditional:
+                call.venue.cancel_order(call.api_key, symbol=symbol, order_id=order["orderId"])
     return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
 

@@ -20,7 +20,7 @@ from safeguard.guard.core import Send
 from safeguard.guard.degradation import HealthMonitor
 from safeguard.guard.events import EventKind, Hooks, VerdictEvent
 from safeguard.guard.gate import PreTradeGate
-from safeguard.guard.market import MarketCache, Seen
+from safeguard.guard.market import MarketCache, Seen, stops_read
 from safeguard.guard.tripwire import TripWire
 from safeguard.killswitch.switch import TradingState
 from safeguard.killswitch.triggers import RiskMonitor
@@ -50,8 +50,10 @@ def test_refresh_names_what_is_missing_then_what_is_due() -> None:
         "fetch_balance",
         "fetch_positions",
         "fetch_open_orders",
+        "fetch_open_orders",  # {"trigger": True}: the stops Binance lists apart
         "fetch_leverages",
     ]
+    assert cache.refresh(SYMBOL, 0.0)[-2].kwargs == {"params": {"trigger": True}}
     for send in cache.refresh(SYMBOL, 0.0):
         value: Any = (
             {SYMBOL: {"precision": {"price": 0.01}}} if send.method == "load_markets" else {}
@@ -69,6 +71,7 @@ def test_refresh_names_what_is_missing_then_what_is_due() -> None:
         "fetch_order_book",
         "fetch_balance",
         "fetch_positions",
+        "fetch_open_orders",
         "fetch_open_orders",
         "fetch_leverages",
     ]
@@ -347,6 +350,10 @@ def _hedged_eth_with_venue_stops(
         params = {"stopPrice": stop, "positionSide": leg}
         raw.create_order(SYMBOL, "STOP_MARKET", side, amount, None, params)
     gate.absorb(Send("fetch_open_orders", (SYMBOL,)), raw.fetch_open_orders(SYMBOL), now)
+    # Binance lists untriggered stops apart (its algo service): the plain read above has none.
+    stops = raw.fetch_open_orders(SYMBOL, params={"trigger": True})
+    assert len(stops) == 2
+    gate.absorb(stops_read(SYMBOL), stops, now)
     _feed(gate, raw, now)
     return gate, now
 

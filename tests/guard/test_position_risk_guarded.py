@@ -74,6 +74,7 @@ def _read_everything(ex: Any) -> None:
     ex.fetch_order_book(SYMBOL, 100)
     ex.fetch_ticker(SYMBOL)
     ex.fetch_open_orders(SYMBOL)
+    ex.fetch_open_orders(SYMBOL, params={"trigger": True})  # the stop (Binance lists it apart)
     ex.fetch_balance()
     ex.fetch_positions()
 

@@ -29,7 +29,7 @@ from safeguard.venue.inprocess import inprocess_client
 # switch, trip every automatic trigger the bots' policies draw (1: the daily loss and a
 # runaway order rate; 6: the drawdown from the persisted peak; 13: consecutive errors), throw
 # venue faults at them, and stall, freeze, cut, gap and expire the stream bot's websockets.
-CI_SEEDS = (1, 6, 7, 13, 19)
+CI_SEEDS = (1, 6, 7, 13, 19, 33)
 BARS = 10
 
 

@@ -933,3 +933,33 @@ async def test_a_stop_limit_order_rests_as_a_limit_once_triggered(client: Client
     assert (resting["type"], resting["origType"]) == ("LIMIT", "TAKE_PROFIT")
     assert float(resting["price"]) == limit
     await client("cancel_order", order["id"], BTC)
+
+
+async def test_a_stop_waits_in_the_algo_service_apart_from_the_open_orders(client: Client) -> None:
+    # Since 2025-12-09 Binance keeps an untriggered conditional order in its algo service:
+    # GET openOrders and openOrder do not show it, DELETE allOpenOrders leaves it, and only
+    # the algo routes (ccxt's {"trigger": True}) list and cancel it. A venue that listed and
+    # cancelled it with the rest passed a bot on paper that left its stops live in production.
+    await client("create_order", BTC, "market", "buy", 0.02)
+    mark = client.venue.mark_price("BTCUSDT")
+    stop_price = float(client.ex.price_to_precision(BTC, mark * 0.9))
+    stop = await client(
+        "create_order", BTC, "market", "sell", 0.02, None,
+        {"stopLossPrice": stop_price, "reduceOnly": True},
+    )  # fmt: skip
+    bid = float(client.ex.price_to_precision(BTC, mark * 0.8))
+    limit = await client("create_order", BTC, "limit", "buy", 0.01, bid)
+
+    assert [o["id"] for o in await client("fetch_open_orders", BTC)] == [limit["id"]]
+    triggers = await client("fetch_open_orders", BTC, None, None, {"trigger": True})
+    assert [o["id"] for o in triggers] == [stop["id"]]
+    with raises_exactly(ccxt.OrderNotFound, match="-2013"):
+        await client("fapiPrivateGetOpenOrder", {"symbol": "BTCUSDT", "orderId": stop["id"]})
+
+    await client("cancel_all_orders", BTC)  # DELETE allOpenOrders: the limit only
+    assert await client("fetch_open_orders", BTC) == []
+    triggers = await client("fetch_open_orders", BTC, None, None, {"trigger": True})
+    assert [o["id"] for o in triggers] == [stop["id"]]
+    await client("cancel_all_orders", BTC, {"trigger": True})  # DELETE algoOpenOrders
+    assert await client("fetch_open_orders", BTC, None, None, {"trigger": True}) == []
+    await client("create_order", BTC, "market", "sell", 0.02, None, {"reduceOnly": True})

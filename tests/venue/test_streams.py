@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import json
 import random
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,12 +26,15 @@ from safeguard.venue.server import VenueServer
 from safeguard.venue.streams import LISTEN_KEY_TTL_S, StreamRefused, StreamSession, parse_stream
 
 STEP_S = 5.0
+START = 1_750_000_000.0
 KEY, SECRET = "stream-test-key", "stream-test-secret"
 
 
 @pytest.fixture
 def venue() -> Venue:
-    venue = Venue(clock=ManualClock(time.time()))
+    # A fixed start, 100 s into a 5-minute candle: from the wall clock, one run in sixty
+    # crossed a candle's end inside a test's 10 s and saw two kline messages.
+    venue = Venue(clock=ManualClock(START))
     venue.create_account(KEY, SECRET, wallet=10_000.0)
     return venue
 
