@@ -85,6 +85,13 @@ def _heard_at(ex: Any, venue_time: float, *feeds: str) -> bool:
     )
 
 
+def _nothing_due(ex: Any, paper: PaperAccount) -> bool:
+    """The stream's path has made the reads a message made due (on the holder's thread, just
+    after the message): an order now finds nothing to read. Without this wait the test raced
+    that thread, and an order placed first made the reads itself (as it must)."""
+    return not ex.runtime.view.cache.refresh(BTC, paper.clock.time())
+
+
 def _wait(condition: Callable[[], bool], what: str, state: Callable[[], Any] = str) -> None:
     give_up = time.monotonic() + HANG_S
     while time.monotonic() < give_up:
@@ -117,6 +124,7 @@ def test_a_sync_guard_holding_streams_on_a_thread_reads_nothing_on_the_order_pat
                 f"step {i} heard",
                 lambda: ex.runtime.view.cache.feeds,
             )
+            _wait(lambda: _nothing_due(ex, paper), f"step {i}'s reads made on the stream's path")
             path.seen.clear()
             ex.create_order(BTC, "market", "sell" if i % 2 else "buy", 0.01)
             assert path.seen == ["create_order"], i
@@ -267,6 +275,7 @@ def test_a_flat_bot_holding_streams_can_open_a_position_after_its_user_data_stre
         since = paper.clock.time()
         paper.advance(2.5)
         _wait(lambda: _heard_since(ex, since, "mark", "ticker"), "the next period heard")
+        _wait(lambda: _nothing_due(ex, paper), "the period's reads made on the stream's path")
         path.seen.clear()
         order = ex.create_order(BTC, "market", "buy", 0.01)
         assert order["status"] == "closed"
