@@ -44,10 +44,10 @@ from safeguard.venue.accounts import (
     Account,
     Income,
     Position,
-    _share,
     apply_fill,
     maintenance_margin,
     max_notional_at,
+    pro_rata,
 )
 from safeguard.venue.book import BUY, SELL, SimBook
 from safeguard.venue.config import Crowd, VenueConfig
@@ -2587,7 +2587,7 @@ class Venue:
         self._forced_flow(m, fills)
         closed_qty = (size - left) + rest.qty
         closed_value = traded + rest.value
-        rest_exact = _share(exact, left, size)
+        rest_exact = pro_rata(exact, left, size)
         settled_value = exact - rest_exact  # what the opposite legs' part was worth at BP
         if long:
             delta = (traded - settled_value) + (rest.value - rest_exact)
