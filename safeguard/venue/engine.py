@@ -30,11 +30,10 @@ import random
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
-from safeguard._log import logger
 from safeguard.clock import Clock, ManualClock
 from safeguard.risk.tiers import TierTable
 from safeguard.venue import candles, views
@@ -61,7 +60,6 @@ from safeguard.venue.events import (
     Liquidation,
     MarginCall,
     MarketStepped,
-    Notice,
     OrderExpired,
     OrderTriggered,
     OrderUpdate,
@@ -98,6 +96,7 @@ from safeguard.venue.orders import (
 )
 from safeguard.venue.prices import IndexProcess, PriceFeed, RegimeSpec, ReplaySeries
 from safeguard.venue.state import MarketState
+from safeguard.venue.timeline import Listener, Timeline
 from safeguard.venue.views import money as money_text
 
 FeedFreeze = Literal["prices", "timestamps", "stale_prices"]
@@ -109,8 +108,6 @@ _PERCENT_DOWN = 0.95
 _new_tuple = tuple.__new__  # a named tuple built without its Python-level __new__ frame
 MARGIN_CALL_RATIO = 0.8
 """Maintenance margin over margin balance at which the venue sends ``MARGIN_CALL``."""
-
-Listener = Callable[[Notice], object]
 
 
 class Venue:
@@ -142,10 +139,9 @@ class Venue:
         self._max_open_orders = cfg.max_open_orders
         self._order_history = cfg.order_history
         self._start = self.clock.time()
-        self._now = self._start
+        self._timeline = Timeline(self.clock, self._start)
         self._synced_to = self._start
         """The clock's time at the last :meth:`sync` (when listeners last heard time move)."""
-        self._stepping = False
         self._m: dict[str, MarketState] = {}
         # Only with a correlation: the default venue's draws stay exactly what they were.
         self._market_factor = (
@@ -181,8 +177,8 @@ class Venue:
         self._insurance = round(cfg.insurance_fund * MONEY_SCALE)
         self._insurance_start = self._insurance
         self._trigger_seq = 0
-        self.events: list[VenueEvent] = []
-        self._listeners: list[Listener] = []
+        self.events: list[VenueEvent] = self._timeline.events
+        """Every event, in the order it happened."""
         self._history: dict[tuple[str, int], dict[candles.Kind, list[candles.Bar]]] = {}
         self._crowds = 0
         for crowd in cfg.crowd:
@@ -266,7 +262,8 @@ class Venue:
             now = self.clock.time()
             step = self.config.step_s
             start = self._start
-            done = round((self._now - start) / step)
+            timeline = self._timeline
+            done = round((timeline.now - start) / step)
             due = math.floor((now - start) / step + 1e-9)
             # A wall-clock venue that sat idle longer than max_catch_up_s skips the excess
             # rather than stalling one request for minutes; prices resume where they were.
@@ -274,22 +271,22 @@ class Venue:
             # stop and liquidation in the advance happens.
             if not callable(getattr(self.clock, "advance", None)):
                 done = max(done, due - math.floor(self.config.max_catch_up_s / step))
-            self._stepping = True
+            timeline.stepping = True
             try:
                 for k in range(done + 1, due + 1):
                     self._step(start + k * step, step)
             finally:
-                self._stepping = False
+                timeline.stepping = False
             # Listeners hear time move, not only steps: the streams' periods run on the
             # venue's clock (the mark each second, klines each 250 ms) finer than a step, and
             # in process nothing else publishes what fell due until a socket's idle poll.
             moved = now > self._synced_to
             self._synced_to = max(self._synced_to, now)
-            if (due > done or moved) and self._listeners:
-                self._notify(MarketStepped(now))
+            if (due > done or moved) and timeline.listeners:
+                timeline.notify(MarketStepped(now))
 
     def _step(self, t: float, dt: float) -> None:
-        self._now = t
+        self._timeline.now = t
         offset = t - self._start
         if self._market_factor is not None:
             # One market-wide draw per step, shared by every index process (a common factor).
@@ -308,14 +305,6 @@ class Venue:
             if account.positions:
                 self._liquidate(account, t)
 
-    def _ms(self) -> int:
-        return int((self._now if self._stepping else self.clock.time()) * 1000)
-
-    def _now_time(self) -> float:
-        # Inside a step, things happen at the step's time (the clock already shows the end of
-        # the advance); between steps, at the clock's.
-        return self._now if self._stepping else self.clock.time()
-
     # --- listeners --------------------------------------------------------------------------
 
     def add_listener(self, listener: Listener) -> None:
@@ -326,31 +315,20 @@ class Venue:
         only built while at least one listener is registered.
         """
         with self.lock:
-            self._listeners.append(listener)
+            self._timeline.listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
         with self.lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-    def _notify(self, notice: Notice) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(notice)
-            except Exception:  # a listener's bug must not stop the market
-                logger.exception("venue: listener failed on {}", type(notice).__name__)
-
-    def _record(self, event: VenueEvent) -> None:
-        self.events.append(event)
-        if self._listeners:
-            self._notify(event)
+            listeners = self._timeline.listeners
+            if listener in listeners:
+                listeners.remove(listener)
 
     def _order_update(self, order: Order, execution: str, fill: Fill | None = None) -> None:
         answer = order.to_binance(self._specs[order.symbol])
         if fill is not None:
             answer["status"] = PARTIALLY_FILLED if order.remaining else FILLED
-        self._notify(
-            OrderUpdate(self._now_time(), order.api_key, order.symbol, execution, answer, fill)
+        self._timeline.notify(
+            OrderUpdate(self._timeline.time(), order.api_key, order.symbol, execution, answer, fill)
         )
 
     # --- accounts ---------------------------------------------------------------------------
@@ -378,10 +356,12 @@ class Venue:
                 asset=asset,
                 wallet=units,
                 deposit=units,
-                update_ms=self._ms(),
+                update_ms=self._timeline.ms(),
             )
             if units:
-                self._book_income(self._accounts[api_key], "", "TRANSFER", units, self._ms())
+                self._book_income(
+                    self._accounts[api_key], "", "TRANSFER", units, self._timeline.ms()
+                )
 
     def _book_income(
         self, account: Account, symbol: str, kind: str, units: int, time_ms: int, trade: str = ""
@@ -432,11 +412,11 @@ class Venue:
                 last_qty=m.last_qty,
                 candles=self._last_day(m),
                 trades=m.trades,
-                now_ms=m.shown_ms(self._ms()),
+                now_ms=m.shown_ms(self._timeline.ms()),
             )
 
     def _last_day(self, m: MarketState) -> list[list[float]]:
-        first = int(self._now_time() // 60) - 24 * 60
+        first = int(self._timeline.time() // 60) - 24 * 60
         return [c for c in m.candles if c[0] >= first]
 
     def klines(
@@ -458,7 +438,7 @@ class Venue:
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1500:
                 raise illegal("limit")
             first_live = candles.bar_open(self._start, interval_s)
-            now = self._now_time()
+            now = self._timeline.time()
             live_rows = m.candles if kind == "contract" else m.price_minutes
             live = candles.aggregate(
                 live_rows, kind, interval_s, first_live, candles.bar_open(now, interval_s)
@@ -493,7 +473,10 @@ class Venue:
             markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
             return [
                 views.book_ticker(
-                    m.spec, *m.depth(1), now_ms=m.shown_ms(self._ms()), update_id=m.book_version()
+                    m.spec,
+                    *m.depth(1),
+                    now_ms=m.shown_ms(self._timeline.ms()),
+                    update_id=m.book_version(),
                 )
                 for m in markets
             ]
@@ -505,7 +488,7 @@ class Venue:
                 raise illegal("limit")
             version = m.book_version()
             return views.depth(
-                m.spec, *m.depth(limit), now_ms=m.shown_ms(self._ms()), update_id=version
+                m.spec, *m.depth(limit), now_ms=m.shown_ms(self._timeline.ms()), update_id=version
             )
 
     def depth_update(self, symbol: str, since: int) -> dict[str, Any] | None:
@@ -524,7 +507,7 @@ class Venue:
                 first=since + 1,
                 last=version,
                 previous=since,
-                now_ms=m.shown_ms(self._ms()),
+                now_ms=m.shown_ms(self._timeline.ms()),
             )
 
     def book_version(self, symbol: str) -> int:
@@ -566,7 +549,7 @@ class Venue:
     def ticker_price(self, symbol: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
-            now_ms = self._ms()
+            now_ms = self._timeline.ms()
             return [
                 {
                     "symbol": m.spec.symbol,
@@ -589,7 +572,7 @@ class Venue:
             return {
                 "symbol": symbol,
                 "openInterest": m.spec.fmt_qty(held),
-                "time": self._ms(),
+                "time": self._timeline.ms(),
             }
 
     def funding_history(
@@ -649,7 +632,7 @@ class Venue:
             index=index,
             funding_estimate=funding_rate(m.premium.value(), cap=m.spec.funding_cap),
             next_funding_ms=int(m.next_funding * 1000),
-            now_ms=m.shown_ms(self._ms()),
+            now_ms=m.shown_ms(self._timeline.ms()),
         )
 
     def exchange_info(self) -> dict[str, Any]:
@@ -713,7 +696,8 @@ class Venue:
             cid = request.client_order_id or f"sim-{order_id}"
             self._next_order_id = order_id + 1
             # _ms, inlined (every order is stamped).
-            now_ms = int((self._now if self._stepping else self.clock.time()) * 1000)
+            timeline = self._timeline
+            now_ms = int((timeline.now if timeline.stepping else timeline.clock.time()) * 1000)
             order = Order(order_id, api_key, cid, request, now_ms)
             self._orders[order_id] = order
             by_client = self._by_client.get(api_key)
@@ -724,7 +708,7 @@ class Venue:
             if by_symbol is None:
                 by_symbol = self._orders_by[(api_key, spec.symbol)] = {}
             by_symbol[order_id] = order
-            if self._listeners:
+            if self._timeline.listeners:
                 self._order_update(order, "NEW")
             if request.type in ("MARKET", "LIMIT"):
                 self._execute_new(account, m, order, opening)
@@ -1007,7 +991,8 @@ class Venue:
         isolated = self._default_isolated if chosen is None else chosen == ISOLATED
         leverage = account.leverage.get(symbol) or self._default_leverage[symbol]
         fee_rate = spec.maker_fee if maker else spec.taker_fee
-        now = self._now if self._stepping else self.clock.time()  # _now_time, inlined
+        timeline = self._timeline
+        now = timeline.now if timeline.stepping else timeline.clock.time()  # time(), inlined
         now_ms = int(now * 1000)
         unit = spec.notional_unit
         # The hits of spec.price_of / spec.qty_of, inlined (one fill per call is the common case).
@@ -1017,7 +1002,7 @@ class Venue:
         buyer_maker = buy == maker
         events = self.events
         income = account.income
-        listening = bool(self._listeners)
+        listening = bool(timeline.listeners)
         recent = self._fills_by.get((api_key, symbol))
         if recent is None:
             recent = self._fills_by[(api_key, symbol)] = deque(maxlen=1000)
@@ -1078,7 +1063,7 @@ class Venue:
             events.append(event)
             recent.append(event)
             if listening:
-                self._notify(event)
+                self._timeline.notify(event)
                 self._order_update(order, "TRADE", event)
         order.update_ms = now_ms
         remaining = order.qty - order.executed
@@ -1091,14 +1076,14 @@ class Venue:
             order.status = PARTIALLY_FILLED
         else:
             self._close_order(order, FILLED, now_ms)
-        if self._listeners:
-            self._notify(AccountChanged(now, api_key, "ORDER", (symbol,)))
+        if self._timeline.listeners:
+            self._timeline.notify(AccountChanged(now, api_key, "ORDER", (symbol,)))
 
     def _close_order(self, order: Order, status: str, now_ms: int | None = None) -> None:
         """Give ``order`` its final ``status`` at ``now_ms`` (default: now) and release it."""
         order.status = status
-        order.update_ms = self._ms() if now_ms is None else now_ms
-        if self._listeners and status != FILLED:  # a fill's own update says FILLED
+        order.update_ms = self._timeline.ms() if now_ms is None else now_ms
+        if self._timeline.listeners and status != FILLED:  # a fill's own update says FILLED
             self._order_update(order, status)
         account = self._accounts[order.api_key]
         if account.open_orders.get(order.client_order_id) is order:
@@ -1246,8 +1231,8 @@ class Venue:
             account.order_margin = max(account.order_margin - order.reserved, 0.0)
             order.reserved = 0.0
             order.qty, order.price = request.qty, request.price
-            order.update_ms = self._ms()
-            if self._listeners:
+            order.update_ms = self._timeline.ms()
+            if self._timeline.listeners:
                 self._order_update(order, "AMENDMENT")
             self._execute_new(account, m, order, opening)
             return order.to_binance(m.spec)
@@ -1336,8 +1321,10 @@ class Venue:
                         -2027, "Exceeded the maximum allowable position at current leverage."
                     )
             account.leverage[symbol] = leverage
-            if self._listeners:
-                self._notify(LeverageChanged(self._now_time(), api_key, symbol, leverage))
+            if self._timeline.listeners:
+                self._timeline.notify(
+                    LeverageChanged(self._timeline.time(), api_key, symbol, leverage)
+                )
             return {
                 "leverage": leverage,
                 "maxNotionalValue": f"{cap:.0f}" if math.isfinite(cap) else "INF",
@@ -1360,9 +1347,9 @@ class Venue:
                     -4047, "Margin type cannot be changed if there exists open orders."
                 )
             account.margin_type[symbol] = margin_type
-            if self._listeners:
-                self._notify(
-                    AccountChanged(self._now_time(), api_key, "MARGIN_TYPE_CHANGE", (symbol,))
+            if self._timeline.listeners:
+                self._timeline.notify(
+                    AccountChanged(self._timeline.time(), api_key, "MARGIN_TYPE_CHANGE", (symbol,))
                 )
 
     def set_position_mode(self, api_key: str, *, dual_side: bool) -> None:
@@ -1615,7 +1602,7 @@ class Venue:
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
                 raise illegal("limit")
             if start_ms is None and end_ms is None:
-                start_ms = self._ms() - 7 * 86_400_000
+                start_ms = self._timeline.ms() - 7 * 86_400_000
                 window_from_start = False
             else:
                 window_from_start = start_ms is not None
@@ -1806,10 +1793,10 @@ class Venue:
                 if units > position.isolated_margin or equity - amount < keep:
                     raise VenueReject(-4051, "Isolated balance insufficient.")
                 position.isolated_margin -= units
-            account.update_ms = position.update_ms = self._ms()
-            if self._listeners:
-                self._notify(
-                    AccountChanged(self._now_time(), api_key, "MARGIN_TRANSFER", (symbol,))
+            account.update_ms = position.update_ms = self._timeline.ms()
+            if self._timeline.listeners:
+                self._timeline.notify(
+                    AccountChanged(self._timeline.time(), api_key, "MARGIN_TRANSFER", (symbol,))
                 )
             return {
                 "amount": amount,
@@ -1832,7 +1819,7 @@ class Venue:
             m = self._market(symbol)
             if mode is not None and mode not in _FREEZE_MODES:
                 raise ValueError(f"mode must be one of {', '.join(_FREEZE_MODES)} or None")
-            m.set_freeze(mode, self._ms())
+            m.set_freeze(mode, self._timeline.ms())
 
     def spike(self, symbol: str, pct: float, duration_s: float) -> None:
         """Move ``symbol``'s contract price by ``pct`` % for ``duration_s`` from now.
@@ -1850,7 +1837,7 @@ class Venue:
                 raise ValueError(f"pct must lie in (-99, 1000], got {pct!r}")
             if duration_s <= 0:
                 raise ValueError(f"duration_s must be > 0, got {duration_s!r}")
-            m.feed.schedule_spike(self._now_time(), pct, duration_s)
+            m.feed.schedule_spike(self._timeline.time(), pct, duration_s)
 
     def set_tiers(self, symbol: str, tiers: TierTable | Sequence[Mapping[str, Any]]) -> None:
         """Replace ``symbol``'s maintenance ladder (a venue changing its brackets).
@@ -1882,7 +1869,7 @@ class Venue:
             spec = _replace(m.spec, funding_interval_s=hours * 3600.0)
             m.spec = spec
             self._specs[symbol] = spec
-            now = self._now_time()
+            now = self._timeline.time()
             # A funding time the clock has reached but no step has settled yet is still paid
             # (at the next step, which schedules the one after on the new interval).
             if m.next_funding > now:
@@ -1928,8 +1915,8 @@ class Venue:
 
     def _expire(self, order: Order, reason: str) -> None:
         self._close_order(order, EXPIRED)
-        self._record(
-            OrderExpired(self._now_time(), order.api_key, order.symbol, order.order_id, reason)
+        self._timeline.record(
+            OrderExpired(self._timeline.time(), order.api_key, order.symbol, order.order_id, reason)
         )
 
     def _trigger_price(self, m: MarketState, working_type: str) -> float:
@@ -1951,7 +1938,7 @@ class Venue:
         ]
         for order in fired:
             m.stops.remove(order)
-            self._record(
+            self._timeline.record(
                 OrderTriggered(
                     t,
                     order.api_key,
@@ -2007,7 +1994,7 @@ class Venue:
         del account.open_orders[order.client_order_id]
         account.open_count[order.symbol] -= 1
         opening = max(qty - self._closable(account, order), 0)
-        if self._listeners:
+        if self._timeline.listeners:
             self._order_update(order, "NEW")
         self._execute_new(account, m, order, opening)
 
@@ -2037,7 +2024,7 @@ class Venue:
                 if self._isolated(account, spec.symbol):
                     position.isolated_margin += amount
                 account.update_ms = int(t * 1000)
-                self._record(
+                self._timeline.record(
                     FundingPayment(
                         when,
                         account.api_key,
@@ -2049,8 +2036,8 @@ class Venue:
                         amount,
                     )
                 )
-                if self._listeners:
-                    self._notify(
+                if self._timeline.listeners:
+                    self._timeline.notify(
                         AccountChanged(when, account.api_key, "FUNDING_FEE", (spec.symbol,), amount)
                     )
 
@@ -2077,7 +2064,7 @@ class Venue:
             self._crowds += 1
             rng = random.Random(f"{self.config.seed}:{spec.symbol}:crowd:{number}")
             price = m.feed.contract
-            now_ms = self._ms()
+            now_ms = self._timeline.ms()
             keys = []
             for i in range(crowd.accounts):
                 key = f"crowd-{number}-{spec.symbol}-{i}"
@@ -2157,7 +2144,7 @@ class Venue:
                 if p.qty:
                     own = maintenance_margin(m.spec, p.notional(m.spec, m.feed.mark))
                     self._take_over(account, m, p, t, CROSSED, trigger, own, equity, mm - own)
-        elif self._listeners:
+        elif self._timeline.listeners:
             self._margin_call(account, t, equity, cross_mm, [m.spec.symbol for m, _p in cross])
 
     def _new_trigger(self) -> int:
@@ -2185,7 +2172,7 @@ class Venue:
         """Warn once when the cross margin nears liquidation; re-arm when it recovers."""
         near = mm >= equity * MARGIN_CALL_RATIO
         if near and not account.margin_called:
-            self._notify(MarginCall(t, account.api_key, equity, mm, tuple(symbols)))
+            self._timeline.notify(MarginCall(t, account.api_key, equity, mm, tuple(symbols)))
         account.margin_called = near
 
     def _reduce(
@@ -2289,7 +2276,7 @@ class Venue:
             position.isolated_margin = max(margin_before + realized - fee, 0)
         self._insurance += fee
         tran_ids = self._book_liquidation_income(account, spec.symbol, realized, -fee, now_ms)
-        self._record(
+        self._timeline.record(
             self._liquidation(
                 "PARTIAL",
                 account,
@@ -2315,8 +2302,8 @@ class Venue:
                 position_after=spec.qty_of(position.qty),
             )
         )
-        if self._listeners:
-            self._notify(AccountChanged(t, account.api_key, "ORDER", (spec.symbol,)))
+        if self._timeline.listeners:
+            self._timeline.notify(AccountChanged(t, account.api_key, "ORDER", (spec.symbol,)))
         return True
 
     def _book_liquidation_income(
@@ -2453,7 +2440,7 @@ class Venue:
         self._forced_flow(m, fills)
         delta = settled.fee - settled.shortfall + close.slippage
         self._insurance += delta
-        self._record(
+        self._timeline.record(
             self._liquidation(
                 "TAKEOVER",
                 account,
@@ -2478,8 +2465,8 @@ class Venue:
                 tran_ids=tran_ids,
             )
         )
-        if self._listeners:
-            self._notify(AccountChanged(t, account.api_key, "ORDER", (spec.symbol,)))
+        if self._timeline.listeners:
+            self._timeline.notify(AccountChanged(t, account.api_key, "ORDER", (spec.symbol,)))
 
     @staticmethod
     def _flatten(account: Account, position: Position, t: float) -> None:
@@ -2595,7 +2582,7 @@ class Venue:
             delta = (settled_value - traded) + (rest_exact - rest.value)
         self._insurance += delta
         at_mark = mark_ticks * closed_qty * unit
-        self._record(
+        self._timeline.record(
             self._liquidation(
                 "ADL",
                 account,
@@ -2622,11 +2609,11 @@ class Venue:
             )
         )
         for event in deleveraged:
-            self._record(event)
-        if self._listeners:
-            self._notify(AccountChanged(t, account.api_key, "ORDER", (spec.symbol,)))
+            self._timeline.record(event)
+        if self._timeline.listeners:
+            self._timeline.notify(AccountChanged(t, account.api_key, "ORDER", (spec.symbol,)))
             for event in deleveraged:
-                self._notify(AccountChanged(t, event.api_key, "ORDER", (spec.symbol,)))
+                self._timeline.notify(AccountChanged(t, event.api_key, "ORDER", (spec.symbol,)))
 
 
 def _triggered(kind: str, side: str, stop: float, price: float) -> bool:
