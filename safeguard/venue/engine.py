@@ -56,7 +56,6 @@ from safeguard.venue.events import (
     AutoDeleveraged,
     Fill,
     FundingPayment,
-    LeverageChanged,
     Liquidation,
     MarginCall,
     MarketStepped,
@@ -71,6 +70,7 @@ from safeguard.venue.funding import (
     funding_rate,
     next_funding_time,
 )
+from safeguard.venue.ledger import Ledger
 from safeguard.venue.liquidation import (
     Close,
     bankruptcy_price,
@@ -130,10 +130,6 @@ class Venue:
             raise ValueError(f"symbols: no market spec for {', '.join(unknown)}")
         self._specs: dict[str, MarketSpec] = {}
         self.markets: Mapping[str, MarketSpec] = MappingProxyType(self._specs)
-        # What an account that never chose gets, per symbol (set_tiers refreshes it): every
-        # margin check and fill asks, so it is not re-derived from the config each time.
-        self._default_leverage: dict[str, int] = {}
-        self._default_isolated = cfg.default_margin_type == ISOLATED
         # Read on every order; a pydantic model's attribute costs ~3x a plain one, and the
         # config is frozen.
         self._max_open_orders = cfg.max_open_orders
@@ -143,6 +139,17 @@ class Venue:
         self._synced_to = self._start
         """The clock's time at the last :meth:`sync` (when listeners last heard time move)."""
         self._m: dict[str, MarketState] = {}
+        self._ledger = Ledger(
+            self._m,
+            self._timeline,
+            default_leverage=cfg.default_leverage,
+            default_margin_type=cfg.default_margin_type,
+        )
+        self._accounts = self._ledger.accounts
+        self._account = self._ledger.get
+        # Aliases of the ledger's own, for the order path's inlined reads.
+        self._default_leverage = self._ledger.default_leverage
+        self._default_isolated = self._ledger.default_isolated
         # Only with a correlation: the default venue's draws stay exactly what they were.
         self._market_factor = (
             random.Random(f"{cfg.seed}:market-factor") if cfg.index_correlation > 0 else None
@@ -156,13 +163,12 @@ class Venue:
             if cfg.funding_cap is not None:
                 spec = _replace(spec, funding_cap=cfg.funding_cap)
             self._specs[symbol] = spec
-            self._default_leverage[symbol] = self._leverage_cap(spec)
+            self._ledger.refresh_default(spec)
             self._m[symbol] = self._new_market(spec, regimes)
         for spike in cfg.spikes:
             self._m[spike.symbol].feed.schedule_spike(
                 self._start + spike.at_s, spike.pct, spike.duration_s
             )
-        self._accounts: dict[str, Account] = {}
         self._orders: dict[int, Order] = {}
         # Per api key, then client order id: no key tuple per order (each one that outlives a
         # collection counts against the cyclic GC's thresholds, a measurable share of a round).
@@ -173,7 +179,6 @@ class Venue:
         self._closed: deque[int] = deque()
         self._next_order_id = _FIRST_ORDER_ID
         self._seq = 0
-        self._tran_id = 0
         self._insurance = round(cfg.insurance_fund * MONEY_SCALE)
         self._insurance_start = self._insurance
         self._trigger_seq = 0
@@ -347,56 +352,18 @@ class Venue:
         if asset != "USDT":
             raise ValueError(f"asset must be USDT (the venue's margin asset), got {asset!r}")
         with self.lock:
-            if api_key in self._accounts:
-                raise ValueError(f"api_key {api_key!r} already has an account")
-            units = round(wallet * MONEY_SCALE)
-            self._accounts[api_key] = Account(
-                api_key=api_key,
-                secret=secret,
-                asset=asset,
-                wallet=units,
-                deposit=units,
-                update_ms=self._timeline.ms(),
-            )
-            if units:
-                self._book_income(
-                    self._accounts[api_key], "", "TRANSFER", units, self._timeline.ms()
-                )
-
-    def _book_income(
-        self, account: Account, symbol: str, kind: str, units: int, time_ms: int, trade: str = ""
-    ) -> int:
-        self._tran_id += 1
-        account.income.append(Income(self._tran_id, time_ms, symbol, kind, units, trade))
-        return self._tran_id
+            self._ledger.open(api_key, secret, wallet, asset)
 
     def secret_for(self, api_key: str) -> str | None:
         with self.lock:
             account = self._accounts.get(api_key) if isinstance(api_key, str) else None
             return account.secret if account is not None else None
 
-    def _account(self, api_key: Any) -> Account:
-        account = self._accounts.get(api_key) if isinstance(api_key, str) else None
-        if account is None:
-            raise VenueReject(-2015, "Invalid API-key, IP, or permissions for action.", 401)
-        return account
-
     def _market(self, symbol: Any) -> MarketState:
         market = self._m.get(symbol) if isinstance(symbol, str) else None
         if market is None:
             raise VenueReject(-1121, "Invalid symbol.")
         return market
-
-    def _leverage(self, account: Account, symbol: str) -> int:
-        return account.leverage.get(symbol) or self._default_leverage[symbol]
-
-    def _leverage_cap(self, spec: MarketSpec) -> int:
-        # The default never exceeds what the symbol's ladder allows at all.
-        return min(self.config.default_leverage, int(spec.tiers.tiers[0].max_leverage))
-
-    def _isolated(self, account: Account, symbol: str) -> bool:
-        chosen = account.margin_type.get(symbol)
-        return self._default_isolated if chosen is None else chosen == ISOLATED
 
     # --- market data ------------------------------------------------------------------------
 
@@ -872,32 +839,8 @@ class Venue:
             raise VenueReject(-2027, "Exceeded the maximum allowable position at current leverage.")
         notional = opening * spec.step_size * price
         needed = notional / leverage + notional * spec.taker_fee
-        if needed > self._available(account):
+        if needed > self._ledger.available(account):
             raise VenueReject(-2019, "Margin is insufficient.")
-
-    def _available(self, account: Account) -> float:
-        """Quote free for new margin: cross wallet + cross uPnL - cross IM - open-order IM."""
-        # Every opening order asks, so Position.unrealized and .notional are inlined here
-        # (the same expressions, in the same order: the figure is the same to the last bit).
-        positions = account.positions
-        isolated = 0
-        for position in positions.values():
-            isolated += position.isolated_margin
-        free = (account.wallet - isolated) / MONEY_SCALE - account.order_margin
-        margin_types = account.margin_type
-        for (symbol, _side), position in positions.items():
-            qty = position.qty
-            if not qty:
-                continue
-            chosen = margin_types.get(symbol)  # _isolated, inlined
-            if self._default_isolated if chosen is None else chosen == ISOLATED:
-                continue
-            m = self._m[symbol]
-            value = abs(qty) * m.spec.step_size * m.feed.mark
-            cost = position.cost / MONEY_SCALE
-            free += value - cost if qty > 0 else cost - value
-            free -= value / (account.leverage.get(symbol) or self._default_leverage[symbol])
-        return free
 
     def _iter_open(self, account: Account, symbol: str | None) -> Iterator[Order]:
         for order in account.open_orders.values():
@@ -1030,19 +973,20 @@ class Venue:
             if realized or fee:
                 # _book_income, inlined: most fills book one or two incomes.
                 trade = str(trade_id)
+                ledger = self._ledger
                 if realized:
-                    self._tran_id += 1
+                    ledger.tran_id += 1
                     income.append(
                         _new_tuple(
                             Income,
-                            (self._tran_id, now_ms, symbol, "REALIZED_PNL", realized, trade, ""),
+                            (ledger.tran_id, now_ms, symbol, "REALIZED_PNL", realized, trade, ""),
                         )
                     )
                 if fee:
-                    self._tran_id += 1
+                    ledger.tran_id += 1
                     income.append(
                         _new_tuple(
-                            Income, (self._tran_id, now_ms, symbol, "COMMISSION", -fee, trade, "")
+                            Income, (ledger.tran_id, now_ms, symbol, "COMMISSION", -fee, trade, "")
                         )
                     )
             event = Fill(
@@ -1306,70 +1250,30 @@ class Venue:
     def set_leverage(self, api_key: str, *, symbol: str, leverage: int) -> dict[str, Any]:
         with self.lock:
             account = self._account(api_key)
-            m = self._market(symbol)
-            spec = m.spec
-            if isinstance(leverage, bool) or not isinstance(leverage, int):
-                raise illegal("leverage")
-            if not 1 <= leverage <= int(spec.tiers.tiers[0].max_leverage):
-                raise VenueReject(-4028, f"Leverage {leverage} is not valid")
-            cap = max_notional_at(spec, leverage)
-            mark = m.feed.mark
-            for side in ("BOTH", "LONG", "SHORT"):
-                position = account.positions.get((symbol, side))
-                if position is not None and position.notional(spec, mark) > cap:
-                    raise VenueReject(
-                        -2027, "Exceeded the maximum allowable position at current leverage."
-                    )
-            account.leverage[symbol] = leverage
-            if self._timeline.listeners:
-                self._timeline.notify(
-                    LeverageChanged(self._timeline.time(), api_key, symbol, leverage)
-                )
-            return {
-                "leverage": leverage,
-                "maxNotionalValue": f"{cap:.0f}" if math.isfinite(cap) else "INF",
-                "symbol": symbol,
-            }
+            return self._ledger.set_leverage(account, self._market(symbol), leverage)
 
     def set_margin_type(self, api_key: str, *, symbol: str, margin_type: str | None) -> None:
         with self.lock:
             account = self._account(api_key)
             self._market(symbol)
-            if margin_type not in (ISOLATED, CROSSED):
-                raise illegal("marginType")
-            current = account.margin_type.get(symbol, self.config.default_margin_type)
-            if margin_type == current:
-                raise VenueReject(-4046, "No need to change margin type.")
-            if any(p.qty for (s, _side), p in account.positions.items() if s == symbol):
-                raise VenueReject(-4048, "Margin type cannot be changed if there exists position.")
-            if any(True for _ in self._iter_open(account, symbol)):
-                raise VenueReject(
-                    -4047, "Margin type cannot be changed if there exists open orders."
-                )
-            account.margin_type[symbol] = margin_type
-            if self._timeline.listeners:
-                self._timeline.notify(
-                    AccountChanged(self._timeline.time(), api_key, "MARGIN_TYPE_CHANGE", (symbol,))
-                )
+            self._ledger.set_margin_type(account, symbol, margin_type)
 
     def set_position_mode(self, api_key: str, *, dual_side: bool) -> None:
         """Hedge mode (``dual_side=True``: LONG and SHORT legs) or one-way (``BOTH``)."""
         with self.lock:
+            self._ledger.set_position_mode(self._account(api_key), dual_side)
+
+    def modify_isolated_margin(
+        self, api_key: str, *, symbol: str, position_side: str, amount: float, add: bool
+    ) -> dict[str, Any]:
+        """Move ``amount`` of quote into (``add``) or out of an isolated position's margin.
+
+        Only an open isolated leg has margin of its own. Adding takes from what the account
+        has free; removing leaves at least the leg's initial margin at the mark."""
+        with self.lock:
             account = self._account(api_key)
-            if not isinstance(dual_side, bool):
-                raise illegal("dualSidePosition")
-            if dual_side == account.dual_side:
-                raise VenueReject(-4059, "No need to change position side.")
-            if any(p.qty for p in account.positions.values()):
-                raise VenueReject(
-                    -4068, "Position side cannot be changed if there exists position."
-                )
-            if any(True for _ in self._iter_open(account, None)):
-                raise VenueReject(
-                    -4067, "Position side cannot be changed if there exists open orders."
-                )
-            account.dual_side = dual_side
-            account.positions = {k: p for k, p in account.positions.items() if p.qty}
+            m = self._market(symbol)
+            return self._ledger.modify_isolated_margin(account, m, position_side, amount, add)
 
     def position_mode(self, api_key: str) -> dict[str, Any]:
         with self.lock:
@@ -1377,21 +1281,10 @@ class Venue:
 
     # --- account views ----------------------------------------------------------------------
 
-    def _open_positions(self, account: Account) -> list[tuple[MarketSpec, MarketState, Position]]:
-        return [
-            (self._specs[symbol], self._m[symbol], p)
-            for (symbol, _side), p in account.positions.items()
-            if p.qty
-        ]
-
     def equity(self, api_key: str) -> float:
         """Wallet plus unrealised PnL at the mark, in quote."""
         with self.lock:
-            account = self._account(api_key)
-            total = account.wallet / MONEY_SCALE
-            for spec, m, p in self._open_positions(account):
-                total += p.unrealized(spec, m.feed.mark)
-            return total
+            return self._ledger.equity(self._account(api_key))
 
     def wallet(self, api_key: str) -> float:
         with self.lock:
@@ -1458,10 +1351,10 @@ class Venue:
 
     def _figures(self, account: Account) -> list[views.PositionFigures]:
         figures = []
-        for spec, m, p in self._open_positions(account):
+        for spec, m, p in self._ledger.open_positions(account):
             mark = m.feed.mark
             notional = p.notional(spec, mark)
-            leverage = self._leverage(account, spec.symbol)
+            leverage = self._ledger.leverage(account, spec.symbol)
             figures.append(
                 views.PositionFigures(
                     spec=spec,
@@ -1472,7 +1365,7 @@ class Venue:
                     initial_margin=notional / leverage,
                     maintenance_margin=maintenance_margin(spec, notional),
                     leverage=leverage,
-                    isolated=self._isolated(account, spec.symbol),
+                    isolated=self._ledger.isolated(account, spec.symbol),
                 )
             )
         return figures
@@ -1493,7 +1386,7 @@ class Venue:
                     self._specs[symbol],
                     p,
                     mark=self._m[symbol].feed.mark,
-                    isolated=self._isolated(account, symbol),
+                    isolated=self._ledger.isolated(account, symbol),
                 )
                 for (symbol, _side), p in account.positions.items()
                 if symbol in symbols
@@ -1523,7 +1416,7 @@ class Venue:
         with self.lock:
             account = self._account(api_key)
             return views.account_v3(
-                account, self._figures(account), available=self._available(account)
+                account, self._figures(account), available=self._ledger.available(account)
             )
 
     def position_risk(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
@@ -1569,8 +1462,8 @@ class Venue:
             return [
                 views.symbol_config(
                     spec,
-                    leverage=self._leverage(account, spec.symbol),
-                    isolated=self._isolated(account, spec.symbol),
+                    leverage=self._ledger.leverage(account, spec.symbol),
+                    isolated=self._ledger.isolated(account, spec.symbol),
                 )
                 for spec in specs
             ]
@@ -1638,7 +1531,7 @@ class Venue:
         with self.lock:
             account = self._account(api_key)
             figures = self._figures(account)
-            answer = views.account_v3(account, figures, available=self._available(account))
+            answer = views.account_v3(account, figures, available=self._ledger.available(account))
             return views.account_v2(answer, figures)
 
     def position_risk_v2(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
@@ -1651,8 +1544,8 @@ class Venue:
             for spec in specs:
                 if spec.symbol in held:
                     continue
-                leverage = self._leverage(account, spec.symbol)
-                isolated = self._isolated(account, spec.symbol)
+                leverage = self._ledger.leverage(account, spec.symbol)
+                isolated = self._ledger.isolated(account, spec.symbol)
                 sides = ("LONG", "SHORT") if account.dual_side else ("BOTH",)
                 for side in sides:
                     rows.append(
@@ -1693,7 +1586,7 @@ class Venue:
             scores: dict[tuple[str, bool], list[float]] = {}
             mine: dict[str, dict[str, float]] = {}
             for other in self._accounts.values():
-                for spec, m, p in self._open_positions(other):
+                for spec, m, p in self._ledger.open_positions(other):
                     score = self._adl_score(other, spec, m, p)
                     scores.setdefault((spec.symbol, p.qty > 0), []).append(score)
                     if other is account:
@@ -1719,7 +1612,7 @@ class Venue:
     def _adl_score(self, account: Account, spec: MarketSpec, m: MarketState, p: Position) -> float:
         cost = p.cost / MONEY_SCALE
         ratio = p.unrealized(spec, m.feed.mark) / cost if cost else 0.0
-        leverage = self._leverage(account, spec.symbol)
+        leverage = self._ledger.leverage(account, spec.symbol)
         return ratio * leverage if ratio > 0 else ratio / leverage
 
     def force_orders(
@@ -1758,52 +1651,6 @@ class Venue:
                 elif isinstance(e, AutoDeleveraged) and auto_close_type != "LIQUIDATION":
                     rows.append(views.adl_order(self._specs[e.symbol], e, ordinal))
             return rows[:limit] if start_ms is not None else rows[-limit:]
-
-    def modify_isolated_margin(
-        self, api_key: str, *, symbol: str, position_side: str, amount: float, add: bool
-    ) -> dict[str, Any]:
-        """Move ``amount`` of quote into (``add``) or out of an isolated position's margin.
-
-        Only an open isolated leg has margin of its own. Adding takes from what the account
-        has free; removing leaves at least the leg's initial margin at the mark."""
-        with self.lock:
-            account = self._account(api_key)
-            m = self._market(symbol)
-            if position_side not in ("BOTH", "LONG", "SHORT") or (
-                (position_side == "BOTH") == account.dual_side
-            ):
-                raise VenueReject(-4061, "Order's position side does not match user's setting.")
-            if not (math.isfinite(amount) and amount > 0):
-                raise illegal("amount")
-            position = account.positions.get((symbol, position_side))
-            if position is None or not position.qty or not self._isolated(account, symbol):
-                raise VenueReject(-4051, "Isolated balance insufficient.")
-            units = round(amount * MONEY_SCALE)
-            if add:
-                if amount > self._available(account):
-                    raise VenueReject(-2019, "Margin is insufficient.")
-                position.isolated_margin += units
-            else:
-                spec = m.spec
-                notional = position.notional(spec, m.feed.mark)
-                keep = notional / self._leverage(account, symbol)
-                equity = position.isolated_margin / MONEY_SCALE + position.unrealized(
-                    spec, m.feed.mark
-                )
-                if units > position.isolated_margin or equity - amount < keep:
-                    raise VenueReject(-4051, "Isolated balance insufficient.")
-                position.isolated_margin -= units
-            account.update_ms = position.update_ms = self._timeline.ms()
-            if self._timeline.listeners:
-                self._timeline.notify(
-                    AccountChanged(self._timeline.time(), api_key, "MARGIN_TRANSFER", (symbol,))
-                )
-            return {
-                "amount": amount,
-                "code": 200,
-                "msg": "Successfully modify position margin.",
-                "type": 1 if add else 2,
-            }
 
     # --- market faults ----------------------------------------------------------------------
 
@@ -1852,7 +1699,7 @@ class Venue:
             spec = m.spec.with_tiers(table)
             m.spec = spec
             self._specs[symbol] = spec
-            self._default_leverage[symbol] = self._leverage_cap(spec)
+            self._ledger.refresh_default(spec)
 
     def set_funding_interval(self, symbol: str, hours: int) -> None:
         """Change ``symbol``'s funding interval (Binance moves a symbol between 8, 4 and 1
@@ -2020,8 +1867,10 @@ class Venue:
                 size = position.qty * spec.step_size
                 amount = round(-rate * size * mark * MONEY_SCALE)
                 account.wallet += amount
-                self._book_income(account, spec.symbol, "FUNDING_FEE", amount, int(when * 1000))
-                if self._isolated(account, spec.symbol):
+                self._ledger.book_income(
+                    account, spec.symbol, "FUNDING_FEE", amount, int(when * 1000)
+                )
+                if self._ledger.isolated(account, spec.symbol):
                     position.isolated_margin += amount
                 account.update_ms = int(t * 1000)
                 self._timeline.record(
@@ -2117,7 +1966,7 @@ class Venue:
             mark = m.feed.mark
             mm = maintenance_margin(spec, p.notional(spec, mark))
             pnl = p.unrealized(spec, mark)
-            if self._isolated(account, symbol):
+            if self._ledger.isolated(account, symbol):
                 equity = p.isolated_margin / MONEY_SCALE + pnl
                 if equity <= mm:
                     failing.append((m, p, equity, mm))
@@ -2254,7 +2103,7 @@ class Venue:
         collateral = position.isolated_margin if isolated else account.cross_wallet()
         bankrupt_at = bankruptcy_price(position, spec, collateral=collateral)
         now_ms = int(t * 1000)
-        leverage = self._leverage(account, spec.symbol)
+        leverage = self._ledger.leverage(account, spec.symbol)
         margin_before = position.isolated_margin
         realized = 0
         for i in range(0, len(fills), 2):
@@ -2313,7 +2162,7 @@ class Venue:
         ids = []
         for kind, units in (("REALIZED_PNL", realized), ("INSURANCE_CLEAR", clearance)):
             if units:
-                ids.append(self._book_income(account, symbol, kind, units, now_ms))
+                ids.append(self._ledger.book_income(account, symbol, kind, units, now_ms))
         return tuple(ids)
 
     def _liquidation(
@@ -2544,9 +2393,10 @@ class Venue:
             other = self._accounts[key]
             leg = other.positions[(spec.symbol, side)]
             take = min(left, abs(leg.qty))
+            ledger = self._ledger
             result = apply_fill(
                 other, leg, spec, take if long else -take, price_ticks, 0.0,
-                self._leverage(other, spec.symbol), self._isolated(other, spec.symbol), now_ms,
+                ledger.leverage(other, spec.symbol), ledger.isolated(other, spec.symbol), now_ms,
             )  # fmt: skip
             left -= take
             traded += price_ticks * take * unit
