@@ -51,7 +51,6 @@ from safeguard.venue.errors import VenueReject, illegal
 from safeguard.venue.events import (
     AccountChanged,
     AutoDeleveraged,
-    FundingPayment,
     Liquidation,
     MarginCall,
     MarketStepped,
@@ -59,10 +58,7 @@ from safeguard.venue.events import (
 )
 from safeguard.venue.fairness import cascades as fairness_cascades
 from safeguard.venue.fairness import fairness_report
-from safeguard.venue.funding import (
-    funding_rate,
-    next_funding_time,
-)
+from safeguard.venue.funding import Funding, funding_rate, next_funding_time
 from safeguard.venue.ledger import Ledger
 from safeguard.venue.liquidation import (
     Close,
@@ -136,6 +132,7 @@ class Venue:
             max_open_orders=cfg.max_open_orders,
             order_history=cfg.order_history,
         )
+        self._funding = Funding(self._ledger, self._m, self._timeline)
         # Only with a correlation: the default venue's draws stay exactly what they were.
         self._market_factor = (
             random.Random(f"{cfg.seed}:market-factor") if cfg.index_correlation > 0 else None
@@ -281,7 +278,7 @@ class Venue:
             if m.stops:
                 self._trading.trigger_stops(m, t)
             if t >= m.next_funding:
-                self._pay_funding(m, t)
+                self._funding.settle(m, t)
         for account in self._accounts.values():
             if account.positions:
                 self._liquidate(account, t)
@@ -523,35 +520,11 @@ class Venue:
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
                 raise illegal("limit")
             markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
-            rows = sorted(
-                (when, m.spec.symbol, rate, mark)
-                for m in markets
-                for when, rate, mark in m.funding_history
-                if (start_ms is None or when >= start_ms) and (end_ms is None or when <= end_ms)
-            )
-            kept = rows[:limit] if start_ms is not None else rows[-limit:]
-            return [
-                {
-                    "symbol": name,
-                    "fundingRate": f"{rate:.8f}",
-                    "fundingTime": when,
-                    "markPrice": format(mark, self._specs[name].avg_price_format),
-                }
-                for when, name, rate, mark in kept
-            ]
+            return self._funding.history(markets, start_ms=start_ms, end_ms=end_ms, limit=limit)
 
     def funding_info(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [
-                {
-                    "symbol": spec.symbol,
-                    "adjustedFundingRateCap": f"{spec.funding_cap:.8f}",
-                    "adjustedFundingRateFloor": f"{-spec.funding_cap:.8f}",
-                    "fundingIntervalHours": round(spec.funding_interval_s / 3600),
-                    "disclaimer": False,
-                }
-                for spec in self._specs.values()
-            ]
+            return self._funding.info()
 
     def premium_index(self, symbol: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         with self.lock:
@@ -1171,10 +1144,7 @@ class Venue:
         with self.lock:
             m = self._market(symbol)
             table = tiers if isinstance(tiers, TierTable) else _tiers_from_brackets(tiers)
-            spec = m.spec.with_tiers(table)
-            m.spec = spec
-            self._specs[symbol] = spec
-            self._ledger.refresh_default(spec)
+            self._relist(m, m.spec.with_tiers(table))
 
     def set_funding_interval(self, symbol: str, hours: int) -> None:
         """Change ``symbol``'s funding interval (Binance moves a symbol between 8, 4 and 1
@@ -1188,61 +1158,16 @@ class Venue:
             )
         with self.lock:
             m = self._market(symbol)
-            spec = _replace(m.spec, funding_interval_s=hours * 3600.0)
-            m.spec = spec
-            self._specs[symbol] = spec
-            now = self._timeline.time()
-            # A funding time the clock has reached but no step has settled yet is still paid
-            # (at the next step, which schedules the one after on the new interval).
-            if m.next_funding > now:
-                m.next_funding = next_funding_time(now, spec.funding_interval_s)
+            self._relist(m, _replace(m.spec, funding_interval_s=hours * 3600.0))
+            self._funding.reschedule(m, self._timeline.time())
+
+    def _relist(self, m: MarketState, spec: MarketSpec) -> None:
+        """Give ``m``'s symbol a changed listing (its ladder or its funding interval)."""
+        m.spec = spec
+        self._specs[spec.symbol] = spec
+        self._ledger.refresh_default(spec)
 
     # --- the simulation step's parts --------------------------------------------------------
-
-    def _pay_funding(self, m: MarketState, t: float) -> None:
-        """Settle funding at the mark of the first step at or after the funding time.
-
-        Payments are stamped with the funding time itself (00:00, 08:00, ...), as the venue's
-        funding history shows them, even when the step grid does not land on it.
-        """
-        spec = m.spec
-        when = m.next_funding
-        rate = funding_rate(m.premium.value(), cap=spec.funding_cap)
-        m.funding_rate = rate
-        m.premium.reset()
-        m.funding_history.append((int(when * 1000), rate, m.feed.mark))
-        m.next_funding = next_funding_time(t, spec.funding_interval_s)
-        mark = m.feed.mark
-        for account in self._accounts.values():
-            for side in ("BOTH", "LONG", "SHORT"):
-                position = account.positions.get((spec.symbol, side))
-                if position is None or not position.qty:
-                    continue
-                size = position.qty * spec.step_size
-                amount = round(-rate * size * mark * MONEY_SCALE)
-                account.wallet += amount
-                self._ledger.book_income(
-                    account, spec.symbol, "FUNDING_FEE", amount, int(when * 1000)
-                )
-                if self._ledger.isolated(account, spec.symbol):
-                    position.isolated_margin += amount
-                account.update_ms = int(t * 1000)
-                self._timeline.record(
-                    FundingPayment(
-                        when,
-                        account.api_key,
-                        spec.symbol,
-                        side,
-                        rate,
-                        mark,
-                        spec.qty_of(position.qty),
-                        amount,
-                    )
-                )
-                if self._timeline.listeners:
-                    self._timeline.notify(
-                        AccountChanged(when, account.api_key, "FUNDING_FEE", (spec.symbol,), amount)
-                    )
 
     def add_crowd(self, crowd: Crowd) -> list[str]:
         """Open ``crowd``'s accounts and positions now; returns their API keys.
