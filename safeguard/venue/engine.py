@@ -55,7 +55,7 @@ from safeguard.venue.liquidation import (
 )
 from safeguard.venue.liquidator import Liquidator
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
-from safeguard.venue.orders import parse_order
+from safeguard.venue.orders import parse_fields, parse_order
 from safeguard.venue.prices import IndexProcess, PriceFeed, RegimeSpec, ReplaySeries
 from safeguard.venue.state import MarketState
 from safeguard.venue.timeline import Listener, Timeline
@@ -562,9 +562,9 @@ class Venue:
             m = self._m.get(symbol) if isinstance(symbol, str) else None
             if m is None:
                 m = self._market(symbol)
-            return self._trading.place(
-                account,
-                m,
+            request = parse_fields(
+                m.spec,
+                m.last,
                 side,
                 type,
                 quantity,
@@ -577,6 +577,7 @@ class Venue:
                 position_side,
                 close_position,
             )
+            return self._trading.place(account, m, request)
 
     def get_order(
         self,

@@ -43,7 +43,6 @@ from safeguard.venue.orders import (
     STOP_LIMIT_TYPES,
     Order,
     OrderRequest,
-    parse_fields,
     parse_order,
 )
 from safeguard.venue.state import MarketState
@@ -91,40 +90,9 @@ class Trading:
 
     # --- what a caller asks -------------------------------------------------------------------
 
-    def place(
-        self,
-        account: Account,
-        m: MarketState,
-        side: Any,
-        type: Any,
-        quantity: Any,
-        price: Any,
-        time_in_force: Any,
-        reduce_only: Any,
-        stop_price: Any,
-        working_type: Any,
-        client_order_id: Any,
-        position_side: Any,
-        close_position: Any,
-    ) -> dict[str, Any]:
-        """Check, record and execute a new order (fields by position, as
-        :func:`~.orders.parse_fields` takes them); Binance's answer for it."""
+    def place(self, account: Account, m: MarketState, request: OrderRequest) -> dict[str, Any]:
+        """Check, record and execute a new order; Binance's answer for it."""
         spec = m.spec
-        request = parse_fields(
-            spec,
-            m.last,
-            side,
-            type,
-            quantity,
-            price,
-            time_in_force,
-            reduce_only,
-            stop_price,
-            working_type,
-            client_order_id,
-            position_side,
-            close_position,
-        )
         opening = self.check(account, m, request)
         order_id = self._next_order_id
         cid = request.client_order_id or f"sim-{order_id}"
