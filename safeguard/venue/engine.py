@@ -36,31 +36,25 @@ from safeguard.risk.tiers import TierTable
 from safeguard.venue import candles, views
 from safeguard.venue.accounts import (
     Account,
-    maintenance_margin,
 )
 from safeguard.venue.book import SimBook
 from safeguard.venue.config import Crowd, VenueConfig
 from safeguard.venue.errors import VenueReject, illegal
 from safeguard.venue.events import (
-    AutoDeleveraged,
     Liquidation,
     MarketStepped,
     VenueEvent,
 )
 from safeguard.venue.funding import Funding, funding_rate, next_funding_time
 from safeguard.venue.ledger import Ledger
-from safeguard.venue.liquidation import (
-    adl_score,
-    liquidation_price,
-)
 from safeguard.venue.liquidator import Liquidator
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
 from safeguard.venue.orders import parse_fields, parse_order
 from safeguard.venue.prices import IndexProcess, PriceFeed, RegimeSpec, ReplaySeries
 from safeguard.venue.state import MarketState
+from safeguard.venue.statements import Statements
 from safeguard.venue.timeline import Listener, Timeline
 from safeguard.venue.trading import Trading
-from safeguard.venue.views import money as money_text
 
 FeedFreeze = Literal["prices", "timestamps", "stale_prices"]
 _FREEZE_MODES = ("prices", "timestamps", "stale_prices")
@@ -127,6 +121,7 @@ class Venue:
             self._m[spike.symbol].feed.schedule_spike(
                 self._start + spike.at_s, spike.pct, spike.duration_s
             )
+        self._statements = Statements(self._ledger, self._m, self._timeline)
         self._liquidator = Liquidator(
             cfg,
             self._ledger,
@@ -303,13 +298,13 @@ class Venue:
             account = self._accounts.get(api_key) if isinstance(api_key, str) else None
             return account.secret if account is not None else None
 
+    # --- market data ------------------------------------------------------------------------
+
     def _market(self, symbol: Any) -> MarketState:
         market = self._m.get(symbol) if isinstance(symbol, str) else None
         if market is None:
             raise VenueReject(-1121, "Invalid symbol.")
         return market
-
-    # --- market data ------------------------------------------------------------------------
 
     def server_time(self) -> int:
         return int(self.clock.time() * 1000)
@@ -486,6 +481,19 @@ class Venue:
                 "time": self._timeline.ms(),
             }
 
+    def mark_price(self, symbol: str) -> float:
+        with self.lock:
+            return self._market(symbol).feed.mark
+
+    def index_price(self, symbol: str) -> float:
+        with self.lock:
+            return self._market(symbol).feed.index
+
+    def last_price(self, symbol: str) -> float:
+        with self.lock:
+            m = self._market(symbol)
+            return m.spec.price_of(m.last)
+
     def funding_history(
         self,
         symbol: str | None = None,
@@ -655,10 +663,7 @@ class Venue:
 
     def open_orders(self, api_key: str, *, symbol: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            account = self._account(api_key)
-            if symbol is not None:
-                self._market(symbol)
-            return self._trading.open_orders(account, symbol)
+            return self._trading.open_orders(self._account_on(api_key, symbol), symbol)
 
     def all_orders(
         self, api_key: str, *, symbol: str, limit: int | None = None
@@ -709,6 +714,13 @@ class Venue:
 
     # --- account views ----------------------------------------------------------------------
 
+    def _account_on(self, api_key: Any, symbol: Any) -> Account:
+        """The account of ``api_key``, once ``symbol`` (None: every symbol) is known listed."""
+        account = self._account(api_key)
+        if symbol is not None:
+            self._market(symbol)
+        return account
+
     def equity(self, api_key: str) -> float:
         """Wallet plus unrealised PnL at the mark, in quote."""
         with self.lock:
@@ -727,64 +739,6 @@ class Venue:
         with self.lock:
             return self._account(api_key).deposit
 
-    @property
-    def insurance_fund(self) -> float:
-        with self.lock:
-            return self._liquidator.insurance / MONEY_SCALE
-
-    def liquidations(self) -> list[Liquidation]:
-        with self.lock:
-            return self._liquidator.liquidations()
-
-    def liquidation_report(self, api_key: str | None = None) -> dict[str, Any]:
-        """The liquidation fairness report (:func:`~safeguard.venue.fairness.fairness_report`):
-        every liquidation order and auto-deleveraging close, reconciled against the accounts'
-        income and the insurance fund; ``api_key`` narrows the rows to one account."""
-        with self.lock:
-            if api_key is not None:
-                self._account(api_key)
-            return self._liquidator.report(api_key)
-
-    def cascades(self) -> list[dict[str, Any]]:
-        """The venue's liquidations grouped into cascades (:func:`~.fairness.cascades`): per
-        symbol, orders no more than three simulation steps apart belong together."""
-        with self.lock:
-            return self._liquidator.cascades()
-
-    def mark_price(self, symbol: str) -> float:
-        with self.lock:
-            return self._market(symbol).feed.mark
-
-    def index_price(self, symbol: str) -> float:
-        with self.lock:
-            return self._market(symbol).feed.index
-
-    def last_price(self, symbol: str) -> float:
-        with self.lock:
-            m = self._market(symbol)
-            return m.spec.price_of(m.last)
-
-    def _figures(self, account: Account) -> list[views.PositionFigures]:
-        figures = []
-        for spec, m, p in self._ledger.open_positions(account):
-            mark = m.feed.mark
-            notional = p.notional(spec, mark)
-            leverage = self._ledger.leverage(account, spec.symbol)
-            figures.append(
-                views.PositionFigures(
-                    spec=spec,
-                    position=p,
-                    mark=mark,
-                    notional=notional,
-                    unrealized=p.unrealized(spec, mark),
-                    initial_margin=notional / leverage,
-                    maintenance_margin=maintenance_margin(spec, notional),
-                    leverage=leverage,
-                    isolated=self._ledger.isolated(account, spec.symbol),
-                )
-            )
-        return figures
-
     def account_update(
         self,
         api_key: str,
@@ -796,92 +750,28 @@ class Venue:
         (flat ones too, so a close shows as ``"pa": "0"``)."""
         with self.lock:
             account = self._account(api_key)
-            rows = [
-                views.ws_position(
-                    self._specs[symbol],
-                    p,
-                    mark=self._m[symbol].feed.mark,
-                    isolated=self._ledger.isolated(account, symbol),
-                )
-                for (symbol, _side), p in account.positions.items()
-                if symbol in symbols
-            ]
-            return views.ws_account(account, reason, rows, balance_change_units)
+            return self._statements.account_update(account, reason, symbols, balance_change_units)
 
     def margin_call(self, api_key: str, symbols: Sequence[str]) -> list[dict[str, Any]]:
         """The ``p`` rows of a ``MARGIN_CALL``: the open legs of ``symbols``."""
         with self.lock:
-            account = self._account(api_key)
-            return [
-                {
-                    "s": f.spec.symbol,
-                    "ps": f.position.position_side,
-                    "pa": f.spec.fmt_qty(f.position.qty),
-                    "mt": "ISOLATED" if f.isolated else "CROSSED",
-                    "iw": money_text(f.position.isolated_margin),
-                    "mp": f"{f.mark:.8f}",
-                    "up": f"{f.unrealized:.8f}",
-                    "mm": f"{f.maintenance_margin:.8f}",
-                }
-                for f in self._figures(account)
-                if f.spec.symbol in symbols
-            ]
+            return self._statements.margin_call(self._account(api_key), symbols)
 
     def account_v3(self, api_key: str) -> dict[str, Any]:
         with self.lock:
-            account = self._account(api_key)
-            return views.account_v3(
-                account, self._figures(account), available=self._ledger.available(account)
-            )
+            return self._statements.account_v3(self._account(api_key))
 
     def position_risk(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         """Open legs in ``/fapi/v3/positionRisk`` shape (with v2's leverage and marginType)."""
         with self.lock:
-            account = self._account(api_key)
-            if symbol is not None:
-                self._market(symbol)
-            return [
-                views.position_risk(f, liquidation_price=self._liquidation_price(account, f))
-                for f in self._figures(account)
-                if symbol is None or f.spec.symbol == symbol
-            ]
-
-    def _liquidation_price(self, account: Account, leg: views.PositionFigures) -> float:
-        if leg.isolated:
-            return liquidation_price(
-                leg.position, leg.spec, wallet=leg.position.isolated_margin / MONEY_SCALE
-            )
-        others = [
-            f for f in self._figures(account) if f.position is not leg.position and not f.isolated
-        ]
-        # Hedge mode: the symbol's other cross leg moves with the same mark (one shared price).
-        twins = [f for f in others if f.spec.symbol == leg.spec.symbol]
-        others = [f for f in others if f.spec.symbol != leg.spec.symbol]
-        return liquidation_price(
-            leg.position,
-            leg.spec,
-            wallet=account.cross_wallet() / MONEY_SCALE,
-            other_upnl=sum(f.unrealized for f in others),
-            other_mm=sum(f.maintenance_margin for f in others),
-            twin=twins[0].position if twins else None,
-            mark=leg.mark,
-        )
+            return self._statements.position_risk(self._account_on(api_key, symbol), symbol)
 
     def symbol_config(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         """``/fapi/v1/symbolConfig``: every symbol's leverage and margin type, flat ones too
         (positionRisk lists only open legs, so it cannot tell a client the settings it will
         trade under)."""
         with self.lock:
-            account = self._account(api_key)
-            specs = [self._market(symbol).spec] if symbol is not None else self._specs.values()
-            return [
-                views.symbol_config(
-                    spec,
-                    leverage=self._ledger.leverage(account, spec.symbol),
-                    isolated=self._ledger.isolated(account, spec.symbol),
-                )
-                for spec in specs
-            ]
+            return self._statements.symbol_config(self._account_on(api_key, symbol), symbol)
 
     def leverage_brackets(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -904,26 +794,14 @@ class Venue:
         """``/fapi/v1/income``: every wallet change (deposit, realised PnL, commission, funding,
         liquidation clearance), oldest first. With no time window, the last 7 days."""
         with self.lock:
-            account = self._account(api_key)
-            if symbol is not None:
-                self._market(symbol)
-            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-                raise illegal("limit")
-            if start_ms is None and end_ms is None:
-                start_ms = self._timeline.ms() - 7 * 86_400_000
-                window_from_start = False
-            else:
-                window_from_start = start_ms is not None
-            rows = [
-                r
-                for r in account.income
-                if (symbol is None or r.symbol == symbol)
-                and (income_type is None or r.kind == income_type)
-                and (start_ms is None or r.time_ms >= start_ms)
-                and (end_ms is None or r.time_ms <= end_ms)
-            ]
-            kept = rows[:limit] if window_from_start else rows[-limit:]
-            return [views.income(r, account.asset) for r in kept]
+            return self._statements.income(
+                self._account_on(api_key, symbol),
+                symbol=symbol,
+                income_type=income_type,
+                start_ms=start_ms,
+                end_ms=end_ms,
+                limit=limit,
+            )
 
     def commission_rate(self, api_key: str, symbol: str) -> dict[str, Any]:
         with self.lock:
@@ -938,55 +816,21 @@ class Venue:
     def balance_v2(self, api_key: str) -> list[dict[str, Any]]:
         """``/fapi/v2/balance``: the one margin asset, from the same figures as the account."""
         with self.lock:
-            asset = self.account_v3(api_key)["assets"][0]
-            return [views.balance_v2(asset)]
+            return self._statements.balance_v2(self._account(api_key))
 
     def account_v2(self, api_key: str) -> dict[str, Any]:
         """``/fapi/v2/account``: v3's answer with v2's account flags and per-leg settings."""
         with self.lock:
-            account = self._account(api_key)
-            figures = self._figures(account)
-            answer = views.account_v3(account, figures, available=self._ledger.available(account))
-            return views.account_v2(answer, figures)
+            return self._statements.account_v2(self._account(api_key))
 
     def position_risk_v2(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         """``/fapi/v2/positionRisk``: open legs, and a flat row for every other symbol."""
         with self.lock:
-            account = self._account(api_key)
-            rows = self.position_risk(api_key, symbol)
-            held = {r["symbol"] for r in rows}
-            specs = [self._market(symbol).spec] if symbol is not None else self._specs.values()
-            for spec in specs:
-                if spec.symbol in held:
-                    continue
-                leverage = self._ledger.leverage(account, spec.symbol)
-                isolated = self._ledger.isolated(account, spec.symbol)
-                sides = ("LONG", "SHORT") if account.dual_side else ("BOTH",)
-                for side in sides:
-                    rows.append(
-                        views.flat_position(
-                            spec,
-                            side,
-                            mark=self._m[spec.symbol].feed.mark,
-                            leverage=leverage,
-                            isolated=isolated,
-                        )
-                    )
-            return rows
+            return self._statements.position_risk_v2(self._account_on(api_key, symbol), symbol)
 
     def account_config(self, api_key: str) -> dict[str, Any]:
         with self.lock:
-            account = self._account(api_key)
-            return {
-                "feeTier": 0,
-                "canTrade": True,
-                "canDeposit": True,
-                "canWithdraw": True,
-                "dualSidePosition": account.dual_side,
-                "updateTime": account.update_ms,
-                "multiAssetsMargin": False,
-                "tradeGroupId": -1,
-            }
+            return self._statements.account_config(self._account(api_key))
 
     def adl_quantile(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         """Where each of the account's open legs stands in the auto-deleveraging queue (0-4).
@@ -995,35 +839,7 @@ class Venue:
         PnL ratio times leverage when in profit, divided by it when at a loss. The top quarter
         is 4 (first to be deleveraged)."""
         with self.lock:
-            account = self._account(api_key)
-            if symbol is not None:
-                self._market(symbol)
-            scores: dict[tuple[str, bool], list[float]] = {}
-            mine: dict[str, dict[str, float]] = {}
-            for other in self._accounts.values():
-                for spec, m, p in self._ledger.open_positions(other):
-                    leverage = self._ledger.leverage(other, spec.symbol)
-                    score = adl_score(p, spec, m.feed.mark, leverage)
-                    scores.setdefault((spec.symbol, p.qty > 0), []).append(score)
-                    if other is account:
-                        mine.setdefault(spec.symbol, {})[p.position_side + str(p.qty > 0)] = score
-            answer = []
-            for name, legs in sorted(mine.items()):
-                if symbol is not None and name != symbol:
-                    continue
-                quantiles = {"LONG": 0, "SHORT": 0}
-                for key, score in legs.items():
-                    long = key.endswith("True")
-                    ranked = scores[(name, long)]
-                    share = sum(1 for s in ranked if s <= score) / len(ranked)
-                    quantiles["LONG" if long else "SHORT"] = max(1, math.ceil(share * 4))
-                # One-way mode: BOTH is the one leg's place in the queue (Binance's answer,
-                # and what ccxt's fetch_position_adl_rank reads first); hedge mode: a sign.
-                quantiles["HEDGE" if account.dual_side else "BOTH"] = (
-                    0 if account.dual_side else max(quantiles["LONG"], quantiles["SHORT"])
-                )
-                answer.append({"symbol": name, "adlQuantile": quantiles})
-            return answer
+            return self._statements.adl_quantile(self._account_on(api_key, symbol), symbol)
 
     def force_orders(
         self,
@@ -1039,28 +855,15 @@ class Venue:
         partial step one order) and auto-deleveraging closes (``ADL``), both when
         ``auto_close_type`` is None; oldest first."""
         with self.lock:
-            self._account(api_key)
-            if symbol is not None:
-                self._market(symbol)
-            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-                raise illegal("limit")
-            if auto_close_type not in (None, "LIQUIDATION", "ADL"):
-                raise illegal("autoCloseType")
-            rows = []
-            closes = (e for e in self.events if isinstance(e, Liquidation | AutoDeleveraged))
-            for ordinal, e in enumerate(closes, start=1):
-                if (
-                    e.api_key != api_key
-                    or (symbol is not None and e.symbol != symbol)
-                    or (start_ms is not None and e.time * 1000 < start_ms)
-                    or (end_ms is not None and e.time * 1000 > end_ms)
-                ):
-                    continue
-                if isinstance(e, Liquidation) and auto_close_type != "ADL":
-                    rows.append(views.force_order(self._specs[e.symbol], e, ordinal))
-                elif isinstance(e, AutoDeleveraged) and auto_close_type != "LIQUIDATION":
-                    rows.append(views.adl_order(self._specs[e.symbol], e, ordinal))
-            return rows[:limit] if start_ms is not None else rows[-limit:]
+            self._account_on(api_key, symbol)
+            return self._statements.force_orders(
+                api_key,
+                symbol=symbol,
+                auto_close_type=auto_close_type,
+                start_ms=start_ms,
+                end_ms=end_ms,
+                limit=limit,
+            )
 
     # --- market faults ----------------------------------------------------------------------
 
@@ -1130,6 +933,30 @@ class Venue:
         self._ledger.refresh_default(spec)
 
     # --- liquidation ------------------------------------------------------------------------
+
+    @property
+    def insurance_fund(self) -> float:
+        with self.lock:
+            return self._liquidator.insurance / MONEY_SCALE
+
+    def liquidations(self) -> list[Liquidation]:
+        with self.lock:
+            return self._liquidator.liquidations()
+
+    def liquidation_report(self, api_key: str | None = None) -> dict[str, Any]:
+        """The liquidation fairness report (:func:`~safeguard.venue.fairness.fairness_report`):
+        every liquidation order and auto-deleveraging close, reconciled against the accounts'
+        income and the insurance fund; ``api_key`` narrows the rows to one account."""
+        with self.lock:
+            if api_key is not None:
+                self._account(api_key)
+            return self._liquidator.report(api_key)
+
+    def cascades(self) -> list[dict[str, Any]]:
+        """The venue's liquidations grouped into cascades (:func:`~.fairness.cascades`): per
+        symbol, orders no more than three simulation steps apart belong together."""
+        with self.lock:
+            return self._liquidator.cascades()
 
     def add_crowd(self, crowd: Crowd) -> list[str]:
         """Open ``crowd``'s accounts and positions now; returns their API keys.
