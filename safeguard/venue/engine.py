@@ -1,4 +1,4 @@
-"""The simulated exchange: one object holding markets, books, accounts and orders.
+"""The simulated exchange: the markets, their time, and the one object every caller talks to.
 
 :class:`Venue` is the engine behind the mock Binance USD-M venue. It never sleeps and never does
 I/O: time comes from a :class:`~safeguard.clock.Clock`. With a
@@ -16,10 +16,23 @@ Accounts trade against the simulated market makers and against each other's rest
 (price-time priority, self-trade prevention ``EXPIRE_TAKER``: see :mod:`.matching`). A resting
 order also fills when the market makers' book trades through its price.
 
+:class:`Venue` is a facade over collaborators that each own their share of the state: the
+:class:`~.timeline.Timeline` (the time of record, the event log, the listeners), the
+:class:`~.ledger.Ledger` (accounts, settings, free margin), :class:`~.trading.Trading` (orders,
+matching, settlement, stops), :class:`~.funding.Funding`, the
+:class:`~.liquidator.Liquidator` (partial liquidation, take-overs, ADL, the insurance fund) and
+:class:`~.statements.Statements` (what an account is shown). The venue itself keeps the markets
+(prices, books, the published data), moves time, and turns a caller's keys into accounts and
+markets before handing the call on.
+
 Every method that takes outside input checks all of it before changing anything and answers a
 bad argument with :class:`~safeguard.venue.errors.VenueReject` carrying Binance's code; a reject
 leaves the venue exactly as it was. The logic is single-threaded; ``lock`` (re-entrant) is
-taken by every public method and by transports around each request.
+taken by every public method and by transports around each request (the collaborators take no
+lock of their own). A collaborator's parameter that a caller's value reaches unchecked is
+annotated ``Any``, as the engine's own helpers' are: the compiled copy
+(``tools/venue_mypyc.py``) opens only :class:`Venue`'s public methods to any argument, and a
+narrower annotation further in would turn Binance's reject into a ``TypeError`` there.
 """
 
 from __future__ import annotations
@@ -79,29 +92,12 @@ class Venue:
         unknown = [s for s in cfg.symbols if s not in catalogue]
         if unknown:
             raise ValueError(f"symbols: no market spec for {', '.join(unknown)}")
-        self._specs: dict[str, MarketSpec] = {}
-        self.markets: Mapping[str, MarketSpec] = MappingProxyType(self._specs)
         self._start = self.clock.time()
-        self._timeline = Timeline(self.clock, self._start)
         self._synced_to = self._start
         """The clock's time at the last :meth:`sync` (when listeners last heard time move)."""
+        self._specs: dict[str, MarketSpec] = {}
+        self.markets: Mapping[str, MarketSpec] = MappingProxyType(self._specs)
         self._m: dict[str, MarketState] = {}
-        self._ledger = Ledger(
-            self._m,
-            self._timeline,
-            default_leverage=cfg.default_leverage,
-            default_margin_type=cfg.default_margin_type,
-        )
-        self._accounts = self._ledger.accounts
-        self._account = self._ledger.get
-        self._trading = Trading(
-            self._ledger,
-            self._m,
-            self._timeline,
-            max_open_orders=cfg.max_open_orders,
-            order_history=cfg.order_history,
-        )
-        self._funding = Funding(self._ledger, self._m, self._timeline)
         # Only with a correlation: the default venue's draws stay exactly what they were.
         self._market_factor = (
             random.Random(f"{cfg.seed}:market-factor") if cfg.index_correlation > 0 else None
@@ -115,13 +111,36 @@ class Venue:
             if cfg.funding_cap is not None:
                 spec = _replace(spec, funding_cap=cfg.funding_cap)
             self._specs[symbol] = spec
-            self._ledger.refresh_default(spec)
             self._m[symbol] = self._new_market(spec, regimes)
         for spike in cfg.spikes:
             self._m[spike.symbol].feed.schedule_spike(
                 self._start + spike.at_s, spike.pct, spike.duration_s
             )
-        self._statements = Statements(self._ledger, self._m, self._timeline)
+        self._history: dict[tuple[str, int], dict[candles.Kind, list[candles.Bar]]] = {}
+
+        # The collaborators, each owning its share of the venue's state; every public method
+        # routes to one of them under the lock, and each step drives them in turn.
+        self._timeline = Timeline(self.clock, self._start)
+        self.events: list[VenueEvent] = self._timeline.events
+        """Every event, in the order it happened."""
+        self._ledger = Ledger(
+            self._m,
+            self._timeline,
+            default_leverage=cfg.default_leverage,
+            default_margin_type=cfg.default_margin_type,
+        )
+        for spec in self._specs.values():
+            self._ledger.refresh_default(spec)
+        self._accounts = self._ledger.accounts  # read directly on the order path's hits
+        self._account = self._ledger.get  # a key to its account, or Binance's -2015
+        self._trading = Trading(
+            self._ledger,
+            self._m,
+            self._timeline,
+            max_open_orders=cfg.max_open_orders,
+            order_history=cfg.order_history,
+        )
+        self._funding = Funding(self._ledger, self._m, self._timeline)
         self._liquidator = Liquidator(
             cfg,
             self._ledger,
@@ -130,9 +149,7 @@ class Venue:
             self._timeline,
             cancel_open=self._trading.cancel_open,
         )
-        self.events: list[VenueEvent] = self._timeline.events
-        """Every event, in the order it happened."""
-        self._history: dict[tuple[str, int], dict[candles.Kind, list[candles.Bar]]] = {}
+        self._statements = Statements(self._ledger, self._m, self._timeline)
         for crowd in cfg.crowd:
             self.add_crowd(crowd)
 

@@ -144,8 +144,8 @@ class Funding:
         self,
         markets: Iterable[MarketState],
         *,
-        start_ms: int | None,
-        end_ms: int | None,
+        start_ms: Any,
+        end_ms: Any,
         limit: int,
     ) -> list[dict[str, Any]]:
         """``/fapi/v1/fundingRate`` rows of ``markets``, oldest first (from ``start_ms``,

@@ -152,7 +152,7 @@ class Liquidator:
         # time; three steps without a liquidation end it.
         return 3 * self._config.step_s
 
-    def adl_ranking(self, m: MarketState, *, long: bool) -> list[tuple[float, str, str]]:
+    def adl_ranking(self, m: MarketState, *, long: Any) -> list[tuple[float, str, str]]:
         """(score, api key, position side) of every open ``long`` (or short) leg in ``m``,
         first to be deleveraged first (:func:`~.liquidation.adl_score`)."""
         ranked = []
