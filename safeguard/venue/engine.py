@@ -47,17 +47,11 @@ from typing import Any, Literal
 from safeguard.clock import Clock, ManualClock
 from safeguard.risk.tiers import TierTable
 from safeguard.venue import candles, views
-from safeguard.venue.accounts import (
-    Account,
-)
+from safeguard.venue.accounts import Account
 from safeguard.venue.book import SimBook
 from safeguard.venue.config import Crowd, VenueConfig
 from safeguard.venue.errors import VenueReject, illegal
-from safeguard.venue.events import (
-    Liquidation,
-    MarketStepped,
-    VenueEvent,
-)
+from safeguard.venue.events import Liquidation, MarketStepped, VenueEvent
 from safeguard.venue.funding import Funding, funding_rate, next_funding_time
 from safeguard.venue.ledger import Ledger
 from safeguard.venue.liquidator import Liquidator
