@@ -134,12 +134,11 @@ class Venue:
             max_open_orders=cfg.max_open_orders,
             order_history=cfg.order_history,
         )
-        self._funding = Funding(self._ledger, self._m, self._timeline)
+        self._funding = Funding(self._ledger, self._timeline)
         self._liquidator = Liquidator(
             cfg,
             self._ledger,
             self._m,
-            self.markets,
             self._timeline,
             cancel_open=self._trading.cancel_open,
         )
@@ -522,7 +521,7 @@ class Venue:
 
     def funding_info(self) -> list[dict[str, Any]]:
         with self.lock:
-            return self._funding.info()
+            return self._funding.info(self._m.values())
 
     def premium_index(self, symbol: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         with self.lock:
@@ -805,14 +804,8 @@ class Venue:
         """``/fapi/v1/income``: every wallet change (deposit, realised PnL, commission, funding,
         liquidation clearance), oldest first. With no time window, the last 7 days."""
         with self.lock:
-            return self._statements.income(
-                self._account_on(api_key, symbol),
-                symbol=symbol,
-                income_type=income_type,
-                start_ms=start_ms,
-                end_ms=end_ms,
-                limit=limit,
-            )
+            account = self._account_on(api_key, symbol)
+            return self._statements.income(account, symbol, income_type, start_ms, end_ms, limit)
 
     def commission_rate(self, api_key: str, symbol: str) -> dict[str, Any]:
         with self.lock:
@@ -868,12 +861,7 @@ class Venue:
         with self.lock:
             self._account_on(api_key, symbol)
             return self._statements.force_orders(
-                api_key,
-                symbol=symbol,
-                auto_close_type=auto_close_type,
-                start_ms=start_ms,
-                end_ms=end_ms,
-                limit=limit,
+                api_key, symbol, auto_close_type, start_ms, end_ms, limit
             )
 
     # --- market faults ----------------------------------------------------------------------

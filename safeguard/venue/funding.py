@@ -18,7 +18,7 @@ it is small and has no other idea; the engine only tells it when a step reaches 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from safeguard.venue.events import AccountChanged, FundingPayment
@@ -79,11 +79,8 @@ class PremiumAverage:
 class Funding:
     """Settles funding for every symbol and answers what it settled."""
 
-    def __init__(
-        self, ledger: Ledger, markets: Mapping[str, MarketState], timeline: Timeline
-    ) -> None:
+    def __init__(self, ledger: Ledger, timeline: Timeline) -> None:
         self._ledger = ledger
-        self._m = markets
         self._timeline = timeline
 
     def settle(self, m: MarketState, t: float) -> None:
@@ -142,7 +139,7 @@ class Funding:
 
     def history(
         self,
-        markets: Iterable[MarketState],
+        markets: Sequence[MarketState],
         *,
         start_ms: Any,
         end_ms: Any,
@@ -157,18 +154,19 @@ class Funding:
             if (start_ms is None or when >= start_ms) and (end_ms is None or when <= end_ms)
         )
         kept = rows[:limit] if start_ms is not None else rows[-limit:]
+        specs = {m.spec.symbol: m.spec for m in markets}
         return [
             {
                 "symbol": name,
                 "fundingRate": f"{rate:.8f}",
                 "fundingTime": when,
-                "markPrice": format(mark, self._m[name].spec.avg_price_format),
+                "markPrice": format(mark, specs[name].avg_price_format),
             }
             for when, name, rate, mark in kept
         ]
 
-    def info(self) -> list[dict[str, Any]]:
-        """``/fapi/v1/fundingInfo``: every symbol's cap, floor and interval."""
+    def info(self, markets: Iterable[MarketState]) -> list[dict[str, Any]]:
+        """``/fapi/v1/fundingInfo``: each symbol's cap, floor and interval."""
         return [
             {
                 "symbol": spec.symbol,
@@ -177,7 +175,7 @@ class Funding:
                 "fundingIntervalHours": round(spec.funding_interval_s / 3600),
                 "disclaimer": False,
             }
-            for spec in (m.spec for m in self._m.values())
+            for spec in (m.spec for m in markets)
         ]
 
 

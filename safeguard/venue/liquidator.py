@@ -69,7 +69,6 @@ class Liquidator:
         config: VenueConfig,
         ledger: Ledger,
         markets: Mapping[str, MarketState],
-        specs: Mapping[str, MarketSpec],
         timeline: Timeline,
         *,
         cancel_open: Callable[[Account, MarketState], None],
@@ -77,7 +76,6 @@ class Liquidator:
         self._config = config
         self._ledger = ledger
         self._m = markets
-        self._specs = specs
         self._timeline = timeline
         # Binance cancels the account's open orders on the symbol before liquidating it.
         self._cancel_open = cancel_open
@@ -135,7 +133,7 @@ class Liquidator:
         """:func:`~.fairness.fairness_report` over every liquidation and ADL close."""
         return fairness_report(
             (e for e in self._timeline.events if isinstance(e, Liquidation | AutoDeleveraged)),
-            specs=self._specs,
+            specs={symbol: m.spec for symbol, m in self._m.items()},
             income={key: account.income for key, account in self._ledger.accounts.items()},
             fund_start_units=self.insurance_start,
             fund_now_units=self.insurance,

@@ -186,7 +186,6 @@ class Statements:
     def income(
         self,
         account: Account,
-        *,
         symbol: str | None,
         income_type: Any,
         start_ms: Any,
@@ -243,7 +242,6 @@ class Statements:
     def force_orders(
         self,
         api_key: str,
-        *,
         symbol: str | None,
         auto_close_type: Any,
         start_ms: Any,
