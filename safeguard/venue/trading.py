@@ -49,7 +49,7 @@ from safeguard.venue.state import MarketState
 from safeguard.venue.timeline import Timeline
 from safeguard.venue.views import user_trade
 
-FIRST_ORDER_ID = 1_000_000_001
+_FIRST_ORDER_ID = 1_000_000_001
 _PERCENT_UP = 1.05
 _PERCENT_DOWN = 0.95
 _new_tuple = tuple.__new__  # a named tuple built without its Python-level __new__ frame
@@ -85,7 +85,7 @@ class Trading:
         self._orders_by: dict[tuple[str, str], dict[int, Order]] = {}
         self._fills_by: dict[tuple[str, str], deque[Fill]] = {}
         self._closed: deque[int] = deque()
-        self._next_order_id = FIRST_ORDER_ID
+        self._next_order_id = _FIRST_ORDER_ID
         self._seq = 0
 
     # --- what a caller asks -------------------------------------------------------------------
@@ -655,6 +655,8 @@ class Trading:
         return m.last * m.spec.tick_size
 
     def trigger_stops(self, m: MarketState, t: float) -> None:
+        """Fire ``m``'s stops whose trigger (the mark or the last price, per ``workingType``)
+        was reached: each takes the book as a market order, or rests as a limit (stop-limit)."""
         spec = m.spec
         fired = [
             order
@@ -785,4 +787,4 @@ def _as_request(order: Order) -> OrderRequest:
     )
 
 
-__all__ = ["FIRST_ORDER_ID", "Trading"]
+__all__ = ["Trading"]
