@@ -273,8 +273,9 @@ class Venue:
         """Call ``listener(notice)`` for every event and notice from now on, as it happens.
 
         Listeners run inside the engine, under its lock: they must be quick and must not
-        change the venue. Notices (:class:`OrderUpdate`, :class:`AccountChanged`, ...) are
-        only built while at least one listener is registered.
+        change the venue. Notices (:class:`~.events.OrderUpdate`,
+        :class:`~.events.AccountChanged`, ...) are only built while at least one listener is
+        registered.
         """
         with self.lock:
             self._timeline.listeners.append(listener)

@@ -10,9 +10,11 @@ with ``I`` the interest rate per interval (0.01 % on USD-M). Each position then 
 multiples of the interval since the epoch (00:00, 08:00, 16:00 UTC for 8 h).
 
 The rule is the functions here; :class:`Funding` is the venue's collaborator that applies it at
-each symbol's funding times, pays it through the :class:`~.ledger.Ledger`'s accounts and keeps
-what ``/fapi/v1/fundingRate`` and ``fundingInfo`` answer from. It lives beside the rule because
-it is small and has no other idea; the engine only tells it when a step reaches a funding time.
+each symbol's funding times, pays it through the :class:`~.ledger.Ledger`'s accounts and
+answers ``/fapi/v1/fundingRate`` and ``fundingInfo``. It lives beside the rule because it is
+small and has no other idea; the engine only tells it when a step reaches a funding time. What
+it works on per symbol (the premium average, the next funding time, the settled history) stays
+in the symbol's :class:`~.state.MarketState`, which the market data reads too.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from safeguard.venue.events import AccountChanged, FundingPayment
 from safeguard.venue.markets import MONEY_SCALE
 
-if TYPE_CHECKING:  # the ledger and the market state import this module's rule
+if TYPE_CHECKING:  # the market state imports PremiumAverage from here (a cycle at run time)
     from safeguard.venue.ledger import Ledger
     from safeguard.venue.state import MarketState
     from safeguard.venue.timeline import Timeline

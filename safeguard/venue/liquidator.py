@@ -86,8 +86,8 @@ class Liquidator:
         self._crowds = 0
 
     def add_crowd(self, crowd: Crowd, m: MarketState) -> list[str]:
-        """Place ``crowd`` in ``m`` (:meth:`Venue.add_crowd <.engine.Venue.add_crowd>`): each
-        account opened with exactly its position's initial margin; their API keys."""
+        """Place ``crowd`` in ``m`` (:meth:`~.engine.Venue.add_crowd`): each account opened
+        with exactly its position's initial margin; their API keys."""
         spec = m.spec
         levels = sorted(crowd.leverage)
         for leverage in levels:
