@@ -64,9 +64,7 @@ def test_the_names_still_defined_twice_are_still_there() -> None:
 
 
 # Private names other modules still import, with what they wait for.
-STILL_BORROWED: dict[tuple[str, str], str] = {
-    ("venue/engine.py", "safeguard.venue.accounts._share"): "the venue's engine work",
-}
+STILL_BORROWED: dict[tuple[str, str], str] = {}
 
 
 def borrowed_private_names() -> set[tuple[str, str]]:

@@ -29,6 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 COMPILED = (
     "safeguard/venue/engine.py",
+    "safeguard/venue/timeline.py",
+    "safeguard/venue/ledger.py",
+    "safeguard/venue/trading.py",
+    "safeguard/venue/funding.py",
+    "safeguard/venue/liquidator.py",
+    "safeguard/venue/statements.py",
     "safeguard/venue/orders.py",
     "safeguard/venue/book.py",
     "safeguard/venue/accounts.py",
@@ -37,7 +43,9 @@ COMPILED = (
     "safeguard/venue/markets.py",
     "safeguard/venue/events.py",
 )
-"""The modules an order passes through: request checks, matching, settling, the records."""
+"""The modules an order passes through (request checks, matching, settling, the records) and
+each step's (funding, liquidation): the engine and every collaborator it was split into, so
+the compiled copy compiles what the one engine module used to hold."""
 
 OPEN_API = ("safeguard/venue/engine.py", "Venue")
 """The class whose public methods take whatever a caller sends (see :func:`open_api`)."""

@@ -29,10 +29,15 @@ an account's wallet is its deposit plus the sum of its events' ``wallet_delta_un
 The engine's modules, one idea each: ``markets`` (listings and filters), ``prices`` (index,
 contract and mark), ``book`` (the market makers' book), ``state`` (one symbol's live market),
 ``matching`` (price-time priority across the book and the accounts), ``orders`` (request checks
-and the order record), ``accounts`` (positions and exact money), ``funding``, ``liquidation``,
-``events``, ``views`` (Binance answer shapes), ``config``, ``errors`` and ``engine`` (the
-:class:`Venue` that ties them together). Over it: ``dialect`` (REST), ``streams`` (websocket
-streams), ``server`` and ``inprocess`` (the transports), ``faults`` and ``ratelimit``.
+and the order record), ``accounts`` (positions and exact money), ``funding`` (the rule, and the
+collaborator that settles it), ``liquidation`` (the rules), ``events``, ``views`` (Binance
+answer shapes), ``config`` and ``errors``. The collaborators that act on them, each owning its
+state: ``timeline`` (the time of record, the event log, the listeners), ``ledger`` (the
+accounts), ``trading`` (orders: matching and settlement), ``liquidator`` (liquidation, ADL, the
+insurance fund) and ``statements`` (what an account is shown); ``engine`` is the :class:`Venue`
+facade that keeps the markets and time and routes every call to them. Over it: ``dialect``
+(REST), ``streams`` (websocket streams), ``server`` and ``inprocess`` (the transports),
+``faults`` and ``ratelimit``.
 """
 
 from __future__ import annotations

@@ -124,8 +124,8 @@ def apply_fill(
     held = position.qty
     if held and (held > 0) != (signed_qty > 0):
         closing = min(size, abs(held))
-        cost_share = _share(position.cost, closing, abs(held))
-        margin_share = _share(position.isolated_margin, closing, abs(held))
+        cost_share = pro_rata(position.cost, closing, abs(held))
+        margin_share = pro_rata(position.isolated_margin, closing, abs(held))
         exit_value = price_ticks * closing * unit
         realized = exit_value - cost_share if held > 0 else cost_share - exit_value
         position.cost -= cost_share
@@ -155,8 +155,9 @@ def apply_fill(
 _new_tuple = tuple.__new__
 
 
-def _share(total: int, part: int, whole: int) -> int:
-    """``total * part / whole`` rounded half to even, in integers."""
+def pro_rata(total: int, part: int, whole: int) -> int:
+    """``total * part / whole`` rounded half to even, in integers: a closed share of a
+    position's cost or margin, and the liquidator's share of a bankrupt leg's value."""
     numerator = total * part
     quotient, remainder = divmod(numerator, whole)
     twice = 2 * remainder
@@ -198,4 +199,5 @@ __all__ = [
     "apply_fill",
     "maintenance_margin",
     "max_notional_at",
+    "pro_rata",
 ]

@@ -1,4 +1,4 @@
-"""The simulated exchange: one object holding markets, books, accounts and orders.
+"""The simulated exchange: the markets, their time, and the one object every caller talks to.
 
 :class:`Venue` is the engine behind the mock Binance USD-M venue. It never sleeps and never does
 I/O: time comes from a :class:`~safeguard.clock.Clock`. With a
@@ -16,101 +16,56 @@ Accounts trade against the simulated market makers and against each other's rest
 (price-time priority, self-trade prevention ``EXPIRE_TAKER``: see :mod:`.matching`). A resting
 order also fills when the market makers' book trades through its price.
 
+:class:`Venue` is a facade over collaborators that each own their share of the state: the
+:class:`~.timeline.Timeline` (the time of record, the event log, the listeners), the
+:class:`~.ledger.Ledger` (accounts, settings, free margin), :class:`~.trading.Trading` (orders,
+matching, settlement, stops), :class:`~.funding.Funding`, the
+:class:`~.liquidator.Liquidator` (partial liquidation, take-overs, ADL, the insurance fund) and
+:class:`~.statements.Statements` (what an account is shown). The venue itself keeps the markets
+(prices, books, the published data), moves time, and turns a caller's keys into accounts and
+markets before handing the call on.
+
 Every method that takes outside input checks all of it before changing anything and answers a
 bad argument with :class:`~safeguard.venue.errors.VenueReject` carrying Binance's code; a reject
 leaves the venue exactly as it was. The logic is single-threaded; ``lock`` (re-entrant) is
-taken by every public method and by transports around each request.
+taken by every public method and by transports around each request (the collaborators take no
+lock of their own). A collaborator's parameter that a caller's value reaches unchecked is
+annotated ``Any``, as the engine's own helpers' are: the compiled copy
+(``tools/venue_mypyc.py``) opens only :class:`Venue`'s public methods to any argument, and a
+narrower annotation further in would turn Binance's reject into a ``TypeError`` there.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import random
-import secrets
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
-from safeguard._log import logger
 from safeguard.clock import Clock, ManualClock
 from safeguard.risk.tiers import TierTable
 from safeguard.venue import candles, views
-from safeguard.venue.accounts import (
-    CROSSED,
-    ISOLATED,
-    Account,
-    Income,
-    Position,
-    _share,
-    apply_fill,
-    maintenance_margin,
-    max_notional_at,
-)
-from safeguard.venue.book import BUY, SELL, SimBook
+from safeguard.venue.accounts import Account
+from safeguard.venue.book import SimBook
 from safeguard.venue.config import Crowd, VenueConfig
 from safeguard.venue.errors import VenueReject, illegal
-from safeguard.venue.events import (
-    AccountChanged,
-    AutoDeleveraged,
-    Fill,
-    FundingPayment,
-    LeverageChanged,
-    Liquidation,
-    MarginCall,
-    MarketStepped,
-    Notice,
-    OrderExpired,
-    OrderTriggered,
-    OrderUpdate,
-    VenueEvent,
-)
-from safeguard.venue.fairness import cascades as fairness_cascades
-from safeguard.venue.fairness import fairness_report
-from safeguard.venue.funding import (
-    funding_rate,
-    next_funding_time,
-)
-from safeguard.venue.liquidation import (
-    Close,
-    bankruptcy_price,
-    close_outcome,
-    liquidation_price,
-    partial_keep,
-    settle,
-    smallest_healthy_close,
-)
+from safeguard.venue.events import Liquidation, MarketStepped, VenueEvent
+from safeguard.venue.funding import Funding, funding_rate, next_funding_time
+from safeguard.venue.ledger import Ledger
+from safeguard.venue.liquidator import Liquidator
 from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
-from safeguard.venue.matching import Plan, crosses, plan
-from safeguard.venue.orders import (
-    CANCELED,
-    EXPIRED,
-    FILLED,
-    OPEN_STATUSES,
-    PARTIALLY_FILLED,
-    STOP_LIMIT_TYPES,
-    Order,
-    OrderRequest,
-    parse_fields,
-    parse_order,
-)
+from safeguard.venue.orders import parse_fields, parse_order
 from safeguard.venue.prices import IndexProcess, PriceFeed, RegimeSpec, ReplaySeries
 from safeguard.venue.state import MarketState
-from safeguard.venue.views import money as money_text
+from safeguard.venue.statements import Statements
+from safeguard.venue.timeline import Listener, Timeline
+from safeguard.venue.trading import Trading
 
 FeedFreeze = Literal["prices", "timestamps", "stale_prices"]
 _FREEZE_MODES = ("prices", "timestamps", "stale_prices")
-_FIRST_ORDER_ID = 1_000_000_001
 _DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
-_PERCENT_UP = 1.05
-_PERCENT_DOWN = 0.95
-_new_tuple = tuple.__new__  # a named tuple built without its Python-level __new__ frame
-MARGIN_CALL_RATIO = 0.8
-"""Maintenance margin over margin balance at which the venue sends ``MARGIN_CALL``."""
-
-Listener = Callable[[Notice], object]
 
 
 class Venue:
@@ -131,21 +86,11 @@ class Venue:
         unknown = [s for s in cfg.symbols if s not in catalogue]
         if unknown:
             raise ValueError(f"symbols: no market spec for {', '.join(unknown)}")
-        self._specs: dict[str, MarketSpec] = {}
-        self.markets: Mapping[str, MarketSpec] = MappingProxyType(self._specs)
-        # What an account that never chose gets, per symbol (set_tiers refreshes it): every
-        # margin check and fill asks, so it is not re-derived from the config each time.
-        self._default_leverage: dict[str, int] = {}
-        self._default_isolated = cfg.default_margin_type == ISOLATED
-        # Read on every order; a pydantic model's attribute costs ~3x a plain one, and the
-        # config is frozen.
-        self._max_open_orders = cfg.max_open_orders
-        self._order_history = cfg.order_history
         self._start = self.clock.time()
-        self._now = self._start
         self._synced_to = self._start
         """The clock's time at the last :meth:`sync` (when listeners last heard time move)."""
-        self._stepping = False
+        self._specs: dict[str, MarketSpec] = {}
+        self.markets: Mapping[str, MarketSpec] = MappingProxyType(self._specs)
         self._m: dict[str, MarketState] = {}
         # Only with a correlation: the default venue's draws stay exactly what they were.
         self._market_factor = (
@@ -160,31 +105,44 @@ class Venue:
             if cfg.funding_cap is not None:
                 spec = _replace(spec, funding_cap=cfg.funding_cap)
             self._specs[symbol] = spec
-            self._default_leverage[symbol] = self._leverage_cap(spec)
             self._m[symbol] = self._new_market(spec, regimes)
         for spike in cfg.spikes:
             self._m[spike.symbol].feed.schedule_spike(
                 self._start + spike.at_s, spike.pct, spike.duration_s
             )
-        self._accounts: dict[str, Account] = {}
-        self._orders: dict[int, Order] = {}
-        # Per api key, then client order id: no key tuple per order (each one that outlives a
-        # collection counts against the cyclic GC's thresholds, a measurable share of a round).
-        self._by_client: dict[str, dict[str, Order]] = {}
-        # Per (api key, symbol), so account look-ups never scan the whole venue.
-        self._orders_by: dict[tuple[str, str], dict[int, Order]] = {}
-        self._fills_by: dict[tuple[str, str], deque[Fill]] = {}
-        self._closed: deque[int] = deque()
-        self._next_order_id = _FIRST_ORDER_ID
-        self._seq = 0
-        self._tran_id = 0
-        self._insurance = round(cfg.insurance_fund * MONEY_SCALE)
-        self._insurance_start = self._insurance
-        self._trigger_seq = 0
-        self.events: list[VenueEvent] = []
-        self._listeners: list[Listener] = []
         self._history: dict[tuple[str, int], dict[candles.Kind, list[candles.Bar]]] = {}
-        self._crowds = 0
+
+        # The collaborators, each owning its share of the venue's state; every public method
+        # routes to one of them under the lock, and each step drives them in turn.
+        self._timeline = Timeline(self.clock, self._start)
+        self.events: list[VenueEvent] = self._timeline.events
+        """Every event, in the order it happened."""
+        self._ledger = Ledger(
+            self._m,
+            self._timeline,
+            default_leverage=cfg.default_leverage,
+            default_margin_type=cfg.default_margin_type,
+        )
+        for spec in self._specs.values():
+            self._ledger.refresh_default(spec)
+        self._accounts = self._ledger.accounts  # read directly on the order path's hits
+        self._account = self._ledger.get  # a key to its account, or Binance's -2015
+        self._trading = Trading(
+            self._ledger,
+            self._m,
+            self._timeline,
+            max_open_orders=cfg.max_open_orders,
+            order_history=cfg.order_history,
+        )
+        self._funding = Funding(self._ledger, self._timeline)
+        self._liquidator = Liquidator(
+            cfg,
+            self._ledger,
+            self._m,
+            self._timeline,
+            cancel_open=self._trading.cancel_open,
+        )
+        self._statements = Statements(self._ledger, self._m, self._timeline)
         for crowd in cfg.crowd:
             self.add_crowd(crowd)
 
@@ -266,7 +224,8 @@ class Venue:
             now = self.clock.time()
             step = self.config.step_s
             start = self._start
-            done = round((self._now - start) / step)
+            timeline = self._timeline
+            done = round((timeline.now - start) / step)
             due = math.floor((now - start) / step + 1e-9)
             # A wall-clock venue that sat idle longer than max_catch_up_s skips the excess
             # rather than stalling one request for minutes; prices resume where they were.
@@ -274,22 +233,22 @@ class Venue:
             # stop and liquidation in the advance happens.
             if not callable(getattr(self.clock, "advance", None)):
                 done = max(done, due - math.floor(self.config.max_catch_up_s / step))
-            self._stepping = True
+            timeline.stepping = True
             try:
                 for k in range(done + 1, due + 1):
                     self._step(start + k * step, step)
             finally:
-                self._stepping = False
+                timeline.stepping = False
             # Listeners hear time move, not only steps: the streams' periods run on the
             # venue's clock (the mark each second, klines each 250 ms) finer than a step, and
             # in process nothing else publishes what fell due until a socket's idle poll.
             moved = now > self._synced_to
             self._synced_to = max(self._synced_to, now)
-            if (due > done or moved) and self._listeners:
-                self._notify(MarketStepped(now))
+            if (due > done or moved) and timeline.listeners:
+                timeline.notify(MarketStepped(now))
 
     def _step(self, t: float, dt: float) -> None:
-        self._now = t
+        self._timeline.now = t
         offset = t - self._start
         if self._market_factor is not None:
             # One market-wide draw per step, shared by every index process (a common factor).
@@ -299,22 +258,14 @@ class Venue:
         for m in self._m.values():
             m.step(t, offset, dt)
             if m.bids or m.asks:
-                self._fill_resting(m, t)
+                self._trading.fill_resting(m, t)
             if m.stops:
-                self._trigger_stops(m, t)
+                self._trading.trigger_stops(m, t)
             if t >= m.next_funding:
-                self._pay_funding(m, t)
+                self._funding.settle(m, t)
         for account in self._accounts.values():
             if account.positions:
-                self._liquidate(account, t)
-
-    def _ms(self) -> int:
-        return int((self._now if self._stepping else self.clock.time()) * 1000)
-
-    def _now_time(self) -> float:
-        # Inside a step, things happen at the step's time (the clock already shows the end of
-        # the advance); between steps, at the clock's.
-        return self._now if self._stepping else self.clock.time()
+                self._liquidator.liquidate(account, t)
 
     # --- listeners --------------------------------------------------------------------------
 
@@ -322,36 +273,18 @@ class Venue:
         """Call ``listener(notice)`` for every event and notice from now on, as it happens.
 
         Listeners run inside the engine, under its lock: they must be quick and must not
-        change the venue. Notices (:class:`OrderUpdate`, :class:`AccountChanged`, ...) are
-        only built while at least one listener is registered.
+        change the venue. Notices (:class:`~.events.OrderUpdate`,
+        :class:`~.events.AccountChanged`, ...) are only built while at least one listener is
+        registered.
         """
         with self.lock:
-            self._listeners.append(listener)
+            self._timeline.listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
         with self.lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-    def _notify(self, notice: Notice) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(notice)
-            except Exception:  # a listener's bug must not stop the market
-                logger.exception("venue: listener failed on {}", type(notice).__name__)
-
-    def _record(self, event: VenueEvent) -> None:
-        self.events.append(event)
-        if self._listeners:
-            self._notify(event)
-
-    def _order_update(self, order: Order, execution: str, fill: Fill | None = None) -> None:
-        answer = order.to_binance(self._specs[order.symbol])
-        if fill is not None:
-            answer["status"] = PARTIALLY_FILLED if order.remaining else FILLED
-        self._notify(
-            OrderUpdate(self._now_time(), order.api_key, order.symbol, execution, answer, fill)
-        )
+            listeners = self._timeline.listeners
+            if listener in listeners:
+                listeners.remove(listener)
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -369,56 +302,20 @@ class Venue:
         if asset != "USDT":
             raise ValueError(f"asset must be USDT (the venue's margin asset), got {asset!r}")
         with self.lock:
-            if api_key in self._accounts:
-                raise ValueError(f"api_key {api_key!r} already has an account")
-            units = round(wallet * MONEY_SCALE)
-            self._accounts[api_key] = Account(
-                api_key=api_key,
-                secret=secret,
-                asset=asset,
-                wallet=units,
-                deposit=units,
-                update_ms=self._ms(),
-            )
-            if units:
-                self._book_income(self._accounts[api_key], "", "TRANSFER", units, self._ms())
-
-    def _book_income(
-        self, account: Account, symbol: str, kind: str, units: int, time_ms: int, trade: str = ""
-    ) -> int:
-        self._tran_id += 1
-        account.income.append(Income(self._tran_id, time_ms, symbol, kind, units, trade))
-        return self._tran_id
+            self._ledger.open(api_key, secret, wallet, asset)
 
     def secret_for(self, api_key: str) -> str | None:
         with self.lock:
             account = self._accounts.get(api_key) if isinstance(api_key, str) else None
             return account.secret if account is not None else None
 
-    def _account(self, api_key: Any) -> Account:
-        account = self._accounts.get(api_key) if isinstance(api_key, str) else None
-        if account is None:
-            raise VenueReject(-2015, "Invalid API-key, IP, or permissions for action.", 401)
-        return account
+    # --- market data ------------------------------------------------------------------------
 
     def _market(self, symbol: Any) -> MarketState:
         market = self._m.get(symbol) if isinstance(symbol, str) else None
         if market is None:
             raise VenueReject(-1121, "Invalid symbol.")
         return market
-
-    def _leverage(self, account: Account, symbol: str) -> int:
-        return account.leverage.get(symbol) or self._default_leverage[symbol]
-
-    def _leverage_cap(self, spec: MarketSpec) -> int:
-        # The default never exceeds what the symbol's ladder allows at all.
-        return min(self.config.default_leverage, int(spec.tiers.tiers[0].max_leverage))
-
-    def _isolated(self, account: Account, symbol: str) -> bool:
-        chosen = account.margin_type.get(symbol)
-        return self._default_isolated if chosen is None else chosen == ISOLATED
-
-    # --- market data ------------------------------------------------------------------------
 
     def server_time(self) -> int:
         return int(self.clock.time() * 1000)
@@ -432,11 +329,11 @@ class Venue:
                 last_qty=m.last_qty,
                 candles=self._last_day(m),
                 trades=m.trades,
-                now_ms=m.shown_ms(self._ms()),
+                now_ms=m.shown_ms(self._timeline.ms()),
             )
 
     def _last_day(self, m: MarketState) -> list[list[float]]:
-        first = int(self._now_time() // 60) - 24 * 60
+        first = int(self._timeline.time() // 60) - 24 * 60
         return [c for c in m.candles if c[0] >= first]
 
     def klines(
@@ -458,7 +355,7 @@ class Venue:
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1500:
                 raise illegal("limit")
             first_live = candles.bar_open(self._start, interval_s)
-            now = self._now_time()
+            now = self._timeline.time()
             live_rows = m.candles if kind == "contract" else m.price_minutes
             live = candles.aggregate(
                 live_rows, kind, interval_s, first_live, candles.bar_open(now, interval_s)
@@ -493,7 +390,10 @@ class Venue:
             markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
             return [
                 views.book_ticker(
-                    m.spec, *m.depth(1), now_ms=m.shown_ms(self._ms()), update_id=m.book_version()
+                    m.spec,
+                    *m.depth(1),
+                    now_ms=m.shown_ms(self._timeline.ms()),
+                    update_id=m.book_version(),
                 )
                 for m in markets
             ]
@@ -505,7 +405,7 @@ class Venue:
                 raise illegal("limit")
             version = m.book_version()
             return views.depth(
-                m.spec, *m.depth(limit), now_ms=m.shown_ms(self._ms()), update_id=version
+                m.spec, *m.depth(limit), now_ms=m.shown_ms(self._timeline.ms()), update_id=version
             )
 
     def depth_update(self, symbol: str, since: int) -> dict[str, Any] | None:
@@ -524,7 +424,7 @@ class Venue:
                 first=since + 1,
                 last=version,
                 previous=since,
-                now_ms=m.shown_ms(self._ms()),
+                now_ms=m.shown_ms(self._timeline.ms()),
             )
 
     def book_version(self, symbol: str) -> int:
@@ -566,7 +466,7 @@ class Venue:
     def ticker_price(self, symbol: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
-            now_ms = self._ms()
+            now_ms = self._timeline.ms()
             return [
                 {
                     "symbol": m.spec.symbol,
@@ -589,8 +489,21 @@ class Venue:
             return {
                 "symbol": symbol,
                 "openInterest": m.spec.fmt_qty(held),
-                "time": self._ms(),
+                "time": self._timeline.ms(),
             }
+
+    def mark_price(self, symbol: str) -> float:
+        with self.lock:
+            return self._market(symbol).feed.mark
+
+    def index_price(self, symbol: str) -> float:
+        with self.lock:
+            return self._market(symbol).feed.index
+
+    def last_price(self, symbol: str) -> float:
+        with self.lock:
+            m = self._market(symbol)
+            return m.spec.price_of(m.last)
 
     def funding_history(
         self,
@@ -605,35 +518,11 @@ class Venue:
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
                 raise illegal("limit")
             markets = [self._market(symbol)] if symbol is not None else list(self._m.values())
-            rows = sorted(
-                (when, m.spec.symbol, rate, mark)
-                for m in markets
-                for when, rate, mark in m.funding_history
-                if (start_ms is None or when >= start_ms) and (end_ms is None or when <= end_ms)
-            )
-            kept = rows[:limit] if start_ms is not None else rows[-limit:]
-            return [
-                {
-                    "symbol": name,
-                    "fundingRate": f"{rate:.8f}",
-                    "fundingTime": when,
-                    "markPrice": format(mark, self._specs[name].avg_price_format),
-                }
-                for when, name, rate, mark in kept
-            ]
+            return self._funding.history(markets, start_ms=start_ms, end_ms=end_ms, limit=limit)
 
     def funding_info(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [
-                {
-                    "symbol": spec.symbol,
-                    "adjustedFundingRateCap": f"{spec.funding_cap:.8f}",
-                    "adjustedFundingRateFloor": f"{-spec.funding_cap:.8f}",
-                    "fundingIntervalHours": round(spec.funding_interval_s / 3600),
-                    "disclaimer": False,
-                }
-                for spec in self._specs.values()
-            ]
+            return self._funding.info(self._m.values())
 
     def premium_index(self, symbol: str | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         with self.lock:
@@ -649,7 +538,7 @@ class Venue:
             index=index,
             funding_estimate=funding_rate(m.premium.value(), cap=m.spec.funding_cap),
             next_funding_ms=int(m.next_funding * 1000),
-            now_ms=m.shown_ms(self._ms()),
+            now_ms=m.shown_ms(self._timeline.ms()),
         )
 
     def exchange_info(self) -> dict[str, Any]:
@@ -692,9 +581,8 @@ class Venue:
             m = self._m.get(symbol) if isinstance(symbol, str) else None
             if m is None:
                 m = self._market(symbol)
-            spec = m.spec
             request = parse_fields(
-                spec,
+                m.spec,
                 m.last,
                 side,
                 type,
@@ -708,445 +596,7 @@ class Venue:
                 position_side,
                 close_position,
             )
-            opening = self._check_order(account, m, request)
-            order_id = self._next_order_id
-            cid = request.client_order_id or f"sim-{order_id}"
-            self._next_order_id = order_id + 1
-            # _ms, inlined (every order is stamped).
-            now_ms = int((self._now if self._stepping else self.clock.time()) * 1000)
-            order = Order(order_id, api_key, cid, request, now_ms)
-            self._orders[order_id] = order
-            by_client = self._by_client.get(api_key)
-            if by_client is None:
-                by_client = self._by_client[api_key] = {}
-            by_client[cid] = order
-            by_symbol = self._orders_by.get((api_key, spec.symbol))
-            if by_symbol is None:
-                by_symbol = self._orders_by[(api_key, spec.symbol)] = {}
-            by_symbol[order_id] = order
-            if self._listeners:
-                self._order_update(order, "NEW")
-            if request.type in ("MARKET", "LIMIT"):
-                self._execute_new(account, m, order, opening)
-            else:
-                m.stops.append(order)
-                self._register_open(account, order)
-            return order.to_binance(spec)
-
-    def _position(self, account: Account, symbol: str, position_side: str) -> Position:
-        key = (symbol, position_side)
-        position = account.positions.get(key)
-        if position is None:
-            position = Position(symbol, position_side)
-            account.positions[key] = position
-        return position
-
-    def _held(self, account: Account, symbol: str, position_side: str) -> int:
-        position = account.positions.get((symbol, position_side))
-        return position.qty if position is not None else 0
-
-    def _closable(self, account: Account, order: Order | OrderRequest) -> int:
-        """Steps of the order that would reduce its position (the rest opens or flips)."""
-        held = self._held(account, order.symbol, order.position_side)
-        if order.position_side == "BOTH":
-            if held > 0 and order.side == SELL:
-                return held
-            if held < 0 and order.side == BUY:
-                return -held
-            return 0
-        closing = (order.position_side == "LONG") == (order.side == SELL)
-        return abs(held) if closing else 0
-
-    def _is_closing_leg(self, order: Order | OrderRequest) -> bool:
-        """Hedge mode: SELL on LONG and BUY on SHORT only ever reduce."""
-        if order.position_side == "BOTH":
-            return False
-        return (order.position_side == "LONG") == (order.side == SELL)
-
-    def _check_order(self, account: Account, m: MarketState, request: OrderRequest) -> int:
-        """Account-dependent checks. Returns the steps the order would open (margin-bearing)."""
-        spec = m.spec
-        # One unpack instead of a descriptor look-up per field read (every order passes here).
-        (symbol, side, kind, qty, price_ticks, tif, reduce_only, stop, working_type, cid,
-         position_side, close_position) = request  # fmt: skip
-        if account.dual_side:
-            if position_side == "BOTH":
-                raise VenueReject(-4061, "Order's position side does not match user's setting.")
-            if reduce_only:
-                raise VenueReject(-1106, "Parameter 'reduceOnly' sent when not required.")
-        elif position_side != "BOTH":
-            raise VenueReject(-4061, "Order's position side does not match user's setting.")
-        if cid is not None and cid in account.open_orders:
-            raise VenueReject(-4116, "ClientOrderId is duplicated.")
-        if account.open_count.get(symbol, 0) >= self._max_open_orders:
-            raise VenueReject(-2025, "Reach max open order limit.")
-
-        # _closable and _is_closing_leg, inlined: every order passes here, and the margin
-        # check below reuses what is held.
-        position = account.positions.get((symbol, position_side))
-        held = position.qty if position is not None else 0
-        if position_side == "BOTH":
-            closing_leg = False
-            if held > 0 and side == SELL:
-                closable = held
-            elif held < 0 and side == BUY:
-                closable = -held
-            else:
-                closable = 0
-        else:
-            closing_leg = (position_side == "LONG") == (side == SELL)
-            closable = abs(held) if closing_leg else 0
-        reducing = reduce_only or closing_leg
-        if close_position:
-            reducing = True  # sized when it triggers: what is held then, or nothing
-        elif reducing and (closable == 0 or qty > closable):
-            raise VenueReject(-2022, "ReduceOnly Order is rejected.")
-        opening = 0 if reducing else max(qty - closable, 0)
-
-        if stop:
-            trigger = self._trigger_price(m, working_type)
-            if _triggered(kind, side, stop * spec.tick_size, trigger):
-                raise VenueReject(-2021, "Order would immediately trigger.")
-            return opening
-
-        book = m.book
-        if kind == "LIMIT":
-            # The PERCENT_PRICE filter exchangeInfo publishes: no limit further than 5 % from
-            # the mark on the side that would pay through it (Binance's fat-finger guard).
-            limit = price_ticks * spec.tick_size
-            if side == BUY and limit > m.feed.mark * _PERCENT_UP:
-                raise VenueReject(-4016, "Price is higher than mark price multiplier cap.")
-            if side == SELL and limit < m.feed.mark * _PERCENT_DOWN:
-                raise VenueReject(-4024, "Price is lower than mark price multiplier floor.")
-            opposite = m.asks if side == BUY else m.bids
-            if tif == "GTX" and crosses(book, opposite, side=side, limit=price_ticks):
-                raise VenueReject(
-                    -5022,
-                    "Due to the order could not be executed as maker, the Post Only order "
-                    "will be rejected. The order will not be recorded in the order history",
-                )
-            if tif == "FOK" and self._plan(account, m, side, qty, price_ticks).qty < qty:
-                raise VenueReject(
-                    -5021,
-                    "Due to the order could not be filled immediately, the FOK order has "
-                    "been rejected. The order will not be recorded in the order history",
-                )
-        if opening:
-            if kind == "LIMIT":
-                price = price_ticks * spec.tick_size
-            else:
-                price = self._worst_price(account, m, side, qty) * spec.tick_size
-            self._check_margin(account, m, request, opening, price, held)
-        return opening
-
-    def _plan(
-        self, account: Account, m: MarketState, side: str, qty: int, limit: int | None
-    ) -> Plan:
-        """How a taker would fill now against the book and other accounts' resting orders."""
-        return plan(
-            m.book,
-            m.asks if side == BUY else m.bids,
-            side=side,
-            qty=qty,
-            limit=limit,
-            api_key=account.api_key,
-            fillable=self._fillable,
-        )
-
-    def _worst_price(self, account: Account, m: MarketState, side: str, qty: int) -> int:
-        """The furthest price (ticks) a market order of ``qty`` would reach; margin uses it."""
-        if m.asks if side == BUY else m.bids:
-            legs = self._plan(account, m, side, qty, None).legs
-            return legs[-1].price if legs else m.last
-        fills = m.book.take(side, qty, None, dry_run=True)
-        return fills[-2] if fills else m.last
-
-    def _fillable(self, order: Order) -> int:
-        """Steps of a resting order that may trade now (reduce-only: what it can still reduce)."""
-        if order.reduce_only or self._is_closing_leg(order):
-            return min(order.remaining, self._closable(self._accounts[order.api_key], order))
-        return order.remaining
-
-    def _check_margin(
-        self,
-        account: Account,
-        m: MarketState,
-        request: OrderRequest,
-        opening: int,
-        price: float,
-        held: int | None = None,
-    ) -> None:
-        """Refuse an order that would open more than the leverage allows or the free margin
-        covers. ``held``: the leg's size, when the caller has already read it."""
-        spec = m.spec
-        leverage = account.leverage.get(spec.symbol) or self._default_leverage[spec.symbol]
-        if held is None:
-            held = self._held(account, spec.symbol, request.position_side)
-        signed = request.qty if request.side == BUY else -request.qty
-        after = abs(held + signed) if request.position_side == "BOTH" else abs(held) + opening
-        if after * spec.step_size * price > max_notional_at(spec, leverage):
-            raise VenueReject(-2027, "Exceeded the maximum allowable position at current leverage.")
-        notional = opening * spec.step_size * price
-        needed = notional / leverage + notional * spec.taker_fee
-        if needed > self._available(account):
-            raise VenueReject(-2019, "Margin is insufficient.")
-
-    def _available(self, account: Account) -> float:
-        """Quote free for new margin: cross wallet + cross uPnL - cross IM - open-order IM."""
-        # Every opening order asks, so Position.unrealized and .notional are inlined here
-        # (the same expressions, in the same order: the figure is the same to the last bit).
-        positions = account.positions
-        isolated = 0
-        for position in positions.values():
-            isolated += position.isolated_margin
-        free = (account.wallet - isolated) / MONEY_SCALE - account.order_margin
-        margin_types = account.margin_type
-        for (symbol, _side), position in positions.items():
-            qty = position.qty
-            if not qty:
-                continue
-            chosen = margin_types.get(symbol)  # _isolated, inlined
-            if self._default_isolated if chosen is None else chosen == ISOLATED:
-                continue
-            m = self._m[symbol]
-            value = abs(qty) * m.spec.step_size * m.feed.mark
-            cost = position.cost / MONEY_SCALE
-            free += value - cost if qty > 0 else cost - value
-            free -= value / (account.leverage.get(symbol) or self._default_leverage[symbol])
-        return free
-
-    def _iter_open(self, account: Account, symbol: str | None) -> Iterator[Order]:
-        for order in account.open_orders.values():
-            if symbol is None or order.symbol == symbol:
-                yield order
-
-    def _register_open(self, account: Account, order: Order) -> None:
-        account.open_orders[order.client_order_id] = order
-        account.open_count[order.symbol] = account.open_count.get(order.symbol, 0) + 1
-
-    def _execute_new(self, account: Account, m: MarketState, order: Order, opening: int) -> None:
-        """Take what crosses now; rest or expire the remainder per the time in force."""
-        limit = order.price if order.type == "LIMIT" else None
-        self_trade = self._take(account, m, order, order.qty - order.executed, limit)
-        remaining = order.qty - order.executed  # Order.remaining, inlined (hot path)
-        if not remaining:
-            return
-        if self_trade or order.type == "MARKET" or order.time_in_force in ("IOC", "FOK"):
-            self._close_order(order, EXPIRED)
-            return
-        leverage = account.leverage.get(order.symbol) or self._default_leverage[order.symbol]
-        share = min(opening, remaining)
-        order.reserved = share * m.spec.step_size * order.price * m.spec.tick_size / leverage
-        account.order_margin += order.reserved
-        self._seq += 1
-        if order.side == BUY:
-            bisect.insort(m.bids, (-order.price, self._seq, order))
-        else:
-            bisect.insort(m.asks, (order.price, self._seq, order))
-        self._register_open(account, order)
-
-    def _take(
-        self, account: Account, m: MarketState, order: Order, qty: int, limit: int | None
-    ) -> bool:
-        """Fill up to ``qty`` of ``order`` as a taker; True when self-trade prevention stopped it.
-
-        Each resting account order met fills as a maker at its own price; the taker's fills are
-        settled together afterwards, and the public tape records each match once.
-        """
-        if not (m.asks if order.side == BUY else m.bids):
-            # Nothing from other accounts on the far side: the book alone (the hot path).
-            fills = m.book.take(order.side, qty, limit)
-            if fills:
-                self._settle(account, m, order, fills, maker=False)
-            return False
-        planned = self._plan(account, m, order.side, qty, limit)
-        taker_fills: list[int] = []
-        for leg in planned.legs:
-            if leg.maker is None:
-                taker_fills += m.book.take(order.side, leg.qty, leg.price)
-                continue
-            maker = leg.maker
-            self._settle(
-                self._accounts[maker.api_key],
-                m,
-                maker,
-                [leg.price, leg.qty],
-                maker=True,
-                public=False,
-            )
-            if not maker.is_open:
-                self._unrest(m, maker)
-            taker_fills += [leg.price, leg.qty]
-        if taker_fills:
-            self._settle(account, m, order, taker_fills, maker=False)
-        return planned.self_trade
-
-    def _settle(
-        self,
-        account: Account,
-        m: MarketState,
-        order: Order,
-        fills: list[int],
-        *,
-        maker: bool,
-        public: bool = True,
-    ) -> None:
-        """Book ``fills`` (flat [price, qty, ...]) to ``order`` and its account.
-
-        ``public=False`` for the maker side of a match between accounts: the taker's side
-        records the trade on the tape, once.
-        """
-        spec = m.spec
-        symbol = spec.symbol
-        api_key = account.api_key
-        position_side = order.position_side
-        position = account.positions.get((symbol, position_side))
-        if position is None:
-            position = self._position(account, symbol, position_side)
-        chosen = account.margin_type.get(symbol)  # _isolated and _leverage, inlined
-        isolated = self._default_isolated if chosen is None else chosen == ISOLATED
-        leverage = account.leverage.get(symbol) or self._default_leverage[symbol]
-        fee_rate = spec.maker_fee if maker else spec.taker_fee
-        now = self._now if self._stepping else self.clock.time()  # _now_time, inlined
-        now_ms = int(now * 1000)
-        unit = spec.notional_unit
-        # The hits of spec.price_of / spec.qty_of, inlined (one fill per call is the common case).
-        price_values, qty_values = spec.price_values, spec.qty_values
-        side = order.side
-        buy = side == BUY
-        buyer_maker = buy == maker
-        events = self.events
-        income = account.income
-        listening = bool(self._listeners)
-        recent = self._fills_by.get((api_key, symbol))
-        if recent is None:
-            recent = self._fills_by[(api_key, symbol)] = deque(maxlen=1000)
-        filled = 0
-        for i in range(0, len(fills), 2):
-            price = fills[i]
-            qty = fills[i + 1]
-            realized, fee = apply_fill(
-                account,
-                position,
-                spec,
-                qty if buy else -qty,
-                price,
-                fee_rate,
-                leverage,
-                isolated,
-                now_ms,
-            )
-            order.executed += qty
-            filled += qty
-            order.cum_quote += price * qty * unit
-            trade_id = (
-                m.record_trade(now, price, qty, buyer_maker=buyer_maker) if public else m.trade_id
-            )
-            if realized or fee:
-                # _book_income, inlined: most fills book one or two incomes.
-                trade = str(trade_id)
-                if realized:
-                    self._tran_id += 1
-                    income.append(
-                        _new_tuple(
-                            Income,
-                            (self._tran_id, now_ms, symbol, "REALIZED_PNL", realized, trade, ""),
-                        )
-                    )
-                if fee:
-                    self._tran_id += 1
-                    income.append(
-                        _new_tuple(
-                            Income, (self._tran_id, now_ms, symbol, "COMMISSION", -fee, trade, "")
-                        )
-                    )
-            event = Fill(
-                now,
-                api_key,
-                symbol,
-                order.order_id,
-                order.client_order_id,
-                trade_id,
-                side,
-                position_side,
-                price_values.get(price) or spec.price_of(price),
-                qty_values.get(qty) or spec.qty_of(qty),
-                maker,
-                realized,
-                fee,
-            )
-            events.append(event)
-            recent.append(event)
-            if listening:
-                self._notify(event)
-                self._order_update(order, "TRADE", event)
-        order.update_ms = now_ms
-        remaining = order.qty - order.executed
-        if order.reserved:
-            # Margin held for the resting remainder shrinks with what just filled.
-            released = order.reserved * min(filled / (remaining + filled), 1.0)
-            order.reserved -= released
-            account.order_margin = max(account.order_margin - released, 0.0)
-        if remaining:
-            order.status = PARTIALLY_FILLED
-        else:
-            self._close_order(order, FILLED, now_ms)
-        if self._listeners:
-            self._notify(AccountChanged(now, api_key, "ORDER", (symbol,)))
-
-    def _close_order(self, order: Order, status: str, now_ms: int | None = None) -> None:
-        """Give ``order`` its final ``status`` at ``now_ms`` (default: now) and release it."""
-        order.status = status
-        order.update_ms = self._ms() if now_ms is None else now_ms
-        if self._listeners and status != FILLED:  # a fill's own update says FILLED
-            self._order_update(order, status)
-        account = self._accounts[order.api_key]
-        if account.open_orders.get(order.client_order_id) is order:
-            del account.open_orders[order.client_order_id]
-            account.open_count[order.symbol] -= 1
-        if order.reserved:
-            account.order_margin = max(account.order_margin - order.reserved, 0.0)
-            order.reserved = 0.0
-        self._closed.append(order.order_id)
-        if len(self._closed) > self._order_history:
-            old = self._orders.pop(self._closed.popleft(), None)
-            if old is not None:
-                self._orders_by[(old.api_key, old.symbol)].pop(old.order_id, None)
-                by_client = self._by_client[old.api_key]
-                if by_client.get(old.client_order_id) is old:
-                    del by_client[old.client_order_id]
-
-    def _unrest(self, m: MarketState, order: Order) -> None:
-        if order.type != "LIMIT":
-            m.stops.remove(order)
-            return
-        queue = m.bids if order.side == BUY else m.asks
-        key = -order.price if order.side == BUY else order.price
-        for i in range(bisect.bisect_left(queue, (key,)), len(queue)):
-            if queue[i][2] is order:
-                del queue[i]
-                return
-
-    def _find(self, api_key: str, symbol: str, order_id: Any, client_order_id: Any) -> Order:
-        if order_id is None and client_order_id is None:
-            raise VenueReject(
-                -1102,
-                "Param 'orderId' or 'origClientOrderId' must be sent, but both were empty/null!",
-            )
-        if order_id is not None and (isinstance(order_id, bool) or not isinstance(order_id, int)):
-            raise illegal("orderId")
-        if client_order_id is not None and not isinstance(client_order_id, str):
-            raise illegal("origClientOrderId")
-        order = (
-            self._orders.get(order_id)
-            if order_id is not None
-            else self._by_client.get(api_key, {}).get(client_order_id)  # type: ignore[arg-type]
-        )
-        if order is None or order.api_key != api_key or order.symbol != symbol:
-            raise VenueReject(-2013, "Order does not exist.")
-        if client_order_id is not None and order.client_order_id != client_order_id:
-            raise VenueReject(-2013, "Order does not exist.")
-        return order
+            return self._trading.place(account, m, request)
 
     def get_order(
         self,
@@ -1158,8 +608,7 @@ class Venue:
     ) -> dict[str, Any]:
         with self.lock:
             self._account(api_key)
-            m = self._market(symbol)
-            return self._find(api_key, symbol, order_id, client_order_id).to_binance(m.spec)
+            return self._trading.get(api_key, self._market(symbol), order_id, client_order_id)
 
     def cancel_order(
         self,
@@ -1176,17 +625,7 @@ class Venue:
             m = self._m.get(symbol) if isinstance(symbol, str) else None
             if m is None:
                 m = self._market(symbol)
-            try:
-                order = self._find(api_key, symbol, order_id, client_order_id)
-            except VenueReject as exc:
-                if exc.code == -2013:
-                    raise VenueReject(-2011, "Unknown order sent.") from None
-                raise
-            if order.status not in OPEN_STATUSES:  # Order.is_open, inlined
-                raise VenueReject(-2011, "Unknown order sent.")
-            self._unrest(m, order)
-            self._close_order(order, CANCELED)
-            return order.to_binance(m.spec)
+            return self._trading.cancel(api_key, m, order_id, client_order_id)
 
     def modify_order(
         self,
@@ -1206,51 +645,9 @@ class Venue:
         with self.lock:
             account = self._account(api_key)
             m = self._market(symbol)
-            order = self._find(api_key, symbol, order_id, client_order_id)
-            if not order.is_open:
-                raise VenueReject(-2013, "Order does not exist.")
-            if order.type != "LIMIT":
-                raise VenueReject(-1116, "Invalid orderType.")
-            if side != order.side:
-                raise VenueReject(-1117, "Invalid side.")
-            request = parse_order(
-                m.spec,
-                reference_ticks=m.last,
-                side=order.side,
-                type="LIMIT",
-                quantity=quantity,
-                price=price,
-                time_in_force=order.time_in_force,
-                reduce_only=order.reduce_only,
-                working_type=order.working_type,
-                position_side=order.position_side,
+            return self._trading.modify(
+                account, m, order_id, client_order_id, side, quantity, price
             )
-            if request.qty == order.qty and request.price == order.price:
-                raise VenueReject(-5027, "No need to modify the order.")
-            if request.qty <= order.executed:
-                self._unrest(m, order)
-                self._close_order(order, CANCELED)
-                return order.to_binance(m.spec)
-            remaining = request._replace(qty=request.qty - order.executed)
-            # Judge the edit as if this order were not there: its slot and its margin free.
-            account.order_margin -= order.reserved
-            account.open_count[symbol] -= 1
-            try:
-                opening = self._check_order(account, m, remaining)
-            finally:
-                account.order_margin += order.reserved
-                account.open_count[symbol] += 1
-            self._unrest(m, order)
-            del account.open_orders[order.client_order_id]
-            account.open_count[symbol] -= 1
-            account.order_margin = max(account.order_margin - order.reserved, 0.0)
-            order.reserved = 0.0
-            order.qty, order.price = request.qty, request.price
-            order.update_ms = self._ms()
-            if self._listeners:
-                self._order_update(order, "AMENDMENT")
-            self._execute_new(account, m, order, opening)
-            return order.to_binance(m.spec)
 
     def check_order(self, api_key: str, **fields: Any) -> None:
         """Every check :meth:`place_order` makes, and nothing placed (``/fapi/v1/order/test``)."""
@@ -1259,7 +656,7 @@ class Venue:
             m = self._market(fields.get("symbol"))
             fields.pop("symbol")
             request = parse_order(m.spec, reference_ticks=m.last, **fields)
-            self._check_order(account, m, request)
+            self._trading.check(account, m, request)
 
     def open_order(
         self, api_key: str, *, symbol: str, order_id: int | None, client_order_id: str | None
@@ -1268,28 +665,16 @@ class Venue:
         with self.lock:
             self._account(api_key)
             m = self._market(symbol)
-            order = self._find(api_key, symbol, order_id, client_order_id)
-            if not order.is_open:
-                raise VenueReject(-2013, "Order does not exist.")
-            return order.to_binance(m.spec)
+            return self._trading.open_order(api_key, m, order_id, client_order_id)
 
     def cancel_all(self, api_key: str, *, symbol: str) -> None:
         with self.lock:
             account = self._account(api_key)
-            m = self._market(symbol)
-            for order in list(self._iter_open(account, symbol)):
-                self._unrest(m, order)
-                self._close_order(order, CANCELED)
+            self._trading.cancel_open(account, self._market(symbol))
 
     def open_orders(self, api_key: str, *, symbol: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            account = self._account(api_key)
-            if symbol is not None:
-                self._market(symbol)
-            return [
-                o.to_binance(self._specs[o.symbol])
-                for o in sorted(self._iter_open(account, symbol), key=lambda o: o.order_id)
-            ]
+            return self._trading.open_orders(self._account_on(api_key, symbol), symbol)
 
     def all_orders(
         self, api_key: str, *, symbol: str, limit: int | None = None
@@ -1297,92 +682,42 @@ class Venue:
         """The account's orders on ``symbol``, oldest first (the last ``limit`` if given)."""
         with self.lock:
             self._account(api_key)
-            m = self._market(symbol)
-            if limit is not None and (
-                isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000
-            ):
-                raise illegal("limit")
-            orders = list(self._orders_by.get((api_key, symbol), {}).values())
-            if limit is not None:
-                orders = orders[-limit:]
-            return [o.to_binance(m.spec) for o in orders]
+            return self._trading.all_orders(api_key, self._market(symbol), limit)
 
     def user_trades(self, api_key: str, *, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
         with self.lock:
             self._account(api_key)
-            m = self._market(symbol)
-            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-                raise illegal("limit")
-            fills = list(self._fills_by.get((api_key, symbol), ()))
-            return [views.user_trade(m.spec, f) for f in fills[-limit:]]
+            return self._trading.user_trades(api_key, self._market(symbol), limit)
 
     # --- account settings -------------------------------------------------------------------
 
     def set_leverage(self, api_key: str, *, symbol: str, leverage: int) -> dict[str, Any]:
         with self.lock:
             account = self._account(api_key)
-            m = self._market(symbol)
-            spec = m.spec
-            if isinstance(leverage, bool) or not isinstance(leverage, int):
-                raise illegal("leverage")
-            if not 1 <= leverage <= int(spec.tiers.tiers[0].max_leverage):
-                raise VenueReject(-4028, f"Leverage {leverage} is not valid")
-            cap = max_notional_at(spec, leverage)
-            mark = m.feed.mark
-            for side in ("BOTH", "LONG", "SHORT"):
-                position = account.positions.get((symbol, side))
-                if position is not None and position.notional(spec, mark) > cap:
-                    raise VenueReject(
-                        -2027, "Exceeded the maximum allowable position at current leverage."
-                    )
-            account.leverage[symbol] = leverage
-            if self._listeners:
-                self._notify(LeverageChanged(self._now_time(), api_key, symbol, leverage))
-            return {
-                "leverage": leverage,
-                "maxNotionalValue": f"{cap:.0f}" if math.isfinite(cap) else "INF",
-                "symbol": symbol,
-            }
+            return self._ledger.set_leverage(account, self._market(symbol), leverage)
 
     def set_margin_type(self, api_key: str, *, symbol: str, margin_type: str | None) -> None:
         with self.lock:
             account = self._account(api_key)
             self._market(symbol)
-            if margin_type not in (ISOLATED, CROSSED):
-                raise illegal("marginType")
-            current = account.margin_type.get(symbol, self.config.default_margin_type)
-            if margin_type == current:
-                raise VenueReject(-4046, "No need to change margin type.")
-            if any(p.qty for (s, _side), p in account.positions.items() if s == symbol):
-                raise VenueReject(-4048, "Margin type cannot be changed if there exists position.")
-            if any(True for _ in self._iter_open(account, symbol)):
-                raise VenueReject(
-                    -4047, "Margin type cannot be changed if there exists open orders."
-                )
-            account.margin_type[symbol] = margin_type
-            if self._listeners:
-                self._notify(
-                    AccountChanged(self._now_time(), api_key, "MARGIN_TYPE_CHANGE", (symbol,))
-                )
+            self._ledger.set_margin_type(account, symbol, margin_type)
 
     def set_position_mode(self, api_key: str, *, dual_side: bool) -> None:
         """Hedge mode (``dual_side=True``: LONG and SHORT legs) or one-way (``BOTH``)."""
         with self.lock:
+            self._ledger.set_position_mode(self._account(api_key), dual_side)
+
+    def modify_isolated_margin(
+        self, api_key: str, *, symbol: str, position_side: str, amount: float, add: bool
+    ) -> dict[str, Any]:
+        """Move ``amount`` of quote into (``add``) or out of an isolated position's margin.
+
+        Only an open isolated leg has margin of its own. Adding takes from what the account
+        has free; removing leaves at least the leg's initial margin at the mark."""
+        with self.lock:
             account = self._account(api_key)
-            if not isinstance(dual_side, bool):
-                raise illegal("dualSidePosition")
-            if dual_side == account.dual_side:
-                raise VenueReject(-4059, "No need to change position side.")
-            if any(p.qty for p in account.positions.values()):
-                raise VenueReject(
-                    -4068, "Position side cannot be changed if there exists position."
-                )
-            if any(True for _ in self._iter_open(account, None)):
-                raise VenueReject(
-                    -4067, "Position side cannot be changed if there exists open orders."
-                )
-            account.dual_side = dual_side
-            account.positions = {k: p for k, p in account.positions.items() if p.qty}
+            m = self._market(symbol)
+            return self._ledger.modify_isolated_margin(account, m, position_side, amount, add)
 
     def position_mode(self, api_key: str) -> dict[str, Any]:
         with self.lock:
@@ -1390,21 +725,17 @@ class Venue:
 
     # --- account views ----------------------------------------------------------------------
 
-    def _open_positions(self, account: Account) -> list[tuple[MarketSpec, MarketState, Position]]:
-        return [
-            (self._specs[symbol], self._m[symbol], p)
-            for (symbol, _side), p in account.positions.items()
-            if p.qty
-        ]
+    def _account_on(self, api_key: Any, symbol: Any) -> Account:
+        """The account of ``api_key``, once ``symbol`` (None: every symbol) is known listed."""
+        account = self._account(api_key)
+        if symbol is not None:
+            self._market(symbol)
+        return account
 
     def equity(self, api_key: str) -> float:
         """Wallet plus unrealised PnL at the mark, in quote."""
         with self.lock:
-            account = self._account(api_key)
-            total = account.wallet / MONEY_SCALE
-            for spec, m, p in self._open_positions(account):
-                total += p.unrealized(spec, m.feed.mark)
-            return total
+            return self._ledger.equity(self._account(api_key))
 
     def wallet(self, api_key: str) -> float:
         with self.lock:
@@ -1419,77 +750,6 @@ class Venue:
         with self.lock:
             return self._account(api_key).deposit
 
-    @property
-    def insurance_fund(self) -> float:
-        with self.lock:
-            return self._insurance / MONEY_SCALE
-
-    def mark_price(self, symbol: str) -> float:
-        with self.lock:
-            return self._market(symbol).feed.mark
-
-    def index_price(self, symbol: str) -> float:
-        with self.lock:
-            return self._market(symbol).feed.index
-
-    def last_price(self, symbol: str) -> float:
-        with self.lock:
-            m = self._market(symbol)
-            return m.spec.price_of(m.last)
-
-    def liquidations(self) -> list[Liquidation]:
-        with self.lock:
-            return [e for e in self.events if isinstance(e, Liquidation)]
-
-    def liquidation_report(self, api_key: str | None = None) -> dict[str, Any]:
-        """The liquidation fairness report (:func:`~safeguard.venue.fairness.fairness_report`):
-        every liquidation order and auto-deleveraging close, reconciled against the accounts'
-        income and the insurance fund; ``api_key`` narrows the rows to one account."""
-        with self.lock:
-            if api_key is not None:
-                self._account(api_key)
-            return fairness_report(
-                (e for e in self.events if isinstance(e, Liquidation | AutoDeleveraged)),
-                specs=self._specs,
-                income={key: account.income for key, account in self._accounts.items()},
-                fund_start_units=self._insurance_start,
-                fund_now_units=self._insurance,
-                api_key=api_key,
-                cascade_gap_s=self._cascade_gap_s(),
-            )
-
-    def cascades(self) -> list[dict[str, Any]]:
-        """The venue's liquidations grouped into cascades (:func:`~.fairness.cascades`): per
-        symbol, orders no more than three simulation steps apart belong together."""
-        with self.lock:
-            return fairness_cascades(self.liquidations(), gap_s=self._cascade_gap_s())
-
-    def _cascade_gap_s(self) -> float:
-        # Forced flow moves the price from the next step on: a cascade advances a step at a
-        # time; three steps without a liquidation end it.
-        return 3 * self.config.step_s
-
-    def _figures(self, account: Account) -> list[views.PositionFigures]:
-        figures = []
-        for spec, m, p in self._open_positions(account):
-            mark = m.feed.mark
-            notional = p.notional(spec, mark)
-            leverage = self._leverage(account, spec.symbol)
-            figures.append(
-                views.PositionFigures(
-                    spec=spec,
-                    position=p,
-                    mark=mark,
-                    notional=notional,
-                    unrealized=p.unrealized(spec, mark),
-                    initial_margin=notional / leverage,
-                    maintenance_margin=maintenance_margin(spec, notional),
-                    leverage=leverage,
-                    isolated=self._isolated(account, spec.symbol),
-                )
-            )
-        return figures
-
     def account_update(
         self,
         api_key: str,
@@ -1501,92 +761,28 @@ class Venue:
         (flat ones too, so a close shows as ``"pa": "0"``)."""
         with self.lock:
             account = self._account(api_key)
-            rows = [
-                views.ws_position(
-                    self._specs[symbol],
-                    p,
-                    mark=self._m[symbol].feed.mark,
-                    isolated=self._isolated(account, symbol),
-                )
-                for (symbol, _side), p in account.positions.items()
-                if symbol in symbols
-            ]
-            return views.ws_account(account, reason, rows, balance_change_units)
+            return self._statements.account_update(account, reason, symbols, balance_change_units)
 
     def margin_call(self, api_key: str, symbols: Sequence[str]) -> list[dict[str, Any]]:
         """The ``p`` rows of a ``MARGIN_CALL``: the open legs of ``symbols``."""
         with self.lock:
-            account = self._account(api_key)
-            return [
-                {
-                    "s": f.spec.symbol,
-                    "ps": f.position.position_side,
-                    "pa": f.spec.fmt_qty(f.position.qty),
-                    "mt": "ISOLATED" if f.isolated else "CROSSED",
-                    "iw": money_text(f.position.isolated_margin),
-                    "mp": f"{f.mark:.8f}",
-                    "up": f"{f.unrealized:.8f}",
-                    "mm": f"{f.maintenance_margin:.8f}",
-                }
-                for f in self._figures(account)
-                if f.spec.symbol in symbols
-            ]
+            return self._statements.margin_call(self._account(api_key), symbols)
 
     def account_v3(self, api_key: str) -> dict[str, Any]:
         with self.lock:
-            account = self._account(api_key)
-            return views.account_v3(
-                account, self._figures(account), available=self._available(account)
-            )
+            return self._statements.account_v3(self._account(api_key))
 
     def position_risk(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         """Open legs in ``/fapi/v3/positionRisk`` shape (with v2's leverage and marginType)."""
         with self.lock:
-            account = self._account(api_key)
-            if symbol is not None:
-                self._market(symbol)
-            return [
-                views.position_risk(f, liquidation_price=self._liquidation_price(account, f))
-                for f in self._figures(account)
-                if symbol is None or f.spec.symbol == symbol
-            ]
-
-    def _liquidation_price(self, account: Account, leg: views.PositionFigures) -> float:
-        if leg.isolated:
-            return liquidation_price(
-                leg.position, leg.spec, wallet=leg.position.isolated_margin / MONEY_SCALE
-            )
-        others = [
-            f for f in self._figures(account) if f.position is not leg.position and not f.isolated
-        ]
-        # Hedge mode: the symbol's other cross leg moves with the same mark (one shared price).
-        twins = [f for f in others if f.spec.symbol == leg.spec.symbol]
-        others = [f for f in others if f.spec.symbol != leg.spec.symbol]
-        return liquidation_price(
-            leg.position,
-            leg.spec,
-            wallet=account.cross_wallet() / MONEY_SCALE,
-            other_upnl=sum(f.unrealized for f in others),
-            other_mm=sum(f.maintenance_margin for f in others),
-            twin=twins[0].position if twins else None,
-            mark=leg.mark,
-        )
+            return self._statements.position_risk(self._account_on(api_key, symbol), symbol)
 
     def symbol_config(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         """``/fapi/v1/symbolConfig``: every symbol's leverage and margin type, flat ones too
         (positionRisk lists only open legs, so it cannot tell a client the settings it will
         trade under)."""
         with self.lock:
-            account = self._account(api_key)
-            specs = [self._market(symbol).spec] if symbol is not None else self._specs.values()
-            return [
-                views.symbol_config(
-                    spec,
-                    leverage=self._leverage(account, spec.symbol),
-                    isolated=self._isolated(account, spec.symbol),
-                )
-                for spec in specs
-            ]
+            return self._statements.symbol_config(self._account_on(api_key, symbol), symbol)
 
     def leverage_brackets(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -1609,26 +805,8 @@ class Venue:
         """``/fapi/v1/income``: every wallet change (deposit, realised PnL, commission, funding,
         liquidation clearance), oldest first. With no time window, the last 7 days."""
         with self.lock:
-            account = self._account(api_key)
-            if symbol is not None:
-                self._market(symbol)
-            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-                raise illegal("limit")
-            if start_ms is None and end_ms is None:
-                start_ms = self._ms() - 7 * 86_400_000
-                window_from_start = False
-            else:
-                window_from_start = start_ms is not None
-            rows = [
-                r
-                for r in account.income
-                if (symbol is None or r.symbol == symbol)
-                and (income_type is None or r.kind == income_type)
-                and (start_ms is None or r.time_ms >= start_ms)
-                and (end_ms is None or r.time_ms <= end_ms)
-            ]
-            kept = rows[:limit] if window_from_start else rows[-limit:]
-            return [views.income(r, account.asset) for r in kept]
+            account = self._account_on(api_key, symbol)
+            return self._statements.income(account, symbol, income_type, start_ms, end_ms, limit)
 
     def commission_rate(self, api_key: str, symbol: str) -> dict[str, Any]:
         with self.lock:
@@ -1643,55 +821,21 @@ class Venue:
     def balance_v2(self, api_key: str) -> list[dict[str, Any]]:
         """``/fapi/v2/balance``: the one margin asset, from the same figures as the account."""
         with self.lock:
-            asset = self.account_v3(api_key)["assets"][0]
-            return [views.balance_v2(asset)]
+            return self._statements.balance_v2(self._account(api_key))
 
     def account_v2(self, api_key: str) -> dict[str, Any]:
         """``/fapi/v2/account``: v3's answer with v2's account flags and per-leg settings."""
         with self.lock:
-            account = self._account(api_key)
-            figures = self._figures(account)
-            answer = views.account_v3(account, figures, available=self._available(account))
-            return views.account_v2(answer, figures)
+            return self._statements.account_v2(self._account(api_key))
 
     def position_risk_v2(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         """``/fapi/v2/positionRisk``: open legs, and a flat row for every other symbol."""
         with self.lock:
-            account = self._account(api_key)
-            rows = self.position_risk(api_key, symbol)
-            held = {r["symbol"] for r in rows}
-            specs = [self._market(symbol).spec] if symbol is not None else self._specs.values()
-            for spec in specs:
-                if spec.symbol in held:
-                    continue
-                leverage = self._leverage(account, spec.symbol)
-                isolated = self._isolated(account, spec.symbol)
-                sides = ("LONG", "SHORT") if account.dual_side else ("BOTH",)
-                for side in sides:
-                    rows.append(
-                        views.flat_position(
-                            spec,
-                            side,
-                            mark=self._m[spec.symbol].feed.mark,
-                            leverage=leverage,
-                            isolated=isolated,
-                        )
-                    )
-            return rows
+            return self._statements.position_risk_v2(self._account_on(api_key, symbol), symbol)
 
     def account_config(self, api_key: str) -> dict[str, Any]:
         with self.lock:
-            account = self._account(api_key)
-            return {
-                "feeTier": 0,
-                "canTrade": True,
-                "canDeposit": True,
-                "canWithdraw": True,
-                "dualSidePosition": account.dual_side,
-                "updateTime": account.update_ms,
-                "multiAssetsMargin": False,
-                "tradeGroupId": -1,
-            }
+            return self._statements.account_config(self._account(api_key))
 
     def adl_quantile(self, api_key: str, symbol: str | None = None) -> list[dict[str, Any]]:
         """Where each of the account's open legs stands in the auto-deleveraging queue (0-4).
@@ -1700,40 +844,7 @@ class Venue:
         PnL ratio times leverage when in profit, divided by it when at a loss. The top quarter
         is 4 (first to be deleveraged)."""
         with self.lock:
-            account = self._account(api_key)
-            if symbol is not None:
-                self._market(symbol)
-            scores: dict[tuple[str, bool], list[float]] = {}
-            mine: dict[str, dict[str, float]] = {}
-            for other in self._accounts.values():
-                for spec, m, p in self._open_positions(other):
-                    score = self._adl_score(other, spec, m, p)
-                    scores.setdefault((spec.symbol, p.qty > 0), []).append(score)
-                    if other is account:
-                        mine.setdefault(spec.symbol, {})[p.position_side + str(p.qty > 0)] = score
-            answer = []
-            for name, legs in sorted(mine.items()):
-                if symbol is not None and name != symbol:
-                    continue
-                quantiles = {"LONG": 0, "SHORT": 0}
-                for key, score in legs.items():
-                    long = key.endswith("True")
-                    ranked = scores[(name, long)]
-                    share = sum(1 for s in ranked if s <= score) / len(ranked)
-                    quantiles["LONG" if long else "SHORT"] = max(1, math.ceil(share * 4))
-                # One-way mode: BOTH is the one leg's place in the queue (Binance's answer,
-                # and what ccxt's fetch_position_adl_rank reads first); hedge mode: a sign.
-                quantiles["HEDGE" if account.dual_side else "BOTH"] = (
-                    0 if account.dual_side else max(quantiles["LONG"], quantiles["SHORT"])
-                )
-                answer.append({"symbol": name, "adlQuantile": quantiles})
-            return answer
-
-    def _adl_score(self, account: Account, spec: MarketSpec, m: MarketState, p: Position) -> float:
-        cost = p.cost / MONEY_SCALE
-        ratio = p.unrealized(spec, m.feed.mark) / cost if cost else 0.0
-        leverage = self._leverage(account, spec.symbol)
-        return ratio * leverage if ratio > 0 else ratio / leverage
+            return self._statements.adl_quantile(self._account_on(api_key, symbol), symbol)
 
     def force_orders(
         self,
@@ -1749,74 +860,10 @@ class Venue:
         partial step one order) and auto-deleveraging closes (``ADL``), both when
         ``auto_close_type`` is None; oldest first."""
         with self.lock:
-            self._account(api_key)
-            if symbol is not None:
-                self._market(symbol)
-            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-                raise illegal("limit")
-            if auto_close_type not in (None, "LIQUIDATION", "ADL"):
-                raise illegal("autoCloseType")
-            rows = []
-            closes = (e for e in self.events if isinstance(e, Liquidation | AutoDeleveraged))
-            for ordinal, e in enumerate(closes, start=1):
-                if (
-                    e.api_key != api_key
-                    or (symbol is not None and e.symbol != symbol)
-                    or (start_ms is not None and e.time * 1000 < start_ms)
-                    or (end_ms is not None and e.time * 1000 > end_ms)
-                ):
-                    continue
-                if isinstance(e, Liquidation) and auto_close_type != "ADL":
-                    rows.append(views.force_order(self._specs[e.symbol], e, ordinal))
-                elif isinstance(e, AutoDeleveraged) and auto_close_type != "LIQUIDATION":
-                    rows.append(views.adl_order(self._specs[e.symbol], e, ordinal))
-            return rows[:limit] if start_ms is not None else rows[-limit:]
-
-    def modify_isolated_margin(
-        self, api_key: str, *, symbol: str, position_side: str, amount: float, add: bool
-    ) -> dict[str, Any]:
-        """Move ``amount`` of quote into (``add``) or out of an isolated position's margin.
-
-        Only an open isolated leg has margin of its own. Adding takes from what the account
-        has free; removing leaves at least the leg's initial margin at the mark."""
-        with self.lock:
-            account = self._account(api_key)
-            m = self._market(symbol)
-            if position_side not in ("BOTH", "LONG", "SHORT") or (
-                (position_side == "BOTH") == account.dual_side
-            ):
-                raise VenueReject(-4061, "Order's position side does not match user's setting.")
-            if not (math.isfinite(amount) and amount > 0):
-                raise illegal("amount")
-            position = account.positions.get((symbol, position_side))
-            if position is None or not position.qty or not self._isolated(account, symbol):
-                raise VenueReject(-4051, "Isolated balance insufficient.")
-            units = round(amount * MONEY_SCALE)
-            if add:
-                if amount > self._available(account):
-                    raise VenueReject(-2019, "Margin is insufficient.")
-                position.isolated_margin += units
-            else:
-                spec = m.spec
-                notional = position.notional(spec, m.feed.mark)
-                keep = notional / self._leverage(account, symbol)
-                equity = position.isolated_margin / MONEY_SCALE + position.unrealized(
-                    spec, m.feed.mark
-                )
-                if units > position.isolated_margin or equity - amount < keep:
-                    raise VenueReject(-4051, "Isolated balance insufficient.")
-                position.isolated_margin -= units
-            account.update_ms = position.update_ms = self._ms()
-            if self._listeners:
-                self._notify(
-                    AccountChanged(self._now_time(), api_key, "MARGIN_TRANSFER", (symbol,))
-                )
-            return {
-                "amount": amount,
-                "code": 200,
-                "msg": "Successfully modify position margin.",
-                "type": 1 if add else 2,
-            }
+            self._account_on(api_key, symbol)
+            return self._statements.force_orders(
+                api_key, symbol, auto_close_type, start_ms, end_ms, limit
+            )
 
     # --- market faults ----------------------------------------------------------------------
 
@@ -1832,7 +879,7 @@ class Venue:
             m = self._market(symbol)
             if mode is not None and mode not in _FREEZE_MODES:
                 raise ValueError(f"mode must be one of {', '.join(_FREEZE_MODES)} or None")
-            m.set_freeze(mode, self._ms())
+            m.set_freeze(mode, self._timeline.ms())
 
     def spike(self, symbol: str, pct: float, duration_s: float) -> None:
         """Move ``symbol``'s contract price by ``pct`` % for ``duration_s`` from now.
@@ -1850,7 +897,7 @@ class Venue:
                 raise ValueError(f"pct must lie in (-99, 1000], got {pct!r}")
             if duration_s <= 0:
                 raise ValueError(f"duration_s must be > 0, got {duration_s!r}")
-            m.feed.schedule_spike(self._now_time(), pct, duration_s)
+            m.feed.schedule_spike(self._timeline.time(), pct, duration_s)
 
     def set_tiers(self, symbol: str, tiers: TierTable | Sequence[Mapping[str, Any]]) -> None:
         """Replace ``symbol``'s maintenance ladder (a venue changing its brackets).
@@ -1862,10 +909,7 @@ class Venue:
         with self.lock:
             m = self._market(symbol)
             table = tiers if isinstance(tiers, TierTable) else _tiers_from_brackets(tiers)
-            spec = m.spec.with_tiers(table)
-            m.spec = spec
-            self._specs[symbol] = spec
-            self._default_leverage[symbol] = self._leverage_cap(spec)
+            self._relist(m, m.spec.with_tiers(table))
 
     def set_funding_interval(self, symbol: str, hours: int) -> None:
         """Change ``symbol``'s funding interval (Binance moves a symbol between 8, 4 and 1
@@ -1879,180 +923,40 @@ class Venue:
             )
         with self.lock:
             m = self._market(symbol)
-            spec = _replace(m.spec, funding_interval_s=hours * 3600.0)
-            m.spec = spec
-            self._specs[symbol] = spec
-            now = self._now_time()
-            # A funding time the clock has reached but no step has settled yet is still paid
-            # (at the next step, which schedules the one after on the new interval).
-            if m.next_funding > now:
-                m.next_funding = next_funding_time(now, spec.funding_interval_s)
+            self._relist(m, _replace(m.spec, funding_interval_s=hours * 3600.0))
+            self._funding.reschedule(m, self._timeline.time())
 
-    # --- the simulation step's parts --------------------------------------------------------
+    def _relist(self, m: MarketState, spec: MarketSpec) -> None:
+        """Give ``m``'s symbol a changed listing (its ladder or its funding interval)."""
+        m.spec = spec
+        self._specs[spec.symbol] = spec
+        self._ledger.refresh_default(spec)
 
-    def _fill_resting(self, m: MarketState, t: float) -> None:
-        """Fill resting orders the market traded through, at their own price (maker).
+    # --- liquidation ------------------------------------------------------------------------
 
-        Only a trade *through* the price fills: a market that merely touches it fills nothing,
-        because an order that joined the back of the queue would not have been reached. This
-        errs against the trader, never for it (paper fills that are too easy hide losses).
-        """
-        book = m.book
-        for queue, side in ((m.bids, BUY), (m.asks, SELL)):
-            while queue:
-                order = queue[0][2]
-                best = book.best(side)
-                if best is None or (best >= order.price if side == BUY else best <= order.price):
-                    break
-                account = self._accounts[order.api_key]
-                want = order.remaining
-                if order.reduce_only:
-                    want = min(want, self._closable(account, order))
-                    if not want:
-                        del queue[0]
-                        self._expire(order, "reduce-only order would no longer reduce")
-                        continue
-                # The market makers' orders that crossed trade against ours at our price.
-                crossed = book.take(side, want, order.price)
-                got = sum(crossed[1::2])
-                if not got:
-                    break
-                self._settle(account, m, order, [order.price, got], maker=True)
-                if order.is_open and order.reduce_only and not self._closable(account, order):
-                    del queue[0]
-                    self._expire(order, "reduce-only order would no longer reduce")
-                    continue
-                if order.is_open:
-                    break
-                del queue[0]
+    @property
+    def insurance_fund(self) -> float:
+        with self.lock:
+            return self._liquidator.insurance / MONEY_SCALE
 
-    def _expire(self, order: Order, reason: str) -> None:
-        self._close_order(order, EXPIRED)
-        self._record(
-            OrderExpired(self._now_time(), order.api_key, order.symbol, order.order_id, reason)
-        )
+    def liquidations(self) -> list[Liquidation]:
+        with self.lock:
+            return self._liquidator.liquidations()
 
-    def _trigger_price(self, m: MarketState, working_type: str) -> float:
-        if working_type == "MARK_PRICE":
-            return m.feed.mark
-        return m.last * m.spec.tick_size
+    def liquidation_report(self, api_key: str | None = None) -> dict[str, Any]:
+        """The liquidation fairness report (:func:`~safeguard.venue.fairness.fairness_report`):
+        every liquidation order and auto-deleveraging close, reconciled against the accounts'
+        income and the insurance fund; ``api_key`` narrows the rows to one account."""
+        with self.lock:
+            if api_key is not None:
+                self._account(api_key)
+            return self._liquidator.report(api_key)
 
-    def _trigger_stops(self, m: MarketState, t: float) -> None:
-        spec = m.spec
-        fired = [
-            order
-            for order in m.stops
-            if _triggered(
-                order.type,
-                order.side,
-                order.stop * spec.tick_size,
-                self._trigger_price(m, order.working_type),
-            )
-        ]
-        for order in fired:
-            m.stops.remove(order)
-            self._record(
-                OrderTriggered(
-                    t,
-                    order.api_key,
-                    spec.symbol,
-                    order.order_id,
-                    order.working_type,
-                    self._trigger_price(m, order.working_type),
-                    spec.price_of(order.stop),
-                )
-            )
-            account = self._accounts[order.api_key]
-            want = order.qty
-            if order.close_position:
-                # Close-all: whatever its side reduces now (one-way: nothing if that side
-                # would add to the position).
-                want = order.qty = self._closable(account, order)
-                if not want:
-                    self._expire(order, "closePosition stop had no position to close")
-                    continue
-            elif order.reduce_only or self._is_closing_leg(order):
-                want = min(want, self._closable(account, order))
-                if not want:
-                    self._expire(order, "reduce-only stop had no position left to reduce")
-                    continue
-            else:
-                closable = self._closable(account, order)
-                opening = max(want - closable, 0)
-                if opening:
-                    worst = self._worst_price(account, m, order.side, want)
-                    request = _as_request(order)
-                    try:
-                        self._check_margin(account, m, request, opening, worst * spec.tick_size)
-                    except VenueReject as exc:
-                        self._expire(order, f"triggered but rejected: {exc}")
-                        continue
-            if order.type in STOP_LIMIT_TYPES:
-                self._rest_triggered(account, m, order, want)
-                continue
-            self_trade = self._take(account, m, order, want, None)
-            if order.is_open:
-                self._expire(
-                    order,
-                    "self-trade prevention expired the rest"
-                    if self_trade
-                    else "book too thin to fill the triggered order in full",
-                )
-
-    def _rest_triggered(self, account: Account, m: MarketState, order: Order, qty: int) -> None:
-        """A triggered stop-limit becomes a LIMIT order at its price: it takes what crosses
-        and rests the rest (its open-order slot carries over)."""
-        order.type = "LIMIT"
-        order.qty = qty
-        del account.open_orders[order.client_order_id]
-        account.open_count[order.symbol] -= 1
-        opening = max(qty - self._closable(account, order), 0)
-        if self._listeners:
-            self._order_update(order, "NEW")
-        self._execute_new(account, m, order, opening)
-
-    def _pay_funding(self, m: MarketState, t: float) -> None:
-        """Settle funding at the mark of the first step at or after the funding time.
-
-        Payments are stamped with the funding time itself (00:00, 08:00, ...), as the venue's
-        funding history shows them, even when the step grid does not land on it.
-        """
-        spec = m.spec
-        when = m.next_funding
-        rate = funding_rate(m.premium.value(), cap=spec.funding_cap)
-        m.funding_rate = rate
-        m.premium.reset()
-        m.funding_history.append((int(when * 1000), rate, m.feed.mark))
-        m.next_funding = next_funding_time(t, spec.funding_interval_s)
-        mark = m.feed.mark
-        for account in self._accounts.values():
-            for side in ("BOTH", "LONG", "SHORT"):
-                position = account.positions.get((spec.symbol, side))
-                if position is None or not position.qty:
-                    continue
-                size = position.qty * spec.step_size
-                amount = round(-rate * size * mark * MONEY_SCALE)
-                account.wallet += amount
-                self._book_income(account, spec.symbol, "FUNDING_FEE", amount, int(when * 1000))
-                if self._isolated(account, spec.symbol):
-                    position.isolated_margin += amount
-                account.update_ms = int(t * 1000)
-                self._record(
-                    FundingPayment(
-                        when,
-                        account.api_key,
-                        spec.symbol,
-                        side,
-                        rate,
-                        mark,
-                        spec.qty_of(position.qty),
-                        amount,
-                    )
-                )
-                if self._listeners:
-                    self._notify(
-                        AccountChanged(when, account.api_key, "FUNDING_FEE", (spec.symbol,), amount)
-                    )
+    def cascades(self) -> list[dict[str, Any]]:
+        """The venue's liquidations grouped into cascades (:func:`~.fairness.cascades`): per
+        symbol, orders no more than three simulation steps apart belong together."""
+        with self.lock:
+            return self._liquidator.cascades()
 
     def add_crowd(self, crowd: Crowd) -> list[str]:
         """Open ``crowd``'s accounts and positions now; returns their API keys.
@@ -2063,592 +967,14 @@ class Venue:
         they stand for open interest built up before now and take no liquidity from the book.
         """
         with self.lock:
-            m = self._market(crowd.symbol)
-            spec = m.spec
-            levels = sorted(crowd.leverage)
-            for leverage in levels:
-                if max_notional_at(spec, leverage) < crowd.notional:
-                    raise ValueError(
-                        f"crowd: {spec.symbol} allows no {leverage}x position of "
-                        f"{crowd.notional:g} (max {max_notional_at(spec, leverage):g})"
-                    )
-            weights = [crowd.leverage[leverage] for leverage in levels]
-            number = self._crowds
-            self._crowds += 1
-            rng = random.Random(f"{self.config.seed}:{spec.symbol}:crowd:{number}")
-            price = m.feed.contract
-            now_ms = self._ms()
-            keys = []
-            for i in range(crowd.accounts):
-                key = f"crowd-{number}-{spec.symbol}-{i}"
-                leverage = rng.choices(levels, weights)[0]
-                offset = crowd.entry_spread_pct / 100 * ((i + 0.5) / crowd.accounts - 0.5)
-                ticks = max(round(price * (1 + offset) / spec.tick_size), 1)
-                steps = max(round(crowd.notional / (ticks * spec.tick_size) / spec.step_size), 1)
-                cost = ticks * steps * spec.notional_unit
-                margin = -(-cost // leverage)  # ceil, as an isolated open reserves it
-                self.create_account(key, secrets.token_hex(16), wallet=margin / MONEY_SCALE)
-                account = self._accounts[key]
-                account.leverage[spec.symbol] = leverage
-                account.margin_type[spec.symbol] = ISOLATED
-                account.positions[(spec.symbol, "BOTH")] = Position(
-                    spec.symbol,
-                    "BOTH",
-                    qty=steps if crowd.side == "long" else -steps,
-                    cost=cost,
-                    isolated_margin=account.wallet,
-                    update_ms=now_ms,
-                )
-                keys.append(key)
-            return keys
-
-    def _forced_flow(self, m: MarketState, fills: list[int]) -> None:
-        """A liquidation close that walked the book drags the contract price (and so the
-        mark) toward the worst level it reached, by ``book.forced_flow_impact``."""
-        impact = self.config.book.forced_flow_impact
-        if not impact or not fills:
-            return
-        worst = fills[-2] * m.spec.tick_size
-        m.feed.displace(1.0 + impact * (worst / m.feed.contract - 1.0))
-
-    def _liquidate(self, account: Account, t: float) -> None:
-        """Liquidate what the account's equity at the mark no longer covers.
-
-        Each unhealthy leg (isolated) or the unhealthy cross account is first cut down a tier
-        at a time (:meth:`_reduce`); whatever is still unhealthy after that is taken over.
-        """
-        # Every account, every step: the healthy case stays one pass with no allocation.
-        failing: list[tuple[MarketState, Position, float, float]] = []
-        cross: list[tuple[MarketState, Position]] = []
-        cross_pnl = 0.0
-        cross_mm = 0.0
-        for (symbol, _side), p in account.positions.items():
-            if not p.qty:
-                continue
-            m = self._m[symbol]
-            spec = m.spec
-            mark = m.feed.mark
-            mm = maintenance_margin(spec, p.notional(spec, mark))
-            pnl = p.unrealized(spec, mark)
-            if self._isolated(account, symbol):
-                equity = p.isolated_margin / MONEY_SCALE + pnl
-                if equity <= mm:
-                    failing.append((m, p, equity, mm))
-            else:
-                cross.append((m, p))
-                cross_pnl += pnl
-                cross_mm += mm
-        for m, p, short_equity, short_mm in failing:
-            trigger = self._new_trigger()
-            left, need = self._reduce(
-                account, [(m, p)], t, ISOLATED, trigger, short_equity, short_mm
-            )
-            if left <= need:
-                self._take_over(account, m, p, t, ISOLATED, trigger, need, left, 0.0)
-        if not cross:
-            return
-        equity = account.cross_wallet() / MONEY_SCALE + cross_pnl
-        if equity <= cross_mm:
-            trigger = self._new_trigger()
-            equity, mm = self._reduce(account, cross, t, CROSSED, trigger, equity, cross_mm)
-            if equity > mm:
-                return
-            for m, p in cross:
-                if p.qty:
-                    own = maintenance_margin(m.spec, p.notional(m.spec, m.feed.mark))
-                    self._take_over(account, m, p, t, CROSSED, trigger, own, equity, mm - own)
-        elif self._listeners:
-            self._margin_call(account, t, equity, cross_mm, [m.spec.symbol for m, _p in cross])
-
-    def _new_trigger(self) -> int:
-        self._trigger_seq += 1
-        return self._trigger_seq
-
-    def _health(
-        self, account: Account, legs: list[tuple[MarketState, Position]], margin_type: str
-    ) -> tuple[float, float]:
-        """(equity, maintenance margin) of an isolated leg or of the cross account, at the mark."""
-        pnl = 0.0
-        mm = 0.0
-        for m, p in legs:
-            if p.qty:
-                mark = m.feed.mark
-                pnl += p.unrealized(m.spec, mark)
-                mm += maintenance_margin(m.spec, p.notional(m.spec, mark))
-        if margin_type == ISOLATED:
-            return legs[0][1].isolated_margin / MONEY_SCALE + pnl, mm
-        return account.cross_wallet() / MONEY_SCALE + pnl, mm
-
-    def _margin_call(
-        self, account: Account, t: float, equity: float, mm: float, symbols: list[str]
-    ) -> None:
-        """Warn once when the cross margin nears liquidation; re-arm when it recovers."""
-        near = mm >= equity * MARGIN_CALL_RATIO
-        if near and not account.margin_called:
-            self._notify(MarginCall(t, account.api_key, equity, mm, tuple(symbols)))
-        account.margin_called = near
-
-    def _reduce(
-        self,
-        account: Account,
-        legs: list[tuple[MarketState, Position]],
-        t: float,
-        margin_type: str,
-        trigger: int,
-        equity: float,
-        mm: float,
-    ) -> tuple[float, float]:
-        """Binance's partial liquidation: while the margin is unhealthy but not bankrupt, cut
-        the largest leg above the first tier down to the tier below, by a market order into
-        the book, and look again. Returns the (equity, maintenance margin) it leaves."""
-        cfg = self.config
-        if not cfg.partial_liquidation:
-            return equity, mm
-        for _ in range(cfg.max_partial_steps):
-            if equity > mm or equity <= 0:
-                break
-            best: tuple[float, MarketState, Position, int] | None = None
-            for m, p in legs:
-                if not p.qty:
-                    continue
-                mark = m.feed.mark
-                keep = partial_keep(
-                    p.qty, m.spec, mark=mark, fraction=cfg.partial_liquidation_fraction
-                )
-                notional = p.notional(m.spec, mark)
-                if keep and (best is None or notional > best[0]):
-                    best = (notional, m, p, keep)
-            if best is None:
-                break
-            _notional, m, p, keep = best
-            own = maintenance_margin(m.spec, best[0])
-            if not self._partial_step(
-                account, m, p, keep, t, margin_type, trigger, equity, mm, own
-            ):
-                break
-            equity, mm = self._health(account, legs, margin_type)
-        return equity, mm
-
-    def _cancel_for_liquidation(self, account: Account, m: MarketState) -> None:
-        # Binance cancels the account's open orders on the symbol before liquidating it.
-        for order in list(self._iter_open(account, m.spec.symbol)):
-            self._unrest(m, order)
-            self._close_order(order, CANCELED)
-
-    def _partial_step(
-        self,
-        account: Account,
-        m: MarketState,
-        position: Position,
-        keep: int,
-        t: float,
-        margin_type: str,
-        trigger: int,
-        equity: float,
-        mm: float,
-        own_mm: float,
-    ) -> bool:
-        """Close all but ``keep`` steps of ``position`` into the book for the trader, who
-        realises the fills and pays the clearance fee to the fund. False if the book is empty."""
-        spec = m.spec
-        mark = m.feed.mark
-        mark_ticks = max(round(mark / spec.tick_size), 1)
-        long = position.qty > 0
-        isolated = margin_type == ISOLATED
-        self._cancel_for_liquidation(account, m)
-        fills = m.book.take(SELL if long else BUY, abs(position.qty) - keep, None)
-        if not fills:
-            return False
-        fee_rate = self.config.liquidation_fee_rate
-        smallest = smallest_healthy_close(
-            position.qty, spec, mark=mark, equity=equity, other_mm=mm - own_mm, fee_rate=fee_rate
-        )
-        entry = position.entry_price(spec)
-        collateral = position.isolated_margin if isolated else account.cross_wallet()
-        bankrupt_at = bankruptcy_price(position, spec, collateral=collateral)
-        now_ms = int(t * 1000)
-        leverage = self._leverage(account, spec.symbol)
-        margin_before = position.isolated_margin
-        realized = 0
-        for i in range(0, len(fills), 2):
-            price, qty = fills[i], fills[i + 1]
-            result = apply_fill(
-                account, position, spec, -qty if long else qty, price, 0.0, leverage, isolated,
-                now_ms,
-            )  # fmt: skip
-            realized += result.realized_pnl
-            m.record_trade(t, price, qty, buyer_maker=long)
-        self._forced_flow(m, fills)
-        close = close_outcome(fills, mark_ticks=mark_ticks, unit=spec.notional_unit, long=long)
-        left = round(equity * MONEY_SCALE) + close.slippage
-        fee = min(round(close.value * fee_rate), max(left, 0))
-        account.wallet -= fee
-        if isolated:
-            # An ordinary reduce hands the closed share's margin back to the cross wallet;
-            # a liquidation step keeps it behind the rest of the leg, which it is rescuing.
-            position.isolated_margin = max(margin_before + realized - fee, 0)
-        self._insurance += fee
-        tran_ids = self._book_liquidation_income(account, spec.symbol, realized, -fee, now_ms)
-        self._record(
-            self._liquidation(
-                "PARTIAL",
-                account,
-                spec,
-                position,
-                t=t,
-                margin_type=margin_type,
-                trigger=trigger,
-                signed_qty=close.qty if long else -close.qty,
-                entry=entry,
-                mark=mark,
-                mm=own_mm,
-                equity=equity,
-                realized=realized,
-                fee=fee,
-                shortfall=0,
-                close=close,
-                insurance_delta=fee,
-                bankrupt_at=bankrupt_at,
-                slippage=close.slippage,
-                smallest=smallest,
-                tran_ids=tran_ids,
-                position_after=spec.qty_of(position.qty),
-            )
-        )
-        if self._listeners:
-            self._notify(AccountChanged(t, account.api_key, "ORDER", (spec.symbol,)))
-        return True
-
-    def _book_liquidation_income(
-        self, account: Account, symbol: str, realized: int, clearance: int, now_ms: int
-    ) -> tuple[int, ...]:
-        """Book a liquidation's realised PnL and insurance clearance; their transaction ids."""
-        ids = []
-        for kind, units in (("REALIZED_PNL", realized), ("INSURANCE_CLEAR", clearance)):
-            if units:
-                ids.append(self._book_income(account, symbol, kind, units, now_ms))
-        return tuple(ids)
-
-    def _liquidation(
-        self,
-        kind: str,
-        account: Account,
-        spec: MarketSpec,
-        position: Position,
-        *,
-        t: float,
-        margin_type: str,
-        trigger: int,
-        signed_qty: int,
-        entry: float,
-        mark: float,
-        mm: float,
-        equity: float,
-        realized: int,
-        fee: int,
-        shortfall: int,
-        close: Close,
-        insurance_delta: int,
-        bankrupt_at: float,
-        slippage: int,
-        smallest: int | None,
-        tran_ids: tuple[int, ...],
-        position_after: float = 0.0,
-        adl_qty: float = 0.0,
-    ) -> Liquidation:
-        """The record of one liquidation order (a partial step, a take-over or an ADL), its
-        quantities in steps converted once here; the fund's balance is read after the order."""
-        return Liquidation(
-            time=t,
-            api_key=account.api_key,
-            symbol=spec.symbol,
-            position_side=position.position_side,
-            margin_type=margin_type,
-            qty=spec.qty_of(signed_qty),
-            entry_price=entry,
-            mark_price=mark,
-            maintenance_margin=mm,
-            equity_before=equity,
-            realized_pnl_units=realized,
-            fee_units=fee,
-            shortfall_units=shortfall,
-            close_avg_price=self._average_price(spec, close),
-            close_qty=spec.qty_of(close.qty),
-            insurance_delta_units=insurance_delta,
-            insurance_fund_after_units=self._insurance,
-            kind=kind,
-            trigger_id=trigger,
-            bankruptcy_price=bankrupt_at,
-            slippage_units=slippage,
-            position_after=position_after,
-            smallest_healthy_close=None if smallest is None else spec.qty_of(smallest),
-            adl_qty=adl_qty,
-            tran_ids=tran_ids,
-        )
-
-    @staticmethod
-    def _average_price(spec: MarketSpec, close: Close) -> float:
-        if not close.qty:
-            return 0.0
-        return round(
-            close.value / (close.qty * spec.notional_unit) * spec.tick_size,
-            spec.price_precision + 3,
-        )
-
-    def _take_over(
-        self,
-        account: Account,
-        m: MarketState,
-        position: Position,
-        t: float,
-        margin_type: str,
-        trigger: int,
-        mm: float,
-        equity: float,
-        other_mm: float,
-    ) -> None:
-        """Liquidate ``position`` at the mark, charge the fee, and close it into the book; or,
-        when the insurance fund cannot absorb the loss, auto-deleverage it."""
-        spec = m.spec
-        mark = m.feed.mark
-        mark_ticks = max(round(mark / spec.tick_size), 1)
-        long = position.qty > 0
-        entry = position.entry_price(spec)
-        collateral = position.isolated_margin if margin_type == ISOLATED else account.cross_wallet()
-        fee_rate = self.config.liquidation_fee_rate
-        settled = settle(
-            position, spec, mark_ticks=mark_ticks, collateral=collateral, fee_rate=fee_rate
-        )
-        bankrupt_at = bankruptcy_price(position, spec, collateral=collateral)
-        smallest = smallest_healthy_close(
-            position.qty, spec, mark=mark, equity=equity, other_mm=other_mm, fee_rate=fee_rate
-        )
-        side = SELL if long else BUY
-        if settled.shortfall and bankrupt_at > 0:
-            expected = close_outcome(
-                m.book.take(side, abs(position.qty), None, dry_run=True),
-                mark_ticks=mark_ticks,
-                unit=spec.notional_unit,
-                long=long,
-            )
-            if self._insurance + settled.fee - settled.shortfall + expected.slippage < 0:
-                self._auto_deleverage(
-                    account, m, position, t, margin_type, trigger, mm, equity, collateral,
-                    smallest,
-                )  # fmt: skip
-                return
-        account.wallet += settled.wallet_delta
-        now_ms = int(t * 1000)
-        tran_ids = self._book_liquidation_income(
-            account, spec.symbol, settled.realized, settled.shortfall - settled.fee, now_ms
-        )
-        signed_qty = position.qty
-        self._flatten(account, position, t)
-        self._cancel_for_liquidation(account, m)
-        # The venue now owns the position and closes it into its own book.
-        fills = m.book.take(side, abs(signed_qty), None)
-        close = close_outcome(fills, mark_ticks=mark_ticks, unit=spec.notional_unit, long=long)
-        for i in range(0, len(fills), 2):
-            m.record_trade(t, fills[i], fills[i + 1], buyer_maker=long)
-        self._forced_flow(m, fills)
-        delta = settled.fee - settled.shortfall + close.slippage
-        self._insurance += delta
-        self._record(
-            self._liquidation(
-                "TAKEOVER",
-                account,
-                spec,
-                position,
-                t=t,
-                margin_type=margin_type,
-                trigger=trigger,
-                signed_qty=signed_qty,
-                entry=entry,
-                mark=mark,
-                mm=mm,
-                equity=equity,
-                realized=settled.realized,
-                fee=settled.fee,
-                shortfall=settled.shortfall,
-                close=close,
-                insurance_delta=delta,
-                bankrupt_at=bankrupt_at,
-                slippage=close.slippage,
-                smallest=smallest,
-                tran_ids=tran_ids,
-            )
-        )
-        if self._listeners:
-            self._notify(AccountChanged(t, account.api_key, "ORDER", (spec.symbol,)))
-
-    @staticmethod
-    def _flatten(account: Account, position: Position, t: float) -> None:
-        position.qty = 0
-        position.cost = 0
-        position.isolated_margin = 0
-        position.update_ms = int(t * 1000)
-        account.update_ms = position.update_ms
+            return self._liquidator.add_crowd(crowd, self._market(crowd.symbol))
 
     def adl_ranking(self, symbol: str, *, long: bool) -> list[tuple[float, str, str]]:
         """(score, api key, position side) of every open ``long`` (or short) leg of
         ``symbol``, first to be deleveraged first: Binance's ADL order, the ranking
         ``/fapi/v1/adlQuantile`` reports in quintiles."""
         with self.lock:
-            m = self._market(symbol)
-            ranked = []
-            for account in self._accounts.values():
-                for side in ("BOTH", "LONG", "SHORT"):
-                    p = account.positions.get((symbol, side))
-                    if p is not None and p.qty and (p.qty > 0) == long:
-                        score = self._adl_score(account, m.spec, m, p)
-                        ranked.append((score, account.api_key, side))
-            # Ties go to the account that opened first (stable: insertion order).
-            ranked.sort(key=lambda row: -row[0])
-            return ranked
-
-    def _auto_deleverage(
-        self,
-        account: Account,
-        m: MarketState,
-        position: Position,
-        t: float,
-        margin_type: str,
-        trigger: int,
-        mm: float,
-        equity: float,
-        collateral: int,
-        smallest: int | None,
-    ) -> None:
-        """Close a bankrupt ``position`` at its bankruptcy price against the top-ranked
-        opposite positions, with no fee; what they cannot take goes into the book at the
-        fund's risk.
-
-        The trader loses exactly the collateral. The opposite legs trade at the bankruptcy
-        price rounded to a tick in the fund's favour (a buyer pays the tick above, a seller
-        gets the one below), so the fund's change is that rounding plus the book's close of
-        any rest against the bankruptcy value."""
-        spec = m.spec
-        mark = m.feed.mark
-        mark_ticks = max(round(mark / spec.tick_size), 1)
-        long = position.qty > 0
-        size = abs(position.qty)
-        unit = spec.notional_unit
-        entry = position.entry_price(spec)
-        bankrupt_at = bankruptcy_price(position, spec, collateral=collateral)
-        exact = position.cost - collateral if long else position.cost + collateral
-        exact_ticks = exact / (size * unit)
-        # The opposite legs buy from a bankrupt long (pay the tick above) or sell to a
-        # bankrupt short (get the tick below).
-        price_ticks = (
-            math.ceil(exact_ticks - 1e-9) if long else max(math.floor(exact_ticks + 1e-9), 1)
-        )
-        now_ms = int(t * 1000)
-        signed_qty = position.qty
-        account.wallet -= collateral
-        tran_ids = self._book_liquidation_income(account, spec.symbol, -collateral, 0, now_ms)
-        self._flatten(account, position, t)
-        self._cancel_for_liquidation(account, m)
-        left = size
-        traded = 0  # units the opposite legs paid (long) or received (short)
-        deleveraged: list[AutoDeleveraged] = []
-        for score, key, side in self.adl_ranking(spec.symbol, long=not long):
-            if not left or key == account.api_key:
-                continue
-            other = self._accounts[key]
-            leg = other.positions[(spec.symbol, side)]
-            take = min(left, abs(leg.qty))
-            result = apply_fill(
-                other, leg, spec, take if long else -take, price_ticks, 0.0,
-                self._leverage(other, spec.symbol), self._isolated(other, spec.symbol), now_ms,
-            )  # fmt: skip
-            left -= take
-            traded += price_ticks * take * unit
-            ids = self._book_liquidation_income(other, spec.symbol, result.realized_pnl, 0, now_ms)
-            deleveraged.append(
-                AutoDeleveraged(
-                    time=t,
-                    api_key=key,
-                    symbol=spec.symbol,
-                    position_side=side,
-                    qty=spec.qty_of(-take if long else take),
-                    price=spec.price_of(price_ticks),
-                    mark_price=mark,
-                    realized_pnl_units=result.realized_pnl,
-                    rank_score=score,
-                    trigger_id=trigger,
-                    position_after=spec.qty_of(leg.qty),
-                    tran_ids=ids,
-                )
-            )
-        fills = m.book.take(SELL if long else BUY, left, None) if left else []
-        rest = close_outcome(fills, mark_ticks=mark_ticks, unit=unit, long=long)
-        for i in range(0, len(fills), 2):
-            m.record_trade(t, fills[i], fills[i + 1], buyer_maker=long)
-        self._forced_flow(m, fills)
-        closed_qty = (size - left) + rest.qty
-        closed_value = traded + rest.value
-        rest_exact = _share(exact, left, size)
-        settled_value = exact - rest_exact  # what the opposite legs' part was worth at BP
-        if long:
-            delta = (traded - settled_value) + (rest.value - rest_exact)
-        else:
-            delta = (settled_value - traded) + (rest_exact - rest.value)
-        self._insurance += delta
-        at_mark = mark_ticks * closed_qty * unit
-        self._record(
-            self._liquidation(
-                "ADL",
-                account,
-                spec,
-                position,
-                t=t,
-                margin_type=margin_type,
-                trigger=trigger,
-                signed_qty=signed_qty,
-                entry=entry,
-                mark=mark,
-                mm=mm,
-                equity=equity,
-                realized=-collateral,
-                fee=0,
-                shortfall=0,
-                close=Close(closed_qty, closed_value, 0),
-                insurance_delta=delta,
-                bankrupt_at=bankrupt_at,
-                slippage=closed_value - at_mark if long else at_mark - closed_value,
-                smallest=smallest,
-                tran_ids=tran_ids,
-                adl_qty=spec.qty_of(size - left),
-            )
-        )
-        for event in deleveraged:
-            self._record(event)
-        if self._listeners:
-            self._notify(AccountChanged(t, account.api_key, "ORDER", (spec.symbol,)))
-            for event in deleveraged:
-                self._notify(AccountChanged(t, event.api_key, "ORDER", (spec.symbol,)))
-
-
-def _triggered(kind: str, side: str, stop: float, price: float) -> bool:
-    """Whether a stop (``STOP_MARKET``, ``STOP``) or take-profit watching ``price`` fires."""
-    rising = (kind in ("STOP_MARKET", "STOP")) == (side == BUY)
-    return price >= stop if rising else price <= stop
-
-
-def _as_request(order: Order) -> OrderRequest:
-    return OrderRequest(
-        symbol=order.symbol,
-        side=order.side,
-        type="MARKET",
-        qty=order.qty,
-        price=0,
-        time_in_force="",
-        reduce_only=order.reduce_only,
-        stop=0,
-        working_type=order.working_type,
-        client_order_id=order.client_order_id,
-        position_side=order.position_side,
-    )
+            return self._liquidator.adl_ranking(self._market(symbol), long=long)
 
 
 def _tiers_from_brackets(rows: Any) -> TierTable:

@@ -241,9 +241,19 @@ def liquidation_price(
     return min(found, key=lambda price: abs(price - mark))
 
 
+def adl_score(position: Position, market: MarketSpec, mark: float, leverage: int) -> float:
+    """Binance's auto-deleveraging rank of a leg: its PnL ratio (unrealised PnL at ``mark``
+    over cost) times its leverage when in profit, divided by it at a loss; the highest score
+    is deleveraged first."""
+    cost = position.cost / MONEY_SCALE
+    ratio = position.unrealized(market, mark) / cost if cost else 0.0
+    return ratio * leverage if ratio > 0 else ratio / leverage
+
+
 __all__ = [
     "Close",
     "Settlement",
+    "adl_score",
     "bankruptcy_price",
     "close_outcome",
     "healthy_after_close",
