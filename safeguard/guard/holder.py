@@ -147,15 +147,21 @@ def _hear_leverage(view: PreTradeGate, client: Any) -> None:
 
     def handle_message(ws: Any, message: Any) -> Any:
         result = handle(ws, message)
-        update = leverage_update(message)
-        if update is not None:
-            venue_id, leverage = update
-            try:
-                symbol = client.safe_symbol(venue_id, None, None, "swap")
-            except Exception:  # markets not loaded: the next reconcile read settles it
+        try:
+            update = leverage_update(message)
+            if update is None:
                 return result
+            venue_id, leverage = update
+            market = (getattr(client, "markets_by_id", None) or {}).get(venue_id)
+            if not market:  # ccxt's safe_symbol would file it under the venue's id
+                logger.warning("user-data stream: leverage for unknown market {!r}", venue_id)
+                return result
+            symbol = market[0]["symbol"] if isinstance(market, list) else market["symbol"]
             if not view.leverage_heard(str(symbol), leverage):
                 logger.warning("user-data stream: unusable leverage {!r} for {}", leverage, symbol)
+        except Exception:
+            # Raised into ccxt's receive loop it would stop the socket delivering anything.
+            logger.exception("user-data stream: reading a leverage update failed")
         return result
 
     client.handle_message = handle_message

@@ -98,6 +98,15 @@ class MarketCache:
     open_orders: dict[str, Seen] = field(default_factory=dict)
     """Per symbol, the open orders of both kinds; ``fetched`` is the ordinary orders' read."""
     stops_read: dict[str, float] = field(default_factory=dict)
+    algo_ids: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Per symbol, the ids of the open orders last seen in the algo service (the stops read,
+    or our own conditional order's answer). Which listing an order came from is what says
+    which read is its truth: a triggered stop-limit rests as a LIMIT that keeps its trigger
+    price, so its own fields would still call it a stop."""
+    heard_leverage: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    """Per symbol, a leverage the user-data stream reported that no REST read has confirmed
+    yet, and whether one already disagreed (a read in flight when the stream spoke may
+    answer the value from before)."""
     """Per symbol, when its conditional orders were last read. Binance keeps a stop or a
     take-profit that has not triggered in its algo service since 2025-12-09: a plain
     ``fetch_open_orders`` does not list it, ``{"trigger": True}`` does (:func:`stops_read`)."""
@@ -422,7 +431,23 @@ class MarketCache:
         known = dict(old.value) if old is not None else {"leverage": None, "marginMode": None}
         known["leverage"] = value
         self.settings[symbol] = Seen(known, -math.inf if old is None else old.fetched, None)
+        self.heard_leverage[symbol] = (value, False)
         return True
+
+    def _leverage_from_rest(self, symbol: str, value: float | None, *, read: bool) -> float | None:
+        """What a REST value (a ``fetch_leverages`` read, or our ``set_leverage``'s answer)
+        makes of the leverage the stream reported: agreeing, it confirms it; disagreeing, the
+        higher is kept (it fails safe) and the setting is read again, whose answer (a read,
+        not an answer to our own change) is then the truth. None: no doubt, take ``value``."""
+        heard = self.heard_leverage.get(symbol)
+        if heard is None or value is None:
+            return None
+        leverage, doubted = heard
+        if value == leverage or (doubted and read):
+            del self.heard_leverage[symbol]
+            return None
+        self.heard_leverage[symbol] = (leverage, True)
+        return max(leverage, value)
 
     def _account_reconcile(self, now: float) -> list[Send]:
         """The reconcile reads due after the user-data stream came back: at most once per due
@@ -647,12 +672,15 @@ class MarketCache:
             setting = str(args[1])
             old = self.settings.get(setting)
             known = dict(old.value) if old is not None else {"leverage": None, "marginMode": None}
-            if method == "set_leverage":
-                known["leverage"] = _leverage_value(args[0])
-            else:
-                known["marginMode"] = _margin_mode_value(args[0])
             # The read schedule stays the venue read's (none yet: due now, for the other half).
             fetched = -math.inf if old is None else old.fetched
+            if method == "set_leverage":
+                leverage = _leverage_value(args[0])
+                doubt = self._leverage_from_rest(setting, leverage, read=False)
+                known["leverage"] = leverage if doubt is None else doubt
+                fetched = fetched if doubt is None else -math.inf
+            else:
+                known["marginMode"] = _margin_mode_value(args[0])
             self.settings[setting] = Seen(known, fetched, None)
         elif method == "fetch_balance" and isinstance(value, Mapping):
             self.balance = Seen(value, now, None)
@@ -713,7 +741,7 @@ class MarketCache:
         symbol. The other kind is kept as it was known."""
         args, kwargs = send.args, send.kwargs
         params = kwargs.get("params") or (args[3] if len(args) > 3 else None)
-        conditional = params == STOPS_PARAMS
+        conditional = _stops_only(params)
         if (params and not conditional) or any(
             a is not None for a in [*args[1:3], kwargs.get("since"), kwargs.get("limit")]
         ):
@@ -731,20 +759,23 @@ class MarketCache:
                 by_symbol.setdefault(order["symbol"], []).append(order)
         for name, listed in by_symbol.items():
             old = self.open_orders.get(name)
-            ids = {str(o.get("id")) for o in listed if isinstance(o, Mapping)}
-            # A plain answer says nothing of the stops the algo service holds (and an older
-            # venue's plain answer that lists them is taken as it is).
+            ids = frozenset(str(o.get("id")) for o in listed if isinstance(o, Mapping))
+            algo = self.algo_ids.get(name, frozenset())
+            # Each listing is the truth for its own orders only: the other listing's are kept
+            # as last seen (a plain answer says nothing of the algo service's stops).
             kept = [
                 o
                 for o in (old.value if old is not None else ())
-                if _conditional(o) != conditional and str(o.get("id")) not in ids
+                if (str(o.get("id")) in algo) != conditional and str(o.get("id")) not in ids
             ]
             if conditional:
                 fetched = old.fetched if old is not None else -math.inf
                 self.open_orders[name] = Seen(_unique(kept + listed), fetched, None)
+                self.algo_ids[name] = ids
                 self.stops_read[name] = now
             else:
                 self.open_orders[name] = Seen(_unique(listed + kept), now, None)
+                self.algo_ids[name] = algo - ids  # triggered: an ordinary order now
 
     def _absorb_orders(self, send: Send, value: Any) -> None:
         """Orders named by a cancel or a read: each one no longer open leaves the count (a
@@ -770,12 +801,15 @@ class MarketCache:
             symbol = args[0] if args else kwargs.get("symbol")
             params = kwargs.get("params") or (args[1] if len(args) > 1 else None) or {}
             # Binance keeps conditional orders apart: a cancel-all ends one kind or the other.
-            triggers = any(params.get(k) for k in ("trigger", "stop", "conditional"))
+            triggers = _stops_only(params)
             for name in [symbol] if isinstance(symbol, str) else list(self.open_orders):
                 seen = self.open_orders.get(name)
                 if seen is not None:
-                    kept = [o for o in seen.value if _conditional(o) != triggers]
+                    algo = self.algo_ids.get(name, frozenset())
+                    kept = [o for o in seen.value if (str(o.get("id")) in algo) != triggers]
                     self.open_orders[name] = Seen(kept, seen.fetched, seen.venue_time)
+                    if triggers:
+                        self.algo_ids[name] = frozenset()
 
     def _update(self, symbol: Any, order: Mapping[str, Any], *, ended: bool, joins: bool) -> None:
         seen = self.open_orders.get(symbol) if isinstance(symbol, str) else None
@@ -841,6 +875,7 @@ class MarketCache:
             self._reread_positions(symbol)
             self.open_orders.pop(symbol, None)
             self.stops_read.pop(symbol, None)
+            self.algo_ids.pop(symbol, None)
             return
         filled = _number(order.get("filled"))
         if order.get("id") is not None and filled is not None:
@@ -867,10 +902,14 @@ class MarketCache:
         if seen is None:
             self.open_orders.pop(symbol, None)
             self.stops_read.pop(symbol, None)
+            self.algo_ids.pop(symbol, None)
             return
         listed = [o for o in seen.value if o.get("id") != order.get("id")]
         if resting:
             listed.append(order)
+            if _conditional(order) and order.get("id") is not None:
+                # Its answer came from the algo routes: the stops read is its truth.
+                self.algo_ids[symbol] = self.algo_ids.get(symbol, frozenset()) | {str(order["id"])}
         self.open_orders[symbol] = Seen(listed, seen.fetched, seen.venue_time)
 
     def _reread_balance(self) -> None:
@@ -1063,12 +1102,14 @@ class MarketCache:
             long_, short = structure.get("longLeverage"), structure.get("shortLeverage")
             # Hedge legs may differ: the higher one liquidates first, so judge by it.
             known = [v for v in (_leverage_value(long_), _leverage_value(short)) if v]
+            leverage = max(known) if known else None
+            doubt = self._leverage_from_rest(str(sym), leverage, read=True)
             self.settings[sym] = Seen(
                 {
-                    "leverage": max(known) if known else None,
+                    "leverage": leverage if doubt is None else doubt,
                     "marginMode": _margin_mode_value(structure.get("marginMode")),
                 },
-                now,
+                now if doubt is None else -math.inf,
                 None,
             )
 
@@ -1128,6 +1169,17 @@ _ORDER_ANSWERS = _READS | {
     "cancel_orders",
     "cancel_all_orders",
 }
+
+
+def _stops_only(params: Any) -> bool:
+    """Whether ccxt sends a read or cancel with ``params`` to Binance's algo routes: one of its
+    flags, a real ``True`` (ccxt takes no other value: ``{"trigger": 1}`` goes to the plain
+    route), and no other filter."""
+    return (
+        isinstance(params, Mapping)
+        and len(params) == 1
+        and any(params.get(flag) is True for flag in ("trigger", "stop", "conditional"))
+    )
 
 
 def _conditional(order: Mapping[str, Any]) -> bool:

@@ -375,3 +375,85 @@ def test_the_triggers_see_a_hedge_mode_stop_beyond_liquidation() -> None:
     [trip] = trips.take()
     assert trip.state is TradingState.HALTED
     assert trip.code == Code.LIQUIDATION_DISTANCE
+
+
+# --- the stops Binance lists apart ------------------------------------------------------------
+
+
+def _cache_with_orders() -> MarketCache:
+    cache = MarketCache(RiskLimits())
+    plain = [{"id": "1", "symbol": SYMBOL, "status": "open", "type": "limit", "price": 10.0}]
+    stops = [
+        {"id": "2", "symbol": SYMBOL, "status": "open", "type": "stop_market", "triggerPrice": 9.0}
+    ]
+    cache.absorb(Send("fetch_open_orders", (SYMBOL,)), plain, 0.0)
+    cache.absorb(stops_read(SYMBOL), stops, 0.0)
+    return cache
+
+
+def _ids(cache: MarketCache) -> list[str]:
+    return sorted(str(o["id"]) for o in cache.open_orders[SYMBOL].value)
+
+
+def test_a_triggered_take_profit_resting_as_a_limit_stays_counted_through_both_reads() -> None:
+    # A triggered stop-limit rests as a LIMIT that keeps its stop price (ccxt: triggerPrice).
+    # It moved from the algo listing to the plain one; judged by its fields it looked like a
+    # stop still, and the stops read dropped it: the view counted one order fewer than rest.
+    cache = _cache_with_orders()
+    triggered = {
+        "id": "2", "symbol": SYMBOL, "status": "open", "type": "limit", "triggerPrice": 9.0,
+    }  # fmt: skip
+    plain = [{"id": "1", "symbol": SYMBOL, "status": "open", "type": "limit"}, triggered]
+    cache.absorb(Send("fetch_open_orders", (SYMBOL,)), plain, 1.0)
+    cache.absorb(stops_read(SYMBOL), [], 1.0)
+    assert _ids(cache) == ["1", "2"]
+    cache.absorb(Send("fetch_open_orders", (SYMBOL,)), plain, 2.0)
+    assert _ids(cache) == ["1", "2"]
+
+
+@pytest.mark.parametrize("params", [{"trigger": 1}, {"trigger": "true"}, {"stop": 1}])
+def test_a_stops_filter_ccxt_does_not_honour_is_no_stops_read(params: dict[str, Any]) -> None:
+    # ccxt sends {"trigger": 1} to the plain route (it takes only a real bool): its answer is
+    # the plain orders, and reading it as the stops' truth wiped every stop from the view.
+    cache = _cache_with_orders()
+    plain = [{"id": "1", "symbol": SYMBOL, "status": "open", "type": "limit"}]
+    cache.absorb(Send("fetch_open_orders", (SYMBOL,), {"params": params}), plain, 1.0)
+    assert _ids(cache) == ["1", "2"]
+    assert cache.stops_read[SYMBOL] == 0.0
+
+
+def test_a_cancel_all_of_stops_leaves_a_triggered_order_counted() -> None:
+    cache = _cache_with_orders()
+    triggered = {
+        "id": "2", "symbol": SYMBOL, "status": "open", "type": "limit", "triggerPrice": 9.0,
+    }  # fmt: skip
+    plain = [{"id": "1", "symbol": SYMBOL, "status": "open", "type": "limit"}, triggered]
+    cache.absorb(Send("fetch_open_orders", (SYMBOL,)), plain, 1.0)
+    cache.absorb(Send("cancel_all_orders", (SYMBOL, {"trigger": True})), [], 2.0)
+    assert _ids(cache) == ["1", "2"]  # both rest as ordinary orders now
+    cache.absorb(Send("cancel_all_orders", (SYMBOL,)), [], 3.0)
+    assert _ids(cache) == []
+
+
+def test_a_rest_leverage_that_disagrees_with_one_just_heard_keeps_the_higher_and_reads_again() -> (
+    None
+):
+    # A fetch_leverages (or our own set_leverage's answer) under way while the stream says
+    # another client set 50: the REST answer, absorbed last, put the view back to 5.
+    cache = MarketCache(RiskLimits())
+    cache.absorb(
+        Send("fetch_leverages", ()), {SYMBOL: {"longLeverage": 5, "shortLeverage": 5}}, 0.0
+    )
+    assert cache.leverage_heard(SYMBOL, 50)
+    cache.absorb(
+        Send("fetch_leverages", ()), {SYMBOL: {"longLeverage": 5, "shortLeverage": 5}}, 1.0
+    )
+    assert cache.settings[SYMBOL].value["leverage"] == 50.0
+    assert cache.settings[SYMBOL].fetched == -math.inf  # due again: the next read settles it
+    cache.absorb(Send("set_leverage", (5, SYMBOL)), {}, 1.5)
+    assert cache.settings[SYMBOL].value["leverage"] == 50.0
+    cache.absorb(
+        Send("fetch_leverages", ()), {SYMBOL: {"longLeverage": 7, "shortLeverage": 7}}, 2.0
+    )
+    assert cache.settings[SYMBOL].value["leverage"] == 7.0  # a read after the doubt: the truth
+    assert cache.settings[SYMBOL].fetched == 2.0
