@@ -540,6 +540,13 @@ class MarketCache:
             return
         self._update(symbol, order, ended=status in _ENDED, joins=status == "open")
         order_id = str(order["id"])
+        info = order.get("info")
+        if isinstance(info, Mapping) and "aid" in info:
+            # An ALGO_UPDATE: the order waits in the algo service while open (the stops read
+            # is its truth); once triggered it is an ordinary order (ORDER_TRADE_UPDATE).
+            algo = self.algo_ids.get(symbol, frozenset())
+            waiting = status == "open" and info.get("X") in (None, "NEW")
+            self.algo_ids[symbol] = algo | {order_id} if waiting else algo - {order_id}
         filled = _number(order.get("filled")) or 0.0
         client_id = str(order.get("clientOrderId") or "")
         if (

@@ -457,3 +457,16 @@ def test_a_rest_leverage_that_disagrees_with_one_just_heard_keeps_the_higher_and
     )
     assert cache.settings[SYMBOL].value["leverage"] == 7.0  # a read after the doubt: the truth
     assert cache.settings[SYMBOL].fetched == 2.0
+
+
+def test_a_stop_another_client_placed_heard_on_the_stream_survives_the_next_plain_read() -> None:
+    cache = _cache_with_orders()
+    streamed = {
+        "id": "3", "symbol": SYMBOL, "status": "open", "type": "stop_market",
+        "triggerPrice": 8.0, "info": {"aid": 3, "X": "NEW"},
+    }  # fmt: skip
+    cache.streamed("watch_orders", (SYMBOL,), {}, [streamed], 1.0)
+    assert _ids(cache) == ["1", "2", "3"]
+    plain = [{"id": "1", "symbol": SYMBOL, "status": "open", "type": "limit"}]
+    cache.absorb(Send("fetch_open_orders", (SYMBOL,)), plain, 2.0)
+    assert _ids(cache) == ["1", "2", "3"]  # the algo service's: the plain read says nothing
