@@ -344,14 +344,19 @@ async def test_positions_and_balance_follow_fills_and_funding(pro: Any, venue: V
     await cached(funding_task, lambda: total() == pytest.approx(after, abs=1e-8))
 
 
-async def watch_until_it_fails(
-    pro: Any, symbol: str, started_watch: asyncio.Task[Any], *, watches: int
+async def step_until_the_watch_fails(
+    pro: Any, symbol: str, watch: asyncio.Task[Any], venue: Venue, dialect: Dialect
 ) -> None:
-    """Wait for the started watch of ``symbol``'s book, then watch it up to ``watches`` more
-    times in a row, each waiting for a message."""
-    await asyncio.wait_for(started_watch, GUARD_S)
-    for _ in range(watches):
-        await asyncio.wait_for(pro.watch_order_book(symbol), GUARD_S)
+    """Step the venue (one depth update a step), watching ``symbol``'s book again after each
+    answer, until a watch raises; up to 20 steps."""
+    for _ in range(20):
+        venue.advance(STEP_S)
+        dialect.tick()
+        done, _ = await asyncio.wait({watch}, timeout=1.0)
+        if done:
+            watch.result()  # raises the gap once the client has seen it
+            watch = asyncio.ensure_future(pro.watch_order_book(symbol))
+    watch.cancel()
 
 
 async def test_a_dropped_depth_update_is_a_gap_ccxt_detects(
@@ -361,17 +366,15 @@ async def test_a_dropped_depth_update_is_a_gap_ccxt_detects(
     dialect.set_fault_plan(
         FaultPlan.parse({"rules": [{"kind": "depth_gap", "symbol": "ETHUSDT", "at_s": 0}]})
     )
-    task = await started(pro.watch_order_book(ETH))
+    watch = await started(pro.watch_order_book(ETH))
     try:
-        for _ in range(2):  # the first update is lost; the second names it as its pu
-            venue.advance(STEP_S)
-            dialect.tick()
-        # The started watch may first resolve on an update sent before the gap, if one was
-        # still on its way (when depends on how the loop's turns fell, not on anything the
-        # venue did): then the next watch waits for the next message, and the gap comes within
-        # the two updates sent after it was planted.
+        # The first update after the plan is lost; every later one names a predecessor the
+        # client never saw. The venue steps until the client says so: a watch may first
+        # resolve on an update sent before the gap (how the loop's turns fell), and on a
+        # loaded machine a step's update can still be on its way when the next step comes,
+        # so the test steps on (each step one more update) rather than count on two.
         with pytest.raises(ccxt.ChecksumError):
-            await watch_until_it_fails(pro, ETH, task, watches=2)
+            await step_until_the_watch_fails(pro, ETH, watch, venue, dialect)
     finally:
         dialect.set_fault_plan(None)
     # Watching again starts over from a new snapshot, and the book is exact again.
