@@ -129,6 +129,14 @@ async def _step(ex: Any, paper: PaperAccount, seconds: float, *feeds: str) -> No
     await until(lambda: _heard_now(ex, paper, *feeds), f"{feeds} heard after the step")
 
 
+async def _watch_market_and_orders(ex: Any, paper: PaperAccount, watching: Watching) -> None:
+    """The strategy's usual watches (mark, book, ticker, its orders), heard once."""
+    for method, symbol in MARKET_WATCHES:
+        watching.start(method, symbol)
+    watching.start("watch_orders", BTC)
+    await _step(ex, paper, 1.0, "mark", "book", "ticker")
+
+
 def _denials(verdict: Any, code: str) -> list[str]:
     return [f.message for f in verdict.denials if f.code == code]
 
@@ -138,10 +146,7 @@ async def test_watched_streams_keep_the_view_fresh_so_spaced_orders_read_nothing
 ) -> None:
     ex, reads, watching = await _guarded(paper, tmp_path)
     try:
-        for method, symbol in MARKET_WATCHES:
-            watching.start(method, symbol)
-        watching.start("watch_orders", BTC)
-        await _step(ex, paper, 1.0, "mark", "book", "ticker")
+        await _watch_market_and_orders(ex, paper, watching)
         await ex.create_order(BTC, "market", "buy", 0.01)  # the first: rules, tiers, account
         bid = ex.runtime.view.cache.books[BTC].value["bids"][5][0]
         for i in range(6):
@@ -164,10 +169,7 @@ async def test_a_stalled_stream_denies_new_exposure_instead_of_reading_rest(
 ) -> None:
     ex, reads, watching = await _guarded(paper, tmp_path)
     try:
-        for method, symbol in MARKET_WATCHES:
-            watching.start(method, symbol)
-        watching.start("watch_orders", BTC)
-        await _step(ex, paper, 1.0, "mark", "book", "ticker")
+        await _watch_market_and_orders(ex, paper, watching)
         assert (await ex.preview(BTC, "market", "buy", 0.01)).decision is Decision.ALLOW
         paper.set_faults({"rules": [{"kind": "stream_stall", "end_s": 30}]})
         heard = ex.runtime.view.cache.feeds[("mark", BTC)].last_message
@@ -328,10 +330,7 @@ async def test_a_resting_order_filled_later_is_reconciled_on_the_streams_path(
 ) -> None:
     ex, reads, watching = await _guarded(paper, tmp_path)
     try:
-        for method, symbol in MARKET_WATCHES:
-            watching.start(method, symbol)
-        watching.start("watch_orders", BTC)
-        await _step(ex, paper, 1.0, "mark", "book", "ticker")
+        await _watch_market_and_orders(ex, paper, watching)
         [bid, level] = [float(x) for x in paper.venue.depth("BTCUSDT", 5)["bids"][0]]
         resting = await ex.create_order(BTC, "limit", "buy", 0.01, bid)
         assert resting["status"] == "open"
@@ -493,10 +492,7 @@ async def test_a_leverage_another_client_sets_reaches_the_verdict_through_the_us
     # judged on the old leverage, with a liquidation price that no longer held.
     ex, reads, watching = await _guarded(paper, tmp_path)
     try:
-        for method, symbol in MARKET_WATCHES:
-            watching.start(method, symbol)
-        watching.start("watch_orders", BTC)
-        await _step(ex, paper, 1.0, "mark", "book", "ticker")
+        await _watch_market_and_orders(ex, paper, watching)
         await ex.set_leverage(5, BTC)
         assert (await ex.preview(BTC, "market", "buy", 0.01)).decision is Decision.ALLOW
         settings = ex.runtime.view.cache.settings
