@@ -808,7 +808,7 @@ class MarketCache:
             symbol = args[0] if args else kwargs.get("symbol")
             params = kwargs.get("params") or (args[1] if len(args) > 1 else None) or {}
             # Binance keeps conditional orders apart: a cancel-all ends one kind or the other.
-            triggers = _stops_only(params)
+            triggers = _to_algo_routes(params)
             for name in [symbol] if isinstance(symbol, str) else list(self.open_orders):
                 seen = self.open_orders.get(name)
                 if seen is not None:
@@ -1178,15 +1178,19 @@ _ORDER_ANSWERS = _READS | {
 }
 
 
+def _to_algo_routes(params: Any) -> bool:
+    """Whether ccxt sends a call with ``params`` to Binance's algo routes: one of its flags is
+    a real ``True`` (``{"trigger": 1}`` goes to the plain route), whatever else they carry."""
+    return isinstance(params, Mapping) and any(
+        params.get(flag) is True for flag in ("trigger", "stop", "conditional")
+    )
+
+
 def _stops_only(params: Any) -> bool:
     """Whether ccxt sends a read or cancel with ``params`` to Binance's algo routes: one of its
     flags, a real ``True`` (ccxt takes no other value: ``{"trigger": 1}`` goes to the plain
     route), and no other filter."""
-    return (
-        isinstance(params, Mapping)
-        and len(params) == 1
-        and any(params.get(flag) is True for flag in ("trigger", "stop", "conditional"))
-    )
+    return isinstance(params, Mapping) and len(params) == 1 and _to_algo_routes(params)
 
 
 def _conditional(order: Mapping[str, Any]) -> bool:

@@ -470,3 +470,13 @@ def test_a_stop_another_client_placed_heard_on_the_stream_survives_the_next_plai
     plain = [{"id": "1", "symbol": SYMBOL, "status": "open", "type": "limit"}]
     cache.absorb(Send("fetch_open_orders", (SYMBOL,)), plain, 2.0)
     assert _ids(cache) == ["1", "2", "3"]  # the algo service's: the plain read says nothing
+
+
+def test_a_cancel_all_of_stops_with_other_params_still_leaves_the_ordinary_orders_counted() -> None:
+    # ccxt sends any cancel-all whose params carry trigger=True to the algo route, whatever
+    # else they carry: taking it for a plain cancel-all dropped the ordinary orders from the
+    # count while they still rested at the venue.
+    cache = _cache_with_orders()
+    params = {"trigger": True, "recvWindow": 5000}
+    cache.absorb(Send("cancel_all_orders", (SYMBOL, params)), [], 1.0)
+    assert _ids(cache) == ["1"]
