@@ -42,7 +42,10 @@ STREAM_KINDS = (
 the schedules the REST faults drew before streams came stay as they were)."""
 CRASH_POINTS = ("after_record", "after_send", "mid_reconcile", "mid_engage")
 PROCESS_KINDS = ("crash", "disk_full", "clock_jump", "engage")
-KINDS = VENUE_KINDS + STREAM_KINDS + PROCESS_KINDS
+STORAGE_KINDS = ("read_only",)
+"""Troubles of one bot's state directory (drawn apart from the rest, so the schedules drawn
+before they came stay as they were)."""
+KINDS = VENUE_KINDS + STREAM_KINDS + PROCESS_KINDS + STORAGE_KINDS
 
 ORDER = "POST /fapi/v1/order"
 
@@ -60,9 +63,8 @@ class Fault:
 
     def describe(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        where = (
-            f" bot {self.bot}" if self.kind in PROCESS_KINDS and self.kind != "disk_full" else ""
-        )
+        on_a_bot = self.kind in PROCESS_KINDS + STORAGE_KINDS and self.kind != "disk_full"
+        where = f" bot {self.bot}" if on_a_bot else ""
         span = f"bars {self.at}-{self.at + self.bars - 1}" if self.bars > 1 else f"bar {self.at}"
         return f"{self.kind}{where} at {span}" + (f" ({extra})" if extra else "")
 
@@ -100,6 +102,13 @@ def draw_schedule(seed: int, *, bars: int, bots: int, symbols: tuple[str, ...]) 
         if kind in ("stream_stall", "stream_freeze") and streams.random() < 0.5:
             params = {"symbol": streams.choice(symbols)}
         faults.append(Fault(kind, at, streams.randint(1, 4), 0, params))
+    storage = random.Random(f"storage-{seed}")
+    if storage.random() < 0.4:
+        # A bot's state directory made read-only for 1-3 bars (an operator's chmod, a
+        # deployment that mounts it read-only): its switch, bans, peak and a restarted
+        # journal cannot be written.
+        at = storage.randint(1, last)
+        faults.append(Fault("read_only", at, storage.randint(1, 3), storage.randrange(bots)))
     faults.sort(key=lambda f: (f.at, f.kind, f.bot))
     return faults
 
@@ -224,6 +233,7 @@ __all__ = [
     "CRASH_POINTS",
     "KINDS",
     "PROCESS_KINDS",
+    "STORAGE_KINDS",
     "STREAM_KINDS",
     "VENUE_KINDS",
     "Fault",

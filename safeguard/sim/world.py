@@ -20,10 +20,8 @@ import concurrent.futures
 import contextlib
 import os
 import random
-import resource
 import selectors
 import shutil
-import signal
 import tempfile
 import traceback
 from collections import Counter, deque
@@ -48,7 +46,16 @@ from safeguard.guard.throttle import registry_for
 from safeguard.killswitch.ladder import run_ladder, run_ladder_async
 from safeguard.killswitch.store import FileStateStore
 from safeguard.killswitch.switch import KillSwitch, SwitchState, TradingState
-from safeguard.sim.schedule import BAR_S, Fault, draw_schedule, draw_triggers, venue_plan
+from safeguard.sim.schedule import (
+    BAR_S,
+    STREAM_KINDS,
+    VENUE_KINDS,
+    Fault,
+    draw_schedule,
+    draw_triggers,
+    venue_plan,
+)
+from safeguard.sim.storage import ReadOnly, disk_full, unrestricted
 from safeguard.testing import sandbox_policy, strip_attached_stops
 from safeguard.venue import Fill, FundingPayment, Liquidation, Venue, VenueConfig
 from safeguard.venue.dialect import Dialect
@@ -827,6 +834,8 @@ class World:
         self.outcomes: Counter[str] = Counter()
         self.killed_raw: list[Any] = []
         self.engaged: dict[int, list[_Engaged]] = {}
+        self.read_only: dict[int, ReadOnly] = {}
+        """Bots whose state directory is read-only now, by index."""
         self.ladders: list[asyncio.Future[Any]] = []
         self.triggers = draw_triggers(seed, bots=len(POPULATION))
         self.judged_ids: dict[int, set[str]] = {}
@@ -1042,7 +1051,8 @@ class World:
         if pending and not process.tear_allowed:
             return  # fsynced before its send: a kill cannot tear it
         cut = start + max(1, len(last) // 2)
-        os.truncate(path, cut)  # shrinking never needs room: it tears on a full disk too
+        with unrestricted():  # the kill cut a write the descriptor could still make
+            os.truncate(path, cut)  # shrinking never needs room: it tears on a full disk too
         self.faults_fired["torn_write"] += 1
         self.note(f"bot {process.index}: journal torn at byte {cut} of {len(data)}")
 
@@ -1051,11 +1061,11 @@ class World:
             if fault.at == self.bar:
                 self._begin(fault)
             elif fault.kind == "disk_full" and fault.at + fault.bars == self.bar:
-                _disk_full(False)
+                disk_full(False)
                 self.note("disk has room again")
-            if fault.kind not in ("crash", "disk_full", "clock_jump", "engage") and (
-                fault.at == self.bar
-            ):
+            elif fault.kind == "read_only" and fault.at + fault.bars == self.bar:
+                self._writable_again(fault.bot)
+            if fault.kind in VENUE_KINDS + STREAM_KINDS and fault.at == self.bar:
                 self.faults_fired[fault.kind] += 1
         self._operator()
 
@@ -1076,9 +1086,17 @@ class World:
             if point == "mid_engage":
                 self._engage(bot, TradingState.HALTED, "sim: engage to be killed")
         elif kind == "disk_full":
-            _disk_full(True)
+            disk_full(True)
             self.faults_fired["disk_full"] += 1
             self.note("disk full")
+        elif kind == "read_only":
+            window = self.read_only.setdefault(bot.index, ReadOnly(bot.process.state_dir))
+            if window.begin():
+                self.faults_fired["read_only"] += 1
+                self.note(f"bot {bot.index}: state directory read-only")
+            else:
+                self.faults_fired["read_only (not enforceable here)"] += 1
+                self.note(f"bot {bot.index}: state directory still writable (not enforced)")
         elif kind == "clock_jump":
             bot.process.clock.offset += float(fault.params["seconds"])
             self.faults_fired["clock_jump"] += 1
@@ -1087,6 +1105,12 @@ class World:
             self._engage(bot, TradingState(fault.params["state"]), "sim: operator engage")
         else:
             self.note(f"venue fault begins: {fault.describe()}")
+
+    def _writable_again(self, index: int) -> None:
+        window = self.read_only.pop(index, None)
+        if window is not None:
+            window.end()
+            self.note(f"bot {index}: state directory writable again")
 
     def _engage(self, bot: Bot, state: TradingState, reason: str) -> None:
         switch = bot.process.switch
@@ -1160,7 +1184,9 @@ class World:
     def _heal(self) -> None:
         """The troubles end: no faults, a clock that is right, the switches re-armed, and one
         reconcile per bot; then the guard's view must match the venue's."""
-        _disk_full(False)
+        disk_full(False)
+        for index in list(self.read_only):
+            self._writable_again(index)
         self.bar = self.bars
         self.dialect.set_fault_plan(None)
         for symbol in SYMBOLS:
@@ -1414,7 +1440,9 @@ class World:
         )
 
     def _close(self) -> None:
-        _disk_full(False)
+        disk_full(False)
+        for window in self.read_only.values():
+            window.end()
         with contextlib.suppress(Exception, SimCrash):
             self._finish_ladders()
         raws = list(self.killed_raw)
@@ -1451,23 +1479,6 @@ def _scratch() -> str | None:
     """State directories on a RAM disk when there is one: each order fsyncs its record."""
     shm = Path("/dev/shm")
     return str(shm) if shm.is_dir() else None
-
-
-_FULL: list[tuple[int, int, Any]] = []
-"""While the disk is full: the file-size limit and SIGXFSZ handler to put back."""
-
-
-def _disk_full(full: bool) -> None:
-    """A full disk for the whole process: no regular file may grow (``EFBIG`` on every write
-    that would). The kernel's own refusal, not a stand-in: every writer meets it."""
-    if full and not _FULL:
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        _FULL.append((soft, hard, signal.signal(signal.SIGXFSZ, signal.SIG_IGN)))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
-    elif not full and _FULL:
-        soft, hard, handler = _FULL.pop()
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
 
 
 __all__ = [

@@ -27,7 +27,8 @@ from safeguard.venue.inprocess import inprocess_client
 # Seeds whose runs between them kill a bot at each point (after its journal record, after its
 # send, mid-reconcile and mid-engage), tear a journal, fill the disk, step a clock, engage a
 # switch, trip every automatic trigger the bots' policies draw (1: the daily loss and a
-# runaway order rate; 6: the drawdown from the persisted peak; 13: consecutive errors), throw
+# runaway order rate; 6: the drawdown from the persisted peak; 13: consecutive errors), make
+# a bot's state directory read-only (1), throw
 # venue faults at them, and stall, freeze, cut, gap and expire the stream bot's websockets.
 CI_SEEDS = (1, 6, 7, 13, 19, 33)
 BARS = 10
@@ -64,6 +65,7 @@ def test_the_ci_seeds_meet_every_kind_of_process_and_stream_fault_and_trigger(
         "crash:mid_engage",
         "torn_write",
         "disk_full",
+        "read_only",
         "clock_jump",
         "engage:HALTED",
         "trigger:VENUE_BANNED",
@@ -289,3 +291,34 @@ def test_an_exception_a_held_stream_only_logged_breaks_the_unhandled_invariant()
     assert [f.invariant for f in outcome.failures] == ["no unhandled exception"]
     assert outcome.failures[0].bar == 2
     assert "the view choked" in outcome.failures[0].detail
+
+
+class _ReadOnlyWorld(World):
+    """The restarting bot's state directory read-only for bars 2-4, and an operator's engage
+    of that bot at bar 3, inside the window."""
+
+    @staticmethod
+    def schedule_of(seed: int, bars: int) -> list[Fault]:
+        restarting = next(i for i, cls in enumerate(POPULATION) if cls.restarts_every)
+        return [
+            Fault("read_only", 2, 3, restarting),
+            Fault("engage", 3, 1, restarting, {"state": "HALTED"}),
+        ]
+
+
+def test_a_read_only_state_directory_bites_and_the_invariants_hold() -> None:
+    world = _ReadOnlyWorld(4, bars=8)
+    restarting = world.faults[0].bot
+    outcome = world.run()
+    assert outcome.ok, [f"{f.invariant}: {f.detail}" for f in outcome.failures]
+    assert outcome.fired["read_only"] == 1
+    # The engage inside the window could not be written: it held in its process only.
+    first = world.engaged[restarting][0]
+    assert first.state is TradingState.HALTED
+    assert not first.durable
+    # The restart at bar 4 found its journal's directory read-only and refused to start;
+    # it started at bar 5, once the directory was writable again.
+    assert world.outcomes["start: CONFIG_ERROR"] == 1
+    trace = "\n".join(outcome.trace)
+    assert f"bot {restarting}: could not start (clean restart)" in trace
+    assert f"bot {restarting}: started (after failing to start)" in trace
