@@ -553,11 +553,13 @@ class RedisStateStore:
             return
         self._closed.set()
         self._dispatch.put(_Stop())
-        with contextlib.suppress(*self._errors):
-            self._redis.zrem(self.members_key, self.member)
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
+        # Only now: a reader still between two checks would check in again after the
+        # removal, and every engage would wait ack_timeout_s for a bot that has left.
+        with contextlib.suppress(*self._errors):
+            self._redis.zrem(self.members_key, self.member)
         with contextlib.suppress(*self._errors):
             self._redis.close()
 

@@ -320,3 +320,25 @@ def test_a_resume_decides_on_what_redis_holds_not_on_a_stale_copy(
     finally:
         for closer in (operator.close, one_shot.close, engager.close, store.close):
             closer()
+
+
+def test_a_member_that_closed_is_not_waited_for_by_the_next_engage(
+    redis_url: str, prefix: str, tmp_path: Any
+) -> None:
+    # Found by the simulator (fleet mode): close() took the member out of the set, then its
+    # reader thread, waking from its wait, checked in once more and put it back; every engage
+    # of the fleet then waited ack_timeout_s for a bot that had left (and logged it as one
+    # that did not confirm). Restarting bots left a trail of such ghosts.
+    policy = _policy(redis_url, prefix, tmp_path, health_check_interval_s=0.005, member_ttl_s=30)
+    staying = RedisStateStore(policy.fleet)
+    try:
+        for _ in range(15):
+            leaving = RedisStateStore(policy.fleet)
+            member = leaving.member
+            assert _until(lambda member=member: member in staying._heartbeat())
+            time.sleep(0.004)  # the reader is somewhere in its wait, as a bot's would be
+            leaving.close()
+            time.sleep(0.02)  # several of its intervals: a reader still running checks in
+            assert member not in staying._heartbeat()
+    finally:
+        staying.close()
