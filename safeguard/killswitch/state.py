@@ -96,7 +96,7 @@ def transition(
 ) -> SwitchState | Refusal:
     """The whole state machine. Returns ``current`` itself when the event changes nothing."""
     if isinstance(event, Engage):
-        if event.state.severity <= current.state.severity:
+        if already_holds(current, event.state, event.code):
             return current
         return SwitchState(event.state, event.reason, event.code, event.by, now)
     if event.to.severity > current.state.severity:
@@ -116,6 +116,18 @@ def transition(
         )
     code = "" if event.to is TradingState.ACTIVE else current.code
     return SwitchState(event.to, event.reason, code, event.by, now)
+
+
+def already_holds(current: SwitchState, state: TradingState, code: str) -> bool:
+    """Whether ``current`` already holds an engage to ``state`` (with ``code``): it is
+    tighter, or as tight and not the stand-in a store that cannot be reached puts in its place
+    (code ``STATE_STORE_UNAVAILABLE``). A decision over that stand-in (an operator's, a
+    trigger's) is a change: it is what must hold once the store answers again, and the
+    fleet's Redis forgets its stand-in then."""
+    if current.state.severity != state.severity:
+        return current.state.severity > state.severity
+    unavailable = Code.STATE_STORE_UNAVAILABLE
+    return not (current.code == unavailable and code != unavailable)
 
 
 def refusal_code(state: TradingState, *, reduces_only: bool, is_cancel: bool) -> Code | None:
@@ -141,6 +153,7 @@ __all__ = [
     "Resume",
     "SwitchState",
     "TradingState",
+    "already_holds",
     "refusal_code",
     "transition",
 ]

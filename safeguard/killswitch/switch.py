@@ -74,6 +74,7 @@ from safeguard.killswitch.state import (
     Resume,
     SwitchState,
     TradingState,
+    already_holds,
     refusal_code,
     transition,
 )
@@ -544,7 +545,7 @@ class KillSwitch:
                     # Our own engage, already put there by a refresh that found the store
                     # behind the latch (another engage in this process, meanwhile): persisted.
                     self._unpersisted = None
-                elif stored is not None and stored.state.severity >= new.state.severity:
+                elif stored is not None and already_holds(stored, new.state, new.code):
                     # Another process engaged meanwhile: keep theirs. Never loosen it, and an
                     # engagement as tight is idempotent (its time starts the cooling period).
                     self._unpersisted = None

@@ -201,6 +201,26 @@ def test_an_engage_made_while_redis_is_down_is_written_when_it_returns(
     assert bot.refresh().state is TradingState.HALTED
 
 
+def test_a_halt_by_hand_while_the_link_is_down_is_not_lost_when_it_returns(
+    redis_server: Any, prefix: str, tmp_path: Any, fleet: Any
+) -> None:
+    # Found by the simulator (seed 325, fleet mode): with the link down the switch already
+    # read HALTED (the store's stand-in), so engaging HALTED was "already engaged" and did
+    # nothing: nothing owed, and when Redis answered again (empty) the fleet traded on.
+    policy = _policy(redis_server.url, prefix, tmp_path)  # on_disconnect: HALTED
+    (bot, store), (other, _) = fleet(policy), fleet(policy)
+    redis_server.kill()
+    assert _until(lambda: not store.connected)
+    assert _until(lambda: bot.refresh().code == Code.STATE_STORE_UNAVAILABLE)
+    bot.engage("stop while cut off", by="operator")
+    assert bot.unpersisted is not None  # owed to Redis, not dropped
+    redis_server.start()
+    assert _until(lambda: other.refresh().reason == "stop while cut off")
+    assert other.state.state is TradingState.HALTED
+    assert bot.refresh().state is TradingState.HALTED
+    assert bot.unpersisted is None
+
+
 def test_a_corrupt_state_key_halts_the_fleet(
     redis_url: str, prefix: str, tmp_path: Any, fleet: Any
 ) -> None:

@@ -76,6 +76,24 @@ def test_engage_is_idempotent_and_never_loosens() -> None:
     )
 
 
+def test_a_decision_over_a_placeholder_of_the_same_severity_is_a_change() -> None:
+    # A store that cannot be reached is HALTED for as long as it cannot be reached (the
+    # fleet's Redis: code STATE_STORE_UNAVAILABLE, never persisted). An operator's or a
+    # trigger's HALTED made meanwhile is a decision, and must not be swallowed as "already
+    # engaged": it is what must hold once the store answers again.
+    cut_off = SwitchState(HALTED, "lost the link", Code.STATE_STORE_UNAVAILABLE, "fleet:h:1", 200.0)
+    new = transition(
+        cut_off, Engage(HALTED, "stop", "MANUAL", "alice"), now=300.0, cooling_period_s=60
+    )
+    assert new == SwitchState(HALTED, "stop", "MANUAL", "alice", 300.0)
+    # ...while the store's own failing, reported again, changes nothing.
+    again = Engage(HALTED, "still lost", Code.STATE_STORE_UNAVAILABLE, "fleet:h:1")
+    assert transition(cut_off, again, now=300.0, cooling_period_s=60) is cut_off
+    # And a looser decision than the placeholder is no change either.
+    softer = Engage(REDUCING, "reduce", "MANUAL", "alice")
+    assert transition(cut_off, softer, now=300.0, cooling_period_s=60) is cut_off
+
+
 def test_reducing_escalates_to_halted() -> None:
     reducing = SwitchState(REDUCING, "rate", "ORDER_RATE", "trigger", 200.0)
     new = transition(
