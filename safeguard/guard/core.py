@@ -1010,7 +1010,9 @@ class GuardCore:
         only by the waits asked for here (for the window, or after a failed look-up), each by
         the time that passed across it but never more than was asked: a clock stepping
         forward (an NTP step) is not time the venue's ``recvWindow`` has run for, and "not
-        found" before it has run out proves nothing."""
+        found" before it has run out proves nothing. Each wait is measured on the clock as
+        read on both sides of it, not from the newest time seen: after the clock stepped back
+        that one stands still until the clock passes it again, and no wait would count."""
         cid = intent.client_order_id
         params = lookup_params(self.exchange_id, cid, conditional=intent.conditional)
         attempts = self.policy.retry.resolve_attempts
@@ -1018,7 +1020,7 @@ class GuardCore:
         last_error: Exception | None = None
         for attempt in range(1, attempts + 1):
             try:
-                found, absent, error = yield from self._lookup(intent, params, attempt)
+                found, absent, error, read_at = yield from self._lookup(intent, params, attempt)
             except Exception as exc:
                 # A look-up that could not be made (a ban or a throttle hold on it, a ban that
                 # could not be written down) settles nothing: the order may exist all the same,
@@ -1033,9 +1035,8 @@ class GuardCore:
                 if unsettled <= 0.0:
                     return None
                 # Not there yet, but the venue may still act on the send: look again later.
-                before = now
                 now = woke((yield Sleep(unsettled))).now
-                unsettled -= _waited(before, now, asked=unsettled)
+                unsettled -= _waited(read_at, now, asked=unsettled)
                 continue
             last_error = error
             if attempt < attempts:
@@ -1043,9 +1044,8 @@ class GuardCore:
                 delay = (
                     self.backoff.delay(attempt, 0.0, ec, self.rng) if ec is not None else None
                 ) or self.policy.retry.base_delay_s
-                before = now
                 now = woke((yield Sleep(delay))).now
-                unsettled -= _waited(before, now, asked=delay)  # the venue's window ran too
+                unsettled -= _waited(read_at, now, asked=delay)  # the venue's window ran too
         yield self._settle(cid, Status.UNKNOWN, now=now, holder=holder)
         self.reconciled = False  # the next order looks this one up again before it is sent
         # The type only: a ccxt message can carry the signed URL (the cause is scrubbed).
@@ -1076,8 +1076,9 @@ class GuardCore:
 
     def _lookup(
         self, intent: OrderCall, params: Mapping[str, Any], attempt: int
-    ) -> Steps[tuple[Any, bool, Exception | None]]:
-        """One look-up: (order, False, None) / (None, True, None) absent / (None, False, err)."""
+    ) -> Steps[tuple[Any, bool, Exception | None, float]]:
+        """One look-up: (order, False, None) / (None, True, None) absent / (None, False, err),
+        and the clock as its last answer read it (a wait after it is measured from there)."""
         cid = intent.client_order_id
         by_id = Send("fetch_order", (cid, intent.symbol), {"params": dict(params)}, essential=True)
         budget = CallBudget(self.policy.retry.total_budget_s, self._last_now)
@@ -1087,12 +1088,13 @@ class GuardCore:
         ec, _ = self._observe(by_id, answer, attempt, CallKind.READ)
         if ec is None:
             if _order_id(answer.value) is not None and order_client_id(answer.value) == cid:
-                return answer.value, False, None
+                return answer.value, False, None, answer.now
             # ccxt parses anything (``{}`` too) into an order of Nones: an answer that does not
             # name our order proves neither that it exists nor that it does not.
-            return None, False, ccxt.BadResponse(f"fetch_order for {cid} named no such order")
+            unnamed = ccxt.BadResponse(f"fetch_order for {cid} named no such order")
+            return None, False, unnamed, answer.now
         if ec is not None and not _not_found(answer.error):
-            return None, False, answer.error
+            return None, False, answer.error, answer.now
         # fetch_order said "no such order": confirm against the open orders, which some venues
         # index separately (and which a stale fetch_order cache can miss).
         params_open = (
@@ -1108,12 +1110,12 @@ class GuardCore:
         self._last_now = listed.now
         ec, _ = self._observe(open_send, listed, attempt, CallKind.READ)
         if ec is not None:
-            return None, False, listed.error
+            return None, False, listed.error, listed.now
         for order in listed.value or ():
             if order_client_id(order) == cid:
-                return order, False, None
+                return order, False, None, listed.now
         del now
-        return None, True, None
+        return None, True, None, listed.now
 
     def _edit(self, intent: OrderCall, started: float) -> Steps[Any]:
         # An edit names an existing order and sets absolute values: sending it twice leaves the

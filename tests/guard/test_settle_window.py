@@ -43,6 +43,21 @@ LOST_FIRST_POST_AND_LOOK_UP = {
 }
 
 
+class _SteppedClock:
+    """The venue's clock plus an offset a test steps (an NTP step either way); its
+    ``monotonic()`` never steps, as a real one does not."""
+
+    def __init__(self, base: ManualClock) -> None:
+        self.base = base
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return self.base.time() + self.offset
+
+    def monotonic(self) -> float:
+        return self.base.monotonic()
+
+
 @dataclass
 class Rig:
     account: PaperAccount
@@ -60,19 +75,21 @@ def _rig(
     journal: Path | None = None,
     jump: tuple[Literal["on the wire", "in a sleep"], float] | None = None,
 ) -> Rig:
-    """``jump``: the guard's own clock (the venue keeps its clock) steps forward that far, as
-    an NTP step would: while the first order POST is on the wire, or during the first sleep
-    after it (ask the venue's fault plan for a failed look-up to have the guard back off)."""
+    """``jump``: the guard's own clock (the venue keeps its clock) steps that far (forward,
+    or back when negative), as an NTP step would: while the first order POST is on the wire,
+    or during the first sleep after it (ask the venue's fault plan for a failed look-up to
+    have the guard back off)."""
     account = paper_account(wallet=100_000.0, faults=faults)
     # Both clocks move together on every sleep; only the guard's jumps.
-    guard_clock = account.clock if jump is None else ManualClock(account.clock.time())
+    stepped = _SteppedClock(account.clock)
+    guard_clock = account.clock if jump is None else stepped
     jumped = False
 
     def jump_if(when: str) -> None:
         nonlocal jumped
         if jump is not None and jump[0] == when and rig.sent(ORDER_POST) and not jumped:
             jumped = True
-            guard_clock.advance(jump[1])
+            stepped.offset += jump[1]
 
     # A retry budget that outlasts a 30 s recvWindow: the wait, not the budget, is under test.
     policy = sandbox_policy(
@@ -94,8 +111,6 @@ def _rig(
 
     def sleep(seconds: float) -> bool:
         account.advance(seconds)
-        if guard_clock is not account.clock:
-            guard_clock.advance(seconds)
         jump_if("in a sleep")
         return False
 
@@ -159,6 +174,36 @@ def test_a_forward_clock_jump_after_an_ambiguous_send_is_no_proof_the_order_is_a
     declared_absent_at = rig.account.clock.time()  # on the venue's clock
     assert declared_absent_at - post >= recv_window_s + CLOCK_SKEW_MARGIN_S
     assert rig.account.orders(VENUE_SYMBOL) == []
+
+
+@pytest.mark.parametrize("when", ["on the wire", "in a sleep"])
+def test_a_clock_stepped_back_after_an_ambiguous_send_still_lets_the_window_run_out(
+    tmp_path: Path, closing: list[Rig], when: Literal["on the wire", "in a sleep"]
+) -> None:
+    # Found by the simulator (seed 7 in fleet mode): after the guard's clock stepped back an
+    # hour, the time it waited for the venue's window was measured from the newest time it
+    # had seen (which stands still until the clock passes it again) to the clock after the
+    # sleep: nothing, every time. The order was left unknown for the hour, and every next
+    # order's reconcile failed on it.
+    rig = _rig(tmp_path, LOST_FIRST_POST_AND_LOOK_UP, jump=(when, -3_600.0))
+    closing.append(rig)
+    rig.exchange.load_markets()
+    recv_window_s = rig.exchange.options["recvWindow"] / 1000.0
+    ended: errors.SafeguardError | None = None
+    try:
+        rig.exchange.create_order(SYMBOL, "market", "buy", 0.01)
+    except errors.SafeguardError as exc:
+        ended = exc
+    assert not isinstance(ended, errors.OutcomeUnknown), ended  # settled, one way or the other
+    assert rig.exchange.runtime.clock.time() - rig.account.clock.time() == -3_600.0  # it stepped
+    first, *again = rig.sent(ORDER_POST)
+    lookups = rig.sent("GET /fapi/v1/order")
+    # Absent only after the venue's window ran out on its own clock, and sent again at most
+    # once, after that.
+    assert lookups[-1] - first >= recv_window_s + CLOCK_SKEW_MARGIN_S
+    assert len(again) <= 1
+    assert len(rig.account.orders(VENUE_SYMBOL)) == len(again)
+    assert rig.exchange.runtime.core.journal.unresolved() == []
 
 
 def test_a_per_call_recv_window_stretches_the_wait_with_the_same_margin(
