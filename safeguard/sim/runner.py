@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safeguard.sim.fleet import redis_binary
 from safeguard.sim.world import Outcome, SimCrash, World
 
 DEFAULT_BARS = 16
@@ -94,7 +95,12 @@ class Report:
 
     def lines(self, *, bars: int = DEFAULT_BARS) -> list[str]:
         rate = self.seeds / self.seconds if self.seconds else 0.0
+        binary = redis_binary()
         out = [
+            f"fleet mode: on ({binary})"
+            if binary is not None
+            else "fleet mode: off (no redis-server on PATH, or no redis-py): Redis faults "
+            "were not simulated",
             f"seeds run: {self.seeds} ({bars} bars of simulated trading each) in "
             f"{self.seconds:.1f} s ({rate:.2f} seeds/s); orders on the venue: {self.orders}",
             "faults injected: "

@@ -45,7 +45,9 @@ PROCESS_KINDS = ("crash", "disk_full", "clock_jump", "engage")
 STORAGE_KINDS = ("read_only",)
 """Troubles of one bot's state directory (drawn apart from the rest, so the schedules drawn
 before they came stay as they were)."""
-KINDS = VENUE_KINDS + STREAM_KINDS + PROCESS_KINDS + STORAGE_KINDS
+FLEET_KINDS = ("redis_lost", "redis_frozen", "redis_emptied")
+"""Troubles of the fleet's Redis (fleet mode; drawn apart from the rest, too)."""
+KINDS = VENUE_KINDS + STREAM_KINDS + PROCESS_KINDS + STORAGE_KINDS + FLEET_KINDS
 
 ORDER = "POST /fapi/v1/order"
 
@@ -109,6 +111,13 @@ def draw_schedule(seed: int, *, bars: int, bots: int, symbols: tuple[str, ...]) 
         # journal cannot be written.
         at = storage.randint(1, last)
         faults.append(Fault("read_only", at, storage.randint(1, 3), storage.randrange(bots)))
+    fleet = random.Random(f"fleet-{seed}")
+    if fleet.random() < 0.5:
+        # The fleet's Redis killed (back empty bars later), stopped (no answer until it is
+        # continued), or emptied under the running fleet.
+        kind = fleet.choice(FLEET_KINDS)
+        length = 1 if kind == "redis_emptied" else fleet.randint(1, 3)
+        faults.append(Fault(kind, fleet.randint(1, last), length))
     faults.sort(key=lambda f: (f.at, f.kind, f.bot))
     return faults
 
@@ -231,6 +240,7 @@ def _rules(fault: Fault) -> list[dict[str, Any]]:
 __all__ = [
     "BAR_S",
     "CRASH_POINTS",
+    "FLEET_KINDS",
     "KINDS",
     "PROCESS_KINDS",
     "STORAGE_KINDS",

@@ -35,6 +35,7 @@ from safeguard.clock import ManualClock
 from safeguard.codes import Code
 from safeguard.config import Policy
 from safeguard.errors import OutcomeUnknown, SafeguardError
+from safeguard.fleet.redis_store import RedisStateStore
 from safeguard.guard.aio import AsyncGuardedExchange
 from safeguard.guard.core import Done, Effect, Record, Send, Steps, driven, step
 from safeguard.guard.events import later
@@ -44,10 +45,12 @@ from safeguard.guard.pacing import ladder_pace
 from safeguard.guard.sync import GuardedExchange
 from safeguard.guard.throttle import registry_for
 from safeguard.killswitch.ladder import run_ladder, run_ladder_async
-from safeguard.killswitch.store import FileStateStore
+from safeguard.killswitch.store import FileStateStore, decode_state
 from safeguard.killswitch.switch import KillSwitch, SwitchState, TradingState
+from safeguard.sim.fleet import WAIT_S, RedisServer, fleet_settings, redis_binary, wait_until
 from safeguard.sim.schedule import (
     BAR_S,
+    FLEET_KINDS,
     STREAM_KINDS,
     VENUE_KINDS,
     Fault,
@@ -74,6 +77,12 @@ JOURNALED_SENDS = frozenset({"create_order"})
 """The sends an ``after_send`` kill lands after: the journaled ones, whose orphan the restart
 must settle (a kill after a cancel or an edit leaves nothing in the journal to settle)."""
 TRACE_LINES = 40
+LINK_DOWN = "fleet link down"
+"""What the oracle calls a member's halt for its lost link to Redis (the store's
+``on_disconnect``): it ends when the link is back, not by a resume."""
+FLEET = (2, 3)
+"""The bots (by index: the cancel/replace loop and the restarting bot) that share one kill
+switch through the world's Redis when it has one (fleet mode)."""
 STREAM_TURNS = 40
 """Event-loop turns given to the held streams after each bar's move of the venue."""
 
@@ -162,6 +171,13 @@ class SkewedClock:
 # --- a store whose save can be killed mid-engage ------------------------------------------
 
 
+def _killed_mid_engage(process: BotProcess, stage: str) -> None:
+    """Where an armed mid-engage kill lands in a store: ``before_save`` (nothing written) or
+    ``after_save`` (the state written, its history record not)."""
+    if process.take_crash("mid_engage", stage=stage):
+        raise SimCrash(f"killed mid-engage, {stage.replace('_', ' the ')}")
+
+
 class KillableStore(FileStateStore):
     """The kill switch's file store; when armed, the process dies inside the engage, before
     the state is saved or between the save and the history record."""
@@ -171,14 +187,48 @@ class KillableStore(FileStateStore):
         self._process = process
 
     def save(self, state: SwitchState) -> None:
-        if self._process.take_crash("mid_engage", stage="before_save"):
-            raise SimCrash("killed mid-engage, before the state was saved")
+        _killed_mid_engage(self._process, "before_save")
         super().save(state)
 
     def append_history(self, event: Any) -> None:
-        if self._process.take_crash("mid_engage", stage="after_save"):
-            raise SimCrash("killed mid-engage, after the state was saved")
+        _killed_mid_engage(self._process, "after_save")
         super().append_history(event)
+
+
+class KillableRedisStore(RedisStateStore):
+    """A fleet member's store, killable mid-engage like :class:`KillableStore`. It confirms
+    every engage it hears at once: in the simulator no send of this member can be in flight
+    while another bot engages (they all run on the world's thread), and the member adopts the
+    change on that thread when the world lets it look (``refresh``) before it moves again."""
+
+    def __init__(self, process: BotProcess, policy: Policy, url: str) -> None:
+        super().__init__(policy.fleet, url=url, clock=process.clock)
+        self._process = process
+        self.add_listener(self._confirm)
+
+    def _confirm(self, token: str | None) -> None:
+        if token is not None:
+            self.ack(token)
+
+    def save(self, state: SwitchState) -> None:
+        _killed_mid_engage(self._process, "before_save")
+        super().save(state)
+
+    def append_history(self, event: Any) -> None:
+        _killed_mid_engage(self._process, "after_save")
+        super().append_history(event)
+
+    def knows_exactly(self, state: SwitchState) -> bool:
+        """Whether this member's copy is ``state`` and it owes Redis nothing."""
+        with self._lock:
+            return self._known == state and self._owed is None
+
+    def knows(self) -> TradingState:
+        """The tightest state this member could write back into an empty Redis."""
+        with self._lock:
+            known, owed = self._known, self._owed
+        states = [s.state for s in (known, owed) if s is not None]
+        return max(states, key=lambda s: s.severity, default=TradingState.ACTIVE)
 
 
 # --- the faces: the guard's own drivers, killable between effects -------------------------
@@ -327,6 +377,8 @@ class BotProcess:
         """Client order ids this process (this life of it) journaled."""
         self.exchange: Any = None
         self.switch: KillSwitch | None = None
+        self.fleet_store: KillableRedisStore | None = None
+        """A fleet member's link to the world's Redis (fleet mode)."""
         self.journal: OrderJournal | None = None
         world.venue.create_account(self.api_key, self.secret, wallet=WALLET)
 
@@ -346,14 +398,23 @@ class BotProcess:
     # life -----------------------------------------------------------------------------------
 
     def policy(self) -> Policy:
+        redis = self.world.redis
+        fleet: dict[str, Any] = {}
+        if redis is not None and self.index in FLEET:
+            fleet = {"fleet": fleet_settings(redis.url, f"sim-{self.world.seed}")}
         base = Policy.build(
             risk={"max_notional_per_position": 8_000.0, "max_open_orders": 30},
             kill_switch={
                 "cooling_period_s": 120.0,
                 "triggers": self.world.triggers[self.index],
             },
+            **fleet,
         )
         return sandbox_policy(self.state_dir, base)
+
+    @property
+    def running(self) -> bool:
+        return not (self.dead or self.down) and self.switch is not None
 
     def start(self) -> None:
         from safeguard.guard import guard
@@ -364,12 +425,17 @@ class BotProcess:
         self.tear_allowed = False
         self.generation += 1
         self.journaled = set()
-        switch = KillSwitch(
-            policy.kill_switch,
-            clock=self.clock,
-            store=KillableStore(policy.kill_switch.state_dir, self),
-            watch=False,
-        )
+        store: KillableStore | KillableRedisStore
+        redis = world.redis
+        if redis is not None and self.index in FLEET:
+            store = self.fleet_store = KillableRedisStore(self, policy, redis.url)
+        else:
+            store = KillableStore(policy.kill_switch.state_dir, self)
+        try:
+            switch = KillSwitch(policy.kill_switch, clock=self.clock, store=store, watch=False)
+        except BaseException:
+            self._close_link()
+            raise
         switch.add_listener(lambda state: world.switch_moved(self, switch, state))
         raw = strip_attached_stops(
             inprocess_client(
@@ -390,11 +456,21 @@ class BotProcess:
             world.venue.advance(seconds)
             return False
 
+        from safeguard.guard.compose import api_host
+        from safeguard.guard.throttle import account_fingerprint
+
+        # The budget guard() would give the bot: the same IP window and the same account's
+        # counts. Given here (a fleet member would get the fleet's, whose windows run on
+        # Redis' clock, which simulated time does not move), and shared with the ladder.
+        budget = registry_for(policy.kill_switch.state_dir).get(
+            f"{raw.id}@{api_host(raw)}", account_fingerprint(self.api_key), config=policy.throttle
+        )
         try:
             plain = guard(
                 raw,
                 policy,
                 kill_switch=switch,
+                budget=budget,
                 clock=self.clock,
                 durable_journal=True,
                 triggers=True,
@@ -405,6 +481,7 @@ class BotProcess:
             )
         except BaseException:
             switch.close()
+            self._close_link()
             raise
         face = SimAsyncGuardedExchange if self.is_async else SimGuardedExchange
         exchange = face(plain.exchange, plain.runtime)
@@ -413,24 +490,24 @@ class BotProcess:
         self.exchange = exchange
         self.switch = switch
         self.journal = plain.runtime.core.journal
-        self._attach_ladder(switch, raw, policy)
+        self._attach_ladder(switch, raw, policy, budget)
         world.check_halt_survived(self)
 
-    def _attach_ladder(self, switch: KillSwitch, raw: Any, policy: Policy) -> None:
+    def _close_link(self) -> None:
+        """A fleet member's link to Redis goes with its process (the kernel closes its
+        sockets; the store's leaving the members set stands for the member's expiry)."""
+        if self.fleet_store is not None:
+            self.fleet_store.close()
+            self.fleet_store = None
+
+    def _attach_ladder(self, switch: KillSwitch, raw: Any, policy: Policy, budget: Any) -> None:
         """The engage ladder (cancel-all on every decided engage), as ``guard()`` attaches it,
         paced on the same rate budget, but run inline where ``attach_ladder`` starts a thread
         (sync) or a task from another thread (async): its requests then fall at a point of the
         run the seed fixes. An async bot's ladder is a task on the sim's loop, run while the
         loop next runs (at once when the engage came from outside it)."""
-        from safeguard.guard.compose import api_host
-        from safeguard.guard.throttle import account_fingerprint
-
         world = self.world
         config = policy.kill_switch
-        # The budget guard() gives the bot: the same IP window and the same account's counts.
-        budget = registry_for(config.state_dir).get(
-            f"{raw.id}@{api_host(raw)}", account_fingerprint(self.api_key), config=policy.throttle
-        )
         pace = ladder_pace(budget)
         generation = self.generation
         done: set[tuple[TradingState, float]] = set()
@@ -479,6 +556,7 @@ class BotProcess:
             self.journal.close()
         if self.switch is not None:
             self.switch.close()
+        self._close_link()
         self.world.killed_raw.append(self.exchange.exchange if self.exchange else None)
 
     def stop(self) -> None:
@@ -490,6 +568,7 @@ class BotProcess:
             self.journal.close()
         if self.switch is not None:
             self.switch.close()
+        self._close_link()
 
     def journal_path(self) -> Path | None:
         return None if self.journal is None else self.journal.path
@@ -807,6 +886,7 @@ class _Engaged:
     watermark: int
     durable: bool
     resumed_at: int | None = None
+    code: str = ""
     switch: KillSwitch | None = None
     """The switch that engaged: one that could not persist then may have written it since
     (it tries again at every look at its state), and is durable from then on."""
@@ -836,6 +916,10 @@ class World:
         self.engaged: dict[int, list[_Engaged]] = {}
         self.read_only: dict[int, ReadOnly] = {}
         """Bots whose state directory is read-only now, by index."""
+        self.redis: RedisServer | None = None
+        """The fleet's Redis (fleet mode: started by :meth:`run` when there is a server)."""
+        self.fleet_wait_s = WAIT_S
+        """How long (wall clock) the fleet may take to reach what it must at a fault."""
         self.ladders: list[asyncio.Future[Any]] = []
         self.triggers = draw_triggers(seed, bots=len(POPULATION))
         self.judged_ids: dict[int, set[str]] = {}
@@ -897,6 +981,10 @@ class World:
         logger.enable("safeguard")
         sink = logger.add(self.log.append, level="DEBUG", format="{message}")
         try:
+            binary = redis_binary()
+            if binary is not None:
+                self.redis = RedisServer(binary, self.root)
+                self.redis.start()
             for bot in self.bots:
                 self._restart(bot, why="start")
             for bar in range(self.bars):
@@ -946,6 +1034,8 @@ class World:
                 strategy.step(bot)
         except SimCrash:
             self._after_crash(bot)
+        if bot.index in FLEET:
+            self._fleet_settle()  # its trip or restart reaches the other member before it moves
 
     async def _hold_streams(self, bot: Bot) -> None:
         holder = await bot.acall("hold_streams", list(CCXT_SYMBOLS))
@@ -1017,6 +1107,10 @@ class World:
         """An engage the store could not record (a full disk) holds in its process only: it
         ends with that process, as nothing on disk says it happened. Counted, not hidden."""
         for engaged in self.engaged.get(bot.index, []):
+            if engaged.code == LINK_DOWN and engaged.resumed_at is None:
+                # The halt a lost link imposed belonged to that process's link.
+                engaged.resumed_at = self._watermark(bot)
+                continue
             if not engaged.durable and engaged.switch is not None:
                 # Written since, at a later look at the state: a restart must keep it.
                 engaged.durable = engaged.switch.unpersisted is None
@@ -1065,9 +1159,12 @@ class World:
                 self.note("disk has room again")
             elif fault.kind == "read_only" and fault.at + fault.bars == self.bar:
                 self._writable_again(fault.bot)
+            elif fault.kind in FLEET_KINDS and fault.at + fault.bars == self.bar:
+                self._redis_fault(fault, begin=False)
             if fault.kind in VENUE_KINDS + STREAM_KINDS and fault.at == self.bar:
                 self.faults_fired[fault.kind] += 1
         self._operator()
+        self._fleet_settle()
 
     def _begin(self, fault: Fault) -> None:
         bot = self.bots[fault.bot]
@@ -1097,6 +1194,8 @@ class World:
             else:
                 self.faults_fired["read_only (not enforceable here)"] += 1
                 self.note(f"bot {bot.index}: state directory still writable (not enforced)")
+        elif kind in FLEET_KINDS:
+            self._redis_fault(fault, begin=True)
         elif kind == "clock_jump":
             bot.process.clock.offset += float(fault.params["seconds"])
             self.faults_fired["clock_jump"] += 1
@@ -1124,22 +1223,38 @@ class World:
         self.faults_fired[f"engage:{state}"] += 1
         durable = switch.unpersisted is None
         self.engaged.setdefault(bot.index, []).append(
-            _Engaged(result.state, self._watermark(bot), durable, switch=switch)
+            _Engaged(result.state, self._watermark(bot), durable, code="SIM", switch=switch)
         )
         self.note(f"bot {bot.index}: engaged {result.state} (durable: {durable})")
+        if durable and bot.process.fleet_store is not None:
+            # In Redis: it holds every member from now on (one running takes it at its next
+            # look; one down finds it when it starts).
+            for other in self.bots:
+                if other.index in FLEET and other is not bot:
+                    self.engaged.setdefault(other.index, []).append(
+                        _Engaged(result.state, self._watermark(other), True, code="SIM")
+                    )
 
     def switch_moved(self, process: BotProcess, switch: KillSwitch, state: SwitchState) -> None:
         """A bot's switch changed (its listener): an engage the guard made itself (a trigger,
         an escalated warning, a store failing closed) is held to the same invariants as the
         operator's, from the moment it returned."""
-        if state.state is TradingState.ACTIVE or state.by == "sim-operator":
-            return
         if process.dead or process.switch is not switch:
             return  # a dead process's switch: nothing of it runs any more
         bot = self.bots[process.index]
+        if state.state is TradingState.ACTIVE:
+            if process.fleet_store is not None:
+                # A member back on its link: the halt its lost link imposed is over.
+                for engaged in self.engaged.get(process.index, []):
+                    if engaged.resumed_at is None and engaged.code == LINK_DOWN:
+                        engaged.resumed_at = self._watermark(bot)
+            return
+        if state.by == "sim-operator":
+            return
         durable = switch.unpersisted is None
+        code = LINK_DOWN if state.by.startswith("fleet:") else str(state.code)
         self.engaged.setdefault(process.index, []).append(
-            _Engaged(state.state, self._watermark(bot), durable, switch=switch)
+            _Engaged(state.state, self._watermark(bot), durable, code=code, switch=switch)
         )
         self.faults_fired[f"trigger:{state.code}"] += 1
         self.note(
@@ -1175,11 +1290,16 @@ class World:
             self._mark_resumed(bot)
 
     def _mark_resumed(self, bot: Bot) -> None:
-        mark = self._watermark(bot)
-        for engaged in self.engaged.get(bot.index, []):
-            if engaged.resumed_at is None:
-                engaged.resumed_at = mark
+        resumed = [bot]
+        if bot.process.fleet_store is not None:  # a resume in Redis re-arms every member
+            resumed = [b for b in self.bots if b.index in FLEET]
+        for each in resumed:
+            mark = self._watermark(each)
+            for engaged in self.engaged.get(each.index, []):
+                if engaged.resumed_at is None:
+                    engaged.resumed_at = mark
         self.note(f"bot {bot.index}: resumed")
+        self._fleet_settle()
 
     def _heal(self) -> None:
         """The troubles end: no faults, a clock that is right, the switches re-armed, and one
@@ -1191,6 +1311,8 @@ class World:
         self.dialect.set_fault_plan(None)
         for symbol in SYMBOLS:
             self.venue.freeze_feed(symbol, None)
+        if self.redis is not None and (self.redis.frozen or not self.redis.running):
+            self._redis_back("the heal")
         now = self.clock.time()
         banned = self.dialect.limiter.banned_until("127.0.0.1", now) or now
         self.venue.advance(max(banned - now, 0.0) + 300.0)
@@ -1209,6 +1331,153 @@ class World:
             except SimCrash:  # no crash is armed any more; kept for symmetry of the drive
                 self._after_crash(bot)
             self._finish_ladders()
+
+    # the fleet ----------------------------------------------------------------------------------
+
+    def _members(self) -> list[Bot]:
+        """The fleet's running members (none without fleet mode)."""
+        return [b for b in self.bots if b.process.fleet_store is not None and b.process.running]
+
+    def _redis_state(self) -> SwitchState | None:
+        """What the fleet's Redis holds now (the world's own read)."""
+        assert self.redis is not None
+        client = self.redis.client()
+        try:
+            raw = client.get(f"{{sim-{self.seed}}}:ks:state")
+        finally:
+            client.close()
+        return None if raw is None else decode_state(bytes(raw), source="sim")
+
+    def _fleet_settle(self) -> None:
+        """Wait (wall clock, bounded) until the fleet is where it must be before a bot moves
+        again: with Redis unreachable, every running member knows its link is down; with
+        Redis up, every member is connected and holds what Redis holds (a state one of them
+        had to write back into an emptied Redis included). Then each member looks at its
+        store (``refresh``) on the world's thread, where its next order will be judged; a look
+        that pays Redis an engage its switch owed moves the fleet again, so once more."""
+        for _ in range(2):
+            members = self._members()
+            if not members or not self._fleet_reaches_its_state(members):
+                return
+            owed = False
+            for member in members:
+                switch = member.process.switch
+                if switch is None or not member.process.running:
+                    continue
+                owed = owed or switch.unpersisted is not None
+                try:
+                    switch.refresh()
+                except SimCrash:  # a write-back it made was killed mid-engage
+                    self._after_crash(member)
+            if not owed:
+                return
+
+    def _fleet_reaches_its_state(self, members: list[Bot]) -> bool:
+        redis = self.redis
+        assert redis is not None
+        stores = [m.process.fleet_store for m in members]
+        if redis.running and not redis.frozen:
+
+            def settled() -> bool:
+                if not all(s is not None and s.connected for s in stores):
+                    return False
+                truth = self._redis_state()
+                if truth is None:  # emptied: settled once nobody has anything to write back
+                    return all(s is not None and s.knows() is TradingState.ACTIVE for s in stores)
+                return all(s is not None and s.knows_exactly(truth) for s in stores)
+
+            invariant = "the fleet agrees on its state"
+        else:
+
+            def settled() -> bool:
+                return all(s is not None and not s.connected for s in stores)
+
+            invariant = "a lost or frozen Redis is noticed"
+        ok = wait_until(settled, self.fleet_wait_s)
+        where = ", ".join(f"bot {m.index}: {m.process.fleet_store!r}" for m in members)
+        self.check(invariant, ok, where)
+        return ok
+
+    def _redis_fault(self, fault: Fault, *, begin: bool) -> None:
+        redis = self.redis
+        if redis is None:
+            if begin:
+                self.faults_fired[f"{fault.kind} (no redis-server here)"] += 1
+            return
+        if begin:
+            self.faults_fired[fault.kind] += 1
+            self.note(f"fleet fault begins: {fault.describe()}")
+        if fault.kind == "redis_lost" and begin:
+            redis.kill()
+        elif fault.kind == "redis_frozen" and begin:
+            redis.freeze()
+        elif fault.kind == "redis_emptied":
+            self._forget_unknown("emptied")
+            redis.flush()
+        else:
+            self._redis_back("its fault's end")
+        self._fleet_settle()
+
+    def _redis_back(self, why: str) -> None:
+        redis = self.redis
+        assert redis is not None
+        if redis.frozen:
+            redis.thaw()
+        elif not redis.running:
+            self._forget_unknown("back empty")
+            redis.start()
+        self.note(f"fleet: Redis answers again ({why})")
+
+    def _forget_unknown(self, how: str) -> None:
+        """An engage of the fleet that no running member can write back into an empty Redis
+        is gone with it (the documented window: Redis without persistence, and no member
+        that knew). Counted, and no longer held against the members."""
+        knows = max(
+            (self._member_knows(m).severity for m in self._members()),
+            default=TradingState.ACTIVE.severity,
+        )
+        for index in FLEET:
+            bot = self.bots[index]
+            for engaged in self.engaged.get(index, []):
+                if (
+                    engaged.resumed_at is None
+                    and engaged.code != LINK_DOWN
+                    and engaged.state.severity > knows
+                ):
+                    engaged.resumed_at = self._watermark(bot)
+                    self.faults_fired["fleet engage lost with Redis (no running member knew)"] += 1
+                    self.note(f"bot {index}: its {engaged.state} is gone with Redis ({how})")
+
+    @staticmethod
+    def _member_knows(member: Bot) -> TradingState:
+        """The tightest state a running member could write into an empty Redis: what its
+        store knows or owes, or an engage its switch holds and still owes the store."""
+        store, switch = member.process.fleet_store, member.process.switch
+        known = store.knows() if store is not None else TradingState.ACTIVE
+        owed = switch.unpersisted if switch is not None else None
+        if owed is not None and owed[0].state.severity > known.severity:
+            return owed[0].state
+        return known
+
+    def _fleet_holds(self) -> None:
+        """Every running member holds each fleet engage still standing (not resumed, and not
+        gone with an emptied Redis nobody could refill)."""
+        for member in self._members():
+            switch = member.process.switch
+            assert switch is not None
+            standing = [
+                e
+                for e in self.engaged.get(member.index, [])
+                if e.durable and e.resumed_at is None and e.code != LINK_DOWN
+            ]
+            if not standing:
+                continue
+            tightest = max(standing, key=lambda e: e.state.severity)
+            self.check(
+                "a fleet engage holds in every member",
+                switch.state.state.severity >= tightest.state.severity,
+                f"bot {member.index} is {switch.state.state} under a fleet {tightest.state}",
+            )
 
     # the invariants ---------------------------------------------------------------------------
 
@@ -1243,6 +1512,7 @@ class World:
 
     def _continuous(self) -> None:
         self._streams_unbroken()
+        self._fleet_holds()
         for bot in self.bots:
             orders = self.venue_orders(bot)
             judged = self.judged_ids.get(bot.index, set())
@@ -1443,6 +1713,8 @@ class World:
         disk_full(False)
         for window in self.read_only.values():
             window.end()
+        if self.redis is not None:
+            self.redis.thaw()  # a frozen server would hold every member's goodbye
         with contextlib.suppress(Exception, SimCrash):
             self._finish_ladders()
         raws = list(self.killed_raw)
@@ -1461,6 +1733,8 @@ class World:
             for bot in self.bots:
                 bot.process.graveyard.clear()
         self.loop.close()
+        if self.redis is not None:
+            self.redis.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

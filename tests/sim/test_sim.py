@@ -13,6 +13,7 @@ import pytest
 
 from safeguard.killswitch.switch import TradingState
 from safeguard.sim import World, run_seed, shrink
+from safeguard.sim.fleet import redis_binary
 from safeguard.sim.schedule import Fault
 from safeguard.sim.world import (
     POPULATION,
@@ -28,9 +29,10 @@ from safeguard.venue.inprocess import inprocess_client
 # send, mid-reconcile and mid-engage), tear a journal, fill the disk, step a clock, engage a
 # switch, trip every automatic trigger the bots' policies draw (1: the daily loss and a
 # runaway order rate; 6: the drawdown from the persisted peak; 13: consecutive errors), make
-# a bot's state directory read-only (1), throw
+# a bot's state directory read-only (1), empty (1), freeze (7) and kill (35) the fleet's Redis
+# when there is a redis-server, throw
 # venue faults at them, and stall, freeze, cut, gap and expire the stream bot's websockets.
-CI_SEEDS = (1, 6, 7, 13, 19, 33)
+CI_SEEDS = (1, 6, 7, 13, 19, 33, 35)
 BARS = 10
 
 
@@ -83,6 +85,8 @@ def test_the_ci_seeds_meet_every_kind_of_process_and_stream_fault_and_trigger(
         "listen_key_expire",
         "depth_gap",
     }
+    if redis_binary() is not None:
+        expected |= {"redis_lost", "redis_frozen", "redis_emptied"}
     assert expected <= set(fired), fired
 
 
@@ -182,7 +186,9 @@ def test_the_command_runs_seeds_and_reports_them(capsys: pytest.CaptureFixture[s
 
     assert main(["sim", "--seeds", "2", "--start", "3", "--bars", "4"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("seeds run: 2 (4 bars of simulated trading each)")
+    mode, seeds = out.splitlines()[:2]
+    assert mode.startswith("fleet mode: on" if redis_binary() else "fleet mode: off")
+    assert seeds.startswith("seeds run: 2 (4 bars of simulated trading each)")
     assert "invariants checked: " in out
     assert "failures: 0" in out
 
@@ -294,26 +300,27 @@ def test_an_exception_a_held_stream_only_logged_breaks_the_unhandled_invariant()
 
 
 class _ReadOnlyWorld(World):
-    """The restarting bot's state directory read-only for bars 2-4, and an operator's engage
-    of that bot at bar 3, inside the window."""
+    """The market maker's state directory read-only for bars 2-4 with an operator's engage of
+    it at bar 3, inside the window; the restarting bot's for bars 3-4, across its restart."""
 
     @staticmethod
     def schedule_of(seed: int, bars: int) -> list[Fault]:
         restarting = next(i for i, cls in enumerate(POPULATION) if cls.restarts_every)
         return [
-            Fault("read_only", 2, 3, restarting),
-            Fault("engage", 3, 1, restarting, {"state": "HALTED"}),
+            Fault("read_only", 2, 3, 0),
+            Fault("engage", 3, 1, 0, {"state": "HALTED"}),
+            Fault("read_only", 3, 2, restarting),
         ]
 
 
 def test_a_read_only_state_directory_bites_and_the_invariants_hold() -> None:
     world = _ReadOnlyWorld(4, bars=8)
-    restarting = world.faults[0].bot
+    restarting = world.faults[2].bot
     outcome = world.run()
     assert outcome.ok, [f"{f.invariant}: {f.detail}" for f in outcome.failures]
-    assert outcome.fired["read_only"] == 1
+    assert outcome.fired["read_only"] == 2
     # The engage inside the window could not be written: it held in its process only.
-    first = world.engaged[restarting][0]
+    first = world.engaged[0][0]
     assert first.state is TradingState.HALTED
     assert not first.durable
     # The restart at bar 4 found its journal's directory read-only and refused to start;
