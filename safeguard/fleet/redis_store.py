@@ -233,6 +233,12 @@ class RedisStateStore:
         if token is not None:
             self._await_acks(token)
 
+    def owes(self, state: SwitchState) -> bool:
+        """Whether ``state`` (or a tighter one) waits in memory to be written to Redis."""
+        with self._lock:
+            owed = self._owed
+        return owed is not None and owed.state.severity >= state.state.severity
+
     def _owe(self, state: SwitchState) -> None:
         """Keep a tightening Redis did not get, to write when it is back."""
         if state.state is TradingState.ACTIVE:

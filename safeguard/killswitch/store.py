@@ -83,6 +83,17 @@ class StateStore(Protocol):
         ...
 
 
+@runtime_checkable
+class OwesWrites(Protocol):
+    """A store that may take a state in memory while it cannot write it (the fleet's Redis
+    while unreachable): its ``load`` then answers with that state, which is not the same as
+    holding it. The switch asks before it calls an engage persisted."""
+
+    def owes(self, state: SwitchState) -> bool:
+        """Whether ``state`` (or a tighter one) is held in memory only, still to be written."""
+        ...
+
+
 class FileStateStore:
     """A state directory on a local filesystem (see the module docstring for its layout)."""
 
@@ -326,6 +337,7 @@ __all__ = [
     "LOCK_TIMEOUT_S",
     "FileStateStore",
     "MemoryStateStore",
+    "OwesWrites",
     "StateStore",
     "decode_state",
     "encode_state",

@@ -78,7 +78,7 @@ from safeguard.killswitch.state import (
     refusal_code,
     transition,
 )
-from safeguard.killswitch.store import FileStateStore, StateStore
+from safeguard.killswitch.store import FileStateStore, OwesWrites, StateStore
 
 
 @functools.lru_cache(maxsize=16)
@@ -541,6 +541,9 @@ class KillSwitch:
                     stored = self._store.load()
                 except Exception:
                     stored = None  # overwritten below by a state at least as tight
+                if isinstance(self._store, OwesWrites) and self._store.owes(new):
+                    # What it answered is its own memory of an engage it could not write.
+                    raise OSError(f"{self._store} holds it in memory only, to write it later")
                 if stored == new:
                     # Our own engage, already put there by a refresh that found the store
                     # behind the latch (another engage in this process, meanwhile): persisted.
