@@ -56,6 +56,7 @@ from safeguard.fleet.connection import (
     link_errors,
     member_id,
 )
+from safeguard.killswitch.state import already_holds
 from safeguard.killswitch.store import decode_state, encode_state
 from safeguard.killswitch.switch import SwitchState, TradingState
 
@@ -69,16 +70,23 @@ StoreListener = Callable[[str | None], None]
 
 _SEVERITY = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
 
-# Write ARGV[1] (a state document) unless the key holds a state at least as severe; publish it.
-# One script, so two bots restoring after a Redis restart cannot undo each other's engage.
+# Write ARGV[1] (a state document, state ARGV[3], code ARGV[4]) unless the key already holds it
+# (killswitch.state.already_holds: tighter, or as tight and not a store's fail-closed stand-in
+# that a decision replaces); publish it. One script, so two bots restoring after a Redis
+# restart cannot undo each other's engage.
 _RESTORE = """
 local sev = {ACTIVE = 0, REDUCING = 1, HALTED = 2}
 local want = sev[ARGV[3]]
+local unavailable = 'STATE_STORE_UNAVAILABLE'
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, doc = pcall(cjson.decode, current)
   if ok and type(doc) == 'table' and sev[doc['state']] ~= nil then
-    if sev[doc['state']] >= want then return 0 end
+    local held = sev[doc['state']]
+    if held > want then return 0 end
+    if held == want and not (doc['code'] == unavailable and ARGV[4] ~= unavailable) then
+      return 0
+    end
   elseif want == 0 then
     return 0
   end
@@ -456,7 +464,12 @@ class RedisStateStore:
             message = json.dumps({"state": document, "ack": None, "from": self.member})
             wrote = self._restore(
                 keys=[self.state_key, self.channel],
-                args=[json.dumps(document, sort_keys=True), message, restore.state.value],
+                args=[
+                    json.dumps(document, sort_keys=True),
+                    message,
+                    restore.state.value,
+                    str(restore.code),
+                ],
             )
             if wrote:
                 logger.warning(
@@ -596,14 +609,15 @@ def _to_restore(
 ) -> SwitchState | None:
     """What this bot must write back into Redis after (re)connecting, if anything. Pure.
 
-    An owed engage (made while Redis was unreachable) is written if tighter than what Redis
-    holds. The last known state is written back only if Redis lost it: the key is empty, or
-    corrupt, or older than what this bot saw (Redis restarted from an older snapshot). A newer
-    state in Redis is someone's later decision (a resume made while this bot was cut off) and
-    wins.
+    An owed engage (made while Redis was unreachable) is written unless Redis already holds
+    it (:func:`~safeguard.killswitch.state.already_holds`: tighter, or as tight and not the
+    fail-closed stand-in a decision replaces). The last known state is written back only if
+    Redis lost it: the key is empty, or corrupt, or older than what this bot saw (Redis
+    restarted from an older snapshot). A newer state in Redis is someone's later decision (a
+    resume made while this bot was cut off) and wins.
     """
     candidates = []
-    if owed is not None and (stored is None or owed.state.severity > stored.state.severity):
+    if owed is not None and (stored is None or not already_holds(stored, owed.state, owed.code)):
         candidates.append(owed)
     if known is not None:
         if corrupt is not None:
@@ -619,9 +633,11 @@ def _to_restore(
 
 
 def _tighter(a: SwitchState | None, b: SwitchState | None) -> SwitchState | None:
+    """``b`` unless ``a`` already holds it (a decision beats a fail-closed stand-in of the
+    same severity; otherwise the first of two as tight stays)."""
     if a is None or b is None:
         return a if b is None else b
-    return b if b.state.severity > a.state.severity else a
+    return a if already_holds(a, b.state, b.code) else b
 
 
 def attach(switch: KillSwitch, store: RedisStateStore) -> Callable[[], None]:

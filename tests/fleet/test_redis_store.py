@@ -8,6 +8,7 @@ test_fleet_processes.py runs them as separate processes against the venue).
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -368,3 +369,31 @@ def test_a_member_that_closed_is_not_waited_for_by_the_next_engage(
             assert member not in staying._heartbeat()
     finally:
         staying.close()
+
+
+def test_a_halt_by_hand_over_a_stored_fail_closed_halt_is_written_when_the_link_returns(
+    redis_server: Any, prefix: str, tmp_path: Any, fleet: Any
+) -> None:
+    # Found in review of the change above: Redis holds a HALTED a bot wrote when it failed
+    # closed (code STATE_STORE_UNAVAILABLE); the link is lost with the data kept (a frozen
+    # server). The operator's HALTED made meanwhile was announced, then the store's copy
+    # preferred the older stand-in at the same severity, the switch adopted it back, and
+    # nothing of the operator's decision reached Redis or its history.
+    policy = _policy(redis_server.url, prefix, tmp_path)
+    (bot, store), (other, _) = fleet(policy), fleet(policy)
+    client = redis.Redis.from_url(redis_server.url)
+    client.set(store.state_key, b"{not json")  # a bot fails closed and writes its HALTED
+    assert _until(lambda: b"STATE_STORE_UNAVAILABLE" in (client.get(store.state_key) or b""))
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        assert _until(lambda: not store.connected)
+        bot.engage("operator stop while cut off", by="operator")
+        time.sleep(0.05)
+        assert bot.refresh().reason == "operator stop while cut off"  # not the stand-in again
+        assert bot.unpersisted is not None
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    assert _until(lambda: other.refresh().reason == "operator stop while cut off")
+    assert json.loads(client.get(store.state_key))["by"] == "operator"
+    assert _until(lambda: bot.refresh() is not None and bot.unpersisted is None)
+    assert [e["by"] for e in store.history()][-1] == "operator"
