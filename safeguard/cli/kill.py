@@ -317,6 +317,8 @@ def _not_stored(switch: Any, wanted: Any) -> str | None:
 
     Read back from the store itself: what other processes see is what counts, not what this
     process holds in memory (which fails closed to HALTED on a store it cannot read)."""
+    from safeguard.killswitch.store import OwesWrites
+
     unpersisted = switch.unpersisted
     written = f" (writing it failed: {unpersisted[1]})" if unpersisted is not None else ""
     try:
@@ -326,6 +328,10 @@ def _not_stored(switch: Any, wanted: Any) -> str | None:
     if stored is None or stored.state.severity < wanted.severity:
         now = "nothing" if stored is None else str(stored.state)
         return f"{switch.store} holds {now}, not {wanted}{written}"
+    if isinstance(switch.store, OwesWrites) and switch.store.owes(stored):
+        # A store that cannot write answers with its own memory of the engage: that memory
+        # ends with this command.
+        return f"{switch.store} could not take it (it is held in memory only){written}"
     return None
 
 

@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,3 +170,38 @@ def test_kill_on_a_fleet_does_not_import_ccxt(redis_url: str, prefix: str, tmp_p
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "NO-CCXT"
+
+
+def test_kill_says_not_engaged_when_redis_is_lost_between_its_look_and_its_write(
+    redis_server: Any,
+    prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Found in review: the CLI read its engage back from the store, and a Redis store that
+    # could not write it answers with its own memory of it, so `kill` printed "engaged:" and
+    # exited 0 while Redis held nothing (and the CLI's memory died with it).
+    from safeguard.cli import kill
+
+    built = kill._switch
+
+    def then_redis_dies(args: Any, **options: Any) -> Any:
+        made = built(args, **options)  # connected: the reachability check has passed
+        redis_server.kill()
+        return made
+
+    monkeypatch.setattr(kill, "_switch", then_redis_dies)
+    monkeypatch.setenv("SAFEGUARD_STATE_DIR", str(tmp_path))
+    code = _cli("kill", "--reason", "stop now", "--redis", redis_server.url, "--prefix", prefix)
+    out, err = capsys.readouterr()
+    assert code != 0
+    assert "engaged:" not in out
+    assert "NOT engaged" in err
+    redis_server.start()
+    fleet = Policy.build(fleet={"redis_url": redis_server.url, "key_prefix": prefix}).fleet
+    store = RedisStateStore(fleet, listen=False)
+    try:
+        assert store.load() is None  # the kill never reached the fleet
+    finally:
+        store.close()
