@@ -310,6 +310,38 @@ def test_a_store_outage_halts_and_recovery_does_not_resume_by_itself(tmp_path: P
     assert switch.resume(by="alice").state is TradingState.ACTIVE  # explicitly, it can
 
 
+def test_a_halt_by_hand_during_an_outage_is_put_back_over_the_stored_fail_closed_halt(
+    tmp_path: Path,
+) -> None:
+    # The store holds the HALTED this switch wrote when it failed closed; it goes down again,
+    # and the operator's HALTED made meanwhile cannot be written. When the store answers with
+    # that older stand-in, the operator's decision is what must stand: the switch pays what it
+    # owes before it looks (a pin for the file-store side of the rule that a decision
+    # replaces a stand-in; the fleet's side failed in review and is pinned in tests/fleet).
+    store = FlakyStore()
+    clock = ManualClock(1_700_000_000.0)
+    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=0.01, cooling_period_s=600)
+    switch = KillSwitch(config, clock=clock, store=store, watch=False)
+    store.down = True
+    switch.refresh()
+    store.down = False
+    switch.refresh()  # the stand-in is written back: every process agrees on the HALTED
+    stand_in = store.load()
+    assert stand_in is not None
+    assert stand_in.code == Code.STATE_STORE_UNAVAILABLE
+    store.down = True
+    clock.advance(10)
+    switch.engage("operator stop", by="alice")
+    assert switch.unpersisted is not None
+    store.down = False
+    clock.advance(10)
+    assert switch.refresh().by == "alice"  # not the stand-in adopted back
+    stored = store.load()
+    assert stored is not None
+    assert (stored.by, stored.reason) == ("alice", "operator stop")
+    assert switch.unpersisted is None
+
+
 def test_a_store_down_at_start_means_halted(tmp_path: Path) -> None:
     store = FlakyStore()
     store.down = True
