@@ -8,9 +8,12 @@ import asyncio
 import re
 import shutil
 from collections import Counter
+from typing import Any
 
+import ccxt
 import pytest
 
+from safeguard.guard.core import CallKind, GuardCore, Send, Steps, answered
 from safeguard.killswitch.switch import TradingState
 from safeguard.sim import World, run_seed, shrink
 from safeguard.sim.fleet import redis_binary
@@ -329,3 +332,45 @@ def test_a_read_only_state_directory_bites_and_the_invariants_hold() -> None:
     trace = "\n".join(outcome.trace)
     assert f"bot {restarting}: could not start (clean restart)" in trace
     assert f"bot {restarting}: started (after failing to start)" in trace
+
+
+def _careless_lookup(
+    self: GuardCore, intent: Any, params: Any, attempt: int
+) -> Steps[tuple[Any, bool, Exception | None, float]]:
+    """The historic look-up bug, re-introduced: fetch_order's "no such order" taken alone as
+    absent, never confirmed against the open orders (a venue that misses a live order in its
+    look-up then has the guard call it absent, and the journal lets its id be sent again)."""
+    cid = intent.client_order_id
+    by_id = Send("fetch_order", (cid, intent.symbol), {"params": dict(params)}, essential=True)
+    answer = answered((yield by_id))
+    self._last_now = answer.now
+    error_class, _ = self._observe(by_id, answer, attempt, CallKind.READ)
+    if error_class is None:
+        return answer.value, False, None, answer.now
+    if isinstance(answer.error, ccxt.OrderNotFound):
+        return None, True, None, answer.now
+    return None, False, answer.error, answer.now
+
+
+class _LookUpWorld(World):
+    """The three faults seed 446 shrank to when this bug was first re-introduced (on a
+    scratch branch): an ambiguous order send, bot 0 killed after a send, and a venue whose
+    order look-up misses live orders while the killed bot restarts and reconciles."""
+
+    @staticmethod
+    def schedule_of(seed: int, bars: int) -> list[Fault]:
+        return [
+            Fault("ambiguous", 5, 1, 0, {"probability": 0.5}),
+            Fault("crash", 10, 1, 0, {"point": "after_send", "torn": False}),
+            Fault("hide_order", 10, 6, 0, {"probability": 0.5}),
+        ]
+
+
+def test_the_historic_look_up_bug_re_introduced_is_caught_and_the_real_code_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _LookUpWorld(3, bars=16).run().ok  # the product as it is
+    monkeypatch.setattr(GuardCore, "_lookup", _careless_lookup)
+    outcome = _LookUpWorld(3, bars=16).run()
+    assert [f.invariant for f in outcome.failures][:1] == ["every answer true"]
+    assert "never existed; the venue holds them" in outcome.failures[0].detail
