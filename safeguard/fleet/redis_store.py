@@ -247,6 +247,11 @@ class RedisStateStore:
             owed = self._owed
         return owed is not None and owed.state.severity >= state.state.severity
 
+    def owe(self, state: SwitchState) -> None:
+        """Keep ``state`` to write when Redis is back (a decision made while it cannot be
+        reached), unless Redis then holds one at least as tight; see :meth:`_resync`."""
+        self._owe(state)
+
     def _owe(self, state: SwitchState) -> None:
         """Keep a tightening Redis did not get, to write when it is back."""
         if state.state is TradingState.ACTIVE:

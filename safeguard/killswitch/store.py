@@ -93,6 +93,11 @@ class OwesWrites(Protocol):
         """Whether ``state`` (or a tighter one) is held in memory only, still to be written."""
         ...
 
+    def owe(self, state: SwitchState) -> None:
+        """Keep ``state``, a decision it cannot take now, to write once it can (unless it then
+        holds one at least as tight)."""
+        ...
+
 
 class FileStateStore:
     """A state directory on a local filesystem (see the module docstring for its layout)."""

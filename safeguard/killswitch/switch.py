@@ -466,7 +466,30 @@ class KillSwitch:
             # resumed since our last poll, and this engage must not be lost to that.
             self._refresh(force=True)
             change = self._close_latch(reason, by=by, state=state, code=code)
+        if change is None:
+            self._owe_under_stand_in(reason, by=by, state=state, code=code)
         return change
+
+    def _owe_under_stand_in(self, reason: str, *, by: str, state: TradingState, code: str) -> None:
+        """A decision looser than the stand-in of a store that cannot be reached (REDUCING
+        asked while the fleet's Redis is down and this bot holds HALTED): the gate stays at the
+        stand-in, but the decision is the fleet's state once the store answers again, so the
+        store keeps it to write then (only where Redis does not hold one at least as tight)."""
+        current, store = self._state, self._store
+        unavailable = Code.STATE_STORE_UNAVAILABLE
+        if current.code != unavailable or code == unavailable or not isinstance(store, OwesWrites):
+            return
+        target, why = _target(state), _text("reason", reason)
+        decision = SwitchState(target, why, code, by, self._clock.time())
+        store.owe(decision)
+        logger.warning(
+            "kill switch: {} by {} ({}) kept for {}; this bot stays {} until it answers",
+            decision.state,
+            decision.by,
+            decision.reason,
+            store,
+            current.state,
+        )
 
     def _close_latch(
         self, reason: str, *, by: str, state: TradingState, code: str

@@ -371,6 +371,29 @@ def test_a_member_that_closed_is_not_waited_for_by_the_next_engage(
         staying.close()
 
 
+def test_a_reducing_by_hand_while_the_link_is_down_holds_the_fleet_once_it_returns(
+    redis_server: Any, prefix: str, tmp_path: Any, fleet: Any
+) -> None:
+    # Found by the simulator (seed 9284, fleet mode): the operator asked for REDUCING while the
+    # link was down. The switch already read HALTED (the link's stand-in, tighter), so the
+    # engage changed nothing and nothing was kept: when Redis answered, the fleet was ACTIVE.
+    # The bot must stay HALTED while cut off (an engage elsewhere would go unseen), and the
+    # REDUCING must hold the fleet once Redis is back.
+    policy = _policy(redis_server.url, prefix, tmp_path)  # on_disconnect: HALTED
+    (bot, store), (other, _) = fleet(policy), fleet(policy)
+    redis_server.process.send_signal(signal.SIGSTOP)  # cut off; Redis keeps what it holds
+    try:
+        assert _until(lambda: not store.connected)
+        assert _until(lambda: bot.refresh().code == Code.STATE_STORE_UNAVAILABLE)
+        bot.engage("reduce while cut off", by="operator", state=TradingState.REDUCING)
+        assert bot.refresh().state is TradingState.HALTED  # still the link's HALTED meanwhile
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    assert _until(lambda: other.refresh().reason == "reduce while cut off")
+    assert other.state.state is TradingState.REDUCING
+    assert _until(lambda: bot.refresh().state is TradingState.REDUCING)
+
+
 def test_a_halt_by_hand_over_a_stored_fail_closed_halt_is_written_when_the_link_returns(
     redis_server: Any, prefix: str, tmp_path: Any, fleet: Any
 ) -> None:
