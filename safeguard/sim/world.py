@@ -218,6 +218,12 @@ class KillableRedisStore(RedisStateStore):
         _killed_mid_engage(self._process, "after_save")
         super().append_history(event)
 
+    def owes_a(self, state: TradingState) -> bool:
+        """Whether an engage to ``state`` (or tighter) waits in this store's memory only."""
+        with self._lock:
+            owed = self._owed
+        return owed is not None and owed.state.severity >= state.severity
+
     def knows_exactly(self, state: SwitchState) -> bool:
         """Whether this member's copy is ``state`` and it owes Redis nothing."""
         with self._lock:
@@ -1112,8 +1118,11 @@ class World:
                 engaged.resumed_at = self._watermark(bot)
                 continue
             if not engaged.durable and engaged.switch is not None:
-                # Written since, at a later look at the state: a restart must keep it.
-                engaged.durable = engaged.switch.unpersisted is None
+                # Written since, at a later look at the state: a restart must keep it. (A
+                # fleet store that still owes it held it in that process's memory only.)
+                store = engaged.switch.store
+                owed = isinstance(store, KillableRedisStore) and store.owes_a(engaged.state)
+                engaged.durable = engaged.switch.unpersisted is None and not owed
             if not engaged.durable and engaged.resumed_at is None:
                 engaged.resumed_at = self._watermark(bot)
                 self.faults_fired["engage lost with its process (never on disk)"] += 1
@@ -1222,8 +1231,13 @@ class World:
             return
         self.faults_fired[f"engage:{state}"] += 1
         durable = switch.unpersisted is None
+        decided = result.state
+        if result.code == Code.STATE_STORE_UNAVAILABLE:
+            # Answered with a store's stand-in (the fleet's Redis is down, this bot HALTED):
+            # the operator's decision is kept for the store, not yet in it.
+            decided, durable = state, False
         self.engaged.setdefault(bot.index, []).append(
-            _Engaged(result.state, self._watermark(bot), durable, code="SIM", switch=switch)
+            _Engaged(decided, self._watermark(bot), durable, code="SIM", switch=switch)
         )
         self.note(f"bot {bot.index}: engaged {result.state} (durable: {durable})")
         if durable and bot.process.fleet_store is not None:

