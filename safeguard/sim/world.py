@@ -1256,12 +1256,13 @@ class World:
         if process.dead or process.switch is not switch:
             return  # a dead process's switch: nothing of it runs any more
         bot = self.bots[process.index]
+        if process.fleet_store is not None and not state.by.startswith("fleet:"):
+            # A member back on its link (whatever the fleet's state it finds there: ACTIVE, or
+            # a REDUCING decided meanwhile): the halt its lost link imposed is over.
+            for engaged in self.engaged.get(process.index, []):
+                if engaged.resumed_at is None and engaged.code == LINK_DOWN:
+                    engaged.resumed_at = self._watermark(bot)
         if state.state is TradingState.ACTIVE:
-            if process.fleet_store is not None:
-                # A member back on its link: the halt its lost link imposed is over.
-                for engaged in self.engaged.get(process.index, []):
-                    if engaged.resumed_at is None and engaged.code == LINK_DOWN:
-                        engaged.resumed_at = self._watermark(bot)
             return
         if state.by == "sim-operator":
             return

@@ -15,7 +15,7 @@ from safeguard.killswitch.switch import SwitchState, TradingState
 from safeguard.sim import World, run_seed
 from safeguard.sim.fleet import redis_binary
 from safeguard.sim.schedule import Fault
-from safeguard.sim.world import FLEET, POPULATION
+from safeguard.sim.world import FLEET, LINK_DOWN, POPULATION
 from tests.sim.test_sim import _same_up_to_fresh_names
 
 pytestmark = pytest.mark.redis
@@ -39,6 +39,8 @@ class _Probe(World):
         super().__init__(seed, bars=bars)
         self.seen: dict[int, tuple[SwitchState | None, dict[int, tuple[str, bool]]]] = {}
         self.codes: dict[int, dict[int, str]] = {}
+        self.link_held: dict[int, set[int]] = {}
+        """Per bar, the members the oracle still holds to their lost link's HALTED."""
 
     @classmethod
     def schedule_of(cls, seed: int, bars: int) -> list[Fault]:
@@ -57,6 +59,12 @@ class _Probe(World):
             members[bot.index] = (switch.state.state.value, store.connected)
             self.codes.setdefault(self.bar, {})[bot.index] = str(switch.state.code)
         self.seen[self.bar] = (held, members)
+        self.link_held[self.bar] = {
+            index
+            for index in FLEET
+            for e in self.engaged.get(index, [])
+            if e.code == LINK_DOWN and e.resumed_at is None
+        }
 
 
 def _probe(faults: list[Fault], *, bars: int = 7) -> tuple[_Probe, Any]:
@@ -152,3 +160,21 @@ def test_a_fleet_seed_replays_exactly() -> None:
     assert first.orders == second.orders
     assert first.fired == second.fired
     assert first.checks == second.checks
+
+
+def test_a_member_back_on_its_link_under_a_fleet_reducing_is_held_to_reducing_only() -> None:
+    # The oracle once ended a member's halt for its lost link only when the member went
+    # ACTIVE; a member that came back to a REDUCING fleet (seed 1431: a trigger's REDUCING,
+    # here an operator's) stayed "HALTED" to it, and its reduce-only orders read as broken.
+    world, outcome = _probe(
+        [
+            Fault("engage", 3, 1, ENGAGING, {"state": "REDUCING"}),
+            Fault("redis_frozen", 3, 1),  # after the engage, in the same bar
+        ],
+        bars=8,
+    )
+    assert outcome.ok, [f"{f.invariant}: {f.detail}" for f in outcome.failures]
+    _, members = world.seen[4]  # back on the link, to the fleet's REDUCING
+    assert {state for state, _ in members.values()} == {"REDUCING"}
+    assert world.link_held[3] == set(FLEET)  # frozen: both held to the link's HALTED
+    assert world.link_held[4] == set()  # back: held to the fleet's REDUCING, not to that
