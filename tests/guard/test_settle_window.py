@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from safeguard import errors
-from safeguard.clock import ManualClock
 from safeguard.config import Policy
 from safeguard.guard import guard
 from safeguard.guard.orders import CLOCK_SKEW_MARGIN_S
 from safeguard.guard.throttle import RateBudget
 from safeguard.killswitch.switch import KillSwitch
+from safeguard.sim.world import SkewedClock
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
@@ -41,21 +41,6 @@ LOST_FIRST_POST_AND_LOOK_UP = {
         {"kind": "error", "endpoint": "GET /fapi/v1/order", "status": 503, "count": 1},
     ],
 }
-
-
-class _SteppedClock:
-    """The venue's clock plus an offset a test steps (an NTP step either way); its
-    ``monotonic()`` never steps, as a real one does not."""
-
-    def __init__(self, base: ManualClock) -> None:
-        self.base = base
-        self.offset = 0.0
-
-    def time(self) -> float:
-        return self.base.time() + self.offset
-
-    def monotonic(self) -> float:
-        return self.base.monotonic()
 
 
 @dataclass
@@ -81,7 +66,7 @@ def _rig(
     have the guard back off)."""
     account = paper_account(wallet=100_000.0, faults=faults)
     # Both clocks move together on every sleep; only the guard's jumps.
-    stepped = _SteppedClock(account.clock)
+    stepped = SkewedClock(account.clock)  # the simulator's: an offset a test steps
     guard_clock = account.clock if jump is None else stepped
     jumped = False
 
