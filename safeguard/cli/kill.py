@@ -328,10 +328,13 @@ def _not_stored(switch: Any, wanted: Any) -> str | None:
     if stored is None or stored.state.severity < wanted.severity:
         now = "nothing" if stored is None else str(stored.state)
         return f"{switch.store} holds {now}, not {wanted}{written}"
-    if isinstance(switch.store, OwesWrites) and switch.store.owes(stored):
-        # A store that cannot write answers with its own memory of the engage: that memory
-        # ends with this command.
-        return f"{switch.store} could not take it (it is held in memory only){written}"
+    store = switch.store
+    if isinstance(store, OwesWrites) and (
+        store.owes(stored) or not getattr(store, "connected", True)
+    ):
+        # A store that cannot write answers from its own memory (the engage, or the lost
+        # link's HALTED over a looser one): that memory ends with this command.
+        return f"{store} could not take it (it is held in memory only){written}"
     return None
 
 

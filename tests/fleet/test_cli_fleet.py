@@ -172,7 +172,9 @@ def test_kill_on_a_fleet_does_not_import_ccxt(redis_url: str, prefix: str, tmp_p
     assert done.stderr.strip().splitlines()[-1] == "NO-CCXT"
 
 
+@pytest.mark.parametrize("state", ["HALTED", "REDUCING"])
 def test_kill_says_not_engaged_when_redis_is_lost_between_its_look_and_its_write(
+    state: str,
     redis_server: Any,
     prefix: str,
     tmp_path: Path,
@@ -181,7 +183,8 @@ def test_kill_says_not_engaged_when_redis_is_lost_between_its_look_and_its_write
 ) -> None:
     # Found in review: the CLI read its engage back from the store, and a Redis store that
     # could not write it answers with its own memory of it, so `kill` printed "engaged:" and
-    # exited 0 while Redis held nothing (and the CLI's memory died with it).
+    # exited 0 while Redis held nothing (and the CLI's memory died with it). A REDUCING then
+    # read back as the lost link's HALTED: "already HALTED", exit 0, and nothing kept.
     from safeguard.cli import kill
 
     built = kill._switch
@@ -193,7 +196,10 @@ def test_kill_says_not_engaged_when_redis_is_lost_between_its_look_and_its_write
 
     monkeypatch.setattr(kill, "_switch", then_redis_dies)
     monkeypatch.setenv("SAFEGUARD_STATE_DIR", str(tmp_path))
-    code = _cli("kill", "--reason", "stop now", "--redis", redis_server.url, "--prefix", prefix)
+    code = _cli(
+        "kill", "--reason", "stop now", "--state", state, "--redis", redis_server.url,
+        "--prefix", prefix,
+    )  # fmt: skip
     out, err = capsys.readouterr()
     assert code != 0
     assert "engaged:" not in out
