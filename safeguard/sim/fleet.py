@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safeguard.errors import ConfigError
+
 WAIT_S = 10.0
 """The longest the world waits (wall clock) for the fleet to reach what it must."""
 
@@ -43,7 +45,15 @@ def redis_binary() -> str | None:
     if importlib.util.find_spec("redis") is None:
         return None
     named = os.environ.get("SG_SIM_REDIS_SERVER")
-    return named if named else shutil.which("redis-server")
+    if not named:
+        return shutil.which("redis-server")
+    found = shutil.which(named)
+    if found is None:
+        raise ConfigError(
+            f"SG_SIM_REDIS_SERVER names {named!r}, which is not an executable redis-server",
+            key="SG_SIM_REDIS_SERVER",
+        )
+    return found
 
 
 def fleet_settings(url: str, prefix: str) -> dict[str, Any]:

@@ -374,3 +374,14 @@ def test_the_historic_look_up_bug_re_introduced_is_caught_and_the_real_code_is_n
     outcome = _LookUpWorld(3, bars=16).run()
     assert [f.invariant for f in outcome.failures][:1] == ["every answer true"]
     assert "never existed; the venue holds them" in outcome.failures[0].detail
+
+
+def test_a_redis_server_named_that_is_not_there_is_a_config_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from safeguard.errors import ConfigError
+    from safeguard.sim.fleet import redis_binary
+
+    monkeypatch.setenv("SG_SIM_REDIS_SERVER", "/nonexistent/redis-server")
+    with pytest.raises(ConfigError, match="SG_SIM_REDIS_SERVER"):
+        redis_binary()
