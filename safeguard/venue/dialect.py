@@ -876,16 +876,40 @@ def _order_ref(
 
 def _get_order(call: Call) -> Any:
     symbol, order_id, client_id = _order_ref(call)
-    return call.venue.get_order(
+    order = call.venue.get_order(
         call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
     )
+    if order["type"] in _CONDITIONAL_TYPES:  # the algo service's: only GET algoOrder knows it
+        raise VenueReject(-2013, "Order does not exist.")
+    return order
 
 
 def _cancel_order(call: Call) -> Any:
     symbol, order_id, client_id = _order_ref(call)
+    _refuse_algo_cancel(call, symbol, order_id, client_id)
     return call.venue.cancel_order(
         call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
     )
+
+
+def _refuse_algo_cancel(
+    call: Call, symbol: str, order_id: int | None, client_id: str | None
+) -> None:
+    """-2011 for a conditional order named on the plain order routes.
+
+    Since 2025-12-09 an untriggered stop lives in Binance's algo service under its ``algoId``:
+    ``DELETE /fapi/v1/order`` (and ``batchOrders``) does not know it, and only
+    ``DELETE /fapi/v1/algoOrder`` cancels it. Answering for it here would let a bot that
+    cancels its stops the old way pass on paper and leave them working live. A stop-limit
+    that has triggered rests as an ordinary LIMIT order, and is cancelled here as one."""
+    try:
+        found = call.venue.get_order(
+            call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
+        )
+    except VenueReject:
+        return  # the engine's own answer (-2011 for an unknown order) follows
+    if found["type"] in _CONDITIONAL_TYPES:
+        raise VenueReject(-2011, "Unknown order sent.")
 
 
 # Conditional orders: ccxt 4.5 sends stop and take-profit orders to Binance's algo-order API
@@ -1006,6 +1030,7 @@ def _cancel_batch(call: Call) -> Any:
         (None, c) for c in client_ids or ()
     ]:
         try:
+            _refuse_algo_cancel(call, symbol, order_id, client_id)
             answers.append(
                 call.venue.cancel_order(
                     call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id

@@ -963,3 +963,39 @@ async def test_a_stop_waits_in_the_algo_service_apart_from_the_open_orders(clien
     await client("cancel_all_orders", BTC, {"trigger": True})  # DELETE algoOpenOrders
     assert await client("fetch_open_orders", BTC, None, None, {"trigger": True}) == []
     await client("create_order", BTC, "market", "sell", 0.02, None, {"reduceOnly": True})
+
+
+async def test_the_plain_order_routes_do_not_know_a_stop_by_its_algo_id(client: Client) -> None:
+    # GET and DELETE /fapi/v1/order (ccxt's fetch_order / cancel_order without {"trigger":
+    # True}) and DELETE batchOrders answer as Binance does for an id only its algo service
+    # holds: -2013 and -2011. A venue that answered there let a bot cancel its stops the old
+    # way on paper and leave them working live.
+    await client("create_order", BTC, "market", "buy", 0.02)
+    mark = client.venue.mark_price("BTCUSDT")
+    stop_price = float(client.ex.price_to_precision(BTC, mark * 0.9))
+    stop = await client(
+        "create_order", BTC, "market", "sell", 0.02, None,
+        {"stopLossPrice": stop_price, "reduceOnly": True, "clientOrderId": "algo-only"},
+    )  # fmt: skip
+    with raises_exactly(ccxt.OrderNotFound, match="-2013"):
+        await client("fetch_order", stop["id"], BTC)
+    with raises_exactly(ccxt.OrderNotFound, match="-2013"):
+        await client("fetch_order", None, BTC, {"origClientOrderId": "algo-only"})
+    with raises_exactly(ccxt.OrderNotFound, match="-2011"):
+        await client("cancel_order", stop["id"], BTC)
+    with raises_exactly(ccxt.OrderNotFound, match="-2011"):
+        await client("cancel_order", None, BTC, {"origClientOrderId": "algo-only"})
+    bid = float(client.ex.price_to_precision(BTC, mark * 0.8))
+    limit = await client("create_order", BTC, "limit", "buy", 0.01, bid)
+    # ccxt parses the batch's {code, msg} item away: what it answers is the limit alone
+    answered = await client("cancel_orders", [limit["id"], stop["id"]], BTC)
+    assert [(o["id"], o["status"]) for o in answered] == [(limit["id"], "canceled")]
+    # none of those touched it: the algo routes still see it working, then cancel it
+    found = await client("fetch_order", stop["id"], BTC, {"trigger": True})
+    assert found["status"] == "open"
+    canceled = await client("cancel_order", stop["id"], BTC, {"trigger": True})
+    assert canceled["id"] == stop["id"]
+    # once cancelled it is still the algo service's: the plain route does not know it either
+    with raises_exactly(ccxt.OrderNotFound, match="-2013"):
+        await client("fetch_order", stop["id"], BTC)
+    await client("create_order", BTC, "market", "sell", 0.02, None, {"reduceOnly": True})
