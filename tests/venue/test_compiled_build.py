@@ -3,8 +3,8 @@
 A mypyc-compiled function raises ``TypeError`` for an argument that does not match its
 annotation; the venue answers junk with Binance's reject codes instead. The build therefore
 declares the public ``Venue`` methods' parameters ``Any`` in the copy it compiles, and nothing
-else. (Building and testing the compiled copy itself needs a C compiler and minutes, so it is
-a documented step, ``docs/benchmarks.md``, not part of this suite.)
+else. (Building and testing the compiled copy itself needs a C compiler and minutes, so
+``.ci/run`` does it after this suite: it builds the copy and runs ``tests/venue`` against it.)
 """
 
 from __future__ import annotations
