@@ -11,7 +11,7 @@ cells that cascade).
 
 Also timed: the correlation estimate the verdict's cascade reads under
 ``risk.stress.correlation_source = "estimated"`` (every pair of the 3 symbols from 240
-one-minute closes, :func:`safeguard.risk.correlation.estimate_correlation`), which a guard makes
+one-minute closes, :func:`safeguard.risk._correlation.estimate_correlation`), which a guard makes
 once per interval, not per verdict.
 """
 
@@ -26,7 +26,7 @@ import statistics
 import time
 import timeit
 
-from safeguard.risk.cascade import (
+from safeguard.risk._cascade import (
     CascadeGrid,
     CascadeMarket,
     CascadeSymbol,
@@ -34,11 +34,15 @@ from safeguard.risk.cascade import (
     cascade_grid,
     crowd_from_open_interest,
 )
-from safeguard.risk.correlation import estimate_correlation
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.models import Account
-from safeguard.risk.stress import DepthProfile
-from safeguard.risk.tiers import BINANCE_BTCUSDT_TIERS, BINANCE_ETHUSDT_TIERS, BINANCE_SOLUSDT_TIERS
+from safeguard.risk._correlation import estimate_correlation
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._models import Account
+from safeguard.risk._stress import DepthProfile
+from safeguard.risk._tiers import (
+    BINANCE_BTCUSDT_TIERS,
+    BINANCE_ETHUSDT_TIERS,
+    BINANCE_SOLUSDT_TIERS,
+)
 
 BTC, ETH, SOL = "BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"
 MARKS = {BTC: 60_000.0, ETH: 3_000.0, SOL: 150.0}

@@ -32,10 +32,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from safeguard.config import Policy, ThrottleConfig
-from safeguard.fleet.budget import RedisRateBudget
-from safeguard.fleet.redis_store import RedisStateStore
-from safeguard.guard.throttle import RateBudget, RequestKind
+from safeguard._config import Policy, ThrottleConfig
+from safeguard.fleet._budget import RedisRateBudget
+from safeguard.fleet._redis_store import RedisStateStore
+from safeguard.guard._throttle import RateBudget, RequestKind
 
 HERE = Path(__file__).resolve().parent
 ENGAGE_TARGET_S = 1.0

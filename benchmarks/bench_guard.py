@@ -32,15 +32,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from safeguard.clock import ManualClock
-from safeguard.config import Policy
+from safeguard._clock import ManualClock
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.observe import AlwaysNormal
-from safeguard.guard.throttle import RateBudget
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.guard._observe import AlwaysNormal
+from safeguard.guard._throttle import RateBudget
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._inprocess import inprocess_client
 
 KEY, SECRET = "bench-key-0123456789", "bench-secret-0123456789abcdef"
 SYMBOL = "ETH/USDT:USDT"

@@ -12,7 +12,7 @@ batches, and in brackets the mean of the quietest tenth (the machine is shared):
 
 - ``read``: ``fetch_ticker``, raw and guarded; the guard's overhead as a multiple of raw's
   own CPU (the issue's target: at most 0.2x).
-- ``verdict``: :func:`safeguard.risk.verdict.evaluate` timed where the guard calls it, during
+- ``verdict``: :func:`safeguard.risk._verdict.evaluate` timed where the guard calls it, during
   guarded market orders ("in context"), and the same call repeated in a tight loop ("hot"), as
   multiples of the calibration loop ``sum(range(200))`` (target: at most 8x, in context).
 - ``journal``: the guard's journal writes per order (a pending and a settle record), in
@@ -41,7 +41,7 @@ from typing import Any
 
 import bench_requests_per_order as rig_module
 
-import safeguard.risk.verdict as risk_verdict
+import safeguard.risk._verdict as risk_verdict
 
 SYMBOL = rig_module.SYMBOL
 CALLS: dict[str, tuple[float, float]] = {}
@@ -161,7 +161,7 @@ def hot_verdict(verdict: _Timed, batches: int) -> list[float]:
 def journal_fsync(tmp: Path, rounds: int) -> tuple[list[float], list[float]]:
     """Pending (fsynced) and settle records on a journal of its own, as the guard writes
     them: CPU per record (the fsync's wait for the disk is not CPU)."""
-    from safeguard.guard.journal import OrderJournal, Status
+    from safeguard.guard._journal import OrderJournal, Status
 
     journal = OrderJournal(tmp / "fsync.jsonl", durable=True)
     intent = {"symbol": SYMBOL, "type": "market", "side": "buy", "amount": 0.01, "price": None}

@@ -26,11 +26,11 @@ KEY, SECRET = "bench-key", "bench-secret"
 
 
 def _server(ready: Any, stop: Any) -> None:
-    from safeguard.clock import SystemClock
-    from safeguard.venue.dialect import Dialect
-    from safeguard.venue.engine import Venue
-    from safeguard.venue.ratelimit import RateLimits
-    from safeguard.venue.server import VenueServer
+    from safeguard._clock import SystemClock
+    from safeguard.venue._dialect import Dialect
+    from safeguard.venue._engine import Venue
+    from safeguard.venue._ratelimit import RateLimits
+    from safeguard.venue._server import VenueServer
 
     venue = Venue(clock=SystemClock())
     venue.create_account(KEY, SECRET)
@@ -41,7 +41,7 @@ def _server(ready: Any, stop: Any) -> None:
 
 
 def _sync_client(url: str, threads: int, seconds: float, out: Any) -> None:
-    from safeguard.venue.client import ccxt_client
+    from safeguard.venue._client import ccxt_client
 
     counts = [0] * threads
     errors = [0] * threads
@@ -70,7 +70,7 @@ def _sync_client(url: str, threads: int, seconds: float, out: Any) -> None:
 
 
 def _async_client(url: str, concurrency: int, seconds: float, out: Any) -> None:
-    from safeguard.venue.client import ccxt_client
+    from safeguard.venue._client import ccxt_client
 
     async def run() -> tuple[int, int, float]:
         exchange = ccxt_client(url, KEY, SECRET, asyncio=True)
@@ -127,11 +127,11 @@ def _measure(
 
 def _inprocess(seconds: float) -> tuple[float, float]:
     """The same call through the in-process transport: ccxt's and the dialect's cost alone."""
-    from safeguard.clock import SystemClock
-    from safeguard.venue.dialect import Dialect
-    from safeguard.venue.engine import Venue
-    from safeguard.venue.inprocess import inprocess_client
-    from safeguard.venue.ratelimit import RateLimits
+    from safeguard._clock import SystemClock
+    from safeguard.venue._dialect import Dialect
+    from safeguard.venue._engine import Venue
+    from safeguard.venue._inprocess import inprocess_client
+    from safeguard.venue._ratelimit import RateLimits
 
     venue = Venue(clock=SystemClock())
     venue.create_account(KEY, SECRET)

@@ -35,10 +35,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from safeguard.config import KillSwitchConfig
-from safeguard.errors import TradingHalted
+from safeguard._config import KillSwitchConfig
+from safeguard._errors import TradingHalted
 from safeguard.killswitch import FileStateStore, KillSwitch, SwitchState
-from safeguard.killswitch.store import MemoryStateStore
+from safeguard.killswitch._store import MemoryStateStore
 
 
 class StampedStore:
@@ -168,8 +168,8 @@ def in_process(args: argparse.Namespace) -> None:
 BOT = textwrap.dedent(
     """
     import sys, time
-    from safeguard.config import KillSwitchConfig
-    from safeguard.errors import TradingHalted
+    from safeguard._config import KillSwitchConfig
+    from safeguard._errors import TradingHalted
     from safeguard.killswitch import KillSwitch
 
     config = KillSwitchConfig(state_dir=sys.argv[1], poll_interval_s=float(sys.argv[2]))

@@ -12,9 +12,9 @@ import time
 import timeit
 from collections.abc import Callable
 
-from safeguard.risk.funding import FundingEstimate
-from safeguard.risk.liquidation import LiquidationOptions, PositionLeg, get_model
-from safeguard.risk.tiers import (
+from safeguard.risk._funding import FundingEstimate
+from safeguard.risk._liquidation import LiquidationOptions, PositionLeg, get_model
+from safeguard.risk._tiers import (
     BINANCE_BTCUSD_COINM_TIERS,
     BINANCE_BTCUSDT_TIERS,
     BINANCE_ETHUSDT_TIERS,

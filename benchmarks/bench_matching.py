@@ -36,9 +36,9 @@ import os
 import statistics
 import time
 
-from safeguard.clock import ManualClock
+from safeguard._clock import ManualClock
 from safeguard.venue import Fill, Venue, VenueConfig
-from safeguard.venue import engine as engine_module
+from safeguard.venue import _engine as engine_module
 
 
 def run(rounds: int) -> tuple[float, float, int, int]:

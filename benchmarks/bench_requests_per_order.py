@@ -46,13 +46,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from safeguard.clock import ManualClock
-from safeguard.config import Policy
+from safeguard._clock import ManualClock
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.dialect import Dialect, Request, Response
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._dialect import Dialect, Request, Response
+from safeguard.venue._inprocess import inprocess_client
 
 KEY, SECRET = "bench-key-0123456789", "bench-secret-0123456789abcdef"
 RAW_KEY = KEY + "-raw"

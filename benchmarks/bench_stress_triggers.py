@@ -15,19 +15,23 @@ import tempfile
 import timeit
 from collections.abc import Callable
 
-from safeguard.config import Policy, TriggerConfig
-from safeguard.killswitch.equity import EquityStore
-from safeguard.killswitch.triggers import (
+from safeguard._config import Policy, TriggerConfig
+from safeguard.killswitch._equity import EquityStore
+from safeguard.killswitch._triggers import (
     AccountUpdate,
     EquityUpdate,
     MarkUpdate,
     OrderSubmitted,
     RiskMonitor,
 )
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.models import Account
-from safeguard.risk.stress import DepthProfile, StressGrid, stress_test, survives_grid
-from safeguard.risk.tiers import BINANCE_BTCUSDT_TIERS, BINANCE_ETHUSDT_TIERS, BINANCE_SOLUSDT_TIERS
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._models import Account
+from safeguard.risk._stress import DepthProfile, StressGrid, stress_test, survives_grid
+from safeguard.risk._tiers import (
+    BINANCE_BTCUSDT_TIERS,
+    BINANCE_ETHUSDT_TIERS,
+    BINANCE_SOLUSDT_TIERS,
+)
 
 T0 = 1_763_700_000.0
 TABLES = (BINANCE_BTCUSDT_TIERS, BINANCE_ETHUSDT_TIERS, BINANCE_SOLUSDT_TIERS)

@@ -1,6 +1,6 @@
 """How long one pre-trade verdict takes.
 
-Times :func:`safeguard.risk.verdict.evaluate` on the sample market (Binance BTC/USDT:USDT,
+Times :func:`safeguard.risk._verdict.evaluate` on the sample market (Binance BTC/USDT:USDT,
 12-tier ladder, 50-level book) with ``time.perf_counter_ns`` around every call, after a
 warm-up, and prints the median and the 90th percentile per scenario, plus the median of the
 quietest of ten rounds (the machine this runs on is shared)::
@@ -25,13 +25,13 @@ import sys
 import time
 from collections.abc import Callable
 
-from safeguard.config import FillModelConfig, RiskLimits
-from safeguard.risk.fills import FillModel
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.models import Account, OrderIntent
-from safeguard.risk.sample import SYMBOL, sample_market
-from safeguard.risk.tiers import BINANCE_ETHUSDT_TIERS, BINANCE_SOLUSDT_TIERS
-from safeguard.risk.verdict import evaluate
+from safeguard._config import FillModelConfig, RiskLimits
+from safeguard.risk._fills import FillModel
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._models import Account, OrderIntent
+from safeguard.risk._sample import SYMBOL, sample_market
+from safeguard.risk._tiers import BINANCE_ETHUSDT_TIERS, BINANCE_SOLUSDT_TIERS
+from safeguard.risk._verdict import evaluate
 
 NOW = 1_700_000_000.0
 

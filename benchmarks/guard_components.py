@@ -13,13 +13,13 @@ from collections.abc import Callable
 
 import ccxt
 
-from safeguard.config import DegradationConfig, RetryConfig
-from safeguard.guard.classify import classify
-from safeguard.guard.degradation import HealthMonitor
-from safeguard.guard.redact import forget_secrets, register_secret, scrub_text
-from safeguard.guard.request_log import request_record
-from safeguard.guard.retry import RetryPolicy
-from safeguard.guard.throttle import RateBudget, RequestKind
+from safeguard._config import DegradationConfig, RetryConfig
+from safeguard.guard._classify import classify
+from safeguard.guard._degradation import HealthMonitor
+from safeguard.guard._redact import forget_secrets, register_secret, scrub_text
+from safeguard.guard._request_log import request_record
+from safeguard.guard._retry import RetryPolicy
+from safeguard.guard._throttle import RateBudget, RequestKind
 
 T0 = 1_700_000_040.0
 MESSAGE = (

@@ -40,14 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safeguard.config import Policy
-from safeguard.errors import OutcomeUnknown, SafeguardError
-from safeguard.guard.events import EventKind, Hooks, RetryEvent
+from safeguard._config import Policy
+from safeguard._errors import OutcomeUnknown, SafeguardError
+from safeguard.guard._events import EventKind, Hooks, RetryEvent
 from safeguard.killswitch import ResumeRefused, TradingState
-from safeguard.killswitch.triggers import MarkUpdate, RiskMonitor
+from safeguard.killswitch._triggers import MarkUpdate, RiskMonitor
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 from safeguard.venue import Fill, FundingPayment, Liquidation, VenueConfig
-from safeguard.venue.markets import MONEY_SCALE
+from safeguard.venue._markets import MONEY_SCALE
 
 BAR_S = 60.0
 SYMBOLS = ("BTCUSDT", "ETHUSDT")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from safeguard.config import ThrottleConfig
-from safeguard.guard.throttle import BudgetRegistry, RateLimits, RequestKind
-from safeguard.testing.ratesim import SimReport, simulate
+from safeguard._config import ThrottleConfig
+from safeguard.guard._throttle import BudgetRegistry, RateLimits, RequestKind
+from safeguard.testing._ratesim import SimReport, simulate
 
 LIMITS = RateLimits.from_exchange_info(
     [

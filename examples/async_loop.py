@@ -24,8 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from safeguard.config import Policy
-from safeguard.errors import OrderDenied, OutcomeUnknown, SafeguardError, TradingHalted
+from safeguard import OrderDenied, OutcomeUnknown, Policy, SafeguardError, TradingHalted
 from safeguard.testing import paper_account
 
 BAR_S = 300.0

@@ -3,7 +3,7 @@
 The example starts the mock Binance USD-M venue as a separate process on a free loopback port
 (exactly what you would run in a terminal), reads the address and the generated key pair it
 prints, and trades with plain ``ccxt.binanceusdm``: the only configuration is
-``safeguard.venue.client.configure``, which points ccxt's URLs at the venue and turns ccxt's
+``safeguard.venue._client.configure``, which points ccxt's URLs at the venue and turns ccxt's
 own retries and throttler off. Nothing in ccxt is patched, so the same strategy code runs on
 Binance unchanged.
 
@@ -11,7 +11,7 @@ Binance unchanged.
     safeguard venue serve --port 8900 &          # or run it yourself and pass --url/--key/--secret
     python examples/http_paper.py --url http://127.0.0.1:8900 --key KEY --secret SECRET
 
-With ``--thread`` the venue runs inside this process instead (``safeguard.venue.server.serve``).
+With ``--thread`` the venue runs inside this process instead (``safeguard.venue._server.serve``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 import ccxt
 
-from safeguard.venue.client import configure
+from safeguard.venue import configure
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -60,9 +60,8 @@ def start_venue_process(stack: ExitStack) -> tuple[str, str, str]:
 
 def start_venue_thread(stack: ExitStack) -> tuple[str, str, str]:
     """The same venue served from a thread of this process."""
-    from safeguard.clock import SystemClock
-    from safeguard.venue import Venue, VenueConfig
-    from safeguard.venue.server import serve
+    from safeguard import SystemClock
+    from safeguard.venue import Venue, VenueConfig, serve
 
     key, secret = "example-key-0123456789", "example-secret-0123456789abcdef"
     venue = Venue(VenueConfig(seed=7), clock=SystemClock())

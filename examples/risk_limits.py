@@ -24,10 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from safeguard.config import Policy
-from safeguard.errors import OrderDenied, TradingHalted
-from safeguard.killswitch import ResumeRefused, TradingState
-from safeguard.killswitch.triggers import EquityUpdate, RiskMonitor
+from safeguard import OrderDenied, Policy, TradingHalted
+from safeguard.killswitch import EquityUpdate, ResumeRefused, RiskMonitor, TradingState
 from safeguard.testing import paper_account, sandbox_policy
 
 SYMBOL = "BTC/USDT:USDT"

@@ -25,9 +25,8 @@ import contextlib
 from collections import Counter
 from typing import Any
 
-from safeguard.config import Policy
-from safeguard.errors import OrderDenied
-from safeguard.guard.events import EventKind, Hooks, RequestEvent
+from safeguard import OrderDenied, Policy
+from safeguard.guard import EventKind, Hooks, RequestEvent
 from safeguard.testing import paper_account
 
 SYMBOL = "BTC/USDT:USDT"

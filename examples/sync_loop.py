@@ -25,16 +25,16 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from safeguard.config import Policy
-from safeguard.errors import (
+from safeguard import (
     OrderDenied,
     OutcomeUnknown,
+    Policy,
     RetriesExhausted,
     SafeguardError,
     TradingHalted,
 )
-from safeguard.guard.events import EventKind, Hooks, RetryEvent
-from safeguard.paper.strategy import Bar, TrendFollower
+from safeguard.guard import EventKind, Hooks, RetryEvent
+from safeguard.paper import Bar, TrendFollower
 from safeguard.testing import paper_account
 
 SYMBOLS = ("BTC/USDT:USDT",)

@@ -20,12 +20,9 @@ from typing import Any
 
 import pytest
 
-from safeguard.config import Policy
-from safeguard.errors import OrderDenied, OutcomeUnknown, SafeguardError
-from safeguard.testing import PaperAccount, strip_attached_stops
-from safeguard.testing.plugin import FaultSwitch
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.server import VenueServer
+from safeguard import OrderDenied, OutcomeUnknown, Policy, SafeguardError
+from safeguard.testing import FaultSwitch, PaperAccount, strip_attached_stops
+from safeguard.venue import VenueServer, ccxt_client
 
 SYMBOL = "BTC/USDT:USDT"
 VENUE_SYMBOL = "BTCUSDT"

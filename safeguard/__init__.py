@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from safeguard import _lazy
-from safeguard._log import logger as _logger
-from safeguard.clock import Clock, ManualClock, SystemClock
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.errors import (
+from safeguard._clock import Clock, ManualClock, SystemClock
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard._errors import (
     AuthenticationFailed,
     ConfigError,
     InsufficientFunds,
@@ -32,15 +31,16 @@ from safeguard.errors import (
     VenueBanned,
     VenueRejected,
 )
+from safeguard._log import logger as _logger
 
 if TYPE_CHECKING:
     from safeguard.guard import AsyncGuardedExchange, GuardedExchange, guard
-    from safeguard.guard.events import Hooks
-    from safeguard.guard.request_log import configure_logging, unconfigure_logging
+    from safeguard.guard._events import Hooks
+    from safeguard.guard._request_log import configure_logging, unconfigure_logging
     from safeguard.killswitch import KillSwitch, SwitchState, TradingState
-    from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
-    from safeguard.risk.outcome import Decision, Finding, Verdict
-    from safeguard.risk.preview import preview
+    from safeguard.risk._models import Account, MarketRules, MarketSnapshot, OrderIntent
+    from safeguard.risk._outcome import Decision, Finding, Verdict
+    from safeguard.risk._preview import preview
 
 __version__ = "0.1.0.dev0"
 
@@ -49,23 +49,23 @@ _logger.disable("safeguard")
 # Heavy names load on first use (PEP 562): ``import safeguard`` stays light, so the command
 # line (``safeguard kill`` during an incident) does not wait for ccxt to import.
 _LAZY: dict[str, str] = {
-    "Account": "safeguard.risk.models",
+    "Account": "safeguard.risk._models",
     "AsyncGuardedExchange": "safeguard.guard",
-    "Decision": "safeguard.risk.outcome",
-    "Finding": "safeguard.risk.outcome",
+    "Decision": "safeguard.risk._outcome",
+    "Finding": "safeguard.risk._outcome",
     "GuardedExchange": "safeguard.guard",
-    "Hooks": "safeguard.guard.events",
+    "Hooks": "safeguard.guard._events",
     "KillSwitch": "safeguard.killswitch",
-    "MarketRules": "safeguard.risk.models",
-    "MarketSnapshot": "safeguard.risk.models",
-    "OrderIntent": "safeguard.risk.models",
+    "MarketRules": "safeguard.risk._models",
+    "MarketSnapshot": "safeguard.risk._models",
+    "OrderIntent": "safeguard.risk._models",
     "SwitchState": "safeguard.killswitch",
     "TradingState": "safeguard.killswitch",
-    "Verdict": "safeguard.risk.outcome",
-    "configure_logging": "safeguard.guard.request_log",
+    "Verdict": "safeguard.risk._outcome",
+    "configure_logging": "safeguard.guard._request_log",
     "guard": "safeguard.guard",
-    "preview": "safeguard.risk.preview",
-    "unconfigure_logging": "safeguard.guard.request_log",
+    "preview": "safeguard.risk._preview",
+    "unconfigure_logging": "safeguard.guard._request_log",
 }
 
 

@@ -1,7 +1,7 @@
 """The one backoff schedule: how long at most to wait after a failed attempt.
 
-:meth:`~safeguard.config.RetryConfig.ceiling` answers from here. The
-guard's :class:`~safeguard.guard.retry.RetryPolicy` draws its jitter below the ceiling; the
+:meth:`~safeguard._config.RetryConfig.ceiling` answers from here. The
+guard's :class:`~safeguard.guard._retry.RetryPolicy` draws its jitter below the ceiling; the
 kill ladder and the webhook wait it out. Pure, and light to import: the kill switch and
 ``safeguard kill`` use it without loading the guard or ccxt.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from safeguard.config import RetryConfig
+    from safeguard._config import RetryConfig
 
 
 def ceiling(retry: RetryConfig, attempt: int) -> float:

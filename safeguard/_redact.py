@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from safeguard.errors import SafeguardError
+from safeguard._errors import SafeguardError
 
 REDACTED = "[REDACTED]"
 
@@ -175,7 +175,7 @@ def scrubbed_exception(exc: BaseException) -> BaseException:
     else it is a :class:`ScrubbedError` naming the original type. Its own cause and context are
     copied the same way. It carries no traceback and no attributes: the original's frames hold
     the signed URL and the key headers as locals, which a logger's ``diagnose`` mode prints.
-    A :class:`~safeguard.errors.SafeguardError` is returned as it is (built scrubbed).
+    A :class:`~safeguard._errors.SafeguardError` is returned as it is (built scrubbed).
     """
     return _scrubbed(exc, {}, 0)
 

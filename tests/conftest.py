@@ -32,7 +32,7 @@ from safeguard.testing import DEFAULT_API_KEY, DEFAULT_SECRET
 _PACKAGE_DIR = str(Path(safeguard.__file__).resolve().parent)
 _SIGNATURE = r"signature=[0-9a-fA-F]{16,}"
 _SECRET_NAME = re.compile(r"(?:^|_)(?:KEY|SECRET|API_KEY|LISTEN_KEY|PASSWORD|PASSPHRASE)$")
-_MIN_SECRET = 6  # as safeguard.guard.redact.MIN_SECRET_LENGTH: shorter is not a credential
+_MIN_SECRET = 6  # as safeguard.guard._redact.MIN_SECRET_LENGTH: shorter is not a credential
 _MAX_KEPT = 20
 
 

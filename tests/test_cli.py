@@ -22,7 +22,7 @@ from safeguard.cli import (
 def _registered_by(module_name: str) -> set[str]:
     parser = argparse.ArgumentParser()
     subparsers = parser.add_subparsers()
-    importlib.import_module(f"safeguard.cli.{module_name}").register(subparsers)
+    importlib.import_module(f"safeguard.cli._{module_name}").register(subparsers)
     return set(subparsers.choices)
 
 
@@ -88,7 +88,7 @@ def test_output_to_an_open_pipe_is_complete_and_exits_0() -> None:
 def _help_of(module_name: str) -> dict[str, str | None]:
     parser = argparse.ArgumentParser()
     subparsers = parser.add_subparsers()
-    importlib.import_module(f"safeguard.cli.{module_name}").register(subparsers)
+    importlib.import_module(f"safeguard.cli._{module_name}").register(subparsers)
     return {action.dest: action.help for action in subparsers._choices_actions}
 
 

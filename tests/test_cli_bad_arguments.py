@@ -43,7 +43,7 @@ CASES: list[tuple[str, ExitCode]] = [
     ("paper --policy {dir}", USAGE),
     ("paper --policy {bad_toml}", USAGE),
     ("paper --strategy nomod:Cls", USAGE),
-    ("paper --strategy safeguard.paper.strategy:NoSuchClass", USAGE),
+    ("paper --strategy safeguard.paper._strategy:NoSuchClass", USAGE),
     ("paper --out {file}/report", USAGE),
     ("paper --faults {dir}", USAGE),
     ("paper --duration 5", USAGE),

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from safeguard._config import Policy
 from safeguard.cli import main
-from safeguard.cli.policy import _model_of, policy_reference_markdown
-from safeguard.config import Policy
+from safeguard.cli._policy import _model_of, policy_reference_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

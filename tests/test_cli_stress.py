@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from safeguard.cli import main
-from safeguard.cli.stress import EXAMPLE
+from safeguard.cli._stress import EXAMPLE
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -144,9 +144,9 @@ def test_a_liquidated_cell_of_the_heat_map_never_wears_the_equity_scale() -> Non
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
 
-    from safeguard.cli.stress import LIQUIDATED_COLOUR, heatmap_colours, scenario
-    from safeguard.config import Policy
-    from safeguard.risk.stress import stress_test
+    from safeguard._config import Policy
+    from safeguard.cli._stress import LIQUIDATED_COLOUR, heatmap_colours, scenario
+    from safeguard.risk._stress import stress_test
 
     account, grid = scenario(EXAMPLE, policy=Policy.build())
     report = stress_test(account, grid)

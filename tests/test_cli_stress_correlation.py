@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from safeguard.cli import main
-from safeguard.risk.correlation import estimate_correlation
+from safeguard.risk._correlation import estimate_correlation
 from safeguard.testing import PaperAccount, paper_account
 from safeguard.venue import VenueConfig
-from safeguard.venue.config import Regime
+from safeguard.venue._config import Regime
 
 # Long BTC, short ETH of the same notional on a thin cross wallet: a hedge exactly as good as
 # the two move together.

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.config import Policy
-from safeguard.errors import ConfigError
+from safeguard._config import Policy
+from safeguard._errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.config import Policy
-from safeguard.errors import ConfigError
+from safeguard._config import Policy
+from safeguard._errors import ConfigError
 from tests.killswitch.test_cli_state_dir import safeguard
 
 

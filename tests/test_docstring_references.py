@@ -1,6 +1,6 @@
 """The docstrings describe the house as it is: every cross-reference in them names something.
 
-Docstrings point at each other with Sphinx roles (``:class:`~safeguard.guard.core.GuardCore```,
+Docstrings point at each other with Sphinx roles (``:class:`~safeguard.guard._core.GuardCore```,
 ``:func:`preview```, ``:mod:`.matching```). A rename or a move that forgets one leaves a reader
 following a name that no longer exists; this test follows every one of them.
 """
@@ -116,16 +116,17 @@ def resolves(module: str, target: str) -> bool:
 def test_the_references_are_read() -> None:
     found = references()
     assert len(found) > 400
-    assert ("safeguard.guard", 9, "~safeguard.guard.core.GuardCore") in [
+    assert ("safeguard.guard", 9, "~safeguard.guard._core.GuardCore") in [
         (module, line, target) for module, line, target in found
     ]
 
 
 def test_a_reference_to_nothing_is_seen() -> None:
-    assert resolves("safeguard.guard.gate", "~safeguard.guard.core.GuardCore")
-    assert resolves("safeguard.venue.engine", ".matching")
-    assert not resolves("safeguard.guard.gate", "~safeguard.guard.logging.tap_wire")
-    assert not resolves("safeguard.risk.verdict", "RiskIntent")
+    assert resolves("safeguard.guard._gate", "~safeguard.guard._core.GuardCore")
+    assert resolves("safeguard.venue._engine", "._matching")
+    assert not resolves("safeguard.venue._engine", ".matching")  # renamed: _matching
+    assert not resolves("safeguard.guard._gate", "~safeguard.guard.logging.tap_wire")
+    assert not resolves("safeguard.risk._verdict", "RiskIntent")
 
 
 def test_every_docstring_reference_names_something() -> None:

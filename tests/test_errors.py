@@ -7,8 +7,8 @@ import pickle
 import pytest
 
 import safeguard
-from safeguard import errors
-from safeguard.codes import Code
+from safeguard import _errors as errors
+from safeguard._codes import Code
 
 SAMPLES: list[errors.SafeguardError] = [
     errors.SafeguardError("plain"),
@@ -66,7 +66,7 @@ def test_heavy_names_load_lazily_and_guard_stays_callable() -> None:
 
     code = (
         "import sys, safeguard; assert 'ccxt' not in sys.modules, 'import safeguard loaded ccxt'; "
-        "import safeguard.guard.retry; assert callable(safeguard.guard); "
+        "import safeguard.guard._retry; assert callable(safeguard.guard); "
         "from safeguard import guard, GuardedExchange, preview, KillSwitch; print('ok')"
     )
     done = subprocess.run(

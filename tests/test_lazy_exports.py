@@ -23,4 +23,4 @@ def test_a_loaded_name_is_kept_and_a_relative_home_resolves_in_its_package() -> 
     fleet = importlib.import_module("safeguard.fleet")
     budget = fleet.RedisRateBudget
     assert vars(fleet)["RedisRateBudget"] is budget
-    assert budget.__module__ == "safeguard.fleet.budget"
+    assert budget.__module__ == "safeguard.fleet._budget"

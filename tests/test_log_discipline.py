@@ -20,11 +20,11 @@ from loguru import logger as loguru_logger
 
 import safeguard
 from safeguard._log import logger
-from safeguard.guard.redact import REDACTED, forget_secrets, register_secret
+from safeguard.guard._redact import REDACTED, forget_secrets, register_secret
 
 PACKAGE = Path(safeguard.__file__).resolve().parent
 # The scrubbing logger itself, and the module that adds the opt-in sinks (add/remove/enable).
-MAY_IMPORT_LOGURU = {"_log.py", "guard/request_log.py"}
+MAY_IMPORT_LOGURU = {"_log.py", "guard/_request_log.py"}
 SINK_CALLS = {"add", "remove", "enable", "disable"}
 SECRET = "disc-secret-0123456789abcdef"
 
@@ -61,7 +61,7 @@ def test_no_module_logs_through_loguru_directly(path: Path) -> None:
 
 
 def test_the_sink_module_only_manages_sinks_with_loguru_itself() -> None:
-    tree = ast.parse((PACKAGE / "guard" / "request_log.py").read_text(encoding="utf-8"))
+    tree = ast.parse((PACKAGE / "guard" / "_request_log.py").read_text(encoding="utf-8"))
     calls = {
         node.attr
         for node in ast.walk(tree)

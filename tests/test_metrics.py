@@ -20,14 +20,14 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from safeguard import errors
-from safeguard.clock import ManualClock
-from safeguard.codes import Code
-from safeguard.config import KillSwitchConfig, Policy
-from safeguard.errors import ConfigError
+from safeguard import _errors as errors
+from safeguard._clock import ManualClock
+from safeguard._codes import Code
+from safeguard._config import KillSwitchConfig, Policy
+from safeguard._errors import ConfigError
 from safeguard.guard import guard
-from safeguard.guard.degradation import HealthMonitor
-from safeguard.guard.events import (
+from safeguard.guard._degradation import HealthMonitor
+from safeguard.guard._events import (
     Event,
     EventKind,
     Hooks,
@@ -36,13 +36,13 @@ from safeguard.guard.events import (
     StateChangeEvent,
     ThrottleEvent,
 )
-from safeguard.guard.throttle import RateBudget
-from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.guard._throttle import RateBudget
+from safeguard.killswitch._switch import KillSwitch, TradingState
 from safeguard.observability import Metrics, MetricsServer, serve_guard_metrics, serve_metrics
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._inprocess import inprocess_client
 
 KEY, SECRET = "mx-key-0123456789", "mx-secret-0123456789abcdef"
 SYMBOL, VENUE_SYMBOL = "ETH/USDT:USDT", "ETHUSDT"
@@ -441,7 +441,7 @@ def test_the_metrics_modules_import_without_prometheus_client(
     for name in [n for n in sys.modules if n.startswith("safeguard.observability")]:
         monkeypatch.delitem(sys.modules, name)
     fresh = importlib.import_module("safeguard.observability")
-    venue_side = importlib.import_module("safeguard.observability.venue")
+    venue_side = importlib.import_module("safeguard.observability._venue")
     with pytest.raises(ConfigError, match=r"safeguard\[metrics\]"):
         fresh.Metrics()
     with pytest.raises(ConfigError, match=r"safeguard\[metrics\]"):
@@ -479,7 +479,7 @@ def test_one_call_serves_a_runners_hooks_and_switch(tmp_path: Path) -> None:
 
 
 def test_the_public_surface_is_pinned() -> None:
-    import safeguard.observability.venue as venue_side
+    import safeguard.observability._venue as venue_side
     from safeguard import observability
 
     assert observability.__all__ == [

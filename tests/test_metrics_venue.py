@@ -19,15 +19,15 @@ import ccxt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from safeguard._clock import ManualClock
 from safeguard.cli import main
-from safeguard.clock import ManualClock
 from safeguard.observability import Metrics, serve_metrics
-from safeguard.observability.venue import MeteredDialect, VenueMetrics
+from safeguard.observability._venue import MeteredDialect, VenueMetrics
 from safeguard.venue import Fill, Regime, Venue, VenueConfig
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.server import VenueServer
+from safeguard.venue._client import ccxt_client
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._server import VenueServer
 
 KEY, SECRET = "vm-key-0123456789", "vm-secret-0123456789abcdef"
 SYMBOL = "BTC/USDT:USDT"

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from safeguard.codes import Code
-from safeguard.config import KillSwitchConfig
-from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard._codes import Code
+from safeguard._config import KillSwitchConfig
+from safeguard.killswitch._switch import KillSwitch, TradingState
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "webhook.md"
 
@@ -155,8 +155,8 @@ def test_the_documented_enumerations_cover_what_is_sent(
 
 
 def test_early_warnings_are_posted_to_the_webhook(receiver: Receiver) -> None:
-    from safeguard.guard.events import Hooks, WarningEvent
-    from safeguard.killswitch.notify import WebhookNotifier, forward_warnings
+    from safeguard.guard._events import Hooks, WarningEvent
+    from safeguard.killswitch._notify import WebhookNotifier, forward_warnings
 
     hooks = Hooks()
     notifier = WebhookNotifier(receiver.url, retry_delay_s=0.01)

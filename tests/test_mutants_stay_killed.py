@@ -36,7 +36,7 @@ class Mutant:
 MUTANTS = [
     Mutant(
         "the sync face sends outside the kill switch's permit",
-        "safeguard/guard/sync.py",
+        "safeguard/guard/_sync.py",
         "                with permit(self._rt.switch, effect.permit):\n"
         "                    value = getattr(",
         "                with permit(self._rt.switch, effect.permit):\n"
@@ -47,7 +47,7 @@ MUTANTS = [
     ),
     Mutant(
         "the async face sends outside the kill switch's permit",
-        "safeguard/guard/aio.py",
+        "safeguard/guard/_aio.py",
         "            with permit(self._rt.switch, effect.permit):\n"
         "                value = await getattr(",
         "            with permit(self._rt.switch, effect.permit):\n"
@@ -58,7 +58,7 @@ MUTANTS = [
     ),
     Mutant(
         "a bare permit() does not look at the persisted state",
-        "safeguard/killswitch/switch.py",
+        "safeguard/killswitch/_switch.py",
         "    def _enter(self, kind: int) -> tuple[Token[PermitCounts], int | None]:\n"
         "        self._refresh()\n",
         "    def _enter(self, kind: int) -> tuple[Token[PermitCounts], int | None]:\n",
@@ -75,7 +75,7 @@ MUTANTS = [
     ),
     Mutant(
         "a guarded cancel is paced as an ordinary read (held at 90%)",
-        "safeguard/guard/pacing.py",
+        "safeguard/guard/_pacing.py",
         "    if kind is CallKind.CANCEL:\n        return RequestKind.CANCEL",
         "    if kind is CallKind.CANCEL:\n        return RequestKind.READ",
         "tests/guard/test_reserve_through_guard.py::"
@@ -83,7 +83,7 @@ MUTANTS = [
     ),
     Mutant(
         "a reduce-only order is paced as an opening one",
-        "safeguard/guard/pacing.py",
+        "safeguard/guard/_pacing.py",
         "        reduces = send.permit is not None and send.permit.reduces_only",
         "        reduces = False",
         "tests/guard/test_reserve_through_guard.py::"
@@ -91,7 +91,7 @@ MUTANTS = [
     ),
     Mutant(
         "the pending journal record is flushed but not fsynced before the send",
-        "safeguard/guard/journal.py",
+        "safeguard/guard/_journal.py",
         "                sync=self.durable,",
         "                sync=False,",
         "tests/guard/test_crash_order_path.py::"
@@ -99,7 +99,7 @@ MUTANTS = [
     ),
     Mutant(
         "a per-call recvWindow is waited out without the clock-skew margin",
-        "safeguard/guard/core.py",
+        "safeguard/guard/_core.py",
         "max(self.settle_window_s, per_call + CLOCK_SKEW_MARGIN_S)",
         "max(self.settle_window_s, per_call)",
         "tests/guard/test_settle_window.py::"
@@ -107,7 +107,7 @@ MUTANTS = [
     ),
     Mutant(
         "a restart counts the settle window from the first send",
-        "safeguard/guard/core.py",
+        "safeguard/guard/_core.py",
         "max(0.0, entry.updated + window - self._last_now)",
         "max(0.0, entry.since + window - self._last_now)",
         "tests/guard/test_settle_window.py::"
@@ -115,7 +115,7 @@ MUTANTS = [
     ),
     Mutant(
         "a forward clock step during a wait counts as settle time",
-        "safeguard/guard/core.py",
+        "safeguard/guard/_core.py",
         "return asked if passed >= asked - _CLOCK_ROUNDING_S else max(0.0, passed)",
         "return max(0.0, passed)",
         "tests/guard/test_settle_window.py::"
@@ -123,7 +123,7 @@ MUTANTS = [
     ),
     Mutant(
         "'not found' by the order look-up is taken as absent without the open orders",
-        "safeguard/guard/core.py",
+        "safeguard/guard/_core.py",
         '        # fetch_order said "no such order": confirm against the open orders',
         '        return None, True, None\n        # fetch_order said "no such order": confirm',
         "tests/guard/test_settle_window.py::"
@@ -132,14 +132,14 @@ MUTANTS = [
     # Found by tools/mutation.py (mutmut) and killed by a test written for it.
     Mutant(
         "a 500-level book is weighed as a 1000-level one (pacing)",
-        "safeguard/guard/pacing.py",
+        "safeguard/guard/_pacing.py",
         "return next((w for cap, w in _DEPTH if depth <= cap), _DEPTH[-1][1])",
         "return next((w for cap, w in _DEPTH if depth < cap), _DEPTH[-1][1])",
         "tests/guard/test_pacing.py::test_a_calls_weight_follows_the_venues_table",
     ),
     Mutant(
         "a settle record without an order id forgets the known one (journal)",
-        "safeguard/guard/journal.py",
+        "safeguard/guard/_journal.py",
         'order_id = record.get("order_id", current.order_id)',
         'order_id = record.get("order_id")',
         "tests/guard/test_journal_file.py::"
@@ -155,21 +155,21 @@ MUTANTS = [
     ),
     Mutant(
         "an account view exactly as old as allowed counts as stale (stale-data gate)",
-        "safeguard/guard/gate.py",
+        "safeguard/guard/_gate.py",
         "if seen is not None and cache.account_age(seen, now) > limit:",
         "if seen is not None and cache.account_age(seen, now) >= limit:",
         "tests/guard/test_account_gap.py::test_a_whole_fresh_account_view_is_no_gap",
     ),
     Mutant(
         "funding data is required only for horizons above one second (stale-data gate)",
-        "safeguard/risk/verdict.py",
+        "safeguard/risk/_verdict.py",
         "if limits.funding_horizon_s > 0 and exposure.increases:",
         "if limits.funding_horizon_s > 1 and exposure.increases:",
         "tests/risk/test_stale_gates.py",
     ),
     Mutant(
         "a permit released in another context stays counted there (kill switch)",
-        "safeguard/killswitch/inflight.py",
+        "safeguard/killswitch/_inflight.py",
         "                    self._held.set(plus(held, kind, -1))",
         "                    self._held.set(plus(held, kind, +1))",
         "tests/killswitch/test_switch.py::"
@@ -177,7 +177,7 @@ MUTANTS = [
     ),
     Mutant(
         "a loop's second send in flight is not counted for a blocking engage (kill switch)",
-        "safeguard/killswitch/inflight.py",
+        "safeguard/killswitch/_inflight.py",
         "self._per_loop.setdefault(loop_thread, [0, 0, 0])[kind] += 1",
         "self._per_loop.setdefault(loop_thread, [0, 0, 0])[kind] = 1",
         "tests/killswitch/test_switch.py::"
@@ -186,7 +186,7 @@ MUTANTS = [
     ),
     Mutant(
         "concentration measured before the entry fee is paid (pre-trade checks)",
-        "safeguard/risk/checks.py",
+        "safeguard/risk/_checks.py",
         "    equity = order.equity - costing.entry_fee\n"
         "    share = costing.position_notional / equity",
         "    equity = order.equity + costing.entry_fee\n"
@@ -196,7 +196,7 @@ MUTANTS = [
     ),
     Mutant(
         "a journal whose file was deleted under its live lock takes that lock again (journal)",
-        "safeguard/guard/journal.py",
+        "safeguard/guard/_journal.py",
         "    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)",
         "    return (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino)",
         "tests/guard/test_journal.py::"
@@ -204,7 +204,7 @@ MUTANTS = [
     ),
     Mutant(
         "a pending write abandoned after it landed keeps the order in flight (journal)",
-        "safeguard/guard/journal.py",
+        "safeguard/guard/_journal.py",
         "            self._written = True",
         "            self._written = False",
         "tests/guard/test_journal.py::"
@@ -212,14 +212,14 @@ MUTANTS = [
     ),
     Mutant(
         "a reduceOnly word is sent as written, not as the bool judged (order identity)",
-        "safeguard/guard/orders.py",
+        "safeguard/guard/_orders.py",
         '    if "reduceOnly" in params:',
         '    if "reduceonly" in params:',
         "tests/guard/test_idempotency_ids.py::test_reduce_only_is_sent_as_the_bool_the_verdict_read",
     ),
     Mutant(
         "the cascade counts the account's own closes as the crowd's (pre-trade checks)",
-        "safeguard/risk/checks.py",
+        "safeguard/risk/_checks.py",
         'crowd = sum(1 for close in path.closes if close.owner == "crowd")',
         'crowd = sum(1 for close in path.closes if close.owner != "crowd")',
         "tests/risk/test_verdict_cascade.py::"
@@ -227,7 +227,7 @@ MUTANTS = [
     ),
     Mutant(
         "a cancel refused on a full weight window is not told the venue counts it (pacing)",
-        "safeguard/guard/pacing.py",
+        "safeguard/guard/_pacing.py",
         "        if kind is RequestKind.CANCEL:",
         "        if kind is not RequestKind.CANCEL:",
         "tests/guard/test_pacing.py::"
@@ -235,14 +235,14 @@ MUTANTS = [
     ),
     Mutant(
         "a check reports its numbers under another name (pre-trade checks)",
-        "safeguard/risk/checks.py",
+        "safeguard/risk/_checks.py",
         '{"amount": amount, "min_qty": least}',
         '{"XXamountXX": amount, "min_qty": least}',
         "tests/risk/test_finding_values.py",
     ),
     Mutant(
         "the kill ladder's cancels wait like reads instead of spending the reserve (pacing)",
-        "safeguard/guard/pacing.py",
+        "safeguard/guard/_pacing.py",
         'RequestKind.CANCEL if method.startswith("cancel") else',
         'RequestKind.CANCEL if method.startswith("CANCEL") else',
         "tests/guard/test_pacing.py::"
@@ -250,7 +250,7 @@ MUTANTS = [
     ),
     Mutant(
         "a stale funding schedule denies with no funding horizon (stale-data gate)",
-        "safeguard/risk/verdict.py",
+        "safeguard/risk/_verdict.py",
         "if next_funding is not None and limits.funding_horizon_s > 0:",
         "if next_funding is not None and limits.funding_horizon_s >= 0:",
         "tests/risk/test_stale_gates.py::"
@@ -258,7 +258,7 @@ MUTANTS = [
     ),
     Mutant(
         "a crowded symbol's tightened concentration cap loosened instead (cap / factor)",
-        "safeguard/risk/checks.py",
+        "safeguard/risk/_checks.py",
         "        if share > share_cap * factor:",
         "        if share > share_cap / factor:",
         "tests/risk/test_crowding.py::"
@@ -266,7 +266,7 @@ MUTANTS = [
     ),
     Mutant(
         "the percent-price filter binds a sell above the mark too (or for and)",
-        "safeguard/risk/checks.py",
+        "safeguard/risk/_checks.py",
         '        elif intent.side == "sell" and price < order.mark * down:',
         '        elif intent.side == "sell" or price < order.mark * down:',
         "tests/risk/test_check_boundaries.py::"
@@ -274,7 +274,7 @@ MUTANTS = [
     ),
     Mutant(
         "the journal line before the NUL bytes of a power cut is taken for unsynced",
-        "safeguard/guard/journal.py",
+        "safeguard/guard/_journal.py",
         'unsynced = next((i for i, line in enumerate(lines, start=1) if b"\\x00" in line)',
         'unsynced = next((i for i, line in enumerate(lines) if b"\\x00" in line)',
         "tests/guard/test_journal_edges.py::"

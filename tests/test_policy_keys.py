@@ -1,7 +1,7 @@
 """Every policy key does something: a key nothing reads is a protection a user turns on and
 does not get (``require_stress_survival`` was one).
 
-The check is on the source: each leaf key of :class:`~safeguard.config.Policy` must be read as
+The check is on the source: each leaf key of :class:`~safeguard._config.Policy` must be read as
 an attribute (``something.<key>``) by a module of the package other than the one defining it
 and the ``safeguard policy`` printer. A name that some other object also has can hide an
 unread key here, so the keys wired for this check also have behavioural tests of their own
@@ -17,10 +17,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 import safeguard
-from safeguard.config import Policy
+from safeguard._config import Policy
 
 PACKAGE = Path(safeguard.__file__).parent
-NOT_READERS = {PACKAGE / "config.py", PACKAGE / "cli" / "policy.py"}
+NOT_READERS = {PACKAGE / "_config.py", PACKAGE / "cli" / "_policy.py"}
 
 
 def leaf_keys(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str]]:

@@ -32,12 +32,14 @@ PUBLIC: dict[str, str] = {
         Verdict __version__ configure_logging guard preview unconfigure_logging
     """,
     "safeguard.guard": """
-        AsyncGuardedExchange GuardOptions GuardedExchange guard
+        AsyncGuardedExchange BandEvent Event EventKind GuardOptions GuardedExchange Hook
+        Hooks KillEvent ProtectiveStopEvent RequestEvent RetryEvent StateChangeEvent
+        ThrottleEvent VerdictEvent WarningEvent guard
     """,
     "safeguard.killswitch": """
-        FileStateStore KillSwitch LadderReport MemoryStateStore ResumeRefused StateStore
-        SwitchState TradingState WebhookNotifier attach_ladder run_ladder
-        run_ladder_async transition
+        EquityUpdate FileStateStore KillSwitch LadderReport MarkUpdate MemoryStateStore
+        ResumeRefused RiskMonitor StateStore SwitchState TradingState Trip WebhookNotifier
+        attach_ladder run_ladder run_ladder_async transition
     """,
     "safeguard.testing": """
         DEFAULT_API_KEY DEFAULT_SECRET DEFAULT_START DEFAULT_SYMBOLS FaultSwitch
@@ -48,7 +50,7 @@ PUBLIC: dict[str, str] = {
         FaultPlan FeedFreeze Fill FundingPayment LeverageChanged Liquidation MONEY_SCALE
         MarginCall MarketSpec MarketStepped Notice OrderExpired OrderTriggered
         OrderUpdate Regime ReplaySeries Request Response Spike Venue VenueConfig VenueEvent
-        VenueReject VenueServer ccxt_client inprocess_client serve
+        VenueReject VenueServer ccxt_client configure inprocess_client serve
     """,
     "safeguard.fleet": """
         FleetMember RedisEquityStore RedisRateBudget RedisStateStore account_trips
@@ -128,8 +130,20 @@ def _all_modules() -> list[str]:
     ]
 
 
+def test_every_implementation_module_is_private() -> None:
+    # Only packages are imported from (their __all__ is pinned above); a module is where its
+    # code lives, named ``_name`` so that nothing invites ``from safeguard.x.module import``.
+    public = [
+        name
+        for name in _all_modules()
+        if not name.rpartition(".")[2].startswith("_")
+        and not hasattr(importlib.import_module(name), "__path__")  # a package
+    ]
+    assert public == []
+
+
 def test_no_name_in_a_package_hides_one_of_its_modules() -> None:
-    # ``import safeguard.guard.compose as c`` reads the package's attribute first: a function
+    # ``import safeguard.guard._compose as c`` reads the package's attribute first: a function
     # bound under a module's name hands back the function, not the module.
     # (Compared by name, and an absent attribute passes: a test that re-imports a package,
     # as the metrics tests do without prometheus-client, leaves older module objects behind.)

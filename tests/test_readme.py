@@ -122,14 +122,14 @@ def promised_output(snippet: str) -> list[str]:
 
 
 def test_every_code_is_documented() -> None:
-    from safeguard.codes import Code
+    from safeguard._codes import Code
 
     missing = [code.value for code in Code if f"`{code.value}`" not in README]
     assert missing == []
 
 
 def test_every_error_class_is_documented() -> None:
-    from safeguard import errors
+    from safeguard import _errors as errors
 
     missing = [name for name in errors.__all__ if name != "SafeguardError" and name not in README]
     assert missing == []

@@ -49,7 +49,7 @@ class Scope:
     modules: list[str]
     tests: list[str]
     only: list[str] = field(default_factory=list)
-    """mutmut name globs (``safeguard.risk.verdict.x__gate_data*``): only these functions."""
+    """mutmut name globs (``safeguard.risk._verdict.x__gate_data*``): only these functions."""
 
 
 # The journal and order identity share their tests. They are two scopes so that each
@@ -75,13 +75,13 @@ _JOURNAL_TESTS = [
 ]
 
 SCOPES: dict[str, Scope] = {
-    "journal": Scope(["safeguard/guard/journal.py"], _JOURNAL_TESTS),
-    "orders": Scope(["safeguard/guard/orders.py"], _JOURNAL_TESTS),
+    "journal": Scope(["safeguard/guard/_journal.py"], _JOURNAL_TESTS),
+    "orders": Scope(["safeguard/guard/_orders.py"], _JOURNAL_TESTS),
     "switch": Scope(
         [
-            "safeguard/killswitch/state.py",
-            "safeguard/killswitch/switch.py",
-            "safeguard/killswitch/inflight.py",
+            "safeguard/killswitch/_state.py",
+            "safeguard/killswitch/_switch.py",
+            "safeguard/killswitch/_inflight.py",
         ],
         [
             "tests/killswitch/test_switch.py",
@@ -92,12 +92,12 @@ SCOPES: dict[str, Scope] = {
         # drain of the sends it let through. (Persisting, adopting another process's state,
         # listeners, the webhook and the signal handler are outside this bounded scope.)
         only=[
-            "safeguard.killswitch.state.x_transition__mutmut_*",
-            "safeguard.killswitch.state.x_refusal_code__mutmut_*",
-            "safeguard.killswitch.inflight.x_send_kind__mutmut_*",
-            "safeguard.killswitch.switch.xǁKillSwitchǁpermit__mutmut_*",
-            "safeguard.killswitch.switch.xǁKillSwitchǁ_enter__mutmut_*",
-            "safeguard.killswitch.inflight.xǁSendsInFlightǁ*__mutmut_*",
+            "safeguard.killswitch._state.x_transition__mutmut_*",
+            "safeguard.killswitch._state.x_refusal_code__mutmut_*",
+            "safeguard.killswitch._inflight.x_send_kind__mutmut_*",
+            "safeguard.killswitch._switch.xǁKillSwitchǁpermit__mutmut_*",
+            "safeguard.killswitch._switch.xǁKillSwitchǁ_enter__mutmut_*",
+            "safeguard.killswitch._inflight.xǁSendsInFlightǁ*__mutmut_*",
         ],
     ),
     "redaction": Scope(
@@ -112,7 +112,7 @@ SCOPES: dict[str, Scope] = {
         ],
     ),
     "checks": Scope(
-        ["safeguard/risk/checks.py"],
+        ["safeguard/risk/_checks.py"],
         [
             "tests/risk/test_verdict.py",
             "tests/risk/test_verdict_failclosed.py",
@@ -128,7 +128,7 @@ SCOPES: dict[str, Scope] = {
         ],
     ),
     "pacing": Scope(
-        ["safeguard/guard/pacing.py"],
+        ["safeguard/guard/_pacing.py"],
         [
             "tests/guard/test_throttle.py",
             "tests/guard/test_guarded_throttle.py",
@@ -140,7 +140,7 @@ SCOPES: dict[str, Scope] = {
         ],
     ),
     "stale": Scope(
-        ["safeguard/risk/verdict.py", "safeguard/guard/gate.py"],
+        ["safeguard/risk/_verdict.py", "safeguard/guard/_gate.py"],
         [
             "tests/risk/test_verdict.py",
             "tests/risk/test_verdict_failclosed.py",
@@ -153,8 +153,8 @@ SCOPES: dict[str, Scope] = {
             "test_a_broken_user_data_stream_denies_until_rest_reconciles_the_account",
         ],
         only=[
-            "safeguard.risk.verdict.x__gate_data__mutmut_*",
-            "safeguard.guard.gate.*_account_gap__mutmut_*",
+            "safeguard.risk._verdict.x__gate_data__mutmut_*",
+            "safeguard.guard._gate.*_account_gap__mutmut_*",
         ],
     ),
 }
@@ -381,14 +381,14 @@ EQUIVALENT += [
 # Equivalent only in one function: (mutmut name glob, the line before, the line after, why).
 IN_FUNCTION: list[tuple[str, str, str, str]] = [
     (
-        "safeguard.risk.verdict.x__gate_data__mutmut_*",
+        "safeguard.risk._verdict.x__gate_data__mutmut_*",
         r"^\s*continue$",
         r"^\s*break$",
         "only the last price's stamp can be None (mark and book times are checked present "
         "above), and it is the last of the stamps aged: stopping there skips nothing",
     ),
     (
-        "safeguard.risk.verdict.x__gate_data__mutmut_*",
+        "safeguard.risk._verdict.x__gate_data__mutmut_*",
         r"mark_out_of_band\(market\.mark, market\.index, market\.last, since=now",
         r"since=None",
         "the verdict reads a StalePrice's input, reason and values, never its since",

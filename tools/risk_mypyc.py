@@ -13,7 +13,7 @@ the input checks. Left pure: the modules whose frozen dataclasses are built thro
 :func:`safeguard.risk._trusted.trusted` or set their own fields in ``__post_init__`` (models,
 liquidation, funding, tiers, book, freshness, outcome, stress, cascade): a compiled class has
 neither the slot descriptors the trusted constructor writes through nor a settable frozen
-field. :func:`~safeguard.risk.verdict.evaluate`'s parameters are declared ``Any`` in the copy:
+field. :func:`~safeguard.risk._verdict.evaluate`'s parameters are declared ``Any`` in the copy:
 a compiled function raises ``TypeError`` for an argument that does not match its annotation,
 where the verdict answers junk with an INVALID_INPUT denial (the fail-closed tests hold it).
 """
@@ -29,16 +29,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import venue_mypyc  # the build step, shared
 
 COMPILED = (
-    "safeguard/risk/verdict.py",
-    "safeguard/risk/pricing.py",
-    "safeguard/risk/checks.py",
-    "safeguard/risk/sizing.py",
+    "safeguard/risk/_verdict.py",
+    "safeguard/risk/_pricing.py",
+    "safeguard/risk/_checks.py",
+    "safeguard/risk/_sizing.py",
     "safeguard/risk/_margin.py",
     "safeguard/risk/_inputs.py",
 )
 """What one verdict runs through, less the modules that must stay pure (see above)."""
 
-OPEN_API = (("safeguard/risk/verdict.py", "evaluate"),)
+OPEN_API = (("safeguard/risk/_verdict.py", "evaluate"),)
 
 
 def main() -> None:

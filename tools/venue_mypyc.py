@@ -28,26 +28,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 COMPILED = (
-    "safeguard/venue/engine.py",
-    "safeguard/venue/timeline.py",
-    "safeguard/venue/ledger.py",
-    "safeguard/venue/trading.py",
-    "safeguard/venue/funding.py",
-    "safeguard/venue/liquidator.py",
-    "safeguard/venue/statements.py",
-    "safeguard/venue/orders.py",
-    "safeguard/venue/book.py",
-    "safeguard/venue/accounts.py",
-    "safeguard/venue/state.py",
-    "safeguard/venue/matching.py",
-    "safeguard/venue/markets.py",
-    "safeguard/venue/events.py",
+    "safeguard/venue/_engine.py",
+    "safeguard/venue/_timeline.py",
+    "safeguard/venue/_ledger.py",
+    "safeguard/venue/_trading.py",
+    "safeguard/venue/_funding.py",
+    "safeguard/venue/_liquidator.py",
+    "safeguard/venue/_statements.py",
+    "safeguard/venue/_orders.py",
+    "safeguard/venue/_book.py",
+    "safeguard/venue/_accounts.py",
+    "safeguard/venue/_state.py",
+    "safeguard/venue/_matching.py",
+    "safeguard/venue/_markets.py",
+    "safeguard/venue/_events.py",
 )
 """The modules an order passes through (request checks, matching, settling, the records) and
 each step's (funding, liquidation): the engine and every collaborator it was split into, so
 the compiled copy compiles what the one engine module used to hold."""
 
-OPEN_API = ("safeguard/venue/engine.py", "Venue")
+OPEN_API = ("safeguard/venue/_engine.py", "Venue")
 """The class whose public methods take whatever a caller sends (see :func:`open_api`)."""
 
 # mypyc reads the mypy configuration of its working directory; the project's pyproject.toml is

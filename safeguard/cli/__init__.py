@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Protocol
 
-from safeguard.errors import SafeguardError
+from safeguard._errors import SafeguardError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -99,8 +99,19 @@ COMMAND_MODULES: dict[str, str] = {command: module for command, (module, _) in C
 
 
 def command_module_names() -> list[str]:
-    """Every module of this package that may register commands."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    """Every module of this package that registers commands, by its name without the leading
+    underscore (every module here is private: ``_kill`` is the ``kill`` module)."""
+    return sorted(
+        m.name[1:]
+        for m in pkgutil.iter_modules(__path__)
+        if m.name.startswith("_")
+        and not m.name.startswith("__")
+        and m.name[1:] not in _HELPER_MODULES
+    )
+
+
+_HELPER_MODULES = frozenset({"cascade_view"})
+"""Modules here that register no command (what a command uses to show its result)."""
 
 
 def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -114,7 +125,7 @@ def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"safeguard {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in command_module_names() if only is None else only:
-        module = importlib.import_module(f"{__name__}.{name}")
+        module = importlib.import_module(f"{__name__}._{name}")
         register = getattr(module, "register", None)
         if callable(register):
             register(subparsers)

@@ -5,7 +5,7 @@ position's symbol (the file's order) and moves the others through a correlation 
 and 1, with each symbol's policy beta as its volatility (the same "how much does it move with
 the market" figure), over the grid's shocks and the books at a quarter, one and four times
 their depth. Books do not refill between steps (the monotone reading; see
-:mod:`safeguard.risk.cascade`).
+:mod:`safeguard.risk._cascade`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safeguard.errors import ConfigError
-from safeguard.risk.cascade import (
+from safeguard._errors import ConfigError
+from safeguard.risk._cascade import (
     CascadeGrid,
     CascadeMarket,
     CascadeSymbol,
@@ -25,9 +25,9 @@ from safeguard.risk.cascade import (
     liquidation_band,
     run_cascade,
 )
-from safeguard.risk.correlation import CorrelationEstimate
-from safeguard.risk.models import Account
-from safeguard.risk.stress import StressGrid
+from safeguard.risk._correlation import CorrelationEstimate
+from safeguard.risk._models import Account
+from safeguard.risk._stress import StressGrid
 
 CORRELATIONS = (0.0, 0.5, 0.9, 1.0)
 DEPTH_MULTIPLIERS = (0.25, 1.0, 4.0)

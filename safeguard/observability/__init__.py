@@ -1,6 +1,6 @@
 """Prometheus metrics for a guarded bot (opt-in: ``pip install 'safeguard[metrics]'``).
 
-    from safeguard.guard.events import Hooks
+    from safeguard.guard._events import Hooks
     from safeguard.observability import Metrics, serve_metrics
 
     hooks = Hooks()
@@ -13,7 +13,7 @@
 or, in one call, ``metrics, server = serve_guard_metrics(9464, hooks, switch=switch)``.
 
 Nothing in safeguard imports prometheus-client until one of these is built; without it they
-raise :class:`~safeguard.errors.ConfigError` naming the extra. Counting never raises into the
+raise :class:`~safeguard._errors.ConfigError` naming the extra. Counting never raises into the
 order path (the hooks swallow and log a failing subscriber).
 
 Metrics (``name``: type; labels: meaning):
@@ -24,7 +24,7 @@ Metrics (``name``: type; labels: meaning):
 - ``safeguard_retries_total``: counter; method, reason (the error classification)
 - ``safeguard_retry_delay_seconds_total``: counter; method: backoff scheduled
 - ``safeguard_throttle_events_total``: counter; action: wait, hold, banned, 429, 418 (fed by
-  :class:`~safeguard.guard.events.ThrottleEvent`; the venue's own 429/418 answers are also
+  :class:`~safeguard.guard._events.ThrottleEvent`; the venue's own 429/418 answers are also
   ``safeguard_requests_total{outcome="throttled"}``)
 - ``safeguard_throttle_wait_seconds_total``: counter: time the rate budget made requests wait
 - ``safeguard_rate_limit_usage_ratio``: gauge; limit (``REQUEST_WEIGHT/1m``): share in use
@@ -47,7 +47,7 @@ Alert on ``safeguard_kill_switch_state{state!="ACTIVE"} == 1``,
 ``increase(safeguard_verdicts_total{result="denied"}[5m])``; a rising
 ``safeguard_duplicates_prevented_total`` means the venue is losing order answers. The mock
 venue's own metrics (``safeguard venue serve --metrics-port``) are in
-:mod:`safeguard.observability.venue`.
+:mod:`safeguard.observability._venue`.
 """
 
 from __future__ import annotations

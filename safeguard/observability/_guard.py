@@ -1,4 +1,4 @@
-"""Metrics of a guarded exchange, fed by its :class:`~safeguard.guard.events.Hooks` and its
+"""Metrics of a guarded exchange, fed by its :class:`~safeguard.guard._events.Hooks` and its
 kill switch's listeners. Counting only: nothing here decides or delays anything."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from safeguard.guard.events import (
+from safeguard._profiles import BINANCE_USDM
+from safeguard.guard._events import (
     BandEvent,
     Event,
     Hooks,
@@ -22,12 +23,11 @@ from safeguard.guard.events import (
     WarningEvent,
 )
 from safeguard.observability._server import MetricsServer, require_prometheus, serve_metrics
-from safeguard.profiles import BINANCE_USDM
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-    from safeguard.killswitch.switch import KillSwitch, SwitchState
+    from safeguard.killswitch._switch import KillSwitch, SwitchState
 
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -54,7 +54,7 @@ class Metrics:
     lands in prometheus-client's global one); serve it with
     :func:`~safeguard.observability.serve_metrics`. Attaching several guarded exchanges sums
     their counts. Needs ``safeguard[metrics]``; without it construction raises
-    :class:`~safeguard.errors.ConfigError` saying so.
+    :class:`~safeguard._errors.ConfigError` saying so.
     """
 
     def __init__(

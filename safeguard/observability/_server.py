@@ -6,7 +6,7 @@ import threading
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from safeguard.errors import ConfigError
+from safeguard._errors import ConfigError
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

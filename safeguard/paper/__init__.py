@@ -1,10 +1,10 @@
 """Paper trading: a strategy on the mock venue, guarded and naive side by side.
 
-``safeguard paper`` runs :class:`~safeguard.paper.strategy.TrendFollower` (or your own
-strategy, see :mod:`safeguard.paper.strategy`; :class:`~safeguard.paper.strategy.StreamTrend`
+``safeguard paper`` runs :class:`~safeguard.paper._strategy.TrendFollower` (or your own
+strategy, see :mod:`safeguard.paper._strategy`; :class:`~safeguard.paper._strategy.StreamTrend`
 is one written on ``watch_*``) twice on simulated time, once through the
 guarded exchange and once through plain ccxt with naive retries, under the same seed and fault
-plan (:mod:`safeguard.paper.scenario`), and writes a report of what the guard changed::
+plan (:mod:`safeguard.paper._scenario`), and writes a report of what the guard changed::
 
     from pathlib import Path
     from safeguard.paper import PaperConfig, default_plan, paper_policy, run_paper
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 from safeguard import _lazy
 
 if TYPE_CHECKING:
-    from safeguard.paper.runner import PaperConfig, paper_policy
-    from safeguard.paper.scenario import default_plan
-    from safeguard.paper.session import PaperResult, run_paper
-    from safeguard.paper.strategy import (
+    from safeguard.paper._runner import PaperConfig, paper_policy
+    from safeguard.paper._scenario import default_plan
+    from safeguard.paper._session import PaperResult, run_paper
+    from safeguard.paper._strategy import (
         Bar,
         Strategy,
         StrategyFactory,
@@ -40,18 +40,18 @@ if TYPE_CHECKING:
 # Loaded on first use: the runner brings ccxt and the guard, the session matplotlib, and
 # ``safeguard journal`` (which reads only the journal modules) should pay for neither.
 _HOMES = {
-    "Bar": "strategy",
-    "PaperConfig": "runner",
-    "PaperResult": "session",
-    "Strategy": "strategy",
-    "StrategyFactory": "strategy",
-    "StreamStrategy": "strategy",
-    "StreamTrend": "strategy",
-    "TrendFollower": "strategy",
-    "default_plan": "scenario",
-    "load_factory": "strategy",
-    "paper_policy": "runner",
-    "run_paper": "session",
+    "Bar": "_strategy",
+    "PaperConfig": "_runner",
+    "PaperResult": "_session",
+    "Strategy": "_strategy",
+    "StrategyFactory": "_strategy",
+    "StreamStrategy": "_strategy",
+    "StreamTrend": "_strategy",
+    "TrendFollower": "_strategy",
+    "default_plan": "_scenario",
+    "load_factory": "_strategy",
+    "paper_policy": "_runner",
+    "run_paper": "_session",
 }
 
 

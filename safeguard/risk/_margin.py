@@ -30,7 +30,7 @@ the principle, which needs no formula and works for any table. Both handle table
 at a boundary (``c = 0``): the first price at which ``excess`` is at or below zero is returned
 even if that is a jump rather than a root.
 
-Nothing here validates: :mod:`safeguard.risk.liquidation` does that once, at the boundary.
+Nothing here validates: :mod:`safeguard.risk._liquidation` does that once, at the boundary.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from safeguard.risk.liquidation import PositionLeg
+    from safeguard.risk._liquidation import PositionLeg
 
 # Outward search for the unbounded last segment of the numeric solve: doubling (or halving)
 # from the last boundary reaches the float range's end well within this many steps.

@@ -2,7 +2,7 @@
 
 A frozen dataclass's generated ``__init__`` sets each field through ``object.__setattr__``
 (the class's own ``__setattr__`` refuses), about 0.2 µs a field: the 24-field
-:class:`~safeguard.risk.outcome.Costing` cost 5 µs of a 65 µs verdict. :func:`trusted` builds
+:class:`~safeguard.risk._outcome.Costing` cost 5 µs of a 65 µs verdict. :func:`trusted` builds
 a constructor that writes the slots directly through their descriptors instead, and runs no
 ``__post_init__``: use it for classes without one, or for values the caller has already
 validated (the object is then equal, field for field, to what the class itself would build).

@@ -6,14 +6,14 @@ streams) trades on the mock venue while the seed's schedule throws venue and str
 process kills at chosen points, torn journal writes, a full disk, a read-only state directory,
 clock steps and operator engages at them, and the invariants are checked after every bar. With
 a ``redis-server`` on PATH, two of the bots share one kill switch through a Redis the world
-runs (fleet mode), and the seed kills, freezes or empties it (:mod:`safeguard.sim.fleet`).
+runs (fleet mode), and the seed kills, freezes or empties it (:mod:`safeguard.sim._fleet`).
 ``safeguard sim --seeds 1000`` runs many seeds; a failing seed prints the command that
 replays it and the shrinker reduces its schedule to the fewest faults that fail.
 """
 
-from safeguard.sim.runner import explain, replay_command, run_seed, run_seeds, shrink
-from safeguard.sim.schedule import Fault, draw_schedule
-from safeguard.sim.world import Outcome, World
+from safeguard.sim._runner import explain, replay_command, run_seed, run_seeds, shrink
+from safeguard.sim._schedule import Fault, draw_schedule
+from safeguard.sim._world import Outcome, World
 
 __all__ = [
     "Fault",

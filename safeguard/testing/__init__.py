@@ -9,12 +9,12 @@ Plain helpers, usable without pytest (everything on simulated time, seeded)::
     account.set_faults({"rules": [{"kind": "error", "status": 503, "probability": 0.2}]})
     account.advance(3600)                          # an hour of market
 
-The pytest fixtures in :mod:`safeguard.testing.plugin` are registered automatically when
+The pytest fixtures in :mod:`safeguard.testing._plugin` are registered automatically when
 safeguard is installed (a ``pytest11`` entry point): ``sg_venue``, ``sg_venue_client``,
 ``sg_guarded``, ``sg_faults``, ``sg_venue_server`` and the rest, each built on
 :class:`PaperAccount`.
 
-:mod:`safeguard.testing.ratesim` simulates greedy traffic against a venue that counts and
+:mod:`safeguard.testing._ratesim` simulates greedy traffic against a venue that counts and
 bans as Binance does (the throttle's tests and ``benchmarks/throttle_sim.py`` use it).
 
 The names below are imported on first use, so ``import safeguard.testing`` (which the pytest
@@ -39,14 +39,14 @@ if TYPE_CHECKING:
         sandbox_policy,
         strip_attached_stops,
     )
-    from safeguard.testing.plugin import FaultSwitch
+    from safeguard.testing._plugin import FaultSwitch
 
 _LAZY = {
     "DEFAULT_API_KEY": "safeguard.testing._paper",
     "DEFAULT_SECRET": "safeguard.testing._paper",
     "DEFAULT_START": "safeguard.testing._paper",
     "DEFAULT_SYMBOLS": "safeguard.testing._paper",
-    "FaultSwitch": "safeguard.testing.plugin",
+    "FaultSwitch": "safeguard.testing._plugin",
     "PaperAccount": "safeguard.testing._paper",
     "as_fault_plan": "safeguard.testing._paper",
     "paper_account": "safeguard.testing._paper",

@@ -1,6 +1,6 @@
 """A paper account on the mock venue, usable with or without pytest.
 
-Everything here runs on simulated time: the venue sits on a :class:`~safeguard.clock.ManualClock`
+Everything here runs on simulated time: the venue sits on a :class:`~safeguard._clock.ManualClock`
 and the guarded clients spend their backoffs by advancing it, so a test that meets a 503 storm or
 a ten-second settle window still finishes in milliseconds.
 """
@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from safeguard.clock import ManualClock
-from safeguard.config import Policy
+from safeguard._clock import ManualClock
+from safeguard._config import Policy
 
 if TYPE_CHECKING:
-    from safeguard.guard.events import Hooks
-    from safeguard.killswitch.switch import KillSwitch
-    from safeguard.killswitch.triggers import RiskMonitor
+    from safeguard.guard._events import Hooks
+    from safeguard.killswitch._switch import KillSwitch
+    from safeguard.killswitch._triggers import RiskMonitor
     from safeguard.venue import Venue, VenueConfig
-    from safeguard.venue.dialect import Dialect
-    from safeguard.venue.faults import FaultPlan
-    from safeguard.venue.server import VenueServer
+    from safeguard.venue._dialect import Dialect
+    from safeguard.venue._faults import FaultPlan
+    from safeguard.venue._server import VenueServer
 
 DEFAULT_API_KEY = "sg-paper-key-0123456789"
 DEFAULT_SECRET = "sg-paper-secret-0123456789abcdef"
@@ -109,9 +109,9 @@ def _without_stop_loss(send: Any, params_at: int) -> Any:
 
 
 def as_fault_plan(plan: Any) -> FaultPlan | None:
-    """A :class:`~safeguard.venue.faults.FaultPlan` from a plan, a dict (the TOML/JSON shape),
+    """A :class:`~safeguard.venue._faults.FaultPlan` from a plan, a dict (the TOML/JSON shape),
     or a path to a ``.toml``/``.json`` file; ``None`` stays ``None`` (a healthy venue)."""
-    from safeguard.venue.faults import FaultPlan
+    from safeguard.venue._faults import FaultPlan
 
     if plan is None or isinstance(plan, FaultPlan):
         return plan
@@ -126,7 +126,7 @@ def as_fault_plan(plan: Any) -> FaultPlan | None:
 class PaperAccount:
     """A seeded venue on a manual clock, one funded account on it, and clients for it.
 
-    Every client made here shares one :class:`~safeguard.venue.dialect.Dialect`, so a fault
+    Every client made here shares one :class:`~safeguard.venue._dialect.Dialect`, so a fault
     plan set with :meth:`set_faults` (and the venue's rate limits and bans) applies to all of
     them, in process and over :meth:`serve`'s loopback HTTP alike.
     """
@@ -194,7 +194,7 @@ class PaperAccount:
         """A real ccxt ``binanceusdm`` (``ccxt.async_support`` with ``asyncio=True``;
         ``ccxt.pro`` with ``pro=True``, its ``watch_*`` streams in memory too) trading on the
         venue in process. Injected latency is spent in simulated time."""
-        from safeguard.venue.inprocess import inprocess_client
+        from safeguard.venue._inprocess import inprocess_client
 
         exchange = inprocess_client(
             self.dialect,
@@ -228,14 +228,14 @@ class PaperAccount:
         ``state_dir`` (default: a new temporary directory) by :func:`sandbox_policy`. Backoffs
         advance simulated time instead of sleeping. The kill switch is
         ``guarded.runtime.switch``. ``triggers=True`` turns the policy's automatic kill-switch
-        triggers on (or pass your own :class:`~safeguard.killswitch.triggers.RiskMonitor`).
+        triggers on (or pass your own :class:`~safeguard.killswitch._triggers.RiskMonitor`).
         Declared ``stopLoss`` stops reach the verdict, not the wire
         (:func:`strip_attached_stops`). The journal is not fsynced unless ``durable_journal``.
         ``seed`` seeds the backoff jitter, so a run with faults repeats to the last fill.
         ``pro=True`` wraps a ``ccxt.pro`` client: its ``watch_*`` calls feed the guard's view.
         """
         from safeguard.guard import guard
-        from safeguard.killswitch.switch import KillSwitch
+        from safeguard.killswitch._switch import KillSwitch
 
         if state_dir is None:
             state_dir = tempfile.mkdtemp(prefix="safeguard-paper-")
@@ -271,7 +271,7 @@ class PaperAccount:
     def serve(self) -> VenueServer:
         """Serve the venue on a free loopback port (same dialect: same faults and limits).
         Use as a context manager, or call ``close()``; :meth:`close` closes it too."""
-        from safeguard.venue.server import VenueServer
+        from safeguard.venue._server import VenueServer
 
         server = VenueServer(self.venue, dialect=self.dialect)
         self._closers.append(server.close)
@@ -282,7 +282,7 @@ class PaperAccount:
     ) -> Any:
         """An unmodified ccxt ``binanceusdm`` (``ccxt.pro`` with ``pro=True``: close it with
         :meth:`aclose`) for ``server`` with this account's keys."""
-        from safeguard.venue.client import ccxt_client
+        from safeguard.venue._client import ccxt_client
 
         exchange = ccxt_client(
             server.url, self.api_key, self.secret, pro=pro, timeout_ms=timeout_ms
@@ -335,7 +335,7 @@ def paper_account(
         account.advance(3600)
     """
     from safeguard.venue import Venue, VenueConfig
-    from safeguard.venue.dialect import Dialect
+    from safeguard.venue._dialect import Dialect
 
     clock = ManualClock(start)
     venue = Venue(config or VenueConfig(seed=seed, symbols=symbols), clock=clock)

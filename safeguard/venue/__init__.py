@@ -12,7 +12,7 @@ they happen), which is what the user-data stream is made of.
 
 A day of market in well under a second::
 
-    from safeguard.clock import ManualClock
+    from safeguard._clock import ManualClock
     from safeguard.venue import Liquidation, Venue, VenueConfig
 
     venue = Venue(VenueConfig(seed=7), clock=ManualClock())
@@ -45,10 +45,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from safeguard import _lazy
-from safeguard.venue.config import BookConfig, Crowd, Regime, Spike, VenueConfig
-from safeguard.venue.engine import FeedFreeze, Venue
-from safeguard.venue.errors import VenueReject
-from safeguard.venue.events import (
+from safeguard.venue._config import BookConfig, Crowd, Regime, Spike, VenueConfig
+from safeguard.venue._engine import FeedFreeze, Venue
+from safeguard.venue._errors import VenueReject
+from safeguard.venue._events import (
     AccountChanged,
     AutoDeleveraged,
     Fill,
@@ -63,27 +63,28 @@ from safeguard.venue.events import (
     OrderUpdate,
     VenueEvent,
 )
-from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
-from safeguard.venue.prices import ReplaySeries
+from safeguard.venue._markets import DEFAULT_MARKETS, MONEY_SCALE, MarketSpec
+from safeguard.venue._prices import ReplaySeries
 
 if TYPE_CHECKING:
-    from safeguard.venue.client import ccxt_client
-    from safeguard.venue.dialect import Dialect, Request, Response
-    from safeguard.venue.faults import FaultPlan
-    from safeguard.venue.inprocess import inprocess_client
-    from safeguard.venue.server import VenueServer, serve
+    from safeguard.venue._client import ccxt_client, configure
+    from safeguard.venue._dialect import Dialect, Request, Response
+    from safeguard.venue._faults import FaultPlan
+    from safeguard.venue._inprocess import inprocess_client
+    from safeguard.venue._server import VenueServer, serve
 
 # The transports import ccxt (about a second); load them on first use so the engine alone
 # (and the command line) stays quick to import.
 _LAZY: dict[str, str] = {
-    "Dialect": "safeguard.venue.dialect",
-    "FaultPlan": "safeguard.venue.faults",
-    "Request": "safeguard.venue.dialect",
-    "Response": "safeguard.venue.dialect",
-    "VenueServer": "safeguard.venue.server",
-    "ccxt_client": "safeguard.venue.client",
-    "inprocess_client": "safeguard.venue.inprocess",
-    "serve": "safeguard.venue.server",
+    "Dialect": "safeguard.venue._dialect",
+    "FaultPlan": "safeguard.venue._faults",
+    "Request": "safeguard.venue._dialect",
+    "Response": "safeguard.venue._dialect",
+    "VenueServer": "safeguard.venue._server",
+    "ccxt_client": "safeguard.venue._client",
+    "configure": "safeguard.venue._client",
+    "inprocess_client": "safeguard.venue._inprocess",
+    "serve": "safeguard.venue._server",
 }
 
 
@@ -122,6 +123,7 @@ __all__ = [
     "VenueReject",
     "VenueServer",
     "ccxt_client",
+    "configure",
     "inprocess_client",
     "serve",
 ]

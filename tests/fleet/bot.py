@@ -38,11 +38,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from safeguard.config import Policy
-from safeguard.errors import OrderNotFound, ThrottleHold, TradingHalted
-from safeguard.guard.events import EventKind, Hooks, RequestEvent
-from safeguard.killswitch.switch import SwitchState, TradingState
-from safeguard.venue.client import ccxt_client
+from safeguard._config import Policy
+from safeguard._errors import OrderNotFound, ThrottleHold, TradingHalted
+from safeguard.guard._events import EventKind, Hooks, RequestEvent
+from safeguard.killswitch._switch import SwitchState, TradingState
+from safeguard.venue._client import ccxt_client
 
 SYMBOL = "ETH/USDT:USDT"
 
@@ -99,7 +99,7 @@ def _go(cfg: dict[str, Any]) -> dict[str, Any]:
 def _trading_bot(cfg: dict[str, Any], **fleet: Any) -> tuple[Any, Any, float]:
     """A fleet member (guarded exchange on the shared switch and budget), its switch, and a
     price at which a buy rests."""
-    from safeguard.fleet.member import join_fleet
+    from safeguard.fleet._member import join_fleet
 
     huge = 10**7
     policy = _policy(
@@ -213,7 +213,7 @@ def run_outage(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_budget(cfg: dict[str, Any]) -> dict[str, Any]:
-    from safeguard.fleet.member import join_fleet
+    from safeguard.fleet._member import join_fleet
 
     scale = float(cfg["scale"])
     clock = ScaledClock(cfg["wall0"], cfg["venue0"], scale)

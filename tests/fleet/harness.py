@@ -15,11 +15,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from safeguard.clock import SystemClock
+from safeguard._clock import SystemClock
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.ratelimit import RateLimits as VenueLimits
-from safeguard.venue.server import VenueServer
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._ratelimit import RateLimits as VenueLimits
+from safeguard.venue._server import VenueServer
 
 BOT = Path(__file__).with_name("bot.py")
 KEY, SECRET = "fleet-key-0123456789", "fleet-secret-0123456789abcdef"

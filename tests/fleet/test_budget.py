@@ -13,12 +13,12 @@ from typing import Any, cast
 
 import pytest
 
-from safeguard.config import FleetConfig, Policy, ThrottleConfig
-from safeguard.fleet.budget import RedisRateBudget, fallback_limits
-from safeguard.guard.core import Send
-from safeguard.guard.orders import CallKind
-from safeguard.guard.pacing import BudgetPacer
-from safeguard.guard.throttle import (
+from safeguard._config import FleetConfig, Policy, ThrottleConfig
+from safeguard.fleet._budget import RedisRateBudget, fallback_limits
+from safeguard.guard._core import Send
+from safeguard.guard._orders import CallKind
+from safeguard.guard._pacing import BudgetPacer
+from safeguard.guard._throttle import (
     Banned,
     Go,
     Hold,

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard._errors import TradingHalted
 from safeguard.cli import ExitCode, main
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.errors import TradingHalted
-from safeguard.fleet.redis_store import RedisStateStore, open_fleet_switch
-from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.fleet._redis_store import RedisStateStore, open_fleet_switch
+from safeguard.killswitch._switch import KillSwitch, TradingState
 
 pytestmark = pytest.mark.redis
 
@@ -120,8 +120,8 @@ def test_status_fleet_shows_the_shared_state(
     bot: KillSwitch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from safeguard.fleet.budget import RedisRateBudget
-    from safeguard.guard.throttle import RequestKind
+    from safeguard.fleet._budget import RedisRateBudget
+    from safeguard.guard._throttle import RequestKind
 
     fleet = Policy.build(fleet={"redis_url": redis_url, "key_prefix": prefix}).fleet
     budget = RedisRateBudget(fleet, "binanceusdm@fapi", "acct")
@@ -185,7 +185,7 @@ def test_kill_says_not_engaged_when_redis_is_lost_between_its_look_and_its_write
     # could not write it answers with its own memory of it, so `kill` printed "engaged:" and
     # exited 0 while Redis held nothing (and the CLI's memory died with it). A REDUCING then
     # read back as the lost link's HALTED: "already HALTED", exit 0, and nothing kept.
-    from safeguard.cli import kill
+    from safeguard.cli import _kill as kill
 
     built = kill._switch
 

@@ -11,12 +11,12 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safeguard.codes import Code
-from safeguard.config import FleetConfig, Policy, TriggerConfig
-from safeguard.errors import ConfigError
-from safeguard.fleet.equity import RedisEquityStore, account_trips, merge_marks
-from safeguard.killswitch.equity import EquityMarks, utc_day
-from safeguard.killswitch.triggers import EquityUpdate, RiskMonitor
+from safeguard._codes import Code
+from safeguard._config import FleetConfig, Policy, TriggerConfig
+from safeguard._errors import ConfigError
+from safeguard.fleet._equity import RedisEquityStore, account_trips, merge_marks
+from safeguard.killswitch._equity import EquityMarks, utc_day
+from safeguard.killswitch._triggers import EquityUpdate, RiskMonitor
 
 pytestmark = pytest.mark.redis
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from safeguard.codes import Code
+from safeguard._codes import Code
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

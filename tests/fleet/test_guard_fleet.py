@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from safeguard import errors
-from safeguard.config import Policy
-from safeguard.fleet.redis_store import open_fleet_switch
+from safeguard import _errors as errors
+from safeguard._config import Policy
+from safeguard.fleet._redis_store import open_fleet_switch
 from safeguard.guard import guard
 from safeguard.testing import paper_account, strip_attached_stops
 from tests.guard.test_guard_failure_releases import corrupt_equity_marks

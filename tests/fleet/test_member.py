@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from safeguard.config import Policy
+from safeguard._config import Policy
 
 pytestmark = pytest.mark.redis
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.redis
 def test_join_fleet_refuses_what_it_cannot_wire(redis_url: str, prefix: str) -> None:
     import ccxt
 
-    from safeguard.fleet.member import join_fleet
+    from safeguard.fleet._member import join_fleet
 
     policy = Policy.build(fleet={"redis_url": redis_url, "key_prefix": prefix})
     with pytest.raises(ValueError, match="exchange"):

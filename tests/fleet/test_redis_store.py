@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import redis
 
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.errors import ConfigError, TradingHalted
-from safeguard.fleet.connection import disconnected_state
-from safeguard.fleet.redis_store import RedisStateStore, _to_restore, open_fleet_switch
-from safeguard.killswitch.store import encode_state
-from safeguard.killswitch.switch import KillSwitch, SwitchState, TradingState
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard._errors import ConfigError, TradingHalted
+from safeguard.fleet._connection import disconnected_state
+from safeguard.fleet._redis_store import RedisStateStore, _to_restore, open_fleet_switch
+from safeguard.killswitch._store import encode_state
+from safeguard.killswitch._switch import KillSwitch, SwitchState, TradingState
 
 pytestmark = pytest.mark.redis
 
@@ -297,7 +297,7 @@ def test_disconnected_state_never_loosens_the_known_state() -> None:
     "url", ["", "http://127.0.0.1:6379", "127.0.0.1:6379", "redis//x"], ids=repr
 )
 def test_a_bad_url_names_the_setting(url: str) -> None:
-    from safeguard.fleet.connection import connect
+    from safeguard.fleet._connection import connect
 
     with pytest.raises(ConfigError) as caught:  # in the policy: refused when it is built
         connect(Policy.build(fleet={"redis_url": url} if url else {}).fleet)
@@ -322,8 +322,8 @@ def test_a_lock_left_by_a_dead_holder_expires_and_the_engage_goes_through(
 def test_a_resume_decides_on_what_redis_holds_not_on_a_stale_copy(
     redis_url: str, prefix: str, tmp_path: Any
 ) -> None:
-    from safeguard.clock import ManualClock
-    from safeguard.killswitch.switch import ResumeRefused
+    from safeguard._clock import ManualClock
+    from safeguard.killswitch._switch import ResumeRefused
 
     policy = Policy.build(
         fleet={"redis_url": redis_url, "key_prefix": prefix},

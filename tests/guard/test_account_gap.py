@@ -11,18 +11,18 @@ from typing import Any
 
 import pytest
 
-from safeguard.clock import ManualClock
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.guard.core import Send
-from safeguard.guard.degradation import HealthMonitor
-from safeguard.guard.events import Hooks
-from safeguard.guard.gate import PreTradeGate
-from safeguard.guard.market import MarketCache
-from safeguard.guard.orders import parse_call
+from safeguard._clock import ManualClock
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard.guard._core import Send
+from safeguard.guard._degradation import HealthMonitor
+from safeguard.guard._events import Hooks
+from safeguard.guard._gate import PreTradeGate
+from safeguard.guard._market import MarketCache
+from safeguard.guard._orders import parse_call
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._inprocess import inprocess_client
 
 SYMBOL = "ETH/USDT:USDT"
 KEY, SECRET = "gap-key-0123456789", "gap-secret-0123456789abcdef"

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.codes import Code
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._codes import Code
+from safeguard._config import Policy
 from safeguard.killswitch import run_ladder
-from safeguard.killswitch.switch import SwitchState, TradingState
-from safeguard.risk.outcome import Decision
+from safeguard.killswitch._switch import SwitchState, TradingState
+from safeguard.risk._outcome import Decision
 from safeguard.testing import PaperAccount, paper_account
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.clock import ManualClock
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._clock import ManualClock
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.events import EventKind, Hooks, KillEvent, ThrottleEvent
-from safeguard.guard.throttle import RateBudget, RateLimits
-from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.guard._events import EventKind, Hooks, KillEvent, ThrottleEvent
+from safeguard.guard._throttle import RateBudget, RateLimits
+from safeguard.killswitch._switch import KillSwitch, TradingState
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.ratelimit import RateLimits as VenueLimits
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._ratelimit import RateLimits as VenueLimits
 
 KEY, SECRET = "an-key-0123456789", "an-secret-0123456789abcdef"
 SYMBOL = "ETH/USDT:USDT"

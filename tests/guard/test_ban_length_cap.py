@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
+from safeguard import _errors as errors
+from safeguard._config import Policy
 from safeguard._log import logger
-from safeguard.config import Policy
 from safeguard.guard import guard
-from safeguard.guard.classify import MAX_BAN_S
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.guard._classify import MAX_BAN_S
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.testing import PaperAccount
 
 SYMBOL = "BTC/USDT:USDT"

@@ -18,8 +18,8 @@ import pytest
 from ccxt.base import errors as ccxt_errors
 from loguru import logger
 
-from safeguard import errors
-from safeguard.guard.classify import (
+from safeguard import _errors as errors
+from safeguard.guard._classify import (
     CCXT_RULES,
     ErrorClass,
     RetryClass,
@@ -28,7 +28,7 @@ from safeguard.guard.classify import (
     parse_retry_after,
     to_safeguard_error,
 )
-from safeguard.guard.redact import REDACTED, forget_secrets, register_secret
+from safeguard.guard._redact import REDACTED, forget_secrets, register_secret
 
 API_KEY = "k3yK3yK3yApiKeyValue0123456789"
 SECRET = "s3cr3tS3cr3tSecretValue987654321"
@@ -430,9 +430,9 @@ def test_real_answers_drive_the_budget_and_a_ban_survives_a_restart(
     venue: tuple[_Venue, int], tmp_path: Path
 ) -> None:
     """The driver's path with real ccxt: answer headers into the budget, a 418 into the file."""
-    from safeguard.config import ThrottleConfig
-    from safeguard.guard.bans import BanStore
-    from safeguard.guard.throttle import Banned, BudgetRegistry, Hold, RequestKind
+    from safeguard._config import ThrottleConfig
+    from safeguard.guard._bans import BanStore
+    from safeguard.guard._throttle import Banned, BudgetRegistry, Hold, RequestKind
 
     state, port = venue
     ex = _exchange(port)

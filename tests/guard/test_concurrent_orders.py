@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.journal import OrderJournal, Status
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.guard._journal import OrderJournal, Status
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
-from safeguard.venue.client import ccxt_client
+from safeguard.venue._client import ccxt_client
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 CALLERS = 16

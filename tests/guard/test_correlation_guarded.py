@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.risk.correlation import log_returns, pearson
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard.risk._correlation import log_returns, pearson
 from safeguard.testing import PaperAccount, paper_account
 from safeguard.venue import VenueConfig
-from safeguard.venue.config import Regime
+from safeguard.venue._config import Regime
 
 BTC, ETH, SOL = "BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"
 MINUTE = 60.0

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from safeguard.config import Policy
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.throttle import RateBudget
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.guard._throttle import RateBudget
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
-from safeguard.venue.server import VenueServer
+from safeguard.venue._server import VenueServer
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 CLIENT_ID = "crash-test-order-1"
@@ -34,12 +34,12 @@ CLIENT_ID = "crash-test-order-1"
 BOT = textwrap.dedent(
     """
     import os, signal, sys
-    from safeguard.clock import ManualClock
-    from safeguard.config import Policy
+    from safeguard._clock import ManualClock
+    from safeguard._config import Policy
     from safeguard.guard import guard
-    from safeguard.killswitch.switch import KillSwitch
+    from safeguard.killswitch._switch import KillSwitch
     from safeguard.testing import DEFAULT_API_KEY, DEFAULT_SECRET, sandbox_policy
-    from safeguard.venue.client import ccxt_client
+    from safeguard.venue._client import ccxt_client
 
     url, state_dir, journal, when, start, client_id = sys.argv[1:7]
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from safeguard.config import DegradationConfig
-from safeguard.guard.degradation import HealthMonitor, RequestOutcome, VenueHealth
-from safeguard.guard.events import EventKind, Hooks, StateChangeEvent
+from safeguard._config import DegradationConfig
+from safeguard.guard._degradation import HealthMonitor, RequestOutcome, VenueHealth
+from safeguard.guard._events import EventKind, Hooks, StateChangeEvent
 
 CONFIG = DegradationConfig(
     window_s=60.0,

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from safeguard.config import Policy
-from safeguard.guard.events import EventKind, Hooks, WarningEvent
+from safeguard._config import Policy
+from safeguard.guard._events import EventKind, Hooks, WarningEvent
 from safeguard.observability import Metrics
-from safeguard.risk.tiers import TierTable
+from safeguard.risk._tiers import TierTable
 from safeguard.testing import PaperAccount, paper_account
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from safeguard.config import KillSwitchConfig, Policy
-from safeguard.errors import TradingHalted
+from safeguard._config import KillSwitchConfig, Policy
+from safeguard._errors import TradingHalted
 from safeguard.guard import guard
-from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.killswitch._switch import KillSwitch, TradingState
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._inprocess import inprocess_client
 
 SYMBOL = "BTC/USDT:USDT"
 HOLD_FAULT = {"rules": [{"kind": "latency", "endpoint": "POST /fapi/v1/order", "ms": 1}]}
@@ -143,7 +143,7 @@ def _when_on_wire_engage(switch: KillSwitch, held: HeldSend) -> threading.Thread
 ENGAGE_ELSEWHERE = textwrap.dedent(
     """
     import sys
-    from safeguard.config import KillSwitchConfig
+    from safeguard._config import KillSwitchConfig
     from safeguard.killswitch import KillSwitch
 
     switch = KillSwitch(KillSwitchConfig(state_dir=sys.argv[1]), watch=False)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from safeguard.guard.events import (
+from safeguard.guard._events import (
     BandEvent,
     Event,
     EventKind,
@@ -162,7 +162,7 @@ def test_subscribing_while_emitting_from_threads_is_safe() -> None:
 
 
 def test_listening_follows_subscriptions_of_the_kind_and_catch_alls() -> None:
-    from safeguard.guard.events import EventKind
+    from safeguard.guard._events import EventKind
 
     hooks = Hooks()
     assert not hooks.listening(EventKind.REQUEST)

@@ -4,7 +4,7 @@ The mock venue's ``freeze_feed`` fault (mode ``stale_prices``, the default) keep
 prices of the moment it froze, stamped with the current time, while trading goes on at the real
 ones: the guard once judged 90,009 "0 ms old" while the venue traded at 85,496. The guard now
 tracks how long each published price (mark, last, book mid) has stood still and compares that
-with the move its volatility predicts (:mod:`safeguard.risk.freshness`): the verdict denies new
+with the move its volatility predicts (:mod:`safeguard.risk._freshness`): the verdict denies new
 exposure as STALE_MARKET_DATA, and the stale-data trigger counts the feed as old from when its
 prices stopped.
 
@@ -19,19 +19,19 @@ from typing import Any
 
 import pytest
 
-from safeguard.clock import ManualClock
-from safeguard.codes import Code
-from safeguard.config import Policy
+from safeguard._clock import ManualClock
+from safeguard._codes import Code
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.core import Answer, Send
-from safeguard.guard.events import Hooks
-from safeguard.guard.gate import PreTradeGate
-from safeguard.guard.market import MarketCache
-from safeguard.guard.observe import AlwaysNormal
-from safeguard.guard.tripwire import TripWire
-from safeguard.killswitch.switch import KillSwitch, TradingState
-from safeguard.killswitch.triggers import RiskMonitor
-from safeguard.risk.outcome import Decision
+from safeguard.guard._core import Answer, Send
+from safeguard.guard._events import Hooks
+from safeguard.guard._gate import PreTradeGate
+from safeguard.guard._market import MarketCache
+from safeguard.guard._observe import AlwaysNormal
+from safeguard.guard._tripwire import TripWire
+from safeguard.killswitch._switch import KillSwitch, TradingState
+from safeguard.killswitch._triggers import RiskMonitor
+from safeguard.risk._outcome import Decision
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

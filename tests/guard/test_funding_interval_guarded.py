@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from safeguard.codes import Code
-from safeguard.config import Policy
+from safeguard._codes import Code
+from safeguard._config import Policy
 from safeguard.testing import PaperAccount, paper_account
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

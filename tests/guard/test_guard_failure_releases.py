@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.config import Policy
-from safeguard.errors import ConfigError
+from safeguard._config import Policy
+from safeguard._errors import ConfigError
 from safeguard.guard import guard
-from safeguard.guard.throttle import account_fingerprint
+from safeguard.guard._throttle import account_fingerprint
 from safeguard.testing import PaperAccount
 
 

@@ -17,23 +17,23 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.clock import ManualClock
-from safeguard.codes import Code
-from safeguard.config import Policy, TriggerConfig
+from safeguard import _errors as errors
+from safeguard._clock import ManualClock
+from safeguard._codes import Code
+from safeguard._config import Policy, TriggerConfig
 from safeguard.guard import GuardedExchange, guard
-from safeguard.guard.events import EventKind, Hooks, StateChangeEvent
-from safeguard.guard.journal import OrderJournal, Status
-from safeguard.guard.throttle import RateBudget
-from safeguard.killswitch.switch import KillSwitch, TradingState
-from safeguard.killswitch.triggers import RiskMonitor
-from safeguard.risk.outcome import Decision, Verdict
+from safeguard.guard._events import EventKind, Hooks, StateChangeEvent
+from safeguard.guard._journal import OrderJournal, Status
+from safeguard.guard._throttle import RateBudget
+from safeguard.killswitch._switch import KillSwitch, TradingState
+from safeguard.killswitch._triggers import RiskMonitor
+from safeguard.risk._outcome import Decision, Verdict
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.server import VenueServer
+from safeguard.venue._client import ccxt_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._server import VenueServer
 
 KEY, SECRET = "gx-key-0123456789", "gx-secret-0123456789abcdef"
 SYMBOL, VENUE_SYMBOL = "ETH/USDT:USDT", "ETHUSDT"
@@ -486,7 +486,7 @@ def test_a_batch_is_judged_as_a_whole_and_order_by_order(
 
 
 def test_every_request_is_a_structured_record_with_the_policy_version(rig: Rig) -> None:
-    from safeguard.guard.request_log import configure_logging, unconfigure_logging
+    from safeguard.guard._request_log import configure_logging, unconfigure_logging
 
     path = rig.tmp / "requests.jsonl"
     configure_logging("DEBUG", json_path=path, human=False)

@@ -15,20 +15,20 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.clock import ManualClock
-from safeguard.codes import Code
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._clock import ManualClock
+from safeguard._codes import Code
+from safeguard._config import Policy
 from safeguard.guard import AsyncGuardedExchange, guard
-from safeguard.guard.events import EventKind, Hooks
-from safeguard.guard.throttle import RateBudget
-from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.guard._events import EventKind, Hooks
+from safeguard.guard._throttle import RateBudget
+from safeguard.killswitch._switch import KillSwitch, TradingState
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.server import VenueServer
+from safeguard.venue._client import ccxt_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._server import VenueServer
 
 KEY, SECRET = "ax-key-0123456789", "ax-secret-0123456789abcdef"
 SYMBOL, VENUE_SYMBOL = "ETH/USDT:USDT", "ETHUSDT"

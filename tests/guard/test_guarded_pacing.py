@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.events import EventKind, Hooks, RequestEvent
-from safeguard.guard.pacing import LEARNED_LIMIT_HOLD_S
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.guard._events import EventKind, Hooks, RequestEvent
+from safeguard.guard._pacing import LEARNED_LIMIT_HOLD_S
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.testing import PaperAccount, paper_account
 
 SYMBOL = "BTC/USDT:USDT"
@@ -362,7 +362,7 @@ def test_a_ban_on_a_cancel_stops_every_later_request_until_the_venues_time(
 def test_two_clients_on_one_ip_share_its_weight_whatever_their_throttle_settings(
     paper: PaperAccount, tmp_path: Path
 ) -> None:
-    from safeguard.venue.inprocess import inprocess_client
+    from safeguard.venue._inprocess import inprocess_client
 
     _tighten(paper, weight_per_minute=240)
     key, secret = "second-key-0123456789", "second-secret-0123456789abcdef"

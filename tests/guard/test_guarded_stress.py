@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from safeguard import errors
-from safeguard.codes import Code
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._codes import Code
+from safeguard._config import Policy
 from safeguard.testing import paper_account
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"

@@ -16,19 +16,19 @@ from typing import Any
 import ccxt
 import pytest
 
-from safeguard import errors
-from safeguard.clock import ManualClock
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._clock import ManualClock
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.events import EventKind, Hooks, RequestEvent
-from safeguard.guard.throttle import RateBudget, RateLimits
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.guard._events import EventKind, Hooks, RequestEvent
+from safeguard.guard._throttle import RateBudget, RateLimits
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.ratelimit import RateLimits as VenueLimits
-from safeguard.venue.server import VenueServer
+from safeguard.venue._client import ccxt_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._ratelimit import RateLimits as VenueLimits
+from safeguard.venue._server import VenueServer
 
 KEY, SECRET = "thr-key-0123456789", "thr-secret-0123456789abcdef"
 SYMBOL = "ETH/USDT:USDT"

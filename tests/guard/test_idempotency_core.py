@@ -14,10 +14,10 @@ from typing import Any
 import ccxt
 import pytest
 
-from safeguard import errors
-from safeguard.config import Policy
-from safeguard.guard.classify import ErrorClass
-from safeguard.guard.core import (
+from safeguard import _errors as errors
+from safeguard._config import Policy
+from safeguard.guard._classify import ErrorClass
+from safeguard.guard._core import (
     Answer,
     Assessment,
     GuardCore,
@@ -27,9 +27,9 @@ from safeguard.guard.core import (
     Steps,
     Woke,
 )
-from safeguard.guard.journal import OrderJournal, Status
-from safeguard.guard.orders import CallKind, OrderCall, parse_call
-from safeguard.guard.retry import RetryPolicy
+from safeguard.guard._journal import OrderJournal, Status
+from safeguard.guard._orders import CallKind, OrderCall, parse_call
+from safeguard.guard._retry import RetryPolicy
 
 SYMBOL = "BTC/USDT:USDT"
 

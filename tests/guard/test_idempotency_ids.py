@@ -7,7 +7,7 @@ import math
 import ccxt
 import pytest
 
-from safeguard.guard.orders import (
+from safeguard.guard._orders import (
     CallKind,
     call_kind,
     check_client_order_id,

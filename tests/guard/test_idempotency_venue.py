@@ -18,18 +18,18 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.clock import ManualClock
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._clock import ManualClock
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.events import EventKind, Hooks, RequestEvent
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.guard._events import EventKind, Hooks, RequestEvent
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.server import VenueServer
+from safeguard.venue._client import ccxt_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._server import VenueServer
 
 KEY, SECRET = "it-key-0123456789", "it-secret-0123456789abcdef"
 SYMBOL, VENUE_SYMBOL = "ETH/USDT:USDT", "ETHUSDT"

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from safeguard.config import Policy
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.testing import PaperAccount, sandbox_policy
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.events import OrderUpdate
-from safeguard.venue.server import VenueServer
+from safeguard.venue._client import ccxt_client
+from safeguard.venue._events import OrderUpdate
+from safeguard.venue._server import VenueServer
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.errors import ConfigError, InvalidInput
-from safeguard.guard.journal import COMPACT_AFTER, OrderJournal, Status
+from safeguard._errors import ConfigError, InvalidInput
+from safeguard.guard._journal import COMPACT_AFTER, OrderJournal, Status
 
 
 def _intent() -> dict[str, object]:

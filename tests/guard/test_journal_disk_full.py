@@ -21,9 +21,9 @@ resource = pytest.importorskip("resource")
 SCENARIO = r"""
 import json, resource, signal, sys
 from pathlib import Path
-from safeguard import errors
-from safeguard.config import Policy
-from safeguard.guard.journal import OrderJournal
+from safeguard import _errors as errors
+from safeguard._config import Policy
+from safeguard.guard._journal import OrderJournal
 from safeguard.testing import paper_account
 
 state, room = Path(sys.argv[1]), sys.argv[2]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.errors import ConfigError, InvalidInput, RequestBlocked
-from safeguard.guard.journal import COMPACT_AFTER, OrderJournal, Status
+from safeguard._errors import ConfigError, InvalidInput, RequestBlocked
+from safeguard.guard._journal import COMPACT_AFTER, OrderJournal, Status
 
 SYMBOL = "BTC/USDT:USDT"
 INTENT = {"type": "limit", "side": "buy", "amount": 0.01, "price": 60_000.0}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.errors import ConfigError
-from safeguard.guard.journal import OrderJournal, Status
+from safeguard._errors import ConfigError
+from safeguard.guard._journal import OrderJournal, Status
 
 INTENT = {"type": "limit", "side": "buy", "amount": 0.01, "price": 60_000.0}
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from safeguard import errors
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._config import Policy
 from safeguard.guard import guard
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 from tests.guard.test_guard_failure_releases import corrupt_equity_marks
@@ -29,12 +29,12 @@ DIED = 17
 DYING_RUN = r"""
 import os, sys
 from urllib.parse import urlsplit
-from safeguard.clock import ManualClock
-from safeguard.config import Policy
+from safeguard._clock import ManualClock
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.testing import sandbox_policy
-from safeguard.venue.client import ccxt_client
+from safeguard.venue._client import ccxt_client
 
 url, key, secret, state, start, cid, when = sys.argv[1:8]
 policy = sandbox_policy(state, Policy.build(risk={"require_stop": False}))
@@ -179,7 +179,7 @@ def test_a_guarded_exchange_on_a_journal_another_process_holds_is_refused_before
 
 _HOLD_JOURNAL = """
 import sys
-from safeguard.guard.journal import OrderJournal
+from safeguard.guard._journal import OrderJournal
 journal = OrderJournal(sys.argv[1])
 print("holding", flush=True)
 sys.stdin.read()

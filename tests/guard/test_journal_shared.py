@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.config import Policy
-from safeguard.guard.journal import OrderJournal, Status
+from safeguard import _errors as errors
+from safeguard._config import Policy
+from safeguard.guard._journal import OrderJournal, Status
 from safeguard.testing import paper_account
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

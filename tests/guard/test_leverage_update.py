@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from safeguard.guard.streams import leverage_update
+from safeguard.guard._streams import leverage_update
 
 EVENT = {"e": "ACCOUNT_CONFIG_UPDATE", "E": 1, "T": 1, "ac": {"s": "BTCUSDT", "l": 25}}
 

@@ -12,22 +12,22 @@ from typing import Any
 
 import pytest
 
-from safeguard.clock import ManualClock
-from safeguard.codes import Code
-from safeguard.config import Policy, RiskLimits, TriggerConfig
-from safeguard.errors import ConfigError
-from safeguard.guard.core import Send
-from safeguard.guard.degradation import HealthMonitor
-from safeguard.guard.events import EventKind, Hooks, VerdictEvent
-from safeguard.guard.gate import PreTradeGate
-from safeguard.guard.market import MarketCache, Seen, stops_read
-from safeguard.guard.tripwire import TripWire
-from safeguard.killswitch.switch import TradingState
-from safeguard.killswitch.triggers import RiskMonitor
-from safeguard.risk.liquidation import LiquidationOptions, get_model, model_for_exchange
+from safeguard._clock import ManualClock
+from safeguard._codes import Code
+from safeguard._config import Policy, RiskLimits, TriggerConfig
+from safeguard._errors import ConfigError
+from safeguard.guard._core import Send
+from safeguard.guard._degradation import HealthMonitor
+from safeguard.guard._events import EventKind, Hooks, VerdictEvent
+from safeguard.guard._gate import PreTradeGate
+from safeguard.guard._market import MarketCache, Seen, stops_read
+from safeguard.guard._tripwire import TripWire
+from safeguard.killswitch._switch import TradingState
+from safeguard.killswitch._triggers import RiskMonitor
+from safeguard.risk._liquidation import LiquidationOptions, get_model, model_for_exchange
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._inprocess import inprocess_client
 
 SYMBOL = "ETH/USDT:USDT"
 KEY, SECRET = "mc-key-0123456789", "mc-secret-0123456789abcdef"

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from safeguard.config import RiskLimits
-from safeguard.guard.core import Send
-from safeguard.guard.market import MarketCache
+from safeguard._config import RiskLimits
+from safeguard.guard._core import Send
+from safeguard.guard._market import MarketCache
 
 THREADS = 8
 ANSWERS = 100

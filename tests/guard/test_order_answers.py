@@ -22,14 +22,14 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.clock import ManualClock
-from safeguard.codes import Code
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._clock import ManualClock
+from safeguard._codes import Code
+from safeguard._config import Policy
 from safeguard.testing import PaperAccount
 from safeguard.testing._paper import DEFAULT_API_KEY, DEFAULT_SECRET, DEFAULT_START
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.dialect import Dialect, Request, Response
+from safeguard.venue._dialect import Dialect, Request, Response
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 POLICY = Policy.build(risk={"require_stop": False}, degradation={"min_samples": 100_000})

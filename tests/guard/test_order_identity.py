@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from safeguard.errors import InvalidInput
-from safeguard.guard.orders import (
+from safeguard._errors import InvalidInput
+from safeguard.guard._orders import (
     MAX_ENTRY_ID,
     STOP_SUFFIX,
     CallKind,

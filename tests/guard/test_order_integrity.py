@@ -6,7 +6,7 @@ Real ``ccxt.binanceusdm`` (sync and async) on the mock venue through
 close-position or position side is refused before anything is sent; an order type the guard
 cannot judge is refused by ``preview`` and ``create_order`` alike; a protective stop the venue
 could not place denies the entry before it leaves; bad input is a
-:class:`~safeguard.errors.SafeguardError`; ``preview`` always answers with a full verdict; the
+:class:`~safeguard._errors.SafeguardError`; ``preview`` always answers with a full verdict; the
 protective stop's client id is the entry's + ``-sl``, as the README says.
 """
 
@@ -24,14 +24,14 @@ from typing import Any
 import pytest
 
 import safeguard
-from safeguard import errors
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.guard.events import EventKind, Hooks, RequestEvent
-from safeguard.guard.protective import INFO_KEY, STOP_SUFFIX
-from safeguard.risk.outcome import Decision, Verdict
+from safeguard import _errors as errors
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard.guard._events import EventKind, Hooks, RequestEvent
+from safeguard.guard._protective import INFO_KEY, STOP_SUFFIX
+from safeguard.risk._outcome import Decision, Verdict
 from safeguard.testing import PaperAccount, paper_account
-from safeguard.venue.faults import FaultPlan
+from safeguard.venue._faults import FaultPlan
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 

@@ -7,19 +7,19 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.config import ThrottleConfig
-from safeguard.guard.classify import ErrorClass, RetryClass
-from safeguard.guard.core import Answer, Permit, Send
-from safeguard.guard.orders import CallKind
-from safeguard.guard.pacing import (
+from safeguard import _errors as errors
+from safeguard._config import ThrottleConfig
+from safeguard.guard._classify import ErrorClass, RetryClass
+from safeguard.guard._core import Answer, Permit, Send
+from safeguard.guard._orders import CallKind
+from safeguard.guard._pacing import (
     LEARNED_LIMIT_HOLD_S,
     BudgetPacer,
     ladder_pace,
     request_kind,
     weight,
 )
-from safeguard.guard.throttle import (
+from safeguard.guard._throttle import (
     Banned,
     Hold,
     LimitType,

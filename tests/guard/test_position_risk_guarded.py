@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.killswitch.switch import TradingState
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard.killswitch._switch import TradingState
 from safeguard.testing import PaperAccount, paper_account
 from safeguard.venue import VenueConfig
-from safeguard.venue.config import BookConfig
+from safeguard.venue._config import BookConfig
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 SIZE = 1.0

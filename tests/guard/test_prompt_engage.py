@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.guard.events import EventKind, Hooks, RequestEvent
-from safeguard.killswitch.state import SwitchState, TradingState
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard.guard._events import EventKind, Hooks, RequestEvent
+from safeguard.killswitch._state import SwitchState, TradingState
 from safeguard.testing import PaperAccount, paper_account
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"

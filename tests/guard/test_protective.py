@@ -5,7 +5,7 @@ venue: the entry goes out without its stop, the stop follows as a close-all (``c
 STOP_MARKET under the entry's client id + ``-sl``; it rests beside a limit entry that rests, and
 closes the whole position when the mark crosses it after the entry filled; an order that only
 reduces gets no stop; an ambiguous stop placement is settled by look-up without a second stop,
-and a stop the venue refuses raises :class:`~safeguard.errors.ProtectiveStopFailed` carrying
+and a stop the venue refuses raises :class:`~safeguard._errors.ProtectiveStopFailed` carrying
 the entry.
 """
 
@@ -20,27 +20,27 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.clock import ManualClock
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._clock import ManualClock
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.events import EventKind, Hooks, ProtectiveStopEvent, RequestEvent
-from safeguard.guard.orders import parse_call
-from safeguard.guard.protective import (
+from safeguard.guard._events import EventKind, Hooks, ProtectiveStopEvent, RequestEvent
+from safeguard.guard._orders import parse_call
+from safeguard.guard._protective import (
     INFO_KEY,
     adds_exposure,
     split,
     stop_client_id,
     stop_intent,
 )
-from safeguard.guard.throttle import RateBudget
-from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.guard._throttle import RateBudget
+from safeguard.killswitch._switch import KillSwitch, TradingState
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.server import VenueServer
+from safeguard.venue._client import ccxt_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._server import VenueServer
 
 KEY, SECRET = "ps-key-0123456789", "ps-secret-0123456789abcdef"
 SYMBOL, VENUE_SYMBOL = "ETH/USDT:USDT", "ETHUSDT"

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.guard.events import EventKind, Hooks, ProtectiveStopEvent
-from safeguard.killswitch.switch import TradingState
-from safeguard.risk.outcome import Decision, Verdict
+from safeguard import _errors as errors
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard.guard._events import EventKind, Hooks, ProtectiveStopEvent
+from safeguard.killswitch._switch import TradingState
+from safeguard.risk._outcome import Decision, Verdict
 from safeguard.testing import PaperAccount, paper_account
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

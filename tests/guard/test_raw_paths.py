@@ -21,10 +21,10 @@ import ccxt.async_support
 import pytest
 from ccxt.base.types import Entry
 
-from safeguard import errors
-from safeguard.config import Policy
-from safeguard.guard.events import EventKind, Hooks, RequestEvent
-from safeguard.guard.orders import CallKind, call_kind, raw_kind
+from safeguard import _errors as errors
+from safeguard._config import Policy
+from safeguard.guard._events import EventKind, Hooks, RequestEvent
+from safeguard.guard._orders import CallKind, call_kind, raw_kind
 from safeguard.testing import PaperAccount, paper_account
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from safeguard.guard.redact import (
+from safeguard.guard._redact import (
     MIN_SECRET_LENGTH,
     REDACTED,
     ScrubbedError,

@@ -11,8 +11,8 @@ import ccxt
 import pytest
 from loguru import logger
 
-from safeguard.config import LoggingConfig, Policy
-from safeguard.guard.redact import (
+from safeguard._config import LoggingConfig, Policy
+from safeguard.guard._redact import (
     REDACTED,
     forget_secrets,
     is_sensitive_name,
@@ -22,7 +22,7 @@ from safeguard.guard.redact import (
     scrub_text,
     secrets_of,
 )
-from safeguard.guard.request_log import (
+from safeguard.guard._request_log import (
     configure_logging,
     log,
     log_request,
@@ -215,7 +215,7 @@ def test_configure_logging_writes_human_and_json_lines_without_secrets(tmp_path:
     )
     log_request(record)
     # A record logged elsewhere in safeguard with raw secrets in its extra and its exception:
-    log = logger.patch(lambda r: r.update(name="safeguard.guard.sync"))
+    log = logger.patch(lambda r: r.update(name="safeguard.guard._sync"))
     try:
         raise ccxt.ExchangeNotAvailable(
             f"binanceusdm GET http://h/fapi/v1/order?timestamp=1&signature=f00d{SECRET} 503 "

@@ -12,14 +12,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from safeguard.guard.redact import REDACTED
+from safeguard.guard._redact import REDACTED
 from safeguard.testing import DEFAULT_API_KEY, DEFAULT_SECRET
 
 SCRIPT = textwrap.dedent(
     """
     import sys
     import safeguard
-    from safeguard.config import Policy
+    from safeguard._config import Policy
     from safeguard.testing import paper_account
 
     safeguard.configure_logging(level="INFO", json_path=sys.argv[1])
@@ -98,7 +98,7 @@ ASYNC_SCRIPT = textwrap.dedent(
     import asyncio
     import sys
     import safeguard
-    from safeguard.config import Policy
+    from safeguard._config import Policy
     from safeguard.testing import paper_account
 
     async def main():

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.throttle import RateBudget
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.guard._throttle import RateBudget
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

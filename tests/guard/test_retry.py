@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeguard.config import RetryConfig
-from safeguard.guard.classify import ErrorClass, RetryClass
-from safeguard.guard.retry import (
+from safeguard._config import RetryConfig
+from safeguard.guard._classify import ErrorClass, RetryClass
+from safeguard.guard._retry import (
     GiveUp,
     Retry,
     RetryPolicy,

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.guard.events import EventKind, Hooks, StateChangeEvent
-from safeguard.risk.outcome import Decision
-from safeguard.risk.tiers import TierTable
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard.guard._events import EventKind, Hooks, StateChangeEvent
+from safeguard.risk._outcome import Decision
+from safeguard.risk._tiers import TierTable
 from safeguard.testing import PaperAccount, paper_account
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

@@ -25,13 +25,13 @@ from typing import Any
 import ccxt
 import pytest
 
-from safeguard import errors
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.redact import forget_secrets, register_secrets, scrubbed_exception
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.guard._redact import forget_secrets, register_secrets, scrubbed_exception
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.testing import paper_account, sandbox_policy
-from safeguard.venue.client import ccxt_client
+from safeguard.venue._client import ccxt_client
 
 KEY = "sg-chain-key-0123456789"
 SECRET = "sg-chain-secret-0123456789abcdef"

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from safeguard import errors
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.redact import REDACTED, forget_secrets, scrub_text
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.guard._redact import REDACTED, forget_secrets, scrub_text
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 
 KEY = "sg-e2e-key-0123456789"

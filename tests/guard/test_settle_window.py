@@ -1,6 +1,6 @@
 """When an order whose send was ambiguous counts as absent, and what "not found" must mean.
 
-The rule (safeguard.guard.core): after an ambiguous send, an order is known absent only when
+The rule (safeguard.guard._core): after an ambiguous send, an order is known absent only when
 the look-up by client id finds nothing, the open orders do not list it, and the venue's
 ``recvWindow`` plus a clock-skew margin has passed since the last send. Each part is pinned
 here on the real venue with simulated time, watching every request at the transport.
@@ -17,13 +17,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from safeguard import errors
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.orders import CLOCK_SKEW_MARGIN_S
-from safeguard.guard.throttle import RateBudget
-from safeguard.killswitch.switch import KillSwitch
-from safeguard.sim.world import SkewedClock
+from safeguard.guard._orders import CLOCK_SKEW_MARGIN_S
+from safeguard.guard._throttle import RateBudget
+from safeguard.killswitch._switch import KillSwitch
+from safeguard.sim._world import SkewedClock
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from safeguard.config import Policy
-from safeguard.guard.events import EventKind, Hooks, RequestEvent, VerdictEvent
+from safeguard._config import Policy
+from safeguard.guard._events import EventKind, Hooks, RequestEvent, VerdictEvent
 from safeguard.testing import PaperAccount, paper_account
 
 SYMBOL = "BTC/USDT:USDT"

@@ -19,10 +19,10 @@ import ccxt
 import pytest
 import pytest_asyncio
 
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.guard.events import EventKind, Hooks, RequestEvent
-from safeguard.risk.outcome import Decision
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard.guard._events import EventKind, Hooks, RequestEvent
+from safeguard.risk._outcome import Decision
 from safeguard.testing import PaperAccount, paper_account
 
 pytestmark = pytest.mark.asyncio

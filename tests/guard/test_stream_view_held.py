@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.codes import Code
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._codes import Code
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.events import EventKind, Hooks, RequestEvent
-from safeguard.killswitch.switch import KillSwitch
-from safeguard.risk.outcome import Decision
+from safeguard.guard._events import EventKind, Hooks, RequestEvent
+from safeguard.killswitch._switch import KillSwitch
+from safeguard.risk._outcome import Decision
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 
 BTC = "BTC/USDT:USDT"

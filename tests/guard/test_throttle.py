@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeguard.config import ThrottleConfig
-from safeguard.errors import ConfigError
-from safeguard.guard.bans import FILENAME, BanStore
-from safeguard.guard.core import Answer, Send
-from safeguard.guard.pacing import BudgetPacer, refused_limit
-from safeguard.guard.throttle import (
+from safeguard._config import ThrottleConfig
+from safeguard._errors import ConfigError
+from safeguard.guard._bans import FILENAME, BanStore
+from safeguard.guard._core import Answer, Send
+from safeguard.guard._pacing import BudgetPacer, refused_limit
+from safeguard.guard._throttle import (
     GO,
     Banned,
     BudgetRegistry,
@@ -32,7 +32,7 @@ from safeguard.guard.throttle import (
     rate_headers,
     registry_for,
 )
-from safeguard.testing.ratesim import simulate
+from safeguard.testing._ratesim import simulate
 
 EXCHANGE_INFO_LIMITS = [
     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},

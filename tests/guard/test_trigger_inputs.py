@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.killswitch.switch import SwitchState, TradingState
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard.killswitch._switch import SwitchState, TradingState
 from safeguard.testing import PaperAccount, paper_account
 from safeguard.venue import VenueConfig
 

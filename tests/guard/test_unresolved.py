@@ -19,17 +19,17 @@ from typing import Any
 
 import pytest
 
-from safeguard import errors
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.bans import BanStore
-from safeguard.guard.core import Assessment
-from safeguard.guard.events import EventKind, Hooks, RequestEvent
-from safeguard.guard.journal import Status
-from safeguard.guard.orders import OrderCall
-from safeguard.killswitch.switch import KillSwitch
+from safeguard.guard._bans import BanStore
+from safeguard.guard._core import Assessment
+from safeguard.guard._events import EventKind, Hooks, RequestEvent
+from safeguard.guard._journal import Status
+from safeguard.guard._orders import OrderCall
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.testing import PaperAccount, paper_account, sandbox_policy
-from safeguard.venue.client import ccxt_client
+from safeguard.venue._client import ccxt_client
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
 ACCEPTED_UNANSWERED = {

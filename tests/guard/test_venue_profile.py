@@ -16,13 +16,13 @@ import ccxt
 import ccxt.async_support
 import pytest
 
-from safeguard import errors
-from safeguard.clock import ManualClock
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._clock import ManualClock
+from safeguard._config import Policy
+from safeguard._profiles import BINANCE_USDM, profile_for
 from safeguard.guard import guard
-from safeguard.profiles import BINANCE_USDM, profile_for
 from safeguard.testing import sandbox_policy
-from safeguard.venue.client import ccxt_client
+from safeguard.venue._client import ccxt_client
 
 SYMBOL = "BTC/USDT:USDT"
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from safeguard.codes import Code
-from safeguard.config import Policy
-from safeguard.risk.outcome import Decision
-from safeguard.risk.tiers import TierTable
+from safeguard._codes import Code
+from safeguard._config import Policy
+from safeguard.risk._outcome import Decision
+from safeguard.risk._tiers import TierTable
 from safeguard.testing import PaperAccount, paper_account
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

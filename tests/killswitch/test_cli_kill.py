@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from safeguard.cli import main
-from safeguard.killswitch.store import FileStateStore
-from safeguard.killswitch.switch import TradingState
+from safeguard.killswitch._store import FileStateStore
+from safeguard.killswitch._switch import TradingState
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -128,8 +128,8 @@ def test_bad_policy_is_an_error_naming_the_key(
 BOT = textwrap.dedent(
     """
     import sys
-    from safeguard.config import KillSwitchConfig
-    from safeguard.errors import TradingHalted
+    from safeguard._config import KillSwitchConfig
+    from safeguard._errors import TradingHalted
     from safeguard.killswitch import KillSwitch
 
     config = KillSwitchConfig(state_dir=sys.argv[1], poll_interval_s=0.01)

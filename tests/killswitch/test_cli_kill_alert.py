@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.killswitch.store import FileStateStore
-from safeguard.killswitch.switch import TradingState
+from safeguard.killswitch._store import FileStateStore
+from safeguard.killswitch._switch import TradingState
 from tests.killswitch.test_cli_state_dir import environment, safeguard
 from tests.killswitch.test_notify import Hook
 

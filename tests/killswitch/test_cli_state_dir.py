@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.config import KillSwitchConfig, Policy
-from safeguard.errors import ConfigError
-from safeguard.killswitch.store import FileStateStore
-from safeguard.killswitch.switch import TradingState
+from safeguard._config import KillSwitchConfig, Policy
+from safeguard._errors import ConfigError
+from safeguard.killswitch._store import FileStateStore
+from safeguard.killswitch._switch import TradingState
 
 # What a bot sees: a KillSwitch on its policy's state directory, from its own cwd.
 BOT_STATE = textwrap.dedent(
     """
     import sys
-    from safeguard.config import Policy
+    from safeguard._config import Policy
     from safeguard.killswitch import KillSwitch
 
     policy = Policy.load(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -13,14 +13,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from safeguard.killswitch.store import FileStateStore
-from safeguard.killswitch.switch import TradingState
+from safeguard.killswitch._store import FileStateStore
+from safeguard.killswitch._switch import TradingState
 
 BOT = textwrap.dedent(
     """
     import sys
-    from safeguard.config import KillSwitchConfig
-    from safeguard.errors import TradingHalted
+    from safeguard._config import KillSwitchConfig
+    from safeguard._errors import TradingHalted
     from safeguard.killswitch import KillSwitch
 
     switch = KillSwitch(KillSwitchConfig(state_dir=sys.argv[1], cooling_period_s=0), watch=False)

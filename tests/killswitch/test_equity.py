@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeguard.codes import Code
-from safeguard.config import Policy, TriggerConfig
-from safeguard.errors import ConfigError
-from safeguard.killswitch.equity import FILENAME, EquityMarks, EquityStore, utc_day
-from safeguard.killswitch.triggers import EquityUpdate, RiskMonitor
+from safeguard._codes import Code
+from safeguard._config import Policy, TriggerConfig
+from safeguard._errors import ConfigError
+from safeguard.killswitch._equity import FILENAME, EquityMarks, EquityStore, utc_day
+from safeguard.killswitch._triggers import EquityUpdate, RiskMonitor
 
 NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()
 MIDNIGHT = datetime(2026, 11, 21, 0, 0, tzinfo=UTC).timestamp()

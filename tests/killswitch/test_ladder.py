@@ -10,9 +10,9 @@ from typing import Any
 import ccxt
 import pytest
 
-from safeguard.clock import ManualClock
-from safeguard.config import KillSwitchConfig
-from safeguard.killswitch.ladder import (
+from safeguard._clock import ManualClock
+from safeguard._config import KillSwitchConfig
+from safeguard.killswitch._ladder import (
     COUNTDOWN_METHODS,
     CancelOrder,
     CancelSymbol,
@@ -28,10 +28,10 @@ from safeguard.killswitch.ladder import (
     run_ladder,
     run_ladder_async,
 )
-from safeguard.killswitch.store import MemoryStateStore
-from safeguard.killswitch.switch import KillSwitch, SwitchState, TradingState
+from safeguard.killswitch._store import MemoryStateStore
+from safeguard.killswitch._switch import KillSwitch, SwitchState, TradingState
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._inprocess import inprocess_client
 
 HALTED, REDUCING = TradingState.HALTED, TradingState.REDUCING
 ETH, BTC = "ETH/USDT:USDT", "BTC/USDT:USDT"

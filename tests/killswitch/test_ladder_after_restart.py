@@ -17,15 +17,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from safeguard.clock import ManualClock
-from safeguard.codes import Code
-from safeguard.config import KillSwitchConfig, Policy
-from safeguard.killswitch.ladder import LadderReport, attach_ladder
-from safeguard.killswitch.state import TradingState
-from safeguard.killswitch.switch import KillSwitch
+from safeguard._clock import ManualClock
+from safeguard._codes import Code
+from safeguard._config import KillSwitchConfig, Policy
+from safeguard.killswitch._ladder import LadderReport, attach_ladder
+from safeguard.killswitch._state import TradingState
+from safeguard.killswitch._switch import KillSwitch
 from safeguard.testing import paper_account, sandbox_policy
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._inprocess import inprocess_client
 
 ETH, BTC = "ETH/USDT:USDT", "BTC/USDT:USDT"
 HANG_S = 120.0

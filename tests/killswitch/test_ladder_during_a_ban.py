@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from safeguard import errors
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._config import Policy
 from safeguard.guard import guard
-from safeguard.guard.pacing import ladder_pace
-from safeguard.killswitch.ladder import run_ladder
-from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard.guard._pacing import ladder_pace
+from safeguard.killswitch._ladder import run_ladder
+from safeguard.killswitch._switch import KillSwitch, TradingState
 from safeguard.testing import PaperAccount
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from safeguard.clock import ManualClock
-from safeguard.config import KillSwitchConfig
-from safeguard.killswitch.ladder import (
+from safeguard._clock import ManualClock
+from safeguard._config import KillSwitchConfig
+from safeguard.killswitch._ladder import (
     CancelOrder,
     CancelSymbol,
     OpenOrder,
@@ -24,9 +24,9 @@ from safeguard.killswitch.ladder import (
     plan_cleanup,
     run_ladder,
 )
-from safeguard.killswitch.switch import TradingState
+from safeguard.killswitch._switch import TradingState
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._inprocess import inprocess_client
 
 HALTED, REDUCING = TradingState.HALTED, TradingState.REDUCING
 ETH = "ETH/USDT:USDT"

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from safeguard.config import KillSwitchConfig
-from safeguard.killswitch.notify import (
+from safeguard._config import KillSwitchConfig
+from safeguard.killswitch._notify import (
     MAX_RETRY_DELAY_S,
     WebhookNotifier,
     build_payload,
     should_retry,
     validate_url,
 )
-from safeguard.killswitch.switch import KillSwitch, SwitchState, TradingState
+from safeguard.killswitch._switch import KillSwitch, SwitchState, TradingState
 
 
 class Hook:

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from safeguard.clock import ManualClock
-from safeguard.codes import Code
-from safeguard.config import KillSwitchConfig
-from safeguard.errors import ConfigError, TradingHalted
-from safeguard.killswitch.store import FileStateStore, MemoryStateStore, StateStore
-from safeguard.killswitch.switch import KillSwitch, ResumeRefused, SwitchState, TradingState
+from safeguard._clock import ManualClock
+from safeguard._codes import Code
+from safeguard._config import KillSwitchConfig
+from safeguard._errors import ConfigError, TradingHalted
+from safeguard.killswitch._store import FileStateStore, MemoryStateStore, StateStore
+from safeguard.killswitch._switch import KillSwitch, ResumeRefused, SwitchState, TradingState
 
 HALTED = SwitchState(TradingState.HALTED, "loss", "DAILY_LOSS", "trigger", 1_700_000_000.5)
 

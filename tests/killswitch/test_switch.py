@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from safeguard.clock import ManualClock
-from safeguard.codes import Code
-from safeguard.config import KillSwitchConfig
-from safeguard.errors import TradingHalted
-from safeguard.killswitch.switch import (
+from safeguard._clock import ManualClock
+from safeguard._codes import Code
+from safeguard._config import KillSwitchConfig
+from safeguard._errors import TradingHalted
+from safeguard.killswitch._switch import (
     Engage,
     KillSwitch,
     Refusal,

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from loguru import logger
 
-from safeguard.config import KillSwitchConfig
-from safeguard.errors import TradingHalted
-from safeguard.killswitch.store import MemoryStateStore
-from safeguard.killswitch.switch import KillSwitch, TradingState
+from safeguard._config import KillSwitchConfig
+from safeguard._errors import TradingHalted
+from safeguard.killswitch._store import MemoryStateStore
+from safeguard.killswitch._switch import KillSwitch, TradingState
 
 
 def make(tmp_path: Path) -> KillSwitch:

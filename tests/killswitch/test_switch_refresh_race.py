@@ -12,11 +12,11 @@ from pathlib import Path
 
 from loguru import logger
 
-from safeguard.clock import ManualClock
-from safeguard.codes import Code
-from safeguard.config import KillSwitchConfig
-from safeguard.killswitch.store import MemoryStateStore
-from safeguard.killswitch.switch import KillSwitch, SwitchState, TradingState
+from safeguard._clock import ManualClock
+from safeguard._codes import Code
+from safeguard._config import KillSwitchConfig
+from safeguard.killswitch._store import MemoryStateStore
+from safeguard.killswitch._switch import KillSwitch, SwitchState, TradingState
 
 
 class EngageDuringLoad(MemoryStateStore):

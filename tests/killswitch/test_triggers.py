@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeguard.codes import Code
-from safeguard.config import Policy, RiskLimits, TriggerConfig
-from safeguard.killswitch.equity import EquityMarks
-from safeguard.killswitch.triggers import (
+from safeguard._codes import Code
+from safeguard._config import Policy, RiskLimits, TriggerConfig
+from safeguard.killswitch._equity import EquityMarks
+from safeguard.killswitch._triggers import (
     AccountUnjudged,
     AccountUpdate,
     EquityUpdate,
@@ -37,9 +37,9 @@ from safeguard.killswitch.triggers import (
     rate_trip,
     stale_data_trip,
 )
-from safeguard.risk.liquidation import LiquidationOptions, PositionLeg, get_model
-from safeguard.risk.models import Account
-from safeguard.risk.tiers import BINANCE_BTCUSDT_TIERS, BINANCE_ETHUSDT_TIERS
+from safeguard.risk._liquidation import LiquidationOptions, PositionLeg, get_model
+from safeguard.risk._models import Account
+from safeguard.risk._tiers import BINANCE_BTCUSDT_TIERS, BINANCE_ETHUSDT_TIERS
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC).timestamp()
 BTC = "BTC/USDT:USDT"

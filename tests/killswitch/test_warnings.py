@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from safeguard.config import Policy, WarningConfig
-from safeguard.errors import ConfigError
-from safeguard.killswitch.early_warnings import ClosingPosition, WarningMonitor
+from safeguard._config import Policy, WarningConfig
+from safeguard._errors import ConfigError
+from safeguard.killswitch._early_warnings import ClosingPosition, WarningMonitor
 
 BIDS = ((99.9, 1.0), (99.5, 1.0), (99.0, 1.0), (98.0, 5.0))
 

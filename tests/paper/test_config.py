@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from safeguard.config import Policy
-from safeguard.paper.runner import PaperConfig, paper_policy, unified_symbol, venue_symbol
-from safeguard.paper.scenario import default_plan
+from safeguard._config import Policy
+from safeguard.paper._runner import PaperConfig, paper_policy, unified_symbol, venue_symbol
+from safeguard.paper._scenario import default_plan
 
 
 def _config(tmp: Path, **changes: Any) -> PaperConfig:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.errors import ConfigError
-from safeguard.paper.journal import JournalWriter, read_journal
+from safeguard._errors import ConfigError
+from safeguard.paper._journal import JournalWriter, read_journal
 
 
 def test_a_journal_appears_at_its_path_only_when_closed(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from safeguard.paper.explain import explain
-from safeguard.paper.journal import JournalWriter, RunJournal, read_journal
-from safeguard.paper.record import Recorder
+from safeguard.paper._explain import explain
+from safeguard.paper._journal import JournalWriter, RunJournal, read_journal
+from safeguard.paper._record import Recorder
 from safeguard.venue import Venue
-from safeguard.venue.dialect import Dialect
+from safeguard.venue._dialect import Dialect
 from tests.venue.test_liquidation_path import (
     bankrupt_long_against_two_shorts,
     large_long,

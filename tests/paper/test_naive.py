@@ -8,13 +8,13 @@ from typing import Any
 import ccxt
 import pytest
 
-from safeguard.clock import ManualClock
-from safeguard.paper.journal import JournalWriter, read_journal
-from safeguard.paper.naive import NaiveClient
+from safeguard._clock import ManualClock
+from safeguard.paper._journal import JournalWriter, read_journal
+from safeguard.paper._naive import NaiveClient
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._inprocess import inprocess_client
 
 KEY, SECRET = "naive-key-0123456789", "naive-secret-0123456789abcdef"
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from safeguard.cli import main
-from safeguard.paper.explain import explain
-from safeguard.paper.journal import JournalWriter, read_journal
-from safeguard.paper.runner import PaperConfig, paper_policy, run_side
-from safeguard.paper.scenario import default_plan
-from safeguard.paper.summary import summarize
+from safeguard.paper._explain import explain
+from safeguard.paper._journal import JournalWriter, read_journal
+from safeguard.paper._runner import PaperConfig, paper_policy, run_side
+from safeguard.paper._scenario import default_plan
+from safeguard.paper._summary import summarize
 
 DURATION = "8h"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from safeguard.cli import main
-from safeguard.paper.journal import JournalWriter, read_journal
-from safeguard.paper.runner import PaperConfig, paper_policy, run_side
-from safeguard.paper.scenario import default_plan
-from safeguard.paper.strategy import StreamTrend
-from safeguard.paper.summary import summarize
+from safeguard.paper._journal import JournalWriter, read_journal
+from safeguard.paper._runner import PaperConfig, paper_policy, run_side
+from safeguard.paper._scenario import default_plan
+from safeguard.paper._strategy import StreamTrend
+from safeguard.paper._summary import summarize
 
 QUICK = functools.partial(StreamTrend, fast_bars=2, slow_bars=5)
 """Warm after five bars: a short run still trades."""

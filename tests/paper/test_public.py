@@ -22,6 +22,6 @@ def test_the_public_names() -> None:
     ]
     for name in safeguard.paper.__all__:
         assert getattr(safeguard.paper, name) is not None
-    from safeguard.paper.session import run_paper
+    from safeguard.paper._session import run_paper
 
     assert safeguard.paper.run_paper is run_paper

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from safeguard.paper import PaperConfig, default_plan, paper_policy, run_paper
-from safeguard.paper.report import REPORTING
+from safeguard.paper._report import REPORTING
 
 WIDTH, HEIGHT = 1280, 900
 NARROW = 760
@@ -159,7 +159,7 @@ def test_a_screenshot_of_the_report_shows_a_page(report: Path) -> None:
 
 @pytest.fixture(scope="module")
 def records(report: Path) -> list[dict[str, object]]:
-    from safeguard.paper.journal import read_journal
+    from safeguard.paper._journal import read_journal
 
     return list(read_journal(report / "journal.jsonl"))
 
@@ -167,7 +167,7 @@ def records(report: Path) -> list[dict[str, object]]:
 def test_no_legend_sits_over_the_data(records: list[dict[str, object]]) -> None:
     import matplotlib.pyplot as plt
 
-    from safeguard.paper.report import _PLOTS
+    from safeguard.paper._report import _PLOTS
 
     start = min(float(r["t"]) for r in records if r["kind"] == "start")  # type: ignore[arg-type]
     legends = 0
@@ -193,7 +193,7 @@ def test_the_two_runs_stops_are_drawn_in_two_clear_colours(
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_rgb
 
-    from safeguard.paper.report import _price
+    from safeguard.paper._report import _price
 
     figure = _price(records, min(float(r["t"]) for r in records if r["kind"] == "start"))  # type: ignore[arg-type]
     try:
@@ -214,8 +214,8 @@ def test_the_two_runs_stops_are_drawn_in_two_clear_colours(
 def test_the_report_shows_the_peak_the_drawdown_trigger_used(
     records: list[dict[str, object]], report: Path
 ) -> None:
-    from safeguard.paper.report import report_data
-    from safeguard.paper.summary import summarize_all
+    from safeguard.paper._report import report_data
+    from safeguard.paper._summary import summarize_all
 
     data = report_data(records, summarize_all(records))
     kills = [r for r in records if r["kind"] == "kill" and r["run"] == "guarded"]
@@ -230,8 +230,8 @@ def test_the_report_shows_the_peak_the_drawdown_trigger_used(
 
 
 def test_trades_and_costs_add_up_to_the_fills(records: list[dict[str, object]]) -> None:
-    from safeguard.paper.report import report_data
-    from safeguard.paper.summary import summarize_all
+    from safeguard.paper._report import report_data
+    from safeguard.paper._summary import summarize_all
 
     data = report_data(records, summarize_all(records))
     for costs in data.costs:
@@ -248,7 +248,7 @@ def test_trades_and_costs_add_up_to_the_fills(records: list[dict[str, object]]) 
 
 
 def test_a_trade_that_flips_the_position_closes_one_and_opens_the_next() -> None:
-    from safeguard.paper.report import FillRow, _trades
+    from safeguard.paper._report import FillRow, _trades
 
     def fill(at: float, side: str, qty: float, price: float, pnl: float = 0.0) -> FillRow:
         return FillRow("naive", at, "BTC/USDT:USDT", side, qty, price, 1.0, pnl)
@@ -270,7 +270,7 @@ def test_a_trade_that_flips_the_position_closes_one_and_opens_the_next() -> None
 def test_the_kill_switch_band_runs_from_the_trip_to_the_end(
     records: list[dict[str, object]],
 ) -> None:
-    from safeguard.paper.report import trading_stretches
+    from safeguard.paper._report import trading_stretches
 
     start = min(float(r["t"]) for r in records if r["kind"] == "start")  # type: ignore[arg-type]
     stretches = trading_stretches(records, start)

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from safeguard.paper.journal import JournalWriter, read_journal
-from safeguard.paper.report import ReportData, render_page, report_data, write_report
-from safeguard.paper.runner import PaperConfig, paper_policy, run_side
-from safeguard.paper.summary import summarize_all
-from safeguard.venue.config import Crowd
-from safeguard.venue.faults import CrowdRule, FaultPlan, SpikeRule
+from safeguard.paper._journal import JournalWriter, read_journal
+from safeguard.paper._report import ReportData, render_page, report_data, write_report
+from safeguard.paper._runner import PaperConfig, paper_policy, run_side
+from safeguard.paper._summary import summarize_all
+from safeguard.venue._config import Crowd
+from safeguard.venue._faults import CrowdRule, FaultPlan, SpikeRule
 
 SYMBOL = "BTCUSDT"
 SPIKE = SpikeRule(symbol=SYMBOL, at_s=600.0, pct=-8.0, duration_s=300.0)

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from safeguard.paper.scenario import default_plan
-from safeguard.venue.faults import (
+from safeguard.paper._scenario import default_plan
+from safeguard.venue._faults import (
     FreezeFeedRule,
     LatencyRule,
     SetTiersRule,
@@ -15,7 +15,7 @@ from safeguard.venue.faults import (
     ThrottleRule,
     TimeoutRule,
 )
-from safeguard.venue.markets import DEFAULT_MARKETS
+from safeguard.venue._markets import DEFAULT_MARKETS
 
 
 def test_the_same_inputs_give_the_same_plan() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from safeguard.paper.strategy import Strategy, TrendFollower, load_factory
+from safeguard.paper._strategy import Strategy, TrendFollower, load_factory
 
 SYMBOLS = ("BTC/USDT:USDT",)
 
@@ -57,15 +57,15 @@ def test_a_factory_loads_from_a_file_or_a_module(tmp_path: Path) -> None:
     )
     factory = load_factory(str(path))
     assert isinstance(factory(SYMBOLS), Strategy)
-    assert load_factory("safeguard.paper.strategy:TrendFollower") is TrendFollower
+    assert load_factory("safeguard.paper._strategy:TrendFollower") is TrendFollower
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
         ("", "MODULE"),
-        ("safeguard.paper.strategy:Nothing", "no callable 'Nothing'"),
-        ("safeguard.paper.strategy:__doc__", "no callable"),
+        ("safeguard.paper._strategy:Nothing", "no callable 'Nothing'"),
+        ("safeguard.paper._strategy:__doc__", "no callable"),
         ("missing_file.py", "not found"),
     ],
 )

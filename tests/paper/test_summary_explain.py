@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from safeguard.paper.explain import explain
-from safeguard.paper.summary import summarize, summarize_all
+from safeguard.paper._explain import explain
+from safeguard.paper._summary import summarize, summarize_all
 
 T0 = 1_767_225_600.0
 

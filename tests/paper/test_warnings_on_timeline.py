@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safeguard.guard.events import Hooks, WarningEvent
-from safeguard.paper.journal import JournalWriter, read_journal
-from safeguard.paper.record import Recorder
-from safeguard.paper.report import _LANES
+from safeguard.guard._events import Hooks, WarningEvent
+from safeguard.paper._journal import JournalWriter, read_journal
+from safeguard.paper._record import Recorder
+from safeguard.paper._report import _LANES
 from safeguard.testing import paper_account
 
 

@@ -1,7 +1,7 @@
 """Hypothesis strategies for the risk core: valid tier tables and positions on them.
 
 Others may import these (``from tests.risk.strategies import tier_tables``, or relatively).
-Every table drawn passes :class:`~safeguard.risk.tiers.TierTable` validation by construction:
+Every table drawn passes :class:`~safeguard.risk._tiers.TierTable` validation by construction:
 contiguous, MMR non-decreasing in (0, 0.5], leverage non-increasing and below 1/MMR, cum from the
 recurrence.
 """
@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 
 from hypothesis import strategies as st
 
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.tiers import TierTable
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._tiers import TierTable
 
 
 @st.composite

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeguard.risk.book import OrderBook
+from safeguard.risk._book import OrderBook
 
 
 def ladder(best_bid: float = 100.0, tick: float = 1.0, size: float = 1.0, n: int = 5) -> OrderBook:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeguard.risk.cascade import (
+from safeguard.risk._cascade import (
     CascadeMarket,
     CascadePath,
     CascadeSymbol,
@@ -24,10 +24,10 @@ from safeguard.risk.cascade import (
     liquidation_band,
     run_cascade,
 )
-from safeguard.risk.liquidation import PositionLeg, get_model
-from safeguard.risk.models import Account
-from safeguard.risk.stress import DepthProfile
-from safeguard.risk.tiers import BINANCE_BTCUSDT_TIERS, TierTable
+from safeguard.risk._liquidation import PositionLeg, get_model
+from safeguard.risk._models import Account
+from safeguard.risk._stress import DepthProfile
+from safeguard.risk._tiers import BINANCE_BTCUSDT_TIERS, TierTable
 
 A, B, C = "A/USDT:USDT", "B/USDT:USDT", "C/USDT:USDT"
 FLAT = TierTable.from_rows([(0.0, math.inf, 0.01, 50.0)])

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.outcome import Verdict
-from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._outcome import Verdict
+from safeguard.risk._sample import BTCUSDT_TIERS_12, SYMBOL
 
 from .verdict_cases import LONG, account, intent, market, rules, run
 

@@ -40,9 +40,9 @@ def _parameter_notes(source: str) -> dict[str, list[str]]:
 
 def test_the_compiled_copy_takes_any_argument_only_at_evaluate() -> None:
     tool = _tool()
-    assert tool.OPEN_API == (("safeguard/risk/verdict.py", "evaluate"),)
-    assert "safeguard/risk/verdict.py" in tool.COMPILED
-    source = (ROOT / "safeguard" / "risk" / "verdict.py").read_text()
+    assert tool.OPEN_API == (("safeguard/risk/_verdict.py", "evaluate"),)
+    assert "safeguard/risk/_verdict.py" in tool.COMPILED
+    source = (ROOT / "safeguard" / "risk" / "_verdict.py").read_text()
     opened = tool.venue_mypyc.open_api(source, "evaluate")
 
     before, after = _parameter_notes(source), _parameter_notes(opened)

@@ -11,24 +11,24 @@ import re
 
 import pytest
 
-from safeguard.config import Policy
-from safeguard.errors import ConfigError
-from safeguard.risk.cascade import (
+from safeguard._config import Policy
+from safeguard._errors import ConfigError
+from safeguard.risk._cascade import (
     CascadeMarket,
     CascadeSymbol,
     run_cascade,
 )
-from safeguard.risk.correlation import (
+from safeguard.risk._correlation import (
     PairEstimate,
     PriceHistory,
     estimate_correlation,
     log_returns,
     pearson,
 )
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.models import Account
-from safeguard.risk.stress import DepthProfile
-from safeguard.risk.tiers import TierTable
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._models import Account
+from safeguard.risk._stress import DepthProfile
+from safeguard.risk._tiers import TierTable
 
 A, B, C = "A/USDT:USDT", "B/USDT:USDT", "C/USDT:USDT"
 CONFIGURED = 0.8

@@ -8,16 +8,16 @@ import math
 
 import pytest
 
-from safeguard.config import CrowdingConfig, RiskLimits
-from safeguard.risk.crowding import (
+from safeguard._config import CrowdingConfig, RiskLimits
+from safeguard.risk._crowding import (
     CrowdingMonitor,
     CrowdingReading,
     CrowdingScore,
     crowding_score,
     tightening,
 )
-from safeguard.risk.models import MarketSnapshot
-from safeguard.risk.outcome import Decision, Finding, Verdict
+from safeguard.risk._models import MarketSnapshot
+from safeguard.risk._outcome import Decision, Finding, Verdict
 
 from .verdict_cases import account, denied, intent, market, run
 

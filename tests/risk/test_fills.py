@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from safeguard.config import FillModelConfig
-from safeguard.risk.book import OrderBook
-from safeguard.risk.fills import FillFace, FillModel, FillTerms
+from safeguard._config import FillModelConfig
+from safeguard.risk._book import OrderBook
+from safeguard.risk._fills import FillFace, FillModel, FillTerms
 
 WINDOW = 3600.0
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from safeguard.config import RiskLimits
-from safeguard.risk.freshness import (
+from safeguard._config import RiskLimits
+from safeguard.risk._freshness import (
     PriceTrack,
     frozen,
     frozen_prices,
@@ -16,7 +16,7 @@ from safeguard.risk.freshness import (
     published_step,
     untrusted_since,
 )
-from safeguard.risk.outcome import Decision
+from safeguard.risk._outcome import Decision
 
 from .verdict_cases import LONG, NOW, account, denied, intent, market, run
 

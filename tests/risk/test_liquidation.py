@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from safeguard.risk.funding import FundingEstimate
-from safeguard.risk.liquidation import (
+from safeguard.risk._funding import FundingEstimate
+from safeguard.risk._liquidation import (
     MODELS,
     LiquidationOptions,
     PositionLeg,
     get_model,
 )
-from safeguard.risk.tiers import (
+from safeguard.risk._tiers import (
     BINANCE_BTCUSD_COINM_TIERS,
     BINANCE_BTCUSDT_TIERS,
     BINANCE_ETHUSDT_TIERS,

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from safeguard.risk.liquidation import (
+from safeguard.risk._liquidation import (
     MODELS,
     LiquidationModel,
     PositionLeg,
     get_model,
 )
-from safeguard.risk.tiers import BINANCE_BTCUSD_COINM_TIERS, TierTable
+from safeguard.risk._tiers import BINANCE_BTCUSD_COINM_TIERS, TierTable
 
 INF = math.inf
 
@@ -123,7 +123,7 @@ def test_registry() -> None:
 def test_the_module_docstring_example_holds() -> None:
     import doctest
 
-    from safeguard.risk import liquidation
+    from safeguard.risk import _liquidation as liquidation
 
     outcome = doctest.testmod(liquidation)
     assert outcome.attempted > 0

@@ -19,8 +19,8 @@ import math
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from safeguard.risk.funding import FundingEstimate
-from safeguard.risk.liquidation import (
+from safeguard.risk._funding import FundingEstimate
+from safeguard.risk._liquidation import (
     GenericModel,
     LiquidationModel,
     LiquidationOptions,
@@ -28,7 +28,7 @@ from safeguard.risk.liquidation import (
     PositionLeg,
     get_model,
 )
-from safeguard.risk.tiers import Tier, TierTable
+from safeguard.risk._tiers import Tier, TierTable
 
 from .strategies import Scenario, scenarios
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from safeguard.config import StressConfig
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.models import Account
-from safeguard.risk.stress import (
+from safeguard._config import StressConfig
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._models import Account
+from safeguard.risk._stress import (
     DepthProfile,
     StressGrid,
     account_equity,
@@ -21,7 +21,7 @@ from safeguard.risk.stress import (
     stress_test,
     survives_grid,
 )
-from safeguard.risk.tiers import (
+from safeguard.risk._tiers import (
     BINANCE_BTCUSDT_TIERS,
     BINANCE_ETHUSDT_TIERS,
     BINANCE_SOLUSDT_TIERS,
@@ -280,7 +280,7 @@ def test_a_symbol_without_a_depth_profile_is_refused() -> None:
 
 
 def test_inverse_positions_are_refused_rather_than_mispriced() -> None:
-    from safeguard.risk.tiers import BINANCE_BTCUSD_COINM_TIERS
+    from safeguard.risk._tiers import BINANCE_BTCUSD_COINM_TIERS
 
     inverse = PositionLeg(
         "BTC/USD:BTC", 1, 10_000.0, 60_000.0, 60_000.0, BINANCE_BTCUSD_COINM_TIERS, inverse=True
@@ -313,15 +313,15 @@ def test_closing_more_never_costs_less_per_unit(small: float, extra: float) -> N
 def test_a_policy_with_an_unusable_grid_is_refused_at_load(
     stress: dict[str, object], named: str
 ) -> None:
-    from safeguard.config import Policy
-    from safeguard.errors import ConfigError
+    from safeguard._config import Policy
+    from safeguard._errors import ConfigError
 
     with pytest.raises(ConfigError, match=named):
         Policy.build(risk={"stress": stress})
 
 
 def test_a_profile_from_a_live_book_takes_the_worse_side_at_every_size() -> None:
-    from safeguard.risk.book import OrderBook
+    from safeguard.risk._book import OrderBook
 
     book = OrderBook(
         bids=((99.9, 1.0), (99.5, 3.0), (98.0, 10.0)),  # offsets 0.1 %, 0.5 %, 2 % of mid 100
@@ -435,7 +435,7 @@ def test_a_ladder_whose_margin_jumps_is_checked_cell_by_cell() -> None:
 def test_a_profile_from_a_book_keeps_the_worse_side_at_every_cumulative_size(
     bids: list[float], asks: list[float], bid_gaps: list[float], ask_gaps: list[float]
 ) -> None:
-    from safeguard.risk.book import OrderBook
+    from safeguard.risk._book import OrderBook
 
     book = OrderBook(
         bids=tuple((100.0 - sum(bid_gaps[: i + 1]), size) for i, size in enumerate(bids)),
@@ -465,7 +465,7 @@ def test_a_book_reaching_past_twice_the_mid_still_makes_a_profile() -> None:
     # A thin book can quote an ask at 4x the mid or a bid at 0.5 % of it. The profile's
     # offsets are fractions below 1 (a bid at the mid less 100 % is free), so such levels
     # count at 99 % slippage: a forced close into them loses about everything.
-    from safeguard.risk.book import OrderBook
+    from safeguard.risk._book import OrderBook
 
     far_ask = OrderBook(bids=((99.0, 1.0), (50.0, 5.0)), asks=((101.0, 1.0), (400.0, 5.0)))
     far_bid = OrderBook(bids=((99.0, 1.0), (0.5, 5.0)), asks=((101.0, 1.0), (102.0, 5.0)))

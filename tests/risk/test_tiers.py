@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safeguard.errors import ConfigError
-from safeguard.risk.tiers import (
+from safeguard._errors import ConfigError
+from safeguard.risk._tiers import (
     BINANCE_BTCUSD_COINM_TIERS,
     BINANCE_BTCUSDT_TIERS,
     BINANCE_ETHUSDT_TIERS,

@@ -6,12 +6,12 @@ import dataclasses
 
 import pytest
 
-from safeguard.risk import pricing
+from safeguard.risk import _pricing as pricing
+from safeguard.risk._fills import FillFace
+from safeguard.risk._funding import FundingEstimate
+from safeguard.risk._liquidation import LiquidationOptions
+from safeguard.risk._outcome import Costing, Finding
 from safeguard.risk._trusted import trusted
-from safeguard.risk.fills import FillFace
-from safeguard.risk.funding import FundingEstimate
-from safeguard.risk.liquidation import LiquidationOptions
-from safeguard.risk.outcome import Costing, Finding
 
 
 def test_trusted_costing_equals_the_class_with_its_defaults() -> None:

@@ -15,13 +15,13 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from safeguard.codes import Code
-from safeguard.errors import OrderDenied
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.models import OrderIntent
-from safeguard.risk.outcome import Decision
-from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
-from safeguard.risk.tiers import BINANCE_ETHUSDT_TIERS
+from safeguard._codes import Code
+from safeguard._errors import OrderDenied
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._models import OrderIntent
+from safeguard.risk._outcome import Decision
+from safeguard.risk._sample import BTCUSDT_TIERS_12, SYMBOL
+from safeguard.risk._tiers import BINANCE_ETHUSDT_TIERS
 
 from .verdict_cases import LONG, NOW, account, codes, denied, intent, market, rules, run
 
@@ -407,7 +407,7 @@ def test_hedge_mode_legs_in_the_symbol_are_refused() -> None:
 
 
 def test_numbers_read_like_a_trader_wrote_them() -> None:
-    from safeguard.risk.outcome import fmt, pct
+    from safeguard.risk._outcome import fmt, pct
 
     assert fmt(57_850.0) == "57,850"
     assert fmt(57_850.256) == "57,850.26"

@@ -8,13 +8,13 @@ import math
 
 import pytest
 
-from safeguard.config import RiskLimits
-from safeguard.risk.cascade import margin_ratio
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.models import Account
-from safeguard.risk.outcome import Decision, Severity, Verdict
-from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL
-from safeguard.risk.verdict import evaluate
+from safeguard._config import RiskLimits
+from safeguard.risk._cascade import margin_ratio
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._models import Account
+from safeguard.risk._outcome import Decision, Severity, Verdict
+from safeguard.risk._sample import BTCUSDT_TIERS_12, SYMBOL
+from safeguard.risk._verdict import evaluate
 
 from .verdict_cases import FILLS, NOW, account, intent, market, run
 

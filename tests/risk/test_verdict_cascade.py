@@ -13,15 +13,15 @@ import math
 
 import pytest
 
-from safeguard.codes import Code
-from safeguard.config import RiskLimits, StressConfig
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.models import MarketSnapshot
-from safeguard.risk.outcome import Decision, Verdict
-from safeguard.risk.sample import STEP, SYMBOL, sample_market, synthetic_book
-from safeguard.risk.stress import DepthProfile
-from safeguard.risk.tiers import TierTable
-from safeguard.risk.verdict import evaluate
+from safeguard._codes import Code
+from safeguard._config import RiskLimits, StressConfig
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._models import MarketSnapshot
+from safeguard.risk._outcome import Decision, Verdict
+from safeguard.risk._sample import STEP, SYMBOL, sample_market, synthetic_book
+from safeguard.risk._stress import DepthProfile
+from safeguard.risk._tiers import TierTable
+from safeguard.risk._verdict import evaluate
 
 from .verdict_cases import FILLS, NOW, account, intent
 

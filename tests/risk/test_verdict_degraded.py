@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeguard.config import FillModelConfig, Policy, RiskLimits
-from safeguard.risk.fills import FillFace, FillModel
-from safeguard.risk.outcome import Decision
-from safeguard.risk.preview import preview
-from safeguard.risk.sample import STEP, TICK
+from safeguard._config import FillModelConfig, Policy, RiskLimits
+from safeguard.risk._fills import FillFace, FillModel
+from safeguard.risk._outcome import Decision
+from safeguard.risk._preview import preview
+from safeguard.risk._sample import STEP, TICK
 
 from .verdict_cases import FILLS, NOW, account, denied, intent, market, run
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from safeguard.config import RiskLimits
-from safeguard.risk.outcome import Decision, fmt
+from safeguard._config import RiskLimits
+from safeguard.risk._outcome import Decision, fmt
 
 from .verdict_cases import intent, run
 

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safeguard.config import RiskLimits
-from safeguard.risk.book import OrderBook
-from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
-from safeguard.risk.outcome import Decision
-from safeguard.risk.sample import SYMBOL
-from safeguard.risk.verdict import evaluate
+from safeguard._config import RiskLimits
+from safeguard.risk._book import OrderBook
+from safeguard.risk._models import Account, MarketRules, MarketSnapshot, OrderIntent
+from safeguard.risk._outcome import Decision
+from safeguard.risk._sample import SYMBOL
+from safeguard.risk._verdict import evaluate
 
 from .verdict_cases import FILLS, LONG, NOW, account, denied, intent, market, rules, run
 

@@ -8,9 +8,9 @@ import dataclasses
 
 import pytest
 
-from safeguard.config import Policy
-from safeguard.errors import ConfigError
-from safeguard.risk.outcome import Decision, Severity
+from safeguard._config import Policy
+from safeguard._errors import ConfigError
+from safeguard.risk._outcome import Decision, Severity
 
 from .verdict_cases import codes, denied, intent, market, run
 

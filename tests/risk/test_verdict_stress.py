@@ -2,7 +2,7 @@
 
 The grid is the policy's (``risk.stress``); the order's own symbol is closed into the book of
 the snapshot, every other held symbol into the depth the caller passes. The numbers in the
-denial are checked against :func:`safeguard.risk.stress.survives_grid` run here on the account
+denial are checked against :func:`safeguard.risk._stress.survives_grid` run here on the account
 the order leaves, built by hand.
 """
 
@@ -12,16 +12,16 @@ import dataclasses
 
 import pytest
 
-from safeguard.codes import Code
-from safeguard.config import RiskLimits
-from safeguard.risk.book import OrderBook
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.models import Account
-from safeguard.risk.outcome import Decision
-from safeguard.risk.sample import BTCUSDT_TIERS_12, STEP, SYMBOL, sample_market
-from safeguard.risk.stress import DepthProfile, StressGrid, survives_grid
-from safeguard.risk.tiers import BINANCE_ETHUSDT_TIERS
-from safeguard.risk.verdict import evaluate
+from safeguard._codes import Code
+from safeguard._config import RiskLimits
+from safeguard.risk._book import OrderBook
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._models import Account
+from safeguard.risk._outcome import Decision
+from safeguard.risk._sample import BTCUSDT_TIERS_12, STEP, SYMBOL, sample_market
+from safeguard.risk._stress import DepthProfile, StressGrid, survives_grid
+from safeguard.risk._tiers import BINANCE_ETHUSDT_TIERS
+from safeguard.risk._verdict import evaluate
 
 from .verdict_cases import FILLS, NOW, account, denied, intent
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from safeguard.config import FillModelConfig, RiskLimits
-from safeguard.risk.fills import FillModel
-from safeguard.risk.liquidation import PositionLeg
-from safeguard.risk.models import Account, MarketRules, MarketSnapshot, OrderIntent
-from safeguard.risk.outcome import Verdict
-from safeguard.risk.sample import BTCUSDT_TIERS_12, SYMBOL, sample_market
-from safeguard.risk.verdict import evaluate
+from safeguard._config import FillModelConfig, RiskLimits
+from safeguard.risk._fills import FillModel
+from safeguard.risk._liquidation import PositionLeg
+from safeguard.risk._models import Account, MarketRules, MarketSnapshot, OrderIntent
+from safeguard.risk._outcome import Verdict
+from safeguard.risk._sample import BTCUSDT_TIERS_12, SYMBOL, sample_market
+from safeguard.risk._verdict import evaluate
 
 NOW = 1_700_000_000.0
 FILLS = FillModel.from_config(FillModelConfig())

@@ -13,12 +13,12 @@ from typing import Any
 import ccxt
 import pytest
 
-from safeguard.guard.core import CallKind, GuardCore, Send, Steps, answered
-from safeguard.killswitch.switch import TradingState
+from safeguard.guard._core import CallKind, GuardCore, Send, Steps, answered
+from safeguard.killswitch._switch import TradingState
 from safeguard.sim import World, run_seed, shrink
-from safeguard.sim.fleet import redis_binary
-from safeguard.sim.schedule import Fault
-from safeguard.sim.world import (
+from safeguard.sim._fleet import redis_binary
+from safeguard.sim._schedule import Fault
+from safeguard.sim._world import (
     POPULATION,
     SYMBOLS,
     Crash,
@@ -26,7 +26,7 @@ from safeguard.sim.world import (
     Outcome,
     StreamTrader,
 )
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._inprocess import inprocess_client
 
 # Seeds whose runs between them kill a bot at each point (after its journal record, after its
 # send, mid-reconcile and mid-engage), tear a journal, fill the disk, step a clock, engage a
@@ -379,8 +379,8 @@ def test_the_historic_look_up_bug_re_introduced_is_caught_and_the_real_code_is_n
 def test_a_redis_server_named_that_is_not_there_is_a_config_error_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from safeguard.errors import ConfigError
-    from safeguard.sim.fleet import redis_binary
+    from safeguard._errors import ConfigError
+    from safeguard.sim._fleet import redis_binary
 
     monkeypatch.setenv("SG_SIM_REDIS_SERVER", "/nonexistent/redis-server")
     with pytest.raises(ConfigError, match="SG_SIM_REDIS_SERVER"):

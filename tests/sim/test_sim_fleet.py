@@ -10,12 +10,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from safeguard.fleet import redis_store
-from safeguard.killswitch.switch import SwitchState, TradingState
+from safeguard.fleet import _redis_store as redis_store
+from safeguard.killswitch._switch import SwitchState, TradingState
 from safeguard.sim import World, run_seed
-from safeguard.sim.fleet import redis_binary
-from safeguard.sim.schedule import Fault
-from safeguard.sim.world import FLEET, LINK_DOWN, POPULATION
+from safeguard.sim._fleet import redis_binary
+from safeguard.sim._schedule import Fault
+from safeguard.sim._world import FLEET, LINK_DOWN, POPULATION
 from tests.sim.test_sim import _same_up_to_fresh_names
 
 pytestmark = pytest.mark.redis

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.sim.storage import ReadOnly, unrestricted
+from safeguard.sim._storage import ReadOnly, unrestricted
 
 
 def _tree(root: Path) -> Path:

@@ -16,14 +16,14 @@ from typing import Any
 import ccxt
 import pytest
 
-from safeguard import errors
-from safeguard.codes import Code
-from safeguard.config import Policy
+from safeguard import _errors as errors
+from safeguard._codes import Code
+from safeguard._config import Policy
 from safeguard.testing import paper_account, sandbox_policy, strip_attached_stops
-from safeguard.testing.plugin import FaultSwitch
+from safeguard.testing._plugin import FaultSwitch
 from safeguard.venue import Venue
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.server import VenueServer
+from safeguard.venue._client import ccxt_client
+from safeguard.venue._server import VenueServer
 
 BTC = "BTC/USDT:USDT"
 
@@ -263,9 +263,9 @@ def test_a_guarded_paper_exchange_edits_an_order_with_its_declared_stop(tmp_path
 
 def test_loading_the_plugin_imports_no_venue_ccxt_or_guard() -> None:
     code = (
-        "import sys, safeguard.testing.plugin, safeguard.testing; "
+        "import sys, safeguard.testing._plugin, safeguard.testing; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ccxt' "
-        "or m.startswith(('safeguard.venue', 'safeguard.guard', 'safeguard.testing._'))))"
+        "or m.startswith(('safeguard.venue', 'safeguard.guard', 'safeguard.testing._paper'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from safeguard.venue.book import BUY, SELL, SimBook
+from safeguard.venue._book import BUY, SELL, SimBook
 
 
 def book(**overrides: float) -> SimBook:

@@ -13,7 +13,7 @@ import ccxt
 import pytest
 
 from safeguard.cli import main
-from safeguard.venue.client import ccxt_client
+from safeguard.venue._client import ccxt_client
 
 
 class Served:
@@ -147,9 +147,9 @@ def test_faults_command_shows_replaces_and_clears_a_running_plan(
     import json
     import time
 
-    from safeguard.clock import ManualClock
-    from safeguard.venue.engine import Venue
-    from safeguard.venue.server import serve
+    from safeguard._clock import ManualClock
+    from safeguard.venue._engine import Venue
+    from safeguard.venue._server import serve
 
     venue = Venue(clock=ManualClock(time.time()))
     plan = tmp_path / "plan.toml"

@@ -44,7 +44,7 @@ def _annotations(source: str, class_name: str) -> dict[str, list[str]]:
 
 
 def test_the_compiled_copy_takes_any_argument_only_at_the_public_methods() -> None:
-    source = (ROOT / "safeguard" / "venue" / "engine.py").read_text()
+    source = (ROOT / "safeguard" / "venue" / "_engine.py").read_text()
     opened = _tool().open_api(source, "Venue")
 
     before, after = _annotations(source, "Venue"), _annotations(opened, "Venue")

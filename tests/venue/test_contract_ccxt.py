@@ -18,13 +18,13 @@ import ccxt
 import pytest
 import pytest_asyncio
 
-from safeguard.clock import ManualClock
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.engine import Venue
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.ratelimit import RateLimits
-from safeguard.venue.server import VenueServer
+from safeguard._clock import ManualClock
+from safeguard.venue._client import ccxt_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._engine import Venue
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._ratelimit import RateLimits
+from safeguard.venue._server import VenueServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

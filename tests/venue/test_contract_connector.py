@@ -10,11 +10,11 @@ import pytest
 from binance.error import ClientError
 from binance.um_futures import UMFutures
 
-from safeguard.clock import ManualClock
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.engine import Venue
-from safeguard.venue.ratelimit import RateLimits
-from safeguard.venue.server import VenueServer
+from safeguard._clock import ManualClock
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._engine import Venue
+from safeguard.venue._ratelimit import RateLimits
+from safeguard.venue._server import VenueServer
 
 KEY, SECRET = "connector-key", "connector-secret"
 

@@ -6,10 +6,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from safeguard.clock import ManualClock
-from safeguard.venue.dialect import Dialect, Request, Response
-from safeguard.venue.engine import Venue
-from safeguard.venue.signing import sign
+from safeguard._clock import ManualClock
+from safeguard.venue._dialect import Dialect, Request, Response
+from safeguard.venue._engine import Venue
+from safeguard.venue._signing import sign
 
 NOW = 1_750_000_000.0
 KEY, SECRET = "wire-key", "wire-secret"

@@ -17,13 +17,13 @@ from typing import Any
 import ccxt
 import pytest
 
-from safeguard.clock import ManualClock
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.engine import Venue
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.server import VenueServer
+from safeguard._clock import ManualClock
+from safeguard.venue._client import ccxt_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._engine import Venue
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._server import VenueServer
 
 BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"

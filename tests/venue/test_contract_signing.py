@@ -7,8 +7,8 @@ import hmac
 
 import pytest
 
-from safeguard.venue.errors import VenueReject
-from safeguard.venue.signing import check_freshness, check_signature, sign, split_signature
+from safeguard.venue._errors import VenueReject
+from safeguard.venue._signing import check_freshness, check_signature, sign, split_signature
 
 SECRET = "s3cr3t"
 

@@ -1,7 +1,7 @@
 """Unmodified ccxt.pro watches the venue's Binance USD-M streams, on loopback and in process.
 
 ``ccxt.pro.binanceusdm`` is configured exactly as the REST contract tests configure ccxt
-(:func:`safeguard.venue.client.configure`: the venue's URLs and keys) and nothing more; in
+(:func:`safeguard.venue._client.configure`: the venue's URLs and keys) and nothing more; in
 process, only its sockets are in-memory pairs with the venue. The venue runs on simulated
 time that the tests advance; every wait is for an event (a message, an update of the watched
 value), with a generous timeout only as a guard against a hang.
@@ -19,14 +19,14 @@ import ccxt.pro
 import pytest
 import pytest_asyncio
 
-from safeguard.clock import ManualClock
-from safeguard.venue.client import configure
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.engine import Venue
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.ratelimit import RateLimits
-from safeguard.venue.server import VenueServer
+from safeguard._clock import ManualClock
+from safeguard.venue._client import configure
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._engine import Venue
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._ratelimit import RateLimits
+from safeguard.venue._server import VenueServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

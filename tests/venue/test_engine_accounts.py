@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from safeguard.venue import DEFAULT_MARKETS, MONEY_SCALE
-from safeguard.venue.accounts import Account, Position, apply_fill
+from safeguard.venue._accounts import Account, Position, apply_fill
 
 BTC = DEFAULT_MARKETS["BTCUSDT"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from safeguard.clock import ManualClock
+from safeguard._clock import ManualClock
 from safeguard.venue import Fill, Venue, VenueConfig
-from safeguard.venue.errors import VenueReject
+from safeguard.venue._errors import VenueReject
 
 
 def _venue(seed: int = 3) -> Venue:

@@ -15,10 +15,10 @@ from typing import Any
 import ccxt
 import pytest
 
-from safeguard.clock import ManualClock
+from safeguard._clock import ManualClock
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.inprocess import inprocess_client
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._inprocess import inprocess_client
 
 KEY, SECRET = "cp-key-0123456789", "cp-secret-0123456789abcdef"
 SYMBOL, VENUE_SYMBOL = "ETH/USDT:USDT", "ETHUSDT"

@@ -27,11 +27,11 @@ from typing import Any
 
 import pytest
 
-from safeguard.clock import ManualClock
+from safeguard._clock import ManualClock
 from safeguard.venue import Venue, VenueConfig
-from safeguard.venue.config import Spike
-from safeguard.venue.errors import VenueReject
-from safeguard.venue.markets import MarketSpec
+from safeguard.venue._config import Spike
+from safeguard.venue._errors import VenueReject
+from safeguard.venue._markets import MarketSpec
 from tests.venue.test_engine_risk import quiet
 
 GOLDEN = Path(__file__).with_name("engine_trace.sha256")

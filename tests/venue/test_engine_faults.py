@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from safeguard.clock import ManualClock
-from safeguard.risk.tiers import BINANCE_BTCUSDT_TIERS, TierTable
+from safeguard._clock import ManualClock
+from safeguard.risk._tiers import BINANCE_BTCUSDT_TIERS, TierTable
 from safeguard.venue import Fill, Regime, Venue, VenueConfig, VenueReject
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safeguard.clock import ManualClock
+from safeguard._clock import ManualClock
 from safeguard.venue import Fill, FundingPayment, Liquidation, Venue, VenueConfig, VenueReject
 
 junk = st.one_of(

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from safeguard.risk.tiers import Tier, TierTable
+from safeguard.risk._tiers import Tier, TierTable
 from safeguard.venue import DEFAULT_MARKETS, MONEY_SCALE
-from safeguard.venue.accounts import Position, maintenance_margin
-from safeguard.venue.liquidation import close_outcome, liquidation_price, settle
+from safeguard.venue._accounts import Position, maintenance_margin
+from safeguard.venue._liquidation import close_outcome, liquidation_price, settle
 
 BTC = DEFAULT_MARKETS["BTCUSDT"]
 
@@ -134,10 +134,10 @@ def test_cross_hedge_legs_show_the_accounts_one_price() -> None:
 
 
 def test_position_risk_shows_both_cross_hedge_legs_the_same_price() -> None:
-    from safeguard.clock import ManualClock
+    from safeguard._clock import ManualClock
     from safeguard.venue import Venue, VenueConfig
-    from safeguard.venue.dialect import Dialect
-    from safeguard.venue.inprocess import inprocess_client
+    from safeguard.venue._dialect import Dialect
+    from safeguard.venue._inprocess import inprocess_client
 
     venue = Venue(VenueConfig(symbols=("ETHUSDT",)), clock=ManualClock(1_700_000_000.0))
     venue.create_account("hedge-key-0123456789", "hedge-secret-0123456789abcdef", wallet=1_000.0)

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from safeguard.clock import ManualClock
+from safeguard._clock import ManualClock
 from safeguard.venue import Fill, Regime, Venue, VenueConfig, VenueReject
-from safeguard.venue.config import BookConfig
-from safeguard.venue.markets import MONEY_SCALE
+from safeguard.venue._config import BookConfig
+from safeguard.venue._markets import MONEY_SCALE
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from safeguard.clock import ManualClock
+from safeguard._clock import ManualClock
 from safeguard.venue import Fill, Regime, Venue, VenueConfig, VenueReject
-from safeguard.venue.config import BookConfig
-from safeguard.venue.markets import MONEY_SCALE
+from safeguard.venue._config import BookConfig
+from safeguard.venue._markets import MONEY_SCALE
 
 KEY = "alice"
 
@@ -535,7 +535,7 @@ def test_closed_orders_beyond_the_history_are_forgotten_oldest_first() -> None:
 def test_the_default_leverage_is_capped_by_the_ladder() -> None:
     from dataclasses import replace
 
-    from safeguard.risk.tiers import TierTable
+    from safeguard.risk._tiers import TierTable
     from safeguard.venue import DEFAULT_MARKETS
 
     timid = TierTable.from_rows([(0.0, 1_000_000.0, 0.02, 10.0)], currency="USDT")

@@ -7,7 +7,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from safeguard.clock import ManualClock
+from safeguard._clock import ManualClock
 from safeguard.venue import (
     Fill,
     FundingPayment,
@@ -18,8 +18,8 @@ from safeguard.venue import (
     VenueConfig,
     VenueReject,
 )
-from safeguard.venue.funding import funding_rate
-from safeguard.venue.markets import MONEY_SCALE
+from safeguard.venue._funding import funding_rate
+from safeguard.venue._markets import MONEY_SCALE
 
 
 def quiet(**overrides: Any) -> VenueConfig:

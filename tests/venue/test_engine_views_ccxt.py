@@ -7,7 +7,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from safeguard.clock import ManualClock
+from safeguard._clock import ManualClock
 from safeguard.venue import Fill, Venue, VenueConfig
 
 

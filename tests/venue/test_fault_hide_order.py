@@ -8,7 +8,7 @@ import ccxt
 import pytest
 
 from safeguard.testing import PaperAccount, paper_account
-from safeguard.venue.faults import FaultPlan, HideOrderRule
+from safeguard.venue._faults import FaultPlan, HideOrderRule
 
 SYMBOL = "BTC/USDT:USDT"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.errors import ConfigError
-from safeguard.venue.faults import (
+from safeguard._errors import ConfigError
+from safeguard.venue._faults import (
     BanRule,
     DropRule,
     ErrorRule,
@@ -19,7 +19,7 @@ from safeguard.venue.faults import (
     ThrottleRule,
     TimeoutRule,
 )
-from safeguard.venue.ratelimit import RateLimits
+from safeguard.venue._ratelimit import RateLimits
 
 T0 = 1_700_000_000.0
 ORDER = "POST /fapi/v1/order"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from safeguard.venue.ratelimit import BAN_BASE_S, BAN_MAX_S, RateLimiter, RateLimits
+from safeguard.venue._ratelimit import BAN_BASE_S, BAN_MAX_S, RateLimiter, RateLimits
 
 T0 = 1_700_000_080.0  # 40 s into a minute
 

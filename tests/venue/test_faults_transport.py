@@ -21,14 +21,14 @@ import ccxt
 import pytest
 import pytest_asyncio
 
-from safeguard.clock import ManualClock
-from safeguard.venue.client import ccxt_client
-from safeguard.venue.dialect import Dialect, Request
-from safeguard.venue.engine import Venue
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.ratelimit import RateLimits
-from safeguard.venue.server import VenueServer
+from safeguard._clock import ManualClock
+from safeguard.venue._client import ccxt_client
+from safeguard.venue._dialect import Dialect, Request
+from safeguard.venue._engine import Venue
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._ratelimit import RateLimits
+from safeguard.venue._server import VenueServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -108,7 +108,7 @@ async def make(venue: Venue, markets: list[dict[str, Any]], transport: str) -> A
         timeout_ms: int = 10_000,
         strikes_before_ban: int = 5,
     ) -> Client:
-        from safeguard.venue.ratelimit import RateLimiter
+        from safeguard.venue._ratelimit import RateLimiter
 
         dialect = Dialect(
             venue,

@@ -8,7 +8,7 @@ import pytest
 
 from safeguard.testing import paper_account
 from safeguard.testing._paper import DEFAULT_START
-from safeguard.venue.faults import FaultPlan
+from safeguard.venue._faults import FaultPlan
 
 BTC = "BTC/USDT:USDT"
 

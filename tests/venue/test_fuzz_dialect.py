@@ -19,12 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safeguard.clock import ManualClock
-from safeguard.venue.dialect import ROUTES, Delivery, Dialect, Request, Response
-from safeguard.venue.engine import Venue
-from safeguard.venue.ratelimit import RateLimits
-from safeguard.venue.server import VenueServer
-from safeguard.venue.signing import sign
+from safeguard._clock import ManualClock
+from safeguard.venue._dialect import ROUTES, Delivery, Dialect, Request, Response
+from safeguard.venue._engine import Venue
+from safeguard.venue._ratelimit import RateLimits
+from safeguard.venue._server import VenueServer
+from safeguard.venue._signing import sign
 
 NOW = 1_750_000_000.0
 KEY, SECRET = "fuzz-key", "fuzz-secret"

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from safeguard.clock import ManualClock
-from safeguard.venue.engine import Venue
-from safeguard.venue.server import VenueServer, serve
+from safeguard._clock import ManualClock
+from safeguard.venue._engine import Venue
+from safeguard.venue._server import VenueServer, serve
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from safeguard.clock import ManualClock
+from safeguard._clock import ManualClock
 from safeguard.venue import BookConfig, Crowd, Venue
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.faults import FaultPlan
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._faults import FaultPlan
 from tests.venue.test_engine_risk import quiet
 
 T0 = 1_700_000_000.0

@@ -18,21 +18,21 @@ import ccxt.pro
 import pytest
 import pytest_asyncio
 
+from safeguard._clock import ManualClock
 from safeguard.cli import main
-from safeguard.clock import ManualClock
 from safeguard.venue import AutoDeleveraged, Liquidation, Venue
-from safeguard.venue.accounts import Position, maintenance_margin
-from safeguard.venue.dialect import Dialect
-from safeguard.venue.inprocess import inprocess_client
-from safeguard.venue.liquidation import (
+from safeguard.venue._accounts import Position, maintenance_margin
+from safeguard.venue._dialect import Dialect
+from safeguard.venue._inprocess import inprocess_client
+from safeguard.venue._liquidation import (
     bankruptcy_price,
     healthy_after_close,
     partial_keep,
     smallest_healthy_close,
 )
-from safeguard.venue.markets import DEFAULT_MARKETS, MONEY_SCALE
-from safeguard.venue.ratelimit import RateLimits
-from safeguard.venue.server import serve
+from safeguard.venue._markets import DEFAULT_MARKETS, MONEY_SCALE
+from safeguard.venue._ratelimit import RateLimits
+from safeguard.venue._server import serve
 from tests.venue.test_engine_risk import quiet
 
 BTC = "BTC/USDT:USDT"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from safeguard.venue.markets import _TEXTS_CAP, DEFAULT_MARKETS
+from safeguard.venue._markets import _TEXTS_CAP, DEFAULT_MARKETS
 
 
 def test_a_remembered_price_or_quantity_prints_what_format_prints() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from safeguard.clock import ManualClock
+from safeguard._clock import ManualClock
 from safeguard.venue import Fill, FundingPayment, Regime, ReplaySeries, Spike, Venue, VenueConfig
-from safeguard.venue.prices import IndexProcess, RegimeSpec
+from safeguard.venue._prices import IndexProcess, RegimeSpec
 
 FLAT = (Regime(name="flat", annual_vol=0.0, mean_duration_s=1e9),)
 

@@ -1,7 +1,7 @@
 """The venue's websocket streams as Binance defines them: protocol, payloads, sequence rules,
 the user-data stream's events, and stream faults.
 
-Most tests drive the sans-IO :class:`~safeguard.venue.streams.StreamHub` directly (a session
+Most tests drive the sans-IO :class:`~safeguard.venue._streams.StreamHub` directly (a session
 is its outbox), on simulated time; the last few go over a real loopback websocket.
 """
 
@@ -17,13 +17,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from safeguard.clock import ManualClock
-from safeguard.venue.dialect import Dialect, Request
-from safeguard.venue.engine import Venue
-from safeguard.venue.faults import FaultPlan
-from safeguard.venue.ratelimit import RateLimits
-from safeguard.venue.server import VenueServer
-from safeguard.venue.streams import LISTEN_KEY_TTL_S, StreamRefused, StreamSession, parse_stream
+from safeguard._clock import ManualClock
+from safeguard.venue._dialect import Dialect, Request
+from safeguard.venue._engine import Venue
+from safeguard.venue._faults import FaultPlan
+from safeguard.venue._ratelimit import RateLimits
+from safeguard.venue._server import VenueServer
+from safeguard.venue._streams import LISTEN_KEY_TTL_S, StreamRefused, StreamSession, parse_stream
 
 STEP_S = 5.0
 START = 1_750_000_000.0
