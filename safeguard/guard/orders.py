@@ -277,6 +277,17 @@ class OrderCall:
         """A trigger order: Binance USD-M keeps those apart (algo orders, ``clientAlgoId``)."""
         return _any_set(self.params, _CONDITIONAL_KEYS)
 
+    @property
+    def protective_stop(self) -> bool:
+        """A reduce-only (or ``closePosition``) trigger order that is not a take-profit: a
+        stop-loss, trailing or not. It can only close, and only when the market goes against
+        the position, so the kill switch lets it through even when HALTED."""
+        if not self.reduce_only or not self.conditional:
+            return False
+        return not self.type.lower().startswith("take_profit") and not _any_set(
+            self.params, ("takeProfitPrice", "takeProfit")
+        )
+
     def describe(self) -> dict[str, Any]:
         """The journal's record of the intent: plain JSON, enough to reconcile by hand."""
         return {
