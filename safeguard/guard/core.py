@@ -47,6 +47,7 @@ from safeguard.guard.orders import (
     CLOCK_SKEW_MARGIN_S,
     CallKind,
     OrderCall,
+    algo_route_flags,
     check_setting,
     lookup_params,
     order_client_id,
@@ -528,7 +529,14 @@ class GuardCore:
             if maybe_done and send.method == "cancel_order" and _not_found(answer.error):
                 # An earlier attempt may have cancelled it (or it filled meanwhile): the order
                 # as it stands now is the answer, not "order not found".
-                lookup = Send("fetch_order", tuple(send.args[:2]), essential=True)
+                # On the routes the cancel went to: a stop's id means nothing to the plain ones.
+                params = send.args[2] if len(send.args) > 2 else send.kwargs.get("params")
+                lookup = Send(
+                    "fetch_order",
+                    tuple(send.args[:2]),
+                    {"params": algo_route_flags(params)},
+                    essential=True,
+                )
                 return (yield from self._read(lookup, now))
             maybe_done = maybe_done or ec.retry is RetryClass.AMBIGUOUS
             retryable = ec.retry is RetryClass.SAFE or (
