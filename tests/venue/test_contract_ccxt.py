@@ -1027,7 +1027,8 @@ async def test_a_stop_that_traded_is_an_ordinary_order_and_history_is_split(
     fills = [t["order"] for t in await client("fetch_my_trades", BTC)]
     assert firing["id"] in fills
     plain = [o["id"] for o in await client("fetch_orders", BTC)]
-    assert firing["id"] in plain and waiting["id"] not in plain
+    assert firing["id"] in plain
+    assert waiting["id"] not in plain
     algo = {
         o["id"]: o["status"]
         for o in await client("fetch_orders", BTC, None, None, {"trigger": True})
