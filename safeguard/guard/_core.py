@@ -47,6 +47,7 @@ from safeguard.guard._orders import (
     CLOCK_SKEW_MARGIN_S,
     CallKind,
     OrderCall,
+    algo_route_flags,
     check_setting,
     lookup_params,
     order_client_id,
@@ -71,6 +72,16 @@ class Permit:
 
     reduces_only: bool
     is_cancel: bool = False
+    protective: bool = False
+    """A reduce-only stop-loss (the entry's own ``closePosition`` stop included): it can only
+    take risk off, so the switch lets it through in every state, as it does a cancel. A HALTED
+    that refused it left an accepted entry, or a position the bot tried to protect, with no
+    stop at all."""
+
+    @property
+    def risk_off(self) -> bool:
+        """Allowed whatever the switch's state: a cancel or a protective stop."""
+        return self.is_cancel or self.protective
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,7 +529,14 @@ class GuardCore:
             if maybe_done and send.method == "cancel_order" and _not_found(answer.error):
                 # An earlier attempt may have cancelled it (or it filled meanwhile): the order
                 # as it stands now is the answer, not "order not found".
-                lookup = Send("fetch_order", tuple(send.args[:2]), essential=True)
+                # On the routes the cancel went to: a stop's id means nothing to the plain ones.
+                params = send.args[2] if len(send.args) > 2 else send.kwargs.get("params")
+                lookup = Send(
+                    "fetch_order",
+                    tuple(send.args[:2]),
+                    {"params": algo_route_flags(params)},
+                    essential=True,
+                )
                 return (yield from self._read(lookup, now))
             maybe_done = maybe_done or ec.retry is RetryClass.AMBIGUOUS
             retryable = ec.retry is RetryClass.SAFE or (
@@ -661,7 +679,7 @@ class GuardCore:
         self._unused_ids([intent], protect=protect)
         if not self.reconciled:
             yield from self.reconcile(now)
-        yield from self._refresh(intent.symbol, self._last_now, wake_on=_permit_of(intent))
+        yield from self._refresh(intent.symbol, self._last_now, wake_on=order_permit(intent))
         return (yield from self._place_one(intent, protect=protect))
 
     def place_all(self, intents: list[OrderCall], now: float) -> Steps[list[Any]]:
@@ -683,7 +701,9 @@ class GuardCore:
             try:
                 # Judged again on the account the earlier orders of the batch left behind:
                 # each passing alone does not mean they pass together.
-                yield from self._refresh(intent.symbol, self._last_now, wake_on=_permit_of(intent))
+                yield from self._refresh(
+                    intent.symbol, self._last_now, wake_on=order_permit(intent)
+                )
                 placed.append((yield from self._place_one(intent)))
             except errors.SafeguardError as exc:
                 exc.placed = placed  # type: ignore[attr-defined]
@@ -898,7 +918,7 @@ class GuardCore:
             "create_order",
             (intent.symbol, intent.type, intent.side, intent.amount, intent.price),
             {"params": send_params(intent)},
-            Permit(reduces_only=intent.reduce_only),
+            order_permit(intent),
         )
         cid = intent.client_order_id
         attempt = 0
@@ -1124,7 +1144,7 @@ class GuardCore:
             "edit_order",
             (intent.edit_of, intent.symbol, intent.type, intent.side, intent.amount, intent.price),
             {"params": dict(intent.params)},
-            Permit(reduces_only=intent.reduce_only),
+            order_permit(intent),
         )
         return (yield from self._attempts(send, CallKind.ORDER, started, retry_ambiguous=True))
 
@@ -1255,8 +1275,9 @@ def _waited(before: float, after: float, *, asked: float) -> float:
     return asked if passed >= asked - _CLOCK_ROUNDING_S else max(0.0, passed)
 
 
-def _permit_of(intent: OrderCall) -> Permit:
-    return Permit(reduces_only=intent.reduce_only)
+def order_permit(intent: OrderCall) -> Permit:
+    """What the kill switch must allow for ``intent`` (every order path asks this one rule)."""
+    return Permit(reduces_only=intent.reduce_only, protective=intent.protective_stop)
 
 
 def _batch_permits(intents: list[OrderCall]) -> dict[str, Permit]:
@@ -1264,7 +1285,7 @@ def _batch_permits(intents: list[OrderCall]) -> dict[str, Permit]:
     permits: dict[str, Permit] = {}
     for intent in intents:
         if intent.symbol not in permits or not intent.reduce_only:
-            permits[intent.symbol] = _permit_of(intent)
+            permits[intent.symbol] = order_permit(intent)
     return permits
 
 

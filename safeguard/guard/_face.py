@@ -25,7 +25,17 @@ from requests.structures import CaseInsensitiveDict
 from safeguard import _errors as errors
 from safeguard._clock import Clock
 from safeguard._log import logger
-from safeguard.guard._core import Answer, GuardCore, Permit, Send, Sleep, Steps, Woke, new_answer
+from safeguard.guard._core import (
+    Answer,
+    GuardCore,
+    Permit,
+    Send,
+    Sleep,
+    Steps,
+    Woke,
+    new_answer,
+    order_permit,
+)
 from safeguard.guard._holder import StreamHolder, feed
 from safeguard.guard._orders import CallKind, OrderCall, call_kind, parse_call, raw_kind
 from safeguard.killswitch._state import Engage, SwitchState, TradingState, refusal_code
@@ -90,7 +100,7 @@ def permit(switch: SwitchLike, spec: Permit | None) -> AbstractContextManager[No
     """The kill switch's permit for one send (none for reads: they add no exposure)."""
     if spec is None:
         return _NO_PERMIT
-    return switch.permit(reduces_only=spec.reduces_only, is_cancel=spec.is_cancel)
+    return switch.permit(reduces_only=spec.reduces_only, is_cancel=spec.risk_off)
 
 
 def delaying(spec: Permit | None) -> dict[str, bool]:
@@ -98,7 +108,7 @@ def delaying(spec: Permit | None) -> dict[str, bool]:
     that forbids it ends the sleep at once, even one that came just before the sleep began."""
     if spec is None:
         return {}
-    return {"reduces_only": spec.reduces_only, "is_cancel": spec.is_cancel}
+    return {"reduces_only": spec.reduces_only, "is_cancel": spec.risk_off}
 
 
 def refusal(switch: SwitchLike, spec: Permit | None) -> errors.TradingHalted | None:
@@ -110,7 +120,7 @@ def refusal(switch: SwitchLike, spec: Permit | None) -> errors.TradingHalted | N
     if spec is None:
         return None
     current = switch.state
-    code = refusal_code(current.state, reduces_only=spec.reduces_only, is_cancel=spec.is_cancel)
+    code = refusal_code(current.state, reduces_only=spec.reduces_only, is_cancel=spec.risk_off)
     if code is None:
         return None
     return errors.TradingHalted(
@@ -376,7 +386,7 @@ class Face:
     def _refuse_early(self, intent: OrderCall) -> None:
         """Refuse before any read when the kill switch already forbids the order: the permit
         around the send stays the authority, this only spares the verdict's reads."""
-        refused = refusal(self._rt.switch, Permit(reduces_only=intent.reduce_only))
+        refused = refusal(self._rt.switch, order_permit(intent))
         if refused is not None:
             raise refused
 
@@ -437,7 +447,7 @@ class Face:
         intent = self._intent(symbol, type, side, amount, price, params, sending=False)
         # What create_order would meet first: a preview that says ALLOW while the switch
         # refuses the order would be a lie the bot acts on.
-        refused = refusal(self._rt.switch, Permit(reduces_only=intent.reduce_only))
+        refused = refusal(self._rt.switch, order_permit(intent))
         why = None if refused is None else (str(refused.code), str(refused))
         return self._rt.core.preview(intent, self._now(), refusal=why)
 

@@ -37,6 +37,7 @@ from typing import Any
 from safeguard._config import RiskLimits
 from safeguard.guard import _streams as streams
 from safeguard.guard._core import Send
+from safeguard.guard._orders import algo_route_flags
 from safeguard.guard._streams import ACCOUNT, Liveness
 from safeguard.risk._correlation import PriceHistory
 from safeguard.risk._freshness import PriceTrack
@@ -1181,9 +1182,7 @@ _ORDER_ANSWERS = _READS | {
 def _to_algo_routes(params: Any) -> bool:
     """Whether ccxt sends a call with ``params`` to Binance's algo routes: one of its flags is
     a real ``True`` (``{"trigger": 1}`` goes to the plain route), whatever else they carry."""
-    return isinstance(params, Mapping) and any(
-        params.get(flag) is True for flag in ("trigger", "stop", "conditional")
-    )
+    return bool(algo_route_flags(params))
 
 
 def _stops_only(params: Any) -> bool:

@@ -277,6 +277,17 @@ class OrderCall:
         """A trigger order: Binance USD-M keeps those apart (algo orders, ``clientAlgoId``)."""
         return _any_set(self.params, _CONDITIONAL_KEYS)
 
+    @property
+    def protective_stop(self) -> bool:
+        """A reduce-only (or ``closePosition``) trigger order that is not a take-profit: a
+        stop-loss, trailing or not. It can only close, and only when the market goes against
+        the position, so the kill switch lets it through even when HALTED."""
+        if not self.reduce_only or not self.conditional:
+            return False
+        return not self.type.lower().startswith("take_profit") and not _any_set(
+            self.params, ("takeProfitPrice", "takeProfit")
+        )
+
     def describe(self) -> dict[str, Any]:
         """The journal's record of the intent: plain JSON, enough to reconcile by hand."""
         return {
@@ -649,6 +660,20 @@ def lookup_params(exchange_id: str, client_order_id: str, *, conditional: bool) 
     return {"clientOrderId": client_order_id}
 
 
+ALGO_ROUTE_FLAGS = ("trigger", "stop", "conditional")
+"""The params flags that send a ccxt call to Binance's algo-order routes, when a real ``True``
+(``{"trigger": 1}`` goes to the plain route)."""
+
+
+def algo_route_flags(params: Any) -> dict[str, bool]:
+    """The algo-route flags ``params`` carries, alone: what a look-up made on behalf of the
+    call must pass to find the same order (since 2025-12-09 the plain order routes do not know
+    a stop waiting in the algo service)."""
+    if not isinstance(params, Mapping):
+        return {}
+    return {flag: True for flag in ALGO_ROUTE_FLAGS if params.get(flag) is True}
+
+
 def order_client_id(order: Any) -> str | None:
     """The client id in a ccxt order structure (or its raw ``info``)."""
     if not isinstance(order, Mapping):
@@ -665,6 +690,7 @@ def order_client_id(order: Any) -> str | None:
 
 
 __all__ = [
+    "ALGO_ROUTE_FLAGS",
     "CLIENT_ORDER_ID_KEYS",
     "CLOCK_SKEW_MARGIN_S",
     "ENTRY_TYPES",
@@ -676,6 +702,7 @@ __all__ = [
     "TRIGGER_TYPES",
     "CallKind",
     "OrderCall",
+    "algo_route_flags",
     "call_kind",
     "check_client_order_id",
     "check_shape",

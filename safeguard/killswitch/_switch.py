@@ -249,8 +249,10 @@ class KillSwitch:
     def permit(self, *, reduces_only: bool, is_cancel: bool = False) -> _Permit:
         """Gate one send: ``with switch.permit(reduces_only=...): send()``.
 
-        Entering raises :class:`TradingHalted` (code ``TRADING_HALTED`` or
-        ``TRADING_REDUCING``) when the state forbids the send; nothing has been sent then.
+        ``is_cancel``: a send that only takes risk off (a cancel, or a reduce-only stop-loss
+        protecting a position), allowed in every state. Entering raises
+        :class:`TradingHalted` (code ``TRADING_HALTED`` or ``TRADING_REDUCING``) when the state
+        forbids the send; nothing has been sent then.
         Otherwise the send counts as in flight until the block exits, and an ``engage`` waits
         for it.
         """

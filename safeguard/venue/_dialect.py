@@ -879,7 +879,7 @@ def _get_order(call: Call) -> Any:
     order = call.venue.get_order(
         call.api_key, symbol=symbol, order_id=order_id, client_order_id=client_id
     )
-    if order["type"] in _CONDITIONAL_TYPES:  # the algo service's: only GET algoOrder knows it
+    if _in_algo_service(order):  # only GET algoOrder knows it
         raise VenueReject(-2013, "Order does not exist.")
     return order
 
@@ -908,7 +908,7 @@ def _refuse_algo_cancel(
         )
     except VenueReject:
         return  # the engine's own answer (-2011 for an unknown order) follows
-    if found["type"] in _CONDITIONAL_TYPES:
+    if _in_algo_service(found):
         raise VenueReject(-2011, "Unknown order sent.")
 
 
@@ -917,6 +917,15 @@ def _refuse_algo_cancel(
 # are the engine's stop orders seen through that API's field names; ids are shared.
 _CONDITIONAL_TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT")
 _ALGO_STATUS = {"FILLED": "FINISHED", "PARTIALLY_FILLED": "TRIGGERED"}
+
+
+def _in_algo_service(order: Mapping[str, Any]) -> bool:
+    """A conditional order that never reached matching: untriggered (waiting, cancelled or
+    expired) or triggered with nothing filled. Only the algo routes know it; the plain order
+    routes (``order``, ``batchOrders``, ``allOrders``) see a stop once its trigger has traded
+    (on Binance, the regular order the trigger created), and a triggered stop-limit, which
+    rests as a LIMIT order."""
+    return order["type"] in _CONDITIONAL_TYPES and order["executedQty"] == "0"
 
 
 def _algo_status(order: Mapping[str, Any]) -> str:
@@ -1079,7 +1088,17 @@ def _cancel_open(call: Call, *, conditional: bool) -> Any:
 def _all_orders(call: Call) -> Any:
     symbol = _required_symbol(call)
     limit = call.params.integer("limit", low=1, high=1000) or 500
-    return call.venue.all_orders(call.api_key, symbol=symbol)[-limit:]
+    orders = call.venue.all_orders(call.api_key, symbol=symbol)
+    return [o for o in orders if not _in_algo_service(o)][-limit:]
+
+
+def _all_algo_orders(call: Call) -> Any:
+    """``GET /fapi/v1/allAlgoOrders``: the account's conditional orders on a symbol, in any
+    state, as the algo service shows them (ccxt's ``fetch_orders(..., {"trigger": True})``)."""
+    symbol = _required_symbol(call)
+    limit = call.params.integer("limit", low=1, high=1000) or 500
+    orders = call.venue.all_orders(call.api_key, symbol=symbol)
+    return [_as_algo(o) for o in orders if o["origType"] in _CONDITIONAL_TYPES][-limit:]
 
 
 def _user_trades(call: Call) -> Any:
@@ -1290,6 +1309,7 @@ ROUTES: Mapping[tuple[str, str], Route] = {
     ("DELETE", "/fapi/v1/allOpenOrders"): Route(_cancel_all, 1, signed=True),
     ("DELETE", "/fapi/v1/batchOrders"): Route(_cancel_batch, 1, signed=True),
     ("GET", "/fapi/v1/allOrders"): Route(_all_orders, 5, signed=True),
+    ("GET", "/fapi/v1/allAlgoOrders"): Route(_all_algo_orders, 5, signed=True),
     ("GET", "/fapi/v1/userTrades"): Route(_user_trades, 5, signed=True),
     ("POST", "/fapi/v1/countdownCancelAll"): Route(_countdown, 10, signed=True),
     ("GET", "/fapi/v1/income"): Route(_income, 30, signed=True),

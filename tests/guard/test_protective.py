@@ -337,20 +337,83 @@ def test_an_ambiguous_stop_placement_is_found_not_doubled(
     assert order["info"][INFO_KEY]["status"] == "open"
 
 
+@pytest.mark.parametrize("state", [TradingState.REDUCING, TradingState.HALTED])
 def test_the_stop_passes_a_kill_switch_that_engaged_after_the_entry(
-    tmp_path: Path, closers: list[Any]
+    tmp_path: Path, closers: list[Any], state: TradingState
 ) -> None:
+    # HALTED too: a HALTED that refused the accepted entry's stop left the position with no
+    # stop at all (the entry was already filled; only a cancel was allowed).
     r = _build(tmp_path, closers)
 
     def engage_after_entry(event: RequestEvent) -> None:
         if event.method == "create_order" and event.outcome == "ok":
-            r.switch.engage("drawdown", by="test", state=TradingState.REDUCING, code="DRAWDOWN")
+            r.switch.engage("drawdown", by="test", state=state, code="DRAWDOWN")
 
     r.hooks.subscribe(EventKind.REQUEST, engage_after_entry)
     stop_price = _stop_below(r)
     order = r.ex.create_order(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": stop_price})
-    assert r.switch.state.state is TradingState.REDUCING
+    assert r.switch.state.state is state
     _assert_protected(r, order, stop_price)
+
+
+@pytest.mark.parametrize("aio", [False, True])
+def test_halted_lets_a_bot_protect_its_position_and_nothing_else(
+    tmp_path: Path, closers: list[Any], aio: bool
+) -> None:
+    # What only takes risk off when the market goes against the position passes HALTED (a
+    # reduce-only stop-loss, trailing or not), as cancels do; a take-profit, a reduce-only
+    # market order and an entry are still refused, with nothing sent.
+    r = _build(tmp_path, closers, aio=aio)
+
+    def call(*args: Any) -> Any:
+        result = r.ex.create_order(*args)
+        return asyncio.run(result) if aio else result
+
+    stop_price = _stop_below(r)
+    call(SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": _stop_below(r, 2.0)})
+    r.switch.engage("operator", by="test", state=TradingState.HALTED, code="MANUAL")
+    above = round(r.venue.mark_price(VENUE_SYMBOL) * 1.02, 2)
+    refused = [
+        (SYMBOL, "market", "sell", 0.05, None, {"takeProfitPrice": above, "reduceOnly": True}),
+        (SYMBOL, "take_profit_market", "sell", 0.05, None,
+         {"triggerPrice": above, "reduceOnly": True}),
+        (SYMBOL, "market", "sell", 0.05, None, {"reduceOnly": True}),
+        (SYMBOL, "market", "buy", 0.05, None, {"stopLossPrice": stop_price}),
+    ]  # fmt: skip
+    for args in refused:
+        with pytest.raises(errors.TradingHalted, match="TRADING_HALTED"):
+            call(*args)
+    assert [o["type"] for o in r.venue_orders()] == ["MARKET", "STOP_MARKET"]
+    stop = call(
+        SYMBOL, "market", "sell", 0.05, None, {"stopLossPrice": stop_price, "reduceOnly": True}
+    )
+    by_id = {o["clientOrderId"]: o for o in r.venue_orders()}
+    assert (by_id[stop["clientOrderId"]]["type"], by_id[stop["clientOrderId"]]["status"]) == (
+        "STOP_MARKET",
+        "NEW",
+    )
+    assert r.position() == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    ("type_", "params", "protective"),
+    [
+        ("market", {"stopLossPrice": 2900, "reduceOnly": True}, True),
+        ("stop_market", {"triggerPrice": 2900, "reduceOnly": "true"}, True),
+        ("market", {"trailingPercent": 1.0, "reduceOnly": True}, True),
+        ("market", {"takeProfitPrice": 3100, "reduceOnly": True}, False),
+        ("take_profit_market", {"triggerPrice": 3100, "reduceOnly": True}, False),
+        ("market", {"stopLossPrice": 2900}, False),  # an entry declaring its stop
+        ("market", {"reduceOnly": True}, False),  # closes now, whatever the price
+        ("limit", {"reduceOnly": True}, False),
+    ],
+)
+def test_which_orders_are_protective_stops(
+    type_: str, params: dict[str, Any], protective: bool
+) -> None:
+    price = 3000.0 if type_ == "limit" else None
+    intent = parse_call(SYMBOL, type_, "sell", 0.05, price, params, prefix="t-")
+    assert intent.protective_stop is protective
 
 
 @pytest.mark.parametrize("transport", ["inprocess", "http"])

@@ -999,3 +999,42 @@ async def test_the_plain_order_routes_do_not_know_a_stop_by_its_algo_id(client: 
     with raises_exactly(ccxt.OrderNotFound, match="-2013"):
         await client("fetch_order", stop["id"], BTC)
     await client("create_order", BTC, "market", "sell", 0.02, None, {"reduceOnly": True})
+
+
+async def test_a_stop_that_traded_is_an_ordinary_order_and_history_is_split(
+    client: Client,
+) -> None:
+    # allOrders lists what reached matching; allAlgoOrders (ccxt's fetch_orders with
+    # {"trigger": True}) every conditional order. A stop whose trigger traded is an ordinary
+    # order to the plain routes as well (on Binance, the regular order the trigger created):
+    # a bot looking up the order behind a fill must find it.
+    await client("create_order", BTC, "market", "buy", 0.02)
+    last = client.venue.last_price("BTCUSDT")
+    waiting = await client(
+        "create_order", BTC, "market", "sell", 0.01, None,
+        {"stopLossPrice": float(client.ex.price_to_precision(BTC, last * 0.8)),
+         "reduceOnly": True},
+    )  # fmt: skip
+    firing = await client(
+        "create_order", BTC, "market", "sell", 0.01, None,
+        {"stopLossPrice": float(client.ex.price_to_precision(BTC, last * 0.995)),
+         "reduceOnly": True},
+    )  # fmt: skip
+    client.venue.spike("BTCUSDT", -2.0, 60)
+    client.venue.advance(10)
+    fired = await client("fetch_order", firing["id"], BTC)  # the plain route knows it now
+    assert (fired["status"], fired["filled"]) == ("closed", 0.01)
+    fills = [t["order"] for t in await client("fetch_my_trades", BTC)]
+    assert firing["id"] in fills
+    plain = [o["id"] for o in await client("fetch_orders", BTC)]
+    assert firing["id"] in plain
+    assert waiting["id"] not in plain
+    algo = {
+        o["id"]: o["status"]
+        for o in await client("fetch_orders", BTC, None, None, {"trigger": True})
+    }
+    assert algo == {waiting["id"]: "open", firing["id"]: "closed"}
+    with raises_exactly(ccxt.OrderNotFound, match="-2013"):
+        await client("fetch_order", waiting["id"], BTC)
+    await client("cancel_all_orders", BTC, {"trigger": True})
+    await client("create_order", BTC, "market", "sell", 0.01, None, {"reduceOnly": True})
