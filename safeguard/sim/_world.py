@@ -1596,6 +1596,7 @@ class World:
                 for o in orders
                 if int(o["orderId"]) > engaged.watermark
                 and (engaged.resumed_at is None or int(o["orderId"]) <= engaged.resumed_at)
+                and not _protects(o)
                 and (engaged.state is TradingState.HALTED or not _reduces_only(o))
             ]
             self.check(
@@ -1757,6 +1758,14 @@ def _reduces_only(order: dict[str, Any]) -> bool:
     """A venue order that can only reduce: reduce-only, or a stop that closes the position
     (what the guard places behind an entry: REDUCING allows it)."""
     return bool(order.get("reduceOnly") or order.get("closePosition"))
+
+
+def _protects(order: dict[str, Any]) -> bool:
+    """A venue order that only takes risk off when the market goes against the position: a
+    reduce-only or close-position stop-loss (trailing or not). Every state lets it through, as
+    it does cancels: a HALTED that refused it left an accepted entry without its stop."""
+    kind = str(order.get("origType") or order.get("type") or "")
+    return _reduces_only(order) and kind in ("STOP", "STOP_MARKET", "TRAILING_STOP_MARKET")
 
 
 def _close(seen: dict[str, float], truth: dict[str, float]) -> bool:
