@@ -417,25 +417,41 @@ class Trading:
                 self._settle(account, m, order, fills, maker=False)
             return False
         planned = self._plan(account, m, order.side, qty, limit)
+        # Every match is printed on the tape here, in the order it happens, and both sides of
+        # a match between two accounts carry its one trade id (the maker's side used to carry
+        # the tape's previous id: one account could hold two fills under one id, and ccxt's
+        # trade caches, keyed by id, dropped one of them).
+        now = self._timeline.time()
+        buyer_maker = order.side != BUY
         taker_fills: list[int] = []
+        taker_ids: list[int] = []
         for leg in planned.legs:
             if leg.maker is None:
-                taker_fills += m.book.take(order.side, leg.qty, leg.price)
+                book_fills = m.book.take(order.side, leg.qty, leg.price)
+                for i in range(0, len(book_fills), 2):
+                    taker_ids.append(
+                        m.record_trade(
+                            now, book_fills[i], book_fills[i + 1], buyer_maker=buyer_maker
+                        )
+                    )
+                taker_fills += book_fills
                 continue
             maker = leg.maker
+            trade_id = m.record_trade(now, leg.price, leg.qty, buyer_maker=buyer_maker)
             self._settle(
                 self._accounts[maker.api_key],
                 m,
                 maker,
                 [leg.price, leg.qty],
                 maker=True,
-                public=False,
+                trade_ids=[trade_id],
             )
             if not maker.is_open:
                 self._unrest(m, maker)
             taker_fills += [leg.price, leg.qty]
+            taker_ids.append(trade_id)
         if taker_fills:
-            self._settle(account, m, order, taker_fills, maker=False)
+            self._settle(account, m, order, taker_fills, maker=False, trade_ids=taker_ids)
         return planned.self_trade
 
     def _settle(
@@ -446,12 +462,12 @@ class Trading:
         fills: list[int],
         *,
         maker: bool,
-        public: bool = True,
+        trade_ids: list[int] | None = None,
     ) -> None:
         """Book ``fills`` (flat [price, qty, ...]) to ``order`` and its account.
 
-        ``public=False`` for the maker side of a match between accounts: the taker's side
-        records the trade on the tape, once.
+        ``trade_ids``: the tape's ids of ``fills``, already printed (a match between two
+        accounts is printed once, by :meth:`_take`, for both sides); ``None``: print them here.
         """
         spec = m.spec
         symbol = spec.symbol
@@ -498,7 +514,9 @@ class Trading:
             filled += qty
             order.cum_quote += price * qty * unit
             trade_id = (
-                m.record_trade(now, price, qty, buyer_maker=buyer_maker) if public else m.trade_id
+                m.record_trade(now, price, qty, buyer_maker=buyer_maker)
+                if trade_ids is None
+                else trade_ids[i >> 1]
             )
             if realized or fee:
                 # Ledger.book_income, inlined: most fills book one or two incomes.

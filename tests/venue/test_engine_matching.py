@@ -165,3 +165,29 @@ def test_a_triggered_stop_meets_other_accounts_orders_too() -> None:
     assert bob_fill.price == 86_000.0
     assert v.position_risk("alice") == []
     assert float(v.position_risk("bob")[0]["positionAmt"]) == pytest.approx(-0.05 + bob_fill.qty)
+
+
+def test_both_sides_of_a_match_between_accounts_carry_its_one_trade_id() -> None:
+    # The maker's side of a match between two accounts used to carry the tape's previous trade
+    # id: one account could hold two fills under one id (its own earlier taker fill's), and
+    # ccxt's trade caches, keyed by id, dropped one of them.
+    venue = Venue(VenueConfig(symbols=("BTCUSDT",)), clock=ManualClock(1_700_000_000.0))
+    for key in ("me", "other"):
+        venue.create_account(key, "secret", wallet=100_000.0)
+    venue.place_order("me", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.01)
+    ask = float(venue.book_ticker("BTCUSDT")[0]["askPrice"])
+    venue.place_order(
+        "me", symbol="BTCUSDT", side="SELL", type="LIMIT", quantity=0.01, price=ask,
+        time_in_force="GTX",
+    )  # fmt: skip
+    venue.place_order("other", symbol="BTCUSDT", side="BUY", type="MARKET", quantity=3.0)
+    mine = venue.user_trades("me", symbol="BTCUSDT")
+    theirs = venue.user_trades("other", symbol="BTCUSDT")
+    assert [t["maker"] for t in mine] == [False, True]
+    assert len({t["id"] for t in mine}) == 2
+    [maker_fill] = [t for t in mine if t["maker"]]
+    matched = [t for t in theirs if t["price"] == maker_fill["price"] and t["qty"] == "0.010"]
+    assert [t["id"] for t in matched] == [maker_fill["id"]]
+    tape = {t["id"] for t in venue.trades("BTCUSDT", limit=1000)}
+    assert {t["id"] for t in mine + theirs} <= tape
+    assert len({t["id"] for t in theirs}) == len(theirs)
