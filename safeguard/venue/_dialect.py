@@ -393,6 +393,8 @@ class Dialect:
                 )
             except (ValueError, ConfigError) as exc:
                 return _json_response(400, {"code": -1130, "msg": str(exc)})
+            except RecursionError:  # JSON nested deeper than Python's stack: junk, not a 500
+                return _json_response(400, {"code": -1130, "msg": "the plan is nested too deep"})
             self.set_fault_plan(plan)
         elif method == "DELETE":
             self.set_fault_plan(None)
@@ -804,7 +806,7 @@ def _batch_items(params: Params) -> list[dict[str, Any]]:
     raw = params.text("batchOrders", required=True) or ""
     try:
         items = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than Python's stack: junk too
         items = None
     if (
         not isinstance(items, list)
@@ -1058,7 +1060,7 @@ def _id_list(call: Call, name: str, kind: type[int] | type[str]) -> list[Any] | 
         return None
     try:
         names = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than Python's stack: junk too
         raise invalid(name) from None
     if (
         not isinstance(names, list)

@@ -288,3 +288,34 @@ def test_any_signature_with_a_valid_key_is_refused_never_a_5xx(
     payload = _assert_well_formed(answer)
     assert answer.status in (400, 401), payload
     assert _snapshot(venue) == before
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+"""JSON nested deeper than Python's stack: ``json.loads`` raises ``RecursionError``, not
+``ValueError``, and it was answered as a 500 (-1000)."""
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "name"),
+    [
+        ("POST", "/fapi/v1/batchOrders", "batchOrders"),
+        ("DELETE", "/fapi/v1/batchOrders", "orderIdList"),
+        ("DELETE", "/fapi/v1/batchOrders", "origClientOrderIdList"),
+    ],
+)
+def test_json_nested_deeper_than_the_stack_is_refused_not_a_500(
+    venue: Venue, dialect: Dialect, method: str, path: str, name: str
+) -> None:
+    before = _snapshot(venue)
+    query = urlencode([("symbol", "BTCUSDT"), (name, DEEP), ("timestamp", str(int(NOW * 1000)))])
+    query += "&signature=" + sign(query, SECRET)
+    answer = dialect.handle(Request(method, path, body=query, headers={"X-MBX-APIKEY": KEY}))
+    payload = _assert_well_formed(answer)
+    assert answer.status == 400
+    assert payload["code"] in (-1130, -1102)
+    assert _snapshot(venue) == before
+
+
+def test_a_fault_plan_nested_deeper_than_the_stack_is_refused_not_a_500(dialect: Dialect) -> None:
+    answer = dialect.handle(Request("POST", "/admin/faults", body=DEEP))
+    assert (answer.status, json.loads(answer.body)["code"]) == (400, -1130)

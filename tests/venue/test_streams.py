@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,17 +119,28 @@ def test_bad_frames_get_binance_errors_and_change_nothing(
 def test_more_than_ten_frames_a_second_closes_the_connection(
     dialect: Dialect, venue: Venue
 ) -> None:
+    # Counted on the wall clock, as Binance counts: the venue's simulated clock stepping a
+    # second between frames does not reset the window (it let any burst through on paper).
     session = dialect.streams.connect("/ws")
     for request_id in range(10):
         dialect.streams.receive(session, f'{{"method":"LIST_SUBSCRIPTIONS","id":{request_id}}}')
-    venue.advance(1)  # a new second: the window is empty again
+    time.sleep(1.05)  # a new second of real time: the window is empty again
     for request_id in range(10):
         dialect.streams.receive(session, f'{{"method":"LIST_SUBSCRIPTIONS","id":{request_id}}}')
+        venue.advance(1)  # simulated seconds pass between frames; real ones do not
     assert session.close_code is None
     assert len(drain(session)) == 20
     dialect.streams.receive(session, '{"method":"LIST_SUBSCRIPTIONS","id":99}')
     assert session.close_code == 1008
     assert drain(session) == []  # the eleventh frame is not answered
+
+
+def test_a_frame_nested_deeper_than_the_stack_is_an_invalid_json_error(dialect: Dialect) -> None:
+    session = dialect.streams.connect("/ws")
+    dialect.streams.receive(session, "[" * 100_000 + "]" * 100_000)
+    [answer] = drain(session)
+    assert answer["error"]["code"] == 3
+    assert session.close_code is None
 
 
 def test_stream_names_parse_as_binance_spells_them(venue: Venue) -> None:
