@@ -991,7 +991,12 @@ class PreTradeGate:
                 or side_of in ("LONG", "SHORT")  # closing side of a hedge leg: only closes it
             )
             trigger = _positive(order.get("triggerPrice") or order.get("stopPrice"))
-            if reduces and trigger is not None and order.get("side") == closing:
+            if (
+                reduces
+                and trigger is not None
+                and order.get("side") == closing
+                and not _take_profit(order, info)
+            ):
                 triggers.append(trigger)
         if not triggers:
             return None
@@ -1004,6 +1009,15 @@ class PreTradeGate:
             return
         if str(getattr(event, "current", "NORMAL")) != "NORMAL":
             self.recheck_positions(float(event.at))
+
+
+def _take_profit(order: Mapping[str, Any], info: Mapping[str, Any]) -> bool:
+    """A take-profit: it closes on the profit side of the mark, so it protects nothing (taken
+    for the stop, one above a long's mark hid a stop beyond liquidation from the trigger)."""
+    if order.get("takeProfitPrice"):
+        return True
+    kinds = (info.get("orderType"), info.get("origType"), info.get("type"), order.get("type"))
+    return any(str(kind or "").upper().startswith("TAKE_PROFIT") for kind in kinds)
 
 
 def _percent_price(info: Any) -> tuple[float, float] | None:

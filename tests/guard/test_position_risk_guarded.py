@@ -107,3 +107,34 @@ def test_the_same_stop_on_a_deep_book_does_not_trip(tmp_path: Path) -> None:
         assert check.distance_pct > 1.0
     finally:
         deep.close()
+
+
+@pytest.mark.parametrize("with_take_profit", [False, True])
+def test_a_resting_take_profit_does_not_hide_a_stop_beyond_liquidation(
+    with_take_profit: bool,
+) -> None:
+    # The trigger judges the position by its stop: a reduce-only take-profit above a long's
+    # mark was taken for "the tightest stop" (it always clears liquidation), so a stop
+    # beyond liquidation beside it went unseen and the switch stayed ACTIVE.
+    account = paper_account(seed=7, symbols=(VENUE_SYMBOL,), wallet=10_000.0)
+    try:
+        ex = account.guarded(Policy.build(risk={"max_leverage": 10}), triggers=True)
+        ex.set_leverage(10, SYMBOL)
+        last = ex.fetch_ticker(SYMBOL)["last"]
+        entry = ex.create_order(
+            SYMBOL, "market", "buy", 0.8, None, {"stopLossPrice": round(last * 0.95, 1)}
+        )
+        [position] = [p for p in ex.fetch_positions() if p["symbol"] == SYMBOL]
+        liquidation = position["liquidationPrice"]
+        if with_take_profit:
+            take_profit = {"triggerPrice": round(last * 1.05, 1), "reduceOnly": True}
+            ex.create_order(SYMBOL, "take_profit_market", "sell", 0.8, None, take_profit)
+        ex.cancel_order(entry["info"]["safeguardProtectiveStop"]["id"], SYMBOL, {"trigger": True})
+        beyond = {"triggerPrice": round(liquidation * 0.97, 1), "reduceOnly": True}
+        ex.create_order(SYMBOL, "stop_market", "sell", 0.8, None, beyond)
+        ex.fetch_open_orders(SYMBOL)
+        ex.fetch_positions()
+        state = ex.runtime.switch.state
+        assert (state.state, state.code) == (TradingState.HALTED, Code.LIQUIDATION_DISTANCE)
+    finally:
+        account.close()
