@@ -45,6 +45,7 @@ from safeguard.guard._events import Held, Hooks, ProtectiveStopEvent
 from safeguard.guard._journal import REUSABLE, Entry, OrderJournal, Status
 from safeguard.guard._orders import (
     CLOCK_SKEW_MARGIN_S,
+    PROTECTIVE_STOP_KEYS,
     CallKind,
     OrderCall,
     algo_route_flags,
@@ -1143,7 +1144,9 @@ class GuardCore:
         send = Send(
             "edit_order",
             (intent.edit_of, intent.symbol, intent.type, intent.side, intent.amount, intent.price),
-            {"params": dict(intent.params)},
+            # The stop an edit declares is what the verdict judged it with, not part of the
+            # edit (the stop itself is not moved): sent, the venue refused the edit (-1104).
+            {"params": {k: v for k, v in intent.params.items() if k not in PROTECTIVE_STOP_KEYS}},
             order_permit(intent),
         )
         return (yield from self._attempts(send, CallKind.ORDER, started, retry_ambiguous=True))

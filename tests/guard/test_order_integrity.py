@@ -525,6 +525,24 @@ def test_an_edit_may_name_its_order_by_the_client_id_the_journal_holds(
     assert [e.method for e in sent if e.method == "edit_order"] != []
 
 
+def test_an_edit_declaring_its_stop_reaches_the_venue_without_it(account: PaperAccount) -> None:
+    # The stop an edit declares is what the verdict judges it with: sent along, the venue
+    # refused every such edit (-1104), so under require_stop an edit that adds exposure
+    # could never succeed (without the stop the verdict denies it).
+    ex = account.guarded(_policy(require_stop=True))
+    ex.set_leverage(5, SYMBOL)
+    price = _tick(_mark(account) * 0.99)
+    stop = _stop_below(account)
+    order = ex.create_order(SYMBOL, "limit", "buy", 0.01, price, {"stopLossPrice": stop})
+    edited = ex.edit_order(
+        order["id"], SYMBOL, "limit", "buy", 0.02, price, {"stopLossPrice": stop}
+    )
+    assert (edited["id"], edited["amount"]) == (order["id"], 0.02)
+    by_type = {o["type"]: o for o in account.orders(VENUE_SYMBOL) if o["status"] == "NEW"}
+    assert (by_type["LIMIT"]["orderId"], by_type["LIMIT"]["origQty"]) == (int(order["id"]), "0.020")
+    assert float(by_type["STOP_MARKET"]["stopPrice"]) == stop  # the stop is not moved by it
+
+
 # --- a journal that cannot be written (disk full) -----------------------------------------------
 
 
