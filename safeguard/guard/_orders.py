@@ -206,7 +206,7 @@ def call_kind(name: str) -> CallKind:
         return CallKind.READ
     flat = name.replace("_", "").lower()
     if "private" in flat or "public" in flat or flat.startswith(("fapi", "dapi", "papi", "sapi")):
-        return _implicit_kind(flat)
+        return _implicit_kind(name)
     return CallKind.PURE
 
 
@@ -226,14 +226,22 @@ def raw_kind(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Cal
     return CallKind.BLOCKED
 
 
-def _implicit_kind(flat: str) -> CallKind:
-    if "get" in flat:
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_VERBS = frozenset({"get", "post", "put", "delete", "patch"})
+
+
+def _implicit_kind(name: str) -> CallKind:
+    """A ccxt implicit endpoint method (``fapiPrivateGetAccount``, ``sapi_v2_post_...``) by
+    its HTTP verb, the first word that is one: not a substring anywhere ("stakin*g eth*" made
+    ``sapiPostEthStakingEthStake`` a read, retried after a timeout that may have carried it)."""
+    words = [w.lower() for w in (name.split("_") if "_" in name else _WORDS.findall(name))]
+    verb = next((w for w in words if w in _VERBS), None)
+    about_orders = "order" in name.lower()
+    if verb == "get":
         return CallKind.READ
-    if "delete" in flat:
-        return CallKind.CANCEL if "order" in flat else CallKind.WRITE
-    if "order" in flat:
-        return CallKind.BLOCKED
-    return CallKind.WRITE
+    if verb == "delete":
+        return CallKind.CANCEL if about_orders else CallKind.WRITE
+    return CallKind.BLOCKED if about_orders else CallKind.WRITE
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,13 @@ def _refused_field(*args: Any, **kwargs: Any) -> Any:
         ("dapiPrivatePostOrder", CallKind.BLOCKED),
         ("papiPostUmOrder", CallKind.BLOCKED),
         ("sapiPostAssetTransfer", CallKind.WRITE),
+        # the verb is a word of its own: "stakin-g eth" holds "get" but is a POST, and a write
+        # taken for a read was sent again after a timeout that may have carried it
+        ("sapiPostEthStakingEthStake", CallKind.WRITE),
+        ("sapiV2PostEthStakingEthStake", CallKind.WRITE),
+        ("sapi_post_eth_staking_eth_redeem", CallKind.WRITE),
+        ("sapiv3_post_asset_getuserasset", CallKind.WRITE),
+        ("sapiGetStakingProductList", CallKind.READ),
         ("privatePostOrder", CallKind.BLOCKED),
         ("publicGetTime", CallKind.READ),
         ("v1PrivatePostOrder", CallKind.BLOCKED),
