@@ -327,6 +327,11 @@ class Gate(Protocol):
         apply what the answer says to the view; what it cannot say is read again first."""
         ...
 
+    def committing(self, intent: OrderCall, now: float) -> AbstractContextManager[Assessment]:
+        """Judge ``intent`` as :meth:`assess` does and, if it may go, count it as in flight
+        until the block ends: every other order is judged as if it had filled."""
+        ...
+
     def refuse(self, intent: OrderCall, code: str, reason: str, now: float) -> Assessment:
         """A denial decided outside the verdict (the kill switch's): the same full verdict."""
         ...
@@ -751,26 +756,29 @@ class GuardCore:
         follows as its own close-all order once the venue has accepted the entry (one that
         only reduces or closes, or that ended with nothing filled, has nothing to protect)
         (:mod:`safeguard.guard._protective`)."""
-        assessment = self._assessed(intent)
-        approved = assessment.intent
-        entry, plan = protective.split(approved) if protect else (approved, None)
-        if plan is None:
-            return (yield from self._send_one(approved))
-        protects = protective.adds_exposure(assessment.verdict, entry)
-        try:
-            order = yield from self._send_one(
-                entry, judged_as=approved, declares=plan if protects else None
-            )
-        except errors.OutcomeUnknown as unknown:
-            # The entry may exist with nothing protecting it: its stop is not placed blind (a
-            # close-all stop for an entry that does not exist would wait to close another).
-            stop_id = protective.stop_client_id(entry.client_order_id)
-            unknown.message = (
-                f"{unknown.message}; its protective stop {stop_id} at {plan.price:g} was not "
-                "placed: if reconcile finds the entry, protect or close the position"
-            )
-            unknown.args = (unknown.message,)
-            raise
+        with self.gate.committing(intent, self._last_now) as assessment:
+            if assessment.denial is not None:
+                raise assessment.denial
+            approved = assessment.intent
+            entry, plan = protective.split(approved) if protect else (approved, None)
+            if plan is None:
+                return (yield from self._send_one(approved))
+            protects = protective.adds_exposure(assessment.verdict, entry)
+            try:
+                order = yield from self._send_one(
+                    entry, judged_as=approved, declares=plan if protects else None
+                )
+            except errors.OutcomeUnknown as unknown:
+                # The entry may exist with nothing protecting it: its stop is not placed blind
+                # (a close-all stop for an entry that does not exist would wait to close
+                # another).
+                stop_id = protective.stop_client_id(entry.client_order_id)
+                unknown.message = (
+                    f"{unknown.message}; its protective stop {stop_id} at {plan.price:g} was "
+                    "not placed: if reconcile finds the entry, protect or close the position"
+                )
+                unknown.args = (unknown.message,)
+                raise
         if not protects or protective.ended_unfilled(order):
             return order
         stop = protective.stop_intent(entry, plan)

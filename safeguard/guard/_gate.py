@@ -15,7 +15,9 @@ or the gate denies with the code that names the problem.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+import threading
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,6 +29,7 @@ from safeguard._errors import OrderDenied
 from safeguard._log import logger
 from safeguard.guard._core import Assessment, Send
 from safeguard.guard._events import EventKind, Hooks, StateChangeEvent, VerdictEvent
+from safeguard.guard._exposure import Committed, committed, fold
 from safeguard.guard._market import MarketCache, RuleChange, due_after
 from safeguard.guard._observe import Health
 from safeguard.guard._orders import OrderCall
@@ -108,6 +111,12 @@ class PreTradeGate:
     the last price (for the stale-data trigger: a mark out of band is old from then)."""
     _closes_memo: tuple[tuple[int, int], Mapping[str, Mapping[int, float]]] | None = None
     """The last return-history window handed to the verdict, with its (interval, revision)."""
+    _in_flight: dict[str, OrderCall] = field(default_factory=dict)
+    """Orders let go by :meth:`committing` and not yet answered, by client id: every other
+    order that adds exposure is judged as if they had filled (see :mod:`._exposure`)."""
+    _committing: threading.Lock = field(default_factory=threading.Lock)
+    """One order's verdict and its joining :attr:`_in_flight` are one step: two threads
+    judged between each other's steps would each pass alone what they fail together."""
     _parsed: dict[tuple[str, str], tuple[tuple[Any, ...], Any]] = field(default_factory=dict)
     """Books and tier tables parsed from a cached read, keyed by which read they came from:
     parsing a 100-level book or a ladder on every order would dominate the guard's cost."""
@@ -422,6 +431,22 @@ class PreTradeGate:
     def placed(self, intent: OrderCall, order: Any, now: float) -> None:
         self.cache.placed(intent.symbol, order, now)
 
+    @contextmanager
+    def committing(self, intent: OrderCall, now: float) -> Iterator[Assessment]:
+        """Judge ``intent`` and, if it may go, hold it as in flight until the block ends (the
+        caller ends it once the answer is applied to the view, :meth:`placed`): meanwhile
+        every other order on its symbol and side is judged as if it had filled."""
+        with self._committing:
+            assessment = self.assess(intent, now)
+            if assessment.denial is None:
+                self._in_flight[assessment.intent.client_order_id] = assessment.intent
+        try:
+            yield assessment
+        finally:
+            if assessment.denial is None:
+                with self._committing:
+                    self._in_flight.pop(assessment.intent.client_order_id, None)
+
     def assess(self, intent: OrderCall, now: float, *, explain: bool = False) -> Assessment:
         state = self.health.state(now)
         health = str(getattr(state, "value", state))
@@ -476,6 +501,22 @@ class PreTradeGate:
         settle = str((cache.markets.get(symbol) or {}).get("settle") or "USDT")
         built = self._current_account(settle, now)
         account = None if isinstance(built, str) else built  # the verdict denies for None
+        pending = None
+        if account is not None and market.mark is not None:
+            pending = committed(
+                intent,
+                list(self._seen_open_orders(symbol)),
+                list(self._in_flight.values()),
+                market.mark,
+            )
+        if pending is not None and account is not None and market.mark is not None:
+            try:
+                account = self._folded(account, intent, pending, market.mark)
+            except ValueError as exc:
+                reason = f"{exc}: {pending.describe(intent.side)}"
+                return self._refuse_unpriced(
+                    intent, Code.NOTIONAL_PER_POSITION, reason, now, health
+                )
         verdict = risk_verdict.evaluate(
             risk_intent,
             market,
@@ -497,7 +538,34 @@ class PreTradeGate:
         if smaller is not None:
             self._emit(intent, verdict, now, detail=f"shrunk to {smaller.amount}")
             return Assessment(smaller, verdict)
-        return self._deny(intent, verdict, now)
+        return self._deny(intent, verdict, now, pending=pending)
+
+    def _seen_open_orders(self, symbol: str) -> Sequence[Mapping[str, Any]]:
+        seen = self.cache.open_orders.get(symbol)
+        return () if seen is None else seen.value
+
+    def _folded(
+        self, account: Account, intent: OrderCall, pending: Committed, mark: float
+    ) -> Account:
+        """``account`` as if ``pending`` had filled (:func:`~._exposure.fold`)."""
+        symbol = intent.symbol
+        tiers = self._tiers(symbol)
+        if tiers is None:
+            raise ValueError(f"no tier table for {symbol} to price its pending orders on")
+        hedge = str(intent.params.get("positionSide") or "BOTH").upper() != "BOTH" or any(
+            leg.symbol == symbol and leg.position_side != "BOTH" for leg in account.positions
+        )
+        return fold(
+            account,
+            symbol,
+            intent.side,
+            pending,
+            tiers=tiers,
+            mark=mark,
+            hedge=hedge,
+            leverage=self._leverage(symbol),
+            isolated=self._margin_mode(symbol) == "isolated",
+        )
 
     # --- building the risk core's inputs -----------------------------------------------------
 
@@ -865,9 +933,13 @@ class PreTradeGate:
         )
         return self._deny(intent, verdict, now)
 
-    def _deny(self, intent: OrderCall, verdict: Verdict, now: float) -> Assessment:
+    def _deny(
+        self, intent: OrderCall, verdict: Verdict, now: float, *, pending: Committed | None = None
+    ) -> Assessment:
         first = verdict.denials[0]
         code, reason = str(first.code), first.message
+        if pending is not None:
+            reason = f"{reason} ({pending.describe(intent.side)})"
         self._emit(intent, verdict, now, code=code, detail=reason)
         return Assessment(intent, verdict, OrderDenied(code, reason, verdict=verdict))
 

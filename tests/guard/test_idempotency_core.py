@@ -7,7 +7,8 @@ classifier, the real retry policy and a real journal file; only the venue is a s
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,10 @@ class _Allow:
 
     def placed(self, intent: OrderCall, order: Any, now: float) -> None:
         return None
+
+    @contextmanager
+    def committing(self, intent: OrderCall, now: float) -> Iterator[Assessment]:
+        yield self.assess(intent, now)
 
 
 class _Quiet:
