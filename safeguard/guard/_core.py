@@ -327,6 +327,11 @@ class Gate(Protocol):
         apply what the answer says to the view; what it cannot say is read again first."""
         ...
 
+    def adds_risk(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+        """Whether a settings call or a write moves liquidation closer (the kill switch then
+        refuses it as it refuses an opening order)."""
+        ...
+
     def committing(self, intent: OrderCall, now: float) -> AbstractContextManager[Assessment]:
         """Judge ``intent`` as :meth:`assess` does and, if it may go, count it as in flight
         until the block ends: every other order is judged as if it had filled."""
@@ -443,7 +448,12 @@ class GuardCore:
     ) -> Steps[Any]:
         if kind is CallKind.SETTING:
             check_setting(method, args, kwargs)
-        permit = Permit(reduces_only=True, is_cancel=True) if kind is CallKind.CANCEL else None
+        if kind is CallKind.CANCEL:
+            permit: Permit | None = Permit(reduces_only=True, is_cancel=True)
+        elif self.gate.adds_risk(method, args, kwargs):
+            permit = Permit(reduces_only=False)  # refused as an opening order would be
+        else:
+            permit = None
         send = Send(method, args, kwargs, permit)
         retry_ambiguous = kind in (CallKind.CANCEL, CallKind.SETTING)
         value = yield from self._attempts(send, kind, now, retry_ambiguous=retry_ambiguous)

@@ -858,6 +858,21 @@ class PreTradeGate:
         self._parsed[key] = (sources, value)
         return value
 
+    def adds_risk(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+        """Whether a settings call or a write moves liquidation closer, so the kill switch
+        must refuse it as it refuses an opening order (HALTED let ``set_leverage`` up and
+        ``reduce_margin`` through, moving a held position's liquidation from 45,185 to 75,306
+        while its own protective stop was refused): a leverage above the one the view holds
+        (or any, while that is unknown), and taking isolated margin out."""
+        if method == "set_leverage":
+            leverage = args[0] if args else kwargs.get("leverage")
+            symbol = args[1] if len(args) > 1 else kwargs.get("symbol")
+            held = self._setting(symbol, "leverage") if isinstance(symbol, str) else None
+            if held is None or isinstance(leverage, bool) or not isinstance(leverage, int | float):
+                return True
+            return float(leverage) > float(held)
+        return method.startswith(("reduce_margin", "set_margin", "modify_margin"))
+
     def _setting(self, symbol: str, name: str) -> Any:
         seen = self.cache.settings.get(symbol)
         return None if seen is None else seen.value.get(name)

@@ -66,6 +66,9 @@ class _Allow:
     def committing(self, intent: OrderCall, now: float) -> Iterator[Assessment]:
         yield self.assess(intent, now)
 
+    def adds_risk(self, method: str, args: tuple[Any, ...], kwargs: Any) -> bool:
+        return False
+
 
 class _Quiet:
     def request(self, *args: Any) -> None:

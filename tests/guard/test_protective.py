@@ -35,6 +35,7 @@ from safeguard.guard._protective import (
 )
 from safeguard.guard._throttle import RateBudget
 from safeguard.killswitch._switch import KillSwitch, TradingState
+from safeguard.testing import paper_account
 from safeguard.venue import Venue, VenueConfig
 from safeguard.venue._client import ccxt_client
 from safeguard.venue._dialect import Dialect
@@ -518,3 +519,35 @@ def test_ccxt_stop_loss_helper_still_places_one_trigger_order(
         (placed["clientOrderId"], "STOP_MARKET")
     ]
     assert INFO_KEY not in placed["info"]
+
+
+def test_halted_refuses_settings_that_move_liquidation_closer() -> None:
+    # HALTED let set_leverage up and reduce_margin through: a held isolated position's
+    # liquidation moved from about 45,000 to 75,000 while its own stop was refused. What moves
+    # liquidation closer is refused as an opening order is; what moves it away still goes.
+    paper = paper_account(seed=7, symbols=("BTCUSDT",), wallet=100_000.0)
+    try:
+        ex = paper.guarded(Policy.build(risk={"max_leverage": 10}))
+        btc = "BTC/USDT:USDT"
+        ex.set_margin_mode("isolated", btc)
+        ex.set_leverage(4, btc)
+        last = ex.fetch_ticker(btc)["last"]
+        ex.create_order(btc, "market", "buy", 0.5, None, {"stopLossPrice": round(last * 0.95, 1)})
+
+        def liquidation() -> float:
+            [row] = [
+                r for r in paper.venue.position_risk(paper.api_key) if r["symbol"] == "BTCUSDT"
+            ]
+            return float(row["liquidationPrice"])
+
+        before = liquidation()
+        ex.runtime.switch.engage("operator", by="test", state=TradingState.HALTED, code="MANUAL")
+        for refused in (lambda: ex.set_leverage(10, btc), lambda: ex.reduce_margin(btc, 5_000)):
+            with pytest.raises(errors.TradingHalted, match="TRADING_HALTED"):
+                refused()
+        assert liquidation() == before
+        ex.add_margin(btc, 1_000)  # takes risk off: allowed
+        ex.set_leverage(2, btc)
+        assert liquidation() < before
+    finally:
+        paper.close()
