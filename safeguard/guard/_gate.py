@@ -863,15 +863,41 @@ class PreTradeGate:
         must refuse it as it refuses an opening order (HALTED let ``set_leverage`` up and
         ``reduce_margin`` through, moving a held position's liquidation from 45,185 to 75,306
         while its own protective stop was refused): a leverage above the one the view holds
-        (or any, while that is unknown), and taking isolated margin out."""
+        (any above 1x while that is unknown), and taking isolated margin out. The venue's own
+        endpoints called through ccxt's implicit methods (``fapiPrivatePostLeverage``,
+        ``fapiPrivatePostPositionMargin``) are the same calls and are judged the same."""
+        flat = method.replace("_", "").lower()
+        request = args[0] if args and isinstance(args[0], Mapping) else kwargs.get("params")
+        request = request if isinstance(request, Mapping) else {}
         if method == "set_leverage":
             leverage = args[0] if args else kwargs.get("leverage")
             symbol = args[1] if len(args) > 1 else kwargs.get("symbol")
-            held = self._setting(symbol, "leverage") if isinstance(symbol, str) else None
-            if held is None or isinstance(leverage, bool) or not isinstance(leverage, int | float):
-                return True
-            return float(leverage) > float(held)
-        return method.startswith(("reduce_margin", "set_margin", "modify_margin"))
+        elif flat.endswith("postleverage"):
+            leverage, symbol = request.get("leverage"), request.get("symbol")
+        elif "positionmargin" in flat:
+            return str(request.get("type")) != "1"  # 1 adds margin; 2 (or junk) takes it out
+        else:
+            return method.startswith(("reduce_margin", "set_margin", "modify_margin"))
+        wanted = _finite(leverage) if not isinstance(leverage, bool) else None
+        if wanted is None:
+            return True  # junk: refused as if it raised (the venue would refuse it anyway)
+        if wanted <= 1.0:
+            return False  # 1x is the floor: it cannot move liquidation closer
+        held = self._held_leverage(symbol)
+        return held is None or wanted > held
+
+    def _held_leverage(self, symbol: Any) -> float | None:
+        """The leverage the view holds for ``symbol``, named as ccxt's unified symbol or as
+        the venue's id (``BTCUSDT``: ccxt takes both)."""
+        if not isinstance(symbol, str):
+            return None
+        held = self._setting(symbol, "leverage")
+        if held is None:
+            for unified, market in list(self.cache.markets.items()):
+                if isinstance(market, Mapping) and market.get("id") == symbol:
+                    held = self._setting(unified, "leverage")
+                    break
+        return None if held is None else _finite(held)
 
     def _setting(self, symbol: str, name: str) -> Any:
         seen = self.cache.settings.get(symbol)

@@ -542,12 +542,22 @@ def test_halted_refuses_settings_that_move_liquidation_closer() -> None:
 
         before = liquidation()
         ex.runtime.switch.engage("operator", by="test", state=TradingState.HALTED, code="MANUAL")
-        for refused in (lambda: ex.set_leverage(10, btc), lambda: ex.reduce_margin(btc, 5_000)):
+        refused = [
+            lambda: ex.set_leverage(10, btc),
+            lambda: ex.set_leverage(leverage=10, symbol="BTCUSDT"),  # the venue id: ccxt takes it
+            lambda: ex.reduce_margin(btc, 5_000),
+            # the same venue endpoints through ccxt's implicit methods
+            lambda: ex.fapiPrivatePostLeverage({"symbol": "BTCUSDT", "leverage": 10}),
+            lambda: ex.fapiPrivatePostPositionMargin(
+                {"symbol": "BTCUSDT", "amount": 5_000, "type": 2}
+            ),
+        ]
+        for call in refused:
             with pytest.raises(errors.TradingHalted, match="TRADING_HALTED"):
-                refused()
+                call()
         assert liquidation() == before
         ex.add_margin(btc, 1_000)  # takes risk off: allowed
-        ex.set_leverage(2, btc)
+        ex.set_leverage(2, "BTCUSDT")  # lower, by the venue id
         assert liquidation() < before
     finally:
         paper.close()
