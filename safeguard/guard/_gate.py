@@ -918,10 +918,17 @@ class PreTradeGate:
         broken = cache.account_stream_gap()
         if broken is not None:
             return broken
+        orders = cache.open_orders.get(symbol)
+        if orders is None:
+            # Unknown is not none: the orders resting on the symbol count against the limits
+            # as if filled (see _exposure); judged without them, a restart whose open-orders
+            # read failed let a second 0.5 BTC buy past a cap the first already filled.
+            return f"open orders of {symbol} not read from the venue (fetch_open_orders)"
         limit = self.policy.risk.max_market_data_age_s
         for label, seen in (
             ("balance", cache.balance),
             ("positions", cache.positions),
+            (f"open orders of {symbol}", orders),
             (f"leverage and margin mode of {symbol}", cache.settings.get(symbol)),
         ):
             if seen is not None and cache.account_age(seen, now) > limit:

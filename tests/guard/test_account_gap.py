@@ -33,9 +33,13 @@ MARKET = (
     ("fetch_funding_rate", (SYMBOL,)),
     ("fetch_ticker", (SYMBOL,)),
     ("fetch_order_book", (SYMBOL, 100)),
-    ("fetch_open_orders", (SYMBOL,)),
 )
-ACCOUNT = (("fetch_balance", ()), ("fetch_positions", ()), ("fetch_leverages", ()))
+ACCOUNT = (
+    ("fetch_balance", ()),
+    ("fetch_positions", ()),
+    ("fetch_open_orders", (SYMBOL,)),
+    ("fetch_leverages", ()),
+)
 
 
 class Rig:
@@ -85,18 +89,26 @@ def test_leverage_and_margin_mode_never_read_deny_new_exposure(rig: Rig) -> None
     assert rig.gap(reduce_only=True) is None  # an order that only reduces adds nothing
 
 
+def test_open_orders_never_read_deny_new_exposure(rig: Rig) -> None:
+    # Unknown is not none: they count against the limits as if filled.
+    rig.read(*[read for read in ACCOUNT if read[0] != "fetch_open_orders"])
+    assert rig.gap() == f"open orders of {SYMBOL} not read from the venue (fetch_open_orders)"
+    assert rig.gap(reduce_only=True) is None
+
+
 @pytest.mark.parametrize(
     ("stale", "label"),
     [
         ("fetch_balance", "balance"),
         ("fetch_positions", "positions"),
+        ("fetch_open_orders", f"open orders of {SYMBOL}"),
         ("fetch_leverages", f"leverage and margin mode of {SYMBOL}"),
     ],
 )
 def test_each_part_of_the_account_read_too_long_ago_denies_new_exposure(
     rig: Rig, stale: str, label: str
 ) -> None:
-    rig.read((stale, ()))
+    rig.read(*[read for read in ACCOUNT if read[0] == stale])
     rig.clock.advance(LIMIT + 0.5)
     rig.read(*[read for read in ACCOUNT if read[0] != stale])
     assert rig.gap() == (
