@@ -30,7 +30,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
-from contextlib import AbstractContextManager, nullcontext, suppress
+from contextlib import AbstractContextManager, ExitStack, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
@@ -710,8 +710,14 @@ class GuardCore:
             yield from self.reconcile(now)
         for symbol, opening in _batch_permits(intents).items():
             yield from self._refresh(symbol, self._last_now, wake_on=opening)
-        for intent in intents:
-            self._approved(intent)  # any denial refuses the whole batch before a send
+        with ExitStack() as judged:
+            # Any denial refuses the whole batch before a send, each order judged with the
+            # ones before it counted as if filled (judged alone, a batch of two orders that
+            # together break a cap sent the first before the second was refused).
+            for intent in intents:
+                assessment = judged.enter_context(self.gate.committing(intent, self._last_now))
+                if assessment.denial is not None:
+                    raise assessment.denial
         placed: list[Any] = []
         for intent in intents:
             try:

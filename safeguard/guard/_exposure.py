@@ -58,7 +58,7 @@ def committed(
             order.get("side") != intent.side
             or order.get("reduceOnly")
             or str((order.get("info") or {}).get("closePosition")).lower() == "true"
-            or order.get("clientOrderId") == intent.client_order_id
+            or (intent.client_order_id and order.get("clientOrderId") == intent.client_order_id)
             or (intent.edit_of is not None and str(order.get("id")) == str(intent.edit_of))
         ):
             continue
@@ -74,10 +74,11 @@ def committed(
         count += 1
     for other in in_flight:
         if (
-            other.symbol != intent.symbol
+            other is intent  # judged again before its own resend
+            or other.symbol != intent.symbol
             or other.side != intent.side
             or other.reduce_only
-            or other.client_order_id == intent.client_order_id
+            or (intent.client_order_id and other.client_order_id == intent.client_order_id)
             or other.amount is None
         ):
             continue

@@ -14,6 +14,7 @@ or the gate denies with the code that names the problem.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Hashable, Iterator, Mapping, Sequence
@@ -111,9 +112,11 @@ class PreTradeGate:
     the last price (for the stale-data trigger: a mark out of band is old from then)."""
     _closes_memo: tuple[tuple[int, int], Mapping[str, Mapping[int, float]]] | None = None
     """The last return-history window handed to the verdict, with its (interval, revision)."""
-    _in_flight: dict[str, OrderCall] = field(default_factory=dict)
-    """Orders let go by :meth:`committing` and not yet answered, by client id: every other
-    order that adds exposure is judged as if they had filled (see :mod:`._exposure`)."""
+    _in_flight: dict[int, OrderCall] = field(default_factory=dict)
+    """Orders let go by :meth:`committing` and not yet answered, each under its own token (not
+    its client id: every edit has none, and two edits in flight overwrote each other): every
+    other order that adds exposure is judged as if they had filled (see :mod:`._exposure`)."""
+    _tokens: Iterator[int] = field(default_factory=itertools.count)
     _committing: threading.Lock = field(default_factory=threading.Lock)
     """One order's verdict and its joining :attr:`_in_flight` are one step: two threads
     judged between each other's steps would each pass alone what they fail together."""
@@ -438,14 +441,14 @@ class PreTradeGate:
         every other order on its symbol and side is judged as if it had filled."""
         with self._committing:
             assessment = self.assess(intent, now)
+            token = next(self._tokens)
             if assessment.denial is None:
-                self._in_flight[assessment.intent.client_order_id] = assessment.intent
+                self._in_flight[token] = assessment.intent
         try:
             yield assessment
         finally:
-            if assessment.denial is None:
-                with self._committing:
-                    self._in_flight.pop(assessment.intent.client_order_id, None)
+            with self._committing:
+                self._in_flight.pop(token, None)
 
     def assess(self, intent: OrderCall, now: float, *, explain: bool = False) -> Assessment:
         state = self.health.state(now)

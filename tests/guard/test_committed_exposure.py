@@ -50,6 +50,24 @@ def test_resting_entries_count_against_the_position_cap() -> None:
         paper.close()
 
 
+def test_a_batch_that_breaks_a_cap_together_sends_nothing() -> None:
+    # Judged each alone before any send, the batch sent its first order and was refused at
+    # the second: half a batch on the venue, which its own up-front check promised never.
+    paper = paper_account(seed=7, symbols=(VENUE_SYMBOL,), wallet=100_000.0)
+    try:
+        ex = paper.guarded(Policy.build(risk=CAPPED))
+        ex.set_leverage(5, SYMBOL)
+        bid = ex.fetch_order_book(SYMBOL)["bids"][0][0]
+        order = {"symbol": SYMBOL, "type": "limit", "side": "buy", "amount": 0.5, "price": bid,
+                 "params": {"stopLossPrice": round(bid * 0.97, 1)}}  # fmt: skip
+        with pytest.raises(OrderDenied, match="NOTIONAL_PER_POSITION") as denied:
+            ex.create_orders([order, order])
+        assert getattr(denied.value, "placed", []) == []
+        assert paper.orders(VENUE_SYMBOL) == []
+    finally:
+        paper.close()
+
+
 def test_orders_sent_at_once_are_judged_together() -> None:
     paper = paper_account(seed=7, symbols=(VENUE_SYMBOL,), wallet=100_000.0)
 
@@ -71,6 +89,44 @@ def test_orders_sent_at_once_are_judged_together() -> None:
         assert (len(filled), len(denied)) == (1, 3)
         assert all(d.code == "NOTIONAL_PER_POSITION" for d in denied)
         assert paper.positions() == {VENUE_SYMBOL: 0.5}
+    finally:
+        paper.close()
+
+
+def test_edits_in_flight_at_once_are_judged_together() -> None:
+    # Edits carry no client id of their own: keyed by it, two edits in flight overwrote each
+    # other in the in-flight set and each skipped the other, so both raised their order past
+    # the cap together.
+    paper = paper_account(seed=7, symbols=(VENUE_SYMBOL,), wallet=100_000.0)
+
+    async def scenario() -> list[Any]:
+        ex = paper.guarded(Policy.build(risk=CAPPED), asyncio=True)
+        try:
+            await ex.set_leverage(5, SYMBOL)
+            price = (await ex.fetch_order_book(SYMBOL))["bids"][0][0] - 200
+            stop = {"stopLossPrice": round(price * 0.97, 1)}
+            first = await ex.create_order(SYMBOL, "limit", "buy", 0.01, price, stop)
+            second = await ex.create_order(SYMBOL, "limit", "buy", 0.01, price, stop)
+            raw, edit = ex.exchange, ex.exchange.edit_order
+
+            async def on_the_wire(*args: Any, **kwargs: Any) -> Any:
+                await asyncio.sleep(0.05)  # both edits are in flight at once
+                return await edit(*args, **kwargs)
+
+            raw.edit_order = on_the_wire
+            edits = [
+                ex.edit_order(order["id"], SYMBOL, "limit", "buy", 0.54, price, stop)
+                for order in (first, second)
+            ]
+            return await asyncio.gather(*edits, return_exceptions=True)
+        finally:
+            await ex.close()
+
+    try:
+        results = asyncio.run(scenario())
+        assert sorted(type(r).__name__ for r in results) == ["OrderDenied", "dict"]
+        resting = [o for o in paper.orders(VENUE_SYMBOL) if o["type"] == "LIMIT"]
+        assert sorted(o["origQty"] for o in resting if o["status"] == "NEW") == ["0.010", "0.540"]
     finally:
         paper.close()
 
