@@ -717,6 +717,7 @@ class GuardCore:
             for intent in intents:
                 assessment = judged.enter_context(self.gate.committing(intent, self._last_now))
                 if assessment.denial is not None:
+                    assessment.denial.placed = []  # type: ignore[attr-defined]
                     raise assessment.denial
         placed: list[Any] = []
         for intent in intents:

@@ -62,7 +62,7 @@ def test_a_batch_that_breaks_a_cap_together_sends_nothing() -> None:
                  "params": {"stopLossPrice": round(bid * 0.97, 1)}}  # fmt: skip
         with pytest.raises(OrderDenied, match="NOTIONAL_PER_POSITION") as denied:
             ex.create_orders([order, order])
-        assert getattr(denied.value, "placed", []) == []
+        assert denied.value.placed == []  # type: ignore[attr-defined]
         assert paper.orders(VENUE_SYMBOL) == []
     finally:
         paper.close()

@@ -474,11 +474,18 @@ def test_a_batch_is_judged_as_a_whole_and_order_by_order(
         r.ex.create_orders([one, {**one, "amount": 0.1}])  # the second alone is too big
     assert denied.value.code == Code.NOTIONAL_PER_POSITION
     assert r.venue_orders() == []  # nothing was sent: the batch was refused up front
-    # Each passes alone, but not after the other: the second is judged on the new position.
+    # Each passes alone, but not together: the second is judged as if the first had filled,
+    # up front (half a batch on the venue is what the up-front check is there to prevent).
     with pytest.raises(errors.OrderDenied) as second:
         r.ex.create_orders([one, one])
     assert second.value.code == Code.NOTIONAL_PER_POSITION
-    assert len(second.value.placed) == 1  # type: ignore[attr-defined]
+    assert second.value.placed == []  # type: ignore[attr-defined]
+    assert r.venue_orders() == []
+    # One by one, the second is judged on the position the first left.
+    r.ex.create_orders([one])
+    with pytest.raises(errors.OrderDenied) as later:
+        r.ex.create_orders([one])
+    assert later.value.code == Code.NOTIONAL_PER_POSITION
     assert len(r.venue_orders()) == 1
 
 
