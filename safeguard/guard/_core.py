@@ -49,6 +49,7 @@ from safeguard.guard._orders import (
     CallKind,
     OrderCall,
     algo_route_flags,
+    check_argument_params,
     check_setting,
     lookup_params,
     order_client_id,
@@ -448,6 +449,7 @@ class GuardCore:
     ) -> Steps[Any]:
         if kind is CallKind.SETTING:
             check_setting(method, args, kwargs)
+        check_argument_params(method, args, kwargs)
         if kind is CallKind.CANCEL:
             permit: Permit | None = Permit(reduces_only=True, is_cancel=True)
         elif self.gate.adds_risk(method, args, kwargs):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import threading
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -875,7 +876,7 @@ class PreTradeGate:
         if method == "set_leverage":
             leverage = args[0] if args else kwargs.get("leverage")
             symbol = args[1] if len(args) > 1 else kwargs.get("symbol")
-        elif flat.endswith("postleverage"):
+        elif re.search(r"post(?:um|cm)?leverage$", flat):
             leverage, symbol = request.get("leverage"), request.get("symbol")
         elif "positionmargin" in flat:
             return str(request.get("type")) != "1"  # 1 adds margin; 2 (or junk) takes it out

@@ -623,6 +623,37 @@ def check_setting(method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any])
         )
 
 
+_ARGUMENT_KEYS: Mapping[str, tuple[str, ...]] = {
+    "set_leverage": ("leverage", "symbol"),
+    "set_margin_mode": ("marginType", "symbol"),
+    "add_margin": ("type", "amount", "symbol"),
+    "reduce_margin": ("type", "amount", "symbol"),
+    "set_margin": ("type", "amount", "symbol"),
+}
+"""The request fields each settings or margin call's own arguments set (ccxt's binance lays
+``params`` over the request it built from them)."""
+
+
+def check_argument_params(method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Refuse ``params`` that would replace what the call's own arguments say, before it is
+    sent: ``set_leverage(1, s, {"leverage": 10})`` was judged as 1x and sent as 10x,
+    ``add_margin(s, x, {"type": 2})`` took margin out, ``{"symbol": ...}`` moved the call to
+    another market, each past a HALTED switch that refuses the same call said plainly."""
+    keys = _ARGUMENT_KEYS.get(method)
+    if keys is None:
+        return
+    params = args[2] if len(args) > 2 else kwargs.get("params")
+    if not isinstance(params, Mapping):
+        return
+    for key in keys:
+        if key in params:
+            raise InvalidInput(
+                f"params.{key} would replace what {method}'s own arguments say: pass it as "
+                "the argument (or call the method that means it); nothing was sent",
+                field=f"params.{key}",
+            )
+
+
 def check_client_order_id(value: Any, *, limit: int = _MAX_ID) -> str:
     """A client order id Binance accepts: 1-36 of ``[.A-Z:/a-z0-9_-]`` (``limit``: fewer)."""
     if not isinstance(value, str) or not _BINANCE_ID.match(value) or len(value) > limit:
@@ -712,6 +743,7 @@ __all__ = [
     "OrderCall",
     "algo_route_flags",
     "call_kind",
+    "check_argument_params",
     "check_client_order_id",
     "check_shape",
     "lookup_params",

@@ -552,8 +552,21 @@ def test_halted_refuses_settings_that_move_liquidation_closer() -> None:
                 {"symbol": "BTCUSDT", "amount": 5_000, "type": 2}
             ),
         ]
+        refused.append(lambda: ex.papiPostUmLeverage({"symbol": "BTCUSDT", "leverage": 10}))
         for call in refused:
             with pytest.raises(errors.TradingHalted, match="TRADING_HALTED"):
+                call()
+        # params that replace the call's own arguments (ccxt lays them over the request): the
+        # raise was judged as the 1x it said and sent as 10x, a withdrawal sent as add_margin
+        contradicted = [
+            lambda: ex.set_leverage(1, btc, {"leverage": 10}),
+            lambda: ex.setLeverage(1, btc, {"leverage": 10}),
+            lambda: ex.set_leverage(1, btc, {"symbol": "ETHUSDT"}),
+            lambda: ex.add_margin(btc, 5_000, {"type": 2}),
+            lambda: ex.addMargin(btc, 5_000, {"type": 2}),
+        ]
+        for call in contradicted:
+            with pytest.raises(errors.InvalidInput, match="would replace what"):
                 call()
         assert liquidation() == before
         ex.add_margin(btc, 1_000)  # takes risk off: allowed
