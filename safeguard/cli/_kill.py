@@ -255,6 +255,7 @@ def _kill(args: argparse.Namespace) -> int:
     by = _by(args)
     directory = getattr(switch.store, "directory", None)  # a file store's; a fleet has none
     unused = directory is not None and not directory.is_dir()
+    unknown_prefix = directory is None and _nobody_under(switch.store)
     try:
         before = switch.state
         after = switch.engage(args.reason, by=by, state=wanted, code=Code.MANUAL)
@@ -278,10 +279,27 @@ def _kill(args: argparse.Namespace) -> int:
                 "running elsewhere (another user, another --state-dir) do not",
                 file=sys.stderr,
             )
+        if unknown_prefix:
+            print(
+                f"safeguard kill: WARNING: no bot is checked in under {switch.store} and nothing "
+                "was ever engaged there before this kill: bots started later on this prefix "
+                "obey it, but bots already running on another one (check --prefix and "
+                "fleet.key_prefix) do not",
+                file=sys.stderr,
+            )
         _report_alert(notifier, args)
     finally:
         _close(switch)
     return 0
+
+
+def _nobody_under(store: Any) -> bool:
+    """A fleet store's prefix that no bot has checked in under and that holds no state or
+    history: most likely a mistyped ``--prefix`` (an engage there stops no running bot)."""
+    try:
+        return not store.live_members() and store.load() is None and not store.history(1)
+    except Exception:
+        return False
 
 
 def _kill_switch(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -355,6 +373,12 @@ def _status(args: argparse.Namespace) -> int:
             f"{fleet_store} is unreachable, so the fleet's kill-switch state cannot be read. "
             f"A bot that cannot reach it either trades as {floor} (fleet.on_disconnect) until "
             "it is back; a bot that still reaches it obeys whatever it holds"
+        )
+    if fleet_store is not None and _nobody_under(fleet_store):
+        fleet_store.close()
+        raise OSError(
+            f"nothing under {fleet_store}: no bot is checked in there and nothing was ever "
+            "engaged there (check --prefix and the policy's fleet.key_prefix)"
         )
     problem = None
     try:

@@ -458,6 +458,17 @@ class RedisStateStore:
         if isinstance(token, str) and sender != self.member:
             self._notify(token)
 
+    def resync(self) -> None:
+        """Read Redis now, not the copy the reader keeps (see ``KeepsCopy``): an engage that
+        found nothing to tighten in the copy was lost when another process had just resumed
+        (reported "already HALTED" while Redis held ACTIVE)."""
+        if not self._up:
+            return  # load answers with the disconnected state; nothing to read
+        try:
+            self._resync()
+        except self._errors as exc:
+            self._mark_down(exc)
+
     def _resync(self) -> None:
         """Read the key; write back what Redis lost; adopt the result."""
         with self._lock:

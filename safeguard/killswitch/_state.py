@@ -107,6 +107,11 @@ def transition(
     if event.to is current.state:
         return current
     ready_at = current.since + cooling_period_s
+    if current.since - now > FUTURE_STAMP_TOLERANCE_S:
+        # Stamped by a clock running fast (a bot 30 days ahead, corrected since): counted from
+        # that stamp the period would refuse every resume for as long as the clock was wrong,
+        # and no command could lift it. Such a stamp says nothing of when the engage was made.
+        ready_at = now
     if now < ready_at:
         return Refusal(
             f"resume refused: {current.state} since {_iso(current.since)} ({current.reason}); "
@@ -116,6 +121,11 @@ def transition(
         )
     code = "" if event.to is TradingState.ACTIVE else current.code
     return SwitchState(event.to, event.reason, code, event.by, now)
+
+
+FUTURE_STAMP_TOLERANCE_S = 300.0
+"""How far in our future an engage's stamp may lie and still start its cooling period (clocks
+of the machines sharing a state differ by this much at most, or they are wrong)."""
 
 
 def already_holds(current: SwitchState, state: TradingState, code: str) -> bool:
@@ -147,6 +157,7 @@ Listener = Callable[[SwitchState], None]
 
 
 __all__ = [
+    "FUTURE_STAMP_TOLERANCE_S",
     "Engage",
     "Listener",
     "Refusal",

@@ -99,6 +99,18 @@ class OwesWrites(Protocol):
         ...
 
 
+@runtime_checkable
+class KeepsCopy(Protocol):
+    """A store whose ``load`` answers from a copy kept up to date in the background (the
+    fleet's Redis, through its reader): as fresh as the last message that reached it."""
+
+    def resync(self) -> None:
+        """Read the shared state now, not the copy (the switch asks before it calls an engage
+        a no-op: one made just after another process resumed must not be lost to a copy that
+        has not heard of the resume yet)."""
+        ...
+
+
 class FileStateStore:
     """A state directory on a local filesystem (see the module docstring for its layout)."""
 
@@ -341,6 +353,7 @@ __all__ = [
     "FORMAT",
     "LOCK_TIMEOUT_S",
     "FileStateStore",
+    "KeepsCopy",
     "MemoryStateStore",
     "OwesWrites",
     "StateStore",

@@ -78,7 +78,7 @@ from safeguard.killswitch._state import (
     refusal_code,
     transition,
 )
-from safeguard.killswitch._store import FileStateStore, OwesWrites, StateStore
+from safeguard.killswitch._store import FileStateStore, KeepsCopy, OwesWrites, StateStore
 
 
 @functools.lru_cache(maxsize=16)
@@ -465,7 +465,10 @@ class KillSwitch:
         change = self._close_latch(reason, by=by, state=state, code=code)
         if change is None:
             # Nothing to tighten as far as this process knows; but another process may have
-            # resumed since our last poll, and this engage must not be lost to that.
+            # resumed since our last poll, and this engage must not be lost to that: a store
+            # that answers from a copy (Redis) reads the shared state first.
+            if isinstance(self._store, KeepsCopy):
+                self._store.resync()
             self._refresh(force=True)
             change = self._close_latch(reason, by=by, state=state, code=code)
         if change is None:

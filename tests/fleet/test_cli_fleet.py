@@ -211,3 +211,26 @@ def test_kill_says_not_engaged_when_redis_is_lost_between_its_look_and_its_write
         assert store.load() is None  # the kill never reached the fleet
     finally:
         store.close()
+
+
+def test_a_prefix_no_bot_uses_is_said_not_silently_obeyed(
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    bot: KillSwitch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A mistyped --prefix: status answered "ACTIVE (never engaged)" and kill "engaged: HALTED",
+    # both exit 0, while the running bot (on the real prefix) traded on.
+    typo = ["--redis", redis_url, "--prefix", prefix + "x", "--state-dir", str(tmp_path / "cli")]
+    assert _cli("status", *typo) == 2
+    assert "nothing under" in capsys.readouterr().err
+    assert _cli("kill", "--reason", "stop now", *typo) == 0
+    captured = capsys.readouterr()
+    assert "engaged: HALTED" in captured.out
+    assert "WARNING: no bot is checked in under" in captured.err
+    assert bot.refresh().state is TradingState.ACTIVE  # it is on the other prefix
+    # On the bot's own prefix there is no warning: a bot is checked in.
+    right = ["--redis", redis_url, "--prefix", prefix, "--state-dir", str(tmp_path / "cli")]
+    assert _cli("kill", "--reason", "stop now", *right) == 0
+    assert "WARNING" not in capsys.readouterr().err

@@ -350,6 +350,35 @@ def test_a_resume_decides_on_what_redis_holds_not_on_a_stale_copy(
             closer()
 
 
+def test_an_engage_decides_on_what_redis_holds_not_on_a_stale_copy(
+    redis_url: str, prefix: str, tmp_path: Any
+) -> None:
+    # `safeguard kill` opened on HALTED; another operator's resume landed before its engage:
+    # judged on its copy the engage was a no-op, reported "already HALTED" (exit 0) while
+    # Redis held ACTIVE and every bot traded on. A bot's own trigger lost its engage the same
+    # way when its reader was behind.
+    policy = Policy.build(
+        fleet={"redis_url": redis_url, "key_prefix": prefix},
+        kill_switch={"state_dir": str(tmp_path), "cooling_period_s": 0.0},
+    )
+    bot, store = open_fleet_switch(policy, watch=False)
+    bot.engage("first", by="bot")
+    one_shot = RedisStateStore(policy.fleet, listen=False)  # the CLI's: no reader
+    killer = KillSwitch(policy.kill_switch, store=one_shot, watch=False)
+    try:
+        assert killer.state.state is TradingState.HALTED  # what it saw when it opened
+        assert bot.resume(by="operator").state is TradingState.ACTIVE
+        after = killer.engage("second operator", by="cli", code=Code.MANUAL)
+        assert (after.state, after.reason) == (TradingState.HALTED, "second operator")
+        raw = redis.Redis.from_url(redis_url).get(one_shot.state_key)
+        assert raw is not None
+        assert json.loads(raw)["reason"] == "second operator"
+        assert _until(lambda: bot.refresh().reason == "second operator")
+    finally:
+        for closer in (killer.close, one_shot.close, bot.close, store.close):
+            closer()
+
+
 def test_a_member_that_closed_is_not_waited_for_by_the_next_engage(
     redis_url: str, prefix: str, tmp_path: Any
 ) -> None:

@@ -112,6 +112,21 @@ def test_resume_refused_during_cooling_then_allowed() -> None:
     assert later == SwitchState(ACTIVE, "resumed", "", "alice", 260.0)
 
 
+def test_an_engage_stamped_by_a_clock_running_fast_does_not_block_resume_for_as_long() -> None:
+    # A bot 30 days ahead engaged; its clock was corrected. Counted from that stamp, every
+    # resume was refused for 30 days and no command could lift it. A stamp within the
+    # tolerance of our clock still starts the period.
+    month = 30 * 86_400.0
+    ahead = SwitchState(HALTED, "loss", "DAILY_LOSS", "trigger", 1_000.0 + month)
+    assert transition(ahead, Resume("alice"), now=1_000.0, cooling_period_s=60) == SwitchState(
+        ACTIVE, "resumed", "", "alice", 1_000.0
+    )
+    near = SwitchState(HALTED, "loss", "DAILY_LOSS", "trigger", 1_000.0 + 200.0)
+    refused = transition(near, Resume("alice"), now=1_000.0, cooling_period_s=60)
+    assert isinstance(refused, Refusal)
+    assert refused.retry_at == 1_260.0
+
+
 def test_halted_to_reducing_only_by_explicit_resume_and_keeps_code() -> None:
     halted = SwitchState(HALTED, "loss", "DAILY_LOSS", "trigger", 200.0)
     new = transition(halted, Resume("alice", to=REDUCING), now=900.0, cooling_period_s=60)
