@@ -967,6 +967,14 @@ class GuardCore:
                 wait = self.pacer.before(CallKind.ORDER, send, now, budget.deadline(now))
                 if wait > 0.0:
                     now = yield from self._pace(CallKind.ORDER, send, now, budget, None, wait)
+                if attempt > 1 or wait > 0.0:
+                    # A restart measures the settle window from the last send: a resend's (or
+                    # a paced first send's) time is on disk before it leaves (every earlier
+                    # attempt was absent).
+                    stamp = _Stamped(partial(self.journal.resent, cid, now=now, holder=holder))
+                    yield Record(stamp)
+                    if stamp.error is not None:
+                        raise stamp.error
                 amounts_sent.add(send.args[3])
                 answer = answered((yield send))
                 now = self._last_now = answer.now
@@ -1051,8 +1059,15 @@ class GuardCore:
         error.__cause__ = scrubbed_exception(cause)
         return error
 
-    def _resolve(self, intent: OrderCall, *, unsettled: float, holder: object) -> Steps[Any]:
+    def _resolve(
+        self, intent: OrderCall, *, unsettled: float, holder: object, recorded: bool = False
+    ) -> Steps[Any]:
         """Find the order by client id: the order, ``None`` (known absent), or OutcomeUnknown.
+
+        ``recorded``: the order comes from the journal (a reconcile), not from a send this
+        call made: a look-up the exchange refuses for its symbol can never settle it (a
+        journal of another venue or account), which is a ``ConfigError`` naming the record,
+        not an ``OutcomeUnknown`` on every later order about an order it never sent.
 
         ``unsettled``: how long the venue may still act on the last send. It counts down
         only by the waits asked for here (for the window, or after a failed look-up), each by
@@ -1087,6 +1102,14 @@ class GuardCore:
                 unsettled -= _waited(read_at, now, asked=unsettled)
                 continue
             last_error = error
+            if recorded and isinstance(error, ccxt.BadSymbol):
+                raise errors.ConfigError(
+                    f"order journal {self.journal.path} holds order {cid} on {intent.symbol}, "
+                    "a symbol this exchange does not list (a journal of another venue or "
+                    "account?); it cannot be looked up, so nothing is sent until it is settled: "
+                    "check that order by hand, then move the journal aside",
+                    key=str(self.journal.path),
+                )
             if attempt < attempts:
                 ec = classify(error) if error is not None else None
                 delay = (
@@ -1230,7 +1253,10 @@ class GuardCore:
             )
             try:
                 found = yield from self._resolve(
-                    intent, unsettled=self._unsettled_at_restart(intent, entry), holder=holder
+                    intent,
+                    unsettled=self._unsettled_at_restart(intent, entry),
+                    holder=holder,
+                    recorded=True,
                 )
             except BaseException:
                 # Unknown (settled so by _resolve, which let it go) or cut short: an orphan
@@ -1246,6 +1272,10 @@ class GuardCore:
             missing = None if found is None else self._missing_stop(entry, found)
             if missing is not None:
                 unprotected.append((entry.client_order_id, missing, found))
+            if found is None and conditional:
+                stood = yield from self._entry_of_a_lost_stop(entry)
+                if stood is not None:
+                    unprotected.append(stood)
             settled.append((entry.client_order_id, found))
         if settled:
             yield Record(self.journal.compact)  # nothing settled, nothing to compact
@@ -1254,6 +1284,38 @@ class GuardCore:
         if unprotected:
             raise self._unprotected_at_restart(unprotected)
         return settled
+
+    def _entry_of_a_lost_stop(self, stop: Entry) -> Steps[tuple[str, str, Any] | None]:
+        """(entry id, stop id, entry order) when ``stop``, just found absent, was an entry's
+        protective stop and that entry stands on the venue with something filled: the run
+        died (or its task was cancelled) after the entry was answered and before its stop
+        reached the venue. Settled quietly, that left a position with no stop and nothing
+        said; the caller raises ProtectiveStopFailed for it, as for a stop never sent."""
+        if not stop.client_order_id.endswith(protective.STOP_SUFFIX):
+            return None
+        entry_id = stop.client_order_id[: -len(protective.STOP_SUFFIX)]
+        entry = self.journal.get(entry_id)
+        if entry is None or entry.status is not Status.ACKED:
+            return None
+        intent = OrderCall(
+            symbol=entry.symbol, type=str(entry.intent.get("type", "")),
+            side=str(entry.intent.get("side", "buy")), amount=None, price=None,
+            client_order_id=entry_id,
+        )  # fmt: skip
+        params = lookup_params(self.exchange_id, entry_id, conditional=False)
+        found, _, _, _ = yield from self._lookup(intent, params, 1)
+        if found is None or protective.ended_unfilled(found):
+            return None  # nothing to protect (or unknown: nothing to claim)
+        price = float(stop.intent.get("price") or math.nan)
+        self._emit_stop("missing", entry.symbol, entry_id, stop.client_order_id, price, None)
+        log.error(
+            "entry {} on {} stands on the venue but its protective stop {} never reached it "
+            "(the run stopped between the two): the position stands unprotected",
+            entry_id,
+            entry.symbol,
+            stop.client_order_id,
+        )
+        return entry_id, stop.client_order_id, found
 
     def _missing_stop(self, entry: Entry, found: Any) -> str | None:
         """The client id of the protective stop ``entry`` declared, when the venue holds the
@@ -1303,6 +1365,23 @@ def _waited(before: float, after: float, *, asked: float) -> float:
     for one that stepped forward meanwhile."""
     passed = after - before
     return asked if passed >= asked - _CLOCK_ROUNDING_S else max(0.0, passed)
+
+
+class _Stamped:
+    """A journal write run as a :class:`Record` whose refusal (``RequestBlocked``: the record
+    is not on disk) the core raises itself, on its own terms, once the driver is back."""
+
+    __slots__ = ("error", "write")
+
+    def __init__(self, write: Callable[[], object]) -> None:
+        self.write = write
+        self.error: errors.RequestBlocked | None = None
+
+    def __call__(self) -> None:
+        try:
+            self.write()
+        except errors.RequestBlocked as exc:
+            self.error = exc
 
 
 def order_permit(intent: OrderCall) -> Permit:

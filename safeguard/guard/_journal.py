@@ -106,7 +106,10 @@ class OrderJournal:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = True) -> None:
-        self.path = Path(path)
+        # The file a symlink names, not the link: its lock is the target's (a second writer
+        # through a link got in beside the first), and a rewrite replaces the target (it
+        # replaced the link with a plain file, splitting one journal in two).
+        self.path = Path(os.path.realpath(path))
         self.durable = durable
         self._lock = threading.Lock()
         self._in_flight: dict[str, object] = {}
@@ -149,7 +152,7 @@ class OrderJournal:
         """The journal at ``path`` for one more user in this process: the open one if there
         is one (it is then fsynced if any of its users asked for durability), else a new one.
         Each caller closes it once; the last ``close`` releases the file."""
-        key = Path(os.path.abspath(path))
+        key = Path(os.path.realpath(path))  # a link and its target are one journal
         with _SHARED_LOCK:
             journal = _SHARED.get(key)
             if journal is not None:
@@ -256,6 +259,34 @@ class OrderJournal:
             self._entries[client_order_id] = entry
             self._in_flight[client_order_id] = holder if holder is not None else object()
             return entry
+
+    def resent(self, client_order_id: str, *, now: float, holder: object) -> None:
+        """Record that the order held by ``holder`` is about to be sent again, at ``now``:
+        a restart measures the settle window from the last send, not the first. Returns only
+        once the record is on disk (durable journals), as :meth:`pending` does; raises
+        ``RequestBlocked`` (nothing sent) when it cannot be written.
+
+        Without it, a process killed while a resend was on the wire restarted with the
+        first send's time: the window long over, one look-up found nothing, the order was
+        settled absent (an id that may be used again), and the resend then filled."""
+        with self._lock:
+            current = self._entries.get(client_order_id)
+            if (
+                current is None
+                or current.resolved
+                or self._in_flight.get(client_order_id) is not holder
+            ):
+                return
+            try:
+                self._append_line_locked(
+                    _settle_line(client_order_id, Status.PENDING, now, None), sync=self.durable
+                )
+            except OSError as exc:
+                raise RequestBlocked(
+                    f"order {client_order_id} not sent again: the order journal {self.path} "
+                    f"cannot be written ({exc}); a send leaves only once it is on disk"
+                ) from exc
+            self._entries[client_order_id] = replace(current, updated=now)
 
     def pending_write(
         self, client_order_id: str, *, symbol: str, intent: Mapping[str, Any], now: float
@@ -492,6 +523,10 @@ def _records_of(entry: Entry) -> list[dict[str, Any]]:
             "intent": dict(entry.intent),
         }
     ]
+    if entry.status is Status.PENDING and entry.updated != entry.since:
+        records.append(
+            {"id": entry.client_order_id, "status": Status.PENDING.value, "t": entry.updated}
+        )
     if entry.status is not Status.PENDING:
         settled: dict[str, Any] = {
             "id": entry.client_order_id,
@@ -564,6 +599,10 @@ def _apply(entries: dict[str, Entry], record: Any) -> None:
     t = record["t"]
     if not isinstance(cid, str) or not isinstance(t, int | float) or isinstance(t, bool):
         raise TypeError("id must be a string and t a number")
+    if status is Status.PENDING and "symbol" not in record:
+        # A resend's stamp (OrderJournal.resent): the order was sent again at ``t``.
+        entries[cid] = replace(entries[cid], updated=float(t))
+        return
     if status is Status.PENDING:
         symbol = record["symbol"]
         intent = record.get("intent", {})

@@ -330,3 +330,99 @@ def test_a_pending_write_abandoned_after_it_landed_hands_the_order_to_the_next_r
     write.abandon()  # the call was cancelled after the record landed
     assert [e.client_order_id for e in journal.orphans()] == ["sg-z"]
     journal.close()
+
+
+def test_a_resend_is_stamped_so_a_restart_waits_from_the_last_send(tmp_path: Path) -> None:
+    # Stamped only with its first send, a process killed while a resend was on the wire
+    # restarted with the settle window long over: one look-up found nothing, the id was
+    # settled absent (reusable), and the resend then filled.
+    path = tmp_path / "orders.jsonl"
+    journal = OrderJournal(path)
+    holder = object()
+    journal.pending("c1", symbol="BTC/USDT:USDT", intent={}, now=100.0, holder=holder)
+    journal.resent("c1", now=130.0, holder=object())  # not its holder: nothing changes
+    assert journal.get("c1").updated == 100.0  # type: ignore[union-attr]
+    journal.resent("c1", now=150.0, holder=holder)
+    journal.close()
+    reopened = OrderJournal(path)
+    entry = reopened.get("c1")
+    assert entry is not None
+    assert (entry.status, entry.since, entry.updated) == (Status.PENDING, 100.0, 150.0)
+    reopened.compact()  # the stamp survives a rewrite from memory
+    reopened.close()
+    again = OrderJournal(path)
+    assert again.get("c1").updated == 150.0  # type: ignore[union-attr]
+    again.close()
+
+
+def test_the_guard_stamps_each_resend_before_it_leaves(tmp_path: Path) -> None:
+    from safeguard import Policy
+    from safeguard.testing import paper_account
+
+    paper = paper_account(seed=7, symbols=("BTCUSDT",), wallet=100_000.0)
+    try:
+        ex = paper.guarded(Policy.build(risk={"require_stop": False}), state_dir=tmp_path)
+        paper.set_faults({"rules": [{"kind": "error", "endpoint": "POST /fapi/v1/order",
+                                     "status": 503, "count": 1}]})  # fmt: skip
+        ex.create_order("BTC/USDT:USDT", "market", "buy", 0.002, None, {"clientOrderId": "r-1"})
+        records = [json.loads(line) for line in Path(ex.runtime.core.journal.path).read_text()
+                   .splitlines() if '"r-1"' in line]  # fmt: skip
+        assert [r["status"] for r in records] == ["pending", "pending", "acked"]
+        first, stamp = records[0], records[1]
+        assert "symbol" in first
+        assert "symbol" not in stamp
+        assert stamp["t"] > first["t"]  # the settle window and the backoff passed between
+    finally:
+        paper.close()
+
+
+def test_a_journal_named_through_a_symlink_is_its_target(tmp_path: Path) -> None:
+    # The lock was taken on the path as given: a second writer through a link got in beside
+    # the first, and its first rewrite replaced the link with a plain file of its own.
+    target = tmp_path / "persist" / "orders.jsonl"
+    link = tmp_path / "bot" / "orders.jsonl"
+    first = OrderJournal(target)
+    link.parent.mkdir()
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="already open"):
+        OrderJournal(link)
+    assert link.is_symlink()
+    first.pending("b-1", symbol="BTC/USDT:USDT", intent=_intent(), now=1.0)
+    first.close()
+    through_link = OrderJournal(link)
+    assert [e.client_order_id for e in through_link.unresolved()] == ["b-1"]
+    through_link.close()
+    assert link.is_symlink()  # a rewrite through the link keeps it
+    shared = OrderJournal.shared(link)
+    try:
+        assert OrderJournal.shared(target) is shared
+        shared.close()
+    finally:
+        shared.close()
+
+
+def test_a_record_the_exchange_cannot_look_up_is_a_config_error_not_outcome_unknown(
+    tmp_path: Path,
+) -> None:
+    # A journal of another venue copied in: one unresolved order on a symbol this exchange
+    # does not list. Every later order failed with OutcomeUnknown ("may exist") about an
+    # order it never sent, and appended another `unknown` record each time.
+    from safeguard import Policy
+    from safeguard.testing import paper_account
+
+    policy = Policy.build(risk={"require_stop": False})
+    first = paper_account(seed=7, symbols=("BTCUSDT",), wallet=100_000.0)
+    path = Path(first.guarded(policy, state_dir=tmp_path).runtime.core.journal.path)
+    first.close()
+    foreign = {"id": "x-1", "status": "pending", "t": 1.0, "symbol": "ETH/BTC", "intent": {}}
+    path.write_text(json.dumps(foreign) + "\n")
+    paper = paper_account(seed=7, symbols=("BTCUSDT",), wallet=100_000.0)
+    try:
+        ex = paper.guarded(policy, state_dir=tmp_path)
+        for _ in range(2):
+            with pytest.raises(ConfigError, match="x-1 on ETH/BTC, a symbol this exchange"):
+                ex.create_order("BTC/USDT:USDT", "market", "buy", 0.002)
+        assert paper.orders("BTCUSDT") == []  # nothing sent
+        assert path.read_text().count('"x-1"') == 1  # and nothing written about it
+    finally:
+        paper.close()

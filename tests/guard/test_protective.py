@@ -574,3 +574,49 @@ def test_halted_refuses_settings_that_move_liquidation_closer() -> None:
         assert liquidation() < before
     finally:
         paper.close()
+
+
+def test_an_entry_whose_stop_was_cut_off_is_reported_by_the_next_reconcile() -> None:
+    # The task was cancelled after the entry was answered, as its stop went out: the stop's
+    # record was settled absent by the next order's reconcile, quietly, and the position
+    # stood with no stop and nothing said. It is ProtectiveStopFailed now, naming both.
+    paper = paper_account(seed=7, symbols=("BTCUSDT",), wallet=100_000.0)
+    btc = "BTC/USDT:USDT"
+
+    async def scenario() -> tuple[str, BaseException | None]:
+        ex = paper.guarded(Policy.build(risk={"max_leverage": 10}), asyncio=True)
+        try:
+            await ex.set_leverage(10, btc)
+            last = float((await ex.fetch_ticker(btc))["last"])
+            raw, real = ex.exchange, ex.exchange.create_order
+
+            async def cut_off(*args: Any, **kwargs: Any) -> Any:
+                params = args[5] if len(args) > 5 else kwargs.get("params") or {}
+                if str(params.get("clientOrderId", "")).endswith("-sl"):
+                    task = asyncio.current_task()
+                    assert task is not None
+                    task.cancel()  # the caller's timeout lands as the stop goes out
+                    await asyncio.sleep(0)
+                return await real(*args, **kwargs)
+
+            raw.create_order = cut_off
+            with pytest.raises(asyncio.CancelledError):
+                await ex.create_order(btc, "market", "buy", 0.05, None,
+                                      {"stopLossPrice": round(last * 0.97, 1)})  # fmt: skip
+            raw.create_order = real
+            try:
+                await ex.create_order(btc, "limit", "buy", 0.002, round(last * 0.97, 1),
+                                      {"stopLossPrice": round(last * 0.95, 1)})  # fmt: skip
+            except errors.ProtectiveStopFailed as failed:
+                return str(failed), None
+            return "", None
+        finally:
+            await ex.close()
+
+    try:
+        said, _ = asyncio.run(scenario())
+        assert "protective stops were never placed" in said
+        assert "-sl" in said
+        assert paper.positions() == {"BTCUSDT": 0.05}  # what the bot must now protect
+    finally:
+        paper.close()
