@@ -158,7 +158,10 @@ class JournalTail:
         for line in complete.decode().splitlines():
             record = json.loads(line)
             cid, status = record["id"], record["status"]
-            if status == "pending" and not (rewritten and cid in self.statuses):
+            # A resend's stamp (pending, without the order's shape) is not a second pending
+            # record of the id: it says when the same order was sent again.
+            stamp = status == "pending" and "symbol" not in record
+            if status == "pending" and not stamp and not (rewritten and cid in self.statuses):
                 self.pending_records[cid] += 1
             self.statuses.setdefault(cid, []).append(status)
 
