@@ -587,12 +587,15 @@ class KillSwitchConfig(PolicySection):
     """Ladder step: close every position with reduce-only orders when the switch engages."""
     flatten_max_attempts: Annotated[int, Field(ge=1, le=50)] = 5
     """Attempts per position when flattening before giving up loudly."""
-    flatten_slippage_cap_pct: Positive = 2.0
-    """Flattening orders are limit orders at most this far through the mark."""
-    venue_countdown_s: Seconds | None = None
-    """Arm the venue's cancel-all countdown timer where the venue offers one."""
-    poll_interval_s: Positive = 0.05
-    """How often a running bot looks for an engage made by another process."""
+    flatten_slippage_cap_pct: Annotated[float, Field(gt=0.0, lt=100.0)] = 2.0
+    """Flattening orders are limit orders at most this far through the mark (under 100 %: a
+    cap of 100 % or more prices nothing, and flattening would silently do nothing)."""
+    venue_countdown_s: Annotated[float, Field(ge=1.0)] | None = None
+    """Arm the venue's cancel-all countdown timer where the venue offers one (at least 1 s:
+    Binance reads a countdown of 0 as "switch the timer off")."""
+    poll_interval_s: Annotated[float, Field(gt=0.0, le=60.0)] = 0.05
+    """How often a running bot looks for an engage made by another process (at most 60 s:
+    a kill from another process is obeyed within it)."""
     webhook_url: SecretStr | None = None
     """URL notified (JSON POST) on engage and resume; delivery never delays the engage."""
     webhook_timeout_s: Positive = 5.0
@@ -706,6 +709,20 @@ class _EnvironmentSource(PydanticBaseSettingsSource):
         return environment_values(os.environ)[0]
 
 
+def _exact_sections(data: Mapping[str, Any], file: Path) -> None:
+    """Refuse a top-level section spelled in another case (``[Risk]``): the settings loader
+    matches those case-insensitively, so a file holding both ``[Risk]`` and ``[risk]`` had
+    one of them dropped without a word (its limits not enforced). Keys inside sections are
+    matched exactly already."""
+    for name in data:
+        if name != name.lower() and name.lower() in Policy.model_fields:
+            raise ConfigError(
+                f"{file}: section [{name}] must be spelled [{name.lower()}] (sections are "
+                "lower-case; a second spelling of one section would be dropped)",
+                key=name,
+            )
+
+
 class Policy(BaseSettings):
     """Everything a guarded exchange enforces. Build it in code, or ``Policy.load(path)``."""
 
@@ -770,6 +787,8 @@ class Policy(BaseSettings):
                     errno.EISDIR, "is a directory, not a policy file", str(file)
                 )
             data = _PolicyFile(cls, toml_file=file)()
+            with file.open("rb") as raw:  # valid TOML by now: the loader above said so
+                _exact_sections(tomllib.load(raw), file)
         values, origins = environment_values(os.environ)  # refuses a variable that sets nothing
         try:
             # The variables win over the file, key by key (nested sections merge).

@@ -152,3 +152,27 @@ def test_the_readmes_exit_code_table_is_the_one_the_commands_use() -> None:
         cell = row.split("|")[1]
         documented |= {int(code) for code in cell.split(",")}
     assert documented == {int(code) for code in ExitCode}
+
+
+@pytest.mark.parametrize(
+    ("command", "content", "said"),
+    [
+        (["stress"], b"\xff\xfe{}", "not UTF-8 text"),
+        (["stress"], b"[" * 100_000, "nests deeper than can be read"),
+        (["journal"], b"\xff\xfe", "not UTF-8 text"),
+    ],
+)
+def test_an_unreadable_input_file_is_a_usage_error_not_a_bug(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    content: bytes,
+    said: str,
+) -> None:
+    # Binary or deeply nested input files ended in "unexpected error ... this is a bug".
+    from safeguard.cli import main
+
+    path = tmp_path / "input.json"
+    path.write_bytes(content)
+    assert main([*command, str(path)]) == ExitCode.USAGE
+    assert said in capsys.readouterr().err

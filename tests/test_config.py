@@ -49,6 +49,16 @@ def test_toml_loads(tmp_path: Path) -> None:
             "[kill_switch.triggers]\nmax_drawdown_pct = 150\n",
             "kill_switch.triggers.max_drawdown_pct",
         ),
+        # Each loaded and silently turned a protection off: a bot never saw a kill from
+        # another process, the venue's cancel-all timer was switched off, flattening priced
+        # nothing.
+        # [Risk] and [risk] were merged case-insensitively: one of them dropped, silently.
+        ("[Risk]\nmax_leverage = 50\n[risk]\nmax_leverage = 5\n", "Risk"),
+        ("[RISK]\nrequire_stop = false\n", "RISK"),
+        ("[kill_switch]\npoll_interval_s = 1e9\n", "kill_switch.poll_interval_s"),
+        ("[kill_switch]\nvenue_countdown_s = 0\n", "kill_switch.venue_countdown_s"),
+        ("[kill_switch]\nvenue_countdown_s = 0.0004\n", "kill_switch.venue_countdown_s"),
+        ("[kill_switch]\nflatten_slippage_cap_pct = 100\n", "kill_switch.flatten_slippage_cap_pct"),
     ],
 )
 def test_bad_policy_names_the_key(tmp_path: Path, text: str, key: str) -> None:

@@ -185,6 +185,14 @@ def _main(argv: Sequence[str] | None) -> int:
         return _fail(exc, ExitCode.UNREACHABLE)
     except OSError as exc:  # a path given on the command line: missing, a directory, read-only
         return _fail(_describe_os_error(exc), ExitCode.USAGE)
+    except UnicodeDecodeError as exc:  # a file given on the command line that is not text
+        return _fail(
+            f"a file given is not UTF-8 text ({exc.reason} at byte {exc.start})", ExitCode.USAGE
+        )
+    except RecursionError:  # an input (JSON, TOML) nested deeper than Python's stack
+        return _fail(
+            "an input file nests deeper than can be read; nothing was done", ExitCode.USAGE
+        )
     except Exception as exc:
         if os.environ.get(TRACEBACK_ENV) == "1":
             raise

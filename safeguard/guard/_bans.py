@@ -80,15 +80,14 @@ class BanStore:
     def _read(self) -> dict[str, float]:
         try:
             text = self.path.read_text(encoding="utf-8")
+            document = json.loads(text)
         except FileNotFoundError:
             return {}
         except OSError as exc:
             raise ConfigError(
                 f"ban file {self.path} cannot be read: {exc}", key=str(self.path)
             ) from exc
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or nested too deep
             raise ConfigError(
                 f"ban file {self.path} is corrupt ({exc}); fix or remove it once you are sure "
                 "no ban is in force",

@@ -584,6 +584,10 @@ def _optional_positive(name: str, value: Any, *, required: bool) -> float | None
         raise _invalid(name, f"{name} must be a number, got {value!r}")
     try:
         number = float(value)  # ccxt accepts numeric strings; so do we, then check them
+    except OverflowError:  # an int past float's range (10**400): no finite price or size
+        raise _invalid(
+            name, f"{name} must be a finite number > 0, got a number too large"
+        ) from None
     except (TypeError, ValueError):
         raise _invalid(name, f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number) or number <= 0.0:
@@ -614,6 +618,7 @@ def check_setting(method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any])
     if (
         isinstance(leverage, bool)
         or not isinstance(leverage, int | float)
+        or (isinstance(leverage, int) and leverage > 10**6)  # math.isfinite overflows on 10**400
         or not math.isfinite(leverage)
         or leverage < 1
     ):

@@ -45,13 +45,24 @@ def protective_stop(params: Mapping[str, Any]) -> float | None:
     """The protective stop price ``params`` declare: ``stopLossPrice``, or ``stopLoss`` as a
     number or as ``{"triggerPrice": ...}`` (ccxt's attached-stop form)."""
     stop = params.get("stopLossPrice")
+    attached = params.get("stopLoss")
+    attached = attached.get("triggerPrice") if isinstance(attached, Mapping) else attached
+    if stop is not None and attached is not None:
+        # Two stops: only one would be placed, silently (the other taken for granted).
+        raise ValueError(
+            f"params name two protective stops (stopLossPrice {stop!r} and stopLoss "
+            f"{attached!r}): name one"
+        )
     if stop is None:
-        attached = params.get("stopLoss")
-        stop = attached.get("triggerPrice") if isinstance(attached, Mapping) else attached
+        stop = attached
     if stop is None or isinstance(stop, bool):
         return None
     try:
         value = float(stop)
+    except OverflowError:
+        raise ValueError(
+            "the protective stop must be a finite number > 0, got one too large"
+        ) from None
     except (TypeError, ValueError):
         raise ValueError(f"the protective stop must be a number, got {stop!r}") from None
     if not math.isfinite(value) or value <= 0.0:

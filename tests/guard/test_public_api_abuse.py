@@ -201,3 +201,33 @@ def test_a_book_depth_the_pacer_cannot_read_is_still_one_of_our_errors(ex: Any, 
     # ValueError, past every `except SafeguardError`.
     with pytest.raises(errors.SafeguardError):
         ex.fetch_order_book(SYMBOL, limit)
+
+
+def test_two_protective_stops_in_params_are_refused_not_one_silently_placed(
+    account: PaperAccount, ex: Any
+) -> None:
+    last = ex.fetch_ticker(SYMBOL)["last"]
+    both = {"stopLossPrice": round(last * 0.97, 1), "stopLoss": {"triggerPrice": last * 0.75}}
+    with pytest.raises(errors.OrderDenied, match="two protective stops"):
+        ex.create_order(SYMBOL, "market", "buy", 0.01, None, both)
+    assert account.orders(VENUE_SYMBOL) == []
+
+
+@pytest.mark.parametrize(
+    ("amount", "price", "params", "field"),
+    [
+        (10**400, None, {}, "amount"),
+        (0.01, None, {"stopLossPrice": 10**400}, "params.stopLossPrice"),
+        (0.01, 10**400, {"timeInForce": "GTC"}, "price"),
+    ],
+)
+def test_an_integer_past_floats_range_is_an_invalid_input_not_an_overflow(
+    account: PaperAccount, ex: Any, amount: Any, price: Any, params: dict[str, Any], field: str
+) -> None:
+    kind = "market" if price is None else "limit"
+    with pytest.raises(errors.InvalidInput) as refused:
+        ex.create_order(SYMBOL, kind, "buy", amount, price, params)
+    assert refused.value.field == field
+    with pytest.raises(errors.InvalidInput):
+        ex.set_leverage(10**400, SYMBOL)
+    assert account.orders(VENUE_SYMBOL) == []

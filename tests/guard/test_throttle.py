@@ -639,3 +639,12 @@ def test_a_budget_that_already_decided_paces_on_a_limit_its_neighbour_tightened(
     assert b.decide(RequestKind.READ, 10, T0) == GO  # b has decided on the default limit
     assert a.learn(RateLimits((RateLimit(LimitType.REQUEST_WEIGHT, 60, 100),)))
     assert isinstance(b.decide(RequestKind.READ, 85, T0), Hold)  # 95 of 100: held
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b"[" * 100_000, b"{not json"])
+def test_an_unreadable_ban_file_is_a_config_error_naming_it(tmp_path: Path, content: bytes) -> None:
+    # A binary or deeply nested bans file raised a bare UnicodeDecodeError / RecursionError
+    # out of the guard; it is the same ConfigError as a corrupt one.
+    (tmp_path / FILENAME).write_bytes(content)
+    with pytest.raises(ConfigError, match=FILENAME):
+        BanStore(tmp_path).load()

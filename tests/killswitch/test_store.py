@@ -400,7 +400,7 @@ def test_an_engage_the_store_could_not_take_is_written_at_its_next_chance(
 ) -> None:
     store = FlakyStore()
     clock = ManualClock(1_700_000_000.0)
-    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=3600)
+    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=60)
     switch = KillSwitch(config, clock=clock, store=store, watch=False)
     assert switch.state.state is TradingState.ACTIVE  # its one look per poll interval taken
     store.down = True
@@ -433,7 +433,7 @@ def test_an_engage_the_store_cannot_take_is_tried_again_without_a_flood_of_alarm
     tmp_path: Path,
 ) -> None:
     store = FullDiskStore()
-    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=3600)
+    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=60)
     switch = KillSwitch(config, store=store, watch=False)
     store.full = True
     critical: list[str] = []
@@ -498,7 +498,7 @@ def test_the_order_path_looks_at_the_store_at_most_once_per_poll_interval(
     tmp_path: Path,
 ) -> None:
     store = CountingStore()
-    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=3600)
+    config = KillSwitchConfig(state_dir=tmp_path, poll_interval_s=60)
     switch = KillSwitch(config, store=store, watch=False)
     before = store.versions
     for _ in range(1000):

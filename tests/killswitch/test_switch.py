@@ -765,7 +765,7 @@ def test_an_engage_racing_another_process_keeps_the_first_engagement(tmp_path: P
     # on disk when it comes to write. Engaging is idempotent across processes too: the first
     # engagement (who, why, when the cooling period began) holds, and is recorded once.
     clock = ManualClock(1_700_000_000.0)
-    first, second = make(tmp_path, clock, poll_interval_s=3600.0), make(tmp_path, clock)
+    first, second = make(tmp_path, clock, poll_interval_s=60.0), make(tmp_path, clock)
     assert (first.state.state, second.state.state) == (ACTIVE, ACTIVE)
     second.engage("first stop", by="alice")
     clock.advance(5)

@@ -43,7 +43,7 @@ def test_a_stale_read_does_not_undo_an_engage_that_landed_during_it(tmp_path: Pa
     # again by itself. That poll would read the store, which really holds the REDUCING (the
     # write of the HALTED is lost on purpose), and rightly adopt it; whether it ran depended on
     # how long this thread was descheduled, which made the test flaky under load.
-    config = KillSwitchConfig(state_dir=tmp_path, watch_state_file=False, poll_interval_s=3600.0)
+    config = KillSwitchConfig(state_dir=tmp_path, watch_state_file=False, poll_interval_s=60.0)
     switch = KillSwitch(config, clock=clock, store=store)
     assert switch.state.state is TradingState.REDUCING  # the first read polls
 
@@ -98,7 +98,7 @@ def test_an_engage_while_another_thread_reads_a_resume_made_elsewhere_is_not_los
     clock = ManualClock(1_700_000_000.0)
     halted = SwitchState(TradingState.HALTED, "manual", "MANUAL", "operator", clock.time())
     store = LoadHeld(halted)
-    config = KillSwitchConfig(state_dir=tmp_path, watch_state_file=False, poll_interval_s=3600.0)
+    config = KillSwitchConfig(state_dir=tmp_path, watch_state_file=False, poll_interval_s=60.0)
     switch = KillSwitch(config, clock=clock, store=store)
     assert switch.state.state is TradingState.HALTED
     clock.advance(10_000)
