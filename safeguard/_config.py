@@ -478,6 +478,19 @@ class DegradationConfig(PolicySection):
     """Rates and latency percentiles count only over at least this many requests in the
     window, so one slow or failed request on a quiet client does not change the state."""
 
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> DegradationConfig:
+        # A SEVERE threshold under its DEGRADED one skips the degraded face (and its shrunk
+        # sizes) on the way to reduce-only: a typo, most likely, so it is refused.
+        for metric in ("latency_p95_s", "error_rate", "throttle_rate", "data_age_s"):
+            degraded = getattr(self, f"degraded_{metric}")
+            severe = getattr(self, f"severe_{metric}")
+            if not degraded <= severe:
+                raise ValueError(
+                    f"degraded_{metric} ({degraded:g}) must not exceed severe_{metric} ({severe:g})"
+                )
+        return self
+
 
 class TriggerConfig(PolicySection):
     """Automatic kill-switch triggers. ``None`` switches one off."""

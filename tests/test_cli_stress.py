@@ -94,6 +94,9 @@ def test_a_json_file_is_read_as_json(tmp_path: Path, capsys: pytest.CaptureFixtu
         (lambda d: d["positions"][0].update(side="BUY"), "positions.0.side"),
         (lambda d: d["positions"][1].update(quantity=float("nan")), "positions.1.quantity"),
         (lambda d: d["positions"][1].update(quantity=-2.0), "positions.1: ETH/USDT:USDT: quantity"),
+        # read as 1 BTC and 2 BTC: positions nobody wrote were stressed
+        (lambda d: d["positions"][0].update(quantity=True), "positions.0.quantity"),
+        (lambda d: d["positions"][0].update(quantity="2"), "positions.0.quantity"),
         (
             lambda d: d["depth"]["BTC/USDT:USDT"].update(levels=[[0.01, 1.0], [0.001, 1.0]]),
             "offset",

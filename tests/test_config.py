@@ -55,6 +55,7 @@ def test_toml_loads(tmp_path: Path) -> None:
         # [Risk] and [risk] were merged case-insensitively: one of them dropped, silently.
         ("[Risk]\nmax_leverage = 50\n[risk]\nmax_leverage = 5\n", "Risk"),
         ("[RISK]\nrequire_stop = false\n", "RISK"),
+        ("[degradation]\nsevere_error_rate = 0.05\n", "degradation"),
         ("[kill_switch]\npoll_interval_s = 1e9\n", "kill_switch.poll_interval_s"),
         ("[kill_switch]\nvenue_countdown_s = 0\n", "kill_switch.venue_countdown_s"),
         ("[kill_switch]\nvenue_countdown_s = 0.0004\n", "kill_switch.venue_countdown_s"),

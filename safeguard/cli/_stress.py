@@ -307,15 +307,20 @@ def read_scenario(path: Path) -> dict[str, Any]:
     return data
 
 
+_Number = Annotated[float, Field(strict=True)]
+"""A number as written: ``true`` or ``"2"`` is refused, not read as 1 or 2 (a position nobody
+wrote would be stressed)."""
+
+
 class _Position(Section):
     symbol: Annotated[str, Field(min_length=1)]
     side: Literal["long", "short"]
-    quantity: float
-    entry_price: float
-    mark_price: float
+    quantity: _Number
+    entry_price: _Number
+    mark_price: _Number
     tiers: str | list[tuple[float, float, float, float]]
     """A built-in ladder's name, or ``[min_notional, max_notional, mmr, max_leverage]`` rows."""
-    isolated_wallet: float | None = None
+    isolated_wallet: _Number | None = None
 
 
 class _Depth(Section):
