@@ -1303,9 +1303,14 @@ class GuardCore:
             client_order_id=entry_id,
         )  # fmt: skip
         params = lookup_params(self.exchange_id, entry_id, conditional=False)
-        found, _, _, _ = yield from self._lookup(intent, params, 1)
-        if found is None or protective.ended_unfilled(found):
-            return None  # nothing to protect (or unknown: nothing to claim)
+        try:
+            found, absent, _, _ = yield from self._lookup(intent, params, 1)
+        except errors.SafeguardError:  # a ban or a hold on the look-up
+            found, absent = None, False
+        if absent or (found is not None and protective.ended_unfilled(found)):
+            return None  # nothing stands that the stop was for
+        # Found standing, or not found out (the look-up failed): said all the same. The stop's
+        # record is settled, so a quiet "unknown" here would never be said again.
         price = float(stop.intent.get("price") or math.nan)
         self._emit_stop("missing", entry.symbol, entry_id, stop.client_order_id, price, None)
         log.error(

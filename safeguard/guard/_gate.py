@@ -517,10 +517,12 @@ class PreTradeGate:
             try:
                 account = self._folded(account, intent, pending, market.mark)
             except ValueError as exc:
+                code = (
+                    Code.MISSING_MARKET_DATA if isinstance(exc, _NoTiers)
+                    else Code.NOTIONAL_PER_POSITION  # past the last tier: no venue holds it
+                )  # fmt: skip
                 reason = f"{exc}: {pending.describe(intent.side)}"
-                return self._refuse_unpriced(
-                    intent, Code.NOTIONAL_PER_POSITION, reason, now, health
-                )
+                return self._refuse_unpriced(intent, code, reason, now, health)
         verdict = risk_verdict.evaluate(
             risk_intent,
             market,
@@ -555,7 +557,7 @@ class PreTradeGate:
         symbol = intent.symbol
         tiers = self._tiers(symbol)
         if tiers is None:
-            raise ValueError(f"no tier table for {symbol} to price its pending orders on")
+            raise _NoTiers(f"no tier table for {symbol} to price its pending orders on")
         hedge = str(intent.params.get("positionSide") or "BOTH").upper() != "BOTH" or any(
             leg.symbol == symbol and leg.position_side != "BOTH" for leg in account.positions
         )
@@ -880,6 +882,10 @@ class PreTradeGate:
             leverage, symbol = request.get("leverage"), request.get("symbol")
         elif "positionmargin" in flat:
             return str(request.get("type")) != "1"  # 1 adds margin; 2 (or junk) takes it out
+        elif method == "set_margin_mode":
+            # No venue changes the margin mode under an open position (Binance: -4048), so it
+            # cannot move a held position's liquidation; switching to cross takes risk off.
+            return False
         else:
             return method.startswith(("reduce_margin", "set_margin", "modify_margin"))
         wanted = _finite(leverage) if not isinstance(leverage, bool) else None
@@ -1133,6 +1139,10 @@ class PreTradeGate:
             return
         if str(getattr(event, "current", "NORMAL")) != "NORMAL":
             self.recheck_positions(float(event.at))
+
+
+class _NoTiers(ValueError):
+    """The symbol's tier table is missing: the pending orders cannot be priced."""
 
 
 def _take_profit(order: Mapping[str, Any], info: Mapping[str, Any]) -> bool:

@@ -278,6 +278,8 @@ class OrderJournal:
             ):
                 return
             try:
+                if self._detached_locked():
+                    self._reattach_locked()  # as for a pending record: not into a lost file
                 self._append_line_locked(
                     _settle_line(client_order_id, Status.PENDING, now, None), sync=self.durable
                 )

@@ -426,3 +426,21 @@ def test_a_record_the_exchange_cannot_look_up_is_a_config_error_not_outcome_unkn
         assert path.read_text().count('"x-1"') == 1  # and nothing written about it
     finally:
         paper.close()
+
+
+def test_a_resend_stamp_is_not_written_into_a_journal_file_replaced_underneath(
+    tmp_path: Path,
+) -> None:
+    # A clean-up replaced the journal file while an order was in flight: a pending record is
+    # written to the file on disk (the journal reattaches), and a resend's stamp must be too,
+    # or a restart measures the settle window from the first send again.
+    path = tmp_path / "orders.jsonl"
+    journal = OrderJournal(path)
+    holder = object()
+    journal.pending("c1", symbol="BTC/USDT:USDT", intent={}, now=100.0, holder=holder)
+    copy = tmp_path / "copy.jsonl"
+    shutil.copy(path, copy)
+    os.replace(copy, path)  # same content, another file
+    journal.resent("c1", now=150.0, holder=holder)
+    assert '"t":150.0' in path.read_text()
+    journal.close()

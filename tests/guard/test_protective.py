@@ -576,14 +576,19 @@ def test_halted_refuses_settings_that_move_liquidation_closer() -> None:
         paper.close()
 
 
-def test_an_entry_whose_stop_was_cut_off_is_reported_by_the_next_reconcile() -> None:
+@pytest.mark.parametrize("entry_lookup_fails", [False, True])
+def test_an_entry_whose_stop_was_cut_off_is_reported_by_the_next_reconcile(
+    entry_lookup_fails: bool,
+) -> None:
     # The task was cancelled after the entry was answered, as its stop went out: the stop's
     # record was settled absent by the next order's reconcile, quietly, and the position
-    # stood with no stop and nothing said. It is ProtectiveStopFailed now, naming both.
+    # stood with no stop and nothing said. It is ProtectiveStopFailed now, naming both; also
+    # when the look-up of the entry fails (the stop's record is settled by then: a quiet
+    # "could not tell" would never be said again).
     paper = paper_account(seed=7, symbols=("BTCUSDT",), wallet=100_000.0)
     btc = "BTC/USDT:USDT"
 
-    async def scenario() -> tuple[str, BaseException | None]:
+    async def scenario() -> str:
         ex = paper.guarded(Policy.build(risk={"max_leverage": 10}), asyncio=True)
         try:
             await ex.set_leverage(10, btc)
@@ -604,19 +609,39 @@ def test_an_entry_whose_stop_was_cut_off_is_reported_by_the_next_reconcile() -> 
                 await ex.create_order(btc, "market", "buy", 0.05, None,
                                       {"stopLossPrice": round(last * 0.97, 1)})  # fmt: skip
             raw.create_order = real
+            if entry_lookup_fails:
+                paper.set_faults(
+                    {"rules": [{"kind": "error", "endpoint": "GET /fapi/v1/order", "status": 503}]}
+                )
             try:
                 await ex.create_order(btc, "limit", "buy", 0.002, round(last * 0.97, 1),
                                       {"stopLossPrice": round(last * 0.95, 1)})  # fmt: skip
             except errors.ProtectiveStopFailed as failed:
-                return str(failed), None
-            return "", None
+                return str(failed)
+            return ""
         finally:
             await ex.close()
 
     try:
-        said, _ = asyncio.run(scenario())
+        said = asyncio.run(scenario())
         assert "protective stops were never placed" in said
         assert "-sl" in said
         assert paper.positions() == {"BTCUSDT": 0.05}  # what the bot must now protect
+    finally:
+        paper.close()
+
+
+def test_halted_lets_a_margin_mode_change_through() -> None:
+    # No venue changes the margin mode under an open position, so it cannot move a held
+    # position's liquidation: the switch does not refuse it (taken for a margin withdrawal by
+    # its name, it was).
+    paper = paper_account(seed=7, symbols=("BTCUSDT",), wallet=100_000.0)
+    try:
+        ex = paper.guarded(Policy.build(risk={"max_leverage": 10}))
+        ex.runtime.switch.engage("operator", by="test", state=TradingState.HALTED, code="MANUAL")
+        ex.set_margin_mode("isolated", "BTC/USDT:USDT")
+        ex.set_margin_mode("cross", "BTC/USDT:USDT")
+        with pytest.raises(errors.TradingHalted):
+            ex.reduce_margin("BTC/USDT:USDT", 1_000)
     finally:
         paper.close()
