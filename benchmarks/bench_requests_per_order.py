@@ -19,6 +19,9 @@ Cases (each the same orders for both clients):
   closing it and the stop cancelled, raw and guarded alike.
 - ``limit, 2.5 s apart``: resting limits with the simulated clock moved 2.5 s between orders.
 
+A REST-only guarded client with its view kept on the schedule (``keep_fresh``) runs the same
+cases: its requests are split into the order path's and the schedule's passes.
+
 With ``--streams`` a third client runs: the guarded ``ccxt.pro.binanceusdm`` whose strategy
 keeps ``watch_mark_price``, ``watch_order_book``, ``watch_ticker`` and ``watch_orders`` running
 (in process, on the same venue): the streams feed the guard's view. Its requests are split into
@@ -213,6 +216,47 @@ def bench(orders: int, tmp: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _bench_kept(orders: int, tmp: Path) -> dict[str, dict[str, float]]:
+    """REST only, the view kept on its schedule (``keep_fresh``): per case, the requests each
+    order's own call makes (the order path) and all the guard's requests, the schedule's
+    passes included. The passes are made by hand between orders (``keeper.tick()``, where
+    the keeper's thread would have made them while the simulated clock stood still), and
+    are neither timed nor counted in the order path."""
+    kept: dict[str, dict[str, float]] = {}
+    first = Rig(tmp, "kept-first")
+    try:
+        start = first.dialect.of(GUARDED_IP)
+        keeper = first.guarded.keep_fresh([SYMBOL])  # its first pass reads the view
+        keeper.close()
+        before = first.dialect.of(GUARDED_IP)
+        market(first.guarded, first, 0)
+        n = sum((first.dialect.of(GUARDED_IP) - before).values())
+        every = sum((first.dialect.of(GUARDED_IP) - start).values())
+        kept["first order (market)"] = {"order_path": n, "all": every}
+    finally:
+        first.close()
+    for label, order, step_s in CASES:
+        rig = Rig(tmp, "kept-" + label.replace(" ", "-").replace(",", ""))
+        try:
+            keeper = rig.guarded.keep_fresh([SYMBOL])
+            keeper.close()  # passes by hand, on the simulated clock
+            order(rig.guarded, rig, 0)
+            start = rig.dialect.of(GUARDED_IP)
+            order_path = 0
+            for i in range(orders):
+                if step_s:
+                    rig.clock.advance(step_s)
+                keeper.tick()
+                at = rig.dialect.of(GUARDED_IP)
+                order(rig.guarded, rig, i)
+                order_path += sum((rig.dialect.of(GUARDED_IP) - at).values())
+            every = sum((rig.dialect.of(GUARDED_IP) - start).values())
+            kept[label] = {"order_path": order_path / orders, "all": every / orders}
+        finally:
+            rig.close()
+    return kept
+
+
 class StreamRig:
     """The guarded ccxt.pro client on its own account, its watches running as tasks."""
 
@@ -365,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"orders per case={args.orders}; requests counted by the venue; CPU = process_time")
     with tempfile.TemporaryDirectory() as tmp:
         rows = bench(args.orders, Path(tmp))
+        kept = _bench_kept(args.orders, Path(tmp))
         streamed = asyncio.run(_bench_streams(args.orders, Path(tmp))) if args.streams else {}
     print(
         f"{'case':<22} {'raw req':>8} {'guarded req':>12} {'extra':>6} "
@@ -382,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         parts = ", ".join(f"{path} {n:g}" for path, n in sorted(row["guarded_endpoints"].items()))
         print(f"  {row['case']}: {parts}")
+    print("REST only, the view kept on its schedule (keep_fresh): requests per order")
+    print(f"{'case':<22} {'order path':>11} {'all (incl. schedule)':>24}")
+    for case, row in kept.items():
+        print(f"{case:<22} {row['order_path']:>11.2f} {row['all']:>24.2f}")
     if streamed:
         latency = sorted(streamed.pop("latency"))
         print("with streams (guarded ccxt.pro, watches running): requests per order")

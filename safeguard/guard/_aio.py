@@ -19,6 +19,7 @@ from safeguard.guard._core import (
 from safeguard.guard._events import later
 from safeguard.guard._face import Face, delaying, permit
 from safeguard.guard._holder import StreamHolder
+from safeguard.guard._keeper import AsyncViewKeeper
 from safeguard.guard._orders import CallKind
 from safeguard.killswitch._state import Engage
 
@@ -125,6 +126,22 @@ class AsyncGuardedExchange(Face):
         if not self._raw.markets:
             await self.load_markets()  # the symbols are checked against the venue's listing
         return self._holder(self._raw, symbols, account, retry_s).start_tasks()
+
+    async def keep_fresh(
+        self, symbols: list[str], *, every_s: float | None = None
+    ) -> AsyncViewKeeper:
+        """Keep the view of ``symbols`` (and of the account) fresh on a schedule, for a bot
+        without streams: a task on the running loop reads each piece at half the age its
+        verdict allows, every ``every_s`` seconds (a quarter of
+        ``risk.max_market_data_age_s`` unless given), so the order path finds it fresh and
+        sends only the order (:mod:`safeguard.guard._keeper`). The first pass is made before
+        this returns. ``await keeper.aclose()`` stops the task."""
+        if not self._raw.markets:
+            await self.load_markets()  # the symbols are checked against the venue's listing
+        view, listed, period = self._schedule_parts(symbols, every_s)
+        keeper = AsyncViewKeeper(view, listed, self._now, period, self._stream_reads)
+        await keeper.tick()
+        return keeper.start()
 
     async def reconcile(self) -> list[tuple[str, Any]]:
         """Settle orders a previous run left unresolved (look-ups only; nothing is sent)."""

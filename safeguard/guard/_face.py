@@ -37,6 +37,7 @@ from safeguard.guard._core import (
     order_permit,
 )
 from safeguard.guard._holder import StreamHolder, feed
+from safeguard.guard._keeper import schedule_period
 from safeguard.guard._orders import CallKind, OrderCall, call_kind, parse_call, raw_kind
 from safeguard.killswitch._state import Engage, SwitchState, TradingState, refusal_code
 
@@ -145,22 +146,22 @@ def response_headers(raw: Any) -> Mapping[str, str] | None:
     return headers if isinstance(headers, Mapping) else None
 
 
-def _listed_symbols(symbols: Any, markets: Any) -> list[str]:
-    """``symbols`` for :meth:`hold_streams`, each one the venue lists (ccxt's unified symbol).
+def _listed_symbols(symbols: Any, markets: Any, caller: str = "hold_streams") -> list[str]:
+    """``symbols`` for :meth:`hold_streams` or ``keep_fresh``, each one the venue lists
+    (ccxt's unified symbol).
 
     Checked before anything starts: a held stream for a symbol the venue does not list would
     fail and be watched again, quietly, for as long as the holder runs."""
     if isinstance(symbols, str) or not isinstance(symbols, list | tuple) or not symbols:
         raise errors.InvalidInput(
-            f"hold_streams needs a list of symbols (ccxt's, such as 'BTC/USDT:USDT'), "
-            f"got {symbols!r}",
+            f"{caller} needs a list of symbols (ccxt's, such as 'BTC/USDT:USDT'), got {symbols!r}",
             field="symbols",
         )
     known = markets if isinstance(markets, Mapping) else {}
     unknown = [s for s in symbols if not isinstance(s, str) or s not in known]
     if unknown:
         raise errors.InvalidInput(
-            f"hold_streams: {', '.join(map(repr, unknown))} not listed by the venue; name "
+            f"{caller}: {', '.join(map(repr, unknown))} not listed by the venue; name "
             "markets by ccxt's unified symbol (such as 'BTC/USDT:USDT'), not the venue's id",
             field="symbols",
         )
@@ -308,15 +309,28 @@ class Face:
     async def _reads_off_loop(self, sends: list[Send]) -> None:
         """The view's due reads on the blocking guarded exchange, in the stream thread's
         executor (a slow read must not stall the streams)."""
+        await asyncio.get_running_loop().run_in_executor(None, self._read_blocking, sends)
 
-        def run() -> None:
-            for send in sends:
-                try:
-                    self._guarded(CallKind.READ, send.method)(*send.args, **send.kwargs)
-                except errors.SafeguardError as exc:
-                    logger.warning("{} on the stream's path failed: {}", send.method, exc)
+    def _read_blocking(self, sends: list[Send]) -> None:
+        """The view's due reads, off the order path, on the blocking guarded exchange."""
+        for send in sends:
+            try:
+                self._guarded(CallKind.READ, send.method)(*send.args, **send.kwargs)
+            except errors.SafeguardError as exc:
+                # The verdict denies on what stays missing; the schedule goes on regardless.
+                logger.warning("{} off the order path failed: {}", send.method, exc)
 
-        await asyncio.get_running_loop().run_in_executor(None, run)
+    def _schedule_parts(self, symbols: Any, every_s: Any) -> tuple[PreTradeGate, list[str], float]:
+        """What ``keep_fresh`` needs, checked before anything starts."""
+        view = self._rt.view
+        if view is None:
+            raise errors.ConfigError("this guarded exchange has no view to keep", key="risk")
+        listed = _listed_symbols(symbols, getattr(self._raw, "markets", None), "keep_fresh")
+        try:
+            period = schedule_period(every_s, view.policy.risk.max_market_data_age_s)
+        except ValueError as exc:
+            raise errors.InvalidInput(str(exc), field="every_s") from None
+        return view, listed, period
 
     def _raw_path(self, name: str) -> Any:
         """``request`` / ``fetch2`` / ``fetch``: reads and cancels through the guard like any

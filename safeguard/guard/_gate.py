@@ -197,6 +197,11 @@ class PreTradeGate:
         logger.warning("{} stream failed: {}", method, why)
         self.cache.stream_failed(method, args, kwargs, why, now)
 
+    def scheduled_reads(self, symbols: Sequence[str], now: float) -> list[Send]:
+        """The reads a bot without streams has due off its order path (the view keeper's
+        schedule, :meth:`MarketCache.scheduled_reads`)."""
+        return self.cache.scheduled_reads(symbols, now)
+
     def account_reconnected(self, now: float) -> list[Send]:
         """The user-data stream's watch is connected again after a break. Returns the reads
         due on the stream's path (the account's REST reconcile among them, within its

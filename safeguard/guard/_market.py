@@ -29,7 +29,7 @@ judges it by the stream's liveness instead (:mod:`safeguard.guard._streams` has 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -138,7 +138,7 @@ class MarketCache:
     watching: dict[str, int] = field(default_factory=dict)
     """How many watch calls per feed are awaiting their stream now."""
     stream_asked: dict[tuple[Any, ...], float] = field(default_factory=dict)
-    """When the stream path last asked for each read (one ask per due period)."""
+    """When the stream path or the schedule last asked for each read (one ask per due period)."""
     account_reconcile_asked: float | None = None
     """When the stream path last asked for the account's reconcile after its stream came back
     (one per due period, however often the stream breaks)."""
@@ -618,15 +618,37 @@ class MarketCache:
         symbols = sorted({sym for (_, sym) in list(self.feeds) if sym is not None})
         if not symbols and (ACCOUNT, None) in self.feeds:
             symbols = sorted(self.open_orders) or sorted(self.held())
-        again = self.limits.max_market_data_age_s / 2.0
         wanted = {send.read_key: send for send in self._account_reconcile(now)}
         account = self.feeds.get((ACCOUNT, None))
         # While the user-data stream is broken an account read cannot make the view current
         # (events may be lost until the stream is back): only the reconcile reads it.
         broken = account is not None and account.broken is not None
+        return self._ask_due(symbols, now, wanted, skip=_ACCOUNT_READS if broken else ())
+
+    def scheduled_reads(self, symbols: Iterable[str], now: float) -> list[Send]:
+        """The reads due now off the order path for a bot without streams (REST only, the
+        :mod:`~safeguard.guard._keeper`'s schedule): each piece of the view ``symbols`` and
+        the account's positions need, at half the age its verdict allows, so the order path
+        (which reads only at that age, :meth:`refresh`) finds it fresh. Each read asked at
+        most once per market-data due period, whatever became of it."""
+        return self._ask_due(sorted(set(symbols) | set(self.held())), now, {})
+
+    def _ask_due(
+        self,
+        symbols: Iterable[str],
+        now: float,
+        wanted: dict[tuple[Any, ...], Send],
+        *,
+        skip: Iterable[str] = (),
+    ) -> list[Send]:
+        """``wanted`` and the scheduled reads due for ``symbols`` not asked within the
+        market-data due period (a failing read is not repeated on every message or tick);
+        each one returned is stamped asked now."""
+        again = self.limits.max_market_data_age_s / 2.0
+        skipped = frozenset(skip)
         for symbol in symbols:
             for send in self.due(symbol, now):
-                if broken and send.method in _ACCOUNT_READS:
+                if send.method in skipped:
                     continue
                 key = send.read_key
                 asked = self.stream_asked.get(key)

@@ -9,6 +9,7 @@ from safeguard.guard._core import Effect, Record, Reply, Send, Sleep, Steps, dri
 from safeguard.guard._events import later
 from safeguard.guard._face import Face, delaying, permit
 from safeguard.guard._holder import StreamHolder
+from safeguard.guard._keeper import ViewKeeper
 from safeguard.guard._orders import CallKind
 from safeguard.killswitch._state import Engage
 
@@ -121,6 +122,20 @@ class GuardedExchange(Face):
         if not self._raw.markets:
             self.load_markets()  # the symbols are checked against the venue's listing
         return self._holder(client, symbols, account, retry_s).start_thread()
+
+    def keep_fresh(self, symbols: list[str], *, every_s: float | None = None) -> ViewKeeper:
+        """Keep the view of ``symbols`` (and of the account) fresh on a schedule, for a bot
+        without streams: a daemon thread reads each piece at half the age its verdict allows,
+        every ``every_s`` seconds (a quarter of ``risk.max_market_data_age_s`` unless given),
+        so the order path finds it fresh and sends only the order
+        (:mod:`safeguard.guard._keeper`). The first pass is made before this returns.
+        ``keeper.close()`` stops the thread."""
+        if not self._raw.markets:
+            self.load_markets()  # the symbols are checked against the venue's listing
+        view, listed, period = self._schedule_parts(symbols, every_s)
+        keeper = ViewKeeper(view, listed, self._now, period, self._read_blocking)
+        keeper.tick()
+        return keeper.start()
 
     def reconcile(self) -> list[tuple[str, Any]]:
         """Settle orders a previous run left unresolved (look-ups only; nothing is sent)."""
