@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from safeguard import _errors as errors
 from safeguard.guard._core import (
     Done,
     Effect,
@@ -19,7 +20,7 @@ from safeguard.guard._core import (
 from safeguard.guard._events import later
 from safeguard.guard._face import Face, delaying, permit
 from safeguard.guard._holder import StreamHolder
-from safeguard.guard._keeper import AsyncViewKeeper
+from safeguard.guard._keeper import AsyncViewKeeper, scheduled_read_failed
 from safeguard.guard._orders import CallKind
 from safeguard.killswitch._state import Engage
 
@@ -139,9 +140,17 @@ class AsyncGuardedExchange(Face):
         if not self._raw.markets:
             await self.load_markets()  # the symbols are checked against the venue's listing
         view, listed, period = self._schedule_parts(symbols, every_s)
-        keeper = AsyncViewKeeper(view, listed, self._now, period, self._stream_reads)
+        keeper = AsyncViewKeeper(view, listed, self._now, period, self._scheduled_reads)
         await keeper.tick()
         return keeper.start()
+
+    async def _scheduled_reads(self, sends: list[Send]) -> None:
+        core = self._rt.core
+        for send in sends:
+            try:
+                await self._run(core.scheduled_read(send, self._now()))
+            except errors.SafeguardError as exc:
+                scheduled_read_failed(send, exc)
 
     async def reconcile(self) -> list[tuple[str, Any]]:
         """Settle orders a previous run left unresolved (look-ups only; nothing is sent)."""

@@ -96,6 +96,10 @@ class Send:
     permit: Permit | None = None
     essential: bool = False
     """A read safety depends on (a look-up, data for a verdict): it may use reserved budget."""
+    scheduled: bool = False
+    """A read of the view's own schedule (``keep_fresh``): it neither waits on the rate budget
+    nor retries (the schedule's next pass makes it), so it never holds a closing keeper up,
+    nor queues ahead of the bot's own requests for the budget."""
 
     @property
     def read_key(self) -> tuple[Any, ...]:
@@ -308,8 +312,13 @@ class Gate(Protocol):
         """Reads needed before ``symbol`` can be judged (stale or missing data)."""
         ...
 
-    def absorb(self, send: Send, value: Any, now: float) -> list[Send]:
-        """Learn from a successful read (any read, the user's too). Returns the reads needed
+    def read_version(self) -> int:
+        """The view's version when a read is sent, for :meth:`absorb`'s ``since``."""
+        ...
+
+    def absorb(self, send: Send, value: Any, now: float, since: int | None = None) -> list[Send]:
+        """Learn from a successful read (any read, the user's too), sent at version ``since``
+        (an account read that raced our own order is not taken). Returns the reads needed
         to judge what was just learnt (the account the triggers lack, a held symbol's tier
         ladder due for its re-check): the core makes them at once, through the same path."""
         ...
@@ -387,6 +396,11 @@ class CallBudget:
         return now + max(self.total - self.spent(now), 0.0)
 
 
+_REFRESH_TRIES = 2
+"""How often the order path makes one read before a verdict: once, and once more when its
+answer was not taken (a failure is not tried again: the read retried within itself)."""
+
+
 # --- the core ------------------------------------------------------------------------------
 
 
@@ -439,6 +453,10 @@ class GuardCore:
             return self._read(Send(method, args, kwargs), now)
         return self._call(kind, method, args, kwargs, now)
 
+    def scheduled_read(self, send: Send, now: float) -> Steps[Any]:
+        """A read of the view's schedule (:attr:`Send.scheduled`)."""
+        return self._read(replace(send, scheduled=True), now)
+
     def _call(
         self,
         kind: CallKind,
@@ -465,12 +483,13 @@ class GuardCore:
         return value
 
     def _read(self, send: Send, now: float, *, wake_on: Permit | None = None) -> Steps[Any]:
+        since = self.gate.read_version()
         value = yield from self._attempts(
             send, CallKind.READ, now, retry_ambiguous=True, wake_on=wake_on
         )
         if send.method == "load_markets":
             self.rules_loaded = True
-        wanted = list(self.gate.absorb(send, value, self._now_seen))  # self._last_now
+        wanted = list(self.gate.absorb(send, value, self._now_seen, since))  # self._last_now
         if not wanted:
             return value  # the usual case: the read taught the gate nothing it must follow
         made: set[tuple[Any, ...]] = set()
@@ -488,6 +507,7 @@ class GuardCore:
         ladder); returns what it needs next. A failure is the gate's to act on, not the
         caller's, whose own read succeeded."""
         essential = replace(wanted, essential=True)
+        since = self.gate.read_version()
         try:
             value = yield from self._attempts(
                 essential, CallKind.READ, self._last_now, retry_ambiguous=True, wake_on=wake_on
@@ -495,7 +515,7 @@ class GuardCore:
         except errors.SafeguardError as exc:
             self.gate.unavailable(wanted, exc, self._last_now)
             return []
-        return self.gate.absorb(essential, value, self._last_now)
+        return self.gate.absorb(essential, value, self._last_now, since)
 
     def _attempts(
         self,
@@ -512,7 +532,7 @@ class GuardCore:
         wake_on = wake_on or send.permit
         attempt = 0
         now = started
-        total = self.policy.retry.total_budget_s
+        total = 0.0 if send.scheduled else self.policy.retry.total_budget_s
         # Built at the first wait or failure: until then nothing of it is spent, and the
         # deadline is the whole budget from the start (the usual request needs no more).
         budget: CallBudget | None = None
@@ -557,8 +577,9 @@ class GuardCore:
                 )
                 return (yield from self._read(lookup, now))
             maybe_done = maybe_done or ec.retry is RetryClass.AMBIGUOUS
-            retryable = ec.retry is RetryClass.SAFE or (
-                ec.retry is RetryClass.AMBIGUOUS and retry_ambiguous
+            retryable = not send.scheduled and (
+                ec.retry is RetryClass.SAFE
+                or (ec.retry is RetryClass.AMBIGUOUS and retry_ambiguous)
             )
             delay = (
                 self.backoff.delay(attempt, budget.spent(now), ec, self.rng, at_least=blocked)
@@ -916,17 +937,24 @@ class GuardCore:
         after ``load_markets`` an unknown symbol needs nothing more). A read that fails leaves
         its piece missing and the verdict denies for it; a ban or a hold ends the order here.
         ``wake_on``: the order's permit, so a kill ends the reads' waits (see ``_attempts``)."""
-        tried: set[tuple[Any, ...]] = set()
+        # Each read once; one answered but not taken (it crossed another order of ours, see
+        # PreTradeGate.absorb) once more, as that order has most likely been answered since.
+        tries: dict[tuple[Any, ...], int] = {}
         while True:
-            due = [s for s in self.gate.refresh(symbol, self._last_now) if s.read_key not in tried]
+            due = [
+                s
+                for s in self.gate.refresh(symbol, self._last_now)
+                if tries.get(s.read_key, 0) < _REFRESH_TRIES
+            ]
             if not due:
                 return
             send = due[0]
-            tried.add(send.read_key)
+            tries[send.read_key] = tries.get(send.read_key, 0) + 1
             essential = Send(send.method, send.args, send.kwargs, essential=True)
             try:
                 yield from self._read(essential, self._last_now, wake_on=wake_on)
             except (errors.RetriesExhausted, errors.VenueRejected) as exc:
+                tries[send.read_key] = _REFRESH_TRIES
                 log.warning("{} failed before a verdict: {}", send.method, exc)
                 no_rules = send.method == "load_markets" and not self.rules_loaded
                 if no_rules and isinstance(exc, errors.RetriesExhausted) and unreachable(exc):
@@ -1153,7 +1181,7 @@ class GuardCore:
         cid = intent.client_order_id
         by_id = Send("fetch_order", (cid, intent.symbol), {"params": dict(params)}, essential=True)
         budget = CallBudget(self.policy.retry.total_budget_s, self._last_now)
-        now = yield from self._pace(CallKind.READ, by_id, self._last_now, budget)
+        yield from self._pace(CallKind.READ, by_id, self._last_now, budget)
         answer = answered((yield by_id))
         self._last_now = answer.now
         ec, _ = self._observe(by_id, answer, attempt, CallKind.READ)
@@ -1176,7 +1204,7 @@ class GuardCore:
         open_send = Send(
             "fetch_open_orders", (intent.symbol,), {"params": params_open}, essential=True
         )
-        now = yield from self._pace(CallKind.READ, open_send, answer.now, budget)
+        yield from self._pace(CallKind.READ, open_send, answer.now, budget)
         listed = answered((yield open_send))
         self._last_now = listed.now
         ec, _ = self._observe(open_send, listed, attempt, CallKind.READ)
@@ -1185,7 +1213,6 @@ class GuardCore:
         for order in listed.value or ():
             if order_client_id(order) == cid:
                 return order, False, None, listed.now
-        del now
         return None, True, None, listed.now
 
     def _edit(self, intent: OrderCall, started: float) -> Steps[Any]:

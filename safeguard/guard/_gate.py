@@ -64,6 +64,8 @@ _MARKS = {
 _INTERVAL_READS = ("fetch_funding_interval", "fetch_funding_intervals")
 _ACCOUNT_READS = ("fetch_balance", "fetch_positions", "fetch_leverage_tiers")
 """Reads after which the account the triggers judge may have changed."""
+_RACING_READS = frozenset({"fetch_balance", "fetch_positions", "fetch_open_orders"})
+"""The account reads our own orders' answers also change (see :meth:`PreTradeGate.absorb`)."""
 _RULE_READS = ("load_markets", "fetch_leverage_tiers")
 _SECONDS_PER_DAY = 86_400.0
 _MIN_VOLATILITY = 1e-6
@@ -141,11 +143,22 @@ class PreTradeGate:
     def refresh(self, symbol: str, now: float) -> list[Send]:
         return self.cache.refresh(symbol, now)
 
-    def absorb(self, send: Send, value: Any, now: float) -> list[Send]:
+    def read_version(self) -> int:
+        return self.cache.own_changes
+
+    def absorb(self, send: Send, value: Any, now: float, since: int | None = None) -> list[Send]:
         # Data age is not fed to the health monitor: it ages a sample on between reads, which
         # for a REST poller makes idleness look like a frozen feed. The verdict judges the
         # venue's own timestamps instead (STALE_MARKET_DATA).
         cache = self.cache
+        if since is not None and send.method in _RACING_READS and self._raced(since):
+            # The answer may be the account from before our own order changed it (a keeper
+            # thread's read sent before a fill, taken in after the fill was applied): taken,
+            # it would roll the position back and stamp it fresh. Not taken: the piece keeps
+            # its age and is asked for again; the verdict denies on it once it is too old.
+            logger.info("{} answered across our own order: not taken, asked again", send.method)
+            cache.raced(send)
+            return []
         changes = cache.absorb(send, value, now)
         if send.method == "fetch_open_interest" and isinstance(value, Mapping) and send.args:
             self._open_interest[str(send.args[0])] = (value, now)
@@ -439,6 +452,15 @@ class PreTradeGate:
 
     def placed(self, intent: OrderCall, order: Any, now: float) -> None:
         self.cache.placed(intent.symbol, order, now)
+
+    def _raced(self, since: int) -> bool:
+        """Whether an account read made at version ``since`` may answer the account from
+        before an answer of our own orders the view has applied since (:meth:`placed`, a
+        cancel's): taken, it would undo that answer. A read answered while one of our orders
+        is still in flight is taken: if it already holds that order's fill, the answer's
+        fill is applied on top, which over-counts the position until the next read (a
+        verdict then judges more exposure than there is, never less)."""
+        return since != self.cache.own_changes
 
     @contextmanager
     def committing(self, intent: OrderCall, now: float) -> Iterator[Assessment]:

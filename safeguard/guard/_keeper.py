@@ -6,8 +6,9 @@ tables' ages), and then it must: an order placed after that pays for the reads (
 apart with 5 s allowed paid four extra requests each, on average), and the first order after
 start pays for all of them. ``keep_fresh(symbols)`` on the guarded exchange moves those reads
 off the order path: every ``every_s`` seconds a pass reads each piece that is at half its
-allowed age, the schedule the stream path keeps (:meth:`MarketCache.scheduled_reads`), for
-``symbols`` and every symbol the account holds a position in. The order path then finds the
+allowed age, the schedule the stream path keeps
+(:meth:`~safeguard.guard._market.MarketCache.scheduled_reads`), for ``symbols`` and every
+symbol the account holds a position in. The order path then finds the
 view fresh and sends what raw ccxt sends.
 
 - **sync face**: a daemon thread (``keeper.close()`` stops it). A thread, as for the held
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from safeguard._log import logger
 from safeguard.guard._core import Send
+from safeguard.guard._pacing import weight
 
 if TYPE_CHECKING:
     from safeguard.guard._gate import PreTradeGate
@@ -59,6 +61,30 @@ def schedule_period(every_s: Any, max_data_age_s: float) -> float:
     return period
 
 
+_ROUNDS = 3
+"""Due reads computed again after a pass's reads, at most this often: the positions the first
+pass reads name the held symbols whose pieces it must read too (a restart holding a position
+in a symbol not named)."""
+
+
+def scheduled_read_failed(send: Send, error: Exception) -> None:
+    """A pass's read that failed or could not go now (the rate budget would have had it
+    wait): the verdict denies on whatever stays missing or too old; the next pass asks
+    again once the read's due period is over."""
+    logger.warning("{} on the view's schedule not made: {}", send.method, error)
+
+
+def schedule_weight(sends: Sequence[Send], max_data_age_s: float) -> float:
+    """The request weight a minute the schedule spends on ``sends`` (a pass's market-data and
+    account reads, each made every half of the allowed data age), by the rate budget's own
+    weights. The rules' reads (markets, fees, tier tables) are rare and left out."""
+    per_pass = sum(weight(s) for s in sends if s.method not in _RARE_READS)
+    return per_pass * 60.0 / (max_data_age_s / 2.0)
+
+
+_RARE_READS = frozenset({"load_markets", "fetch_trading_fee", "fetch_leverage_tiers"})
+
+
 class _Schedule(Generic[R]):
     """What a pass reads (pure, the clock as input), and how the face reads it."""
 
@@ -79,7 +105,18 @@ class _Schedule(Generic[R]):
         """Passes made (whatever their reads answered)."""
 
     def due(self) -> list[Send]:
-        return self.view.scheduled_reads(self.symbols, self.now())
+        sends = self.view.scheduled_reads(self.symbols, self.now())
+        if self.passes == 0 and sends:
+            age = self.view.policy.risk.max_market_data_age_s
+            logger.info(
+                "view keeper for {}: a pass every {:g}s, about {:.0f} request weight a minute "
+                "(with risk.max_market_data_age_s = {:g}s)",
+                ", ".join(self.symbols),
+                self.every_s,
+                schedule_weight(sends, age),
+                age,
+            )
+        return sends
 
 
 class ViewKeeper(_Schedule[None]):
@@ -90,11 +127,23 @@ class ViewKeeper(_Schedule[None]):
 
     def tick(self) -> int:
         """One pass now; returns how many reads it made."""
-        sends = self.due()
-        if sends:
-            self._reads(sends)
+        return self._pass(None)
+
+    def _pass(self, stop: threading.Event | None) -> int:
+        """One pass; on the thread it ends early once the keeper is closed (a read under
+        way finishes first, and it never waits on the rate budget)."""
+        made = 0
+        for _ in range(_ROUNDS):
+            sends = self.due()
+            for send in sends:
+                if stop is not None and stop.is_set():
+                    return made
+                self._reads([send])
+                made += 1
+            if not sends:
+                break
         self.passes += 1
-        return len(sends)
+        return made
 
     def start(self) -> ViewKeeper:
         stop = self._stop = threading.Event()
@@ -102,7 +151,7 @@ class ViewKeeper(_Schedule[None]):
         def run() -> None:
             while not stop.wait(self.every_s):
                 try:
-                    self.tick()
+                    self._pass(stop)
                 except Exception:
                     # The order path reads what the schedule could not; the schedule goes on.
                     logger.exception("the view keeper's pass failed")
@@ -130,11 +179,15 @@ class AsyncViewKeeper(_Schedule[Awaitable[None]]):
 
     async def tick(self) -> int:
         """One pass now; returns how many reads it made."""
-        sends = self.due()
-        if sends:
+        made = 0
+        for _ in range(_ROUNDS):
+            sends = self.due()
+            if not sends:
+                break
             await self._reads(sends)
+            made += len(sends)
         self.passes += 1
-        return len(sends)
+        return made
 
     def start(self) -> AsyncViewKeeper:
         async def run() -> None:
@@ -155,10 +208,20 @@ class AsyncViewKeeper(_Schedule[Awaitable[None]]):
         return self._task is not None and not self._task.done()
 
     async def aclose(self) -> None:
-        """Stop the task (a read under way is cancelled; its piece stays as it was)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Stop the task (a read under way is cancelled; its piece stays as it was). A task
+        its event loop already ended (``asyncio.run`` cancels what is left) is over."""
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        if task.get_loop() is asyncio.get_running_loop():
+            await asyncio.gather(task, return_exceptions=True)
 
 
-__all__ = ["AsyncViewKeeper", "ViewKeeper", "schedule_period"]
+__all__ = [
+    "AsyncViewKeeper",
+    "ViewKeeper",
+    "schedule_period",
+    "schedule_weight",
+    "scheduled_read_failed",
+]

@@ -142,6 +142,10 @@ class MarketCache:
     account_reconcile_asked: float | None = None
     """When the stream path last asked for the account's reconcile after its stream came back
     (one per due period, however often the stream breaks)."""
+    own_changes: int = 0
+    """How many times our own orders' answers changed the account view (an order's answer
+    applied, a cancel's). An account read sent before the latest of them may answer the
+    account from before it: see :meth:`~safeguard.guard._gate.PreTradeGate.absorb`."""
     funding_intervals: dict[str, Seen] = field(default_factory=dict)
     """Per symbol, the funding interval in seconds from the bot's own ``fetch_funding_interval``
     / ``fetch_funding_intervals`` reads (Binance's ``fundingInfo``; its ``premiumIndex``, which
@@ -625,6 +629,12 @@ class MarketCache:
         broken = account is not None and account.broken is not None
         return self._ask_due(symbols, now, wanted, skip=_ACCOUNT_READS if broken else ())
 
+    def raced(self, send: Send) -> None:
+        """``send``'s answer was not taken (it may predate our own order's change): asked
+        again on the next pass of the schedule or message of a stream, not a period later."""
+        with suppress(TypeError):  # the bot's own read, with a list of symbols: never asked
+            self.stream_asked.pop(send.read_key, None)
+
     def scheduled_reads(self, symbols: Iterable[str], now: float) -> list[Send]:
         """The reads due now off the order path for a bot without streams (REST only, the
         :mod:`~safeguard.guard._keeper`'s schedule): each piece of the view ``symbols`` and
@@ -815,6 +825,7 @@ class MarketCache:
         orders = [value] if isinstance(value, Mapping) else value
         if not isinstance(orders, list):
             return
+        self.own_changes += 1
         for order in orders:
             if isinstance(order, Mapping) and order.get("id") is not None:
                 status = order.get("status")
@@ -900,6 +911,7 @@ class MarketCache:
         answer (an order that failed or whose outcome is unknown). Everything else waits for
         the schedule in :meth:`refresh`: a resting order or a stop never forces a re-read.
         """
+        self.own_changes += 1
         if not isinstance(order, _MAPPING):
             self._reread_balance()
             self._reread_positions(symbol)

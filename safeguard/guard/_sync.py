@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from safeguard import _errors as errors
 from safeguard.guard._core import Effect, Record, Reply, Send, Sleep, Steps, driven
 from safeguard.guard._events import later
 from safeguard.guard._face import Face, delaying, permit
 from safeguard.guard._holder import StreamHolder
-from safeguard.guard._keeper import ViewKeeper
+from safeguard.guard._keeper import ViewKeeper, scheduled_read_failed
 from safeguard.guard._orders import CallKind
 from safeguard.killswitch._state import Engage
 
@@ -133,9 +134,17 @@ class GuardedExchange(Face):
         if not self._raw.markets:
             self.load_markets()  # the symbols are checked against the venue's listing
         view, listed, period = self._schedule_parts(symbols, every_s)
-        keeper = ViewKeeper(view, listed, self._now, period, self._read_blocking)
+        keeper = ViewKeeper(view, listed, self._now, period, self._scheduled_reads)
         keeper.tick()
         return keeper.start()
+
+    def _scheduled_reads(self, sends: list[Send]) -> None:
+        core = self._rt.core
+        for send in sends:
+            try:
+                self._run(core.scheduled_read(send, self._now()))
+            except errors.SafeguardError as exc:
+                scheduled_read_failed(send, exc)
 
     def reconcile(self) -> list[tuple[str, Any]]:
         """Settle orders a previous run left unresolved (look-ups only; nothing is sent)."""

@@ -50,7 +50,10 @@ class _Allow:
     def refresh(self, symbol: str, now: float) -> list[Send]:
         return []
 
-    def absorb(self, send: Send, value: Any, now: float) -> list[Send]:
+    def read_version(self) -> int:
+        return 0
+
+    def absorb(self, send: Send, value: Any, now: float, since: int | None = None) -> list[Send]:
         return []
 
     def unavailable(self, send: Send, error: Exception, now: float) -> None:

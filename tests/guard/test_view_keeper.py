@@ -36,15 +36,28 @@ ORDER_ONLY = Counter({"POST /fapi/v1/order": 1})
 
 
 class CountingDialect(Dialect):
+    """Counts requests by endpoint; can hold back the answer of one endpoint's next request
+    (made at once, the venue's state of that moment) until released: two threads
+    interleaved on purpose."""
+
     def __init__(self, venue: Venue) -> None:
         super().__init__(venue)
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self.hold: str | None = None
+        self.held = threading.Event()
+        self.release = threading.Event()
 
     def handle(self, request: Request) -> Response:
+        key = f"{request.method} {request.path}"
         with self._lock:
-            self.requests[f"{request.method} {request.path}"] += 1
-        return super().handle(request)
+            self.requests[key] += 1
+        answer = super().handle(request)
+        if key == self.hold:
+            self.hold = None
+            self.held.set()
+            self.release.wait(30)
+        return answer
 
     def since(self, before: Counter[str]) -> Counter[str]:
         with self._lock:
@@ -55,13 +68,17 @@ class CountingDialect(Dialect):
             return Counter(self.requests)
 
 
-@pytest.fixture
-def paper() -> Iterator[tuple[PaperAccount, CountingDialect]]:
+def _paper(*symbols: str) -> tuple[PaperAccount, CountingDialect]:
     clock = ManualClock(DEFAULT_START)
-    venue = Venue(VenueConfig(seed=7, symbols=(VENUE_SYMBOL,)), clock=clock)
+    venue = Venue(VenueConfig(seed=7, symbols=symbols or (VENUE_SYMBOL,)), clock=clock)
     venue.create_account(DEFAULT_API_KEY, DEFAULT_SECRET, wallet=10_000.0)
     dialect = CountingDialect(venue)
-    account = PaperAccount(venue, clock, dialect, DEFAULT_API_KEY, DEFAULT_SECRET)
+    return PaperAccount(venue, clock, dialect, DEFAULT_API_KEY, DEFAULT_SECRET), dialect
+
+
+@pytest.fixture
+def paper() -> Iterator[tuple[PaperAccount, CountingDialect]]:
+    account, dialect = _paper()
     yield account, dialect
     account.close()
 
@@ -228,3 +245,136 @@ def test_the_async_face_keeps_its_view_with_a_task(
             await ex.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "limits", "order", "code"),
+    [
+        ("GET /fapi/v3/positionRisk", {"max_notional_per_position": 1.5}, "market", "position"),
+        ("GET /fapi/v1/openOrders", {"max_open_orders": 1}, "limit", Code.OPEN_ORDER_COUNT),
+    ],
+)
+def test_a_pass_read_answered_before_our_order_does_not_roll_the_view_back(
+    tmp_path: Path, endpoint: str, limits: dict[str, Any], order: str, code: Any
+) -> None:
+    """The keeper's read is answered (the account before the order) and taken in after the
+    order's answer was applied to the view. Taken, it rolled the view back to before the
+    order, stamped fresh: a second order passed a limit the first one had filled."""
+    account, venue = _paper()
+    try:
+        price = float(account.client().fetch_ticker(SYMBOL)["last"])
+        if "max_notional_per_position" in limits:
+            limits = {"max_notional_per_position": 1.5 * 0.01 * price}  # one order fits
+            code = Code.NOTIONAL_PER_POSITION
+        policy = Policy.build(
+            risk={"require_stop": False, **limits},
+            degradation={"min_samples": 100_000},
+            retry={"max_attempts": 1},
+        )
+        ex = account.guarded(policy, state_dir=tmp_path)
+        low = round(price * 0.98, 1)
+        keeper = ex.keep_fresh([SYMBOL], every_s=0.01)
+        try:
+            venue.hold = endpoint
+            account.advance(AGE * 0.6)  # the account is due on the schedule's pass
+            assert venue.held.wait(30), "the keeper never read the account"
+            ex.create_order(SYMBOL, order, "buy", 0.01, low if order == "limit" else None)
+            venue.release.set()  # the pass takes in the answer from before the order
+            deadline = time.monotonic() + 30.0
+            seen = keeper.passes
+            while keeper.passes < seen + 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with pytest.raises(errors.OrderDenied) as denied:
+                ex.create_order(SYMBOL, order, "buy", 0.01, low if order == "limit" else None)
+            assert denied.value.code == code
+        finally:
+            venue.release.set()
+            keeper.close()
+    finally:
+        account.close()
+
+
+def test_the_first_pass_reads_the_symbols_the_account_holds(tmp_path: Path) -> None:
+    """A restart holding a position in a symbol not named: the positions the first pass
+    reads name it, and the same pass reads its pieces, so closing it sends only the order."""
+    account, venue = _paper(VENUE_SYMBOL, "ETHUSDT")
+    try:
+        account.client().create_order("ETH/USDT:USDT", "market", "buy", 0.1)
+        ex = account.guarded(POLICY, state_dir=tmp_path)
+        keeper = ex.keep_fresh([SYMBOL])
+        keeper.close()
+        before = venue.snapshot()
+        ex.create_order("ETH/USDT:USDT", "market", "sell", 0.1, None, {"reduceOnly": True})
+        assert venue.since(before) == ORDER_ONLY
+    finally:
+        account.close()
+
+
+def test_a_pass_never_waits_on_the_rate_budget(
+    paper: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    """A 429 with a long Retry-After in the middle of a pass: the pass does not sit out the
+    wait (which held a closing keeper for its whole length, then sent the rest); the reads
+    it could not make are made by a later pass, and nothing is sent meanwhile."""
+    account, venue = paper
+    _, _, keeper = _kept(account, tmp_path)
+    keeper.close()
+    account.set_faults(
+        {
+            "rules": [
+                {
+                    "kind": "error",
+                    "status": 429,
+                    "endpoint": "GET /fapi/v1/ticker/24hr",
+                    "count": 1,
+                    "retry_after_s": 15,
+                }
+            ]
+        }
+    )
+    account.advance(AGE * 0.6)
+    at = account.clock.time()
+    before = venue.snapshot()
+    keeper.tick()
+    assert account.clock.time() == at  # no wait was slept, not even in simulated time
+    sent = venue.since(before)
+    assert sent["GET /fapi/v1/ticker/24hr"] == 1  # the 429, not retried
+    assert "GET /fapi/v1/depth" not in sent  # held back by the 429 for the rest of the pass
+    account.advance(16.0)
+    keeper.tick()  # the budget lets them go again: a later pass makes them
+    assert venue.since(before)["GET /fapi/v1/depth"] == 1
+
+
+def test_an_async_keeper_whose_loop_ended_closes_quietly(
+    paper: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    account, _ = paper
+    ex = account.guarded(POLICY, state_dir=tmp_path, asyncio=True)
+
+    async def start() -> Any:
+        return await ex.keep_fresh([SYMBOL], every_s=0.01)
+
+    keeper = asyncio.run(start())  # asyncio.run cancels the keeper's task as it ends
+    assert not keeper.running
+
+    async def close() -> None:
+        await keeper.aclose()
+        await keeper.aclose()
+        await ex.close()
+
+    asyncio.run(close())
+
+
+def test_the_schedule_weight_is_what_the_budget_charges_for_its_reads() -> None:
+    from safeguard.guard._core import Send
+    from safeguard.guard._keeper import schedule_weight
+
+    sends = [
+        Send("load_markets", (True,)),  # rare: left out
+        Send("fetch_ticker", (SYMBOL,)),  # 1
+        Send("fetch_order_book", (SYMBOL, 100)),  # 5
+        Send("fetch_balance", ()),  # 5
+        Send("fetch_positions", ()),  # 6
+    ]
+    # 17 a pass, a pass every half of the allowed 5 s: 24 passes a minute.
+    assert schedule_weight(sends, 5.0) == pytest.approx(17 * 24)
