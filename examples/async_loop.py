@@ -33,7 +33,7 @@ STOP_DISTANCE = 0.03
 RISK_SHARE = 0.5  # notional per symbol, as a share of equity: 1x leverage across both
 
 FAULTS = {
-    "seed": 5,
+    "seed": 1,
     "rules": [
         {"kind": "latency", "distribution": "exponential", "ms": 80},
         {"kind": "error", "endpoint": "GET /fapi/v1/premiumIndex", "status": 503,

@@ -42,7 +42,7 @@ from safeguard.guard._observe import Health, RequestObserver
 from safeguard.guard._orders import CLOCK_SKEW_MARGIN_S, recv_window_s
 from safeguard.guard._pacing import BudgetPacer, ladder_pace
 from safeguard.guard._redact import register_secrets, secrets_of
-from safeguard.guard._request_log import tap_wire
+from safeguard.guard._request_log import tap_wire, wire_tapped
 from safeguard.guard._retry import RetryPolicy
 from safeguard.guard._sync import GuardedExchange
 from safeguard.guard._throttle import Budget, account_fingerprint, registry_for
@@ -226,7 +226,9 @@ class _Build:
             ),
             backoff=RetryPolicy(policy.retry),
             gate=gate,
-            observer=RequestObserver(str(exchange.id), policy.version, hooks, health, tripwire),
+            observer=RequestObserver(
+                str(exchange.id), policy.version, hooks, health, tripwire, wire_tapped(exchange)
+            ),
             settle_window_s=_settle_window_s(exchange),
             rng=rng if rng is not None else random.Random(),
             hooks=hooks,

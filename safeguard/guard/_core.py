@@ -316,6 +316,10 @@ class Gate(Protocol):
         """The view's version when a read is sent, for :meth:`absorb`'s ``since``."""
         ...
 
+    def venue_health(self, now: float) -> str:
+        """The venue's health the verdict prices on now (``NORMAL``, ``DEGRADED``, ``SEVERE``)."""
+        ...
+
     def absorb(self, send: Send, value: Any, now: float, since: int | None = None) -> list[Send]:
         """Learn from a successful read (any read, the user's too), sent at version ``since``
         (an account read that raced our own order is not taken). Returns the reads needed
@@ -499,14 +503,19 @@ class GuardCore:
             follow = wanted.pop(0)
             if follow.read_key not in made:
                 made.add(follow.read_key)
-                wanted.extend((yield from self._follow_up(follow, wake_on)))
+                # A scheduled read's follow-ups are the schedule's too: no waits, no retries.
+                wanted.extend(
+                    (yield from self._follow_up(follow, wake_on, scheduled=send.scheduled))
+                )
         return value
 
-    def _follow_up(self, wanted: Send, wake_on: Permit | None) -> Steps[list[Send]]:
+    def _follow_up(
+        self, wanted: Send, wake_on: Permit | None, *, scheduled: bool = False
+    ) -> Steps[list[Send]]:
         """A read the gate needs to judge what a read brought (the account, a position's tier
         ladder); returns what it needs next. A failure is the gate's to act on, not the
         caller's, whose own read succeeded."""
-        essential = replace(wanted, essential=True)
+        essential = replace(wanted, essential=True, scheduled=scheduled)
         since = self.gate.read_version()
         try:
             value = yield from self._attempts(
@@ -979,17 +988,24 @@ class GuardCore:
         cid = intent.client_order_id
         attempt = 0
         now = judged = started
+        health = self.gate.venue_health(now) if judge is not None else ""
         amounts_sent: set[float | None] = set()
         budget = CallBudget(self.policy.retry.total_budget_s, started)
         while True:
             attempt += 1
             try:
-                if judge is not None and now - judged > self.policy.risk.max_market_data_age_s:
+                if judge is not None and (
+                    now - judged > self.policy.risk.max_market_data_age_s
+                    or (attempt > 1 and self.gate.venue_health(now) != health)
+                ):
                     # A resend after a backoff or a settle window must not rest on a verdict
-                    # older than the data it was allowed to use: judge it again.
+                    # older than the data it was allowed to use, nor on the venue's health it
+                    # was priced on (a failed send may itself have tipped it into SEVERE):
+                    # judge it again.
                     yield from self._refresh(intent.symbol, now, wake_on=send.permit)
                     intent, send = _rejudged(intent, send, self._approved(judge))
                     now = judged = self._last_now
+                    health = self.gate.venue_health(now)
                 # The budget asked here first, as in _attempts: a send it lets go at once (the
                 # usual case) costs no pacing generator.
                 wait = self.pacer.before(CallKind.ORDER, send, now, budget.deadline(now))

@@ -32,7 +32,7 @@ from safeguard._log import logger
 from safeguard.guard._core import Assessment, Send
 from safeguard.guard._events import EventKind, Hooks, StateChangeEvent, VerdictEvent
 from safeguard.guard._exposure import Committed, committed, fold
-from safeguard.guard._market import MarketCache, RuleChange, due_after
+from safeguard.guard._market import ACCOUNT_PIECES, MarketCache, RuleChange, Seen, due_after
 from safeguard.guard._observe import Health
 from safeguard.guard._orders import OrderCall
 from safeguard.guard._protective import protective_stop
@@ -64,8 +64,6 @@ _MARKS = {
 _INTERVAL_READS = ("fetch_funding_interval", "fetch_funding_intervals")
 _ACCOUNT_READS = ("fetch_balance", "fetch_positions", "fetch_leverage_tiers")
 """Reads after which the account the triggers judge may have changed."""
-_RACING_READS = frozenset({"fetch_balance", "fetch_positions", "fetch_open_orders"})
-"""The account reads our own orders' answers also change (see :meth:`PreTradeGate.absorb`)."""
 _RULE_READS = ("load_markets", "fetch_leverage_tiers")
 _SECONDS_PER_DAY = 86_400.0
 _MIN_VOLATILITY = 1e-6
@@ -123,6 +121,9 @@ class PreTradeGate:
     _committing: threading.Lock = field(default_factory=threading.Lock)
     """One order's verdict and its joining :attr:`_in_flight` are one step: two threads
     judged between each other's steps would each pass alone what they fail together."""
+    _applying: threading.RLock = field(default_factory=threading.RLock)
+    """Whether a read is outdated and its taking (or an answer's applying) are one step: a
+    change another thread applied between them would be overwritten by the older read."""
     _parsed: dict[tuple[str, str], tuple[tuple[Any, ...], Any]] = field(default_factory=dict)
     """Books and tier tables parsed from a cached read, keyed by which read they came from:
     parsing a 100-level book or a ladder on every order would dominate the guard's cost."""
@@ -143,23 +144,46 @@ class PreTradeGate:
     def refresh(self, symbol: str, now: float) -> list[Send]:
         return self.cache.refresh(symbol, now)
 
+    def _mark_lag(self, symbol: str, now: float) -> None:
+        """How old the mark was when it arrived, to the venue's health
+        (``degradation.degraded_data_age_s`` / ``severe_data_age_s``). The mark alone: Binance
+        stamps it as it computes it (every second), where a quiet book's stamp is its last
+        change, however current the book is."""
+        record = getattr(self.health, "record_data_lag", None)
+        funding = self.cache.funding.get(symbol)
+        if record is not None and funding is not None and funding.venue_time is not None:
+            lag = now - funding.venue_time
+            record(lag if lag > 0.0 else 0.0, now)  # a venue clock ahead of ours: no lag
+
     def read_version(self) -> int:
-        return self.cache.own_changes
+        return self.cache.version
+
+    def venue_health(self, now: float) -> str:
+        state = self.health.state(now)
+        return str(getattr(state, "value", state))
 
     def absorb(self, send: Send, value: Any, now: float, since: int | None = None) -> list[Send]:
-        # Data age is not fed to the health monitor: it ages a sample on between reads, which
-        # for a REST poller makes idleness look like a frozen feed. The verdict judges the
-        # venue's own timestamps instead (STALE_MARKET_DATA).
+        # The health monitor hears how old the mark was when it arrived (_mark_lag), not how
+        # old the data in use is: that ages on between reads, which for a REST poller makes
+        # idleness look like a frozen feed. The verdict judges the data in use itself
+        # (STALE_MARKET_DATA).
         cache = self.cache
-        if since is not None and send.method in _RACING_READS and self._raced(since):
-            # The answer may be the account from before our own order changed it (a keeper
-            # thread's read sent before a fill, taken in after the fill was applied): taken,
-            # it would roll the position back and stamp it fresh. Not taken: the piece keeps
-            # its age and is asked for again; the verdict denies on it once it is too old.
-            logger.info("{} answered across our own order: not taken, asked again", send.method)
-            cache.raced(send)
-            return []
-        changes = cache.absorb(send, value, now)
+        piece = ACCOUNT_PIECES.get(send.method)
+        with self._applying:
+            if since is not None and piece is not None and cache.outdated(send.method, since):
+                # The answer may show the account from before a change the view has taken
+                # since it was sent (our order's answer, a stream's news, a newer read): a
+                # keeper thread's positions read sent before a fill and taken after it rolled
+                # the position back, stamped fresh. Not taken: the piece keeps its age and is
+                # asked for again; the verdict denies on it once it is too old.
+                logger.info("{} answered from before a newer change: not taken", send.method)
+                cache.raced(send)
+                return []
+            changes = cache.absorb(send, value, now)
+            if piece is not None:
+                cache.touch(piece)  # an older read still on its way is outdated now
+        if send.method == "fetch_funding_rate" and send.args:
+            self._mark_lag(str(send.args[0]), now)
         if send.method == "fetch_open_interest" and isinstance(value, Mapping) and send.args:
             self._open_interest[str(send.args[0])] = (value, now)
         if self.crowding is not None and send.method == "fetch_funding_rate" and send.args:
@@ -191,7 +215,11 @@ class PreTradeGate:
     ) -> list[Send]:
         """A watch answer: into the view, its stream stamped live, its marks to the triggers.
         Returns the reads due on the stream's path (:meth:`MarketCache.stream_reads`)."""
-        moved = self.cache.streamed(method, args, kwargs, value, now)
+        with self._applying:
+            moved = self.cache.streamed(method, args, kwargs, value, now)
+        if method in {"watch_mark_price", "watch_mark_prices"}:
+            for symbol in moved:
+                self._mark_lag(symbol, now)
         if self.tripwire is not None:
             for symbol in moved:
                 funding = self.cache.funding.get(symbol)
@@ -451,16 +479,8 @@ class PreTradeGate:
         )
 
     def placed(self, intent: OrderCall, order: Any, now: float) -> None:
-        self.cache.placed(intent.symbol, order, now)
-
-    def _raced(self, since: int) -> bool:
-        """Whether an account read made at version ``since`` may answer the account from
-        before an answer of our own orders the view has applied since (:meth:`placed`, a
-        cancel's): taken, it would undo that answer. A read answered while one of our orders
-        is still in flight is taken: if it already holds that order's fill, the answer's
-        fill is applied on top, which over-counts the position until the next read (a
-        verdict then judges more exposure than there is, never less)."""
-        return since != self.cache.own_changes
+        with self._applying:
+            self.cache.placed(intent.symbol, order, now)
 
     @contextmanager
     def committing(self, intent: OrderCall, now: float) -> Iterator[Assessment]:
@@ -692,26 +712,33 @@ class PreTradeGate:
         t = ticker.value if ticker is not None else {}
         read = cache.funding_intervals.get(symbol)
         interval_s = read.value if read is not None else _interval_seconds(f.get("interval"))
+        # A symbol the whole list left out is on the default interval as of that read.
+        read_at = read.fetched if read is not None else cache.intervals_listed_at
         next_funding = f.get("fundingTimestamp") or f.get("nextFundingTimestamp")
-        if funding is not None and (read is None or funding.fetched >= read.fetched):
+        if funding is not None and (read_at is None or funding.fetched >= read_at):
             # The funding read is the newer: its next funding time is the schedule the venue
             # serves now, which a venue that changed the interval since moves off the old one.
-            interval_s = _interval_on_schedule(
-                interval_s, next_funding, funding.venue_time or funding.fetched
-            )
+            interval_s = _interval_on_schedule(interval_s, next_funding, _stamped(funding))
+        # A venue value the snapshot would refuse (a funding rate of 500 %, a time before the
+        # epoch) is taken as missing: the verdict then denies new exposure for it, as for any
+        # missing piece, and still lets a reducing order go; raised, it failed every call.
+        funding_rate = _finite(f.get("fundingRate"))
+        next_funding_s = _finite(next_funding)
         return MarketSnapshot(
             symbol=symbol,
             mark=_positive(f.get("markPrice")),
-            mark_time=None if funding is None else (funding.venue_time or funding.fetched),
+            mark_time=None if funding is None else _not_negative(_stamped(funding)),
             book=self._memo("book", symbol, book_seen, _book),
             rules=self._rules(symbol, market_order=market_order),
             volatility=_volatility(t, self.policy.risk.volatility_window_s),
-            funding_rate=_finite(f.get("fundingRate")),
-            next_funding_time=None if next_funding is None else float(next_funding) / 1000.0,
+            funding_rate=None if funding_rate is None or abs(funding_rate) >= 1 else funding_rate,
+            next_funding_time=_not_negative(
+                None if next_funding_s is None else next_funding_s / 1000.0
+            ),
             funding_interval_s=interval_s,
             index=_positive(f.get("indexPrice")),
             last=_positive(t.get("last")),
-            last_time=None if ticker is None else (ticker.venue_time or ticker.fetched),
+            last_time=None if ticker is None else _not_negative(_stamped(ticker)),
             price_tracks=cache.price_tracks(symbol),
             crowding=None if self.crowding is None else self.crowding.score(symbol),
             open_interest=self._open_interest_value(symbol, _positive(f.get("markPrice")), now),
@@ -826,11 +853,23 @@ class PreTradeGate:
             side=1 if side == "long" or (side is None and contracts > 0) else -1,
             quantity=size,
             entry_price=float(position["entryPrice"]),
-            mark_price=float(position.get("markPrice") or position["entryPrice"]),
+            mark_price=self._leg_mark(symbol, position),
             tiers=tiers,
             position_side=str(info.get("positionSide") or "BOTH"),  # type: ignore[arg-type]
             isolated_wallet=_finite(info.get("isolatedWallet")) if isolated else None,
         )
+
+    def _leg_mark(self, symbol: str, position: Mapping[str, Any]) -> float:
+        """The mark a position is valued at: its row's, else the symbol's latest mark read.
+        Never its entry price: a row without a usable mark (absent, 0) valued at entry would
+        hide the position's loss from every check."""
+        mark = _positive(position.get("markPrice"))
+        if mark is None:
+            funding = self.cache.funding.get(symbol)
+            mark = None if funding is None else _positive(funding.value.get("markPrice"))
+        if mark is None:
+            raise ValueError(f"no usable mark for the open position in {symbol}")
+        return mark
 
     def _rules(self, symbol: str, *, market_order: bool = False) -> MarketRules | None:
         market = self.cache.markets.get(symbol)
@@ -1237,6 +1276,16 @@ def _finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def _not_negative(value: float | None) -> float | None:
+    return None if value is None or value < 0 else value
+
+
+def _stamped(seen: Seen) -> float:
+    """When a read's data is from: the venue's stamp, or when we read it if it carries none.
+    A stamp of 0 is the venue's word (the epoch: stale), not a missing one."""
+    return seen.fetched if seen.venue_time is None else seen.venue_time
 
 
 def _positive(value: Any) -> float | None:

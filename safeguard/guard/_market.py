@@ -90,6 +90,8 @@ class MarketCache:
     book_depth: int = 100
     markets: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     rules_at: float | None = None
+    markets_answer: Mapping[str, Any] | None = None
+    """The last ``load_markets`` answer taken (ccxt's own markets object)."""
     tiers: dict[str, Seen] = field(default_factory=dict)
     funding: dict[str, Seen] = field(default_factory=dict)
     books: dict[str, Seen] = field(default_factory=dict)
@@ -142,10 +144,17 @@ class MarketCache:
     account_reconcile_asked: float | None = None
     """When the stream path last asked for the account's reconcile after its stream came back
     (one per due period, however often the stream breaks)."""
-    own_changes: int = 0
-    """How many times our own orders' answers changed the account view (an order's answer
-    applied, a cancel's). An account read sent before the latest of them may answer the
-    account from before it: see :meth:`~safeguard.guard._gate.PreTradeGate.absorb`."""
+    version: int = 0
+    """Counts the changes to the account's pieces (:meth:`touch`); a read notes it when it is
+    sent (:meth:`~safeguard.guard._gate.PreTradeGate.read_version`)."""
+    changed_at: dict[str, int] = field(default_factory=dict)
+    """Per account piece (``balance``, ``positions``, ``open_orders``, ``settings``), the
+    :attr:`version` of its latest change: a read of the piece sent before it may answer the
+    account from before that change, and is not taken (:meth:`outdated`)."""
+    intervals_listed_at: float | None = None
+    """When the whole funding-interval list was last read (``fetch_funding_intervals`` with no
+    symbols: Binance's ``fundingInfo``): the guard reads it on the rules' schedule, and a
+    symbol it does not list is on the default interval as of then."""
     funding_intervals: dict[str, Seen] = field(default_factory=dict)
     """Per symbol, the funding interval in seconds from the bot's own ``fetch_funding_interval``
     / ``fetch_funding_intervals`` reads (Binance's ``fundingInfo``; its ``premiumIndex``, which
@@ -195,6 +204,12 @@ class MarketCache:
         fee = self.fees.get(symbol)
         if fee is None or now - fee.fetched >= rules_due:
             sends.append(Send("fetch_trading_fee", (symbol,)))
+        listed = self.intervals_listed_at
+        if listed is None or now - listed >= rules_due:
+            # Every symbol's funding interval, a margin parameter the venue changes at will:
+            # premiumIndex's next funding time cannot tell 4 h from 8 h at 05:00 (08:00 is
+            # on both grids), and funding counted at half its rate moves the liquidation.
+            sends.append(Send("fetch_funding_intervals", ()))
         tiers = self.tiers.get(symbol)
         if tiers is None or now - tiers.fetched >= reconcile:
             # Every symbol's ladder: positions elsewhere share the cross wallet.
@@ -722,6 +737,7 @@ class MarketCache:
             else:
                 known["marginMode"] = _margin_mode_value(args[0])
             self.settings[setting] = Seen(known, fetched, None)
+            self.touch("settings")
         elif method == "fetch_balance" and isinstance(value, Mapping):
             self.balance = Seen(value, now, None)
             self._account_read(method, now)
@@ -760,6 +776,7 @@ class MarketCache:
             if not send.args and not send.kwargs.get("symbols"):
                 for gone in [s for s in self.funding_intervals if s not in answers]:
                     del self.funding_intervals[gone]
+                self.intervals_listed_at = now
         changes = []
         for symbol, answer in answers.items():
             seconds = (
@@ -825,7 +842,8 @@ class MarketCache:
         orders = [value] if isinstance(value, Mapping) else value
         if not isinstance(orders, list):
             return
-        self.own_changes += 1
+        if method not in _READS_OF_ORDERS:
+            self.touch("open_orders")  # our own cancel's answer
         for order in orders:
             if isinstance(order, Mapping) and order.get("id") is not None:
                 status = order.get("status")
@@ -866,6 +884,10 @@ class MarketCache:
         else:
             return  # nothing learned (a status ccxt could not parse leaves the count as it is)
         self.open_orders[symbol] = Seen(resting, seen.fetched, seen.venue_time)
+        if ended or not listed:
+            # One left or joined: a list read sent before may still show it as it was. (A
+            # listed order's new state changes no count: polling it outdates nothing.)
+            self.touch("open_orders")
 
     def _track(self, symbol: str, name: str, price: Any, seen: Seen) -> None:
         tracks = self.prices.setdefault(symbol, {})
@@ -911,7 +933,7 @@ class MarketCache:
         answer (an order that failed or whose outcome is unknown). Everything else waits for
         the schedule in :meth:`refresh`: a resting order or a stop never forces a re-read.
         """
-        self.own_changes += 1
+        self.touch("balance", "positions", "open_orders")
         if not isinstance(order, _MAPPING):
             self._reread_balance()
             self._reread_positions(symbol)
@@ -954,14 +976,29 @@ class MarketCache:
                 self.algo_ids[symbol] = self.algo_ids.get(symbol, frozenset()) | {str(order["id"])}
         self.open_orders[symbol] = Seen(listed, seen.fetched, seen.venue_time)
 
+    def touch(self, *pieces: str) -> None:
+        """``pieces`` of the account changed now (an answer of ours, a stream's news, a read
+        taken): a read of them sent before this is outdated."""
+        self.version += 1
+        for piece in pieces:
+            self.changed_at[piece] = self.version
+
+    def outdated(self, method: str, since: int) -> bool:
+        """Whether a ``method`` read sent at :attr:`version` ``since`` may show its piece of
+        the account from before a change the view has taken since (then it is not taken)."""
+        piece = ACCOUNT_PIECES.get(method)
+        return piece is not None and self.changed_at.get(piece, 0) > since
+
     def _reread_balance(self) -> None:
         # Kept, but due at once and too old for a verdict: the triggers still see the rest of
         # the account until the read.
+        self.touch("balance")
         if self.balance is not None:
             self.balance = Seen(self.balance.value, -math.inf, None)
         self._ask_again("fetch_balance")
 
     def _reread_positions(self, symbol: str) -> None:
+        self.touch("positions")
         if self.positions is not None:
             self.positions = Seen(self.positions.value, -math.inf, None)
         self.unsettled.add(symbol)
@@ -1156,6 +1193,12 @@ class MarketCache:
             )
 
     def _absorb_markets(self, markets: Mapping[str, Any], now: float) -> list[RuleChange]:
+        if markets is self.markets_answer:
+            # ccxt answered ``load_markets()`` from its cache (the very object its last read
+            # built): nothing was read, and stamping it would keep rules the venue may have
+            # changed "fresh" for as long as the bot keeps calling it.
+            return []
+        self.markets_answer = markets
         changes = []
         for symbol, market in markets.items():
             if not isinstance(market, Mapping):
@@ -1196,12 +1239,29 @@ class MarketCache:
 
 
 _ACCOUNT_READS = ("fetch_balance", "fetch_positions", "fetch_open_orders", "fetch_leverages")
+ACCOUNT_PIECES: dict[str, str] = {
+    "fetch_balance": "balance",
+    "fetch_positions": "positions",
+    "fetch_open_orders": "open_orders",
+    "fetch_leverages": "settings",
+}
+"""The account reads, by the piece of the view each one answers (see :meth:`outdated`)."""
 _FILLS_KEPT = 10_000
 """How many orders' applied fills the view remembers (to tell a stream's news from an
 answer it already applied)."""
 _ENDED = frozenset({"closed", "canceled", "cancelled", "expired", "rejected"})
 """ccxt's statuses of an order that no longer rests."""
 _READS = frozenset({"fetch_order", "fetch_orders"})
+_READS_OF_ORDERS = frozenset(
+    {
+        "fetch_order",
+        "fetch_orders",
+        "fetch_closed_orders",
+        "fetch_canceled_orders",
+        "fetch_canceled_and_closed_orders",
+    }
+)
+"""Order answers that are reads: they change nothing at the venue."""
 """Reads whose open orders are the venue's word that those orders rest."""
 _ORDER_ANSWERS = _READS | {
     "fetch_closed_orders",

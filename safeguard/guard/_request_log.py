@@ -184,6 +184,12 @@ def tap_wire(exchange: Any) -> None:
     setattr(exchange, _TAPPED, True)
 
 
+def wire_tapped(exchange: Any) -> bool:
+    """Whether :func:`tap_wire` notes ``exchange``'s requests (then a call that noted none
+    was answered from ccxt's cache)."""
+    return bool(getattr(exchange, _TAPPED, False))
+
+
 def take_wire() -> _Noted | None:
     """The request noted since the last call in this thread or task (``None``: the ccxt call
     was answered from its cache, or the exchange is not tapped), and forget it. Its
@@ -378,4 +384,5 @@ __all__ = [
     "take_wire",
     "tap_wire",
     "unconfigure_logging",
+    "wire_tapped",
 ]

@@ -138,6 +138,8 @@ class TripWire:
     def mark(
         self, symbol: str, data_time: float | None, now: float, *, stale_since: float | None = None
     ) -> None:
+        if data_time is not None and not data_time >= 0.0:
+            data_time = 0.0  # a venue stamp before the epoch (or NaN): as old as can be
         self.feed(t.MarkUpdate(now, symbol, data_time, stale_since))
 
     def account(

@@ -216,8 +216,11 @@ class Order:
             # margin is the wallet itself.
             available = account.wallet_balance
         funding = None
-        if limits.funding_horizon_s > 0 and market.funding_rate is not None:
-            assert market.next_funding_time is not None
+        if (
+            limits.funding_horizon_s > 0
+            and market.funding_rate is not None
+            and market.next_funding_time is not None  # missing: denied unless it only reduces
+        ):
             rate = market.funding_rate
             cap = market.funding_cap if market.funding_cap is not None else limits.funding_cap_rate
             if limits.funding_at_cap and cap is not None and exposure.increases:

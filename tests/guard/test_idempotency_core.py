@@ -53,6 +53,9 @@ class _Allow:
     def read_version(self) -> int:
         return 0
 
+    def venue_health(self, now: float) -> str:
+        return "NORMAL"
+
     def absorb(self, send: Send, value: Any, now: float, since: int | None = None) -> list[Send]:
         return []
 

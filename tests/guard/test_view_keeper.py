@@ -12,7 +12,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,17 @@ class CountingDialect(Dialect):
         self.hold: str | None = None
         self.held = threading.Event()
         self.release = threading.Event()
+        self.during: dict[str, Callable[[], None]] = {}
+        """Per endpoint, run after the venue answered and before the answer goes back."""
 
     def handle(self, request: Request) -> Response:
         key = f"{request.method} {request.path}"
         with self._lock:
             self.requests[key] += 1
         answer = super().handle(request)
+        hook = self.during.pop(key, None)
+        if hook is not None:
+            hook()
         if key == self.hold:
             self.hold = None
             self.held.set()
@@ -378,3 +383,120 @@ def test_the_schedule_weight_is_what_the_budget_charges_for_its_reads() -> None:
     ]
     # 17 a pass, a pass every half of the allowed 5 s: 24 passes a minute.
     assert schedule_weight(sends, 5.0) == pytest.approx(17 * 24)
+
+
+def _in_thread(call: Callable[[], Any]) -> Any:
+    """``call`` on another bot thread, waited for."""
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(call()))
+    thread.start()
+    thread.join(30)
+    assert out, "the other thread's call did not return"
+    return out[0]
+
+
+def _capped(**risk: Any) -> Policy:
+    return Policy.build(
+        risk={"require_stop": False, **risk},
+        degradation={"min_samples": 100_000},
+        retry={"max_attempts": 1},
+    )
+
+
+def test_polling_an_order_outdates_no_account_read(
+    paper: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    """Another bot thread polls its resting order (``fetch_order``) while the order path
+    re-reads the account: a read of an order changes nothing, and took the account read
+    with it (every later order denied MISSING_ACCOUNT while the poller ran)."""
+    account, venue = paper
+    ex = account.guarded(POLICY, state_dir=tmp_path)
+    low = _low(account)
+    resting = ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    account.advance(AGE * 1.01)  # the account is due on the order path
+    polled: list[Any] = []
+
+    def poll() -> None:  # inside every account read the order path makes (its retry too)
+        polled.append(_in_thread(lambda: ex.fetch_order(resting["id"], SYMBOL)))
+        venue.during["GET /fapi/v3/positionRisk"] = poll
+
+    venue.during["GET /fapi/v3/positionRisk"] = poll
+    ex.create_order(SYMBOL, "limit", "buy", 0.01, low)
+    venue.during.clear()
+    assert polled  # the polls did land inside the reads
+    assert len(account.orders(VENUE_SYMBOL)) == 2
+
+
+def test_an_older_read_answered_after_a_newer_one_is_not_taken(tmp_path: Path) -> None:
+    """The keeper's positions read is answered flat; our resting buy then fills at the venue
+    and another thread's newer read shows it; the keeper's older answer, taken last, rolled
+    the view back to flat, stamped fresh, and a second buy passed the position cap."""
+    account, venue = _paper()
+    try:
+        price = float(account.client().fetch_ticker(SYMBOL)["last"])
+        ex = account.guarded(
+            _capped(max_notional_per_position=1.5 * 0.01 * price), state_dir=tmp_path
+        )
+        keeper = ex.keep_fresh([SYMBOL])
+        keeper.close()
+        ex.create_order(SYMBOL, "limit", "buy", 0.01, round(price * 0.995, 1))
+
+        def fill_and_read_again() -> None:
+            account.venue.spike(VENUE_SYMBOL, -3.0, 30.0)
+            for _ in range(200):
+                account.advance(0.5)
+                if account.positions():
+                    break
+            _in_thread(lambda: (ex.fetch_positions(), ex.fetch_open_orders(SYMBOL)))
+
+        account.advance(AGE * 0.55)
+        venue.during["GET /fapi/v3/positionRisk"] = fill_and_read_again
+        keeper.tick()
+        assert account.positions() == {VENUE_SYMBOL: pytest.approx(0.01)}
+        with pytest.raises(errors.OrderDenied) as denied:
+            ex.create_order(SYMBOL, "market", "buy", 0.01)
+        assert denied.value.code == Code.NOTIONAL_PER_POSITION
+    finally:
+        account.close()
+
+
+def test_a_settings_read_from_before_our_set_leverage_is_not_taken(
+    paper: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    account, venue = paper
+    ex = account.guarded(_capped(max_leverage=20.0), state_dir=tmp_path)
+    ex.set_leverage(20, SYMBOL)
+    keeper = ex.keep_fresh([SYMBOL])
+    keeper.close()
+    account.advance(AGE * 0.55)
+    venue.during["GET /fapi/v1/symbolConfig"] = lambda: _in_thread(
+        lambda: ex.set_leverage(50, SYMBOL)
+    )
+    keeper.tick()
+    with pytest.raises(errors.OrderDenied) as denied:
+        ex.create_order(SYMBOL, "market", "buy", 0.002)
+    assert denied.value.code == Code.LEVERAGE_ABOVE_POLICY
+
+
+def test_a_passs_follow_up_reads_never_wait_either(
+    paper: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    """The gate's follow-up (a held symbol's tier ladder, asked after another read) was sent
+    as an ordinary read: it retried with backoff sleeps inside the pass."""
+    account, _ = paper
+    ex = account.guarded(
+        Policy.build(risk={"require_stop": False}, degradation={"min_samples": 100_000}),
+        state_dir=tmp_path,
+    )
+    ex.load_markets()
+    ex.create_order(SYMBOL, "market", "buy", 0.002)  # a held position
+    keeper = ex.keep_fresh([SYMBOL])
+    keeper.close()
+    account.advance(ex.runtime.view.cache._tiers_due * 1.01)  # its tier ladder is due
+    account.set_faults(
+        {"rules": [{"kind": "error", "status": 503, "count": 3,
+                    "endpoint": "GET /fapi/v1/leverageBracket"}]}
+    )  # fmt: skip
+    at = account.clock.time()
+    keeper.tick()
+    assert account.clock.time() == at  # no backoff slept
