@@ -6,8 +6,10 @@
    - *first send refused*: the latch is closed (observed by a sender);
    - *last send in flight exited*: the last send that was past the gate when the latch closed
      has left it (stamped by its own thread): from this instant no order path can send;
-   - *drained* ("last order path closed"): the moment engage starts persisting, i.e. the
-     engaging thread has seen the last send exit (it needs the GIL back to see it);
+   - *drain returned*: the engaging thread's drain has seen the last send exit (it needs the
+     GIL back to see it): from here engage knows every order path is closed;
+   - *drained* ("last order path closed"): the moment engage starts persisting, after it has
+     also woken the retry sleepers (so it includes their competing for the GIL);
    - *waiters woken*: the last retry sleeper returned from ``wait``;
    - *engage returned*: including the atomic write (fsync) of the state file.
    Also the cost of one uncontended ``permit`` (what the gate adds to every order).
@@ -76,6 +78,17 @@ def one_round(
     store = StampedStore(inner)
     config = KillSwitchConfig(state_dir=directory or Path("."), drain_timeout_s=5.0)
     switch = KillSwitch(config, store=store, watch=False)
+    # When the engaging thread's drain returns (a private hook, benchmark only): from here it
+    # knows every order path is closed; waking the retry sleepers and persisting come after.
+    drained_at: list[float] = []
+    drain = switch._sends.drain
+
+    def stamped_drain(*args: Any, **kwargs: Any) -> int:
+        left = drain(*args, **kwargs)
+        drained_at.append(time.perf_counter())
+        return left
+
+    switch._sends.drain = stamped_drain  # type: ignore[method-assign]
     stop = threading.Event()
     woke: list[float] = []
     running = threading.Barrier(senders + waiters + 1)
@@ -123,6 +136,7 @@ def one_round(
         # The last send past the gate left it: from here no order path sends (the engaging
         # thread hears of it when it next gets the GIL, "drained").
         "closed": max(0.0, max(last_exits) - start),
+        "drain_returned": drained_at[0] - start,
         "drained": store.locked_at - start,
         "woken": (max(woke) - start) if woke else 0.0,
         "returned": returned - start,
@@ -158,6 +172,7 @@ def in_process(args: argparse.Namespace) -> None:
         for key, title in (
             ("latched", "engage -> first send refused"),
             ("closed", "engage -> last send in flight exited"),
+            ("drain_returned", "engage -> drain returned (all closed)"),
             ("drained", "engage -> last order path closed"),
             ("woken", "engage -> last retry sleeper woken"),
             ("returned", "engage -> engage returned (persisted)"),
