@@ -465,11 +465,12 @@ class DegradationConfig(PolicySection):
     severe_throttle_rate: Fraction = 0.2
     """Share of requests throttled above this makes the venue SEVERE."""
     degraded_data_age_s: Positive = 2.0
-    """A mark older than this when it arrives (the venue's stamp against our clock) makes the
-    venue DEGRADED. Not the age of the data in use, which grows while a bot is idle: the
-    verdict judges that (`risk.max_market_data_age_s`)."""
+    """Data age reported to a `HealthMonitor` (`record_data_age`) above this makes the venue
+    DEGRADED. The guard does not report it itself: it judges each symbol's data age in the
+    verdict (`risk.max_market_data_age_s`); for a feed of your own."""
     severe_data_age_s: Positive = 10.0
-    """A mark older than this when it arrives makes the venue SEVERE."""
+    """Data age reported to a `HealthMonitor` above this makes the venue SEVERE (see
+    `degraded_data_age_s`)."""
     recovery_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
     """Hysteresis: a metric must fall below ratio x threshold to count as recovered."""
     cooling_period_s: Seconds = 30.0

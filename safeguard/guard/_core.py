@@ -515,7 +515,7 @@ class GuardCore:
         """A read the gate needs to judge what a read brought (the account, a position's tier
         ladder); returns what it needs next. A failure is the gate's to act on, not the
         caller's, whose own read succeeded."""
-        essential = replace(wanted, essential=True, scheduled=scheduled)
+        essential = replace(wanted, essential=True, scheduled=scheduled or wanted.scheduled)
         since = self.gate.read_version()
         try:
             value = yield from self._attempts(

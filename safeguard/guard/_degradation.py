@@ -112,7 +112,6 @@ class HealthMonitor:
         self._lock = threading.Lock()
         self._series: dict[str, _Series] = {}
         self._data_age: tuple[float, float] | None = None  # (age at report, when reported)
-        self._data_ages = True  # whether the reported age grows with time (see record_data_lag)
         self._state = VenueHealth.NORMAL
         self._since: float | None = None
         self._thresholds: tuple[tuple[str, float, float], ...] = ()
@@ -159,21 +158,6 @@ class HealthMonitor:
         _inputs.non_negative("now", now)
         with self._lock:
             self._data_age = (float(age_s), now)
-            self._data_ages = True
-            event = self._evaluate(now)
-        self._emit(event)
-
-    def record_data_lag(self, lag_s: float, now: float) -> None:
-        """Market data just received was ``lag_s`` old on arrival (the venue's stamp on it
-        against our clock): a venue serving old data is a degraded one. Unlike
-        :meth:`record_data_age` the signal does not age on between reads: a bot that reads
-        seldom is idle, not served stale data (the verdict's own staleness check judges the
-        data in use)."""
-        _inputs.non_negative("lag_s", lag_s)
-        _inputs.non_negative("now", now)
-        with self._lock:
-            self._data_age = (float(lag_s), now)
-            self._data_ages = False
             event = self._evaluate(now)
         self._emit(event)
 
@@ -213,7 +197,7 @@ class HealthMonitor:
         age = None
         if self._data_age is not None:
             reported, at = self._data_age
-            age = reported + max(0.0, now - at) if self._data_ages else reported
+            age = reported + max(0.0, now - at)
         return HealthMetrics(
             latency=latency,
             latency_p95_s=max(ripe) if ripe else None,
@@ -237,7 +221,7 @@ class HealthMonitor:
         age = None
         if self._data_age is not None:
             reported, at = self._data_age
-            age = reported + max(0.0, now - at) if self._data_ages else reported
+            age = reported + max(0.0, now - at)
         return (
             max(self._p95.values()) if self._p95 else None,
             self._errors / total if total >= enough else None,

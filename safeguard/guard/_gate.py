@@ -32,7 +32,7 @@ from safeguard._log import logger
 from safeguard.guard._core import Assessment, Send
 from safeguard.guard._events import EventKind, Hooks, StateChangeEvent, VerdictEvent
 from safeguard.guard._exposure import Committed, committed, fold
-from safeguard.guard._market import ACCOUNT_PIECES, MarketCache, RuleChange, Seen, due_after
+from safeguard.guard._market import MarketCache, RuleChange, Seen, due_after
 from safeguard.guard._observe import Health
 from safeguard.guard._orders import OrderCall
 from safeguard.guard._protective import protective_stop
@@ -144,17 +144,6 @@ class PreTradeGate:
     def refresh(self, symbol: str, now: float) -> list[Send]:
         return self.cache.refresh(symbol, now)
 
-    def _mark_lag(self, symbol: str, now: float) -> None:
-        """How old the mark was when it arrived, to the venue's health
-        (``degradation.degraded_data_age_s`` / ``severe_data_age_s``). The mark alone: Binance
-        stamps it as it computes it (every second), where a quiet book's stamp is its last
-        change, however current the book is."""
-        record = getattr(self.health, "record_data_lag", None)
-        funding = self.cache.funding.get(symbol)
-        if record is not None and funding is not None and funding.venue_time is not None:
-            lag = now - funding.venue_time
-            record(lag if lag > 0.0 else 0.0, now)  # a venue clock ahead of ours: no lag
-
     def read_version(self) -> int:
         return self.cache.version
 
@@ -163,14 +152,15 @@ class PreTradeGate:
         return str(getattr(state, "value", state))
 
     def absorb(self, send: Send, value: Any, now: float, since: int | None = None) -> list[Send]:
-        # The health monitor hears how old the mark was when it arrived (_mark_lag), not how
-        # old the data in use is: that ages on between reads, which for a REST poller makes
-        # idleness look like a frozen feed. The verdict judges the data in use itself
-        # (STALE_MARKET_DATA).
+        # Data age is not fed to the health monitor: it ages a sample on between reads, which
+        # for a REST poller makes idleness look like a frozen feed; and the mark's age on
+        # arrival is one symbol's, mixed with the round trip and the clocks' offset, where
+        # the monitor's state is the whole venue's (a try at feeding it made one frozen
+        # symbol stop every other, and a bot's clock 4 s fast degrade a healthy venue for
+        # good). The verdict judges each symbol's data itself (STALE_MARKET_DATA).
         cache = self.cache
-        piece = ACCOUNT_PIECES.get(send.method)
         with self._applying:
-            if since is not None and piece is not None and cache.outdated(send.method, since):
+            if since is not None and cache.outdated(send, since):
                 # The answer may show the account from before a change the view has taken
                 # since it was sent (our order's answer, a stream's news, a newer read): a
                 # keeper thread's positions read sent before a fill and taken after it rolled
@@ -180,10 +170,7 @@ class PreTradeGate:
                 cache.raced(send)
                 return []
             changes = cache.absorb(send, value, now)
-            if piece is not None:
-                cache.touch(piece)  # an older read still on its way is outdated now
-        if send.method == "fetch_funding_rate" and send.args:
-            self._mark_lag(str(send.args[0]), now)
+            cache.taken(send)
         if send.method == "fetch_open_interest" and isinstance(value, Mapping) and send.args:
             self._open_interest[str(send.args[0])] = (value, now)
         if self.crowding is not None and send.method == "fetch_funding_rate" and send.args:
@@ -204,6 +191,10 @@ class PreTradeGate:
                 for symbol in _interval_symbols(send, value):
                     if symbol in self.cache.funding_intervals:
                         self._market_warnings(symbol, now)
+        if send.method == "fetch_funding_rate" and cache.intervals_wanted(now):
+            cache.intervals_asked = now
+            # One try, no waits (scheduled): the verdict does without it.
+            wanted.append(Send("fetch_funding_intervals", (), scheduled=True))
         if changes:
             self._rules_changed(changes, now)
         return wanted
@@ -217,9 +208,6 @@ class PreTradeGate:
         Returns the reads due on the stream's path (:meth:`MarketCache.stream_reads`)."""
         with self._applying:
             moved = self.cache.streamed(method, args, kwargs, value, now)
-        if method in {"watch_mark_price", "watch_mark_prices"}:
-            for symbol in moved:
-                self._mark_lag(symbol, now)
         if self.tripwire is not None:
             for symbol in moved:
                 funding = self.cache.funding.get(symbol)

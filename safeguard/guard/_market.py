@@ -155,6 +155,8 @@ class MarketCache:
     """When the whole funding-interval list was last read (``fetch_funding_intervals`` with no
     symbols: Binance's ``fundingInfo``): the guard reads it on the rules' schedule, and a
     symbol it does not list is on the default interval as of then."""
+    intervals_asked: float | None = None
+    """When :meth:`intervals_wanted` last asked for the list."""
     funding_intervals: dict[str, Seen] = field(default_factory=dict)
     """Per symbol, the funding interval in seconds from the bot's own ``fetch_funding_interval``
     / ``fetch_funding_intervals`` reads (Binance's ``fundingInfo``; its ``premiumIndex``, which
@@ -204,12 +206,6 @@ class MarketCache:
         fee = self.fees.get(symbol)
         if fee is None or now - fee.fetched >= rules_due:
             sends.append(Send("fetch_trading_fee", (symbol,)))
-        listed = self.intervals_listed_at
-        if listed is None or now - listed >= rules_due:
-            # Every symbol's funding interval, a margin parameter the venue changes at will:
-            # premiumIndex's next funding time cannot tell 4 h from 8 h at 05:00 (08:00 is
-            # on both grids), and funding counted at half its rate moves the liquidation.
-            sends.append(Send("fetch_funding_intervals", ()))
         tiers = self.tiers.get(symbol)
         if tiers is None or now - tiers.fetched >= reconcile:
             # Every symbol's ladder: positions elsewhere share the cross wallet.
@@ -258,6 +254,20 @@ class MarketCache:
             if ladder is None or now - ladder.fetched >= due:
                 return True
         return False
+
+    def intervals_wanted(self, now: float) -> bool:
+        """Whether to read every symbol's funding interval now (after a funding read, off the
+        verdict's needs): the list is missing or half as old as the rules may be, and was not
+        asked for within that period, whatever became of the ask. A margin parameter the
+        venue changes at will: premiumIndex's next funding time cannot tell 4 h from 8 h at
+        05:00 (08:00 is on both grids), and funding counted at half its rate moves the
+        liquidation price. Not needed for a verdict (without it the interval is inferred), so
+        a venue failing it costs one request a period, never an order."""
+        due = self.limits.max_rules_age_s / 2.0
+        for stamp in (self.intervals_listed_at, self.intervals_asked):
+            if stamp is not None and 0.0 <= now - stamp < due:
+                return False
+        return True
 
     def held(self) -> list[str]:
         """Symbols with an open position in the latest positions read, and those our own
@@ -690,7 +700,8 @@ class MarketCache:
         method, args = send.method, send.args
         symbol = _symbol_arg(args, send.kwargs)
         if method == "load_markets" and isinstance(value, Mapping):
-            return self._absorb_markets(value, now)
+            reload = args[0] if args else send.kwargs.get("reload", False)
+            return self._absorb_markets(value, now, reload=reload is True)
         if method == "fetch_leverage_tiers" and isinstance(value, Mapping):
             changes = []
             for sym, ladder in value.items():
@@ -843,7 +854,7 @@ class MarketCache:
         if not isinstance(orders, list):
             return
         if method not in _READS_OF_ORDERS:
-            self.touch("open_orders")  # our own cancel's answer
+            self._touch_orders(None)  # our own cancel's answer
         for order in orders:
             if isinstance(order, Mapping) and order.get("id") is not None:
                 status = order.get("status")
@@ -887,7 +898,7 @@ class MarketCache:
         if ended or not listed:
             # One left or joined: a list read sent before may still show it as it was. (A
             # listed order's new state changes no count: polling it outdates nothing.)
-            self.touch("open_orders")
+            self._touch_orders(symbol)
 
     def _track(self, symbol: str, name: str, price: Any, seen: Seen) -> None:
         tracks = self.prices.setdefault(symbol, {})
@@ -933,7 +944,8 @@ class MarketCache:
         answer (an order that failed or whose outcome is unknown). Everything else waits for
         the schedule in :meth:`refresh`: a resting order or a stop never forces a re-read.
         """
-        self.touch("balance", "positions", "open_orders")
+        self.touch("balance", "positions")
+        self._touch_orders(symbol)
         if not isinstance(order, _MAPPING):
             self._reread_balance()
             self._reread_positions(symbol)
@@ -978,16 +990,47 @@ class MarketCache:
 
     def touch(self, *pieces: str) -> None:
         """``pieces`` of the account changed now (an answer of ours, a stream's news, a read
-        taken): a read of them sent before this is outdated."""
+        taken): a read of them sent before this is outdated. The open orders are kept per
+        symbol (``open_orders:BTC/USDT:USDT``) beside all of them (``open_orders``)."""
         self.version += 1
         for piece in pieces:
             self.changed_at[piece] = self.version
 
-    def outdated(self, method: str, since: int) -> bool:
-        """Whether a ``method`` read sent at :attr:`version` ``since`` may show its piece of
+    def _touch_orders(self, symbol: Any) -> None:
+        if isinstance(symbol, str):
+            self.touch(_OPEN_ORDERS, f"{_OPEN_ORDERS}:{symbol}")
+        else:  # every symbol's
+            self.touch(_OPEN_ORDERS, *(f"{_OPEN_ORDERS}:{name}" for name in list(self.open_orders)))
+
+    def _read_piece(self, send: Send) -> tuple[str | None, bool]:
+        """The account piece ``send`` reads, and whether taking it makes that piece current
+        (a filtered positions read does not: it refreshes the legs it names)."""
+        piece = ACCOUNT_PIECES.get(send.method)
+        if piece == _OPEN_ORDERS:
+            symbol = _symbol_arg(send.args, send.kwargs)
+            return (_OPEN_ORDERS if symbol is None else f"{_OPEN_ORDERS}:{symbol}"), True
+        if piece == "positions":
+            return piece, not send.args and not send.kwargs.get("symbols")
+        return piece, piece is not None
+
+    def outdated(self, send: Send, since: int) -> bool:
+        """Whether ``send``, a read sent at :attr:`version` ``since``, may show its piece of
         the account from before a change the view has taken since (then it is not taken)."""
-        piece = ACCOUNT_PIECES.get(method)
+        piece, _ = self._read_piece(send)
         return piece is not None and self.changed_at.get(piece, 0) > since
+
+    def taken(self, send: Send) -> None:
+        """``send``'s answer was taken: an older read of the same piece still on its way is
+        outdated now (a filtered read outdates nothing: it made no piece current)."""
+        piece, current = self._read_piece(send)
+        if piece is None or not current:
+            return
+        if piece == _OPEN_ORDERS:
+            self._touch_orders(None)
+        elif piece.startswith(_OPEN_ORDERS):
+            self._touch_orders(piece.split(":", 1)[1])
+        else:
+            self.touch(piece)
 
     def _reread_balance(self) -> None:
         # Kept, but due at once and too old for a verdict: the triggers still see the rest of
@@ -1192,11 +1235,17 @@ class MarketCache:
                 None,
             )
 
-    def _absorb_markets(self, markets: Mapping[str, Any], now: float) -> list[RuleChange]:
-        if markets is self.markets_answer:
-            # ccxt answered ``load_markets()`` from its cache (the very object its last read
-            # built): nothing was read, and stamping it would keep rules the venue may have
-            # changed "fresh" for as long as the bot keeps calling it.
+    def _absorb_markets(
+        self, markets: Mapping[str, Any], now: float, *, reload: bool
+    ) -> list[RuleChange]:
+        """The markets ``load_markets`` answered. Stamped as read now only when it was a
+        reload (the guard's own reads are) or the first: without ``reload`` ccxt answers from
+        its cache when it has markets, however old (loaded by the raw client an hour ago),
+        and a stamp would keep rules the venue may have changed "fresh" for as long as the
+        bot keeps calling it."""
+        if markets is self.markets_answer:  # the very object the last answer was
+            if reload:
+                self.rules_at = now  # read again, and found as it was
             return []
         self.markets_answer = markets
         changes = []
@@ -1210,7 +1259,8 @@ class MarketCache:
                     if before != after:
                         changes.append(RuleChange(symbol, ".".join(path), before, after))
             self.markets[symbol] = market
-        self.rules_at = now
+        if reload or self.rules_at is None:
+            self.rules_at = now
         return changes
 
     # --- what the verdict reads ------------------------------------------------------------
@@ -1246,6 +1296,7 @@ ACCOUNT_PIECES: dict[str, str] = {
     "fetch_leverages": "settings",
 }
 """The account reads, by the piece of the view each one answers (see :meth:`outdated`)."""
+_OPEN_ORDERS = "open_orders"
 _FILLS_KEPT = 10_000
 """How many orders' applied fills the view remembers (to tell a stream's news from an
 answer it already applied)."""

@@ -24,8 +24,9 @@ import pytest
 from safeguard import _errors as errors
 from safeguard._codes import Code
 from safeguard._config import Policy
-from safeguard.guard import EventKind, Hooks, RequestEvent, StateChangeEvent
-from safeguard.testing import PaperAccount, paper_account
+from safeguard.guard import EventKind, Hooks, RequestEvent, StateChangeEvent, guard
+from safeguard.killswitch import KillSwitch
+from safeguard.testing import PaperAccount, paper_account, sandbox_policy
 from safeguard.venue._dialect import Request, Response
 
 SYMBOL, VENUE_SYMBOL = "BTC/USDT:USDT", "BTCUSDT"
@@ -214,8 +215,7 @@ def test_a_mark_stamped_at_the_epoch_is_stale_not_just_read(
     ex.load_markets()
     with pytest.raises(errors.OrderDenied) as denied:
         ex.create_order(SYMBOL, "market", "buy", 0.01)
-    # Stale for the verdict; and a mark that old on arrival makes the venue SEVERE first.
-    assert denied.value.code in {Code.STALE_MARKET_DATA, Code.SEVERE_REDUCE_ONLY}
+    assert denied.value.code == Code.STALE_MARKET_DATA
     assert paper.positions() == {}
 
 
@@ -247,31 +247,21 @@ def test_an_out_of_range_premium_index_field_is_missing_data_not_an_exception(
         assert paper.positions() == {VENUE_SYMBOL: pytest.approx(0.05)}
 
 
-def test_a_mark_served_old_degrades_the_venue(tmp_path: Path) -> None:
-    """``degradation.degraded_data_age_s`` / ``severe_data_age_s`` were accepted and never
-    fed: a venue serving a mark 20 s old stayed NORMAL and priced orders on the calm face.
-    The mark's age on arrival (its venue stamp against our clock) is now the signal; an idle
-    bot's data ageing between its reads is not (the verdict's own check judges that)."""
-    account = paper_account(wallet=10_000)
+def test_one_frozen_symbol_stops_only_its_own_orders(tmp_path: Path) -> None:
+    """A try at feeding the venue's health with each mark's age on arrival made the whole
+    venue SEVERE when one symbol's feed froze (the monitor's state is the venue's): every
+    other symbol's orders were denied reduce-only. The verdict judges each symbol's data."""
+    account = paper_account(wallet=10_000, symbols=(VENUE_SYMBOL, "ETHUSDT"))
     try:
-        policy = Policy.build(
-            risk={"max_leverage": 125, "require_stop": False, "max_market_data_age_s": 60.0,
-                  "frozen_price_ticks": None},
-            degradation={"degraded_data_age_s": 2.0, "severe_data_age_s": 10.0},
-        )  # fmt: skip
-        ex = account.guarded(policy, state_dir=tmp_path)
+        ex = account.guarded(_policy(), state_dir=tmp_path)
         ex.load_markets()
-        assert ex.preview(SYMBOL, "market", "buy", 0.01).decision == "ALLOW"
-        health = ex.runtime.core.gate.health
-        account.advance(30.0)  # idle: nothing read meanwhile
-        assert str(health.state(account.clock.time())) == "NORMAL"
-        account.venue.freeze_feed(VENUE_SYMBOL, "timestamps")
+        account.venue.freeze_feed("ETHUSDT", "timestamps")
         account.advance(20.0)
-        ex.fetch_funding_rate(SYMBOL)
-        assert str(health.state(account.clock.time())) == "SEVERE"
         with pytest.raises(errors.OrderDenied) as denied:
-            ex.create_order(SYMBOL, "market", "buy", 0.01)
-        assert denied.value.code == Code.SEVERE_REDUCE_ONLY
+            ex.create_order("ETH/USDT:USDT", "market", "buy", 0.1)
+        assert denied.value.code == Code.STALE_MARKET_DATA
+        ex.create_order(SYMBOL, "market", "buy", 0.01)
+        assert account.positions() == {VENUE_SYMBOL: pytest.approx(0.01)}
     finally:
         account.close()
 
@@ -308,3 +298,53 @@ def test_a_funding_interval_the_venue_shortens_is_read_on_the_rules_schedule(
     ]
     assert funding[0] == pytest.approx(funding[1])
     assert funding[1] > 0
+
+
+def test_a_failing_funding_interval_list_costs_one_request_a_period_never_an_order(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    """The list is read after a funding read, once per half of the rules' age whatever
+    became of it, in one try: made on the order path as a needed read, a venue failing it
+    retried it with backoff on every order and its errors made the venue SEVERE."""
+    ex = paper.guarded(_policy(), state_dir=tmp_path)
+    ex.load_markets()
+    paper.set_faults(
+        {"rules": [{"kind": "error", "endpoint": "GET /fapi/v1/fundingInfo", "status": 503}]}
+    )
+    for i in range(20):
+        paper.advance(60.0)
+        ex.create_order(SYMBOL, "market", "buy" if i % 2 == 0 else "sell", 0.01)
+    assert paper.faults_fired()[0] <= 20 * 60 / (_policy().risk.max_rules_age_s / 2) + 1
+    assert str(ex.runtime.core.gate.health.state(paper.clock.time())) == "NORMAL"
+
+
+def test_markets_the_raw_client_reloaded_long_ago_are_not_stamped_as_just_read(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    """The raw client (the one handed to ``guard()``) reloads its markets in another part of
+    the bot; much later the guarded ``load_markets()`` is answered with that old object from
+    ccxt's cache, which the guard took as read then: a rule the venue changed meanwhile went
+    unseen for another period."""
+    raw = paper.client()
+    policy = sandbox_policy(tmp_path, _policy())
+    ex = guard(
+        raw,
+        policy,
+        clock=paper.clock,
+        kill_switch=KillSwitch(policy.kill_switch, clock=paper.clock, watch=False),
+        durable_journal=False,
+    )
+    ex.load_markets()
+    paper.advance(60)
+    raw.load_markets(True)
+    paper.advance(3400)
+    _rewrite(paper, "/fapi/v1/exchangeInfo", lambda info: _min_notional(info, "5000"))
+    paper.advance(60)
+    ex.load_markets()  # ccxt's cache: the raw reload of 57 minutes ago
+    paper.advance(200)  # past the rules' allowed age since the raw reload
+    with pytest.raises(errors.OrderDenied) as denied:
+        ex.create_order(SYMBOL, "market", "buy", 0.01)
+    assert denied.value.code == Code.MIN_NOTIONAL
+
+    ex.runtime.switch.close()
+    ex.runtime.core.journal.close()

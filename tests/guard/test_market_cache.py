@@ -43,7 +43,6 @@ def test_refresh_names_what_is_missing_then_what_is_due() -> None:
     assert _methods(cache.refresh(SYMBOL, 0.0)) == [
         "load_markets",
         "fetch_trading_fee",  # the account's commission rates, on the rules' schedule
-        "fetch_funding_intervals",  # every symbol's, on the rules' schedule
         "fetch_leverage_tiers",
         "fetch_funding_rate",
         "fetch_ticker",
@@ -82,10 +81,10 @@ def test_refresh_names_what_is_missing_then_what_is_due() -> None:
     assert _methods(cache.due(SYMBOL, 2.0)) == data
     assert cache.refresh(SYMBOL, 3.9) == []
     assert _methods(cache.refresh(SYMBOL, 4.0)) == data
-    rules = ["load_markets", "fetch_trading_fee", "fetch_funding_intervals", "fetch_leverage_tiers"]
-    assert _methods(cache.due(SYMBOL, 50.0))[:4] == rules
+    rules = ["load_markets", "fetch_trading_fee", "fetch_leverage_tiers"]
+    assert _methods(cache.due(SYMBOL, 50.0))[:3] == rules
     assert "load_markets" not in _methods(cache.refresh(SYMBOL, 99.0))
-    assert _methods(cache.refresh(SYMBOL, 100.0))[:4] == rules
+    assert _methods(cache.refresh(SYMBOL, 100.0))[:3] == rules
     # A symbol the venue does not list needs nothing more: the verdict denies it.
     assert cache.refresh("NOPE/USDT:USDT", 1.0) == []
 

@@ -500,3 +500,43 @@ def test_a_passs_follow_up_reads_never_wait_either(
     at = account.clock.time()
     keeper.tick()
     assert account.clock.time() == at  # no backoff slept
+
+
+@pytest.mark.parametrize("poll", ["positions of one symbol", "open orders of another symbol"])
+def test_a_partial_read_on_another_thread_outdates_no_full_read(tmp_path: Path, poll: str) -> None:
+    """Another thread's ``fetch_positions([BTC])`` or ``fetch_open_orders(ETH)`` lands while the
+    order path re-reads the account: neither makes the read it crossed any older (one made no
+    piece current, the other is another symbol's list), and both starved the order path."""
+    account, venue = _paper(VENUE_SYMBOL, "ETHUSDT")
+    try:
+        ex = account.guarded(POLICY, state_dir=tmp_path)
+        ex.fetch_open_orders("ETH/USDT:USDT")
+        ex.create_order(SYMBOL, "market", "buy", 0.002)
+        account.advance(AGE * 1.01)
+        if poll.startswith("positions"):
+            endpoint = "GET /fapi/v3/positionRisk"
+
+            def other() -> Any:
+                return ex.fetch_positions([SYMBOL])
+
+        else:
+            ex.fetch_balance()
+            ex.fetch_positions()  # only the open orders are due on the order path now
+            endpoint = "GET /fapi/v1/openOrders"
+
+            def other() -> Any:
+                return ex.fetch_open_orders("ETH/USDT:USDT")
+
+        polled: list[Any] = []
+
+        def crossing() -> None:
+            polled.append(_in_thread(other))
+            venue.during[endpoint] = crossing
+
+        venue.during[endpoint] = crossing
+        ex.create_order(SYMBOL, "market", "buy", 0.002)
+        venue.during.clear()
+        assert polled
+        assert account.positions() == {VENUE_SYMBOL: pytest.approx(0.004)}
+    finally:
+        account.close()
