@@ -240,7 +240,21 @@ class Face:
             return self._raw_path(name)
         if kind is CallKind.STREAM:
             return self._watched(name, attr)
+        if name == "load_markets":
+            return self._load_markets(self._guarded(kind, name))
         return self._guarded(kind, name)
+
+    def _load_markets(self, guarded: Any) -> Any:
+        """``load_markets`` made a reload whenever ccxt has no markets to answer from (then it
+        reads them anyway): the view stamps markets as read only on a reload, since without
+        one ccxt answers from its cache, however old (the raw client's load of an hour ago)."""
+
+        def load_markets(reload: Any = False, params: Any = None) -> Any:
+            if not getattr(self._raw, "markets", None):
+                reload = True
+            return guarded(reload, {} if params is None else params)
+
+        return load_markets
 
     def _watched(self, name: str, attr: Any) -> Any:
         """A ccxt.pro watch, passed through: its answer goes to the caller unchanged and to

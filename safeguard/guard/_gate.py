@@ -169,7 +169,9 @@ class PreTradeGate:
                 logger.info("{} answered from before a newer change: not taken", send.method)
                 cache.raced(send)
                 return []
+            newer, legs = cache.newer_legs(send, since) if since is not None else (set(), [])
             changes = cache.absorb(send, value, now)
+            cache.keep_legs(newer, legs)
             cache.taken(send)
         if send.method == "fetch_open_interest" and isinstance(value, Mapping) and send.args:
             self._open_interest[str(send.args[0])] = (value, now)

@@ -752,7 +752,7 @@ class MarketCache:
         elif method == "fetch_balance" and isinstance(value, Mapping):
             self.balance = Seen(value, now, None)
             self._account_read(method, now)
-        elif method == "fetch_positions" and isinstance(value, list) and not args:
+        elif method == "fetch_positions" and isinstance(value, list) and not _filtered(send):
             # Only the all-symbols answer replaces the account view; a filtered one is partial.
             self.positions = Seen(value, now, None)
             self._position_marks(value, now)
@@ -884,6 +884,8 @@ class MarketCache:
     def _update(self, symbol: Any, order: Mapping[str, Any], *, ended: bool, joins: bool) -> None:
         seen = self.open_orders.get(symbol) if isinstance(symbol, str) else None
         if seen is None:
+            if isinstance(symbol, str):
+                self._touch_orders(symbol)  # a list read on its way may predate this news
             return  # never read: the next verdict reads the whole list
         order_id = str(order["id"])
         resting = [o for o in seen.value if str(o.get("id")) != order_id]
@@ -996,22 +998,57 @@ class MarketCache:
         for piece in pieces:
             self.changed_at[piece] = self.version
 
-    def _touch_orders(self, symbol: Any) -> None:
-        if isinstance(symbol, str):
-            self.touch(_OPEN_ORDERS, f"{_OPEN_ORDERS}:{symbol}")
-        else:  # every symbol's
-            self.touch(_OPEN_ORDERS, *(f"{_OPEN_ORDERS}:{name}" for name in list(self.open_orders)))
+    def _touch_orders(self, symbol: Any, *kinds: str) -> None:
+        """``symbol``'s open orders changed (None: every symbol's); ``kinds``: the plain ones,
+        the stops, or (none given) both."""
+        names = [symbol] if isinstance(symbol, str) else list(self.open_orders)
+        kinds = kinds or (_OPEN_ORDERS, _STOPS)
+        self.touch(*kinds, *(f"{kind}:{name}" for kind in kinds for name in names))
 
     def _read_piece(self, send: Send) -> tuple[str | None, bool]:
-        """The account piece ``send`` reads, and whether taking it makes that piece current
-        (a filtered positions read does not: it refreshes the legs it names)."""
-        piece = ACCOUNT_PIECES.get(send.method)
+        """The account piece ``send`` reads, and whether taking it makes that piece current:
+        as :meth:`absorb` takes it. None for a read it does not take (a page of open orders,
+        filtered leverages), which can neither be outdated nor outdate another. The plain
+        open orders and the stops are read apart (``{"trigger": True}``) and kept apart; a
+        filtered positions read refreshes the legs it names (``positions:<symbol>``)."""
+        method, args, kwargs = send.method, send.args, send.kwargs
+        piece = ACCOUNT_PIECES.get(method)
         if piece == _OPEN_ORDERS:
-            symbol = _symbol_arg(send.args, send.kwargs)
-            return (_OPEN_ORDERS if symbol is None else f"{_OPEN_ORDERS}:{symbol}"), True
+            params = kwargs.get("params") or (args[3] if len(args) > 3 else None)
+            stops = _stops_only(params)
+            if (params and not stops) or any(
+                a is not None for a in [*args[1:3], kwargs.get("since"), kwargs.get("limit")]
+            ):
+                return None, False  # a page, or other filters: not taken
+            kind = _STOPS if stops else _OPEN_ORDERS
+            symbol = _symbol_arg(args, kwargs)
+            return (kind if symbol is None else f"{kind}:{symbol}"), True
         if piece == "positions":
-            return piece, not send.args and not send.kwargs.get("symbols")
+            return piece, not _filtered(send)
+        if piece == "settings" and (args or kwargs.get("symbols")):
+            return None, False  # filtered: not taken
         return piece, piece is not None
+
+    def newer_legs(self, send: Send, since: int) -> tuple[set[str], list[Any]]:
+        """For a complete positions read sent at ``since``: the symbols a filtered read has
+        refreshed since it was sent, and their legs now (:meth:`keep_legs` puts them back
+        after the older read is taken, rather than have the filtered polls of another thread
+        outdate, and starve, every complete read)."""
+        if send.method != "fetch_positions" or _filtered(send):
+            return set(), []
+        prefix = "positions:"
+        newer = {
+            key[len(prefix) :]
+            for key, at in list(self.changed_at.items())
+            if key.startswith(prefix) and at > since
+        }
+        rows = self.positions.value if newer and self.positions is not None else []
+        return newer, [p for p in rows if isinstance(p, _MAPPING) and p.get("symbol") in newer]
+
+    def keep_legs(self, symbols: set[str], legs: list[Any]) -> None:
+        if symbols and self.positions is not None:
+            rest = [p for p in self.positions.value if p.get("symbol") not in symbols]
+            self.positions = Seen(rest + legs, self.positions.fetched, self.positions.venue_time)
 
     def outdated(self, send: Send, since: int) -> bool:
         """Whether ``send``, a read sent at :attr:`version` ``since``, may show its piece of
@@ -1023,14 +1060,16 @@ class MarketCache:
         """``send``'s answer was taken: an older read of the same piece still on its way is
         outdated now (a filtered read outdates nothing: it made no piece current)."""
         piece, current = self._read_piece(send)
-        if piece is None or not current:
+        if piece is None:
             return
-        if piece == _OPEN_ORDERS:
-            self._touch_orders(None)
-        elif piece.startswith(_OPEN_ORDERS):
-            self._touch_orders(piece.split(":", 1)[1])
-        else:
+        kind, _, symbol = piece.partition(":")
+        if kind in (_OPEN_ORDERS, _STOPS):
+            self._touch_orders(symbol or None, kind)
+        elif current:
             self.touch(piece)
+        else:  # a filtered positions read: the legs it named are newer than older reads
+            named = _symbols_arg(send.args, send.kwargs)
+            self.touch(*(f"positions:{name}" for name in named))
 
     def _reread_balance(self) -> None:
         # Kept, but due at once and too old for a verdict: the triggers still see the rest of
@@ -1239,10 +1278,10 @@ class MarketCache:
         self, markets: Mapping[str, Any], now: float, *, reload: bool
     ) -> list[RuleChange]:
         """The markets ``load_markets`` answered. Stamped as read now only when it was a
-        reload (the guard's own reads are) or the first: without ``reload`` ccxt answers from
-        its cache when it has markets, however old (loaded by the raw client an hour ago),
-        and a stamp would keep rules the venue may have changed "fresh" for as long as the
-        bot keeps calling it."""
+        reload (the guard's own reads are; the guarded face makes a call ccxt cannot answer
+        from its cache one): without ``reload`` ccxt answers from its cache when it has
+        markets, however old (loaded by the raw client an hour ago), and a stamp would keep
+        rules the venue may have changed "fresh" for as long as the bot keeps calling it."""
         if markets is self.markets_answer:  # the very object the last answer was
             if reload:
                 self.rules_at = now  # read again, and found as it was
@@ -1259,7 +1298,7 @@ class MarketCache:
                     if before != after:
                         changes.append(RuleChange(symbol, ".".join(path), before, after))
             self.markets[symbol] = market
-        if reload or self.rules_at is None:
+        if reload:
             self.rules_at = now
         return changes
 
@@ -1297,6 +1336,7 @@ ACCOUNT_PIECES: dict[str, str] = {
 }
 """The account reads, by the piece of the view each one answers (see :meth:`outdated`)."""
 _OPEN_ORDERS = "open_orders"
+_STOPS = "stops"
 _FILLS_KEPT = 10_000
 """How many orders' applied fills the view remembers (to tell a stream's news from an
 answer it already applied)."""
@@ -1453,6 +1493,12 @@ def due_after(seen: Seen | None, now: float, after: float) -> bool:
 def _symbol_arg(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
     symbol = args[0] if args else kwargs.get("symbol")
     return symbol if isinstance(symbol, str) else None
+
+
+def _filtered(send: Send) -> bool:
+    """Whether a ``fetch_positions`` names symbols (``fetch_positions(None)`` names none)."""
+    symbols = send.args[0] if send.args else send.kwargs.get("symbols")
+    return symbols is not None
 
 
 def _symbols_arg(args: Sequence[Any], kwargs: Mapping[str, Any]) -> set[str]:

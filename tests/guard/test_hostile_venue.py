@@ -318,6 +318,26 @@ def test_a_failing_funding_interval_list_costs_one_request_a_period_never_an_ord
     assert str(ex.runtime.core.gate.health.state(paper.clock.time())) == "NORMAL"
 
 
+def test_a_guard_built_on_a_client_that_loaded_its_markets_long_ago_reads_them_again(
+    paper: PaperAccount, tmp_path: Path
+) -> None:
+    raw = paper.client()
+    raw.load_markets()
+    _rewrite(paper, "/fapi/v1/exchangeInfo", lambda info: _min_notional(info, "5000"))
+    paper.advance(3600)  # an hour later the bot builds its guard on the same client
+    policy = sandbox_policy(tmp_path, _policy())
+    switch = KillSwitch(policy.kill_switch, clock=paper.clock, watch=False)
+    ex = guard(raw, policy, clock=paper.clock, kill_switch=switch, durable_journal=False)
+    try:
+        ex.load_markets()  # ccxt's cache: the rules as of an hour ago
+        with pytest.raises(errors.OrderDenied) as denied:
+            ex.create_order(SYMBOL, "market", "buy", 0.01)
+        assert denied.value.code == Code.MIN_NOTIONAL
+    finally:
+        switch.close()
+        ex.runtime.core.journal.close()
+
+
 def test_markets_the_raw_client_reloaded_long_ago_are_not_stamped_as_just_read(
     paper: PaperAccount, tmp_path: Path
 ) -> None:

@@ -207,7 +207,9 @@ def test_a_stall_on_loopback_held_streams_denies_new_exposure(
         ex.load_markets()
         since = paper.clock.time()
         paper.advance(1.0)
-        _wait(lambda: _heard_since(ex, since, "mark"), "the held streams heard")
+        # Every feed the verdict judges (each is its own socket over loopback: under load the
+        # book's may connect after the mark's, and an unfed book is read over REST).
+        _wait(lambda: _heard_since(ex, since, "mark", "ticker", "book"), "the held streams heard")
         assert ex.preview(BTC, "market", "buy", 0.01).decision is Decision.ALLOW
         paper.set_faults({"rules": [{"kind": "stream_stall", "end_s": 30}]})
         heard = ex.runtime.view.cache.feeds[("mark", BTC)].last_message

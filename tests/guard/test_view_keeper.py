@@ -395,6 +395,24 @@ def _in_thread(call: Callable[[], Any]) -> Any:
     return out[0]
 
 
+def _buy_with_polls_crossing(
+    account: PaperAccount, venue: CountingDialect, ex: Any, endpoint: str, poll: Callable[[], Any]
+) -> None:
+    """A second buy of 0.002 (after a first), with ``poll`` made on another thread inside
+    each of the order path's reads of ``endpoint``: the buy goes."""
+    polled: list[Any] = []
+
+    def crossing() -> None:
+        polled.append(_in_thread(poll))
+        venue.during[endpoint] = crossing
+
+    venue.during[endpoint] = crossing
+    ex.create_order(SYMBOL, "market", "buy", 0.002)
+    venue.during.clear()
+    assert polled  # the polls did land inside the reads
+    assert account.positions() == {VENUE_SYMBOL: pytest.approx(0.004)}
+
+
 def _capped(**risk: Any) -> Policy:
     return Policy.build(
         risk={"require_stop": False, **risk},
@@ -427,10 +445,12 @@ def test_polling_an_order_outdates_no_account_read(
     assert len(account.orders(VENUE_SYMBOL)) == 2
 
 
-def test_an_older_read_answered_after_a_newer_one_is_not_taken(tmp_path: Path) -> None:
+@pytest.mark.parametrize("newer", ["complete", "filtered"])
+def test_an_older_read_answered_after_a_newer_one_is_not_taken(tmp_path: Path, newer: str) -> None:
     """The keeper's positions read is answered flat; our resting buy then fills at the venue
-    and another thread's newer read shows it; the keeper's older answer, taken last, rolled
-    the view back to flat, stamped fresh, and a second buy passed the position cap."""
+    and another thread's newer read shows it (all positions, or ``fetch_positions([symbol])``);
+    the keeper's older answer, taken last, rolled the view back to flat, stamped fresh, and a
+    second buy passed the position cap."""
     account, venue = _paper()
     try:
         price = float(account.client().fetch_ticker(SYMBOL)["last"])
@@ -447,7 +467,8 @@ def test_an_older_read_answered_after_a_newer_one_is_not_taken(tmp_path: Path) -
                 account.advance(0.5)
                 if account.positions():
                     break
-            _in_thread(lambda: (ex.fetch_positions(), ex.fetch_open_orders(SYMBOL)))
+            symbols = None if newer == "complete" else [SYMBOL]
+            _in_thread(lambda: (ex.fetch_positions(symbols), ex.fetch_open_orders(SYMBOL)))
 
         account.advance(AGE * 0.55)
         venue.during["GET /fapi/v3/positionRisk"] = fill_and_read_again
@@ -527,16 +548,32 @@ def test_a_partial_read_on_another_thread_outdates_no_full_read(tmp_path: Path, 
             def other() -> Any:
                 return ex.fetch_open_orders("ETH/USDT:USDT")
 
-        polled: list[Any] = []
-
-        def crossing() -> None:
-            polled.append(_in_thread(other))
-            venue.during[endpoint] = crossing
-
-        venue.during[endpoint] = crossing
-        ex.create_order(SYMBOL, "market", "buy", 0.002)
-        venue.during.clear()
-        assert polled
-        assert account.positions() == {VENUE_SYMBOL: pytest.approx(0.004)}
+        _buy_with_polls_crossing(account, venue, ex, endpoint, other)
     finally:
         account.close()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "poll"),
+    [
+        ("GET /fapi/v1/openOrders", "stops of the same symbol"),
+        ("GET /fapi/v1/openOrders", "a page of open orders"),
+        ("GET /fapi/v1/symbolConfig", "one symbol's leverage"),
+    ],
+)
+def test_a_read_the_view_does_not_take_whole_outdates_nothing(
+    paper: tuple[PaperAccount, CountingDialect], tmp_path: Path, endpoint: str, poll: str
+) -> None:
+    """Another thread polls something the view keeps apart or does not take (its stops, a
+    page of open orders, one symbol's leverage) while the order path re-reads: each made the
+    full read it crossed "outdated", twice, and the order was denied MISSING_ACCOUNT."""
+    account, venue = paper
+    ex = account.guarded(POLICY, state_dir=tmp_path)
+    ex.create_order(SYMBOL, "market", "buy", 0.002)
+    account.advance(AGE * 1.01)
+    calls: dict[str, Callable[[], Any]] = {
+        "stops of the same symbol": lambda: ex.fetch_open_orders(SYMBOL, params={"trigger": True}),
+        "a page of open orders": lambda: ex.fetch_open_orders(SYMBOL, None, 50),
+        "one symbol's leverage": lambda: ex.fetch_leverages([SYMBOL]),
+    }
+    _buy_with_polls_crossing(account, venue, ex, endpoint, calls[poll])
