@@ -40,7 +40,7 @@ FAULTS = {
          "probability": 0.15},
         {"kind": "error", "endpoint": "POST /fapi/v1/order", "status": 503, "processed": True,
          "probability": 0.2},
-        {"kind": "timeout_after_accept", "endpoint": "POST /fapi/v1/order", "probability": 0.1},
+        {"kind": "timeout_after_accept", "endpoint": "POST /fapi/v1/order", "probability": 0.2},
     ],
 }  # fmt: skip
 

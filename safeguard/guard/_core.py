@@ -336,9 +336,11 @@ class Gate(Protocol):
         ``explain`` asks for everything a preview shows (the largest safe amount too)."""
         ...
 
-    def placed(self, intent: OrderCall, order: Any, now: float) -> None:
+    def placed(self, intent: OrderCall, order: Any, now: float, since: int | None = None) -> None:
         """An order now exists (``order`` is the venue's answer, ``None`` when there is none):
-        apply what the answer says to the view; what it cannot say is read again first."""
+        apply what the answer says to the view; what it cannot say is read again first.
+        ``since``: the view's version before the order was sent (an account read taken
+        after it may already hold the fill: then the account is read again instead)."""
         ...
 
     def adds_risk(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
@@ -905,6 +907,7 @@ class GuardCore:
         ``declares``: the protective stop that must follow the entry, journaled with it so a
         restart that finds the entry without its stop can say so."""
         now = self._last_now
+        since = self.gate.read_version()  # before the send: see Gate.placed
         try:
             if intent.edit_of is not None:
                 order = yield from self._edit(intent, now)
@@ -938,7 +941,7 @@ class GuardCore:
             # The outcome is unknown (an order may exist): the next verdict re-reads the account.
             self.gate.placed(intent, None, self._last_now)
             raise
-        self.gate.placed(intent, order, self._last_now)
+        self.gate.placed(intent, order, self._last_now, since)
         return order
 
     def _refresh(self, symbol: str, now: float, *, wake_on: Permit | None = None) -> Steps[None]:

@@ -468,9 +468,9 @@ class PreTradeGate:
             lambda: self._account_observed(now, settle),
         )
 
-    def placed(self, intent: OrderCall, order: Any, now: float) -> None:
+    def placed(self, intent: OrderCall, order: Any, now: float, since: int | None = None) -> None:
         with self._applying:
-            self.cache.placed(intent.symbol, order, now)
+            self.cache.placed(intent.symbol, order, now, since)
 
     @contextmanager
     def committing(self, intent: OrderCall, now: float) -> Iterator[Assessment]:

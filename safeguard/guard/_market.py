@@ -932,7 +932,7 @@ class MarketCache:
     def price_tracks(self, symbol: str) -> tuple[PriceTrack, ...]:
         return tuple(self.prices.get(symbol, {}).values())
 
-    def placed(self, symbol: str, order: Any, now: float) -> None:
+    def placed(self, symbol: str, order: Any, now: float, since: int | None = None) -> None:
         """Our own order changed the account: apply what its answer says to the view.
 
         A resting order joins the open orders and holds margin (the venue takes its size times
@@ -945,7 +945,15 @@ class MarketCache:
         not give) or that is not one one-way cross leg, and the whole account when there is no
         answer (an order that failed or whose outcome is unknown). Everything else waits for
         the schedule in :meth:`refresh`: a resting order or a stop never forces a re-read.
+
+        ``since``: the :attr:`version` before the order was sent. An account read taken after
+        that (another thread's, the keeper's, while the order was on the wire or its answer
+        was being journaled) may already hold the fill or the margin: applied on top, they
+        would count twice, so the account is read again instead.
         """
+        crossed = since is not None and any(
+            self.changed_at.get(read, 0) > since for read in _ACCOUNT_TAKEN
+        )
         self.touch("balance", "positions")
         self._touch_orders(symbol)
         if not isinstance(order, _MAPPING):
@@ -967,6 +975,9 @@ class MarketCache:
             # cannot have filled at once: it waits for its trigger).
             self._reread_balance()
             self._reread_positions(symbol)
+        elif filled and crossed:
+            self._reread_balance()
+            self._reread_positions(symbol)
         elif filled:
             before = self._signed_leg(symbol)
             if not self._apply_fill(symbol, order, filled):
@@ -975,7 +986,10 @@ class MarketCache:
             elif before is None or not self._settle_fill(symbol, order, before):
                 self._reread_balance()
         if resting and not _conditional(order) and not order.get("reduceOnly"):
-            self._hold_margin(symbol, order)
+            if crossed:
+                self._reread_balance()
+            else:
+                self._hold_margin(symbol, order)
         seen = self.open_orders.get(symbol)
         if seen is None:
             self.open_orders.pop(symbol, None)
@@ -1066,10 +1080,10 @@ class MarketCache:
         if kind in (_OPEN_ORDERS, _STOPS):
             self._touch_orders(symbol or None, kind)
         elif current:
-            self.touch(piece)
+            self.touch(piece, f"{piece}{_TAKEN}")
         else:  # a filtered positions read: the legs it named are newer than older reads
             named = _symbols_arg(send.args, send.kwargs)
-            self.touch(*(f"positions:{name}" for name in named))
+            self.touch(f"{piece}{_TAKEN}", *(f"positions:{name}" for name in named))
 
     def _reread_balance(self) -> None:
         # Kept, but due at once and too old for a verdict: the triggers still see the rest of
@@ -1337,6 +1351,9 @@ ACCOUNT_PIECES: dict[str, str] = {
 """The account reads, by the piece of the view each one answers (see :meth:`outdated`)."""
 _OPEN_ORDERS = "open_orders"
 _STOPS = "stops"
+_TAKEN = "_read"
+_ACCOUNT_TAKEN = ("balance_read", "positions_read")
+"""When a balance or positions read was last taken (see :meth:`MarketCache.placed`)."""
 _FILLS_KEPT = 10_000
 """How many orders' applied fills the view remembers (to tell a stream's news from an
 answer it already applied)."""

@@ -65,7 +65,7 @@ class _Allow:
     def assess(self, intent: OrderCall, now: float, *, explain: bool = False) -> Assessment:
         return Assessment(intent, verdict="ALLOW")
 
-    def placed(self, intent: OrderCall, order: Any, now: float) -> None:
+    def placed(self, intent: OrderCall, order: Any, now: float, since: int | None = None) -> None:
         return None
 
     @contextmanager

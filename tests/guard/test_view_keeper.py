@@ -577,3 +577,42 @@ def test_a_read_the_view_does_not_take_whole_outdates_nothing(
         "one symbol's leverage": lambda: ex.fetch_leverages([SYMBOL]),
     }
     _buy_with_polls_crossing(account, venue, ex, endpoint, calls[poll])
+
+
+def test_a_fill_a_keeper_read_already_holds_is_not_applied_again(
+    paper: tuple[PaperAccount, CountingDialect], tmp_path: Path
+) -> None:
+    """Async face: the keeper task's positions read is sent after an order reached the venue
+    and taken while the order's answer is being journaled (in a thread: other tasks run);
+    then the answer's fill was applied on top of the read that already held it, and the
+    view was a fill off, stamped fresh (at 50 ms of latency: 89 orders of 150). Now such an
+    answer has the account read again instead."""
+    account, _ = paper
+    account.set_faults({"rules": [{"kind": "latency", "ms": 50}]})
+
+    async def scenario() -> int:
+        ex = account.guarded(POLICY, state_dir=tmp_path, asyncio=True)
+        off = 0
+        try:
+            keeper = await ex.keep_fresh([SYMBOL], every_s=0.01)
+            view = ex.runtime.view.cache
+            for i in range(60):
+                side = "buy" if (i // 3) % 2 == 0 else "sell"
+                mark = float(account.client().fetch_ticker(SYMBOL)["last"])
+                price = round(mark * (1.02 if side == "buy" else 0.98), 1)
+                await ex.create_order(SYMBOL, "limit", side, 0.002, price)
+                await asyncio.sleep(0.003)
+                held = account.positions().get(VENUE_SYMBOL, 0.0)
+                usable = view.positions is not None and view.positions.fetched > -1e18
+                if usable and SYMBOL not in view.unsettled:
+                    shown = sum(
+                        p["contracts"] if p["side"] == "long" else -p["contracts"]
+                        for p in view.positions.value
+                    )
+                    off += abs(shown - held) > 1e-9
+            await keeper.aclose()
+        finally:
+            await ex.close()
+        return off
+
+    assert asyncio.run(scenario()) == 0
