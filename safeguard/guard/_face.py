@@ -250,8 +250,8 @@ class Face:
         one ccxt answers from its cache, however old (the raw client's load of an hour ago)."""
 
         def load_markets(reload: Any = False, params: Any = None) -> Any:
-            if not getattr(self._raw, "markets", None):
-                reload = True
+            # ccxt reads on any truthy ``reload``: the view is told a plain bool.
+            reload = bool(reload) or not getattr(self._raw, "markets", None)
             return guarded(reload, {} if params is None else params)
 
         return load_markets

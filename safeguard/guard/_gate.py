@@ -489,8 +489,7 @@ class PreTradeGate:
                 self._in_flight.pop(token, None)
 
     def assess(self, intent: OrderCall, now: float, *, explain: bool = False) -> Assessment:
-        state = self.health.state(now)
-        health = str(getattr(state, "value", state))
+        health = self.venue_health(now)
         severe_gate = self.policy.degradation.severe_reduce_only
         if health == "SEVERE" and severe_gate and not intent.reduce_only:
             return self._refuse_unpriced(
@@ -811,8 +810,7 @@ class PreTradeGate:
 
     def _fill_terms(self, now: float) -> tuple[FillTerms, bool]:
         """The fill model's face for the venue's health now, and whether it is the degraded."""
-        state = self.health.state(now)
-        degraded = str(getattr(state, "value", state)) != "NORMAL"
+        degraded = self.venue_health(now) != "NORMAL"
         return (self.fills.degraded if degraded else self.fills.expected), degraded
 
     def _exit_market(self, symbol: str, terms: FillTerms) -> ExitMarket | None:
@@ -1027,10 +1025,7 @@ class PreTradeGate:
         return replace(intent, amount=safe)
 
     def refuse(self, intent: OrderCall, code: str, reason: str, now: float) -> Assessment:
-        state = self.health.state(now)
-        return self._refuse_unpriced(
-            intent, Code(code), reason, now, str(getattr(state, "value", state))
-        )
+        return self._refuse_unpriced(intent, Code(code), reason, now, self.venue_health(now))
 
     def _refuse_unpriced(
         self, intent: OrderCall, code: Code, reason: str, now: float, health: str

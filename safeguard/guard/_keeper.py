@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from safeguard._log import logger
@@ -104,6 +104,16 @@ class _Schedule(Generic[R]):
         self.passes = 0
         """Passes made (whatever their reads answered)."""
 
+    def _batches(self) -> Iterator[list[Send]]:
+        """One pass's reads, batch by batch: after each batch the due reads are asked again,
+        at most :data:`_ROUNDS` times (the positions the first batch reads name the held
+        symbols whose pieces the pass must read too)."""
+        for _ in range(_ROUNDS):
+            sends = self.due()
+            if not sends:
+                return
+            yield sends
+
     def due(self) -> list[Send]:
         sends = self.view.scheduled_reads(self.symbols, self.now())
         if self.passes == 0 and sends:
@@ -133,15 +143,12 @@ class ViewKeeper(_Schedule[None]):
         """One pass; on the thread it ends early once the keeper is closed (a read under
         way finishes first, and it never waits on the rate budget)."""
         made = 0
-        for _ in range(_ROUNDS):
-            sends = self.due()
+        for sends in self._batches():
             for send in sends:
                 if stop is not None and stop.is_set():
                     return made
                 self._reads([send])
                 made += 1
-            if not sends:
-                break
         self.passes += 1
         return made
 
@@ -180,10 +187,7 @@ class AsyncViewKeeper(_Schedule[Awaitable[None]]):
     async def tick(self) -> int:
         """One pass now; returns how many reads it made."""
         made = 0
-        for _ in range(_ROUNDS):
-            sends = self.due()
-            if not sends:
-                break
+        for sends in self._batches():
             await self._reads(sends)
             made += len(sends)
         self.passes += 1

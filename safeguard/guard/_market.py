@@ -731,7 +731,9 @@ class MarketCache:
             self._track(symbol, "last", value.get("last"), self.tickers[symbol])
         elif method == "fetch_trading_fee" and isinstance(value, Mapping) and symbol:
             self.fees[symbol] = Seen(value, now, None)
-        elif method == "fetch_leverages" and isinstance(value, Mapping) and not args:
+        elif (
+            method == "fetch_leverages" and isinstance(value, Mapping) and not _names_symbols(send)
+        ):
             self._absorb_settings(value, now)
         elif method in ("set_leverage", "set_margin_mode") and len(args) >= 2:
             # Our own change, acknowledged by the venue: known without a re-read.
@@ -752,7 +754,7 @@ class MarketCache:
         elif method == "fetch_balance" and isinstance(value, Mapping):
             self.balance = Seen(value, now, None)
             self._account_read(method, now)
-        elif method == "fetch_positions" and isinstance(value, list) and not _filtered(send):
+        elif method == "fetch_positions" and isinstance(value, list) and not _names_symbols(send):
             # Only the all-symbols answer replaces the account view; a filtered one is partial.
             self.positions = Seen(value, now, None)
             self._position_marks(value, now)
@@ -784,7 +786,7 @@ class MarketCache:
             answers = {symbol: value} if symbol and isinstance(value, Mapping) else {}
         else:
             answers = dict(value) if isinstance(value, Mapping) else {}
-            if not send.args and not send.kwargs.get("symbols"):
+            if not _names_symbols(send):
                 for gone in [s for s in self.funding_intervals if s not in answers]:
                     del self.funding_intervals[gone]
                 self.intervals_listed_at = now
@@ -808,11 +810,8 @@ class MarketCache:
         ``{"trigger": True}`` the conditional ones): for its symbol, or without one for every
         symbol. The other kind is kept as it was known."""
         args, kwargs = send.args, send.kwargs
-        params = kwargs.get("params") or (args[3] if len(args) > 3 else None)
-        conditional = _stops_only(params)
-        if (params and not conditional) or any(
-            a is not None for a in [*args[1:3], kwargs.get("since"), kwargs.get("limit")]
-        ):
+        whole, conditional = _open_orders_read(send)
+        if not whole:
             return  # other filters, or one page: partial
         symbol = _symbol_arg(args, kwargs)
         # Threads sharing one guarded exchange add symbols while this walks them: walk a
@@ -1025,21 +1024,17 @@ class MarketCache:
         filtered leverages), which can neither be outdated nor outdate another. The plain
         open orders and the stops are read apart (``{"trigger": True}``) and kept apart; a
         filtered positions read refreshes the legs it names (``positions:<symbol>``)."""
-        method, args, kwargs = send.method, send.args, send.kwargs
-        piece = ACCOUNT_PIECES.get(method)
+        piece = _ACCOUNT_PIECES.get(send.method)
         if piece == _OPEN_ORDERS:
-            params = kwargs.get("params") or (args[3] if len(args) > 3 else None)
-            stops = _stops_only(params)
-            if (params and not stops) or any(
-                a is not None for a in [*args[1:3], kwargs.get("since"), kwargs.get("limit")]
-            ):
+            whole, stops = _open_orders_read(send)
+            if not whole:
                 return None, False  # a page, or other filters: not taken
             kind = _STOPS if stops else _OPEN_ORDERS
-            symbol = _symbol_arg(args, kwargs)
+            symbol = _symbol_arg(send.args, send.kwargs)
             return (kind if symbol is None else f"{kind}:{symbol}"), True
         if piece == "positions":
-            return piece, not _filtered(send)
-        if piece == "settings" and (args or kwargs.get("symbols")):
+            return piece, not _names_symbols(send)
+        if piece == "settings" and _names_symbols(send):
             return None, False  # filtered: not taken
         return piece, piece is not None
 
@@ -1048,7 +1043,7 @@ class MarketCache:
         refreshed since it was sent, and their legs now (:meth:`keep_legs` puts them back
         after the older read is taken, rather than have the filtered polls of another thread
         outdate, and starve, every complete read)."""
-        if send.method != "fetch_positions" or _filtered(send):
+        if send.method != "fetch_positions" or _names_symbols(send):
             return set(), []
         prefix = "positions:"
         newer = {
@@ -1342,7 +1337,7 @@ class MarketCache:
 
 
 _ACCOUNT_READS = ("fetch_balance", "fetch_positions", "fetch_open_orders", "fetch_leverages")
-ACCOUNT_PIECES: dict[str, str] = {
+_ACCOUNT_PIECES: dict[str, str] = {
     "fetch_balance": "balance",
     "fetch_positions": "positions",
     "fetch_open_orders": "open_orders",
@@ -1360,6 +1355,7 @@ answer it already applied)."""
 _ENDED = frozenset({"closed", "canceled", "cancelled", "expired", "rejected"})
 """ccxt's statuses of an order that no longer rests."""
 _READS = frozenset({"fetch_order", "fetch_orders"})
+"""Reads whose open orders are the venue's word that those orders rest."""
 _READS_OF_ORDERS = frozenset(
     {
         "fetch_order",
@@ -1370,7 +1366,6 @@ _READS_OF_ORDERS = frozenset(
     }
 )
 """Order answers that are reads: they change nothing at the venue."""
-"""Reads whose open orders are the venue's word that those orders rest."""
 _ORDER_ANSWERS = _READS | {
     "fetch_closed_orders",
     "fetch_canceled_orders",
@@ -1512,10 +1507,23 @@ def _symbol_arg(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
     return symbol if isinstance(symbol, str) else None
 
 
-def _filtered(send: Send) -> bool:
-    """Whether a ``fetch_positions`` names symbols (``fetch_positions(None)`` names none)."""
+def _names_symbols(send: Send) -> bool:
+    """Whether a read that takes ``symbols`` first (``fetch_positions``, ``fetch_leverages``,
+    ``fetch_funding_intervals``) names any: ``fetch_positions(None)`` names none."""
     symbols = send.args[0] if send.args else send.kwargs.get("symbols")
     return symbols is not None
+
+
+def _open_orders_read(send: Send) -> tuple[bool, bool]:
+    """Whether a ``fetch_open_orders`` is a whole list (no page, no filter but the stops'),
+    and whether it lists the stops (``{"trigger": True}``, Binance's algo orders)."""
+    args, kwargs = send.args, send.kwargs
+    params = kwargs.get("params") or (args[3] if len(args) > 3 else None)
+    stops = _stops_only(params)
+    partial = (params and not stops) or any(
+        a is not None for a in [*args[1:3], kwargs.get("since"), kwargs.get("limit")]
+    )
+    return not partial, stops
 
 
 def _symbols_arg(args: Sequence[Any], kwargs: Mapping[str, Any]) -> set[str]:
